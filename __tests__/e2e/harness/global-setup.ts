@@ -1,0 +1,20 @@
+/**
+ * Jest globalSetup: makes sure the Debian packages the e2e tests need are installed (fails loudly if not).
+ *
+ * Jest loads this file outside its module registry: ts-jest compiles it, then Node's own ESM loader runs it,
+ * so jest's moduleNameMapper does not apply and a static `import './packages.js'` cannot be resolved (there
+ * is no packages.js on disk). tsx's tsImport loads the TypeScript module (and anything it imports) instead.
+ */
+import { tsImport } from 'tsx/esm/api'
+
+type PackagesModule = typeof import('./packages.js')
+
+export default async function globalSetup(): Promise<void> {
+  const started = Date.now()
+  const { CORE_PACKAGES, ensureDebianPackages } = (await tsImport(
+    './packages.ts',
+    import.meta.url
+  )) as PackagesModule
+  ensureDebianPackages(CORE_PACKAGES)
+  if (process.env.E2E_DEBUG) console.log(`[e2e globalSetup] packages checked in ${Date.now() - started} ms`)
+}

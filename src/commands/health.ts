@@ -1,0 +1,34 @@
+import { sh } from './quote.js'
+import { script, type RemoteCommand } from './command.js'
+
+/**
+ * One HTTP request from the host, with curl or else wget. Prints the body, then a last line
+ * `HTTP_STATUS=<code>` (000 when nothing answered).
+ */
+export function httpProbe(url: string, timeoutMs: number): RemoteCommand {
+  const secs = Math.max(1, Math.ceil(timeoutMs / 1000))
+  return {
+    label: `GET ${url}`,
+    script: script(
+      `url=${sh(url)}`,
+      'if command -v curl >/dev/null 2>&1; then',
+      `  code=$(curl -sS -o /dev/stdout -w '\\nHTTP_STATUS=%{http_code}' --max-time ${secs} "$url" 2>/dev/null) || true`,
+      '  printf "%s\\n" "$code"',
+      '  case "$code" in *HTTP_STATUS=*) ;; *) echo HTTP_STATUS=000 ;; esac',
+      'elif command -v wget >/dev/null 2>&1; then',
+      `  body=$(wget -q -S -O - -T ${secs} -t 1 "$url" 2>/tmp/.safe-deploy-wget.$$) || true`,
+      '  status=$(sed -n "s/^ *HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/\\1/p" /tmp/.safe-deploy-wget.$$ | tail -n 1)',
+      '  rm -f /tmp/.safe-deploy-wget.$$',
+      '  printf "%s\\nHTTP_STATUS=%s\\n" "$body" "${status:-000}"',
+      'else echo "neither curl nor wget is installed on this host; install one or use verify.http.from: runner" >&2; exit 127',
+      'fi'
+    )
+  }
+}
+
+export function parseProbe(stdout: string): { status: number; body: string } {
+  const i = stdout.lastIndexOf('HTTP_STATUS=')
+  if (i < 0) return { status: 0, body: stdout }
+  const status = Number.parseInt(stdout.slice(i + 'HTTP_STATUS='.length).trim(), 10)
+  return { status: Number.isFinite(status) ? status : 0, body: stdout.slice(0, i).replace(/\n$/, '') }
+}

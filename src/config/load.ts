@@ -1,0 +1,253 @@
+import { readFileSync, existsSync } from 'node:fs'
+import { dirname, resolve, isAbsolute } from 'node:path'
+import { parse as parseYaml, YAMLParseError } from 'yaml'
+import type { ZodError } from 'zod'
+import { configSchema, type Config } from './schema.js'
+import { ConfigError } from './errors.js'
+
+/** Values given on the command line or as Action inputs; they win over the file. */
+export interface Overrides {
+  /** One address, or several separated by commas: replaces the hosts list. */
+  host?: string
+  port?: number
+  user?: string
+  path?: string
+  privateKey?: string
+  privateKeyFile?: string
+  knownHosts?: string
+  knownHostsFile?: string
+  insecureSkipHostKeyCheck?: boolean
+}
+
+export interface ResolvedHost {
+  /** Shown in logs and errors. */
+  name: string
+  kind: 'ssh' | 'local'
+  address: string
+  port: number
+  user: string
+  primary: boolean
+}
+
+export interface SshAuth {
+  privateKey?: string
+  passphrase?: string
+  knownHosts?: string
+  fingerprints: string[]
+  insecure: boolean
+}
+
+export interface LoadedConfig {
+  config: Config
+  /** Absolute path of the config file. */
+  file: string
+  /** Directory relative paths in the config are resolved against. */
+  baseDir: string
+  /** Absolute source dir. */
+  sourceDir: string
+  hosts: ResolvedHost[]
+  auth: SshAuth
+  /** Every secret value, for redaction and core.setSecret. */
+  secrets: string[]
+}
+
+const ENV_REF = /^env:([A-Za-z_][A-Za-z0-9_]*)$/
+/** Key paths whose `env:` values are secrets (redacted everywhere). */
+const SECRET_PATHS = [/^ssh\.private_key$/, /^ssh\.passphrase$/, /^env\./]
+
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = ''
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`
+    else out += out ? `.${String(part)}` : String(part)
+  }
+  return out || '(top level)'
+}
+
+/** Replaces `env:NAME` strings with the variable's value, recording secrets and missing variables. */
+function resolveEnvRefs(
+  node: unknown,
+  path: PropertyKey[],
+  env: NodeJS.ProcessEnv,
+  secrets: string[],
+  problems: string[]
+): unknown {
+  if (typeof node === 'string') {
+    const m = ENV_REF.exec(node)
+    if (!m) return node
+    const name = m[1] as string
+    const value = env[name]
+    const where = formatPath(path)
+    if (value === undefined || value === '') {
+      problems.push(`${where}: environment variable ${name} is not set or empty (referenced as env:${name})`)
+      return ''
+    }
+    if (SECRET_PATHS.some(re => re.test(where))) secrets.push(value)
+    return value
+  }
+  if (Array.isArray(node)) return node.map((item, i) => resolveEnvRefs(item, [...path, i], env, secrets, problems))
+  if (node && typeof node === 'object') {
+    const out: Record<string, unknown> = {}
+    for (const [k, v] of Object.entries(node)) out[k] = resolveEnvRefs(v, [...path, k], env, secrets, problems)
+    return out
+  }
+  return node
+}
+
+export function formatZodError(error: ZodError): string[] {
+  return error.issues.map(issue => `${formatPath(issue.path)}: ${issue.message}`)
+}
+
+function readTextFile(file: string, key: string, baseDir: string, problems: string[]): string | undefined {
+  const full = isAbsolute(file) ? file : resolve(baseDir, file)
+  try {
+    return readFileSync(full, 'utf8')
+  } catch (e) {
+    problems.push(`${key}: cannot read ${full}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`)
+    return undefined
+  }
+}
+
+function applyOverrides(raw: Record<string, unknown>, o: Overrides): void {
+  const ssh = (raw.ssh && typeof raw.ssh === 'object' ? raw.ssh : (raw.ssh = {})) as Record<string, unknown>
+  if (o.path) raw.path = o.path
+  if (o.host) {
+    const first = Array.isArray(raw.hosts) && raw.hosts[0] && typeof raw.hosts[0] === 'object' ? raw.hosts[0] : {}
+    const base = first as Record<string, unknown>
+    raw.hosts = o.host
+      .split(',')
+      .map(a => a.trim())
+      .filter(Boolean)
+      .map(address => ({ address, port: base.port ?? 22, user: base.user ?? 'root' }))
+  }
+  if (Array.isArray(raw.hosts)) {
+    for (const h of raw.hosts) {
+      if (!h || typeof h !== 'object' || (h as Record<string, unknown>).local) continue
+      if (o.port) (h as Record<string, unknown>).port = o.port
+      if (o.user) (h as Record<string, unknown>).user = o.user
+    }
+  }
+  if (o.privateKey) {
+    ssh.private_key = o.privateKey
+    delete ssh.private_key_file
+  } else if (o.privateKeyFile) {
+    ssh.private_key_file = o.privateKeyFile
+    delete ssh.private_key
+  }
+  if (o.knownHosts) {
+    ssh.known_hosts = o.knownHosts
+    delete ssh.known_hosts_file
+  } else if (o.knownHostsFile) {
+    ssh.known_hosts_file = o.knownHostsFile
+    delete ssh.known_hosts
+  }
+  if (o.insecureSkipHostKeyCheck) ssh.insecure_skip_host_key_check = true
+}
+
+/**
+ * Reads, resolves and validates a config. Every problem is collected and reported together, each naming
+ * its key path; nothing here touches the network.
+ */
+export function loadConfig(
+  file: string,
+  overrides: Overrides = {},
+  env: NodeJS.ProcessEnv = process.env
+): LoadedConfig {
+  const abs = resolve(file)
+  if (!existsSync(abs)) {
+    throw new ConfigError(`config file ${abs} not found; create one (see README "Configuration") or pass --config`)
+  }
+  let parsed: unknown
+  try {
+    parsed = parseYaml(readFileSync(abs, 'utf8'))
+  } catch (e) {
+    const detail = e instanceof YAMLParseError ? e.message : String(e)
+    throw new ConfigError(`${abs}: not valid YAML: ${detail}`)
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new ConfigError(`${abs}: expected a mapping of keys (app, path, hosts, ...) at the top level`)
+  }
+  return validateConfig(parsed as Record<string, unknown>, abs, overrides, env)
+}
+
+export function validateConfig(
+  parsed: Record<string, unknown>,
+  file: string,
+  overrides: Overrides = {},
+  env: NodeJS.ProcessEnv = process.env
+): LoadedConfig {
+  const baseDir = dirname(file)
+  const secrets: string[] = []
+  const problems: string[] = []
+  const raw = structuredClone(parsed)
+  applyOverrides(raw, overrides)
+  const resolved = resolveEnvRefs(raw, [], env, secrets, problems) as Record<string, unknown>
+  const result = configSchema.safeParse(resolved)
+  if (!result.success) problems.push(...formatZodError(result.error))
+  if (!result.success || problems.length) throw configProblems(file, problems)
+  const config = result.data
+
+  const hosts: ResolvedHost[] = config.hosts.map(h =>
+    'local' in h
+      ? { name: h.name ?? 'local', kind: 'local', address: 'localhost', port: 0, user: '', primary: !!h.primary }
+      : {
+          name: h.name ?? (h.port === 22 ? h.address : `${h.address}:${h.port}`),
+          kind: 'ssh',
+          address: h.address,
+          port: h.port,
+          user: h.user,
+          primary: !!h.primary
+        }
+  )
+  const primaries = hosts.filter(h => h.primary)
+  if (primaries.length > 1) problems.push(`hosts: only one host can be primary, found ${primaries.length}`)
+  if (primaries.length === 0 && hosts[0]) hosts[0].primary = true
+  const names = new Set<string>()
+  for (const h of hosts) {
+    if (names.has(h.name)) problems.push(`hosts: two hosts are named ${h.name}; give each a distinct name`)
+    names.add(h.name)
+  }
+
+  const ssh = config.ssh
+  const auth: SshAuth = { fingerprints: ssh.fingerprints, insecure: ssh.insecure_skip_host_key_check }
+  if (ssh.private_key && ssh.private_key_file) {
+    problems.push('ssh: give private_key or private_key_file, not both')
+  }
+  auth.privateKey = ssh.private_key ?? readOptional(ssh.private_key_file, 'ssh.private_key_file', baseDir, problems)
+  if (auth.privateKey && ssh.private_key_file) secrets.push(auth.privateKey)
+  auth.passphrase = ssh.passphrase
+  if (ssh.known_hosts && ssh.known_hosts_file) problems.push('ssh: give known_hosts or known_hosts_file, not both')
+  auth.knownHosts = ssh.known_hosts ?? readOptional(ssh.known_hosts_file, 'ssh.known_hosts_file', baseDir, problems)
+
+  if (hosts.some(h => h.kind === 'ssh')) {
+    if (!auth.privateKey && !problems.some(p => p.startsWith('ssh.private_key'))) {
+      problems.push('ssh.private_key: required for SSH hosts (env:NAME, or ssh.private_key_file: path)')
+    } else if (auth.privateKey && !/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(auth.privateKey)) {
+      problems.push('ssh.private_key: expected a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----)')
+    }
+    if (!auth.insecure && !auth.knownHosts && auth.fingerprints.length === 0 && !problems.some(p => p.startsWith('ssh.known_hosts'))) {
+      problems.push(
+        'ssh.known_hosts: host keys are verified; give known_hosts (lines from `ssh-keyscan`), known_hosts_file or fingerprints, or opt out with ssh.insecure_skip_host_key_check: true'
+      )
+    }
+  }
+  if (problems.length) throw configProblems(file, problems)
+  return {
+    config,
+    file,
+    baseDir,
+    sourceDir: resolve(baseDir, config.source.dir),
+    hosts,
+    auth,
+    secrets: [...new Set(secrets.filter(s => s.length >= 4))]
+  }
+}
+
+function readOptional(file: string | undefined, key: string, baseDir: string, problems: string[]) {
+  return file === undefined ? undefined : readTextFile(file, key, baseDir, problems)
+}
+
+function configProblems(file: string, problems: string[]): ConfigError {
+  const list = problems.map(p => `  - ${p}`).join('\n')
+  return new ConfigError(`invalid config ${file}:\n${list}`, problems)
+}

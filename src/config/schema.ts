@@ -1,0 +1,139 @@
+import { z } from 'zod'
+import { parseDuration } from './duration.js'
+
+/** A duration such as `1s`, `500ms`, `10m`, or a number of seconds; parsed to milliseconds. */
+const duration = z
+  .union([z.string(), z.number()])
+  .transform((value, ctx) => {
+    const ms = parseDuration(value)
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration like 1s, 500ms or 10m, got ${JSON.stringify(value)}` })
+      return z.NEVER
+    }
+    return ms
+  })
+  .meta({ description: 'A duration: 500ms, 10s, 2m, 1h, or a number of seconds' })
+
+const noControl = (what: string) =>
+  z.string().refine(s => !/[\0\n\r]/.test(s), { message: `${what} must not contain NUL or line breaks` })
+
+/** A path inside the release or shared dir: relative, no `..`, no leading slash. */
+const relativePath = noControl('a relative path')
+  .min(1)
+  .refine(p => !p.startsWith('/') && !p.split('/').includes('..') && p !== '.', {
+    message: 'expected a path relative to the release, without `..` and not starting with /'
+  })
+
+const sshHost = z
+  .object({
+    name: z.string().min(1).optional().describe('Name used in logs (default: address)'),
+    address: noControl('an address').min(1).describe('Host name or IP address'),
+    port: z.number().int().min(1).max(65535).default(22),
+    user: noControl('a user').min(1).default('root'),
+    primary: z.boolean().optional().describe('The host that holds the lock and runs backups and migrations')
+  })
+  .strict()
+
+const localHost = z
+  .object({
+    local: z.literal(true).describe('Run on this machine without SSH (self-hosted runners, the demo)'),
+    name: z.string().min(1).optional(),
+    primary: z.boolean().optional()
+  })
+  .strict()
+
+export const hostSchema = z.union([localHost, sshHost])
+
+const httpCheck = z
+  .object({
+    url: z.string().url(),
+    expect_status: z.number().int().min(100).max(599).default(200),
+    contains: z.string().optional().describe('Text the response body must contain'),
+    retries: z.number().int().min(1).max(1000).default(10),
+    interval: duration.default(1000),
+    timeout: duration.default(5000),
+    from: z.enum(['host', 'runner']).default('host')
+  })
+  .strict()
+
+export const configSchema = z
+  .object({
+    app: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'expected letters, digits, `.`, `_` or `-` (at most 64)')
+      .describe('Application name, used in lock owner, logs and backup names'),
+    path: noControl('path')
+      .refine(p => p.startsWith('/') && p.length > 1 && !p.split('/').includes('..'), {
+        message: 'expected an absolute path such as /srv/app (not / and without ..)'
+      })
+      .describe('Deploy root on each host: releases/, current, shared/, .safe-deploy/'),
+    hosts: z.array(hostSchema).min(1),
+    ssh: z
+      .object({
+        private_key: z.string().optional().describe('Private key (use env:NAME)'),
+        private_key_file: z.string().optional(),
+        passphrase: z.string().optional(),
+        known_hosts: z.string().optional().describe('known_hosts lines (OpenSSH format)'),
+        known_hosts_file: z.string().optional(),
+        fingerprints: z.array(z.string()).default([]).describe('Accepted host key fingerprints (SHA256:...)'),
+        insecure_skip_host_key_check: z.boolean().default(false),
+        connect_timeout: duration.default(10_000),
+        connect_retries: z.number().int().min(0).max(20).default(3),
+        keepalive_interval: duration.default(10_000),
+        command_timeout: duration.default(600_000)
+      })
+      .strict()
+      .default({
+        fingerprints: [],
+        insecure_skip_host_key_check: false,
+        connect_timeout: 10_000,
+        connect_retries: 3,
+        keepalive_interval: 10_000,
+        command_timeout: 600_000
+      }),
+    source: z
+      .object({
+        dir: z.string().min(1).default('.'),
+        exclude: z.array(z.string().min(1)).default(['.git', 'node_modules'])
+      })
+      .strict()
+      .default({ dir: '.', exclude: ['.git', 'node_modules'] }),
+    shared: z
+      .object({
+        files: z.array(relativePath).default([]),
+        dirs: z.array(relativePath).default([])
+      })
+      .strict()
+      .default({ files: [], dirs: [] }),
+    keep_releases: z.number().int().min(2).max(100).default(5),
+    env: z
+      .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.string())
+      .default({})
+      .describe('Environment for commands on the hosts; values travel over stdin, never argv'),
+    stages: z
+      .object({
+        test: z.string().min(1).optional().describe('Runs on the runner before anything touches a server'),
+        build: z.string().min(1).optional().describe('Runs on each host inside the new release'),
+        restart: z.string().min(1).optional().describe('Runs on each host inside the new release after the switch')
+      })
+      .strict()
+      .default({}),
+    verify: z
+      .object({
+        http: z.union([httpCheck, z.array(httpCheck)]).optional(),
+        command: z.string().min(1).optional().describe('Runs on each host inside the release; exit 0 = healthy')
+      })
+      .strict()
+      .default({}),
+    lock: z
+      .object({ ttl: duration.default(1_800_000) })
+      .strict()
+      .default({ ttl: 1_800_000 }),
+    log_dir: z.string().min(1).default('safe-deploy-logs')
+  })
+  .strict()
+
+export type RawConfig = z.input<typeof configSchema>
+export type Config = z.output<typeof configSchema>
+export type HostConfig = z.output<typeof hostSchema>
+export type HttpCheck = z.output<typeof httpCheck>

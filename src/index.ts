@@ -1,0 +1,3 @@
+import { runAction } from './platform/github.js'
+
+await runAction()

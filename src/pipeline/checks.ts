@@ -1,0 +1,93 @@
+import type { HttpCheck } from '../config/schema.js'
+import { httpProbe, parseProbe } from '../commands/health.js'
+import { inRelease } from '../commands/release.js'
+import { runOn, type HostSession, type RunContext } from './context.js'
+import { StageError, errorMessage } from './errors.js'
+import { hookEnv } from './env.js'
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    if (signal.aborted) return reject(new Error('interrupted'))
+    const t = setTimeout(resolve, ms)
+    signal.addEventListener('abort', () => (clearTimeout(t), reject(new Error('interrupted'))), { once: true })
+  })
+
+export function httpChecks(ctx: RunContext): HttpCheck[] {
+  const http = ctx.config.verify.http
+  return http === undefined ? [] : Array.isArray(http) ? http : [http]
+}
+
+export function hasChecks(ctx: RunContext): boolean {
+  return httpChecks(ctx).length > 0 || !!ctx.config.verify.command
+}
+
+async function probe(ctx: RunContext, s: HostSession, check: HttpCheck, stage: string) {
+  if (check.from === 'runner') {
+    try {
+      const res = await fetch(check.url, { signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(check.timeout)]) })
+      return { status: res.status, body: await res.text() }
+    } catch (e) {
+      return { status: 0, body: errorMessage(e) }
+    }
+  }
+  const r = await runOn(ctx, s, httpProbe(check.url, check.timeout), { stage, allowFail: true, timeoutMs: check.timeout + 10_000 })
+  if (r.code === 127) throw new StageError(stage, `${r.stderr.trim()} (${s.host.name})`, s.host.name)
+  return parseProbe(r.stdout)
+}
+
+function describe(answer: { status: number; body: string }): string {
+  if (answer.status === 0) return 'no answer (connection refused or timed out)'
+  const body = answer.body.trim().replace(/\s+/g, ' ').slice(0, 120)
+  return `HTTP ${answer.status}${body ? ` "${body}"` : ''}`
+}
+
+/** One HTTP check with retries: passes on the expected status (and text, when `contains` is set). */
+export async function runHttpCheck(
+  ctx: RunContext,
+  s: HostSession,
+  check: HttpCheck,
+  stage: string,
+  retries = check.retries
+): Promise<void> {
+  let last = { status: 0, body: '' }
+  for (let attempt = 1; attempt <= retries; attempt++) {
+    last = await probe(ctx, s, check, stage)
+    const statusOk = last.status === check.expect_status
+    const bodyOk = check.contains === undefined || last.body.includes(check.contains)
+    if (statusOk && bodyOk) {
+      ctx.log.info(`GET ${check.url}: HTTP ${last.status} (attempt ${attempt}/${retries})`, s.host.name)
+      return
+    }
+    if (attempt < retries) {
+      ctx.log.info(`GET ${check.url}: ${describe(last)}; attempt ${attempt}/${retries}, retrying in ${check.interval / 1000} s`, s.host.name)
+      await sleep(check.interval, ctx.signal)
+    }
+  }
+  const wanted = `HTTP ${check.expect_status}${check.contains !== undefined ? ` containing "${check.contains}"` : ''}`
+  throw new StageError(
+    stage,
+    `health check GET ${check.url} from ${check.from === 'runner' ? 'the runner' : s.host.name} failed after ${retries} attempts: expected ${wanted}, last answer ${describe(last)}`,
+    s.host.name
+  )
+}
+
+/** Runs every configured check against `release` on one host. */
+export async function verifyHost(
+  ctx: RunContext,
+  s: HostSession,
+  release: string,
+  stage: string,
+  retries?: number
+): Promise<void> {
+  for (const check of httpChecks(ctx)) await runHttpCheck(ctx, s, check, stage, retries ?? check.retries)
+  const command = ctx.config.verify.command
+  if (command) {
+    const r = await runOn(ctx, s, inRelease(ctx.layout, release, 'verify command', command, hookEnv(ctx, s, release, stage)), {
+      stage,
+      allowFail: true
+    })
+    if (r.code !== 0) {
+      throw new StageError(stage, `verify command \`${command}\` failed on ${s.host.name} (exit ${r.code})`, s.host.name)
+    }
+  }
+}

@@ -1,0 +1,192 @@
+import { hostname, userInfo } from 'node:os'
+import type { Readable } from 'node:stream'
+import type { LoadedConfig, ResolvedHost } from '../config/load.js'
+import type { Config } from '../config/schema.js'
+import { Layout } from '../commands/layout.js'
+import { REMOTE_SHELL, withEnv, type RemoteCommand } from '../commands/command.js'
+import type { ExecResult, Transport } from '../transport/types.js'
+import { LocalTransport } from '../transport/local.js'
+import { SshTransport } from '../transport/ssh.js'
+import type { DeployLog } from '../report/log.js'
+import type { LockOwnerFields } from '../commands/lock.js'
+import { StageError, errorMessage } from './errors.js'
+
+/** One connected host and what preflight learned about it. */
+export interface HostSession {
+  host: ResolvedHost
+  t: Transport
+  /** The release `current` pointed to when we connected (undefined: none). */
+  current?: string
+  releases: string[]
+}
+
+/** Who is running this, for the lock owner and history. */
+export interface Actor {
+  who: string
+  run?: string
+  commit?: string
+}
+
+export interface RunContext {
+  loaded: LoadedConfig
+  config: Config
+  layout: Layout
+  log: DeployLog
+  signal: AbortSignal
+  actor: Actor
+  sessions: HostSession[]
+  verbose: boolean
+  /** Set when we hold the lock on the primary. */
+  lock?: LockOwnerFields
+  /** Told when the lock is taken, so an Action post step can release it after a cancel. */
+  onLock?: (token: string | undefined) => void
+}
+
+export function defaultActor(env: NodeJS.ProcessEnv = process.env): Actor {
+  const who = env.GITHUB_ACTOR ?? env.GITLAB_USER_LOGIN ?? `${safeUser()}@${hostname()}`
+  const run =
+    env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID
+      ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}`
+      : env.CI_JOB_URL
+  return { who, run, commit: env.GITHUB_SHA ?? env.CI_COMMIT_SHA }
+}
+
+function safeUser(): string {
+  try {
+    return userInfo().username
+  } catch {
+    return 'unknown'
+  }
+}
+
+export function primaryOf(ctx: RunContext): HostSession {
+  const p = ctx.sessions.find(s => s.host.primary) ?? ctx.sessions[0]
+  if (!p) throw new StageError('preflight', 'no host is connected')
+  return p
+}
+
+/** Connects to every host in parallel; the first failure closes the others. */
+export async function connectAll(ctx: RunContext): Promise<void> {
+  const { loaded } = ctx
+  const ssh = loaded.config.ssh
+  if (loaded.auth.insecure && loaded.hosts.some(h => h.kind === 'ssh')) {
+    ctx.log.warn(
+      'WARNING: ssh.insecure_skip_host_key_check is true: host keys are NOT verified and anyone on the network path can impersonate your servers. Add known_hosts instead.'
+    )
+  }
+  const results = await Promise.allSettled(
+    loaded.hosts.map(async (host): Promise<HostSession> => {
+      if (host.kind === 'local') return { host, t: new LocalTransport(host.name), releases: [] }
+      const t = await SshTransport.connect({
+        label: host.name,
+        address: host.address,
+        port: host.port,
+        user: host.user,
+        privateKey: loaded.auth.privateKey ?? '',
+        passphrase: loaded.auth.passphrase,
+        knownHosts: loaded.auth.knownHosts,
+        fingerprints: loaded.auth.fingerprints,
+        insecureSkipHostKeyCheck: loaded.auth.insecure,
+        connectTimeoutMs: ssh.connect_timeout,
+        connectRetries: ssh.connect_retries,
+        keepaliveIntervalMs: ssh.keepalive_interval,
+        signal: ctx.signal,
+        onRetry: (attempt, delay, e) =>
+          ctx.log.warn(`connect attempt ${attempt} failed (${e.message}); retrying in ${delay / 1000} s`, host.name)
+      })
+      return { host, t, releases: [] }
+    })
+  )
+  const ok = results.flatMap(r => (r.status === 'fulfilled' ? [r.value] : []))
+  const failed = results.findIndex(r => r.status === 'rejected')
+  if (failed >= 0) {
+    await Promise.all(ok.map(s => s.t.close()))
+    const reason = (results[failed] as PromiseRejectedResult).reason
+    const host = loaded.hosts[failed]?.name
+    throw new StageError('preflight', errorMessage(reason), host)
+  }
+  ctx.sessions = ok
+  for (const s of ok) ctx.log.info(`connected (${s.host.kind === 'local' ? 'local' : `${s.host.user}@${s.host.address}:${s.host.port}`})`, s.host.name)
+}
+
+export async function closeAll(ctx: RunContext): Promise<void> {
+  await Promise.allSettled(ctx.sessions.map(s => s.t.close()))
+}
+
+export interface RunOptions {
+  /** Stage name for errors. */
+  stage: string
+  /** Return the result instead of throwing on a non-zero exit. */
+  allowFail?: boolean
+  stdin?: string | Readable
+  timeoutMs?: number
+}
+
+/** Runs a command on a host: the script travels over stdin; user command output streams to the log. */
+export async function runOn(ctx: RunContext, s: HostSession, cmd: RemoteCommand, opts: RunOptions): Promise<ExecResult> {
+  const name = s.host.name
+  if (cmd.user || ctx.verbose) ctx.log.info(`$ ${cmd.user ? cmd.script.split('\n').slice(1).join('; ') : cmd.label}`, name)
+  const out = ctx.log.lineWriter(name)
+  const err = ctx.log.lineWriter(name, cmd.user ? 'info' : 'warn')
+  let result: ExecResult
+  try {
+    result = await s.t.exec(REMOTE_SHELL, {
+      stdin: withEnv(cmd),
+      timeoutMs: opts.timeoutMs ?? ctx.config.ssh.command_timeout,
+      signal: ctx.signal,
+      onStdout: cmd.user ? out.push : undefined,
+      onStderr: cmd.user ? err.push : undefined
+    })
+  } catch (e) {
+    throw new StageError(opts.stage, `${cmd.label} on ${name}: ${errorMessage(e)}`, name)
+  } finally {
+    out.flush()
+    err.flush()
+  }
+  if (result.code !== 0 && !opts.allowFail) {
+    const detail = lastLines(result.stderr || result.stdout, 8)
+    throw new StageError(opts.stage, `${cmd.label} failed on ${name} (exit ${result.code})${detail ? `: ${detail}` : ''}`, name)
+  }
+  return result
+}
+
+/** Runs a raw command line (used for the tar stream, whose stdin is the archive). */
+export async function runRaw(
+  ctx: RunContext,
+  s: HostSession,
+  command: string,
+  label: string,
+  opts: RunOptions
+): Promise<ExecResult> {
+  let result: ExecResult
+  try {
+    result = await s.t.exec(command, {
+      stdin: opts.stdin,
+      timeoutMs: opts.timeoutMs ?? ctx.config.ssh.command_timeout,
+      signal: ctx.signal
+    })
+  } catch (e) {
+    throw new StageError(opts.stage, `${label} on ${s.host.name}: ${errorMessage(e)}`, s.host.name)
+  }
+  if (result.code !== 0 && !opts.allowFail) {
+    const detail = lastLines(result.stderr || result.stdout, 8)
+    throw new StageError(opts.stage, `${label} failed on ${s.host.name} (exit ${result.code})${detail ? `: ${detail}` : ''}`, s.host.name)
+  }
+  return result
+}
+
+export function lastLines(text: string, n: number): string {
+  return text.trim().split('\n').slice(-n).join('\n')
+}
+
+/** Runs `fn` on every host at once; the first error wins after all have finished. */
+export async function onEveryHost<T>(ctx: RunContext, fn: (s: HostSession) => Promise<T>): Promise<T[]> {
+  const results = await Promise.allSettled(ctx.sessions.map(fn))
+  const failure = results.find(r => r.status === 'rejected')
+  if (failure) throw (failure as PromiseRejectedResult).reason
+  return results.map(r => (r as PromiseFulfilledResult<T>).value)
+}
+
+export function layoutFor(config: Config): Layout {
+  return new Layout(config.path)
+}

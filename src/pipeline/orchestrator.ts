@@ -1,0 +1,109 @@
+import { renewLock } from '../commands/lock.js'
+import { ExitCode } from '../config/errors.js'
+import { primaryOf, runOn, type RunContext } from './context.js'
+import { StageError, errorMessage } from './errors.js'
+import type { Stage, StageRecord } from './stage.js'
+
+export interface Outcome {
+  records: StageRecord[]
+  failure?: { stage: string; host?: string; message: string }
+  /** Something live changed and was put back. */
+  rolledBack: boolean
+  /** Something live changed and could not be put back: a person must look. */
+  rollbackFailed?: string
+  exitCode: number
+}
+
+const seconds = (t0: number) => Math.round((performance.now() - t0) / 100) / 10
+
+/** Keeps our lock from expiring during a long run; at most once a third of its ttl. */
+async function renewIfDue(ctx: RunContext, state: { last: number }): Promise<void> {
+  if (!ctx.lock || Date.now() - state.last < ctx.config.lock.ttl / 3) return
+  state.last = Date.now()
+  try {
+    await runOn(ctx, primaryOf(ctx), renewLock(ctx.layout, ctx.lock, Math.ceil(ctx.config.lock.ttl / 1000)), { stage: 'lock' })
+  } catch (e) {
+    ctx.log.warn(`could not renew the lock: ${errorMessage(e)}`)
+  }
+}
+
+/**
+ * Runs stages in order. On a failure, undoes the failed stage and then every completed one, newest first.
+ * This is the only place that decides what is undone.
+ */
+export async function runStages(ctx: RunContext, stages: Stage[]): Promise<Outcome> {
+  const records: StageRecord[] = []
+  const done: Stage[] = []
+  const lockState = { last: Date.now() }
+  let failed: { stage: Stage; error: unknown } | undefined
+
+  for (const stage of stages) {
+    if (ctx.signal.aborted) {
+      failed = { stage, error: new StageError(stage.name, 'interrupted before this stage started') }
+      records.push({ name: stage.name, status: 'skipped', duration_s: 0 })
+      break
+    }
+    await renewIfDue(ctx, lockState)
+    ctx.log.setStage(stage.name)
+    ctx.log.startGroup(stage.name)
+    const t0 = performance.now()
+    try {
+      await stage.run(ctx)
+      records.push({ name: stage.name, status: 'ok', duration_s: seconds(t0) })
+      ctx.log.info(`${stage.name} done (${seconds(t0)} s)`)
+      done.push(stage)
+    } catch (error) {
+      const host = error instanceof StageError ? error.host : undefined
+      const message = ctx.signal.aborted ? `interrupted: ${errorMessage(error)}` : errorMessage(error)
+      records.push({ name: stage.name, status: 'failed', duration_s: seconds(t0), error: message, host })
+      ctx.log.error(`FAILED: ${message}`, host)
+      failed = { stage, error }
+    } finally {
+      ctx.log.endGroup()
+    }
+    if (failed) break
+  }
+  if (!failed) return { records, rolledBack: false, exitCode: ExitCode.ok }
+
+  const err = failed.error
+  const failure = {
+    stage: failed.stage.name,
+    host: err instanceof StageError ? err.host : undefined,
+    message: ctx.signal.aborted && !errorMessage(err).startsWith('interrupted') ? `interrupted: ${errorMessage(err)}` : errorMessage(err)
+  }
+  const toUndo = [failed.stage, ...[...done].reverse()]
+  const live = toUndo.some(s => s.changedLive?.())
+  let rollbackFailed: string | undefined
+  let undidLive = false
+
+  // An interrupted run still cleans up: the undo steps get their own signal.
+  const undoCtx: RunContext = ctx.signal.aborted ? { ...ctx, signal: new AbortController().signal } : ctx
+  undoCtx.log.setStage('rollback')
+  undoCtx.log.startGroup('rollback')
+  const t0 = performance.now()
+  for (const stage of toUndo) {
+    if (!stage.undo) {
+      if (stage.changedLive?.()) rollbackFailed ??= `${stage.name} changed live state and cannot be undone automatically`
+      continue
+    }
+    const wasLive = stage.changedLive?.() ?? false
+    try {
+      await stage.undo(undoCtx)
+      if (wasLive) undidLive = true
+      records.push({ name: `undo ${stage.name}`, status: 'undone', duration_s: seconds(t0) })
+    } catch (e) {
+      const message = errorMessage(e)
+      records.push({ name: `undo ${stage.name}`, status: 'undo-failed', duration_s: seconds(t0), error: message })
+      undoCtx.log.error(`undo of ${stage.name} FAILED: ${message}`, e instanceof StageError ? e.host : undefined)
+      if (wasLive) rollbackFailed ??= `undo of ${stage.name}: ${message}`
+    }
+  }
+  undoCtx.log.endGroup()
+  const exitCode = rollbackFailed ? ExitCode.rollbackFailed : live ? ExitCode.rolledBack : failedExit(err)
+  return { records, failure, rolledBack: undidLive && !rollbackFailed, rollbackFailed, exitCode }
+}
+
+function failedExit(e: unknown): number {
+  if (e instanceof StageError && e.exitCode === ExitCode.badInput) return ExitCode.badInput
+  return ExitCode.failedNothingChanged
+}

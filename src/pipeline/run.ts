@@ -1,0 +1,257 @@
+import { writeFileSync, mkdirSync } from 'node:fs'
+import { resolve, join } from 'node:path'
+import type { LoadedConfig } from '../config/load.js'
+import { ExitCode } from '../config/errors.js'
+import { appendHistory, appendHostLog, listReleases, parseKeyValues, readHistory } from '../commands/release.js'
+import { releaseLock } from '../commands/lock.js'
+import { DeployLog, runStem, type Reporter } from '../report/log.js'
+import { Redactor } from '../report/redact.js'
+import { newReleaseId, type ReleaseId } from '../release/id.js'
+import { parseHistory, rollbackTarget, type HistoryEntry } from '../release/history.js'
+import { closeAll, defaultActor, layoutFor, onEveryHost, primaryOf, runOn, type Actor, type RunContext } from './context.js'
+import { StageError, errorMessage } from './errors.js'
+import { runStages, type Outcome } from './orchestrator.js'
+import { cleanupStage, deployStage, preflightStage, switchStage, testStage, verifyStage } from './stages.js'
+import type { Stage } from './stage.js'
+import type { RunResult } from './result.js'
+import { gitCommit } from './git.js'
+
+export interface RunRequest {
+  loaded: LoadedConfig
+  reporter: Reporter
+  signal?: AbortSignal
+  actor?: Actor
+  verbose?: boolean
+  onLock?: (token: string | undefined) => void
+  /** Where the log and report go (default: config log_dir, relative to the working directory). */
+  logDir?: string
+  now?: Date
+}
+
+function newContext(req: RunRequest, command: string, started: Date, logFile = true): RunContext {
+  const redactor = new Redactor(req.loaded.secrets)
+  const logDir = resolve(req.logDir ?? req.loaded.config.log_dir)
+  const file = logFile ? join(logDir, `${runStem(command, started)}.log`) : undefined
+  return {
+    loaded: req.loaded,
+    config: req.loaded.config,
+    layout: layoutFor(req.loaded.config),
+    log: new DeployLog(file, req.reporter, redactor),
+    signal: req.signal ?? new AbortController().signal,
+    actor: req.actor ?? defaultActor(),
+    sessions: [],
+    verbose: !!req.verbose
+  }
+}
+
+const WORD = { deploy: 'DEPLOYMENT', rollback: 'ROLLBACK' } as const
+
+function verdict(command: 'deploy' | 'rollback', outcome: Outcome, seconds: number): string {
+  const word = WORD[command]
+  const t = `(${seconds.toFixed(1)} s)`
+  if (!outcome.failure) return `${word} SUCCESS ${t}`
+  const where = `${word} FAILED at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${outcome.failure.message}`
+  if (outcome.rollbackFailed) return `${where}. ROLLBACK FAILED: ${outcome.rollbackFailed} ${t}`
+  if (outcome.rolledBack) return `${where}. ROLLED BACK ${t}`
+  return `${where}. Nothing live was changed ${t}`
+}
+
+/** Reads what `current` points to on every host, for the exit-5 report. Best effort. */
+async function describeHosts(ctx: RunContext): Promise<NonNullable<RunResult['hostStates']>> {
+  return Promise.all(
+    ctx.sessions.map(async s => {
+      try {
+        const r = await s.t.exec(`readlink ${ctx.layout.current.replace(/'/g, '')} || true`, { timeoutMs: 15_000 })
+        return { host: s.host.name, current: r.stdout.trim().replace(/^releases\//, '') || undefined }
+      } catch (e) {
+        return { host: s.host.name, note: `unreachable: ${errorMessage(e)}` }
+      }
+    })
+  )
+}
+
+/** Runs a pipeline and does the bookkeeping every run needs: history, lock, log, report, verdict. */
+async function execute(
+  req: RunRequest,
+  command: 'deploy' | 'rollback',
+  plan: (ctx: RunContext) => { stages: Stage[]; release: () => string | undefined; previous: () => string | undefined; history: (o: Outcome) => Partial<HistoryEntry> }
+): Promise<RunResult> {
+  const started = req.now ?? new Date()
+  const t0 = performance.now()
+  const ctx = newContext(req, command, started)
+  ctx.onLock = req.onLock
+  ctx.log.setStage('start')
+  ctx.log.info(`safe-deploy ${command} of ${ctx.config.app} to ${req.loaded.hosts.map(h => h.name).join(', ')} (${ctx.layout.root}) by ${ctx.actor.who}`)
+  const p = plan(ctx)
+  let outcome: Outcome
+  try {
+    outcome = await runStages(ctx, p.stages)
+  } catch (e) {
+    outcome = { records: [], failure: { stage: 'internal', message: errorMessage(e) }, rolledBack: false, exitCode: ExitCode.failure }
+  }
+  const finished = new Date()
+  const durationS = Math.round((performance.now() - t0) / 100) / 10
+  const status: RunResult['status'] = !outcome.failure ? 'success' : outcome.rolledBack ? 'rolled-back' : 'failed'
+  ctx.log.setStage('finish')
+
+  let hostStates: RunResult['hostStates']
+  if (outcome.rollbackFailed) {
+    hostStates = await describeHosts(ctx)
+    for (const h of hostStates) {
+      ctx.log.error(`state: current -> ${h.current ? `releases/${h.current}` : '(none)'}${h.note ? ` (${h.note})` : ''}`, h.host)
+    }
+  }
+
+  const release = p.release()
+  if (ctx.sessions.length && release && ctx.lock) {
+    const entry: HistoryEntry = {
+      type: command,
+      release,
+      previous: p.previous() ?? null,
+      commit: ctx.actor.commit ?? null,
+      actor: ctx.actor.who,
+      run: ctx.actor.run ?? null,
+      status,
+      started: started.toISOString(),
+      finished: finished.toISOString(),
+      duration_s: durationS,
+      hosts: ctx.sessions.map(s => s.host.name),
+      error: outcome.failure ? `${outcome.failure.stage}: ${ctx.log.redactor.redact(outcome.failure.message)}` : null,
+      ...p.history(outcome)
+    }
+    await Promise.allSettled(ctx.sessions.map(s => runOn(ctx, s, appendHistory(ctx.layout, entry), { stage: 'finish' })))
+  }
+
+  const v = verdict(command, outcome, durationS)
+  const level = outcome.failure ? 'error' : 'info'
+  ctx.log.write(v, { level })
+
+  if (ctx.lock && ctx.sessions.length) {
+    try {
+      await runOn(ctx, primaryOf(ctx), releaseLock(ctx.layout, ctx.lock.token), { stage: 'finish' })
+      ctx.log.info('lock released', primaryOf(ctx).host.name)
+      ctx.onLock?.(undefined)
+    } catch (e) {
+      ctx.log.warn(`could not release the lock: ${errorMessage(e)}; run \`safe-deploy lock release\``)
+    }
+    const text = ctx.log.lines.join('\n')
+    await Promise.allSettled(ctx.sessions.map(s => runOn(ctx, s, appendHostLog(ctx.layout, text), { stage: 'finish' })))
+  }
+  await closeAll(ctx)
+
+  const result: RunResult = {
+    command,
+    status,
+    exitCode: outcome.exitCode,
+    release,
+    previousRelease: p.previous(),
+    rolledBack: outcome.rolledBack,
+    error: outcome.failure ? { ...outcome.failure, message: ctx.log.redactor.redact(outcome.failure.message) } : undefined,
+    hostStates,
+    stages: outcome.records,
+    hosts: req.loaded.hosts.map(h => h.name),
+    logFile: ctx.log.file,
+    reportFile: ctx.log.file?.replace(/\.log$/, '.json'),
+    started: started.toISOString(),
+    finished: finished.toISOString(),
+    durationS,
+    verdict: ctx.log.redactor.redact(v)
+  }
+  if (result.reportFile) {
+    mkdirSync(resolve(result.reportFile, '..'), { recursive: true })
+    writeFileSync(result.reportFile, ctx.log.redactor.redact(JSON.stringify(result, null, 2)) + '\n', { mode: 0o600 })
+  }
+  return result
+}
+
+/** test → deploy → switch → verify → cleanup, with automatic rollback when verify fails. */
+export function deploy(req: RunRequest): Promise<RunResult> {
+  return execute(req, 'deploy', ctx => {
+    const release = newReleaseId(req.now ?? new Date(), ctx.actor.commit ?? gitCommit(req.loaded.sourceDir))
+    ctx.actor.commit ??= gitCommit(req.loaded.sourceDir)
+    const previous = () => (ctx.sessions.length ? primaryOf(ctx).current : undefined)
+    return {
+      stages: [
+        preflightStage({ command: 'deploy', deploying: true }),
+        testStage(),
+        deployStage(release),
+        switchStage(release),
+        verifyStage(release),
+        cleanupStage(release)
+      ],
+      release: () => (ctx.lock ? release : undefined),
+      previous,
+      history: o => ({ bad: o.failure && o.rolledBack ? true : undefined })
+    }
+  })
+}
+
+/** Switches every host back to a previous release (default: the newest good one before current). */
+export function rollback(req: RunRequest & { to?: ReleaseId }): Promise<RunResult> {
+  return execute(req, 'rollback', ctx => {
+    let target: string | undefined
+    let from: string | undefined
+    const choose: Stage = {
+      name: 'choose',
+      async run(c) {
+        const primary = primaryOf(c)
+        from = primary.current
+        const history = parseHistory((await runOn(c, primary, readHistory(c.layout), { stage: 'choose' })).stdout)
+        target = req.to ?? rollbackTarget(primary.releases, primary.current, history)
+        if (!target) {
+          throw new StageError(
+            'choose',
+            `no earlier good release to roll back to on ${primary.host.name} (current: ${primary.current ?? 'none'}; releases: ${primary.releases.join(', ') || 'none'})`,
+            primary.host.name
+          )
+        }
+        if (target === primary.current) throw new StageError('choose', `${target} is already the current release`, primary.host.name)
+        for (const s of c.sessions) {
+          if (!s.releases.includes(target)) {
+            throw new StageError('choose', `release ${target} does not exist on ${s.host.name} (see \`safe-deploy releases\`)`, s.host.name)
+          }
+        }
+        c.log.info(`rolling back from ${from ?? '(none)'} to ${target}`)
+      }
+    }
+    const lazy = (make: (t: string) => Stage, name: string): Stage => {
+      let inner: Stage | undefined
+      return {
+        name,
+        run: c => (inner = make(target as string)).run(c),
+        changedLive: () => inner?.changedLive?.() ?? false
+      }
+    }
+    return {
+      stages: [
+        preflightStage({ command: 'rollback', deploying: false }),
+        choose,
+        lazy(switchStage, 'switch'),
+        lazy(verifyStage, 'verify')
+      ],
+      release: () => target,
+      previous: () => from,
+      history: () => ({ from: from ?? null })
+    }
+  })
+}
+
+/** What every host has: releases, which one is current, and what history says of each. */
+export async function listReleaseState(req: RunRequest) {
+  const ctx = newContext(req, 'releases', new Date(), false)
+  const { connectAll } = await import('./context.js')
+  try {
+    await connectAll(ctx)
+    const primary = primaryOf(ctx)
+    const history = parseHistory((await runOn(ctx, primary, readHistory(ctx.layout), { stage: 'releases' })).stdout)
+    const hosts = await onEveryHost(ctx, async s => {
+      const kv = parseKeyValues((await runOn(ctx, s, listReleases(ctx.layout), { stage: 'releases' })).stdout)
+      return { host: s.host.name, current: kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined, releases: (kv.get('RELEASE') ?? []).sort() }
+    })
+    return { hosts, history }
+  } finally {
+    await closeAll(ctx)
+  }
+}
+
+export { newContext }

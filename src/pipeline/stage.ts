@@ -1,0 +1,21 @@
+import type { RunContext } from './context.js'
+
+/**
+ * A named step of a run. `run` does the work; `undo`, where the stage changes something, puts it back.
+ * Stages never call each other: the orchestrator alone decides what to undo and when.
+ */
+export interface Stage {
+  readonly name: string
+  run(ctx: RunContext): Promise<void>
+  undo?(ctx: RunContext): Promise<void>
+  /** True once the stage changed what users see (current, a restart): undoing it is a rollback. */
+  changedLive?(): boolean
+}
+
+export interface StageRecord {
+  name: string
+  status: 'ok' | 'failed' | 'skipped' | 'undone' | 'undo-failed'
+  duration_s: number
+  error?: string
+  host?: string
+}

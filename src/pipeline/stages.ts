@@ -1,0 +1,289 @@
+import { spawn } from 'node:child_process'
+import { createReadStream, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
+import { acquireLock, type LockOwner } from '../commands/lock.js'
+import {
+  inRelease,
+  inspectHost,
+  linkShared,
+  parseKeyValues,
+  removeCurrent,
+  removeReleases,
+  switchCurrent,
+  unpackCommand
+} from '../commands/release.js'
+import { LocalTransport } from '../transport/local.js'
+import { releasesToPrune } from '../release/history.js'
+import { connectAll, onEveryHost, primaryOf, runOn, runRaw, type HostSession, type RunContext } from './context.js'
+import { StageError, errorMessage } from './errors.js'
+import { hookEnv } from './env.js'
+import { hasChecks, httpChecks, verifyHost } from './checks.js'
+import type { Stage } from './stage.js'
+
+const MIN_FREE_KB = 50 * 1024
+const LOW_FREE_KB = 500 * 1024
+
+function describeOwner(json: string | undefined): string {
+  if (!json) return 'an unknown owner (owner.json is missing)'
+  try {
+    const o = JSON.parse(json) as Partial<LockOwner>
+    return `${o.who ?? 'unknown'}${o.run ? ` (${o.run})` : ''} running \`${o.command ?? '?'}\` from ${o.runner ?? '?'} since ${o.started ?? '?'}, expires ${o.expires ?? '?'}`
+  } catch {
+    return `an owner whose owner.json cannot be read: ${json.slice(0, 200)}`
+  }
+}
+
+/** Connect, lock, and check every host. Changes nothing a user can see. */
+export function preflightStage(opts: { command: string; deploying: boolean }): Stage {
+  return {
+    name: 'preflight',
+    async run(ctx) {
+      if (opts.deploying && !existsSync(ctx.loaded.sourceDir)) {
+        throw new StageError('preflight', `source.dir ${ctx.loaded.sourceDir} does not exist on the runner`)
+      }
+      await connectAll(ctx)
+      await takeLock(ctx, opts.command)
+      const needs = opts.deploying ? ['tar'] : []
+      const fromHost = httpChecks(ctx).some(c => c.from === 'host')
+      await onEveryHost(ctx, async s => {
+        const files = opts.deploying ? ctx.config.shared.files : []
+        const r = await runOn(ctx, s, inspectHost(ctx.layout, files, [...needs, 'curl', 'wget']), { stage: 'preflight' })
+        const kv = parseKeyValues(r.stdout)
+        const error = kv.get('ERROR')?.[0]
+        if (error) throw new StageError('preflight', `${error} on ${s.host.name}`, s.host.name)
+        const missing = kv.get('MISSING') ?? []
+        if (missing.length) {
+          throw new StageError(
+            'preflight',
+            `shared file${missing.length > 1 ? 's' : ''} ${missing.join(', ')} missing on ${s.host.name}: create ${missing.map(m => `${ctx.layout.shared}/${m}`).join(', ')} on the host first (shared files hold config and secrets, we never invent them)`,
+            s.host.name
+          )
+        }
+        const noTool = kv.get('NOTOOL') ?? []
+        for (const tool of needs) {
+          if (noTool.includes(tool)) throw new StageError('preflight', `${tool} is not installed on ${s.host.name}`, s.host.name)
+        }
+        if (fromHost && noTool.includes('curl') && noTool.includes('wget')) {
+          throw new StageError(
+            'preflight',
+            `neither curl nor wget is installed on ${s.host.name}, needed for verify.http; install one or set verify.http.from: runner`,
+            s.host.name
+          )
+        }
+        const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '')
+        s.current = current || undefined
+        s.releases = (kv.get('RELEASE') ?? []).sort()
+        const free = Number(kv.get('FREE_KB')?.[0])
+        if (Number.isFinite(free) && opts.deploying) {
+          if (free < MIN_FREE_KB) {
+            throw new StageError('preflight', `only ${Math.round(free / 1024)} MB free under ${ctx.layout.root} on ${s.host.name}; free some disk first`, s.host.name)
+          }
+          if (free < LOW_FREE_KB) ctx.log.warn(`low disk: ${Math.round(free / 1024)} MB free under ${ctx.layout.root}`, s.host.name)
+        }
+        ctx.log.info(`current release: ${s.current ?? '(none)'}; ${s.releases.length} release(s) on disk`, s.host.name)
+      })
+    }
+  }
+}
+
+async function takeLock(ctx: RunContext, command: string): Promise<void> {
+  const primary = primaryOf(ctx)
+  const owner = {
+    who: ctx.actor.who,
+    run: ctx.actor.run,
+    pid: process.pid,
+    runner: hostname(),
+    command,
+    token: randomBytes(12).toString('hex')
+  }
+  const ttl = Math.ceil(ctx.config.lock.ttl / 1000)
+  const r = await runOn(ctx, primary, acquireLock(ctx.layout, owner, ttl), { stage: 'preflight' })
+  const kv = parseKeyValues(r.stdout)
+  const state = kv.get('STATE')?.[0]
+  const holder = kv.get('OWNER')?.[0]
+  if (state === 'held') {
+    throw new StageError(
+      'preflight',
+      `another deploy holds the lock on ${primary.host.name}: ${describeOwner(holder)}. Wait for it to finish; if that run is dead, run \`safe-deploy lock release\``,
+      primary.host.name
+    )
+  }
+  if (state !== 'acquired' && state !== 'taken-over') {
+    throw new StageError('preflight', `could not take the lock on ${primary.host.name}: ${r.stdout.trim() || r.stderr.trim()}`, primary.host.name)
+  }
+  if (state === 'taken-over') ctx.log.warn(`took over an expired lock held by ${describeOwner(holder)}`, primary.host.name)
+  ctx.lock = owner
+  ctx.onLock?.(owner.token)
+  ctx.log.info(`lock taken (${ctx.layout.lock}, expires in ${ttl} s)`, primary.host.name)
+}
+
+/** The user's test command, on the runner, before anything touches a server. */
+export function testStage(): Stage {
+  return {
+    name: 'test',
+    async run(ctx) {
+      const command = ctx.config.stages.test
+      if (!command) {
+        ctx.log.info('no stages.test configured; skipped')
+        return
+      }
+      const local = new LocalTransport('runner')
+      ctx.log.info(`$ ${command}`, 'runner')
+      const out = ctx.log.lineWriter('runner')
+      const err = ctx.log.lineWriter('runner')
+      let code: number
+      try {
+        const r = await local.exec(`cd ${JSON.stringify(ctx.loaded.sourceDir)} && ${command}`, {
+          signal: ctx.signal,
+          onStdout: out.push,
+          onStderr: err.push,
+          timeoutMs: ctx.config.ssh.command_timeout
+        })
+        code = r.code
+      } finally {
+        out.flush()
+        err.flush()
+      }
+      if (code !== 0) throw new StageError('test', `test command \`${command}\` failed on the runner (exit ${code})`, 'runner')
+    }
+  }
+}
+
+/** Packs the source dir once on the runner (GNU or BSD tar), for streaming to every host. */
+async function packSource(dir: string, exclude: string[], signal: AbortSignal): Promise<{ file: string; cleanup: () => void }> {
+  const tmp = mkdtempSync(join(tmpdir(), 'safe-deploy-'))
+  const file = join(tmp, 'release.tar.gz')
+  const args = ['-czf', file, ...exclude.map(e => `--exclude=${e}`), '-C', dir, '.']
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn('tar', args, { stdio: ['ignore', 'ignore', 'pipe'], signal })
+    let stderr = ''
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
+    child.on('error', e => reject(new StageError('deploy', `cannot run tar on the runner: ${e.message}`, 'runner')))
+    child.on('close', code =>
+      code === 0 ? resolve() : reject(new StageError('deploy', `tar failed on the runner (exit ${code}): ${stderr.trim()}`, 'runner'))
+    )
+  })
+  return { file, cleanup: () => rmSync(tmp, { recursive: true, force: true }) }
+}
+
+/** Upload, link shared, build: a new release dir on every host; nothing live changes. */
+export function deployStage(release: string): Stage {
+  const created = new Set<HostSession>()
+  return {
+    name: 'deploy',
+    async run(ctx) {
+      const pack = await packSource(ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal)
+      try {
+        const size = statSync(pack.file).size
+        ctx.log.info(`packed ${ctx.loaded.sourceDir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner')
+        await onEveryHost(ctx, async s => {
+          if (s.releases.includes(release)) {
+            throw new StageError('deploy', `release ${release} already exists on ${s.host.name}`, s.host.name)
+          }
+          created.add(s)
+          await runRaw(ctx, s, unpackCommand(ctx.layout, release), 'upload', { stage: 'deploy', stdin: createReadStream(pack.file) })
+          ctx.log.info(`uploaded to ${ctx.layout.release(release)}`, s.host.name)
+          const { files, dirs } = ctx.config.shared
+          if (files.length || dirs.length) {
+            await runOn(ctx, s, linkShared(ctx.layout, release, files, dirs), { stage: 'deploy' })
+            ctx.log.info(`linked shared: ${[...files, ...dirs].join(', ')}`, s.host.name)
+          }
+          const build = ctx.config.stages.build
+          if (build) await runOn(ctx, s, inRelease(ctx.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')), { stage: 'deploy' })
+        })
+      } finally {
+        pack.cleanup()
+      }
+    },
+    async undo(ctx) {
+      await onEveryHost(ctx, async s => {
+        if (!created.has(s)) return
+        await runOn(ctx, s, removeReleases(ctx.layout, [release]), { stage: 'rollback' })
+        ctx.log.info(`removed the unfinished release ${release}`, s.host.name)
+      })
+    }
+  }
+}
+
+/** Restores `current` on hosts where `switched` moved it: the previous release (restarted), or none. */
+async function switchBack(ctx: RunContext, switched: Set<HostSession>, stage: string): Promise<void> {
+  await onEveryHost(ctx, async s => {
+    if (!switched.has(s)) return
+    if (s.current) {
+      await runOn(ctx, s, switchCurrent(ctx.layout, s.current), { stage })
+      ctx.log.info(`current -> releases/${s.current} (restored)`, s.host.name)
+      const restart = ctx.config.stages.restart
+      if (restart) await runOn(ctx, s, inRelease(ctx.layout, s.current, 'restart', restart, hookEnv(ctx, s, s.current, stage)), { stage })
+    } else {
+      await runOn(ctx, s, removeCurrent(ctx.layout), { stage })
+      ctx.log.warn('there was no previous release: removed `current` (the app was already restarted with the new code and may still be running it)', s.host.name)
+    }
+  })
+  const previousOnAll = ctx.sessions.filter(s => switched.has(s) && s.current)
+  if (previousOnAll.length && hasChecks(ctx)) {
+    await onEveryHost(ctx, async s => {
+      if (previousOnAll.includes(s)) await verifyHost(ctx, s, s.current as string, stage)
+    })
+    ctx.log.info(`previous release verified healthy on ${previousOnAll.map(s => s.host.name).join(', ')}`)
+  }
+}
+
+/** Atomic switch of `current`, then the restart command, on every host. Undo switches back. */
+export function switchStage(release: string): Stage {
+  const switched = new Set<HostSession>()
+  return {
+    name: 'switch',
+    changedLive: () => switched.size > 0,
+    async run(ctx) {
+      await onEveryHost(ctx, async s => {
+        switched.add(s)
+        await runOn(ctx, s, switchCurrent(ctx.layout, release), { stage: 'switch' })
+        ctx.log.info(`current -> releases/${release}`, s.host.name)
+        const restart = ctx.config.stages.restart
+        if (restart) await runOn(ctx, s, inRelease(ctx.layout, release, 'restart', restart, hookEnv(ctx, s, release, 'switch')), { stage: 'switch' })
+      })
+    },
+    async undo(ctx) {
+      await switchBack(ctx, switched, 'rollback')
+    }
+  }
+}
+
+/** Health checks against the new release on every host; a failure makes the orchestrator roll back. */
+export function verifyStage(release: string): Stage {
+  return {
+    name: 'verify',
+    async run(ctx) {
+      if (!hasChecks(ctx)) {
+        ctx.log.warn('no verify checks configured (verify.http / verify.command): a broken release cannot be detected or rolled back automatically')
+        return
+      }
+      await onEveryHost(ctx, s => verifyHost(ctx, s, release, 'verify'))
+    }
+  }
+}
+
+/** Prunes old releases beyond keep_releases; never current nor previous. Failures are warnings. */
+export function cleanupStage(release: string): Stage {
+  return {
+    name: 'cleanup',
+    async run(ctx) {
+      await Promise.all(
+        ctx.sessions.map(async s => {
+          const all = [...new Set([...s.releases, release])]
+          const prune = releasesToPrune(all, ctx.config.keep_releases, [release, s.current])
+          if (!prune.length) return
+          try {
+            await runOn(ctx, s, removeReleases(ctx.layout, prune), { stage: 'cleanup' })
+            ctx.log.info(`pruned ${prune.length} old release(s): ${prune.join(', ')}`, s.host.name)
+          } catch (e) {
+            ctx.log.warn(`could not prune old releases: ${errorMessage(e)}`, s.host.name)
+          }
+        })
+      )
+    }
+  }
+}

@@ -1,0 +1,194 @@
+import { parseArgs } from 'node:util'
+import { readFileSync } from 'node:fs'
+import { loadConfig, type Overrides } from '../config/load.js'
+import { ConfigError, ExitCode } from '../config/errors.js'
+import { parseReleaseId } from '../release/id.js'
+import { badReleases } from '../release/history.js'
+import { deploy, listReleaseState, newContext, rollback } from '../pipeline/run.js'
+import { forceReleaseLock, getLock, getStatus, planDeploy } from '../pipeline/ops.js'
+import type { RunResult } from '../pipeline/result.js'
+import { errorMessage } from '../pipeline/errors.js'
+import { terminalReporter } from './terminal.js'
+
+const USAGE = `usage: safe-deploy <command> [options]
+
+commands:
+  deploy                 test, upload, build, switch, verify; roll back automatically if verify fails
+  rollback [--to R]      switch back to the previous good release (or release R), restart, verify
+  releases               list releases on each host, which is current, and which are marked bad
+  status                 current release, health, disk and lock on each host
+  lock status            who holds the deploy lock
+  lock release           remove the deploy lock (when the run that held it is dead)
+  plan                   print every command a deploy would run on each host; runs nothing
+
+options:
+  -c, --config FILE      config file (default: safe-deploy.yml)
+      --json             print the result as JSON on stdout (progress goes to stderr)
+      --host ADDR[,ADDR] override hosts          --port N      override the SSH port
+      --user NAME        override the SSH user   --path DIR    override the deploy root
+      --key-file FILE    private key file        --known-hosts-file FILE
+      --to RELEASE       rollback target
+  -v, --verbose          log every command's label
+  -h, --help             this text
+      --version          the version
+
+exit codes: 0 ok, 2 bad input, 3 failed before anything live changed, 4 failed and rolled back,
+            5 rollback failed (a person must look; the log says what each host is in)`
+
+export interface CliIO {
+  stdout: NodeJS.WritableStream
+  stderr: NodeJS.WritableStream
+  env: NodeJS.ProcessEnv
+  signal?: AbortSignal
+}
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string }
+    return pkg.version ?? 'unknown'
+  } catch {
+    return 'unknown'
+  }
+}
+
+function printResult(r: RunResult, io: CliIO, json: boolean): void {
+  if (json) {
+    io.stdout.write(JSON.stringify(r, null, 2) + '\n')
+    return
+  }
+  io.stderr.write('\n')
+  for (const s of r.stages) io.stderr.write(`  ${s.name.padEnd(14)} ${s.status.padEnd(11)} ${s.duration_s.toFixed(1).padStart(6)} s${s.error ? `  ${s.error.split('\n')[0]}` : ''}\n`)
+  io.stderr.write(`\n${r.verdict}\n`)
+  if (r.logFile) io.stderr.write(`log: ${r.logFile}\nreport: ${r.reportFile}\n`)
+}
+
+/** The CLI; returns the exit code. Every path that fails says why on stderr. */
+export async function runCli(argv: string[], io: CliIO): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c', default: 'safe-deploy.yml' },
+        json: { type: 'boolean', default: false },
+        host: { type: 'string' },
+        port: { type: 'string' },
+        user: { type: 'string' },
+        path: { type: 'string' },
+        'key-file': { type: 'string' },
+        'known-hosts-file': { type: 'string' },
+        to: { type: 'string' },
+        verbose: { type: 'boolean', short: 'v', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+        version: { type: 'boolean', default: false }
+      }
+    })
+  } catch (e) {
+    io.stderr.write(`safe-deploy: ${errorMessage(e)}\n\n${USAGE}\n`)
+    return ExitCode.badInput
+  }
+  const { values: o, positionals } = parsed
+  if (o.version) {
+    io.stdout.write(`${version()}\n`)
+    return 0
+  }
+  const [command, sub] = positionals
+  if (o.help || !command) {
+    io.stdout.write(`${USAGE}\n`)
+    return o.help ? 0 : ExitCode.badInput
+  }
+  const known = ['deploy', 'rollback', 'releases', 'status', 'lock', 'plan']
+  if (!known.includes(command)) {
+    io.stderr.write(`safe-deploy: unknown command ${JSON.stringify(command)}\n\n${USAGE}\n`)
+    return ExitCode.badInput
+  }
+  try {
+    const port = o.port === undefined ? undefined : Number(o.port)
+    if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) {
+      throw new ConfigError(`--port: expected a port number 1-65535, got ${JSON.stringify(o.port)}`)
+    }
+    if (command === 'lock' && sub !== 'status' && sub !== 'release') {
+      throw new ConfigError('lock: expected `lock status` or `lock release`')
+    }
+    const to = o.to === undefined ? undefined : parseReleaseId(o.to, '--to')
+    const overrides: Overrides = {
+      host: o.host,
+      port,
+      user: o.user,
+      path: o.path,
+      privateKeyFile: o['key-file'],
+      knownHostsFile: o['known-hosts-file']
+    }
+    const loaded = loadConfig(o.config, overrides, io.env)
+    const reporter = terminalReporter(io.stderr, false)
+    const req = { loaded, reporter, signal: io.signal, verbose: o.verbose }
+
+    if (command === 'deploy' || command === 'rollback') {
+      const r = command === 'deploy' ? await deploy(req) : await rollback({ ...req, to })
+      printResult(r, io, o.json)
+      return r.exitCode
+    }
+    // read-only commands keep no log file
+    const ctx = newContext(req, command, new Date(), false)
+    if (command === 'plan') {
+      io.stdout.write(planDeploy(ctx) + '\n')
+      return 0
+    }
+    if (command === 'releases') {
+      const state = await listReleaseState(req)
+      const bad = badReleases(state.history)
+      if (o.json) io.stdout.write(JSON.stringify(state, null, 2) + '\n')
+      else {
+        for (const h of state.hosts) {
+          io.stdout.write(`${h.host}:\n`)
+          if (!h.releases.length) io.stdout.write('  (no releases)\n')
+          for (const r of [...h.releases].reverse()) {
+            const entry = [...state.history].reverse().find(e => e.release === r && e.type === 'deploy')
+            const marks = [r === h.current ? 'current' : '', bad.has(r) ? 'bad' : '', entry ? `${entry.status} by ${entry.actor}` : '']
+            io.stdout.write(`  ${r === h.current ? '*' : ' '} ${r}  ${marks.filter(Boolean).join(', ')}\n`)
+          }
+        }
+      }
+      return 0
+    }
+    if (command === 'status') {
+      const st = await getStatus(ctx)
+      if (o.json) io.stdout.write(JSON.stringify(st, null, 2) + '\n')
+      else {
+        for (const h of st.hosts) {
+          if (h.error) io.stdout.write(`${h.host}: ERROR ${h.error}\n`)
+          else
+            io.stdout.write(
+              `${h.host}: current ${h.current ?? '(none)'}, ${h.releases} release(s), ${h.health ?? 'no checks configured'}, ${h.freeMb} MB free, ${h.usedMb} MB used\n`
+            )
+        }
+        io.stdout.write(`lock: ${describeLock(st.lock)}\n`)
+      }
+      return st.hosts.some(h => h.error || h.healthy === false) ? ExitCode.failedNothingChanged : 0
+    }
+    // lock
+    const info = sub === 'status' ? await getLock(ctx) : await forceReleaseLock(ctx)
+    if (o.json) io.stdout.write(JSON.stringify(info, null, 2) + '\n')
+    else if (sub === 'status') io.stdout.write(`lock on ${info.host}: ${describeLock(info)}\n`)
+    else io.stdout.write(info.state === 'free' ? `lock on ${info.host} was not held\n` : `released the lock on ${info.host} held by ${describeOwner(info.owner)}\n`)
+    return 0
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      io.stderr.write(`safe-deploy: ${e.message}\n`)
+      return ExitCode.badInput
+    }
+    io.stderr.write(`safe-deploy ${command}: ${errorMessage(e)}\n`)
+    return ExitCode.failedNothingChanged
+  }
+}
+
+function describeOwner(o: { who?: string; run?: string; started?: string; expires?: string; command?: string } | undefined): string {
+  if (!o) return 'unknown'
+  return `${o.who ?? 'unknown'}${o.run ? ` (${o.run})` : ''}, ${o.command ?? '?'} since ${o.started ?? '?'}, expires ${o.expires ?? '?'}`
+}
+
+function describeLock(l: { state: string; owner?: Parameters<typeof describeOwner>[0] }): string {
+  if (l.state === 'free') return 'free'
+  return `${l.state === 'expired' ? 'EXPIRED, ' : ''}held by ${describeOwner(l.owner)}`
+}

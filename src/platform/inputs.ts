@@ -1,0 +1,41 @@
+import { ConfigError } from '../config/errors.js'
+import type { Overrides } from '../config/load.js'
+import { parseReleaseId, type ReleaseId } from '../release/id.js'
+
+/** Action / GitLab inputs, read through one function so both adapters parse them alike. */
+export interface PlatformInputs {
+  command: 'deploy' | 'rollback' | 'status' | 'releases' | 'plan'
+  config: string
+  overrides: Overrides
+  to?: ReleaseId
+  verbose: boolean
+}
+
+const COMMANDS = ['deploy', 'rollback', 'status', 'releases', 'plan'] as const
+
+export function parseInputs(get: (name: string) => string): PlatformInputs {
+  const command = get('command') || 'deploy'
+  if (!(COMMANDS as readonly string[]).includes(command)) {
+    throw new ConfigError(`input command: expected one of ${COMMANDS.join(', ')}, got ${JSON.stringify(command)}`)
+  }
+  const portText = get('port')
+  const port = portText ? Number(portText) : undefined
+  if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) {
+    throw new ConfigError(`input port: expected a port number 1-65535, got ${JSON.stringify(portText)}`)
+  }
+  const to = get('to')
+  return {
+    command: command as PlatformInputs['command'],
+    config: get('config') || 'safe-deploy.yml',
+    overrides: {
+      host: get('host') || undefined,
+      port,
+      user: get('user') || undefined,
+      path: get('path') || undefined,
+      privateKey: get('private-key') || undefined,
+      knownHosts: get('known-hosts') || undefined
+    },
+    to: to ? parseReleaseId(to, 'input to') : undefined,
+    verbose: /^(true|1|yes)$/i.test(get('verbose'))
+  }
+}

@@ -1,0 +1,3 @@
+import { runPost } from './platform/github.js'
+
+await runPost()

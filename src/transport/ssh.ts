@@ -1,0 +1,169 @@
+import { NodeSSH } from 'node-ssh'
+import type { ClientChannel } from 'ssh2'
+import type { ExecOptions, ExecResult, Transport } from './types.js'
+import { createHostVerifier, HostKeyError } from './hostkeys.js'
+import { feedStdin } from './stdin.js'
+
+export interface SshTarget {
+  label: string
+  address: string
+  port: number
+  user: string
+  privateKey: string
+  passphrase?: string
+  knownHosts?: string
+  fingerprints: string[]
+  insecureSkipHostKeyCheck: boolean
+  connectTimeoutMs: number
+  connectRetries: number
+  keepaliveIntervalMs: number
+  /** Called before each retry, for the log. */
+  onRetry?: (attempt: number, delayMs: number, error: Error) => void
+  signal?: AbortSignal
+}
+
+/** Connection failures that a retry cannot fix: wrong host key, wrong credentials. */
+export class SshConnectError extends Error {
+  constructor(
+    message: string,
+    readonly retryable: boolean
+  ) {
+    super(message)
+    this.name = 'SshConnectError'
+  }
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(new Error('interrupted'))
+    const t = setTimeout(resolve, ms)
+    signal?.addEventListener('abort', () => (clearTimeout(t), reject(new Error('interrupted'))), { once: true })
+  })
+
+/** SSH to one host with node-ssh/ssh2: host key verified, retries with backoff, keepalive, TCP_NODELAY. */
+export class SshTransport implements Transport {
+  private constructor(
+    readonly label: string,
+    private readonly ssh: NodeSSH
+  ) {}
+
+  static async connect(target: SshTarget): Promise<SshTransport> {
+    const attempts = target.connectRetries + 1
+    let lastError: Error = new Error('no attempt made')
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      try {
+        return new SshTransport(target.label, await connectOnce(target))
+      } catch (e) {
+        lastError = e as Error
+        const retryable = !(e instanceof SshConnectError) || e.retryable
+        if (!retryable || attempt === attempts || target.signal?.aborted) break
+        const delay = Math.min(1000 * 2 ** (attempt - 1), 8000)
+        target.onRetry?.(attempt, delay, lastError)
+        await sleep(delay, target.signal)
+      }
+    }
+    throw lastError
+  }
+
+  exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    const client = this.ssh.connection
+    if (!client) return Promise.reject(new Error(`not connected to ${this.label}`))
+    return new Promise((resolve, reject) => {
+      client.exec(command, (err: Error | undefined, channel: ClientChannel) => {
+        if (err) return reject(new Error(`cannot run a command on ${this.label}: ${err.message}`))
+        let stdout = ''
+        let stderr = ''
+        let code: number | undefined
+        let finished = false
+        const stop = (why: string) => {
+          if (finished) return
+          finished = true
+          try {
+            channel.signal('KILL')
+          } catch {
+            /* the server may not support signals */
+          }
+          channel.close()
+          reject(new Error(why))
+        }
+        const timer = options.timeoutMs
+          ? setTimeout(() => stop(`timed out after ${options.timeoutMs} ms`), options.timeoutMs)
+          : undefined
+        const onAbort = () => stop('interrupted')
+        options.signal?.addEventListener('abort', onAbort, { once: true })
+        channel.setEncoding('utf8')
+        channel.stderr.setEncoding('utf8')
+        channel.on('data', (c: string) => {
+          stdout += c
+          options.onStdout?.(c)
+        })
+        channel.stderr.on('data', (c: string) => {
+          stderr += c
+          options.onStderr?.(c)
+        })
+        channel.on('exit', (c: number | null, signal?: string) => {
+          code = c ?? (signal ? 128 : 255)
+        })
+        channel.on('close', () => {
+          if (timer) clearTimeout(timer)
+          options.signal?.removeEventListener('abort', onAbort)
+          if (finished) return
+          finished = true
+          if (code === undefined) reject(new Error(`connection to ${this.label} closed before the command ended`))
+          else resolve({ code, stdout, stderr })
+        })
+        feedStdin(channel, options.stdin)
+      })
+    })
+  }
+
+  async close(): Promise<void> {
+    this.ssh.dispose()
+  }
+}
+
+async function connectOnce(target: SshTarget): Promise<NodeSSH> {
+  const verifier = target.insecureSkipHostKeyCheck
+    ? undefined
+    : createHostVerifier({
+        address: target.address,
+        port: target.port,
+        knownHosts: target.knownHosts,
+        fingerprints: target.fingerprints
+      })
+  const ssh = new NodeSSH()
+  try {
+    await ssh.connect({
+      host: target.address,
+      port: target.port,
+      username: target.user,
+      privateKey: target.privateKey,
+      passphrase: target.passphrase,
+      readyTimeout: target.connectTimeoutMs,
+      keepaliveInterval: target.keepaliveIntervalMs,
+      keepaliveCountMax: 3,
+      tryKeyboard: false,
+      hostVerifier: verifier ? (key: Buffer) => verifier.verify(key) : () => true,
+      algorithms: verifier && verifier.algorithms.length ? { serverHostKey: verifier.algorithms } : undefined
+    } as Parameters<NodeSSH['connect']>[0])
+  } catch (e) {
+    ssh.dispose()
+    const hostKeyFailure = verifier?.failure()
+    if (hostKeyFailure) throw new SshConnectError(hostKeyFailure.message, false)
+    const message = (e as Error).message
+    if (/authentication methods failed|All configured authentication/i.test(message)) {
+      throw new SshConnectError(
+        `${target.user}@${target.label} refused the private key (authentication failed); check that the public key is in ~${target.user}/.ssh/authorized_keys on the host`,
+        false
+      )
+    }
+    if (/Cannot parse privateKey|Encrypted private OpenSSH key|passphrase/i.test(message)) {
+      throw new SshConnectError(`ssh.private_key cannot be used: ${message}`, false)
+    }
+    throw new SshConnectError(`cannot connect to ${target.label}: ${message}`, true)
+  }
+  ssh.connection?.setNoDelay(true)
+  return ssh
+}
+
+export { HostKeyError }
