@@ -53989,1712 +53989,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3155:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   Eh: () => (/* binding */ withEnv),
-/* harmony export */   K$: () => (/* binding */ script),
-/* harmony export */   sq: () => (/* binding */ REMOTE_SHELL)
-/* harmony export */ });
-/* harmony import */ var _quote_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7654);
-
-/** The command line sent over SSH for every script: read the script from stdin, then run it. */
-const REMOTE_SHELL = `sh -c 'eval "$(cat)"'`;
-function withEnv(cmd) {
-    const exports = Object.entries(cmd.env ?? {}).map(([k, v]) => `export ${k}=${(0,_quote_js__WEBPACK_IMPORTED_MODULE_0__.sh)(v)}`);
-    return exports.length ? `${exports.join('\n')}\n${cmd.script}` : cmd.script;
-}
-function script(...lines) {
-    return lines.filter((l) => typeof l === 'string').join('\n');
-}
-
-
-/***/ }),
-
-/***/ 7654:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   sh: () => (/* binding */ sh)
-/* harmony export */ });
-/* unused harmony export shJoin */
-/**
- * The one quoting function for POSIX sh. Every value that is interpolated into a shell command that runs
- * on a host goes through `sh()`: it wraps the value in single quotes, where nothing is special, and writes
- * each embedded single quote as '\'' (close, escaped quote, reopen). Newlines, `$()`, backticks and spaces
- * all stay literal. NUL cannot be passed through a shell at all, so it is refused.
- */
-function sh(value) {
-    const text = String(value);
-    if (text.includes('\0'))
-        throw new Error('a value passed to the shell contains a NUL byte');
-    if (text !== '' && /^[A-Za-z0-9_@%+=:,./-]+$/.test(text))
-        return text;
-    return `'${text.replace(/'/g, `'\\''`)}'`;
-}
-/** Joins words into one command line, quoting each. */
-function shJoin(words) {
-    return words.map(sh).join(' ');
-}
-
-
-/***/ }),
-
-/***/ 7827:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   x: () => (/* binding */ ConfigError),
-/* harmony export */   y: () => (/* binding */ ExitCode)
-/* harmony export */ });
-/** Exit codes, the contract scripts rely on (README "Exit codes"). */
-const ExitCode = {
-    ok: 0,
-    failure: 1,
-    badInput: 2,
-    failedNothingChanged: 3,
-    rolledBack: 4,
-    rollbackFailed: 5
-};
-/** Bad input (config, flags, names): raised before anything on a server changes. Exit 2. */
-class ConfigError extends Error {
-    problems;
-    exitCode = ExitCode.badInput;
-    constructor(message, problems = [message]) {
-        super(message);
-        this.problems = problems;
-        this.name = 'ConfigError';
-    }
-}
-
-
-/***/ }),
-
-/***/ 9966:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-
-// EXPORTS
-__nccwpck_require__.d(__webpack_exports__, {
-  S5: () => (/* binding */ closeAll),
-  connectAll: () => (/* binding */ connectAll),
-  p5: () => (/* binding */ defaultActor),
-  Q2: () => (/* binding */ layoutFor),
-  Os: () => (/* binding */ primaryOf),
-  l9: () => (/* binding */ runOn)
-});
-
-// UNUSED EXPORTS: lastLines, onEveryHost, runRaw
-
-// EXTERNAL MODULE: external "node:os"
-var external_node_os_ = __nccwpck_require__(8161);
-;// CONCATENATED MODULE: ./src/commands/layout.ts
-/** Where things live under the deploy root on every host (README "Server layout"). */
-class Layout {
-    root;
-    releases;
-    current;
-    shared;
-    meta;
-    lock;
-    history;
-    hostLog;
-    constructor(root) {
-        this.root = root;
-        const r = root.replace(/\/+$/, '');
-        this.releases = `${r}/releases`;
-        this.current = `${r}/current`;
-        this.shared = `${r}/shared`;
-        this.meta = `${r}/.safe-deploy`;
-        this.lock = `${r}/.safe-deploy/lock`;
-        this.history = `${r}/.safe-deploy/history.jsonl`;
-        this.hostLog = `${r}/.safe-deploy/deploy.log`;
-    }
-    release(id) {
-        return `${this.releases}/${id}`;
-    }
-}
-
-// EXTERNAL MODULE: ./src/commands/command.ts
-var command = __nccwpck_require__(3155);
-// EXTERNAL MODULE: ./src/transport/local.ts
-var local = __nccwpck_require__(2042);
-// EXTERNAL MODULE: external "assert"
-var external_assert_ = __nccwpck_require__(2613);
-// EXTERNAL MODULE: external "fs"
-var external_fs_ = __nccwpck_require__(9896);
-// EXTERNAL MODULE: ./node_modules/is-stream/index.js
-var is_stream = __nccwpck_require__(6543);
-// EXTERNAL MODULE: ./node_modules/node-ssh/node_modules/make-dir/index.js
-var make_dir = __nccwpck_require__(8271);
-// EXTERNAL MODULE: external "path"
-var external_path_ = __nccwpck_require__(6928);
-;// CONCATENATED MODULE: ./node_modules/sb-promise-queue/lib/esm/index.mjs
-class PromiseQueue {
-    constructor({ concurrency = 1 } = {}) {
-        this.options = { concurrency };
-        this.running = 0;
-        this.queue = [];
-        this.idleCallbacks = [];
-    }
-    clear() {
-        this.queue = [];
-    }
-    onIdle(callback) {
-        this.idleCallbacks.push(callback);
-        return () => {
-            const index = this.idleCallbacks.indexOf(callback);
-            if (index !== -1) {
-                this.idleCallbacks.splice(index, 1);
-            }
-        };
-    }
-    waitTillIdle() {
-        return new Promise((resolve) => {
-            if (this.running === 0) {
-                resolve();
-                return;
-            }
-            const dispose = this.onIdle(() => {
-                dispose();
-                resolve();
-            });
-        });
-    }
-    add(callback) {
-        return new Promise((resolve, reject) => {
-            const runCallback = () => {
-                this.running += 1;
-                try {
-                    Promise.resolve(callback()).then((val) => {
-                        resolve(val);
-                        this.processNext();
-                    }, (err) => {
-                        reject(err);
-                        this.processNext();
-                    });
-                }
-                catch (err) {
-                    reject(err);
-                    this.processNext();
-                }
-            };
-            if (this.running >= this.options.concurrency) {
-                this.queue.push(runCallback);
-            }
-            else {
-                runCallback();
-            }
-        });
-    }
-    // Internal function, don't use
-    processNext() {
-        this.running -= 1;
-        const callback = this.queue.shift();
-        if (callback) {
-            callback();
-        }
-        else if (this.running === 0) {
-            this.idleCallbacks.forEach((item) => item());
-        }
-    }
-}
-
-
-;// CONCATENATED MODULE: ./node_modules/sb-scandir/lib/esm/index.mjs
-/* @flow */
-
-
-
-
-const defaultFilesystem = {
-    join(pathA, pathB) {
-        return external_path_.join(pathA, pathB);
-    },
-    basename(path) {
-        return external_path_.basename(path);
-    },
-    stat(path) {
-        return new Promise((resolve, reject) => {
-            external_fs_.stat(path, (err, res) => {
-                if (err) {
-                    reject(err);
-                }
-                else {
-                    resolve(res);
-                }
-            });
-        });
-    },
-    readdir(path) {
-        return new Promise((resolve, reject) => {
-            external_fs_.readdir(path, (err, res) => {
-                if (err) {
-                    reject(err);
-                }
-                else {
-                    resolve(res);
-                }
-            });
-        });
-    },
-};
-async function scanDirectoryInternal({ path, recursive, validate, result, fileSystem, queue, reject, }) {
-    const itemStat = await fileSystem.stat(path);
-    if (itemStat.isFile()) {
-        result.files.push(path);
-    }
-    else if (itemStat.isDirectory()) {
-        result.directories.push(path);
-    }
-    if (!itemStat.isDirectory() || recursive === 'none') {
-        return;
-    }
-    const contents = await fileSystem.readdir(path);
-    contents.forEach((item) => {
-        const itemPath = fileSystem.join(path, item);
-        if (!validate(itemPath)) {
-            return;
-        }
-        queue
-            .add(() => scanDirectoryInternal({
-            path: itemPath,
-            recursive: recursive === 'shallow' ? 'none' : 'deep',
-            validate,
-            result,
-            fileSystem,
-            queue,
-            reject,
-        }))
-            .catch(reject);
-    });
-}
-async function scanDirectory(path, { recursive = true, validate = null, concurrency = Infinity, fileSystem = defaultFilesystem, } = {}) {
-    external_assert_(path && typeof path === 'string', 'path must be a valid string');
-    external_assert_(typeof recursive === 'boolean', 'options.recursive must be a valid boolean');
-    external_assert_(validate === null || typeof validate === 'function', 'options.validate must be a valid function');
-    external_assert_(typeof concurrency === 'number', 'options.concurrency must be a valid number');
-    external_assert_(fileSystem !== null && typeof fileSystem === 'object', 'options.fileSystem must be a valid object');
-    const queue = new PromiseQueue({
-        concurrency,
-    });
-    const result = { files: [], directories: [] };
-    const mergedFileSystem = { ...defaultFilesystem, ...fileSystem };
-    await new Promise((resolve, reject) => {
-        scanDirectoryInternal({
-            path,
-            recursive: recursive ? 'deep' : 'shallow',
-            validate: validate != null ? validate : (item) => mergedFileSystem.basename(item).slice(0, 1) !== '.',
-            result,
-            fileSystem: mergedFileSystem,
-            queue,
-            reject,
-        })
-            .then(() => queue.waitTillIdle())
-            .then(resolve, reject);
-    });
-    return result;
-}
-/* harmony default export */ const esm = (scanDirectory);
-
-// EXTERNAL MODULE: ./node_modules/shell-escape/shell-escape.js
-var shell_escape = __nccwpck_require__(4646);
-// EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
-var lib = __nccwpck_require__(5472);
-;// CONCATENATED MODULE: ./node_modules/node-ssh/lib/esm/index.mjs
-
-
-
-
-
-
-
-
-
-const DEFAULT_CONCURRENCY = 1;
-const DEFAULT_VALIDATE = (path) => !external_path_.basename(path).startsWith('.');
-const DEFAULT_TICK = () => {
-    /* No Op */
-};
-class SSHError extends Error {
-    constructor(message, code = null) {
-        super(message);
-        this.code = code;
-    }
-}
-function unixifyPath(path) {
-    if (path.includes('\\')) {
-        return path.split('\\').join('/');
-    }
-    return path;
-}
-async function readFile(filePath) {
-    return new Promise((resolve, reject) => {
-        external_fs_.readFile(filePath, 'utf8', (err, res) => {
-            if (err) {
-                reject(err);
-            }
-            else {
-                resolve(res);
-            }
-        });
-    });
-}
-const SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
-async function makeDirectoryWithSftp(path, sftp) {
-    let stats = null;
-    try {
-        stats = await new Promise((resolve, reject) => {
-            sftp.stat(path, (err, res) => {
-                if (err) {
-                    reject(err);
-                }
-                else {
-                    resolve(res);
-                }
-            });
-        });
-    }
-    catch (_) {
-        /* No Op */
-    }
-    if (stats) {
-        if (stats.isDirectory()) {
-            // Already exists, nothing to worry about
-            return;
-        }
-        throw new Error('mkdir() failed, target already exists and is not a directory');
-    }
-    try {
-        await new Promise((resolve, reject) => {
-            sftp.mkdir(path, (err) => {
-                if (err) {
-                    reject(err);
-                }
-                else {
-                    resolve();
-                }
-            });
-        });
-    }
-    catch (err) {
-        if (err != null && typeof err.stack === 'string') {
-            const matches = SFTP_MKDIR_ERR_CODE_REGEXP.exec(err.stack);
-            if (matches != null) {
-                throw new SSHError(err.message, matches[1]);
-            }
-            throw err;
-        }
-    }
-}
-class NodeSSH {
-    constructor() {
-        this.connection = null;
-    }
-    getConnection() {
-        const { connection } = this;
-        if (connection == null) {
-            throw new Error('Not connected to server');
-        }
-        return connection;
-    }
-    async connect(givenConfig) {
-        external_assert_(givenConfig != null && typeof givenConfig === 'object', 'config must be a valid object');
-        const config = { ...givenConfig };
-        external_assert_(config.username != null && typeof config.username === 'string', 'config.username must be a valid string');
-        if (config.host != null) {
-            external_assert_(typeof config.host === 'string', 'config.host must be a valid string');
-        }
-        else if (config.sock != null) {
-            external_assert_(typeof config.sock === 'object', 'config.sock must be a valid object');
-        }
-        else {
-            throw new external_assert_.AssertionError({ message: 'Either config.host or config.sock must be provided' });
-        }
-        if (config.privateKey != null || config.privateKeyPath != null) {
-            if (config.privateKey != null) {
-                external_assert_(typeof config.privateKey === 'string', 'config.privateKey must be a valid string');
-                external_assert_(config.privateKeyPath == null, 'config.privateKeyPath must not be specified when config.privateKey is specified');
-            }
-            else if (config.privateKeyPath != null) {
-                external_assert_(typeof config.privateKeyPath === 'string', 'config.privateKeyPath must be a valid string');
-                external_assert_(config.privateKey == null, 'config.privateKey must not be specified when config.privateKeyPath is specified');
-            }
-            external_assert_(config.passphrase == null || typeof config.passphrase === 'string', 'config.passphrase must be null or a valid string');
-            if (config.privateKeyPath != null) {
-                // Must be an fs path
-                try {
-                    config.privateKey = await readFile(config.privateKeyPath);
-                }
-                catch (err) {
-                    if (err != null && err.code === 'ENOENT') {
-                        throw new external_assert_.AssertionError({ message: 'config.privateKeyPath does not exist at given fs path' });
-                    }
-                    throw err;
-                }
-            }
-        }
-        else if (config.password != null) {
-            external_assert_(typeof config.password === 'string', 'config.password must be a valid string');
-        }
-        if (config.tryKeyboard != null) {
-            external_assert_(typeof config.tryKeyboard === 'boolean', 'config.tryKeyboard must be a valid boolean');
-        }
-        if (config.tryKeyboard) {
-            const { password } = config;
-            if (config.onKeyboardInteractive != null) {
-                external_assert_(typeof config.onKeyboardInteractive === 'function', 'config.onKeyboardInteractive must be a valid function');
-            }
-            else if (password != null) {
-                config.onKeyboardInteractive = (name, instructions, instructionsLang, prompts, finish) => {
-                    if (prompts.length > 0 && prompts[0].prompt.toLowerCase().includes('password')) {
-                        finish([password]);
-                    }
-                };
-            }
-        }
-        const connection = new lib.Client();
-        this.connection = connection;
-        await new Promise((resolve, reject) => {
-            connection.on('error', reject);
-            if (config.onKeyboardInteractive) {
-                connection.on('keyboard-interactive', config.onKeyboardInteractive);
-            }
-            connection.on('ready', () => {
-                connection.removeListener('error', reject);
-                resolve();
-            });
-            connection.on('end', () => {
-                if (this.connection === connection) {
-                    this.connection = null;
-                }
-            });
-            connection.on('close', () => {
-                if (this.connection === connection) {
-                    this.connection = null;
-                }
-                reject(new SSHError('No response from server', 'ETIMEDOUT'));
-            });
-            connection.connect(config);
-        });
-        return this;
-    }
-    isConnected() {
-        return this.connection != null;
-    }
-    async requestShell(options) {
-        const connection = this.getConnection();
-        return new Promise((resolve, reject) => {
-            connection.on('error', reject);
-            const callback = (err, res) => {
-                connection.removeListener('error', reject);
-                if (err) {
-                    reject(err);
-                }
-                else {
-                    resolve(res);
-                }
-            };
-            if (options == null) {
-                connection.shell(callback);
-            }
-            else {
-                connection.shell(options, callback);
-            }
-        });
-    }
-    async withShell(callback, options) {
-        external_assert_(typeof callback === 'function', 'callback must be a valid function');
-        const shell = await this.requestShell(options);
-        try {
-            await callback(shell);
-        }
-        finally {
-            shell.destroy();
-        }
-    }
-    async requestSFTP() {
-        const connection = this.getConnection();
-        return new Promise((resolve, reject) => {
-            connection.on('error', reject);
-            connection.sftp((err, res) => {
-                connection.removeListener('error', reject);
-                if (err) {
-                    reject(err);
-                }
-                else {
-                    resolve(res);
-                }
-            });
-        });
-    }
-    async withSFTP(callback) {
-        external_assert_(typeof callback === 'function', 'callback must be a valid function');
-        const sftp = await this.requestSFTP();
-        try {
-            await callback(sftp);
-        }
-        finally {
-            sftp.end();
-        }
-    }
-    async execCommand(givenCommand, options = {}) {
-        external_assert_(typeof givenCommand === 'string', 'command must be a valid string');
-        external_assert_(options != null && typeof options === 'object', 'options must be a valid object');
-        external_assert_(options.cwd == null || typeof options.cwd === 'string', 'options.cwd must be a valid string');
-        external_assert_(options.stdin == null || typeof options.stdin === 'string' || is_stream.readable(options.stdin), 'options.stdin must be a valid string or readable stream');
-        external_assert_(options.execOptions == null || typeof options.execOptions === 'object', 'options.execOptions must be a valid object');
-        external_assert_(options.encoding == null || typeof options.encoding === 'string', 'options.encoding must be a valid string');
-        external_assert_(options.onChannel == null || typeof options.onChannel === 'function', 'options.onChannel must be a valid function');
-        external_assert_(options.onStdout == null || typeof options.onStdout === 'function', 'options.onStdout must be a valid function');
-        external_assert_(options.onStderr == null || typeof options.onStderr === 'function', 'options.onStderr must be a valid function');
-        external_assert_(options.noTrim == null || typeof options.noTrim === 'boolean', 'options.noTrim must be a boolean');
-        let command = givenCommand;
-        if (options.cwd) {
-            command = `cd ${shell_escape([options.cwd])} ; ${command}`;
-        }
-        const connection = this.getConnection();
-        const output = { stdout: [], stderr: [] };
-        return new Promise((resolve, reject) => {
-            connection.on('error', reject);
-            connection.exec(command, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
-                connection.removeListener('error', reject);
-                if (err) {
-                    reject(err);
-                    return;
-                }
-                if (options.onChannel) {
-                    options.onChannel(channel);
-                }
-                channel.on('data', (chunk) => {
-                    if (options.onStdout)
-                        options.onStdout(chunk);
-                    output.stdout.push(chunk.toString(options.encoding));
-                });
-                channel.stderr.on('data', (chunk) => {
-                    if (options.onStderr)
-                        options.onStderr(chunk);
-                    output.stderr.push(chunk.toString(options.encoding));
-                });
-                if (options.stdin != null) {
-                    if (is_stream.readable(options.stdin)) {
-                        options.stdin.pipe(channel, {
-                            end: true,
-                        });
-                    }
-                    else {
-                        channel.write(options.stdin);
-                        channel.end();
-                    }
-                }
-                else {
-                    channel.end();
-                }
-                let code = null;
-                let signal = null;
-                channel.on('exit', (code_, signal_) => {
-                    code = code_ !== null && code_ !== void 0 ? code_ : null;
-                    signal = signal_ !== null && signal_ !== void 0 ? signal_ : null;
-                });
-                channel.on('close', () => {
-                    let stdout = output.stdout.join('');
-                    let stderr = output.stderr.join('');
-                    if (options.noTrim !== true) {
-                        stdout = stdout.trim();
-                        stderr = stderr.trim();
-                    }
-                    resolve({
-                        code: code != null ? code : null,
-                        signal: signal != null ? signal : null,
-                        stdout,
-                        stderr,
-                    });
-                });
-            });
-        });
-    }
-    async exec(command, parameters, options = {}) {
-        external_assert_(typeof command === 'string', 'command must be a valid string');
-        external_assert_(Array.isArray(parameters), 'parameters must be a valid array');
-        external_assert_(options != null && typeof options === 'object', 'options must be a valid object');
-        external_assert_(options.stream == null || ['both', 'stdout', 'stderr'].includes(options.stream), 'options.stream must be one of both, stdout, stderr');
-        for (let i = 0, { length } = parameters; i < length; i += 1) {
-            external_assert_(typeof parameters[i] === 'string', `parameters[${i}] must be a valid string`);
-        }
-        const completeCommand = `${command}${parameters.length > 0 ? ` ${shell_escape(parameters)}` : ''}`;
-        const response = await this.execCommand(completeCommand, options);
-        if (options.stream == null || options.stream === 'stdout') {
-            if (response.stderr) {
-                throw new Error(response.stderr);
-            }
-            return response.stdout;
-        }
-        if (options.stream === 'stderr') {
-            return response.stderr;
-        }
-        return response;
-    }
-    async mkdir(path, method = 'sftp', givenSftp = null) {
-        external_assert_(typeof path === 'string', 'path must be a valid string');
-        external_assert_(typeof method === 'string' && (method === 'sftp' || method === 'exec'), 'method must be either sftp or exec');
-        external_assert_(givenSftp == null || typeof givenSftp === 'object', 'sftp must be a valid object');
-        if (method === 'exec') {
-            await this.exec('mkdir', ['-p', unixifyPath(path)]);
-            return;
-        }
-        const sftp = givenSftp || (await this.requestSFTP());
-        const makeSftpDirectory = async (retry) => makeDirectoryWithSftp(unixifyPath(path), sftp).catch(async (error) => {
-            if (!retry || error == null || (error.message !== 'No such file' && error.code !== 'ENOENT')) {
-                throw error;
-            }
-            await this.mkdir(external_path_.dirname(path), 'sftp', sftp);
-            await makeSftpDirectory(false);
-        });
-        try {
-            await makeSftpDirectory(true);
-        }
-        finally {
-            if (!givenSftp) {
-                sftp.end();
-            }
-        }
-    }
-    async getFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
-        external_assert_(typeof localFile === 'string', 'localFile must be a valid string');
-        external_assert_(typeof remoteFile === 'string', 'remoteFile must be a valid string');
-        external_assert_(givenSftp == null || typeof givenSftp === 'object', 'sftp must be a valid object');
-        external_assert_(transferOptions == null || typeof transferOptions === 'object', 'transferOptions must be a valid object');
-        const sftp = givenSftp || (await this.requestSFTP());
-        try {
-            await new Promise((resolve, reject) => {
-                sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
-                    if (err) {
-                        reject(err);
-                    }
-                    else {
-                        resolve();
-                    }
-                });
-            });
-        }
-        finally {
-            if (!givenSftp) {
-                sftp.end();
-            }
-        }
-    }
-    async putFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
-        external_assert_(typeof localFile === 'string', 'localFile must be a valid string');
-        external_assert_(typeof remoteFile === 'string', 'remoteFile must be a valid string');
-        external_assert_(givenSftp == null || typeof givenSftp === 'object', 'sftp must be a valid object');
-        external_assert_(transferOptions == null || typeof transferOptions === 'object', 'transferOptions must be a valid object');
-        external_assert_(await new Promise((resolve) => {
-            external_fs_.access(localFile, external_fs_.constants.R_OK, (err) => {
-                resolve(err === null);
-            });
-        }), `localFile does not exist at ${localFile}`);
-        const sftp = givenSftp || (await this.requestSFTP());
-        const putFile = (retry) => {
-            return new Promise((resolve, reject) => {
-                sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
-                    if (err == null) {
-                        resolve();
-                        return;
-                    }
-                    if (err.message === 'No such file' && retry) {
-                        resolve(this.mkdir(external_path_.dirname(remoteFile), 'sftp', sftp).then(() => putFile(false)));
-                    }
-                    else {
-                        reject(err);
-                    }
-                });
-            });
-        };
-        try {
-            await putFile(true);
-        }
-        finally {
-            if (!givenSftp) {
-                sftp.end();
-            }
-        }
-    }
-    async putFiles(files, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {} } = {}) {
-        external_assert_(Array.isArray(files), 'files must be an array');
-        for (let i = 0, { length } = files; i < length; i += 1) {
-            const file = files[i];
-            external_assert_(file, 'files items must be valid objects');
-            external_assert_(file.local && typeof file.local === 'string', `files[${i}].local must be a string`);
-            external_assert_(file.remote && typeof file.remote === 'string', `files[${i}].remote must be a string`);
-        }
-        const transferred = [];
-        const sftp = givenSftp || (await this.requestSFTP());
-        const queue = new PromiseQueue({ concurrency });
-        try {
-            await new Promise((resolve, reject) => {
-                files.forEach((file) => {
-                    queue
-                        .add(async () => {
-                        await this.putFile(file.local, file.remote, sftp, transferOptions);
-                        transferred.push(file);
-                    })
-                        .catch(reject);
-                });
-                queue.waitTillIdle().then(resolve);
-            });
-        }
-        catch (error) {
-            if (error != null) {
-                error.transferred = transferred;
-            }
-            throw error;
-        }
-        finally {
-            if (!givenSftp) {
-                sftp.end();
-            }
-        }
-    }
-    async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate = DEFAULT_VALIDATE, } = {}) {
-        external_assert_(typeof localDirectory === 'string' && localDirectory, 'localDirectory must be a string');
-        external_assert_(typeof remoteDirectory === 'string' && remoteDirectory, 'remoteDirectory must be a string');
-        const localDirectoryStat = await new Promise((resolve) => {
-            external_fs_.stat(localDirectory, (err, stat) => {
-                resolve(stat || null);
-            });
-        });
-        external_assert_(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
-        external_assert_(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
-        const sftp = givenSftp || (await this.requestSFTP());
-        const scanned = await esm(localDirectory, {
-            recursive,
-            validate,
-        });
-        const files = scanned.files.map((item) => external_path_.relative(localDirectory, item));
-        const directories = scanned.directories.map((item) => external_path_.relative(localDirectory, item));
-        // Sort shortest to longest
-        directories.sort((a, b) => a.length - b.length);
-        let failed = false;
-        try {
-            // Do the directories first.
-            await new Promise((resolve, reject) => {
-                const queue = new PromiseQueue({ concurrency });
-                directories.forEach((directory) => {
-                    queue
-                        .add(async () => {
-                        await this.mkdir(external_path_.join(remoteDirectory, directory), 'sftp', sftp);
-                    })
-                        .catch(reject);
-                });
-                resolve(queue.waitTillIdle());
-            });
-            // and now the files
-            await new Promise((resolve, reject) => {
-                const queue = new PromiseQueue({ concurrency });
-                files.forEach((file) => {
-                    queue
-                        .add(async () => {
-                        const localFile = external_path_.join(localDirectory, file);
-                        const remoteFile = external_path_.join(remoteDirectory, file);
-                        try {
-                            await this.putFile(localFile, remoteFile, sftp, transferOptions);
-                            tick(localFile, remoteFile, null);
-                        }
-                        catch (_) {
-                            failed = true;
-                            tick(localFile, remoteFile, _);
-                        }
-                    })
-                        .catch(reject);
-                });
-                resolve(queue.waitTillIdle());
-            });
-        }
-        finally {
-            if (!givenSftp) {
-                sftp.end();
-            }
-        }
-        return !failed;
-    }
-    async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate = DEFAULT_VALIDATE, } = {}) {
-        external_assert_(typeof localDirectory === 'string' && localDirectory, 'localDirectory must be a string');
-        external_assert_(typeof remoteDirectory === 'string' && remoteDirectory, 'remoteDirectory must be a string');
-        const localDirectoryStat = await new Promise((resolve) => {
-            external_fs_.stat(localDirectory, (err, stat) => {
-                resolve(stat || null);
-            });
-        });
-        external_assert_(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
-        external_assert_(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
-        const sftp = givenSftp || (await this.requestSFTP());
-        const scanned = await esm(remoteDirectory, {
-            recursive,
-            validate,
-            concurrency,
-            fileSystem: {
-                basename(path) {
-                    return external_path_.posix.basename(path);
-                },
-                join(pathA, pathB) {
-                    return external_path_.posix.join(pathA, pathB);
-                },
-                readdir(path) {
-                    return new Promise((resolve, reject) => {
-                        sftp.readdir(path, (err, res) => {
-                            if (err) {
-                                reject(err);
-                            }
-                            else {
-                                resolve(res.map((item) => item.filename));
-                            }
-                        });
-                    });
-                },
-                stat(path) {
-                    return new Promise((resolve, reject) => {
-                        sftp.stat(path, (err, res) => {
-                            if (err) {
-                                reject(err);
-                            }
-                            else {
-                                // eslint-disable-next-line @typescript-eslint/no-explicit-any
-                                resolve(res);
-                            }
-                        });
-                    });
-                },
-            },
-        });
-        const files = scanned.files.map((item) => external_path_.relative(remoteDirectory, item));
-        const directories = scanned.directories.map((item) => external_path_.relative(remoteDirectory, item));
-        // Sort shortest to longest
-        directories.sort((a, b) => a.length - b.length);
-        let failed = false;
-        try {
-            // Do the directories first.
-            await new Promise((resolve, reject) => {
-                const queue = new PromiseQueue({ concurrency });
-                directories.forEach((directory) => {
-                    queue
-                        .add(async () => {
-                        await make_dir(external_path_.join(localDirectory, directory));
-                    })
-                        .catch(reject);
-                });
-                resolve(queue.waitTillIdle());
-            });
-            // and now the files
-            await new Promise((resolve, reject) => {
-                const queue = new PromiseQueue({ concurrency });
-                files.forEach((file) => {
-                    queue
-                        .add(async () => {
-                        const localFile = external_path_.join(localDirectory, file);
-                        const remoteFile = external_path_.join(remoteDirectory, file);
-                        try {
-                            await this.getFile(localFile, remoteFile, sftp, transferOptions);
-                            tick(localFile, remoteFile, null);
-                        }
-                        catch (_) {
-                            failed = true;
-                            tick(localFile, remoteFile, _);
-                        }
-                    })
-                        .catch(reject);
-                });
-                resolve(queue.waitTillIdle());
-            });
-        }
-        finally {
-            if (!givenSftp) {
-                sftp.end();
-            }
-        }
-        return !failed;
-    }
-    forwardIn(remoteAddr, remotePort, onConnection) {
-        const connection = this.getConnection();
-        return new Promise((resolve, reject) => {
-            connection.forwardIn(remoteAddr, remotePort, (error, port) => {
-                if (error) {
-                    reject(error);
-                    return;
-                }
-                const handler = (details, acceptConnection, rejectConnection) => {
-                    if (details.destIP === remoteAddr && details.destPort === port) {
-                        onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
-                    }
-                };
-                if (onConnection) {
-                    connection.on('tcp connection', handler);
-                }
-                const dispose = () => {
-                    return new Promise((_resolve, _reject) => {
-                        connection.off('tcp connection', handler);
-                        connection.unforwardIn(remoteAddr, port, (_error) => {
-                            if (_error) {
-                                _reject(error);
-                            }
-                            _resolve();
-                        });
-                    });
-                };
-                resolve({ port, dispose });
-            });
-        });
-    }
-    forwardOut(srcIP, srcPort, dstIP, dstPort) {
-        const connection = this.getConnection();
-        return new Promise((resolve, reject) => {
-            connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error, channel) => {
-                if (error) {
-                    reject(error);
-                    return;
-                }
-                resolve(channel);
-            });
-        });
-    }
-    forwardInStreamLocal(socketPath, onConnection) {
-        const connection = this.getConnection();
-        return new Promise((resolve, reject) => {
-            connection.openssh_forwardInStreamLocal(socketPath, (error) => {
-                if (error) {
-                    reject(error);
-                    return;
-                }
-                const handler = (details, acceptConnection, rejectConnection) => {
-                    if (details.socketPath === socketPath) {
-                        onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
-                    }
-                };
-                if (onConnection) {
-                    connection.on('unix connection', handler);
-                }
-                const dispose = () => {
-                    return new Promise((_resolve, _reject) => {
-                        connection.off('unix connection', handler);
-                        connection.openssh_unforwardInStreamLocal(socketPath, (_error) => {
-                            if (_error) {
-                                _reject(_error);
-                            }
-                            _resolve();
-                        });
-                    });
-                };
-                resolve({ dispose });
-            });
-        });
-    }
-    forwardOutStreamLocal(socketPath) {
-        const connection = this.getConnection();
-        return new Promise((resolve, reject) => {
-            connection.openssh_forwardOutStreamLocal(socketPath, (error, channel) => {
-                if (error) {
-                    reject(error);
-                    return;
-                }
-                resolve(channel);
-            });
-        });
-    }
-    dispose() {
-        if (this.connection) {
-            this.connection.end();
-            this.connection = null;
-        }
-    }
-}
-
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
-;// CONCATENATED MODULE: ./src/transport/hostkeys.ts
-/**
- * Host key checking for SSH connections: parses OpenSSH known_hosts text, matches entries against the
- * host being contacted with OpenSSH semantics, and builds the `hostVerifier` / `algorithms.serverHostKey`
- * values that ssh2 takes. Verification never fails open: with nothing to check against, every key is
- * rejected.
- */
-
-/** Why a server's host key was rejected; the message says what to do next. */
-class HostKeyError extends Error {
-    address;
-    port;
-    offeredType;
-    offeredFingerprint;
-    reason;
-    constructor(message, fields) {
-        super(message);
-        this.name = 'HostKeyError';
-        this.address = fields.address;
-        this.port = fields.port;
-        this.offeredType = fields.offeredType;
-        this.offeredFingerprint = fields.offeredFingerprint;
-        this.reason = fields.reason;
-    }
-}
-const HASH_MAGIC = '|1|';
-const SHA1_LENGTH = 20;
-const BASE64_RE = /^[A-Za-z0-9+/]+={0,2}$/;
-const KEY_TYPE_NAME_RE = /^[\x21-\x7e]+$/;
-/** Longest key type name we accept in a blob (OpenSSH names are well under this). */
-const MAX_KEY_TYPE_LENGTH = 256;
-function isBase64(text) {
-    return text.length % 4 === 0 && BASE64_RE.test(text);
-}
-/**
- * Parses known_hosts text. Blank lines and `#` comments are skipped; a malformed line throws an Error
- * that names the line and what is wrong with it.
- */
-function parseKnownHosts(text) {
-    const entries = [];
-    const lines = text.split(/\r?\n/);
-    lines.forEach((raw, index) => {
-        const line = index + 1;
-        const trimmed = raw.trim();
-        if (trimmed === '' || trimmed.startsWith('#'))
-            return;
-        const fail = (what) => {
-            throw new Error(`known_hosts line ${line}: ${what}`);
-        };
-        const fields = trimmed.split(/[ \t]+/);
-        let marker;
-        if (fields[0]?.startsWith('@')) {
-            const name = fields.shift();
-            if (name === '@cert-authority')
-                marker = 'cert-authority';
-            else if (name === '@revoked')
-                marker = 'revoked';
-            else
-                fail(`unknown marker "${name}" (expected @cert-authority or @revoked)`);
-        }
-        const [hosts, keyType, keyBase64] = fields;
-        if (hosts === undefined)
-            return fail('marker without a host pattern, key type and key');
-        if (keyType === undefined)
-            return fail(`missing key type and key after "${hosts}"`);
-        if (keyBase64 === undefined)
-            return fail(`missing base64 key after key type "${keyType}"`);
-        if (hosts.startsWith('|')) {
-            const problem = hashedHostProblem(hosts);
-            if (problem !== undefined)
-                fail(problem);
-        }
-        else {
-            const problem = patternListProblem(hosts);
-            if (problem !== undefined)
-                fail(problem);
-        }
-        if (!isBase64(keyBase64))
-            fail(`the key for "${keyType}" is not valid base64`);
-        let blobType;
-        try {
-            blobType = keyTypeOf(Buffer.from(keyBase64, 'base64'));
-        }
-        catch (error) {
-            return fail(`the key is not an SSH public key (${error.message})`);
-        }
-        if (blobType !== keyType)
-            fail(`key type "${keyType}" does not match the key, which is a ${blobType} key`);
-        const entry = { line, hosts, keyType, keyBase64 };
-        if (marker !== undefined)
-            entry.marker = marker;
-        entries.push(entry);
-    });
-    return entries;
-}
-function hashedHostProblem(hosts) {
-    if (!hosts.startsWith(HASH_MAGIC)) {
-        return `unsupported hashed host "${hosts}" (expected |1|salt|hash)`;
-    }
-    const parts = hosts.slice(HASH_MAGIC.length).split('|');
-    if (parts.length !== 2)
-        return `malformed hashed host "${hosts}" (expected |1|salt|hash)`;
-    for (const [name, value] of [
-        ['salt', parts[0] ?? ''],
-        ['hash', parts[1] ?? '']
-    ]) {
-        if (!isBase64(value) || Buffer.from(value, 'base64').length !== SHA1_LENGTH) {
-            return `malformed hashed host "${hosts}": the ${name} is not ${SHA1_LENGTH} bytes of base64`;
-        }
-    }
-    return undefined;
-}
-function patternListProblem(hosts) {
-    for (const pattern of hosts.split(',')) {
-        const body = pattern.startsWith('!') ? pattern.slice(1) : pattern;
-        if (body === '')
-            return `empty host pattern in "${hosts}"`;
-    }
-    return undefined;
-}
-/** The host string OpenSSH looks up: `host` for port 22, `[host]:port` otherwise. */
-function hostString(address, port) {
-    const host = address.toLowerCase();
-    return port === 22 ? host : `[${host}]:${port}`;
-}
-/** OpenSSH glob: `*` matches any run of characters, `?` exactly one; case-insensitive. */
-function globMatch(text, pattern) {
-    const s = text.toLowerCase();
-    const p = pattern.toLowerCase();
-    let si = 0;
-    let pi = 0;
-    let starP = -1;
-    let starS = 0;
-    while (si < s.length) {
-        if (pi < p.length && (p[pi] === '?' || p[pi] === s[si])) {
-            si++;
-            pi++;
-        }
-        else if (pi < p.length && p[pi] === '*') {
-            starP = pi++;
-            starS = si;
-        }
-        else if (starP !== -1) {
-            pi = starP + 1;
-            si = ++starS;
-        }
-        else {
-            return false;
-        }
-    }
-    while (pi < p.length && p[pi] === '*')
-        pi++;
-    return pi === p.length;
-}
-function hashedMatch(hosts, host) {
-    const [salt = '', hash = ''] = hosts.slice(HASH_MAGIC.length).split('|');
-    const expected = Buffer.from(hash, 'base64');
-    const actual = (0,external_node_crypto_.createHmac)('sha1', Buffer.from(salt, 'base64')).update(host).digest();
-    return expected.length === actual.length && (0,external_node_crypto_.timingSafeEqual)(expected, actual);
-}
-/**
- * Whether `entry` applies to `address` at `port`, as OpenSSH decides it: the host string is `address`
- * for port 22 and `[address]:port` otherwise; a matching negated pattern (`!pattern`) excludes the host
- * whatever else matches; hashed entries compare HMAC-SHA1(salt, host string).
- */
-function matchesHost(entry, address, port) {
-    const host = hostString(address, port);
-    if (entry.hosts.startsWith('|')) {
-        return entry.hosts.startsWith(HASH_MAGIC) && hashedMatch(entry.hosts, host);
-    }
-    let positive = false;
-    for (const pattern of entry.hosts.split(',')) {
-        if (pattern.startsWith('!')) {
-            if (globMatch(host, pattern.slice(1)))
-                return false;
-        }
-        else if (globMatch(host, pattern)) {
-            positive = true;
-        }
-    }
-    return positive;
-}
-/** The key type name at the start of an SSH wire-format public key blob. Throws on a malformed blob. */
-function keyTypeOf(blob) {
-    if (blob.length < 4)
-        throw new Error(`key blob is too short (${blob.length} bytes)`);
-    const length = blob.readUInt32BE(0);
-    if (length === 0)
-        throw new Error('key blob has an empty key type name');
-    if (length > MAX_KEY_TYPE_LENGTH || 4 + length > blob.length) {
-        throw new Error(`key blob's type name length ${length} does not fit in its ${blob.length} bytes`);
-    }
-    const name = blob.toString('latin1', 4, 4 + length);
-    if (!KEY_TYPE_NAME_RE.test(name))
-        throw new Error('key blob has a key type name that is not printable');
-    if (4 + length === blob.length)
-        throw new Error(`key blob has a type name (${name}) but no key`);
-    return name;
-}
-/** `SHA256:` + unpadded base64 of sha256(blob), as `ssh-keygen -lf` prints it. */
-function fingerprintOf(blob) {
-    return 'SHA256:' + (0,external_node_crypto_.createHash)('sha256').update(blob).digest('base64').replace(/=+$/, '');
-}
-/** ssh2 `serverHostKey` algorithm names for each known_hosts key type it can verify. */
-const ALGORITHMS_BY_KEY_TYPE = {
-    'ssh-ed25519': ['ssh-ed25519'],
-    'ecdsa-sha2-nistp256': ['ecdsa-sha2-nistp256'],
-    'ecdsa-sha2-nistp384': ['ecdsa-sha2-nistp384'],
-    'ecdsa-sha2-nistp521': ['ecdsa-sha2-nistp521'],
-    'ssh-rsa': ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'],
-    'ssh-dss': ['ssh-dss']
-};
-/** Entries that can vouch for a key: not revoked, not a certificate authority. */
-function isPlain(entry) {
-    return entry.marker === undefined;
-}
-/**
- * The ssh2 host key algorithms to ask the server for, so that it offers a key known_hosts can verify:
- * the key types of the matching plain entries in file order, de-duplicated. Key types ssh2 cannot
- * negotiate (security keys, certificates) are left out. Empty when nothing matches.
- */
-function hostKeyAlgorithmsFor(entries, address, port) {
-    const algorithms = [];
-    for (const entry of entries) {
-        if (!isPlain(entry) || !matchesHost(entry, address, port))
-            continue;
-        for (const algorithm of ALGORITHMS_BY_KEY_TYPE[entry.keyType] ?? []) {
-            if (!algorithms.includes(algorithm))
-                algorithms.push(algorithm);
-        }
-    }
-    return algorithms;
-}
-/** `ssh-keyscan -t` names. */
-function keyscanType(keyType) {
-    if (keyType === 'ssh-ed25519')
-        return 'ed25519';
-    if (keyType.startsWith('ecdsa-sha2-'))
-        return 'ecdsa';
-    if (keyType === 'ssh-rsa')
-        return 'rsa';
-    if (keyType === 'ssh-dss')
-        return 'dsa';
-    return undefined;
-}
-function keyscanCommand(address, port, keyType) {
-    const parts = ['ssh-keyscan'];
-    if (port !== 22)
-        parts.push('-p', String(port));
-    const type = keyType === undefined ? undefined : keyscanType(keyType);
-    if (type !== undefined)
-        parts.push('-t', type);
-    parts.push(address);
-    return parts.join(' ');
-}
-/** Normalises a configured fingerprint to the bare unpadded base64 of the SHA-256 digest. */
-function normaliseFingerprint(fingerprint) {
-    const bare = fingerprint
-        .trim()
-        .replace(/^sha256:/i, '')
-        .replace(/=+$/, '');
-    if (!/^[A-Za-z0-9+/]{43}$/.test(bare)) {
-        throw new Error(`host key fingerprint "${fingerprint}" is not a SHA256 fingerprint ` +
-            '(expected SHA256: and 43 base64 characters, as printed by ssh-keygen -lf)');
-    }
-    return bare;
-}
-/**
- * Builds the host key check for one host. A key is accepted when it equals the key of a matching
- * known_hosts entry or its fingerprint is one of `fingerprints`, unless a matching `@revoked` entry
- * lists it. Without knownHosts and fingerprints every key is rejected.
- */
-function createHostVerifier(opts) {
-    const { address, port } = opts;
-    const entries = opts.knownHosts === undefined ? [] : parseKnownHosts(opts.knownHosts);
-    const matching = entries.filter(entry => matchesHost(entry, address, port));
-    const known = matching
-        .filter(isPlain)
-        .map(entry => ({ entry, blob: Buffer.from(entry.keyBase64, 'base64') }));
-    const revoked = matching
-        .filter(entry => entry.marker === 'revoked')
-        .map(entry => ({ entry, blob: Buffer.from(entry.keyBase64, 'base64') }));
-    const authorities = matching.filter(entry => entry.marker === 'cert-authority');
-    const fingerprints = new Set((opts.fingerprints ?? []).map(normaliseFingerprint));
-    const algorithms = hostKeyAlgorithmsFor(entries, address, port);
-    const label = `${address.includes(':') ? `[${address}]` : address}:${port}`;
-    const lookedUp = port === 22 ? address : `[${address}]:${port}`;
-    const nothingConfigured = opts.knownHosts === undefined && fingerprints.size === 0;
-    let lastFailure;
-    const describe = (reason, offered, offeredType, revokedLine) => {
-        if (reason === 'revoked') {
-            return (`host key for ${label} is marked @revoked in known_hosts (line ${revokedLine}): ${offered}; ` +
-                'do not connect until the server has a new host key, then check it out of band and add it to known_hosts');
-        }
-        if (reason === 'mismatch') {
-            const sameType = known.find(({ entry }) => entry.keyType === offeredType) ?? known[0];
-            if (sameType !== undefined) {
-                return (`host key for ${label} does not match known_hosts (line ${sameType.entry.line}): ${offered}; ` +
-                    `if the server was reinstalled, run \`${keyscanCommand(address, port, offeredType)}\` ` +
-                    'and compare before updating known_hosts');
-            }
-            return (`host key for ${label} does not match the configured fingerprints: ${offered}; ` +
-                `if the server was reinstalled, run \`${keyscanCommand(address, port, offeredType)} | ssh-keygen -lf -\` ` +
-                'and compare before updating the fingerprints');
-        }
-        const what = nothingConfigured
-            ? `no known_hosts or host key fingerprints configured for ${lookedUp}`
-            : `no known_hosts entry for ${lookedUp}`;
-        const caNote = authorities.length > 0
-            ? ' (@cert-authority entries are not used: host certificates are not supported)'
-            : '';
-        return (`${what}${caNote}; ${offered}; ` +
-            `add the output of \`${keyscanCommand(address, port)}\` (checked out of band) to known_hosts`);
-    };
-    const verify = (key) => {
-        try {
-            const offeredFingerprint = fingerprintOf(key);
-            let offeredType;
-            try {
-                offeredType = keyTypeOf(key);
-            }
-            catch {
-                offeredType = 'malformed-key';
-            }
-            const reject = (reason, revokedLine) => {
-                const offered = `the server offered ${offeredType} ${offeredFingerprint}`;
-                lastFailure = new HostKeyError(describe(reason, offered, offeredType, revokedLine), {
-                    address,
-                    port,
-                    offeredType,
-                    offeredFingerprint,
-                    reason
-                });
-                return false;
-            };
-            const revokedEntry = revoked.find(({ blob }) => blob.equals(key));
-            if (revokedEntry !== undefined)
-                return reject('revoked', revokedEntry.entry.line);
-            const offeredBare = offeredFingerprint.slice('SHA256:'.length);
-            if (known.some(({ blob }) => blob.equals(key)) || fingerprints.has(offeredBare)) {
-                lastFailure = undefined;
-                return true;
-            }
-            return reject(known.length > 0 || fingerprints.size > 0 ? 'mismatch' : 'unknown-host');
-        }
-        catch (error) {
-            // ssh2 calls this mid-handshake: never throw, never accept on an unexpected error.
-            lastFailure = new HostKeyError(`host key for ${label} could not be checked: ${error.message}`, {
-                address,
-                port,
-                offeredType: 'unknown',
-                offeredFingerprint: 'unknown',
-                reason: 'mismatch'
-            });
-            return false;
-        }
-    };
-    return { verify, failure: () => lastFailure, algorithms };
-}
-
-// EXTERNAL MODULE: ./src/transport/stdin.ts
-var stdin = __nccwpck_require__(4331);
-;// CONCATENATED MODULE: ./src/transport/ssh.ts
-
-
-
-/** Connection failures that a retry cannot fix: wrong host key, wrong credentials. */
-class SshConnectError extends Error {
-    retryable;
-    constructor(message, retryable) {
-        super(message);
-        this.retryable = retryable;
-        this.name = 'SshConnectError';
-    }
-}
-const sleep = (ms, signal) => new Promise((resolve, reject) => {
-    if (signal?.aborted)
-        return reject(new Error('interrupted'));
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), reject(new Error('interrupted'))), { once: true });
-});
-/** SSH to one host with node-ssh/ssh2: host key verified, retries with backoff, keepalive, TCP_NODELAY. */
-class SshTransport {
-    label;
-    ssh;
-    constructor(label, ssh) {
-        this.label = label;
-        this.ssh = ssh;
-    }
-    static async connect(target) {
-        const attempts = target.connectRetries + 1;
-        let lastError = new Error('no attempt made');
-        for (let attempt = 1; attempt <= attempts; attempt++) {
-            try {
-                return new SshTransport(target.label, await connectOnce(target));
-            }
-            catch (e) {
-                lastError = e;
-                const retryable = !(e instanceof SshConnectError) || e.retryable;
-                if (!retryable || attempt === attempts || target.signal?.aborted)
-                    break;
-                const delay = Math.min(1000 * 2 ** (attempt - 1), 8000);
-                target.onRetry?.(attempt, delay, lastError);
-                await sleep(delay, target.signal);
-            }
-        }
-        throw lastError;
-    }
-    exec(command, options = {}) {
-        const client = this.ssh.connection;
-        if (!client)
-            return Promise.reject(new Error(`not connected to ${this.label}`));
-        return new Promise((resolve, reject) => {
-            client.exec(command, (err, channel) => {
-                if (err)
-                    return reject(new Error(`cannot run a command on ${this.label}: ${err.message}`));
-                let stdout = '';
-                let stderr = '';
-                let code;
-                let finished = false;
-                const stop = (why) => {
-                    if (finished)
-                        return;
-                    finished = true;
-                    try {
-                        channel.signal('KILL');
-                    }
-                    catch {
-                        /* the server may not support signals */
-                    }
-                    channel.close();
-                    reject(new Error(why));
-                };
-                const timer = options.timeoutMs
-                    ? setTimeout(() => stop(`timed out after ${options.timeoutMs} ms`), options.timeoutMs)
-                    : undefined;
-                const onAbort = () => stop('interrupted');
-                options.signal?.addEventListener('abort', onAbort, { once: true });
-                channel.setEncoding('utf8');
-                channel.stderr.setEncoding('utf8');
-                channel.on('data', (c) => {
-                    stdout += c;
-                    options.onStdout?.(c);
-                });
-                channel.stderr.on('data', (c) => {
-                    stderr += c;
-                    options.onStderr?.(c);
-                });
-                channel.on('exit', (c, signal) => {
-                    code = c ?? (signal ? 128 : 255);
-                });
-                channel.on('close', () => {
-                    if (timer)
-                        clearTimeout(timer);
-                    options.signal?.removeEventListener('abort', onAbort);
-                    if (finished)
-                        return;
-                    finished = true;
-                    if (code === undefined)
-                        reject(new Error(`connection to ${this.label} closed before the command ended`));
-                    else
-                        resolve({ code, stdout, stderr });
-                });
-                (0,stdin/* feedStdin */.J)(channel, options.stdin);
-            });
-        });
-    }
-    async close() {
-        this.ssh.dispose();
-    }
-}
-async function connectOnce(target) {
-    const verifier = target.insecureSkipHostKeyCheck
-        ? undefined
-        : createHostVerifier({
-            address: target.address,
-            port: target.port,
-            knownHosts: target.knownHosts,
-            fingerprints: target.fingerprints
-        });
-    const ssh = new NodeSSH();
-    try {
-        await ssh.connect({
-            host: target.address,
-            port: target.port,
-            username: target.user,
-            privateKey: target.privateKey,
-            passphrase: target.passphrase,
-            readyTimeout: target.connectTimeoutMs,
-            keepaliveInterval: target.keepaliveIntervalMs,
-            keepaliveCountMax: 3,
-            tryKeyboard: false,
-            hostVerifier: verifier ? (key) => verifier.verify(key) : () => true,
-            algorithms: verifier && verifier.algorithms.length ? { serverHostKey: verifier.algorithms } : undefined
-        });
-    }
-    catch (e) {
-        ssh.dispose();
-        const hostKeyFailure = verifier?.failure();
-        if (hostKeyFailure)
-            throw new SshConnectError(hostKeyFailure.message, false);
-        const message = e.message;
-        if (/authentication methods failed|All configured authentication/i.test(message)) {
-            throw new SshConnectError(`${target.user}@${target.label} refused the private key (authentication failed); check that the public key is in ~${target.user}/.ssh/authorized_keys on the host`, false);
-        }
-        if (/Cannot parse privateKey|Encrypted private OpenSSH key|passphrase/i.test(message)) {
-            throw new SshConnectError(`ssh.private_key cannot be used: ${message}`, false);
-        }
-        throw new SshConnectError(`cannot connect to ${target.label}: ${message}`, true);
-    }
-    ssh.connection?.setNoDelay(true);
-    return ssh;
-}
-
-
-// EXTERNAL MODULE: ./src/pipeline/errors.ts
-var errors = __nccwpck_require__(1539);
-;// CONCATENATED MODULE: ./src/pipeline/context.ts
-
-
-
-
-
-
-function defaultActor(env = process.env) {
-    const who = env.GITHUB_ACTOR ?? env.GITLAB_USER_LOGIN ?? `${safeUser()}@${(0,external_node_os_.hostname)()}`;
-    const run = env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID
-        ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}`
-        : env.CI_JOB_URL;
-    return { who, run, commit: env.GITHUB_SHA ?? env.CI_COMMIT_SHA };
-}
-function safeUser() {
-    try {
-        return (0,external_node_os_.userInfo)().username;
-    }
-    catch {
-        return 'unknown';
-    }
-}
-function primaryOf(ctx) {
-    const p = ctx.sessions.find(s => s.host.primary) ?? ctx.sessions[0];
-    if (!p)
-        throw new errors/* StageError */.Z('preflight', 'no host is connected');
-    return p;
-}
-/** Connects to every host in parallel; the first failure closes the others. */
-async function connectAll(ctx) {
-    const { loaded } = ctx;
-    const ssh = loaded.config.ssh;
-    if (loaded.auth.insecure && loaded.hosts.some(h => h.kind === 'ssh')) {
-        ctx.log.warn('WARNING: ssh.insecure_skip_host_key_check is true: host keys are NOT verified and anyone on the network path can impersonate your servers. Add known_hosts instead.');
-    }
-    const results = await Promise.allSettled(loaded.hosts.map(async (host) => {
-        if (host.kind === 'local')
-            return { host, t: new local/* LocalTransport */.V(host.name), releases: [] };
-        const t = await SshTransport.connect({
-            label: host.name,
-            address: host.address,
-            port: host.port,
-            user: host.user,
-            privateKey: loaded.auth.privateKey ?? '',
-            passphrase: loaded.auth.passphrase,
-            knownHosts: loaded.auth.knownHosts,
-            fingerprints: loaded.auth.fingerprints,
-            insecureSkipHostKeyCheck: loaded.auth.insecure,
-            connectTimeoutMs: ssh.connect_timeout,
-            connectRetries: ssh.connect_retries,
-            keepaliveIntervalMs: ssh.keepalive_interval,
-            signal: ctx.signal,
-            onRetry: (attempt, delay, e) => ctx.log.warn(`connect attempt ${attempt} failed (${e.message}); retrying in ${delay / 1000} s`, host.name)
-        });
-        return { host, t, releases: [] };
-    }));
-    const ok = results.flatMap(r => (r.status === 'fulfilled' ? [r.value] : []));
-    const failed = results.findIndex(r => r.status === 'rejected');
-    if (failed >= 0) {
-        await Promise.all(ok.map(s => s.t.close()));
-        const reason = results[failed].reason;
-        const host = loaded.hosts[failed]?.name;
-        throw new errors/* StageError */.Z('preflight', (0,errors/* errorMessage */.g)(reason), host);
-    }
-    ctx.sessions = ok;
-    for (const s of ok)
-        ctx.log.info(`connected (${s.host.kind === 'local' ? 'local' : `${s.host.user}@${s.host.address}:${s.host.port}`})`, s.host.name);
-}
-async function closeAll(ctx) {
-    await Promise.allSettled(ctx.sessions.map(s => s.t.close()));
-}
-/** Runs a command on a host: the script travels over stdin; user command output streams to the log. */
-async function runOn(ctx, s, cmd, opts) {
-    const name = s.host.name;
-    if (cmd.user || ctx.verbose)
-        ctx.log.info(`$ ${cmd.user ? cmd.script.split('\n').slice(1).join('; ') : cmd.label}`, name);
-    const out = ctx.log.lineWriter(name);
-    const err = ctx.log.lineWriter(name, cmd.user ? 'info' : 'warn');
-    let result;
-    try {
-        result = await s.t.exec(command/* REMOTE_SHELL */.sq, {
-            stdin: (0,command/* withEnv */.Eh)(cmd),
-            timeoutMs: opts.timeoutMs ?? ctx.config.ssh.command_timeout,
-            signal: ctx.signal,
-            onStdout: cmd.user ? out.push : undefined,
-            onStderr: cmd.user ? err.push : undefined
-        });
-    }
-    catch (e) {
-        throw new errors/* StageError */.Z(opts.stage, `${cmd.label} on ${name}: ${(0,errors/* errorMessage */.g)(e)}`, name);
-    }
-    finally {
-        out.flush();
-        err.flush();
-    }
-    if (result.code !== 0 && !opts.allowFail) {
-        const detail = lastLines(result.stderr || result.stdout, 8);
-        throw new errors/* StageError */.Z(opts.stage, `${cmd.label} failed on ${name} (exit ${result.code})${detail ? `: ${detail}` : ''}`, name);
-    }
-    return result;
-}
-/** Runs a raw command line (used for the tar stream, whose stdin is the archive). */
-async function runRaw(ctx, s, command, label, opts) {
-    let result;
-    try {
-        result = await s.t.exec(command, {
-            stdin: opts.stdin,
-            timeoutMs: opts.timeoutMs ?? ctx.config.ssh.command_timeout,
-            signal: ctx.signal
-        });
-    }
-    catch (e) {
-        throw new StageError(opts.stage, `${label} on ${s.host.name}: ${errorMessage(e)}`, s.host.name);
-    }
-    if (result.code !== 0 && !opts.allowFail) {
-        const detail = lastLines(result.stderr || result.stdout, 8);
-        throw new StageError(opts.stage, `${label} failed on ${s.host.name} (exit ${result.code})${detail ? `: ${detail}` : ''}`, s.host.name);
-    }
-    return result;
-}
-function lastLines(text, n) {
-    return text.trim().split('\n').slice(-n).join('\n');
-}
-/** Runs `fn` on every host at once; the first error wins after all have finished. */
-async function onEveryHost(ctx, fn) {
-    const results = await Promise.allSettled(ctx.sessions.map(fn));
-    const failure = results.find(r => r.status === 'rejected');
-    if (failure)
-        throw failure.reason;
-    return results.map(r => r.value);
-}
-function layoutFor(config) {
-    return new Layout(config.path);
-}
-
-
-/***/ }),
-
-/***/ 1539:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   Z: () => (/* binding */ StageError),
-/* harmony export */   g: () => (/* binding */ errorMessage)
-/* harmony export */ });
-/* harmony import */ var _config_errors_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7827);
-
-/** A failure in a named stage, on a named host when it is host-specific. */
-class StageError extends Error {
-    stage;
-    host;
-    exitCode;
-    constructor(stage, message, host, exitCode = _config_errors_js__WEBPACK_IMPORTED_MODULE_0__/* .ExitCode */ .y.failedNothingChanged) {
-        super(message);
-        this.stage = stage;
-        this.host = host;
-        this.exitCode = exitCode;
-        this.name = 'StageError';
-    }
-}
-function errorMessage(e) {
-    return e instanceof Error ? e.message : String(e);
-}
-
-
-/***/ }),
-
-/***/ 710:
+/***/ 1382:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -68319,8 +66614,27 @@ const configSchema = object({
 })
     .strict();
 
-// EXTERNAL MODULE: ./src/config/errors.ts
-var errors = __nccwpck_require__(7827);
+;// CONCATENATED MODULE: ./src/config/errors.ts
+/** Exit codes, the contract scripts rely on (README "Exit codes"). */
+const errors_ExitCode = {
+    ok: 0,
+    failure: 1,
+    badInput: 2,
+    failedNothingChanged: 3,
+    rolledBack: 4,
+    rollbackFailed: 5
+};
+/** Bad input (config, flags, names): raised before anything on a server changes. Exit 2. */
+class errors_ConfigError extends Error {
+    problems;
+    exitCode = errors_ExitCode.badInput;
+    constructor(message, problems = [message]) {
+        super(message);
+        this.problems = problems;
+        this.name = 'ConfigError';
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/config/load.ts
 
 
@@ -68429,7 +66743,7 @@ function applyOverrides(raw, o) {
 function load_loadConfig(file, overrides = {}, env = process.env) {
     const abs = (0,external_node_path_namespaceObject.resolve)(file);
     if (!(0,external_node_fs_namespaceObject.existsSync)(abs)) {
-        throw new errors/* ConfigError */.x(`config file ${abs} not found; create one (see README "Configuration") or pass --config`);
+        throw new errors_ConfigError(`config file ${abs} not found; create one (see README "Configuration") or pass --config`);
     }
     let parsed;
     try {
@@ -68437,10 +66751,10 @@ function load_loadConfig(file, overrides = {}, env = process.env) {
     }
     catch (e) {
         const detail = e instanceof dist/* YAMLParseError */.XT ? e.message : String(e);
-        throw new errors/* ConfigError */.x(`${abs}: not valid YAML: ${detail}`);
+        throw new errors_ConfigError(`${abs}: not valid YAML: ${detail}`);
     }
     if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
-        throw new errors/* ConfigError */.x(`${abs}: expected a mapping of keys (app, path, hosts, ...) at the top level`);
+        throw new errors_ConfigError(`${abs}: expected a mapping of keys (app, path, hosts, ...) at the top level`);
     }
     return validateConfig(parsed, abs, overrides, env);
 }
@@ -68518,7 +66832,7 @@ function readOptional(file, key, baseDir, problems) {
 }
 function configProblems(file, problems) {
     const list = problems.map(p => `  - ${p}`).join('\n');
-    return new errors/* ConfigError */.x(`invalid config ${file}:\n${list}`, problems);
+    return new errors_ConfigError(`invalid config ${file}:\n${list}`, problems);
 }
 
 ;// CONCATENATED MODULE: ./src/report/log.ts
@@ -68650,7 +66964,7 @@ function id_isReleaseId(value) {
 /** Parses a release name given by a person (`rollback --to`); bad input fails before any connection. */
 function parseReleaseId(value, what = 'release') {
     if (!id_isReleaseId(value)) {
-        throw new errors/* ConfigError */.x(`${what} ${JSON.stringify(value)} is not a release name; expected the form 20261121T193000Z-3f2a1c9 (see \`safe-deploy releases\`)`);
+        throw new errors_ConfigError(`${what} ${JSON.stringify(value)} is not a release name; expected the form 20261121T193000Z-3f2a1c9 (see \`safe-deploy releases\`)`);
     }
     return value;
 }
@@ -68709,10 +67023,1689 @@ function history_releasesToPrune(releases, keep, protect) {
     return sorted.filter(r => !kept.has(r));
 }
 
-// EXTERNAL MODULE: ./src/pipeline/context.ts + 6 modules
-var context = __nccwpck_require__(9966);
-// EXTERNAL MODULE: ./src/pipeline/errors.ts
-var pipeline_errors = __nccwpck_require__(1539);
+;// CONCATENATED MODULE: external "node:os"
+const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
+;// CONCATENATED MODULE: ./src/commands/layout.ts
+/** Where things live under the deploy root on every host (README "Server layout"). */
+class Layout {
+    root;
+    releases;
+    current;
+    shared;
+    meta;
+    lock;
+    history;
+    hostLog;
+    constructor(root) {
+        this.root = root;
+        const r = root.replace(/\/+$/, '');
+        this.releases = `${r}/releases`;
+        this.current = `${r}/current`;
+        this.shared = `${r}/shared`;
+        this.meta = `${r}/.safe-deploy`;
+        this.lock = `${r}/.safe-deploy/lock`;
+        this.history = `${r}/.safe-deploy/history.jsonl`;
+        this.hostLog = `${r}/.safe-deploy/deploy.log`;
+    }
+    release(id) {
+        return `${this.releases}/${id}`;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/commands/quote.ts
+/**
+ * The one quoting function for POSIX sh. Every value that is interpolated into a shell command that runs
+ * on a host goes through `sh()`: it wraps the value in single quotes, where nothing is special, and writes
+ * each embedded single quote as '\'' (close, escaped quote, reopen). Newlines, `$()`, backticks and spaces
+ * all stay literal. NUL cannot be passed through a shell at all, so it is refused.
+ */
+function quote_sh(value) {
+    const text = String(value);
+    if (text.includes('\0'))
+        throw new Error('a value passed to the shell contains a NUL byte');
+    if (text !== '' && /^[A-Za-z0-9_@%+=:,./-]+$/.test(text))
+        return text;
+    return `'${text.replace(/'/g, `'\\''`)}'`;
+}
+/** Joins words into one command line, quoting each. */
+function shJoin(words) {
+    return words.map(quote_sh).join(' ');
+}
+
+;// CONCATENATED MODULE: ./src/commands/command.ts
+
+/** The command line sent over SSH for every script: read the script from stdin, then run it. */
+const command_REMOTE_SHELL = `sh -c 'eval "$(cat)"'`;
+function command_withEnv(cmd) {
+    const exports = Object.entries(cmd.env ?? {}).map(([k, v]) => `export ${k}=${quote_sh(v)}`);
+    return exports.length ? `${exports.join('\n')}\n${cmd.script}` : cmd.script;
+}
+function command_script(...lines) {
+    return lines.filter((l) => typeof l === 'string').join('\n');
+}
+
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+;// CONCATENATED MODULE: ./src/transport/stdin.ts
+/** Sends a string or stream to a command's stdin, then EOF. A command that exits early is not an error here. */
+function feedStdin(target, input) {
+    target.on('error', () => {
+        /* EPIPE when the command exits without reading all input: its exit code tells the story */
+    });
+    if (input === undefined)
+        target.end();
+    else if (typeof input === 'string')
+        target.end(input);
+    else
+        input.pipe(target);
+}
+
+;// CONCATENATED MODULE: ./src/transport/local.ts
+
+
+/** Runs commands on this machine with /bin/sh: self-hosted runners and the demo. */
+class local_LocalTransport {
+    label;
+    constructor(label = 'local') {
+        this.label = label;
+    }
+    exec(command, options = {}) {
+        return new Promise((resolve, reject) => {
+            const child = (0,external_node_child_process_namespaceObject.spawn)('/bin/sh', ['-c', command], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+            let stdout = '';
+            let stderr = '';
+            let finished = false;
+            const kill = (why) => {
+                if (finished)
+                    return;
+                finished = true;
+                try {
+                    if (child.pid)
+                        process.kill(-child.pid, 'SIGKILL');
+                }
+                catch {
+                    /* already gone */
+                }
+                reject(new Error(why));
+            };
+            const timer = options.timeoutMs ? setTimeout(() => kill(`timed out after ${options.timeoutMs} ms`), options.timeoutMs) : undefined;
+            const onAbort = () => kill('interrupted');
+            options.signal?.addEventListener('abort', onAbort, { once: true });
+            child.stdout.setEncoding('utf8').on('data', (c) => {
+                stdout += c;
+                options.onStdout?.(c);
+            });
+            child.stderr.setEncoding('utf8').on('data', (c) => {
+                stderr += c;
+                options.onStderr?.(c);
+            });
+            child.on('error', e => kill(`cannot start /bin/sh: ${e.message}`));
+            child.on('close', code => {
+                if (timer)
+                    clearTimeout(timer);
+                options.signal?.removeEventListener('abort', onAbort);
+                if (finished)
+                    return;
+                finished = true;
+                resolve({ code: code ?? 255, stdout, stderr });
+            });
+            feedStdin(child.stdin, options.stdin);
+        });
+    }
+    async close() { }
+}
+
+// EXTERNAL MODULE: ./node_modules/is-stream/index.js
+var is_stream = __nccwpck_require__(6543);
+// EXTERNAL MODULE: ./node_modules/node-ssh/node_modules/make-dir/index.js
+var make_dir = __nccwpck_require__(8271);
+;// CONCATENATED MODULE: ./node_modules/sb-promise-queue/lib/esm/index.mjs
+class PromiseQueue {
+    constructor({ concurrency = 1 } = {}) {
+        this.options = { concurrency };
+        this.running = 0;
+        this.queue = [];
+        this.idleCallbacks = [];
+    }
+    clear() {
+        this.queue = [];
+    }
+    onIdle(callback) {
+        this.idleCallbacks.push(callback);
+        return () => {
+            const index = this.idleCallbacks.indexOf(callback);
+            if (index !== -1) {
+                this.idleCallbacks.splice(index, 1);
+            }
+        };
+    }
+    waitTillIdle() {
+        return new Promise((resolve) => {
+            if (this.running === 0) {
+                resolve();
+                return;
+            }
+            const dispose = this.onIdle(() => {
+                dispose();
+                resolve();
+            });
+        });
+    }
+    add(callback) {
+        return new Promise((resolve, reject) => {
+            const runCallback = () => {
+                this.running += 1;
+                try {
+                    Promise.resolve(callback()).then((val) => {
+                        resolve(val);
+                        this.processNext();
+                    }, (err) => {
+                        reject(err);
+                        this.processNext();
+                    });
+                }
+                catch (err) {
+                    reject(err);
+                    this.processNext();
+                }
+            };
+            if (this.running >= this.options.concurrency) {
+                this.queue.push(runCallback);
+            }
+            else {
+                runCallback();
+            }
+        });
+    }
+    // Internal function, don't use
+    processNext() {
+        this.running -= 1;
+        const callback = this.queue.shift();
+        if (callback) {
+            callback();
+        }
+        else if (this.running === 0) {
+            this.idleCallbacks.forEach((item) => item());
+        }
+    }
+}
+
+
+;// CONCATENATED MODULE: ./node_modules/sb-scandir/lib/esm/index.mjs
+/* @flow */
+
+
+
+
+const defaultFilesystem = {
+    join(pathA, pathB) {
+        return external_path_.join(pathA, pathB);
+    },
+    basename(path) {
+        return external_path_.basename(path);
+    },
+    stat(path) {
+        return new Promise((resolve, reject) => {
+            external_fs_.stat(path, (err, res) => {
+                if (err) {
+                    reject(err);
+                }
+                else {
+                    resolve(res);
+                }
+            });
+        });
+    },
+    readdir(path) {
+        return new Promise((resolve, reject) => {
+            external_fs_.readdir(path, (err, res) => {
+                if (err) {
+                    reject(err);
+                }
+                else {
+                    resolve(res);
+                }
+            });
+        });
+    },
+};
+async function scanDirectoryInternal({ path, recursive, validate, result, fileSystem, queue, reject, }) {
+    const itemStat = await fileSystem.stat(path);
+    if (itemStat.isFile()) {
+        result.files.push(path);
+    }
+    else if (itemStat.isDirectory()) {
+        result.directories.push(path);
+    }
+    if (!itemStat.isDirectory() || recursive === 'none') {
+        return;
+    }
+    const contents = await fileSystem.readdir(path);
+    contents.forEach((item) => {
+        const itemPath = fileSystem.join(path, item);
+        if (!validate(itemPath)) {
+            return;
+        }
+        queue
+            .add(() => scanDirectoryInternal({
+            path: itemPath,
+            recursive: recursive === 'shallow' ? 'none' : 'deep',
+            validate,
+            result,
+            fileSystem,
+            queue,
+            reject,
+        }))
+            .catch(reject);
+    });
+}
+async function scanDirectory(path, { recursive = true, validate = null, concurrency = Infinity, fileSystem = defaultFilesystem, } = {}) {
+    external_assert_(path && typeof path === 'string', 'path must be a valid string');
+    external_assert_(typeof recursive === 'boolean', 'options.recursive must be a valid boolean');
+    external_assert_(validate === null || typeof validate === 'function', 'options.validate must be a valid function');
+    external_assert_(typeof concurrency === 'number', 'options.concurrency must be a valid number');
+    external_assert_(fileSystem !== null && typeof fileSystem === 'object', 'options.fileSystem must be a valid object');
+    const queue = new PromiseQueue({
+        concurrency,
+    });
+    const result = { files: [], directories: [] };
+    const mergedFileSystem = { ...defaultFilesystem, ...fileSystem };
+    await new Promise((resolve, reject) => {
+        scanDirectoryInternal({
+            path,
+            recursive: recursive ? 'deep' : 'shallow',
+            validate: validate != null ? validate : (item) => mergedFileSystem.basename(item).slice(0, 1) !== '.',
+            result,
+            fileSystem: mergedFileSystem,
+            queue,
+            reject,
+        })
+            .then(() => queue.waitTillIdle())
+            .then(resolve, reject);
+    });
+    return result;
+}
+/* harmony default export */ const esm = (scanDirectory);
+
+// EXTERNAL MODULE: ./node_modules/shell-escape/shell-escape.js
+var shell_escape = __nccwpck_require__(4646);
+// EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
+var lib = __nccwpck_require__(5472);
+;// CONCATENATED MODULE: ./node_modules/node-ssh/lib/esm/index.mjs
+
+
+
+
+
+
+
+
+
+const DEFAULT_CONCURRENCY = 1;
+const DEFAULT_VALIDATE = (path) => !external_path_.basename(path).startsWith('.');
+const DEFAULT_TICK = () => {
+    /* No Op */
+};
+class SSHError extends Error {
+    constructor(message, code = null) {
+        super(message);
+        this.code = code;
+    }
+}
+function unixifyPath(path) {
+    if (path.includes('\\')) {
+        return path.split('\\').join('/');
+    }
+    return path;
+}
+async function readFile(filePath) {
+    return new Promise((resolve, reject) => {
+        external_fs_.readFile(filePath, 'utf8', (err, res) => {
+            if (err) {
+                reject(err);
+            }
+            else {
+                resolve(res);
+            }
+        });
+    });
+}
+const SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
+async function makeDirectoryWithSftp(path, sftp) {
+    let stats = null;
+    try {
+        stats = await new Promise((resolve, reject) => {
+            sftp.stat(path, (err, res) => {
+                if (err) {
+                    reject(err);
+                }
+                else {
+                    resolve(res);
+                }
+            });
+        });
+    }
+    catch (_) {
+        /* No Op */
+    }
+    if (stats) {
+        if (stats.isDirectory()) {
+            // Already exists, nothing to worry about
+            return;
+        }
+        throw new Error('mkdir() failed, target already exists and is not a directory');
+    }
+    try {
+        await new Promise((resolve, reject) => {
+            sftp.mkdir(path, (err) => {
+                if (err) {
+                    reject(err);
+                }
+                else {
+                    resolve();
+                }
+            });
+        });
+    }
+    catch (err) {
+        if (err != null && typeof err.stack === 'string') {
+            const matches = SFTP_MKDIR_ERR_CODE_REGEXP.exec(err.stack);
+            if (matches != null) {
+                throw new SSHError(err.message, matches[1]);
+            }
+            throw err;
+        }
+    }
+}
+class NodeSSH {
+    constructor() {
+        this.connection = null;
+    }
+    getConnection() {
+        const { connection } = this;
+        if (connection == null) {
+            throw new Error('Not connected to server');
+        }
+        return connection;
+    }
+    async connect(givenConfig) {
+        external_assert_(givenConfig != null && typeof givenConfig === 'object', 'config must be a valid object');
+        const config = { ...givenConfig };
+        external_assert_(config.username != null && typeof config.username === 'string', 'config.username must be a valid string');
+        if (config.host != null) {
+            external_assert_(typeof config.host === 'string', 'config.host must be a valid string');
+        }
+        else if (config.sock != null) {
+            external_assert_(typeof config.sock === 'object', 'config.sock must be a valid object');
+        }
+        else {
+            throw new external_assert_.AssertionError({ message: 'Either config.host or config.sock must be provided' });
+        }
+        if (config.privateKey != null || config.privateKeyPath != null) {
+            if (config.privateKey != null) {
+                external_assert_(typeof config.privateKey === 'string', 'config.privateKey must be a valid string');
+                external_assert_(config.privateKeyPath == null, 'config.privateKeyPath must not be specified when config.privateKey is specified');
+            }
+            else if (config.privateKeyPath != null) {
+                external_assert_(typeof config.privateKeyPath === 'string', 'config.privateKeyPath must be a valid string');
+                external_assert_(config.privateKey == null, 'config.privateKey must not be specified when config.privateKeyPath is specified');
+            }
+            external_assert_(config.passphrase == null || typeof config.passphrase === 'string', 'config.passphrase must be null or a valid string');
+            if (config.privateKeyPath != null) {
+                // Must be an fs path
+                try {
+                    config.privateKey = await readFile(config.privateKeyPath);
+                }
+                catch (err) {
+                    if (err != null && err.code === 'ENOENT') {
+                        throw new external_assert_.AssertionError({ message: 'config.privateKeyPath does not exist at given fs path' });
+                    }
+                    throw err;
+                }
+            }
+        }
+        else if (config.password != null) {
+            external_assert_(typeof config.password === 'string', 'config.password must be a valid string');
+        }
+        if (config.tryKeyboard != null) {
+            external_assert_(typeof config.tryKeyboard === 'boolean', 'config.tryKeyboard must be a valid boolean');
+        }
+        if (config.tryKeyboard) {
+            const { password } = config;
+            if (config.onKeyboardInteractive != null) {
+                external_assert_(typeof config.onKeyboardInteractive === 'function', 'config.onKeyboardInteractive must be a valid function');
+            }
+            else if (password != null) {
+                config.onKeyboardInteractive = (name, instructions, instructionsLang, prompts, finish) => {
+                    if (prompts.length > 0 && prompts[0].prompt.toLowerCase().includes('password')) {
+                        finish([password]);
+                    }
+                };
+            }
+        }
+        const connection = new lib.Client();
+        this.connection = connection;
+        await new Promise((resolve, reject) => {
+            connection.on('error', reject);
+            if (config.onKeyboardInteractive) {
+                connection.on('keyboard-interactive', config.onKeyboardInteractive);
+            }
+            connection.on('ready', () => {
+                connection.removeListener('error', reject);
+                resolve();
+            });
+            connection.on('end', () => {
+                if (this.connection === connection) {
+                    this.connection = null;
+                }
+            });
+            connection.on('close', () => {
+                if (this.connection === connection) {
+                    this.connection = null;
+                }
+                reject(new SSHError('No response from server', 'ETIMEDOUT'));
+            });
+            connection.connect(config);
+        });
+        return this;
+    }
+    isConnected() {
+        return this.connection != null;
+    }
+    async requestShell(options) {
+        const connection = this.getConnection();
+        return new Promise((resolve, reject) => {
+            connection.on('error', reject);
+            const callback = (err, res) => {
+                connection.removeListener('error', reject);
+                if (err) {
+                    reject(err);
+                }
+                else {
+                    resolve(res);
+                }
+            };
+            if (options == null) {
+                connection.shell(callback);
+            }
+            else {
+                connection.shell(options, callback);
+            }
+        });
+    }
+    async withShell(callback, options) {
+        external_assert_(typeof callback === 'function', 'callback must be a valid function');
+        const shell = await this.requestShell(options);
+        try {
+            await callback(shell);
+        }
+        finally {
+            shell.destroy();
+        }
+    }
+    async requestSFTP() {
+        const connection = this.getConnection();
+        return new Promise((resolve, reject) => {
+            connection.on('error', reject);
+            connection.sftp((err, res) => {
+                connection.removeListener('error', reject);
+                if (err) {
+                    reject(err);
+                }
+                else {
+                    resolve(res);
+                }
+            });
+        });
+    }
+    async withSFTP(callback) {
+        external_assert_(typeof callback === 'function', 'callback must be a valid function');
+        const sftp = await this.requestSFTP();
+        try {
+            await callback(sftp);
+        }
+        finally {
+            sftp.end();
+        }
+    }
+    async execCommand(givenCommand, options = {}) {
+        external_assert_(typeof givenCommand === 'string', 'command must be a valid string');
+        external_assert_(options != null && typeof options === 'object', 'options must be a valid object');
+        external_assert_(options.cwd == null || typeof options.cwd === 'string', 'options.cwd must be a valid string');
+        external_assert_(options.stdin == null || typeof options.stdin === 'string' || is_stream.readable(options.stdin), 'options.stdin must be a valid string or readable stream');
+        external_assert_(options.execOptions == null || typeof options.execOptions === 'object', 'options.execOptions must be a valid object');
+        external_assert_(options.encoding == null || typeof options.encoding === 'string', 'options.encoding must be a valid string');
+        external_assert_(options.onChannel == null || typeof options.onChannel === 'function', 'options.onChannel must be a valid function');
+        external_assert_(options.onStdout == null || typeof options.onStdout === 'function', 'options.onStdout must be a valid function');
+        external_assert_(options.onStderr == null || typeof options.onStderr === 'function', 'options.onStderr must be a valid function');
+        external_assert_(options.noTrim == null || typeof options.noTrim === 'boolean', 'options.noTrim must be a boolean');
+        let command = givenCommand;
+        if (options.cwd) {
+            command = `cd ${shell_escape([options.cwd])} ; ${command}`;
+        }
+        const connection = this.getConnection();
+        const output = { stdout: [], stderr: [] };
+        return new Promise((resolve, reject) => {
+            connection.on('error', reject);
+            connection.exec(command, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
+                connection.removeListener('error', reject);
+                if (err) {
+                    reject(err);
+                    return;
+                }
+                if (options.onChannel) {
+                    options.onChannel(channel);
+                }
+                channel.on('data', (chunk) => {
+                    if (options.onStdout)
+                        options.onStdout(chunk);
+                    output.stdout.push(chunk.toString(options.encoding));
+                });
+                channel.stderr.on('data', (chunk) => {
+                    if (options.onStderr)
+                        options.onStderr(chunk);
+                    output.stderr.push(chunk.toString(options.encoding));
+                });
+                if (options.stdin != null) {
+                    if (is_stream.readable(options.stdin)) {
+                        options.stdin.pipe(channel, {
+                            end: true,
+                        });
+                    }
+                    else {
+                        channel.write(options.stdin);
+                        channel.end();
+                    }
+                }
+                else {
+                    channel.end();
+                }
+                let code = null;
+                let signal = null;
+                channel.on('exit', (code_, signal_) => {
+                    code = code_ !== null && code_ !== void 0 ? code_ : null;
+                    signal = signal_ !== null && signal_ !== void 0 ? signal_ : null;
+                });
+                channel.on('close', () => {
+                    let stdout = output.stdout.join('');
+                    let stderr = output.stderr.join('');
+                    if (options.noTrim !== true) {
+                        stdout = stdout.trim();
+                        stderr = stderr.trim();
+                    }
+                    resolve({
+                        code: code != null ? code : null,
+                        signal: signal != null ? signal : null,
+                        stdout,
+                        stderr,
+                    });
+                });
+            });
+        });
+    }
+    async exec(command, parameters, options = {}) {
+        external_assert_(typeof command === 'string', 'command must be a valid string');
+        external_assert_(Array.isArray(parameters), 'parameters must be a valid array');
+        external_assert_(options != null && typeof options === 'object', 'options must be a valid object');
+        external_assert_(options.stream == null || ['both', 'stdout', 'stderr'].includes(options.stream), 'options.stream must be one of both, stdout, stderr');
+        for (let i = 0, { length } = parameters; i < length; i += 1) {
+            external_assert_(typeof parameters[i] === 'string', `parameters[${i}] must be a valid string`);
+        }
+        const completeCommand = `${command}${parameters.length > 0 ? ` ${shell_escape(parameters)}` : ''}`;
+        const response = await this.execCommand(completeCommand, options);
+        if (options.stream == null || options.stream === 'stdout') {
+            if (response.stderr) {
+                throw new Error(response.stderr);
+            }
+            return response.stdout;
+        }
+        if (options.stream === 'stderr') {
+            return response.stderr;
+        }
+        return response;
+    }
+    async mkdir(path, method = 'sftp', givenSftp = null) {
+        external_assert_(typeof path === 'string', 'path must be a valid string');
+        external_assert_(typeof method === 'string' && (method === 'sftp' || method === 'exec'), 'method must be either sftp or exec');
+        external_assert_(givenSftp == null || typeof givenSftp === 'object', 'sftp must be a valid object');
+        if (method === 'exec') {
+            await this.exec('mkdir', ['-p', unixifyPath(path)]);
+            return;
+        }
+        const sftp = givenSftp || (await this.requestSFTP());
+        const makeSftpDirectory = async (retry) => makeDirectoryWithSftp(unixifyPath(path), sftp).catch(async (error) => {
+            if (!retry || error == null || (error.message !== 'No such file' && error.code !== 'ENOENT')) {
+                throw error;
+            }
+            await this.mkdir(external_path_.dirname(path), 'sftp', sftp);
+            await makeSftpDirectory(false);
+        });
+        try {
+            await makeSftpDirectory(true);
+        }
+        finally {
+            if (!givenSftp) {
+                sftp.end();
+            }
+        }
+    }
+    async getFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
+        external_assert_(typeof localFile === 'string', 'localFile must be a valid string');
+        external_assert_(typeof remoteFile === 'string', 'remoteFile must be a valid string');
+        external_assert_(givenSftp == null || typeof givenSftp === 'object', 'sftp must be a valid object');
+        external_assert_(transferOptions == null || typeof transferOptions === 'object', 'transferOptions must be a valid object');
+        const sftp = givenSftp || (await this.requestSFTP());
+        try {
+            await new Promise((resolve, reject) => {
+                sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
+                    if (err) {
+                        reject(err);
+                    }
+                    else {
+                        resolve();
+                    }
+                });
+            });
+        }
+        finally {
+            if (!givenSftp) {
+                sftp.end();
+            }
+        }
+    }
+    async putFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
+        external_assert_(typeof localFile === 'string', 'localFile must be a valid string');
+        external_assert_(typeof remoteFile === 'string', 'remoteFile must be a valid string');
+        external_assert_(givenSftp == null || typeof givenSftp === 'object', 'sftp must be a valid object');
+        external_assert_(transferOptions == null || typeof transferOptions === 'object', 'transferOptions must be a valid object');
+        external_assert_(await new Promise((resolve) => {
+            external_fs_.access(localFile, external_fs_.constants.R_OK, (err) => {
+                resolve(err === null);
+            });
+        }), `localFile does not exist at ${localFile}`);
+        const sftp = givenSftp || (await this.requestSFTP());
+        const putFile = (retry) => {
+            return new Promise((resolve, reject) => {
+                sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
+                    if (err == null) {
+                        resolve();
+                        return;
+                    }
+                    if (err.message === 'No such file' && retry) {
+                        resolve(this.mkdir(external_path_.dirname(remoteFile), 'sftp', sftp).then(() => putFile(false)));
+                    }
+                    else {
+                        reject(err);
+                    }
+                });
+            });
+        };
+        try {
+            await putFile(true);
+        }
+        finally {
+            if (!givenSftp) {
+                sftp.end();
+            }
+        }
+    }
+    async putFiles(files, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {} } = {}) {
+        external_assert_(Array.isArray(files), 'files must be an array');
+        for (let i = 0, { length } = files; i < length; i += 1) {
+            const file = files[i];
+            external_assert_(file, 'files items must be valid objects');
+            external_assert_(file.local && typeof file.local === 'string', `files[${i}].local must be a string`);
+            external_assert_(file.remote && typeof file.remote === 'string', `files[${i}].remote must be a string`);
+        }
+        const transferred = [];
+        const sftp = givenSftp || (await this.requestSFTP());
+        const queue = new PromiseQueue({ concurrency });
+        try {
+            await new Promise((resolve, reject) => {
+                files.forEach((file) => {
+                    queue
+                        .add(async () => {
+                        await this.putFile(file.local, file.remote, sftp, transferOptions);
+                        transferred.push(file);
+                    })
+                        .catch(reject);
+                });
+                queue.waitTillIdle().then(resolve);
+            });
+        }
+        catch (error) {
+            if (error != null) {
+                error.transferred = transferred;
+            }
+            throw error;
+        }
+        finally {
+            if (!givenSftp) {
+                sftp.end();
+            }
+        }
+    }
+    async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate = DEFAULT_VALIDATE, } = {}) {
+        external_assert_(typeof localDirectory === 'string' && localDirectory, 'localDirectory must be a string');
+        external_assert_(typeof remoteDirectory === 'string' && remoteDirectory, 'remoteDirectory must be a string');
+        const localDirectoryStat = await new Promise((resolve) => {
+            external_fs_.stat(localDirectory, (err, stat) => {
+                resolve(stat || null);
+            });
+        });
+        external_assert_(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
+        external_assert_(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
+        const sftp = givenSftp || (await this.requestSFTP());
+        const scanned = await esm(localDirectory, {
+            recursive,
+            validate,
+        });
+        const files = scanned.files.map((item) => external_path_.relative(localDirectory, item));
+        const directories = scanned.directories.map((item) => external_path_.relative(localDirectory, item));
+        // Sort shortest to longest
+        directories.sort((a, b) => a.length - b.length);
+        let failed = false;
+        try {
+            // Do the directories first.
+            await new Promise((resolve, reject) => {
+                const queue = new PromiseQueue({ concurrency });
+                directories.forEach((directory) => {
+                    queue
+                        .add(async () => {
+                        await this.mkdir(external_path_.join(remoteDirectory, directory), 'sftp', sftp);
+                    })
+                        .catch(reject);
+                });
+                resolve(queue.waitTillIdle());
+            });
+            // and now the files
+            await new Promise((resolve, reject) => {
+                const queue = new PromiseQueue({ concurrency });
+                files.forEach((file) => {
+                    queue
+                        .add(async () => {
+                        const localFile = external_path_.join(localDirectory, file);
+                        const remoteFile = external_path_.join(remoteDirectory, file);
+                        try {
+                            await this.putFile(localFile, remoteFile, sftp, transferOptions);
+                            tick(localFile, remoteFile, null);
+                        }
+                        catch (_) {
+                            failed = true;
+                            tick(localFile, remoteFile, _);
+                        }
+                    })
+                        .catch(reject);
+                });
+                resolve(queue.waitTillIdle());
+            });
+        }
+        finally {
+            if (!givenSftp) {
+                sftp.end();
+            }
+        }
+        return !failed;
+    }
+    async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate = DEFAULT_VALIDATE, } = {}) {
+        external_assert_(typeof localDirectory === 'string' && localDirectory, 'localDirectory must be a string');
+        external_assert_(typeof remoteDirectory === 'string' && remoteDirectory, 'remoteDirectory must be a string');
+        const localDirectoryStat = await new Promise((resolve) => {
+            external_fs_.stat(localDirectory, (err, stat) => {
+                resolve(stat || null);
+            });
+        });
+        external_assert_(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
+        external_assert_(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
+        const sftp = givenSftp || (await this.requestSFTP());
+        const scanned = await esm(remoteDirectory, {
+            recursive,
+            validate,
+            concurrency,
+            fileSystem: {
+                basename(path) {
+                    return external_path_.posix.basename(path);
+                },
+                join(pathA, pathB) {
+                    return external_path_.posix.join(pathA, pathB);
+                },
+                readdir(path) {
+                    return new Promise((resolve, reject) => {
+                        sftp.readdir(path, (err, res) => {
+                            if (err) {
+                                reject(err);
+                            }
+                            else {
+                                resolve(res.map((item) => item.filename));
+                            }
+                        });
+                    });
+                },
+                stat(path) {
+                    return new Promise((resolve, reject) => {
+                        sftp.stat(path, (err, res) => {
+                            if (err) {
+                                reject(err);
+                            }
+                            else {
+                                // eslint-disable-next-line @typescript-eslint/no-explicit-any
+                                resolve(res);
+                            }
+                        });
+                    });
+                },
+            },
+        });
+        const files = scanned.files.map((item) => external_path_.relative(remoteDirectory, item));
+        const directories = scanned.directories.map((item) => external_path_.relative(remoteDirectory, item));
+        // Sort shortest to longest
+        directories.sort((a, b) => a.length - b.length);
+        let failed = false;
+        try {
+            // Do the directories first.
+            await new Promise((resolve, reject) => {
+                const queue = new PromiseQueue({ concurrency });
+                directories.forEach((directory) => {
+                    queue
+                        .add(async () => {
+                        await make_dir(external_path_.join(localDirectory, directory));
+                    })
+                        .catch(reject);
+                });
+                resolve(queue.waitTillIdle());
+            });
+            // and now the files
+            await new Promise((resolve, reject) => {
+                const queue = new PromiseQueue({ concurrency });
+                files.forEach((file) => {
+                    queue
+                        .add(async () => {
+                        const localFile = external_path_.join(localDirectory, file);
+                        const remoteFile = external_path_.join(remoteDirectory, file);
+                        try {
+                            await this.getFile(localFile, remoteFile, sftp, transferOptions);
+                            tick(localFile, remoteFile, null);
+                        }
+                        catch (_) {
+                            failed = true;
+                            tick(localFile, remoteFile, _);
+                        }
+                    })
+                        .catch(reject);
+                });
+                resolve(queue.waitTillIdle());
+            });
+        }
+        finally {
+            if (!givenSftp) {
+                sftp.end();
+            }
+        }
+        return !failed;
+    }
+    forwardIn(remoteAddr, remotePort, onConnection) {
+        const connection = this.getConnection();
+        return new Promise((resolve, reject) => {
+            connection.forwardIn(remoteAddr, remotePort, (error, port) => {
+                if (error) {
+                    reject(error);
+                    return;
+                }
+                const handler = (details, acceptConnection, rejectConnection) => {
+                    if (details.destIP === remoteAddr && details.destPort === port) {
+                        onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
+                    }
+                };
+                if (onConnection) {
+                    connection.on('tcp connection', handler);
+                }
+                const dispose = () => {
+                    return new Promise((_resolve, _reject) => {
+                        connection.off('tcp connection', handler);
+                        connection.unforwardIn(remoteAddr, port, (_error) => {
+                            if (_error) {
+                                _reject(error);
+                            }
+                            _resolve();
+                        });
+                    });
+                };
+                resolve({ port, dispose });
+            });
+        });
+    }
+    forwardOut(srcIP, srcPort, dstIP, dstPort) {
+        const connection = this.getConnection();
+        return new Promise((resolve, reject) => {
+            connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error, channel) => {
+                if (error) {
+                    reject(error);
+                    return;
+                }
+                resolve(channel);
+            });
+        });
+    }
+    forwardInStreamLocal(socketPath, onConnection) {
+        const connection = this.getConnection();
+        return new Promise((resolve, reject) => {
+            connection.openssh_forwardInStreamLocal(socketPath, (error) => {
+                if (error) {
+                    reject(error);
+                    return;
+                }
+                const handler = (details, acceptConnection, rejectConnection) => {
+                    if (details.socketPath === socketPath) {
+                        onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
+                    }
+                };
+                if (onConnection) {
+                    connection.on('unix connection', handler);
+                }
+                const dispose = () => {
+                    return new Promise((_resolve, _reject) => {
+                        connection.off('unix connection', handler);
+                        connection.openssh_unforwardInStreamLocal(socketPath, (_error) => {
+                            if (_error) {
+                                _reject(_error);
+                            }
+                            _resolve();
+                        });
+                    });
+                };
+                resolve({ dispose });
+            });
+        });
+    }
+    forwardOutStreamLocal(socketPath) {
+        const connection = this.getConnection();
+        return new Promise((resolve, reject) => {
+            connection.openssh_forwardOutStreamLocal(socketPath, (error, channel) => {
+                if (error) {
+                    reject(error);
+                    return;
+                }
+                resolve(channel);
+            });
+        });
+    }
+    dispose() {
+        if (this.connection) {
+            this.connection.end();
+            this.connection = null;
+        }
+    }
+}
+
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+;// CONCATENATED MODULE: ./src/transport/hostkeys.ts
+/**
+ * Host key checking for SSH connections: parses OpenSSH known_hosts text, matches entries against the
+ * host being contacted with OpenSSH semantics, and builds the `hostVerifier` / `algorithms.serverHostKey`
+ * values that ssh2 takes. Verification never fails open: with nothing to check against, every key is
+ * rejected.
+ */
+
+/** Why a server's host key was rejected; the message says what to do next. */
+class HostKeyError extends Error {
+    address;
+    port;
+    offeredType;
+    offeredFingerprint;
+    reason;
+    constructor(message, fields) {
+        super(message);
+        this.name = 'HostKeyError';
+        this.address = fields.address;
+        this.port = fields.port;
+        this.offeredType = fields.offeredType;
+        this.offeredFingerprint = fields.offeredFingerprint;
+        this.reason = fields.reason;
+    }
+}
+const HASH_MAGIC = '|1|';
+const SHA1_LENGTH = 20;
+const BASE64_RE = /^[A-Za-z0-9+/]+={0,2}$/;
+const KEY_TYPE_NAME_RE = /^[\x21-\x7e]+$/;
+/** Longest key type name we accept in a blob (OpenSSH names are well under this). */
+const MAX_KEY_TYPE_LENGTH = 256;
+function isBase64(text) {
+    return text.length % 4 === 0 && BASE64_RE.test(text);
+}
+/**
+ * Parses known_hosts text. Blank lines and `#` comments are skipped; a malformed line throws an Error
+ * that names the line and what is wrong with it.
+ */
+function parseKnownHosts(text) {
+    const entries = [];
+    const lines = text.split(/\r?\n/);
+    lines.forEach((raw, index) => {
+        const line = index + 1;
+        const trimmed = raw.trim();
+        if (trimmed === '' || trimmed.startsWith('#'))
+            return;
+        const fail = (what) => {
+            throw new Error(`known_hosts line ${line}: ${what}`);
+        };
+        const fields = trimmed.split(/[ \t]+/);
+        let marker;
+        if (fields[0]?.startsWith('@')) {
+            const name = fields.shift();
+            if (name === '@cert-authority')
+                marker = 'cert-authority';
+            else if (name === '@revoked')
+                marker = 'revoked';
+            else
+                fail(`unknown marker "${name}" (expected @cert-authority or @revoked)`);
+        }
+        const [hosts, keyType, keyBase64] = fields;
+        if (hosts === undefined)
+            return fail('marker without a host pattern, key type and key');
+        if (keyType === undefined)
+            return fail(`missing key type and key after "${hosts}"`);
+        if (keyBase64 === undefined)
+            return fail(`missing base64 key after key type "${keyType}"`);
+        if (hosts.startsWith('|')) {
+            const problem = hashedHostProblem(hosts);
+            if (problem !== undefined)
+                fail(problem);
+        }
+        else {
+            const problem = patternListProblem(hosts);
+            if (problem !== undefined)
+                fail(problem);
+        }
+        if (!isBase64(keyBase64))
+            fail(`the key for "${keyType}" is not valid base64`);
+        let blobType;
+        try {
+            blobType = keyTypeOf(Buffer.from(keyBase64, 'base64'));
+        }
+        catch (error) {
+            return fail(`the key is not an SSH public key (${error.message})`);
+        }
+        if (blobType !== keyType)
+            fail(`key type "${keyType}" does not match the key, which is a ${blobType} key`);
+        const entry = { line, hosts, keyType, keyBase64 };
+        if (marker !== undefined)
+            entry.marker = marker;
+        entries.push(entry);
+    });
+    return entries;
+}
+function hashedHostProblem(hosts) {
+    if (!hosts.startsWith(HASH_MAGIC)) {
+        return `unsupported hashed host "${hosts}" (expected |1|salt|hash)`;
+    }
+    const parts = hosts.slice(HASH_MAGIC.length).split('|');
+    if (parts.length !== 2)
+        return `malformed hashed host "${hosts}" (expected |1|salt|hash)`;
+    for (const [name, value] of [
+        ['salt', parts[0] ?? ''],
+        ['hash', parts[1] ?? '']
+    ]) {
+        if (!isBase64(value) || Buffer.from(value, 'base64').length !== SHA1_LENGTH) {
+            return `malformed hashed host "${hosts}": the ${name} is not ${SHA1_LENGTH} bytes of base64`;
+        }
+    }
+    return undefined;
+}
+function patternListProblem(hosts) {
+    for (const pattern of hosts.split(',')) {
+        const body = pattern.startsWith('!') ? pattern.slice(1) : pattern;
+        if (body === '')
+            return `empty host pattern in "${hosts}"`;
+    }
+    return undefined;
+}
+/** The host string OpenSSH looks up: `host` for port 22, `[host]:port` otherwise. */
+function hostString(address, port) {
+    const host = address.toLowerCase();
+    return port === 22 ? host : `[${host}]:${port}`;
+}
+/** OpenSSH glob: `*` matches any run of characters, `?` exactly one; case-insensitive. */
+function globMatch(text, pattern) {
+    const s = text.toLowerCase();
+    const p = pattern.toLowerCase();
+    let si = 0;
+    let pi = 0;
+    let starP = -1;
+    let starS = 0;
+    while (si < s.length) {
+        if (pi < p.length && (p[pi] === '?' || p[pi] === s[si])) {
+            si++;
+            pi++;
+        }
+        else if (pi < p.length && p[pi] === '*') {
+            starP = pi++;
+            starS = si;
+        }
+        else if (starP !== -1) {
+            pi = starP + 1;
+            si = ++starS;
+        }
+        else {
+            return false;
+        }
+    }
+    while (pi < p.length && p[pi] === '*')
+        pi++;
+    return pi === p.length;
+}
+function hashedMatch(hosts, host) {
+    const [salt = '', hash = ''] = hosts.slice(HASH_MAGIC.length).split('|');
+    const expected = Buffer.from(hash, 'base64');
+    const actual = (0,external_node_crypto_.createHmac)('sha1', Buffer.from(salt, 'base64')).update(host).digest();
+    return expected.length === actual.length && (0,external_node_crypto_.timingSafeEqual)(expected, actual);
+}
+/**
+ * Whether `entry` applies to `address` at `port`, as OpenSSH decides it: the host string is `address`
+ * for port 22 and `[address]:port` otherwise; a matching negated pattern (`!pattern`) excludes the host
+ * whatever else matches; hashed entries compare HMAC-SHA1(salt, host string).
+ */
+function matchesHost(entry, address, port) {
+    const host = hostString(address, port);
+    if (entry.hosts.startsWith('|')) {
+        return entry.hosts.startsWith(HASH_MAGIC) && hashedMatch(entry.hosts, host);
+    }
+    let positive = false;
+    for (const pattern of entry.hosts.split(',')) {
+        if (pattern.startsWith('!')) {
+            if (globMatch(host, pattern.slice(1)))
+                return false;
+        }
+        else if (globMatch(host, pattern)) {
+            positive = true;
+        }
+    }
+    return positive;
+}
+/** The key type name at the start of an SSH wire-format public key blob. Throws on a malformed blob. */
+function keyTypeOf(blob) {
+    if (blob.length < 4)
+        throw new Error(`key blob is too short (${blob.length} bytes)`);
+    const length = blob.readUInt32BE(0);
+    if (length === 0)
+        throw new Error('key blob has an empty key type name');
+    if (length > MAX_KEY_TYPE_LENGTH || 4 + length > blob.length) {
+        throw new Error(`key blob's type name length ${length} does not fit in its ${blob.length} bytes`);
+    }
+    const name = blob.toString('latin1', 4, 4 + length);
+    if (!KEY_TYPE_NAME_RE.test(name))
+        throw new Error('key blob has a key type name that is not printable');
+    if (4 + length === blob.length)
+        throw new Error(`key blob has a type name (${name}) but no key`);
+    return name;
+}
+/** `SHA256:` + unpadded base64 of sha256(blob), as `ssh-keygen -lf` prints it. */
+function fingerprintOf(blob) {
+    return 'SHA256:' + (0,external_node_crypto_.createHash)('sha256').update(blob).digest('base64').replace(/=+$/, '');
+}
+/** ssh2 `serverHostKey` algorithm names for each known_hosts key type it can verify. */
+const ALGORITHMS_BY_KEY_TYPE = {
+    'ssh-ed25519': ['ssh-ed25519'],
+    'ecdsa-sha2-nistp256': ['ecdsa-sha2-nistp256'],
+    'ecdsa-sha2-nistp384': ['ecdsa-sha2-nistp384'],
+    'ecdsa-sha2-nistp521': ['ecdsa-sha2-nistp521'],
+    'ssh-rsa': ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'],
+    'ssh-dss': ['ssh-dss']
+};
+/** Entries that can vouch for a key: not revoked, not a certificate authority. */
+function isPlain(entry) {
+    return entry.marker === undefined;
+}
+/**
+ * The ssh2 host key algorithms to ask the server for, so that it offers a key known_hosts can verify:
+ * the key types of the matching plain entries in file order, de-duplicated. Key types ssh2 cannot
+ * negotiate (security keys, certificates) are left out. Empty when nothing matches.
+ */
+function hostKeyAlgorithmsFor(entries, address, port) {
+    const algorithms = [];
+    for (const entry of entries) {
+        if (!isPlain(entry) || !matchesHost(entry, address, port))
+            continue;
+        for (const algorithm of ALGORITHMS_BY_KEY_TYPE[entry.keyType] ?? []) {
+            if (!algorithms.includes(algorithm))
+                algorithms.push(algorithm);
+        }
+    }
+    return algorithms;
+}
+/** `ssh-keyscan -t` names. */
+function keyscanType(keyType) {
+    if (keyType === 'ssh-ed25519')
+        return 'ed25519';
+    if (keyType.startsWith('ecdsa-sha2-'))
+        return 'ecdsa';
+    if (keyType === 'ssh-rsa')
+        return 'rsa';
+    if (keyType === 'ssh-dss')
+        return 'dsa';
+    return undefined;
+}
+function keyscanCommand(address, port, keyType) {
+    const parts = ['ssh-keyscan'];
+    if (port !== 22)
+        parts.push('-p', String(port));
+    const type = keyType === undefined ? undefined : keyscanType(keyType);
+    if (type !== undefined)
+        parts.push('-t', type);
+    parts.push(address);
+    return parts.join(' ');
+}
+/** Normalises a configured fingerprint to the bare unpadded base64 of the SHA-256 digest. */
+function normaliseFingerprint(fingerprint) {
+    const bare = fingerprint
+        .trim()
+        .replace(/^sha256:/i, '')
+        .replace(/=+$/, '');
+    if (!/^[A-Za-z0-9+/]{43}$/.test(bare)) {
+        throw new Error(`host key fingerprint "${fingerprint}" is not a SHA256 fingerprint ` +
+            '(expected SHA256: and 43 base64 characters, as printed by ssh-keygen -lf)');
+    }
+    return bare;
+}
+/**
+ * Builds the host key check for one host. A key is accepted when it equals the key of a matching
+ * known_hosts entry or its fingerprint is one of `fingerprints`, unless a matching `@revoked` entry
+ * lists it. Without knownHosts and fingerprints every key is rejected.
+ */
+function createHostVerifier(opts) {
+    const { address, port } = opts;
+    const entries = opts.knownHosts === undefined ? [] : parseKnownHosts(opts.knownHosts);
+    const matching = entries.filter(entry => matchesHost(entry, address, port));
+    const known = matching
+        .filter(isPlain)
+        .map(entry => ({ entry, blob: Buffer.from(entry.keyBase64, 'base64') }));
+    const revoked = matching
+        .filter(entry => entry.marker === 'revoked')
+        .map(entry => ({ entry, blob: Buffer.from(entry.keyBase64, 'base64') }));
+    const authorities = matching.filter(entry => entry.marker === 'cert-authority');
+    const fingerprints = new Set((opts.fingerprints ?? []).map(normaliseFingerprint));
+    const algorithms = hostKeyAlgorithmsFor(entries, address, port);
+    const label = `${address.includes(':') ? `[${address}]` : address}:${port}`;
+    const lookedUp = port === 22 ? address : `[${address}]:${port}`;
+    const nothingConfigured = opts.knownHosts === undefined && fingerprints.size === 0;
+    let lastFailure;
+    const describe = (reason, offered, offeredType, revokedLine) => {
+        if (reason === 'revoked') {
+            return (`host key for ${label} is marked @revoked in known_hosts (line ${revokedLine}): ${offered}; ` +
+                'do not connect until the server has a new host key, then check it out of band and add it to known_hosts');
+        }
+        if (reason === 'mismatch') {
+            const sameType = known.find(({ entry }) => entry.keyType === offeredType) ?? known[0];
+            if (sameType !== undefined) {
+                return (`host key for ${label} does not match known_hosts (line ${sameType.entry.line}): ${offered}; ` +
+                    `if the server was reinstalled, run \`${keyscanCommand(address, port, offeredType)}\` ` +
+                    'and compare before updating known_hosts');
+            }
+            return (`host key for ${label} does not match the configured fingerprints: ${offered}; ` +
+                `if the server was reinstalled, run \`${keyscanCommand(address, port, offeredType)} | ssh-keygen -lf -\` ` +
+                'and compare before updating the fingerprints');
+        }
+        const what = nothingConfigured
+            ? `no known_hosts or host key fingerprints configured for ${lookedUp}`
+            : `no known_hosts entry for ${lookedUp}`;
+        const caNote = authorities.length > 0
+            ? ' (@cert-authority entries are not used: host certificates are not supported)'
+            : '';
+        return (`${what}${caNote}; ${offered}; ` +
+            `add the output of \`${keyscanCommand(address, port)}\` (checked out of band) to known_hosts`);
+    };
+    const verify = (key) => {
+        try {
+            const offeredFingerprint = fingerprintOf(key);
+            let offeredType;
+            try {
+                offeredType = keyTypeOf(key);
+            }
+            catch {
+                offeredType = 'malformed-key';
+            }
+            const reject = (reason, revokedLine) => {
+                const offered = `the server offered ${offeredType} ${offeredFingerprint}`;
+                lastFailure = new HostKeyError(describe(reason, offered, offeredType, revokedLine), {
+                    address,
+                    port,
+                    offeredType,
+                    offeredFingerprint,
+                    reason
+                });
+                return false;
+            };
+            const revokedEntry = revoked.find(({ blob }) => blob.equals(key));
+            if (revokedEntry !== undefined)
+                return reject('revoked', revokedEntry.entry.line);
+            const offeredBare = offeredFingerprint.slice('SHA256:'.length);
+            if (known.some(({ blob }) => blob.equals(key)) || fingerprints.has(offeredBare)) {
+                lastFailure = undefined;
+                return true;
+            }
+            return reject(known.length > 0 || fingerprints.size > 0 ? 'mismatch' : 'unknown-host');
+        }
+        catch (error) {
+            // ssh2 calls this mid-handshake: never throw, never accept on an unexpected error.
+            lastFailure = new HostKeyError(`host key for ${label} could not be checked: ${error.message}`, {
+                address,
+                port,
+                offeredType: 'unknown',
+                offeredFingerprint: 'unknown',
+                reason: 'mismatch'
+            });
+            return false;
+        }
+    };
+    return { verify, failure: () => lastFailure, algorithms };
+}
+
+;// CONCATENATED MODULE: ./src/transport/ssh.ts
+
+
+
+/** Connection failures that a retry cannot fix: wrong host key, wrong credentials. */
+class SshConnectError extends Error {
+    retryable;
+    constructor(message, retryable) {
+        super(message);
+        this.retryable = retryable;
+        this.name = 'SshConnectError';
+    }
+}
+const sleep = (ms, signal) => new Promise((resolve, reject) => {
+    if (signal?.aborted)
+        return reject(new Error('interrupted'));
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => (clearTimeout(t), reject(new Error('interrupted'))), { once: true });
+});
+/** SSH to one host with node-ssh/ssh2: host key verified, retries with backoff, keepalive, TCP_NODELAY. */
+class SshTransport {
+    label;
+    ssh;
+    constructor(label, ssh) {
+        this.label = label;
+        this.ssh = ssh;
+    }
+    static async connect(target) {
+        const attempts = target.connectRetries + 1;
+        let lastError = new Error('no attempt made');
+        for (let attempt = 1; attempt <= attempts; attempt++) {
+            try {
+                return new SshTransport(target.label, await connectOnce(target));
+            }
+            catch (e) {
+                lastError = e;
+                const retryable = !(e instanceof SshConnectError) || e.retryable;
+                if (!retryable || attempt === attempts || target.signal?.aborted)
+                    break;
+                const delay = Math.min(1000 * 2 ** (attempt - 1), 8000);
+                target.onRetry?.(attempt, delay, lastError);
+                await sleep(delay, target.signal);
+            }
+        }
+        throw lastError;
+    }
+    exec(command, options = {}) {
+        const client = this.ssh.connection;
+        if (!client)
+            return Promise.reject(new Error(`not connected to ${this.label}`));
+        return new Promise((resolve, reject) => {
+            client.exec(command, (err, channel) => {
+                if (err)
+                    return reject(new Error(`cannot run a command on ${this.label}: ${err.message}`));
+                let stdout = '';
+                let stderr = '';
+                let code;
+                let finished = false;
+                const stop = (why) => {
+                    if (finished)
+                        return;
+                    finished = true;
+                    try {
+                        channel.signal('KILL');
+                    }
+                    catch {
+                        /* the server may not support signals */
+                    }
+                    channel.close();
+                    reject(new Error(why));
+                };
+                const timer = options.timeoutMs
+                    ? setTimeout(() => stop(`timed out after ${options.timeoutMs} ms`), options.timeoutMs)
+                    : undefined;
+                const onAbort = () => stop('interrupted');
+                options.signal?.addEventListener('abort', onAbort, { once: true });
+                channel.setEncoding('utf8');
+                channel.stderr.setEncoding('utf8');
+                channel.on('data', (c) => {
+                    stdout += c;
+                    options.onStdout?.(c);
+                });
+                channel.stderr.on('data', (c) => {
+                    stderr += c;
+                    options.onStderr?.(c);
+                });
+                channel.on('exit', (c, signal) => {
+                    code = c ?? (signal ? 128 : 255);
+                });
+                channel.on('close', () => {
+                    if (timer)
+                        clearTimeout(timer);
+                    options.signal?.removeEventListener('abort', onAbort);
+                    if (finished)
+                        return;
+                    finished = true;
+                    if (code === undefined)
+                        reject(new Error(`connection to ${this.label} closed before the command ended`));
+                    else
+                        resolve({ code, stdout, stderr });
+                });
+                feedStdin(channel, options.stdin);
+            });
+        });
+    }
+    async close() {
+        this.ssh.dispose();
+    }
+}
+async function connectOnce(target) {
+    const verifier = target.insecureSkipHostKeyCheck
+        ? undefined
+        : createHostVerifier({
+            address: target.address,
+            port: target.port,
+            knownHosts: target.knownHosts,
+            fingerprints: target.fingerprints
+        });
+    const ssh = new NodeSSH();
+    try {
+        await ssh.connect({
+            host: target.address,
+            port: target.port,
+            username: target.user,
+            privateKey: target.privateKey,
+            passphrase: target.passphrase,
+            readyTimeout: target.connectTimeoutMs,
+            keepaliveInterval: target.keepaliveIntervalMs,
+            keepaliveCountMax: 3,
+            tryKeyboard: false,
+            hostVerifier: verifier ? (key) => verifier.verify(key) : () => true,
+            algorithms: verifier && verifier.algorithms.length ? { serverHostKey: verifier.algorithms } : undefined
+        });
+    }
+    catch (e) {
+        ssh.dispose();
+        const hostKeyFailure = verifier?.failure();
+        if (hostKeyFailure)
+            throw new SshConnectError(hostKeyFailure.message, false);
+        const message = e.message;
+        if (/authentication methods failed|All configured authentication/i.test(message)) {
+            throw new SshConnectError(`${target.user}@${target.label} refused the private key (authentication failed); check that the public key is in ~${target.user}/.ssh/authorized_keys on the host`, false);
+        }
+        if (/Cannot parse privateKey|Encrypted private OpenSSH key|passphrase/i.test(message)) {
+            throw new SshConnectError(`ssh.private_key cannot be used: ${message}`, false);
+        }
+        throw new SshConnectError(`cannot connect to ${target.label}: ${message}`, true);
+    }
+    ssh.connection?.setNoDelay(true);
+    return ssh;
+}
+
+
+;// CONCATENATED MODULE: ./src/pipeline/errors.ts
+
+/** A failure in a named stage, on a named host when it is host-specific. */
+class errors_StageError extends Error {
+    stage;
+    host;
+    exitCode;
+    constructor(stage, message, host, exitCode = errors_ExitCode.failedNothingChanged) {
+        super(message);
+        this.stage = stage;
+        this.host = host;
+        this.exitCode = exitCode;
+        this.name = 'StageError';
+    }
+}
+function errors_errorMessage(e) {
+    return e instanceof Error ? e.message : String(e);
+}
+
+;// CONCATENATED MODULE: ./src/pipeline/context.ts
+
+
+
+
+
+
+function defaultActor(env = process.env) {
+    const who = env.GITHUB_ACTOR ?? env.GITLAB_USER_LOGIN ?? `${safeUser()}@${(0,external_node_os_namespaceObject.hostname)()}`;
+    const run = env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID
+        ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}`
+        : env.CI_JOB_URL;
+    return { who, run, commit: env.GITHUB_SHA ?? env.CI_COMMIT_SHA };
+}
+function safeUser() {
+    try {
+        return (0,external_node_os_namespaceObject.userInfo)().username;
+    }
+    catch {
+        return 'unknown';
+    }
+}
+function context_primaryOf(ctx) {
+    const p = ctx.sessions.find(s => s.host.primary) ?? ctx.sessions[0];
+    if (!p)
+        throw new errors_StageError('preflight', 'no host is connected');
+    return p;
+}
+/** Connects to every host in parallel; the first failure closes the others. */
+async function context_connectAll(ctx) {
+    const { loaded } = ctx;
+    const ssh = loaded.config.ssh;
+    if (loaded.auth.insecure && loaded.hosts.some(h => h.kind === 'ssh')) {
+        ctx.log.warn('WARNING: ssh.insecure_skip_host_key_check is true: host keys are NOT verified and anyone on the network path can impersonate your servers. Add known_hosts instead.');
+    }
+    const results = await Promise.allSettled(loaded.hosts.map(async (host) => {
+        if (host.kind === 'local')
+            return { host, t: new local_LocalTransport(host.name), releases: [] };
+        const t = await SshTransport.connect({
+            label: host.name,
+            address: host.address,
+            port: host.port,
+            user: host.user,
+            privateKey: loaded.auth.privateKey ?? '',
+            passphrase: loaded.auth.passphrase,
+            knownHosts: loaded.auth.knownHosts,
+            fingerprints: loaded.auth.fingerprints,
+            insecureSkipHostKeyCheck: loaded.auth.insecure,
+            connectTimeoutMs: ssh.connect_timeout,
+            connectRetries: ssh.connect_retries,
+            keepaliveIntervalMs: ssh.keepalive_interval,
+            signal: ctx.signal,
+            onRetry: (attempt, delay, e) => ctx.log.warn(`connect attempt ${attempt} failed (${e.message}); retrying in ${delay / 1000} s`, host.name)
+        });
+        return { host, t, releases: [] };
+    }));
+    const ok = results.flatMap(r => (r.status === 'fulfilled' ? [r.value] : []));
+    const failed = results.findIndex(r => r.status === 'rejected');
+    if (failed >= 0) {
+        await Promise.all(ok.map(s => s.t.close()));
+        const reason = results[failed].reason;
+        const host = loaded.hosts[failed]?.name;
+        throw new errors_StageError('preflight', errors_errorMessage(reason), host);
+    }
+    ctx.sessions = ok;
+    for (const s of ok)
+        ctx.log.info(`connected (${s.host.kind === 'local' ? 'local' : `${s.host.user}@${s.host.address}:${s.host.port}`})`, s.host.name);
+}
+async function context_closeAll(ctx) {
+    await Promise.allSettled(ctx.sessions.map(s => s.t.close()));
+}
+/** Runs a command on a host: the script travels over stdin; user command output streams to the log. */
+async function context_runOn(ctx, s, cmd, opts) {
+    const name = s.host.name;
+    if (cmd.user || ctx.verbose)
+        ctx.log.info(`$ ${cmd.user ? cmd.script.split('\n').slice(1).join('; ') : cmd.label}`, name);
+    const out = ctx.log.lineWriter(name);
+    const err = ctx.log.lineWriter(name, cmd.user ? 'info' : 'warn');
+    let result;
+    try {
+        result = await s.t.exec(command_REMOTE_SHELL, {
+            stdin: command_withEnv(cmd),
+            timeoutMs: opts.timeoutMs ?? ctx.config.ssh.command_timeout,
+            signal: ctx.signal,
+            onStdout: cmd.user ? out.push : undefined,
+            onStderr: cmd.user ? err.push : undefined
+        });
+    }
+    catch (e) {
+        throw new errors_StageError(opts.stage, `${cmd.label} on ${name}: ${errors_errorMessage(e)}`, name);
+    }
+    finally {
+        out.flush();
+        err.flush();
+    }
+    if (result.code !== 0 && !opts.allowFail) {
+        const detail = lastLines(result.stderr || result.stdout, 8);
+        throw new errors_StageError(opts.stage, `${cmd.label} failed on ${name} (exit ${result.code})${detail ? `: ${detail}` : ''}`, name);
+    }
+    return result;
+}
+/** Runs a raw command line (used for the tar stream, whose stdin is the archive). */
+async function context_runRaw(ctx, s, command, label, opts) {
+    let result;
+    try {
+        result = await s.t.exec(command, {
+            stdin: opts.stdin,
+            timeoutMs: opts.timeoutMs ?? ctx.config.ssh.command_timeout,
+            signal: ctx.signal
+        });
+    }
+    catch (e) {
+        throw new StageError(opts.stage, `${label} on ${s.host.name}: ${errorMessage(e)}`, s.host.name);
+    }
+    if (result.code !== 0 && !opts.allowFail) {
+        const detail = lastLines(result.stderr || result.stdout, 8);
+        throw new StageError(opts.stage, `${label} failed on ${s.host.name} (exit ${result.code})${detail ? `: ${detail}` : ''}`, s.host.name);
+    }
+    return result;
+}
+function lastLines(text, n) {
+    return text.trim().split('\n').slice(-n).join('\n');
+}
+/** Runs `fn` on every host at once; the first error wins after all have finished. */
+async function context_onEveryHost(ctx, fn) {
+    const results = await Promise.allSettled(ctx.sessions.map(fn));
+    const failure = results.find(r => r.status === 'rejected');
+    if (failure)
+        throw failure.reason;
+    return results.map(r => r.value);
+}
+function layoutFor(config) {
+    return new Layout(config.path);
+}
+
 ;// CONCATENATED MODULE: ./src/pipeline/orchestrator.ts
 
 
@@ -68817,21 +68810,13 @@ function failedExit(e) {
     return ExitCode.failedNothingChanged;
 }
 
-// EXTERNAL MODULE: external "node:child_process"
-var external_node_child_process_ = __nccwpck_require__(1421);
-// EXTERNAL MODULE: external "node:os"
-var external_node_os_ = __nccwpck_require__(8161);
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
-// EXTERNAL MODULE: ./src/transport/local.ts
-var local = __nccwpck_require__(2042);
 ;// CONCATENATED MODULE: ./src/pipeline/checks.ts
 
 
 
 
 
-const sleep = (ms, signal) => new Promise((resolve, reject) => {
+const checks_sleep = (ms, signal) => new Promise((resolve, reject) => {
     if (signal.aborted)
         return reject(new Error('interrupted'));
     const t = setTimeout(resolve, ms);
@@ -68878,7 +68863,7 @@ async function runHttpCheck(ctx, s, check, stage, retries = check.retries) {
         }
         if (attempt < retries) {
             ctx.log.info(`GET ${check.url}: ${checks_describe(last)}; attempt ${attempt}/${retries}, retrying in ${check.interval / 1000} s`, s.host.name);
-            await sleep(check.interval, ctx.signal);
+            await checks_sleep(check.interval, ctx.signal);
         }
     }
     const wanted = `HTTP ${check.expect_status}${check.contains !== undefined ? ` containing "${check.contains}"` : ''}`;
@@ -69208,10 +69193,10 @@ function run_newContext(req, command, started, logFile = true) {
     return {
         loaded: req.loaded,
         config: req.loaded.config,
-        layout: (0,context/* layoutFor */.Q2)(req.loaded.config),
+        layout: layoutFor(req.loaded.config),
         log: new DeployLog(file, req.reporter, redactor),
         signal: req.signal ?? new AbortController().signal,
-        actor: req.actor ?? (0,context/* defaultActor */.p5)(),
+        actor: req.actor ?? defaultActor(),
         sessions: [],
         verbose: !!req.verbose
     };
@@ -69397,7 +69382,6 @@ function run_rollback(req) {
 /** What every host has: releases, which one is current, and what history says of each. */
 async function listReleaseState(req) {
     const ctx = run_newContext(req, 'releases', new Date(), false);
-    const { connectAll } = await Promise.resolve(/* import() */).then(__nccwpck_require__.bind(__nccwpck_require__, 9966));
     try {
         await connectAll(ctx);
         const primary = primaryOf(ctx);
@@ -69414,17 +69398,13 @@ async function listReleaseState(req) {
 }
 
 
-// EXTERNAL MODULE: ./src/commands/quote.ts
-var quote = __nccwpck_require__(7654);
-// EXTERNAL MODULE: ./src/commands/command.ts
-var command = __nccwpck_require__(3155);
 ;// CONCATENATED MODULE: ./src/commands/lock.ts
 
 
 /** Serializes lock operations on a host when flock(1) is there; mkdir alone is still atomic without it. */
 const guard = (layout) => [
-    `meta=${(0,quote.sh)(layout.meta)}`,
-    `lock=${(0,quote.sh)(layout.lock)}`,
+    `meta=${quote_sh(layout.meta)}`,
+    `lock=${quote_sh(layout.lock)}`,
     'mkdir -p "$meta" || exit 20',
     'exec 9>>"$meta/lock.guard"',
     'if command -v flock >/dev/null 2>&1; then flock -w 15 9 || true; fi'
@@ -69462,8 +69442,8 @@ function lock_renewLock(layout, owner, ttlSeconds) {
 function lock_releaseLock(layout, token) {
     return {
         label: 'release the deploy lock',
-        script: (0,command/* script */.K$)(...guard(layout), '[ -d "$lock" ] || { echo STATE=free; exit 0; }', 'printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', token
-            ? `grep -qF ${(0,quote.sh)(`"token":"${token}"`)} "$lock/owner.json" 2>/dev/null || { echo STATE=not-ours; exit 0; }`
+        script: command_script(...guard(layout), '[ -d "$lock" ] || { echo STATE=free; exit 0; }', 'printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', token
+            ? `grep -qF ${quote_sh(`"token":"${token}"`)} "$lock/owner.json" 2>/dev/null || { echo STATE=not-ours; exit 0; }`
             : undefined, 'rm -rf "$lock" && echo STATE=released')
     };
 }
@@ -69597,11 +69577,11 @@ function parseOwner(json) {
 }
 async function withSessions(ctx, fn) {
     try {
-        await (0,context.connectAll)(ctx);
+        await context_connectAll(ctx);
         return await fn();
     }
     finally {
-        await (0,context/* closeAll */.S5)(ctx);
+        await context_closeAll(ctx);
     }
 }
 function getLock(ctx) {
@@ -69628,7 +69608,7 @@ function forceReleaseLock(ctx) {
 /** Releases the lock only if `token` holds it (the Action's post step after a cancel). */
 function releaseOwnLock(ctx, token) {
     return withSessions(ctx, async () => {
-        const kv = release_parseKeyValues((await (0,context/* runOn */.l9)(ctx, (0,context/* primaryOf */.Os)(ctx), lock_releaseLock(ctx.layout, token), { stage: 'lock' })).stdout);
+        const kv = release_parseKeyValues((await context_runOn(ctx, context_primaryOf(ctx), lock_releaseLock(ctx.layout, token), { stage: 'lock' })).stdout);
         return kv.get('STATE')?.[0] ?? 'unknown';
     });
 }
@@ -69727,12 +69707,12 @@ const COMMANDS = ['deploy', 'rollback', 'status', 'releases', 'plan'];
 function inputs_parseInputs(get) {
     const command = get('command') || 'deploy';
     if (!COMMANDS.includes(command)) {
-        throw new errors/* ConfigError */.x(`input command: expected one of ${COMMANDS.join(', ')}, got ${JSON.stringify(command)}`);
+        throw new errors_ConfigError(`input command: expected one of ${COMMANDS.join(', ')}, got ${JSON.stringify(command)}`);
     }
     const portText = get('port');
     const port = portText ? Number(portText) : undefined;
     if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) {
-        throw new errors/* ConfigError */.x(`input port: expected a port number 1-65535, got ${JSON.stringify(portText)}`);
+        throw new errors_ConfigError(`input port: expected a port number 1-65535, got ${JSON.stringify(portText)}`);
     }
     const to = get('to');
     return {
@@ -69873,7 +69853,7 @@ async function runPost() {
         info(state === 'released' ? 'lock released' : `lock not released: ${state}`);
     }
     catch (e) {
-        warning(`could not release the lock: ${(0,pipeline_errors/* errorMessage */.g)(e)}; run \`safe-deploy lock release\``);
+        warning(`could not release the lock: ${errors_errorMessage(e)}; run \`safe-deploy lock release\``);
     }
 }
 
@@ -69884,100 +69864,12 @@ async function runPost() {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _platform_github_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(710);
+/* harmony import */ var _platform_github_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1382);
 
 await (0,_platform_github_js__WEBPACK_IMPORTED_MODULE_0__/* .runPost */ .a)();
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
-
-/***/ }),
-
-/***/ 2042:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   V: () => (/* binding */ LocalTransport)
-/* harmony export */ });
-/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1421);
-/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_child_process__WEBPACK_IMPORTED_MODULE_0__);
-/* harmony import */ var _stdin_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4331);
-
-
-/** Runs commands on this machine with /bin/sh: self-hosted runners and the demo. */
-class LocalTransport {
-    label;
-    constructor(label = 'local') {
-        this.label = label;
-    }
-    exec(command, options = {}) {
-        return new Promise((resolve, reject) => {
-            const child = (0,node_child_process__WEBPACK_IMPORTED_MODULE_0__.spawn)('/bin/sh', ['-c', command], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
-            let stdout = '';
-            let stderr = '';
-            let finished = false;
-            const kill = (why) => {
-                if (finished)
-                    return;
-                finished = true;
-                try {
-                    if (child.pid)
-                        process.kill(-child.pid, 'SIGKILL');
-                }
-                catch {
-                    /* already gone */
-                }
-                reject(new Error(why));
-            };
-            const timer = options.timeoutMs ? setTimeout(() => kill(`timed out after ${options.timeoutMs} ms`), options.timeoutMs) : undefined;
-            const onAbort = () => kill('interrupted');
-            options.signal?.addEventListener('abort', onAbort, { once: true });
-            child.stdout.setEncoding('utf8').on('data', (c) => {
-                stdout += c;
-                options.onStdout?.(c);
-            });
-            child.stderr.setEncoding('utf8').on('data', (c) => {
-                stderr += c;
-                options.onStderr?.(c);
-            });
-            child.on('error', e => kill(`cannot start /bin/sh: ${e.message}`));
-            child.on('close', code => {
-                if (timer)
-                    clearTimeout(timer);
-                options.signal?.removeEventListener('abort', onAbort);
-                if (finished)
-                    return;
-                finished = true;
-                resolve({ code: code ?? 255, stdout, stderr });
-            });
-            (0,_stdin_js__WEBPACK_IMPORTED_MODULE_1__/* .feedStdin */ .J)(child.stdin, options.stdin);
-        });
-    }
-    async close() { }
-}
-
-
-/***/ }),
-
-/***/ 4331:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   J: () => (/* binding */ feedStdin)
-/* harmony export */ });
-/** Sends a string or stream to a command's stdin, then EOF. A command that exits early is not an error here. */
-function feedStdin(target, input) {
-    target.on('error', () => {
-        /* EPIPE when the command exits without reading all input: its exit code tells the story */
-    });
-    if (input === undefined)
-        target.end();
-    else if (typeof input === 'string')
-        target.end(input);
-    else
-        input.pipe(target);
-}
-
 
 /***/ }),
 
@@ -70088,13 +69980,6 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:buffer"
 
 /***/ }),
 
-/***/ 1421:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
-
-/***/ }),
-
 /***/ 7540:
 /***/ ((module) => {
 
@@ -70148,13 +70033,6 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http2")
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:net");
-
-/***/ }),
-
-/***/ 8161:
-/***/ ((module) => {
-
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
 
 /***/ }),
 
@@ -78946,18 +78824,6 @@ module.exports = {"rE":"1.17.0"};
 /******/ 			return fn.r ? promise : getResult();
 /******/ 		}, (err) => ((err ? reject(promise[webpackError] = err) : outerResolve(exports)), resolveQueue(queue)));
 /******/ 		queue && queue.d < 0 && (queue.d = 0);
-/******/ 	};
-/******/ })();
-/******/ 
-/******/ /* webpack/runtime/compat get default export */
-/******/ (() => {
-/******/ 	// getDefaultExport function for compatibility with non-harmony modules
-/******/ 	__nccwpck_require__.n = (module) => {
-/******/ 		var getter = module && module.__esModule ?
-/******/ 			() => (module['default']) :
-/******/ 			() => (module);
-/******/ 		__nccwpck_require__.d(getter, { a: getter });
-/******/ 		return getter;
 /******/ 	};
 /******/ })();
 /******/ 

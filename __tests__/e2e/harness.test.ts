@@ -1,8 +1,9 @@
 /** Self-test of the e2e harness: real sshd hosts on loopback, real ssh logins, the app fixture. */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
-import { execFileSync, spawnSync } from 'node:child_process'
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 
 import { httpGet, isRunning, readPid, stopApp, waitFor, writeApp } from './harness/app.js'
 import { CORE_PACKAGES, missingPackages } from './harness/packages.js'
@@ -182,15 +183,14 @@ describe('app fixture', () => {
     expect(pid1).toBeDefined()
     expect(isRunning(pid1!)).toBe(true)
     expect(readFileSync(`/proc/${pid1}/cmdline`, 'utf8').split('\0')).toContain('server.js')
-    // setsid: the app leads its own session (field 6 of /proc/PID/stat), detached from the caller.
-    const stat1 = readFileSync(`/proc/${pid1}/stat`, 'utf8')
-    expect(stat1.slice(stat1.lastIndexOf(')') + 2).split(' ')[3]).toBe(String(pid1))
-
     const health1 = await waitFor('v1 /health', async () => {
       const r = await httpGet(`${url}/health`)
       return r.status === 200 ? r : undefined
     })
     expect(health1.body).toBe('ok 1.0.0')
+    // setsid (checked once node runs, after nohup and setsid exec'd): the app leads its own session (field 6 of /proc/PID/stat), detached from the caller.
+    const stat1 = readFileSync(`/proc/${pid1}/stat`, 'utf8')
+    expect(stat1.slice(stat1.lastIndexOf(')') + 2).split(' ')[3]).toBe(String(pid1))
     expect(await httpGet(`${url}/`)).toEqual({ status: 200, body: 'version 1.0.0' })
     expect((await httpGet(`${url}/nope`)).status).toBe(404)
 
@@ -257,12 +257,73 @@ describe('app fixture', () => {
 })
 
 describe('stop', () => {
-  test('stop() closes the port and ends sshd', async () => {
+  /** Starts `ssh host 'echo started; read x'` and resolves once the remote command runs (it ends on EOF). */
+  async function openSession(host: SshHost): Promise<ChildProcess> {
+    const child = spawn('ssh', [...sshArgs(host), 'echo started; read x'], {
+      stdio: ['pipe', 'pipe', 'pipe']
+    })
+    let out = ''
+    child.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()))
+    await waitFor('ssh session to start', () => out.includes('started'))
+    return child
+  }
+  const exited = (child: ChildProcess): Promise<number | null> =>
+    child.exitCode !== null
+      ? Promise.resolve(child.exitCode)
+      : new Promise(resolve => child.once('exit', resolve))
+
+  test('stop() closes the port and ends sshd; open sessions live on until their client leaves', async () => {
+    const session = await openSession(b)
     await b.stop()
     expect(await isPortOpen(b.address, b.port)).toBe(false)
     expect(isProcessAlive(b.pid)).toBe(false)
     const res = ssh(b, 'true', { timeoutMs: 15_000 })
     expect(res.status).toBe(255)
     await b.stop() // idempotent
+    await new Promise(resolve => setTimeout(resolve, 300))
+    expect(session.exitCode).toBeNull()
+    session.kill()
+    await exited(session)
+  })
+
+  test('stop({ killSessions: true }) also ends open sessions', async () => {
+    const host = await startSshd()
+    const session = await openSession(host)
+    await host.stop({ killSessions: true })
+    expect(await isPortOpen(host.address, host.port)).toBe(false)
+    expect(await exited(session)).toBe(255)
+  })
+
+  test('a watchdog stops the sshd of a process that died without stopping it', async () => {
+    const dir = tempDir('safe-deploy-e2e-owner-')
+    const script = path.join(dir, 'owner.mts')
+    const sshdModule = path.join(path.dirname(fileURLToPath(import.meta.url)), 'harness', 'sshd.ts')
+    writeFileSync(
+      script,
+      `import { startSshd } from ${JSON.stringify(sshdModule)}\n` +
+        `const h = await startSshd()\n` +
+        `console.log(JSON.stringify({ pid: h.pid, address: h.address, port: h.port }))\n` +
+        `process.kill(process.pid, 'SIGKILL')\n`
+    )
+    // Same JEST_WORKER_ID, so its first candidate address is a's, which is taken and must be skipped.
+    const owner = spawnSync(process.execPath, ['--import', 'tsx', script], {
+      cwd: process.cwd(),
+      encoding: 'utf8',
+      timeout: 60_000
+    })
+    expect(owner.signal).toBe('SIGKILL')
+    const started = JSON.parse(owner.stdout.trim().split('\n').pop() ?? '{}') as {
+      pid: number
+      address: string
+      port: number
+    }
+    expect(started.pid).toBeGreaterThan(0)
+    expect(started.address).not.toBe(a.address)
+    expect(await isPortOpen(started.address, started.port)).toBe(true)
+    await waitFor(
+      'the orphaned sshd to be stopped',
+      async () => !isProcessAlive(started.pid) && !(await isPortOpen(started.address, started.port)),
+      10_000
+    )
   })
 })

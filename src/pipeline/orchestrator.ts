@@ -80,15 +80,15 @@ export async function runStages(ctx: RunContext, stages: Stage[]): Promise<Outco
   const undoCtx: RunContext = ctx.signal.aborted ? { ...ctx, signal: new AbortController().signal } : ctx
   undoCtx.log.setStage('rollback')
   undoCtx.log.startGroup('rollback')
-  const t0 = performance.now()
   for (const stage of toUndo) {
+    const t0 = performance.now()
     if (!stage.undo) {
       if (stage.changedLive?.()) rollbackFailed ??= `${stage.name} changed live state and cannot be undone automatically`
       continue
     }
     const wasLive = stage.changedLive?.() ?? false
     try {
-      await stage.undo(undoCtx)
+      await stage.undo(undoCtx, { live })
       if (wasLive) undidLive = true
       records.push({ name: `undo ${stage.name}`, status: 'undone', duration_s: seconds(t0) })
     } catch (e) {

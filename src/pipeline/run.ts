@@ -8,7 +8,7 @@ import { DeployLog, runStem, type Reporter } from '../report/log.js'
 import { Redactor } from '../report/redact.js'
 import { newReleaseId, type ReleaseId } from '../release/id.js'
 import { parseHistory, rollbackTarget, type HistoryEntry } from '../release/history.js'
-import { closeAll, defaultActor, layoutFor, onEveryHost, primaryOf, runOn, type Actor, type RunContext } from './context.js'
+import { closeAll, connectAll, defaultActor, layoutFor, onEveryHost, primaryOf, runOn, type Actor, type RunContext } from './context.js'
 import { StageError, errorMessage } from './errors.js'
 import { runStages, type Outcome } from './orchestrator.js'
 import { cleanupStage, deployStage, preflightStage, switchStage, testStage, verifyStage } from './stages.js'
@@ -239,7 +239,6 @@ export function rollback(req: RunRequest & { to?: ReleaseId }): Promise<RunResul
 /** What every host has: releases, which one is current, and what history says of each. */
 export async function listReleaseState(req: RunRequest) {
   const ctx = newContext(req, 'releases', new Date(), false)
-  const { connectAll } = await import('./context.js')
   try {
     await connectAll(ctx)
     const primary = primaryOf(ctx)

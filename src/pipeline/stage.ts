@@ -7,7 +7,7 @@ import type { RunContext } from './context.js'
 export interface Stage {
   readonly name: string
   run(ctx: RunContext): Promise<void>
-  undo?(ctx: RunContext): Promise<void>
+  undo?(ctx: RunContext, info: { live: boolean }): Promise<void>
   /** True once the stage changed what users see (current, a restart): undoing it is a rollback. */
   changedLive?(): boolean
 }

@@ -198,7 +198,11 @@ export function deployStage(release: string): Stage {
         pack.cleanup()
       }
     },
-    async undo(ctx) {
+    async undo(ctx, { live }) {
+      if (live) {
+        ctx.log.info(`kept ${ctx.layout.release(release)} for inspection; it is marked bad in history and later rollbacks skip it`)
+        return
+      }
       await onEveryHost(ctx, async s => {
         if (!created.has(s)) return
         await runOn(ctx, s, removeReleases(ctx.layout, [release]), { stage: 'rollback' })

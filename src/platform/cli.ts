@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util'
-import { readFileSync } from 'node:fs'
+import pkg from '../../package.json' with { type: 'json' }
 import { loadConfig, type Overrides } from '../config/load.js'
 import { ConfigError, ExitCode } from '../config/errors.js'
 import { parseReleaseId } from '../release/id.js'
@@ -43,12 +43,7 @@ export interface CliIO {
 }
 
 function version(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string }
-    return pkg.version ?? 'unknown'
-  } catch {
-    return 'unknown'
-  }
+  return pkg.version
 }
 
 function printResult(r: RunResult, io: CliIO, json: boolean): void {

@@ -6,7 +6,7 @@
  * since jest gives every test file its own module registry), so parallel jest workers never collide; an
  * address whose port is already taken (e.g. a leftover sshd of a killed run) is skipped.
  */
-import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process'
+import { execFileSync, spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
@@ -43,8 +43,12 @@ export interface SshHost {
   logFile: string
   /** pid of the listening sshd. */
   pid: number
-  /** Stops sshd (and its open sessions); resolves when the port is closed. Idempotent. */
-  stop(): Promise<void>
+  /**
+   * Stops the listening sshd; resolves when the port is closed. Idempotent. Open sessions keep running until
+   * their clients disconnect, unless killSessions is set (simulates the host going down; clients then see
+   * ECONNRESET, which crashes a node-ssh/ssh2 client that has no 'error' listener).
+   */
+  stop(opts?: { killSessions?: boolean }): Promise<void>
 }
 
 export interface StartSshdOptions {
@@ -147,20 +151,37 @@ function nextAddress(): string {
   return `127.0.${third}.${nextHostByte++}`
 }
 
-// --- registry of started servers, stopped on exit ----------------------------------------------------
+// --- registry of started servers; a watchdog stops each one when this process dies ----------------------
 
 const running = new Set<SshHost>()
-let exitHookInstalled = false
+const watchdogs = new Map<SshHost, number>()
 
-function installExitHook(): void {
-  if (exitHookInstalled) return
-  exitHookInstalled = true
-  process.on('exit', () => {
-    for (const host of running) {
-      for (const child of childPids(host.pid)) signal(child, 'SIGTERM')
-      signal(host.pid, 'SIGTERM')
+/*
+ * sshd daemonizes, so it would outlive a test process that dies without stopAll() (crash, SIGKILL, Ctrl-C,
+ * or simply a test file without afterAll(stopAll)). An in-process 'exit' hook does not help under jest:
+ * test files get a copy of `process` whose listeners never fire. So each sshd gets a detached watchdog
+ * that stops it (SIGTERM) within a second after this process is gone. sshd removes its pid file when it
+ * exits, which guards against signalling a recycled pid; stop() ends the watchdog first.
+ */
+const WATCHDOG = `
+while kill -0 "$1" 2>/dev/null; do
+  [ -f "$3" ] || exit 0
+  sleep 1
+done
+[ -f "$3" ] && kill -TERM "$2" 2>/dev/null
+exit 0`
+
+function startWatchdog(sshdPid: number, pidFile: string): number {
+  const child = spawn(
+    '/bin/sh',
+    ['-c', WATCHDOG, 'sshd-watchdog', String(process.pid), String(sshdPid), pidFile],
+    {
+      detached: true,
+      stdio: 'ignore'
     }
-  })
+  )
+  child.unref()
+  return child.pid ?? 0
 }
 
 /** Stops every sshd this process (test file) started. Use as `afterAll(stopAll)`. */
@@ -338,19 +359,23 @@ export async function startSshd(opts: StartSshdOptions = {}): Promise<SshHost> {
     pid,
     root: name => path.join(dir, 'srv', name),
     run: cmd => runLocal(cmd, dir),
-    stop: () => {
-      stopping ??= stopSshd(host).finally(() => running.delete(host))
+    stop: (stopOpts = {}) => {
+      stopping ??= stopSshd(host, stopOpts.killSessions ?? false).finally(() => running.delete(host))
       return stopping
     }
   }
+  const watchdog = startWatchdog(pid, pidFile)
+  watchdogs.set(host, watchdog)
   running.add(host)
-  installExitHook()
   return host
 }
 
-async function stopSshd(host: SshHost): Promise<void> {
-  // Open sessions are separate sshd processes (children of the listener); end them too, like a host going down.
-  const children = childPids(host.pid)
+async function stopSshd(host: SshHost, killSessions: boolean): Promise<void> {
+  // Open sessions are separate sshd processes (children of the listener).
+  const watchdog = watchdogs.get(host)
+  if (watchdog) signal(watchdog, 'SIGKILL')
+  watchdogs.delete(host)
+  const children = killSessions ? childPids(host.pid) : []
   signal(host.pid, 'SIGTERM')
   for (const child of children) signal(child, 'SIGTERM')
   const deadline = Date.now() + STOP_TIMEOUT_MS
