@@ -188,7 +188,9 @@ describe('app fixture', () => {
       return r.status === 200 ? r : undefined
     })
     expect(health1.body).toBe('ok 1.0.0')
-    // setsid (checked once node runs, after nohup and setsid exec'd): the app leads its own session (field 6 of /proc/PID/stat), detached from the caller.
+    // Once node runs (nohup and setsid exec'd into it, same pid), the app leads its own session
+    // (field 6 of /proc/PID/stat), detached from the caller.
+    expect(readFileSync(`/proc/${pid1}/cmdline`, 'utf8').split('\0')[0]).toBe(process.execPath)
     const stat1 = readFileSync(`/proc/${pid1}/stat`, 'utf8')
     expect(stat1.slice(stat1.lastIndexOf(')') + 2).split(' ')[3]).toBe(String(pid1))
     expect(await httpGet(`${url}/`)).toEqual({ status: 200, body: 'version 1.0.0' })
