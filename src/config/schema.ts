@@ -46,7 +46,12 @@ export const hostSchema = z.union([localHost, sshHost])
 
 const httpCheck = z
   .object({
-    url: z.string().url(),
+    url: z
+      .string()
+      .refine(u => /^https?:\/\//.test(u) && URL.canParse(u.replace(/\{host\}/g, 'host.invalid')), {
+        message: 'expected an http:// or https:// URL'
+      })
+      .describe('URL to GET; {host} is replaced by each host\'s address'),
     expect_status: z.number().int().min(100).max(599).default(200),
     contains: z.string().optional().describe('Text the response body must contain'),
     retries: z.number().int().min(1).max(1000).default(10),

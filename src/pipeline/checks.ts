@@ -21,16 +21,22 @@ export function hasChecks(ctx: RunContext): boolean {
   return httpChecks(ctx).length > 0 || !!ctx.config.verify.command
 }
 
+/** `{host}` in a URL becomes the host's address: one check for many hosts, e.g. from the runner. */
+export function urlFor(check: HttpCheck, s: HostSession): string {
+  return check.url.replace(/\{host\}/g, s.host.kind === 'local' ? '127.0.0.1' : s.host.address)
+}
+
 async function probe(ctx: RunContext, s: HostSession, check: HttpCheck, stage: string) {
+  const url = urlFor(check, s)
   if (check.from === 'runner') {
     try {
-      const res = await fetch(check.url, { signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(check.timeout)]) })
+      const res = await fetch(url, { signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(check.timeout)]) })
       return { status: res.status, body: await res.text() }
     } catch (e) {
       return { status: 0, body: errorMessage(e) }
     }
   }
-  const r = await runOn(ctx, s, httpProbe(check.url, check.timeout), { stage, allowFail: true, timeoutMs: check.timeout + 10_000 })
+  const r = await runOn(ctx, s, httpProbe(url, check.timeout), { stage, allowFail: true, timeoutMs: check.timeout + 10_000 })
   if (r.code === 127) throw new StageError(stage, `${r.stderr.trim()} (${s.host.name})`, s.host.name)
   return parseProbe(r.stdout)
 }
@@ -55,18 +61,18 @@ export async function runHttpCheck(
     const statusOk = last.status === check.expect_status
     const bodyOk = check.contains === undefined || last.body.includes(check.contains)
     if (statusOk && bodyOk) {
-      ctx.log.info(`GET ${check.url}: HTTP ${last.status} (attempt ${attempt}/${retries})`, s.host.name)
+      ctx.log.info(`GET ${urlFor(check, s)}: HTTP ${last.status} (attempt ${attempt}/${retries})`, s.host.name)
       return
     }
     if (attempt < retries) {
-      ctx.log.info(`GET ${check.url}: ${describe(last)}; attempt ${attempt}/${retries}, retrying in ${check.interval / 1000} s`, s.host.name)
+      ctx.log.info(`GET ${urlFor(check, s)}: ${describe(last)}; attempt ${attempt}/${retries}, retrying in ${check.interval / 1000} s`, s.host.name)
       await sleep(check.interval, ctx.signal)
     }
   }
   const wanted = `HTTP ${check.expect_status}${check.contains !== undefined ? ` containing "${check.contains}"` : ''}`
   throw new StageError(
     stage,
-    `health check GET ${check.url} from ${check.from === 'runner' ? 'the runner' : s.host.name} failed after ${retries} attempts: expected ${wanted}, last answer ${describe(last)}`,
+    `health check GET ${urlFor(check, s)} from ${check.from === 'runner' ? 'the runner' : s.host.name} failed after ${retries} attempts: expected ${wanted}, last answer ${describe(last)}`,
     s.host.name
   )
 }

@@ -4,6 +4,7 @@ import type { LoadedConfig } from '../config/load.js'
 import { ExitCode } from '../config/errors.js'
 import { appendHistory, appendHostLog, listReleases, parseKeyValues, readHistory } from '../commands/release.js'
 import { releaseLock } from '../commands/lock.js'
+import { sh } from '../commands/quote.js'
 import { DeployLog, runStem, type Reporter } from '../report/log.js'
 import { Redactor } from '../report/redact.js'
 import { newReleaseId, type ReleaseId } from '../release/id.js'
@@ -61,7 +62,7 @@ async function describeHosts(ctx: RunContext): Promise<NonNullable<RunResult['ho
   return Promise.all(
     ctx.sessions.map(async s => {
       try {
-        const r = await s.t.exec(`readlink ${ctx.layout.current.replace(/'/g, '')} || true`, { timeoutMs: 15_000 })
+        const r = await s.t.exec(`readlink ${sh(ctx.layout.current)} || true`, { timeoutMs: 15_000 })
         return { host: s.host.name, current: r.stdout.trim().replace(/^releases\//, '') || undefined }
       } catch (e) {
         return { host: s.host.name, note: `unreachable: ${errorMessage(e)}` }
@@ -167,17 +168,25 @@ async function execute(
 /** test → deploy → switch → verify → cleanup, with automatic rollback when verify fails. */
 export function deploy(req: RunRequest): Promise<RunResult> {
   return execute(req, 'deploy', ctx => {
-    const release = newReleaseId(req.now ?? new Date(), ctx.actor.commit ?? gitCommit(req.loaded.sourceDir))
     ctx.actor.commit ??= gitCommit(req.loaded.sourceDir)
+    const started = req.now ?? new Date()
+    let release: string = newReleaseId(started, ctx.actor.commit)
+    // Two deploys within one second would get one name: the later takes the next free second.
+    const unique = (c: RunContext) => {
+      for (let bump = 1; c.sessions.some(s => s.releases.includes(release)); bump++) {
+        release = newReleaseId(new Date(started.getTime() + bump * 1000), ctx.actor.commit)
+      }
+    }
+    const rel = () => release
     const previous = () => (ctx.sessions.length ? primaryOf(ctx).current : undefined)
     return {
       stages: [
-        preflightStage({ command: 'deploy', deploying: true }),
+        preflightStage({ command: 'deploy', deploying: true, inspected: unique }),
         testStage(),
-        deployStage(release),
-        switchStage(release),
-        verifyStage(release),
-        cleanupStage(release)
+        deployStage(rel),
+        switchStage(rel),
+        verifyStage(rel),
+        cleanupStage(rel)
       ],
       release: () => (ctx.lock ? release : undefined),
       previous,
@@ -214,20 +223,15 @@ export function rollback(req: RunRequest & { to?: ReleaseId }): Promise<RunResul
         c.log.info(`rolling back from ${from ?? '(none)'} to ${target}`)
       }
     }
-    const lazy = (make: (t: string) => Stage, name: string): Stage => {
-      let inner: Stage | undefined
-      return {
-        name,
-        run: c => (inner = make(target as string)).run(c),
-        changedLive: () => inner?.changedLive?.() ?? false
-      }
-    }
+    const rel = () => target as string
+    const { run: switchRun, changedLive } = switchStage(rel)
     return {
       stages: [
         preflightStage({ command: 'rollback', deploying: false }),
         choose,
-        lazy(switchStage, 'switch'),
-        lazy(verifyStage, 'verify')
+        // no undo: a target that fails verify is reported (exit 5), not silently swapped back
+        { name: 'switch', run: switchRun, changedLive },
+        verifyStage(rel)
       ],
       release: () => target,
       previous: () => from,

@@ -37,7 +37,7 @@ function describeOwner(json: string | undefined): string {
 }
 
 /** Connect, lock, and check every host. Changes nothing a user can see. */
-export function preflightStage(opts: { command: string; deploying: boolean }): Stage {
+export function preflightStage(opts: { command: string; deploying: boolean; inspected?: (ctx: RunContext) => void }): Stage {
   return {
     name: 'preflight',
     async run(ctx) {
@@ -85,6 +85,7 @@ export function preflightStage(opts: { command: string; deploying: boolean }): S
         }
         ctx.log.info(`current release: ${s.current ?? '(none)'}; ${s.releases.length} release(s) on disk`, s.host.name)
       })
+      opts.inspected?.(ctx)
     }
   }
 }
@@ -170,11 +171,12 @@ async function packSource(dir: string, exclude: string[], signal: AbortSignal): 
 }
 
 /** Upload, link shared, build: a new release dir on every host; nothing live changes. */
-export function deployStage(release: string): Stage {
+export function deployStage(rel: () => string): Stage {
   const created = new Set<HostSession>()
   return {
     name: 'deploy',
     async run(ctx) {
+      const release = rel()
       const pack = await packSource(ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal)
       try {
         const size = statSync(pack.file).size
@@ -199,6 +201,7 @@ export function deployStage(release: string): Stage {
       }
     },
     async undo(ctx, { live }) {
+      const release = rel()
       if (live) {
         ctx.log.info(`kept ${ctx.layout.release(release)} for inspection; it is marked bad in history and later rollbacks skip it`)
         return
@@ -236,12 +239,13 @@ async function switchBack(ctx: RunContext, switched: Set<HostSession>, stage: st
 }
 
 /** Atomic switch of `current`, then the restart command, on every host. Undo switches back. */
-export function switchStage(release: string): Stage {
+export function switchStage(rel: () => string): Stage {
   const switched = new Set<HostSession>()
   return {
     name: 'switch',
     changedLive: () => switched.size > 0,
     async run(ctx) {
+      const release = rel()
       await onEveryHost(ctx, async s => {
         switched.add(s)
         await runOn(ctx, s, switchCurrent(ctx.layout, release), { stage: 'switch' })
@@ -257,10 +261,11 @@ export function switchStage(release: string): Stage {
 }
 
 /** Health checks against the new release on every host; a failure makes the orchestrator roll back. */
-export function verifyStage(release: string): Stage {
+export function verifyStage(rel: () => string): Stage {
   return {
     name: 'verify',
     async run(ctx) {
+      const release = rel()
       if (!hasChecks(ctx)) {
         ctx.log.warn('no verify checks configured (verify.http / verify.command): a broken release cannot be detected or rolled back automatically')
         return
@@ -271,10 +276,11 @@ export function verifyStage(release: string): Stage {
 }
 
 /** Prunes old releases beyond keep_releases; never current nor previous. Failures are warnings. */
-export function cleanupStage(release: string): Stage {
+export function cleanupStage(rel: () => string): Stage {
   return {
     name: 'cleanup',
     async run(ctx) {
+      const release = rel()
       await Promise.all(
         ctx.sessions.map(async s => {
           const all = [...new Set([...s.releases, release])]

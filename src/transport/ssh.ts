@@ -163,6 +163,8 @@ async function connectOnce(target: SshTarget): Promise<NodeSSH> {
     throw new SshConnectError(`cannot connect to ${target.label}: ${message}`, true)
   }
   ssh.connection?.setNoDelay(true)
+  // A connection that drops later (host rebooted, network cut) must fail the running command, not crash us.
+  ssh.connection?.on('error', () => undefined)
   return ssh
 }
 

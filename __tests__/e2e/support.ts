@@ -1,0 +1,146 @@
+/**
+ * Shared set-up for the end-to-end tests: a project on the "runner" (a temp dir with the app source and a
+ * safe-deploy.yml) deploying to real sshd hosts on loopback, driven through the real CLI entry (runCli).
+ */
+import { mkdirSync, readFileSync, writeFileSync, existsSync, readlinkSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { PassThrough } from 'node:stream'
+import { stringify } from 'yaml'
+import { runCli } from '../../src/platform/cli.js'
+import { writeApp, stopApp, httpGet, type AppOptions } from './harness/app.js'
+import { freePort, tempDir, type SshHost } from './harness/sshd.js'
+
+export interface CliRun {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+/** Runs the CLI in this process, as `safe-deploy <args>` would, with the given environment. */
+export async function cli(args: string[], env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<CliRun> {
+  const stdout = new PassThrough()
+  const stderr = new PassThrough()
+  let out = ''
+  let err = ''
+  stdout.on('data', c => (out += String(c)))
+  stderr.on('data', c => (err += String(c)))
+  const code = await runCli(args, { stdout, stderr, env, signal })
+  return { code, stdout: out, stderr: err }
+}
+
+export interface Project {
+  dir: string
+  configFile: string
+  env: NodeJS.ProcessEnv
+  port: number
+  /** Writes app version `v` into the source dir (replacing the previous one). */
+  app(opts: AppOptions): void
+  deploy(extra?: string[]): Promise<CliRun>
+  run(args: string[]): Promise<CliRun>
+  logDir: string
+}
+
+export interface ProjectOptions {
+  hosts: SshHost[]
+  /** Deploy root on every host (default: a fresh dir per host is impossible with one config, so one path). */
+  root: string
+  config?: (base: Record<string, unknown>) => Record<string, unknown>
+  envExtra?: NodeJS.ProcessEnv
+}
+
+/** A config like the issue's example, pointed at the test hosts. */
+export async function project(opts: ProjectOptions): Promise<Project> {
+  const dir = tempDir('safe-deploy-project-')
+  const port = await freePort()
+  const src = join(dir, 'app')
+  mkdirSync(src, { recursive: true })
+  const first = opts.hosts[0]
+  if (!first) throw new Error('project needs a host')
+  const base: Record<string, unknown> = {
+    app: 'ledger',
+    path: opts.root,
+    hosts: opts.hosts.map(h => ({ address: h.address, port: h.port, user: 'root' })),
+    ssh: { private_key: 'env:SSH_KEY', known_hosts: 'env:KNOWN_HOSTS', connect_retries: 1 },
+    source: { dir: './app', exclude: ['.git', 'node_modules'] },
+    shared: { files: ['.env'], dirs: ['data', 'logs'] },
+    keep_releases: 5,
+    env: { PORT: String(port), PID_FILE: `${opts.root}/shared/app.pid`, APP_LOG: `${opts.root}/shared/logs/app.log` },
+    stages: { build: 'echo built > BUILD_OK', restart: 'bin/restart' },
+    verify: { http: { url: `http://127.0.0.1:${port}/health`, expect_status: 200, retries: 10, interval: '300ms' } }
+  }
+  const config = opts.config ? opts.config(base) : base
+  const configFile = join(dir, 'safe-deploy.yml')
+  writeFileSync(configFile, stringify(config))
+  // What a person does once per host: the shared .env the app needs.
+  for (const h of opts.hosts) {
+    h.run(`mkdir -p ${q(`${opts.root}/shared`)} && printf 'SECRET=from-shared\\n' > ${q(`${opts.root}/shared/.env`)}`)
+  }
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    SSH_KEY: first.privateKey,
+    KNOWN_HOSTS: opts.hosts.map(h => h.knownHostsLine).join('\n'),
+    ...opts.envExtra
+  }
+  const logDir = join(dir, 'safe-deploy-logs')
+  const p: Project = {
+    dir,
+    configFile,
+    env,
+    port,
+    logDir,
+    app: a => writeApp(src, a),
+    run: args => cli([...args, '--config', configFile], env),
+    deploy: extra => cli(['deploy', '--config', configFile, ...(extra ?? [])], env)
+  }
+  // the log dir is relative to the working directory: run from the project dir
+  process.chdir(dir)
+  return p
+}
+
+/** Single quotes for the local test shell (the product's own quoting is under test elsewhere). */
+export function q(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`
+}
+
+export function currentOf(root: string): string | undefined {
+  try {
+    return readlinkSync(join(root, 'current'))
+  } catch {
+    return undefined
+  }
+}
+
+export function releasesOf(root: string): string[] {
+  try {
+    return readdirSync(join(root, 'releases')).sort()
+  } catch {
+    return []
+  }
+}
+
+export function historyOf(root: string): Record<string, unknown>[] {
+  const file = join(root, '.safe-deploy', 'history.jsonl')
+  if (!existsSync(file)) return []
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map(l => JSON.parse(l) as Record<string, unknown>)
+}
+
+export function lockExists(root: string): boolean {
+  return existsSync(join(root, '.safe-deploy', 'lock'))
+}
+
+export function lastLog(logDir: string): string {
+  const files = readdirSync(logDir).filter(f => f.endsWith('.log')).sort()
+  const last = files[files.length - 1]
+  if (!last) throw new Error(`no log in ${logDir}`)
+  return readFileSync(join(logDir, last), 'utf8')
+}
+
+export async function answer(port: number, path = '/'): Promise<string> {
+  return (await httpGet(`http://127.0.0.1:${port}${path}`)).body.trim()
+}
+
+export { stopApp }
