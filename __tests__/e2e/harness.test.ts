@@ -314,6 +314,7 @@ describe('stop', () => {
       encoding: 'utf8',
       timeout: 60_000
     })
+    if (owner.signal !== 'SIGKILL') console.log('OWNER', owner.status, owner.stderr, owner.stdout)
     expect(owner.signal).toBe('SIGKILL')
     const started = JSON.parse(owner.stdout.trim().split('\n').pop() ?? '{}') as {
       pid: number

@@ -26,6 +26,8 @@ export interface ResolvedHost {
   address: string
   port: number
   user: string
+  /** Deploy root on this host. */
+  path: string
   primary: boolean
 }
 
@@ -189,16 +191,21 @@ export function validateConfig(
 
   const hosts: ResolvedHost[] = config.hosts.map(h =>
     'local' in h
-      ? { name: h.name ?? 'local', kind: 'local', address: 'localhost', port: 0, user: '', primary: !!h.primary }
+      ? { name: h.name ?? 'local', kind: 'local', address: 'localhost', port: 0, user: '', path: h.path ?? config.path, primary: !!h.primary }
       : {
           name: h.name ?? (h.port === 22 ? h.address : `${h.address}:${h.port}`),
           kind: 'ssh',
           address: h.address,
           port: h.port,
           user: h.user,
+          path: h.path ?? config.path,
           primary: !!h.primary
         }
   )
+  for (const [i, h] of hosts.entries()) {
+    const bad = checkRootPath(h.path)
+    if (bad && h.path !== config.path) problems.push(`hosts[${i}].path: ${bad}`)
+  }
   const primaries = hosts.filter(h => h.primary)
   if (primaries.length > 1) problems.push(`hosts: only one host can be primary, found ${primaries.length}`)
   if (primaries.length === 0 && hosts[0]) hosts[0].primary = true
@@ -241,6 +248,15 @@ export function validateConfig(
     auth,
     secrets: [...new Set(secrets.filter(s => s.length >= 4))]
   }
+}
+
+/** The rule for a deploy root; undefined when it is fine. */
+export function checkRootPath(p: string): string | undefined {
+  if (/[\0\n\r]/.test(p)) return 'must not contain NUL or line breaks'
+  if (!p.startsWith('/') || p.length < 2 || p.split('/').includes('..')) {
+    return 'expected an absolute path such as /srv/app (not / and without ..)'
+  }
+  return undefined
 }
 
 function readOptional(file: string | undefined, key: string, baseDir: string, problems: string[]) {

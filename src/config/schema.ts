@@ -30,6 +30,7 @@ const sshHost = z
     address: noControl('an address').min(1).describe('Host name or IP address'),
     port: z.number().int().min(1).max(65535).default(22),
     user: noControl('a user').min(1).default('root'),
+    path: z.string().optional().describe('Deploy root on this host, when it differs from the top-level path'),
     primary: z.boolean().optional().describe('The host that holds the lock and runs backups and migrations')
   })
   .strict()
@@ -38,6 +39,7 @@ const localHost = z
   .object({
     local: z.literal(true).describe('Run on this machine without SSH (self-hosted runners, the demo)'),
     name: z.string().min(1).optional(),
+    path: z.string().optional().describe('Deploy root on this machine, when it differs from the top-level path'),
     primary: z.boolean().optional()
   })
   .strict()

@@ -88,7 +88,7 @@ export async function verifyHost(
   for (const check of httpChecks(ctx)) await runHttpCheck(ctx, s, check, stage, retries ?? check.retries)
   const command = ctx.config.verify.command
   if (command) {
-    const r = await runOn(ctx, s, inRelease(ctx.layout, release, 'verify command', command, hookEnv(ctx, s, release, stage)), {
+    const r = await runOn(ctx, s, inRelease(s.layout, release, 'verify command', command, hookEnv(ctx, s, release, stage)), {
       stage,
       allowFail: true
     })

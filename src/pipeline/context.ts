@@ -15,6 +15,8 @@ import { StageError, errorMessage } from './errors.js'
 export interface HostSession {
   host: ResolvedHost
   t: Transport
+  /** Paths under this host's deploy root. */
+  layout: Layout
   /** The release `current` pointed to when we connected (undefined: none). */
   current?: string
   releases: string[]
@@ -30,7 +32,6 @@ export interface Actor {
 export interface RunContext {
   loaded: LoadedConfig
   config: Config
-  layout: Layout
   log: DeployLog
   signal: AbortSignal
   actor: Actor
@@ -76,7 +77,7 @@ export async function connectAll(ctx: RunContext): Promise<void> {
   }
   const results = await Promise.allSettled(
     loaded.hosts.map(async (host): Promise<HostSession> => {
-      if (host.kind === 'local') return { host, t: new LocalTransport(host.name), releases: [] }
+      if (host.kind === 'local') return { host, t: new LocalTransport(host.name), layout: new Layout(host.path), releases: [] }
       const t = await SshTransport.connect({
         label: host.name,
         address: host.address,
@@ -94,7 +95,7 @@ export async function connectAll(ctx: RunContext): Promise<void> {
         onRetry: (attempt, delay, e) =>
           ctx.log.warn(`connect attempt ${attempt} failed (${e.message}); retrying in ${delay / 1000} s`, host.name)
       })
-      return { host, t, releases: [] }
+      return { host, t, layout: new Layout(host.path), releases: [] }
     })
   )
   const ok = results.flatMap(r => (r.status === 'fulfilled' ? [r.value] : []))
@@ -187,6 +188,3 @@ export async function onEveryHost<T>(ctx: RunContext, fn: (s: HostSession) => Pr
   return results.map(r => (r as PromiseFulfilledResult<T>).value)
 }
 
-export function layoutFor(config: Config): Layout {
-  return new Layout(config.path)
-}

@@ -4,6 +4,7 @@ import { acquireLock } from '../commands/lock.js'
 import { httpProbe } from '../commands/health.js'
 import { REMOTE_SHELL, withEnv, type RemoteCommand } from '../commands/command.js'
 import { newReleaseId } from '../release/id.js'
+import { Layout } from '../commands/layout.js'
 import { closeAll, connectAll, onEveryHost, primaryOf, runOn, type RunContext } from './context.js'
 import { httpChecks, verifyHost } from './checks.js'
 import { errorMessage } from './errors.js'
@@ -36,7 +37,7 @@ async function withSessions<T>(ctx: RunContext, fn: () => Promise<T>): Promise<T
 export function getLock(ctx: RunContext): Promise<LockInfo> {
   return withSessions(ctx, async () => {
     const p = primaryOf(ctx)
-    const kv = parseKeyValues((await runOn(ctx, p, lockStatus(ctx.layout), { stage: 'lock' })).stdout)
+    const kv = parseKeyValues((await runOn(ctx, p, lockStatus(p.layout), { stage: 'lock' })).stdout)
     const owner = parseOwner(kv.get('OWNER')?.[0])
     const now = Number(kv.get('NOW')?.[0])
     if (kv.get('STATE')?.[0] !== 'held') return { host: p.host.name, state: 'free' }
@@ -49,7 +50,7 @@ export function getLock(ctx: RunContext): Promise<LockInfo> {
 export function forceReleaseLock(ctx: RunContext): Promise<LockInfo> {
   return withSessions(ctx, async () => {
     const p = primaryOf(ctx)
-    const kv = parseKeyValues((await runOn(ctx, p, releaseLock(ctx.layout), { stage: 'lock' })).stdout)
+    const kv = parseKeyValues((await runOn(ctx, p, releaseLock(p.layout), { stage: 'lock' })).stdout)
     const state = kv.get('STATE')?.[0]
     return { host: p.host.name, state: state === 'released' ? 'held' : 'free', owner: parseOwner(kv.get('OWNER')?.[0]) }
   })
@@ -58,7 +59,8 @@ export function forceReleaseLock(ctx: RunContext): Promise<LockInfo> {
 /** Releases the lock only if `token` holds it (the Action's post step after a cancel). */
 export function releaseOwnLock(ctx: RunContext, token: string): Promise<string> {
   return withSessions(ctx, async () => {
-    const kv = parseKeyValues((await runOn(ctx, primaryOf(ctx), releaseLock(ctx.layout, token), { stage: 'lock' })).stdout)
+    const p = primaryOf(ctx)
+    const kv = parseKeyValues((await runOn(ctx, p, releaseLock(p.layout, token), { stage: 'lock' })).stdout)
     return kv.get('STATE')?.[0] ?? 'unknown'
   })
 }
@@ -80,8 +82,8 @@ export function getStatus(ctx: RunContext): Promise<{ hosts: HostStatus[]; lock:
     const hosts = await Promise.all(
       ctx.sessions.map(async (s): Promise<HostStatus> => {
         try {
-          const kv = parseKeyValues((await runOn(ctx, s, inspectHost(ctx.layout, [], []), { stage: 'status' })).stdout)
-          const disk = parseKeyValues((await runOn(ctx, s, diskStatus(ctx.layout), { stage: 'status' })).stdout)
+          const kv = parseKeyValues((await runOn(ctx, s, inspectHost(s.layout, [], []), { stage: 'status' })).stdout)
+          const disk = parseKeyValues((await runOn(ctx, s, diskStatus(s.layout), { stage: 'status' })).stdout)
           const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined
           const st: HostStatus = {
             host: s.host.name,
@@ -107,7 +109,7 @@ export function getStatus(ctx: RunContext): Promise<{ hosts: HostStatus[]; lock:
       })
     )
     const p = primaryOf(ctx)
-    const kv = parseKeyValues((await runOn(ctx, p, lockStatus(ctx.layout), { stage: 'lock' })).stdout)
+    const kv = parseKeyValues((await runOn(ctx, p, lockStatus(p.layout), { stage: 'lock' })).stdout)
     const owner = parseOwner(kv.get('OWNER')?.[0])
     const lock: LockInfo = kv.get('STATE')?.[0] === 'held' ? { host: p.host.name, state: 'held', owner } : { host: p.host.name, state: 'free' }
     return { hosts, lock }
@@ -130,6 +132,7 @@ export function planDeploy(ctx: RunContext): string {
   if (c.stages.test) out.push('## runner: test', c.stages.test, '')
   out.push('## runner: pack', `tar -czf release.tar.gz ${c.source.exclude.map(e => `--exclude=${e}`).join(' ')} -C ${ctx.loaded.sourceDir} .`, '')
   for (const h of ctx.loaded.hosts) {
+    const layout = new Layout(h.path)
     const fake = { host: h, t: undefined as never, releases: [], current: '<current>' }
     const env = (stage: string) => ({
       ...c.env,
@@ -139,20 +142,20 @@ export function planDeploy(ctx: RunContext): string {
     })
     out.push(`## host ${h.name}${h.primary ? ' (primary)' : ''}`)
     if (h.primary) {
-      show(acquireLock(ctx.layout, { who: ctx.actor.who, pid: process.pid, runner: '<runner>', command: 'deploy', token: '<token>' }, Math.ceil(c.lock.ttl / 1000)))
+      show(acquireLock(layout, { who: ctx.actor.who, pid: process.pid, runner: '<runner>', command: 'deploy', token: '<token>' }, Math.ceil(c.lock.ttl / 1000)))
     }
-    show(inspectHost(ctx.layout, c.shared.files, ['tar', 'curl', 'wget']))
-    out.push('# upload (stdin: the tar.gz stream)', unpackCommand(ctx.layout, release), '')
-    if (c.shared.files.length || c.shared.dirs.length) show(linkShared(ctx.layout, release, c.shared.files, c.shared.dirs))
-    if (c.stages.build) show(inRelease(ctx.layout, release, 'build', c.stages.build, env('build')))
-    show(switchCurrent(ctx.layout, release))
-    if (c.stages.restart) show(inRelease(ctx.layout, release, 'restart', c.stages.restart, env('switch')))
+    show(inspectHost(layout, c.shared.files, ['tar', 'curl', 'wget']))
+    out.push('# upload (stdin: the tar.gz stream)', unpackCommand(layout, release), '')
+    if (c.shared.files.length || c.shared.dirs.length) show(linkShared(layout, release, c.shared.files, c.shared.dirs))
+    if (c.stages.build) show(inRelease(layout, release, 'build', c.stages.build, env('build')))
+    show(switchCurrent(layout, release))
+    if (c.stages.restart) show(inRelease(layout, release, 'restart', c.stages.restart, env('switch')))
     for (const check of httpChecks(ctx)) {
       if (check.from === 'host') show(httpProbe(check.url, check.timeout))
       else out.push(`# runner: GET ${check.url} (expect ${check.expect_status})`, '')
     }
     out.push(`# on failure: switch back to <current>, restart it, verify it; or remove ${release}`)
-    show(removeReleases(ctx.layout, ['<releases beyond keep_releases>']))
+    show(removeReleases(layout, ['<releases beyond keep_releases>']))
   }
   return ctx.log.redactor.redact(out.join('\n'))
 }

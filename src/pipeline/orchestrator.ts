@@ -21,7 +21,8 @@ async function renewIfDue(ctx: RunContext, state: { last: number }): Promise<voi
   if (!ctx.lock || Date.now() - state.last < ctx.config.lock.ttl / 3) return
   state.last = Date.now()
   try {
-    await runOn(ctx, primaryOf(ctx), renewLock(ctx.layout, ctx.lock, Math.ceil(ctx.config.lock.ttl / 1000)), { stage: 'lock' })
+    const p = primaryOf(ctx)
+    await runOn(ctx, p, renewLock(p.layout, ctx.lock, Math.ceil(ctx.config.lock.ttl / 1000)), { stage: 'lock' })
   } catch (e) {
     ctx.log.warn(`could not renew the lock: ${errorMessage(e)}`)
   }

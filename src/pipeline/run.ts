@@ -9,7 +9,7 @@ import { DeployLog, runStem, type Reporter } from '../report/log.js'
 import { Redactor } from '../report/redact.js'
 import { newReleaseId, type ReleaseId } from '../release/id.js'
 import { parseHistory, rollbackTarget, type HistoryEntry } from '../release/history.js'
-import { closeAll, connectAll, defaultActor, layoutFor, onEveryHost, primaryOf, runOn, type Actor, type RunContext } from './context.js'
+import { closeAll, connectAll, defaultActor, onEveryHost, primaryOf, runOn, type Actor, type RunContext } from './context.js'
 import { StageError, errorMessage } from './errors.js'
 import { runStages, type Outcome } from './orchestrator.js'
 import { cleanupStage, deployStage, preflightStage, switchStage, testStage, verifyStage } from './stages.js'
@@ -36,7 +36,6 @@ function newContext(req: RunRequest, command: string, started: Date, logFile = t
   return {
     loaded: req.loaded,
     config: req.loaded.config,
-    layout: layoutFor(req.loaded.config),
     log: new DeployLog(file, req.reporter, redactor),
     signal: req.signal ?? new AbortController().signal,
     actor: req.actor ?? defaultActor(),
@@ -62,7 +61,7 @@ async function describeHosts(ctx: RunContext): Promise<NonNullable<RunResult['ho
   return Promise.all(
     ctx.sessions.map(async s => {
       try {
-        const r = await s.t.exec(`readlink ${sh(ctx.layout.current)} || true`, { timeoutMs: 15_000 })
+        const r = await s.t.exec(`readlink ${sh(s.layout.current)} || true`, { timeoutMs: 15_000 })
         return { host: s.host.name, current: r.stdout.trim().replace(/^releases\//, '') || undefined }
       } catch (e) {
         return { host: s.host.name, note: `unreachable: ${errorMessage(e)}` }
@@ -82,7 +81,7 @@ async function execute(
   const ctx = newContext(req, command, started)
   ctx.onLock = req.onLock
   ctx.log.setStage('start')
-  ctx.log.info(`safe-deploy ${command} of ${ctx.config.app} to ${req.loaded.hosts.map(h => h.name).join(', ')} (${ctx.layout.root}) by ${ctx.actor.who}`)
+  ctx.log.info(`safe-deploy ${command} of ${ctx.config.app} to ${req.loaded.hosts.map(h => h.name).join(', ')} (${ctx.config.path}) by ${ctx.actor.who}`)
   const p = plan(ctx)
   let outcome: Outcome
   try {
@@ -120,7 +119,7 @@ async function execute(
       error: outcome.failure ? `${outcome.failure.stage}: ${ctx.log.redactor.redact(outcome.failure.message)}` : null,
       ...p.history(outcome)
     }
-    await Promise.allSettled(ctx.sessions.map(s => runOn(ctx, s, appendHistory(ctx.layout, entry), { stage: 'finish' })))
+    await Promise.allSettled(ctx.sessions.map(s => runOn(ctx, s, appendHistory(s.layout, entry), { stage: 'finish' })))
   }
 
   const v = verdict(command, outcome, durationS)
@@ -129,14 +128,14 @@ async function execute(
 
   if (ctx.lock && ctx.sessions.length) {
     try {
-      await runOn(ctx, primaryOf(ctx), releaseLock(ctx.layout, ctx.lock.token), { stage: 'finish' })
+      await runOn(ctx, primaryOf(ctx), releaseLock(primaryOf(ctx).layout, ctx.lock.token), { stage: 'finish' })
       ctx.log.info('lock released', primaryOf(ctx).host.name)
       ctx.onLock?.(undefined)
     } catch (e) {
       ctx.log.warn(`could not release the lock: ${errorMessage(e)}; run \`safe-deploy lock release\``)
     }
     const text = ctx.log.lines.join('\n')
-    await Promise.allSettled(ctx.sessions.map(s => runOn(ctx, s, appendHostLog(ctx.layout, text), { stage: 'finish' })))
+    await Promise.allSettled(ctx.sessions.map(s => runOn(ctx, s, appendHostLog(s.layout, text), { stage: 'finish' })))
   }
   await closeAll(ctx)
 
@@ -205,7 +204,7 @@ export function rollback(req: RunRequest & { to?: ReleaseId }): Promise<RunResul
       async run(c) {
         const primary = primaryOf(c)
         from = primary.current
-        const history = parseHistory((await runOn(c, primary, readHistory(c.layout), { stage: 'choose' })).stdout)
+        const history = parseHistory((await runOn(c, primary, readHistory(primary.layout), { stage: 'choose' })).stdout)
         target = req.to ?? rollbackTarget(primary.releases, primary.current, history)
         if (!target) {
           throw new StageError(
@@ -246,9 +245,9 @@ export async function listReleaseState(req: RunRequest) {
   try {
     await connectAll(ctx)
     const primary = primaryOf(ctx)
-    const history = parseHistory((await runOn(ctx, primary, readHistory(ctx.layout), { stage: 'releases' })).stdout)
+    const history = parseHistory((await runOn(ctx, primary, readHistory(primary.layout), { stage: 'releases' })).stdout)
     const hosts = await onEveryHost(ctx, async s => {
-      const kv = parseKeyValues((await runOn(ctx, s, listReleases(ctx.layout), { stage: 'releases' })).stdout)
+      const kv = parseKeyValues((await runOn(ctx, s, listReleases(s.layout), { stage: 'releases' })).stdout)
       return { host: s.host.name, current: kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined, releases: (kv.get('RELEASE') ?? []).sort() }
     })
     return { hosts, history }

@@ -50,7 +50,7 @@ export function preflightStage(opts: { command: string; deploying: boolean; insp
       const fromHost = httpChecks(ctx).some(c => c.from === 'host')
       await onEveryHost(ctx, async s => {
         const files = opts.deploying ? ctx.config.shared.files : []
-        const r = await runOn(ctx, s, inspectHost(ctx.layout, files, [...needs, 'curl', 'wget']), { stage: 'preflight' })
+        const r = await runOn(ctx, s, inspectHost(s.layout, files, [...needs, 'curl', 'wget']), { stage: 'preflight' })
         const kv = parseKeyValues(r.stdout)
         const error = kv.get('ERROR')?.[0]
         if (error) throw new StageError('preflight', `${error} on ${s.host.name}`, s.host.name)
@@ -58,7 +58,7 @@ export function preflightStage(opts: { command: string; deploying: boolean; insp
         if (missing.length) {
           throw new StageError(
             'preflight',
-            `shared file${missing.length > 1 ? 's' : ''} ${missing.join(', ')} missing on ${s.host.name}: create ${missing.map(m => `${ctx.layout.shared}/${m}`).join(', ')} on the host first (shared files hold config and secrets, we never invent them)`,
+            `shared file${missing.length > 1 ? 's' : ''} ${missing.join(', ')} missing on ${s.host.name}: create ${missing.map(m => `${s.layout.shared}/${m}`).join(', ')} on the host first (shared files hold config and secrets, we never invent them)`,
             s.host.name
           )
         }
@@ -79,9 +79,9 @@ export function preflightStage(opts: { command: string; deploying: boolean; insp
         const free = Number(kv.get('FREE_KB')?.[0])
         if (Number.isFinite(free) && opts.deploying) {
           if (free < MIN_FREE_KB) {
-            throw new StageError('preflight', `only ${Math.round(free / 1024)} MB free under ${ctx.layout.root} on ${s.host.name}; free some disk first`, s.host.name)
+            throw new StageError('preflight', `only ${Math.round(free / 1024)} MB free under ${s.layout.root} on ${s.host.name}; free some disk first`, s.host.name)
           }
-          if (free < LOW_FREE_KB) ctx.log.warn(`low disk: ${Math.round(free / 1024)} MB free under ${ctx.layout.root}`, s.host.name)
+          if (free < LOW_FREE_KB) ctx.log.warn(`low disk: ${Math.round(free / 1024)} MB free under ${s.layout.root}`, s.host.name)
         }
         ctx.log.info(`current release: ${s.current ?? '(none)'}; ${s.releases.length} release(s) on disk`, s.host.name)
       })
@@ -101,7 +101,7 @@ async function takeLock(ctx: RunContext, command: string): Promise<void> {
     token: randomBytes(12).toString('hex')
   }
   const ttl = Math.ceil(ctx.config.lock.ttl / 1000)
-  const r = await runOn(ctx, primary, acquireLock(ctx.layout, owner, ttl), { stage: 'preflight' })
+  const r = await runOn(ctx, primary, acquireLock(primary.layout, owner, ttl), { stage: 'preflight' })
   const kv = parseKeyValues(r.stdout)
   const state = kv.get('STATE')?.[0]
   const holder = kv.get('OWNER')?.[0]
@@ -118,7 +118,7 @@ async function takeLock(ctx: RunContext, command: string): Promise<void> {
   if (state === 'taken-over') ctx.log.warn(`took over an expired lock held by ${describeOwner(holder)}`, primary.host.name)
   ctx.lock = owner
   ctx.onLock?.(owner.token)
-  ctx.log.info(`lock taken (${ctx.layout.lock}, expires in ${ttl} s)`, primary.host.name)
+  ctx.log.info(`lock taken (${primary.layout.lock}, expires in ${ttl} s)`, primary.host.name)
 }
 
 /** The user's test command, on the runner, before anything touches a server. */
@@ -186,15 +186,15 @@ export function deployStage(rel: () => string): Stage {
             throw new StageError('deploy', `release ${release} already exists on ${s.host.name}`, s.host.name)
           }
           created.add(s)
-          await runRaw(ctx, s, unpackCommand(ctx.layout, release), 'upload', { stage: 'deploy', stdin: createReadStream(pack.file) })
-          ctx.log.info(`uploaded to ${ctx.layout.release(release)}`, s.host.name)
+          await runRaw(ctx, s, unpackCommand(s.layout, release), 'upload', { stage: 'deploy', stdin: createReadStream(pack.file) })
+          ctx.log.info(`uploaded to ${s.layout.release(release)}`, s.host.name)
           const { files, dirs } = ctx.config.shared
           if (files.length || dirs.length) {
-            await runOn(ctx, s, linkShared(ctx.layout, release, files, dirs), { stage: 'deploy' })
+            await runOn(ctx, s, linkShared(s.layout, release, files, dirs), { stage: 'deploy' })
             ctx.log.info(`linked shared: ${[...files, ...dirs].join(', ')}`, s.host.name)
           }
           const build = ctx.config.stages.build
-          if (build) await runOn(ctx, s, inRelease(ctx.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')), { stage: 'deploy' })
+          if (build) await runOn(ctx, s, inRelease(s.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')), { stage: 'deploy' })
         })
       } finally {
         pack.cleanup()
@@ -203,12 +203,12 @@ export function deployStage(rel: () => string): Stage {
     async undo(ctx, { live }) {
       const release = rel()
       if (live) {
-        ctx.log.info(`kept ${ctx.layout.release(release)} for inspection; it is marked bad in history and later rollbacks skip it`)
+        ctx.log.info(`kept releases/${release} for inspection; it is marked bad in history and later rollbacks skip it`)
         return
       }
       await onEveryHost(ctx, async s => {
         if (!created.has(s)) return
-        await runOn(ctx, s, removeReleases(ctx.layout, [release]), { stage: 'rollback' })
+        await runOn(ctx, s, removeReleases(s.layout, [release]), { stage: 'rollback' })
         ctx.log.info(`removed the unfinished release ${release}`, s.host.name)
       })
     }
@@ -220,12 +220,12 @@ async function switchBack(ctx: RunContext, switched: Set<HostSession>, stage: st
   await onEveryHost(ctx, async s => {
     if (!switched.has(s)) return
     if (s.current) {
-      await runOn(ctx, s, switchCurrent(ctx.layout, s.current), { stage })
+      await runOn(ctx, s, switchCurrent(s.layout, s.current), { stage })
       ctx.log.info(`current -> releases/${s.current} (restored)`, s.host.name)
       const restart = ctx.config.stages.restart
-      if (restart) await runOn(ctx, s, inRelease(ctx.layout, s.current, 'restart', restart, hookEnv(ctx, s, s.current, stage)), { stage })
+      if (restart) await runOn(ctx, s, inRelease(s.layout, s.current, 'restart', restart, hookEnv(ctx, s, s.current, stage)), { stage })
     } else {
-      await runOn(ctx, s, removeCurrent(ctx.layout), { stage })
+      await runOn(ctx, s, removeCurrent(s.layout), { stage })
       ctx.log.warn('there was no previous release: removed `current` (the app was already restarted with the new code and may still be running it)', s.host.name)
     }
   })
@@ -248,10 +248,10 @@ export function switchStage(rel: () => string): Stage {
       const release = rel()
       await onEveryHost(ctx, async s => {
         switched.add(s)
-        await runOn(ctx, s, switchCurrent(ctx.layout, release), { stage: 'switch' })
+        await runOn(ctx, s, switchCurrent(s.layout, release), { stage: 'switch' })
         ctx.log.info(`current -> releases/${release}`, s.host.name)
         const restart = ctx.config.stages.restart
-        if (restart) await runOn(ctx, s, inRelease(ctx.layout, release, 'restart', restart, hookEnv(ctx, s, release, 'switch')), { stage: 'switch' })
+        if (restart) await runOn(ctx, s, inRelease(s.layout, release, 'restart', restart, hookEnv(ctx, s, release, 'switch')), { stage: 'switch' })
       })
     },
     async undo(ctx) {
@@ -287,7 +287,7 @@ export function cleanupStage(rel: () => string): Stage {
           const prune = releasesToPrune(all, ctx.config.keep_releases, [release, s.current])
           if (!prune.length) return
           try {
-            await runOn(ctx, s, removeReleases(ctx.layout, prune), { stage: 'cleanup' })
+            await runOn(ctx, s, removeReleases(s.layout, prune), { stage: 'cleanup' })
             ctx.log.info(`pruned ${prune.length} old release(s): ${prune.join(', ')}`, s.host.name)
           } catch (e) {
             ctx.log.warn(`could not prune old releases: ${errorMessage(e)}`, s.host.name)

@@ -8,6 +8,7 @@ import { deploy, listReleaseState, newContext, rollback } from '../pipeline/run.
 import { forceReleaseLock, getLock, getStatus, planDeploy } from '../pipeline/ops.js'
 import type { RunResult } from '../pipeline/result.js'
 import { errorMessage } from '../pipeline/errors.js'
+import { defaultActor } from '../pipeline/context.js'
 import { terminalReporter } from './terminal.js'
 
 const USAGE = `usage: safe-deploy <command> [options]
@@ -117,7 +118,7 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     }
     const loaded = loadConfig(o.config, overrides, io.env)
     const reporter = terminalReporter(io.stderr, false)
-    const req = { loaded, reporter, signal: io.signal, verbose: o.verbose }
+    const req = { loaded, reporter, signal: io.signal, verbose: o.verbose, actor: defaultActor(io.env) }
 
     if (command === 'deploy' || command === 'rollback') {
       const r = command === 'deploy' ? await deploy(req) : await rollback({ ...req, to })

@@ -1,0 +1,457 @@
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
+import { parse as parseYaml } from 'yaml'
+import { loadConfig, validateConfig, type Overrides } from '../../../src/config/load.js'
+import { ConfigError, ExitCode } from '../../../src/config/errors.js'
+import { cleanup, tempDir } from '../helpers/shell.js'
+
+/** The config from the issue, as written. */
+const ISSUE_CONFIG = `app: ledger
+path: /srv/ledger
+hosts:
+  - address: 127.0.0.2
+    port: 2222
+    user: root
+ssh:
+  private_key: env:SSH_KEY          # or private_key_file: path
+  known_hosts: env:KNOWN_HOSTS      # or known_hosts_file: path; lines in OpenSSH known_hosts format
+source:
+  dir: ./app                        # packed on the runner, streamed to the host
+  exclude: [.git, node_modules]
+shared:
+  files: [.env]
+  dirs: [data, logs]
+keep_releases: 5
+stages:
+  test: npm test                    # on the runner, before anything touches a server
+  build: npm ci --omit=dev          # on the host, inside the new release
+  restart: bin/restart              # on the host, inside the new release, after the switch
+verify:
+  http:
+    url: http://127.0.0.1:18080/health   # fetched from the host (curl or wget there), or \`from: runner\`
+    expect_status: 200
+    retries: 10
+    interval: 1s
+`
+
+const KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAE\n-----END OPENSSH PRIVATE KEY-----'
+const OTHER_KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAotherkeybodyAAAA\n-----END OPENSSH PRIVATE KEY-----'
+const KNOWN = '[127.0.0.2]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ1'
+const ENV = { SSH_KEY: KEY, KNOWN_HOSTS: KNOWN }
+
+let dir: string
+let issueFile: string
+beforeAll(() => {
+  dir = tempDir('config')
+  issueFile = join(dir, 'safe-deploy.yml')
+  writeFileSync(issueFile, ISSUE_CONFIG)
+})
+afterAll(() => cleanup(dir))
+
+const issueObject = () => parseYaml(ISSUE_CONFIG) as Record<string, unknown>
+type Raw = Record<string, unknown> & {
+  hosts: Record<string, unknown>[]
+  ssh: Record<string, unknown>
+  verify: { http: Record<string, unknown> }
+}
+
+/** The problems a config produces (fails the test if it is valid). */
+function problemsOf(
+  mutate: (c: Raw) => void,
+  env: NodeJS.ProcessEnv = ENV,
+  overrides: Overrides = {}
+): string[] {
+  const c = issueObject() as Raw
+  mutate(c)
+  try {
+    validateConfig(c, join(dir, 'x.yml'), overrides, env)
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError)
+    return (e as ConfigError).problems
+  }
+  throw new Error('expected the config to be invalid')
+}
+
+describe('the issue’s example config', () => {
+  test('loads as written', () => {
+    const l = loadConfig(issueFile, {}, ENV)
+    expect(l.file).toBe(issueFile)
+    expect(l.baseDir).toBe(dir)
+    expect(l.sourceDir).toBe(join(dir, 'app'))
+    expect(l.hosts).toHaveLength(1)
+    expect(l.hosts).toMatchObject([
+      { name: '127.0.0.2:2222', kind: 'ssh', address: '127.0.0.2', port: 2222, user: 'root', primary: true }
+    ])
+    expect(l.auth).toEqual({
+      privateKey: KEY,
+      passphrase: undefined,
+      knownHosts: KNOWN,
+      fingerprints: [],
+      insecure: false
+    })
+    expect(l.secrets).toEqual([KEY])
+    const c = l.config
+    expect(c.app).toBe('ledger')
+    expect(c.path).toBe('/srv/ledger')
+    expect(c.source).toEqual({ dir: './app', exclude: ['.git', 'node_modules'] })
+    expect(c.shared).toEqual({ files: ['.env'], dirs: ['data', 'logs'] })
+    expect(c.keep_releases).toBe(5)
+    expect(c.stages).toEqual({ test: 'npm test', build: 'npm ci --omit=dev', restart: 'bin/restart' })
+    expect(c.verify.http).toEqual({
+      url: 'http://127.0.0.1:18080/health',
+      expect_status: 200,
+      retries: 10,
+      interval: 1000,
+      timeout: 5000,
+      from: 'host'
+    })
+    expect(c.verify.command).toBeUndefined()
+  })
+
+  test('gets the documented defaults for what it leaves out', () => {
+    const c = loadConfig(issueFile, {}, ENV).config
+    expect(c.env).toEqual({})
+    expect(c.lock).toEqual({ ttl: 1_800_000 })
+    expect(c.log_dir).toBe('safe-deploy-logs')
+    expect(c.ssh).toMatchObject({
+      fingerprints: [],
+      insecure_skip_host_key_check: false,
+      connect_timeout: 10_000,
+      connect_retries: 3,
+      keepalive_interval: 10_000,
+      command_timeout: 600_000
+    })
+  })
+
+  test('validateConfig on the parsed object gives the same result as loadConfig', () => {
+    const a = validateConfig(issueObject(), issueFile, {}, ENV)
+    const b = loadConfig(issueFile, {}, ENV)
+    expect(a).toEqual(b)
+  })
+
+  test('validateConfig does not change the object it is given', () => {
+    const obj = issueObject()
+    const copy = structuredClone(obj)
+    validateConfig(obj, issueFile, { host: 'a,b', port: 22 }, ENV)
+    expect(obj).toEqual(copy)
+  })
+})
+
+describe('errors name the key path', () => {
+  test('hosts[0].port', () => {
+    expect(problemsOf(c => (c.hosts[0]!.port = 70000))).toEqual([
+      'hosts[0].port: Too big: expected number to be <=65535'
+    ])
+  })
+
+  test('keep_releases', () => {
+    expect(problemsOf(c => (c.keep_releases = 1))).toEqual(['keep_releases: Too small: expected number to be >=2'])
+    expect(problemsOf(c => (c.keep_releases = 'five'))[0]).toMatch(/^keep_releases: .*expected number/)
+  })
+
+  test('verify.http.url', () => {
+    const p = problemsOf(c => (c.verify.http.url = 'not a url'))
+    expect(p).toHaveLength(1)
+    expect(p[0]).toMatch(/^verify\.http\.url: /)
+  })
+
+  test('ssh.private_key: missing, or not a private key', () => {
+    expect(problemsOf(c => delete c.ssh.private_key)).toEqual([
+      'ssh.private_key: required for SSH hosts (env:NAME, or ssh.private_key_file: path)'
+    ])
+    expect(problemsOf(() => undefined, { ...ENV, SSH_KEY: 'ssh-ed25519 AAAA a public key' })).toEqual([
+      'ssh.private_key: expected a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----)'
+    ])
+  })
+
+  test('ssh.known_hosts when there is no host key source and not insecure', () => {
+    const p = problemsOf(c => delete c.ssh.known_hosts)
+    expect(p).toHaveLength(1)
+    expect(p[0]).toMatch(/^ssh\.known_hosts: host keys are verified; give known_hosts/)
+    expect(p[0]).toContain('ssh.insecure_skip_host_key_check: true')
+  })
+
+  test('no known_hosts is fine with fingerprints, or when insecure, or for local hosts only', () => {
+    const fp = issueObject() as Raw
+    delete fp.ssh.known_hosts
+    fp.ssh.fingerprints = ['SHA256:abc']
+    expect(validateConfig(fp, issueFile, {}, ENV).auth.fingerprints).toEqual(['SHA256:abc'])
+
+    const insecure = issueObject() as Raw
+    delete insecure.ssh.known_hosts
+    insecure.ssh.insecure_skip_host_key_check = true
+    expect(validateConfig(insecure, issueFile, {}, ENV).auth.insecure).toBe(true)
+
+    const local = issueObject() as Raw
+    local.hosts = [{ local: true }]
+    local.ssh = {}
+    const l = validateConfig(local, issueFile, {}, {})
+    expect(l.hosts).toHaveLength(1)
+    expect(l.hosts).toMatchObject([{ name: 'local', kind: 'local', address: 'localhost', port: 0, user: '', primary: true }])
+  })
+
+  test('unknown keys, at the top level and nested', () => {
+    const p = problemsOf(c => {
+      c.extra = 1
+      c.ssh.privat_key = 'x'
+      c.hosts[0]!.adress = 'x'
+    })
+    expect(p).toEqual(
+      expect.arrayContaining([
+        '(top level): Unrecognized key: "extra"',
+        'ssh: Unrecognized key: "privat_key"',
+        'hosts[0]: Unrecognized key: "adress"'
+      ])
+    )
+    expect(p).toHaveLength(3)
+  })
+
+  test('a missing environment variable names the variable and the key', () => {
+    expect(problemsOf(() => undefined, { KNOWN_HOSTS: KNOWN })).toEqual([
+      'ssh.private_key: environment variable SSH_KEY is not set or empty (referenced as env:SSH_KEY)'
+    ])
+    expect(problemsOf(() => undefined, { SSH_KEY: KEY, KNOWN_HOSTS: '' })).toEqual([
+      'ssh.known_hosts: environment variable KNOWN_HOSTS is not set or empty (referenced as env:KNOWN_HOSTS)'
+    ])
+    const p = problemsOf(c => (c.env = { DB_URL: 'env:DATABASE_URL' }))
+    expect(p).toEqual(['env.DB_URL: environment variable DATABASE_URL is not set or empty (referenced as env:DATABASE_URL)'])
+  })
+
+  test('a relative path', () => {
+    expect(problemsOf(c => (c.path = 'srv/ledger'))).toEqual([
+      'path: expected an absolute path such as /srv/app (not / and without ..)'
+    ])
+    expect(problemsOf(c => (c.path = '/'))[0]).toMatch(/^path: /)
+    expect(problemsOf(c => (c.path = '/srv/../etc'))[0]).toMatch(/^path: /)
+    expect(problemsOf(c => (c.path = '/srv/a\nb'))[0]).toBe('path: path must not contain NUL or line breaks')
+  })
+
+  test('`..` or an absolute path in shared files and dirs', () => {
+    const msg = 'expected a path relative to the release, without `..` and not starting with /'
+    expect(problemsOf(c => (c.shared = { files: ['.env', '../etc/passwd'], dirs: ['/var/data', 'a/../../b'] }))).toEqual([
+      `shared.files[1]: ${msg}`,
+      `shared.dirs[0]: ${msg}`,
+      `shared.dirs[1]: ${msg}`
+    ])
+  })
+
+  test('a bad app name', () => {
+    for (const app of ['my app', '-ledger', 'a/b', '', 'x'.repeat(65), "le'dger"]) {
+      expect(problemsOf(c => (c.app = app))).toEqual(['app: expected letters, digits, `.`, `_` or `-` (at most 64)'])
+    }
+  })
+
+  test('a bad duration names the key and the value', () => {
+    expect(problemsOf(c => (c.lock = { ttl: '1x' }))).toEqual([
+      'lock.ttl: expected a duration like 1s, 500ms or 10m, got "1x"'
+    ])
+    expect(problemsOf(c => (c.ssh.connect_timeout = '10 minutes'))).toEqual([
+      'ssh.connect_timeout: expected a duration like 1s, 500ms or 10m, got "10 minutes"'
+    ])
+  })
+
+  test('two primaries, or two hosts with one name', () => {
+    expect(
+      problemsOf(c => (c.hosts = [{ address: 'a', primary: true }, { address: 'b', primary: true }]))
+    ).toEqual(['hosts: only one host can be primary, found 2'])
+    expect(problemsOf(c => (c.hosts = [{ address: 'a' }, { address: 'b', name: 'a' }]))).toEqual([
+      'hosts: two hosts are named a; give each a distinct name'
+    ])
+  })
+
+  test('an empty hosts list', () => {
+    expect(problemsOf(c => (c.hosts = []))[0]).toMatch(/^hosts: /)
+  })
+
+  test('several problems are reported together, in one error that lists them all', () => {
+    const c = issueObject() as Raw
+    c.hosts[0]!.port = 0
+    c.keep_releases = 200
+    c.verify.http.url = 'not a url'
+    c.app = 'bad name'
+    c.env = { TOKEN: 'env:NOT_SET_ANYWHERE' }
+    let err: ConfigError | undefined
+    try {
+      validateConfig(c, '/cfg/safe-deploy.yml', {}, ENV)
+    } catch (e) {
+      err = e as ConfigError
+    }
+    expect(err).toBeInstanceOf(ConfigError)
+    expect(err?.exitCode).toBe(ExitCode.badInput)
+    const keys = err?.problems.map(p => p.split(':')[0]).sort()
+    expect(keys).toEqual(['app', 'env.TOKEN', 'hosts[0].port', 'keep_releases', 'verify.http.url'])
+    expect(err?.message.split('\n')).toEqual([
+      'invalid config /cfg/safe-deploy.yml:',
+      ...(err?.problems ?? []).map(p => `  - ${p}`)
+    ])
+  })
+})
+
+describe('loadConfig: the file itself', () => {
+  test('a YAML syntax error names the file and the place', () => {
+    const f = join(dir, 'broken.yml')
+    writeFileSync(f, 'app: ledger\nhosts:\n  - address: [unclosed\n')
+    expect(() => loadConfig(f, {}, ENV)).toThrow(ConfigError)
+    expect(() => loadConfig(f, {}, ENV)).toThrow(new RegExp(`^${f.replace(/[.]/g, '\\.')}: not valid YAML: .*line \\d+`, 's'))
+  })
+
+  test('a missing file says so and how to fix it', () => {
+    const f = join(dir, 'nope', 'safe-deploy.yml')
+    expect(() => loadConfig(f, {}, ENV)).toThrow(
+      `config file ${f} not found; create one (see README "Configuration") or pass --config`
+    )
+  })
+
+  test('a file that is not a mapping', () => {
+    const f = join(dir, 'list.yml')
+    writeFileSync(f, '- a\n- b\n')
+    expect(() => loadConfig(f, {}, ENV)).toThrow(`${f}: expected a mapping of keys (app, path, hosts, ...) at the top level`)
+    writeFileSync(f, '')
+    expect(() => loadConfig(f, {}, ENV)).toThrow(/expected a mapping/)
+  })
+
+  test('a relative file name is resolved against the working directory', () => {
+    const cwd = process.cwd()
+    try {
+      process.chdir(dir)
+      const l = loadConfig('safe-deploy.yml', {}, ENV)
+      expect(l.file).toBe(issueFile)
+      expect(l.sourceDir).toBe(join(dir, 'app'))
+    } finally {
+      process.chdir(cwd)
+    }
+  })
+})
+
+describe('overrides win over the file', () => {
+  test('host: a comma list replaces the hosts, keeping the first host’s port and user', () => {
+    const l = loadConfig(issueFile, { host: ' web-1.example , 203.0.113.10,,' }, ENV)
+    expect(l.hosts).toHaveLength(2)
+    expect(l.hosts).toMatchObject([
+      { name: 'web-1.example:2222', kind: 'ssh', address: 'web-1.example', port: 2222, user: 'root', primary: true },
+      { name: '203.0.113.10:2222', kind: 'ssh', address: '203.0.113.10', port: 2222, user: 'root', primary: false }
+    ])
+  })
+
+  test('port and user apply to every SSH host', () => {
+    const l = loadConfig(issueFile, { host: 'a,b', port: 22, user: 'deploy' }, ENV)
+    expect(l.hosts.map(h => [h.name, h.address, h.port, h.user])).toEqual([
+      ['a', 'a', 22, 'deploy'],
+      ['b', 'b', 22, 'deploy']
+    ])
+    const one = loadConfig(issueFile, { port: 2200 }, ENV)
+    expect(one.hosts[0]).toMatchObject({ address: '127.0.0.2', port: 2200, user: 'root', name: '127.0.0.2:2200' })
+  })
+
+  test('path', () => {
+    expect(loadConfig(issueFile, { path: '/opt/ledger' }, ENV).config.path).toBe('/opt/ledger')
+    expect(() => loadConfig(issueFile, { path: 'relative' }, ENV)).toThrow(/path: expected an absolute path/)
+  })
+
+  test('privateKey and knownHosts replace the env: references (which then need not be set)', () => {
+    const l = loadConfig(issueFile, { privateKey: OTHER_KEY, knownHosts: 'other known hosts' }, {})
+    expect(l.auth.privateKey).toBe(OTHER_KEY)
+    expect(l.auth.knownHosts).toBe('other known hosts')
+  })
+
+  test('privateKeyFile and knownHostsFile are read, relative to the config file', () => {
+    mkdirSync(join(dir, 'keys'), { recursive: true })
+    writeFileSync(join(dir, 'keys', 'id_ed25519'), OTHER_KEY)
+    writeFileSync(join(dir, 'keys', 'known_hosts'), 'from a file\n')
+    const l = loadConfig(issueFile, { privateKeyFile: 'keys/id_ed25519', knownHostsFile: 'keys/known_hosts' }, {})
+    expect(l.auth.privateKey).toBe(OTHER_KEY)
+    expect(l.auth.knownHosts).toBe('from a file\n')
+    expect(l.secrets).toEqual([OTHER_KEY])
+  })
+
+  test('a key file that cannot be read names the key and the file', () => {
+    expect(() => loadConfig(issueFile, { privateKeyFile: 'keys/missing' }, ENV)).toThrow(
+      `ssh.private_key_file: cannot read ${join(dir, 'keys/missing')}: ENOENT`
+    )
+  })
+
+  test('insecureSkipHostKeyCheck', () => {
+    const l = loadConfig(issueFile, { insecureSkipHostKeyCheck: true }, ENV)
+    expect(l.auth.insecure).toBe(true)
+    expect(l.config.ssh.insecure_skip_host_key_check).toBe(true)
+  })
+
+  test('port and user overrides leave local hosts alone', () => {
+    const c = issueObject() as Raw
+    c.hosts = [{ local: true }]
+    const l = validateConfig(c, issueFile, { port: 2200, user: 'deploy' }, ENV)
+    expect(l.hosts).toHaveLength(1)
+    expect(l.hosts).toMatchObject([{ name: 'local', kind: 'local', address: 'localhost', port: 0, user: '', primary: true }])
+  })
+})
+
+describe('secrets', () => {
+  test('env: values under ssh.private_key, ssh.passphrase and env.* are secrets; others are not', () => {
+    const c = issueObject() as Raw
+    c.path = 'env:DEPLOY_PATH'
+    c.ssh.passphrase = 'env:KEY_PASSPHRASE'
+    c.env = { DB_PASSWORD: 'env:DB_PASSWORD', API: 'env:API_TOKEN', MODE: 'production', SHORT: 'env:SHORT' }
+    const env = {
+      ...ENV,
+      DEPLOY_PATH: '/srv/from-env',
+      KEY_PASSPHRASE: 'pass phrase',
+      DB_PASSWORD: 'hunter2-db',
+      API_TOKEN: 'tok_123456',
+      SHORT: 'abc'
+    }
+    const l = validateConfig(c, issueFile, {}, env)
+    expect(l.secrets.sort()).toEqual([KEY, 'hunter2-db', 'pass phrase', 'tok_123456'].sort())
+    expect(l.secrets).not.toContain(KNOWN)
+    expect(l.secrets).not.toContain('/srv/from-env')
+    expect(l.secrets).not.toContain('production')
+    // values under 4 characters are too short to redact without mangling the log
+    expect(l.secrets).not.toContain('abc')
+    expect(l.config.path).toBe('/srv/from-env')
+    expect(l.config.env).toEqual({ DB_PASSWORD: 'hunter2-db', API: 'tok_123456', MODE: 'production', SHORT: 'abc' })
+    expect(l.auth.passphrase).toBe('pass phrase')
+  })
+
+  test('one value referenced twice is listed once', () => {
+    const c = issueObject() as Raw
+    c.env = { A: 'env:TOKEN', B: 'env:TOKEN' }
+    expect(validateConfig(c, issueFile, {}, { ...ENV, TOKEN: 'same-token' }).secrets.sort()).toEqual(
+      [KEY, 'same-token'].sort()
+    )
+  })
+
+  test('only whole-string env: references are resolved', () => {
+    const c = issueObject() as Raw
+    c.env = { A: 'prefix env:TOKEN', B: 'env:bad-name' }
+    const l = validateConfig(c, issueFile, {}, { ...ENV, TOKEN: 'x' })
+    expect(l.config.env).toEqual({ A: 'prefix env:TOKEN', B: 'env:bad-name' })
+  })
+})
+
+describe('durations parse to milliseconds', () => {
+  test('in verify.http, lock and ssh', () => {
+    const c = issueObject() as Raw
+    c.verify.http.interval = '500ms'
+    c.verify.http.timeout = 3
+    c.lock = { ttl: '45m' }
+    c.ssh.connect_timeout = '1.5s'
+    c.ssh.command_timeout = '1h'
+    c.ssh.keepalive_interval = '2m'
+    const cfg = validateConfig(c, issueFile, {}, ENV).config
+    expect(cfg.verify.http).toMatchObject({ interval: 500, timeout: 3000 })
+    expect(cfg.lock.ttl).toBe(2_700_000)
+    expect(cfg.ssh).toMatchObject({ connect_timeout: 1500, command_timeout: 3_600_000, keepalive_interval: 120_000 })
+  })
+
+  test('verify.http as a list of checks', () => {
+    const c = issueObject() as Raw
+    c.verify = {
+      http: [{ url: 'http://127.0.0.1:1/a' }, { url: 'https://example.com/b', interval: '2s', from: 'runner' }] as never
+    }
+    const http = validateConfig(c, issueFile, {}, ENV).config.verify.http
+    expect(http).toEqual([
+      { url: 'http://127.0.0.1:1/a', expect_status: 200, retries: 10, interval: 1000, timeout: 5000, from: 'host' },
+      { url: 'https://example.com/b', expect_status: 200, retries: 10, interval: 2000, timeout: 5000, from: 'runner' }
+    ])
+  })
+})
