@@ -24,7 +24,9 @@ const prelude = [
 for (const name of entries) {
   const dir = join(work, name)
   rmSync(dir, { recursive: true, force: true })
-  execFileSync('npx', ['ncc', 'build', `src/${name}.ts`, '-o', dir, '--quiet', '--target', 'es2022'], { stdio: 'inherit' })
+  execFileSync('npx', ['ncc', 'build', `src/${name}.ts`, '-o', dir, '--quiet', '--target', 'es2022'], {
+    stdio: 'inherit'
+  })
   const files = readdirSync(dir)
   const extra = files.filter(f => !/^index\.(m?js)$/.test(f) && f !== 'package.json' && f !== 'pagent.exe')
   if (extra.length) throw new Error(`ncc emitted files besides the bundle for ${name}: ${extra.join(', ')}`)

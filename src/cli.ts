@@ -6,7 +6,9 @@ let signals = 0
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.on(sig, () => {
     signals++
-    process.stderr.write(`\nsafe-deploy: ${sig} received; stopping and undoing what this run changed${signals > 1 ? ' (already stopping)' : ''}\n`)
+    process.stderr.write(
+      `\nsafe-deploy: ${sig} received; stopping and undoing what this run changed${signals > 1 ? ' (already stopping)' : ''}\n`
+    )
     controller.abort(new Error(sig))
   })
 }

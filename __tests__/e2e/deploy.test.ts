@@ -6,7 +6,17 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { existsSync, lstatSync, readFileSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { startSshd, stopAll, type SshHost } from './harness/sshd.js'
-import { answer, currentOf, historyOf, lastLog, lockExists, project, releasesOf, stopApp, type Project } from './support.js'
+import {
+  answer,
+  currentOf,
+  historyOf,
+  lastLog,
+  lockExists,
+  project,
+  releasesOf,
+  stopApp,
+  type Project
+} from './support.js'
 
 let host: SshHost
 let root: string
@@ -47,8 +57,15 @@ describe('deploy over SSH', () => {
     expect(lockExists(root)).toBe(false)
     const log = lastLog(p.logDir)
     expect(log).toMatch(/^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[start\] /)
-    expect(log).toMatch(/\[verify\] \[127\.0\.\d+\.\d+:2222\] GET http:\/\/127\.0\.0\.1:\d+\/health: HTTP 200/)
-    expect(log.trim().split('\n').some(l => /DEPLOYMENT SUCCESS \(\d+\.\d s\)$/.test(l))).toBe(true)
+    expect(log).toMatch(
+      /\[verify\] \[127\.0\.\d+\.\d+:2222\] GET http:\/\/127\.0\.0\.1:\d+\/health: HTTP 200/
+    )
+    expect(
+      log
+        .trim()
+        .split('\n')
+        .some(l => /DEPLOYMENT SUCCESS \(\d+\.\d s\)$/.test(l))
+    ).toBe(true)
   })
 
   test('v2: current moves, history has one line per deploy', async () => {
@@ -87,7 +104,9 @@ describe('deploy over SSH', () => {
     expect(last).toMatchObject({ type: 'deploy', release: bad, status: 'rolled-back', bad: true })
     const log = lastLog(p.logDir)
     expect(log).toContain('[verify]')
-    expect(log).toMatch(/FAILED: health check GET http:\/\/127\.0\.0\.1:\d+\/health from 127\.0\.\d+\.\d+:2222 failed after 10 attempts: expected HTTP 200, last answer HTTP 500 "unhealthy 3\.0\.0"/)
+    expect(log).toMatch(
+      /FAILED: health check GET http:\/\/127\.0\.0\.1:\d+\/health from 127\.0\.\d+\.\d+:2222 failed after 10 attempts: expected HTTP 200, last answer HTTP 500 "unhealthy 3\.0\.0"/
+    )
     expect(log).toMatch(/\[rollback\] .*current -> releases\/\S+ \(restored\)/)
     expect(log).toMatch(/DEPLOYMENT FAILED at verify on \S+: .* ROLLED BACK \(\d+\.\d s\)/)
     expect(lockExists(root)).toBe(false)
@@ -103,12 +122,18 @@ describe('deploy over SSH', () => {
     const broken = await project({
       hosts: [host],
       root,
-      config: c => ({ ...c, stages: { build: 'echo compiling; echo "error: missing module" >&2; exit 7', restart: 'bin/restart' } })
+      config: c => ({
+        ...c,
+        stages: { build: 'echo compiling; echo "error: missing module" >&2; exit 7', restart: 'bin/restart' }
+      })
     })
     broken.app({ version: '5.0.0' })
     const b = await broken.deploy(['--json'])
     expect(b.code).toBe(3)
-    const result = JSON.parse(b.stdout) as { error: { stage: string; host: string; message: string }; release: string }
+    const result = JSON.parse(b.stdout) as {
+      error: { stage: string; host: string; message: string }
+      release: string
+    }
     expect(result.error.stage).toBe('deploy')
     expect(result.error.host).toBe(`${host.address}:2222`)
     expect(result.error.message).toContain('build failed on')
@@ -119,7 +144,9 @@ describe('deploy over SSH', () => {
     expect(await answer(p.port)).toBe('version 4.0.0')
     expect(lockExists(root)).toBe(false)
     expect(lastLog(broken.logDir)).toMatch(/error: missing module/)
-    expect(lastLog(broken.logDir)).toMatch(/DEPLOYMENT FAILED at deploy on \S+: build failed .* Nothing live was changed/)
+    expect(lastLog(broken.logDir)).toMatch(
+      /DEPLOYMENT FAILED at deploy on \S+: build failed .* Nothing live was changed/
+    )
     process.chdir(p.dir)
   })
 
@@ -139,7 +166,12 @@ describe('deploy over SSH', () => {
     expect(result.release).toBe(v2)
     expect(currentOf(root)).toBe(`releases/${v2}`)
     expect(await answer(p.port)).toBe('version 2.0.0')
-    expect(historyOf(root).at(-1)).toMatchObject({ type: 'rollback', release: v2, from: result.previousRelease, status: 'success' })
+    expect(historyOf(root).at(-1)).toMatchObject({
+      type: 'rollback',
+      release: v2,
+      from: result.previousRelease,
+      status: 'success'
+    })
   })
 
   test('rollback --to a named release, and a bad name is refused before connecting', async () => {
@@ -147,7 +179,7 @@ describe('deploy over SSH', () => {
     expect(r.code).toBe(0)
     expect(currentOf(root)).toBe(`releases/${v1}`)
     expect(await answer(p.port)).toBe('version 1.0.0')
-    const bad = await p.run(['rollback', '--to', "v1; rm -rf /"])
+    const bad = await p.run(['rollback', '--to', 'v1; rm -rf /'])
     expect(bad.code).toBe(2)
     expect(bad.stderr).toContain('is not a release name')
     const missing = await p.run(['rollback', '--to', '20200101T000000Z-abcdef0'])

@@ -9,7 +9,18 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
 import { httpGet } from './harness/app.js'
-import { answer, cli, currentOf, historyOf, lastLog, lockExists, project, q, releasesOf, stopApp } from './support.js'
+import {
+  answer,
+  cli,
+  currentOf,
+  historyOf,
+  lastLog,
+  lockExists,
+  project,
+  q,
+  releasesOf,
+  stopApp
+} from './support.js'
 
 const repo = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..')
 const pidFiles: string[] = []
@@ -52,11 +63,15 @@ describe('the deploy lock', () => {
     const r = await p.deploy()
     expect(r.code).toBe(3)
     expect(r.stderr).toContain('another deploy holds the lock on')
-    expect(r.stderr).toContain('alice (https://ci.example/run/42) running `deploy` from laptop since 2026-11-21T10:00:00Z')
+    expect(r.stderr).toContain(
+      'alice (https://ci.example/run/42) running `deploy` from laptop since 2026-11-21T10:00:00Z'
+    )
     expect(r.stderr).toContain('safe-deploy lock release')
     expect(releasesOf(root)).toEqual([])
     // their lock is theirs: still there, untouched
-    expect(JSON.parse(readFileSync(join(root, '.safe-deploy/lock/owner.json'), 'utf8')).token).toBe('feedface')
+    expect(JSON.parse(readFileSync(join(root, '.safe-deploy/lock/owner.json'), 'utf8')).token).toBe(
+      'feedface'
+    )
     const status = await p.run(['lock', 'status'])
     expect(status.stdout).toContain('held by alice')
     const release = await p.run(['lock', 'release'])
@@ -109,7 +124,11 @@ describe('host keys', () => {
 
   test('no known_hosts at all is a config error (exit 2), not a silent trust', async () => {
     const root = a.root('nokh')
-    const p = await project({ hosts: [a], root, config: c => ({ ...c, ssh: { private_key: 'env:SSH_KEY' } }) })
+    const p = await project({
+      hosts: [a],
+      root,
+      config: c => ({ ...c, ssh: { private_key: 'env:SSH_KEY' } })
+    })
     const r = await p.deploy()
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('ssh.known_hosts: host keys are verified')
@@ -162,7 +181,7 @@ test('hostile values in paths, shared names, env values and the actor reach the 
   const marker = join(tempDir('pwned-'), 'pwned')
   const hostile = `it's "quoted" $(touch ${marker}) \`touch ${marker}\` ; touch ${marker}\nnew line $HOME *`
   const root = join(a.dir, 'srv', `we'ird $(touch ${marker}) \`x\` dir`)
-  const sharedName = "conf $(id) `id` 'x' \"y\".env"
+  const sharedName = 'conf $(id) `id` \'x\' "y".env'
   const p = await project({
     hosts: [a],
     root,
@@ -171,7 +190,10 @@ test('hostile values in paths, shared names, env values and the actor reach the 
       ...c,
       shared: { files: ['.env', sharedName], dirs: ['logs', 'data dir $(x)'] },
       env: { ...(c.env as object), HOSTILE: 'env:HOSTILE', PLAIN: hostile },
-      stages: { build: 'printf "%s" "$HOSTILE" > hostile.txt; printf "%s" "$PLAIN" > plain.txt', restart: 'bin/restart' }
+      stages: {
+        build: 'printf "%s" "$HOSTILE" > hostile.txt; printf "%s" "$PLAIN" > plain.txt',
+        restart: 'bin/restart'
+      }
     })
   })
   pidFiles.push(join(root, 'shared', 'app.pid'))
@@ -206,7 +228,13 @@ test('two hosts: every host gets the release and switches; {host} in the URL che
       hosts: [a, b].map((h, i) => ({ address: h.address, port: h.port, user: 'root', path: roots[i] })),
       env: { PORT: (c.env as { PORT: string }).PORT, PID_FILE: 'app.pid' },
       stages: { restart: 'HOST=$SAFE_DEPLOY_HOST_ADDRESS PID_FILE=$SAFE_DEPLOY_SHARED/app.pid bin/restart' },
-      verify: { http: { url: `http://{host}:${(c.env as { PORT: string }).PORT}/health`, retries: 10, interval: '300ms' } }
+      verify: {
+        http: {
+          url: `http://{host}:${(c.env as { PORT: string }).PORT}/health`,
+          retries: 10,
+          interval: '300ms'
+        }
+      }
     })
   })
   for (const [i, h] of [a, b].entries()) {

@@ -64,16 +64,24 @@ export async function project(opts: ProjectOptions): Promise<Project> {
     source: { dir: './app', exclude: ['.git', 'node_modules'] },
     shared: { files: ['.env'], dirs: ['data', 'logs'] },
     keep_releases: 5,
-    env: { PORT: String(port), PID_FILE: `${opts.root}/shared/app.pid`, APP_LOG: `${opts.root}/shared/logs/app.log` },
+    env: {
+      PORT: String(port),
+      PID_FILE: `${opts.root}/shared/app.pid`,
+      APP_LOG: `${opts.root}/shared/logs/app.log`
+    },
     stages: { build: 'echo built > BUILD_OK', restart: 'bin/restart' },
-    verify: { http: { url: `http://127.0.0.1:${port}/health`, expect_status: 200, retries: 10, interval: '300ms' } }
+    verify: {
+      http: { url: `http://127.0.0.1:${port}/health`, expect_status: 200, retries: 10, interval: '300ms' }
+    }
   }
   const config = opts.config ? opts.config(base) : base
   const configFile = join(dir, 'safe-deploy.yml')
   writeFileSync(configFile, stringify(config))
   // What a person does once per host: the shared .env the app needs.
   for (const h of opts.hosts) {
-    h.run(`mkdir -p ${q(`${opts.root}/shared`)} && printf 'SECRET=from-shared\\n' > ${q(`${opts.root}/shared/.env`)}`)
+    h.run(
+      `mkdir -p ${q(`${opts.root}/shared`)} && printf 'SECRET=from-shared\\n' > ${q(`${opts.root}/shared/.env`)}`
+    )
   }
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
@@ -133,7 +141,9 @@ export function lockExists(root: string): boolean {
 }
 
 export function lastLog(logDir: string): string {
-  const files = readdirSync(logDir).filter(f => f.endsWith('.log')).sort()
+  const files = readdirSync(logDir)
+    .filter(f => f.endsWith('.log'))
+    .sort()
   const last = files[files.length - 1]
   if (!last) throw new Error(`no log in ${logDir}`)
   return readFileSync(join(logDir, last), 'utf8')

@@ -1,7 +1,15 @@
 // `npm run demo`: deploy v1 of the demo app into a temp dir, then a broken v2 whose health check fails,
 // and watch safe-deploy roll it back. Uses the bundled CLI (dist/cli.js), exactly what users run.
 import { spawnSync } from 'node:child_process'
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync, existsSync } from 'node:fs'
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  writeFileSync,
+  existsSync
+} from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -38,7 +46,12 @@ function deploy(title, dir) {
   const r = spawnSync(process.execPath, [cli, 'deploy', '--config', join(here, 'safe-deploy.yml')], {
     stdio: 'inherit',
     cwd: work,
-    env: { ...process.env, DEMO_PATH: root, DEMO_SOURCE: dir, DEMO_HEALTH_URL: `http://127.0.0.1:${port}/health` }
+    env: {
+      ...process.env,
+      DEMO_PATH: root,
+      DEMO_SOURCE: dir,
+      DEMO_HEALTH_URL: `http://127.0.0.1:${port}/health`
+    }
   })
   return r.status
 }

@@ -31,10 +31,14 @@ export function linkShared(layout: Layout, id: string, files: string[], dirs: st
   const lines = [`set -e`, `rel=${sh(layout.release(id))}`, `shared=${sh(layout.shared)}`]
   for (const d of dirs) {
     lines.push(`mkdir -p "$shared/"${sh(d)}`)
-    lines.push(`rm -rf "$rel/"${sh(d)}; mkdir -p "$(dirname "$rel/"${sh(d)})"; ln -s "$shared/"${sh(d)} "$rel/"${sh(d)}`)
+    lines.push(
+      `rm -rf "$rel/"${sh(d)}; mkdir -p "$(dirname "$rel/"${sh(d)})"; ln -s "$shared/"${sh(d)} "$rel/"${sh(d)}`
+    )
   }
   for (const f of files) {
-    lines.push(`rm -rf "$rel/"${sh(f)}; mkdir -p "$(dirname "$rel/"${sh(f)})"; ln -s "$shared/"${sh(f)} "$rel/"${sh(f)}`)
+    lines.push(
+      `rm -rf "$rel/"${sh(f)}; mkdir -p "$(dirname "$rel/"${sh(f)})"; ln -s "$shared/"${sh(f)} "$rel/"${sh(f)}`
+    )
   }
   return { label: 'link shared files', script: script(...lines) }
 }
@@ -103,7 +107,10 @@ export function listReleases(layout: Layout): RemoteCommand {
 export function appendHistory(layout: Layout, entry: object): RemoteCommand {
   return {
     label: 'record history',
-    script: script(`mkdir -p ${sh(layout.meta)}`, `printf '%s\\n' ${sh(JSON.stringify(entry))} >> ${sh(layout.history)}`)
+    script: script(
+      `mkdir -p ${sh(layout.meta)}`,
+      `printf '%s\\n' ${sh(JSON.stringify(entry))} >> ${sh(layout.history)}`
+    )
   }
 }
 

@@ -87,10 +87,12 @@ function resolveEnvRefs(
     if (SECRET_PATHS.some(re => re.test(where))) secrets.push(value)
     return value
   }
-  if (Array.isArray(node)) return node.map((item, i) => resolveEnvRefs(item, [...path, i], env, secrets, problems))
+  if (Array.isArray(node))
+    return node.map((item, i) => resolveEnvRefs(item, [...path, i], env, secrets, problems))
   if (node && typeof node === 'object') {
     const out: Record<string, unknown> = {}
-    for (const [k, v] of Object.entries(node)) out[k] = resolveEnvRefs(v, [...path, k], env, secrets, problems)
+    for (const [k, v] of Object.entries(node))
+      out[k] = resolveEnvRefs(v, [...path, k], env, secrets, problems)
     return out
   }
   return node
@@ -114,7 +116,8 @@ function applyOverrides(raw: Record<string, unknown>, o: Overrides): void {
   const ssh = (raw.ssh && typeof raw.ssh === 'object' ? raw.ssh : (raw.ssh = {})) as Record<string, unknown>
   if (o.path) raw.path = o.path
   if (o.host) {
-    const first = Array.isArray(raw.hosts) && raw.hosts[0] && typeof raw.hosts[0] === 'object' ? raw.hosts[0] : {}
+    const first =
+      Array.isArray(raw.hosts) && raw.hosts[0] && typeof raw.hosts[0] === 'object' ? raw.hosts[0] : {}
     const base = first as Record<string, unknown>
     raw.hosts = o.host
       .split(',')
@@ -157,7 +160,9 @@ export function loadConfig(
 ): LoadedConfig {
   const abs = resolve(file)
   if (!existsSync(abs)) {
-    throw new ConfigError(`config file ${abs} not found; create one (see README "Configuration") or pass --config`)
+    throw new ConfigError(
+      `config file ${abs} not found; create one (see README "Configuration") or pass --config`
+    )
   }
   let parsed: unknown
   try {
@@ -191,7 +196,15 @@ export function validateConfig(
 
   const hosts: ResolvedHost[] = config.hosts.map(h =>
     'local' in h
-      ? { name: h.name ?? 'local', kind: 'local', address: 'localhost', port: 0, user: '', path: h.path ?? config.path, primary: !!h.primary }
+      ? {
+          name: h.name ?? 'local',
+          kind: 'local',
+          address: 'localhost',
+          port: 0,
+          user: '',
+          path: h.path ?? config.path,
+          primary: !!h.primary
+        }
       : {
           name: h.name ?? (h.port === 22 ? h.address : `${h.address}:${h.port}`),
           kind: 'ssh',
@@ -220,11 +233,14 @@ export function validateConfig(
   if (ssh.private_key && ssh.private_key_file) {
     problems.push('ssh: give private_key or private_key_file, not both')
   }
-  auth.privateKey = ssh.private_key ?? readOptional(ssh.private_key_file, 'ssh.private_key_file', baseDir, problems)
+  auth.privateKey =
+    ssh.private_key ?? readOptional(ssh.private_key_file, 'ssh.private_key_file', baseDir, problems)
   if (auth.privateKey && ssh.private_key_file) secrets.push(auth.privateKey)
   auth.passphrase = ssh.passphrase
-  if (ssh.known_hosts && ssh.known_hosts_file) problems.push('ssh: give known_hosts or known_hosts_file, not both')
-  auth.knownHosts = ssh.known_hosts ?? readOptional(ssh.known_hosts_file, 'ssh.known_hosts_file', baseDir, problems)
+  if (ssh.known_hosts && ssh.known_hosts_file)
+    problems.push('ssh: give known_hosts or known_hosts_file, not both')
+  auth.knownHosts =
+    ssh.known_hosts ?? readOptional(ssh.known_hosts_file, 'ssh.known_hosts_file', baseDir, problems)
 
   if (hosts.some(h => h.kind === 'ssh')) {
     if (!auth.privateKey && !problems.some(p => p.startsWith('ssh.private_key'))) {
@@ -232,7 +248,12 @@ export function validateConfig(
     } else if (auth.privateKey && !/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(auth.privateKey)) {
       problems.push('ssh.private_key: expected a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----)')
     }
-    if (!auth.insecure && !auth.knownHosts && auth.fingerprints.length === 0 && !problems.some(p => p.startsWith('ssh.known_hosts'))) {
+    if (
+      !auth.insecure &&
+      !auth.knownHosts &&
+      auth.fingerprints.length === 0 &&
+      !problems.some(p => p.startsWith('ssh.known_hosts'))
+    ) {
       problems.push(
         'ssh.known_hosts: host keys are verified; give known_hosts (lines from `ssh-keyscan`), known_hosts_file or fingerprints, or opt out with ssh.insecure_skip_host_key_check: true'
       )

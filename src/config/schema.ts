@@ -7,7 +7,10 @@ const duration = z
   .transform((value, ctx) => {
     const ms = parseDuration(value)
     if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected a duration like 1s, 500ms or 10m, got ${JSON.stringify(value)}` })
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a duration like 1s, 500ms or 10m, got ${JSON.stringify(value)}`
+      })
       return z.NEVER
     }
     return ms
@@ -39,7 +42,10 @@ const localHost = z
   .object({
     local: z.literal(true).describe('Run on this machine without SSH (self-hosted runners, the demo)'),
     name: z.string().min(1).optional(),
-    path: z.string().optional().describe('Deploy root on this machine, when it differs from the top-level path'),
+    path: z
+      .string()
+      .optional()
+      .describe('Deploy root on this machine, when it differs from the top-level path'),
     primary: z.boolean().optional()
   })
   .strict()
@@ -53,7 +59,7 @@ const httpCheck = z
       .refine(u => /^https?:\/\//.test(u) && URL.canParse(u.replace(/\{host\}/g, 'host.invalid')), {
         message: 'expected an http:// or https:// URL'
       })
-      .describe('URL to GET; {host} is replaced by each host\'s address'),
+      .describe("URL to GET; {host} is replaced by each host's address"),
     expect_status: z.number().int().min(100).max(599).default(200),
     contains: z.string().optional().describe('Text the response body must contain'),
     retries: z.number().int().min(1).max(1000).default(10),
@@ -114,21 +120,32 @@ export const configSchema = z
       .default({ files: [], dirs: [] }),
     keep_releases: z.number().int().min(2).max(100).default(5),
     env: z
-      .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.string())
+      .record(
+        z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'),
+        z.string()
+      )
       .default({})
       .describe('Environment for commands on the hosts; values travel over stdin, never argv'),
     stages: z
       .object({
         test: z.string().min(1).optional().describe('Runs on the runner before anything touches a server'),
         build: z.string().min(1).optional().describe('Runs on each host inside the new release'),
-        restart: z.string().min(1).optional().describe('Runs on each host inside the new release after the switch')
+        restart: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('Runs on each host inside the new release after the switch')
       })
       .strict()
       .default({}),
     verify: z
       .object({
         http: z.union([httpCheck, z.array(httpCheck)]).optional(),
-        command: z.string().min(1).optional().describe('Runs on each host inside the release; exit 0 = healthy')
+        command: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('Runs on each host inside the release; exit 0 = healthy')
       })
       .strict()
       .default({}),

@@ -9,7 +9,9 @@ const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     if (signal.aborted) return reject(new Error('interrupted'))
     const t = setTimeout(resolve, ms)
-    signal.addEventListener('abort', () => (clearTimeout(t), reject(new Error('interrupted'))), { once: true })
+    signal.addEventListener('abort', () => (clearTimeout(t), reject(new Error('interrupted'))), {
+      once: true
+    })
   })
 
 export function httpChecks(ctx: RunContext): HttpCheck[] {
@@ -30,13 +32,19 @@ async function probe(ctx: RunContext, s: HostSession, check: HttpCheck, stage: s
   const url = urlFor(check, s)
   if (check.from === 'runner') {
     try {
-      const res = await fetch(url, { signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(check.timeout)]) })
+      const res = await fetch(url, {
+        signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(check.timeout)])
+      })
       return { status: res.status, body: await res.text() }
     } catch (e) {
       return { status: 0, body: errorMessage(e) }
     }
   }
-  const r = await runOn(ctx, s, httpProbe(url, check.timeout), { stage, allowFail: true, timeoutMs: check.timeout + 10_000 })
+  const r = await runOn(ctx, s, httpProbe(url, check.timeout), {
+    stage,
+    allowFail: true,
+    timeoutMs: check.timeout + 10_000
+  })
   if (r.code === 127) throw new StageError(stage, `${r.stderr.trim()} (${s.host.name})`, s.host.name)
   return parseProbe(r.stdout)
 }
@@ -61,11 +69,17 @@ export async function runHttpCheck(
     const statusOk = last.status === check.expect_status
     const bodyOk = check.contains === undefined || last.body.includes(check.contains)
     if (statusOk && bodyOk) {
-      ctx.log.info(`GET ${urlFor(check, s)}: HTTP ${last.status} (attempt ${attempt}/${retries})`, s.host.name)
+      ctx.log.info(
+        `GET ${urlFor(check, s)}: HTTP ${last.status} (attempt ${attempt}/${retries})`,
+        s.host.name
+      )
       return
     }
     if (attempt < retries) {
-      ctx.log.info(`GET ${urlFor(check, s)}: ${describe(last)}; attempt ${attempt}/${retries}, retrying in ${check.interval / 1000} s`, s.host.name)
+      ctx.log.info(
+        `GET ${urlFor(check, s)}: ${describe(last)}; attempt ${attempt}/${retries}, retrying in ${check.interval / 1000} s`,
+        s.host.name
+      )
       await sleep(check.interval, ctx.signal)
     }
   }
@@ -88,12 +102,21 @@ export async function verifyHost(
   for (const check of httpChecks(ctx)) await runHttpCheck(ctx, s, check, stage, retries ?? check.retries)
   const command = ctx.config.verify.command
   if (command) {
-    const r = await runOn(ctx, s, inRelease(s.layout, release, 'verify command', command, hookEnv(ctx, s, release, stage)), {
-      stage,
-      allowFail: true
-    })
+    const r = await runOn(
+      ctx,
+      s,
+      inRelease(s.layout, release, 'verify command', command, hookEnv(ctx, s, release, stage)),
+      {
+        stage,
+        allowFail: true
+      }
+    )
     if (r.code !== 0) {
-      throw new StageError(stage, `verify command \`${command}\` failed on ${s.host.name} (exit ${r.code})`, s.host.name)
+      throw new StageError(
+        stage,
+        `verify command \`${command}\` failed on ${s.host.name} (exit ${r.code})`,
+        s.host.name
+      )
     }
   }
 }

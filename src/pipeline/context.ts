@@ -77,7 +77,8 @@ export async function connectAll(ctx: RunContext): Promise<void> {
   }
   const results = await Promise.allSettled(
     loaded.hosts.map(async (host): Promise<HostSession> => {
-      if (host.kind === 'local') return { host, t: new LocalTransport(host.name), layout: new Layout(host.path), releases: [] }
+      if (host.kind === 'local')
+        return { host, t: new LocalTransport(host.name), layout: new Layout(host.path), releases: [] }
       const t = await SshTransport.connect({
         label: host.name,
         address: host.address,
@@ -93,7 +94,10 @@ export async function connectAll(ctx: RunContext): Promise<void> {
         keepaliveIntervalMs: ssh.keepalive_interval,
         signal: ctx.signal,
         onRetry: (attempt, delay, e) =>
-          ctx.log.warn(`connect attempt ${attempt} failed (${e.message}); retrying in ${delay / 1000} s`, host.name)
+          ctx.log.warn(
+            `connect attempt ${attempt} failed (${e.message}); retrying in ${delay / 1000} s`,
+            host.name
+          )
       })
       return { host, t, layout: new Layout(host.path), releases: [] }
     })
@@ -107,7 +111,11 @@ export async function connectAll(ctx: RunContext): Promise<void> {
     throw new StageError('preflight', errorMessage(reason), host)
   }
   ctx.sessions = ok
-  for (const s of ok) ctx.log.info(`connected (${s.host.kind === 'local' ? 'local' : `${s.host.user}@${s.host.address}:${s.host.port}`})`, s.host.name)
+  for (const s of ok)
+    ctx.log.info(
+      `connected (${s.host.kind === 'local' ? 'local' : `${s.host.user}@${s.host.address}:${s.host.port}`})`,
+      s.host.name
+    )
 }
 
 export async function closeAll(ctx: RunContext): Promise<void> {
@@ -124,9 +132,15 @@ export interface RunOptions {
 }
 
 /** Runs a command on a host: the script travels over stdin; user command output streams to the log. */
-export async function runOn(ctx: RunContext, s: HostSession, cmd: RemoteCommand, opts: RunOptions): Promise<ExecResult> {
+export async function runOn(
+  ctx: RunContext,
+  s: HostSession,
+  cmd: RemoteCommand,
+  opts: RunOptions
+): Promise<ExecResult> {
   const name = s.host.name
-  if (cmd.user || ctx.verbose) ctx.log.info(`$ ${cmd.user ? cmd.script.split('\n').slice(1).join('; ') : cmd.label}`, name)
+  if (cmd.user || ctx.verbose)
+    ctx.log.info(`$ ${cmd.user ? cmd.script.split('\n').slice(1).join('; ') : cmd.label}`, name)
   const out = ctx.log.lineWriter(name)
   const err = ctx.log.lineWriter(name, cmd.user ? 'info' : 'warn')
   let result: ExecResult
@@ -146,7 +160,11 @@ export async function runOn(ctx: RunContext, s: HostSession, cmd: RemoteCommand,
   }
   if (result.code !== 0 && !opts.allowFail) {
     const detail = lastLines(result.stderr || result.stdout, 8)
-    throw new StageError(opts.stage, `${cmd.label} failed on ${name} (exit ${result.code})${detail ? `: ${detail}` : ''}`, name)
+    throw new StageError(
+      opts.stage,
+      `${cmd.label} failed on ${name} (exit ${result.code})${detail ? `: ${detail}` : ''}`,
+      name
+    )
   }
   return result
 }
@@ -171,7 +189,11 @@ export async function runRaw(
   }
   if (result.code !== 0 && !opts.allowFail) {
     const detail = lastLines(result.stderr || result.stdout, 8)
-    throw new StageError(opts.stage, `${label} failed on ${s.host.name} (exit ${result.code})${detail ? `: ${detail}` : ''}`, s.host.name)
+    throw new StageError(
+      opts.stage,
+      `${label} failed on ${s.host.name} (exit ${result.code})${detail ? `: ${detail}` : ''}`,
+      s.host.name
+    )
   }
   return result
 }
@@ -187,4 +209,3 @@ export async function onEveryHost<T>(ctx: RunContext, fn: (s: HostSession) => Pr
   if (failure) throw (failure as PromiseRejectedResult).reason
   return results.map(r => (r as PromiseFulfilledResult<T>).value)
 }
-

@@ -1,7 +1,12 @@
 import type { HostSession, RunContext } from './context.js'
 
 /** Environment for user commands on a host: the config's `env` plus SAFE_DEPLOY_* facts about the run. */
-export function hookEnv(ctx: RunContext, s: HostSession, release: string, stage: string): Record<string, string> {
+export function hookEnv(
+  ctx: RunContext,
+  s: HostSession,
+  release: string,
+  stage: string
+): Record<string, string> {
   return {
     ...ctx.config.env,
     SAFE_DEPLOY_APP: ctx.config.app,

@@ -1,11 +1,20 @@
 import { lockStatus, releaseLock } from '../commands/lock.js'
-import { diskStatus, inRelease, inspectHost, linkShared, parseKeyValues, removeReleases, switchCurrent, unpackCommand } from '../commands/release.js'
+import {
+  diskStatus,
+  inRelease,
+  inspectHost,
+  linkShared,
+  parseKeyValues,
+  removeReleases,
+  switchCurrent,
+  unpackCommand
+} from '../commands/release.js'
 import { acquireLock } from '../commands/lock.js'
 import { httpProbe } from '../commands/health.js'
 import { REMOTE_SHELL, withEnv, type RemoteCommand } from '../commands/command.js'
 import { newReleaseId } from '../release/id.js'
 import { Layout } from '../commands/layout.js'
-import { closeAll, connectAll, onEveryHost, primaryOf, runOn, type RunContext } from './context.js'
+import { closeAll, connectAll, primaryOf, runOn, type RunContext } from './context.js'
 import { httpChecks, verifyHost } from './checks.js'
 import { errorMessage } from './errors.js'
 import type { LockOwner } from '../commands/lock.js'
@@ -52,7 +61,11 @@ export function forceReleaseLock(ctx: RunContext): Promise<LockInfo> {
     const p = primaryOf(ctx)
     const kv = parseKeyValues((await runOn(ctx, p, releaseLock(p.layout), { stage: 'lock' })).stdout)
     const state = kv.get('STATE')?.[0]
-    return { host: p.host.name, state: state === 'released' ? 'held' : 'free', owner: parseOwner(kv.get('OWNER')?.[0]) }
+    return {
+      host: p.host.name,
+      state: state === 'released' ? 'held' : 'free',
+      owner: parseOwner(kv.get('OWNER')?.[0])
+    }
   })
 }
 
@@ -82,7 +95,9 @@ export function getStatus(ctx: RunContext): Promise<{ hosts: HostStatus[]; lock:
     const hosts = await Promise.all(
       ctx.sessions.map(async (s): Promise<HostStatus> => {
         try {
-          const kv = parseKeyValues((await runOn(ctx, s, inspectHost(s.layout, [], []), { stage: 'status' })).stdout)
+          const kv = parseKeyValues(
+            (await runOn(ctx, s, inspectHost(s.layout, [], []), { stage: 'status' })).stdout
+          )
           const disk = parseKeyValues((await runOn(ctx, s, diskStatus(s.layout), { stage: 'status' })).stdout)
           const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined
           const st: HostStatus = {
@@ -111,7 +126,10 @@ export function getStatus(ctx: RunContext): Promise<{ hosts: HostStatus[]; lock:
     const p = primaryOf(ctx)
     const kv = parseKeyValues((await runOn(ctx, p, lockStatus(p.layout), { stage: 'lock' })).stdout)
     const owner = parseOwner(kv.get('OWNER')?.[0])
-    const lock: LockInfo = kv.get('STATE')?.[0] === 'held' ? { host: p.host.name, state: 'held', owner } : { host: p.host.name, state: 'free' }
+    const lock: LockInfo =
+      kv.get('STATE')?.[0] === 'held'
+        ? { host: p.host.name, state: 'held', owner }
+        : { host: p.host.name, state: 'free' }
     return { hosts, lock }
   })
 }
@@ -130,7 +148,11 @@ export function planDeploy(ctx: RunContext): string {
   out.push(`# every script below is sent over stdin to: ${REMOTE_SHELL}`)
   out.push('')
   if (c.stages.test) out.push('## runner: test', c.stages.test, '')
-  out.push('## runner: pack', `tar -czf release.tar.gz ${c.source.exclude.map(e => `--exclude=${e}`).join(' ')} -C ${ctx.loaded.sourceDir} .`, '')
+  out.push(
+    '## runner: pack',
+    `tar -czf release.tar.gz ${c.source.exclude.map(e => `--exclude=${e}`).join(' ')} -C ${ctx.loaded.sourceDir} .`,
+    ''
+  )
   for (const h of ctx.loaded.hosts) {
     const layout = new Layout(h.path)
     const fake = { host: h, t: undefined as never, releases: [], current: '<current>' }
@@ -142,11 +164,18 @@ export function planDeploy(ctx: RunContext): string {
     })
     out.push(`## host ${h.name}${h.primary ? ' (primary)' : ''}`)
     if (h.primary) {
-      show(acquireLock(layout, { who: ctx.actor.who, pid: process.pid, runner: '<runner>', command: 'deploy', token: '<token>' }, Math.ceil(c.lock.ttl / 1000)))
+      show(
+        acquireLock(
+          layout,
+          { who: ctx.actor.who, pid: process.pid, runner: '<runner>', command: 'deploy', token: '<token>' },
+          Math.ceil(c.lock.ttl / 1000)
+        )
+      )
     }
     show(inspectHost(layout, c.shared.files, ['tar', 'curl', 'wget']))
     out.push('# upload (stdin: the tar.gz stream)', unpackCommand(layout, release), '')
-    if (c.shared.files.length || c.shared.dirs.length) show(linkShared(layout, release, c.shared.files, c.shared.dirs))
+    if (c.shared.files.length || c.shared.dirs.length)
+      show(linkShared(layout, release, c.shared.files, c.shared.dirs))
     if (c.stages.build) show(inRelease(layout, release, 'build', c.stages.build, env('build')))
     show(switchCurrent(layout, release))
     if (c.stages.restart) show(inRelease(layout, release, 'restart', c.stages.restart, env('switch')))

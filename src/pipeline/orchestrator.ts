@@ -22,7 +22,9 @@ async function renewIfDue(ctx: RunContext, state: { last: number }): Promise<voi
   state.last = Date.now()
   try {
     const p = primaryOf(ctx)
-    await runOn(ctx, p, renewLock(p.layout, ctx.lock, Math.ceil(ctx.config.lock.ttl / 1000)), { stage: 'lock' })
+    await runOn(ctx, p, renewLock(p.layout, ctx.lock, Math.ceil(ctx.config.lock.ttl / 1000)), {
+      stage: 'lock'
+    })
   } catch (e) {
     ctx.log.warn(`could not renew the lock: ${errorMessage(e)}`)
   }
@@ -70,7 +72,10 @@ export async function runStages(ctx: RunContext, stages: Stage[]): Promise<Outco
   const failure = {
     stage: failed.stage.name,
     host: err instanceof StageError ? err.host : undefined,
-    message: ctx.signal.aborted && !errorMessage(err).startsWith('interrupted') ? `interrupted: ${errorMessage(err)}` : errorMessage(err)
+    message:
+      ctx.signal.aborted && !errorMessage(err).startsWith('interrupted')
+        ? `interrupted: ${errorMessage(err)}`
+        : errorMessage(err)
   }
   const toUndo = [failed.stage, ...[...done].reverse()]
   const live = toUndo.some(s => s.changedLive?.())
@@ -84,7 +89,8 @@ export async function runStages(ctx: RunContext, stages: Stage[]): Promise<Outco
   for (const stage of toUndo) {
     const t0 = performance.now()
     if (!stage.undo) {
-      if (stage.changedLive?.()) rollbackFailed ??= `${stage.name} changed live state and cannot be undone automatically`
+      if (stage.changedLive?.())
+        rollbackFailed ??= `${stage.name} changed live state and cannot be undone automatically`
       continue
     }
     const wasLive = stage.changedLive?.() ?? false
@@ -94,8 +100,16 @@ export async function runStages(ctx: RunContext, stages: Stage[]): Promise<Outco
       records.push({ name: `undo ${stage.name}`, status: 'undone', duration_s: seconds(t0) })
     } catch (e) {
       const message = errorMessage(e)
-      records.push({ name: `undo ${stage.name}`, status: 'undo-failed', duration_s: seconds(t0), error: message })
-      undoCtx.log.error(`undo of ${stage.name} FAILED: ${message}`, e instanceof StageError ? e.host : undefined)
+      records.push({
+        name: `undo ${stage.name}`,
+        status: 'undo-failed',
+        duration_s: seconds(t0),
+        error: message
+      })
+      undoCtx.log.error(
+        `undo of ${stage.name} FAILED: ${message}`,
+        e instanceof StageError ? e.host : undefined
+      )
       if (wasLive) rollbackFailed ??= `undo of ${stage.name}: ${message}`
     }
   }

@@ -2,14 +2,29 @@ import { writeFileSync, mkdirSync } from 'node:fs'
 import { resolve, join } from 'node:path'
 import type { LoadedConfig } from '../config/load.js'
 import { ExitCode } from '../config/errors.js'
-import { appendHistory, appendHostLog, listReleases, parseKeyValues, readHistory } from '../commands/release.js'
+import {
+  appendHistory,
+  appendHostLog,
+  listReleases,
+  parseKeyValues,
+  readHistory
+} from '../commands/release.js'
 import { releaseLock } from '../commands/lock.js'
 import { sh } from '../commands/quote.js'
 import { DeployLog, runStem, type Reporter } from '../report/log.js'
 import { Redactor } from '../report/redact.js'
 import { newReleaseId, type ReleaseId } from '../release/id.js'
 import { parseHistory, rollbackTarget, type HistoryEntry } from '../release/history.js'
-import { closeAll, connectAll, defaultActor, onEveryHost, primaryOf, runOn, type Actor, type RunContext } from './context.js'
+import {
+  closeAll,
+  connectAll,
+  defaultActor,
+  onEveryHost,
+  primaryOf,
+  runOn,
+  type Actor,
+  type RunContext
+} from './context.js'
 import { StageError, errorMessage } from './errors.js'
 import { runStages, type Outcome } from './orchestrator.js'
 import { cleanupStage, deployStage, preflightStage, switchStage, testStage, verifyStage } from './stages.js'
@@ -74,31 +89,50 @@ async function describeHosts(ctx: RunContext): Promise<NonNullable<RunResult['ho
 async function execute(
   req: RunRequest,
   command: 'deploy' | 'rollback',
-  plan: (ctx: RunContext) => { stages: Stage[]; release: () => string | undefined; previous: () => string | undefined; history: (o: Outcome) => Partial<HistoryEntry> }
+  plan: (ctx: RunContext) => {
+    stages: Stage[]
+    release: () => string | undefined
+    previous: () => string | undefined
+    history: (o: Outcome) => Partial<HistoryEntry>
+  }
 ): Promise<RunResult> {
   const started = req.now ?? new Date()
   const t0 = performance.now()
   const ctx = newContext(req, command, started)
   ctx.onLock = req.onLock
   ctx.log.setStage('start')
-  ctx.log.info(`safe-deploy ${command} of ${ctx.config.app} to ${req.loaded.hosts.map(h => h.name).join(', ')} (${ctx.config.path}) by ${ctx.actor.who}`)
+  ctx.log.info(
+    `safe-deploy ${command} of ${ctx.config.app} to ${req.loaded.hosts.map(h => h.name).join(', ')} (${ctx.config.path}) by ${ctx.actor.who}`
+  )
   const p = plan(ctx)
   let outcome: Outcome
   try {
     outcome = await runStages(ctx, p.stages)
   } catch (e) {
-    outcome = { records: [], failure: { stage: 'internal', message: errorMessage(e) }, rolledBack: false, exitCode: ExitCode.failure }
+    outcome = {
+      records: [],
+      failure: { stage: 'internal', message: errorMessage(e) },
+      rolledBack: false,
+      exitCode: ExitCode.failure
+    }
   }
   const finished = new Date()
   const durationS = Math.round((performance.now() - t0) / 100) / 10
-  const status: RunResult['status'] = !outcome.failure ? 'success' : outcome.rolledBack ? 'rolled-back' : 'failed'
+  const status: RunResult['status'] = !outcome.failure
+    ? 'success'
+    : outcome.rolledBack
+      ? 'rolled-back'
+      : 'failed'
   ctx.log.setStage('finish')
 
   let hostStates: RunResult['hostStates']
   if (outcome.rollbackFailed) {
     hostStates = await describeHosts(ctx)
     for (const h of hostStates) {
-      ctx.log.error(`state: current -> ${h.current ? `releases/${h.current}` : '(none)'}${h.note ? ` (${h.note})` : ''}`, h.host)
+      ctx.log.error(
+        `state: current -> ${h.current ? `releases/${h.current}` : '(none)'}${h.note ? ` (${h.note})` : ''}`,
+        h.host
+      )
     }
   }
 
@@ -116,10 +150,14 @@ async function execute(
       finished: finished.toISOString(),
       duration_s: durationS,
       hosts: ctx.sessions.map(s => s.host.name),
-      error: outcome.failure ? `${outcome.failure.stage}: ${ctx.log.redactor.redact(outcome.failure.message)}` : null,
+      error: outcome.failure
+        ? `${outcome.failure.stage}: ${ctx.log.redactor.redact(outcome.failure.message)}`
+        : null,
       ...p.history(outcome)
     }
-    await Promise.allSettled(ctx.sessions.map(s => runOn(ctx, s, appendHistory(s.layout, entry), { stage: 'finish' })))
+    await Promise.allSettled(
+      ctx.sessions.map(s => runOn(ctx, s, appendHistory(s.layout, entry), { stage: 'finish' }))
+    )
   }
 
   const v = verdict(command, outcome, durationS)
@@ -128,14 +166,18 @@ async function execute(
 
   if (ctx.lock && ctx.sessions.length) {
     try {
-      await runOn(ctx, primaryOf(ctx), releaseLock(primaryOf(ctx).layout, ctx.lock.token), { stage: 'finish' })
+      await runOn(ctx, primaryOf(ctx), releaseLock(primaryOf(ctx).layout, ctx.lock.token), {
+        stage: 'finish'
+      })
       ctx.log.info('lock released', primaryOf(ctx).host.name)
       ctx.onLock?.(undefined)
     } catch (e) {
       ctx.log.warn(`could not release the lock: ${errorMessage(e)}; run \`safe-deploy lock release\``)
     }
     const text = ctx.log.lines.join('\n')
-    await Promise.allSettled(ctx.sessions.map(s => runOn(ctx, s, appendHostLog(s.layout, text), { stage: 'finish' })))
+    await Promise.allSettled(
+      ctx.sessions.map(s => runOn(ctx, s, appendHostLog(s.layout, text), { stage: 'finish' }))
+    )
   }
   await closeAll(ctx)
 
@@ -146,7 +188,9 @@ async function execute(
     release,
     previousRelease: p.previous(),
     rolledBack: outcome.rolledBack,
-    error: outcome.failure ? { ...outcome.failure, message: ctx.log.redactor.redact(outcome.failure.message) } : undefined,
+    error: outcome.failure
+      ? { ...outcome.failure, message: ctx.log.redactor.redact(outcome.failure.message) }
+      : undefined,
     hostStates,
     stages: outcome.records,
     hosts: req.loaded.hosts.map(h => h.name),
@@ -159,7 +203,9 @@ async function execute(
   }
   if (result.reportFile) {
     mkdirSync(resolve(result.reportFile, '..'), { recursive: true })
-    writeFileSync(result.reportFile, ctx.log.redactor.redact(JSON.stringify(result, null, 2)) + '\n', { mode: 0o600 })
+    writeFileSync(result.reportFile, ctx.log.redactor.redact(JSON.stringify(result, null, 2)) + '\n', {
+      mode: 0o600
+    })
   }
   return result
 }
@@ -196,7 +242,7 @@ export function deploy(req: RunRequest): Promise<RunResult> {
 
 /** Switches every host back to a previous release (default: the newest good one before current). */
 export function rollback(req: RunRequest & { to?: ReleaseId }): Promise<RunResult> {
-  return execute(req, 'rollback', ctx => {
+  return execute(req, 'rollback', () => {
     let target: string | undefined
     let from: string | undefined
     const choose: Stage = {
@@ -204,7 +250,9 @@ export function rollback(req: RunRequest & { to?: ReleaseId }): Promise<RunResul
       async run(c) {
         const primary = primaryOf(c)
         from = primary.current
-        const history = parseHistory((await runOn(c, primary, readHistory(primary.layout), { stage: 'choose' })).stdout)
+        const history = parseHistory(
+          (await runOn(c, primary, readHistory(primary.layout), { stage: 'choose' })).stdout
+        )
         target = req.to ?? rollbackTarget(primary.releases, primary.current, history)
         if (!target) {
           throw new StageError(
@@ -213,10 +261,15 @@ export function rollback(req: RunRequest & { to?: ReleaseId }): Promise<RunResul
             primary.host.name
           )
         }
-        if (target === primary.current) throw new StageError('choose', `${target} is already the current release`, primary.host.name)
+        if (target === primary.current)
+          throw new StageError('choose', `${target} is already the current release`, primary.host.name)
         for (const s of c.sessions) {
           if (!s.releases.includes(target)) {
-            throw new StageError('choose', `release ${target} does not exist on ${s.host.name} (see \`safe-deploy releases\`)`, s.host.name)
+            throw new StageError(
+              'choose',
+              `release ${target} does not exist on ${s.host.name} (see \`safe-deploy releases\`)`,
+              s.host.name
+            )
           }
         }
         c.log.info(`rolling back from ${from ?? '(none)'} to ${target}`)
@@ -245,10 +298,16 @@ export async function listReleaseState(req: RunRequest) {
   try {
     await connectAll(ctx)
     const primary = primaryOf(ctx)
-    const history = parseHistory((await runOn(ctx, primary, readHistory(primary.layout), { stage: 'releases' })).stdout)
+    const history = parseHistory(
+      (await runOn(ctx, primary, readHistory(primary.layout), { stage: 'releases' })).stdout
+    )
     const hosts = await onEveryHost(ctx, async s => {
       const kv = parseKeyValues((await runOn(ctx, s, listReleases(s.layout), { stage: 'releases' })).stdout)
-      return { host: s.host.name, current: kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined, releases: (kv.get('RELEASE') ?? []).sort() }
+      return {
+        host: s.host.name,
+        current: kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined,
+        releases: (kv.get('RELEASE') ?? []).sort()
+      }
     })
     return { hosts, history }
   } finally {

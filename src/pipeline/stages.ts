@@ -17,7 +17,15 @@ import {
 } from '../commands/release.js'
 import { LocalTransport } from '../transport/local.js'
 import { releasesToPrune } from '../release/history.js'
-import { connectAll, onEveryHost, primaryOf, runOn, runRaw, type HostSession, type RunContext } from './context.js'
+import {
+  connectAll,
+  onEveryHost,
+  primaryOf,
+  runOn,
+  runRaw,
+  type HostSession,
+  type RunContext
+} from './context.js'
 import { StageError, errorMessage } from './errors.js'
 import { hookEnv } from './env.js'
 import { hasChecks, httpChecks, verifyHost } from './checks.js'
@@ -37,7 +45,11 @@ function describeOwner(json: string | undefined): string {
 }
 
 /** Connect, lock, and check every host. Changes nothing a user can see. */
-export function preflightStage(opts: { command: string; deploying: boolean; inspected?: (ctx: RunContext) => void }): Stage {
+export function preflightStage(opts: {
+  command: string
+  deploying: boolean
+  inspected?: (ctx: RunContext) => void
+}): Stage {
   return {
     name: 'preflight',
     async run(ctx) {
@@ -50,7 +62,9 @@ export function preflightStage(opts: { command: string; deploying: boolean; insp
       const fromHost = httpChecks(ctx).some(c => c.from === 'host')
       await onEveryHost(ctx, async s => {
         const files = opts.deploying ? ctx.config.shared.files : []
-        const r = await runOn(ctx, s, inspectHost(s.layout, files, [...needs, 'curl', 'wget']), { stage: 'preflight' })
+        const r = await runOn(ctx, s, inspectHost(s.layout, files, [...needs, 'curl', 'wget']), {
+          stage: 'preflight'
+        })
         const kv = parseKeyValues(r.stdout)
         const error = kv.get('ERROR')?.[0]
         if (error) throw new StageError('preflight', `${error} on ${s.host.name}`, s.host.name)
@@ -64,7 +78,8 @@ export function preflightStage(opts: { command: string; deploying: boolean; insp
         }
         const noTool = kv.get('NOTOOL') ?? []
         for (const tool of needs) {
-          if (noTool.includes(tool)) throw new StageError('preflight', `${tool} is not installed on ${s.host.name}`, s.host.name)
+          if (noTool.includes(tool))
+            throw new StageError('preflight', `${tool} is not installed on ${s.host.name}`, s.host.name)
         }
         if (fromHost && noTool.includes('curl') && noTool.includes('wget')) {
           throw new StageError(
@@ -79,11 +94,19 @@ export function preflightStage(opts: { command: string; deploying: boolean; insp
         const free = Number(kv.get('FREE_KB')?.[0])
         if (Number.isFinite(free) && opts.deploying) {
           if (free < MIN_FREE_KB) {
-            throw new StageError('preflight', `only ${Math.round(free / 1024)} MB free under ${s.layout.root} on ${s.host.name}; free some disk first`, s.host.name)
+            throw new StageError(
+              'preflight',
+              `only ${Math.round(free / 1024)} MB free under ${s.layout.root} on ${s.host.name}; free some disk first`,
+              s.host.name
+            )
           }
-          if (free < LOW_FREE_KB) ctx.log.warn(`low disk: ${Math.round(free / 1024)} MB free under ${s.layout.root}`, s.host.name)
+          if (free < LOW_FREE_KB)
+            ctx.log.warn(`low disk: ${Math.round(free / 1024)} MB free under ${s.layout.root}`, s.host.name)
         }
-        ctx.log.info(`current release: ${s.current ?? '(none)'}; ${s.releases.length} release(s) on disk`, s.host.name)
+        ctx.log.info(
+          `current release: ${s.current ?? '(none)'}; ${s.releases.length} release(s) on disk`,
+          s.host.name
+        )
       })
       opts.inspected?.(ctx)
     }
@@ -113,9 +136,14 @@ async function takeLock(ctx: RunContext, command: string): Promise<void> {
     )
   }
   if (state !== 'acquired' && state !== 'taken-over') {
-    throw new StageError('preflight', `could not take the lock on ${primary.host.name}: ${r.stdout.trim() || r.stderr.trim()}`, primary.host.name)
+    throw new StageError(
+      'preflight',
+      `could not take the lock on ${primary.host.name}: ${r.stdout.trim() || r.stderr.trim()}`,
+      primary.host.name
+    )
   }
-  if (state === 'taken-over') ctx.log.warn(`took over an expired lock held by ${describeOwner(holder)}`, primary.host.name)
+  if (state === 'taken-over')
+    ctx.log.warn(`took over an expired lock held by ${describeOwner(holder)}`, primary.host.name)
   ctx.lock = owner
   ctx.onLock?.(owner.token)
   ctx.log.info(`lock taken (${primary.layout.lock}, expires in ${ttl} s)`, primary.host.name)
@@ -148,13 +176,22 @@ export function testStage(): Stage {
         out.flush()
         err.flush()
       }
-      if (code !== 0) throw new StageError('test', `test command \`${command}\` failed on the runner (exit ${code})`, 'runner')
+      if (code !== 0)
+        throw new StageError(
+          'test',
+          `test command \`${command}\` failed on the runner (exit ${code})`,
+          'runner'
+        )
     }
   }
 }
 
 /** Packs the source dir once on the runner (GNU or BSD tar), for streaming to every host. */
-async function packSource(dir: string, exclude: string[], signal: AbortSignal): Promise<{ file: string; cleanup: () => void }> {
+async function packSource(
+  dir: string,
+  exclude: string[],
+  signal: AbortSignal
+): Promise<{ file: string; cleanup: () => void }> {
   const tmp = mkdtempSync(join(tmpdir(), 'safe-deploy-'))
   const file = join(tmp, 'release.tar.gz')
   const args = ['-czf', file, ...exclude.map(e => `--exclude=${e}`), '-C', dir, '.']
@@ -162,9 +199,15 @@ async function packSource(dir: string, exclude: string[], signal: AbortSignal): 
     const child = spawn('tar', args, { stdio: ['ignore', 'ignore', 'pipe'], signal })
     let stderr = ''
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
-    child.on('error', e => reject(new StageError('deploy', `cannot run tar on the runner: ${e.message}`, 'runner')))
+    child.on('error', e =>
+      reject(new StageError('deploy', `cannot run tar on the runner: ${e.message}`, 'runner'))
+    )
     child.on('close', code =>
-      code === 0 ? resolve() : reject(new StageError('deploy', `tar failed on the runner (exit ${code}): ${stderr.trim()}`, 'runner'))
+      code === 0
+        ? resolve()
+        : reject(
+            new StageError('deploy', `tar failed on the runner (exit ${code}): ${stderr.trim()}`, 'runner')
+          )
     )
   })
   return { file, cleanup: () => rmSync(tmp, { recursive: true, force: true }) }
@@ -186,7 +229,10 @@ export function deployStage(rel: () => string): Stage {
             throw new StageError('deploy', `release ${release} already exists on ${s.host.name}`, s.host.name)
           }
           created.add(s)
-          await runRaw(ctx, s, unpackCommand(s.layout, release), 'upload', { stage: 'deploy', stdin: createReadStream(pack.file) })
+          await runRaw(ctx, s, unpackCommand(s.layout, release), 'upload', {
+            stage: 'deploy',
+            stdin: createReadStream(pack.file)
+          })
           ctx.log.info(`uploaded to ${s.layout.release(release)}`, s.host.name)
           const { files, dirs } = ctx.config.shared
           if (files.length || dirs.length) {
@@ -194,7 +240,13 @@ export function deployStage(rel: () => string): Stage {
             ctx.log.info(`linked shared: ${[...files, ...dirs].join(', ')}`, s.host.name)
           }
           const build = ctx.config.stages.build
-          if (build) await runOn(ctx, s, inRelease(s.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')), { stage: 'deploy' })
+          if (build)
+            await runOn(
+              ctx,
+              s,
+              inRelease(s.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')),
+              { stage: 'deploy' }
+            )
         })
       } finally {
         pack.cleanup()
@@ -203,7 +255,9 @@ export function deployStage(rel: () => string): Stage {
     async undo(ctx, { live }) {
       const release = rel()
       if (live) {
-        ctx.log.info(`kept releases/${release} for inspection; it is marked bad in history and later rollbacks skip it`)
+        ctx.log.info(
+          `kept releases/${release} for inspection; it is marked bad in history and later rollbacks skip it`
+        )
         return
       }
       await onEveryHost(ctx, async s => {
@@ -223,10 +277,19 @@ async function switchBack(ctx: RunContext, switched: Set<HostSession>, stage: st
       await runOn(ctx, s, switchCurrent(s.layout, s.current), { stage })
       ctx.log.info(`current -> releases/${s.current} (restored)`, s.host.name)
       const restart = ctx.config.stages.restart
-      if (restart) await runOn(ctx, s, inRelease(s.layout, s.current, 'restart', restart, hookEnv(ctx, s, s.current, stage)), { stage })
+      if (restart)
+        await runOn(
+          ctx,
+          s,
+          inRelease(s.layout, s.current, 'restart', restart, hookEnv(ctx, s, s.current, stage)),
+          { stage }
+        )
     } else {
       await runOn(ctx, s, removeCurrent(s.layout), { stage })
-      ctx.log.warn('there was no previous release: removed `current` (the app was already restarted with the new code and may still be running it)', s.host.name)
+      ctx.log.warn(
+        'there was no previous release: removed `current` (the app was already restarted with the new code and may still be running it)',
+        s.host.name
+      )
     }
   })
   const previousOnAll = ctx.sessions.filter(s => switched.has(s) && s.current)
@@ -251,7 +314,13 @@ export function switchStage(rel: () => string): Stage {
         await runOn(ctx, s, switchCurrent(s.layout, release), { stage: 'switch' })
         ctx.log.info(`current -> releases/${release}`, s.host.name)
         const restart = ctx.config.stages.restart
-        if (restart) await runOn(ctx, s, inRelease(s.layout, release, 'restart', restart, hookEnv(ctx, s, release, 'switch')), { stage: 'switch' })
+        if (restart)
+          await runOn(
+            ctx,
+            s,
+            inRelease(s.layout, release, 'restart', restart, hookEnv(ctx, s, release, 'switch')),
+            { stage: 'switch' }
+          )
       })
     },
     async undo(ctx) {
@@ -267,7 +336,9 @@ export function verifyStage(rel: () => string): Stage {
     async run(ctx) {
       const release = rel()
       if (!hasChecks(ctx)) {
-        ctx.log.warn('no verify checks configured (verify.http / verify.command): a broken release cannot be detected or rolled back automatically')
+        ctx.log.warn(
+          'no verify checks configured (verify.http / verify.command): a broken release cannot be detected or rolled back automatically'
+        )
         return
       }
       await onEveryHost(ctx, s => verifyHost(ctx, s, release, 'verify'))

@@ -53,7 +53,10 @@ function printResult(r: RunResult, io: CliIO, json: boolean): void {
     return
   }
   io.stderr.write('\n')
-  for (const s of r.stages) io.stderr.write(`  ${s.name.padEnd(14)} ${s.status.padEnd(11)} ${s.duration_s.toFixed(1).padStart(6)} s${s.error ? `  ${s.error.split('\n')[0]}` : ''}\n`)
+  for (const s of r.stages)
+    io.stderr.write(
+      `  ${s.name.padEnd(14)} ${s.status.padEnd(11)} ${s.duration_s.toFixed(1).padStart(6)} s${s.error ? `  ${s.error.split('\n')[0]}` : ''}\n`
+    )
   io.stderr.write(`\n${r.verdict}\n`)
   if (r.logFile) io.stderr.write(`log: ${r.logFile}\nreport: ${r.reportFile}\n`)
 }
@@ -141,7 +144,11 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
           if (!h.releases.length) io.stdout.write('  (no releases)\n')
           for (const r of [...h.releases].reverse()) {
             const entry = [...state.history].reverse().find(e => e.release === r && e.type === 'deploy')
-            const marks = [r === h.current ? 'current' : '', bad.has(r) ? 'bad' : '', entry ? `${entry.status} by ${entry.actor}` : '']
+            const marks = [
+              r === h.current ? 'current' : '',
+              bad.has(r) ? 'bad' : '',
+              entry ? `${entry.status} by ${entry.actor}` : ''
+            ]
             io.stdout.write(`  ${r === h.current ? '*' : ' '} ${r}  ${marks.filter(Boolean).join(', ')}\n`)
           }
         }
@@ -167,7 +174,12 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     const info = sub === 'status' ? await getLock(ctx) : await forceReleaseLock(ctx)
     if (o.json) io.stdout.write(JSON.stringify(info, null, 2) + '\n')
     else if (sub === 'status') io.stdout.write(`lock on ${info.host}: ${describeLock(info)}\n`)
-    else io.stdout.write(info.state === 'free' ? `lock on ${info.host} was not held\n` : `released the lock on ${info.host} held by ${describeOwner(info.owner)}\n`)
+    else
+      io.stdout.write(
+        info.state === 'free'
+          ? `lock on ${info.host} was not held\n`
+          : `released the lock on ${info.host} held by ${describeOwner(info.owner)}\n`
+      )
     return 0
   } catch (e) {
     if (e instanceof ConfigError) {
@@ -179,7 +191,9 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
   }
 }
 
-function describeOwner(o: { who?: string; run?: string; started?: string; expires?: string; command?: string } | undefined): string {
+function describeOwner(
+  o: { who?: string; run?: string; started?: string; expires?: string; command?: string } | undefined
+): string {
   if (!o) return 'unknown'
   return `${o.who ?? 'unknown'}${o.run ? ` (${o.run})` : ''}, ${o.command ?? '?'} since ${o.started ?? '?'}, expires ${o.expires ?? '?'}`
 }

@@ -59,7 +59,10 @@ async function writeSummary(r: RunResult): Promise<void> {
       ],
       ...r.stages.map(s => [s.name, s.status, `${s.duration_s.toFixed(1)} s`, s.error?.split('\n')[0] ?? ''])
     ])
-    .addRaw(`release <code>${r.release ?? '-'}</code>, previous <code>${r.previousRelease ?? '-'}</code>, hosts ${r.hosts.join(', ')}`, true)
+    .addRaw(
+      `release <code>${r.release ?? '-'}</code>, previous <code>${r.previousRelease ?? '-'}</code>, hosts ${r.hosts.join(', ')}`,
+      true
+    )
     .addBreak()
     .addRaw(r.verdict, true)
     .write()
@@ -94,7 +97,9 @@ export async function runAction(): Promise<void> {
       core.info(JSON.stringify(st, null, 2))
       core.setOutput('status', st.hosts.every(h => !h.error && h.healthy !== false) ? 'success' : 'failed')
     } else {
-      throw new ConfigError(`input command ${inputs.command}: use the CLI (npx safe-deploy ${inputs.command})`)
+      throw new ConfigError(
+        `input command ${inputs.command}: use the CLI (npx safe-deploy ${inputs.command})`
+      )
     }
   } catch (e) {
     core.saveState(STATE_DONE, 'true')

@@ -16,7 +16,9 @@ const COMMANDS = ['deploy', 'rollback', 'status', 'releases', 'plan'] as const
 export function parseInputs(get: (name: string) => string): PlatformInputs {
   const command = get('command') || 'deploy'
   if (!(COMMANDS as readonly string[]).includes(command)) {
-    throw new ConfigError(`input command: expected one of ${COMMANDS.join(', ')}, got ${JSON.stringify(command)}`)
+    throw new ConfigError(
+      `input command: expected one of ${COMMANDS.join(', ')}, got ${JSON.stringify(command)}`
+    )
   }
   const portText = get('port')
   const port = portText ? Number(portText) : undefined

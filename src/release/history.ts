@@ -66,11 +66,7 @@ export function rollbackTarget(
 }
 
 /** Which releases to delete: all but the newest `keep`, never `current` nor `previous`. */
-export function releasesToPrune(
-  releases: string[],
-  keep: number,
-  protect: (string | undefined)[]
-): string[] {
+export function releasesToPrune(releases: string[], keep: number, protect: (string | undefined)[]): string[] {
   const sorted = releases.filter(isReleaseId).sort()
   const kept = new Set<string>(sorted.slice(-keep))
   for (const p of protect) if (p) kept.add(p)

@@ -7,7 +7,10 @@ export type ReleaseId = string & { readonly [brand]: 'ReleaseId' }
 const RELEASE_ID = /^\d{8}T\d{6}Z-[A-Za-z0-9]{1,40}$/
 
 export function newReleaseId(now: Date, commit: string | undefined): ReleaseId {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')
   const tag = commit && /^[0-9a-f]{7,40}$/i.test(commit) ? commit.slice(0, 7).toLowerCase() : 'local'
   return `${stamp}-${tag}` as ReleaseId
 }

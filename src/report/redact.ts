@@ -6,7 +6,8 @@ export class Redactor {
     const parts = new Set<string>()
     for (const s of secrets) {
       if (s.length >= 4) parts.add(s)
-      for (const line of s.split(/\r?\n/)) if (line.trim().length >= 8 && !/^-+(BEGIN|END) /.test(line.trim())) parts.add(line.trim())
+      for (const line of s.split(/\r?\n/))
+        if (line.trim().length >= 8 && !/^-+(BEGIN|END) /.test(line.trim())) parts.add(line.trim())
     }
     this.needles = [...parts].sort((a, b) => b.length - a.length)
   }

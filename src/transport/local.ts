@@ -22,7 +22,9 @@ export class LocalTransport implements Transport {
         }
         reject(new Error(why))
       }
-      const timer = options.timeoutMs ? setTimeout(() => kill(`timed out after ${options.timeoutMs} ms`), options.timeoutMs) : undefined
+      const timer = options.timeoutMs
+        ? setTimeout(() => kill(`timed out after ${options.timeoutMs} ms`), options.timeoutMs)
+        : undefined
       const onAbort = () => kill('interrupted')
       options.signal?.addEventListener('abort', onAbort, { once: true })
       child.stdout.setEncoding('utf8').on('data', (c: string) => {

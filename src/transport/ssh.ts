@@ -37,7 +37,9 @@ const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     if (signal?.aborted) return reject(new Error('interrupted'))
     const t = setTimeout(resolve, ms)
-    signal?.addEventListener('abort', () => (clearTimeout(t), reject(new Error('interrupted'))), { once: true })
+    signal?.addEventListener('abort', () => (clearTimeout(t), reject(new Error('interrupted'))), {
+      once: true
+    })
   })
 
 /** SSH to one host with node-ssh/ssh2: host key verified, retries with backoff, keepalive, TCP_NODELAY. */
@@ -109,7 +111,8 @@ export class SshTransport implements Transport {
           options.signal?.removeEventListener('abort', onAbort)
           if (finished) return
           finished = true
-          if (code === undefined) reject(new Error(`connection to ${this.label} closed before the command ended`))
+          if (code === undefined)
+            reject(new Error(`connection to ${this.label} closed before the command ended`))
           else resolve({ code, stdout, stderr })
         })
         feedStdin(channel, options.stdin)

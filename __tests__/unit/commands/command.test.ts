@@ -49,7 +49,9 @@ describe('withEnv', () => {
 
     test('through REMOTE_SHELL, one value at a time', async () => {
       for (const v of hostileValues(marker)) {
-        const r = await runRemote(withEnv({ label: 'x', script: 'printf %s "$V"', env: { V: v } }), { cwd: dir })
+        const r = await runRemote(withEnv({ label: 'x', script: 'printf %s "$V"', env: { V: v } }), {
+          cwd: dir
+        })
         expect({ v, ...r }).toEqual({ v, code: 0, stdout: v, stderr: '' })
       }
       expect(existsSync(marker)).toBe(false)

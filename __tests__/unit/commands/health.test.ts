@@ -95,7 +95,10 @@ describe('httpProbe', () => {
 
     test('503 with a multi-line body', async () => {
       const r = await probe(`${base}/down`)
-      expect({ status: r.status, body: r.body }).toEqual({ status: 503, body: 'unhealthy 1.2.3\nsecond line\n' })
+      expect({ status: r.status, body: r.body }).toEqual({
+        status: 503,
+        body: 'unhealthy 1.2.3\nsecond line\n'
+      })
     })
 
     test('a closed port answers HTTP_STATUS=000 and the script still succeeds', async () => {
@@ -158,7 +161,10 @@ describe('httpProbe', () => {
     test('neither curl nor wget: exit 127 with a message that says what to do', async () => {
       const bin = join(dir, 'bin-none')
       mkdirSync(bin)
-      symlinkSync(spawnSync('/bin/sh', ['-c', 'command -v cat'], { encoding: 'utf8' }).stdout.trim(), join(bin, 'cat'))
+      symlinkSync(
+        spawnSync('/bin/sh', ['-c', 'command -v cat'], { encoding: 'utf8' }).stdout.trim(),
+        join(bin, 'cat')
+      )
       const r = await probe(`${base}/health`, 5000, { PATH: bin })
       expect(r.code).toBe(127)
       expect(r.stderr).toBe(

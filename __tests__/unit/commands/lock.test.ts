@@ -21,7 +21,13 @@ const alice: LockOwnerFields = {
   command: 'deploy',
   token: 'tok-alice-0123456789abcdef'
 }
-const bob: LockOwnerFields = { who: 'bob', pid: 7, runner: 'laptop', command: 'deploy', token: 'tok-bob-fedcba9876543210' }
+const bob: LockOwnerFields = {
+  who: 'bob',
+  pid: 7,
+  runner: 'laptop',
+  command: 'deploy',
+  token: 'tok-bob-fedcba9876543210'
+}
 
 interface Run {
   code: number | null

@@ -106,7 +106,9 @@ describe('exact commands', () => {
       label: 'read history',
       script: 'tail -n 1000 /srv/ledger/.safe-deploy/history.jsonl 2>/dev/null || true'
     })
-    expect(readHistory(l, 5).script).toBe('tail -n 5 /srv/ledger/.safe-deploy/history.jsonl 2>/dev/null || true')
+    expect(readHistory(l, 5).script).toBe(
+      'tail -n 5 /srv/ledger/.safe-deploy/history.jsonl 2>/dev/null || true'
+    )
     expect(appendHostLog(l, 'hello').script).toBe(
       "mkdir -p /srv/ledger/.safe-deploy\nprintf '%s\\n' hello >> /srv/ledger/.safe-deploy/deploy.log"
     )
@@ -191,7 +193,8 @@ describe('scripts run for real with /bin/sh, under a hostile root', () => {
     mkdirSync(l.shared)
     writeFileSync(join(l.shared, "present 'file'"), 'x')
     const r = await exec(
-      inspectHost(l, ["present 'file'", '$(touch PWNED)', 'missing dir/a b'], ['sh', 'no-such-tool-xyz $(x)']).script
+      inspectHost(l, ["present 'file'", '$(touch PWNED)', 'missing dir/a b'], ['sh', 'no-such-tool-xyz $(x)'])
+        .script
     )
     expect(r.code).toBe(0)
     expect(r.stderr).toBe('')
@@ -244,7 +247,17 @@ describe('scripts run for real with /bin/sh, under a hostile root', () => {
     }
     for (const d of dirs) expect(lstatSync(join(l.shared, d)).isDirectory()).toBe(true)
     expect(readdirSync(l.release(ID)).sort()).toEqual(
-      ['$(touch PWNED)', '-rf', '.env', '`touch PWNED`', 'config dir', 'data', "it's.conf", 'logs', 'up loads'].sort()
+      [
+        '$(touch PWNED)',
+        '-rf',
+        '.env',
+        '`touch PWNED`',
+        'config dir',
+        'data',
+        "it's.conf",
+        'logs',
+        'up loads'
+      ].sort()
     )
     // the link now leads to the shared file: what the release shipped is gone
     writeFileSync(join(l.shared, '.env'), 'SECRET=shared')

@@ -35,8 +35,10 @@ verify:
     interval: 1s
 `
 
-const KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAE\n-----END OPENSSH PRIVATE KEY-----'
-const OTHER_KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAotherkeybodyAAAA\n-----END OPENSSH PRIVATE KEY-----'
+const KEY =
+  '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAE\n-----END OPENSSH PRIVATE KEY-----'
+const OTHER_KEY =
+  '-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAotherkeybodyAAAA\n-----END OPENSSH PRIVATE KEY-----'
 const KNOWN = '[127.0.0.2]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ1'
 const ENV = { SSH_KEY: KEY, KNOWN_HOSTS: KNOWN }
 
@@ -146,7 +148,9 @@ describe('errors name the key path', () => {
   })
 
   test('keep_releases', () => {
-    expect(problemsOf(c => (c.keep_releases = 1))).toEqual(['keep_releases: Too small: expected number to be >=2'])
+    expect(problemsOf(c => (c.keep_releases = 1))).toEqual([
+      'keep_releases: Too small: expected number to be >=2'
+    ])
     expect(problemsOf(c => (c.keep_releases = 'five'))[0]).toMatch(/^keep_releases: .*expected number/)
   })
 
@@ -188,7 +192,9 @@ describe('errors name the key path', () => {
     local.ssh = {}
     const l = validateConfig(local, issueFile, {}, {})
     expect(l.hosts).toHaveLength(1)
-    expect(l.hosts).toMatchObject([{ name: 'local', kind: 'local', address: 'localhost', port: 0, user: '', primary: true }])
+    expect(l.hosts).toMatchObject([
+      { name: 'local', kind: 'local', address: 'localhost', port: 0, user: '', primary: true }
+    ])
   })
 
   test('unknown keys, at the top level and nested', () => {
@@ -215,7 +221,9 @@ describe('errors name the key path', () => {
       'ssh.known_hosts: environment variable KNOWN_HOSTS is not set or empty (referenced as env:KNOWN_HOSTS)'
     ])
     const p = problemsOf(c => (c.env = { DB_URL: 'env:DATABASE_URL' }))
-    expect(p).toEqual(['env.DB_URL: environment variable DATABASE_URL is not set or empty (referenced as env:DATABASE_URL)'])
+    expect(p).toEqual([
+      'env.DB_URL: environment variable DATABASE_URL is not set or empty (referenced as env:DATABASE_URL)'
+    ])
   })
 
   test('a relative path', () => {
@@ -229,16 +237,16 @@ describe('errors name the key path', () => {
 
   test('`..` or an absolute path in shared files and dirs', () => {
     const msg = 'expected a path relative to the release, without `..` and not starting with /'
-    expect(problemsOf(c => (c.shared = { files: ['.env', '../etc/passwd'], dirs: ['/var/data', 'a/../../b'] }))).toEqual([
-      `shared.files[1]: ${msg}`,
-      `shared.dirs[0]: ${msg}`,
-      `shared.dirs[1]: ${msg}`
-    ])
+    expect(
+      problemsOf(c => (c.shared = { files: ['.env', '../etc/passwd'], dirs: ['/var/data', 'a/../../b'] }))
+    ).toEqual([`shared.files[1]: ${msg}`, `shared.dirs[0]: ${msg}`, `shared.dirs[1]: ${msg}`])
   })
 
   test('a bad app name', () => {
     for (const app of ['my app', '-ledger', 'a/b', '', 'x'.repeat(65), "le'dger"]) {
-      expect(problemsOf(c => (c.app = app))).toEqual(['app: expected letters, digits, `.`, `_` or `-` (at most 64)'])
+      expect(problemsOf(c => (c.app = app))).toEqual([
+        'app: expected letters, digits, `.`, `_` or `-` (at most 64)'
+      ])
     }
   })
 
@@ -253,7 +261,13 @@ describe('errors name the key path', () => {
 
   test('two primaries, or two hosts with one name', () => {
     expect(
-      problemsOf(c => (c.hosts = [{ address: 'a', primary: true }, { address: 'b', primary: true }]))
+      problemsOf(
+        c =>
+          (c.hosts = [
+            { address: 'a', primary: true },
+            { address: 'b', primary: true }
+          ])
+      )
     ).toEqual(['hosts: only one host can be primary, found 2'])
     expect(problemsOf(c => (c.hosts = [{ address: 'a' }, { address: 'b', name: 'a' }]))).toEqual([
       'hosts: two hosts are named a; give each a distinct name'
@@ -293,7 +307,9 @@ describe('loadConfig: the file itself', () => {
     const f = join(dir, 'broken.yml')
     writeFileSync(f, 'app: ledger\nhosts:\n  - address: [unclosed\n')
     expect(() => loadConfig(f, {}, ENV)).toThrow(ConfigError)
-    expect(() => loadConfig(f, {}, ENV)).toThrow(new RegExp(`^${f.replace(/[.]/g, '\\.')}: not valid YAML: .*line \\d+`, 's'))
+    expect(() => loadConfig(f, {}, ENV)).toThrow(
+      new RegExp(`^${f.replace(/[.]/g, '\\.')}: not valid YAML: .*line \\d+`, 's')
+    )
   })
 
   test('a missing file says so and how to fix it', () => {
@@ -306,7 +322,9 @@ describe('loadConfig: the file itself', () => {
   test('a file that is not a mapping', () => {
     const f = join(dir, 'list.yml')
     writeFileSync(f, '- a\n- b\n')
-    expect(() => loadConfig(f, {}, ENV)).toThrow(`${f}: expected a mapping of keys (app, path, hosts, ...) at the top level`)
+    expect(() => loadConfig(f, {}, ENV)).toThrow(
+      `${f}: expected a mapping of keys (app, path, hosts, ...) at the top level`
+    )
     writeFileSync(f, '')
     expect(() => loadConfig(f, {}, ENV)).toThrow(/expected a mapping/)
   })
@@ -329,8 +347,22 @@ describe('overrides win over the file', () => {
     const l = loadConfig(issueFile, { host: ' web-1.example , 203.0.113.10,,' }, ENV)
     expect(l.hosts).toHaveLength(2)
     expect(l.hosts).toMatchObject([
-      { name: 'web-1.example:2222', kind: 'ssh', address: 'web-1.example', port: 2222, user: 'root', primary: true },
-      { name: '203.0.113.10:2222', kind: 'ssh', address: '203.0.113.10', port: 2222, user: 'root', primary: false }
+      {
+        name: 'web-1.example:2222',
+        kind: 'ssh',
+        address: 'web-1.example',
+        port: 2222,
+        user: 'root',
+        primary: true
+      },
+      {
+        name: '203.0.113.10:2222',
+        kind: 'ssh',
+        address: '203.0.113.10',
+        port: 2222,
+        user: 'root',
+        primary: false
+      }
     ])
   })
 
@@ -341,7 +373,12 @@ describe('overrides win over the file', () => {
       ['b', 'b', 22, 'deploy']
     ])
     const one = loadConfig(issueFile, { port: 2200 }, ENV)
-    expect(one.hosts[0]).toMatchObject({ address: '127.0.0.2', port: 2200, user: 'root', name: '127.0.0.2:2200' })
+    expect(one.hosts[0]).toMatchObject({
+      address: '127.0.0.2',
+      port: 2200,
+      user: 'root',
+      name: '127.0.0.2:2200'
+    })
   })
 
   test('path', () => {
@@ -359,7 +396,11 @@ describe('overrides win over the file', () => {
     mkdirSync(join(dir, 'keys'), { recursive: true })
     writeFileSync(join(dir, 'keys', 'id_ed25519'), OTHER_KEY)
     writeFileSync(join(dir, 'keys', 'known_hosts'), 'from a file\n')
-    const l = loadConfig(issueFile, { privateKeyFile: 'keys/id_ed25519', knownHostsFile: 'keys/known_hosts' }, {})
+    const l = loadConfig(
+      issueFile,
+      { privateKeyFile: 'keys/id_ed25519', knownHostsFile: 'keys/known_hosts' },
+      {}
+    )
     expect(l.auth.privateKey).toBe(OTHER_KEY)
     expect(l.auth.knownHosts).toBe('from a file\n')
     expect(l.secrets).toEqual([OTHER_KEY])
@@ -382,7 +423,9 @@ describe('overrides win over the file', () => {
     c.hosts = [{ local: true }]
     const l = validateConfig(c, issueFile, { port: 2200, user: 'deploy' }, ENV)
     expect(l.hosts).toHaveLength(1)
-    expect(l.hosts).toMatchObject([{ name: 'local', kind: 'local', address: 'localhost', port: 0, user: '', primary: true }])
+    expect(l.hosts).toMatchObject([
+      { name: 'local', kind: 'local', address: 'localhost', port: 0, user: '', primary: true }
+    ])
   })
 })
 
@@ -408,7 +451,12 @@ describe('secrets', () => {
     // values under 4 characters are too short to redact without mangling the log
     expect(l.secrets).not.toContain('abc')
     expect(l.config.path).toBe('/srv/from-env')
-    expect(l.config.env).toEqual({ DB_PASSWORD: 'hunter2-db', API: 'tok_123456', MODE: 'production', SHORT: 'abc' })
+    expect(l.config.env).toEqual({
+      DB_PASSWORD: 'hunter2-db',
+      API: 'tok_123456',
+      MODE: 'production',
+      SHORT: 'abc'
+    })
     expect(l.auth.passphrase).toBe('pass phrase')
   })
 
@@ -440,18 +488,39 @@ describe('durations parse to milliseconds', () => {
     const cfg = validateConfig(c, issueFile, {}, ENV).config
     expect(cfg.verify.http).toMatchObject({ interval: 500, timeout: 3000 })
     expect(cfg.lock.ttl).toBe(2_700_000)
-    expect(cfg.ssh).toMatchObject({ connect_timeout: 1500, command_timeout: 3_600_000, keepalive_interval: 120_000 })
+    expect(cfg.ssh).toMatchObject({
+      connect_timeout: 1500,
+      command_timeout: 3_600_000,
+      keepalive_interval: 120_000
+    })
   })
 
   test('verify.http as a list of checks', () => {
     const c = issueObject() as Raw
     c.verify = {
-      http: [{ url: 'http://127.0.0.1:1/a' }, { url: 'https://example.com/b', interval: '2s', from: 'runner' }] as never
+      http: [
+        { url: 'http://127.0.0.1:1/a' },
+        { url: 'https://example.com/b', interval: '2s', from: 'runner' }
+      ] as never
     }
     const http = validateConfig(c, issueFile, {}, ENV).config.verify.http
     expect(http).toEqual([
-      { url: 'http://127.0.0.1:1/a', expect_status: 200, retries: 10, interval: 1000, timeout: 5000, from: 'host' },
-      { url: 'https://example.com/b', expect_status: 200, retries: 10, interval: 2000, timeout: 5000, from: 'runner' }
+      {
+        url: 'http://127.0.0.1:1/a',
+        expect_status: 200,
+        retries: 10,
+        interval: 1000,
+        timeout: 5000,
+        from: 'host'
+      },
+      {
+        url: 'https://example.com/b',
+        expect_status: 200,
+        retries: 10,
+        interval: 2000,
+        timeout: 5000,
+        from: 'runner'
+      }
     ])
   })
 })

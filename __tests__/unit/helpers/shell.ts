@@ -42,7 +42,11 @@ export function runRemote(script: string, opts: Omit<RunOptions, 'input'> = {}):
 }
 
 /** The same, with a given shell binary in place of `sh`: `<shell> -c 'eval "$(cat)"'`. */
-export function runEvalIn(shell: string, script: string, opts: Omit<RunOptions, 'input'> = {}): Promise<ShellResult> {
+export function runEvalIn(
+  shell: string,
+  script: string,
+  opts: Omit<RunOptions, 'input'> = {}
+): Promise<ShellResult> {
   return run(shell, ['-c', 'eval "$(cat)"'], { ...opts, input: script })
 }
 
