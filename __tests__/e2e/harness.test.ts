@@ -183,7 +183,6 @@ describe('app fixture', () => {
     const pid1 = readPid(pidFile)
     expect(pid1).toBeDefined()
     expect(isRunning(pid1!)).toBe(true)
-    expect(readFileSync(`/proc/${pid1}/cmdline`, 'utf8').split('\0')).toContain('server.js')
     const health1 = await waitFor('v1 /health', async () => {
       const r = await httpGet(`${url}/health`)
       return r.status === 200 ? r : undefined
@@ -191,7 +190,10 @@ describe('app fixture', () => {
     expect(health1.body).toBe('ok 1.0.0')
     // Once node runs (nohup and setsid exec'd into it, same pid), the app leads its own session
     // (field 6 of /proc/PID/stat), detached from the caller.
-    expect(readFileSync(`/proc/${pid1}/cmdline`, 'utf8').split('\0')[0]).toBe(process.execPath)
+    expect(readFileSync(`/proc/${pid1}/cmdline`, 'utf8').split('\0').slice(0, 2)).toEqual([
+      process.execPath,
+      'server.js'
+    ])
     const stat1 = readFileSync(`/proc/${pid1}/stat`, 'utf8')
     expect(stat1.slice(stat1.lastIndexOf(')') + 2).split(' ')[3]).toBe(String(pid1))
     expect(await httpGet(`${url}/`)).toEqual({ status: 200, body: 'version 1.0.0' })
@@ -300,7 +302,9 @@ describe('stop', () => {
   test('a watchdog stops the sshd of a process that died without stopping it', async () => {
     const dir = tempDir('safe-deploy-e2e-owner-')
     const script = path.join(dir, 'owner.mts')
-    const sshdModule = path.join(path.dirname(fileURLToPath(import.meta.url)), 'harness', 'sshd.ts')
+    const here = path.dirname(fileURLToPath(import.meta.url))
+    const sshdModule = path.join(here, 'harness', 'sshd.ts')
+    const repoRoot = path.resolve(here, '..', '..')
     writeFileSync(
       script,
       `import { startSshd } from ${JSON.stringify(sshdModule)}\n` +
@@ -310,12 +314,14 @@ describe('stop', () => {
     )
     // Same JEST_WORKER_ID, so its first candidate address is a's, which is taken and must be skipped.
     const owner = spawnSync(process.execPath, ['--import', 'tsx', script], {
-      cwd: process.cwd(),
+      cwd: repoRoot, // where `--import tsx` resolves from; other test files may chdir this worker away
       encoding: 'utf8',
       timeout: 60_000
     })
-    if (owner.signal !== 'SIGKILL') console.log('OWNER', owner.status, owner.stderr, owner.stdout)
-    expect(owner.signal).toBe('SIGKILL')
+    expect({ signal: owner.signal, stderr: owner.signal === 'SIGKILL' ? '' : owner.stderr }).toEqual({
+      signal: 'SIGKILL',
+      stderr: ''
+    })
     const started = JSON.parse(owner.stdout.trim().split('\n').pop() ?? '{}') as {
       pid: number
       address: string

@@ -55,7 +55,13 @@ export interface LoadedConfig {
 
 const ENV_REF = /^env:([A-Za-z_][A-Za-z0-9_]*)$/
 /** Key paths whose `env:` values are secrets (redacted everywhere). */
-const SECRET_PATHS = [/^ssh\.private_key$/, /^ssh\.passphrase$/, /^env\./]
+const SECRET_PATHS = [
+  /^ssh\.private_key$/,
+  /^ssh\.passphrase$/,
+  /^env\./,
+  /^backup\.databases\[\d+\]\.(url|password)$/,
+  /^backup\.encrypt\.identity$/
+]
 
 function formatPath(path: readonly PropertyKey[]): string {
   let out = ''

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { parseDuration } from './duration.js'
+import { backupSchema } from '../backup/config.js'
 
 /** A duration such as `1s`, `500ms`, `10m`, or a number of seconds; parsed to milliseconds. */
 const duration = z
@@ -149,6 +150,10 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    backup: z
+      .union([z.literal(false), backupSchema])
+      .optional()
+      .describe('Backups before every deploy; false opts out'),
     lock: z
       .object({ ttl: duration.default(1_800_000) })
       .strict()
