@@ -18,6 +18,10 @@ export interface RemoteCommand {
 export const REMOTE_SHELL = `sh -c 'eval "$(cat)"'`
 
 export function withEnv(cmd: RemoteCommand): string {
+  for (const k of Object.keys(cmd.env ?? {})) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+      throw new Error(`not an environment variable name: ${JSON.stringify(k)}`)
+  }
   const exports = Object.entries(cmd.env ?? {}).map(([k, v]) => `export ${k}=${sh(v)}`)
   return exports.length ? `${exports.join('\n')}\n${cmd.script}` : cmd.script
 }

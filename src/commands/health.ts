@@ -12,13 +12,14 @@ export function httpProbe(url: string, timeoutMs: number): RemoteCommand {
     script: script(
       `url=${sh(url)}`,
       'if command -v curl >/dev/null 2>&1; then',
-      `  code=$(curl -sS -o /dev/stdout -w '\\nHTTP_STATUS=%{http_code}' --max-time ${secs} "$url" 2>/dev/null) || true`,
+      `  code=$(curl -g -sS -o /dev/stdout -w '\\nHTTP_STATUS=%{http_code}' --max-time ${secs} "$url" 2>/dev/null) || true`,
       '  printf "%s\\n" "$code"',
       '  case "$code" in *HTTP_STATUS=*) ;; *) echo HTTP_STATUS=000 ;; esac',
       'elif command -v wget >/dev/null 2>&1; then',
-      `  body=$(wget -q -S -O - -T ${secs} -t 1 "$url" 2>/tmp/.safe-deploy-wget.$$) || true`,
-      '  status=$(sed -n "s/^ *HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/\\1/p" /tmp/.safe-deploy-wget.$$ | tail -n 1)',
-      '  rm -f /tmp/.safe-deploy-wget.$$',
+      `  hdr=$(mktemp) || exit 1`,
+      `  body=$(wget -q -S -O - -T ${secs} -t 1 "$url" 2>"$hdr") || true`,
+      '  status=$(sed -n "s/^ *HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/\\1/p" "$hdr" | tail -n 1)',
+      '  rm -f "$hdr"',
       '  printf "%s\\nHTTP_STATUS=%s\\n" "$body" "${status:-000}"',
       'else echo "neither curl nor wget is installed on this host; install one or use verify.http.from: runner" >&2; exit 127',
       'fi'

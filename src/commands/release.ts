@@ -66,7 +66,7 @@ export function switchCurrent(layout: Layout, id: string): RemoteCommand {
     label: `switch current to ${id}`,
     script: script(
       'set -e',
-      `[ -d ${sh(layout.release(id))} ] || { echo "release ${id} does not exist" >&2; exit 1; }`,
+      `[ -d ${sh(layout.release(id))} ] || { printf 'release %s does not exist\\n' ${sh(id)} >&2; exit 1; }`,
       `ln -sfn ${sh(`releases/${id}`)} ${sh(tmp)}`,
       `mv -fT ${sh(tmp)} ${sh(layout.current)}`,
       `readlink ${sh(layout.current)}`
@@ -87,7 +87,7 @@ export function removeReleases(layout: Layout, ids: string[]): RemoteCommand {
       `cur=$(readlink ${sh(layout.current)} 2>/dev/null || true)`,
       ...ids.map(
         id =>
-          `if [ "$cur" = ${sh(`releases/${id}`)} ]; then echo "refusing to remove current release ${id}" >&2; else rm -rf ${sh(layout.release(id))}; fi`
+          `if [ "$cur" = ${sh(`releases/${id}`)} ]; then printf 'refusing to remove the current release %s\\n' ${sh(id)} >&2; else rm -rf ${sh(layout.release(id))}; fi`
       )
     )
   }

@@ -78,7 +78,8 @@ function resolveEnvRefs(
   path: PropertyKey[],
   env: NodeJS.ProcessEnv,
   secrets: string[],
-  problems: string[]
+  problems: string[],
+  missing: Set<string> = new Set()
 ): unknown {
   if (typeof node === 'string') {
     const m = ENV_REF.exec(node)
@@ -88,24 +89,51 @@ function resolveEnvRefs(
     const where = formatPath(path)
     if (value === undefined || value === '') {
       problems.push(`${where}: environment variable ${name} is not set or empty (referenced as env:${name})`)
+      missing.add(where)
       return ''
     }
     if (SECRET_PATHS.some(re => re.test(where))) secrets.push(value)
     return value
   }
   if (Array.isArray(node))
-    return node.map((item, i) => resolveEnvRefs(item, [...path, i], env, secrets, problems))
+    return node.map((item, i) => resolveEnvRefs(item, [...path, i], env, secrets, problems, missing))
   if (node && typeof node === 'object') {
     const out: Record<string, unknown> = {}
     for (const [k, v] of Object.entries(node))
-      out[k] = resolveEnvRefs(v, [...path, k], env, secrets, problems)
+      out[k] = resolveEnvRefs(v, [...path, k], env, secrets, problems, missing)
     return out
   }
   return node
 }
 
+type Issue = ZodError['issues'][number]
+
+/** How far a union branch is from the input: a wrong basic shape or literal means "not this branch". */
+function branchDistance(issues: Issue[]): number {
+  return issues.reduce((n, i) => {
+    if (i.code === 'invalid_type' && i.path.length === 0) return n + 1000
+    if (i.code === 'invalid_value') return n + 100
+    return n + 1
+  }, 0)
+}
+
+/** Flattens issues; for a union ("Invalid input") reports the errors of the branch the input came closest to. */
+function flattenIssues(
+  issues: readonly Issue[],
+  prefix: PropertyKey[] = []
+): { path: PropertyKey[]; message: string }[] {
+  return issues.flatMap(issue => {
+    const path = [...prefix, ...issue.path]
+    if (issue.code === 'invalid_union' && issue.errors.length) {
+      const best = [...issue.errors].sort((a, b) => branchDistance(a) - branchDistance(b))[0] ?? []
+      return flattenIssues(best, path)
+    }
+    return [{ path, message: issue.message }]
+  })
+}
+
 export function formatZodError(error: ZodError): string[] {
-  return error.issues.map(issue => `${formatPath(issue.path)}: ${issue.message}`)
+  return flattenIssues(error.issues).map(i => `${formatPath(i.path)}: ${i.message}`)
 }
 
 function readTextFile(file: string, key: string, baseDir: string, problems: string[]): string | undefined {
@@ -120,7 +148,12 @@ function readTextFile(file: string, key: string, baseDir: string, problems: stri
 
 function applyOverrides(raw: Record<string, unknown>, o: Overrides): void {
   const ssh = (raw.ssh && typeof raw.ssh === 'object' ? raw.ssh : (raw.ssh = {})) as Record<string, unknown>
-  if (o.path) raw.path = o.path
+  if (o.path) {
+    raw.path = o.path
+    // an explicit override is for every host, including those with their own path
+    if (Array.isArray(raw.hosts))
+      for (const h of raw.hosts) if (h && typeof h === 'object') delete (h as Record<string, unknown>).path
+  }
   if (o.host) {
     const first =
       Array.isArray(raw.hosts) && raw.hosts[0] && typeof raw.hosts[0] === 'object' ? raw.hosts[0] : {}
@@ -194,9 +227,12 @@ export function validateConfig(
   const problems: string[] = []
   const raw = structuredClone(parsed)
   applyOverrides(raw, overrides)
-  const resolved = resolveEnvRefs(raw, [], env, secrets, problems) as Record<string, unknown>
+  const missing = new Set<string>()
+  const resolved = resolveEnvRefs(raw, [], env, secrets, problems, missing) as Record<string, unknown>
   const result = configSchema.safeParse(resolved)
-  if (!result.success) problems.push(...formatZodError(result.error))
+  // a value whose variable is missing was already reported once; its validation error would be noise
+  if (!result.success)
+    problems.push(...formatZodError(result.error).filter(p => !missing.has(p.slice(0, p.indexOf(': ')))))
   if (!result.success || problems.length) throw configProblems(file, problems)
   const config = result.data
 
@@ -241,8 +277,9 @@ export function validateConfig(
   }
   auth.privateKey =
     ssh.private_key ?? readOptional(ssh.private_key_file, 'ssh.private_key_file', baseDir, problems)
-  if (auth.privateKey && ssh.private_key_file) secrets.push(auth.privateKey)
   auth.passphrase = ssh.passphrase
+  // however the key arrived (file, inline, Action input), it is a secret
+  for (const v of [auth.privateKey, auth.passphrase]) if (v) secrets.push(v)
   if (ssh.known_hosts && ssh.known_hosts_file)
     problems.push('ssh: give known_hosts or known_hosts_file, not both')
   auth.knownHosts =

@@ -103,7 +103,7 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     return ExitCode.badInput
   }
   try {
-    const port = o.port === undefined ? undefined : Number(o.port)
+    const port = o.port === undefined ? undefined : /^\d{1,5}$/.test(o.port) ? Number(o.port) : NaN
     if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) {
       throw new ConfigError(`--port: expected a port number 1-65535, got ${JSON.stringify(o.port)}`)
     }

@@ -21,7 +21,7 @@ export function parseInputs(get: (name: string) => string): PlatformInputs {
     )
   }
   const portText = get('port')
-  const port = portText ? Number(portText) : undefined
+  const port = portText ? (/^\d{1,5}$/.test(portText) ? Number(portText) : NaN) : undefined
   if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) {
     throw new ConfigError(`input port: expected a port number 1-65535, got ${JSON.stringify(portText)}`)
   }

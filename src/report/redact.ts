@@ -13,10 +13,8 @@ export class Redactor {
   }
 
   add(secret: string): void {
-    if (secret.length >= 4 && !this.needles.includes(secret)) {
-      this.needles.push(secret)
-      this.needles.sort((a, b) => b.length - a.length)
-    }
+    for (const n of new Redactor([secret]).needles) if (!this.needles.includes(n)) this.needles.push(n)
+    this.needles.sort((a, b) => b.length - a.length)
   }
 
   redact(text: string): string {

@@ -131,7 +131,7 @@ describe('httpProbe', () => {
       beforeAll(() => {
         bin = join(dir, 'bin-wget')
         mkdirSync(bin)
-        for (const tool of ['cat', 'sed', 'tail', 'rm', 'wget']) {
+        for (const tool of ['cat', 'sed', 'tail', 'rm', 'mktemp', 'wget']) {
           const found = spawnSync('/bin/sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim()
           if (found) symlinkSync(found, join(bin, tool))
         }

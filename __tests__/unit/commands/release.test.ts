@@ -53,7 +53,7 @@ describe('exact commands', () => {
       label: `switch current to ${ID}`,
       script: [
         'set -e',
-        `[ -d /srv/ledger/releases/${ID} ] || { echo "release ${ID} does not exist" >&2; exit 1; }`,
+        `[ -d /srv/ledger/releases/${ID} ] || { printf 'release %s does not exist\\n' ${ID} >&2; exit 1; }`,
         `ln -sfn releases/${ID} /srv/ledger/.current.${ID}.tmp`,
         `mv -fT /srv/ledger/.current.${ID}.tmp /srv/ledger/current`,
         'readlink /srv/ledger/current'
@@ -67,8 +67,8 @@ describe('exact commands', () => {
       label: `remove ${ID}, ${ID2}`,
       script: [
         'cur=$(readlink /srv/ledger/current 2>/dev/null || true)',
-        `if [ "$cur" = releases/${ID} ]; then echo "refusing to remove current release ${ID}" >&2; else rm -rf /srv/ledger/releases/${ID}; fi`,
-        `if [ "$cur" = releases/${ID2} ]; then echo "refusing to remove current release ${ID2}" >&2; else rm -rf /srv/ledger/releases/${ID2}; fi`
+        `if [ "$cur" = releases/${ID} ]; then printf 'refusing to remove the current release %s\\n' ${ID} >&2; else rm -rf /srv/ledger/releases/${ID}; fi`,
+        `if [ "$cur" = releases/${ID2} ]; then printf 'refusing to remove the current release %s\\n' ${ID2} >&2; else rm -rf /srv/ledger/releases/${ID2}; fi`
       ].join('\n')
     })
   })
@@ -298,7 +298,7 @@ describe('scripts run for real with /bin/sh, under a hostile root', () => {
     symlinkSync(`releases/${ID2}`, l.current)
     const r = await exec(removeReleases(l, [ID, ID2, third]).script)
     expect(r.code).toBe(0)
-    expect(r.stderr).toBe(`refusing to remove current release ${ID2}\n`)
+    expect(r.stderr).toBe(`refusing to remove the current release ${ID2}\n`)
     expect(readdirSync(l.releases)).toEqual([ID2])
   })
 
