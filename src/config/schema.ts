@@ -139,6 +139,75 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    switch: z
+      .object({
+        strategy: z
+          .enum(['symlink', 'graceful', 'blue-green'])
+          .default('symlink')
+          .describe(
+            'symlink: switch current, run stages.restart; graceful: switch current, run reload; blue-green: see docs'
+          ),
+        reload: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('graceful: e.g. `systemctl reload shop` or `kill -HUP $(cat app.pid)`'),
+        ports: z
+          .tuple([z.number().int().min(1).max(65535), z.number().int().min(1).max(65535)])
+          .optional()
+          .describe('blue-green: the pair of ports the app alternates between'),
+        start: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('blue-green: starts the release on {port} (runs inside the release; PORT is set too)'),
+        stop: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('blue-green: stops whatever serves {port} (runs inside the release that serves it)'),
+        health: z
+          .string()
+          .default('http://127.0.0.1:{port}/health')
+          .describe('blue-green: URL that must answer 200 on the new port before traffic moves'),
+        upstream_file: z
+          .string()
+          .optional()
+          .describe('blue-green: file we write for the proxy, e.g. /etc/nginx/conf.d/shop-upstream.conf'),
+        upstream_template: z
+          .string()
+          .default('server 127.0.0.1:{port};')
+          .describe('blue-green: the upstream file content; {port} is the live port'),
+        proxy_reload: z.string().min(1).optional().describe('blue-green: e.g. `nginx -t && nginx -s reload`'),
+        drain: duration
+          .default(2000)
+          .describe('blue-green: wait after moving traffic before stopping the old port'),
+        timeout: duration
+          .default(60_000)
+          .describe('blue-green: how long the new port may take to become healthy')
+      })
+      .strict()
+      .default({
+        strategy: 'symlink',
+        health: 'http://127.0.0.1:{port}/health',
+        upstream_template: 'server 127.0.0.1:{port};',
+        drain: 2000,
+        timeout: 60_000
+      })
+      .superRefine((sw, ctx) => {
+        if (sw.strategy === 'graceful' && !sw.reload) {
+          ctx.addIssue({ code: 'custom', path: ['reload'], message: 'required for strategy graceful' })
+        }
+        if (sw.strategy === 'blue-green') {
+          for (const key of ['ports', 'start', 'stop', 'upstream_file', 'proxy_reload'] as const) {
+            if (sw[key] === undefined)
+              ctx.addIssue({ code: 'custom', path: [key], message: 'required for strategy blue-green' })
+          }
+          if (sw.ports && sw.ports[0] === sw.ports[1]) {
+            ctx.addIssue({ code: 'custom', path: ['ports'], message: 'expected two different ports' })
+          }
+        }
+      }),
     verify: z
       .object({
         http: z.union([httpCheck, z.array(httpCheck)]).optional(),

@@ -29,6 +29,7 @@ import { StageError, errorMessage } from './errors.js'
 import { runStages, type Outcome } from './orchestrator.js'
 import { cleanupStage, deployStage, preflightStage, switchStage, testStage, verifyStage } from './stages.js'
 import type { Stage } from './stage.js'
+import { strategyFor, type SwitchStrategy } from './switch.js'
 import type { RunResult } from './result.js'
 import { gitCommit } from './git.js'
 
@@ -223,15 +224,17 @@ export function deploy(req: RunRequest): Promise<RunResult> {
       }
     }
     const rel = () => release
+    let chosen: SwitchStrategy | undefined
+    const strategy = () => (chosen ??= strategyFor(ctx))
     const previous = () => (ctx.sessions.length ? primaryOf(ctx).current : undefined)
     return {
       stages: [
         preflightStage({ command: 'deploy', deploying: true, inspected: unique }),
         testStage(),
         deployStage(rel),
-        switchStage(rel),
+        switchStage(rel, strategy),
         verifyStage(rel),
-        cleanupStage(rel)
+        cleanupStage(rel, strategy)
       ],
       release: () => (ctx.lock ? release : undefined),
       previous,
@@ -242,7 +245,7 @@ export function deploy(req: RunRequest): Promise<RunResult> {
 
 /** Switches every host back to a previous release (default: the newest good one before current). */
 export function rollback(req: RunRequest & { to?: ReleaseId }): Promise<RunResult> {
-  return execute(req, 'rollback', () => {
+  return execute(req, 'rollback', ctx => {
     let target: string | undefined
     let from: string | undefined
     const choose: Stage = {
@@ -276,14 +279,17 @@ export function rollback(req: RunRequest & { to?: ReleaseId }): Promise<RunResul
       }
     }
     const rel = () => target as string
-    const { run: switchRun, changedLive } = switchStage(rel)
+    let chosen: SwitchStrategy | undefined
+    const strategy = () => (chosen ??= strategyFor(ctx))
+    const { run: switchRun, changedLive } = switchStage(rel, strategy)
     return {
       stages: [
         preflightStage({ command: 'rollback', deploying: false }),
         choose,
         // no undo: a target that fails verify is reported (exit 5), not silently swapped back
         { name: 'switch', run: switchRun, changedLive },
-        verifyStage(rel)
+        verifyStage(rel),
+        cleanupStage(rel, strategy, { prune: false })
       ],
       release: () => target,
       previous: () => from,

@@ -30,6 +30,7 @@ import { StageError, errorMessage } from './errors.js'
 import { hookEnv } from './env.js'
 import { hasChecks, httpChecks, verifyHost } from './checks.js'
 import type { Stage } from './stage.js'
+import type { SwitchStrategy } from './switch.js'
 
 const MIN_FREE_KB = 50 * 1024
 const LOW_FREE_KB = 500 * 1024
@@ -269,62 +270,38 @@ export function deployStage(rel: () => string): Stage {
   }
 }
 
-/** Restores `current` on hosts where `switched` moved it: the previous release (restarted), or none. */
-async function switchBack(ctx: RunContext, switched: Set<HostSession>, stage: string): Promise<void> {
-  await onEveryHost(ctx, async s => {
-    if (!switched.has(s)) return
-    if (s.current) {
-      await runOn(ctx, s, switchCurrent(s.layout, s.current), { stage })
-      ctx.log.info(`current -> releases/${s.current} (restored)`, s.host.name)
-      const restart = ctx.config.stages.restart
-      if (restart)
-        await runOn(
-          ctx,
-          s,
-          inRelease(s.layout, s.current, 'restart', restart, hookEnv(ctx, s, s.current, stage)),
-          { stage }
-        )
-    } else {
-      await runOn(ctx, s, removeCurrent(s.layout), { stage })
-      ctx.log.warn(
-        'there was no previous release: removed `current` (the app was already restarted with the new code and may still be running it)',
-        s.host.name
-      )
-    }
-  })
-  const previousOnAll = ctx.sessions.filter(s => switched.has(s) && s.current)
-  if (previousOnAll.length && hasChecks(ctx)) {
-    await onEveryHost(ctx, async s => {
-      if (previousOnAll.includes(s)) await verifyHost(ctx, s, s.current as string, stage)
-    })
-    ctx.log.info(`previous release verified healthy on ${previousOnAll.map(s => s.host.name).join(', ')}`)
-  }
+/** Runs the checks again against the release that serves again after a rollback. */
+async function verifyRestored(ctx: RunContext, hosts: HostSession[], stage: string): Promise<void> {
+  const back = hosts.filter(s => s.current)
+  if (!back.length || !hasChecks(ctx)) return
+  await Promise.all(back.map(s => verifyHost(ctx, s, s.current as string, stage)))
+  ctx.log.info(`previous release verified healthy on ${back.map(s => s.host.name).join(', ')}`)
 }
 
-/** Atomic switch of `current`, then the restart command, on every host. Undo switches back. */
-export function switchStage(rel: () => string): Stage {
-  const switched = new Set<HostSession>()
+/** The switch (see src/pipeline/switch.ts for the strategies) on every host. Undo puts the previous release back. */
+export function switchStage(rel: () => string, strategy: () => SwitchStrategy): Stage {
+  const attempted = new Set<HostSession>()
   return {
     name: 'switch',
-    changedLive: () => switched.size > 0,
+    changedLive: () => [...attempted].some(s => strategy().wentLive(s)),
     async run(ctx) {
       const release = rel()
       await onEveryHost(ctx, async s => {
-        switched.add(s)
-        await runOn(ctx, s, switchCurrent(s.layout, release), { stage: 'switch' })
-        ctx.log.info(`current -> releases/${release}`, s.host.name)
-        const restart = ctx.config.stages.restart
-        if (restart)
-          await runOn(
-            ctx,
-            s,
-            inRelease(s.layout, release, 'restart', restart, hookEnv(ctx, s, release, 'switch')),
-            { stage: 'switch' }
-          )
+        attempted.add(s)
+        await strategy().activate(ctx, s, release, 'switch')
       })
     },
     async undo(ctx) {
-      await switchBack(ctx, switched, 'rollback')
+      const release = rel()
+      const hosts = ctx.sessions.filter(s => attempted.has(s))
+      await onEveryHost(ctx, async s => {
+        if (attempted.has(s)) await strategy().restore(ctx, s, release, 'rollback')
+      })
+      await verifyRestored(
+        ctx,
+        hosts.filter(s => strategy().wentLive(s)),
+        'rollback'
+      )
     }
   }
 }
@@ -347,11 +324,26 @@ export function verifyStage(rel: () => string): Stage {
 }
 
 /** Prunes old releases beyond keep_releases; never current nor previous. Failures are warnings. */
-export function cleanupStage(rel: () => string): Stage {
+export function cleanupStage(
+  rel: () => string,
+  strategy?: () => SwitchStrategy,
+  opts = { prune: true }
+): Stage {
   return {
     name: 'cleanup',
     async run(ctx) {
       const release = rel()
+      const retire = strategy?.().retire
+      if (retire) {
+        await Promise.all(
+          ctx.sessions.map(s =>
+            retire(ctx, s, release).catch(e =>
+              ctx.log.warn(`could not retire the previous release: ${errorMessage(e)}`, s.host.name)
+            )
+          )
+        )
+      }
+      if (!opts.prune) return
       await Promise.all(
         ctx.sessions.map(async s => {
           const all = [...new Set([...s.releases, release])]

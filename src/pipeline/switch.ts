@@ -1,0 +1,92 @@
+import { inRelease, removeCurrent, switchCurrent } from '../commands/release.js'
+import { runOn, type HostSession, type RunContext } from './context.js'
+import { hookEnv } from './env.js'
+
+/**
+ * How a release starts serving on a host, and how that is undone. One instance per run: strategies may
+ * remember per-host state (blue-green: which port served before) between activate, restore and retire.
+ */
+export interface SwitchStrategy {
+  readonly name: string
+  /** Makes `release` the one serving on `s` (`s.current` is the release that served before). */
+  activate(ctx: RunContext, s: HostSession, release: string, stage: string): Promise<void>
+  /** Undoes `activate` on `s`, also a partial one: `s.current` serves again, or nothing when there was none. */
+  restore(ctx: RunContext, s: HostSession, release: string, stage: string): Promise<void>
+  /** After verify passed: retire what served before (blue-green: drain and stop the old port). */
+  retire?(ctx: RunContext, s: HostSession, release: string): Promise<void>
+  /** Whether `activate` got as far as changing what users see on `s`. */
+  wentLive(s: HostSession): boolean
+}
+
+/** Runs a user command from the config inside a release on a host. */
+export async function runHook(
+  ctx: RunContext,
+  s: HostSession,
+  release: string,
+  label: string,
+  command: string,
+  stage: string,
+  extraEnv: Record<string, string> = {}
+): Promise<void> {
+  await runOn(
+    ctx,
+    s,
+    inRelease(s.layout, release, label, command, { ...hookEnv(ctx, s, release, stage), ...extraEnv }),
+    {
+      stage
+    }
+  )
+}
+
+/** Points `current` at a release and runs a command there: restart (symlink) or reload (graceful). */
+function symlinkFamily(
+  name: 'symlink' | 'graceful',
+  command: (ctx: RunContext) => string | undefined
+): () => SwitchStrategy {
+  return () => {
+    const live = new Set<HostSession>()
+    return {
+      name,
+      wentLive: s => live.has(s),
+      async activate(ctx, s, release, stage) {
+        live.add(s)
+        await runOn(ctx, s, switchCurrent(s.layout, release), { stage })
+        ctx.log.info(`current -> releases/${release}`, s.host.name)
+        const cmd = command(ctx)
+        if (cmd) await runHook(ctx, s, release, name === 'graceful' ? 'reload' : 'restart', cmd, stage)
+      },
+      async restore(ctx, s, _release, stage) {
+        if (!live.has(s)) return
+        if (s.current) {
+          await runOn(ctx, s, switchCurrent(s.layout, s.current), { stage })
+          ctx.log.info(`current -> releases/${s.current} (restored)`, s.host.name)
+          const cmd = command(ctx)
+          if (cmd) await runHook(ctx, s, s.current, name === 'graceful' ? 'reload' : 'restart', cmd, stage)
+        } else {
+          await runOn(ctx, s, removeCurrent(s.layout), { stage })
+          ctx.log.warn(
+            'there was no previous release: removed `current` (the app was already restarted with the new code and may still be running it)',
+            s.host.name
+          )
+        }
+      }
+    }
+  }
+}
+
+const factories: Record<string, () => SwitchStrategy> = {
+  symlink: symlinkFamily('symlink', ctx => ctx.config.stages.restart),
+  graceful: symlinkFamily('graceful', ctx => ctx.config.switch.reload)
+}
+
+/** Blue-green registers itself here (src/pipeline/bluegreen.ts) so this module stays small. */
+export function registerStrategy(name: string, factory: () => SwitchStrategy): void {
+  factories[name] = factory
+}
+
+export function strategyFor(ctx: RunContext): SwitchStrategy {
+  const factory = factories[ctx.config.switch.strategy]
+  if (!factory)
+    throw new Error(`switch.strategy ${ctx.config.switch.strategy} is not available in this build`)
+  return factory()
+}
