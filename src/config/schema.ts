@@ -66,6 +66,10 @@ const httpCheck = z
     retries: z.number().int().min(1).max(1000).default(10),
     interval: duration.default(1000),
     timeout: duration.default(5000),
+    headers: z
+      .record(z.string().regex(/^[A-Za-z0-9-]+$/, 'expected a header name'), noControl('a header value'))
+      .default({})
+      .describe('Request headers, e.g. Host: shop.example for a virtual host'),
     from: z.enum(['host', 'runner']).default('host')
   })
   .strict()
@@ -212,13 +216,30 @@ export const configSchema = z
       .object({
         http: z.union([httpCheck, z.array(httpCheck)]).optional(),
         command: z
-          .string()
-          .min(1)
+          .union([z.string().min(1), z.array(z.string().min(1))])
           .optional()
-          .describe('Runs on each host inside the release; exit 0 = healthy')
+          .describe(
+            'Commands run on each host inside the release (systemctl is-active shop, pg_isready); exit 0 = healthy'
+          ),
+        logs: z
+          .object({
+            command: z
+              .string()
+              .min(1)
+              .describe('Prints recent logs; {started} is the run start in epoch seconds'),
+            fail_on: z.array(z.string().min(1)).min(1).default(['CRITICAL', 'Traceback', 'FATAL'])
+          })
+          .strict()
+          .optional()
+          .describe('Fails verify when the logs since the run started contain one of fail_on'),
+        window: duration
+          .default(0)
+          .describe(
+            'After the checks pass, watch this long and check again: catches an app that crashes soon after start'
+          )
       })
       .strict()
-      .default({}),
+      .default({ window: 0 }),
     backup: z
       .union([z.literal(false), backupSchema])
       .optional()

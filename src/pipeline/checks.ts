@@ -1,11 +1,11 @@
 import type { HttpCheck } from '../config/schema.js'
 import { httpProbe, parseProbe } from '../commands/health.js'
 import { inRelease } from '../commands/release.js'
-import { runOn, type HostSession, type RunContext } from './context.js'
+import { lastLines, runOn, type HostSession, type RunContext } from './context.js'
 import { StageError, errorMessage } from './errors.js'
 import { hookEnv } from './env.js'
 
-const sleep = (ms: number, signal: AbortSignal) =>
+export const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     if (signal.aborted) return reject(new Error('interrupted'))
     const t = setTimeout(resolve, ms)
@@ -19,10 +19,6 @@ export function httpChecks(ctx: RunContext): HttpCheck[] {
   return http === undefined ? [] : Array.isArray(http) ? http : [http]
 }
 
-export function hasChecks(ctx: RunContext): boolean {
-  return httpChecks(ctx).length > 0 || !!ctx.config.verify.command
-}
-
 /** `{host}` in a URL becomes the host's address: one check for many hosts, e.g. from the runner. */
 export function urlFor(check: HttpCheck, s: HostSession): string {
   return check.url.replace(/\{host\}/g, s.host.kind === 'local' ? '127.0.0.1' : s.host.address)
@@ -33,6 +29,7 @@ async function probe(ctx: RunContext, s: HostSession, check: HttpCheck, stage: s
   if (check.from === 'runner') {
     try {
       const res = await fetch(url, {
+        headers: check.headers,
         signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(check.timeout)])
       })
       return { status: res.status, body: await res.text() }
@@ -40,7 +37,7 @@ async function probe(ctx: RunContext, s: HostSession, check: HttpCheck, stage: s
       return { status: 0, body: errorMessage(e) }
     }
   }
-  const r = await runOn(ctx, s, httpProbe(url, check.timeout), {
+  const r = await runOn(ctx, s, httpProbe(url, check.timeout, check.headers), {
     stage,
     allowFail: true,
     timeoutMs: check.timeout + 10_000
@@ -100,8 +97,9 @@ export async function verifyHost(
   retries?: number
 ): Promise<void> {
   for (const check of httpChecks(ctx)) await runHttpCheck(ctx, s, check, stage, retries ?? check.retries)
-  const command = ctx.config.verify.command
-  if (command) {
+  const v = ctx.config.verify
+  const commands = v.command === undefined ? [] : Array.isArray(v.command) ? v.command : [v.command]
+  for (const command of commands) {
     const r = await runOn(
       ctx,
       s,
@@ -112,11 +110,49 @@ export async function verifyHost(
       }
     )
     if (r.code !== 0) {
+      const out = lastLines(r.stderr || r.stdout, 3)
       throw new StageError(
         stage,
-        `verify command \`${command}\` failed on ${s.host.name} (exit ${r.code})`,
+        `verify command \`${command}\` failed on ${s.host.name} (exit ${r.code})${out ? `: ${out}` : ''}`,
         s.host.name
       )
     }
   }
+}
+
+/** Scans the logs since the run started for fatal patterns (verify.logs). */
+export async function scanLogs(
+  ctx: RunContext,
+  s: HostSession,
+  release: string,
+  stage: string
+): Promise<void> {
+  const logs = ctx.config.verify.logs
+  if (!logs) return
+  const command = logs.command.replace(/\{started\}/g, String(Math.floor(ctx.startedAt.getTime() / 1000)))
+  const r = await runOn(
+    ctx,
+    s,
+    inRelease(s.layout, release, 'log scan', command, hookEnv(ctx, s, release, stage)),
+    {
+      stage,
+      allowFail: true
+    }
+  )
+  if (r.code !== 0) {
+    ctx.log.warn(`log scan command exited ${r.code}: ${lastLines(r.stderr, 2)}`, s.host.name)
+  }
+  const hits = r.stdout.split('\n').filter(line => logs.fail_on.some(p => line.includes(p)))
+  if (hits.length) {
+    throw new StageError(
+      stage,
+      `the logs on ${s.host.name} show ${hits.length} line(s) matching ${logs.fail_on.join('|')}: ${hits.slice(0, 3).join(' / ').slice(0, 400)}`,
+      s.host.name
+    )
+  }
+  ctx.log.info(`log scan: no line matches ${logs.fail_on.join(', ')}`, s.host.name)
+}
+
+export function hasChecks(ctx: RunContext): boolean {
+  return httpChecks(ctx).length > 0 || !!ctx.config.verify.command || !!ctx.config.verify.logs
 }

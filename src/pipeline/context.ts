@@ -37,6 +37,8 @@ export interface RunContext {
   actor: Actor
   sessions: HostSession[]
   verbose: boolean
+  /** When the run started (verify.logs `{started}`). */
+  startedAt: Date
   /** Set when we hold the lock on the primary. */
   lock?: LockOwnerFields
   /** Told when the lock is taken, so an Action post step can release it after a cancel. */
@@ -93,6 +95,7 @@ export async function connectAll(ctx: RunContext): Promise<void> {
         connectRetries: ssh.connect_retries,
         keepaliveIntervalMs: ssh.keepalive_interval,
         signal: ctx.signal,
+        onReconnect: () => ctx.log.warn('the SSH connection was lost; reconnecting', host.name),
         onRetry: (attempt, delay, e) =>
           ctx.log.warn(
             `connect attempt ${attempt} failed (${e.message}); retrying in ${delay / 1000} s`,

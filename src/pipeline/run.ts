@@ -56,7 +56,8 @@ function newContext(req: RunRequest, command: string, started: Date, logFile = t
     signal: req.signal ?? new AbortController().signal,
     actor: req.actor ?? defaultActor(),
     sessions: [],
-    verbose: !!req.verbose
+    verbose: !!req.verbose,
+    startedAt: started
   }
 }
 

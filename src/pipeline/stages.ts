@@ -10,9 +10,7 @@ import {
   inspectHost,
   linkShared,
   parseKeyValues,
-  removeCurrent,
   removeReleases,
-  switchCurrent,
   unpackCommand
 } from '../commands/release.js'
 import { LocalTransport } from '../transport/local.js'
@@ -28,7 +26,7 @@ import {
 } from './context.js'
 import { StageError, errorMessage } from './errors.js'
 import { hookEnv } from './env.js'
-import { hasChecks, httpChecks, verifyHost } from './checks.js'
+import { hasChecks, httpChecks, scanLogs, sleep, verifyHost } from './checks.js'
 import type { Stage } from './stage.js'
 import type { SwitchStrategy } from './switch.js'
 
@@ -319,6 +317,13 @@ export function verifyStage(rel: () => string): Stage {
         return
       }
       await onEveryHost(ctx, s => verifyHost(ctx, s, release, 'verify'))
+      const window = ctx.config.verify.window
+      if (window > 0) {
+        ctx.log.info(`checks passed; watching for ${window / 1000} s before checking again`)
+        await sleep(window, ctx.signal)
+        await onEveryHost(ctx, s => verifyHost(ctx, s, release, 'verify', 1))
+      }
+      await onEveryHost(ctx, s => scanLogs(ctx, s, release, 'verify'))
     }
   }
 }

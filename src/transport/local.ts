@@ -27,10 +27,20 @@ export class LocalTransport implements Transport {
         : undefined
       const onAbort = () => kill('interrupted')
       options.signal?.addEventListener('abort', onAbort, { once: true })
-      child.stdout.setEncoding('utf8').on('data', (c: string) => {
-        stdout += c
-        options.onStdout?.(c)
-      })
+      const sink = options.stdoutSink
+      if (sink) {
+        child.stdout.on('data', (c: Buffer) => {
+          if (!sink.write(c)) {
+            child.stdout.pause()
+            sink.once('drain', () => child.stdout.resume())
+          }
+        })
+      } else {
+        child.stdout.setEncoding('utf8').on('data', (c: string) => {
+          stdout += c
+          options.onStdout?.(c)
+        })
+      }
       child.stderr.setEncoding('utf8').on('data', (c: string) => {
         stderr += c
         options.onStderr?.(c)

@@ -17,6 +17,8 @@ export interface SshTarget {
   connectTimeoutMs: number
   connectRetries: number
   keepaliveIntervalMs: number
+  /** Called when a dropped connection is opened again, for the log. */
+  onReconnect?: () => void
   /** Called before each retry, for the log. */
   onRetry?: (attempt: number, delayMs: number, error: Error) => void
   signal?: AbortSignal
@@ -44,32 +46,43 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 
 /** SSH to one host with node-ssh/ssh2: host key verified, retries with backoff, keepalive, TCP_NODELAY. */
 export class SshTransport implements Transport {
+  private closed = false
+
   private constructor(
     readonly label: string,
-    private readonly ssh: NodeSSH
+    private ssh: NodeSSH,
+    private readonly target: SshTarget
   ) {}
 
   static async connect(target: SshTarget): Promise<SshTransport> {
-    const attempts = target.connectRetries + 1
-    let lastError: Error = new Error('no attempt made')
-    for (let attempt = 1; attempt <= attempts; attempt++) {
-      try {
-        return new SshTransport(target.label, await connectOnce(target))
-      } catch (e) {
-        lastError = e as Error
-        const retryable = !(e instanceof SshConnectError) || e.retryable
-        if (!retryable || attempt === attempts || target.signal?.aborted) break
-        const delay = Math.min(1000 * 2 ** (attempt - 1), 8000)
-        target.onRetry?.(attempt, delay, lastError)
-        await sleep(delay, target.signal)
-      }
+    return new SshTransport(target.label, await connectWithRetries(target), target)
+  }
+
+  /**
+   * A connection that dropped (network cut, sshd restarted) is opened again before the next command, with the
+   * same host key checks and retries: a rollback must still reach the host after the deploy lost it.
+   */
+  private async connection() {
+    if (this.closed) throw new Error(`connection to ${this.label} was closed`)
+    if (!this.ssh.isConnected() || !this.ssh.connection) {
+      this.ssh.dispose()
+      this.target.onReconnect?.()
+      this.ssh = await connectWithRetries({ ...this.target, signal: undefined })
     }
-    throw lastError
+    const client = this.ssh.connection
+    if (!client) throw new Error(`not connected to ${this.label}`)
+    return client
   }
 
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
-    const client = this.ssh.connection
-    if (!client) return Promise.reject(new Error(`not connected to ${this.label}`))
+    return this.connection().then(client => this.execOn(client, command, options))
+  }
+
+  private execOn(
+    client: NonNullable<NodeSSH['connection']>,
+    command: string,
+    options: ExecOptions
+  ): Promise<ExecResult> {
     return new Promise((resolve, reject) => {
       client.exec(command, (err: Error | undefined, channel: ClientChannel) => {
         if (err) return reject(new Error(`cannot run a command on ${this.label}: ${err.message}`))
@@ -93,12 +106,22 @@ export class SshTransport implements Transport {
           : undefined
         const onAbort = () => stop('interrupted')
         options.signal?.addEventListener('abort', onAbort, { once: true })
-        channel.setEncoding('utf8')
         channel.stderr.setEncoding('utf8')
-        channel.on('data', (c: string) => {
-          stdout += c
-          options.onStdout?.(c)
-        })
+        const sink = options.stdoutSink
+        if (sink) {
+          channel.on('data', (c: Buffer) => {
+            if (!sink.write(c)) {
+              channel.pause()
+              sink.once('drain', () => channel.resume())
+            }
+          })
+        } else {
+          channel.setEncoding('utf8')
+          channel.on('data', (c: string) => {
+            stdout += c
+            options.onStdout?.(c)
+          })
+        }
         channel.stderr.on('data', (c: string) => {
           stderr += c
           options.onStderr?.(c)
@@ -121,8 +144,27 @@ export class SshTransport implements Transport {
   }
 
   async close(): Promise<void> {
+    this.closed = true
     this.ssh.dispose()
   }
+}
+
+async function connectWithRetries(target: SshTarget): Promise<NodeSSH> {
+  const attempts = target.connectRetries + 1
+  let lastError: Error = new Error('no attempt made')
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    try {
+      return await connectOnce(target)
+    } catch (e) {
+      lastError = e as Error
+      const retryable = !(e instanceof SshConnectError) || e.retryable
+      if (!retryable || attempt === attempts || target.signal?.aborted) break
+      const delay = Math.min(1000 * 2 ** (attempt - 1), 8000)
+      target.onRetry?.(attempt, delay, lastError)
+      await sleep(delay, target.signal)
+    }
+  }
+  throw lastError
 }
 
 async function connectOnce(target: SshTarget): Promise<NodeSSH> {

@@ -15,6 +15,8 @@ export interface ExecOptions {
   /** Called with each chunk of output as it arrives, for live logs. */
   onStdout?: (chunk: string) => void
   onStderr?: (chunk: string) => void
+  /** Raw stdout bytes go here, with backpressure (binary-safe: downloads); `stdout` is then ''. */
+  stdoutSink?: NodeJS.WritableStream
   /** Aborts the command (the CLI was interrupted). */
   signal?: AbortSignal
 }

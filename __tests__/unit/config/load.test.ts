@@ -106,6 +106,7 @@ describe('the issue’s example config', () => {
       retries: 10,
       interval: 1000,
       timeout: 5000,
+      headers: {},
       from: 'host'
     })
     expect(c.verify.command).toBeUndefined()
@@ -511,6 +512,7 @@ describe('durations parse to milliseconds', () => {
         retries: 10,
         interval: 1000,
         timeout: 5000,
+        headers: {},
         from: 'host'
       },
       {
@@ -519,6 +521,7 @@ describe('durations parse to milliseconds', () => {
         retries: 10,
         interval: 2000,
         timeout: 5000,
+        headers: {},
         from: 'runner'
       }
     ])

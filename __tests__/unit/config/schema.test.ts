@@ -11,7 +11,7 @@ describe('configSchema', () => {
     expect(c.keep_releases).toBe(5)
     expect(c.env).toEqual({})
     expect(c.stages).toEqual({})
-    expect(c.verify).toEqual({})
+    expect(c.verify).toEqual({ window: 0 })
     expect(c.lock).toEqual({ ttl: 1_800_000 })
     expect(c.log_dir).toBe('safe-deploy-logs')
     expect(c.ssh).toMatchObject({
