@@ -4,6 +4,8 @@ import { parse as parseYaml, YAMLParseError } from 'yaml'
 import type { ZodError } from 'zod'
 import { configSchema, type Config } from './schema.js'
 import { ConfigError } from './errors.js'
+import { migrationProblems } from './rules.js'
+import { checkBackupConfig } from '../backup/plan.js'
 
 /** Values given on the command line or as Action inputs; they win over the file. */
 export interface Overrides {
@@ -302,6 +304,11 @@ export function validateConfig(
       )
     }
   }
+  // database passwords (inline or in a URL) and the age identity are secrets, however they were given
+  const backupCheck = checkBackupConfig(config.backup)
+  problems.push(...backupCheck.problems)
+  secrets.push(...backupCheck.secrets)
+  problems.push(...migrationProblems(config))
   if (problems.length) throw configProblems(file, problems)
   return {
     config,

@@ -139,7 +139,42 @@ export const configSchema = z
           .string()
           .min(1)
           .optional()
-          .describe('Runs on each host inside the new release after the switch')
+          .describe('Runs on each host inside the new release after the switch'),
+        migrate: z
+          .union([
+            z
+              .string()
+              .min(1)
+              .transform((command): { command: string; revision?: string; down?: string } => ({ command })),
+            z
+              .object({
+                command: z.string().min(1).describe('e.g. alembic upgrade head, php artisan migrate --force'),
+                revision: z
+                  .string()
+                  .min(1)
+                  .optional()
+                  .describe('Prints the current revision (alembic current); recorded in history before migrating'),
+                down: z
+                  .string()
+                  .min(1)
+                  .optional()
+                  .describe('Undoes the migration; {revision} is the recorded one (alembic downgrade {revision})')
+              })
+              .strict()
+          ])
+          .optional()
+          .describe('Runs on the primary inside the new release (shared files linked), after deploy, before switch')
+      })
+      .strict()
+      .default({}),
+    rollback: z
+      .object({
+        database: z
+          .enum(['restore', 'down', 'none'])
+          .optional()
+          .describe(
+            'How a rollback puts the database back: restore the pre-deploy backup, run stages.migrate.down, or leave it. Default: down when migrate.down is set, else restore when backups are on, else none'
+          )
       })
       .strict()
       .default({}),

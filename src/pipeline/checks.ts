@@ -8,10 +8,10 @@ import { hookEnv } from './env.js'
 export const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     if (signal.aborted) return reject(new Error('interrupted'))
-    const t = setTimeout(resolve, ms)
-    signal.addEventListener('abort', () => (clearTimeout(t), reject(new Error('interrupted'))), {
-      once: true
-    })
+    // the listener goes when the timer fires: a long run's many sleeps must not pile up listeners
+    const onAbort = () => (clearTimeout(t), reject(new Error('interrupted')))
+    const t = setTimeout(() => (signal.removeEventListener('abort', onAbort), resolve()), ms)
+    signal.addEventListener('abort', onAbort, { once: true })
   })
 
 export function httpChecks(ctx: RunContext): HttpCheck[] {
@@ -21,7 +21,8 @@ export function httpChecks(ctx: RunContext): HttpCheck[] {
 
 /** `{host}` in a URL becomes the host's address: one check for many hosts, e.g. from the runner. */
 export function urlFor(check: HttpCheck, s: HostSession): string {
-  return check.url.replace(/\{host\}/g, s.host.kind === 'local' ? '127.0.0.1' : s.host.address)
+  const address = s.host.kind === 'local' ? '127.0.0.1' : s.host.address
+  return check.url.replace(/\{host\}/g, () => address)
 }
 
 async function probe(ctx: RunContext, s: HostSession, check: HttpCheck, stage: string) {

@@ -18,6 +18,7 @@ import { closeAll, connectAll, primaryOf, runOn, type RunContext } from './conte
 import { httpChecks, verifyHost } from './checks.js'
 import { errorMessage } from './errors.js'
 import type { LockOwner } from '../commands/lock.js'
+import { databaseSizes, type DatabaseSize } from '../backup/ops.js'
 
 export interface LockInfo {
   host: string
@@ -90,7 +91,9 @@ export interface HostStatus {
 }
 
 /** `status`: per host the current release, one health probe, disk; plus the lock. */
-export function getStatus(ctx: RunContext): Promise<{ hosts: HostStatus[]; lock: LockInfo }> {
+export function getStatus(
+  ctx: RunContext
+): Promise<{ hosts: HostStatus[]; lock: LockInfo; databases: DatabaseSize[] }> {
   return withSessions(ctx, async () => {
     const hosts = await Promise.all(
       ctx.sessions.map(async (s): Promise<HostStatus> => {
@@ -130,7 +133,7 @@ export function getStatus(ctx: RunContext): Promise<{ hosts: HostStatus[]; lock:
       kv.get('STATE')?.[0] === 'held'
         ? { host: p.host.name, state: 'held', owner }
         : { host: p.host.name, state: 'free' }
-    return { hosts, lock }
+    return { hosts, lock, databases: await databaseSizes(ctx) }
   })
 }
 

@@ -34,15 +34,19 @@ async function renewIfDue(ctx: RunContext, state: { last: number }): Promise<voi
  * Runs stages in order. On a failure, undoes the failed stage and then every completed one, newest first.
  * This is the only place that decides what is undone.
  */
-export async function runStages(ctx: RunContext, stages: Stage[]): Promise<Outcome> {
+export async function runStages(
+  ctx: RunContext,
+  stages: Stage[],
+  hooks: { afterRollback?: (ctx: RunContext) => Promise<void> } = {}
+): Promise<Outcome> {
   const records: StageRecord[] = []
   const done: Stage[] = []
   const lockState = { last: Date.now() }
-  let failed: { stage: Stage; error: unknown } | undefined
+  let failed: { stage: Stage; error: unknown; started: boolean } | undefined
 
   for (const stage of stages) {
     if (ctx.signal.aborted) {
-      failed = { stage, error: new StageError(stage.name, 'interrupted before this stage started') }
+      failed = { stage, error: new StageError(stage.name, 'interrupted before this stage started'), started: false }
       records.push({ name: stage.name, status: 'skipped', duration_s: 0 })
       break
     }
@@ -60,7 +64,7 @@ export async function runStages(ctx: RunContext, stages: Stage[]): Promise<Outco
       const message = ctx.signal.aborted ? `interrupted: ${errorMessage(error)}` : errorMessage(error)
       records.push({ name: stage.name, status: 'failed', duration_s: seconds(t0), error: message, host })
       ctx.log.error(`FAILED: ${message}`, host)
-      failed = { stage, error }
+      failed = { stage, error, started: true }
     } finally {
       ctx.log.endGroup()
     }
@@ -77,7 +81,8 @@ export async function runStages(ctx: RunContext, stages: Stage[]): Promise<Outco
         ? `interrupted: ${errorMessage(err)}`
         : errorMessage(err)
   }
-  const toUndo = [failed.stage, ...[...done].reverse()]
+  const newestFirst = [...(failed.started ? [failed.stage] : []), ...[...done].reverse()]
+  const toUndo = [...newestFirst.filter(s => s.undoFirst), ...newestFirst.filter(s => !s.undoFirst)]
   const live = toUndo.some(s => s.changedLive?.())
   let rollbackFailed: string | undefined
   let undidLive = false
@@ -110,7 +115,15 @@ export async function runStages(ctx: RunContext, stages: Stage[]): Promise<Outco
         `undo of ${stage.name} FAILED: ${message}`,
         e instanceof StageError ? e.host : undefined
       )
-      if (wasLive) rollbackFailed ??= `undo of ${stage.name}: ${message}`
+      if (wasLive || stage.undoMustSucceed?.()) rollbackFailed ??= `undo of ${stage.name}: ${message}`
+    }
+  }
+  if (live && !rollbackFailed && hooks.afterRollback) {
+    try {
+      await hooks.afterRollback(undoCtx)
+    } catch (e) {
+      rollbackFailed = `the previous release is not healthy after the rollback: ${errorMessage(e)}`
+      undoCtx.log.error(rollbackFailed, e instanceof StageError ? e.host : undefined)
     }
   }
   undoCtx.log.endGroup()

@@ -27,11 +27,26 @@ import {
 } from './context.js'
 import { StageError, errorMessage } from './errors.js'
 import { runStages, type Outcome } from './orchestrator.js'
-import { cleanupStage, deployStage, preflightStage, switchStage, testStage, verifyStage } from './stages.js'
+import {
+  cleanupStage,
+  deployStage,
+  preflightStage,
+  switchStage,
+  testStage,
+  verifyRestored,
+  verifyStage
+} from './stages.js'
 import type { Stage } from './stage.js'
 import { strategyFor, type SwitchStrategy } from './switch.js'
 import type { RunResult } from './result.js'
 import { gitCommit } from './git.js'
+import { deployBackup } from '../backup/stages.js'
+import {
+  migrateStage,
+  rollbackDatabaseStage,
+  type MigrationState,
+  type RollbackDatabaseOptions
+} from './migrate.js'
 
 export interface RunRequest {
   loaded: LoadedConfig
@@ -96,6 +111,10 @@ async function execute(
     release: () => string | undefined
     previous: () => string | undefined
     history: (o: Outcome) => Partial<HistoryEntry>
+    /** After a rollback of live state: check that what serves again is healthy. */
+    afterRollback?: (ctx: RunContext) => Promise<void>
+    /** The backup this run took (deploy): in history, the result and the Action outputs. */
+    backup?: () => { name: string; path: string } | undefined
   }
 ): Promise<RunResult> {
   const started = req.now ?? new Date()
@@ -109,7 +128,7 @@ async function execute(
   const p = plan(ctx)
   let outcome: Outcome
   try {
-    outcome = await runStages(ctx, p.stages)
+    outcome = await runStages(ctx, p.stages, { afterRollback: p.afterRollback })
   } catch (e) {
     outcome = {
       records: [],
@@ -189,6 +208,8 @@ async function execute(
     exitCode: outcome.exitCode,
     release,
     previousRelease: p.previous(),
+    backupName: p.backup?.()?.name,
+    backupPath: p.backup?.()?.path,
     rolledBack: outcome.rolledBack,
     error: outcome.failure
       ? { ...outcome.failure, message: ctx.log.redactor.redact(outcome.failure.message) }
@@ -228,33 +249,48 @@ export function deploy(req: RunRequest): Promise<RunResult> {
     let chosen: SwitchStrategy | undefined
     const strategy = () => (chosen ??= strategyFor(ctx))
     const previous = () => (ctx.sessions.length ? primaryOf(ctx).current : undefined)
+    const backup = deployBackup(ctx, rel)
+    const migration: MigrationState = { started: false, migrated: false }
     return {
       stages: [
         preflightStage({ command: 'deploy', deploying: true, inspected: unique }),
         testStage(),
+        ...backup.stages,
         deployStage(rel),
+        migrateStage(rel, () => backup.result()?.name, migration),
         switchStage(rel, strategy),
         verifyStage(rel),
         cleanupStage(rel, strategy)
       ],
       release: () => (ctx.lock ? release : undefined),
       previous,
-      history: o => ({ bad: o.failure && o.rolledBack ? true : undefined })
+      history: o => ({
+        bad: o.failure && o.rolledBack ? true : undefined,
+        backup: backup.result()?.name ?? null,
+        revision: migration.revision ?? null,
+        migrated: migration.migrated || undefined,
+        database: migration.database ?? null,
+        port: strategy().port?.(primaryOf(ctx))
+      }),
+      afterRollback: c => verifyRestored(c, c.sessions, 'rollback'),
+      backup: backup.result
     }
   })
 }
 
 /** Switches every host back to a previous release (default: the newest good one before current). */
-export function rollback(req: RunRequest & { to?: ReleaseId }): Promise<RunResult> {
+export function rollback(req: RunRequest & { to?: ReleaseId } & RollbackDatabaseOptions): Promise<RunResult> {
   return execute(req, 'rollback', ctx => {
     let target: string | undefined
     let from: string | undefined
+    let history: HistoryEntry[] = []
+    const database: MigrationState = { started: false, migrated: false }
     const choose: Stage = {
       name: 'choose',
       async run(c) {
         const primary = primaryOf(c)
         from = primary.current
-        const history = parseHistory(
+        history = parseHistory(
           (await runOn(c, primary, readHistory(primary.layout), { stage: 'choose' })).stdout
         )
         target = req.to ?? rollbackTarget(primary.releases, primary.current, history)
@@ -287,6 +323,13 @@ export function rollback(req: RunRequest & { to?: ReleaseId }): Promise<RunResul
       stages: [
         preflightStage({ command: 'rollback', deploying: false }),
         choose,
+        rollbackDatabaseStage(
+          rel,
+          () => from,
+          () => history,
+          req,
+          database
+        ),
         // no undo: a target that fails verify is reported (exit 5), not silently swapped back
         { name: 'switch', run: switchRun, changedLive },
         verifyStage(rel),
@@ -294,7 +337,11 @@ export function rollback(req: RunRequest & { to?: ReleaseId }): Promise<RunResul
       ],
       release: () => target,
       previous: () => from,
-      history: () => ({ from: from ?? null })
+      history: () => ({
+        from: from ?? null,
+        database: database.database ?? null,
+        port: strategy().port?.(primaryOf(ctx))
+      })
     }
   })
 }

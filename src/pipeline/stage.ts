@@ -10,6 +10,10 @@ export interface Stage {
   undo?(ctx: RunContext, info: { live: boolean }): Promise<void>
   /** True once the stage changed what users see (current, a restart): undoing it is a rollback. */
   changedLive?(): boolean
+  /** Undo this one before the others (the database goes back before the code restarts against it). */
+  undoFirst?: boolean
+  /** When this undo fails, the run needs a person (exit 5) even if nothing else went live. */
+  undoMustSucceed?(): boolean
 }
 
 export interface StageRecord {

@@ -269,7 +269,7 @@ export function deployStage(rel: () => string): Stage {
 }
 
 /** Runs the checks again against the release that serves again after a rollback. */
-async function verifyRestored(ctx: RunContext, hosts: HostSession[], stage: string): Promise<void> {
+export async function verifyRestored(ctx: RunContext, hosts: HostSession[], stage: string): Promise<void> {
   const back = hosts.filter(s => s.current)
   if (!back.length || !hasChecks(ctx)) return
   await Promise.all(back.map(s => verifyHost(ctx, s, s.current as string, stage)))

@@ -1,6 +1,9 @@
-import { inRelease, removeCurrent, switchCurrent } from '../commands/release.js'
+import { removeCurrent, switchCurrent } from '../commands/release.js'
 import { runOn, type HostSession, type RunContext } from './context.js'
-import { hookEnv } from './env.js'
+import { runHook } from './hook.js'
+import { blueGreenStrategy } from './bluegreen.js'
+
+export { runHook }
 
 /**
  * How a release starts serving on a host, and how that is undone. One instance per run: strategies may
@@ -16,26 +19,8 @@ export interface SwitchStrategy {
   retire?(ctx: RunContext, s: HostSession, release: string): Promise<void>
   /** Whether `activate` got as far as changing what users see on `s`. */
   wentLive(s: HostSession): boolean
-}
-
-/** Runs a user command from the config inside a release on a host. */
-export async function runHook(
-  ctx: RunContext,
-  s: HostSession,
-  release: string,
-  label: string,
-  command: string,
-  stage: string,
-  extraEnv: Record<string, string> = {}
-): Promise<void> {
-  await runOn(
-    ctx,
-    s,
-    inRelease(s.layout, release, label, command, { ...hookEnv(ctx, s, release, stage), ...extraEnv }),
-    {
-      stage
-    }
-  )
+  /** blue-green: the port `activate` started the release on, for history. */
+  port?(s: HostSession): number | undefined
 }
 
 /** Points `current` at a release and runs a command there: restart (symlink) or reload (graceful). */
@@ -76,10 +61,11 @@ function symlinkFamily(
 
 const factories: Record<string, () => SwitchStrategy> = {
   symlink: symlinkFamily('symlink', ctx => ctx.config.stages.restart),
-  graceful: symlinkFamily('graceful', ctx => ctx.config.switch.reload)
+  graceful: symlinkFamily('graceful', ctx => ctx.config.switch.reload),
+  'blue-green': blueGreenStrategy
 }
 
-/** Blue-green registers itself here (src/pipeline/bluegreen.ts) so this module stays small. */
+/** Lets another module add a strategy (built-in: symlink, graceful, blue-green in src/pipeline/bluegreen.ts). */
 export function registerStrategy(name: string, factory: () => SwitchStrategy): void {
   factories[name] = factory
 }

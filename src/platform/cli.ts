@@ -3,6 +3,7 @@ import pkg from '../../package.json' with { type: 'json' }
 import { loadConfig, type Overrides } from '../config/load.js'
 import { ConfigError, ExitCode } from '../config/errors.js'
 import { parseReleaseId } from '../release/id.js'
+import { parseBackupName } from '../backup/name.js'
 import { badReleases } from '../release/history.js'
 import { deploy, listReleaseState, newContext, rollback } from '../pipeline/run.js'
 import { forceReleaseLock, getLock, getStatus, planDeploy } from '../pipeline/ops.js'
@@ -10,17 +11,20 @@ import type { RunResult } from '../pipeline/result.js'
 import { errorMessage } from '../pipeline/errors.js'
 import { defaultActor } from '../pipeline/context.js'
 import { terminalReporter } from './terminal.js'
+import { BACKUP_COMMANDS, BACKUP_USAGE, checkBackupArgs, runBackupCli } from '../backup/cli.js'
 
 const USAGE = `usage: safe-deploy <command> [options]
 
 commands:
   deploy                 test, upload, build, switch, verify; roll back automatically if verify fails
-  rollback [--to R]      switch back to the previous good release (or release R), restart, verify
+  rollback [--to R]      switch back to the previous good release (or release R), restart, verify;
+                         [--restore BACKUP | --no-db] for the database (see README)
   releases               list releases on each host, which is current, and which are marked bad
   status                 current release, health, disk and lock on each host
   lock status            who holds the deploy lock
   lock release           remove the deploy lock (when the run that held it is dead)
   plan                   print every command a deploy would run on each host; runs nothing
+${BACKUP_USAGE}
 
 options:
   -c, --config FILE      config file (default: safe-deploy.yml)
@@ -29,6 +33,8 @@ options:
       --user NAME        override the SSH user   --path DIR    override the deploy root
       --key-file FILE    private key file        --known-hosts-file FILE
       --to RELEASE       rollback target
+      --yes              confirm restore / backups prune
+      --out DIR          where backups download writes (default: the log dir)
   -v, --verbose          log every command's label
   -h, --help             this text
       --version          the version
@@ -78,9 +84,13 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
         'key-file': { type: 'string' },
         'known-hosts-file': { type: 'string' },
         to: { type: 'string' },
+        restore: { type: 'string' },
+        'no-db': { type: 'boolean', default: false },
         verbose: { type: 'boolean', short: 'v', default: false },
         help: { type: 'boolean', short: 'h', default: false },
-        version: { type: 'boolean', default: false }
+        version: { type: 'boolean', default: false },
+        yes: { type: 'boolean', default: false },
+        out: { type: 'string' }
       }
     })
   } catch (e) {
@@ -97,7 +107,7 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     io.stdout.write(`${USAGE}\n`)
     return o.help ? 0 : ExitCode.badInput
   }
-  const known = ['deploy', 'rollback', 'releases', 'status', 'lock', 'plan']
+  const known = ['deploy', 'rollback', 'releases', 'status', 'lock', 'plan', ...BACKUP_COMMANDS]
   if (!known.includes(command)) {
     io.stderr.write(`safe-deploy: unknown command ${JSON.stringify(command)}\n\n${USAGE}\n`)
     return ExitCode.badInput
@@ -110,7 +120,20 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     if (command === 'lock' && sub !== 'status' && sub !== 'release') {
       throw new ConfigError('lock: expected `lock status` or `lock release`')
     }
+    const backupArgs = BACKUP_COMMANDS.includes(command)
+      ? {
+          command,
+          sub: command === 'restore' ? undefined : sub,
+          name: command === 'restore' ? sub : positionals[2],
+          yes: o.yes,
+          out: o.out,
+          json: o.json
+        }
+      : undefined
+    if (backupArgs) checkBackupArgs(backupArgs)
     const to = o.to === undefined ? undefined : parseReleaseId(o.to, '--to')
+    if (o.restore !== undefined && o['no-db']) throw new ConfigError('rollback: give --restore NAME or --no-db, not both')
+    const restore = o.restore === undefined ? undefined : parseBackupName(o.restore, undefined, '--restore')
     const overrides: Overrides = {
       host: o.host,
       port,
@@ -123,8 +146,9 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     const reporter = terminalReporter(io.stderr, false)
     const req = { loaded, reporter, signal: io.signal, verbose: o.verbose, actor: defaultActor(io.env) }
 
+    if (backupArgs) return await runBackupCli(backupArgs, req, io)
     if (command === 'deploy' || command === 'rollback') {
-      const r = command === 'deploy' ? await deploy(req) : await rollback({ ...req, to })
+      const r = command === 'deploy' ? await deploy(req) : await rollback({ ...req, to, restore, noDb: o['no-db'] })
       printResult(r, io, o.json)
       return r.exitCode
     }
@@ -147,7 +171,8 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
             const marks = [
               r === h.current ? 'current' : '',
               bad.has(r) ? 'bad' : '',
-              entry ? `${entry.status} by ${entry.actor}` : ''
+              entry ? `${entry.status} by ${entry.actor}` : '',
+              typeof entry?.port === 'number' ? `port ${entry.port}` : ''
             ]
             io.stdout.write(`  ${r === h.current ? '*' : ' '} ${r}  ${marks.filter(Boolean).join(', ')}\n`)
           }
@@ -166,6 +191,10 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
               `${h.host}: current ${h.current ?? '(none)'}, ${h.releases} release(s), ${h.health ?? 'no checks configured'}, ${h.freeMb} MB free, ${h.usedMb} MB used\n`
             )
         }
+        for (const d of st.databases)
+          io.stdout.write(
+            `database ${d.label} (${d.engine}): ${d.bytes !== undefined ? `${(d.bytes / 1024 / 1024).toFixed(1)} MiB` : `size unknown: ${d.error ?? '?'}`}\n`
+          )
         io.stdout.write(`lock: ${describeLock(st.lock)}\n`)
       }
       return st.hosts.some(h => h.error || h.healthy === false) ? ExitCode.failedNothingChanged : 0

@@ -15,6 +15,14 @@ export interface HistoryEntry {
   /** A release that failed verification; automatic and plain rollbacks skip it. */
   bad?: boolean
   backup?: string | null
+  /** The database revision before this deploy migrated (stages.migrate.revision). */
+  revision?: string | null
+  /** This deploy ran a migration. */
+  migrated?: boolean
+  /** What the rollback did to the database: restored, down, left, failed. */
+  database?: string | null
+  /** blue-green: the port the release serves on. */
+  port?: number | null
   started: string
   finished: string
   duration_s: number

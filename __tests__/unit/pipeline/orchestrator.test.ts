@@ -1,0 +1,185 @@
+import { describe, expect, test } from '@jest/globals'
+import { runStages } from '../../../src/pipeline/orchestrator.js'
+import { StageError } from '../../../src/pipeline/errors.js'
+import { DeployLog, type Reporter } from '../../../src/report/log.js'
+import { Redactor } from '../../../src/report/redact.js'
+import type { RunContext } from '../../../src/pipeline/context.js'
+import type { Stage } from '../../../src/pipeline/stage.js'
+
+const quiet: Reporter = {
+  info: () => {},
+  warn: () => {},
+  error: () => {},
+  startGroup: () => {},
+  endGroup: () => {}
+}
+
+function ctx(signal = new AbortController().signal): RunContext {
+  return {
+    log: new DeployLog(undefined, quiet, new Redactor([])),
+    signal,
+    sessions: [],
+    config: { lock: { ttl: 1_800_000 } }
+  } as unknown as RunContext
+}
+
+/** A stage that records what happened to it in `events`. */
+function stage(
+  name: string,
+  events: string[],
+  opts: {
+    fail?: boolean
+    live?: boolean
+    undo?: 'ok' | 'fail'
+    undoFirst?: boolean
+    mustSucceed?: boolean
+  } = {}
+): Stage {
+  let ran = false
+  return {
+    name,
+    undoFirst: opts.undoFirst,
+    undoMustSucceed: opts.mustSucceed ? () => ran : undefined,
+    changedLive: opts.live ? () => ran : undefined,
+    async run() {
+      ran = true
+      events.push(`run ${name}`)
+      if (opts.fail) throw new StageError(name, `${name} broke`, 'web-1')
+    },
+    undo: opts.undo
+      ? async (_c, info) => {
+          events.push(`undo ${name}${info.live ? ' (live)' : ''}`)
+          if (opts.undo === 'fail') throw new Error(`undo ${name} broke`)
+        }
+      : undefined
+  }
+}
+
+describe('runStages', () => {
+  test('all stages pass: exit 0, no undo', async () => {
+    const events: string[] = []
+    const o = await runStages(ctx(), [stage('a', events, { undo: 'ok' }), stage('b', events)])
+    expect(o.exitCode).toBe(0)
+    expect(o.failure).toBeUndefined()
+    expect(events).toEqual(['run a', 'run b'])
+    expect(o.records.map(r => [r.name, r.status])).toEqual([
+      ['a', 'ok'],
+      ['b', 'ok']
+    ])
+  })
+
+  test('a failure before anything live: the failed stage then the earlier ones are undone, exit 3', async () => {
+    const events: string[] = []
+    const o = await runStages(ctx(), [
+      stage('deploy', events, { undo: 'ok' }),
+      stage('build', events, { undo: 'ok', fail: true }),
+      stage('switch', events, { undo: 'ok', live: true })
+    ])
+    expect(o.exitCode).toBe(3)
+    expect(o.failure).toEqual({ stage: 'build', host: 'web-1', message: 'build broke' })
+    expect(events).toEqual(['run deploy', 'run build', 'undo build', 'undo deploy'])
+    expect(o.rolledBack).toBe(false)
+  })
+
+  test('a failure after a live stage: rolled back, exit 4, undos told it went live', async () => {
+    const events: string[] = []
+    const o = await runStages(ctx(), [
+      stage('deploy', events, { undo: 'ok' }),
+      stage('switch', events, { undo: 'ok', live: true }),
+      stage('verify', events, { fail: true })
+    ])
+    expect(o.exitCode).toBe(4)
+    expect(o.rolledBack).toBe(true)
+    expect(events).toEqual([
+      'run deploy',
+      'run switch',
+      'run verify',
+      'undo switch (live)',
+      'undo deploy (live)'
+    ])
+  })
+
+  test('undoFirst stages are undone before the others (database before code)', async () => {
+    const events: string[] = []
+    await runStages(ctx(), [
+      stage('deploy', events, { undo: 'ok' }),
+      stage('migrate', events, { undo: 'ok', undoFirst: true }),
+      stage('switch', events, { undo: 'ok', live: true }),
+      stage('verify', events, { fail: true })
+    ])
+    expect(events.filter(e => e.startsWith('undo'))).toEqual([
+      'undo migrate (live)',
+      'undo switch (live)',
+      'undo deploy (live)'
+    ])
+  })
+
+  test('a failed undo of a live stage is exit 5 and says which', async () => {
+    const events: string[] = []
+    const o = await runStages(ctx(), [
+      stage('switch', events, { undo: 'fail', live: true }),
+      stage('verify', events, { fail: true })
+    ])
+    expect(o.exitCode).toBe(5)
+    expect(o.rollbackFailed).toBe('undo of switch: undo switch broke')
+    expect(o.rolledBack).toBe(false)
+  })
+
+  test('a failed undo of a stage that must succeed (the database) is exit 5 even before the switch', async () => {
+    const events: string[] = []
+    const o = await runStages(ctx(), [
+      stage('migrate', events, { undo: 'fail', mustSucceed: true, fail: true })
+    ])
+    expect(o.exitCode).toBe(5)
+    expect(o.rollbackFailed).toContain('undo of migrate')
+  })
+
+  test('a failed undo of an ordinary stage is only a record: exit 3', async () => {
+    const events: string[] = []
+    const o = await runStages(ctx(), [stage('deploy', events, { undo: 'fail', fail: true })])
+    expect(o.exitCode).toBe(3)
+    expect(o.records.at(-1)).toMatchObject({ name: 'undo deploy', status: 'undo-failed' })
+  })
+
+  test('afterRollback runs after a live rollback; its failure is exit 5', async () => {
+    const events: string[] = []
+    const stages = () => [
+      stage('switch', events, { undo: 'ok', live: true }),
+      stage('verify', events, { fail: true })
+    ]
+    const ok = await runStages(ctx(), stages(), { afterRollback: async () => void events.push('reverify') })
+    expect(ok.exitCode).toBe(4)
+    expect(events.at(-1)).toBe('reverify')
+    const bad = await runStages(ctx(), stages(), {
+      afterRollback: async () => {
+        throw new StageError('rollback', 'previous release answers 500', 'web-1')
+      }
+    })
+    expect(bad.exitCode).toBe(5)
+    expect(bad.rollbackFailed).toContain('previous release answers 500')
+  })
+
+  test('an interrupted run stops before the next stage and still undoes, with a live signal for the undo', async () => {
+    const events: string[] = []
+    const ac = new AbortController()
+    const c = ctx(ac.signal)
+    let undoSignalAborted: boolean | undefined
+    const first: Stage = {
+      name: 'deploy',
+      async run() {
+        events.push('run deploy')
+        ac.abort()
+      },
+      async undo(u) {
+        undoSignalAborted = u.signal.aborted
+        events.push('undo deploy')
+      }
+    }
+    const o = await runStages(c, [first, stage('switch', events, { undo: 'ok', live: true })])
+    expect(o.exitCode).toBe(3)
+    expect(o.failure?.stage).toBe('switch')
+    expect(o.failure?.message).toContain('interrupted')
+    expect(events).toEqual(['run deploy', 'undo deploy'])
+    expect(undoSignalAborted).toBe(false)
+  })
+})

@@ -1,0 +1,338 @@
+import { resolve } from 'node:path'
+import { ConfigError, ExitCode } from '../config/errors.js'
+import { Redactor } from '../report/redact.js'
+import { releaseLock } from '../commands/lock.js'
+import { appendHostLog, readHistory } from '../commands/release.js'
+import { parseHistory, type HistoryEntry } from '../release/history.js'
+import { closeAll, connectAll, primaryOf, runOn, type RunContext } from '../pipeline/context.js'
+import { StageError, errorMessage } from '../pipeline/errors.js'
+import { runStages, type Outcome } from '../pipeline/orchestrator.js'
+import { newContext, type RunRequest } from '../pipeline/run.js'
+import { preflightStage } from '../pipeline/stages.js'
+import type { Stage } from '../pipeline/stage.js'
+import { isBackupName, parseBackupName, type BackupName } from './name.js'
+import {
+  downloadBackup,
+  findBackup,
+  listBackups,
+  planFor,
+  pruneBackups,
+  verifyBackup,
+  type BackupInfo,
+  type BackupResult,
+  type PruneResult
+} from './ops.js'
+import { backupNowStage, restoreStages, runnerBackupDir, type RestoreState } from './stages.js'
+
+/** The backup commands of the CLI: `backup`, `backups list|verify|prune|download`, `restore`. */
+export const BACKUP_COMMANDS = ['backup', 'backups', 'restore']
+
+export const BACKUP_USAGE = `  backup                 take a verified backup now (takes the lock), then prune by retention
+  backups list           backups on the primary: size, age, encrypted, verified, release
+  backups verify NAME    check a backup against its checksums and read it back
+  backups prune [--yes]  show what retention would delete; --yes deletes it (takes the lock)
+  backups download NAME [--out DIR]  copy a backup here (default: the log dir), checksums checked
+  restore NAME --yes     back up the current state, then restore NAME (takes the lock)`
+
+export interface BackupArgs {
+  command: string
+  sub?: string
+  name?: string
+  yes: boolean
+  out?: string
+  json: boolean
+}
+
+interface Output {
+  stdout: NodeJS.WritableStream
+  stderr: NodeJS.WritableStream
+}
+
+/** Checks the arguments before anything is loaded or connected: bad input is exit 2. */
+export function checkBackupArgs(args: BackupArgs): void {
+  const { command, sub, name } = args
+  if (command === 'backups') {
+    if (!sub || !['list', 'verify', 'prune', 'download'].includes(sub))
+      throw new ConfigError(
+        'backups: expected `backups list`, `backups verify NAME`, `backups prune` or `backups download NAME`'
+      )
+    if ((sub === 'verify' || sub === 'download') && !name)
+      throw new ConfigError(`backups ${sub}: name the backup (see \`safe-deploy backups list\`)`)
+  }
+  if (command === 'restore') {
+    if (!name) throw new ConfigError('restore: name the backup to restore (see `safe-deploy backups list`)')
+  }
+  if (name !== undefined) parseBackupName(name)
+  if (command === 'restore' && !args.yes)
+    throw new ConfigError(
+      `restore ${name} replaces the current databases and files with the backup's (a safety backup of the current state is taken first); run again with --yes to do it`
+    )
+}
+
+const seconds = (t0: number) => Math.round((performance.now() - t0) / 100) / 10
+
+/** Runs stages under the lock with a log file, like deploy: verdict, lock release, log on the host. */
+async function runLocked(
+  req: RunRequest,
+  command: string,
+  word: string,
+  stages: Stage[]
+): Promise<{ ctx: RunContext; outcome: Outcome; verdict: string }> {
+  const t0 = performance.now()
+  const ctx = newContext(req, command, req.now ?? new Date())
+  ctx.onLock = req.onLock
+  ctx.log.setStage('start')
+  ctx.log.info(
+    `safe-deploy ${command} of ${ctx.config.app} on ${req.loaded.hosts.find(h => h.primary)?.name ?? '?'} by ${ctx.actor.who}`
+  )
+  let outcome: Outcome
+  try {
+    outcome = await runStages(ctx, [preflightStage({ command, deploying: false }), ...stages])
+  } catch (e) {
+    outcome = {
+      records: [],
+      failure: { stage: 'internal', message: errorMessage(e) },
+      rolledBack: false,
+      exitCode: ExitCode.failure
+    }
+  }
+  ctx.log.setStage('finish')
+  const t = `(${seconds(t0).toFixed(1)} s)`
+  const f = outcome.failure
+  const verdict = !f
+    ? `${word} SUCCESS ${t}`
+    : `${word} FAILED at ${f.stage}${f.host ? ` on ${f.host}` : ''}: ${f.message}${
+        outcome.rollbackFailed
+          ? `. ROLLBACK FAILED: ${outcome.rollbackFailed}`
+          : outcome.rolledBack
+            ? '. ROLLED BACK'
+            : ''
+      } ${t}`
+  ctx.log.write(verdict, { level: f ? 'error' : 'info' })
+  if (ctx.lock && ctx.sessions.length) {
+    const p = primaryOf(ctx)
+    try {
+      await runOn(ctx, p, releaseLock(p.layout, ctx.lock.token), { stage: 'finish' })
+      ctx.log.info('lock released', p.host.name)
+      ctx.onLock?.(undefined)
+    } catch (e) {
+      ctx.log.warn(`could not release the lock: ${errorMessage(e)}; run \`safe-deploy lock release\``)
+    }
+    await runOn(ctx, p, appendHostLog(p.layout, ctx.log.lines.join('\n')), { stage: 'finish' }).catch(
+      () => undefined
+    )
+  }
+  await closeAll(ctx)
+  return { ctx, outcome, verdict: ctx.log.redactor.redact(verdict) }
+}
+
+/** Connects (no lock, no log file) and runs `fn` on the primary. */
+async function readOnly<T>(
+  req: RunRequest,
+  command: string,
+  fn: (ctx: RunContext) => Promise<T>
+): Promise<T> {
+  const ctx = newContext(req, command, new Date(), false)
+  try {
+    await connectAll(ctx)
+    return await fn(ctx)
+  } finally {
+    await closeAll(ctx)
+  }
+}
+
+const size = (bytes: number) =>
+  bytes >= 1024 ** 3
+    ? `${(bytes / 1024 ** 3).toFixed(1)} GiB`
+    : bytes >= 1024 ** 2
+      ? `${(bytes / 1024 ** 2).toFixed(1)} MiB`
+      : `${(bytes / 1024).toFixed(1)} KiB`
+
+function age(created: Date, nowS: number): string {
+  const s = Math.max(0, nowS - created.getTime() / 1000)
+  if (s < 3600) return `${Math.floor(s / 60)}m`
+  if (s < 86400 * 2) return `${Math.floor(s / 3600)}h`
+  return `${Math.floor(s / 86400)}d`
+}
+
+/** What a backup is for, from history first (the deploy it preceded), else from its meta file. */
+function purpose(b: BackupInfo, history: HistoryEntry[]): string {
+  const deploy = history.find(h => h.type === 'deploy' && h.backup === b.name)
+  if (deploy) return `before ${deploy.release} (${deploy.status})`
+  return b.meta?.reason ?? ''
+}
+
+function verifiedText(b: BackupInfo): string {
+  if (!b.complete) return 'INCOMPLETE'
+  return b.meta?.verified === 'stream' ? 'yes (before encryption)' : 'yes'
+}
+
+export interface ListedBackup {
+  name: string
+  created: string
+  bytes: number
+  files: string[]
+  encrypted: boolean
+  complete: boolean
+  verified: string
+  for: string
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map(r => (r[i] ?? '').length))) ?? []
+  return (
+    rows
+      .map(r =>
+        r
+          .map((c, i) => c.padEnd(widths[i] ?? 0))
+          .join('  ')
+          .trimEnd()
+      )
+      .join('\n') + '\n'
+  )
+}
+
+/** `backup`, `backups ...`, `restore`: returns the exit code. Arguments were checked by checkBackupArgs. */
+export async function runBackupCli(args: BackupArgs, req: RunRequest, io: Output): Promise<number> {
+  const app = req.loaded.config.app
+  const name: BackupName | undefined = args.name === undefined ? undefined : parseBackupName(args.name, app)
+  const print = (v: unknown) => io.stdout.write(JSON.stringify(v, null, 2) + '\n')
+
+  if (args.command === 'backup' || args.command === 'restore') {
+    const out: { result?: BackupResult } = {}
+    const state: RestoreState = {}
+    const isBackup = args.command === 'backup'
+    const { ctx, outcome, verdict } = await runLocked(
+      req,
+      args.command,
+      isBackup ? 'BACKUP' : 'RESTORE',
+      isBackup ? [backupNowStage(out)] : restoreStages(name as BackupName, state)
+    )
+    const r = out.result
+    const summary = {
+      command: args.command,
+      status: outcome.failure ? (outcome.rolledBack ? 'rolled-back' : 'failed') : 'success',
+      exitCode: outcome.exitCode,
+      backupName: r?.name,
+      backupPath: r?.path,
+      files: r?.files,
+      restored: state.restored?.restored,
+      safetyBackup: state.safety?.name,
+      leftTables: state.restored?.leftTables,
+      error: outcome.failure
+        ? { ...outcome.failure, message: ctx.log.redactor.redact(outcome.failure.message) }
+        : undefined,
+      stages: outcome.records,
+      logFile: ctx.log.file,
+      verdict
+    }
+    if (args.json) print(summary)
+    else {
+      if (r) io.stdout.write(`${r.name}\n`)
+      io.stderr.write(`\n${verdict}\nlog: ${ctx.log.file}\n`)
+    }
+    return outcome.exitCode
+  }
+
+  const sub = args.sub
+  if (sub === 'prune' && args.yes) {
+    const res: { result?: PruneResult } = {}
+    const { outcome, verdict } = await runLocked(req, 'prune', 'PRUNE', [
+      {
+        name: 'prune',
+        async run(ctx) {
+          const s = primaryOf(ctx)
+          res.result = await pruneBackups(ctx, s, planFor(ctx, s, 'prune'), { stage: 'prune', apply: true })
+        }
+      }
+    ])
+    if (args.json) print({ ...res.result, exitCode: outcome.exitCode, verdict })
+    else {
+      const p = res.result
+      if (p) io.stdout.write(p.prune.length ? `deleted: ${p.prune.join(', ')}\n` : 'nothing to delete\n')
+      io.stderr.write(`${verdict}\n`)
+    }
+    return outcome.exitCode
+  }
+
+  try {
+    return await readOnly(req, `backups-${sub}`, async ctx => {
+      const s = primaryOf(ctx)
+      const plan = planFor(ctx, s, sub as string)
+      if (sub === 'list') {
+        const listing = await listBackups(ctx, s, plan, 'list')
+        const history = parseHistory((await runOn(ctx, s, readHistory(s.layout), { stage: 'list' })).stdout)
+        const now = listing.now ?? Date.now() / 1000
+        const rows: ListedBackup[] = listing.backups.map(b => ({
+          name: b.name,
+          created: b.created.toISOString(),
+          bytes: b.bytes,
+          files: b.files.map(f => f.file),
+          encrypted: b.encrypted,
+          complete: b.complete,
+          verified: verifiedText(b),
+          for: purpose(b, history)
+        }))
+        if (args.json) print({ host: s.host.name, dir: plan.dir, backups: rows, freeKb: listing.freeKb })
+        else if (!rows.length) io.stdout.write(`no backups in ${plan.dir} on ${s.host.name}\n`)
+        else
+          io.stdout.write(
+            table([
+              ['NAME', 'SIZE', 'AGE', 'ENCRYPTED', 'VERIFIED', 'FOR'],
+              ...listing.backups.map((b, i) => [
+                b.name,
+                size(b.bytes),
+                age(b.created, now),
+                b.encrypted ? 'yes' : 'no',
+                rows[i]?.verified ?? '',
+                rows[i]?.for ?? ''
+              ])
+            ])
+          )
+        return 0
+      }
+      if (sub === 'prune') {
+        const p = await pruneBackups(ctx, s, plan, { stage: 'prune', apply: false })
+        if (args.json) print({ ...p, dryRun: true })
+        else {
+          for (const k of p.keep)
+            if (isBackupName(k)) io.stdout.write(`keep    ${k}  (${(p.reasons[k] ?? []).join(', ')})\n`)
+          for (const d of p.prune) io.stdout.write(`delete  ${d}\n`)
+          io.stdout.write(
+            p.prune.length
+              ? `dry run: nothing deleted; run \`safe-deploy backups prune --yes\` to delete ${p.prune.length} backup(s)\n`
+              : 'nothing to delete\n'
+          )
+        }
+        return 0
+      }
+      const listing = await listBackups(ctx, s, plan, sub as string)
+      const info = findBackup(listing, name as BackupName, s, sub as string)
+      if (sub === 'verify') {
+        const v = await verifyBackup(ctx, s, plan, info, 'verify')
+        if (args.json) print({ ...v, ok: true })
+        else {
+          io.stdout.write(
+            `${v.name}: checksums match; ${v.checked.length ? `read back: ${v.checked.join(', ')}` : ''}\n`
+          )
+          if (v.unchecked.length)
+            io.stdout.write(
+              `NOT decrypted (no backup.encrypt.identity): ${v.unchecked.join(', ')}; checked by checksum and age header only\n`
+            )
+        }
+        return 0
+      }
+      const dir = resolve(args.out ?? runnerBackupDir(ctx))
+      const files = await downloadBackup(ctx, s, plan, info, dir, 'download')
+      if (args.json) print({ name: info.name, files })
+      else io.stdout.write(files.map(f => `${f}\n`).join(''))
+      return 0
+    })
+  } catch (e) {
+    const code = e instanceof StageError ? e.exitCode : ExitCode.failedNothingChanged
+    io.stderr.write(
+      `safe-deploy backups ${sub}: ${new Redactor(req.loaded.secrets).redact(errorMessage(e))}\n`
+    )
+    return code
+  }
+}

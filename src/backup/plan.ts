@@ -1,0 +1,166 @@
+import type { Config } from '../config/schema.js'
+import type { Layout } from '../commands/layout.js'
+import type { BackupConfig, DatabaseConfig } from './config.js'
+import { databaseSecrets, parseDatabaseUrl, resolveConnection } from './connection.js'
+import { assertPolicyKeepsSomething } from './retention.js'
+import type { Compression } from './name.js'
+import type { Target } from './engines/target.js'
+
+/** Everything a backup on one host needs, resolved from the config: pure data. */
+export interface BackupPlan {
+  app: string
+  /** The deploy root on the host. */
+  root: string
+  /** Absolute directory of the backups on the host. */
+  dir: string
+  targets: Target[]
+  /** Paths relative to the root, archived as `NAME.files.tar.gz`. */
+  files: string[]
+  filesCompress: Compression
+  /** age public keys; empty: not encrypted. */
+  recipients: string[]
+  /** Whether an age identity is configured (its value only ever travels in `secretEnv`). */
+  hasIdentity: boolean
+  config: BackupConfig
+  /** Values for the script's environment (over stdin): passwords and the identity. */
+  secretEnv: Record<string, string>
+}
+
+export const PASSWORD_ENV = (i: number) => `SD_DB${i}_PASSWORD`
+export const IDENTITY_ENV = 'SD_AGE_IDENTITY'
+
+/** The `backup:` section when backups are on; undefined for no key, `false` or `enabled: false`. */
+export function backupConfigOf(config: Config): BackupConfig | undefined {
+  const b = config.backup
+  return b && b.enabled ? b : undefined
+}
+
+const isRelativeSafe = (p: string) =>
+  p.length > 0 && !p.startsWith('/') && !p.split('/').includes('..') && !/[\0\n\r]/.test(p)
+
+function resolvePath(root: string, p: string): string {
+  return p.startsWith('/') ? p : `${root.replace(/\/+$/, '')}/${p}`
+}
+
+function defaultLabel(db: DatabaseConfig, i: number): string {
+  if (db.name) return db.name
+  if (db.engine === 'sqlite') {
+    const base = (db.path ?? '').split('/').pop() ?? ''
+    return base.replace(/\.[^.]*$/, '') || `db${i}`
+  }
+  return resolveConnectionSafe(db)?.database ?? `db${i}`
+}
+
+function resolveConnectionSafe(db: DatabaseConfig) {
+  try {
+    return resolveConnection(db)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Checks what the schema cannot: URLs parse, each database names what the engine needs, labels are
+ * distinct, paths stay inside the root, the retention keeps something. Returns the problems (with key
+ * paths, for the config error) and the secrets to redact everywhere.
+ */
+export function checkBackupConfig(backup: Config['backup']): { problems: string[]; secrets: string[] } {
+  const problems: string[] = []
+  const secrets: string[] = []
+  if (!backup) return { problems, secrets }
+  const labels = new Map<string, number>()
+  backup.databases.forEach((db, i) => {
+    const at = `backup.databases[${i}]`
+    secrets.push(...databaseSecrets(db))
+    if (db.url && db.engine !== 'sqlite') {
+      try {
+        parseDatabaseUrl(db.url, db.engine)
+      } catch (e) {
+        problems.push(`${at}.url: ${(e as Error).message}`)
+      }
+    }
+    if (db.engine === 'sqlite') {
+      if (!db.path) problems.push(`${at}.path: the SQLite database file is required for engine sqlite`)
+      else if (db.container && !db.path.startsWith('/'))
+        problems.push(`${at}.path: inside a container the SQLite path must be absolute`)
+      else if (!db.path.startsWith('/') && !isRelativeSafe(db.path))
+        problems.push(`${at}.path: expected an absolute path or one relative to the deploy root, without ..`)
+      if (db.url || db.host || db.user || db.password || db.database)
+        problems.push(`${at}: engine sqlite takes only path (and container)`)
+    } else {
+      const conn = resolveConnectionSafe(db)
+      if (!conn?.database && !problems.some(p => p.startsWith(`${at}.url`)))
+        problems.push(`${at}.database: name the database to back up (database: app, or a URL ending in /app)`)
+      if (db.path) problems.push(`${at}.path: only for engine sqlite`)
+    }
+    if (db.compose_dir !== undefined && !db.container) problems.push(`${at}.compose_dir: only with container`)
+    if (db.container !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(db.container))
+      problems.push(`${at}.container: expected a compose service name`)
+    const label = defaultLabel(db, i)
+    if (label === 'files') problems.push(`${at}.name: "files" is taken by the files archive; choose another`)
+    const seen = labels.get(label)
+    if (seen !== undefined && backup.databases.length > 1)
+      problems.push(
+        `${at}: databases[${seen}] and databases[${i}] are both called ${JSON.stringify(label)}; give one a distinct name`
+      )
+    labels.set(label, i)
+  })
+  backup.files.forEach((f, i) => {
+    if (!isRelativeSafe(f))
+      problems.push(`backup.files[${i}]: expected a path relative to the deploy root, without ..`)
+  })
+  if (backup.dir.split('/').includes('..') || /[\0\n\r]/.test(backup.dir))
+    problems.push('backup.dir: expected a path without .. (absolute, or relative to the deploy root)')
+  if (backup.enabled && !backup.databases.length && !backup.files.length)
+    problems.push('backup: nothing to back up; list databases or files (or set backup: false)')
+  try {
+    assertPolicyKeepsSomething(backup.retention)
+  } catch (e) {
+    problems.push(`backup.retention: ${(e as Error).message}`)
+  }
+  if (backup.encrypt?.identity) secrets.push(backup.encrypt.identity)
+  return { problems, secrets }
+}
+
+/** Resolves the backup config for one host's layout. The config has been checked by checkBackupConfig. */
+export function resolvePlan(app: string, backup: BackupConfig, layout: Layout): BackupPlan {
+  const root = layout.root.replace(/\/+$/, '')
+  const several = backup.databases.length > 1
+  const secretEnv: Record<string, string> = {}
+  const targets = backup.databases.map((db, index): Target => {
+    const conn = db.engine === 'sqlite' ? { params: {} } : resolveConnection(db)
+    const label = defaultLabel(db, index)
+    let passwordVar: string | undefined
+    if (conn.password !== undefined && conn.password !== '') {
+      passwordVar = `sd_pw${index}`
+      secretEnv[PASSWORD_ENV(index)] = conn.password
+    }
+    delete conn.password
+    return {
+      index,
+      engine: db.engine,
+      label,
+      fileLabel: several ? label : undefined,
+      conn,
+      passwordVar,
+      path: db.path === undefined ? undefined : db.container ? db.path : resolvePath(root, db.path),
+      container: db.container
+        ? { service: db.container, dir: resolvePath(root, db.compose_dir ?? 'current') }
+        : undefined,
+      compress: db.engine === 'postgres' ? 'none' : (db.compress ?? 'gzip')
+    }
+  })
+  if (backup.encrypt?.identity) secretEnv[IDENTITY_ENV] = backup.encrypt.identity
+  return {
+    app,
+    root,
+    dir: resolvePath(root, backup.dir).replace(/\/+$/, ''),
+    targets,
+    files: backup.files,
+    filesCompress: 'gzip',
+    recipients: backup.encrypt?.recipients ?? [],
+    hasIdentity: !!backup.encrypt?.identity,
+    config: backup,
+    secretEnv
+  }
+}

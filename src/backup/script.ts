@@ -1,0 +1,488 @@
+import { sh } from '../commands/quote.js'
+import { script, type RemoteCommand } from '../commands/command.js'
+import { IDENTITY_ENV, PASSWORD_ENV, type BackupPlan } from './plan.js'
+import { artifactFile, manifestFile, metaFile, type Artifact, type BackupName } from './name.js'
+import {
+  AGE_HEADER,
+  compressCommand,
+  decompressCommand,
+  decryptCommand,
+  encryptCommand
+} from './engines/compress.js'
+import { DEFAULT_TOOLS, describeTarget, runIn, type Target, type Tools } from './engines/target.js'
+import { pgCheck, pgDump, pgRestore, pgServerQuery, pgTablesQuery } from './engines/postgres.js'
+import { myCheck, myDump, myRestore, myServerQuery, myTablesQuery } from './engines/mysql.js'
+import { sqliteCheck, sqliteDump, sqliteRestore, sqliteSize } from './engines/sqlite.js'
+import { filesCheck, filesDump, filesExtract, filesSwap } from './engines/files.js'
+
+/**
+ * The scripts that run on the host for backups. Each is POSIX sh (dash is /bin/sh on Debian, and dash
+ * has no `set -o pipefail`), so every pipeline records the exit status of each of its commands in a file
+ * (`{ ( cmd ) 2>"$t/s1.err"; echo $? >"$t/s1.rc"; } | ...`) and `sd_ok` fails when any is not 0. That
+ * works the same in dash, bash, ash and ksh. Scripts print KEY=value lines that backup/run.ts reads.
+ */
+
+/** A command in a pipeline and what to call it in an error. */
+export interface Step {
+  label: string
+  cmd: string
+}
+
+/** A script, plus what each step id means (RC=s3 1 -> the label of s3). */
+export interface BuiltCommand extends RemoteCommand {
+  steps: Record<string, string>
+}
+
+export class StepIds {
+  private n = 0
+  readonly labels: Record<string, string> = {}
+  add(label: string): string {
+    const id = `s${++this.n}`
+    this.labels[id] = label
+    return id
+  }
+}
+
+/** Prints RC=<id> <status> for each failed step and ERR=<id> <line> for what each step said on stderr. */
+const SD_OK = [
+  'sd_ok() {',
+  '  sd_r=0',
+  '  for sd_i in "$@"; do',
+  '    sd_c=$(cat "$t/$sd_i.rc" 2>/dev/null) || sd_c=none',
+  '    [ "$sd_c" = 0 ] || { sd_r=1; printf \'RC=%s %s\\n\' "$sd_i" "$sd_c"; }',
+  '    [ -s "$t/$sd_i.err" ] && tail -n 20 "$t/$sd_i.err" | sed "s/^/ERR=$sd_i /"',
+  '  done',
+  '  return $sd_r',
+  '}'
+]
+
+const TRAPS = [
+  `trap 'rm -rf "$t"' EXIT`,
+  "trap 'exit 129' HUP",
+  "trap 'exit 130' INT",
+  "trap 'exit 143' TERM"
+]
+
+const fail = (message: string) => `{ printf 'FAIL=%s\\n' ${message}; exit 1; }`
+
+/**
+ * `{ ( a ) 2>"$t/s1.err" <from; echo $? >"$t/s1.rc"; } | { ( b ) ...; } >to`, and the ids of its steps.
+ * `from`/`to` are shell words (already quoted).
+ */
+export function pipeline(ids: StepIds, steps: Step[], io: { from?: string; to?: string } = {}) {
+  const used: string[] = []
+  const parts = steps.map((s, i) => {
+    const id = ids.add(s.label)
+    used.push(id)
+    const input = i === 0 && io.from ? ` <${io.from}` : ''
+    return `{ ( ${s.cmd} ) 2>"$t/${id}.err"${input}; echo $? >"$t/${id}.rc"; }`
+  })
+  return { text: `${parts.join(' | ')}${io.to ? ` >${io.to}` : ''}`, ids: used }
+}
+
+/** Takes each password out of the environment into a plain shell variable that children do not inherit. */
+function captureSecrets(plan: BackupPlan, targets: Target[], identity: boolean): string[] {
+  const lines: string[] = []
+  for (const t of targets) {
+    if (!t.passwordVar) continue
+    lines.push(`${t.passwordVar}=\${${PASSWORD_ENV(t.index)}-}`, `unset ${PASSWORD_ENV(t.index)}`)
+  }
+  if (identity) lines.push(`sd_identity=\${${IDENTITY_ENV}-}`, `unset ${IDENTITY_ENV}`)
+  else if (plan.hasIdentity) lines.push(`unset ${IDENTITY_ENV}`)
+  return lines
+}
+
+/** The identity, written to a 0600 file in the work dir (umask 077) by printf, a shell builtin: no argv. */
+const WRITE_IDENTITY = [
+  `[ -n "$sd_identity" ] || ${fail("'the age identity is empty'")}`,
+  `printf '%s\\n' "$sd_identity" >"$t/identity" || ${fail("'cannot write the age identity to a temporary file'")}`,
+  'sd_identity='
+]
+
+/** Secret values for a command's env: only the passwords of these targets, and the identity if used. */
+function secretEnv(plan: BackupPlan, targets: Target[], identity: boolean): Record<string, string> {
+  const env: Record<string, string> = {}
+  for (const t of targets) {
+    const v = plan.secretEnv[PASSWORD_ENV(t.index)]
+    if (t.passwordVar && v !== undefined) env[PASSWORD_ENV(t.index)] = v
+  }
+  const id = plan.secretEnv[IDENTITY_ENV]
+  if (identity && id !== undefined) env[IDENTITY_ENV] = id
+  return env
+}
+
+/** The artifact a target (or the files) produces in a backup of this plan. */
+export function artifactsOf(plan: BackupPlan, name: BackupName): { artifact: Artifact; target?: Target }[] {
+  const encrypted = plan.recipients.length > 0
+  const out: { artifact: Artifact; target?: Target }[] = plan.targets.map(t => {
+    const a = { kind: t.engine, label: t.fileLabel, compress: t.compress, encrypted }
+    return { artifact: { ...a, file: artifactFile(name, a) }, target: t }
+  })
+  if (plan.files.length) {
+    const a = { kind: 'files' as const, compress: plan.filesCompress, encrypted }
+    out.push({ artifact: { ...a, file: artifactFile(name, a) } })
+  }
+  return out
+}
+
+function dumpStep(plan: BackupPlan, t: Target | undefined, tools: Tools | undefined): Step {
+  if (!t) return { label: 'tar (files)', cmd: filesDump(plan.root, plan.files) }
+  const what = describeTarget(t)
+  if (t.engine === 'postgres') return { label: `pg_dump of the ${what}`, cmd: pgDump(t) }
+  if (t.engine === 'mysql') {
+    const tl = tools ?? DEFAULT_TOOLS.mysql
+    return { label: `${tl.dump} of the ${what}`, cmd: myDump(t, tl) }
+  }
+  return { label: `sqlite3 .backup of the ${what}`, cmd: sqliteDump(t, 't') }
+}
+
+/** Steps that read the artifact's plain (decrypted) bytes on stdin and fail when it is not whole. */
+function checkSteps(a: Artifact, t: Target | undefined, scratch: string): Step[] {
+  const steps: Step[] = []
+  const dec = decompressCommand(a.compress)
+  if (dec) steps.push({ label: `${dec.split(' ')[0]} -d (${a.file})`, cmd: dec })
+  if (a.kind === 'postgres')
+    steps.push({
+      label: `pg_restore --list (${a.file})`,
+      cmd: pgCheck(t ?? hostTarget('postgres'), `"${scratch}.toc"`)
+    })
+  else if (a.kind === 'mysql')
+    steps.push({ label: `dump completeness check (${a.file})`, cmd: myCheck(`"${scratch}.check"`) })
+  else if (a.kind === 'sqlite')
+    steps.push({
+      label: `PRAGMA integrity_check (${a.file})`,
+      cmd: sqliteCheck(t ?? hostTarget('sqlite'), 't')
+    })
+  else steps.push({ label: `tar -t (${a.file})`, cmd: filesCheck() })
+  return steps
+}
+
+/** For an artifact no configured database matches any more: the host's own tools. */
+function hostTarget(engine: Target['engine']): Target {
+  return { index: -1, engine, label: '?', conn: { params: {} }, compress: 'none' }
+}
+
+/** Prints the tables an artifact holds: `TABLE=<file> <name>`, from the scratch files of its check. */
+function tableLines(a: Artifact, scratch: string): string | undefined {
+  if (a.kind === 'postgres')
+    return `sed -n 's/^[0-9]*; 1259 [0-9]* TABLE \\([^ ]*\\) \\(.*\\) [^ ]*$/\\1.\\2/p' "${scratch}.toc" | sed ${sh(`s|^|TABLE=${a.file} |`)}`
+  if (a.kind === 'mysql') return `sed -n ${sh(`s|^TABLE=|TABLE=${a.file} |p`)} "${scratch}.check"`
+  return undefined
+}
+
+export interface BackupScriptInput {
+  plan: BackupPlan
+  name: BackupName
+  /** Per target index: the mysql programs the probe found. */
+  tools?: Record<number, Tools>
+  /** Written as NAME.meta.json. */
+  meta: object
+}
+
+/**
+ * Makes a backup: every artifact streams `dump | compress | [tee to a verifier] | [age] > file` into a
+ * private temp dir inside the backup dir (umask 077: never readable by others), is verified, checksummed
+ * in NAME.sha256 (sha256sum format), synced, and only then renamed into place, the manifest last: a
+ * backup exists when its manifest does. Any failure prints FAIL or RC lines and leaves nothing behind.
+ * Encrypted artifacts are verified on their plain stream, before encryption, by a reader on a FIFO, so a
+ * backup is verified without the identity; with the identity the file is also decrypted and verified.
+ * Exit 17 (and EXISTS=) when a backup of that name exists already.
+ */
+export function backupScript(input: BackupScriptInput): BuiltCommand & { artifacts: Artifact[] } {
+  const { plan, name } = input
+  const ids = new StepIds()
+  const arts = artifactsOf(plan, name)
+  const encrypted = plan.recipients.length > 0
+  const decryptCheck = encrypted && plan.hasIdentity
+  const lines: string[] = [
+    'set -u',
+    'umask 077',
+    ...captureSecrets(plan, plan.targets, decryptCheck),
+    `dir=${sh(plan.dir)}`,
+    `name=${sh(name)}`,
+    `mkdir -p "$dir" || ${fail('"cannot create the backup directory $dir"')}`,
+    `for f in "$dir/$name".*; do [ -e "$f" ] && { printf 'EXISTS=%s\\n' "$f"; exit 17; }; done`,
+    `t=$(mktemp -d "$dir/.partial.$name.XXXXXX") || ${fail('"cannot create a temporary directory in $dir"')}`,
+    ...TRAPS,
+    ...SD_OK,
+    ...(decryptCheck ? WRITE_IDENTITY : [])
+  ]
+  arts.forEach(({ artifact: a, target: t }, i) => {
+    const out = `"$t/${a.file}"`
+    const scratch = `$t/a${i}`
+    const dump: Step[] = [dumpStep(plan, t, t ? input.tools?.[t.index] : undefined)]
+    const comp = compressCommand(a.compress)
+    if (comp) dump.push({ label: `${comp.split(' ')[0]} (${a.file})`, cmd: comp })
+    lines.push(`# ${a.file}`)
+    if (encrypted) {
+      // the verifier reads the plain stream from a FIFO while age encrypts it
+      const check = pipeline(ids, checkSteps(a, t, scratch))
+      dump.push({ label: `tee to the verifier (${a.file})`, cmd: `tee "${scratch}.fifo"` })
+      dump.push({ label: `age encryption (${a.file})`, cmd: encryptCommand(plan.recipients) })
+      const d = pipeline(ids, dump, { from: '/dev/null', to: out })
+      lines.push(
+        `mkfifo "${scratch}.fifo" || ${fail('"cannot create a FIFO in $t"')}`,
+        `{ ${check.text}; } <"${scratch}.fifo" &`,
+        'sd_v=$!',
+        d.text,
+        'wait "$sd_v"',
+        `sd_ok ${d.ids.join(' ')} || exit 1`,
+        `sd_ok ${check.ids.join(' ')} || exit 1`,
+        `[ "$(head -c ${AGE_HEADER.length} ${out})" = ${AGE_HEADER} ] || ${fail(sh(`${a.file} is not an age file`))}`
+      )
+      if (decryptCheck) {
+        const c = pipeline(
+          ids,
+          [
+            { label: `age decryption (${a.file})`, cmd: decryptCommand('$t/identity') },
+            ...checkSteps(a, t, scratch)
+          ],
+          { from: out }
+        )
+        lines.push(c.text, `sd_ok ${c.ids.join(' ')} || exit 1`)
+      }
+    } else {
+      const d = pipeline(ids, dump, { from: '/dev/null', to: out })
+      lines.push(
+        d.text,
+        `sd_ok ${d.ids.join(' ')} || exit 1`,
+        `[ -s ${out} ] || ${fail(sh(`${a.file}: the dump is empty`))}`
+      )
+      const c = pipeline(ids, checkSteps(a, t, scratch), { from: out })
+      lines.push(c.text, `sd_ok ${c.ids.join(' ')} || exit 1`)
+    }
+  })
+  const files = arts.map(a => a.artifact.file)
+  const meta = metaFile(name)
+  const manifest = manifestFile(name)
+  const published = [...files, meta, manifest]
+  lines.push(
+    `printf '%s\\n' ${sh(JSON.stringify(input.meta))} >"$t/${meta}" || ${fail(sh(`cannot write ${meta}`))}`,
+    `(cd "$t" && sha256sum -- ${files.map(sh).join(' ')} >${sh(manifest)}) || ${fail(sh(`cannot write ${manifest}`))}`,
+    `chmod 600 ${published.map(f => `"$t/${f}"`).join(' ')} || ${fail("'chmod 600 failed'")}`,
+    `sync -- ${published.map(f => `"$t/${f}"`).join(' ')} 2>/dev/null || true`,
+    ...published.map(f => `mv -f "$t/${f}" "$dir/${f}" || ${fail(sh(`cannot move ${f} into place`))}`),
+    `for f in ${published.map(sh).join(' ')}; do printf 'FILE=%s %s\\n' "$(stat -c %s "$dir/$f")" "$f"; done`,
+    'echo DONE=1'
+  )
+  return {
+    label: `back up to ${plan.dir}/${name}`,
+    script: script(...lines),
+    env: secretEnv(plan, plan.targets, decryptCheck),
+    steps: ids.labels,
+    artifacts: arts.map(a => a.artifact)
+  }
+}
+
+/** Which configured database an artifact belongs to: its label, or the only database of that engine. */
+export function targetFor(plan: BackupPlan, a: Artifact): Target | undefined {
+  if (a.kind === 'files') return undefined
+  if (a.label) return plan.targets.find(t => t.engine === a.kind && t.label === a.label)
+  const same = plan.targets.filter(t => t.engine === a.kind)
+  return same.length === 1 ? same[0] : undefined
+}
+
+/**
+ * Verifies a published backup: `sha256sum -c` of its manifest (catches a flipped or missing byte), then
+ * each artifact as at creation, decrypting on the fly when the identity is configured. Without it an
+ * encrypted artifact is checked by manifest and age header only, and the script says so (UNCHECKED=).
+ * Prints MANIFEST= lines (the manifest), OK=/UNCHECKED= per artifact and TABLE= lines.
+ */
+export function verifyScript(plan: BackupPlan, name: BackupName, artifacts: Artifact[]): BuiltCommand {
+  const ids = new StepIds()
+  const identity = plan.hasIdentity && artifacts.some(a => a.encrypted)
+  const targets = artifacts.map(a => targetFor(plan, a)).filter((t): t is Target => !!t)
+  const manifest = manifestFile(name)
+  const lines: string[] = [
+    'set -u',
+    'umask 077',
+    ...captureSecrets(plan, [], identity),
+    `dir=${sh(plan.dir)}`,
+    `cd "$dir" 2>/dev/null || ${fail('"the backup directory $dir does not exist"')}`,
+    `[ -f ${sh(manifest)} ] || ${fail(sh(`${manifest} is missing: the backup is incomplete`))}`,
+    `t=$(mktemp -d "$dir/.verify.XXXXXX") || ${fail('"cannot create a temporary directory in $dir"')}`,
+    ...TRAPS,
+    ...SD_OK,
+    ...(identity ? WRITE_IDENTITY : []),
+    `sed 's/^/MANIFEST=/' ${sh(manifest)}`,
+    `if ! sha256sum -c --strict ${sh(manifest)} >"$t/sum" 2>&1; then`,
+    `  grep -v ': OK$' "$t/sum" | head -n 20 | sed 's/^/SUM=/'`,
+    `  ${fail(sh(`the files do not match their checksums in ${manifest}`))}`,
+    'fi'
+  ]
+  artifacts.forEach((a, i) => {
+    const t = targetFor(plan, a)
+    const scratch = `$t/a${i}`
+    const file = sh(a.file)
+    if (a.encrypted && !identity) {
+      lines.push(
+        `[ "$(head -c ${AGE_HEADER.length} ${file})" = ${AGE_HEADER} ] || ${fail(sh(`${a.file} is not an age file`))}`,
+        `printf 'UNCHECKED=%s\\n' ${file}`
+      )
+      return
+    }
+    const steps = checkSteps(a, t, scratch)
+    if (a.encrypted)
+      steps.unshift({ label: `age decryption (${a.file})`, cmd: decryptCommand('$t/identity') })
+    const c = pipeline(ids, steps, { from: file })
+    lines.push(c.text, `sd_ok ${c.ids.join(' ')} || exit 1`)
+    const tables = tableLines(a, scratch)
+    if (tables) lines.push(tables)
+    lines.push(`printf 'OK=%s\\n' ${file}`)
+  })
+  lines.push('echo DONE=1')
+  return {
+    label: `verify backup ${name}`,
+    script: script(...lines),
+    env: secretEnv(plan, targets, identity),
+    steps: ids.labels
+  }
+}
+
+/**
+ * Restores one artifact over the live database (or files). Databases: `[age -d |] [decompress |] restore`;
+ * SQLite and files are first unpacked to a work dir under .safe-deploy and put in place only once the
+ * whole stream was read without error. Prints RESTORED= and, for PostgreSQL and MySQL, DBTABLE= lines:
+ * the tables the database has now (those the backup lacks were left as they were).
+ */
+export function restoreScript(
+  plan: BackupPlan,
+  layoutMeta: string,
+  a: Artifact,
+  target: Target | undefined,
+  tools?: Tools
+): BuiltCommand {
+  const ids = new StepIds()
+  const identity = a.encrypted
+  const from = `"$dir/${a.file}"`
+  const head: Step[] = []
+  if (a.encrypted) head.push({ label: `age decryption (${a.file})`, cmd: decryptCommand('$t/identity') })
+  const dec = decompressCommand(a.compress)
+  if (dec) head.push({ label: `${dec.split(' ')[0]} -d (${a.file})`, cmd: dec })
+  const lines: string[] = [
+    'set -u',
+    'umask 077',
+    ...captureSecrets(plan, target ? [target] : [], identity),
+    `dir=${sh(plan.dir)}`,
+    `[ -f ${from} ] || ${fail(sh(`${plan.dir}/${a.file} does not exist`))}`,
+    `mkdir -p ${sh(layoutMeta)} || exit 1`,
+    `t=$(mktemp -d ${sh(`${layoutMeta}/restore.`)}XXXXXX) || ${fail("'cannot create a temporary directory'")}`,
+    ...TRAPS,
+    ...SD_OK,
+    ...(identity ? WRITE_IDENTITY : [])
+  ]
+  const run = (steps: Step[], io: { from?: string; to?: string }) => {
+    const p = pipeline(ids, steps, io)
+    lines.push(p.text, `sd_ok ${p.ids.join(' ')} || exit 1`)
+  }
+  if (a.kind === 'files') {
+    run([...head, { label: `tar -x (${a.file})`, cmd: filesExtract('"$t"') }], { from })
+    run([{ label: 'put the restored files in place', cmd: filesSwap(plan.root, plan.files, '"$t"') }], {})
+  } else if (!target) {
+    throw new Error(`no configured database matches ${a.file}`)
+  } else if (a.kind === 'sqlite') {
+    const staged = '"$t/restore.sqlite3"'
+    run(head.length ? head : [{ label: `read ${a.file}`, cmd: 'cat' }], { from, to: staged })
+    run([{ label: `sqlite3 .restore into the ${describeTarget(target)}`, cmd: sqliteRestore(target, 't') }], {
+      from: staged
+    })
+  } else if (a.kind === 'postgres') {
+    run([...head, { label: `pg_restore into the ${describeTarget(target)}`, cmd: pgRestore(target) }], {
+      from
+    })
+    lines.push(`(${pgTablesQuery(target)}) 2>/dev/null | sed 's/^/DBTABLE=/'`)
+  } else {
+    const tl = tools ?? DEFAULT_TOOLS.mysql
+    run([...head, { label: `${tl.client} into the ${describeTarget(target)}`, cmd: myRestore(target, tl) }], {
+      from
+    })
+    lines.push(`(${myTablesQuery(target, tl.client)}) 2>/dev/null | sed 's/^/DBTABLE=/'`)
+  }
+  lines.push(`printf 'RESTORED=%s\\n' ${sh(a.file)}`)
+  return {
+    label: `restore ${a.file}`,
+    script: script(...lines),
+    env: secretEnv(plan, target ? [target] : [], identity),
+    steps: ids.labels
+  }
+}
+
+/**
+ * What the host has: for each target its tools (T<i>_TOOL, T<i>_MISSING), the server's version and the
+ * database size (T<i>_SERVER) or the error connecting (T<i>_ERROR); host tools the backup needs
+ * (MISSING=); free space where the backups go (FREE_KB=).
+ */
+export function probeScript(plan: BackupPlan, opts: { needs: string[] }): RemoteCommand {
+  const lines: string[] = ['t=${TMPDIR:-/tmp}', ...captureSecrets(plan, plan.targets, false)]
+  for (const t of plan.targets) {
+    const p = `T${t.index}_`
+    const version = (tool: string) =>
+      `v=$(${runIn(t, [], `${tool} --version`)} 2>&1) && printf '${p}TOOL=%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | head -n 1)" || printf '${p}MISSING=%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | tail -n 1)"`
+    if (t.container) lines.push(`command -v docker >/dev/null 2>&1 || echo ${p}NODOCKER=1`)
+    const server = (cmd: string) =>
+      `r=$(${cmd} 2>&1) && printf '${p}SERVER=%s\\n' "$r" || printf '%s\\n' "$r" | tail -n 5 | sed 's/^/${p}ERROR=/'`
+    if (t.engine === 'postgres') {
+      lines.push(...['pg_dump', 'pg_restore', 'psql'].map(version), server(pgServerQuery(t)))
+    } else if (t.engine === 'mysql') {
+      const find = (kind: string, tools: string[]) =>
+        `for x in ${tools.join(' ')}; do v=$(${runIn(t, [], '"$x" --version')} 2>&1) && { printf '${p}${kind}=%s\\n${p}TOOL=%s %s\\n' "$x" "$x" "$(printf '%s\\n' "$v" | head -n 1)"; break; }; done`
+      lines.push(
+        'c=',
+        find('DUMP', ['mariadb-dump', 'mysqldump']),
+        find('CLIENT', ['mariadb', 'mysql']).replace('break;', 'c=$x; break;'),
+        `if [ -n "$c" ]; then ${server(myServerQuery(t, '"$c"'))}; fi`
+      )
+    } else {
+      lines.push(version('sqlite3'), server(sqliteSize(t, 't')))
+    }
+  }
+  lines.push(
+    ...opts.needs.map(x => `command -v ${sh(x)} >/dev/null 2>&1 || echo MISSING=${sh(x)}`),
+    `d=${sh(plan.dir)}`,
+    'while [ ! -d "$d" ]; do d=$(dirname "$d"); done',
+    `printf 'FREE_KB=%s\\n' "$(df -Pk "$d" | awk 'NR==2 {print $4}')"`,
+    'true'
+  )
+  return {
+    label: 'check backup tools and databases',
+    script: script(...lines),
+    env: secretEnv(plan, plan.targets, false)
+  }
+}
+
+/** Lists the backup dir: FILE=<bytes> <name> for this app's files, TEMP= for leftovers, META= lines. */
+export function listScript(plan: BackupPlan): RemoteCommand {
+  const app = sh(plan.app)
+  return {
+    label: `list backups in ${plan.dir}`,
+    script: script(
+      `dir=${sh(plan.dir)}`,
+      '[ -d "$dir" ] || { echo NODIR=1; exit 0; }',
+      'cd "$dir" || exit 1',
+      `for f in ${app}_*; do [ -f "$f" ] && printf 'FILE=%s %s\\n' "$(stat -c %s -- "$f")" "$f"; done`,
+      `for f in .partial.${app}_* .verify.*; do [ -e "$f" ] && printf 'TEMP=%s %s\\n' "$(stat -c %Y -- "$f")" "$f"; done`,
+      `for f in ${app}_*.meta.json; do [ -f "$f" ] && printf 'META=%s\\n' "$(tr -d '\\n' <"$f")"; done`,
+      `printf 'FREE_KB=%s\\n' "$(df -Pk . | awk 'NR==2 {print $4}')"`,
+      'printf \'NOW=%s\\n\' "$(date -u +%s)"',
+      'true'
+    )
+  }
+}
+
+/** Deletes the named files and leftover temp dirs in the backup dir (names checked by the caller). */
+export function pruneScript(plan: BackupPlan, files: string[], temps: string[]): RemoteCommand {
+  return {
+    label: `prune ${files.length} file(s) in ${plan.dir}`,
+    script: script(
+      `cd ${sh(plan.dir)} || exit 1`,
+      ...files.map(f => `rm -f -- ${sh(f)} && printf 'REMOVED=%s\\n' ${sh(f)}`),
+      ...temps.map(f => `rm -rf -- ${sh(f)} && printf 'REMOVED=%s\\n' ${sh(f)}`),
+      'true'
+    )
+  }
+}
+
+/** The raw command line that writes one backup file to stdout, for a download. */
+export function catCommand(plan: BackupPlan, file: string): string {
+  return `cat ${sh(`${plan.dir}/${file}`)}`
+}

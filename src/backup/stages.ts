@@ -1,0 +1,187 @@
+import { dirname, resolve } from 'node:path'
+import { primaryOf, type HostSession, type RunContext } from '../pipeline/context.js'
+import { StageError, errorMessage } from '../pipeline/errors.js'
+import { ExitCode } from '../config/errors.js'
+import type { Stage } from '../pipeline/stage.js'
+import { backupConfigOf, resolvePlan } from './plan.js'
+import {
+  downloadBackup,
+  findBackup,
+  listBackups,
+  pruneBackups,
+  restoreArtifacts,
+  restoreSafety,
+  RestoreError,
+  takeBackup,
+  verifyBackup,
+  planFor,
+  type BackupInfo,
+  type BackupResult,
+  type RestoreResult,
+  type VerifyResult
+} from './ops.js'
+import type { BackupName } from './name.js'
+
+/** Where `download: true` and `backups download` put copies on the runner by default: next to the log. */
+export function runnerBackupDir(ctx: RunContext): string {
+  return ctx.log.file ? dirname(ctx.log.file) : resolve(ctx.config.log_dir)
+}
+
+/**
+ * After a new backup verified: copy it to the runner when `download: true` (a failed copy is a warning:
+ * the backup on the host is whole), then prune by retention (failures are warnings too).
+ */
+export async function afterBackup(ctx: RunContext, s: HostSession, result: BackupResult, stage: string) {
+  const b = backupConfigOf(ctx.config)
+  if (!b) return
+  const plan = resolvePlan(ctx.config.app, b, s.layout)
+  if (b.download) {
+    try {
+      const listing = await listBackups(ctx, s, plan, stage)
+      await downloadBackup(
+        ctx,
+        s,
+        plan,
+        findBackup(listing, result.name, s, stage),
+        runnerBackupDir(ctx),
+        stage
+      )
+    } catch (e) {
+      ctx.log.warn(`could not copy backup ${result.name} to the runner: ${errorMessage(e)}`, s.host.name)
+    }
+  }
+  try {
+    await pruneBackups(ctx, s, plan, { stage, apply: true, protect: [result.name] })
+  } catch (e) {
+    ctx.log.warn(`could not prune old backups: ${errorMessage(e)}`, s.host.name)
+  }
+}
+
+export interface DeployBackup {
+  /** Empty when backups are off or not configured (then one log line says so). */
+  stages: Stage[]
+  result: () => BackupResult | undefined
+}
+
+/**
+ * The deploy's `backup` stage, between test and deploy: a verified backup on the primary before anything
+ * changes, or the deploy does not start. It changes nothing live, so it has no undo.
+ */
+export function deployBackup(ctx: RunContext, release: () => string): DeployBackup {
+  const b = ctx.config.backup
+  if (b === undefined) {
+    ctx.log.info(
+      'no backup: section in the config, so this deploy takes no backup (configure one, see docs/backups.md, or set backup: false)'
+    )
+    return { stages: [], result: () => undefined }
+  }
+  if (!backupConfigOf(ctx.config)) {
+    ctx.log.info('backup: false: this deploy takes no backup')
+    return { stages: [], result: () => undefined }
+  }
+  let result: BackupResult | undefined
+  return {
+    result: () => result,
+    stages: [
+      {
+        name: 'backup',
+        async run(c) {
+          const s = primaryOf(c)
+          result = await takeBackup(c, s, {
+            stage: 'backup',
+            reason: `before deploy of ${release()}`,
+            release: release()
+          })
+          await afterBackup(c, s, result, 'backup')
+        }
+      }
+    ]
+  }
+}
+
+/** `safe-deploy backup`: one verified backup, then retention. */
+export function backupNowStage(out: { result?: BackupResult }): Stage {
+  return {
+    name: 'backup',
+    async run(ctx) {
+      const s = primaryOf(ctx)
+      out.result = await takeBackup(ctx, s, { stage: 'backup', reason: 'manual' })
+      await afterBackup(ctx, s, out.result, 'backup')
+    }
+  }
+}
+
+export interface RestoreState {
+  info?: BackupInfo
+  verified?: VerifyResult
+  safety?: BackupResult
+  restored?: RestoreResult
+}
+
+/**
+ * `safe-deploy restore NAME`: check (the backup verifies), safety-backup (of the current state), restore.
+ * If the restore fails after changing something, the orchestrator undoes it by restoring the safety
+ * backup (exit 4); if that fails too, exit 5.
+ */
+export function restoreStages(name: BackupName, state: RestoreState): Stage[] {
+  let changed = false
+  let failedAtomically = false
+  return [
+    {
+      name: 'check',
+      async run(ctx) {
+        const s = primaryOf(ctx)
+        const plan = planFor(ctx, s, 'check')
+        state.info = findBackup(await listBackups(ctx, s, plan, 'check'), name, s, 'check')
+        state.verified = await verifyBackup(ctx, s, plan, state.info, 'check')
+        if (state.verified.unchecked.length)
+          throw new StageError(
+            'check',
+            `backup ${name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`,
+            s.host.name,
+            ExitCode.badInput
+          )
+        ctx.log.info(`backup ${name} verified: ${state.verified.checked.join(', ')}`, s.host.name)
+      }
+    },
+    {
+      name: 'safety-backup',
+      async run(ctx) {
+        state.safety = await takeBackup(ctx, primaryOf(ctx), {
+          stage: 'safety-backup',
+          reason: `before restore of ${name}`
+        })
+      }
+    },
+    {
+      name: 'restore',
+      changedLive: () => changed && !failedAtomically,
+      async run(ctx) {
+        const s = primaryOf(ctx)
+        const plan = planFor(ctx, s, 'restore')
+        try {
+          state.restored = await restoreArtifacts(
+            ctx,
+            s,
+            plan,
+            state.info as BackupInfo,
+            state.verified as VerifyResult,
+            { stage: 'restore', onChange: () => (changed = true) }
+          )
+        } catch (e) {
+          // PostgreSQL (one transaction) and SQLite (backup API) leave nothing behind when they fail
+          if (e instanceof RestoreError && !e.changed) failedAtomically = true
+          throw e
+        }
+      },
+      async undo(ctx) {
+        const s = primaryOf(ctx)
+        const safety = state.safety
+        if (!safety) return
+        ctx.log.info(`putting back the safety backup ${safety.name}`, s.host.name)
+        await restoreSafety(ctx, s, planFor(ctx, s, 'rollback'), safety.name, 'rollback')
+        ctx.log.info(`the data is as it was before the restore (safety backup ${safety.name})`, s.host.name)
+      }
+    }
+  ]
+}
