@@ -74,7 +74,7 @@ describe('database URLs', () => {
     ['postgres://u:p@h/a/b', 'postgres', 'the URL path must be just the database name'],
     ['not a url', 'postgres', 'not a URL'],
     ['postgres://u:%E0%A4%A@h/db', 'postgres', 'the password in the URL is not valid percent-encoding']
-  ] as const)('%s as %s: %s', (url, engine, message) => {
+  ] as [string, 'postgres' | 'mysql', string][])('%s as %s: %s', (url, engine, message) => {
     expect(() => parseDatabaseUrl(url, engine)).toThrow(message)
   })
 

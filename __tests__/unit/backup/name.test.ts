@@ -10,6 +10,7 @@ import {
   newBackupName,
   parseArtifactFile,
   parseBackupName,
+  type Artifact,
   type BackupName
 } from '../../../src/backup/name.js'
 
@@ -81,12 +82,12 @@ describe('artifact files', () => {
       'shop_20261121_193005.main.dump'
     ],
     [{ kind: 'mysql', label: 'crm', compress: 'zstd', encrypted: false }, 'shop_20261121_193005.crm.sql.zst']
-  ] as const)('%j -> %s, and back', (a, file) => {
+  ] as [Omit<Artifact, 'file'>, string][])('%j -> %s, and back', (a, file) => {
     expect(artifactFile(NAME, a)).toBe(file)
     const back = parseArtifactFile(NAME, file)
     expect(back).toEqual({
       ...a,
-      label: 'label' in a ? a.label : undefined,
+      label: a.label,
       compress: a.kind === 'postgres' ? 'none' : a.compress,
       file
     })

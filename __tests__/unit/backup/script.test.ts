@@ -16,7 +16,7 @@ import {
   writeFileSync
 } from 'node:fs'
 import { join } from 'node:path'
-import { withEnv } from '../../../src/commands/command.js'
+import { withEnv, type RemoteCommand } from '../../../src/commands/command.js'
 import { Layout } from '../../../src/commands/layout.js'
 import { backupSchema } from '../../../src/backup/config.js'
 import { resolvePlan, type BackupPlan } from '../../../src/backup/plan.js'
@@ -27,8 +27,7 @@ import {
   pipeline,
   restoreScript,
   StepIds,
-  verifyScript,
-  type BuiltCommand
+  verifyScript
 } from '../../../src/backup/script.js'
 import { describeFailure, kvLines } from '../../../src/backup/ops.js'
 import { cleanup, runEvalIn, shells, tempDir } from '../helpers/shell.js'
@@ -85,11 +84,7 @@ const env = (extra: Record<string, string> = {}) => ({
   ...extra
 })
 
-async function runCmd(
-  shell: string,
-  cmd: BuiltCommand | { script: string; env?: Record<string, string> },
-  extra = {}
-) {
+async function runCmd(shell: string, cmd: RemoteCommand, extra = {}) {
   return runEvalIn(shell, withEnv(cmd), { env: env(extra) })
 }
 
@@ -245,7 +240,8 @@ describe('verify script', () => {
       'one byte flipped',
       (f: string) => {
         const buf = readFileSync(f)
-        buf[Math.floor(buf.length / 2)] ^= 0x01
+        const i = Math.floor(buf.length / 2)
+        buf.writeUInt8(buf.readUInt8(i) ^ 0x01, i)
         writeFileSync(f, buf)
       }
     ],
