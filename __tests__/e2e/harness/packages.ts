@@ -22,7 +22,9 @@ export const CORE_PACKAGES: DebianPackage[] = [
   { binary: '/usr/bin/ssh', pkg: 'openssh-client' },
   { binary: '/usr/bin/ssh-keygen', pkg: 'openssh-client' },
   { binary: '/usr/bin/curl', pkg: 'curl' },
-  { binary: '/usr/bin/sqlite3', pkg: 'sqlite3' }
+  { binary: '/usr/bin/sqlite3', pkg: 'sqlite3' },
+  // blue-green: the proxy in front of the two ports (__tests__/e2e/harness/nginx.ts)
+  { binary: '/usr/sbin/nginx', pkg: 'nginx' }
 ]
 
 /** Where apt-get output goes (overridable with E2E_APT_LOG). */
