@@ -81,7 +81,10 @@ export async function runAction(): Promise<void> {
       onLock: (token: string | undefined) => core.saveState(STATE_TOKEN, token ?? '')
     }
     if (inputs.command === 'deploy' || inputs.command === 'rollback') {
-      const r = inputs.command === 'deploy' ? await deploy(req) : await rollback({ ...req, to: inputs.to })
+      const r =
+        inputs.command === 'deploy'
+          ? await deploy(req)
+          : await rollback({ ...req, to: inputs.to, restore: inputs.restore, noDb: inputs.noDb })
       setOutputs(r)
       await writeSummary(r)
       core.saveState(STATE_DONE, 'true')

@@ -1,6 +1,7 @@
 import { ConfigError } from '../config/errors.js'
 import type { Overrides } from '../config/load.js'
 import { parseReleaseId, type ReleaseId } from '../release/id.js'
+import { parseBackupName, type BackupName } from '../backup/name.js'
 
 /** Action / GitLab inputs, read through one function so both adapters parse them alike. */
 export interface PlatformInputs {
@@ -8,6 +9,10 @@ export interface PlatformInputs {
   config: string
   overrides: Overrides
   to?: ReleaseId
+  /** rollback: restore this backup (databases). */
+  restore?: BackupName
+  /** rollback: leave the database as it is. */
+  noDb: boolean
   verbose: boolean
 }
 
@@ -26,6 +31,9 @@ export function parseInputs(get: (name: string) => string): PlatformInputs {
     throw new ConfigError(`input port: expected a port number 1-65535, got ${JSON.stringify(portText)}`)
   }
   const to = get('to')
+  const restore = get('restore')
+  const noDb = /^(true|1|yes)$/i.test(get('no-db'))
+  if (restore && noDb) throw new ConfigError('inputs restore and no-db: give one, not both')
   return {
     command: command as PlatformInputs['command'],
     config: get('config') || 'safe-deploy.yml',
@@ -38,6 +46,8 @@ export function parseInputs(get: (name: string) => string): PlatformInputs {
       knownHosts: get('known-hosts') || undefined
     },
     to: to ? parseReleaseId(to, 'input to') : undefined,
+    restore: restore ? parseBackupName(restore, undefined, 'input restore') : undefined,
+    noDb,
     verbose: /^(true|1|yes)$/i.test(get('verbose'))
   }
 }

@@ -18,6 +18,8 @@ describe('parseInputs', () => {
         knownHosts: undefined
       },
       to: undefined,
+      restore: undefined,
+      noDb: false,
       verbose: false
     })
   })
@@ -35,6 +37,7 @@ describe('parseInputs', () => {
         path: '/srv/x',
         'private-key': key,
         'known-hosts': 'a ssh-ed25519 AAAA',
+        restore: 'shop_20261121_193000',
         verbose: 'true'
       })
     )
@@ -50,8 +53,16 @@ describe('parseInputs', () => {
         knownHosts: 'a ssh-ed25519 AAAA'
       },
       to: '20261121T193000Z-3f2a1c9',
+      restore: 'shop_20261121_193000',
+      noDb: false,
       verbose: true
     })
+  })
+
+  test('restore and no-db together are refused', () => {
+    expect(() =>
+      parseInputs(from({ command: 'rollback', restore: 'shop_20261121_193000', 'no-db': 'true' }))
+    ).toThrow('inputs restore and no-db: give one, not both')
   })
 
   test.each(['deploy', 'rollback', 'status', 'releases', 'plan'])('command %s is accepted', command => {
