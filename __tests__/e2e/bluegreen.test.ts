@@ -114,6 +114,29 @@ describe('blue-green over SSH behind nginx', () => {
   let v1: string
   let v2: string
 
+  test('plan shows the blue-green steps in order', async () => {
+    const r = await p.run(['plan'])
+    expect(r.code).toBe(0)
+    const labels = r.stdout
+      .split('\n')
+      .filter(l => l.startsWith('# '))
+      .map(l => l.slice(2))
+    const at = labels.indexOf('read blue-green state')
+    expect(at).toBeGreaterThan(0)
+    expect(labels.slice(at, at + 9)).toEqual([
+      'read blue-green state',
+      `stop port ${ports[0]}`,
+      `start port ${ports[0]}`,
+      `GET http://127.0.0.1:${ports[0]}/health`,
+      `write upstream file ${nginx.upstreamFile}`,
+      'proxy reload',
+      expect.stringMatching(/^switch current to /),
+      `record active port ${ports[0]}`,
+      `after verify and 0.5 s of drain: stop port ${ports[1]}`
+    ])
+    expect(labels.filter(l => l.startsWith('switch current to '))).toHaveLength(1)
+  })
+
   test('v1: starts on the first port, gated, nginx pointed at it, state and history have the port', async () => {
     expect((await httpGet(`${nginx.url}/`)).status).toBe(502)
     p.app = a => writeBlueGreenApp(join(p.dir, 'app'), a)

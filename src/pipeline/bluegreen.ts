@@ -7,6 +7,7 @@
  * Per-host state for this run lives in a Map keyed by session, in closures (methods may be called detached).
  */
 import {
+  activePortFile,
   clearActivePort,
   onPort,
   parseBlueGreenState,
@@ -17,7 +18,9 @@ import {
   writeUpstream
 } from '../commands/bluegreen.js'
 import { httpProbe, parseProbe } from '../commands/health.js'
-import { removeCurrent, switchCurrent } from '../commands/release.js'
+import { inRelease, removeCurrent, switchCurrent } from '../commands/release.js'
+import type { RemoteCommand } from '../commands/command.js'
+import type { Layout } from '../commands/layout.js'
 import type { Config } from '../config/schema.js'
 import { sleep } from './checks.js'
 import { runOn, type HostSession, type RunContext } from './context.js'
@@ -159,11 +162,49 @@ async function pointProxy(
   await runHook(ctx, s, release, 'proxy reload', sw.proxy_reload, stage, env)
 }
 
+/**
+ * For `plan`: the commands a blue-green switch runs on a host, in order, shown for the first port of the
+ * pair as the idle one (the real one depends on the host's state file, which `plan` does not read).
+ */
+export function planBlueGreen(
+  config: Config,
+  layout: Layout,
+  release: string,
+  env: Record<string, string>
+): { note: string; commands: RemoteCommand[] } {
+  const sw = config.switch
+  if (!sw.ports || !sw.start || !sw.stop || !sw.upstream_file || !sw.proxy_reload)
+    return {
+      note: '# blue-green: switch.ports, start, stop, upstream_file and proxy_reload are required',
+      commands: []
+    }
+  const [idle, live] = sw.ports
+  return {
+    note: `# blue-green: shown with ${idle} as the idle port and ${live} as the live one (the host's ${activePortFile(layout)} decides); health gate: GET ${sw.health.replace(/\{port\}/g, String(idle))} until 200, at most ${sw.timeout / 1000} s`,
+    commands: [
+      readBlueGreenState(layout, sw.upstream_file),
+      onPort(layout, release, 'stop', sw.stop, idle, env),
+      onPort(layout, release, 'start', sw.start, idle, env),
+      httpProbe(withPort(sw.health, idle), 5000),
+      writeUpstream(sw.upstream_file, renderUpstream(sw.upstream_template, idle)),
+      inRelease(layout, release, 'proxy reload', sw.proxy_reload, env),
+      switchCurrent(layout, release),
+      writeActivePort(layout, idle, release),
+      {
+        ...onPort(layout, '<previous>', 'stop', sw.stop, live, env),
+        label: `after verify and ${sw.drain / 1000} s of drain: stop port ${live}`
+      }
+    ]
+  }
+}
+
 export function blueGreenStrategy(): SwitchStrategy {
   const hosts = new Map<HostSession, HostRun>()
 
   const activate = async (ctx: RunContext, s: HostSession, release: string, stage: string): Promise<void> => {
     const sw = settings(ctx)
+    if (ctx.config.stages.restart)
+      ctx.log.warn('stages.restart is not used by blue-green (switch.start and switch.stop are)', s.host.name)
     const read = await runOn(ctx, s, readBlueGreenState(s.layout, sw.upstream_file), { stage })
     const st = parseBlueGreenState(read.stdout, sw.ports)
     if (st.warning) ctx.log.warn(st.warning, s.host.name)

@@ -17,6 +17,7 @@ import { Layout } from '../commands/layout.js'
 import { closeAll, connectAll, primaryOf, runOn, type RunContext } from './context.js'
 import { httpChecks, verifyHost } from './checks.js'
 import { errorMessage } from './errors.js'
+import { planBlueGreen } from './bluegreen.js'
 import type { LockOwner } from '../commands/lock.js'
 import { databaseSizes, type DatabaseSize } from '../backup/ops.js'
 
@@ -180,8 +181,14 @@ export function planDeploy(ctx: RunContext): string {
     if (c.shared.files.length || c.shared.dirs.length)
       show(linkShared(layout, release, c.shared.files, c.shared.dirs))
     if (c.stages.build) show(inRelease(layout, release, 'build', c.stages.build, env('build')))
-    show(switchCurrent(layout, release))
-    if (c.stages.restart) show(inRelease(layout, release, 'restart', c.stages.restart, env('switch')))
+    if (c.switch.strategy === 'blue-green') {
+      const bg = planBlueGreen(c, layout, release, env('switch'))
+      out.push(bg.note, '')
+      bg.commands.forEach(show)
+    } else {
+      show(switchCurrent(layout, release))
+      if (c.stages.restart) show(inRelease(layout, release, 'restart', c.stages.restart, env('switch')))
+    }
     for (const check of httpChecks(ctx)) {
       if (check.from === 'host') show(httpProbe(check.url, check.timeout))
       else out.push(`# runner: GET ${check.url} (expect ${check.expect_status})`, '')
