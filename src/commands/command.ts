@@ -29,3 +29,13 @@ export function withEnv(cmd: RemoteCommand): string {
 export function script(...lines: (string | false | undefined)[]): string {
   return lines.filter((l): l is string => typeof l === 'string').join('\n')
 }
+
+/** Several commands as one script (one round trip). Only the last may `exit` early. */
+export function combine(label: string, parts: RemoteCommand[]): RemoteCommand {
+  const env = Object.assign({}, ...parts.map(p => p.env ?? {})) as Record<string, string>
+  return {
+    label,
+    script: parts.map(p => p.script).join('\n'),
+    env: Object.keys(env).length ? env : undefined
+  }
+}

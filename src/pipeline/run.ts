@@ -10,6 +10,7 @@ import {
   readHistory
 } from '../commands/release.js'
 import { releaseLock } from '../commands/lock.js'
+import { combine } from '../commands/command.js'
 import { sh } from '../commands/quote.js'
 import { DeployLog, runStem, type Reporter } from '../report/log.js'
 import { Redactor } from '../report/redact.js'
@@ -158,47 +159,55 @@ async function execute(
   }
 
   const release = p.release()
-  if (ctx.sessions.length && release && ctx.lock) {
-    const entry: HistoryEntry = {
-      type: command,
-      release,
-      previous: p.previous() ?? null,
-      commit: ctx.actor.commit ?? null,
-      actor: ctx.actor.who,
-      run: ctx.actor.run ?? null,
-      status,
-      started: started.toISOString(),
-      finished: finished.toISOString(),
-      duration_s: durationS,
-      hosts: ctx.sessions.map(s => s.host.name),
-      error: outcome.failure
-        ? `${outcome.failure.stage}: ${ctx.log.redactor.redact(outcome.failure.message)}`
-        : null,
-      ...p.history(outcome)
-    }
-    await Promise.allSettled(
-      ctx.sessions.map(s => runOn(ctx, s, appendHistory(s.layout, entry), { stage: 'finish' }))
-    )
-  }
+  const entry: HistoryEntry | undefined =
+    release && ctx.lock
+      ? {
+          type: command,
+          release,
+          previous: p.previous() ?? null,
+          commit: ctx.actor.commit ?? null,
+          actor: ctx.actor.who,
+          run: ctx.actor.run ?? null,
+          status,
+          started: started.toISOString(),
+          finished: finished.toISOString(),
+          duration_s: durationS,
+          hosts: ctx.sessions.map(s => s.host.name),
+          error: outcome.failure
+            ? `${outcome.failure.stage}: ${ctx.log.redactor.redact(outcome.failure.message)}`
+            : null,
+          ...p.history(outcome)
+        }
+      : undefined
 
   const v = verdict(command, outcome, durationS)
-  const level = outcome.failure ? 'error' : 'info'
-  ctx.log.write(v, { level })
+  ctx.log.write(v, { level: outcome.failure ? 'error' : 'info' })
 
+  // One command per host to finish: history line, this run's log, and (on the primary, last) the lock.
   if (ctx.lock && ctx.sessions.length) {
-    try {
-      await runOn(ctx, primaryOf(ctx), releaseLock(primaryOf(ctx).layout, ctx.lock.token), {
-        stage: 'finish'
-      })
-      ctx.log.info('lock released', primaryOf(ctx).host.name)
-      ctx.onLock?.(undefined)
-    } catch (e) {
-      ctx.log.warn(`could not release the lock: ${errorMessage(e)}; run \`safe-deploy lock release\``)
-    }
+    const lock = ctx.lock
+    const primary = primaryOf(ctx)
     const text = ctx.log.lines.join('\n')
-    await Promise.allSettled(
-      ctx.sessions.map(s => runOn(ctx, s, appendHostLog(s.layout, text), { stage: 'finish' }))
+    const results = await Promise.allSettled(
+      ctx.sessions.map(s => {
+        const parts = [
+          ...(entry ? [appendHistory(s.layout, entry)] : []),
+          appendHostLog(s.layout, text),
+          ...(s === primary ? [releaseLock(s.layout, lock.token)] : [])
+        ]
+        return runOn(ctx, s, combine('record history and log; release the lock', parts), { stage: 'finish' })
+      })
     )
+    const mine = results[ctx.sessions.indexOf(primary)]
+    const state =
+      mine?.status === 'fulfilled' ? parseKeyValues(mine.value.stdout).get('STATE')?.[0] : undefined
+    if (state === 'released') {
+      ctx.log.info('lock released', primary.host.name)
+      ctx.onLock?.(undefined)
+    } else {
+      const why = mine?.status === 'rejected' ? errorMessage(mine.reason) : `lock state ${state ?? 'unknown'}`
+      ctx.log.warn(`could not release the lock (${why}); run \`safe-deploy lock release\``, primary.host.name)
+    }
   }
   await closeAll(ctx)
 
