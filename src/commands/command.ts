@@ -12,6 +12,8 @@ export interface RemoteCommand {
   env?: Record<string, string>
   /** Runs user code (build, restart): output is streamed to the log line by line. */
   user?: boolean
+  /** Our own progress lines (stderr) are streamed to the log as they come. */
+  stream?: boolean
 }
 
 /** The command line sent over SSH for every script: read the script from stdin, then run it. */

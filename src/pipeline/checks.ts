@@ -1,5 +1,5 @@
 import type { HttpCheck } from '../config/schema.js'
-import { httpProbe, parseProbe } from '../commands/health.js'
+import { httpProbe, httpProbeLoop, parseProbe, parseProbeLoop } from '../commands/health.js'
 import { inRelease } from '../commands/release.js'
 import { lastLines, runOn, type HostSession, type RunContext } from './context.js'
 import { StageError, errorMessage } from './errors.js'
@@ -62,7 +62,29 @@ export async function runHttpCheck(
   retries = check.retries
 ): Promise<void> {
   let last = { status: 0, body: '' }
-  for (let attempt = 1; attempt <= retries; attempt++) {
+  if (check.from === 'host') {
+    // the retry loop runs on the host: one round trip however many attempts
+    const loop = httpProbeLoop({
+      url: urlFor(check, s),
+      timeoutMs: check.timeout,
+      headers: check.headers,
+      retries,
+      intervalMs: check.interval,
+      expectStatus: check.expect_status,
+      contains: check.contains
+    })
+    const r = await runOn(ctx, s, loop, {
+      stage,
+      allowFail: true,
+      timeoutMs: retries * (check.timeout + check.interval) + 30_000
+    })
+    if (r.code === 127) throw new StageError(stage, `${r.stderr.trim()} (${s.host.name})`, s.host.name)
+    const result = parseProbeLoop(r.stdout)
+    if (result.passed) return
+    last = result
+    retries = result.attempts || retries
+  }
+  for (let attempt = 1; check.from === 'runner' && attempt <= retries; attempt++) {
     last = await probe(ctx, s, check, stage)
     const statusOk = last.status === check.expect_status
     const bodyOk = check.contains === undefined || last.body.includes(check.contains)

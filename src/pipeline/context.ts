@@ -145,7 +145,7 @@ export async function runOn(
   if (cmd.user || ctx.verbose)
     ctx.log.info(`$ ${cmd.user ? cmd.script.split('\n').slice(1).join('; ') : cmd.label}`, name)
   const out = ctx.log.lineWriter(name)
-  const err = ctx.log.lineWriter(name, cmd.user ? 'info' : 'warn')
+  const err = ctx.log.lineWriter(name, cmd.user || cmd.stream ? 'info' : 'warn')
   let result: ExecResult
   try {
     result = await s.t.exec(REMOTE_SHELL, {
@@ -153,7 +153,7 @@ export async function runOn(
       timeoutMs: opts.timeoutMs ?? ctx.config.ssh.command_timeout,
       signal: ctx.signal,
       onStdout: cmd.user ? out.push : undefined,
-      onStderr: cmd.user ? err.push : undefined
+      onStderr: cmd.user || cmd.stream ? err.push : undefined
     })
   } catch (e) {
     throw new StageError(opts.stage, `${cmd.label} on ${name}: ${errorMessage(e)}`, name)

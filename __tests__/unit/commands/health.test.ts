@@ -4,7 +4,7 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
-import { httpProbe, parseProbe } from '../../../src/commands/health.js'
+import { httpProbe, httpProbeLoop, parseProbe, parseProbeLoop } from '../../../src/commands/health.js'
 import { cleanup, run, runRemote, tempDir } from '../helpers/shell.js'
 
 describe('parseProbe', () => {
@@ -172,5 +172,70 @@ describe('httpProbe', () => {
       )
       expect(r.stdout).toBe('')
     })
+  })
+})
+
+describe('httpProbeLoop: the retry loop runs on the host', () => {
+  let server: http.Server
+  let port: number
+  let hits = 0
+  beforeAll(async () => {
+    server = http.createServer((req, res) => {
+      hits++
+      // unhealthy for the first two requests, then healthy with a version in the body
+      const ok = hits > 2
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' })
+      res.end(ok ? 'ok v2' : 'starting\nplease wait')
+    })
+    await new Promise<void>(r => server.listen(0, '127.0.0.1', () => r()))
+    port = (server.address() as AddressInfo).port
+  })
+  afterAll(() => new Promise<void>(r => server.close(() => r())))
+
+  const loop = (extra: Partial<Parameters<typeof httpProbeLoop>[0]> = {}) =>
+    httpProbeLoop({
+      url: `http://127.0.0.1:${port}/health`,
+      timeoutMs: 2000,
+      headers: {},
+      retries: 5,
+      intervalMs: 50,
+      expectStatus: 200,
+      ...extra
+    })
+
+  test('passes on the third attempt, reporting each failed one on stderr', async () => {
+    hits = 0
+    const r = await runRemote(loop({ contains: 'v2' }).script)
+    expect(r.code).toBe(0)
+    expect(parseProbeLoop(r.stdout)).toEqual({ status: 200, body: 'ok v2', attempts: 3, passed: true })
+    const lines = r.stderr.trim().split('\n')
+    expect(lines).toEqual([
+      `GET http://127.0.0.1:${port}/health: HTTP 503 "starting please wait"; attempt 1/5, retrying in 0.05 s`,
+      `GET http://127.0.0.1:${port}/health: HTTP 503 "starting please wait"; attempt 2/5, retrying in 0.05 s`,
+      `GET http://127.0.0.1:${port}/health: HTTP 200 (attempt 3/5)`
+    ])
+  })
+
+  test('a body without the wanted text fails after every attempt', async () => {
+    hits = 10
+    const r = await runRemote(loop({ contains: 'v3', retries: 2 }).script)
+    expect(parseProbeLoop(r.stdout)).toEqual({ status: 200, body: 'ok v2', attempts: 2, passed: false })
+  })
+
+  test('a closed port is status 0 after all attempts', async () => {
+    const closed = http.createServer()
+    await new Promise<void>(r => closed.listen(0, '127.0.0.1', () => r()))
+    const p = (closed.address() as AddressInfo).port
+    await new Promise<void>(r => closed.close(() => r()))
+    const r = await runRemote(loop({ url: `http://127.0.0.1:${p}/`, retries: 2 }).script)
+    expect(parseProbeLoop(r.stdout)).toMatchObject({ status: 0, attempts: 2, passed: false })
+    expect(r.stderr).toContain('no answer (connection refused or timed out); attempt 1/2')
+  })
+
+  test('a hostile wanted text is matched literally, not as a pattern or code', async () => {
+    hits = 10
+    const r = await runRemote(loop({ contains: '*$(touch /tmp/never-probe)*', retries: 1 }).script)
+    expect(parseProbeLoop(r.stdout).passed).toBe(false)
+    expect(existsSync('/tmp/never-probe')).toBe(false)
   })
 })
