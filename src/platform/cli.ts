@@ -11,6 +11,7 @@ import type { RunResult } from '../pipeline/result.js'
 import { errorMessage } from '../pipeline/errors.js'
 import { defaultActor } from '../pipeline/context.js'
 import { terminalReporter } from './terminal.js'
+import { writeDotenv } from './outputs.js'
 import { BACKUP_COMMANDS, BACKUP_USAGE, checkBackupArgs, runBackupCli } from '../backup/cli.js'
 
 const USAGE = `usage: safe-deploy <command> [options]
@@ -29,6 +30,7 @@ ${BACKUP_USAGE}
 options:
   -c, --config FILE      config file (default: safe-deploy.yml)
       --json             print the result as JSON on stdout (progress goes to stderr)
+      --dotenv FILE      also write the outputs as SAFE_DEPLOY_*=value lines (GitLab dotenv reports)
       --host ADDR[,ADDR] override hosts          --port N      override the SSH port
       --user NAME        override the SSH user   --path DIR    override the deploy root
       --key-file FILE    private key file        --known-hosts-file FILE
@@ -77,6 +79,7 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
       options: {
         config: { type: 'string', short: 'c', default: 'safe-deploy.yml' },
         json: { type: 'boolean', default: false },
+        dotenv: { type: 'string' },
         host: { type: 'string' },
         port: { type: 'string' },
         user: { type: 'string' },
@@ -132,7 +135,8 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
       : undefined
     if (backupArgs) checkBackupArgs(backupArgs)
     const to = o.to === undefined ? undefined : parseReleaseId(o.to, '--to')
-    if (o.restore !== undefined && o['no-db']) throw new ConfigError('rollback: give --restore NAME or --no-db, not both')
+    if (o.restore !== undefined && o['no-db'])
+      throw new ConfigError('rollback: give --restore NAME or --no-db, not both')
     const restore = o.restore === undefined ? undefined : parseBackupName(o.restore, undefined, '--restore')
     const overrides: Overrides = {
       host: o.host,
@@ -148,8 +152,10 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
 
     if (backupArgs) return await runBackupCli(backupArgs, req, io)
     if (command === 'deploy' || command === 'rollback') {
-      const r = command === 'deploy' ? await deploy(req) : await rollback({ ...req, to, restore, noDb: o['no-db'] })
+      const r =
+        command === 'deploy' ? await deploy(req) : await rollback({ ...req, to, restore, noDb: o['no-db'] })
       printResult(r, io, o.json)
+      if (o.dotenv) writeDotenv(o.dotenv, r)
       return r.exitCode
     }
     // read-only commands keep no log file

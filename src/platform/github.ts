@@ -7,6 +7,7 @@ import type { RunResult } from '../pipeline/result.js'
 import { errorMessage } from '../pipeline/errors.js'
 import type { Reporter } from '../report/log.js'
 import { parseInputs } from './inputs.js'
+import { outputsOf } from './outputs.js'
 
 const STATE_TOKEN = 'lock-token'
 const STATE_DONE = 'main-finished'
@@ -33,16 +34,7 @@ function githubReporter(): Reporter {
 const read = (name: string) => core.getInput(name)
 
 function setOutputs(r: RunResult): void {
-  core.setOutput('status', r.status)
-  core.setOutput('release', r.release ?? '')
-  core.setOutput('previous-release', r.previousRelease ?? '')
-  core.setOutput('rolled-back', String(r.rolledBack))
-  core.setOutput('backup-name', r.backupName ?? '')
-  core.setOutput('backup-path', r.backupPath ?? '')
-  core.setOutput('log-file', r.logFile ?? '')
-  core.setOutput('report-file', r.reportFile ?? '')
-  core.setOutput('duration', String(r.durationS))
-  core.setOutput('exit-code', String(r.exitCode))
+  for (const [k, v] of Object.entries(outputsOf(r))) core.setOutput(k, v)
 }
 
 async function writeSummary(r: RunResult): Promise<void> {
