@@ -333,16 +333,19 @@ export function blueGreenStrategy(): SwitchStrategy {
   const retire = async (ctx: RunContext, s: HostSession, _release: string): Promise<void> => {
     const h = hosts.get(s)
     if (!h?.moved) return
-    if (h.oldPort === undefined || !h.oldRelease) return
+    if (h.oldPort === undefined) return
+    // no release is known to serve the old port (no current, or a state file without one): stop it with the new
+    // release's `stop`, which is the same command
+    const inside = h.oldRelease ?? h.release
     const sw = settings(ctx)
     const wait = sw.drain - (Date.now() - h.movedAt)
     if (wait > 0) {
       ctx.log.info(`draining port ${h.oldPort} for ${(wait / 1000).toFixed(1)} s more`, s.host.name)
       await sleep(wait, ctx.signal)
     }
-    const failed = await stopPort(ctx, s, h.oldRelease, h.oldPort, 'cleanup')
-    if (failed) throw new Error(`could not stop port ${h.oldPort} (releases/${h.oldRelease}): ${failed}`)
-    ctx.log.info(`stopped port ${h.oldPort} (releases/${h.oldRelease})`, s.host.name)
+    const failed = await stopPort(ctx, s, inside, h.oldPort, 'cleanup')
+    if (failed) throw new Error(`could not stop port ${h.oldPort} (releases/${inside}): ${failed}`)
+    ctx.log.info(`stopped port ${h.oldPort} (releases/${inside})`, s.host.name)
   }
 
   return {
