@@ -53,7 +53,7 @@ export function planFor(ctx: RunContext, s: HostSession, stage: string): BackupP
       undefined,
       ExitCode.badInput
     )
-  return resolvePlan(ctx.config.app, b, s.layout)
+  return resolvePlan(ctx.config.app, b, s.layout, ctx.config.env)
 }
 
 /** Keeps the deploy lock alive while a long command runs (the orchestrator renews only between stages). */
@@ -91,10 +91,16 @@ export function describeFailure(cmd: BuiltCommand, stdout: string, stderr: strin
     const [id, rc] = first
     const said = (errs.get(id) ?? []).filter(Boolean).slice(-8).join('\n')
     const status =
-      rc === 'none' ? 'did not finish' : rc === '127' ? 'was not found (exit 127)' : `exited ${rc}`
+      rc === 'none'
+        ? 'did not finish (or its exit status could not be written)'
+        : rc === '127'
+          ? 'was not found (exit 127)'
+          : `exited ${rc}`
     parts.push(`${cmd.steps[id] ?? id} ${status}${said ? `: ${said}` : ''}`)
   }
   if (failMsg) parts.push(failMsg)
+  const free = Number(kv.get('FREE_KB')?.[0])
+  if (Number.isFinite(free) && free < 1024) parts.push(`the disk is full (${free} KiB free)`)
   const sums = kv.get('SUM') ?? []
   if (sums.length) parts.push(sums.join('\n'))
   if (!parts.length)
@@ -892,7 +898,7 @@ export async function databaseSizes(ctx: RunContext): Promise<DatabaseSize[]> {
   const b = backupConfigOf(ctx.config)
   if (!b || !b.databases.length) return []
   const s = primaryOf(ctx)
-  const plan = resolvePlan(ctx.config.app, b, s.layout)
+  const plan = resolvePlan(ctx.config.app, b, s.layout, ctx.config.env)
   try {
     const probe = await probeHost(ctx, s, plan, { stage: 'status', needs: [] })
     return plan.targets.map(t => ({

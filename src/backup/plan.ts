@@ -24,6 +24,8 @@ export interface BackupPlan {
   config: BackupConfig
   /** Values for the script's environment (over stdin): passwords and the identity. */
   secretEnv: Record<string, string>
+  /** The config's `env`, exported for every backup command too (a PATH that picks a pg_dump version). */
+  env: Record<string, string>
 }
 
 export const PASSWORD_ENV = (i: number) => `SD_DB${i}_PASSWORD`
@@ -123,7 +125,12 @@ export function checkBackupConfig(backup: Config['backup']): { problems: string[
 }
 
 /** Resolves the backup config for one host's layout. The config has been checked by checkBackupConfig. */
-export function resolvePlan(app: string, backup: BackupConfig, layout: Layout): BackupPlan {
+export function resolvePlan(
+  app: string,
+  backup: BackupConfig,
+  layout: Layout,
+  env: Record<string, string> = {}
+): BackupPlan {
   const root = layout.root.replace(/\/+$/, '')
   const several = backup.databases.length > 1
   const secretEnv: Record<string, string> = {}
@@ -161,6 +168,7 @@ export function resolvePlan(app: string, backup: BackupConfig, layout: Layout): 
     recipients: backup.encrypt?.recipients ?? [],
     hasIdentity: !!backup.encrypt?.identity,
     config: backup,
-    secretEnv
+    secretEnv,
+    env
   }
 }

@@ -48,19 +48,29 @@ const SD_OK = [
   'sd_ok() {',
   '  sd_r=0',
   '  for sd_i in "$@"; do',
-  '    sd_c=$(cat "$t/$sd_i.rc" 2>/dev/null) || sd_c=none',
+  '    sd_c=$(cat "$t/$sd_i.rc" 2>/dev/null) || sd_c=',
+  '    [ -n "$sd_c" ] || sd_c=none',
   '    [ "$sd_c" = 0 ] || { sd_r=1; printf \'RC=%s %s\\n\' "$sd_i" "$sd_c"; }',
   '    [ -s "$t/$sd_i.err" ] && tail -n 20 "$t/$sd_i.err" | sed "s/^/ERR=$sd_i /"',
   '  done',
+  '  [ $sd_r = 0 ] || printf \'FREE_KB=%s\\n\' "$(df -Pk "$dir" 2>/dev/null | awk \'NR==2 {print $4}\')"',
   '  return $sd_r',
   '}'
 ]
 
-const TRAPS = [
-  `trap 'rm -rf "$t"' EXIT`,
+/**
+ * Two temp dirs: `$t` (mktemp -d, private) for exit statuses, stderr, FIFOs and the identity, so they
+ * can be written even when the backup disk is full; `$w`, next to where the data goes, for the data.
+ */
+const WORK_DIRS = (dataDir: string) => [
+  't=',
+  'w=',
+  `trap 'rm -rf "$t" "$w"' EXIT`,
   "trap 'exit 129' HUP",
   "trap 'exit 130' INT",
-  "trap 'exit 143' TERM"
+  "trap 'exit 143' TERM",
+  `t=$(mktemp -d) || ${fail("'cannot create a temporary directory (mktemp -d)'")}`,
+  `w=$(mktemp -d ${dataDir}) || ${fail(`"cannot create a temporary directory in $(dirname ${dataDir})"`)}`
 ]
 
 const fail = (message: string) => `{ printf 'FAIL=%s\\n' ${message}; exit 1; }`
@@ -99,9 +109,9 @@ const WRITE_IDENTITY = [
   'sd_identity='
 ]
 
-/** Secret values for a command's env: only the passwords of these targets, and the identity if used. */
+/** A command's env: the config's env, the passwords of these targets only, and the identity if used. */
 function secretEnv(plan: BackupPlan, targets: Target[], identity: boolean): Record<string, string> {
-  const env: Record<string, string> = {}
+  const env: Record<string, string> = { ...plan.env }
   for (const t of targets) {
     const v = plan.secretEnv[PASSWORD_ENV(t.index)]
     if (t.passwordVar && v !== undefined) env[PASSWORD_ENV(t.index)] = v
@@ -133,7 +143,7 @@ function dumpStep(plan: BackupPlan, t: Target | undefined, tools: Tools | undefi
     const tl = tools ?? DEFAULT_TOOLS.mysql
     return { label: `${tl.dump} of the ${what}`, cmd: myDump(t, tl) }
   }
-  return { label: `sqlite3 .backup of the ${what}`, cmd: sqliteDump(t, 't') }
+  return { label: `sqlite3 .backup of the ${what}`, cmd: sqliteDump(t, 'w') }
 }
 
 /** Steps that read the artifact's plain (decrypted) bytes on stdin and fail when it is not whole. */
@@ -151,7 +161,7 @@ function checkSteps(a: Artifact, t: Target | undefined, scratch: string): Step[]
   else if (a.kind === 'sqlite')
     steps.push({
       label: `PRAGMA integrity_check (${a.file})`,
-      cmd: sqliteCheck(t ?? hostTarget('sqlite'), 't')
+      cmd: sqliteCheck(t ?? hostTarget('sqlite'), 'w')
     })
   else steps.push({ label: `tar -t (${a.file})`, cmd: filesCheck() })
   return steps
@@ -202,13 +212,12 @@ export function backupScript(input: BackupScriptInput): BuiltCommand & { artifac
     `name=${sh(name)}`,
     `mkdir -p "$dir" || ${fail('"cannot create the backup directory $dir"')}`,
     `for f in "$dir/$name".*; do [ -e "$f" ] && { printf 'EXISTS=%s\\n' "$f"; exit 17; }; done`,
-    `t=$(mktemp -d "$dir/.partial.$name.XXXXXX") || ${fail('"cannot create a temporary directory in $dir"')}`,
-    ...TRAPS,
+    ...WORK_DIRS('"$dir/.partial.$name.XXXXXX"'),
     ...SD_OK,
     ...(decryptCheck ? WRITE_IDENTITY : [])
   ]
   arts.forEach(({ artifact: a, target: t }, i) => {
-    const out = `"$t/${a.file}"`
+    const out = `"$w/${a.file}"`
     const scratch = `$t/a${i}`
     const dump: Step[] = [dumpStep(plan, t, t ? input.tools?.[t.index] : undefined)]
     const comp = compressCommand(a.compress)
@@ -257,11 +266,11 @@ export function backupScript(input: BackupScriptInput): BuiltCommand & { artifac
   const manifest = manifestFile(name)
   const published = [...files, meta, manifest]
   lines.push(
-    `printf '%s\\n' ${sh(JSON.stringify(input.meta))} >"$t/${meta}" || ${fail(sh(`cannot write ${meta}`))}`,
-    `(cd "$t" && sha256sum -- ${files.map(sh).join(' ')} >${sh(manifest)}) || ${fail(sh(`cannot write ${manifest}`))}`,
-    `chmod 600 ${published.map(f => `"$t/${f}"`).join(' ')} || ${fail("'chmod 600 failed'")}`,
-    `sync -- ${published.map(f => `"$t/${f}"`).join(' ')} 2>/dev/null || true`,
-    ...published.map(f => `mv -f "$t/${f}" "$dir/${f}" || ${fail(sh(`cannot move ${f} into place`))}`),
+    `printf '%s\\n' ${sh(JSON.stringify(input.meta))} >"$w/${meta}" || ${fail(sh(`cannot write ${meta}`))}`,
+    `(cd "$w" && sha256sum -- ${files.map(sh).join(' ')} >${sh(manifest)}) || ${fail(sh(`cannot write ${manifest}`))}`,
+    `chmod 600 ${published.map(f => `"$w/${f}"`).join(' ')} || ${fail("'chmod 600 failed'")}`,
+    `sync -- ${published.map(f => `"$w/${f}"`).join(' ')} 2>/dev/null || true`,
+    ...published.map(f => `mv -f "$w/${f}" "$dir/${f}" || ${fail(sh(`cannot move ${f} into place`))}`),
     `for f in ${published.map(sh).join(' ')}; do printf 'FILE=%s %s\\n' "$(stat -c %s "$dir/$f")" "$f"; done`,
     'echo DONE=1'
   )
@@ -300,8 +309,7 @@ export function verifyScript(plan: BackupPlan, name: BackupName, artifacts: Arti
     `dir=${sh(plan.dir)}`,
     `cd "$dir" 2>/dev/null || ${fail('"the backup directory $dir does not exist"')}`,
     `[ -f ${sh(manifest)} ] || ${fail(sh(`${manifest} is missing: the backup is incomplete`))}`,
-    `t=$(mktemp -d "$dir/.verify.XXXXXX") || ${fail('"cannot create a temporary directory in $dir"')}`,
-    ...TRAPS,
+    ...WORK_DIRS('"$dir/.verify.XXXXXX"'),
     ...SD_OK,
     ...(identity ? WRITE_IDENTITY : []),
     `sed 's/^/MANIFEST=/' ${sh(manifest)}`,
@@ -366,8 +374,7 @@ export function restoreScript(
     `dir=${sh(plan.dir)}`,
     `[ -f ${from} ] || ${fail(sh(`${plan.dir}/${a.file} does not exist`))}`,
     `mkdir -p ${sh(layoutMeta)} || exit 1`,
-    `t=$(mktemp -d ${sh(`${layoutMeta}/restore.`)}XXXXXX) || ${fail("'cannot create a temporary directory'")}`,
-    ...TRAPS,
+    ...WORK_DIRS(`${sh(`${layoutMeta}/restore.`)}XXXXXX`),
     ...SD_OK,
     ...(identity ? WRITE_IDENTITY : [])
   ]
@@ -376,14 +383,14 @@ export function restoreScript(
     lines.push(p.text, `sd_ok ${p.ids.join(' ')} || exit 1`)
   }
   if (a.kind === 'files') {
-    run([...head, { label: `tar -x (${a.file})`, cmd: filesExtract('"$t"') }], { from })
-    run([{ label: 'put the restored files in place', cmd: filesSwap(plan.root, plan.files, '"$t"') }], {})
+    run([...head, { label: `tar -x (${a.file})`, cmd: filesExtract('"$w"') }], { from })
+    run([{ label: 'put the restored files in place', cmd: filesSwap(plan.root, plan.files, '"$w"') }], {})
   } else if (!target) {
     throw new Error(`no configured database matches ${a.file}`)
   } else if (a.kind === 'sqlite') {
-    const staged = '"$t/restore.sqlite3"'
+    const staged = '"$w/restore.sqlite3"'
     run(head.length ? head : [{ label: `read ${a.file}`, cmd: 'cat' }], { from, to: staged })
-    run([{ label: `sqlite3 .restore into the ${describeTarget(target)}`, cmd: sqliteRestore(target, 't') }], {
+    run([{ label: `sqlite3 .restore into the ${describeTarget(target)}`, cmd: sqliteRestore(target, 'w') }], {
       from: staged
     })
   } else if (a.kind === 'postgres') {

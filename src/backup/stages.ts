@@ -34,7 +34,7 @@ export function runnerBackupDir(ctx: RunContext): string {
 export async function afterBackup(ctx: RunContext, s: HostSession, result: BackupResult, stage: string) {
   const b = backupConfigOf(ctx.config)
   if (!b) return
-  const plan = resolvePlan(ctx.config.app, b, s.layout)
+  const plan = resolvePlan(ctx.config.app, b, s.layout, ctx.config.env)
   if (b.download) {
     try {
       const listing = await listBackups(ctx, s, plan, stage)

@@ -27,6 +27,17 @@ export const CORE_PACKAGES: DebianPackage[] = [
   { binary: '/usr/sbin/nginx', pkg: 'nginx' }
 ]
 
+/** Backups (__tests__/e2e/backup-*.test.ts): database servers and clients, zstd, age. */
+export const DB_PACKAGES: DebianPackage[] = [
+  { binary: '/usr/lib/postgresql/15/bin/initdb', pkg: 'postgresql' },
+  { binary: '/usr/bin/pg_dump', pkg: 'postgresql-client' },
+  { binary: '/usr/sbin/mariadbd', pkg: 'mariadb-server' },
+  { binary: '/usr/bin/mariadb-dump', pkg: 'mariadb-client' },
+  { binary: '/usr/bin/sqlite3', pkg: 'sqlite3' },
+  { binary: '/usr/bin/zstd', pkg: 'zstd' },
+  { binary: '/usr/bin/age', pkg: 'age' }
+]
+
 /** Where apt-get output goes (overridable with E2E_APT_LOG). */
 export function aptLogFile(): string {
   return process.env.E2E_APT_LOG ?? path.join(os.tmpdir(), 'safe-deploy-e2e-apt.log')
