@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream'
 import type { LoadedConfig, ResolvedHost } from '../config/load.js'
 import type { Config } from '../config/schema.js'
 import { Layout } from '../commands/layout.js'
-import { REMOTE_SHELL, withEnv, type RemoteCommand } from '../commands/command.js'
+import { END_OF_SCRIPT, REMOTE_SHELL, withEnv, type RemoteCommand } from '../commands/command.js'
 import type { ExecResult, Transport } from '../transport/types.js'
 import { LocalTransport } from '../transport/local.js'
 import { SshTransport } from '../transport/ssh.js'
@@ -146,10 +146,14 @@ export async function runOn(
     ctx.log.info(`$ ${cmd.user ? cmd.script.split('\n').slice(1).join('; ') : cmd.label}`, name)
   const out = ctx.log.lineWriter(name)
   const err = ctx.log.lineWriter(name, cmd.user || cmd.stream ? 'info' : 'warn')
+  const text = withEnv(cmd)
+  if (text.split('\n').includes(END_OF_SCRIPT))
+    throw new StageError(opts.stage, `${cmd.label}: a line of the script is ${END_OF_SCRIPT}`, name)
   let result: ExecResult
   try {
     result = await s.t.exec(REMOTE_SHELL, {
-      stdin: withEnv(cmd),
+      stdin: `${text}\n${END_OF_SCRIPT}\n`,
+      holdStdin: true,
       timeoutMs: opts.timeoutMs ?? ctx.config.ssh.command_timeout,
       signal: ctx.signal,
       onStdout: cmd.user ? out.push : undefined,

@@ -7,6 +7,8 @@ export class LocalTransport implements Transport {
   constructor(readonly label: string = 'local') {}
 
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    // an interrupted run starts nothing new (the undo passes a fresh signal)
+    if (options.signal?.aborted) return Promise.reject(new Error('interrupted'))
     return new Promise((resolve, reject) => {
       const child = spawn('/bin/sh', ['-c', command], { stdio: ['pipe', 'pipe', 'pipe'], detached: true })
       let stdout = ''
@@ -47,13 +49,14 @@ export class LocalTransport implements Transport {
       })
       child.on('error', e => kill(`cannot start /bin/sh: ${e.message}`))
       child.on('close', code => {
+        if (options.holdStdin) child.stdin.end()
         if (timer) clearTimeout(timer)
         options.signal?.removeEventListener('abort', onAbort)
         if (finished) return
         finished = true
         resolve({ code: code ?? 255, stdout, stderr })
       })
-      feedStdin(child.stdin, options.stdin)
+      feedStdin(child.stdin, options.stdin, options.holdStdin)
     })
   }
 

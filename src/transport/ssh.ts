@@ -75,6 +75,8 @@ export class SshTransport implements Transport {
   }
 
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    // an interrupted run starts nothing new (the undo passes a fresh signal)
+    if (options.signal?.aborted) return Promise.reject(new Error('interrupted'))
     return this.connection().then(client => this.execOn(client, command, options))
   }
 
@@ -93,11 +95,9 @@ export class SshTransport implements Transport {
         const stop = (why: string) => {
           if (finished) return
           finished = true
-          try {
-            channel.signal('KILL')
-          } catch {
-            /* the server may not support signals */
-          }
+          // EOF before the end of the script: REMOTE_SHELL's watcher kills the command on the host. (A
+          // signal request would not do: sshd refuses them for root logins and ssh2 sends none after EOF.)
+          channel.end()
           channel.close()
           reject(new Error(why))
         }
@@ -106,6 +106,8 @@ export class SshTransport implements Transport {
           : undefined
         const onAbort = () => stop('interrupted')
         options.signal?.addEventListener('abort', onAbort, { once: true })
+        // aborted while the channel was opening: the listener above would never fire
+        if (options.signal?.aborted) onAbort()
         channel.stderr.setEncoding('utf8')
         const sink = options.stdoutSink
         if (sink) {
@@ -138,7 +140,7 @@ export class SshTransport implements Transport {
             reject(new Error(`connection to ${this.label} closed before the command ended`))
           else resolve({ code, stdout, stderr })
         })
-        feedStdin(channel, options.stdin)
+        feedStdin(channel, options.stdin, options.holdStdin)
       })
     })
   }

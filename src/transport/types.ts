@@ -10,6 +10,11 @@ export interface ExecResult {
 export interface ExecOptions {
   /** Bytes for the command's standard input; a string is sent whole, then EOF. */
   stdin?: string | Readable
+  /**
+   * Send a string stdin without the EOF and keep stdin open until the command ends; EOF is sent only to stop
+   * it (interrupt, timeout). REMOTE_SHELL scripts ending in END_OF_SCRIPT stop when stdin ends early.
+   */
+  holdStdin?: boolean
   /** Kill the command after this many milliseconds (0: no limit). */
   timeoutMs?: number
   /** Called with each chunk of output as it arrives, for live logs. */

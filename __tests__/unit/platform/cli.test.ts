@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { runCli } from '../../../src/platform/cli.js'
+import { REMOTE_SHELL } from '../../../src/commands/command.js'
 import pkg from '../../../package.json' with { type: 'json' }
 import { cleanup, tempDir } from '../helpers/shell.js'
 
@@ -152,7 +153,7 @@ describe('runCli without a server', () => {
     const id = ID.exec(out)?.[0] as string
     expect(id).toBeDefined()
     expect(out).toMatch(new RegExp(`^# plan for ledger: release ${id} `))
-    expect(out).toContain(`# every script below is sent over stdin to: sh -c 'eval "$(cat)"'`)
+    expect(out).toContain(`# every script below is sent over stdin to: ${REMOTE_SHELL}`)
     expect(out).toContain(`# switch current to ${id}\n`)
     expect(out).toContain(`ln -sfn releases/${id} '${root}/.current.${id}.tmp'\n`)
     expect(out).toContain(`mv -fT '${root}/.current.${id}.tmp' '${root}/current'\n`)
