@@ -195,7 +195,11 @@ async function execute(
           appendHostLog(s.layout, text),
           ...(s === primary ? [releaseLock(s.layout, lock.token)] : [])
         ]
-        return runOn(ctx, s, combine('record history and log; release the lock', parts), { stage: 'finish' })
+        // a fresh signal: an interrupted run (SIGINT, SIGTERM) must still record itself and release its lock
+        const finish = { ...ctx, signal: new AbortController().signal }
+        return runOn(finish, s, combine('record history and log; release the lock', parts), {
+          stage: 'finish'
+        })
       })
     )
     const mine = results[ctx.sessions.indexOf(primary)]

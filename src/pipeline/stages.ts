@@ -171,6 +171,13 @@ export function testStage(): Stage {
           timeoutMs: ctx.config.ssh.command_timeout
         })
         code = r.code
+      } catch (e) {
+        // interrupted or timed out: say where, like every other stage does
+        throw new StageError(
+          'test',
+          `test command \`${command}\` on the runner: ${errorMessage(e)}`,
+          'runner'
+        )
       } finally {
         out.flush()
         err.flush()
