@@ -20,6 +20,8 @@ export interface HostSession {
   /** The release `current` pointed to when we connected (undefined: none). */
   current?: string
   releases: string[]
+  /** What the switch stage last did here, for the report when a rollback fails (unset: nothing). */
+  switched?: string
 }
 
 /** Who is running this, for the lock owner and history. */

@@ -11,8 +11,8 @@ export interface RunResult {
   backupName?: string
   backupPath?: string
   error?: { stage: string; host?: string; message: string }
-  /** When a rollback failed: what each host looks like now. */
-  hostStates?: { host: string; current?: string; note?: string }[]
+  /** When a rollback failed (exit 5): what each host looks like now, as far as the run could tell. */
+  hostStates?: HostState[]
   stages: StageRecord[]
   hosts: string[]
   logFile?: string
@@ -21,4 +21,20 @@ export interface RunResult {
   finished: string
   durationS: number
   verdict: string
+}
+
+/** One host after a failed rollback: what a person needs to decide what to do. */
+export interface HostState {
+  host: string
+  /** The release `current` points to now; unset when there is none or the host could not be reached. */
+  current?: string
+  /** Whether the run could reach the host to look. */
+  reachable: boolean
+  /** The configured checks, one attempt, against `current`; unset when not checked. */
+  healthy?: boolean
+  /**
+   * One sentence: where `current` points, what that release is to this run, and whether it passes its checks;
+   * for a host out of reach, what it served before the run and what the run last did to it.
+   */
+  note: string
 }

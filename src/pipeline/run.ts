@@ -39,7 +39,8 @@ import {
 } from './stages.js'
 import type { Stage } from './stage.js'
 import { strategyFor, type SwitchStrategy } from './switch.js'
-import type { RunResult } from './result.js'
+import type { HostState, RunResult } from './result.js'
+import { hasChecks, verifyHost } from './checks.js'
 import { gitCommit } from './git.js'
 import { deployBackup } from '../backup/stages.js'
 import {
@@ -89,15 +90,52 @@ function verdict(command: 'deploy' | 'rollback', outcome: Outcome, seconds: numb
   return `${where}. Nothing live was changed ${t}`
 }
 
-/** Reads what `current` points to on every host, for the exit-5 report. Best effort. */
-async function describeHosts(ctx: RunContext): Promise<NonNullable<RunResult['hostStates']>> {
+/**
+ * What each host looks like after a rollback failed (exit 5), for the log and `hostStates`: where `current`
+ * points and what that release is to this run, and whether it passes the checks (one attempt); for a host out
+ * of reach, what it served before the run and what the run last did to it. Best effort, with a fresh signal.
+ */
+async function describeHosts(ctx: RunContext, release: string | undefined): Promise<HostState[]> {
+  const c: RunContext = { ...ctx, signal: new AbortController().signal }
   return Promise.all(
-    ctx.sessions.map(async s => {
+    ctx.sessions.map(async (s): Promise<HostState> => {
+      const host = s.host.name
+      let kv: Map<string, string[]>
       try {
-        const r = await s.t.exec(`readlink ${sh(s.layout.current)} || true`, { timeoutMs: 15_000 })
-        return { host: s.host.name, current: r.stdout.trim().replace(/^releases\//, '') || undefined }
+        const cur = sh(s.layout.current)
+        const r = await s.t.exec(
+          `printf 'CURRENT=%s\\n' "$(readlink ${cur})"; if [ -d ${cur}/ ]; then echo EXISTS=1; fi`,
+          { timeoutMs: 15_000 }
+        )
+        kv = parseKeyValues(r.stdout)
       } catch (e) {
-        return { host: s.host.name, note: `unreachable: ${errorMessage(e)}` }
+        const before = s.current ? `releases/${s.current}` : 'no release'
+        return {
+          host,
+          reachable: false,
+          note: `unreachable (${errorMessage(e)}), so what it serves is unknown; before this run it served ${before}; ${s.switched ?? 'this run did not switch it'}`
+        }
+      }
+      const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined
+      if (!current) return { host, reachable: true, note: 'no release is current (`current` is missing)' }
+      let what = `current -> releases/${current}`
+      if (current === release) what += ', the release this run switched to'
+      else if (current === s.current) what += ', the release that served before this run'
+      if (!kv.has('EXISTS'))
+        return { host, current, reachable: true, note: `${what}, which does not exist on disk` }
+      if (!hasChecks(c)) return { host, current, reachable: true, note: `${what}; no checks configured` }
+      try {
+        await verifyHost(c, s, current, 'finish', 1)
+        return { host, current, reachable: true, healthy: true, note: `${what}; it passes its checks` }
+      } catch (e) {
+        const why = errorMessage(e)
+        return {
+          host,
+          current,
+          reachable: true,
+          healthy: false,
+          note: `${what}; it fails its checks: ${why}`
+        }
       }
     })
   )
@@ -149,13 +187,8 @@ async function execute(
 
   let hostStates: RunResult['hostStates']
   if (outcome.rollbackFailed) {
-    hostStates = await describeHosts(ctx)
-    for (const h of hostStates) {
-      ctx.log.error(
-        `state: current -> ${h.current ? `releases/${h.current}` : '(none)'}${h.note ? ` (${h.note})` : ''}`,
-        h.host
-      )
-    }
+    hostStates = await describeHosts(ctx, p.release())
+    for (const h of hostStates) ctx.log.error(`state: ${h.note}`, h.host)
   }
 
   const release = p.release()
@@ -278,7 +311,8 @@ export function deploy(req: RunRequest): Promise<RunResult> {
       release: () => (ctx.lock ? release : undefined),
       previous,
       history: o => ({
-        bad: o.failure && o.rolledBack ? true : undefined,
+        // failed after going live: rolled back, or the rollback failed and it may still be current
+        bad: o.failure && (o.rolledBack || o.rollbackFailed) ? true : undefined,
         backup: backup.result()?.name ?? null,
         revision: migration.revision ?? null,
         migrated: migration.migrated || undefined,

@@ -293,14 +293,20 @@ export function switchStage(rel: () => string, strategy: () => SwitchStrategy): 
       const release = rel()
       await onEveryHost(ctx, async s => {
         attempted.add(s)
+        s.switched = `this run was switching it to releases/${release}`
         await strategy().activate(ctx, s, release, 'switch')
+        s.switched = `this run switched it to releases/${release}`
       })
     },
     async undo(ctx) {
       const release = rel()
       const hosts = ctx.sessions.filter(s => attempted.has(s))
       await onEveryHost(ctx, async s => {
-        if (attempted.has(s)) await strategy().restore(ctx, s, release, 'rollback')
+        if (!attempted.has(s)) return
+        const back = s.current ? `releases/${s.current}` : 'no release'
+        s.switched = `this run switched it to releases/${release}, then was switching it back to ${back}`
+        await strategy().restore(ctx, s, release, 'rollback')
+        s.switched = `this run switched it to releases/${release}, then back to ${back}`
       })
       await verifyRestored(
         ctx,
