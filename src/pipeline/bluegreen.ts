@@ -17,9 +17,9 @@ import {
   writeActivePort,
   writeUpstream
 } from '../commands/bluegreen.js'
-import { httpProbe, parseProbe } from '../commands/health.js'
+import { httpProbe, httpProbeLoop, parseProbe, parseProbeLoop } from '../commands/health.js'
 import { inRelease, removeCurrent, switchCurrent } from '../commands/release.js'
-import type { RemoteCommand } from '../commands/command.js'
+import { combine, type RemoteCommand } from '../commands/command.js'
 import type { Layout } from '../commands/layout.js'
 import type { Config } from '../config/schema.js'
 import { sleep } from './checks.js'
@@ -29,8 +29,8 @@ import { StageError, errorMessage } from './errors.js'
 import { runHook } from './hook.js'
 import type { SwitchStrategy } from './switch.js'
 
-/** Time between two health probes of the new port. */
-const PROBE_INTERVAL_MS = 250
+/** Time between two health probes of the new port (on the host). */
+const PROBE_INTERVAL_MS = 100
 
 interface HostRun {
   release: string
@@ -117,27 +117,39 @@ async function startAndGate(
     timeoutMs: sw.timeout
   })
   const url = withPort(sw.health, port, address(s))
-  ctx.log.info(`waiting up to ${sw.timeout / 1000} s for GET ${url} to answer 200`, s.host.name)
+  const left = Math.max(1000, deadline - Date.now())
+  ctx.log.info(`waiting up to ${(left / 1000).toFixed(1)} s for GET ${url} to answer 200`, s.host.name)
   const t0 = Date.now()
+  // the polling runs on the host: one round trip, and the gate sees the port answer within PROBE_INTERVAL_MS
+  const loop: RemoteCommand = {
+    ...httpProbeLoop({
+      url,
+      timeoutMs: Math.min(5000, left),
+      headers: {},
+      // a refused connection costs a few ms on top of the interval
+      retries: Math.max(1, Math.ceil(left / (PROBE_INTERVAL_MS + 20))),
+      intervalMs: PROBE_INTERVAL_MS,
+      expectStatus: 200
+    }),
+    label: `health gate GET ${url}`,
+    stream: false
+  }
   let last = { status: 0, body: '' }
-  for (let attempt = 1; ; attempt++) {
-    const left = deadline - Date.now()
-    const r = await runOn(ctx, s, httpProbe(url, Math.min(5000, Math.max(1000, left))), {
-      stage,
-      allowFail: true,
-      timeoutMs: Math.max(1000, left) + 10_000
-    })
+  try {
+    const r = await runOn(ctx, s, loop, { stage, allowFail: true, timeoutMs: left + 10_000 })
     if (r.code === 127) throw new StageError(stage, `${r.stderr.trim()} (${s.host.name})`, s.host.name)
-    last = parseProbe(r.stdout)
-    if (last.status === 200) {
+    const result = parseProbeLoop(r.stdout)
+    if (result.passed) {
       ctx.log.info(
-        `port ${port} is healthy: GET ${url}: HTTP 200 after ${((Date.now() - t0) / 1000).toFixed(1)} s (${attempt} probe(s))`,
+        `port ${port} is healthy: GET ${url}: HTTP 200 after ${((Date.now() - t0) / 1000).toFixed(1)} s (${result.attempts} probe(s))`,
         s.host.name
       )
       return
     }
-    if (Date.now() + PROBE_INTERVAL_MS >= deadline) break
-    await sleep(PROBE_INTERVAL_MS, ctx.signal)
+    last = result
+  } catch (e) {
+    if (ctx.signal.aborted || (e instanceof StageError && /neither curl nor wget/.test(e.message))) throw e
+    last = { status: 0, body: errorMessage(e) }
   }
   throw new StageError(
     stage,
@@ -261,8 +273,15 @@ export function blueGreenStrategy(): SwitchStrategy {
     h.movedAt = Date.now()
     await pointProxy(ctx, s, release, renderUpstream(sw.upstream_template, port), port, stage)
     ctx.log.info(`traffic -> port ${port} (proxy reloaded)`, s.host.name)
-    await runOn(ctx, s, switchCurrent(s.layout, release), { stage })
-    await runOn(ctx, s, writeActivePort(s.layout, port, release), { stage })
+    await runOn(
+      ctx,
+      s,
+      combine(`switch current to ${release}, record active port ${port}`, [
+        switchCurrent(s.layout, release),
+        writeActivePort(s.layout, port, release)
+      ]),
+      { stage }
+    )
     ctx.log.info(
       `current -> releases/${release}, active port ${port}${oldPort === undefined ? '' : `; port ${oldPort} stops after verify passes`}`,
       s.host.name
