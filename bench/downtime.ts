@@ -46,7 +46,8 @@ function load(url: string, onAnswer?: (body: string, at: number) => void) {
         r.failed++
         const title =
           /<title>([^<]*)<\/title>/.exec(a.body)?.[1] ?? a.body.trim().replace(/\s+/g, ' ').slice(0, 60)
-        if (r.samples.length < 5) r.samples.push(`${a.status || a.error}${title ? ` ${title}` : ''}`)
+        const what = String(a.status || a.error)
+        if (r.samples.length < 5) r.samples.push(title.startsWith(what) ? title : `${what} ${title}`.trim())
       } else onAnswer?.(a.body.trim(), Date.now())
       const wait = EVERY_MS - (Date.now() - t0)
       if (wait > 0) await new Promise(resolve => setTimeout(resolve, wait))
