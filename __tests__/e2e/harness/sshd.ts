@@ -56,6 +56,19 @@ export interface StartSshdOptions {
   address?: string
   /** Default 2222. */
   port?: number
+  /**
+   * Lines appended to sshd_config. `fastShell()` skips root's ~/.bashrc in sessions (about 0.4 s per command
+   * on these machines), for tests that run many commands.
+   */
+  extraConfig?: string[]
+}
+
+/**
+ * sshd_config lines that stop bash from sourcing ~/.bashrc in each session: bash reads it for a command from
+ * sshd only when it is a top-level shell, and SHLVL=1 from sshd makes it level 2.
+ */
+export function fastShell(): string[] {
+  return ['SetEnv SHLVL=1']
 }
 
 /** Creates a fresh directory under os.tmpdir() (mkdtemp; mode 0700). */
@@ -205,6 +218,7 @@ function sshdConfig(p: {
   hostKey: string
   authorizedKeys: string
   pidFile: string
+  extraConfig?: string[]
 }): string {
   return [
     `ListenAddress ${p.address}`,
@@ -228,6 +242,7 @@ function sshdConfig(p: {
     // No AcceptEnv: the client's environment is not passed through.
     // SFTP without depending on the sftp-server binary's path (ssh clients may upload files with it).
     'Subsystem sftp internal-sftp',
+    ...(p.extraConfig ?? []),
     ''
   ].join('\n')
 }
@@ -317,7 +332,10 @@ export async function startSshd(opts: StartSshdOptions = {}): Promise<SshHost> {
       failures.push(`${address}:${port} is already in use`)
       continue
     }
-    writeFileSync(config, sshdConfig({ address, port, hostKey, authorizedKeys, pidFile }))
+    writeFileSync(
+      config,
+      sshdConfig({ address, port, hostKey, authorizedKeys, pidFile, extraConfig: opts.extraConfig })
+    )
     const result = await launch(config, logFile, pidFile, address, port)
     if (result.ok) {
       pid = result.pid
