@@ -19,6 +19,7 @@ import {
 import { join } from 'node:path'
 import { startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
 import { ageKeyPair, startPostgres, watchArgv, type PgServer, PG_BIN } from './harness/db.js'
+import { fakeDocker, pathWithout } from './harness/fakedocker.js'
 import { currentOf, historyOf, lastLog, project, releasesOf, stopApp, type Project } from './support.js'
 
 // a password that needs quoting in SQL, in a URL and in a shell
@@ -453,6 +454,68 @@ describe('backups of a PostgreSQL app', () => {
     expect(left.some(f => f.startsWith(old[1] as string))).toBe(false)
     for (const kept of [old[0], old[2], newest]) expect(left).toContain(`${kept}.sha256`)
     expect(left.some(f => f.startsWith(deployBackup))).toBe(true) // protected by its release
+    process.chdir(p.dir)
+  })
+
+  test('a missing or older pg_dump on the host is named, with the package to install', async () => {
+    const dir = tempDir('sd-pgpath-')
+    const withPath = (PATH: string) =>
+      project({
+        hosts: [host],
+        root,
+        config: c => ({
+          ...c,
+          env: { ...(c.env as object), PATH },
+          backup: { databases: [{ engine: 'postgres', url: 'env:DATABASE_URL' }] }
+        }),
+        envExtra: { DATABASE_URL: url }
+      })
+    const missing = await (await withPath(pathWithout(dir, ['pg_dump']))).run(['backup'])
+    expect(missing.code).toBe(3)
+    expect(missing.stderr).toContain(
+      `pg_dump not found on ${host.address}:2222: install postgresql-client-15`
+    )
+    // a pg_dump 13 in front of the real tools
+    const old = join(dir, 'old')
+    mkdirSync(old)
+    writeFileSync(join(old, 'pg_dump'), '#!/bin/sh\necho "pg_dump (PostgreSQL) 13.16"\n', { mode: 0o755 })
+    const older = await (await withPath(`${old}:/usr/bin:/bin`)).run(['backup'])
+    expect(older.code).toBe(3)
+    expect(older.stderr).toContain(
+      `pg_dump on ${host.address}:2222 is version 13, older than the PostgreSQL 15 server of the PostgreSQL database "ledger": install postgresql-client-15`
+    )
+    process.chdir(p.dir)
+  })
+
+  test('in a compose service: pg_dump and pg_restore through `docker compose exec -T -e PG... db`', async () => {
+    const docker = fakeDocker(tempDir('sd-docker-'))
+    const c = await project({
+      hosts: [host],
+      root,
+      config: base => ({
+        ...base,
+        env: { ...(base.env as object), PATH: `${docker.bin}:/usr/local/bin:/usr/bin:/bin` },
+        backup: { databases: [{ engine: 'postgres', url: 'env:DATABASE_URL', container: 'db' }] }
+      }),
+      envExtra: { DATABASE_URL: url }
+    })
+    const before = state()
+    const b = await c.run(['backup', '--json'])
+    expect(b.code).toBe(0)
+    const name = (JSON.parse(b.stdout) as { backupName: string }).backupName
+    pg.psql('DELETE FROM items WHERE id > 10', 'ledger')
+    const r = await c.run(['restore', name, '--yes'])
+    expect(r.code).toBe(0)
+    expect(state()).toEqual(before)
+    const env = '-e PGHOST -e PGPORT -e PGUSER -e PGDATABASE -e PGPASSWORD'
+    const argv = docker.calls().map(x => x.argv)
+    expect(argv).toContain(`compose exec -T ${env} db pg_dump -Fc --no-password`)
+    expect(argv).toContain('compose exec -T db pg_restore --list')
+    expect(argv).toContain(
+      `compose exec -T ${env} db pg_restore --clean --if-exists --single-transaction --no-owner --no-password -d dbname=ledger`
+    )
+    expect(new Set(docker.calls().map(x => x.cwd))).toEqual(new Set([join(root, 'current')]))
+    for (const a of argv) expect(a).not.toContain(PASSWORD)
     process.chdir(p.dir)
   })
 
