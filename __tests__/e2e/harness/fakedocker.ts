@@ -57,7 +57,10 @@ exec "$@"
             .filter(Boolean)
             .map(l => ({
               cwd: l.slice(0, l.indexOf('\t')),
-              argv: l.slice(l.indexOf('\t') + 1).replace(/\x1e/g, '\n')
+              argv: l
+                .slice(l.indexOf('\t') + 1)
+                .split('\x1e')
+                .join('\n')
             }))
         : []
   }
