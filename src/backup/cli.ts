@@ -192,6 +192,29 @@ function table(rows: string[][]): string {
   )
 }
 
+export interface BackupNowResult {
+  status: 'success' | 'failed'
+  exitCode: number
+  backupName?: string
+  backupPath?: string
+  logFile?: string
+  verdict: string
+}
+
+/** `backup` for the Action (a scheduled workflow): the same run as the CLI's, as a result. */
+export async function backupNow(req: RunRequest): Promise<BackupNowResult> {
+  const out: { result?: BackupResult } = {}
+  const { ctx, outcome, verdict } = await runLocked(req, 'backup', 'BACKUP', [backupNowStage(out)])
+  return {
+    status: outcome.failure ? 'failed' : 'success',
+    exitCode: outcome.exitCode,
+    backupName: out.result?.name,
+    backupPath: out.result?.path,
+    logFile: ctx.log.file,
+    verdict
+  }
+}
+
 /** `backup`, `backups ...`, `restore`: returns the exit code. Arguments were checked by checkBackupArgs. */
 export async function runBackupCli(args: BackupArgs, req: RunRequest, io: Output): Promise<number> {
   const app = req.loaded.config.app

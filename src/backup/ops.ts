@@ -5,6 +5,8 @@ import { Writable } from 'node:stream'
 import { hostname } from 'node:os'
 import pkg from '../../package.json' with { type: 'json' }
 import { ExitCode } from '../config/errors.js'
+import type { Layout } from '../commands/layout.js'
+import type { RemoteCommand } from '../commands/command.js'
 import { listReleases, parseKeyValues, readHistory } from '../commands/release.js'
 import { renewLock } from '../commands/lock.js'
 import { parseHistory, type HistoryEntry } from '../release/history.js'
@@ -138,6 +140,29 @@ export function kvLines(text: string): Map<string, string[]> {
 
 const majorOf = (v: string) => Number(/(\d+)(?:\.\d+)?/.exec(v)?.[1])
 
+/** Host programs a backup of this plan needs besides the database tools. */
+export function neededTools(plan: BackupPlan): string[] {
+  return [
+    'sha256sum',
+    ...(plan.targets.some(t => t.compress === 'gzip') || plan.files.length ? ['gzip'] : []),
+    ...(plan.targets.some(t => t.compress === 'zstd') ? ['zstd'] : []),
+    ...(plan.files.length ? ['tar'] : []),
+    ...(plan.recipients.length ? ['age', 'mkfifo', 'tee'] : [])
+  ]
+}
+
+/** For `plan`: the scripts a deploy's backup stage sends to the primary (the default client names). */
+export function backupPlanCommands(ctx: RunContext, layout: Layout): RemoteCommand[] {
+  const b = backupConfigOf(ctx.config)
+  if (!b) return []
+  const plan = resolvePlan(ctx.config.app, b, layout, ctx.config.env)
+  const name = newBackupName(plan.app, new Date())
+  return [
+    probeScript(plan, { needs: neededTools(plan) }),
+    backupScript({ plan, name, meta: { app: plan.app, name, reason: 'before deploy of <release>' } })
+  ]
+}
+
 /** Checks the tools and connects to each database; reports what is wrong in words a person can act on. */
 export async function probeHost(
   ctx: RunContext,
@@ -145,14 +170,7 @@ export async function probeHost(
   plan: BackupPlan,
   opts: { stage: string; needs?: string[] }
 ): Promise<ProbeResult> {
-  const encrypted = plan.recipients.length > 0
-  const needs = opts.needs ?? [
-    'sha256sum',
-    ...(plan.targets.some(t => t.compress === 'gzip') || plan.files.length ? ['gzip'] : []),
-    ...(plan.targets.some(t => t.compress === 'zstd') ? ['zstd'] : []),
-    ...(plan.files.length ? ['tar'] : []),
-    ...(encrypted ? ['age', 'mkfifo', 'tee'] : [])
-  ]
+  const needs = opts.needs ?? neededTools(plan)
   const r = await runOn(ctx, s, probeScript(plan, { needs }), { stage: opts.stage, allowFail: true })
   const kv = kvLines(r.stdout)
   const host = s.host.name

@@ -19,7 +19,7 @@ import { httpChecks, verifyHost } from './checks.js'
 import { errorMessage } from './errors.js'
 import { planBlueGreen } from './bluegreen.js'
 import type { LockOwner } from '../commands/lock.js'
-import { databaseSizes, type DatabaseSize } from '../backup/ops.js'
+import { backupPlanCommands, databaseSizes, type DatabaseSize } from '../backup/ops.js'
 
 export interface LockInfo {
   host: string
@@ -177,6 +177,7 @@ export function planDeploy(ctx: RunContext): string {
       )
     }
     show(inspectHost(layout, c.shared.files, ['tar', 'curl', 'wget']))
+    if (h.primary) for (const cmd of backupPlanCommands(ctx, layout)) show(cmd)
     out.push('# upload (stdin: the tar.gz stream)', unpackCommand(layout, release), '')
     if (c.shared.files.length || c.shared.dirs.length)
       show(linkShared(layout, release, c.shared.files, c.shared.dirs))

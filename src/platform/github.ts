@@ -7,6 +7,7 @@ import type { RunResult } from '../pipeline/result.js'
 import { errorMessage } from '../pipeline/errors.js'
 import type { Reporter } from '../report/log.js'
 import { parseInputs } from './inputs.js'
+import { backupNow } from '../backup/cli.js'
 import { outputsOf } from './outputs.js'
 
 const STATE_TOKEN = 'lock-token'
@@ -79,6 +80,18 @@ export async function runAction(): Promise<void> {
           : await rollback({ ...req, to: inputs.to, restore: inputs.restore, noDb: inputs.noDb })
       setOutputs(r)
       await writeSummary(r)
+      core.saveState(STATE_DONE, 'true')
+      if (r.exitCode !== ExitCode.ok) core.setFailed(`${r.verdict} (exit ${r.exitCode}; log: ${r.logFile})`)
+      else core.info(r.verdict)
+      return
+    }
+    if (inputs.command === 'backup') {
+      const r = await backupNow(req)
+      core.setOutput('status', r.status)
+      core.setOutput('backup-name', r.backupName ?? '')
+      core.setOutput('backup-path', r.backupPath ?? '')
+      core.setOutput('log-file', r.logFile ?? '')
+      core.setOutput('exit-code', String(r.exitCode))
       core.saveState(STATE_DONE, 'true')
       if (r.exitCode !== ExitCode.ok) core.setFailed(`${r.verdict} (exit ${r.exitCode}; log: ${r.logFile})`)
       else core.info(r.verdict)

@@ -5,7 +5,7 @@ import { parseBackupName, type BackupName } from '../backup/name.js'
 
 /** Action / GitLab inputs, read through one function so both adapters parse them alike. */
 export interface PlatformInputs {
-  command: 'deploy' | 'rollback' | 'status' | 'releases' | 'plan'
+  command: 'deploy' | 'rollback' | 'backup' | 'status' | 'releases' | 'plan'
   config: string
   overrides: Overrides
   to?: ReleaseId
@@ -16,7 +16,7 @@ export interface PlatformInputs {
   verbose: boolean
 }
 
-const COMMANDS = ['deploy', 'rollback', 'status', 'releases', 'plan'] as const
+const COMMANDS = ['deploy', 'rollback', 'backup', 'status', 'releases', 'plan'] as const
 
 export function parseInputs(get: (name: string) => string): PlatformInputs {
   const command = get('command') || 'deploy'

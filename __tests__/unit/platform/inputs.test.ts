@@ -65,14 +65,17 @@ describe('parseInputs', () => {
     ).toThrow('inputs restore and no-db: give one, not both')
   })
 
-  test.each(['deploy', 'rollback', 'status', 'releases', 'plan'])('command %s is accepted', command => {
-    expect(parseInputs(from({ command })).command).toBe(command)
-  })
+  test.each(['deploy', 'rollback', 'backup', 'status', 'releases', 'plan'])(
+    'command %s is accepted',
+    command => {
+      expect(parseInputs(from({ command })).command).toBe(command)
+    }
+  )
 
   test('an unknown command is a ConfigError listing the known ones', () => {
     expect(() => parseInputs(from({ command: 'destroy' }))).toThrow(ConfigError)
     expect(() => parseInputs(from({ command: 'destroy' }))).toThrow(
-      'input command: expected one of deploy, rollback, status, releases, plan, got "destroy"'
+      'input command: expected one of deploy, rollback, backup, status, releases, plan, got "destroy"'
     )
   })
 
