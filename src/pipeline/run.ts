@@ -80,12 +80,21 @@ function newContext(req: RunRequest, command: string, started: Date, logFile = t
 
 const WORD = { deploy: 'DEPLOYMENT', rollback: 'ROLLBACK' } as const
 
+/** The verdict is one line: a multi-line error keeps its first and its last line (the command's own error). */
+function oneLine(message: string): string {
+  const lines = message
+    .split('\n')
+    .map(l => l.trim())
+    .filter(Boolean)
+  return lines.length > 1 ? `${lines[0]} … ${lines.at(-1)}` : (lines[0] ?? '')
+}
+
 function verdict(command: 'deploy' | 'rollback', outcome: Outcome, seconds: number): string {
   const word = WORD[command]
   const t = `(${seconds.toFixed(1)} s)`
   if (!outcome.failure) return `${word} SUCCESS ${t}`
-  const where = `${word} FAILED at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${outcome.failure.message}`
-  if (outcome.rollbackFailed) return `${where}. ROLLBACK FAILED: ${outcome.rollbackFailed} ${t}`
+  const where = `${word} FAILED at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${oneLine(outcome.failure.message)}`
+  if (outcome.rollbackFailed) return `${where}. ROLLBACK FAILED: ${oneLine(outcome.rollbackFailed)} ${t}`
   if (outcome.rolledBack) return `${where}. ROLLED BACK ${t}`
   return `${where}. Nothing live was changed ${t}`
 }
