@@ -153,17 +153,23 @@ export const configSchema = z
                   .string()
                   .min(1)
                   .optional()
-                  .describe('Prints the current revision (alembic current); recorded in history before migrating'),
+                  .describe(
+                    'Prints the current revision (alembic current); recorded in history before migrating'
+                  ),
                 down: z
                   .string()
                   .min(1)
                   .optional()
-                  .describe('Undoes the migration; {revision} is the recorded one (alembic downgrade {revision})')
+                  .describe(
+                    'Undoes the migration; {revision} is the recorded one (alembic downgrade {revision})'
+                  )
               })
               .strict()
           ])
           .optional()
-          .describe('Runs on the primary inside the new release (shared files linked), after deploy, before switch')
+          .describe(
+            'Runs on the primary inside the new release (shared files linked), after deploy, before switch'
+          )
       })
       .strict()
       .default({}),

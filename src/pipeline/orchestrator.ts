@@ -46,7 +46,11 @@ export async function runStages(
 
   for (const stage of stages) {
     if (ctx.signal.aborted) {
-      failed = { stage, error: new StageError(stage.name, 'interrupted before this stage started'), started: false }
+      failed = {
+        stage,
+        error: new StageError(stage.name, 'interrupted before this stage started'),
+        started: false
+      }
       records.push({ name: stage.name, status: 'skipped', duration_s: 0 })
       break
     }
