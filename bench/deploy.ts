@@ -43,7 +43,12 @@ const config = {
 }
 const file = join(work, 'safe-deploy.yml')
 writeFileSync(file, stringify(config))
-const env = { PATH: process.env.PATH, HOME: process.env.HOME, SSH_KEY: host.privateKey, KNOWN_HOSTS: host.knownHostsLine }
+const env = {
+  PATH: process.env.PATH,
+  HOME: process.env.HOME,
+  SSH_KEY: host.privateKey,
+  KNOWN_HOSTS: host.knownHostsLine
+}
 process.chdir(work)
 
 const deploys: number[] = []
