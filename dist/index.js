@@ -53993,7 +53993,7 @@ module.exports = {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _platform_github_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6568);
+/* harmony import */ var _platform_github_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4019);
 
 await (0,_platform_github_js__WEBPACK_IMPORTED_MODULE_0__/* .runAction */ .C)();
 
@@ -54002,7 +54002,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 6568:
+/***/ 4019:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -56659,7 +56659,7 @@ var core_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arg
 /**
  * The code to exit an action
  */
-var ExitCode;
+var core_ExitCode;
 (function (ExitCode) {
     /**
      * A code indicating that the action was successful
@@ -56669,7 +56669,7 @@ var ExitCode;
      * A code indicating that the action was a failure
      */
     ExitCode[ExitCode["Failure"] = 1] = "Failure";
-})(ExitCode || (ExitCode = {}));
+})(core_ExitCode || (core_ExitCode = {}));
 //-----------------------------------------------------------------------
 // Variables
 //-----------------------------------------------------------------------
@@ -56823,7 +56823,7 @@ function setCommandEcho(enabled) {
  * @param message add error issue message
  */
 function setFailed(message) {
-    process.exitCode = ExitCode.Failure;
+    process.exitCode = core_ExitCode.Failure;
     error(message);
 }
 //-----------------------------------------------------------------------
@@ -65967,14 +65967,14 @@ const ZodTuple = /*@__PURE__*/ $constructor("ZodTuple", (inst, def) => {
     },
 });
 function tuple(items, _paramsOrRest, _params) {
-    const hasRest = _paramsOrRest instanceof core.$ZodType;
+    const hasRest = _paramsOrRest instanceof $ZodType;
     const params = hasRest ? _params : _paramsOrRest;
     const rest = hasRest ? _paramsOrRest : null;
     return new ZodTuple({
         type: "tuple",
         items: items,
         rest,
-        ...util.normalizeParams(params),
+        ...normalizeParams(params),
     });
 }
 const ZodRecord = /*@__PURE__*/ $constructor("ZodRecord", (inst, def) => {
@@ -66513,7 +66513,65 @@ function parseDuration(value) {
     return Math.round(n * factor);
 }
 
+;// CONCATENATED MODULE: ./src/backup/config.ts
+
+/**
+ * `backup:` in safe-deploy.yml. A backup is a set of files under <root>/backups sharing one name,
+ * `<app>_YYYYMMDD_HHMMSS` (UTC): one artifact per database and one for files, plus a `.sha256` manifest.
+ */
+const database = object({
+    name: schemas_string()
+        .regex(/^[A-Za-z0-9_-]{1,32}$/)
+        .optional()
+        .describe('Label for this database in artifact names when there are several'),
+    engine: schemas_enum(['postgres', 'mysql', 'sqlite']),
+    url: schemas_string().optional().describe('postgres://user:pass@host:5432/db or mysql://...; use env:NAME'),
+    host: schemas_string().optional(),
+    port: schemas_number().int().min(1).max(65535).optional(),
+    user: schemas_string().optional(),
+    password: schemas_string().optional().describe('use env:NAME; sent over stdin, never argv'),
+    database: schemas_string().optional(),
+    path: schemas_string()
+        .optional()
+        .describe('sqlite: the database file (absolute, or relative to the deploy root)'),
+    container: schemas_string()
+        .optional()
+        .describe('compose service to run the dump in: docker compose exec -T <service>'),
+    compose_dir: schemas_string()
+        .optional()
+        .describe('directory of the compose project on the host (default: current release)'),
+    compress: schemas_enum(['gzip', 'zstd', 'none'])
+        .optional()
+        .describe('mysql/sqlite/files compression (default gzip)')
+})
+    .strict();
+const retentionSchema = object({
+    daily: schemas_number().int().min(0).max(366).default(7),
+    weekly: schemas_number().int().min(0).max(520).default(4),
+    monthly: schemas_number().int().min(0).max(1200).default(12)
+})
+    .strict();
+const backupSchema = object({
+    enabled: schemas_boolean().default(true),
+    dir: schemas_string()
+        .default('backups')
+        .describe('where backups go on the primary, relative to the deploy root'),
+    databases: array(database).default([]),
+    files: array(schemas_string()).default([]).describe('files/dirs to archive, relative to the deploy root'),
+    encrypt: object({
+        recipients: array(schemas_string().regex(/^age1[0-9a-z]+$/, 'expected an age public key (age1...)'))
+            .min(1),
+        identity: schemas_string().optional().describe('age identity for verify/restore (use env:NAME)')
+    })
+        .strict()
+        .optional(),
+    retention: retentionSchema.default({ daily: 7, weekly: 4, monthly: 12 }),
+    download: schemas_boolean().default(false).describe('copy the backup to the runner next to the log')
+})
+    .strict();
+
 ;// CONCATENATED MODULE: ./src/config/schema.ts
+
 
 
 /** A duration such as `1s`, `500ms`, `10m`, or a number of seconds; parsed to milliseconds. */
@@ -66521,7 +66579,10 @@ const schema_duration = union([schemas_string(), schemas_number()])
     .transform((value, ctx) => {
     const ms = parseDuration(value);
     if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: `expected a duration like 1s, 500ms or 10m, got ${JSON.stringify(value)}` });
+        ctx.addIssue({
+            code: 'custom',
+            message: `expected a duration like 1s, 500ms or 10m, got ${JSON.stringify(value)}`
+        });
         return NEVER;
     }
     return ms;
@@ -66539,23 +66600,34 @@ const sshHost = object({
     address: noControl('an address').min(1).describe('Host name or IP address'),
     port: schemas_number().int().min(1).max(65535).default(22),
     user: noControl('a user').min(1).default('root'),
+    path: schemas_string().optional().describe('Deploy root on this host, when it differs from the top-level path'),
     primary: schemas_boolean().optional().describe('The host that holds the lock and runs backups and migrations')
 })
     .strict();
 const localHost = object({
     local: literal(true).describe('Run on this machine without SSH (self-hosted runners, the demo)'),
     name: schemas_string().min(1).optional(),
+    path: schemas_string()
+        .optional()
+        .describe('Deploy root on this machine, when it differs from the top-level path'),
     primary: schemas_boolean().optional()
 })
     .strict();
 const hostSchema = union([localHost, sshHost]);
 const httpCheck = object({
-    url: schemas_string().url(),
+    url: schemas_string()
+        .refine(u => /^https?:\/\//.test(u) && URL.canParse(u.replace(/\{host\}/g, 'host.invalid')), {
+        message: 'expected an http:// or https:// URL'
+    })
+        .describe("URL to GET; {host} is replaced by each host's address"),
     expect_status: schemas_number().int().min(100).max(599).default(200),
     contains: schemas_string().optional().describe('Text the response body must contain'),
     retries: schemas_number().int().min(1).max(1000).default(10),
     interval: schema_duration.default(1000),
     timeout: schema_duration.default(5000),
+    headers: record(schemas_string().regex(/^[A-Za-z0-9-]+$/, 'expected a header name'), noControl('a header value'))
+        .default({})
+        .describe('Request headers, e.g. Host: shop.example for a virtual host'),
     from: schemas_enum(['host', 'runner']).default('host')
 })
     .strict();
@@ -66610,16 +66682,120 @@ const configSchema = object({
     stages: object({
         test: schemas_string().min(1).optional().describe('Runs on the runner before anything touches a server'),
         build: schemas_string().min(1).optional().describe('Runs on each host inside the new release'),
-        restart: schemas_string().min(1).optional().describe('Runs on each host inside the new release after the switch')
+        restart: schemas_string()
+            .min(1)
+            .optional()
+            .describe('Runs on each host inside the new release after the switch'),
+        migrate: union([
+            schemas_string()
+                .min(1)
+                .transform((command) => ({ command })),
+            object({
+                command: schemas_string().min(1).describe('e.g. alembic upgrade head, php artisan migrate --force'),
+                revision: schemas_string()
+                    .min(1)
+                    .optional()
+                    .describe('Prints the current revision (alembic current); recorded in history before migrating'),
+                down: schemas_string()
+                    .min(1)
+                    .optional()
+                    .describe('Undoes the migration; {revision} is the recorded one (alembic downgrade {revision})')
+            })
+                .strict()
+        ])
+            .optional()
+            .describe('Runs on the primary inside the new release (shared files linked), after deploy, before switch')
     })
         .strict()
         .default({}),
+    rollback: object({
+        database: schemas_enum(['restore', 'down', 'none'])
+            .optional()
+            .describe('How a rollback puts the database back: restore the pre-deploy backup, run stages.migrate.down, or leave it. Default: down when migrate.down is set, else restore when backups are on, else none')
+    })
+        .strict()
+        .default({}),
+    switch: object({
+        strategy: schemas_enum(['symlink', 'graceful', 'blue-green'])
+            .default('symlink')
+            .describe('symlink: switch current, run stages.restart; graceful: switch current, run reload; blue-green: see docs'),
+        reload: schemas_string()
+            .min(1)
+            .optional()
+            .describe('graceful: e.g. `systemctl reload shop` or `kill -HUP $(cat app.pid)`'),
+        ports: tuple([schemas_number().int().min(1).max(65535), schemas_number().int().min(1).max(65535)])
+            .optional()
+            .describe('blue-green: the pair of ports the app alternates between'),
+        start: schemas_string()
+            .min(1)
+            .optional()
+            .describe('blue-green: starts the release on {port} (runs inside the release; PORT is set too)'),
+        stop: schemas_string()
+            .min(1)
+            .optional()
+            .describe('blue-green: stops whatever serves {port} (runs inside the release that serves it)'),
+        health: schemas_string()
+            .default('http://127.0.0.1:{port}/health')
+            .describe('blue-green: URL that must answer 200 on the new port before traffic moves'),
+        upstream_file: schemas_string()
+            .optional()
+            .describe('blue-green: file we write for the proxy, e.g. /etc/nginx/conf.d/shop-upstream.conf'),
+        upstream_template: schemas_string()
+            .default('server 127.0.0.1:{port};')
+            .describe('blue-green: the upstream file content; {port} is the live port'),
+        proxy_reload: schemas_string().min(1).optional().describe('blue-green: e.g. `nginx -t && nginx -s reload`'),
+        drain: schema_duration
+            .default(2000)
+            .describe('blue-green: wait after moving traffic before stopping the old port'),
+        timeout: schema_duration
+            .default(60_000)
+            .describe('blue-green: how long the new port may take to become healthy')
+    })
+        .strict()
+        .default({
+        strategy: 'symlink',
+        health: 'http://127.0.0.1:{port}/health',
+        upstream_template: 'server 127.0.0.1:{port};',
+        drain: 2000,
+        timeout: 60_000
+    })
+        .superRefine((sw, ctx) => {
+        if (sw.strategy === 'graceful' && !sw.reload) {
+            ctx.addIssue({ code: 'custom', path: ['reload'], message: 'required for strategy graceful' });
+        }
+        if (sw.strategy === 'blue-green') {
+            for (const key of ['ports', 'start', 'stop', 'upstream_file', 'proxy_reload']) {
+                if (sw[key] === undefined)
+                    ctx.addIssue({ code: 'custom', path: [key], message: 'required for strategy blue-green' });
+            }
+            if (sw.ports && sw.ports[0] === sw.ports[1]) {
+                ctx.addIssue({ code: 'custom', path: ['ports'], message: 'expected two different ports' });
+            }
+        }
+    }),
     verify: object({
         http: union([httpCheck, array(httpCheck)]).optional(),
-        command: schemas_string().min(1).optional().describe('Runs on each host inside the release; exit 0 = healthy')
+        command: union([schemas_string().min(1), array(schemas_string().min(1))])
+            .optional()
+            .describe('Commands run on each host inside the release (systemctl is-active shop, pg_isready); exit 0 = healthy'),
+        logs: object({
+            command: schemas_string()
+                .min(1)
+                .describe('Prints recent logs; {started} is the run start in epoch seconds'),
+            fail_on: array(schemas_string().min(1)).min(1).default(['CRITICAL', 'Traceback', 'FATAL'])
+        })
+            .strict()
+            .optional()
+            .describe('Fails verify when the logs since the run started contain one of fail_on'),
+        window: schema_duration
+            .default(0)
+            .describe('After the checks pass, watch this long and check again: catches an app that crashes soon after start')
     })
         .strict()
-        .default({}),
+        .default({ window: 0 }),
+    backup: union([literal(false), backupSchema])
+        .optional()
+        .describe('Backups before every deploy; false opts out'),
     lock: object({ ttl: schema_duration.default(1_800_000) })
         .strict()
         .default({ ttl: 1_800_000 }),
@@ -66638,7 +66814,7 @@ const errors_ExitCode = {
     rollbackFailed: 5
 };
 /** Bad input (config, flags, names): raised before anything on a server changes. Exit 2. */
-class ConfigError extends Error {
+class errors_ConfigError extends Error {
     problems;
     exitCode = errors_ExitCode.badInput;
     constructor(message, problems = [message]) {
@@ -66648,7 +66824,452 @@ class ConfigError extends Error {
     }
 }
 
+;// CONCATENATED MODULE: ./src/config/rules.ts
+function backupsOn(config) {
+    return (!!config.backup &&
+        config.backup.enabled &&
+        (config.backup.databases.length > 0 || config.backup.files.length > 0));
+}
+/** `rollback.database`, or its default: down when migrate.down is set, else restore when backups are on. */
+function databaseRollbackMode(config) {
+    const m = config.stages.migrate;
+    if (config.rollback.database)
+        return config.rollback.database;
+    if (m?.down)
+        return 'down';
+    return backupsOn(config) ? 'restore' : 'none';
+}
+/** Config combinations that cannot work, found before anything connects. */
+function migrationProblems(config) {
+    const problems = [];
+    const mode = config.rollback.database;
+    if (mode === 'down' && !config.stages.migrate?.down) {
+        problems.push('rollback.database: down needs stages.migrate.down (e.g. alembic downgrade {revision})');
+    }
+    if (mode === 'restore' && !backupsOn(config)) {
+        problems.push('rollback.database: restore needs backups (backup.databases) to restore from');
+    }
+    return problems;
+}
+
+;// CONCATENATED MODULE: ./src/backup/connection.ts
+/** URL query parameters libpq understands, and the environment variable that carries each. */
+const LIBPQ_PARAMS = {
+    host: 'PGHOST',
+    hostaddr: 'PGHOSTADDR',
+    port: 'PGPORT',
+    dbname: 'PGDATABASE',
+    user: 'PGUSER',
+    passfile: 'PGPASSFILE',
+    service: 'PGSERVICE',
+    options: 'PGOPTIONS',
+    application_name: 'PGAPPNAME',
+    connect_timeout: 'PGCONNECT_TIMEOUT',
+    sslmode: 'PGSSLMODE',
+    sslrootcert: 'PGSSLROOTCERT',
+    sslcert: 'PGSSLCERT',
+    sslkey: 'PGSSLKEY',
+    sslcrl: 'PGSSLCRL',
+    sslsni: 'PGSSLSNI',
+    channel_binding: 'PGCHANNELBINDING',
+    gssencmode: 'PGGSSENCMODE',
+    krbsrvname: 'PGKRBSRVNAME',
+    target_session_attrs: 'PGTARGETSESSIONATTRS'
+};
+/** mysql/mariadb client options a URL may set as `?ssl-ca=/path` (each becomes `--ssl-ca=/path`). */
+const MYSQL_PARAMS = [
+    'ssl',
+    'ssl-ca',
+    'ssl-capath',
+    'ssl-cert',
+    'ssl-key',
+    'ssl-mode',
+    'ssl-verify-server-cert',
+    'socket',
+    'protocol'
+];
+const SCHEMES = {
+    postgres: ['postgres:', 'postgresql:'],
+    mysql: ['mysql:', 'mariadb:']
+};
+function connection_decode(part, what) {
+    try {
+        return decodeURIComponent(part);
+    }
+    catch {
+        throw new Error(`the ${what} in the URL is not valid percent-encoding`);
+    }
+}
+/**
+ * Parses `postgres://user:p%40ss@host:5433/db?sslmode=require` or `mysql://user:pass@host:3306/db`.
+ * Errors never repeat the URL: it may hold a password.
+ */
+function parseDatabaseUrl(url, engine) {
+    let u;
+    try {
+        u = new URL(url);
+    }
+    catch {
+        throw new Error(`not a URL; expected ${engine}://user:password@host:port/database`);
+    }
+    if (!SCHEMES[engine].includes(u.protocol)) {
+        throw new Error(`the URL scheme is ${u.protocol.replace(/:$/, '')}; for engine ${engine} use ${SCHEMES[engine].map(s => `${s}//`).join(' or ')}`);
+    }
+    const conn = { params: {} };
+    const host = connection_decode(u.hostname, 'host').replace(/^\[(.*)\]$/, '$1');
+    if (host)
+        conn.host = host;
+    if (u.port)
+        conn.port = Number(u.port);
+    if (u.username)
+        conn.user = connection_decode(u.username, 'user name');
+    if (u.password)
+        conn.password = connection_decode(u.password, 'password');
+    const path = connection_decode(u.pathname.replace(/^\//, ''), 'database name');
+    if (path.includes('/'))
+        throw new Error('the URL path must be just the database name');
+    if (path)
+        conn.database = path;
+    for (const [key, value] of u.searchParams) {
+        if (engine === 'postgres') {
+            const env = LIBPQ_PARAMS[key];
+            if (!env)
+                throw new Error(`unknown connection parameter ?${key}= (libpq parameters only)`);
+            if (key === 'host')
+                conn.host = value;
+            else if (key === 'port')
+                conn.port = Number(value);
+            else if (key === 'user')
+                conn.user = value;
+            else if (key === 'dbname')
+                conn.database = value;
+            else
+                conn.params[env] = value;
+        }
+        else {
+            if (!MYSQL_PARAMS.includes(key))
+                throw new Error(`unknown connection parameter ?${key}= (supported: ${MYSQL_PARAMS.join(', ')})`);
+            conn.params[key] = value;
+        }
+    }
+    if (conn.port !== undefined && !(Number.isInteger(conn.port) && conn.port > 0 && conn.port < 65536))
+        throw new Error('the port in the URL is not a port number');
+    return conn;
+}
+/** The connection for one `backup.databases[]` entry: the URL, then the fields over it. */
+function resolveConnection(db) {
+    const conn = db.url && db.engine !== 'sqlite' ? parseDatabaseUrl(db.url, db.engine) : { params: {} };
+    if (db.host !== undefined)
+        conn.host = db.host;
+    if (db.port !== undefined)
+        conn.port = db.port;
+    if (db.user !== undefined)
+        conn.user = db.user;
+    if (db.password !== undefined)
+        conn.password = db.password;
+    if (db.database !== undefined)
+        conn.database = db.database;
+    return conn;
+}
+/**
+ * The secrets in a database entry, for redaction: the password as given and, from a URL, the password
+ * both decoded and as written (percent-encoded), and the URL itself.
+ */
+function databaseSecrets(db) {
+    const out = [];
+    if (db.password)
+        out.push(db.password);
+    if (db.url && db.engine !== 'sqlite') {
+        out.push(db.url);
+        try {
+            const u = new URL(db.url);
+            if (u.password)
+                out.push(u.password, decodeURIComponent(u.password));
+        }
+        catch {
+            /* reported by validation */
+        }
+    }
+    return out;
+}
+/** A libpq connection-string value: bare when plain, else single-quoted with \ and ' escaped. */
+function conninfoValue(v) {
+    return /^[A-Za-z0-9_.-]+$/.test(v) ? v : `'${v.replace(/[\\']/g, c => `\\${c}`)}'`;
+}
+
+;// CONCATENATED MODULE: ./src/backup/retention.ts
+/**
+ * Which backups to keep: the newest backup of each of the last `daily` days, `weekly` ISO weeks and
+ * `monthly` months that have a backup (gaps don't use up the allowance), plus the newest backup overall
+ * and any protected backup. Everything is UTC and depends only on the names, never on the current time.
+ */
+/**
+ * `<app>_YYYYMMDD_HHMMSS`, optionally followed by extensions (`.dump`, `.sql.gz`, `.tar.gz.age`,
+ * `.sha256`, ...). The app name may contain `_`; the greedy app group makes the timestamp the last one.
+ */
+const BACKUP_NAME = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63})_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})((?:\.[A-Za-z0-9_-]+)*)$/;
+function parseName(name) {
+    const m = BACKUP_NAME.exec(name);
+    if (!m)
+        return undefined;
+    const [, app, ys, mos, ds, hs, mis, ss] = m;
+    if (app === undefined)
+        return undefined;
+    const [y, mo, d, h, mi, s] = [ys, mos, ds, hs, mis, ss].map(Number);
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 59)
+        return undefined;
+    const time = new Date(Date.UTC(y, mo - 1, d, h, mi, s));
+    // Date.UTC rolls 2025-02-30 over to March (and maps years 0-99 to 1900-1999): refuse both.
+    if (time.getUTCFullYear() !== y || time.getUTCMonth() !== mo - 1 || time.getUTCDate() !== d)
+        return undefined;
+    return { stem: `${app}_${ys}${mos}${ds}_${hs}${mis}${ss}`, time };
+}
+/** The UTC time in a backup name, or undefined when the name is not a backup (or the date is impossible). */
+function parseBackupTime(name) {
+    return parseName(name)?.time;
+}
+const pad = (n, width = 2) => String(n).padStart(width, '0');
+/** ISO 8601 week of a date in UTC, e.g. `2025-W01` (2024-12-30 is 2025-W01, 2021-01-03 is 2020-W53). */
+function isoWeek(d) {
+    if (Number.isNaN(d.getTime()))
+        throw new RangeError('isoWeek: invalid date');
+    const day = d.getUTCDay() || 7; // Monday 1 .. Sunday 7
+    // The Thursday of this week decides the week-year; week 1 is the week holding the year's first Thursday.
+    const thursday = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 4 - day);
+    const year = new Date(thursday).getUTCFullYear();
+    const week = Math.floor((thursday - Date.UTC(year, 0, 1)) / 86_400_000 / 7) + 1;
+    return `${pad(year, 4)}-W${pad(week)}`;
+}
+const dayOf = (d) => `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
+const monthOf = (d) => `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1)}`;
+/** Throws on a policy that is not whole numbers >= 0, or that keeps nothing (all three 0). */
+function assertPolicyKeepsSomething(policy) {
+    for (const key of ['daily', 'weekly', 'monthly']) {
+        const n = policy[key];
+        if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
+            throw new Error(`retention.${key} must be a whole number >= 0 (got ${String(n)})`);
+        }
+    }
+    if (policy.daily === 0 && policy.weekly === 0 && policy.monthly === 0) {
+        throw new Error('a retention policy that keeps nothing is refused: retention.daily, retention.weekly and ' +
+            'retention.monthly are all 0, so every backup but the newest would be deleted; ' +
+            'set at least one of them above 0');
+    }
+}
+/**
+ * Splits backup names into keep and prune. Names that are not backups are ignored (in neither list).
+ * Artifacts of one backup (`shop_20261121_193000.dump`, `shop_20261121_193000.sha256`, ...) are kept or
+ * pruned together. `protect` holds backup names (with or without extensions) that must never be pruned,
+ * e.g. the backups that kept releases need for rollback. The newest backup is never pruned either.
+ */
+function selectRetention(backups, policy, protect = []) {
+    assertPolicyKeepsSomething(policy);
+    const sets = new Map();
+    for (const name of new Set(backups)) {
+        const parsed = parseName(name);
+        if (!parsed)
+            continue;
+        let set = sets.get(parsed.stem);
+        if (!set) {
+            set = { stem: parsed.stem, time: parsed.time.getTime(), date: parsed.time, names: [], reasons: [] };
+            sets.set(parsed.stem, set);
+        }
+        set.names.push(name);
+    }
+    // Newest first; equal times (different apps) are ordered by name so the result never depends on input order.
+    const newestFirst = [...sets.values()].sort((a, b) => b.time - a.time || compare(b.stem, a.stem));
+    const rules = [
+        ['daily', policy.daily, dayOf],
+        ['weekly', policy.weekly, isoWeek],
+        ['monthly', policy.monthly, monthOf]
+    ];
+    for (const [label, count, bucket] of rules) {
+        const seen = new Set();
+        for (const set of newestFirst) {
+            if (seen.size >= count)
+                break;
+            const key = bucket(set.date);
+            if (seen.has(key))
+                continue; // an older backup in a bucket already filled by a newer one
+            seen.add(key);
+            set.reasons.push(`${label} ${key}`);
+        }
+    }
+    newestFirst[0]?.reasons.push('newest');
+    const protectedStems = new Set(protect.map(p => parseName(p)?.stem).filter(s => s !== undefined));
+    for (const set of newestFirst) {
+        if (protectedStems.has(set.stem))
+            set.reasons.push('protected');
+    }
+    const keep = [];
+    const prune = [];
+    const reasons = {};
+    for (const set of newestFirst) {
+        for (const name of set.names) {
+            if (set.reasons.length > 0) {
+                keep.push({ name, time: set.time });
+                reasons[name] = [...set.reasons];
+            }
+            else {
+                prune.push({ name, time: set.time });
+            }
+        }
+    }
+    const ascending = (list) => list.sort((a, b) => a.time - b.time || compare(a.name, b.name)).map(e => e.name);
+    return { keep: ascending(keep), prune: ascending(prune), reasons };
+}
+function compare(a, b) {
+    return a < b ? -1 : a > b ? 1 : 0;
+}
+
+;// CONCATENATED MODULE: ./src/backup/plan.ts
+
+
+const PASSWORD_ENV = (i) => `SD_DB${i}_PASSWORD`;
+const IDENTITY_ENV = 'SD_AGE_IDENTITY';
+/** The `backup:` section when backups are on; undefined for no key, `false` or `enabled: false`. */
+function backupConfigOf(config) {
+    const b = config.backup;
+    return b && b.enabled ? b : undefined;
+}
+const isRelativeSafe = (p) => p.length > 0 && !p.startsWith('/') && !p.split('/').includes('..') && !/[\0\n\r]/.test(p);
+function resolvePath(root, p) {
+    return p.startsWith('/') ? p : `${root.replace(/\/+$/, '')}/${p}`;
+}
+function defaultLabel(db, i) {
+    if (db.name)
+        return db.name;
+    if (db.engine === 'sqlite') {
+        const base = (db.path ?? '').split('/').pop() ?? '';
+        return base.replace(/\.[^.]*$/, '') || `db${i}`;
+    }
+    return resolveConnectionSafe(db)?.database ?? `db${i}`;
+}
+function resolveConnectionSafe(db) {
+    try {
+        return resolveConnection(db);
+    }
+    catch {
+        return undefined;
+    }
+}
+/**
+ * Checks what the schema cannot: URLs parse, each database names what the engine needs, labels are
+ * distinct, paths stay inside the root, the retention keeps something. Returns the problems (with key
+ * paths, for the config error) and the secrets to redact everywhere.
+ */
+function checkBackupConfig(backup) {
+    const problems = [];
+    const secrets = [];
+    if (!backup)
+        return { problems, secrets };
+    const labels = new Map();
+    backup.databases.forEach((db, i) => {
+        const at = `backup.databases[${i}]`;
+        secrets.push(...databaseSecrets(db));
+        if (db.url && db.engine !== 'sqlite') {
+            try {
+                parseDatabaseUrl(db.url, db.engine);
+            }
+            catch (e) {
+                problems.push(`${at}.url: ${e.message}`);
+            }
+        }
+        if (db.engine === 'sqlite') {
+            if (!db.path)
+                problems.push(`${at}.path: the SQLite database file is required for engine sqlite`);
+            else if (db.container && !db.path.startsWith('/'))
+                problems.push(`${at}.path: inside a container the SQLite path must be absolute`);
+            else if (!db.path.startsWith('/') && !isRelativeSafe(db.path))
+                problems.push(`${at}.path: expected an absolute path or one relative to the deploy root, without ..`);
+            if (db.url || db.host || db.user || db.password || db.database)
+                problems.push(`${at}: engine sqlite takes only path (and container)`);
+        }
+        else {
+            const conn = resolveConnectionSafe(db);
+            if (!conn?.database && !problems.some(p => p.startsWith(`${at}.url`)))
+                problems.push(`${at}.database: name the database to back up (database: app, or a URL ending in /app)`);
+            if (db.path)
+                problems.push(`${at}.path: only for engine sqlite`);
+        }
+        if (db.compose_dir !== undefined && !db.container)
+            problems.push(`${at}.compose_dir: only with container`);
+        if (db.container !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(db.container))
+            problems.push(`${at}.container: expected a compose service name`);
+        const label = defaultLabel(db, i);
+        if (label === 'files')
+            problems.push(`${at}.name: "files" is taken by the files archive; choose another`);
+        const seen = labels.get(label);
+        if (seen !== undefined && backup.databases.length > 1)
+            problems.push(`${at}: databases[${seen}] and databases[${i}] are both called ${JSON.stringify(label)}; give one a distinct name`);
+        labels.set(label, i);
+    });
+    backup.files.forEach((f, i) => {
+        if (!isRelativeSafe(f))
+            problems.push(`backup.files[${i}]: expected a path relative to the deploy root, without ..`);
+    });
+    if (backup.dir.split('/').includes('..') || /[\0\n\r]/.test(backup.dir))
+        problems.push('backup.dir: expected a path without .. (absolute, or relative to the deploy root)');
+    if (backup.enabled && !backup.databases.length && !backup.files.length)
+        problems.push('backup: nothing to back up; list databases or files (or set backup: false)');
+    try {
+        assertPolicyKeepsSomething(backup.retention);
+    }
+    catch (e) {
+        problems.push(`backup.retention: ${e.message}`);
+    }
+    if (backup.encrypt?.identity)
+        secrets.push(backup.encrypt.identity);
+    return { problems, secrets };
+}
+/** Resolves the backup config for one host's layout. The config has been checked by checkBackupConfig. */
+function resolvePlan(app, backup, layout, env = {}) {
+    const root = layout.root.replace(/\/+$/, '');
+    const several = backup.databases.length > 1;
+    const secretEnv = {};
+    const targets = backup.databases.map((db, index) => {
+        const conn = db.engine === 'sqlite' ? { params: {} } : resolveConnection(db);
+        const label = defaultLabel(db, index);
+        let passwordVar;
+        if (conn.password !== undefined && conn.password !== '') {
+            passwordVar = `sd_pw${index}`;
+            secretEnv[PASSWORD_ENV(index)] = conn.password;
+        }
+        delete conn.password;
+        return {
+            index,
+            engine: db.engine,
+            label,
+            fileLabel: several ? label : undefined,
+            conn,
+            passwordVar,
+            path: db.path === undefined ? undefined : db.container ? db.path : resolvePath(root, db.path),
+            container: db.container
+                ? { service: db.container, dir: resolvePath(root, db.compose_dir ?? 'current') }
+                : undefined,
+            compress: db.engine === 'postgres' ? 'none' : (db.compress ?? 'gzip')
+        };
+    });
+    if (backup.encrypt?.identity)
+        secretEnv[IDENTITY_ENV] = backup.encrypt.identity;
+    return {
+        app,
+        root,
+        dir: resolvePath(root, backup.dir).replace(/\/+$/, ''),
+        targets,
+        files: backup.files,
+        filesCompress: 'gzip',
+        recipients: backup.encrypt?.recipients ?? [],
+        hasIdentity: !!backup.encrypt?.identity,
+        config: backup,
+        secretEnv,
+        env
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/config/load.ts
+
+
 
 
 
@@ -66656,7 +67277,13 @@ class ConfigError extends Error {
 
 const ENV_REF = /^env:([A-Za-z_][A-Za-z0-9_]*)$/;
 /** Key paths whose `env:` values are secrets (redacted everywhere). */
-const SECRET_PATHS = [/^ssh\.private_key$/, /^ssh\.passphrase$/, /^env\./];
+const SECRET_PATHS = [
+    /^ssh\.private_key$/,
+    /^ssh\.passphrase$/,
+    /^env\./,
+    /^backup\.databases\[\d+\]\.(url|password)$/,
+    /^backup\.encrypt\.identity$/
+];
 function formatPath(path) {
     let out = '';
     for (const part of path) {
@@ -66668,7 +67295,7 @@ function formatPath(path) {
     return out || '(top level)';
 }
 /** Replaces `env:NAME` strings with the variable's value, recording secrets and missing variables. */
-function resolveEnvRefs(node, path, env, secrets, problems) {
+function resolveEnvRefs(node, path, env, secrets, problems, missing = new Set()) {
     if (typeof node === 'string') {
         const m = ENV_REF.exec(node);
         if (!m)
@@ -66678,6 +67305,7 @@ function resolveEnvRefs(node, path, env, secrets, problems) {
         const where = formatPath(path);
         if (value === undefined || value === '') {
             problems.push(`${where}: environment variable ${name} is not set or empty (referenced as env:${name})`);
+            missing.add(where);
             return '';
         }
         if (SECRET_PATHS.some(re => re.test(where)))
@@ -66685,17 +67313,38 @@ function resolveEnvRefs(node, path, env, secrets, problems) {
         return value;
     }
     if (Array.isArray(node))
-        return node.map((item, i) => resolveEnvRefs(item, [...path, i], env, secrets, problems));
+        return node.map((item, i) => resolveEnvRefs(item, [...path, i], env, secrets, problems, missing));
     if (node && typeof node === 'object') {
         const out = {};
         for (const [k, v] of Object.entries(node))
-            out[k] = resolveEnvRefs(v, [...path, k], env, secrets, problems);
+            out[k] = resolveEnvRefs(v, [...path, k], env, secrets, problems, missing);
         return out;
     }
     return node;
 }
+/** How far a union branch is from the input: a wrong basic shape or literal means "not this branch". */
+function branchDistance(issues) {
+    return issues.reduce((n, i) => {
+        if (i.code === 'invalid_type' && i.path.length === 0)
+            return n + 1000;
+        if (i.code === 'invalid_value')
+            return n + 100;
+        return n + 1;
+    }, 0);
+}
+/** Flattens issues; for a union ("Invalid input") reports the errors of the branch the input came closest to. */
+function flattenIssues(issues, prefix = []) {
+    return issues.flatMap(issue => {
+        const path = [...prefix, ...issue.path];
+        if (issue.code === 'invalid_union' && issue.errors.length) {
+            const best = [...issue.errors].sort((a, b) => branchDistance(a) - branchDistance(b))[0] ?? [];
+            return flattenIssues(best, path);
+        }
+        return [{ path, message: issue.message }];
+    });
+}
 function formatZodError(error) {
-    return error.issues.map(issue => `${formatPath(issue.path)}: ${issue.message}`);
+    return flattenIssues(error.issues).map(i => `${formatPath(i.path)}: ${i.message}`);
 }
 function readTextFile(file, key, baseDir, problems) {
     const full = (0,external_node_path_namespaceObject.isAbsolute)(file) ? file : (0,external_node_path_namespaceObject.resolve)(baseDir, file);
@@ -66709,8 +67358,14 @@ function readTextFile(file, key, baseDir, problems) {
 }
 function applyOverrides(raw, o) {
     const ssh = (raw.ssh && typeof raw.ssh === 'object' ? raw.ssh : (raw.ssh = {}));
-    if (o.path)
+    if (o.path) {
         raw.path = o.path;
+        // an explicit override is for every host, including those with their own path
+        if (Array.isArray(raw.hosts))
+            for (const h of raw.hosts)
+                if (h && typeof h === 'object')
+                    delete h.path;
+    }
     if (o.host) {
         const first = Array.isArray(raw.hosts) && raw.hosts[0] && typeof raw.hosts[0] === 'object' ? raw.hosts[0] : {};
         const base = first;
@@ -66756,7 +67411,7 @@ function applyOverrides(raw, o) {
 function load_loadConfig(file, overrides = {}, env = process.env) {
     const abs = (0,external_node_path_namespaceObject.resolve)(file);
     if (!(0,external_node_fs_namespaceObject.existsSync)(abs)) {
-        throw new ConfigError(`config file ${abs} not found; create one (see README "Configuration") or pass --config`);
+        throw new errors_ConfigError(`config file ${abs} not found; create one (see README "Configuration") or pass --config`);
     }
     let parsed;
     try {
@@ -66764,10 +67419,10 @@ function load_loadConfig(file, overrides = {}, env = process.env) {
     }
     catch (e) {
         const detail = e instanceof dist/* YAMLParseError */.XT ? e.message : String(e);
-        throw new ConfigError(`${abs}: not valid YAML: ${detail}`);
+        throw new errors_ConfigError(`${abs}: not valid YAML: ${detail}`);
     }
     if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
-        throw new ConfigError(`${abs}: expected a mapping of keys (app, path, hosts, ...) at the top level`);
+        throw new errors_ConfigError(`${abs}: expected a mapping of keys (app, path, hosts, ...) at the top level`);
     }
     return validateConfig(parsed, abs, overrides, env);
 }
@@ -66777,23 +67432,39 @@ function validateConfig(parsed, file, overrides = {}, env = process.env) {
     const problems = [];
     const raw = structuredClone(parsed);
     applyOverrides(raw, overrides);
-    const resolved = resolveEnvRefs(raw, [], env, secrets, problems);
+    const missing = new Set();
+    const resolved = resolveEnvRefs(raw, [], env, secrets, problems, missing);
     const result = configSchema.safeParse(resolved);
+    // a value whose variable is missing was already reported once; its validation error would be noise
     if (!result.success)
-        problems.push(...formatZodError(result.error));
+        problems.push(...formatZodError(result.error).filter(p => !missing.has(p.slice(0, p.indexOf(': ')))));
     if (!result.success || problems.length)
         throw configProblems(file, problems);
     const config = result.data;
     const hosts = config.hosts.map(h => 'local' in h
-        ? { name: h.name ?? 'local', kind: 'local', address: 'localhost', port: 0, user: '', primary: !!h.primary }
+        ? {
+            name: h.name ?? 'local',
+            kind: 'local',
+            address: 'localhost',
+            port: 0,
+            user: '',
+            path: h.path ?? config.path,
+            primary: !!h.primary
+        }
         : {
             name: h.name ?? (h.port === 22 ? h.address : `${h.address}:${h.port}`),
             kind: 'ssh',
             address: h.address,
             port: h.port,
             user: h.user,
+            path: h.path ?? config.path,
             primary: !!h.primary
         });
+    for (const [i, h] of hosts.entries()) {
+        const bad = checkRootPath(h.path);
+        if (bad && h.path !== config.path)
+            problems.push(`hosts[${i}].path: ${bad}`);
+    }
     const primaries = hosts.filter(h => h.primary);
     if (primaries.length > 1)
         problems.push(`hosts: only one host can be primary, found ${primaries.length}`);
@@ -66810,13 +67481,17 @@ function validateConfig(parsed, file, overrides = {}, env = process.env) {
     if (ssh.private_key && ssh.private_key_file) {
         problems.push('ssh: give private_key or private_key_file, not both');
     }
-    auth.privateKey = ssh.private_key ?? readOptional(ssh.private_key_file, 'ssh.private_key_file', baseDir, problems);
-    if (auth.privateKey && ssh.private_key_file)
-        secrets.push(auth.privateKey);
+    auth.privateKey =
+        ssh.private_key ?? readOptional(ssh.private_key_file, 'ssh.private_key_file', baseDir, problems);
     auth.passphrase = ssh.passphrase;
+    // however the key arrived (file, inline, Action input), it is a secret
+    for (const v of [auth.privateKey, auth.passphrase])
+        if (v)
+            secrets.push(v);
     if (ssh.known_hosts && ssh.known_hosts_file)
         problems.push('ssh: give known_hosts or known_hosts_file, not both');
-    auth.knownHosts = ssh.known_hosts ?? readOptional(ssh.known_hosts_file, 'ssh.known_hosts_file', baseDir, problems);
+    auth.knownHosts =
+        ssh.known_hosts ?? readOptional(ssh.known_hosts_file, 'ssh.known_hosts_file', baseDir, problems);
     if (hosts.some(h => h.kind === 'ssh')) {
         if (!auth.privateKey && !problems.some(p => p.startsWith('ssh.private_key'))) {
             problems.push('ssh.private_key: required for SSH hosts (env:NAME, or ssh.private_key_file: path)');
@@ -66824,10 +67499,18 @@ function validateConfig(parsed, file, overrides = {}, env = process.env) {
         else if (auth.privateKey && !/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(auth.privateKey)) {
             problems.push('ssh.private_key: expected a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----)');
         }
-        if (!auth.insecure && !auth.knownHosts && auth.fingerprints.length === 0 && !problems.some(p => p.startsWith('ssh.known_hosts'))) {
+        if (!auth.insecure &&
+            !auth.knownHosts &&
+            auth.fingerprints.length === 0 &&
+            !problems.some(p => p.startsWith('ssh.known_hosts'))) {
             problems.push('ssh.known_hosts: host keys are verified; give known_hosts (lines from `ssh-keyscan`), known_hosts_file or fingerprints, or opt out with ssh.insecure_skip_host_key_check: true');
         }
     }
+    // database passwords (inline or in a URL) and the age identity are secrets, however they were given
+    const backupCheck = checkBackupConfig(config.backup);
+    problems.push(...backupCheck.problems);
+    secrets.push(...backupCheck.secrets);
+    problems.push(...migrationProblems(config));
     if (problems.length)
         throw configProblems(file, problems);
     return {
@@ -66840,12 +67523,21 @@ function validateConfig(parsed, file, overrides = {}, env = process.env) {
         secrets: [...new Set(secrets.filter(s => s.length >= 4))]
     };
 }
+/** The rule for a deploy root; undefined when it is fine. */
+function checkRootPath(p) {
+    if (/[\0\n\r]/.test(p))
+        return 'must not contain NUL or line breaks';
+    if (!p.startsWith('/') || p.length < 2 || p.split('/').includes('..')) {
+        return 'expected an absolute path such as /srv/app (not / and without ..)';
+    }
+    return undefined;
+}
 function readOptional(file, key, baseDir, problems) {
     return file === undefined ? undefined : readTextFile(file, key, baseDir, problems);
 }
 function configProblems(file, problems) {
     const list = problems.map(p => `  - ${p}`).join('\n');
-    return new ConfigError(`invalid config ${file}:\n${list}`, problems);
+    return new errors_ConfigError(`invalid config ${file}:\n${list}`, problems);
 }
 
 ;// CONCATENATED MODULE: ./src/commands/quote.ts
@@ -66855,7 +67547,7 @@ function configProblems(file, problems) {
  * each embedded single quote as '\'' (close, escaped quote, reopen). Newlines, `$()`, backticks and spaces
  * all stay literal. NUL cannot be passed through a shell at all, so it is refused.
  */
-function quote_sh(value) {
+function sh(value) {
     const text = String(value);
     if (text.includes('\0'))
         throw new Error('a value passed to the shell contains a NUL byte');
@@ -66865,19 +67557,51 @@ function quote_sh(value) {
 }
 /** Joins words into one command line, quoting each. */
 function shJoin(words) {
-    return words.map(quote_sh).join(' ');
+    return words.map(sh).join(' ');
 }
 
 ;// CONCATENATED MODULE: ./src/commands/command.ts
 
-/** The command line sent over SSH for every script: read the script from stdin, then run it. */
-const REMOTE_SHELL = `sh -c 'eval "$(cat)"'`;
+/**
+ * The last line of every script safe-deploy sends to REMOTE_SHELL. It says: the sender keeps stdin open while
+ * the script runs, and stdin reaching its end before the script is done means "stop".
+ */
+const END_OF_SCRIPT = '#safe-deploy:end-of-script';
+/**
+ * The command line sent over SSH for every script: read the script from stdin, then run it.
+ *
+ * A script that ends with the END_OF_SCRIPT line runs in a subshell (stdin: /dev/null) next to a watcher that
+ * waits for the rest of stdin: when stdin ends before the script (the run was interrupted and closed the
+ * channel, or the connection dropped), the watcher kills the script's process group (sshd puts each session
+ * in its own). So an interrupted build or restart never goes on running on the host behind the back of the
+ * undo, also where sshd refuses signal requests (root logins). When the script finishes, the watcher is
+ * stopped: what the script started in the background keeps running. A script piped in whole (no END_OF_SCRIPT
+ * line) just runs, as `sh -c 'eval "$(cat)"'` would run it.
+ */
+const REMOTE_SHELL = `sh -c 's=$(sed -n "/^${END_OF_SCRIPT}\\$/{p;q;};p"); ` +
+    `case $s in *"${END_OF_SCRIPT}") exec 3<&0; ` +
+    '{ cat <&3 >/dev/null 2>&1; kill -KILL 0; } >/dev/null 2>&1 & w=$!; ' +
+    `(eval "\${s%"${END_OF_SCRIPT}"}") </dev/null 3<&-; r=$?; kill $w 2>/dev/null; exit $r;; ` +
+    `esac; eval "$s"'`;
 function withEnv(cmd) {
-    const exports = Object.entries(cmd.env ?? {}).map(([k, v]) => `export ${k}=${quote_sh(v)}`);
+    for (const k of Object.keys(cmd.env ?? {})) {
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+            throw new Error(`not an environment variable name: ${JSON.stringify(k)}`);
+    }
+    const exports = Object.entries(cmd.env ?? {}).map(([k, v]) => `export ${k}=${sh(v)}`);
     return exports.length ? `${exports.join('\n')}\n${cmd.script}` : cmd.script;
 }
-function command_script(...lines) {
+function script(...lines) {
     return lines.filter((l) => typeof l === 'string').join('\n');
+}
+/** Several commands as one script (one round trip). Only the last may `exit` early. */
+function combine(label, parts) {
+    const env = Object.assign({}, ...parts.map(p => p.env ?? {}));
+    return {
+        label,
+        script: parts.map(p => p.script).join('\n'),
+        env: Object.keys(env).length ? env : undefined
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/commands/release.ts
@@ -66887,25 +67611,25 @@ function command_script(...lines) {
 function inspectHost(layout, sharedFiles, needs) {
     return {
         label: 'inspect host',
-        script: command_script(`root=${quote_sh(layout.root)}`, 'mkdir -p "$root/releases" "$root/shared" "$root/.safe-deploy" || { echo "ERROR=cannot create $root"; exit 0; }', '[ -w "$root/releases" ] || echo "ERROR=$root/releases is not writable"', 'printf "CURRENT=%s\\n" "$(readlink "$root/current" 2>/dev/null)"', 'printf "FREE_KB=%s\\n" "$(df -Pk "$root" | awk \'NR==2 {print $4}\')"', ...sharedFiles.map(f => `[ -e "$root/shared/"${quote_sh(f)} ] || printf 'MISSING=%s\\n' ${quote_sh(f)}`), ...needs.map(t => `command -v ${quote_sh(t)} >/dev/null 2>&1 || printf 'NOTOOL=%s\\n' ${quote_sh(t)}`), 'ls -1 "$root/releases" 2>/dev/null | sed "s/^/RELEASE=/"', 'true')
+        script: script(`root=${sh(layout.root)}`, 'mkdir -p "$root/releases" "$root/shared" "$root/.safe-deploy" || { echo "ERROR=cannot create $root"; exit 0; }', '[ -w "$root/releases" ] || echo "ERROR=$root/releases is not writable"', 'printf "CURRENT=%s\\n" "$(readlink "$root/current" 2>/dev/null)"', 'printf "FREE_KB=%s\\n" "$(df -Pk "$root" | awk \'NR==2 {print $4}\')"', ...sharedFiles.map(f => `[ -e "$root/shared/"${sh(f)} ] || printf 'MISSING=%s\\n' ${sh(f)}`), ...needs.map(t => `command -v ${sh(t)} >/dev/null 2>&1 || printf 'NOTOOL=%s\\n' ${sh(t)}`), 'ls -1 "$root/releases" 2>/dev/null | sed "s/^/RELEASE=/"', 'true')
     };
 }
 /** The command line that unpacks the tar stream arriving on stdin into a new release directory. */
 function unpackCommand(layout, id) {
     const dir = layout.release(id);
-    return `mkdir -p ${quote_sh(dir)} && tar -xzf - --no-same-owner -C ${quote_sh(dir)}`;
+    return `mkdir -p ${sh(dir)} && tar -xzf - --no-same-owner -C ${sh(dir)}`;
 }
 /** Links shared files and dirs into the release; a file or dir shipped in the release is replaced. */
 function linkShared(layout, id, files, dirs) {
-    const lines = [`set -e`, `rel=${quote_sh(layout.release(id))}`, `shared=${quote_sh(layout.shared)}`];
+    const lines = [`set -e`, `rel=${sh(layout.release(id))}`, `shared=${sh(layout.shared)}`];
     for (const d of dirs) {
-        lines.push(`mkdir -p "$shared/"${quote_sh(d)}`);
-        lines.push(`rm -rf "$rel/"${quote_sh(d)}; mkdir -p "$(dirname "$rel/"${quote_sh(d)})"; ln -s "$shared/"${quote_sh(d)} "$rel/"${quote_sh(d)}`);
+        lines.push(`mkdir -p "$shared/"${sh(d)}`);
+        lines.push(`rm -rf "$rel/"${sh(d)}; mkdir -p "$(dirname "$rel/"${sh(d)})"; ln -s "$shared/"${sh(d)} "$rel/"${sh(d)}`);
     }
     for (const f of files) {
-        lines.push(`rm -rf "$rel/"${quote_sh(f)}; mkdir -p "$(dirname "$rel/"${quote_sh(f)})"; ln -s "$shared/"${quote_sh(f)} "$rel/"${quote_sh(f)}`);
+        lines.push(`rm -rf "$rel/"${sh(f)}; mkdir -p "$(dirname "$rel/"${sh(f)})"; ln -s "$shared/"${sh(f)} "$rel/"${sh(f)}`);
     }
-    return { label: 'link shared files', script: command_script(...lines) };
+    return { label: 'link shared files', script: script(...lines) };
 }
 /** Runs a user command (build, restart, verify command) inside a release dir. */
 function inRelease(layout, id, label, command, env) {
@@ -66913,7 +67637,7 @@ function inRelease(layout, id, label, command, env) {
         label,
         user: true,
         env,
-        script: command_script(`cd ${quote_sh(layout.release(id))} || exit 1`, command)
+        script: script(`cd ${sh(layout.release(id))} || exit 1`, command)
     };
 }
 /** Points `current` at a release atomically: a new symlink under a temp name, renamed over `current`. */
@@ -66921,18 +67645,18 @@ function switchCurrent(layout, id) {
     const tmp = `${layout.root}/.current.${id}.tmp`;
     return {
         label: `switch current to ${id}`,
-        script: command_script('set -e', `[ -d ${quote_sh(layout.release(id))} ] || { echo "release ${id} does not exist" >&2; exit 1; }`, `ln -sfn ${quote_sh(`releases/${id}`)} ${quote_sh(tmp)}`, `mv -fT ${quote_sh(tmp)} ${quote_sh(layout.current)}`, `readlink ${quote_sh(layout.current)}`)
+        script: script('set -e', `[ -d ${sh(layout.release(id))} ] || { printf 'release %s does not exist\\n' ${sh(id)} >&2; exit 1; }`, `ln -sfn ${sh(`releases/${id}`)} ${sh(tmp)}`, `mv -fT ${sh(tmp)} ${sh(layout.current)}`, `readlink ${sh(layout.current)}`)
     };
 }
 /** Removes `current` (the first deploy failed and there is nothing to go back to). */
 function removeCurrent(layout) {
-    return { label: 'remove current', script: `rm -f ${quote_sh(layout.current)}` };
+    return { label: 'remove current', script: `rm -f ${sh(layout.current)}` };
 }
 /** Removes release dirs, refusing the one `current` points to. */
 function removeReleases(layout, ids) {
     return {
         label: `remove ${ids.join(', ')}`,
-        script: command_script(`cur=$(readlink ${quote_sh(layout.current)} 2>/dev/null || true)`, ...ids.map(id => `if [ "$cur" = ${quote_sh(`releases/${id}`)} ]; then echo "refusing to remove current release ${id}" >&2; else rm -rf ${quote_sh(layout.release(id))}; fi`))
+        script: script(`cur=$(readlink ${sh(layout.current)} 2>/dev/null || true)`, ...ids.map(id => `if [ "$cur" = ${sh(`releases/${id}`)} ]; then printf 'refusing to remove the current release %s\\n' ${sh(id)} >&2; else rm -rf ${sh(layout.release(id))}; fi`))
     };
 }
 function release_listReleases(layout) {
@@ -66944,23 +67668,23 @@ function release_listReleases(layout) {
 function appendHistory(layout, entry) {
     return {
         label: 'record history',
-        script: command_script(`mkdir -p ${quote_sh(layout.meta)}`, `printf '%s\\n' ${quote_sh(JSON.stringify(entry))} >> ${quote_sh(layout.history)}`)
+        script: script(`mkdir -p ${sh(layout.meta)}`, `printf '%s\\n' ${sh(JSON.stringify(entry))} >> ${sh(layout.history)}`)
     };
 }
 function release_readHistory(layout, lines = 1000) {
-    return { label: 'read history', script: `tail -n ${lines} ${quote_sh(layout.history)} 2>/dev/null || true` };
+    return { label: 'read history', script: `tail -n ${lines} ${sh(layout.history)} 2>/dev/null || true` };
 }
 function appendHostLog(layout, text) {
     return {
         label: 'append deploy log on host',
-        script: command_script(`mkdir -p ${quote_sh(layout.meta)}`, `printf '%s\\n' ${quote_sh(text)} >> ${quote_sh(layout.hostLog)}`)
+        script: script(`mkdir -p ${sh(layout.meta)}`, `printf '%s\\n' ${sh(text)} >> ${sh(layout.hostLog)}`)
     };
 }
 /** Disk usage of the deploy root, for `status`. */
 function diskStatus(layout) {
     return {
         label: 'disk status',
-        script: command_script(`printf 'FREE_KB=%s\\n' "$(df -Pk ${quote_sh(layout.root)} 2>/dev/null | awk 'NR==2 {print $4}')"`, `printf 'USED_KB=%s\\n' "$(du -sk ${quote_sh(layout.root)} 2>/dev/null | cut -f1)"`)
+        script: script(`printf 'FREE_KB=%s\\n' "$(df -Pk ${sh(layout.root)} 2>/dev/null | awk 'NR==2 {print $4}')"`, `printf 'USED_KB=%s\\n' "$(du -sk ${sh(layout.root)} 2>/dev/null | cut -f1)"`)
     };
 }
 /** Parses KEY=value lines printed by the inspection scripts. */
@@ -66986,8 +67710,8 @@ function release_parseKeyValues(text) {
 
 /** Serializes lock operations on a host when flock(1) is there; mkdir alone is still atomic without it. */
 const guard = (layout) => [
-    `meta=${quote_sh(layout.meta)}`,
-    `lock=${quote_sh(layout.lock)}`,
+    `meta=${sh(layout.meta)}`,
+    `lock=${sh(layout.lock)}`,
     'mkdir -p "$meta" || exit 20',
     'exec 9>>"$meta/lock.guard"',
     'if command -v flock >/dev/null 2>&1; then flock -w 15 9 || true; fi'
@@ -67000,7 +67724,7 @@ const writeOwner = (owner, ttlSeconds) => {
         `exp=$((now + ${Math.max(1, Math.floor(ttlSeconds))}))`,
         'started=$(date -u +%Y-%m-%dT%H:%M:%SZ)',
         'expiso=$(date -u -d "@$exp" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo "")',
-        `printf '%s,"started":"%s","expires":"%s","expires_epoch":%s}\\n' ${quote_sh(head)} "$started" "$expiso" "$exp" > "$lock/owner.json.tmp"`,
+        `printf '%s,"started":"%s","expires":"%s","expires_epoch":%s}\\n' ${sh(head)} "$started" "$expiso" "$exp" > "$lock/owner.json.tmp"`,
         'mv -f "$lock/owner.json.tmp" "$lock/owner.json"'
     ];
 };
@@ -67011,42 +67735,42 @@ const writeOwner = (owner, ttlSeconds) => {
 function acquireLock(layout, owner, ttlSeconds) {
     return {
         label: 'take the deploy lock',
-        script: command_script(...guard(layout), 'now=$(date -u +%s)', 'if mkdir "$lock" 2>/dev/null; then state=acquired', 'else', '  exp=$(sed -n \'s/.*"expires_epoch":\\([0-9][0-9]*\\).*/\\1/p\' "$lock/owner.json" 2>/dev/null | head -n 1)', `  [ -n "$exp" ] || exp=$(( $(stat -c %Y "$lock" 2>/dev/null || echo "$now") + ${Math.floor(ttlSeconds)} ))`, '  printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', '  if [ "$now" -lt "$exp" ]; then echo STATE=held; exit 0; fi', '  rm -rf "$lock" && mkdir "$lock" || { echo STATE=held; exit 0; }', '  state=taken-over', 'fi', ...writeOwner(owner, ttlSeconds), 'echo "STATE=$state"')
+        script: script(...guard(layout), 'now=$(date -u +%s)', 'if mkdir "$lock" 2>/dev/null; then state=acquired', 'else', '  exp=$(sed -n \'s/.*"expires_epoch":\\([0-9][0-9]*\\).*/\\1/p\' "$lock/owner.json" 2>/dev/null | head -n 1)', `  [ -n "$exp" ] || exp=$(( $(stat -c %Y "$lock" 2>/dev/null || echo "$now") + ${Math.floor(ttlSeconds)} ))`, '  printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', '  if [ "$now" -lt "$exp" ]; then echo STATE=held; exit 0; fi', '  rm -rf "$lock" && mkdir "$lock" || { echo STATE=held; exit 0; }', '  state=taken-over', 'fi', ...writeOwner(owner, ttlSeconds), 'echo "STATE=$state"')
     };
 }
 /** Extends our lock's expiry; does nothing to a lock someone else holds. */
 function renewLock(layout, owner, ttlSeconds) {
     return {
         label: 'renew the deploy lock',
-        script: command_script(...guard(layout), `grep -qF ${quote_sh(`"token":"${owner.token}"`)} "$lock/owner.json" 2>/dev/null || { echo STATE=lost; exit 0; }`, ...writeOwner(owner, ttlSeconds), 'echo STATE=renewed')
+        script: script(...guard(layout), `grep -qF ${sh(`"token":"${owner.token}"`)} "$lock/owner.json" 2>/dev/null || { echo STATE=lost; exit 0; }`, ...writeOwner(owner, ttlSeconds), 'echo STATE=renewed')
     };
 }
 /** Releases the lock if `token` owns it; with no token (a person's `lock release`), whoever holds it. */
 function lock_releaseLock(layout, token) {
     return {
         label: 'release the deploy lock',
-        script: command_script(...guard(layout), '[ -d "$lock" ] || { echo STATE=free; exit 0; }', 'printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', token
-            ? `grep -qF ${quote_sh(`"token":"${token}"`)} "$lock/owner.json" 2>/dev/null || { echo STATE=not-ours; exit 0; }`
+        script: script(...guard(layout), '[ -d "$lock" ] || { echo STATE=free; exit 0; }', 'printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', token
+            ? `grep -qF ${sh(`"token":"${token}"`)} "$lock/owner.json" 2>/dev/null || { echo STATE=not-ours; exit 0; }`
             : undefined, 'rm -rf "$lock" && echo STATE=released')
     };
 }
 function lock_lockStatus(layout) {
     return {
         label: 'read the deploy lock',
-        script: command_script(`lock=${quote_sh(layout.lock)}`, '[ -d "$lock" ] || { echo STATE=free; exit 0; }', 'printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', 'printf "NOW=%s\\n" "$(date -u +%s)"', 'echo STATE=held')
+        script: script(`lock=${sh(layout.lock)}`, '[ -d "$lock" ] || { echo STATE=free; exit 0; }', 'printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', 'printf "NOW=%s\\n" "$(date -u +%s)"', 'echo STATE=held')
     };
 }
 
 ;// CONCATENATED MODULE: ./src/report/log.ts
 
 
-const pad = (n) => String(n).padStart(2, '0');
+const log_pad = (n) => String(n).padStart(2, '0');
 function stamp(d = new Date()) {
-    return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
+    return `${d.getUTCFullYear()}-${log_pad(d.getUTCMonth() + 1)}-${log_pad(d.getUTCDate())} ${log_pad(d.getUTCHours())}:${log_pad(d.getUTCMinutes())}:${log_pad(d.getUTCSeconds())}`;
 }
 /** `deploy_20261121_193005`: the log and report file name stem for a run. */
 function runStem(command, d) {
-    return `${command}_${d.getUTCFullYear()}${pad(d.getUTCMonth() + 1)}${pad(d.getUTCDate())}_${pad(d.getUTCHours())}${pad(d.getUTCMinutes())}${pad(d.getUTCSeconds())}`;
+    return `${command}_${d.getUTCFullYear()}${log_pad(d.getUTCMonth() + 1)}${log_pad(d.getUTCDate())}_${log_pad(d.getUTCHours())}${log_pad(d.getUTCMinutes())}${log_pad(d.getUTCSeconds())}`;
 }
 /**
  * The deploy log: `[2026-11-21 19:30:05] [stage] [host] message` lines, redacted, written to a file and
@@ -67124,7 +67848,7 @@ class DeployLog {
 
 ;// CONCATENATED MODULE: ./src/report/redact.ts
 /** Replaces every secret (and each of its lines, for multi-line keys) with ***. */
-class Redactor {
+class redact_Redactor {
     needles;
     constructor(secrets) {
         const parts = new Set();
@@ -67138,10 +67862,10 @@ class Redactor {
         this.needles = [...parts].sort((a, b) => b.length - a.length);
     }
     add(secret) {
-        if (secret.length >= 4 && !this.needles.includes(secret)) {
-            this.needles.push(secret);
-            this.needles.sort((a, b) => b.length - a.length);
-        }
+        for (const n of new redact_Redactor([secret]).needles)
+            if (!this.needles.includes(n))
+                this.needles.push(n);
+        this.needles.sort((a, b) => b.length - a.length);
     }
     redact(text) {
         let out = text;
@@ -67156,7 +67880,10 @@ class Redactor {
 
 const RELEASE_ID = /^\d{8}T\d{6}Z-[A-Za-z0-9]{1,40}$/;
 function newReleaseId(now, commit) {
-    const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    const stamp = now
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
     const tag = commit && /^[0-9a-f]{7,40}$/i.test(commit) ? commit.slice(0, 7).toLowerCase() : 'local';
     return `${stamp}-${tag}`;
 }
@@ -67166,7 +67893,7 @@ function isReleaseId(value) {
 /** Parses a release name given by a person (`rollback --to`); bad input fails before any connection. */
 function parseReleaseId(value, what = 'release') {
     if (!isReleaseId(value)) {
-        throw new ConfigError(`${what} ${JSON.stringify(value)} is not a release name; expected the form 20261121T193000Z-3f2a1c9 (see \`safe-deploy releases\`)`);
+        throw new errors_ConfigError(`${what} ${JSON.stringify(value)} is not a release name; expected the form 20261121T193000Z-3f2a1c9 (see \`safe-deploy releases\`)`);
     }
     return value;
 }
@@ -67257,15 +67984,22 @@ class Layout {
 ;// CONCATENATED MODULE: external "node:child_process"
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 ;// CONCATENATED MODULE: ./src/transport/stdin.ts
-/** Sends a string or stream to a command's stdin, then EOF. A command that exits early is not an error here. */
-function feedStdin(target, input) {
+/**
+ * Sends a string or stream to a command's stdin, then EOF (with `hold`, a string without the EOF: the caller
+ * ends stdin later). A command that exits early is not an error here.
+ */
+function feedStdin(target, input, hold = false) {
     target.on('error', () => {
         /* EPIPE when the command exits without reading all input: its exit code tells the story */
     });
     if (input === undefined)
         target.end();
-    else if (typeof input === 'string')
-        target.end(input);
+    else if (typeof input === 'string') {
+        if (hold)
+            target.write(input);
+        else
+            target.end(input);
+    }
     else
         input.pipe(target);
 }
@@ -67280,6 +68014,9 @@ class LocalTransport {
         this.label = label;
     }
     exec(command, options = {}) {
+        // an interrupted run starts nothing new (the undo passes a fresh signal)
+        if (options.signal?.aborted)
+            return Promise.reject(new Error('interrupted'));
         return new Promise((resolve, reject) => {
             const child = (0,external_node_child_process_namespaceObject.spawn)('/bin/sh', ['-c', command], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
             let stdout = '';
@@ -67298,19 +68035,34 @@ class LocalTransport {
                 }
                 reject(new Error(why));
             };
-            const timer = options.timeoutMs ? setTimeout(() => kill(`timed out after ${options.timeoutMs} ms`), options.timeoutMs) : undefined;
+            const timer = options.timeoutMs
+                ? setTimeout(() => kill(`timed out after ${options.timeoutMs} ms`), options.timeoutMs)
+                : undefined;
             const onAbort = () => kill('interrupted');
             options.signal?.addEventListener('abort', onAbort, { once: true });
-            child.stdout.setEncoding('utf8').on('data', (c) => {
-                stdout += c;
-                options.onStdout?.(c);
-            });
+            const sink = options.stdoutSink;
+            if (sink) {
+                child.stdout.on('data', (c) => {
+                    if (!sink.write(c)) {
+                        child.stdout.pause();
+                        sink.once('drain', () => child.stdout.resume());
+                    }
+                });
+            }
+            else {
+                child.stdout.setEncoding('utf8').on('data', (c) => {
+                    stdout += c;
+                    options.onStdout?.(c);
+                });
+            }
             child.stderr.setEncoding('utf8').on('data', (c) => {
                 stderr += c;
                 options.onStderr?.(c);
             });
             child.on('error', e => kill(`cannot start /bin/sh: ${e.message}`));
             child.on('close', code => {
+                if (options.holdStdin)
+                    child.stdin.end();
                 if (timer)
                     clearTimeout(timer);
                 options.signal?.removeEventListener('abort', onAbort);
@@ -67319,7 +68071,7 @@ class LocalTransport {
                 finished = true;
                 resolve({ code: code ?? 255, stdout, stderr });
             });
-            feedStdin(child.stdin, options.stdin);
+            feedStdin(child.stdin, options.stdin, options.holdStdin);
         });
     }
     async close() { }
@@ -68586,39 +69338,48 @@ const sleep = (ms, signal) => new Promise((resolve, reject) => {
     if (signal?.aborted)
         return reject(new Error('interrupted'));
     const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), reject(new Error('interrupted'))), { once: true });
+    signal?.addEventListener('abort', () => (clearTimeout(t), reject(new Error('interrupted'))), {
+        once: true
+    });
 });
 /** SSH to one host with node-ssh/ssh2: host key verified, retries with backoff, keepalive, TCP_NODELAY. */
 class SshTransport {
     label;
     ssh;
-    constructor(label, ssh) {
+    target;
+    closed = false;
+    constructor(label, ssh, target) {
         this.label = label;
         this.ssh = ssh;
+        this.target = target;
     }
     static async connect(target) {
-        const attempts = target.connectRetries + 1;
-        let lastError = new Error('no attempt made');
-        for (let attempt = 1; attempt <= attempts; attempt++) {
-            try {
-                return new SshTransport(target.label, await connectOnce(target));
-            }
-            catch (e) {
-                lastError = e;
-                const retryable = !(e instanceof SshConnectError) || e.retryable;
-                if (!retryable || attempt === attempts || target.signal?.aborted)
-                    break;
-                const delay = Math.min(1000 * 2 ** (attempt - 1), 8000);
-                target.onRetry?.(attempt, delay, lastError);
-                await sleep(delay, target.signal);
-            }
-        }
-        throw lastError;
+        return new SshTransport(target.label, await connectWithRetries(target), target);
     }
-    exec(command, options = {}) {
+    /**
+     * A connection that dropped (network cut, sshd restarted) is opened again before the next command, with the
+     * same host key checks and retries: a rollback must still reach the host after the deploy lost it.
+     */
+    async connection() {
+        if (this.closed)
+            throw new Error(`connection to ${this.label} was closed`);
+        if (!this.ssh.isConnected() || !this.ssh.connection) {
+            this.ssh.dispose();
+            this.target.onReconnect?.();
+            this.ssh = await connectWithRetries({ ...this.target, signal: undefined });
+        }
         const client = this.ssh.connection;
         if (!client)
-            return Promise.reject(new Error(`not connected to ${this.label}`));
+            throw new Error(`not connected to ${this.label}`);
+        return client;
+    }
+    exec(command, options = {}) {
+        // an interrupted run starts nothing new (the undo passes a fresh signal)
+        if (options.signal?.aborted)
+            return Promise.reject(new Error('interrupted'));
+        return this.connection().then(client => this.execOn(client, command, options));
+    }
+    execOn(client, command, options) {
         return new Promise((resolve, reject) => {
             client.exec(command, (err, channel) => {
                 if (err)
@@ -68631,12 +69392,9 @@ class SshTransport {
                     if (finished)
                         return;
                     finished = true;
-                    try {
-                        channel.signal('KILL');
-                    }
-                    catch {
-                        /* the server may not support signals */
-                    }
+                    // EOF before the end of the script: REMOTE_SHELL's watcher kills the command on the host. (A
+                    // signal request would not do: sshd refuses them for root logins and ssh2 sends none after EOF.)
+                    channel.end();
                     channel.close();
                     reject(new Error(why));
                 };
@@ -68645,12 +69403,26 @@ class SshTransport {
                     : undefined;
                 const onAbort = () => stop('interrupted');
                 options.signal?.addEventListener('abort', onAbort, { once: true });
-                channel.setEncoding('utf8');
+                // aborted while the channel was opening: the listener above would never fire
+                if (options.signal?.aborted)
+                    onAbort();
                 channel.stderr.setEncoding('utf8');
-                channel.on('data', (c) => {
-                    stdout += c;
-                    options.onStdout?.(c);
-                });
+                const sink = options.stdoutSink;
+                if (sink) {
+                    channel.on('data', (c) => {
+                        if (!sink.write(c)) {
+                            channel.pause();
+                            sink.once('drain', () => channel.resume());
+                        }
+                    });
+                }
+                else {
+                    channel.setEncoding('utf8');
+                    channel.on('data', (c) => {
+                        stdout += c;
+                        options.onStdout?.(c);
+                    });
+                }
                 channel.stderr.on('data', (c) => {
                     stderr += c;
                     options.onStderr?.(c);
@@ -68670,13 +69442,33 @@ class SshTransport {
                     else
                         resolve({ code, stdout, stderr });
                 });
-                feedStdin(channel, options.stdin);
+                feedStdin(channel, options.stdin, options.holdStdin);
             });
         });
     }
     async close() {
+        this.closed = true;
         this.ssh.dispose();
     }
+}
+async function connectWithRetries(target) {
+    const attempts = target.connectRetries + 1;
+    let lastError = new Error('no attempt made');
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+        try {
+            return await connectOnce(target);
+        }
+        catch (e) {
+            lastError = e;
+            const retryable = !(e instanceof SshConnectError) || e.retryable;
+            if (!retryable || attempt === attempts || target.signal?.aborted)
+                break;
+            const delay = Math.min(1000 * 2 ** (attempt - 1), 8000);
+            target.onRetry?.(attempt, delay, lastError);
+            await sleep(delay, target.signal);
+        }
+    }
+    throw lastError;
 }
 async function connectOnce(target) {
     const verifier = target.insecureSkipHostKeyCheck
@@ -68718,6 +69510,8 @@ async function connectOnce(target) {
         throw new SshConnectError(`cannot connect to ${target.label}: ${message}`, true);
     }
     ssh.connection?.setNoDelay(true);
+    // A connection that drops later (host rebooted, network cut) must fail the running command, not crash us.
+    ssh.connection?.on('error', () => undefined);
     return ssh;
 }
 
@@ -68725,7 +69519,7 @@ async function connectOnce(target) {
 ;// CONCATENATED MODULE: ./src/pipeline/errors.ts
 
 /** A failure in a named stage, on a named host when it is host-specific. */
-class StageError extends Error {
+class errors_StageError extends Error {
     stage;
     host;
     exitCode;
@@ -68766,7 +69560,7 @@ function safeUser() {
 function context_primaryOf(ctx) {
     const p = ctx.sessions.find(s => s.host.primary) ?? ctx.sessions[0];
     if (!p)
-        throw new StageError('preflight', 'no host is connected');
+        throw new errors_StageError('preflight', 'no host is connected');
     return p;
 }
 /** Connects to every host in parallel; the first failure closes the others. */
@@ -68778,7 +69572,7 @@ async function context_connectAll(ctx) {
     }
     const results = await Promise.allSettled(loaded.hosts.map(async (host) => {
         if (host.kind === 'local')
-            return { host, t: new LocalTransport(host.name), releases: [] };
+            return { host, t: new LocalTransport(host.name), layout: new Layout(host.path), releases: [] };
         const t = await SshTransport.connect({
             label: host.name,
             address: host.address,
@@ -68793,9 +69587,10 @@ async function context_connectAll(ctx) {
             connectRetries: ssh.connect_retries,
             keepaliveIntervalMs: ssh.keepalive_interval,
             signal: ctx.signal,
+            onReconnect: () => ctx.log.warn('the SSH connection was lost; reconnecting', host.name),
             onRetry: (attempt, delay, e) => ctx.log.warn(`connect attempt ${attempt} failed (${e.message}); retrying in ${delay / 1000} s`, host.name)
         });
-        return { host, t, releases: [] };
+        return { host, t, layout: new Layout(host.path), releases: [] };
     }));
     const ok = results.flatMap(r => (r.status === 'fulfilled' ? [r.value] : []));
     const failed = results.findIndex(r => r.status === 'rejected');
@@ -68803,7 +69598,7 @@ async function context_connectAll(ctx) {
         await Promise.all(ok.map(s => s.t.close()));
         const reason = results[failed].reason;
         const host = loaded.hosts[failed]?.name;
-        throw new StageError('preflight', errors_errorMessage(reason), host);
+        throw new errors_StageError('preflight', errors_errorMessage(reason), host);
     }
     ctx.sessions = ok;
     for (const s of ok)
@@ -68818,19 +69613,23 @@ async function context_runOn(ctx, s, cmd, opts) {
     if (cmd.user || ctx.verbose)
         ctx.log.info(`$ ${cmd.user ? cmd.script.split('\n').slice(1).join('; ') : cmd.label}`, name);
     const out = ctx.log.lineWriter(name);
-    const err = ctx.log.lineWriter(name, cmd.user ? 'info' : 'warn');
+    const err = ctx.log.lineWriter(name, cmd.user || cmd.stream ? 'info' : 'warn');
+    const text = withEnv(cmd);
+    if (text.split('\n').includes(END_OF_SCRIPT))
+        throw new errors_StageError(opts.stage, `${cmd.label}: a line of the script is ${END_OF_SCRIPT}`, name);
     let result;
     try {
         result = await s.t.exec(REMOTE_SHELL, {
-            stdin: withEnv(cmd),
+            stdin: `${text}\n${END_OF_SCRIPT}\n`,
+            holdStdin: true,
             timeoutMs: opts.timeoutMs ?? ctx.config.ssh.command_timeout,
             signal: ctx.signal,
             onStdout: cmd.user ? out.push : undefined,
-            onStderr: cmd.user ? err.push : undefined
+            onStderr: cmd.user || cmd.stream ? err.push : undefined
         });
     }
     catch (e) {
-        throw new StageError(opts.stage, `${cmd.label} on ${name}: ${errors_errorMessage(e)}`, name);
+        throw new errors_StageError(opts.stage, `${cmd.label} on ${name}: ${errors_errorMessage(e)}`, name);
     }
     finally {
         out.flush();
@@ -68838,7 +69637,7 @@ async function context_runOn(ctx, s, cmd, opts) {
     }
     if (result.code !== 0 && !opts.allowFail) {
         const detail = lastLines(result.stderr || result.stdout, 8);
-        throw new StageError(opts.stage, `${cmd.label} failed on ${name} (exit ${result.code})${detail ? `: ${detail}` : ''}`, name);
+        throw new errors_StageError(opts.stage, `${cmd.label} failed on ${name} (exit ${result.code})${detail ? `: ${detail}` : ''}`, name);
     }
     return result;
 }
@@ -68853,11 +69652,11 @@ async function runRaw(ctx, s, command, label, opts) {
         });
     }
     catch (e) {
-        throw new StageError(opts.stage, `${label} on ${s.host.name}: ${errors_errorMessage(e)}`, s.host.name);
+        throw new errors_StageError(opts.stage, `${label} on ${s.host.name}: ${errors_errorMessage(e)}`, s.host.name);
     }
     if (result.code !== 0 && !opts.allowFail) {
         const detail = lastLines(result.stderr || result.stdout, 8);
-        throw new StageError(opts.stage, `${label} failed on ${s.host.name} (exit ${result.code})${detail ? `: ${detail}` : ''}`, s.host.name);
+        throw new errors_StageError(opts.stage, `${label} failed on ${s.host.name} (exit ${result.code})${detail ? `: ${detail}` : ''}`, s.host.name);
     }
     return result;
 }
@@ -68872,9 +69671,6 @@ async function context_onEveryHost(ctx, fn) {
         throw failure.reason;
     return results.map(r => r.value);
 }
-function layoutFor(config) {
-    return new Layout(config.path);
-}
 
 ;// CONCATENATED MODULE: ./src/pipeline/orchestrator.ts
 
@@ -68888,7 +69684,10 @@ async function renewIfDue(ctx, state) {
         return;
     state.last = Date.now();
     try {
-        await context_runOn(ctx, context_primaryOf(ctx), renewLock(ctx.layout, ctx.lock, Math.ceil(ctx.config.lock.ttl / 1000)), { stage: 'lock' });
+        const p = context_primaryOf(ctx);
+        await context_runOn(ctx, p, renewLock(p.layout, ctx.lock, Math.ceil(ctx.config.lock.ttl / 1000)), {
+            stage: 'lock'
+        });
     }
     catch (e) {
         ctx.log.warn(`could not renew the lock: ${errors_errorMessage(e)}`);
@@ -68898,14 +69697,18 @@ async function renewIfDue(ctx, state) {
  * Runs stages in order. On a failure, undoes the failed stage and then every completed one, newest first.
  * This is the only place that decides what is undone.
  */
-async function runStages(ctx, stages) {
+async function runStages(ctx, stages, hooks = {}) {
     const records = [];
     const done = [];
     const lockState = { last: Date.now() };
     let failed;
     for (const stage of stages) {
         if (ctx.signal.aborted) {
-            failed = { stage, error: new StageError(stage.name, 'interrupted before this stage started') };
+            failed = {
+                stage,
+                error: new errors_StageError(stage.name, 'interrupted before this stage started'),
+                started: false
+            };
             records.push({ name: stage.name, status: 'skipped', duration_s: 0 });
             break;
         }
@@ -68920,11 +69723,11 @@ async function runStages(ctx, stages) {
             done.push(stage);
         }
         catch (error) {
-            const host = error instanceof StageError ? error.host : undefined;
+            const host = error instanceof errors_StageError ? error.host : undefined;
             const message = ctx.signal.aborted ? `interrupted: ${errors_errorMessage(error)}` : errors_errorMessage(error);
             records.push({ name: stage.name, status: 'failed', duration_s: seconds(t0), error: message, host });
             ctx.log.error(`FAILED: ${message}`, host);
-            failed = { stage, error };
+            failed = { stage, error, started: true };
         }
         finally {
             ctx.log.endGroup();
@@ -68937,10 +69740,13 @@ async function runStages(ctx, stages) {
     const err = failed.error;
     const failure = {
         stage: failed.stage.name,
-        host: err instanceof StageError ? err.host : undefined,
-        message: ctx.signal.aborted && !errors_errorMessage(err).startsWith('interrupted') ? `interrupted: ${errors_errorMessage(err)}` : errors_errorMessage(err)
+        host: err instanceof errors_StageError ? err.host : undefined,
+        message: ctx.signal.aborted && !errors_errorMessage(err).startsWith('interrupted')
+            ? `interrupted: ${errors_errorMessage(err)}`
+            : errors_errorMessage(err)
     };
-    const toUndo = [failed.stage, ...[...done].reverse()];
+    const newestFirst = [...(failed.started ? [failed.stage] : []), ...[...done].reverse()];
+    const toUndo = [...newestFirst.filter(s => s.undoFirst), ...newestFirst.filter(s => !s.undoFirst)];
     const live = toUndo.some(s => s.changedLive?.());
     let rollbackFailed;
     let undidLive = false;
@@ -68948,8 +69754,8 @@ async function runStages(ctx, stages) {
     const undoCtx = ctx.signal.aborted ? { ...ctx, signal: new AbortController().signal } : ctx;
     undoCtx.log.setStage('rollback');
     undoCtx.log.startGroup('rollback');
-    const t0 = performance.now();
     for (const stage of toUndo) {
+        const t0 = performance.now();
         if (!stage.undo) {
             if (stage.changedLive?.())
                 rollbackFailed ??= `${stage.name} changed live state and cannot be undone automatically`;
@@ -68957,17 +69763,31 @@ async function runStages(ctx, stages) {
         }
         const wasLive = stage.changedLive?.() ?? false;
         try {
-            await stage.undo(undoCtx);
+            await stage.undo(undoCtx, { live });
             if (wasLive)
                 undidLive = true;
             records.push({ name: `undo ${stage.name}`, status: 'undone', duration_s: seconds(t0) });
         }
         catch (e) {
             const message = errors_errorMessage(e);
-            records.push({ name: `undo ${stage.name}`, status: 'undo-failed', duration_s: seconds(t0), error: message });
-            undoCtx.log.error(`undo of ${stage.name} FAILED: ${message}`, e instanceof StageError ? e.host : undefined);
-            if (wasLive)
+            records.push({
+                name: `undo ${stage.name}`,
+                status: 'undo-failed',
+                duration_s: seconds(t0),
+                error: message
+            });
+            undoCtx.log.error(`undo of ${stage.name} FAILED: ${message}`, e instanceof errors_StageError ? e.host : undefined);
+            if (wasLive || stage.undoMustSucceed?.())
                 rollbackFailed ??= `undo of ${stage.name}: ${message}`;
+        }
+    }
+    if (live && !rollbackFailed && hooks.afterRollback) {
+        try {
+            await hooks.afterRollback(undoCtx);
+        }
+        catch (e) {
+            rollbackFailed = `the previous release is not healthy after the rollback: ${errors_errorMessage(e)}`;
+            undoCtx.log.error(rollbackFailed, e instanceof errors_StageError ? e.host : undefined);
         }
     }
     undoCtx.log.endGroup();
@@ -68975,7 +69795,7 @@ async function runStages(ctx, stages) {
     return { records, failure, rolledBack: undidLive && !rollbackFailed, rollbackFailed, exitCode };
 }
 function failedExit(e) {
-    if (e instanceof StageError && e.exitCode === errors_ExitCode.badInput)
+    if (e instanceof errors_StageError && e.exitCode === errors_ExitCode.badInput)
         return errors_ExitCode.badInput;
     return errors_ExitCode.failedNothingChanged;
 }
@@ -68986,13 +69806,14 @@ function hookEnv(ctx, s, release, stage) {
     return {
         ...ctx.config.env,
         SAFE_DEPLOY_APP: ctx.config.app,
-        SAFE_DEPLOY_PATH: ctx.layout.root,
-        SAFE_DEPLOY_SHARED: ctx.layout.shared,
+        SAFE_DEPLOY_PATH: s.layout.root,
+        SAFE_DEPLOY_SHARED: s.layout.shared,
         SAFE_DEPLOY_RELEASE: release,
-        SAFE_DEPLOY_RELEASE_PATH: ctx.layout.release(release),
+        SAFE_DEPLOY_RELEASE_PATH: s.layout.release(release),
         SAFE_DEPLOY_PREVIOUS_RELEASE: s.current ?? '',
         SAFE_DEPLOY_STAGE: stage,
-        SAFE_DEPLOY_HOST: s.host.name
+        SAFE_DEPLOY_HOST: s.host.name,
+        SAFE_DEPLOY_HOST_ADDRESS: s.host.kind === 'local' ? '127.0.0.1' : s.host.address
     };
 }
 
@@ -69003,11 +69824,58 @@ function hookEnv(ctx, s, release, stage) {
  * One HTTP request from the host, with curl or else wget. Prints the body, then a last line
  * `HTTP_STATUS=<code>` (000 when nothing answered).
  */
-function httpProbe(url, timeoutMs) {
-    const secs = Math.max(1, Math.ceil(timeoutMs / 1000));
+function httpProbe(url, timeoutMs, headers = {}) {
     return {
         label: `GET ${url}`,
-        script: command_script(`url=${quote_sh(url)}`, 'if command -v curl >/dev/null 2>&1; then', `  code=$(curl -sS -o /dev/stdout -w '\\nHTTP_STATUS=%{http_code}' --max-time ${secs} "$url" 2>/dev/null) || true`, '  printf "%s\\n" "$code"', '  case "$code" in *HTTP_STATUS=*) ;; *) echo HTTP_STATUS=000 ;; esac', 'elif command -v wget >/dev/null 2>&1; then', `  body=$(wget -q -S -O - -T ${secs} -t 1 "$url" 2>/tmp/.safe-deploy-wget.$$) || true`, '  status=$(sed -n "s/^ *HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/\\1/p" /tmp/.safe-deploy-wget.$$ | tail -n 1)', '  rm -f /tmp/.safe-deploy-wget.$$', '  printf "%s\\nHTTP_STATUS=%s\\n" "$body" "${status:-000}"', 'else echo "neither curl nor wget is installed on this host; install one or use verify.http.from: runner" >&2; exit 127', 'fi')
+        script: script(`url=${sh(url)}`, ...probeLines(timeoutMs, headers), 'printf "%s\\nHTTP_STATUS=%s\\n" "$body" "$status"')
+    };
+}
+/** Sets $status (000 when nothing answered) and $body for one GET of $url; exit 127 without curl or wget. */
+function probeLines(timeoutMs, headers) {
+    const secs = Math.max(1, Math.ceil(timeoutMs / 1000));
+    const curlHeaders = Object.entries(headers)
+        .map(([k, v]) => ` -H ${sh(`${k}: ${v}`)}`)
+        .join('');
+    const wgetHeaders = Object.entries(headers)
+        .map(([k, v]) => ` --header=${sh(`${k}: ${v}`)}`)
+        .join('');
+    return [
+        'if command -v curl >/dev/null 2>&1; then',
+        `  out=$(curl -g -sS -o /dev/stdout -w '\\nHTTP_STATUS=%{http_code}' --max-time ${secs}${curlHeaders} "$url" 2>/dev/null) || true`,
+        '  case "$out" in *HTTP_STATUS=*) status=${out##*HTTP_STATUS=}; body=${out%HTTP_STATUS=*}; body=${body%?} ;; *) status=000; body= ;; esac',
+        'elif command -v wget >/dev/null 2>&1; then',
+        `  hdr=$(mktemp) || exit 1`,
+        `  body=$(wget -q -S -O - -T ${secs} -t 1${wgetHeaders} "$url" 2>"$hdr") || true`,
+        '  status=$(sed -n "s/^ *HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/\\1/p" "$hdr" | tail -n 1)',
+        '  rm -f "$hdr"',
+        '  status=${status:-000}',
+        'else echo "neither curl nor wget is installed on this host; install one or use verify.http.from: runner" >&2; exit 127',
+        'fi'
+    ];
+}
+/**
+ * The whole retry loop of an HTTP check in one command on the host: one round trip however many attempts.
+ * Progress lines go to stderr as they happen; stdout ends with the last body and `HTTP_STATUS=`,
+ * `ATTEMPTS=`, `PASSED=` lines.
+ */
+function httpProbeLoop(p) {
+    const pause = (Math.max(0, p.intervalMs) / 1000).toFixed(3);
+    return {
+        label: `GET ${p.url}`,
+        stream: true,
+        script: script(`url=${sh(p.url)}`, `tries=${Math.max(1, Math.floor(p.retries))}`, `expect=${sh(p.expectStatus)}`, `want=${sh(p.contains ?? '')}`, `has_want=${p.contains === undefined ? 0 : 1}`, 'i=1', 'while :; do', ...probeLines(p.timeoutMs, p.headers).map(l => `  ${l}`), '  ok=0', '  if [ "$status" = "$expect" ]; then', '    if [ "$has_want" = 0 ]; then ok=1; else case "$body" in *"$want"*) ok=1 ;; esac; fi', '  fi', '  if [ "$status" = 000 ]; then seen="no answer (connection refused or timed out)"', `  else seen="HTTP $status \\"$(printf %s "$body" | tr -s '\\n\\t' '  ' | cut -c1-120)\\""; fi`, '  if [ "$ok" = 1 ]; then printf \'GET %s: HTTP %s (attempt %s/%s)\\n\' "$url" "$status" "$i" "$tries" >&2; break; fi', '  [ "$i" -ge "$tries" ] && break', `  printf 'GET %s: %s; attempt %s/%s, retrying in %s s\\n' "$url" "$seen" "$i" "$tries" ${sh(String(Number(pause)))} >&2`, `  sleep ${pause}`, '  i=$((i + 1))', 'done', 'printf "%s\\nHTTP_STATUS=%s\\nATTEMPTS=%s\\nPASSED=%s\\n" "$body" "$status" "$i" "$ok"')
+    };
+}
+/** Reads what httpProbeLoop printed. */
+function parseProbeLoop(stdout) {
+    const m = /\nHTTP_STATUS=(\d+)\nATTEMPTS=(\d+)\nPASSED=([01])\n?$/.exec(stdout);
+    if (!m)
+        return { status: 0, body: stdout, attempts: 0, passed: false };
+    return {
+        status: Number(m[1]),
+        body: stdout.slice(0, m.index),
+        attempts: Number(m[2]),
+        passed: m[3] === '1'
     };
 }
 function parseProbe(stdout) {
@@ -69027,29 +69895,41 @@ function parseProbe(stdout) {
 const checks_sleep = (ms, signal) => new Promise((resolve, reject) => {
     if (signal.aborted)
         return reject(new Error('interrupted'));
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => (clearTimeout(t), reject(new Error('interrupted'))), { once: true });
+    // the listener goes when the timer fires: a long run's many sleeps must not pile up listeners
+    const onAbort = () => (clearTimeout(t), reject(new Error('interrupted')));
+    const t = setTimeout(() => (signal.removeEventListener('abort', onAbort), resolve()), ms);
+    signal.addEventListener('abort', onAbort, { once: true });
 });
 function httpChecks(ctx) {
     const http = ctx.config.verify.http;
     return http === undefined ? [] : Array.isArray(http) ? http : [http];
 }
-function hasChecks(ctx) {
-    return httpChecks(ctx).length > 0 || !!ctx.config.verify.command;
+/** `{host}` in a URL becomes the host's address: one check for many hosts, e.g. from the runner. */
+function urlFor(check, s) {
+    const address = s.host.kind === 'local' ? '127.0.0.1' : s.host.address;
+    return check.url.replace(/\{host\}/g, () => address);
 }
 async function probe(ctx, s, check, stage) {
+    const url = urlFor(check, s);
     if (check.from === 'runner') {
         try {
-            const res = await fetch(check.url, { signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(check.timeout)]) });
+            const res = await fetch(url, {
+                headers: check.headers,
+                signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(check.timeout)])
+            });
             return { status: res.status, body: await res.text() };
         }
         catch (e) {
             return { status: 0, body: errors_errorMessage(e) };
         }
     }
-    const r = await context_runOn(ctx, s, httpProbe(check.url, check.timeout), { stage, allowFail: true, timeoutMs: check.timeout + 10_000 });
+    const r = await context_runOn(ctx, s, httpProbe(url, check.timeout, check.headers), {
+        stage,
+        allowFail: true,
+        timeoutMs: check.timeout + 10_000
+    });
     if (r.code === 127)
-        throw new StageError(stage, `${r.stderr.trim()} (${s.host.name})`, s.host.name);
+        throw new errors_StageError(stage, `${r.stderr.trim()} (${s.host.name})`, s.host.name);
     return parseProbe(r.stdout);
 }
 function checks_describe(answer) {
@@ -69061,36 +69941,84 @@ function checks_describe(answer) {
 /** One HTTP check with retries: passes on the expected status (and text, when `contains` is set). */
 async function runHttpCheck(ctx, s, check, stage, retries = check.retries) {
     let last = { status: 0, body: '' };
-    for (let attempt = 1; attempt <= retries; attempt++) {
+    if (check.from === 'host') {
+        // the retry loop runs on the host: one round trip however many attempts
+        const loop = httpProbeLoop({
+            url: urlFor(check, s),
+            timeoutMs: check.timeout,
+            headers: check.headers,
+            retries,
+            intervalMs: check.interval,
+            expectStatus: check.expect_status,
+            contains: check.contains
+        });
+        const r = await context_runOn(ctx, s, loop, {
+            stage,
+            allowFail: true,
+            timeoutMs: retries * (check.timeout + check.interval) + 30_000
+        });
+        if (r.code === 127)
+            throw new errors_StageError(stage, `${r.stderr.trim()} (${s.host.name})`, s.host.name);
+        const result = parseProbeLoop(r.stdout);
+        if (result.passed)
+            return;
+        last = result;
+        retries = result.attempts || retries;
+    }
+    for (let attempt = 1; check.from === 'runner' && attempt <= retries; attempt++) {
         last = await probe(ctx, s, check, stage);
         const statusOk = last.status === check.expect_status;
         const bodyOk = check.contains === undefined || last.body.includes(check.contains);
         if (statusOk && bodyOk) {
-            ctx.log.info(`GET ${check.url}: HTTP ${last.status} (attempt ${attempt}/${retries})`, s.host.name);
+            ctx.log.info(`GET ${urlFor(check, s)}: HTTP ${last.status} (attempt ${attempt}/${retries})`, s.host.name);
             return;
         }
         if (attempt < retries) {
-            ctx.log.info(`GET ${check.url}: ${checks_describe(last)}; attempt ${attempt}/${retries}, retrying in ${check.interval / 1000} s`, s.host.name);
+            ctx.log.info(`GET ${urlFor(check, s)}: ${checks_describe(last)}; attempt ${attempt}/${retries}, retrying in ${check.interval / 1000} s`, s.host.name);
             await checks_sleep(check.interval, ctx.signal);
         }
     }
     const wanted = `HTTP ${check.expect_status}${check.contains !== undefined ? ` containing "${check.contains}"` : ''}`;
-    throw new StageError(stage, `health check GET ${check.url} from ${check.from === 'runner' ? 'the runner' : s.host.name} failed after ${retries} attempts: expected ${wanted}, last answer ${checks_describe(last)}`, s.host.name);
+    throw new errors_StageError(stage, `health check GET ${urlFor(check, s)} from ${check.from === 'runner' ? 'the runner' : s.host.name} failed after ${retries} attempts: expected ${wanted}, last answer ${checks_describe(last)}`, s.host.name);
 }
 /** Runs every configured check against `release` on one host. */
 async function verifyHost(ctx, s, release, stage, retries) {
     for (const check of httpChecks(ctx))
         await runHttpCheck(ctx, s, check, stage, retries ?? check.retries);
-    const command = ctx.config.verify.command;
-    if (command) {
-        const r = await context_runOn(ctx, s, inRelease(ctx.layout, release, 'verify command', command, hookEnv(ctx, s, release, stage)), {
+    const v = ctx.config.verify;
+    const commands = v.command === undefined ? [] : Array.isArray(v.command) ? v.command : [v.command];
+    for (const command of commands) {
+        const r = await context_runOn(ctx, s, inRelease(s.layout, release, 'verify command', command, hookEnv(ctx, s, release, stage)), {
             stage,
             allowFail: true
         });
         if (r.code !== 0) {
-            throw new StageError(stage, `verify command \`${command}\` failed on ${s.host.name} (exit ${r.code})`, s.host.name);
+            const out = lastLines(r.stderr || r.stdout, 3);
+            throw new errors_StageError(stage, `verify command \`${command}\` failed on ${s.host.name} (exit ${r.code})${out ? `: ${out}` : ''}`, s.host.name);
         }
     }
+}
+/** Scans the logs since the run started for fatal patterns (verify.logs). */
+async function scanLogs(ctx, s, release, stage) {
+    const logs = ctx.config.verify.logs;
+    if (!logs)
+        return;
+    const command = logs.command.replace(/\{started\}/g, String(Math.floor(ctx.startedAt.getTime() / 1000)));
+    const r = await context_runOn(ctx, s, inRelease(s.layout, release, 'log scan', command, hookEnv(ctx, s, release, stage)), {
+        stage,
+        allowFail: true
+    });
+    if (r.code !== 0) {
+        ctx.log.warn(`log scan command exited ${r.code}: ${lastLines(r.stderr, 2)}`, s.host.name);
+    }
+    const hits = r.stdout.split('\n').filter(line => logs.fail_on.some(p => line.includes(p)));
+    if (hits.length) {
+        throw new errors_StageError(stage, `the logs on ${s.host.name} show ${hits.length} line(s) matching ${logs.fail_on.join('|')}: ${hits.slice(0, 3).join(' / ').slice(0, 400)}`, s.host.name);
+    }
+    ctx.log.info(`log scan: no line matches ${logs.fail_on.join(', ')}`, s.host.name);
+}
+function hasChecks(ctx) {
+    return httpChecks(ctx).length > 0 || !!ctx.config.verify.command || !!ctx.config.verify.logs;
 }
 
 ;// CONCATENATED MODULE: ./src/pipeline/stages.ts
@@ -69127,7 +70055,7 @@ function preflightStage(opts) {
         name: 'preflight',
         async run(ctx) {
             if (opts.deploying && !(0,external_node_fs_namespaceObject.existsSync)(ctx.loaded.sourceDir)) {
-                throw new StageError('preflight', `source.dir ${ctx.loaded.sourceDir} does not exist on the runner`);
+                throw new errors_StageError('preflight', `source.dir ${ctx.loaded.sourceDir} does not exist on the runner`);
             }
             await context_connectAll(ctx);
             await takeLock(ctx, opts.command);
@@ -69135,22 +70063,24 @@ function preflightStage(opts) {
             const fromHost = httpChecks(ctx).some(c => c.from === 'host');
             await context_onEveryHost(ctx, async (s) => {
                 const files = opts.deploying ? ctx.config.shared.files : [];
-                const r = await context_runOn(ctx, s, inspectHost(ctx.layout, files, [...needs, 'curl', 'wget']), { stage: 'preflight' });
+                const r = await context_runOn(ctx, s, inspectHost(s.layout, files, [...needs, 'curl', 'wget']), {
+                    stage: 'preflight'
+                });
                 const kv = release_parseKeyValues(r.stdout);
                 const error = kv.get('ERROR')?.[0];
                 if (error)
-                    throw new StageError('preflight', `${error} on ${s.host.name}`, s.host.name);
+                    throw new errors_StageError('preflight', `${error} on ${s.host.name}`, s.host.name);
                 const missing = kv.get('MISSING') ?? [];
                 if (missing.length) {
-                    throw new StageError('preflight', `shared file${missing.length > 1 ? 's' : ''} ${missing.join(', ')} missing on ${s.host.name}: create ${missing.map(m => `${ctx.layout.shared}/${m}`).join(', ')} on the host first (shared files hold config and secrets, we never invent them)`, s.host.name);
+                    throw new errors_StageError('preflight', `shared file${missing.length > 1 ? 's' : ''} ${missing.join(', ')} missing on ${s.host.name}: create ${missing.map(m => `${s.layout.shared}/${m}`).join(', ')} on the host first (shared files hold config and secrets, we never invent them)`, s.host.name);
                 }
                 const noTool = kv.get('NOTOOL') ?? [];
                 for (const tool of needs) {
                     if (noTool.includes(tool))
-                        throw new StageError('preflight', `${tool} is not installed on ${s.host.name}`, s.host.name);
+                        throw new errors_StageError('preflight', `${tool} is not installed on ${s.host.name}`, s.host.name);
                 }
                 if (fromHost && noTool.includes('curl') && noTool.includes('wget')) {
-                    throw new StageError('preflight', `neither curl nor wget is installed on ${s.host.name}, needed for verify.http; install one or set verify.http.from: runner`, s.host.name);
+                    throw new errors_StageError('preflight', `neither curl nor wget is installed on ${s.host.name}, needed for verify.http; install one or set verify.http.from: runner`, s.host.name);
                 }
                 const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '');
                 s.current = current || undefined;
@@ -69158,13 +70088,14 @@ function preflightStage(opts) {
                 const free = Number(kv.get('FREE_KB')?.[0]);
                 if (Number.isFinite(free) && opts.deploying) {
                     if (free < MIN_FREE_KB) {
-                        throw new StageError('preflight', `only ${Math.round(free / 1024)} MB free under ${ctx.layout.root} on ${s.host.name}; free some disk first`, s.host.name);
+                        throw new errors_StageError('preflight', `only ${Math.round(free / 1024)} MB free under ${s.layout.root} on ${s.host.name}; free some disk first`, s.host.name);
                     }
                     if (free < LOW_FREE_KB)
-                        ctx.log.warn(`low disk: ${Math.round(free / 1024)} MB free under ${ctx.layout.root}`, s.host.name);
+                        ctx.log.warn(`low disk: ${Math.round(free / 1024)} MB free under ${s.layout.root}`, s.host.name);
                 }
                 ctx.log.info(`current release: ${s.current ?? '(none)'}; ${s.releases.length} release(s) on disk`, s.host.name);
             });
+            opts.inspected?.(ctx);
         }
     };
 }
@@ -69179,21 +70110,21 @@ async function takeLock(ctx, command) {
         token: (0,external_node_crypto_.randomBytes)(12).toString('hex')
     };
     const ttl = Math.ceil(ctx.config.lock.ttl / 1000);
-    const r = await context_runOn(ctx, primary, acquireLock(ctx.layout, owner, ttl), { stage: 'preflight' });
+    const r = await context_runOn(ctx, primary, acquireLock(primary.layout, owner, ttl), { stage: 'preflight' });
     const kv = release_parseKeyValues(r.stdout);
     const state = kv.get('STATE')?.[0];
     const holder = kv.get('OWNER')?.[0];
     if (state === 'held') {
-        throw new StageError('preflight', `another deploy holds the lock on ${primary.host.name}: ${describeOwner(holder)}. Wait for it to finish; if that run is dead, run \`safe-deploy lock release\``, primary.host.name);
+        throw new errors_StageError('preflight', `another deploy holds the lock on ${primary.host.name}: ${describeOwner(holder)}. Wait for it to finish; if that run is dead, run \`safe-deploy lock release\``, primary.host.name);
     }
     if (state !== 'acquired' && state !== 'taken-over') {
-        throw new StageError('preflight', `could not take the lock on ${primary.host.name}: ${r.stdout.trim() || r.stderr.trim()}`, primary.host.name);
+        throw new errors_StageError('preflight', `could not take the lock on ${primary.host.name}: ${r.stdout.trim() || r.stderr.trim()}`, primary.host.name);
     }
     if (state === 'taken-over')
         ctx.log.warn(`took over an expired lock held by ${describeOwner(holder)}`, primary.host.name);
     ctx.lock = owner;
     ctx.onLock?.(owner.token);
-    ctx.log.info(`lock taken (${ctx.layout.lock}, expires in ${ttl} s)`, primary.host.name);
+    ctx.log.info(`lock taken (${primary.layout.lock}, expires in ${ttl} s)`, primary.host.name);
 }
 /** The user's test command, on the runner, before anything touches a server. */
 function testStage() {
@@ -69219,12 +70150,16 @@ function testStage() {
                 });
                 code = r.code;
             }
+            catch (e) {
+                // interrupted or timed out: say where, like every other stage does
+                throw new errors_StageError('test', `test command \`${command}\` on the runner: ${errors_errorMessage(e)}`, 'runner');
+            }
             finally {
                 out.flush();
                 err.flush();
             }
             if (code !== 0)
-                throw new StageError('test', `test command \`${command}\` failed on the runner (exit ${code})`, 'runner');
+                throw new errors_StageError('test', `test command \`${command}\` failed on the runner (exit ${code})`, 'runner');
         }
     };
 }
@@ -69237,124 +70172,141 @@ async function packSource(dir, exclude, signal) {
         const child = (0,external_node_child_process_namespaceObject.spawn)('tar', args, { stdio: ['ignore', 'ignore', 'pipe'], signal });
         let stderr = '';
         child.stderr.on('data', (c) => (stderr += c.toString()));
-        child.on('error', e => reject(new StageError('deploy', `cannot run tar on the runner: ${e.message}`, 'runner')));
-        child.on('close', code => code === 0 ? resolve() : reject(new StageError('deploy', `tar failed on the runner (exit ${code}): ${stderr.trim()}`, 'runner')));
+        child.on('error', e => reject(new errors_StageError('deploy', `cannot run tar on the runner: ${e.message}`, 'runner')));
+        child.on('close', code => code === 0
+            ? resolve()
+            : reject(new errors_StageError('deploy', `tar failed on the runner (exit ${code}): ${stderr.trim()}`, 'runner')));
     });
     return { file, cleanup: () => (0,external_node_fs_namespaceObject.rmSync)(tmp, { recursive: true, force: true }) };
 }
 /** Upload, link shared, build: a new release dir on every host; nothing live changes. */
-function deployStage(release) {
+function deployStage(rel) {
     const created = new Set();
     return {
         name: 'deploy',
         async run(ctx) {
+            const release = rel();
             const pack = await packSource(ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal);
             try {
                 const size = (0,external_node_fs_namespaceObject.statSync)(pack.file).size;
                 ctx.log.info(`packed ${ctx.loaded.sourceDir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner');
                 await context_onEveryHost(ctx, async (s) => {
                     if (s.releases.includes(release)) {
-                        throw new StageError('deploy', `release ${release} already exists on ${s.host.name}`, s.host.name);
+                        throw new errors_StageError('deploy', `release ${release} already exists on ${s.host.name}`, s.host.name);
                     }
                     created.add(s);
-                    await runRaw(ctx, s, unpackCommand(ctx.layout, release), 'upload', { stage: 'deploy', stdin: (0,external_node_fs_namespaceObject.createReadStream)(pack.file) });
-                    ctx.log.info(`uploaded to ${ctx.layout.release(release)}`, s.host.name);
+                    await runRaw(ctx, s, unpackCommand(s.layout, release), 'upload', {
+                        stage: 'deploy',
+                        stdin: (0,external_node_fs_namespaceObject.createReadStream)(pack.file)
+                    });
+                    ctx.log.info(`uploaded to ${s.layout.release(release)}`, s.host.name);
                     const { files, dirs } = ctx.config.shared;
                     if (files.length || dirs.length) {
-                        await context_runOn(ctx, s, linkShared(ctx.layout, release, files, dirs), { stage: 'deploy' });
+                        await context_runOn(ctx, s, linkShared(s.layout, release, files, dirs), { stage: 'deploy' });
                         ctx.log.info(`linked shared: ${[...files, ...dirs].join(', ')}`, s.host.name);
                     }
                     const build = ctx.config.stages.build;
                     if (build)
-                        await context_runOn(ctx, s, inRelease(ctx.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')), { stage: 'deploy' });
+                        await context_runOn(ctx, s, inRelease(s.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')), { stage: 'deploy' });
                 });
             }
             finally {
                 pack.cleanup();
             }
         },
-        async undo(ctx) {
+        async undo(ctx, { live }) {
+            const release = rel();
+            if (live) {
+                ctx.log.info(`kept releases/${release} for inspection; it is marked bad in history and later rollbacks skip it`);
+                return;
+            }
             await context_onEveryHost(ctx, async (s) => {
                 if (!created.has(s))
                     return;
-                await context_runOn(ctx, s, removeReleases(ctx.layout, [release]), { stage: 'rollback' });
+                await context_runOn(ctx, s, removeReleases(s.layout, [release]), { stage: 'rollback' });
                 ctx.log.info(`removed the unfinished release ${release}`, s.host.name);
             });
         }
     };
 }
-/** Restores `current` on hosts where `switched` moved it: the previous release (restarted), or none. */
-async function switchBack(ctx, switched, stage) {
-    await context_onEveryHost(ctx, async (s) => {
-        if (!switched.has(s))
-            return;
-        if (s.current) {
-            await context_runOn(ctx, s, switchCurrent(ctx.layout, s.current), { stage });
-            ctx.log.info(`current -> releases/${s.current} (restored)`, s.host.name);
-            const restart = ctx.config.stages.restart;
-            if (restart)
-                await context_runOn(ctx, s, inRelease(ctx.layout, s.current, 'restart', restart, hookEnv(ctx, s, s.current, stage)), { stage });
-        }
-        else {
-            await context_runOn(ctx, s, removeCurrent(ctx.layout), { stage });
-            ctx.log.warn('there was no previous release: removed `current` (the app was already restarted with the new code and may still be running it)', s.host.name);
-        }
-    });
-    const previousOnAll = ctx.sessions.filter(s => switched.has(s) && s.current);
-    if (previousOnAll.length && hasChecks(ctx)) {
-        await context_onEveryHost(ctx, async (s) => {
-            if (previousOnAll.includes(s))
-                await verifyHost(ctx, s, s.current, stage);
-        });
-        ctx.log.info(`previous release verified healthy on ${previousOnAll.map(s => s.host.name).join(', ')}`);
-    }
+/** Runs the checks again against the release that serves again after a rollback. */
+async function verifyRestored(ctx, hosts, stage) {
+    const back = hosts.filter(s => s.current);
+    if (!back.length || !hasChecks(ctx))
+        return;
+    await Promise.all(back.map(s => verifyHost(ctx, s, s.current, stage)));
+    ctx.log.info(`previous release verified healthy on ${back.map(s => s.host.name).join(', ')}`);
 }
-/** Atomic switch of `current`, then the restart command, on every host. Undo switches back. */
-function switchStage(release) {
-    const switched = new Set();
+/** The switch (see src/pipeline/switch.ts for the strategies) on every host. Undo puts the previous release back. */
+function switchStage(rel, strategy) {
+    const attempted = new Set();
     return {
         name: 'switch',
-        changedLive: () => switched.size > 0,
+        changedLive: () => [...attempted].some(s => strategy().wentLive(s)),
         async run(ctx) {
+            const release = rel();
             await context_onEveryHost(ctx, async (s) => {
-                switched.add(s);
-                await context_runOn(ctx, s, switchCurrent(ctx.layout, release), { stage: 'switch' });
-                ctx.log.info(`current -> releases/${release}`, s.host.name);
-                const restart = ctx.config.stages.restart;
-                if (restart)
-                    await context_runOn(ctx, s, inRelease(ctx.layout, release, 'restart', restart, hookEnv(ctx, s, release, 'switch')), { stage: 'switch' });
+                attempted.add(s);
+                s.switched = `this run was switching it to releases/${release}`;
+                await strategy().activate(ctx, s, release, 'switch');
+                s.switched = `this run switched it to releases/${release}`;
             });
         },
         async undo(ctx) {
-            await switchBack(ctx, switched, 'rollback');
+            const release = rel();
+            const hosts = ctx.sessions.filter(s => attempted.has(s));
+            await context_onEveryHost(ctx, async (s) => {
+                if (!attempted.has(s))
+                    return;
+                const back = s.current ? `releases/${s.current}` : 'no release';
+                s.switched = `this run switched it to releases/${release}, then was switching it back to ${back}`;
+                await strategy().restore(ctx, s, release, 'rollback');
+                s.switched = `this run switched it to releases/${release}, then back to ${back}`;
+            });
+            await verifyRestored(ctx, hosts.filter(s => strategy().wentLive(s)), 'rollback');
         }
     };
 }
 /** Health checks against the new release on every host; a failure makes the orchestrator roll back. */
-function verifyStage(release) {
+function verifyStage(rel) {
     return {
         name: 'verify',
         async run(ctx) {
+            const release = rel();
             if (!hasChecks(ctx)) {
                 ctx.log.warn('no verify checks configured (verify.http / verify.command): a broken release cannot be detected or rolled back automatically');
                 return;
             }
             await context_onEveryHost(ctx, s => verifyHost(ctx, s, release, 'verify'));
+            const window = ctx.config.verify.window;
+            if (window > 0) {
+                ctx.log.info(`checks passed; watching for ${window / 1000} s before checking again`);
+                await checks_sleep(window, ctx.signal);
+                await context_onEveryHost(ctx, s => verifyHost(ctx, s, release, 'verify', 1));
+            }
+            await context_onEveryHost(ctx, s => scanLogs(ctx, s, release, 'verify'));
         }
     };
 }
 /** Prunes old releases beyond keep_releases; never current nor previous. Failures are warnings. */
-function cleanupStage(release) {
+function cleanupStage(rel, strategy, opts = { prune: true }) {
     return {
         name: 'cleanup',
         async run(ctx) {
+            const release = rel();
+            const retire = strategy?.().retire;
+            if (retire) {
+                await Promise.all(ctx.sessions.map(s => retire(ctx, s, release).catch(e => ctx.log.warn(`could not retire the previous release: ${errors_errorMessage(e)}`, s.host.name))));
+            }
+            if (!opts.prune)
+                return;
             await Promise.all(ctx.sessions.map(async (s) => {
                 const all = [...new Set([...s.releases, release])];
                 const prune = releasesToPrune(all, ctx.config.keep_releases, [release, s.current]);
                 if (!prune.length)
                     return;
                 try {
-                    await context_runOn(ctx, s, removeReleases(ctx.layout, prune), { stage: 'cleanup' });
+                    await context_runOn(ctx, s, removeReleases(s.layout, prune), { stage: 'cleanup' });
                     ctx.log.info(`pruned ${prune.length} old release(s): ${prune.join(', ')}`, s.host.name);
                 }
                 catch (e) {
@@ -69365,18 +70317,2148 @@ function cleanupStage(release) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/pipeline/hook.ts
+
+
+
+/** Runs a user command from the config inside a release on a host. */
+async function runHook(ctx, s, release, label, command, stage, extraEnv = {}) {
+    await context_runOn(ctx, s, inRelease(s.layout, release, label, command, { ...hookEnv(ctx, s, release, stage), ...extraEnv }), {
+        stage
+    });
+}
+
+;// CONCATENATED MODULE: ./src/commands/bluegreen.ts
+/**
+ * Commands for the blue-green switch (docs/blue-green.md): the per-host state file that says which port of
+ * the pair is live, the upstream file the proxy reads, and the user's start/stop commands on a port.
+ *
+ * State file `<root>/.safe-deploy/active-port`: one line `<port> <release>`, written to a temp file in the
+ * same directory and renamed over the old one, so a reader sees the old line or the new one, never half.
+ */
+
+
+
+/** The line that separates the key/value part of readBlueGreenState's output from the upstream file. */
+const UPSTREAM_MARKER = '--- safe-deploy upstream file ---';
+function activePortFile(layout) {
+    return `${layout.meta}/active-port`;
+}
+/** `{port}` (and `{host}`) in a config string replaced; ports are integers, so nothing needs quoting here. */
+function withPort(template, port, host) {
+    const out = template.replace(/\{port\}/g, String(port));
+    return host === undefined ? out : out.replace(/\{host\}/g, () => host);
+}
+/** The upstream file's content for `port`: the template with `{port}` replaced, ending in a newline. */
+function renderUpstream(template, port) {
+    const text = withPort(template, port);
+    return text.endsWith('\n') ? text : `${text}\n`;
+}
+/**
+ * Prints `STATE=<port> <release>` from the state file (when there is one), then `UPSTREAM=1` and, after
+ * UPSTREAM_MARKER on a line of its own, the upstream file's bytes (when it exists).
+ */
+function readBlueGreenState(layout, upstreamFile) {
+    return {
+        label: 'read blue-green state',
+        script: script(`state=${sh(activePortFile(layout))}`, `up=${sh(upstreamFile)}`, `if [ -f "$state" ]; then printf 'STATE=%s\\n' "$(head -n 1 "$state")"; fi`, `if [ -f "$up" ]; then printf 'UPSTREAM=1\\n%s\\n' ${sh(UPSTREAM_MARKER)}; cat "$up"; fi`, 'true')
+    };
+}
+/** Whether `text` names `port` as a port (`:8001;`, `:8001 `), not as part of a longer number. */
+function namesPort(text, port) {
+    return new RegExp(`:${port}(?![0-9])`).test(text);
+}
+/**
+ * Makes sense of readBlueGreenState's output. The state file wins when it names a port of the pair; else
+ * the upstream file, when it names exactly one port of the pair (a first blue-green deploy of an app that
+ * the proxy already sends to one of the ports: we must not start over it); else there is no active port.
+ */
+function parseBlueGreenState(stdout, ports) {
+    const at = stdout.indexOf(`\n${UPSTREAM_MARKER}\n`);
+    const head = at < 0 ? stdout : stdout.slice(0, at + 1);
+    const upstream = at < 0 ? undefined : stdout.slice(at + UPSTREAM_MARKER.length + 2);
+    const out = { upstream };
+    const line = /^STATE=(.*)$/m.exec(head)?.[1]?.trim();
+    if (line) {
+        const [portText, release] = line.split(/\s+/);
+        const port = Number(portText);
+        if (ports.includes(port)) {
+            out.active = { port, release: release || undefined, from: 'state' };
+            return out;
+        }
+        out.warning = `the state file names port ${JSON.stringify(portText)}, not one of ${ports.join(' and ')}; ignored`;
+    }
+    if (upstream !== undefined) {
+        const named = ports.filter(p => namesPort(upstream, p));
+        if (named.length === 1)
+            out.active = { port: named[0], from: 'upstream' };
+    }
+    return out;
+}
+/** Records the live port and release (temp file + rename). */
+function writeActivePort(layout, port, release) {
+    const file = activePortFile(layout);
+    return {
+        label: `record active port ${port}`,
+        script: script('set -e', `mkdir -p ${sh(layout.meta)}`, `tmp=${sh(`${file}.tmp`)}.$$`, `printf '%s %s\\n' ${sh(port)} ${sh(release)} > "$tmp"`, `mv -f "$tmp" ${sh(file)}`)
+    };
+}
+/** Forgets the live port (a first deploy that was undone: nothing serves). */
+function clearActivePort(layout) {
+    return { label: 'clear active port', script: `rm -f ${sh(activePortFile(layout))}` };
+}
+/**
+ * Replaces the upstream file atomically: a temp file in the same directory (so the rename is atomic, and
+ * named so that an `include conf.d/*.conf` does not pick it up), with the old file's mode and owner when
+ * there is one (cp -p), else 0644; then renamed over the file (`mv -T`: never into a directory of that
+ * name). The directory must exist.
+ */
+function writeUpstream(file, content) {
+    return {
+        label: `write upstream file ${file}`,
+        script: script('set -e', `f=${sh(file)}`, 'dir=$(dirname "$f")', `[ -d "$dir" ] || { printf 'the directory of upstream_file %s does not exist\\n' "$f" >&2; exit 1; }`, 'tmp=$(mktemp "$dir/.safe-deploy-upstream.XXXXXX")', `trap 'rm -f "$tmp"' EXIT`, 'if [ -f "$f" ]; then cp -p "$f" "$tmp"; else chmod 644 "$tmp"; fi', `printf '%s' ${sh(content)} > "$tmp"`, 'mv -fT "$tmp" "$f"')
+    };
+}
+/** Runs the user's `start` or `stop` for `port` inside a release: `{port}` replaced, PORT exported. */
+function onPort(layout, release, label, command, port, env) {
+    return inRelease(layout, release, `${label} port ${port}`, withPort(command, port), {
+        ...env,
+        PORT: String(port),
+        SAFE_DEPLOY_PORT: String(port)
+    });
+}
+
+;// CONCATENATED MODULE: ./src/pipeline/bluegreen.ts
+/**
+ * The blue-green switch (docs/blue-green.md). Per host, two ports alternate: the new release starts on the
+ * idle one, must answer `health` with 200 there before any traffic moves, then the proxy's upstream file is
+ * rewritten to the new port and the proxy reloaded. The old port keeps running until verify passed
+ * (retire: drain, then stop), so a rollback before that is only a flip of the upstream file back.
+ *
+ * Per-host state for this run lives in a Map keyed by session, in closures (methods may be called detached).
+ */
+
+
+
+
+
+
+
+
+
+/** Time between two health probes of the new port (on the host). */
+const PROBE_INTERVAL_MS = 100;
+/** The blue-green settings; the schema makes these keys required for this strategy. */
+function settings(ctx) {
+    const sw = ctx.config.switch;
+    for (const key of ['ports', 'start', 'stop', 'upstream_file', 'proxy_reload']) {
+        if (sw[key] === undefined)
+            throw new errors_StageError('switch', `switch.${key} is required for blue-green`);
+    }
+    return sw;
+}
+function address(s) {
+    return s.host.kind === 'local' ? '127.0.0.1' : s.host.address;
+}
+function describeAnswer(a) {
+    if (a.status === 0)
+        return 'no answer (connection refused or timed out)';
+    const body = a.body.trim().replace(/\s+/g, ' ').slice(0, 120);
+    return `HTTP ${a.status}${body ? ` "${body}"` : ''}`;
+}
+/** Runs `stop` for a port; failures are returned, not thrown (callers decide whether they matter). */
+async function stopPort(ctx, s, release, port, stage) {
+    const sw = settings(ctx);
+    try {
+        const r = await context_runOn(ctx, s, onPort(s.layout, release, 'stop', sw.stop, port, hookEnv(ctx, s, release, stage)), {
+            stage,
+            allowFail: true
+        });
+        return r.code === 0 ? undefined : `stop for port ${port} exited ${r.code}`;
+    }
+    catch (e) {
+        return errors_errorMessage(e);
+    }
+}
+/** Starts `release` on `port` and waits until `health` answers 200 there, or throws. */
+async function startAndGate(ctx, s, release, port, stage) {
+    const sw = settings(ctx);
+    const deadline = Date.now() + sw.timeout;
+    await context_runOn(ctx, s, onPort(s.layout, release, 'start', sw.start, port, hookEnv(ctx, s, release, stage)), {
+        stage,
+        timeoutMs: sw.timeout
+    });
+    const url = withPort(sw.health, port, address(s));
+    const left = Math.max(1000, deadline - Date.now());
+    ctx.log.info(`waiting up to ${(left / 1000).toFixed(1)} s for GET ${url} to answer 200`, s.host.name);
+    const t0 = Date.now();
+    // the polling runs on the host: one round trip, and the gate sees the port answer within PROBE_INTERVAL_MS
+    const loop = {
+        ...httpProbeLoop({
+            url,
+            timeoutMs: Math.min(5000, left),
+            headers: {},
+            // a refused connection costs a few ms on top of the interval
+            retries: Math.max(1, Math.ceil(left / (PROBE_INTERVAL_MS + 20))),
+            intervalMs: PROBE_INTERVAL_MS,
+            expectStatus: 200
+        }),
+        label: `health gate GET ${url}`,
+        stream: false
+    };
+    let last = { status: 0, body: '' };
+    try {
+        const r = await context_runOn(ctx, s, loop, { stage, allowFail: true, timeoutMs: left + 10_000 });
+        if (r.code === 127)
+            throw new errors_StageError(stage, `${r.stderr.trim()} (${s.host.name})`, s.host.name);
+        const result = parseProbeLoop(r.stdout);
+        if (result.passed) {
+            ctx.log.info(`port ${port} is healthy: GET ${url}: HTTP 200 after ${((Date.now() - t0) / 1000).toFixed(1)} s (${result.attempts} probe(s))`, s.host.name);
+            return;
+        }
+        last = result;
+    }
+    catch (e) {
+        if (ctx.signal.aborted || (e instanceof errors_StageError && /neither curl nor wget/.test(e.message)))
+            throw e;
+        last = { status: 0, body: errors_errorMessage(e) };
+    }
+    throw new errors_StageError(stage, `port ${port} did not become healthy within ${sw.timeout / 1000} s: GET ${url} from ${s.host.name} last answered ${describeAnswer(last)}`, s.host.name);
+}
+/** Points the proxy at whatever `content` says: upstream file (atomic), then proxy_reload. */
+async function pointProxy(ctx, s, release, content, port, stage) {
+    const sw = settings(ctx);
+    await context_runOn(ctx, s, writeUpstream(sw.upstream_file, content), { stage });
+    const env = port === undefined ? {} : { PORT: String(port), SAFE_DEPLOY_PORT: String(port) };
+    await runHook(ctx, s, release, 'proxy reload', sw.proxy_reload, stage, env);
+}
+/**
+ * For `plan`: the commands a blue-green switch runs on a host, in order, shown for the first port of the
+ * pair as the idle one (the real one depends on the host's state file, which `plan` does not read).
+ */
+function planBlueGreen(config, layout, release, env) {
+    const sw = config.switch;
+    if (!sw.ports || !sw.start || !sw.stop || !sw.upstream_file || !sw.proxy_reload)
+        return {
+            note: '# blue-green: switch.ports, start, stop, upstream_file and proxy_reload are required',
+            commands: []
+        };
+    const [idle, live] = sw.ports;
+    return {
+        note: `# blue-green: shown with ${idle} as the idle port and ${live} as the live one (the host's ${activePortFile(layout)} decides); health gate: GET ${sw.health.replace(/\{port\}/g, String(idle))} until 200, at most ${sw.timeout / 1000} s`,
+        commands: [
+            readBlueGreenState(layout, sw.upstream_file),
+            onPort(layout, release, 'stop', sw.stop, idle, env),
+            onPort(layout, release, 'start', sw.start, idle, env),
+            httpProbe(withPort(sw.health, idle), 5000),
+            writeUpstream(sw.upstream_file, renderUpstream(sw.upstream_template, idle)),
+            inRelease(layout, release, 'proxy reload', sw.proxy_reload, env),
+            switchCurrent(layout, release),
+            writeActivePort(layout, idle, release),
+            {
+                ...onPort(layout, '<previous>', 'stop', sw.stop, live, env),
+                label: `after verify and ${sw.drain / 1000} s of drain: stop port ${live}`
+            }
+        ]
+    };
+}
+function blueGreenStrategy() {
+    const hosts = new Map();
+    const activate = async (ctx, s, release, stage) => {
+        const sw = settings(ctx);
+        if (ctx.config.stages.restart)
+            ctx.log.warn('stages.restart is not used by blue-green (switch.start and switch.stop are)', s.host.name);
+        const read = await context_runOn(ctx, s, readBlueGreenState(s.layout, sw.upstream_file), { stage });
+        const st = parseBlueGreenState(read.stdout, sw.ports);
+        if (st.warning)
+            ctx.log.warn(st.warning, s.host.name);
+        const oldPort = st.active?.port;
+        const port = oldPort === sw.ports[0] ? sw.ports[1] : sw.ports[0];
+        const stateRelease = st.active?.release;
+        const oldRelease = oldPort === undefined
+            ? undefined
+            : stateRelease && s.releases.includes(stateRelease) && stateRelease !== release
+                ? stateRelease
+                : s.current;
+        const h = {
+            release,
+            port,
+            oldPort,
+            oldRelease,
+            prevState: st.active?.from === 'state' ? { port: st.active.port, release: stateRelease ?? '' } : undefined,
+            prevUpstream: st.upstream,
+            running: false,
+            moved: false,
+            movedAt: 0
+        };
+        hosts.set(s, h);
+        ctx.log.info(oldPort === undefined
+            ? `blue-green: no port of ${sw.ports.join('/')} serves yet; starting releases/${release} on port ${port}`
+            : `blue-green: port ${oldPort} serves ${oldRelease ? `releases/${oldRelease}` : '(unknown release)'}${st.active?.from === 'upstream' ? ' (from the upstream file)' : ''}; starting releases/${release} on port ${port}`, s.host.name);
+        // Whatever a crashed earlier run left on the idle port goes first.
+        const leftover = await stopPort(ctx, s, release, port, stage);
+        if (leftover)
+            ctx.log.warn(`clearing port ${port} before the start: ${leftover}`, s.host.name);
+        h.running = true;
+        try {
+            await startAndGate(ctx, s, release, port, stage);
+        }
+        catch (e) {
+            const stopped = await stopPort(ctx, s, release, port, stage);
+            if (stopped)
+                ctx.log.warn(`could not stop port ${port}: ${stopped}`, s.host.name);
+            else
+                h.running = false;
+            const still = oldPort === undefined ? 'nothing served before' : `port ${oldPort} still serves`;
+            throw new errors_StageError(stage, `${errors_errorMessage(e)}; ${stopped ? 'tried to stop' : 'stopped'} port ${port}, nothing live changed (${still})`, s.host.name);
+        }
+        // From the first byte of the upstream file on, users may see the new release.
+        h.moved = true;
+        h.movedAt = Date.now();
+        await pointProxy(ctx, s, release, renderUpstream(sw.upstream_template, port), port, stage);
+        ctx.log.info(`traffic -> port ${port} (proxy reloaded)`, s.host.name);
+        await context_runOn(ctx, s, combine(`switch current to ${release}, record active port ${port}`, [
+            switchCurrent(s.layout, release),
+            writeActivePort(s.layout, port, release)
+        ]), { stage });
+        ctx.log.info(`current -> releases/${release}, active port ${port}${oldPort === undefined ? '' : `; port ${oldPort} stops after verify passes`}`, s.host.name);
+    };
+    const restore = async (ctx, s, _release, stage) => {
+        const h = hosts.get(s);
+        if (!h)
+            return;
+        const sw = settings(ctx);
+        if (h.moved) {
+            const back = h.oldRelease ?? h.release;
+            if (h.prevUpstream === undefined) {
+                ctx.log.warn(`the upstream file did not exist before this run and nothing served before: left ${sw.upstream_file} as it is`, s.host.name);
+            }
+            else {
+                if (h.oldPort !== undefined && h.oldRelease) {
+                    // The old port was never stopped (retire runs only after verify); make sure it still answers.
+                    const r = await context_runOn(ctx, s, httpProbe(withPort(sw.health, h.oldPort, address(s)), 5000), {
+                        stage,
+                        allowFail: true
+                    });
+                    const a = parseProbe(r.stdout);
+                    if (a.status !== 200) {
+                        ctx.log.warn(`port ${h.oldPort} answers ${describeAnswer(a)}; starting releases/${h.oldRelease} on it again`, s.host.name);
+                        await startAndGate(ctx, s, h.oldRelease, h.oldPort, stage);
+                    }
+                }
+                await pointProxy(ctx, s, back, h.prevUpstream, h.oldPort, stage);
+                ctx.log.info(`traffic -> ${h.oldPort === undefined ? 'the previous upstream' : `port ${h.oldPort}`} (upstream file restored, proxy reloaded)`, s.host.name);
+            }
+            if (s.current) {
+                await context_runOn(ctx, s, switchCurrent(s.layout, s.current), { stage });
+                ctx.log.info(`current -> releases/${s.current} (restored)`, s.host.name);
+            }
+            else {
+                await context_runOn(ctx, s, removeCurrent(s.layout), { stage });
+                ctx.log.warn('there was no previous release: removed `current`', s.host.name);
+            }
+            await context_runOn(ctx, s, h.prevState
+                ? writeActivePort(s.layout, h.prevState.port, h.prevState.release || back)
+                : clearActivePort(s.layout), { stage });
+            // Requests that the proxy's old workers still send to the new port finish before it stops.
+            if (h.running && h.prevUpstream !== undefined)
+                await checks_sleep(sw.drain, ctx.signal);
+        }
+        if (h.running) {
+            const failed = await stopPort(ctx, s, h.release, h.port, stage);
+            if (failed)
+                ctx.log.warn(`could not stop port ${h.port}: ${failed}`, s.host.name);
+            else {
+                h.running = false;
+                ctx.log.info(`stopped port ${h.port} (releases/${h.release})`, s.host.name);
+            }
+        }
+    };
+    const retire = async (ctx, s, _release) => {
+        const h = hosts.get(s);
+        if (!h?.moved)
+            return;
+        if (h.oldPort === undefined)
+            return;
+        // no release is known to serve the old port (no current, or a state file without one): stop it with the new
+        // release's `stop`, which is the same command
+        const inside = h.oldRelease ?? h.release;
+        const sw = settings(ctx);
+        const wait = sw.drain - (Date.now() - h.movedAt);
+        if (wait > 0) {
+            ctx.log.info(`draining port ${h.oldPort} for ${(wait / 1000).toFixed(1)} s more`, s.host.name);
+            await checks_sleep(wait, ctx.signal);
+        }
+        const failed = await stopPort(ctx, s, inside, h.oldPort, 'cleanup');
+        if (failed)
+            throw new Error(`could not stop port ${h.oldPort} (releases/${inside}): ${failed}`);
+        ctx.log.info(`stopped port ${h.oldPort} (releases/${inside})`, s.host.name);
+    };
+    return {
+        name: 'blue-green',
+        wentLive: s => hosts.get(s)?.moved ?? false,
+        port: s => hosts.get(s)?.port,
+        activate,
+        restore,
+        retire
+    };
+}
+
+;// CONCATENATED MODULE: ./src/pipeline/switch.ts
+
+
+
+
+
+/** Points `current` at a release and runs a command there: restart (symlink) or reload (graceful). */
+function symlinkFamily(name, command) {
+    return () => {
+        const live = new Set();
+        return {
+            name,
+            wentLive: s => live.has(s),
+            async activate(ctx, s, release, stage) {
+                live.add(s);
+                await context_runOn(ctx, s, switchCurrent(s.layout, release), { stage });
+                ctx.log.info(`current -> releases/${release}`, s.host.name);
+                const cmd = command(ctx);
+                if (cmd)
+                    await runHook(ctx, s, release, name === 'graceful' ? 'reload' : 'restart', cmd, stage);
+            },
+            async restore(ctx, s, _release, stage) {
+                if (!live.has(s))
+                    return;
+                if (s.current) {
+                    await context_runOn(ctx, s, switchCurrent(s.layout, s.current), { stage });
+                    ctx.log.info(`current -> releases/${s.current} (restored)`, s.host.name);
+                    const cmd = command(ctx);
+                    if (cmd)
+                        await runHook(ctx, s, s.current, name === 'graceful' ? 'reload' : 'restart', cmd, stage);
+                }
+                else {
+                    await context_runOn(ctx, s, removeCurrent(s.layout), { stage });
+                    ctx.log.warn('there was no previous release: removed `current` (the app was already restarted with the new code and may still be running it)', s.host.name);
+                }
+            }
+        };
+    };
+}
+const factories = {
+    symlink: symlinkFamily('symlink', ctx => ctx.config.stages.restart),
+    graceful: symlinkFamily('graceful', ctx => ctx.config.switch.reload),
+    'blue-green': blueGreenStrategy
+};
+/** Lets another module add a strategy (built-in: symlink, graceful, blue-green in src/pipeline/bluegreen.ts). */
+function registerStrategy(name, factory) {
+    factories[name] = factory;
+}
+function strategyFor(ctx) {
+    const factory = factories[ctx.config.switch.strategy];
+    if (!factory)
+        throw new Error(`switch.strategy ${ctx.config.switch.strategy} is not available in this build`);
+    return factory();
+}
+
 ;// CONCATENATED MODULE: ./src/pipeline/git.ts
 
 /** The commit checked out in `dir`, or undefined when it is not a git work tree (the release is then `-local`). */
 function gitCommit(dir) {
     try {
-        const out = (0,external_node_child_process_namespaceObject.execFileSync)('git', ['-C', dir, 'rev-parse', 'HEAD'], { stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 });
+        const out = (0,external_node_child_process_namespaceObject.execFileSync)('git', ['-C', dir, 'rev-parse', 'HEAD'], {
+            stdio: ['ignore', 'pipe', 'ignore'],
+            timeout: 5000
+        });
         const sha = out.toString().trim();
         return /^[0-9a-f]{40}$/.test(sha) ? sha : undefined;
     }
     catch {
         return undefined;
     }
+}
+
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+;// CONCATENATED MODULE: ./package.json
+const package_namespaceObject = {"rE":"0.1.0"};
+;// CONCATENATED MODULE: ./src/backup/name.ts
+
+
+const NAME = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63})_(\d{8})_(\d{6})$/;
+const name_pad = (n) => String(n).padStart(2, '0');
+function newBackupName(app, now) {
+    const d = `${now.getUTCFullYear()}${name_pad(now.getUTCMonth() + 1)}${name_pad(now.getUTCDate())}`;
+    const t = `${name_pad(now.getUTCHours())}${name_pad(now.getUTCMinutes())}${name_pad(now.getUTCSeconds())}`;
+    const name = `${app}_${d}_${t}`;
+    if (!name_isBackupName(name))
+        throw new Error(`cannot make a backup name from app ${JSON.stringify(app)}`);
+    return name;
+}
+/** A well-formed name with a real date (2025-02-30 is not one). */
+function name_isBackupName(value) {
+    return NAME.test(value) && parseBackupTime(value) !== undefined;
+}
+function appOf(name) {
+    return NAME.exec(name)[1];
+}
+function backupTime(name) {
+    return parseBackupTime(name);
+}
+/**
+ * Parses a backup name given by a person (`restore NAME`, `backups verify NAME`): bad input fails before
+ * anything connects. A name of another app is refused too: restoring it would put foreign data in place.
+ */
+function name_parseBackupName(value, app, what = 'backup name') {
+    if (!name_isBackupName(value)) {
+        throw new errors_ConfigError(`${what} ${JSON.stringify(value)} is not a backup name; expected <app>_YYYYMMDD_HHMMSS (UTC), e.g. ${app ?? 'shop'}_20261121_193000 (see \`safe-deploy backups list\`)`);
+    }
+    if (app !== undefined && appOf(value) !== app) {
+        throw new errors_ConfigError(`${what} ${value} belongs to app ${appOf(value)}, but this config is for ${app}; use that app's config`);
+    }
+    return value;
+}
+const COMPRESS_EXT = { gzip: '.gz', zstd: '.zst', none: '' };
+const BASE_EXT = {
+    postgres: '.dump',
+    mysql: '.sql',
+    sqlite: '.sqlite3',
+    files: '.files.tar'
+};
+/**
+ * `NAME.dump` (PostgreSQL custom format, compressed by pg_dump itself), `NAME.sql.gz|.sql.zst|.sql`
+ * (MySQL), `NAME.sqlite3.gz` (SQLite), `NAME.files.tar.gz` (files); with several databases
+ * `NAME.<label>.<ext>`; `.age` when encrypted.
+ */
+function artifactFile(name, a) {
+    const compress = a.kind === 'postgres' ? '' : COMPRESS_EXT[a.compress];
+    const label = a.kind !== 'files' && a.label ? `.${a.label}` : '';
+    return `${name}${label}${BASE_EXT[a.kind]}${compress}${a.encrypted ? '.age' : ''}`;
+}
+const manifestFile = (name) => `${name}.sha256`;
+const metaFile = (name) => `${name}.meta.json`;
+const ARTIFACT = /^(?:\.([A-Za-z0-9_-]{1,32}))??\.(dump|sql|sql\.gz|sql\.zst|sqlite3|sqlite3\.gz|sqlite3\.zst|files\.tar|files\.tar\.gz|files\.tar\.zst)(\.age)?$/;
+/** What a file of backup `name` holds, from its name alone; undefined for the manifest, meta and others. */
+function parseArtifactFile(name, file) {
+    if (!file.startsWith(name))
+        return undefined;
+    const m = ARTIFACT.exec(file.slice(name.length));
+    if (!m)
+        return undefined;
+    const [, label, ext = '', age] = m;
+    const [base, comp] = ext.startsWith('files.tar')
+        ? ['files', ext.slice('files.tar'.length)]
+        : [ext.split('.')[0], ext.slice(ext.split('.')[0].length)];
+    const kind = { dump: 'postgres', sql: 'mysql', sqlite3: 'sqlite', files: 'files' }[base];
+    if (kind === 'files' && label)
+        return undefined;
+    const compress = comp === '.gz' ? 'gzip' : comp === '.zst' ? 'zstd' : 'none';
+    return { kind, label, compress: kind === 'postgres' ? 'none' : compress, encrypted: !!age, file };
+}
+
+;// CONCATENATED MODULE: ./src/backup/engines/compress.ts
+
+/** Compressor reading stdin, writing stdout; undefined for none. zstd uses every core (-T0). */
+function compressCommand(c) {
+    return c === 'gzip' ? 'gzip -c' : c === 'zstd' ? 'zstd -q -c -T0' : undefined;
+}
+function decompressCommand(c) {
+    return c === 'gzip' ? 'gzip -dc' : c === 'zstd' ? 'zstd -q -dc' : undefined;
+}
+/** Encrypts stdin to every recipient (public keys only: nothing secret on this command line). */
+function encryptCommand(recipients) {
+    return `age ${recipients.map(r => `-r ${sh(r)}`).join(' ')}`;
+}
+/** Decrypts stdin with the identity file the script wrote (mode 0600, removed by its trap). */
+function decryptCommand(identityFile) {
+    return `age -d -i "${identityFile}"`;
+}
+/** The first line of every age file. */
+const AGE_HEADER = 'age-encryption.org/v1';
+
+;// CONCATENATED MODULE: ./src/backup/engines/target.ts
+
+const DEFAULT_TOOLS = {
+    postgres: { dump: 'pg_dump', client: 'psql' },
+    mysql: { dump: 'mysqldump', client: 'mysql' },
+    sqlite: { dump: 'sqlite3', client: 'sqlite3' }
+};
+/** `Postgres database "app"`: how errors and logs name a target. */
+function describeTarget(t) {
+    const engine = { postgres: 'PostgreSQL', mysql: 'MySQL', sqlite: 'SQLite' }[t.engine];
+    return `${engine} database ${JSON.stringify(t.label)}${t.container ? ` (compose service ${t.container.service})` : ''}`;
+}
+function envWord([name, value]) {
+    return 'literal' in value ? `${name}=${sh(value.literal)}` : `${name}="$${value.variable}"`;
+}
+/**
+ * A command line with its environment as prefix assignments (they reach the program's environment, not
+ * its argv). In a compose service the variables are set for `docker` and passed in by name with `-e NAME`
+ * (Compose v2.1.1+ reads the value from its own environment), so no value appears on any command line.
+ */
+function runIn(t, env, argv) {
+    const prefix = env.map(envWord).join(' ');
+    if (!t.container)
+        return prefix ? `${prefix} ${argv}` : argv;
+    const passed = env.map(([n]) => `-e ${n} `).join('');
+    const exec = `docker compose exec -T ${passed}${sh(t.container.service)} ${argv}`;
+    return `cd ${sh(t.container.dir)} && ${prefix ? `${prefix} ` : ''}${exec}`;
+}
+/** A program run with `sh -c SCRIPT sh ARGS...` on the host (with TMPDIR set) or in the container. */
+function shellIn(t, env, inner, args, tmpdir) {
+    const argv = `sh -c ${sh(inner)} sh ${args.map(sh).join(' ')}`;
+    if (t.container)
+        return runIn(t, env, argv);
+    return runIn(t, [['TMPDIR', { variable: tmpdir }], ...env], argv);
+}
+
+;// CONCATENATED MODULE: ./src/backup/engines/postgres.ts
+
+
+
+/**
+ * PostgreSQL: `pg_dump -Fc` (custom format, compressed by pg_dump), checked with `pg_restore --list`,
+ * restored with `pg_restore --clean --if-exists --single-transaction --no-owner` (all or nothing).
+ * Every connection setting travels as a libpq environment variable; the password as PGPASSWORD from a
+ * script variable, so neither the URL nor the password is ever on a command line.
+ */
+function pgEnv(t) {
+    const c = t.conn;
+    const env = [];
+    if (c.host !== undefined)
+        env.push(['PGHOST', { literal: c.host }]);
+    if (c.port !== undefined)
+        env.push(['PGPORT', { literal: String(c.port) }]);
+    if (c.user !== undefined)
+        env.push(['PGUSER', { literal: c.user }]);
+    if (c.database !== undefined)
+        env.push(['PGDATABASE', { literal: c.database }]);
+    for (const [k, v] of Object.entries(c.params))
+        env.push([k, { literal: v }]);
+    if (t.passwordVar)
+        env.push(['PGPASSWORD', { variable: t.passwordVar }]);
+    return env;
+}
+/** Writes the custom-format archive to stdout. --no-password: fail at once rather than wait for a prompt. */
+function pgDump(t) {
+    return runIn(t, pgEnv(t), 'pg_dump -Fc --no-password');
+}
+/** Reads an archive on stdin; lists its table of contents to `toc` (a shell word), then drains stdin. */
+function pgCheck(t, toc) {
+    return `${runIn(t, [], 'pg_restore --list')} >${toc} && cat >/dev/null`;
+}
+/** Restores the archive on stdin into the database, in one transaction. */
+function pgRestore(t) {
+    const db = `dbname=${conninfoValue(t.conn.database ?? '')}`;
+    return runIn(t, pgEnv(t), `pg_restore --clean --if-exists --single-transaction --no-owner --no-password -d ${sh(db)}`);
+}
+const SERVER_QUERY = "SELECT current_setting('server_version_num') || ' ' || pg_database_size(current_database())";
+const TABLES_QUERY = "SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1";
+function psql(t, query) {
+    return runIn(t, pgEnv(t), `psql -X -A -t -w -c ${sh(query)}`);
+}
+/** Server version number and database size in bytes: `150018 7651235`. */
+function pgServerQuery(t) {
+    return psql(t, SERVER_QUERY);
+}
+/** `schema.table` per line, for telling which tables a restore left alone. */
+function pgTablesQuery(t) {
+    return psql(t, TABLES_QUERY);
+}
+
+;// CONCATENATED MODULE: ./src/backup/engines/mysql.ts
+
+
+/**
+ * MySQL and MariaDB: a consistent dump of one database (`--single-transaction --routines --triggers
+ * --events`), compressed on the host, checked by decompressing it to the `-- Dump completed` line that
+ * mysqldump writes last, restored through the client. The password travels as MYSQL_PWD, read by both
+ * MySQL and MariaDB clients, from a script variable.
+ */
+function myEnv(t) {
+    return t.passwordVar ? [['MYSQL_PWD', { variable: t.passwordVar }]] : [];
+}
+/** `-h HOST -P PORT -u USER --ssl-ca=...`: nothing secret. */
+function myConnArgs(t) {
+    const c = t.conn;
+    const args = [];
+    if (c.host !== undefined)
+        args.push(`-h ${sh(c.host)}`);
+    if (c.port !== undefined)
+        args.push(`-P ${c.port}`);
+    if (c.user !== undefined)
+        args.push(`-u ${sh(c.user)}`);
+    for (const [k, v] of Object.entries(c.params))
+        args.push(sh(`--${k}=${v}`));
+    return args.join(' ');
+}
+const DUMP_OPTIONS = '--single-transaction --routines --triggers --events --hex-blob --no-tablespaces --default-character-set=utf8mb4';
+function withConn(t, program, rest) {
+    const conn = myConnArgs(t);
+    return `${program}${conn ? ` ${conn}` : ''} ${rest}`;
+}
+function myDump(t, tools) {
+    return runIn(t, myEnv(t), withConn(t, tools.dump, `${DUMP_OPTIONS} -- ${sh(t.conn.database ?? '')}`));
+}
+/**
+ * Reads the decompressed dump on stdin: the names of its tables go to `out` as `TABLE=name` lines, and
+ * it passes only when the last line is mysqldump's `-- Dump completed` (a cut-off dump has none).
+ */
+function myCheck(out) {
+    return ("LC_ALL=C sed -n -e 's/^CREATE TABLE `\\(.*\\)` (.*/TABLE=\\1/p' -e '$s/^-- Dump completed.*/COMPLETE/p' " +
+        `>${out} && grep -qx COMPLETE ${out}`);
+}
+/** Feeds the dump on stdin to the client. */
+function myRestore(t, tools) {
+    return runIn(t, myEnv(t), withConn(t, tools.client, `-- ${sh(t.conn.database ?? '')}`));
+}
+function query(t, client, q) {
+    return runIn(t, myEnv(t), withConn(t, client, `-N -B -e ${sh(q)} -- ${sh(t.conn.database ?? '')}`));
+}
+const mysql_SERVER_QUERY = 'SELECT VERSION(), COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = DATABASE()';
+const mysql_TABLES_QUERY = "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY 1";
+/** `10.11.19-MariaDB-0+deb12u1<TAB>4980736`. */
+function myServerQuery(t, client) {
+    return query(t, client, mysql_SERVER_QUERY);
+}
+function myTablesQuery(t, client) {
+    return query(t, client, mysql_TABLES_QUERY);
+}
+
+;// CONCATENATED MODULE: ./src/backup/engines/sqlite.ts
+
+/**
+ * SQLite: the online backup API (`.backup`) copies a consistent snapshot even while the app writes,
+ * `PRAGMA integrity_check` must answer `ok` on the copy, and `.restore` writes it back through the same
+ * API (the app's open connections see the change atomically, unlike a file copy under a live database).
+ * The same small scripts run on the host (temp files next to the backups) or in a compose service.
+ */
+const CHECK_COPY = 'r=$(sqlite3 "$1" "PRAGMA integrity_check" 2>&1) && [ "$r" = ok ] || { printf "PRAGMA integrity_check: %s\\n" "$r" >&2; exit 1; }';
+const DUMP = [
+    'set -e',
+    't=$(mktemp -d)',
+    `trap 'rm -rf "$t"' EXIT`,
+    'db=$1',
+    '[ -f "$db" ] || { echo "$db does not exist" >&2; exit 1; }',
+    'cd "$t"',
+    'sqlite3 "$db" ".timeout 10000" ".backup copy.sqlite3"',
+    'set -- copy.sqlite3',
+    CHECK_COPY,
+    'cat copy.sqlite3'
+].join('\n');
+const CHECK = [
+    't=$(mktemp -d) || exit 1',
+    `trap 'rm -rf "$t"' EXIT`,
+    'cat > "$t/check.sqlite3" || exit 1',
+    'set -- "$t/check.sqlite3"',
+    CHECK_COPY
+].join('\n');
+const RESTORE = [
+    'set -e',
+    't=$(mktemp -d)',
+    `trap 'rm -rf "$t"' EXIT`,
+    'db=$1',
+    'cat > "$t/restore.sqlite3"',
+    'set -- "$t/restore.sqlite3"',
+    CHECK_COPY,
+    'cd "$t"',
+    'sqlite3 "$db" ".timeout 10000" ".restore restore.sqlite3"',
+    `r=$(sqlite3 "$db" "PRAGMA integrity_check" 2>&1) && [ "$r" = ok ] || { printf "after restore, PRAGMA integrity_check: %s\\n" "$r" >&2; exit 1; }`
+].join('\n');
+const SIZE = '[ -f "$1" ] || { echo "$1 does not exist" >&2; exit 1; }; stat -c %s "$1"';
+/** Writes a checked copy of the database to stdout. `tmpdir` names the shell variable of a work dir. */
+function sqliteDump(t, tmpdir) {
+    return shellIn(t, [], DUMP, [t.path ?? ''], tmpdir);
+}
+/** Reads a database file on stdin; passes when its integrity check says ok. */
+function sqliteCheck(t, tmpdir) {
+    return shellIn(t, [], CHECK, [], tmpdir);
+}
+/** Reads a database file on stdin, checks it, and restores it over the live database. */
+function sqliteRestore(t, tmpdir) {
+    return shellIn(t, [], RESTORE, [t.path ?? ''], tmpdir);
+}
+/** The database file's size in bytes. */
+function sqliteSize(t, tmpdir) {
+    return shellIn(t, [], SIZE, [t.path ?? ''], tmpdir);
+}
+
+;// CONCATENATED MODULE: ./src/backup/engines/files.ts
+
+/**
+ * Files and directories under the deploy root (`shared/.env`, `shared/uploads`), as a tar archive with
+ * paths relative to the root (`./shared/.env`). Paths that do not exist are skipped with a warning.
+ */
+function filesDump(root, paths) {
+    return [
+        `cd ${sh(root)} || exit 1`,
+        'set --',
+        `for p in ${paths.map(sh).join(' ')}; do`,
+        '  if [ -e "$p" ] || [ -L "$p" ]; then set -- "$@" "./$p"; else echo "skipped $p: it does not exist" >&2; fi',
+        'done',
+        '[ $# -gt 0 ] || set -- -T /dev/null',
+        'tar -cf - "$@"',
+        'r=$?',
+        // GNU tar exits 1 when a file changed while it was read: the archive is still whole.
+        '[ $r -eq 1 ] && { echo "tar: some files changed while they were archived; kept what was read" >&2; r=0; }',
+        'exit $r'
+    ].join('\n');
+}
+function filesCheck() {
+    return 'tar -tf - >/dev/null';
+}
+/** Unpacks the archive on stdin into `<work>/files` (a shell word naming a dir on the root's filesystem). */
+function filesExtract(work) {
+    return `mkdir -p ${work}/files && tar -xf - -C ${work}/files`;
+}
+/**
+ * Puts each path unpacked by filesExtract in place, whole: a directory ends up exactly as it was in the
+ * backup (files added since are gone). The previous version is kept as `<path>.safe-deploy-old` until
+ * every path is in place. Paths that are not in the backup are left alone.
+ */
+function filesSwap(root, paths, work) {
+    const list = paths.map(sh).join(' ');
+    return [
+        `root=${sh(root)}`,
+        `x=${work}/files`,
+        `for p in ${list}; do`,
+        '  [ -e "$x/$p" ] || [ -L "$x/$p" ] || { echo "$p is not in the backup; left as it is" >&2; continue; }',
+        '  if [ -e "$root/$p" ] || [ -L "$root/$p" ]; then',
+        '    rm -rf "$root/$p.safe-deploy-old" && mv "$root/$p" "$root/$p.safe-deploy-old" || exit 1',
+        '  fi',
+        '  mkdir -p "$(dirname "$root/$p")" && mv "$x/$p" "$root/$p" || exit 1',
+        'done',
+        `for p in ${list}; do rm -rf "$root/$p.safe-deploy-old"; done`
+    ].join('\n');
+}
+
+;// CONCATENATED MODULE: ./src/backup/script.ts
+
+
+
+
+
+
+
+
+
+
+class StepIds {
+    n = 0;
+    labels = {};
+    add(label) {
+        const id = `s${++this.n}`;
+        this.labels[id] = label;
+        return id;
+    }
+}
+/** Prints RC=<id> <status> for each failed step and ERR=<id> <line> for what each step said on stderr. */
+const SD_OK = [
+    'sd_ok() {',
+    '  sd_r=0',
+    '  for sd_i in "$@"; do',
+    '    sd_c=$(cat "$t/$sd_i.rc" 2>/dev/null) || sd_c=',
+    '    [ -n "$sd_c" ] || sd_c=none',
+    '    [ "$sd_c" = 0 ] || { sd_r=1; printf \'RC=%s %s\\n\' "$sd_i" "$sd_c"; }',
+    '    [ -s "$t/$sd_i.err" ] && tail -n 20 "$t/$sd_i.err" | sed "s/^/ERR=$sd_i /"',
+    '  done',
+    '  [ $sd_r = 0 ] || printf \'FREE_KB=%s\\n\' "$(df -Pk "$dir" 2>/dev/null | awk \'NR==2 {print $4}\')"',
+    '  return $sd_r',
+    '}'
+];
+/**
+ * Two temp dirs: `$t` (mktemp -d, private) for exit statuses, stderr, FIFOs and the identity, so they
+ * can be written even when the backup disk is full; `$w`, next to where the data goes, for the data.
+ */
+const WORK_DIRS = (dataDir) => [
+    't=',
+    'w=',
+    `trap 'rm -rf "$t" "$w"' EXIT`,
+    "trap 'exit 129' HUP",
+    "trap 'exit 130' INT",
+    "trap 'exit 143' TERM",
+    `t=$(mktemp -d) || ${fail("'cannot create a temporary directory (mktemp -d)'")}`,
+    `w=$(mktemp -d ${dataDir}) || ${fail(`"cannot create a temporary directory in $(dirname ${dataDir})"`)}`
+];
+const fail = (message) => `{ printf 'FAIL=%s\\n' ${message}; exit 1; }`;
+/**
+ * `{ ( a ) 2>"$t/s1.err" <from; echo $? >"$t/s1.rc"; } | { ( b ) ...; } >to`, and the ids of its steps.
+ * `from`/`to` are shell words (already quoted).
+ */
+function pipeline(ids, steps, io = {}) {
+    const used = [];
+    const parts = steps.map((s, i) => {
+        const id = ids.add(s.label);
+        used.push(id);
+        const input = i === 0 && io.from ? ` <${io.from}` : '';
+        return `{ ( ${s.cmd} ) 2>"$t/${id}.err"${input}; echo $? >"$t/${id}.rc"; }`;
+    });
+    return { text: `${parts.join(' | ')}${io.to ? ` >${io.to}` : ''}`, ids: used };
+}
+/** Takes each password out of the environment into a plain shell variable that children do not inherit. */
+function captureSecrets(plan, targets, identity) {
+    const lines = [];
+    for (const t of targets) {
+        if (!t.passwordVar)
+            continue;
+        lines.push(`${t.passwordVar}=\${${PASSWORD_ENV(t.index)}-}`, `unset ${PASSWORD_ENV(t.index)}`);
+    }
+    if (identity)
+        lines.push(`sd_identity=\${${IDENTITY_ENV}-}`, `unset ${IDENTITY_ENV}`);
+    else if (plan.hasIdentity)
+        lines.push(`unset ${IDENTITY_ENV}`);
+    return lines;
+}
+/** The identity, written to a 0600 file in the work dir (umask 077) by printf, a shell builtin: no argv. */
+const WRITE_IDENTITY = [
+    `[ -n "$sd_identity" ] || ${fail("'the age identity is empty'")}`,
+    `printf '%s\\n' "$sd_identity" >"$t/identity" || ${fail("'cannot write the age identity to a temporary file'")}`,
+    'sd_identity='
+];
+/** A command's env: the config's env, the passwords of these targets only, and the identity if used. */
+function secretEnv(plan, targets, identity) {
+    const env = { ...plan.env };
+    for (const t of targets) {
+        const v = plan.secretEnv[PASSWORD_ENV(t.index)];
+        if (t.passwordVar && v !== undefined)
+            env[PASSWORD_ENV(t.index)] = v;
+    }
+    const id = plan.secretEnv[IDENTITY_ENV];
+    if (identity && id !== undefined)
+        env[IDENTITY_ENV] = id;
+    return env;
+}
+/** The artifact a target (or the files) produces in a backup of this plan. */
+function artifactsOf(plan, name) {
+    const encrypted = plan.recipients.length > 0;
+    const out = plan.targets.map(t => {
+        const a = { kind: t.engine, label: t.fileLabel, compress: t.compress, encrypted };
+        return { artifact: { ...a, file: artifactFile(name, a) }, target: t };
+    });
+    if (plan.files.length) {
+        const a = { kind: 'files', compress: plan.filesCompress, encrypted };
+        out.push({ artifact: { ...a, file: artifactFile(name, a) } });
+    }
+    return out;
+}
+function dumpStep(plan, t, tools) {
+    if (!t)
+        return { label: 'tar (files)', cmd: filesDump(plan.root, plan.files) };
+    const what = describeTarget(t);
+    if (t.engine === 'postgres')
+        return { label: `pg_dump of the ${what}`, cmd: pgDump(t) };
+    if (t.engine === 'mysql') {
+        const tl = tools ?? DEFAULT_TOOLS.mysql;
+        return { label: `${tl.dump} of the ${what}`, cmd: myDump(t, tl) };
+    }
+    return { label: `sqlite3 .backup of the ${what}`, cmd: sqliteDump(t, 'w') };
+}
+/** Steps that read the artifact's plain (decrypted) bytes on stdin and fail when it is not whole. */
+function checkSteps(a, t, scratch) {
+    const steps = [];
+    const dec = decompressCommand(a.compress);
+    if (dec)
+        steps.push({ label: `${dec.split(' ')[0]} -d (${a.file})`, cmd: dec });
+    if (a.kind === 'postgres')
+        steps.push({
+            label: `pg_restore --list (${a.file})`,
+            cmd: pgCheck(t ?? hostTarget('postgres'), `"${scratch}.toc"`)
+        });
+    else if (a.kind === 'mysql')
+        steps.push({ label: `dump completeness check (${a.file})`, cmd: myCheck(`"${scratch}.check"`) });
+    else if (a.kind === 'sqlite')
+        steps.push({
+            label: `PRAGMA integrity_check (${a.file})`,
+            cmd: sqliteCheck(t ?? hostTarget('sqlite'), 'w')
+        });
+    else
+        steps.push({ label: `tar -t (${a.file})`, cmd: filesCheck() });
+    return steps;
+}
+/** For an artifact no configured database matches any more: the host's own tools. */
+function hostTarget(engine) {
+    return { index: -1, engine, label: '?', conn: { params: {} }, compress: 'none' };
+}
+/** Prints the tables an artifact holds: `TABLE=<file> <name>`, from the scratch files of its check. */
+function tableLines(a, scratch) {
+    if (a.kind === 'postgres')
+        return `sed -n 's/^[0-9]*; 1259 [0-9]* TABLE \\([^ ]*\\) \\(.*\\) [^ ]*$/\\1.\\2/p' "${scratch}.toc" | sed ${sh(`s|^|TABLE=${a.file} |`)}`;
+    if (a.kind === 'mysql')
+        return `sed -n ${sh(`s|^TABLE=|TABLE=${a.file} |p`)} "${scratch}.check"`;
+    return undefined;
+}
+/**
+ * Makes a backup: every artifact streams `dump | compress | [tee to a verifier] | [age] > file` into a
+ * private temp dir inside the backup dir (umask 077: never readable by others), is verified, checksummed
+ * in NAME.sha256 (sha256sum format), synced, and only then renamed into place, the manifest last: a
+ * backup exists when its manifest does. Any failure prints FAIL or RC lines and leaves nothing behind.
+ * Encrypted artifacts are verified on their plain stream, before encryption, by a reader on a FIFO, so a
+ * backup is verified without the identity; with the identity the file is also decrypted and verified.
+ * Exit 17 (and EXISTS=) when a backup of that name exists already.
+ */
+function backupScript(input) {
+    const { plan, name } = input;
+    const ids = new StepIds();
+    const arts = artifactsOf(plan, name);
+    const encrypted = plan.recipients.length > 0;
+    const decryptCheck = encrypted && plan.hasIdentity;
+    const lines = [
+        'set -u',
+        'umask 077',
+        ...captureSecrets(plan, plan.targets, decryptCheck),
+        `dir=${sh(plan.dir)}`,
+        `name=${sh(name)}`,
+        `mkdir -p "$dir" || ${fail('"cannot create the backup directory $dir"')}`,
+        `for f in "$dir/$name".*; do [ -e "$f" ] && { printf 'EXISTS=%s\\n' "$f"; exit 17; }; done`,
+        ...WORK_DIRS('"$dir/.partial.$name.XXXXXX"'),
+        ...SD_OK,
+        ...(decryptCheck ? WRITE_IDENTITY : [])
+    ];
+    arts.forEach(({ artifact: a, target: t }, i) => {
+        const out = `"$w/${a.file}"`;
+        const scratch = `$t/a${i}`;
+        const dump = [dumpStep(plan, t, t ? input.tools?.[t.index] : undefined)];
+        const comp = compressCommand(a.compress);
+        if (comp)
+            dump.push({ label: `${comp.split(' ')[0]} (${a.file})`, cmd: comp });
+        lines.push(`# ${a.file}`);
+        if (encrypted) {
+            // the verifier reads the plain stream from a FIFO while age encrypts it
+            const check = pipeline(ids, checkSteps(a, t, scratch));
+            dump.push({ label: `tee to the verifier (${a.file})`, cmd: `tee "${scratch}.fifo"` });
+            dump.push({ label: `age encryption (${a.file})`, cmd: encryptCommand(plan.recipients) });
+            const d = pipeline(ids, dump, { from: '/dev/null', to: out });
+            lines.push(`mkfifo "${scratch}.fifo" || ${fail('"cannot create a FIFO in $t"')}`, `{ ${check.text}; } <"${scratch}.fifo" &`, 'sd_v=$!', d.text, 'wait "$sd_v"', `sd_ok ${d.ids.join(' ')} || exit 1`, `sd_ok ${check.ids.join(' ')} || exit 1`, `[ "$(head -c ${AGE_HEADER.length} ${out})" = ${AGE_HEADER} ] || ${fail(sh(`${a.file} is not an age file`))}`);
+            if (decryptCheck) {
+                const c = pipeline(ids, [
+                    { label: `age decryption (${a.file})`, cmd: decryptCommand('$t/identity') },
+                    ...checkSteps(a, t, scratch)
+                ], { from: out });
+                lines.push(c.text, `sd_ok ${c.ids.join(' ')} || exit 1`);
+            }
+        }
+        else {
+            const d = pipeline(ids, dump, { from: '/dev/null', to: out });
+            lines.push(d.text, `sd_ok ${d.ids.join(' ')} || exit 1`, `[ -s ${out} ] || ${fail(sh(`${a.file}: the dump is empty`))}`);
+            const c = pipeline(ids, checkSteps(a, t, scratch), { from: out });
+            lines.push(c.text, `sd_ok ${c.ids.join(' ')} || exit 1`);
+        }
+    });
+    const files = arts.map(a => a.artifact.file);
+    const meta = metaFile(name);
+    const manifest = manifestFile(name);
+    const published = [...files, meta, manifest];
+    lines.push(`printf '%s\\n' ${sh(JSON.stringify(input.meta))} >"$w/${meta}" || ${fail(sh(`cannot write ${meta}`))}`, `(cd "$w" && sha256sum -- ${files.map(sh).join(' ')} >${sh(manifest)}) || ${fail(sh(`cannot write ${manifest}`))}`, `chmod 600 ${published.map(f => `"$w/${f}"`).join(' ')} || ${fail("'chmod 600 failed'")}`, `sync -- ${published.map(f => `"$w/${f}"`).join(' ')} 2>/dev/null || true`, ...published.map(f => `mv -f "$w/${f}" "$dir/${f}" || ${fail(sh(`cannot move ${f} into place`))}`), `for f in ${published.map(sh).join(' ')}; do printf 'FILE=%s %s\\n' "$(stat -c %s "$dir/$f")" "$f"; done`, 'echo DONE=1');
+    return {
+        label: `back up to ${plan.dir}/${name}`,
+        script: script(...lines),
+        env: secretEnv(plan, plan.targets, decryptCheck),
+        steps: ids.labels,
+        artifacts: arts.map(a => a.artifact)
+    };
+}
+/** Which configured database an artifact belongs to: its label, or the only database of that engine. */
+function targetFor(plan, a) {
+    if (a.kind === 'files')
+        return undefined;
+    if (a.label)
+        return plan.targets.find(t => t.engine === a.kind && t.label === a.label);
+    const same = plan.targets.filter(t => t.engine === a.kind);
+    return same.length === 1 ? same[0] : undefined;
+}
+/**
+ * Verifies a published backup: `sha256sum -c` of its manifest (catches a flipped or missing byte), then
+ * each artifact as at creation, decrypting on the fly when the identity is configured. Without it an
+ * encrypted artifact is checked by manifest and age header only, and the script says so (UNCHECKED=).
+ * Prints MANIFEST= lines (the manifest), OK=/UNCHECKED= per artifact and TABLE= lines.
+ */
+function verifyScript(plan, name, artifacts) {
+    const ids = new StepIds();
+    const identity = plan.hasIdentity && artifacts.some(a => a.encrypted);
+    const targets = artifacts.map(a => targetFor(plan, a)).filter((t) => !!t);
+    const manifest = manifestFile(name);
+    const lines = [
+        'set -u',
+        'umask 077',
+        ...captureSecrets(plan, [], identity),
+        `dir=${sh(plan.dir)}`,
+        `cd "$dir" 2>/dev/null || ${fail('"the backup directory $dir does not exist"')}`,
+        `[ -f ${sh(manifest)} ] || ${fail(sh(`${manifest} is missing: the backup is incomplete`))}`,
+        ...WORK_DIRS('"$dir/.verify.XXXXXX"'),
+        ...SD_OK,
+        ...(identity ? WRITE_IDENTITY : []),
+        `sed 's/^/MANIFEST=/' ${sh(manifest)}`,
+        `if ! sha256sum -c --strict ${sh(manifest)} >"$t/sum" 2>&1; then`,
+        `  grep -v ': OK$' "$t/sum" | head -n 20 | sed 's/^/SUM=/'`,
+        `  ${fail(sh(`the files do not match their checksums in ${manifest}`))}`,
+        'fi'
+    ];
+    artifacts.forEach((a, i) => {
+        const t = targetFor(plan, a);
+        const scratch = `$t/a${i}`;
+        const file = sh(a.file);
+        if (a.encrypted && !identity) {
+            lines.push(`[ "$(head -c ${AGE_HEADER.length} ${file})" = ${AGE_HEADER} ] || ${fail(sh(`${a.file} is not an age file`))}`, `printf 'UNCHECKED=%s\\n' ${file}`);
+            return;
+        }
+        const steps = checkSteps(a, t, scratch);
+        if (a.encrypted)
+            steps.unshift({ label: `age decryption (${a.file})`, cmd: decryptCommand('$t/identity') });
+        const c = pipeline(ids, steps, { from: file });
+        lines.push(c.text, `sd_ok ${c.ids.join(' ')} || exit 1`);
+        const tables = tableLines(a, scratch);
+        if (tables)
+            lines.push(tables);
+        lines.push(`printf 'OK=%s\\n' ${file}`);
+    });
+    lines.push('echo DONE=1');
+    return {
+        label: `verify backup ${name}`,
+        script: script(...lines),
+        env: secretEnv(plan, targets, identity),
+        steps: ids.labels
+    };
+}
+/**
+ * Restores one artifact over the live database (or files). Databases: `[age -d |] [decompress |] restore`;
+ * SQLite and files are first unpacked to a work dir under .safe-deploy and put in place only once the
+ * whole stream was read without error. Prints RESTORED= and, for PostgreSQL and MySQL, DBTABLE= lines:
+ * the tables the database has now (those the backup lacks were left as they were).
+ */
+function restoreScript(plan, layoutMeta, a, target, tools) {
+    const ids = new StepIds();
+    const identity = a.encrypted;
+    const from = `"$dir/${a.file}"`;
+    const head = [];
+    if (a.encrypted)
+        head.push({ label: `age decryption (${a.file})`, cmd: decryptCommand('$t/identity') });
+    const dec = decompressCommand(a.compress);
+    if (dec)
+        head.push({ label: `${dec.split(' ')[0]} -d (${a.file})`, cmd: dec });
+    const lines = [
+        'set -u',
+        'umask 077',
+        ...captureSecrets(plan, target ? [target] : [], identity),
+        `dir=${sh(plan.dir)}`,
+        `[ -f ${from} ] || ${fail(sh(`${plan.dir}/${a.file} does not exist`))}`,
+        `mkdir -p ${sh(layoutMeta)} || exit 1`,
+        ...WORK_DIRS(`${sh(`${layoutMeta}/restore.`)}XXXXXX`),
+        ...SD_OK,
+        ...(identity ? WRITE_IDENTITY : [])
+    ];
+    const run = (steps, io) => {
+        const p = pipeline(ids, steps, io);
+        lines.push(p.text, `sd_ok ${p.ids.join(' ')} || exit 1`);
+    };
+    if (a.kind === 'files') {
+        run([...head, { label: `tar -x (${a.file})`, cmd: filesExtract('"$w"') }], { from });
+        run([{ label: 'put the restored files in place', cmd: filesSwap(plan.root, plan.files, '"$w"') }], {});
+    }
+    else if (!target) {
+        throw new Error(`no configured database matches ${a.file}`);
+    }
+    else if (a.kind === 'sqlite') {
+        const staged = '"$w/restore.sqlite3"';
+        run(head.length ? head : [{ label: `read ${a.file}`, cmd: 'cat' }], { from, to: staged });
+        run([{ label: `sqlite3 .restore into the ${describeTarget(target)}`, cmd: sqliteRestore(target, 'w') }], {
+            from: staged
+        });
+    }
+    else if (a.kind === 'postgres') {
+        run([...head, { label: `pg_restore into the ${describeTarget(target)}`, cmd: pgRestore(target) }], {
+            from
+        });
+        lines.push(`(${pgTablesQuery(target)}) 2>/dev/null | sed 's/^/DBTABLE=/'`);
+    }
+    else {
+        const tl = tools ?? DEFAULT_TOOLS.mysql;
+        run([...head, { label: `${tl.client} into the ${describeTarget(target)}`, cmd: myRestore(target, tl) }], {
+            from
+        });
+        lines.push(`(${myTablesQuery(target, tl.client)}) 2>/dev/null | sed 's/^/DBTABLE=/'`);
+    }
+    lines.push(`printf 'RESTORED=%s\\n' ${sh(a.file)}`);
+    return {
+        label: `restore ${a.file}`,
+        script: script(...lines),
+        env: secretEnv(plan, target ? [target] : [], identity),
+        steps: ids.labels
+    };
+}
+/**
+ * What the host has: for each target its tools (T<i>_TOOL, T<i>_MISSING), the server's version and the
+ * database size (T<i>_SERVER) or the error connecting (T<i>_ERROR); host tools the backup needs
+ * (MISSING=); free space where the backups go (FREE_KB=).
+ */
+function probeScript(plan, opts) {
+    const lines = ['t=${TMPDIR:-/tmp}', ...captureSecrets(plan, plan.targets, false)];
+    for (const t of plan.targets) {
+        const p = `T${t.index}_`;
+        const version = (tool) => `v=$(${runIn(t, [], `${tool} --version`)} 2>&1) && printf '${p}TOOL=%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | head -n 1)" || printf '${p}MISSING=%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | tail -n 1)"`;
+        if (t.container)
+            lines.push(`command -v docker >/dev/null 2>&1 || echo ${p}NODOCKER=1`);
+        const server = (cmd) => `r=$(${cmd} 2>&1) && printf '${p}SERVER=%s\\n' "$r" || printf '%s\\n' "$r" | tail -n 5 | sed 's/^/${p}ERROR=/'`;
+        if (t.engine === 'postgres') {
+            lines.push(...['pg_dump', 'pg_restore', 'psql'].map(version), server(pgServerQuery(t)));
+        }
+        else if (t.engine === 'mysql') {
+            const find = (kind, tools) => `for x in ${tools.join(' ')}; do v=$(${runIn(t, [], '"$x" --version')} 2>&1) && { printf '${p}${kind}=%s\\n${p}TOOL=%s %s\\n' "$x" "$x" "$(printf '%s\\n' "$v" | head -n 1)"; break; }; done`;
+            lines.push('c=', find('DUMP', ['mariadb-dump', 'mysqldump']), find('CLIENT', ['mariadb', 'mysql']).replace('break;', 'c=$x; break;'), `if [ -n "$c" ]; then ${server(myServerQuery(t, '"$c"'))}; fi`);
+        }
+        else {
+            lines.push(version('sqlite3'), server(sqliteSize(t, 't')));
+        }
+    }
+    lines.push(...opts.needs.map(x => `command -v ${sh(x)} >/dev/null 2>&1 || echo MISSING=${sh(x)}`), `d=${sh(plan.dir)}`, 'while [ ! -d "$d" ]; do d=$(dirname "$d"); done', `printf 'FREE_KB=%s\\n' "$(df -Pk "$d" | awk 'NR==2 {print $4}')"`, 'true');
+    return {
+        label: 'check backup tools and databases',
+        script: script(...lines),
+        env: secretEnv(plan, plan.targets, false)
+    };
+}
+/** Lists the backup dir: FILE=<bytes> <name> for this app's files, TEMP= for leftovers, META= lines. */
+function listScript(plan) {
+    const app = sh(plan.app);
+    return {
+        label: `list backups in ${plan.dir}`,
+        script: script(`dir=${sh(plan.dir)}`, '[ -d "$dir" ] || { echo NODIR=1; exit 0; }', 'cd "$dir" || exit 1', `for f in ${app}_*; do [ -f "$f" ] && printf 'FILE=%s %s\\n' "$(stat -c %s -- "$f")" "$f"; done`, `for f in .partial.${app}_* .verify.*; do [ -e "$f" ] && printf 'TEMP=%s %s\\n' "$(stat -c %Y -- "$f")" "$f"; done`, `for f in ${app}_*.meta.json; do [ -f "$f" ] && printf 'META=%s\\n' "$(tr -d '\\n' <"$f")"; done`, `printf 'FREE_KB=%s\\n' "$(df -Pk . | awk 'NR==2 {print $4}')"`, 'printf \'NOW=%s\\n\' "$(date -u +%s)"', 'true')
+    };
+}
+/** Deletes the named files and leftover temp dirs in the backup dir (names checked by the caller). */
+function pruneScript(plan, files, temps) {
+    return {
+        label: `prune ${files.length} file(s) in ${plan.dir}`,
+        script: script(`cd ${sh(plan.dir)} || exit 1`, ...files.map(f => `rm -f -- ${sh(f)} && printf 'REMOVED=%s\\n' ${sh(f)}`), ...temps.map(f => `rm -rf -- ${sh(f)} && printf 'REMOVED=%s\\n' ${sh(f)}`), 'true')
+    };
+}
+/** The raw command line that writes one backup file to stdout, for a download. */
+function catCommand(plan, file) {
+    return `cat ${sh(`${plan.dir}/${file}`)}`;
+}
+
+;// CONCATENATED MODULE: ./src/backup/ops.ts
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** Dumps and restores may take long; a hung one still ends (ssh.command_timeout if that is longer). */
+const LONG_TIMEOUT_MS = 6 * 3600_000;
+function longTimeout(ctx) {
+    return Math.max(ctx.config.ssh.command_timeout, LONG_TIMEOUT_MS);
+}
+/** The backup plan for a host; throws (exit 2) when the config has no backup section. */
+function ops_planFor(ctx, s, stage) {
+    const b = backupConfigOf(ctx.config);
+    if (!b)
+        throw new errors_StageError(stage, 'backups are not configured: add a backup: section to the config (see docs/backups.md)', undefined, errors_ExitCode.badInput);
+    return resolvePlan(ctx.config.app, b, s.layout, ctx.config.env);
+}
+/** Keeps the deploy lock alive while a long command runs (the orchestrator renews only between stages). */
+async function withLockRenewal(ctx, fn) {
+    const owner = ctx.lock;
+    if (!owner)
+        return fn();
+    const ttl = ctx.config.lock.ttl;
+    const timer = setInterval(() => {
+        const p = context_primaryOf(ctx);
+        context_runOn(ctx, p, renewLock(p.layout, owner, Math.ceil(ttl / 1000)), { stage: 'lock' }).catch(e => ctx.log.warn(`could not renew the lock: ${errors_errorMessage(e)}`));
+    }, ttl / 3);
+    try {
+        return await fn();
+    }
+    finally {
+        clearInterval(timer);
+    }
+}
+/** Reads RC=/ERR=/FAIL= lines: the step that failed first (a SIGPIPE, 141, only when nothing else failed). */
+function describeFailure(cmd, stdout, stderr, code) {
+    const kv = kvLines(stdout);
+    const failMsg = kv.get('FAIL')?.[0];
+    const errs = new Map();
+    for (const line of kv.get('ERR') ?? []) {
+        const i = line.indexOf(' ');
+        const id = i < 0 ? line : line.slice(0, i);
+        errs.set(id, [...(errs.get(id) ?? []), i < 0 ? '' : line.slice(i + 1)]);
+    }
+    const rcs = (kv.get('RC') ?? []).map(l => l.split(' '));
+    const first = rcs.find(([, rc]) => rc !== '141') ?? rcs[0];
+    const parts = [];
+    if (first) {
+        const [id, rc] = first;
+        const said = (errs.get(id) ?? []).filter(Boolean).slice(-8).join('\n');
+        const status = rc === 'none'
+            ? 'did not finish (or its exit status could not be written)'
+            : rc === '127'
+                ? 'was not found (exit 127)'
+                : `exited ${rc}`;
+        parts.push(`${cmd.steps[id] ?? id} ${status}${said ? `: ${said}` : ''}`);
+    }
+    if (failMsg)
+        parts.push(failMsg);
+    const free = Number(kv.get('FREE_KB')?.[0]);
+    if (Number.isFinite(free) && free < 1024)
+        parts.push(`the disk is full (${free} KiB free)`);
+    const sums = kv.get('SUM') ?? [];
+    if (sums.length)
+        parts.push(sums.join('\n'));
+    if (!parts.length)
+        parts.push(`exit ${code}${stderr.trim() ? `: ${stderr.trim().split('\n').slice(-8).join('\n')}` : ''}`);
+    return parts.join('; ');
+}
+/** Warnings a passing step printed on stderr (pg_dump warnings, skipped files), for the log. */
+function stepWarnings(cmd, stdout) {
+    return (kvLines(stdout).get('ERR') ?? []).map(l => {
+        const i = l.indexOf(' ');
+        return `${cmd.steps[l.slice(0, i)] ?? '?'}: ${l.slice(i + 1)}`;
+    });
+}
+/** KEY=value lines (keys may hold digits: T0_TOOL) into lists per key. */
+function kvLines(text) {
+    const out = new Map();
+    for (const line of text.split('\n')) {
+        const m = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(line);
+        if (!m)
+            continue;
+        out.set(m[1], [...(out.get(m[1]) ?? []), m[2]]);
+    }
+    return out;
+}
+const majorOf = (v) => Number(/(\d+)(?:\.\d+)?/.exec(v)?.[1]);
+/** Host programs a backup of this plan needs besides the database tools. */
+function neededTools(plan) {
+    return [
+        'sha256sum',
+        ...(plan.targets.some(t => t.compress === 'gzip') || plan.files.length ? ['gzip'] : []),
+        ...(plan.targets.some(t => t.compress === 'zstd') ? ['zstd'] : []),
+        ...(plan.files.length ? ['tar'] : []),
+        ...(plan.recipients.length ? ['age', 'mkfifo', 'tee'] : [])
+    ];
+}
+/** For `plan`: the scripts a deploy's backup stage sends to the primary (the default client names). */
+function backupPlanCommands(ctx, layout) {
+    const b = backupConfigOf(ctx.config);
+    if (!b)
+        return [];
+    const plan = resolvePlan(ctx.config.app, b, layout, ctx.config.env);
+    const name = newBackupName(plan.app, new Date());
+    return [
+        probeScript(plan, { needs: neededTools(plan) }),
+        backupScript({ plan, name, meta: { app: plan.app, name, reason: 'before deploy of <release>' } })
+    ];
+}
+/** Checks the tools and connects to each database; reports what is wrong in words a person can act on. */
+async function probeHost(ctx, s, plan, opts) {
+    const needs = opts.needs ?? neededTools(plan);
+    const r = await context_runOn(ctx, s, probeScript(plan, { needs }), { stage: opts.stage, allowFail: true });
+    const kv = kvLines(r.stdout);
+    const host = s.host.name;
+    const out = { tools: {}, sizes: {}, problems: [] };
+    const free = Number(kv.get('FREE_KB')?.[0]);
+    if (Number.isFinite(free))
+        out.freeKb = free;
+    for (const x of kv.get('MISSING') ?? []) {
+        const pkg = { sha256sum: 'coreutils', mkfifo: 'coreutils', tee: 'coreutils' }[x] ?? x;
+        out.problems.push({ message: `${x} not found on ${host}: install ${pkg}` });
+    }
+    for (const t of plan.targets) {
+        const p = `T${t.index}_`;
+        const what = describeTarget(t);
+        const where = t.container ? `in compose service ${t.container.service} on ${host}` : `on ${host}`;
+        if (kv.get(`${p}NODOCKER`)) {
+            out.problems.push({ target: t, message: `docker not found on ${host}, needed for the ${what}` });
+            continue;
+        }
+        const tools = new Map((kv.get(`${p}TOOL`) ?? []).map(l => [l.split(' ')[0], l.slice(l.indexOf(' ') + 1)]));
+        const missing = (kv.get(`${p}MISSING`) ?? []).map(l => l.split(' ')[0]);
+        const server = kv.get(`${p}SERVER`)?.[0];
+        const error = (kv.get(`${p}ERROR`) ?? []).join('\n');
+        if (t.engine === 'postgres') {
+            const serverMajor = server ? Math.floor(Number(server.split(' ')[0]) / 10000) : undefined;
+            const clientPkg = `postgresql-client${serverMajor ? `-${serverMajor}` : ''}`;
+            for (const tool of missing)
+                out.problems.push({
+                    target: t,
+                    message: `${tool} not found ${where}: install ${clientPkg}${serverMajor ? '' : ' (the major version of your server, or newer)'}`
+                });
+            const client = tools.get('pg_dump');
+            if (client && serverMajor && majorOf(client.replace(/^pg_dump \(PostgreSQL\) /, '')) < serverMajor)
+                out.problems.push({
+                    target: t,
+                    message: `pg_dump ${where} is version ${majorOf(client.replace(/^pg_dump \(PostgreSQL\) /, ''))}, older than the PostgreSQL ${serverMajor} server of the ${what}: install postgresql-client-${serverMajor}`
+                });
+            if (server)
+                out.sizes[t.index] = Number(server.split(' ')[1]);
+        }
+        else if (t.engine === 'mysql') {
+            const dump = kv.get(`${p}DUMP`)?.[0];
+            const clientTool = kv.get(`${p}CLIENT`)?.[0];
+            if (!dump)
+                out.problems.push({
+                    target: t,
+                    message: `mysqldump not found ${where}: install mariadb-client (or mysql-client for a MySQL server)`
+                });
+            if (!clientTool)
+                out.problems.push({
+                    target: t,
+                    message: `mysql client not found ${where}: install mariadb-client (or mysql-client for a MySQL server)`
+                });
+            if (dump && clientTool)
+                out.tools[t.index] = { dump, client: clientTool };
+            if (server && dump) {
+                const [version = '', size] = server.split('\t');
+                out.sizes[t.index] = Number(size);
+                const clientVersion = tools.get(dump) ?? '';
+                const serverMaria = /mariadb/i.test(version);
+                const clientMaria = /mariadb/i.test(clientVersion);
+                const cv = /Distrib (\d+)\.(\d+)/.exec(clientVersion) ?? /Ver (\d+)\.(\d+)/.exec(clientVersion);
+                const sv = /^(\d+)\.(\d+)/.exec(version);
+                if (cv && sv && serverMaria === clientMaria) {
+                    const older = Number(cv[1]) * 1000 + Number(cv[2]) < Number(sv[1]) * 1000 + Number(sv[2]);
+                    if (older && Number(cv[1]) < Number(sv[1]))
+                        out.problems.push({
+                            target: t,
+                            message: `${dump} ${where} (${cv[1]}.${cv[2]}) is older than the ${what} server (${version}): install a client of version ${sv[1]} or newer`
+                        });
+                }
+                else if (sv && serverMaria !== clientMaria) {
+                    ctx.log.warn(`${dump} ${where} is a ${clientMaria ? 'MariaDB' : 'MySQL'} client and the server is ${version}; dumps usually work across them, restores are tested in docs/backups.md only for matching ones`, host);
+                }
+            }
+        }
+        else {
+            if (missing.includes('sqlite3'))
+                out.problems.push({ target: t, message: `sqlite3 not found ${where}: install sqlite3` });
+            if (server)
+                out.sizes[t.index] = Number(server);
+        }
+        if (!server && error && !missing.length)
+            out.problems.push({ target: t, message: `cannot reach the ${what} ${where}: ${error}` });
+        else if (!server && error && t.engine === 'sqlite')
+            out.problems.push({ target: t, message: `the ${what} ${where}: ${error}` });
+    }
+    return out;
+}
+function throwProblems(stage, s, what, probe) {
+    if (!probe.problems.length)
+        return;
+    throw new errors_StageError(stage, `${what} failed on ${s.host.name}: ${probe.problems.map(p => p.message).join('; ')}`, s.host.name);
+}
+const mib = (bytes) => bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
+/**
+ * Takes a backup on host `s`: checks tools and connections, then dumps, verifies, checksums and publishes
+ * every artifact (script.ts backupScript). Throws a StageError naming the engine and the tool's stderr
+ * when anything fails; nothing is published then.
+ */
+async function ops_takeBackup(ctx, s, opts) {
+    const t0 = performance.now();
+    const plan = ops_planFor(ctx, s, opts.stage);
+    const probe = await probeHost(ctx, s, plan, { stage: opts.stage });
+    throwProblems(opts.stage, s, 'backup', probe);
+    const dbBytes = Object.values(probe.sizes).reduce((a, b) => a + (b ?? 0), 0);
+    if (probe.freeKb !== undefined && dbBytes > probe.freeKb * 1024)
+        ctx.log.warn(`only ${mib(probe.freeKb * 1024)} free in ${plan.dir} for databases of ${mib(dbBytes)} (before compression)`, s.host.name);
+    const encrypted = plan.recipients.length > 0;
+    const verified = encrypted ? (plan.hasIdentity ? 'decrypted' : 'stream') : 'file';
+    const start = opts.now ?? new Date();
+    for (let bump = 0; bump < 30; bump++) {
+        const name = newBackupName(plan.app, new Date(start.getTime() + bump * 1000));
+        const meta = {
+            version: 1,
+            app: plan.app,
+            name,
+            created: backupTime(name).toISOString(),
+            host: s.host.name,
+            reason: opts.reason,
+            release: opts.release,
+            current: s.current,
+            by: `${ctx.actor.who}${ctx.actor.run ? ` (${ctx.actor.run})` : ''} from ${(0,external_node_os_namespaceObject.hostname)()}`,
+            databases: plan.targets.map(t => ({
+                label: t.label,
+                engine: t.engine,
+                database: t.conn.database,
+                path: t.path,
+                container: t.container?.service
+            })),
+            files: plan.files,
+            encrypted,
+            recipients: plan.recipients,
+            verified,
+            tools: Object.fromEntries(Object.entries(probe.tools).map(([i, tl]) => [`db${i}`, `${tl.dump}, ${tl.client}`])),
+            safe_deploy: package_namespaceObject.rE
+        };
+        const cmd = backupScript({ plan, name, tools: probe.tools, meta });
+        const r = await withLockRenewal(ctx, () => context_runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) }));
+        if (r.code === 17)
+            continue;
+        if (r.code !== 0 || !kvLines(r.stdout).get('DONE')) {
+            throw new errors_StageError(opts.stage, `backup failed on ${s.host.name}, nothing was published: ${describeFailure(cmd, r.stdout, r.stderr, r.code)}`, s.host.name);
+        }
+        for (const w of stepWarnings(cmd, r.stdout))
+            ctx.log.warn(w, s.host.name);
+        const files = (kvLines(r.stdout).get('FILE') ?? []).map(l => {
+            const [bytes, file] = [l.slice(0, l.indexOf(' ')), l.slice(l.indexOf(' ') + 1)];
+            return { file, bytes: Number(bytes) };
+        });
+        const main = cmd.artifacts[0]?.file ?? manifestFile(name);
+        const result = {
+            name,
+            dir: plan.dir,
+            path: `${plan.dir}/${main}`,
+            host: s.host.name,
+            files,
+            bytes: files.reduce((a, f) => a + f.bytes, 0),
+            encrypted,
+            verified,
+            durationS: Math.round((performance.now() - t0) / 100) / 10
+        };
+        const how = {
+            file: 'verified',
+            stream: 'verified before encryption',
+            decrypted: 'verified, decrypted'
+        }[verified];
+        ctx.log.info(`Backup created: ${cmd.artifacts.map(a => `${a.file} (${mib(files.find(f => f.file === a.file)?.bytes ?? 0)})`).join(', ')}; ${how}; in ${plan.dir} (${result.durationS} s)`, s.host.name);
+        return result;
+    }
+    throw new errors_StageError(opts.stage, `could not find a free backup name in ${plan.dir}`, s.host.name);
+}
+/** Reads the backup dir: every backup of this app, newest last. */
+async function ops_listBackups(ctx, s, plan, stage) {
+    const r = await context_runOn(ctx, s, listScript(plan), { stage });
+    const kv = kvLines(r.stdout);
+    const byName = new Map();
+    for (const line of kv.get('FILE') ?? []) {
+        const bytes = Number(line.slice(0, line.indexOf(' ')));
+        const file = line.slice(line.indexOf(' ') + 1);
+        const stem = /^(.*?_\d{8}_\d{6})\./.exec(file)?.[1];
+        if (!stem || !name_isBackupName(stem) || appOf(stem) !== plan.app)
+            continue;
+        const info = byName.get(stem) ?? {
+            name: stem,
+            created: backupTime(stem),
+            files: [],
+            bytes: 0,
+            complete: false,
+            encrypted: false
+        };
+        const artifact = parseArtifactFile(stem, file);
+        info.files.push({ file, bytes, artifact });
+        info.bytes += bytes;
+        if (file === manifestFile(stem))
+            info.complete = true;
+        if (artifact?.encrypted)
+            info.encrypted = true;
+        byName.set(stem, info);
+    }
+    for (const line of kv.get('META') ?? []) {
+        try {
+            const m = JSON.parse(line);
+            const info = m.name ? byName.get(m.name) : undefined;
+            if (info)
+                info.meta = m;
+        }
+        catch {
+            /* a damaged meta file only loses the extra details */
+        }
+    }
+    const temps = (kv.get('TEMP') ?? []).map(l => ({
+        mtime: Number(l.slice(0, l.indexOf(' '))),
+        name: l.slice(l.indexOf(' ') + 1)
+    }));
+    const free = Number(kv.get('FREE_KB')?.[0]);
+    const now = Number(kv.get('NOW')?.[0]);
+    return {
+        backups: [...byName.values()].sort((a, b) => a.created.getTime() - b.created.getTime()),
+        temps,
+        freeKb: Number.isFinite(free) ? free : undefined,
+        now: Number.isFinite(now) ? now : undefined
+    };
+}
+/** The backup `name`, published and whole; throws (exit 3) naming what is there instead. */
+function ops_findBackup(listing, name, s, stage) {
+    const info = listing.backups.find(b => b.name === name);
+    if (!info) {
+        const newest = listing.backups
+            .filter(b => b.complete)
+            .slice(-3)
+            .map(b => b.name);
+        throw new errors_StageError(stage, `backup ${name} does not exist on ${s.host.name}${newest.length ? ` (newest: ${newest.join(', ')})` : ' (there are no backups)'}; see \`safe-deploy backups list\``, s.host.name);
+    }
+    if (!info.complete)
+        throw new errors_StageError(stage, `backup ${name} on ${s.host.name} has no ${manifestFile(name)}: it was never published whole (an interrupted run) and cannot be trusted`, s.host.name);
+    return info;
+}
+/**
+ * Verifies a published backup: every file against its manifest (a flipped or missing byte fails), then
+ * each artifact by its engine. Throws a StageError (exit 3) that says which file failed and how.
+ */
+async function ops_verifyBackup(ctx, s, plan, info, stage) {
+    const artifacts = info.files.flatMap(f => (f.artifact ? [f.artifact] : []));
+    if (!artifacts.length)
+        throw new errors_StageError(stage, `backup ${info.name} has no database dump or files archive`, s.host.name);
+    const cmd = verifyScript(plan, info.name, artifacts);
+    const r = await withLockRenewal(ctx, () => context_runOn(ctx, s, cmd, { stage, allowFail: true, timeoutMs: longTimeout(ctx) }));
+    const kv = kvLines(r.stdout);
+    if (r.code !== 0 || !kv.get('DONE'))
+        throw new errors_StageError(stage, `backup ${info.name} failed verification on ${s.host.name}: ${describeFailure(cmd, r.stdout, r.stderr, r.code)}`, s.host.name);
+    const listed = new Set((kv.get('MANIFEST') ?? []).map(l => l.replace(/^[0-9a-f]{64} [ *]/, '')));
+    const uncovered = artifacts.filter(a => !listed.has(a.file)).map(a => a.file);
+    if (uncovered.length)
+        throw new errors_StageError(stage, `backup ${info.name} on ${s.host.name}: ${uncovered.join(', ')} not listed in ${manifestFile(info.name)}; it cannot be trusted`, s.host.name);
+    const tables = {};
+    for (const l of kv.get('TABLE') ?? []) {
+        const i = l.indexOf(' ');
+        const file = l.slice(0, i);
+        (tables[file] ??= []).push(l.slice(i + 1));
+    }
+    return {
+        name: info.name,
+        checked: kv.get('OK') ?? [],
+        unchecked: kv.get('UNCHECKED') ?? [],
+        tables
+    };
+}
+/**
+ * Restores the artifacts of a verified backup over the live databases and files, one artifact at a
+ * time. PostgreSQL restores in one transaction and SQLite through the backup API (each all or nothing);
+ * MySQL and files are not atomic, which is why callers take a safety backup first.
+ */
+async function ops_restoreArtifacts(ctx, s, plan, info, verified, opts) {
+    const artifacts = info.files
+        .flatMap(f => (f.artifact ? [f.artifact] : []))
+        .filter(a => opts.only !== 'databases' || a.kind !== 'files');
+    const unmatched = artifacts.filter(a => a.kind !== 'files' && !targetFor(plan, a));
+    if (unmatched.length)
+        throw new errors_StageError(opts.stage, `no database in backup.databases matches ${unmatched.map(a => a.file).join(', ')} (the config changed since the backup?); restore it by hand (docs/backups.md)`, s.host.name, errors_ExitCode.badInput);
+    if (artifacts.some(a => a.encrypted) && !plan.hasIdentity)
+        throw new errors_StageError(opts.stage, `backup ${info.name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`, s.host.name, errors_ExitCode.badInput);
+    for (const t of plan.targets)
+        if (!artifacts.some(a => targetFor(plan, a) === t))
+            ctx.log.warn(`backup ${info.name} has nothing for the ${describeTarget(t)}; it is left as it is`, s.host.name);
+    const probe = artifacts.some(a => a.kind !== 'files')
+        ? await probeHost(ctx, s, plan, { stage: opts.stage, needs: [] })
+        : undefined;
+    if (probe)
+        throwProblems(opts.stage, s, 'restore', probe);
+    const restored = [];
+    const leftTables = {};
+    for (const a of artifacts) {
+        const t = targetFor(plan, a);
+        const cmd = restoreScript(plan, s.layout.meta, a, t, t ? probe?.tools[t.index] : undefined);
+        opts.onChange?.();
+        ctx.log.info(`restoring ${a.file}${t ? ` into the ${describeTarget(t)}` : ` into ${plan.root}`}`, s.host.name);
+        const r = await withLockRenewal(ctx, () => context_runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) }));
+        const kv = kvLines(r.stdout);
+        if (r.code !== 0 || !kv.get('RESTORED'))
+            throw new ops_RestoreError(opts.stage, `restore of ${a.file} failed on ${s.host.name}: ${describeFailure(cmd, r.stdout, r.stderr, r.code)}`, s.host.name, restored, a);
+        for (const w of stepWarnings(cmd, r.stdout))
+            ctx.log.warn(w, s.host.name);
+        restored.push(a.file);
+        const inBackup = verified.tables[a.file];
+        const now = kv.get('DBTABLE');
+        if (t && inBackup && now) {
+            const had = new Set(inBackup);
+            const left = now.filter(x => !had.has(x));
+            if (left.length) {
+                leftTables[a.file] = left;
+                ctx.log.warn(`the ${describeTarget(t)} has table(s) the backup does not: ${left.join(', ')}. They were left as they are (created after the backup, e.g. by a migration); drop them if the code you run expects them gone`, s.host.name);
+            }
+        }
+        ctx.log.info(`restored ${a.file}`, s.host.name);
+    }
+    return { name: info.name, restored, leftTables };
+}
+/** A failed restore; `restored` lists the artifacts that were already put back before `failed`. */
+class ops_RestoreError extends errors_StageError {
+    restored;
+    failed;
+    constructor(stage, message, host, restored, failed) {
+        super(stage, message, host);
+        this.restored = restored;
+        this.failed = failed;
+        this.name = 'RestoreError';
+    }
+    /** Whether the live state may differ from before: an artifact was restored, or a non-atomic one failed. */
+    get changed() {
+        return this.restored.length > 0 || this.failed.kind === 'mysql' || this.failed.kind === 'files';
+    }
+}
+/**
+ * For stages (a failed migration, a rollback) and the `restore` command: verifies backup `name`, takes a
+ * safety backup of the current state (unless told not to), and restores. If the restore fails after
+ * something changed, the safety backup is restored; the error then says whether that worked.
+ */
+async function restoreBackup(ctx, s, name, opts) {
+    const plan = ops_planFor(ctx, s, opts.stage);
+    const listing = await ops_listBackups(ctx, s, plan, opts.stage);
+    const info = ops_findBackup(listing, name, s, opts.stage);
+    const verified = await ops_verifyBackup(ctx, s, plan, info, opts.stage);
+    if (verified.unchecked.length)
+        throw new errors_StageError(opts.stage, `backup ${name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`, s.host.name, errors_ExitCode.badInput);
+    ctx.log.info(`backup ${name} verified (${verified.checked.join(', ')})`, s.host.name);
+    const safety = opts.safetyBackup === false
+        ? undefined
+        : await ops_takeBackup(ctx, s, { stage: opts.stage, reason: `before restore of ${name}` });
+    try {
+        return { ...(await ops_restoreArtifacts(ctx, s, plan, info, verified, opts)), verified, safety };
+    }
+    catch (e) {
+        if (!(e instanceof ops_RestoreError) || !e.changed || !safety)
+            throw e;
+        ctx.log.error(`${e.message}; putting back the safety backup ${safety.name}`, s.host.name);
+        try {
+            await ops_restoreSafety(ctx, s, plan, safety.name, opts.stage, opts.only);
+        }
+        catch (again) {
+            throw new errors_StageError(opts.stage, `${e.message}. Putting back the safety backup ${safety.name} FAILED too: ${errors_errorMessage(again)}. The database may be half restored: restore ${safety.name} by hand (docs/backups.md)`, s.host.name, errors_ExitCode.rollbackFailed);
+        }
+        throw new errors_StageError(opts.stage, `${e.message}. The safety backup ${safety.name} was restored: the data is as it was before`, s.host.name, errors_ExitCode.rolledBack);
+    }
+}
+/** Restores a safety backup taken moments ago (verified first; no new safety backup). */
+async function ops_restoreSafety(ctx, s, plan, name, stage, only) {
+    const listing = await ops_listBackups(ctx, s, plan, stage);
+    const info = ops_findBackup(listing, name, s, stage);
+    const verified = await ops_verifyBackup(ctx, s, plan, info, stage);
+    return ops_restoreArtifacts(ctx, s, plan, info, verified, { stage, only });
+}
+/** Backups that kept releases need for their rollback: the backup taken before each one's deploy. */
+function protectedBackups(history, keptReleases) {
+    const kept = new Set(keptReleases);
+    return history
+        .filter(h => h.type === 'deploy' && h.backup && kept.has(h.release))
+        .map(h => h.backup);
+}
+/**
+ * Applies the retention policy to complete backups: the newest, and those that kept releases need, are
+ * never pruned. With `apply` false nothing is deleted (a dry run). Leftover temp dirs of interrupted runs
+ * are removed only when we hold the lock (no other run can be writing them).
+ */
+async function ops_pruneBackups(ctx, s, plan, opts) {
+    const listing = await ops_listBackups(ctx, s, plan, opts.stage);
+    const history = history_parseHistory((await context_runOn(ctx, s, release_readHistory(s.layout), { stage: opts.stage })).stdout);
+    const releases = release_parseKeyValues((await context_runOn(ctx, s, release_listReleases(s.layout), { stage: opts.stage })).stdout);
+    const kept = releases.get('RELEASE') ?? [];
+    const protect = [...protectedBackups(history, kept), ...(opts.protect ?? [])];
+    const complete = listing.backups.filter(b => b.complete);
+    const sel = selectRetention(complete.map(b => b.name), plan.config.retention, protect);
+    const pruneNames = new Set(sel.prune);
+    const files = complete.filter(b => pruneNames.has(b.name)).flatMap(b => b.files.map(f => f.file));
+    // incomplete sets older than the newest complete backup are leftovers of runs that died mid-publish
+    const newest = complete.at(-1)?.created.getTime() ?? 0;
+    const broken = listing.backups.filter(b => !b.complete && b.created.getTime() < newest);
+    files.push(...broken.flatMap(b => b.files.map(f => f.file)));
+    const temps = ctx.lock ? listing.temps.map(t => t.name) : [];
+    const result = {
+        keep: sel.keep,
+        prune: [...sel.prune, ...broken.map(b => b.name)],
+        reasons: sel.reasons,
+        removed: [],
+        temps
+    };
+    if (!opts.apply || (!files.length && !temps.length))
+        return result;
+    const r = await context_runOn(ctx, s, pruneScript(plan, files, temps), { stage: opts.stage });
+    result.removed = kvLines(r.stdout).get('REMOVED') ?? [];
+    if (result.prune.length)
+        ctx.log.info(`pruned ${result.prune.length} backup(s) by retention: ${result.prune.join(', ')}`, s.host.name);
+    return result;
+}
+/**
+ * Copies a published backup to `toDir` on the runner, streaming each file, and checks every byte against
+ * the manifest. Files arrive as `<file>.partial` and are renamed when their checksum matches (mode 0600).
+ */
+async function ops_downloadBackup(ctx, s, plan, info, toDir, stage) {
+    (0,external_node_fs_namespaceObject.mkdirSync)(toDir, { recursive: true, mode: 0o700 });
+    const manifestName = manifestFile(info.name);
+    const manifest = (await runRaw(ctx, s, catCommand(plan, manifestName), `read ${manifestName}`, { stage }))
+        .stdout;
+    const sums = new Map();
+    for (const line of manifest.split('\n')) {
+        const m = /^([0-9a-f]{64}) [ *](.+)$/.exec(line);
+        if (m)
+            sums.set(m[2], m[1]);
+    }
+    const out = [];
+    const wanted = info.files.map(f => f.file).filter(f => f !== manifestName);
+    for (const file of wanted) {
+        const dest = (0,external_node_path_namespaceObject.join)(toDir, file);
+        const partial = `${dest}.partial`;
+        const hash = (0,external_node_crypto_.createHash)('sha256');
+        const file$ = (0,external_node_fs_namespaceObject.createWriteStream)(partial, { mode: 0o600 });
+        const sink = new external_node_stream_.Writable({
+            write(chunk, _enc, done) {
+                hash.update(chunk);
+                if (file$.write(chunk))
+                    done();
+                else
+                    file$.once('drain', () => done());
+            }
+        });
+        let code;
+        try {
+            code = (await s.t.exec(catCommand(plan, file), {
+                stdoutSink: sink,
+                timeoutMs: longTimeout(ctx),
+                signal: ctx.signal
+            })).code;
+        }
+        finally {
+            await new Promise(resolve => sink.end(() => file$.end(resolve)));
+        }
+        const got = hash.digest('hex');
+        const want = sums.get(file);
+        if (code !== 0 || (want && got !== want)) {
+            (0,external_node_fs_namespaceObject.rmSync)(partial, { force: true });
+            throw new errors_StageError(stage, code !== 0
+                ? `download of ${file} from ${s.host.name} failed (exit ${code})`
+                : `download of ${file} from ${s.host.name}: sha256 ${got} does not match the manifest (${want}); the copy was removed`, s.host.name);
+        }
+        if (!want && file !== metaFile(info.name)) {
+            (0,external_node_fs_namespaceObject.rmSync)(partial, { force: true });
+            throw new errors_StageError(stage, `${file} is not in ${manifestName}; not downloaded`, s.host.name);
+        }
+        (0,external_node_fs_namespaceObject.renameSync)(partial, dest);
+        (0,external_node_fs_namespaceObject.chmodSync)(dest, 0o600);
+        out.push(dest);
+    }
+    const manifestPath = (0,external_node_path_namespaceObject.join)(toDir, manifestName);
+    (0,external_node_fs_namespaceObject.writeFileSync)(manifestPath, manifest, { mode: 0o600 });
+    out.push(manifestPath);
+    ctx.log.info(`downloaded ${info.name} to ${toDir} (checksums match)`, s.host.name);
+    return out;
+}
+/** For `status`: the size of each configured database on the primary (never throws). */
+async function databaseSizes(ctx) {
+    const b = backupConfigOf(ctx.config);
+    if (!b || !b.databases.length)
+        return [];
+    const s = context_primaryOf(ctx);
+    const plan = resolvePlan(ctx.config.app, b, s.layout, ctx.config.env);
+    try {
+        const probe = await probeHost(ctx, s, plan, { stage: 'status', needs: [] });
+        return plan.targets.map(t => ({
+            label: t.label,
+            engine: t.engine,
+            bytes: probe.sizes[t.index],
+            error: probe.problems.find(p => p.target === t)?.message
+        }));
+    }
+    catch (e) {
+        return plan.targets.map(t => ({ label: t.label, engine: t.engine, error: errors_errorMessage(e) }));
+    }
+}
+
+;// CONCATENATED MODULE: ./src/backup/stages.ts
+
+
+
+
+
+
+/** Where `download: true` and `backups download` put copies on the runner by default: next to the log. */
+function stages_runnerBackupDir(ctx) {
+    return ctx.log.file ? (0,external_node_path_namespaceObject.dirname)(ctx.log.file) : (0,external_node_path_namespaceObject.resolve)(ctx.config.log_dir);
+}
+/**
+ * After a new backup verified: copy it to the runner when `download: true` (a failed copy is a warning:
+ * the backup on the host is whole), then prune by retention (failures are warnings too).
+ */
+async function afterBackup(ctx, s, result, stage) {
+    const b = backupConfigOf(ctx.config);
+    if (!b)
+        return;
+    const plan = resolvePlan(ctx.config.app, b, s.layout, ctx.config.env);
+    if (b.download) {
+        try {
+            const listing = await ops_listBackups(ctx, s, plan, stage);
+            await ops_downloadBackup(ctx, s, plan, ops_findBackup(listing, result.name, s, stage), stages_runnerBackupDir(ctx), stage);
+        }
+        catch (e) {
+            ctx.log.warn(`could not copy backup ${result.name} to the runner: ${errors_errorMessage(e)}`, s.host.name);
+        }
+    }
+    try {
+        await ops_pruneBackups(ctx, s, plan, { stage, apply: true, protect: [result.name] });
+    }
+    catch (e) {
+        ctx.log.warn(`could not prune old backups: ${errors_errorMessage(e)}`, s.host.name);
+    }
+}
+/**
+ * The deploy's `backup` stage, between test and deploy: a verified backup on the primary before anything
+ * changes, or the deploy does not start. It changes nothing live, so it has no undo.
+ */
+function deployBackup(ctx, release) {
+    const b = ctx.config.backup;
+    if (b === undefined) {
+        ctx.log.info('no backup: section in the config, so this deploy takes no backup (configure one, see docs/backups.md, or set backup: false)');
+        return { stages: [], result: () => undefined };
+    }
+    if (!backupConfigOf(ctx.config)) {
+        ctx.log.info('backup: false: this deploy takes no backup');
+        return { stages: [], result: () => undefined };
+    }
+    let result;
+    return {
+        result: () => result,
+        stages: [
+            {
+                name: 'backup',
+                async run(c) {
+                    const s = context_primaryOf(c);
+                    result = await ops_takeBackup(c, s, {
+                        stage: 'backup',
+                        reason: `before deploy of ${release()}`,
+                        release: release()
+                    });
+                    await afterBackup(c, s, result, 'backup');
+                }
+            }
+        ]
+    };
+}
+/** `safe-deploy backup`: one verified backup, then retention. */
+function stages_backupNowStage(out) {
+    return {
+        name: 'backup',
+        async run(ctx) {
+            const s = context_primaryOf(ctx);
+            out.result = await ops_takeBackup(ctx, s, { stage: 'backup', reason: 'manual' });
+            await afterBackup(ctx, s, out.result, 'backup');
+        }
+    };
+}
+/**
+ * `safe-deploy restore NAME`: check (the backup verifies), safety-backup (of the current state), restore.
+ * If the restore fails after changing something, the orchestrator undoes it by restoring the safety
+ * backup (exit 4); if that fails too, exit 5.
+ */
+function stages_restoreStages(name, state) {
+    let changed = false;
+    let failedAtomically = false;
+    return [
+        {
+            name: 'check',
+            async run(ctx) {
+                const s = primaryOf(ctx);
+                const plan = planFor(ctx, s, 'check');
+                state.info = findBackup(await listBackups(ctx, s, plan, 'check'), name, s, 'check');
+                state.verified = await verifyBackup(ctx, s, plan, state.info, 'check');
+                if (state.verified.unchecked.length)
+                    throw new StageError('check', `backup ${name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`, s.host.name, ExitCode.badInput);
+                ctx.log.info(`backup ${name} verified: ${state.verified.checked.join(', ')}`, s.host.name);
+            }
+        },
+        {
+            name: 'safety-backup',
+            async run(ctx) {
+                state.safety = await takeBackup(ctx, primaryOf(ctx), {
+                    stage: 'safety-backup',
+                    reason: `before restore of ${name}`
+                });
+            }
+        },
+        {
+            name: 'restore',
+            changedLive: () => changed && !failedAtomically,
+            async run(ctx) {
+                const s = primaryOf(ctx);
+                const plan = planFor(ctx, s, 'restore');
+                try {
+                    state.restored = await restoreArtifacts(ctx, s, plan, state.info, state.verified, { stage: 'restore', onChange: () => (changed = true) });
+                }
+                catch (e) {
+                    // PostgreSQL (one transaction) and SQLite (backup API) leave nothing behind when they fail
+                    if (e instanceof RestoreError && !e.changed)
+                        failedAtomically = true;
+                    throw e;
+                }
+            },
+            async undo(ctx) {
+                const s = primaryOf(ctx);
+                const safety = state.safety;
+                if (!safety)
+                    return;
+                ctx.log.info(`putting back the safety backup ${safety.name}`, s.host.name);
+                await restoreSafety(ctx, s, planFor(ctx, s, 'rollback'), safety.name, 'rollback');
+                ctx.log.info(`the data is as it was before the restore (safety backup ${safety.name})`, s.host.name);
+            }
+        }
+    ];
+}
+
+;// CONCATENATED MODULE: ./src/pipeline/migrate.ts
+
+
+
+
+
+
+
+
+/** The revision is the first word of the last non-empty line: `ae1027a6acf (head)` -> `ae1027a6acf`. */
+function parseRevision(stdout) {
+    const last = stdout
+        .split('\n')
+        .map(l => l.trim())
+        .filter(Boolean)
+        .at(-1);
+    return last?.split(/\s+/)[0] ?? '';
+}
+/** `{revision}` in a user command becomes the recorded revision, quoted. */
+function downCommand(template, revision) {
+    return template.replace(/\{revision\}/g, () => sh(revision));
+}
+/**
+ * Runs the migration on the primary, inside the new release. Its undo puts the database back (down command
+ * or the pre-deploy backup); it runs before the code is switched back, so the previous release restarts
+ * against the database it was verified with. If that fails, a person must look (exit 5).
+ */
+function migrateStage(rel, backupName, state) {
+    return {
+        name: 'migrate',
+        undoFirst: true,
+        undoMustSucceed: () => state.started,
+        async run(ctx) {
+            const m = ctx.config.stages.migrate;
+            if (!m) {
+                ctx.log.info('no stages.migrate configured; skipped');
+                return;
+            }
+            const release = rel();
+            const p = context_primaryOf(ctx);
+            const env = hookEnv(ctx, p, release, 'migrate');
+            if (m.revision) {
+                const r = await context_runOn(ctx, p, inRelease(p.layout, release, 'migration revision', m.revision, env), {
+                    stage: 'migrate'
+                });
+                state.revision = parseRevision(r.stdout);
+                ctx.log.info(`database revision before migrating: ${state.revision || '(none)'}`, p.host.name);
+            }
+            state.started = true;
+            await context_runOn(ctx, p, inRelease(p.layout, release, 'migrate', m.command, env), { stage: 'migrate' });
+            state.migrated = true;
+            ctx.log.info('migration done', p.host.name);
+        },
+        async undo(ctx) {
+            if (!state.started)
+                return;
+            const mode = databaseRollbackMode(ctx.config);
+            const p = context_primaryOf(ctx);
+            const release = rel();
+            const m = ctx.config.stages.migrate;
+            const backup = backupName();
+            const restore = async (why) => {
+                if (!backup) {
+                    state.database = 'failed';
+                    throw new errors_StageError('rollback', `${why}, and there is no pre-deploy backup to restore: the database is as the migration left it`, p.host.name);
+                }
+                ctx.log.info(`${why}: restoring the pre-deploy backup ${backup}`, p.host.name);
+                await restoreBackup(ctx, p, backup, {
+                    stage: 'rollback',
+                    only: 'databases',
+                    safetyBackup: false
+                });
+                state.database = 'restored';
+                ctx.log.info(`database restored from ${backup}`, p.host.name);
+            };
+            if (mode === 'none') {
+                state.database = 'left';
+                ctx.log.warn('rollback.database is none: the database is left as the migration made it', p.host.name);
+                return;
+            }
+            if (mode === 'down' && m?.down) {
+                if (state.revision === undefined)
+                    return restore('no revision was recorded before migrating (stages.migrate.revision)');
+                const command = downCommand(m.down, state.revision);
+                const env = { ...hookEnv(ctx, p, release, 'rollback'), SAFE_DEPLOY_DB_REVISION: state.revision };
+                const r = await context_runOn(ctx, p, inRelease(p.layout, release, 'migrate down', command, env), {
+                    stage: 'rollback',
+                    allowFail: true
+                });
+                if (r.code === 0) {
+                    state.database = 'down';
+                    ctx.log.info(`database migrated down to ${state.revision || '(none)'}`, p.host.name);
+                    return;
+                }
+                return restore(`\`${command}\` failed (exit ${r.code}: ${lastLines(r.stderr, 2)})`);
+            }
+            try {
+                await restore('the migration ran');
+            }
+            catch (e) {
+                state.database = 'failed';
+                throw new errors_StageError('rollback', `restoring the database failed: ${errors_errorMessage(e)}`, p.host.name);
+            }
+        }
+    };
+}
+/** The deploys being undone by going back to `target` from `from`, oldest first. */
+function deploysBetween(history, target, from) {
+    return history.filter(h => h.type === 'deploy' && h.status === 'success' && h.release > target && (!from || h.release <= from));
+}
+/**
+ * The database step of a manual rollback, before the code switches: run the down command to the revision
+ * the target was verified with, restore a named backup, or nothing. Restoring a backup loses the writes made
+ * since it was taken, so it never happens unless asked for by name.
+ */
+function rollbackDatabaseStage(target, from, history, opts, state) {
+    return {
+        name: 'database',
+        undoMustSucceed: () => state.started,
+        async run(ctx) {
+            const p = context_primaryOf(ctx);
+            if (opts.noDb) {
+                ctx.log.info('--no-db: the database is left as it is');
+                return;
+            }
+            if (opts.restore) {
+                state.started = true;
+                const r = await restoreBackup(ctx, p, opts.restore, { stage: 'database', only: 'databases' });
+                state.database = 'restored';
+                ctx.log.info(`database restored from ${opts.restore}${r.safety ? ` (safety backup of what was there: ${r.safety.name})` : ''}`, p.host.name);
+                return;
+            }
+            const migrated = deploysBetween(history(), target(), from()).filter(h => h.migrated);
+            if (!migrated.length) {
+                ctx.log.info(`no migration ran since ${target()}: the database needs no change`);
+                return;
+            }
+            const first = migrated[0];
+            const mode = databaseRollbackMode(ctx.config);
+            const down = ctx.config.stages.migrate?.down;
+            const leaving = from();
+            if (mode === 'down' && down && typeof first.revision === 'string' && leaving) {
+                state.started = true;
+                const command = downCommand(down, first.revision);
+                const env = { ...hookEnv(ctx, p, leaving, 'database'), SAFE_DEPLOY_DB_REVISION: first.revision };
+                // the release being left knows every migration since the target: it runs the down command
+                await context_runOn(ctx, p, inRelease(p.layout, leaving, 'migrate down', command, env), { stage: 'database' });
+                state.database = 'down';
+                ctx.log.info(`database migrated down to ${first.revision || '(none)'} for ${target()}`, p.host.name);
+                return;
+            }
+            if (mode === 'none') {
+                ctx.log.warn(`${migrated.map(h => h.release).join(', ')} migrated the database; rollback.database is none: left as it is`);
+                return;
+            }
+            const backup = first.backup;
+            throw new errors_StageError('database', `${migrated.map(h => h.release).join(', ')} migrated the database after ${target()}. ${backup
+                ? `Going back needs the database as it was before: the backup ${backup} taken then. Restoring it loses every write made since; to do that pass --restore ${backup}`
+                : 'No backup from before that migration is recorded; restore one by name with --restore NAME'}, or pass --no-db to keep the database as it is.`, p.host.name, errors_ExitCode.badInput);
+        }
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/pipeline/run.ts
@@ -69394,43 +72476,96 @@ function gitCommit(dir) {
 
 
 
+
+
+
+
+
+
 function run_newContext(req, command, started, logFile = true) {
-    const redactor = new Redactor(req.loaded.secrets);
+    const redactor = new redact_Redactor(req.loaded.secrets);
     const logDir = (0,external_node_path_namespaceObject.resolve)(req.logDir ?? req.loaded.config.log_dir);
     const file = logFile ? (0,external_node_path_namespaceObject.join)(logDir, `${runStem(command, started)}.log`) : undefined;
     return {
         loaded: req.loaded,
         config: req.loaded.config,
-        layout: layoutFor(req.loaded.config),
         log: new DeployLog(file, req.reporter, redactor),
         signal: req.signal ?? new AbortController().signal,
         actor: req.actor ?? defaultActor(),
         sessions: [],
-        verbose: !!req.verbose
+        verbose: !!req.verbose,
+        startedAt: started
     };
 }
 const WORD = { deploy: 'DEPLOYMENT', rollback: 'ROLLBACK' };
+/** The verdict is one line: a multi-line error keeps its first and its last line (the command's own error). */
+function oneLine(message) {
+    const lines = message
+        .split('\n')
+        .map(l => l.trim())
+        .filter(Boolean);
+    return lines.length > 1 ? `${lines[0]} … ${lines.at(-1)}` : (lines[0] ?? '');
+}
 function verdict(command, outcome, seconds) {
     const word = WORD[command];
     const t = `(${seconds.toFixed(1)} s)`;
     if (!outcome.failure)
         return `${word} SUCCESS ${t}`;
-    const where = `${word} FAILED at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${outcome.failure.message}`;
+    const where = `${word} FAILED at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${oneLine(outcome.failure.message)}`;
     if (outcome.rollbackFailed)
-        return `${where}. ROLLBACK FAILED: ${outcome.rollbackFailed} ${t}`;
+        return `${where}. ROLLBACK FAILED: ${oneLine(outcome.rollbackFailed)} ${t}`;
     if (outcome.rolledBack)
         return `${where}. ROLLED BACK ${t}`;
     return `${where}. Nothing live was changed ${t}`;
 }
-/** Reads what `current` points to on every host, for the exit-5 report. Best effort. */
-async function describeHosts(ctx) {
+/**
+ * What each host looks like after a rollback failed (exit 5), for the log and `hostStates`: where `current`
+ * points and what that release is to this run, and whether it passes the checks (one attempt); for a host out
+ * of reach, what it served before the run and what the run last did to it. Best effort, with a fresh signal.
+ */
+async function describeHosts(ctx, release) {
+    const c = { ...ctx, signal: new AbortController().signal };
     return Promise.all(ctx.sessions.map(async (s) => {
+        const host = s.host.name;
+        let kv;
         try {
-            const r = await s.t.exec(`readlink ${ctx.layout.current.replace(/'/g, '')} || true`, { timeoutMs: 15_000 });
-            return { host: s.host.name, current: r.stdout.trim().replace(/^releases\//, '') || undefined };
+            const cur = sh(s.layout.current);
+            const r = await s.t.exec(`printf 'CURRENT=%s\\n' "$(readlink ${cur})"; if [ -d ${cur}/ ]; then echo EXISTS=1; fi`, { timeoutMs: 15_000 });
+            kv = release_parseKeyValues(r.stdout);
         }
         catch (e) {
-            return { host: s.host.name, note: `unreachable: ${errors_errorMessage(e)}` };
+            const before = s.current ? `releases/${s.current}` : 'no release';
+            return {
+                host,
+                reachable: false,
+                note: `unreachable (${errors_errorMessage(e)}), so what it serves is unknown; before this run it served ${before}; ${s.switched ?? 'this run did not switch it'}`
+            };
+        }
+        const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined;
+        if (!current)
+            return { host, reachable: true, note: 'no release is current (`current` is missing)' };
+        let what = `current -> releases/${current}`;
+        if (current === release)
+            what += ', the release this run switched to';
+        else if (current === s.current)
+            what += ', the release that served before this run';
+        if (!kv.has('EXISTS'))
+            return { host, current, reachable: true, note: `${what}, which does not exist on disk` };
+        if (!hasChecks(c))
+            return { host, current, reachable: true, note: `${what}; no checks configured` };
+        try {
+            await verifyHost(c, s, current, 'finish', 1);
+            return { host, current, reachable: true, healthy: true, note: `${what}; it passes its checks` };
+        }
+        catch (e) {
+            const why = errors_errorMessage(e);
+            return {
+                host,
+                current,
+                reachable: true,
+                healthy: false,
+                note: `${what}; it fails its checks: ${why}`
+            };
         }
     }));
 }
@@ -69441,29 +72576,37 @@ async function execute(req, command, plan) {
     const ctx = run_newContext(req, command, started);
     ctx.onLock = req.onLock;
     ctx.log.setStage('start');
-    ctx.log.info(`safe-deploy ${command} of ${ctx.config.app} to ${req.loaded.hosts.map(h => h.name).join(', ')} (${ctx.layout.root}) by ${ctx.actor.who}`);
+    ctx.log.info(`safe-deploy ${command} of ${ctx.config.app} to ${req.loaded.hosts.map(h => h.name).join(', ')} (${ctx.config.path}) by ${ctx.actor.who}`);
     const p = plan(ctx);
     let outcome;
     try {
-        outcome = await runStages(ctx, p.stages);
+        outcome = await runStages(ctx, p.stages, { afterRollback: p.afterRollback });
     }
     catch (e) {
-        outcome = { records: [], failure: { stage: 'internal', message: errors_errorMessage(e) }, rolledBack: false, exitCode: errors_ExitCode.failure };
+        outcome = {
+            records: [],
+            failure: { stage: 'internal', message: errors_errorMessage(e) },
+            rolledBack: false,
+            exitCode: errors_ExitCode.failure
+        };
     }
     const finished = new Date();
     const durationS = Math.round((performance.now() - t0) / 100) / 10;
-    const status = !outcome.failure ? 'success' : outcome.rolledBack ? 'rolled-back' : 'failed';
+    const status = !outcome.failure
+        ? 'success'
+        : outcome.rolledBack
+            ? 'rolled-back'
+            : 'failed';
     ctx.log.setStage('finish');
     let hostStates;
     if (outcome.rollbackFailed) {
-        hostStates = await describeHosts(ctx);
-        for (const h of hostStates) {
-            ctx.log.error(`state: current -> ${h.current ? `releases/${h.current}` : '(none)'}${h.note ? ` (${h.note})` : ''}`, h.host);
-        }
+        hostStates = await describeHosts(ctx, p.release());
+        for (const h of hostStates)
+            ctx.log.error(`state: ${h.note}`, h.host);
     }
     const release = p.release();
-    if (ctx.sessions.length && release && ctx.lock) {
-        const entry = {
+    const entry = release && ctx.lock
+        ? {
             type: command,
             release,
             previous: p.previous() ?? null,
@@ -69475,25 +72618,41 @@ async function execute(req, command, plan) {
             finished: finished.toISOString(),
             duration_s: durationS,
             hosts: ctx.sessions.map(s => s.host.name),
-            error: outcome.failure ? `${outcome.failure.stage}: ${ctx.log.redactor.redact(outcome.failure.message)}` : null,
+            error: outcome.failure
+                ? `${outcome.failure.stage}: ${ctx.log.redactor.redact(outcome.failure.message)}`
+                : null,
             ...p.history(outcome)
-        };
-        await Promise.allSettled(ctx.sessions.map(s => context_runOn(ctx, s, appendHistory(ctx.layout, entry), { stage: 'finish' })));
-    }
+        }
+        : undefined;
     const v = verdict(command, outcome, durationS);
-    const level = outcome.failure ? 'error' : 'info';
-    ctx.log.write(v, { level });
+    ctx.log.write(v, { level: outcome.failure ? 'error' : 'info' });
+    // One command per host to finish: history line, this run's log, and (on the primary, last) the lock.
     if (ctx.lock && ctx.sessions.length) {
-        try {
-            await context_runOn(ctx, context_primaryOf(ctx), lock_releaseLock(ctx.layout, ctx.lock.token), { stage: 'finish' });
-            ctx.log.info('lock released', context_primaryOf(ctx).host.name);
+        const lock = ctx.lock;
+        const primary = context_primaryOf(ctx);
+        const text = ctx.log.lines.join('\n');
+        const results = await Promise.allSettled(ctx.sessions.map(s => {
+            const parts = [
+                ...(entry ? [appendHistory(s.layout, entry)] : []),
+                appendHostLog(s.layout, text),
+                ...(s === primary ? [lock_releaseLock(s.layout, lock.token)] : [])
+            ];
+            // a fresh signal: an interrupted run (SIGINT, SIGTERM) must still record itself and release its lock
+            const finish = { ...ctx, signal: new AbortController().signal };
+            return context_runOn(finish, s, combine('record history and log; release the lock', parts), {
+                stage: 'finish'
+            });
+        }));
+        const mine = results[ctx.sessions.indexOf(primary)];
+        const state = mine?.status === 'fulfilled' ? release_parseKeyValues(mine.value.stdout).get('STATE')?.[0] : undefined;
+        if (state === 'released') {
+            ctx.log.info('lock released', primary.host.name);
             ctx.onLock?.(undefined);
         }
-        catch (e) {
-            ctx.log.warn(`could not release the lock: ${errors_errorMessage(e)}; run \`safe-deploy lock release\``);
+        else {
+            const why = mine?.status === 'rejected' ? errors_errorMessage(mine.reason) : `lock state ${state ?? 'unknown'}`;
+            ctx.log.warn(`could not release the lock (${why}); run \`safe-deploy lock release\``, primary.host.name);
         }
-        const text = ctx.log.lines.join('\n');
-        await Promise.allSettled(ctx.sessions.map(s => context_runOn(ctx, s, appendHostLog(ctx.layout, text), { stage: 'finish' })));
     }
     await context_closeAll(ctx);
     const result = {
@@ -69502,8 +72661,12 @@ async function execute(req, command, plan) {
         exitCode: outcome.exitCode,
         release,
         previousRelease: p.previous(),
+        backupName: p.backup?.()?.name,
+        backupPath: p.backup?.()?.path,
         rolledBack: outcome.rolledBack,
-        error: outcome.failure ? { ...outcome.failure, message: ctx.log.redactor.redact(outcome.failure.message) } : undefined,
+        error: outcome.failure
+            ? { ...outcome.failure, message: ctx.log.redactor.redact(outcome.failure.message) }
+            : undefined,
         hostStates,
         stages: outcome.records,
         hosts: req.loaded.hosts.map(h => h.name),
@@ -69516,28 +72679,54 @@ async function execute(req, command, plan) {
     };
     if (result.reportFile) {
         (0,external_node_fs_namespaceObject.mkdirSync)((0,external_node_path_namespaceObject.resolve)(result.reportFile, '..'), { recursive: true });
-        (0,external_node_fs_namespaceObject.writeFileSync)(result.reportFile, ctx.log.redactor.redact(JSON.stringify(result, null, 2)) + '\n', { mode: 0o600 });
+        (0,external_node_fs_namespaceObject.writeFileSync)(result.reportFile, ctx.log.redactor.redact(JSON.stringify(result, null, 2)) + '\n', {
+            mode: 0o600
+        });
     }
     return result;
 }
 /** test → deploy → switch → verify → cleanup, with automatic rollback when verify fails. */
 function deploy(req) {
     return execute(req, 'deploy', ctx => {
-        const release = newReleaseId(req.now ?? new Date(), ctx.actor.commit ?? gitCommit(req.loaded.sourceDir));
         ctx.actor.commit ??= gitCommit(req.loaded.sourceDir);
+        const started = req.now ?? new Date();
+        let release = newReleaseId(started, ctx.actor.commit);
+        // Two deploys within one second would get one name: the later takes the next free second.
+        const unique = (c) => {
+            for (let bump = 1; c.sessions.some(s => s.releases.includes(release)); bump++) {
+                release = newReleaseId(new Date(started.getTime() + bump * 1000), ctx.actor.commit);
+            }
+        };
+        const rel = () => release;
+        let chosen;
+        const strategy = () => (chosen ??= strategyFor(ctx));
         const previous = () => (ctx.sessions.length ? context_primaryOf(ctx).current : undefined);
+        const backup = deployBackup(ctx, rel);
+        const migration = { started: false, migrated: false };
         return {
             stages: [
-                preflightStage({ command: 'deploy', deploying: true }),
+                preflightStage({ command: 'deploy', deploying: true, inspected: unique }),
                 testStage(),
-                deployStage(release),
-                switchStage(release),
-                verifyStage(release),
-                cleanupStage(release)
+                ...backup.stages,
+                deployStage(rel),
+                migrateStage(rel, () => backup.result()?.name, migration),
+                switchStage(rel, strategy),
+                verifyStage(rel),
+                cleanupStage(rel, strategy)
             ],
             release: () => (ctx.lock ? release : undefined),
             previous,
-            history: o => ({ bad: o.failure && o.rolledBack ? true : undefined })
+            history: o => ({
+                // failed after going live: rolled back, or the rollback failed and it may still be current
+                bad: o.failure && (o.rolledBack || o.rollbackFailed) ? true : undefined,
+                backup: backup.result()?.name ?? null,
+                revision: migration.revision ?? null,
+                migrated: migration.migrated || undefined,
+                database: migration.database ?? null,
+                port: strategy().port?.(context_primaryOf(ctx))
+            }),
+            afterRollback: c => verifyRestored(c, c.sessions, 'rollback'),
+            backup: backup.result
         };
     });
 }
@@ -69546,44 +72735,49 @@ function rollback(req) {
     return execute(req, 'rollback', ctx => {
         let target;
         let from;
+        let history = [];
+        const database = { started: false, migrated: false };
         const choose = {
             name: 'choose',
             async run(c) {
                 const primary = context_primaryOf(c);
                 from = primary.current;
-                const history = history_parseHistory((await context_runOn(c, primary, release_readHistory(c.layout), { stage: 'choose' })).stdout);
+                history = history_parseHistory((await context_runOn(c, primary, release_readHistory(primary.layout), { stage: 'choose' })).stdout);
                 target = req.to ?? rollbackTarget(primary.releases, primary.current, history);
                 if (!target) {
-                    throw new StageError('choose', `no earlier good release to roll back to on ${primary.host.name} (current: ${primary.current ?? 'none'}; releases: ${primary.releases.join(', ') || 'none'})`, primary.host.name);
+                    throw new errors_StageError('choose', `no earlier good release to roll back to on ${primary.host.name} (current: ${primary.current ?? 'none'}; releases: ${primary.releases.join(', ') || 'none'})`, primary.host.name);
                 }
                 if (target === primary.current)
-                    throw new StageError('choose', `${target} is already the current release`, primary.host.name);
+                    throw new errors_StageError('choose', `${target} is already the current release`, primary.host.name);
                 for (const s of c.sessions) {
                     if (!s.releases.includes(target)) {
-                        throw new StageError('choose', `release ${target} does not exist on ${s.host.name} (see \`safe-deploy releases\`)`, s.host.name);
+                        throw new errors_StageError('choose', `release ${target} does not exist on ${s.host.name} (see \`safe-deploy releases\`)`, s.host.name);
                     }
                 }
                 c.log.info(`rolling back from ${from ?? '(none)'} to ${target}`);
             }
         };
-        const lazy = (make, name) => {
-            let inner;
-            return {
-                name,
-                run: c => (inner = make(target)).run(c),
-                changedLive: () => inner?.changedLive?.() ?? false
-            };
-        };
+        const rel = () => target;
+        let chosen;
+        const strategy = () => (chosen ??= strategyFor(ctx));
+        const { run: switchRun, changedLive } = switchStage(rel, strategy);
         return {
             stages: [
                 preflightStage({ command: 'rollback', deploying: false }),
                 choose,
-                lazy(switchStage, 'switch'),
-                lazy(verifyStage, 'verify')
+                rollbackDatabaseStage(rel, () => from, () => history, req, database),
+                // no undo: a target that fails verify is reported (exit 5), not silently swapped back
+                { name: 'switch', run: switchRun, changedLive },
+                verifyStage(rel),
+                cleanupStage(rel, strategy, { prune: false })
             ],
             release: () => target,
             previous: () => from,
-            history: () => ({ from: from ?? null })
+            history: () => ({
+                from: from ?? null,
+                database: database.database ?? null,
+                port: strategy().port?.(context_primaryOf(ctx))
+            })
         };
     });
 }
@@ -69593,10 +72787,14 @@ async function listReleaseState(req) {
     try {
         await connectAll(ctx);
         const primary = primaryOf(ctx);
-        const history = parseHistory((await runOn(ctx, primary, readHistory(ctx.layout), { stage: 'releases' })).stdout);
+        const history = parseHistory((await runOn(ctx, primary, readHistory(primary.layout), { stage: 'releases' })).stdout);
         const hosts = await onEveryHost(ctx, async (s) => {
-            const kv = parseKeyValues((await runOn(ctx, s, listReleases(ctx.layout), { stage: 'releases' })).stdout);
-            return { host: s.host.name, current: kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined, releases: (kv.get('RELEASE') ?? []).sort() };
+            const kv = parseKeyValues((await runOn(ctx, s, listReleases(s.layout), { stage: 'releases' })).stdout);
+            return {
+                host: s.host.name,
+                current: kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined,
+                releases: (kv.get('RELEASE') ?? []).sort()
+            };
         });
         return { hosts, history };
     }
@@ -69607,6 +72805,9 @@ async function listReleaseState(req) {
 
 
 ;// CONCATENATED MODULE: ./src/pipeline/ops.ts
+
+
+
 
 
 
@@ -69638,7 +72839,7 @@ async function withSessions(ctx, fn) {
 function getLock(ctx) {
     return withSessions(ctx, async () => {
         const p = primaryOf(ctx);
-        const kv = parseKeyValues((await runOn(ctx, p, lockStatus(ctx.layout), { stage: 'lock' })).stdout);
+        const kv = parseKeyValues((await runOn(ctx, p, lockStatus(p.layout), { stage: 'lock' })).stdout);
         const owner = parseOwner(kv.get('OWNER')?.[0]);
         const now = Number(kv.get('NOW')?.[0]);
         if (kv.get('STATE')?.[0] !== 'held')
@@ -69651,15 +72852,20 @@ function getLock(ctx) {
 function forceReleaseLock(ctx) {
     return withSessions(ctx, async () => {
         const p = primaryOf(ctx);
-        const kv = parseKeyValues((await runOn(ctx, p, releaseLock(ctx.layout), { stage: 'lock' })).stdout);
+        const kv = parseKeyValues((await runOn(ctx, p, releaseLock(p.layout), { stage: 'lock' })).stdout);
         const state = kv.get('STATE')?.[0];
-        return { host: p.host.name, state: state === 'released' ? 'held' : 'free', owner: parseOwner(kv.get('OWNER')?.[0]) };
+        return {
+            host: p.host.name,
+            state: state === 'released' ? 'held' : 'free',
+            owner: parseOwner(kv.get('OWNER')?.[0])
+        };
     });
 }
 /** Releases the lock only if `token` holds it (the Action's post step after a cancel). */
 function ops_releaseOwnLock(ctx, token) {
     return withSessions(ctx, async () => {
-        const kv = parseKeyValues((await runOn(ctx, primaryOf(ctx), releaseLock(ctx.layout, token), { stage: 'lock' })).stdout);
+        const p = primaryOf(ctx);
+        const kv = parseKeyValues((await runOn(ctx, p, releaseLock(p.layout, token), { stage: 'lock' })).stdout);
         return kv.get('STATE')?.[0] ?? 'unknown';
     });
 }
@@ -69668,8 +72874,8 @@ function getStatus(ctx) {
     return withSessions(ctx, async () => {
         const hosts = await Promise.all(ctx.sessions.map(async (s) => {
             try {
-                const kv = release_parseKeyValues((await context_runOn(ctx, s, inspectHost(ctx.layout, [], []), { stage: 'status' })).stdout);
-                const disk = release_parseKeyValues((await context_runOn(ctx, s, diskStatus(ctx.layout), { stage: 'status' })).stdout);
+                const kv = release_parseKeyValues((await context_runOn(ctx, s, inspectHost(s.layout, [], []), { stage: 'status' })).stdout);
+                const disk = release_parseKeyValues((await context_runOn(ctx, s, diskStatus(s.layout), { stage: 'status' })).stdout);
                 const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined;
                 const st = {
                     host: s.host.name,
@@ -69696,10 +72902,12 @@ function getStatus(ctx) {
             }
         }));
         const p = context_primaryOf(ctx);
-        const kv = release_parseKeyValues((await context_runOn(ctx, p, lock_lockStatus(ctx.layout), { stage: 'lock' })).stdout);
+        const kv = release_parseKeyValues((await context_runOn(ctx, p, lock_lockStatus(p.layout), { stage: 'lock' })).stdout);
         const owner = parseOwner(kv.get('OWNER')?.[0]);
-        const lock = kv.get('STATE')?.[0] === 'held' ? { host: p.host.name, state: 'held', owner } : { host: p.host.name, state: 'free' };
-        return { hosts, lock };
+        const lock = kv.get('STATE')?.[0] === 'held'
+            ? { host: p.host.name, state: 'held', owner }
+            : { host: p.host.name, state: 'free' };
+        return { hosts, lock, databases: await databaseSizes(ctx) };
     });
 }
 /** `plan`: every command a deploy would run, per host, in order. Connects to nothing. */
@@ -69719,6 +72927,7 @@ function planDeploy(ctx) {
         out.push('## runner: test', c.stages.test, '');
     out.push('## runner: pack', `tar -czf release.tar.gz ${c.source.exclude.map(e => `--exclude=${e}`).join(' ')} -C ${ctx.loaded.sourceDir} .`, '');
     for (const h of ctx.loaded.hosts) {
+        const layout = new Layout(h.path);
         const fake = { host: h, t: undefined, releases: [], current: '<current>' };
         const env = (stage) => ({
             ...c.env,
@@ -69728,17 +72937,27 @@ function planDeploy(ctx) {
         });
         out.push(`## host ${h.name}${h.primary ? ' (primary)' : ''}`);
         if (h.primary) {
-            show(acquireLock(ctx.layout, { who: ctx.actor.who, pid: process.pid, runner: '<runner>', command: 'deploy', token: '<token>' }, Math.ceil(c.lock.ttl / 1000)));
+            show(acquireLock(layout, { who: ctx.actor.who, pid: process.pid, runner: '<runner>', command: 'deploy', token: '<token>' }, Math.ceil(c.lock.ttl / 1000)));
         }
-        show(inspectHost(ctx.layout, c.shared.files, ['tar', 'curl', 'wget']));
-        out.push('# upload (stdin: the tar.gz stream)', unpackCommand(ctx.layout, release), '');
+        show(inspectHost(layout, c.shared.files, ['tar', 'curl', 'wget']));
+        if (h.primary)
+            for (const cmd of backupPlanCommands(ctx, layout))
+                show(cmd);
+        out.push('# upload (stdin: the tar.gz stream)', unpackCommand(layout, release), '');
         if (c.shared.files.length || c.shared.dirs.length)
-            show(linkShared(ctx.layout, release, c.shared.files, c.shared.dirs));
+            show(linkShared(layout, release, c.shared.files, c.shared.dirs));
         if (c.stages.build)
-            show(inRelease(ctx.layout, release, 'build', c.stages.build, env('build')));
-        show(switchCurrent(ctx.layout, release));
-        if (c.stages.restart)
-            show(inRelease(ctx.layout, release, 'restart', c.stages.restart, env('switch')));
+            show(inRelease(layout, release, 'build', c.stages.build, env('build')));
+        if (c.switch.strategy === 'blue-green') {
+            const bg = planBlueGreen(c, layout, release, env('switch'));
+            out.push(bg.note, '');
+            bg.commands.forEach(show);
+        }
+        else {
+            show(switchCurrent(layout, release));
+            if (c.stages.restart)
+                show(inRelease(layout, release, 'restart', c.stages.restart, env('switch')));
+        }
         for (const check of httpChecks(ctx)) {
             if (check.from === 'host')
                 show(httpProbe(check.url, check.timeout));
@@ -69746,7 +72965,7 @@ function planDeploy(ctx) {
                 out.push(`# runner: GET ${check.url} (expect ${check.expect_status})`, '');
         }
         out.push(`# on failure: switch back to <current>, restart it, verify it; or remove ${release}`);
-        show(removeReleases(ctx.layout, ['<releases beyond keep_releases>']));
+        show(removeReleases(layout, ['<releases beyond keep_releases>']));
     }
     return ctx.log.redactor.redact(out.join('\n'));
 }
@@ -69754,18 +72973,23 @@ function planDeploy(ctx) {
 ;// CONCATENATED MODULE: ./src/platform/inputs.ts
 
 
-const COMMANDS = ['deploy', 'rollback', 'status', 'releases', 'plan'];
+
+const COMMANDS = ['deploy', 'rollback', 'backup', 'status', 'releases', 'plan'];
 function inputs_parseInputs(get) {
     const command = get('command') || 'deploy';
     if (!COMMANDS.includes(command)) {
-        throw new ConfigError(`input command: expected one of ${COMMANDS.join(', ')}, got ${JSON.stringify(command)}`);
+        throw new errors_ConfigError(`input command: expected one of ${COMMANDS.join(', ')}, got ${JSON.stringify(command)}`);
     }
     const portText = get('port');
-    const port = portText ? Number(portText) : undefined;
+    const port = portText ? (/^\d{1,5}$/.test(portText) ? Number(portText) : NaN) : undefined;
     if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) {
-        throw new ConfigError(`input port: expected a port number 1-65535, got ${JSON.stringify(portText)}`);
+        throw new errors_ConfigError(`input port: expected a port number 1-65535, got ${JSON.stringify(portText)}`);
     }
     const to = get('to');
+    const restore = get('restore');
+    const noDb = /^(true|1|yes)$/i.test(get('no-db'));
+    if (restore && noDb)
+        throw new errors_ConfigError('inputs restore and no-db: give one, not both');
     return {
         command: command,
         config: get('config') || 'safe-deploy.yml',
@@ -69778,11 +73002,328 @@ function inputs_parseInputs(get) {
             knownHosts: get('known-hosts') || undefined
         },
         to: to ? parseReleaseId(to, 'input to') : undefined,
+        restore: restore ? name_parseBackupName(restore, undefined, 'input restore') : undefined,
+        noDb,
         verbose: /^(true|1|yes)$/i.test(get('verbose'))
     };
 }
 
+;// CONCATENATED MODULE: ./src/backup/cli.ts
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** The backup commands of the CLI: `backup`, `backups list|verify|prune|download`, `restore`. */
+const BACKUP_COMMANDS = (/* unused pure expression or super */ null && (['backup', 'backups', 'restore']));
+const BACKUP_USAGE = (/* unused pure expression or super */ null && (`  backup                 take a verified backup now (takes the lock), then prune by retention
+  backups list           backups on the primary: size, age, encrypted, verified, release
+  backups verify NAME    check a backup against its checksums and read it back
+  backups prune [--yes]  show what retention would delete; --yes deletes it (takes the lock)
+  backups download NAME [--out DIR]  copy a backup here (default: the log dir), checksums checked
+  restore NAME --yes     back up the current state, then restore NAME (takes the lock)`));
+/** Checks the arguments before anything is loaded or connected: bad input is exit 2. */
+function checkBackupArgs(args) {
+    const { command, sub, name } = args;
+    if (command === 'backups') {
+        if (!sub || !['list', 'verify', 'prune', 'download'].includes(sub))
+            throw new ConfigError('backups: expected `backups list`, `backups verify NAME`, `backups prune` or `backups download NAME`');
+        if ((sub === 'verify' || sub === 'download') && !name)
+            throw new ConfigError(`backups ${sub}: name the backup (see \`safe-deploy backups list\`)`);
+    }
+    if (command === 'restore') {
+        if (!name)
+            throw new ConfigError('restore: name the backup to restore (see `safe-deploy backups list`)');
+    }
+    if (name !== undefined)
+        parseBackupName(name);
+    if (command === 'restore' && !args.yes)
+        throw new ConfigError(`restore ${name} replaces the current databases and files with the backup's (a safety backup of the current state is taken first); run again with --yes to do it`);
+}
+const cli_seconds = (t0) => Math.round((performance.now() - t0) / 100) / 10;
+/** Runs stages under the lock with a log file, like deploy: verdict, lock release, log on the host. */
+async function runLocked(req, command, word, stages) {
+    const t0 = performance.now();
+    const ctx = run_newContext(req, command, req.now ?? new Date());
+    ctx.onLock = req.onLock;
+    ctx.log.setStage('start');
+    ctx.log.info(`safe-deploy ${command} of ${ctx.config.app} on ${req.loaded.hosts.find(h => h.primary)?.name ?? '?'} by ${ctx.actor.who}`);
+    let outcome;
+    try {
+        outcome = await runStages(ctx, [preflightStage({ command, deploying: false }), ...stages]);
+    }
+    catch (e) {
+        outcome = {
+            records: [],
+            failure: { stage: 'internal', message: errors_errorMessage(e) },
+            rolledBack: false,
+            exitCode: errors_ExitCode.failure
+        };
+    }
+    ctx.log.setStage('finish');
+    const t = `(${cli_seconds(t0).toFixed(1)} s)`;
+    const f = outcome.failure;
+    const verdict = !f
+        ? `${word} SUCCESS ${t}`
+        : `${word} FAILED at ${f.stage}${f.host ? ` on ${f.host}` : ''}: ${f.message}${outcome.rollbackFailed
+            ? `. ROLLBACK FAILED: ${outcome.rollbackFailed}`
+            : outcome.rolledBack
+                ? '. ROLLED BACK'
+                : ''} ${t}`;
+    ctx.log.write(verdict, { level: f ? 'error' : 'info' });
+    if (ctx.lock && ctx.sessions.length) {
+        const p = context_primaryOf(ctx);
+        try {
+            await context_runOn(ctx, p, lock_releaseLock(p.layout, ctx.lock.token), { stage: 'finish' });
+            ctx.log.info('lock released', p.host.name);
+            ctx.onLock?.(undefined);
+        }
+        catch (e) {
+            ctx.log.warn(`could not release the lock: ${errors_errorMessage(e)}; run \`safe-deploy lock release\``);
+        }
+        await context_runOn(ctx, p, appendHostLog(p.layout, ctx.log.lines.join('\n')), { stage: 'finish' }).catch(() => undefined);
+    }
+    await context_closeAll(ctx);
+    return { ctx, outcome, verdict: ctx.log.redactor.redact(verdict) };
+}
+/** Connects (no lock, no log file) and runs `fn` on the primary. */
+async function readOnly(req, command, fn) {
+    const ctx = newContext(req, command, new Date(), false);
+    try {
+        await connectAll(ctx);
+        return await fn(ctx);
+    }
+    finally {
+        await closeAll(ctx);
+    }
+}
+const size = (bytes) => bytes >= 1024 ** 3
+    ? `${(bytes / 1024 ** 3).toFixed(1)} GiB`
+    : bytes >= 1024 ** 2
+        ? `${(bytes / 1024 ** 2).toFixed(1)} MiB`
+        : `${(bytes / 1024).toFixed(1)} KiB`;
+function age(created, nowS) {
+    const s = Math.max(0, nowS - created.getTime() / 1000);
+    if (s < 3600)
+        return `${Math.floor(s / 60)}m`;
+    if (s < 86400 * 2)
+        return `${Math.floor(s / 3600)}h`;
+    return `${Math.floor(s / 86400)}d`;
+}
+/** What a backup is for, from history first (the deploy it preceded), else from its meta file. */
+function purpose(b, history) {
+    const deploy = history.find(h => h.type === 'deploy' && h.backup === b.name);
+    if (deploy)
+        return `before ${deploy.release} (${deploy.status})`;
+    return b.meta?.reason ?? '';
+}
+function verifiedText(b) {
+    if (!b.complete)
+        return 'INCOMPLETE';
+    return b.meta?.verified === 'stream' ? 'yes (before encryption)' : 'yes';
+}
+function table(rows) {
+    const widths = rows[0]?.map((_, i) => Math.max(...rows.map(r => (r[i] ?? '').length))) ?? [];
+    return (rows
+        .map(r => r
+        .map((c, i) => c.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd())
+        .join('\n') + '\n');
+}
+/** `backup` for the Action (a scheduled workflow): the same run as the CLI's, as a result. */
+async function backupNow(req) {
+    const out = {};
+    const { ctx, outcome, verdict } = await runLocked(req, 'backup', 'BACKUP', [stages_backupNowStage(out)]);
+    return {
+        status: outcome.failure ? 'failed' : 'success',
+        exitCode: outcome.exitCode,
+        backupName: out.result?.name,
+        backupPath: out.result?.path,
+        logFile: ctx.log.file,
+        verdict
+    };
+}
+/** `backup`, `backups ...`, `restore`: returns the exit code. Arguments were checked by checkBackupArgs. */
+async function runBackupCli(args, req, io) {
+    const app = req.loaded.config.app;
+    const name = args.name === undefined ? undefined : parseBackupName(args.name, app);
+    const print = (v) => io.stdout.write(JSON.stringify(v, null, 2) + '\n');
+    if (args.command === 'backup' || args.command === 'restore') {
+        const out = {};
+        const state = {};
+        const isBackup = args.command === 'backup';
+        const { ctx, outcome, verdict } = await runLocked(req, args.command, isBackup ? 'BACKUP' : 'RESTORE', isBackup ? [backupNowStage(out)] : restoreStages(name, state));
+        const r = out.result;
+        const summary = {
+            command: args.command,
+            status: outcome.failure ? (outcome.rolledBack ? 'rolled-back' : 'failed') : 'success',
+            exitCode: outcome.exitCode,
+            backupName: r?.name,
+            backupPath: r?.path,
+            files: r?.files,
+            restored: state.restored?.restored,
+            safetyBackup: state.safety?.name,
+            leftTables: state.restored?.leftTables,
+            error: outcome.failure
+                ? { ...outcome.failure, message: ctx.log.redactor.redact(outcome.failure.message) }
+                : undefined,
+            stages: outcome.records,
+            logFile: ctx.log.file,
+            verdict
+        };
+        if (args.json)
+            print(summary);
+        else {
+            if (r)
+                io.stdout.write(`${r.name}\n`);
+            io.stderr.write(`\n${verdict}\nlog: ${ctx.log.file}\n`);
+        }
+        return outcome.exitCode;
+    }
+    const sub = args.sub;
+    if (sub === 'prune' && args.yes) {
+        const res = {};
+        const { outcome, verdict } = await runLocked(req, 'prune', 'PRUNE', [
+            {
+                name: 'prune',
+                async run(ctx) {
+                    const s = primaryOf(ctx);
+                    res.result = await pruneBackups(ctx, s, planFor(ctx, s, 'prune'), { stage: 'prune', apply: true });
+                }
+            }
+        ]);
+        if (args.json)
+            print({ ...res.result, exitCode: outcome.exitCode, verdict });
+        else {
+            const p = res.result;
+            if (p)
+                io.stdout.write(p.prune.length ? `deleted: ${p.prune.join(', ')}\n` : 'nothing to delete\n');
+            io.stderr.write(`${verdict}\n`);
+        }
+        return outcome.exitCode;
+    }
+    try {
+        return await readOnly(req, `backups-${sub}`, async (ctx) => {
+            const s = primaryOf(ctx);
+            const plan = planFor(ctx, s, sub);
+            if (sub === 'list') {
+                const listing = await listBackups(ctx, s, plan, 'list');
+                const history = parseHistory((await runOn(ctx, s, readHistory(s.layout), { stage: 'list' })).stdout);
+                const now = listing.now ?? Date.now() / 1000;
+                const rows = listing.backups.map(b => ({
+                    name: b.name,
+                    created: b.created.toISOString(),
+                    bytes: b.bytes,
+                    files: b.files.map(f => f.file),
+                    encrypted: b.encrypted,
+                    complete: b.complete,
+                    verified: verifiedText(b),
+                    for: purpose(b, history)
+                }));
+                if (args.json)
+                    print({ host: s.host.name, dir: plan.dir, backups: rows, freeKb: listing.freeKb });
+                else if (!rows.length)
+                    io.stdout.write(`no backups in ${plan.dir} on ${s.host.name}\n`);
+                else
+                    io.stdout.write(table([
+                        ['NAME', 'SIZE', 'AGE', 'ENCRYPTED', 'VERIFIED', 'FOR'],
+                        ...listing.backups.map((b, i) => [
+                            b.name,
+                            size(b.bytes),
+                            age(b.created, now),
+                            b.encrypted ? 'yes' : 'no',
+                            rows[i]?.verified ?? '',
+                            rows[i]?.for ?? ''
+                        ])
+                    ]));
+                return 0;
+            }
+            if (sub === 'prune') {
+                const p = await pruneBackups(ctx, s, plan, { stage: 'prune', apply: false });
+                if (args.json)
+                    print({ ...p, dryRun: true });
+                else {
+                    for (const k of p.keep)
+                        if (isBackupName(k))
+                            io.stdout.write(`keep    ${k}  (${(p.reasons[k] ?? []).join(', ')})\n`);
+                    for (const d of p.prune)
+                        io.stdout.write(`delete  ${d}\n`);
+                    io.stdout.write(p.prune.length
+                        ? `dry run: nothing deleted; run \`safe-deploy backups prune --yes\` to delete ${p.prune.length} backup(s)\n`
+                        : 'nothing to delete\n');
+                }
+                return 0;
+            }
+            const listing = await listBackups(ctx, s, plan, sub);
+            const info = findBackup(listing, name, s, sub);
+            if (sub === 'verify') {
+                const v = await verifyBackup(ctx, s, plan, info, 'verify');
+                if (args.json)
+                    print({ ...v, ok: true });
+                else {
+                    io.stdout.write(`${v.name}: checksums match; ${v.checked.length ? `read back: ${v.checked.join(', ')}` : ''}\n`);
+                    if (v.unchecked.length)
+                        io.stdout.write(`NOT decrypted (no backup.encrypt.identity): ${v.unchecked.join(', ')}; checked by checksum and age header only\n`);
+                }
+                return 0;
+            }
+            const dir = resolve(args.out ?? runnerBackupDir(ctx));
+            const files = await downloadBackup(ctx, s, plan, info, dir, 'download');
+            if (args.json)
+                print({ name: info.name, files });
+            else
+                io.stdout.write(files.map(f => `${f}\n`).join(''));
+            return 0;
+        });
+    }
+    catch (e) {
+        const code = e instanceof StageError ? e.exitCode : ExitCode.failedNothingChanged;
+        io.stderr.write(`safe-deploy backups ${sub}: ${new Redactor(req.loaded.secrets).redact(errorMessage(e))}\n`);
+        return code;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/platform/outputs.ts
+
+/** The outputs every platform publishes (README "Outputs"), by their Action names. */
+function outputsOf(r) {
+    return {
+        status: r.status,
+        release: r.release ?? '',
+        'previous-release': r.previousRelease ?? '',
+        'rolled-back': String(r.rolledBack),
+        'backup-name': r.backupName ?? '',
+        'backup-path': r.backupPath ?? '',
+        'log-file': r.logFile ?? '',
+        'report-file': r.reportFile ?? '',
+        duration: String(r.durationS),
+        'exit-code': String(r.exitCode)
+    };
+}
+/**
+ * A dotenv file for GitLab's `artifacts:reports:dotenv`: `SAFE_DEPLOY_RELEASE=...` lines. Values are ours
+ * (names, paths, numbers) and never contain newlines; anything else is dropped rather than written half.
+ */
+function writeDotenv(file, r) {
+    const lines = Object.entries(outputsOf(r))
+        .filter(([, v]) => !/[\r\n]/.test(v))
+        .map(([k, v]) => `SAFE_DEPLOY_${k.toUpperCase().replace(/-/g, '_')}=${v}`);
+    writeFileSync(file, lines.join('\n') + '\n');
+}
+
 ;// CONCATENATED MODULE: ./src/platform/github.ts
+
+
 
 
 
@@ -69814,16 +73355,8 @@ function githubReporter() {
 }
 const read = (name) => getInput(name);
 function setOutputs(r) {
-    setOutput('status', r.status);
-    setOutput('release', r.release ?? '');
-    setOutput('previous-release', r.previousRelease ?? '');
-    setOutput('rolled-back', String(r.rolledBack));
-    setOutput('backup-name', r.backupName ?? '');
-    setOutput('backup-path', r.backupPath ?? '');
-    setOutput('log-file', r.logFile ?? '');
-    setOutput('report-file', r.reportFile ?? '');
-    setOutput('duration', String(r.durationS));
-    setOutput('exit-code', String(r.exitCode));
+    for (const [k, v] of Object.entries(outputsOf(r)))
+        setOutput(k, v);
 }
 async function writeSummary(r) {
     if (!process.env.GITHUB_STEP_SUMMARY)
@@ -69859,9 +73392,25 @@ async function runAction() {
             onLock: (token) => saveState(STATE_TOKEN, token ?? '')
         };
         if (inputs.command === 'deploy' || inputs.command === 'rollback') {
-            const r = inputs.command === 'deploy' ? await deploy(req) : await rollback({ ...req, to: inputs.to });
+            const r = inputs.command === 'deploy'
+                ? await deploy(req)
+                : await rollback({ ...req, to: inputs.to, restore: inputs.restore, noDb: inputs.noDb });
             setOutputs(r);
             await writeSummary(r);
+            saveState(STATE_DONE, 'true');
+            if (r.exitCode !== errors_ExitCode.ok)
+                setFailed(`${r.verdict} (exit ${r.exitCode}; log: ${r.logFile})`);
+            else
+                info(r.verdict);
+            return;
+        }
+        if (inputs.command === 'backup') {
+            const r = await backupNow(req);
+            setOutput('status', r.status);
+            setOutput('backup-name', r.backupName ?? '');
+            setOutput('backup-path', r.backupPath ?? '');
+            setOutput('log-file', r.logFile ?? '');
+            setOutput('exit-code', String(r.exitCode));
             saveState(STATE_DONE, 'true');
             if (r.exitCode !== errors_ExitCode.ok)
                 setFailed(`${r.verdict} (exit ${r.exitCode}; log: ${r.logFile})`);
@@ -69879,13 +73428,13 @@ async function runAction() {
             setOutput('status', st.hosts.every(h => !h.error && h.healthy !== false) ? 'success' : 'failed');
         }
         else {
-            throw new ConfigError(`input command ${inputs.command}: use the CLI (npx safe-deploy ${inputs.command})`);
+            throw new errors_ConfigError(`input command ${inputs.command}: use the CLI (npx safe-deploy ${inputs.command})`);
         }
     }
     catch (e) {
         saveState(STATE_DONE, 'true');
         setOutput('status', 'failed');
-        setFailed(e instanceof ConfigError ? e.message : `safe-deploy: ${errors_errorMessage(e)}`);
+        setFailed(e instanceof errors_ConfigError ? e.message : `safe-deploy: ${errors_errorMessage(e)}`);
     }
 }
 /** The Action's post step: when the main step was cancelled while holding our lock, release it. */

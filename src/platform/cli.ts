@@ -17,7 +17,7 @@ import { BACKUP_COMMANDS, BACKUP_USAGE, checkBackupArgs, runBackupCli } from '..
 const USAGE = `usage: safe-deploy <command> [options]
 
 commands:
-  deploy                 test, upload, build, switch, verify; roll back automatically if verify fails
+  deploy                 test, backup, upload, build, migrate, switch, verify; roll back on failure
   rollback [--to R]      switch back to the previous good release (or release R), restart, verify;
                          [--restore BACKUP | --no-db] for the database (see README)
   releases               list releases on each host, which is current, and which are marked bad
