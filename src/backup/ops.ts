@@ -428,7 +428,7 @@ export interface BackupInfo {
 
 export interface BackupListing {
   backups: BackupInfo[]
-  /** Leftovers of interrupted runs: .partial.* and .verify.* dirs, with their mtime (epoch s). */
+  /** Leftovers of interrupted runs of this app: .partial.<app>_* and .verify.<app>.* dirs, mtime in epoch s. */
   temps: { name: string; mtime: number }[]
   freeKb?: number
   /** The host's clock (epoch s). */
@@ -786,7 +786,7 @@ export interface PruneResult {
 /**
  * Applies the retention policy to complete backups: the newest, and those that kept releases need, are
  * never pruned. With `apply` false nothing is deleted (a dry run). Leftover temp dirs of interrupted runs
- * are removed only when we hold the lock (no other run can be writing them).
+ * are removed only when we hold the lock and they are over a day old.
  */
 export async function pruneBackups(
   ctx: RunContext,
@@ -811,7 +811,9 @@ export async function pruneBackups(
   const newest = complete.at(-1)?.created.getTime() ?? 0
   const broken = listing.backups.filter(b => !b.complete && b.created.getTime() < newest)
   files.push(...broken.flatMap(b => b.files.map(f => f.file)))
-  const temps = ctx.lock ? listing.temps.map(t => t.name) : []
+  // a verify (which takes no lock) may be using its temp dir right now: only day-old leftovers go
+  const now = listing.now ?? Date.now() / 1000
+  const temps = ctx.lock ? listing.temps.filter(t => now - t.mtime > 86_400).map(t => t.name) : []
   const result: PruneResult = {
     keep: sel.keep,
     prune: [...sel.prune, ...broken.map(b => b.name)],

@@ -309,7 +309,7 @@ export function verifyScript(plan: BackupPlan, name: BackupName, artifacts: Arti
     `dir=${sh(plan.dir)}`,
     `cd "$dir" 2>/dev/null || ${fail('"the backup directory $dir does not exist"')}`,
     `[ -f ${sh(manifest)} ] || ${fail(sh(`${manifest} is missing: the backup is incomplete`))}`,
-    ...WORK_DIRS('"$dir/.verify.XXXXXX"'),
+    ...WORK_DIRS(`"$dir/.verify.${plan.app}.XXXXXX"`),
     ...SD_OK,
     ...(identity ? WRITE_IDENTITY : []),
     `sed 's/^/MANIFEST=/' ${sh(manifest)}`,
@@ -429,7 +429,10 @@ export function probeScript(plan: BackupPlan, opts: { needs: string[] }): Remote
     const server = (cmd: string) =>
       `r=$(${cmd} 2>&1) && printf '${p}SERVER=%s\\n' "$r" || printf '%s\\n' "$r" | tail -n 5 | sed 's/^/${p}ERROR=/'`
     if (t.engine === 'postgres') {
-      lines.push(...['pg_dump', 'pg_restore', 'psql'].map(version), server(pgServerQuery(t)))
+      // on the host, presence is a shell builtin away; only pg_dump's version matters (vs the server's)
+      const present = (tool: string) =>
+        t.container ? version(tool) : `command -v ${tool} >/dev/null 2>&1 || echo ${p}MISSING=${tool}`
+      lines.push(version('pg_dump'), present('pg_restore'), present('psql'), server(pgServerQuery(t)))
     } else if (t.engine === 'mysql') {
       const find = (kind: string, tools: string[]) =>
         `for x in ${tools.join(' ')}; do v=$(${runIn(t, [], '"$x" --version')} 2>&1) && { printf '${p}${kind}=%s\\n${p}TOOL=%s %s\\n' "$x" "$x" "$(printf '%s\\n' "$v" | head -n 1)"; break; }; done`
@@ -467,7 +470,7 @@ export function listScript(plan: BackupPlan): RemoteCommand {
       '[ -d "$dir" ] || { echo NODIR=1; exit 0; }',
       'cd "$dir" || exit 1',
       `for f in ${app}_*; do [ -f "$f" ] && printf 'FILE=%s %s\\n' "$(stat -c %s -- "$f")" "$f"; done`,
-      `for f in .partial.${app}_* .verify.*; do [ -e "$f" ] && printf 'TEMP=%s %s\\n' "$(stat -c %Y -- "$f")" "$f"; done`,
+      `for f in .partial.${app}_* .verify.${app}.*; do [ -e "$f" ] && printf 'TEMP=%s %s\\n' "$(stat -c %Y -- "$f")" "$f"; done`,
       `for f in ${app}_*.meta.json; do [ -f "$f" ] && printf 'META=%s\\n' "$(tr -d '\\n' <"$f")"; done`,
       `printf 'FREE_KB=%s\\n' "$(df -Pk . | awk 'NR==2 {print $4}')"`,
       'printf \'NOW=%s\\n\' "$(date -u +%s)"',

@@ -54,6 +54,8 @@ beforeAll(() => {
       'case "$FAKE_MODE" in',
       '  fail) echo "mariadb-dump: Got error: 2013: Lost connection to server during query" >&2; printf -- "-- Dump completed on 2026-11-21\\n"; exit 2 ;;',
       '  empty) exit 0 ;;',
+      // more than the pipes between the commands can hold: a reader that dies makes this one die of SIGPIPE
+      '  big) head -c 1048576 /dev/zero | tr "\\000" x ;;',
       'esac',
       'printf -- "-- Dump completed on 2026-11-21 19:30:05\\n"'
     ].join('\n')
@@ -177,7 +179,9 @@ for (const shell of shells()) {
         tools: { 0: { dump: 'mariadb-dump', client: 'mariadb' } },
         meta: {}
       })
-      const r2 = await runEvalIn(shell, withEnv(c2), { env: { PATH: `${bin}:${noAge}`, HOME: dir } })
+      const r2 = await runEvalIn(shell, withEnv(c2), {
+        env: { PATH: `${bin}:${noAge}`, HOME: dir, FAKE_MODE: 'big' }
+      })
       expect(r2.code).toBe(1)
       expect(
         kvLines(r2.stdout)
