@@ -40091,7 +40091,7 @@ function verifyScript(plan, name, artifacts) {
         `dir=${sh(plan.dir)}`,
         `cd "$dir" 2>/dev/null || ${fail('"the backup directory $dir does not exist"')}`,
         `[ -f ${sh(manifest)} ] || ${fail(sh(`${manifest} is missing: the backup is incomplete`))}`,
-        ...WORK_DIRS('"$dir/.verify.XXXXXX"'),
+        ...WORK_DIRS(`"$dir/.verify.${plan.app}.XXXXXX"`),
         ...SD_OK,
         ...(identity ? WRITE_IDENTITY : []),
         `sed 's/^/MANIFEST=/' ${sh(manifest)}`,
@@ -40206,7 +40206,9 @@ function probeScript(plan, opts) {
             lines.push(`command -v docker >/dev/null 2>&1 || echo ${p}NODOCKER=1`);
         const server = (cmd) => `r=$(${cmd} 2>&1) && printf '${p}SERVER=%s\\n' "$r" || printf '%s\\n' "$r" | tail -n 5 | sed 's/^/${p}ERROR=/'`;
         if (t.engine === 'postgres') {
-            lines.push(...['pg_dump', 'pg_restore', 'psql'].map(version), server(pgServerQuery(t)));
+            // on the host, presence is a shell builtin away; only pg_dump's version matters (vs the server's)
+            const present = (tool) => t.container ? version(tool) : `command -v ${tool} >/dev/null 2>&1 || echo ${p}MISSING=${tool}`;
+            lines.push(version('pg_dump'), present('pg_restore'), present('psql'), server(pgServerQuery(t)));
         }
         else if (t.engine === 'mysql') {
             const find = (kind, tools) => `for x in ${tools.join(' ')}; do v=$(${runIn(t, [], '"$x" --version')} 2>&1) && { printf '${p}${kind}=%s\\n${p}TOOL=%s %s\\n' "$x" "$x" "$(printf '%s\\n' "$v" | head -n 1)"; break; }; done`;
@@ -40228,7 +40230,7 @@ function listScript(plan) {
     const app = sh(plan.app);
     return {
         label: `list backups in ${plan.dir}`,
-        script: script(`dir=${sh(plan.dir)}`, '[ -d "$dir" ] || { echo NODIR=1; exit 0; }', 'cd "$dir" || exit 1', `for f in ${app}_*; do [ -f "$f" ] && printf 'FILE=%s %s\\n' "$(stat -c %s -- "$f")" "$f"; done`, `for f in .partial.${app}_* .verify.*; do [ -e "$f" ] && printf 'TEMP=%s %s\\n' "$(stat -c %Y -- "$f")" "$f"; done`, `for f in ${app}_*.meta.json; do [ -f "$f" ] && printf 'META=%s\\n' "$(tr -d '\\n' <"$f")"; done`, `printf 'FREE_KB=%s\\n' "$(df -Pk . | awk 'NR==2 {print $4}')"`, 'printf \'NOW=%s\\n\' "$(date -u +%s)"', 'true')
+        script: script(`dir=${sh(plan.dir)}`, '[ -d "$dir" ] || { echo NODIR=1; exit 0; }', 'cd "$dir" || exit 1', `for f in ${app}_*; do [ -f "$f" ] && printf 'FILE=%s %s\\n' "$(stat -c %s -- "$f")" "$f"; done`, `for f in .partial.${app}_* .verify.${app}.*; do [ -e "$f" ] && printf 'TEMP=%s %s\\n' "$(stat -c %Y -- "$f")" "$f"; done`, `for f in ${app}_*.meta.json; do [ -f "$f" ] && printf 'META=%s\\n' "$(tr -d '\\n' <"$f")"; done`, `printf 'FREE_KB=%s\\n' "$(df -Pk . | awk 'NR==2 {print $4}')"`, 'printf \'NOW=%s\\n\' "$(date -u +%s)"', 'true')
     };
 }
 /** Deletes the named files and leftover temp dirs in the backup dir (names checked by the caller). */
@@ -40751,7 +40753,7 @@ function protectedBackups(history, keptReleases) {
 /**
  * Applies the retention policy to complete backups: the newest, and those that kept releases need, are
  * never pruned. With `apply` false nothing is deleted (a dry run). Leftover temp dirs of interrupted runs
- * are removed only when we hold the lock (no other run can be writing them).
+ * are removed only when we hold the lock and they are over a day old.
  */
 async function pruneBackups(ctx, s, plan, opts) {
     const listing = await listBackups(ctx, s, plan, opts.stage);
@@ -40767,7 +40769,9 @@ async function pruneBackups(ctx, s, plan, opts) {
     const newest = complete.at(-1)?.created.getTime() ?? 0;
     const broken = listing.backups.filter(b => !b.complete && b.created.getTime() < newest);
     files.push(...broken.flatMap(b => b.files.map(f => f.file)));
-    const temps = ctx.lock ? listing.temps.map(t => t.name) : [];
+    // a verify (which takes no lock) may be using its temp dir right now: only day-old leftovers go
+    const now = listing.now ?? Date.now() / 1000;
+    const temps = ctx.lock ? listing.temps.filter(t => now - t.mtime > 86_400).map(t => t.name) : [];
     const result = {
         keep: sel.keep,
         prune: [...sel.prune, ...broken.map(b => b.name)],
