@@ -73375,7 +73375,7 @@ async function writeSummary(r) {
             { data: 'time', header: true },
             { data: 'detail', header: true }
         ],
-        ...r.stages.map(s => [s.name, s.status, `${s.duration_s.toFixed(1)} s`, s.error?.split('\n')[0] ?? ''])
+        ...r.stages.map(s => [s.name, s.status, `${s.duration_s.toFixed(1)} s`, s.error?.split('\n')[0] || '-'])
     ])
         .addRaw(`release <code>${r.release ?? '-'}</code>, previous <code>${r.previousRelease ?? '-'}</code>, hosts ${r.hosts.join(', ')}`, true)
         .addBreak()
