@@ -152,6 +152,61 @@ describe('backups of a MariaDB app', () => {
     db.sql('DROP TABLE migration_added', 'shop')
   })
 
+  test('a restore that fails halfway is undone from the safety backup: exit 4, data as before', async () => {
+    const b = await p.run(['backup', '--json'])
+    expect(b.code).toBe(0)
+    const name = (JSON.parse(b.stdout) as { backupName: string }).backupName
+    db.sql(
+      "UPDATE items SET name = 'changed since the backup' WHERE id = 1; DELETE FROM items WHERE id = 2;",
+      'shop'
+    )
+    const before = state()
+    // a client that applies the first 40 lines of the dump, then loses its connection (once)
+    const dir = tempDir('sd-flaky-')
+    const marker = join(dir, 'fail-once')
+    writeFileSync(marker, '')
+    writeFileSync(
+      join(dir, 'mariadb'),
+      `#!/bin/sh
+case " $* " in *" -e "*|*" --version "*) exec /usr/bin/mariadb "$@" ;; esac
+if [ -f '${marker}' ]; then
+  rm -f '${marker}'
+  head -n 40 | /usr/bin/mariadb "$@"
+  echo "ERROR 2013 (HY000) at line 41: Lost connection to server during query" >&2
+  exit 1
+fi
+exec /usr/bin/mariadb "$@"
+`,
+      { mode: 0o755 }
+    )
+    const flaky = await project({
+      hosts: [host],
+      root,
+      config: c => ({
+        ...c,
+        app: 'shop',
+        env: { ...(c.env as object), PATH: `${dir}:/usr/bin:/bin` },
+        backup: { databases: [{ engine: 'mysql', url: 'env:MYSQL_URL', compress: 'zstd' }] }
+      }),
+      envExtra: { MYSQL_URL: url }
+    })
+    const r = await flaky.run(['restore', name, '--yes', '--json'])
+    expect(r.code).toBe(4)
+    const out = JSON.parse(r.stdout) as { status: string; error: { stage: string; message: string } }
+    expect(out.status).toBe('rolled-back')
+    expect(out.error.stage).toBe('restore')
+    expect(out.error.message).toContain('Lost connection to server during query')
+    expect(existsSync(marker)).toBe(false)
+    expect(state()).toBe(before)
+    expect(
+      readFileSync(
+        join(flaky.logDir, readdirSync(flaky.logDir).find(f => f.startsWith('restore_')) as string),
+        'utf8'
+      )
+    ).toMatch(/the data is as it was before the restore \(safety backup shop_\d{8}_\d{6}\)/)
+    process.chdir(p.dir)
+  })
+
   test('a dump that fails publishes nothing, and says why', async () => {
     const files = backupFiles()
     db.sql(

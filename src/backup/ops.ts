@@ -12,7 +12,7 @@ import { renewLock } from '../commands/lock.js'
 import { parseHistory, type HistoryEntry } from '../release/history.js'
 import { primaryOf, runOn, runRaw, type HostSession, type RunContext } from '../pipeline/context.js'
 import { StageError, errorMessage } from '../pipeline/errors.js'
-import { backupConfigOf, resolvePlan, type BackupPlan } from './plan.js'
+import { backupConfigOf, isRelativeSafe, resolvePlan, type BackupPlan } from './plan.js'
 import {
   appOf,
   backupTime,
@@ -633,7 +633,19 @@ export async function restoreArtifacts(
   const leftTables: Record<string, string[]> = {}
   for (const a of artifacts) {
     const t = targetFor(plan, a)
-    const cmd = restoreScript(plan, s.layout.meta, a, t, t ? probe?.tools[t.index] : undefined)
+    // the paths this archive was made of (its meta file), rather than what the config lists today
+    const archived = info.meta?.files
+    const paths =
+      Array.isArray(archived) && archived.every(p => typeof p === 'string' && isRelativeSafe(p))
+        ? archived
+        : plan.files
+    const cmd = restoreScript(
+      { ...plan, files: paths },
+      s.layout.meta,
+      a,
+      t,
+      t ? probe?.tools[t.index] : undefined
+    )
     opts.onChange?.()
     ctx.log.info(
       `restoring ${a.file}${t ? ` into the ${describeTarget(t)}` : ` into ${plan.root}`}`,

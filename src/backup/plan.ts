@@ -37,7 +37,8 @@ export function backupConfigOf(config: Config): BackupConfig | undefined {
   return b && b.enabled ? b : undefined
 }
 
-const isRelativeSafe = (p: string) =>
+/** A path inside the deploy root: relative, no `..`, no NUL or line breaks. */
+export const isRelativeSafe = (p: string) =>
   p.length > 0 && !p.startsWith('/') && !p.split('/').includes('..') && !/[\0\n\r]/.test(p)
 
 function resolvePath(root: string, p: string): string {
