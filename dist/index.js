@@ -67132,6 +67132,7 @@ function backupConfigOf(config) {
     const b = config.backup;
     return b && b.enabled ? b : undefined;
 }
+/** A path inside the deploy root: relative, no `..`, no NUL or line breaks. */
 const isRelativeSafe = (p) => p.length > 0 && !p.startsWith('/') && !p.split('/').includes('..') && !/[\0\n\r]/.test(p);
 function resolvePath(root, p) {
     return p.startsWith('/') ? p : `${root.replace(/\/+$/, '')}/${p}`;
@@ -71956,7 +71957,12 @@ async function ops_restoreArtifacts(ctx, s, plan, info, verified, opts) {
     const leftTables = {};
     for (const a of artifacts) {
         const t = targetFor(plan, a);
-        const cmd = restoreScript(plan, s.layout.meta, a, t, t ? probe?.tools[t.index] : undefined);
+        // the paths this archive was made of (its meta file), rather than what the config lists today
+        const archived = info.meta?.files;
+        const paths = Array.isArray(archived) && archived.every(p => typeof p === 'string' && isRelativeSafe(p))
+            ? archived
+            : plan.files;
+        const cmd = restoreScript({ ...plan, files: paths }, s.layout.meta, a, t, t ? probe?.tools[t.index] : undefined);
         opts.onChange?.();
         ctx.log.info(`restoring ${a.file}${t ? ` into the ${describeTarget(t)}` : ` into ${plan.root}`}`, s.host.name);
         const r = await withLockRenewal(ctx, () => context_runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) }));

@@ -67119,7 +67119,8 @@ function plan_backupConfigOf(config) {
     const b = config.backup;
     return b && b.enabled ? b : undefined;
 }
-const isRelativeSafe = (p) => p.length > 0 && !p.startsWith('/') && !p.split('/').includes('..') && !/[\0\n\r]/.test(p);
+/** A path inside the deploy root: relative, no `..`, no NUL or line breaks. */
+const plan_isRelativeSafe = (p) => p.length > 0 && !p.startsWith('/') && !p.split('/').includes('..') && !/[\0\n\r]/.test(p);
 function resolvePath(root, p) {
     return p.startsWith('/') ? p : `${root.replace(/\/+$/, '')}/${p}`;
 }
@@ -67167,7 +67168,7 @@ function checkBackupConfig(backup) {
                 problems.push(`${at}.path: the SQLite database file is required for engine sqlite`);
             else if (db.container && !db.path.startsWith('/'))
                 problems.push(`${at}.path: inside a container the SQLite path must be absolute`);
-            else if (!db.path.startsWith('/') && !isRelativeSafe(db.path))
+            else if (!db.path.startsWith('/') && !plan_isRelativeSafe(db.path))
                 problems.push(`${at}.path: expected an absolute path or one relative to the deploy root, without ..`);
             if (db.url || db.host || db.user || db.password || db.database)
                 problems.push(`${at}: engine sqlite takes only path (and container)`);
@@ -67192,7 +67193,7 @@ function checkBackupConfig(backup) {
         labels.set(label, i);
     });
     backup.files.forEach((f, i) => {
-        if (!isRelativeSafe(f))
+        if (!plan_isRelativeSafe(f))
             problems.push(`backup.files[${i}]: expected a path relative to the deploy root, without ..`);
     });
     if (backup.dir.split('/').includes('..') || /[\0\n\r]/.test(backup.dir))
@@ -71874,7 +71875,12 @@ async function ops_restoreArtifacts(ctx, s, plan, info, verified, opts) {
     const leftTables = {};
     for (const a of artifacts) {
         const t = targetFor(plan, a);
-        const cmd = restoreScript(plan, s.layout.meta, a, t, t ? probe?.tools[t.index] : undefined);
+        // the paths this archive was made of (its meta file), rather than what the config lists today
+        const archived = info.meta?.files;
+        const paths = Array.isArray(archived) && archived.every(p => typeof p === 'string' && isRelativeSafe(p))
+            ? archived
+            : plan.files;
+        const cmd = restoreScript({ ...plan, files: paths }, s.layout.meta, a, t, t ? probe?.tools[t.index] : undefined);
         opts.onChange?.();
         ctx.log.info(`restoring ${a.file}${t ? ` into the ${describeTarget(t)}` : ` into ${plan.root}`}`, s.host.name);
         const r = await withLockRenewal(ctx, () => runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) }));

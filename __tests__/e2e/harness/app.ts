@@ -12,6 +12,7 @@
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import path from 'node:path'
+import { isProcessAlive } from './sshd.js'
 
 export interface AppOptions {
   version: string
@@ -131,17 +132,8 @@ export function readPid(pidFile: string): number | undefined {
   }
 }
 
-/** Whether pid is a live process; a zombie counts as stopped. */
-export function isRunning(pid: number): boolean {
-  let stat: string
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  } catch {
-    return false
-  }
-  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
-  return state !== '' && state !== 'Z' && state !== 'X'
-}
+/** Whether pid is a live process; a zombie counts as stopped (one implementation, in sshd.ts). */
+export const isRunning = isProcessAlive
 
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
