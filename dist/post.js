@@ -69685,7 +69685,7 @@ async function renewIfDue(ctx, state) {
  * Runs stages in order. On a failure, undoes the failed stage and then every completed one, newest first.
  * This is the only place that decides what is undone.
  */
-async function orchestrator_runStages(ctx, stages, hooks = {}) {
+async function runStages(ctx, stages, hooks = {}) {
     const records = [];
     const done = [];
     const lockState = { last: Date.now() };
@@ -69786,6 +69786,20 @@ function failedExit(e) {
     if (e instanceof StageError && e.exitCode === ExitCode.badInput)
         return ExitCode.badInput;
     return ExitCode.failedNothingChanged;
+}
+/** runStages for entry points: a bug that escapes a stage becomes an `internal` failure (exit 1), not a crash. */
+async function orchestrator_runStagesSafely(ctx, stages, hooks = {}) {
+    try {
+        return await runStages(ctx, stages, hooks);
+    }
+    catch (e) {
+        return {
+            records: [],
+            failure: { stage: 'internal', message: errorMessage(e) },
+            rolledBack: false,
+            exitCode: ExitCode.failure
+        };
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/commands/health.ts
@@ -72409,7 +72423,6 @@ function migrate_rollbackDatabaseStage(target, from, history, opts, state) {
 
 
 
-
 function run_newContext(req, command, started, logFile = true) {
     const redactor = new redact_Redactor(req.loaded.secrets);
     const logDir = (0,external_node_path_namespaceObject.resolve)(req.logDir ?? req.loaded.config.log_dir);
@@ -72506,18 +72519,7 @@ async function execute(req, command, plan) {
     ctx.log.setStage('start');
     ctx.log.info(`safe-deploy ${command} of ${ctx.config.app} to ${req.loaded.hosts.map(h => h.name).join(', ')} (${ctx.config.path}) by ${ctx.actor.who}`);
     const p = plan(ctx);
-    let outcome;
-    try {
-        outcome = await runStages(ctx, p.stages, { afterRollback: p.afterRollback });
-    }
-    catch (e) {
-        outcome = {
-            records: [],
-            failure: { stage: 'internal', message: errorMessage(e) },
-            rolledBack: false,
-            exitCode: ExitCode.failure
-        };
-    }
+    const outcome = await runStagesSafely(ctx, p.stages, { afterRollback: p.afterRollback });
     const finished = new Date();
     const durationS = Math.round((performance.now() - t0) / 100) / 10;
     const status = !outcome.failure
@@ -72985,18 +72987,10 @@ async function runLocked(req, command, word, stages) {
     ctx.onLock = req.onLock;
     ctx.log.setStage('start');
     ctx.log.info(`safe-deploy ${command} of ${ctx.config.app} on ${req.loaded.hosts.find(h => h.primary)?.name ?? '?'} by ${ctx.actor.who}`);
-    let outcome;
-    try {
-        outcome = await runStages(ctx, [preflightStage({ command, deploying: false }), ...stages]);
-    }
-    catch (e) {
-        outcome = {
-            records: [],
-            failure: { stage: 'internal', message: errorMessage(e) },
-            rolledBack: false,
-            exitCode: ExitCode.failure
-        };
-    }
+    const outcome = await runStagesSafely(ctx, [
+        preflightStage({ command, deploying: false }),
+        ...stages
+    ]);
     ctx.log.setStage('finish');
     const t = `(${cli_seconds(t0).toFixed(1)} s)`;
     const f = outcome.failure;

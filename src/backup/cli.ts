@@ -6,7 +6,7 @@ import { appendHostLog, readHistory } from '../commands/release.js'
 import { parseHistory, type HistoryEntry } from '../release/history.js'
 import { closeAll, connectAll, primaryOf, runOn, type RunContext } from '../pipeline/context.js'
 import { StageError, errorMessage } from '../pipeline/errors.js'
-import { runStages, type Outcome } from '../pipeline/orchestrator.js'
+import { runStagesSafely, type Outcome } from '../pipeline/orchestrator.js'
 import { newContext, type RunRequest } from '../pipeline/run.js'
 import { preflightStage } from '../pipeline/stages.js'
 import type { Stage } from '../pipeline/stage.js'
@@ -85,17 +85,10 @@ async function runLocked(
   ctx.log.info(
     `safe-deploy ${command} of ${ctx.config.app} on ${req.loaded.hosts.find(h => h.primary)?.name ?? '?'} by ${ctx.actor.who}`
   )
-  let outcome: Outcome
-  try {
-    outcome = await runStages(ctx, [preflightStage({ command, deploying: false }), ...stages])
-  } catch (e) {
-    outcome = {
-      records: [],
-      failure: { stage: 'internal', message: errorMessage(e) },
-      rolledBack: false,
-      exitCode: ExitCode.failure
-    }
-  }
+  const outcome: Outcome = await runStagesSafely(ctx, [
+    preflightStage({ command, deploying: false }),
+    ...stages
+  ])
   ctx.log.setStage('finish')
   const t = `(${seconds(t0).toFixed(1)} s)`
   const f = outcome.failure

@@ -139,3 +139,21 @@ function failedExit(e: unknown): number {
   if (e instanceof StageError && e.exitCode === ExitCode.badInput) return ExitCode.badInput
   return ExitCode.failedNothingChanged
 }
+
+/** runStages for entry points: a bug that escapes a stage becomes an `internal` failure (exit 1), not a crash. */
+export async function runStagesSafely(
+  ctx: RunContext,
+  stages: Stage[],
+  hooks: { afterRollback?: (ctx: RunContext) => Promise<void> } = {}
+): Promise<Outcome> {
+  try {
+    return await runStages(ctx, stages, hooks)
+  } catch (e) {
+    return {
+      records: [],
+      failure: { stage: 'internal', message: errorMessage(e) },
+      rolledBack: false,
+      exitCode: ExitCode.failure
+    }
+  }
+}

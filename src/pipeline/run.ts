@@ -1,7 +1,6 @@
 import { writeFileSync, mkdirSync } from 'node:fs'
 import { resolve, join } from 'node:path'
 import type { LoadedConfig } from '../config/load.js'
-import { ExitCode } from '../config/errors.js'
 import {
   appendHistory,
   appendHostLog,
@@ -27,7 +26,7 @@ import {
   type RunContext
 } from './context.js'
 import { StageError, errorMessage } from './errors.js'
-import { runStages, type Outcome } from './orchestrator.js'
+import { runStagesSafely, type Outcome } from './orchestrator.js'
 import {
   cleanupStage,
   deployStage,
@@ -174,17 +173,7 @@ async function execute(
     `safe-deploy ${command} of ${ctx.config.app} to ${req.loaded.hosts.map(h => h.name).join(', ')} (${ctx.config.path}) by ${ctx.actor.who}`
   )
   const p = plan(ctx)
-  let outcome: Outcome
-  try {
-    outcome = await runStages(ctx, p.stages, { afterRollback: p.afterRollback })
-  } catch (e) {
-    outcome = {
-      records: [],
-      failure: { stage: 'internal', message: errorMessage(e) },
-      rolledBack: false,
-      exitCode: ExitCode.failure
-    }
-  }
+  const outcome: Outcome = await runStagesSafely(ctx, p.stages, { afterRollback: p.afterRollback })
   const finished = new Date()
   const durationS = Math.round((performance.now() - t0) / 100) / 10
   const status: RunResult['status'] = !outcome.failure
