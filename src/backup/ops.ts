@@ -185,6 +185,18 @@ export async function probeHost(
     const p = `T${t.index}_`
     const what = describeTarget(t)
     const where = t.container ? `in compose service ${t.container.service} on ${host}` : `on ${host}`
+    if (t.container && kv.get(`${p}NODIR`)) {
+      const dir = t.container.dir
+      const key = `backup.databases[${t.index}].compose_dir`
+      out.problems.push({
+        target: t,
+        message:
+          dir === `${plan.root}/current`
+            ? `no current release on ${host} yet: ${dir}, the compose file dir of compose service ${t.container.service} (${key} defaults to the current release), does not exist, so the ${what} cannot be reached; deploy once without this database in backup.databases (or with backup: false), or set ${key} to where the compose project is`
+            : `the compose file dir ${dir} (${key}) of compose service ${t.container.service} does not exist on ${host}, so the ${what} cannot be reached`
+      })
+      continue
+    }
     if (kv.get(`${p}NODOCKER`)) {
       out.problems.push({ target: t, message: `docker not found on ${host}, needed for the ${what}` })
       continue

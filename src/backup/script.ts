@@ -416,13 +416,15 @@ export function restoreScript(
 
 /**
  * What the host has: for each target its tools (T<i>_TOOL, T<i>_MISSING), the server's version and the
- * database size (T<i>_SERVER) or the error connecting (T<i>_ERROR); host tools the backup needs
+ * database size (T<i>_SERVER) or the error connecting (T<i>_ERROR), or T<i>_NODIR when a compose
+ * service's project dir is not there (no release yet); host tools the backup needs
  * (MISSING=); free space where the backups go (FREE_KB=).
  */
 export function probeScript(plan: BackupPlan, opts: { needs: string[] }): RemoteCommand {
-  const lines: string[] = ['t=${TMPDIR:-/tmp}', ...captureSecrets(plan, plan.targets, false)]
+  const all: string[] = ['t=${TMPDIR:-/tmp}', ...captureSecrets(plan, plan.targets, false)]
   for (const t of plan.targets) {
     const p = `T${t.index}_`
+    const lines: string[] = []
     const version = (tool: string) =>
       `v=$(${runIn(t, [], `${tool} --version`)} 2>&1) && printf '${p}TOOL=%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | head -n 1)" || printf '${p}MISSING=%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | tail -n 1)"`
     if (t.container) lines.push(`command -v docker >/dev/null 2>&1 || echo ${p}NODOCKER=1`)
@@ -445,7 +447,11 @@ export function probeScript(plan: BackupPlan, opts: { needs: string[] }): Remote
     } else {
       lines.push(version('sqlite3'), server(sqliteSize(t, 't')))
     }
+    // `cd <compose dir>` failing (no release yet) is said as such, not as every tool missing
+    if (t.container) all.push(`if [ -d ${sh(t.container.dir)} ]; then`, ...lines, `else echo ${p}NODIR=1; fi`)
+    else all.push(...lines)
   }
+  const lines = all
   lines.push(
     ...opts.needs.map(x => `command -v ${sh(x)} >/dev/null 2>&1 || echo MISSING=${sh(x)}`),
     `d=${sh(plan.dir)}`,
