@@ -102,4 +102,84 @@ describe('backup safety', () => {
     expect(backupFiles(join(fresh, 'backups'))).toEqual([])
     process.chdir(p.dir)
   })
+
+  test('backup --keep protects a backup from retention; unprotect gives it back; protect marks an existing one', async () => {
+    const keepRoot = host.root('keep')
+    const dir = join(keepRoot, 'backups')
+    const k = await project({
+      hosts: [host],
+      root: keepRoot,
+      config: c => ({
+        ...c,
+        backup: {
+          databases: [{ engine: 'postgres', url: 'env:DATABASE_URL' }],
+          // one backup a day: the next backup today prunes the one before it
+          retention: { daily: 1, weekly: 0, monthly: 0 }
+        }
+      }),
+      envExtra: { DATABASE_URL: url }
+    })
+    const take = async (...extra: string[]) => {
+      const r = await k.run(['backup', '--json', ...extra])
+      expect(r.stderr).toContain('BACKUP SUCCESS')
+      expect(r.code).toBe(0)
+      return (JSON.parse(r.stdout) as { backupName: string }).backupName
+    }
+    const has = (name: string) => backupFiles(dir).includes(`${name}.sha256`)
+
+    const kept = await take('--keep')
+    expect(backupFiles(dir)).toEqual([`${kept}.dump`, `${kept}.keep`, `${kept}.meta.json`, `${kept}.sha256`])
+    const b = await take()
+    expect(has(kept)).toBe(true)
+    const c = await take('--protect') // the alias
+    const d = await take()
+    // b was pruned by retention; the kept ones survive every backup after them
+    expect(has(b)).toBe(false)
+    expect(backupFiles(dir).filter(f => f.startsWith(b))).toEqual([])
+    expect([has(kept), has(c), has(d)]).toEqual([true, true, true])
+
+    const list = await k.run(['backups', 'list'])
+    expect(list.code).toBe(0)
+    expect(list.stdout.split('\n').find(l => l.startsWith(kept))).toMatch(/\smanual; protected \(--keep\)$/)
+    expect(list.stdout.split('\n').find(l => l.startsWith(d))).toMatch(/\smanual$/)
+    const json = JSON.parse((await k.run(['backups', 'list', '--json'])).stdout) as {
+      backups: { name: string; protected: boolean }[]
+    }
+    expect(json.backups.map(x => [x.name, x.protected])).toEqual([
+      [kept, true],
+      [c, true],
+      [d, false]
+    ])
+    const dry = await k.run(['backups', 'prune'])
+    expect(dry.stdout).toContain(`keep    ${kept}  (protected)`)
+
+    // a download copies the backup, not the host's marker
+    const out = tempDir('sd-keep-dl-')
+    expect((await k.run(['backups', 'download', kept, '--out', out])).code).toBe(0)
+    expect(readdirSync(out).sort()).toEqual([`${kept}.dump`, `${kept}.meta.json`, `${kept}.sha256`])
+
+    const un = await k.run(['backups', 'unprotect', kept])
+    expect(un.code).toBe(0)
+    expect(un.stdout).toContain(`${kept}: no longer protected`)
+    expect(backupFiles(dir)).not.toContain(`${kept}.keep`)
+    const e = await take()
+    expect(has(kept)).toBe(false)
+    expect(has(d)).toBe(false)
+    expect([has(c), has(e)]).toEqual([true, true])
+
+    // protect an existing backup; a name that does not exist is an error
+    const pr = await k.run(['backups', 'protect', e])
+    expect(pr.code).toBe(0)
+    expect(backupFiles(dir)).toContain(`${e}.keep`)
+    await take()
+    expect(has(e)).toBe(true)
+    const missing = await k.run(['backups', 'protect', 'ledger_20200101_000000'])
+    expect(missing.code).toBe(3)
+    expect(missing.stderr).toContain('backup ledger_20200101_000000 does not exist')
+    // --keep is for `backup` only: refused before connecting
+    const wrong = await k.run(['deploy', '--keep'])
+    expect(wrong.code).toBe(2)
+    expect(wrong.stderr).toContain('--keep (--protect) is for `backup`')
+    process.chdir(p.dir)
+  })
 })

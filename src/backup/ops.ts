@@ -17,6 +17,7 @@ import {
   appOf,
   backupTime,
   isBackupName,
+  keepFile,
   manifestFile,
   metaFile,
   newBackupName,
@@ -28,6 +29,7 @@ import { selectRetention } from './retention.js'
 import {
   backupScript,
   catCommand,
+  keepScript,
   listScript,
   probeScript,
   pruneScript,
@@ -328,6 +330,8 @@ export interface TakeBackupOptions {
   /** The release about to be deployed, when this is a deploy's backup. */
   release?: string
   now?: Date
+  /** Keep it out of retention (`backup --keep`): publishes NAME.keep with it. */
+  keep?: boolean
 }
 
 const mib = (bytes: number) =>
@@ -384,7 +388,8 @@ export async function takeBackup(
       ),
       safe_deploy: pkg.version
     }
-    const cmd = backupScript({ plan, name, tools: probe.tools, meta })
+    const keep = opts.keep ? `kept by ${meta.by} at ${meta.created} (backup --keep)` : undefined
+    const cmd = backupScript({ plan, name, tools: probe.tools, meta, keep })
     const r = await withLockRenewal(ctx, () =>
       runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) })
     )
@@ -419,7 +424,7 @@ export async function takeBackup(
       decrypted: 'verified, decrypted'
     }[verified]
     ctx.log.info(
-      `Backup created: ${cmd.artifacts.map(a => `${a.file} (${mib(files.find(f => f.file === a.file)?.bytes ?? 0)})`).join(', ')}; ${how}; in ${plan.dir} (${result.durationS} s)`,
+      `Backup created: ${cmd.artifacts.map(a => `${a.file} (${mib(files.find(f => f.file === a.file)?.bytes ?? 0)})`).join(', ')}; ${how}; in ${plan.dir} (${result.durationS} s)${keep ? `; protected from retention (${keepFile(name)}; undo with \`safe-deploy backups unprotect ${name}\`)` : ''}`,
       s.host.name
     )
     return result
@@ -435,6 +440,8 @@ export interface BackupInfo {
   /** Its manifest exists: it was verified and published whole. */
   complete: boolean
   encrypted: boolean
+  /** NAME.keep exists: retention never prunes it (`backup --keep`, `backups protect`). */
+  protected: boolean
   meta?: Partial<BackupMeta>
 }
 
@@ -468,12 +475,14 @@ export async function listBackups(
       files: [],
       bytes: 0,
       complete: false,
-      encrypted: false
+      encrypted: false,
+      protected: false
     }
     const artifact = parseArtifactFile(stem, file)
     info.files.push({ file, bytes, artifact })
     info.bytes += bytes
     if (file === manifestFile(stem)) info.complete = true
+    if (file === keepFile(stem)) info.protected = true
     if (artifact?.encrypted) info.encrypted = true
     byName.set(stem, info)
   }
@@ -822,7 +831,8 @@ export async function pruneBackups(
   const history = parseHistory((await runOn(ctx, s, readHistory(s.layout), { stage: opts.stage })).stdout)
   const releases = parseKeyValues((await runOn(ctx, s, listReleases(s.layout), { stage: opts.stage })).stdout)
   const kept = releases.get('RELEASE') ?? []
-  const protect = [...protectedBackups(history, kept), ...(opts.protect ?? [])]
+  const marked = listing.backups.filter(b => b.protected).map(b => b.name)
+  const protect = [...protectedBackups(history, kept), ...marked, ...(opts.protect ?? [])]
   const complete = listing.backups.filter(b => b.complete)
   const sel = selectRetention(
     complete.map(b => b.name),
@@ -833,7 +843,7 @@ export async function pruneBackups(
   const files = complete.filter(b => pruneNames.has(b.name)).flatMap(b => b.files.map(f => f.file))
   // incomplete sets older than the newest complete backup are leftovers of runs that died mid-publish
   const newest = complete.at(-1)?.created.getTime() ?? 0
-  const broken = listing.backups.filter(b => !b.complete && b.created.getTime() < newest)
+  const broken = listing.backups.filter(b => !b.complete && !b.protected && b.created.getTime() < newest)
   files.push(...broken.flatMap(b => b.files.map(f => f.file)))
   // a verify (which takes no lock) may be using its temp dir right now: only day-old leftovers go
   const now = listing.now ?? Date.now() / 1000
@@ -878,7 +888,8 @@ export async function downloadBackup(
     if (m) sums.set(m[2] as string, m[1] as string)
   }
   const out: string[] = []
-  const wanted = info.files.map(f => f.file).filter(f => f !== manifestName)
+  // the .keep marker is a setting of the backup on this host, not part of it
+  const wanted = info.files.map(f => f.file).filter(f => f !== manifestName && f !== keepFile(info.name))
   for (const file of wanted) {
     const dest = join(toDir, file)
     const partial = `${dest}.partial`
@@ -928,6 +939,26 @@ export async function downloadBackup(
   out.push(manifestPath)
   ctx.log.info(`downloaded ${info.name} to ${toDir} (checksums match)`, s.host.name)
   return out
+}
+
+/** `backups protect|unprotect NAME`: adds or removes the NAME.keep marker of a published backup. */
+export async function setKept(
+  ctx: RunContext,
+  s: HostSession,
+  plan: BackupPlan,
+  name: BackupName,
+  keep: boolean,
+  stage: string
+): Promise<void> {
+  const why = keep ? `kept by ${ctx.actor.who} at ${new Date().toISOString()} (backups protect)` : undefined
+  const r = await runOn(ctx, s, keepScript(plan, name, why), { stage, allowFail: true })
+  const kv = kvLines(r.stdout)
+  if (r.code !== 0 || !kv.get('KEPT'))
+    throw new StageError(
+      stage,
+      `could not ${keep ? 'protect' : 'unprotect'} backup ${name} on ${s.host.name}: ${kv.get('FAIL')?.[0] ?? `exit ${r.code}`}`,
+      s.host.name
+    )
 }
 
 export interface DatabaseSize {

@@ -1,7 +1,7 @@
 import { sh } from '../commands/quote.js'
 import { script, type RemoteCommand } from '../commands/command.js'
 import { IDENTITY_ENV, PASSWORD_ENV, type BackupPlan } from './plan.js'
-import { artifactFile, manifestFile, metaFile, type Artifact, type BackupName } from './name.js'
+import { artifactFile, keepFile, manifestFile, metaFile, type Artifact, type BackupName } from './name.js'
 import {
   AGE_HEADER,
   compressCommand,
@@ -187,6 +187,8 @@ export interface BackupScriptInput {
   tools?: Record<number, Tools>
   /** Written as NAME.meta.json. */
   meta: object
+  /** Publish NAME.keep too: retention never prunes this backup (`backup --keep`). */
+  keep?: string
 }
 
 /**
@@ -264,9 +266,13 @@ export function backupScript(input: BackupScriptInput): BuiltCommand & { artifac
   const files = arts.map(a => a.artifact.file)
   const meta = metaFile(name)
   const manifest = manifestFile(name)
-  const published = [...files, meta, manifest]
+  const keep = keepFile(name)
+  const published = [...files, meta, ...(input.keep ? [keep] : []), manifest]
   lines.push(
     `printf '%s\\n' ${sh(JSON.stringify(input.meta))} >"$w/${meta}" || ${fail(sh(`cannot write ${meta}`))}`,
+    ...(input.keep
+      ? [`printf '%s\\n' ${sh(input.keep)} >"$w/${keep}" || ${fail(sh(`cannot write ${keep}`))}`]
+      : []),
     `(cd "$w" && sha256sum -- ${files.map(sh).join(' ')} >${sh(manifest)}) || ${fail(sh(`cannot write ${manifest}`))}`,
     `chmod 600 ${published.map(f => `"$w/${f}"`).join(' ')} || ${fail("'chmod 600 failed'")}`,
     `sync -- ${published.map(f => `"$w/${f}"`).join(' ')} 2>/dev/null || true`,
@@ -481,6 +487,25 @@ export function listScript(plan: BackupPlan): RemoteCommand {
       `printf 'FREE_KB=%s\\n' "$(df -Pk . | awk 'NR==2 {print $4}')"`,
       'printf \'NOW=%s\\n\' "$(date -u +%s)"',
       'true'
+    )
+  }
+}
+
+/**
+ * Marks a published backup as kept out of retention (writes NAME.keep with `why`), or takes the mark
+ * away (`why` undefined). Prints KEPT=1 or KEPT=0.
+ */
+export function keepScript(plan: BackupPlan, name: BackupName, why: string | undefined): RemoteCommand {
+  const keep = sh(keepFile(name))
+  return {
+    label: `${why === undefined ? 'unprotect' : 'protect'} backup ${name}`,
+    script: script(
+      'umask 077',
+      `cd ${sh(plan.dir)} 2>/dev/null || ${fail(sh(`the backup directory ${plan.dir} does not exist`))}`,
+      `[ -f ${sh(manifestFile(name))} ] || ${fail(sh(`backup ${name} does not exist (no ${manifestFile(name)})`))}`,
+      why === undefined
+        ? `rm -f -- ${keep} || exit 1; echo KEPT=0`
+        : `printf '%s\\n' ${sh(why)} >${keep} || ${fail(sh(`cannot write ${keepFile(name)}`))}; echo KEPT=1`
     )
   }
 }

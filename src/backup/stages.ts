@@ -106,13 +106,13 @@ export function deployBackup(ctx: RunContext, release: () => string): DeployBack
   }
 }
 
-/** `safe-deploy backup`: one verified backup, then retention. */
-export function backupNowStage(out: { result?: BackupResult }): Stage {
+/** `safe-deploy backup [--keep]`: one verified backup (kept out of retention with --keep), then retention. */
+export function backupNowStage(out: { result?: BackupResult }, opts: { keep?: boolean } = {}): Stage {
   return {
     name: 'backup',
     async run(ctx) {
       const s = primaryOf(ctx)
-      out.result = await takeBackup(ctx, s, { stage: 'backup', reason: 'manual' })
+      out.result = await takeBackup(ctx, s, { stage: 'backup', reason: 'manual', keep: opts.keep })
       await afterBackup(ctx, s, out.result, 'backup')
     }
   }
