@@ -6,10 +6,12 @@
  * dir) is refused by verify and restore, while the key never reaches argv, logs or files.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
+import { execFileSync } from 'node:child_process'
+import { createHmac } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
-import { startPostgres, type PgServer } from './harness/db.js'
+import { startPostgres, watchArgv, type PgServer } from './harness/db.js'
 import { fakeDocker } from './harness/fakedocker.js'
 import { project, stopApp, type Project } from './support.js'
 
@@ -181,5 +183,152 @@ describe('backup safety', () => {
     expect(wrong.code).toBe(2)
     expect(wrong.stderr).toContain('--keep (--protect) is for `backup`')
     process.chdir(p.dir)
+  })
+
+  describe('backup.sign_key', () => {
+    const KEY = `sign-key-${Date.now()}-0123456789abcdef`
+    let signRoot: string
+    let dir: string
+    let signed: Project
+    let plain: Project
+    const withKey = (r: string, key?: string) =>
+      project({
+        hosts: [host],
+        root: r,
+        config: c => ({
+          ...c,
+          backup: {
+            databases: [{ engine: 'postgres', url: 'env:DATABASE_URL' }],
+            files: ['shared/.env'],
+            ...(key ? { sign_key: 'env:BACKUP_SIGN_KEY' } : {})
+          }
+        }),
+        envExtra: { DATABASE_URL: url, ...(key ? { BACKUP_SIGN_KEY: key } : {}) }
+      })
+    const take = async (pr: Project, ...extra: string[]) => {
+      const r = await pr.run(['backup', '--json', ...extra])
+      expect(r.stderr).toContain('BACKUP SUCCESS')
+      expect(r.code).toBe(0)
+      return (JSON.parse(r.stdout) as { backupName: string }).backupName
+    }
+    const inDir = (cmd: string) => execFileSync('sh', ['-c', cmd], { cwd: dir, encoding: 'utf8' })
+
+    beforeAll(async () => {
+      signRoot = host.root('signed')
+      dir = join(signRoot, 'backups')
+      plain = await withKey(signRoot)
+      signed = await withKey(signRoot, KEY)
+    })
+    afterAll(() => process.chdir(p.dir))
+
+    test('a backup is signed; verify checks the signature; a genuine backup restores', async () => {
+      const name = await take(signed)
+      expect(backupFiles(dir).filter(f => f.startsWith(name))).toEqual([
+        `${name}.dump`,
+        `${name}.files.tar.gz`,
+        `${name}.meta.json`,
+        `${name}.sha256`,
+        `${name}.sig`
+      ])
+      // the signature a person can check by hand (docs/backups.md)
+      const want = createHmac('sha256', KEY)
+        .update(
+          `safe-deploy-backup-v1\n${name}\n${inDir(`sha256sum <${name}.sha256 | cut -c1-64`).trim()}\n${inDir(`sha256sum <${name}.meta.json | cut -c1-64`).trim()}\n`
+        )
+        .digest('hex')
+      expect(readFileSync(join(dir, `${name}.sig`), 'utf8')).toBe(
+        `safe-deploy-backup-v1 hmac-sha256 ${want}\n`
+      )
+      const v = await signed.run(['backups', 'verify', name])
+      expect(v.stderr).not.toContain('refused')
+      expect(v.code).toBe(0)
+      expect(v.stdout).toContain(`${name}: signature and checksums match; read back: ${name}.dump`)
+      const seeded = items()
+      pg.psql("UPDATE items SET name = 'changed' WHERE id < 100", 'ledger')
+      const r = await signed.run(['restore', name, '--yes'])
+      expect(r.stderr).toContain('RESTORE SUCCESS')
+      expect(r.code).toBe(0)
+      expect(items()).toBe(seeded)
+    })
+
+    test('a forged archive with a recomputed .sha256 passes plain integrity but is refused with sign_key set', async () => {
+      const good = await take(signed, '--keep') // not pruned by the backups after it
+      pg.psql("INSERT INTO items VALUES (100000, 'planted by an attacker')", 'ledger')
+      const evil = await take(plain) // a real, valid archive of the tampered database
+      pg.psql('DELETE FROM items WHERE id = 100000', 'ledger')
+      const before = items()
+      // someone who can write the backup dir puts it in place of the good one, checksums and all
+      inDir(`cp ${evil}.dump ${good}.dump && sha256sum ${good}.dump ${good}.files.tar.gz >${good}.sha256`)
+      const integrity = await plain.run(['backups', 'verify', good])
+      expect(integrity.code).toBe(0)
+      expect(integrity.stdout).toContain(`${good}: checksums match`)
+
+      const v = await signed.run(['backups', 'verify', good])
+      expect(v.code).toBe(3)
+      expect(v.stderr).toContain(
+        `backup ${good} on ${host.address}:2222 is refused: its signature (${good}.sig) does not match its manifest and meta`
+      )
+      const files = backupFiles(dir)
+      const r = await signed.run(['restore', good, '--yes', '--json'])
+      expect(r.code).toBe(3)
+      const out = JSON.parse(r.stdout) as { error: { stage: string; message: string }; safetyBackup?: string }
+      expect(out.error.stage).toBe('check')
+      expect(out.error.message).toContain('does not match its manifest and meta')
+      expect(out.safetyBackup).toBeUndefined()
+      expect(items()).toBe(before)
+      expect(backupFiles(dir)).toEqual(files)
+
+      // a whole signed set copied under another name does not pass either: the name is signed
+      const other = await take(signed)
+      for (const ext of ['dump', 'files.tar.gz', 'meta.json', 'sig'])
+        inDir(`cp ${other}.${ext} ${good}.${ext}`)
+      inDir(`sed 's/${other}/${good}/' ${other}.sha256 >${good}.sha256`)
+      expect((await plain.run(['backups', 'verify', good])).code).toBe(0)
+      const renamed = await signed.run(['backups', 'verify', good])
+      expect(renamed.code).toBe(3)
+      expect(renamed.stderr).toContain('does not match its manifest and meta')
+    })
+
+    test('a backup without a signature (made before sign_key, or .sig removed) is refused', async () => {
+      const unsigned = await take(plain)
+      expect(backupFiles(dir)).not.toContain(`${unsigned}.sig`)
+      const v = await signed.run(['backups', 'verify', unsigned])
+      expect(v.code).toBe(3)
+      expect(v.stderr).toContain(
+        `backup ${unsigned} on ${host.address}:2222 is refused: it has no signature (${unsigned}.sig)`
+      )
+      const r = await signed.run(['restore', unsigned, '--yes'])
+      expect(r.code).toBe(3)
+      expect(r.stderr).toContain('it has no signature')
+    })
+
+    test('the key never reaches argv, logs, reports, history or the backup dir; a short key is refused', async () => {
+      const watch = watchArgv(5)
+      try {
+        const name = await take(signed)
+        expect((await signed.run(['backups', 'verify', name])).code).toBe(0)
+        expect((await signed.run(['restore', name, '--yes'])).code).toBe(0)
+      } finally {
+        watch.stop()
+      }
+      const seen = [...watch.seen]
+      expect(seen.some(l => l.includes('pg_dump -Fc --no-password'))).toBe(true)
+      for (const l of seen) expect(l).not.toContain(KEY)
+      const files = [
+        ...readdirSync(signed.logDir).map(f => join(signed.logDir, f)),
+        join(signRoot, '.safe-deploy', 'deploy.log'),
+        ...backupFiles(dir)
+          .filter(f => !f.endsWith('.dump') && !f.endsWith('.gz'))
+          .map(f => join(dir, f))
+      ].filter(f => existsSync(f))
+      expect(files.length).toBeGreaterThan(5)
+      for (const f of files)
+        expect({ f, found: readFileSync(f, 'utf8').includes(KEY) }).toEqual({ f, found: false })
+      const short = await withKey(signRoot, 'short-key')
+      const r = await short.run(['backups', 'list'])
+      expect(r.code).toBe(2)
+      expect(r.stderr).toContain('backup.sign_key: too short to be a key (at least 16 characters')
+      expect(r.stderr).not.toContain('short-key')
+    })
   })
 })

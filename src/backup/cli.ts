@@ -186,6 +186,8 @@ export interface ListedBackup {
   for: string
   /** Kept out of retention (NAME.keep). */
   protected: boolean
+  /** Has a signature file (NAME.sig, backup.sign_key); `backups verify` checks it. */
+  signed: boolean
 }
 
 function table(rows: string[][]): string {
@@ -305,7 +307,8 @@ export async function runBackupCli(args: BackupArgs, req: RunRequest, io: Output
           complete: b.complete,
           verified: verifiedText(b),
           for: purposeText(b, history),
-          protected: b.protected
+          protected: b.protected,
+          signed: b.hasSignature
         }))
         if (args.json) print({ host: s.host.name, dir: plan.dir, backups: rows, freeKb: listing.freeKb })
         else if (!rows.length) io.stdout.write(`no backups in ${plan.dir} on ${s.host.name}\n`)
@@ -357,7 +360,7 @@ export async function runBackupCli(args: BackupArgs, req: RunRequest, io: Output
         if (args.json) print({ ...v, ok: true })
         else {
           io.stdout.write(
-            `${v.name}: checksums match; ${v.checked.length ? `read back: ${v.checked.join(', ')}` : ''}\n`
+            `${v.name}: ${v.signed ? 'signature and ' : ''}checksums match; ${v.checked.length ? `read back: ${v.checked.join(', ')}` : ''}\n`
           )
           if (v.unchecked.length)
             io.stdout.write(

@@ -22,6 +22,7 @@ import {
   metaFile,
   newBackupName,
   parseArtifactFile,
+  signatureFile,
   type Artifact,
   type BackupName
 } from './name.js'
@@ -33,11 +34,14 @@ import {
   listScript,
   probeScript,
   pruneScript,
+  readSignedScript,
   restoreScript,
   targetFor,
   verifyScript,
+  writeSignatureScript,
   type BuiltCommand
 } from './script.js'
+import { fromHex, signatureLine, signatureMatches } from './sign.js'
 import { describeTarget, type Target, type Tools } from './engines/target.js'
 
 /** Dumps and restores may take long; a hung one still ends (ssh.command_timeout if that is longer). */
@@ -149,7 +153,8 @@ export function neededTools(plan: BackupPlan): string[] {
     ...(plan.targets.some(t => t.compress === 'gzip') || plan.files.length ? ['gzip'] : []),
     ...(plan.targets.some(t => t.compress === 'zstd') ? ['zstd'] : []),
     ...(plan.files.length ? ['tar'] : []),
-    ...(plan.recipients.length ? ['age', 'mkfifo', 'tee'] : [])
+    ...(plan.recipients.length ? ['age', 'mkfifo', 'tee'] : []),
+    ...(plan.signKey ? ['od'] : [])
   ]
 }
 
@@ -180,7 +185,7 @@ export async function probeHost(
   const free = Number(kv.get('FREE_KB')?.[0])
   if (Number.isFinite(free)) out.freeKb = free
   for (const x of kv.get('MISSING') ?? []) {
-    const pkg = { sha256sum: 'coreutils', mkfifo: 'coreutils', tee: 'coreutils' }[x] ?? x
+    const pkg = { sha256sum: 'coreutils', mkfifo: 'coreutils', tee: 'coreutils', od: 'coreutils' }[x] ?? x
     out.problems.push({ message: `${x} not found on ${host}: install ${pkg}` })
   }
   for (const t of plan.targets) {
@@ -406,6 +411,7 @@ export async function takeBackup(
       const [bytes, file] = [l.slice(0, l.indexOf(' ')), l.slice(l.indexOf(' ') + 1)]
       return { file, bytes: Number(bytes) }
     })
+    if (plan.signKey) files.push(await signBackup(ctx, s, plan, name, r.stdout, opts.stage))
     const main = cmd.artifacts[0]?.file ?? manifestFile(name)
     const result: BackupResult = {
       name,
@@ -432,6 +438,87 @@ export async function takeBackup(
   throw new StageError(opts.stage, `could not find a free backup name in ${plan.dir}`, s.host.name)
 }
 
+/**
+ * Writes NAME.sig for a backup just published, from the manifest and meta bytes its script printed. A
+ * failure here leaves a whole but unsigned backup, which verify and restore refuse while sign_key is set.
+ */
+async function signBackup(
+  ctx: RunContext,
+  s: HostSession,
+  plan: BackupPlan,
+  name: BackupName,
+  stdout: string,
+  stage: string
+): Promise<BackupFile> {
+  const kv = kvLines(stdout)
+  const manifest = fromHex(kv.get('SIGN_MANIFEST')?.[0])
+  const meta = fromHex(kv.get('SIGN_META')?.[0])
+  const sig = signatureFile(name)
+  if (!manifest || !meta)
+    throw new StageError(
+      stage,
+      `backup ${name} on ${s.host.name} was published but not signed: the host did not send back its manifest`,
+      s.host.name
+    )
+  const line = signatureLine(plan.signKey as string, name, manifest, meta)
+  const r = await runOn(ctx, s, writeSignatureScript(plan, name, line), { stage, allowFail: true })
+  if (r.code !== 0 || !kvLines(r.stdout).get('SIGNED'))
+    throw new StageError(
+      stage,
+      `backup ${name} on ${s.host.name} was published but ${sig} could not be written (${kvLines(r.stdout).get('FAIL')?.[0] ?? `exit ${r.code}`}); verify and restore refuse it while backup.sign_key is set`,
+      s.host.name
+    )
+  ctx.log.info(`signed backup ${name} (${sig}, HMAC-SHA256 of its manifest and meta)`, s.host.name)
+  return { file: sig, bytes: line.length + 1 }
+}
+
+/**
+ * With backup.sign_key: checks NAME.sig against the manifest and meta as they are now. Returns the
+ * manifest's sha256 (the verify script checks its copy is that one) and the signed meta.
+ */
+async function checkSignature(
+  ctx: RunContext,
+  s: HostSession,
+  plan: BackupPlan,
+  name: BackupName,
+  stage: string
+): Promise<{ manifestSha256: string; meta?: Partial<BackupMeta> }> {
+  const r = await runOn(ctx, s, readSignedScript(plan, name), { stage, allowFail: true })
+  const kv = kvLines(r.stdout)
+  const manifest = fromHex(kv.get('SIGN_MANIFEST')?.[0])
+  if (r.code !== 0 || !manifest)
+    throw new StageError(
+      stage,
+      `backup ${name} on ${s.host.name}: ${kv.get('FAIL')?.[0] ?? `cannot read ${manifestFile(name)} (exit ${r.code})`}`,
+      s.host.name
+    )
+  const meta = fromHex(kv.get('SIGN_META')?.[0])
+  const sig = kv.get('SIG')?.[0]
+  const refuse = (why: string) =>
+    new StageError(
+      stage,
+      `backup ${name} on ${s.host.name} is refused: ${why}. backup.sign_key is set, so only backups signed with that key are verified or restored (docs/backups.md, "Who can forge a backup")`,
+      s.host.name
+    )
+  if (sig === undefined)
+    throw refuse(
+      `it has no signature (${signatureFile(name)}): it was made without backup.sign_key, or the signature was removed`
+    )
+  if (!meta) throw refuse(`${metaFile(name)} is missing, and the signature covers it`)
+  if (!signatureMatches(plan.signKey as string, name, manifest, meta, sig))
+    throw refuse(
+      `its signature (${signatureFile(name)}) does not match its manifest and meta: the backup was changed or forged after it was made, or signed with another key`
+    )
+  let parsed: Partial<BackupMeta> | undefined
+  try {
+    parsed = JSON.parse(meta.toString('utf8')) as Partial<BackupMeta>
+  } catch {
+    parsed = undefined
+  }
+  ctx.log.info(`signature of backup ${name} checked (${signatureFile(name)})`, s.host.name)
+  return { manifestSha256: createHash('sha256').update(manifest).digest('hex'), meta: parsed }
+}
+
 export interface BackupInfo {
   name: BackupName
   created: Date
@@ -442,6 +529,8 @@ export interface BackupInfo {
   encrypted: boolean
   /** NAME.keep exists: retention never prunes it (`backup --keep`, `backups protect`). */
   protected: boolean
+  /** NAME.sig exists (whether it matches is for verify to say). */
+  hasSignature: boolean
   meta?: Partial<BackupMeta>
 }
 
@@ -476,13 +565,15 @@ export async function listBackups(
       bytes: 0,
       complete: false,
       encrypted: false,
-      protected: false
+      protected: false,
+      hasSignature: false
     }
     const artifact = parseArtifactFile(stem, file)
     info.files.push({ file, bytes, artifact })
     info.bytes += bytes
     if (file === manifestFile(stem)) info.complete = true
     if (file === keepFile(stem)) info.protected = true
+    if (file === signatureFile(stem)) info.hasSignature = true
     if (artifact?.encrypted) info.encrypted = true
     byName.set(stem, info)
   }
@@ -545,6 +636,8 @@ export interface VerifyResult {
   unchecked: string[]
   /** Tables in each database artifact (PostgreSQL, MySQL). */
   tables: Record<string, string[]>
+  /** With backup.sign_key: the signature matched, and this is the meta file it covers. */
+  signed?: { meta?: Partial<BackupMeta> }
 }
 
 /**
@@ -561,7 +654,8 @@ export async function verifyBackup(
   const artifacts = info.files.flatMap(f => (f.artifact ? [f.artifact] : []))
   if (!artifacts.length)
     throw new StageError(stage, `backup ${info.name} has no database dump or files archive`, s.host.name)
-  const cmd = verifyScript(plan, info.name, artifacts)
+  const signed = plan.signKey ? await checkSignature(ctx, s, plan, info.name, stage) : undefined
+  const cmd = verifyScript(plan, info.name, artifacts, { manifestSha256: signed?.manifestSha256 })
   const r = await withLockRenewal(ctx, () =>
     runOn(ctx, s, cmd, { stage, allowFail: true, timeoutMs: longTimeout(ctx) })
   )
@@ -590,7 +684,8 @@ export async function verifyBackup(
     name: info.name,
     checked: kv.get('OK') ?? [],
     unchecked: kv.get('UNCHECKED') ?? [],
-    tables
+    tables,
+    ...(signed ? { signed: { meta: signed.meta } } : {})
   }
 }
 
@@ -655,7 +750,8 @@ export async function restoreArtifacts(
   for (const a of artifacts) {
     const t = targetFor(plan, a)
     // the paths this archive was made of (its meta file), rather than what the config lists today
-    const archived = info.meta?.files
+    // (with sign_key, only the meta file the signature covers)
+    const archived = plan.signKey ? verified.signed?.meta?.files : info.meta?.files
     const paths =
       Array.isArray(archived) && archived.every(p => typeof p === 'string' && isRelativeSafe(p))
         ? archived
@@ -926,7 +1022,7 @@ export async function downloadBackup(
         s.host.name
       )
     }
-    if (!want && file !== metaFile(info.name)) {
+    if (!want && file !== metaFile(info.name) && file !== signatureFile(info.name)) {
       rmSync(partial, { force: true })
       throw new StageError(stage, `${file} is not in ${manifestName}; not downloaded`, s.host.name)
     }

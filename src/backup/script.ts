@@ -1,7 +1,15 @@
 import { sh } from '../commands/quote.js'
 import { script, type RemoteCommand } from '../commands/command.js'
 import { IDENTITY_ENV, PASSWORD_ENV, type BackupPlan } from './plan.js'
-import { artifactFile, keepFile, manifestFile, metaFile, type Artifact, type BackupName } from './name.js'
+import {
+  artifactFile,
+  keepFile,
+  manifestFile,
+  metaFile,
+  signatureFile,
+  type Artifact,
+  type BackupName
+} from './name.js'
 import {
   AGE_HEADER,
   compressCommand,
@@ -276,6 +284,10 @@ export function backupScript(input: BackupScriptInput): BuiltCommand & { artifac
     `(cd "$w" && sha256sum -- ${files.map(sh).join(' ')} >${sh(manifest)}) || ${fail(sh(`cannot write ${manifest}`))}`,
     `chmod 600 ${published.map(f => `"$w/${f}"`).join(' ')} || ${fail("'chmod 600 failed'")}`,
     `sync -- ${published.map(f => `"$w/${f}"`).join(' ')} 2>/dev/null || true`,
+    // with backup.sign_key the runner signs these exact bytes (the key never comes here)
+    ...(plan.signKey
+      ? [hexLine('SIGN_MANIFEST', `"$w/${manifest}"`), hexLine('SIGN_META', `"$w/${meta}"`)]
+      : []),
     ...published.map(f => `mv -f "$w/${f}" "$dir/${f}" || ${fail(sh(`cannot move ${f} into place`))}`),
     `for f in ${published.map(sh).join(' ')}; do printf 'FILE=%s %s\\n' "$(stat -c %s "$dir/$f")" "$f"; done`,
     'echo DONE=1'
@@ -286,6 +298,44 @@ export function backupScript(input: BackupScriptInput): BuiltCommand & { artifac
     env: secretEnv(plan, plan.targets, decryptCheck),
     steps: ids.labels,
     artifacts: arts.map(a => a.artifact)
+  }
+}
+
+/** `KEY=<the file's bytes in hex>`, by od (POSIX) rather than base64 (not everywhere). */
+const hexLine = (key: string, file: string) =>
+  `printf '${key}=%s\\n' "$(od -An -v -tx1 ${file} | tr -d ' \\n')"`
+
+/**
+ * For the signature check (`backup.sign_key`): prints the manifest and meta file as hex
+ * (SIGN_MANIFEST=, SIGN_META=) and the first line of NAME.sig (SIG=), each when it exists.
+ */
+export function readSignedScript(plan: BackupPlan, name: BackupName): RemoteCommand {
+  const [manifest, meta, sig] = [sh(manifestFile(name)), sh(metaFile(name)), sh(signatureFile(name))]
+  return {
+    label: `read the signature of backup ${name}`,
+    script: script(
+      `cd ${sh(plan.dir)} 2>/dev/null || ${fail(sh(`the backup directory ${plan.dir} does not exist`))}`,
+      `[ -f ${manifest} ] || ${fail(sh(`${manifestFile(name)} is missing: the backup is incomplete`))}`,
+      hexLine('SIGN_MANIFEST', manifest),
+      `[ -f ${meta} ] && ${hexLine('SIGN_META', meta)}`,
+      `[ -f ${sig} ] && printf 'SIG=%s\\n' "$(head -n 1 ${sig})"`,
+      'true'
+    )
+  }
+}
+
+/** Writes NAME.sig (not a secret: an HMAC) next to a published backup. */
+export function writeSignatureScript(plan: BackupPlan, name: BackupName, line: string): RemoteCommand {
+  const sig = signatureFile(name)
+  return {
+    label: `sign backup ${name}`,
+    script: script(
+      'umask 077',
+      `cd ${sh(plan.dir)} || exit 1`,
+      `printf '%s\\n' ${sh(line)} >${sh(`.${sig}.tmp`)} || ${fail(sh(`cannot write ${sig}`))}`,
+      `mv -f -- ${sh(`.${sig}.tmp`)} ${sh(sig)} || ${fail(sh(`cannot move ${sig} into place`))}`,
+      'echo SIGNED=1'
+    )
   }
 }
 
@@ -303,11 +353,17 @@ export function targetFor(plan: BackupPlan, a: Artifact): Target | undefined {
  * encrypted artifact is checked by manifest and age header only, and the script says so (UNCHECKED=).
  * Prints MANIFEST= lines (the manifest), OK=/UNCHECKED= per artifact and TABLE= lines.
  */
-export function verifyScript(plan: BackupPlan, name: BackupName, artifacts: Artifact[]): BuiltCommand {
+export function verifyScript(
+  plan: BackupPlan,
+  name: BackupName,
+  artifacts: Artifact[],
+  opts: { manifestSha256?: string } = {}
+): BuiltCommand {
   const ids = new StepIds()
   const identity = plan.hasIdentity && artifacts.some(a => a.encrypted)
   const targets = artifacts.map(a => targetFor(plan, a)).filter((t): t is Target => !!t)
   const manifest = manifestFile(name)
+  const m = opts.manifestSha256 ? '"$t/manifest"' : sh(manifest)
   const lines: string[] = [
     'set -u',
     'umask 077',
@@ -318,8 +374,15 @@ export function verifyScript(plan: BackupPlan, name: BackupName, artifacts: Arti
     ...WORK_DIRS(`"$dir/.verify.${plan.app}.XXXXXX"`),
     ...SD_OK,
     ...(identity ? WRITE_IDENTITY : []),
-    `sed 's/^/MANIFEST=/' ${sh(manifest)}`,
-    `if ! sha256sum -c --strict ${sh(manifest)} >"$t/sum" 2>&1; then`,
+    // a signed manifest: check a private copy that is the one whose signature the runner checked
+    ...(opts.manifestSha256
+      ? [
+          `cp -- ${sh(manifest)} "$t/manifest" || ${fail(sh(`cannot copy ${manifest}`))}`,
+          `[ "$(sha256sum <"$t/manifest" | cut -c1-64)" = ${sh(opts.manifestSha256)} ] || ${fail(sh(`${manifest} changed after its signature was checked`))}`
+        ]
+      : []),
+    `sed 's/^/MANIFEST=/' ${m}`,
+    `if ! sha256sum -c --strict ${m} >"$t/sum" 2>&1; then`,
     `  grep -v ': OK$' "$t/sum" | head -n 20 | sed 's/^/SUM=/'`,
     `  ${fail(sh(`the files do not match their checksums in ${manifest}`))}`,
     'fi'
