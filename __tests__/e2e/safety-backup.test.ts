@@ -121,8 +121,10 @@ describe('backup safety', () => {
       }),
       envExtra: { DATABASE_URL: url }
     })
+    let last = ''
     const take = async (...extra: string[]) => {
       const r = await k.run(['backup', '--json', ...extra])
+      last = r.stdout
       expect(r.stderr).toContain('BACKUP SUCCESS')
       expect(r.code).toBe(0)
       return (JSON.parse(r.stdout) as { backupName: string }).backupName
@@ -130,6 +132,7 @@ describe('backup safety', () => {
     const has = (name: string) => backupFiles(dir).includes(`${name}.sha256`)
 
     const kept = await take('--keep')
+    expect(JSON.parse(last) as { protected: boolean }).toMatchObject({ backupName: kept, protected: true })
     expect(backupFiles(dir)).toEqual([`${kept}.dump`, `${kept}.keep`, `${kept}.meta.json`, `${kept}.sha256`])
     const b = await take()
     expect(has(kept)).toBe(true)

@@ -251,6 +251,7 @@ export async function runBackupCli(args: BackupArgs, req: RunRequest, io: Output
       backupName: r?.name,
       backupPath: r?.path,
       files: r?.files,
+      protected: isBackup && r ? !!args.keep : undefined,
       restored: state.restored?.restored,
       safetyBackup: state.safety?.name,
       leftTables: state.restored?.leftTables,
