@@ -17,6 +17,7 @@ import {
   listBackups,
   planFor,
   pruneBackups,
+  setKept,
   verifyBackup,
   type BackupInfo,
   type BackupResult,
@@ -27,8 +28,10 @@ import { backupNowStage, restoreStages, runnerBackupDir, type RestoreState } fro
 /** The backup commands of the CLI: `backup`, `backups list|verify|prune|download`, `restore`. */
 export const BACKUP_COMMANDS = ['backup', 'backups', 'restore']
 
-export const BACKUP_USAGE = `  backup                 take a verified backup now (takes the lock), then prune by retention
+export const BACKUP_USAGE = `  backup [--keep]        take a verified backup now (takes the lock), then prune by retention;
+                         --keep (or --protect): retention never deletes this one
   backups list           backups on the primary: size, age, encrypted, verified, release
+  backups protect NAME   keep a backup out of retention; \`backups unprotect NAME\` undoes it
   backups verify NAME    check a backup against its checksums and read it back
   backups prune [--yes]  show what retention would delete; --yes deletes it (takes the lock)
   backups download NAME [--out DIR]  copy a backup here (default: the log dir), checksums checked
@@ -41,6 +44,8 @@ export interface BackupArgs {
   yes: boolean
   out?: string
   json: boolean
+  /** `backup --keep` / `--protect`. */
+  keep?: boolean
 }
 
 interface Output {
@@ -52,16 +57,20 @@ interface Output {
 export function checkBackupArgs(args: BackupArgs): void {
   const { command, sub, name } = args
   if (command === 'backups') {
-    if (!sub || !['list', 'verify', 'prune', 'download'].includes(sub))
+    if (!sub || !['list', 'verify', 'prune', 'download', 'protect', 'unprotect'].includes(sub))
       throw new ConfigError(
-        'backups: expected `backups list`, `backups verify NAME`, `backups prune` or `backups download NAME`'
+        'backups: expected `backups list`, `backups verify NAME`, `backups prune`, `backups download NAME`, `backups protect NAME` or `backups unprotect NAME`'
       )
-    if ((sub === 'verify' || sub === 'download') && !name)
+    if (['verify', 'download', 'protect', 'unprotect'].includes(sub) && !name)
       throw new ConfigError(`backups ${sub}: name the backup (see \`safe-deploy backups list\`)`)
   }
   if (command === 'restore') {
     if (!name) throw new ConfigError('restore: name the backup to restore (see `safe-deploy backups list`)')
   }
+  if (args.keep && command !== 'backup')
+    throw new ConfigError(
+      `--keep (--protect) is for \`backup\`; to keep an existing backup: \`safe-deploy backups protect NAME\``
+    )
   if (name !== undefined) parseBackupName(name)
   if (command === 'restore' && !args.yes)
     throw new ConfigError(
@@ -155,6 +164,12 @@ function purpose(b: BackupInfo, history: HistoryEntry[]): string {
   return b.meta?.reason ?? ''
 }
 
+/** The FOR column: what it is for, and whether retention leaves it alone. */
+function purposeText(b: BackupInfo, history: HistoryEntry[]): string {
+  const what = purpose(b, history)
+  return b.protected ? `${what ? `${what}; ` : ''}protected (--keep)` : what
+}
+
 function verifiedText(b: BackupInfo): string {
   if (!b.complete) return 'INCOMPLETE'
   return b.meta?.verified === 'stream' ? 'yes (before encryption)' : 'yes'
@@ -169,6 +184,10 @@ export interface ListedBackup {
   complete: boolean
   verified: string
   for: string
+  /** Kept out of retention (NAME.keep). */
+  protected: boolean
+  /** Has a signature file (NAME.sig, backup.sign_key); `backups verify` checks it. */
+  signed: boolean
 }
 
 function table(rows: string[][]): string {
@@ -222,7 +241,7 @@ export async function runBackupCli(args: BackupArgs, req: RunRequest, io: Output
       req,
       args.command,
       isBackup ? 'BACKUP' : 'RESTORE',
-      isBackup ? [backupNowStage(out)] : restoreStages(name as BackupName, state)
+      isBackup ? [backupNowStage(out, { keep: args.keep })] : restoreStages(name as BackupName, state)
     )
     const r = out.result
     const summary = {
@@ -232,6 +251,7 @@ export async function runBackupCli(args: BackupArgs, req: RunRequest, io: Output
       backupName: r?.name,
       backupPath: r?.path,
       files: r?.files,
+      protected: isBackup && r ? !!args.keep : undefined,
       restored: state.restored?.restored,
       safetyBackup: state.safety?.name,
       leftTables: state.restored?.leftTables,
@@ -287,7 +307,9 @@ export async function runBackupCli(args: BackupArgs, req: RunRequest, io: Output
           encrypted: b.encrypted,
           complete: b.complete,
           verified: verifiedText(b),
-          for: purpose(b, history)
+          for: purposeText(b, history),
+          protected: b.protected,
+          signed: b.hasSignature
         }))
         if (args.json) print({ host: s.host.name, dir: plan.dir, backups: rows, freeKb: listing.freeKb })
         else if (!rows.length) io.stdout.write(`no backups in ${plan.dir} on ${s.host.name}\n`)
@@ -322,6 +344,16 @@ export async function runBackupCli(args: BackupArgs, req: RunRequest, io: Output
         }
         return 0
       }
+      if (sub === 'protect' || sub === 'unprotect') {
+        await setKept(ctx, s, plan, name as BackupName, sub === 'protect', sub)
+        const said =
+          sub === 'protect'
+            ? `${name as string}: protected; retention will not delete it (undo: safe-deploy backups unprotect ${name as string})`
+            : `${name as string}: no longer protected; retention applies to it again`
+        if (args.json) print({ name, protected: sub === 'protect' })
+        else io.stdout.write(`${said}\n`)
+        return 0
+      }
       const listing = await listBackups(ctx, s, plan, sub as string)
       const info = findBackup(listing, name as BackupName, s, sub as string)
       if (sub === 'verify') {
@@ -329,7 +361,7 @@ export async function runBackupCli(args: BackupArgs, req: RunRequest, io: Output
         if (args.json) print({ ...v, ok: true })
         else {
           io.stdout.write(
-            `${v.name}: checksums match; ${v.checked.length ? `read back: ${v.checked.join(', ')}` : ''}\n`
+            `${v.name}: ${v.signed ? 'signature and ' : ''}checksums match; ${v.checked.length ? `read back: ${v.checked.join(', ')}` : ''}\n`
           )
           if (v.unchecked.length)
             io.stdout.write(

@@ -64,6 +64,12 @@ export const backupSchema = z
       .strict()
       .optional(),
     retention: retentionSchema.default({ daily: 7, weekly: 4, monthly: 12 }),
+    sign_key: z
+      .string()
+      .optional()
+      .describe(
+        'HMAC-SHA256 key (use env:NAME, 16+ characters): every backup gets a signature (NAME.sig); verify and restore refuse a backup without a valid one'
+      ),
     download: z.boolean().default(false).describe('copy the backup to the runner next to the log')
   })
   .strict()

@@ -56,6 +56,18 @@ const SCHEMES: Record<'postgres' | 'mysql', string[]> = {
   mysql: ['mysql:', 'mariadb:']
 }
 
+/**
+ * SQLAlchemy's `dialect+driver://` (`postgresql+psycopg2://`, `mysql+pymysql://`, the Python users'
+ * DATABASE_URL): the driver says which Python module talks to the server, which does not matter to
+ * pg_dump or mysqldump, so it is dropped. `postgresql+psycopg2:` -> `postgresql:`.
+ */
+function baseScheme(protocol: string): string {
+  return protocol.replace(/^([a-z][a-z0-9]*)\+[a-z0-9_]+:$/i, '$1:').toLowerCase()
+}
+
+/** Query parameters of SQLAlchemy MySQL URLs that the mysql client does not need (dumps are utf8mb4). */
+const MYSQL_IGNORED = ['charset']
+
 function decode(part: string, what: string): string {
   try {
     return decodeURIComponent(part)
@@ -65,7 +77,8 @@ function decode(part: string, what: string): string {
 }
 
 /**
- * Parses `postgres://user:p%40ss@host:5433/db?sslmode=require` or `mysql://user:pass@host:3306/db`.
+ * Parses `postgres://user:p%40ss@host:5433/db?sslmode=require` or `mysql://user:pass@host:3306/db`, and
+ * the same with a SQLAlchemy driver suffix (`postgresql+psycopg2://`, `mysql+pymysql://...?charset=utf8mb4`).
  * Errors never repeat the URL: it may hold a password.
  */
 export function parseDatabaseUrl(url: string, engine: 'postgres' | 'mysql'): Connection {
@@ -75,7 +88,7 @@ export function parseDatabaseUrl(url: string, engine: 'postgres' | 'mysql'): Con
   } catch {
     throw new Error(`not a URL; expected ${engine}://user:password@host:port/database`)
   }
-  if (!SCHEMES[engine].includes(u.protocol)) {
+  if (!SCHEMES[engine].includes(baseScheme(u.protocol))) {
     throw new Error(
       `the URL scheme is ${u.protocol.replace(/:$/, '')}; for engine ${engine} use ${SCHEMES[engine].map(s => `${s}//`).join(' or ')}`
     )
@@ -99,6 +112,7 @@ export function parseDatabaseUrl(url: string, engine: 'postgres' | 'mysql'): Con
       else if (key === 'dbname') conn.database = value
       else conn.params[env] = value
     } else {
+      if (MYSQL_IGNORED.includes(key)) continue
       if (!MYSQL_PARAMS.includes(key))
         throw new Error(`unknown connection parameter ?${key}= (supported: ${MYSQL_PARAMS.join(', ')})`)
       conn.params[key] = value

@@ -82,6 +82,10 @@ export function artifactFile(name: BackupName, a: Omit<Artifact, 'file'>): strin
 
 export const manifestFile = (name: BackupName) => `${name}.sha256`
 export const metaFile = (name: BackupName) => `${name}.meta.json`
+/** The manifest signature (`backup.sign_key`), see sign.ts. */
+export const signatureFile = (name: BackupName) => `${name}.sig`
+/** The marker of a backup kept out of retention (`backup --keep`, `backups protect NAME`). */
+export const keepFile = (name: BackupName) => `${name}.keep`
 
 const ARTIFACT =
   /^(?:\.([A-Za-z0-9_-]{1,32}))??\.(dump|sql|sql\.gz|sql\.zst|sqlite3|sqlite3\.gz|sqlite3\.zst|files\.tar|files\.tar\.gz|files\.tar\.zst)(\.age)?$/

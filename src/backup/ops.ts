@@ -17,10 +17,12 @@ import {
   appOf,
   backupTime,
   isBackupName,
+  keepFile,
   manifestFile,
   metaFile,
   newBackupName,
   parseArtifactFile,
+  signatureFile,
   type Artifact,
   type BackupName
 } from './name.js'
@@ -28,14 +30,18 @@ import { selectRetention } from './retention.js'
 import {
   backupScript,
   catCommand,
+  keepScript,
   listScript,
   probeScript,
   pruneScript,
+  readSignedScript,
   restoreScript,
   targetFor,
   verifyScript,
+  writeSignatureScript,
   type BuiltCommand
 } from './script.js'
+import { fromHex, signatureLine, signatureMatches } from './sign.js'
 import { describeTarget, type Target, type Tools } from './engines/target.js'
 
 /** Dumps and restores may take long; a hung one still ends (ssh.command_timeout if that is longer). */
@@ -147,7 +153,8 @@ export function neededTools(plan: BackupPlan): string[] {
     ...(plan.targets.some(t => t.compress === 'gzip') || plan.files.length ? ['gzip'] : []),
     ...(plan.targets.some(t => t.compress === 'zstd') ? ['zstd'] : []),
     ...(plan.files.length ? ['tar'] : []),
-    ...(plan.recipients.length ? ['age', 'mkfifo', 'tee'] : [])
+    ...(plan.recipients.length ? ['age', 'mkfifo', 'tee'] : []),
+    ...(plan.signKey ? ['od'] : [])
   ]
 }
 
@@ -178,13 +185,25 @@ export async function probeHost(
   const free = Number(kv.get('FREE_KB')?.[0])
   if (Number.isFinite(free)) out.freeKb = free
   for (const x of kv.get('MISSING') ?? []) {
-    const pkg = { sha256sum: 'coreutils', mkfifo: 'coreutils', tee: 'coreutils' }[x] ?? x
+    const pkg = { sha256sum: 'coreutils', mkfifo: 'coreutils', tee: 'coreutils', od: 'coreutils' }[x] ?? x
     out.problems.push({ message: `${x} not found on ${host}: install ${pkg}` })
   }
   for (const t of plan.targets) {
     const p = `T${t.index}_`
     const what = describeTarget(t)
     const where = t.container ? `in compose service ${t.container.service} on ${host}` : `on ${host}`
+    if (t.container && kv.get(`${p}NODIR`)) {
+      const dir = t.container.dir
+      const key = `backup.databases[${t.index}].compose_dir`
+      out.problems.push({
+        target: t,
+        message:
+          dir === `${plan.root}/current`
+            ? `no current release on ${host} yet: ${dir}, the compose file dir of compose service ${t.container.service} (${key} defaults to the current release), does not exist, so the ${what} cannot be reached; deploy once without this database in backup.databases (or with backup: false), or set ${key} to where the compose project is`
+            : `the compose file dir ${dir} (${key}) of compose service ${t.container.service} does not exist on ${host}, so the ${what} cannot be reached`
+      })
+      continue
+    }
     if (kv.get(`${p}NODOCKER`)) {
       out.problems.push({ target: t, message: `docker not found on ${host}, needed for the ${what}` })
       continue
@@ -316,6 +335,8 @@ export interface TakeBackupOptions {
   /** The release about to be deployed, when this is a deploy's backup. */
   release?: string
   now?: Date
+  /** Keep it out of retention (`backup --keep`): publishes NAME.keep with it. */
+  keep?: boolean
 }
 
 const mib = (bytes: number) =>
@@ -372,7 +393,8 @@ export async function takeBackup(
       ),
       safe_deploy: pkg.version
     }
-    const cmd = backupScript({ plan, name, tools: probe.tools, meta })
+    const keep = opts.keep ? `kept by ${meta.by} at ${meta.created} (backup --keep)` : undefined
+    const cmd = backupScript({ plan, name, tools: probe.tools, meta, keep })
     const r = await withLockRenewal(ctx, () =>
       runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) })
     )
@@ -389,6 +411,7 @@ export async function takeBackup(
       const [bytes, file] = [l.slice(0, l.indexOf(' ')), l.slice(l.indexOf(' ') + 1)]
       return { file, bytes: Number(bytes) }
     })
+    if (plan.signKey) files.push(await signBackup(ctx, s, plan, name, r.stdout, opts.stage))
     const main = cmd.artifacts[0]?.file ?? manifestFile(name)
     const result: BackupResult = {
       name,
@@ -407,12 +430,93 @@ export async function takeBackup(
       decrypted: 'verified, decrypted'
     }[verified]
     ctx.log.info(
-      `Backup created: ${cmd.artifacts.map(a => `${a.file} (${mib(files.find(f => f.file === a.file)?.bytes ?? 0)})`).join(', ')}; ${how}; in ${plan.dir} (${result.durationS} s)`,
+      `Backup created: ${cmd.artifacts.map(a => `${a.file} (${mib(files.find(f => f.file === a.file)?.bytes ?? 0)})`).join(', ')}; ${how}; in ${plan.dir} (${result.durationS} s)${keep ? `; protected from retention (${keepFile(name)}; undo with \`safe-deploy backups unprotect ${name}\`)` : ''}`,
       s.host.name
     )
     return result
   }
   throw new StageError(opts.stage, `could not find a free backup name in ${plan.dir}`, s.host.name)
+}
+
+/**
+ * Writes NAME.sig for a backup just published, from the manifest and meta bytes its script printed. A
+ * failure here leaves a whole but unsigned backup, which verify and restore refuse while sign_key is set.
+ */
+async function signBackup(
+  ctx: RunContext,
+  s: HostSession,
+  plan: BackupPlan,
+  name: BackupName,
+  stdout: string,
+  stage: string
+): Promise<BackupFile> {
+  const kv = kvLines(stdout)
+  const manifest = fromHex(kv.get('SIGN_MANIFEST')?.[0])
+  const meta = fromHex(kv.get('SIGN_META')?.[0])
+  const sig = signatureFile(name)
+  if (!manifest || !meta)
+    throw new StageError(
+      stage,
+      `backup ${name} on ${s.host.name} was published but not signed: the host did not send back its manifest`,
+      s.host.name
+    )
+  const line = signatureLine(plan.signKey as string, name, manifest, meta)
+  const r = await runOn(ctx, s, writeSignatureScript(plan, name, line), { stage, allowFail: true })
+  if (r.code !== 0 || !kvLines(r.stdout).get('SIGNED'))
+    throw new StageError(
+      stage,
+      `backup ${name} on ${s.host.name} was published but ${sig} could not be written (${kvLines(r.stdout).get('FAIL')?.[0] ?? `exit ${r.code}`}); verify and restore refuse it while backup.sign_key is set`,
+      s.host.name
+    )
+  ctx.log.info(`signed backup ${name} (${sig}, HMAC-SHA256 of its manifest and meta)`, s.host.name)
+  return { file: sig, bytes: line.length + 1 }
+}
+
+/**
+ * With backup.sign_key: checks NAME.sig against the manifest and meta as they are now. Returns the
+ * manifest's sha256 (the verify script checks its copy is that one) and the signed meta.
+ */
+async function checkSignature(
+  ctx: RunContext,
+  s: HostSession,
+  plan: BackupPlan,
+  name: BackupName,
+  stage: string
+): Promise<{ manifestSha256: string; meta?: Partial<BackupMeta> }> {
+  const r = await runOn(ctx, s, readSignedScript(plan, name), { stage, allowFail: true })
+  const kv = kvLines(r.stdout)
+  const manifest = fromHex(kv.get('SIGN_MANIFEST')?.[0])
+  if (r.code !== 0 || !manifest)
+    throw new StageError(
+      stage,
+      `backup ${name} on ${s.host.name}: ${kv.get('FAIL')?.[0] ?? `cannot read ${manifestFile(name)} (exit ${r.code})`}`,
+      s.host.name
+    )
+  const meta = fromHex(kv.get('SIGN_META')?.[0])
+  const sig = kv.get('SIG')?.[0]
+  const refuse = (why: string) =>
+    new StageError(
+      stage,
+      `backup ${name} on ${s.host.name} is refused: ${why}. backup.sign_key is set, so only backups signed with that key are verified or restored (docs/backups.md, "Who can forge a backup")`,
+      s.host.name
+    )
+  if (sig === undefined)
+    throw refuse(
+      `it has no signature (${signatureFile(name)}): it was made without backup.sign_key, or the signature was removed`
+    )
+  if (!meta) throw refuse(`${metaFile(name)} is missing, and the signature covers it`)
+  if (!signatureMatches(plan.signKey as string, name, manifest, meta, sig))
+    throw refuse(
+      `its signature (${signatureFile(name)}) does not match its manifest and meta: the backup was changed or forged after it was made, or signed with another key`
+    )
+  let parsed: Partial<BackupMeta> | undefined
+  try {
+    parsed = JSON.parse(meta.toString('utf8')) as Partial<BackupMeta>
+  } catch {
+    parsed = undefined
+  }
+  ctx.log.info(`signature of backup ${name} checked (${signatureFile(name)})`, s.host.name)
+  return { manifestSha256: createHash('sha256').update(manifest).digest('hex'), meta: parsed }
 }
 
 export interface BackupInfo {
@@ -423,6 +527,10 @@ export interface BackupInfo {
   /** Its manifest exists: it was verified and published whole. */
   complete: boolean
   encrypted: boolean
+  /** NAME.keep exists: retention never prunes it (`backup --keep`, `backups protect`). */
+  protected: boolean
+  /** NAME.sig exists (whether it matches is for verify to say). */
+  hasSignature: boolean
   meta?: Partial<BackupMeta>
 }
 
@@ -456,12 +564,16 @@ export async function listBackups(
       files: [],
       bytes: 0,
       complete: false,
-      encrypted: false
+      encrypted: false,
+      protected: false,
+      hasSignature: false
     }
     const artifact = parseArtifactFile(stem, file)
     info.files.push({ file, bytes, artifact })
     info.bytes += bytes
     if (file === manifestFile(stem)) info.complete = true
+    if (file === keepFile(stem)) info.protected = true
+    if (file === signatureFile(stem)) info.hasSignature = true
     if (artifact?.encrypted) info.encrypted = true
     byName.set(stem, info)
   }
@@ -524,6 +636,8 @@ export interface VerifyResult {
   unchecked: string[]
   /** Tables in each database artifact (PostgreSQL, MySQL). */
   tables: Record<string, string[]>
+  /** With backup.sign_key: the signature matched, and this is the meta file it covers. */
+  signed?: { meta?: Partial<BackupMeta> }
 }
 
 /**
@@ -540,7 +654,8 @@ export async function verifyBackup(
   const artifacts = info.files.flatMap(f => (f.artifact ? [f.artifact] : []))
   if (!artifacts.length)
     throw new StageError(stage, `backup ${info.name} has no database dump or files archive`, s.host.name)
-  const cmd = verifyScript(plan, info.name, artifacts)
+  const signed = plan.signKey ? await checkSignature(ctx, s, plan, info.name, stage) : undefined
+  const cmd = verifyScript(plan, info.name, artifacts, { manifestSha256: signed?.manifestSha256 })
   const r = await withLockRenewal(ctx, () =>
     runOn(ctx, s, cmd, { stage, allowFail: true, timeoutMs: longTimeout(ctx) })
   )
@@ -569,7 +684,8 @@ export async function verifyBackup(
     name: info.name,
     checked: kv.get('OK') ?? [],
     unchecked: kv.get('UNCHECKED') ?? [],
-    tables
+    tables,
+    ...(signed ? { signed: { meta: signed.meta } } : {})
   }
 }
 
@@ -634,7 +750,8 @@ export async function restoreArtifacts(
   for (const a of artifacts) {
     const t = targetFor(plan, a)
     // the paths this archive was made of (its meta file), rather than what the config lists today
-    const archived = info.meta?.files
+    // (with sign_key, only the meta file the signature covers)
+    const archived = plan.signKey ? verified.signed?.meta?.files : info.meta?.files
     const paths =
       Array.isArray(archived) && archived.every(p => typeof p === 'string' && isRelativeSafe(p))
         ? archived
@@ -810,7 +927,8 @@ export async function pruneBackups(
   const history = parseHistory((await runOn(ctx, s, readHistory(s.layout), { stage: opts.stage })).stdout)
   const releases = parseKeyValues((await runOn(ctx, s, listReleases(s.layout), { stage: opts.stage })).stdout)
   const kept = releases.get('RELEASE') ?? []
-  const protect = [...protectedBackups(history, kept), ...(opts.protect ?? [])]
+  const marked = listing.backups.filter(b => b.protected).map(b => b.name)
+  const protect = [...protectedBackups(history, kept), ...marked, ...(opts.protect ?? [])]
   const complete = listing.backups.filter(b => b.complete)
   const sel = selectRetention(
     complete.map(b => b.name),
@@ -821,7 +939,7 @@ export async function pruneBackups(
   const files = complete.filter(b => pruneNames.has(b.name)).flatMap(b => b.files.map(f => f.file))
   // incomplete sets older than the newest complete backup are leftovers of runs that died mid-publish
   const newest = complete.at(-1)?.created.getTime() ?? 0
-  const broken = listing.backups.filter(b => !b.complete && b.created.getTime() < newest)
+  const broken = listing.backups.filter(b => !b.complete && !b.protected && b.created.getTime() < newest)
   files.push(...broken.flatMap(b => b.files.map(f => f.file)))
   // a verify (which takes no lock) may be using its temp dir right now: only day-old leftovers go
   const now = listing.now ?? Date.now() / 1000
@@ -866,7 +984,8 @@ export async function downloadBackup(
     if (m) sums.set(m[2] as string, m[1] as string)
   }
   const out: string[] = []
-  const wanted = info.files.map(f => f.file).filter(f => f !== manifestName)
+  // the .keep marker is a setting of the backup on this host, not part of it
+  const wanted = info.files.map(f => f.file).filter(f => f !== manifestName && f !== keepFile(info.name))
   for (const file of wanted) {
     const dest = join(toDir, file)
     const partial = `${dest}.partial`
@@ -903,7 +1022,7 @@ export async function downloadBackup(
         s.host.name
       )
     }
-    if (!want && file !== metaFile(info.name)) {
+    if (!want && file !== metaFile(info.name) && file !== signatureFile(info.name)) {
       rmSync(partial, { force: true })
       throw new StageError(stage, `${file} is not in ${manifestName}; not downloaded`, s.host.name)
     }
@@ -916,6 +1035,26 @@ export async function downloadBackup(
   out.push(manifestPath)
   ctx.log.info(`downloaded ${info.name} to ${toDir} (checksums match)`, s.host.name)
   return out
+}
+
+/** `backups protect|unprotect NAME`: adds or removes the NAME.keep marker of a published backup. */
+export async function setKept(
+  ctx: RunContext,
+  s: HostSession,
+  plan: BackupPlan,
+  name: BackupName,
+  keep: boolean,
+  stage: string
+): Promise<void> {
+  const why = keep ? `kept by ${ctx.actor.who} at ${new Date().toISOString()} (backups protect)` : undefined
+  const r = await runOn(ctx, s, keepScript(plan, name, why), { stage, allowFail: true })
+  const kv = kvLines(r.stdout)
+  if (r.code !== 0 || !kv.get('KEPT'))
+    throw new StageError(
+      stage,
+      `could not ${keep ? 'protect' : 'unprotect'} backup ${name} on ${s.host.name}: ${kv.get('FAIL')?.[0] ?? `exit ${r.code}`}`,
+      s.host.name
+    )
 }
 
 export interface DatabaseSize {

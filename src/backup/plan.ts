@@ -21,6 +21,8 @@ export interface BackupPlan {
   recipients: string[]
   /** Whether an age identity is configured (its value only ever travels in `secretEnv`). */
   hasIdentity: boolean
+  /** `backup.sign_key`: stays on the runner (signatures are computed here, see sign.ts). */
+  signKey?: string
   config: BackupConfig
   /** Values for the script's environment (over stdin): passwords and the identity. */
   secretEnv: Record<string, string>
@@ -122,6 +124,13 @@ export function checkBackupConfig(backup: Config['backup']): { problems: string[
     problems.push(`backup.retention: ${(e as Error).message}`)
   }
   if (backup.encrypt?.identity) secrets.push(backup.encrypt.identity)
+  if (backup.sign_key !== undefined) {
+    secrets.push(backup.sign_key)
+    if (backup.sign_key.length < 16)
+      problems.push(
+        'backup.sign_key: too short to be a key (at least 16 characters; make one with `openssl rand -hex 32` and give it as env:NAME)'
+      )
+  }
   return { problems, secrets }
 }
 
@@ -168,6 +177,7 @@ export function resolvePlan(
     filesCompress: 'gzip',
     recipients: backup.encrypt?.recipients ?? [],
     hasIdentity: !!backup.encrypt?.identity,
+    signKey: backup.sign_key,
     config: backup,
     secretEnv,
     env

@@ -1,7 +1,15 @@
 import { sh } from '../commands/quote.js'
 import { script, type RemoteCommand } from '../commands/command.js'
 import { IDENTITY_ENV, PASSWORD_ENV, type BackupPlan } from './plan.js'
-import { artifactFile, manifestFile, metaFile, type Artifact, type BackupName } from './name.js'
+import {
+  artifactFile,
+  keepFile,
+  manifestFile,
+  metaFile,
+  signatureFile,
+  type Artifact,
+  type BackupName
+} from './name.js'
 import {
   AGE_HEADER,
   compressCommand,
@@ -187,6 +195,8 @@ export interface BackupScriptInput {
   tools?: Record<number, Tools>
   /** Written as NAME.meta.json. */
   meta: object
+  /** Publish NAME.keep too: retention never prunes this backup (`backup --keep`). */
+  keep?: string
 }
 
 /**
@@ -264,12 +274,20 @@ export function backupScript(input: BackupScriptInput): BuiltCommand & { artifac
   const files = arts.map(a => a.artifact.file)
   const meta = metaFile(name)
   const manifest = manifestFile(name)
-  const published = [...files, meta, manifest]
+  const keep = keepFile(name)
+  const published = [...files, meta, ...(input.keep ? [keep] : []), manifest]
   lines.push(
     `printf '%s\\n' ${sh(JSON.stringify(input.meta))} >"$w/${meta}" || ${fail(sh(`cannot write ${meta}`))}`,
+    ...(input.keep
+      ? [`printf '%s\\n' ${sh(input.keep)} >"$w/${keep}" || ${fail(sh(`cannot write ${keep}`))}`]
+      : []),
     `(cd "$w" && sha256sum -- ${files.map(sh).join(' ')} >${sh(manifest)}) || ${fail(sh(`cannot write ${manifest}`))}`,
     `chmod 600 ${published.map(f => `"$w/${f}"`).join(' ')} || ${fail("'chmod 600 failed'")}`,
     `sync -- ${published.map(f => `"$w/${f}"`).join(' ')} 2>/dev/null || true`,
+    // with backup.sign_key the runner signs these exact bytes (the key never comes here)
+    ...(plan.signKey
+      ? [hexLine('SIGN_MANIFEST', `"$w/${manifest}"`), hexLine('SIGN_META', `"$w/${meta}"`)]
+      : []),
     ...published.map(f => `mv -f "$w/${f}" "$dir/${f}" || ${fail(sh(`cannot move ${f} into place`))}`),
     `for f in ${published.map(sh).join(' ')}; do printf 'FILE=%s %s\\n' "$(stat -c %s "$dir/$f")" "$f"; done`,
     'echo DONE=1'
@@ -280,6 +298,44 @@ export function backupScript(input: BackupScriptInput): BuiltCommand & { artifac
     env: secretEnv(plan, plan.targets, decryptCheck),
     steps: ids.labels,
     artifacts: arts.map(a => a.artifact)
+  }
+}
+
+/** `KEY=<the file's bytes in hex>`, by od (POSIX) rather than base64 (not everywhere). */
+const hexLine = (key: string, file: string) =>
+  `printf '${key}=%s\\n' "$(od -An -v -tx1 ${file} | tr -d ' \\n')"`
+
+/**
+ * For the signature check (`backup.sign_key`): prints the manifest and meta file as hex
+ * (SIGN_MANIFEST=, SIGN_META=) and the first line of NAME.sig (SIG=), each when it exists.
+ */
+export function readSignedScript(plan: BackupPlan, name: BackupName): RemoteCommand {
+  const [manifest, meta, sig] = [sh(manifestFile(name)), sh(metaFile(name)), sh(signatureFile(name))]
+  return {
+    label: `read the signature of backup ${name}`,
+    script: script(
+      `cd ${sh(plan.dir)} 2>/dev/null || ${fail(sh(`the backup directory ${plan.dir} does not exist`))}`,
+      `[ -f ${manifest} ] || ${fail(sh(`${manifestFile(name)} is missing: the backup is incomplete`))}`,
+      hexLine('SIGN_MANIFEST', manifest),
+      `[ -f ${meta} ] && ${hexLine('SIGN_META', meta)}`,
+      `[ -f ${sig} ] && printf 'SIG=%s\\n' "$(head -n 1 ${sig})"`,
+      'true'
+    )
+  }
+}
+
+/** Writes NAME.sig (not a secret: an HMAC) next to a published backup. */
+export function writeSignatureScript(plan: BackupPlan, name: BackupName, line: string): RemoteCommand {
+  const sig = signatureFile(name)
+  return {
+    label: `sign backup ${name}`,
+    script: script(
+      'umask 077',
+      `cd ${sh(plan.dir)} || exit 1`,
+      `printf '%s\\n' ${sh(line)} >${sh(`.${sig}.tmp`)} || ${fail(sh(`cannot write ${sig}`))}`,
+      `mv -f -- ${sh(`.${sig}.tmp`)} ${sh(sig)} || ${fail(sh(`cannot move ${sig} into place`))}`,
+      'echo SIGNED=1'
+    )
   }
 }
 
@@ -297,11 +353,17 @@ export function targetFor(plan: BackupPlan, a: Artifact): Target | undefined {
  * encrypted artifact is checked by manifest and age header only, and the script says so (UNCHECKED=).
  * Prints MANIFEST= lines (the manifest), OK=/UNCHECKED= per artifact and TABLE= lines.
  */
-export function verifyScript(plan: BackupPlan, name: BackupName, artifacts: Artifact[]): BuiltCommand {
+export function verifyScript(
+  plan: BackupPlan,
+  name: BackupName,
+  artifacts: Artifact[],
+  opts: { manifestSha256?: string } = {}
+): BuiltCommand {
   const ids = new StepIds()
   const identity = plan.hasIdentity && artifacts.some(a => a.encrypted)
   const targets = artifacts.map(a => targetFor(plan, a)).filter((t): t is Target => !!t)
   const manifest = manifestFile(name)
+  const m = opts.manifestSha256 ? '"$t/manifest"' : sh(manifest)
   const lines: string[] = [
     'set -u',
     'umask 077',
@@ -312,8 +374,15 @@ export function verifyScript(plan: BackupPlan, name: BackupName, artifacts: Arti
     ...WORK_DIRS(`"$dir/.verify.${plan.app}.XXXXXX"`),
     ...SD_OK,
     ...(identity ? WRITE_IDENTITY : []),
-    `sed 's/^/MANIFEST=/' ${sh(manifest)}`,
-    `if ! sha256sum -c --strict ${sh(manifest)} >"$t/sum" 2>&1; then`,
+    // a signed manifest: check a private copy that is the one whose signature the runner checked
+    ...(opts.manifestSha256
+      ? [
+          `cp -- ${sh(manifest)} "$t/manifest" || ${fail(sh(`cannot copy ${manifest}`))}`,
+          `[ "$(sha256sum <"$t/manifest" | cut -c1-64)" = ${sh(opts.manifestSha256)} ] || ${fail(sh(`${manifest} changed after its signature was checked`))}`
+        ]
+      : []),
+    `sed 's/^/MANIFEST=/' ${m}`,
+    `if ! sha256sum -c --strict ${m} >"$t/sum" 2>&1; then`,
     `  grep -v ': OK$' "$t/sum" | head -n 20 | sed 's/^/SUM=/'`,
     `  ${fail(sh(`the files do not match their checksums in ${manifest}`))}`,
     'fi'
@@ -416,13 +485,15 @@ export function restoreScript(
 
 /**
  * What the host has: for each target its tools (T<i>_TOOL, T<i>_MISSING), the server's version and the
- * database size (T<i>_SERVER) or the error connecting (T<i>_ERROR); host tools the backup needs
+ * database size (T<i>_SERVER) or the error connecting (T<i>_ERROR), or T<i>_NODIR when a compose
+ * service's project dir is not there (no release yet); host tools the backup needs
  * (MISSING=); free space where the backups go (FREE_KB=).
  */
 export function probeScript(plan: BackupPlan, opts: { needs: string[] }): RemoteCommand {
-  const lines: string[] = ['t=${TMPDIR:-/tmp}', ...captureSecrets(plan, plan.targets, false)]
+  const all: string[] = ['t=${TMPDIR:-/tmp}', ...captureSecrets(plan, plan.targets, false)]
   for (const t of plan.targets) {
     const p = `T${t.index}_`
+    const lines: string[] = []
     const version = (tool: string) =>
       `v=$(${runIn(t, [], `${tool} --version`)} 2>&1) && printf '${p}TOOL=%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | head -n 1)" || printf '${p}MISSING=%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | tail -n 1)"`
     if (t.container) lines.push(`command -v docker >/dev/null 2>&1 || echo ${p}NODOCKER=1`)
@@ -445,7 +516,11 @@ export function probeScript(plan: BackupPlan, opts: { needs: string[] }): Remote
     } else {
       lines.push(version('sqlite3'), server(sqliteSize(t, 't')))
     }
+    // `cd <compose dir>` failing (no release yet) is said as such, not as every tool missing
+    if (t.container) all.push(`if [ -d ${sh(t.container.dir)} ]; then`, ...lines, `else echo ${p}NODIR=1; fi`)
+    else all.push(...lines)
   }
+  const lines = all
   lines.push(
     ...opts.needs.map(x => `command -v ${sh(x)} >/dev/null 2>&1 || echo MISSING=${sh(x)}`),
     `d=${sh(plan.dir)}`,
@@ -475,6 +550,25 @@ export function listScript(plan: BackupPlan): RemoteCommand {
       `printf 'FREE_KB=%s\\n' "$(df -Pk . | awk 'NR==2 {print $4}')"`,
       'printf \'NOW=%s\\n\' "$(date -u +%s)"',
       'true'
+    )
+  }
+}
+
+/**
+ * Marks a published backup as kept out of retention (writes NAME.keep with `why`), or takes the mark
+ * away (`why` undefined). Prints KEPT=1 or KEPT=0.
+ */
+export function keepScript(plan: BackupPlan, name: BackupName, why: string | undefined): RemoteCommand {
+  const keep = sh(keepFile(name))
+  return {
+    label: `${why === undefined ? 'unprotect' : 'protect'} backup ${name}`,
+    script: script(
+      'umask 077',
+      `cd ${sh(plan.dir)} 2>/dev/null || ${fail(sh(`the backup directory ${plan.dir} does not exist`))}`,
+      `[ -f ${sh(manifestFile(name))} ] || ${fail(sh(`backup ${name} does not exist (no ${manifestFile(name)})`))}`,
+      why === undefined
+        ? `rm -f -- ${keep} || exit 1; echo KEPT=0`
+        : `printf '%s\\n' ${sh(why)} >${keep} || ${fail(sh(`cannot write ${keepFile(name)}`))}; echo KEPT=1`
     )
   }
 }

@@ -27,6 +27,11 @@ export function runnerBackupDir(ctx: RunContext): string {
   return ctx.log.file ? dirname(ctx.log.file) : resolve(ctx.config.log_dir)
 }
 
+/** `download: true` without `encrypt`: the copy next to the log is the data in clear. */
+export function plainDownloadWarning(name: string, dir: string): string {
+  return `backup ${name} is not encrypted: download: true puts a plain copy of the data (the database dump) in ${dir} on the runner, next to the log; a workflow that uploads the log dir as an artifact (the quick start does) publishes it with the log. Set backup.encrypt.recipients, or upload only the *.log files`
+}
+
 /**
  * After a new backup verified: copy it to the runner when `download: true` (a failed copy is a warning:
  * the backup on the host is whole), then prune by retention (failures are warnings too).
@@ -36,6 +41,8 @@ export async function afterBackup(ctx: RunContext, s: HostSession, result: Backu
   if (!b) return
   const plan = resolvePlan(ctx.config.app, b, s.layout, ctx.config.env)
   if (b.download) {
+    if (!plan.recipients.length)
+      ctx.log.warn(plainDownloadWarning(result.name, runnerBackupDir(ctx)), s.host.name)
     try {
       const listing = await listBackups(ctx, s, plan, stage)
       await downloadBackup(
@@ -99,13 +106,13 @@ export function deployBackup(ctx: RunContext, release: () => string): DeployBack
   }
 }
 
-/** `safe-deploy backup`: one verified backup, then retention. */
-export function backupNowStage(out: { result?: BackupResult }): Stage {
+/** `safe-deploy backup [--keep]`: one verified backup (kept out of retention with --keep), then retention. */
+export function backupNowStage(out: { result?: BackupResult }, opts: { keep?: boolean } = {}): Stage {
   return {
     name: 'backup',
     async run(ctx) {
       const s = primaryOf(ctx)
-      out.result = await takeBackup(ctx, s, { stage: 'backup', reason: 'manual' })
+      out.result = await takeBackup(ctx, s, { stage: 'backup', reason: 'manual', keep: opts.keep })
       await afterBackup(ctx, s, out.result, 'backup')
     }
   }

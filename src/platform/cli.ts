@@ -36,6 +36,7 @@ options:
       --key-file FILE    private key file        --known-hosts-file FILE
       --to RELEASE       rollback target
       --yes              confirm restore / backups prune
+      --keep, --protect  backup: keep this backup out of retention
       --out DIR          where backups download writes (default: the log dir)
   -v, --verbose          log every command's label
   -h, --help             this text
@@ -93,6 +94,8 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
         help: { type: 'boolean', short: 'h', default: false },
         version: { type: 'boolean', default: false },
         yes: { type: 'boolean', default: false },
+        keep: { type: 'boolean', default: false },
+        protect: { type: 'boolean', default: false },
         out: { type: 'string' }
       }
     })
@@ -130,10 +133,13 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
           name: command === 'restore' ? sub : positionals[2],
           yes: o.yes,
           out: o.out,
-          json: o.json
+          json: o.json,
+          keep: o.keep || o.protect
         }
       : undefined
     if (backupArgs) checkBackupArgs(backupArgs)
+    else if (o.keep || o.protect)
+      throw new ConfigError(`--keep (--protect) is for \`backup\`, not \`${command}\``)
     const to = o.to === undefined ? undefined : parseReleaseId(o.to, '--to')
     if (o.restore !== undefined && o['no-db'])
       throw new ConfigError('rollback: give --restore NAME or --no-db, not both')

@@ -13,7 +13,14 @@ describe('backup command arguments, checked before anything loads or connects', 
   test.each([
     [
       { command: 'backups' },
-      'backups: expected `backups list`, `backups verify NAME`, `backups prune` or `backups download NAME`'
+      'backups: expected `backups list`, `backups verify NAME`, `backups prune`, `backups download NAME`, `backups protect NAME` or `backups unprotect NAME`'
+    ],
+    [{ command: 'backups', sub: 'protect' }, 'backups protect: name the backup'],
+    [{ command: 'backups', sub: 'unprotect' }, 'backups unprotect: name the backup'],
+    [{ command: 'backups', sub: 'list', keep: true }, '--keep (--protect) is for `backup`'],
+    [
+      { command: 'restore', name: 'shop_20261121_193000', yes: true, keep: true },
+      '--keep (--protect) is for'
     ],
     [{ command: 'backups', sub: 'delete' }, 'backups: expected'],
     [{ command: 'backups', sub: 'verify' }, 'backups verify: name the backup'],
@@ -29,6 +36,9 @@ describe('backup command arguments, checked before anything loads or connects', 
 
   test.each([
     { command: 'backup' },
+    { command: 'backup', keep: true },
+    { command: 'backups', sub: 'protect', name: 'shop_20261121_193000' },
+    { command: 'backups', sub: 'unprotect', name: 'shop_20261121_193000' },
     { command: 'backups', sub: 'list' },
     { command: 'backups', sub: 'prune' },
     { command: 'backups', sub: 'prune', yes: true },

@@ -59,6 +59,41 @@ describe('database URLs', () => {
   })
 
   test.each([
+    ['postgresql+psycopg2://app:p%40ss@db:5433/shop?sslmode=require', 'postgres'],
+    ['postgresql+asyncpg://app:p%40ss@db:5433/shop?sslmode=require', 'postgres'],
+    ['postgresql+psycopg://app:p%40ss@db:5433/shop?sslmode=require', 'postgres'],
+    ['postgresql+pg8000://app:p%40ss@db:5433/shop?sslmode=require', 'postgres'],
+    ['mysql+pymysql://app:p%40ss@db:5433/shop?charset=utf8mb4', 'mysql'],
+    ['mysql+mysqldb://app:p%40ss@db:5433/shop', 'mysql'],
+    ['mysql+mysqlconnector://app:p%40ss@db:5433/shop', 'mysql'],
+    ['mariadb+mariadbconnector://app:p%40ss@db:5433/shop', 'mysql']
+  ] as [string, 'postgres' | 'mysql'][])(
+    'a SQLAlchemy URL %s: the driver suffix is ignored',
+    (url, engine) => {
+      expect(parseDatabaseUrl(url, engine)).toEqual({
+        host: 'db',
+        port: 5433,
+        user: 'app',
+        password: 'p@ss',
+        database: 'shop',
+        params: engine === 'postgres' ? { PGSSLMODE: 'require' } : {}
+      })
+      expect(databaseSecrets(db({ engine, url }))).toEqual([url, 'p%40ss', 'p@ss'])
+    }
+  )
+
+  test.each([
+    [
+      'mysql+pymysql://u:p@h/db',
+      'postgres',
+      'the URL scheme is mysql+pymysql; for engine postgres use postgres:// or postgresql://'
+    ],
+    ['postgresql+psycopg2://u:p@h/db', 'mysql', 'the URL scheme is postgresql+psycopg2; for engine mysql'],
+    [
+      'postgresql+psycopg2://u:p@h/db?ssl=true',
+      'postgres',
+      'unknown connection parameter ?ssl= (libpq parameters only)'
+    ],
     [
       'mysql://u:p@h/db',
       'postgres',
