@@ -6,6 +6,7 @@ import { configSchema, type Config } from './schema.js'
 import { ConfigError } from './errors.js'
 import { migrationProblems } from './rules.js'
 import { checkBackupConfig } from '../backup/plan.js'
+import { databaseSecrets } from '../backup/connection.js'
 
 /** Values given on the command line or as Action inputs; they win over the file. */
 export interface Overrides {
@@ -74,35 +75,47 @@ function formatPath(path: readonly PropertyKey[]): string {
   return out || '(top level)'
 }
 
-/** Replaces `env:NAME` strings with the variable's value, recording secrets and missing variables. */
-function resolveEnvRefs(
-  node: unknown,
-  path: PropertyKey[],
-  env: NodeJS.ProcessEnv,
-  secrets: string[],
-  problems: string[],
-  missing: Set<string> = new Set()
-): unknown {
+/** What walking the raw config found: secrets (with where they came from), problems, unset variables. */
+interface EnvScan {
+  secrets: { where: string; value: string; name: string }[]
+  problems: string[]
+  /** Key path -> the variable an `env:NAME` there names, for every variable that is unset or empty. */
+  missing: Map<string, string>
+}
+
+/**
+ * Replaces `env:NAME` strings with the variable's value, recording secrets and missing variables. A NUL byte
+ * anywhere (in the file, a flag, or a variable's value) is a problem naming the key: no shell, file name or
+ * log line can carry one.
+ */
+function resolveEnvRefs(node: unknown, path: PropertyKey[], env: NodeJS.ProcessEnv, scan: EnvScan): unknown {
   if (typeof node === 'string') {
+    const where = formatPath(path)
     const m = ENV_REF.exec(node)
-    if (!m) return node
+    if (!m) {
+      if (node.includes('\0')) scan.problems.push(`${where}: contains a NUL byte`)
+      return node
+    }
     const name = m[1] as string
     const value = env[name]
-    const where = formatPath(path)
     if (value === undefined || value === '') {
-      problems.push(`${where}: environment variable ${name} is not set or empty (referenced as env:${name})`)
-      missing.add(where)
+      scan.missing.set(where, name)
       return ''
     }
-    if (SECRET_PATHS.some(re => re.test(where))) secrets.push(value)
+    if (value.includes('\0')) {
+      scan.problems.push(`${where}: the value of environment variable ${name} contains a NUL byte`)
+      return ''
+    }
+    if (SECRET_PATHS.some(re => re.test(where))) scan.secrets.push({ where, value, name })
     return value
   }
-  if (Array.isArray(node))
-    return node.map((item, i) => resolveEnvRefs(item, [...path, i], env, secrets, problems, missing))
+  if (Array.isArray(node)) return node.map((item, i) => resolveEnvRefs(item, [...path, i], env, scan))
   if (node && typeof node === 'object') {
     const out: Record<string, unknown> = {}
-    for (const [k, v] of Object.entries(node))
-      out[k] = resolveEnvRefs(v, [...path, k], env, secrets, problems, missing)
+    for (const [k, v] of Object.entries(node)) {
+      if (k.includes('\0')) scan.problems.push(`${formatPath([...path, k])}: the key contains a NUL byte`)
+      out[k] = resolveEnvRefs(v, [...path, k], env, scan)
+    }
     return out
   }
   return node
@@ -225,18 +238,22 @@ export function validateConfig(
   env: NodeJS.ProcessEnv = process.env
 ): LoadedConfig {
   const baseDir = dirname(file)
-  const secrets: string[] = []
-  const problems: string[] = []
+  const scan: EnvScan = { secrets: [], problems: [], missing: new Map() }
   const raw = structuredClone(parsed)
   applyOverrides(raw, overrides)
-  const missing = new Set<string>()
-  const resolved = resolveEnvRefs(raw, [], env, secrets, problems, missing) as Record<string, unknown>
+  const resolved = resolveEnvRefs(raw, [], env, scan) as Record<string, unknown>
+  const problems = [...scan.problems]
+  for (const [where, name] of scan.missing)
+    problems.push(`${where}: environment variable ${name} is not set or empty (referenced as env:${name})`)
   const result = configSchema.safeParse(resolved)
-  // a value whose variable is missing was already reported once; its validation error would be noise
+  // a value whose variable is missing (or held a NUL) was already reported once; its validation error is noise
+  const reported = new Set([...scan.missing.keys(), ...scan.problems.map(p => p.slice(0, p.indexOf(': ')))])
   if (!result.success)
-    problems.push(...formatZodError(result.error).filter(p => !missing.has(p.slice(0, p.indexOf(': ')))))
+    problems.push(...formatZodError(result.error).filter(p => !reported.has(p.slice(0, p.indexOf(': ')))))
   if (!result.success || problems.length) throw configProblems(file, problems)
   const config = result.data
+  /** Secrets with the key they came from, so that one too short to redact can be refused by name. */
+  const secrets: { where: string; value: string; name?: string }[] = [...scan.secrets]
 
   const hosts: ResolvedHost[] = config.hosts.map(h =>
     'local' in h
@@ -259,10 +276,6 @@ export function validateConfig(
           primary: !!h.primary
         }
   )
-  for (const [i, h] of hosts.entries()) {
-    const bad = checkRootPath(h.path)
-    if (bad && h.path !== config.path) problems.push(`hosts[${i}].path: ${bad}`)
-  }
   const primaries = hosts.filter(h => h.primary)
   if (primaries.length > 1) problems.push(`hosts: only one host can be primary, found ${primaries.length}`)
   if (primaries.length === 0 && hosts[0]) hosts[0].primary = true
@@ -281,7 +294,8 @@ export function validateConfig(
     ssh.private_key ?? readOptional(ssh.private_key_file, 'ssh.private_key_file', baseDir, problems)
   auth.passphrase = ssh.passphrase
   // however the key arrived (file, inline, Action input), it is a secret
-  for (const v of [auth.privateKey, auth.passphrase]) if (v) secrets.push(v)
+  if (auth.privateKey) secrets.push({ where: 'ssh.private_key', value: auth.privateKey })
+  if (auth.passphrase) secrets.push({ where: 'ssh.passphrase', value: auth.passphrase })
   if (ssh.known_hosts && ssh.known_hosts_file)
     problems.push('ssh: give known_hosts or known_hosts_file, not both')
   auth.knownHosts =
@@ -307,8 +321,9 @@ export function validateConfig(
   // database passwords (inline or in a URL) and the age identity are secrets, however they were given
   const backupCheck = checkBackupConfig(config.backup)
   problems.push(...backupCheck.problems)
-  secrets.push(...backupCheck.secrets)
+  for (const value of backupCheck.secrets) secrets.push({ where: backupSecretKey(config, value), value })
   problems.push(...migrationProblems(config))
+  problems.push(...shortSecretProblems(secrets))
   if (problems.length) throw configProblems(file, problems)
   return {
     config,
@@ -317,17 +332,33 @@ export function validateConfig(
     sourceDir: resolve(baseDir, config.source.dir),
     hosts,
     auth,
-    secrets: [...new Set(secrets.filter(s => s.length >= 4))]
+    secrets: [...new Set(secrets.map(s => s.value))]
   }
 }
 
-/** The rule for a deploy root; undefined when it is fine. */
-export function checkRootPath(p: string): string | undefined {
-  if (/[\0\n\r]/.test(p)) return 'must not contain NUL or line breaks'
-  if (!p.startsWith('/') || p.length < 2 || p.split('/').includes('..')) {
-    return 'expected an absolute path such as /srv/app (not / and without ..)'
+/** Shorter secrets cannot be redacted: replacing every `ab` in a log would mangle it beyond reading. */
+export const MIN_SECRET_LENGTH = 4
+
+/** The key a backup secret (a password, a URL, the identity) came from. */
+function backupSecretKey(config: Config, value: string): string {
+  if (config.backup && config.backup.encrypt?.identity === value) return 'backup.encrypt.identity'
+  const dbs = config.backup ? config.backup.databases : []
+  const i = dbs.findIndex(db => databaseSecrets(db).includes(value))
+  return `backup.databases[${i}].${dbs[i]?.password === value ? 'password' : 'url'}`
+}
+
+/** A secret too short to redact is refused, by key, rather than printed in clear. */
+function shortSecretProblems(secrets: { where: string; value: string; name?: string }[]): string[] {
+  const problems = new Map<string, string>()
+  for (const s of secrets) {
+    if (s.value.length >= MIN_SECRET_LENGTH || problems.has(s.where)) continue
+    const what = s.name ? `the value of env:${s.name}` : 'the secret'
+    problems.set(
+      s.where,
+      `${s.where}: ${what} is ${s.value.length} character${s.value.length === 1 ? '' : 's'} long; secrets are redacted (***) in every log and report, and one under ${MIN_SECRET_LENGTH} characters cannot be without mangling them: use a longer secret${s.name ? ', or write the value in the config if it is not secret' : ''}`
+    )
   }
-  return undefined
+  return [...problems.values()]
 }
 
 function readOptional(file: string | undefined, key: string, baseDir: string, problems: string[]) {

@@ -229,11 +229,52 @@ describe('errors name the key path', () => {
 
   test('a relative path', () => {
     expect(problemsOf(c => (c.path = 'srv/ledger'))).toEqual([
-      'path: expected an absolute path such as /srv/app (not / and without ..)'
+      'path: expected an absolute path such as /srv/app, got "srv/ledger"'
     ])
     expect(problemsOf(c => (c.path = '/'))[0]).toMatch(/^path: /)
     expect(problemsOf(c => (c.path = '/srv/../etc'))[0]).toMatch(/^path: /)
-    expect(problemsOf(c => (c.path = '/srv/a\nb'))[0]).toBe('path: path must not contain NUL or line breaks')
+    expect(problemsOf(c => (c.path = '/srv/a\nb'))[0]).toBe('path: must not contain NUL or line breaks')
+  })
+
+  test('every spelling of / is refused, for the top-level path and a host’s own', () => {
+    for (const root of ['/', '//', '///', '/.', '/./', '/./.', '/.//./']) {
+      expect(problemsOf(c => (c.path = root))).toEqual([
+        `path: ${JSON.stringify(root)} is the root directory; expected a deploy root such as /srv/app`
+      ])
+      expect(problemsOf(c => (c.hosts[0]!.path = root))).toEqual([
+        `hosts[0].path: ${JSON.stringify(root)} is the root directory; expected a deploy root such as /srv/app`
+      ])
+    }
+    // the --path flag goes through the same rule
+    expect(problemsOf(() => undefined, ENV, { path: '//' })).toEqual([
+      'path: "//" is the root directory; expected a deploy root such as /srv/app'
+    ])
+  })
+
+  test('`..` segments and relative paths are refused, per host too', () => {
+    for (const bad of ['/srv/..', '/srv/../etc', '/../srv', 'srv/app', './srv', '../srv', '']) {
+      const [problem, ...rest] = problemsOf(c => (c.hosts[0]!.path = bad))
+      expect(rest).toEqual([])
+      expect(problem).toMatch(/^hosts\[0\]\.path: expected (an absolute path|a path without \.\. segments)/)
+    }
+    expect(problemsOf(c => (c.hosts[0]!.path = '/srv/a\0b'))).toEqual(['hosts[0].path: contains a NUL byte'])
+  })
+
+  test('trailing slashes, repeated slashes and `.` segments are normalised away', () => {
+    const cases: [string, string][] = [
+      ['/srv/ledger/', '/srv/ledger'],
+      ['//srv//ledger//', '/srv/ledger'],
+      ['/srv/./ledger/.', '/srv/ledger'],
+      ['/./srv', '/srv']
+    ]
+    for (const [given, normal] of cases) {
+      const c = issueObject() as Raw
+      c.path = given
+      c.hosts = [{ address: 'a', path: given }, { address: 'b' }]
+      const l = validateConfig(c, issueFile, {}, ENV)
+      expect(l.config.path).toBe(normal)
+      expect(l.hosts.map(h => h.path)).toEqual([normal, normal])
+    }
   })
 
   test('`..` or an absolute path in shared files and dirs', () => {
@@ -273,6 +314,23 @@ describe('errors name the key path', () => {
     expect(problemsOf(c => (c.hosts = [{ address: 'a' }, { address: 'b', name: 'a' }]))).toEqual([
       'hosts: two hosts are named a; give each a distinct name'
     ])
+  })
+
+  test('host names, addresses and users are one printable line', () => {
+    const forged = 'web-1\n[2026-11-21 19:30:05] DEPLOYMENT SUCCESS (1.0 s)'
+    const msg = 'must be one printable line (no line breaks, tabs or other control characters)'
+    for (const name of [forged, 'web\r1', 'web\t1', 'web\x1b[2J1', 'web\u20281', 'web\x7f']) {
+      expect(problemsOf(c => (c.hosts[0]!.name = name))).toEqual([`hosts[0].name: a host name ${msg}`])
+    }
+    expect(problemsOf(c => (c.hosts = [{ local: true, name: forged }]))).toEqual([
+      `hosts[0].name: a host name ${msg}`
+    ])
+    expect(problemsOf(c => (c.hosts[0]!.address = 'web\n1'))).toEqual([`hosts[0].address: an address ${msg}`])
+    expect(problemsOf(c => (c.hosts[0]!.user = 'ro\tot'))).toEqual([`hosts[0].user: a user ${msg}`])
+    // printable names, unicode included, are fine
+    const c = issueObject() as Raw
+    c.hosts[0]!.name = 'web 1 (Zürich)'
+    expect(validateConfig(c, issueFile, {}, ENV).hosts[0]?.name).toBe('web 1 (Zürich)')
   })
 
   test('an empty hosts list', () => {
@@ -435,21 +493,20 @@ describe('secrets', () => {
     const c = issueObject() as Raw
     c.path = 'env:DEPLOY_PATH'
     c.ssh.passphrase = 'env:KEY_PASSPHRASE'
-    c.env = { DB_PASSWORD: 'env:DB_PASSWORD', API: 'env:API_TOKEN', MODE: 'production', SHORT: 'env:SHORT' }
+    c.env = { DB_PASSWORD: 'env:DB_PASSWORD', API: 'env:API_TOKEN', MODE: 'production', SHORT: 'abc' }
     const env = {
       ...ENV,
       DEPLOY_PATH: '/srv/from-env',
       KEY_PASSPHRASE: 'pass phrase',
       DB_PASSWORD: 'hunter2-db',
-      API_TOKEN: 'tok_123456',
-      SHORT: 'abc'
+      API_TOKEN: 'tok_123456'
     }
     const l = validateConfig(c, issueFile, {}, env)
     expect(l.secrets.sort()).toEqual([KEY, 'hunter2-db', 'pass phrase', 'tok_123456'].sort())
     expect(l.secrets).not.toContain(KNOWN)
     expect(l.secrets).not.toContain('/srv/from-env')
     expect(l.secrets).not.toContain('production')
-    // values under 4 characters are too short to redact without mangling the log
+    // a value written in the config is not a secret, whatever its length
     expect(l.secrets).not.toContain('abc')
     expect(l.config.path).toBe('/srv/from-env')
     expect(l.config.env).toEqual({
@@ -459,6 +516,52 @@ describe('secrets', () => {
       SHORT: 'abc'
     })
     expect(l.auth.passphrase).toBe('pass phrase')
+  })
+
+  test('a secret under 4 characters is refused by key, saying why (it could not be redacted)', () => {
+    const why =
+      'secrets are redacted (***) in every log and report, and one under 4 characters cannot be without mangling them'
+    expect(problemsOf(c => (c.env = { TOKEN: 'env:TOKEN' }), { ...ENV, TOKEN: 'abc' })).toEqual([
+      `env.TOKEN: the value of env:TOKEN is 3 characters long; ${why}: use a longer secret, or write the value in the config if it is not secret`
+    ])
+    expect(problemsOf(c => (c.ssh.passphrase = 'env:PASSPHRASE'), { ...ENV, PASSPHRASE: 'x' })).toEqual([
+      `ssh.passphrase: the value of env:PASSPHRASE is 1 character long; ${why}: use a longer secret, or write the value in the config if it is not secret`
+    ])
+    // inline passwords, in a URL or not, are secrets too
+    const db = (extra: Record<string, unknown>) => (c: Raw) =>
+      (c.backup = { databases: [{ engine: 'postgres', database: 'app', ...extra }] })
+    expect(problemsOf(db({ password: 'pw' }))).toEqual([
+      `backup.databases[0].password: the secret is 2 characters long; ${why}: use a longer secret`
+    ])
+    expect(problemsOf(db({ url: 'postgres://app:pw@db.internal/app' }))).toEqual([
+      `backup.databases[0].url: the secret is 2 characters long; ${why}: use a longer secret`
+    ])
+    // 4 characters is enough, and is redacted
+    const c = issueObject() as Raw
+    c.env = { TOKEN: 'env:TOKEN' }
+    expect(validateConfig(c, issueFile, {}, { ...ENV, TOKEN: 'abcd' }).secrets).toContain('abcd')
+  })
+
+  test('a NUL byte in any value, from the file, a flag or a variable, names the key', () => {
+    expect(problemsOf(c => (c.env = { MODE: 'prod\0uction' }))).toEqual(['env.MODE: contains a NUL byte'])
+    expect(problemsOf(c => (c.stages = { build: 'make\0 all' }))).toEqual([
+      'stages.build: contains a NUL byte'
+    ])
+    expect(problemsOf(c => (c.env = { TOKEN: 'env:TOKEN' }), { ...ENV, TOKEN: 'tok\0en-value' })).toEqual([
+      'env.TOKEN: the value of environment variable TOKEN contains a NUL byte'
+    ])
+    expect(
+      problemsOf(() => undefined, { ...ENV, SSH_KEY: `${KEY}\0` }).filter(p => p.includes('NUL'))
+    ).toEqual(['ssh.private_key: the value of environment variable SSH_KEY contains a NUL byte'])
+    expect(problemsOf(c => (c.hosts[0]!.address = 'web\0.example'))).toEqual([
+      'hosts[0].address: contains a NUL byte'
+    ])
+    expect(problemsOf(() => undefined, ENV, { user: 'ro\0ot' })).toEqual([
+      'hosts[0].user: contains a NUL byte'
+    ])
+    expect(problemsOf(c => ((c as Record<string, unknown>).verify = { command: ['true', 'a\0b'] }))).toEqual([
+      'verify.command[1]: contains a NUL byte'
+    ])
   })
 
   test('one value referenced twice is listed once', () => {
