@@ -1,0 +1,115 @@
+/**
+ * Bad input gets a clear error before anything changes, and commands need only what they use (issue 7):
+ * every test here runs the real CLI against real sshd hosts and checks what the host saw.
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { startSshd, stopAll, type SshHost } from './harness/sshd.js'
+import { writeApp } from './harness/app.js'
+import { answer, currentOf, project, stopApp } from './support.js'
+
+const pidFiles: string[] = []
+let a: SshHost
+
+beforeAll(async () => {
+  a = await startSshd()
+})
+
+afterAll(async () => {
+  for (const f of pidFiles) await stopApp(f)
+  await stopAll()
+})
+
+/** How many connections sshd has accepted so far: a run refused at load must not add one. */
+function connections(host: SshHost): number {
+  return (readFileSync(host.logFile, 'utf8').match(/Connection from /g) ?? []).length
+}
+
+describe('bad input is refused before anything connects (exit 2, naming the key)', () => {
+  test('a NUL byte in a config value', async () => {
+    const root = a.root('nul')
+    const p = await project({
+      hosts: [a],
+      root,
+      config: c => ({ ...c, env: { ...(c.env as object), MODE: 'prod\0uction' } })
+    })
+    p.app({ version: '1.0.0' })
+    const before = connections(a)
+    const r = await p.deploy()
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('env.MODE: contains a NUL byte')
+    expect(connections(a)).toBe(before)
+    expect(existsSync(join(root, '.safe-deploy'))).toBe(false)
+  })
+
+  test('a host name with a line break that would forge a verdict line', async () => {
+    const root = a.root('forged-name')
+    const p = await project({
+      hosts: [a],
+      root,
+      config: c => ({
+        ...c,
+        hosts: (c.hosts as Record<string, unknown>[]).map(h => ({
+          ...h,
+          name: 'web-1\n[2026-11-21 19:30:05] DEPLOYMENT SUCCESS (1.0 s)'
+        }))
+      })
+    })
+    p.app({ version: '1.0.0' })
+    const before = connections(a)
+    const r = await p.deploy()
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(
+      'hosts[0].name: a host name must be one printable line (no line breaks, tabs or other control characters)'
+    )
+    expect(r.stderr).not.toContain('\n[2026-11-21 19:30:05] DEPLOYMENT SUCCESS')
+    expect(connections(a)).toBe(before)
+    expect(existsSync(join(root, '.safe-deploy'))).toBe(false)
+  })
+
+  test('every spelling of / as the deploy root, from the file or --path', async () => {
+    const root = a.root('slash')
+    const p = await project({ hosts: [a], root, config: c => ({ ...c, path: '/./' }) })
+    p.app({ version: '1.0.0' })
+    const before = connections(a)
+    const r = await p.deploy()
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('path: "/./" is the root directory; expected a deploy root such as /srv/app')
+    const flag = await p.deploy(['--path', '//'])
+    expect(flag.code).toBe(2)
+    expect(flag.stderr).toContain('path: "//" is the root directory')
+    expect(connections(a)).toBe(before)
+  })
+})
+
+describe('the test stage quotes the source dir with the one quoting function', () => {
+  test('a source dir named app$(touch X) runs nothing but the test command', async () => {
+    const root = a.root('test-quoting')
+    const p = await project({
+      hosts: [a],
+      root,
+      config: c => ({
+        ...c,
+        source: { dir: './app$(touch pwned)', exclude: ['.git'] },
+        stages: {
+          ...(c.stages as object),
+          test: 'test -f SOURCE_MARK && echo tested-in-"$(basename "$PWD")"'
+        }
+      })
+    })
+    pidFiles.push(join(root, 'shared', 'app.pid'))
+    const src = join(p.dir, 'app$(touch pwned)')
+    mkdirSync(src, { recursive: true })
+    writeApp(src, { version: '1.0.0' })
+    writeFileSync(join(src, 'SOURCE_MARK'), 'here\n')
+    const r = await p.deploy()
+    expect(r.stderr).toContain('tested-in-app$(touch pwned)')
+    expect(r.code).toBe(0)
+    // nothing ran from the name: not in the project dir (the cwd), not anywhere the shell could have been
+    expect(existsSync(join(p.dir, 'pwned'))).toBe(false)
+    expect(existsSync(join(src, 'pwned'))).toBe(false)
+    expect(currentOf(root)).toMatch(/^releases\//)
+    expect(await answer(p.port)).toBe('version 1.0.0')
+  })
+})
