@@ -7,13 +7,15 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { startSshd, stopAll, type SshHost } from './harness/sshd.js'
 import { writeApp } from './harness/app.js'
-import { answer, currentOf, project, stopApp } from './support.js'
+import { answer, currentOf, project, q, stopApp } from './support.js'
 
 const pidFiles: string[] = []
 let a: SshHost
+let b: SshHost
 
 beforeAll(async () => {
   a = await startSshd()
+  b = await startSshd()
 })
 
 afterAll(async () => {
@@ -111,5 +113,61 @@ describe('the test stage quotes the source dir with the one quoting function', (
     expect(existsSync(join(src, 'pwned'))).toBe(false)
     expect(currentOf(root)).toMatch(/^releases\//)
     expect(await answer(p.port)).toBe('version 1.0.0')
+  })
+})
+
+describe('--host selects hosts of the config', () => {
+  test('by name or address: those hosts alone, keeping their name and path; an unknown one is exit 2 naming the known', async () => {
+    // one client key for both hosts, as in production
+    b.run(`cat ${q(`${a.privateKeyFile}.pub`)} >> ${q(join(b.dir, 'etc', 'authorized_keys'))}`)
+    const rootA = a.root('select-a')
+    const rootB = b.root('select-b')
+    const p = await project({
+      hosts: [a, b],
+      // the app's env (PID_FILE, APP_LOG) points under the top-level path: web-b's own path
+      root: rootB,
+      config: c => ({
+        ...c,
+        hosts: [
+          { name: 'web-a', address: a.address, port: a.port, user: 'root', path: rootA },
+          { name: 'web-b', address: b.address, port: b.port, user: 'root' }
+        ]
+      })
+    })
+    pidFiles.push(join(rootB, 'shared', 'app.pid'))
+    p.app({ version: '1.0.0' })
+    const r = await p.deploy(['--host', 'web-b'])
+    expect(r.stderr).toContain('[web-b] connected')
+    expect(r.code).toBe(0)
+    // web-b alone, under its name; web-a (with its own path) was not touched
+    expect(currentOf(rootB)).toMatch(/^releases\//)
+    expect(existsSync(join(rootB, 'current', 'VERSION'))).toBe(true)
+    expect(existsSync(join(rootA, 'releases'))).toBe(false)
+    expect(existsSync(join(rootA, 'current'))).toBe(false)
+    expect(await answer(p.port)).toBe('version 1.0.0')
+    const releaseB = currentOf(rootB)
+
+    // by address: web-a, deployed to its own path, not the top-level one
+    a.run(`mkdir -p ${q(`${rootA}/shared`)} && printf 'SECRET=from-shared\\n' > ${q(`${rootA}/shared/.env`)}`)
+    p.app({ version: '2.0.0' })
+    const ra = await p.deploy(['--host', a.address])
+    expect(ra.stderr).toContain('[web-a] connected')
+    expect(ra.code).toBe(0)
+    expect(currentOf(rootA)).toMatch(/^releases\//)
+    expect(readFileSync(join(rootA, 'current', 'VERSION'), 'utf8').trim()).toBe('2.0.0')
+    expect(currentOf(rootB)).toBe(releaseB)
+    expect(await answer(p.port)).toBe('version 2.0.0')
+
+    const st = await p.run(['releases', '--host', `${b.address}:${b.port}`])
+    expect(st.code).toBe(0)
+    expect(st.stdout).toMatch(/^web-b:\n {2}\* \d{8}T\d{6}Z-/)
+
+    const before = connections(a) + connections(b)
+    const bad = await p.deploy(['--host', 'web-c'])
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toContain(
+      `--host: "web-c" is not a host of this config; it has web-a (${a.address}), web-b (${b.address})`
+    )
+    expect(connections(a) + connections(b)).toBe(before)
   })
 })

@@ -10,7 +10,10 @@ import { databaseSecrets } from '../backup/connection.js'
 
 /** Values given on the command line or as Action inputs; they win over the file. */
 export interface Overrides {
-  /** One address, or several separated by commas: replaces the hosts list. */
+  /**
+   * Selects hosts of the config by name or address (`address` or `address:port`), several separated by
+   * commas; each keeps its own settings (name, path, port, user, primary). An unknown one is a config error.
+   */
   host?: string
   port?: number
   user?: string
@@ -169,16 +172,6 @@ function applyOverrides(raw: Record<string, unknown>, o: Overrides): void {
     if (Array.isArray(raw.hosts))
       for (const h of raw.hosts) if (h && typeof h === 'object') delete (h as Record<string, unknown>).path
   }
-  if (o.host) {
-    const first =
-      Array.isArray(raw.hosts) && raw.hosts[0] && typeof raw.hosts[0] === 'object' ? raw.hosts[0] : {}
-    const base = first as Record<string, unknown>
-    raw.hosts = o.host
-      .split(',')
-      .map(a => a.trim())
-      .filter(Boolean)
-      .map(address => ({ address, port: base.port ?? 22, user: base.user ?? 'root' }))
-  }
   if (Array.isArray(raw.hosts)) {
     for (const h of raw.hosts) {
       if (!h || typeof h !== 'object' || (h as Record<string, unknown>).local) continue
@@ -276,14 +269,19 @@ export function validateConfig(
           primary: !!h.primary
         }
   )
-  const primaries = hosts.filter(h => h.primary)
-  if (primaries.length > 1) problems.push(`hosts: only one host can be primary, found ${primaries.length}`)
-  if (primaries.length === 0 && hosts[0]) hosts[0].primary = true
   const names = new Set<string>()
   for (const h of hosts) {
     if (names.has(h.name)) problems.push(`hosts: two hosts are named ${h.name}; give each a distinct name`)
     names.add(h.name)
   }
+  if (overrides.host !== undefined) {
+    const picked = selectHosts(hosts, overrides.host)
+    if ('problem' in picked) problems.push(picked.problem)
+    else hosts.splice(0, hosts.length, ...picked.hosts)
+  }
+  const primaries = hosts.filter(h => h.primary)
+  if (primaries.length > 1) problems.push(`hosts: only one host can be primary, found ${primaries.length}`)
+  if (primaries.length === 0 && hosts[0]) hosts[0].primary = true
 
   const ssh = config.ssh
   const auth: SshAuth = { fingerprints: ssh.fingerprints, insecure: ssh.insecure_skip_host_key_check }
@@ -338,6 +336,24 @@ export function validateConfig(
 
 /** Shorter secrets cannot be redacted: replacing every `ab` in a log would mangle it beyond reading. */
 export const MIN_SECRET_LENGTH = 4
+
+/** The hosts `--host` names (by name, address, or address:port), in config order; or why it cannot. */
+function selectHosts(hosts: ResolvedHost[], wanted: string): { hosts: ResolvedHost[] } | { problem: string } {
+  const asked = [...new Set(wanted.split(',').map(a => a.trim()))].filter(Boolean)
+  if (!asked.length) return { problem: '--host: expected a host name or address from the config' }
+  const matches = (h: ResolvedHost, a: string) =>
+    h.name === a || (h.kind === 'ssh' && (h.address === a || `${h.address}:${h.port}` === a))
+  const unknown = asked.filter(a => !hosts.some(h => matches(h, a)))
+  if (unknown.length) {
+    const known = hosts.map(h =>
+      h.kind === 'ssh' && h.name !== h.address ? `${h.name} (${h.address})` : h.name
+    )
+    return {
+      problem: `--host: ${unknown.map(u => JSON.stringify(u)).join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a host of this config; it has ${known.join(', ')} (add a host to hosts: to deploy to it)`
+    }
+  }
+  return { hosts: hosts.filter(h => asked.some(a => matches(h, a))) }
+}
 
 /** The key a backup secret (a password, a URL, the identity) came from. */
 function backupSecretKey(config: Config, value: string): string {

@@ -31,7 +31,8 @@ options:
   -c, --config FILE      config file (default: safe-deploy.yml)
       --json             print the result as JSON on stdout (progress goes to stderr)
       --dotenv FILE      also write the outputs as SAFE_DEPLOY_*=value lines (GitLab dotenv reports)
-      --host ADDR[,ADDR] override hosts          --port N      override the SSH port
+      --host H[,H]       only these hosts of the config (by name or address; each keeps its settings)
+      --port N           override the SSH port
       --user NAME        override the SSH user   --path DIR    override the deploy root
       --key-file FILE    private key file        --known-hosts-file FILE
       --to RELEASE       rollback target

@@ -136,7 +136,7 @@ describe('the issue’s example config', () => {
   test('validateConfig does not change the object it is given', () => {
     const obj = issueObject()
     const copy = structuredClone(obj)
-    validateConfig(obj, issueFile, { host: 'a,b', port: 22 }, ENV)
+    validateConfig(obj, issueFile, { host: '127.0.0.2', port: 22 }, ENV)
     expect(obj).toEqual(copy)
   })
 })
@@ -402,31 +402,45 @@ describe('loadConfig: the file itself', () => {
 })
 
 describe('overrides win over the file', () => {
-  test('host: a comma list replaces the hosts, keeping the first host’s port and user', () => {
-    const l = loadConfig(issueFile, { host: ' web-1.example , 203.0.113.10,,' }, ENV)
-    expect(l.hosts).toHaveLength(2)
-    expect(l.hosts).toMatchObject([
+  test('host selects hosts of the config by name or address, and each keeps its own settings', () => {
+    const c = issueObject() as Raw
+    c.hosts = [
+      { address: '10.0.0.1', name: 'web-1', path: '/srv/web-1', primary: true },
+      { address: '10.0.0.2', name: 'web-2', path: '/srv/web-2', port: 2202, user: 'deploy' },
+      { address: '10.0.0.3', port: 2203 }
+    ]
+    const pick = (host: string) => validateConfig(c, issueFile, { host }, ENV).hosts
+    expect(pick('web-2')).toEqual([
       {
-        name: 'web-1.example:2222',
+        name: 'web-2',
         kind: 'ssh',
-        address: 'web-1.example',
-        port: 2222,
-        user: 'root',
+        address: '10.0.0.2',
+        port: 2202,
+        user: 'deploy',
+        path: '/srv/web-2',
         primary: true
-      },
-      {
-        name: '203.0.113.10:2222',
-        kind: 'ssh',
-        address: '203.0.113.10',
-        port: 2222,
-        user: 'root',
-        primary: false
       }
+    ])
+    // by address, by address:port, by the default name; in config order; the primary stays primary
+    expect(pick(' 10.0.0.3:2203 , 10.0.0.1,,').map(h => [h.name, h.path, h.port, h.primary])).toEqual([
+      ['web-1', '/srv/web-1', 22, true],
+      ['10.0.0.3:2203', '/srv/ledger', 2203, false]
+    ])
+    expect(pick('10.0.0.2').map(h => h.name)).toEqual(['web-2'])
+  })
+
+  test('an unknown host is a config error listing the hosts the config has', () => {
+    const c = issueObject() as Raw
+    c.hosts = [{ address: '10.0.0.1', name: 'web-1' }, { address: '10.0.0.2' }]
+    expect(problemsOf(r => (r.hosts = c.hosts), ENV, { host: 'web-1,web-9' })).toEqual([
+      '--host: "web-9" is not a host of this config; it has web-1 (10.0.0.1), 10.0.0.2 (add a host to hosts: to deploy to it)'
     ])
   })
 
   test('port and user apply to every SSH host', () => {
-    const l = loadConfig(issueFile, { host: 'a,b', port: 22, user: 'deploy' }, ENV)
+    const c = issueObject() as Raw
+    c.hosts = [{ address: 'a' }, { address: 'b', port: 2200, user: 'web' }]
+    const l = validateConfig(c, issueFile, { port: 22, user: 'deploy' }, ENV)
     expect(l.hosts.map(h => [h.name, h.address, h.port, h.user])).toEqual([
       ['a', 'a', 22, 'deploy'],
       ['b', 'b', 22, 'deploy']
