@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { startSshd, stopAll, type SshHost } from './harness/sshd.js'
+import { execFileSync } from 'node:child_process'
+import { startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
 import { writeApp } from './harness/app.js'
 import { answer, currentOf, project, q, stopApp } from './support.js'
 
@@ -169,5 +170,43 @@ describe('--host selects hosts of the config', () => {
       `--host: "web-c" is not a host of this config; it has web-a (${a.address}), web-b (${b.address})`
     )
     expect(connections(a) + connections(b)).toBe(before)
+  })
+})
+
+describe('host keys fail closed with what to do', () => {
+  test('known_hosts has only an RSA key, the server only ed25519: the offered key and the ssh-keyscan command', async () => {
+    const keyDir = tempDir('safe-deploy-rsa-')
+    execFileSync('/usr/bin/ssh-keygen', ['-q', '-t', 'rsa', '-b', '2048', '-N', '', '-f', join(keyDir, 'k')])
+    const [type, blob] = readFileSync(join(keyDir, 'k.pub'), 'utf8').trim().split(/\s+/)
+    const root = a.root('rsa-only')
+    const p = await project({
+      hosts: [a],
+      root,
+      envExtra: { KNOWN_HOSTS: `[${a.address}]:${a.port} ${type} ${blob}` }
+    })
+    p.app({ version: '1.0.0' })
+    const r = await p.deploy()
+    expect(r.code).toBe(3)
+    expect(r.stderr).toContain(
+      `host key for ${a.address}:${a.port} cannot be checked: the server offered ssh-ed25519 ${a.hostKeyFingerprint}, ` +
+        'and known_hosts has only ssh-rsa for this host (line 1); ' +
+        `run \`ssh-keyscan -p ${a.port} -t ed25519 ${a.address}\`, check the key out of band and add it to known_hosts`
+    )
+    expect(r.stderr).not.toContain('no matching host key format')
+    // fail closed: no retries of a connection that cannot be trusted, nothing on the host
+    expect(r.stderr).not.toContain('retrying')
+    expect(existsSync(join(root, '.safe-deploy'))).toBe(false)
+
+    // a configured fingerprint of the server's key is accepted whatever types known_hosts holds
+    const withFingerprint = await project({
+      hosts: [a],
+      root,
+      envExtra: { KNOWN_HOSTS: `[${a.address}]:${a.port} ${type} ${blob}` },
+      config: c => ({ ...c, ssh: { ...(c.ssh as object), fingerprints: [a.hostKeyFingerprint] } })
+    })
+    const ok = await withFingerprint.run(['lock', 'status'])
+    expect(ok.stderr).toContain('connected')
+    expect(ok.stdout).toContain('free')
+    expect(ok.code).toBe(0)
   })
 })
