@@ -4,7 +4,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml'
 import type { ZodError } from 'zod'
 import { configSchema, type Config } from './schema.js'
 import { ConfigError } from './errors.js'
-import { migrationProblems } from './rules.js'
+import { databaseRollbackMode, migrationProblems } from './rules.js'
 import { checkBackupConfig } from '../backup/plan.js'
 import { databaseSecrets } from '../backup/connection.js'
 
@@ -57,9 +57,28 @@ export interface LoadedConfig {
   auth: SshAuth
   /** Every secret value, for redaction and core.setSecret. */
   secrets: string[]
+  /**
+   * `env:` values whose variable is not set, under keys only some commands use (LAZY_KEYS): left out of
+   * `config`; `requireEnv` refuses a command that uses one.
+   */
+  unresolved: Unresolved[]
+}
+
+export interface Unresolved {
+  /** The key path, e.g. backup.databases[0].url. */
+  key: string
+  /** The variable its env:NAME names. */
+  variable: string
 }
 
 const ENV_REF = /^env:([A-Za-z_][A-Za-z0-9_]*)$/
+/**
+ * Keys whose `env:` variable may be unset when the config loads: only some commands use them (`requireEnv`).
+ * `releases`, `status`, `plan`, `lock` and `backups list` run without DATABASE_URL or AGE_IDENTITY; a nightly
+ * backup runs without the identity (it encrypts to the recipients).
+ */
+const LAZY_KEYS = [/^env\./, /^backup\.databases\[\d+\]\./, /^backup\.encrypt\.identity$/]
+
 /** Key paths whose `env:` values are secrets (redacted everywhere). */
 const SECRET_PATHS = [
   /^ssh\.private_key$/,
@@ -82,8 +101,8 @@ function formatPath(path: readonly PropertyKey[]): string {
 interface EnvScan {
   secrets: { where: string; value: string; name: string }[]
   problems: string[]
-  /** Key path -> the variable an `env:NAME` there names, for every variable that is unset or empty. */
-  missing: Map<string, string>
+  /** Key path -> the variable an `env:NAME` there names (and the path), for every one unset or empty. */
+  missing: Map<string, { name: string; path: PropertyKey[] }>
 }
 
 /**
@@ -102,7 +121,7 @@ function resolveEnvRefs(node: unknown, path: PropertyKey[], env: NodeJS.ProcessE
     const name = m[1] as string
     const value = env[name]
     if (value === undefined || value === '') {
-      scan.missing.set(where, name)
+      scan.missing.set(where, { name, path })
       return ''
     }
     if (value.includes('\0')) {
@@ -236,8 +255,14 @@ export function validateConfig(
   applyOverrides(raw, overrides)
   const resolved = resolveEnvRefs(raw, [], env, scan) as Record<string, unknown>
   const problems = [...scan.problems]
-  for (const [where, name] of scan.missing)
-    problems.push(`${where}: environment variable ${name} is not set or empty (referenced as env:${name})`)
+  // a variable that only some commands use may be unset: it is left out, and those commands ask for it
+  const unresolved: Unresolved[] = []
+  for (const [where, { name, path }] of scan.missing) {
+    if (LAZY_KEYS.some(re => re.test(where))) {
+      unresolved.push({ key: where, variable: name })
+      removeAt(resolved, path)
+    } else problems.push(missingVariable(where, name))
+  }
   const result = configSchema.safeParse(resolved)
   // a value whose variable is missing (or held a NUL) was already reported once; its validation error is noise
   const reported = new Set([...scan.missing.keys(), ...scan.problems.map(p => p.slice(0, p.indexOf(': ')))])
@@ -318,7 +343,11 @@ export function validateConfig(
   }
   // database passwords (inline or in a URL) and the age identity are secrets, however they were given
   const backupCheck = checkBackupConfig(config.backup)
-  problems.push(...backupCheck.problems)
+  // a database whose URL or password is not set yet cannot be checked; the commands that use it refuse
+  const waiting = [...unresolvedDatabases(unresolved).keys()].map(i => `backup.databases[${i}]`)
+  problems.push(
+    ...backupCheck.problems.filter(p => !waiting.some(w => p.startsWith(`${w}.`) || p.startsWith(`${w}:`)))
+  )
   for (const value of backupCheck.secrets) secrets.push({ where: backupSecretKey(config, value), value })
   problems.push(...migrationProblems(config))
   problems.push(...shortSecretProblems(secrets))
@@ -330,8 +359,104 @@ export function validateConfig(
     sourceDir: resolve(baseDir, config.source.dir),
     hosts,
     auth,
-    secrets: [...new Set(secrets.map(s => s.value))]
+    secrets: [...new Set(secrets.map(s => s.value))],
+    unresolved
   }
+}
+
+function missingVariable(key: string, variable: string): string {
+  return `${key}: environment variable ${variable} is not set or empty (referenced as env:${variable})`
+}
+
+function removeAt(root: Record<string, unknown>, path: PropertyKey[]): void {
+  let node: unknown = root
+  for (const part of path.slice(0, -1)) node = (node as Record<PropertyKey, unknown>)[part]
+  if (node && typeof node === 'object')
+    delete (node as Record<PropertyKey, unknown>)[path.at(-1) as PropertyKey]
+}
+
+/** The databases (by index) that have a value whose variable is not set, with those values. */
+export function unresolvedDatabases(unresolved: readonly Unresolved[]): Map<number, Unresolved[]> {
+  const out = new Map<number, Unresolved[]>()
+  for (const u of unresolved) {
+    const m = /^backup\.databases\[(\d+)\]\./.exec(u.key)
+    if (m) out.set(Number(m[1]), [...(out.get(Number(m[1])) ?? []), u])
+  }
+  return out
+}
+
+/** What a command uses of the values that may be left unset at load (see LAZY_KEYS). */
+export interface CommandNeeds {
+  /** The config's `env:` (exported to commands on the hosts). */
+  env: boolean
+  /** The databases' connection values (backups, restores). */
+  databases: boolean
+  /** The age identity (decrypting a backup). */
+  identity: boolean
+  /** Why, for the message: e.g. "to back up the databases before it changes anything". */
+  why?: string
+}
+
+/** What each command uses: read-only commands (releases, status, plan, lock, backups list) need none of it. */
+export function commandNeeds(
+  loaded: LoadedConfig,
+  command: string,
+  opts: { sub?: string; restore?: boolean } = {}
+): CommandNeeds {
+  const c = loaded.config
+  const backups = !!c.backup && c.backup.enabled
+  const encrypted = backups && !!c.backup && !!c.backup.encrypt
+  const none: CommandNeeds = { env: false, databases: false, identity: false }
+  switch (command) {
+    case 'deploy':
+      // a failed migration is undone by restoring the pre-deploy backup: encrypted, that needs the identity
+      return {
+        env: true,
+        databases: backups,
+        identity: encrypted && !!c.stages.migrate && databaseRollbackMode(c) === 'restore',
+        why: 'it runs commands with env:, backs up the databases and may have to restore them'
+      }
+    case 'rollback':
+      return {
+        env: true,
+        databases: backups,
+        identity: encrypted && !!opts.restore,
+        why: 'it restarts the app with env: and may back up or restore the databases'
+      }
+    case 'backup':
+      return { env: true, databases: true, identity: false, why: 'it backs up the databases' }
+    case 'restore':
+      return { env: true, databases: true, identity: encrypted, why: 'it restores the databases' }
+    case 'backups':
+      return opts.sub === 'verify' ? { ...none, env: true, why: 'it runs the checks with env:' } : none
+    default:
+      return none
+  }
+}
+
+/**
+ * Refuses (exit 2, before anything connects) when a value the command uses names a variable that is not
+ * set; the message names the key, the variable and the command. Other commands run without it.
+ */
+export function requireEnv(
+  loaded: LoadedConfig,
+  command: string,
+  opts: { sub?: string; restore?: boolean } = {}
+): void {
+  const needs = commandNeeds(loaded, command, opts)
+  const label = opts.sub && command === 'backups' ? `${command} ${opts.sub}` : command
+  const problems = loaded.unresolved
+    .filter(
+      u =>
+        (needs.env && u.key.startsWith('env.')) ||
+        (needs.databases && u.key.startsWith('backup.databases[')) ||
+        (needs.identity && u.key === 'backup.encrypt.identity')
+    )
+    .map(
+      u =>
+        `${missingVariable(u.key, u.variable)}: \`${label}\` needs it (${needs.why ?? 'it uses this value'})`
+    )
+  if (problems.length) throw configProblems(loaded.file, problems)
 }
 
 /** Shorter secrets cannot be redacted: replacing every `ab` in a log would mangle it beyond reading. */

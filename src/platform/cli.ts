@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import pkg from '../../package.json' with { type: 'json' }
-import { loadConfig, type Overrides } from '../config/load.js'
+import { loadConfig, requireEnv, type Overrides } from '../config/load.js'
 import { ConfigError, ExitCode } from '../config/errors.js'
 import { parseReleaseId } from '../release/id.js'
 import { parseBackupName } from '../backup/name.js'
@@ -148,6 +148,8 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
       knownHostsFile: o['known-hosts-file']
     }
     const loaded = loadConfig(o.config, overrides, io.env)
+    // a variable only some commands use may be unset: refused here, before connecting, by those commands
+    requireEnv(loaded, command, { sub, restore: o.restore !== undefined })
     const reporter = terminalReporter(io.stderr, false)
     const req = { loaded, reporter, signal: io.signal, verbose: o.verbose, actor: defaultActor(io.env) }
 

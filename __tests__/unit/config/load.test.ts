@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { parse as parseYaml } from 'yaml'
-import { loadConfig, validateConfig, type Overrides } from '../../../src/config/load.js'
+import { loadConfig, requireEnv, validateConfig, type Overrides } from '../../../src/config/load.js'
 import { ConfigError, ExitCode } from '../../../src/config/errors.js'
 import { cleanup, tempDir } from '../helpers/shell.js'
 
@@ -221,9 +221,9 @@ describe('errors name the key path', () => {
     expect(problemsOf(() => undefined, { SSH_KEY: KEY, KNOWN_HOSTS: '' })).toEqual([
       'ssh.known_hosts: environment variable KNOWN_HOSTS is not set or empty (referenced as env:KNOWN_HOSTS)'
     ])
-    const p = problemsOf(c => (c.env = { DB_URL: 'env:DATABASE_URL' }))
+    const p = problemsOf(c => (c.path = 'env:DEPLOY_PATH'))
     expect(p).toEqual([
-      'env.DB_URL: environment variable DATABASE_URL is not set or empty (referenced as env:DATABASE_URL)'
+      'path: environment variable DEPLOY_PATH is not set or empty (referenced as env:DEPLOY_PATH)'
     ])
   })
 
@@ -343,7 +343,7 @@ describe('errors name the key path', () => {
     c.keep_releases = 200
     c.verify.http.url = 'not a url'
     c.app = 'bad name'
-    c.env = { TOKEN: 'env:NOT_SET_ANYWHERE' }
+    c.path = 'env:NOT_SET_ANYWHERE'
     let err: ConfigError | undefined
     try {
       validateConfig(c, '/cfg/safe-deploy.yml', {}, ENV)
@@ -353,7 +353,7 @@ describe('errors name the key path', () => {
     expect(err).toBeInstanceOf(ConfigError)
     expect(err?.exitCode).toBe(ExitCode.badInput)
     const keys = err?.problems.map(p => p.split(':')[0]).sort()
-    expect(keys).toEqual(['app', 'env.TOKEN', 'hosts[0].port', 'keep_releases', 'verify.http.url'])
+    expect(keys).toEqual(['app', 'hosts[0].port', 'keep_releases', 'path', 'verify.http.url'])
     expect(err?.message.split('\n')).toEqual([
       'invalid config /cfg/safe-deploy.yml:',
       ...(err?.problems ?? []).map(p => `  - ${p}`)
@@ -591,6 +591,107 @@ describe('secrets', () => {
     c.env = { A: 'prefix env:TOKEN', B: 'env:bad-name' }
     const l = validateConfig(c, issueFile, {}, { ...ENV, TOKEN: 'x' })
     expect(l.config.env).toEqual({ A: 'prefix env:TOKEN', B: 'env:bad-name' })
+  })
+})
+
+describe('env: values only some commands use are resolved lazily', () => {
+  const lazy = (c: Raw) => {
+    c.env = { DATABASE_URL: 'env:DATABASE_URL', MODE: 'production' }
+    c.stages = { migrate: 'alembic upgrade head' } as never
+    c.backup = {
+      databases: [{ engine: 'postgres', url: 'env:DATABASE_URL' }],
+      encrypt: {
+        recipients: ['age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq'],
+        identity: 'env:AGE_IDENTITY'
+      }
+    }
+  }
+  const load = (env: NodeJS.ProcessEnv) => {
+    const c = issueObject() as Raw
+    lazy(c)
+    return validateConfig(c, issueFile, {}, env)
+  }
+
+  test('DATABASE_URL and AGE_IDENTITY unset: the config loads, the values are left out and listed', () => {
+    const l = load(ENV)
+    expect(l.unresolved).toEqual([
+      { key: 'env.DATABASE_URL', variable: 'DATABASE_URL' },
+      { key: 'backup.databases[0].url', variable: 'DATABASE_URL' },
+      { key: 'backup.encrypt.identity', variable: 'AGE_IDENTITY' }
+    ])
+    expect(l.config.env).toEqual({ MODE: 'production' })
+    expect(l.config.backup && l.config.backup.databases[0]?.url).toBeUndefined()
+    expect(l.config.backup && l.config.backup.encrypt?.identity).toBeUndefined()
+  })
+
+  test('read-only commands need none of them; the commands that use a value refuse, naming it and themselves', () => {
+    const l = load(ENV)
+    for (const [command, sub] of [
+      ['releases'],
+      ['status'],
+      ['plan'],
+      ['lock', 'status'],
+      ['lock', 'release'],
+      ['backups', 'list'],
+      ['backups', 'prune'],
+      ['backups', 'download']
+    ] as [string, string?][])
+      expect(() => requireEnv(l, command, { sub })).not.toThrow()
+    const refusal = (command: string, opts: { sub?: string; restore?: boolean } = {}) => {
+      try {
+        requireEnv(l, command, opts)
+      } catch (e) {
+        expect(e).toBeInstanceOf(ConfigError)
+        expect((e as ConfigError).exitCode).toBe(ExitCode.badInput)
+        return (e as ConfigError).problems
+      }
+      throw new Error(`expected ${command} to refuse`)
+    }
+    const unset = (key: string, name: string) =>
+      `${key}: environment variable ${name} is not set or empty (referenced as env:${name})`
+    expect(refusal('deploy')).toEqual([
+      `${unset('env.DATABASE_URL', 'DATABASE_URL')}: \`deploy\` needs it (it runs commands with env:, backs up the databases and may have to restore them)`,
+      `${unset('backup.databases[0].url', 'DATABASE_URL')}: \`deploy\` needs it (it runs commands with env:, backs up the databases and may have to restore them)`,
+      // a failed migration is undone by restoring the (encrypted) pre-deploy backup
+      `${unset('backup.encrypt.identity', 'AGE_IDENTITY')}: \`deploy\` needs it (it runs commands with env:, backs up the databases and may have to restore them)`
+    ])
+    expect(refusal('backup').map(p => p.split(':')[0])).toEqual([
+      'env.DATABASE_URL',
+      'backup.databases[0].url'
+    ])
+    expect(refusal('restore').map(p => p.split(':')[0])).toEqual([
+      'env.DATABASE_URL',
+      'backup.databases[0].url',
+      'backup.encrypt.identity'
+    ])
+    expect(refusal('backups', { sub: 'verify' })[0]).toContain('`backups verify` needs it')
+    expect(refusal('rollback', { restore: true }).map(p => p.split(':')[0])).toContain(
+      'backup.encrypt.identity'
+    )
+  })
+
+  test('a backup needs the recipients, not the identity', () => {
+    const l = load({ ...ENV, DATABASE_URL: 'postgres://app:secret-pw@db.internal/app' })
+    expect(l.unresolved).toEqual([{ key: 'backup.encrypt.identity', variable: 'AGE_IDENTITY' }])
+    expect(() => requireEnv(l, 'backup')).not.toThrow()
+    expect(() => requireEnv(l, 'rollback')).not.toThrow()
+    expect(() => requireEnv(l, 'restore')).toThrow(/AGE_IDENTITY is not set.*`restore` needs it/)
+    // without a migration to undo by restoring, a deploy takes its backup without the identity too
+    const c = issueObject() as Raw
+    lazy(c)
+    c.stages = {} as never
+    expect(() =>
+      requireEnv(
+        validateConfig(c, issueFile, {}, { ...ENV, DATABASE_URL: 'postgres://app:secret-pw@db/app' }),
+        'deploy'
+      )
+    ).not.toThrow()
+  })
+
+  test('keys every command uses still need their variable at load', () => {
+    expect(problemsOf(c => (c.hosts[0]!.address = 'env:DEPLOY_HOST'))).toEqual([
+      'hosts[0].address: environment variable DEPLOY_HOST is not set or empty (referenced as env:DEPLOY_HOST)'
+    ])
   })
 })
 
