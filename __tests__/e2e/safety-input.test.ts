@@ -7,8 +7,9 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
+import { ageKeyPair, startPostgres, type PgServer } from './harness/db.js'
 import { writeApp } from './harness/app.js'
-import { answer, currentOf, project, q, stopApp } from './support.js'
+import { answer, cli, currentOf, historyOf, project, q, releasesOf, stopApp } from './support.js'
 
 const pidFiles: string[] = []
 let a: SshHost
@@ -208,5 +209,98 @@ describe('host keys fail closed with what to do', () => {
     expect(ok.stderr).toContain('connected')
     expect(ok.stdout).toContain('free')
     expect(ok.code).toBe(0)
+  })
+})
+
+describe('commands need only what they use: DATABASE_URL and AGE_IDENTITY resolved lazily', () => {
+  let pg: PgServer | undefined
+  afterAll(async () => {
+    await pg?.stop()
+  })
+
+  test('read-only commands run without them; deploy refuses before connecting; a backup needs no identity', async () => {
+    pg = await startPostgres()
+    pg.createDatabase('shop', 'shop_app', 'shop-app-password')
+    pg.psql(
+      "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'one');",
+      'shop'
+    )
+    pg.psql('ALTER TABLE items OWNER TO shop_app;', 'shop')
+    const url = `postgres://shop_app:shop-app-password@127.0.0.1:${pg.port}/shop`
+    const keys = ageKeyPair()
+    const root = a.root('lazy-env')
+    const p = await project({
+      hosts: [a],
+      root,
+      config: c => ({
+        ...c,
+        app: 'shop',
+        // the Python app reads DATABASE_URL too
+        env: { ...(c.env as object), DATABASE_URL: 'env:DATABASE_URL' },
+        backup: {
+          databases: [{ engine: 'postgres', url: 'env:DATABASE_URL' }],
+          encrypt: { recipients: [keys.recipient], identity: 'env:AGE_IDENTITY' }
+        }
+      })
+    })
+    pidFiles.push(join(root, 'shared', 'app.pid'))
+    p.app({ version: '1.0.0' })
+    const run = (args: string[], env: NodeJS.ProcessEnv) => cli([...args, '--config', p.configFile], env)
+    const bare = { ...p.env }
+    delete bare.DATABASE_URL
+    delete bare.AGE_IDENTITY
+
+    // neither variable set: the read-only commands work
+    for (const args of [['releases'], ['status'], ['plan'], ['lock', 'status'], ['backups', 'list']]) {
+      const r = await run(args, bare)
+      expect({ args, code: r.code, stderr: r.stderr.includes('is not set') }).toEqual({
+        args,
+        code: 0,
+        stderr: false
+      })
+    }
+    // the database's name is in the URL, which is not known yet
+    const status = await run(['status'], bare)
+    expect(status.stdout).toContain(
+      'database db0 (postgres): size unknown: not checked: DATABASE_URL is not set (backup.databases[0].url)'
+    )
+    const plan = await run(['plan'], bare)
+    expect(plan.stdout).toContain('backup.databases[0].url needs DATABASE_URL, which is not set')
+
+    // deploy uses DATABASE_URL: exit 2 naming the variable and the command, before connecting
+    const before = connections(a)
+    const refused = await run(['deploy'], bare)
+    expect(refused.code).toBe(2)
+    expect(refused.stderr).toContain(
+      'backup.databases[0].url: environment variable DATABASE_URL is not set or empty (referenced as env:DATABASE_URL): `deploy` needs it'
+    )
+    expect(refused.stderr).toContain('env.DATABASE_URL: environment variable DATABASE_URL is not set')
+    expect(connections(a)).toBe(before)
+    expect(releasesOf(root)).toEqual([])
+
+    // DATABASE_URL set, no identity (the private key stays out of CI): deploy and a nightly backup work,
+    // encrypted to the recipient and checked by checksum
+    const ci = { ...bare, DATABASE_URL: url }
+    const deployed = await run(['deploy', '--json'], ci)
+    expect(deployed.code).toBe(0)
+    const backupName = (JSON.parse(deployed.stdout) as { backupName: string }).backupName
+    expect(
+      readFileSync(join(root, 'backups', `${backupName}.dump.age`))
+        .subarray(0, 21)
+        .toString()
+    ).toBe('age-encryption.org/v1')
+    expect(historyOf(root).at(-1)).toMatchObject({ type: 'deploy', status: 'success', backup: backupName })
+    const nightly = await run(['backup'], ci)
+    expect(nightly.code).toBe(0)
+    // restoring needs the identity: refused before connecting, naming it and the command
+    const restore = await run(['restore', backupName, '--yes'], ci)
+    expect(restore.code).toBe(2)
+    expect(restore.stderr).toContain(
+      'backup.encrypt.identity: environment variable AGE_IDENTITY is not set or empty (referenced as env:AGE_IDENTITY): `restore` needs it'
+    )
+    // where the identity is, the backup taken without it decrypts and checks out
+    const verify = await run(['backups', 'verify', backupName], { ...ci, AGE_IDENTITY: keys.identity })
+    expect(verify.code).toBe(0)
+    expect(verify.stdout).toContain(`read back: ${backupName}.dump.age`)
   })
 })
