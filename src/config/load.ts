@@ -401,7 +401,7 @@ export interface CommandNeeds {
 export function commandNeeds(
   loaded: LoadedConfig,
   command: string,
-  opts: { sub?: string; restore?: boolean } = {}
+  opts: { sub?: string; restore?: boolean; noDb?: boolean } = {}
 ): CommandNeeds {
   const c = loaded.config
   const backups = !!c.backup && c.backup.enabled
@@ -417,9 +417,10 @@ export function commandNeeds(
         why: 'it runs commands with env:, backs up the databases and may have to restore them'
       }
     case 'rollback':
+      // --no-db leaves the database alone: no safety backup, no restore
       return {
         env: true,
-        databases: backups,
+        databases: backups && !opts.noDb,
         identity: encrypted && !!opts.restore,
         why: 'it restarts the app with env: and may back up or restore the databases'
       }
@@ -441,7 +442,7 @@ export function commandNeeds(
 export function requireEnv(
   loaded: LoadedConfig,
   command: string,
-  opts: { sub?: string; restore?: boolean } = {}
+  opts: { sub?: string; restore?: boolean; noDb?: boolean } = {}
 ): void {
   const needs = commandNeeds(loaded, command, opts)
   const label = opts.sub && command === 'backups' ? `${command} ${opts.sub}` : command

@@ -149,7 +149,7 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     }
     const loaded = loadConfig(o.config, overrides, io.env)
     // a variable only some commands use may be unset: refused here, before connecting, by those commands
-    requireEnv(loaded, command, { sub, restore: o.restore !== undefined })
+    requireEnv(loaded, command, { sub, restore: o.restore !== undefined, noDb: o['no-db'] })
     const reporter = terminalReporter(io.stderr, false)
     const req = { loaded, reporter, signal: io.signal, verbose: o.verbose, actor: defaultActor(io.env) }
 

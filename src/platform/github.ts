@@ -67,7 +67,7 @@ export async function runAction(): Promise<void> {
     const inputs = parseInputs(read)
     const loaded = loadConfig(inputs.config, inputs.overrides)
     for (const s of loaded.secrets) core.setSecret(s)
-    requireEnv(loaded, inputs.command, { restore: !!inputs.restore })
+    requireEnv(loaded, inputs.command, { restore: !!inputs.restore, noDb: inputs.noDb })
     const req = {
       loaded,
       reporter: githubReporter(),
