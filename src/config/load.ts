@@ -385,16 +385,14 @@ export function unresolvedDatabases(unresolved: readonly Unresolved[]): Map<numb
   return out
 }
 
-/** What a command uses of the values that may be left unset at load (see LAZY_KEYS). */
+/** What a command uses of the values that may be left unset at load (see LAZY_KEYS), each with why. */
 export interface CommandNeeds {
   /** The config's `env:` (exported to commands on the hosts). */
-  env: boolean
+  env?: string
   /** The databases' connection values (backups, restores). */
-  databases: boolean
+  databases?: string
   /** The age identity (decrypting a backup). */
-  identity: boolean
-  /** Why, for the message: e.g. "to back up the databases before it changes anything". */
-  why?: string
+  identity?: string
 }
 
 /** What each command uses: read-only commands (releases, status, plan, lock, backups list) need none of it. */
@@ -406,32 +404,37 @@ export function commandNeeds(
   const c = loaded.config
   const backups = !!c.backup && c.backup.enabled
   const encrypted = backups && !!c.backup && !!c.backup.encrypt
-  const none: CommandNeeds = { env: false, databases: false, identity: false }
+  const env = 'its commands on the hosts get env:'
   switch (command) {
     case 'deploy':
-      // a failed migration is undone by restoring the pre-deploy backup: encrypted, that needs the identity
       return {
-        env: true,
-        databases: backups,
-        identity: encrypted && !!c.stages.migrate && databaseRollbackMode(c) === 'restore',
-        why: 'it runs commands with env:, backs up the databases and may have to restore them'
+        env,
+        databases: backups ? 'it backs up the databases before anything changes' : undefined,
+        // a failed migration is undone by restoring the pre-deploy backup: encrypted, that needs the identity
+        identity:
+          encrypted && c.stages.migrate && databaseRollbackMode(c) === 'restore'
+            ? 'a failed migration is undone by restoring the encrypted pre-deploy backup'
+            : undefined
       }
     case 'rollback':
-      // --no-db leaves the database alone: no safety backup, no restore
       return {
-        env: true,
-        databases: backups && !opts.noDb,
-        identity: encrypted && !!opts.restore,
-        why: 'it restarts the app with env: and may back up or restore the databases'
+        env,
+        // --no-db leaves the database alone: no safety backup, no restore
+        databases: backups && !opts.noDb ? 'it may back up or restore the databases' : undefined,
+        identity: encrypted && opts.restore ? 'it restores an encrypted backup' : undefined
       }
     case 'backup':
-      return { env: true, databases: true, identity: false, why: 'it backs up the databases' }
+      return { env, databases: 'it backs up the databases' }
     case 'restore':
-      return { env: true, databases: true, identity: encrypted, why: 'it restores the databases' }
+      return {
+        env,
+        databases: 'it restores the databases',
+        identity: encrypted ? 'it decrypts the backup' : undefined
+      }
     case 'backups':
-      return opts.sub === 'verify' ? { ...none, env: true, why: 'it runs the checks with env:' } : none
+      return opts.sub === 'verify' ? { env: 'its checks on the host get env:' } : {}
     default:
-      return none
+      return {}
   }
 }
 
@@ -446,17 +449,18 @@ export function requireEnv(
 ): void {
   const needs = commandNeeds(loaded, command, opts)
   const label = opts.sub && command === 'backups' ? `${command} ${opts.sub}` : command
-  const problems = loaded.unresolved
-    .filter(
-      u =>
-        (needs.env && u.key.startsWith('env.')) ||
-        (needs.databases && u.key.startsWith('backup.databases[')) ||
-        (needs.identity && u.key === 'backup.encrypt.identity')
-    )
-    .map(
-      u =>
-        `${missingVariable(u.key, u.variable)}: \`${label}\` needs it (${needs.why ?? 'it uses this value'})`
-    )
+  const why = (key: string) =>
+    key.startsWith('env.')
+      ? needs.env
+      : key.startsWith('backup.databases[')
+        ? needs.databases
+        : key === 'backup.encrypt.identity'
+          ? needs.identity
+          : undefined
+  const problems = loaded.unresolved.flatMap(u => {
+    const reason = why(u.key)
+    return reason ? [`${missingVariable(u.key, u.variable)}: \`${label}\` needs it (${reason})`] : []
+  })
   if (problems.length) throw configProblems(loaded.file, problems)
 }
 

@@ -650,10 +650,9 @@ describe('env: values only some commands use are resolved lazily', () => {
     const unset = (key: string, name: string) =>
       `${key}: environment variable ${name} is not set or empty (referenced as env:${name})`
     expect(refusal('deploy')).toEqual([
-      `${unset('env.DATABASE_URL', 'DATABASE_URL')}: \`deploy\` needs it (it runs commands with env:, backs up the databases and may have to restore them)`,
-      `${unset('backup.databases[0].url', 'DATABASE_URL')}: \`deploy\` needs it (it runs commands with env:, backs up the databases and may have to restore them)`,
-      // a failed migration is undone by restoring the (encrypted) pre-deploy backup
-      `${unset('backup.encrypt.identity', 'AGE_IDENTITY')}: \`deploy\` needs it (it runs commands with env:, backs up the databases and may have to restore them)`
+      `${unset('env.DATABASE_URL', 'DATABASE_URL')}: \`deploy\` needs it (its commands on the hosts get env:)`,
+      `${unset('backup.databases[0].url', 'DATABASE_URL')}: \`deploy\` needs it (it backs up the databases before anything changes)`,
+      `${unset('backup.encrypt.identity', 'AGE_IDENTITY')}: \`deploy\` needs it (a failed migration is undone by restoring the encrypted pre-deploy backup)`
     ])
     expect(refusal('backup').map(p => p.split(':')[0])).toEqual([
       'env.DATABASE_URL',
