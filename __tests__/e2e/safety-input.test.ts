@@ -72,6 +72,26 @@ describe('bad input is refused before anything connects (exit 2, naming the key)
     expect(existsSync(join(root, '.safe-deploy'))).toBe(false)
   })
 
+  test('a secret too short to redact (3 characters) is refused, saying why, instead of printed in clear', async () => {
+    const root = a.root('short-secret')
+    const p = await project({
+      hosts: [a],
+      root,
+      config: c => ({ ...c, env: { ...(c.env as object), API_TOKEN: 'env:API_TOKEN' } }),
+      envExtra: { API_TOKEN: 'x9z' }
+    })
+    p.app({ version: '1.0.0' })
+    const before = connections(a)
+    const r = await p.deploy()
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(
+      'env.API_TOKEN: the value of env:API_TOKEN is 3 characters long; secrets are redacted (***) in every log and report, and one under 4 characters cannot be without mangling them'
+    )
+    expect(r.stderr).not.toContain('x9z')
+    expect(connections(a)).toBe(before)
+    expect(existsSync(join(root, '.safe-deploy'))).toBe(false)
+  })
+
   test('every spelling of / as the deploy root, from the file or --path', async () => {
     const root = a.root('slash')
     const p = await project({ hosts: [a], root, config: c => ({ ...c, path: '/./' }) })
@@ -302,5 +322,42 @@ describe('commands need only what they use: DATABASE_URL and AGE_IDENTITY resolv
     const verify = await run(['backups', 'verify', backupName], { ...ci, AGE_IDENTITY: keys.identity })
     expect(verify.code).toBe(0)
     expect(verify.stdout).toContain(`read back: ${backupName}.dump.age`)
+  })
+})
+
+describe('verdicts keep the line that explains the error', () => {
+  test('a migration that dies with a Python traceback: the exception line, not the last frame or the footer', async () => {
+    const root = a.root('traceback')
+    const p = await project({
+      hosts: [a],
+      root,
+      config: c => ({ ...c, stages: { ...(c.stages as object), migrate: 'python3 bin/migrate.py' } })
+    })
+    p.app({ version: '1.0.0' })
+    // raised the way SQLAlchemy raises it: a chained DBAPI error, the SQL and the "Background" footer
+    writeFileSync(
+      join(p.dir, 'app', 'bin', 'migrate.py'),
+      [
+        'import sqlite3',
+        'class ProgrammingError(Exception):',
+        '    pass',
+        "ProgrammingError.__module__ = 'sqlalchemy.exc'",
+        'def execute(sql):',
+        '    try:',
+        "        sqlite3.connect(':memory:').execute(sql)",
+        '    except sqlite3.OperationalError as e:',
+        "        raise ProgrammingError('(sqlite3.OperationalError) %s\\n[SQL: %s]\\n(Background on this error at: https://sqlalche.me/e/20/f405)' % (e, sql)) from e",
+        "execute('INSERT INTO userz (name) VALUES (1)')",
+        ''
+      ].join('\n')
+    )
+    const r = await p.deploy()
+    expect(r.code).toBe(3)
+    const verdict = r.stderr.split('\n').find(l => l.startsWith('DEPLOYMENT FAILED')) ?? ''
+    expect(verdict).toContain(
+      'sqlalchemy.exc.ProgrammingError: (sqlite3.OperationalError) no such table: userz'
+    )
+    expect(verdict).not.toContain('Background on this error')
+    expect(verdict).not.toContain('File "')
   })
 })
