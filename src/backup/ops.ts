@@ -5,6 +5,7 @@ import { Writable } from 'node:stream'
 import { hostname } from 'node:os'
 import pkg from '../../package.json' with { type: 'json' }
 import { ExitCode } from '../config/errors.js'
+import { unresolvedDatabases } from '../config/load.js'
 import type { Layout } from '../commands/layout.js'
 import type { RemoteCommand } from '../commands/command.js'
 import { listReleases, parseKeyValues, readHistory } from '../commands/release.js'
@@ -162,6 +163,17 @@ export function neededTools(plan: BackupPlan): string[] {
 export function backupPlanCommands(ctx: RunContext, layout: Layout): RemoteCommand[] {
   const b = backupConfigOf(ctx.config)
   if (!b) return []
+  const waiting = unresolvedDatabases(ctx.loaded.unresolved)
+  if (waiting.size) {
+    // `plan` runs without the database's variables; a deploy would refuse to start without them
+    const list = [...waiting.values()].flat()
+    return [
+      {
+        label: `backup (not shown: ${list.map(u => `${u.key} needs ${u.variable}, which is not set`).join('; ')}; deploy refuses to start without it)`,
+        script: ':'
+      }
+    ]
+  }
   const plan = resolvePlan(ctx.config.app, b, layout, ctx.config.env)
   const name = newBackupName(plan.app, new Date())
   return [
@@ -1069,16 +1081,33 @@ export async function databaseSizes(ctx: RunContext): Promise<DatabaseSize[]> {
   const b = backupConfigOf(ctx.config)
   if (!b || !b.databases.length) return []
   const s = primaryOf(ctx)
-  const plan = resolvePlan(ctx.config.app, b, s.layout, ctx.config.env)
-  try {
-    const probe = await probeHost(ctx, s, plan, { stage: 'status', needs: [] })
-    return plan.targets.map(t => ({
+  const full = resolvePlan(ctx.config.app, b, s.layout, ctx.config.env)
+  // a database whose URL or password variable is not set is not probed: status runs without it
+  const waiting = unresolvedDatabases(ctx.loaded.unresolved)
+  const notSet = full.targets
+    .filter(t => waiting.has(t.index))
+    .map(t => ({
       label: t.label,
       engine: t.engine,
-      bytes: probe.sizes[t.index],
-      error: probe.problems.find(p => p.target === t)?.message
+      error: `not checked: ${(waiting.get(t.index) ?? []).map(u => `${u.variable} is not set (${u.key})`).join(', ')}`
     }))
+  const plan = { ...full, targets: full.targets.filter(t => !waiting.has(t.index)) }
+  if (!plan.targets.length) return notSet
+  try {
+    const probe = await probeHost(ctx, s, plan, { stage: 'status', needs: [] })
+    return [
+      ...notSet,
+      ...plan.targets.map(t => ({
+        label: t.label,
+        engine: t.engine,
+        bytes: probe.sizes[t.index],
+        error: probe.problems.find(p => p.target === t)?.message
+      }))
+    ]
   } catch (e) {
-    return plan.targets.map(t => ({ label: t.label, engine: t.engine, error: errorMessage(e) }))
+    return [
+      ...notSet,
+      ...plan.targets.map(t => ({ label: t.label, engine: t.engine, error: errorMessage(e) }))
+    ]
   }
 }

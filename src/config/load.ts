@@ -4,12 +4,16 @@ import { parse as parseYaml, YAMLParseError } from 'yaml'
 import type { ZodError } from 'zod'
 import { configSchema, type Config } from './schema.js'
 import { ConfigError } from './errors.js'
-import { migrationProblems } from './rules.js'
+import { databaseRollbackMode, migrationProblems } from './rules.js'
 import { checkBackupConfig } from '../backup/plan.js'
+import { databaseSecrets } from '../backup/connection.js'
 
 /** Values given on the command line or as Action inputs; they win over the file. */
 export interface Overrides {
-  /** One address, or several separated by commas: replaces the hosts list. */
+  /**
+   * Selects hosts of the config by name or address (`address` or `address:port`), several separated by
+   * commas; each keeps its own settings (name, path, port, user, primary). An unknown one is a config error.
+   */
   host?: string
   port?: number
   user?: string
@@ -53,9 +57,28 @@ export interface LoadedConfig {
   auth: SshAuth
   /** Every secret value, for redaction and core.setSecret. */
   secrets: string[]
+  /**
+   * `env:` values whose variable is not set, under keys only some commands use (LAZY_KEYS): left out of
+   * `config`; `requireEnv` refuses a command that uses one.
+   */
+  unresolved: Unresolved[]
+}
+
+export interface Unresolved {
+  /** The key path, e.g. backup.databases[0].url. */
+  key: string
+  /** The variable its env:NAME names. */
+  variable: string
 }
 
 const ENV_REF = /^env:([A-Za-z_][A-Za-z0-9_]*)$/
+/**
+ * Keys whose `env:` variable may be unset when the config loads: only some commands use them (`requireEnv`).
+ * `releases`, `status`, `plan`, `lock` and `backups list` run without DATABASE_URL or AGE_IDENTITY; a nightly
+ * backup runs without the identity (it encrypts to the recipients).
+ */
+const LAZY_KEYS = [/^env\./, /^backup\.databases\[\d+\]\./, /^backup\.encrypt\.identity$/]
+
 /** Key paths whose `env:` values are secrets (redacted everywhere). */
 const SECRET_PATHS = [
   /^ssh\.private_key$/,
@@ -74,35 +97,47 @@ function formatPath(path: readonly PropertyKey[]): string {
   return out || '(top level)'
 }
 
-/** Replaces `env:NAME` strings with the variable's value, recording secrets and missing variables. */
-function resolveEnvRefs(
-  node: unknown,
-  path: PropertyKey[],
-  env: NodeJS.ProcessEnv,
-  secrets: string[],
-  problems: string[],
-  missing: Set<string> = new Set()
-): unknown {
+/** What walking the raw config found: secrets (with where they came from), problems, unset variables. */
+interface EnvScan {
+  secrets: { where: string; value: string; name: string }[]
+  problems: string[]
+  /** Key path -> the variable an `env:NAME` there names (and the path), for every one unset or empty. */
+  missing: Map<string, { name: string; path: PropertyKey[] }>
+}
+
+/**
+ * Replaces `env:NAME` strings with the variable's value, recording secrets and missing variables. A NUL byte
+ * anywhere (in the file, a flag, or a variable's value) is a problem naming the key: no shell, file name or
+ * log line can carry one.
+ */
+function resolveEnvRefs(node: unknown, path: PropertyKey[], env: NodeJS.ProcessEnv, scan: EnvScan): unknown {
   if (typeof node === 'string') {
+    const where = formatPath(path)
     const m = ENV_REF.exec(node)
-    if (!m) return node
+    if (!m) {
+      if (node.includes('\0')) scan.problems.push(`${where}: contains a NUL byte`)
+      return node
+    }
     const name = m[1] as string
     const value = env[name]
-    const where = formatPath(path)
     if (value === undefined || value === '') {
-      problems.push(`${where}: environment variable ${name} is not set or empty (referenced as env:${name})`)
-      missing.add(where)
+      scan.missing.set(where, { name, path })
       return ''
     }
-    if (SECRET_PATHS.some(re => re.test(where))) secrets.push(value)
+    if (value.includes('\0')) {
+      scan.problems.push(`${where}: the value of environment variable ${name} contains a NUL byte`)
+      return ''
+    }
+    if (SECRET_PATHS.some(re => re.test(where))) scan.secrets.push({ where, value, name })
     return value
   }
-  if (Array.isArray(node))
-    return node.map((item, i) => resolveEnvRefs(item, [...path, i], env, secrets, problems, missing))
+  if (Array.isArray(node)) return node.map((item, i) => resolveEnvRefs(item, [...path, i], env, scan))
   if (node && typeof node === 'object') {
     const out: Record<string, unknown> = {}
-    for (const [k, v] of Object.entries(node))
-      out[k] = resolveEnvRefs(v, [...path, k], env, secrets, problems, missing)
+    for (const [k, v] of Object.entries(node)) {
+      if (k.includes('\0')) scan.problems.push(`${formatPath([...path, k])}: the key contains a NUL byte`)
+      out[k] = resolveEnvRefs(v, [...path, k], env, scan)
+    }
     return out
   }
   return node
@@ -155,16 +190,6 @@ function applyOverrides(raw: Record<string, unknown>, o: Overrides): void {
     // an explicit override is for every host, including those with their own path
     if (Array.isArray(raw.hosts))
       for (const h of raw.hosts) if (h && typeof h === 'object') delete (h as Record<string, unknown>).path
-  }
-  if (o.host) {
-    const first =
-      Array.isArray(raw.hosts) && raw.hosts[0] && typeof raw.hosts[0] === 'object' ? raw.hosts[0] : {}
-    const base = first as Record<string, unknown>
-    raw.hosts = o.host
-      .split(',')
-      .map(a => a.trim())
-      .filter(Boolean)
-      .map(address => ({ address, port: base.port ?? 22, user: base.user ?? 'root' }))
   }
   if (Array.isArray(raw.hosts)) {
     for (const h of raw.hosts) {
@@ -225,18 +250,28 @@ export function validateConfig(
   env: NodeJS.ProcessEnv = process.env
 ): LoadedConfig {
   const baseDir = dirname(file)
-  const secrets: string[] = []
-  const problems: string[] = []
+  const scan: EnvScan = { secrets: [], problems: [], missing: new Map() }
   const raw = structuredClone(parsed)
   applyOverrides(raw, overrides)
-  const missing = new Set<string>()
-  const resolved = resolveEnvRefs(raw, [], env, secrets, problems, missing) as Record<string, unknown>
+  const resolved = resolveEnvRefs(raw, [], env, scan) as Record<string, unknown>
+  const problems = [...scan.problems]
+  // a variable that only some commands use may be unset: it is left out, and those commands ask for it
+  const unresolved: Unresolved[] = []
+  for (const [where, { name, path }] of scan.missing) {
+    if (LAZY_KEYS.some(re => re.test(where))) {
+      unresolved.push({ key: where, variable: name })
+      removeAt(resolved, path)
+    } else problems.push(missingVariable(where, name))
+  }
   const result = configSchema.safeParse(resolved)
-  // a value whose variable is missing was already reported once; its validation error would be noise
+  // a value whose variable is missing (or held a NUL) was already reported once; its validation error is noise
+  const reported = new Set([...scan.missing.keys(), ...scan.problems.map(p => p.slice(0, p.indexOf(': ')))])
   if (!result.success)
-    problems.push(...formatZodError(result.error).filter(p => !missing.has(p.slice(0, p.indexOf(': ')))))
+    problems.push(...formatZodError(result.error).filter(p => !reported.has(p.slice(0, p.indexOf(': ')))))
   if (!result.success || problems.length) throw configProblems(file, problems)
   const config = result.data
+  /** Secrets with the key they came from, so that one too short to redact can be refused by name. */
+  const secrets: { where: string; value: string; name?: string }[] = [...scan.secrets]
 
   const hosts: ResolvedHost[] = config.hosts.map(h =>
     'local' in h
@@ -259,18 +294,19 @@ export function validateConfig(
           primary: !!h.primary
         }
   )
-  for (const [i, h] of hosts.entries()) {
-    const bad = checkRootPath(h.path)
-    if (bad && h.path !== config.path) problems.push(`hosts[${i}].path: ${bad}`)
-  }
-  const primaries = hosts.filter(h => h.primary)
-  if (primaries.length > 1) problems.push(`hosts: only one host can be primary, found ${primaries.length}`)
-  if (primaries.length === 0 && hosts[0]) hosts[0].primary = true
   const names = new Set<string>()
   for (const h of hosts) {
     if (names.has(h.name)) problems.push(`hosts: two hosts are named ${h.name}; give each a distinct name`)
     names.add(h.name)
   }
+  if (overrides.host !== undefined) {
+    const picked = selectHosts(hosts, overrides.host)
+    if ('problem' in picked) problems.push(picked.problem)
+    else hosts.splice(0, hosts.length, ...picked.hosts)
+  }
+  const primaries = hosts.filter(h => h.primary)
+  if (primaries.length > 1) problems.push(`hosts: only one host can be primary, found ${primaries.length}`)
+  if (primaries.length === 0 && hosts[0]) hosts[0].primary = true
 
   const ssh = config.ssh
   const auth: SshAuth = { fingerprints: ssh.fingerprints, insecure: ssh.insecure_skip_host_key_check }
@@ -281,7 +317,8 @@ export function validateConfig(
     ssh.private_key ?? readOptional(ssh.private_key_file, 'ssh.private_key_file', baseDir, problems)
   auth.passphrase = ssh.passphrase
   // however the key arrived (file, inline, Action input), it is a secret
-  for (const v of [auth.privateKey, auth.passphrase]) if (v) secrets.push(v)
+  if (auth.privateKey) secrets.push({ where: 'ssh.private_key', value: auth.privateKey })
+  if (auth.passphrase) secrets.push({ where: 'ssh.passphrase', value: auth.passphrase })
   if (ssh.known_hosts && ssh.known_hosts_file)
     problems.push('ssh: give known_hosts or known_hosts_file, not both')
   auth.knownHosts =
@@ -306,9 +343,14 @@ export function validateConfig(
   }
   // database passwords (inline or in a URL) and the age identity are secrets, however they were given
   const backupCheck = checkBackupConfig(config.backup)
-  problems.push(...backupCheck.problems)
-  secrets.push(...backupCheck.secrets)
+  // a database whose URL or password is not set yet cannot be checked; the commands that use it refuse
+  const waiting = [...unresolvedDatabases(unresolved).keys()].map(i => `backup.databases[${i}]`)
+  problems.push(
+    ...backupCheck.problems.filter(p => !waiting.some(w => p.startsWith(`${w}.`) || p.startsWith(`${w}:`)))
+  )
+  for (const value of backupCheck.secrets) secrets.push({ where: backupSecretKey(config, value), value })
   problems.push(...migrationProblems(config))
+  problems.push(...shortSecretProblems(secrets))
   if (problems.length) throw configProblems(file, problems)
   return {
     config,
@@ -317,17 +359,152 @@ export function validateConfig(
     sourceDir: resolve(baseDir, config.source.dir),
     hosts,
     auth,
-    secrets: [...new Set(secrets.filter(s => s.length >= 4))]
+    secrets: [...new Set(secrets.map(s => s.value))],
+    unresolved
   }
 }
 
-/** The rule for a deploy root; undefined when it is fine. */
-export function checkRootPath(p: string): string | undefined {
-  if (/[\0\n\r]/.test(p)) return 'must not contain NUL or line breaks'
-  if (!p.startsWith('/') || p.length < 2 || p.split('/').includes('..')) {
-    return 'expected an absolute path such as /srv/app (not / and without ..)'
+function missingVariable(key: string, variable: string): string {
+  return `${key}: environment variable ${variable} is not set or empty (referenced as env:${variable})`
+}
+
+function removeAt(root: Record<string, unknown>, path: PropertyKey[]): void {
+  let node: unknown = root
+  for (const part of path.slice(0, -1)) node = (node as Record<PropertyKey, unknown>)[part]
+  if (node && typeof node === 'object')
+    delete (node as Record<PropertyKey, unknown>)[path.at(-1) as PropertyKey]
+}
+
+/** The databases (by index) that have a value whose variable is not set, with those values. */
+export function unresolvedDatabases(unresolved: readonly Unresolved[]): Map<number, Unresolved[]> {
+  const out = new Map<number, Unresolved[]>()
+  for (const u of unresolved) {
+    const m = /^backup\.databases\[(\d+)\]\./.exec(u.key)
+    if (m) out.set(Number(m[1]), [...(out.get(Number(m[1])) ?? []), u])
   }
-  return undefined
+  return out
+}
+
+/** What a command uses of the values that may be left unset at load (see LAZY_KEYS), each with why. */
+export interface CommandNeeds {
+  /** The config's `env:` (exported to commands on the hosts). */
+  env?: string
+  /** The databases' connection values (backups, restores). */
+  databases?: string
+  /** The age identity (decrypting a backup). */
+  identity?: string
+}
+
+/** What each command uses: read-only commands (releases, status, plan, lock, backups list) need none of it. */
+export function commandNeeds(
+  loaded: LoadedConfig,
+  command: string,
+  opts: { sub?: string; restore?: boolean; noDb?: boolean } = {}
+): CommandNeeds {
+  const c = loaded.config
+  const backups = !!c.backup && c.backup.enabled
+  const encrypted = backups && !!c.backup && !!c.backup.encrypt
+  const env = 'its commands on the hosts get env:'
+  switch (command) {
+    case 'deploy':
+      return {
+        env,
+        databases: backups ? 'it backs up the databases before anything changes' : undefined,
+        // a failed migration is undone by restoring the pre-deploy backup: encrypted, that needs the identity
+        identity:
+          encrypted && c.stages.migrate && databaseRollbackMode(c) === 'restore'
+            ? 'a failed migration is undone by restoring the encrypted pre-deploy backup'
+            : undefined
+      }
+    case 'rollback':
+      return {
+        env,
+        // --no-db leaves the database alone: no safety backup, no restore
+        databases: backups && !opts.noDb ? 'it may back up or restore the databases' : undefined,
+        identity: encrypted && opts.restore ? 'it restores an encrypted backup' : undefined
+      }
+    case 'backup':
+      return { env, databases: 'it backs up the databases' }
+    case 'restore':
+      return {
+        env,
+        databases: 'it restores the databases',
+        identity: encrypted ? 'it decrypts the backup' : undefined
+      }
+    case 'backups':
+      return opts.sub === 'verify' ? { env: 'its checks on the host get env:' } : {}
+    default:
+      return {}
+  }
+}
+
+/**
+ * Refuses (exit 2, before anything connects) when a value the command uses names a variable that is not
+ * set; the message names the key, the variable and the command. Other commands run without it.
+ */
+export function requireEnv(
+  loaded: LoadedConfig,
+  command: string,
+  opts: { sub?: string; restore?: boolean; noDb?: boolean } = {}
+): void {
+  const needs = commandNeeds(loaded, command, opts)
+  const label = opts.sub && command === 'backups' ? `${command} ${opts.sub}` : command
+  const why = (key: string) =>
+    key.startsWith('env.')
+      ? needs.env
+      : key.startsWith('backup.databases[')
+        ? needs.databases
+        : key === 'backup.encrypt.identity'
+          ? needs.identity
+          : undefined
+  const problems = loaded.unresolved.flatMap(u => {
+    const reason = why(u.key)
+    return reason ? [`${missingVariable(u.key, u.variable)}: \`${label}\` needs it (${reason})`] : []
+  })
+  if (problems.length) throw configProblems(loaded.file, problems)
+}
+
+/** Shorter secrets cannot be redacted: replacing every `ab` in a log would mangle it beyond reading. */
+export const MIN_SECRET_LENGTH = 4
+
+/** The hosts `--host` names (by name, address, or address:port), in config order; or why it cannot. */
+function selectHosts(hosts: ResolvedHost[], wanted: string): { hosts: ResolvedHost[] } | { problem: string } {
+  const asked = [...new Set(wanted.split(',').map(a => a.trim()))].filter(Boolean)
+  if (!asked.length) return { problem: '--host: expected a host name or address from the config' }
+  const matches = (h: ResolvedHost, a: string) =>
+    h.name === a || (h.kind === 'ssh' && (h.address === a || `${h.address}:${h.port}` === a))
+  const unknown = asked.filter(a => !hosts.some(h => matches(h, a)))
+  if (unknown.length) {
+    const known = hosts.map(h =>
+      h.kind === 'ssh' && h.name !== h.address ? `${h.name} (${h.address})` : h.name
+    )
+    return {
+      problem: `--host: ${unknown.map(u => JSON.stringify(u)).join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a host of this config; it has ${known.join(', ')} (add a host to hosts: to deploy to it)`
+    }
+  }
+  return { hosts: hosts.filter(h => asked.some(a => matches(h, a))) }
+}
+
+/** The key a backup secret (a password, a URL, the identity) came from. */
+function backupSecretKey(config: Config, value: string): string {
+  if (config.backup && config.backup.encrypt?.identity === value) return 'backup.encrypt.identity'
+  const dbs = config.backup ? config.backup.databases : []
+  const i = dbs.findIndex(db => databaseSecrets(db).includes(value))
+  return `backup.databases[${i}].${dbs[i]?.password === value ? 'password' : 'url'}`
+}
+
+/** A secret too short to redact is refused, by key, rather than printed in clear. */
+function shortSecretProblems(secrets: { where: string; value: string; name?: string }[]): string[] {
+  const problems = new Map<string, string>()
+  for (const s of secrets) {
+    if (s.value.length >= MIN_SECRET_LENGTH || problems.has(s.where)) continue
+    const what = s.name ? `the value of env:${s.name}` : 'the secret'
+    problems.set(
+      s.where,
+      `${s.where}: ${what} is ${s.value.length} character${s.value.length === 1 ? '' : 's'} long; secrets are redacted (***) in every log and report, and one under ${MIN_SECRET_LENGTH} characters cannot be without mangling them: use a longer secret${s.name ? ', or write the value in the config if it is not secret' : ''}`
+    )
+  }
+  return [...problems.values()]
 }
 
 function readOptional(file: string | undefined, key: string, baseDir: string, problems: string[]) {

@@ -21,6 +21,45 @@ const duration = z
 const noControl = (what: string) =>
   z.string().refine(s => !/[\0\n\r]/.test(s), { message: `${what} must not contain NUL or line breaks` })
 
+/** Control characters and line/paragraph separators: what would break a log line in two or forge one. */
+const CONTROL = /[\p{Cc}\u2028\u2029]/u
+
+/** One printable line (host names, addresses, users): they end up in every log line. */
+const printable = (what: string) =>
+  z
+    .string()
+    .min(1)
+    .refine(s => !CONTROL.test(s), {
+      message: `${what} must be one printable line (no line breaks, tabs or other control characters)`
+    })
+
+/**
+ * A deploy root in normal form, or why it is refused. Repeated slashes, `.` segments and a trailing slash
+ * are normalised away (`/srv//app/./` is `/srv/app`); `..` segments and relative paths are refused, and so is
+ * anything that normalises to `/` (`//`, `/.`, `/./`).
+ */
+export function normaliseRootPath(p: string): { path: string } | { error: string } {
+  if (/[\0\n\r]/.test(p)) return { error: 'must not contain NUL or line breaks' }
+  if (!p.startsWith('/'))
+    return { error: `expected an absolute path such as /srv/app, got ${JSON.stringify(p)}` }
+  const parts = p.split('/').filter(part => part !== '' && part !== '.')
+  if (parts.includes('..'))
+    return { error: `expected a path without .. segments such as /srv/app, got ${JSON.stringify(p)}` }
+  if (!parts.length)
+    return { error: `${JSON.stringify(p)} is the root directory; expected a deploy root such as /srv/app` }
+  return { path: `/${parts.join('/')}` }
+}
+
+/** A deploy root: absolute, normalised, not `/`. */
+const rootPath = z.string().transform((p, ctx) => {
+  const r = normaliseRootPath(p)
+  if ('error' in r) {
+    ctx.addIssue({ code: 'custom', message: r.error })
+    return z.NEVER
+  }
+  return r.path
+})
+
 /** A path inside the release or shared dir: relative, no `..`, no leading slash. */
 const relativePath = noControl('a relative path')
   .min(1)
@@ -30,11 +69,11 @@ const relativePath = noControl('a relative path')
 
 const sshHost = z
   .object({
-    name: z.string().min(1).optional().describe('Name used in logs (default: address)'),
-    address: noControl('an address').min(1).describe('Host name or IP address'),
+    name: printable('a host name').optional().describe('Name used in logs (default: address)'),
+    address: printable('an address').describe('Host name or IP address'),
     port: z.number().int().min(1).max(65535).default(22),
-    user: noControl('a user').min(1).default('root'),
-    path: z.string().optional().describe('Deploy root on this host, when it differs from the top-level path'),
+    user: printable('a user').default('root'),
+    path: rootPath.optional().describe('Deploy root on this host, when it differs from the top-level path'),
     primary: z.boolean().optional().describe('The host that holds the lock and runs backups and migrations')
   })
   .strict()
@@ -42,9 +81,8 @@ const sshHost = z
 const localHost = z
   .object({
     local: z.literal(true).describe('Run on this machine without SSH (self-hosted runners, the demo)'),
-    name: z.string().min(1).optional(),
-    path: z
-      .string()
+    name: printable('a host name').optional(),
+    path: rootPath
       .optional()
       .describe('Deploy root on this machine, when it differs from the top-level path'),
     primary: z.boolean().optional()
@@ -80,11 +118,7 @@ export const configSchema = z
       .string()
       .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'expected letters, digits, `.`, `_` or `-` (at most 64)')
       .describe('Application name, used in lock owner, logs and backup names'),
-    path: noControl('path')
-      .refine(p => p.startsWith('/') && p.length > 1 && !p.split('/').includes('..'), {
-        message: 'expected an absolute path such as /srv/app (not / and without ..)'
-      })
-      .describe('Deploy root on each host: releases/, current, shared/, .safe-deploy/'),
+    path: rootPath.describe('Deploy root on each host: releases/, current, shared/, .safe-deploy/'),
     hosts: z.array(hostSchema).min(1),
     ssh: z
       .object({

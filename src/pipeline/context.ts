@@ -10,6 +10,7 @@ import { SshTransport } from '../transport/ssh.js'
 import type { DeployLog } from '../report/log.js'
 import type { LockOwnerFields } from '../commands/lock.js'
 import { StageError, errorMessage } from './errors.js'
+import { lastLines } from './excerpt.js'
 
 /** One connected host and what preflight learned about it. */
 export interface HostSession {
@@ -207,9 +208,7 @@ export async function runRaw(
   return result
 }
 
-export function lastLines(text: string, n: number): string {
-  return text.trim().split('\n').slice(-n).join('\n')
-}
+export { lastLines } from './excerpt.js'
 
 /** Runs `fn` on every host at once; the first error wins after all have finished. */
 export async function onEveryHost<T>(ctx: RunContext, fn: (s: HostSession) => Promise<T>): Promise<T[]> {

@@ -26,6 +26,7 @@ import {
   type RunContext
 } from './context.js'
 import { StageError, errorMessage } from './errors.js'
+import { oneLine } from './excerpt.js'
 import { runStagesSafely, type Outcome } from './orchestrator.js'
 import {
   cleanupStage,
@@ -78,15 +79,6 @@ function newContext(req: RunRequest, command: string, started: Date, logFile = t
 }
 
 const WORD = { deploy: 'DEPLOYMENT', rollback: 'ROLLBACK' } as const
-
-/** The verdict is one line: a multi-line error keeps its first and its last line (the command's own error). */
-function oneLine(message: string): string {
-  const lines = message
-    .split('\n')
-    .map(l => l.trim())
-    .filter(Boolean)
-  return lines.length > 1 ? `${lines[0]} … ${lines.at(-1)}` : (lines[0] ?? '')
-}
 
 function verdict(command: 'deploy' | 'rollback', outcome: Outcome, seconds: number): string {
   const word = WORD[command]

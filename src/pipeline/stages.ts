@@ -14,6 +14,7 @@ import {
   unpackCommand
 } from '../commands/release.js'
 import { LocalTransport } from '../transport/local.js'
+import { sh } from '../commands/quote.js'
 import { releasesToPrune } from '../release/history.js'
 import {
   connectAll,
@@ -164,7 +165,7 @@ export function testStage(): Stage {
       const err = ctx.log.lineWriter('runner')
       let code: number
       try {
-        const r = await local.exec(`cd ${JSON.stringify(ctx.loaded.sourceDir)} && ${command}`, {
+        const r = await local.exec(`cd ${sh(ctx.loaded.sourceDir)} && ${command}`, {
           signal: ctx.signal,
           onStdout: out.push,
           onStderr: err.push,

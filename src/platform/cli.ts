@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import pkg from '../../package.json' with { type: 'json' }
-import { loadConfig, type Overrides } from '../config/load.js'
+import { loadConfig, requireEnv, type Overrides } from '../config/load.js'
 import { ConfigError, ExitCode } from '../config/errors.js'
 import { parseReleaseId } from '../release/id.js'
 import { parseBackupName } from '../backup/name.js'
@@ -31,7 +31,8 @@ options:
   -c, --config FILE      config file (default: safe-deploy.yml)
       --json             print the result as JSON on stdout (progress goes to stderr)
       --dotenv FILE      also write the outputs as SAFE_DEPLOY_*=value lines (GitLab dotenv reports)
-      --host ADDR[,ADDR] override hosts          --port N      override the SSH port
+      --host H[,H]       only these hosts of the config (by name or address; each keeps its settings)
+      --port N           override the SSH port
       --user NAME        override the SSH user   --path DIR    override the deploy root
       --key-file FILE    private key file        --known-hosts-file FILE
       --to RELEASE       rollback target
@@ -153,6 +154,8 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
       knownHostsFile: o['known-hosts-file']
     }
     const loaded = loadConfig(o.config, overrides, io.env)
+    // a variable only some commands use may be unset: refused here, before connecting, by those commands
+    requireEnv(loaded, command, { sub, restore: o.restore !== undefined, noDb: o['no-db'] })
     const reporter = terminalReporter(io.stderr, false)
     const req = { loaded, reporter, signal: io.signal, verbose: o.verbose, actor: defaultActor(io.env) }
 

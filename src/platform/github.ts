@@ -1,5 +1,5 @@
 import * as core from '@actions/core'
-import { loadConfig } from '../config/load.js'
+import { loadConfig, requireEnv } from '../config/load.js'
 import { ConfigError, ExitCode } from '../config/errors.js'
 import { deploy, newContext, rollback } from '../pipeline/run.js'
 import { getStatus, planDeploy, releaseOwnLock } from '../pipeline/ops.js'
@@ -67,6 +67,7 @@ export async function runAction(): Promise<void> {
     const inputs = parseInputs(read)
     const loaded = loadConfig(inputs.config, inputs.overrides)
     for (const s of loaded.secrets) core.setSecret(s)
+    requireEnv(loaded, inputs.command, { restore: !!inputs.restore, noDb: inputs.noDb })
     const req = {
       loaded,
       reporter: githubReporter(),

@@ -329,7 +329,17 @@ export function createHostVerifier(opts: HostVerifierOptions): HostVerifier {
       )
     }
     if (reason === 'mismatch') {
-      const sameType = known.find(({ entry }) => entry.keyType === offeredType) ?? known[0]
+      const sameType = known.find(({ entry }) => entry.keyType === offeredType)
+      if (sameType === undefined && known.length > 0) {
+        // known_hosts has this host, but only keys of other types (RSA there, ed25519 on the server)
+        const types = [...new Set(known.map(({ entry }) => entry.keyType))].join(', ')
+        const lines = known.map(({ entry }) => entry.line).join(', ')
+        return (
+          `host key for ${label} cannot be checked: ${offered}, and known_hosts has only ` +
+          `${types} for this host (line${known.length > 1 ? 's' : ''} ${lines}); ` +
+          `run \`${keyscanCommand(address, port, offeredType)}\`, check the key out of band and add it to known_hosts`
+        )
+      }
       if (sameType !== undefined) {
         return (
           `host key for ${label} does not match known_hosts (line ${sameType.entry.line}): ${offered}; ` +

@@ -1,7 +1,7 @@
 import { NodeSSH } from 'node-ssh'
 import type { ClientChannel } from 'ssh2'
 import type { ExecOptions, ExecResult, Transport } from './types.js'
-import { createHostVerifier, HostKeyError } from './hostkeys.js'
+import { createHostVerifier, HostKeyError, type HostVerifier } from './hostkeys.js'
 import { feedStdin } from './stdin.js'
 
 export interface SshTarget {
@@ -191,13 +191,21 @@ async function connectOnce(target: SshTarget): Promise<NodeSSH> {
       keepaliveCountMax: 3,
       tryKeyboard: false,
       hostVerifier: verifier ? (key: Buffer) => verifier.verify(key) : () => true,
-      algorithms: verifier && verifier.algorithms.length ? { serverHostKey: verifier.algorithms } : undefined
+      // ask for the key types known_hosts can vouch for; a configured fingerprint may be of any type
+      algorithms:
+        verifier && verifier.algorithms.length && !target.fingerprints.length
+          ? { serverHostKey: verifier.algorithms }
+          : undefined
     } as Parameters<NodeSSH['connect']>[0])
   } catch (e) {
     ssh.dispose()
+    const message = (e as Error).message
+    // known_hosts has only other key types than the server has (RSA there, ed25519 here): the handshake
+    // fails before any key is offered. Ask the server for its key once more, to say which one it has.
+    if (verifier && !verifier.failure() && /no matching host key format/i.test(message))
+      await probeHostKey(target, verifier)
     const hostKeyFailure = verifier?.failure()
     if (hostKeyFailure) throw new SshConnectError(hostKeyFailure.message, false)
-    const message = (e as Error).message
     if (/authentication methods failed|All configured authentication/i.test(message)) {
       throw new SshConnectError(
         `${target.user}@${target.label} refused the private key (authentication failed); check that the public key is in ~${target.user}/.ssh/authorized_keys on the host`,
@@ -213,6 +221,28 @@ async function connectOnce(target: SshTarget): Promise<NodeSSH> {
   // A connection that drops later (host rebooted, network cut) must fail the running command, not crash us.
   ssh.connection?.on('error', () => undefined)
   return ssh
+}
+
+/**
+ * Connects with every host key algorithm and rejects whatever key the server offers, only to learn which
+ * one it is: the verifier records the rejection (type, fingerprint, what to do). Nothing authenticates.
+ */
+async function probeHostKey(target: SshTarget, verifier: HostVerifier): Promise<void> {
+  const probe = new NodeSSH()
+  try {
+    await probe.connect({
+      host: target.address,
+      port: target.port,
+      username: target.user,
+      readyTimeout: target.connectTimeoutMs,
+      tryKeyboard: false,
+      hostVerifier: (key: Buffer) => verifier.verify(key) && false
+    } as Parameters<NodeSSH['connect']>[0])
+  } catch {
+    /* rejected, as intended; or the server is gone: then the first error stands */
+  } finally {
+    probe.dispose()
+  }
 }
 
 export { HostKeyError }

@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { parse as parseYaml } from 'yaml'
-import { loadConfig, validateConfig, type Overrides } from '../../../src/config/load.js'
+import { loadConfig, requireEnv, validateConfig, type Overrides } from '../../../src/config/load.js'
 import { ConfigError, ExitCode } from '../../../src/config/errors.js'
 import { cleanup, tempDir } from '../helpers/shell.js'
 
@@ -136,7 +136,7 @@ describe('the issue’s example config', () => {
   test('validateConfig does not change the object it is given', () => {
     const obj = issueObject()
     const copy = structuredClone(obj)
-    validateConfig(obj, issueFile, { host: 'a,b', port: 22 }, ENV)
+    validateConfig(obj, issueFile, { host: '127.0.0.2', port: 22 }, ENV)
     expect(obj).toEqual(copy)
   })
 })
@@ -221,19 +221,60 @@ describe('errors name the key path', () => {
     expect(problemsOf(() => undefined, { SSH_KEY: KEY, KNOWN_HOSTS: '' })).toEqual([
       'ssh.known_hosts: environment variable KNOWN_HOSTS is not set or empty (referenced as env:KNOWN_HOSTS)'
     ])
-    const p = problemsOf(c => (c.env = { DB_URL: 'env:DATABASE_URL' }))
+    const p = problemsOf(c => (c.path = 'env:DEPLOY_PATH'))
     expect(p).toEqual([
-      'env.DB_URL: environment variable DATABASE_URL is not set or empty (referenced as env:DATABASE_URL)'
+      'path: environment variable DEPLOY_PATH is not set or empty (referenced as env:DEPLOY_PATH)'
     ])
   })
 
   test('a relative path', () => {
     expect(problemsOf(c => (c.path = 'srv/ledger'))).toEqual([
-      'path: expected an absolute path such as /srv/app (not / and without ..)'
+      'path: expected an absolute path such as /srv/app, got "srv/ledger"'
     ])
     expect(problemsOf(c => (c.path = '/'))[0]).toMatch(/^path: /)
     expect(problemsOf(c => (c.path = '/srv/../etc'))[0]).toMatch(/^path: /)
-    expect(problemsOf(c => (c.path = '/srv/a\nb'))[0]).toBe('path: path must not contain NUL or line breaks')
+    expect(problemsOf(c => (c.path = '/srv/a\nb'))[0]).toBe('path: must not contain NUL or line breaks')
+  })
+
+  test('every spelling of / is refused, for the top-level path and a host’s own', () => {
+    for (const root of ['/', '//', '///', '/.', '/./', '/./.', '/.//./']) {
+      expect(problemsOf(c => (c.path = root))).toEqual([
+        `path: ${JSON.stringify(root)} is the root directory; expected a deploy root such as /srv/app`
+      ])
+      expect(problemsOf(c => (c.hosts[0]!.path = root))).toEqual([
+        `hosts[0].path: ${JSON.stringify(root)} is the root directory; expected a deploy root such as /srv/app`
+      ])
+    }
+    // the --path flag goes through the same rule
+    expect(problemsOf(() => undefined, ENV, { path: '//' })).toEqual([
+      'path: "//" is the root directory; expected a deploy root such as /srv/app'
+    ])
+  })
+
+  test('`..` segments and relative paths are refused, per host too', () => {
+    for (const bad of ['/srv/..', '/srv/../etc', '/../srv', 'srv/app', './srv', '../srv', '']) {
+      const [problem, ...rest] = problemsOf(c => (c.hosts[0]!.path = bad))
+      expect(rest).toEqual([])
+      expect(problem).toMatch(/^hosts\[0\]\.path: expected (an absolute path|a path without \.\. segments)/)
+    }
+    expect(problemsOf(c => (c.hosts[0]!.path = '/srv/a\0b'))).toEqual(['hosts[0].path: contains a NUL byte'])
+  })
+
+  test('trailing slashes, repeated slashes and `.` segments are normalised away', () => {
+    const cases: [string, string][] = [
+      ['/srv/ledger/', '/srv/ledger'],
+      ['//srv//ledger//', '/srv/ledger'],
+      ['/srv/./ledger/.', '/srv/ledger'],
+      ['/./srv', '/srv']
+    ]
+    for (const [given, normal] of cases) {
+      const c = issueObject() as Raw
+      c.path = given
+      c.hosts = [{ address: 'a', path: given }, { address: 'b' }]
+      const l = validateConfig(c, issueFile, {}, ENV)
+      expect(l.config.path).toBe(normal)
+      expect(l.hosts.map(h => h.path)).toEqual([normal, normal])
+    }
   })
 
   test('`..` or an absolute path in shared files and dirs', () => {
@@ -275,6 +316,23 @@ describe('errors name the key path', () => {
     ])
   })
 
+  test('host names, addresses and users are one printable line', () => {
+    const forged = 'web-1\n[2026-11-21 19:30:05] DEPLOYMENT SUCCESS (1.0 s)'
+    const msg = 'must be one printable line (no line breaks, tabs or other control characters)'
+    for (const name of [forged, 'web\r1', 'web\t1', 'web\x1b[2J1', 'web\u20281', 'web\x7f']) {
+      expect(problemsOf(c => (c.hosts[0]!.name = name))).toEqual([`hosts[0].name: a host name ${msg}`])
+    }
+    expect(problemsOf(c => (c.hosts = [{ local: true, name: forged }]))).toEqual([
+      `hosts[0].name: a host name ${msg}`
+    ])
+    expect(problemsOf(c => (c.hosts[0]!.address = 'web\n1'))).toEqual([`hosts[0].address: an address ${msg}`])
+    expect(problemsOf(c => (c.hosts[0]!.user = 'ro\tot'))).toEqual([`hosts[0].user: a user ${msg}`])
+    // printable names, unicode included, are fine
+    const c = issueObject() as Raw
+    c.hosts[0]!.name = 'web 1 (Zürich)'
+    expect(validateConfig(c, issueFile, {}, ENV).hosts[0]?.name).toBe('web 1 (Zürich)')
+  })
+
   test('an empty hosts list', () => {
     expect(problemsOf(c => (c.hosts = []))[0]).toMatch(/^hosts: /)
   })
@@ -285,7 +343,7 @@ describe('errors name the key path', () => {
     c.keep_releases = 200
     c.verify.http.url = 'not a url'
     c.app = 'bad name'
-    c.env = { TOKEN: 'env:NOT_SET_ANYWHERE' }
+    c.path = 'env:NOT_SET_ANYWHERE'
     let err: ConfigError | undefined
     try {
       validateConfig(c, '/cfg/safe-deploy.yml', {}, ENV)
@@ -295,7 +353,7 @@ describe('errors name the key path', () => {
     expect(err).toBeInstanceOf(ConfigError)
     expect(err?.exitCode).toBe(ExitCode.badInput)
     const keys = err?.problems.map(p => p.split(':')[0]).sort()
-    expect(keys).toEqual(['app', 'env.TOKEN', 'hosts[0].port', 'keep_releases', 'verify.http.url'])
+    expect(keys).toEqual(['app', 'hosts[0].port', 'keep_releases', 'path', 'verify.http.url'])
     expect(err?.message.split('\n')).toEqual([
       'invalid config /cfg/safe-deploy.yml:',
       ...(err?.problems ?? []).map(p => `  - ${p}`)
@@ -344,31 +402,45 @@ describe('loadConfig: the file itself', () => {
 })
 
 describe('overrides win over the file', () => {
-  test('host: a comma list replaces the hosts, keeping the first host’s port and user', () => {
-    const l = loadConfig(issueFile, { host: ' web-1.example , 203.0.113.10,,' }, ENV)
-    expect(l.hosts).toHaveLength(2)
-    expect(l.hosts).toMatchObject([
+  test('host selects hosts of the config by name or address, and each keeps its own settings', () => {
+    const c = issueObject() as Raw
+    c.hosts = [
+      { address: '10.0.0.1', name: 'web-1', path: '/srv/web-1', primary: true },
+      { address: '10.0.0.2', name: 'web-2', path: '/srv/web-2', port: 2202, user: 'deploy' },
+      { address: '10.0.0.3', port: 2203 }
+    ]
+    const pick = (host: string) => validateConfig(c, issueFile, { host }, ENV).hosts
+    expect(pick('web-2')).toEqual([
       {
-        name: 'web-1.example:2222',
+        name: 'web-2',
         kind: 'ssh',
-        address: 'web-1.example',
-        port: 2222,
-        user: 'root',
+        address: '10.0.0.2',
+        port: 2202,
+        user: 'deploy',
+        path: '/srv/web-2',
         primary: true
-      },
-      {
-        name: '203.0.113.10:2222',
-        kind: 'ssh',
-        address: '203.0.113.10',
-        port: 2222,
-        user: 'root',
-        primary: false
       }
+    ])
+    // by address, by address:port, by the default name; in config order; the primary stays primary
+    expect(pick(' 10.0.0.3:2203 , 10.0.0.1,,').map(h => [h.name, h.path, h.port, h.primary])).toEqual([
+      ['web-1', '/srv/web-1', 22, true],
+      ['10.0.0.3:2203', '/srv/ledger', 2203, false]
+    ])
+    expect(pick('10.0.0.2').map(h => h.name)).toEqual(['web-2'])
+  })
+
+  test('an unknown host is a config error listing the hosts the config has', () => {
+    const c = issueObject() as Raw
+    c.hosts = [{ address: '10.0.0.1', name: 'web-1' }, { address: '10.0.0.2' }]
+    expect(problemsOf(r => (r.hosts = c.hosts), ENV, { host: 'web-1,web-9' })).toEqual([
+      '--host: "web-9" is not a host of this config; it has web-1 (10.0.0.1), 10.0.0.2 (add a host to hosts: to deploy to it)'
     ])
   })
 
   test('port and user apply to every SSH host', () => {
-    const l = loadConfig(issueFile, { host: 'a,b', port: 22, user: 'deploy' }, ENV)
+    const c = issueObject() as Raw
+    c.hosts = [{ address: 'a' }, { address: 'b', port: 2200, user: 'web' }]
+    const l = validateConfig(c, issueFile, { port: 22, user: 'deploy' }, ENV)
     expect(l.hosts.map(h => [h.name, h.address, h.port, h.user])).toEqual([
       ['a', 'a', 22, 'deploy'],
       ['b', 'b', 22, 'deploy']
@@ -435,21 +507,20 @@ describe('secrets', () => {
     const c = issueObject() as Raw
     c.path = 'env:DEPLOY_PATH'
     c.ssh.passphrase = 'env:KEY_PASSPHRASE'
-    c.env = { DB_PASSWORD: 'env:DB_PASSWORD', API: 'env:API_TOKEN', MODE: 'production', SHORT: 'env:SHORT' }
+    c.env = { DB_PASSWORD: 'env:DB_PASSWORD', API: 'env:API_TOKEN', MODE: 'production', SHORT: 'abc' }
     const env = {
       ...ENV,
       DEPLOY_PATH: '/srv/from-env',
       KEY_PASSPHRASE: 'pass phrase',
       DB_PASSWORD: 'hunter2-db',
-      API_TOKEN: 'tok_123456',
-      SHORT: 'abc'
+      API_TOKEN: 'tok_123456'
     }
     const l = validateConfig(c, issueFile, {}, env)
     expect(l.secrets.sort()).toEqual([KEY, 'hunter2-db', 'pass phrase', 'tok_123456'].sort())
     expect(l.secrets).not.toContain(KNOWN)
     expect(l.secrets).not.toContain('/srv/from-env')
     expect(l.secrets).not.toContain('production')
-    // values under 4 characters are too short to redact without mangling the log
+    // a value written in the config is not a secret, whatever its length
     expect(l.secrets).not.toContain('abc')
     expect(l.config.path).toBe('/srv/from-env')
     expect(l.config.env).toEqual({
@@ -459,6 +530,52 @@ describe('secrets', () => {
       SHORT: 'abc'
     })
     expect(l.auth.passphrase).toBe('pass phrase')
+  })
+
+  test('a secret under 4 characters is refused by key, saying why (it could not be redacted)', () => {
+    const why =
+      'secrets are redacted (***) in every log and report, and one under 4 characters cannot be without mangling them'
+    expect(problemsOf(c => (c.env = { TOKEN: 'env:TOKEN' }), { ...ENV, TOKEN: 'abc' })).toEqual([
+      `env.TOKEN: the value of env:TOKEN is 3 characters long; ${why}: use a longer secret, or write the value in the config if it is not secret`
+    ])
+    expect(problemsOf(c => (c.ssh.passphrase = 'env:PASSPHRASE'), { ...ENV, PASSPHRASE: 'x' })).toEqual([
+      `ssh.passphrase: the value of env:PASSPHRASE is 1 character long; ${why}: use a longer secret, or write the value in the config if it is not secret`
+    ])
+    // inline passwords, in a URL or not, are secrets too
+    const db = (extra: Record<string, unknown>) => (c: Raw) =>
+      (c.backup = { databases: [{ engine: 'postgres', database: 'app', ...extra }] })
+    expect(problemsOf(db({ password: 'pw' }))).toEqual([
+      `backup.databases[0].password: the secret is 2 characters long; ${why}: use a longer secret`
+    ])
+    expect(problemsOf(db({ url: 'postgres://app:pw@db.internal/app' }))).toEqual([
+      `backup.databases[0].url: the secret is 2 characters long; ${why}: use a longer secret`
+    ])
+    // 4 characters is enough, and is redacted
+    const c = issueObject() as Raw
+    c.env = { TOKEN: 'env:TOKEN' }
+    expect(validateConfig(c, issueFile, {}, { ...ENV, TOKEN: 'abcd' }).secrets).toContain('abcd')
+  })
+
+  test('a NUL byte in any value, from the file, a flag or a variable, names the key', () => {
+    expect(problemsOf(c => (c.env = { MODE: 'prod\0uction' }))).toEqual(['env.MODE: contains a NUL byte'])
+    expect(problemsOf(c => (c.stages = { build: 'make\0 all' }))).toEqual([
+      'stages.build: contains a NUL byte'
+    ])
+    expect(problemsOf(c => (c.env = { TOKEN: 'env:TOKEN' }), { ...ENV, TOKEN: 'tok\0en-value' })).toEqual([
+      'env.TOKEN: the value of environment variable TOKEN contains a NUL byte'
+    ])
+    expect(
+      problemsOf(() => undefined, { ...ENV, SSH_KEY: `${KEY}\0` }).filter(p => p.includes('NUL'))
+    ).toEqual(['ssh.private_key: the value of environment variable SSH_KEY contains a NUL byte'])
+    expect(problemsOf(c => (c.hosts[0]!.address = 'web\0.example'))).toEqual([
+      'hosts[0].address: contains a NUL byte'
+    ])
+    expect(problemsOf(() => undefined, ENV, { user: 'ro\0ot' })).toEqual([
+      'hosts[0].user: contains a NUL byte'
+    ])
+    expect(problemsOf(c => ((c as Record<string, unknown>).verify = { command: ['true', 'a\0b'] }))).toEqual([
+      'verify.command[1]: contains a NUL byte'
+    ])
   })
 
   test('one value referenced twice is listed once', () => {
@@ -474,6 +591,106 @@ describe('secrets', () => {
     c.env = { A: 'prefix env:TOKEN', B: 'env:bad-name' }
     const l = validateConfig(c, issueFile, {}, { ...ENV, TOKEN: 'x' })
     expect(l.config.env).toEqual({ A: 'prefix env:TOKEN', B: 'env:bad-name' })
+  })
+})
+
+describe('env: values only some commands use are resolved lazily', () => {
+  const lazy = (c: Raw) => {
+    c.env = { DATABASE_URL: 'env:DATABASE_URL', MODE: 'production' }
+    c.stages = { migrate: 'alembic upgrade head' } as never
+    c.backup = {
+      databases: [{ engine: 'postgres', url: 'env:DATABASE_URL' }],
+      encrypt: {
+        recipients: ['age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq'],
+        identity: 'env:AGE_IDENTITY'
+      }
+    }
+  }
+  const load = (env: NodeJS.ProcessEnv) => {
+    const c = issueObject() as Raw
+    lazy(c)
+    return validateConfig(c, issueFile, {}, env)
+  }
+
+  test('DATABASE_URL and AGE_IDENTITY unset: the config loads, the values are left out and listed', () => {
+    const l = load(ENV)
+    expect(l.unresolved).toEqual([
+      { key: 'env.DATABASE_URL', variable: 'DATABASE_URL' },
+      { key: 'backup.databases[0].url', variable: 'DATABASE_URL' },
+      { key: 'backup.encrypt.identity', variable: 'AGE_IDENTITY' }
+    ])
+    expect(l.config.env).toEqual({ MODE: 'production' })
+    expect(l.config.backup && l.config.backup.databases[0]?.url).toBeUndefined()
+    expect(l.config.backup && l.config.backup.encrypt?.identity).toBeUndefined()
+  })
+
+  test('read-only commands need none of them; the commands that use a value refuse, naming it and themselves', () => {
+    const l = load(ENV)
+    for (const [command, sub] of [
+      ['releases'],
+      ['status'],
+      ['plan'],
+      ['lock', 'status'],
+      ['lock', 'release'],
+      ['backups', 'list'],
+      ['backups', 'prune'],
+      ['backups', 'download']
+    ] as [string, string?][])
+      expect(() => requireEnv(l, command, { sub })).not.toThrow()
+    const refusal = (command: string, opts: { sub?: string; restore?: boolean } = {}) => {
+      try {
+        requireEnv(l, command, opts)
+      } catch (e) {
+        expect(e).toBeInstanceOf(ConfigError)
+        expect((e as ConfigError).exitCode).toBe(ExitCode.badInput)
+        return (e as ConfigError).problems
+      }
+      throw new Error(`expected ${command} to refuse`)
+    }
+    const unset = (key: string, name: string) =>
+      `${key}: environment variable ${name} is not set or empty (referenced as env:${name})`
+    expect(refusal('deploy')).toEqual([
+      `${unset('env.DATABASE_URL', 'DATABASE_URL')}: \`deploy\` needs it (its commands on the hosts get env:)`,
+      `${unset('backup.databases[0].url', 'DATABASE_URL')}: \`deploy\` needs it (it backs up the databases before anything changes)`,
+      `${unset('backup.encrypt.identity', 'AGE_IDENTITY')}: \`deploy\` needs it (a failed migration is undone by restoring the encrypted pre-deploy backup)`
+    ])
+    expect(refusal('backup').map(p => p.split(':')[0])).toEqual([
+      'env.DATABASE_URL',
+      'backup.databases[0].url'
+    ])
+    expect(refusal('restore').map(p => p.split(':')[0])).toEqual([
+      'env.DATABASE_URL',
+      'backup.databases[0].url',
+      'backup.encrypt.identity'
+    ])
+    expect(refusal('backups', { sub: 'verify' })[0]).toContain('`backups verify` needs it')
+    expect(refusal('rollback', { restore: true }).map(p => p.split(':')[0])).toContain(
+      'backup.encrypt.identity'
+    )
+  })
+
+  test('a backup needs the recipients, not the identity', () => {
+    const l = load({ ...ENV, DATABASE_URL: 'postgres://app:secret-pw@db.internal/app' })
+    expect(l.unresolved).toEqual([{ key: 'backup.encrypt.identity', variable: 'AGE_IDENTITY' }])
+    expect(() => requireEnv(l, 'backup')).not.toThrow()
+    expect(() => requireEnv(l, 'rollback')).not.toThrow()
+    expect(() => requireEnv(l, 'restore')).toThrow(/AGE_IDENTITY is not set.*`restore` needs it/)
+    // without a migration to undo by restoring, a deploy takes its backup without the identity too
+    const c = issueObject() as Raw
+    lazy(c)
+    c.stages = {} as never
+    expect(() =>
+      requireEnv(
+        validateConfig(c, issueFile, {}, { ...ENV, DATABASE_URL: 'postgres://app:secret-pw@db/app' }),
+        'deploy'
+      )
+    ).not.toThrow()
+  })
+
+  test('keys every command uses still need their variable at load', () => {
+    expect(problemsOf(c => (c.hosts[0]!.address = 'env:DEPLOY_HOST'))).toEqual([
+      'hosts[0].address: environment variable DEPLOY_HOST is not set or empty (referenced as env:DEPLOY_HOST)'
+    ])
   })
 })
 

@@ -169,10 +169,14 @@ describe('runCli without a server', () => {
     expect(existsSync(root)).toBe(false)
   })
 
-  test('plan with a missing secret env var exits 2 and names it', async () => {
-    const r = await cli(['plan', '-c', config], {})
+  test('plan runs with an env: variable unset; deploy, which uses it, exits 2 naming it and itself', async () => {
+    const plan = await cli(['plan', '-c', config], {})
+    expect(plan.code).toBe(0)
+    const r = await cli(['deploy', '-c', config], {})
     expect(r.code).toBe(2)
-    expect(r.stderr).toContain('env.API_TOKEN: environment variable API_TOKEN is not set or empty')
+    expect(r.stderr).toContain(
+      'env.API_TOKEN: environment variable API_TOKEN is not set or empty (referenced as env:API_TOKEN): `deploy` needs it'
+    )
   })
 
   test('--path overrides the deploy root in the plan', async () => {

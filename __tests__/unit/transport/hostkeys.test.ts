@@ -375,6 +375,23 @@ describe('createHostVerifier', () => {
     )
   })
 
+  test('a key of a type known_hosts has none of for the host says so, with the offered key and ssh-keyscan', () => {
+    const knownHosts = [line('[127.0.0.2]:2222', keys.rsa), line('10.9.9.9', keys.ed25519)].join('\n')
+    const verifier = createHostVerifier({ address: '127.0.0.2', port: 2222, knownHosts })
+    expect(verifier.algorithms).toEqual(['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'])
+    expect(verifier.verify(keys.ed25519.blob)).toBe(false)
+    expect(verifier.failure()).toMatchObject({
+      reason: 'mismatch',
+      offeredType: 'ssh-ed25519',
+      offeredFingerprint: fingerprintOf(keys.ed25519.blob)
+    })
+    expect(verifier.failure()?.message).toBe(
+      'host key for 127.0.0.2:2222 cannot be checked: the server offered ssh-ed25519 ' +
+        `${fingerprintOf(keys.ed25519.blob)}, and known_hosts has only ssh-rsa for this host (line 1); ` +
+        'run `ssh-keyscan -p 2222 -t ed25519 127.0.0.2`, check the key out of band and add it to known_hosts'
+    )
+  })
+
   test('the ssh-keyscan hint names the offered key type and omits -p for port 22', () => {
     const knownHosts = line('web-1', keys.ed25519)
     const verifier = createHostVerifier({ address: 'web-1', port: 22, knownHosts })
