@@ -14,7 +14,8 @@ import { sh } from '../commands/quote.js'
 import { DeployLog, runStem, type Reporter } from '../report/log.js'
 import { Redactor } from '../report/redact.js'
 import { newReleaseId, type ReleaseId } from '../release/id.js'
-import { parseHistory, rollbackTarget, type HistoryEntry } from '../release/history.js'
+import { parseHistory, rollbackTarget, unfinishedReleases, type HistoryEntry } from '../release/history.js'
+import { ExitCode } from '../config/errors.js'
 import {
   closeAll,
   connectAll,
@@ -200,6 +201,8 @@ async function execute(
           actor: ctx.actor.who,
           run: ctx.actor.run ?? null,
           status,
+          // the target passed verify and the run succeeded: rollbacks may come back to it
+          verified: status === 'success' ? true : undefined,
           started: started.toISOString(),
           finished: finished.toISOString(),
           duration_s: durationS,
@@ -268,11 +271,18 @@ async function execute(
     durationS,
     verdict: ctx.log.redactor.redact(v)
   }
+  if (ctx.log.fileError) result.logFile = undefined
   if (result.reportFile) {
-    mkdirSync(resolve(result.reportFile, '..'), { recursive: true })
-    writeFileSync(result.reportFile, ctx.log.redactor.redact(JSON.stringify(result, null, 2)) + '\n', {
-      mode: 0o600
-    })
+    try {
+      mkdirSync(resolve(result.reportFile, '..'), { recursive: true })
+      writeFileSync(result.reportFile, ctx.log.redactor.redact(JSON.stringify(result, null, 2)) + '\n', {
+        mode: 0o600
+      })
+    } catch (e) {
+      // a full runner disk: the run is over and was undone as needed; only its report file is missing
+      ctx.log.warn(`cannot write the report file ${result.reportFile} (${errorMessage(e)})`)
+      result.reportFile = undefined
+    }
   }
   return result
 }
@@ -342,8 +352,20 @@ export function rollback(req: RunRequest & { to?: ReleaseId } & RollbackDatabase
         if (!target) {
           throw new StageError(
             'choose',
-            `no earlier good release to roll back to on ${primary.host.name} (current: ${primary.current ?? 'none'}; releases: ${primary.releases.join(', ') || 'none'})`,
+            `no earlier release that history records as verified healthy to roll back to on ${primary.host.name} (current: ${primary.current ?? 'none'}; releases: ${primary.releases.join(', ') || 'none'}); name one with --to`,
             primary.host.name
+          )
+        }
+        if (
+          req.to &&
+          primary.releases.includes(req.to) &&
+          unfinishedReleases([req.to], primary.complete ?? [], primary.current, history).length
+        ) {
+          throw new StageError(
+            'choose',
+            `release ${req.to} on ${primary.host.name} was never finished (a deploy was stopped before its build completed); refusing to switch to it`,
+            primary.host.name,
+            ExitCode.badInput
           )
         }
         if (target === primary.current)
