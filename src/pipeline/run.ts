@@ -11,7 +11,7 @@ import {
 import { releaseLock } from '../commands/lock.js'
 import { combine } from '../commands/command.js'
 import { sh } from '../commands/quote.js'
-import { DeployLog, runStem, type Reporter } from '../report/log.js'
+import { DeployLog, escapeControls, runStem, type Reporter } from '../report/log.js'
 import { Redactor } from '../report/redact.js'
 import { newReleaseId, type ReleaseId } from '../release/id.js'
 import { parseHistory, rollbackTarget, unfinishedReleases, type HistoryEntry } from '../release/history.js'
@@ -242,6 +242,9 @@ async function execute(
     if (state === 'released') {
       ctx.log.info('lock released', primary.host.name)
       ctx.onLock?.(undefined)
+    } else if (state === 'not-ours') {
+      ctx.log.warn('the lock is held by another run now; left as it is', primary.host.name)
+      ctx.onLock?.(undefined)
     } else {
       const why = mine?.status === 'rejected' ? errorMessage(mine.reason) : `lock state ${state ?? 'unknown'}`
       ctx.log.warn(`could not release the lock (${why}); run \`safe-deploy lock release\``, primary.host.name)
@@ -269,7 +272,7 @@ async function execute(
     started: started.toISOString(),
     finished: finished.toISOString(),
     durationS,
-    verdict: ctx.log.redactor.redact(v)
+    verdict: escapeControls(ctx.log.redactor.redact(v), true)
   }
   if (ctx.log.fileError) result.logFile = undefined
   if (result.reportFile) {
