@@ -262,6 +262,13 @@ describe('rollback targets come from history', () => {
     expectExit(back, 0)
     expect(resultOf(back).release).toBe(v2)
     await expectServing(c, v2, '2.0.0')
+    const entries = historyLines(c.root).map(l => JSON.parse(l) as Record<string, unknown>)
+    expect(entries.map(e => [e.type, e.release, e.status, e.verified])).toEqual([
+      ['deploy', entries[0]?.release, 'success', true],
+      ['deploy', v2, 'success', true],
+      ['deploy', v3, 'success', true],
+      ['rollback', v2, 'success', true]
+    ])
   }, 120_000)
 })
 

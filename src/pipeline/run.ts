@@ -201,8 +201,9 @@ async function execute(
           actor: ctx.actor.who,
           run: ctx.actor.run ?? null,
           status,
-          // the target passed verify and the run succeeded: rollbacks may come back to it
-          verified: status === 'success' ? true : undefined,
+          // the target passed its checks and the run succeeded (with no checks configured nothing was verified:
+          // the field is left out, and a success entry without it still counts as good for rollbacks)
+          verified: status === 'success' && hasChecks(ctx) ? true : undefined,
           started: started.toISOString(),
           finished: finished.toISOString(),
           duration_s: durationS,
@@ -407,7 +408,9 @@ export function rollback(req: RunRequest & { to?: ReleaseId } & RollbackDatabase
       ],
       release: () => target,
       previous: () => from,
-      history: () => ({
+      history: o => ({
+        // the target went live and failed (its checks): later rollbacks skip it
+        bad: o.failure && changedLive?.() ? true : undefined,
         from: from ?? null,
         database: database.database ?? null,
         port: strategy().port?.(primaryOf(ctx))

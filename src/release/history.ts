@@ -75,8 +75,7 @@ function parseEntry(line: string): HistoryEntry | undefined {
 export function badReleases(history: HistoryEntry[]): Set<string> {
   const bad = new Set<string>()
   for (const h of history) {
-    if (h.type === 'deploy' && (h.bad || h.status === 'rolled-back' || h.status === 'interrupted'))
-      bad.add(h.release)
+    if (h.bad || h.status === 'rolled-back' || h.status === 'interrupted') bad.add(h.release)
     if (h.type === 'rollback' && h.status === 'success' && h.from) bad.add(h.from)
   }
   return bad
@@ -84,9 +83,10 @@ export function badReleases(history: HistoryEntry[]): Set<string> {
 
 /**
  * Releases history records as verified healthy, each with the position (line order) of the entry that says
- * so: a release whose newest entry (deploy or rollback) is a success, and that no later entry marks bad or
- * interrupted (a successful rollback away from it marks it bad). An old success entry without `verified`
- * counts as verified.
+ * so: a release whose newest entry (deploy or rollback) that says anything of its health is a success, and
+ * that no later entry marks bad or interrupted (a successful rollback away from it marks it bad). A run that
+ * failed before anything live changed (`failed`, not `bad`: a refused rollback, a lock held) says nothing of
+ * its release. An old success entry without `verified` counts as verified.
  */
 export function goodReleases(history: HistoryEntry[]): Map<string, number> {
   const good = new Map<string, number>()
@@ -94,7 +94,10 @@ export function goodReleases(history: HistoryEntry[]): Map<string, number> {
     if (h.status === 'success' && h.verified !== false && !h.bad) {
       good.delete(h.release)
       good.set(h.release, i)
-    } else good.delete(h.release)
+    } else if (h.bad || h.status === 'rolled-back' || h.status === 'interrupted') {
+      good.delete(h.release)
+    }
+    // a plain `failed` without `bad` stopped before anything live changed: it says nothing of the release
     if (h.type === 'rollback' && h.status === 'success' && h.from) good.delete(h.from)
   })
   return good

@@ -124,6 +124,22 @@ describe('rollbackTarget', () => {
     expect(rollbackTarget(releases, R3, h)).toBe(R2)
   })
 
+  test('a run that failed before anything live changed says nothing of its release', () => {
+    const h = [
+      ok(R1),
+      ok(R2),
+      // a refused rollback to R1 (database choice missing), a deploy refused by the lock
+      entry({ type: 'rollback', release: R1, status: 'failed', from: R2 }),
+      entry({ type: 'deploy', release: R3, status: 'failed' })
+    ]
+    expect(rollbackTarget(releases, R2, h)).toBe(R1)
+    // a rollback whose target went live and failed its checks marks it bad
+    const h2 = [...h, entry({ type: 'rollback', release: R1, status: 'failed', from: R2, bad: true })]
+    expect(rollbackTarget(releases, R2, h2)).toBeUndefined()
+    const h3 = [...h, entry({ type: 'rollback', release: R1, status: 'rolled-back', from: R2 })]
+    expect(rollbackTarget(releases, R2, h3)).toBeUndefined()
+  })
+
   test('an old success entry without `verified` counts; `verified: false` does not', () => {
     const h = [entry({ type: 'deploy', release: R1, status: 'success' }), ok(R2, { verified: false })]
     expect(rollbackTarget(releases, R3, h)).toBe(R1)
