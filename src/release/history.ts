@@ -130,6 +130,7 @@ export function rollbackTarget(
 /**
  * Releases a run left half-made (a deploy killed during its upload or build): no completion marker, not
  * `current`, and history never saw them serve. The next deploy removes them; rollbacks never choose them.
+ * Without any history nothing is called unfinished: a release from before completion markers looks the same.
  */
 export function unfinishedReleases(
   releases: string[],
@@ -137,6 +138,8 @@ export function unfinishedReleases(
   current: string | undefined,
   history: HistoryEntry[]
 ): string[] {
+  // no history at all (deleted, or never written): nothing tells a half-made release from an old one
+  if (!history.length) return []
   const done = new Set(complete)
   return releases.filter(isReleaseId).filter(r => r !== current && !done.has(r) && !everServed(history, r))
 }

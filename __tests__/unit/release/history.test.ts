@@ -158,7 +158,9 @@ describe('unfinishedReleases', () => {
     const h = [entry({ type: 'deploy', release: R1, status: 'success' })]
     // R1 predates completion markers but served; R2 is current; R3 is complete; R4 was never finished
     expect(unfinishedReleases([R1, R2, R3, R4, 'notes'], [R3], R2, h)).toEqual([R4])
-    expect(unfinishedReleases([R4], [], undefined, [])).toEqual([R4])
+    expect(unfinishedReleases([R4], [], undefined, h)).toEqual([R4])
+    // no history at all: an old release and a half-made one look the same, so none is removed
+    expect(unfinishedReleases([R1, R4], [], undefined, [])).toEqual([])
   })
 })
 
