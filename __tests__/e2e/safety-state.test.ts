@@ -199,6 +199,11 @@ describe('rollback targets come from history', () => {
     expectExit(to, 2)
     expect(to.stderr).toContain('was never finished')
     await expectServing(c, v1, '1.0.0')
+    // nor does a plain rollback go to it: history never recorded it healthy
+    const plain = await c.p.run(['rollback'])
+    expectExit(plain, 3)
+    expect(plain.stderr).toContain('no earlier release that history records as verified healthy')
+    await expectServing(c, v1, '1.0.0')
 
     c.p.app({ version: '3.0.0' })
     const next = await c.p.deploy(['--json'])
