@@ -9,7 +9,6 @@ import { unresolvedDatabases } from '../config/load.js'
 import type { Layout } from '../commands/layout.js'
 import type { RemoteCommand } from '../commands/command.js'
 import { listReleases, parseKeyValues, readHistory } from '../commands/release.js'
-import { renewLock } from '../commands/lock.js'
 import { parseHistory, type HistoryEntry } from '../release/history.js'
 import { primaryOf, runOn, runRaw, type HostSession, type RunContext } from '../pipeline/context.js'
 import { StageError, errorMessage } from '../pipeline/errors.js'
@@ -63,24 +62,6 @@ export function planFor(ctx: RunContext, s: HostSession, stage: string): BackupP
       ExitCode.badInput
     )
   return resolvePlan(ctx.config.app, b, s.layout, ctx.config.env)
-}
-
-/** Keeps the deploy lock alive while a long command runs (the orchestrator renews only between stages). */
-async function withLockRenewal<T>(ctx: RunContext, fn: () => Promise<T>): Promise<T> {
-  const owner = ctx.lock
-  if (!owner) return fn()
-  const ttl = ctx.config.lock.ttl
-  const timer = setInterval(() => {
-    const p = primaryOf(ctx)
-    runOn(ctx, p, renewLock(p.layout, owner, Math.ceil(ttl / 1000)), { stage: 'lock' }).catch(e =>
-      ctx.log.warn(`could not renew the lock: ${errorMessage(e)}`)
-    )
-  }, ttl / 3)
-  try {
-    return await fn()
-  } finally {
-    clearInterval(timer)
-  }
 }
 
 /** Reads RC=/ERR=/FAIL= lines: the step that failed first (a SIGPIPE, 141, only when nothing else failed). */
@@ -407,9 +388,7 @@ export async function takeBackup(
     }
     const keep = opts.keep ? `kept by ${meta.by} at ${meta.created} (backup --keep)` : undefined
     const cmd = backupScript({ plan, name, tools: probe.tools, meta, keep })
-    const r = await withLockRenewal(ctx, () =>
-      runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) })
-    )
+    const r = await runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) })
     if (r.code === 17) continue
     if (r.code !== 0 || !kvLines(r.stdout).get('DONE')) {
       throw new StageError(
@@ -668,9 +647,7 @@ export async function verifyBackup(
     throw new StageError(stage, `backup ${info.name} has no database dump or files archive`, s.host.name)
   const signed = plan.signKey ? await checkSignature(ctx, s, plan, info.name, stage) : undefined
   const cmd = verifyScript(plan, info.name, artifacts, { manifestSha256: signed?.manifestSha256 })
-  const r = await withLockRenewal(ctx, () =>
-    runOn(ctx, s, cmd, { stage, allowFail: true, timeoutMs: longTimeout(ctx) })
-  )
+  const r = await runOn(ctx, s, cmd, { stage, allowFail: true, timeoutMs: longTimeout(ctx) })
   const kv = kvLines(r.stdout)
   if (r.code !== 0 || !kv.get('DONE'))
     throw new StageError(
@@ -780,9 +757,7 @@ export async function restoreArtifacts(
       `restoring ${a.file}${t ? ` into the ${describeTarget(t)}` : ` into ${plan.root}`}`,
       s.host.name
     )
-    const r = await withLockRenewal(ctx, () =>
-      runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) })
-    )
+    const r = await runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) })
     const kv = kvLines(r.stdout)
     if (r.code !== 0 || !kv.get('RESTORED'))
       throw new RestoreError(

@@ -15,6 +15,7 @@ export function inspectHost(layout: Layout, sharedFiles: string[], needs: string
       ...sharedFiles.map(f => `[ -e "$root/shared/"${sh(f)} ] || printf 'MISSING=%s\\n' ${sh(f)}`),
       ...needs.map(t => `command -v ${sh(t)} >/dev/null 2>&1 || printf 'NOTOOL=%s\\n' ${sh(t)}`),
       'ls -1 "$root/releases" 2>/dev/null | sed "s/^/RELEASE=/"',
+      'ls -1 "$root/.safe-deploy/complete" 2>/dev/null | sed "s/^/COMPLETE=/"',
       'true'
     )
   }
@@ -23,12 +24,51 @@ export function inspectHost(layout: Layout, sharedFiles: string[], needs: string
 /** The command line that unpacks the tar stream arriving on stdin into a new release directory. */
 export function unpackCommand(layout: Layout, id: string): string {
   const dir = layout.release(id)
-  return `mkdir -p ${sh(dir)} && tar -xzf - --no-same-owner -C ${sh(dir)}`
+  return `rm -f ${sh(completeMarker(layout, id))} && mkdir -p ${sh(dir)} && tar -xzf - --no-same-owner -C ${sh(dir)}`
 }
 
-/** Links shared files and dirs into the release; a file or dir shipped in the release is replaced. */
+/** The file that says a release was built completely (written after its build, in .safe-deploy/complete/). */
+export function completeMarker(layout: Layout, id: string): string {
+  return `${layout.meta}/complete/${id}`
+}
+
+/** Marks a release complete: its upload, shared links and build all finished. */
+export function markComplete(layout: Layout, id: string): RemoteCommand {
+  return {
+    label: 'mark the release complete',
+    script: script(`mkdir -p ${sh(`${layout.meta}/complete`)}`, `: > ${sh(completeMarker(layout, id))}`)
+  }
+}
+
+/** The dirs above a shared path inside the release: `a/b/c` → `a`, `a/b`. */
+function parentsOf(path: string): string[] {
+  const parts = path.split('/').filter(c => c && c !== '.')
+  return parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join('/'))
+}
+
+/**
+ * Links shared files and dirs into the release; a file or dir shipped in the release is replaced. First, for
+ * every shared path, refuses (exit 3, nothing changed) when a dir above it inside the release is a symlink or
+ * resolves outside the release: the `rm -rf` + `ln -s` would otherwise replace a file outside the release
+ * (`config -> /etc` and `shared.files: [config/.env]`).
+ */
 export function linkShared(layout: Layout, id: string, files: string[], dirs: string[]): RemoteCommand {
-  const lines = [`set -e`, `rel=${sh(layout.release(id))}`, `shared=${sh(layout.shared)}`]
+  const lines = [`rel=${sh(layout.release(id))}`, `shared=${sh(layout.shared)}`]
+  lines.push('relreal=$(cd "$rel" && pwd -P) || exit 3')
+  for (const p of [...dirs, ...files]) {
+    for (const parent of parentsOf(p)) {
+      lines.push(
+        `if [ -L "$rel/"${sh(parent)} ]; then printf 'refusing to link shared %s: %s in the release is a symlink (to %s); linking through it would change a file outside the release\\n' ${sh(p)} ${sh(parent)} "$(readlink "$rel/"${sh(parent)})" >&2; exit 3; fi`
+      )
+    }
+    const parent = parentsOf(p).at(-1)
+    if (parent) {
+      lines.push(
+        `if [ -d "$rel/"${sh(parent)} ]; then case "$(cd "$rel/"${sh(parent)} && pwd -P)/" in "$relreal"/*) ;; *) printf 'refusing to link shared %s: %s resolves outside the release\\n' ${sh(p)} ${sh(parent)} >&2; exit 3;; esac; fi`
+      )
+    }
+  }
+  lines.push('set -e')
   for (const d of dirs) {
     lines.push(`mkdir -p "$shared/"${sh(d)}`)
     lines.push(
@@ -87,7 +127,7 @@ export function removeReleases(layout: Layout, ids: string[]): RemoteCommand {
       `cur=$(readlink ${sh(layout.current)} 2>/dev/null || true)`,
       ...ids.map(
         id =>
-          `if [ "$cur" = ${sh(`releases/${id}`)} ]; then printf 'refusing to remove the current release %s\\n' ${sh(id)} >&2; else rm -rf ${sh(layout.release(id))}; fi`
+          `if [ "$cur" = ${sh(`releases/${id}`)} ]; then printf 'refusing to remove the current release %s\\n' ${sh(id)} >&2; else rm -rf ${sh(layout.release(id))} && rm -f ${sh(completeMarker(layout, id))}; fi`
       )
     )
   }
@@ -104,12 +144,15 @@ export function listReleases(layout: Layout): RemoteCommand {
   }
 }
 
+/** Appends one history line; a torn last line (no newline at its end) is ended first, so no entry is glued to it. */
 export function appendHistory(layout: Layout, entry: object): RemoteCommand {
+  const h = sh(layout.history)
   return {
     label: 'record history',
     script: script(
       `mkdir -p ${sh(layout.meta)}`,
-      `printf '%s\\n' ${sh(JSON.stringify(entry))} >> ${sh(layout.history)}`
+      `if [ -s ${h} ] && [ -n "$(tail -c 1 ${h})" ]; then printf '\\n' >> ${h}; fi`,
+      `printf '%s\\n' ${sh(JSON.stringify(entry))} >> ${h}`
     )
   }
 }

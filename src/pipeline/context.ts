@@ -21,6 +21,8 @@ export interface HostSession {
   /** The release `current` pointed to when we connected (undefined: none). */
   current?: string
   releases: string[]
+  /** Releases marked complete (built to the end), from .safe-deploy/complete/. */
+  complete?: string[]
   /** What the switch stage last did here, for the report when a rollback fails (unset: nothing). */
   switched?: string
 }

@@ -4,6 +4,7 @@ import {
   inRelease,
   inspectHost,
   linkShared,
+  markComplete,
   parseKeyValues,
   removeReleases,
   switchCurrent,
@@ -182,6 +183,7 @@ export function planDeploy(ctx: RunContext): string {
     if (c.shared.files.length || c.shared.dirs.length)
       show(linkShared(layout, release, c.shared.files, c.shared.dirs))
     if (c.stages.build) show(inRelease(layout, release, 'build', c.stages.build, env('build')))
+    show(markComplete(layout, release))
     if (c.switch.strategy === 'blue-green') {
       const bg = planBlueGreen(c, layout, release, env('switch'))
       out.push(bg.note, '')

@@ -1,6 +1,6 @@
-import { renewLock } from '../commands/lock.js'
 import { ExitCode } from '../config/errors.js'
-import { primaryOf, runOn, type RunContext } from './context.js'
+import type { RunContext } from './context.js'
+import { startLease, type Lease } from './lease.js'
 import { StageError, errorMessage } from './errors.js'
 import type { Stage, StageRecord } from './stage.js'
 
@@ -16,20 +16,6 @@ export interface Outcome {
 
 const seconds = (t0: number) => Math.round((performance.now() - t0) / 100) / 10
 
-/** Keeps our lock from expiring during a long run; at most once a third of its ttl. */
-async function renewIfDue(ctx: RunContext, state: { last: number }): Promise<void> {
-  if (!ctx.lock || Date.now() - state.last < ctx.config.lock.ttl / 3) return
-  state.last = Date.now()
-  try {
-    const p = primaryOf(ctx)
-    await runOn(ctx, p, renewLock(p.layout, ctx.lock, Math.ceil(ctx.config.lock.ttl / 1000)), {
-      stage: 'lock'
-    })
-  } catch (e) {
-    ctx.log.warn(`could not renew the lock: ${errorMessage(e)}`)
-  }
-}
-
 /**
  * Runs stages in order. On a failure, undoes the failed stage and then every completed one, newest first.
  * This is the only place that decides what is undone.
@@ -39,22 +25,40 @@ export async function runStages(
   stages: Stage[],
   hooks: { afterRollback?: (ctx: RunContext) => Promise<void> } = {}
 ): Promise<Outcome> {
+  // the stages run under the lock's lease: its signal is also aborted when the lock is lost
+  const outer = ctx.signal
+  const lease = startLease(ctx)
+  ctx.signal = lease.signal
+  try {
+    return await runUnderLease(ctx, stages, hooks, lease, outer)
+  } finally {
+    lease.stop()
+    ctx.signal = outer
+  }
+}
+
+async function runUnderLease(
+  ctx: RunContext,
+  stages: Stage[],
+  hooks: { afterRollback?: (ctx: RunContext) => Promise<void> },
+  lease: Lease,
+  outer: AbortSignal
+): Promise<Outcome> {
+  const interrupted = () => lease.lost ?? 'interrupted'
   const records: StageRecord[] = []
   const done: Stage[] = []
-  const lockState = { last: Date.now() }
   let failed: { stage: Stage; error: unknown; started: boolean } | undefined
 
   for (const stage of stages) {
     if (ctx.signal.aborted) {
       failed = {
         stage,
-        error: new StageError(stage.name, 'interrupted before this stage started'),
+        error: new StageError(stage.name, `${interrupted()} before this stage started`),
         started: false
       }
       records.push({ name: stage.name, status: 'skipped', duration_s: 0 })
       break
     }
-    await renewIfDue(ctx, lockState)
     ctx.log.setStage(stage.name)
     ctx.log.startGroup(stage.name)
     const t0 = performance.now()
@@ -65,7 +69,7 @@ export async function runStages(
       done.push(stage)
     } catch (error) {
       const host = error instanceof StageError ? error.host : undefined
-      const message = ctx.signal.aborted ? `interrupted: ${errorMessage(error)}` : errorMessage(error)
+      const message = ctx.signal.aborted ? `${interrupted()}: ${errorMessage(error)}` : errorMessage(error)
       records.push({ name: stage.name, status: 'failed', duration_s: seconds(t0), error: message, host })
       ctx.log.error(`FAILED: ${message}`, host)
       failed = { stage, error, started: true }
@@ -81,8 +85,8 @@ export async function runStages(
     stage: failed.stage.name,
     host: err instanceof StageError ? err.host : undefined,
     message:
-      ctx.signal.aborted && !errorMessage(err).startsWith('interrupted')
-        ? `interrupted: ${errorMessage(err)}`
+      ctx.signal.aborted && !errorMessage(err).startsWith(interrupted())
+        ? `${interrupted()}: ${errorMessage(err)}`
         : errorMessage(err)
   }
   const newestFirst = [...(failed.started ? [failed.stage] : []), ...[...done].reverse()]
@@ -91,8 +95,10 @@ export async function runStages(
   let rollbackFailed: string | undefined
   let undidLive = false
 
-  // An interrupted run still cleans up: the undo steps get their own signal.
-  const undoCtx: RunContext = ctx.signal.aborted ? { ...ctx, signal: new AbortController().signal } : ctx
+  // An interrupted run (or one that lost its lock) still cleans up: the undo steps get their own signal.
+  lease.settle()
+  ctx.signal = ctx.signal.aborted ? new AbortController().signal : outer
+  const undoCtx = ctx
   undoCtx.log.setStage('rollback')
   undoCtx.log.startGroup('rollback')
   for (const stage of toUndo) {

@@ -11,10 +11,11 @@ import {
 import { releaseLock } from '../commands/lock.js'
 import { combine } from '../commands/command.js'
 import { sh } from '../commands/quote.js'
-import { DeployLog, runStem, type Reporter } from '../report/log.js'
+import { DeployLog, escapeControls, runStem, type Reporter } from '../report/log.js'
 import { Redactor } from '../report/redact.js'
 import { newReleaseId, type ReleaseId } from '../release/id.js'
-import { parseHistory, rollbackTarget, type HistoryEntry } from '../release/history.js'
+import { parseHistory, rollbackTarget, unfinishedReleases, type HistoryEntry } from '../release/history.js'
+import { ExitCode } from '../config/errors.js'
 import {
   closeAll,
   connectAll,
@@ -192,6 +193,9 @@ async function execute(
           actor: ctx.actor.who,
           run: ctx.actor.run ?? null,
           status,
+          // the target passed its checks and the run succeeded (with no checks configured nothing was verified:
+          // the field is left out, and a success entry without it still counts as good for rollbacks)
+          verified: status === 'success' && hasChecks(ctx) ? true : undefined,
           started: started.toISOString(),
           finished: finished.toISOString(),
           duration_s: durationS,
@@ -231,6 +235,9 @@ async function execute(
     if (state === 'released') {
       ctx.log.info('lock released', primary.host.name)
       ctx.onLock?.(undefined)
+    } else if (state === 'not-ours') {
+      ctx.log.warn('the lock is held by another run now; left as it is', primary.host.name)
+      ctx.onLock?.(undefined)
     } else {
       const why = mine?.status === 'rejected' ? errorMessage(mine.reason) : `lock state ${state ?? 'unknown'}`
       ctx.log.warn(`could not release the lock (${why}); run \`safe-deploy lock release\``, primary.host.name)
@@ -258,13 +265,20 @@ async function execute(
     started: started.toISOString(),
     finished: finished.toISOString(),
     durationS,
-    verdict: ctx.log.redactor.redact(v)
+    verdict: escapeControls(ctx.log.redactor.redact(v), true)
   }
+  if (ctx.log.fileError) result.logFile = undefined
   if (result.reportFile) {
-    mkdirSync(resolve(result.reportFile, '..'), { recursive: true })
-    writeFileSync(result.reportFile, ctx.log.redactor.redact(JSON.stringify(result, null, 2)) + '\n', {
-      mode: 0o600
-    })
+    try {
+      mkdirSync(resolve(result.reportFile, '..'), { recursive: true })
+      writeFileSync(result.reportFile, ctx.log.redactor.redact(JSON.stringify(result, null, 2)) + '\n', {
+        mode: 0o600
+      })
+    } catch (e) {
+      // a full runner disk: the run is over and was undone as needed; only its report file is missing
+      ctx.log.warn(`cannot write the report file ${result.reportFile} (${errorMessage(e)})`)
+      result.reportFile = undefined
+    }
   }
   return result
 }
@@ -334,8 +348,20 @@ export function rollback(req: RunRequest & { to?: ReleaseId } & RollbackDatabase
         if (!target) {
           throw new StageError(
             'choose',
-            `no earlier good release to roll back to on ${primary.host.name} (current: ${primary.current ?? 'none'}; releases: ${primary.releases.join(', ') || 'none'})`,
+            `no earlier release that history records as verified healthy to roll back to on ${primary.host.name} (current: ${primary.current ?? 'none'}; releases: ${primary.releases.join(', ') || 'none'}); name one with --to`,
             primary.host.name
+          )
+        }
+        if (
+          req.to &&
+          primary.releases.includes(req.to) &&
+          unfinishedReleases([req.to], primary.complete ?? [], primary.current, history).length
+        ) {
+          throw new StageError(
+            'choose',
+            `release ${req.to} on ${primary.host.name} was never finished (a deploy was stopped before its build completed); refusing to switch to it`,
+            primary.host.name,
+            ExitCode.badInput
           )
         }
         if (target === primary.current)
@@ -374,7 +400,9 @@ export function rollback(req: RunRequest & { to?: ReleaseId } & RollbackDatabase
       ],
       release: () => target,
       previous: () => from,
-      history: () => ({
+      history: o => ({
+        // the target went live and failed (its checks): later rollbacks skip it
+        bad: o.failure && changedLive?.() ? true : undefined,
         from: from ?? null,
         database: database.database ?? null,
         port: strategy().port?.(primaryOf(ctx))

@@ -9,13 +9,15 @@ import {
   inRelease,
   inspectHost,
   linkShared,
+  markComplete,
   parseKeyValues,
+  readHistory,
   removeReleases,
   unpackCommand
 } from '../commands/release.js'
 import { LocalTransport } from '../transport/local.js'
 import { sh } from '../commands/quote.js'
-import { releasesToPrune } from '../release/history.js'
+import { parseHistory, releasesToPrune, unfinishedReleases } from '../release/history.js'
 import {
   connectAll,
   onEveryHost,
@@ -91,6 +93,8 @@ export function preflightStage(opts: {
         const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '')
         s.current = current || undefined
         s.releases = (kv.get('RELEASE') ?? []).sort()
+        s.complete = kv.get('COMPLETE') ?? []
+        if (opts.deploying) await removeUnfinished(ctx, s)
         const free = Number(kv.get('FREE_KB')?.[0])
         if (Number.isFinite(free) && opts.deploying) {
           if (free < MIN_FREE_KB) {
@@ -111,6 +115,24 @@ export function preflightStage(opts: {
       opts.inspected?.(ctx)
     }
   }
+}
+
+/**
+ * Removes releases a killed deploy left half-made (no completion marker, not current, never served per this
+ * host's history), so that nothing can switch to them. Runs under the lock, before the new upload.
+ */
+async function removeUnfinished(ctx: RunContext, s: HostSession): Promise<void> {
+  const unmarked = s.releases.filter(r => r !== s.current && !s.complete?.includes(r))
+  if (!unmarked.length) return
+  const history = parseHistory((await runOn(ctx, s, readHistory(s.layout), { stage: 'preflight' })).stdout)
+  const unfinished = unfinishedReleases(s.releases, s.complete ?? [], s.current, history)
+  if (!unfinished.length) return
+  await runOn(ctx, s, removeReleases(s.layout, unfinished), { stage: 'preflight' })
+  s.releases = s.releases.filter(r => !unfinished.includes(r))
+  ctx.log.warn(
+    `removed ${unfinished.length} unfinished release(s) left by an interrupted deploy (its build never completed): ${unfinished.join(', ')}`,
+    s.host.name
+  )
 }
 
 async function takeLock(ctx: RunContext, command: string): Promise<void> {
@@ -254,6 +276,8 @@ export function deployStage(rel: () => string): Stage {
               inRelease(s.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')),
               { stage: 'deploy' }
             )
+          // only now is the release complete: a run killed before this line left a half-made release
+          await runOn(ctx, s, markComplete(s.layout, release), { stage: 'deploy' })
         })
       } finally {
         pack.cleanup()

@@ -11,7 +11,10 @@ export interface HistoryEntry {
   commit?: string | null
   actor: string
   run?: string | null
-  status: 'success' | 'rolled-back' | 'failed'
+  /** interrupted: a run stopped by a signal or killed, finished by the Action's post step or the next run. */
+  status: 'success' | 'rolled-back' | 'failed' | 'interrupted'
+  /** The run's target release passed verify and the run succeeded. */
+  verified?: boolean
   /** A release that failed verification; automatic and plain rollbacks skip it. */
   bad?: boolean
   backup?: string | null
@@ -30,47 +33,115 @@ export interface HistoryEntry {
   error?: string | null
 }
 
+/**
+ * Parses history.jsonl. A torn line (a write cut short) is skipped, but never takes the next entry with it:
+ * when a torn line and the next entry ended up on one line (the next append did not start on a new line), the
+ * trailing JSON object is recovered.
+ */
 export function parseHistory(text: string): HistoryEntry[] {
   const out: HistoryEntry[] = []
   for (const line of text.split('\n')) {
     if (!line.trim()) continue
-    try {
-      const v = JSON.parse(line) as HistoryEntry
-      if (v && typeof v === 'object' && typeof v.release === 'string') out.push(v)
-    } catch {
-      /* a torn line from an interrupted write: skip it */
-    }
+    const v = parseEntry(line)
+    if (v) out.push(v)
   }
   return out
 }
 
-/** Releases a person or a failed verify has marked bad. */
+function asEntry(v: unknown): HistoryEntry | undefined {
+  return v && typeof v === 'object' && typeof (v as HistoryEntry).release === 'string'
+    ? (v as HistoryEntry)
+    : undefined
+}
+
+function parseEntry(line: string): HistoryEntry | undefined {
+  try {
+    return asEntry(JSON.parse(line))
+  } catch {
+    /* torn: look for the longest trailing object that parses */
+  }
+  for (let i = line.indexOf('{', 1); i > 0; i = line.indexOf('{', i + 1)) {
+    try {
+      const v = asEntry(JSON.parse(line.slice(i)))
+      if (v) return v
+    } catch {
+      /* not here */
+    }
+  }
+  return undefined
+}
+
+/** Releases a person or a failed verify has marked bad, or whose run was interrupted. */
 export function badReleases(history: HistoryEntry[]): Set<string> {
   const bad = new Set<string>()
   for (const h of history) {
-    if (h.type === 'deploy' && (h.bad || h.status === 'rolled-back')) bad.add(h.release)
+    if (h.bad || h.status === 'rolled-back' || h.status === 'interrupted') bad.add(h.release)
     if (h.type === 'rollback' && h.status === 'success' && h.from) bad.add(h.from)
   }
   return bad
 }
 
 /**
- * The release a plain `rollback` goes to: the newest release older than `current` that exists on the host
- * and is not marked bad.
+ * Releases history records as verified healthy, each with the position (line order) of the entry that says
+ * so: a release whose newest entry (deploy or rollback) that says anything of its health is a success, and
+ * that no later entry marks bad or interrupted (a successful rollback away from it marks it bad). A run that
+ * failed before anything live changed (`failed`, not `bad`: a refused rollback, a lock held) says nothing of
+ * its release. An old success entry without `verified` counts as verified.
+ */
+export function goodReleases(history: HistoryEntry[]): Map<string, number> {
+  const good = new Map<string, number>()
+  history.forEach((h, i) => {
+    if (h.status === 'success' && h.verified !== false && !h.bad) {
+      good.delete(h.release)
+      good.set(h.release, i)
+    } else if (h.bad || h.status === 'rolled-back' || h.status === 'interrupted') {
+      good.delete(h.release)
+    }
+    // a plain `failed` without `bad` stopped before anything live changed: it says nothing of the release
+    if (h.type === 'rollback' && h.status === 'success' && h.from) good.delete(h.from)
+  })
+  return good
+}
+
+/** History says this release was once finished and served (a release from before completion markers). */
+export function everServed(history: HistoryEntry[], release: string): boolean {
+  return history.some(h => h.release === release && h.status === 'success')
+}
+
+/**
+ * The release a plain `rollback` goes to: of the releases history records as verified healthy (goodReleases),
+ * the one recorded last, in history order (not by name: release ids come from the runner's clock), that exists
+ * on the host and is not `current`. Without history there is no target (name one with --to).
  */
 export function rollbackTarget(
   releases: string[],
   current: string | undefined,
   history: HistoryEntry[]
 ): ReleaseId | undefined {
-  const bad = badReleases(history)
-  const sorted = releases.filter(isReleaseId).sort()
-  const older = current ? sorted.filter(r => r < current) : sorted
-  for (let i = older.length - 1; i >= 0; i--) {
-    const r = older[i] as ReleaseId
-    if (!bad.has(r)) return r
+  const onDisk = new Set<string>(releases.filter(isReleaseId))
+  let best: { r: ReleaseId; at: number } | undefined
+  for (const [r, at] of goodReleases(history)) {
+    if (r === current || !onDisk.has(r) || !isReleaseId(r)) continue
+    if (!best || at > best.at) best = { r, at }
   }
-  return undefined
+  return best?.r
+}
+
+/**
+ * Releases a run left half-made (a deploy killed during its upload or build): no completion marker, not
+ * `current`, and history never saw them serve. The next deploy removes them; rollbacks never choose them.
+ * Without any history nothing is called unfinished: a release from before completion markers looks the same.
+ */
+export function unfinishedReleases(
+  releases: string[],
+  complete: string[],
+  current: string | undefined,
+  history: HistoryEntry[]
+): string[] {
+  // no history at all (deleted, or never written): nothing tells a half-made release from an old one
+  if (!history.length) return []
+  const done = new Set(complete)
+  return releases.filter(isReleaseId).filter(r => r !== current && !done.has(r) && !everServed(history, r))
 }
 
 /** Which releases to delete: all but the newest `keep`, never `current` nor `previous`. */

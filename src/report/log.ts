@@ -24,19 +24,82 @@ export function runStem(command: string, d: Date): string {
 }
 
 /**
+ * Escapes what could forge or hide a log line: CR, ESC and the other C0 controls but tab, DEL and the C1
+ * controls become visible escapes (`\\r`, `\\x1b`); with `newlines`, so does a line break (for the stage and
+ * host prefix, which must never start a new line).
+ */
+export function escapeControls(text: string, newlines = false): string {
+  // eslint-disable-next-line no-control-regex
+  const re = newlines ? /[\x00-\x08\x0a-\x1f\x7f-\x9f]/g : /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g
+  return text.replace(re, c => {
+    if (c === '\r') return '\\r'
+    if (c === '\n') return '\\n'
+    return `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`
+  })
+}
+
+/** Where a message that cannot go anywhere else goes: the process's stderr, never throwing. */
+function toStderr(line: string): void {
+  try {
+    process.stderr.write(`${line}\n`)
+  } catch {
+    /* nowhere left to say it */
+  }
+}
+
+/**
  * The deploy log: `[2026-11-21 19:30:05] [stage] [host] message` lines, redacted, written to a file and
- * passed to the reporter. Every line that leaves this class has been through the redactor.
+ * passed to the reporter. Every line that leaves this class has been through the redactor and has its control
+ * characters escaped. Writing never throws: when the log file cannot be written (a full disk), one stderr line
+ * says so and the lines are kept in memory (`lines`, which also go to the host's deploy.log).
  */
 export class DeployLog {
   private stage = 'run'
   readonly lines: string[] = []
+  /** Why the log file could not be written (undefined while it can). */
+  fileError: string | undefined
 
   constructor(
     readonly file: string | undefined,
     private readonly reporter: Reporter,
     readonly redactor: Redactor
   ) {
-    if (file) mkdirSync(dirname(file), { recursive: true })
+    if (file) {
+      try {
+        mkdirSync(dirname(file), { recursive: true })
+      } catch (e) {
+        this.fileFailed(e)
+      }
+    }
+  }
+
+  private fileFailed(e: unknown): void {
+    if (this.fileError) return
+    this.fileError = typeof (e as Error)?.message === 'string' ? (e as Error).message : String(e)
+    // once, on stderr (the terminal, the CI log): the file is not written again in this run
+    this.write(
+      `cannot write the log file ${this.file} (${this.fileError}); the log is kept in memory and still goes to the host's deploy.log`,
+      { level: 'warn' }
+    )
+  }
+
+  private toFile(line: string): void {
+    if (!this.file || this.fileError) return
+    try {
+      appendFileSync(this.file, line + '\n', { mode: 0o600 })
+    } catch (e) {
+      this.fileFailed(e)
+    }
+  }
+
+  private toReporter(level: Level, shown: string): void {
+    try {
+      if (level === 'error') this.reporter.error(shown)
+      else if (level === 'warn') this.reporter.warn(shown)
+      else this.reporter.info(shown)
+    } catch {
+      toStderr(shown)
+    }
   }
 
   setStage(stage: string): void {
@@ -46,15 +109,16 @@ export class DeployLog {
   write(message: string, opts: { host?: string; level?: Level; stage?: string } = {}): void {
     const level = opts.level ?? 'info'
     const text = this.redactor.redact(message).replace(/\s+$/, '')
-    for (const part of text.split('\n')) {
-      const prefix = `[${opts.stage ?? this.stage}]${opts.host ? ` [${opts.host}]` : ''}`
+    const stage = escapeControls(this.redactor.redact(opts.stage ?? this.stage), true)
+    const host = opts.host ? escapeControls(this.redactor.redact(opts.host), true) : undefined
+    // the prefix starts every line with `[`: no line of remote output can become a `::` workflow command
+    const prefix = `[${stage}]${host ? ` [${host}]` : ''}`
+    for (const raw of text.split('\n')) {
+      const part = escapeControls(raw.replace(/\r$/, ''))
       const line = `[${stamp()}] ${prefix} ${part}`
       this.lines.push(line)
-      if (this.file) appendFileSync(this.file, line + '\n', { mode: 0o600 })
-      const shown = `${prefix} ${part}`
-      if (level === 'error') this.reporter.error(shown)
-      else if (level === 'warn') this.reporter.warn(shown)
-      else this.reporter.info(shown)
+      this.toFile(line)
+      this.toReporter(level, `${prefix} ${part}`)
     }
   }
 

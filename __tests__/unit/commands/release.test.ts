@@ -20,6 +20,7 @@ import {
   inRelease,
   inspectHost,
   linkShared,
+  markComplete,
   listReleases,
   parseKeyValues,
   readHistory,
@@ -41,10 +42,13 @@ describe('exact commands', () => {
 
   test('unpackCommand', () => {
     expect(unpackCommand(l, ID)).toBe(
-      `mkdir -p /srv/ledger/releases/${ID} && tar -xzf - --no-same-owner -C /srv/ledger/releases/${ID}`
+      `rm -f /srv/ledger/.safe-deploy/complete/${ID} && mkdir -p /srv/ledger/releases/${ID} && tar -xzf - --no-same-owner -C /srv/ledger/releases/${ID}`
     )
     expect(unpackCommand(new Layout('/srv/my app'), ID)).toBe(
-      `mkdir -p '/srv/my app/releases/${ID}' && tar -xzf - --no-same-owner -C '/srv/my app/releases/${ID}'`
+      `rm -f '/srv/my app/.safe-deploy/complete/${ID}' && mkdir -p '/srv/my app/releases/${ID}' && tar -xzf - --no-same-owner -C '/srv/my app/releases/${ID}'`
+    )
+    expect(markComplete(l, ID).script).toBe(
+      `mkdir -p /srv/ledger/.safe-deploy/complete\n: > /srv/ledger/.safe-deploy/complete/${ID}`
     )
   })
 
@@ -67,8 +71,8 @@ describe('exact commands', () => {
       label: `remove ${ID}, ${ID2}`,
       script: [
         'cur=$(readlink /srv/ledger/current 2>/dev/null || true)',
-        `if [ "$cur" = releases/${ID} ]; then printf 'refusing to remove the current release %s\\n' ${ID} >&2; else rm -rf /srv/ledger/releases/${ID}; fi`,
-        `if [ "$cur" = releases/${ID2} ]; then printf 'refusing to remove the current release %s\\n' ${ID2} >&2; else rm -rf /srv/ledger/releases/${ID2}; fi`
+        `if [ "$cur" = releases/${ID} ]; then printf 'refusing to remove the current release %s\\n' ${ID} >&2; else rm -rf /srv/ledger/releases/${ID} && rm -f /srv/ledger/.safe-deploy/complete/${ID}; fi`,
+        `if [ "$cur" = releases/${ID2} ]; then printf 'refusing to remove the current release %s\\n' ${ID2} >&2; else rm -rf /srv/ledger/releases/${ID2} && rm -f /srv/ledger/.safe-deploy/complete/${ID2}; fi`
       ].join('\n')
     })
   })
@@ -77,9 +81,10 @@ describe('exact commands', () => {
     expect(linkShared(l, ID, ['.env', "it's"], ['data'])).toEqual({
       label: 'link shared files',
       script: [
-        'set -e',
         `rel=/srv/ledger/releases/${ID}`,
         'shared=/srv/ledger/shared',
+        'relreal=$(cd "$rel" && pwd -P) || exit 3',
+        'set -e',
         'mkdir -p "$shared/"data',
         'rm -rf "$rel/"data; mkdir -p "$(dirname "$rel/"data)"; ln -s "$shared/"data "$rel/"data',
         'rm -rf "$rel/".env; mkdir -p "$(dirname "$rel/".env)"; ln -s "$shared/".env "$rel/".env',
@@ -100,7 +105,11 @@ describe('exact commands', () => {
   test('history, host log, listing and disk', () => {
     expect(appendHistory(l, { release: ID, note: "it's" })).toEqual({
       label: 'record history',
-      script: `mkdir -p /srv/ledger/.safe-deploy\nprintf '%s\\n' '{"release":"${ID}","note":"it'\\''s"}' >> /srv/ledger/.safe-deploy/history.jsonl`
+      script: [
+        'mkdir -p /srv/ledger/.safe-deploy',
+        `if [ -s /srv/ledger/.safe-deploy/history.jsonl ] && [ -n "$(tail -c 1 /srv/ledger/.safe-deploy/history.jsonl)" ]; then printf '\\n' >> /srv/ledger/.safe-deploy/history.jsonl; fi`,
+        `printf '%s\\n' '{"release":"${ID}","note":"it'\\''s"}' >> /srv/ledger/.safe-deploy/history.jsonl`
+      ].join('\n')
     })
     expect(readHistory(l)).toEqual({
       label: 'read history',
@@ -139,6 +148,7 @@ describe('exact commands', () => {
         `[ -e "$root/shared/"'a b' ] || printf 'MISSING=%s\\n' 'a b'`,
         `command -v tar >/dev/null 2>&1 || printf 'NOTOOL=%s\\n' tar`,
         'ls -1 "$root/releases" 2>/dev/null | sed "s/^/RELEASE=/"',
+        'ls -1 "$root/.safe-deploy/complete" 2>/dev/null | sed "s/^/COMPLETE=/"',
         'true'
       ].join('\n')
     )
@@ -344,6 +354,39 @@ describe('scripts run for real with /bin/sh, under a hostile root', () => {
     expect(text.split('\n')).toHaveLength(3)
     expect(parseHistory(text)).toEqual(entries)
     expect((await exec(readHistory(l, 1).script)).stdout).toBe(JSON.stringify(entries[1]) + '\n')
+  })
+
+  test('appendHistory ends a torn last line first, so the next entry keeps a line of its own', async () => {
+    const a = { type: 'deploy', release: ID, actor: 'a', status: 'success' }
+    const bad = { type: 'deploy', release: ID2, actor: 'b', status: 'rolled-back', bad: true }
+    mkdirSync(l.meta, { recursive: true })
+    writeFileSync(l.history, JSON.stringify(a) + '\n' + '{"type":"deploy","release":"2026')
+    expect((await exec(appendHistory(l, bad).script)).code).toBe(0)
+    const text = (await exec(readHistory(l).script)).stdout
+    expect(text.split('\n')[2]).toBe(JSON.stringify(bad))
+    expect(parseHistory(text)).toEqual([a, bad])
+  })
+
+  test('linkShared refuses a shared path under a symlink in the release, changing nothing', async () => {
+    const outside = join(base, 'elsewhere')
+    mkdirSync(outside)
+    writeFileSync(join(outside, '.env'), 'outside bytes')
+    makeRelease(ID)
+    symlinkSync(outside, join(l.release(ID), 'config'))
+    mkdirSync(l.shared)
+    const r = await exec(linkShared(l, ID, ['config/.env'], []).script)
+    expect(r.code).toBe(3)
+    expect(r.stderr).toContain('refusing to link shared config/.env: config in the release is a symlink')
+    expect(readFileSync(join(outside, '.env'), 'utf8')).toBe('outside bytes')
+    expect(lstatSync(join(l.release(ID), 'config')).isSymbolicLink()).toBe(true)
+    // a deeper symlink, and a dir that is linked in before a file under it, are refused the same way
+    mkdirSync(join(l.release(ID), 'a'))
+    symlinkSync(outside, join(l.release(ID), 'a', 'b'))
+    const deep = await exec(linkShared(l, ID, ['data/x', 'a/b/c/.env'], ['data']).script)
+    expect(deep.code).toBe(3)
+    expect(deep.stderr).toContain('a/b in the release is a symlink')
+    expect(existsSync(join(l.release(ID), 'data'))).toBe(false)
+    expect(readdirSync(outside)).toEqual(['.env'])
   })
 
   test('readHistory with no history prints nothing and succeeds', async () => {

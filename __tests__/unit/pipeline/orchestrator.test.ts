@@ -3,7 +3,8 @@ import { runStages } from '../../../src/pipeline/orchestrator.js'
 import { StageError } from '../../../src/pipeline/errors.js'
 import { DeployLog, type Reporter } from '../../../src/report/log.js'
 import { Redactor } from '../../../src/report/redact.js'
-import type { RunContext } from '../../../src/pipeline/context.js'
+import type { HostSession, RunContext } from '../../../src/pipeline/context.js'
+import { Layout } from '../../../src/commands/layout.js'
 import type { Stage } from '../../../src/pipeline/stage.js'
 
 const quiet: Reporter = {
@@ -181,5 +182,74 @@ describe('runStages', () => {
     expect(o.failure?.message).toContain('interrupted')
     expect(events).toEqual(['run deploy', 'undo deploy'])
     expect(undoSignalAborted).toBe(false)
+  })
+})
+
+describe('the lock lease', () => {
+  /** A context holding the lock on one fake host whose renewals answer with `renew()`. */
+  function leased(ttl: number, renew: () => Promise<string>) {
+    const c = ctx()
+    const calls: string[] = []
+    ;(c.config as unknown as { lock: { ttl: number } }).lock.ttl = ttl
+    ;(c.config as unknown as { ssh: { command_timeout: number } }).ssh = { command_timeout: 5000 }
+    c.lock = { who: 'a', pid: 1, runner: 'r', command: 'deploy', token: 'tok' }
+    c.sessions = [
+      {
+        host: { name: 'web-1', primary: true },
+        layout: new Layout('/srv/app'),
+        releases: [],
+        t: {
+          exec: async (_cmd: string, opts: { stdin?: string }) => {
+            calls.push(String(opts.stdin))
+            return { code: 0, stdout: await renew(), stderr: '' }
+          }
+        }
+      } as unknown as HostSession
+    ]
+    return { c, calls }
+  }
+
+  /** A stage that runs until its signal is aborted (or `ms` pass). */
+  const long = (ms: number, events: string[]): Stage => ({
+    name: 'deploy',
+    run: c =>
+      new Promise<void>((resolve, reject) => {
+        const t = setTimeout(resolve, ms)
+        c.signal.addEventListener('abort', () => {
+          clearTimeout(t)
+          reject(new Error('interrupted'))
+        })
+      }),
+    undo: async () => void events.push('undo deploy')
+  })
+
+  test('renewed on a timer while a stage runs, longer than the ttl', async () => {
+    const { c, calls } = leased(600, async () => 'STATE=renewed\n')
+    const out = await runStages(c, [long(1500, [])])
+    expect(out.exitCode).toBe(0)
+    expect(calls.length).toBeGreaterThanOrEqual(3)
+    expect(calls.every(s => s.includes('"token":"tok"'))).toBe(true)
+  })
+
+  test('a renewal that finds the lock lost or taken stops the stage and undoes it', async () => {
+    const events: string[] = []
+    const { c } = leased(600, async () => 'STATE=lost\n')
+    const out = await runStages(c, [long(10_000, events)])
+    expect(out.exitCode).toBe(3)
+    expect(out.failure?.message).toMatch(
+      /^the deploy lock was lost on web-1: it was removed or taken by another run/
+    )
+    expect(events).toEqual(['undo deploy'])
+    expect(c.signal.aborted).toBe(false)
+  })
+
+  test('no renewal going through for a whole ttl counts as lost', async () => {
+    const events: string[] = []
+    const { c } = leased(600, async () => {
+      throw new Error('connection reset')
+    })
+    const out = await runStages(c, [long(10_000, events)])
+    expect(out.failure?.message).toMatch(/^the deploy lock was lost: it could not be renewed for 1 s/)
+    expect(events).toEqual(['undo deploy'])
   })
 })

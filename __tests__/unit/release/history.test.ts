@@ -4,6 +4,7 @@ import {
   parseHistory,
   releasesToPrune,
   rollbackTarget,
+  unfinishedReleases,
   type HistoryEntry
 } from '../../../src/release/history.js'
 
@@ -43,6 +44,17 @@ describe('parseHistory', () => {
     expect(parseHistory(text)).toEqual([a, b])
   })
 
+  test('a torn line glued to the next entry keeps that entry', () => {
+    const a = entry({ type: 'deploy', release: R1, status: 'success' })
+    const b = entry({ type: 'deploy', release: R2, status: 'rolled-back', bad: true })
+    const c = entry({ type: 'deploy', release: R3, status: 'success' })
+    const torn = JSON.stringify(a).slice(0, 40)
+    const text = [JSON.stringify(a), torn + JSON.stringify(b), JSON.stringify(c)].join('\n')
+    expect(parseHistory(text)).toEqual([a, b, c])
+    // torn inside a nested value (the `{` of an object-looking string) still finds the real entry
+    expect(parseHistory(`{"type":"deploy","error":"{x${JSON.stringify(b)}`)).toEqual([b])
+  })
+
   test('empty text is no history', () => {
     expect(parseHistory('')).toEqual([])
   })
@@ -64,38 +76,91 @@ describe('badReleases', () => {
 
 describe('rollbackTarget', () => {
   const releases = [R3, R1, 'current', R5, R2, R4, '.current.x.tmp']
+  const ok = (release: string, more: Partial<HistoryEntry> = {}) =>
+    entry({ type: 'deploy', release, status: 'success', verified: true, ...more })
 
-  test('the newest release older than current', () => {
-    expect(rollbackTarget(releases, R4, [])).toBe(R3)
-    expect(rollbackTarget(releases, R2, [])).toBe(R1)
+  test('the release history recorded as verified healthy last, before current', () => {
+    const h = [ok(R1), ok(R2), ok(R3), ok(R4)]
+    expect(rollbackTarget(releases, R4, h)).toBe(R3)
+    expect(rollbackTarget(releases, R2, h)).toBe(R4)
   })
 
-  test('skips releases marked bad', () => {
+  test('history order, not name order: ids from a runner clock an hour behind', () => {
+    // R1 was deployed last (its name is the oldest): it is what served before R2 came back
+    const h = [ok(R2), ok(R3), ok(R1)]
+    expect(rollbackTarget(releases, R1, h)).toBe(R3)
+    expect(rollbackTarget(releases, R3, h)).toBe(R1)
+  })
+
+  test('no history, no target: disk names alone never make a release good', () => {
+    expect(rollbackTarget(releases, R4, [])).toBeUndefined()
+    expect(rollbackTarget(releases, undefined, [])).toBeUndefined()
+  })
+
+  test('skips releases marked bad, rolled back, interrupted, failed, or left by a rollback', () => {
     const h = [
-      entry({ type: 'deploy', release: R3, status: 'rolled-back' }),
-      entry({ type: 'rollback', release: R1, status: 'success', from: R2 })
+      ok(R1),
+      ok(R2),
+      entry({ type: 'deploy', release: R3, status: 'rolled-back', bad: true }),
+      entry({ type: 'rollback', release: R1, status: 'success', from: R2 }),
+      ok(R4),
+      entry({ type: 'deploy', release: R5, status: 'interrupted' })
     ]
     expect(rollbackTarget(releases, R4, h)).toBe(R1)
+    expect(rollbackTarget(releases, R1, h)).toBe(R4)
+    const h2 = [ok(R1), ok(R2), entry({ type: 'deploy', release: R2, status: 'interrupted' })]
+    expect(rollbackTarget(releases, R3, h2)).toBe(R1)
   })
 
-  test('none when nothing older is good', () => {
-    expect(rollbackTarget(releases, R1, [])).toBeUndefined()
-    const h = [entry({ type: 'deploy', release: R1, status: 'rolled-back' })]
+  test('the newest entry of a release decides, and a later success makes it good again', () => {
+    const h = [
+      ok(R1),
+      ok(R2),
+      entry({ type: 'rollback', release: R1, status: 'success', from: R2 }),
+      entry({ type: 'rollback', release: R2, status: 'success', from: R1, verified: true })
+    ]
+    // R1 was left by the last rollback; R2 serves again
     expect(rollbackTarget(releases, R2, h)).toBeUndefined()
-    expect(rollbackTarget([], R2, [])).toBeUndefined()
+    expect(rollbackTarget(releases, R3, h)).toBe(R2)
   })
 
-  test('without a current: the newest good release', () => {
-    expect(rollbackTarget(releases, undefined, [])).toBe(R5)
-    expect(
-      rollbackTarget(releases, undefined, [
-        entry({ type: 'deploy', release: R5, status: 'failed', bad: true })
-      ])
-    ).toBe(R4)
+  test('a run that failed before anything live changed says nothing of its release', () => {
+    const h = [
+      ok(R1),
+      ok(R2),
+      // a refused rollback to R1 (database choice missing), a deploy refused by the lock
+      entry({ type: 'rollback', release: R1, status: 'failed', from: R2 }),
+      entry({ type: 'deploy', release: R3, status: 'failed' })
+    ]
+    expect(rollbackTarget(releases, R2, h)).toBe(R1)
+    // a rollback whose target went live and failed its checks marks it bad
+    const h2 = [...h, entry({ type: 'rollback', release: R1, status: 'failed', from: R2, bad: true })]
+    expect(rollbackTarget(releases, R2, h2)).toBeUndefined()
+    const h3 = [...h, entry({ type: 'rollback', release: R1, status: 'rolled-back', from: R2 })]
+    expect(rollbackTarget(releases, R2, h3)).toBeUndefined()
   })
 
-  test('never returns current itself, nor a non-release name', () => {
-    expect(rollbackTarget(['zzz', R3], R3, [])).toBeUndefined()
+  test('an old success entry without `verified` counts; `verified: false` does not', () => {
+    const h = [entry({ type: 'deploy', release: R1, status: 'success' }), ok(R2, { verified: false })]
+    expect(rollbackTarget(releases, R3, h)).toBe(R1)
+  })
+
+  test('only releases that exist on disk and are not current', () => {
+    const h = [ok(R1), ok(R2), ok(R3)]
+    expect(rollbackTarget([R1, R3], R3, h)).toBe(R1)
+    expect(rollbackTarget([R3], R3, h)).toBeUndefined()
+    expect(rollbackTarget(['zzz', R3], undefined, [...h, ok('zzz')])).toBe(R3)
+  })
+})
+
+describe('unfinishedReleases', () => {
+  test('no completion marker, not current, never served', () => {
+    const h = [entry({ type: 'deploy', release: R1, status: 'success' })]
+    // R1 predates completion markers but served; R2 is current; R3 is complete; R4 was never finished
+    expect(unfinishedReleases([R1, R2, R3, R4, 'notes'], [R3], R2, h)).toEqual([R4])
+    expect(unfinishedReleases([R4], [], undefined, h)).toEqual([R4])
+    // no history at all: an old release and a half-made one look the same, so none is removed
+    expect(unfinishedReleases([R1, R4], [], undefined, [])).toEqual([])
   })
 })
 

@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, jest, test } from '@jest/globals'
 import { DeployLog, runStem, stamp, type Reporter } from '../../../src/report/log.js'
@@ -141,5 +141,84 @@ describe('DeployLog', () => {
     expect(rep.calls).toEqual(['group deploy', 'info [run] hello', 'endgroup'])
     expect(log.lines).toHaveLength(1)
     expect(log.lines[0]).toMatch(new RegExp(`${LINE.source}\\[run\\] hello$`))
+  })
+
+  test('control characters in messages, stages and host names are escaped; a host name never starts a line', () => {
+    const file = join(dir, 'controls.log')
+    const rep = recorder()
+    const log = new DeployLog(file, rep, new Redactor([]))
+    log.setStage('ver\x1b[2Jify')
+    log.info('50%\r100%\x1b[31m red\x07 bell\x7f\x9b tab\tkept\r', 'web\n[x] DEPLOYMENT SUCCESS\r')
+    const text = readFileSync(file, 'utf8')
+    expect(text.split('\n')).toHaveLength(2)
+    expect(text.replace(LINE, '')).toBe(
+      '[ver\\x1b[2Jify] [web\\n[x] DEPLOYMENT SUCCESS\\r] 50%\\r100%\\x1b[31m red\\x07 bell\\x7f\\x9b tab\tkept\n'
+    )
+    // eslint-disable-next-line no-control-regex
+    for (const l of [...log.lines, ...rep.calls]) expect(l).not.toMatch(/[\r\n\x1b\x07\x7f\x9b]/)
+  })
+
+  test('remote output that starts with :: never starts a reporter line (no workflow command)', () => {
+    const rep = recorder()
+    const log = new DeployLog(undefined, rep, new Redactor([]))
+    const w = log.lineWriter('web-1')
+    w.push('::error::forged\n  ::set-output name=x::y\n::stop-commands::abc\n')
+    log.error('::warning::from a message\n::add-mask::z', '::group::host')
+    expect(rep.calls).toHaveLength(5)
+    for (const c of rep.calls) {
+      const line = c.slice(c.indexOf(' ') + 1)
+      expect(line.trimStart().startsWith('::')).toBe(false)
+      expect(line.startsWith('[run] [')).toBe(true)
+    }
+  })
+
+  test('a log file that cannot be written never throws: one warning, lines kept in memory', () => {
+    const file = join(dir, 'full', 'deploy.log')
+    const rep = recorder()
+    const log = new DeployLog(file, rep, new Redactor([]))
+    log.info('first line')
+    expect(readFileSync(file, 'utf8')).toMatch(/first line\n$/)
+    // the file becomes unwritable mid-run (here: a directory where the file was, EISDIR)
+    rmSync(file)
+    mkdirSync(file)
+    expect(() => {
+      log.info('second line')
+      log.error('third line')
+    }).not.toThrow()
+    expect(log.fileError).toMatch(/EISDIR/)
+    const warnings = rep.calls.filter(c => c.includes('cannot write the log file'))
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]).toMatch(/^warn .*cannot write the log file .*deploy\.log \(.*EISDIR/)
+    expect(log.lines.map(l => l.replace(LINE, ''))).toEqual([
+      '[run] first line',
+      '[run] second line',
+      expect.stringContaining('cannot write the log file'),
+      '[run] third line'
+    ])
+  })
+
+  test('a log dir that cannot be created never throws either', () => {
+    writeFileSync(join(dir, 'a-file'), 'x')
+    const rep = recorder()
+    const log = new DeployLog(join(dir, 'a-file', 'sub', 'x.log'), rep, new Redactor([]))
+    expect(() => log.info('hello')).not.toThrow()
+    expect(log.fileError).toMatch(/ENOTDIR|EEXIST/)
+    expect(rep.calls.filter(c => c.includes('cannot write the log file'))).toHaveLength(1)
+    expect(rep.calls.at(-1)).toBe('info [run] hello')
+  })
+
+  test('a reporter that throws does not stop the log', () => {
+    const log = new DeployLog(
+      undefined,
+      {
+        ...recorder(),
+        info: () => {
+          throw new Error('EPIPE')
+        }
+      },
+      new Redactor([])
+    )
+    expect(() => log.info('hello')).not.toThrow()
+    expect(log.lines).toHaveLength(1)
   })
 })
