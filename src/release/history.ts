@@ -11,7 +11,10 @@ export interface HistoryEntry {
   commit?: string | null
   actor: string
   run?: string | null
-  status: 'success' | 'rolled-back' | 'failed'
+  /** interrupted: the run was stopped (signal) or killed, and was finished by the Action's post step. */
+  status: 'success' | 'rolled-back' | 'failed' | 'interrupted'
+  /** The run's target release passed verify and the run succeeded. */
+  verified?: boolean
   /** A release that failed verification; automatic and plain rollbacks skip it. */
   bad?: boolean
   backup?: string | null
