@@ -11,10 +11,12 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { fastShell, startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
-import { pausePoint } from './harness/pause.js'
+import { fastShell, freePort, startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
+import { pausePoint, type PausePoint } from './harness/pause.js'
+import { httpGet } from './harness/app.js'
+import { portPidFile, startNginx, writeBlueGreenApp, type Nginx } from './harness/nginx.js'
 import { expectExit, readFileCommands, resultOf, spawnAction } from './harness/cliproc.js'
-import { answer, currentOf, historyOf, lockExists, project, stopApp, type Project } from './support.js'
+import { answer, currentOf, historyOf, lockExists, project, q, stopApp, type Project } from './support.js'
 
 let host: SshHost
 const pidFiles: string[] = []
@@ -26,8 +28,11 @@ beforeAll(async () => {
   host = await startSshd({ extraConfig: fastShell() })
 })
 
+const cleanups: (() => Promise<void>)[] = []
+
 afterAll(async () => {
   for (const f of pidFiles) await stopApp(f)
+  for (const c of cleanups) await c()
   await stopAll()
 })
 
@@ -187,7 +192,6 @@ describe('the bundled Action (dist/index.js)', () => {
 
     const postStep = step(c, 'post')
     const r = await spawnAction('post', { ...postStep.env, ...stateEnv(main.state()) }, c.p.dir).exited
-    if (process.env.E2E_DEBUG) console.log(r.stdout, r.stderr, postStep.summary(), main.state())
     expectExit(r, 0)
     expect(currentOf(c.root)).toBe(`releases/${v1}`)
     expect(await answer(c.p.port)).toBe('version 1.0.0')
@@ -214,5 +218,133 @@ describe('the bundled Action (dist/index.js)', () => {
     expect(resultOf(rb).release).toBe(v1)
     expect(currentOf(c.root)).toBe(`releases/${v1}`)
     expect(v3).not.toBe(v2)
+  })
+
+  /** Starts the main step, waits for `point` (armed), SIGKILLs the main step; returns its saved state. */
+  async function killedAt(c: Case, point: PausePoint): Promise<Record<string, string>> {
+    point.arm()
+    const main = step(c, 'main')
+    const proc = spawnAction('index', main.env, c.p.dir)
+    await point.reached()
+    proc.child.kill('SIGKILL')
+    expect((await proc.exited).signal).toBe('SIGKILL')
+    point.release()
+    return main.state()
+  }
+
+  test('SIGKILL after the switch of a first deploy: the post step says there was no previous release', async () => {
+    const marks = tempDir('marks-')
+    const verify = pausePoint(marks, 'verify')
+    const c = await setup('action-sigkill-first', cfg => ({
+      ...cfg,
+      verify: { ...(cfg.verify as Config), command: verify.shell }
+    }))
+    c.p.app({ version: '1.0.0' })
+    const state = await killedAt(c, verify)
+    const v1 = currentOf(c.root)?.replace(/^releases\//, '') as string
+    expect(v1).toMatch(/^\d{8}T\d{6}Z-/)
+    const postStep = step(c, 'post')
+    const r = await spawnAction('post', { ...postStep.env, ...stateEnv(state) }, c.p.dir).exited
+    expectExit(r, 0)
+    // nothing served before: `current` is gone, the release is marked, the lock is free
+    expect(currentOf(c.root)).toBeUndefined()
+    expect(r.stdout).toContain('there was no previous release (a first deploy)')
+    expect(postStep.summary()).toContain('there was no previous release (a first deploy)')
+    expect(historyOf(c.root).at(-1)).toMatchObject({
+      release: v1,
+      previous: null,
+      status: 'interrupted',
+      bad: true
+    })
+    expect(lockExists(c.root)).toBe(false)
+  })
+
+  test("the lock is no longer the killed run's: the post step changes nothing and says so", async () => {
+    const marks = tempDir('marks-')
+    const verify = pausePoint(marks, 'verify')
+    const c = await setup('action-sigkill-lock-taken', cfg => ({
+      ...cfg,
+      verify: { ...(cfg.verify as Config), command: verify.shell }
+    }))
+    await deployOk(c, '1.0.0')
+    c.p.app({ version: '2.0.0' })
+    const state = await killedAt(c, verify)
+    const v2 = currentOf(c.root)
+    // a person released the dead run's lock and another run holds it now
+    expectExit(await c.p.run(['lock', 'release']), 0)
+    const other = host.run(
+      `mkdir ${q(join(c.root, '.safe-deploy', 'lock'))} && printf '{"who":"someone","token":"theirs"}\\n' > ${q(join(c.root, '.safe-deploy', 'lock', 'owner.json'))} && echo ok`
+    )
+    expect(other.trim()).toBe('ok')
+    const before = historyOf(c.root)
+    const postStep = step(c, 'post')
+    const r = await spawnAction('post', { ...postStep.env, ...stateEnv(state) }, c.p.dir).exited
+    expect(r.code).not.toBe(0)
+    expect(errorAnnotations(r.stdout)).toHaveLength(1)
+    expect(errorAnnotations(r.stdout)[0]).toContain('is no longer this run')
+    expect(currentOf(c.root)).toBe(v2)
+    expect(historyOf(c.root)).toEqual(before)
+    expect(readFileSync(join(c.root, '.safe-deploy', 'lock', 'owner.json'), 'utf8')).toContain('"theirs"')
+  })
+
+  describe('blue-green behind nginx', () => {
+    let nginx: Nginx
+    beforeAll(async () => {
+      nginx = await startNginx({ initialPort: await freePort() })
+      cleanups.push(() => nginx.stop())
+    })
+
+    test('SIGKILL after the switch: the post step flips nginx back and stops the new port', async () => {
+      const marks = tempDir('marks-')
+      const verify = pausePoint(marks, 'verify')
+      const a = await freePort()
+      let b = await freePort()
+      while (b === a) b = await freePort()
+      const ports: [number, number] = [a, b]
+      const c = await setup('action-sigkill-bluegreen', cfg => ({
+        ...cfg,
+        env: { ...(cfg.env as Record<string, string>), HOST: '127.0.0.1' },
+        stages: { build: 'echo built > BUILD_OK' },
+        switch: {
+          strategy: 'blue-green',
+          ports,
+          start: 'bin/start',
+          stop: 'bin/stop',
+          health: 'http://127.0.0.1:{port}/health',
+          upstream_file: nginx.upstreamFile,
+          upstream_template: 'server 127.0.0.1:{port};',
+          proxy_reload: nginx.reloadCommand,
+          drain: '300ms',
+          timeout: '5s'
+        },
+        verify: {
+          http: { url: `${nginx.url}/`, expect_status: 200, retries: 10, interval: '200ms' },
+          command: verify.shell
+        }
+      }))
+      for (const port of ports) pidFiles.push(portPidFile(c.root, port))
+      c.p.app = o => writeBlueGreenApp(join(c.p.dir, 'app'), o)
+      const v1 = await deployOk(c, '1.0.0')
+      const viaProxy = async () => (await httpGet(`${nginx.url}/`)).body.trim()
+      expect(await viaProxy()).toBe('version 1.0.0')
+      c.p.app({ version: '2.0.0' })
+      const state = await killedAt(c, verify)
+      // killed with v2 live on the second port
+      expect(await viaProxy()).toBe('version 2.0.0')
+      expect(readFileSync(nginx.upstreamFile, 'utf8')).toBe(`server 127.0.0.1:${ports[1]};\n`)
+
+      const postStep = step(c, 'post')
+      const r = await spawnAction('post', { ...postStep.env, ...stateEnv(state) }, c.p.dir).exited
+      expectExit(r, 0)
+      expect(readFileSync(nginx.upstreamFile, 'utf8')).toBe(`server 127.0.0.1:${ports[0]};\n`)
+      expect(await viaProxy()).toBe('version 1.0.0')
+      expect(currentOf(c.root)).toBe(`releases/${v1}`)
+      expect(readFileSync(join(c.root, '.safe-deploy', 'active-port'), 'utf8')).toBe(`${ports[0]} ${v1}\n`)
+      // the new port was stopped
+      expect((await httpGet(`http://127.0.0.1:${ports[1]}/health`, 1000)).status).toBe(0)
+      expect(r.stdout).toContain(`stopped port ${ports[1]}`)
+      expect(historyOf(c.root).at(-1)).toMatchObject({ status: 'interrupted', bad: true, previous: v1 })
+      expect(lockExists(c.root)).toBe(false)
+    })
   })
 })
