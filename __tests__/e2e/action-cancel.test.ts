@@ -16,7 +16,17 @@ import { pausePoint, type PausePoint } from './harness/pause.js'
 import { httpGet } from './harness/app.js'
 import { portPidFile, startNginx, writeBlueGreenApp, type Nginx } from './harness/nginx.js'
 import { expectExit, readFileCommands, resultOf, spawnAction } from './harness/cliproc.js'
-import { answer, currentOf, historyOf, lockExists, project, q, stopApp, type Project } from './support.js'
+import {
+  answer,
+  currentOf,
+  historyOf,
+  lockExists,
+  project,
+  q,
+  releasesOf,
+  stopApp,
+  type Project
+} from './support.js'
 
 let host: SshHost
 const pidFiles: string[] = []
@@ -256,6 +266,29 @@ describe('the bundled Action (dist/index.js)', () => {
       status: 'interrupted',
       bad: true
     })
+    expect(lockExists(c.root)).toBe(false)
+  })
+
+  test('SIGKILL during the build: the post step removes the unfinished release, nothing went live', async () => {
+    const marks = tempDir('marks-')
+    const build = pausePoint(marks, 'build')
+    const c = await setup('action-sigkill-build', cfg => ({
+      ...cfg,
+      stages: { ...(cfg.stages as Config), build: `echo built > BUILD_OK; ${build.shell}` }
+    }))
+    const v1 = await deployOk(c, '1.0.0')
+    c.p.app({ version: '2.0.0' })
+    const state = await killedAt(c, build)
+    const half = releasesOf(c.root).filter(r => r !== v1)
+    expect(half).toHaveLength(1)
+    const postStep = step(c, 'post')
+    const r = await spawnAction('post', { ...postStep.env, ...stateEnv(state) }, c.p.dir).exited
+    expectExit(r, 0)
+    expect(releasesOf(c.root)).toEqual([v1])
+    expect(currentOf(c.root)).toBe(`releases/${v1}`)
+    expect(await answer(c.p.port)).toBe('version 1.0.0')
+    expect(r.stdout).toContain(`removed the unfinished release ${half[0]}`)
+    expect(historyOf(c.root).at(-1)).toMatchObject({ release: half[0], status: 'interrupted', bad: true })
     expect(lockExists(c.root)).toBe(false)
   })
 

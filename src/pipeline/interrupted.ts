@@ -6,7 +6,13 @@
  * strategy's own undo, on every host the run switched and did not verify; check it; append a history line that
  * marks the release interrupted (and bad, for a deploy); release the lock; say what was done.
  */
-import { appendHistory, appendHostLog, parseKeyValues, readHistory } from '../commands/release.js'
+import {
+  appendHistory,
+  appendHostLog,
+  parseKeyValues,
+  readHistory,
+  removeReleases
+} from '../commands/release.js'
 import { releaseLock, renewLock } from '../commands/lock.js'
 import { combine } from '../commands/command.js'
 import { parseHistory, type HistoryEntry } from '../release/history.js'
@@ -124,6 +130,22 @@ export async function finishInterrupted(ctx: RunContext, p: RunProgress): Promis
       }
     } else if (release && !p.verified) {
       say(`${release} never went live on any host; nothing to put back`)
+      // a deploy's new release that never went live goes, as the deploy stage's own undo does it
+      if (p.command === 'deploy' && p.stages.includes('deploy') && !p.undone.includes('deploy')) {
+        await Promise.all(
+          ctx.sessions.map(async s => {
+            try {
+              await runOn(ctx, s, removeReleases(s.layout, [release]), { stage: 'post' })
+              say(`removed the unfinished release ${release}`, s.host.name)
+            } catch (e) {
+              ctx.log.warn(
+                `could not remove the unfinished release ${release}: ${errorMessage(e)}`,
+                s.host.name
+              )
+            }
+          })
+        )
+      }
     }
     const migrated =
       p.stages.includes('migrate') && !p.undone.includes('migrate') && ctx.config.stages.migrate
