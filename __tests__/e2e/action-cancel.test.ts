@@ -269,6 +269,42 @@ describe('the bundled Action (dist/index.js)', () => {
     expect(lockExists(c.root)).toBe(false)
   })
 
+  test('SIGINT during verify, then SIGKILL while the undo restarts the previous release: the post step finishes the undo', async () => {
+    const marks = tempDir('marks-')
+    const verify = pausePoint(marks, 'verify')
+    const restart = pausePoint(marks, 'restart')
+    const c = await setup('action-sigkill-undo', cfg => ({
+      ...cfg,
+      stages: { ...(cfg.stages as Config), restart: `${restart.shell}; bin/restart` },
+      verify: { ...(cfg.verify as Config), command: verify.shell }
+    }))
+    const v1 = await deployOk(c, '1.0.0')
+    c.p.app({ version: '2.0.0' })
+    verify.arm()
+    const main = step(c, 'main')
+    const proc = spawnAction('index', main.env, c.p.dir)
+    await verify.reached()
+    const v2 = currentOf(c.root)?.replace(/^releases\//, '') as string
+    // the undo's restart of v1 hangs: the runner's patience (10 s) runs out first
+    restart.arm()
+    proc.child.kill('SIGINT')
+    await restart.reached()
+    proc.child.kill('SIGKILL')
+    expect((await proc.exited).signal).toBe('SIGKILL')
+    restart.release()
+    verify.release()
+    expect(lockExists(c.root)).toBe(true)
+
+    const postStep = step(c, 'post')
+    const r = await spawnAction('post', { ...postStep.env, ...stateEnv(main.state()) }, c.p.dir).exited
+    expectExit(r, 0)
+    expect(currentOf(c.root)).toBe(`releases/${v1}`)
+    expect(await answer(c.p.port)).toBe('version 1.0.0')
+    expect(await answer(c.p.port, '/health')).toBe('ok 1.0.0')
+    expect(historyOf(c.root).at(-1)).toMatchObject({ release: v2, status: 'interrupted', bad: true })
+    expect(lockExists(c.root)).toBe(false)
+  })
+
   test('SIGKILL during the build: the post step removes the unfinished release, nothing went live', async () => {
     const marks = tempDir('marks-')
     const build = pausePoint(marks, 'build')
