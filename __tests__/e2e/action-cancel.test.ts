@@ -305,6 +305,41 @@ describe('the bundled Action (dist/index.js)', () => {
     expect(lockExists(c.root)).toBe(false)
   })
 
+  test('a manual rollback killed after its switch: the post step puts back what served when it started', async () => {
+    const marks = tempDir('marks-')
+    const verify = pausePoint(marks, 'verify')
+    const c = await setup('action-sigkill-rollback', cfg => ({
+      ...cfg,
+      verify: { ...(cfg.verify as Config), command: verify.shell }
+    }))
+    const v1 = await deployOk(c, '1.0.0')
+    const v2 = await deployOk(c, '2.0.0')
+    const before = historyOf(c.root).length
+    verify.arm()
+    const main = step(c, 'main', { INPUT_COMMAND: 'rollback' })
+    const proc = spawnAction('index', main.env, c.p.dir)
+    await verify.reached()
+    expect(currentOf(c.root)).toBe(`releases/${v1}`)
+    proc.child.kill('SIGKILL')
+    await proc.exited
+    verify.release()
+    const postStep = step(c, 'post', { INPUT_COMMAND: 'rollback' })
+    const r = await spawnAction('post', { ...postStep.env, ...stateEnv(main.state()) }, c.p.dir).exited
+    expectExit(r, 0)
+    expect(currentOf(c.root)).toBe(`releases/${v2}`)
+    expect(await answer(c.p.port)).toBe('version 2.0.0')
+    const history = historyOf(c.root)
+    expect(history).toHaveLength(before + 1)
+    expect(history.at(-1)).toMatchObject({
+      type: 'rollback',
+      release: v1,
+      previous: v2,
+      status: 'interrupted'
+    })
+    expect(history.at(-1)?.bad).toBeUndefined()
+    expect(lockExists(c.root)).toBe(false)
+  })
+
   test('SIGKILL during the build: the post step removes the unfinished release, nothing went live', async () => {
     const marks = tempDir('marks-')
     const build = pausePoint(marks, 'build')
