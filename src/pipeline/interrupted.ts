@@ -32,9 +32,13 @@ export interface InterruptedOutcome {
   problem?: string
 }
 
-/** Whether a saved progress leaves work for the post step: the run held the lock and did not record itself. */
-export function needsFinishing(p: RunProgress | undefined): p is RunProgress {
-  return !!p && !p.finished && !!p.lock
+/**
+ * Whether a saved progress leaves work for the post step: the run held the lock and did not record itself.
+ * `token` is the lock token the run saved last: empty once the run released its lock, which it does after
+ * recording itself.
+ */
+export function needsFinishing(p: RunProgress | undefined, token?: string): p is RunProgress {
+  return !!p && !p.finished && !!p.lock && (token === undefined || token === p.lock.token)
 }
 
 export async function finishInterrupted(ctx: RunContext, p: RunProgress): Promise<InterruptedOutcome> {

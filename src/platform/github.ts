@@ -164,7 +164,7 @@ export async function runAction(): Promise<void> {
 export async function runPost(): Promise<void> {
   const progress = parseProgress(core.getState(STATE_PROGRESS))
   const token = core.getState(STATE_TOKEN)
-  if (needsFinishing(progress)) {
+  if (needsFinishing(progress, token)) {
     core.info(
       `safe-deploy: the main step was stopped during ${progress.stage} before it finished (cancelled?): finishing its ${progress.command}`
     )
@@ -178,20 +178,28 @@ export async function runPost(): Promise<void> {
         new Date()
       )
       const r = await finishInterrupted(ctx, progress)
+      const clean = (t: string) => ctx.log.redactor.redact(t)
+      const html = (t: string) =>
+        clean(t).replace(/[&<>"]/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] ?? c)
       const heading = r.ok
         ? `↩️ safe-deploy post step: finished the interrupted ${progress.command}`
         : `❌ safe-deploy post step: the interrupted ${progress.command} needs a person`
       if (process.env.GITHUB_STEP_SUMMARY) {
         await core.summary
           .addHeading(heading, 3)
-          .addRaw(`The main step was stopped during <code>${progress.stage}</code> before it finished.`, true)
-          .addList([...r.done, ...(r.problem ? [r.problem] : [])])
-          .addRaw(ctx.log.file ? `log: <code>${ctx.log.file}</code>` : '', true)
+          .addRaw(
+            `The main step was stopped during <code>${html(progress.stage)}</code> before it finished.`,
+            true
+          )
+          .addList([...r.done, ...(r.problem ? [r.problem] : [])].map(html))
+          .addRaw(ctx.log.file ? `log: <code>${html(ctx.log.file)}</code>` : '', true)
           .write()
       }
-      const what = `safe-deploy: the ${progress.command} was stopped during ${progress.stage}; ${r.done.join('; ')}`
+      const what = clean(
+        `safe-deploy: the ${progress.command} was stopped during ${progress.stage}; ${r.done.join('; ')}`
+      )
       if (r.ok) core.warning(what)
-      else fail(`${what}; ${r.problem}`, ExitCode.rollbackFailed)
+      else fail(`${what}; ${clean(r.problem ?? '')}`, ExitCode.rollbackFailed)
     } catch (e) {
       fail(
         `safe-deploy: could not finish the interrupted ${progress.command}: ${errorMessage(e)}; run \`safe-deploy status\` and \`safe-deploy releases\``,

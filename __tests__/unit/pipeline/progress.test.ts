@@ -117,6 +117,9 @@ describe('ProgressTracker', () => {
       hosts: [{ switched: true, restored: true }]
     })
     expect(needsFinishing(saved.at(-1))).toBe(true)
+    expect(needsFinishing(saved.at(-1), 't0k')).toBe(true)
+    // the run released its lock (it records itself first): nothing left to do
+    expect(needsFinishing(saved.at(-1), '')).toBe(false)
   })
 
   test('a save that throws does not stop the run; it is said once', async () => {
