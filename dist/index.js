@@ -73148,9 +73148,13 @@ function planDeploy(ctx) {
 
 
 
-/** Whether a saved progress leaves work for the post step: the run held the lock and did not record itself. */
-function interrupted_needsFinishing(p) {
-    return !!p && !p.finished && !!p.lock;
+/**
+ * Whether a saved progress leaves work for the post step: the run held the lock and did not record itself.
+ * `token` is the lock token the run saved last: empty once the run released its lock, which it does after
+ * recording itself.
+ */
+function interrupted_needsFinishing(p, token) {
+    return !!p && !p.finished && !!p.lock && (token === undefined || token === p.lock.token);
 }
 async function interrupted_finishInterrupted(ctx, p) {
     const done = [];
@@ -73809,7 +73813,7 @@ async function runAction() {
 async function runPost() {
     const progress = parseProgress(core.getState(STATE_PROGRESS));
     const token = core.getState(STATE_TOKEN);
-    if (needsFinishing(progress)) {
+    if (needsFinishing(progress, token)) {
         core.info(`safe-deploy: the main step was stopped during ${progress.stage} before it finished (cancelled?): finishing its ${progress.command}`);
         try {
             const inputs = parseInputs(read);
@@ -73818,22 +73822,24 @@ async function runPost() {
                 core.setSecret(s);
             const ctx = newContext({ loaded, reporter: githubReporter(), actor: progress.actor }, 'post', new Date());
             const r = await finishInterrupted(ctx, progress);
+            const clean = (t) => ctx.log.redactor.redact(t);
+            const html = (t) => clean(t).replace(/[&<>"]/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] ?? c);
             const heading = r.ok
                 ? `↩️ safe-deploy post step: finished the interrupted ${progress.command}`
                 : `❌ safe-deploy post step: the interrupted ${progress.command} needs a person`;
             if (process.env.GITHUB_STEP_SUMMARY) {
                 await core.summary
                     .addHeading(heading, 3)
-                    .addRaw(`The main step was stopped during <code>${progress.stage}</code> before it finished.`, true)
-                    .addList([...r.done, ...(r.problem ? [r.problem] : [])])
-                    .addRaw(ctx.log.file ? `log: <code>${ctx.log.file}</code>` : '', true)
+                    .addRaw(`The main step was stopped during <code>${html(progress.stage)}</code> before it finished.`, true)
+                    .addList([...r.done, ...(r.problem ? [r.problem] : [])].map(html))
+                    .addRaw(ctx.log.file ? `log: <code>${html(ctx.log.file)}</code>` : '', true)
                     .write();
             }
-            const what = `safe-deploy: the ${progress.command} was stopped during ${progress.stage}; ${r.done.join('; ')}`;
+            const what = clean(`safe-deploy: the ${progress.command} was stopped during ${progress.stage}; ${r.done.join('; ')}`);
             if (r.ok)
                 core.warning(what);
             else
-                github_fail(`${what}; ${r.problem}`, ExitCode.rollbackFailed);
+                github_fail(`${what}; ${clean(r.problem ?? '')}`, ExitCode.rollbackFailed);
         }
         catch (e) {
             github_fail(`safe-deploy: could not finish the interrupted ${progress.command}: ${errorMessage(e)}; run \`safe-deploy status\` and \`safe-deploy releases\``, ExitCode.rollbackFailed);

@@ -73066,9 +73066,13 @@ function ops_planDeploy(ctx) {
 
 
 
-/** Whether a saved progress leaves work for the post step: the run held the lock and did not record itself. */
-function needsFinishing(p) {
-    return !!p && !p.finished && !!p.lock;
+/**
+ * Whether a saved progress leaves work for the post step: the run held the lock and did not record itself.
+ * `token` is the lock token the run saved last: empty once the run released its lock, which it does after
+ * recording itself.
+ */
+function needsFinishing(p, token) {
+    return !!p && !p.finished && !!p.lock && (token === undefined || token === p.lock.token);
 }
 async function finishInterrupted(ctx, p) {
     const done = [];
@@ -73727,7 +73731,7 @@ async function runAction() {
 async function runPost() {
     const progress = parseProgress(getState(STATE_PROGRESS));
     const token = getState(STATE_TOKEN);
-    if (needsFinishing(progress)) {
+    if (needsFinishing(progress, token)) {
         info(`safe-deploy: the main step was stopped during ${progress.stage} before it finished (cancelled?): finishing its ${progress.command}`);
         try {
             const inputs = inputs_parseInputs(read);
@@ -73736,22 +73740,24 @@ async function runPost() {
                 core_setSecret(s);
             const ctx = run_newContext({ loaded, reporter: githubReporter(), actor: progress.actor }, 'post', new Date());
             const r = await finishInterrupted(ctx, progress);
+            const clean = (t) => ctx.log.redactor.redact(t);
+            const html = (t) => clean(t).replace(/[&<>"]/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] ?? c);
             const heading = r.ok
                 ? `↩️ safe-deploy post step: finished the interrupted ${progress.command}`
                 : `❌ safe-deploy post step: the interrupted ${progress.command} needs a person`;
             if (process.env.GITHUB_STEP_SUMMARY) {
                 await summary
                     .addHeading(heading, 3)
-                    .addRaw(`The main step was stopped during <code>${progress.stage}</code> before it finished.`, true)
-                    .addList([...r.done, ...(r.problem ? [r.problem] : [])])
-                    .addRaw(ctx.log.file ? `log: <code>${ctx.log.file}</code>` : '', true)
+                    .addRaw(`The main step was stopped during <code>${html(progress.stage)}</code> before it finished.`, true)
+                    .addList([...r.done, ...(r.problem ? [r.problem] : [])].map(html))
+                    .addRaw(ctx.log.file ? `log: <code>${html(ctx.log.file)}</code>` : '', true)
                     .write();
             }
-            const what = `safe-deploy: the ${progress.command} was stopped during ${progress.stage}; ${r.done.join('; ')}`;
+            const what = clean(`safe-deploy: the ${progress.command} was stopped during ${progress.stage}; ${r.done.join('; ')}`);
             if (r.ok)
                 warning(what);
             else
-                github_fail(`${what}; ${r.problem}`, errors_ExitCode.rollbackFailed);
+                github_fail(`${what}; ${clean(r.problem ?? '')}`, errors_ExitCode.rollbackFailed);
         }
         catch (e) {
             github_fail(`safe-deploy: could not finish the interrupted ${progress.command}: ${errors_errorMessage(e)}; run \`safe-deploy status\` and \`safe-deploy releases\``, errors_ExitCode.rollbackFailed);
