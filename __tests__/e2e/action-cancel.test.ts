@@ -8,6 +8,7 @@
  * runs (`post-if: always()`). These tests use dist/: run `npm run bundle` after changing src/.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
+import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -337,6 +338,53 @@ describe('the bundled Action (dist/index.js)', () => {
       status: 'interrupted'
     })
     expect(history.at(-1)?.bad).toBeUndefined()
+    expect(lockExists(c.root)).toBe(false)
+  })
+
+  test('SIGKILL after a migration and the switch: the post step restores the database, then the code', async () => {
+    const marks = tempDir('marks-')
+    const verify = pausePoint(marks, 'verify')
+    const c = await setup('action-sigkill-migrate', cfg => ({
+      ...cfg,
+      backup: { databases: [{ engine: 'sqlite', path: 'shared/data/app.sqlite3' }] },
+      stages: {
+        ...(cfg.stages as Config),
+        // a migration that is only in v2: it adds a table and rewrites the rows
+        migrate: {
+          command:
+            'if [ -f MIGRATE_V2 ]; then sqlite3 "$SAFE_DEPLOY_SHARED/data/app.sqlite3" "CREATE TABLE tags (id INTEGER); UPDATE items SET name = name || \' (v2)\';"; fi'
+        }
+      },
+      verify: { ...(cfg.verify as Config), command: verify.shell }
+    }))
+    const db = join(c.root, 'shared', 'data', 'app.sqlite3')
+    const sqlite = (sql: string) => execFileSync('sqlite3', [db], { input: sql, encoding: 'utf8' })
+    host.run(`mkdir -p ${q(join(c.root, 'shared', 'data'))}`)
+    sqlite(
+      "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO items VALUES (1, 'apple'), (2, 'pear');"
+    )
+    const v1 = await deployOk(c, '1.0.0')
+    const before = sqlite('.schema') + sqlite('SELECT * FROM items;')
+    c.p.app({ version: '2.0.0' })
+    writeFileSync(join(c.p.dir, 'app', 'MIGRATE_V2'), '')
+    const state = await killedAt(c, verify)
+    expect(sqlite('SELECT name FROM items WHERE id = 1;').trim()).toBe('apple (v2)')
+    const backup = JSON.parse(state.progress as string).backup as string
+    expect(backup).toMatch(/^ledger_/)
+
+    const postStep = step(c, 'post')
+    const r = await spawnAction('post', { ...postStep.env, ...stateEnv(state) }, c.p.dir).exited
+    expectExit(r, 0)
+    expect(sqlite('.schema') + sqlite('SELECT * FROM items;')).toBe(before)
+    expect(r.stdout).toContain(`database restored from the pre-deploy backup ${backup}`)
+    expect(currentOf(c.root)).toBe(`releases/${v1}`)
+    expect(await answer(c.p.port)).toBe('version 1.0.0')
+    expect(historyOf(c.root).at(-1)).toMatchObject({
+      status: 'interrupted',
+      bad: true,
+      backup,
+      database: 'restored'
+    })
     expect(lockExists(c.root)).toBe(false)
   })
 

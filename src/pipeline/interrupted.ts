@@ -22,6 +22,7 @@ import { hasChecks } from './checks.js'
 import { verifyRestored } from './stages.js'
 import { strategyFor } from './switch.js'
 import type { RunProgress } from './progress.js'
+import { migrateStage, type MigrationState } from './migrate.js'
 
 export interface InterruptedOutcome {
   /** Everything that had to be done was done. */
@@ -82,6 +83,25 @@ export async function finishInterrupted(ctx: RunContext, p: RunProgress): Promis
 
     const release = p.release
     const problems: string[] = []
+    // The database goes back first, as in a rollback: the previous release restarts against its own schema.
+    const migration = migrationToUndo(ctx, p)
+    const db: MigrationState | undefined = migration && { ...migration }
+    if (db && release) {
+      try {
+        await migrateStage(
+          () => release,
+          () => p.backup,
+          db
+        ).undo?.(ctx, { live: true })
+        if (db.database === 'restored') say(`database restored from the pre-deploy backup ${p.backup}`)
+        else if (db.database === 'down') say(`database migrated down to ${db.revision || '(none)'}`)
+        else if (db.database === 'left')
+          say('database left as the migration made it (rollback.database: none)')
+        else if (db.database) say(`database: ${db.database}`)
+      } catch (e) {
+        problems.push(`could not put the database back: ${errorMessage(e)}`)
+      }
+    }
     const toRestore = p.verified ? [] : p.hosts.filter(h => h.switched && !h.restored)
     if (p.verified && release) say(`${release} had passed verify; it stays live`)
     if (release && toRestore.length) {
@@ -151,14 +171,6 @@ export async function finishInterrupted(ctx: RunContext, p: RunProgress): Promis
         )
       }
     }
-    const migrated =
-      p.stages.includes('migrate') && !p.undone.includes('migrate') && ctx.config.stages.migrate
-    if (migrated && !p.verified) {
-      const line = `the migrate stage ran and was not undone: the database was left as it is${p.backup ? `; the backup taken before the deploy is ${p.backup} (\`safe-deploy restore ${p.backup} --yes\`)` : ''}`
-      ctx.log.warn(line)
-      done.push(line)
-    }
-
     // History (unless the run wrote its own line before it was killed), this log, the lock.
     const history = parseHistory(
       (await runOn(ctx, primary, readHistory(primary.layout), { stage: 'post' })).stdout
@@ -178,6 +190,9 @@ export async function finishInterrupted(ctx: RunContext, p: RunProgress): Promis
             verified: p.verified,
             bad: !p.verified && p.command === 'deploy' ? true : undefined,
             backup: p.backup ?? null,
+            revision: db?.revision ?? null,
+            migrated: db?.migrated || undefined,
+            database: db?.database ?? null,
             started: p.started,
             finished: finished.toISOString(),
             duration_s: Math.round((finished.getTime() - Date.parse(p.started)) / 100) / 10,
@@ -221,4 +236,12 @@ export async function finishInterrupted(ctx: RunContext, p: RunProgress): Promis
   } finally {
     await closeAll(ctx)
   }
+}
+
+/** The migrate stage's saved state when this run's migration started, was not undone and nothing was verified. */
+function migrationToUndo(ctx: RunContext, p: RunProgress): MigrationState | undefined {
+  if (p.verified || p.command !== 'deploy' || !ctx.config.stages.migrate) return undefined
+  if (!p.stages.includes('migrate') || p.undone.includes('migrate')) return undefined
+  const saved = p.saved?.migrate as MigrationState | undefined
+  return saved?.started ? saved : undefined
 }

@@ -41,6 +41,8 @@ export interface RunProgress {
   /** Every stage that started, in order, and every one whose undo finished. */
   stages: string[]
   undone: string[]
+  /** What each stage's undo needs, by stage name (see Stage.save): the migrate stage's revision and state. */
+  saved: Record<string, unknown>
   strategy?: string
   hosts: HostProgress[]
   /** The release passed verify on every host. */
@@ -62,6 +64,7 @@ export function parseProgress(text: string | undefined): RunProgress | undefined
 export class ProgressTracker {
   private readonly p: RunProgress
   private strategy?: SwitchStrategy
+  private tracked: Stage[] = []
   private warned = false
 
   constructor(
@@ -79,6 +82,7 @@ export class ProgressTracker {
       stage: 'start',
       stages: [],
       undone: [],
+      saved: {},
       hosts: [],
       verified: false,
       finished: false
@@ -91,6 +95,7 @@ export class ProgressTracker {
     p.lock = this.ctx.lock
     p.release = this.ctx.lock ? this.facts.release() : undefined
     p.backup = this.facts.backup?.()
+    for (const st of this.tracked) if (st.save && p.stages.includes(st.name)) p.saved[st.name] = st.save()
     for (const h of p.hosts) {
       const s = this.ctx.sessions.find(x => x.host.name === h.name)
       if (s && h.switched && this.strategy?.save) h.strategy = this.strategy.save(s)
@@ -114,6 +119,7 @@ export class ProgressTracker {
 
   /** The stages, each saving progress when it starts, ends and is undone. */
   track(stages: Stage[]): Stage[] {
+    this.tracked = stages
     return stages.map(stage => ({
       ...stage,
       run: async (c: RunContext) => {

@@ -122,6 +122,24 @@ describe('ProgressTracker', () => {
     expect(needsFinishing(saved.at(-1), '')).toBe(false)
   })
 
+  test("a stage's saved undo state is saved once the stage started", async () => {
+    const { ctx, tracker, saved } = setup()
+    const state = { started: false }
+    const migrate: Stage = {
+      name: 'migrate',
+      save: () => ({ ...state }),
+      run: async c => {
+        state.started = true
+        c.progress?.checkpoint()
+        throw new StageError('migrate', 'migration broke')
+      }
+    }
+    ctx.progress = tracker
+    await runStages(ctx, tracker.track([migrate]))
+    expect(saved.find(p => (p.saved.migrate as { started?: boolean })?.started)).toBeDefined()
+    expect(saved[0]?.saved.migrate).toEqual({ started: false })
+  })
+
   test('a save that throws does not stop the run; it is said once', async () => {
     warnings.length = 0
     const { ctx, tracker } = setup(() => {
