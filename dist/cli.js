@@ -39136,6 +39136,7 @@ class ProgressTracker {
     facts;
     p;
     strategy;
+    tracked = [];
     warned = false;
     constructor(ctx, command, started, save, facts) {
         this.ctx = ctx;
@@ -39149,6 +39150,7 @@ class ProgressTracker {
             stage: 'start',
             stages: [],
             undone: [],
+            saved: {},
             hosts: [],
             verified: false,
             finished: false
@@ -39160,6 +39162,9 @@ class ProgressTracker {
         p.lock = this.ctx.lock;
         p.release = this.ctx.lock ? this.facts.release() : undefined;
         p.backup = this.facts.backup?.();
+        for (const st of this.tracked)
+            if (st.save && p.stages.includes(st.name))
+                p.saved[st.name] = st.save();
         for (const h of p.hosts) {
             const s = this.ctx.sessions.find(x => x.host.name === h.name);
             if (s && h.switched && this.strategy?.save)
@@ -39184,6 +39189,7 @@ class ProgressTracker {
     }
     /** The stages, each saving progress when it starts, ends and is undone. */
     track(stages) {
+        this.tracked = stages;
         return stages.map(stage => ({
             ...stage,
             run: async (c) => {
@@ -41201,6 +41207,7 @@ function migrateStage(rel, backupName, state) {
         name: 'migrate',
         undoFirst: true,
         undoMustSucceed: () => state.started,
+        save: () => ({ ...state }),
         async run(ctx) {
             const m = ctx.config.stages.migrate;
             if (!m) {
@@ -41218,6 +41225,7 @@ function migrateStage(rel, backupName, state) {
                 ctx.log.info(`database revision before migrating: ${state.revision || '(none)'}`, p.host.name);
             }
             state.started = true;
+            ctx.progress?.checkpoint();
             await context_runOn(ctx, p, inRelease(p.layout, release, 'migrate', m.command, env), { stage: 'migrate' });
             state.migrated = true;
             ctx.log.info('migration done', p.host.name);

@@ -70351,6 +70351,7 @@ class ProgressTracker {
     facts;
     p;
     strategy;
+    tracked = [];
     warned = false;
     constructor(ctx, command, started, save, facts) {
         this.ctx = ctx;
@@ -70364,6 +70365,7 @@ class ProgressTracker {
             stage: 'start',
             stages: [],
             undone: [],
+            saved: {},
             hosts: [],
             verified: false,
             finished: false
@@ -70375,6 +70377,9 @@ class ProgressTracker {
         p.lock = this.ctx.lock;
         p.release = this.ctx.lock ? this.facts.release() : undefined;
         p.backup = this.facts.backup?.();
+        for (const st of this.tracked)
+            if (st.save && p.stages.includes(st.name))
+                p.saved[st.name] = st.save();
         for (const h of p.hosts) {
             const s = this.ctx.sessions.find(x => x.host.name === h.name);
             if (s && h.switched && this.strategy?.save)
@@ -70399,6 +70404,7 @@ class ProgressTracker {
     }
     /** The stages, each saving progress when it starts, ends and is undone. */
     track(stages) {
+        this.tracked = stages;
         return stages.map(stage => ({
             ...stage,
             run: async (c) => {
@@ -72487,11 +72493,12 @@ function downCommand(template, revision) {
  * or the pre-deploy backup); it runs before the code is switched back, so the previous release restarts
  * against the database it was verified with. If that fails, a person must look (exit 5).
  */
-function migrateStage(rel, backupName, state) {
+function migrate_migrateStage(rel, backupName, state) {
     return {
         name: 'migrate',
         undoFirst: true,
         undoMustSucceed: () => state.started,
+        save: () => ({ ...state }),
         async run(ctx) {
             const m = ctx.config.stages.migrate;
             if (!m) {
@@ -72509,6 +72516,7 @@ function migrateStage(rel, backupName, state) {
                 ctx.log.info(`database revision before migrating: ${state.revision || '(none)'}`, p.host.name);
             }
             state.started = true;
+            ctx.progress?.checkpoint();
             await context_runOn(ctx, p, inRelease(p.layout, release, 'migrate', m.command, env), { stage: 'migrate' });
             state.migrated = true;
             ctx.log.info('migration done', p.host.name);
@@ -72869,7 +72877,7 @@ function deploy(req) {
                 testStage(),
                 ...backup.stages,
                 deployStage(rel),
-                migrateStage(rel, () => backup.result()?.name, migration),
+                migrate_migrateStage(rel, () => backup.result()?.name, migration),
                 switchStage(rel, strategy),
                 verifyStage(rel),
                 cleanupStage(rel, strategy)
@@ -73148,6 +73156,7 @@ function planDeploy(ctx) {
 
 
 
+
 /**
  * Whether a saved progress leaves work for the post step: the run held the lock and did not record itself.
  * `token` is the lock token the run saved last: empty once the run released its lock, which it does after
@@ -73192,6 +73201,25 @@ async function interrupted_finishInterrupted(ctx, p) {
         }
         const release = p.release;
         const problems = [];
+        // The database goes back first, as in a rollback: the previous release restarts against its own schema.
+        const migration = migrationToUndo(ctx, p);
+        const db = migration && { ...migration };
+        if (db && release) {
+            try {
+                await migrateStage(() => release, () => p.backup, db).undo?.(ctx, { live: true });
+                if (db.database === 'restored')
+                    say(`database restored from the pre-deploy backup ${p.backup}`);
+                else if (db.database === 'down')
+                    say(`database migrated down to ${db.revision || '(none)'}`);
+                else if (db.database === 'left')
+                    say('database left as the migration made it (rollback.database: none)');
+                else if (db.database)
+                    say(`database: ${db.database}`);
+            }
+            catch (e) {
+                problems.push(`could not put the database back: ${errorMessage(e)}`);
+            }
+        }
         const toRestore = p.verified ? [] : p.hosts.filter(h => h.switched && !h.restored);
         if (p.verified && release)
             say(`${release} had passed verify; it stays live`);
@@ -73251,12 +73279,6 @@ async function interrupted_finishInterrupted(ctx, p) {
                 }));
             }
         }
-        const migrated = p.stages.includes('migrate') && !p.undone.includes('migrate') && ctx.config.stages.migrate;
-        if (migrated && !p.verified) {
-            const line = `the migrate stage ran and was not undone: the database was left as it is${p.backup ? `; the backup taken before the deploy is ${p.backup} (\`safe-deploy restore ${p.backup} --yes\`)` : ''}`;
-            ctx.log.warn(line);
-            done.push(line);
-        }
         // History (unless the run wrote its own line before it was killed), this log, the lock.
         const history = parseHistory((await runOn(ctx, primary, readHistory(primary.layout), { stage: 'post' })).stdout);
         const recorded = history.some(e => e.release === release && e.started === p.started);
@@ -73273,6 +73295,9 @@ async function interrupted_finishInterrupted(ctx, p) {
                 verified: p.verified,
                 bad: !p.verified && p.command === 'deploy' ? true : undefined,
                 backup: p.backup ?? null,
+                revision: db?.revision ?? null,
+                migrated: db?.migrated || undefined,
+                database: db?.database ?? null,
                 started: p.started,
                 finished: finished.toISOString(),
                 duration_s: Math.round((finished.getTime() - Date.parse(p.started)) / 100) / 10,
@@ -73306,6 +73331,15 @@ async function interrupted_finishInterrupted(ctx, p) {
     finally {
         await closeAll(ctx);
     }
+}
+/** The migrate stage's saved state when this run's migration started, was not undone and nothing was verified. */
+function migrationToUndo(ctx, p) {
+    if (p.verified || p.command !== 'deploy' || !ctx.config.stages.migrate)
+        return undefined;
+    if (!p.stages.includes('migrate') || p.undone.includes('migrate'))
+        return undefined;
+    const saved = p.saved?.migrate;
+    return saved?.started ? saved : undefined;
 }
 
 ;// CONCATENATED MODULE: ./src/platform/inputs.ts

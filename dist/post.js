@@ -25908,7 +25908,7 @@ var __webpack_unused_export__;
 
 const Client = __nccwpck_require__(1285)
 const Dispatcher = __nccwpck_require__(7939)
-const Pool = __nccwpck_require__(2244)
+const Pool = __nccwpck_require__(9863)
 const BalancedPool = __nccwpck_require__(2549)
 const Agent = __nccwpck_require__(8285)
 const ProxyAgent = __nccwpck_require__(9920)
@@ -30052,7 +30052,7 @@ module.exports = {
 const { InvalidArgumentError } = __nccwpck_require__(4627)
 const { kClients, kRunning, kClose, kDestroy, kDispatch, kInterceptors } = __nccwpck_require__(4043)
 const DispatcherBase = __nccwpck_require__(9265)
-const Pool = __nccwpck_require__(2244)
+const Pool = __nccwpck_require__(9863)
 const Client = __nccwpck_require__(1285)
 const util = __nccwpck_require__(4640)
 const createRedirectInterceptor = __nccwpck_require__(6036)
@@ -30201,7 +30201,7 @@ const {
   kRemoveClient,
   kGetDispatcher
 } = __nccwpck_require__(3856)
-const Pool = __nccwpck_require__(2244)
+const Pool = __nccwpck_require__(9863)
 const { kUrl, kInterceptors } = __nccwpck_require__(4043)
 const { parseOrigin } = __nccwpck_require__(4640)
 const kFactory = Symbol('factory')
@@ -34170,7 +34170,7 @@ module.exports = PoolStats
 
 /***/ }),
 
-/***/ 2244:
+/***/ 9863:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -34292,7 +34292,7 @@ module.exports = Pool
 const { kProxy, kClose, kDestroy, kDispatch, kInterceptors } = __nccwpck_require__(4043)
 const { URL } = __nccwpck_require__(3136)
 const Agent = __nccwpck_require__(8285)
-const Pool = __nccwpck_require__(2244)
+const Pool = __nccwpck_require__(9863)
 const DispatcherBase = __nccwpck_require__(9265)
 const { InvalidArgumentError, RequestAbortedError, SecureProxyConnectionError } = __nccwpck_require__(4627)
 const buildConnector = __nccwpck_require__(2784)
@@ -36794,7 +36794,7 @@ module.exports.MockScope = MockScope
 
 
 const { promisify } = __nccwpck_require__(7975)
-const Pool = __nccwpck_require__(2244)
+const Pool = __nccwpck_require__(9863)
 const { buildMockDispatch } = __nccwpck_require__(8981)
 const {
   kDispatches,
@@ -53989,7 +53989,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6004:
+/***/ 2244:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -66944,7 +66944,7 @@ function parseDatabaseUrl(url, engine) {
     return conn;
 }
 /** The connection for one `backup.databases[]` entry: the URL, then the fields over it. */
-function connection_resolveConnection(db) {
+function resolveConnection(db) {
     const conn = db.url && db.engine !== 'sqlite' ? parseDatabaseUrl(db.url, db.engine) : { params: {} };
     if (db.host !== undefined)
         conn.host = db.host;
@@ -66980,7 +66980,7 @@ function databaseSecrets(db) {
     return out;
 }
 /** A libpq connection-string value: bare when plain, else single-quoted with \ and ' escaped. */
-function connection_conninfoValue(v) {
+function conninfoValue(v) {
     return /^[A-Za-z0-9_.-]+$/.test(v) ? v : `'${v.replace(/[\\']/g, c => `\\${c}`)}'`;
 }
 
@@ -67012,7 +67012,7 @@ function parseName(name) {
     return { stem: `${app}_${ys}${mos}${ds}_${hs}${mis}${ss}`, time };
 }
 /** The UTC time in a backup name, or undefined when the name is not a backup (or the date is impossible). */
-function retention_parseBackupTime(name) {
+function parseBackupTime(name) {
     return parseName(name)?.time;
 }
 const pad = (n, width = 2) => String(n).padStart(width, '0');
@@ -67112,15 +67112,15 @@ function compare(a, b) {
 ;// CONCATENATED MODULE: ./src/backup/plan.ts
 
 
-const plan_PASSWORD_ENV = (i) => `SD_DB${i}_PASSWORD`;
-const plan_IDENTITY_ENV = 'SD_AGE_IDENTITY';
+const PASSWORD_ENV = (i) => `SD_DB${i}_PASSWORD`;
+const IDENTITY_ENV = 'SD_AGE_IDENTITY';
 /** The `backup:` section when backups are on; undefined for no key, `false` or `enabled: false`. */
 function plan_backupConfigOf(config) {
     const b = config.backup;
     return b && b.enabled ? b : undefined;
 }
 /** A path inside the deploy root: relative, no `..`, no NUL or line breaks. */
-const plan_isRelativeSafe = (p) => p.length > 0 && !p.startsWith('/') && !p.split('/').includes('..') && !/[\0\n\r]/.test(p);
+const isRelativeSafe = (p) => p.length > 0 && !p.startsWith('/') && !p.split('/').includes('..') && !/[\0\n\r]/.test(p);
 function resolvePath(root, p) {
     return p.startsWith('/') ? p : `${root.replace(/\/+$/, '')}/${p}`;
 }
@@ -67135,7 +67135,7 @@ function defaultLabel(db, i) {
 }
 function resolveConnectionSafe(db) {
     try {
-        return connection_resolveConnection(db);
+        return resolveConnection(db);
     }
     catch {
         return undefined;
@@ -67168,7 +67168,7 @@ function checkBackupConfig(backup) {
                 problems.push(`${at}.path: the SQLite database file is required for engine sqlite`);
             else if (db.container && !db.path.startsWith('/'))
                 problems.push(`${at}.path: inside a container the SQLite path must be absolute`);
-            else if (!db.path.startsWith('/') && !plan_isRelativeSafe(db.path))
+            else if (!db.path.startsWith('/') && !isRelativeSafe(db.path))
                 problems.push(`${at}.path: expected an absolute path or one relative to the deploy root, without ..`);
             if (db.url || db.host || db.user || db.password || db.database)
                 problems.push(`${at}: engine sqlite takes only path (and container)`);
@@ -67193,7 +67193,7 @@ function checkBackupConfig(backup) {
         labels.set(label, i);
     });
     backup.files.forEach((f, i) => {
-        if (!plan_isRelativeSafe(f))
+        if (!isRelativeSafe(f))
             problems.push(`backup.files[${i}]: expected a path relative to the deploy root, without ..`);
     });
     if (backup.dir.split('/').includes('..') || /[\0\n\r]/.test(backup.dir))
@@ -67221,7 +67221,7 @@ function plan_resolvePlan(app, backup, layout, env = {}) {
         let passwordVar;
         if (conn.password !== undefined && conn.password !== '') {
             passwordVar = `sd_pw${index}`;
-            secretEnv[plan_PASSWORD_ENV(index)] = conn.password;
+            secretEnv[PASSWORD_ENV(index)] = conn.password;
         }
         delete conn.password;
         return {
@@ -67239,7 +67239,7 @@ function plan_resolvePlan(app, backup, layout, env = {}) {
         };
     });
     if (backup.encrypt?.identity)
-        secretEnv[plan_IDENTITY_ENV] = backup.encrypt.identity;
+        secretEnv[IDENTITY_ENV] = backup.encrypt.identity;
     return {
         app,
         root,
@@ -70338,6 +70338,7 @@ class progress_ProgressTracker {
     facts;
     p;
     strategy;
+    tracked = [];
     warned = false;
     constructor(ctx, command, started, save, facts) {
         this.ctx = ctx;
@@ -70351,6 +70352,7 @@ class progress_ProgressTracker {
             stage: 'start',
             stages: [],
             undone: [],
+            saved: {},
             hosts: [],
             verified: false,
             finished: false
@@ -70362,6 +70364,9 @@ class progress_ProgressTracker {
         p.lock = this.ctx.lock;
         p.release = this.ctx.lock ? this.facts.release() : undefined;
         p.backup = this.facts.backup?.();
+        for (const st of this.tracked)
+            if (st.save && p.stages.includes(st.name))
+                p.saved[st.name] = st.save();
         for (const h of p.hosts) {
             const s = this.ctx.sessions.find(x => x.host.name === h.name);
             if (s && h.switched && this.strategy?.save)
@@ -70386,6 +70391,7 @@ class progress_ProgressTracker {
     }
     /** The stages, each saving progress when it starts, ends and is undone. */
     track(stages) {
+        this.tracked = stages;
         return stages.map(stage => ({
             ...stage,
             run: async (c) => {
@@ -70919,7 +70925,7 @@ function git_gitCommit(dir) {
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(7075);
 ;// CONCATENATED MODULE: ./package.json
-const package_namespaceObject = {};
+const package_namespaceObject = {"rE":"0.1.0"};
 ;// CONCATENATED MODULE: ./src/backup/name.ts
 
 
@@ -70935,12 +70941,12 @@ function name_newBackupName(app, now) {
 }
 /** A well-formed name with a real date (2025-02-30 is not one). */
 function name_isBackupName(value) {
-    return NAME.test(value) && retention_parseBackupTime(value) !== undefined;
+    return NAME.test(value) && parseBackupTime(value) !== undefined;
 }
-function name_appOf(name) {
+function appOf(name) {
     return NAME.exec(name)[1];
 }
-function name_backupTime(name) {
+function backupTime(name) {
     return parseBackupTime(name);
 }
 /**
@@ -70951,8 +70957,8 @@ function name_parseBackupName(value, app, what = 'backup name') {
     if (!name_isBackupName(value)) {
         throw new errors_ConfigError(`${what} ${JSON.stringify(value)} is not a backup name; expected <app>_YYYYMMDD_HHMMSS (UTC), e.g. ${app ?? 'shop'}_20261121_193000 (see \`safe-deploy backups list\`)`);
     }
-    if (app !== undefined && name_appOf(value) !== app) {
-        throw new errors_ConfigError(`${what} ${value} belongs to app ${name_appOf(value)}, but this config is for ${app}; use that app's config`);
+    if (app !== undefined && appOf(value) !== app) {
+        throw new errors_ConfigError(`${what} ${value} belongs to app ${appOf(value)}, but this config is for ${app}; use that app's config`);
     }
     return value;
 }
@@ -70968,7 +70974,7 @@ const BASE_EXT = {
  * (MySQL), `NAME.sqlite3.gz` (SQLite), `NAME.files.tar.gz` (files); with several databases
  * `NAME.<label>.<ext>`; `.age` when encrypted.
  */
-function name_artifactFile(name, a) {
+function artifactFile(name, a) {
     const compress = a.kind === 'postgres' ? '' : COMPRESS_EXT[a.compress];
     const label = a.kind !== 'files' && a.label ? `.${a.label}` : '';
     return `${name}${label}${BASE_EXT[a.kind]}${compress}${a.encrypted ? '.age' : ''}`;
@@ -70977,7 +70983,7 @@ const name_manifestFile = (name) => `${name}.sha256`;
 const name_metaFile = (name) => `${name}.meta.json`;
 const ARTIFACT = /^(?:\.([A-Za-z0-9_-]{1,32}))??\.(dump|sql|sql\.gz|sql\.zst|sqlite3|sqlite3\.gz|sqlite3\.zst|files\.tar|files\.tar\.gz|files\.tar\.zst)(\.age)?$/;
 /** What a file of backup `name` holds, from its name alone; undefined for the manifest, meta and others. */
-function name_parseArtifactFile(name, file) {
+function parseArtifactFile(name, file) {
     if (!file.startsWith(name))
         return undefined;
     const m = ARTIFACT.exec(file.slice(name.length));
@@ -70994,40 +71000,60 @@ function name_parseArtifactFile(name, file) {
     return { kind, label, compress: kind === 'postgres' ? 'none' : compress, encrypted: !!age, file };
 }
 
+;// CONCATENATED MODULE: ./src/backup/engines/compress.ts
+
+/** Compressor reading stdin, writing stdout; undefined for none. zstd uses every core (-T0). */
+function compressCommand(c) {
+    return c === 'gzip' ? 'gzip -c' : c === 'zstd' ? 'zstd -q -c -T0' : undefined;
+}
+function decompressCommand(c) {
+    return c === 'gzip' ? 'gzip -dc' : c === 'zstd' ? 'zstd -q -dc' : undefined;
+}
+/** Encrypts stdin to every recipient (public keys only: nothing secret on this command line). */
+function encryptCommand(recipients) {
+    return `age ${recipients.map(r => `-r ${quote_sh(r)}`).join(' ')}`;
+}
+/** Decrypts stdin with the identity file the script wrote (mode 0600, removed by its trap). */
+function decryptCommand(identityFile) {
+    return `age -d -i "${identityFile}"`;
+}
+/** The first line of every age file. */
+const AGE_HEADER = 'age-encryption.org/v1';
+
 ;// CONCATENATED MODULE: ./src/backup/engines/target.ts
 
-const target_DEFAULT_TOOLS = {
+const DEFAULT_TOOLS = {
     postgres: { dump: 'pg_dump', client: 'psql' },
     mysql: { dump: 'mysqldump', client: 'mysql' },
     sqlite: { dump: 'sqlite3', client: 'sqlite3' }
 };
 /** `Postgres database "app"`: how errors and logs name a target. */
-function target_describeTarget(t) {
+function describeTarget(t) {
     const engine = { postgres: 'PostgreSQL', mysql: 'MySQL', sqlite: 'SQLite' }[t.engine];
     return `${engine} database ${JSON.stringify(t.label)}${t.container ? ` (compose service ${t.container.service})` : ''}`;
 }
 function envWord([name, value]) {
-    return 'literal' in value ? `${name}=${sh(value.literal)}` : `${name}="$${value.variable}"`;
+    return 'literal' in value ? `${name}=${quote_sh(value.literal)}` : `${name}="$${value.variable}"`;
 }
 /**
  * A command line with its environment as prefix assignments (they reach the program's environment, not
  * its argv). In a compose service the variables are set for `docker` and passed in by name with `-e NAME`
  * (Compose v2.1.1+ reads the value from its own environment), so no value appears on any command line.
  */
-function target_runIn(t, env, argv) {
+function runIn(t, env, argv) {
     const prefix = env.map(envWord).join(' ');
     if (!t.container)
         return prefix ? `${prefix} ${argv}` : argv;
     const passed = env.map(([n]) => `-e ${n} `).join('');
-    const exec = `docker compose exec -T ${passed}${sh(t.container.service)} ${argv}`;
-    return `cd ${sh(t.container.dir)} && ${prefix ? `${prefix} ` : ''}${exec}`;
+    const exec = `docker compose exec -T ${passed}${quote_sh(t.container.service)} ${argv}`;
+    return `cd ${quote_sh(t.container.dir)} && ${prefix ? `${prefix} ` : ''}${exec}`;
 }
 /** A program run with `sh -c SCRIPT sh ARGS...` on the host (with TMPDIR set) or in the container. */
-function target_shellIn(t, env, inner, args, tmpdir) {
-    const argv = `sh -c ${sh(inner)} sh ${args.map(sh).join(' ')}`;
+function shellIn(t, env, inner, args, tmpdir) {
+    const argv = `sh -c ${quote_sh(inner)} sh ${args.map(quote_sh).join(' ')}`;
     if (t.container)
-        return target_runIn(t, env, argv);
-    return target_runIn(t, [['TMPDIR', { variable: tmpdir }], ...env], argv);
+        return runIn(t, env, argv);
+    return runIn(t, [['TMPDIR', { variable: tmpdir }], ...env], argv);
 }
 
 ;// CONCATENATED MODULE: ./src/backup/engines/postgres.ts
@@ -71058,29 +71084,29 @@ function pgEnv(t) {
     return env;
 }
 /** Writes the custom-format archive to stdout. --no-password: fail at once rather than wait for a prompt. */
-function postgres_pgDump(t) {
+function pgDump(t) {
     return runIn(t, pgEnv(t), 'pg_dump -Fc --no-password');
 }
 /** Reads an archive on stdin; lists its table of contents to `toc` (a shell word), then drains stdin. */
-function postgres_pgCheck(t, toc) {
+function pgCheck(t, toc) {
     return `${runIn(t, [], 'pg_restore --list')} >${toc} && cat >/dev/null`;
 }
 /** Restores the archive on stdin into the database, in one transaction. */
-function postgres_pgRestore(t) {
+function pgRestore(t) {
     const db = `dbname=${conninfoValue(t.conn.database ?? '')}`;
-    return runIn(t, pgEnv(t), `pg_restore --clean --if-exists --single-transaction --no-owner --no-password -d ${sh(db)}`);
+    return runIn(t, pgEnv(t), `pg_restore --clean --if-exists --single-transaction --no-owner --no-password -d ${quote_sh(db)}`);
 }
 const SERVER_QUERY = "SELECT current_setting('server_version_num') || ' ' || pg_database_size(current_database())";
 const TABLES_QUERY = "SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1";
 function psql(t, query) {
-    return runIn(t, pgEnv(t), `psql -X -A -t -w -c ${sh(query)}`);
+    return runIn(t, pgEnv(t), `psql -X -A -t -w -c ${quote_sh(query)}`);
 }
 /** Server version number and database size in bytes: `150018 7651235`. */
-function postgres_pgServerQuery(t) {
+function pgServerQuery(t) {
     return psql(t, SERVER_QUERY);
 }
 /** `schema.table` per line, for telling which tables a restore left alone. */
-function postgres_pgTablesQuery(t) {
+function pgTablesQuery(t) {
     return psql(t, TABLES_QUERY);
 }
 
@@ -71101,13 +71127,13 @@ function myConnArgs(t) {
     const c = t.conn;
     const args = [];
     if (c.host !== undefined)
-        args.push(`-h ${sh(c.host)}`);
+        args.push(`-h ${quote_sh(c.host)}`);
     if (c.port !== undefined)
         args.push(`-P ${c.port}`);
     if (c.user !== undefined)
-        args.push(`-u ${sh(c.user)}`);
+        args.push(`-u ${quote_sh(c.user)}`);
     for (const [k, v] of Object.entries(c.params))
-        args.push(sh(`--${k}=${v}`));
+        args.push(quote_sh(`--${k}=${v}`));
     return args.join(' ');
 }
 const DUMP_OPTIONS = '--single-transaction --routines --triggers --events --hex-blob --no-tablespaces --default-character-set=utf8mb4';
@@ -71115,31 +71141,31 @@ function withConn(t, program, rest) {
     const conn = myConnArgs(t);
     return `${program}${conn ? ` ${conn}` : ''} ${rest}`;
 }
-function mysql_myDump(t, tools) {
-    return runIn(t, myEnv(t), withConn(t, tools.dump, `${DUMP_OPTIONS} -- ${sh(t.conn.database ?? '')}`));
+function myDump(t, tools) {
+    return runIn(t, myEnv(t), withConn(t, tools.dump, `${DUMP_OPTIONS} -- ${quote_sh(t.conn.database ?? '')}`));
 }
 /**
  * Reads the decompressed dump on stdin: the names of its tables go to `out` as `TABLE=name` lines, and
  * it passes only when the last line is mysqldump's `-- Dump completed` (a cut-off dump has none).
  */
-function mysql_myCheck(out) {
+function myCheck(out) {
     return ("LC_ALL=C sed -n -e 's/^CREATE TABLE `\\(.*\\)` (.*/TABLE=\\1/p' -e '$s/^-- Dump completed.*/COMPLETE/p' " +
         `>${out} && grep -qx COMPLETE ${out}`);
 }
 /** Feeds the dump on stdin to the client. */
-function mysql_myRestore(t, tools) {
-    return runIn(t, myEnv(t), withConn(t, tools.client, `-- ${sh(t.conn.database ?? '')}`));
+function myRestore(t, tools) {
+    return runIn(t, myEnv(t), withConn(t, tools.client, `-- ${quote_sh(t.conn.database ?? '')}`));
 }
 function query(t, client, q) {
-    return runIn(t, myEnv(t), withConn(t, client, `-N -B -e ${sh(q)} -- ${sh(t.conn.database ?? '')}`));
+    return runIn(t, myEnv(t), withConn(t, client, `-N -B -e ${quote_sh(q)} -- ${quote_sh(t.conn.database ?? '')}`));
 }
 const mysql_SERVER_QUERY = 'SELECT VERSION(), COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = DATABASE()';
 const mysql_TABLES_QUERY = "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY 1";
 /** `10.11.19-MariaDB-0+deb12u1<TAB>4980736`. */
-function mysql_myServerQuery(t, client) {
+function myServerQuery(t, client) {
     return query(t, client, mysql_SERVER_QUERY);
 }
-function mysql_myTablesQuery(t, client) {
+function myTablesQuery(t, client) {
     return query(t, client, mysql_TABLES_QUERY);
 }
 
@@ -71185,20 +71211,69 @@ const RESTORE = [
 ].join('\n');
 const SIZE = '[ -f "$1" ] || { echo "$1 does not exist" >&2; exit 1; }; stat -c %s "$1"';
 /** Writes a checked copy of the database to stdout. `tmpdir` names the shell variable of a work dir. */
-function sqlite_sqliteDump(t, tmpdir) {
+function sqliteDump(t, tmpdir) {
     return shellIn(t, [], DUMP, [t.path ?? ''], tmpdir);
 }
 /** Reads a database file on stdin; passes when its integrity check says ok. */
-function sqlite_sqliteCheck(t, tmpdir) {
+function sqliteCheck(t, tmpdir) {
     return shellIn(t, [], CHECK, [], tmpdir);
 }
 /** Reads a database file on stdin, checks it, and restores it over the live database. */
-function sqlite_sqliteRestore(t, tmpdir) {
+function sqliteRestore(t, tmpdir) {
     return shellIn(t, [], RESTORE, [t.path ?? ''], tmpdir);
 }
 /** The database file's size in bytes. */
-function sqlite_sqliteSize(t, tmpdir) {
+function sqliteSize(t, tmpdir) {
     return shellIn(t, [], SIZE, [t.path ?? ''], tmpdir);
+}
+
+;// CONCATENATED MODULE: ./src/backup/engines/files.ts
+
+/**
+ * Files and directories under the deploy root (`shared/.env`, `shared/uploads`), as a tar archive with
+ * paths relative to the root (`./shared/.env`). Paths that do not exist are skipped with a warning.
+ */
+function filesDump(root, paths) {
+    return [
+        `cd ${quote_sh(root)} || exit 1`,
+        'set --',
+        `for p in ${paths.map(quote_sh).join(' ')}; do`,
+        '  if [ -e "$p" ] || [ -L "$p" ]; then set -- "$@" "./$p"; else echo "skipped $p: it does not exist" >&2; fi',
+        'done',
+        '[ $# -gt 0 ] || set -- -T /dev/null',
+        'tar -cf - "$@"',
+        'r=$?',
+        // GNU tar exits 1 when a file changed while it was read: the archive is still whole.
+        '[ $r -eq 1 ] && { echo "tar: some files changed while they were archived; kept what was read" >&2; r=0; }',
+        'exit $r'
+    ].join('\n');
+}
+function filesCheck() {
+    return 'tar -tf - >/dev/null';
+}
+/** Unpacks the archive on stdin into `<work>/files` (a shell word naming a dir on the root's filesystem). */
+function filesExtract(work) {
+    return `mkdir -p ${work}/files && tar -xf - -C ${work}/files`;
+}
+/**
+ * Puts each path unpacked by filesExtract in place, whole: a directory ends up exactly as it was in the
+ * backup (files added since are gone). The previous version is kept as `<path>.safe-deploy-old` until
+ * every path is in place. Paths that are not in the backup are left alone.
+ */
+function filesSwap(root, paths, work) {
+    const list = paths.map(quote_sh).join(' ');
+    return [
+        `root=${quote_sh(root)}`,
+        `x=${work}/files`,
+        `for p in ${list}; do`,
+        '  [ -e "$x/$p" ] || [ -L "$x/$p" ] || { echo "$p is not in the backup; left as it is" >&2; continue; }',
+        '  if [ -e "$root/$p" ] || [ -L "$root/$p" ]; then',
+        '    rm -rf "$root/$p.safe-deploy-old" && mv "$root/$p" "$root/$p.safe-deploy-old" || exit 1',
+        '  fi',
+        '  mkdir -p "$(dirname "$root/$p")" && mv "$x/$p" "$root/$p" || exit 1',
+        'done',
+        `for p in ${list}; do rm -rf "$root/$p.safe-deploy-old"; done`
+    ].join('\n');
 }
 
 ;// CONCATENATED MODULE: ./src/backup/script.ts
@@ -71222,7 +71297,7 @@ class StepIds {
     }
 }
 /** Prints RC=<id> <status> for each failed step and ERR=<id> <line> for what each step said on stderr. */
-const SD_OK = (/* unused pure expression or super */ null && ([
+const SD_OK = [
     'sd_ok() {',
     '  sd_r=0',
     '  for sd_i in "$@"; do',
@@ -71234,7 +71309,7 @@ const SD_OK = (/* unused pure expression or super */ null && ([
     '  [ $sd_r = 0 ] || printf \'FREE_KB=%s\\n\' "$(df -Pk "$dir" 2>/dev/null | awk \'NR==2 {print $4}\')"',
     '  return $sd_r',
     '}'
-]));
+];
 /**
  * Two temp dirs: `$t` (mktemp -d, private) for exit statuses, stderr, FIFOs and the identity, so they
  * can be written even when the backup disk is full; `$w`, next to where the data goes, for the data.
@@ -71351,9 +71426,9 @@ function hostTarget(engine) {
 /** Prints the tables an artifact holds: `TABLE=<file> <name>`, from the scratch files of its check. */
 function tableLines(a, scratch) {
     if (a.kind === 'postgres')
-        return `sed -n 's/^[0-9]*; 1259 [0-9]* TABLE \\([^ ]*\\) \\(.*\\) [^ ]*$/\\1.\\2/p' "${scratch}.toc" | sed ${sh(`s|^|TABLE=${a.file} |`)}`;
+        return `sed -n 's/^[0-9]*; 1259 [0-9]* TABLE \\([^ ]*\\) \\(.*\\) [^ ]*$/\\1.\\2/p' "${scratch}.toc" | sed ${quote_sh(`s|^|TABLE=${a.file} |`)}`;
     if (a.kind === 'mysql')
-        return `sed -n ${sh(`s|^TABLE=|TABLE=${a.file} |p`)} "${scratch}.check"`;
+        return `sed -n ${quote_sh(`s|^TABLE=|TABLE=${a.file} |p`)} "${scratch}.check"`;
     return undefined;
 }
 /**
@@ -71375,8 +71450,8 @@ function script_backupScript(input) {
         'set -u',
         'umask 077',
         ...captureSecrets(plan, plan.targets, decryptCheck),
-        `dir=${sh(plan.dir)}`,
-        `name=${sh(name)}`,
+        `dir=${quote_sh(plan.dir)}`,
+        `name=${quote_sh(name)}`,
         `mkdir -p "$dir" || ${fail('"cannot create the backup directory $dir"')}`,
         `for f in "$dir/$name".*; do [ -e "$f" ] && { printf 'EXISTS=%s\\n' "$f"; exit 17; }; done`,
         ...WORK_DIRS('"$dir/.partial.$name.XXXXXX"'),
@@ -71397,7 +71472,7 @@ function script_backupScript(input) {
             dump.push({ label: `tee to the verifier (${a.file})`, cmd: `tee "${scratch}.fifo"` });
             dump.push({ label: `age encryption (${a.file})`, cmd: encryptCommand(plan.recipients) });
             const d = pipeline(ids, dump, { from: '/dev/null', to: out });
-            lines.push(`mkfifo "${scratch}.fifo" || ${fail('"cannot create a FIFO in $t"')}`, `{ ${check.text}; } <"${scratch}.fifo" &`, 'sd_v=$!', d.text, 'wait "$sd_v"', `sd_ok ${d.ids.join(' ')} || exit 1`, `sd_ok ${check.ids.join(' ')} || exit 1`, `[ "$(head -c ${AGE_HEADER.length} ${out})" = ${AGE_HEADER} ] || ${fail(sh(`${a.file} is not an age file`))}`);
+            lines.push(`mkfifo "${scratch}.fifo" || ${fail('"cannot create a FIFO in $t"')}`, `{ ${check.text}; } <"${scratch}.fifo" &`, 'sd_v=$!', d.text, 'wait "$sd_v"', `sd_ok ${d.ids.join(' ')} || exit 1`, `sd_ok ${check.ids.join(' ')} || exit 1`, `[ "$(head -c ${AGE_HEADER.length} ${out})" = ${AGE_HEADER} ] || ${fail(quote_sh(`${a.file} is not an age file`))}`);
             if (decryptCheck) {
                 const c = pipeline(ids, [
                     { label: `age decryption (${a.file})`, cmd: decryptCommand('$t/identity') },
@@ -71408,26 +71483,26 @@ function script_backupScript(input) {
         }
         else {
             const d = pipeline(ids, dump, { from: '/dev/null', to: out });
-            lines.push(d.text, `sd_ok ${d.ids.join(' ')} || exit 1`, `[ -s ${out} ] || ${fail(sh(`${a.file}: the dump is empty`))}`);
+            lines.push(d.text, `sd_ok ${d.ids.join(' ')} || exit 1`, `[ -s ${out} ] || ${fail(quote_sh(`${a.file}: the dump is empty`))}`);
             const c = pipeline(ids, checkSteps(a, t, scratch), { from: out });
             lines.push(c.text, `sd_ok ${c.ids.join(' ')} || exit 1`);
         }
     });
     const files = arts.map(a => a.artifact.file);
-    const meta = metaFile(name);
-    const manifest = manifestFile(name);
+    const meta = name_metaFile(name);
+    const manifest = name_manifestFile(name);
     const published = [...files, meta, manifest];
-    lines.push(`printf '%s\\n' ${sh(JSON.stringify(input.meta))} >"$w/${meta}" || ${fail(sh(`cannot write ${meta}`))}`, `(cd "$w" && sha256sum -- ${files.map(sh).join(' ')} >${sh(manifest)}) || ${fail(sh(`cannot write ${manifest}`))}`, `chmod 600 ${published.map(f => `"$w/${f}"`).join(' ')} || ${fail("'chmod 600 failed'")}`, `sync -- ${published.map(f => `"$w/${f}"`).join(' ')} 2>/dev/null || true`, ...published.map(f => `mv -f "$w/${f}" "$dir/${f}" || ${fail(sh(`cannot move ${f} into place`))}`), `for f in ${published.map(sh).join(' ')}; do printf 'FILE=%s %s\\n' "$(stat -c %s "$dir/$f")" "$f"; done`, 'echo DONE=1');
+    lines.push(`printf '%s\\n' ${quote_sh(JSON.stringify(input.meta))} >"$w/${meta}" || ${fail(quote_sh(`cannot write ${meta}`))}`, `(cd "$w" && sha256sum -- ${files.map(quote_sh).join(' ')} >${quote_sh(manifest)}) || ${fail(quote_sh(`cannot write ${manifest}`))}`, `chmod 600 ${published.map(f => `"$w/${f}"`).join(' ')} || ${fail("'chmod 600 failed'")}`, `sync -- ${published.map(f => `"$w/${f}"`).join(' ')} 2>/dev/null || true`, ...published.map(f => `mv -f "$w/${f}" "$dir/${f}" || ${fail(quote_sh(`cannot move ${f} into place`))}`), `for f in ${published.map(quote_sh).join(' ')}; do printf 'FILE=%s %s\\n' "$(stat -c %s "$dir/$f")" "$f"; done`, 'echo DONE=1');
     return {
         label: `back up to ${plan.dir}/${name}`,
-        script: script(...lines),
+        script: command_script(...lines),
         env: secretEnv(plan, plan.targets, decryptCheck),
         steps: ids.labels,
         artifacts: arts.map(a => a.artifact)
     };
 }
 /** Which configured database an artifact belongs to: its label, or the only database of that engine. */
-function script_targetFor(plan, a) {
+function targetFor(plan, a) {
     if (a.kind === 'files')
         return undefined;
     if (a.label)
@@ -71441,33 +71516,33 @@ function script_targetFor(plan, a) {
  * encrypted artifact is checked by manifest and age header only, and the script says so (UNCHECKED=).
  * Prints MANIFEST= lines (the manifest), OK=/UNCHECKED= per artifact and TABLE= lines.
  */
-function script_verifyScript(plan, name, artifacts) {
+function verifyScript(plan, name, artifacts) {
     const ids = new StepIds();
     const identity = plan.hasIdentity && artifacts.some(a => a.encrypted);
-    const targets = artifacts.map(a => script_targetFor(plan, a)).filter((t) => !!t);
-    const manifest = manifestFile(name);
+    const targets = artifacts.map(a => targetFor(plan, a)).filter((t) => !!t);
+    const manifest = name_manifestFile(name);
     const lines = [
         'set -u',
         'umask 077',
         ...captureSecrets(plan, [], identity),
-        `dir=${sh(plan.dir)}`,
+        `dir=${quote_sh(plan.dir)}`,
         `cd "$dir" 2>/dev/null || ${fail('"the backup directory $dir does not exist"')}`,
-        `[ -f ${sh(manifest)} ] || ${fail(sh(`${manifest} is missing: the backup is incomplete`))}`,
+        `[ -f ${quote_sh(manifest)} ] || ${fail(quote_sh(`${manifest} is missing: the backup is incomplete`))}`,
         ...WORK_DIRS(`"$dir/.verify.${plan.app}.XXXXXX"`),
         ...SD_OK,
         ...(identity ? WRITE_IDENTITY : []),
-        `sed 's/^/MANIFEST=/' ${sh(manifest)}`,
-        `if ! sha256sum -c --strict ${sh(manifest)} >"$t/sum" 2>&1; then`,
+        `sed 's/^/MANIFEST=/' ${quote_sh(manifest)}`,
+        `if ! sha256sum -c --strict ${quote_sh(manifest)} >"$t/sum" 2>&1; then`,
         `  grep -v ': OK$' "$t/sum" | head -n 20 | sed 's/^/SUM=/'`,
-        `  ${fail(sh(`the files do not match their checksums in ${manifest}`))}`,
+        `  ${fail(quote_sh(`the files do not match their checksums in ${manifest}`))}`,
         'fi'
     ];
     artifacts.forEach((a, i) => {
-        const t = script_targetFor(plan, a);
+        const t = targetFor(plan, a);
         const scratch = `$t/a${i}`;
-        const file = sh(a.file);
+        const file = quote_sh(a.file);
         if (a.encrypted && !identity) {
-            lines.push(`[ "$(head -c ${AGE_HEADER.length} ${file})" = ${AGE_HEADER} ] || ${fail(sh(`${a.file} is not an age file`))}`, `printf 'UNCHECKED=%s\\n' ${file}`);
+            lines.push(`[ "$(head -c ${AGE_HEADER.length} ${file})" = ${AGE_HEADER} ] || ${fail(quote_sh(`${a.file} is not an age file`))}`, `printf 'UNCHECKED=%s\\n' ${file}`);
             return;
         }
         const steps = checkSteps(a, t, scratch);
@@ -71483,7 +71558,7 @@ function script_verifyScript(plan, name, artifacts) {
     lines.push('echo DONE=1');
     return {
         label: `verify backup ${name}`,
-        script: script(...lines),
+        script: command_script(...lines),
         env: secretEnv(plan, targets, identity),
         steps: ids.labels
     };
@@ -71494,7 +71569,7 @@ function script_verifyScript(plan, name, artifacts) {
  * whole stream was read without error. Prints RESTORED= and, for PostgreSQL and MySQL, DBTABLE= lines:
  * the tables the database has now (those the backup lacks were left as they were).
  */
-function script_restoreScript(plan, layoutMeta, a, target, tools) {
+function restoreScript(plan, layoutMeta, a, target, tools) {
     const ids = new StepIds();
     const identity = a.encrypted;
     const from = `"$dir/${a.file}"`;
@@ -71508,10 +71583,10 @@ function script_restoreScript(plan, layoutMeta, a, target, tools) {
         'set -u',
         'umask 077',
         ...captureSecrets(plan, target ? [target] : [], identity),
-        `dir=${sh(plan.dir)}`,
-        `[ -f ${from} ] || ${fail(sh(`${plan.dir}/${a.file} does not exist`))}`,
-        `mkdir -p ${sh(layoutMeta)} || exit 1`,
-        ...WORK_DIRS(`${sh(`${layoutMeta}/restore.`)}XXXXXX`),
+        `dir=${quote_sh(plan.dir)}`,
+        `[ -f ${from} ] || ${fail(quote_sh(`${plan.dir}/${a.file} does not exist`))}`,
+        `mkdir -p ${quote_sh(layoutMeta)} || exit 1`,
+        ...WORK_DIRS(`${quote_sh(`${layoutMeta}/restore.`)}XXXXXX`),
         ...SD_OK,
         ...(identity ? WRITE_IDENTITY : [])
     ];
@@ -71546,10 +71621,10 @@ function script_restoreScript(plan, layoutMeta, a, target, tools) {
         });
         lines.push(`(${myTablesQuery(target, tl.client)}) 2>/dev/null | sed 's/^/DBTABLE=/'`);
     }
-    lines.push(`printf 'RESTORED=%s\\n' ${sh(a.file)}`);
+    lines.push(`printf 'RESTORED=%s\\n' ${quote_sh(a.file)}`);
     return {
         label: `restore ${a.file}`,
-        script: script(...lines),
+        script: command_script(...lines),
         env: secretEnv(plan, target ? [target] : [], identity),
         steps: ids.labels
     };
@@ -71580,19 +71655,19 @@ function script_probeScript(plan, opts) {
             lines.push(version('sqlite3'), server(sqliteSize(t, 't')));
         }
     }
-    lines.push(...opts.needs.map(x => `command -v ${sh(x)} >/dev/null 2>&1 || echo MISSING=${sh(x)}`), `d=${sh(plan.dir)}`, 'while [ ! -d "$d" ]; do d=$(dirname "$d"); done', `printf 'FREE_KB=%s\\n' "$(df -Pk "$d" | awk 'NR==2 {print $4}')"`, 'true');
+    lines.push(...opts.needs.map(x => `command -v ${quote_sh(x)} >/dev/null 2>&1 || echo MISSING=${quote_sh(x)}`), `d=${quote_sh(plan.dir)}`, 'while [ ! -d "$d" ]; do d=$(dirname "$d"); done', `printf 'FREE_KB=%s\\n' "$(df -Pk "$d" | awk 'NR==2 {print $4}')"`, 'true');
     return {
         label: 'check backup tools and databases',
-        script: script(...lines),
+        script: command_script(...lines),
         env: secretEnv(plan, plan.targets, false)
     };
 }
 /** Lists the backup dir: FILE=<bytes> <name> for this app's files, TEMP= for leftovers, META= lines. */
-function script_listScript(plan) {
-    const app = sh(plan.app);
+function listScript(plan) {
+    const app = quote_sh(plan.app);
     return {
         label: `list backups in ${plan.dir}`,
-        script: script(`dir=${sh(plan.dir)}`, '[ -d "$dir" ] || { echo NODIR=1; exit 0; }', 'cd "$dir" || exit 1', `for f in ${app}_*; do [ -f "$f" ] && printf 'FILE=%s %s\\n' "$(stat -c %s -- "$f")" "$f"; done`, `for f in .partial.${app}_* .verify.${app}.*; do [ -e "$f" ] && printf 'TEMP=%s %s\\n' "$(stat -c %Y -- "$f")" "$f"; done`, `for f in ${app}_*.meta.json; do [ -f "$f" ] && printf 'META=%s\\n' "$(tr -d '\\n' <"$f")"; done`, `printf 'FREE_KB=%s\\n' "$(df -Pk . | awk 'NR==2 {print $4}')"`, 'printf \'NOW=%s\\n\' "$(date -u +%s)"', 'true')
+        script: command_script(`dir=${quote_sh(plan.dir)}`, '[ -d "$dir" ] || { echo NODIR=1; exit 0; }', 'cd "$dir" || exit 1', `for f in ${app}_*; do [ -f "$f" ] && printf 'FILE=%s %s\\n' "$(stat -c %s -- "$f")" "$f"; done`, `for f in .partial.${app}_* .verify.${app}.*; do [ -e "$f" ] && printf 'TEMP=%s %s\\n' "$(stat -c %Y -- "$f")" "$f"; done`, `for f in ${app}_*.meta.json; do [ -f "$f" ] && printf 'META=%s\\n' "$(tr -d '\\n' <"$f")"; done`, `printf 'FREE_KB=%s\\n' "$(df -Pk . | awk 'NR==2 {print $4}')"`, 'printf \'NOW=%s\\n\' "$(date -u +%s)"', 'true')
     };
 }
 /** Deletes the named files and leftover temp dirs in the backup dir (names checked by the caller). */
@@ -71626,16 +71701,16 @@ function script_catCommand(plan, file) {
 
 
 /** Dumps and restores may take long; a hung one still ends (ssh.command_timeout if that is longer). */
-const LONG_TIMEOUT_MS = (/* unused pure expression or super */ null && (6 * 3600_000));
+const LONG_TIMEOUT_MS = 6 * 3600_000;
 function longTimeout(ctx) {
     return Math.max(ctx.config.ssh.command_timeout, LONG_TIMEOUT_MS);
 }
 /** The backup plan for a host; throws (exit 2) when the config has no backup section. */
 function ops_planFor(ctx, s, stage) {
-    const b = backupConfigOf(ctx.config);
+    const b = plan_backupConfigOf(ctx.config);
     if (!b)
-        throw new StageError(stage, 'backups are not configured: add a backup: section to the config (see docs/backups.md)', undefined, ExitCode.badInput);
-    return resolvePlan(ctx.config.app, b, s.layout, ctx.config.env);
+        throw new errors_StageError(stage, 'backups are not configured: add a backup: section to the config (see docs/backups.md)', undefined, errors_ExitCode.badInput);
+    return plan_resolvePlan(ctx.config.app, b, s.layout, ctx.config.env);
 }
 /** Keeps the deploy lock alive while a long command runs (the orchestrator renews only between stages). */
 async function withLockRenewal(ctx, fn) {
@@ -71644,8 +71719,8 @@ async function withLockRenewal(ctx, fn) {
         return fn();
     const ttl = ctx.config.lock.ttl;
     const timer = setInterval(() => {
-        const p = primaryOf(ctx);
-        runOn(ctx, p, renewLock(p.layout, owner, Math.ceil(ttl / 1000)), { stage: 'lock' }).catch(e => ctx.log.warn(`could not renew the lock: ${errorMessage(e)}`));
+        const p = context_primaryOf(ctx);
+        context_runOn(ctx, p, lock_renewLock(p.layout, owner, Math.ceil(ttl / 1000)), { stage: 'lock' }).catch(e => ctx.log.warn(`could not renew the lock: ${errors_errorMessage(e)}`));
     }, ttl / 3);
     try {
         return await fn();
@@ -71733,7 +71808,7 @@ function ops_backupPlanCommands(ctx, layout) {
 /** Checks the tools and connects to each database; reports what is wrong in words a person can act on. */
 async function probeHost(ctx, s, plan, opts) {
     const needs = opts.needs ?? neededTools(plan);
-    const r = await runOn(ctx, s, probeScript(plan, { needs }), { stage: opts.stage, allowFail: true });
+    const r = await context_runOn(ctx, s, script_probeScript(plan, { needs }), { stage: opts.stage, allowFail: true });
     const kv = kvLines(r.stdout);
     const host = s.host.name;
     const out = { tools: {}, sizes: {}, problems: [] };
@@ -71825,7 +71900,7 @@ async function probeHost(ctx, s, plan, opts) {
 function throwProblems(stage, s, what, probe) {
     if (!probe.problems.length)
         return;
-    throw new StageError(stage, `${what} failed on ${s.host.name}: ${probe.problems.map(p => p.message).join('; ')}`, s.host.name);
+    throw new errors_StageError(stage, `${what} failed on ${s.host.name}: ${probe.problems.map(p => p.message).join('; ')}`, s.host.name);
 }
 const mib = (bytes) => bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
 /**
@@ -71845,7 +71920,7 @@ async function ops_takeBackup(ctx, s, opts) {
     const verified = encrypted ? (plan.hasIdentity ? 'decrypted' : 'stream') : 'file';
     const start = opts.now ?? new Date();
     for (let bump = 0; bump < 30; bump++) {
-        const name = newBackupName(plan.app, new Date(start.getTime() + bump * 1000));
+        const name = name_newBackupName(plan.app, new Date(start.getTime() + bump * 1000));
         const meta = {
             version: 1,
             app: plan.app,
@@ -71855,7 +71930,7 @@ async function ops_takeBackup(ctx, s, opts) {
             reason: opts.reason,
             release: opts.release,
             current: s.current,
-            by: `${ctx.actor.who}${ctx.actor.run ? ` (${ctx.actor.run})` : ''} from ${hostname()}`,
+            by: `${ctx.actor.who}${ctx.actor.run ? ` (${ctx.actor.run})` : ''} from ${(0,external_node_os_namespaceObject.hostname)()}`,
             databases: plan.targets.map(t => ({
                 label: t.label,
                 engine: t.engine,
@@ -71868,14 +71943,14 @@ async function ops_takeBackup(ctx, s, opts) {
             recipients: plan.recipients,
             verified,
             tools: Object.fromEntries(Object.entries(probe.tools).map(([i, tl]) => [`db${i}`, `${tl.dump}, ${tl.client}`])),
-            safe_deploy: pkg.version
+            safe_deploy: package_namespaceObject.rE
         };
-        const cmd = backupScript({ plan, name, tools: probe.tools, meta });
-        const r = await withLockRenewal(ctx, () => runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) }));
+        const cmd = script_backupScript({ plan, name, tools: probe.tools, meta });
+        const r = await withLockRenewal(ctx, () => context_runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) }));
         if (r.code === 17)
             continue;
         if (r.code !== 0 || !kvLines(r.stdout).get('DONE')) {
-            throw new StageError(opts.stage, `backup failed on ${s.host.name}, nothing was published: ${describeFailure(cmd, r.stdout, r.stderr, r.code)}`, s.host.name);
+            throw new errors_StageError(opts.stage, `backup failed on ${s.host.name}, nothing was published: ${describeFailure(cmd, r.stdout, r.stderr, r.code)}`, s.host.name);
         }
         for (const w of stepWarnings(cmd, r.stdout))
             ctx.log.warn(w, s.host.name);
@@ -71883,7 +71958,7 @@ async function ops_takeBackup(ctx, s, opts) {
             const [bytes, file] = [l.slice(0, l.indexOf(' ')), l.slice(l.indexOf(' ') + 1)];
             return { file, bytes: Number(bytes) };
         });
-        const main = cmd.artifacts[0]?.file ?? manifestFile(name);
+        const main = cmd.artifacts[0]?.file ?? name_manifestFile(name);
         const result = {
             name,
             dir: plan.dir,
@@ -71903,18 +71978,18 @@ async function ops_takeBackup(ctx, s, opts) {
         ctx.log.info(`Backup created: ${cmd.artifacts.map(a => `${a.file} (${mib(files.find(f => f.file === a.file)?.bytes ?? 0)})`).join(', ')}; ${how}; in ${plan.dir} (${result.durationS} s)`, s.host.name);
         return result;
     }
-    throw new StageError(opts.stage, `could not find a free backup name in ${plan.dir}`, s.host.name);
+    throw new errors_StageError(opts.stage, `could not find a free backup name in ${plan.dir}`, s.host.name);
 }
 /** Reads the backup dir: every backup of this app, newest last. */
 async function ops_listBackups(ctx, s, plan, stage) {
-    const r = await runOn(ctx, s, listScript(plan), { stage });
+    const r = await context_runOn(ctx, s, listScript(plan), { stage });
     const kv = kvLines(r.stdout);
     const byName = new Map();
     for (const line of kv.get('FILE') ?? []) {
         const bytes = Number(line.slice(0, line.indexOf(' ')));
         const file = line.slice(line.indexOf(' ') + 1);
         const stem = /^(.*?_\d{8}_\d{6})\./.exec(file)?.[1];
-        if (!stem || !isBackupName(stem) || appOf(stem) !== plan.app)
+        if (!stem || !name_isBackupName(stem) || appOf(stem) !== plan.app)
             continue;
         const info = byName.get(stem) ?? {
             name: stem,
@@ -71927,7 +72002,7 @@ async function ops_listBackups(ctx, s, plan, stage) {
         const artifact = parseArtifactFile(stem, file);
         info.files.push({ file, bytes, artifact });
         info.bytes += bytes;
-        if (file === manifestFile(stem))
+        if (file === name_manifestFile(stem))
             info.complete = true;
         if (artifact?.encrypted)
             info.encrypted = true;
@@ -71965,10 +72040,10 @@ function ops_findBackup(listing, name, s, stage) {
             .filter(b => b.complete)
             .slice(-3)
             .map(b => b.name);
-        throw new StageError(stage, `backup ${name} does not exist on ${s.host.name}${newest.length ? ` (newest: ${newest.join(', ')})` : ' (there are no backups)'}; see \`safe-deploy backups list\``, s.host.name);
+        throw new errors_StageError(stage, `backup ${name} does not exist on ${s.host.name}${newest.length ? ` (newest: ${newest.join(', ')})` : ' (there are no backups)'}; see \`safe-deploy backups list\``, s.host.name);
     }
     if (!info.complete)
-        throw new StageError(stage, `backup ${name} on ${s.host.name} has no ${manifestFile(name)}: it was never published whole (an interrupted run) and cannot be trusted`, s.host.name);
+        throw new errors_StageError(stage, `backup ${name} on ${s.host.name} has no ${name_manifestFile(name)}: it was never published whole (an interrupted run) and cannot be trusted`, s.host.name);
     return info;
 }
 /**
@@ -71978,16 +72053,16 @@ function ops_findBackup(listing, name, s, stage) {
 async function ops_verifyBackup(ctx, s, plan, info, stage) {
     const artifacts = info.files.flatMap(f => (f.artifact ? [f.artifact] : []));
     if (!artifacts.length)
-        throw new StageError(stage, `backup ${info.name} has no database dump or files archive`, s.host.name);
+        throw new errors_StageError(stage, `backup ${info.name} has no database dump or files archive`, s.host.name);
     const cmd = verifyScript(plan, info.name, artifacts);
-    const r = await withLockRenewal(ctx, () => runOn(ctx, s, cmd, { stage, allowFail: true, timeoutMs: longTimeout(ctx) }));
+    const r = await withLockRenewal(ctx, () => context_runOn(ctx, s, cmd, { stage, allowFail: true, timeoutMs: longTimeout(ctx) }));
     const kv = kvLines(r.stdout);
     if (r.code !== 0 || !kv.get('DONE'))
-        throw new StageError(stage, `backup ${info.name} failed verification on ${s.host.name}: ${describeFailure(cmd, r.stdout, r.stderr, r.code)}`, s.host.name);
+        throw new errors_StageError(stage, `backup ${info.name} failed verification on ${s.host.name}: ${describeFailure(cmd, r.stdout, r.stderr, r.code)}`, s.host.name);
     const listed = new Set((kv.get('MANIFEST') ?? []).map(l => l.replace(/^[0-9a-f]{64} [ *]/, '')));
     const uncovered = artifacts.filter(a => !listed.has(a.file)).map(a => a.file);
     if (uncovered.length)
-        throw new StageError(stage, `backup ${info.name} on ${s.host.name}: ${uncovered.join(', ')} not listed in ${manifestFile(info.name)}; it cannot be trusted`, s.host.name);
+        throw new errors_StageError(stage, `backup ${info.name} on ${s.host.name}: ${uncovered.join(', ')} not listed in ${name_manifestFile(info.name)}; it cannot be trusted`, s.host.name);
     const tables = {};
     for (const l of kv.get('TABLE') ?? []) {
         const i = l.indexOf(' ');
@@ -72012,9 +72087,9 @@ async function ops_restoreArtifacts(ctx, s, plan, info, verified, opts) {
         .filter(a => opts.only !== 'databases' || a.kind !== 'files');
     const unmatched = artifacts.filter(a => a.kind !== 'files' && !targetFor(plan, a));
     if (unmatched.length)
-        throw new StageError(opts.stage, `no database in backup.databases matches ${unmatched.map(a => a.file).join(', ')} (the config changed since the backup?); restore it by hand (docs/backups.md)`, s.host.name, ExitCode.badInput);
+        throw new errors_StageError(opts.stage, `no database in backup.databases matches ${unmatched.map(a => a.file).join(', ')} (the config changed since the backup?); restore it by hand (docs/backups.md)`, s.host.name, errors_ExitCode.badInput);
     if (artifacts.some(a => a.encrypted) && !plan.hasIdentity)
-        throw new StageError(opts.stage, `backup ${info.name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`, s.host.name, ExitCode.badInput);
+        throw new errors_StageError(opts.stage, `backup ${info.name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`, s.host.name, errors_ExitCode.badInput);
     for (const t of plan.targets)
         if (!artifacts.some(a => targetFor(plan, a) === t))
             ctx.log.warn(`backup ${info.name} has nothing for the ${describeTarget(t)}; it is left as it is`, s.host.name);
@@ -72035,7 +72110,7 @@ async function ops_restoreArtifacts(ctx, s, plan, info, verified, opts) {
         const cmd = restoreScript({ ...plan, files: paths }, s.layout.meta, a, t, t ? probe?.tools[t.index] : undefined);
         opts.onChange?.();
         ctx.log.info(`restoring ${a.file}${t ? ` into the ${describeTarget(t)}` : ` into ${plan.root}`}`, s.host.name);
-        const r = await withLockRenewal(ctx, () => runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) }));
+        const r = await withLockRenewal(ctx, () => context_runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) }));
         const kv = kvLines(r.stdout);
         if (r.code !== 0 || !kv.get('RESTORED'))
             throw new ops_RestoreError(opts.stage, `restore of ${a.file} failed on ${s.host.name}: ${describeFailure(cmd, r.stdout, r.stderr, r.code)}`, s.host.name, restored, a);
@@ -72082,7 +72157,7 @@ async function ops_restoreBackup(ctx, s, name, opts) {
     const info = ops_findBackup(listing, name, s, opts.stage);
     const verified = await ops_verifyBackup(ctx, s, plan, info, opts.stage);
     if (verified.unchecked.length)
-        throw new StageError(opts.stage, `backup ${name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`, s.host.name, ExitCode.badInput);
+        throw new errors_StageError(opts.stage, `backup ${name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`, s.host.name, errors_ExitCode.badInput);
     ctx.log.info(`backup ${name} verified (${verified.checked.join(', ')})`, s.host.name);
     const safety = opts.safetyBackup === false
         ? undefined
@@ -72098,9 +72173,9 @@ async function ops_restoreBackup(ctx, s, name, opts) {
             await ops_restoreSafety(ctx, s, plan, safety.name, opts.stage, opts.only);
         }
         catch (again) {
-            throw new StageError(opts.stage, `${e.message}. Putting back the safety backup ${safety.name} FAILED too: ${errorMessage(again)}. The database may be half restored: restore ${safety.name} by hand (docs/backups.md)`, s.host.name, ExitCode.rollbackFailed);
+            throw new errors_StageError(opts.stage, `${e.message}. Putting back the safety backup ${safety.name} FAILED too: ${errors_errorMessage(again)}. The database may be half restored: restore ${safety.name} by hand (docs/backups.md)`, s.host.name, errors_ExitCode.rollbackFailed);
         }
-        throw new StageError(opts.stage, `${e.message}. The safety backup ${safety.name} was restored: the data is as it was before`, s.host.name, ExitCode.rolledBack);
+        throw new errors_StageError(opts.stage, `${e.message}. The safety backup ${safety.name} was restored: the data is as it was before`, s.host.name, errors_ExitCode.rolledBack);
     }
 }
 /** Restores a safety backup taken moments ago (verified first; no new safety backup). */
@@ -72398,7 +72473,7 @@ function parseRevision(stdout) {
 }
 /** `{revision}` in a user command becomes the recorded revision, quoted. */
 function downCommand(template, revision) {
-    return template.replace(/\{revision\}/g, () => sh(revision));
+    return template.replace(/\{revision\}/g, () => quote_sh(revision));
 }
 /**
  * Runs the migration on the primary, inside the new release. Its undo puts the database back (down command
@@ -72410,6 +72485,7 @@ function migrate_migrateStage(rel, backupName, state) {
         name: 'migrate',
         undoFirst: true,
         undoMustSucceed: () => state.started,
+        save: () => ({ ...state }),
         async run(ctx) {
             const m = ctx.config.stages.migrate;
             if (!m) {
@@ -72417,35 +72493,36 @@ function migrate_migrateStage(rel, backupName, state) {
                 return;
             }
             const release = rel();
-            const p = primaryOf(ctx);
-            const env = hookEnv(ctx, p, release, 'migrate');
+            const p = context_primaryOf(ctx);
+            const env = env_hookEnv(ctx, p, release, 'migrate');
             if (m.revision) {
-                const r = await runOn(ctx, p, inRelease(p.layout, release, 'migration revision', m.revision, env), {
+                const r = await context_runOn(ctx, p, release_inRelease(p.layout, release, 'migration revision', m.revision, env), {
                     stage: 'migrate'
                 });
                 state.revision = parseRevision(r.stdout);
                 ctx.log.info(`database revision before migrating: ${state.revision || '(none)'}`, p.host.name);
             }
             state.started = true;
-            await runOn(ctx, p, inRelease(p.layout, release, 'migrate', m.command, env), { stage: 'migrate' });
+            ctx.progress?.checkpoint();
+            await context_runOn(ctx, p, release_inRelease(p.layout, release, 'migrate', m.command, env), { stage: 'migrate' });
             state.migrated = true;
             ctx.log.info('migration done', p.host.name);
         },
         async undo(ctx) {
             if (!state.started)
                 return;
-            const mode = databaseRollbackMode(ctx.config);
-            const p = primaryOf(ctx);
+            const mode = rules_databaseRollbackMode(ctx.config);
+            const p = context_primaryOf(ctx);
             const release = rel();
             const m = ctx.config.stages.migrate;
             const backup = backupName();
             const restore = async (why) => {
                 if (!backup) {
                     state.database = 'failed';
-                    throw new StageError('rollback', `${why}, and there is no pre-deploy backup to restore: the database is as the migration left it`, p.host.name);
+                    throw new errors_StageError('rollback', `${why}, and there is no pre-deploy backup to restore: the database is as the migration left it`, p.host.name);
                 }
                 ctx.log.info(`${why}: restoring the pre-deploy backup ${backup}`, p.host.name);
-                await restoreBackup(ctx, p, backup, {
+                await ops_restoreBackup(ctx, p, backup, {
                     stage: 'rollback',
                     only: 'databases',
                     safetyBackup: false
@@ -72462,8 +72539,8 @@ function migrate_migrateStage(rel, backupName, state) {
                 if (state.revision === undefined)
                     return restore('no revision was recorded before migrating (stages.migrate.revision)');
                 const command = downCommand(m.down, state.revision);
-                const env = { ...hookEnv(ctx, p, release, 'rollback'), SAFE_DEPLOY_DB_REVISION: state.revision };
-                const r = await runOn(ctx, p, inRelease(p.layout, release, 'migrate down', command, env), {
+                const env = { ...env_hookEnv(ctx, p, release, 'rollback'), SAFE_DEPLOY_DB_REVISION: state.revision };
+                const r = await context_runOn(ctx, p, release_inRelease(p.layout, release, 'migrate down', command, env), {
                     stage: 'rollback',
                     allowFail: true
                 });
@@ -72472,14 +72549,14 @@ function migrate_migrateStage(rel, backupName, state) {
                     ctx.log.info(`database migrated down to ${state.revision || '(none)'}`, p.host.name);
                     return;
                 }
-                return restore(`\`${command}\` failed (exit ${r.code}: ${lastLines(r.stderr, 2)})`);
+                return restore(`\`${command}\` failed (exit ${r.code}: ${context_lastLines(r.stderr, 2)})`);
             }
             try {
                 await restore('the migration ran');
             }
             catch (e) {
                 state.database = 'failed';
-                throw new StageError('rollback', `restoring the database failed: ${errorMessage(e)}`, p.host.name);
+                throw new errors_StageError('rollback', `restoring the database failed: ${errors_errorMessage(e)}`, p.host.name);
             }
         }
     };
@@ -73066,6 +73143,7 @@ function ops_planDeploy(ctx) {
 
 
 
+
 /**
  * Whether a saved progress leaves work for the post step: the run held the lock and did not record itself.
  * `token` is the lock token the run saved last: empty once the run released its lock, which it does after
@@ -73110,6 +73188,25 @@ async function finishInterrupted(ctx, p) {
         }
         const release = p.release;
         const problems = [];
+        // The database goes back first, as in a rollback: the previous release restarts against its own schema.
+        const migration = migrationToUndo(ctx, p);
+        const db = migration && { ...migration };
+        if (db && release) {
+            try {
+                await migrate_migrateStage(() => release, () => p.backup, db).undo?.(ctx, { live: true });
+                if (db.database === 'restored')
+                    say(`database restored from the pre-deploy backup ${p.backup}`);
+                else if (db.database === 'down')
+                    say(`database migrated down to ${db.revision || '(none)'}`);
+                else if (db.database === 'left')
+                    say('database left as the migration made it (rollback.database: none)');
+                else if (db.database)
+                    say(`database: ${db.database}`);
+            }
+            catch (e) {
+                problems.push(`could not put the database back: ${errors_errorMessage(e)}`);
+            }
+        }
         const toRestore = p.verified ? [] : p.hosts.filter(h => h.switched && !h.restored);
         if (p.verified && release)
             say(`${release} had passed verify; it stays live`);
@@ -73169,12 +73266,6 @@ async function finishInterrupted(ctx, p) {
                 }));
             }
         }
-        const migrated = p.stages.includes('migrate') && !p.undone.includes('migrate') && ctx.config.stages.migrate;
-        if (migrated && !p.verified) {
-            const line = `the migrate stage ran and was not undone: the database was left as it is${p.backup ? `; the backup taken before the deploy is ${p.backup} (\`safe-deploy restore ${p.backup} --yes\`)` : ''}`;
-            ctx.log.warn(line);
-            done.push(line);
-        }
         // History (unless the run wrote its own line before it was killed), this log, the lock.
         const history = history_parseHistory((await context_runOn(ctx, primary, release_readHistory(primary.layout), { stage: 'post' })).stdout);
         const recorded = history.some(e => e.release === release && e.started === p.started);
@@ -73191,6 +73282,9 @@ async function finishInterrupted(ctx, p) {
                 verified: p.verified,
                 bad: !p.verified && p.command === 'deploy' ? true : undefined,
                 backup: p.backup ?? null,
+                revision: db?.revision ?? null,
+                migrated: db?.migrated || undefined,
+                database: db?.database ?? null,
                 started: p.started,
                 finished: finished.toISOString(),
                 duration_s: Math.round((finished.getTime() - Date.parse(p.started)) / 100) / 10,
@@ -73224,6 +73318,15 @@ async function finishInterrupted(ctx, p) {
     finally {
         await context_closeAll(ctx);
     }
+}
+/** The migrate stage's saved state when this run's migration started, was not undone and nothing was verified. */
+function migrationToUndo(ctx, p) {
+    if (p.verified || p.command !== 'deploy' || !ctx.config.stages.migrate)
+        return undefined;
+    if (!p.stages.includes('migrate') || p.undone.includes('migrate'))
+        return undefined;
+    const saved = p.saved?.migrate;
+    return saved?.started ? saved : undefined;
 }
 
 ;// CONCATENATED MODULE: ./src/platform/inputs.ts
@@ -73788,7 +73891,7 @@ async function runPost() {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _platform_github_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6004);
+/* harmony import */ var _platform_github_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2244);
 
 await (0,_platform_github_js__WEBPACK_IMPORTED_MODULE_0__/* .runPost */ .a)();
 
