@@ -306,6 +306,42 @@ describe('the bundled Action (dist/index.js)', () => {
     expect(lockExists(c.root)).toBe(false)
   })
 
+  test('SIGINT during verify, SIGKILL after the undo put the previous release back: the post step records and unlocks', async () => {
+    const marks = tempDir('marks-')
+    const verify = pausePoint(marks, 'verify')
+    const c = await setup('action-sigkill-after-undo', cfg => ({
+      ...cfg,
+      verify: { ...(cfg.verify as Config), command: verify.shell }
+    }))
+    const v1 = await deployOk(c, '1.0.0')
+    c.p.app({ version: '2.0.0' })
+    verify.arm()
+    const main = step(c, 'main')
+    const proc = spawnAction('index', main.env, c.p.dir)
+    await verify.reached()
+    const v2 = currentOf(c.root)?.replace(/^releases\//, '') as string
+    // the undo's check of the restored v1 runs the verify command again: it hangs there
+    verify.arm()
+    proc.child.kill('SIGINT')
+    await verify.reached()
+    proc.child.kill('SIGKILL')
+    await proc.exited
+    verify.release()
+    expect(currentOf(c.root)).toBe(`releases/${v1}`)
+    expect(lockExists(c.root)).toBe(true)
+
+    const postStep = step(c, 'post')
+    const r = await spawnAction('post', { ...postStep.env, ...stateEnv(main.state()) }, c.p.dir).exited
+    expectExit(r, 0)
+    expect(r.stdout).toContain('the run had already put back what served before on')
+    expect(r.stdout).toContain('previous release verified healthy on')
+    expect(r.stdout).not.toContain('current -> releases/')
+    expect(currentOf(c.root)).toBe(`releases/${v1}`)
+    expect(await answer(c.p.port)).toBe('version 1.0.0')
+    expect(historyOf(c.root).at(-1)).toMatchObject({ release: v2, status: 'interrupted', bad: true })
+    expect(lockExists(c.root)).toBe(false)
+  })
+
   test('a manual rollback killed after its switch: the post step puts back what served when it started', async () => {
     const marks = tempDir('marks-')
     const verify = pausePoint(marks, 'verify')
