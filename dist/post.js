@@ -73251,6 +73251,20 @@ async function finishInterrupted(ctx, p) {
                 }
             }
         }
+        else if (release && !p.verified && p.hosts.some(h => h.switched)) {
+            const back = p.hosts.filter(h => h.switched);
+            say(`the run had already put back what served before on ${back.map(h => h.name).join(', ')}`);
+            // it may have been killed while checking it: check it once more
+            const sessions = ctx.sessions.filter(s => back.some(h => h.name === s.host.name && h.previous));
+            for (const s of sessions)
+                s.current = back.find(h => h.name === s.host.name)?.previous ?? undefined;
+            try {
+                await stages_verifyRestored(ctx, sessions, 'post');
+            }
+            catch (e) {
+                problems.push(`the previous release fails its checks: ${errors_errorMessage(e)}`);
+            }
+        }
         else if (release && !p.verified) {
             say(`${release} never went live on any host; nothing to put back`);
             // a deploy's new release that never went live goes, as the deploy stage's own undo does it
