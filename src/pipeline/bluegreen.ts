@@ -254,6 +254,7 @@ export function blueGreenStrategy(): SwitchStrategy {
     if (leftover) ctx.log.warn(`clearing port ${port} before the start: ${leftover}`, s.host.name)
 
     h.running = true
+    ctx.progress?.checkpoint()
     try {
       await startAndGate(ctx, s, release, port, stage)
     } catch (e) {
@@ -271,6 +272,7 @@ export function blueGreenStrategy(): SwitchStrategy {
     // From the first byte of the upstream file on, users may see the new release.
     h.moved = true
     h.movedAt = Date.now()
+    ctx.progress?.checkpoint()
     await pointProxy(ctx, s, release, renderUpstream(sw.upstream_template, port), port, stage)
     ctx.log.info(`traffic -> port ${port} (proxy reloaded)`, s.host.name)
     await runOn(
@@ -371,6 +373,10 @@ export function blueGreenStrategy(): SwitchStrategy {
     name: 'blue-green',
     wentLive: s => hosts.get(s)?.moved ?? false,
     port: s => hosts.get(s)?.port,
+    save: s => hosts.get(s),
+    resume: (s, saved) => {
+      if (saved) hosts.set(s, { ...(saved as HostRun) })
+    },
     activate,
     restore,
     retire

@@ -11,6 +11,7 @@ import type { DeployLog } from '../report/log.js'
 import type { LockOwnerFields } from '../commands/lock.js'
 import { StageError, errorMessage } from './errors.js'
 import { lastLines } from './excerpt.js'
+import type { ProgressTracker } from './progress.js'
 
 /** One connected host and what preflight learned about it. */
 export interface HostSession {
@@ -48,6 +49,8 @@ export interface RunContext {
   lock?: LockOwnerFields
   /** Told when the lock is taken, so an Action post step can release it after a cancel. */
   onLock?: (token: string | undefined) => void
+  /** Saves the run's progress as it goes (the Action), for its post step to finish a killed run. */
+  progress?: ProgressTracker
 }
 
 export function defaultActor(env: NodeJS.ProcessEnv = process.env): Actor {

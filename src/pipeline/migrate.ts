@@ -49,6 +49,7 @@ export function migrateStage(
     name: 'migrate',
     undoFirst: true,
     undoMustSucceed: () => state.started,
+    save: () => ({ ...state }),
     async run(ctx) {
       const m = ctx.config.stages.migrate
       if (!m) {
@@ -66,6 +67,7 @@ export function migrateStage(
         ctx.log.info(`database revision before migrating: ${state.revision || '(none)'}`, p.host.name)
       }
       state.started = true
+      ctx.progress?.checkpoint()
       await runOn(ctx, p, inRelease(p.layout, release, 'migrate', m.command, env), { stage: 'migrate' })
       state.migrated = true
       ctx.log.info('migration done', p.host.name)

@@ -39,6 +39,7 @@ import {
   verifyStage
 } from './stages.js'
 import type { Stage } from './stage.js'
+import { ProgressTracker, type RunProgress } from './progress.js'
 import { strategyFor, type SwitchStrategy } from './switch.js'
 import type { HostState, RunResult } from './result.js'
 import { hasChecks, verifyHost } from './checks.js'
@@ -58,6 +59,8 @@ export interface RunRequest {
   actor?: Actor
   verbose?: boolean
   onLock?: (token: string | undefined) => void
+  /** Told the run's progress as it goes (the Action saves it for its post step: src/pipeline/interrupted.ts). */
+  onProgress?: (p: RunProgress) => void
   /** Where the log and report go (default: config log_dir, relative to the working directory). */
   logDir?: string
   now?: Date
@@ -166,7 +169,15 @@ async function execute(
     `safe-deploy ${command} of ${ctx.config.app} to ${req.loaded.hosts.map(h => h.name).join(', ')} (${ctx.config.path}) by ${ctx.actor.who}`
   )
   const p = plan(ctx)
-  const outcome: Outcome = await runStagesSafely(ctx, p.stages, { afterRollback: p.afterRollback })
+  const progress = req.onProgress
+    ? new ProgressTracker(ctx, command, started, req.onProgress, {
+        release: p.release,
+        backup: () => p.backup?.()?.name
+      })
+    : undefined
+  ctx.progress = progress
+  const stages = progress ? progress.track(p.stages) : p.stages
+  const outcome: Outcome = await runStagesSafely(ctx, stages, { afterRollback: p.afterRollback })
   const finished = new Date()
   const durationS = Math.round((performance.now() - t0) / 100) / 10
   const status: RunResult['status'] = !outcome.failure
@@ -243,6 +254,7 @@ async function execute(
       ctx.log.warn(`could not release the lock (${why}); run \`safe-deploy lock release\``, primary.host.name)
     }
   }
+  progress?.finish()
   await closeAll(ctx)
 
   const result: RunResult = {

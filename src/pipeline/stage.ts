@@ -14,6 +14,8 @@ export interface Stage {
   undoFirst?: boolean
   /** When this undo fails, the run needs a person (exit 5) even if nothing else went live. */
   undoMustSucceed?(): boolean
+  /** What the undo needs (JSON-safe), for another process to undo the stage (the Action's post step). */
+  save?(): unknown
 }
 
 export interface StageRecord {

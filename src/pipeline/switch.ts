@@ -21,6 +21,13 @@ export interface SwitchStrategy {
   wentLive(s: HostSession): boolean
   /** blue-green: the port `activate` started the release on, for history. */
   port?(s: HostSession): number | undefined
+  /**
+   * What this instance knows about `s` (JSON-safe), for another process to undo the switch: `resume` in a
+   * fresh instance, then `restore` (the Action's post step after the main step was killed).
+   */
+  save?(s: HostSession): unknown
+  /** Takes back what `save` returned for `s`, in a fresh instance, before a `restore`. */
+  resume?(s: HostSession, saved: unknown): void
 }
 
 /** Points `current` at a release and runs a command there: restart (symlink) or reload (graceful). */
@@ -33,6 +40,10 @@ function symlinkFamily(
     return {
       name,
       wentLive: s => live.has(s),
+      save: s => ({ live: live.has(s) }),
+      resume: (s, saved) => {
+        if ((saved as { live?: boolean } | undefined)?.live !== false) live.add(s)
+      },
       async activate(ctx, s, release, stage) {
         live.add(s)
         await runOn(ctx, s, switchCurrent(s.layout, release), { stage })
@@ -74,5 +85,6 @@ export function strategyFor(ctx: RunContext): SwitchStrategy {
   const factory = factories[ctx.config.switch.strategy]
   if (!factory)
     throw new Error(`switch.strategy ${ctx.config.switch.strategy} is not available in this build`)
-  return factory()
+  // a run that saves its progress (the Action) saves it around each host's switch and its undo
+  return ctx.progress ? ctx.progress.watch(factory()) : factory()
 }

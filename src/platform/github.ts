@@ -3,6 +3,8 @@ import { loadConfig, requireEnv } from '../config/load.js'
 import { ConfigError, ExitCode } from '../config/errors.js'
 import { deploy, newContext, rollback } from '../pipeline/run.js'
 import { getStatus, planDeploy, releaseOwnLock } from '../pipeline/ops.js'
+import { parseProgress } from '../pipeline/progress.js'
+import { finishInterrupted, needsFinishing } from '../pipeline/interrupted.js'
 import type { RunResult } from '../pipeline/result.js'
 import { errorMessage } from '../pipeline/errors.js'
 import type { Reporter } from '../report/log.js'
@@ -12,14 +14,19 @@ import { outputsOf } from './outputs.js'
 
 const STATE_TOKEN = 'lock-token'
 const STATE_DONE = 'main-finished'
+/** The run's progress (src/pipeline/progress.ts), for the post step to finish a killed main step. */
+const STATE_PROGRESS = 'progress'
 
-/** GitHub log: one collapsible group per stage, warnings and errors as annotations. */
+/**
+ * GitHub log: one collapsible group per stage, warnings as annotations. Error lines stay plain log lines: a
+ * failure gets one annotation, its verdict (setFailed), not one per line that mentions it.
+ */
 function githubReporter(): Reporter {
   let open = false
   return {
     info: line => core.info(line),
     warn: line => core.warning(line),
-    error: line => core.error(line),
+    error: line => core.info(line),
     startGroup: title => {
       if (open) core.endGroup()
       core.startGroup(title)
@@ -61,8 +68,37 @@ async function writeSummary(r: RunResult): Promise<void> {
     .write()
 }
 
+/**
+ * A cancelled job: the runner sends SIGINT, SIGTERM 7.5 s later, SIGKILL 2.5 s after that. Both signals stop
+ * the run at once, which then undoes what it changed (as the CLI does, src/cli.ts); what a SIGKILL cuts short,
+ * the post step finishes from the saved progress.
+ */
+function onCancel(): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController()
+  let signals = 0
+  const handlers = (['SIGINT', 'SIGTERM'] as const).map(sig => {
+    const handler = () => {
+      signals++
+      core.info(
+        `safe-deploy: ${sig} received; stopping and undoing what this run changed${signals > 1 ? ' (already stopping)' : ''}`
+      )
+      controller.abort(new Error(sig))
+    }
+    process.on(sig, handler)
+    return () => process.off(sig, handler)
+  })
+  return { signal: controller.signal, dispose: () => handlers.forEach(off => off()) }
+}
+
+/** Fails the step with the verdict (the one annotation of the failure) and the run's exit code. */
+function fail(message: string, exitCode: number): void {
+  core.setFailed(message)
+  process.exitCode = exitCode
+}
+
 /** The Action's main step. */
 export async function runAction(): Promise<void> {
+  const cancel = onCancel()
   try {
     const inputs = parseInputs(read)
     const loaded = loadConfig(inputs.config, inputs.overrides)
@@ -72,7 +108,9 @@ export async function runAction(): Promise<void> {
       loaded,
       reporter: githubReporter(),
       verbose: inputs.verbose,
-      onLock: (token: string | undefined) => core.saveState(STATE_TOKEN, token ?? '')
+      signal: cancel.signal,
+      onLock: (token: string | undefined) => core.saveState(STATE_TOKEN, token ?? ''),
+      onProgress: (p: unknown) => core.saveState(STATE_PROGRESS, JSON.stringify(p))
     }
     if (inputs.command === 'deploy' || inputs.command === 'rollback') {
       const r =
@@ -82,8 +120,7 @@ export async function runAction(): Promise<void> {
       setOutputs(r)
       await writeSummary(r)
       core.saveState(STATE_DONE, 'true')
-      if (r.exitCode !== ExitCode.ok) core.setFailed(`${r.verdict} (exit ${r.exitCode}; log: ${r.logFile})`)
-      else core.info(r.verdict)
+      if (r.exitCode !== ExitCode.ok) fail(`${r.verdict} (exit ${r.exitCode}; log: ${r.logFile})`, r.exitCode)
       return
     }
     if (inputs.command === 'backup') {
@@ -94,7 +131,7 @@ export async function runAction(): Promise<void> {
       core.setOutput('log-file', r.logFile ?? '')
       core.setOutput('exit-code', String(r.exitCode))
       core.saveState(STATE_DONE, 'true')
-      if (r.exitCode !== ExitCode.ok) core.setFailed(`${r.verdict} (exit ${r.exitCode}; log: ${r.logFile})`)
+      if (r.exitCode !== ExitCode.ok) fail(`${r.verdict} (exit ${r.exitCode}; log: ${r.logFile})`, r.exitCode)
       else core.info(r.verdict)
       return
     }
@@ -113,13 +150,65 @@ export async function runAction(): Promise<void> {
   } catch (e) {
     core.saveState(STATE_DONE, 'true')
     core.setOutput('status', 'failed')
-    core.setFailed(e instanceof ConfigError ? e.message : `safe-deploy: ${errorMessage(e)}`)
+    if (e instanceof ConfigError) fail(e.message, ExitCode.badInput)
+    else fail(`safe-deploy: ${errorMessage(e)}`, ExitCode.failure)
+  } finally {
+    cancel.dispose()
   }
 }
 
-/** The Action's post step: when the main step was cancelled while holding our lock, release it. */
+/**
+ * The Action's post step (runs also when the job was cancelled). When the main step was killed before it
+ * finished (its saved progress says so), it finishes the run: src/pipeline/interrupted.ts. When the main step
+ * ended while still holding the lock, it releases it.
+ */
 export async function runPost(): Promise<void> {
+  const progress = parseProgress(core.getState(STATE_PROGRESS))
   const token = core.getState(STATE_TOKEN)
+  if (needsFinishing(progress, token)) {
+    core.info(
+      `safe-deploy: the main step was stopped during ${progress.stage} before it finished (cancelled?): finishing its ${progress.command}`
+    )
+    try {
+      const inputs = parseInputs(read)
+      const loaded = loadConfig(inputs.config, inputs.overrides)
+      for (const s of loaded.secrets) core.setSecret(s)
+      const ctx = newContext(
+        { loaded, reporter: githubReporter(), actor: progress.actor },
+        'post',
+        new Date()
+      )
+      const r = await finishInterrupted(ctx, progress)
+      const clean = (t: string) => ctx.log.redactor.redact(t)
+      const html = (t: string) =>
+        clean(t).replace(/[&<>"]/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] ?? c)
+      const heading = r.ok
+        ? `↩️ safe-deploy post step: finished the interrupted ${progress.command}`
+        : `❌ safe-deploy post step: the interrupted ${progress.command} needs a person`
+      if (process.env.GITHUB_STEP_SUMMARY) {
+        await core.summary
+          .addHeading(heading, 3)
+          .addRaw(
+            `The main step was stopped during <code>${html(progress.stage)}</code> before it finished.`,
+            true
+          )
+          .addList([...r.done, ...(r.problem ? [r.problem] : [])].map(html))
+          .addRaw(ctx.log.file ? `log: <code>${html(ctx.log.file)}</code>` : '', true)
+          .write()
+      }
+      const what = clean(
+        `safe-deploy: the ${progress.command} was stopped during ${progress.stage}; ${r.done.join('; ')}`
+      )
+      if (r.ok) core.warning(what)
+      else fail(`${what}; ${clean(r.problem ?? '')}`, ExitCode.rollbackFailed)
+    } catch (e) {
+      fail(
+        `safe-deploy: could not finish the interrupted ${progress.command}: ${errorMessage(e)}; run \`safe-deploy status\` and \`safe-deploy releases\``,
+        ExitCode.rollbackFailed
+      )
+    }
+    return
+  }
   if (!token) return
   core.warning('the main step ended while holding the deploy lock (cancelled?): releasing it')
   try {

@@ -11,7 +11,7 @@ export interface HistoryEntry {
   commit?: string | null
   actor: string
   run?: string | null
-  /** interrupted: a run stopped by a signal or killed, finished by the Action's post step or the next run. */
+  /** interrupted: the run was stopped (signal) or killed, and was finished by the Action's post step. */
   status: 'success' | 'rolled-back' | 'failed' | 'interrupted'
   /** The run's target release passed verify and the run succeeded. */
   verified?: boolean

@@ -95,7 +95,46 @@ export interface CliProcess {
 
 /** Starts `safe-deploy <args>` from the current source as a child process in `cwd`. */
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv, cwd: string): CliProcess {
-  const child = spawn(process.execPath, ['--import', tsxLoader, join(repo, 'src', 'cli.ts'), ...args], {
+  return spawnNode(['--import', tsxLoader, join(repo, 'src', 'cli.ts'), ...args], env, cwd, 'stderr')
+}
+
+/**
+ * Starts the bundled Action as the runner does: `node dist/index.js` (main step) or `node dist/post.js` (post
+ * step), inputs as INPUT_* variables in `env`. Its log goes to stdout: `line()` watches stdout.
+ */
+export function spawnAction(entry: 'index' | 'post', env: NodeJS.ProcessEnv, cwd: string): CliProcess {
+  return spawnNode([join(repo, 'dist', `${entry}.js`)], env, cwd, 'stdout')
+}
+
+/**
+ * What the runner makes of a file command file (GITHUB_OUTPUT, GITHUB_STATE): `name<<delimiter` blocks and
+ * `name=value` lines, the last value of a name winning.
+ */
+export function readFileCommands(text: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  const lines = text.split(/\r?\n/)
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i] as string
+    const heredoc = /^([^=<]+)<<(.+)$/.exec(line)
+    if (heredoc) {
+      const [, name, delimiter] = heredoc as unknown as [string, string, string]
+      const value: string[] = []
+      for (i++; i < lines.length && lines[i] !== delimiter; i++) value.push(lines[i] as string)
+      out[name] = value.join('\n')
+    } else if (line.includes('=')) {
+      out[line.slice(0, line.indexOf('='))] = line.slice(line.indexOf('=') + 1)
+    }
+  }
+  return out
+}
+
+function spawnNode(
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+  watch: 'stdout' | 'stderr'
+): CliProcess {
+  const child = spawn(process.execPath, argv, {
     cwd,
     env,
     stdio: ['ignore', 'pipe', 'pipe']
@@ -117,12 +156,15 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv, cwd: string): C
     stdout: () => out,
     stderr: () => err,
     async line(pattern, timeoutMs = 60_000) {
+      const text = () => (watch === 'stderr' ? err : out)
       return waitFor(
-        `a stderr line matching ${pattern} from the CLI`,
+        `a ${watch} line matching ${pattern} from the process`,
         () => {
-          if (exitedAt !== undefined && !pattern.test(err))
-            throw new Error(`the CLI exited before printing ${pattern}:\n${err}`)
-          return err.split('\n').find(l => pattern.test(l))
+          if (exitedAt !== undefined && !pattern.test(text()))
+            throw new Error(`the process exited before printing ${pattern}:\n${text()}\n${err}`)
+          return text()
+            .split('\n')
+            .find(l => pattern.test(l))
         },
         timeoutMs,
         10
