@@ -86,15 +86,19 @@ export async function runStages(
         : errorMessage(err)
   }
   const newestFirst = [...(failed.started ? [failed.stage] : []), ...[...done].reverse()]
-  const toUndo = [...newestFirst.filter(s => s.undoFirst), ...newestFirst.filter(s => !s.undoFirst)]
-  const live = toUndo.some(s => s.changedLive?.())
+  const ordered = [...newestFirst.filter(s => s.undoFirst), ...newestFirst.filter(s => !s.undoFirst)]
+  const live = ordered.some(s => s.changedLive?.())
+  // only what has something to undo: a stage without undo matters only when it changed live state
+  const toUndo = ordered.filter(s => (s.undo ? s.needsUndo?.() !== false : s.changedLive?.()))
   let rollbackFailed: string | undefined
   let undidLive = false
 
   // An interrupted run still cleans up: the undo steps get their own signal.
   const undoCtx: RunContext = ctx.signal.aborted ? { ...ctx, signal: new AbortController().signal } : ctx
+  // no `== rollback` header with nothing under it (a failed preflight has nothing to undo)
+  const grouped = toUndo.some(s => s.undo)
   undoCtx.log.setStage('rollback')
-  undoCtx.log.startGroup('rollback')
+  if (grouped) undoCtx.log.startGroup('rollback')
   for (const stage of toUndo) {
     const t0 = performance.now()
     if (!stage.undo) {
@@ -130,7 +134,7 @@ export async function runStages(
       undoCtx.log.error(rollbackFailed, e instanceof StageError ? e.host : undefined)
     }
   }
-  undoCtx.log.endGroup()
+  if (grouped) undoCtx.log.endGroup()
   const exitCode = rollbackFailed ? ExitCode.rollbackFailed : live ? ExitCode.rolledBack : failedExit(err)
   return { records, failure, rolledBack: undidLive && !rollbackFailed, rollbackFailed, exitCode }
 }
