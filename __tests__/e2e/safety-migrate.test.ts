@@ -254,6 +254,32 @@ describe('a manual rollback across a migration', () => {
     expect(tables()).toBe('notes,schema_version')
   })
 
+  test('its target fails its checks after the down: the database goes back from the safety backup, then the code (exit 4)', async () => {
+    const { p, root, v1, v2 } = await twoReleases('manual-target-fails')
+    writeApp(join(root, 'releases', v1), { version: '1.0.0', healthy: false })
+    const r = await p.run(['rollback', '--json'])
+    expect(r.code).toBe(4)
+    expect(currentOf(root)).toBe(`releases/${v2}`)
+    expect(await answer(p.port)).toBe('version 2.0.0')
+    // v2's table is back with the rows written under it
+    expect(version()).toBe('2')
+    expect(pg.psql("SELECT string_agg(id || ':' || label, ',' ORDER BY id) FROM tags", 'notes').trim()).toBe(
+      '1:urgent,2:later'
+    )
+    const log = lastLog(p.logDir)
+    expect(log.indexOf('database restored from the safety backup')).toBeGreaterThan(
+      log.indexOf('$ bin/migrate down 1')
+    )
+    expect(log.indexOf('database restored from the safety backup')).toBeLessThan(
+      log.indexOf(`current -> releases/${v2} (restored)`)
+    )
+    expect(historyOf(root).at(-1)).toMatchObject({
+      type: 'rollback',
+      status: 'rolled-back',
+      database: 'put-back'
+    })
+  })
+
   test('--dry-run and `plan rollback` show the target, the down command and the switch; nothing changes', async () => {
     const { p, root, v1, v2 } = await twoReleases('manual-dry-run')
     const historyBefore = historyOf(root).length

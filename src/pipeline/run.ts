@@ -204,6 +204,7 @@ async function execute(
           actor: ctx.actor.who,
           run: ctx.actor.run ?? null,
           status,
+          verified: status === 'success',
           started: started.toISOString(),
           finished: finished.toISOString(),
           duration_s: durationS,
@@ -464,7 +465,7 @@ export async function planRollback(
       )
     else {
       out.push(`${db.migrated.join(', ')} migrated the database since ${target}`)
-      if (backupsOn(c)) out.push('1. take a verified safety backup of the databases (backup: is configured)')
+      if (backupsOn(c)) out.push('1. take a verified safety backup of what backup: covers')
       else if (req.yes) out.push('1. no safety backup: no backup: is configured (--yes given)')
       else
         out.push(

@@ -14,6 +14,8 @@ export interface HistoryEntry {
   status: 'success' | 'rolled-back' | 'failed'
   /** A release that failed verification; automatic and plain rollbacks skip it. */
   bad?: boolean
+  /** The run's target release passed verify and the run succeeded. */
+  verified?: boolean
   backup?: string | null
   /** The database revision before this deploy migrated (stages.migrate.revision). */
   revision?: string | null
