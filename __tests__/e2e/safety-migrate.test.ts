@@ -240,6 +240,7 @@ describe('a manual rollback across a migration', () => {
 
   test('without backups: refused before anything changes, naming the down command; --yes runs it', async () => {
     const { p, root, v1, v2 } = await twoReleases('manual-nobackup', { backup: false })
+    const historyBefore = historyOf(root)
     const r = await p.run(['rollback'])
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('bin/migrate down 1')
@@ -247,6 +248,8 @@ describe('a manual rollback across a migration', () => {
     expect(currentOf(root)).toBe(`releases/${v2}`)
     expect(tables()).toBe('notes,schema_version,tags')
     expect(lockExists(root)).toBe(false)
+    // nothing changed: no history line that would make the target look failed to the next rollback
+    expect(historyOf(root)).toEqual(historyBefore)
 
     const yes = await p.run(['rollback', '--yes'])
     expect(yes.code).toBe(0)

@@ -194,8 +194,12 @@ async function execute(
   }
 
   const release = p.release()
+  // A rollback that failed before anything live changed (refused, no target, its database step undone) says
+  // nothing about its target: no history line, which would make that good release look failed to later
+  // rollbacks. Its log still goes to deploy.log on every host.
+  const recorded = command === 'deploy' || !outcome.failure || outcome.rolledBack || !!outcome.rollbackFailed
   const entry: HistoryEntry | undefined =
-    release && ctx.lock
+    release && ctx.lock && recorded
       ? {
           type: command,
           release,
