@@ -343,7 +343,7 @@ export function rollbackDatabaseStage(
       } else if (!opts.yes) {
         throw new StageError(
           'database',
-          `rolling back to ${target()} runs ${what}, and no backup: is configured, so no safety backup can be taken first: whatever it drops is lost. Run again with --yes to run it anyway, or with --no-db to keep the database as it is`,
+          `rolling back to ${target()} runs ${what}, and no backup: is configured, so no safety backup can be taken first: whatever it drops is lost. Run again with --yes (Action input yes: true) to run it anyway, or with --no-db to keep the database as it is`,
           p.host.name,
           ExitCode.badInput
         )
