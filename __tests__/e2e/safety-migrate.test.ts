@@ -116,6 +116,35 @@ describe('a failed deploy runs `down` only when its migration changed the revisi
     expect(last.database ?? null).toBeNull()
   })
 
+  test('a migration that fails half way without moving the revision: no down (it would undo 001), the backup is restored (exit 3)', async () => {
+    reset()
+    const { p, root } = await app('half-no-down', {
+      command: 'bin/migrate up',
+      revision: 'bin/migrate current',
+      down: 'bin/migrate rollback'
+    })
+    p.app({ version: '1.0.0' })
+    withMigrations(p, [M1])
+    expect((await p.deploy()).code).toBe(0)
+    pg.psql("INSERT INTO notes VALUES (1, 'written under v1')", 'notes')
+    p.app({ version: '2.0.0' })
+    // statement 1 commits (psql -f, no transaction), statement 2 fails: schema_version is not bumped
+    withMigrations(p, [
+      M1,
+      { n: '002', up: 'CREATE TABLE tags (id int);\nSELECT 1 / 0;\n', down: 'DROP TABLE tags;\n' }
+    ])
+    const r = await p.deploy()
+    expect(r.code).toBe(3)
+    expect(rows('notes')).toBe('1:written under v1')
+    expect(version()).toBe('1')
+    const log = lastLog(p.logDir)
+    expect(log).not.toContain('$ bin/migrate rollback')
+    expect(log).toMatch(
+      /the migration failed without changing the revision \(1\).*restoring the pre-deploy backup/
+    )
+    expect(historyOf(root).at(-1)).toMatchObject({ status: 'failed', database: 'restored' })
+  })
+
   test('a down that exits 0 without reverting: the revision read back says so and the backup is restored', async () => {
     reset()
     const { p, root } = await app('down-lies', {
@@ -281,6 +310,21 @@ describe('a manual rollback across a migration', () => {
       status: 'rolled-back',
       database: 'put-back'
     })
+  })
+
+  test('--yes without backups, and the target fails its checks: the left release migrates up again, then serves (exit 4)', async () => {
+    const { p, root, v1, v2 } = await twoReleases('manual-yes-target-fails', { backup: false })
+    writeApp(join(root, 'releases', v1), { version: '1.0.0', healthy: false })
+    const r = await p.run(['rollback', '--yes'])
+    expect(r.code).toBe(4)
+    expect(currentOf(root)).toBe(`releases/${v2}`)
+    expect(await answer(p.port)).toBe('version 2.0.0')
+    // v2's schema is back (its rows went with the down: that is what --yes without backups risks)
+    expect(tables()).toBe('notes,schema_version,tags')
+    expect(version()).toBe('2')
+    const log = lastLog(p.logDir)
+    expect(log).toContain(`migrating the database up again for releases/${v2}`)
+    expect(log).toContain('database revision read back: 2')
   })
 
   test('--dry-run and `plan rollback` show the target, the down command and the switch; nothing changes', async () => {
