@@ -112,7 +112,7 @@ describe('a failed deploy runs `down` only when its migration changed the revisi
     expect(result.stages.map(s => s.name)).not.toContain('undo migrate')
     const last = historyOf(root).at(-1) as Record<string, unknown>
     expect(last).toMatchObject({ status: 'rolled-back', revision: '1' })
-    expect(last.migrated).not.toBe(true)
+    expect(last.migrated).toBe(false)
     expect(last.database ?? null).toBeNull()
   })
 

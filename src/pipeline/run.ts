@@ -322,7 +322,8 @@ export function deploy(req: RunRequest): Promise<RunResult> {
         bad: o.failure && (o.rolledBack || o.rollbackFailed) ? true : undefined,
         backup: backup.result()?.name ?? null,
         revision: migration.revision ?? null,
-        migrated: migration.migrated || undefined,
+        // false: the migrate command ran and the revision did not move
+        migrated: migration.migrated || (migration.noop ? false : undefined),
         database: migration.database ?? null,
         port: strategy().port?.(primaryOf(ctx))
       }),
