@@ -416,3 +416,24 @@ describe('an automatic rollback verifies the restored release once', () => {
     ).toBe(1)
   })
 })
+
+describe('the rollback section shows only what was undone', () => {
+  test('a preflight failure (a shared file missing on the host): no `== rollback` header, no undo rows, exit 3', async () => {
+    reset()
+    const { p, root } = await app(
+      'preflight-fails',
+      { command: 'bin/migrate up', revision: 'bin/migrate current' },
+      { shared: { files: ['.env', 'config/missing.yml'], dirs: [] } }
+    )
+    p.app({ version: '1.0.0' })
+    withMigrations(p, [M1])
+    const r = await p.deploy()
+    expect(r.code).toBe(3)
+    expect(r.stderr).toContain('== preflight')
+    expect(r.stderr).toContain('config/missing.yml missing')
+    expect(r.stderr).not.toContain('== rollback')
+    expect(r.stderr).not.toMatch(/^\s+undo /m)
+    expect(currentOf(root)).toBeUndefined()
+    expect(lockExists(root)).toBe(false)
+  })
+})
