@@ -5,7 +5,7 @@
  * manual rollback never restores a backup unless told which.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { startSshd, stopAll, type SshHost } from './harness/sshd.js'
 import { startPostgres, type PgServer } from './harness/db.js'
@@ -15,10 +15,11 @@ import {
   historyOf,
   lastLog,
   lockExists,
-  project,
+  migrationProject,
   releasesOf,
   stopApp,
-  type Project
+  withMigrations,
+  type Migration
 } from './support.js'
 
 const PASSWORD = `shop-pw-${Date.now()}`
@@ -26,54 +27,6 @@ let host: SshHost
 let pg: PgServer
 let url: string
 const roots: string[] = []
-
-/** A tiny migration tool like alembic: numbered up/down SQL files and a schema_version table. */
-const MIGRATE = `#!/bin/sh
-set -eu
-q() { psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" "$@"; }
-q -c 'CREATE TABLE IF NOT EXISTS schema_version (v int NOT NULL)' >/dev/null
-cur=$(q -A -t -c 'SELECT coalesce(max(v), 0) FROM schema_version')
-num() { expr "$(basename "$1" "$2")" + 0; }
-case "$1" in
-  current) echo "$cur (head)" ;;
-  up)
-    for f in migrations/*.up.sql; do
-      [ -e "$f" ] || continue
-      n=$(num "$f" .up.sql)
-      if [ "$n" -gt "$cur" ]; then
-        echo "applying $f"
-        q -f "$f"
-        q -c "INSERT INTO schema_version VALUES ($n)"
-      fi
-    done ;;
-  down)
-    for f in $(ls -r migrations/*.down.sql 2>/dev/null); do
-      n=$(num "$f" .down.sql)
-      if [ "$n" -gt "\${2:-0}" ] && [ "$n" -le "$cur" ]; then
-        echo "reverting $f"
-        q -f "$f"
-        q -c "DELETE FROM schema_version WHERE v = $n"
-      fi
-    done ;;
-esac
-`
-
-interface Migration {
-  n: string
-  up: string
-  down?: string
-}
-
-function withMigrations(p: Project, migrations: Migration[]) {
-  const src = join(p.dir, 'app')
-  mkdirSync(join(src, 'migrations'), { recursive: true })
-  for (const m of migrations) {
-    writeFileSync(join(src, 'migrations', `${m.n}.up.sql`), m.up)
-    if (m.down) writeFileSync(join(src, 'migrations', `${m.n}.down.sql`), m.down)
-  }
-  writeFileSync(join(src, 'bin', 'migrate'), MIGRATE)
-  chmodSync(join(src, 'bin', 'migrate'), 0o755)
-}
 
 const M1: Migration = {
   n: '001',
@@ -111,22 +64,7 @@ const version = () => pg.psql('SELECT coalesce(max(v), 0) FROM schema_version', 
 async function shop(name: string, migrate: Record<string, unknown>, extra: Record<string, unknown> = {}) {
   const root = host.root(name)
   roots.push(root)
-  const p = await project({
-    hosts: [host],
-    root,
-    config: c => ({
-      ...c,
-      env: { ...(c.env as object), DATABASE_URL: 'env:DATABASE_URL' },
-      stages: { ...(c.stages as object), migrate },
-      backup: { databases: [{ engine: 'postgres', url: 'env:DATABASE_URL' }] },
-      verify: {
-        http: { url: (c.verify as { http: { url: string } }).http.url, retries: 6, interval: '300ms' }
-      },
-      ...extra
-    }),
-    envExtra: { DATABASE_URL: url }
-  })
-  return { p, root }
+  return { p: await migrationProject({ host, root, url, migrate, extra }), root }
 }
 
 beforeAll(async () => {
@@ -252,7 +190,7 @@ describe('migrations over SSH against a real PostgreSQL', () => {
     expect(pg.tableHash('shop', 'items')).toBe(before.hash)
     expect(version()).toBe('1')
     expect(currentOf(root)).toBe(v1)
-    expect(lastLog(p.logDir)).toContain('database migrated down to 1')
+    expect(lastLog(p.logDir)).toContain('database migrated down: revision read back 1')
     expect(historyOf(root).at(-1)).toMatchObject({ status: 'rolled-back', database: 'down', revision: '1' })
   })
 

@@ -2,7 +2,15 @@
  * Shared set-up for the end-to-end tests: a project on the "runner" (a temp dir with the app source and a
  * safe-deploy.yml) deploying to real sshd hosts on loopback, driven through the real CLI entry (runCli).
  */
-import { mkdirSync, readFileSync, writeFileSync, existsSync, readlinkSync, readdirSync } from 'node:fs'
+import {
+  chmodSync,
+  mkdirSync,
+  readFileSync,
+  writeFileSync,
+  existsSync,
+  readlinkSync,
+  readdirSync
+} from 'node:fs'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { stringify } from 'yaml'
@@ -154,3 +162,87 @@ export async function answer(port: number, path = '/'): Promise<string> {
 }
 
 export { stopApp }
+
+/** A tiny migration tool like alembic: numbered up/down SQL files and a schema_version table. */
+export const MIGRATE = `#!/bin/sh
+set -eu
+q() { psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" "$@"; }
+q -c 'CREATE TABLE IF NOT EXISTS schema_version (v int NOT NULL)' >/dev/null
+cur=$(q -A -t -c 'SELECT coalesce(max(v), 0) FROM schema_version')
+num() { expr "$(basename "$1" "$2")" + 0; }
+case "$1" in
+  current) echo "$cur (head)" ;;
+  up)
+    for f in migrations/*.up.sql; do
+      [ -e "$f" ] || continue
+      n=$(num "$f" .up.sql)
+      if [ "$n" -gt "$cur" ]; then
+        echo "applying $f"
+        q -f "$f"
+        q -c "INSERT INTO schema_version VALUES ($n)"
+      fi
+    done ;;
+  down)
+    for f in $(ls -r migrations/*.down.sql 2>/dev/null); do
+      n=$(num "$f" .down.sql)
+      if [ "$n" -gt "\${2:-0}" ] && [ "$n" -le "$cur" ]; then
+        echo "reverting $f"
+        q -f "$f"
+        q -c "DELETE FROM schema_version WHERE v = $n"
+      fi
+    done ;;
+  rollback)
+    # like \`php artisan migrate:rollback\` or \`alembic downgrade -1\`: undoes the LAST migration, whichever it is
+    f="migrations/$(printf '%03d' "$cur").down.sql"
+    if [ "$cur" -gt 0 ] && [ -e "$f" ]; then
+      echo "reverting $f"
+      q -f "$f"
+      q -c "DELETE FROM schema_version WHERE v = $cur"
+    fi ;;
+esac
+`
+
+export interface Migration {
+  n: string
+  up: string
+  down?: string
+}
+
+export function withMigrations(p: Project, migrations: Migration[]) {
+  const src = join(p.dir, 'app')
+  mkdirSync(join(src, 'migrations'), { recursive: true })
+  for (const m of migrations) {
+    writeFileSync(join(src, 'migrations', `${m.n}.up.sql`), m.up)
+    if (m.down) writeFileSync(join(src, 'migrations', `${m.n}.down.sql`), m.down)
+  }
+  writeFileSync(join(src, 'bin', 'migrate'), MIGRATE)
+  chmodSync(join(src, 'bin', 'migrate'), 0o755)
+}
+
+/**
+ * A project whose app talks to PostgreSQL at `url` (DATABASE_URL, from the runner's env) and migrates with
+ * `migrate` ({command, revision, down}); backups of that database are on unless `extra` says otherwise.
+ */
+export function migrationProject(opts: {
+  host: SshHost
+  root: string
+  url: string
+  migrate: Record<string, unknown>
+  extra?: Record<string, unknown>
+}): Promise<Project> {
+  return project({
+    hosts: [opts.host],
+    root: opts.root,
+    config: c => ({
+      ...c,
+      env: { ...(c.env as object), DATABASE_URL: 'env:DATABASE_URL' },
+      stages: { ...(c.stages as object), migrate: opts.migrate },
+      backup: { databases: [{ engine: 'postgres', url: 'env:DATABASE_URL' }] },
+      verify: {
+        http: { url: (c.verify as { http: { url: string } }).http.url, retries: 6, interval: '300ms' }
+      },
+      ...opts.extra
+    }),
+    envExtra: { DATABASE_URL: opts.url }
+  })
+}

@@ -839,9 +839,7 @@ export async function restoreBackup(
     )
   ctx.log.info(`backup ${name} verified (${verified.checked.join(', ')})`, s.host.name)
   const safety =
-    opts.safetyBackup === false
-      ? undefined
-      : await takeBackup(ctx, s, { stage: opts.stage, reason: `before restore of ${name}` })
+    opts.safetyBackup === false ? undefined : await takeSafetyBackup(ctx, s, opts.stage, `restore of ${name}`)
   try {
     return { ...(await restoreArtifacts(ctx, s, plan, info, verified, opts)), verified, safety }
   } catch (e) {
@@ -864,6 +862,21 @@ export async function restoreBackup(
       ExitCode.rolledBack
     )
   }
+}
+
+/**
+ * A safety backup of the current state before a step that changes the data (`restore`, a rollback's `down`):
+ * a verified backup like any other (takeBackup), its reason `before <what>`, named in the log.
+ */
+export async function takeSafetyBackup(
+  ctx: RunContext,
+  s: HostSession,
+  stage: string,
+  what: string
+): Promise<BackupResult> {
+  const safety = await takeBackup(ctx, s, { stage, reason: `before ${what}` })
+  ctx.log.info(`safety backup ${safety.name} taken before ${what}`, s.host.name)
+  return safety
 }
 
 /** Restores a safety backup taken moments ago (verified first; no new safety backup). */

@@ -2,7 +2,8 @@ import type { Config } from './schema.js'
 
 export type DatabaseRollback = 'restore' | 'down' | 'none'
 
-function backupsOn(config: Config): boolean {
+/** Backups are configured and on, with something to back up. */
+export function backupsOn(config: Config): boolean {
   return (
     !!config.backup &&
     config.backup.enabled &&
@@ -10,11 +11,17 @@ function backupsOn(config: Config): boolean {
   )
 }
 
-/** `rollback.database`, or its default: down when migrate.down is set, else restore when backups are on. */
+/**
+ * `rollback.database`, or its default: down when migrate.down AND migrate.revision are set (the revision read
+ * before and after migrating tells whether this run's migration changed anything, and `down` needs that),
+ * else restore when backups are on, else none. A `down` without a `revision` command runs only when asked
+ * for (`rollback.database: down`): `alembic downgrade -1` or `php artisan migrate:rollback` undo the LAST
+ * batch, which may be the previous release's.
+ */
 export function databaseRollbackMode(config: Config): DatabaseRollback {
   const m = config.stages.migrate
   if (config.rollback.database) return config.rollback.database
-  if (m?.down) return 'down'
+  if (m?.down && m.revision) return 'down'
   return backupsOn(config) ? 'restore' : 'none'
 }
 
@@ -24,6 +31,12 @@ export function migrationProblems(config: Config): string[] {
   const mode = config.rollback.database
   if (mode === 'down' && !config.stages.migrate?.down) {
     problems.push('rollback.database: down needs stages.migrate.down (e.g. alembic downgrade {revision})')
+  }
+  const m = config.stages.migrate
+  if (m?.down?.includes('{revision}') && !m.revision) {
+    problems.push(
+      'stages.migrate.down uses {revision}, but there is no stages.migrate.revision to read it (e.g. alembic current)'
+    )
   }
   if (mode === 'restore' && !backupsOn(config)) {
     problems.push('rollback.database: restore needs backups (backup.databases) to restore from')

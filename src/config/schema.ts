@@ -213,7 +213,7 @@ export const configSchema = z
           .enum(['restore', 'down', 'none'])
           .optional()
           .describe(
-            'How a rollback puts the database back: restore the pre-deploy backup, run stages.migrate.down, or leave it. Default: down when migrate.down is set, else restore when backups are on, else none'
+            'How a rollback puts the database back: restore the pre-deploy backup, run stages.migrate.down, or leave it. Default: down when migrate.down and migrate.revision are set, else restore when backups are on, else none'
           )
       })
       .strict()

@@ -90,8 +90,10 @@ async function runUnderLease(
         : errorMessage(err)
   }
   const newestFirst = [...(failed.started ? [failed.stage] : []), ...[...done].reverse()]
-  const toUndo = [...newestFirst.filter(s => s.undoFirst), ...newestFirst.filter(s => !s.undoFirst)]
-  const live = toUndo.some(s => s.changedLive?.())
+  const ordered = [...newestFirst.filter(s => s.undoFirst), ...newestFirst.filter(s => !s.undoFirst)]
+  const live = ordered.some(s => s.changedLive?.())
+  // only what has something to undo: a stage without undo matters only when it changed live state
+  const toUndo = ordered.filter(s => (s.undo ? s.needsUndo?.() !== false : s.changedLive?.()))
   let rollbackFailed: string | undefined
   let undidLive = false
 
@@ -99,8 +101,10 @@ async function runUnderLease(
   lease.settle()
   ctx.signal = ctx.signal.aborted ? new AbortController().signal : outer
   const undoCtx = ctx
+  // no `== rollback` header with nothing under it (a failed preflight has nothing to undo)
+  const grouped = toUndo.some(s => s.undo)
   undoCtx.log.setStage('rollback')
-  undoCtx.log.startGroup('rollback')
+  if (grouped) undoCtx.log.startGroup('rollback')
   for (const stage of toUndo) {
     const t0 = performance.now()
     if (!stage.undo) {
@@ -136,7 +140,7 @@ async function runUnderLease(
       undoCtx.log.error(rollbackFailed, e instanceof StageError ? e.host : undefined)
     }
   }
-  undoCtx.log.endGroup()
+  if (grouped) undoCtx.log.endGroup()
   const exitCode = rollbackFailed ? ExitCode.rollbackFailed : live ? ExitCode.rolledBack : failedExit(err)
   return { records, failure, rolledBack: undidLive && !rollbackFailed, rollbackFailed, exitCode }
 }

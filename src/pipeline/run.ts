@@ -29,28 +29,26 @@ import {
 import { StageError, errorMessage } from './errors.js'
 import { oneLine } from './excerpt.js'
 import { runStagesSafely, type Outcome } from './orchestrator.js'
-import {
-  cleanupStage,
-  deployStage,
-  preflightStage,
-  switchStage,
-  testStage,
-  verifyRestored,
-  verifyStage
-} from './stages.js'
+import { cleanupStage, deployStage, preflightStage, switchStage, testStage, verifyStage } from './stages.js'
 import type { Stage } from './stage.js'
 import { ProgressTracker, type RunProgress } from './progress.js'
 import { strategyFor, type SwitchStrategy } from './switch.js'
 import type { HostState, RunResult } from './result.js'
-import { hasChecks, verifyHost } from './checks.js'
+import { hasChecks, httpChecks, verifyHost } from './checks.js'
 import { gitCommit } from './git.js'
 import { deployBackup } from '../backup/stages.js'
 import {
   migrateStage,
+  parseRevision,
+  planRollbackDatabase,
   rollbackDatabaseStage,
   type MigrationState,
   type RollbackDatabaseOptions
 } from './migrate.js'
+import { hookEnv } from './env.js'
+import { backupsOn } from '../config/rules.js'
+import { inRelease } from '../commands/release.js'
+import type { HostSession } from './context.js'
 
 export interface RunRequest {
   loaded: LoadedConfig
@@ -84,12 +82,20 @@ function newContext(req: RunRequest, command: string, started: Date, logFile = t
 
 const WORD = { deploy: 'DEPLOYMENT', rollback: 'ROLLBACK' } as const
 
-function verdict(command: 'deploy' | 'rollback', outcome: Outcome, seconds: number): string {
+function verdict(
+  command: 'deploy' | 'rollback',
+  outcome: Outcome,
+  seconds: number,
+  previous: string | undefined
+): string {
   const word = WORD[command]
   const t = `(${seconds.toFixed(1)} s)`
   if (!outcome.failure) return `${word} SUCCESS ${t}`
   const where = `${word} FAILED at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${oneLine(outcome.failure.message)}`
   if (outcome.rollbackFailed) return `${where}. ROLLBACK FAILED: ${oneLine(outcome.rollbackFailed)} ${t}`
+  // a manual rollback that went live and was undone: what served when it started serves again
+  if (outcome.rolledBack && command === 'rollback')
+    return `${where}. ${outcome.failure.stage === 'verify' ? 'Rollback failed its checks' : 'Rollback undone'}; back on ${previous ?? 'no release'} ${t}`
   if (outcome.rolledBack) return `${where}. ROLLED BACK ${t}`
   return `${where}. Nothing live was changed ${t}`
 }
@@ -154,8 +160,6 @@ async function execute(
     release: () => string | undefined
     previous: () => string | undefined
     history: (o: Outcome) => Partial<HistoryEntry>
-    /** After a rollback of live state: check that what serves again is healthy. */
-    afterRollback?: (ctx: RunContext) => Promise<void>
     /** The backup this run took (deploy): in history, the result and the Action outputs. */
     backup?: () => { name: string; path: string } | undefined
   }
@@ -177,7 +181,7 @@ async function execute(
     : undefined
   ctx.progress = progress
   const stages = progress ? progress.track(p.stages) : p.stages
-  const outcome: Outcome = await runStagesSafely(ctx, stages, { afterRollback: p.afterRollback })
+  const outcome: Outcome = await runStagesSafely(ctx, stages)
   const finished = new Date()
   const durationS = Math.round((performance.now() - t0) / 100) / 10
   const status: RunResult['status'] = !outcome.failure
@@ -194,8 +198,12 @@ async function execute(
   }
 
   const release = p.release()
+  // A rollback that failed before anything live changed (refused, no target, its database step undone) says
+  // nothing about its target: no history line, which would make that good release look failed to later
+  // rollbacks. Its log still goes to deploy.log on every host.
+  const recorded = command === 'deploy' || !outcome.failure || outcome.rolledBack || !!outcome.rollbackFailed
   const entry: HistoryEntry | undefined =
-    release && ctx.lock
+    release && ctx.lock && recorded
       ? {
           type: command,
           release,
@@ -218,7 +226,7 @@ async function execute(
         }
       : undefined
 
-  const v = verdict(command, outcome, durationS)
+  const v = verdict(command, outcome, durationS, p.previous())
   ctx.log.write(v, { level: outcome.failure ? 'error' : 'info' })
 
   // One command per host to finish: history line, this run's log, and (on the primary, last) the lock.
@@ -331,17 +339,60 @@ export function deploy(req: RunRequest): Promise<RunResult> {
         bad: o.failure && (o.rolledBack || o.rollbackFailed) ? true : undefined,
         backup: backup.result()?.name ?? null,
         revision: migration.revision ?? null,
-        migrated: migration.migrated || undefined,
+        // false: the migrate command ran and the revision did not move
+        migrated: migration.migrated || (migration.noop ? false : undefined),
         database: migration.database ?? null,
         port: strategy().port?.(primaryOf(ctx))
       }),
-      afterRollback: c => verifyRestored(c, c.sessions, 'rollback'),
+      // the switch's undo verifies the restored release (once)
       backup: backup.result
     }
   })
 }
 
-/** Switches every host back to a previous release (default: the newest good one before current). */
+/**
+ * The release a rollback goes to (`to`, or the newest good one before current on the primary), checked to
+ * exist on every host. Throws a StageError (stage `choose`) when there is none.
+ */
+function chooseTarget(sessions: HostSession[], primary: HostSession, history: HistoryEntry[], to?: string) {
+  const target = to ?? rollbackTarget(primary.releases, primary.current, history)
+  if (!target) {
+    throw new StageError(
+      'choose',
+      `no earlier release that history records as verified healthy to roll back to on ${primary.host.name} (current: ${primary.current ?? 'none'}; releases: ${primary.releases.join(', ') || 'none'}); name one with --to`,
+      primary.host.name
+    )
+  }
+  if (
+    to &&
+    primary.releases.includes(to) &&
+    unfinishedReleases([to], primary.complete ?? [], primary.current, history).length
+  ) {
+    throw new StageError(
+      'choose',
+      `release ${to} on ${primary.host.name} was never finished (a deploy was stopped before its build completed); refusing to switch to it`,
+      primary.host.name,
+      ExitCode.badInput
+    )
+  }
+  if (target === primary.current)
+    throw new StageError('choose', `${target} is already the current release`, primary.host.name)
+  for (const s of sessions) {
+    if (!s.releases.includes(target)) {
+      throw new StageError(
+        'choose',
+        `release ${target} does not exist on ${s.host.name} (see \`safe-deploy releases\`)`,
+        s.host.name
+      )
+    }
+  }
+  return target
+}
+
+/**
+ * Switches every host back to a previous release (default: the newest good one before current). When the
+ * target fails its checks, the release that served when the rollback started is put back (exit 4).
+ */
 export function rollback(req: RunRequest & { to?: ReleaseId } & RollbackDatabaseOptions): Promise<RunResult> {
   return execute(req, 'rollback', ctx => {
     let target: string | undefined
@@ -356,44 +407,13 @@ export function rollback(req: RunRequest & { to?: ReleaseId } & RollbackDatabase
         history = parseHistory(
           (await runOn(c, primary, readHistory(primary.layout), { stage: 'choose' })).stdout
         )
-        target = req.to ?? rollbackTarget(primary.releases, primary.current, history)
-        if (!target) {
-          throw new StageError(
-            'choose',
-            `no earlier release that history records as verified healthy to roll back to on ${primary.host.name} (current: ${primary.current ?? 'none'}; releases: ${primary.releases.join(', ') || 'none'}); name one with --to`,
-            primary.host.name
-          )
-        }
-        if (
-          req.to &&
-          primary.releases.includes(req.to) &&
-          unfinishedReleases([req.to], primary.complete ?? [], primary.current, history).length
-        ) {
-          throw new StageError(
-            'choose',
-            `release ${req.to} on ${primary.host.name} was never finished (a deploy was stopped before its build completed); refusing to switch to it`,
-            primary.host.name,
-            ExitCode.badInput
-          )
-        }
-        if (target === primary.current)
-          throw new StageError('choose', `${target} is already the current release`, primary.host.name)
-        for (const s of c.sessions) {
-          if (!s.releases.includes(target)) {
-            throw new StageError(
-              'choose',
-              `release ${target} does not exist on ${s.host.name} (see \`safe-deploy releases\`)`,
-              s.host.name
-            )
-          }
-        }
+        target = chooseTarget(c.sessions, primary, history, req.to)
         c.log.info(`rolling back from ${from ?? '(none)'} to ${target}`)
       }
     }
     const rel = () => target as string
     let chosen: SwitchStrategy | undefined
     const strategy = () => (chosen ??= strategyFor(ctx))
-    const { run: switchRun, changedLive } = switchStage(rel, strategy)
     return {
       stages: [
         preflightStage({ command: 'rollback', deploying: false }),
@@ -405,22 +425,119 @@ export function rollback(req: RunRequest & { to?: ReleaseId } & RollbackDatabase
           req,
           database
         ),
-        // no undo: a target that fails verify is reported (exit 5), not silently swapped back
-        { name: 'switch', run: switchRun, changedLive },
+        // undo: the release that served when the rollback started goes back, restarted and verified
+        switchStage(rel, strategy),
         verifyStage(rel),
         cleanupStage(rel, strategy, { prune: false })
       ],
       release: () => target,
       previous: () => from,
       history: o => ({
-        // the target went live and failed (its checks): later rollbacks skip it
-        bad: o.failure && changedLive?.() ? true : undefined,
         from: from ?? null,
+        // the target failed its checks after going live: later rollbacks skip it
+        bad: o.failure && (o.rolledBack || o.rollbackFailed) ? true : undefined,
+        backup: database.safety?.name ?? null,
         database: database.database ?? null,
         port: strategy().port?.(primaryOf(ctx))
-      })
+      }),
+      backup: () => (database.safety ? { name: database.safety.name, path: database.safety.path } : undefined)
     }
   })
+}
+
+/**
+ * `rollback --dry-run` / `plan rollback`: what a rollback would do, read-only. Connects, reads each host's
+ * releases and `current`, the history and the database revision; takes no lock and changes nothing.
+ */
+export async function planRollback(
+  req: RunRequest & { to?: ReleaseId } & RollbackDatabaseOptions
+): Promise<string> {
+  const ctx = newContext(req, 'rollback', new Date(), false)
+  const out: string[] = []
+  try {
+    await connectAll(ctx)
+    await onEveryHost(ctx, async s => {
+      const kv = parseKeyValues((await runOn(ctx, s, listReleases(s.layout), { stage: 'plan' })).stdout)
+      s.current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined
+      s.releases = (kv.get('RELEASE') ?? []).sort()
+    })
+    const primary = primaryOf(ctx)
+    const history = parseHistory(
+      (await runOn(ctx, primary, readHistory(primary.layout), { stage: 'plan' })).stdout
+    )
+    const from = primary.current
+    const target = chooseTarget(ctx.sessions, primary, history, req.to)
+    const c = ctx.config
+    out.push(`# rollback plan for ${c.app} (read-only: no lock was taken and nothing was changed)`)
+    out.push(`rollback from ${from ?? '(none)'} to ${target}`, '')
+
+    out.push(`## database (on ${primary.host.name})`)
+    const m = c.stages.migrate
+    if (m?.revision && from) {
+      const cmd = inRelease(
+        primary.layout,
+        from,
+        'migration revision',
+        m.revision,
+        hookEnv(ctx, primary, from, 'plan')
+      )
+      const r = await runOn(ctx, primary, cmd, { stage: 'plan', allowFail: true })
+      out.push(
+        r.code === 0
+          ? `database revision now: ${parseRevision(r.stdout) || '(none)'} (\`${m.revision}\`)`
+          : `database revision now: unknown (\`${m.revision}\` failed, exit ${r.code})`
+      )
+    }
+    const db = planRollbackDatabase(c, history, target, from, req)
+    if (db.kind === 'nothing') out.push(db.message)
+    else if (db.kind === 'refused')
+      out.push(`the rollback would stop here, before changing anything: ${db.message}`)
+    else if (db.kind === 'restore')
+      out.push(
+        `1. verify backup ${db.backup}, take a safety backup of the current state`,
+        `2. restore ${db.backup} (databases only): every write since it was taken is lost`
+      )
+    else {
+      out.push(`${db.migrated.join(', ')} migrated the database since ${target}`)
+      if (backupsOn(c)) out.push('1. take a verified safety backup of what backup: covers')
+      else if (req.yes) out.push('1. no safety backup: no backup: is configured (--yes given)')
+      else
+        out.push(
+          `the rollback would stop here, before changing anything: no backup: is configured for a safety backup; pass --yes to run the down command anyway, or --no-db`
+        )
+      out.push(`2. in releases/${db.release}: ${db.command}`)
+      if (m?.revision)
+        out.push(`3. read the revision back (\`${m.revision}\`): it must be ${db.revision || '(none)'}`)
+    }
+    out.push('')
+
+    out.push(`## switch (${c.switch.strategy})`)
+    for (const s of ctx.sessions) {
+      const was = s.current ? `releases/${s.current}` : 'no release'
+      if (c.switch.strategy === 'blue-green')
+        out.push(
+          `${s.host.name}: start releases/${target} on the idle port, check it, point the proxy at it (was ${was})`
+        )
+      else {
+        const hook = c.switch.strategy === 'graceful' ? c.switch.reload : c.stages.restart
+        out.push(
+          `${s.host.name}: current -> releases/${target} (was ${was})${hook ? `; then in releases/${target}: ${hook}` : ''}`
+        )
+      }
+    }
+    out.push('')
+    out.push('## verify')
+    for (const check of httpChecks(ctx))
+      out.push(`GET ${check.url} (expect ${check.expect_status}, from ${check.from})`)
+    for (const command of [c.verify.command ?? []].flat()) out.push(`in releases/${target}: ${command}`)
+    if (!hasChecks(ctx)) out.push('no checks configured: a broken target cannot be detected')
+    out.push(
+      `on failure: the database back as it was (when it changed), current -> releases/${from ?? '(none)'} again, restarted and verified; exit 4`
+    )
+    return ctx.log.redactor.redact(out.join('\n'))
+  } finally {
+    await closeAll(ctx)
+  }
 }
 
 /** What every host has: releases, which one is current, and what history says of each. */

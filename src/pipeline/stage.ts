@@ -12,6 +12,11 @@ export interface Stage {
   changedLive?(): boolean
   /** Undo this one before the others (the database goes back before the code restarts against it). */
   undoFirst?: boolean
+  /**
+   * Whether `undo` has anything to do (default: yes). When it says no, the orchestrator neither runs the undo
+   * nor records it, so a run never reports "undo migrate undone" for a migration that changed nothing.
+   */
+  needsUndo?(): boolean
   /** When this undo fails, the run needs a person (exit 5) even if nothing else went live. */
   undoMustSucceed?(): boolean
   /** What the undo needs (JSON-safe), for another process to undo the stage (the Action's post step). */

@@ -247,6 +247,7 @@ export function deployStage(rel: () => string): Stage {
   const created = new Set<HostSession>()
   return {
     name: 'deploy',
+    needsUndo: () => created.size > 0,
     async run(ctx) {
       const release = rel()
       const pack = await packSource(ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal)
@@ -300,7 +301,7 @@ export function deployStage(rel: () => string): Stage {
   }
 }
 
-/** Runs the checks again against the release that serves again after a rollback. */
+/** Runs the checks again, once, against the release that serves again after a rollback (the switch's undo). */
 export async function verifyRestored(ctx: RunContext, hosts: HostSession[], stage: string): Promise<void> {
   const back = hosts.filter(s => s.current)
   if (!back.length || !hasChecks(ctx)) return
@@ -308,12 +309,17 @@ export async function verifyRestored(ctx: RunContext, hosts: HostSession[], stag
   ctx.log.info(`previous release verified healthy on ${back.map(s => s.host.name).join(', ')}`)
 }
 
-/** The switch (see src/pipeline/switch.ts for the strategies) on every host. Undo puts the previous release back. */
+/**
+ * The switch (see src/pipeline/switch.ts for the strategies) on every host. Undo puts back the release that
+ * served before (`s.current`: the previous release of a deploy, the release a manual rollback left),
+ * restarts it and verifies it once.
+ */
 export function switchStage(rel: () => string, strategy: () => SwitchStrategy): Stage {
   const attempted = new Set<HostSession>()
   return {
     name: 'switch',
     changedLive: () => [...attempted].some(s => strategy().wentLive(s)),
+    needsUndo: () => attempted.size > 0,
     async run(ctx) {
       const release = rel()
       await onEveryHost(ctx, async s => {

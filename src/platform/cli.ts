@@ -5,7 +5,7 @@ import { ConfigError, ExitCode } from '../config/errors.js'
 import { parseReleaseId } from '../release/id.js'
 import { parseBackupName } from '../backup/name.js'
 import { badReleases } from '../release/history.js'
-import { deploy, listReleaseState, newContext, rollback } from '../pipeline/run.js'
+import { deploy, listReleaseState, newContext, planRollback, rollback } from '../pipeline/run.js'
 import { forceReleaseLock, getLock, getStatus, planDeploy } from '../pipeline/ops.js'
 import type { RunResult } from '../pipeline/result.js'
 import { errorMessage } from '../pipeline/errors.js'
@@ -19,12 +19,14 @@ const USAGE = `usage: safe-deploy <command> [options]
 commands:
   deploy                 test, backup, upload, build, migrate, switch, verify; roll back on failure
   rollback [--to R]      switch back to the previous good release (or release R), restart, verify;
-                         [--restore BACKUP | --no-db] for the database (see README)
+                         [--restore BACKUP | --no-db] for the database (see README); --dry-run shows
+                         what it would do (target, database step, switch) and changes nothing
   releases               list releases on each host, which is current, and which are marked bad
   status                 current release, health, disk and lock on each host
   lock status            who holds the deploy lock
   lock release           remove the deploy lock (when the run that held it is dead)
   plan                   print every command a deploy would run on each host; runs nothing
+  plan rollback          what a rollback would do (same as rollback --dry-run); read-only
 ${BACKUP_USAGE}
 
 options:
@@ -36,8 +38,9 @@ options:
       --user NAME        override the SSH user   --path DIR    override the deploy root
       --key-file FILE    private key file        --known-hosts-file FILE
       --to RELEASE       rollback target
-      --yes              confirm restore / backups prune
+      --yes              confirm restore / backups prune / a rollback's down command without backups
       --keep, --protect  backup: keep this backup out of retention
+      --dry-run          rollback: show what it would do; connect and read only
       --out DIR          where backups download writes (default: the log dir)
   -v, --verbose          log every command's label
   -h, --help             this text
@@ -91,6 +94,7 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
         to: { type: 'string' },
         restore: { type: 'string' },
         'no-db': { type: 'boolean', default: false },
+        'dry-run': { type: 'boolean', default: false },
         verbose: { type: 'boolean', short: 'v', default: false },
         help: { type: 'boolean', short: 'h', default: false },
         version: { type: 'boolean', default: false },
@@ -127,6 +131,10 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     if (command === 'lock' && sub !== 'status' && sub !== 'release') {
       throw new ConfigError('lock: expected `lock status` or `lock release`')
     }
+    if (command === 'plan' && sub !== undefined && sub !== 'deploy' && sub !== 'rollback')
+      throw new ConfigError('plan: expected `plan`, `plan deploy` or `plan rollback`')
+    if (o['dry-run'] && command !== 'rollback')
+      throw new ConfigError('--dry-run: only for rollback (a deploy has `plan`)')
     const backupArgs = BACKUP_COMMANDS.includes(command)
       ? {
           command,
@@ -160,9 +168,13 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     const req = { loaded, reporter, signal: io.signal, verbose: o.verbose, actor: defaultActor(io.env) }
 
     if (backupArgs) return await runBackupCli(backupArgs, req, io)
+    const rollbackReq = { ...req, to, restore, noDb: o['no-db'], yes: o.yes }
+    if ((command === 'rollback' && o['dry-run']) || (command === 'plan' && sub === 'rollback')) {
+      io.stdout.write((await planRollback(rollbackReq)) + '\n')
+      return 0
+    }
     if (command === 'deploy' || command === 'rollback') {
-      const r =
-        command === 'deploy' ? await deploy(req) : await rollback({ ...req, to, restore, noDb: o['no-db'] })
+      const r = command === 'deploy' ? await deploy(req) : await rollback(rollbackReq)
       printResult(r, io, o.json)
       if (o.dotenv) writeDotenv(o.dotenv, r)
       return r.exitCode

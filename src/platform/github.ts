@@ -1,7 +1,7 @@
 import * as core from '@actions/core'
 import { loadConfig, requireEnv } from '../config/load.js'
 import { ConfigError, ExitCode } from '../config/errors.js'
-import { deploy, newContext, rollback } from '../pipeline/run.js'
+import { deploy, newContext, planRollback, rollback } from '../pipeline/run.js'
 import { getStatus, planDeploy, releaseOwnLock } from '../pipeline/ops.js'
 import { parseProgress } from '../pipeline/progress.js'
 import { finishInterrupted, needsFinishing } from '../pipeline/interrupted.js'
@@ -112,11 +112,14 @@ export async function runAction(): Promise<void> {
       onLock: (token: string | undefined) => core.saveState(STATE_TOKEN, token ?? ''),
       onProgress: (p: unknown) => core.saveState(STATE_PROGRESS, JSON.stringify(p))
     }
+    const rollbackReq = { ...req, to: inputs.to, restore: inputs.restore, noDb: inputs.noDb, yes: inputs.yes }
+    if (inputs.command === 'rollback' && inputs.dryRun) {
+      core.saveState(STATE_DONE, 'true')
+      core.info(await planRollback(rollbackReq))
+      return
+    }
     if (inputs.command === 'deploy' || inputs.command === 'rollback') {
-      const r =
-        inputs.command === 'deploy'
-          ? await deploy(req)
-          : await rollback({ ...req, to: inputs.to, restore: inputs.restore, noDb: inputs.noDb })
+      const r = inputs.command === 'deploy' ? await deploy(req) : await rollback(rollbackReq)
       setOutputs(r)
       await writeSummary(r)
       core.saveState(STATE_DONE, 'true')

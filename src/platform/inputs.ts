@@ -13,6 +13,10 @@ export interface PlatformInputs {
   restore?: BackupName
   /** rollback: leave the database as it is. */
   noDb: boolean
+  /** rollback: run its down command even with no backups to take a safety backup with. */
+  yes: boolean
+  /** rollback: only show what it would do (read-only). */
+  dryRun: boolean
   verbose: boolean
 }
 
@@ -48,6 +52,8 @@ export function parseInputs(get: (name: string) => string): PlatformInputs {
     to: to ? parseReleaseId(to, 'input to') : undefined,
     restore: restore ? parseBackupName(restore, undefined, 'input restore') : undefined,
     noDb,
+    yes: /^(true|1|yes)$/i.test(get('yes')),
+    dryRun: /^(true|1|yes)$/i.test(get('dry-run')),
     verbose: /^(true|1|yes)$/i.test(get('verbose'))
   }
 }

@@ -35,12 +35,26 @@ describe('downCommand', () => {
 })
 
 describe('rollback.database default and rules', () => {
-  test('down when migrate.down is set', () => {
+  test('down when migrate.down and migrate.revision are set', () => {
     expect(
       databaseRollbackMode(
-        config({ stages: { migrate: { command: 'm', down: 'd {revision}' } }, backup: pg })
+        config({ stages: { migrate: { command: 'm', revision: 'r', down: 'd {revision}' } }, backup: pg })
       )
     ).toBe('down')
+  })
+  test('a down without a revision command is not the default: restore with backups, else none', () => {
+    // `php artisan migrate:rollback` undoes the last batch, which may be the previous release's
+    const migrate = { command: 'php artisan migrate --force', down: 'php artisan migrate:rollback --force' }
+    expect(databaseRollbackMode(config({ stages: { migrate }, backup: pg }))).toBe('restore')
+    expect(databaseRollbackMode(config({ stages: { migrate } }))).toBe('none')
+    expect(databaseRollbackMode(config({ stages: { migrate }, rollback: { database: 'down' } }))).toBe('down')
+  })
+  test('a down that uses {revision} needs a revision command to read it', () => {
+    expect(
+      migrationProblems(config({ stages: { migrate: { command: 'm', down: 'd {revision}' } } }))
+    ).toEqual([
+      'stages.migrate.down uses {revision}, but there is no stages.migrate.revision to read it (e.g. alembic current)'
+    ])
   })
   test('restore when backups are on and there is no down command', () => {
     expect(databaseRollbackMode(config({ stages: { migrate: 'alembic upgrade head' }, backup: pg }))).toBe(

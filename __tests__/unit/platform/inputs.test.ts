@@ -20,6 +20,8 @@ describe('parseInputs', () => {
       to: undefined,
       restore: undefined,
       noDb: false,
+      yes: false,
+      dryRun: false,
       verbose: false
     })
   })
@@ -38,6 +40,8 @@ describe('parseInputs', () => {
         'private-key': key,
         'known-hosts': 'a ssh-ed25519 AAAA',
         restore: 'shop_20261121_193000',
+        yes: 'true',
+        'dry-run': 'true',
         verbose: 'true'
       })
     )
@@ -55,6 +59,8 @@ describe('parseInputs', () => {
       to: '20261121T193000Z-3f2a1c9',
       restore: 'shop_20261121_193000',
       noDb: false,
+      yes: true,
+      dryRun: true,
       verbose: true
     })
   })
