@@ -8,7 +8,7 @@ const require = __sdCreateRequire(import.meta.url);
 import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /******/ var __webpack_modules__ = ({
 
-/***/ 6400:
+/***/ 6656:
 /***/ ((module) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -28,16 +28,16 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8951:
+/***/ 7703:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
-var errors = __nccwpck_require__(6400);
-var types = __nccwpck_require__(590);
+var errors = __nccwpck_require__(6656);
+var types = __nccwpck_require__(254);
 
-var Reader = __nccwpck_require__(924);
-var Writer = __nccwpck_require__(7544);
+var Reader = __nccwpck_require__(1996);
+var Writer = __nccwpck_require__(9816);
 
 
 // --- Exports
@@ -62,16 +62,16 @@ for (var e in errors) {
 
 /***/ }),
 
-/***/ 924:
+/***/ 1996:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
 var assert = __nccwpck_require__(2613);
-var Buffer = (__nccwpck_require__(9027).Buffer);
+var Buffer = (__nccwpck_require__(2803).Buffer);
 
-var ASN1 = __nccwpck_require__(590);
-var errors = __nccwpck_require__(6400);
+var ASN1 = __nccwpck_require__(254);
+var errors = __nccwpck_require__(6656);
 
 
 // --- Globals
@@ -331,7 +331,7 @@ module.exports = Reader;
 
 /***/ }),
 
-/***/ 590:
+/***/ 254:
 /***/ ((module) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -374,15 +374,15 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7544:
+/***/ 9816:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
 var assert = __nccwpck_require__(2613);
-var Buffer = (__nccwpck_require__(9027).Buffer);
-var ASN1 = __nccwpck_require__(590);
-var errors = __nccwpck_require__(6400);
+var Buffer = (__nccwpck_require__(2803).Buffer);
+var ASN1 = __nccwpck_require__(254);
+var errors = __nccwpck_require__(6656);
 
 
 // --- Globals
@@ -698,7 +698,7 @@ module.exports = Writer;
 
 /***/ }),
 
-/***/ 2733:
+/***/ 9837:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -706,7 +706,7 @@ module.exports = Writer;
 // If you have no idea what ASN.1 or BER is, see this:
 // ftp://ftp.rsa.com/pub/pkcs/ascii/layman.asc
 
-var Ber = __nccwpck_require__(8951);
+var Ber = __nccwpck_require__(7703);
 
 
 
@@ -725,12 +725,12 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6046:
+/***/ 686:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-var crypto_hash_sha512 = (__nccwpck_require__(8156).lowlevel).crypto_hash;
+var crypto_hash_sha512 = (__nccwpck_require__(668).lowlevel).crypto_hash;
 
 /*
  * This file is a 1:1 port from the OpenBSD blowfish.c and bcrypt_pbkdf.c. As a
@@ -1288,19 +1288,19 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8198:
+/***/ 4982:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const binding = __nccwpck_require__(1284);
+const binding = __nccwpck_require__(7318);
 
 module.exports = binding.getCPUInfo;
 
 
 /***/ }),
 
-/***/ 1327:
+/***/ 6543:
 /***/ ((module) => {
 
 
@@ -1335,14 +1335,14 @@ module.exports = isStream;
 
 /***/ }),
 
-/***/ 5951:
+/***/ 8271:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 const fs = __nccwpck_require__(9896);
 const path = __nccwpck_require__(6928);
 const {promisify} = __nccwpck_require__(9023);
-const semver = __nccwpck_require__(4390);
+const semver = __nccwpck_require__(9318);
 
 const useNativeRecursiveOption = semver.satisfies(process.version, '>=10.12.0');
 
@@ -1498,7 +1498,7 @@ module.exports.sync = (input, options) => {
 
 /***/ }),
 
-/***/ 9027:
+/***/ 2803:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /* eslint-disable node/no-deprecated-api */
@@ -1582,7 +1582,7 @@ module.exports = safer
 
 /***/ }),
 
-/***/ 4390:
+/***/ 9318:
 /***/ ((module, exports) => {
 
 exports = module.exports = SemVer
@@ -3437,7 +3437,7 @@ function coerce (version, options) {
 
 /***/ }),
 
-/***/ 9830:
+/***/ 4646:
 /***/ ((module) => {
 
 module.exports = shellescape;
@@ -3461,7 +3461,7 @@ function shellescape(a) {
 
 /***/ }),
 
-/***/ 9379:
+/***/ 5683:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -3474,8 +3474,8 @@ const {
 
 const {
   CHANNEL_EXTENDED_DATATYPE: { STDERR },
-} = __nccwpck_require__(9044);
-const { bufferSlice } = __nccwpck_require__(4408);
+} = __nccwpck_require__(4020);
+const { bufferSlice } = __nccwpck_require__(2184);
 
 const PACKET_SIZE = 32 * 1024;
 const MAX_WINDOW = 2 * 1024 * 1024;
@@ -3763,7 +3763,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4969:
+/***/ 3849:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -3774,14 +3774,14 @@ const { resolve } = __nccwpck_require__(6928);
 const { readFile } = __nccwpck_require__(9896);
 const { execFile, spawn } = __nccwpck_require__(5317);
 
-const { isParsedKey, parseKey } = __nccwpck_require__(7517);
+const { isParsedKey, parseKey } = __nccwpck_require__(1789);
 
 const {
   makeBufferParser,
   readUInt32BE,
   writeUInt32BE,
   writeUInt32LE,
-} = __nccwpck_require__(4408);
+} = __nccwpck_require__(2184);
 
 function once(cb) {
   let called = false;
@@ -4893,7 +4893,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9353:
+/***/ 6297:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // TODO:
@@ -4928,11 +4928,11 @@ const {
   SUPPORTED_KEX,
   SUPPORTED_MAC,
   SUPPORTED_SERVER_HOST_KEY,
-} = __nccwpck_require__(9044);
-const { init: cryptoInit } = __nccwpck_require__(408);
-const Protocol = __nccwpck_require__(3393);
-const { parseKey } = __nccwpck_require__(7517);
-const { SFTP } = __nccwpck_require__(7396);
+} = __nccwpck_require__(4020);
+const { init: cryptoInit } = __nccwpck_require__(2888);
+const Protocol = __nccwpck_require__(7841);
+const { parseKey } = __nccwpck_require__(1789);
+const { SFTP } = __nccwpck_require__(4996);
 const {
   bufferCopy,
   makeBufferParser,
@@ -4940,23 +4940,23 @@ const {
   readUInt32BE,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(4408);
+} = __nccwpck_require__(2184);
 
-const { AgentContext, createAgent, isAgent } = __nccwpck_require__(4969);
+const { AgentContext, createAgent, isAgent } = __nccwpck_require__(3849);
 const {
   Channel,
   MAX_WINDOW,
   PACKET_SIZE,
   windowAdjust,
   WINDOW_THRESHOLD,
-} = __nccwpck_require__(9379);
+} = __nccwpck_require__(5683);
 const {
   ChannelManager,
   generateAlgorithmList,
   isWritable,
   onChannelOpenFailure,
   onCHANNEL_CLOSE,
-} = __nccwpck_require__(1289);
+} = __nccwpck_require__(2137);
 
 const bufferParser = makeBufferParser();
 const sigParser = makeBufferParser();
@@ -7076,7 +7076,7 @@ module.exports = Client;
 
 /***/ }),
 
-/***/ 2729:
+/***/ 137:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -7103,7 +7103,7 @@ for (const ctor of [HttpAgent, HttpsAgent]) {
       const dstPort = options.port;
 
       if (Client === undefined)
-        Client = __nccwpck_require__(9353);
+        Client = __nccwpck_require__(6297);
 
       const client = new Client();
       let triedForward = false;
@@ -7167,7 +7167,7 @@ function decorateStream(stream, ctor, options) {
 
 /***/ }),
 
-/***/ 3328:
+/***/ 5472:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -7179,33 +7179,33 @@ const {
   CygwinAgent,
   OpenSSHAgent,
   PageantAgent,
-} = __nccwpck_require__(4969);
+} = __nccwpck_require__(3849);
 const {
   SSHTTPAgent: HTTPAgent,
   SSHTTPSAgent: HTTPSAgent,
-} = __nccwpck_require__(2729);
-const { parseKey } = __nccwpck_require__(7517);
+} = __nccwpck_require__(137);
+const { parseKey } = __nccwpck_require__(1789);
 const {
   flagsToString,
   OPEN_MODE,
   STATUS_CODE,
   stringToFlags,
-} = __nccwpck_require__(7396);
+} = __nccwpck_require__(4996);
 
 module.exports = {
   AgentProtocol,
   BaseAgent,
   createAgent,
-  Client: __nccwpck_require__(9353),
+  Client: __nccwpck_require__(6297),
   CygwinAgent,
   HTTPAgent,
   HTTPSAgent,
   OpenSSHAgent,
   PageantAgent,
-  Server: __nccwpck_require__(3389),
+  Server: __nccwpck_require__(2605),
   utils: {
     parseKey,
-    ...__nccwpck_require__(2113),
+    ...__nccwpck_require__(3489),
     sftp: {
       flagsToString,
       OPEN_MODE,
@@ -7218,7 +7218,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 2113:
+/***/ 3489:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -7231,10 +7231,10 @@ const {
   randomBytes,
 } = __nccwpck_require__(6982);
 
-const { Ber } = __nccwpck_require__(2733);
-const bcrypt_pbkdf = (__nccwpck_require__(6046).pbkdf);
+const { Ber } = __nccwpck_require__(9837);
+const bcrypt_pbkdf = (__nccwpck_require__(686).pbkdf);
 
-const { CIPHER_INFO } = __nccwpck_require__(408);
+const { CIPHER_INFO } = __nccwpck_require__(2888);
 
 const SALT_LEN = 16;
 const DEFAULT_ROUNDS = 16;
@@ -7807,7 +7807,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3393:
+/***/ 7841:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /*
@@ -7852,7 +7852,7 @@ module.exports = {
 
 const { inspect } = __nccwpck_require__(9023);
 
-const { bindingAvailable, NullCipher, NullDecipher } = __nccwpck_require__(408);
+const { bindingAvailable, NullCipher, NullDecipher } = __nccwpck_require__(2888);
 const {
   COMPAT_CHECKS,
   DISCONNECT_REASON,
@@ -7860,18 +7860,18 @@ const {
   MESSAGE,
   SIGNALS,
   TERMINAL_MODE,
-} = __nccwpck_require__(9044);
+} = __nccwpck_require__(4020);
 const {
   DEFAULT_KEXINIT_CLIENT,
   DEFAULT_KEXINIT_SERVER,
   KexInit,
   kexinit,
   onKEXPayload,
-} = __nccwpck_require__(797);
+} = __nccwpck_require__(4637);
 const {
   parseKey,
-} = __nccwpck_require__(7517);
-const MESSAGE_HANDLERS = __nccwpck_require__(6316);
+} = __nccwpck_require__(1789);
+const MESSAGE_HANDLERS = __nccwpck_require__(9244);
 const {
   bufferCopy,
   bufferFill,
@@ -7879,15 +7879,15 @@ const {
   convertSignature,
   sendPacket,
   writeUInt32BE,
-} = __nccwpck_require__(4408);
+} = __nccwpck_require__(2184);
 const {
   PacketReader,
   PacketWriter,
   ZlibPacketReader,
   ZlibPacketWriter,
-} = __nccwpck_require__(2752);
+} = __nccwpck_require__(4592);
 
-const MODULE_VER = (__nccwpck_require__(5856)/* .version */ .rE);
+const MODULE_VER = (__nccwpck_require__(8342)/* .version */ .rE);
 
 const VALID_DISCONNECT_REASONS = new Map(
   Object.values(DISCONNECT_REASON).map((n) => [n, 1])
@@ -9950,7 +9950,7 @@ module.exports = Protocol;
 
 /***/ }),
 
-/***/ 7396:
+/***/ 4996:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -9971,7 +9971,7 @@ const {
   bufferSlice,
   makeBufferParser,
   writeUInt32BE,
-} = __nccwpck_require__(4408);
+} = __nccwpck_require__(2184);
 
 const ATTR = {
   SIZE: 0x00000001,
@@ -13551,7 +13551,7 @@ const {
   ERR_INVALID_ARG_TYPE,
   ERR_OUT_OF_RANGE,
   validateNumber
-} = __nccwpck_require__(6200);
+} = __nccwpck_require__(3208);
 
 const kMinPoolSpace = 128;
 
@@ -14009,7 +14009,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9044:
+/***/ 4020:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -14018,10 +14018,10 @@ const crypto = __nccwpck_require__(6982);
 
 let cpuInfo;
 try {
-  cpuInfo = __nccwpck_require__(8198)();
+  cpuInfo = __nccwpck_require__(4982)();
 } catch {}
 
-const { bindingAvailable, CIPHER_INFO, MAC_INFO } = __nccwpck_require__(408);
+const { bindingAvailable, CIPHER_INFO, MAC_INFO } = __nccwpck_require__(2888);
 
 const eddsaSupported = (() => {
   if (typeof crypto.sign === 'function'
@@ -14372,7 +14372,7 @@ module.exports.DISCONNECT_REASON_BY_VALUE =
 
 /***/ }),
 
-/***/ 408:
+/***/ 2888:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // TODO:
@@ -14387,7 +14387,7 @@ const {
   createCipheriv, createDecipheriv, createHmac, randomFillSync, timingSafeEqual
 } = __nccwpck_require__(6982);
 
-const { readUInt32BE, writeUInt32BE } = __nccwpck_require__(4408);
+const { readUInt32BE, writeUInt32BE } = __nccwpck_require__(2184);
 
 const FastBuffer = Buffer[Symbol.species];
 const MAX_SEQNO = 2 ** 32 - 1;
@@ -14404,7 +14404,7 @@ let AESGCMDecipher;
 let ChaChaPolyDecipher;
 let GenericDecipher;
 try {
-  binding = __nccwpck_require__(7168);
+  binding = __nccwpck_require__(490);
   ({ AESGCMCipher, ChaChaPolyCipher, GenericCipher,
      AESGCMDecipher, ChaChaPolyDecipher, GenericDecipher } = binding);
 } catch {}
@@ -15958,7 +15958,7 @@ module.exports = {
     // eslint-disable-next-line no-async-promise-executor
     return new Promise(async (resolve, reject) => {
       try {
-        POLY1305_WASM_MODULE = await __nccwpck_require__(1878)();
+        POLY1305_WASM_MODULE = await __nccwpck_require__(7830)();
         POLY1305_RESULT_MALLOC = POLY1305_WASM_MODULE._malloc(16);
         poly1305_auth = POLY1305_WASM_MODULE.cwrap(
           'poly1305_auth',
@@ -15981,7 +15981,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1878:
+/***/ 7830:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -16028,15 +16028,15 @@ else {}
 
 /***/ }),
 
-/***/ 6316:
+/***/ 9244:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const MESSAGE_HANDLERS = new Array(256);
 [
-  (__nccwpck_require__(797).HANDLERS),
-  __nccwpck_require__(8268),
+  (__nccwpck_require__(4637).HANDLERS),
+  __nccwpck_require__(9964),
 ].forEach((handlers) => {
   // eslint-disable-next-line prefer-const
   for (let [type, handler] of Object.entries(handlers)) {
@@ -16051,7 +16051,7 @@ module.exports = MESSAGE_HANDLERS;
 
 /***/ }),
 
-/***/ 8268:
+/***/ 9964:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -16062,18 +16062,18 @@ const {
   doFatalError,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(4408);
+} = __nccwpck_require__(2184);
 
 const {
   CHANNEL_OPEN_FAILURE,
   COMPAT,
   MESSAGE,
   TERMINAL_MODE,
-} = __nccwpck_require__(9044);
+} = __nccwpck_require__(4020);
 
 const {
   parseKey,
-} = __nccwpck_require__(7517);
+} = __nccwpck_require__(1789);
 
 const TERMINAL_MODE_BY_VALUE =
   Array.from(Object.entries(TERMINAL_MODE))
@@ -17343,7 +17343,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 797:
+/***/ 4637:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -17359,7 +17359,7 @@ const {
   randomFillSync,
 } = __nccwpck_require__(6982);
 
-const { Ber } = __nccwpck_require__(2733);
+const { Ber } = __nccwpck_require__(9837);
 
 const {
   COMPAT,
@@ -17371,14 +17371,14 @@ const {
   DEFAULT_COMPRESSION,
   DISCONNECT_REASON,
   MESSAGE,
-} = __nccwpck_require__(9044);
+} = __nccwpck_require__(4020);
 const {
   CIPHER_INFO,
   createCipher,
   createDecipher,
   MAC_INFO,
-} = __nccwpck_require__(408);
-const { parseDERKey } = __nccwpck_require__(7517);
+} = __nccwpck_require__(2888);
+const { parseDERKey } = __nccwpck_require__(1789);
 const {
   bufferFill,
   bufferParser,
@@ -17387,13 +17387,13 @@ const {
   FastBuffer,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(4408);
+} = __nccwpck_require__(2184);
 const {
   PacketReader,
   PacketWriter,
   ZlibPacketReader,
   ZlibPacketWriter,
-} = __nccwpck_require__(2752);
+} = __nccwpck_require__(4592);
 
 let MESSAGE_HANDLERS;
 
@@ -19137,7 +19137,7 @@ function onKEXPayload(state, payload) {
       case MESSAGE.UNIMPLEMENTED:
       case MESSAGE.DEBUG:
         if (!MESSAGE_HANDLERS)
-          MESSAGE_HANDLERS = __nccwpck_require__(6316);
+          MESSAGE_HANDLERS = __nccwpck_require__(9244);
         return MESSAGE_HANDLERS[type](this, payload);
     }
   }
@@ -19145,7 +19145,7 @@ function onKEXPayload(state, payload) {
   switch (type) {
     case MESSAGE.DISCONNECT:
       if (!MESSAGE_HANDLERS)
-        MESSAGE_HANDLERS = __nccwpck_require__(6316);
+        MESSAGE_HANDLERS = __nccwpck_require__(9244);
       return MESSAGE_HANDLERS[type](this, payload);
     case MESSAGE.KEXINIT:
       if (!state.firstPacket) {
@@ -19258,7 +19258,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7517:
+/***/ 1789:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // TODO:
@@ -19280,18 +19280,18 @@ const {
 } = __nccwpck_require__(6982);
 const supportedOpenSSLCiphers = getCiphers();
 
-const { Ber } = __nccwpck_require__(2733);
-const bcrypt_pbkdf = (__nccwpck_require__(6046).pbkdf);
+const { Ber } = __nccwpck_require__(9837);
+const bcrypt_pbkdf = (__nccwpck_require__(686).pbkdf);
 
-const { CIPHER_INFO } = __nccwpck_require__(408);
-const { eddsaSupported, SUPPORTED_CIPHER } = __nccwpck_require__(9044);
+const { CIPHER_INFO } = __nccwpck_require__(2888);
+const { eddsaSupported, SUPPORTED_CIPHER } = __nccwpck_require__(4020);
 const {
   bufferSlice,
   makeBufferParser,
   readString,
   readUInt32BE,
   writeUInt32BE,
-} = __nccwpck_require__(4408);
+} = __nccwpck_require__(2184);
 
 const SYM_HASH_ALGO = Symbol('Hash Algorithm');
 const SYM_PRIV_PEM = Symbol('Private key PEM');
@@ -20749,7 +20749,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6200:
+/***/ 3208:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -20871,12 +20871,12 @@ exports.validateNumber = function validateNumber(value, name) {
 
 /***/ }),
 
-/***/ 4408:
+/***/ 2184:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Ber = (__nccwpck_require__(2733).Ber);
+const Ber = (__nccwpck_require__(9837).Ber);
 
 let DISCONNECT_REASON;
 
@@ -21047,7 +21047,7 @@ module.exports = {
   doFatalError: (protocol, msg, level, reason) => {
     let err;
     if (DISCONNECT_REASON === undefined)
-      ({ DISCONNECT_REASON } = __nccwpck_require__(9044));
+      ({ DISCONNECT_REASON } = __nccwpck_require__(4020));
     if (msg instanceof Error) {
       // doFatalError(protocol, err[, reason])
       err = msg;
@@ -21234,7 +21234,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 2752:
+/***/ 4592:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -21496,7 +21496,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3389:
+/***/ 2605:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // TODO:
@@ -21524,13 +21524,13 @@ const {
   SUPPORTED_KEX,
   SUPPORTED_MAC,
   SUPPORTED_SERVER_HOST_KEY,
-} = __nccwpck_require__(9044);
-const { init: cryptoInit } = __nccwpck_require__(408);
-const { KexInit } = __nccwpck_require__(797);
-const { parseKey } = __nccwpck_require__(7517);
-const Protocol = __nccwpck_require__(3393);
-const { SFTP } = __nccwpck_require__(7396);
-const { writeUInt32BE } = __nccwpck_require__(4408);
+} = __nccwpck_require__(4020);
+const { init: cryptoInit } = __nccwpck_require__(2888);
+const { KexInit } = __nccwpck_require__(4637);
+const { parseKey } = __nccwpck_require__(1789);
+const Protocol = __nccwpck_require__(7841);
+const { SFTP } = __nccwpck_require__(4996);
+const { writeUInt32BE } = __nccwpck_require__(2184);
 
 const {
   Channel,
@@ -21538,7 +21538,7 @@ const {
   PACKET_SIZE,
   windowAdjust,
   WINDOW_THRESHOLD,
-} = __nccwpck_require__(9379);
+} = __nccwpck_require__(5683);
 
 const {
   ChannelManager,
@@ -21546,7 +21546,7 @@ const {
   isWritable,
   onChannelOpenFailure,
   onCHANNEL_CLOSE,
-} = __nccwpck_require__(1289);
+} = __nccwpck_require__(2137);
 
 const MAX_PENDING_AUTHS = 10;
 
@@ -22883,12 +22883,12 @@ module.exports.IncomingClient = Client;
 
 /***/ }),
 
-/***/ 1289:
+/***/ 2137:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { SFTP } = __nccwpck_require__(7396);
+const { SFTP } = __nccwpck_require__(4996);
 
 const MAX_CHANNEL = 2 ** 32 - 1;
 
@@ -23226,7 +23226,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8156:
+/***/ 668:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 (function(nacl) {
@@ -25621,11 +25621,11 @@ nacl.setPRNG = function(fn) {
 
 /***/ }),
 
-/***/ 5187:
+/***/ 5581:
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _platform_cli_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9043);
+/* harmony import */ var _platform_cli_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8831);
 
 // A cancelled CI job sends SIGINT, then SIGTERM: both ask the run to stop at once and undo what it did.
 const controller = new AbortController();
@@ -25650,7 +25650,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 9043:
+/***/ 8831:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -25667,9 +25667,9 @@ const package_namespaceObject = {"rE":"0.1.0"};
 const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 ;// CONCATENATED MODULE: external "node:path"
 const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
-// EXTERNAL MODULE: ../main/node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(3439);
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/util.js
+// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(8815);
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/util.js
 
 // functions
 function assertEqual(val) {
@@ -26544,7 +26544,7 @@ function constantCatch(value) {
     return fn;
 }
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/core.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/core.js
 var _a;
 
 /** A special constant with type `never` */
@@ -26687,7 +26687,7 @@ function config(newConfig) {
     return globalConfig;
 }
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/memoizer.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/memoizer.js
 
 class $ZodCyclicError extends Error {
     constructor() {
@@ -27000,7 +27000,7 @@ function isBackEdge(ctx, value) {
     return backEdges !== undefined && isRef(value) && backEdges.has(value);
 }
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/regexes.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/regexes.js
 
 /**
  * @deprecated CUID v1 is deprecated by its authors due to information leakage
@@ -27158,7 +27158,7 @@ const sha512_hex = /^[0-9a-fA-F]{128}$/;
 const sha512_base64 = /*@__PURE__*/ (/* unused pure expression or super */ null && (fixedBase64(86, "==")));
 const sha512_base64url = /*@__PURE__*/ (/* unused pure expression or super */ null && (fixedBase64url(86)));
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/checks.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/checks.js
 // import { $ZodType } from "./schemas.js";
 
 
@@ -27676,7 +27676,7 @@ const $ZodCheckOverwrite = /*@__PURE__*/ $constructor("$ZodCheckOverwrite", (ins
     };
 });
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/doc.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/doc.js
 class Doc {
     constructor(args = [], closed = {}) {
         this.content = [];
@@ -27716,14 +27716,14 @@ class Doc {
     }
 }
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/versions.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/versions.js
 const version = {
     major: 4,
     minor: 6,
     patch: 7,
 };
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/schemas.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/schemas.js
 
 
 
@@ -30361,7 +30361,7 @@ function handleRefineResult(result, payload, input, inst) {
     }
 }
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/registries.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/registries.js
 var registries_a;
 const $output = /*@__PURE__*/ (/* unused pure expression or super */ null && (Symbol("ZodOutput")));
 const $input = /*@__PURE__*/ (/* unused pure expression or super */ null && (Symbol("ZodInput")));
@@ -30414,7 +30414,7 @@ function registry() {
 (registries_a = globalThis).__zod_globalRegistry ?? (registries_a.__zod_globalRegistry = registry());
 const globalRegistry = globalThis.__zod_globalRegistry;
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/api.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/api.js
 
 
 
@@ -31519,7 +31519,7 @@ function _stringFormat(Class, format, fnOrRegex, _params = {}) {
     return inst;
 }
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/to-json-schema.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/to-json-schema.js
 
 
 function assignProps(target, ...sources) {
@@ -32172,7 +32172,7 @@ const createStandardJSONSchemaMethod = (schema, io, processors = {}) => (params)
     return to_json_schema_finalize(ctx, schema);
 };
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/json-schema-processors.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/json-schema-processors.js
 
 
 
@@ -33017,7 +33017,7 @@ function toJSONSchema(input, params) {
     return finalize(ctx, input);
 }
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/locales/en.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/locales/en.js
 
 const error = () => {
     const Sizable = {
@@ -33144,7 +33144,7 @@ const error = () => {
     };
 }
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/errors.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/errors.js
 
 
 /* Computing the message eagerly is expensive (pretty-printed JSON of all
@@ -33413,7 +33413,7 @@ function prettifyError(error) {
     return lines.join("\n");
 }
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/parse.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/parse.js
 
 
 
@@ -33590,7 +33590,7 @@ const _safeDecodeAsync = (_Err) => async (schema, value, _ctx) => {
 };
 const safeDecodeAsync = /* @__PURE__*/ _safeDecodeAsync($ZodRealError);
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/classic/errors.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/classic/errors.js
 
 
 
@@ -33649,7 +33649,7 @@ const ZodRealError = /*@__PURE__*/ $constructor("ZodError", errors_initializer, 
 // /** @deprecated Use `z.core.$ZodErrorMapCtx` instead. */
 // export type ErrorMapCtx = core.$ZodErrorMapCtx;
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/classic/parse.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/classic/parse.js
 
 
 const classic_parse_parse = /* @__PURE__ */ _parse(ZodRealError);
@@ -33667,7 +33667,7 @@ const parse_safeDecode = /* @__PURE__ */ _safeDecode(ZodRealError);
 const parse_safeEncodeAsync = /* @__PURE__ */ _safeEncodeAsync(ZodRealError);
 const parse_safeDecodeAsync = /* @__PURE__ */ _safeDecodeAsync(ZodRealError);
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/classic/schemas.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/classic/schemas.js
 
 
 
@@ -35271,6 +35271,9 @@ const backupSchema = object({
         .strict()
         .optional(),
     retention: retentionSchema.default({ daily: 7, weekly: 4, monthly: 12 }),
+    sign_key: schemas_string()
+        .optional()
+        .describe('HMAC-SHA256 key (use env:NAME, 16+ characters): every backup gets a signature (NAME.sig); verify and restore refuse a backup without a valid one'),
     download: schemas_boolean().default(false).describe('copy the backup to the runner next to the log')
 })
     .strict();
@@ -35294,6 +35297,40 @@ const schema_duration = union([schemas_string(), schemas_number()])
 })
     .meta({ description: 'A duration: 500ms, 10s, 2m, 1h, or a number of seconds' });
 const noControl = (what) => schemas_string().refine(s => !/[\0\n\r]/.test(s), { message: `${what} must not contain NUL or line breaks` });
+/** Control characters and line/paragraph separators: what would break a log line in two or forge one. */
+const CONTROL = /[\p{Cc}\u2028\u2029]/u;
+/** One printable line (host names, addresses, users): they end up in every log line. */
+const printable = (what) => schemas_string()
+    .min(1)
+    .refine(s => !CONTROL.test(s), {
+    message: `${what} must be one printable line (no line breaks, tabs or other control characters)`
+});
+/**
+ * A deploy root in normal form, or why it is refused. Repeated slashes, `.` segments and a trailing slash
+ * are normalised away (`/srv//app/./` is `/srv/app`); `..` segments and relative paths are refused, and so is
+ * anything that normalises to `/` (`//`, `/.`, `/./`).
+ */
+function normaliseRootPath(p) {
+    if (/[\0\n\r]/.test(p))
+        return { error: 'must not contain NUL or line breaks' };
+    if (!p.startsWith('/'))
+        return { error: `expected an absolute path such as /srv/app, got ${JSON.stringify(p)}` };
+    const parts = p.split('/').filter(part => part !== '' && part !== '.');
+    if (parts.includes('..'))
+        return { error: `expected a path without .. segments such as /srv/app, got ${JSON.stringify(p)}` };
+    if (!parts.length)
+        return { error: `${JSON.stringify(p)} is the root directory; expected a deploy root such as /srv/app` };
+    return { path: `/${parts.join('/')}` };
+}
+/** A deploy root: absolute, normalised, not `/`. */
+const rootPath = schemas_string().transform((p, ctx) => {
+    const r = normaliseRootPath(p);
+    if ('error' in r) {
+        ctx.addIssue({ code: 'custom', message: r.error });
+        return NEVER;
+    }
+    return r.path;
+});
 /** A path inside the release or shared dir: relative, no `..`, no leading slash. */
 const relativePath = noControl('a relative path')
     .min(1)
@@ -35301,18 +35338,18 @@ const relativePath = noControl('a relative path')
     message: 'expected a path relative to the release, without `..` and not starting with /'
 });
 const sshHost = object({
-    name: schemas_string().min(1).optional().describe('Name used in logs (default: address)'),
-    address: noControl('an address').min(1).describe('Host name or IP address'),
+    name: printable('a host name').optional().describe('Name used in logs (default: address)'),
+    address: printable('an address').describe('Host name or IP address'),
     port: schemas_number().int().min(1).max(65535).default(22),
-    user: noControl('a user').min(1).default('root'),
-    path: schemas_string().optional().describe('Deploy root on this host, when it differs from the top-level path'),
+    user: printable('a user').default('root'),
+    path: rootPath.optional().describe('Deploy root on this host, when it differs from the top-level path'),
     primary: schemas_boolean().optional().describe('The host that holds the lock and runs backups and migrations')
 })
     .strict();
 const localHost = object({
     local: literal(true).describe('Run on this machine without SSH (self-hosted runners, the demo)'),
-    name: schemas_string().min(1).optional(),
-    path: schemas_string()
+    name: printable('a host name').optional(),
+    path: rootPath
         .optional()
         .describe('Deploy root on this machine, when it differs from the top-level path'),
     primary: schemas_boolean().optional()
@@ -35340,11 +35377,7 @@ const configSchema = object({
     app: schemas_string()
         .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'expected letters, digits, `.`, `_` or `-` (at most 64)')
         .describe('Application name, used in lock owner, logs and backup names'),
-    path: noControl('path')
-        .refine(p => p.startsWith('/') && p.length > 1 && !p.split('/').includes('..'), {
-        message: 'expected an absolute path such as /srv/app (not / and without ..)'
-    })
-        .describe('Deploy root on each host: releases/, current, shared/, .safe-deploy/'),
+    path: rootPath.describe('Deploy root on each host: releases/, current, shared/, .safe-deploy/'),
     hosts: array(hostSchema).min(1),
     ssh: object({
         private_key: schemas_string().optional().describe('Private key (use env:NAME)'),
@@ -35416,7 +35449,7 @@ const configSchema = object({
     rollback: object({
         database: schemas_enum(['restore', 'down', 'none'])
             .optional()
-            .describe('How a rollback puts the database back: restore the pre-deploy backup, run stages.migrate.down, or leave it. Default: down when migrate.down is set, else restore when backups are on, else none')
+            .describe('How a rollback puts the database back: restore the pre-deploy backup, run stages.migrate.down, or leave it. Default: down when migrate.down and migrate.revision are set, else restore when backups are on, else none')
     })
         .strict()
         .default({}),
@@ -35530,17 +35563,24 @@ class ConfigError extends Error {
 }
 
 ;// CONCATENATED MODULE: ./src/config/rules.ts
+/** Backups are configured and on, with something to back up. */
 function backupsOn(config) {
     return (!!config.backup &&
         config.backup.enabled &&
         (config.backup.databases.length > 0 || config.backup.files.length > 0));
 }
-/** `rollback.database`, or its default: down when migrate.down is set, else restore when backups are on. */
+/**
+ * `rollback.database`, or its default: down when migrate.down AND migrate.revision are set (the revision read
+ * before and after migrating tells whether this run's migration changed anything, and `down` needs that),
+ * else restore when backups are on, else none. A `down` without a `revision` command runs only when asked
+ * for (`rollback.database: down`): `alembic downgrade -1` or `php artisan migrate:rollback` undo the LAST
+ * batch, which may be the previous release's.
+ */
 function databaseRollbackMode(config) {
     const m = config.stages.migrate;
     if (config.rollback.database)
         return config.rollback.database;
-    if (m?.down)
+    if (m?.down && m.revision)
         return 'down';
     return backupsOn(config) ? 'restore' : 'none';
 }
@@ -35550,6 +35590,10 @@ function migrationProblems(config) {
     const mode = config.rollback.database;
     if (mode === 'down' && !config.stages.migrate?.down) {
         problems.push('rollback.database: down needs stages.migrate.down (e.g. alembic downgrade {revision})');
+    }
+    const m = config.stages.migrate;
+    if (m?.down?.includes('{revision}') && !m.revision) {
+        problems.push('stages.migrate.down uses {revision}, but there is no stages.migrate.revision to read it (e.g. alembic current)');
     }
     if (mode === 'restore' && !backupsOn(config)) {
         problems.push('rollback.database: restore needs backups (backup.databases) to restore from');
@@ -35597,6 +35641,16 @@ const SCHEMES = {
     postgres: ['postgres:', 'postgresql:'],
     mysql: ['mysql:', 'mariadb:']
 };
+/**
+ * SQLAlchemy's `dialect+driver://` (`postgresql+psycopg2://`, `mysql+pymysql://`, the Python users'
+ * DATABASE_URL): the driver says which Python module talks to the server, which does not matter to
+ * pg_dump or mysqldump, so it is dropped. `postgresql+psycopg2:` -> `postgresql:`.
+ */
+function baseScheme(protocol) {
+    return protocol.replace(/^([a-z][a-z0-9]*)\+[a-z0-9_]+:$/i, '$1:').toLowerCase();
+}
+/** Query parameters of SQLAlchemy MySQL URLs that the mysql client does not need (dumps are utf8mb4). */
+const MYSQL_IGNORED = ['charset'];
 function connection_decode(part, what) {
     try {
         return decodeURIComponent(part);
@@ -35606,7 +35660,8 @@ function connection_decode(part, what) {
     }
 }
 /**
- * Parses `postgres://user:p%40ss@host:5433/db?sslmode=require` or `mysql://user:pass@host:3306/db`.
+ * Parses `postgres://user:p%40ss@host:5433/db?sslmode=require` or `mysql://user:pass@host:3306/db`, and
+ * the same with a SQLAlchemy driver suffix (`postgresql+psycopg2://`, `mysql+pymysql://...?charset=utf8mb4`).
  * Errors never repeat the URL: it may hold a password.
  */
 function parseDatabaseUrl(url, engine) {
@@ -35617,7 +35672,7 @@ function parseDatabaseUrl(url, engine) {
     catch {
         throw new Error(`not a URL; expected ${engine}://user:password@host:port/database`);
     }
-    if (!SCHEMES[engine].includes(u.protocol)) {
+    if (!SCHEMES[engine].includes(baseScheme(u.protocol))) {
         throw new Error(`the URL scheme is ${u.protocol.replace(/:$/, '')}; for engine ${engine} use ${SCHEMES[engine].map(s => `${s}//`).join(' or ')}`);
     }
     const conn = { params: {} };
@@ -35652,6 +35707,8 @@ function parseDatabaseUrl(url, engine) {
                 conn.params[env] = value;
         }
         else {
+            if (MYSQL_IGNORED.includes(key))
+                continue;
             if (!MYSQL_PARAMS.includes(key))
                 throw new Error(`unknown connection parameter ?${key}= (supported: ${MYSQL_PARAMS.join(', ')})`);
             conn.params[key] = value;
@@ -35926,6 +35983,11 @@ function checkBackupConfig(backup) {
     }
     if (backup.encrypt?.identity)
         secrets.push(backup.encrypt.identity);
+    if (backup.sign_key !== undefined) {
+        secrets.push(backup.sign_key);
+        if (backup.sign_key.length < 16)
+            problems.push('backup.sign_key: too short to be a key (at least 16 characters; make one with `openssl rand -hex 32` and give it as env:NAME)');
+    }
     return { problems, secrets };
 }
 /** Resolves the backup config for one host's layout. The config has been checked by checkBackupConfig. */
@@ -35967,6 +36029,7 @@ function resolvePlan(app, backup, layout, env = {}) {
         filesCompress: 'gzip',
         recipients: backup.encrypt?.recipients ?? [],
         hasIdentity: !!backup.encrypt?.identity,
+        signKey: backup.sign_key,
         config: backup,
         secretEnv,
         env
@@ -35981,7 +36044,14 @@ function resolvePlan(app, backup, layout, env = {}) {
 
 
 
+
 const ENV_REF = /^env:([A-Za-z_][A-Za-z0-9_]*)$/;
+/**
+ * Keys whose `env:` variable may be unset when the config loads: only some commands use them (`requireEnv`).
+ * `releases`, `status`, `plan`, `lock` and `backups list` run without DATABASE_URL or AGE_IDENTITY; a nightly
+ * backup runs without the identity (it encrypts to the recipients).
+ */
+const LAZY_KEYS = [/^env\./, /^backup\.databases\[\d+\]\./, /^backup\.encrypt\.identity$/];
 /** Key paths whose `env:` values are secrets (redacted everywhere). */
 const SECRET_PATHS = [
     /^ssh\.private_key$/,
@@ -36000,30 +36070,43 @@ function formatPath(path) {
     }
     return out || '(top level)';
 }
-/** Replaces `env:NAME` strings with the variable's value, recording secrets and missing variables. */
-function resolveEnvRefs(node, path, env, secrets, problems, missing = new Set()) {
+/**
+ * Replaces `env:NAME` strings with the variable's value, recording secrets and missing variables. A NUL byte
+ * anywhere (in the file, a flag, or a variable's value) is a problem naming the key: no shell, file name or
+ * log line can carry one.
+ */
+function resolveEnvRefs(node, path, env, scan) {
     if (typeof node === 'string') {
+        const where = formatPath(path);
         const m = ENV_REF.exec(node);
-        if (!m)
+        if (!m) {
+            if (node.includes('\0'))
+                scan.problems.push(`${where}: contains a NUL byte`);
             return node;
+        }
         const name = m[1];
         const value = env[name];
-        const where = formatPath(path);
         if (value === undefined || value === '') {
-            problems.push(`${where}: environment variable ${name} is not set or empty (referenced as env:${name})`);
-            missing.add(where);
+            scan.missing.set(where, { name, path });
+            return '';
+        }
+        if (value.includes('\0')) {
+            scan.problems.push(`${where}: the value of environment variable ${name} contains a NUL byte`);
             return '';
         }
         if (SECRET_PATHS.some(re => re.test(where)))
-            secrets.push(value);
+            scan.secrets.push({ where, value, name });
         return value;
     }
     if (Array.isArray(node))
-        return node.map((item, i) => resolveEnvRefs(item, [...path, i], env, secrets, problems, missing));
+        return node.map((item, i) => resolveEnvRefs(item, [...path, i], env, scan));
     if (node && typeof node === 'object') {
         const out = {};
-        for (const [k, v] of Object.entries(node))
-            out[k] = resolveEnvRefs(v, [...path, k], env, secrets, problems, missing);
+        for (const [k, v] of Object.entries(node)) {
+            if (k.includes('\0'))
+                scan.problems.push(`${formatPath([...path, k])}: the key contains a NUL byte`);
+            out[k] = resolveEnvRefs(v, [...path, k], env, scan);
+        }
         return out;
     }
     return node;
@@ -36071,15 +36154,6 @@ function applyOverrides(raw, o) {
             for (const h of raw.hosts)
                 if (h && typeof h === 'object')
                     delete h.path;
-    }
-    if (o.host) {
-        const first = Array.isArray(raw.hosts) && raw.hosts[0] && typeof raw.hosts[0] === 'object' ? raw.hosts[0] : {};
-        const base = first;
-        raw.hosts = o.host
-            .split(',')
-            .map(a => a.trim())
-            .filter(Boolean)
-            .map(address => ({ address, port: base.port ?? 22, user: base.user ?? 'root' }));
     }
     if (Array.isArray(raw.hosts)) {
         for (const h of raw.hosts) {
@@ -36134,19 +36208,31 @@ function loadConfig(file, overrides = {}, env = process.env) {
 }
 function validateConfig(parsed, file, overrides = {}, env = process.env) {
     const baseDir = (0,external_node_path_namespaceObject.dirname)(file);
-    const secrets = [];
-    const problems = [];
+    const scan = { secrets: [], problems: [], missing: new Map() };
     const raw = structuredClone(parsed);
     applyOverrides(raw, overrides);
-    const missing = new Set();
-    const resolved = resolveEnvRefs(raw, [], env, secrets, problems, missing);
+    const resolved = resolveEnvRefs(raw, [], env, scan);
+    const problems = [...scan.problems];
+    // a variable that only some commands use may be unset: it is left out, and those commands ask for it
+    const unresolved = [];
+    for (const [where, { name, path }] of scan.missing) {
+        if (LAZY_KEYS.some(re => re.test(where))) {
+            unresolved.push({ key: where, variable: name });
+            removeAt(resolved, path);
+        }
+        else
+            problems.push(missingVariable(where, name));
+    }
     const result = configSchema.safeParse(resolved);
-    // a value whose variable is missing was already reported once; its validation error would be noise
+    // a value whose variable is missing (or held a NUL) was already reported once; its validation error is noise
+    const reported = new Set([...scan.missing.keys(), ...scan.problems.map(p => p.slice(0, p.indexOf(': ')))]);
     if (!result.success)
-        problems.push(...formatZodError(result.error).filter(p => !missing.has(p.slice(0, p.indexOf(': ')))));
+        problems.push(...formatZodError(result.error).filter(p => !reported.has(p.slice(0, p.indexOf(': ')))));
     if (!result.success || problems.length)
         throw configProblems(file, problems);
     const config = result.data;
+    /** Secrets with the key they came from, so that one too short to redact can be refused by name. */
+    const secrets = [...scan.secrets];
     const hosts = config.hosts.map(h => 'local' in h
         ? {
             name: h.name ?? 'local',
@@ -36166,22 +36252,24 @@ function validateConfig(parsed, file, overrides = {}, env = process.env) {
             path: h.path ?? config.path,
             primary: !!h.primary
         });
-    for (const [i, h] of hosts.entries()) {
-        const bad = checkRootPath(h.path);
-        if (bad && h.path !== config.path)
-            problems.push(`hosts[${i}].path: ${bad}`);
-    }
-    const primaries = hosts.filter(h => h.primary);
-    if (primaries.length > 1)
-        problems.push(`hosts: only one host can be primary, found ${primaries.length}`);
-    if (primaries.length === 0 && hosts[0])
-        hosts[0].primary = true;
     const names = new Set();
     for (const h of hosts) {
         if (names.has(h.name))
             problems.push(`hosts: two hosts are named ${h.name}; give each a distinct name`);
         names.add(h.name);
     }
+    if (overrides.host !== undefined) {
+        const picked = selectHosts(hosts, overrides.host);
+        if ('problem' in picked)
+            problems.push(picked.problem);
+        else
+            hosts.splice(0, hosts.length, ...picked.hosts);
+    }
+    const primaries = hosts.filter(h => h.primary);
+    if (primaries.length > 1)
+        problems.push(`hosts: only one host can be primary, found ${primaries.length}`);
+    if (primaries.length === 0 && hosts[0])
+        hosts[0].primary = true;
     const ssh = config.ssh;
     const auth = { fingerprints: ssh.fingerprints, insecure: ssh.insecure_skip_host_key_check };
     if (ssh.private_key && ssh.private_key_file) {
@@ -36191,9 +36279,10 @@ function validateConfig(parsed, file, overrides = {}, env = process.env) {
         ssh.private_key ?? readOptional(ssh.private_key_file, 'ssh.private_key_file', baseDir, problems);
     auth.passphrase = ssh.passphrase;
     // however the key arrived (file, inline, Action input), it is a secret
-    for (const v of [auth.privateKey, auth.passphrase])
-        if (v)
-            secrets.push(v);
+    if (auth.privateKey)
+        secrets.push({ where: 'ssh.private_key', value: auth.privateKey });
+    if (auth.passphrase)
+        secrets.push({ where: 'ssh.passphrase', value: auth.passphrase });
     if (ssh.known_hosts && ssh.known_hosts_file)
         problems.push('ssh: give known_hosts or known_hosts_file, not both');
     auth.knownHosts =
@@ -36214,9 +36303,13 @@ function validateConfig(parsed, file, overrides = {}, env = process.env) {
     }
     // database passwords (inline or in a URL) and the age identity are secrets, however they were given
     const backupCheck = checkBackupConfig(config.backup);
-    problems.push(...backupCheck.problems);
-    secrets.push(...backupCheck.secrets);
+    // a database whose URL or password is not set yet cannot be checked; the commands that use it refuse
+    const waiting = [...unresolvedDatabases(unresolved).keys()].map(i => `backup.databases[${i}]`);
+    problems.push(...backupCheck.problems.filter(p => !waiting.some(w => p.startsWith(`${w}.`) || p.startsWith(`${w}:`))));
+    for (const value of backupCheck.secrets)
+        secrets.push({ where: backupSecretKey(config, value), value });
     problems.push(...migrationProblems(config));
+    problems.push(...shortSecretProblems(secrets));
     if (problems.length)
         throw configProblems(file, problems);
     return {
@@ -36226,17 +36319,123 @@ function validateConfig(parsed, file, overrides = {}, env = process.env) {
         sourceDir: (0,external_node_path_namespaceObject.resolve)(baseDir, config.source.dir),
         hosts,
         auth,
-        secrets: [...new Set(secrets.filter(s => s.length >= 4))]
+        secrets: [...new Set(secrets.map(s => s.value))],
+        unresolved
     };
 }
-/** The rule for a deploy root; undefined when it is fine. */
-function checkRootPath(p) {
-    if (/[\0\n\r]/.test(p))
-        return 'must not contain NUL or line breaks';
-    if (!p.startsWith('/') || p.length < 2 || p.split('/').includes('..')) {
-        return 'expected an absolute path such as /srv/app (not / and without ..)';
+function missingVariable(key, variable) {
+    return `${key}: environment variable ${variable} is not set or empty (referenced as env:${variable})`;
+}
+function removeAt(root, path) {
+    let node = root;
+    for (const part of path.slice(0, -1))
+        node = node[part];
+    if (node && typeof node === 'object')
+        delete node[path.at(-1)];
+}
+/** The databases (by index) that have a value whose variable is not set, with those values. */
+function unresolvedDatabases(unresolved) {
+    const out = new Map();
+    for (const u of unresolved) {
+        const m = /^backup\.databases\[(\d+)\]\./.exec(u.key);
+        if (m)
+            out.set(Number(m[1]), [...(out.get(Number(m[1])) ?? []), u]);
     }
-    return undefined;
+    return out;
+}
+/** What each command uses: read-only commands (releases, status, plan, lock, backups list) need none of it. */
+function commandNeeds(loaded, command, opts = {}) {
+    const c = loaded.config;
+    const backups = !!c.backup && c.backup.enabled;
+    const encrypted = backups && !!c.backup && !!c.backup.encrypt;
+    const env = 'its commands on the hosts get env:';
+    switch (command) {
+        case 'deploy':
+            return {
+                env,
+                databases: backups ? 'it backs up the databases before anything changes' : undefined,
+                // a failed migration is undone by restoring the pre-deploy backup: encrypted, that needs the identity
+                identity: encrypted && c.stages.migrate && databaseRollbackMode(c) === 'restore'
+                    ? 'a failed migration is undone by restoring the encrypted pre-deploy backup'
+                    : undefined
+            };
+        case 'rollback':
+            return {
+                env,
+                // --no-db leaves the database alone: no safety backup, no restore
+                databases: backups && !opts.noDb ? 'it may back up or restore the databases' : undefined,
+                identity: encrypted && opts.restore ? 'it restores an encrypted backup' : undefined
+            };
+        case 'backup':
+            return { env, databases: 'it backs up the databases' };
+        case 'restore':
+            return {
+                env,
+                databases: 'it restores the databases',
+                identity: encrypted ? 'it decrypts the backup' : undefined
+            };
+        case 'backups':
+            return opts.sub === 'verify' ? { env: 'its checks on the host get env:' } : {};
+        default:
+            return {};
+    }
+}
+/**
+ * Refuses (exit 2, before anything connects) when a value the command uses names a variable that is not
+ * set; the message names the key, the variable and the command. Other commands run without it.
+ */
+function requireEnv(loaded, command, opts = {}) {
+    const needs = commandNeeds(loaded, command, opts);
+    const label = opts.sub && command === 'backups' ? `${command} ${opts.sub}` : command;
+    const why = (key) => key.startsWith('env.')
+        ? needs.env
+        : key.startsWith('backup.databases[')
+            ? needs.databases
+            : key === 'backup.encrypt.identity'
+                ? needs.identity
+                : undefined;
+    const problems = loaded.unresolved.flatMap(u => {
+        const reason = why(u.key);
+        return reason ? [`${missingVariable(u.key, u.variable)}: \`${label}\` needs it (${reason})`] : [];
+    });
+    if (problems.length)
+        throw configProblems(loaded.file, problems);
+}
+/** Shorter secrets cannot be redacted: replacing every `ab` in a log would mangle it beyond reading. */
+const MIN_SECRET_LENGTH = 4;
+/** The hosts `--host` names (by name, address, or address:port), in config order; or why it cannot. */
+function selectHosts(hosts, wanted) {
+    const asked = [...new Set(wanted.split(',').map(a => a.trim()))].filter(Boolean);
+    if (!asked.length)
+        return { problem: '--host: expected a host name or address from the config' };
+    const matches = (h, a) => h.name === a || (h.kind === 'ssh' && (h.address === a || `${h.address}:${h.port}` === a));
+    const unknown = asked.filter(a => !hosts.some(h => matches(h, a)));
+    if (unknown.length) {
+        const known = hosts.map(h => h.kind === 'ssh' && h.name !== h.address ? `${h.name} (${h.address})` : h.name);
+        return {
+            problem: `--host: ${unknown.map(u => JSON.stringify(u)).join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a host of this config; it has ${known.join(', ')} (add a host to hosts: to deploy to it)`
+        };
+    }
+    return { hosts: hosts.filter(h => asked.some(a => matches(h, a))) };
+}
+/** The key a backup secret (a password, a URL, the identity) came from. */
+function backupSecretKey(config, value) {
+    if (config.backup && config.backup.encrypt?.identity === value)
+        return 'backup.encrypt.identity';
+    const dbs = config.backup ? config.backup.databases : [];
+    const i = dbs.findIndex(db => databaseSecrets(db).includes(value));
+    return `backup.databases[${i}].${dbs[i]?.password === value ? 'password' : 'url'}`;
+}
+/** A secret too short to redact is refused, by key, rather than printed in clear. */
+function shortSecretProblems(secrets) {
+    const problems = new Map();
+    for (const s of secrets) {
+        if (s.value.length >= MIN_SECRET_LENGTH || problems.has(s.where))
+            continue;
+        const what = s.name ? `the value of env:${s.name}` : 'the secret';
+        problems.set(s.where, `${s.where}: ${what} is ${s.value.length} character${s.value.length === 1 ? '' : 's'} long; secrets are redacted (***) in every log and report, and one under ${MIN_SECRET_LENGTH} characters cannot be without mangling them: use a longer secret${s.name ? ', or write the value in the config if it is not secret' : ''}`);
+    }
+    return [...problems.values()];
 }
 function readOptional(file, key, baseDir, problems) {
     return file === undefined ? undefined : readTextFile(file, key, baseDir, problems);
@@ -36323,6 +36522,10 @@ function artifactFile(name, a) {
 }
 const manifestFile = (name) => `${name}.sha256`;
 const metaFile = (name) => `${name}.meta.json`;
+/** The manifest signature (`backup.sign_key`), see sign.ts. */
+const signatureFile = (name) => `${name}.sig`;
+/** The marker of a backup kept out of retention (`backup --keep`, `backups protect NAME`). */
+const keepFile = (name) => `${name}.keep`;
 const ARTIFACT = /^(?:\.([A-Za-z0-9_-]{1,32}))??\.(dump|sql|sql\.gz|sql\.zst|sqlite3|sqlite3\.gz|sqlite3\.zst|files\.tar|files\.tar\.gz|files\.tar\.zst)(\.age)?$/;
 /** What a file of backup `name` holds, from its name alone; undefined for the manifest, meta and others. */
 function parseArtifactFile(name, file) {
@@ -36344,27 +36547,51 @@ function parseArtifactFile(name, file) {
 
 ;// CONCATENATED MODULE: ./src/release/history.ts
 
+/**
+ * Parses history.jsonl. A torn line (a write cut short) is skipped, but never takes the next entry with it:
+ * when a torn line and the next entry ended up on one line (the next append did not start on a new line), the
+ * trailing JSON object is recovered.
+ */
 function parseHistory(text) {
     const out = [];
     for (const line of text.split('\n')) {
         if (!line.trim())
             continue;
-        try {
-            const v = JSON.parse(line);
-            if (v && typeof v === 'object' && typeof v.release === 'string')
-                out.push(v);
-        }
-        catch {
-            /* a torn line from an interrupted write: skip it */
-        }
+        const v = parseEntry(line);
+        if (v)
+            out.push(v);
     }
     return out;
 }
-/** Releases a person or a failed verify has marked bad. */
+function asEntry(v) {
+    return v && typeof v === 'object' && typeof v.release === 'string'
+        ? v
+        : undefined;
+}
+function parseEntry(line) {
+    try {
+        return asEntry(JSON.parse(line));
+    }
+    catch {
+        /* torn: look for the longest trailing object that parses */
+    }
+    for (let i = line.indexOf('{', 1); i > 0; i = line.indexOf('{', i + 1)) {
+        try {
+            const v = asEntry(JSON.parse(line.slice(i)));
+            if (v)
+                return v;
+        }
+        catch {
+            /* not here */
+        }
+    }
+    return undefined;
+}
+/** Releases a person or a failed verify has marked bad, or whose run was interrupted. */
 function badReleases(history) {
     const bad = new Set();
     for (const h of history) {
-        if (h.type === 'deploy' && (h.bad || h.status === 'rolled-back'))
+        if (h.bad || h.status === 'rolled-back' || h.status === 'interrupted')
             bad.add(h.release);
         if (h.type === 'rollback' && h.status === 'success' && h.from)
             bad.add(h.from);
@@ -36372,19 +36599,59 @@ function badReleases(history) {
     return bad;
 }
 /**
- * The release a plain `rollback` goes to: the newest release older than `current` that exists on the host
- * and is not marked bad.
+ * Releases history records as verified healthy, each with the position (line order) of the entry that says
+ * so: a release whose newest entry (deploy or rollback) that says anything of its health is a success, and
+ * that no later entry marks bad or interrupted (a successful rollback away from it marks it bad). A run that
+ * failed before anything live changed (`failed`, not `bad`: a refused rollback, a lock held) says nothing of
+ * its release. An old success entry without `verified` counts as verified.
+ */
+function goodReleases(history) {
+    const good = new Map();
+    history.forEach((h, i) => {
+        if (h.status === 'success' && h.verified !== false && !h.bad) {
+            good.delete(h.release);
+            good.set(h.release, i);
+        }
+        else if (h.bad || h.status === 'rolled-back' || h.status === 'interrupted') {
+            good.delete(h.release);
+        }
+        // a plain `failed` without `bad` stopped before anything live changed: it says nothing of the release
+        if (h.type === 'rollback' && h.status === 'success' && h.from)
+            good.delete(h.from);
+    });
+    return good;
+}
+/** History says this release was once finished and served (a release from before completion markers). */
+function everServed(history, release) {
+    return history.some(h => h.release === release && h.status === 'success');
+}
+/**
+ * The release a plain `rollback` goes to: of the releases history records as verified healthy (goodReleases),
+ * the one recorded last, in history order (not by name: release ids come from the runner's clock), that exists
+ * on the host and is not `current`. Without history there is no target (name one with --to).
  */
 function rollbackTarget(releases, current, history) {
-    const bad = badReleases(history);
-    const sorted = releases.filter(isReleaseId).sort();
-    const older = current ? sorted.filter(r => r < current) : sorted;
-    for (let i = older.length - 1; i >= 0; i--) {
-        const r = older[i];
-        if (!bad.has(r))
-            return r;
+    const onDisk = new Set(releases.filter(isReleaseId));
+    let best;
+    for (const [r, at] of goodReleases(history)) {
+        if (r === current || !onDisk.has(r) || !isReleaseId(r))
+            continue;
+        if (!best || at > best.at)
+            best = { r, at };
     }
-    return undefined;
+    return best?.r;
+}
+/**
+ * Releases a run left half-made (a deploy killed during its upload or build): no completion marker, not
+ * `current`, and history never saw them serve. The next deploy removes them; rollbacks never choose them.
+ * Without any history nothing is called unfinished: a release from before completion markers looks the same.
+ */
+function unfinishedReleases(releases, complete, current, history) {
+    // no history at all (deleted, or never written): nothing tells a half-made release from an old one
+    if (!history.length)
+        return [];
+    const done = new Set(complete);
+    return releases.filter(isReleaseId).filter(r => r !== current && !done.has(r) && !everServed(history, r));
 }
 /** Which releases to delete: all but the newest `keep`, never `current` nor `previous`. */
 function releasesToPrune(releases, keep, protect) {
@@ -36467,17 +36734,49 @@ function combine(label, parts) {
 function inspectHost(layout, sharedFiles, needs) {
     return {
         label: 'inspect host',
-        script: script(`root=${sh(layout.root)}`, 'mkdir -p "$root/releases" "$root/shared" "$root/.safe-deploy" || { echo "ERROR=cannot create $root"; exit 0; }', '[ -w "$root/releases" ] || echo "ERROR=$root/releases is not writable"', 'printf "CURRENT=%s\\n" "$(readlink "$root/current" 2>/dev/null)"', 'printf "FREE_KB=%s\\n" "$(df -Pk "$root" | awk \'NR==2 {print $4}\')"', ...sharedFiles.map(f => `[ -e "$root/shared/"${sh(f)} ] || printf 'MISSING=%s\\n' ${sh(f)}`), ...needs.map(t => `command -v ${sh(t)} >/dev/null 2>&1 || printf 'NOTOOL=%s\\n' ${sh(t)}`), 'ls -1 "$root/releases" 2>/dev/null | sed "s/^/RELEASE=/"', 'true')
+        script: script(`root=${sh(layout.root)}`, 'mkdir -p "$root/releases" "$root/shared" "$root/.safe-deploy" || { echo "ERROR=cannot create $root"; exit 0; }', '[ -w "$root/releases" ] || echo "ERROR=$root/releases is not writable"', 'printf "CURRENT=%s\\n" "$(readlink "$root/current" 2>/dev/null)"', 'printf "FREE_KB=%s\\n" "$(df -Pk "$root" | awk \'NR==2 {print $4}\')"', ...sharedFiles.map(f => `[ -e "$root/shared/"${sh(f)} ] || printf 'MISSING=%s\\n' ${sh(f)}`), ...needs.map(t => `command -v ${sh(t)} >/dev/null 2>&1 || printf 'NOTOOL=%s\\n' ${sh(t)}`), 'ls -1 "$root/releases" 2>/dev/null | sed "s/^/RELEASE=/"', 'ls -1 "$root/.safe-deploy/complete" 2>/dev/null | sed "s/^/COMPLETE=/"', 'true')
     };
 }
 /** The command line that unpacks the tar stream arriving on stdin into a new release directory. */
 function unpackCommand(layout, id) {
     const dir = layout.release(id);
-    return `mkdir -p ${sh(dir)} && tar -xzf - --no-same-owner -C ${sh(dir)}`;
+    return `rm -f ${sh(completeMarker(layout, id))} && mkdir -p ${sh(dir)} && tar -xzf - --no-same-owner -C ${sh(dir)}`;
 }
-/** Links shared files and dirs into the release; a file or dir shipped in the release is replaced. */
+/** The file that says a release was built completely (written after its build, in .safe-deploy/complete/). */
+function completeMarker(layout, id) {
+    return `${layout.meta}/complete/${id}`;
+}
+/** Marks a release complete: its upload, shared links and build all finished. */
+function markComplete(layout, id) {
+    return {
+        label: 'mark the release complete',
+        script: script(`mkdir -p ${sh(`${layout.meta}/complete`)}`, `: > ${sh(completeMarker(layout, id))}`)
+    };
+}
+/** The dirs above a shared path inside the release: `a/b/c` → `a`, `a/b`. */
+function parentsOf(path) {
+    const parts = path.split('/').filter(c => c && c !== '.');
+    return parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join('/'));
+}
+/**
+ * Links shared files and dirs into the release; a file or dir shipped in the release is replaced. First, for
+ * every shared path, refuses (exit 3, nothing changed) when a dir above it inside the release is a symlink or
+ * resolves outside the release: the `rm -rf` + `ln -s` would otherwise replace a file outside the release
+ * (`config -> /etc` and `shared.files: [config/.env]`).
+ */
 function linkShared(layout, id, files, dirs) {
-    const lines = [`set -e`, `rel=${sh(layout.release(id))}`, `shared=${sh(layout.shared)}`];
+    const lines = [`rel=${sh(layout.release(id))}`, `shared=${sh(layout.shared)}`];
+    lines.push('relreal=$(cd "$rel" && pwd -P) || exit 3');
+    for (const p of [...dirs, ...files]) {
+        for (const parent of parentsOf(p)) {
+            lines.push(`if [ -L "$rel/"${sh(parent)} ]; then printf 'refusing to link shared %s: %s in the release is a symlink (to %s); linking through it would change a file outside the release\\n' ${sh(p)} ${sh(parent)} "$(readlink "$rel/"${sh(parent)})" >&2; exit 3; fi`);
+        }
+        const parent = parentsOf(p).at(-1);
+        if (parent) {
+            lines.push(`if [ -d "$rel/"${sh(parent)} ]; then case "$(cd "$rel/"${sh(parent)} && pwd -P)/" in "$relreal"/*) ;; *) printf 'refusing to link shared %s: %s resolves outside the release\\n' ${sh(p)} ${sh(parent)} >&2; exit 3;; esac; fi`);
+        }
+    }
+    lines.push('set -e');
     for (const d of dirs) {
         lines.push(`mkdir -p "$shared/"${sh(d)}`);
         lines.push(`rm -rf "$rel/"${sh(d)}; mkdir -p "$(dirname "$rel/"${sh(d)})"; ln -s "$shared/"${sh(d)} "$rel/"${sh(d)}`);
@@ -36512,7 +36811,7 @@ function removeCurrent(layout) {
 function removeReleases(layout, ids) {
     return {
         label: `remove ${ids.join(', ')}`,
-        script: script(`cur=$(readlink ${sh(layout.current)} 2>/dev/null || true)`, ...ids.map(id => `if [ "$cur" = ${sh(`releases/${id}`)} ]; then printf 'refusing to remove the current release %s\\n' ${sh(id)} >&2; else rm -rf ${sh(layout.release(id))}; fi`))
+        script: script(`cur=$(readlink ${sh(layout.current)} 2>/dev/null || true)`, ...ids.map(id => `if [ "$cur" = ${sh(`releases/${id}`)} ]; then printf 'refusing to remove the current release %s\\n' ${sh(id)} >&2; else rm -rf ${sh(layout.release(id))} && rm -f ${sh(completeMarker(layout, id))}; fi`))
     };
 }
 function listReleases(layout) {
@@ -36521,10 +36820,12 @@ function listReleases(layout) {
         script: script(`printf 'CURRENT=%s\\n' "$(readlink ${sh(layout.current)} 2>/dev/null)"`, `ls -1 ${sh(layout.releases)} 2>/dev/null | sed 's/^/RELEASE=/'`, 'true')
     };
 }
+/** Appends one history line; a torn last line (no newline at its end) is ended first, so no entry is glued to it. */
 function appendHistory(layout, entry) {
+    const h = sh(layout.history);
     return {
         label: 'record history',
-        script: script(`mkdir -p ${sh(layout.meta)}`, `printf '%s\\n' ${sh(JSON.stringify(entry))} >> ${sh(layout.history)}`)
+        script: script(`mkdir -p ${sh(layout.meta)}`, `if [ -s ${h} ] && [ -n "$(tail -c 1 ${h})" ]; then printf '\\n' >> ${h}; fi`, `printf '%s\\n' ${sh(JSON.stringify(entry))} >> ${h}`)
     };
 }
 function readHistory(layout, lines = 1000) {
@@ -36629,8 +36930,35 @@ function runStem(command, d) {
     return `${command}_${d.getUTCFullYear()}${log_pad(d.getUTCMonth() + 1)}${log_pad(d.getUTCDate())}_${log_pad(d.getUTCHours())}${log_pad(d.getUTCMinutes())}${log_pad(d.getUTCSeconds())}`;
 }
 /**
+ * Escapes what could forge or hide a log line: CR, ESC and the other C0 controls but tab, DEL and the C1
+ * controls become visible escapes (`\\r`, `\\x1b`); with `newlines`, so does a line break (for the stage and
+ * host prefix, which must never start a new line).
+ */
+function escapeControls(text, newlines = false) {
+    // eslint-disable-next-line no-control-regex
+    const re = newlines ? /[\x00-\x08\x0a-\x1f\x7f-\x9f]/g : /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
+    return text.replace(re, c => {
+        if (c === '\r')
+            return '\\r';
+        if (c === '\n')
+            return '\\n';
+        return `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
+    });
+}
+/** Where a message that cannot go anywhere else goes: the process's stderr, never throwing. */
+function toStderr(line) {
+    try {
+        process.stderr.write(`${line}\n`);
+    }
+    catch {
+        /* nowhere left to say it */
+    }
+}
+/**
  * The deploy log: `[2026-11-21 19:30:05] [stage] [host] message` lines, redacted, written to a file and
- * passed to the reporter. Every line that leaves this class has been through the redactor.
+ * passed to the reporter. Every line that leaves this class has been through the redactor and has its control
+ * characters escaped. Writing never throws: when the log file cannot be written (a full disk), one stderr line
+ * says so and the lines are kept in memory (`lines`, which also go to the host's deploy.log).
  */
 class DeployLog {
     file;
@@ -36638,12 +36966,50 @@ class DeployLog {
     redactor;
     stage = 'run';
     lines = [];
+    /** Why the log file could not be written (undefined while it can). */
+    fileError;
     constructor(file, reporter, redactor) {
         this.file = file;
         this.reporter = reporter;
         this.redactor = redactor;
-        if (file)
-            (0,external_node_fs_namespaceObject.mkdirSync)((0,external_node_path_namespaceObject.dirname)(file), { recursive: true });
+        if (file) {
+            try {
+                (0,external_node_fs_namespaceObject.mkdirSync)((0,external_node_path_namespaceObject.dirname)(file), { recursive: true });
+            }
+            catch (e) {
+                this.fileFailed(e);
+            }
+        }
+    }
+    fileFailed(e) {
+        if (this.fileError)
+            return;
+        this.fileError = typeof e?.message === 'string' ? e.message : String(e);
+        // once, on stderr (the terminal, the CI log): the file is not written again in this run
+        this.write(`cannot write the log file ${this.file} (${this.fileError}); the log is kept in memory and still goes to the host's deploy.log`, { level: 'warn' });
+    }
+    toFile(line) {
+        if (!this.file || this.fileError)
+            return;
+        try {
+            (0,external_node_fs_namespaceObject.appendFileSync)(this.file, line + '\n', { mode: 0o600 });
+        }
+        catch (e) {
+            this.fileFailed(e);
+        }
+    }
+    toReporter(level, shown) {
+        try {
+            if (level === 'error')
+                this.reporter.error(shown);
+            else if (level === 'warn')
+                this.reporter.warn(shown);
+            else
+                this.reporter.info(shown);
+        }
+        catch {
+            toStderr(shown);
+        }
     }
     setStage(stage) {
         this.stage = stage;
@@ -36651,19 +37017,16 @@ class DeployLog {
     write(message, opts = {}) {
         const level = opts.level ?? 'info';
         const text = this.redactor.redact(message).replace(/\s+$/, '');
-        for (const part of text.split('\n')) {
-            const prefix = `[${opts.stage ?? this.stage}]${opts.host ? ` [${opts.host}]` : ''}`;
+        const stage = escapeControls(this.redactor.redact(opts.stage ?? this.stage), true);
+        const host = opts.host ? escapeControls(this.redactor.redact(opts.host), true) : undefined;
+        // the prefix starts every line with `[`: no line of remote output can become a `::` workflow command
+        const prefix = `[${stage}]${host ? ` [${host}]` : ''}`;
+        for (const raw of text.split('\n')) {
+            const part = escapeControls(raw.replace(/\r$/, ''));
             const line = `[${stamp()}] ${prefix} ${part}`;
             this.lines.push(line);
-            if (this.file)
-                (0,external_node_fs_namespaceObject.appendFileSync)(this.file, line + '\n', { mode: 0o600 });
-            const shown = `${prefix} ${part}`;
-            if (level === 'error')
-                this.reporter.error(shown);
-            else if (level === 'warn')
-                this.reporter.warn(shown);
-            else
-                this.reporter.info(shown);
+            this.toFile(line);
+            this.toReporter(level, `${prefix} ${part}`);
         }
     }
     info(message, host) {
@@ -36861,13 +37224,13 @@ class LocalTransport {
 var external_assert_ = __nccwpck_require__(2613);
 // EXTERNAL MODULE: external "fs"
 var external_fs_ = __nccwpck_require__(9896);
-// EXTERNAL MODULE: ../main/node_modules/is-stream/index.js
-var is_stream = __nccwpck_require__(1327);
-// EXTERNAL MODULE: ../main/node_modules/node-ssh/node_modules/make-dir/index.js
-var make_dir = __nccwpck_require__(5951);
+// EXTERNAL MODULE: ./node_modules/is-stream/index.js
+var is_stream = __nccwpck_require__(6543);
+// EXTERNAL MODULE: ./node_modules/node-ssh/node_modules/make-dir/index.js
+var make_dir = __nccwpck_require__(8271);
 // EXTERNAL MODULE: external "path"
 var external_path_ = __nccwpck_require__(6928);
-;// CONCATENATED MODULE: ../main/node_modules/sb-promise-queue/lib/esm/index.mjs
+;// CONCATENATED MODULE: ./node_modules/sb-promise-queue/lib/esm/index.mjs
 class PromiseQueue {
     constructor({ concurrency = 1 } = {}) {
         this.options = { concurrency };
@@ -36939,7 +37302,7 @@ class PromiseQueue {
 }
 
 
-;// CONCATENATED MODULE: ../main/node_modules/sb-scandir/lib/esm/index.mjs
+;// CONCATENATED MODULE: ./node_modules/sb-scandir/lib/esm/index.mjs
 /* @flow */
 
 
@@ -37035,11 +37398,11 @@ async function scanDirectory(path, { recursive = true, validate = null, concurre
 }
 /* harmony default export */ const esm = (scanDirectory);
 
-// EXTERNAL MODULE: ../main/node_modules/shell-escape/shell-escape.js
-var shell_escape = __nccwpck_require__(9830);
-// EXTERNAL MODULE: ../main/node_modules/ssh2/lib/index.js
-var lib = __nccwpck_require__(3328);
-;// CONCATENATED MODULE: ../main/node_modules/node-ssh/lib/esm/index.mjs
+// EXTERNAL MODULE: ./node_modules/shell-escape/shell-escape.js
+var shell_escape = __nccwpck_require__(4646);
+// EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
+var lib = __nccwpck_require__(5472);
+;// CONCATENATED MODULE: ./node_modules/node-ssh/lib/esm/index.mjs
 
 
 
@@ -38042,7 +38405,15 @@ function createHostVerifier(opts) {
                 'do not connect until the server has a new host key, then check it out of band and add it to known_hosts');
         }
         if (reason === 'mismatch') {
-            const sameType = known.find(({ entry }) => entry.keyType === offeredType) ?? known[0];
+            const sameType = known.find(({ entry }) => entry.keyType === offeredType);
+            if (sameType === undefined && known.length > 0) {
+                // known_hosts has this host, but only keys of other types (RSA there, ed25519 on the server)
+                const types = [...new Set(known.map(({ entry }) => entry.keyType))].join(', ');
+                const lines = known.map(({ entry }) => entry.line).join(', ');
+                return (`host key for ${label} cannot be checked: ${offered}, and known_hosts has only ` +
+                    `${types} for this host (line${known.length > 1 ? 's' : ''} ${lines}); ` +
+                    `run \`${keyscanCommand(address, port, offeredType)}\`, check the key out of band and add it to known_hosts`);
+            }
             if (sameType !== undefined) {
                 return (`host key for ${label} does not match known_hosts (line ${sameType.entry.line}): ${offered}; ` +
                     `if the server was reinstalled, run \`${keyscanCommand(address, port, offeredType)}\` ` +
@@ -38278,15 +38649,22 @@ async function connectOnce(target) {
             keepaliveCountMax: 3,
             tryKeyboard: false,
             hostVerifier: verifier ? (key) => verifier.verify(key) : () => true,
-            algorithms: verifier && verifier.algorithms.length ? { serverHostKey: verifier.algorithms } : undefined
+            // ask for the key types known_hosts can vouch for; a configured fingerprint may be of any type
+            algorithms: verifier && verifier.algorithms.length && !target.fingerprints.length
+                ? { serverHostKey: verifier.algorithms }
+                : undefined
         });
     }
     catch (e) {
         ssh.dispose();
+        const message = e.message;
+        // known_hosts has only other key types than the server has (RSA there, ed25519 here): the handshake
+        // fails before any key is offered. Ask the server for its key once more, to say which one it has.
+        if (verifier && !verifier.failure() && /no matching host key format/i.test(message))
+            await probeHostKey(target, verifier);
         const hostKeyFailure = verifier?.failure();
         if (hostKeyFailure)
             throw new SshConnectError(hostKeyFailure.message, false);
-        const message = e.message;
         if (/authentication methods failed|All configured authentication/i.test(message)) {
             throw new SshConnectError(`${target.user}@${target.label} refused the private key (authentication failed); check that the public key is in ~${target.user}/.ssh/authorized_keys on the host`, false);
         }
@@ -38299,6 +38677,29 @@ async function connectOnce(target) {
     // A connection that drops later (host rebooted, network cut) must fail the running command, not crash us.
     ssh.connection?.on('error', () => undefined);
     return ssh;
+}
+/**
+ * Connects with every host key algorithm and rejects whatever key the server offers, only to learn which
+ * one it is: the verifier records the rejection (type, fingerprint, what to do). Nothing authenticates.
+ */
+async function probeHostKey(target, verifier) {
+    const probe = new NodeSSH();
+    try {
+        await probe.connect({
+            host: target.address,
+            port: target.port,
+            username: target.user,
+            readyTimeout: target.connectTimeoutMs,
+            tryKeyboard: false,
+            hostVerifier: (key) => verifier.verify(key) && false
+        });
+    }
+    catch {
+        /* rejected, as intended; or the server is gone: then the first error stands */
+    }
+    finally {
+        probe.dispose();
+    }
 }
 
 
@@ -38321,7 +38722,70 @@ function errorMessage(e) {
     return e instanceof Error ? e.message : String(e);
 }
 
+;// CONCATENATED MODULE: ./src/pipeline/excerpt.ts
+/**
+ * Short excerpts of a command's output for error messages and verdicts: the lines that explain the failure,
+ * not whatever happened to be printed last. A Python traceback ends in the exception line
+ * (`sqlalchemy.exc.ProgrammingError: ... relation "userz" does not exist`), then SQLAlchemy adds the SQL and
+ * a "Background on this error at: https://sqlalche.me/..." line; the exception line is the one to keep.
+ */
+/** Lines that never explain anything on their own: SQLAlchemy's footer, blank lines. */
+const NOISE = [/^\s*\(Background on this error at: \S+\)\s*$/, /^\s*$/];
+/** An unindented exception line: `ValueError: x`, `sqlalchemy.exc.ProgrammingError: (...) ...`, `KeyError`. */
+const PYTHON_EXCEPTION = /^(?:[A-Za-z_][A-Za-z0-9_]*\.)*[A-Za-z_][A-Za-z0-9_]*(?:Error|Exception|Exit|Interrupt|Failure|Fault|Warning)(?::\s|$)/;
+/** Other tools' own error lines (psql, git, PHP's SQLSTATE, node). */
+const ERROR_LINE = /^(?:ERROR|FATAL|PANIC|Error|error|fatal|SQLSTATE\[[0-9A-Z]+\]):?\s/;
+const isNoise = (line) => NOISE.some(re => re.test(line));
+/** The index of the line that explains the failure: the last (Python) exception line, else the last error line. */
+function explainingIndex(lines) {
+    // after a traceback's start when it is there (an excerpt may have cut it off)
+    const traceback = lines.findIndex(l => l.includes('Traceback (most recent call last):'));
+    for (let i = lines.length - 1; i > traceback; i--)
+        if (PYTHON_EXCEPTION.test(lines[i] ?? ''))
+            return i;
+    for (let i = lines.length - 1; i >= 0; i--)
+        if (ERROR_LINE.test((lines[i] ?? '').trim()))
+            return i;
+    return undefined;
+}
+/**
+ * The last `n` lines of a command's output, without trailing noise; when the line that explains the failure
+ * is further up, it takes the first place, so that it is never cut off.
+ */
+function lastLines(text, n) {
+    const lines = text
+        .trim()
+        .split('\n')
+        .filter(l => !isNoise(l));
+    if (lines.length <= n)
+        return lines.join('\n');
+    const key = explainingIndex(lines);
+    if (key !== undefined && key < lines.length - n)
+        return [lines[key], ...lines.slice(lines.length - n + 1)].join('\n');
+    return lines.slice(-n).join('\n');
+}
+/**
+ * A multi-line error in one line for the verdict: its first line (what failed, where) and the line that
+ * explains it (the exception line of a traceback, a tool's `ERROR:` line), else its last meaningful line.
+ */
+function oneLine(message) {
+    const raw = message.split('\n').filter(l => !isNoise(l));
+    const lines = raw.map(l => l.trim());
+    const first = lines[0] ?? '';
+    if (lines.length < 2)
+        return first;
+    const key = explainingIndex(raw);
+    if (key === undefined || key === 0)
+        return `${first} … ${lines.at(-1)}`;
+    // the explaining line replaces the fragment of output that follows `(exit N):` on the first line
+    const head = first
+        .replace(/(\(exit \d+\)):\s.*$/, '$1')
+        .replace(/:\s*Traceback \(most recent call last\):$/, '');
+    return `${head} … ${lines[key]}`;
+}
+
 ;// CONCATENATED MODULE: ./src/pipeline/context.ts
+
 
 
 
@@ -38446,9 +38910,7 @@ async function runRaw(ctx, s, command, label, opts) {
     }
     return result;
 }
-function lastLines(text, n) {
-    return text.trim().split('\n').slice(-n).join('\n');
-}
+
 /** Runs `fn` on every host at once; the first error wins after all have finished. */
 async function onEveryHost(ctx, fn) {
     const results = await Promise.allSettled(ctx.sessions.map(fn));
@@ -38458,47 +38920,134 @@ async function onEveryHost(ctx, fn) {
     return results.map(r => r.value);
 }
 
+;// CONCATENATED MODULE: ./src/pipeline/lease.ts
+
+
+
+
+function startLease(ctx) {
+    const ttl = ctx.config.lock.ttl;
+    const every = Math.max(200, Math.floor(ttl / 3));
+    const controller = new AbortController();
+    const outer = ctx.signal;
+    const onOuter = () => controller.abort(outer.reason);
+    if (outer.aborted)
+        controller.abort(outer.reason);
+    else
+        outer.addEventListener('abort', onOuter, { once: true });
+    let lost;
+    let stopped = false;
+    let settled = false;
+    let busy = false;
+    /** The last time we know the lock was ours (taken or renewed), by the runner's monotonic clock. */
+    let lastOk;
+    let token;
+    const lose = (why) => {
+        if (lost || stopped)
+            return;
+        lost = why;
+        if (settled) {
+            ctx.log.warn(why);
+            return;
+        }
+        ctx.log.error(`${why}; stopping and undoing what this run changed`);
+        controller.abort(new Error(why));
+    };
+    const tick = async () => {
+        if (busy || stopped || lost)
+            return;
+        const owner = ctx.lock;
+        if (!owner || !ctx.sessions.length)
+            return;
+        if (owner.token !== token) {
+            // the lock was (re)taken since the last tick: the lease starts now
+            token = owner.token;
+            lastOk = performance.now();
+        }
+        busy = true;
+        try {
+            const p = context_primaryOf(ctx);
+            // a signal of its own: the renewal must not be cut by the abort it may cause, and must not hang
+            const r = await context_runOn({ ...ctx, signal: AbortSignal.timeout(Math.max(every, 5_000)) }, p, renewLock(p.layout, owner, Math.ceil(ttl / 1000)), { stage: 'lock', timeoutMs: Math.max(every, 5_000) });
+            if (stopped)
+                return;
+            const state = release_parseKeyValues(r.stdout).get('STATE')?.[0];
+            if (state === 'renewed') {
+                lastOk = performance.now();
+            }
+            else if (state === 'lost') {
+                lose(`the deploy lock was lost on ${p.host.name}: it was removed or taken by another run while this run held it`);
+            }
+            else {
+                ctx.log.warn(`could not renew the lock (state ${state ?? 'unknown'})`, p.host.name);
+            }
+        }
+        catch (e) {
+            if (!stopped)
+                ctx.log.warn(`could not renew the lock: ${errorMessage(e)}`);
+        }
+        finally {
+            busy = false;
+        }
+        if (!stopped && !lost && lastOk !== undefined && performance.now() - lastOk >= ttl) {
+            lose(`the deploy lock was lost: it could not be renewed for ${Math.round(ttl / 1000)} s (lock.ttl), so it may have expired and been taken over`);
+        }
+    };
+    const timer = setInterval(() => void tick(), every);
+    timer.unref?.();
+    return {
+        get lost() {
+            return lost;
+        },
+        signal: controller.signal,
+        settle() {
+            settled = true;
+        },
+        stop() {
+            stopped = true;
+            clearInterval(timer);
+            outer.removeEventListener('abort', onOuter);
+        }
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/pipeline/orchestrator.ts
 
 
 
-
 const seconds = (t0) => Math.round((performance.now() - t0) / 100) / 10;
-/** Keeps our lock from expiring during a long run; at most once a third of its ttl. */
-async function renewIfDue(ctx, state) {
-    if (!ctx.lock || Date.now() - state.last < ctx.config.lock.ttl / 3)
-        return;
-    state.last = Date.now();
-    try {
-        const p = context_primaryOf(ctx);
-        await context_runOn(ctx, p, renewLock(p.layout, ctx.lock, Math.ceil(ctx.config.lock.ttl / 1000)), {
-            stage: 'lock'
-        });
-    }
-    catch (e) {
-        ctx.log.warn(`could not renew the lock: ${errorMessage(e)}`);
-    }
-}
 /**
  * Runs stages in order. On a failure, undoes the failed stage and then every completed one, newest first.
  * This is the only place that decides what is undone.
  */
 async function runStages(ctx, stages, hooks = {}) {
+    // the stages run under the lock's lease: its signal is also aborted when the lock is lost
+    const outer = ctx.signal;
+    const lease = startLease(ctx);
+    ctx.signal = lease.signal;
+    try {
+        return await runUnderLease(ctx, stages, hooks, lease, outer);
+    }
+    finally {
+        lease.stop();
+        ctx.signal = outer;
+    }
+}
+async function runUnderLease(ctx, stages, hooks, lease, outer) {
+    const interrupted = () => lease.lost ?? 'interrupted';
     const records = [];
     const done = [];
-    const lockState = { last: Date.now() };
     let failed;
     for (const stage of stages) {
         if (ctx.signal.aborted) {
             failed = {
                 stage,
-                error: new StageError(stage.name, 'interrupted before this stage started'),
+                error: new StageError(stage.name, `${interrupted()} before this stage started`),
                 started: false
             };
             records.push({ name: stage.name, status: 'skipped', duration_s: 0 });
             break;
         }
-        await renewIfDue(ctx, lockState);
         ctx.log.setStage(stage.name);
         ctx.log.startGroup(stage.name);
         const t0 = performance.now();
@@ -38510,7 +39059,7 @@ async function runStages(ctx, stages, hooks = {}) {
         }
         catch (error) {
             const host = error instanceof StageError ? error.host : undefined;
-            const message = ctx.signal.aborted ? `interrupted: ${errorMessage(error)}` : errorMessage(error);
+            const message = ctx.signal.aborted ? `${interrupted()}: ${errorMessage(error)}` : errorMessage(error);
             records.push({ name: stage.name, status: 'failed', duration_s: seconds(t0), error: message, host });
             ctx.log.error(`FAILED: ${message}`, host);
             failed = { stage, error, started: true };
@@ -38527,19 +39076,26 @@ async function runStages(ctx, stages, hooks = {}) {
     const failure = {
         stage: failed.stage.name,
         host: err instanceof StageError ? err.host : undefined,
-        message: ctx.signal.aborted && !errorMessage(err).startsWith('interrupted')
-            ? `interrupted: ${errorMessage(err)}`
+        message: ctx.signal.aborted && !errorMessage(err).startsWith(interrupted())
+            ? `${interrupted()}: ${errorMessage(err)}`
             : errorMessage(err)
     };
     const newestFirst = [...(failed.started ? [failed.stage] : []), ...[...done].reverse()];
-    const toUndo = [...newestFirst.filter(s => s.undoFirst), ...newestFirst.filter(s => !s.undoFirst)];
-    const live = toUndo.some(s => s.changedLive?.());
+    const ordered = [...newestFirst.filter(s => s.undoFirst), ...newestFirst.filter(s => !s.undoFirst)];
+    const live = ordered.some(s => s.changedLive?.());
+    // only what has something to undo: a stage without undo matters only when it changed live state
+    const toUndo = ordered.filter(s => (s.undo ? s.needsUndo?.() !== false : s.changedLive?.()));
     let rollbackFailed;
     let undidLive = false;
-    // An interrupted run still cleans up: the undo steps get their own signal.
-    const undoCtx = ctx.signal.aborted ? { ...ctx, signal: new AbortController().signal } : ctx;
+    // An interrupted run (or one that lost its lock) still cleans up: the undo steps get their own signal.
+    lease.settle();
+    ctx.signal = ctx.signal.aborted ? new AbortController().signal : outer;
+    const undoCtx = ctx;
+    // no `== rollback` header with nothing under it (a failed preflight has nothing to undo)
+    const grouped = toUndo.some(s => s.undo);
     undoCtx.log.setStage('rollback');
-    undoCtx.log.startGroup('rollback');
+    if (grouped)
+        undoCtx.log.startGroup('rollback');
     for (const stage of toUndo) {
         const t0 = performance.now();
         if (!stage.undo) {
@@ -38576,7 +39132,8 @@ async function runStages(ctx, stages, hooks = {}) {
             undoCtx.log.error(rollbackFailed, e instanceof StageError ? e.host : undefined);
         }
     }
-    undoCtx.log.endGroup();
+    if (grouped)
+        undoCtx.log.endGroup();
     const exitCode = rollbackFailed ? ExitCode.rollbackFailed : live ? ExitCode.rolledBack : failedExit(err);
     return { records, failure, rolledBack: undidLive && !rollbackFailed, rollbackFailed, exitCode };
 }
@@ -38836,6 +39393,7 @@ function hasChecks(ctx) {
 
 
 
+
 const MIN_FREE_KB = 50 * 1024;
 const LOW_FREE_KB = 500 * 1024;
 function describeOwner(json) {
@@ -38885,6 +39443,9 @@ function preflightStage(opts) {
                 const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '');
                 s.current = current || undefined;
                 s.releases = (kv.get('RELEASE') ?? []).sort();
+                s.complete = kv.get('COMPLETE') ?? [];
+                if (opts.deploying)
+                    await removeUnfinished(ctx, s);
                 const free = Number(kv.get('FREE_KB')?.[0]);
                 if (Number.isFinite(free) && opts.deploying) {
                     if (free < MIN_FREE_KB) {
@@ -38898,6 +39459,22 @@ function preflightStage(opts) {
             opts.inspected?.(ctx);
         }
     };
+}
+/**
+ * Removes releases a killed deploy left half-made (no completion marker, not current, never served per this
+ * host's history), so that nothing can switch to them. Runs under the lock, before the new upload.
+ */
+async function removeUnfinished(ctx, s) {
+    const unmarked = s.releases.filter(r => r !== s.current && !s.complete?.includes(r));
+    if (!unmarked.length)
+        return;
+    const history = parseHistory((await context_runOn(ctx, s, readHistory(s.layout), { stage: 'preflight' })).stdout);
+    const unfinished = unfinishedReleases(s.releases, s.complete ?? [], s.current, history);
+    if (!unfinished.length)
+        return;
+    await context_runOn(ctx, s, removeReleases(s.layout, unfinished), { stage: 'preflight' });
+    s.releases = s.releases.filter(r => !unfinished.includes(r));
+    ctx.log.warn(`removed ${unfinished.length} unfinished release(s) left by an interrupted deploy (its build never completed): ${unfinished.join(', ')}`, s.host.name);
 }
 async function takeLock(ctx, command) {
     const primary = context_primaryOf(ctx);
@@ -38942,7 +39519,7 @@ function testStage() {
             const err = ctx.log.lineWriter('runner');
             let code;
             try {
-                const r = await local.exec(`cd ${JSON.stringify(ctx.loaded.sourceDir)} && ${command}`, {
+                const r = await local.exec(`cd ${sh(ctx.loaded.sourceDir)} && ${command}`, {
                     signal: ctx.signal,
                     onStdout: out.push,
                     onStderr: err.push,
@@ -38984,6 +39561,7 @@ function deployStage(rel) {
     const created = new Set();
     return {
         name: 'deploy',
+        needsUndo: () => created.size > 0,
         async run(ctx) {
             const release = rel();
             const pack = await packSource(ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal);
@@ -39008,6 +39586,8 @@ function deployStage(rel) {
                     const build = ctx.config.stages.build;
                     if (build)
                         await context_runOn(ctx, s, inRelease(s.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')), { stage: 'deploy' });
+                    // only now is the release complete: a run killed before this line left a half-made release
+                    await context_runOn(ctx, s, markComplete(s.layout, release), { stage: 'deploy' });
                 });
             }
             finally {
@@ -39029,7 +39609,7 @@ function deployStage(rel) {
         }
     };
 }
-/** Runs the checks again against the release that serves again after a rollback. */
+/** Runs the checks again, once, against the release that serves again after a rollback (the switch's undo). */
 async function verifyRestored(ctx, hosts, stage) {
     const back = hosts.filter(s => s.current);
     if (!back.length || !hasChecks(ctx))
@@ -39037,12 +39617,17 @@ async function verifyRestored(ctx, hosts, stage) {
     await Promise.all(back.map(s => verifyHost(ctx, s, s.current, stage)));
     ctx.log.info(`previous release verified healthy on ${back.map(s => s.host.name).join(', ')}`);
 }
-/** The switch (see src/pipeline/switch.ts for the strategies) on every host. Undo puts the previous release back. */
+/**
+ * The switch (see src/pipeline/switch.ts for the strategies) on every host. Undo puts back the release that
+ * served before (`s.current`: the previous release of a deploy, the release a manual rollback left),
+ * restarts it and verifies it once.
+ */
 function switchStage(rel, strategy) {
     const attempted = new Set();
     return {
         name: 'switch',
         changedLive: () => [...attempted].some(s => strategy().wentLive(s)),
+        needsUndo: () => attempted.size > 0,
         async run(ctx) {
             const release = rel();
             await onEveryHost(ctx, async (s) => {
@@ -40213,14 +40798,42 @@ function backupScript(input) {
     const files = arts.map(a => a.artifact.file);
     const meta = metaFile(name);
     const manifest = manifestFile(name);
-    const published = [...files, meta, manifest];
-    lines.push(`printf '%s\\n' ${sh(JSON.stringify(input.meta))} >"$w/${meta}" || ${fail(sh(`cannot write ${meta}`))}`, `(cd "$w" && sha256sum -- ${files.map(sh).join(' ')} >${sh(manifest)}) || ${fail(sh(`cannot write ${manifest}`))}`, `chmod 600 ${published.map(f => `"$w/${f}"`).join(' ')} || ${fail("'chmod 600 failed'")}`, `sync -- ${published.map(f => `"$w/${f}"`).join(' ')} 2>/dev/null || true`, ...published.map(f => `mv -f "$w/${f}" "$dir/${f}" || ${fail(sh(`cannot move ${f} into place`))}`), `for f in ${published.map(sh).join(' ')}; do printf 'FILE=%s %s\\n' "$(stat -c %s "$dir/$f")" "$f"; done`, 'echo DONE=1');
+    const keep = keepFile(name);
+    const published = [...files, meta, ...(input.keep ? [keep] : []), manifest];
+    lines.push(`printf '%s\\n' ${sh(JSON.stringify(input.meta))} >"$w/${meta}" || ${fail(sh(`cannot write ${meta}`))}`, ...(input.keep
+        ? [`printf '%s\\n' ${sh(input.keep)} >"$w/${keep}" || ${fail(sh(`cannot write ${keep}`))}`]
+        : []), `(cd "$w" && sha256sum -- ${files.map(sh).join(' ')} >${sh(manifest)}) || ${fail(sh(`cannot write ${manifest}`))}`, `chmod 600 ${published.map(f => `"$w/${f}"`).join(' ')} || ${fail("'chmod 600 failed'")}`, `sync -- ${published.map(f => `"$w/${f}"`).join(' ')} 2>/dev/null || true`, 
+    // with backup.sign_key the runner signs these exact bytes (the key never comes here)
+    ...(plan.signKey
+        ? [hexLine('SIGN_MANIFEST', `"$w/${manifest}"`), hexLine('SIGN_META', `"$w/${meta}"`)]
+        : []), ...published.map(f => `mv -f "$w/${f}" "$dir/${f}" || ${fail(sh(`cannot move ${f} into place`))}`), `for f in ${published.map(sh).join(' ')}; do printf 'FILE=%s %s\\n' "$(stat -c %s "$dir/$f")" "$f"; done`, 'echo DONE=1');
     return {
         label: `back up to ${plan.dir}/${name}`,
         script: script(...lines),
         env: secretEnv(plan, plan.targets, decryptCheck),
         steps: ids.labels,
         artifacts: arts.map(a => a.artifact)
+    };
+}
+/** `KEY=<the file's bytes in hex>`, by od (POSIX) rather than base64 (not everywhere). */
+const hexLine = (key, file) => `printf '${key}=%s\\n' "$(od -An -v -tx1 ${file} | tr -d ' \\n')"`;
+/**
+ * For the signature check (`backup.sign_key`): prints the manifest and meta file as hex
+ * (SIGN_MANIFEST=, SIGN_META=) and the first line of NAME.sig (SIG=), each when it exists.
+ */
+function readSignedScript(plan, name) {
+    const [manifest, meta, sig] = [sh(manifestFile(name)), sh(metaFile(name)), sh(signatureFile(name))];
+    return {
+        label: `read the signature of backup ${name}`,
+        script: script(`cd ${sh(plan.dir)} 2>/dev/null || ${fail(sh(`the backup directory ${plan.dir} does not exist`))}`, `[ -f ${manifest} ] || ${fail(sh(`${manifestFile(name)} is missing: the backup is incomplete`))}`, hexLine('SIGN_MANIFEST', manifest), `[ -f ${meta} ] && ${hexLine('SIGN_META', meta)}`, `[ -f ${sig} ] && printf 'SIG=%s\\n' "$(head -n 1 ${sig})"`, 'true')
+    };
+}
+/** Writes NAME.sig (not a secret: an HMAC) next to a published backup. */
+function writeSignatureScript(plan, name, line) {
+    const sig = signatureFile(name);
+    return {
+        label: `sign backup ${name}`,
+        script: script('umask 077', `cd ${sh(plan.dir)} || exit 1`, `printf '%s\\n' ${sh(line)} >${sh(`.${sig}.tmp`)} || ${fail(sh(`cannot write ${sig}`))}`, `mv -f -- ${sh(`.${sig}.tmp`)} ${sh(sig)} || ${fail(sh(`cannot move ${sig} into place`))}`, 'echo SIGNED=1')
     };
 }
 /** Which configured database an artifact belongs to: its label, or the only database of that engine. */
@@ -40238,11 +40851,12 @@ function targetFor(plan, a) {
  * encrypted artifact is checked by manifest and age header only, and the script says so (UNCHECKED=).
  * Prints MANIFEST= lines (the manifest), OK=/UNCHECKED= per artifact and TABLE= lines.
  */
-function verifyScript(plan, name, artifacts) {
+function verifyScript(plan, name, artifacts, opts = {}) {
     const ids = new StepIds();
     const identity = plan.hasIdentity && artifacts.some(a => a.encrypted);
     const targets = artifacts.map(a => targetFor(plan, a)).filter((t) => !!t);
     const manifest = manifestFile(name);
+    const m = opts.manifestSha256 ? '"$t/manifest"' : sh(manifest);
     const lines = [
         'set -u',
         'umask 077',
@@ -40253,8 +40867,15 @@ function verifyScript(plan, name, artifacts) {
         ...WORK_DIRS(`"$dir/.verify.${plan.app}.XXXXXX"`),
         ...SD_OK,
         ...(identity ? WRITE_IDENTITY : []),
-        `sed 's/^/MANIFEST=/' ${sh(manifest)}`,
-        `if ! sha256sum -c --strict ${sh(manifest)} >"$t/sum" 2>&1; then`,
+        // a signed manifest: check a private copy that is the one whose signature the runner checked
+        ...(opts.manifestSha256
+            ? [
+                `cp -- ${sh(manifest)} "$t/manifest" || ${fail(sh(`cannot copy ${manifest}`))}`,
+                `[ "$(sha256sum <"$t/manifest" | cut -c1-64)" = ${sh(opts.manifestSha256)} ] || ${fail(sh(`${manifest} changed after its signature was checked`))}`
+            ]
+            : []),
+        `sed 's/^/MANIFEST=/' ${m}`,
+        `if ! sha256sum -c --strict ${m} >"$t/sum" 2>&1; then`,
         `  grep -v ': OK$' "$t/sum" | head -n 20 | sed 's/^/SUM=/'`,
         `  ${fail(sh(`the files do not match their checksums in ${manifest}`))}`,
         'fi'
@@ -40353,13 +40974,15 @@ function restoreScript(plan, layoutMeta, a, target, tools) {
 }
 /**
  * What the host has: for each target its tools (T<i>_TOOL, T<i>_MISSING), the server's version and the
- * database size (T<i>_SERVER) or the error connecting (T<i>_ERROR); host tools the backup needs
+ * database size (T<i>_SERVER) or the error connecting (T<i>_ERROR), or T<i>_NODIR when a compose
+ * service's project dir is not there (no release yet); host tools the backup needs
  * (MISSING=); free space where the backups go (FREE_KB=).
  */
 function probeScript(plan, opts) {
-    const lines = ['t=${TMPDIR:-/tmp}', ...captureSecrets(plan, plan.targets, false)];
+    const all = ['t=${TMPDIR:-/tmp}', ...captureSecrets(plan, plan.targets, false)];
     for (const t of plan.targets) {
         const p = `T${t.index}_`;
+        const lines = [];
         const version = (tool) => `v=$(${runIn(t, [], `${tool} --version`)} 2>&1) && printf '${p}TOOL=%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | head -n 1)" || printf '${p}MISSING=%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | tail -n 1)"`;
         if (t.container)
             lines.push(`command -v docker >/dev/null 2>&1 || echo ${p}NODOCKER=1`);
@@ -40376,7 +40999,13 @@ function probeScript(plan, opts) {
         else {
             lines.push(version('sqlite3'), server(sqliteSize(t, 't')));
         }
+        // `cd <compose dir>` failing (no release yet) is said as such, not as every tool missing
+        if (t.container)
+            all.push(`if [ -d ${sh(t.container.dir)} ]; then`, ...lines, `else echo ${p}NODIR=1; fi`);
+        else
+            all.push(...lines);
     }
+    const lines = all;
     lines.push(...opts.needs.map(x => `command -v ${sh(x)} >/dev/null 2>&1 || echo MISSING=${sh(x)}`), `d=${sh(plan.dir)}`, 'while [ ! -d "$d" ]; do d=$(dirname "$d"); done', `printf 'FREE_KB=%s\\n' "$(df -Pk "$d" | awk 'NR==2 {print $4}')"`, 'true');
     return {
         label: 'check backup tools and databases',
@@ -40392,6 +41021,19 @@ function listScript(plan) {
         script: script(`dir=${sh(plan.dir)}`, '[ -d "$dir" ] || { echo NODIR=1; exit 0; }', 'cd "$dir" || exit 1', `for f in ${app}_*; do [ -f "$f" ] && printf 'FILE=%s %s\\n' "$(stat -c %s -- "$f")" "$f"; done`, `for f in .partial.${app}_* .verify.${app}.*; do [ -e "$f" ] && printf 'TEMP=%s %s\\n' "$(stat -c %Y -- "$f")" "$f"; done`, `for f in ${app}_*.meta.json; do [ -f "$f" ] && printf 'META=%s\\n' "$(tr -d '\\n' <"$f")"; done`, `printf 'FREE_KB=%s\\n' "$(df -Pk . | awk 'NR==2 {print $4}')"`, 'printf \'NOW=%s\\n\' "$(date -u +%s)"', 'true')
     };
 }
+/**
+ * Marks a published backup as kept out of retention (writes NAME.keep with `why`), or takes the mark
+ * away (`why` undefined). Prints KEPT=1 or KEPT=0.
+ */
+function keepScript(plan, name, why) {
+    const keep = sh(keepFile(name));
+    return {
+        label: `${why === undefined ? 'unprotect' : 'protect'} backup ${name}`,
+        script: script('umask 077', `cd ${sh(plan.dir)} 2>/dev/null || ${fail(sh(`the backup directory ${plan.dir} does not exist`))}`, `[ -f ${sh(manifestFile(name))} ] || ${fail(sh(`backup ${name} does not exist (no ${manifestFile(name)})`))}`, why === undefined
+            ? `rm -f -- ${keep} || exit 1; echo KEPT=0`
+            : `printf '%s\\n' ${sh(why)} >${keep} || ${fail(sh(`cannot write ${keepFile(name)}`))}; echo KEPT=1`)
+    };
+}
 /** Deletes the named files and leftover temp dirs in the backup dir (names checked by the caller). */
 function pruneScript(plan, files, temps) {
     return {
@@ -40404,7 +41046,49 @@ function catCommand(plan, file) {
     return `cat ${sh(`${plan.dir}/${file}`)}`;
 }
 
+;// CONCATENATED MODULE: ./src/backup/sign.ts
+
+/**
+ * The optional manifest signature (`backup.sign_key`). A backup's `.sha256` manifest proves integrity:
+ * the files are the bytes the manifest lists. It does not prove who made them: anyone who can write the
+ * backup dir can write an archive and a matching manifest. With a key, NAME.sig holds
+ *
+ *   HMAC-SHA256(key, "safe-deploy-backup-v1\n" NAME "\n" sha256(NAME.sha256) "\n" sha256(NAME.meta.json) "\n")
+ *
+ * (hashes in lower-case hex), computed on the runner over the bytes the host sent back, so the key never
+ * leaves the runner: it is on no command line, in no script and in no environment on the host.
+ */
+const SIGNATURE_VERSION = 'safe-deploy-backup-v1';
+const sha256 = (b) => (0,external_node_crypto_namespaceObject.createHash)('sha256').update(b).digest('hex');
+/** The signed message: the name and the hashes of the manifest and meta file. */
+function signedMessage(name, manifest, meta) {
+    return `${SIGNATURE_VERSION}\n${name}\n${sha256(manifest)}\n${sha256(meta)}\n`;
+}
+/** The HMAC in hex. */
+function signature(key, name, manifest, meta) {
+    return (0,external_node_crypto_namespaceObject.createHmac)('sha256', key)
+        .update(signedMessage(name, manifest, meta))
+        .digest('hex');
+}
+/** The content of NAME.sig: one line, `safe-deploy-backup-v1 hmac-sha256 <hex>`. */
+function signatureLine(key, name, manifest, meta) {
+    return `${SIGNATURE_VERSION} hmac-sha256 ${signature(key, name, manifest, meta)}`;
+}
+/** Whether `line` (NAME.sig's first line) is the right signature; compared in constant time. */
+function signatureMatches(key, name, manifest, meta, line) {
+    const want = Buffer.from(signatureLine(key, name, manifest, meta));
+    const got = Buffer.from(line.trim());
+    return got.length === want.length && (0,external_node_crypto_namespaceObject.timingSafeEqual)(got, want);
+}
+/** `od -An -v -tx1` output (hex bytes, spaces and line breaks removed by the script) to bytes. */
+function fromHex(hex) {
+    if (hex === undefined || !/^(?:[0-9a-f]{2})*$/.test(hex))
+        return undefined;
+    return Buffer.from(hex, 'hex');
+}
+
 ;// CONCATENATED MODULE: ./src/backup/ops.ts
+
 
 
 
@@ -40433,23 +41117,6 @@ function planFor(ctx, s, stage) {
     if (!b)
         throw new StageError(stage, 'backups are not configured: add a backup: section to the config (see docs/backups.md)', undefined, ExitCode.badInput);
     return resolvePlan(ctx.config.app, b, s.layout, ctx.config.env);
-}
-/** Keeps the deploy lock alive while a long command runs (the orchestrator renews only between stages). */
-async function withLockRenewal(ctx, fn) {
-    const owner = ctx.lock;
-    if (!owner)
-        return fn();
-    const ttl = ctx.config.lock.ttl;
-    const timer = setInterval(() => {
-        const p = context_primaryOf(ctx);
-        context_runOn(ctx, p, renewLock(p.layout, owner, Math.ceil(ttl / 1000)), { stage: 'lock' }).catch(e => ctx.log.warn(`could not renew the lock: ${errorMessage(e)}`));
-    }, ttl / 3);
-    try {
-        return await fn();
-    }
-    finally {
-        clearInterval(timer);
-    }
 }
 /** Reads RC=/ERR=/FAIL= lines: the step that failed first (a SIGPIPE, 141, only when nothing else failed). */
 function describeFailure(cmd, stdout, stderr, code) {
@@ -40512,7 +41179,8 @@ function neededTools(plan) {
         ...(plan.targets.some(t => t.compress === 'gzip') || plan.files.length ? ['gzip'] : []),
         ...(plan.targets.some(t => t.compress === 'zstd') ? ['zstd'] : []),
         ...(plan.files.length ? ['tar'] : []),
-        ...(plan.recipients.length ? ['age', 'mkfifo', 'tee'] : [])
+        ...(plan.recipients.length ? ['age', 'mkfifo', 'tee'] : []),
+        ...(plan.signKey ? ['od'] : [])
     ];
 }
 /** For `plan`: the scripts a deploy's backup stage sends to the primary (the default client names). */
@@ -40520,6 +41188,17 @@ function backupPlanCommands(ctx, layout) {
     const b = backupConfigOf(ctx.config);
     if (!b)
         return [];
+    const waiting = unresolvedDatabases(ctx.loaded.unresolved);
+    if (waiting.size) {
+        // `plan` runs without the database's variables; a deploy would refuse to start without them
+        const list = [...waiting.values()].flat();
+        return [
+            {
+                label: `backup (not shown: ${list.map(u => `${u.key} needs ${u.variable}, which is not set`).join('; ')}; deploy refuses to start without it)`,
+                script: ':'
+            }
+        ];
+    }
     const plan = resolvePlan(ctx.config.app, b, layout, ctx.config.env);
     const name = newBackupName(plan.app, new Date());
     return [
@@ -40538,13 +41217,24 @@ async function probeHost(ctx, s, plan, opts) {
     if (Number.isFinite(free))
         out.freeKb = free;
     for (const x of kv.get('MISSING') ?? []) {
-        const pkg = { sha256sum: 'coreutils', mkfifo: 'coreutils', tee: 'coreutils' }[x] ?? x;
+        const pkg = { sha256sum: 'coreutils', mkfifo: 'coreutils', tee: 'coreutils', od: 'coreutils' }[x] ?? x;
         out.problems.push({ message: `${x} not found on ${host}: install ${pkg}` });
     }
     for (const t of plan.targets) {
         const p = `T${t.index}_`;
         const what = describeTarget(t);
         const where = t.container ? `in compose service ${t.container.service} on ${host}` : `on ${host}`;
+        if (t.container && kv.get(`${p}NODIR`)) {
+            const dir = t.container.dir;
+            const key = `backup.databases[${t.index}].compose_dir`;
+            out.problems.push({
+                target: t,
+                message: dir === `${plan.root}/current`
+                    ? `no current release on ${host} yet: ${dir}, the compose file dir of compose service ${t.container.service} (${key} defaults to the current release), does not exist, so the ${what} cannot be reached; deploy once without this database in backup.databases (or with backup: false), or set ${key} to where the compose project is`
+                    : `the compose file dir ${dir} (${key}) of compose service ${t.container.service} does not exist on ${host}, so the ${what} cannot be reached`
+            });
+            continue;
+        }
         if (kv.get(`${p}NODOCKER`)) {
             out.problems.push({ target: t, message: `docker not found on ${host}, needed for the ${what}` });
             continue;
@@ -40667,8 +41357,9 @@ async function takeBackup(ctx, s, opts) {
             tools: Object.fromEntries(Object.entries(probe.tools).map(([i, tl]) => [`db${i}`, `${tl.dump}, ${tl.client}`])),
             safe_deploy: package_namespaceObject.rE
         };
-        const cmd = backupScript({ plan, name, tools: probe.tools, meta });
-        const r = await withLockRenewal(ctx, () => context_runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) }));
+        const keep = opts.keep ? `kept by ${meta.by} at ${meta.created} (backup --keep)` : undefined;
+        const cmd = backupScript({ plan, name, tools: probe.tools, meta, keep });
+        const r = await context_runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) });
         if (r.code === 17)
             continue;
         if (r.code !== 0 || !kvLines(r.stdout).get('DONE')) {
@@ -40680,6 +41371,8 @@ async function takeBackup(ctx, s, opts) {
             const [bytes, file] = [l.slice(0, l.indexOf(' ')), l.slice(l.indexOf(' ') + 1)];
             return { file, bytes: Number(bytes) };
         });
+        if (plan.signKey)
+            files.push(await signBackup(ctx, s, plan, name, r.stdout, opts.stage));
         const main = cmd.artifacts[0]?.file ?? manifestFile(name);
         const result = {
             name,
@@ -40697,10 +41390,57 @@ async function takeBackup(ctx, s, opts) {
             stream: 'verified before encryption',
             decrypted: 'verified, decrypted'
         }[verified];
-        ctx.log.info(`Backup created: ${cmd.artifacts.map(a => `${a.file} (${mib(files.find(f => f.file === a.file)?.bytes ?? 0)})`).join(', ')}; ${how}; in ${plan.dir} (${result.durationS} s)`, s.host.name);
+        ctx.log.info(`Backup created: ${cmd.artifacts.map(a => `${a.file} (${mib(files.find(f => f.file === a.file)?.bytes ?? 0)})`).join(', ')}; ${how}; in ${plan.dir} (${result.durationS} s)${keep ? `; protected from retention (${keepFile(name)}; undo with \`safe-deploy backups unprotect ${name}\`)` : ''}`, s.host.name);
         return result;
     }
     throw new StageError(opts.stage, `could not find a free backup name in ${plan.dir}`, s.host.name);
+}
+/**
+ * Writes NAME.sig for a backup just published, from the manifest and meta bytes its script printed. A
+ * failure here leaves a whole but unsigned backup, which verify and restore refuse while sign_key is set.
+ */
+async function signBackup(ctx, s, plan, name, stdout, stage) {
+    const kv = kvLines(stdout);
+    const manifest = fromHex(kv.get('SIGN_MANIFEST')?.[0]);
+    const meta = fromHex(kv.get('SIGN_META')?.[0]);
+    const sig = signatureFile(name);
+    if (!manifest || !meta)
+        throw new StageError(stage, `backup ${name} on ${s.host.name} was published but not signed: the host did not send back its manifest`, s.host.name);
+    const line = signatureLine(plan.signKey, name, manifest, meta);
+    const r = await context_runOn(ctx, s, writeSignatureScript(plan, name, line), { stage, allowFail: true });
+    if (r.code !== 0 || !kvLines(r.stdout).get('SIGNED'))
+        throw new StageError(stage, `backup ${name} on ${s.host.name} was published but ${sig} could not be written (${kvLines(r.stdout).get('FAIL')?.[0] ?? `exit ${r.code}`}); verify and restore refuse it while backup.sign_key is set`, s.host.name);
+    ctx.log.info(`signed backup ${name} (${sig}, HMAC-SHA256 of its manifest and meta)`, s.host.name);
+    return { file: sig, bytes: line.length + 1 };
+}
+/**
+ * With backup.sign_key: checks NAME.sig against the manifest and meta as they are now. Returns the
+ * manifest's sha256 (the verify script checks its copy is that one) and the signed meta.
+ */
+async function checkSignature(ctx, s, plan, name, stage) {
+    const r = await context_runOn(ctx, s, readSignedScript(plan, name), { stage, allowFail: true });
+    const kv = kvLines(r.stdout);
+    const manifest = fromHex(kv.get('SIGN_MANIFEST')?.[0]);
+    if (r.code !== 0 || !manifest)
+        throw new StageError(stage, `backup ${name} on ${s.host.name}: ${kv.get('FAIL')?.[0] ?? `cannot read ${manifestFile(name)} (exit ${r.code})`}`, s.host.name);
+    const meta = fromHex(kv.get('SIGN_META')?.[0]);
+    const sig = kv.get('SIG')?.[0];
+    const refuse = (why) => new StageError(stage, `backup ${name} on ${s.host.name} is refused: ${why}. backup.sign_key is set, so only backups signed with that key are verified or restored (docs/backups.md, "Who can forge a backup")`, s.host.name);
+    if (sig === undefined)
+        throw refuse(`it has no signature (${signatureFile(name)}): it was made without backup.sign_key, or the signature was removed`);
+    if (!meta)
+        throw refuse(`${metaFile(name)} is missing, and the signature covers it`);
+    if (!signatureMatches(plan.signKey, name, manifest, meta, sig))
+        throw refuse(`its signature (${signatureFile(name)}) does not match its manifest and meta: the backup was changed or forged after it was made, or signed with another key`);
+    let parsed;
+    try {
+        parsed = JSON.parse(meta.toString('utf8'));
+    }
+    catch {
+        parsed = undefined;
+    }
+    ctx.log.info(`signature of backup ${name} checked (${signatureFile(name)})`, s.host.name);
+    return { manifestSha256: (0,external_node_crypto_namespaceObject.createHash)('sha256').update(manifest).digest('hex'), meta: parsed };
 }
 /** Reads the backup dir: every backup of this app, newest last. */
 async function listBackups(ctx, s, plan, stage) {
@@ -40719,13 +41459,19 @@ async function listBackups(ctx, s, plan, stage) {
             files: [],
             bytes: 0,
             complete: false,
-            encrypted: false
+            encrypted: false,
+            protected: false,
+            hasSignature: false
         };
         const artifact = parseArtifactFile(stem, file);
         info.files.push({ file, bytes, artifact });
         info.bytes += bytes;
         if (file === manifestFile(stem))
             info.complete = true;
+        if (file === keepFile(stem))
+            info.protected = true;
+        if (file === signatureFile(stem))
+            info.hasSignature = true;
         if (artifact?.encrypted)
             info.encrypted = true;
         byName.set(stem, info);
@@ -40776,8 +41522,9 @@ async function verifyBackup(ctx, s, plan, info, stage) {
     const artifacts = info.files.flatMap(f => (f.artifact ? [f.artifact] : []));
     if (!artifacts.length)
         throw new StageError(stage, `backup ${info.name} has no database dump or files archive`, s.host.name);
-    const cmd = verifyScript(plan, info.name, artifacts);
-    const r = await withLockRenewal(ctx, () => context_runOn(ctx, s, cmd, { stage, allowFail: true, timeoutMs: longTimeout(ctx) }));
+    const signed = plan.signKey ? await checkSignature(ctx, s, plan, info.name, stage) : undefined;
+    const cmd = verifyScript(plan, info.name, artifacts, { manifestSha256: signed?.manifestSha256 });
+    const r = await context_runOn(ctx, s, cmd, { stage, allowFail: true, timeoutMs: longTimeout(ctx) });
     const kv = kvLines(r.stdout);
     if (r.code !== 0 || !kv.get('DONE'))
         throw new StageError(stage, `backup ${info.name} failed verification on ${s.host.name}: ${describeFailure(cmd, r.stdout, r.stderr, r.code)}`, s.host.name);
@@ -40795,7 +41542,8 @@ async function verifyBackup(ctx, s, plan, info, stage) {
         name: info.name,
         checked: kv.get('OK') ?? [],
         unchecked: kv.get('UNCHECKED') ?? [],
-        tables
+        tables,
+        ...(signed ? { signed: { meta: signed.meta } } : {})
     };
 }
 /**
@@ -40825,14 +41573,15 @@ async function restoreArtifacts(ctx, s, plan, info, verified, opts) {
     for (const a of artifacts) {
         const t = targetFor(plan, a);
         // the paths this archive was made of (its meta file), rather than what the config lists today
-        const archived = info.meta?.files;
+        // (with sign_key, only the meta file the signature covers)
+        const archived = plan.signKey ? verified.signed?.meta?.files : info.meta?.files;
         const paths = Array.isArray(archived) && archived.every(p => typeof p === 'string' && isRelativeSafe(p))
             ? archived
             : plan.files;
         const cmd = restoreScript({ ...plan, files: paths }, s.layout.meta, a, t, t ? probe?.tools[t.index] : undefined);
         opts.onChange?.();
         ctx.log.info(`restoring ${a.file}${t ? ` into the ${describeTarget(t)}` : ` into ${plan.root}`}`, s.host.name);
-        const r = await withLockRenewal(ctx, () => context_runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) }));
+        const r = await context_runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) });
         const kv = kvLines(r.stdout);
         if (r.code !== 0 || !kv.get('RESTORED'))
             throw new RestoreError(opts.stage, `restore of ${a.file} failed on ${s.host.name}: ${describeFailure(cmd, r.stdout, r.stderr, r.code)}`, s.host.name, restored, a);
@@ -40881,9 +41630,7 @@ async function restoreBackup(ctx, s, name, opts) {
     if (verified.unchecked.length)
         throw new StageError(opts.stage, `backup ${name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`, s.host.name, ExitCode.badInput);
     ctx.log.info(`backup ${name} verified (${verified.checked.join(', ')})`, s.host.name);
-    const safety = opts.safetyBackup === false
-        ? undefined
-        : await takeBackup(ctx, s, { stage: opts.stage, reason: `before restore of ${name}` });
+    const safety = opts.safetyBackup === false ? undefined : await takeSafetyBackup(ctx, s, opts.stage, `restore of ${name}`);
     try {
         return { ...(await restoreArtifacts(ctx, s, plan, info, verified, opts)), verified, safety };
     }
@@ -40899,6 +41646,15 @@ async function restoreBackup(ctx, s, name, opts) {
         }
         throw new StageError(opts.stage, `${e.message}. The safety backup ${safety.name} was restored: the data is as it was before`, s.host.name, ExitCode.rolledBack);
     }
+}
+/**
+ * A safety backup of the current state before a step that changes the data (`restore`, a rollback's `down`):
+ * a verified backup like any other (takeBackup), its reason `before <what>`, named in the log.
+ */
+async function takeSafetyBackup(ctx, s, stage, what) {
+    const safety = await takeBackup(ctx, s, { stage, reason: `before ${what}` });
+    ctx.log.info(`safety backup ${safety.name} taken before ${what}`, s.host.name);
+    return safety;
 }
 /** Restores a safety backup taken moments ago (verified first; no new safety backup). */
 async function restoreSafety(ctx, s, plan, name, stage, only) {
@@ -40924,14 +41680,15 @@ async function pruneBackups(ctx, s, plan, opts) {
     const history = parseHistory((await context_runOn(ctx, s, readHistory(s.layout), { stage: opts.stage })).stdout);
     const releases = release_parseKeyValues((await context_runOn(ctx, s, listReleases(s.layout), { stage: opts.stage })).stdout);
     const kept = releases.get('RELEASE') ?? [];
-    const protect = [...protectedBackups(history, kept), ...(opts.protect ?? [])];
+    const marked = listing.backups.filter(b => b.protected).map(b => b.name);
+    const protect = [...protectedBackups(history, kept), ...marked, ...(opts.protect ?? [])];
     const complete = listing.backups.filter(b => b.complete);
     const sel = selectRetention(complete.map(b => b.name), plan.config.retention, protect);
     const pruneNames = new Set(sel.prune);
     const files = complete.filter(b => pruneNames.has(b.name)).flatMap(b => b.files.map(f => f.file));
     // incomplete sets older than the newest complete backup are leftovers of runs that died mid-publish
     const newest = complete.at(-1)?.created.getTime() ?? 0;
-    const broken = listing.backups.filter(b => !b.complete && b.created.getTime() < newest);
+    const broken = listing.backups.filter(b => !b.complete && !b.protected && b.created.getTime() < newest);
     files.push(...broken.flatMap(b => b.files.map(f => f.file)));
     // a verify (which takes no lock) may be using its temp dir right now: only day-old leftovers go
     const now = listing.now ?? Date.now() / 1000;
@@ -40967,7 +41724,8 @@ async function downloadBackup(ctx, s, plan, info, toDir, stage) {
             sums.set(m[2], m[1]);
     }
     const out = [];
-    const wanted = info.files.map(f => f.file).filter(f => f !== manifestName);
+    // the .keep marker is a setting of the backup on this host, not part of it
+    const wanted = info.files.map(f => f.file).filter(f => f !== manifestName && f !== keepFile(info.name));
     for (const file of wanted) {
         const dest = (0,external_node_path_namespaceObject.join)(toDir, file);
         const partial = `${dest}.partial`;
@@ -41001,7 +41759,7 @@ async function downloadBackup(ctx, s, plan, info, toDir, stage) {
                 ? `download of ${file} from ${s.host.name} failed (exit ${code})`
                 : `download of ${file} from ${s.host.name}: sha256 ${got} does not match the manifest (${want}); the copy was removed`, s.host.name);
         }
-        if (!want && file !== metaFile(info.name)) {
+        if (!want && file !== metaFile(info.name) && file !== signatureFile(info.name)) {
             (0,external_node_fs_namespaceObject.rmSync)(partial, { force: true });
             throw new StageError(stage, `${file} is not in ${manifestName}; not downloaded`, s.host.name);
         }
@@ -41015,24 +41773,50 @@ async function downloadBackup(ctx, s, plan, info, toDir, stage) {
     ctx.log.info(`downloaded ${info.name} to ${toDir} (checksums match)`, s.host.name);
     return out;
 }
+/** `backups protect|unprotect NAME`: adds or removes the NAME.keep marker of a published backup. */
+async function setKept(ctx, s, plan, name, keep, stage) {
+    const why = keep ? `kept by ${ctx.actor.who} at ${new Date().toISOString()} (backups protect)` : undefined;
+    const r = await context_runOn(ctx, s, keepScript(plan, name, why), { stage, allowFail: true });
+    const kv = kvLines(r.stdout);
+    if (r.code !== 0 || !kv.get('KEPT'))
+        throw new StageError(stage, `could not ${keep ? 'protect' : 'unprotect'} backup ${name} on ${s.host.name}: ${kv.get('FAIL')?.[0] ?? `exit ${r.code}`}`, s.host.name);
+}
 /** For `status`: the size of each configured database on the primary (never throws). */
 async function databaseSizes(ctx) {
     const b = backupConfigOf(ctx.config);
     if (!b || !b.databases.length)
         return [];
     const s = context_primaryOf(ctx);
-    const plan = resolvePlan(ctx.config.app, b, s.layout, ctx.config.env);
+    const full = resolvePlan(ctx.config.app, b, s.layout, ctx.config.env);
+    // a database whose URL or password variable is not set is not probed: status runs without it
+    const waiting = unresolvedDatabases(ctx.loaded.unresolved);
+    const notSet = full.targets
+        .filter(t => waiting.has(t.index))
+        .map(t => ({
+        label: t.label,
+        engine: t.engine,
+        error: `not checked: ${(waiting.get(t.index) ?? []).map(u => `${u.variable} is not set (${u.key})`).join(', ')}`
+    }));
+    const plan = { ...full, targets: full.targets.filter(t => !waiting.has(t.index)) };
+    if (!plan.targets.length)
+        return notSet;
     try {
         const probe = await probeHost(ctx, s, plan, { stage: 'status', needs: [] });
-        return plan.targets.map(t => ({
-            label: t.label,
-            engine: t.engine,
-            bytes: probe.sizes[t.index],
-            error: probe.problems.find(p => p.target === t)?.message
-        }));
+        return [
+            ...notSet,
+            ...plan.targets.map(t => ({
+                label: t.label,
+                engine: t.engine,
+                bytes: probe.sizes[t.index],
+                error: probe.problems.find(p => p.target === t)?.message
+            }))
+        ];
     }
     catch (e) {
-        return plan.targets.map(t => ({ label: t.label, engine: t.engine, error: errorMessage(e) }));
+        return [
+            ...notSet,
+            ...plan.targets.map(t => ({ label: t.label, engine: t.engine, error: errorMessage(e) }))
+        ];
     }
 }
 
@@ -41047,6 +41831,10 @@ async function databaseSizes(ctx) {
 function runnerBackupDir(ctx) {
     return ctx.log.file ? (0,external_node_path_namespaceObject.dirname)(ctx.log.file) : (0,external_node_path_namespaceObject.resolve)(ctx.config.log_dir);
 }
+/** `download: true` without `encrypt`: the copy next to the log is the data in clear. */
+function plainDownloadWarning(name, dir) {
+    return `backup ${name} is not encrypted: download: true puts a plain copy of the data (the database dump) in ${dir} on the runner, next to the log; a workflow that uploads the log dir as an artifact (the quick start does) publishes it with the log. Set backup.encrypt.recipients, or upload only the *.log files`;
+}
 /**
  * After a new backup verified: copy it to the runner when `download: true` (a failed copy is a warning:
  * the backup on the host is whole), then prune by retention (failures are warnings too).
@@ -41057,6 +41845,8 @@ async function afterBackup(ctx, s, result, stage) {
         return;
     const plan = resolvePlan(ctx.config.app, b, s.layout, ctx.config.env);
     if (b.download) {
+        if (!plan.recipients.length)
+            ctx.log.warn(plainDownloadWarning(result.name, runnerBackupDir(ctx)), s.host.name);
         try {
             const listing = await listBackups(ctx, s, plan, stage);
             await downloadBackup(ctx, s, plan, findBackup(listing, result.name, s, stage), runnerBackupDir(ctx), stage);
@@ -41105,13 +41895,13 @@ function deployBackup(ctx, release) {
         ]
     };
 }
-/** `safe-deploy backup`: one verified backup, then retention. */
-function stages_backupNowStage(out) {
+/** `safe-deploy backup [--keep]`: one verified backup (kept out of retention with --keep), then retention. */
+function stages_backupNowStage(out, opts = {}) {
     return {
         name: 'backup',
         async run(ctx) {
             const s = context_primaryOf(ctx);
-            out.result = await takeBackup(ctx, s, { stage: 'backup', reason: 'manual' });
+            out.result = await takeBackup(ctx, s, { stage: 'backup', reason: 'manual', keep: opts.keep });
             await afterBackup(ctx, s, out.result, 'backup');
         }
     };
@@ -41197,10 +41987,54 @@ function parseRevision(stdout) {
 function downCommand(template, revision) {
     return template.replace(/\{revision\}/g, () => sh(revision));
 }
+const shown = (revision) => revision || '(none)';
 /**
- * Runs the migration on the primary, inside the new release. Its undo puts the database back (down command
- * or the pre-deploy backup); it runs before the code is switched back, so the previous release restarts
- * against the database it was verified with. If that fails, a person must look (exit 5).
+ * Runs the `revision` command inside `release`. With `must`, a failure fails the stage; otherwise it is a
+ * warning and the revision is unknown (undefined).
+ */
+async function readRevision(ctx, p, release, stage, command, must = false) {
+    const cmd = inRelease(p.layout, release, 'migration revision', command, hookEnv(ctx, p, release, stage));
+    const r = await context_runOn(ctx, p, cmd, { stage, allowFail: !must });
+    if (r.code === 0)
+        return parseRevision(r.stdout);
+    ctx.log.warn(`\`${command}\` failed (exit ${r.code}): the revision is unknown`, p.host.name);
+    return undefined;
+}
+/**
+ * Runs the down command inside `release` with `{revision}` = `revision`, then reads the revision back (when
+ * there is a `revision` command) and logs what it read. Returns why it failed, or undefined when it worked:
+ * a down that exits 0 but leaves another revision has failed too.
+ */
+async function runDown(ctx, p, release, template, revision, stage) {
+    const command = revision === undefined ? template : downCommand(template, revision);
+    const env = {
+        ...hookEnv(ctx, p, release, stage),
+        ...(revision === undefined ? {} : { SAFE_DEPLOY_DB_REVISION: revision })
+    };
+    const r = await context_runOn(ctx, p, inRelease(p.layout, release, 'migrate down', command, env), {
+        stage,
+        allowFail: true
+    });
+    if (r.code !== 0)
+        return `\`${command}\` failed (exit ${r.code}: ${lastLines(r.stderr, 2)})`;
+    const read = ctx.config.stages.migrate?.revision;
+    if (!read) {
+        ctx.log.info(`\`${command}\` done; there is no stages.migrate.revision to read back the revision it left`, p.host.name);
+        return undefined;
+    }
+    const now = await readRevision(ctx, p, release, stage, read);
+    if (now === undefined)
+        return `\`${command}\` exited 0, but the revision could not be read back`;
+    if (revision !== undefined && now !== revision)
+        return `\`${command}\` exited 0 but left the database at revision ${shown(now)}, not ${shown(revision)}`;
+    ctx.log.info(`database migrated down: revision read back ${shown(now)}`, p.host.name);
+    return undefined;
+}
+/**
+ * Runs the migration on the primary, inside the new release, reading the revision before and after. Its
+ * undo puts the database back (down command or the pre-deploy backup) only when this run's migration
+ * changed it; it runs before the code is switched back, so the previous release restarts against the
+ * database it was verified with. If that fails, a person must look (exit 5).
  */
 function migrateStage(rel, backupName, state) {
     return {
@@ -41208,6 +42042,7 @@ function migrateStage(rel, backupName, state) {
         undoFirst: true,
         undoMustSucceed: () => state.started,
         save: () => ({ ...state }),
+        needsUndo: () => state.started && !state.noop,
         async run(ctx) {
             const m = ctx.config.stages.migrate;
             if (!m) {
@@ -41218,20 +42053,33 @@ function migrateStage(rel, backupName, state) {
             const p = context_primaryOf(ctx);
             const env = hookEnv(ctx, p, release, 'migrate');
             if (m.revision) {
-                const r = await context_runOn(ctx, p, inRelease(p.layout, release, 'migration revision', m.revision, env), {
-                    stage: 'migrate'
-                });
-                state.revision = parseRevision(r.stdout);
-                ctx.log.info(`database revision before migrating: ${state.revision || '(none)'}`, p.host.name);
+                state.revision = await readRevision(ctx, p, release, 'migrate', m.revision, true);
+                ctx.log.info(`database revision before migrating: ${shown(state.revision)}`, p.host.name);
             }
             state.started = true;
             ctx.progress?.checkpoint();
             await context_runOn(ctx, p, inRelease(p.layout, release, 'migrate', m.command, env), { stage: 'migrate' });
-            state.migrated = true;
-            ctx.log.info('migration done', p.host.name);
+            if (!m.revision) {
+                state.migrated = true;
+                ctx.log.info('migration done', p.host.name);
+                return;
+            }
+            state.after = await readRevision(ctx, p, release, 'migrate', m.revision);
+            if (state.after === undefined) {
+                state.migrated = true;
+                ctx.log.warn('migration done; the revision after it is unknown, so a rollback treats it as migrated');
+            }
+            else if (state.after === state.revision) {
+                state.noop = true;
+                ctx.log.info(`no migration ran; database left as it is (revision ${shown(state.after)})`, p.host.name);
+            }
+            else {
+                state.migrated = true;
+                ctx.log.info(`migration done; database revision after migrating: ${shown(state.after)}`, p.host.name);
+            }
         },
         async undo(ctx) {
-            if (!state.started)
+            if (!state.started || state.noop)
                 return;
             const mode = databaseRollbackMode(ctx.config);
             const p = context_primaryOf(ctx);
@@ -41257,21 +42105,27 @@ function migrateStage(rel, backupName, state) {
                 ctx.log.warn('rollback.database is none: the database is left as the migration made it', p.host.name);
                 return;
             }
-            if (mode === 'down' && m?.down) {
-                if (state.revision === undefined)
-                    return restore('no revision was recorded before migrating (stages.migrate.revision)');
-                const command = downCommand(m.down, state.revision);
-                const env = { ...hookEnv(ctx, p, release, 'rollback'), SAFE_DEPLOY_DB_REVISION: state.revision };
-                const r = await context_runOn(ctx, p, inRelease(p.layout, release, 'migrate down', command, env), {
-                    stage: 'rollback',
-                    allowFail: true
-                });
-                if (r.code === 0) {
-                    state.database = 'down';
-                    ctx.log.info(`database migrated down to ${state.revision || '(none)'}`, p.host.name);
+            // the migrate command failed: did it move the revision before it did?
+            if (m?.revision && state.revision !== undefined && state.after === undefined && !state.migrated)
+                state.after = await readRevision(ctx, p, release, 'rollback', m.revision);
+            if (state.revision !== undefined && state.after === state.revision) {
+                const why = `the migration failed without changing the revision (${shown(state.revision)}); it may have applied part of its changes`;
+                if (mode === 'down' && !backup) {
+                    state.database = 'left';
+                    ctx.log.warn(`${why}. \`down\` is not run (it would undo an earlier migration) and there is no pre-deploy backup: the database is left as it is; if the migration is not transactional, check it`, p.host.name);
                     return;
                 }
-                return restore(`\`${command}\` failed (exit ${r.code}: ${lastLines(r.stderr, 2)})`);
+                return restore(why);
+            }
+            if (mode === 'down' && m?.down) {
+                if (state.revision === undefined && m.down.includes('{revision}'))
+                    return restore('no revision was recorded before migrating (stages.migrate.revision)');
+                const why = await runDown(ctx, p, release, m.down, state.revision, 'rollback');
+                if (!why) {
+                    state.database = 'down';
+                    return;
+                }
+                return restore(why);
             }
             try {
                 await restore('the migration ran');
@@ -41287,60 +42141,124 @@ function migrateStage(rel, backupName, state) {
 function deploysBetween(history, target, from) {
     return history.filter(h => h.type === 'deploy' && h.status === 'success' && h.release > target && (!from || h.release <= from));
 }
+function planRollbackDatabase(config, history, target, from, opts) {
+    if (opts.noDb)
+        return { kind: 'nothing', message: '--no-db: the database is left as it is' };
+    if (opts.restore)
+        return { kind: 'restore', backup: opts.restore };
+    const migrated = deploysBetween(history, target, from).filter(h => h.migrated);
+    if (!migrated.length)
+        return { kind: 'nothing', message: `no migration ran since ${target}: the database needs no change` };
+    const first = migrated[0];
+    const names = migrated.map(h => h.release);
+    const mode = databaseRollbackMode(config);
+    const down = config.stages.migrate?.down;
+    if (mode === 'down' && down && typeof first.revision === 'string' && from)
+        return {
+            kind: 'down',
+            command: downCommand(down, first.revision),
+            revision: first.revision,
+            release: from,
+            migrated: names
+        };
+    if (mode === 'none')
+        return {
+            kind: 'nothing',
+            warn: true,
+            message: `${names.join(', ')} migrated the database; rollback.database is none: left as it is`
+        };
+    const backup = first.backup;
+    return {
+        kind: 'refused',
+        message: `${names.join(', ')} migrated the database after ${target}. ${backup
+            ? `Going back needs the database as it was before: the backup ${backup} taken then. Restoring it loses every write made since; to do that pass --restore ${backup}`
+            : 'No backup from before that migration is recorded; restore one by name with --restore NAME'}, or pass --no-db to keep the database as it is.`
+    };
+}
 /**
  * The database step of a manual rollback, before the code switches: run the down command to the revision
- * the target was verified with, restore a named backup, or nothing. Restoring a backup loses the writes made
- * since it was taken, so it never happens unless asked for by name.
+ * the target was verified with (after a verified safety backup, or with --yes when there are no backups),
+ * restore a named backup, or nothing. Restoring a backup loses the writes made since it was taken, so it
+ * never happens unless asked for by name. Its undo (the rollback failed later) puts the database back as it
+ * was when the rollback started: the safety backup, or the left release's migrate command.
  */
 function rollbackDatabaseStage(target, from, history, opts, state) {
     return {
         name: 'database',
+        undoFirst: true,
         undoMustSucceed: () => state.started,
+        needsUndo: () => state.undoWith !== undefined,
         async run(ctx) {
             const p = context_primaryOf(ctx);
-            if (opts.noDb) {
-                ctx.log.info('--no-db: the database is left as it is');
+            const plan = planRollbackDatabase(ctx.config, history(), target(), from(), opts);
+            if (plan.kind === 'nothing') {
+                if (plan.warn)
+                    ctx.log.warn(plan.message);
+                else
+                    ctx.log.info(plan.message);
                 return;
             }
-            if (opts.restore) {
+            if (plan.kind === 'refused')
+                throw new StageError('database', plan.message, p.host.name, ExitCode.badInput);
+            if (plan.kind === 'restore') {
                 state.started = true;
-                const r = await restoreBackup(ctx, p, opts.restore, { stage: 'database', only: 'databases' });
+                const r = await restoreBackup(ctx, p, plan.backup, { stage: 'database', only: 'databases' });
                 state.database = 'restored';
-                ctx.log.info(`database restored from ${opts.restore}${r.safety ? ` (safety backup of what was there: ${r.safety.name})` : ''}`, p.host.name);
+                state.safety = r.safety;
+                if (r.safety)
+                    state.undoWith = 'safety';
+                ctx.log.info(`database restored from ${plan.backup}${r.safety ? ` (safety backup of what was there: ${r.safety.name})` : ''}`, p.host.name);
                 return;
             }
-            const migrated = deploysBetween(history(), target(), from()).filter(h => h.migrated);
-            if (!migrated.length) {
-                ctx.log.info(`no migration ran since ${target()}: the database needs no change`);
-                return;
+            const what = `\`${plan.command}\` in releases/${plan.release} on ${p.host.name} (it undoes the migrations of ${plan.migrated.join(', ')})`;
+            if (backupsOn(ctx.config)) {
+                state.safety = await takeSafetyBackup(ctx, p, 'database', `rollback to ${target()}`);
             }
-            const first = migrated[0];
-            const mode = databaseRollbackMode(ctx.config);
+            else if (!opts.yes) {
+                throw new StageError('database', `rolling back to ${target()} runs ${what}, and no backup: is configured, so no safety backup can be taken first: whatever it drops is lost. Run again with --yes (Action input yes: true) to run it anyway, or with --no-db to keep the database as it is`, p.host.name, ExitCode.badInput);
+            }
+            else {
+                ctx.log.warn(`--yes: running ${what} without a safety backup (no backup: configured)`, p.host.name);
+            }
+            state.started = true;
+            state.undoWith = state.safety ? 'safety' : 'up';
             const down = ctx.config.stages.migrate?.down;
+            const why = await runDown(ctx, p, plan.release, down, plan.revision, 'database');
+            if (why)
+                throw new StageError('database', why, p.host.name);
+            state.database = 'down';
+        },
+        async undo(ctx) {
+            const p = context_primaryOf(ctx);
+            if (state.undoWith === 'safety' && state.safety) {
+                const name = state.safety.name;
+                ctx.log.info(`putting the database back as it was before the rollback: safety backup ${name}`, p.host.name);
+                await restoreSafety(ctx, p, planFor(ctx, p, 'rollback'), name, 'rollback', 'databases');
+                state.database = 'put-back';
+                ctx.log.info(`database restored from the safety backup ${name}`, p.host.name);
+                return;
+            }
+            const m = ctx.config.stages.migrate;
             const leaving = from();
-            if (mode === 'down' && down && typeof first.revision === 'string' && leaving) {
-                state.started = true;
-                const command = downCommand(down, first.revision);
-                const env = { ...hookEnv(ctx, p, leaving, 'database'), SAFE_DEPLOY_DB_REVISION: first.revision };
-                // the release being left knows every migration since the target: it runs the down command
-                await context_runOn(ctx, p, inRelease(p.layout, leaving, 'migrate down', command, env), { stage: 'database' });
-                state.database = 'down';
-                ctx.log.info(`database migrated down to ${first.revision || '(none)'} for ${target()}`, p.host.name);
+            if (state.undoWith !== 'up' || !m || !leaving)
                 return;
+            ctx.log.info(`migrating the database up again for releases/${leaving} (no safety backup to restore)`);
+            await context_runOn(ctx, p, inRelease(p.layout, leaving, 'migrate', m.command, hookEnv(ctx, p, leaving, 'rollback')), { stage: 'rollback' });
+            if (m.revision) {
+                const now = await readRevision(ctx, p, leaving, 'rollback', m.revision);
+                ctx.log.info(`database revision read back: ${shown(now)}`, p.host.name);
             }
-            if (mode === 'none') {
-                ctx.log.warn(`${migrated.map(h => h.release).join(', ')} migrated the database; rollback.database is none: left as it is`);
-                return;
-            }
-            const backup = first.backup;
-            throw new StageError('database', `${migrated.map(h => h.release).join(', ')} migrated the database after ${target()}. ${backup
-                ? `Going back needs the database as it was before: the backup ${backup} taken then. Restoring it loses every write made since; to do that pass --restore ${backup}`
-                : 'No backup from before that migration is recorded; restore one by name with --restore NAME'}, or pass --no-db to keep the database as it is.`, p.host.name, ExitCode.badInput);
+            state.database = 'put-back';
         }
     };
 }
 
 ;// CONCATENATED MODULE: ./src/pipeline/run.ts
+
+
+
+
+
 
 
 
@@ -41377,15 +42295,7 @@ function newContext(req, command, started, logFile = true) {
     };
 }
 const WORD = { deploy: 'DEPLOYMENT', rollback: 'ROLLBACK' };
-/** The verdict is one line: a multi-line error keeps its first and its last line (the command's own error). */
-function oneLine(message) {
-    const lines = message
-        .split('\n')
-        .map(l => l.trim())
-        .filter(Boolean);
-    return lines.length > 1 ? `${lines[0]} … ${lines.at(-1)}` : (lines[0] ?? '');
-}
-function verdict(command, outcome, seconds) {
+function verdict(command, outcome, seconds, previous) {
     const word = WORD[command];
     const t = `(${seconds.toFixed(1)} s)`;
     if (!outcome.failure)
@@ -41393,6 +42303,9 @@ function verdict(command, outcome, seconds) {
     const where = `${word} FAILED at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${oneLine(outcome.failure.message)}`;
     if (outcome.rollbackFailed)
         return `${where}. ROLLBACK FAILED: ${oneLine(outcome.rollbackFailed)} ${t}`;
+    // a manual rollback that went live and was undone: what served when it started serves again
+    if (outcome.rolledBack && command === 'rollback')
+        return `${where}. ${outcome.failure.stage === 'verify' ? 'Rollback failed its checks' : 'Rollback undone'}; back on ${previous ?? 'no release'} ${t}`;
     if (outcome.rolledBack)
         return `${where}. ROLLED BACK ${t}`;
     return `${where}. Nothing live was changed ${t}`;
@@ -41465,7 +42378,7 @@ async function execute(req, command, plan) {
         : undefined;
     ctx.progress = progress;
     const stages = progress ? progress.track(p.stages) : p.stages;
-    const outcome = await runStagesSafely(ctx, stages, { afterRollback: p.afterRollback });
+    const outcome = await runStagesSafely(ctx, stages);
     const finished = new Date();
     const durationS = Math.round((performance.now() - t0) / 100) / 10;
     const status = !outcome.failure
@@ -41481,7 +42394,11 @@ async function execute(req, command, plan) {
             ctx.log.error(`state: ${h.note}`, h.host);
     }
     const release = p.release();
-    const entry = release && ctx.lock
+    // A rollback that failed before anything live changed (refused, no target, its database step undone) says
+    // nothing about its target: no history line, which would make that good release look failed to later
+    // rollbacks. Its log still goes to deploy.log on every host.
+    const recorded = command === 'deploy' || !outcome.failure || outcome.rolledBack || !!outcome.rollbackFailed;
+    const entry = release && ctx.lock && recorded
         ? {
             type: command,
             release,
@@ -41490,6 +42407,9 @@ async function execute(req, command, plan) {
             actor: ctx.actor.who,
             run: ctx.actor.run ?? null,
             status,
+            // the target passed its checks and the run succeeded (with no checks configured nothing was verified:
+            // the field is left out, and a success entry without it still counts as good for rollbacks)
+            verified: status === 'success' && hasChecks(ctx) ? true : undefined,
             started: started.toISOString(),
             finished: finished.toISOString(),
             duration_s: durationS,
@@ -41500,7 +42420,7 @@ async function execute(req, command, plan) {
             ...p.history(outcome)
         }
         : undefined;
-    const v = verdict(command, outcome, durationS);
+    const v = verdict(command, outcome, durationS, p.previous());
     ctx.log.write(v, { level: outcome.failure ? 'error' : 'info' });
     // One command per host to finish: history line, this run's log, and (on the primary, last) the lock.
     if (ctx.lock && ctx.sessions.length) {
@@ -41523,6 +42443,10 @@ async function execute(req, command, plan) {
         const state = mine?.status === 'fulfilled' ? release_parseKeyValues(mine.value.stdout).get('STATE')?.[0] : undefined;
         if (state === 'released') {
             ctx.log.info('lock released', primary.host.name);
+            ctx.onLock?.(undefined);
+        }
+        else if (state === 'not-ours') {
+            ctx.log.warn('the lock is held by another run now; left as it is', primary.host.name);
             ctx.onLock?.(undefined);
         }
         else {
@@ -41552,13 +42476,22 @@ async function execute(req, command, plan) {
         started: started.toISOString(),
         finished: finished.toISOString(),
         durationS,
-        verdict: ctx.log.redactor.redact(v)
+        verdict: escapeControls(ctx.log.redactor.redact(v), true)
     };
+    if (ctx.log.fileError)
+        result.logFile = undefined;
     if (result.reportFile) {
-        (0,external_node_fs_namespaceObject.mkdirSync)((0,external_node_path_namespaceObject.resolve)(result.reportFile, '..'), { recursive: true });
-        (0,external_node_fs_namespaceObject.writeFileSync)(result.reportFile, ctx.log.redactor.redact(JSON.stringify(result, null, 2)) + '\n', {
-            mode: 0o600
-        });
+        try {
+            (0,external_node_fs_namespaceObject.mkdirSync)((0,external_node_path_namespaceObject.resolve)(result.reportFile, '..'), { recursive: true });
+            (0,external_node_fs_namespaceObject.writeFileSync)(result.reportFile, ctx.log.redactor.redact(JSON.stringify(result, null, 2)) + '\n', {
+                mode: 0o600
+            });
+        }
+        catch (e) {
+            // a full runner disk: the run is over and was undone as needed; only its report file is missing
+            ctx.log.warn(`cannot write the report file ${result.reportFile} (${errorMessage(e)})`);
+            result.reportFile = undefined;
+        }
     }
     return result;
 }
@@ -41598,16 +42531,43 @@ function deploy(req) {
                 bad: o.failure && (o.rolledBack || o.rollbackFailed) ? true : undefined,
                 backup: backup.result()?.name ?? null,
                 revision: migration.revision ?? null,
-                migrated: migration.migrated || undefined,
+                // false: the migrate command ran and the revision did not move
+                migrated: migration.migrated || (migration.noop ? false : undefined),
                 database: migration.database ?? null,
                 port: strategy().port?.(context_primaryOf(ctx))
             }),
-            afterRollback: c => verifyRestored(c, c.sessions, 'rollback'),
+            // the switch's undo verifies the restored release (once)
             backup: backup.result
         };
     });
 }
-/** Switches every host back to a previous release (default: the newest good one before current). */
+/**
+ * The release a rollback goes to (`to`, or the newest good one before current on the primary), checked to
+ * exist on every host. Throws a StageError (stage `choose`) when there is none.
+ */
+function chooseTarget(sessions, primary, history, to) {
+    const target = to ?? rollbackTarget(primary.releases, primary.current, history);
+    if (!target) {
+        throw new StageError('choose', `no earlier release that history records as verified healthy to roll back to on ${primary.host.name} (current: ${primary.current ?? 'none'}; releases: ${primary.releases.join(', ') || 'none'}); name one with --to`, primary.host.name);
+    }
+    if (to &&
+        primary.releases.includes(to) &&
+        unfinishedReleases([to], primary.complete ?? [], primary.current, history).length) {
+        throw new StageError('choose', `release ${to} on ${primary.host.name} was never finished (a deploy was stopped before its build completed); refusing to switch to it`, primary.host.name, ExitCode.badInput);
+    }
+    if (target === primary.current)
+        throw new StageError('choose', `${target} is already the current release`, primary.host.name);
+    for (const s of sessions) {
+        if (!s.releases.includes(target)) {
+            throw new StageError('choose', `release ${target} does not exist on ${s.host.name} (see \`safe-deploy releases\`)`, s.host.name);
+        }
+    }
+    return target;
+}
+/**
+ * Switches every host back to a previous release (default: the newest good one before current). When the
+ * target fails its checks, the release that served when the rollback started is put back (exit 4).
+ */
 function rollback(req) {
     return execute(req, 'rollback', ctx => {
         let target;
@@ -41620,43 +42580,111 @@ function rollback(req) {
                 const primary = context_primaryOf(c);
                 from = primary.current;
                 history = parseHistory((await context_runOn(c, primary, readHistory(primary.layout), { stage: 'choose' })).stdout);
-                target = req.to ?? rollbackTarget(primary.releases, primary.current, history);
-                if (!target) {
-                    throw new StageError('choose', `no earlier good release to roll back to on ${primary.host.name} (current: ${primary.current ?? 'none'}; releases: ${primary.releases.join(', ') || 'none'})`, primary.host.name);
-                }
-                if (target === primary.current)
-                    throw new StageError('choose', `${target} is already the current release`, primary.host.name);
-                for (const s of c.sessions) {
-                    if (!s.releases.includes(target)) {
-                        throw new StageError('choose', `release ${target} does not exist on ${s.host.name} (see \`safe-deploy releases\`)`, s.host.name);
-                    }
-                }
+                target = chooseTarget(c.sessions, primary, history, req.to);
                 c.log.info(`rolling back from ${from ?? '(none)'} to ${target}`);
             }
         };
         const rel = () => target;
         let chosen;
         const strategy = () => (chosen ??= strategyFor(ctx));
-        const { run: switchRun, changedLive } = switchStage(rel, strategy);
         return {
             stages: [
                 preflightStage({ command: 'rollback', deploying: false }),
                 choose,
                 rollbackDatabaseStage(rel, () => from, () => history, req, database),
-                // no undo: a target that fails verify is reported (exit 5), not silently swapped back
-                { name: 'switch', run: switchRun, changedLive },
+                // undo: the release that served when the rollback started goes back, restarted and verified
+                switchStage(rel, strategy),
                 verifyStage(rel),
                 cleanupStage(rel, strategy, { prune: false })
             ],
             release: () => target,
             previous: () => from,
-            history: () => ({
+            history: o => ({
                 from: from ?? null,
+                // the target failed its checks after going live: later rollbacks skip it
+                bad: o.failure && (o.rolledBack || o.rollbackFailed) ? true : undefined,
+                backup: database.safety?.name ?? null,
                 database: database.database ?? null,
                 port: strategy().port?.(context_primaryOf(ctx))
-            })
+            }),
+            backup: () => (database.safety ? { name: database.safety.name, path: database.safety.path } : undefined)
         };
     });
+}
+/**
+ * `rollback --dry-run` / `plan rollback`: what a rollback would do, read-only. Connects, reads each host's
+ * releases and `current`, the history and the database revision; takes no lock and changes nothing.
+ */
+async function planRollback(req) {
+    const ctx = newContext(req, 'rollback', new Date(), false);
+    const out = [];
+    try {
+        await connectAll(ctx);
+        await onEveryHost(ctx, async (s) => {
+            const kv = release_parseKeyValues((await context_runOn(ctx, s, listReleases(s.layout), { stage: 'plan' })).stdout);
+            s.current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined;
+            s.releases = (kv.get('RELEASE') ?? []).sort();
+        });
+        const primary = context_primaryOf(ctx);
+        const history = parseHistory((await context_runOn(ctx, primary, readHistory(primary.layout), { stage: 'plan' })).stdout);
+        const from = primary.current;
+        const target = chooseTarget(ctx.sessions, primary, history, req.to);
+        const c = ctx.config;
+        out.push(`# rollback plan for ${c.app} (read-only: no lock was taken and nothing was changed)`);
+        out.push(`rollback from ${from ?? '(none)'} to ${target}`, '');
+        out.push(`## database (on ${primary.host.name})`);
+        const m = c.stages.migrate;
+        if (m?.revision && from) {
+            const cmd = inRelease(primary.layout, from, 'migration revision', m.revision, hookEnv(ctx, primary, from, 'plan'));
+            const r = await context_runOn(ctx, primary, cmd, { stage: 'plan', allowFail: true });
+            out.push(r.code === 0
+                ? `database revision now: ${parseRevision(r.stdout) || '(none)'} (\`${m.revision}\`)`
+                : `database revision now: unknown (\`${m.revision}\` failed, exit ${r.code})`);
+        }
+        const db = planRollbackDatabase(c, history, target, from, req);
+        if (db.kind === 'nothing')
+            out.push(db.message);
+        else if (db.kind === 'refused')
+            out.push(`the rollback would stop here, before changing anything: ${db.message}`);
+        else if (db.kind === 'restore')
+            out.push(`1. verify backup ${db.backup}, take a safety backup of the current state`, `2. restore ${db.backup} (databases only): every write since it was taken is lost`);
+        else {
+            out.push(`${db.migrated.join(', ')} migrated the database since ${target}`);
+            if (backupsOn(c))
+                out.push('1. take a verified safety backup of what backup: covers');
+            else if (req.yes)
+                out.push('1. no safety backup: no backup: is configured (--yes given)');
+            else
+                out.push(`the rollback would stop here, before changing anything: no backup: is configured for a safety backup; pass --yes to run the down command anyway, or --no-db`);
+            out.push(`2. in releases/${db.release}: ${db.command}`);
+            if (m?.revision)
+                out.push(`3. read the revision back (\`${m.revision}\`): it must be ${db.revision || '(none)'}`);
+        }
+        out.push('');
+        out.push(`## switch (${c.switch.strategy})`);
+        for (const s of ctx.sessions) {
+            const was = s.current ? `releases/${s.current}` : 'no release';
+            if (c.switch.strategy === 'blue-green')
+                out.push(`${s.host.name}: start releases/${target} on the idle port, check it, point the proxy at it (was ${was})`);
+            else {
+                const hook = c.switch.strategy === 'graceful' ? c.switch.reload : c.stages.restart;
+                out.push(`${s.host.name}: current -> releases/${target} (was ${was})${hook ? `; then in releases/${target}: ${hook}` : ''}`);
+            }
+        }
+        out.push('');
+        out.push('## verify');
+        for (const check of httpChecks(ctx))
+            out.push(`GET ${check.url} (expect ${check.expect_status}, from ${check.from})`);
+        for (const command of [c.verify.command ?? []].flat())
+            out.push(`in releases/${target}: ${command}`);
+        if (!hasChecks(ctx))
+            out.push('no checks configured: a broken target cannot be detected');
+        out.push(`on failure: the database back as it was (when it changed), current -> releases/${from ?? '(none)'} again, restarted and verified; exit 4`);
+        return ctx.log.redactor.redact(out.join('\n'));
+    }
+    finally {
+        await closeAll(ctx);
+    }
 }
 /** What every host has: releases, which one is current, and what history says of each. */
 async function listReleaseState(req) {
@@ -41825,6 +42853,7 @@ function planDeploy(ctx) {
             show(linkShared(layout, release, c.shared.files, c.shared.dirs));
         if (c.stages.build)
             show(inRelease(layout, release, 'build', c.stages.build, env('build')));
+        show(markComplete(layout, release));
         if (c.switch.strategy === 'blue-green') {
             const bg = planBlueGreen(c, layout, release, env('switch'));
             out.push(bg.note, '');
@@ -41906,8 +42935,10 @@ function writeDotenv(file, r) {
 
 /** The backup commands of the CLI: `backup`, `backups list|verify|prune|download`, `restore`. */
 const BACKUP_COMMANDS = ['backup', 'backups', 'restore'];
-const BACKUP_USAGE = `  backup                 take a verified backup now (takes the lock), then prune by retention
+const BACKUP_USAGE = `  backup [--keep]        take a verified backup now (takes the lock), then prune by retention;
+                         --keep (or --protect): retention never deletes this one
   backups list           backups on the primary: size, age, encrypted, verified, release
+  backups protect NAME   keep a backup out of retention; \`backups unprotect NAME\` undoes it
   backups verify NAME    check a backup against its checksums and read it back
   backups prune [--yes]  show what retention would delete; --yes deletes it (takes the lock)
   backups download NAME [--out DIR]  copy a backup here (default: the log dir), checksums checked
@@ -41916,15 +42947,17 @@ const BACKUP_USAGE = `  backup                 take a verified backup now (takes
 function checkBackupArgs(args) {
     const { command, sub, name } = args;
     if (command === 'backups') {
-        if (!sub || !['list', 'verify', 'prune', 'download'].includes(sub))
-            throw new ConfigError('backups: expected `backups list`, `backups verify NAME`, `backups prune` or `backups download NAME`');
-        if ((sub === 'verify' || sub === 'download') && !name)
+        if (!sub || !['list', 'verify', 'prune', 'download', 'protect', 'unprotect'].includes(sub))
+            throw new ConfigError('backups: expected `backups list`, `backups verify NAME`, `backups prune`, `backups download NAME`, `backups protect NAME` or `backups unprotect NAME`');
+        if (['verify', 'download', 'protect', 'unprotect'].includes(sub) && !name)
             throw new ConfigError(`backups ${sub}: name the backup (see \`safe-deploy backups list\`)`);
     }
     if (command === 'restore') {
         if (!name)
             throw new ConfigError('restore: name the backup to restore (see `safe-deploy backups list`)');
     }
+    if (args.keep && command !== 'backup')
+        throw new ConfigError(`--keep (--protect) is for \`backup\`; to keep an existing backup: \`safe-deploy backups protect NAME\``);
     if (name !== undefined)
         parseBackupName(name);
     if (command === 'restore' && !args.yes)
@@ -41999,6 +43032,11 @@ function purpose(b, history) {
         return `before ${deploy.release} (${deploy.status})`;
     return b.meta?.reason ?? '';
 }
+/** The FOR column: what it is for, and whether retention leaves it alone. */
+function purposeText(b, history) {
+    const what = purpose(b, history);
+    return b.protected ? `${what ? `${what}; ` : ''}protected (--keep)` : what;
+}
 function verifiedText(b) {
     if (!b.complete)
         return 'INCOMPLETE';
@@ -42035,7 +43073,7 @@ async function runBackupCli(args, req, io) {
         const out = {};
         const state = {};
         const isBackup = args.command === 'backup';
-        const { ctx, outcome, verdict } = await runLocked(req, args.command, isBackup ? 'BACKUP' : 'RESTORE', isBackup ? [stages_backupNowStage(out)] : restoreStages(name, state));
+        const { ctx, outcome, verdict } = await runLocked(req, args.command, isBackup ? 'BACKUP' : 'RESTORE', isBackup ? [stages_backupNowStage(out, { keep: args.keep })] : restoreStages(name, state));
         const r = out.result;
         const summary = {
             command: args.command,
@@ -42044,6 +43082,7 @@ async function runBackupCli(args, req, io) {
             backupName: r?.name,
             backupPath: r?.path,
             files: r?.files,
+            protected: isBackup && r ? !!args.keep : undefined,
             restored: state.restored?.restored,
             safetyBackup: state.safety?.name,
             leftTables: state.restored?.leftTables,
@@ -42101,7 +43140,9 @@ async function runBackupCli(args, req, io) {
                     encrypted: b.encrypted,
                     complete: b.complete,
                     verified: verifiedText(b),
-                    for: purpose(b, history)
+                    for: purposeText(b, history),
+                    protected: b.protected,
+                    signed: b.hasSignature
                 }));
                 if (args.json)
                     print({ host: s.host.name, dir: plan.dir, backups: rows, freeKb: listing.freeKb });
@@ -42137,6 +43178,17 @@ async function runBackupCli(args, req, io) {
                 }
                 return 0;
             }
+            if (sub === 'protect' || sub === 'unprotect') {
+                await setKept(ctx, s, plan, name, sub === 'protect', sub);
+                const said = sub === 'protect'
+                    ? `${name}: protected; retention will not delete it (undo: safe-deploy backups unprotect ${name})`
+                    : `${name}: no longer protected; retention applies to it again`;
+                if (args.json)
+                    print({ name, protected: sub === 'protect' });
+                else
+                    io.stdout.write(`${said}\n`);
+                return 0;
+            }
             const listing = await listBackups(ctx, s, plan, sub);
             const info = findBackup(listing, name, s, sub);
             if (sub === 'verify') {
@@ -42144,7 +43196,7 @@ async function runBackupCli(args, req, io) {
                 if (args.json)
                     print({ ...v, ok: true });
                 else {
-                    io.stdout.write(`${v.name}: checksums match; ${v.checked.length ? `read back: ${v.checked.join(', ')}` : ''}\n`);
+                    io.stdout.write(`${v.name}: ${v.signed ? 'signature and ' : ''}checksums match; ${v.checked.length ? `read back: ${v.checked.join(', ')}` : ''}\n`);
                     if (v.unchecked.length)
                         io.stdout.write(`NOT decrypted (no backup.encrypt.identity): ${v.unchecked.join(', ')}; checked by checksum and age header only\n`);
                 }
@@ -42186,23 +43238,28 @@ const USAGE = `usage: safe-deploy <command> [options]
 commands:
   deploy                 test, backup, upload, build, migrate, switch, verify; roll back on failure
   rollback [--to R]      switch back to the previous good release (or release R), restart, verify;
-                         [--restore BACKUP | --no-db] for the database (see README)
+                         [--restore BACKUP | --no-db] for the database (see README); --dry-run shows
+                         what it would do (target, database step, switch) and changes nothing
   releases               list releases on each host, which is current, and which are marked bad
   status                 current release, health, disk and lock on each host
   lock status            who holds the deploy lock
   lock release           remove the deploy lock (when the run that held it is dead)
   plan                   print every command a deploy would run on each host; runs nothing
+  plan rollback          what a rollback would do (same as rollback --dry-run); read-only
 ${BACKUP_USAGE}
 
 options:
   -c, --config FILE      config file (default: safe-deploy.yml)
       --json             print the result as JSON on stdout (progress goes to stderr)
       --dotenv FILE      also write the outputs as SAFE_DEPLOY_*=value lines (GitLab dotenv reports)
-      --host ADDR[,ADDR] override hosts          --port N      override the SSH port
+      --host H[,H]       only these hosts of the config (by name or address; each keeps its settings)
+      --port N           override the SSH port
       --user NAME        override the SSH user   --path DIR    override the deploy root
       --key-file FILE    private key file        --known-hosts-file FILE
       --to RELEASE       rollback target
-      --yes              confirm restore / backups prune
+      --yes              confirm restore / backups prune / a rollback's down command without backups
+      --keep, --protect  backup: keep this backup out of retention
+      --dry-run          rollback: show what it would do; connect and read only
       --out DIR          where backups download writes (default: the log dir)
   -v, --verbose          log every command's label
   -h, --help             this text
@@ -42245,10 +43302,13 @@ async function runCli(argv, io) {
                 to: { type: 'string' },
                 restore: { type: 'string' },
                 'no-db': { type: 'boolean', default: false },
+                'dry-run': { type: 'boolean', default: false },
                 verbose: { type: 'boolean', short: 'v', default: false },
                 help: { type: 'boolean', short: 'h', default: false },
                 version: { type: 'boolean', default: false },
                 yes: { type: 'boolean', default: false },
+                keep: { type: 'boolean', default: false },
+                protect: { type: 'boolean', default: false },
                 out: { type: 'string' }
             }
         });
@@ -42280,6 +43340,10 @@ async function runCli(argv, io) {
         if (command === 'lock' && sub !== 'status' && sub !== 'release') {
             throw new ConfigError('lock: expected `lock status` or `lock release`');
         }
+        if (command === 'plan' && sub !== undefined && sub !== 'deploy' && sub !== 'rollback')
+            throw new ConfigError('plan: expected `plan`, `plan deploy` or `plan rollback`');
+        if (o['dry-run'] && command !== 'rollback')
+            throw new ConfigError('--dry-run: only for rollback (a deploy has `plan`)');
         const backupArgs = BACKUP_COMMANDS.includes(command)
             ? {
                 command,
@@ -42287,11 +43351,14 @@ async function runCli(argv, io) {
                 name: command === 'restore' ? sub : positionals[2],
                 yes: o.yes,
                 out: o.out,
-                json: o.json
+                json: o.json,
+                keep: o.keep || o.protect
             }
             : undefined;
         if (backupArgs)
             checkBackupArgs(backupArgs);
+        else if (o.keep || o.protect)
+            throw new ConfigError(`--keep (--protect) is for \`backup\`, not \`${command}\``);
         const to = o.to === undefined ? undefined : parseReleaseId(o.to, '--to');
         if (o.restore !== undefined && o['no-db'])
             throw new ConfigError('rollback: give --restore NAME or --no-db, not both');
@@ -42305,12 +43372,19 @@ async function runCli(argv, io) {
             knownHostsFile: o['known-hosts-file']
         };
         const loaded = loadConfig(o.config, overrides, io.env);
+        // a variable only some commands use may be unset: refused here, before connecting, by those commands
+        requireEnv(loaded, command, { sub, restore: o.restore !== undefined, noDb: o['no-db'] });
         const reporter = terminalReporter(io.stderr, false);
         const req = { loaded, reporter, signal: io.signal, verbose: o.verbose, actor: defaultActor(io.env) };
         if (backupArgs)
             return await runBackupCli(backupArgs, req, io);
+        const rollbackReq = { ...req, to, restore, noDb: o['no-db'], yes: o.yes };
+        if ((command === 'rollback' && o['dry-run']) || (command === 'plan' && sub === 'rollback')) {
+            io.stdout.write((await planRollback(rollbackReq)) + '\n');
+            return 0;
+        }
         if (command === 'deploy' || command === 'rollback') {
-            const r = command === 'deploy' ? await deploy(req) : await rollback({ ...req, to, restore, noDb: o['no-db'] });
+            const r = command === 'deploy' ? await deploy(req) : await rollback(rollbackReq);
             printResult(r, io, o.json);
             if (o.dotenv)
                 writeDotenv(o.dotenv, r);
@@ -42398,7 +43472,7 @@ function describeLock(l) {
 
 /***/ }),
 
-/***/ 1284:
+/***/ 7318:
 /***/ ((module) => {
 
 module.exports = eval("require")("../build/Release/cpufeatures.node");
@@ -42406,7 +43480,7 @@ module.exports = eval("require")("../build/Release/cpufeatures.node");
 
 /***/ }),
 
-/***/ 7168:
+/***/ 490:
 /***/ ((module) => {
 
 module.exports = eval("require")("./crypto/build/Release/sshcrypto.node");
@@ -42526,18 +43600,18 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("zlib");
 
 /***/ }),
 
-/***/ 2197:
+/***/ 7349:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Scalar = __nccwpck_require__(389);
-var YAMLMap = __nccwpck_require__(5462);
-var YAMLSeq = __nccwpck_require__(6831);
-var resolveBlockMap = __nccwpck_require__(143);
-var resolveBlockSeq = __nccwpck_require__(1854);
-var resolveFlowCollection = __nccwpck_require__(9030);
+var identity = __nccwpck_require__(1127);
+var Scalar = __nccwpck_require__(3301);
+var YAMLMap = __nccwpck_require__(4454);
+var YAMLSeq = __nccwpck_require__(2223);
+var resolveBlockMap = __nccwpck_require__(7103);
+var resolveBlockSeq = __nccwpck_require__(334);
+var resolveFlowCollection = __nccwpck_require__(3142);
 
 function resolveCollection(CN, ctx, token, onError, tagName, tag) {
     const coll = token.type === 'block-map'
@@ -42623,15 +43697,15 @@ exports.composeCollection = composeCollection;
 
 /***/ }),
 
-/***/ 83:
+/***/ 3683:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Document = __nccwpck_require__(573);
-var composeNode = __nccwpck_require__(4961);
-var resolveEnd = __nccwpck_require__(1020);
-var resolveProps = __nccwpck_require__(775);
+var Document = __nccwpck_require__(3021);
+var composeNode = __nccwpck_require__(5937);
+var resolveEnd = __nccwpck_require__(7788);
+var resolveProps = __nccwpck_require__(4631);
 
 function composeDoc(options, directives, { offset, start, value, end }, onError) {
     const opts = Object.assign({ _directives: directives }, options);
@@ -42675,17 +43749,17 @@ exports.composeDoc = composeDoc;
 
 /***/ }),
 
-/***/ 4961:
+/***/ 5937:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Alias = __nccwpck_require__(7105);
-var identity = __nccwpck_require__(4919);
-var composeCollection = __nccwpck_require__(2197);
-var composeScalar = __nccwpck_require__(3573);
-var resolveEnd = __nccwpck_require__(1020);
-var utilEmptyScalarPosition = __nccwpck_require__(8407);
+var Alias = __nccwpck_require__(4065);
+var identity = __nccwpck_require__(1127);
+var composeCollection = __nccwpck_require__(7349);
+var composeScalar = __nccwpck_require__(5413);
+var resolveEnd = __nccwpck_require__(7788);
+var utilEmptyScalarPosition = __nccwpck_require__(2599);
 
 const CN = { composeNode, composeEmptyNode };
 function composeNode(ctx, token, props, onError) {
@@ -42794,15 +43868,15 @@ exports.composeNode = composeNode;
 
 /***/ }),
 
-/***/ 3573:
+/***/ 5413:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Scalar = __nccwpck_require__(389);
-var resolveBlockScalar = __nccwpck_require__(5089);
-var resolveFlowScalar = __nccwpck_require__(5882);
+var identity = __nccwpck_require__(1127);
+var Scalar = __nccwpck_require__(3301);
+var resolveBlockScalar = __nccwpck_require__(8913);
+var resolveFlowScalar = __nccwpck_require__(6842);
 
 function composeScalar(ctx, token, tagToken, onError) {
     const { value, type, comment, range } = token.type === 'block-scalar'
@@ -42889,18 +43963,18 @@ exports.composeScalar = composeScalar;
 
 /***/ }),
 
-/***/ 3104:
+/***/ 9984:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
 var node_process = __nccwpck_require__(932);
-var directives = __nccwpck_require__(2606);
-var Document = __nccwpck_require__(573);
-var errors = __nccwpck_require__(152);
-var identity = __nccwpck_require__(4919);
-var composeDoc = __nccwpck_require__(83);
-var resolveEnd = __nccwpck_require__(1020);
+var directives = __nccwpck_require__(1342);
+var Document = __nccwpck_require__(3021);
+var errors = __nccwpck_require__(1464);
+var identity = __nccwpck_require__(1127);
+var composeDoc = __nccwpck_require__(3683);
+var resolveEnd = __nccwpck_require__(7788);
 
 function getErrorPos(src) {
     if (typeof src === 'number')
@@ -43120,17 +44194,17 @@ exports.Composer = Composer;
 
 /***/ }),
 
-/***/ 143:
+/***/ 7103:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Pair = __nccwpck_require__(5773);
-var YAMLMap = __nccwpck_require__(5462);
-var resolveProps = __nccwpck_require__(775);
-var utilContainsNewline = __nccwpck_require__(4283);
-var utilFlowIndentCheck = __nccwpck_require__(1795);
-var utilMapIncludes = __nccwpck_require__(1091);
+var Pair = __nccwpck_require__(7165);
+var YAMLMap = __nccwpck_require__(4454);
+var resolveProps = __nccwpck_require__(4631);
+var utilContainsNewline = __nccwpck_require__(9499);
+var utilFlowIndentCheck = __nccwpck_require__(4051);
+var utilMapIncludes = __nccwpck_require__(1187);
 
 const startColMsg = 'All mapping items must start at the same column';
 function resolveBlockMap({ composeNode, composeEmptyNode }, ctx, bm, onError, tag) {
@@ -43244,12 +44318,12 @@ exports.resolveBlockMap = resolveBlockMap;
 
 /***/ }),
 
-/***/ 5089:
+/***/ 8913:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
+var Scalar = __nccwpck_require__(3301);
 
 function resolveBlockScalar(ctx, scalar, onError) {
     const start = scalar.offset;
@@ -43451,14 +44525,14 @@ exports.resolveBlockScalar = resolveBlockScalar;
 
 /***/ }),
 
-/***/ 1854:
+/***/ 334:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var YAMLSeq = __nccwpck_require__(6831);
-var resolveProps = __nccwpck_require__(775);
-var utilFlowIndentCheck = __nccwpck_require__(1795);
+var YAMLSeq = __nccwpck_require__(2223);
+var resolveProps = __nccwpck_require__(4631);
+var utilFlowIndentCheck = __nccwpck_require__(4051);
 
 function resolveBlockSeq({ composeNode, composeEmptyNode }, ctx, bs, onError, tag) {
     const NodeClass = tag?.nodeClass ?? YAMLSeq.YAMLSeq;
@@ -43509,7 +44583,7 @@ exports.resolveBlockSeq = resolveBlockSeq;
 
 /***/ }),
 
-/***/ 1020:
+/***/ 7788:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -43555,19 +44629,19 @@ exports.resolveEnd = resolveEnd;
 
 /***/ }),
 
-/***/ 9030:
+/***/ 3142:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Pair = __nccwpck_require__(5773);
-var YAMLMap = __nccwpck_require__(5462);
-var YAMLSeq = __nccwpck_require__(6831);
-var resolveEnd = __nccwpck_require__(1020);
-var resolveProps = __nccwpck_require__(775);
-var utilContainsNewline = __nccwpck_require__(4283);
-var utilMapIncludes = __nccwpck_require__(1091);
+var identity = __nccwpck_require__(1127);
+var Pair = __nccwpck_require__(7165);
+var YAMLMap = __nccwpck_require__(4454);
+var YAMLSeq = __nccwpck_require__(2223);
+var resolveEnd = __nccwpck_require__(7788);
+var resolveProps = __nccwpck_require__(4631);
+var utilContainsNewline = __nccwpck_require__(9499);
+var utilMapIncludes = __nccwpck_require__(1187);
 
 const blockMsg = 'Block collections are not allowed within flow collections';
 const isBlock = (token) => token && (token.type === 'block-map' || token.type === 'block-seq');
@@ -43771,13 +44845,13 @@ exports.resolveFlowCollection = resolveFlowCollection;
 
 /***/ }),
 
-/***/ 5882:
+/***/ 6842:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
-var resolveEnd = __nccwpck_require__(1020);
+var Scalar = __nccwpck_require__(3301);
+var resolveEnd = __nccwpck_require__(7788);
 
 function resolveFlowScalar(scalar, strict, onError) {
     const { offset, type, source, end } = scalar;
@@ -44006,7 +45080,7 @@ exports.resolveFlowScalar = resolveFlowScalar;
 
 /***/ }),
 
-/***/ 775:
+/***/ 4631:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -44161,7 +45235,7 @@ exports.resolveProps = resolveProps;
 
 /***/ }),
 
-/***/ 4283:
+/***/ 9499:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -44204,7 +45278,7 @@ exports.containsNewline = containsNewline;
 
 /***/ }),
 
-/***/ 8407:
+/***/ 2599:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -44239,12 +45313,12 @@ exports.emptyScalarPosition = emptyScalarPosition;
 
 /***/ }),
 
-/***/ 1795:
+/***/ 4051:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var utilContainsNewline = __nccwpck_require__(4283);
+var utilContainsNewline = __nccwpck_require__(9499);
 
 function flowIndentCheck(indent, fc, onError) {
     if (fc?.type === 'flow-collection') {
@@ -44263,12 +45337,12 @@ exports.flowIndentCheck = flowIndentCheck;
 
 /***/ }),
 
-/***/ 1091:
+/***/ 1187:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
+var identity = __nccwpck_require__(1127);
 
 function mapIncludes(ctx, items, search) {
     const { uniqueKeys } = ctx.options;
@@ -44285,22 +45359,22 @@ exports.mapIncludes = mapIncludes;
 
 /***/ }),
 
-/***/ 573:
+/***/ 3021:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Alias = __nccwpck_require__(7105);
-var Collection = __nccwpck_require__(4661);
-var identity = __nccwpck_require__(4919);
-var Pair = __nccwpck_require__(5773);
-var toJS = __nccwpck_require__(3899);
-var Schema = __nccwpck_require__(8224);
-var stringifyDocument = __nccwpck_require__(2285);
-var anchors = __nccwpck_require__(9196);
-var applyReviver = __nccwpck_require__(909);
-var createNode = __nccwpck_require__(1732);
-var directives = __nccwpck_require__(2606);
+var Alias = __nccwpck_require__(4065);
+var Collection = __nccwpck_require__(101);
+var identity = __nccwpck_require__(1127);
+var Pair = __nccwpck_require__(7165);
+var toJS = __nccwpck_require__(4043);
+var Schema = __nccwpck_require__(5840);
+var stringifyDocument = __nccwpck_require__(6829);
+var anchors = __nccwpck_require__(1596);
+var applyReviver = __nccwpck_require__(3661);
+var createNode = __nccwpck_require__(2404);
+var directives = __nccwpck_require__(1342);
 
 class Document {
     constructor(value, replacer, options) {
@@ -44629,13 +45703,13 @@ exports.Document = Document;
 
 /***/ }),
 
-/***/ 9196:
+/***/ 1596:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var visit = __nccwpck_require__(2588);
+var identity = __nccwpck_require__(1127);
+var visit = __nccwpck_require__(204);
 
 /**
  * Verify that the input string is a valid anchor.
@@ -44712,7 +45786,7 @@ exports.findNewAnchor = findNewAnchor;
 
 /***/ }),
 
-/***/ 909:
+/***/ 3661:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -44776,14 +45850,14 @@ exports.applyReviver = applyReviver;
 
 /***/ }),
 
-/***/ 1732:
+/***/ 2404:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Alias = __nccwpck_require__(7105);
-var identity = __nccwpck_require__(4919);
-var Scalar = __nccwpck_require__(389);
+var Alias = __nccwpck_require__(4065);
+var identity = __nccwpck_require__(1127);
+var Scalar = __nccwpck_require__(3301);
 
 const defaultTagPrefix = 'tag:yaml.org,2002:';
 function findTagObject(value, tagName, tags) {
@@ -44873,13 +45947,13 @@ exports.createNode = createNode;
 
 /***/ }),
 
-/***/ 2606:
+/***/ 1342:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var visit = __nccwpck_require__(2588);
+var identity = __nccwpck_require__(1127);
+var visit = __nccwpck_require__(204);
 
 const escapeChars = {
     '!': '%21',
@@ -45058,7 +46132,7 @@ exports.Directives = Directives;
 
 /***/ }),
 
-/***/ 152:
+/***/ 1464:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -45127,28 +46201,28 @@ exports.prettifyError = prettifyError;
 
 /***/ }),
 
-/***/ 3439:
+/***/ 8815:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 var __webpack_unused_export__;
 
 
-var composer = __nccwpck_require__(3104);
-var Document = __nccwpck_require__(573);
-var Schema = __nccwpck_require__(8224);
-var errors = __nccwpck_require__(152);
-var Alias = __nccwpck_require__(7105);
-var identity = __nccwpck_require__(4919);
-var Pair = __nccwpck_require__(5773);
-var Scalar = __nccwpck_require__(389);
-var YAMLMap = __nccwpck_require__(5462);
-var YAMLSeq = __nccwpck_require__(6831);
-var cst = __nccwpck_require__(9877);
-var lexer = __nccwpck_require__(5145);
-var lineCounter = __nccwpck_require__(1460);
-var parser = __nccwpck_require__(2064);
-var publicApi = __nccwpck_require__(4543);
-var visit = __nccwpck_require__(2588);
+var composer = __nccwpck_require__(9984);
+var Document = __nccwpck_require__(3021);
+var Schema = __nccwpck_require__(5840);
+var errors = __nccwpck_require__(1464);
+var Alias = __nccwpck_require__(4065);
+var identity = __nccwpck_require__(1127);
+var Pair = __nccwpck_require__(7165);
+var Scalar = __nccwpck_require__(3301);
+var YAMLMap = __nccwpck_require__(4454);
+var YAMLSeq = __nccwpck_require__(2223);
+var cst = __nccwpck_require__(3461);
+var lexer = __nccwpck_require__(361);
+var lineCounter = __nccwpck_require__(6628);
+var parser = __nccwpck_require__(3456);
+var publicApi = __nccwpck_require__(4047);
+var visit = __nccwpck_require__(204);
 
 
 
@@ -45185,7 +46259,7 @@ __webpack_unused_export__ = visit.visitAsync;
 
 /***/ }),
 
-/***/ 7297:
+/***/ 7249:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -45211,16 +46285,16 @@ exports.warn = warn;
 
 /***/ }),
 
-/***/ 7105:
+/***/ 4065:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var anchors = __nccwpck_require__(9196);
-var visit = __nccwpck_require__(2588);
-var identity = __nccwpck_require__(4919);
-var Node = __nccwpck_require__(4833);
-var toJS = __nccwpck_require__(3899);
+var anchors = __nccwpck_require__(1596);
+var visit = __nccwpck_require__(204);
+var identity = __nccwpck_require__(1127);
+var Node = __nccwpck_require__(6673);
+var toJS = __nccwpck_require__(4043);
 
 class Alias extends Node.NodeBase {
     constructor(source) {
@@ -45338,14 +46412,14 @@ exports.Alias = Alias;
 
 /***/ }),
 
-/***/ 4661:
+/***/ 101:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var createNode = __nccwpck_require__(1732);
-var identity = __nccwpck_require__(4919);
-var Node = __nccwpck_require__(4833);
+var createNode = __nccwpck_require__(2404);
+var identity = __nccwpck_require__(1127);
+var Node = __nccwpck_require__(6673);
 
 function collectionFromPath(schema, path, value) {
     let v = value;
@@ -45496,14 +46570,14 @@ exports.isEmptyPath = isEmptyPath;
 
 /***/ }),
 
-/***/ 4833:
+/***/ 6673:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var applyReviver = __nccwpck_require__(909);
-var identity = __nccwpck_require__(4919);
-var toJS = __nccwpck_require__(3899);
+var applyReviver = __nccwpck_require__(3661);
+var identity = __nccwpck_require__(1127);
+var toJS = __nccwpck_require__(4043);
 
 class NodeBase {
     constructor(type) {
@@ -45543,15 +46617,15 @@ exports.NodeBase = NodeBase;
 
 /***/ }),
 
-/***/ 5773:
+/***/ 7165:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var createNode = __nccwpck_require__(1732);
-var stringifyPair = __nccwpck_require__(7764);
-var addPairToJSMap = __nccwpck_require__(8768);
-var identity = __nccwpck_require__(4919);
+var createNode = __nccwpck_require__(2404);
+var stringifyPair = __nccwpck_require__(9748);
+var addPairToJSMap = __nccwpck_require__(7104);
+var identity = __nccwpck_require__(1127);
 
 function createPair(key, value, ctx) {
     const k = createNode.createNode(key, undefined, ctx);
@@ -45589,14 +46663,14 @@ exports.createPair = createPair;
 
 /***/ }),
 
-/***/ 389:
+/***/ 3301:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Node = __nccwpck_require__(4833);
-var toJS = __nccwpck_require__(3899);
+var identity = __nccwpck_require__(1127);
+var Node = __nccwpck_require__(6673);
+var toJS = __nccwpck_require__(4043);
 
 const isScalarValue = (value) => !value || (typeof value !== 'function' && typeof value !== 'object');
 class Scalar extends Node.NodeBase {
@@ -45623,17 +46697,17 @@ exports.isScalarValue = isScalarValue;
 
 /***/ }),
 
-/***/ 5462:
+/***/ 4454:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyCollection = __nccwpck_require__(4156);
-var addPairToJSMap = __nccwpck_require__(8768);
-var Collection = __nccwpck_require__(4661);
-var identity = __nccwpck_require__(4919);
-var Pair = __nccwpck_require__(5773);
-var Scalar = __nccwpck_require__(389);
+var stringifyCollection = __nccwpck_require__(1212);
+var addPairToJSMap = __nccwpck_require__(7104);
+var Collection = __nccwpck_require__(101);
+var identity = __nccwpck_require__(1127);
+var Pair = __nccwpck_require__(7165);
+var Scalar = __nccwpck_require__(3301);
 
 function findPair(items, key) {
     const k = identity.isScalar(key) ? key.value : key;
@@ -45777,17 +46851,17 @@ exports.findPair = findPair;
 
 /***/ }),
 
-/***/ 6831:
+/***/ 2223:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var createNode = __nccwpck_require__(1732);
-var stringifyCollection = __nccwpck_require__(4156);
-var Collection = __nccwpck_require__(4661);
-var identity = __nccwpck_require__(4919);
-var Scalar = __nccwpck_require__(389);
-var toJS = __nccwpck_require__(3899);
+var createNode = __nccwpck_require__(2404);
+var stringifyCollection = __nccwpck_require__(1212);
+var Collection = __nccwpck_require__(101);
+var identity = __nccwpck_require__(1127);
+var Scalar = __nccwpck_require__(3301);
+var toJS = __nccwpck_require__(4043);
 
 class YAMLSeq extends Collection.Collection {
     static get tagName() {
@@ -45899,16 +46973,16 @@ exports.YAMLSeq = YAMLSeq;
 
 /***/ }),
 
-/***/ 8768:
+/***/ 7104:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var log = __nccwpck_require__(7297);
-var merge = __nccwpck_require__(9380);
-var stringify = __nccwpck_require__(9300);
-var identity = __nccwpck_require__(4919);
-var toJS = __nccwpck_require__(3899);
+var log = __nccwpck_require__(7249);
+var merge = __nccwpck_require__(452);
+var stringify = __nccwpck_require__(2148);
+var identity = __nccwpck_require__(1127);
+var toJS = __nccwpck_require__(4043);
 
 function addPairToJSMap(ctx, map, { key, value }) {
     if (identity.isNode(key) && key.addToJSMap)
@@ -45971,7 +47045,7 @@ exports.addPairToJSMap = addPairToJSMap;
 
 /***/ }),
 
-/***/ 4919:
+/***/ 1127:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -46031,12 +47105,12 @@ exports.isSeq = isSeq;
 
 /***/ }),
 
-/***/ 3899:
+/***/ 4043:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
+var identity = __nccwpck_require__(1127);
 
 /**
  * Recursively convert any node or its contents to native JavaScript
@@ -46077,15 +47151,15 @@ exports.toJS = toJS;
 
 /***/ }),
 
-/***/ 334:
+/***/ 110:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var resolveBlockScalar = __nccwpck_require__(5089);
-var resolveFlowScalar = __nccwpck_require__(5882);
-var errors = __nccwpck_require__(152);
-var stringifyString = __nccwpck_require__(1773);
+var resolveBlockScalar = __nccwpck_require__(8913);
+var resolveFlowScalar = __nccwpck_require__(6842);
+var errors = __nccwpck_require__(1464);
+var stringifyString = __nccwpck_require__(3069);
 
 function resolveAsScalar(token, strict = true, onError) {
     if (token) {
@@ -46302,7 +47376,7 @@ exports.setScalarValue = setScalarValue;
 
 /***/ }),
 
-/***/ 3701:
+/***/ 1733:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -46372,7 +47446,7 @@ exports.stringify = stringify;
 
 /***/ }),
 
-/***/ 5235:
+/***/ 7715:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -46478,14 +47552,14 @@ exports.visit = visit;
 
 /***/ }),
 
-/***/ 9877:
+/***/ 3461:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var cstScalar = __nccwpck_require__(334);
-var cstStringify = __nccwpck_require__(3701);
-var cstVisit = __nccwpck_require__(5235);
+var cstScalar = __nccwpck_require__(110);
+var cstStringify = __nccwpck_require__(1733);
+var cstVisit = __nccwpck_require__(7715);
 
 /** The byte order mark */
 const BOM = '\u{FEFF}';
@@ -46597,12 +47671,12 @@ exports.tokenType = tokenType;
 
 /***/ }),
 
-/***/ 5145:
+/***/ 361:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var cst = __nccwpck_require__(9877);
+var cst = __nccwpck_require__(3461);
 
 /*
 START -> stream
@@ -47327,7 +48401,7 @@ exports.Lexer = Lexer;
 
 /***/ }),
 
-/***/ 1460:
+/***/ 6628:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -47375,14 +48449,14 @@ exports.LineCounter = LineCounter;
 
 /***/ }),
 
-/***/ 2064:
+/***/ 3456:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
 var node_process = __nccwpck_require__(932);
-var cst = __nccwpck_require__(9877);
-var lexer = __nccwpck_require__(5145);
+var cst = __nccwpck_require__(3461);
+var lexer = __nccwpck_require__(361);
 
 function includesToken(list, type) {
     for (let i = 0; i < list.length; ++i)
@@ -48362,18 +49436,18 @@ exports.Parser = Parser;
 
 /***/ }),
 
-/***/ 4543:
+/***/ 4047:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var composer = __nccwpck_require__(3104);
-var Document = __nccwpck_require__(573);
-var errors = __nccwpck_require__(152);
-var log = __nccwpck_require__(7297);
-var identity = __nccwpck_require__(4919);
-var lineCounter = __nccwpck_require__(1460);
-var parser = __nccwpck_require__(2064);
+var composer = __nccwpck_require__(9984);
+var Document = __nccwpck_require__(3021);
+var errors = __nccwpck_require__(1464);
+var log = __nccwpck_require__(7249);
+var identity = __nccwpck_require__(1127);
+var lineCounter = __nccwpck_require__(6628);
+var parser = __nccwpck_require__(3456);
 
 function parseOptions(options) {
     const prettyErrors = options.prettyErrors !== false;
@@ -48476,16 +49550,16 @@ exports.stringify = stringify;
 
 /***/ }),
 
-/***/ 8224:
+/***/ 5840:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var map = __nccwpck_require__(4043);
-var seq = __nccwpck_require__(7562);
-var string = __nccwpck_require__(4704);
-var tags = __nccwpck_require__(6178);
+var identity = __nccwpck_require__(1127);
+var map = __nccwpck_require__(7451);
+var seq = __nccwpck_require__(1706);
+var string = __nccwpck_require__(6464);
+var tags = __nccwpck_require__(18);
 
 const sortMapEntriesByKey = (a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
 class Schema {
@@ -48522,13 +49596,13 @@ exports.Schema = Schema;
 
 /***/ }),
 
-/***/ 4043:
+/***/ 7451:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var YAMLMap = __nccwpck_require__(5462);
+var identity = __nccwpck_require__(1127);
+var YAMLMap = __nccwpck_require__(4454);
 
 const map = {
     collection: 'map',
@@ -48548,12 +49622,12 @@ exports.map = map;
 
 /***/ }),
 
-/***/ 5632:
+/***/ 3632:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
+var Scalar = __nccwpck_require__(3301);
 
 const nullTag = {
     identify: value => value == null,
@@ -48572,13 +49646,13 @@ exports.nullTag = nullTag;
 
 /***/ }),
 
-/***/ 7562:
+/***/ 1706:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var YAMLSeq = __nccwpck_require__(6831);
+var identity = __nccwpck_require__(1127);
+var YAMLSeq = __nccwpck_require__(2223);
 
 const seq = {
     collection: 'seq',
@@ -48598,12 +49672,12 @@ exports.seq = seq;
 
 /***/ }),
 
-/***/ 4704:
+/***/ 6464:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyString = __nccwpck_require__(1773);
+var stringifyString = __nccwpck_require__(3069);
 
 const string = {
     identify: value => typeof value === 'string',
@@ -48621,12 +49695,12 @@ exports.string = string;
 
 /***/ }),
 
-/***/ 4359:
+/***/ 3959:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
+var Scalar = __nccwpck_require__(3301);
 
 const boolTag = {
     identify: value => typeof value === 'boolean',
@@ -48649,13 +49723,13 @@ exports.boolTag = boolTag;
 
 /***/ }),
 
-/***/ 6229:
+/***/ 8405:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
-var stringifyNumber = __nccwpck_require__(3569);
+var Scalar = __nccwpck_require__(3301);
+var stringifyNumber = __nccwpck_require__(8689);
 
 const floatNaN = {
     identify: value => typeof value === 'number',
@@ -48703,12 +49777,12 @@ exports.floatNaN = floatNaN;
 
 /***/ }),
 
-/***/ 7602:
+/***/ 9874:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyNumber = __nccwpck_require__(3569);
+var stringifyNumber = __nccwpck_require__(8689);
 
 const intIdentify = (value) => typeof value === 'bigint' || Number.isInteger(value);
 const intResolve = (str, offset, radix, { intAsBigInt }) => (intAsBigInt ? BigInt(str) : parseInt(str.substring(offset), radix));
@@ -48752,18 +49826,18 @@ exports.intOct = intOct;
 
 /***/ }),
 
-/***/ 7904:
+/***/ 896:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var map = __nccwpck_require__(4043);
-var _null = __nccwpck_require__(5632);
-var seq = __nccwpck_require__(7562);
-var string = __nccwpck_require__(4704);
-var bool = __nccwpck_require__(4359);
-var float = __nccwpck_require__(6229);
-var int = __nccwpck_require__(7602);
+var map = __nccwpck_require__(7451);
+var _null = __nccwpck_require__(3632);
+var seq = __nccwpck_require__(1706);
+var string = __nccwpck_require__(6464);
+var bool = __nccwpck_require__(3959);
+var float = __nccwpck_require__(8405);
+var int = __nccwpck_require__(9874);
 
 const schema = [
     map.map,
@@ -48784,14 +49858,14 @@ exports.schema = schema;
 
 /***/ }),
 
-/***/ 8647:
+/***/ 3559:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
-var map = __nccwpck_require__(4043);
-var seq = __nccwpck_require__(7562);
+var Scalar = __nccwpck_require__(3301);
+var map = __nccwpck_require__(7451);
+var seq = __nccwpck_require__(1706);
 
 function intIdentify(value) {
     return typeof value === 'bigint' || Number.isInteger(value);
@@ -48855,27 +49929,27 @@ exports.schema = schema;
 
 /***/ }),
 
-/***/ 6178:
+/***/ 18:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var map = __nccwpck_require__(4043);
-var _null = __nccwpck_require__(5632);
-var seq = __nccwpck_require__(7562);
-var string = __nccwpck_require__(4704);
-var bool = __nccwpck_require__(4359);
-var float = __nccwpck_require__(6229);
-var int = __nccwpck_require__(7602);
-var schema = __nccwpck_require__(7904);
-var schema$1 = __nccwpck_require__(8647);
-var binary = __nccwpck_require__(4355);
-var merge = __nccwpck_require__(9380);
-var omap = __nccwpck_require__(6431);
-var pairs = __nccwpck_require__(9281);
-var schema$2 = __nccwpck_require__(3081);
-var set = __nccwpck_require__(2504);
-var timestamp = __nccwpck_require__(4960);
+var map = __nccwpck_require__(7451);
+var _null = __nccwpck_require__(3632);
+var seq = __nccwpck_require__(1706);
+var string = __nccwpck_require__(6464);
+var bool = __nccwpck_require__(3959);
+var float = __nccwpck_require__(8405);
+var int = __nccwpck_require__(9874);
+var schema = __nccwpck_require__(896);
+var schema$1 = __nccwpck_require__(3559);
+var binary = __nccwpck_require__(6083);
+var merge = __nccwpck_require__(452);
+var omap = __nccwpck_require__(303);
+var pairs = __nccwpck_require__(8385);
+var schema$2 = __nccwpck_require__(5913);
+var set = __nccwpck_require__(1528);
+var timestamp = __nccwpck_require__(6752);
 
 const schemas = new Map([
     ['core', schema.schema],
@@ -48961,14 +50035,14 @@ exports.getTags = getTags;
 
 /***/ }),
 
-/***/ 4355:
+/***/ 6083:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
 var node_buffer = __nccwpck_require__(181);
-var Scalar = __nccwpck_require__(389);
-var stringifyString = __nccwpck_require__(1773);
+var Scalar = __nccwpck_require__(3301);
+var stringifyString = __nccwpck_require__(3069);
 
 const binary = {
     identify: value => value instanceof Uint8Array, // Buffer inherits from Uint8Array
@@ -49038,12 +50112,12 @@ exports.binary = binary;
 
 /***/ }),
 
-/***/ 6158:
+/***/ 8398:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
+var Scalar = __nccwpck_require__(3301);
 
 function boolStringify({ value, source }, ctx) {
     const boolObj = value ? trueTag : falseTag;
@@ -49074,13 +50148,13 @@ exports.trueTag = trueTag;
 
 /***/ }),
 
-/***/ 838:
+/***/ 5782:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
-var stringifyNumber = __nccwpck_require__(3569);
+var Scalar = __nccwpck_require__(3301);
+var stringifyNumber = __nccwpck_require__(8689);
 
 const floatNaN = {
     identify: value => typeof value === 'number',
@@ -49131,12 +50205,12 @@ exports.floatNaN = floatNaN;
 
 /***/ }),
 
-/***/ 5609:
+/***/ 873:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyNumber = __nccwpck_require__(3569);
+var stringifyNumber = __nccwpck_require__(8689);
 
 const intIdentify = (value) => typeof value === 'bigint' || Number.isInteger(value);
 function intResolve(str, offset, radix, { intAsBigInt }) {
@@ -49214,13 +50288,13 @@ exports.intOct = intOct;
 
 /***/ }),
 
-/***/ 9380:
+/***/ 452:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Scalar = __nccwpck_require__(389);
+var identity = __nccwpck_require__(1127);
+var Scalar = __nccwpck_require__(3301);
 
 // If the value associated with a merge key is a single mapping node, each of
 // its key/value pairs is inserted into the current mapping, unless the key
@@ -49292,16 +50366,16 @@ exports.merge = merge;
 
 /***/ }),
 
-/***/ 6431:
+/***/ 303:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var toJS = __nccwpck_require__(3899);
-var YAMLMap = __nccwpck_require__(5462);
-var YAMLSeq = __nccwpck_require__(6831);
-var pairs = __nccwpck_require__(9281);
+var identity = __nccwpck_require__(1127);
+var toJS = __nccwpck_require__(4043);
+var YAMLMap = __nccwpck_require__(4454);
+var YAMLSeq = __nccwpck_require__(2223);
+var pairs = __nccwpck_require__(8385);
 
 class YAMLOMap extends YAMLSeq.YAMLSeq {
     constructor() {
@@ -49376,15 +50450,15 @@ exports.omap = omap;
 
 /***/ }),
 
-/***/ 9281:
+/***/ 8385:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Pair = __nccwpck_require__(5773);
-var Scalar = __nccwpck_require__(389);
-var YAMLSeq = __nccwpck_require__(6831);
+var identity = __nccwpck_require__(1127);
+var Pair = __nccwpck_require__(7165);
+var Scalar = __nccwpck_require__(3301);
+var YAMLSeq = __nccwpck_require__(2223);
 
 function resolvePairs(seq, onError) {
     if (identity.isSeq(seq)) {
@@ -49465,24 +50539,24 @@ exports.resolvePairs = resolvePairs;
 
 /***/ }),
 
-/***/ 3081:
+/***/ 5913:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var map = __nccwpck_require__(4043);
-var _null = __nccwpck_require__(5632);
-var seq = __nccwpck_require__(7562);
-var string = __nccwpck_require__(4704);
-var binary = __nccwpck_require__(4355);
-var bool = __nccwpck_require__(6158);
-var float = __nccwpck_require__(838);
-var int = __nccwpck_require__(5609);
-var merge = __nccwpck_require__(9380);
-var omap = __nccwpck_require__(6431);
-var pairs = __nccwpck_require__(9281);
-var set = __nccwpck_require__(2504);
-var timestamp = __nccwpck_require__(4960);
+var map = __nccwpck_require__(7451);
+var _null = __nccwpck_require__(3632);
+var seq = __nccwpck_require__(1706);
+var string = __nccwpck_require__(6464);
+var binary = __nccwpck_require__(6083);
+var bool = __nccwpck_require__(8398);
+var float = __nccwpck_require__(5782);
+var int = __nccwpck_require__(873);
+var merge = __nccwpck_require__(452);
+var omap = __nccwpck_require__(303);
+var pairs = __nccwpck_require__(8385);
+var set = __nccwpck_require__(1528);
+var timestamp = __nccwpck_require__(6752);
 
 const schema = [
     map.map,
@@ -49513,14 +50587,14 @@ exports.schema = schema;
 
 /***/ }),
 
-/***/ 2504:
+/***/ 1528:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Pair = __nccwpck_require__(5773);
-var YAMLMap = __nccwpck_require__(5462);
+var identity = __nccwpck_require__(1127);
+var Pair = __nccwpck_require__(7165);
+var YAMLMap = __nccwpck_require__(4454);
 
 class YAMLSet extends YAMLMap.YAMLMap {
     constructor(schema) {
@@ -49616,12 +50690,12 @@ exports.set = set;
 
 /***/ }),
 
-/***/ 4960:
+/***/ 6752:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyNumber = __nccwpck_require__(3569);
+var stringifyNumber = __nccwpck_require__(8689);
 
 /** Internal types handle bigint as number, because TS can't figure it out. */
 function parseSexagesimal(str, asBigInt) {
@@ -49728,7 +50802,7 @@ exports.timestamp = timestamp;
 
 /***/ }),
 
-/***/ 9915:
+/***/ 4475:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -49886,15 +50960,15 @@ exports.foldFlowLines = foldFlowLines;
 
 /***/ }),
 
-/***/ 9300:
+/***/ 2148:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var anchors = __nccwpck_require__(9196);
-var identity = __nccwpck_require__(4919);
-var stringifyComment = __nccwpck_require__(6599);
-var stringifyString = __nccwpck_require__(1773);
+var anchors = __nccwpck_require__(1596);
+var identity = __nccwpck_require__(1127);
+var stringifyComment = __nccwpck_require__(9799);
+var stringifyString = __nccwpck_require__(3069);
 
 function createStringifyContext(doc, options) {
     const opt = Object.assign({
@@ -50025,14 +51099,14 @@ exports.stringify = stringify;
 
 /***/ }),
 
-/***/ 4156:
+/***/ 1212:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var stringify = __nccwpck_require__(9300);
-var stringifyComment = __nccwpck_require__(6599);
+var identity = __nccwpck_require__(1127);
+var stringify = __nccwpck_require__(2148);
+var stringifyComment = __nccwpck_require__(9799);
 
 function stringifyCollection(collection, ctx, options) {
     const flow = ctx.inFlow ?? collection.flow;
@@ -50187,7 +51261,7 @@ exports.stringifyCollection = stringifyCollection;
 
 /***/ }),
 
-/***/ 6599:
+/***/ 9799:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -50218,14 +51292,14 @@ exports.stringifyComment = stringifyComment;
 
 /***/ }),
 
-/***/ 2285:
+/***/ 6829:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var stringify = __nccwpck_require__(9300);
-var stringifyComment = __nccwpck_require__(6599);
+var identity = __nccwpck_require__(1127);
+var stringify = __nccwpck_require__(2148);
+var stringifyComment = __nccwpck_require__(9799);
 
 function stringifyDocument(doc, options) {
     const lines = [];
@@ -50312,7 +51386,7 @@ exports.stringifyDocument = stringifyDocument;
 
 /***/ }),
 
-/***/ 3569:
+/***/ 8689:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -50346,15 +51420,15 @@ exports.stringifyNumber = stringifyNumber;
 
 /***/ }),
 
-/***/ 7764:
+/***/ 9748:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Scalar = __nccwpck_require__(389);
-var stringify = __nccwpck_require__(9300);
-var stringifyComment = __nccwpck_require__(6599);
+var identity = __nccwpck_require__(1127);
+var Scalar = __nccwpck_require__(3301);
+var stringify = __nccwpck_require__(2148);
+var stringifyComment = __nccwpck_require__(9799);
 
 function stringifyPair({ key, value }, ctx, onComment, onChompKeep) {
     const { allNullValues, doc, indent, indentStep, options: { commentString, indentSeq, simpleKeys } } = ctx;
@@ -50505,13 +51579,13 @@ exports.stringifyPair = stringifyPair;
 
 /***/ }),
 
-/***/ 1773:
+/***/ 3069:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
-var foldFlowLines = __nccwpck_require__(9915);
+var Scalar = __nccwpck_require__(3301);
+var foldFlowLines = __nccwpck_require__(4475);
 
 const getFoldOptions = (ctx, isBlock) => ({
     indentAtStart: isBlock ? ctx.indent.length : ctx.indentAtStart,
@@ -50850,12 +51924,12 @@ exports.stringifyString = stringifyString;
 
 /***/ }),
 
-/***/ 2588:
+/***/ 204:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
+var identity = __nccwpck_require__(1127);
 
 const BREAK = Symbol('break visit');
 const SKIP = Symbol('skip children');
@@ -51093,7 +52167,7 @@ exports.visitAsync = visitAsync;
 
 /***/ }),
 
-/***/ 5856:
+/***/ 8342:
 /***/ ((module) => {
 
 module.exports = {"rE":"1.17.0"};
@@ -51227,6 +52301,6 @@ module.exports = {"rE":"1.17.0"};
 /******/ // startup
 /******/ // Load entry module and return exports
 /******/ // This entry module used 'module' so it can't be inlined
-/******/ var __webpack_exports__ = __nccwpck_require__(5187);
+/******/ var __webpack_exports__ = __nccwpck_require__(5581);
 /******/ __webpack_exports__ = await __webpack_exports__;
 /******/ 

@@ -7,7 +7,7 @@ const require = __sdCreateRequire(import.meta.url);
 import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /******/ var __webpack_modules__ = ({
 
-/***/ 6400:
+/***/ 6656:
 /***/ ((module) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -27,16 +27,16 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8951:
+/***/ 7703:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
-var errors = __nccwpck_require__(6400);
-var types = __nccwpck_require__(590);
+var errors = __nccwpck_require__(6656);
+var types = __nccwpck_require__(254);
 
-var Reader = __nccwpck_require__(924);
-var Writer = __nccwpck_require__(7544);
+var Reader = __nccwpck_require__(1996);
+var Writer = __nccwpck_require__(9816);
 
 
 // --- Exports
@@ -61,16 +61,16 @@ for (var e in errors) {
 
 /***/ }),
 
-/***/ 924:
+/***/ 1996:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
 var assert = __nccwpck_require__(2613);
-var Buffer = (__nccwpck_require__(9027).Buffer);
+var Buffer = (__nccwpck_require__(2803).Buffer);
 
-var ASN1 = __nccwpck_require__(590);
-var errors = __nccwpck_require__(6400);
+var ASN1 = __nccwpck_require__(254);
+var errors = __nccwpck_require__(6656);
 
 
 // --- Globals
@@ -330,7 +330,7 @@ module.exports = Reader;
 
 /***/ }),
 
-/***/ 590:
+/***/ 254:
 /***/ ((module) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -373,15 +373,15 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7544:
+/***/ 9816:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
 var assert = __nccwpck_require__(2613);
-var Buffer = (__nccwpck_require__(9027).Buffer);
-var ASN1 = __nccwpck_require__(590);
-var errors = __nccwpck_require__(6400);
+var Buffer = (__nccwpck_require__(2803).Buffer);
+var ASN1 = __nccwpck_require__(254);
+var errors = __nccwpck_require__(6656);
 
 
 // --- Globals
@@ -697,7 +697,7 @@ module.exports = Writer;
 
 /***/ }),
 
-/***/ 2733:
+/***/ 9837:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -705,7 +705,7 @@ module.exports = Writer;
 // If you have no idea what ASN.1 or BER is, see this:
 // ftp://ftp.rsa.com/pub/pkcs/ascii/layman.asc
 
-var Ber = __nccwpck_require__(8951);
+var Ber = __nccwpck_require__(7703);
 
 
 
@@ -724,12 +724,12 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6046:
+/***/ 686:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-var crypto_hash_sha512 = (__nccwpck_require__(8156).lowlevel).crypto_hash;
+var crypto_hash_sha512 = (__nccwpck_require__(668).lowlevel).crypto_hash;
 
 /*
  * This file is a 1:1 port from the OpenBSD blowfish.c and bcrypt_pbkdf.c. As a
@@ -1287,19 +1287,19 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8198:
+/***/ 4982:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const binding = __nccwpck_require__(1284);
+const binding = __nccwpck_require__(7318);
 
 module.exports = binding.getCPUInfo;
 
 
 /***/ }),
 
-/***/ 1327:
+/***/ 6543:
 /***/ ((module) => {
 
 
@@ -1334,14 +1334,14 @@ module.exports = isStream;
 
 /***/ }),
 
-/***/ 5951:
+/***/ 8271:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 const fs = __nccwpck_require__(9896);
 const path = __nccwpck_require__(6928);
 const {promisify} = __nccwpck_require__(9023);
-const semver = __nccwpck_require__(4390);
+const semver = __nccwpck_require__(9318);
 
 const useNativeRecursiveOption = semver.satisfies(process.version, '>=10.12.0');
 
@@ -1497,7 +1497,7 @@ module.exports.sync = (input, options) => {
 
 /***/ }),
 
-/***/ 9027:
+/***/ 2803:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /* eslint-disable node/no-deprecated-api */
@@ -1581,7 +1581,7 @@ module.exports = safer
 
 /***/ }),
 
-/***/ 4390:
+/***/ 9318:
 /***/ ((module, exports) => {
 
 exports = module.exports = SemVer
@@ -3436,7 +3436,7 @@ function coerce (version, options) {
 
 /***/ }),
 
-/***/ 9830:
+/***/ 4646:
 /***/ ((module) => {
 
 module.exports = shellescape;
@@ -3460,7 +3460,7 @@ function shellescape(a) {
 
 /***/ }),
 
-/***/ 9379:
+/***/ 5683:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -3473,8 +3473,8 @@ const {
 
 const {
   CHANNEL_EXTENDED_DATATYPE: { STDERR },
-} = __nccwpck_require__(9044);
-const { bufferSlice } = __nccwpck_require__(4408);
+} = __nccwpck_require__(4020);
+const { bufferSlice } = __nccwpck_require__(2184);
 
 const PACKET_SIZE = 32 * 1024;
 const MAX_WINDOW = 2 * 1024 * 1024;
@@ -3762,7 +3762,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4969:
+/***/ 3849:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -3773,14 +3773,14 @@ const { resolve } = __nccwpck_require__(6928);
 const { readFile } = __nccwpck_require__(9896);
 const { execFile, spawn } = __nccwpck_require__(5317);
 
-const { isParsedKey, parseKey } = __nccwpck_require__(7517);
+const { isParsedKey, parseKey } = __nccwpck_require__(1789);
 
 const {
   makeBufferParser,
   readUInt32BE,
   writeUInt32BE,
   writeUInt32LE,
-} = __nccwpck_require__(4408);
+} = __nccwpck_require__(2184);
 
 function once(cb) {
   let called = false;
@@ -4892,7 +4892,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9353:
+/***/ 6297:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // TODO:
@@ -4927,11 +4927,11 @@ const {
   SUPPORTED_KEX,
   SUPPORTED_MAC,
   SUPPORTED_SERVER_HOST_KEY,
-} = __nccwpck_require__(9044);
-const { init: cryptoInit } = __nccwpck_require__(408);
-const Protocol = __nccwpck_require__(3393);
-const { parseKey } = __nccwpck_require__(7517);
-const { SFTP } = __nccwpck_require__(7396);
+} = __nccwpck_require__(4020);
+const { init: cryptoInit } = __nccwpck_require__(2888);
+const Protocol = __nccwpck_require__(7841);
+const { parseKey } = __nccwpck_require__(1789);
+const { SFTP } = __nccwpck_require__(4996);
 const {
   bufferCopy,
   makeBufferParser,
@@ -4939,23 +4939,23 @@ const {
   readUInt32BE,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(4408);
+} = __nccwpck_require__(2184);
 
-const { AgentContext, createAgent, isAgent } = __nccwpck_require__(4969);
+const { AgentContext, createAgent, isAgent } = __nccwpck_require__(3849);
 const {
   Channel,
   MAX_WINDOW,
   PACKET_SIZE,
   windowAdjust,
   WINDOW_THRESHOLD,
-} = __nccwpck_require__(9379);
+} = __nccwpck_require__(5683);
 const {
   ChannelManager,
   generateAlgorithmList,
   isWritable,
   onChannelOpenFailure,
   onCHANNEL_CLOSE,
-} = __nccwpck_require__(1289);
+} = __nccwpck_require__(2137);
 
 const bufferParser = makeBufferParser();
 const sigParser = makeBufferParser();
@@ -7075,7 +7075,7 @@ module.exports = Client;
 
 /***/ }),
 
-/***/ 2729:
+/***/ 137:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -7102,7 +7102,7 @@ for (const ctor of [HttpAgent, HttpsAgent]) {
       const dstPort = options.port;
 
       if (Client === undefined)
-        Client = __nccwpck_require__(9353);
+        Client = __nccwpck_require__(6297);
 
       const client = new Client();
       let triedForward = false;
@@ -7166,7 +7166,7 @@ function decorateStream(stream, ctor, options) {
 
 /***/ }),
 
-/***/ 3328:
+/***/ 5472:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -7178,33 +7178,33 @@ const {
   CygwinAgent,
   OpenSSHAgent,
   PageantAgent,
-} = __nccwpck_require__(4969);
+} = __nccwpck_require__(3849);
 const {
   SSHTTPAgent: HTTPAgent,
   SSHTTPSAgent: HTTPSAgent,
-} = __nccwpck_require__(2729);
-const { parseKey } = __nccwpck_require__(7517);
+} = __nccwpck_require__(137);
+const { parseKey } = __nccwpck_require__(1789);
 const {
   flagsToString,
   OPEN_MODE,
   STATUS_CODE,
   stringToFlags,
-} = __nccwpck_require__(7396);
+} = __nccwpck_require__(4996);
 
 module.exports = {
   AgentProtocol,
   BaseAgent,
   createAgent,
-  Client: __nccwpck_require__(9353),
+  Client: __nccwpck_require__(6297),
   CygwinAgent,
   HTTPAgent,
   HTTPSAgent,
   OpenSSHAgent,
   PageantAgent,
-  Server: __nccwpck_require__(3389),
+  Server: __nccwpck_require__(2605),
   utils: {
     parseKey,
-    ...__nccwpck_require__(2113),
+    ...__nccwpck_require__(3489),
     sftp: {
       flagsToString,
       OPEN_MODE,
@@ -7217,7 +7217,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 2113:
+/***/ 3489:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -7230,10 +7230,10 @@ const {
   randomBytes,
 } = __nccwpck_require__(6982);
 
-const { Ber } = __nccwpck_require__(2733);
-const bcrypt_pbkdf = (__nccwpck_require__(6046).pbkdf);
+const { Ber } = __nccwpck_require__(9837);
+const bcrypt_pbkdf = (__nccwpck_require__(686).pbkdf);
 
-const { CIPHER_INFO } = __nccwpck_require__(408);
+const { CIPHER_INFO } = __nccwpck_require__(2888);
 
 const SALT_LEN = 16;
 const DEFAULT_ROUNDS = 16;
@@ -7806,7 +7806,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3393:
+/***/ 7841:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /*
@@ -7851,7 +7851,7 @@ module.exports = {
 
 const { inspect } = __nccwpck_require__(9023);
 
-const { bindingAvailable, NullCipher, NullDecipher } = __nccwpck_require__(408);
+const { bindingAvailable, NullCipher, NullDecipher } = __nccwpck_require__(2888);
 const {
   COMPAT_CHECKS,
   DISCONNECT_REASON,
@@ -7859,18 +7859,18 @@ const {
   MESSAGE,
   SIGNALS,
   TERMINAL_MODE,
-} = __nccwpck_require__(9044);
+} = __nccwpck_require__(4020);
 const {
   DEFAULT_KEXINIT_CLIENT,
   DEFAULT_KEXINIT_SERVER,
   KexInit,
   kexinit,
   onKEXPayload,
-} = __nccwpck_require__(797);
+} = __nccwpck_require__(4637);
 const {
   parseKey,
-} = __nccwpck_require__(7517);
-const MESSAGE_HANDLERS = __nccwpck_require__(6316);
+} = __nccwpck_require__(1789);
+const MESSAGE_HANDLERS = __nccwpck_require__(9244);
 const {
   bufferCopy,
   bufferFill,
@@ -7878,15 +7878,15 @@ const {
   convertSignature,
   sendPacket,
   writeUInt32BE,
-} = __nccwpck_require__(4408);
+} = __nccwpck_require__(2184);
 const {
   PacketReader,
   PacketWriter,
   ZlibPacketReader,
   ZlibPacketWriter,
-} = __nccwpck_require__(2752);
+} = __nccwpck_require__(4592);
 
-const MODULE_VER = (__nccwpck_require__(5856)/* .version */ .rE);
+const MODULE_VER = (__nccwpck_require__(8342)/* .version */ .rE);
 
 const VALID_DISCONNECT_REASONS = new Map(
   Object.values(DISCONNECT_REASON).map((n) => [n, 1])
@@ -9949,7 +9949,7 @@ module.exports = Protocol;
 
 /***/ }),
 
-/***/ 7396:
+/***/ 4996:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -9970,7 +9970,7 @@ const {
   bufferSlice,
   makeBufferParser,
   writeUInt32BE,
-} = __nccwpck_require__(4408);
+} = __nccwpck_require__(2184);
 
 const ATTR = {
   SIZE: 0x00000001,
@@ -13550,7 +13550,7 @@ const {
   ERR_INVALID_ARG_TYPE,
   ERR_OUT_OF_RANGE,
   validateNumber
-} = __nccwpck_require__(6200);
+} = __nccwpck_require__(3208);
 
 const kMinPoolSpace = 128;
 
@@ -14008,7 +14008,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9044:
+/***/ 4020:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -14017,10 +14017,10 @@ const crypto = __nccwpck_require__(6982);
 
 let cpuInfo;
 try {
-  cpuInfo = __nccwpck_require__(8198)();
+  cpuInfo = __nccwpck_require__(4982)();
 } catch {}
 
-const { bindingAvailable, CIPHER_INFO, MAC_INFO } = __nccwpck_require__(408);
+const { bindingAvailable, CIPHER_INFO, MAC_INFO } = __nccwpck_require__(2888);
 
 const eddsaSupported = (() => {
   if (typeof crypto.sign === 'function'
@@ -14371,7 +14371,7 @@ module.exports.DISCONNECT_REASON_BY_VALUE =
 
 /***/ }),
 
-/***/ 408:
+/***/ 2888:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // TODO:
@@ -14386,7 +14386,7 @@ const {
   createCipheriv, createDecipheriv, createHmac, randomFillSync, timingSafeEqual
 } = __nccwpck_require__(6982);
 
-const { readUInt32BE, writeUInt32BE } = __nccwpck_require__(4408);
+const { readUInt32BE, writeUInt32BE } = __nccwpck_require__(2184);
 
 const FastBuffer = Buffer[Symbol.species];
 const MAX_SEQNO = 2 ** 32 - 1;
@@ -14403,7 +14403,7 @@ let AESGCMDecipher;
 let ChaChaPolyDecipher;
 let GenericDecipher;
 try {
-  binding = __nccwpck_require__(7168);
+  binding = __nccwpck_require__(490);
   ({ AESGCMCipher, ChaChaPolyCipher, GenericCipher,
      AESGCMDecipher, ChaChaPolyDecipher, GenericDecipher } = binding);
 } catch {}
@@ -15957,7 +15957,7 @@ module.exports = {
     // eslint-disable-next-line no-async-promise-executor
     return new Promise(async (resolve, reject) => {
       try {
-        POLY1305_WASM_MODULE = await __nccwpck_require__(1878)();
+        POLY1305_WASM_MODULE = await __nccwpck_require__(7830)();
         POLY1305_RESULT_MALLOC = POLY1305_WASM_MODULE._malloc(16);
         poly1305_auth = POLY1305_WASM_MODULE.cwrap(
           'poly1305_auth',
@@ -15980,7 +15980,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1878:
+/***/ 7830:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -16027,15 +16027,15 @@ else {}
 
 /***/ }),
 
-/***/ 6316:
+/***/ 9244:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const MESSAGE_HANDLERS = new Array(256);
 [
-  (__nccwpck_require__(797).HANDLERS),
-  __nccwpck_require__(8268),
+  (__nccwpck_require__(4637).HANDLERS),
+  __nccwpck_require__(9964),
 ].forEach((handlers) => {
   // eslint-disable-next-line prefer-const
   for (let [type, handler] of Object.entries(handlers)) {
@@ -16050,7 +16050,7 @@ module.exports = MESSAGE_HANDLERS;
 
 /***/ }),
 
-/***/ 8268:
+/***/ 9964:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -16061,18 +16061,18 @@ const {
   doFatalError,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(4408);
+} = __nccwpck_require__(2184);
 
 const {
   CHANNEL_OPEN_FAILURE,
   COMPAT,
   MESSAGE,
   TERMINAL_MODE,
-} = __nccwpck_require__(9044);
+} = __nccwpck_require__(4020);
 
 const {
   parseKey,
-} = __nccwpck_require__(7517);
+} = __nccwpck_require__(1789);
 
 const TERMINAL_MODE_BY_VALUE =
   Array.from(Object.entries(TERMINAL_MODE))
@@ -17342,7 +17342,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 797:
+/***/ 4637:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -17358,7 +17358,7 @@ const {
   randomFillSync,
 } = __nccwpck_require__(6982);
 
-const { Ber } = __nccwpck_require__(2733);
+const { Ber } = __nccwpck_require__(9837);
 
 const {
   COMPAT,
@@ -17370,14 +17370,14 @@ const {
   DEFAULT_COMPRESSION,
   DISCONNECT_REASON,
   MESSAGE,
-} = __nccwpck_require__(9044);
+} = __nccwpck_require__(4020);
 const {
   CIPHER_INFO,
   createCipher,
   createDecipher,
   MAC_INFO,
-} = __nccwpck_require__(408);
-const { parseDERKey } = __nccwpck_require__(7517);
+} = __nccwpck_require__(2888);
+const { parseDERKey } = __nccwpck_require__(1789);
 const {
   bufferFill,
   bufferParser,
@@ -17386,13 +17386,13 @@ const {
   FastBuffer,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(4408);
+} = __nccwpck_require__(2184);
 const {
   PacketReader,
   PacketWriter,
   ZlibPacketReader,
   ZlibPacketWriter,
-} = __nccwpck_require__(2752);
+} = __nccwpck_require__(4592);
 
 let MESSAGE_HANDLERS;
 
@@ -19136,7 +19136,7 @@ function onKEXPayload(state, payload) {
       case MESSAGE.UNIMPLEMENTED:
       case MESSAGE.DEBUG:
         if (!MESSAGE_HANDLERS)
-          MESSAGE_HANDLERS = __nccwpck_require__(6316);
+          MESSAGE_HANDLERS = __nccwpck_require__(9244);
         return MESSAGE_HANDLERS[type](this, payload);
     }
   }
@@ -19144,7 +19144,7 @@ function onKEXPayload(state, payload) {
   switch (type) {
     case MESSAGE.DISCONNECT:
       if (!MESSAGE_HANDLERS)
-        MESSAGE_HANDLERS = __nccwpck_require__(6316);
+        MESSAGE_HANDLERS = __nccwpck_require__(9244);
       return MESSAGE_HANDLERS[type](this, payload);
     case MESSAGE.KEXINIT:
       if (!state.firstPacket) {
@@ -19257,7 +19257,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7517:
+/***/ 1789:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // TODO:
@@ -19279,18 +19279,18 @@ const {
 } = __nccwpck_require__(6982);
 const supportedOpenSSLCiphers = getCiphers();
 
-const { Ber } = __nccwpck_require__(2733);
-const bcrypt_pbkdf = (__nccwpck_require__(6046).pbkdf);
+const { Ber } = __nccwpck_require__(9837);
+const bcrypt_pbkdf = (__nccwpck_require__(686).pbkdf);
 
-const { CIPHER_INFO } = __nccwpck_require__(408);
-const { eddsaSupported, SUPPORTED_CIPHER } = __nccwpck_require__(9044);
+const { CIPHER_INFO } = __nccwpck_require__(2888);
+const { eddsaSupported, SUPPORTED_CIPHER } = __nccwpck_require__(4020);
 const {
   bufferSlice,
   makeBufferParser,
   readString,
   readUInt32BE,
   writeUInt32BE,
-} = __nccwpck_require__(4408);
+} = __nccwpck_require__(2184);
 
 const SYM_HASH_ALGO = Symbol('Hash Algorithm');
 const SYM_PRIV_PEM = Symbol('Private key PEM');
@@ -20748,7 +20748,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6200:
+/***/ 3208:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -20870,12 +20870,12 @@ exports.validateNumber = function validateNumber(value, name) {
 
 /***/ }),
 
-/***/ 4408:
+/***/ 2184:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Ber = (__nccwpck_require__(2733).Ber);
+const Ber = (__nccwpck_require__(9837).Ber);
 
 let DISCONNECT_REASON;
 
@@ -21046,7 +21046,7 @@ module.exports = {
   doFatalError: (protocol, msg, level, reason) => {
     let err;
     if (DISCONNECT_REASON === undefined)
-      ({ DISCONNECT_REASON } = __nccwpck_require__(9044));
+      ({ DISCONNECT_REASON } = __nccwpck_require__(4020));
     if (msg instanceof Error) {
       // doFatalError(protocol, err[, reason])
       err = msg;
@@ -21233,7 +21233,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 2752:
+/***/ 4592:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -21495,7 +21495,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3389:
+/***/ 2605:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // TODO:
@@ -21523,13 +21523,13 @@ const {
   SUPPORTED_KEX,
   SUPPORTED_MAC,
   SUPPORTED_SERVER_HOST_KEY,
-} = __nccwpck_require__(9044);
-const { init: cryptoInit } = __nccwpck_require__(408);
-const { KexInit } = __nccwpck_require__(797);
-const { parseKey } = __nccwpck_require__(7517);
-const Protocol = __nccwpck_require__(3393);
-const { SFTP } = __nccwpck_require__(7396);
-const { writeUInt32BE } = __nccwpck_require__(4408);
+} = __nccwpck_require__(4020);
+const { init: cryptoInit } = __nccwpck_require__(2888);
+const { KexInit } = __nccwpck_require__(4637);
+const { parseKey } = __nccwpck_require__(1789);
+const Protocol = __nccwpck_require__(7841);
+const { SFTP } = __nccwpck_require__(4996);
+const { writeUInt32BE } = __nccwpck_require__(2184);
 
 const {
   Channel,
@@ -21537,7 +21537,7 @@ const {
   PACKET_SIZE,
   windowAdjust,
   WINDOW_THRESHOLD,
-} = __nccwpck_require__(9379);
+} = __nccwpck_require__(5683);
 
 const {
   ChannelManager,
@@ -21545,7 +21545,7 @@ const {
   isWritable,
   onChannelOpenFailure,
   onCHANNEL_CLOSE,
-} = __nccwpck_require__(1289);
+} = __nccwpck_require__(2137);
 
 const MAX_PENDING_AUTHS = 10;
 
@@ -22882,12 +22882,12 @@ module.exports.IncomingClient = Client;
 
 /***/ }),
 
-/***/ 1289:
+/***/ 2137:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { SFTP } = __nccwpck_require__(7396);
+const { SFTP } = __nccwpck_require__(4996);
 
 const MAX_CHANNEL = 2 ** 32 - 1;
 
@@ -23225,15 +23225,15 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8482:
+/***/ 770:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
-/* unused reexport */ __nccwpck_require__(9290);
+/* unused reexport */ __nccwpck_require__(218);
 
 
 /***/ }),
 
-/***/ 9290:
+/***/ 218:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 var __webpack_unused_export__;
@@ -23505,7 +23505,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 8156:
+/***/ 668:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 (function(nacl) {
@@ -25900,34 +25900,34 @@ nacl.setPRNG = function(fn) {
 
 /***/ }),
 
-/***/ 2480:
+/***/ 6752:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 var __webpack_unused_export__;
 
 
-const Client = __nccwpck_require__(1285)
-const Dispatcher = __nccwpck_require__(7939)
-const Pool = __nccwpck_require__(9863)
-const BalancedPool = __nccwpck_require__(2549)
-const Agent = __nccwpck_require__(8285)
-const ProxyAgent = __nccwpck_require__(9920)
-const EnvHttpProxyAgent = __nccwpck_require__(929)
-const RetryAgent = __nccwpck_require__(1346)
-const errors = __nccwpck_require__(4627)
-const util = __nccwpck_require__(4640)
+const Client = __nccwpck_require__(3701)
+const Dispatcher = __nccwpck_require__(883)
+const Pool = __nccwpck_require__(628)
+const BalancedPool = __nccwpck_require__(837)
+const Agent = __nccwpck_require__(7405)
+const ProxyAgent = __nccwpck_require__(6672)
+const EnvHttpProxyAgent = __nccwpck_require__(3137)
+const RetryAgent = __nccwpck_require__(50)
+const errors = __nccwpck_require__(8707)
+const util = __nccwpck_require__(3440)
 const { InvalidArgumentError } = errors
-const api = __nccwpck_require__(8567)
-const buildConnector = __nccwpck_require__(2784)
-const MockClient = __nccwpck_require__(9493)
-const MockAgent = __nccwpck_require__(1437)
-const MockPool = __nccwpck_require__(5220)
-const mockErrors = __nccwpck_require__(9917)
-const RetryHandler = __nccwpck_require__(5640)
-const { getGlobalDispatcher, setGlobalDispatcher } = __nccwpck_require__(8421)
-const DecoratorHandler = __nccwpck_require__(91)
-const RedirectHandler = __nccwpck_require__(7970)
-const createRedirectInterceptor = __nccwpck_require__(6036)
+const api = __nccwpck_require__(6615)
+const buildConnector = __nccwpck_require__(9136)
+const MockClient = __nccwpck_require__(7365)
+const MockAgent = __nccwpck_require__(7501)
+const MockPool = __nccwpck_require__(4004)
+const mockErrors = __nccwpck_require__(2429)
+const RetryHandler = __nccwpck_require__(7816)
+const { getGlobalDispatcher, setGlobalDispatcher } = __nccwpck_require__(2581)
+const DecoratorHandler = __nccwpck_require__(8155)
+const RedirectHandler = __nccwpck_require__(8754)
+const createRedirectInterceptor = __nccwpck_require__(5092)
 
 Object.assign(Dispatcher.prototype, api)
 
@@ -25945,10 +25945,10 @@ __webpack_unused_export__ = DecoratorHandler
 __webpack_unused_export__ = RedirectHandler
 __webpack_unused_export__ = createRedirectInterceptor
 __webpack_unused_export__ = {
-  redirect: __nccwpck_require__(730),
-  retry: __nccwpck_require__(4346),
-  dump: __nccwpck_require__(8412),
-  dns: __nccwpck_require__(8731)
+  redirect: __nccwpck_require__(1514),
+  retry: __nccwpck_require__(2026),
+  dump: __nccwpck_require__(8060),
+  dns: __nccwpck_require__(379)
 }
 
 __webpack_unused_export__ = buildConnector
@@ -26010,7 +26010,7 @@ function makeDispatcher (fn) {
 __webpack_unused_export__ = setGlobalDispatcher
 __webpack_unused_export__ = getGlobalDispatcher
 
-const fetchImpl = (__nccwpck_require__(8702).fetch)
+const fetchImpl = (__nccwpck_require__(4398).fetch)
 __webpack_unused_export__ = async function fetch (init, options = undefined) {
   try {
     return await fetchImpl(init, options)
@@ -26022,39 +26022,39 @@ __webpack_unused_export__ = async function fetch (init, options = undefined) {
     throw err
   }
 }
-/* unused reexport */ __nccwpck_require__(5524).Headers
-/* unused reexport */ __nccwpck_require__(715).Response
-/* unused reexport */ __nccwpck_require__(175).Request
-/* unused reexport */ __nccwpck_require__(1142).FormData
+/* unused reexport */ __nccwpck_require__(660).Headers
+/* unused reexport */ __nccwpck_require__(9051).Response
+/* unused reexport */ __nccwpck_require__(9967).Request
+/* unused reexport */ __nccwpck_require__(5910).FormData
 __webpack_unused_export__ = globalThis.File ?? (__nccwpck_require__(4573).File)
-/* unused reexport */ __nccwpck_require__(4848).FileReader
+/* unused reexport */ __nccwpck_require__(8355).FileReader
 
-const { setGlobalOrigin, getGlobalOrigin } = __nccwpck_require__(179)
+const { setGlobalOrigin, getGlobalOrigin } = __nccwpck_require__(1059)
 
 __webpack_unused_export__ = setGlobalOrigin
 __webpack_unused_export__ = getGlobalOrigin
 
-const { CacheStorage } = __nccwpck_require__(5965)
-const { kConstruct } = __nccwpck_require__(61)
+const { CacheStorage } = __nccwpck_require__(3245)
+const { kConstruct } = __nccwpck_require__(109)
 
 // Cache & CacheStorage are tightly coupled with fetch. Even if it may run
 // in an older version of Node, it doesn't have any use without fetch.
 __webpack_unused_export__ = new CacheStorage(kConstruct)
 
-const { deleteCookie, getCookies, getSetCookies, setCookie } = __nccwpck_require__(6933)
+const { deleteCookie, getCookies, getSetCookies, setCookie } = __nccwpck_require__(9061)
 
 __webpack_unused_export__ = deleteCookie
 __webpack_unused_export__ = getCookies
 __webpack_unused_export__ = getSetCookies
 __webpack_unused_export__ = setCookie
 
-const { parseMIMEType, serializeAMimeType } = __nccwpck_require__(7708)
+const { parseMIMEType, serializeAMimeType } = __nccwpck_require__(1900)
 
 __webpack_unused_export__ = parseMIMEType
 __webpack_unused_export__ = serializeAMimeType
 
-const { CloseEvent, ErrorEvent, MessageEvent } = __nccwpck_require__(7316)
-/* unused reexport */ __nccwpck_require__(1886).WebSocket
+const { CloseEvent, ErrorEvent, MessageEvent } = __nccwpck_require__(5188)
+/* unused reexport */ __nccwpck_require__(3726).WebSocket
 __webpack_unused_export__ = CloseEvent
 __webpack_unused_export__ = ErrorEvent
 __webpack_unused_export__ = MessageEvent
@@ -26070,18 +26070,18 @@ __webpack_unused_export__ = MockPool
 __webpack_unused_export__ = MockAgent
 __webpack_unused_export__ = mockErrors
 
-const { EventSource } = __nccwpck_require__(1670)
+const { EventSource } = __nccwpck_require__(1238)
 
 __webpack_unused_export__ = EventSource
 
 
 /***/ }),
 
-/***/ 670:
+/***/ 158:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
-const { addAbortListener } = __nccwpck_require__(4640)
-const { RequestAbortedError } = __nccwpck_require__(4627)
+const { addAbortListener } = __nccwpck_require__(3440)
+const { RequestAbortedError } = __nccwpck_require__(8707)
 
 const kListener = Symbol('kListener')
 const kSignal = Symbol('kSignal')
@@ -26141,16 +26141,16 @@ module.exports = {
 
 /***/ }),
 
-/***/ 2004:
+/***/ 2279:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const assert = __nccwpck_require__(4589)
 const { AsyncResource } = __nccwpck_require__(6698)
-const { InvalidArgumentError, SocketError } = __nccwpck_require__(4627)
-const util = __nccwpck_require__(4640)
-const { addSignal, removeSignal } = __nccwpck_require__(670)
+const { InvalidArgumentError, SocketError } = __nccwpck_require__(8707)
+const util = __nccwpck_require__(3440)
+const { addSignal, removeSignal } = __nccwpck_require__(158)
 
 class ConnectHandler extends AsyncResource {
   constructor (opts, callback) {
@@ -26256,7 +26256,7 @@ module.exports = connect
 
 /***/ }),
 
-/***/ 5646:
+/***/ 6862:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -26270,10 +26270,10 @@ const {
   InvalidArgumentError,
   InvalidReturnValueError,
   RequestAbortedError
-} = __nccwpck_require__(4627)
-const util = __nccwpck_require__(4640)
+} = __nccwpck_require__(8707)
+const util = __nccwpck_require__(3440)
 const { AsyncResource } = __nccwpck_require__(6698)
-const { addSignal, removeSignal } = __nccwpck_require__(670)
+const { addSignal, removeSignal } = __nccwpck_require__(158)
 const assert = __nccwpck_require__(4589)
 
 const kResume = Symbol('resume')
@@ -26514,16 +26514,16 @@ module.exports = pipeline
 
 /***/ }),
 
-/***/ 4203:
+/***/ 4043:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const assert = __nccwpck_require__(4589)
-const { Readable } = __nccwpck_require__(471)
-const { InvalidArgumentError, RequestAbortedError } = __nccwpck_require__(4627)
-const util = __nccwpck_require__(4640)
-const { getResolveErrorBodyCallback } = __nccwpck_require__(2247)
+const { Readable } = __nccwpck_require__(9927)
+const { InvalidArgumentError, RequestAbortedError } = __nccwpck_require__(8707)
+const util = __nccwpck_require__(3440)
+const { getResolveErrorBodyCallback } = __nccwpck_require__(7655)
 const { AsyncResource } = __nccwpck_require__(6698)
 
 class RequestHandler extends AsyncResource {
@@ -26735,18 +26735,18 @@ module.exports.RequestHandler = RequestHandler
 
 /***/ }),
 
-/***/ 9656:
+/***/ 3560:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const assert = __nccwpck_require__(4589)
 const { finished, PassThrough } = __nccwpck_require__(7075)
-const { InvalidArgumentError, InvalidReturnValueError } = __nccwpck_require__(4627)
-const util = __nccwpck_require__(4640)
-const { getResolveErrorBodyCallback } = __nccwpck_require__(2247)
+const { InvalidArgumentError, InvalidReturnValueError } = __nccwpck_require__(8707)
+const util = __nccwpck_require__(3440)
+const { getResolveErrorBodyCallback } = __nccwpck_require__(7655)
 const { AsyncResource } = __nccwpck_require__(6698)
-const { addSignal, removeSignal } = __nccwpck_require__(670)
+const { addSignal, removeSignal } = __nccwpck_require__(158)
 
 class StreamHandler extends AsyncResource {
   constructor (opts, factory, callback) {
@@ -26962,15 +26962,15 @@ module.exports = stream
 
 /***/ }),
 
-/***/ 6730:
+/***/ 1882:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { InvalidArgumentError, SocketError } = __nccwpck_require__(4627)
+const { InvalidArgumentError, SocketError } = __nccwpck_require__(8707)
 const { AsyncResource } = __nccwpck_require__(6698)
-const util = __nccwpck_require__(4640)
-const { addSignal, removeSignal } = __nccwpck_require__(670)
+const util = __nccwpck_require__(3440)
+const { addSignal, removeSignal } = __nccwpck_require__(158)
 const assert = __nccwpck_require__(4589)
 
 class UpgradeHandler extends AsyncResource {
@@ -27077,21 +27077,21 @@ module.exports = upgrade
 
 /***/ }),
 
-/***/ 8567:
+/***/ 6615:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-module.exports.request = __nccwpck_require__(4203)
-module.exports.stream = __nccwpck_require__(9656)
-module.exports.pipeline = __nccwpck_require__(5646)
-module.exports.upgrade = __nccwpck_require__(6730)
-module.exports.connect = __nccwpck_require__(2004)
+module.exports.request = __nccwpck_require__(4043)
+module.exports.stream = __nccwpck_require__(3560)
+module.exports.pipeline = __nccwpck_require__(6862)
+module.exports.upgrade = __nccwpck_require__(1882)
+module.exports.connect = __nccwpck_require__(2279)
 
 
 /***/ }),
 
-/***/ 471:
+/***/ 9927:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Ported from https://github.com/nodejs/undici/pull/907
@@ -27100,9 +27100,9 @@ module.exports.connect = __nccwpck_require__(2004)
 
 const assert = __nccwpck_require__(4589)
 const { Readable } = __nccwpck_require__(7075)
-const { RequestAbortedError, NotSupportedError, InvalidArgumentError, AbortError } = __nccwpck_require__(4627)
-const util = __nccwpck_require__(4640)
-const { ReadableStreamFrom } = __nccwpck_require__(4640)
+const { RequestAbortedError, NotSupportedError, InvalidArgumentError, AbortError } = __nccwpck_require__(8707)
+const util = __nccwpck_require__(3440)
+const { ReadableStreamFrom } = __nccwpck_require__(3440)
 
 const kConsume = Symbol('kConsume')
 const kReading = Symbol('kReading')
@@ -27483,15 +27483,15 @@ module.exports = { Readable: BodyReadable, chunksDecode }
 
 /***/ }),
 
-/***/ 2247:
+/***/ 7655:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 const assert = __nccwpck_require__(4589)
 const {
   ResponseStatusCodeError
-} = __nccwpck_require__(4627)
+} = __nccwpck_require__(8707)
 
-const { chunksDecode } = __nccwpck_require__(471)
+const { chunksDecode } = __nccwpck_require__(9927)
 const CHUNK_LIMIT = 128 * 1024
 
 async function getResolveErrorBodyCallback ({ callback, body, contentType, statusCode, statusMessage, headers }) {
@@ -27583,16 +27583,16 @@ module.exports = {
 
 /***/ }),
 
-/***/ 2784:
+/***/ 9136:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const net = __nccwpck_require__(7030)
 const assert = __nccwpck_require__(4589)
-const util = __nccwpck_require__(4640)
-const { InvalidArgumentError, ConnectTimeoutError } = __nccwpck_require__(4627)
-const timers = __nccwpck_require__(1275)
+const util = __nccwpck_require__(3440)
+const { InvalidArgumentError, ConnectTimeoutError } = __nccwpck_require__(8707)
+const timers = __nccwpck_require__(6603)
 
 function noop () {}
 
@@ -27830,7 +27830,7 @@ module.exports = buildConnector
 
 /***/ }),
 
-/***/ 2303:
+/***/ 735:
 /***/ ((module) => {
 
 
@@ -27955,7 +27955,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3374:
+/***/ 2414:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -28164,7 +28164,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4627:
+/***/ 8707:
 /***/ ((module) => {
 
 
@@ -28596,7 +28596,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7311:
+/***/ 4655:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -28604,7 +28604,7 @@ module.exports = {
 const {
   InvalidArgumentError,
   NotSupportedError
-} = __nccwpck_require__(4627)
+} = __nccwpck_require__(8707)
 const assert = __nccwpck_require__(4589)
 const {
   isValidHTTPToken,
@@ -28619,9 +28619,9 @@ const {
   validateHandler,
   getServerName,
   normalizedMethodRecords
-} = __nccwpck_require__(4640)
-const { channels } = __nccwpck_require__(3374)
-const { headerNameLowerCasedRecord } = __nccwpck_require__(2303)
+} = __nccwpck_require__(3440)
+const { channels } = __nccwpck_require__(2414)
+const { headerNameLowerCasedRecord } = __nccwpck_require__(735)
 
 // Verifies that a given path is valid does not contain control chars \x00 to \x20
 const invalidPathRegex = /[^\u0021-\u00ff]/
@@ -29085,7 +29085,7 @@ module.exports = Request
 
 /***/ }),
 
-/***/ 4043:
+/***/ 6443:
 /***/ ((module) => {
 
 module.exports = {
@@ -29159,7 +29159,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4152:
+/***/ 7752:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -29167,7 +29167,7 @@ module.exports = {
 const {
   wellknownHeaderNames,
   headerNameLowerCasedRecord
-} = __nccwpck_require__(2303)
+} = __nccwpck_require__(735)
 
 class TstNode {
   /** @type {any} */
@@ -29318,13 +29318,13 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4640:
+/***/ 3440:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const assert = __nccwpck_require__(4589)
-const { kDestroyed, kBodyUsed, kListeners, kBody } = __nccwpck_require__(4043)
+const { kDestroyed, kBodyUsed, kListeners, kBody } = __nccwpck_require__(6443)
 const { IncomingMessage } = __nccwpck_require__(7067)
 const stream = __nccwpck_require__(7075)
 const net = __nccwpck_require__(7030)
@@ -29332,9 +29332,9 @@ const { Blob } = __nccwpck_require__(4573)
 const nodeUtil = __nccwpck_require__(7975)
 const { stringify } = __nccwpck_require__(1792)
 const { EventEmitter: EE } = __nccwpck_require__(8474)
-const { InvalidArgumentError } = __nccwpck_require__(4627)
-const { headerNameLowerCasedRecord } = __nccwpck_require__(2303)
-const { tree } = __nccwpck_require__(4152)
+const { InvalidArgumentError } = __nccwpck_require__(8707)
+const { headerNameLowerCasedRecord } = __nccwpck_require__(735)
+const { tree } = __nccwpck_require__(7752)
 
 const [nodeMajor, nodeMinor] = process.versions.node.split('.').map(v => Number(v))
 
@@ -30044,18 +30044,18 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8285:
+/***/ 7405:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { InvalidArgumentError } = __nccwpck_require__(4627)
-const { kClients, kRunning, kClose, kDestroy, kDispatch, kInterceptors } = __nccwpck_require__(4043)
-const DispatcherBase = __nccwpck_require__(9265)
-const Pool = __nccwpck_require__(9863)
-const Client = __nccwpck_require__(1285)
-const util = __nccwpck_require__(4640)
-const createRedirectInterceptor = __nccwpck_require__(6036)
+const { InvalidArgumentError } = __nccwpck_require__(8707)
+const { kClients, kRunning, kClose, kDestroy, kDispatch, kInterceptors } = __nccwpck_require__(6443)
+const DispatcherBase = __nccwpck_require__(1841)
+const Pool = __nccwpck_require__(628)
+const Client = __nccwpck_require__(3701)
+const util = __nccwpck_require__(3440)
+const createRedirectInterceptor = __nccwpck_require__(5092)
 
 const kOnConnect = Symbol('onConnect')
 const kOnDisconnect = Symbol('onDisconnect')
@@ -30184,7 +30184,7 @@ module.exports = Agent
 
 /***/ }),
 
-/***/ 2549:
+/***/ 837:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -30192,7 +30192,7 @@ module.exports = Agent
 const {
   BalancedPoolMissingUpstreamError,
   InvalidArgumentError
-} = __nccwpck_require__(4627)
+} = __nccwpck_require__(8707)
 const {
   PoolBase,
   kClients,
@@ -30200,10 +30200,10 @@ const {
   kAddClient,
   kRemoveClient,
   kGetDispatcher
-} = __nccwpck_require__(3856)
-const Pool = __nccwpck_require__(9863)
-const { kUrl, kInterceptors } = __nccwpck_require__(4043)
-const { parseOrigin } = __nccwpck_require__(4640)
+} = __nccwpck_require__(2128)
+const Pool = __nccwpck_require__(628)
+const { kUrl, kInterceptors } = __nccwpck_require__(6443)
+const { parseOrigin } = __nccwpck_require__(3440)
 const kFactory = Symbol('factory')
 
 const kOptions = Symbol('options')
@@ -30400,7 +30400,7 @@ module.exports = BalancedPool
 
 /***/ }),
 
-/***/ 9133:
+/***/ 637:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -30408,9 +30408,9 @@ module.exports = BalancedPool
 /* global WebAssembly */
 
 const assert = __nccwpck_require__(4589)
-const util = __nccwpck_require__(4640)
-const { channels } = __nccwpck_require__(3374)
-const timers = __nccwpck_require__(1275)
+const util = __nccwpck_require__(3440)
+const { channels } = __nccwpck_require__(2414)
+const timers = __nccwpck_require__(6603)
 const {
   RequestContentLengthMismatchError,
   ResponseContentLengthMismatchError,
@@ -30423,7 +30423,7 @@ const {
   BodyTimeoutError,
   HTTPParserError,
   ResponseExceededMaxSizeError
-} = __nccwpck_require__(4627)
+} = __nccwpck_require__(8707)
 const {
   kUrl,
   kReset,
@@ -30456,9 +30456,9 @@ const {
   kOnError,
   kResume,
   kHTTPContext
-} = __nccwpck_require__(4043)
+} = __nccwpck_require__(6443)
 
-const constants = __nccwpck_require__(776)
+const constants = __nccwpck_require__(2824)
 const EMPTY_BUF = Buffer.alloc(0)
 const FastBuffer = Buffer[Symbol.species]
 const addListener = util.addListener
@@ -30470,11 +30470,11 @@ const kSocketUsed = Symbol('kSocketUsed')
 let extractBody
 
 async function lazyllhttp () {
-  const llhttpWasmData = process.env.JEST_WORKER_ID ? __nccwpck_require__(7630) : undefined
+  const llhttpWasmData = process.env.JEST_WORKER_ID ? __nccwpck_require__(3870) : undefined
 
   let mod
   try {
-    mod = await WebAssembly.compile(__nccwpck_require__(8586))
+    mod = await WebAssembly.compile(__nccwpck_require__(3434))
   } catch (e) {
     /* istanbul ignore next */
 
@@ -30482,7 +30482,7 @@ async function lazyllhttp () {
     // being enabled, but the occurring of this other error
     // * https://github.com/emscripten-core/emscripten/issues/11495
     // got me to remove that check to avoid breaking Node 12.
-    mod = await WebAssembly.compile(llhttpWasmData || __nccwpck_require__(7630))
+    mod = await WebAssembly.compile(llhttpWasmData || __nccwpck_require__(3870))
   }
 
   return await WebAssembly.instantiate(mod, {
@@ -31397,7 +31397,7 @@ function writeH1 (client, request) {
 
   if (util.isFormDataLike(body)) {
     if (!extractBody) {
-      extractBody = (__nccwpck_require__(6396).extractBody)
+      extractBody = (__nccwpck_require__(4492).extractBody)
     }
 
     const [bodyStream, contentType] = extractBody(body)
@@ -31920,7 +31920,7 @@ module.exports = connectH1
 
 /***/ }),
 
-/***/ 4548:
+/***/ 8788:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -31928,13 +31928,13 @@ module.exports = connectH1
 const assert = __nccwpck_require__(4589)
 const { errorMonitor } = __nccwpck_require__(8474)
 const { pipeline } = __nccwpck_require__(7075)
-const util = __nccwpck_require__(4640)
+const util = __nccwpck_require__(3440)
 const {
   RequestContentLengthMismatchError,
   RequestAbortedError,
   SocketError,
   InformationalError
-} = __nccwpck_require__(4627)
+} = __nccwpck_require__(8707)
 const {
   kUrl,
   kReset,
@@ -31953,7 +31953,7 @@ const {
   kResume,
   kSize,
   kHTTPContext
-} = __nccwpck_require__(4043)
+} = __nccwpck_require__(6443)
 
 const kOpenStreams = Symbol('open streams')
 
@@ -32359,7 +32359,7 @@ function writeH2 (client, request) {
   let contentLength = util.bodyLength(body)
 
   if (util.isFormDataLike(body)) {
-    extractBody ??= (__nccwpck_require__(6396).extractBody)
+    extractBody ??= (__nccwpck_require__(4492).extractBody)
 
     const [bodyStream, contentType] = extractBody(body)
     headers['content-type'] = contentType
@@ -32719,7 +32719,7 @@ module.exports = connectH2
 
 /***/ }),
 
-/***/ 1285:
+/***/ 3701:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // @ts-check
@@ -32729,16 +32729,16 @@ module.exports = connectH2
 const assert = __nccwpck_require__(4589)
 const net = __nccwpck_require__(7030)
 const http = __nccwpck_require__(7067)
-const util = __nccwpck_require__(4640)
-const { channels } = __nccwpck_require__(3374)
-const Request = __nccwpck_require__(7311)
-const DispatcherBase = __nccwpck_require__(9265)
+const util = __nccwpck_require__(3440)
+const { channels } = __nccwpck_require__(2414)
+const Request = __nccwpck_require__(4655)
+const DispatcherBase = __nccwpck_require__(1841)
 const {
   InvalidArgumentError,
   InformationalError,
   ClientDestroyedError
-} = __nccwpck_require__(4627)
-const buildConnector = __nccwpck_require__(2784)
+} = __nccwpck_require__(8707)
+const buildConnector = __nccwpck_require__(9136)
 const {
   kUrl,
   kServerName,
@@ -32780,9 +32780,9 @@ const {
   kHTTPContext,
   kMaxConcurrentStreams,
   kResume
-} = __nccwpck_require__(4043)
-const connectH1 = __nccwpck_require__(9133)
-const connectH2 = __nccwpck_require__(4548)
+} = __nccwpck_require__(6443)
+const connectH1 = __nccwpck_require__(637)
+const connectH2 = __nccwpck_require__(8788)
 let deprecatedInterceptorWarned = false
 
 const kClosedResolve = Symbol('kClosedResolve')
@@ -33090,7 +33090,7 @@ class Client extends DispatcherBase {
   }
 }
 
-const createRedirectInterceptor = __nccwpck_require__(6036)
+const createRedirectInterceptor = __nccwpck_require__(5092)
 
 function onError (client, err) {
   if (
@@ -33350,19 +33350,19 @@ module.exports = Client
 
 /***/ }),
 
-/***/ 9265:
+/***/ 1841:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const buffer = __nccwpck_require__(4573)
-const Dispatcher = __nccwpck_require__(7939)
+const Dispatcher = __nccwpck_require__(883)
 const {
   ClientDestroyedError,
   ClientClosedError,
   InvalidArgumentError
-} = __nccwpck_require__(4627)
-const { kDestroy, kClose, kClosed, kDestroyed, kDispatch, kInterceptors } = __nccwpck_require__(4043)
+} = __nccwpck_require__(8707)
+const { kDestroy, kClose, kClosed, kDestroyed, kDispatch, kInterceptors } = __nccwpck_require__(6443)
 
 const kOnDestroyed = Symbol('onDestroyed')
 const kOnClosed = Symbol('onClosed')
@@ -33565,7 +33565,7 @@ module.exports = DispatcherBase
 
 /***/ }),
 
-/***/ 7939:
+/***/ 883:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -33637,15 +33637,15 @@ module.exports = Dispatcher
 
 /***/ }),
 
-/***/ 929:
+/***/ 3137:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const DispatcherBase = __nccwpck_require__(9265)
-const { kClose, kDestroy, kClosed, kDestroyed, kDispatch, kNoProxyAgent, kHttpProxyAgent, kHttpsProxyAgent } = __nccwpck_require__(4043)
-const ProxyAgent = __nccwpck_require__(9920)
-const Agent = __nccwpck_require__(8285)
+const DispatcherBase = __nccwpck_require__(1841)
+const { kClose, kDestroy, kClosed, kDestroyed, kDispatch, kNoProxyAgent, kHttpProxyAgent, kHttpsProxyAgent } = __nccwpck_require__(6443)
+const ProxyAgent = __nccwpck_require__(6672)
+const Agent = __nccwpck_require__(7405)
 
 const DEFAULT_PORTS = {
   'http:': 80,
@@ -33804,7 +33804,7 @@ module.exports = EnvHttpProxyAgent
 
 /***/ }),
 
-/***/ 5844:
+/***/ 4660:
 /***/ ((module) => {
 
 /* eslint-disable */
@@ -33928,15 +33928,15 @@ module.exports = class FixedQueue {
 
 /***/ }),
 
-/***/ 3856:
+/***/ 2128:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const DispatcherBase = __nccwpck_require__(9265)
-const FixedQueue = __nccwpck_require__(5844)
-const { kConnected, kSize, kRunning, kPending, kQueued, kBusy, kFree, kUrl, kClose, kDestroy, kDispatch } = __nccwpck_require__(4043)
-const PoolStats = __nccwpck_require__(5710)
+const DispatcherBase = __nccwpck_require__(1841)
+const FixedQueue = __nccwpck_require__(4660)
+const { kConnected, kSize, kRunning, kPending, kQueued, kBusy, kFree, kUrl, kClose, kDestroy, kDispatch } = __nccwpck_require__(6443)
+const PoolStats = __nccwpck_require__(3246)
 
 const kClients = Symbol('clients')
 const kNeedDrain = Symbol('needDrain')
@@ -34129,10 +34129,10 @@ module.exports = {
 
 /***/ }),
 
-/***/ 5710:
+/***/ 3246:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
-const { kFree, kConnected, kPending, kQueued, kRunning, kSize } = __nccwpck_require__(4043)
+const { kFree, kConnected, kPending, kQueued, kRunning, kSize } = __nccwpck_require__(6443)
 const kPool = Symbol('pool')
 
 class PoolStats {
@@ -34170,7 +34170,7 @@ module.exports = PoolStats
 
 /***/ }),
 
-/***/ 9863:
+/***/ 628:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -34181,14 +34181,14 @@ const {
   kNeedDrain,
   kAddClient,
   kGetDispatcher
-} = __nccwpck_require__(3856)
-const Client = __nccwpck_require__(1285)
+} = __nccwpck_require__(2128)
+const Client = __nccwpck_require__(3701)
 const {
   InvalidArgumentError
-} = __nccwpck_require__(4627)
-const util = __nccwpck_require__(4640)
-const { kUrl, kInterceptors } = __nccwpck_require__(4043)
-const buildConnector = __nccwpck_require__(2784)
+} = __nccwpck_require__(8707)
+const util = __nccwpck_require__(3440)
+const { kUrl, kInterceptors } = __nccwpck_require__(6443)
+const buildConnector = __nccwpck_require__(9136)
 
 const kOptions = Symbol('options')
 const kConnections = Symbol('connections')
@@ -34284,19 +34284,19 @@ module.exports = Pool
 
 /***/ }),
 
-/***/ 9920:
+/***/ 6672:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { kProxy, kClose, kDestroy, kDispatch, kInterceptors } = __nccwpck_require__(4043)
+const { kProxy, kClose, kDestroy, kDispatch, kInterceptors } = __nccwpck_require__(6443)
 const { URL } = __nccwpck_require__(3136)
-const Agent = __nccwpck_require__(8285)
-const Pool = __nccwpck_require__(9863)
-const DispatcherBase = __nccwpck_require__(9265)
-const { InvalidArgumentError, RequestAbortedError, SecureProxyConnectionError } = __nccwpck_require__(4627)
-const buildConnector = __nccwpck_require__(2784)
-const Client = __nccwpck_require__(1285)
+const Agent = __nccwpck_require__(7405)
+const Pool = __nccwpck_require__(628)
+const DispatcherBase = __nccwpck_require__(1841)
+const { InvalidArgumentError, RequestAbortedError, SecureProxyConnectionError } = __nccwpck_require__(8707)
+const buildConnector = __nccwpck_require__(9136)
+const Client = __nccwpck_require__(3701)
 
 const kAgent = Symbol('proxy agent')
 const kClient = Symbol('proxy client')
@@ -34565,13 +34565,13 @@ module.exports = ProxyAgent
 
 /***/ }),
 
-/***/ 1346:
+/***/ 50:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Dispatcher = __nccwpck_require__(7939)
-const RetryHandler = __nccwpck_require__(5640)
+const Dispatcher = __nccwpck_require__(883)
+const RetryHandler = __nccwpck_require__(7816)
 
 class RetryAgent extends Dispatcher {
   #agent = null
@@ -34607,7 +34607,7 @@ module.exports = RetryAgent
 
 /***/ }),
 
-/***/ 8421:
+/***/ 2581:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -34615,8 +34615,8 @@ module.exports = RetryAgent
 // We include a version number for the Dispatcher API. In case of breaking changes,
 // this version number must be increased to avoid conflicts.
 const globalDispatcher = Symbol.for('undici.globalDispatcher.1')
-const { InvalidArgumentError } = __nccwpck_require__(4627)
-const Agent = __nccwpck_require__(8285)
+const { InvalidArgumentError } = __nccwpck_require__(8707)
+const Agent = __nccwpck_require__(7405)
 
 if (getGlobalDispatcher() === undefined) {
   setGlobalDispatcher(new Agent())
@@ -34646,7 +34646,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 91:
+/***/ 8155:
 /***/ ((module) => {
 
 
@@ -34697,15 +34697,15 @@ module.exports = class DecoratorHandler {
 
 /***/ }),
 
-/***/ 7970:
+/***/ 8754:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const util = __nccwpck_require__(4640)
-const { kBodyUsed } = __nccwpck_require__(4043)
+const util = __nccwpck_require__(3440)
+const { kBodyUsed } = __nccwpck_require__(6443)
 const assert = __nccwpck_require__(4589)
-const { InvalidArgumentError } = __nccwpck_require__(4627)
+const { InvalidArgumentError } = __nccwpck_require__(8707)
 const EE = __nccwpck_require__(8474)
 
 const redirectableStatusCodes = [300, 301, 302, 303, 307, 308]
@@ -34936,20 +34936,20 @@ module.exports = RedirectHandler
 
 /***/ }),
 
-/***/ 5640:
+/***/ 7816:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 const assert = __nccwpck_require__(4589)
 
-const { kRetryHandlerDefaultRetry } = __nccwpck_require__(4043)
-const { RequestRetryError } = __nccwpck_require__(4627)
+const { kRetryHandlerDefaultRetry } = __nccwpck_require__(6443)
+const { RequestRetryError } = __nccwpck_require__(8707)
 const {
   isDisturbed,
   parseHeaders,
   parseRangeHeader,
   wrapRequestBody
-} = __nccwpck_require__(4640)
+} = __nccwpck_require__(3440)
 
 function calculateRetryAfterHeader (retryAfter) {
   const current = Date.now()
@@ -35380,14 +35380,14 @@ module.exports = RetryHandler
 
 /***/ }),
 
-/***/ 8731:
+/***/ 379:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 const { isIP } = __nccwpck_require__(7030)
 const { lookup } = __nccwpck_require__(610)
-const DecoratorHandler = __nccwpck_require__(91)
-const { InvalidArgumentError, InformationalError } = __nccwpck_require__(4627)
+const DecoratorHandler = __nccwpck_require__(8155)
+const { InvalidArgumentError, InformationalError } = __nccwpck_require__(8707)
 const maxInt = Math.pow(2, 31) - 1
 
 class DNSInstance {
@@ -35762,14 +35762,14 @@ module.exports = interceptorOpts => {
 
 /***/ }),
 
-/***/ 8412:
+/***/ 8060:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const util = __nccwpck_require__(4640)
-const { InvalidArgumentError, RequestAbortedError } = __nccwpck_require__(4627)
-const DecoratorHandler = __nccwpck_require__(91)
+const util = __nccwpck_require__(3440)
+const { InvalidArgumentError, RequestAbortedError } = __nccwpck_require__(8707)
+const DecoratorHandler = __nccwpck_require__(8155)
 
 class DumpHandler extends DecoratorHandler {
   #maxSize = 1024 * 1024
@@ -35892,12 +35892,12 @@ module.exports = createDumpInterceptor
 
 /***/ }),
 
-/***/ 6036:
+/***/ 5092:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const RedirectHandler = __nccwpck_require__(7970)
+const RedirectHandler = __nccwpck_require__(8754)
 
 function createRedirectInterceptor ({ maxRedirections: defaultMaxRedirections }) {
   return (dispatch) => {
@@ -35920,11 +35920,11 @@ module.exports = createRedirectInterceptor
 
 /***/ }),
 
-/***/ 730:
+/***/ 1514:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
-const RedirectHandler = __nccwpck_require__(7970)
+const RedirectHandler = __nccwpck_require__(8754)
 
 module.exports = opts => {
   const globalMaxRedirections = opts?.maxRedirections
@@ -35951,11 +35951,11 @@ module.exports = opts => {
 
 /***/ }),
 
-/***/ 4346:
+/***/ 2026:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
-const RetryHandler = __nccwpck_require__(5640)
+const RetryHandler = __nccwpck_require__(7816)
 
 module.exports = globalOpts => {
   return dispatch => {
@@ -35977,13 +35977,13 @@ module.exports = globalOpts => {
 
 /***/ }),
 
-/***/ 776:
+/***/ 2824:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.SPECIAL_HEADERS = exports.HEADER_STATE = exports.MINOR = exports.MAJOR = exports.CONNECTION_TOKEN_CHARS = exports.HEADER_CHARS = exports.TOKEN = exports.STRICT_TOKEN = exports.HEX = exports.URL_CHAR = exports.STRICT_URL_CHAR = exports.USERINFO_CHARS = exports.MARK = exports.ALPHANUM = exports.NUM = exports.HEX_MAP = exports.NUM_MAP = exports.ALPHA = exports.FINISH = exports.H_METHOD_MAP = exports.METHOD_MAP = exports.METHODS_RTSP = exports.METHODS_ICE = exports.METHODS_HTTP = exports.METHODS = exports.LENIENT_FLAGS = exports.FLAGS = exports.TYPE = exports.ERROR = void 0;
-const utils_1 = __nccwpck_require__(1308);
+const utils_1 = __nccwpck_require__(172);
 // C headers
 var ERROR;
 (function (ERROR) {
@@ -36261,7 +36261,7 @@ exports.SPECIAL_HEADERS = {
 
 /***/ }),
 
-/***/ 7630:
+/***/ 3870:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -36273,7 +36273,7 @@ module.exports = Buffer.from('AGFzbQEAAAABJwdgAX8Bf2ADf39/AX9gAX8AYAJ/fwBgBH9/f3
 
 /***/ }),
 
-/***/ 8586:
+/***/ 3434:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -36285,7 +36285,7 @@ module.exports = Buffer.from('AGFzbQEAAAABJwdgAX8Bf2ADf39/AX9gAX8AYAJ/fwBgBH9/f3
 
 /***/ }),
 
-/***/ 1308:
+/***/ 172:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -36306,13 +36306,13 @@ exports.enumToMap = enumToMap;
 
 /***/ }),
 
-/***/ 1437:
+/***/ 7501:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { kClients } = __nccwpck_require__(4043)
-const Agent = __nccwpck_require__(8285)
+const { kClients } = __nccwpck_require__(6443)
+const Agent = __nccwpck_require__(7405)
 const {
   kAgent,
   kMockAgentSet,
@@ -36323,14 +36323,14 @@ const {
   kGetNetConnect,
   kOptions,
   kFactory
-} = __nccwpck_require__(941)
-const MockClient = __nccwpck_require__(9493)
-const MockPool = __nccwpck_require__(5220)
-const { matchValue, buildMockOptions } = __nccwpck_require__(8981)
-const { InvalidArgumentError, UndiciError } = __nccwpck_require__(4627)
-const Dispatcher = __nccwpck_require__(7939)
-const Pluralizer = __nccwpck_require__(3289)
-const PendingInterceptorsFormatter = __nccwpck_require__(1726)
+} = __nccwpck_require__(1117)
+const MockClient = __nccwpck_require__(7365)
+const MockPool = __nccwpck_require__(4004)
+const { matchValue, buildMockOptions } = __nccwpck_require__(3397)
+const { InvalidArgumentError, UndiciError } = __nccwpck_require__(8707)
+const Dispatcher = __nccwpck_require__(883)
+const Pluralizer = __nccwpck_require__(1529)
+const PendingInterceptorsFormatter = __nccwpck_require__(6142)
 
 class MockAgent extends Dispatcher {
   constructor (opts) {
@@ -36473,14 +36473,14 @@ module.exports = MockAgent
 
 /***/ }),
 
-/***/ 9493:
+/***/ 7365:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const { promisify } = __nccwpck_require__(7975)
-const Client = __nccwpck_require__(1285)
-const { buildMockDispatch } = __nccwpck_require__(8981)
+const Client = __nccwpck_require__(3701)
+const { buildMockDispatch } = __nccwpck_require__(3397)
 const {
   kDispatches,
   kMockAgent,
@@ -36489,10 +36489,10 @@ const {
   kOrigin,
   kOriginalDispatch,
   kConnected
-} = __nccwpck_require__(941)
-const { MockInterceptor } = __nccwpck_require__(5015)
-const Symbols = __nccwpck_require__(4043)
-const { InvalidArgumentError } = __nccwpck_require__(4627)
+} = __nccwpck_require__(1117)
+const { MockInterceptor } = __nccwpck_require__(1511)
+const Symbols = __nccwpck_require__(6443)
+const { InvalidArgumentError } = __nccwpck_require__(8707)
 
 /**
  * MockClient provides an API that extends the Client to influence the mockDispatches.
@@ -36539,12 +36539,12 @@ module.exports = MockClient
 
 /***/ }),
 
-/***/ 9917:
+/***/ 2429:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { UndiciError } = __nccwpck_require__(4627)
+const { UndiciError } = __nccwpck_require__(8707)
 
 const kMockNotMatchedError = Symbol.for('undici.error.UND_MOCK_ERR_MOCK_NOT_MATCHED')
 
@@ -36574,12 +36574,12 @@ module.exports = {
 
 /***/ }),
 
-/***/ 5015:
+/***/ 1511:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { getResponseData, buildKey, addMockDispatch } = __nccwpck_require__(8981)
+const { getResponseData, buildKey, addMockDispatch } = __nccwpck_require__(3397)
 const {
   kDispatches,
   kDispatchKey,
@@ -36587,9 +36587,9 @@ const {
   kDefaultTrailers,
   kContentLength,
   kMockDispatch
-} = __nccwpck_require__(941)
-const { InvalidArgumentError } = __nccwpck_require__(4627)
-const { buildURL } = __nccwpck_require__(4640)
+} = __nccwpck_require__(1117)
+const { InvalidArgumentError } = __nccwpck_require__(8707)
+const { buildURL } = __nccwpck_require__(3440)
 
 /**
  * Defines the scope API for an interceptor reply
@@ -36788,14 +36788,14 @@ module.exports.MockScope = MockScope
 
 /***/ }),
 
-/***/ 5220:
+/***/ 4004:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const { promisify } = __nccwpck_require__(7975)
-const Pool = __nccwpck_require__(9863)
-const { buildMockDispatch } = __nccwpck_require__(8981)
+const Pool = __nccwpck_require__(628)
+const { buildMockDispatch } = __nccwpck_require__(3397)
 const {
   kDispatches,
   kMockAgent,
@@ -36804,10 +36804,10 @@ const {
   kOrigin,
   kOriginalDispatch,
   kConnected
-} = __nccwpck_require__(941)
-const { MockInterceptor } = __nccwpck_require__(5015)
-const Symbols = __nccwpck_require__(4043)
-const { InvalidArgumentError } = __nccwpck_require__(4627)
+} = __nccwpck_require__(1117)
+const { MockInterceptor } = __nccwpck_require__(1511)
+const Symbols = __nccwpck_require__(6443)
+const { InvalidArgumentError } = __nccwpck_require__(8707)
 
 /**
  * MockPool provides an API that extends the Pool to influence the mockDispatches.
@@ -36854,7 +36854,7 @@ module.exports = MockPool
 
 /***/ }),
 
-/***/ 941:
+/***/ 1117:
 /***/ ((module) => {
 
 
@@ -36884,20 +36884,20 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8981:
+/***/ 3397:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { MockNotMatchedError } = __nccwpck_require__(9917)
+const { MockNotMatchedError } = __nccwpck_require__(2429)
 const {
   kDispatches,
   kMockAgent,
   kOriginalDispatch,
   kOrigin,
   kGetNetConnect
-} = __nccwpck_require__(941)
-const { buildURL } = __nccwpck_require__(4640)
+} = __nccwpck_require__(1117)
+const { buildURL } = __nccwpck_require__(3440)
 const { STATUS_CODES } = __nccwpck_require__(7067)
 const {
   types: {
@@ -37258,7 +37258,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1726:
+/***/ 6142:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -37308,7 +37308,7 @@ module.exports = class PendingInterceptorsFormatter {
 
 /***/ }),
 
-/***/ 3289:
+/***/ 1529:
 /***/ ((module) => {
 
 
@@ -37344,7 +37344,7 @@ module.exports = class Pluralizer {
 
 /***/ }),
 
-/***/ 1275:
+/***/ 6603:
 /***/ ((module) => {
 
 
@@ -37774,20 +37774,20 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8514:
+/***/ 9634:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { kConstruct } = __nccwpck_require__(61)
-const { urlEquals, getFieldValues } = __nccwpck_require__(6814)
-const { kEnumerableProperty, isDisturbed } = __nccwpck_require__(4640)
-const { webidl } = __nccwpck_require__(5701)
-const { Response, cloneResponse, fromInnerResponse } = __nccwpck_require__(715)
-const { Request, fromInnerRequest } = __nccwpck_require__(175)
-const { kState } = __nccwpck_require__(1995)
-const { fetching } = __nccwpck_require__(8702)
-const { urlIsHttpHttpsScheme, createDeferredPromise, readAllBytes } = __nccwpck_require__(9520)
+const { kConstruct } = __nccwpck_require__(109)
+const { urlEquals, getFieldValues } = __nccwpck_require__(6798)
+const { kEnumerableProperty, isDisturbed } = __nccwpck_require__(3440)
+const { webidl } = __nccwpck_require__(5893)
+const { Response, cloneResponse, fromInnerResponse } = __nccwpck_require__(9051)
+const { Request, fromInnerRequest } = __nccwpck_require__(9967)
+const { kState } = __nccwpck_require__(3627)
+const { fetching } = __nccwpck_require__(4398)
+const { urlIsHttpHttpsScheme, createDeferredPromise, readAllBytes } = __nccwpck_require__(3168)
 const assert = __nccwpck_require__(4589)
 
 /**
@@ -38640,15 +38640,15 @@ module.exports = {
 
 /***/ }),
 
-/***/ 5965:
+/***/ 3245:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { kConstruct } = __nccwpck_require__(61)
-const { Cache } = __nccwpck_require__(8514)
-const { webidl } = __nccwpck_require__(5701)
-const { kEnumerableProperty } = __nccwpck_require__(4640)
+const { kConstruct } = __nccwpck_require__(109)
+const { Cache } = __nccwpck_require__(9634)
+const { webidl } = __nccwpck_require__(5893)
+const { kEnumerableProperty } = __nccwpck_require__(3440)
 
 class CacheStorage {
   /**
@@ -38799,26 +38799,26 @@ module.exports = {
 
 /***/ }),
 
-/***/ 61:
+/***/ 109:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 module.exports = {
-  kConstruct: (__nccwpck_require__(4043).kConstruct)
+  kConstruct: (__nccwpck_require__(6443).kConstruct)
 }
 
 
 /***/ }),
 
-/***/ 6814:
+/***/ 6798:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const assert = __nccwpck_require__(4589)
-const { URLSerializer } = __nccwpck_require__(7708)
-const { isValidHeaderName } = __nccwpck_require__(9520)
+const { URLSerializer } = __nccwpck_require__(1900)
+const { isValidHeaderName } = __nccwpck_require__(3168)
 
 /**
  * @see https://url.spec.whatwg.org/#concept-url-equals
@@ -38863,7 +38863,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3404:
+/***/ 1276:
 /***/ ((module) => {
 
 
@@ -38882,15 +38882,15 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6933:
+/***/ 9061:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { parseSetCookie } = __nccwpck_require__(8906)
-const { stringify } = __nccwpck_require__(1077)
-const { webidl } = __nccwpck_require__(5701)
-const { Headers } = __nccwpck_require__(5524)
+const { parseSetCookie } = __nccwpck_require__(1978)
+const { stringify } = __nccwpck_require__(7797)
+const { webidl } = __nccwpck_require__(5893)
+const { Headers } = __nccwpck_require__(660)
 
 /**
  * @typedef {Object} Cookie
@@ -39073,14 +39073,14 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8906:
+/***/ 1978:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { maxNameValuePairSize, maxAttributeValueSize } = __nccwpck_require__(3404)
-const { isCTLExcludingHtab } = __nccwpck_require__(1077)
-const { collectASequenceOfCodePointsFast } = __nccwpck_require__(7708)
+const { maxNameValuePairSize, maxAttributeValueSize } = __nccwpck_require__(1276)
+const { isCTLExcludingHtab } = __nccwpck_require__(7797)
+const { collectASequenceOfCodePointsFast } = __nccwpck_require__(1900)
 const assert = __nccwpck_require__(4589)
 
 /**
@@ -39390,7 +39390,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1077:
+/***/ 7797:
 /***/ ((module) => {
 
 
@@ -39749,13 +39749,13 @@ module.exports = {
 
 /***/ }),
 
-/***/ 335:
+/***/ 4031:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 const buffer = __nccwpck_require__(4573)
 const { Transform } = __nccwpck_require__(7075)
-const { isASCIINumber, isValidLastEventId } = __nccwpck_require__(3691)
+const { isASCIINumber, isValidLastEventId } = __nccwpck_require__(4811)
 
 /**
  * @type {number[]} BOM
@@ -40330,23 +40330,23 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1670:
+/***/ 1238:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const { pipeline } = __nccwpck_require__(7075)
-const { fetching } = __nccwpck_require__(8702)
-const { makeRequest } = __nccwpck_require__(175)
-const { webidl } = __nccwpck_require__(5701)
-const { EventSourceStream } = __nccwpck_require__(335)
-const { parseMIMEType } = __nccwpck_require__(7708)
-const { createFastMessageEvent } = __nccwpck_require__(7316)
-const { isNetworkError } = __nccwpck_require__(715)
-const { delay } = __nccwpck_require__(3691)
-const { kEnumerableProperty } = __nccwpck_require__(4640)
-const { environmentSettingsObject } = __nccwpck_require__(9520)
-const { getGlobalDispatcher } = __nccwpck_require__(8421)
+const { fetching } = __nccwpck_require__(4398)
+const { makeRequest } = __nccwpck_require__(9967)
+const { webidl } = __nccwpck_require__(5893)
+const { EventSourceStream } = __nccwpck_require__(4031)
+const { parseMIMEType } = __nccwpck_require__(1900)
+const { createFastMessageEvent } = __nccwpck_require__(5188)
+const { isNetworkError } = __nccwpck_require__(9051)
+const { delay } = __nccwpck_require__(4811)
+const { kEnumerableProperty } = __nccwpck_require__(3440)
+const { environmentSettingsObject } = __nccwpck_require__(3168)
+const { getGlobalDispatcher } = __nccwpck_require__(2581)
 
 let experimentalWarned = false
 
@@ -40820,7 +40820,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 3691:
+/***/ 4811:
 /***/ ((module) => {
 
 
@@ -40864,12 +40864,12 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6396:
+/***/ 4492:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const util = __nccwpck_require__(4640)
+const util = __nccwpck_require__(3440)
 const {
   ReadableStreamFrom,
   isBlobLike,
@@ -40879,16 +40879,16 @@ const {
   fullyReadBody,
   extractMimeType,
   utf8DecodeBytes
-} = __nccwpck_require__(9520)
-const { FormData } = __nccwpck_require__(1142)
-const { kState } = __nccwpck_require__(1995)
-const { webidl } = __nccwpck_require__(5701)
+} = __nccwpck_require__(3168)
+const { FormData } = __nccwpck_require__(5910)
+const { kState } = __nccwpck_require__(3627)
+const { webidl } = __nccwpck_require__(5893)
 const { Blob } = __nccwpck_require__(4573)
 const assert = __nccwpck_require__(4589)
 const { isErrored, isDisturbed } = __nccwpck_require__(7075)
 const { isArrayBuffer } = __nccwpck_require__(3429)
-const { serializeAMimeType } = __nccwpck_require__(7708)
-const { multipartFormDataParser } = __nccwpck_require__(3028)
+const { serializeAMimeType } = __nccwpck_require__(1900)
+const { multipartFormDataParser } = __nccwpck_require__(116)
 let random
 
 try {
@@ -41400,7 +41400,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7775:
+/***/ 4495:
 /***/ ((module) => {
 
 
@@ -41531,7 +41531,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7708:
+/***/ 1900:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -42282,12 +42282,12 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9197:
+/***/ 6653:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { kConnected, kSize } = __nccwpck_require__(4043)
+const { kConnected, kSize } = __nccwpck_require__(6443)
 
 class CompatWeakRef {
   constructor (value) {
@@ -42335,14 +42335,14 @@ module.exports = function () {
 
 /***/ }),
 
-/***/ 2538:
+/***/ 7114:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const { Blob, File } = __nccwpck_require__(4573)
-const { kState } = __nccwpck_require__(1995)
-const { webidl } = __nccwpck_require__(5701)
+const { kState } = __nccwpck_require__(3627)
+const { webidl } = __nccwpck_require__(5893)
 
 // TODO(@KhafraDev): remove
 class FileLike {
@@ -42468,16 +42468,16 @@ module.exports = { FileLike, isFileLike }
 
 /***/ }),
 
-/***/ 3028:
+/***/ 116:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { isUSVString, bufferToLowerCasedHeaderName } = __nccwpck_require__(4640)
-const { utf8DecodeBytes } = __nccwpck_require__(9520)
-const { HTTP_TOKEN_CODEPOINTS, isomorphicDecode } = __nccwpck_require__(7708)
-const { isFileLike } = __nccwpck_require__(2538)
-const { makeEntry } = __nccwpck_require__(1142)
+const { isUSVString, bufferToLowerCasedHeaderName } = __nccwpck_require__(3440)
+const { utf8DecodeBytes } = __nccwpck_require__(3168)
+const { HTTP_TOKEN_CODEPOINTS, isomorphicDecode } = __nccwpck_require__(1900)
+const { isFileLike } = __nccwpck_require__(7114)
+const { makeEntry } = __nccwpck_require__(5910)
 const assert = __nccwpck_require__(4589)
 const { File: NodeFile } = __nccwpck_require__(4573)
 
@@ -42949,16 +42949,16 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1142:
+/***/ 5910:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { isBlobLike, iteratorMixin } = __nccwpck_require__(9520)
-const { kState } = __nccwpck_require__(1995)
-const { kEnumerableProperty } = __nccwpck_require__(4640)
-const { FileLike, isFileLike } = __nccwpck_require__(2538)
-const { webidl } = __nccwpck_require__(5701)
+const { isBlobLike, iteratorMixin } = __nccwpck_require__(3168)
+const { kState } = __nccwpck_require__(3627)
+const { kEnumerableProperty } = __nccwpck_require__(3440)
+const { FileLike, isFileLike } = __nccwpck_require__(7114)
+const { webidl } = __nccwpck_require__(5893)
 const { File: NativeFile } = __nccwpck_require__(4573)
 const nodeUtil = __nccwpck_require__(7975)
 
@@ -43208,7 +43208,7 @@ module.exports = { FormData, makeEntry }
 
 /***/ }),
 
-/***/ 179:
+/***/ 1059:
 /***/ ((module) => {
 
 
@@ -43255,21 +43255,21 @@ module.exports = {
 
 /***/ }),
 
-/***/ 5524:
+/***/ 660:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // https://github.com/Ethan-Arrowood/undici-fetch
 
 
 
-const { kConstruct } = __nccwpck_require__(4043)
-const { kEnumerableProperty } = __nccwpck_require__(4640)
+const { kConstruct } = __nccwpck_require__(6443)
+const { kEnumerableProperty } = __nccwpck_require__(3440)
 const {
   iteratorMixin,
   isValidHeaderName,
   isValidHeaderValue
-} = __nccwpck_require__(9520)
-const { webidl } = __nccwpck_require__(5701)
+} = __nccwpck_require__(3168)
+const { webidl } = __nccwpck_require__(5893)
 const assert = __nccwpck_require__(4589)
 const util = __nccwpck_require__(7975)
 
@@ -43949,7 +43949,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 8702:
+/***/ 4398:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // https://github.com/Ethan-Arrowood/undici-fetch
@@ -43962,9 +43962,9 @@ const {
   filterResponse,
   makeResponse,
   fromInnerResponse
-} = __nccwpck_require__(715)
-const { HeadersList } = __nccwpck_require__(5524)
-const { Request, cloneRequest } = __nccwpck_require__(175)
+} = __nccwpck_require__(9051)
+const { HeadersList } = __nccwpck_require__(660)
+const { Request, cloneRequest } = __nccwpck_require__(9967)
 const zlib = __nccwpck_require__(8522)
 const {
   bytesMatch,
@@ -44000,23 +44000,23 @@ const {
   buildContentRange,
   createInflate,
   extractMimeType
-} = __nccwpck_require__(9520)
-const { kState, kDispatcher } = __nccwpck_require__(1995)
+} = __nccwpck_require__(3168)
+const { kState, kDispatcher } = __nccwpck_require__(3627)
 const assert = __nccwpck_require__(4589)
-const { safelyExtractBody, extractBody } = __nccwpck_require__(6396)
+const { safelyExtractBody, extractBody } = __nccwpck_require__(4492)
 const {
   redirectStatusSet,
   nullBodyStatus,
   safeMethodsSet,
   requestBodyHeader,
   subresourceSet
-} = __nccwpck_require__(7775)
+} = __nccwpck_require__(4495)
 const EE = __nccwpck_require__(8474)
 const { Readable, pipeline, finished } = __nccwpck_require__(7075)
-const { addAbortListener, isErrored, isReadable, bufferToLowerCasedHeaderName } = __nccwpck_require__(4640)
-const { dataURLProcessor, serializeAMimeType, minimizeSupportedMimeType } = __nccwpck_require__(7708)
-const { getGlobalDispatcher } = __nccwpck_require__(8421)
-const { webidl } = __nccwpck_require__(5701)
+const { addAbortListener, isErrored, isReadable, bufferToLowerCasedHeaderName } = __nccwpck_require__(3440)
+const { dataURLProcessor, serializeAMimeType, minimizeSupportedMimeType } = __nccwpck_require__(1900)
+const { getGlobalDispatcher } = __nccwpck_require__(2581)
+const { webidl } = __nccwpck_require__(5893)
 const { STATUS_CODES } = __nccwpck_require__(7067)
 const GET_OR_HEAD = ['GET', 'HEAD']
 
@@ -46226,23 +46226,23 @@ module.exports = {
 
 /***/ }),
 
-/***/ 175:
+/***/ 9967:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /* globals AbortController */
 
 
 
-const { extractBody, mixinBody, cloneBody, bodyUnusable } = __nccwpck_require__(6396)
-const { Headers, fill: fillHeaders, HeadersList, setHeadersGuard, getHeadersGuard, setHeadersList, getHeadersList } = __nccwpck_require__(5524)
-const { FinalizationRegistry } = __nccwpck_require__(9197)()
-const util = __nccwpck_require__(4640)
+const { extractBody, mixinBody, cloneBody, bodyUnusable } = __nccwpck_require__(4492)
+const { Headers, fill: fillHeaders, HeadersList, setHeadersGuard, getHeadersGuard, setHeadersList, getHeadersList } = __nccwpck_require__(660)
+const { FinalizationRegistry } = __nccwpck_require__(6653)()
+const util = __nccwpck_require__(3440)
 const nodeUtil = __nccwpck_require__(7975)
 const {
   isValidHTTPToken,
   sameOrigin,
   environmentSettingsObject
-} = __nccwpck_require__(9520)
+} = __nccwpck_require__(3168)
 const {
   forbiddenMethodsSet,
   corsSafeListedMethodsSet,
@@ -46252,12 +46252,12 @@ const {
   requestCredentials,
   requestCache,
   requestDuplex
-} = __nccwpck_require__(7775)
+} = __nccwpck_require__(4495)
 const { kEnumerableProperty, normalizedMethodRecordsBase, normalizedMethodRecords } = util
-const { kHeaders, kSignal, kState, kDispatcher } = __nccwpck_require__(1995)
-const { webidl } = __nccwpck_require__(5701)
-const { URLSerializer } = __nccwpck_require__(7708)
-const { kConstruct } = __nccwpck_require__(4043)
+const { kHeaders, kSignal, kState, kDispatcher } = __nccwpck_require__(3627)
+const { webidl } = __nccwpck_require__(5893)
+const { URLSerializer } = __nccwpck_require__(1900)
+const { kConstruct } = __nccwpck_require__(6443)
 const assert = __nccwpck_require__(4589)
 const { getMaxListeners, setMaxListeners, getEventListeners, defaultMaxListeners } = __nccwpck_require__(8474)
 
@@ -47270,14 +47270,14 @@ module.exports = { Request, makeRequest, fromInnerRequest, cloneRequest }
 
 /***/ }),
 
-/***/ 715:
+/***/ 9051:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { Headers, HeadersList, fill, getHeadersGuard, setHeadersGuard, setHeadersList } = __nccwpck_require__(5524)
-const { extractBody, cloneBody, mixinBody, hasFinalizationRegistry, streamRegistry, bodyUnusable } = __nccwpck_require__(6396)
-const util = __nccwpck_require__(4640)
+const { Headers, HeadersList, fill, getHeadersGuard, setHeadersGuard, setHeadersList } = __nccwpck_require__(660)
+const { extractBody, cloneBody, mixinBody, hasFinalizationRegistry, streamRegistry, bodyUnusable } = __nccwpck_require__(4492)
+const util = __nccwpck_require__(3440)
 const nodeUtil = __nccwpck_require__(7975)
 const { kEnumerableProperty } = util
 const {
@@ -47289,16 +47289,16 @@ const {
   isErrorLike,
   isomorphicEncode,
   environmentSettingsObject: relevantRealm
-} = __nccwpck_require__(9520)
+} = __nccwpck_require__(3168)
 const {
   redirectStatusSet,
   nullBodyStatus
-} = __nccwpck_require__(7775)
-const { kState, kHeaders } = __nccwpck_require__(1995)
-const { webidl } = __nccwpck_require__(5701)
-const { FormData } = __nccwpck_require__(1142)
-const { URLSerializer } = __nccwpck_require__(7708)
-const { kConstruct } = __nccwpck_require__(4043)
+} = __nccwpck_require__(4495)
+const { kState, kHeaders } = __nccwpck_require__(3627)
+const { webidl } = __nccwpck_require__(5893)
+const { FormData } = __nccwpck_require__(5910)
+const { URLSerializer } = __nccwpck_require__(1900)
+const { kConstruct } = __nccwpck_require__(6443)
 const assert = __nccwpck_require__(4589)
 const { types } = __nccwpck_require__(7975)
 
@@ -47887,7 +47887,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1995:
+/***/ 3627:
 /***/ ((module) => {
 
 
@@ -47903,21 +47903,21 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9520:
+/***/ 3168:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const { Transform } = __nccwpck_require__(7075)
 const zlib = __nccwpck_require__(8522)
-const { redirectStatusSet, referrerPolicySet: referrerPolicyTokens, badPortsSet } = __nccwpck_require__(7775)
-const { getGlobalOrigin } = __nccwpck_require__(179)
-const { collectASequenceOfCodePoints, collectAnHTTPQuotedString, removeChars, parseMIMEType } = __nccwpck_require__(7708)
+const { redirectStatusSet, referrerPolicySet: referrerPolicyTokens, badPortsSet } = __nccwpck_require__(4495)
+const { getGlobalOrigin } = __nccwpck_require__(1059)
+const { collectASequenceOfCodePoints, collectAnHTTPQuotedString, removeChars, parseMIMEType } = __nccwpck_require__(1900)
 const { performance } = __nccwpck_require__(643)
-const { isBlobLike, ReadableStreamFrom, isValidHTTPToken, normalizedMethodRecordsBase } = __nccwpck_require__(4640)
+const { isBlobLike, ReadableStreamFrom, isValidHTTPToken, normalizedMethodRecordsBase } = __nccwpck_require__(3440)
 const assert = __nccwpck_require__(4589)
 const { isUint8Array } = __nccwpck_require__(3429)
-const { webidl } = __nccwpck_require__(5701)
+const { webidl } = __nccwpck_require__(5893)
 
 let supportedHashes = []
 
@@ -49542,14 +49542,14 @@ module.exports = {
 
 /***/ }),
 
-/***/ 5701:
+/***/ 5893:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const { types, inspect } = __nccwpck_require__(7975)
 const { markAsUncloneable } = __nccwpck_require__(5919)
-const { toUSVString } = __nccwpck_require__(4640)
+const { toUSVString } = __nccwpck_require__(3440)
 
 /** @type {import('../../../types/webidl').Webidl} */
 const webidl = {}
@@ -50244,7 +50244,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 2927:
+/***/ 2607:
 /***/ ((module) => {
 
 
@@ -50541,7 +50541,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4848:
+/***/ 8355:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -50550,16 +50550,16 @@ const {
   staticPropertyDescriptors,
   readOperation,
   fireAProgressEvent
-} = __nccwpck_require__(410)
+} = __nccwpck_require__(3610)
 const {
   kState,
   kError,
   kResult,
   kEvents,
   kAborted
-} = __nccwpck_require__(4929)
-const { webidl } = __nccwpck_require__(5701)
-const { kEnumerableProperty } = __nccwpck_require__(4640)
+} = __nccwpck_require__(961)
+const { webidl } = __nccwpck_require__(5893)
+const { kEnumerableProperty } = __nccwpck_require__(3440)
 
 class FileReader extends EventTarget {
   constructor () {
@@ -50892,12 +50892,12 @@ module.exports = {
 
 /***/ }),
 
-/***/ 5549:
+/***/ 8573:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { webidl } = __nccwpck_require__(5701)
+const { webidl } = __nccwpck_require__(5893)
 
 const kState = Symbol('ProgressEvent state')
 
@@ -50977,7 +50977,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4929:
+/***/ 961:
 /***/ ((module) => {
 
 
@@ -50994,7 +50994,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 410:
+/***/ 3610:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -51005,10 +51005,10 @@ const {
   kResult,
   kAborted,
   kLastProgressEventFired
-} = __nccwpck_require__(4929)
-const { ProgressEvent } = __nccwpck_require__(5549)
-const { getEncoding } = __nccwpck_require__(2927)
-const { serializeAMimeType, parseMIMEType } = __nccwpck_require__(7708)
+} = __nccwpck_require__(961)
+const { ProgressEvent } = __nccwpck_require__(8573)
+const { getEncoding } = __nccwpck_require__(2607)
+const { serializeAMimeType, parseMIMEType } = __nccwpck_require__(1900)
 const { types } = __nccwpck_require__(7975)
 const { StringDecoder } = __nccwpck_require__(3193)
 const { btoa } = __nccwpck_require__(4573)
@@ -51392,27 +51392,27 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7905:
+/***/ 6897:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { uid, states, sentCloseFrameState, emptyBuffer, opcodes } = __nccwpck_require__(6096)
+const { uid, states, sentCloseFrameState, emptyBuffer, opcodes } = __nccwpck_require__(736)
 const {
   kReadyState,
   kSentClose,
   kByteParser,
   kReceivedClose,
   kResponse
-} = __nccwpck_require__(32)
-const { fireEvent, failWebsocketConnection, isClosing, isClosed, isEstablished, parseExtensions } = __nccwpck_require__(1025)
-const { channels } = __nccwpck_require__(3374)
-const { CloseEvent } = __nccwpck_require__(7316)
-const { makeRequest } = __nccwpck_require__(175)
-const { fetching } = __nccwpck_require__(8702)
-const { Headers, getHeadersList } = __nccwpck_require__(5524)
-const { getDecodeSplit } = __nccwpck_require__(9520)
-const { WebsocketFrameSend } = __nccwpck_require__(9104)
+} = __nccwpck_require__(1216)
+const { fireEvent, failWebsocketConnection, isClosing, isClosed, isEstablished, parseExtensions } = __nccwpck_require__(8625)
+const { channels } = __nccwpck_require__(2414)
+const { CloseEvent } = __nccwpck_require__(5188)
+const { makeRequest } = __nccwpck_require__(9967)
+const { fetching } = __nccwpck_require__(4398)
+const { Headers, getHeadersList } = __nccwpck_require__(660)
+const { getDecodeSplit } = __nccwpck_require__(3168)
+const { WebsocketFrameSend } = __nccwpck_require__(3264)
 
 /** @type {import('crypto')} */
 let crypto
@@ -51770,7 +51770,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6096:
+/***/ 736:
 /***/ ((module) => {
 
 
@@ -51843,14 +51843,14 @@ module.exports = {
 
 /***/ }),
 
-/***/ 7316:
+/***/ 5188:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { webidl } = __nccwpck_require__(5701)
-const { kEnumerableProperty } = __nccwpck_require__(4640)
-const { kConstruct } = __nccwpck_require__(4043)
+const { webidl } = __nccwpck_require__(5893)
+const { kEnumerableProperty } = __nccwpck_require__(3440)
+const { kConstruct } = __nccwpck_require__(6443)
 const { MessagePort } = __nccwpck_require__(5919)
 
 /**
@@ -52179,12 +52179,12 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9104:
+/***/ 3264:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { maxUnsigned16Bit } = __nccwpck_require__(6096)
+const { maxUnsigned16Bit } = __nccwpck_require__(736)
 
 const BUFFER_SIZE = 16386
 
@@ -52282,14 +52282,14 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1869:
+/***/ 9469:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const { createInflateRaw, Z_DEFAULT_WINDOWBITS } = __nccwpck_require__(8522)
-const { isValidClientWindowBits } = __nccwpck_require__(1025)
-const { MessageSizeExceededError } = __nccwpck_require__(4627)
+const { isValidClientWindowBits } = __nccwpck_require__(8625)
+const { MessageSizeExceededError } = __nccwpck_require__(8707)
 
 const tail = Buffer.from([0x00, 0x00, 0xff, 0xff])
 const kBuffer = Symbol('kBuffer')
@@ -52394,16 +52394,16 @@ module.exports = { PerMessageDeflate }
 
 /***/ }),
 
-/***/ 9332:
+/***/ 1652:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const { Writable } = __nccwpck_require__(7075)
 const assert = __nccwpck_require__(4589)
-const { parserStates, opcodes, states, emptyBuffer, sentCloseFrameState } = __nccwpck_require__(6096)
-const { kReadyState, kSentClose, kResponse, kReceivedClose } = __nccwpck_require__(32)
-const { channels } = __nccwpck_require__(3374)
+const { parserStates, opcodes, states, emptyBuffer, sentCloseFrameState } = __nccwpck_require__(736)
+const { kReadyState, kSentClose, kResponse, kReceivedClose } = __nccwpck_require__(1216)
+const { channels } = __nccwpck_require__(2414)
 const {
   isValidStatusCode,
   isValidOpcode,
@@ -52413,11 +52413,11 @@ const {
   isControlFrame,
   isTextBinaryFrame,
   isContinuationFrame
-} = __nccwpck_require__(1025)
-const { WebsocketFrameSend } = __nccwpck_require__(9104)
-const { closeWebSocketConnection } = __nccwpck_require__(7905)
-const { PerMessageDeflate } = __nccwpck_require__(1869)
-const { MessageSizeExceededError } = __nccwpck_require__(4627)
+} = __nccwpck_require__(8625)
+const { WebsocketFrameSend } = __nccwpck_require__(3264)
+const { closeWebSocketConnection } = __nccwpck_require__(6897)
+const { PerMessageDeflate } = __nccwpck_require__(9469)
+const { MessageSizeExceededError } = __nccwpck_require__(8707)
 
 function failWebsocketConnectionWithCode (ws, code, reason) {
   closeWebSocketConnection(ws, code, reason, Buffer.byteLength(reason))
@@ -52928,14 +52928,14 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9388:
+/***/ 3900:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { WebsocketFrameSend } = __nccwpck_require__(9104)
-const { opcodes, sendHints } = __nccwpck_require__(6096)
-const FixedQueue = __nccwpck_require__(5844)
+const { WebsocketFrameSend } = __nccwpck_require__(3264)
+const { opcodes, sendHints } = __nccwpck_require__(736)
+const FixedQueue = __nccwpck_require__(4660)
 
 /** @type {typeof Uint8Array} */
 const FastBuffer = Buffer[Symbol.species]
@@ -53039,7 +53039,7 @@ module.exports = { SendQueue }
 
 /***/ }),
 
-/***/ 32:
+/***/ 1216:
 /***/ ((module) => {
 
 
@@ -53058,16 +53058,16 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1025:
+/***/ 8625:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { kReadyState, kController, kResponse, kBinaryType, kWebSocketURL } = __nccwpck_require__(32)
-const { states, opcodes } = __nccwpck_require__(6096)
-const { ErrorEvent, createFastMessageEvent } = __nccwpck_require__(7316)
+const { kReadyState, kController, kResponse, kBinaryType, kWebSocketURL } = __nccwpck_require__(1216)
+const { states, opcodes } = __nccwpck_require__(736)
+const { ErrorEvent, createFastMessageEvent } = __nccwpck_require__(5188)
 const { isUtf8 } = __nccwpck_require__(4573)
-const { collectASequenceOfCodePointsFast, removeHTTPWhitespace } = __nccwpck_require__(7708)
+const { collectASequenceOfCodePointsFast, removeHTTPWhitespace } = __nccwpck_require__(1900)
 
 /* globals Blob */
 
@@ -53387,15 +53387,15 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1886:
+/***/ 3726:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { webidl } = __nccwpck_require__(5701)
-const { URLSerializer } = __nccwpck_require__(7708)
-const { environmentSettingsObject } = __nccwpck_require__(9520)
-const { staticPropertyDescriptors, states, sentCloseFrameState, sendHints } = __nccwpck_require__(6096)
+const { webidl } = __nccwpck_require__(5893)
+const { URLSerializer } = __nccwpck_require__(1900)
+const { environmentSettingsObject } = __nccwpck_require__(3168)
+const { staticPropertyDescriptors, states, sentCloseFrameState, sendHints } = __nccwpck_require__(736)
 const {
   kWebSocketURL,
   kReadyState,
@@ -53404,21 +53404,21 @@ const {
   kResponse,
   kSentClose,
   kByteParser
-} = __nccwpck_require__(32)
+} = __nccwpck_require__(1216)
 const {
   isConnecting,
   isEstablished,
   isClosing,
   isValidSubprotocol,
   fireEvent
-} = __nccwpck_require__(1025)
-const { establishWebSocketConnection, closeWebSocketConnection } = __nccwpck_require__(7905)
-const { ByteParser } = __nccwpck_require__(9332)
-const { kEnumerableProperty, isBlobLike } = __nccwpck_require__(4640)
-const { getGlobalDispatcher } = __nccwpck_require__(8421)
+} = __nccwpck_require__(8625)
+const { establishWebSocketConnection, closeWebSocketConnection } = __nccwpck_require__(6897)
+const { ByteParser } = __nccwpck_require__(1652)
+const { kEnumerableProperty, isBlobLike } = __nccwpck_require__(3440)
+const { getGlobalDispatcher } = __nccwpck_require__(2581)
 const { types } = __nccwpck_require__(7975)
-const { ErrorEvent, CloseEvent } = __nccwpck_require__(7316)
-const { SendQueue } = __nccwpck_require__(9388)
+const { ErrorEvent, CloseEvent } = __nccwpck_require__(5188)
+const { SendQueue } = __nccwpck_require__(3900)
 
 // https://websockets.spec.whatwg.org/#interface-definition
 class WebSocket extends EventTarget {
@@ -53989,11 +53989,11 @@ module.exports = {
 
 /***/ }),
 
-/***/ 629:
+/***/ 9407:
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _platform_github_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2244);
+/* harmony import */ var _platform_github_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6147);
 
 await (0,_platform_github_js__WEBPACK_IMPORTED_MODULE_0__/* .runAction */ .C)();
 
@@ -54002,7 +54002,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 2244:
+/***/ 6147:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -54015,7 +54015,7 @@ __nccwpck_require__.d(__webpack_exports__, {
 
 ;// CONCATENATED MODULE: external "os"
 const external_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("os");
-;// CONCATENATED MODULE: ../main/node_modules/@actions/core/lib/utils.js
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/utils.js
 // We use any as a valid input type
 /* eslint-disable @typescript-eslint/no-explicit-any */
 /**
@@ -54051,7 +54051,7 @@ function utils_toCommandProperties(annotationProperties) {
     };
 }
 //# sourceMappingURL=utils.js.map
-;// CONCATENATED MODULE: ../main/node_modules/@actions/core/lib/command.js
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/command.js
 
 
 /**
@@ -54147,7 +54147,7 @@ function escapeProperty(s) {
 var external_crypto_ = __nccwpck_require__(6982);
 // EXTERNAL MODULE: external "fs"
 var external_fs_ = __nccwpck_require__(9896);
-;// CONCATENATED MODULE: ../main/node_modules/@actions/core/lib/file-command.js
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/file-command.js
 // For internal use, subject to change.
 // We use any as a valid input type
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -54188,7 +54188,7 @@ var external_path_ = __nccwpck_require__(6928);
 var external_http_ = __nccwpck_require__(8611);
 // EXTERNAL MODULE: external "https"
 var external_https_ = __nccwpck_require__(5692);
-;// CONCATENATED MODULE: ../main/node_modules/@actions/http-client/lib/proxy.js
+;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/proxy.js
 function getProxyUrl(reqUrl) {
     const usingSsl = reqUrl.protocol === 'https:';
     if (checkBypass(reqUrl)) {
@@ -54279,11 +54279,11 @@ class DecodedURL extends URL {
     }
 }
 //# sourceMappingURL=proxy.js.map
-// EXTERNAL MODULE: ../main/node_modules/tunnel/index.js
-var node_modules_tunnel = __nccwpck_require__(8482);
-// EXTERNAL MODULE: ../main/node_modules/undici/index.js
-var undici = __nccwpck_require__(2480);
-;// CONCATENATED MODULE: ../main/node_modules/@actions/http-client/lib/index.js
+// EXTERNAL MODULE: ./node_modules/tunnel/index.js
+var node_modules_tunnel = __nccwpck_require__(770);
+// EXTERNAL MODULE: ./node_modules/undici/index.js
+var undici = __nccwpck_require__(6752);
+;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/index.js
 /* eslint-disable @typescript-eslint/no-explicit-any */
 var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
@@ -54980,7 +54980,7 @@ class lib_HttpClient {
 }
 const lowercaseKeys = (obj) => Object.keys(obj).reduce((c, k) => ((c[k.toLowerCase()] = obj[k]), c), {});
 //# sourceMappingURL=index.js.map
-;// CONCATENATED MODULE: ../main/node_modules/@actions/http-client/lib/auth.js
+;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/auth.js
 var auth_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
@@ -55056,7 +55056,7 @@ class PersonalAccessTokenCredentialHandler {
     }
 }
 //# sourceMappingURL=auth.js.map
-;// CONCATENATED MODULE: ../main/node_modules/@actions/core/lib/oidc-utils.js
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/oidc-utils.js
 var oidc_utils_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
@@ -55130,7 +55130,7 @@ class oidc_utils_OidcClient {
     }
 }
 //# sourceMappingURL=oidc-utils.js.map
-;// CONCATENATED MODULE: ../main/node_modules/@actions/core/lib/summary.js
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/summary.js
 var summary_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
@@ -55411,7 +55411,7 @@ const _summary = new Summary();
 const markdownSummary = (/* unused pure expression or super */ null && (_summary));
 const summary = _summary;
 //# sourceMappingURL=summary.js.map
-;// CONCATENATED MODULE: ../main/node_modules/@actions/core/lib/path-utils.js
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/path-utils.js
 
 /**
  * toPosixPath converts the given path to the posix form. On Windows, \\ will be
@@ -55453,7 +55453,7 @@ var external_events_ = __nccwpck_require__(4434);
 var external_child_process_ = __nccwpck_require__(5317);
 // EXTERNAL MODULE: external "assert"
 var external_assert_ = __nccwpck_require__(2613);
-;// CONCATENATED MODULE: ../main/node_modules/@actions/io/lib/io-util.js
+;// CONCATENATED MODULE: ./node_modules/@actions/io/lib/io-util.js
 var io_util_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
@@ -55633,7 +55633,7 @@ function getCmdPath() {
     return (_a = process.env['COMSPEC']) !== null && _a !== void 0 ? _a : `cmd.exe`;
 }
 //# sourceMappingURL=io-util.js.map
-;// CONCATENATED MODULE: ../main/node_modules/@actions/io/lib/io.js
+;// CONCATENATED MODULE: ./node_modules/@actions/io/lib/io.js
 var io_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
@@ -55907,7 +55907,7 @@ function io_copyFile(srcFile, destFile, force) {
 //# sourceMappingURL=io.js.map
 ;// CONCATENATED MODULE: external "timers"
 const external_timers_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("timers");
-;// CONCATENATED MODULE: ../main/node_modules/@actions/exec/lib/toolrunner.js
+;// CONCATENATED MODULE: ./node_modules/@actions/exec/lib/toolrunner.js
 var toolrunner_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
@@ -56495,7 +56495,7 @@ class ExecState extends external_events_.EventEmitter {
     }
 }
 //# sourceMappingURL=toolrunner.js.map
-;// CONCATENATED MODULE: ../main/node_modules/@actions/exec/lib/exec.js
+;// CONCATENATED MODULE: ./node_modules/@actions/exec/lib/exec.js
 var exec_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
@@ -56575,7 +56575,7 @@ function getExecOutput(commandLine, args, options) {
     });
 }
 //# sourceMappingURL=exec.js.map
-;// CONCATENATED MODULE: ../main/node_modules/@actions/core/lib/platform.js
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/platform.js
 var platform_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
@@ -56640,7 +56640,7 @@ function getDetails() {
     });
 }
 //# sourceMappingURL=platform.js.map
-;// CONCATENATED MODULE: ../main/node_modules/@actions/core/lib/core.js
+;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/core.js
 var core_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
     function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
     return new (P || (P = Promise))(function (resolve, reject) {
@@ -56962,9 +56962,9 @@ function getIDToken(aud) {
 const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 ;// CONCATENATED MODULE: external "node:path"
 const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
-// EXTERNAL MODULE: ../main/node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(3439);
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/util.js
+// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(8815);
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/util.js
 
 // functions
 function assertEqual(val) {
@@ -57839,7 +57839,7 @@ function constantCatch(value) {
     return fn;
 }
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/core.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/core.js
 var _a;
 
 /** A special constant with type `never` */
@@ -57982,7 +57982,7 @@ function config(newConfig) {
     return globalConfig;
 }
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/memoizer.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/memoizer.js
 
 class $ZodCyclicError extends Error {
     constructor() {
@@ -58295,7 +58295,7 @@ function isBackEdge(ctx, value) {
     return backEdges !== undefined && isRef(value) && backEdges.has(value);
 }
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/regexes.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/regexes.js
 
 /**
  * @deprecated CUID v1 is deprecated by its authors due to information leakage
@@ -58453,7 +58453,7 @@ const sha512_hex = /^[0-9a-fA-F]{128}$/;
 const sha512_base64 = /*@__PURE__*/ (/* unused pure expression or super */ null && (fixedBase64(86, "==")));
 const sha512_base64url = /*@__PURE__*/ (/* unused pure expression or super */ null && (fixedBase64url(86)));
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/checks.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/checks.js
 // import { $ZodType } from "./schemas.js";
 
 
@@ -58971,7 +58971,7 @@ const $ZodCheckOverwrite = /*@__PURE__*/ $constructor("$ZodCheckOverwrite", (ins
     };
 });
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/doc.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/doc.js
 class Doc {
     constructor(args = [], closed = {}) {
         this.content = [];
@@ -59011,14 +59011,14 @@ class Doc {
     }
 }
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/versions.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/versions.js
 const version = {
     major: 4,
     minor: 6,
     patch: 7,
 };
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/schemas.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/schemas.js
 
 
 
@@ -61656,7 +61656,7 @@ function handleRefineResult(result, payload, input, inst) {
     }
 }
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/registries.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/registries.js
 var registries_a;
 const $output = /*@__PURE__*/ (/* unused pure expression or super */ null && (Symbol("ZodOutput")));
 const $input = /*@__PURE__*/ (/* unused pure expression or super */ null && (Symbol("ZodInput")));
@@ -61709,7 +61709,7 @@ function registry() {
 (registries_a = globalThis).__zod_globalRegistry ?? (registries_a.__zod_globalRegistry = registry());
 const globalRegistry = globalThis.__zod_globalRegistry;
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/api.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/api.js
 
 
 
@@ -62814,7 +62814,7 @@ function _stringFormat(Class, format, fnOrRegex, _params = {}) {
     return inst;
 }
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/to-json-schema.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/to-json-schema.js
 
 
 function assignProps(target, ...sources) {
@@ -63467,7 +63467,7 @@ const createStandardJSONSchemaMethod = (schema, io, processors = {}) => (params)
     return to_json_schema_finalize(ctx, schema);
 };
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/json-schema-processors.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/json-schema-processors.js
 
 
 
@@ -64312,7 +64312,7 @@ function toJSONSchema(input, params) {
     return finalize(ctx, input);
 }
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/locales/en.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/locales/en.js
 
 const en_error = () => {
     const Sizable = {
@@ -64439,7 +64439,7 @@ const en_error = () => {
     };
 }
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/errors.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/errors.js
 
 
 /* Computing the message eagerly is expensive (pretty-printed JSON of all
@@ -64708,7 +64708,7 @@ function prettifyError(error) {
     return lines.join("\n");
 }
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/core/parse.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/core/parse.js
 
 
 
@@ -64885,7 +64885,7 @@ const _safeDecodeAsync = (_Err) => async (schema, value, _ctx) => {
 };
 const safeDecodeAsync = /* @__PURE__*/ _safeDecodeAsync($ZodRealError);
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/classic/errors.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/classic/errors.js
 
 
 
@@ -64944,7 +64944,7 @@ const ZodRealError = /*@__PURE__*/ $constructor("ZodError", errors_initializer, 
 // /** @deprecated Use `z.core.$ZodErrorMapCtx` instead. */
 // export type ErrorMapCtx = core.$ZodErrorMapCtx;
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/classic/parse.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/classic/parse.js
 
 
 const classic_parse_parse = /* @__PURE__ */ _parse(ZodRealError);
@@ -64962,7 +64962,7 @@ const parse_safeDecode = /* @__PURE__ */ _safeDecode(ZodRealError);
 const parse_safeEncodeAsync = /* @__PURE__ */ _safeEncodeAsync(ZodRealError);
 const parse_safeDecodeAsync = /* @__PURE__ */ _safeDecodeAsync(ZodRealError);
 
-;// CONCATENATED MODULE: ../main/node_modules/zod/v4/classic/schemas.js
+;// CONCATENATED MODULE: ./node_modules/zod/v4/classic/schemas.js
 
 
 
@@ -66566,6 +66566,9 @@ const backupSchema = object({
         .strict()
         .optional(),
     retention: retentionSchema.default({ daily: 7, weekly: 4, monthly: 12 }),
+    sign_key: schemas_string()
+        .optional()
+        .describe('HMAC-SHA256 key (use env:NAME, 16+ characters): every backup gets a signature (NAME.sig); verify and restore refuse a backup without a valid one'),
     download: schemas_boolean().default(false).describe('copy the backup to the runner next to the log')
 })
     .strict();
@@ -66589,6 +66592,40 @@ const schema_duration = union([schemas_string(), schemas_number()])
 })
     .meta({ description: 'A duration: 500ms, 10s, 2m, 1h, or a number of seconds' });
 const noControl = (what) => schemas_string().refine(s => !/[\0\n\r]/.test(s), { message: `${what} must not contain NUL or line breaks` });
+/** Control characters and line/paragraph separators: what would break a log line in two or forge one. */
+const CONTROL = /[\p{Cc}\u2028\u2029]/u;
+/** One printable line (host names, addresses, users): they end up in every log line. */
+const printable = (what) => schemas_string()
+    .min(1)
+    .refine(s => !CONTROL.test(s), {
+    message: `${what} must be one printable line (no line breaks, tabs or other control characters)`
+});
+/**
+ * A deploy root in normal form, or why it is refused. Repeated slashes, `.` segments and a trailing slash
+ * are normalised away (`/srv//app/./` is `/srv/app`); `..` segments and relative paths are refused, and so is
+ * anything that normalises to `/` (`//`, `/.`, `/./`).
+ */
+function normaliseRootPath(p) {
+    if (/[\0\n\r]/.test(p))
+        return { error: 'must not contain NUL or line breaks' };
+    if (!p.startsWith('/'))
+        return { error: `expected an absolute path such as /srv/app, got ${JSON.stringify(p)}` };
+    const parts = p.split('/').filter(part => part !== '' && part !== '.');
+    if (parts.includes('..'))
+        return { error: `expected a path without .. segments such as /srv/app, got ${JSON.stringify(p)}` };
+    if (!parts.length)
+        return { error: `${JSON.stringify(p)} is the root directory; expected a deploy root such as /srv/app` };
+    return { path: `/${parts.join('/')}` };
+}
+/** A deploy root: absolute, normalised, not `/`. */
+const rootPath = schemas_string().transform((p, ctx) => {
+    const r = normaliseRootPath(p);
+    if ('error' in r) {
+        ctx.addIssue({ code: 'custom', message: r.error });
+        return NEVER;
+    }
+    return r.path;
+});
 /** A path inside the release or shared dir: relative, no `..`, no leading slash. */
 const relativePath = noControl('a relative path')
     .min(1)
@@ -66596,18 +66633,18 @@ const relativePath = noControl('a relative path')
     message: 'expected a path relative to the release, without `..` and not starting with /'
 });
 const sshHost = object({
-    name: schemas_string().min(1).optional().describe('Name used in logs (default: address)'),
-    address: noControl('an address').min(1).describe('Host name or IP address'),
+    name: printable('a host name').optional().describe('Name used in logs (default: address)'),
+    address: printable('an address').describe('Host name or IP address'),
     port: schemas_number().int().min(1).max(65535).default(22),
-    user: noControl('a user').min(1).default('root'),
-    path: schemas_string().optional().describe('Deploy root on this host, when it differs from the top-level path'),
+    user: printable('a user').default('root'),
+    path: rootPath.optional().describe('Deploy root on this host, when it differs from the top-level path'),
     primary: schemas_boolean().optional().describe('The host that holds the lock and runs backups and migrations')
 })
     .strict();
 const localHost = object({
     local: literal(true).describe('Run on this machine without SSH (self-hosted runners, the demo)'),
-    name: schemas_string().min(1).optional(),
-    path: schemas_string()
+    name: printable('a host name').optional(),
+    path: rootPath
         .optional()
         .describe('Deploy root on this machine, when it differs from the top-level path'),
     primary: schemas_boolean().optional()
@@ -66635,11 +66672,7 @@ const configSchema = object({
     app: schemas_string()
         .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'expected letters, digits, `.`, `_` or `-` (at most 64)')
         .describe('Application name, used in lock owner, logs and backup names'),
-    path: noControl('path')
-        .refine(p => p.startsWith('/') && p.length > 1 && !p.split('/').includes('..'), {
-        message: 'expected an absolute path such as /srv/app (not / and without ..)'
-    })
-        .describe('Deploy root on each host: releases/, current, shared/, .safe-deploy/'),
+    path: rootPath.describe('Deploy root on each host: releases/, current, shared/, .safe-deploy/'),
     hosts: array(hostSchema).min(1),
     ssh: object({
         private_key: schemas_string().optional().describe('Private key (use env:NAME)'),
@@ -66711,7 +66744,7 @@ const configSchema = object({
     rollback: object({
         database: schemas_enum(['restore', 'down', 'none'])
             .optional()
-            .describe('How a rollback puts the database back: restore the pre-deploy backup, run stages.migrate.down, or leave it. Default: down when migrate.down is set, else restore when backups are on, else none')
+            .describe('How a rollback puts the database back: restore the pre-deploy backup, run stages.migrate.down, or leave it. Default: down when migrate.down and migrate.revision are set, else restore when backups are on, else none')
     })
         .strict()
         .default({}),
@@ -66825,17 +66858,24 @@ class errors_ConfigError extends Error {
 }
 
 ;// CONCATENATED MODULE: ./src/config/rules.ts
+/** Backups are configured and on, with something to back up. */
 function backupsOn(config) {
     return (!!config.backup &&
         config.backup.enabled &&
         (config.backup.databases.length > 0 || config.backup.files.length > 0));
 }
-/** `rollback.database`, or its default: down when migrate.down is set, else restore when backups are on. */
+/**
+ * `rollback.database`, or its default: down when migrate.down AND migrate.revision are set (the revision read
+ * before and after migrating tells whether this run's migration changed anything, and `down` needs that),
+ * else restore when backups are on, else none. A `down` without a `revision` command runs only when asked
+ * for (`rollback.database: down`): `alembic downgrade -1` or `php artisan migrate:rollback` undo the LAST
+ * batch, which may be the previous release's.
+ */
 function databaseRollbackMode(config) {
     const m = config.stages.migrate;
     if (config.rollback.database)
         return config.rollback.database;
-    if (m?.down)
+    if (m?.down && m.revision)
         return 'down';
     return backupsOn(config) ? 'restore' : 'none';
 }
@@ -66845,6 +66885,10 @@ function migrationProblems(config) {
     const mode = config.rollback.database;
     if (mode === 'down' && !config.stages.migrate?.down) {
         problems.push('rollback.database: down needs stages.migrate.down (e.g. alembic downgrade {revision})');
+    }
+    const m = config.stages.migrate;
+    if (m?.down?.includes('{revision}') && !m.revision) {
+        problems.push('stages.migrate.down uses {revision}, but there is no stages.migrate.revision to read it (e.g. alembic current)');
     }
     if (mode === 'restore' && !backupsOn(config)) {
         problems.push('rollback.database: restore needs backups (backup.databases) to restore from');
@@ -66892,6 +66936,16 @@ const SCHEMES = {
     postgres: ['postgres:', 'postgresql:'],
     mysql: ['mysql:', 'mariadb:']
 };
+/**
+ * SQLAlchemy's `dialect+driver://` (`postgresql+psycopg2://`, `mysql+pymysql://`, the Python users'
+ * DATABASE_URL): the driver says which Python module talks to the server, which does not matter to
+ * pg_dump or mysqldump, so it is dropped. `postgresql+psycopg2:` -> `postgresql:`.
+ */
+function baseScheme(protocol) {
+    return protocol.replace(/^([a-z][a-z0-9]*)\+[a-z0-9_]+:$/i, '$1:').toLowerCase();
+}
+/** Query parameters of SQLAlchemy MySQL URLs that the mysql client does not need (dumps are utf8mb4). */
+const MYSQL_IGNORED = ['charset'];
 function connection_decode(part, what) {
     try {
         return decodeURIComponent(part);
@@ -66901,7 +66955,8 @@ function connection_decode(part, what) {
     }
 }
 /**
- * Parses `postgres://user:p%40ss@host:5433/db?sslmode=require` or `mysql://user:pass@host:3306/db`.
+ * Parses `postgres://user:p%40ss@host:5433/db?sslmode=require` or `mysql://user:pass@host:3306/db`, and
+ * the same with a SQLAlchemy driver suffix (`postgresql+psycopg2://`, `mysql+pymysql://...?charset=utf8mb4`).
  * Errors never repeat the URL: it may hold a password.
  */
 function parseDatabaseUrl(url, engine) {
@@ -66912,7 +66967,7 @@ function parseDatabaseUrl(url, engine) {
     catch {
         throw new Error(`not a URL; expected ${engine}://user:password@host:port/database`);
     }
-    if (!SCHEMES[engine].includes(u.protocol)) {
+    if (!SCHEMES[engine].includes(baseScheme(u.protocol))) {
         throw new Error(`the URL scheme is ${u.protocol.replace(/:$/, '')}; for engine ${engine} use ${SCHEMES[engine].map(s => `${s}//`).join(' or ')}`);
     }
     const conn = { params: {} };
@@ -66947,6 +67002,8 @@ function parseDatabaseUrl(url, engine) {
                 conn.params[env] = value;
         }
         else {
+            if (MYSQL_IGNORED.includes(key))
+                continue;
             if (!MYSQL_PARAMS.includes(key))
                 throw new Error(`unknown connection parameter ?${key}= (supported: ${MYSQL_PARAMS.join(', ')})`);
             conn.params[key] = value;
@@ -67221,6 +67278,11 @@ function checkBackupConfig(backup) {
     }
     if (backup.encrypt?.identity)
         secrets.push(backup.encrypt.identity);
+    if (backup.sign_key !== undefined) {
+        secrets.push(backup.sign_key);
+        if (backup.sign_key.length < 16)
+            problems.push('backup.sign_key: too short to be a key (at least 16 characters; make one with `openssl rand -hex 32` and give it as env:NAME)');
+    }
     return { problems, secrets };
 }
 /** Resolves the backup config for one host's layout. The config has been checked by checkBackupConfig. */
@@ -67262,6 +67324,7 @@ function resolvePlan(app, backup, layout, env = {}) {
         filesCompress: 'gzip',
         recipients: backup.encrypt?.recipients ?? [],
         hasIdentity: !!backup.encrypt?.identity,
+        signKey: backup.sign_key,
         config: backup,
         secretEnv,
         env
@@ -67276,7 +67339,14 @@ function resolvePlan(app, backup, layout, env = {}) {
 
 
 
+
 const ENV_REF = /^env:([A-Za-z_][A-Za-z0-9_]*)$/;
+/**
+ * Keys whose `env:` variable may be unset when the config loads: only some commands use them (`requireEnv`).
+ * `releases`, `status`, `plan`, `lock` and `backups list` run without DATABASE_URL or AGE_IDENTITY; a nightly
+ * backup runs without the identity (it encrypts to the recipients).
+ */
+const LAZY_KEYS = [/^env\./, /^backup\.databases\[\d+\]\./, /^backup\.encrypt\.identity$/];
 /** Key paths whose `env:` values are secrets (redacted everywhere). */
 const SECRET_PATHS = [
     /^ssh\.private_key$/,
@@ -67295,30 +67365,43 @@ function formatPath(path) {
     }
     return out || '(top level)';
 }
-/** Replaces `env:NAME` strings with the variable's value, recording secrets and missing variables. */
-function resolveEnvRefs(node, path, env, secrets, problems, missing = new Set()) {
+/**
+ * Replaces `env:NAME` strings with the variable's value, recording secrets and missing variables. A NUL byte
+ * anywhere (in the file, a flag, or a variable's value) is a problem naming the key: no shell, file name or
+ * log line can carry one.
+ */
+function resolveEnvRefs(node, path, env, scan) {
     if (typeof node === 'string') {
+        const where = formatPath(path);
         const m = ENV_REF.exec(node);
-        if (!m)
+        if (!m) {
+            if (node.includes('\0'))
+                scan.problems.push(`${where}: contains a NUL byte`);
             return node;
+        }
         const name = m[1];
         const value = env[name];
-        const where = formatPath(path);
         if (value === undefined || value === '') {
-            problems.push(`${where}: environment variable ${name} is not set or empty (referenced as env:${name})`);
-            missing.add(where);
+            scan.missing.set(where, { name, path });
+            return '';
+        }
+        if (value.includes('\0')) {
+            scan.problems.push(`${where}: the value of environment variable ${name} contains a NUL byte`);
             return '';
         }
         if (SECRET_PATHS.some(re => re.test(where)))
-            secrets.push(value);
+            scan.secrets.push({ where, value, name });
         return value;
     }
     if (Array.isArray(node))
-        return node.map((item, i) => resolveEnvRefs(item, [...path, i], env, secrets, problems, missing));
+        return node.map((item, i) => resolveEnvRefs(item, [...path, i], env, scan));
     if (node && typeof node === 'object') {
         const out = {};
-        for (const [k, v] of Object.entries(node))
-            out[k] = resolveEnvRefs(v, [...path, k], env, secrets, problems, missing);
+        for (const [k, v] of Object.entries(node)) {
+            if (k.includes('\0'))
+                scan.problems.push(`${formatPath([...path, k])}: the key contains a NUL byte`);
+            out[k] = resolveEnvRefs(v, [...path, k], env, scan);
+        }
         return out;
     }
     return node;
@@ -67366,15 +67449,6 @@ function applyOverrides(raw, o) {
             for (const h of raw.hosts)
                 if (h && typeof h === 'object')
                     delete h.path;
-    }
-    if (o.host) {
-        const first = Array.isArray(raw.hosts) && raw.hosts[0] && typeof raw.hosts[0] === 'object' ? raw.hosts[0] : {};
-        const base = first;
-        raw.hosts = o.host
-            .split(',')
-            .map(a => a.trim())
-            .filter(Boolean)
-            .map(address => ({ address, port: base.port ?? 22, user: base.user ?? 'root' }));
     }
     if (Array.isArray(raw.hosts)) {
         for (const h of raw.hosts) {
@@ -67429,19 +67503,31 @@ function load_loadConfig(file, overrides = {}, env = process.env) {
 }
 function validateConfig(parsed, file, overrides = {}, env = process.env) {
     const baseDir = (0,external_node_path_namespaceObject.dirname)(file);
-    const secrets = [];
-    const problems = [];
+    const scan = { secrets: [], problems: [], missing: new Map() };
     const raw = structuredClone(parsed);
     applyOverrides(raw, overrides);
-    const missing = new Set();
-    const resolved = resolveEnvRefs(raw, [], env, secrets, problems, missing);
+    const resolved = resolveEnvRefs(raw, [], env, scan);
+    const problems = [...scan.problems];
+    // a variable that only some commands use may be unset: it is left out, and those commands ask for it
+    const unresolved = [];
+    for (const [where, { name, path }] of scan.missing) {
+        if (LAZY_KEYS.some(re => re.test(where))) {
+            unresolved.push({ key: where, variable: name });
+            removeAt(resolved, path);
+        }
+        else
+            problems.push(missingVariable(where, name));
+    }
     const result = configSchema.safeParse(resolved);
-    // a value whose variable is missing was already reported once; its validation error would be noise
+    // a value whose variable is missing (or held a NUL) was already reported once; its validation error is noise
+    const reported = new Set([...scan.missing.keys(), ...scan.problems.map(p => p.slice(0, p.indexOf(': ')))]);
     if (!result.success)
-        problems.push(...formatZodError(result.error).filter(p => !missing.has(p.slice(0, p.indexOf(': ')))));
+        problems.push(...formatZodError(result.error).filter(p => !reported.has(p.slice(0, p.indexOf(': ')))));
     if (!result.success || problems.length)
         throw configProblems(file, problems);
     const config = result.data;
+    /** Secrets with the key they came from, so that one too short to redact can be refused by name. */
+    const secrets = [...scan.secrets];
     const hosts = config.hosts.map(h => 'local' in h
         ? {
             name: h.name ?? 'local',
@@ -67461,22 +67547,24 @@ function validateConfig(parsed, file, overrides = {}, env = process.env) {
             path: h.path ?? config.path,
             primary: !!h.primary
         });
-    for (const [i, h] of hosts.entries()) {
-        const bad = checkRootPath(h.path);
-        if (bad && h.path !== config.path)
-            problems.push(`hosts[${i}].path: ${bad}`);
-    }
-    const primaries = hosts.filter(h => h.primary);
-    if (primaries.length > 1)
-        problems.push(`hosts: only one host can be primary, found ${primaries.length}`);
-    if (primaries.length === 0 && hosts[0])
-        hosts[0].primary = true;
     const names = new Set();
     for (const h of hosts) {
         if (names.has(h.name))
             problems.push(`hosts: two hosts are named ${h.name}; give each a distinct name`);
         names.add(h.name);
     }
+    if (overrides.host !== undefined) {
+        const picked = selectHosts(hosts, overrides.host);
+        if ('problem' in picked)
+            problems.push(picked.problem);
+        else
+            hosts.splice(0, hosts.length, ...picked.hosts);
+    }
+    const primaries = hosts.filter(h => h.primary);
+    if (primaries.length > 1)
+        problems.push(`hosts: only one host can be primary, found ${primaries.length}`);
+    if (primaries.length === 0 && hosts[0])
+        hosts[0].primary = true;
     const ssh = config.ssh;
     const auth = { fingerprints: ssh.fingerprints, insecure: ssh.insecure_skip_host_key_check };
     if (ssh.private_key && ssh.private_key_file) {
@@ -67486,9 +67574,10 @@ function validateConfig(parsed, file, overrides = {}, env = process.env) {
         ssh.private_key ?? readOptional(ssh.private_key_file, 'ssh.private_key_file', baseDir, problems);
     auth.passphrase = ssh.passphrase;
     // however the key arrived (file, inline, Action input), it is a secret
-    for (const v of [auth.privateKey, auth.passphrase])
-        if (v)
-            secrets.push(v);
+    if (auth.privateKey)
+        secrets.push({ where: 'ssh.private_key', value: auth.privateKey });
+    if (auth.passphrase)
+        secrets.push({ where: 'ssh.passphrase', value: auth.passphrase });
     if (ssh.known_hosts && ssh.known_hosts_file)
         problems.push('ssh: give known_hosts or known_hosts_file, not both');
     auth.knownHosts =
@@ -67509,9 +67598,13 @@ function validateConfig(parsed, file, overrides = {}, env = process.env) {
     }
     // database passwords (inline or in a URL) and the age identity are secrets, however they were given
     const backupCheck = checkBackupConfig(config.backup);
-    problems.push(...backupCheck.problems);
-    secrets.push(...backupCheck.secrets);
+    // a database whose URL or password is not set yet cannot be checked; the commands that use it refuse
+    const waiting = [...unresolvedDatabases(unresolved).keys()].map(i => `backup.databases[${i}]`);
+    problems.push(...backupCheck.problems.filter(p => !waiting.some(w => p.startsWith(`${w}.`) || p.startsWith(`${w}:`))));
+    for (const value of backupCheck.secrets)
+        secrets.push({ where: backupSecretKey(config, value), value });
     problems.push(...migrationProblems(config));
+    problems.push(...shortSecretProblems(secrets));
     if (problems.length)
         throw configProblems(file, problems);
     return {
@@ -67521,17 +67614,123 @@ function validateConfig(parsed, file, overrides = {}, env = process.env) {
         sourceDir: (0,external_node_path_namespaceObject.resolve)(baseDir, config.source.dir),
         hosts,
         auth,
-        secrets: [...new Set(secrets.filter(s => s.length >= 4))]
+        secrets: [...new Set(secrets.map(s => s.value))],
+        unresolved
     };
 }
-/** The rule for a deploy root; undefined when it is fine. */
-function checkRootPath(p) {
-    if (/[\0\n\r]/.test(p))
-        return 'must not contain NUL or line breaks';
-    if (!p.startsWith('/') || p.length < 2 || p.split('/').includes('..')) {
-        return 'expected an absolute path such as /srv/app (not / and without ..)';
+function missingVariable(key, variable) {
+    return `${key}: environment variable ${variable} is not set or empty (referenced as env:${variable})`;
+}
+function removeAt(root, path) {
+    let node = root;
+    for (const part of path.slice(0, -1))
+        node = node[part];
+    if (node && typeof node === 'object')
+        delete node[path.at(-1)];
+}
+/** The databases (by index) that have a value whose variable is not set, with those values. */
+function unresolvedDatabases(unresolved) {
+    const out = new Map();
+    for (const u of unresolved) {
+        const m = /^backup\.databases\[(\d+)\]\./.exec(u.key);
+        if (m)
+            out.set(Number(m[1]), [...(out.get(Number(m[1])) ?? []), u]);
     }
-    return undefined;
+    return out;
+}
+/** What each command uses: read-only commands (releases, status, plan, lock, backups list) need none of it. */
+function commandNeeds(loaded, command, opts = {}) {
+    const c = loaded.config;
+    const backups = !!c.backup && c.backup.enabled;
+    const encrypted = backups && !!c.backup && !!c.backup.encrypt;
+    const env = 'its commands on the hosts get env:';
+    switch (command) {
+        case 'deploy':
+            return {
+                env,
+                databases: backups ? 'it backs up the databases before anything changes' : undefined,
+                // a failed migration is undone by restoring the pre-deploy backup: encrypted, that needs the identity
+                identity: encrypted && c.stages.migrate && databaseRollbackMode(c) === 'restore'
+                    ? 'a failed migration is undone by restoring the encrypted pre-deploy backup'
+                    : undefined
+            };
+        case 'rollback':
+            return {
+                env,
+                // --no-db leaves the database alone: no safety backup, no restore
+                databases: backups && !opts.noDb ? 'it may back up or restore the databases' : undefined,
+                identity: encrypted && opts.restore ? 'it restores an encrypted backup' : undefined
+            };
+        case 'backup':
+            return { env, databases: 'it backs up the databases' };
+        case 'restore':
+            return {
+                env,
+                databases: 'it restores the databases',
+                identity: encrypted ? 'it decrypts the backup' : undefined
+            };
+        case 'backups':
+            return opts.sub === 'verify' ? { env: 'its checks on the host get env:' } : {};
+        default:
+            return {};
+    }
+}
+/**
+ * Refuses (exit 2, before anything connects) when a value the command uses names a variable that is not
+ * set; the message names the key, the variable and the command. Other commands run without it.
+ */
+function requireEnv(loaded, command, opts = {}) {
+    const needs = commandNeeds(loaded, command, opts);
+    const label = opts.sub && command === 'backups' ? `${command} ${opts.sub}` : command;
+    const why = (key) => key.startsWith('env.')
+        ? needs.env
+        : key.startsWith('backup.databases[')
+            ? needs.databases
+            : key === 'backup.encrypt.identity'
+                ? needs.identity
+                : undefined;
+    const problems = loaded.unresolved.flatMap(u => {
+        const reason = why(u.key);
+        return reason ? [`${missingVariable(u.key, u.variable)}: \`${label}\` needs it (${reason})`] : [];
+    });
+    if (problems.length)
+        throw configProblems(loaded.file, problems);
+}
+/** Shorter secrets cannot be redacted: replacing every `ab` in a log would mangle it beyond reading. */
+const MIN_SECRET_LENGTH = 4;
+/** The hosts `--host` names (by name, address, or address:port), in config order; or why it cannot. */
+function selectHosts(hosts, wanted) {
+    const asked = [...new Set(wanted.split(',').map(a => a.trim()))].filter(Boolean);
+    if (!asked.length)
+        return { problem: '--host: expected a host name or address from the config' };
+    const matches = (h, a) => h.name === a || (h.kind === 'ssh' && (h.address === a || `${h.address}:${h.port}` === a));
+    const unknown = asked.filter(a => !hosts.some(h => matches(h, a)));
+    if (unknown.length) {
+        const known = hosts.map(h => h.kind === 'ssh' && h.name !== h.address ? `${h.name} (${h.address})` : h.name);
+        return {
+            problem: `--host: ${unknown.map(u => JSON.stringify(u)).join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a host of this config; it has ${known.join(', ')} (add a host to hosts: to deploy to it)`
+        };
+    }
+    return { hosts: hosts.filter(h => asked.some(a => matches(h, a))) };
+}
+/** The key a backup secret (a password, a URL, the identity) came from. */
+function backupSecretKey(config, value) {
+    if (config.backup && config.backup.encrypt?.identity === value)
+        return 'backup.encrypt.identity';
+    const dbs = config.backup ? config.backup.databases : [];
+    const i = dbs.findIndex(db => databaseSecrets(db).includes(value));
+    return `backup.databases[${i}].${dbs[i]?.password === value ? 'password' : 'url'}`;
+}
+/** A secret too short to redact is refused, by key, rather than printed in clear. */
+function shortSecretProblems(secrets) {
+    const problems = new Map();
+    for (const s of secrets) {
+        if (s.value.length >= MIN_SECRET_LENGTH || problems.has(s.where))
+            continue;
+        const what = s.name ? `the value of env:${s.name}` : 'the secret';
+        problems.set(s.where, `${s.where}: ${what} is ${s.value.length} character${s.value.length === 1 ? '' : 's'} long; secrets are redacted (***) in every log and report, and one under ${MIN_SECRET_LENGTH} characters cannot be without mangling them: use a longer secret${s.name ? ', or write the value in the config if it is not secret' : ''}`);
+    }
+    return [...problems.values()];
 }
 function readOptional(file, key, baseDir, problems) {
     return file === undefined ? undefined : readTextFile(file, key, baseDir, problems);
@@ -67548,7 +67747,7 @@ function configProblems(file, problems) {
  * each embedded single quote as '\'' (close, escaped quote, reopen). Newlines, `$()`, backticks and spaces
  * all stay literal. NUL cannot be passed through a shell at all, so it is refused.
  */
-function sh(value) {
+function quote_sh(value) {
     const text = String(value);
     if (text.includes('\0'))
         throw new Error('a value passed to the shell contains a NUL byte');
@@ -67558,7 +67757,7 @@ function sh(value) {
 }
 /** Joins words into one command line, quoting each. */
 function shJoin(words) {
-    return words.map(sh).join(' ');
+    return words.map(quote_sh).join(' ');
 }
 
 ;// CONCATENATED MODULE: ./src/commands/command.ts
@@ -67589,10 +67788,10 @@ function withEnv(cmd) {
         if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
             throw new Error(`not an environment variable name: ${JSON.stringify(k)}`);
     }
-    const exports = Object.entries(cmd.env ?? {}).map(([k, v]) => `export ${k}=${sh(v)}`);
+    const exports = Object.entries(cmd.env ?? {}).map(([k, v]) => `export ${k}=${quote_sh(v)}`);
     return exports.length ? `${exports.join('\n')}\n${cmd.script}` : cmd.script;
 }
-function script(...lines) {
+function command_script(...lines) {
     return lines.filter((l) => typeof l === 'string').join('\n');
 }
 /** Several commands as one script (one round trip). Only the last may `exit` early. */
@@ -67612,25 +67811,57 @@ function command_combine(label, parts) {
 function inspectHost(layout, sharedFiles, needs) {
     return {
         label: 'inspect host',
-        script: script(`root=${sh(layout.root)}`, 'mkdir -p "$root/releases" "$root/shared" "$root/.safe-deploy" || { echo "ERROR=cannot create $root"; exit 0; }', '[ -w "$root/releases" ] || echo "ERROR=$root/releases is not writable"', 'printf "CURRENT=%s\\n" "$(readlink "$root/current" 2>/dev/null)"', 'printf "FREE_KB=%s\\n" "$(df -Pk "$root" | awk \'NR==2 {print $4}\')"', ...sharedFiles.map(f => `[ -e "$root/shared/"${sh(f)} ] || printf 'MISSING=%s\\n' ${sh(f)}`), ...needs.map(t => `command -v ${sh(t)} >/dev/null 2>&1 || printf 'NOTOOL=%s\\n' ${sh(t)}`), 'ls -1 "$root/releases" 2>/dev/null | sed "s/^/RELEASE=/"', 'true')
+        script: command_script(`root=${quote_sh(layout.root)}`, 'mkdir -p "$root/releases" "$root/shared" "$root/.safe-deploy" || { echo "ERROR=cannot create $root"; exit 0; }', '[ -w "$root/releases" ] || echo "ERROR=$root/releases is not writable"', 'printf "CURRENT=%s\\n" "$(readlink "$root/current" 2>/dev/null)"', 'printf "FREE_KB=%s\\n" "$(df -Pk "$root" | awk \'NR==2 {print $4}\')"', ...sharedFiles.map(f => `[ -e "$root/shared/"${quote_sh(f)} ] || printf 'MISSING=%s\\n' ${quote_sh(f)}`), ...needs.map(t => `command -v ${quote_sh(t)} >/dev/null 2>&1 || printf 'NOTOOL=%s\\n' ${quote_sh(t)}`), 'ls -1 "$root/releases" 2>/dev/null | sed "s/^/RELEASE=/"', 'ls -1 "$root/.safe-deploy/complete" 2>/dev/null | sed "s/^/COMPLETE=/"', 'true')
     };
 }
 /** The command line that unpacks the tar stream arriving on stdin into a new release directory. */
 function unpackCommand(layout, id) {
     const dir = layout.release(id);
-    return `mkdir -p ${sh(dir)} && tar -xzf - --no-same-owner -C ${sh(dir)}`;
+    return `rm -f ${quote_sh(completeMarker(layout, id))} && mkdir -p ${quote_sh(dir)} && tar -xzf - --no-same-owner -C ${quote_sh(dir)}`;
 }
-/** Links shared files and dirs into the release; a file or dir shipped in the release is replaced. */
+/** The file that says a release was built completely (written after its build, in .safe-deploy/complete/). */
+function completeMarker(layout, id) {
+    return `${layout.meta}/complete/${id}`;
+}
+/** Marks a release complete: its upload, shared links and build all finished. */
+function markComplete(layout, id) {
+    return {
+        label: 'mark the release complete',
+        script: command_script(`mkdir -p ${quote_sh(`${layout.meta}/complete`)}`, `: > ${quote_sh(completeMarker(layout, id))}`)
+    };
+}
+/** The dirs above a shared path inside the release: `a/b/c` → `a`, `a/b`. */
+function parentsOf(path) {
+    const parts = path.split('/').filter(c => c && c !== '.');
+    return parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join('/'));
+}
+/**
+ * Links shared files and dirs into the release; a file or dir shipped in the release is replaced. First, for
+ * every shared path, refuses (exit 3, nothing changed) when a dir above it inside the release is a symlink or
+ * resolves outside the release: the `rm -rf` + `ln -s` would otherwise replace a file outside the release
+ * (`config -> /etc` and `shared.files: [config/.env]`).
+ */
 function linkShared(layout, id, files, dirs) {
-    const lines = [`set -e`, `rel=${sh(layout.release(id))}`, `shared=${sh(layout.shared)}`];
+    const lines = [`rel=${quote_sh(layout.release(id))}`, `shared=${quote_sh(layout.shared)}`];
+    lines.push('relreal=$(cd "$rel" && pwd -P) || exit 3');
+    for (const p of [...dirs, ...files]) {
+        for (const parent of parentsOf(p)) {
+            lines.push(`if [ -L "$rel/"${quote_sh(parent)} ]; then printf 'refusing to link shared %s: %s in the release is a symlink (to %s); linking through it would change a file outside the release\\n' ${quote_sh(p)} ${quote_sh(parent)} "$(readlink "$rel/"${quote_sh(parent)})" >&2; exit 3; fi`);
+        }
+        const parent = parentsOf(p).at(-1);
+        if (parent) {
+            lines.push(`if [ -d "$rel/"${quote_sh(parent)} ]; then case "$(cd "$rel/"${quote_sh(parent)} && pwd -P)/" in "$relreal"/*) ;; *) printf 'refusing to link shared %s: %s resolves outside the release\\n' ${quote_sh(p)} ${quote_sh(parent)} >&2; exit 3;; esac; fi`);
+        }
+    }
+    lines.push('set -e');
     for (const d of dirs) {
-        lines.push(`mkdir -p "$shared/"${sh(d)}`);
-        lines.push(`rm -rf "$rel/"${sh(d)}; mkdir -p "$(dirname "$rel/"${sh(d)})"; ln -s "$shared/"${sh(d)} "$rel/"${sh(d)}`);
+        lines.push(`mkdir -p "$shared/"${quote_sh(d)}`);
+        lines.push(`rm -rf "$rel/"${quote_sh(d)}; mkdir -p "$(dirname "$rel/"${quote_sh(d)})"; ln -s "$shared/"${quote_sh(d)} "$rel/"${quote_sh(d)}`);
     }
     for (const f of files) {
-        lines.push(`rm -rf "$rel/"${sh(f)}; mkdir -p "$(dirname "$rel/"${sh(f)})"; ln -s "$shared/"${sh(f)} "$rel/"${sh(f)}`);
+        lines.push(`rm -rf "$rel/"${quote_sh(f)}; mkdir -p "$(dirname "$rel/"${quote_sh(f)})"; ln -s "$shared/"${quote_sh(f)} "$rel/"${quote_sh(f)}`);
     }
-    return { label: 'link shared files', script: script(...lines) };
+    return { label: 'link shared files', script: command_script(...lines) };
 }
 /** Runs a user command (build, restart, verify command) inside a release dir. */
 function inRelease(layout, id, label, command, env) {
@@ -67638,7 +67869,7 @@ function inRelease(layout, id, label, command, env) {
         label,
         user: true,
         env,
-        script: script(`cd ${sh(layout.release(id))} || exit 1`, command)
+        script: command_script(`cd ${quote_sh(layout.release(id))} || exit 1`, command)
     };
 }
 /** Points `current` at a release atomically: a new symlink under a temp name, renamed over `current`. */
@@ -67646,46 +67877,48 @@ function switchCurrent(layout, id) {
     const tmp = `${layout.root}/.current.${id}.tmp`;
     return {
         label: `switch current to ${id}`,
-        script: script('set -e', `[ -d ${sh(layout.release(id))} ] || { printf 'release %s does not exist\\n' ${sh(id)} >&2; exit 1; }`, `ln -sfn ${sh(`releases/${id}`)} ${sh(tmp)}`, `mv -fT ${sh(tmp)} ${sh(layout.current)}`, `readlink ${sh(layout.current)}`)
+        script: command_script('set -e', `[ -d ${quote_sh(layout.release(id))} ] || { printf 'release %s does not exist\\n' ${quote_sh(id)} >&2; exit 1; }`, `ln -sfn ${quote_sh(`releases/${id}`)} ${quote_sh(tmp)}`, `mv -fT ${quote_sh(tmp)} ${quote_sh(layout.current)}`, `readlink ${quote_sh(layout.current)}`)
     };
 }
 /** Removes `current` (the first deploy failed and there is nothing to go back to). */
 function removeCurrent(layout) {
-    return { label: 'remove current', script: `rm -f ${sh(layout.current)}` };
+    return { label: 'remove current', script: `rm -f ${quote_sh(layout.current)}` };
 }
 /** Removes release dirs, refusing the one `current` points to. */
 function release_removeReleases(layout, ids) {
     return {
         label: `remove ${ids.join(', ')}`,
-        script: script(`cur=$(readlink ${sh(layout.current)} 2>/dev/null || true)`, ...ids.map(id => `if [ "$cur" = ${sh(`releases/${id}`)} ]; then printf 'refusing to remove the current release %s\\n' ${sh(id)} >&2; else rm -rf ${sh(layout.release(id))}; fi`))
+        script: command_script(`cur=$(readlink ${quote_sh(layout.current)} 2>/dev/null || true)`, ...ids.map(id => `if [ "$cur" = ${quote_sh(`releases/${id}`)} ]; then printf 'refusing to remove the current release %s\\n' ${quote_sh(id)} >&2; else rm -rf ${quote_sh(layout.release(id))} && rm -f ${quote_sh(completeMarker(layout, id))}; fi`))
     };
 }
 function release_listReleases(layout) {
     return {
         label: 'list releases',
-        script: script(`printf 'CURRENT=%s\\n' "$(readlink ${sh(layout.current)} 2>/dev/null)"`, `ls -1 ${sh(layout.releases)} 2>/dev/null | sed 's/^/RELEASE=/'`, 'true')
+        script: command_script(`printf 'CURRENT=%s\\n' "$(readlink ${quote_sh(layout.current)} 2>/dev/null)"`, `ls -1 ${quote_sh(layout.releases)} 2>/dev/null | sed 's/^/RELEASE=/'`, 'true')
     };
 }
+/** Appends one history line; a torn last line (no newline at its end) is ended first, so no entry is glued to it. */
 function release_appendHistory(layout, entry) {
+    const h = quote_sh(layout.history);
     return {
         label: 'record history',
-        script: script(`mkdir -p ${sh(layout.meta)}`, `printf '%s\\n' ${sh(JSON.stringify(entry))} >> ${sh(layout.history)}`)
+        script: command_script(`mkdir -p ${quote_sh(layout.meta)}`, `if [ -s ${h} ] && [ -n "$(tail -c 1 ${h})" ]; then printf '\\n' >> ${h}; fi`, `printf '%s\\n' ${quote_sh(JSON.stringify(entry))} >> ${h}`)
     };
 }
 function release_readHistory(layout, lines = 1000) {
-    return { label: 'read history', script: `tail -n ${lines} ${sh(layout.history)} 2>/dev/null || true` };
+    return { label: 'read history', script: `tail -n ${lines} ${quote_sh(layout.history)} 2>/dev/null || true` };
 }
 function release_appendHostLog(layout, text) {
     return {
         label: 'append deploy log on host',
-        script: script(`mkdir -p ${sh(layout.meta)}`, `printf '%s\\n' ${sh(text)} >> ${sh(layout.hostLog)}`)
+        script: command_script(`mkdir -p ${quote_sh(layout.meta)}`, `printf '%s\\n' ${quote_sh(text)} >> ${quote_sh(layout.hostLog)}`)
     };
 }
 /** Disk usage of the deploy root, for `status`. */
 function diskStatus(layout) {
     return {
         label: 'disk status',
-        script: script(`printf 'FREE_KB=%s\\n' "$(df -Pk ${sh(layout.root)} 2>/dev/null | awk 'NR==2 {print $4}')"`, `printf 'USED_KB=%s\\n' "$(du -sk ${sh(layout.root)} 2>/dev/null | cut -f1)"`)
+        script: command_script(`printf 'FREE_KB=%s\\n' "$(df -Pk ${quote_sh(layout.root)} 2>/dev/null | awk 'NR==2 {print $4}')"`, `printf 'USED_KB=%s\\n' "$(du -sk ${quote_sh(layout.root)} 2>/dev/null | cut -f1)"`)
     };
 }
 /** Parses KEY=value lines printed by the inspection scripts. */
@@ -67711,8 +67944,8 @@ function release_parseKeyValues(text) {
 
 /** Serializes lock operations on a host when flock(1) is there; mkdir alone is still atomic without it. */
 const guard = (layout) => [
-    `meta=${sh(layout.meta)}`,
-    `lock=${sh(layout.lock)}`,
+    `meta=${quote_sh(layout.meta)}`,
+    `lock=${quote_sh(layout.lock)}`,
     'mkdir -p "$meta" || exit 20',
     'exec 9>>"$meta/lock.guard"',
     'if command -v flock >/dev/null 2>&1; then flock -w 15 9 || true; fi'
@@ -67725,7 +67958,7 @@ const writeOwner = (owner, ttlSeconds) => {
         `exp=$((now + ${Math.max(1, Math.floor(ttlSeconds))}))`,
         'started=$(date -u +%Y-%m-%dT%H:%M:%SZ)',
         'expiso=$(date -u -d "@$exp" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo "")',
-        `printf '%s,"started":"%s","expires":"%s","expires_epoch":%s}\\n' ${sh(head)} "$started" "$expiso" "$exp" > "$lock/owner.json.tmp"`,
+        `printf '%s,"started":"%s","expires":"%s","expires_epoch":%s}\\n' ${quote_sh(head)} "$started" "$expiso" "$exp" > "$lock/owner.json.tmp"`,
         'mv -f "$lock/owner.json.tmp" "$lock/owner.json"'
     ];
 };
@@ -67736,29 +67969,29 @@ const writeOwner = (owner, ttlSeconds) => {
 function acquireLock(layout, owner, ttlSeconds) {
     return {
         label: 'take the deploy lock',
-        script: script(...guard(layout), 'now=$(date -u +%s)', 'if mkdir "$lock" 2>/dev/null; then state=acquired', 'else', '  exp=$(sed -n \'s/.*"expires_epoch":\\([0-9][0-9]*\\).*/\\1/p\' "$lock/owner.json" 2>/dev/null | head -n 1)', `  [ -n "$exp" ] || exp=$(( $(stat -c %Y "$lock" 2>/dev/null || echo "$now") + ${Math.floor(ttlSeconds)} ))`, '  printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', '  if [ "$now" -lt "$exp" ]; then echo STATE=held; exit 0; fi', '  rm -rf "$lock" && mkdir "$lock" || { echo STATE=held; exit 0; }', '  state=taken-over', 'fi', ...writeOwner(owner, ttlSeconds), 'echo "STATE=$state"')
+        script: command_script(...guard(layout), 'now=$(date -u +%s)', 'if mkdir "$lock" 2>/dev/null; then state=acquired', 'else', '  exp=$(sed -n \'s/.*"expires_epoch":\\([0-9][0-9]*\\).*/\\1/p\' "$lock/owner.json" 2>/dev/null | head -n 1)', `  [ -n "$exp" ] || exp=$(( $(stat -c %Y "$lock" 2>/dev/null || echo "$now") + ${Math.floor(ttlSeconds)} ))`, '  printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', '  if [ "$now" -lt "$exp" ]; then echo STATE=held; exit 0; fi', '  rm -rf "$lock" && mkdir "$lock" || { echo STATE=held; exit 0; }', '  state=taken-over', 'fi', ...writeOwner(owner, ttlSeconds), 'echo "STATE=$state"')
     };
 }
 /** Extends our lock's expiry; does nothing to a lock someone else holds. */
 function lock_renewLock(layout, owner, ttlSeconds) {
     return {
         label: 'renew the deploy lock',
-        script: script(...guard(layout), `grep -qF ${sh(`"token":"${owner.token}"`)} "$lock/owner.json" 2>/dev/null || { echo STATE=lost; exit 0; }`, ...writeOwner(owner, ttlSeconds), 'echo STATE=renewed')
+        script: command_script(...guard(layout), `grep -qF ${quote_sh(`"token":"${owner.token}"`)} "$lock/owner.json" 2>/dev/null || { echo STATE=lost; exit 0; }`, ...writeOwner(owner, ttlSeconds), 'echo STATE=renewed')
     };
 }
 /** Releases the lock if `token` owns it; with no token (a person's `lock release`), whoever holds it. */
 function lock_releaseLock(layout, token) {
     return {
         label: 'release the deploy lock',
-        script: script(...guard(layout), '[ -d "$lock" ] || { echo STATE=free; exit 0; }', 'printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', token
-            ? `grep -qF ${sh(`"token":"${token}"`)} "$lock/owner.json" 2>/dev/null || { echo STATE=not-ours; exit 0; }`
+        script: command_script(...guard(layout), '[ -d "$lock" ] || { echo STATE=free; exit 0; }', 'printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', token
+            ? `grep -qF ${quote_sh(`"token":"${token}"`)} "$lock/owner.json" 2>/dev/null || { echo STATE=not-ours; exit 0; }`
             : undefined, 'rm -rf "$lock" && echo STATE=released')
     };
 }
 function lock_lockStatus(layout) {
     return {
         label: 'read the deploy lock',
-        script: script(`lock=${sh(layout.lock)}`, '[ -d "$lock" ] || { echo STATE=free; exit 0; }', 'printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', 'printf "NOW=%s\\n" "$(date -u +%s)"', 'echo STATE=held')
+        script: command_script(`lock=${quote_sh(layout.lock)}`, '[ -d "$lock" ] || { echo STATE=free; exit 0; }', 'printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', 'printf "NOW=%s\\n" "$(date -u +%s)"', 'echo STATE=held')
     };
 }
 
@@ -67774,8 +68007,35 @@ function runStem(command, d) {
     return `${command}_${d.getUTCFullYear()}${log_pad(d.getUTCMonth() + 1)}${log_pad(d.getUTCDate())}_${log_pad(d.getUTCHours())}${log_pad(d.getUTCMinutes())}${log_pad(d.getUTCSeconds())}`;
 }
 /**
+ * Escapes what could forge or hide a log line: CR, ESC and the other C0 controls but tab, DEL and the C1
+ * controls become visible escapes (`\\r`, `\\x1b`); with `newlines`, so does a line break (for the stage and
+ * host prefix, which must never start a new line).
+ */
+function escapeControls(text, newlines = false) {
+    // eslint-disable-next-line no-control-regex
+    const re = newlines ? /[\x00-\x08\x0a-\x1f\x7f-\x9f]/g : /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
+    return text.replace(re, c => {
+        if (c === '\r')
+            return '\\r';
+        if (c === '\n')
+            return '\\n';
+        return `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
+    });
+}
+/** Where a message that cannot go anywhere else goes: the process's stderr, never throwing. */
+function toStderr(line) {
+    try {
+        process.stderr.write(`${line}\n`);
+    }
+    catch {
+        /* nowhere left to say it */
+    }
+}
+/**
  * The deploy log: `[2026-11-21 19:30:05] [stage] [host] message` lines, redacted, written to a file and
- * passed to the reporter. Every line that leaves this class has been through the redactor.
+ * passed to the reporter. Every line that leaves this class has been through the redactor and has its control
+ * characters escaped. Writing never throws: when the log file cannot be written (a full disk), one stderr line
+ * says so and the lines are kept in memory (`lines`, which also go to the host's deploy.log).
  */
 class DeployLog {
     file;
@@ -67783,12 +68043,50 @@ class DeployLog {
     redactor;
     stage = 'run';
     lines = [];
+    /** Why the log file could not be written (undefined while it can). */
+    fileError;
     constructor(file, reporter, redactor) {
         this.file = file;
         this.reporter = reporter;
         this.redactor = redactor;
-        if (file)
-            (0,external_node_fs_namespaceObject.mkdirSync)((0,external_node_path_namespaceObject.dirname)(file), { recursive: true });
+        if (file) {
+            try {
+                (0,external_node_fs_namespaceObject.mkdirSync)((0,external_node_path_namespaceObject.dirname)(file), { recursive: true });
+            }
+            catch (e) {
+                this.fileFailed(e);
+            }
+        }
+    }
+    fileFailed(e) {
+        if (this.fileError)
+            return;
+        this.fileError = typeof e?.message === 'string' ? e.message : String(e);
+        // once, on stderr (the terminal, the CI log): the file is not written again in this run
+        this.write(`cannot write the log file ${this.file} (${this.fileError}); the log is kept in memory and still goes to the host's deploy.log`, { level: 'warn' });
+    }
+    toFile(line) {
+        if (!this.file || this.fileError)
+            return;
+        try {
+            (0,external_node_fs_namespaceObject.appendFileSync)(this.file, line + '\n', { mode: 0o600 });
+        }
+        catch (e) {
+            this.fileFailed(e);
+        }
+    }
+    toReporter(level, shown) {
+        try {
+            if (level === 'error')
+                this.reporter.error(shown);
+            else if (level === 'warn')
+                this.reporter.warn(shown);
+            else
+                this.reporter.info(shown);
+        }
+        catch {
+            toStderr(shown);
+        }
     }
     setStage(stage) {
         this.stage = stage;
@@ -67796,19 +68094,16 @@ class DeployLog {
     write(message, opts = {}) {
         const level = opts.level ?? 'info';
         const text = this.redactor.redact(message).replace(/\s+$/, '');
-        for (const part of text.split('\n')) {
-            const prefix = `[${opts.stage ?? this.stage}]${opts.host ? ` [${opts.host}]` : ''}`;
+        const stage = escapeControls(this.redactor.redact(opts.stage ?? this.stage), true);
+        const host = opts.host ? escapeControls(this.redactor.redact(opts.host), true) : undefined;
+        // the prefix starts every line with `[`: no line of remote output can become a `::` workflow command
+        const prefix = `[${stage}]${host ? ` [${host}]` : ''}`;
+        for (const raw of text.split('\n')) {
+            const part = escapeControls(raw.replace(/\r$/, ''));
             const line = `[${stamp()}] ${prefix} ${part}`;
             this.lines.push(line);
-            if (this.file)
-                (0,external_node_fs_namespaceObject.appendFileSync)(this.file, line + '\n', { mode: 0o600 });
-            const shown = `${prefix} ${part}`;
-            if (level === 'error')
-                this.reporter.error(shown);
-            else if (level === 'warn')
-                this.reporter.warn(shown);
-            else
-                this.reporter.info(shown);
+            this.toFile(line);
+            this.toReporter(level, `${prefix} ${part}`);
         }
     }
     info(message, host) {
@@ -67901,27 +68196,51 @@ function parseReleaseId(value, what = 'release') {
 
 ;// CONCATENATED MODULE: ./src/release/history.ts
 
+/**
+ * Parses history.jsonl. A torn line (a write cut short) is skipped, but never takes the next entry with it:
+ * when a torn line and the next entry ended up on one line (the next append did not start on a new line), the
+ * trailing JSON object is recovered.
+ */
 function history_parseHistory(text) {
     const out = [];
     for (const line of text.split('\n')) {
         if (!line.trim())
             continue;
-        try {
-            const v = JSON.parse(line);
-            if (v && typeof v === 'object' && typeof v.release === 'string')
-                out.push(v);
-        }
-        catch {
-            /* a torn line from an interrupted write: skip it */
-        }
+        const v = parseEntry(line);
+        if (v)
+            out.push(v);
     }
     return out;
 }
-/** Releases a person or a failed verify has marked bad. */
+function asEntry(v) {
+    return v && typeof v === 'object' && typeof v.release === 'string'
+        ? v
+        : undefined;
+}
+function parseEntry(line) {
+    try {
+        return asEntry(JSON.parse(line));
+    }
+    catch {
+        /* torn: look for the longest trailing object that parses */
+    }
+    for (let i = line.indexOf('{', 1); i > 0; i = line.indexOf('{', i + 1)) {
+        try {
+            const v = asEntry(JSON.parse(line.slice(i)));
+            if (v)
+                return v;
+        }
+        catch {
+            /* not here */
+        }
+    }
+    return undefined;
+}
+/** Releases a person or a failed verify has marked bad, or whose run was interrupted. */
 function badReleases(history) {
     const bad = new Set();
     for (const h of history) {
-        if (h.type === 'deploy' && (h.bad || h.status === 'rolled-back'))
+        if (h.bad || h.status === 'rolled-back' || h.status === 'interrupted')
             bad.add(h.release);
         if (h.type === 'rollback' && h.status === 'success' && h.from)
             bad.add(h.from);
@@ -67929,19 +68248,59 @@ function badReleases(history) {
     return bad;
 }
 /**
- * The release a plain `rollback` goes to: the newest release older than `current` that exists on the host
- * and is not marked bad.
+ * Releases history records as verified healthy, each with the position (line order) of the entry that says
+ * so: a release whose newest entry (deploy or rollback) that says anything of its health is a success, and
+ * that no later entry marks bad or interrupted (a successful rollback away from it marks it bad). A run that
+ * failed before anything live changed (`failed`, not `bad`: a refused rollback, a lock held) says nothing of
+ * its release. An old success entry without `verified` counts as verified.
+ */
+function goodReleases(history) {
+    const good = new Map();
+    history.forEach((h, i) => {
+        if (h.status === 'success' && h.verified !== false && !h.bad) {
+            good.delete(h.release);
+            good.set(h.release, i);
+        }
+        else if (h.bad || h.status === 'rolled-back' || h.status === 'interrupted') {
+            good.delete(h.release);
+        }
+        // a plain `failed` without `bad` stopped before anything live changed: it says nothing of the release
+        if (h.type === 'rollback' && h.status === 'success' && h.from)
+            good.delete(h.from);
+    });
+    return good;
+}
+/** History says this release was once finished and served (a release from before completion markers). */
+function everServed(history, release) {
+    return history.some(h => h.release === release && h.status === 'success');
+}
+/**
+ * The release a plain `rollback` goes to: of the releases history records as verified healthy (goodReleases),
+ * the one recorded last, in history order (not by name: release ids come from the runner's clock), that exists
+ * on the host and is not `current`. Without history there is no target (name one with --to).
  */
 function rollbackTarget(releases, current, history) {
-    const bad = badReleases(history);
-    const sorted = releases.filter(isReleaseId).sort();
-    const older = current ? sorted.filter(r => r < current) : sorted;
-    for (let i = older.length - 1; i >= 0; i--) {
-        const r = older[i];
-        if (!bad.has(r))
-            return r;
+    const onDisk = new Set(releases.filter(isReleaseId));
+    let best;
+    for (const [r, at] of goodReleases(history)) {
+        if (r === current || !onDisk.has(r) || !isReleaseId(r))
+            continue;
+        if (!best || at > best.at)
+            best = { r, at };
     }
-    return undefined;
+    return best?.r;
+}
+/**
+ * Releases a run left half-made (a deploy killed during its upload or build): no completion marker, not
+ * `current`, and history never saw them serve. The next deploy removes them; rollbacks never choose them.
+ * Without any history nothing is called unfinished: a release from before completion markers looks the same.
+ */
+function unfinishedReleases(releases, complete, current, history) {
+    // no history at all (deleted, or never written): nothing tells a half-made release from an old one
+    if (!history.length)
+        return [];
+    const done = new Set(complete);
+    return releases.filter(isReleaseId).filter(r => r !== current && !done.has(r) && !everServed(history, r));
 }
 /** Which releases to delete: all but the newest `keep`, never `current` nor `previous`. */
 function releasesToPrune(releases, keep, protect) {
@@ -68078,11 +68437,11 @@ class LocalTransport {
     async close() { }
 }
 
-// EXTERNAL MODULE: ../main/node_modules/is-stream/index.js
-var is_stream = __nccwpck_require__(1327);
-// EXTERNAL MODULE: ../main/node_modules/node-ssh/node_modules/make-dir/index.js
-var make_dir = __nccwpck_require__(5951);
-;// CONCATENATED MODULE: ../main/node_modules/sb-promise-queue/lib/esm/index.mjs
+// EXTERNAL MODULE: ./node_modules/is-stream/index.js
+var is_stream = __nccwpck_require__(6543);
+// EXTERNAL MODULE: ./node_modules/node-ssh/node_modules/make-dir/index.js
+var make_dir = __nccwpck_require__(8271);
+;// CONCATENATED MODULE: ./node_modules/sb-promise-queue/lib/esm/index.mjs
 class PromiseQueue {
     constructor({ concurrency = 1 } = {}) {
         this.options = { concurrency };
@@ -68154,7 +68513,7 @@ class PromiseQueue {
 }
 
 
-;// CONCATENATED MODULE: ../main/node_modules/sb-scandir/lib/esm/index.mjs
+;// CONCATENATED MODULE: ./node_modules/sb-scandir/lib/esm/index.mjs
 /* @flow */
 
 
@@ -68250,11 +68609,11 @@ async function scanDirectory(path, { recursive = true, validate = null, concurre
 }
 /* harmony default export */ const esm = (scanDirectory);
 
-// EXTERNAL MODULE: ../main/node_modules/shell-escape/shell-escape.js
-var shell_escape = __nccwpck_require__(9830);
-// EXTERNAL MODULE: ../main/node_modules/ssh2/lib/index.js
-var lib = __nccwpck_require__(3328);
-;// CONCATENATED MODULE: ../main/node_modules/node-ssh/lib/esm/index.mjs
+// EXTERNAL MODULE: ./node_modules/shell-escape/shell-escape.js
+var shell_escape = __nccwpck_require__(4646);
+// EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
+var lib = __nccwpck_require__(5472);
+;// CONCATENATED MODULE: ./node_modules/node-ssh/lib/esm/index.mjs
 
 
 
@@ -69257,7 +69616,15 @@ function createHostVerifier(opts) {
                 'do not connect until the server has a new host key, then check it out of band and add it to known_hosts');
         }
         if (reason === 'mismatch') {
-            const sameType = known.find(({ entry }) => entry.keyType === offeredType) ?? known[0];
+            const sameType = known.find(({ entry }) => entry.keyType === offeredType);
+            if (sameType === undefined && known.length > 0) {
+                // known_hosts has this host, but only keys of other types (RSA there, ed25519 on the server)
+                const types = [...new Set(known.map(({ entry }) => entry.keyType))].join(', ');
+                const lines = known.map(({ entry }) => entry.line).join(', ');
+                return (`host key for ${label} cannot be checked: ${offered}, and known_hosts has only ` +
+                    `${types} for this host (line${known.length > 1 ? 's' : ''} ${lines}); ` +
+                    `run \`${keyscanCommand(address, port, offeredType)}\`, check the key out of band and add it to known_hosts`);
+            }
             if (sameType !== undefined) {
                 return (`host key for ${label} does not match known_hosts (line ${sameType.entry.line}): ${offered}; ` +
                     `if the server was reinstalled, run \`${keyscanCommand(address, port, offeredType)}\` ` +
@@ -69493,15 +69860,22 @@ async function connectOnce(target) {
             keepaliveCountMax: 3,
             tryKeyboard: false,
             hostVerifier: verifier ? (key) => verifier.verify(key) : () => true,
-            algorithms: verifier && verifier.algorithms.length ? { serverHostKey: verifier.algorithms } : undefined
+            // ask for the key types known_hosts can vouch for; a configured fingerprint may be of any type
+            algorithms: verifier && verifier.algorithms.length && !target.fingerprints.length
+                ? { serverHostKey: verifier.algorithms }
+                : undefined
         });
     }
     catch (e) {
         ssh.dispose();
+        const message = e.message;
+        // known_hosts has only other key types than the server has (RSA there, ed25519 here): the handshake
+        // fails before any key is offered. Ask the server for its key once more, to say which one it has.
+        if (verifier && !verifier.failure() && /no matching host key format/i.test(message))
+            await probeHostKey(target, verifier);
         const hostKeyFailure = verifier?.failure();
         if (hostKeyFailure)
             throw new SshConnectError(hostKeyFailure.message, false);
-        const message = e.message;
         if (/authentication methods failed|All configured authentication/i.test(message)) {
             throw new SshConnectError(`${target.user}@${target.label} refused the private key (authentication failed); check that the public key is in ~${target.user}/.ssh/authorized_keys on the host`, false);
         }
@@ -69514,6 +69888,29 @@ async function connectOnce(target) {
     // A connection that drops later (host rebooted, network cut) must fail the running command, not crash us.
     ssh.connection?.on('error', () => undefined);
     return ssh;
+}
+/**
+ * Connects with every host key algorithm and rejects whatever key the server offers, only to learn which
+ * one it is: the verifier records the rejection (type, fingerprint, what to do). Nothing authenticates.
+ */
+async function probeHostKey(target, verifier) {
+    const probe = new NodeSSH();
+    try {
+        await probe.connect({
+            host: target.address,
+            port: target.port,
+            username: target.user,
+            readyTimeout: target.connectTimeoutMs,
+            tryKeyboard: false,
+            hostVerifier: (key) => verifier.verify(key) && false
+        });
+    }
+    catch {
+        /* rejected, as intended; or the server is gone: then the first error stands */
+    }
+    finally {
+        probe.dispose();
+    }
 }
 
 
@@ -69536,7 +69933,70 @@ function errors_errorMessage(e) {
     return e instanceof Error ? e.message : String(e);
 }
 
+;// CONCATENATED MODULE: ./src/pipeline/excerpt.ts
+/**
+ * Short excerpts of a command's output for error messages and verdicts: the lines that explain the failure,
+ * not whatever happened to be printed last. A Python traceback ends in the exception line
+ * (`sqlalchemy.exc.ProgrammingError: ... relation "userz" does not exist`), then SQLAlchemy adds the SQL and
+ * a "Background on this error at: https://sqlalche.me/..." line; the exception line is the one to keep.
+ */
+/** Lines that never explain anything on their own: SQLAlchemy's footer, blank lines. */
+const NOISE = [/^\s*\(Background on this error at: \S+\)\s*$/, /^\s*$/];
+/** An unindented exception line: `ValueError: x`, `sqlalchemy.exc.ProgrammingError: (...) ...`, `KeyError`. */
+const PYTHON_EXCEPTION = /^(?:[A-Za-z_][A-Za-z0-9_]*\.)*[A-Za-z_][A-Za-z0-9_]*(?:Error|Exception|Exit|Interrupt|Failure|Fault|Warning)(?::\s|$)/;
+/** Other tools' own error lines (psql, git, PHP's SQLSTATE, node). */
+const ERROR_LINE = /^(?:ERROR|FATAL|PANIC|Error|error|fatal|SQLSTATE\[[0-9A-Z]+\]):?\s/;
+const isNoise = (line) => NOISE.some(re => re.test(line));
+/** The index of the line that explains the failure: the last (Python) exception line, else the last error line. */
+function explainingIndex(lines) {
+    // after a traceback's start when it is there (an excerpt may have cut it off)
+    const traceback = lines.findIndex(l => l.includes('Traceback (most recent call last):'));
+    for (let i = lines.length - 1; i > traceback; i--)
+        if (PYTHON_EXCEPTION.test(lines[i] ?? ''))
+            return i;
+    for (let i = lines.length - 1; i >= 0; i--)
+        if (ERROR_LINE.test((lines[i] ?? '').trim()))
+            return i;
+    return undefined;
+}
+/**
+ * The last `n` lines of a command's output, without trailing noise; when the line that explains the failure
+ * is further up, it takes the first place, so that it is never cut off.
+ */
+function lastLines(text, n) {
+    const lines = text
+        .trim()
+        .split('\n')
+        .filter(l => !isNoise(l));
+    if (lines.length <= n)
+        return lines.join('\n');
+    const key = explainingIndex(lines);
+    if (key !== undefined && key < lines.length - n)
+        return [lines[key], ...lines.slice(lines.length - n + 1)].join('\n');
+    return lines.slice(-n).join('\n');
+}
+/**
+ * A multi-line error in one line for the verdict: its first line (what failed, where) and the line that
+ * explains it (the exception line of a traceback, a tool's `ERROR:` line), else its last meaningful line.
+ */
+function oneLine(message) {
+    const raw = message.split('\n').filter(l => !isNoise(l));
+    const lines = raw.map(l => l.trim());
+    const first = lines[0] ?? '';
+    if (lines.length < 2)
+        return first;
+    const key = explainingIndex(raw);
+    if (key === undefined || key === 0)
+        return `${first} … ${lines.at(-1)}`;
+    // the explaining line replaces the fragment of output that follows `(exit N):` on the first line
+    const head = first
+        .replace(/(\(exit \d+\)):\s.*$/, '$1')
+        .replace(/:\s*Traceback \(most recent call last\):$/, '');
+    return `${head} … ${lines[key]}`;
+}
+
 ;// CONCATENATED MODULE: ./src/pipeline/context.ts
+
 
 
 
@@ -69661,9 +70121,7 @@ async function runRaw(ctx, s, command, label, opts) {
     }
     return result;
 }
-function lastLines(text, n) {
-    return text.trim().split('\n').slice(-n).join('\n');
-}
+
 /** Runs `fn` on every host at once; the first error wins after all have finished. */
 async function context_onEveryHost(ctx, fn) {
     const results = await Promise.allSettled(ctx.sessions.map(fn));
@@ -69673,47 +70131,134 @@ async function context_onEveryHost(ctx, fn) {
     return results.map(r => r.value);
 }
 
+;// CONCATENATED MODULE: ./src/pipeline/lease.ts
+
+
+
+
+function startLease(ctx) {
+    const ttl = ctx.config.lock.ttl;
+    const every = Math.max(200, Math.floor(ttl / 3));
+    const controller = new AbortController();
+    const outer = ctx.signal;
+    const onOuter = () => controller.abort(outer.reason);
+    if (outer.aborted)
+        controller.abort(outer.reason);
+    else
+        outer.addEventListener('abort', onOuter, { once: true });
+    let lost;
+    let stopped = false;
+    let settled = false;
+    let busy = false;
+    /** The last time we know the lock was ours (taken or renewed), by the runner's monotonic clock. */
+    let lastOk;
+    let token;
+    const lose = (why) => {
+        if (lost || stopped)
+            return;
+        lost = why;
+        if (settled) {
+            ctx.log.warn(why);
+            return;
+        }
+        ctx.log.error(`${why}; stopping and undoing what this run changed`);
+        controller.abort(new Error(why));
+    };
+    const tick = async () => {
+        if (busy || stopped || lost)
+            return;
+        const owner = ctx.lock;
+        if (!owner || !ctx.sessions.length)
+            return;
+        if (owner.token !== token) {
+            // the lock was (re)taken since the last tick: the lease starts now
+            token = owner.token;
+            lastOk = performance.now();
+        }
+        busy = true;
+        try {
+            const p = context_primaryOf(ctx);
+            // a signal of its own: the renewal must not be cut by the abort it may cause, and must not hang
+            const r = await context_runOn({ ...ctx, signal: AbortSignal.timeout(Math.max(every, 5_000)) }, p, lock_renewLock(p.layout, owner, Math.ceil(ttl / 1000)), { stage: 'lock', timeoutMs: Math.max(every, 5_000) });
+            if (stopped)
+                return;
+            const state = release_parseKeyValues(r.stdout).get('STATE')?.[0];
+            if (state === 'renewed') {
+                lastOk = performance.now();
+            }
+            else if (state === 'lost') {
+                lose(`the deploy lock was lost on ${p.host.name}: it was removed or taken by another run while this run held it`);
+            }
+            else {
+                ctx.log.warn(`could not renew the lock (state ${state ?? 'unknown'})`, p.host.name);
+            }
+        }
+        catch (e) {
+            if (!stopped)
+                ctx.log.warn(`could not renew the lock: ${errors_errorMessage(e)}`);
+        }
+        finally {
+            busy = false;
+        }
+        if (!stopped && !lost && lastOk !== undefined && performance.now() - lastOk >= ttl) {
+            lose(`the deploy lock was lost: it could not be renewed for ${Math.round(ttl / 1000)} s (lock.ttl), so it may have expired and been taken over`);
+        }
+    };
+    const timer = setInterval(() => void tick(), every);
+    timer.unref?.();
+    return {
+        get lost() {
+            return lost;
+        },
+        signal: controller.signal,
+        settle() {
+            settled = true;
+        },
+        stop() {
+            stopped = true;
+            clearInterval(timer);
+            outer.removeEventListener('abort', onOuter);
+        }
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/pipeline/orchestrator.ts
 
 
 
-
 const seconds = (t0) => Math.round((performance.now() - t0) / 100) / 10;
-/** Keeps our lock from expiring during a long run; at most once a third of its ttl. */
-async function renewIfDue(ctx, state) {
-    if (!ctx.lock || Date.now() - state.last < ctx.config.lock.ttl / 3)
-        return;
-    state.last = Date.now();
-    try {
-        const p = context_primaryOf(ctx);
-        await context_runOn(ctx, p, lock_renewLock(p.layout, ctx.lock, Math.ceil(ctx.config.lock.ttl / 1000)), {
-            stage: 'lock'
-        });
-    }
-    catch (e) {
-        ctx.log.warn(`could not renew the lock: ${errors_errorMessage(e)}`);
-    }
-}
 /**
  * Runs stages in order. On a failure, undoes the failed stage and then every completed one, newest first.
  * This is the only place that decides what is undone.
  */
 async function runStages(ctx, stages, hooks = {}) {
+    // the stages run under the lock's lease: its signal is also aborted when the lock is lost
+    const outer = ctx.signal;
+    const lease = startLease(ctx);
+    ctx.signal = lease.signal;
+    try {
+        return await runUnderLease(ctx, stages, hooks, lease, outer);
+    }
+    finally {
+        lease.stop();
+        ctx.signal = outer;
+    }
+}
+async function runUnderLease(ctx, stages, hooks, lease, outer) {
+    const interrupted = () => lease.lost ?? 'interrupted';
     const records = [];
     const done = [];
-    const lockState = { last: Date.now() };
     let failed;
     for (const stage of stages) {
         if (ctx.signal.aborted) {
             failed = {
                 stage,
-                error: new errors_StageError(stage.name, 'interrupted before this stage started'),
+                error: new errors_StageError(stage.name, `${interrupted()} before this stage started`),
                 started: false
             };
             records.push({ name: stage.name, status: 'skipped', duration_s: 0 });
             break;
         }
-        await renewIfDue(ctx, lockState);
         ctx.log.setStage(stage.name);
         ctx.log.startGroup(stage.name);
         const t0 = performance.now();
@@ -69725,7 +70270,7 @@ async function runStages(ctx, stages, hooks = {}) {
         }
         catch (error) {
             const host = error instanceof errors_StageError ? error.host : undefined;
-            const message = ctx.signal.aborted ? `interrupted: ${errors_errorMessage(error)}` : errors_errorMessage(error);
+            const message = ctx.signal.aborted ? `${interrupted()}: ${errors_errorMessage(error)}` : errors_errorMessage(error);
             records.push({ name: stage.name, status: 'failed', duration_s: seconds(t0), error: message, host });
             ctx.log.error(`FAILED: ${message}`, host);
             failed = { stage, error, started: true };
@@ -69742,19 +70287,26 @@ async function runStages(ctx, stages, hooks = {}) {
     const failure = {
         stage: failed.stage.name,
         host: err instanceof errors_StageError ? err.host : undefined,
-        message: ctx.signal.aborted && !errors_errorMessage(err).startsWith('interrupted')
-            ? `interrupted: ${errors_errorMessage(err)}`
+        message: ctx.signal.aborted && !errors_errorMessage(err).startsWith(interrupted())
+            ? `${interrupted()}: ${errors_errorMessage(err)}`
             : errors_errorMessage(err)
     };
     const newestFirst = [...(failed.started ? [failed.stage] : []), ...[...done].reverse()];
-    const toUndo = [...newestFirst.filter(s => s.undoFirst), ...newestFirst.filter(s => !s.undoFirst)];
-    const live = toUndo.some(s => s.changedLive?.());
+    const ordered = [...newestFirst.filter(s => s.undoFirst), ...newestFirst.filter(s => !s.undoFirst)];
+    const live = ordered.some(s => s.changedLive?.());
+    // only what has something to undo: a stage without undo matters only when it changed live state
+    const toUndo = ordered.filter(s => (s.undo ? s.needsUndo?.() !== false : s.changedLive?.()));
     let rollbackFailed;
     let undidLive = false;
-    // An interrupted run still cleans up: the undo steps get their own signal.
-    const undoCtx = ctx.signal.aborted ? { ...ctx, signal: new AbortController().signal } : ctx;
+    // An interrupted run (or one that lost its lock) still cleans up: the undo steps get their own signal.
+    lease.settle();
+    ctx.signal = ctx.signal.aborted ? new AbortController().signal : outer;
+    const undoCtx = ctx;
+    // no `== rollback` header with nothing under it (a failed preflight has nothing to undo)
+    const grouped = toUndo.some(s => s.undo);
     undoCtx.log.setStage('rollback');
-    undoCtx.log.startGroup('rollback');
+    if (grouped)
+        undoCtx.log.startGroup('rollback');
     for (const stage of toUndo) {
         const t0 = performance.now();
         if (!stage.undo) {
@@ -69791,7 +70343,8 @@ async function runStages(ctx, stages, hooks = {}) {
             undoCtx.log.error(rollbackFailed, e instanceof errors_StageError ? e.host : undefined);
         }
     }
-    undoCtx.log.endGroup();
+    if (grouped)
+        undoCtx.log.endGroup();
     const exitCode = rollbackFailed ? errors_ExitCode.rollbackFailed : live ? errors_ExitCode.rolledBack : failedExit(err);
     return { records, failure, rolledBack: undidLive && !rollbackFailed, rollbackFailed, exitCode };
 }
@@ -69842,17 +70395,17 @@ function hookEnv(ctx, s, release, stage) {
 function httpProbe(url, timeoutMs, headers = {}) {
     return {
         label: `GET ${url}`,
-        script: script(`url=${sh(url)}`, ...probeLines(timeoutMs, headers), 'printf "%s\\nHTTP_STATUS=%s\\n" "$body" "$status"')
+        script: command_script(`url=${quote_sh(url)}`, ...probeLines(timeoutMs, headers), 'printf "%s\\nHTTP_STATUS=%s\\n" "$body" "$status"')
     };
 }
 /** Sets $status (000 when nothing answered) and $body for one GET of $url; exit 127 without curl or wget. */
 function probeLines(timeoutMs, headers) {
     const secs = Math.max(1, Math.ceil(timeoutMs / 1000));
     const curlHeaders = Object.entries(headers)
-        .map(([k, v]) => ` -H ${sh(`${k}: ${v}`)}`)
+        .map(([k, v]) => ` -H ${quote_sh(`${k}: ${v}`)}`)
         .join('');
     const wgetHeaders = Object.entries(headers)
-        .map(([k, v]) => ` --header=${sh(`${k}: ${v}`)}`)
+        .map(([k, v]) => ` --header=${quote_sh(`${k}: ${v}`)}`)
         .join('');
     return [
         'if command -v curl >/dev/null 2>&1; then',
@@ -69878,7 +70431,7 @@ function httpProbeLoop(p) {
     return {
         label: `GET ${p.url}`,
         stream: true,
-        script: script(`url=${sh(p.url)}`, `tries=${Math.max(1, Math.floor(p.retries))}`, `expect=${sh(p.expectStatus)}`, `want=${sh(p.contains ?? '')}`, `has_want=${p.contains === undefined ? 0 : 1}`, 'i=1', 'while :; do', ...probeLines(p.timeoutMs, p.headers).map(l => `  ${l}`), '  ok=0', '  if [ "$status" = "$expect" ]; then', '    if [ "$has_want" = 0 ]; then ok=1; else case "$body" in *"$want"*) ok=1 ;; esac; fi', '  fi', '  if [ "$status" = 000 ]; then seen="no answer (connection refused or timed out)"', `  else seen="HTTP $status \\"$(printf %s "$body" | tr -s '\\n\\t' '  ' | cut -c1-120)\\""; fi`, '  if [ "$ok" = 1 ]; then printf \'GET %s: HTTP %s (attempt %s/%s)\\n\' "$url" "$status" "$i" "$tries" >&2; break; fi', '  [ "$i" -ge "$tries" ] && break', `  printf 'GET %s: %s; attempt %s/%s, retrying in %s s\\n' "$url" "$seen" "$i" "$tries" ${sh(String(Number(pause)))} >&2`, `  sleep ${pause}`, '  i=$((i + 1))', 'done', 'printf "%s\\nHTTP_STATUS=%s\\nATTEMPTS=%s\\nPASSED=%s\\n" "$body" "$status" "$i" "$ok"')
+        script: command_script(`url=${quote_sh(p.url)}`, `tries=${Math.max(1, Math.floor(p.retries))}`, `expect=${quote_sh(p.expectStatus)}`, `want=${quote_sh(p.contains ?? '')}`, `has_want=${p.contains === undefined ? 0 : 1}`, 'i=1', 'while :; do', ...probeLines(p.timeoutMs, p.headers).map(l => `  ${l}`), '  ok=0', '  if [ "$status" = "$expect" ]; then', '    if [ "$has_want" = 0 ]; then ok=1; else case "$body" in *"$want"*) ok=1 ;; esac; fi', '  fi', '  if [ "$status" = 000 ]; then seen="no answer (connection refused or timed out)"', `  else seen="HTTP $status \\"$(printf %s "$body" | tr -s '\\n\\t' '  ' | cut -c1-120)\\""; fi`, '  if [ "$ok" = 1 ]; then printf \'GET %s: HTTP %s (attempt %s/%s)\\n\' "$url" "$status" "$i" "$tries" >&2; break; fi', '  [ "$i" -ge "$tries" ] && break', `  printf 'GET %s: %s; attempt %s/%s, retrying in %s s\\n' "$url" "$seen" "$i" "$tries" ${quote_sh(String(Number(pause)))} >&2`, `  sleep ${pause}`, '  i=$((i + 1))', 'done', 'printf "%s\\nHTTP_STATUS=%s\\nATTEMPTS=%s\\nPASSED=%s\\n" "$body" "$status" "$i" "$ok"')
     };
 }
 /** Reads what httpProbeLoop printed. */
@@ -70051,6 +70604,7 @@ function checks_hasChecks(ctx) {
 
 
 
+
 const MIN_FREE_KB = 50 * 1024;
 const LOW_FREE_KB = 500 * 1024;
 function describeOwner(json) {
@@ -70100,6 +70654,9 @@ function preflightStage(opts) {
                 const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '');
                 s.current = current || undefined;
                 s.releases = (kv.get('RELEASE') ?? []).sort();
+                s.complete = kv.get('COMPLETE') ?? [];
+                if (opts.deploying)
+                    await removeUnfinished(ctx, s);
                 const free = Number(kv.get('FREE_KB')?.[0]);
                 if (Number.isFinite(free) && opts.deploying) {
                     if (free < MIN_FREE_KB) {
@@ -70113,6 +70670,22 @@ function preflightStage(opts) {
             opts.inspected?.(ctx);
         }
     };
+}
+/**
+ * Removes releases a killed deploy left half-made (no completion marker, not current, never served per this
+ * host's history), so that nothing can switch to them. Runs under the lock, before the new upload.
+ */
+async function removeUnfinished(ctx, s) {
+    const unmarked = s.releases.filter(r => r !== s.current && !s.complete?.includes(r));
+    if (!unmarked.length)
+        return;
+    const history = history_parseHistory((await context_runOn(ctx, s, release_readHistory(s.layout), { stage: 'preflight' })).stdout);
+    const unfinished = unfinishedReleases(s.releases, s.complete ?? [], s.current, history);
+    if (!unfinished.length)
+        return;
+    await context_runOn(ctx, s, release_removeReleases(s.layout, unfinished), { stage: 'preflight' });
+    s.releases = s.releases.filter(r => !unfinished.includes(r));
+    ctx.log.warn(`removed ${unfinished.length} unfinished release(s) left by an interrupted deploy (its build never completed): ${unfinished.join(', ')}`, s.host.name);
 }
 async function takeLock(ctx, command) {
     const primary = context_primaryOf(ctx);
@@ -70157,7 +70730,7 @@ function testStage() {
             const err = ctx.log.lineWriter('runner');
             let code;
             try {
-                const r = await local.exec(`cd ${JSON.stringify(ctx.loaded.sourceDir)} && ${command}`, {
+                const r = await local.exec(`cd ${quote_sh(ctx.loaded.sourceDir)} && ${command}`, {
                     signal: ctx.signal,
                     onStdout: out.push,
                     onStderr: err.push,
@@ -70199,6 +70772,7 @@ function deployStage(rel) {
     const created = new Set();
     return {
         name: 'deploy',
+        needsUndo: () => created.size > 0,
         async run(ctx) {
             const release = rel();
             const pack = await packSource(ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal);
@@ -70223,6 +70797,8 @@ function deployStage(rel) {
                     const build = ctx.config.stages.build;
                     if (build)
                         await context_runOn(ctx, s, inRelease(s.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')), { stage: 'deploy' });
+                    // only now is the release complete: a run killed before this line left a half-made release
+                    await context_runOn(ctx, s, markComplete(s.layout, release), { stage: 'deploy' });
                 });
             }
             finally {
@@ -70244,7 +70820,7 @@ function deployStage(rel) {
         }
     };
 }
-/** Runs the checks again against the release that serves again after a rollback. */
+/** Runs the checks again, once, against the release that serves again after a rollback (the switch's undo). */
 async function stages_verifyRestored(ctx, hosts, stage) {
     const back = hosts.filter(s => s.current);
     if (!back.length || !checks_hasChecks(ctx))
@@ -70252,12 +70828,17 @@ async function stages_verifyRestored(ctx, hosts, stage) {
     await Promise.all(back.map(s => verifyHost(ctx, s, s.current, stage)));
     ctx.log.info(`previous release verified healthy on ${back.map(s => s.host.name).join(', ')}`);
 }
-/** The switch (see src/pipeline/switch.ts for the strategies) on every host. Undo puts the previous release back. */
+/**
+ * The switch (see src/pipeline/switch.ts for the strategies) on every host. Undo puts back the release that
+ * served before (`s.current`: the previous release of a deploy, the release a manual rollback left),
+ * restarts it and verifies it once.
+ */
 function switchStage(rel, strategy) {
     const attempted = new Set();
     return {
         name: 'switch',
         changedLive: () => [...attempted].some(s => strategy().wentLive(s)),
+        needsUndo: () => attempted.size > 0,
         async run(ctx) {
             const release = rel();
             await context_onEveryHost(ctx, async (s) => {
@@ -70507,7 +71088,7 @@ function renderUpstream(template, port) {
 function readBlueGreenState(layout, upstreamFile) {
     return {
         label: 'read blue-green state',
-        script: script(`state=${sh(activePortFile(layout))}`, `up=${sh(upstreamFile)}`, `if [ -f "$state" ]; then printf 'STATE=%s\\n' "$(head -n 1 "$state")"; fi`, `if [ -f "$up" ]; then printf 'UPSTREAM=1\\n%s\\n' ${sh(UPSTREAM_MARKER)}; cat "$up"; fi`, 'true')
+        script: command_script(`state=${quote_sh(activePortFile(layout))}`, `up=${quote_sh(upstreamFile)}`, `if [ -f "$state" ]; then printf 'STATE=%s\\n' "$(head -n 1 "$state")"; fi`, `if [ -f "$up" ]; then printf 'UPSTREAM=1\\n%s\\n' ${quote_sh(UPSTREAM_MARKER)}; cat "$up"; fi`, 'true')
     };
 }
 /** Whether `text` names `port` as a port (`:8001;`, `:8001 `), not as part of a longer number. */
@@ -70546,12 +71127,12 @@ function writeActivePort(layout, port, release) {
     const file = activePortFile(layout);
     return {
         label: `record active port ${port}`,
-        script: script('set -e', `mkdir -p ${sh(layout.meta)}`, `tmp=${sh(`${file}.tmp`)}.$$`, `printf '%s %s\\n' ${sh(port)} ${sh(release)} > "$tmp"`, `mv -f "$tmp" ${sh(file)}`)
+        script: command_script('set -e', `mkdir -p ${quote_sh(layout.meta)}`, `tmp=${quote_sh(`${file}.tmp`)}.$$`, `printf '%s %s\\n' ${quote_sh(port)} ${quote_sh(release)} > "$tmp"`, `mv -f "$tmp" ${quote_sh(file)}`)
     };
 }
 /** Forgets the live port (a first deploy that was undone: nothing serves). */
 function clearActivePort(layout) {
-    return { label: 'clear active port', script: `rm -f ${sh(activePortFile(layout))}` };
+    return { label: 'clear active port', script: `rm -f ${quote_sh(activePortFile(layout))}` };
 }
 /**
  * Replaces the upstream file atomically: a temp file in the same directory (so the rename is atomic, and
@@ -70562,7 +71143,7 @@ function clearActivePort(layout) {
 function writeUpstream(file, content) {
     return {
         label: `write upstream file ${file}`,
-        script: script('set -e', `f=${sh(file)}`, 'dir=$(dirname "$f")', `[ -d "$dir" ] || { printf 'the directory of upstream_file %s does not exist\\n' "$f" >&2; exit 1; }`, 'tmp=$(mktemp "$dir/.safe-deploy-upstream.XXXXXX")', `trap 'rm -f "$tmp"' EXIT`, 'if [ -f "$f" ]; then cp -p "$f" "$tmp"; else chmod 644 "$tmp"; fi', `printf '%s' ${sh(content)} > "$tmp"`, 'mv -fT "$tmp" "$f"')
+        script: command_script('set -e', `f=${quote_sh(file)}`, 'dir=$(dirname "$f")', `[ -d "$dir" ] || { printf 'the directory of upstream_file %s does not exist\\n' "$f" >&2; exit 1; }`, 'tmp=$(mktemp "$dir/.safe-deploy-upstream.XXXXXX")', `trap 'rm -f "$tmp"' EXIT`, 'if [ -f "$f" ]; then cp -p "$f" "$tmp"; else chmod 644 "$tmp"; fi', `printf '%s' ${quote_sh(content)} > "$tmp"`, 'mv -fT "$tmp" "$f"')
     };
 }
 /** Runs the user's `start` or `stop` for `port` inside a release: `{port}` replaced, PORT exported. */
@@ -70992,8 +71573,12 @@ function artifactFile(name, a) {
     const label = a.kind !== 'files' && a.label ? `.${a.label}` : '';
     return `${name}${label}${BASE_EXT[a.kind]}${compress}${a.encrypted ? '.age' : ''}`;
 }
-const manifestFile = (name) => `${name}.sha256`;
+const name_manifestFile = (name) => `${name}.sha256`;
 const metaFile = (name) => `${name}.meta.json`;
+/** The manifest signature (`backup.sign_key`), see sign.ts. */
+const signatureFile = (name) => `${name}.sig`;
+/** The marker of a backup kept out of retention (`backup --keep`, `backups protect NAME`). */
+const name_keepFile = (name) => `${name}.keep`;
 const ARTIFACT = /^(?:\.([A-Za-z0-9_-]{1,32}))??\.(dump|sql|sql\.gz|sql\.zst|sqlite3|sqlite3\.gz|sqlite3\.zst|files\.tar|files\.tar\.gz|files\.tar\.zst)(\.age)?$/;
 /** What a file of backup `name` holds, from its name alone; undefined for the manifest, meta and others. */
 function parseArtifactFile(name, file) {
@@ -71024,7 +71609,7 @@ function decompressCommand(c) {
 }
 /** Encrypts stdin to every recipient (public keys only: nothing secret on this command line). */
 function encryptCommand(recipients) {
-    return `age ${recipients.map(r => `-r ${sh(r)}`).join(' ')}`;
+    return `age ${recipients.map(r => `-r ${quote_sh(r)}`).join(' ')}`;
 }
 /** Decrypts stdin with the identity file the script wrote (mode 0600, removed by its trap). */
 function decryptCommand(identityFile) {
@@ -71046,7 +71631,7 @@ function describeTarget(t) {
     return `${engine} database ${JSON.stringify(t.label)}${t.container ? ` (compose service ${t.container.service})` : ''}`;
 }
 function envWord([name, value]) {
-    return 'literal' in value ? `${name}=${sh(value.literal)}` : `${name}="$${value.variable}"`;
+    return 'literal' in value ? `${name}=${quote_sh(value.literal)}` : `${name}="$${value.variable}"`;
 }
 /**
  * A command line with its environment as prefix assignments (they reach the program's environment, not
@@ -71058,12 +71643,12 @@ function runIn(t, env, argv) {
     if (!t.container)
         return prefix ? `${prefix} ${argv}` : argv;
     const passed = env.map(([n]) => `-e ${n} `).join('');
-    const exec = `docker compose exec -T ${passed}${sh(t.container.service)} ${argv}`;
-    return `cd ${sh(t.container.dir)} && ${prefix ? `${prefix} ` : ''}${exec}`;
+    const exec = `docker compose exec -T ${passed}${quote_sh(t.container.service)} ${argv}`;
+    return `cd ${quote_sh(t.container.dir)} && ${prefix ? `${prefix} ` : ''}${exec}`;
 }
 /** A program run with `sh -c SCRIPT sh ARGS...` on the host (with TMPDIR set) or in the container. */
 function shellIn(t, env, inner, args, tmpdir) {
-    const argv = `sh -c ${sh(inner)} sh ${args.map(sh).join(' ')}`;
+    const argv = `sh -c ${quote_sh(inner)} sh ${args.map(quote_sh).join(' ')}`;
     if (t.container)
         return runIn(t, env, argv);
     return runIn(t, [['TMPDIR', { variable: tmpdir }], ...env], argv);
@@ -71107,12 +71692,12 @@ function pgCheck(t, toc) {
 /** Restores the archive on stdin into the database, in one transaction. */
 function pgRestore(t) {
     const db = `dbname=${conninfoValue(t.conn.database ?? '')}`;
-    return runIn(t, pgEnv(t), `pg_restore --clean --if-exists --single-transaction --no-owner --no-password -d ${sh(db)}`);
+    return runIn(t, pgEnv(t), `pg_restore --clean --if-exists --single-transaction --no-owner --no-password -d ${quote_sh(db)}`);
 }
 const SERVER_QUERY = "SELECT current_setting('server_version_num') || ' ' || pg_database_size(current_database())";
 const TABLES_QUERY = "SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1";
 function psql(t, query) {
-    return runIn(t, pgEnv(t), `psql -X -A -t -w -c ${sh(query)}`);
+    return runIn(t, pgEnv(t), `psql -X -A -t -w -c ${quote_sh(query)}`);
 }
 /** Server version number and database size in bytes: `150018 7651235`. */
 function pgServerQuery(t) {
@@ -71140,13 +71725,13 @@ function myConnArgs(t) {
     const c = t.conn;
     const args = [];
     if (c.host !== undefined)
-        args.push(`-h ${sh(c.host)}`);
+        args.push(`-h ${quote_sh(c.host)}`);
     if (c.port !== undefined)
         args.push(`-P ${c.port}`);
     if (c.user !== undefined)
-        args.push(`-u ${sh(c.user)}`);
+        args.push(`-u ${quote_sh(c.user)}`);
     for (const [k, v] of Object.entries(c.params))
-        args.push(sh(`--${k}=${v}`));
+        args.push(quote_sh(`--${k}=${v}`));
     return args.join(' ');
 }
 const DUMP_OPTIONS = '--single-transaction --routines --triggers --events --hex-blob --no-tablespaces --default-character-set=utf8mb4';
@@ -71155,7 +71740,7 @@ function withConn(t, program, rest) {
     return `${program}${conn ? ` ${conn}` : ''} ${rest}`;
 }
 function myDump(t, tools) {
-    return runIn(t, myEnv(t), withConn(t, tools.dump, `${DUMP_OPTIONS} -- ${sh(t.conn.database ?? '')}`));
+    return runIn(t, myEnv(t), withConn(t, tools.dump, `${DUMP_OPTIONS} -- ${quote_sh(t.conn.database ?? '')}`));
 }
 /**
  * Reads the decompressed dump on stdin: the names of its tables go to `out` as `TABLE=name` lines, and
@@ -71167,10 +71752,10 @@ function myCheck(out) {
 }
 /** Feeds the dump on stdin to the client. */
 function myRestore(t, tools) {
-    return runIn(t, myEnv(t), withConn(t, tools.client, `-- ${sh(t.conn.database ?? '')}`));
+    return runIn(t, myEnv(t), withConn(t, tools.client, `-- ${quote_sh(t.conn.database ?? '')}`));
 }
 function query(t, client, q) {
-    return runIn(t, myEnv(t), withConn(t, client, `-N -B -e ${sh(q)} -- ${sh(t.conn.database ?? '')}`));
+    return runIn(t, myEnv(t), withConn(t, client, `-N -B -e ${quote_sh(q)} -- ${quote_sh(t.conn.database ?? '')}`));
 }
 const mysql_SERVER_QUERY = 'SELECT VERSION(), COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = DATABASE()';
 const mysql_TABLES_QUERY = "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY 1";
@@ -71248,9 +71833,9 @@ function sqliteSize(t, tmpdir) {
  */
 function filesDump(root, paths) {
     return [
-        `cd ${sh(root)} || exit 1`,
+        `cd ${quote_sh(root)} || exit 1`,
         'set --',
-        `for p in ${paths.map(sh).join(' ')}; do`,
+        `for p in ${paths.map(quote_sh).join(' ')}; do`,
         '  if [ -e "$p" ] || [ -L "$p" ]; then set -- "$@" "./$p"; else echo "skipped $p: it does not exist" >&2; fi',
         'done',
         '[ $# -gt 0 ] || set -- -T /dev/null',
@@ -71274,9 +71859,9 @@ function filesExtract(work) {
  * every path is in place. Paths that are not in the backup are left alone.
  */
 function filesSwap(root, paths, work) {
-    const list = paths.map(sh).join(' ');
+    const list = paths.map(quote_sh).join(' ');
     return [
-        `root=${sh(root)}`,
+        `root=${quote_sh(root)}`,
         `x=${work}/files`,
         `for p in ${list}; do`,
         '  [ -e "$x/$p" ] || [ -L "$x/$p" ] || { echo "$p is not in the backup; left as it is" >&2; continue; }',
@@ -71439,9 +72024,9 @@ function hostTarget(engine) {
 /** Prints the tables an artifact holds: `TABLE=<file> <name>`, from the scratch files of its check. */
 function tableLines(a, scratch) {
     if (a.kind === 'postgres')
-        return `sed -n 's/^[0-9]*; 1259 [0-9]* TABLE \\([^ ]*\\) \\(.*\\) [^ ]*$/\\1.\\2/p' "${scratch}.toc" | sed ${sh(`s|^|TABLE=${a.file} |`)}`;
+        return `sed -n 's/^[0-9]*; 1259 [0-9]* TABLE \\([^ ]*\\) \\(.*\\) [^ ]*$/\\1.\\2/p' "${scratch}.toc" | sed ${quote_sh(`s|^|TABLE=${a.file} |`)}`;
     if (a.kind === 'mysql')
-        return `sed -n ${sh(`s|^TABLE=|TABLE=${a.file} |p`)} "${scratch}.check"`;
+        return `sed -n ${quote_sh(`s|^TABLE=|TABLE=${a.file} |p`)} "${scratch}.check"`;
     return undefined;
 }
 /**
@@ -71463,8 +72048,8 @@ function backupScript(input) {
         'set -u',
         'umask 077',
         ...captureSecrets(plan, plan.targets, decryptCheck),
-        `dir=${sh(plan.dir)}`,
-        `name=${sh(name)}`,
+        `dir=${quote_sh(plan.dir)}`,
+        `name=${quote_sh(name)}`,
         `mkdir -p "$dir" || ${fail('"cannot create the backup directory $dir"')}`,
         `for f in "$dir/$name".*; do [ -e "$f" ] && { printf 'EXISTS=%s\\n' "$f"; exit 17; }; done`,
         ...WORK_DIRS('"$dir/.partial.$name.XXXXXX"'),
@@ -71485,7 +72070,7 @@ function backupScript(input) {
             dump.push({ label: `tee to the verifier (${a.file})`, cmd: `tee "${scratch}.fifo"` });
             dump.push({ label: `age encryption (${a.file})`, cmd: encryptCommand(plan.recipients) });
             const d = pipeline(ids, dump, { from: '/dev/null', to: out });
-            lines.push(`mkfifo "${scratch}.fifo" || ${fail('"cannot create a FIFO in $t"')}`, `{ ${check.text}; } <"${scratch}.fifo" &`, 'sd_v=$!', d.text, 'wait "$sd_v"', `sd_ok ${d.ids.join(' ')} || exit 1`, `sd_ok ${check.ids.join(' ')} || exit 1`, `[ "$(head -c ${AGE_HEADER.length} ${out})" = ${AGE_HEADER} ] || ${fail(sh(`${a.file} is not an age file`))}`);
+            lines.push(`mkfifo "${scratch}.fifo" || ${fail('"cannot create a FIFO in $t"')}`, `{ ${check.text}; } <"${scratch}.fifo" &`, 'sd_v=$!', d.text, 'wait "$sd_v"', `sd_ok ${d.ids.join(' ')} || exit 1`, `sd_ok ${check.ids.join(' ')} || exit 1`, `[ "$(head -c ${AGE_HEADER.length} ${out})" = ${AGE_HEADER} ] || ${fail(quote_sh(`${a.file} is not an age file`))}`);
             if (decryptCheck) {
                 const c = pipeline(ids, [
                     { label: `age decryption (${a.file})`, cmd: decryptCommand('$t/identity') },
@@ -71496,22 +72081,50 @@ function backupScript(input) {
         }
         else {
             const d = pipeline(ids, dump, { from: '/dev/null', to: out });
-            lines.push(d.text, `sd_ok ${d.ids.join(' ')} || exit 1`, `[ -s ${out} ] || ${fail(sh(`${a.file}: the dump is empty`))}`);
+            lines.push(d.text, `sd_ok ${d.ids.join(' ')} || exit 1`, `[ -s ${out} ] || ${fail(quote_sh(`${a.file}: the dump is empty`))}`);
             const c = pipeline(ids, checkSteps(a, t, scratch), { from: out });
             lines.push(c.text, `sd_ok ${c.ids.join(' ')} || exit 1`);
         }
     });
     const files = arts.map(a => a.artifact.file);
     const meta = metaFile(name);
-    const manifest = manifestFile(name);
-    const published = [...files, meta, manifest];
-    lines.push(`printf '%s\\n' ${sh(JSON.stringify(input.meta))} >"$w/${meta}" || ${fail(sh(`cannot write ${meta}`))}`, `(cd "$w" && sha256sum -- ${files.map(sh).join(' ')} >${sh(manifest)}) || ${fail(sh(`cannot write ${manifest}`))}`, `chmod 600 ${published.map(f => `"$w/${f}"`).join(' ')} || ${fail("'chmod 600 failed'")}`, `sync -- ${published.map(f => `"$w/${f}"`).join(' ')} 2>/dev/null || true`, ...published.map(f => `mv -f "$w/${f}" "$dir/${f}" || ${fail(sh(`cannot move ${f} into place`))}`), `for f in ${published.map(sh).join(' ')}; do printf 'FILE=%s %s\\n' "$(stat -c %s "$dir/$f")" "$f"; done`, 'echo DONE=1');
+    const manifest = name_manifestFile(name);
+    const keep = name_keepFile(name);
+    const published = [...files, meta, ...(input.keep ? [keep] : []), manifest];
+    lines.push(`printf '%s\\n' ${quote_sh(JSON.stringify(input.meta))} >"$w/${meta}" || ${fail(quote_sh(`cannot write ${meta}`))}`, ...(input.keep
+        ? [`printf '%s\\n' ${quote_sh(input.keep)} >"$w/${keep}" || ${fail(quote_sh(`cannot write ${keep}`))}`]
+        : []), `(cd "$w" && sha256sum -- ${files.map(quote_sh).join(' ')} >${quote_sh(manifest)}) || ${fail(quote_sh(`cannot write ${manifest}`))}`, `chmod 600 ${published.map(f => `"$w/${f}"`).join(' ')} || ${fail("'chmod 600 failed'")}`, `sync -- ${published.map(f => `"$w/${f}"`).join(' ')} 2>/dev/null || true`, 
+    // with backup.sign_key the runner signs these exact bytes (the key never comes here)
+    ...(plan.signKey
+        ? [hexLine('SIGN_MANIFEST', `"$w/${manifest}"`), hexLine('SIGN_META', `"$w/${meta}"`)]
+        : []), ...published.map(f => `mv -f "$w/${f}" "$dir/${f}" || ${fail(quote_sh(`cannot move ${f} into place`))}`), `for f in ${published.map(quote_sh).join(' ')}; do printf 'FILE=%s %s\\n' "$(stat -c %s "$dir/$f")" "$f"; done`, 'echo DONE=1');
     return {
         label: `back up to ${plan.dir}/${name}`,
-        script: script(...lines),
+        script: command_script(...lines),
         env: secretEnv(plan, plan.targets, decryptCheck),
         steps: ids.labels,
         artifacts: arts.map(a => a.artifact)
+    };
+}
+/** `KEY=<the file's bytes in hex>`, by od (POSIX) rather than base64 (not everywhere). */
+const hexLine = (key, file) => `printf '${key}=%s\\n' "$(od -An -v -tx1 ${file} | tr -d ' \\n')"`;
+/**
+ * For the signature check (`backup.sign_key`): prints the manifest and meta file as hex
+ * (SIGN_MANIFEST=, SIGN_META=) and the first line of NAME.sig (SIG=), each when it exists.
+ */
+function readSignedScript(plan, name) {
+    const [manifest, meta, sig] = [quote_sh(name_manifestFile(name)), quote_sh(metaFile(name)), quote_sh(signatureFile(name))];
+    return {
+        label: `read the signature of backup ${name}`,
+        script: command_script(`cd ${quote_sh(plan.dir)} 2>/dev/null || ${fail(quote_sh(`the backup directory ${plan.dir} does not exist`))}`, `[ -f ${manifest} ] || ${fail(quote_sh(`${name_manifestFile(name)} is missing: the backup is incomplete`))}`, hexLine('SIGN_MANIFEST', manifest), `[ -f ${meta} ] && ${hexLine('SIGN_META', meta)}`, `[ -f ${sig} ] && printf 'SIG=%s\\n' "$(head -n 1 ${sig})"`, 'true')
+    };
+}
+/** Writes NAME.sig (not a secret: an HMAC) next to a published backup. */
+function writeSignatureScript(plan, name, line) {
+    const sig = signatureFile(name);
+    return {
+        label: `sign backup ${name}`,
+        script: command_script('umask 077', `cd ${quote_sh(plan.dir)} || exit 1`, `printf '%s\\n' ${quote_sh(line)} >${quote_sh(`.${sig}.tmp`)} || ${fail(quote_sh(`cannot write ${sig}`))}`, `mv -f -- ${quote_sh(`.${sig}.tmp`)} ${quote_sh(sig)} || ${fail(quote_sh(`cannot move ${sig} into place`))}`, 'echo SIGNED=1')
     };
 }
 /** Which configured database an artifact belongs to: its label, or the only database of that engine. */
@@ -71529,33 +72142,41 @@ function targetFor(plan, a) {
  * encrypted artifact is checked by manifest and age header only, and the script says so (UNCHECKED=).
  * Prints MANIFEST= lines (the manifest), OK=/UNCHECKED= per artifact and TABLE= lines.
  */
-function verifyScript(plan, name, artifacts) {
+function verifyScript(plan, name, artifacts, opts = {}) {
     const ids = new StepIds();
     const identity = plan.hasIdentity && artifacts.some(a => a.encrypted);
     const targets = artifacts.map(a => targetFor(plan, a)).filter((t) => !!t);
-    const manifest = manifestFile(name);
+    const manifest = name_manifestFile(name);
+    const m = opts.manifestSha256 ? '"$t/manifest"' : quote_sh(manifest);
     const lines = [
         'set -u',
         'umask 077',
         ...captureSecrets(plan, [], identity),
-        `dir=${sh(plan.dir)}`,
+        `dir=${quote_sh(plan.dir)}`,
         `cd "$dir" 2>/dev/null || ${fail('"the backup directory $dir does not exist"')}`,
-        `[ -f ${sh(manifest)} ] || ${fail(sh(`${manifest} is missing: the backup is incomplete`))}`,
+        `[ -f ${quote_sh(manifest)} ] || ${fail(quote_sh(`${manifest} is missing: the backup is incomplete`))}`,
         ...WORK_DIRS(`"$dir/.verify.${plan.app}.XXXXXX"`),
         ...SD_OK,
         ...(identity ? WRITE_IDENTITY : []),
-        `sed 's/^/MANIFEST=/' ${sh(manifest)}`,
-        `if ! sha256sum -c --strict ${sh(manifest)} >"$t/sum" 2>&1; then`,
+        // a signed manifest: check a private copy that is the one whose signature the runner checked
+        ...(opts.manifestSha256
+            ? [
+                `cp -- ${quote_sh(manifest)} "$t/manifest" || ${fail(quote_sh(`cannot copy ${manifest}`))}`,
+                `[ "$(sha256sum <"$t/manifest" | cut -c1-64)" = ${quote_sh(opts.manifestSha256)} ] || ${fail(quote_sh(`${manifest} changed after its signature was checked`))}`
+            ]
+            : []),
+        `sed 's/^/MANIFEST=/' ${m}`,
+        `if ! sha256sum -c --strict ${m} >"$t/sum" 2>&1; then`,
         `  grep -v ': OK$' "$t/sum" | head -n 20 | sed 's/^/SUM=/'`,
-        `  ${fail(sh(`the files do not match their checksums in ${manifest}`))}`,
+        `  ${fail(quote_sh(`the files do not match their checksums in ${manifest}`))}`,
         'fi'
     ];
     artifacts.forEach((a, i) => {
         const t = targetFor(plan, a);
         const scratch = `$t/a${i}`;
-        const file = sh(a.file);
+        const file = quote_sh(a.file);
         if (a.encrypted && !identity) {
-            lines.push(`[ "$(head -c ${AGE_HEADER.length} ${file})" = ${AGE_HEADER} ] || ${fail(sh(`${a.file} is not an age file`))}`, `printf 'UNCHECKED=%s\\n' ${file}`);
+            lines.push(`[ "$(head -c ${AGE_HEADER.length} ${file})" = ${AGE_HEADER} ] || ${fail(quote_sh(`${a.file} is not an age file`))}`, `printf 'UNCHECKED=%s\\n' ${file}`);
             return;
         }
         const steps = checkSteps(a, t, scratch);
@@ -71571,7 +72192,7 @@ function verifyScript(plan, name, artifacts) {
     lines.push('echo DONE=1');
     return {
         label: `verify backup ${name}`,
-        script: script(...lines),
+        script: command_script(...lines),
         env: secretEnv(plan, targets, identity),
         steps: ids.labels
     };
@@ -71596,10 +72217,10 @@ function restoreScript(plan, layoutMeta, a, target, tools) {
         'set -u',
         'umask 077',
         ...captureSecrets(plan, target ? [target] : [], identity),
-        `dir=${sh(plan.dir)}`,
-        `[ -f ${from} ] || ${fail(sh(`${plan.dir}/${a.file} does not exist`))}`,
-        `mkdir -p ${sh(layoutMeta)} || exit 1`,
-        ...WORK_DIRS(`${sh(`${layoutMeta}/restore.`)}XXXXXX`),
+        `dir=${quote_sh(plan.dir)}`,
+        `[ -f ${from} ] || ${fail(quote_sh(`${plan.dir}/${a.file} does not exist`))}`,
+        `mkdir -p ${quote_sh(layoutMeta)} || exit 1`,
+        ...WORK_DIRS(`${quote_sh(`${layoutMeta}/restore.`)}XXXXXX`),
         ...SD_OK,
         ...(identity ? WRITE_IDENTITY : [])
     ];
@@ -71634,23 +72255,25 @@ function restoreScript(plan, layoutMeta, a, target, tools) {
         });
         lines.push(`(${myTablesQuery(target, tl.client)}) 2>/dev/null | sed 's/^/DBTABLE=/'`);
     }
-    lines.push(`printf 'RESTORED=%s\\n' ${sh(a.file)}`);
+    lines.push(`printf 'RESTORED=%s\\n' ${quote_sh(a.file)}`);
     return {
         label: `restore ${a.file}`,
-        script: script(...lines),
+        script: command_script(...lines),
         env: secretEnv(plan, target ? [target] : [], identity),
         steps: ids.labels
     };
 }
 /**
  * What the host has: for each target its tools (T<i>_TOOL, T<i>_MISSING), the server's version and the
- * database size (T<i>_SERVER) or the error connecting (T<i>_ERROR); host tools the backup needs
+ * database size (T<i>_SERVER) or the error connecting (T<i>_ERROR), or T<i>_NODIR when a compose
+ * service's project dir is not there (no release yet); host tools the backup needs
  * (MISSING=); free space where the backups go (FREE_KB=).
  */
 function probeScript(plan, opts) {
-    const lines = ['t=${TMPDIR:-/tmp}', ...captureSecrets(plan, plan.targets, false)];
+    const all = ['t=${TMPDIR:-/tmp}', ...captureSecrets(plan, plan.targets, false)];
     for (const t of plan.targets) {
         const p = `T${t.index}_`;
+        const lines = [];
         const version = (tool) => `v=$(${runIn(t, [], `${tool} --version`)} 2>&1) && printf '${p}TOOL=%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | head -n 1)" || printf '${p}MISSING=%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | tail -n 1)"`;
         if (t.container)
             lines.push(`command -v docker >/dev/null 2>&1 || echo ${p}NODOCKER=1`);
@@ -71667,35 +72290,96 @@ function probeScript(plan, opts) {
         else {
             lines.push(version('sqlite3'), server(sqliteSize(t, 't')));
         }
+        // `cd <compose dir>` failing (no release yet) is said as such, not as every tool missing
+        if (t.container)
+            all.push(`if [ -d ${quote_sh(t.container.dir)} ]; then`, ...lines, `else echo ${p}NODIR=1; fi`);
+        else
+            all.push(...lines);
     }
-    lines.push(...opts.needs.map(x => `command -v ${sh(x)} >/dev/null 2>&1 || echo MISSING=${sh(x)}`), `d=${sh(plan.dir)}`, 'while [ ! -d "$d" ]; do d=$(dirname "$d"); done', `printf 'FREE_KB=%s\\n' "$(df -Pk "$d" | awk 'NR==2 {print $4}')"`, 'true');
+    const lines = all;
+    lines.push(...opts.needs.map(x => `command -v ${quote_sh(x)} >/dev/null 2>&1 || echo MISSING=${quote_sh(x)}`), `d=${quote_sh(plan.dir)}`, 'while [ ! -d "$d" ]; do d=$(dirname "$d"); done', `printf 'FREE_KB=%s\\n' "$(df -Pk "$d" | awk 'NR==2 {print $4}')"`, 'true');
     return {
         label: 'check backup tools and databases',
-        script: script(...lines),
+        script: command_script(...lines),
         env: secretEnv(plan, plan.targets, false)
     };
 }
 /** Lists the backup dir: FILE=<bytes> <name> for this app's files, TEMP= for leftovers, META= lines. */
 function listScript(plan) {
-    const app = sh(plan.app);
+    const app = quote_sh(plan.app);
     return {
         label: `list backups in ${plan.dir}`,
-        script: script(`dir=${sh(plan.dir)}`, '[ -d "$dir" ] || { echo NODIR=1; exit 0; }', 'cd "$dir" || exit 1', `for f in ${app}_*; do [ -f "$f" ] && printf 'FILE=%s %s\\n' "$(stat -c %s -- "$f")" "$f"; done`, `for f in .partial.${app}_* .verify.${app}.*; do [ -e "$f" ] && printf 'TEMP=%s %s\\n' "$(stat -c %Y -- "$f")" "$f"; done`, `for f in ${app}_*.meta.json; do [ -f "$f" ] && printf 'META=%s\\n' "$(tr -d '\\n' <"$f")"; done`, `printf 'FREE_KB=%s\\n' "$(df -Pk . | awk 'NR==2 {print $4}')"`, 'printf \'NOW=%s\\n\' "$(date -u +%s)"', 'true')
+        script: command_script(`dir=${quote_sh(plan.dir)}`, '[ -d "$dir" ] || { echo NODIR=1; exit 0; }', 'cd "$dir" || exit 1', `for f in ${app}_*; do [ -f "$f" ] && printf 'FILE=%s %s\\n' "$(stat -c %s -- "$f")" "$f"; done`, `for f in .partial.${app}_* .verify.${app}.*; do [ -e "$f" ] && printf 'TEMP=%s %s\\n' "$(stat -c %Y -- "$f")" "$f"; done`, `for f in ${app}_*.meta.json; do [ -f "$f" ] && printf 'META=%s\\n' "$(tr -d '\\n' <"$f")"; done`, `printf 'FREE_KB=%s\\n' "$(df -Pk . | awk 'NR==2 {print $4}')"`, 'printf \'NOW=%s\\n\' "$(date -u +%s)"', 'true')
+    };
+}
+/**
+ * Marks a published backup as kept out of retention (writes NAME.keep with `why`), or takes the mark
+ * away (`why` undefined). Prints KEPT=1 or KEPT=0.
+ */
+function script_keepScript(plan, name, why) {
+    const keep = sh(keepFile(name));
+    return {
+        label: `${why === undefined ? 'unprotect' : 'protect'} backup ${name}`,
+        script: script('umask 077', `cd ${sh(plan.dir)} 2>/dev/null || ${fail(sh(`the backup directory ${plan.dir} does not exist`))}`, `[ -f ${sh(manifestFile(name))} ] || ${fail(sh(`backup ${name} does not exist (no ${manifestFile(name)})`))}`, why === undefined
+            ? `rm -f -- ${keep} || exit 1; echo KEPT=0`
+            : `printf '%s\\n' ${sh(why)} >${keep} || ${fail(sh(`cannot write ${keepFile(name)}`))}; echo KEPT=1`)
     };
 }
 /** Deletes the named files and leftover temp dirs in the backup dir (names checked by the caller). */
 function pruneScript(plan, files, temps) {
     return {
         label: `prune ${files.length} file(s) in ${plan.dir}`,
-        script: script(`cd ${sh(plan.dir)} || exit 1`, ...files.map(f => `rm -f -- ${sh(f)} && printf 'REMOVED=%s\\n' ${sh(f)}`), ...temps.map(f => `rm -rf -- ${sh(f)} && printf 'REMOVED=%s\\n' ${sh(f)}`), 'true')
+        script: command_script(`cd ${quote_sh(plan.dir)} || exit 1`, ...files.map(f => `rm -f -- ${quote_sh(f)} && printf 'REMOVED=%s\\n' ${quote_sh(f)}`), ...temps.map(f => `rm -rf -- ${quote_sh(f)} && printf 'REMOVED=%s\\n' ${quote_sh(f)}`), 'true')
     };
 }
 /** The raw command line that writes one backup file to stdout, for a download. */
 function catCommand(plan, file) {
-    return `cat ${sh(`${plan.dir}/${file}`)}`;
+    return `cat ${quote_sh(`${plan.dir}/${file}`)}`;
+}
+
+;// CONCATENATED MODULE: ./src/backup/sign.ts
+
+/**
+ * The optional manifest signature (`backup.sign_key`). A backup's `.sha256` manifest proves integrity:
+ * the files are the bytes the manifest lists. It does not prove who made them: anyone who can write the
+ * backup dir can write an archive and a matching manifest. With a key, NAME.sig holds
+ *
+ *   HMAC-SHA256(key, "safe-deploy-backup-v1\n" NAME "\n" sha256(NAME.sha256) "\n" sha256(NAME.meta.json) "\n")
+ *
+ * (hashes in lower-case hex), computed on the runner over the bytes the host sent back, so the key never
+ * leaves the runner: it is on no command line, in no script and in no environment on the host.
+ */
+const SIGNATURE_VERSION = 'safe-deploy-backup-v1';
+const sha256 = (b) => (0,external_node_crypto_.createHash)('sha256').update(b).digest('hex');
+/** The signed message: the name and the hashes of the manifest and meta file. */
+function signedMessage(name, manifest, meta) {
+    return `${SIGNATURE_VERSION}\n${name}\n${sha256(manifest)}\n${sha256(meta)}\n`;
+}
+/** The HMAC in hex. */
+function signature(key, name, manifest, meta) {
+    return (0,external_node_crypto_.createHmac)('sha256', key)
+        .update(signedMessage(name, manifest, meta))
+        .digest('hex');
+}
+/** The content of NAME.sig: one line, `safe-deploy-backup-v1 hmac-sha256 <hex>`. */
+function signatureLine(key, name, manifest, meta) {
+    return `${SIGNATURE_VERSION} hmac-sha256 ${signature(key, name, manifest, meta)}`;
+}
+/** Whether `line` (NAME.sig's first line) is the right signature; compared in constant time. */
+function signatureMatches(key, name, manifest, meta, line) {
+    const want = Buffer.from(signatureLine(key, name, manifest, meta));
+    const got = Buffer.from(line.trim());
+    return got.length === want.length && (0,external_node_crypto_.timingSafeEqual)(got, want);
+}
+/** `od -An -v -tx1` output (hex bytes, spaces and line breaks removed by the script) to bytes. */
+function fromHex(hex) {
+    if (hex === undefined || !/^(?:[0-9a-f]{2})*$/.test(hex))
+        return undefined;
+    return Buffer.from(hex, 'hex');
 }
 
 ;// CONCATENATED MODULE: ./src/backup/ops.ts
+
 
 
 
@@ -71724,23 +72408,6 @@ function ops_planFor(ctx, s, stage) {
     if (!b)
         throw new errors_StageError(stage, 'backups are not configured: add a backup: section to the config (see docs/backups.md)', undefined, errors_ExitCode.badInput);
     return resolvePlan(ctx.config.app, b, s.layout, ctx.config.env);
-}
-/** Keeps the deploy lock alive while a long command runs (the orchestrator renews only between stages). */
-async function withLockRenewal(ctx, fn) {
-    const owner = ctx.lock;
-    if (!owner)
-        return fn();
-    const ttl = ctx.config.lock.ttl;
-    const timer = setInterval(() => {
-        const p = context_primaryOf(ctx);
-        context_runOn(ctx, p, lock_renewLock(p.layout, owner, Math.ceil(ttl / 1000)), { stage: 'lock' }).catch(e => ctx.log.warn(`could not renew the lock: ${errors_errorMessage(e)}`));
-    }, ttl / 3);
-    try {
-        return await fn();
-    }
-    finally {
-        clearInterval(timer);
-    }
 }
 /** Reads RC=/ERR=/FAIL= lines: the step that failed first (a SIGPIPE, 141, only when nothing else failed). */
 function describeFailure(cmd, stdout, stderr, code) {
@@ -71803,7 +72470,8 @@ function neededTools(plan) {
         ...(plan.targets.some(t => t.compress === 'gzip') || plan.files.length ? ['gzip'] : []),
         ...(plan.targets.some(t => t.compress === 'zstd') ? ['zstd'] : []),
         ...(plan.files.length ? ['tar'] : []),
-        ...(plan.recipients.length ? ['age', 'mkfifo', 'tee'] : [])
+        ...(plan.recipients.length ? ['age', 'mkfifo', 'tee'] : []),
+        ...(plan.signKey ? ['od'] : [])
     ];
 }
 /** For `plan`: the scripts a deploy's backup stage sends to the primary (the default client names). */
@@ -71811,6 +72479,17 @@ function backupPlanCommands(ctx, layout) {
     const b = backupConfigOf(ctx.config);
     if (!b)
         return [];
+    const waiting = unresolvedDatabases(ctx.loaded.unresolved);
+    if (waiting.size) {
+        // `plan` runs without the database's variables; a deploy would refuse to start without them
+        const list = [...waiting.values()].flat();
+        return [
+            {
+                label: `backup (not shown: ${list.map(u => `${u.key} needs ${u.variable}, which is not set`).join('; ')}; deploy refuses to start without it)`,
+                script: ':'
+            }
+        ];
+    }
     const plan = resolvePlan(ctx.config.app, b, layout, ctx.config.env);
     const name = newBackupName(plan.app, new Date());
     return [
@@ -71829,13 +72508,24 @@ async function probeHost(ctx, s, plan, opts) {
     if (Number.isFinite(free))
         out.freeKb = free;
     for (const x of kv.get('MISSING') ?? []) {
-        const pkg = { sha256sum: 'coreutils', mkfifo: 'coreutils', tee: 'coreutils' }[x] ?? x;
+        const pkg = { sha256sum: 'coreutils', mkfifo: 'coreutils', tee: 'coreutils', od: 'coreutils' }[x] ?? x;
         out.problems.push({ message: `${x} not found on ${host}: install ${pkg}` });
     }
     for (const t of plan.targets) {
         const p = `T${t.index}_`;
         const what = describeTarget(t);
         const where = t.container ? `in compose service ${t.container.service} on ${host}` : `on ${host}`;
+        if (t.container && kv.get(`${p}NODIR`)) {
+            const dir = t.container.dir;
+            const key = `backup.databases[${t.index}].compose_dir`;
+            out.problems.push({
+                target: t,
+                message: dir === `${plan.root}/current`
+                    ? `no current release on ${host} yet: ${dir}, the compose file dir of compose service ${t.container.service} (${key} defaults to the current release), does not exist, so the ${what} cannot be reached; deploy once without this database in backup.databases (or with backup: false), or set ${key} to where the compose project is`
+                    : `the compose file dir ${dir} (${key}) of compose service ${t.container.service} does not exist on ${host}, so the ${what} cannot be reached`
+            });
+            continue;
+        }
         if (kv.get(`${p}NODOCKER`)) {
             out.problems.push({ target: t, message: `docker not found on ${host}, needed for the ${what}` });
             continue;
@@ -71958,8 +72648,9 @@ async function ops_takeBackup(ctx, s, opts) {
             tools: Object.fromEntries(Object.entries(probe.tools).map(([i, tl]) => [`db${i}`, `${tl.dump}, ${tl.client}`])),
             safe_deploy: package_namespaceObject.rE
         };
-        const cmd = backupScript({ plan, name, tools: probe.tools, meta });
-        const r = await withLockRenewal(ctx, () => context_runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) }));
+        const keep = opts.keep ? `kept by ${meta.by} at ${meta.created} (backup --keep)` : undefined;
+        const cmd = backupScript({ plan, name, tools: probe.tools, meta, keep });
+        const r = await context_runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) });
         if (r.code === 17)
             continue;
         if (r.code !== 0 || !kvLines(r.stdout).get('DONE')) {
@@ -71971,7 +72662,9 @@ async function ops_takeBackup(ctx, s, opts) {
             const [bytes, file] = [l.slice(0, l.indexOf(' ')), l.slice(l.indexOf(' ') + 1)];
             return { file, bytes: Number(bytes) };
         });
-        const main = cmd.artifacts[0]?.file ?? manifestFile(name);
+        if (plan.signKey)
+            files.push(await signBackup(ctx, s, plan, name, r.stdout, opts.stage));
+        const main = cmd.artifacts[0]?.file ?? name_manifestFile(name);
         const result = {
             name,
             dir: plan.dir,
@@ -71988,10 +72681,57 @@ async function ops_takeBackup(ctx, s, opts) {
             stream: 'verified before encryption',
             decrypted: 'verified, decrypted'
         }[verified];
-        ctx.log.info(`Backup created: ${cmd.artifacts.map(a => `${a.file} (${mib(files.find(f => f.file === a.file)?.bytes ?? 0)})`).join(', ')}; ${how}; in ${plan.dir} (${result.durationS} s)`, s.host.name);
+        ctx.log.info(`Backup created: ${cmd.artifacts.map(a => `${a.file} (${mib(files.find(f => f.file === a.file)?.bytes ?? 0)})`).join(', ')}; ${how}; in ${plan.dir} (${result.durationS} s)${keep ? `; protected from retention (${name_keepFile(name)}; undo with \`safe-deploy backups unprotect ${name}\`)` : ''}`, s.host.name);
         return result;
     }
     throw new errors_StageError(opts.stage, `could not find a free backup name in ${plan.dir}`, s.host.name);
+}
+/**
+ * Writes NAME.sig for a backup just published, from the manifest and meta bytes its script printed. A
+ * failure here leaves a whole but unsigned backup, which verify and restore refuse while sign_key is set.
+ */
+async function signBackup(ctx, s, plan, name, stdout, stage) {
+    const kv = kvLines(stdout);
+    const manifest = fromHex(kv.get('SIGN_MANIFEST')?.[0]);
+    const meta = fromHex(kv.get('SIGN_META')?.[0]);
+    const sig = signatureFile(name);
+    if (!manifest || !meta)
+        throw new errors_StageError(stage, `backup ${name} on ${s.host.name} was published but not signed: the host did not send back its manifest`, s.host.name);
+    const line = signatureLine(plan.signKey, name, manifest, meta);
+    const r = await context_runOn(ctx, s, writeSignatureScript(plan, name, line), { stage, allowFail: true });
+    if (r.code !== 0 || !kvLines(r.stdout).get('SIGNED'))
+        throw new errors_StageError(stage, `backup ${name} on ${s.host.name} was published but ${sig} could not be written (${kvLines(r.stdout).get('FAIL')?.[0] ?? `exit ${r.code}`}); verify and restore refuse it while backup.sign_key is set`, s.host.name);
+    ctx.log.info(`signed backup ${name} (${sig}, HMAC-SHA256 of its manifest and meta)`, s.host.name);
+    return { file: sig, bytes: line.length + 1 };
+}
+/**
+ * With backup.sign_key: checks NAME.sig against the manifest and meta as they are now. Returns the
+ * manifest's sha256 (the verify script checks its copy is that one) and the signed meta.
+ */
+async function checkSignature(ctx, s, plan, name, stage) {
+    const r = await context_runOn(ctx, s, readSignedScript(plan, name), { stage, allowFail: true });
+    const kv = kvLines(r.stdout);
+    const manifest = fromHex(kv.get('SIGN_MANIFEST')?.[0]);
+    if (r.code !== 0 || !manifest)
+        throw new errors_StageError(stage, `backup ${name} on ${s.host.name}: ${kv.get('FAIL')?.[0] ?? `cannot read ${name_manifestFile(name)} (exit ${r.code})`}`, s.host.name);
+    const meta = fromHex(kv.get('SIGN_META')?.[0]);
+    const sig = kv.get('SIG')?.[0];
+    const refuse = (why) => new errors_StageError(stage, `backup ${name} on ${s.host.name} is refused: ${why}. backup.sign_key is set, so only backups signed with that key are verified or restored (docs/backups.md, "Who can forge a backup")`, s.host.name);
+    if (sig === undefined)
+        throw refuse(`it has no signature (${signatureFile(name)}): it was made without backup.sign_key, or the signature was removed`);
+    if (!meta)
+        throw refuse(`${metaFile(name)} is missing, and the signature covers it`);
+    if (!signatureMatches(plan.signKey, name, manifest, meta, sig))
+        throw refuse(`its signature (${signatureFile(name)}) does not match its manifest and meta: the backup was changed or forged after it was made, or signed with another key`);
+    let parsed;
+    try {
+        parsed = JSON.parse(meta.toString('utf8'));
+    }
+    catch {
+        parsed = undefined;
+    }
+    ctx.log.info(`signature of backup ${name} checked (${signatureFile(name)})`, s.host.name);
+    return { manifestSha256: (0,external_node_crypto_.createHash)('sha256').update(manifest).digest('hex'), meta: parsed };
 }
 /** Reads the backup dir: every backup of this app, newest last. */
 async function ops_listBackups(ctx, s, plan, stage) {
@@ -72010,13 +72750,19 @@ async function ops_listBackups(ctx, s, plan, stage) {
             files: [],
             bytes: 0,
             complete: false,
-            encrypted: false
+            encrypted: false,
+            protected: false,
+            hasSignature: false
         };
         const artifact = parseArtifactFile(stem, file);
         info.files.push({ file, bytes, artifact });
         info.bytes += bytes;
-        if (file === manifestFile(stem))
+        if (file === name_manifestFile(stem))
             info.complete = true;
+        if (file === name_keepFile(stem))
+            info.protected = true;
+        if (file === signatureFile(stem))
+            info.hasSignature = true;
         if (artifact?.encrypted)
             info.encrypted = true;
         byName.set(stem, info);
@@ -72056,7 +72802,7 @@ function ops_findBackup(listing, name, s, stage) {
         throw new errors_StageError(stage, `backup ${name} does not exist on ${s.host.name}${newest.length ? ` (newest: ${newest.join(', ')})` : ' (there are no backups)'}; see \`safe-deploy backups list\``, s.host.name);
     }
     if (!info.complete)
-        throw new errors_StageError(stage, `backup ${name} on ${s.host.name} has no ${manifestFile(name)}: it was never published whole (an interrupted run) and cannot be trusted`, s.host.name);
+        throw new errors_StageError(stage, `backup ${name} on ${s.host.name} has no ${name_manifestFile(name)}: it was never published whole (an interrupted run) and cannot be trusted`, s.host.name);
     return info;
 }
 /**
@@ -72067,15 +72813,16 @@ async function ops_verifyBackup(ctx, s, plan, info, stage) {
     const artifacts = info.files.flatMap(f => (f.artifact ? [f.artifact] : []));
     if (!artifacts.length)
         throw new errors_StageError(stage, `backup ${info.name} has no database dump or files archive`, s.host.name);
-    const cmd = verifyScript(plan, info.name, artifacts);
-    const r = await withLockRenewal(ctx, () => context_runOn(ctx, s, cmd, { stage, allowFail: true, timeoutMs: longTimeout(ctx) }));
+    const signed = plan.signKey ? await checkSignature(ctx, s, plan, info.name, stage) : undefined;
+    const cmd = verifyScript(plan, info.name, artifacts, { manifestSha256: signed?.manifestSha256 });
+    const r = await context_runOn(ctx, s, cmd, { stage, allowFail: true, timeoutMs: longTimeout(ctx) });
     const kv = kvLines(r.stdout);
     if (r.code !== 0 || !kv.get('DONE'))
         throw new errors_StageError(stage, `backup ${info.name} failed verification on ${s.host.name}: ${describeFailure(cmd, r.stdout, r.stderr, r.code)}`, s.host.name);
     const listed = new Set((kv.get('MANIFEST') ?? []).map(l => l.replace(/^[0-9a-f]{64} [ *]/, '')));
     const uncovered = artifacts.filter(a => !listed.has(a.file)).map(a => a.file);
     if (uncovered.length)
-        throw new errors_StageError(stage, `backup ${info.name} on ${s.host.name}: ${uncovered.join(', ')} not listed in ${manifestFile(info.name)}; it cannot be trusted`, s.host.name);
+        throw new errors_StageError(stage, `backup ${info.name} on ${s.host.name}: ${uncovered.join(', ')} not listed in ${name_manifestFile(info.name)}; it cannot be trusted`, s.host.name);
     const tables = {};
     for (const l of kv.get('TABLE') ?? []) {
         const i = l.indexOf(' ');
@@ -72086,7 +72833,8 @@ async function ops_verifyBackup(ctx, s, plan, info, stage) {
         name: info.name,
         checked: kv.get('OK') ?? [],
         unchecked: kv.get('UNCHECKED') ?? [],
-        tables
+        tables,
+        ...(signed ? { signed: { meta: signed.meta } } : {})
     };
 }
 /**
@@ -72116,14 +72864,15 @@ async function ops_restoreArtifacts(ctx, s, plan, info, verified, opts) {
     for (const a of artifacts) {
         const t = targetFor(plan, a);
         // the paths this archive was made of (its meta file), rather than what the config lists today
-        const archived = info.meta?.files;
+        // (with sign_key, only the meta file the signature covers)
+        const archived = plan.signKey ? verified.signed?.meta?.files : info.meta?.files;
         const paths = Array.isArray(archived) && archived.every(p => typeof p === 'string' && isRelativeSafe(p))
             ? archived
             : plan.files;
         const cmd = restoreScript({ ...plan, files: paths }, s.layout.meta, a, t, t ? probe?.tools[t.index] : undefined);
         opts.onChange?.();
         ctx.log.info(`restoring ${a.file}${t ? ` into the ${describeTarget(t)}` : ` into ${plan.root}`}`, s.host.name);
-        const r = await withLockRenewal(ctx, () => context_runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) }));
+        const r = await context_runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) });
         const kv = kvLines(r.stdout);
         if (r.code !== 0 || !kv.get('RESTORED'))
             throw new ops_RestoreError(opts.stage, `restore of ${a.file} failed on ${s.host.name}: ${describeFailure(cmd, r.stdout, r.stderr, r.code)}`, s.host.name, restored, a);
@@ -72172,9 +72921,7 @@ async function restoreBackup(ctx, s, name, opts) {
     if (verified.unchecked.length)
         throw new errors_StageError(opts.stage, `backup ${name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`, s.host.name, errors_ExitCode.badInput);
     ctx.log.info(`backup ${name} verified (${verified.checked.join(', ')})`, s.host.name);
-    const safety = opts.safetyBackup === false
-        ? undefined
-        : await ops_takeBackup(ctx, s, { stage: opts.stage, reason: `before restore of ${name}` });
+    const safety = opts.safetyBackup === false ? undefined : await takeSafetyBackup(ctx, s, opts.stage, `restore of ${name}`);
     try {
         return { ...(await ops_restoreArtifacts(ctx, s, plan, info, verified, opts)), verified, safety };
     }
@@ -72190,6 +72937,15 @@ async function restoreBackup(ctx, s, name, opts) {
         }
         throw new errors_StageError(opts.stage, `${e.message}. The safety backup ${safety.name} was restored: the data is as it was before`, s.host.name, errors_ExitCode.rolledBack);
     }
+}
+/**
+ * A safety backup of the current state before a step that changes the data (`restore`, a rollback's `down`):
+ * a verified backup like any other (takeBackup), its reason `before <what>`, named in the log.
+ */
+async function takeSafetyBackup(ctx, s, stage, what) {
+    const safety = await ops_takeBackup(ctx, s, { stage, reason: `before ${what}` });
+    ctx.log.info(`safety backup ${safety.name} taken before ${what}`, s.host.name);
+    return safety;
 }
 /** Restores a safety backup taken moments ago (verified first; no new safety backup). */
 async function ops_restoreSafety(ctx, s, plan, name, stage, only) {
@@ -72215,14 +72971,15 @@ async function ops_pruneBackups(ctx, s, plan, opts) {
     const history = history_parseHistory((await context_runOn(ctx, s, release_readHistory(s.layout), { stage: opts.stage })).stdout);
     const releases = release_parseKeyValues((await context_runOn(ctx, s, release_listReleases(s.layout), { stage: opts.stage })).stdout);
     const kept = releases.get('RELEASE') ?? [];
-    const protect = [...protectedBackups(history, kept), ...(opts.protect ?? [])];
+    const marked = listing.backups.filter(b => b.protected).map(b => b.name);
+    const protect = [...protectedBackups(history, kept), ...marked, ...(opts.protect ?? [])];
     const complete = listing.backups.filter(b => b.complete);
     const sel = selectRetention(complete.map(b => b.name), plan.config.retention, protect);
     const pruneNames = new Set(sel.prune);
     const files = complete.filter(b => pruneNames.has(b.name)).flatMap(b => b.files.map(f => f.file));
     // incomplete sets older than the newest complete backup are leftovers of runs that died mid-publish
     const newest = complete.at(-1)?.created.getTime() ?? 0;
-    const broken = listing.backups.filter(b => !b.complete && b.created.getTime() < newest);
+    const broken = listing.backups.filter(b => !b.complete && !b.protected && b.created.getTime() < newest);
     files.push(...broken.flatMap(b => b.files.map(f => f.file)));
     // a verify (which takes no lock) may be using its temp dir right now: only day-old leftovers go
     const now = listing.now ?? Date.now() / 1000;
@@ -72248,7 +73005,7 @@ async function ops_pruneBackups(ctx, s, plan, opts) {
  */
 async function ops_downloadBackup(ctx, s, plan, info, toDir, stage) {
     (0,external_node_fs_namespaceObject.mkdirSync)(toDir, { recursive: true, mode: 0o700 });
-    const manifestName = manifestFile(info.name);
+    const manifestName = name_manifestFile(info.name);
     const manifest = (await runRaw(ctx, s, catCommand(plan, manifestName), `read ${manifestName}`, { stage }))
         .stdout;
     const sums = new Map();
@@ -72258,7 +73015,8 @@ async function ops_downloadBackup(ctx, s, plan, info, toDir, stage) {
             sums.set(m[2], m[1]);
     }
     const out = [];
-    const wanted = info.files.map(f => f.file).filter(f => f !== manifestName);
+    // the .keep marker is a setting of the backup on this host, not part of it
+    const wanted = info.files.map(f => f.file).filter(f => f !== manifestName && f !== name_keepFile(info.name));
     for (const file of wanted) {
         const dest = (0,external_node_path_namespaceObject.join)(toDir, file);
         const partial = `${dest}.partial`;
@@ -72292,7 +73050,7 @@ async function ops_downloadBackup(ctx, s, plan, info, toDir, stage) {
                 ? `download of ${file} from ${s.host.name} failed (exit ${code})`
                 : `download of ${file} from ${s.host.name}: sha256 ${got} does not match the manifest (${want}); the copy was removed`, s.host.name);
         }
-        if (!want && file !== metaFile(info.name)) {
+        if (!want && file !== metaFile(info.name) && file !== signatureFile(info.name)) {
             (0,external_node_fs_namespaceObject.rmSync)(partial, { force: true });
             throw new errors_StageError(stage, `${file} is not in ${manifestName}; not downloaded`, s.host.name);
         }
@@ -72306,24 +73064,50 @@ async function ops_downloadBackup(ctx, s, plan, info, toDir, stage) {
     ctx.log.info(`downloaded ${info.name} to ${toDir} (checksums match)`, s.host.name);
     return out;
 }
+/** `backups protect|unprotect NAME`: adds or removes the NAME.keep marker of a published backup. */
+async function ops_setKept(ctx, s, plan, name, keep, stage) {
+    const why = keep ? `kept by ${ctx.actor.who} at ${new Date().toISOString()} (backups protect)` : undefined;
+    const r = await runOn(ctx, s, keepScript(plan, name, why), { stage, allowFail: true });
+    const kv = kvLines(r.stdout);
+    if (r.code !== 0 || !kv.get('KEPT'))
+        throw new StageError(stage, `could not ${keep ? 'protect' : 'unprotect'} backup ${name} on ${s.host.name}: ${kv.get('FAIL')?.[0] ?? `exit ${r.code}`}`, s.host.name);
+}
 /** For `status`: the size of each configured database on the primary (never throws). */
 async function databaseSizes(ctx) {
     const b = backupConfigOf(ctx.config);
     if (!b || !b.databases.length)
         return [];
     const s = context_primaryOf(ctx);
-    const plan = resolvePlan(ctx.config.app, b, s.layout, ctx.config.env);
+    const full = resolvePlan(ctx.config.app, b, s.layout, ctx.config.env);
+    // a database whose URL or password variable is not set is not probed: status runs without it
+    const waiting = unresolvedDatabases(ctx.loaded.unresolved);
+    const notSet = full.targets
+        .filter(t => waiting.has(t.index))
+        .map(t => ({
+        label: t.label,
+        engine: t.engine,
+        error: `not checked: ${(waiting.get(t.index) ?? []).map(u => `${u.variable} is not set (${u.key})`).join(', ')}`
+    }));
+    const plan = { ...full, targets: full.targets.filter(t => !waiting.has(t.index)) };
+    if (!plan.targets.length)
+        return notSet;
     try {
         const probe = await probeHost(ctx, s, plan, { stage: 'status', needs: [] });
-        return plan.targets.map(t => ({
-            label: t.label,
-            engine: t.engine,
-            bytes: probe.sizes[t.index],
-            error: probe.problems.find(p => p.target === t)?.message
-        }));
+        return [
+            ...notSet,
+            ...plan.targets.map(t => ({
+                label: t.label,
+                engine: t.engine,
+                bytes: probe.sizes[t.index],
+                error: probe.problems.find(p => p.target === t)?.message
+            }))
+        ];
     }
     catch (e) {
-        return plan.targets.map(t => ({ label: t.label, engine: t.engine, error: errors_errorMessage(e) }));
+        return [
+            ...notSet,
+            ...plan.targets.map(t => ({ label: t.label, engine: t.engine, error: errors_errorMessage(e) }))
+        ];
     }
 }
 
@@ -72338,6 +73122,10 @@ async function databaseSizes(ctx) {
 function stages_runnerBackupDir(ctx) {
     return ctx.log.file ? (0,external_node_path_namespaceObject.dirname)(ctx.log.file) : (0,external_node_path_namespaceObject.resolve)(ctx.config.log_dir);
 }
+/** `download: true` without `encrypt`: the copy next to the log is the data in clear. */
+function plainDownloadWarning(name, dir) {
+    return `backup ${name} is not encrypted: download: true puts a plain copy of the data (the database dump) in ${dir} on the runner, next to the log; a workflow that uploads the log dir as an artifact (the quick start does) publishes it with the log. Set backup.encrypt.recipients, or upload only the *.log files`;
+}
 /**
  * After a new backup verified: copy it to the runner when `download: true` (a failed copy is a warning:
  * the backup on the host is whole), then prune by retention (failures are warnings too).
@@ -72348,6 +73136,8 @@ async function afterBackup(ctx, s, result, stage) {
         return;
     const plan = resolvePlan(ctx.config.app, b, s.layout, ctx.config.env);
     if (b.download) {
+        if (!plan.recipients.length)
+            ctx.log.warn(plainDownloadWarning(result.name, stages_runnerBackupDir(ctx)), s.host.name);
         try {
             const listing = await ops_listBackups(ctx, s, plan, stage);
             await ops_downloadBackup(ctx, s, plan, ops_findBackup(listing, result.name, s, stage), stages_runnerBackupDir(ctx), stage);
@@ -72396,13 +73186,13 @@ function deployBackup(ctx, release) {
         ]
     };
 }
-/** `safe-deploy backup`: one verified backup, then retention. */
-function stages_backupNowStage(out) {
+/** `safe-deploy backup [--keep]`: one verified backup (kept out of retention with --keep), then retention. */
+function stages_backupNowStage(out, opts = {}) {
     return {
         name: 'backup',
         async run(ctx) {
             const s = context_primaryOf(ctx);
-            out.result = await ops_takeBackup(ctx, s, { stage: 'backup', reason: 'manual' });
+            out.result = await ops_takeBackup(ctx, s, { stage: 'backup', reason: 'manual', keep: opts.keep });
             await afterBackup(ctx, s, out.result, 'backup');
         }
     };
@@ -72486,12 +73276,56 @@ function parseRevision(stdout) {
 }
 /** `{revision}` in a user command becomes the recorded revision, quoted. */
 function downCommand(template, revision) {
-    return template.replace(/\{revision\}/g, () => sh(revision));
+    return template.replace(/\{revision\}/g, () => quote_sh(revision));
+}
+const shown = (revision) => revision || '(none)';
+/**
+ * Runs the `revision` command inside `release`. With `must`, a failure fails the stage; otherwise it is a
+ * warning and the revision is unknown (undefined).
+ */
+async function readRevision(ctx, p, release, stage, command, must = false) {
+    const cmd = inRelease(p.layout, release, 'migration revision', command, hookEnv(ctx, p, release, stage));
+    const r = await context_runOn(ctx, p, cmd, { stage, allowFail: !must });
+    if (r.code === 0)
+        return parseRevision(r.stdout);
+    ctx.log.warn(`\`${command}\` failed (exit ${r.code}): the revision is unknown`, p.host.name);
+    return undefined;
 }
 /**
- * Runs the migration on the primary, inside the new release. Its undo puts the database back (down command
- * or the pre-deploy backup); it runs before the code is switched back, so the previous release restarts
- * against the database it was verified with. If that fails, a person must look (exit 5).
+ * Runs the down command inside `release` with `{revision}` = `revision`, then reads the revision back (when
+ * there is a `revision` command) and logs what it read. Returns why it failed, or undefined when it worked:
+ * a down that exits 0 but leaves another revision has failed too.
+ */
+async function runDown(ctx, p, release, template, revision, stage) {
+    const command = revision === undefined ? template : downCommand(template, revision);
+    const env = {
+        ...hookEnv(ctx, p, release, stage),
+        ...(revision === undefined ? {} : { SAFE_DEPLOY_DB_REVISION: revision })
+    };
+    const r = await context_runOn(ctx, p, inRelease(p.layout, release, 'migrate down', command, env), {
+        stage,
+        allowFail: true
+    });
+    if (r.code !== 0)
+        return `\`${command}\` failed (exit ${r.code}: ${lastLines(r.stderr, 2)})`;
+    const read = ctx.config.stages.migrate?.revision;
+    if (!read) {
+        ctx.log.info(`\`${command}\` done; there is no stages.migrate.revision to read back the revision it left`, p.host.name);
+        return undefined;
+    }
+    const now = await readRevision(ctx, p, release, stage, read);
+    if (now === undefined)
+        return `\`${command}\` exited 0, but the revision could not be read back`;
+    if (revision !== undefined && now !== revision)
+        return `\`${command}\` exited 0 but left the database at revision ${shown(now)}, not ${shown(revision)}`;
+    ctx.log.info(`database migrated down: revision read back ${shown(now)}`, p.host.name);
+    return undefined;
+}
+/**
+ * Runs the migration on the primary, inside the new release, reading the revision before and after. Its
+ * undo puts the database back (down command or the pre-deploy backup) only when this run's migration
+ * changed it; it runs before the code is switched back, so the previous release restarts against the
+ * database it was verified with. If that fails, a person must look (exit 5).
  */
 function migrate_migrateStage(rel, backupName, state) {
     return {
@@ -72499,6 +73333,7 @@ function migrate_migrateStage(rel, backupName, state) {
         undoFirst: true,
         undoMustSucceed: () => state.started,
         save: () => ({ ...state }),
+        needsUndo: () => state.started && !state.noop,
         async run(ctx) {
             const m = ctx.config.stages.migrate;
             if (!m) {
@@ -72509,20 +73344,33 @@ function migrate_migrateStage(rel, backupName, state) {
             const p = context_primaryOf(ctx);
             const env = hookEnv(ctx, p, release, 'migrate');
             if (m.revision) {
-                const r = await context_runOn(ctx, p, inRelease(p.layout, release, 'migration revision', m.revision, env), {
-                    stage: 'migrate'
-                });
-                state.revision = parseRevision(r.stdout);
-                ctx.log.info(`database revision before migrating: ${state.revision || '(none)'}`, p.host.name);
+                state.revision = await readRevision(ctx, p, release, 'migrate', m.revision, true);
+                ctx.log.info(`database revision before migrating: ${shown(state.revision)}`, p.host.name);
             }
             state.started = true;
             ctx.progress?.checkpoint();
             await context_runOn(ctx, p, inRelease(p.layout, release, 'migrate', m.command, env), { stage: 'migrate' });
-            state.migrated = true;
-            ctx.log.info('migration done', p.host.name);
+            if (!m.revision) {
+                state.migrated = true;
+                ctx.log.info('migration done', p.host.name);
+                return;
+            }
+            state.after = await readRevision(ctx, p, release, 'migrate', m.revision);
+            if (state.after === undefined) {
+                state.migrated = true;
+                ctx.log.warn('migration done; the revision after it is unknown, so a rollback treats it as migrated');
+            }
+            else if (state.after === state.revision) {
+                state.noop = true;
+                ctx.log.info(`no migration ran; database left as it is (revision ${shown(state.after)})`, p.host.name);
+            }
+            else {
+                state.migrated = true;
+                ctx.log.info(`migration done; database revision after migrating: ${shown(state.after)}`, p.host.name);
+            }
         },
         async undo(ctx) {
-            if (!state.started)
+            if (!state.started || state.noop)
                 return;
             const mode = databaseRollbackMode(ctx.config);
             const p = context_primaryOf(ctx);
@@ -72548,21 +73396,27 @@ function migrate_migrateStage(rel, backupName, state) {
                 ctx.log.warn('rollback.database is none: the database is left as the migration made it', p.host.name);
                 return;
             }
-            if (mode === 'down' && m?.down) {
-                if (state.revision === undefined)
-                    return restore('no revision was recorded before migrating (stages.migrate.revision)');
-                const command = downCommand(m.down, state.revision);
-                const env = { ...hookEnv(ctx, p, release, 'rollback'), SAFE_DEPLOY_DB_REVISION: state.revision };
-                const r = await context_runOn(ctx, p, inRelease(p.layout, release, 'migrate down', command, env), {
-                    stage: 'rollback',
-                    allowFail: true
-                });
-                if (r.code === 0) {
-                    state.database = 'down';
-                    ctx.log.info(`database migrated down to ${state.revision || '(none)'}`, p.host.name);
+            // the migrate command failed: did it move the revision before it did?
+            if (m?.revision && state.revision !== undefined && state.after === undefined && !state.migrated)
+                state.after = await readRevision(ctx, p, release, 'rollback', m.revision);
+            if (state.revision !== undefined && state.after === state.revision) {
+                const why = `the migration failed without changing the revision (${shown(state.revision)}); it may have applied part of its changes`;
+                if (mode === 'down' && !backup) {
+                    state.database = 'left';
+                    ctx.log.warn(`${why}. \`down\` is not run (it would undo an earlier migration) and there is no pre-deploy backup: the database is left as it is; if the migration is not transactional, check it`, p.host.name);
                     return;
                 }
-                return restore(`\`${command}\` failed (exit ${r.code}: ${lastLines(r.stderr, 2)})`);
+                return restore(why);
+            }
+            if (mode === 'down' && m?.down) {
+                if (state.revision === undefined && m.down.includes('{revision}'))
+                    return restore('no revision was recorded before migrating (stages.migrate.revision)');
+                const why = await runDown(ctx, p, release, m.down, state.revision, 'rollback');
+                if (!why) {
+                    state.database = 'down';
+                    return;
+                }
+                return restore(why);
             }
             try {
                 await restore('the migration ran');
@@ -72578,60 +73432,124 @@ function migrate_migrateStage(rel, backupName, state) {
 function deploysBetween(history, target, from) {
     return history.filter(h => h.type === 'deploy' && h.status === 'success' && h.release > target && (!from || h.release <= from));
 }
+function planRollbackDatabase(config, history, target, from, opts) {
+    if (opts.noDb)
+        return { kind: 'nothing', message: '--no-db: the database is left as it is' };
+    if (opts.restore)
+        return { kind: 'restore', backup: opts.restore };
+    const migrated = deploysBetween(history, target, from).filter(h => h.migrated);
+    if (!migrated.length)
+        return { kind: 'nothing', message: `no migration ran since ${target}: the database needs no change` };
+    const first = migrated[0];
+    const names = migrated.map(h => h.release);
+    const mode = databaseRollbackMode(config);
+    const down = config.stages.migrate?.down;
+    if (mode === 'down' && down && typeof first.revision === 'string' && from)
+        return {
+            kind: 'down',
+            command: downCommand(down, first.revision),
+            revision: first.revision,
+            release: from,
+            migrated: names
+        };
+    if (mode === 'none')
+        return {
+            kind: 'nothing',
+            warn: true,
+            message: `${names.join(', ')} migrated the database; rollback.database is none: left as it is`
+        };
+    const backup = first.backup;
+    return {
+        kind: 'refused',
+        message: `${names.join(', ')} migrated the database after ${target}. ${backup
+            ? `Going back needs the database as it was before: the backup ${backup} taken then. Restoring it loses every write made since; to do that pass --restore ${backup}`
+            : 'No backup from before that migration is recorded; restore one by name with --restore NAME'}, or pass --no-db to keep the database as it is.`
+    };
+}
 /**
  * The database step of a manual rollback, before the code switches: run the down command to the revision
- * the target was verified with, restore a named backup, or nothing. Restoring a backup loses the writes made
- * since it was taken, so it never happens unless asked for by name.
+ * the target was verified with (after a verified safety backup, or with --yes when there are no backups),
+ * restore a named backup, or nothing. Restoring a backup loses the writes made since it was taken, so it
+ * never happens unless asked for by name. Its undo (the rollback failed later) puts the database back as it
+ * was when the rollback started: the safety backup, or the left release's migrate command.
  */
 function rollbackDatabaseStage(target, from, history, opts, state) {
     return {
         name: 'database',
+        undoFirst: true,
         undoMustSucceed: () => state.started,
+        needsUndo: () => state.undoWith !== undefined,
         async run(ctx) {
             const p = context_primaryOf(ctx);
-            if (opts.noDb) {
-                ctx.log.info('--no-db: the database is left as it is');
+            const plan = planRollbackDatabase(ctx.config, history(), target(), from(), opts);
+            if (plan.kind === 'nothing') {
+                if (plan.warn)
+                    ctx.log.warn(plan.message);
+                else
+                    ctx.log.info(plan.message);
                 return;
             }
-            if (opts.restore) {
+            if (plan.kind === 'refused')
+                throw new errors_StageError('database', plan.message, p.host.name, errors_ExitCode.badInput);
+            if (plan.kind === 'restore') {
                 state.started = true;
-                const r = await restoreBackup(ctx, p, opts.restore, { stage: 'database', only: 'databases' });
+                const r = await restoreBackup(ctx, p, plan.backup, { stage: 'database', only: 'databases' });
                 state.database = 'restored';
-                ctx.log.info(`database restored from ${opts.restore}${r.safety ? ` (safety backup of what was there: ${r.safety.name})` : ''}`, p.host.name);
+                state.safety = r.safety;
+                if (r.safety)
+                    state.undoWith = 'safety';
+                ctx.log.info(`database restored from ${plan.backup}${r.safety ? ` (safety backup of what was there: ${r.safety.name})` : ''}`, p.host.name);
                 return;
             }
-            const migrated = deploysBetween(history(), target(), from()).filter(h => h.migrated);
-            if (!migrated.length) {
-                ctx.log.info(`no migration ran since ${target()}: the database needs no change`);
-                return;
+            const what = `\`${plan.command}\` in releases/${plan.release} on ${p.host.name} (it undoes the migrations of ${plan.migrated.join(', ')})`;
+            if (backupsOn(ctx.config)) {
+                state.safety = await takeSafetyBackup(ctx, p, 'database', `rollback to ${target()}`);
             }
-            const first = migrated[0];
-            const mode = databaseRollbackMode(ctx.config);
+            else if (!opts.yes) {
+                throw new errors_StageError('database', `rolling back to ${target()} runs ${what}, and no backup: is configured, so no safety backup can be taken first: whatever it drops is lost. Run again with --yes (Action input yes: true) to run it anyway, or with --no-db to keep the database as it is`, p.host.name, errors_ExitCode.badInput);
+            }
+            else {
+                ctx.log.warn(`--yes: running ${what} without a safety backup (no backup: configured)`, p.host.name);
+            }
+            state.started = true;
+            state.undoWith = state.safety ? 'safety' : 'up';
             const down = ctx.config.stages.migrate?.down;
+            const why = await runDown(ctx, p, plan.release, down, plan.revision, 'database');
+            if (why)
+                throw new errors_StageError('database', why, p.host.name);
+            state.database = 'down';
+        },
+        async undo(ctx) {
+            const p = context_primaryOf(ctx);
+            if (state.undoWith === 'safety' && state.safety) {
+                const name = state.safety.name;
+                ctx.log.info(`putting the database back as it was before the rollback: safety backup ${name}`, p.host.name);
+                await ops_restoreSafety(ctx, p, ops_planFor(ctx, p, 'rollback'), name, 'rollback', 'databases');
+                state.database = 'put-back';
+                ctx.log.info(`database restored from the safety backup ${name}`, p.host.name);
+                return;
+            }
+            const m = ctx.config.stages.migrate;
             const leaving = from();
-            if (mode === 'down' && down && typeof first.revision === 'string' && leaving) {
-                state.started = true;
-                const command = downCommand(down, first.revision);
-                const env = { ...hookEnv(ctx, p, leaving, 'database'), SAFE_DEPLOY_DB_REVISION: first.revision };
-                // the release being left knows every migration since the target: it runs the down command
-                await context_runOn(ctx, p, inRelease(p.layout, leaving, 'migrate down', command, env), { stage: 'database' });
-                state.database = 'down';
-                ctx.log.info(`database migrated down to ${first.revision || '(none)'} for ${target()}`, p.host.name);
+            if (state.undoWith !== 'up' || !m || !leaving)
                 return;
+            ctx.log.info(`migrating the database up again for releases/${leaving} (no safety backup to restore)`);
+            await context_runOn(ctx, p, inRelease(p.layout, leaving, 'migrate', m.command, hookEnv(ctx, p, leaving, 'rollback')), { stage: 'rollback' });
+            if (m.revision) {
+                const now = await readRevision(ctx, p, leaving, 'rollback', m.revision);
+                ctx.log.info(`database revision read back: ${shown(now)}`, p.host.name);
             }
-            if (mode === 'none') {
-                ctx.log.warn(`${migrated.map(h => h.release).join(', ')} migrated the database; rollback.database is none: left as it is`);
-                return;
-            }
-            const backup = first.backup;
-            throw new errors_StageError('database', `${migrated.map(h => h.release).join(', ')} migrated the database after ${target()}. ${backup
-                ? `Going back needs the database as it was before: the backup ${backup} taken then. Restoring it loses every write made since; to do that pass --restore ${backup}`
-                : 'No backup from before that migration is recorded; restore one by name with --restore NAME'}, or pass --no-db to keep the database as it is.`, p.host.name, errors_ExitCode.badInput);
+            state.database = 'put-back';
         }
     };
 }
 
 ;// CONCATENATED MODULE: ./src/pipeline/run.ts
+
+
+
+
+
 
 
 
@@ -72668,15 +73586,7 @@ function run_newContext(req, command, started, logFile = true) {
     };
 }
 const WORD = { deploy: 'DEPLOYMENT', rollback: 'ROLLBACK' };
-/** The verdict is one line: a multi-line error keeps its first and its last line (the command's own error). */
-function oneLine(message) {
-    const lines = message
-        .split('\n')
-        .map(l => l.trim())
-        .filter(Boolean);
-    return lines.length > 1 ? `${lines[0]} … ${lines.at(-1)}` : (lines[0] ?? '');
-}
-function verdict(command, outcome, seconds) {
+function verdict(command, outcome, seconds, previous) {
     const word = WORD[command];
     const t = `(${seconds.toFixed(1)} s)`;
     if (!outcome.failure)
@@ -72684,6 +73594,9 @@ function verdict(command, outcome, seconds) {
     const where = `${word} FAILED at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${oneLine(outcome.failure.message)}`;
     if (outcome.rollbackFailed)
         return `${where}. ROLLBACK FAILED: ${oneLine(outcome.rollbackFailed)} ${t}`;
+    // a manual rollback that went live and was undone: what served when it started serves again
+    if (outcome.rolledBack && command === 'rollback')
+        return `${where}. ${outcome.failure.stage === 'verify' ? 'Rollback failed its checks' : 'Rollback undone'}; back on ${previous ?? 'no release'} ${t}`;
     if (outcome.rolledBack)
         return `${where}. ROLLED BACK ${t}`;
     return `${where}. Nothing live was changed ${t}`;
@@ -72699,7 +73612,7 @@ async function describeHosts(ctx, release) {
         const host = s.host.name;
         let kv;
         try {
-            const cur = sh(s.layout.current);
+            const cur = quote_sh(s.layout.current);
             const r = await s.t.exec(`printf 'CURRENT=%s\\n' "$(readlink ${cur})"; if [ -d ${cur}/ ]; then echo EXISTS=1; fi`, { timeoutMs: 15_000 });
             kv = release_parseKeyValues(r.stdout);
         }
@@ -72756,7 +73669,7 @@ async function execute(req, command, plan) {
         : undefined;
     ctx.progress = progress;
     const stages = progress ? progress.track(p.stages) : p.stages;
-    const outcome = await runStagesSafely(ctx, stages, { afterRollback: p.afterRollback });
+    const outcome = await runStagesSafely(ctx, stages);
     const finished = new Date();
     const durationS = Math.round((performance.now() - t0) / 100) / 10;
     const status = !outcome.failure
@@ -72772,7 +73685,11 @@ async function execute(req, command, plan) {
             ctx.log.error(`state: ${h.note}`, h.host);
     }
     const release = p.release();
-    const entry = release && ctx.lock
+    // A rollback that failed before anything live changed (refused, no target, its database step undone) says
+    // nothing about its target: no history line, which would make that good release look failed to later
+    // rollbacks. Its log still goes to deploy.log on every host.
+    const recorded = command === 'deploy' || !outcome.failure || outcome.rolledBack || !!outcome.rollbackFailed;
+    const entry = release && ctx.lock && recorded
         ? {
             type: command,
             release,
@@ -72781,6 +73698,9 @@ async function execute(req, command, plan) {
             actor: ctx.actor.who,
             run: ctx.actor.run ?? null,
             status,
+            // the target passed its checks and the run succeeded (with no checks configured nothing was verified:
+            // the field is left out, and a success entry without it still counts as good for rollbacks)
+            verified: status === 'success' && checks_hasChecks(ctx) ? true : undefined,
             started: started.toISOString(),
             finished: finished.toISOString(),
             duration_s: durationS,
@@ -72791,7 +73711,7 @@ async function execute(req, command, plan) {
             ...p.history(outcome)
         }
         : undefined;
-    const v = verdict(command, outcome, durationS);
+    const v = verdict(command, outcome, durationS, p.previous());
     ctx.log.write(v, { level: outcome.failure ? 'error' : 'info' });
     // One command per host to finish: history line, this run's log, and (on the primary, last) the lock.
     if (ctx.lock && ctx.sessions.length) {
@@ -72814,6 +73734,10 @@ async function execute(req, command, plan) {
         const state = mine?.status === 'fulfilled' ? release_parseKeyValues(mine.value.stdout).get('STATE')?.[0] : undefined;
         if (state === 'released') {
             ctx.log.info('lock released', primary.host.name);
+            ctx.onLock?.(undefined);
+        }
+        else if (state === 'not-ours') {
+            ctx.log.warn('the lock is held by another run now; left as it is', primary.host.name);
             ctx.onLock?.(undefined);
         }
         else {
@@ -72843,13 +73767,22 @@ async function execute(req, command, plan) {
         started: started.toISOString(),
         finished: finished.toISOString(),
         durationS,
-        verdict: ctx.log.redactor.redact(v)
+        verdict: escapeControls(ctx.log.redactor.redact(v), true)
     };
+    if (ctx.log.fileError)
+        result.logFile = undefined;
     if (result.reportFile) {
-        (0,external_node_fs_namespaceObject.mkdirSync)((0,external_node_path_namespaceObject.resolve)(result.reportFile, '..'), { recursive: true });
-        (0,external_node_fs_namespaceObject.writeFileSync)(result.reportFile, ctx.log.redactor.redact(JSON.stringify(result, null, 2)) + '\n', {
-            mode: 0o600
-        });
+        try {
+            (0,external_node_fs_namespaceObject.mkdirSync)((0,external_node_path_namespaceObject.resolve)(result.reportFile, '..'), { recursive: true });
+            (0,external_node_fs_namespaceObject.writeFileSync)(result.reportFile, ctx.log.redactor.redact(JSON.stringify(result, null, 2)) + '\n', {
+                mode: 0o600
+            });
+        }
+        catch (e) {
+            // a full runner disk: the run is over and was undone as needed; only its report file is missing
+            ctx.log.warn(`cannot write the report file ${result.reportFile} (${errors_errorMessage(e)})`);
+            result.reportFile = undefined;
+        }
     }
     return result;
 }
@@ -72889,16 +73822,43 @@ function deploy(req) {
                 bad: o.failure && (o.rolledBack || o.rollbackFailed) ? true : undefined,
                 backup: backup.result()?.name ?? null,
                 revision: migration.revision ?? null,
-                migrated: migration.migrated || undefined,
+                // false: the migrate command ran and the revision did not move
+                migrated: migration.migrated || (migration.noop ? false : undefined),
                 database: migration.database ?? null,
                 port: strategy().port?.(context_primaryOf(ctx))
             }),
-            afterRollback: c => stages_verifyRestored(c, c.sessions, 'rollback'),
+            // the switch's undo verifies the restored release (once)
             backup: backup.result
         };
     });
 }
-/** Switches every host back to a previous release (default: the newest good one before current). */
+/**
+ * The release a rollback goes to (`to`, or the newest good one before current on the primary), checked to
+ * exist on every host. Throws a StageError (stage `choose`) when there is none.
+ */
+function chooseTarget(sessions, primary, history, to) {
+    const target = to ?? rollbackTarget(primary.releases, primary.current, history);
+    if (!target) {
+        throw new errors_StageError('choose', `no earlier release that history records as verified healthy to roll back to on ${primary.host.name} (current: ${primary.current ?? 'none'}; releases: ${primary.releases.join(', ') || 'none'}); name one with --to`, primary.host.name);
+    }
+    if (to &&
+        primary.releases.includes(to) &&
+        unfinishedReleases([to], primary.complete ?? [], primary.current, history).length) {
+        throw new errors_StageError('choose', `release ${to} on ${primary.host.name} was never finished (a deploy was stopped before its build completed); refusing to switch to it`, primary.host.name, errors_ExitCode.badInput);
+    }
+    if (target === primary.current)
+        throw new errors_StageError('choose', `${target} is already the current release`, primary.host.name);
+    for (const s of sessions) {
+        if (!s.releases.includes(target)) {
+            throw new errors_StageError('choose', `release ${target} does not exist on ${s.host.name} (see \`safe-deploy releases\`)`, s.host.name);
+        }
+    }
+    return target;
+}
+/**
+ * Switches every host back to a previous release (default: the newest good one before current). When the
+ * target fails its checks, the release that served when the rollback started is put back (exit 4).
+ */
 function rollback(req) {
     return execute(req, 'rollback', ctx => {
         let target;
@@ -72911,43 +73871,111 @@ function rollback(req) {
                 const primary = context_primaryOf(c);
                 from = primary.current;
                 history = history_parseHistory((await context_runOn(c, primary, release_readHistory(primary.layout), { stage: 'choose' })).stdout);
-                target = req.to ?? rollbackTarget(primary.releases, primary.current, history);
-                if (!target) {
-                    throw new errors_StageError('choose', `no earlier good release to roll back to on ${primary.host.name} (current: ${primary.current ?? 'none'}; releases: ${primary.releases.join(', ') || 'none'})`, primary.host.name);
-                }
-                if (target === primary.current)
-                    throw new errors_StageError('choose', `${target} is already the current release`, primary.host.name);
-                for (const s of c.sessions) {
-                    if (!s.releases.includes(target)) {
-                        throw new errors_StageError('choose', `release ${target} does not exist on ${s.host.name} (see \`safe-deploy releases\`)`, s.host.name);
-                    }
-                }
+                target = chooseTarget(c.sessions, primary, history, req.to);
                 c.log.info(`rolling back from ${from ?? '(none)'} to ${target}`);
             }
         };
         const rel = () => target;
         let chosen;
         const strategy = () => (chosen ??= switch_strategyFor(ctx));
-        const { run: switchRun, changedLive } = switchStage(rel, strategy);
         return {
             stages: [
                 preflightStage({ command: 'rollback', deploying: false }),
                 choose,
                 rollbackDatabaseStage(rel, () => from, () => history, req, database),
-                // no undo: a target that fails verify is reported (exit 5), not silently swapped back
-                { name: 'switch', run: switchRun, changedLive },
+                // undo: the release that served when the rollback started goes back, restarted and verified
+                switchStage(rel, strategy),
                 verifyStage(rel),
                 cleanupStage(rel, strategy, { prune: false })
             ],
             release: () => target,
             previous: () => from,
-            history: () => ({
+            history: o => ({
                 from: from ?? null,
+                // the target failed its checks after going live: later rollbacks skip it
+                bad: o.failure && (o.rolledBack || o.rollbackFailed) ? true : undefined,
+                backup: database.safety?.name ?? null,
                 database: database.database ?? null,
                 port: strategy().port?.(context_primaryOf(ctx))
-            })
+            }),
+            backup: () => (database.safety ? { name: database.safety.name, path: database.safety.path } : undefined)
         };
     });
+}
+/**
+ * `rollback --dry-run` / `plan rollback`: what a rollback would do, read-only. Connects, reads each host's
+ * releases and `current`, the history and the database revision; takes no lock and changes nothing.
+ */
+async function planRollback(req) {
+    const ctx = run_newContext(req, 'rollback', new Date(), false);
+    const out = [];
+    try {
+        await context_connectAll(ctx);
+        await context_onEveryHost(ctx, async (s) => {
+            const kv = release_parseKeyValues((await context_runOn(ctx, s, release_listReleases(s.layout), { stage: 'plan' })).stdout);
+            s.current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined;
+            s.releases = (kv.get('RELEASE') ?? []).sort();
+        });
+        const primary = context_primaryOf(ctx);
+        const history = history_parseHistory((await context_runOn(ctx, primary, release_readHistory(primary.layout), { stage: 'plan' })).stdout);
+        const from = primary.current;
+        const target = chooseTarget(ctx.sessions, primary, history, req.to);
+        const c = ctx.config;
+        out.push(`# rollback plan for ${c.app} (read-only: no lock was taken and nothing was changed)`);
+        out.push(`rollback from ${from ?? '(none)'} to ${target}`, '');
+        out.push(`## database (on ${primary.host.name})`);
+        const m = c.stages.migrate;
+        if (m?.revision && from) {
+            const cmd = inRelease(primary.layout, from, 'migration revision', m.revision, hookEnv(ctx, primary, from, 'plan'));
+            const r = await context_runOn(ctx, primary, cmd, { stage: 'plan', allowFail: true });
+            out.push(r.code === 0
+                ? `database revision now: ${parseRevision(r.stdout) || '(none)'} (\`${m.revision}\`)`
+                : `database revision now: unknown (\`${m.revision}\` failed, exit ${r.code})`);
+        }
+        const db = planRollbackDatabase(c, history, target, from, req);
+        if (db.kind === 'nothing')
+            out.push(db.message);
+        else if (db.kind === 'refused')
+            out.push(`the rollback would stop here, before changing anything: ${db.message}`);
+        else if (db.kind === 'restore')
+            out.push(`1. verify backup ${db.backup}, take a safety backup of the current state`, `2. restore ${db.backup} (databases only): every write since it was taken is lost`);
+        else {
+            out.push(`${db.migrated.join(', ')} migrated the database since ${target}`);
+            if (backupsOn(c))
+                out.push('1. take a verified safety backup of what backup: covers');
+            else if (req.yes)
+                out.push('1. no safety backup: no backup: is configured (--yes given)');
+            else
+                out.push(`the rollback would stop here, before changing anything: no backup: is configured for a safety backup; pass --yes to run the down command anyway, or --no-db`);
+            out.push(`2. in releases/${db.release}: ${db.command}`);
+            if (m?.revision)
+                out.push(`3. read the revision back (\`${m.revision}\`): it must be ${db.revision || '(none)'}`);
+        }
+        out.push('');
+        out.push(`## switch (${c.switch.strategy})`);
+        for (const s of ctx.sessions) {
+            const was = s.current ? `releases/${s.current}` : 'no release';
+            if (c.switch.strategy === 'blue-green')
+                out.push(`${s.host.name}: start releases/${target} on the idle port, check it, point the proxy at it (was ${was})`);
+            else {
+                const hook = c.switch.strategy === 'graceful' ? c.switch.reload : c.stages.restart;
+                out.push(`${s.host.name}: current -> releases/${target} (was ${was})${hook ? `; then in releases/${target}: ${hook}` : ''}`);
+            }
+        }
+        out.push('');
+        out.push('## verify');
+        for (const check of httpChecks(ctx))
+            out.push(`GET ${check.url} (expect ${check.expect_status}, from ${check.from})`);
+        for (const command of [c.verify.command ?? []].flat())
+            out.push(`in releases/${target}: ${command}`);
+        if (!checks_hasChecks(ctx))
+            out.push('no checks configured: a broken target cannot be detected');
+        out.push(`on failure: the database back as it was (when it changed), current -> releases/${from ?? '(none)'} again, restarted and verified; exit 4`);
+        return ctx.log.redactor.redact(out.join('\n'));
+    }
+    finally {
+        await context_closeAll(ctx);
+    }
 }
 /** What every host has: releases, which one is current, and what history says of each. */
 async function listReleaseState(req) {
@@ -73116,6 +74144,7 @@ function planDeploy(ctx) {
             show(linkShared(layout, release, c.shared.files, c.shared.dirs));
         if (c.stages.build)
             show(inRelease(layout, release, 'build', c.stages.build, env('build')));
+        show(markComplete(layout, release));
         if (c.switch.strategy === 'blue-green') {
             const bg = planBlueGreen(c, layout, release, env('switch'));
             out.push(bg.note, '');
@@ -73390,6 +74419,8 @@ function inputs_parseInputs(get) {
         to: to ? parseReleaseId(to, 'input to') : undefined,
         restore: restore ? name_parseBackupName(restore, undefined, 'input restore') : undefined,
         noDb,
+        yes: /^(true|1|yes)$/i.test(get('yes')),
+        dryRun: /^(true|1|yes)$/i.test(get('dry-run')),
         verbose: /^(true|1|yes)$/i.test(get('verbose'))
     };
 }
@@ -73411,8 +74442,10 @@ function inputs_parseInputs(get) {
 
 /** The backup commands of the CLI: `backup`, `backups list|verify|prune|download`, `restore`. */
 const BACKUP_COMMANDS = (/* unused pure expression or super */ null && (['backup', 'backups', 'restore']));
-const BACKUP_USAGE = (/* unused pure expression or super */ null && (`  backup                 take a verified backup now (takes the lock), then prune by retention
+const BACKUP_USAGE = (/* unused pure expression or super */ null && (`  backup [--keep]        take a verified backup now (takes the lock), then prune by retention;
+                         --keep (or --protect): retention never deletes this one
   backups list           backups on the primary: size, age, encrypted, verified, release
+  backups protect NAME   keep a backup out of retention; \`backups unprotect NAME\` undoes it
   backups verify NAME    check a backup against its checksums and read it back
   backups prune [--yes]  show what retention would delete; --yes deletes it (takes the lock)
   backups download NAME [--out DIR]  copy a backup here (default: the log dir), checksums checked
@@ -73421,15 +74454,17 @@ const BACKUP_USAGE = (/* unused pure expression or super */ null && (`  backup  
 function checkBackupArgs(args) {
     const { command, sub, name } = args;
     if (command === 'backups') {
-        if (!sub || !['list', 'verify', 'prune', 'download'].includes(sub))
-            throw new ConfigError('backups: expected `backups list`, `backups verify NAME`, `backups prune` or `backups download NAME`');
-        if ((sub === 'verify' || sub === 'download') && !name)
+        if (!sub || !['list', 'verify', 'prune', 'download', 'protect', 'unprotect'].includes(sub))
+            throw new ConfigError('backups: expected `backups list`, `backups verify NAME`, `backups prune`, `backups download NAME`, `backups protect NAME` or `backups unprotect NAME`');
+        if (['verify', 'download', 'protect', 'unprotect'].includes(sub) && !name)
             throw new ConfigError(`backups ${sub}: name the backup (see \`safe-deploy backups list\`)`);
     }
     if (command === 'restore') {
         if (!name)
             throw new ConfigError('restore: name the backup to restore (see `safe-deploy backups list`)');
     }
+    if (args.keep && command !== 'backup')
+        throw new ConfigError(`--keep (--protect) is for \`backup\`; to keep an existing backup: \`safe-deploy backups protect NAME\``);
     if (name !== undefined)
         parseBackupName(name);
     if (command === 'restore' && !args.yes)
@@ -73504,6 +74539,11 @@ function purpose(b, history) {
         return `before ${deploy.release} (${deploy.status})`;
     return b.meta?.reason ?? '';
 }
+/** The FOR column: what it is for, and whether retention leaves it alone. */
+function purposeText(b, history) {
+    const what = purpose(b, history);
+    return b.protected ? `${what ? `${what}; ` : ''}protected (--keep)` : what;
+}
 function verifiedText(b) {
     if (!b.complete)
         return 'INCOMPLETE';
@@ -73540,7 +74580,7 @@ async function runBackupCli(args, req, io) {
         const out = {};
         const state = {};
         const isBackup = args.command === 'backup';
-        const { ctx, outcome, verdict } = await runLocked(req, args.command, isBackup ? 'BACKUP' : 'RESTORE', isBackup ? [backupNowStage(out)] : restoreStages(name, state));
+        const { ctx, outcome, verdict } = await runLocked(req, args.command, isBackup ? 'BACKUP' : 'RESTORE', isBackup ? [backupNowStage(out, { keep: args.keep })] : restoreStages(name, state));
         const r = out.result;
         const summary = {
             command: args.command,
@@ -73549,6 +74589,7 @@ async function runBackupCli(args, req, io) {
             backupName: r?.name,
             backupPath: r?.path,
             files: r?.files,
+            protected: isBackup && r ? !!args.keep : undefined,
             restored: state.restored?.restored,
             safetyBackup: state.safety?.name,
             leftTables: state.restored?.leftTables,
@@ -73606,7 +74647,9 @@ async function runBackupCli(args, req, io) {
                     encrypted: b.encrypted,
                     complete: b.complete,
                     verified: verifiedText(b),
-                    for: purpose(b, history)
+                    for: purposeText(b, history),
+                    protected: b.protected,
+                    signed: b.hasSignature
                 }));
                 if (args.json)
                     print({ host: s.host.name, dir: plan.dir, backups: rows, freeKb: listing.freeKb });
@@ -73642,6 +74685,17 @@ async function runBackupCli(args, req, io) {
                 }
                 return 0;
             }
+            if (sub === 'protect' || sub === 'unprotect') {
+                await setKept(ctx, s, plan, name, sub === 'protect', sub);
+                const said = sub === 'protect'
+                    ? `${name}: protected; retention will not delete it (undo: safe-deploy backups unprotect ${name})`
+                    : `${name}: no longer protected; retention applies to it again`;
+                if (args.json)
+                    print({ name, protected: sub === 'protect' });
+                else
+                    io.stdout.write(`${said}\n`);
+                return 0;
+            }
             const listing = await listBackups(ctx, s, plan, sub);
             const info = findBackup(listing, name, s, sub);
             if (sub === 'verify') {
@@ -73649,7 +74703,7 @@ async function runBackupCli(args, req, io) {
                 if (args.json)
                     print({ ...v, ok: true });
                 else {
-                    io.stdout.write(`${v.name}: checksums match; ${v.checked.length ? `read back: ${v.checked.join(', ')}` : ''}\n`);
+                    io.stdout.write(`${v.name}: ${v.signed ? 'signature and ' : ''}checksums match; ${v.checked.length ? `read back: ${v.checked.join(', ')}` : ''}\n`);
                     if (v.unchecked.length)
                         io.stdout.write(`NOT decrypted (no backup.encrypt.identity): ${v.unchecked.join(', ')}; checked by checksum and age header only\n`);
                 }
@@ -73795,6 +74849,7 @@ async function runAction() {
         const loaded = load_loadConfig(inputs.config, inputs.overrides);
         for (const s of loaded.secrets)
             core_setSecret(s);
+        requireEnv(loaded, inputs.command, { restore: !!inputs.restore, noDb: inputs.noDb });
         const req = {
             loaded,
             reporter: githubReporter(),
@@ -73803,10 +74858,14 @@ async function runAction() {
             onLock: (token) => saveState(STATE_TOKEN, token ?? ''),
             onProgress: (p) => saveState(STATE_PROGRESS, JSON.stringify(p))
         };
+        const rollbackReq = { ...req, to: inputs.to, restore: inputs.restore, noDb: inputs.noDb, yes: inputs.yes };
+        if (inputs.command === 'rollback' && inputs.dryRun) {
+            saveState(STATE_DONE, 'true');
+            info(await planRollback(rollbackReq));
+            return;
+        }
         if (inputs.command === 'deploy' || inputs.command === 'rollback') {
-            const r = inputs.command === 'deploy'
-                ? await deploy(req)
-                : await rollback({ ...req, to: inputs.to, restore: inputs.restore, noDb: inputs.noDb });
+            const r = inputs.command === 'deploy' ? await deploy(req) : await rollback(rollbackReq);
             setOutputs(r);
             await writeSummary(r);
             saveState(STATE_DONE, 'true');
@@ -73914,7 +74973,7 @@ async function runPost() {
 
 /***/ }),
 
-/***/ 1284:
+/***/ 7318:
 /***/ ((module) => {
 
 module.exports = eval("require")("../build/Release/cpufeatures.node");
@@ -73922,7 +74981,7 @@ module.exports = eval("require")("../build/Release/cpufeatures.node");
 
 /***/ }),
 
-/***/ 7168:
+/***/ 490:
 /***/ ((module) => {
 
 module.exports = eval("require")("./crypto/build/Release/sshcrypto.node");
@@ -74189,18 +75248,18 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("zlib");
 
 /***/ }),
 
-/***/ 2197:
+/***/ 7349:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Scalar = __nccwpck_require__(389);
-var YAMLMap = __nccwpck_require__(5462);
-var YAMLSeq = __nccwpck_require__(6831);
-var resolveBlockMap = __nccwpck_require__(143);
-var resolveBlockSeq = __nccwpck_require__(1854);
-var resolveFlowCollection = __nccwpck_require__(9030);
+var identity = __nccwpck_require__(1127);
+var Scalar = __nccwpck_require__(3301);
+var YAMLMap = __nccwpck_require__(4454);
+var YAMLSeq = __nccwpck_require__(2223);
+var resolveBlockMap = __nccwpck_require__(7103);
+var resolveBlockSeq = __nccwpck_require__(334);
+var resolveFlowCollection = __nccwpck_require__(3142);
 
 function resolveCollection(CN, ctx, token, onError, tagName, tag) {
     const coll = token.type === 'block-map'
@@ -74286,15 +75345,15 @@ exports.composeCollection = composeCollection;
 
 /***/ }),
 
-/***/ 83:
+/***/ 3683:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Document = __nccwpck_require__(573);
-var composeNode = __nccwpck_require__(4961);
-var resolveEnd = __nccwpck_require__(1020);
-var resolveProps = __nccwpck_require__(775);
+var Document = __nccwpck_require__(3021);
+var composeNode = __nccwpck_require__(5937);
+var resolveEnd = __nccwpck_require__(7788);
+var resolveProps = __nccwpck_require__(4631);
 
 function composeDoc(options, directives, { offset, start, value, end }, onError) {
     const opts = Object.assign({ _directives: directives }, options);
@@ -74338,17 +75397,17 @@ exports.composeDoc = composeDoc;
 
 /***/ }),
 
-/***/ 4961:
+/***/ 5937:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Alias = __nccwpck_require__(7105);
-var identity = __nccwpck_require__(4919);
-var composeCollection = __nccwpck_require__(2197);
-var composeScalar = __nccwpck_require__(3573);
-var resolveEnd = __nccwpck_require__(1020);
-var utilEmptyScalarPosition = __nccwpck_require__(8407);
+var Alias = __nccwpck_require__(4065);
+var identity = __nccwpck_require__(1127);
+var composeCollection = __nccwpck_require__(7349);
+var composeScalar = __nccwpck_require__(5413);
+var resolveEnd = __nccwpck_require__(7788);
+var utilEmptyScalarPosition = __nccwpck_require__(2599);
 
 const CN = { composeNode, composeEmptyNode };
 function composeNode(ctx, token, props, onError) {
@@ -74457,15 +75516,15 @@ exports.composeNode = composeNode;
 
 /***/ }),
 
-/***/ 3573:
+/***/ 5413:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Scalar = __nccwpck_require__(389);
-var resolveBlockScalar = __nccwpck_require__(5089);
-var resolveFlowScalar = __nccwpck_require__(5882);
+var identity = __nccwpck_require__(1127);
+var Scalar = __nccwpck_require__(3301);
+var resolveBlockScalar = __nccwpck_require__(8913);
+var resolveFlowScalar = __nccwpck_require__(6842);
 
 function composeScalar(ctx, token, tagToken, onError) {
     const { value, type, comment, range } = token.type === 'block-scalar'
@@ -74552,18 +75611,18 @@ exports.composeScalar = composeScalar;
 
 /***/ }),
 
-/***/ 3104:
+/***/ 9984:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
 var node_process = __nccwpck_require__(932);
-var directives = __nccwpck_require__(2606);
-var Document = __nccwpck_require__(573);
-var errors = __nccwpck_require__(152);
-var identity = __nccwpck_require__(4919);
-var composeDoc = __nccwpck_require__(83);
-var resolveEnd = __nccwpck_require__(1020);
+var directives = __nccwpck_require__(1342);
+var Document = __nccwpck_require__(3021);
+var errors = __nccwpck_require__(1464);
+var identity = __nccwpck_require__(1127);
+var composeDoc = __nccwpck_require__(3683);
+var resolveEnd = __nccwpck_require__(7788);
 
 function getErrorPos(src) {
     if (typeof src === 'number')
@@ -74783,17 +75842,17 @@ exports.Composer = Composer;
 
 /***/ }),
 
-/***/ 143:
+/***/ 7103:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Pair = __nccwpck_require__(5773);
-var YAMLMap = __nccwpck_require__(5462);
-var resolveProps = __nccwpck_require__(775);
-var utilContainsNewline = __nccwpck_require__(4283);
-var utilFlowIndentCheck = __nccwpck_require__(1795);
-var utilMapIncludes = __nccwpck_require__(1091);
+var Pair = __nccwpck_require__(7165);
+var YAMLMap = __nccwpck_require__(4454);
+var resolveProps = __nccwpck_require__(4631);
+var utilContainsNewline = __nccwpck_require__(9499);
+var utilFlowIndentCheck = __nccwpck_require__(4051);
+var utilMapIncludes = __nccwpck_require__(1187);
 
 const startColMsg = 'All mapping items must start at the same column';
 function resolveBlockMap({ composeNode, composeEmptyNode }, ctx, bm, onError, tag) {
@@ -74907,12 +75966,12 @@ exports.resolveBlockMap = resolveBlockMap;
 
 /***/ }),
 
-/***/ 5089:
+/***/ 8913:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
+var Scalar = __nccwpck_require__(3301);
 
 function resolveBlockScalar(ctx, scalar, onError) {
     const start = scalar.offset;
@@ -75114,14 +76173,14 @@ exports.resolveBlockScalar = resolveBlockScalar;
 
 /***/ }),
 
-/***/ 1854:
+/***/ 334:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var YAMLSeq = __nccwpck_require__(6831);
-var resolveProps = __nccwpck_require__(775);
-var utilFlowIndentCheck = __nccwpck_require__(1795);
+var YAMLSeq = __nccwpck_require__(2223);
+var resolveProps = __nccwpck_require__(4631);
+var utilFlowIndentCheck = __nccwpck_require__(4051);
 
 function resolveBlockSeq({ composeNode, composeEmptyNode }, ctx, bs, onError, tag) {
     const NodeClass = tag?.nodeClass ?? YAMLSeq.YAMLSeq;
@@ -75172,7 +76231,7 @@ exports.resolveBlockSeq = resolveBlockSeq;
 
 /***/ }),
 
-/***/ 1020:
+/***/ 7788:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -75218,19 +76277,19 @@ exports.resolveEnd = resolveEnd;
 
 /***/ }),
 
-/***/ 9030:
+/***/ 3142:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Pair = __nccwpck_require__(5773);
-var YAMLMap = __nccwpck_require__(5462);
-var YAMLSeq = __nccwpck_require__(6831);
-var resolveEnd = __nccwpck_require__(1020);
-var resolveProps = __nccwpck_require__(775);
-var utilContainsNewline = __nccwpck_require__(4283);
-var utilMapIncludes = __nccwpck_require__(1091);
+var identity = __nccwpck_require__(1127);
+var Pair = __nccwpck_require__(7165);
+var YAMLMap = __nccwpck_require__(4454);
+var YAMLSeq = __nccwpck_require__(2223);
+var resolveEnd = __nccwpck_require__(7788);
+var resolveProps = __nccwpck_require__(4631);
+var utilContainsNewline = __nccwpck_require__(9499);
+var utilMapIncludes = __nccwpck_require__(1187);
 
 const blockMsg = 'Block collections are not allowed within flow collections';
 const isBlock = (token) => token && (token.type === 'block-map' || token.type === 'block-seq');
@@ -75434,13 +76493,13 @@ exports.resolveFlowCollection = resolveFlowCollection;
 
 /***/ }),
 
-/***/ 5882:
+/***/ 6842:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
-var resolveEnd = __nccwpck_require__(1020);
+var Scalar = __nccwpck_require__(3301);
+var resolveEnd = __nccwpck_require__(7788);
 
 function resolveFlowScalar(scalar, strict, onError) {
     const { offset, type, source, end } = scalar;
@@ -75669,7 +76728,7 @@ exports.resolveFlowScalar = resolveFlowScalar;
 
 /***/ }),
 
-/***/ 775:
+/***/ 4631:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -75824,7 +76883,7 @@ exports.resolveProps = resolveProps;
 
 /***/ }),
 
-/***/ 4283:
+/***/ 9499:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -75867,7 +76926,7 @@ exports.containsNewline = containsNewline;
 
 /***/ }),
 
-/***/ 8407:
+/***/ 2599:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -75902,12 +76961,12 @@ exports.emptyScalarPosition = emptyScalarPosition;
 
 /***/ }),
 
-/***/ 1795:
+/***/ 4051:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var utilContainsNewline = __nccwpck_require__(4283);
+var utilContainsNewline = __nccwpck_require__(9499);
 
 function flowIndentCheck(indent, fc, onError) {
     if (fc?.type === 'flow-collection') {
@@ -75926,12 +76985,12 @@ exports.flowIndentCheck = flowIndentCheck;
 
 /***/ }),
 
-/***/ 1091:
+/***/ 1187:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
+var identity = __nccwpck_require__(1127);
 
 function mapIncludes(ctx, items, search) {
     const { uniqueKeys } = ctx.options;
@@ -75948,22 +77007,22 @@ exports.mapIncludes = mapIncludes;
 
 /***/ }),
 
-/***/ 573:
+/***/ 3021:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Alias = __nccwpck_require__(7105);
-var Collection = __nccwpck_require__(4661);
-var identity = __nccwpck_require__(4919);
-var Pair = __nccwpck_require__(5773);
-var toJS = __nccwpck_require__(3899);
-var Schema = __nccwpck_require__(8224);
-var stringifyDocument = __nccwpck_require__(2285);
-var anchors = __nccwpck_require__(9196);
-var applyReviver = __nccwpck_require__(909);
-var createNode = __nccwpck_require__(1732);
-var directives = __nccwpck_require__(2606);
+var Alias = __nccwpck_require__(4065);
+var Collection = __nccwpck_require__(101);
+var identity = __nccwpck_require__(1127);
+var Pair = __nccwpck_require__(7165);
+var toJS = __nccwpck_require__(6424);
+var Schema = __nccwpck_require__(5840);
+var stringifyDocument = __nccwpck_require__(6829);
+var anchors = __nccwpck_require__(1596);
+var applyReviver = __nccwpck_require__(3661);
+var createNode = __nccwpck_require__(2404);
+var directives = __nccwpck_require__(1342);
 
 class Document {
     constructor(value, replacer, options) {
@@ -76292,13 +77351,13 @@ exports.Document = Document;
 
 /***/ }),
 
-/***/ 9196:
+/***/ 1596:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var visit = __nccwpck_require__(2588);
+var identity = __nccwpck_require__(1127);
+var visit = __nccwpck_require__(204);
 
 /**
  * Verify that the input string is a valid anchor.
@@ -76375,7 +77434,7 @@ exports.findNewAnchor = findNewAnchor;
 
 /***/ }),
 
-/***/ 909:
+/***/ 3661:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -76439,14 +77498,14 @@ exports.applyReviver = applyReviver;
 
 /***/ }),
 
-/***/ 1732:
+/***/ 2404:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Alias = __nccwpck_require__(7105);
-var identity = __nccwpck_require__(4919);
-var Scalar = __nccwpck_require__(389);
+var Alias = __nccwpck_require__(4065);
+var identity = __nccwpck_require__(1127);
+var Scalar = __nccwpck_require__(3301);
 
 const defaultTagPrefix = 'tag:yaml.org,2002:';
 function findTagObject(value, tagName, tags) {
@@ -76536,13 +77595,13 @@ exports.createNode = createNode;
 
 /***/ }),
 
-/***/ 2606:
+/***/ 1342:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var visit = __nccwpck_require__(2588);
+var identity = __nccwpck_require__(1127);
+var visit = __nccwpck_require__(204);
 
 const escapeChars = {
     '!': '%21',
@@ -76721,7 +77780,7 @@ exports.Directives = Directives;
 
 /***/ }),
 
-/***/ 152:
+/***/ 1464:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -76790,28 +77849,28 @@ exports.prettifyError = prettifyError;
 
 /***/ }),
 
-/***/ 3439:
+/***/ 8815:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 var __webpack_unused_export__;
 
 
-var composer = __nccwpck_require__(3104);
-var Document = __nccwpck_require__(573);
-var Schema = __nccwpck_require__(8224);
-var errors = __nccwpck_require__(152);
-var Alias = __nccwpck_require__(7105);
-var identity = __nccwpck_require__(4919);
-var Pair = __nccwpck_require__(5773);
-var Scalar = __nccwpck_require__(389);
-var YAMLMap = __nccwpck_require__(5462);
-var YAMLSeq = __nccwpck_require__(6831);
-var cst = __nccwpck_require__(9877);
-var lexer = __nccwpck_require__(5145);
-var lineCounter = __nccwpck_require__(1460);
-var parser = __nccwpck_require__(2064);
-var publicApi = __nccwpck_require__(4543);
-var visit = __nccwpck_require__(2588);
+var composer = __nccwpck_require__(9984);
+var Document = __nccwpck_require__(3021);
+var Schema = __nccwpck_require__(5840);
+var errors = __nccwpck_require__(1464);
+var Alias = __nccwpck_require__(4065);
+var identity = __nccwpck_require__(1127);
+var Pair = __nccwpck_require__(7165);
+var Scalar = __nccwpck_require__(3301);
+var YAMLMap = __nccwpck_require__(4454);
+var YAMLSeq = __nccwpck_require__(2223);
+var cst = __nccwpck_require__(3461);
+var lexer = __nccwpck_require__(361);
+var lineCounter = __nccwpck_require__(6628);
+var parser = __nccwpck_require__(3456);
+var publicApi = __nccwpck_require__(4047);
+var visit = __nccwpck_require__(204);
 
 
 
@@ -76848,7 +77907,7 @@ __webpack_unused_export__ = visit.visitAsync;
 
 /***/ }),
 
-/***/ 7297:
+/***/ 7249:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -76874,16 +77933,16 @@ exports.warn = warn;
 
 /***/ }),
 
-/***/ 7105:
+/***/ 4065:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var anchors = __nccwpck_require__(9196);
-var visit = __nccwpck_require__(2588);
-var identity = __nccwpck_require__(4919);
-var Node = __nccwpck_require__(4833);
-var toJS = __nccwpck_require__(3899);
+var anchors = __nccwpck_require__(1596);
+var visit = __nccwpck_require__(204);
+var identity = __nccwpck_require__(1127);
+var Node = __nccwpck_require__(6673);
+var toJS = __nccwpck_require__(6424);
 
 class Alias extends Node.NodeBase {
     constructor(source) {
@@ -77001,14 +78060,14 @@ exports.Alias = Alias;
 
 /***/ }),
 
-/***/ 4661:
+/***/ 101:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var createNode = __nccwpck_require__(1732);
-var identity = __nccwpck_require__(4919);
-var Node = __nccwpck_require__(4833);
+var createNode = __nccwpck_require__(2404);
+var identity = __nccwpck_require__(1127);
+var Node = __nccwpck_require__(6673);
 
 function collectionFromPath(schema, path, value) {
     let v = value;
@@ -77159,14 +78218,14 @@ exports.isEmptyPath = isEmptyPath;
 
 /***/ }),
 
-/***/ 4833:
+/***/ 6673:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var applyReviver = __nccwpck_require__(909);
-var identity = __nccwpck_require__(4919);
-var toJS = __nccwpck_require__(3899);
+var applyReviver = __nccwpck_require__(3661);
+var identity = __nccwpck_require__(1127);
+var toJS = __nccwpck_require__(6424);
 
 class NodeBase {
     constructor(type) {
@@ -77206,15 +78265,15 @@ exports.NodeBase = NodeBase;
 
 /***/ }),
 
-/***/ 5773:
+/***/ 7165:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var createNode = __nccwpck_require__(1732);
-var stringifyPair = __nccwpck_require__(7764);
-var addPairToJSMap = __nccwpck_require__(8768);
-var identity = __nccwpck_require__(4919);
+var createNode = __nccwpck_require__(2404);
+var stringifyPair = __nccwpck_require__(9748);
+var addPairToJSMap = __nccwpck_require__(7104);
+var identity = __nccwpck_require__(1127);
 
 function createPair(key, value, ctx) {
     const k = createNode.createNode(key, undefined, ctx);
@@ -77252,14 +78311,14 @@ exports.createPair = createPair;
 
 /***/ }),
 
-/***/ 389:
+/***/ 3301:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Node = __nccwpck_require__(4833);
-var toJS = __nccwpck_require__(3899);
+var identity = __nccwpck_require__(1127);
+var Node = __nccwpck_require__(6673);
+var toJS = __nccwpck_require__(6424);
 
 const isScalarValue = (value) => !value || (typeof value !== 'function' && typeof value !== 'object');
 class Scalar extends Node.NodeBase {
@@ -77286,17 +78345,17 @@ exports.isScalarValue = isScalarValue;
 
 /***/ }),
 
-/***/ 5462:
+/***/ 4454:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyCollection = __nccwpck_require__(4156);
-var addPairToJSMap = __nccwpck_require__(8768);
-var Collection = __nccwpck_require__(4661);
-var identity = __nccwpck_require__(4919);
-var Pair = __nccwpck_require__(5773);
-var Scalar = __nccwpck_require__(389);
+var stringifyCollection = __nccwpck_require__(1212);
+var addPairToJSMap = __nccwpck_require__(7104);
+var Collection = __nccwpck_require__(101);
+var identity = __nccwpck_require__(1127);
+var Pair = __nccwpck_require__(7165);
+var Scalar = __nccwpck_require__(3301);
 
 function findPair(items, key) {
     const k = identity.isScalar(key) ? key.value : key;
@@ -77440,17 +78499,17 @@ exports.findPair = findPair;
 
 /***/ }),
 
-/***/ 6831:
+/***/ 2223:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var createNode = __nccwpck_require__(1732);
-var stringifyCollection = __nccwpck_require__(4156);
-var Collection = __nccwpck_require__(4661);
-var identity = __nccwpck_require__(4919);
-var Scalar = __nccwpck_require__(389);
-var toJS = __nccwpck_require__(3899);
+var createNode = __nccwpck_require__(2404);
+var stringifyCollection = __nccwpck_require__(1212);
+var Collection = __nccwpck_require__(101);
+var identity = __nccwpck_require__(1127);
+var Scalar = __nccwpck_require__(3301);
+var toJS = __nccwpck_require__(6424);
 
 class YAMLSeq extends Collection.Collection {
     static get tagName() {
@@ -77562,16 +78621,16 @@ exports.YAMLSeq = YAMLSeq;
 
 /***/ }),
 
-/***/ 8768:
+/***/ 7104:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var log = __nccwpck_require__(7297);
-var merge = __nccwpck_require__(9380);
-var stringify = __nccwpck_require__(9300);
-var identity = __nccwpck_require__(4919);
-var toJS = __nccwpck_require__(3899);
+var log = __nccwpck_require__(7249);
+var merge = __nccwpck_require__(452);
+var stringify = __nccwpck_require__(2148);
+var identity = __nccwpck_require__(1127);
+var toJS = __nccwpck_require__(6424);
 
 function addPairToJSMap(ctx, map, { key, value }) {
     if (identity.isNode(key) && key.addToJSMap)
@@ -77634,7 +78693,7 @@ exports.addPairToJSMap = addPairToJSMap;
 
 /***/ }),
 
-/***/ 4919:
+/***/ 1127:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -77694,12 +78753,12 @@ exports.isSeq = isSeq;
 
 /***/ }),
 
-/***/ 3899:
+/***/ 6424:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
+var identity = __nccwpck_require__(1127);
 
 /**
  * Recursively convert any node or its contents to native JavaScript
@@ -77740,15 +78799,15 @@ exports.toJS = toJS;
 
 /***/ }),
 
-/***/ 334:
+/***/ 110:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var resolveBlockScalar = __nccwpck_require__(5089);
-var resolveFlowScalar = __nccwpck_require__(5882);
-var errors = __nccwpck_require__(152);
-var stringifyString = __nccwpck_require__(1773);
+var resolveBlockScalar = __nccwpck_require__(8913);
+var resolveFlowScalar = __nccwpck_require__(6842);
+var errors = __nccwpck_require__(1464);
+var stringifyString = __nccwpck_require__(3069);
 
 function resolveAsScalar(token, strict = true, onError) {
     if (token) {
@@ -77965,7 +79024,7 @@ exports.setScalarValue = setScalarValue;
 
 /***/ }),
 
-/***/ 3701:
+/***/ 1733:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -78035,7 +79094,7 @@ exports.stringify = stringify;
 
 /***/ }),
 
-/***/ 5235:
+/***/ 7715:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -78141,14 +79200,14 @@ exports.visit = visit;
 
 /***/ }),
 
-/***/ 9877:
+/***/ 3461:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var cstScalar = __nccwpck_require__(334);
-var cstStringify = __nccwpck_require__(3701);
-var cstVisit = __nccwpck_require__(5235);
+var cstScalar = __nccwpck_require__(110);
+var cstStringify = __nccwpck_require__(1733);
+var cstVisit = __nccwpck_require__(7715);
 
 /** The byte order mark */
 const BOM = '\u{FEFF}';
@@ -78260,12 +79319,12 @@ exports.tokenType = tokenType;
 
 /***/ }),
 
-/***/ 5145:
+/***/ 361:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var cst = __nccwpck_require__(9877);
+var cst = __nccwpck_require__(3461);
 
 /*
 START -> stream
@@ -78990,7 +80049,7 @@ exports.Lexer = Lexer;
 
 /***/ }),
 
-/***/ 1460:
+/***/ 6628:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -79038,14 +80097,14 @@ exports.LineCounter = LineCounter;
 
 /***/ }),
 
-/***/ 2064:
+/***/ 3456:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
 var node_process = __nccwpck_require__(932);
-var cst = __nccwpck_require__(9877);
-var lexer = __nccwpck_require__(5145);
+var cst = __nccwpck_require__(3461);
+var lexer = __nccwpck_require__(361);
 
 function includesToken(list, type) {
     for (let i = 0; i < list.length; ++i)
@@ -80025,18 +81084,18 @@ exports.Parser = Parser;
 
 /***/ }),
 
-/***/ 4543:
+/***/ 4047:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var composer = __nccwpck_require__(3104);
-var Document = __nccwpck_require__(573);
-var errors = __nccwpck_require__(152);
-var log = __nccwpck_require__(7297);
-var identity = __nccwpck_require__(4919);
-var lineCounter = __nccwpck_require__(1460);
-var parser = __nccwpck_require__(2064);
+var composer = __nccwpck_require__(9984);
+var Document = __nccwpck_require__(3021);
+var errors = __nccwpck_require__(1464);
+var log = __nccwpck_require__(7249);
+var identity = __nccwpck_require__(1127);
+var lineCounter = __nccwpck_require__(6628);
+var parser = __nccwpck_require__(3456);
 
 function parseOptions(options) {
     const prettyErrors = options.prettyErrors !== false;
@@ -80139,16 +81198,16 @@ exports.stringify = stringify;
 
 /***/ }),
 
-/***/ 8224:
+/***/ 5840:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var map = __nccwpck_require__(6424);
-var seq = __nccwpck_require__(7562);
-var string = __nccwpck_require__(4704);
-var tags = __nccwpck_require__(6178);
+var identity = __nccwpck_require__(1127);
+var map = __nccwpck_require__(7451);
+var seq = __nccwpck_require__(1706);
+var string = __nccwpck_require__(6464);
+var tags = __nccwpck_require__(18);
 
 const sortMapEntriesByKey = (a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
 class Schema {
@@ -80185,13 +81244,13 @@ exports.Schema = Schema;
 
 /***/ }),
 
-/***/ 6424:
+/***/ 7451:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var YAMLMap = __nccwpck_require__(5462);
+var identity = __nccwpck_require__(1127);
+var YAMLMap = __nccwpck_require__(4454);
 
 const map = {
     collection: 'map',
@@ -80211,12 +81270,12 @@ exports.map = map;
 
 /***/ }),
 
-/***/ 5632:
+/***/ 3632:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
+var Scalar = __nccwpck_require__(3301);
 
 const nullTag = {
     identify: value => value == null,
@@ -80235,13 +81294,13 @@ exports.nullTag = nullTag;
 
 /***/ }),
 
-/***/ 7562:
+/***/ 1706:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var YAMLSeq = __nccwpck_require__(6831);
+var identity = __nccwpck_require__(1127);
+var YAMLSeq = __nccwpck_require__(2223);
 
 const seq = {
     collection: 'seq',
@@ -80261,12 +81320,12 @@ exports.seq = seq;
 
 /***/ }),
 
-/***/ 4704:
+/***/ 6464:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyString = __nccwpck_require__(1773);
+var stringifyString = __nccwpck_require__(3069);
 
 const string = {
     identify: value => typeof value === 'string',
@@ -80284,12 +81343,12 @@ exports.string = string;
 
 /***/ }),
 
-/***/ 4359:
+/***/ 3959:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
+var Scalar = __nccwpck_require__(3301);
 
 const boolTag = {
     identify: value => typeof value === 'boolean',
@@ -80312,13 +81371,13 @@ exports.boolTag = boolTag;
 
 /***/ }),
 
-/***/ 6229:
+/***/ 8405:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
-var stringifyNumber = __nccwpck_require__(3569);
+var Scalar = __nccwpck_require__(3301);
+var stringifyNumber = __nccwpck_require__(8689);
 
 const floatNaN = {
     identify: value => typeof value === 'number',
@@ -80366,12 +81425,12 @@ exports.floatNaN = floatNaN;
 
 /***/ }),
 
-/***/ 7602:
+/***/ 9874:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyNumber = __nccwpck_require__(3569);
+var stringifyNumber = __nccwpck_require__(8689);
 
 const intIdentify = (value) => typeof value === 'bigint' || Number.isInteger(value);
 const intResolve = (str, offset, radix, { intAsBigInt }) => (intAsBigInt ? BigInt(str) : parseInt(str.substring(offset), radix));
@@ -80415,18 +81474,18 @@ exports.intOct = intOct;
 
 /***/ }),
 
-/***/ 7904:
+/***/ 896:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var map = __nccwpck_require__(6424);
-var _null = __nccwpck_require__(5632);
-var seq = __nccwpck_require__(7562);
-var string = __nccwpck_require__(4704);
-var bool = __nccwpck_require__(4359);
-var float = __nccwpck_require__(6229);
-var int = __nccwpck_require__(7602);
+var map = __nccwpck_require__(7451);
+var _null = __nccwpck_require__(3632);
+var seq = __nccwpck_require__(1706);
+var string = __nccwpck_require__(6464);
+var bool = __nccwpck_require__(3959);
+var float = __nccwpck_require__(8405);
+var int = __nccwpck_require__(9874);
 
 const schema = [
     map.map,
@@ -80447,14 +81506,14 @@ exports.schema = schema;
 
 /***/ }),
 
-/***/ 8647:
+/***/ 3559:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
-var map = __nccwpck_require__(6424);
-var seq = __nccwpck_require__(7562);
+var Scalar = __nccwpck_require__(3301);
+var map = __nccwpck_require__(7451);
+var seq = __nccwpck_require__(1706);
 
 function intIdentify(value) {
     return typeof value === 'bigint' || Number.isInteger(value);
@@ -80518,27 +81577,27 @@ exports.schema = schema;
 
 /***/ }),
 
-/***/ 6178:
+/***/ 18:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var map = __nccwpck_require__(6424);
-var _null = __nccwpck_require__(5632);
-var seq = __nccwpck_require__(7562);
-var string = __nccwpck_require__(4704);
-var bool = __nccwpck_require__(4359);
-var float = __nccwpck_require__(6229);
-var int = __nccwpck_require__(7602);
-var schema = __nccwpck_require__(7904);
-var schema$1 = __nccwpck_require__(8647);
-var binary = __nccwpck_require__(4355);
-var merge = __nccwpck_require__(9380);
-var omap = __nccwpck_require__(6431);
-var pairs = __nccwpck_require__(9281);
-var schema$2 = __nccwpck_require__(3081);
-var set = __nccwpck_require__(2504);
-var timestamp = __nccwpck_require__(4960);
+var map = __nccwpck_require__(7451);
+var _null = __nccwpck_require__(3632);
+var seq = __nccwpck_require__(1706);
+var string = __nccwpck_require__(6464);
+var bool = __nccwpck_require__(3959);
+var float = __nccwpck_require__(8405);
+var int = __nccwpck_require__(9874);
+var schema = __nccwpck_require__(896);
+var schema$1 = __nccwpck_require__(3559);
+var binary = __nccwpck_require__(6083);
+var merge = __nccwpck_require__(452);
+var omap = __nccwpck_require__(303);
+var pairs = __nccwpck_require__(8385);
+var schema$2 = __nccwpck_require__(5913);
+var set = __nccwpck_require__(1528);
+var timestamp = __nccwpck_require__(4371);
 
 const schemas = new Map([
     ['core', schema.schema],
@@ -80624,14 +81683,14 @@ exports.getTags = getTags;
 
 /***/ }),
 
-/***/ 4355:
+/***/ 6083:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
 var node_buffer = __nccwpck_require__(181);
-var Scalar = __nccwpck_require__(389);
-var stringifyString = __nccwpck_require__(1773);
+var Scalar = __nccwpck_require__(3301);
+var stringifyString = __nccwpck_require__(3069);
 
 const binary = {
     identify: value => value instanceof Uint8Array, // Buffer inherits from Uint8Array
@@ -80701,12 +81760,12 @@ exports.binary = binary;
 
 /***/ }),
 
-/***/ 6158:
+/***/ 8398:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
+var Scalar = __nccwpck_require__(3301);
 
 function boolStringify({ value, source }, ctx) {
     const boolObj = value ? trueTag : falseTag;
@@ -80737,13 +81796,13 @@ exports.trueTag = trueTag;
 
 /***/ }),
 
-/***/ 838:
+/***/ 5782:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
-var stringifyNumber = __nccwpck_require__(3569);
+var Scalar = __nccwpck_require__(3301);
+var stringifyNumber = __nccwpck_require__(8689);
 
 const floatNaN = {
     identify: value => typeof value === 'number',
@@ -80794,12 +81853,12 @@ exports.floatNaN = floatNaN;
 
 /***/ }),
 
-/***/ 5609:
+/***/ 873:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyNumber = __nccwpck_require__(3569);
+var stringifyNumber = __nccwpck_require__(8689);
 
 const intIdentify = (value) => typeof value === 'bigint' || Number.isInteger(value);
 function intResolve(str, offset, radix, { intAsBigInt }) {
@@ -80877,13 +81936,13 @@ exports.intOct = intOct;
 
 /***/ }),
 
-/***/ 9380:
+/***/ 452:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Scalar = __nccwpck_require__(389);
+var identity = __nccwpck_require__(1127);
+var Scalar = __nccwpck_require__(3301);
 
 // If the value associated with a merge key is a single mapping node, each of
 // its key/value pairs is inserted into the current mapping, unless the key
@@ -80955,16 +82014,16 @@ exports.merge = merge;
 
 /***/ }),
 
-/***/ 6431:
+/***/ 303:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var toJS = __nccwpck_require__(3899);
-var YAMLMap = __nccwpck_require__(5462);
-var YAMLSeq = __nccwpck_require__(6831);
-var pairs = __nccwpck_require__(9281);
+var identity = __nccwpck_require__(1127);
+var toJS = __nccwpck_require__(6424);
+var YAMLMap = __nccwpck_require__(4454);
+var YAMLSeq = __nccwpck_require__(2223);
+var pairs = __nccwpck_require__(8385);
 
 class YAMLOMap extends YAMLSeq.YAMLSeq {
     constructor() {
@@ -81039,15 +82098,15 @@ exports.omap = omap;
 
 /***/ }),
 
-/***/ 9281:
+/***/ 8385:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Pair = __nccwpck_require__(5773);
-var Scalar = __nccwpck_require__(389);
-var YAMLSeq = __nccwpck_require__(6831);
+var identity = __nccwpck_require__(1127);
+var Pair = __nccwpck_require__(7165);
+var Scalar = __nccwpck_require__(3301);
+var YAMLSeq = __nccwpck_require__(2223);
 
 function resolvePairs(seq, onError) {
     if (identity.isSeq(seq)) {
@@ -81128,24 +82187,24 @@ exports.resolvePairs = resolvePairs;
 
 /***/ }),
 
-/***/ 3081:
+/***/ 5913:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var map = __nccwpck_require__(6424);
-var _null = __nccwpck_require__(5632);
-var seq = __nccwpck_require__(7562);
-var string = __nccwpck_require__(4704);
-var binary = __nccwpck_require__(4355);
-var bool = __nccwpck_require__(6158);
-var float = __nccwpck_require__(838);
-var int = __nccwpck_require__(5609);
-var merge = __nccwpck_require__(9380);
-var omap = __nccwpck_require__(6431);
-var pairs = __nccwpck_require__(9281);
-var set = __nccwpck_require__(2504);
-var timestamp = __nccwpck_require__(4960);
+var map = __nccwpck_require__(7451);
+var _null = __nccwpck_require__(3632);
+var seq = __nccwpck_require__(1706);
+var string = __nccwpck_require__(6464);
+var binary = __nccwpck_require__(6083);
+var bool = __nccwpck_require__(8398);
+var float = __nccwpck_require__(5782);
+var int = __nccwpck_require__(873);
+var merge = __nccwpck_require__(452);
+var omap = __nccwpck_require__(303);
+var pairs = __nccwpck_require__(8385);
+var set = __nccwpck_require__(1528);
+var timestamp = __nccwpck_require__(4371);
 
 const schema = [
     map.map,
@@ -81176,14 +82235,14 @@ exports.schema = schema;
 
 /***/ }),
 
-/***/ 2504:
+/***/ 1528:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Pair = __nccwpck_require__(5773);
-var YAMLMap = __nccwpck_require__(5462);
+var identity = __nccwpck_require__(1127);
+var Pair = __nccwpck_require__(7165);
+var YAMLMap = __nccwpck_require__(4454);
 
 class YAMLSet extends YAMLMap.YAMLMap {
     constructor(schema) {
@@ -81279,12 +82338,12 @@ exports.set = set;
 
 /***/ }),
 
-/***/ 4960:
+/***/ 4371:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var stringifyNumber = __nccwpck_require__(3569);
+var stringifyNumber = __nccwpck_require__(8689);
 
 /** Internal types handle bigint as number, because TS can't figure it out. */
 function parseSexagesimal(str, asBigInt) {
@@ -81391,7 +82450,7 @@ exports.timestamp = timestamp;
 
 /***/ }),
 
-/***/ 9915:
+/***/ 4475:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -81549,15 +82608,15 @@ exports.foldFlowLines = foldFlowLines;
 
 /***/ }),
 
-/***/ 9300:
+/***/ 2148:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var anchors = __nccwpck_require__(9196);
-var identity = __nccwpck_require__(4919);
-var stringifyComment = __nccwpck_require__(6599);
-var stringifyString = __nccwpck_require__(1773);
+var anchors = __nccwpck_require__(1596);
+var identity = __nccwpck_require__(1127);
+var stringifyComment = __nccwpck_require__(9799);
+var stringifyString = __nccwpck_require__(3069);
 
 function createStringifyContext(doc, options) {
     const opt = Object.assign({
@@ -81688,14 +82747,14 @@ exports.stringify = stringify;
 
 /***/ }),
 
-/***/ 4156:
+/***/ 1212:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var stringify = __nccwpck_require__(9300);
-var stringifyComment = __nccwpck_require__(6599);
+var identity = __nccwpck_require__(1127);
+var stringify = __nccwpck_require__(2148);
+var stringifyComment = __nccwpck_require__(9799);
 
 function stringifyCollection(collection, ctx, options) {
     const flow = ctx.inFlow ?? collection.flow;
@@ -81850,7 +82909,7 @@ exports.stringifyCollection = stringifyCollection;
 
 /***/ }),
 
-/***/ 6599:
+/***/ 9799:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -81881,14 +82940,14 @@ exports.stringifyComment = stringifyComment;
 
 /***/ }),
 
-/***/ 2285:
+/***/ 6829:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var stringify = __nccwpck_require__(9300);
-var stringifyComment = __nccwpck_require__(6599);
+var identity = __nccwpck_require__(1127);
+var stringify = __nccwpck_require__(2148);
+var stringifyComment = __nccwpck_require__(9799);
 
 function stringifyDocument(doc, options) {
     const lines = [];
@@ -81975,7 +83034,7 @@ exports.stringifyDocument = stringifyDocument;
 
 /***/ }),
 
-/***/ 3569:
+/***/ 8689:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -82009,15 +83068,15 @@ exports.stringifyNumber = stringifyNumber;
 
 /***/ }),
 
-/***/ 7764:
+/***/ 9748:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
-var Scalar = __nccwpck_require__(389);
-var stringify = __nccwpck_require__(9300);
-var stringifyComment = __nccwpck_require__(6599);
+var identity = __nccwpck_require__(1127);
+var Scalar = __nccwpck_require__(3301);
+var stringify = __nccwpck_require__(2148);
+var stringifyComment = __nccwpck_require__(9799);
 
 function stringifyPair({ key, value }, ctx, onComment, onChompKeep) {
     const { allNullValues, doc, indent, indentStep, options: { commentString, indentSeq, simpleKeys } } = ctx;
@@ -82168,13 +83227,13 @@ exports.stringifyPair = stringifyPair;
 
 /***/ }),
 
-/***/ 1773:
+/***/ 3069:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var Scalar = __nccwpck_require__(389);
-var foldFlowLines = __nccwpck_require__(9915);
+var Scalar = __nccwpck_require__(3301);
+var foldFlowLines = __nccwpck_require__(4475);
 
 const getFoldOptions = (ctx, isBlock) => ({
     indentAtStart: isBlock ? ctx.indent.length : ctx.indentAtStart,
@@ -82513,12 +83572,12 @@ exports.stringifyString = stringifyString;
 
 /***/ }),
 
-/***/ 2588:
+/***/ 204:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
 
-var identity = __nccwpck_require__(4919);
+var identity = __nccwpck_require__(1127);
 
 const BREAK = Symbol('break visit');
 const SKIP = Symbol('skip children');
@@ -82756,7 +83815,7 @@ exports.visitAsync = visitAsync;
 
 /***/ }),
 
-/***/ 5856:
+/***/ 8342:
 /***/ ((module) => {
 
 module.exports = {"rE":"1.17.0"};
@@ -82890,6 +83949,6 @@ module.exports = {"rE":"1.17.0"};
 /******/ // startup
 /******/ // Load entry module and return exports
 /******/ // This entry module used 'module' so it can't be inlined
-/******/ var __webpack_exports__ = __nccwpck_require__(629);
+/******/ var __webpack_exports__ = __nccwpck_require__(9407);
 /******/ __webpack_exports__ = await __webpack_exports__;
 /******/ 
