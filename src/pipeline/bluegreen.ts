@@ -83,19 +83,16 @@ async function stopPort(
   s: HostSession,
   release: string,
   port: number,
-  stage: string
+  stage: string,
+  label?: string
 ): Promise<string | undefined> {
   const sw = settings(ctx)
+  const cmd = onPort(s.layout, release, 'stop', sw.stop, port, hookEnv(ctx, s, release, stage))
   try {
-    const r = await runOn(
-      ctx,
-      s,
-      onPort(s.layout, release, 'stop', sw.stop, port, hookEnv(ctx, s, release, stage)),
-      {
-        stage,
-        allowFail: true
-      }
-    )
+    const r = await runOn(ctx, s, label ? { ...cmd, label } : cmd, {
+      stage,
+      allowFail: true
+    })
     return r.code === 0 ? undefined : `stop for port ${port} exited ${r.code}`
   } catch (e) {
     return errorMessage(e)
@@ -131,7 +128,8 @@ async function startAndGate(
       intervalMs: PROBE_INTERVAL_MS,
       expectStatus: 200
     }),
-    label: `health gate GET ${url}`,
+    // the health gate: polled on the host until it answers 200
+    label: `GET ${url}`,
     stream: false
   }
   let last = { status: 0, body: '' }
@@ -359,12 +357,19 @@ export function blueGreenStrategy(): SwitchStrategy {
     // release's `stop`, which is the same command
     const inside = h.oldRelease ?? h.release
     const sw = settings(ctx)
-    const wait = sw.drain - (Date.now() - h.movedAt)
+    const wait = ctx.dryRun ? 0 : sw.drain - (Date.now() - h.movedAt)
     if (wait > 0) {
       ctx.log.info(`draining port ${h.oldPort} for ${(wait / 1000).toFixed(1)} s more`, s.host.name)
       await sleep(wait, ctx.signal)
     }
-    const failed = await stopPort(ctx, s, inside, h.oldPort, 'cleanup')
+    const failed = await stopPort(
+      ctx,
+      s,
+      inside,
+      h.oldPort,
+      'cleanup',
+      `after verify and ${sw.drain / 1000} s of drain: stop port ${h.oldPort}`
+    )
     if (failed) throw new Error(`could not stop port ${h.oldPort} (releases/${inside}): ${failed}`)
     ctx.log.info(`stopped port ${h.oldPort} (releases/${inside})`, s.host.name)
   }

@@ -305,7 +305,12 @@ async function execute(
 
 /** test → deploy → switch → verify → cleanup, with automatic rollback when verify fails. */
 export function deploy(req: RunRequest): Promise<RunResult> {
-  return execute(req, 'deploy', ctx => {
+  return execute(req, 'deploy', ctx => deployStages(ctx, req))
+}
+
+/** A deploy's stages and what it records: one list for `deploy` and for `plan` (src/pipeline/plan.ts). */
+export function deployStages(ctx: RunContext, req: RunRequest) {
+  {
     ctx.actor.commit ??= gitCommit(req.loaded.sourceDir)
     const started = req.now ?? new Date()
     let release: string = newReleaseId(started, ctx.actor.commit)
@@ -334,7 +339,7 @@ export function deploy(req: RunRequest): Promise<RunResult> {
       ],
       release: () => (ctx.lock ? release : undefined),
       previous,
-      history: o => ({
+      history: (o: Outcome) => ({
         // failed after going live: rolled back, or the rollback failed and it may still be current
         bad: o.failure && (o.rolledBack || o.rollbackFailed) ? true : undefined,
         backup: backup.result()?.name ?? null,
@@ -347,7 +352,7 @@ export function deploy(req: RunRequest): Promise<RunResult> {
       // the switch's undo verifies the restored release (once)
       backup: backup.result
     }
-  })
+  }
 }
 
 /**
@@ -432,7 +437,7 @@ export function rollback(req: RunRequest & { to?: ReleaseId } & RollbackDatabase
       ],
       release: () => target,
       previous: () => from,
-      history: o => ({
+      history: (o: Outcome) => ({
         from: from ?? null,
         // the target failed its checks after going live: later rollbacks skip it
         bad: o.failure && (o.rolledBack || o.rollbackFailed) ? true : undefined,

@@ -56,7 +56,12 @@ export function preflightStage(opts: {
     name: 'preflight',
     async run(ctx) {
       if (opts.deploying && !existsSync(ctx.loaded.sourceDir)) {
-        throw new StageError('preflight', `source.dir ${ctx.loaded.sourceDir} does not exist on the runner`)
+        if (ctx.dryRun)
+          ctx.dryRun.runner(
+            `source.dir ${ctx.loaded.sourceDir} does not exist on this machine: a deploy from here stops`
+          )
+        else
+          throw new StageError('preflight', `source.dir ${ctx.loaded.sourceDir} does not exist on the runner`)
       }
       await connectAll(ctx)
       await takeLock(ctx, opts.command)
@@ -181,6 +186,13 @@ export function testStage(): Stage {
         ctx.log.info('no stages.test configured; skipped')
         return
       }
+      if (ctx.dryRun) {
+        ctx.dryRun.runner(
+          'test (in source.dir; a failure stops the deploy)',
+          `cd ${sh(ctx.loaded.sourceDir)} && ${command}`
+        )
+        return
+      }
       const local = new LocalTransport('runner')
       ctx.log.info(`$ ${command}`, 'runner')
       const out = ctx.log.lineWriter('runner')
@@ -217,13 +229,22 @@ export function testStage(): Stage {
 
 /** Packs the source dir once on the runner (GNU or BSD tar), for streaming to every host. */
 async function packSource(
+  ctx: RunContext,
   dir: string,
   exclude: string[],
   signal: AbortSignal
-): Promise<{ file: string; cleanup: () => void }> {
+): Promise<{ file?: string; cleanup: () => void }> {
+  const tarArgs = (file: string) => ['-czf', file, ...exclude.map(e => `--exclude=${e}`), '-C', dir, '.']
+  if (ctx.dryRun) {
+    ctx.dryRun.runner(
+      'pack source.dir once for every host',
+      ['tar', ...tarArgs('release.tar.gz')].map(sh).join(' ')
+    )
+    return { cleanup: () => {} }
+  }
   const tmp = mkdtempSync(join(tmpdir(), 'safe-deploy-'))
   const file = join(tmp, 'release.tar.gz')
-  const args = ['-czf', file, ...exclude.map(e => `--exclude=${e}`), '-C', dir, '.']
+  const args = tarArgs(file)
   await new Promise<void>((resolve, reject) => {
     const child = spawn('tar', args, { stdio: ['ignore', 'ignore', 'pipe'], signal })
     let stderr = ''
@@ -250,9 +271,9 @@ export function deployStage(rel: () => string): Stage {
     needsUndo: () => created.size > 0,
     async run(ctx) {
       const release = rel()
-      const pack = await packSource(ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal)
+      const pack = await packSource(ctx, ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal)
       try {
-        const size = statSync(pack.file).size
+        const size = pack.file ? statSync(pack.file).size : 0
         ctx.log.info(`packed ${ctx.loaded.sourceDir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner')
         await onEveryHost(ctx, async s => {
           if (s.releases.includes(release)) {
@@ -261,7 +282,8 @@ export function deployStage(rel: () => string): Stage {
           created.add(s)
           await runRaw(ctx, s, unpackCommand(s.layout, release), 'upload', {
             stage: 'deploy',
-            stdin: createReadStream(pack.file)
+            // a dry run shows the upload; the archive is not made nor streamed
+            stdin: pack.file ? createReadStream(pack.file) : '(the tar.gz of source.dir)'
           })
           ctx.log.info(`uploaded to ${s.layout.release(release)}`, s.host.name)
           const { files, dirs } = ctx.config.shared
@@ -364,7 +386,8 @@ export function verifyStage(rel: () => string): Stage {
       const window = ctx.config.verify.window
       if (window > 0) {
         ctx.log.info(`checks passed; watching for ${window / 1000} s before checking again`)
-        await sleep(window, ctx.signal)
+        if (ctx.dryRun) ctx.dryRun.runner(`wait ${window / 1000} s (verify.window), then check once more`)
+        else await sleep(window, ctx.signal)
         await onEveryHost(ctx, s => verifyHost(ctx, s, release, 'verify', 1))
       }
       await onEveryHost(ctx, s => scanLogs(ctx, s, release, 'verify'))
