@@ -32,7 +32,8 @@ const env = {
 }
 const quiet: Reporter = { info() {}, warn() {}, error() {}, startGroup() {}, endGroup() {} }
 
-/** What differs between machines and runs: the checkout's path, the runner's name and pid, the lock token. */
+/** What differs between machines and runs: the checkout's path, the runner's name and pid, the lock token,
+ * the backup's time (taken when the stage runs) and the package version. */
 function stable(text: string): string {
   return text
     .split(repo)
@@ -40,6 +41,8 @@ function stable(text: string): string {
     .split(hostname())
     .join('<runner>')
     .replace(/([a-z_]+)_\d{8}_\d{6}/g, '$1_<time>')
+    .replace(/"created":"[0-9T:.Z-]+"/g, '"created":"<time>"')
+    .replace(/"safe_deploy":"[^"]+"/g, '"safe_deploy":"<version>"')
     .replace(/"pid":\d+/g, '"pid":<pid>')
     .replace(/"token":"[0-9a-f]+"/g, '"token":"<token>"')
     .replace(/(token|TOKEN)=\\?'?[0-9a-f]{24}/g, '$1=<token>')
