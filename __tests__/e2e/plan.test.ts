@@ -64,7 +64,7 @@ describe('plan on a local host', () => {
       loaded,
       reporter: { info() {}, warn() {}, error() {}, startGroup() {}, endGroup() {} }
     })
-    const planned = plan.records.filter(r => r.host !== 'runner').flatMap(r => r.parts ?? [r.label])
+    const planned = plan.records.filter(r => !r.onRunner).flatMap(r => r.parts ?? [r.label])
     // the plan changed nothing
     expect(currentOf(root)).toBe(before)
 

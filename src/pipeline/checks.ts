@@ -30,7 +30,8 @@ async function probe(ctx: RunContext, s: HostSession, check: HttpCheck, stage: s
   if (check.from === 'runner' && ctx.dryRun) {
     ctx.dryRun.runner(
       `GET ${url}`,
-      `(from the runner, for ${s.host.name}: expect HTTP ${check.expect_status}${check.contains === undefined ? '' : ` containing "${check.contains}"`})`
+      `(from the runner: expect HTTP ${check.expect_status}${check.contains === undefined ? '' : ` containing "${check.contains}"`})`,
+      s.host.name
     )
     return { status: check.expect_status, body: check.contains ?? '' }
   }

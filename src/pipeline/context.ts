@@ -62,8 +62,8 @@ export interface RunContext {
 /** A dry run's seams: how hosts are reached and where runner-side effects are shown. */
 export interface DryRun {
   connect(host: ResolvedHost): Transport
-  /** A step on the runner that a real run would take: shown, not done. */
-  runner(label: string, command?: string): void
+  /** A step on the runner that a real run would take (for `host`, when given): shown, not done. */
+  runner(label: string, command?: string, host?: string): void
 }
 
 export function defaultActor(env: NodeJS.ProcessEnv = process.env): Actor {

@@ -48,7 +48,8 @@ export async function planDeploy(req: RunRequest & { assumed?: AssumedHost }): P
   let stage = 'preflight'
   ctx.dryRun = {
     connect: host => new RecordingTransport(host.name, records, () => stage, assumed),
-    runner: (label, command) => records.push({ host: 'runner', stage, label, script: command })
+    runner: (label, command, host) =>
+      records.push({ host: host ?? 'runner', onRunner: true, stage, label, script: command })
   }
   const p = deployStages(ctx, r)
   const stages = p.stages.map((st): Stage => {
@@ -92,9 +93,22 @@ function render(records: Recorded[]): string[] {
     else groups.push([rec])
   }
   for (const group of groups) {
-    // host by host, in the order they first appear (hosts run in parallel; their commands interleave)
-    const first = [...new Set(group.map(r => r.host))]
-    const sorted = [...group].sort((a, b) => first.indexOf(a.host) - first.indexOf(b.host))
+    // host by host, in the order they first appear (hosts run in parallel; their commands interleave); a
+    // step on the runner for no host (a wait) keeps its place between what comes before and after it
+    const sorted: Recorded[] = []
+    let segment: Recorded[] = []
+    const flush = () => {
+      const first = [...new Set(segment.map(r => r.host))]
+      sorted.push(...segment.sort((a, b) => first.indexOf(a.host) - first.indexOf(b.host)))
+      segment = []
+    }
+    for (const rec of group) {
+      if (rec.host === 'runner') {
+        flush()
+        sorted.push(rec)
+      } else segment.push(rec)
+    }
+    flush()
     let host: string | undefined
     for (const rec of sorted) {
       if (rec.host !== host) {
@@ -102,7 +116,7 @@ function render(records: Recorded[]): string[] {
         out.push(`## ${rec.stage} on ${host}`)
       }
       for (const label of rec.parts ?? [rec.label]) out.push(`# ${label}`)
-      if (rec.host === 'runner') {
+      if (rec.onRunner) {
         if (rec.script) out.push(`$ ${rec.script}`)
       } else {
         if (rec.stdin) out.push(`# (stdin: ${rec.stdin})`)

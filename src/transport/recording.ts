@@ -5,6 +5,8 @@ import { END_OF_SCRIPT } from '../commands/command.js'
 export interface Recorded {
   /** The host's name, or `runner`. */
   host: string
+  /** Done on the runner for this host (an HTTP check `from: runner`): shown as `$ command`. */
+  onRunner?: boolean
   /** The stage that was running. */
   stage: string
   label: string
