@@ -68,6 +68,10 @@ export async function planDeploy(req: RunRequest & { assumed?: AssumedHost }): P
     `# plan for ${c.app}: release ${release} (the time part is set when the deploy starts)`,
     `# every script below is sent over stdin to: ${REMOTE_SHELL}`,
     `## a dry run of the deploy's stages: no host was contacted; each is shown serving ${assumed.current ? `releases/${assumed.current}` : 'no release'}${assumed.activePort ? ` on port ${assumed.activePort}` : ''}, and env: values as <NAME>`,
+    ...loaded.unresolved.map(
+      u =>
+        `## ${u.key}: environment variable ${u.variable} is not set here, so what uses it is shown without it (a deploy refuses to start without it)`
+    ),
     ''
   ]
   out.push(...render(records))
