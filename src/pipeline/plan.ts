@@ -69,8 +69,7 @@ export async function planDeploy(req: RunRequest & { assumed?: AssumedHost }): P
     `# every script below is sent over stdin to: ${REMOTE_SHELL}`,
     `## a dry run of the deploy's stages: no host was contacted; each is shown serving ${assumed.current ? `releases/${assumed.current}` : 'no release'}${assumed.activePort ? ` on port ${assumed.activePort}` : ''}, and env: values as <NAME>`,
     ...loaded.unresolved.map(
-      u =>
-        `## ${u.key}: environment variable ${u.variable} is not set here, so what uses it is shown without it (a deploy refuses to start without it)`
+      u => `## ${u.key} needs ${u.variable}, which is not set: what uses it is shown without it`
     ),
     ''
   ]
