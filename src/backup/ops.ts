@@ -6,8 +6,6 @@ import { hostname } from 'node:os'
 import pkg from '../../package.json' with { type: 'json' }
 import { ExitCode } from '../config/errors.js'
 import { unresolvedDatabases } from '../config/load.js'
-import type { Layout } from '../commands/layout.js'
-import type { RemoteCommand } from '../commands/command.js'
 import { listReleases, parseKeyValues, readHistory } from '../commands/release.js'
 import { parseHistory, type HistoryEntry } from '../release/history.js'
 import { primaryOf, runOn, runRaw, type HostSession, type RunContext } from '../pipeline/context.js'
@@ -137,29 +135,6 @@ export function neededTools(plan: BackupPlan): string[] {
     ...(plan.files.length ? ['tar'] : []),
     ...(plan.recipients.length ? ['age', 'mkfifo', 'tee'] : []),
     ...(plan.signKey ? ['od'] : [])
-  ]
-}
-
-/** For `plan`: the scripts a deploy's backup stage sends to the primary (the default client names). */
-export function backupPlanCommands(ctx: RunContext, layout: Layout): RemoteCommand[] {
-  const b = backupConfigOf(ctx.config)
-  if (!b) return []
-  const waiting = unresolvedDatabases(ctx.loaded.unresolved)
-  if (waiting.size) {
-    // `plan` runs without the database's variables; a deploy would refuse to start without them
-    const list = [...waiting.values()].flat()
-    return [
-      {
-        label: `backup (not shown: ${list.map(u => `${u.key} needs ${u.variable}, which is not set`).join('; ')}; deploy refuses to start without it)`,
-        script: ':'
-      }
-    ]
-  }
-  const plan = resolvePlan(ctx.config.app, b, layout, ctx.config.env)
-  const name = newBackupName(plan.app, new Date())
-  return [
-    probeScript(plan, { needs: neededTools(plan) }),
-    backupScript({ plan, name, meta: { app: plan.app, name, reason: 'before deploy of <release>' } })
   ]
 }
 
