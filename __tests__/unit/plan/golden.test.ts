@@ -48,7 +48,10 @@ function stable(text: string): string {
     .replace(/(token|TOKEN)=\\?'?[0-9a-f]{24}/g, '$1=<token>')
 }
 
-/** Two hosts, blue-green, checks from the runner and from each host with `{host}`, a log scan and a window. */
+/**
+ * Two hosts, blue-green, checks from the runner and from each host with `{host}` (one with a secret header), a
+ * log scan and a window.
+ */
 const FLEET = `app: shop
 path: /srv/shop
 hosts:
@@ -71,7 +74,7 @@ switch:
 verify:
   http:
     - { url: 'http://{host}:8080/health', from: runner }
-    - { url: 'http://{host}/ready' }
+    - { url: 'http://{host}/ready', headers: { X-Token: env:DB_PASSWORD } }
   command: bin/smoke "$API_TOKEN"
   logs: { command: 'journalctl -u shop --since @{started}' }
   window: 5s
@@ -125,7 +128,9 @@ describe('plan golden files', () => {
     expect(got).not.toContain('{host}')
     expect(labels).toContain('# log scan')
     expect(labels).toContain('# after verify and 2 s of drain: stop port 8002')
+    // env: values are placeholders; a secret used anywhere else shows as ***
     expect(got).toContain("export API_TOKEN='<API_TOKEN>'")
+    expect(got).toMatch(/X-Token: \*\*\*/)
   })
 
   test.each(dirs)('examples/%s', async dir => {
