@@ -42,7 +42,8 @@ import {
   type BuiltCommand
 } from './script.js'
 import { fromHex, signatureLine, signatureMatches } from './sign.js'
-import { describeTarget, type Target, type Tools } from './engines/target.js'
+import type { Target, Tools } from './engines/target.js'
+import { describeTarget, engineOf, formatOf } from './engines/index.js'
 
 /** Dumps and restores may take long; a hung one still ends (ssh.command_timeout if that is longer). */
 const LONG_TIMEOUT_MS = 6 * 3600_000
@@ -126,7 +127,12 @@ export function kvLines(text: string): Map<string, string[]> {
   return out
 }
 
-const majorOf = (v: string) => Number(/(\d+)(?:\.\d+)?/.exec(v)?.[1])
+/** The lines of one probe target (`T0_SERVER=...`), the prefix taken off (`SERVER`). */
+function targetLines(kv: Map<string, string[]>, prefix: string): Map<string, string[]> {
+  const out = new Map<string, string[]>()
+  for (const [k, v] of kv) if (k.startsWith(prefix)) out.set(k.slice(prefix.length), v)
+  return out
+}
 
 /** Host programs a backup of this plan needs besides the database tools. */
 export function neededTools(plan: BackupPlan): string[] {
@@ -207,66 +213,18 @@ export async function probeHost(
     const missing = (kv.get(`${p}MISSING`) ?? []).map(l => l.split(' ')[0] as string)
     const server = kv.get(`${p}SERVER`)?.[0]
     const error = (kv.get(`${p}ERROR`) ?? []).join('\n')
-    if (t.engine === 'postgres') {
-      const serverMajor = server ? Math.floor(Number(server.split(' ')[0]) / 10000) : undefined
-      const clientPkg = `postgresql-client${serverMajor ? `-${serverMajor}` : ''}`
-      for (const tool of missing)
-        out.problems.push({
-          target: t,
-          message: `${tool} not found ${where}: install ${clientPkg}${serverMajor ? '' : ' (the major version of your server, or newer)'}`
-        })
-      const client = tools.get('pg_dump')
-      if (client && serverMajor && majorOf(client.replace(/^pg_dump \(PostgreSQL\) /, '')) < serverMajor)
-        out.problems.push({
-          target: t,
-          message: `pg_dump ${where} is version ${majorOf(client.replace(/^pg_dump \(PostgreSQL\) /, ''))}, older than the PostgreSQL ${serverMajor} server of the ${what}: install postgresql-client-${serverMajor}`
-        })
-      if (server) out.sizes[t.index] = Number(server.split(' ')[1])
-    } else if (t.engine === 'mysql') {
-      const dump = kv.get(`${p}DUMP`)?.[0]
-      const clientTool = kv.get(`${p}CLIENT`)?.[0]
-      if (!dump)
-        out.problems.push({
-          target: t,
-          message: `mysqldump not found ${where}: install mariadb-client (or mysql-client for a MySQL server)`
-        })
-      if (!clientTool)
-        out.problems.push({
-          target: t,
-          message: `mysql client not found ${where}: install mariadb-client (or mysql-client for a MySQL server)`
-        })
-      if (dump && clientTool) out.tools[t.index] = { dump, client: clientTool }
-      if (server && dump) {
-        const [version = '', size] = server.split('\t')
-        out.sizes[t.index] = Number(size)
-        const clientVersion = tools.get(dump) ?? ''
-        const serverMaria = /mariadb/i.test(version)
-        const clientMaria = /mariadb/i.test(clientVersion)
-        const cv = /Distrib (\d+)\.(\d+)/.exec(clientVersion) ?? /Ver (\d+)\.(\d+)/.exec(clientVersion)
-        const sv = /^(\d+)\.(\d+)/.exec(version)
-        if (cv && sv && serverMaria === clientMaria) {
-          const older = Number(cv[1]) * 1000 + Number(cv[2]) < Number(sv[1]) * 1000 + Number(sv[2])
-          if (older && Number(cv[1]) < Number(sv[1]))
-            out.problems.push({
-              target: t,
-              message: `${dump} ${where} (${cv[1]}.${cv[2]}) is older than the ${what} server (${version}): install a client of version ${sv[1]} or newer`
-            })
-        } else if (sv && serverMaria !== clientMaria) {
-          ctx.log.warn(
-            `${dump} ${where} is a ${clientMaria ? 'MariaDB' : 'MySQL'} client and the server is ${version}; dumps usually work across them, restores are tested in docs/backups.md only for matching ones`,
-            host
-          )
-        }
+    engineOf(t.engine).readProbe(
+      t,
+      { kv: targetLines(kv, p), tools, missing, server, error, where, what },
+      {
+        problem: message => out.problems.push({ target: t, message }),
+        size: bytes => (out.sizes[t.index] = bytes),
+        tools: found => (out.tools[t.index] = found),
+        warn: message => ctx.log.warn(message, host)
       }
-    } else {
-      if (missing.includes('sqlite3'))
-        out.problems.push({ target: t, message: `sqlite3 not found ${where}: install sqlite3` })
-      if (server) out.sizes[t.index] = Number(server)
-    }
+    )
     if (!server && error && !missing.length)
       out.problems.push({ target: t, message: `cannot reach the ${what} ${where}: ${error}` })
-    else if (!server && error && t.engine === 'sqlite')
-      out.problems.push({ target: t, message: `the ${what} ${where}: ${error}` })
   }
   return out
 }
@@ -801,7 +759,7 @@ export class RestoreError extends StageError {
   }
   /** Whether the live state may differ from before: an artifact was restored, or a non-atomic one failed. */
   get changed(): boolean {
-    return this.restored.length > 0 || this.failed.kind === 'mysql' || this.failed.kind === 'files'
+    return this.restored.length > 0 || !formatOf(this.failed.kind).atomicRestore
   }
 }
 
