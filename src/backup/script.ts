@@ -448,25 +448,29 @@ export function restoreScript(
   }
 }
 
+/** A probe line of one target starts with this: `DB_SERVER=0 ` (the target's index, then the value). */
+export const probeKey = (t: Target, name: string) => `DB_${name}=${t.index} `
+
 /**
- * What the host has: for each target its tools (T<i>_TOOL, T<i>_MISSING), the server's version and the
- * database size (T<i>_SERVER) or the error connecting (T<i>_ERROR), or T<i>_NODIR when a compose
- * service's project dir is not there (no release yet); host tools the backup needs
- * (MISSING=); free space where the backups go (FREE_KB=).
+ * What the host has: for each target (its lines start `DB_<KEY>=<index> `, see probeKey) its tools
+ * (TOOL, MISSING), the server's version and the database size (SERVER) or the error connecting (ERROR),
+ * or NODIR when a compose service's project dir is not there (no release yet); host tools the backup
+ * needs (MISSING=); free space where the backups go (FREE_KB=).
  */
 export function probeScript(plan: BackupPlan, opts: { needs: string[] }): RemoteCommand {
   const all: string[] = ['t=${TMPDIR:-/tmp}', ...captureSecrets(plan, plan.targets, false)]
   for (const t of plan.targets) {
-    const p = `T${t.index}_`
+    const key = (name: string) => probeKey(t, name)
     const lines: string[] = []
     const version = (tool: string) =>
-      `v=$(${runIn(t, [], `${tool} --version`)} 2>&1) && printf '${p}TOOL=%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | head -n 1)" || printf '${p}MISSING=%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | tail -n 1)"`
-    if (t.container) lines.push(`command -v docker >/dev/null 2>&1 || echo ${p}NODOCKER=1`)
+      `v=$(${runIn(t, [], `${tool} --version`)} 2>&1) && printf '${key('TOOL')}%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | head -n 1)" || printf '${key('MISSING')}%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | tail -n 1)"`
+    if (t.container) lines.push(`command -v docker >/dev/null 2>&1 || echo ${key('NODOCKER')}1`)
     const server = (cmd: string) =>
-      `r=$(${cmd} 2>&1) && printf '${p}SERVER=%s\\n' "$r" || printf '%s\\n' "$r" | tail -n 5 | sed 's/^/${p}ERROR=/'`
-    lines.push(...engineOf(t.engine).probe(t, { prefix: p, version, server }))
+      `r=$(${cmd} 2>&1) && printf '${key('SERVER')}%s\\n' "$r" || printf '%s\\n' "$r" | tail -n 5 | sed 's/^/${key('ERROR')}/'`
+    lines.push(...engineOf(t.engine).probe(t, { key, version, server }))
     // `cd <compose dir>` failing (no release yet) is said as such, not as every tool missing
-    if (t.container) all.push(`if [ -d ${sh(t.container.dir)} ]; then`, ...lines, `else echo ${p}NODIR=1; fi`)
+    if (t.container)
+      all.push(`if [ -d ${sh(t.container.dir)} ]; then`, ...lines, `else echo ${key('NODIR')}1; fi`)
     else all.push(...lines)
   }
   const lines = all

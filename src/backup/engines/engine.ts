@@ -54,10 +54,10 @@ export interface ValidateContext {
   connection(): Connection | undefined
 }
 
-/** Helpers for the probe lines of one target; each prints `T<i>_...` lines. */
+/** Helpers for the probe lines of one target; each prints `DB_<KEY>=<index> <value>` lines. */
 export interface ProbeHelpers {
-  /** `T<i>_` */
-  prefix: string
+  /** What starts the line of one of this target's keys: `DB_TOOL=0 ` (then the value). */
+  key(name: string): string
   /** Prints TOOL=<tool> <first line of --version>, or MISSING=<tool> <what it said>. */
   version(tool: string): string
   /** Runs `cmd`: SERVER=<its output>, or ERROR= lines. */
@@ -66,7 +66,7 @@ export interface ProbeHelpers {
 
 /** What the probe printed for one target, read back. */
 export interface ProbeReading {
-  /** The target's lines by key, the `T<i>_` prefix taken off. */
+  /** The target's lines by key: `DB_DUMP=0 mariadb-dump` is `DUMP` -> `mariadb-dump`. */
   kv: Map<string, string[]>
   /** Tool name to the first line of its `--version`. */
   tools: Map<string, string>

@@ -123,9 +123,8 @@ export const mysql: BackupEngine = {
     r.line(`(${myTablesQuery(t, tools.client)}) 2>/dev/null | sed 's/^/DBTABLE=/'`)
   },
   probe(t, h) {
-    const p = h.prefix
     const find = (kind: string, tools: string[]) =>
-      `for x in ${tools.join(' ')}; do v=$(${runIn(t, [], '"$x" --version')} 2>&1) && { printf '${p}${kind}=%s\\n${p}TOOL=%s %s\\n' "$x" "$x" "$(printf '%s\\n' "$v" | head -n 1)"; break; }; done`
+      `for x in ${tools.join(' ')}; do v=$(${runIn(t, [], '"$x" --version')} 2>&1) && { printf '${h.key(kind)}%s\\n${h.key('TOOL')}%s %s\\n' "$x" "$x" "$(printf '%s\\n' "$v" | head -n 1)"; break; }; done`
     return [
       'c=',
       find('DUMP', ['mariadb-dump', 'mysqldump']),

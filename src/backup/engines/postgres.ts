@@ -128,7 +128,7 @@ export const postgres: BackupEngine = {
   probe(t, h) {
     // on the host, presence is a shell builtin away; only pg_dump's version matters (vs the server's)
     const present = (tool: string) =>
-      t.container ? h.version(tool) : `command -v ${tool} >/dev/null 2>&1 || echo ${h.prefix}MISSING=${tool}`
+      t.container ? h.version(tool) : `command -v ${tool} >/dev/null 2>&1 || echo ${h.key('MISSING')}${tool}`
     return [h.version('pg_dump'), present('pg_restore'), present('psql'), h.server(pgServerQuery(t))]
   },
   readProbe(_t, r, out) {

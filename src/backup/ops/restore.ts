@@ -1,0 +1,214 @@
+import { ExitCode } from '../../config/errors.js'
+import { parseKeyValues } from '../../commands/release.js'
+import { runOn, type HostSession, type RunContext } from '../../pipeline/context.js'
+import { StageError, errorMessage } from '../../pipeline/errors.js'
+import { isRelativeSafe, type BackupPlan } from '../plan.js'
+import type { Artifact, BackupName } from '../name.js'
+import { restoreScript, targetFor } from '../script.js'
+import { describeTarget, formatOf } from '../engines/index.js'
+import { findBackup, listBackups, type BackupInfo } from './list.js'
+import { probeHost, throwProblems } from './probe.js'
+import { describeFailure, longTimeout, planFor, stepWarnings, type BackupResult } from './shared.js'
+import { takeSafetyBackup } from './take.js'
+import { verifyBackup, type VerifyResult } from './verify.js'
+
+export interface RestoreOptions {
+  stage: string
+  /** Restore only the databases (a rollback of a migration), or everything in the backup (default). */
+  only?: 'databases'
+  /** Called once something live is about to change: the first artifact's restore starts. */
+  onChange?: () => void
+}
+
+export interface RestoreResult {
+  name: BackupName
+  restored: string[]
+  /** Tables the database has that the backup does not (created after it, e.g. by a migration). */
+  leftTables: Record<string, string[]>
+}
+
+/**
+ * Restores the artifacts of a verified backup over the live databases and files, one artifact at a
+ * time. PostgreSQL restores in one transaction and SQLite through the backup API (each all or nothing);
+ * MySQL and files are not atomic, which is why callers take a safety backup first.
+ */
+export async function restoreArtifacts(
+  ctx: RunContext,
+  s: HostSession,
+  plan: BackupPlan,
+  info: BackupInfo,
+  verified: VerifyResult,
+  opts: RestoreOptions
+): Promise<RestoreResult> {
+  const artifacts = info.files
+    .flatMap(f => (f.artifact ? [f.artifact] : []))
+    .filter(a => opts.only !== 'databases' || a.kind !== 'files')
+  const unmatched = artifacts.filter(a => a.kind !== 'files' && !targetFor(plan, a))
+  if (unmatched.length)
+    throw new StageError(
+      opts.stage,
+      `no database in backup.databases matches ${unmatched.map(a => a.file).join(', ')} (the config changed since the backup?); restore it by hand (docs/backups.md)`,
+      s.host.name,
+      ExitCode.badInput
+    )
+  if (artifacts.some(a => a.encrypted) && !plan.hasIdentity)
+    throw new StageError(
+      opts.stage,
+      `backup ${info.name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`,
+      s.host.name,
+      ExitCode.badInput
+    )
+  for (const t of plan.targets)
+    if (!artifacts.some(a => targetFor(plan, a) === t))
+      ctx.log.warn(
+        `backup ${info.name} has nothing for the ${describeTarget(t)}; it is left as it is`,
+        s.host.name
+      )
+  const probe = artifacts.some(a => a.kind !== 'files')
+    ? await probeHost(ctx, s, plan, { stage: opts.stage, needs: [] })
+    : undefined
+  if (probe) throwProblems(opts.stage, s, 'restore', probe)
+  const restored: string[] = []
+  const leftTables: Record<string, string[]> = {}
+  for (const a of artifacts) {
+    const t = targetFor(plan, a)
+    // the paths this archive was made of (its meta file), rather than what the config lists today
+    // (with sign_key, only the meta file the signature covers)
+    const archived = plan.signKey ? verified.signed?.meta?.files : info.meta?.files
+    const paths =
+      Array.isArray(archived) && archived.every(p => typeof p === 'string' && isRelativeSafe(p))
+        ? archived
+        : plan.files
+    const cmd = restoreScript(
+      { ...plan, files: paths },
+      s.layout.meta,
+      a,
+      t,
+      t ? probe?.tools[t.index] : undefined
+    )
+    opts.onChange?.()
+    ctx.log.info(
+      `restoring ${a.file}${t ? ` into the ${describeTarget(t)}` : ` into ${plan.root}`}`,
+      s.host.name
+    )
+    const r = await runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) })
+    const kv = parseKeyValues(r.stdout)
+    if (r.code !== 0 || !kv.get('RESTORED'))
+      throw new RestoreError(
+        opts.stage,
+        `restore of ${a.file} failed on ${s.host.name}: ${describeFailure(cmd, r.stdout, r.stderr, r.code)}`,
+        s.host.name,
+        restored,
+        a
+      )
+    for (const w of stepWarnings(cmd, r.stdout)) ctx.log.warn(w, s.host.name)
+    restored.push(a.file)
+    const inBackup = verified.tables[a.file]
+    const now = kv.get('DBTABLE')
+    if (t && inBackup && now) {
+      const had = new Set(inBackup)
+      const left = now.filter(x => !had.has(x))
+      if (left.length) {
+        leftTables[a.file] = left
+        ctx.log.warn(
+          `the ${describeTarget(t)} has table(s) the backup does not: ${left.join(', ')}. They were left as they are (created after the backup, e.g. by a migration); drop them if the code you run expects them gone`,
+          s.host.name
+        )
+      }
+    }
+    ctx.log.info(`restored ${a.file}`, s.host.name)
+  }
+  return { name: info.name, restored, leftTables }
+}
+
+/** A failed restore; `restored` lists the artifacts that were already put back before `failed`. */
+export class RestoreError extends StageError {
+  constructor(
+    stage: string,
+    message: string,
+    host: string,
+    readonly restored: string[],
+    readonly failed: Artifact
+  ) {
+    super(stage, message, host)
+    this.name = 'RestoreError'
+  }
+  /** Whether the live state may differ from before: an artifact was restored, or a non-atomic one failed. */
+  get changed(): boolean {
+    return this.restored.length > 0 || !formatOf(this.failed.kind).atomicRestore
+  }
+}
+
+export interface RestoreBackupOptions extends RestoreOptions {
+  /** Take a backup of the current state first (default true); restored automatically if the restore fails. */
+  safetyBackup?: boolean
+}
+
+export interface RestoreBackupResult extends RestoreResult {
+  verified: VerifyResult
+  safety?: BackupResult
+}
+
+/**
+ * For stages (a failed migration, a rollback) and the `restore` command: verifies backup `name`, takes a
+ * safety backup of the current state (unless told not to), and restores. If the restore fails after
+ * something changed, the safety backup is restored; the error then says whether that worked.
+ */
+export async function restoreBackup(
+  ctx: RunContext,
+  s: HostSession,
+  name: BackupName,
+  opts: RestoreBackupOptions
+): Promise<RestoreBackupResult> {
+  const plan = planFor(ctx, s, opts.stage)
+  const listing = await listBackups(ctx, s, plan, opts.stage)
+  const info = findBackup(listing, name, s, opts.stage)
+  const verified = await verifyBackup(ctx, s, plan, info, opts.stage)
+  if (verified.unchecked.length)
+    throw new StageError(
+      opts.stage,
+      `backup ${name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`,
+      s.host.name,
+      ExitCode.badInput
+    )
+  ctx.log.info(`backup ${name} verified (${verified.checked.join(', ')})`, s.host.name)
+  const safety =
+    opts.safetyBackup === false ? undefined : await takeSafetyBackup(ctx, s, opts.stage, `restore of ${name}`)
+  try {
+    return { ...(await restoreArtifacts(ctx, s, plan, info, verified, opts)), verified, safety }
+  } catch (e) {
+    if (!(e instanceof RestoreError) || !e.changed || !safety) throw e
+    ctx.log.error(`${e.message}; putting back the safety backup ${safety.name}`, s.host.name)
+    try {
+      await restoreSafety(ctx, s, plan, safety.name, opts.stage, opts.only)
+    } catch (again) {
+      throw new StageError(
+        opts.stage,
+        `${e.message}. Putting back the safety backup ${safety.name} FAILED too: ${errorMessage(again)}. The database may be half restored: restore ${safety.name} by hand (docs/backups.md)`,
+        s.host.name,
+        ExitCode.rollbackFailed
+      )
+    }
+    throw new StageError(
+      opts.stage,
+      `${e.message}. The safety backup ${safety.name} was restored: the data is as it was before`,
+      s.host.name,
+      ExitCode.rolledBack
+    )
+  }
+}
+
+/** Restores a safety backup taken moments ago (verified first; no new safety backup). */
+export async function restoreSafety(
+  ctx: RunContext,
+  s: HostSession,
+  plan: BackupPlan,
+  name: BackupName,
+  stage: string,
+  only?: 'databases'
+): Promise<RestoreResult> {
+  const listing = await listBackups(ctx, s, plan, stage)
+  const info = findBackup(listing, name, s, stage)
+  const verified = await verifyBackup(ctx, s, plan, info, stage)
+  return restoreArtifacts(ctx, s, plan, info, verified, { stage, only })
+}
