@@ -26,7 +26,7 @@ import { filesDump, filesExtract, filesSwap } from './engines/files.js'
  * The scripts that run on the host for backups. Each is POSIX sh (dash is /bin/sh on Debian, and dash
  * has no `set -o pipefail`), so every pipeline records the exit status of each of its commands in a file
  * (`{ ( cmd ) 2>"$t/s1.err"; echo $? >"$t/s1.rc"; } | ...`) and `sd_ok` fails when any is not 0. That
- * works the same in dash, bash, ash and ksh. Scripts print KEY=value lines that backup/run.ts reads.
+ * works the same in dash, bash, ash and ksh. Scripts print KEY=value lines that ops/*.ts read (parseKeyValues).
  */
 
 export type { Step }

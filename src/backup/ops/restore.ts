@@ -1,15 +1,14 @@
 import { ExitCode } from '../../config/errors.js'
 import { parseKeyValues } from '../../commands/release.js'
 import { runOn, type HostSession, type RunContext } from '../../pipeline/context.js'
-import { StageError, errorMessage } from '../../pipeline/errors.js'
+import { StageError } from '../../pipeline/errors.js'
 import { isRelativeSafe, type BackupPlan } from '../plan.js'
 import type { Artifact, BackupName } from '../name.js'
 import { restoreScript, targetFor } from '../script.js'
 import { describeTarget, formatOf } from '../engines/index.js'
 import { findBackup, listBackups, type BackupInfo } from './list.js'
 import { probeHost, throwProblems } from './probe.js'
-import { describeFailure, longTimeout, planFor, stepWarnings, type BackupResult } from './shared.js'
-import { takeSafetyBackup } from './take.js'
+import { describeFailure, longTimeout, planFor, stepWarnings } from './shared.js'
 import { verifyBackup, type VerifyResult } from './verify.js'
 
 export interface RestoreOptions {
@@ -139,63 +138,56 @@ export class RestoreError extends StageError {
   }
 }
 
-export interface RestoreBackupOptions extends RestoreOptions {
-  /** Take a backup of the current state first (default true); restored automatically if the restore fails. */
-  safetyBackup?: boolean
-}
-
 export interface RestoreBackupResult extends RestoreResult {
   verified: VerifyResult
-  safety?: BackupResult
+}
+
+/** A backup found whole and verified, ready for restoreArtifacts. */
+export interface CheckedBackup {
+  plan: BackupPlan
+  info: BackupInfo
+  verified: VerifyResult
 }
 
 /**
- * For stages (a failed migration, a rollback) and the `restore` command: verifies backup `name`, takes a
- * safety backup of the current state (unless told not to), and restores. If the restore fails after
- * something changed, the safety backup is restored; the error then says whether that worked.
+ * Finds backup `name` and verifies it; refuses (exit 2) one that cannot be fully checked (encrypted, no
+ * identity). Nothing changes: the first step of every restore, before a safety backup is taken.
  */
-export async function restoreBackup(
+export async function checkBackup(
   ctx: RunContext,
   s: HostSession,
   name: BackupName,
-  opts: RestoreBackupOptions
-): Promise<RestoreBackupResult> {
-  const plan = planFor(ctx, s, opts.stage)
-  const listing = await listBackups(ctx, s, plan, opts.stage)
-  const info = findBackup(listing, name, s, opts.stage)
-  const verified = await verifyBackup(ctx, s, plan, info, opts.stage)
+  stage: string
+): Promise<CheckedBackup> {
+  const plan = planFor(ctx, s, stage)
+  const listing = await listBackups(ctx, s, plan, stage)
+  const info = findBackup(listing, name, s, stage)
+  const verified = await verifyBackup(ctx, s, plan, info, stage)
   if (verified.unchecked.length)
     throw new StageError(
-      opts.stage,
+      stage,
       `backup ${name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`,
       s.host.name,
       ExitCode.badInput
     )
   ctx.log.info(`backup ${name} verified (${verified.checked.join(', ')})`, s.host.name)
-  const safety =
-    opts.safetyBackup === false ? undefined : await takeSafetyBackup(ctx, s, opts.stage, `restore of ${name}`)
-  try {
-    return { ...(await restoreArtifacts(ctx, s, plan, info, verified, opts)), verified, safety }
-  } catch (e) {
-    if (!(e instanceof RestoreError) || !e.changed || !safety) throw e
-    ctx.log.error(`${e.message}; putting back the safety backup ${safety.name}`, s.host.name)
-    try {
-      await restoreSafety(ctx, s, plan, safety.name, opts.stage, opts.only)
-    } catch (again) {
-      throw new StageError(
-        opts.stage,
-        `${e.message}. Putting back the safety backup ${safety.name} FAILED too: ${errorMessage(again)}. The database may be half restored: restore ${safety.name} by hand (docs/backups.md)`,
-        s.host.name,
-        ExitCode.rollbackFailed
-      )
-    }
-    throw new StageError(
-      opts.stage,
-      `${e.message}. The safety backup ${safety.name} was restored: the data is as it was before`,
-      s.host.name,
-      ExitCode.rolledBack
-    )
-  }
+  return { plan, info, verified }
+}
+
+/**
+ * Verifies backup `name` and restores it, with no safety backup: for putting back a backup that holds
+ * the state wanted (the pre-deploy backup after a failed migration). A restore that needs a safety
+ * backup is two steps the orchestrator can undo: takeSafetyBackup, then restoreArtifacts, whose stage's
+ * undo is restoreSafety (backup/stages.ts restoreStages, a rollback's database stage).
+ */
+export async function restoreBackup(
+  ctx: RunContext,
+  s: HostSession,
+  name: BackupName,
+  opts: RestoreOptions
+): Promise<RestoreBackupResult> {
+  const { plan, info, verified } = await checkBackup(ctx, s, name, opts.stage)
+  return { ...(await restoreArtifacts(ctx, s, plan, info, verified, opts)), verified }
 }
 
 /** Restores a safety backup taken moments ago (verified first; no new safety backup). */
