@@ -20,7 +20,8 @@ import { httpChecks, verifyHost } from './checks.js'
 import { errorMessage } from './errors.js'
 import { planBlueGreen } from './bluegreen.js'
 import type { LockOwner } from '../commands/lock.js'
-import { backupPlanCommands, databaseSizes, type DatabaseSize } from '../backup/ops.js'
+import { backupPlanCommands } from '../backup/ops/take.js'
+import { databaseSizes, type DatabaseSize } from '../backup/ops/probe.js'
 
 export interface LockInfo {
   host: string
