@@ -11,18 +11,11 @@ import { newContext, type RunRequest } from '../pipeline/run.js'
 import { preflightStage } from '../pipeline/stages.js'
 import type { Stage } from '../pipeline/stage.js'
 import { isBackupName, parseBackupName, type BackupName } from './name.js'
-import {
-  downloadBackup,
-  findBackup,
-  listBackups,
-  planFor,
-  pruneBackups,
-  setKept,
-  verifyBackup,
-  type BackupInfo,
-  type BackupResult,
-  type PruneResult
-} from './ops.js'
+import { downloadBackup } from './ops/download.js'
+import { findBackup, listBackups, setKept, type BackupInfo } from './ops/list.js'
+import { pruneBackups, type PruneResult } from './ops/prune.js'
+import { planFor, type BackupResult } from './ops/shared.js'
+import { verifyBackup } from './ops/verify.js'
 import { backupNowStage, restoreStages, runnerBackupDir, type RestoreState } from './stages.js'
 
 /** The backup commands of the CLI: `backup`, `backups list|verify|prune|download`, `restore`. */

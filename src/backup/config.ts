@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { ENGINE_IDS } from './engines/index.js'
 
 /**
  * `backup:` in safe-deploy.yml. A backup is a set of files under <root>/backups sharing one name,
@@ -11,7 +12,7 @@ const database = z
       .regex(/^[A-Za-z0-9_-]{1,32}$/)
       .optional()
       .describe('Label for this database in artifact names when there are several'),
-    engine: z.enum(['postgres', 'mysql', 'sqlite']),
+    engine: z.enum(ENGINE_IDS),
     url: z.string().optional().describe('postgres://user:pass@host:5432/db or mysql://...; use env:NAME'),
     host: z.string().optional(),
     port: z.number().int().min(1).max(65535).optional(),

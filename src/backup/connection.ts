@@ -1,4 +1,7 @@
 import type { DatabaseConfig } from './config.js'
+import { engineOf, type EngineId } from './engines/index.js'
+
+export { conninfoValue } from './engines/postgres.js'
 
 /**
  * How to reach a database, from `url:` and/or the separate fields (a field wins over the URL). The
@@ -14,48 +17,6 @@ export interface Connection {
   params: Record<string, string>
 }
 
-/** URL query parameters libpq understands, and the environment variable that carries each. */
-const LIBPQ_PARAMS: Record<string, string> = {
-  host: 'PGHOST',
-  hostaddr: 'PGHOSTADDR',
-  port: 'PGPORT',
-  dbname: 'PGDATABASE',
-  user: 'PGUSER',
-  passfile: 'PGPASSFILE',
-  service: 'PGSERVICE',
-  options: 'PGOPTIONS',
-  application_name: 'PGAPPNAME',
-  connect_timeout: 'PGCONNECT_TIMEOUT',
-  sslmode: 'PGSSLMODE',
-  sslrootcert: 'PGSSLROOTCERT',
-  sslcert: 'PGSSLCERT',
-  sslkey: 'PGSSLKEY',
-  sslcrl: 'PGSSLCRL',
-  sslsni: 'PGSSLSNI',
-  channel_binding: 'PGCHANNELBINDING',
-  gssencmode: 'PGGSSENCMODE',
-  krbsrvname: 'PGKRBSRVNAME',
-  target_session_attrs: 'PGTARGETSESSIONATTRS'
-}
-
-/** mysql/mariadb client options a URL may set as `?ssl-ca=/path` (each becomes `--ssl-ca=/path`). */
-const MYSQL_PARAMS = [
-  'ssl',
-  'ssl-ca',
-  'ssl-capath',
-  'ssl-cert',
-  'ssl-key',
-  'ssl-mode',
-  'ssl-verify-server-cert',
-  'socket',
-  'protocol'
-]
-
-const SCHEMES: Record<'postgres' | 'mysql', string[]> = {
-  postgres: ['postgres:', 'postgresql:'],
-  mysql: ['mysql:', 'mariadb:']
-}
-
 /**
  * SQLAlchemy's `dialect+driver://` (`postgresql+psycopg2://`, `mysql+pymysql://`, the Python users'
  * DATABASE_URL): the driver says which Python module talks to the server, which does not matter to
@@ -64,9 +25,6 @@ const SCHEMES: Record<'postgres' | 'mysql', string[]> = {
 function baseScheme(protocol: string): string {
   return protocol.replace(/^([a-z][a-z0-9]*)\+[a-z0-9_]+:$/i, '$1:').toLowerCase()
 }
-
-/** Query parameters of SQLAlchemy MySQL URLs that the mysql client does not need (dumps are utf8mb4). */
-const MYSQL_IGNORED = ['charset']
 
 function decode(part: string, what: string): string {
   try {
@@ -81,16 +39,18 @@ function decode(part: string, what: string): string {
  * the same with a SQLAlchemy driver suffix (`postgresql+psycopg2://`, `mysql+pymysql://...?charset=utf8mb4`).
  * Errors never repeat the URL: it may hold a password.
  */
-export function parseDatabaseUrl(url: string, engine: 'postgres' | 'mysql'): Connection {
+export function parseDatabaseUrl(url: string, engine: EngineId): Connection {
+  const spec = engineOf(engine).url
+  if (!spec) throw new Error(`engine ${engine} takes no URL`)
   let u: URL
   try {
     u = new URL(url)
   } catch {
     throw new Error(`not a URL; expected ${engine}://user:password@host:port/database`)
   }
-  if (!SCHEMES[engine].includes(baseScheme(u.protocol))) {
+  if (!spec.schemes.includes(baseScheme(u.protocol))) {
     throw new Error(
-      `the URL scheme is ${u.protocol.replace(/:$/, '')}; for engine ${engine} use ${SCHEMES[engine].map(s => `${s}//`).join(' or ')}`
+      `the URL scheme is ${u.protocol.replace(/:$/, '')}; for engine ${engine} use ${spec.schemes.map(s => `${s}//`).join(' or ')}`
     )
   }
   const conn: Connection = { params: {} }
@@ -103,20 +63,8 @@ export function parseDatabaseUrl(url: string, engine: 'postgres' | 'mysql'): Con
   if (path.includes('/')) throw new Error('the URL path must be just the database name')
   if (path) conn.database = path
   for (const [key, value] of u.searchParams) {
-    if (engine === 'postgres') {
-      const env = LIBPQ_PARAMS[key]
-      if (!env) throw new Error(`unknown connection parameter ?${key}= (libpq parameters only)`)
-      if (key === 'host') conn.host = value
-      else if (key === 'port') conn.port = Number(value)
-      else if (key === 'user') conn.user = value
-      else if (key === 'dbname') conn.database = value
-      else conn.params[env] = value
-    } else {
-      if (MYSQL_IGNORED.includes(key)) continue
-      if (!MYSQL_PARAMS.includes(key))
-        throw new Error(`unknown connection parameter ?${key}= (supported: ${MYSQL_PARAMS.join(', ')})`)
-      conn.params[key] = value
-    }
+    const problem = spec.param(key, value, conn)
+    if (problem) throw new Error(problem)
   }
   if (conn.port !== undefined && !(Number.isInteger(conn.port) && conn.port > 0 && conn.port < 65536))
     throw new Error('the port in the URL is not a port number')
@@ -126,7 +74,7 @@ export function parseDatabaseUrl(url: string, engine: 'postgres' | 'mysql'): Con
 /** The connection for one `backup.databases[]` entry: the URL, then the fields over it. */
 export function resolveConnection(db: DatabaseConfig): Connection {
   const conn: Connection =
-    db.url && db.engine !== 'sqlite' ? parseDatabaseUrl(db.url, db.engine) : { params: {} }
+    db.url && engineOf(db.engine).url ? parseDatabaseUrl(db.url, db.engine) : { params: {} }
   if (db.host !== undefined) conn.host = db.host
   if (db.port !== undefined) conn.port = db.port
   if (db.user !== undefined) conn.user = db.user
@@ -142,7 +90,7 @@ export function resolveConnection(db: DatabaseConfig): Connection {
 export function databaseSecrets(db: DatabaseConfig): string[] {
   const out: string[] = []
   if (db.password) out.push(db.password)
-  if (db.url && db.engine !== 'sqlite') {
+  if (db.url && engineOf(db.engine).url) {
     out.push(db.url)
     try {
       const u = new URL(db.url)
@@ -152,9 +100,4 @@ export function databaseSecrets(db: DatabaseConfig): string[] {
     }
   }
   return out
-}
-
-/** A libpq connection-string value: bare when plain, else single-quoted with \ and ' escaped. */
-export function conninfoValue(v: string): string {
-  return /^[A-Za-z0-9_.-]+$/.test(v) ? v : `'${v.replace(/[\\']/g, c => `\\${c}`)}'`
 }

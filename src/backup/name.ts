@@ -1,11 +1,50 @@
 import { ConfigError } from '../config/errors.js'
-import { parseBackupTime } from './retention.js'
+import { FORMATS, type ArtifactKind } from './engines/index.js'
+
+export type { ArtifactKind }
 
 declare const brand: unique symbol
 /** `shop_20261121_193000`: the app name and the UTC time; every file of one backup starts with it. */
 export type BackupName = string & { readonly [brand]: 'BackupName' }
 
-const NAME = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63})_(\d{8})_(\d{6})$/
+/**
+ * The one backup-name pattern: `<app>_YYYYMMDD_HHMMSS`, optionally followed by extensions (`.dump`,
+ * `.sql.gz`, `.files.tar.gz.age`, `.sha256`, ...). The app name may contain `_`; the greedy app group
+ * makes the timestamp the last one.
+ */
+const BACKUP_FILE =
+  /^([A-Za-z0-9][A-Za-z0-9._-]{0,63})_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})((?:\.[A-Za-z0-9_-]+)*)$/
+
+export interface ParsedBackupFile {
+  app: string
+  /** `<app>_YYYYMMDD_HHMMSS`: every file of one backup starts with it. */
+  stem: BackupName
+  time: Date
+  /** What follows the stem: `.sql.gz`, or empty for the name itself. */
+  rest: string
+}
+
+/** Parses a backup name or a file of one; undefined when it is neither (or the date is impossible). */
+export function parseBackupFileName(file: string): ParsedBackupFile | undefined {
+  const m = BACKUP_FILE.exec(file)
+  if (!m) return undefined
+  const [, app, ys, mos, ds, hs, mis, ss, rest = ''] = m
+  if (app === undefined) return undefined
+  const [y, mo, d, h, mi, s] = [ys, mos, ds, hs, mis, ss].map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number
+  ]
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 59) return undefined
+  const time = new Date(Date.UTC(y, mo - 1, d, h, mi, s))
+  // Date.UTC rolls 2025-02-30 over to March (and maps years 0-99 to 1900-1999): refuse both.
+  if (time.getUTCFullYear() !== y || time.getUTCMonth() !== mo - 1 || time.getUTCDate() !== d)
+    return undefined
+  return { app, stem: `${app}_${ys}${mos}${ds}_${hs}${mis}${ss}` as BackupName, time, rest }
+}
 
 const pad = (n: number) => String(n).padStart(2, '0')
 
@@ -19,15 +58,15 @@ export function newBackupName(app: string, now: Date): BackupName {
 
 /** A well-formed name with a real date (2025-02-30 is not one). */
 export function isBackupName(value: string): value is BackupName {
-  return NAME.test(value) && parseBackupTime(value) !== undefined
+  return parseBackupFileName(value)?.rest === ''
 }
 
 export function appOf(name: BackupName): string {
-  return (NAME.exec(name) as RegExpExecArray)[1] as string
+  return (parseBackupFileName(name) as ParsedBackupFile).app
 }
 
 export function backupTime(name: BackupName): Date {
-  return parseBackupTime(name) as Date
+  return (parseBackupFileName(name) as ParsedBackupFile).time
 }
 
 /**
@@ -48,7 +87,6 @@ export function parseBackupName(value: string, app?: string, what = 'backup name
   return value
 }
 
-export type ArtifactKind = 'postgres' | 'mysql' | 'sqlite' | 'files'
 export type Compression = 'gzip' | 'zstd' | 'none'
 
 /** One file of a backup: a database dump or the files archive. */
@@ -62,12 +100,7 @@ export interface Artifact {
 }
 
 const COMPRESS_EXT: Record<Compression, string> = { gzip: '.gz', zstd: '.zst', none: '' }
-const BASE_EXT: Record<ArtifactKind, string> = {
-  postgres: '.dump',
-  mysql: '.sql',
-  sqlite: '.sqlite3',
-  files: '.files.tar'
-}
+const KINDS = Object.keys(FORMATS) as ArtifactKind[]
 
 /**
  * `NAME.dump` (PostgreSQL custom format, compressed by pg_dump itself), `NAME.sql.gz|.sql.zst|.sql`
@@ -75,9 +108,10 @@ const BASE_EXT: Record<ArtifactKind, string> = {
  * `NAME.<label>.<ext>`; `.age` when encrypted.
  */
 export function artifactFile(name: BackupName, a: Omit<Artifact, 'file'>): string {
-  const compress = a.kind === 'postgres' ? '' : COMPRESS_EXT[a.compress]
+  const format = FORMATS[a.kind]
+  const compress = format.compressible ? COMPRESS_EXT[a.compress] : ''
   const label = a.kind !== 'files' && a.label ? `.${a.label}` : ''
-  return `${name}${label}${BASE_EXT[a.kind]}${compress}${a.encrypted ? '.age' : ''}`
+  return `${name}${label}.${format.ext}${compress}${a.encrypted ? '.age' : ''}`
 }
 
 export const manifestFile = (name: BackupName) => `${name}.sha256`
@@ -87,22 +121,22 @@ export const signatureFile = (name: BackupName) => `${name}.sig`
 /** The marker of a backup kept out of retention (`backup --keep`, `backups protect NAME`). */
 export const keepFile = (name: BackupName) => `${name}.keep`
 
-const ARTIFACT =
-  /^(?:\.([A-Za-z0-9_-]{1,32}))??\.(dump|sql|sql\.gz|sql\.zst|sqlite3|sqlite3\.gz|sqlite3\.zst|files\.tar|files\.tar\.gz|files\.tar\.zst)(\.age)?$/
+const escape = (x: string) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+
+/** `.<label>?.<ext>[.gz|.zst][.age]` for every format in the registry. */
+const ARTIFACT = new RegExp(
+  `^(?:\\.([A-Za-z0-9_-]{1,32}))??\\.(${KINDS.map(k => escape(FORMATS[k].ext)).join('|')})((?:\\.gz|\\.zst)?)(\\.age)?$`
+)
 
 /** What a file of backup `name` holds, from its name alone; undefined for the manifest, meta and others. */
 export function parseArtifactFile(name: BackupName, file: string): Artifact | undefined {
   if (!file.startsWith(name)) return undefined
   const m = ARTIFACT.exec(file.slice(name.length))
   if (!m) return undefined
-  const [, label, ext = '', age] = m
-  const [base, comp] = ext.startsWith('files.tar')
-    ? ['files', ext.slice('files.tar'.length)]
-    : [ext.split('.')[0] as string, ext.slice((ext.split('.')[0] as string).length)]
-  const kind = ({ dump: 'postgres', sql: 'mysql', sqlite3: 'sqlite', files: 'files' } as const)[
-    base as 'dump' | 'sql' | 'sqlite3' | 'files'
-  ]
+  const [, label, ext = '', comp = '', age] = m
+  const kind = KINDS.find(k => FORMATS[k].ext === ext) as ArtifactKind
   if (kind === 'files' && label) return undefined
+  if (comp && !FORMATS[kind].compressible) return undefined
   const compress: Compression = comp === '.gz' ? 'gzip' : comp === '.zst' ? 'zstd' : 'none'
-  return { kind, label, compress: kind === 'postgres' ? 'none' : compress, encrypted: !!age, file }
+  return { kind, label, compress, encrypted: !!age, file }
 }

@@ -5,6 +5,8 @@ import { databaseSecrets, parseDatabaseUrl, resolveConnection } from './connecti
 import { assertPolicyKeepsSomething } from './retention.js'
 import type { Compression } from './name.js'
 import type { Target } from './engines/target.js'
+import { engineOf } from './engines/index.js'
+import { isRelativeSafe } from './engines/engine.js'
 
 /** Everything a backup on one host needs, resolved from the config: pure data. */
 export interface BackupPlan {
@@ -39,9 +41,7 @@ export function backupConfigOf(config: Config): BackupConfig | undefined {
   return b && b.enabled ? b : undefined
 }
 
-/** A path inside the deploy root: relative, no `..`, no NUL or line breaks. */
-export const isRelativeSafe = (p: string) =>
-  p.length > 0 && !p.startsWith('/') && !p.split('/').includes('..') && !/[\0\n\r]/.test(p)
+export { isRelativeSafe }
 
 function resolvePath(root: string, p: string): string {
   return p.startsWith('/') ? p : `${root.replace(/\/+$/, '')}/${p}`
@@ -49,11 +49,7 @@ function resolvePath(root: string, p: string): string {
 
 function defaultLabel(db: DatabaseConfig, i: number): string {
   if (db.name) return db.name
-  if (db.engine === 'sqlite') {
-    const base = (db.path ?? '').split('/').pop() ?? ''
-    return base.replace(/\.[^.]*$/, '') || `db${i}`
-  }
-  return resolveConnectionSafe(db)?.database ?? `db${i}`
+  return engineOf(db.engine).defaultLabel(db, () => resolveConnectionSafe(db)) ?? `db${i}`
 }
 
 function resolveConnectionSafe(db: DatabaseConfig) {
@@ -77,27 +73,17 @@ export function checkBackupConfig(backup: Config['backup']): { problems: string[
   backup.databases.forEach((db, i) => {
     const at = `backup.databases[${i}]`
     secrets.push(...databaseSecrets(db))
-    if (db.url && db.engine !== 'sqlite') {
+    const engine = engineOf(db.engine)
+    let urlFailed = false
+    if (db.url && engine.url) {
       try {
         parseDatabaseUrl(db.url, db.engine)
       } catch (e) {
         problems.push(`${at}.url: ${(e as Error).message}`)
+        urlFailed = true
       }
     }
-    if (db.engine === 'sqlite') {
-      if (!db.path) problems.push(`${at}.path: the SQLite database file is required for engine sqlite`)
-      else if (db.container && !db.path.startsWith('/'))
-        problems.push(`${at}.path: inside a container the SQLite path must be absolute`)
-      else if (!db.path.startsWith('/') && !isRelativeSafe(db.path))
-        problems.push(`${at}.path: expected an absolute path or one relative to the deploy root, without ..`)
-      if (db.url || db.host || db.user || db.password || db.database)
-        problems.push(`${at}: engine sqlite takes only path (and container)`)
-    } else {
-      const conn = resolveConnectionSafe(db)
-      if (!conn?.database && !problems.some(p => p.startsWith(`${at}.url`)))
-        problems.push(`${at}.database: name the database to back up (database: app, or a URL ending in /app)`)
-      if (db.path) problems.push(`${at}.path: only for engine sqlite`)
-    }
+    problems.push(...engine.validate(db, { at, urlFailed, connection: () => resolveConnectionSafe(db) }))
     if (db.compose_dir !== undefined && !db.container) problems.push(`${at}.compose_dir: only with container`)
     if (db.container !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(db.container))
       problems.push(`${at}.container: expected a compose service name`)
@@ -145,7 +131,8 @@ export function resolvePlan(
   const several = backup.databases.length > 1
   const secretEnv: Record<string, string> = {}
   const targets = backup.databases.map((db, index): Target => {
-    const conn = db.engine === 'sqlite' ? { params: {} } : resolveConnection(db)
+    const engine = engineOf(db.engine)
+    const conn = engine.url ? resolveConnection(db) : { params: {} }
     const label = defaultLabel(db, index)
     let passwordVar: string | undefined
     if (conn.password !== undefined && conn.password !== '') {
@@ -164,7 +151,7 @@ export function resolvePlan(
       container: db.container
         ? { service: db.container, dir: resolvePath(root, db.compose_dir ?? 'current') }
         : undefined,
-      compress: db.engine === 'postgres' ? 'none' : (db.compress ?? 'gzip')
+      compress: engine.compressible ? (db.compress ?? 'gzip') : 'none'
     }
   })
   if (backup.encrypt?.identity) secretEnv[IDENTITY_ENV] = backup.encrypt.identity

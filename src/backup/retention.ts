@@ -1,4 +1,5 @@
 import type { RetentionPolicy } from './config.js'
+import { parseBackupFileName } from './name.js'
 
 /**
  * Which backups to keep: the newest backup of each of the last `daily` days, `weekly` ISO weeks and
@@ -6,39 +7,8 @@ import type { RetentionPolicy } from './config.js'
  * and any protected backup. Everything is UTC and depends only on the names, never on the current time.
  */
 
-/**
- * `<app>_YYYYMMDD_HHMMSS`, optionally followed by extensions (`.dump`, `.sql.gz`, `.tar.gz.age`,
- * `.sha256`, ...). The app name may contain `_`; the greedy app group makes the timestamp the last one.
- */
-const BACKUP_NAME =
-  /^([A-Za-z0-9][A-Za-z0-9._-]{0,63})_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})((?:\.[A-Za-z0-9_-]+)*)$/
-
-type ParsedName = {
-  /** `<app>_YYYYMMDD_HHMMSS`: every artifact of one backup shares it. */
-  stem: string
-  time: Date
-}
-
-function parseName(name: string): ParsedName | undefined {
-  const m = BACKUP_NAME.exec(name)
-  if (!m) return undefined
-  const [, app, ys, mos, ds, hs, mis, ss] = m
-  if (app === undefined) return undefined
-  const [y, mo, d, h, mi, s] = [ys, mos, ds, hs, mis, ss].map(Number) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number
-  ]
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 59) return undefined
-  const time = new Date(Date.UTC(y, mo - 1, d, h, mi, s))
-  // Date.UTC rolls 2025-02-30 over to March (and maps years 0-99 to 1900-1999): refuse both.
-  if (time.getUTCFullYear() !== y || time.getUTCMonth() !== mo - 1 || time.getUTCDate() !== d)
-    return undefined
-  return { stem: `${app}_${ys}${mos}${ds}_${hs}${mis}${ss}`, time }
-}
+/** `<app>_YYYYMMDD_HHMMSS` and its time, from a backup name or a file of one (name.ts has the one pattern). */
+const parseName = parseBackupFileName
 
 /** The UTC time in a backup name, or undefined when the name is not a backup (or the date is impossible). */
 export function parseBackupTime(name: string): Date | undefined {
@@ -136,7 +106,7 @@ export function selectRetention(
 
   newestFirst[0]?.reasons.push('newest')
 
-  const protectedStems = new Set(protect.map(p => parseName(p)?.stem).filter(s => s !== undefined))
+  const protectedStems = new Set<string>(protect.map(p => parseName(p)?.stem).filter(s => s !== undefined))
   for (const set of newestFirst) {
     if (protectedStems.has(set.stem)) set.reasons.push('protected')
   }

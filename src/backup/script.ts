@@ -17,24 +17,19 @@ import {
   decryptCommand,
   encryptCommand
 } from './engines/compress.js'
-import { DEFAULT_TOOLS, describeTarget, runIn, type Target, type Tools } from './engines/target.js'
-import { pgCheck, pgDump, pgRestore, pgServerQuery, pgTablesQuery } from './engines/postgres.js'
-import { myCheck, myDump, myRestore, myServerQuery, myTablesQuery } from './engines/mysql.js'
-import { sqliteCheck, sqliteDump, sqliteRestore, sqliteSize } from './engines/sqlite.js'
-import { filesCheck, filesDump, filesExtract, filesSwap } from './engines/files.js'
+import { runIn, type Target, type Tools } from './engines/target.js'
+import { engineOf, formatOf } from './engines/index.js'
+import { WORK_VAR, type Step } from './engines/engine.js'
+import { filesDump, filesExtract, filesSwap } from './engines/files.js'
 
 /**
  * The scripts that run on the host for backups. Each is POSIX sh (dash is /bin/sh on Debian, and dash
  * has no `set -o pipefail`), so every pipeline records the exit status of each of its commands in a file
  * (`{ ( cmd ) 2>"$t/s1.err"; echo $? >"$t/s1.rc"; } | ...`) and `sd_ok` fails when any is not 0. That
- * works the same in dash, bash, ash and ksh. Scripts print KEY=value lines that backup/run.ts reads.
+ * works the same in dash, bash, ash and ksh. Scripts print KEY=value lines that ops/*.ts read (parseKeyValues).
  */
 
-/** A command in a pipeline and what to call it in an error. */
-export interface Step {
-  label: string
-  cmd: string
-}
+export type { Step }
 
 /** A script, plus what each step id means (RC=s3 1 -> the label of s3). */
 export interface BuiltCommand extends RemoteCommand {
@@ -145,13 +140,8 @@ export function artifactsOf(plan: BackupPlan, name: BackupName): { artifact: Art
 
 function dumpStep(plan: BackupPlan, t: Target | undefined, tools: Tools | undefined): Step {
   if (!t) return { label: 'tar (files)', cmd: filesDump(plan.root, plan.files) }
-  const what = describeTarget(t)
-  if (t.engine === 'postgres') return { label: `pg_dump of the ${what}`, cmd: pgDump(t) }
-  if (t.engine === 'mysql') {
-    const tl = tools ?? DEFAULT_TOOLS.mysql
-    return { label: `${tl.dump} of the ${what}`, cmd: myDump(t, tl) }
-  }
-  return { label: `sqlite3 .backup of the ${what}`, cmd: sqliteDump(t, 'w') }
+  const engine = engineOf(t.engine)
+  return engine.dump(t, tools ?? engine.defaultTools)
 }
 
 /** Steps that read the artifact's plain (decrypted) bytes on stdin and fail when it is not whole. */
@@ -159,33 +149,13 @@ function checkSteps(a: Artifact, t: Target | undefined, scratch: string): Step[]
   const steps: Step[] = []
   const dec = decompressCommand(a.compress)
   if (dec) steps.push({ label: `${dec.split(' ')[0]} -d (${a.file})`, cmd: dec })
-  if (a.kind === 'postgres')
-    steps.push({
-      label: `pg_restore --list (${a.file})`,
-      cmd: pgCheck(t ?? hostTarget('postgres'), `"${scratch}.toc"`)
-    })
-  else if (a.kind === 'mysql')
-    steps.push({ label: `dump completeness check (${a.file})`, cmd: myCheck(`"${scratch}.check"`) })
-  else if (a.kind === 'sqlite')
-    steps.push({
-      label: `PRAGMA integrity_check (${a.file})`,
-      cmd: sqliteCheck(t ?? hostTarget('sqlite'), 'w')
-    })
-  else steps.push({ label: `tar -t (${a.file})`, cmd: filesCheck() })
+  steps.push(formatOf(a.kind).check(t, a.file, scratch))
   return steps
-}
-
-/** For an artifact no configured database matches any more: the host's own tools. */
-function hostTarget(engine: Target['engine']): Target {
-  return { index: -1, engine, label: '?', conn: { params: {} }, compress: 'none' }
 }
 
 /** Prints the tables an artifact holds: `TABLE=<file> <name>`, from the scratch files of its check. */
 function tableLines(a: Artifact, scratch: string): string | undefined {
-  if (a.kind === 'postgres')
-    return `sed -n 's/^[0-9]*; 1259 [0-9]* TABLE \\([^ ]*\\) \\(.*\\) [^ ]*$/\\1.\\2/p' "${scratch}.toc" | sed ${sh(`s|^|TABLE=${a.file} |`)}`
-  if (a.kind === 'mysql') return `sed -n ${sh(`s|^TABLE=|TABLE=${a.file} |p`)} "${scratch}.check"`
-  return undefined
+  return formatOf(a.kind).tables?.(a.file, scratch)
 }
 
 export interface BackupScriptInput {
@@ -452,27 +422,22 @@ export function restoreScript(
     lines.push(p.text, `sd_ok ${p.ids.join(' ')} || exit 1`)
   }
   if (a.kind === 'files') {
-    run([...head, { label: `tar -x (${a.file})`, cmd: filesExtract('"$w"') }], { from })
-    run([{ label: 'put the restored files in place', cmd: filesSwap(plan.root, plan.files, '"$w"') }], {})
+    run([...head, { label: `tar -x (${a.file})`, cmd: filesExtract(`"$${WORK_VAR}"`) }], { from })
+    run(
+      [{ label: 'put the restored files in place', cmd: filesSwap(plan.root, plan.files, `"$${WORK_VAR}"`) }],
+      {}
+    )
   } else if (!target) {
     throw new Error(`no configured database matches ${a.file}`)
-  } else if (a.kind === 'sqlite') {
-    const staged = '"$w/restore.sqlite3"'
-    run(head.length ? head : [{ label: `read ${a.file}`, cmd: 'cat' }], { from, to: staged })
-    run([{ label: `sqlite3 .restore into the ${describeTarget(target)}`, cmd: sqliteRestore(target, 'w') }], {
-      from: staged
-    })
-  } else if (a.kind === 'postgres') {
-    run([...head, { label: `pg_restore into the ${describeTarget(target)}`, cmd: pgRestore(target) }], {
-      from
-    })
-    lines.push(`(${pgTablesQuery(target)}) 2>/dev/null | sed 's/^/DBTABLE=/'`)
   } else {
-    const tl = tools ?? DEFAULT_TOOLS.mysql
-    run([...head, { label: `${tl.client} into the ${describeTarget(target)}`, cmd: myRestore(target, tl) }], {
-      from
+    const engine = engineOf(target.engine)
+    engine.restore(target, tools ?? engine.defaultTools, {
+      head,
+      from,
+      file: a.file,
+      run,
+      line: text => lines.push(text)
     })
-    lines.push(`(${myTablesQuery(target, tl.client)}) 2>/dev/null | sed 's/^/DBTABLE=/'`)
   }
   lines.push(`printf 'RESTORED=%s\\n' ${sh(a.file)}`)
   return {
@@ -483,41 +448,29 @@ export function restoreScript(
   }
 }
 
+/** A probe line of one target starts with this: `DB_SERVER=0 ` (the target's index, then the value). */
+export const probeKey = (t: Target, name: string) => `DB_${name}=${t.index} `
+
 /**
- * What the host has: for each target its tools (T<i>_TOOL, T<i>_MISSING), the server's version and the
- * database size (T<i>_SERVER) or the error connecting (T<i>_ERROR), or T<i>_NODIR when a compose
- * service's project dir is not there (no release yet); host tools the backup needs
- * (MISSING=); free space where the backups go (FREE_KB=).
+ * What the host has: for each target (its lines start `DB_<KEY>=<index> `, see probeKey) its tools
+ * (TOOL, MISSING), the server's version and the database size (SERVER) or the error connecting (ERROR),
+ * or NODIR when a compose service's project dir is not there (no release yet); host tools the backup
+ * needs (MISSING=); free space where the backups go (FREE_KB=).
  */
 export function probeScript(plan: BackupPlan, opts: { needs: string[] }): RemoteCommand {
   const all: string[] = ['t=${TMPDIR:-/tmp}', ...captureSecrets(plan, plan.targets, false)]
   for (const t of plan.targets) {
-    const p = `T${t.index}_`
+    const key = (name: string) => probeKey(t, name)
     const lines: string[] = []
     const version = (tool: string) =>
-      `v=$(${runIn(t, [], `${tool} --version`)} 2>&1) && printf '${p}TOOL=%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | head -n 1)" || printf '${p}MISSING=%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | tail -n 1)"`
-    if (t.container) lines.push(`command -v docker >/dev/null 2>&1 || echo ${p}NODOCKER=1`)
+      `v=$(${runIn(t, [], `${tool} --version`)} 2>&1) && printf '${key('TOOL')}%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | head -n 1)" || printf '${key('MISSING')}%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | tail -n 1)"`
+    if (t.container) lines.push(`command -v docker >/dev/null 2>&1 || echo ${key('NODOCKER')}1`)
     const server = (cmd: string) =>
-      `r=$(${cmd} 2>&1) && printf '${p}SERVER=%s\\n' "$r" || printf '%s\\n' "$r" | tail -n 5 | sed 's/^/${p}ERROR=/'`
-    if (t.engine === 'postgres') {
-      // on the host, presence is a shell builtin away; only pg_dump's version matters (vs the server's)
-      const present = (tool: string) =>
-        t.container ? version(tool) : `command -v ${tool} >/dev/null 2>&1 || echo ${p}MISSING=${tool}`
-      lines.push(version('pg_dump'), present('pg_restore'), present('psql'), server(pgServerQuery(t)))
-    } else if (t.engine === 'mysql') {
-      const find = (kind: string, tools: string[]) =>
-        `for x in ${tools.join(' ')}; do v=$(${runIn(t, [], '"$x" --version')} 2>&1) && { printf '${p}${kind}=%s\\n${p}TOOL=%s %s\\n' "$x" "$x" "$(printf '%s\\n' "$v" | head -n 1)"; break; }; done`
-      lines.push(
-        'c=',
-        find('DUMP', ['mariadb-dump', 'mysqldump']),
-        find('CLIENT', ['mariadb', 'mysql']).replace('break;', 'c=$x; break;'),
-        `if [ -n "$c" ]; then ${server(myServerQuery(t, '"$c"'))}; fi`
-      )
-    } else {
-      lines.push(version('sqlite3'), server(sqliteSize(t, 't')))
-    }
+      `r=$(${cmd} 2>&1) && printf '${key('SERVER')}%s\\n' "$r" || printf '%s\\n' "$r" | tail -n 5 | sed 's/^/${key('ERROR')}/'`
+    lines.push(...engineOf(t.engine).probe(t, { key, version, server }))
     // `cd <compose dir>` failing (no release yet) is said as such, not as every tool missing
-    if (t.container) all.push(`if [ -d ${sh(t.container.dir)} ]; then`, ...lines, `else echo ${p}NODIR=1; fi`)
+    if (t.container)
+      all.push(`if [ -d ${sh(t.container.dir)} ]; then`, ...lines, `else echo ${key('NODIR')}1; fi`)
     else all.push(...lines)
   }
   const lines = all

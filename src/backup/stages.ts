@@ -4,22 +4,13 @@ import { StageError, errorMessage } from '../pipeline/errors.js'
 import { ExitCode } from '../config/errors.js'
 import type { Stage } from '../pipeline/stage.js'
 import { backupConfigOf, resolvePlan } from './plan.js'
-import {
-  downloadBackup,
-  findBackup,
-  listBackups,
-  pruneBackups,
-  restoreArtifacts,
-  restoreSafety,
-  RestoreError,
-  takeBackup,
-  verifyBackup,
-  planFor,
-  type BackupInfo,
-  type BackupResult,
-  type RestoreResult,
-  type VerifyResult
-} from './ops.js'
+import { downloadBackup } from './ops/download.js'
+import { findBackup, listBackups, type BackupInfo } from './ops/list.js'
+import { pruneBackups } from './ops/prune.js'
+import { restoreArtifacts, restoreSafety, RestoreError, type RestoreResult } from './ops/restore.js'
+import { planFor, type BackupResult } from './ops/shared.js'
+import { takeBackup } from './ops/take.js'
+import { verifyBackup, type VerifyResult } from './ops/verify.js'
 import type { BackupName } from './name.js'
 
 /** Where `download: true` and `backups download` put copies on the runner by default: next to the log. */

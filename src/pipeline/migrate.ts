@@ -2,7 +2,15 @@ import { backupsOn, databaseRollbackMode } from '../config/rules.js'
 import type { Config } from '../config/schema.js'
 import { sh } from '../commands/quote.js'
 import { inRelease } from '../commands/release.js'
-import { planFor, restoreBackup, restoreSafety, takeSafetyBackup, type BackupResult } from '../backup/ops.js'
+import {
+  checkBackup,
+  restoreArtifacts,
+  restoreBackup,
+  RestoreError,
+  restoreSafety
+} from '../backup/ops/restore.js'
+import { planFor, type BackupResult } from '../backup/ops/shared.js'
+import { takeSafetyBackup } from '../backup/ops/take.js'
 import type { BackupName } from '../backup/name.js'
 import { lastLines, primaryOf, runOn, type HostSession, type RunContext } from './context.js'
 import type { HistoryEntry } from '../release/history.js'
@@ -172,11 +180,7 @@ export function migrateStage(
           )
         }
         ctx.log.info(`${why}: restoring the pre-deploy backup ${backup}`, p.host.name)
-        await restoreBackup(ctx, p, backup as BackupName, {
-          stage: 'rollback',
-          only: 'databases',
-          safetyBackup: false
-        })
+        await restoreBackup(ctx, p, backup as BackupName, { stage: 'rollback', only: 'databases' })
         state.database = 'restored'
         ctx.log.info(`database restored from ${backup}`, p.host.name)
       }
@@ -328,13 +332,23 @@ export function rollbackDatabaseStage(
       if (plan.kind === 'refused')
         throw new StageError('database', plan.message, p.host.name, ExitCode.badInput)
       if (plan.kind === 'restore') {
+        // verify, safety backup, restore: a restore that fails is undone by this stage's undo (the safety
+        // backup put back), which the orchestrator runs like every other
+        const checked = await checkBackup(ctx, p, plan.backup, 'database')
+        state.safety = await takeSafetyBackup(ctx, p, 'database', `restore of ${plan.backup}`)
         state.started = true
-        const r = await restoreBackup(ctx, p, plan.backup, { stage: 'database', only: 'databases' })
+        state.undoWith = 'safety'
+        const { plan: bp, info, verified } = checked
+        try {
+          await restoreArtifacts(ctx, p, bp, info, verified, { stage: 'database', only: 'databases' })
+        } catch (e) {
+          // PostgreSQL and SQLite restores are all or nothing: a failed one left the data as it was
+          if (e instanceof RestoreError && !e.changed) state.undoWith = undefined
+          throw e
+        }
         state.database = 'restored'
-        state.safety = r.safety
-        if (r.safety) state.undoWith = 'safety'
         ctx.log.info(
-          `database restored from ${plan.backup}${r.safety ? ` (safety backup of what was there: ${r.safety.name})` : ''}`,
+          `database restored from ${plan.backup} (safety backup of what was there: ${state.safety.name})`,
           p.host.name
         )
         return

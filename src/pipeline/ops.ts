@@ -4,7 +4,7 @@ import { closeAll, connectAll, primaryOf, runOn, type RunContext } from './conte
 import { httpChecks, verifyHost } from './checks.js'
 import { errorMessage } from './errors.js'
 import type { LockOwner } from '../commands/lock.js'
-import { databaseSizes, type DatabaseSize } from '../backup/ops.js'
+import { databaseSizes, type DatabaseSize } from '../backup/ops/probe.js'
 
 export interface LockInfo {
   host: string

@@ -96,11 +96,9 @@ export class RecordingTransport implements Transport {
     // backups: every database tool found (the engine reads the lines for its targets), the backup published
     if (label === 'check backup tools and databases')
       return {
-        stdout: Array.from(
-          { length: 10 },
-          // both spellings of the probe's lines: per-target keys and `DB_<KEY>=<index> <value>`
-          (_, i) => `T${i}_DUMP=mysqldump\nT${i}_CLIENT=mysql\nDB_DUMP=${i} mysqldump\nDB_CLIENT=${i} mysql\n`
-        ).join('')
+        stdout: Array.from({ length: 10 }, (_, i) => `DB_DUMP=${i} mysqldump\nDB_CLIENT=${i} mysql\n`).join(
+          ''
+        )
       }
     if (label.startsWith('back up to ')) return { stdout: 'DONE=1\n' }
     // an HTTP probe (one attempt, or the on-host retry loop): the expected answer

@@ -22,7 +22,8 @@ import {
   decryptCommand,
   encryptCommand
 } from '../../../src/backup/engines/compress.js'
-import { describeTarget, runIn, type Target } from '../../../src/backup/engines/target.js'
+import { runIn, type Target } from '../../../src/backup/engines/target.js'
+import { describeTarget } from '../../../src/backup/engines/index.js'
 import { cleanup, hostileValues, run, shells, tempDir } from '../helpers/shell.js'
 
 const pg: Target = {

@@ -29,7 +29,8 @@ import {
   StepIds,
   verifyScript
 } from '../../../src/backup/script.js'
-import { describeFailure, kvLines } from '../../../src/backup/ops.js'
+import { describeFailure } from '../../../src/backup/ops/shared.js'
+import { parseKeyValues } from '../../../src/commands/release.js'
 import { cleanup, runEvalIn, shells, tempDir } from '../helpers/shell.js'
 
 let dir: string
@@ -111,7 +112,7 @@ for (const shell of shells()) {
         './shared/uploads/a.bin'
       )
       expect(JSON.parse(readFileSync(join(b, `${NAME}.meta.json`), 'utf8'))).toEqual({ reason: 'test' })
-      expect(kvLines(r.stdout).get('FILE')).toHaveLength(3)
+      expect(parseKeyValues(r.stdout).get('FILE')).toHaveLength(3)
       // a second backup of the same name is refused with exit 17 (the caller takes the next second)
       const again = await runCmd(shell, cmd)
       expect(again.code).toBe(17)
@@ -184,7 +185,7 @@ for (const shell of shells()) {
       })
       expect(r2.code).toBe(1)
       expect(
-        kvLines(r2.stdout)
+        parseKeyValues(r2.stdout)
           .get('RC')
           ?.some(l => l.endsWith(' 141'))
       ).toBe(true)
@@ -236,7 +237,7 @@ describe('verify script', () => {
     const { plan, artifacts } = await published({ files: ['shared'] })
     const r = await runCmd('/bin/sh', verifyScript(plan, NAME, artifacts))
     expect(r.code).toBe(0)
-    expect(kvLines(r.stdout).get('OK')).toEqual([`${NAME}.files.tar.gz`])
+    expect(parseKeyValues(r.stdout).get('OK')).toEqual([`${NAME}.files.tar.gz`])
   })
 
   test.each([
@@ -270,7 +271,7 @@ describe('verify script', () => {
     )
     const r = await runCmd('/bin/sh', verifyScript(plan, NAME, artifacts))
     expect(r.code).toBe(0)
-    expect(kvLines(r.stdout).get('UNCHECKED')).toEqual([`${NAME}.files.tar.gz.age`])
+    expect(parseKeyValues(r.stdout).get('UNCHECKED')).toEqual([`${NAME}.files.tar.gz.age`])
   })
 
   test('a missing manifest: the backup is incomplete', async () => {

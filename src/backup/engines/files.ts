@@ -1,4 +1,5 @@
 import { sh } from '../../commands/quote.js'
+import type { ArtifactFormat } from './engine.js'
 
 /**
  * Files and directories under the deploy root (`shared/.env`, `shared/uploads`), as a tar archive with
@@ -48,4 +49,12 @@ export function filesSwap(root: string, paths: string[], work: string): string {
     'done',
     `for p in ${list}; do rm -rf "$root/$p.safe-deploy-old"; done`
   ].join('\n')
+}
+
+/** The files archive (`backup.files`): not a database, but a file of the backup like the dumps. */
+export const files: ArtifactFormat = {
+  ext: 'files.tar',
+  compressible: true,
+  atomicRestore: false,
+  check: (_t, file) => ({ label: `tar -t (${file})`, cmd: filesCheck() })
 }

@@ -1,4 +1,6 @@
 import { sh } from '../../commands/quote.js'
+import type { Connection } from '../connection.js'
+import { describeDatabase, validateServerDatabase, type BackupEngine } from './engine.js'
 import { runIn, type EnvPair, type Target, type Tools } from './target.js'
 
 /**
@@ -66,4 +68,100 @@ export function myServerQuery(t: Target, client: string): string {
 
 export function myTablesQuery(t: Target, client: string): string {
   return query(t, client, TABLES_QUERY)
+}
+
+/** mysql/mariadb client options a URL may set as `?ssl-ca=/path` (each becomes `--ssl-ca=/path`). */
+const MYSQL_PARAMS = [
+  'ssl',
+  'ssl-ca',
+  'ssl-capath',
+  'ssl-cert',
+  'ssl-key',
+  'ssl-mode',
+  'ssl-verify-server-cert',
+  'socket',
+  'protocol'
+]
+
+/** Query parameters of SQLAlchemy MySQL URLs that the mysql client does not need (dumps are utf8mb4). */
+const MYSQL_IGNORED = ['charset']
+
+function urlParam(key: string, value: string, conn: Connection): string | undefined {
+  if (MYSQL_IGNORED.includes(key)) return undefined
+  if (!MYSQL_PARAMS.includes(key))
+    return `unknown connection parameter ?${key}= (supported: ${MYSQL_PARAMS.join(', ')})`
+  conn.params[key] = value
+  return undefined
+}
+
+const describe = (t: Target) => describeDatabase('MySQL', t)
+
+/** `mysqldump  Ver 10.19 Distrib 10.11.6-MariaDB` or `mysqldump  Ver 8.0.36`: major and minor. */
+const clientVersionOf = (v: string) => /Distrib (\d+)\.(\d+)/.exec(v) ?? /Ver (\d+)\.(\d+)/.exec(v)
+
+export const mysql: BackupEngine = {
+  id: 'mysql',
+  title: 'MySQL',
+  ext: 'sql',
+  compressible: true,
+  // the client runs the dump statement by statement: a failure halfway leaves a half-restored database
+  atomicRestore: false,
+  defaultTools: { dump: 'mysqldump', client: 'mysql' },
+  url: { schemes: ['mysql:', 'mariadb:'], param: urlParam },
+  validate: validateServerDatabase,
+  defaultLabel: (_db, connection) => connection()?.database,
+  dump: (t, tools) => ({ label: `${tools.dump} of the ${describe(t)}`, cmd: myDump(t, tools) }),
+  check: (_t, file, scratch) => ({
+    label: `dump completeness check (${file})`,
+    cmd: myCheck(`"${scratch}.check"`)
+  }),
+  tables: (file, scratch) => `sed -n ${sh(`s|^TABLE=|TABLE=${file} |p`)} "${scratch}.check"`,
+  restore(t, tools, r) {
+    r.run([...r.head, { label: `${tools.client} into the ${describe(t)}`, cmd: myRestore(t, tools) }], {
+      from: r.from
+    })
+    r.line(`(${myTablesQuery(t, tools.client)}) 2>/dev/null | sed 's/^/DBTABLE=/'`)
+  },
+  probe(t, h) {
+    const find = (kind: string, tools: string[]) =>
+      `for x in ${tools.join(' ')}; do v=$(${runIn(t, [], '"$x" --version')} 2>&1) && { printf '${h.key(kind)}%s\\n${h.key('TOOL')}%s %s\\n' "$x" "$x" "$(printf '%s\\n' "$v" | head -n 1)"; break; }; done`
+    return [
+      'c=',
+      find('DUMP', ['mariadb-dump', 'mysqldump']),
+      find('CLIENT', ['mariadb', 'mysql']).replace('break;', 'c=$x; break;'),
+      `if [ -n "$c" ]; then ${h.server(myServerQuery(t, '"$c"'))}; fi`
+    ]
+  },
+  readProbe(_t, r, out) {
+    const dump = r.kv.get('DUMP')?.[0]
+    const clientTool = r.kv.get('CLIENT')?.[0]
+    if (!dump)
+      out.problem(
+        `mysqldump not found ${r.where}: install mariadb-client (or mysql-client for a MySQL server)`
+      )
+    if (!clientTool)
+      out.problem(
+        `mysql client not found ${r.where}: install mariadb-client (or mysql-client for a MySQL server)`
+      )
+    if (dump && clientTool) out.tools({ dump, client: clientTool })
+    if (!r.server || !dump) return
+    const [version = '', size] = r.server.split('\t')
+    out.size(Number(size))
+    const clientVersion = r.tools.get(dump) ?? ''
+    const serverMaria = /mariadb/i.test(version)
+    const clientMaria = /mariadb/i.test(clientVersion)
+    const cv = clientVersionOf(clientVersion)
+    const sv = /^(\d+)\.(\d+)/.exec(version)
+    if (cv && sv && serverMaria === clientMaria) {
+      const older = Number(cv[1]) * 1000 + Number(cv[2]) < Number(sv[1]) * 1000 + Number(sv[2])
+      if (older && Number(cv[1]) < Number(sv[1]))
+        out.problem(
+          `${dump} ${r.where} (${cv[1]}.${cv[2]}) is older than the ${r.what} server (${version}): install a client of version ${sv[1]} or newer`
+        )
+    } else if (sv && serverMaria !== clientMaria) {
+      out.warn(
+        `${dump} ${r.where} is a ${clientMaria ? 'MariaDB' : 'MySQL'} client and the server is ${version}; dumps usually work across them, restores are tested in docs/backups.md only for matching ones`
+      )
+    }
+  }
 }

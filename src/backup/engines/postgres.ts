@@ -1,5 +1,6 @@
 import { sh } from '../../commands/quote.js'
-import { conninfoValue } from '../connection.js'
+import type { Connection } from '../connection.js'
+import { describeDatabase, hostTarget, majorOf, validateServerDatabase, type BackupEngine } from './engine.js'
 import { runIn, type EnvPair, type Target } from './target.js'
 
 /**
@@ -57,4 +58,91 @@ export function pgServerQuery(t: Target): string {
 /** `schema.table` per line, for telling which tables a restore left alone. */
 export function pgTablesQuery(t: Target): string {
   return psql(t, TABLES_QUERY)
+}
+
+/** A libpq connection-string value: bare when plain, else single-quoted with \\ and ' escaped. */
+export function conninfoValue(v: string): string {
+  return /^[A-Za-z0-9_.-]+$/.test(v) ? v : `'${v.replace(/[\\']/g, c => `\\${c}`)}'`
+}
+
+/** URL query parameters libpq understands, and the environment variable that carries each. */
+const LIBPQ_PARAMS: Record<string, string> = {
+  host: 'PGHOST',
+  hostaddr: 'PGHOSTADDR',
+  port: 'PGPORT',
+  dbname: 'PGDATABASE',
+  user: 'PGUSER',
+  passfile: 'PGPASSFILE',
+  service: 'PGSERVICE',
+  options: 'PGOPTIONS',
+  application_name: 'PGAPPNAME',
+  connect_timeout: 'PGCONNECT_TIMEOUT',
+  sslmode: 'PGSSLMODE',
+  sslrootcert: 'PGSSLROOTCERT',
+  sslcert: 'PGSSLCERT',
+  sslkey: 'PGSSLKEY',
+  sslcrl: 'PGSSLCRL',
+  sslsni: 'PGSSLSNI',
+  channel_binding: 'PGCHANNELBINDING',
+  gssencmode: 'PGGSSENCMODE',
+  krbsrvname: 'PGKRBSRVNAME',
+  target_session_attrs: 'PGTARGETSESSIONATTRS'
+}
+
+function urlParam(key: string, value: string, conn: Connection): string | undefined {
+  const env = LIBPQ_PARAMS[key]
+  if (!env) return `unknown connection parameter ?${key}= (libpq parameters only)`
+  if (key === 'host') conn.host = value
+  else if (key === 'port') conn.port = Number(value)
+  else if (key === 'user') conn.user = value
+  else if (key === 'dbname') conn.database = value
+  else conn.params[env] = value
+  return undefined
+}
+
+const describe = (t: Target) => describeDatabase('PostgreSQL', t)
+
+const pgDumpVersion = (v: string) => majorOf(v.replace(/^pg_dump \(PostgreSQL\) /, ''))
+
+export const postgres: BackupEngine = {
+  id: 'postgres',
+  title: 'PostgreSQL',
+  ext: 'dump',
+  compressible: false,
+  atomicRestore: true,
+  defaultTools: { dump: 'pg_dump', client: 'psql' },
+  url: { schemes: ['postgres:', 'postgresql:'], param: urlParam },
+  validate: validateServerDatabase,
+  defaultLabel: (_db, connection) => connection()?.database,
+  dump: t => ({ label: `pg_dump of the ${describe(t)}`, cmd: pgDump(t) }),
+  check: (t, file, scratch) => ({
+    label: `pg_restore --list (${file})`,
+    cmd: pgCheck(t ?? hostTarget('postgres'), `"${scratch}.toc"`)
+  }),
+  tables: (file, scratch) =>
+    `sed -n 's/^[0-9]*; 1259 [0-9]* TABLE \\([^ ]*\\) \\(.*\\) [^ ]*$/\\1.\\2/p' "${scratch}.toc" | sed ${sh(`s|^|TABLE=${file} |`)}`,
+  restore(t, _tools, r) {
+    r.run([...r.head, { label: `pg_restore into the ${describe(t)}`, cmd: pgRestore(t) }], { from: r.from })
+    r.line(`(${pgTablesQuery(t)}) 2>/dev/null | sed 's/^/DBTABLE=/'`)
+  },
+  probe(t, h) {
+    // on the host, presence is a shell builtin away; only pg_dump's version matters (vs the server's)
+    const present = (tool: string) =>
+      t.container ? h.version(tool) : `command -v ${tool} >/dev/null 2>&1 || echo ${h.key('MISSING')}${tool}`
+    return [h.version('pg_dump'), present('pg_restore'), present('psql'), h.server(pgServerQuery(t))]
+  },
+  readProbe(_t, r, out) {
+    const serverMajor = r.server ? Math.floor(Number(r.server.split(' ')[0]) / 10000) : undefined
+    const clientPkg = `postgresql-client${serverMajor ? `-${serverMajor}` : ''}`
+    for (const tool of r.missing)
+      out.problem(
+        `${tool} not found ${r.where}: install ${clientPkg}${serverMajor ? '' : ' (the major version of your server, or newer)'}`
+      )
+    const client = r.tools.get('pg_dump')
+    if (client && serverMajor && pgDumpVersion(client) < serverMajor)
+      out.problem(
+        `pg_dump ${r.where} is version ${pgDumpVersion(client)}, older than the PostgreSQL ${serverMajor} server of the ${r.what}: install postgresql-client-${serverMajor}`
+      )
+    if (r.server) out.size(Number(r.server.split(' ')[1]))
+  }
 }

@@ -1,3 +1,11 @@
+import {
+  describeDatabase,
+  hostTarget,
+  isRelativeSafe,
+  WORK_VAR,
+  SCRATCH_VAR,
+  type BackupEngine
+} from './engine.js'
 import { shellIn, type Target } from './target.js'
 
 /**
@@ -63,4 +71,47 @@ export function sqliteRestore(t: Target, tmpdir: string): string {
 /** The database file's size in bytes. */
 export function sqliteSize(t: Target, tmpdir: string): string {
   return shellIn(t, [], SIZE, [t.path ?? ''], tmpdir)
+}
+
+const describe = (t: Target) => describeDatabase('SQLite', t)
+
+export const sqlite: BackupEngine = {
+  id: 'sqlite',
+  title: 'SQLite',
+  ext: 'sqlite3',
+  compressible: true,
+  atomicRestore: true,
+  defaultTools: { dump: 'sqlite3', client: 'sqlite3' },
+  validate(db, { at }) {
+    const problems: string[] = []
+    if (!db.path) problems.push(`${at}.path: the SQLite database file is required for engine sqlite`)
+    else if (db.container && !db.path.startsWith('/'))
+      problems.push(`${at}.path: inside a container the SQLite path must be absolute`)
+    else if (!db.path.startsWith('/') && !isRelativeSafe(db.path))
+      problems.push(`${at}.path: expected an absolute path or one relative to the deploy root, without ..`)
+    if (db.url || db.host || db.user || db.password || db.database)
+      problems.push(`${at}: engine sqlite takes only path (and container)`)
+    return problems
+  },
+  defaultLabel: db => ((db.path ?? '').split('/').pop() ?? '').replace(/\.[^.]*$/, '') || undefined,
+  dump: t => ({ label: `sqlite3 .backup of the ${describe(t)}`, cmd: sqliteDump(t, WORK_VAR) }),
+  check: (t, file) => ({
+    label: `PRAGMA integrity_check (${file})`,
+    cmd: sqliteCheck(t ?? hostTarget('sqlite'), WORK_VAR)
+  }),
+  restore(t, _tools, r) {
+    // staged in the work dir first: the live database is touched only once the whole stream was read
+    const staged = `"$${WORK_VAR}/restore.sqlite3"`
+    r.run(r.head.length ? r.head : [{ label: `read ${r.file}`, cmd: 'cat' }], { from: r.from, to: staged })
+    r.run([{ label: `sqlite3 .restore into the ${describe(t)}`, cmd: sqliteRestore(t, WORK_VAR) }], {
+      from: staged
+    })
+  },
+  probe: (t, h) => [h.version('sqlite3'), h.server(sqliteSize(t, SCRATCH_VAR))],
+  readProbe(_t, r, out) {
+    if (r.missing.includes('sqlite3')) out.problem(`sqlite3 not found ${r.where}: install sqlite3`)
+    if (r.server) out.size(Number(r.server))
+    // the file itself is missing or unreadable: said as it is, even when a tool is missing too
+    if (!r.server && r.error && r.missing.length) out.problem(`the ${r.what} ${r.where}: ${r.error}`)
+  }
 }

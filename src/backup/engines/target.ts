@@ -2,7 +2,9 @@ import { sh } from '../../commands/quote.js'
 import type { Connection } from '../connection.js'
 import type { Compression } from '../name.js'
 
-export type Engine = 'postgres' | 'mysql' | 'sqlite'
+import type { EngineId } from './index.js'
+
+export type Engine = EngineId
 
 /** One database to back up, resolved from `backup.databases[i]`. */
 export interface Target {
@@ -29,18 +31,6 @@ export interface Target {
 export interface Tools {
   dump: string
   client: string
-}
-
-export const DEFAULT_TOOLS: Record<Engine, Tools> = {
-  postgres: { dump: 'pg_dump', client: 'psql' },
-  mysql: { dump: 'mysqldump', client: 'mysql' },
-  sqlite: { dump: 'sqlite3', client: 'sqlite3' }
-}
-
-/** `Postgres database "app"`: how errors and logs name a target. */
-export function describeTarget(t: Target): string {
-  const engine = { postgres: 'PostgreSQL', mysql: 'MySQL', sqlite: 'SQLite' }[t.engine]
-  return `${engine} database ${JSON.stringify(t.label)}${t.container ? ` (compose service ${t.container.service})` : ''}`
 }
 
 /** An environment assignment: the value is a literal (quoted here) or a `"$var"` reference to a secret. */
