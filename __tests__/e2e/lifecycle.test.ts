@@ -6,12 +6,12 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { execFileSync } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
 import { spawnAction } from './harness/cliproc.js'
-import { actionStep, lockExists, project, type CliRun, type Project } from './support.js'
+import { actionStep, currentOf, lockExists, project, stopApp, type CliRun, type Project } from './support.js'
 import type { RunResult } from '../../src/pipeline/result.js'
 
 let host: SshHost
@@ -37,6 +37,7 @@ beforeAll(async () => {
 }, 120_000)
 
 afterAll(async () => {
+  await stopApp(join(root, 'shared', 'app.pid'))
   await stopAll()
 })
 
@@ -127,5 +128,23 @@ describe('backup, restore and prune end like a deploy', () => {
     expect(o['log-file']).toBe((o['report-file'] as string).replace(/\.json$/, '.log'))
     expect(main.summary()).toContain('safe-deploy backup: success')
     expect(r.stdout).toMatch(/BACKUP SUCCESS/)
+  })
+})
+
+describe('a subscriber that fails never fails the run', () => {
+  test('deploy --dotenv into a path that cannot be written: exit 0, live, one warning; the report is written', async () => {
+    const blocker = join(tempDir('sd-blocked-'), 'not-a-dir')
+    writeFileSync(blocker, '')
+    p.app({ version: '1.0.0' })
+    const r = await p.deploy(['--json', '--dotenv', join(blocker, 'safe-deploy.env')])
+    expect(r.code).toBe(0)
+    const out = JSON.parse(r.stdout) as RunResult
+    expect(out.status).toBe('success')
+    expect(currentOf(root)).toBe(`releases/${out.release as string}`)
+    expect(r.stderr).toMatch(
+      /warning: \[finish\] the dotenv file failed on run-finished \(.*\); the run goes on/
+    )
+    expect(JSON.parse(readFileSync(out.reportFile as string, 'utf8'))).toMatchObject({ status: 'success' })
+    expect(lockExists(root)).toBe(false)
   })
 })

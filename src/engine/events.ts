@@ -32,7 +32,7 @@ export type RunEvent =
 export type RunEventType = RunEvent['type']
 
 /**
- * Something that reacts to a run: the JSON report (src/report/report.ts), the Action's outputs and job summary
+ * Something that reacts to a run: the JSON report (src/engine/lifecycle.ts), the Action's outputs and job summary
  * (src/platform/github.ts), the CLI's result (src/platform/cli.ts). Adding one is one file: a subscriber and a
  * line where the run request is made. A subscriber that throws (or rejects) is logged once per event as a
  * warning and never changes the run's outcome or exit code.

@@ -6,7 +6,7 @@ import { combine } from '../commands/command.js'
 import { sh } from '../commands/quote.js'
 import { DeployLog, escapeControls, runStem, type Reporter } from '../report/log.js'
 import { Redactor } from '../report/redact.js'
-import { reportFile } from '../report/report.js'
+import { writeReport } from '../report/report.js'
 import type { HistoryEntry } from '../release/history.js'
 import {
   closeAll,
@@ -24,7 +24,7 @@ import type { Stage } from '../pipeline/stage.js'
 import { ProgressTracker, type RunProgress } from '../pipeline/progress.js'
 import type { HostState, RunCommand, RunResult } from '../pipeline/result.js'
 import { hasChecks, verifyHost } from '../pipeline/checks.js'
-import { RunEvents, type RunSubscriber } from './events.js'
+import { RunEvents, onEvent, type RunSubscriber } from './events.js'
 
 export interface RunRequest {
   loaded: LoadedConfig
@@ -165,6 +165,22 @@ export interface RunSpec {
   progress?: boolean
 }
 
+/**
+ * The JSON report, the first subscriber of every run. When it cannot be written (a full runner disk) the run
+ * is not changed: one warning, and `reportFile` is cleared so that no output points at a missing file.
+ */
+function reportFile(ctx: RunContext): RunSubscriber {
+  return onEvent('the report file', 'run-finished', ({ result }) => {
+    if (!result.reportFile) return
+    try {
+      writeReport(result.reportFile, result, ctx.log.redactor)
+    } catch (e) {
+      ctx.log.warn(`cannot write the report file ${result.reportFile} (${errorMessage(e)})`)
+      result.reportFile = undefined
+    }
+  })
+}
+
 const seconds = (t0: number) => Math.round((performance.now() - t0) / 100) / 10
 
 /**
@@ -179,10 +195,7 @@ export async function runLifecycle(req: RunRequest, spec: RunSpec): Promise<RunR
   const ctx = newContext(req, command, started)
   ctx.onLock = req.onLock
   const redact = (t: string) => ctx.log.redactor.redact(t)
-  const events = new RunEvents(
-    [reportFile(ctx.log.redactor, m => ctx.log.warn(m)), ...(req.subscribers ?? [])],
-    m => ctx.log.warn(m)
-  )
+  const events = new RunEvents([reportFile(ctx), ...(req.subscribers ?? [])], m => ctx.log.warn(m))
   ctx.log.setStage('start')
   ctx.log.info(`safe-deploy ${spec.intro(ctx)}`)
   await events.emit({
@@ -353,13 +366,15 @@ function announce(stages: Stage[], events: RunEvents, redact: (t: string) => str
       durationS: seconds(t0)
     })
   }
+  // every argument passes through: the stage's other fields (and whatever the orchestrator gives run and
+  // undo) stay as they are
   return stages.map(stage => ({
     ...stage,
-    run: (c: RunContext) => timed(stage.name, 'run', () => stage.run(c), 'failed'),
+    run: (...args: Parameters<Stage['run']>) => timed(stage.name, 'run', () => stage.run(...args), 'failed'),
     ...(stage.undo
       ? {
-          undo: (c: RunContext, info: { live: boolean }) =>
-            timed(stage.name, 'undo', async () => stage.undo?.(c, info), 'undo-failed')
+          undo: (...args: Parameters<NonNullable<Stage['undo']>>) =>
+            timed(stage.name, 'undo', async () => stage.undo?.(...args), 'undo-failed')
         }
       : {})
   }))
