@@ -128,6 +128,44 @@ describe('runLifecycle', () => {
     expect(JSON.parse(readFileSync(r.reportFile as string, 'utf8'))).toMatchObject({ exitCode: 3 })
   })
 
+  test('a rollback that fails (exit 5): a host-state event per host, then run-finished with the same states', async () => {
+    const rec = recorder()
+    const { req } = request({ subscribers: [rec.sub] })
+    let live = false
+    const golive: Stage = {
+      name: 'switch',
+      changedLive: () => live,
+      async run() {
+        live = true
+      },
+      async undo() {
+        throw new StageError('switch', 'cannot put it back', 'local')
+      }
+    }
+    const r = await runLifecycle(req, {
+      command: 'backup',
+      intro: () => 'backup of shop',
+      plan: () => ({
+        stages: [preflightStage({ command: 'backup', deploying: false }), golive, work(true)]
+      })
+    })
+    expect(r.exitCode).toBe(5)
+    const states = rec.events.filter(e => e.type === 'host-state')
+    expect(states).toEqual([
+      {
+        type: 'host-state',
+        state: { host: 'local', reachable: true, note: 'no release is current (`current` is missing)' }
+      }
+    ])
+    expect(r.hostStates).toEqual(states.map(e => (e as Extract<RunEvent, { type: 'host-state' }>).state))
+    expect(rec.short().slice(-4)).toEqual([
+      'stage-started switch undo',
+      'stage-finished switch undo undo-failed',
+      'host-state',
+      'run-finished'
+    ])
+  })
+
   test('a log dir that cannot be written: the run still succeeds, with no log or report file named', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sd-nolog-'))
     writeFileSync(join(dir, 'file'), '')
