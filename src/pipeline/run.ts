@@ -4,7 +4,7 @@ import { parseHistory, rollbackTarget, unfinishedReleases, type HistoryEntry } f
 import { ExitCode } from '../config/errors.js'
 import { closeAll, connectAll, onEveryHost, primaryOf, runOn, type RunContext } from './context.js'
 import { StageError } from './errors.js'
-import { newContext, runLifecycle, type RunRequest } from '../engine/lifecycle.js'
+import { newContext, runLifecycle, type RunPlan, type RunRequest } from '../engine/lifecycle.js'
 import { cleanupStage, deployStage, preflightStage, switchStage, testStage, verifyStage } from './stages.js'
 import type { Stage } from './stage.js'
 import { strategyFor, type SwitchStrategy } from './switch.js'
@@ -25,58 +25,57 @@ import { backupsOn } from '../config/rules.js'
 import { inRelease } from '../commands/release.js'
 import type { HostSession } from './context.js'
 
+/** A deploy or rollback through the one run lifecycle (src/engine/lifecycle.ts), saving its progress. */
+const execute = (req: RunRequest, command: 'deploy' | 'rollback', plan: (ctx: RunContext) => RunPlan) =>
+  runLifecycle(req, { command, intro: introOf(command), progress: true, plan })
+
 /** `deploy of shop to web-1, web-2 (/srv/shop) by octocat`: the first line of a deploy's or rollback's log. */
 const introOf = (command: 'deploy' | 'rollback') => (ctx: RunContext) =>
   `${command} of ${ctx.config.app} to ${ctx.loaded.hosts.map(h => h.name).join(', ')} (${ctx.config.path}) by ${ctx.actor.who}`
 
 /** test → deploy → switch → verify → cleanup, with automatic rollback when verify fails. */
 export function deploy(req: RunRequest): Promise<RunResult> {
-  return runLifecycle(req, {
-    command: 'deploy',
-    intro: introOf('deploy'),
-    progress: true,
-    plan: ctx => {
-      ctx.actor.commit ??= gitCommit(req.loaded.sourceDir)
-      const started = req.now ?? new Date()
-      let release: string = newReleaseId(started, ctx.actor.commit)
-      // Two deploys within one second would get one name: the later takes the next free second.
-      const unique = (c: RunContext) => {
-        for (let bump = 1; c.sessions.some(s => s.releases.includes(release)); bump++) {
-          release = newReleaseId(new Date(started.getTime() + bump * 1000), ctx.actor.commit)
-        }
+  return execute(req, 'deploy', ctx => {
+    ctx.actor.commit ??= gitCommit(req.loaded.sourceDir)
+    const started = req.now ?? new Date()
+    let release: string = newReleaseId(started, ctx.actor.commit)
+    // Two deploys within one second would get one name: the later takes the next free second.
+    const unique = (c: RunContext) => {
+      for (let bump = 1; c.sessions.some(s => s.releases.includes(release)); bump++) {
+        release = newReleaseId(new Date(started.getTime() + bump * 1000), ctx.actor.commit)
       }
-      const rel = () => release
-      let chosen: SwitchStrategy | undefined
-      const strategy = () => (chosen ??= strategyFor(ctx))
-      const previous = () => (ctx.sessions.length ? primaryOf(ctx).current : undefined)
-      const backup = deployBackup(ctx, rel)
-      const migration: MigrationState = { started: false, migrated: false }
-      return {
-        stages: [
-          preflightStage({ command: 'deploy', deploying: true, inspected: unique }),
-          testStage(),
-          ...backup.stages,
-          deployStage(rel),
-          migrateStage(rel, () => backup.result()?.name, migration),
-          switchStage(rel, strategy),
-          verifyStage(rel),
-          cleanupStage(rel, strategy)
-        ],
-        release: () => (ctx.lock ? release : undefined),
-        previous,
-        history: o => ({
-          // failed after going live: rolled back, or the rollback failed and it may still be current
-          bad: o.failure && (o.rolledBack || o.rollbackFailed) ? true : undefined,
-          backup: backup.result()?.name ?? null,
-          revision: migration.revision ?? null,
-          // false: the migrate command ran and the revision did not move
-          migrated: migration.migrated || (migration.noop ? false : undefined),
-          database: migration.database ?? null,
-          port: strategy().port?.(primaryOf(ctx))
-        }),
-        // the switch's undo verifies the restored release (once)
-        backup: backup.result
-      }
+    }
+    const rel = () => release
+    let chosen: SwitchStrategy | undefined
+    const strategy = () => (chosen ??= strategyFor(ctx))
+    const previous = () => (ctx.sessions.length ? primaryOf(ctx).current : undefined)
+    const backup = deployBackup(ctx, rel)
+    const migration: MigrationState = { started: false, migrated: false }
+    return {
+      stages: [
+        preflightStage({ command: 'deploy', deploying: true, inspected: unique }),
+        testStage(),
+        ...backup.stages,
+        deployStage(rel),
+        migrateStage(rel, () => backup.result()?.name, migration),
+        switchStage(rel, strategy),
+        verifyStage(rel),
+        cleanupStage(rel, strategy)
+      ],
+      release: () => (ctx.lock ? release : undefined),
+      previous,
+      history: o => ({
+        // failed after going live: rolled back, or the rollback failed and it may still be current
+        bad: o.failure && (o.rolledBack || o.rollbackFailed) ? true : undefined,
+        backup: backup.result()?.name ?? null,
+        revision: migration.revision ?? null,
+        // false: the migrate command ran and the revision did not move
+        migrated: migration.migrated || (migration.noop ? false : undefined),
+        database: migration.database ?? null,
+        port: strategy().port?.(primaryOf(ctx))
+      }),
+      // the switch's undo verifies the restored release (once)
+      backup: backup.result
     }
   })
 }
@@ -125,63 +124,58 @@ function chooseTarget(sessions: HostSession[], primary: HostSession, history: Hi
  * target fails its checks, the release that served when the rollback started is put back (exit 4).
  */
 export function rollback(req: RunRequest & { to?: ReleaseId } & RollbackDatabaseOptions): Promise<RunResult> {
-  return runLifecycle(req, {
-    command: 'rollback',
-    intro: introOf('rollback'),
-    progress: true,
-    plan: ctx => {
-      let target: string | undefined
-      let from: string | undefined
-      let history: HistoryEntry[] = []
-      const database: MigrationState = { started: false, migrated: false }
-      const choose: Stage = {
-        name: 'choose',
-        async run(c) {
-          const primary = primaryOf(c)
-          from = primary.current
-          history = parseHistory(
-            (await runOn(c, primary, readHistory(primary.layout), { stage: 'choose' })).stdout
-          )
-          target = chooseTarget(c.sessions, primary, history, req.to)
-          c.log.info(`rolling back from ${from ?? '(none)'} to ${target}`)
-        }
+  return execute(req, 'rollback', ctx => {
+    let target: string | undefined
+    let from: string | undefined
+    let history: HistoryEntry[] = []
+    const database: MigrationState = { started: false, migrated: false }
+    const choose: Stage = {
+      name: 'choose',
+      async run(c) {
+        const primary = primaryOf(c)
+        from = primary.current
+        history = parseHistory(
+          (await runOn(c, primary, readHistory(primary.layout), { stage: 'choose' })).stdout
+        )
+        target = chooseTarget(c.sessions, primary, history, req.to)
+        c.log.info(`rolling back from ${from ?? '(none)'} to ${target}`)
       }
-      const rel = () => target as string
-      let chosen: SwitchStrategy | undefined
-      const strategy = () => (chosen ??= strategyFor(ctx))
-      return {
-        stages: [
-          preflightStage({ command: 'rollback', deploying: false }),
-          choose,
-          rollbackDatabaseStage(
-            rel,
-            () => from,
-            () => history,
-            req,
-            database
-          ),
-          // undo: the release that served when the rollback started goes back, restarted and verified
-          switchStage(rel, strategy),
-          verifyStage(rel),
-          cleanupStage(rel, strategy, { prune: false })
-        ],
-        release: () => target,
-        previous: () => from,
-        history: o => ({
-          from: from ?? null,
-          // the target failed its checks after going live: later rollbacks skip it
-          bad: o.failure && (o.rolledBack || o.rollbackFailed) ? true : undefined,
-          backup: database.safety?.name ?? null,
-          database: database.database ?? null,
-          port: strategy().port?.(primaryOf(ctx))
-        }),
-        backup: () =>
-          database.safety ? { name: database.safety.name, path: database.safety.path } : undefined,
-        // A rollback that failed before anything live changed (refused, no target, its database step undone)
-        // says nothing about its target: no history line, which would make that good release look failed to
-        // later rollbacks. Its log still goes to deploy.log on every host.
-        recorded: o => !o.failure || o.rolledBack || !!o.rollbackFailed
-      }
+    }
+    const rel = () => target as string
+    let chosen: SwitchStrategy | undefined
+    const strategy = () => (chosen ??= strategyFor(ctx))
+    return {
+      stages: [
+        preflightStage({ command: 'rollback', deploying: false }),
+        choose,
+        rollbackDatabaseStage(
+          rel,
+          () => from,
+          () => history,
+          req,
+          database
+        ),
+        // undo: the release that served when the rollback started goes back, restarted and verified
+        switchStage(rel, strategy),
+        verifyStage(rel),
+        cleanupStage(rel, strategy, { prune: false })
+      ],
+      release: () => target,
+      previous: () => from,
+      history: o => ({
+        from: from ?? null,
+        // the target failed its checks after going live: later rollbacks skip it
+        bad: o.failure && (o.rolledBack || o.rollbackFailed) ? true : undefined,
+        backup: database.safety?.name ?? null,
+        database: database.database ?? null,
+        port: strategy().port?.(primaryOf(ctx))
+      }),
+      backup: () =>
+        database.safety ? { name: database.safety.name, path: database.safety.path } : undefined,
+      // A rollback that failed before anything live changed (refused, no target, its database step undone)
+      // says nothing about its target: no history line, which would make that good release look failed to
+      // later rollbacks. Its log still goes to deploy.log on every host.
+      recorded: o => !o.failure || o.rolledBack || !!o.rollbackFailed
     }
   })
 }
