@@ -76,7 +76,13 @@ async function runHostStage(ctx: RunContext, stage: HostStage, entry: Entry, opt
   let ok = false
   try {
     await stage.begin?.(ctx)
-    for (const batch of batchesOf(ctx.sessions, opts.batches)) {
+    const batches = batchesOf(ctx.sessions, opts.batches)
+    for (const [i, batch] of batches.entries()) {
+      // a run stopped between batches starts no further hosts
+      if (i > 0 && ctx.signal.aborted) {
+        const left = batches.slice(i).flat()
+        throw new StageError(stage.name, `stopped before ${left.map(s => s.host.name).join(', ')}`)
+      }
       await onEveryHost(
         ctx,
         s => {

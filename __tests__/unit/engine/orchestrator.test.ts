@@ -281,6 +281,31 @@ describe('bounded parallelism and batches', () => {
     expect(events).toEqual(['undo d', 'undo c', 'undo b', 'undo a'])
   })
 
+  test('a run interrupted during one batch starts no further batch, and undoes what it started', async () => {
+    const ac = new AbortController()
+    const c = Object.assign(ctx(six()), { signal: ac.signal })
+    const events: string[] = []
+    const stage: HostStage = {
+      name: 'switch',
+      scope: 'each-host',
+      effect: 'live',
+      async run(_c, s) {
+        events.push(`run ${s.host.name}`)
+        if (s.host.name === 'b') ac.abort()
+      },
+      undo: async (_c, s) => void events.push(`undo ${s.host.name}`)
+    }
+    const o = await runStages(c, [stage], {
+      batches: [
+        ['a', 'b'],
+        ['c', 'd']
+      ]
+    })
+    expect(events).toEqual(['run a', 'run b', 'undo b', 'undo a'])
+    expect(o.exitCode).toBe(4)
+    expect(o.failure?.message).toMatch(/^interrupted: stopped before c, d, e, f$/)
+  })
+
   test('batchesOf ignores unknown and repeated names', () => {
     const hosts = six()
     const names = batchesOf(hosts, [['b', 'zz', 'b'], ['a']]).map(g => g.map(s => s.host.name))
