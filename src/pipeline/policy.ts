@@ -18,7 +18,8 @@ import type { StageEffect } from './stage.js'
  * | none   | 4th      | newest first     | recorded; the exit code does not change          |
  *
  * The database goes back before the code restarts against it; the code goes back before the release dir
- * it ran from is touched. Hosts within a stage are undone newest first too.
+ * it ran from is touched. Hosts within a stage are undone newest first too (started in that order, all at
+ * once unless the run has a parallelism limit; one host's failed undo does not stop the others).
  *
  * Re-verify: once, after the live group, when something went live and every live undo succeeded: the
  * live stage checks what its undo put back (`recheck`, the previous release's health checks) on the hosts
