@@ -144,13 +144,19 @@ export class ProgressTracker {
   private trackOne(stage: Stage): Stage {
     if (stage.scope === 'each-host') {
       const { begin, end, undo } = stage
+      // undone once every host it started on (with something to undo) is
+      const ran = new Set<HostSession>()
+      const back = new Set<HostSession>()
       const tracked: HostStage = {
         ...stage,
         begin: async c => {
           this.started(stage)
           await begin?.call(stage, c)
         },
-        run: (c, s) => stage.run(c, s),
+        run: (c, s) => {
+          ran.add(s)
+          return stage.run(c, s)
+        },
         end: async (c, ok) => {
           await end?.call(stage, c, ok)
           if (ok) this.finished(stage, c)
@@ -159,7 +165,9 @@ export class ProgressTracker {
           ? {
               undo: async (c: RunContext, s: HostSession, info: UndoInfo) => {
                 await undo.call(stage, c, s, info)
-                this.undone(stage)
+                back.add(s)
+                if ([...ran].every(h => back.has(h) || stage.needsUndo?.(h) === false)) this.undone(stage)
+                else this.checkpoint()
               }
             }
           : {})

@@ -4,6 +4,7 @@
  */
 import { describe, expect, test } from '@jest/globals'
 import { batchesOf, runStages } from '../../../src/pipeline/orchestrator.js'
+import { ProgressTracker, type RunProgress } from '../../../src/pipeline/progress.js'
 import { StageError } from '../../../src/pipeline/errors.js'
 import { switchStage } from '../../../src/pipeline/stages.js'
 import { strategyFor } from '../../../src/pipeline/switch.js'
@@ -361,5 +362,38 @@ describe('the real switch stage over a scripted transport', () => {
     // both hosts were switched back before the first check
     const lastRestore = Math.max(...calls.map((l, i) => (/ln -sfn '?releases\/R1/.test(l) ? i : -1)))
     expect(calls.findIndex(l => l.includes('check-health'))).toBeGreaterThan(lastRestore)
+  })
+})
+
+describe('the saved progress of a host stage (for the Action post step)', () => {
+  test('a host stage counts as undone only once every host it started on is undone', async () => {
+    const saved: RunProgress[] = []
+    const sessions = three()
+    const c = ctx(sessions)
+    Object.assign(c, { actor: { who: 'octocat' } })
+    const tracker = new ProgressTracker(
+      c,
+      'deploy',
+      new Date(),
+      p => void saved.push(JSON.parse(JSON.stringify(p)) as RunProgress),
+      {
+        release: () => 'R2'
+      }
+    )
+    const seen: string[][] = []
+    const deploy: HostStage = {
+      name: 'deploy',
+      scope: 'each-host',
+      effect: 'disk',
+      run: async () => {},
+      undo: async () => void seen.push([...(saved.at(-1)?.undone ?? [])])
+    }
+    const o = await runStages(c, tracker.track([deploy, primaryStage('migrate', 'none', [], true)]), {
+      maxParallel: 1
+    })
+    expect(o.exitCode).toBe(3)
+    // while the second and third hosts are undone, deploy is not yet listed as undone
+    expect(seen).toEqual([[], [], []])
+    expect(saved.at(-1)?.undone).toEqual(['deploy', 'migrate'])
   })
 })
