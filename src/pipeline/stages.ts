@@ -18,14 +18,7 @@ import {
 import { LocalTransport } from '../transport/local.js'
 import { sh } from '../commands/quote.js'
 import { parseHistory, releasesToPrune, unfinishedReleases } from '../release/history.js'
-import {
-  connectAll,
-  primaryOf,
-  runOn,
-  runRaw,
-  type HostSession,
-  type RunContext
-} from './context.js'
+import { connectAll, primaryOf, runOn, runRaw, type HostSession, type RunContext } from './context.js'
 import { StageError, errorMessage } from './errors.js'
 import { hookEnv } from './env.js'
 import { hasChecks, httpChecks, scanLogs, sleep, verifyHost } from './checks.js'

@@ -157,7 +157,10 @@ describe('runStages', () => {
       stage('verify', events, { fail: true })
     ]
     const c = () => Object.assign(ctx(), { sessions: [host] })
-    const ok = await runStages(c(), stages(async () => void events.push('reverify')))
+    const ok = await runStages(
+      c(),
+      stages(async () => void events.push('reverify'))
+    )
     expect(ok.exitCode).toBe(4)
     expect(events.at(-1)).toBe('reverify')
     const bad = await runStages(
