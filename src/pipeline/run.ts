@@ -74,7 +74,7 @@ export function deploy(req: RunRequest): Promise<RunResult> {
         database: migration.database ?? null,
         port: strategy().port?.(primaryOf(ctx))
       }),
-      // the switch's undo verifies the restored release (once)
+      // the restored release is verified once, after the switch's undo (src/pipeline/policy.ts)
       backup: backup.result
     }
   })
@@ -131,6 +131,8 @@ export function rollback(req: RunRequest & { to?: ReleaseId } & RollbackDatabase
     const database: MigrationState = { started: false, migrated: false }
     const choose: Stage = {
       name: 'choose',
+      scope: 'primary',
+      effect: 'none',
       async run(c) {
         const primary = primaryOf(c)
         from = primary.current
