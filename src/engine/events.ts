@@ -16,7 +16,8 @@ export type RunEvent =
       started: string
       logFile?: string
     }
-  | { type: 'stage-started'; stage: string; phase: 'run' | 'undo' }
+  /** `host`: a host stage (scope each-host) runs and is undone per host, and says which. */
+  | { type: 'stage-started'; stage: string; phase: 'run' | 'undo'; host?: string }
   | {
       type: 'stage-finished'
       stage: string

@@ -20,7 +20,7 @@ import {
 import { errorMessage } from '../pipeline/errors.js'
 import { oneLine } from '../pipeline/excerpt.js'
 import { runStagesSafely, type Outcome } from '../pipeline/orchestrator.js'
-import type { Stage } from '../pipeline/stage.js'
+import type { Stage, UndoInfo } from '../pipeline/stage.js'
 import { ProgressTracker, type RunProgress } from '../pipeline/progress.js'
 import type { HostState, RunCommand, RunResult } from '../pipeline/result.js'
 import { hasChecks, verifyHost } from '../pipeline/checks.js'
@@ -334,15 +334,16 @@ async function finishOnHosts(
   }
 }
 
-/** The stages, each telling the subscribers when it (and its undo) starts and ends. */
+/** The stages, each telling the subscribers when it (and its undo) starts and ends, on which host for host stages. */
 function announce(stages: Stage[], events: RunEvents, redact: (t: string) => string): Stage[] {
   const timed = async (
     stage: string,
     phase: 'run' | 'undo',
     fn: () => Promise<void>,
-    failed: 'failed' | 'undo-failed'
+    failed: 'failed' | 'undo-failed',
+    host?: string
   ) => {
-    await events.emit({ type: 'stage-started', stage, phase })
+    await events.emit({ type: 'stage-started', stage, phase, ...(host ? { host } : {}) })
     const t0 = performance.now()
     try {
       await fn()
@@ -354,7 +355,7 @@ function announce(stages: Stage[], events: RunEvents, redact: (t: string) => str
         status: failed,
         durationS: seconds(t0),
         error: redact(errorMessage(e)),
-        host: (e as { host?: string })?.host
+        host: (e as { host?: string })?.host ?? host
       })
       throw e
     }
@@ -363,19 +364,36 @@ function announce(stages: Stage[], events: RunEvents, redact: (t: string) => str
       stage,
       phase,
       status: phase === 'run' ? 'ok' : 'undone',
-      durationS: seconds(t0)
+      durationS: seconds(t0),
+      ...(host ? { host } : {})
     })
   }
-  // every argument passes through: the stage's other fields (and whatever the orchestrator gives run and
-  // undo) stay as they are
-  return stages.map(stage => ({
-    ...stage,
-    run: (...args: Parameters<Stage['run']>) => timed(stage.name, 'run', () => stage.run(...args), 'failed'),
-    ...(stage.undo
-      ? {
-          undo: (...args: Parameters<NonNullable<Stage['undo']>>) =>
-            timed(stage.name, 'undo', async () => stage.undo?.(...args), 'undo-failed')
-        }
-      : {})
-  }))
+  // the stage's other fields stay as they are; run and undo get what the orchestrator gives them
+  return stages.map((stage): Stage => {
+    if (stage.scope === 'each-host') {
+      const { undo } = stage
+      return {
+        ...stage,
+        run: (c: RunContext, s: HostSession) =>
+          timed(stage.name, 'run', () => stage.run(c, s), 'failed', s.host.name),
+        ...(undo
+          ? {
+              undo: (c: RunContext, s: HostSession, info: UndoInfo) =>
+                timed(stage.name, 'undo', () => undo.call(stage, c, s, info), 'undo-failed', s.host.name)
+            }
+          : {})
+      }
+    }
+    const { undo } = stage
+    return {
+      ...stage,
+      run: (c: RunContext) => timed(stage.name, 'run', () => stage.run(c), 'failed'),
+      ...(undo
+        ? {
+            undo: (c: RunContext, info: UndoInfo) =>
+              timed(stage.name, 'undo', () => undo.call(stage, c, info), 'undo-failed')
+          }
+        : {})
+    }
+  })
 }
