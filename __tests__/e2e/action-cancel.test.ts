@@ -16,8 +16,9 @@ import { fastShell, freePort, startSshd, stopAll, tempDir, type SshHost } from '
 import { pausePoint, type PausePoint } from './harness/pause.js'
 import { httpGet } from './harness/app.js'
 import { portPidFile, startNginx, writeBlueGreenApp, type Nginx } from './harness/nginx.js'
-import { expectExit, readFileCommands, resultOf, spawnAction } from './harness/cliproc.js'
+import { expectExit, resultOf, spawnAction } from './harness/cliproc.js'
 import {
+  actionStep,
   answer,
   currentOf,
   historyOf,
@@ -80,31 +81,7 @@ async function deployOk(c: Case, version: string): Promise<string> {
 }
 
 /** One step's runner files (each step gets its own) and the environment the runner gives the step. */
-function step(c: Case, name: string, extra: NodeJS.ProcessEnv = {}) {
-  const dir = tempDir(`gh-${name}-`)
-  const files = {
-    GITHUB_OUTPUT: join(dir, 'output'),
-    GITHUB_STATE: join(dir, 'state'),
-    GITHUB_STEP_SUMMARY: join(dir, 'summary.md')
-  }
-  for (const f of Object.values(files)) writeFileSync(f, '')
-  const env: NodeJS.ProcessEnv = {
-    ...c.p.env,
-    ...files,
-    GITHUB_ACTIONS: 'true',
-    GITHUB_ACTOR: 'octocat',
-    INPUT_COMMAND: 'deploy',
-    INPUT_CONFIG: c.p.configFile,
-    INPUT_VERBOSE: 'false',
-    ...extra
-  }
-  return {
-    env,
-    outputs: () => readFileCommands(readFileSync(files.GITHUB_OUTPUT, 'utf8')),
-    state: () => readFileCommands(readFileSync(files.GITHUB_STATE, 'utf8')),
-    summary: () => readFileSync(files.GITHUB_STEP_SUMMARY, 'utf8')
-  }
-}
+const step = (c: Case, name: string, extra: NodeJS.ProcessEnv = {}) => actionStep(c.p, name, extra)
 
 /** The STATE_<name> variables the runner passes to the post step. */
 function stateEnv(state: Record<string, string>): NodeJS.ProcessEnv {

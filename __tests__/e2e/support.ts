@@ -17,6 +17,7 @@ import { stringify } from 'yaml'
 import { runCli } from '../../src/platform/cli.js'
 import { writeApp, stopApp, httpGet, type AppOptions } from './harness/app.js'
 import { freePort, tempDir, type SshHost } from './harness/sshd.js'
+import { readFileCommands } from './harness/cliproc.js'
 
 export interface CliRun {
   code: number
@@ -123,6 +124,36 @@ export async function project(opts: ProjectOptions): Promise<Project> {
   // the log dir is relative to the working directory: run from the project dir
   process.chdir(dir)
   return p
+}
+
+/**
+ * One GitHub Action step of `p` (each step gets its own runner files: GITHUB_OUTPUT, GITHUB_STATE,
+ * GITHUB_STEP_SUMMARY) and the environment the runner gives it; `extra` sets inputs (INPUT_COMMAND, ...).
+ */
+export function actionStep(p: Project, name: string, extra: NodeJS.ProcessEnv = {}) {
+  const dir = tempDir(`gh-${name}-`)
+  const files = {
+    GITHUB_OUTPUT: join(dir, 'output'),
+    GITHUB_STATE: join(dir, 'state'),
+    GITHUB_STEP_SUMMARY: join(dir, 'summary.md')
+  }
+  for (const f of Object.values(files)) writeFileSync(f, '')
+  const env: NodeJS.ProcessEnv = {
+    ...p.env,
+    ...files,
+    GITHUB_ACTIONS: 'true',
+    GITHUB_ACTOR: 'octocat',
+    INPUT_COMMAND: 'deploy',
+    INPUT_CONFIG: p.configFile,
+    INPUT_VERBOSE: 'false',
+    ...extra
+  }
+  return {
+    env,
+    outputs: () => readFileCommands(readFileSync(files.GITHUB_OUTPUT, 'utf8')),
+    state: () => readFileCommands(readFileSync(files.GITHUB_STATE, 'utf8')),
+    summary: () => readFileSync(files.GITHUB_STEP_SUMMARY, 'utf8')
+  }
 }
 
 /** Single quotes for the local test shell (the product's own quoting is under test elsewhere). */

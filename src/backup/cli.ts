@@ -1,13 +1,12 @@
 import { resolve } from 'node:path'
 import { ConfigError, ExitCode } from '../config/errors.js'
 import { Redactor } from '../report/redact.js'
-import { releaseLock } from '../commands/lock.js'
-import { appendHostLog, readHistory } from '../commands/release.js'
+import { readHistory } from '../commands/release.js'
 import { parseHistory, type HistoryEntry } from '../release/history.js'
 import { closeAll, connectAll, primaryOf, runOn, type RunContext } from '../pipeline/context.js'
 import { StageError, errorMessage } from '../pipeline/errors.js'
-import { runStagesSafely, type Outcome } from '../pipeline/orchestrator.js'
-import { newContext, type RunRequest } from '../pipeline/run.js'
+import { newContext, runLifecycle, type RunPlan, type RunRequest } from '../engine/lifecycle.js'
+import type { RunResult } from '../pipeline/result.js'
 import { preflightStage } from '../pipeline/stages.js'
 import type { Stage } from '../pipeline/stage.js'
 import { isBackupName, parseBackupName, type BackupName } from './name.js'
@@ -71,54 +70,27 @@ export function checkBackupArgs(args: BackupArgs): void {
     )
 }
 
-const seconds = (t0: number) => Math.round((performance.now() - t0) / 100) / 10
-
-/** Runs stages under the lock with a log file, like deploy: verdict, lock release, log on the host. */
-async function runLocked(
+/**
+ * Runs a backup command's stages after preflight through the one run lifecycle (src/engine/lifecycle.ts):
+ * lock, log, verdict, the host log on the primary, the JSON report, the outputs.
+ */
+function runLocked(
   req: RunRequest,
-  command: string,
-  word: string,
-  stages: Stage[]
-): Promise<{ ctx: RunContext; outcome: Outcome; verdict: string }> {
-  const t0 = performance.now()
-  const ctx = newContext(req, command, req.now ?? new Date())
-  ctx.onLock = req.onLock
-  ctx.log.setStage('start')
-  ctx.log.info(
-    `safe-deploy ${command} of ${ctx.config.app} on ${req.loaded.hosts.find(h => h.primary)?.name ?? '?'} by ${ctx.actor.who}`
-  )
-  const outcome: Outcome = await runStagesSafely(ctx, [
-    preflightStage({ command, deploying: false }),
-    ...stages
-  ])
-  ctx.log.setStage('finish')
-  const t = `(${seconds(t0).toFixed(1)} s)`
-  const f = outcome.failure
-  const verdict = !f
-    ? `${word} SUCCESS ${t}`
-    : `${word} FAILED at ${f.stage}${f.host ? ` on ${f.host}` : ''}: ${f.message}${
-        outcome.rollbackFailed
-          ? `. ROLLBACK FAILED: ${outcome.rollbackFailed}`
-          : outcome.rolledBack
-            ? '. ROLLED BACK'
-            : ''
-      } ${t}`
-  ctx.log.write(verdict, { level: f ? 'error' : 'info' })
-  if (ctx.lock && ctx.sessions.length) {
-    const p = primaryOf(ctx)
-    try {
-      await runOn(ctx, p, releaseLock(p.layout, ctx.lock.token), { stage: 'finish' })
-      ctx.log.info('lock released', p.host.name)
-      ctx.onLock?.(undefined)
-    } catch (e) {
-      ctx.log.warn(`could not release the lock: ${errorMessage(e)}; run \`safe-deploy lock release\``)
-    }
-    await runOn(ctx, p, appendHostLog(p.layout, ctx.log.lines.join('\n')), { stage: 'finish' }).catch(
-      () => undefined
-    )
-  }
-  await closeAll(ctx)
-  return { ctx, outcome, verdict: ctx.log.redactor.redact(verdict) }
+  command: 'backup' | 'restore' | 'prune',
+  stages: Stage[],
+  more: Omit<RunPlan, 'stages'> = {}
+): Promise<RunResult> {
+  return runLifecycle(req, {
+    command,
+    intro: ctx =>
+      `${command} of ${ctx.config.app} on ${req.loaded.hosts.find(h => h.primary)?.name ?? '?'} by ${ctx.actor.who}`,
+    plan: () => ({
+      stages: [preflightStage({ command, deploying: false }), ...stages],
+      // only the primary is touched: its deploy.log says so; no history line (that is for releases)
+      finishOn: 'primary',
+      ...more
+    })
+  })
 }
 
 /** Connects (no lock, no log file) and runs `fn` on the primary. */
@@ -197,27 +169,47 @@ function table(rows: string[][]): string {
   )
 }
 
-export interface BackupNowResult {
-  status: 'success' | 'failed'
-  exitCode: number
-  backupName?: string
-  backupPath?: string
-  logFile?: string
-  verdict: string
+/** `backup` (the CLI, and the Action in a scheduled workflow): a verified backup now, under the lock. */
+export function backupNow(req: RunRequest, opts: { keep?: boolean } = {}): Promise<RunResult> {
+  const out: { result?: BackupResult } = {}
+  return runLocked(req, 'backup', [backupNowStage(out, { keep: opts.keep })], {
+    backup: () => out.result,
+    details: () => ({
+      files: out.result?.files,
+      protected: out.result ? !!opts.keep : undefined
+    })
+  })
 }
 
-/** `backup` for the Action (a scheduled workflow): the same run as the CLI's, as a result. */
-export async function backupNow(req: RunRequest): Promise<BackupNowResult> {
-  const out: { result?: BackupResult } = {}
-  const { ctx, outcome, verdict } = await runLocked(req, 'backup', 'BACKUP', [backupNowStage(out)])
-  return {
-    status: outcome.failure ? 'failed' : 'success',
-    exitCode: outcome.exitCode,
-    backupName: out.result?.name,
-    backupPath: out.result?.path,
-    logFile: ctx.log.file,
-    verdict
-  }
+/** `restore NAME --yes`: check it, take a safety backup, restore; undone when the restore fails. */
+export function restoreNow(req: RunRequest, name: BackupName): Promise<RunResult> {
+  const state: RestoreState = {}
+  return runLocked(req, 'restore', restoreStages(name, state), {
+    details: () => ({
+      restored: state.restored?.restored,
+      safetyBackup: state.safety?.name,
+      leftTables: state.restored?.leftTables
+    })
+  })
+}
+
+/** `backups prune --yes`: delete what retention says, under the lock. */
+export function pruneNow(req: RunRequest): Promise<RunResult> {
+  const res: { result?: PruneResult } = {}
+  return runLocked(
+    req,
+    'prune',
+    [
+      {
+        name: 'prune',
+        async run(ctx) {
+          const s = primaryOf(ctx)
+          res.result = await pruneBackups(ctx, s, planFor(ctx, s, 'prune'), { stage: 'prune', apply: true })
+        }
+      }
+    ],
+    { details: () => ({ ...res.result }) }
+  )
 }
 
 /** `backup`, `backups ...`, `restore`: returns the exit code. Arguments were checked by checkBackupArgs. */
@@ -226,63 +218,11 @@ export async function runBackupCli(args: BackupArgs, req: RunRequest, io: Output
   const name: BackupName | undefined = args.name === undefined ? undefined : parseBackupName(args.name, app)
   const print = (v: unknown) => io.stdout.write(JSON.stringify(v, null, 2) + '\n')
 
-  if (args.command === 'backup' || args.command === 'restore') {
-    const out: { result?: BackupResult } = {}
-    const state: RestoreState = {}
-    const isBackup = args.command === 'backup'
-    const { ctx, outcome, verdict } = await runLocked(
-      req,
-      args.command,
-      isBackup ? 'BACKUP' : 'RESTORE',
-      isBackup ? [backupNowStage(out, { keep: args.keep })] : restoreStages(name as BackupName, state)
-    )
-    const r = out.result
-    const summary = {
-      command: args.command,
-      status: outcome.failure ? (outcome.rolledBack ? 'rolled-back' : 'failed') : 'success',
-      exitCode: outcome.exitCode,
-      backupName: r?.name,
-      backupPath: r?.path,
-      files: r?.files,
-      protected: isBackup && r ? !!args.keep : undefined,
-      restored: state.restored?.restored,
-      safetyBackup: state.safety?.name,
-      leftTables: state.restored?.leftTables,
-      error: outcome.failure
-        ? { ...outcome.failure, message: ctx.log.redactor.redact(outcome.failure.message) }
-        : undefined,
-      stages: outcome.records,
-      logFile: ctx.log.file,
-      verdict
-    }
-    if (args.json) print(summary)
-    else {
-      if (r) io.stdout.write(`${r.name}\n`)
-      io.stderr.write(`\n${verdict}\nlog: ${ctx.log.file}\n`)
-    }
-    return outcome.exitCode
-  }
-
+  // runs that change the host: their result is printed by the run's subscribers (src/platform/cli.ts)
+  if (args.command === 'backup') return (await backupNow(req, { keep: args.keep })).exitCode
+  if (args.command === 'restore') return (await restoreNow(req, name as BackupName)).exitCode
   const sub = args.sub
-  if (sub === 'prune' && args.yes) {
-    const res: { result?: PruneResult } = {}
-    const { outcome, verdict } = await runLocked(req, 'prune', 'PRUNE', [
-      {
-        name: 'prune',
-        async run(ctx) {
-          const s = primaryOf(ctx)
-          res.result = await pruneBackups(ctx, s, planFor(ctx, s, 'prune'), { stage: 'prune', apply: true })
-        }
-      }
-    ])
-    if (args.json) print({ ...res.result, exitCode: outcome.exitCode, verdict })
-    else {
-      const p = res.result
-      if (p) io.stdout.write(p.prune.length ? `deleted: ${p.prune.join(', ')}\n` : 'nothing to delete\n')
-      io.stderr.write(`${verdict}\n`)
-    }
-    return outcome.exitCode
-  }
+  if (sub === 'prune' && args.yes) return (await pruneNow(req)).exitCode
 
   try {
     return await readOnly(req, `backups-${sub}`, async ctx => {

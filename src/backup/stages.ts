@@ -153,6 +153,8 @@ export function restoreStages(name: BackupName, state: RestoreState): Stage[] {
     },
     {
       name: 'restore',
+      // what the app serves changes with its data: a restore put back is a rollback (exit 4)
+      effect: 'live',
       changedLive: () => changed && !failedAtomically,
       async run(ctx) {
         const s = primaryOf(ctx)

@@ -241,10 +241,41 @@ export async function runRaw(
 
 export { lastLines } from './excerpt.js'
 
-/** Runs `fn` on every host at once; the first error wins after all have finished. */
-export async function onEveryHost<T>(ctx: RunContext, fn: (s: HostSession) => Promise<T>): Promise<T[]> {
-  const results = await Promise.allSettled(ctx.sessions.map(fn))
-  const failure = results.find(r => r.status === 'rejected')
+/** Which hosts `onEveryHost` runs on and how many at once. */
+export interface EveryHostOptions {
+  /** Default: every session of the run. */
+  hosts?: HostSession[]
+  /** At most this many hosts at once (default: all at once). After a failure no further host starts. */
+  limit?: number
+}
+
+/**
+ * Runs `fn` on every host, at most `limit` at once (default: all); the first error (in host order) wins
+ * after every started host has finished. Once a host failed, hosts not yet started are not started.
+ */
+export async function onEveryHost<T>(
+  ctx: RunContext,
+  fn: (s: HostSession) => Promise<T>,
+  opts: EveryHostOptions = {}
+): Promise<T[]> {
+  const hosts = opts.hosts ?? ctx.sessions
+  const limit = Math.max(1, Math.min(opts.limit ?? hosts.length, hosts.length))
+  const results: PromiseSettledResult<T>[] = []
+  let next = 0
+  let failed = false
+  const worker = async () => {
+    while (next < hosts.length && !failed) {
+      const i = next++
+      try {
+        results[i] = { status: 'fulfilled', value: await fn(hosts[i] as HostSession) }
+      } catch (reason) {
+        results[i] = { status: 'rejected', reason }
+        failed = true
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: limit }, worker))
+  const failure = results.find(r => r?.status === 'rejected')
   if (failure) throw (failure as PromiseRejectedResult).reason
   return results.map(r => (r as PromiseFulfilledResult<T>).value)
 }

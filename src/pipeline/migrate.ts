@@ -17,7 +17,7 @@ import type { HistoryEntry } from '../release/history.js'
 import { ExitCode } from '../config/errors.js'
 import { StageError, errorMessage } from './errors.js'
 import { hookEnv } from './env.js'
-import type { Stage } from './stage.js'
+import type { RunStage } from './stage.js'
 
 /** What the migrate stage did, for its undo, the history line and the report. */
 export interface MigrationState {
@@ -116,18 +116,18 @@ async function runDown(
 /**
  * Runs the migration on the primary, inside the new release, reading the revision before and after. Its
  * undo puts the database back (down command or the pre-deploy backup) only when this run's migration
- * changed it; it runs before the code is switched back, so the previous release restarts against the
- * database it was verified with. If that fails, a person must look (exit 5).
+ * changed it. As a `data` stage it is undone before the code is switched back (src/pipeline/policy.ts), so
+ * the previous release restarts against the database it was verified with; if the undo fails, exit 5.
  */
 export function migrateStage(
   rel: () => string,
   backupName: () => string | undefined,
   state: MigrationState
-): Stage {
+): RunStage {
   return {
     name: 'migrate',
-    undoFirst: true,
-    undoMustSucceed: () => state.started,
+    scope: 'primary',
+    effect: 'data',
     save: () => ({ ...state }),
     needsUndo: () => state.started && !state.noop,
     async run(ctx) {
@@ -315,11 +315,11 @@ export function rollbackDatabaseStage(
   history: () => HistoryEntry[],
   opts: RollbackDatabaseOptions,
   state: MigrationState
-): Stage {
+): RunStage {
   return {
     name: 'database',
-    undoFirst: true,
-    undoMustSucceed: () => state.started,
+    scope: 'primary',
+    effect: 'data',
     needsUndo: () => state.undoWith !== undefined,
     async run(ctx) {
       const p = primaryOf(ctx)

@@ -1,8 +1,9 @@
 import { ExitCode } from '../config/errors.js'
-import type { RunContext } from './context.js'
+import { onEveryHost, type HostSession, type RunContext } from './context.js'
 import { startLease, type Lease } from './lease.js'
 import { StageError, errorMessage } from './errors.js'
-import type { Stage, StageRecord } from './stage.js'
+import { exitCode, reverifyNow, undoFailureNeedsPerson, undoOrder, type Touched } from './policy.js'
+import type { HostStage, Stage, StageRecord } from './stage.js'
 
 export interface Outcome {
   records: StageRecord[]
@@ -14,65 +15,145 @@ export interface Outcome {
   exitCode: number
 }
 
+/** How host stages (`scope: 'each-host'`) run. */
+export interface RunStagesOptions {
+  /** At most this many hosts at once within a batch (default: all at once). */
+  maxParallel?: number
+  /**
+   * Host names in groups run one after another, each group to the end before the next starts (default: one
+   * group of every host). Hosts not named run in a last group.
+   */
+  batches?: string[][]
+}
+
 const seconds = (t0: number) => Math.round((performance.now() - t0) / 100) / 10
 
+/** One line of the undo ledger: a stage the run started, and for a host stage the hosts it started on. */
+interface Entry {
+  stage: Stage
+  /** Hosts in the order the stage started on them (host stages only). */
+  hosts: HostSession[]
+}
+
 /**
- * Runs stages in order. On a failure, undoes the failed stage and then every completed one, newest first.
- * This is the only place that decides what is undone.
+ * Runs stages in order, keeping the undo ledger of (stage, host) pairs; on a failure, undoes what the ledger
+ * holds in the order src/pipeline/policy.ts gives, and takes the exit code from it.
  */
 export async function runStages(
   ctx: RunContext,
   stages: Stage[],
-  hooks: { afterRollback?: (ctx: RunContext) => Promise<void> } = {}
+  opts: RunStagesOptions = {}
 ): Promise<Outcome> {
   // the stages run under the lock's lease: its signal is also aborted when the lock is lost
   const outer = ctx.signal
   const lease = startLease(ctx)
   ctx.signal = lease.signal
   try {
-    return await runUnderLease(ctx, stages, hooks, lease, outer)
+    return await runUnderLease(ctx, stages, opts, lease, outer)
   } finally {
     lease.stop()
     ctx.signal = outer
   }
 }
 
+/** The groups of hosts a host stage runs in, one after another. */
+export function batchesOf(sessions: HostSession[], batches: string[][] | undefined): HostSession[][] {
+  if (!batches?.length) return [sessions]
+  const seen = new Set<HostSession>()
+  const groups = batches.map(names =>
+    names.flatMap(n => {
+      const s = sessions.find(x => x.host.name === n)
+      if (!s || seen.has(s)) return []
+      seen.add(s)
+      return [s]
+    })
+  )
+  groups.push(sessions.filter(s => !seen.has(s)))
+  return groups.filter(g => g.length)
+}
+
+async function runHostStage(ctx: RunContext, stage: HostStage, entry: Entry, opts: RunStagesOptions) {
+  let ok = false
+  try {
+    await stage.begin?.(ctx)
+    const batches = batchesOf(ctx.sessions, opts.batches)
+    for (const [i, batch] of batches.entries()) {
+      // a run stopped between batches starts no further hosts
+      if (i > 0 && ctx.signal.aborted) {
+        const left = batches.slice(i).flat()
+        throw new StageError(stage.name, `stopped before ${left.map(s => s.host.name).join(', ')}`)
+      }
+      await onEveryHost(
+        ctx,
+        s => {
+          entry.hosts.push(s)
+          return stage.run(ctx, s)
+        },
+        { hosts: batch, limit: opts.maxParallel }
+      )
+    }
+    ok = true
+  } finally {
+    await stage.end?.(ctx, ok)
+  }
+}
+
+/** Whether the entry changed what users see: only `live` stages can. */
+function wentLive(e: Entry): boolean {
+  const st = e.stage
+  if (st.effect !== 'live') return false
+  if (st.scope === 'each-host') return e.hosts.some(s => st.changedLive?.(s) ?? true)
+  return st.changedLive?.() ?? true
+}
+
+/** The hosts of a host-stage entry with something to undo, newest first. */
+function hostsToUndo(e: Entry): HostSession[] {
+  const st = e.stage
+  if (st.scope !== 'each-host') return []
+  return [...new Set(e.hosts)].reverse().filter(s => st.needsUndo?.(s) !== false)
+}
+
+/** Whether the entry has an undo to run (a stage without one matters only when it went live). */
+function hasWork(e: Entry): boolean {
+  const st = e.stage
+  if (!st.undo) return wentLive(e)
+  return st.scope === 'each-host' ? hostsToUndo(e).length > 0 : st.needsUndo?.() !== false
+}
+
 async function runUnderLease(
   ctx: RunContext,
   stages: Stage[],
-  hooks: { afterRollback?: (ctx: RunContext) => Promise<void> },
+  opts: RunStagesOptions,
   lease: Lease,
   outer: AbortSignal
 ): Promise<Outcome> {
   const interrupted = () => lease.lost ?? 'interrupted'
   const records: StageRecord[] = []
-  const done: Stage[] = []
-  let failed: { stage: Stage; error: unknown; started: boolean } | undefined
+  const ledger: Entry[] = []
+  let failed: { stage: Stage; error: unknown } | undefined
 
   for (const stage of stages) {
     if (ctx.signal.aborted) {
-      failed = {
-        stage,
-        error: new StageError(stage.name, `${interrupted()} before this stage started`),
-        started: false
-      }
+      failed = { stage, error: new StageError(stage.name, `${interrupted()} before this stage started`) }
       records.push({ name: stage.name, status: 'skipped', duration_s: 0 })
       break
     }
     ctx.log.setStage(stage.name)
     ctx.log.startGroup(stage.name)
     const t0 = performance.now()
+    const entry: Entry = { stage, hosts: [] }
+    ledger.push(entry)
     try {
-      await stage.run(ctx)
+      if (stage.scope === 'each-host') await runHostStage(ctx, stage, entry, opts)
+      else await stage.run(ctx)
       records.push({ name: stage.name, status: 'ok', duration_s: seconds(t0) })
       ctx.log.info(`${stage.name} done (${seconds(t0)} s)`)
-      done.push(stage)
     } catch (error) {
       const host = error instanceof StageError ? error.host : undefined
       const message = ctx.signal.aborted ? `${interrupted()}: ${errorMessage(error)}` : errorMessage(error)
       records.push({ name: stage.name, status: 'failed', duration_s: seconds(t0), error: message, host })
       ctx.log.error(`FAILED: ${message}`, host)
-      failed = { stage, error, started: true }
+      failed = { stage, error }
     } finally {
       ctx.log.endGroup()
     }
@@ -89,75 +170,114 @@ async function runUnderLease(
         ? `${interrupted()}: ${errorMessage(err)}`
         : errorMessage(err)
   }
-  const newestFirst = [...(failed.started ? [failed.stage] : []), ...[...done].reverse()]
-  const ordered = [...newestFirst.filter(s => s.undoFirst), ...newestFirst.filter(s => !s.undoFirst)]
-  const live = ordered.some(s => s.changedLive?.())
-  // only what has something to undo: a stage without undo matters only when it changed live state
-  const toUndo = ordered.filter(s => (s.undo ? s.needsUndo?.() !== false : s.changedLive?.()))
+  const ordered = undoOrder<Entry>(
+    ledger.map((e, index) => ({ effect: e.stage.effect ?? 'none', index, item: e }))
+  )
+  const live = ordered.some(t => wentLive(t.item))
+  const toUndo = ordered.filter(t => hasWork(t.item))
   let rollbackFailed: string | undefined
   let undidLive = false
 
   // An interrupted run (or one that lost its lock) still cleans up: the undo steps get their own signal.
   lease.settle()
   ctx.signal = ctx.signal.aborted ? new AbortController().signal : outer
-  const undoCtx = ctx
   // no `== rollback` header with nothing under it (a failed preflight has nothing to undo)
-  const grouped = toUndo.some(s => s.undo)
-  undoCtx.log.setStage('rollback')
-  if (grouped) undoCtx.log.startGroup('rollback')
-  for (const stage of toUndo) {
+  const grouped = toUndo.some(t => t.item.stage.undo)
+  ctx.log.setStage('rollback')
+  if (grouped) ctx.log.startGroup('rollback')
+  const fail = (t: Touched<Entry>, record: StageRecord, e: unknown, wasLive: boolean) => {
+    const message = errorMessage(e)
+    const host = e instanceof StageError ? e.host : undefined
+    Object.assign(record, { status: 'undo-failed', error: message }, host ? { host } : {})
+    ctx.log.error(`undo of ${t.item.stage.name} FAILED: ${message}`, host)
+    if (undoFailureNeedsPerson(t.effect, wasLive))
+      rollbackFailed ??= `undo of ${t.item.stage.name}: ${message}`
+  }
+  // the live group's records wait for the re-verify, whose failure is a failed undo of its stage
+  let notBack = false
+  let pending: { t: Touched<Entry>; record: StageRecord; restored: HostSession[]; wasLive: boolean }[] = []
+  const flush = () => {
+    for (const p of pending) records.push(p.record)
+    pending = []
+  }
+  for (const [i, t] of toUndo.entries()) {
+    const st = t.item.stage
     const t0 = performance.now()
-    if (!stage.undo) {
-      if (stage.changedLive?.())
-        rollbackFailed ??= `${stage.name} changed live state and cannot be undone automatically`
-      continue
+    const wasLive = wentLive(t.item)
+    if (!st.undo) {
+      rollbackFailed ??= `${st.name} changed live state and cannot be undone automatically`
+      notBack = true
+    } else {
+      const record: StageRecord = { name: `undo ${st.name}`, status: 'undone', duration_s: 0 }
+      const restored: HostSession[] = []
+      try {
+        if (st.scope === 'each-host') {
+          const hosts = hostsToUndo(t.item)
+          const errors: unknown[] = []
+          const undo = st.undo.bind(st)
+          await onEveryHost(
+            ctx,
+            async s => {
+              try {
+                const wasLiveHere = st.changedLive?.(s) ?? true
+                await undo(ctx, s, { live })
+                if (wasLiveHere) restored.push(s)
+              } catch (e) {
+                errors.push(e)
+              }
+            },
+            { hosts, limit: opts.maxParallel }
+          )
+          if (errors.length) throw errors[0]
+        } else {
+          await st.undo(ctx, { live })
+        }
+        if (wasLive) undidLive = true
+      } catch (e) {
+        fail(t, record, e, wasLive)
+      }
+      record.duration_s = seconds(t0)
+      pending.push({ t, record, restored, wasLive })
     }
-    const wasLive = stage.changedLive?.() ?? false
-    try {
-      await stage.undo(undoCtx, { live })
-      if (wasLive) undidLive = true
-      records.push({ name: `undo ${stage.name}`, status: 'undone', duration_s: seconds(t0) })
-    } catch (e) {
-      const message = errorMessage(e)
-      records.push({
-        name: `undo ${stage.name}`,
-        status: 'undo-failed',
-        duration_s: seconds(t0),
-        error: message
-      })
-      undoCtx.log.error(
-        `undo of ${stage.name} FAILED: ${message}`,
-        e instanceof StageError ? e.host : undefined
-      )
-      if (wasLive || stage.undoMustSucceed?.()) rollbackFailed ??= `undo of ${stage.name}: ${message}`
+    const groupDone = toUndo[i + 1]?.effect !== t.effect
+    const liveUndoFailed = notBack || pending.some(p => p.record.status === 'undo-failed')
+    if (groupDone && reverifyNow({ group: t.effect, live, liveUndoFailed })) {
+      for (const p of pending) {
+        const ps = p.t.item.stage
+        if (ps.scope !== 'each-host' || !ps.recheck || !p.restored.length) continue
+        const t1 = performance.now()
+        try {
+          await ps.recheck(
+            ctx,
+            ctx.sessions.filter(s => p.restored.includes(s))
+          )
+        } catch (e) {
+          fail(p.t, p.record, e, p.wasLive)
+        }
+        p.record.duration_s = Math.round((p.record.duration_s + seconds(t1)) * 10) / 10
+      }
     }
+    if (groupDone) flush()
   }
-  if (live && !rollbackFailed && hooks.afterRollback) {
-    try {
-      await hooks.afterRollback(undoCtx)
-    } catch (e) {
-      rollbackFailed = `the previous release is not healthy after the rollback: ${errorMessage(e)}`
-      undoCtx.log.error(rollbackFailed, e instanceof StageError ? e.host : undefined)
-    }
-  }
-  if (grouped) undoCtx.log.endGroup()
-  const exitCode = rollbackFailed ? ExitCode.rollbackFailed : live ? ExitCode.rolledBack : failedExit(err)
-  return { records, failure, rolledBack: undidLive && !rollbackFailed, rollbackFailed, exitCode }
-}
-
-function failedExit(e: unknown): number {
-  if (e instanceof StageError && e.exitCode === ExitCode.badInput) return ExitCode.badInput
-  return ExitCode.failedNothingChanged
+  flush()
+  if (grouped) ctx.log.endGroup()
+  const code = exitCode({
+    failed: true,
+    live,
+    needsPerson: rollbackFailed !== undefined,
+    badInput: err instanceof StageError && err.exitCode === ExitCode.badInput
+  })
+  return { records, failure, rolledBack: undidLive && !rollbackFailed, rollbackFailed, exitCode: code }
 }
 
 /** runStages for entry points: a bug that escapes a stage becomes an `internal` failure (exit 1), not a crash. */
 export async function runStagesSafely(
   ctx: RunContext,
   stages: Stage[],
-  hooks: { afterRollback?: (ctx: RunContext) => Promise<void> } = {}
+  opts: RunStagesOptions = {}
 ): Promise<Outcome> {
   try {
-    return await runStages(ctx, stages, hooks)
+    return await runStages(ctx, stages, opts)
   } catch (e) {
     return {
       records: [],

@@ -52,17 +52,22 @@ export async function planDeploy(req: RunRequest & { assumed?: AssumedHost }): P
       records.push({ host: host ?? 'runner', onRunner: true, stage, label, script: command })
   }
   const p = deployStages(ctx, r)
+  // each command is recorded under the stage that sent it: every step of a stage says its name first
   const stages = p.stages.map((st): Stage => {
-    const wrapped = Object.create(st) as Stage & { run: Stage['run']; undo?: Stage['undo'] }
-    wrapped.run = c => ((stage = st.name), st.run(c))
-    if (st.undo) {
-      const undo = st.undo.bind(st)
-      wrapped.undo = (c, info) => ((stage = `undo ${st.name}`), undo(c, info))
+    const wrapped = Object.create(st) as Record<string, unknown>
+    for (const step of ['begin', 'run', 'end', 'undo', 'recheck'] as const) {
+      const fn = (st as unknown as Record<string, unknown>)[step]
+      if (typeof fn !== 'function') continue
+      const name = step === 'undo' || step === 'recheck' ? `undo ${st.name}` : st.name
+      wrapped[step] = (...args: unknown[]) => (
+        (stage = name),
+        (fn as (...a: unknown[]) => unknown).apply(st, args)
+      )
     }
-    return wrapped
+    return wrapped as unknown as Stage
   })
   const outcome = await runStagesSafely(ctx, stages)
-  const release = p.release() ?? '(none)'
+  const release = p.release?.() ?? '(none)'
   const c = loaded.config
   const out: string[] = [
     `# plan for ${c.app}: release ${release} (the time part is set when the deploy starts)`,

@@ -9,7 +9,7 @@
 import type { LockOwnerFields } from '../commands/lock.js'
 import type { Actor, HostSession, RunContext } from './context.js'
 import { errorMessage } from './errors.js'
-import type { Stage } from './stage.js'
+import type { HostStage, Stage, UndoInfo } from './stage.js'
 import type { SwitchStrategy } from './switch.js'
 
 export interface HostProgress {
@@ -120,28 +120,77 @@ export class ProgressTracker {
   /** The stages, each saving progress when it starts, ends and is undone. */
   track(stages: Stage[]): Stage[] {
     this.tracked = stages
-    return stages.map(stage => ({
+    return stages.map(stage => this.trackOne(stage))
+  }
+
+  private started(stage: Stage): void {
+    this.p.stage = stage.name
+    this.p.stages.push(stage.name)
+    this.checkpoint()
+  }
+
+  private finished(stage: Stage, c: RunContext): void {
+    // preflight learned what serves on each host
+    if (stage.name === 'preflight') for (const s of c.sessions) this.host(s).previous = s.current ?? null
+    if (stage.name === 'verify') this.p.verified = true
+    this.checkpoint()
+  }
+
+  private undone(stage: Stage): void {
+    if (!this.p.undone.includes(stage.name)) this.p.undone.push(stage.name)
+    this.checkpoint()
+  }
+
+  private trackOne(stage: Stage): Stage {
+    if (stage.scope === 'each-host') {
+      const { begin, end, undo } = stage
+      // undone once every host it started on (with something to undo) is
+      const ran = new Set<HostSession>()
+      const back = new Set<HostSession>()
+      const tracked: HostStage = {
+        ...stage,
+        begin: async c => {
+          this.started(stage)
+          await begin?.call(stage, c)
+        },
+        run: (c, s) => {
+          ran.add(s)
+          return stage.run(c, s)
+        },
+        end: async (c, ok) => {
+          await end?.call(stage, c, ok)
+          if (ok) this.finished(stage, c)
+        },
+        ...(undo
+          ? {
+              undo: async (c: RunContext, s: HostSession, info: UndoInfo) => {
+                await undo.call(stage, c, s, info)
+                back.add(s)
+                if ([...ran].every(h => back.has(h) || stage.needsUndo?.(h) === false)) this.undone(stage)
+                else this.checkpoint()
+              }
+            }
+          : {})
+      }
+      return tracked
+    }
+    const { undo } = stage
+    return {
       ...stage,
       run: async (c: RunContext) => {
-        this.p.stage = stage.name
-        this.p.stages.push(stage.name)
-        this.checkpoint()
+        this.started(stage)
         await stage.run(c)
-        // preflight learned what serves on each host
-        if (stage.name === 'preflight') for (const s of c.sessions) this.host(s).previous = s.current ?? null
-        if (stage.name === 'verify') this.p.verified = true
-        this.checkpoint()
+        this.finished(stage, c)
       },
-      ...(stage.undo
+      ...(undo
         ? {
-            undo: async (c: RunContext, info: { live: boolean }) => {
-              await stage.undo?.(c, info)
-              this.p.undone.push(stage.name)
-              this.checkpoint()
+            undo: async (c: RunContext, info: UndoInfo) => {
+              await undo.call(stage, c, info)
+              this.undone(stage)
             }
           }
         : {})
-    }))
+    }
   }
 
   /** The strategy, saving progress around each host's switch and its undo. */

@@ -1,8 +1,11 @@
 import type { StageRecord } from './stage.js'
 
-/** What a run ends with: the outputs every platform publishes (README "Outputs"). */
+/** The commands that change a host: each runs through the one lifecycle (src/engine/lifecycle.ts). */
+export type RunCommand = 'deploy' | 'rollback' | 'backup' | 'restore' | 'prune'
+
+/** What a run ends with: the outputs every platform publishes (README "Outputs"), and the JSON report. */
 export interface RunResult {
-  command: 'deploy' | 'rollback'
+  command: RunCommand
   status: 'success' | 'rolled-back' | 'failed'
   exitCode: number
   release?: string
@@ -21,6 +24,20 @@ export interface RunResult {
   finished: string
   durationS: number
   verdict: string
+  /** backup: the files of the backup taken (backupName), with their sizes. */
+  files?: { file: string; bytes: number }[]
+  /** backup --keep: retention never deletes it. */
+  protected?: boolean
+  /** restore: the artifacts put back, the safety backup taken first, tables the backup does not have. */
+  restored?: string[]
+  safetyBackup?: string
+  leftTables?: Record<string, string[]>
+  /** prune: what retention kept (and why) and deleted. */
+  keep?: string[]
+  prune?: string[]
+  reasons?: Record<string, string[]>
+  removed?: string[]
+  temps?: string[]
 }
 
 /** One host after a failed rollback: what a person needs to decide what to do. */

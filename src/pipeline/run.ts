@@ -1,40 +1,15 @@
-import { writeFileSync, mkdirSync } from 'node:fs'
-import { resolve, join } from 'node:path'
-import type { LoadedConfig } from '../config/load.js'
-import {
-  appendHistory,
-  appendHostLog,
-  listReleases,
-  parseKeyValues,
-  readHistory
-} from '../commands/release.js'
-import { releaseLock } from '../commands/lock.js'
-import { combine } from '../commands/command.js'
-import { sh } from '../commands/quote.js'
-import { DeployLog, escapeControls, runStem, type Reporter } from '../report/log.js'
-import { Redactor } from '../report/redact.js'
+import { listReleases, parseKeyValues, readHistory } from '../commands/release.js'
 import { newReleaseId, type ReleaseId } from '../release/id.js'
 import { parseHistory, rollbackTarget, unfinishedReleases, type HistoryEntry } from '../release/history.js'
 import { ExitCode } from '../config/errors.js'
-import {
-  closeAll,
-  connectAll,
-  defaultActor,
-  onEveryHost,
-  primaryOf,
-  runOn,
-  type Actor,
-  type RunContext
-} from './context.js'
-import { StageError, errorMessage } from './errors.js'
-import { oneLine } from './excerpt.js'
-import { runStagesSafely, type Outcome } from './orchestrator.js'
+import { closeAll, connectAll, onEveryHost, primaryOf, runOn, type RunContext } from './context.js'
+import { StageError } from './errors.js'
+import { newContext, runLifecycle, type RunPlan, type RunRequest } from '../engine/lifecycle.js'
 import { cleanupStage, deployStage, preflightStage, switchStage, testStage, verifyStage } from './stages.js'
 import type { Stage } from './stage.js'
-import { ProgressTracker, type RunProgress } from './progress.js'
 import { strategyFor, type SwitchStrategy } from './switch.js'
-import type { HostState, RunResult } from './result.js'
-import { hasChecks, httpChecks, verifyHost } from './checks.js'
+import type { RunResult } from './result.js'
+import { hasChecks, httpChecks } from './checks.js'
 import { gitCommit } from './git.js'
 import { deployBackup } from '../backup/stages.js'
 import {
@@ -50,258 +25,13 @@ import { backupsOn } from '../config/rules.js'
 import { inRelease } from '../commands/release.js'
 import type { HostSession } from './context.js'
 
-export interface RunRequest {
-  loaded: LoadedConfig
-  reporter: Reporter
-  signal?: AbortSignal
-  actor?: Actor
-  verbose?: boolean
-  onLock?: (token: string | undefined) => void
-  /** Told the run's progress as it goes (the Action saves it for its post step: src/pipeline/interrupted.ts). */
-  onProgress?: (p: RunProgress) => void
-  /** Where the log and report go (default: config log_dir, relative to the working directory). */
-  logDir?: string
-  now?: Date
-}
+/** A deploy or rollback through the one run lifecycle (src/engine/lifecycle.ts), saving its progress. */
+const execute = (req: RunRequest, command: 'deploy' | 'rollback', plan: (ctx: RunContext) => RunPlan) =>
+  runLifecycle(req, { command, intro: introOf(command), progress: true, plan })
 
-function newContext(req: RunRequest, command: string, started: Date, logFile = true): RunContext {
-  const redactor = new Redactor(req.loaded.secrets)
-  const logDir = resolve(req.logDir ?? req.loaded.config.log_dir)
-  const file = logFile ? join(logDir, `${runStem(command, started)}.log`) : undefined
-  return {
-    loaded: req.loaded,
-    config: req.loaded.config,
-    log: new DeployLog(file, req.reporter, redactor),
-    signal: req.signal ?? new AbortController().signal,
-    actor: req.actor ?? defaultActor(),
-    sessions: [],
-    verbose: !!req.verbose,
-    startedAt: started
-  }
-}
-
-const WORD = { deploy: 'DEPLOYMENT', rollback: 'ROLLBACK' } as const
-
-function verdict(
-  command: 'deploy' | 'rollback',
-  outcome: Outcome,
-  seconds: number,
-  previous: string | undefined
-): string {
-  const word = WORD[command]
-  const t = `(${seconds.toFixed(1)} s)`
-  if (!outcome.failure) return `${word} SUCCESS ${t}`
-  const where = `${word} FAILED at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${oneLine(outcome.failure.message)}`
-  if (outcome.rollbackFailed) return `${where}. ROLLBACK FAILED: ${oneLine(outcome.rollbackFailed)} ${t}`
-  // a manual rollback that went live and was undone: what served when it started serves again
-  if (outcome.rolledBack && command === 'rollback')
-    return `${where}. ${outcome.failure.stage === 'verify' ? 'Rollback failed its checks' : 'Rollback undone'}; back on ${previous ?? 'no release'} ${t}`
-  if (outcome.rolledBack) return `${where}. ROLLED BACK ${t}`
-  return `${where}. Nothing live was changed ${t}`
-}
-
-/**
- * What each host looks like after a rollback failed (exit 5), for the log and `hostStates`: where `current`
- * points and what that release is to this run, and whether it passes the checks (one attempt); for a host out
- * of reach, what it served before the run and what the run last did to it. Best effort, with a fresh signal.
- */
-async function describeHosts(ctx: RunContext, release: string | undefined): Promise<HostState[]> {
-  const c: RunContext = { ...ctx, signal: new AbortController().signal }
-  return Promise.all(
-    ctx.sessions.map(async (s): Promise<HostState> => {
-      const host = s.host.name
-      let kv: Map<string, string[]>
-      try {
-        const cur = sh(s.layout.current)
-        const r = await s.t.exec(
-          `printf 'CURRENT=%s\\n' "$(readlink ${cur})"; if [ -d ${cur}/ ]; then echo EXISTS=1; fi`,
-          { timeoutMs: 15_000 }
-        )
-        kv = parseKeyValues(r.stdout)
-      } catch (e) {
-        const before = s.current ? `releases/${s.current}` : 'no release'
-        return {
-          host,
-          reachable: false,
-          note: `unreachable (${errorMessage(e)}), so what it serves is unknown; before this run it served ${before}; ${s.switched ?? 'this run did not switch it'}`
-        }
-      }
-      const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined
-      if (!current) return { host, reachable: true, note: 'no release is current (`current` is missing)' }
-      let what = `current -> releases/${current}`
-      if (current === release) what += ', the release this run switched to'
-      else if (current === s.current) what += ', the release that served before this run'
-      if (!kv.has('EXISTS'))
-        return { host, current, reachable: true, note: `${what}, which does not exist on disk` }
-      if (!hasChecks(c)) return { host, current, reachable: true, note: `${what}; no checks configured` }
-      try {
-        await verifyHost(c, s, current, 'finish', 1)
-        return { host, current, reachable: true, healthy: true, note: `${what}; it passes its checks` }
-      } catch (e) {
-        const why = errorMessage(e)
-        return {
-          host,
-          current,
-          reachable: true,
-          healthy: false,
-          note: `${what}; it fails its checks: ${why}`
-        }
-      }
-    })
-  )
-}
-
-/** Runs a pipeline and does the bookkeeping every run needs: history, lock, log, report, verdict. */
-async function execute(
-  req: RunRequest,
-  command: 'deploy' | 'rollback',
-  plan: (ctx: RunContext) => {
-    stages: Stage[]
-    release: () => string | undefined
-    previous: () => string | undefined
-    history: (o: Outcome) => Partial<HistoryEntry>
-    /** The backup this run took (deploy): in history, the result and the Action outputs. */
-    backup?: () => { name: string; path: string } | undefined
-  }
-): Promise<RunResult> {
-  const started = req.now ?? new Date()
-  const t0 = performance.now()
-  const ctx = newContext(req, command, started)
-  ctx.onLock = req.onLock
-  ctx.log.setStage('start')
-  ctx.log.info(
-    `safe-deploy ${command} of ${ctx.config.app} to ${req.loaded.hosts.map(h => h.name).join(', ')} (${ctx.config.path}) by ${ctx.actor.who}`
-  )
-  const p = plan(ctx)
-  const progress = req.onProgress
-    ? new ProgressTracker(ctx, command, started, req.onProgress, {
-        release: p.release,
-        backup: () => p.backup?.()?.name
-      })
-    : undefined
-  ctx.progress = progress
-  const stages = progress ? progress.track(p.stages) : p.stages
-  const outcome: Outcome = await runStagesSafely(ctx, stages)
-  const finished = new Date()
-  const durationS = Math.round((performance.now() - t0) / 100) / 10
-  const status: RunResult['status'] = !outcome.failure
-    ? 'success'
-    : outcome.rolledBack
-      ? 'rolled-back'
-      : 'failed'
-  ctx.log.setStage('finish')
-
-  let hostStates: RunResult['hostStates']
-  if (outcome.rollbackFailed) {
-    hostStates = await describeHosts(ctx, p.release())
-    for (const h of hostStates) ctx.log.error(`state: ${h.note}`, h.host)
-  }
-
-  const release = p.release()
-  // A rollback that failed before anything live changed (refused, no target, its database step undone) says
-  // nothing about its target: no history line, which would make that good release look failed to later
-  // rollbacks. Its log still goes to deploy.log on every host.
-  const recorded = command === 'deploy' || !outcome.failure || outcome.rolledBack || !!outcome.rollbackFailed
-  const entry: HistoryEntry | undefined =
-    release && ctx.lock && recorded
-      ? {
-          type: command,
-          release,
-          previous: p.previous() ?? null,
-          commit: ctx.actor.commit ?? null,
-          actor: ctx.actor.who,
-          run: ctx.actor.run ?? null,
-          status,
-          // the target passed its checks and the run succeeded (with no checks configured nothing was verified:
-          // the field is left out, and a success entry without it still counts as good for rollbacks)
-          verified: status === 'success' && hasChecks(ctx) ? true : undefined,
-          started: started.toISOString(),
-          finished: finished.toISOString(),
-          duration_s: durationS,
-          hosts: ctx.sessions.map(s => s.host.name),
-          error: outcome.failure
-            ? `${outcome.failure.stage}: ${ctx.log.redactor.redact(outcome.failure.message)}`
-            : null,
-          ...p.history(outcome)
-        }
-      : undefined
-
-  const v = verdict(command, outcome, durationS, p.previous())
-  ctx.log.write(v, { level: outcome.failure ? 'error' : 'info' })
-
-  // One command per host to finish: history line, this run's log, and (on the primary, last) the lock.
-  if (ctx.lock && ctx.sessions.length) {
-    const lock = ctx.lock
-    const primary = primaryOf(ctx)
-    const text = ctx.log.lines.join('\n')
-    const results = await Promise.allSettled(
-      ctx.sessions.map(s => {
-        const parts = [
-          ...(entry ? [appendHistory(s.layout, entry)] : []),
-          appendHostLog(s.layout, text),
-          ...(s === primary ? [releaseLock(s.layout, lock.token)] : [])
-        ]
-        // a fresh signal: an interrupted run (SIGINT, SIGTERM) must still record itself and release its lock
-        const finish = { ...ctx, signal: new AbortController().signal }
-        return runOn(finish, s, combine('record history and log; release the lock', parts), {
-          stage: 'finish'
-        })
-      })
-    )
-    const mine = results[ctx.sessions.indexOf(primary)]
-    const state =
-      mine?.status === 'fulfilled' ? parseKeyValues(mine.value.stdout).get('STATE')?.[0] : undefined
-    if (state === 'released') {
-      ctx.log.info('lock released', primary.host.name)
-      ctx.onLock?.(undefined)
-    } else if (state === 'not-ours') {
-      ctx.log.warn('the lock is held by another run now; left as it is', primary.host.name)
-      ctx.onLock?.(undefined)
-    } else {
-      const why = mine?.status === 'rejected' ? errorMessage(mine.reason) : `lock state ${state ?? 'unknown'}`
-      ctx.log.warn(`could not release the lock (${why}); run \`safe-deploy lock release\``, primary.host.name)
-    }
-  }
-  progress?.finish()
-  await closeAll(ctx)
-
-  const result: RunResult = {
-    command,
-    status,
-    exitCode: outcome.exitCode,
-    release,
-    previousRelease: p.previous(),
-    backupName: p.backup?.()?.name,
-    backupPath: p.backup?.()?.path,
-    rolledBack: outcome.rolledBack,
-    error: outcome.failure
-      ? { ...outcome.failure, message: ctx.log.redactor.redact(outcome.failure.message) }
-      : undefined,
-    hostStates,
-    stages: outcome.records,
-    hosts: req.loaded.hosts.map(h => h.name),
-    logFile: ctx.log.file,
-    reportFile: ctx.log.file?.replace(/\.log$/, '.json'),
-    started: started.toISOString(),
-    finished: finished.toISOString(),
-    durationS,
-    verdict: escapeControls(ctx.log.redactor.redact(v), true)
-  }
-  if (ctx.log.fileError) result.logFile = undefined
-  if (result.reportFile) {
-    try {
-      mkdirSync(resolve(result.reportFile, '..'), { recursive: true })
-      writeFileSync(result.reportFile, ctx.log.redactor.redact(JSON.stringify(result, null, 2)) + '\n', {
-        mode: 0o600
-      })
-    } catch (e) {
-      // a full runner disk: the run is over and was undone as needed; only its report file is missing
-      ctx.log.warn(`cannot write the report file ${result.reportFile} (${errorMessage(e)})`)
-      result.reportFile = undefined
-    }
-  }
-  return result
-}
+/** `deploy of shop to web-1, web-2 (/srv/shop) by octocat`: the first line of a deploy's or rollback's log. */
+const introOf = (command: 'deploy' | 'rollback') => (ctx: RunContext) =>
+  `${command} of ${ctx.config.app} to ${ctx.loaded.hosts.map(h => h.name).join(', ')} (${ctx.config.path}) by ${ctx.actor.who}`
 
 /** test → deploy → switch → verify → cleanup, with automatic rollback when verify fails. */
 export function deploy(req: RunRequest): Promise<RunResult> {
@@ -309,7 +39,7 @@ export function deploy(req: RunRequest): Promise<RunResult> {
 }
 
 /** A deploy's stages and what it records: one list for `deploy` and for `plan` (src/pipeline/plan.ts). */
-export function deployStages(ctx: RunContext, req: RunRequest) {
+export function deployStages(ctx: RunContext, req: RunRequest): RunPlan {
   {
     ctx.actor.commit ??= gitCommit(req.loaded.sourceDir)
     const started = req.now ?? new Date()
@@ -339,7 +69,7 @@ export function deployStages(ctx: RunContext, req: RunRequest) {
       ],
       release: () => (ctx.lock ? release : undefined),
       previous,
-      history: (o: Outcome) => ({
+      history: o => ({
         // failed after going live: rolled back, or the rollback failed and it may still be current
         bad: o.failure && (o.rolledBack || o.rollbackFailed) ? true : undefined,
         backup: backup.result()?.name ?? null,
@@ -349,7 +79,7 @@ export function deployStages(ctx: RunContext, req: RunRequest) {
         database: migration.database ?? null,
         port: strategy().port?.(primaryOf(ctx))
       }),
-      // the switch's undo verifies the restored release (once)
+      // the restored release is verified once, after the switch's undo (src/pipeline/policy.ts)
       backup: backup.result
     }
   }
@@ -406,6 +136,8 @@ export function rollback(req: RunRequest & { to?: ReleaseId } & RollbackDatabase
     const database: MigrationState = { started: false, migrated: false }
     const choose: Stage = {
       name: 'choose',
+      scope: 'primary',
+      effect: 'none',
       async run(c) {
         const primary = primaryOf(c)
         from = primary.current
@@ -437,7 +169,7 @@ export function rollback(req: RunRequest & { to?: ReleaseId } & RollbackDatabase
       ],
       release: () => target,
       previous: () => from,
-      history: (o: Outcome) => ({
+      history: o => ({
         from: from ?? null,
         // the target failed its checks after going live: later rollbacks skip it
         bad: o.failure && (o.rolledBack || o.rollbackFailed) ? true : undefined,
@@ -445,7 +177,12 @@ export function rollback(req: RunRequest & { to?: ReleaseId } & RollbackDatabase
         database: database.database ?? null,
         port: strategy().port?.(primaryOf(ctx))
       }),
-      backup: () => (database.safety ? { name: database.safety.name, path: database.safety.path } : undefined)
+      backup: () =>
+        database.safety ? { name: database.safety.name, path: database.safety.path } : undefined,
+      // A rollback that failed before anything live changed (refused, no target, its database step undone)
+      // says nothing about its target: no history line, which would make that good release look failed to
+      // later rollbacks. Its log still goes to deploy.log on every host.
+      recorded: o => !o.failure || o.rolledBack || !!o.rollbackFailed
     }
   })
 }
@@ -568,4 +305,4 @@ export async function listReleaseState(req: RunRequest) {
   }
 }
 
-export { newContext }
+export { newContext, type RunRequest }

@@ -1,27 +1,75 @@
-import type { RunContext } from './context.js'
+import type { HostSession, RunContext } from './context.js'
+
+/** Where a stage runs: on the runner, on the primary host only, or on every host (run and undone per host). */
+export type StageScope = 'runner' | 'primary' | 'each-host'
 
 /**
- * A named step of a run. `run` does the work; `undo`, where the stage changes something, puts it back.
- * Stages never call each other: the orchestrator alone decides what to undo and when.
+ * What a stage changes, which decides how its undo is treated (src/pipeline/policy.ts): `none` nothing,
+ * `disk` files users do not see yet (a new release dir), `data` the database or stored data, `live` what
+ * users see (current, a restart, the proxy).
  */
-export interface Stage {
+export type StageEffect = 'none' | 'disk' | 'data' | 'live'
+
+/** Told to every undo: whether something live changed in this run (the deploy stage then keeps its release). */
+export interface UndoInfo {
+  live: boolean
+}
+
+interface StageBase {
   readonly name: string
+  /** What it changes (default `none`): every stage of the product says it. */
+  readonly effect?: StageEffect
+  /** What the undo needs (JSON-safe), for another process to undo the stage (the Action's post step). */
+  save?(): unknown
+}
+
+/**
+ * A stage that runs once (on the runner, or on the primary through `primaryOf`). The orchestrator records it
+ * in its undo ledger when it starts.
+ */
+export interface RunStage extends StageBase {
+  /** Default `runner`. */
+  readonly scope?: 'runner' | 'primary'
   run(ctx: RunContext): Promise<void>
-  undo?(ctx: RunContext, info: { live: boolean }): Promise<void>
-  /** True once the stage changed what users see (current, a restart): undoing it is a rollback. */
-  changedLive?(): boolean
-  /** Undo this one before the others (the database goes back before the code restarts against it). */
-  undoFirst?: boolean
+  undo?(ctx: RunContext, info: UndoInfo): Promise<void>
   /**
    * Whether `undo` has anything to do (default: yes). When it says no, the orchestrator neither runs the undo
    * nor records it, so a run never reports "undo migrate undone" for a migration that changed nothing.
    */
   needsUndo?(): boolean
-  /** When this undo fails, the run needs a person (exit 5) even if nothing else went live. */
-  undoMustSucceed?(): boolean
-  /** What the undo needs (JSON-safe), for another process to undo the stage (the Action's post step). */
-  save?(): unknown
+  /** For `effect: 'live'`: whether it got as far as changing what users see (default: yes once started). */
+  changedLive?(): boolean
 }
+
+/**
+ * A stage that runs on every host: the orchestrator calls `run(ctx, host)` per host (bounded parallelism,
+ * batches one after another) and records (stage, host) in its undo ledger when it starts the host; on a
+ * failure `undo(ctx, host)` runs for exactly those hosts.
+ */
+export interface HostStage extends StageBase {
+  readonly scope: 'each-host'
+  /** Once, on the runner, before the first host (connect, pack the source). A failure fails the stage. */
+  begin?(ctx: RunContext): Promise<void>
+  run(ctx: RunContext, s: HostSession): Promise<void>
+  /** Once after the hosts, also when one failed (`ok` false): clean up what `begin` made. */
+  end?(ctx: RunContext, ok: boolean): Promise<void>
+  undo?(ctx: RunContext, s: HostSession, info: UndoInfo): Promise<void>
+  /** Whether `undo` has anything to do on `s` (default: yes for every host the stage was started on). */
+  needsUndo?(s: HostSession): boolean
+  /** For `effect: 'live'`: whether it got as far as changing what users see on `s` (default: yes). */
+  changedLive?(s: HostSession): boolean
+  /**
+   * For `effect: 'live'`: checks what the undo put back on `hosts` (the previous release, once). The policy
+   * decides when it runs; a failure is a failed undo of this stage.
+   */
+  recheck?(ctx: RunContext, hosts: HostSession[]): Promise<void>
+}
+
+/**
+ * A named step of a run. Stages never call each other: the orchestrator runs them and keeps the undo ledger,
+ * and src/pipeline/policy.ts alone decides what is undone, in which order, and the exit code.
+ */
+export type Stage = RunStage | HostStage
 
 export interface StageRecord {
   name: string

@@ -18,15 +18,7 @@ import {
 import { LocalTransport } from '../transport/local.js'
 import { sh } from '../commands/quote.js'
 import { parseHistory, releasesToPrune, unfinishedReleases } from '../release/history.js'
-import {
-  connectAll,
-  onEveryHost,
-  primaryOf,
-  runOn,
-  runRaw,
-  type HostSession,
-  type RunContext
-} from './context.js'
+import { connectAll, primaryOf, runOn, runRaw, type HostSession, type RunContext } from './context.js'
 import { StageError, errorMessage } from './errors.js'
 import { hookEnv } from './env.js'
 import { hasChecks, httpChecks, scanLogs, sleep, verifyHost } from './checks.js'
@@ -52,9 +44,12 @@ export function preflightStage(opts: {
   deploying: boolean
   inspected?: (ctx: RunContext) => void
 }): Stage {
+  const needs = opts.deploying ? ['tar'] : []
   return {
     name: 'preflight',
-    async run(ctx) {
+    scope: 'each-host',
+    effect: 'none',
+    async begin(ctx) {
       if (opts.deploying && !existsSync(ctx.loaded.sourceDir)) {
         if (ctx.dryRun)
           ctx.dryRun.runner(
@@ -65,9 +60,10 @@ export function preflightStage(opts: {
       }
       await connectAll(ctx)
       await takeLock(ctx, opts.command)
-      const needs = opts.deploying ? ['tar'] : []
+    },
+    async run(ctx, s) {
       const fromHost = httpChecks(ctx).some(c => c.from === 'host')
-      await onEveryHost(ctx, async s => {
+      {
         const files = opts.deploying ? ctx.config.shared.files : []
         const r = await runOn(ctx, s, inspectHost(s.layout, files, [...needs, 'curl', 'wget']), {
           stage: 'preflight'
@@ -116,8 +112,10 @@ export function preflightStage(opts: {
           `current release: ${s.current ?? '(none)'}; ${s.releases.length} release(s) on disk`,
           s.host.name
         )
-      })
-      opts.inspected?.(ctx)
+      }
+    },
+    async end(ctx, ok) {
+      if (ok) opts.inspected?.(ctx)
     }
   }
 }
@@ -180,6 +178,8 @@ async function takeLock(ctx: RunContext, command: string): Promise<void> {
 export function testStage(): Stage {
   return {
     name: 'test',
+    scope: 'runner',
+    effect: 'none',
     async run(ctx) {
       const command = ctx.config.stages.test
       if (!command) {
@@ -266,64 +266,64 @@ async function packSource(
 /** Upload, link shared, build: a new release dir on every host; nothing live changes. */
 export function deployStage(rel: () => string): Stage {
   const created = new Set<HostSession>()
+  let pack: { file?: string; cleanup: () => void } | undefined
   return {
     name: 'deploy',
-    needsUndo: () => created.size > 0,
-    async run(ctx) {
-      const release = rel()
-      const pack = await packSource(ctx, ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal)
-      try {
-        const size = pack.file ? statSync(pack.file).size : 0
-        ctx.log.info(`packed ${ctx.loaded.sourceDir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner')
-        await onEveryHost(ctx, async s => {
-          if (s.releases.includes(release)) {
-            throw new StageError('deploy', `release ${release} already exists on ${s.host.name}`, s.host.name)
-          }
-          created.add(s)
-          await runRaw(ctx, s, unpackCommand(s.layout, release), 'upload', {
-            stage: 'deploy',
-            // a dry run shows the upload; the archive is not made nor streamed
-            stdin: pack.file ? createReadStream(pack.file) : '(the tar.gz of source.dir)'
-          })
-          ctx.log.info(`uploaded to ${s.layout.release(release)}`, s.host.name)
-          const { files, dirs } = ctx.config.shared
-          if (files.length || dirs.length) {
-            await runOn(ctx, s, linkShared(s.layout, release, files, dirs), { stage: 'deploy' })
-            ctx.log.info(`linked shared: ${[...files, ...dirs].join(', ')}`, s.host.name)
-          }
-          const build = ctx.config.stages.build
-          if (build)
-            await runOn(
-              ctx,
-              s,
-              inRelease(s.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')),
-              { stage: 'deploy' }
-            )
-          // only now is the release complete: a run killed before this line left a half-made release
-          await runOn(ctx, s, markComplete(s.layout, release), { stage: 'deploy' })
-        })
-      } finally {
-        pack.cleanup()
-      }
+    scope: 'each-host',
+    effect: 'disk',
+    // a host where the release already existed is not this run's to remove
+    needsUndo: s => created.has(s),
+    async begin(ctx) {
+      pack = await packSource(ctx, ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal)
+      const size = pack.file ? statSync(pack.file).size : 0
+      ctx.log.info(`packed ${ctx.loaded.sourceDir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner')
     },
-    async undo(ctx, { live }) {
+    async run(ctx, s) {
+      const release = rel()
+      const file = pack?.file
+      if (s.releases.includes(release)) {
+        throw new StageError('deploy', `release ${release} already exists on ${s.host.name}`, s.host.name)
+      }
+      created.add(s)
+      await runRaw(ctx, s, unpackCommand(s.layout, release), 'upload', {
+        stage: 'deploy',
+        // a dry run shows the upload; the archive is not made nor streamed
+        stdin: file ? createReadStream(file) : '(the tar.gz of source.dir)'
+      })
+      ctx.log.info(`uploaded to ${s.layout.release(release)}`, s.host.name)
+      const { files, dirs } = ctx.config.shared
+      if (files.length || dirs.length) {
+        await runOn(ctx, s, linkShared(s.layout, release, files, dirs), { stage: 'deploy' })
+        ctx.log.info(`linked shared: ${[...files, ...dirs].join(', ')}`, s.host.name)
+      }
+      const build = ctx.config.stages.build
+      if (build)
+        await runOn(ctx, s, inRelease(s.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')), {
+          stage: 'deploy'
+        })
+      // only now is the release complete: a run killed before this line left a half-made release
+      await runOn(ctx, s, markComplete(s.layout, release), { stage: 'deploy' })
+    },
+    async end() {
+      pack?.cleanup()
+      pack = undefined
+    },
+    async undo(ctx, s, { live }) {
       const release = rel()
       if (live) {
         ctx.log.info(
-          `kept releases/${release} for inspection; it is marked bad in history and later rollbacks skip it`
+          `kept releases/${release} for inspection; it is marked bad in history and later rollbacks skip it`,
+          s.host.name
         )
         return
       }
-      await onEveryHost(ctx, async s => {
-        if (!created.has(s)) return
-        await runOn(ctx, s, removeReleases(s.layout, [release]), { stage: 'rollback' })
-        ctx.log.info(`removed the unfinished release ${release}`, s.host.name)
-      })
+      await runOn(ctx, s, removeReleases(s.layout, [release]), { stage: 'rollback' })
+      ctx.log.info(`removed the unfinished release ${release}`, s.host.name)
     }
   }
 }
 
-/** Runs the checks again, once, against the release that serves again after a rollback (the switch's undo). */
+/** Runs the checks once against the release that serves again after a rollback (the policy says when). */
 export async function verifyRestored(ctx: RunContext, hosts: HostSession[], stage: string): Promise<void> {
   const back = hosts.filter(s => s.current)
   if (!back.length || !hasChecks(ctx)) return
@@ -332,70 +332,72 @@ export async function verifyRestored(ctx: RunContext, hosts: HostSession[], stag
 }
 
 /**
- * The switch (see src/pipeline/switch.ts for the strategies) on every host. Undo puts back the release that
- * served before (`s.current`: the previous release of a deploy, the release a manual rollback left),
- * restarts it and verifies it once.
+ * The switch (see src/pipeline/switch.ts for the strategies), per host. Undo puts back the release that
+ * served before on that host (`s.current`: the previous release of a deploy, the release a manual rollback
+ * left) and restarts it; the policy then has it verified once (`recheck`).
  */
 export function switchStage(rel: () => string, strategy: () => SwitchStrategy): Stage {
-  const attempted = new Set<HostSession>()
   return {
     name: 'switch',
-    changedLive: () => [...attempted].some(s => strategy().wentLive(s)),
-    needsUndo: () => attempted.size > 0,
-    async run(ctx) {
+    scope: 'each-host',
+    effect: 'live',
+    changedLive: s => strategy().wentLive(s),
+    async run(ctx, s) {
       const release = rel()
-      await onEveryHost(ctx, async s => {
-        attempted.add(s)
-        s.switched = `this run was switching it to releases/${release}`
-        await strategy().activate(ctx, s, release, 'switch')
-        s.switched = `this run switched it to releases/${release}`
-      })
+      s.switched = `this run was switching it to releases/${release}`
+      await strategy().activate(ctx, s, release, 'switch')
+      s.switched = `this run switched it to releases/${release}`
     },
-    async undo(ctx) {
+    async undo(ctx, s) {
       const release = rel()
-      const hosts = ctx.sessions.filter(s => attempted.has(s))
-      await onEveryHost(ctx, async s => {
-        if (!attempted.has(s)) return
-        const back = s.current ? `releases/${s.current}` : 'no release'
-        s.switched = `this run switched it to releases/${release}, then was switching it back to ${back}`
-        await strategy().restore(ctx, s, release, 'rollback')
-        s.switched = `this run switched it to releases/${release}, then back to ${back}`
-      })
-      await verifyRestored(
-        ctx,
-        hosts.filter(s => strategy().wentLive(s)),
-        'rollback'
-      )
-    }
+      const back = s.current ? `releases/${s.current}` : 'no release'
+      s.switched = `this run switched it to releases/${release}, then was switching it back to ${back}`
+      await strategy().restore(ctx, s, release, 'rollback')
+      s.switched = `this run switched it to releases/${release}, then back to ${back}`
+    },
+    recheck: (ctx, hosts) => verifyRestored(ctx, hosts, 'rollback')
   }
 }
 
-/** Health checks against the new release on every host; a failure makes the orchestrator roll back. */
+/**
+ * Health checks against the new release, per host: the checks, then (verify.window) a wait and the checks
+ * again, then the log scan. A failure makes the orchestrator roll back.
+ */
 export function verifyStage(rel: () => string): Stage {
+  let checks = false
   return {
     name: 'verify',
-    async run(ctx) {
-      const release = rel()
-      if (!hasChecks(ctx)) {
+    scope: 'each-host',
+    effect: 'none',
+    async begin(ctx) {
+      checks = hasChecks(ctx)
+      if (!checks)
         ctx.log.warn(
           'no verify checks configured (verify.http / verify.command): a broken release cannot be detected or rolled back automatically'
         )
-        return
-      }
-      await onEveryHost(ctx, s => verifyHost(ctx, s, release, 'verify'))
+    },
+    async run(ctx, s) {
+      if (!checks) return
+      const release = rel()
+      await verifyHost(ctx, s, release, 'verify')
       const window = ctx.config.verify.window
       if (window > 0) {
-        ctx.log.info(`checks passed; watching for ${window / 1000} s before checking again`)
-        if (ctx.dryRun) ctx.dryRun.runner(`wait ${window / 1000} s (verify.window), then check once more`)
+        ctx.log.info(`checks passed; watching for ${window / 1000} s before checking again`, s.host.name)
+        if (ctx.dryRun)
+          ctx.dryRun.runner(
+            `wait ${window / 1000} s (verify.window), then check once more`,
+            undefined,
+            s.host.name
+          )
         else await sleep(window, ctx.signal)
-        await onEveryHost(ctx, s => verifyHost(ctx, s, release, 'verify', 1))
+        await verifyHost(ctx, s, release, 'verify', 1)
       }
-      await onEveryHost(ctx, s => scanLogs(ctx, s, release, 'verify'))
+      await scanLogs(ctx, s, release, 'verify')
     }
   }
 }
 
-/** Prunes old releases beyond keep_releases; never current nor previous. Failures are warnings. */
+/** Prunes old releases beyond keep_releases, per host; never current nor previous. Failures are warnings. */
 export function cleanupStage(
   rel: () => string,
   strategy?: () => SwitchStrategy,
@@ -403,32 +405,26 @@ export function cleanupStage(
 ): Stage {
   return {
     name: 'cleanup',
-    async run(ctx) {
+    scope: 'each-host',
+    effect: 'disk',
+    async run(ctx, s) {
       const release = rel()
       const retire = strategy?.().retire
       if (retire) {
-        await Promise.all(
-          ctx.sessions.map(s =>
-            retire(ctx, s, release).catch(e =>
-              ctx.log.warn(`could not retire the previous release: ${errorMessage(e)}`, s.host.name)
-            )
-          )
+        await retire(ctx, s, release).catch(e =>
+          ctx.log.warn(`could not retire the previous release: ${errorMessage(e)}`, s.host.name)
         )
       }
       if (!opts.prune) return
-      await Promise.all(
-        ctx.sessions.map(async s => {
-          const all = [...new Set([...s.releases, release])]
-          const prune = releasesToPrune(all, ctx.config.keep_releases, [release, s.current])
-          if (!prune.length) return
-          try {
-            await runOn(ctx, s, removeReleases(s.layout, prune), { stage: 'cleanup' })
-            ctx.log.info(`pruned ${prune.length} old release(s): ${prune.join(', ')}`, s.host.name)
-          } catch (e) {
-            ctx.log.warn(`could not prune old releases: ${errorMessage(e)}`, s.host.name)
-          }
-        })
-      )
+      const all = [...new Set([...s.releases, release])]
+      const prune = releasesToPrune(all, ctx.config.keep_releases, [release, s.current])
+      if (!prune.length) return
+      try {
+        await runOn(ctx, s, removeReleases(s.layout, prune), { stage: 'cleanup' })
+        ctx.log.info(`pruned ${prune.length} old release(s): ${prune.join(', ')}`, s.host.name)
+      } catch (e) {
+        ctx.log.warn(`could not prune old releases: ${errorMessage(e)}`, s.host.name)
+      }
     }
   }
 }

@@ -8,7 +8,7 @@ import { badReleases } from '../release/history.js'
 import { deploy, listReleaseState, newContext, planRollback, rollback } from '../pipeline/run.js'
 import { forceReleaseLock, getLock, getStatus } from '../pipeline/ops.js'
 import { planDeploy } from '../pipeline/plan.js'
-import type { RunResult } from '../pipeline/result.js'
+import { onEvent, type RunSubscriber } from '../engine/events.js'
 import { errorMessage } from '../pipeline/errors.js'
 import { defaultActor } from '../pipeline/context.js'
 import { terminalReporter } from './terminal.js'
@@ -61,19 +61,40 @@ function version(): string {
   return pkg.version
 }
 
-function printResult(r: RunResult, io: CliIO, json: boolean): void {
-  if (json) {
-    io.stdout.write(JSON.stringify(r, null, 2) + '\n')
-    return
-  }
-  io.stderr.write('\n')
-  for (const s of r.stages)
-    io.stderr.write(
-      `  ${s.name.padEnd(14)} ${s.status.padEnd(11)} ${s.duration_s.toFixed(1).padStart(6)} s${s.error ? `  ${s.error.split('\n')[0]}` : ''}\n`
-    )
-  io.stderr.write(`\n${r.verdict}\n`)
-  if (r.logFile) io.stderr.write(`log: ${r.logFile}\nreport: ${r.reportFile}\n`)
+/**
+ * The result of a run on the terminal, for every command that changes a host: with --json the result on
+ * stdout; else the stage table (deploy, rollback), the backup's name or what prune deleted (stdout), the
+ * verdict and where the log and report are (stderr).
+ */
+function terminalResult(io: CliIO, json: boolean): RunSubscriber {
+  return onEvent('the terminal summary', 'run-finished', ({ result: r }) => {
+    if (json) {
+      io.stdout.write(JSON.stringify(r, null, 2) + '\n')
+      return
+    }
+    if (r.command === 'prune') {
+      if (r.prune)
+        io.stdout.write(r.prune.length ? `deleted: ${r.prune.join(', ')}\n` : 'nothing to delete\n')
+      io.stderr.write(`${r.verdict}\n`)
+      return
+    }
+    if (r.command === 'backup' || r.command === 'restore') {
+      if (r.backupName) io.stdout.write(`${r.backupName}\n`)
+    } else {
+      io.stderr.write('\n')
+      for (const s of r.stages)
+        io.stderr.write(
+          `  ${s.name.padEnd(14)} ${s.status.padEnd(11)} ${s.duration_s.toFixed(1).padStart(6)} s${s.error ? `  ${s.error.split('\n')[0]}` : ''}\n`
+        )
+    }
+    io.stderr.write(`\n${r.verdict}\n`)
+    if (r.logFile) io.stderr.write(`log: ${r.logFile}\n${r.reportFile ? `report: ${r.reportFile}\n` : ''}`)
+  })
 }
+
+/** --dotenv FILE: the outputs as SAFE_DEPLOY_*=value lines, for GitLab's dotenv report. */
+const dotenvFile = (file: string): RunSubscriber =>
+  onEvent('the dotenv file', 'run-finished', e => writeDotenv(file, e.result))
 
 /** The CLI; returns the exit code. Every path that fails says why on stderr. */
 export async function runCli(argv: string[], io: CliIO): Promise<number> {
@@ -166,7 +187,15 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     // a variable only some commands use may be unset: refused here, before connecting, by those commands
     requireEnv(loaded, command, { sub, restore: o.restore !== undefined, noDb: o['no-db'] })
     const reporter = terminalReporter(io.stderr, false)
-    const req = { loaded, reporter, signal: io.signal, verbose: o.verbose, actor: defaultActor(io.env) }
+    const req = {
+      loaded,
+      reporter,
+      signal: io.signal,
+      verbose: o.verbose,
+      actor: defaultActor(io.env),
+      // what a run that changes a host says when it ends
+      subscribers: [terminalResult(io, o.json), ...(o.dotenv ? [dotenvFile(o.dotenv)] : [])]
+    }
 
     if (backupArgs) return await runBackupCli(backupArgs, req, io)
     const rollbackReq = { ...req, to, restore, noDb: o['no-db'], yes: o.yes }
@@ -176,8 +205,6 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     }
     if (command === 'deploy' || command === 'rollback') {
       const r = command === 'deploy' ? await deploy(req) : await rollback(rollbackReq)
-      printResult(r, io, o.json)
-      if (o.dotenv) writeDotenv(o.dotenv, r)
       return r.exitCode
     }
     if (command === 'plan') {

@@ -12,6 +12,7 @@ import type { Reporter } from '../report/log.js'
 import { parseInputs } from './inputs.js'
 import { backupNow } from '../backup/cli.js'
 import { outputsOf } from './outputs.js'
+import { onEvent, type RunSubscriber } from '../engine/events.js'
 
 const STATE_TOKEN = 'lock-token'
 const STATE_DONE = 'main-finished'
@@ -45,6 +46,12 @@ const read = (name: string) => core.getInput(name)
 function setOutputs(r: RunResult): void {
   for (const [k, v] of Object.entries(outputsOf(r))) core.setOutput(k, v)
 }
+
+/** The step's outputs and its job summary, for every run (deploy, rollback, backup): told the result. */
+const githubResult: RunSubscriber[] = [
+  onEvent('the step outputs', 'run-finished', e => setOutputs(e.result)),
+  onEvent('the job summary', 'run-finished', e => writeSummary(e.result))
+]
 
 async function writeSummary(r: RunResult): Promise<void> {
   if (!process.env.GITHUB_STEP_SUMMARY) return
@@ -111,7 +118,8 @@ export async function runAction(): Promise<void> {
       verbose: inputs.verbose,
       signal: cancel.signal,
       onLock: (token: string | undefined) => core.saveState(STATE_TOKEN, token ?? ''),
-      onProgress: (p: unknown) => core.saveState(STATE_PROGRESS, JSON.stringify(p))
+      onProgress: (p: unknown) => core.saveState(STATE_PROGRESS, JSON.stringify(p)),
+      subscribers: githubResult
     }
     const rollbackReq = { ...req, to: inputs.to, restore: inputs.restore, noDb: inputs.noDb, yes: inputs.yes }
     if (inputs.command === 'rollback' && inputs.dryRun) {
@@ -119,24 +127,17 @@ export async function runAction(): Promise<void> {
       core.info(await planRollback(rollbackReq))
       return
     }
-    if (inputs.command === 'deploy' || inputs.command === 'rollback') {
-      const r = inputs.command === 'deploy' ? await deploy(req) : await rollback(rollbackReq)
-      setOutputs(r)
-      await writeSummary(r)
+    if (inputs.command === 'deploy' || inputs.command === 'rollback' || inputs.command === 'backup') {
+      // the outputs and the job summary are set by the run's subscribers (githubResult)
+      const r =
+        inputs.command === 'deploy'
+          ? await deploy(req)
+          : inputs.command === 'rollback'
+            ? await rollback(rollbackReq)
+            : await backupNow(req)
       core.saveState(STATE_DONE, 'true')
       if (r.exitCode !== ExitCode.ok) fail(`${r.verdict} (exit ${r.exitCode}; log: ${r.logFile})`, r.exitCode)
-      return
-    }
-    if (inputs.command === 'backup') {
-      const r = await backupNow(req)
-      core.setOutput('status', r.status)
-      core.setOutput('backup-name', r.backupName ?? '')
-      core.setOutput('backup-path', r.backupPath ?? '')
-      core.setOutput('log-file', r.logFile ?? '')
-      core.setOutput('exit-code', String(r.exitCode))
-      core.saveState(STATE_DONE, 'true')
-      if (r.exitCode !== ExitCode.ok) fail(`${r.verdict} (exit ${r.exitCode}; log: ${r.logFile})`, r.exitCode)
-      else core.info(r.verdict)
+      else if (inputs.command === 'backup') core.info(r.verdict)
       return
     }
     const ctx = newContext(req, inputs.command, new Date(), false)

@@ -5,7 +5,7 @@ import { DeployLog, type Reporter } from '../../../src/report/log.js'
 import { Redactor } from '../../../src/report/redact.js'
 import type { HostSession, RunContext } from '../../../src/pipeline/context.js'
 import { Layout } from '../../../src/commands/layout.js'
-import type { Stage } from '../../../src/pipeline/stage.js'
+import type { Stage, UndoInfo } from '../../../src/pipeline/stage.js'
 
 const quiet: Reporter = {
   info: () => {},
@@ -39,8 +39,8 @@ function stage(
   let ran = false
   return {
     name,
-    undoFirst: opts.undoFirst,
-    undoMustSucceed: opts.mustSucceed ? () => ran : undefined,
+    // undoFirst and mustSucceed are what a `data` stage is (src/pipeline/policy.ts)
+    effect: opts.undoFirst || opts.mustSucceed ? 'data' : opts.live ? 'live' : opts.undo ? 'disk' : 'none',
     changedLive: opts.live ? () => ran : undefined,
     async run() {
       ran = true
@@ -48,7 +48,7 @@ function stage(
       if (opts.fail) throw new StageError(name, `${name} broke`, 'web-1')
     },
     undo: opts.undo
-      ? async (_c, info) => {
+      ? async (_c: RunContext, info: UndoInfo) => {
           events.push(`undo ${name}${info.live ? ' (live)' : ''}`)
           if (opts.undo === 'fail') throw new Error(`undo ${name} broke`)
         }
@@ -142,20 +142,33 @@ describe('runStages', () => {
     expect(o.records.at(-1)).toMatchObject({ name: 'undo deploy', status: 'undo-failed' })
   })
 
-  test('afterRollback runs after a live rollback; its failure is exit 5', async () => {
+  test('the restored release is re-verified after a live rollback; its failure is exit 5', async () => {
     const events: string[] = []
-    const stages = () => [
-      stage('switch', events, { undo: 'ok', live: true }),
+    const host = { host: { name: 'web-1' } } as unknown as HostSession
+    const stages = (recheck: () => Promise<void>): Stage[] => [
+      {
+        name: 'switch',
+        scope: 'each-host',
+        effect: 'live',
+        run: async () => void events.push('run switch'),
+        undo: async () => void events.push('undo switch'),
+        recheck
+      },
       stage('verify', events, { fail: true })
     ]
-    const ok = await runStages(ctx(), stages(), { afterRollback: async () => void events.push('reverify') })
+    const c = () => Object.assign(ctx(), { sessions: [host] })
+    const ok = await runStages(
+      c(),
+      stages(async () => void events.push('reverify'))
+    )
     expect(ok.exitCode).toBe(4)
     expect(events.at(-1)).toBe('reverify')
-    const bad = await runStages(ctx(), stages(), {
-      afterRollback: async () => {
+    const bad = await runStages(
+      c(),
+      stages(async () => {
         throw new StageError('rollback', 'previous release answers 500', 'web-1')
-      }
-    })
+      })
+    )
     expect(bad.exitCode).toBe(5)
     expect(bad.rollbackFailed).toContain('previous release answers 500')
   })
@@ -171,7 +184,7 @@ describe('runStages', () => {
         events.push('run deploy')
         ac.abort()
       },
-      async undo(u) {
+      async undo(u: RunContext) {
         undoSignalAborted = u.signal.aborted
         events.push('undo deploy')
       }
@@ -212,7 +225,7 @@ describe('the lock lease', () => {
   /** A stage that runs until its signal is aborted (or `ms` pass). */
   const long = (ms: number, events: string[]): Stage => ({
     name: 'deploy',
-    run: c =>
+    run: (c: RunContext) =>
       new Promise<void>((resolve, reject) => {
         const t = setTimeout(resolve, ms)
         c.signal.addEventListener('abort', () => {

@@ -63,6 +63,7 @@ function fakeStrategy(events: string[], failActivate = false): SwitchStrategy {
 function switchStage(strategy: SwitchStrategy): Stage {
   return {
     name: 'switch',
+    effect: 'live',
     changedLive: () => true,
     run: async c => {
       for (const s of c.sessions) await strategy.activate(c, s, 'R2', 'switch')
