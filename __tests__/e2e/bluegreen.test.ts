@@ -123,7 +123,7 @@ describe('blue-green over SSH behind nginx', () => {
       .map(l => l.slice(2))
     const at = labels.indexOf('read blue-green state')
     expect(at).toBeGreaterThan(0)
-    expect(labels.slice(at, at + 9)).toEqual([
+    expect(labels.slice(at, at + 8)).toEqual([
       'read blue-green state',
       `stop port ${ports[0]}`,
       `start port ${ports[0]}`,
@@ -131,7 +131,12 @@ describe('blue-green over SSH behind nginx', () => {
       `write upstream file ${nginx.upstreamFile}`,
       'proxy reload',
       expect.stringMatching(/^switch current to /),
-      `record active port ${ports[0]}`,
+      `record active port ${ports[0]}`
+    ])
+    // plan is a dry run of the real stages: verify runs before the old port stops, as in a deploy
+    expect(labels.slice(at + 8, at + 11)).toEqual([
+      `GET ${nginx.url}/`,
+      'verify command',
       `after verify and 0.5 s of drain: stop port ${ports[1]}`
     ])
     expect(labels.filter(l => l.startsWith('switch current to '))).toHaveLength(1)

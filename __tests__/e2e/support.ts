@@ -55,6 +55,8 @@ export interface ProjectOptions {
   root: string
   config?: (base: Record<string, unknown>) => Record<string, unknown>
   envExtra?: NodeJS.ProcessEnv
+  /** Deploy to this machine (`hosts: [{ local: true }]`, src/transport/local.ts) instead of `hosts`. */
+  local?: boolean
 }
 
 /** A config like the issue's example, pointed at the test hosts. */
@@ -64,12 +66,16 @@ export async function project(opts: ProjectOptions): Promise<Project> {
   const src = join(dir, 'app')
   mkdirSync(src, { recursive: true })
   const first = opts.hosts[0]
-  if (!first) throw new Error('project needs a host')
+  if (!first && !opts.local) throw new Error('project needs a host')
   const base: Record<string, unknown> = {
     app: 'ledger',
     path: opts.root,
-    hosts: opts.hosts.map(h => ({ address: h.address, port: h.port, user: 'root' })),
-    ssh: { private_key: 'env:SSH_KEY', known_hosts: 'env:KNOWN_HOSTS', connect_retries: 1 },
+    hosts: opts.local
+      ? [{ local: true }]
+      : opts.hosts.map(h => ({ address: h.address, port: h.port, user: 'root' })),
+    ...(opts.local
+      ? {}
+      : { ssh: { private_key: 'env:SSH_KEY', known_hosts: 'env:KNOWN_HOSTS', connect_retries: 1 } }),
     source: { dir: './app', exclude: ['.git', 'node_modules'] },
     shared: { files: ['.env'], dirs: ['data', 'logs'] },
     keep_releases: 5,
@@ -87,6 +93,10 @@ export async function project(opts: ProjectOptions): Promise<Project> {
   const configFile = join(dir, 'safe-deploy.yml')
   writeFileSync(configFile, stringify(config))
   // What a person does once per host: the shared .env the app needs.
+  if (opts.local) {
+    mkdirSync(join(opts.root, 'shared'), { recursive: true })
+    writeFileSync(join(opts.root, 'shared', '.env'), 'SECRET=from-shared\n')
+  }
   for (const h of opts.hosts) {
     h.run(
       `mkdir -p ${q(`${opts.root}/shared`)} && printf 'SECRET=from-shared\\n' > ${q(`${opts.root}/shared/.env`)}`
@@ -95,8 +105,9 @@ export async function project(opts: ProjectOptions): Promise<Project> {
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
-    SSH_KEY: first.privateKey,
-    KNOWN_HOSTS: opts.hosts.map(h => h.knownHostsLine).join('\n'),
+    ...(first
+      ? { SSH_KEY: first.privateKey, KNOWN_HOSTS: opts.hosts.map(h => h.knownHostsLine).join('\n') }
+      : {}),
     ...opts.envExtra
   }
   const logDir = join(dir, 'safe-deploy-logs')

@@ -14,6 +14,8 @@ export interface RemoteCommand {
   user?: boolean
   /** Our own progress lines (stderr) are streamed to the log as they come. */
   stream?: boolean
+  /** Set by `combine`: the label of each command it joined, in order (`plan` shows them one by one). */
+  parts?: string[]
 }
 
 /**
@@ -59,6 +61,7 @@ export function combine(label: string, parts: RemoteCommand[]): RemoteCommand {
   return {
     label,
     script: parts.map(p => p.script).join('\n'),
-    env: Object.keys(env).length ? env : undefined
+    env: Object.keys(env).length ? env : undefined,
+    parts: parts.flatMap(p => p.parts ?? [p.label])
   }
 }

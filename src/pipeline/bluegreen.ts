@@ -7,7 +7,6 @@
  * Per-host state for this run lives in a Map keyed by session, in closures (methods may be called detached).
  */
 import {
-  activePortFile,
   clearActivePort,
   onPort,
   parseBlueGreenState,
@@ -18,9 +17,8 @@ import {
   writeUpstream
 } from '../commands/bluegreen.js'
 import { httpProbe, httpProbeLoop, parseProbe, parseProbeLoop } from '../commands/health.js'
-import { inRelease, removeCurrent, switchCurrent } from '../commands/release.js'
+import { removeCurrent, switchCurrent } from '../commands/release.js'
 import { combine, type RemoteCommand } from '../commands/command.js'
-import type { Layout } from '../commands/layout.js'
 import type { Config } from '../config/schema.js'
 import { sleep } from './checks.js'
 import { runOn, type HostSession, type RunContext } from './context.js'
@@ -83,19 +81,16 @@ async function stopPort(
   s: HostSession,
   release: string,
   port: number,
-  stage: string
+  stage: string,
+  label?: string
 ): Promise<string | undefined> {
   const sw = settings(ctx)
+  const cmd = onPort(s.layout, release, 'stop', sw.stop, port, hookEnv(ctx, s, release, stage))
   try {
-    const r = await runOn(
-      ctx,
-      s,
-      onPort(s.layout, release, 'stop', sw.stop, port, hookEnv(ctx, s, release, stage)),
-      {
-        stage,
-        allowFail: true
-      }
-    )
+    const r = await runOn(ctx, s, label ? { ...cmd, label } : cmd, {
+      stage,
+      allowFail: true
+    })
     return r.code === 0 ? undefined : `stop for port ${port} exited ${r.code}`
   } catch (e) {
     return errorMessage(e)
@@ -131,7 +126,8 @@ async function startAndGate(
       intervalMs: PROBE_INTERVAL_MS,
       expectStatus: 200
     }),
-    label: `health gate GET ${url}`,
+    // the health gate: polled on the host until it answers 200
+    label: `GET ${url}`,
     stream: false
   }
   let last = { status: 0, body: '' }
@@ -172,42 +168,6 @@ async function pointProxy(
   const env: Record<string, string> =
     port === undefined ? {} : { PORT: String(port), SAFE_DEPLOY_PORT: String(port) }
   await runHook(ctx, s, release, 'proxy reload', sw.proxy_reload, stage, env)
-}
-
-/**
- * For `plan`: the commands a blue-green switch runs on a host, in order, shown for the first port of the
- * pair as the idle one (the real one depends on the host's state file, which `plan` does not read).
- */
-export function planBlueGreen(
-  config: Config,
-  layout: Layout,
-  release: string,
-  env: Record<string, string>
-): { note: string; commands: RemoteCommand[] } {
-  const sw = config.switch
-  if (!sw.ports || !sw.start || !sw.stop || !sw.upstream_file || !sw.proxy_reload)
-    return {
-      note: '# blue-green: switch.ports, start, stop, upstream_file and proxy_reload are required',
-      commands: []
-    }
-  const [idle, live] = sw.ports
-  return {
-    note: `# blue-green: shown with ${idle} as the idle port and ${live} as the live one (the host's ${activePortFile(layout)} decides); health gate: GET ${sw.health.replace(/\{port\}/g, String(idle))} until 200, at most ${sw.timeout / 1000} s`,
-    commands: [
-      readBlueGreenState(layout, sw.upstream_file),
-      onPort(layout, release, 'stop', sw.stop, idle, env),
-      onPort(layout, release, 'start', sw.start, idle, env),
-      httpProbe(withPort(sw.health, idle), 5000),
-      writeUpstream(sw.upstream_file, renderUpstream(sw.upstream_template, idle)),
-      inRelease(layout, release, 'proxy reload', sw.proxy_reload, env),
-      switchCurrent(layout, release),
-      writeActivePort(layout, idle, release),
-      {
-        ...onPort(layout, '<previous>', 'stop', sw.stop, live, env),
-        label: `after verify and ${sw.drain / 1000} s of drain: stop port ${live}`
-      }
-    ]
-  }
 }
 
 export function blueGreenStrategy(): SwitchStrategy {
@@ -359,12 +319,19 @@ export function blueGreenStrategy(): SwitchStrategy {
     // release's `stop`, which is the same command
     const inside = h.oldRelease ?? h.release
     const sw = settings(ctx)
-    const wait = sw.drain - (Date.now() - h.movedAt)
+    const wait = ctx.dryRun ? 0 : sw.drain - (Date.now() - h.movedAt)
     if (wait > 0) {
       ctx.log.info(`draining port ${h.oldPort} for ${(wait / 1000).toFixed(1)} s more`, s.host.name)
       await sleep(wait, ctx.signal)
     }
-    const failed = await stopPort(ctx, s, inside, h.oldPort, 'cleanup')
+    const failed = await stopPort(
+      ctx,
+      s,
+      inside,
+      h.oldPort,
+      'cleanup',
+      `after verify and ${sw.drain / 1000} s of drain: stop port ${h.oldPort}`
+    )
     if (failed) throw new Error(`could not stop port ${h.oldPort} (releases/${inside}): ${failed}`)
     ctx.log.info(`stopped port ${h.oldPort} (releases/${inside})`, s.host.name)
   }

@@ -27,6 +27,14 @@ export function urlFor(check: HttpCheck, s: HostSession): string {
 
 async function probe(ctx: RunContext, s: HostSession, check: HttpCheck, stage: string) {
   const url = urlFor(check, s)
+  if (check.from === 'runner' && ctx.dryRun) {
+    ctx.dryRun.runner(
+      `GET ${url}`,
+      `(from the runner: expect HTTP ${check.expect_status}${check.contains === undefined ? '' : ` containing "${check.contains}"`})`,
+      s.host.name
+    )
+    return { status: check.expect_status, body: check.contains ?? '' }
+  }
   if (check.from === 'runner') {
     try {
       const res = await fetch(url, {

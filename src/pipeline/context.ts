@@ -51,6 +51,19 @@ export interface RunContext {
   onLock?: (token: string | undefined) => void
   /** Saves the run's progress as it goes (the Action), for its post step to finish a killed run. */
   progress?: ProgressTracker
+  /**
+   * Set by `plan` (src/pipeline/plan.ts): the run is a dry run. Hosts are reached through `connect` (a
+   * recording transport), and what the stages would do on the runner (the test command, packing, HTTP checks
+   * from the runner, waits) is told to `runner` instead of being done.
+   */
+  dryRun?: DryRun
+}
+
+/** A dry run's seams: how hosts are reached and where runner-side effects are shown. */
+export interface DryRun {
+  connect(host: ResolvedHost): Transport
+  /** A step on the runner that a real run would take (for `host`, when given): shown, not done. */
+  runner(label: string, command?: string, host?: string): void
 }
 
 export function defaultActor(env: NodeJS.ProcessEnv = process.env): Actor {
@@ -87,6 +100,8 @@ export async function connectAll(ctx: RunContext): Promise<void> {
   }
   const results = await Promise.allSettled(
     loaded.hosts.map(async (host): Promise<HostSession> => {
+      if (ctx.dryRun)
+        return { host, t: ctx.dryRun.connect(host), layout: new Layout(host.path), releases: [] }
       if (host.kind === 'local')
         return { host, t: new LocalTransport(host.name), layout: new Layout(host.path), releases: [] }
       const t = await SshTransport.connect({
@@ -154,7 +169,8 @@ export async function runOn(
     ctx.log.info(`$ ${cmd.user ? cmd.script.split('\n').slice(1).join('; ') : cmd.label}`, name)
   const out = ctx.log.lineWriter(name)
   const err = ctx.log.lineWriter(name, cmd.user || cmd.stream ? 'info' : 'warn')
-  const text = withEnv(cmd)
+  // a dry run shows where each value goes, not what it is (SAFE_DEPLOY_* facts about the run excepted)
+  const text = withEnv(ctx.dryRun ? { ...cmd, env: placeholders(cmd.env) } : cmd)
   if (text.split('\n').includes(END_OF_SCRIPT))
     throw new StageError(opts.stage, `${cmd.label}: a line of the script is ${END_OF_SCRIPT}`, name)
   let result: ExecResult
@@ -164,6 +180,8 @@ export async function runOn(
       holdStdin: true,
       timeoutMs: opts.timeoutMs ?? ctx.config.ssh.command_timeout,
       signal: ctx.signal,
+      label: cmd.label,
+      parts: cmd.parts,
       onStdout: cmd.user ? out.push : undefined,
       onStderr: cmd.user || cmd.stream ? err.push : undefined
     })
@@ -184,6 +202,13 @@ export async function runOn(
   return result
 }
 
+function placeholders(env: Record<string, string> | undefined): Record<string, string> | undefined {
+  if (!env) return env
+  return Object.fromEntries(
+    Object.entries(env).map(([k, v]) => [k, k.startsWith('SAFE_DEPLOY_') ? v : `<${k}>`])
+  )
+}
+
 /** Runs a raw command line (used for the tar stream, whose stdin is the archive). */
 export async function runRaw(
   ctx: RunContext,
@@ -197,7 +222,8 @@ export async function runRaw(
     result = await s.t.exec(command, {
       stdin: opts.stdin,
       timeoutMs: opts.timeoutMs ?? ctx.config.ssh.command_timeout,
-      signal: ctx.signal
+      signal: ctx.signal,
+      label
     })
   } catch (e) {
     throw new StageError(opts.stage, `${label} on ${s.host.name}: ${errorMessage(e)}`, s.host.name)

@@ -1,26 +1,9 @@
 import { lockStatus, releaseLock } from '../commands/lock.js'
-import {
-  diskStatus,
-  inRelease,
-  inspectHost,
-  linkShared,
-  markComplete,
-  parseKeyValues,
-  removeReleases,
-  switchCurrent,
-  unpackCommand
-} from '../commands/release.js'
-import { acquireLock } from '../commands/lock.js'
-import { httpProbe } from '../commands/health.js'
-import { REMOTE_SHELL, withEnv, type RemoteCommand } from '../commands/command.js'
-import { newReleaseId } from '../release/id.js'
-import { Layout } from '../commands/layout.js'
+import { diskStatus, inspectHost, parseKeyValues } from '../commands/release.js'
 import { closeAll, connectAll, primaryOf, runOn, type RunContext } from './context.js'
 import { httpChecks, verifyHost } from './checks.js'
 import { errorMessage } from './errors.js'
-import { planBlueGreen } from './bluegreen.js'
 import type { LockOwner } from '../commands/lock.js'
-import { backupPlanCommands } from '../backup/ops/take.js'
 import { databaseSizes, type DatabaseSize } from '../backup/ops/probe.js'
 
 export interface LockInfo {
@@ -138,67 +121,4 @@ export function getStatus(
         : { host: p.host.name, state: 'free' }
     return { hosts, lock, databases: await databaseSizes(ctx) }
   })
-}
-
-/** `plan`: every command a deploy would run, per host, in order. Connects to nothing. */
-export function planDeploy(ctx: RunContext): string {
-  const release = newReleaseId(new Date(), ctx.actor.commit)
-  const c = ctx.config
-  const out: string[] = []
-  const show = (cmd: RemoteCommand) => {
-    out.push(`# ${cmd.label}`)
-    out.push(withEnv({ ...cmd, env: Object.fromEntries(Object.keys(cmd.env ?? {}).map(k => [k, `<${k}>`])) }))
-    out.push('')
-  }
-  out.push(`# plan for ${c.app}: release ${release} (the time part is set when the deploy starts)`)
-  out.push(`# every script below is sent over stdin to: ${REMOTE_SHELL}`)
-  out.push('')
-  if (c.stages.test) out.push('## runner: test', c.stages.test, '')
-  out.push(
-    '## runner: pack',
-    `tar -czf release.tar.gz ${c.source.exclude.map(e => `--exclude=${e}`).join(' ')} -C ${ctx.loaded.sourceDir} .`,
-    ''
-  )
-  for (const h of ctx.loaded.hosts) {
-    const layout = new Layout(h.path)
-    const fake = { host: h, t: undefined as never, releases: [], current: '<current>' }
-    const env = (stage: string) => ({
-      ...c.env,
-      SAFE_DEPLOY_RELEASE: release,
-      SAFE_DEPLOY_STAGE: stage,
-      SAFE_DEPLOY_HOST: fake.host.name
-    })
-    out.push(`## host ${h.name}${h.primary ? ' (primary)' : ''}`)
-    if (h.primary) {
-      show(
-        acquireLock(
-          layout,
-          { who: ctx.actor.who, pid: process.pid, runner: '<runner>', command: 'deploy', token: '<token>' },
-          Math.ceil(c.lock.ttl / 1000)
-        )
-      )
-    }
-    show(inspectHost(layout, c.shared.files, ['tar', 'curl', 'wget']))
-    if (h.primary) for (const cmd of backupPlanCommands(ctx, layout)) show(cmd)
-    out.push('# upload (stdin: the tar.gz stream)', unpackCommand(layout, release), '')
-    if (c.shared.files.length || c.shared.dirs.length)
-      show(linkShared(layout, release, c.shared.files, c.shared.dirs))
-    if (c.stages.build) show(inRelease(layout, release, 'build', c.stages.build, env('build')))
-    show(markComplete(layout, release))
-    if (c.switch.strategy === 'blue-green') {
-      const bg = planBlueGreen(c, layout, release, env('switch'))
-      out.push(bg.note, '')
-      bg.commands.forEach(show)
-    } else {
-      show(switchCurrent(layout, release))
-      if (c.stages.restart) show(inRelease(layout, release, 'restart', c.stages.restart, env('switch')))
-    }
-    for (const check of httpChecks(ctx)) {
-      if (check.from === 'host') show(httpProbe(check.url, check.timeout))
-      else out.push(`# runner: GET ${check.url} (expect ${check.expect_status})`, '')
-    }
-    out.push(`# on failure: switch back to <current>, restart it, verify it; or remove ${release}`)
-    show(removeReleases(layout, ['<releases beyond keep_releases>']))
-  }
-  return ctx.log.redactor.redact(out.join('\n'))
 }

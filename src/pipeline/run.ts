@@ -35,7 +35,12 @@ const introOf = (command: 'deploy' | 'rollback') => (ctx: RunContext) =>
 
 /** test → deploy → switch → verify → cleanup, with automatic rollback when verify fails. */
 export function deploy(req: RunRequest): Promise<RunResult> {
-  return execute(req, 'deploy', ctx => {
+  return execute(req, 'deploy', ctx => deployStages(ctx, req))
+}
+
+/** A deploy's stages and what it records: one list for `deploy` and for `plan` (src/pipeline/plan.ts). */
+export function deployStages(ctx: RunContext, req: RunRequest): RunPlan {
+  {
     ctx.actor.commit ??= gitCommit(req.loaded.sourceDir)
     const started = req.now ?? new Date()
     let release: string = newReleaseId(started, ctx.actor.commit)
@@ -77,7 +82,7 @@ export function deploy(req: RunRequest): Promise<RunResult> {
       // the restored release is verified once, after the switch's undo (src/pipeline/policy.ts)
       backup: backup.result
     }
-  })
+  }
 }
 
 /**

@@ -51,7 +51,12 @@ export function preflightStage(opts: {
     effect: 'none',
     async begin(ctx) {
       if (opts.deploying && !existsSync(ctx.loaded.sourceDir)) {
-        throw new StageError('preflight', `source.dir ${ctx.loaded.sourceDir} does not exist on the runner`)
+        if (ctx.dryRun)
+          ctx.dryRun.runner(
+            `source.dir ${ctx.loaded.sourceDir} does not exist on this machine: a deploy from here stops`
+          )
+        else
+          throw new StageError('preflight', `source.dir ${ctx.loaded.sourceDir} does not exist on the runner`)
       }
       await connectAll(ctx)
       await takeLock(ctx, opts.command)
@@ -181,6 +186,13 @@ export function testStage(): Stage {
         ctx.log.info('no stages.test configured; skipped')
         return
       }
+      if (ctx.dryRun) {
+        ctx.dryRun.runner(
+          'test (in source.dir; a failure stops the deploy)',
+          `cd ${sh(ctx.loaded.sourceDir)} && ${command}`
+        )
+        return
+      }
       const local = new LocalTransport('runner')
       ctx.log.info(`$ ${command}`, 'runner')
       const out = ctx.log.lineWriter('runner')
@@ -217,13 +229,22 @@ export function testStage(): Stage {
 
 /** Packs the source dir once on the runner (GNU or BSD tar), for streaming to every host. */
 async function packSource(
+  ctx: RunContext,
   dir: string,
   exclude: string[],
   signal: AbortSignal
-): Promise<{ file: string; cleanup: () => void }> {
+): Promise<{ file?: string; cleanup: () => void }> {
+  const tarArgs = (file: string) => ['-czf', file, ...exclude.map(e => `--exclude=${e}`), '-C', dir, '.']
+  if (ctx.dryRun) {
+    ctx.dryRun.runner(
+      'pack source.dir once for every host',
+      ['tar', ...tarArgs('release.tar.gz')].map(sh).join(' ')
+    )
+    return { cleanup: () => {} }
+  }
   const tmp = mkdtempSync(join(tmpdir(), 'safe-deploy-'))
   const file = join(tmp, 'release.tar.gz')
-  const args = ['-czf', file, ...exclude.map(e => `--exclude=${e}`), '-C', dir, '.']
+  const args = tarArgs(file)
   await new Promise<void>((resolve, reject) => {
     const child = spawn('tar', args, { stdio: ['ignore', 'ignore', 'pipe'], signal })
     let stderr = ''
@@ -245,7 +266,7 @@ async function packSource(
 /** Upload, link shared, build: a new release dir on every host; nothing live changes. */
 export function deployStage(rel: () => string): Stage {
   const created = new Set<HostSession>()
-  let pack: { file: string; cleanup: () => void } | undefined
+  let pack: { file?: string; cleanup: () => void } | undefined
   return {
     name: 'deploy',
     scope: 'each-host',
@@ -253,20 +274,21 @@ export function deployStage(rel: () => string): Stage {
     // a host where the release already existed is not this run's to remove
     needsUndo: s => created.has(s),
     async begin(ctx) {
-      pack = await packSource(ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal)
-      const size = statSync(pack.file).size
+      pack = await packSource(ctx, ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal)
+      const size = pack.file ? statSync(pack.file).size : 0
       ctx.log.info(`packed ${ctx.loaded.sourceDir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner')
     },
     async run(ctx, s) {
       const release = rel()
-      const file = (pack as { file: string }).file
+      const file = pack?.file
       if (s.releases.includes(release)) {
         throw new StageError('deploy', `release ${release} already exists on ${s.host.name}`, s.host.name)
       }
       created.add(s)
       await runRaw(ctx, s, unpackCommand(s.layout, release), 'upload', {
         stage: 'deploy',
-        stdin: createReadStream(file)
+        // a dry run shows the upload; the archive is not made nor streamed
+        stdin: file ? createReadStream(file) : '(the tar.gz of source.dir)'
       })
       ctx.log.info(`uploaded to ${s.layout.release(release)}`, s.host.name)
       const { files, dirs } = ctx.config.shared
@@ -361,7 +383,13 @@ export function verifyStage(rel: () => string): Stage {
       const window = ctx.config.verify.window
       if (window > 0) {
         ctx.log.info(`checks passed; watching for ${window / 1000} s before checking again`, s.host.name)
-        await sleep(window, ctx.signal)
+        if (ctx.dryRun)
+          ctx.dryRun.runner(
+            `wait ${window / 1000} s (verify.window), then check once more`,
+            undefined,
+            s.host.name
+          )
+        else await sleep(window, ctx.signal)
         await verifyHost(ctx, s, release, 'verify', 1)
       }
       await scanLogs(ctx, s, release, 'verify')

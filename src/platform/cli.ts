@@ -6,7 +6,8 @@ import { parseReleaseId } from '../release/id.js'
 import { parseBackupName } from '../backup/name.js'
 import { badReleases } from '../release/history.js'
 import { deploy, listReleaseState, newContext, planRollback, rollback } from '../pipeline/run.js'
-import { forceReleaseLock, getLock, getStatus, planDeploy } from '../pipeline/ops.js'
+import { forceReleaseLock, getLock, getStatus } from '../pipeline/ops.js'
+import { planDeploy } from '../pipeline/plan.js'
 import { onEvent, type RunSubscriber } from '../engine/events.js'
 import { errorMessage } from '../pipeline/errors.js'
 import { defaultActor } from '../pipeline/context.js'
@@ -206,12 +207,12 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
       const r = command === 'deploy' ? await deploy(req) : await rollback(rollbackReq)
       return r.exitCode
     }
-    // read-only commands keep no log file
-    const ctx = newContext(req, command, new Date(), false)
     if (command === 'plan') {
-      io.stdout.write(planDeploy(ctx) + '\n')
+      io.stdout.write((await planDeploy(req)).text + '\n')
       return 0
     }
+    // read-only commands keep no log file
+    const ctx = newContext(req, command, new Date(), false)
     if (command === 'releases') {
       const state = await listReleaseState(req)
       const bad = badReleases(state.history)

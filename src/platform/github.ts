@@ -2,7 +2,8 @@ import * as core from '@actions/core'
 import { loadConfig, requireEnv } from '../config/load.js'
 import { ConfigError, ExitCode } from '../config/errors.js'
 import { deploy, newContext, planRollback, rollback } from '../pipeline/run.js'
-import { getStatus, planDeploy, releaseOwnLock } from '../pipeline/ops.js'
+import { getStatus, releaseOwnLock } from '../pipeline/ops.js'
+import { planDeploy } from '../pipeline/plan.js'
 import { parseProgress } from '../pipeline/progress.js'
 import { finishInterrupted, needsFinishing } from '../pipeline/interrupted.js'
 import type { RunResult } from '../pipeline/result.js'
@@ -141,7 +142,7 @@ export async function runAction(): Promise<void> {
     }
     const ctx = newContext(req, inputs.command, new Date(), false)
     core.saveState(STATE_DONE, 'true')
-    if (inputs.command === 'plan') core.info(planDeploy(ctx))
+    if (inputs.command === 'plan') core.info((await planDeploy(req)).text)
     else if (inputs.command === 'status') {
       const st = await getStatus(ctx)
       core.info(JSON.stringify(st, null, 2))

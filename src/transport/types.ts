@@ -24,6 +24,10 @@ export interface ExecOptions {
   stdoutSink?: NodeJS.WritableStream
   /** Aborts the command (the CLI was interrupted). */
   signal?: AbortSignal
+  /** What the command does (its RemoteCommand label), for a transport that records (src/transport/recording.ts). */
+  label?: string
+  /** For a script combined from several commands: each one's label, in order (shown by `plan`). */
+  parts?: string[]
 }
 
 /**

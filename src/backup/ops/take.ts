@@ -1,16 +1,13 @@
 import { hostname } from 'node:os'
 import pkg from '../../../package.json' with { type: 'json' }
-import { unresolvedDatabases } from '../../config/load.js'
-import type { Layout } from '../../commands/layout.js'
-import type { RemoteCommand } from '../../commands/command.js'
 import { parseKeyValues } from '../../commands/release.js'
 import { runOn, type HostSession, type RunContext } from '../../pipeline/context.js'
 import { StageError } from '../../pipeline/errors.js'
-import { backupConfigOf, resolvePlan, type BackupPlan } from '../plan.js'
+import type { BackupPlan } from '../plan.js'
 import { backupTime, keepFile, manifestFile, newBackupName, signatureFile, type BackupName } from '../name.js'
-import { backupScript, probeScript, writeSignatureScript } from '../script.js'
+import { backupScript, writeSignatureScript } from '../script.js'
 import { signatureLine, fromHex } from '../sign.js'
-import { neededTools, probeHost, throwProblems } from './probe.js'
+import { probeHost, throwProblems } from './probe.js'
 import {
   describeFailure,
   longTimeout,
@@ -21,29 +18,6 @@ import {
   type BackupMeta,
   type BackupResult
 } from './shared.js'
-
-/** For `plan`: the scripts a deploy's backup stage sends to the primary (the default client names). */
-export function backupPlanCommands(ctx: RunContext, layout: Layout): RemoteCommand[] {
-  const b = backupConfigOf(ctx.config)
-  if (!b) return []
-  const waiting = unresolvedDatabases(ctx.loaded.unresolved)
-  if (waiting.size) {
-    // `plan` runs without the database's variables; a deploy would refuse to start without them
-    const list = [...waiting.values()].flat()
-    return [
-      {
-        label: `backup (not shown: ${list.map(u => `${u.key} needs ${u.variable}, which is not set`).join('; ')}; deploy refuses to start without it)`,
-        script: ':'
-      }
-    ]
-  }
-  const plan = resolvePlan(ctx.config.app, b, layout, ctx.config.env)
-  const name = newBackupName(plan.app, new Date())
-  return [
-    probeScript(plan, { needs: neededTools(plan) }),
-    backupScript({ plan, name, meta: { app: plan.app, name, reason: 'before deploy of <release>' } })
-  ]
-}
 
 export interface TakeBackupOptions {
   /** Stage name for errors and the log. */
