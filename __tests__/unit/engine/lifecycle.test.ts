@@ -134,6 +134,7 @@ describe('runLifecycle', () => {
     let live = false
     const golive: Stage = {
       name: 'switch',
+      effect: 'live',
       changedLive: () => live,
       async run() {
         live = true
