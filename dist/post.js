@@ -53989,7 +53989,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6147:
+/***/ 4446:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -54147,16 +54147,16 @@ function file_command_issueFileCommand(command, message) {
     if (!filePath) {
         throw new Error(`Unable to find environment variable for file command ${command}`);
     }
-    if (!fs.existsSync(filePath)) {
+    if (!external_fs_.existsSync(filePath)) {
         throw new Error(`Missing file at path: ${filePath}`);
     }
-    fs.appendFileSync(filePath, `${toCommandValue(message)}${os.EOL}`, {
+    external_fs_.appendFileSync(filePath, `${utils_toCommandValue(message)}${external_os_namespaceObject.EOL}`, {
         encoding: 'utf8'
     });
 }
 function file_command_prepareKeyValueMessage(key, value) {
-    const delimiter = `ghadelimiter_${crypto.randomUUID()}`;
-    const convertedValue = toCommandValue(value);
+    const delimiter = `ghadelimiter_${external_crypto_.randomUUID()}`;
+    const convertedValue = utils_toCommandValue(value);
     // These should realistically never happen, but just in case someone finds a
     // way to exploit uuid generation let's not allow keys or values that contain
     // the delimiter.
@@ -54166,7 +54166,7 @@ function file_command_prepareKeyValueMessage(key, value) {
     if (convertedValue.includes(delimiter)) {
         throw new Error(`Unexpected input: value should not contain the delimiter "${delimiter}"`);
     }
-    return `${key}<<${delimiter}${os.EOL}${convertedValue}${os.EOL}${delimiter}`;
+    return `${key}<<${delimiter}${external_os_namespaceObject.EOL}${convertedValue}${external_os_namespaceObject.EOL}${delimiter}`;
 }
 //# sourceMappingURL=file-command.js.map
 // EXTERNAL MODULE: external "path"
@@ -56788,10 +56788,10 @@ function getBooleanInput(name, options) {
 function setOutput(name, value) {
     const filePath = process.env['GITHUB_OUTPUT'] || '';
     if (filePath) {
-        return issueFileCommand('OUTPUT', prepareKeyValueMessage(name, value));
+        return file_command_issueFileCommand('OUTPUT', file_command_prepareKeyValueMessage(name, value));
     }
-    process.stdout.write(os.EOL);
-    issueCommand('set-output', { name }, toCommandValue(value));
+    process.stdout.write(external_os_namespaceObject.EOL);
+    command_issueCommand('set-output', { name }, utils_toCommandValue(value));
 }
 /**
  * Enables or disables the echoing of commands into stdout for the rest of the step.
@@ -66500,7 +66500,541 @@ function parseDuration(value) {
     return Math.round(n * factor);
 }
 
+;// CONCATENATED MODULE: ./src/backup/engines/engine.ts
+/** The shell variables the backup scripts define: `$t`, a private temp dir; `$w`, the data's work dir. */
+const SCRATCH_VAR = 't';
+const WORK_VAR = 'w';
+/** For an artifact no configured database matches any more: the host's own tools. */
+function hostTarget(engine) {
+    return { index: -1, engine, label: '?', conn: { params: {} }, compress: 'none' };
+}
+/** A path inside the deploy root: relative, no `..`, no NUL or line breaks. */
+const isRelativeSafe = (p) => p.length > 0 && !p.startsWith('/') && !p.split('/').includes('..') && !/[\0\n\r]/.test(p);
+/** The checks shared by engines that reach a server (PostgreSQL, MySQL). */
+function validateServerDatabase(db, c) {
+    const problems = [];
+    if (!c.connection()?.database && !c.urlFailed)
+        problems.push(`${c.at}.database: name the database to back up (database: app, or a URL ending in /app)`);
+    if (db.path)
+        problems.push(`${c.at}.path: only for engine sqlite`);
+    return problems;
+}
+/** `PostgreSQL database "app"`: how errors and logs name a target (engines/index.ts describeTarget). */
+function describeDatabase(title, t) {
+    return `${title} database ${JSON.stringify(t.label)}${t.container ? ` (compose service ${t.container.service})` : ''}`;
+}
+const majorOf = (v) => Number(/(\d+)(?:\.\d+)?/.exec(v)?.[1]);
+
+;// CONCATENATED MODULE: ./src/commands/quote.ts
+/**
+ * The one quoting function for POSIX sh. Every value that is interpolated into a shell command that runs
+ * on a host goes through `sh()`: it wraps the value in single quotes, where nothing is special, and writes
+ * each embedded single quote as '\'' (close, escaped quote, reopen). Newlines, `$()`, backticks and spaces
+ * all stay literal. NUL cannot be passed through a shell at all, so it is refused.
+ */
+function quote_sh(value) {
+    const text = String(value);
+    if (text.includes('\0'))
+        throw new Error('a value passed to the shell contains a NUL byte');
+    if (text !== '' && /^[A-Za-z0-9_@%+=:,./-]+$/.test(text))
+        return text;
+    return `'${text.replace(/'/g, `'\\''`)}'`;
+}
+/** Joins words into one command line, quoting each. */
+function shJoin(words) {
+    return words.map(quote_sh).join(' ');
+}
+
+;// CONCATENATED MODULE: ./src/backup/engines/files.ts
+
+/**
+ * Files and directories under the deploy root (`shared/.env`, `shared/uploads`), as a tar archive with
+ * paths relative to the root (`./shared/.env`). Paths that do not exist are skipped with a warning.
+ */
+function files_filesDump(root, paths) {
+    return [
+        `cd ${sh(root)} || exit 1`,
+        'set --',
+        `for p in ${paths.map(sh).join(' ')}; do`,
+        '  if [ -e "$p" ] || [ -L "$p" ]; then set -- "$@" "./$p"; else echo "skipped $p: it does not exist" >&2; fi',
+        'done',
+        '[ $# -gt 0 ] || set -- -T /dev/null',
+        'tar -cf - "$@"',
+        'r=$?',
+        // GNU tar exits 1 when a file changed while it was read: the archive is still whole.
+        '[ $r -eq 1 ] && { echo "tar: some files changed while they were archived; kept what was read" >&2; r=0; }',
+        'exit $r'
+    ].join('\n');
+}
+function filesCheck() {
+    return 'tar -tf - >/dev/null';
+}
+/** Unpacks the archive on stdin into `<work>/files` (a shell word naming a dir on the root's filesystem). */
+function filesExtract(work) {
+    return `mkdir -p ${work}/files && tar -xf - -C ${work}/files`;
+}
+/**
+ * Puts each path unpacked by filesExtract in place, whole: a directory ends up exactly as it was in the
+ * backup (files added since are gone). The previous version is kept as `<path>.safe-deploy-old` until
+ * every path is in place. Paths that are not in the backup are left alone.
+ */
+function filesSwap(root, paths, work) {
+    const list = paths.map(quote_sh).join(' ');
+    return [
+        `root=${quote_sh(root)}`,
+        `x=${work}/files`,
+        `for p in ${list}; do`,
+        '  [ -e "$x/$p" ] || [ -L "$x/$p" ] || { echo "$p is not in the backup; left as it is" >&2; continue; }',
+        '  if [ -e "$root/$p" ] || [ -L "$root/$p" ]; then',
+        '    rm -rf "$root/$p.safe-deploy-old" && mv "$root/$p" "$root/$p.safe-deploy-old" || exit 1',
+        '  fi',
+        '  mkdir -p "$(dirname "$root/$p")" && mv "$x/$p" "$root/$p" || exit 1',
+        'done',
+        `for p in ${list}; do rm -rf "$root/$p.safe-deploy-old"; done`
+    ].join('\n');
+}
+/** The files archive (`backup.files`): not a database, but a file of the backup like the dumps. */
+const files = {
+    ext: 'files.tar',
+    compressible: true,
+    atomicRestore: false,
+    check: (_t, file) => ({ label: `tar -t (${file})`, cmd: filesCheck() })
+};
+
+;// CONCATENATED MODULE: ./src/backup/engines/target.ts
+
+function envWord([name, value]) {
+    return 'literal' in value ? `${name}=${quote_sh(value.literal)}` : `${name}="$${value.variable}"`;
+}
+/**
+ * A command line with its environment as prefix assignments (they reach the program's environment, not
+ * its argv). In a compose service the variables are set for `docker` and passed in by name with `-e NAME`
+ * (Compose v2.1.1+ reads the value from its own environment), so no value appears on any command line.
+ */
+function runIn(t, env, argv) {
+    const prefix = env.map(envWord).join(' ');
+    if (!t.container)
+        return prefix ? `${prefix} ${argv}` : argv;
+    const passed = env.map(([n]) => `-e ${n} `).join('');
+    const exec = `docker compose exec -T ${passed}${quote_sh(t.container.service)} ${argv}`;
+    return `cd ${quote_sh(t.container.dir)} && ${prefix ? `${prefix} ` : ''}${exec}`;
+}
+/** A program run with `sh -c SCRIPT sh ARGS...` on the host (with TMPDIR set) or in the container. */
+function shellIn(t, env, inner, args, tmpdir) {
+    const argv = `sh -c ${quote_sh(inner)} sh ${args.map(quote_sh).join(' ')}`;
+    if (t.container)
+        return runIn(t, env, argv);
+    return runIn(t, [['TMPDIR', { variable: tmpdir }], ...env], argv);
+}
+
+;// CONCATENATED MODULE: ./src/backup/engines/mysql.ts
+
+
+
+/**
+ * MySQL and MariaDB: a consistent dump of one database (`--single-transaction --routines --triggers
+ * --events`), compressed on the host, checked by decompressing it to the `-- Dump completed` line that
+ * mysqldump writes last, restored through the client. The password travels as MYSQL_PWD, read by both
+ * MySQL and MariaDB clients, from a script variable.
+ */
+function myEnv(t) {
+    return t.passwordVar ? [['MYSQL_PWD', { variable: t.passwordVar }]] : [];
+}
+/** `-h HOST -P PORT -u USER --ssl-ca=...`: nothing secret. */
+function myConnArgs(t) {
+    const c = t.conn;
+    const args = [];
+    if (c.host !== undefined)
+        args.push(`-h ${quote_sh(c.host)}`);
+    if (c.port !== undefined)
+        args.push(`-P ${c.port}`);
+    if (c.user !== undefined)
+        args.push(`-u ${quote_sh(c.user)}`);
+    for (const [k, v] of Object.entries(c.params))
+        args.push(quote_sh(`--${k}=${v}`));
+    return args.join(' ');
+}
+const DUMP_OPTIONS = '--single-transaction --routines --triggers --events --hex-blob --no-tablespaces --default-character-set=utf8mb4';
+function withConn(t, program, rest) {
+    const conn = myConnArgs(t);
+    return `${program}${conn ? ` ${conn}` : ''} ${rest}`;
+}
+function myDump(t, tools) {
+    return runIn(t, myEnv(t), withConn(t, tools.dump, `${DUMP_OPTIONS} -- ${quote_sh(t.conn.database ?? '')}`));
+}
+/**
+ * Reads the decompressed dump on stdin: the names of its tables go to `out` as `TABLE=name` lines, and
+ * it passes only when the last line is mysqldump's `-- Dump completed` (a cut-off dump has none).
+ */
+function myCheck(out) {
+    return ("LC_ALL=C sed -n -e 's/^CREATE TABLE `\\(.*\\)` (.*/TABLE=\\1/p' -e '$s/^-- Dump completed.*/COMPLETE/p' " +
+        `>${out} && grep -qx COMPLETE ${out}`);
+}
+/** Feeds the dump on stdin to the client. */
+function myRestore(t, tools) {
+    return runIn(t, myEnv(t), withConn(t, tools.client, `-- ${quote_sh(t.conn.database ?? '')}`));
+}
+function query(t, client, q) {
+    return runIn(t, myEnv(t), withConn(t, client, `-N -B -e ${quote_sh(q)} -- ${quote_sh(t.conn.database ?? '')}`));
+}
+const SERVER_QUERY = 'SELECT VERSION(), COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = DATABASE()';
+const TABLES_QUERY = "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY 1";
+/** `10.11.19-MariaDB-0+deb12u1<TAB>4980736`. */
+function myServerQuery(t, client) {
+    return query(t, client, SERVER_QUERY);
+}
+function myTablesQuery(t, client) {
+    return query(t, client, TABLES_QUERY);
+}
+/** mysql/mariadb client options a URL may set as `?ssl-ca=/path` (each becomes `--ssl-ca=/path`). */
+const MYSQL_PARAMS = [
+    'ssl',
+    'ssl-ca',
+    'ssl-capath',
+    'ssl-cert',
+    'ssl-key',
+    'ssl-mode',
+    'ssl-verify-server-cert',
+    'socket',
+    'protocol'
+];
+/** Query parameters of SQLAlchemy MySQL URLs that the mysql client does not need (dumps are utf8mb4). */
+const MYSQL_IGNORED = ['charset'];
+function urlParam(key, value, conn) {
+    if (MYSQL_IGNORED.includes(key))
+        return undefined;
+    if (!MYSQL_PARAMS.includes(key))
+        return `unknown connection parameter ?${key}= (supported: ${MYSQL_PARAMS.join(', ')})`;
+    conn.params[key] = value;
+    return undefined;
+}
+const mysql_describe = (t) => describeDatabase('MySQL', t);
+/** `mysqldump  Ver 10.19 Distrib 10.11.6-MariaDB` or `mysqldump  Ver 8.0.36`: major and minor. */
+const clientVersionOf = (v) => /Distrib (\d+)\.(\d+)/.exec(v) ?? /Ver (\d+)\.(\d+)/.exec(v);
+const mysql = {
+    id: 'mysql',
+    title: 'MySQL',
+    ext: 'sql',
+    compressible: true,
+    // the client runs the dump statement by statement: a failure halfway leaves a half-restored database
+    atomicRestore: false,
+    defaultTools: { dump: 'mysqldump', client: 'mysql' },
+    url: { schemes: ['mysql:', 'mariadb:'], param: urlParam },
+    validate: validateServerDatabase,
+    defaultLabel: (_db, connection) => connection()?.database,
+    dump: (t, tools) => ({ label: `${tools.dump} of the ${mysql_describe(t)}`, cmd: myDump(t, tools) }),
+    check: (_t, file, scratch) => ({
+        label: `dump completeness check (${file})`,
+        cmd: myCheck(`"${scratch}.check"`)
+    }),
+    tables: (file, scratch) => `sed -n ${quote_sh(`s|^TABLE=|TABLE=${file} |p`)} "${scratch}.check"`,
+    restore(t, tools, r) {
+        r.run([...r.head, { label: `${tools.client} into the ${mysql_describe(t)}`, cmd: myRestore(t, tools) }], {
+            from: r.from
+        });
+        r.line(`(${myTablesQuery(t, tools.client)}) 2>/dev/null | sed 's/^/DBTABLE=/'`);
+    },
+    probe(t, h) {
+        const find = (kind, tools) => `for x in ${tools.join(' ')}; do v=$(${runIn(t, [], '"$x" --version')} 2>&1) && { printf '${h.key(kind)}%s\\n${h.key('TOOL')}%s %s\\n' "$x" "$x" "$(printf '%s\\n' "$v" | head -n 1)"; break; }; done`;
+        return [
+            'c=',
+            find('DUMP', ['mariadb-dump', 'mysqldump']),
+            find('CLIENT', ['mariadb', 'mysql']).replace('break;', 'c=$x; break;'),
+            `if [ -n "$c" ]; then ${h.server(myServerQuery(t, '"$c"'))}; fi`
+        ];
+    },
+    readProbe(_t, r, out) {
+        const dump = r.kv.get('DUMP')?.[0];
+        const clientTool = r.kv.get('CLIENT')?.[0];
+        if (!dump)
+            out.problem(`mysqldump not found ${r.where}: install mariadb-client (or mysql-client for a MySQL server)`);
+        if (!clientTool)
+            out.problem(`mysql client not found ${r.where}: install mariadb-client (or mysql-client for a MySQL server)`);
+        if (dump && clientTool)
+            out.tools({ dump, client: clientTool });
+        if (!r.server || !dump)
+            return;
+        const [version = '', size] = r.server.split('\t');
+        out.size(Number(size));
+        const clientVersion = r.tools.get(dump) ?? '';
+        const serverMaria = /mariadb/i.test(version);
+        const clientMaria = /mariadb/i.test(clientVersion);
+        const cv = clientVersionOf(clientVersion);
+        const sv = /^(\d+)\.(\d+)/.exec(version);
+        if (cv && sv && serverMaria === clientMaria) {
+            const older = Number(cv[1]) * 1000 + Number(cv[2]) < Number(sv[1]) * 1000 + Number(sv[2]);
+            if (older && Number(cv[1]) < Number(sv[1]))
+                out.problem(`${dump} ${r.where} (${cv[1]}.${cv[2]}) is older than the ${r.what} server (${version}): install a client of version ${sv[1]} or newer`);
+        }
+        else if (sv && serverMaria !== clientMaria) {
+            out.warn(`${dump} ${r.where} is a ${clientMaria ? 'MariaDB' : 'MySQL'} client and the server is ${version}; dumps usually work across them, restores are tested in docs/backups.md only for matching ones`);
+        }
+    }
+};
+
+;// CONCATENATED MODULE: ./src/backup/engines/postgres.ts
+
+
+
+/**
+ * PostgreSQL: `pg_dump -Fc` (custom format, compressed by pg_dump), checked with `pg_restore --list`,
+ * restored with `pg_restore --clean --if-exists --single-transaction --no-owner` (all or nothing).
+ * Every connection setting travels as a libpq environment variable; the password as PGPASSWORD from a
+ * script variable, so neither the URL nor the password is ever on a command line.
+ */
+function pgEnv(t) {
+    const c = t.conn;
+    const env = [];
+    if (c.host !== undefined)
+        env.push(['PGHOST', { literal: c.host }]);
+    if (c.port !== undefined)
+        env.push(['PGPORT', { literal: String(c.port) }]);
+    if (c.user !== undefined)
+        env.push(['PGUSER', { literal: c.user }]);
+    if (c.database !== undefined)
+        env.push(['PGDATABASE', { literal: c.database }]);
+    for (const [k, v] of Object.entries(c.params))
+        env.push([k, { literal: v }]);
+    if (t.passwordVar)
+        env.push(['PGPASSWORD', { variable: t.passwordVar }]);
+    return env;
+}
+/** Writes the custom-format archive to stdout. --no-password: fail at once rather than wait for a prompt. */
+function pgDump(t) {
+    return runIn(t, pgEnv(t), 'pg_dump -Fc --no-password');
+}
+/** Reads an archive on stdin; lists its table of contents to `toc` (a shell word), then drains stdin. */
+function pgCheck(t, toc) {
+    return `${runIn(t, [], 'pg_restore --list')} >${toc} && cat >/dev/null`;
+}
+/** Restores the archive on stdin into the database, in one transaction. */
+function pgRestore(t) {
+    const db = `dbname=${conninfoValue(t.conn.database ?? '')}`;
+    return runIn(t, pgEnv(t), `pg_restore --clean --if-exists --single-transaction --no-owner --no-password -d ${quote_sh(db)}`);
+}
+const postgres_SERVER_QUERY = "SELECT current_setting('server_version_num') || ' ' || pg_database_size(current_database())";
+const postgres_TABLES_QUERY = "SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1";
+function psql(t, query) {
+    return runIn(t, pgEnv(t), `psql -X -A -t -w -c ${quote_sh(query)}`);
+}
+/** Server version number and database size in bytes: `150018 7651235`. */
+function pgServerQuery(t) {
+    return psql(t, postgres_SERVER_QUERY);
+}
+/** `schema.table` per line, for telling which tables a restore left alone. */
+function pgTablesQuery(t) {
+    return psql(t, postgres_TABLES_QUERY);
+}
+/** A libpq connection-string value: bare when plain, else single-quoted with \\ and ' escaped. */
+function conninfoValue(v) {
+    return /^[A-Za-z0-9_.-]+$/.test(v) ? v : `'${v.replace(/[\\']/g, c => `\\${c}`)}'`;
+}
+/** URL query parameters libpq understands, and the environment variable that carries each. */
+const LIBPQ_PARAMS = {
+    host: 'PGHOST',
+    hostaddr: 'PGHOSTADDR',
+    port: 'PGPORT',
+    dbname: 'PGDATABASE',
+    user: 'PGUSER',
+    passfile: 'PGPASSFILE',
+    service: 'PGSERVICE',
+    options: 'PGOPTIONS',
+    application_name: 'PGAPPNAME',
+    connect_timeout: 'PGCONNECT_TIMEOUT',
+    sslmode: 'PGSSLMODE',
+    sslrootcert: 'PGSSLROOTCERT',
+    sslcert: 'PGSSLCERT',
+    sslkey: 'PGSSLKEY',
+    sslcrl: 'PGSSLCRL',
+    sslsni: 'PGSSLSNI',
+    channel_binding: 'PGCHANNELBINDING',
+    gssencmode: 'PGGSSENCMODE',
+    krbsrvname: 'PGKRBSRVNAME',
+    target_session_attrs: 'PGTARGETSESSIONATTRS'
+};
+function postgres_urlParam(key, value, conn) {
+    const env = LIBPQ_PARAMS[key];
+    if (!env)
+        return `unknown connection parameter ?${key}= (libpq parameters only)`;
+    if (key === 'host')
+        conn.host = value;
+    else if (key === 'port')
+        conn.port = Number(value);
+    else if (key === 'user')
+        conn.user = value;
+    else if (key === 'dbname')
+        conn.database = value;
+    else
+        conn.params[env] = value;
+    return undefined;
+}
+const postgres_describe = (t) => describeDatabase('PostgreSQL', t);
+const pgDumpVersion = (v) => majorOf(v.replace(/^pg_dump \(PostgreSQL\) /, ''));
+const postgres = {
+    id: 'postgres',
+    title: 'PostgreSQL',
+    ext: 'dump',
+    compressible: false,
+    atomicRestore: true,
+    defaultTools: { dump: 'pg_dump', client: 'psql' },
+    url: { schemes: ['postgres:', 'postgresql:'], param: postgres_urlParam },
+    validate: validateServerDatabase,
+    defaultLabel: (_db, connection) => connection()?.database,
+    dump: t => ({ label: `pg_dump of the ${postgres_describe(t)}`, cmd: pgDump(t) }),
+    check: (t, file, scratch) => ({
+        label: `pg_restore --list (${file})`,
+        cmd: pgCheck(t ?? hostTarget('postgres'), `"${scratch}.toc"`)
+    }),
+    tables: (file, scratch) => `sed -n 's/^[0-9]*; 1259 [0-9]* TABLE \\([^ ]*\\) \\(.*\\) [^ ]*$/\\1.\\2/p' "${scratch}.toc" | sed ${quote_sh(`s|^|TABLE=${file} |`)}`,
+    restore(t, _tools, r) {
+        r.run([...r.head, { label: `pg_restore into the ${postgres_describe(t)}`, cmd: pgRestore(t) }], { from: r.from });
+        r.line(`(${pgTablesQuery(t)}) 2>/dev/null | sed 's/^/DBTABLE=/'`);
+    },
+    probe(t, h) {
+        // on the host, presence is a shell builtin away; only pg_dump's version matters (vs the server's)
+        const present = (tool) => t.container ? h.version(tool) : `command -v ${tool} >/dev/null 2>&1 || echo ${h.key('MISSING')}${tool}`;
+        return [h.version('pg_dump'), present('pg_restore'), present('psql'), h.server(pgServerQuery(t))];
+    },
+    readProbe(_t, r, out) {
+        const serverMajor = r.server ? Math.floor(Number(r.server.split(' ')[0]) / 10000) : undefined;
+        const clientPkg = `postgresql-client${serverMajor ? `-${serverMajor}` : ''}`;
+        for (const tool of r.missing)
+            out.problem(`${tool} not found ${r.where}: install ${clientPkg}${serverMajor ? '' : ' (the major version of your server, or newer)'}`);
+        const client = r.tools.get('pg_dump');
+        if (client && serverMajor && pgDumpVersion(client) < serverMajor)
+            out.problem(`pg_dump ${r.where} is version ${pgDumpVersion(client)}, older than the PostgreSQL ${serverMajor} server of the ${r.what}: install postgresql-client-${serverMajor}`);
+        if (r.server)
+            out.size(Number(r.server.split(' ')[1]));
+    }
+};
+
+;// CONCATENATED MODULE: ./src/backup/engines/sqlite.ts
+
+
+/**
+ * SQLite: the online backup API (`.backup`) copies a consistent snapshot even while the app writes,
+ * `PRAGMA integrity_check` must answer `ok` on the copy, and `.restore` writes it back through the same
+ * API (the app's open connections see the change atomically, unlike a file copy under a live database).
+ * The same small scripts run on the host (temp files next to the backups) or in a compose service.
+ */
+const CHECK_COPY = 'r=$(sqlite3 "$1" "PRAGMA integrity_check" 2>&1) && [ "$r" = ok ] || { printf "PRAGMA integrity_check: %s\\n" "$r" >&2; exit 1; }';
+const DUMP = [
+    'set -e',
+    't=$(mktemp -d)',
+    `trap 'rm -rf "$t"' EXIT`,
+    'db=$1',
+    '[ -f "$db" ] || { echo "$db does not exist" >&2; exit 1; }',
+    'cd "$t"',
+    'sqlite3 "$db" ".timeout 10000" ".backup copy.sqlite3"',
+    'set -- copy.sqlite3',
+    CHECK_COPY,
+    'cat copy.sqlite3'
+].join('\n');
+const CHECK = [
+    't=$(mktemp -d) || exit 1',
+    `trap 'rm -rf "$t"' EXIT`,
+    'cat > "$t/check.sqlite3" || exit 1',
+    'set -- "$t/check.sqlite3"',
+    CHECK_COPY
+].join('\n');
+const RESTORE = [
+    'set -e',
+    't=$(mktemp -d)',
+    `trap 'rm -rf "$t"' EXIT`,
+    'db=$1',
+    'cat > "$t/restore.sqlite3"',
+    'set -- "$t/restore.sqlite3"',
+    CHECK_COPY,
+    'cd "$t"',
+    'sqlite3 "$db" ".timeout 10000" ".restore restore.sqlite3"',
+    `r=$(sqlite3 "$db" "PRAGMA integrity_check" 2>&1) && [ "$r" = ok ] || { printf "after restore, PRAGMA integrity_check: %s\\n" "$r" >&2; exit 1; }`
+].join('\n');
+const SIZE = '[ -f "$1" ] || { echo "$1 does not exist" >&2; exit 1; }; stat -c %s "$1"';
+/** Writes a checked copy of the database to stdout. `tmpdir` names the shell variable of a work dir. */
+function sqliteDump(t, tmpdir) {
+    return shellIn(t, [], DUMP, [t.path ?? ''], tmpdir);
+}
+/** Reads a database file on stdin; passes when its integrity check says ok. */
+function sqliteCheck(t, tmpdir) {
+    return shellIn(t, [], CHECK, [], tmpdir);
+}
+/** Reads a database file on stdin, checks it, and restores it over the live database. */
+function sqliteRestore(t, tmpdir) {
+    return shellIn(t, [], RESTORE, [t.path ?? ''], tmpdir);
+}
+/** The database file's size in bytes. */
+function sqliteSize(t, tmpdir) {
+    return shellIn(t, [], SIZE, [t.path ?? ''], tmpdir);
+}
+const sqlite_describe = (t) => describeDatabase('SQLite', t);
+const sqlite = {
+    id: 'sqlite',
+    title: 'SQLite',
+    ext: 'sqlite3',
+    compressible: true,
+    atomicRestore: true,
+    defaultTools: { dump: 'sqlite3', client: 'sqlite3' },
+    validate(db, { at }) {
+        const problems = [];
+        if (!db.path)
+            problems.push(`${at}.path: the SQLite database file is required for engine sqlite`);
+        else if (db.container && !db.path.startsWith('/'))
+            problems.push(`${at}.path: inside a container the SQLite path must be absolute`);
+        else if (!db.path.startsWith('/') && !isRelativeSafe(db.path))
+            problems.push(`${at}.path: expected an absolute path or one relative to the deploy root, without ..`);
+        if (db.url || db.host || db.user || db.password || db.database)
+            problems.push(`${at}: engine sqlite takes only path (and container)`);
+        return problems;
+    },
+    defaultLabel: db => ((db.path ?? '').split('/').pop() ?? '').replace(/\.[^.]*$/, '') || undefined,
+    dump: t => ({ label: `sqlite3 .backup of the ${sqlite_describe(t)}`, cmd: sqliteDump(t, WORK_VAR) }),
+    check: (t, file) => ({
+        label: `PRAGMA integrity_check (${file})`,
+        cmd: sqliteCheck(t ?? hostTarget('sqlite'), WORK_VAR)
+    }),
+    restore(t, _tools, r) {
+        // staged in the work dir first: the live database is touched only once the whole stream was read
+        const staged = `"$${WORK_VAR}/restore.sqlite3"`;
+        r.run(r.head.length ? r.head : [{ label: `read ${r.file}`, cmd: 'cat' }], { from: r.from, to: staged });
+        r.run([{ label: `sqlite3 .restore into the ${sqlite_describe(t)}`, cmd: sqliteRestore(t, WORK_VAR) }], {
+            from: staged
+        });
+    },
+    probe: (t, h) => [h.version('sqlite3'), h.server(sqliteSize(t, SCRATCH_VAR))],
+    readProbe(_t, r, out) {
+        if (r.missing.includes('sqlite3'))
+            out.problem(`sqlite3 not found ${r.where}: install sqlite3`);
+        if (r.server)
+            out.size(Number(r.server));
+        // the file itself is missing or unreadable: said as it is, even when a tool is missing too
+        if (!r.server && r.error && r.missing.length)
+            out.problem(`the ${r.what} ${r.where}: ${r.error}`);
+    }
+};
+
+;// CONCATENATED MODULE: ./src/backup/engines/index.ts
+
+
+
+
+
+/** The backup engines, by their name in `backup.databases[].engine`. A new engine is one line here. */
+const ENGINES = { postgres: postgres, mysql: mysql, sqlite: sqlite };
+const ENGINE_IDS = Object.keys(ENGINES);
+function engines_engineOf(id) {
+    return ENGINES[id];
+}
+const engines_FORMATS = { ...ENGINES, files: files };
+function formatOf(kind) {
+    return engines_FORMATS[kind];
+}
+/** `PostgreSQL database "app"`: how errors and logs name a target. */
+function describeTarget(t) {
+    return describeDatabase(engines_engineOf(t.engine).title, t);
+}
+
 ;// CONCATENATED MODULE: ./src/backup/config.ts
+
 
 /**
  * `backup:` in safe-deploy.yml. A backup is a set of files under <root>/backups sharing one name,
@@ -66511,7 +67045,7 @@ const database = object({
         .regex(/^[A-Za-z0-9_-]{1,32}$/)
         .optional()
         .describe('Label for this database in artifact names when there are several'),
-    engine: schemas_enum(['postgres', 'mysql', 'sqlite']),
+    engine: schemas_enum(ENGINE_IDS),
     url: schemas_string().optional().describe('postgres://user:pass@host:5432/db or mysql://...; use env:NAME'),
     host: schemas_string().optional(),
     port: schemas_number().int().min(1).max(65535).optional(),
@@ -66884,45 +67418,8 @@ function migrationProblems(config) {
 }
 
 ;// CONCATENATED MODULE: ./src/backup/connection.ts
-/** URL query parameters libpq understands, and the environment variable that carries each. */
-const LIBPQ_PARAMS = {
-    host: 'PGHOST',
-    hostaddr: 'PGHOSTADDR',
-    port: 'PGPORT',
-    dbname: 'PGDATABASE',
-    user: 'PGUSER',
-    passfile: 'PGPASSFILE',
-    service: 'PGSERVICE',
-    options: 'PGOPTIONS',
-    application_name: 'PGAPPNAME',
-    connect_timeout: 'PGCONNECT_TIMEOUT',
-    sslmode: 'PGSSLMODE',
-    sslrootcert: 'PGSSLROOTCERT',
-    sslcert: 'PGSSLCERT',
-    sslkey: 'PGSSLKEY',
-    sslcrl: 'PGSSLCRL',
-    sslsni: 'PGSSLSNI',
-    channel_binding: 'PGCHANNELBINDING',
-    gssencmode: 'PGGSSENCMODE',
-    krbsrvname: 'PGKRBSRVNAME',
-    target_session_attrs: 'PGTARGETSESSIONATTRS'
-};
-/** mysql/mariadb client options a URL may set as `?ssl-ca=/path` (each becomes `--ssl-ca=/path`). */
-const MYSQL_PARAMS = [
-    'ssl',
-    'ssl-ca',
-    'ssl-capath',
-    'ssl-cert',
-    'ssl-key',
-    'ssl-mode',
-    'ssl-verify-server-cert',
-    'socket',
-    'protocol'
-];
-const SCHEMES = {
-    postgres: ['postgres:', 'postgresql:'],
-    mysql: ['mysql:', 'mariadb:']
-};
+
+
 /**
  * SQLAlchemy's `dialect+driver://` (`postgresql+psycopg2://`, `mysql+pymysql://`, the Python users'
  * DATABASE_URL): the driver says which Python module talks to the server, which does not matter to
@@ -66931,8 +67428,6 @@ const SCHEMES = {
 function baseScheme(protocol) {
     return protocol.replace(/^([a-z][a-z0-9]*)\+[a-z0-9_]+:$/i, '$1:').toLowerCase();
 }
-/** Query parameters of SQLAlchemy MySQL URLs that the mysql client does not need (dumps are utf8mb4). */
-const MYSQL_IGNORED = ['charset'];
 function connection_decode(part, what) {
     try {
         return decodeURIComponent(part);
@@ -66947,6 +67442,9 @@ function connection_decode(part, what) {
  * Errors never repeat the URL: it may hold a password.
  */
 function parseDatabaseUrl(url, engine) {
+    const spec = engines_engineOf(engine).url;
+    if (!spec)
+        throw new Error(`engine ${engine} takes no URL`);
     let u;
     try {
         u = new URL(url);
@@ -66954,8 +67452,8 @@ function parseDatabaseUrl(url, engine) {
     catch {
         throw new Error(`not a URL; expected ${engine}://user:password@host:port/database`);
     }
-    if (!SCHEMES[engine].includes(baseScheme(u.protocol))) {
-        throw new Error(`the URL scheme is ${u.protocol.replace(/:$/, '')}; for engine ${engine} use ${SCHEMES[engine].map(s => `${s}//`).join(' or ')}`);
+    if (!spec.schemes.includes(baseScheme(u.protocol))) {
+        throw new Error(`the URL scheme is ${u.protocol.replace(/:$/, '')}; for engine ${engine} use ${spec.schemes.map(s => `${s}//`).join(' or ')}`);
     }
     const conn = { params: {} };
     const host = connection_decode(u.hostname, 'host').replace(/^\[(.*)\]$/, '$1');
@@ -66973,28 +67471,9 @@ function parseDatabaseUrl(url, engine) {
     if (path)
         conn.database = path;
     for (const [key, value] of u.searchParams) {
-        if (engine === 'postgres') {
-            const env = LIBPQ_PARAMS[key];
-            if (!env)
-                throw new Error(`unknown connection parameter ?${key}= (libpq parameters only)`);
-            if (key === 'host')
-                conn.host = value;
-            else if (key === 'port')
-                conn.port = Number(value);
-            else if (key === 'user')
-                conn.user = value;
-            else if (key === 'dbname')
-                conn.database = value;
-            else
-                conn.params[env] = value;
-        }
-        else {
-            if (MYSQL_IGNORED.includes(key))
-                continue;
-            if (!MYSQL_PARAMS.includes(key))
-                throw new Error(`unknown connection parameter ?${key}= (supported: ${MYSQL_PARAMS.join(', ')})`);
-            conn.params[key] = value;
-        }
+        const problem = spec.param(key, value, conn);
+        if (problem)
+            throw new Error(problem);
     }
     if (conn.port !== undefined && !(Number.isInteger(conn.port) && conn.port > 0 && conn.port < 65536))
         throw new Error('the port in the URL is not a port number');
@@ -67002,7 +67481,7 @@ function parseDatabaseUrl(url, engine) {
 }
 /** The connection for one `backup.databases[]` entry: the URL, then the fields over it. */
 function resolveConnection(db) {
-    const conn = db.url && db.engine !== 'sqlite' ? parseDatabaseUrl(db.url, db.engine) : { params: {} };
+    const conn = db.url && engines_engineOf(db.engine).url ? parseDatabaseUrl(db.url, db.engine) : { params: {} };
     if (db.host !== undefined)
         conn.host = db.host;
     if (db.port !== undefined)
@@ -67023,7 +67502,7 @@ function databaseSecrets(db) {
     const out = [];
     if (db.password)
         out.push(db.password);
-    if (db.url && db.engine !== 'sqlite') {
+    if (db.url && engines_engineOf(db.engine).url) {
         out.push(db.url);
         try {
             const u = new URL(db.url);
@@ -67036,27 +67515,22 @@ function databaseSecrets(db) {
     }
     return out;
 }
-/** A libpq connection-string value: bare when plain, else single-quoted with \ and ' escaped. */
-function conninfoValue(v) {
-    return /^[A-Za-z0-9_.-]+$/.test(v) ? v : `'${v.replace(/[\\']/g, c => `\\${c}`)}'`;
-}
 
-;// CONCATENATED MODULE: ./src/backup/retention.ts
+;// CONCATENATED MODULE: ./src/backup/name.ts
+
+
 /**
- * Which backups to keep: the newest backup of each of the last `daily` days, `weekly` ISO weeks and
- * `monthly` months that have a backup (gaps don't use up the allowance), plus the newest backup overall
- * and any protected backup. Everything is UTC and depends only on the names, never on the current time.
+ * The one backup-name pattern: `<app>_YYYYMMDD_HHMMSS`, optionally followed by extensions (`.dump`,
+ * `.sql.gz`, `.files.tar.gz.age`, `.sha256`, ...). The app name may contain `_`; the greedy app group
+ * makes the timestamp the last one.
  */
-/**
- * `<app>_YYYYMMDD_HHMMSS`, optionally followed by extensions (`.dump`, `.sql.gz`, `.tar.gz.age`,
- * `.sha256`, ...). The app name may contain `_`; the greedy app group makes the timestamp the last one.
- */
-const BACKUP_NAME = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63})_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})((?:\.[A-Za-z0-9_-]+)*)$/;
-function parseName(name) {
-    const m = BACKUP_NAME.exec(name);
+const BACKUP_FILE = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63})_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})((?:\.[A-Za-z0-9_-]+)*)$/;
+/** Parses a backup name or a file of one; undefined when it is neither (or the date is impossible). */
+function name_parseBackupFileName(file) {
+    const m = BACKUP_FILE.exec(file);
     if (!m)
         return undefined;
-    const [, app, ys, mos, ds, hs, mis, ss] = m;
+    const [, app, ys, mos, ds, hs, mis, ss, rest = ''] = m;
     if (app === undefined)
         return undefined;
     const [y, mo, d, h, mi, s] = [ys, mos, ds, hs, mis, ss].map(Number);
@@ -67066,13 +67540,93 @@ function parseName(name) {
     // Date.UTC rolls 2025-02-30 over to March (and maps years 0-99 to 1900-1999): refuse both.
     if (time.getUTCFullYear() !== y || time.getUTCMonth() !== mo - 1 || time.getUTCDate() !== d)
         return undefined;
-    return { stem: `${app}_${ys}${mos}${ds}_${hs}${mis}${ss}`, time };
+    return { app, stem: `${app}_${ys}${mos}${ds}_${hs}${mis}${ss}`, time, rest };
 }
+const pad = (n) => String(n).padStart(2, '0');
+function name_newBackupName(app, now) {
+    const d = `${now.getUTCFullYear()}${pad(now.getUTCMonth() + 1)}${pad(now.getUTCDate())}`;
+    const t = `${pad(now.getUTCHours())}${pad(now.getUTCMinutes())}${pad(now.getUTCSeconds())}`;
+    const name = `${app}_${d}_${t}`;
+    if (!name_isBackupName(name))
+        throw new Error(`cannot make a backup name from app ${JSON.stringify(app)}`);
+    return name;
+}
+/** A well-formed name with a real date (2025-02-30 is not one). */
+function name_isBackupName(value) {
+    return name_parseBackupFileName(value)?.rest === '';
+}
+function appOf(name) {
+    return name_parseBackupFileName(name).app;
+}
+function name_backupTime(name) {
+    return name_parseBackupFileName(name).time;
+}
+/**
+ * Parses a backup name given by a person (`restore NAME`, `backups verify NAME`): bad input fails before
+ * anything connects. A name of another app is refused too: restoring it would put foreign data in place.
+ */
+function name_parseBackupName(value, app, what = 'backup name') {
+    if (!name_isBackupName(value)) {
+        throw new errors_ConfigError(`${what} ${JSON.stringify(value)} is not a backup name; expected <app>_YYYYMMDD_HHMMSS (UTC), e.g. ${app ?? 'shop'}_20261121_193000 (see \`safe-deploy backups list\`)`);
+    }
+    if (app !== undefined && appOf(value) !== app) {
+        throw new errors_ConfigError(`${what} ${value} belongs to app ${appOf(value)}, but this config is for ${app}; use that app's config`);
+    }
+    return value;
+}
+const COMPRESS_EXT = { gzip: '.gz', zstd: '.zst', none: '' };
+const KINDS = Object.keys(engines_FORMATS);
+/**
+ * `NAME.dump` (PostgreSQL custom format, compressed by pg_dump itself), `NAME.sql.gz|.sql.zst|.sql`
+ * (MySQL), `NAME.sqlite3.gz` (SQLite), `NAME.files.tar.gz` (files); with several databases
+ * `NAME.<label>.<ext>`; `.age` when encrypted.
+ */
+function name_artifactFile(name, a) {
+    const format = FORMATS[a.kind];
+    const compress = format.compressible ? COMPRESS_EXT[a.compress] : '';
+    const label = a.kind !== 'files' && a.label ? `.${a.label}` : '';
+    return `${name}${label}.${format.ext}${compress}${a.encrypted ? '.age' : ''}`;
+}
+const name_manifestFile = (name) => `${name}.sha256`;
+const name_metaFile = (name) => `${name}.meta.json`;
+/** The manifest signature (`backup.sign_key`), see sign.ts. */
+const name_signatureFile = (name) => `${name}.sig`;
+/** The marker of a backup kept out of retention (`backup --keep`, `backups protect NAME`). */
+const name_keepFile = (name) => `${name}.keep`;
+const name_escape = (x) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/** `.<label>?.<ext>[.gz|.zst][.age]` for every format in the registry. */
+const ARTIFACT = new RegExp(`^(?:\\.([A-Za-z0-9_-]{1,32}))??\\.(${KINDS.map(k => name_escape(engines_FORMATS[k].ext)).join('|')})((?:\\.gz|\\.zst)?)(\\.age)?$`);
+/** What a file of backup `name` holds, from its name alone; undefined for the manifest, meta and others. */
+function parseArtifactFile(name, file) {
+    if (!file.startsWith(name))
+        return undefined;
+    const m = ARTIFACT.exec(file.slice(name.length));
+    if (!m)
+        return undefined;
+    const [, label, ext = '', comp = '', age] = m;
+    const kind = KINDS.find(k => engines_FORMATS[k].ext === ext);
+    if (kind === 'files' && label)
+        return undefined;
+    if (comp && !engines_FORMATS[kind].compressible)
+        return undefined;
+    const compress = comp === '.gz' ? 'gzip' : comp === '.zst' ? 'zstd' : 'none';
+    return { kind, label, compress, encrypted: !!age, file };
+}
+
+;// CONCATENATED MODULE: ./src/backup/retention.ts
+
+/**
+ * Which backups to keep: the newest backup of each of the last `daily` days, `weekly` ISO weeks and
+ * `monthly` months that have a backup (gaps don't use up the allowance), plus the newest backup overall
+ * and any protected backup. Everything is UTC and depends only on the names, never on the current time.
+ */
+/** `<app>_YYYYMMDD_HHMMSS` and its time, from a backup name or a file of one (name.ts has the one pattern). */
+const parseName = (/* unused pure expression or super */ null && (parseBackupFileName));
 /** The UTC time in a backup name, or undefined when the name is not a backup (or the date is impossible). */
 function parseBackupTime(name) {
     return parseName(name)?.time;
 }
-const pad = (n, width = 2) => String(n).padStart(width, '0');
+const retention_pad = (n, width = 2) => String(n).padStart(width, '0');
 /** ISO 8601 week of a date in UTC, e.g. `2025-W01` (2024-12-30 is 2025-W01, 2021-01-03 is 2020-W53). */
 function isoWeek(d) {
     if (Number.isNaN(d.getTime()))
@@ -67082,10 +67636,10 @@ function isoWeek(d) {
     const thursday = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 4 - day);
     const year = new Date(thursday).getUTCFullYear();
     const week = Math.floor((thursday - Date.UTC(year, 0, 1)) / 86_400_000 / 7) + 1;
-    return `${pad(year, 4)}-W${pad(week)}`;
+    return `${retention_pad(year, 4)}-W${retention_pad(week)}`;
 }
-const dayOf = (d) => `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
-const monthOf = (d) => `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1)}`;
+const dayOf = (d) => `${retention_pad(d.getUTCFullYear(), 4)}-${retention_pad(d.getUTCMonth() + 1)}-${retention_pad(d.getUTCDate())}`;
+const monthOf = (d) => `${retention_pad(d.getUTCFullYear(), 4)}-${retention_pad(d.getUTCMonth() + 1)}`;
 /** Throws on a policy that is not whole numbers >= 0, or that keeps nothing (all three 0). */
 function assertPolicyKeepsSomething(policy) {
     for (const key of ['daily', 'weekly', 'monthly']) {
@@ -67169,6 +67723,8 @@ function compare(a, b) {
 ;// CONCATENATED MODULE: ./src/backup/plan.ts
 
 
+
+
 const PASSWORD_ENV = (i) => `SD_DB${i}_PASSWORD`;
 const IDENTITY_ENV = 'SD_AGE_IDENTITY';
 /** The `backup:` section when backups are on; undefined for no key, `false` or `enabled: false`. */
@@ -67176,19 +67732,14 @@ function plan_backupConfigOf(config) {
     const b = config.backup;
     return b && b.enabled ? b : undefined;
 }
-/** A path inside the deploy root: relative, no `..`, no NUL or line breaks. */
-const isRelativeSafe = (p) => p.length > 0 && !p.startsWith('/') && !p.split('/').includes('..') && !/[\0\n\r]/.test(p);
+
 function resolvePath(root, p) {
     return p.startsWith('/') ? p : `${root.replace(/\/+$/, '')}/${p}`;
 }
 function defaultLabel(db, i) {
     if (db.name)
         return db.name;
-    if (db.engine === 'sqlite') {
-        const base = (db.path ?? '').split('/').pop() ?? '';
-        return base.replace(/\.[^.]*$/, '') || `db${i}`;
-    }
-    return resolveConnectionSafe(db)?.database ?? `db${i}`;
+    return engines_engineOf(db.engine).defaultLabel(db, () => resolveConnectionSafe(db)) ?? `db${i}`;
 }
 function resolveConnectionSafe(db) {
     try {
@@ -67212,31 +67763,18 @@ function checkBackupConfig(backup) {
     backup.databases.forEach((db, i) => {
         const at = `backup.databases[${i}]`;
         secrets.push(...databaseSecrets(db));
-        if (db.url && db.engine !== 'sqlite') {
+        const engine = engines_engineOf(db.engine);
+        let urlFailed = false;
+        if (db.url && engine.url) {
             try {
                 parseDatabaseUrl(db.url, db.engine);
             }
             catch (e) {
                 problems.push(`${at}.url: ${e.message}`);
+                urlFailed = true;
             }
         }
-        if (db.engine === 'sqlite') {
-            if (!db.path)
-                problems.push(`${at}.path: the SQLite database file is required for engine sqlite`);
-            else if (db.container && !db.path.startsWith('/'))
-                problems.push(`${at}.path: inside a container the SQLite path must be absolute`);
-            else if (!db.path.startsWith('/') && !isRelativeSafe(db.path))
-                problems.push(`${at}.path: expected an absolute path or one relative to the deploy root, without ..`);
-            if (db.url || db.host || db.user || db.password || db.database)
-                problems.push(`${at}: engine sqlite takes only path (and container)`);
-        }
-        else {
-            const conn = resolveConnectionSafe(db);
-            if (!conn?.database && !problems.some(p => p.startsWith(`${at}.url`)))
-                problems.push(`${at}.database: name the database to back up (database: app, or a URL ending in /app)`);
-            if (db.path)
-                problems.push(`${at}.path: only for engine sqlite`);
-        }
+        problems.push(...engine.validate(db, { at, urlFailed, connection: () => resolveConnectionSafe(db) }));
         if (db.compose_dir !== undefined && !db.container)
             problems.push(`${at}.compose_dir: only with container`);
         if (db.container !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(db.container))
@@ -67278,7 +67816,8 @@ function plan_resolvePlan(app, backup, layout, env = {}) {
     const several = backup.databases.length > 1;
     const secretEnv = {};
     const targets = backup.databases.map((db, index) => {
-        const conn = db.engine === 'sqlite' ? { params: {} } : resolveConnection(db);
+        const engine = engines_engineOf(db.engine);
+        const conn = engine.url ? resolveConnection(db) : { params: {} };
         const label = defaultLabel(db, index);
         let passwordVar;
         if (conn.password !== undefined && conn.password !== '') {
@@ -67297,7 +67836,7 @@ function plan_resolvePlan(app, backup, layout, env = {}) {
             container: db.container
                 ? { service: db.container, dir: resolvePath(root, db.compose_dir ?? 'current') }
                 : undefined,
-            compress: db.engine === 'postgres' ? 'none' : (db.compress ?? 'gzip')
+            compress: engine.compressible ? (db.compress ?? 'gzip') : 'none'
         };
     });
     if (backup.encrypt?.identity)
@@ -67727,33 +68266,13 @@ function configProblems(file, problems) {
     return new errors_ConfigError(`invalid config ${file}:\n${list}`, problems);
 }
 
-;// CONCATENATED MODULE: ./src/commands/quote.ts
-/**
- * The one quoting function for POSIX sh. Every value that is interpolated into a shell command that runs
- * on a host goes through `sh()`: it wraps the value in single quotes, where nothing is special, and writes
- * each embedded single quote as '\'' (close, escaped quote, reopen). Newlines, `$()`, backticks and spaces
- * all stay literal. NUL cannot be passed through a shell at all, so it is refused.
- */
-function quote_sh(value) {
-    const text = String(value);
-    if (text.includes('\0'))
-        throw new Error('a value passed to the shell contains a NUL byte');
-    if (text !== '' && /^[A-Za-z0-9_@%+=:,./-]+$/.test(text))
-        return text;
-    return `'${text.replace(/'/g, `'\\''`)}'`;
-}
-/** Joins words into one command line, quoting each. */
-function shJoin(words) {
-    return words.map(quote_sh).join(' ');
-}
-
 ;// CONCATENATED MODULE: ./src/commands/command.ts
 
 /**
  * The last line of every script safe-deploy sends to REMOTE_SHELL. It says: the sender keeps stdin open while
  * the script runs, and stdin reaching its end before the script is done means "stop".
  */
-const END_OF_SCRIPT = '#safe-deploy:end-of-script';
+const command_END_OF_SCRIPT = '#safe-deploy:end-of-script';
 /**
  * The command line sent over SSH for every script: read the script from stdin, then run it.
  *
@@ -67765,12 +68284,12 @@ const END_OF_SCRIPT = '#safe-deploy:end-of-script';
  * stopped: what the script started in the background keeps running. A script piped in whole (no END_OF_SCRIPT
  * line) just runs, as `sh -c 'eval "$(cat)"'` would run it.
  */
-const command_REMOTE_SHELL = `sh -c 's=$(sed -n "/^${END_OF_SCRIPT}\\$/{p;q;};p"); ` +
-    `case $s in *"${END_OF_SCRIPT}") exec 3<&0; ` +
+const command_REMOTE_SHELL = `sh -c 's=$(sed -n "/^${command_END_OF_SCRIPT}\\$/{p;q;};p"); ` +
+    `case $s in *"${command_END_OF_SCRIPT}") exec 3<&0; ` +
     '{ cat <&3 >/dev/null 2>&1; kill -KILL 0; } >/dev/null 2>&1 & w=$!; ' +
-    `(eval "\${s%"${END_OF_SCRIPT}"}") </dev/null 3<&-; r=$?; kill $w 2>/dev/null; exit $r;; ` +
+    `(eval "\${s%"${command_END_OF_SCRIPT}"}") </dev/null 3<&-; r=$?; kill $w 2>/dev/null; exit $r;; ` +
     `esac; eval "$s"'`;
-function command_withEnv(cmd) {
+function withEnv(cmd) {
     for (const k of Object.keys(cmd.env ?? {})) {
         if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
             throw new Error(`not an environment variable name: ${JSON.stringify(k)}`);
@@ -67787,7 +68306,8 @@ function command_combine(label, parts) {
     return {
         label,
         script: parts.map(p => p.script).join('\n'),
-        env: Object.keys(env).length ? env : undefined
+        env: Object.keys(env).length ? env : undefined,
+        parts: parts.flatMap(p => p.parts ?? [p.label])
     };
 }
 
@@ -67860,7 +68380,7 @@ function release_inRelease(layout, id, label, command, env) {
     };
 }
 /** Points `current` at a release atomically: a new symlink under a temp name, renamed over `current`. */
-function release_switchCurrent(layout, id) {
+function switchCurrent(layout, id) {
     const tmp = `${layout.root}/.current.${id}.tmp`;
     return {
         label: `switch current to ${id}`,
@@ -67925,239 +68445,6 @@ function release_parseKeyValues(text) {
     return out;
 }
 
-
-;// CONCATENATED MODULE: ./src/commands/lock.ts
-
-
-/** Serializes lock operations on a host when flock(1) is there; mkdir alone is still atomic without it. */
-const guard = (layout) => [
-    `meta=${quote_sh(layout.meta)}`,
-    `lock=${quote_sh(layout.lock)}`,
-    'mkdir -p "$meta" || exit 20',
-    'exec 9>>"$meta/lock.guard"',
-    'if command -v flock >/dev/null 2>&1; then flock -w 15 9 || true; fi'
-];
-/** Writes owner.json with the host's clock: started now, expires after ttl. */
-const writeOwner = (owner, ttlSeconds) => {
-    const head = JSON.stringify(owner).slice(0, -1);
-    return [
-        'now=$(date -u +%s)',
-        `exp=$((now + ${Math.max(1, Math.floor(ttlSeconds))}))`,
-        'started=$(date -u +%Y-%m-%dT%H:%M:%SZ)',
-        'expiso=$(date -u -d "@$exp" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo "")',
-        `printf '%s,"started":"%s","expires":"%s","expires_epoch":%s}\\n' ${quote_sh(head)} "$started" "$expiso" "$exp" > "$lock/owner.json.tmp"`,
-        'mv -f "$lock/owner.json.tmp" "$lock/owner.json"'
-    ];
-};
-/**
- * Takes the lock: `mkdir` is atomic. A lock whose owner.json says it expired (by the host's clock) is taken
- * over. Prints STATE=acquired|taken-over|held and OWNER=<json> of the holder or the previous holder.
- */
-function lock_acquireLock(layout, owner, ttlSeconds) {
-    return {
-        label: 'take the deploy lock',
-        script: script(...guard(layout), 'now=$(date -u +%s)', 'if mkdir "$lock" 2>/dev/null; then state=acquired', 'else', '  exp=$(sed -n \'s/.*"expires_epoch":\\([0-9][0-9]*\\).*/\\1/p\' "$lock/owner.json" 2>/dev/null | head -n 1)', `  [ -n "$exp" ] || exp=$(( $(stat -c %Y "$lock" 2>/dev/null || echo "$now") + ${Math.floor(ttlSeconds)} ))`, '  printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', '  if [ "$now" -lt "$exp" ]; then echo STATE=held; exit 0; fi', '  rm -rf "$lock" && mkdir "$lock" || { echo STATE=held; exit 0; }', '  state=taken-over', 'fi', ...writeOwner(owner, ttlSeconds), 'echo "STATE=$state"')
-    };
-}
-/** Extends our lock's expiry; does nothing to a lock someone else holds. */
-function lock_renewLock(layout, owner, ttlSeconds) {
-    return {
-        label: 'renew the deploy lock',
-        script: command_script(...guard(layout), `grep -qF ${quote_sh(`"token":"${owner.token}"`)} "$lock/owner.json" 2>/dev/null || { echo STATE=lost; exit 0; }`, ...writeOwner(owner, ttlSeconds), 'echo STATE=renewed')
-    };
-}
-/** Releases the lock if `token` owns it; with no token (a person's `lock release`), whoever holds it. */
-function lock_releaseLock(layout, token) {
-    return {
-        label: 'release the deploy lock',
-        script: command_script(...guard(layout), '[ -d "$lock" ] || { echo STATE=free; exit 0; }', 'printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', token
-            ? `grep -qF ${quote_sh(`"token":"${token}"`)} "$lock/owner.json" 2>/dev/null || { echo STATE=not-ours; exit 0; }`
-            : undefined, 'rm -rf "$lock" && echo STATE=released')
-    };
-}
-function lock_lockStatus(layout) {
-    return {
-        label: 'read the deploy lock',
-        script: script(`lock=${sh(layout.lock)}`, '[ -d "$lock" ] || { echo STATE=free; exit 0; }', 'printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', 'printf "NOW=%s\\n" "$(date -u +%s)"', 'echo STATE=held')
-    };
-}
-
-;// CONCATENATED MODULE: ./src/report/log.ts
-
-
-const log_pad = (n) => String(n).padStart(2, '0');
-function stamp(d = new Date()) {
-    return `${d.getUTCFullYear()}-${log_pad(d.getUTCMonth() + 1)}-${log_pad(d.getUTCDate())} ${log_pad(d.getUTCHours())}:${log_pad(d.getUTCMinutes())}:${log_pad(d.getUTCSeconds())}`;
-}
-/** `deploy_20261121_193005`: the log and report file name stem for a run. */
-function runStem(command, d) {
-    return `${command}_${d.getUTCFullYear()}${log_pad(d.getUTCMonth() + 1)}${log_pad(d.getUTCDate())}_${log_pad(d.getUTCHours())}${log_pad(d.getUTCMinutes())}${log_pad(d.getUTCSeconds())}`;
-}
-/**
- * Escapes what could forge or hide a log line: CR, ESC and the other C0 controls but tab, DEL and the C1
- * controls become visible escapes (`\\r`, `\\x1b`); with `newlines`, so does a line break (for the stage and
- * host prefix, which must never start a new line).
- */
-function log_escapeControls(text, newlines = false) {
-    // eslint-disable-next-line no-control-regex
-    const re = newlines ? /[\x00-\x08\x0a-\x1f\x7f-\x9f]/g : /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
-    return text.replace(re, c => {
-        if (c === '\r')
-            return '\\r';
-        if (c === '\n')
-            return '\\n';
-        return `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
-    });
-}
-/** Where a message that cannot go anywhere else goes: the process's stderr, never throwing. */
-function toStderr(line) {
-    try {
-        process.stderr.write(`${line}\n`);
-    }
-    catch {
-        /* nowhere left to say it */
-    }
-}
-/**
- * The deploy log: `[2026-11-21 19:30:05] [stage] [host] message` lines, redacted, written to a file and
- * passed to the reporter. Every line that leaves this class has been through the redactor and has its control
- * characters escaped. Writing never throws: when the log file cannot be written (a full disk), one stderr line
- * says so and the lines are kept in memory (`lines`, which also go to the host's deploy.log).
- */
-class DeployLog {
-    file;
-    reporter;
-    redactor;
-    stage = 'run';
-    lines = [];
-    /** Why the log file could not be written (undefined while it can). */
-    fileError;
-    constructor(file, reporter, redactor) {
-        this.file = file;
-        this.reporter = reporter;
-        this.redactor = redactor;
-        if (file) {
-            try {
-                (0,external_node_fs_namespaceObject.mkdirSync)((0,external_node_path_namespaceObject.dirname)(file), { recursive: true });
-            }
-            catch (e) {
-                this.fileFailed(e);
-            }
-        }
-    }
-    fileFailed(e) {
-        if (this.fileError)
-            return;
-        this.fileError = typeof e?.message === 'string' ? e.message : String(e);
-        // once, on stderr (the terminal, the CI log): the file is not written again in this run
-        this.write(`cannot write the log file ${this.file} (${this.fileError}); the log is kept in memory and still goes to the host's deploy.log`, { level: 'warn' });
-    }
-    toFile(line) {
-        if (!this.file || this.fileError)
-            return;
-        try {
-            (0,external_node_fs_namespaceObject.appendFileSync)(this.file, line + '\n', { mode: 0o600 });
-        }
-        catch (e) {
-            this.fileFailed(e);
-        }
-    }
-    toReporter(level, shown) {
-        try {
-            if (level === 'error')
-                this.reporter.error(shown);
-            else if (level === 'warn')
-                this.reporter.warn(shown);
-            else
-                this.reporter.info(shown);
-        }
-        catch {
-            toStderr(shown);
-        }
-    }
-    setStage(stage) {
-        this.stage = stage;
-    }
-    write(message, opts = {}) {
-        const level = opts.level ?? 'info';
-        const text = this.redactor.redact(message).replace(/\s+$/, '');
-        const stage = log_escapeControls(this.redactor.redact(opts.stage ?? this.stage), true);
-        const host = opts.host ? log_escapeControls(this.redactor.redact(opts.host), true) : undefined;
-        // the prefix starts every line with `[`: no line of remote output can become a `::` workflow command
-        const prefix = `[${stage}]${host ? ` [${host}]` : ''}`;
-        for (const raw of text.split('\n')) {
-            const part = log_escapeControls(raw.replace(/\r$/, ''));
-            const line = `[${stamp()}] ${prefix} ${part}`;
-            this.lines.push(line);
-            this.toFile(line);
-            this.toReporter(level, `${prefix} ${part}`);
-        }
-    }
-    info(message, host) {
-        this.write(message, { host });
-    }
-    warn(message, host) {
-        this.write(message, { host, level: 'warn' });
-    }
-    error(message, host) {
-        this.write(message, { host, level: 'error' });
-    }
-    startGroup(title) {
-        this.reporter.startGroup(title);
-    }
-    endGroup() {
-        this.reporter.endGroup();
-    }
-    /** A stream of command output, written line by line as it arrives. */
-    lineWriter(host, level = 'info') {
-        let buf = '';
-        return {
-            push: chunk => {
-                buf += chunk;
-                let i;
-                while ((i = buf.indexOf('\n')) >= 0) {
-                    this.write(buf.slice(0, i), { host, level });
-                    buf = buf.slice(i + 1);
-                }
-            },
-            flush: () => {
-                if (buf)
-                    this.write(buf, { host, level });
-                buf = '';
-            }
-        };
-    }
-}
-
-;// CONCATENATED MODULE: ./src/report/redact.ts
-/** Replaces every secret (and each of its lines, for multi-line keys) with ***. */
-class redact_Redactor {
-    needles;
-    constructor(secrets) {
-        const parts = new Set();
-        for (const s of secrets) {
-            if (s.length >= 4)
-                parts.add(s);
-            for (const line of s.split(/\r?\n/))
-                if (line.trim().length >= 8 && !/^-+(BEGIN|END) /.test(line.trim()))
-                    parts.add(line.trim());
-        }
-        this.needles = [...parts].sort((a, b) => b.length - a.length);
-    }
-    add(secret) {
-        for (const n of new redact_Redactor([secret]).needles)
-            if (!this.needles.includes(n))
-                this.needles.push(n);
-        this.needles.sort((a, b) => b.length - a.length);
-    }
-    redact(text) {
-        let out = text;
-        for (const n of this.needles)
-            if (out.includes(n))
-                out = out.split(n).join('***');
-        return out;
-    }
-}
 
 ;// CONCATENATED MODULE: ./src/release/id.ts
 
@@ -68303,7 +68590,7 @@ function history_releasesToPrune(releases, keep, protect) {
 const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
 ;// CONCATENATED MODULE: ./src/commands/layout.ts
 /** Where things live under the deploy root on every host (README "Server layout"). */
-class layout_Layout {
+class Layout {
     root;
     releases;
     current;
@@ -70019,8 +70306,10 @@ async function context_connectAll(ctx) {
         ctx.log.warn('WARNING: ssh.insecure_skip_host_key_check is true: host keys are NOT verified and anyone on the network path can impersonate your servers. Add known_hosts instead.');
     }
     const results = await Promise.allSettled(loaded.hosts.map(async (host) => {
+        if (ctx.dryRun)
+            return { host, t: ctx.dryRun.connect(host), layout: new Layout(host.path), releases: [] };
         if (host.kind === 'local')
-            return { host, t: new local_LocalTransport(host.name), layout: new layout_Layout(host.path), releases: [] };
+            return { host, t: new local_LocalTransport(host.name), layout: new Layout(host.path), releases: [] };
         const t = await SshTransport.connect({
             label: host.name,
             address: host.address,
@@ -70038,7 +70327,7 @@ async function context_connectAll(ctx) {
             onReconnect: () => ctx.log.warn('the SSH connection was lost; reconnecting', host.name),
             onRetry: (attempt, delay, e) => ctx.log.warn(`connect attempt ${attempt} failed (${e.message}); retrying in ${delay / 1000} s`, host.name)
         });
-        return { host, t, layout: new layout_Layout(host.path), releases: [] };
+        return { host, t, layout: new Layout(host.path), releases: [] };
     }));
     const ok = results.flatMap(r => (r.status === 'fulfilled' ? [r.value] : []));
     const failed = results.findIndex(r => r.status === 'rejected');
@@ -70062,16 +70351,19 @@ async function context_runOn(ctx, s, cmd, opts) {
         ctx.log.info(`$ ${cmd.user ? cmd.script.split('\n').slice(1).join('; ') : cmd.label}`, name);
     const out = ctx.log.lineWriter(name);
     const err = ctx.log.lineWriter(name, cmd.user || cmd.stream ? 'info' : 'warn');
-    const text = command_withEnv(cmd);
-    if (text.split('\n').includes(END_OF_SCRIPT))
-        throw new errors_StageError(opts.stage, `${cmd.label}: a line of the script is ${END_OF_SCRIPT}`, name);
+    // a dry run shows where each value goes, not what it is (SAFE_DEPLOY_* facts about the run excepted)
+    const text = withEnv(ctx.dryRun ? { ...cmd, env: placeholders(cmd.env) } : cmd);
+    if (text.split('\n').includes(command_END_OF_SCRIPT))
+        throw new errors_StageError(opts.stage, `${cmd.label}: a line of the script is ${command_END_OF_SCRIPT}`, name);
     let result;
     try {
         result = await s.t.exec(command_REMOTE_SHELL, {
-            stdin: `${text}\n${END_OF_SCRIPT}\n`,
+            stdin: `${text}\n${command_END_OF_SCRIPT}\n`,
             holdStdin: true,
             timeoutMs: opts.timeoutMs ?? ctx.config.ssh.command_timeout,
             signal: ctx.signal,
+            label: cmd.label,
+            parts: cmd.parts,
             onStdout: cmd.user ? out.push : undefined,
             onStderr: cmd.user || cmd.stream ? err.push : undefined
         });
@@ -70089,6 +70381,11 @@ async function context_runOn(ctx, s, cmd, opts) {
     }
     return result;
 }
+function placeholders(env) {
+    if (!env)
+        return env;
+    return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, k.startsWith('SAFE_DEPLOY_') ? v : `<${k}>`]));
+}
 /** Runs a raw command line (used for the tar stream, whose stdin is the archive). */
 async function context_runRaw(ctx, s, command, label, opts) {
     let result;
@@ -70096,7 +70393,8 @@ async function context_runRaw(ctx, s, command, label, opts) {
         result = await s.t.exec(command, {
             stdin: opts.stdin,
             timeoutMs: opts.timeoutMs ?? ctx.config.ssh.command_timeout,
-            signal: ctx.signal
+            signal: ctx.signal,
+            label
         });
     }
     catch (e) {
@@ -70109,13 +70407,279 @@ async function context_runRaw(ctx, s, command, label, opts) {
     return result;
 }
 
-/** Runs `fn` on every host at once; the first error wins after all have finished. */
-async function context_onEveryHost(ctx, fn) {
-    const results = await Promise.allSettled(ctx.sessions.map(fn));
-    const failure = results.find(r => r.status === 'rejected');
+/**
+ * Runs `fn` on every host, at most `limit` at once (default: all); the first error (in host order) wins
+ * after every started host has finished. Once a host failed, hosts not yet started are not started.
+ */
+async function context_onEveryHost(ctx, fn, opts = {}) {
+    const hosts = opts.hosts ?? ctx.sessions;
+    const limit = Math.max(1, Math.min(opts.limit ?? hosts.length, hosts.length));
+    const results = [];
+    let next = 0;
+    let failed = false;
+    const worker = async () => {
+        while (next < hosts.length && !failed) {
+            const i = next++;
+            try {
+                results[i] = { status: 'fulfilled', value: await fn(hosts[i]) };
+            }
+            catch (reason) {
+                results[i] = { status: 'rejected', reason };
+                failed = true;
+            }
+        }
+    };
+    await Promise.all(Array.from({ length: limit }, worker));
+    const failure = results.find(r => r?.status === 'rejected');
     if (failure)
         throw failure.reason;
     return results.map(r => r.value);
+}
+
+;// CONCATENATED MODULE: ./src/commands/lock.ts
+
+
+/** Serializes lock operations on a host when flock(1) is there; mkdir alone is still atomic without it. */
+const guard = (layout) => [
+    `meta=${quote_sh(layout.meta)}`,
+    `lock=${quote_sh(layout.lock)}`,
+    'mkdir -p "$meta" || exit 20',
+    'exec 9>>"$meta/lock.guard"',
+    'if command -v flock >/dev/null 2>&1; then flock -w 15 9 || true; fi'
+];
+/** Writes owner.json with the host's clock: started now, expires after ttl. */
+const writeOwner = (owner, ttlSeconds) => {
+    const head = JSON.stringify(owner).slice(0, -1);
+    return [
+        'now=$(date -u +%s)',
+        `exp=$((now + ${Math.max(1, Math.floor(ttlSeconds))}))`,
+        'started=$(date -u +%Y-%m-%dT%H:%M:%SZ)',
+        'expiso=$(date -u -d "@$exp" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo "")',
+        `printf '%s,"started":"%s","expires":"%s","expires_epoch":%s}\\n' ${quote_sh(head)} "$started" "$expiso" "$exp" > "$lock/owner.json.tmp"`,
+        'mv -f "$lock/owner.json.tmp" "$lock/owner.json"'
+    ];
+};
+/**
+ * Takes the lock: `mkdir` is atomic. A lock whose owner.json says it expired (by the host's clock) is taken
+ * over. Prints STATE=acquired|taken-over|held and OWNER=<json> of the holder or the previous holder.
+ */
+function lock_acquireLock(layout, owner, ttlSeconds) {
+    return {
+        label: 'take the deploy lock',
+        script: script(...guard(layout), 'now=$(date -u +%s)', 'if mkdir "$lock" 2>/dev/null; then state=acquired', 'else', '  exp=$(sed -n \'s/.*"expires_epoch":\\([0-9][0-9]*\\).*/\\1/p\' "$lock/owner.json" 2>/dev/null | head -n 1)', `  [ -n "$exp" ] || exp=$(( $(stat -c %Y "$lock" 2>/dev/null || echo "$now") + ${Math.floor(ttlSeconds)} ))`, '  printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', '  if [ "$now" -lt "$exp" ]; then echo STATE=held; exit 0; fi', '  rm -rf "$lock" && mkdir "$lock" || { echo STATE=held; exit 0; }', '  state=taken-over', 'fi', ...writeOwner(owner, ttlSeconds), 'echo "STATE=$state"')
+    };
+}
+/** Extends our lock's expiry; does nothing to a lock someone else holds. */
+function lock_renewLock(layout, owner, ttlSeconds) {
+    return {
+        label: 'renew the deploy lock',
+        script: command_script(...guard(layout), `grep -qF ${quote_sh(`"token":"${owner.token}"`)} "$lock/owner.json" 2>/dev/null || { echo STATE=lost; exit 0; }`, ...writeOwner(owner, ttlSeconds), 'echo STATE=renewed')
+    };
+}
+/** Releases the lock if `token` owns it; with no token (a person's `lock release`), whoever holds it. */
+function lock_releaseLock(layout, token) {
+    return {
+        label: 'release the deploy lock',
+        script: command_script(...guard(layout), '[ -d "$lock" ] || { echo STATE=free; exit 0; }', 'printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', token
+            ? `grep -qF ${quote_sh(`"token":"${token}"`)} "$lock/owner.json" 2>/dev/null || { echo STATE=not-ours; exit 0; }`
+            : undefined, 'rm -rf "$lock" && echo STATE=released')
+    };
+}
+function lock_lockStatus(layout) {
+    return {
+        label: 'read the deploy lock',
+        script: script(`lock=${sh(layout.lock)}`, '[ -d "$lock" ] || { echo STATE=free; exit 0; }', 'printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', 'printf "NOW=%s\\n" "$(date -u +%s)"', 'echo STATE=held')
+    };
+}
+
+;// CONCATENATED MODULE: ./src/report/log.ts
+
+
+const log_pad = (n) => String(n).padStart(2, '0');
+function stamp(d = new Date()) {
+    return `${d.getUTCFullYear()}-${log_pad(d.getUTCMonth() + 1)}-${log_pad(d.getUTCDate())} ${log_pad(d.getUTCHours())}:${log_pad(d.getUTCMinutes())}:${log_pad(d.getUTCSeconds())}`;
+}
+/** `deploy_20261121_193005`: the log and report file name stem for a run. */
+function runStem(command, d) {
+    return `${command}_${d.getUTCFullYear()}${log_pad(d.getUTCMonth() + 1)}${log_pad(d.getUTCDate())}_${log_pad(d.getUTCHours())}${log_pad(d.getUTCMinutes())}${log_pad(d.getUTCSeconds())}`;
+}
+/**
+ * Escapes what could forge or hide a log line: CR, ESC and the other C0 controls but tab, DEL and the C1
+ * controls become visible escapes (`\\r`, `\\x1b`); with `newlines`, so does a line break (for the stage and
+ * host prefix, which must never start a new line).
+ */
+function log_escapeControls(text, newlines = false) {
+    // eslint-disable-next-line no-control-regex
+    const re = newlines ? /[\x00-\x08\x0a-\x1f\x7f-\x9f]/g : /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
+    return text.replace(re, c => {
+        if (c === '\r')
+            return '\\r';
+        if (c === '\n')
+            return '\\n';
+        return `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
+    });
+}
+/** Where a message that cannot go anywhere else goes: the process's stderr, never throwing. */
+function toStderr(line) {
+    try {
+        process.stderr.write(`${line}\n`);
+    }
+    catch {
+        /* nowhere left to say it */
+    }
+}
+/**
+ * The deploy log: `[2026-11-21 19:30:05] [stage] [host] message` lines, redacted, written to a file and
+ * passed to the reporter. Every line that leaves this class has been through the redactor and has its control
+ * characters escaped. Writing never throws: when the log file cannot be written (a full disk), one stderr line
+ * says so and the lines are kept in memory (`lines`, which also go to the host's deploy.log).
+ */
+class DeployLog {
+    file;
+    reporter;
+    redactor;
+    stage = 'run';
+    lines = [];
+    /** Why the log file could not be written (undefined while it can). */
+    fileError;
+    constructor(file, reporter, redactor) {
+        this.file = file;
+        this.reporter = reporter;
+        this.redactor = redactor;
+        if (file) {
+            try {
+                (0,external_node_fs_namespaceObject.mkdirSync)((0,external_node_path_namespaceObject.dirname)(file), { recursive: true });
+            }
+            catch (e) {
+                this.fileFailed(e);
+            }
+        }
+    }
+    fileFailed(e) {
+        if (this.fileError)
+            return;
+        this.fileError = typeof e?.message === 'string' ? e.message : String(e);
+        // once, on stderr (the terminal, the CI log): the file is not written again in this run
+        this.write(`cannot write the log file ${this.file} (${this.fileError}); the log is kept in memory and still goes to the host's deploy.log`, { level: 'warn' });
+    }
+    toFile(line) {
+        if (!this.file || this.fileError)
+            return;
+        try {
+            (0,external_node_fs_namespaceObject.appendFileSync)(this.file, line + '\n', { mode: 0o600 });
+        }
+        catch (e) {
+            this.fileFailed(e);
+        }
+    }
+    toReporter(level, shown) {
+        try {
+            if (level === 'error')
+                this.reporter.error(shown);
+            else if (level === 'warn')
+                this.reporter.warn(shown);
+            else
+                this.reporter.info(shown);
+        }
+        catch {
+            toStderr(shown);
+        }
+    }
+    setStage(stage) {
+        this.stage = stage;
+    }
+    write(message, opts = {}) {
+        const level = opts.level ?? 'info';
+        const text = this.redactor.redact(message).replace(/\s+$/, '');
+        const stage = log_escapeControls(this.redactor.redact(opts.stage ?? this.stage), true);
+        const host = opts.host ? log_escapeControls(this.redactor.redact(opts.host), true) : undefined;
+        // the prefix starts every line with `[`: no line of remote output can become a `::` workflow command
+        const prefix = `[${stage}]${host ? ` [${host}]` : ''}`;
+        for (const raw of text.split('\n')) {
+            const part = log_escapeControls(raw.replace(/\r$/, ''));
+            const line = `[${stamp()}] ${prefix} ${part}`;
+            this.lines.push(line);
+            this.toFile(line);
+            this.toReporter(level, `${prefix} ${part}`);
+        }
+    }
+    info(message, host) {
+        this.write(message, { host });
+    }
+    warn(message, host) {
+        this.write(message, { host, level: 'warn' });
+    }
+    error(message, host) {
+        this.write(message, { host, level: 'error' });
+    }
+    startGroup(title) {
+        this.reporter.startGroup(title);
+    }
+    endGroup() {
+        this.reporter.endGroup();
+    }
+    /** A stream of command output, written line by line as it arrives. */
+    lineWriter(host, level = 'info') {
+        let buf = '';
+        return {
+            push: chunk => {
+                buf += chunk;
+                let i;
+                while ((i = buf.indexOf('\n')) >= 0) {
+                    this.write(buf.slice(0, i), { host, level });
+                    buf = buf.slice(i + 1);
+                }
+            },
+            flush: () => {
+                if (buf)
+                    this.write(buf, { host, level });
+                buf = '';
+            }
+        };
+    }
+}
+
+;// CONCATENATED MODULE: ./src/report/redact.ts
+/** Replaces every secret (and each of its lines, for multi-line keys) with ***. */
+class redact_Redactor {
+    needles;
+    constructor(secrets) {
+        const parts = new Set();
+        for (const s of secrets) {
+            if (s.length >= 4)
+                parts.add(s);
+            for (const line of s.split(/\r?\n/))
+                if (line.trim().length >= 8 && !/^-+(BEGIN|END) /.test(line.trim()))
+                    parts.add(line.trim());
+        }
+        this.needles = [...parts].sort((a, b) => b.length - a.length);
+    }
+    add(secret) {
+        for (const n of new redact_Redactor([secret]).needles)
+            if (!this.needles.includes(n))
+                this.needles.push(n);
+        this.needles.sort((a, b) => b.length - a.length);
+    }
+    redact(text) {
+        let out = text;
+        for (const n of this.needles)
+            if (out.includes(n))
+                out = out.split(n).join('***');
+        return out;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/report/report.ts
+
+
+/**
+ * Writes a run's JSON report (`deploy_20261121_193005.json` next to the log): the result, redacted, mode
+ * 0600. Throws when it cannot (a full runner disk); the lifecycle's report subscriber turns that into one
+ * warning (src/engine/lifecycle.ts).
+ */
+function report_writeReport(file, result, redactor) {
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, redactor.redact(JSON.stringify(result, null, 2)) + '\n', { mode: 0o600 });
 }
 
 ;// CONCATENATED MODULE: ./src/pipeline/lease.ts
@@ -70209,58 +70773,186 @@ function lease_startLease(ctx) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/pipeline/policy.ts
+
+/**
+ * The failure policy: what happens when a stage fails. The orchestrator (src/pipeline/orchestrator.ts) keeps
+ * the undo ledger and asks this module; no other file decides.
+ *
+ * What is undone: every (stage, host) pair the run started, the failed one included (a host is "touched"
+ * when the orchestrator called the stage's run for it, whether that finished, failed or was still running
+ * when another host failed; hosts a stage never started are not undone). A stage may say it has nothing
+ * to undo on a host (`needsUndo`); then nothing is run or recorded for it.
+ *
+ * | effect | undone   | within the group | its undo fails                                   |
+ * |--------|----------|------------------|--------------------------------------------------|
+ * | data   | 1st      | newest first     | exit 5: a person must look                       |
+ * | live   | 2nd      | newest first     | exit 5 when it had gone live, else only recorded |
+ * | disk   | 3rd      | newest first     | recorded; the exit code does not change          |
+ * | none   | 4th      | newest first     | recorded; the exit code does not change          |
+ *
+ * The database goes back before the code restarts against it; the code goes back before the release dir
+ * it ran from is touched. Hosts within a stage are undone newest first too (started in that order, all at
+ * once unless the run has a parallelism limit; one host's failed undo does not stop the others).
+ *
+ * Re-verify: once, after the live group, when something went live and every live undo succeeded: the
+ * live stage checks what its undo put back (`recheck`, the previous release's health checks) on the hosts
+ * it restored. Its failure is a failed undo of that stage (exit 5).
+ *
+ * | the run                                                               | exit |
+ * |-----------------------------------------------------------------------|------|
+ * | every stage passed                                                    | 0    |
+ * | an undo that needs a person failed, or a live change has no undo      | 5    |
+ * | failed after something went live, and all of it was put back          | 4    |
+ * | failed on bad input (a StageError with exit code 2), nothing live     | 2    |
+ * | failed, nothing live changed                                          | 3    |
+ */
+const EFFECTS = {
+    data: { order: 0, undoFailure: 'person' },
+    live: { order: 1, undoFailure: 'person-if-live' },
+    disk: { order: 2, undoFailure: 'record' },
+    none: { order: 3, undoFailure: 'record' }
+};
+/** The undo order: by effect (data, live, disk, none), newest first within each. */
+function policy_undoOrder(touched) {
+    return [...touched].sort((a, b) => EFFECTS[a.effect].order - EFFECTS[b.effect].order || b.index - a.index);
+}
+/** Whether a failed undo leaves the run needing a person (exit 5). */
+function policy_undoFailureNeedsPerson(effect, wentLive) {
+    const rule = EFFECTS[effect].undoFailure;
+    return rule === 'person' || (rule === 'person-if-live' && wentLive);
+}
+/** Whether to re-verify the restored release now: right after the live group, once, when it went live. */
+function policy_reverifyNow(opts) {
+    return opts.group === 'live' && opts.live && !opts.liveUndoFailed;
+}
+/** The exit code of a run from what failed and what its undo did. */
+function policy_exitCode(opts) {
+    if (!opts.failed)
+        return ExitCode.ok;
+    if (opts.needsPerson)
+        return ExitCode.rollbackFailed;
+    if (opts.live)
+        return ExitCode.rolledBack;
+    if (opts.badInput)
+        return ExitCode.badInput;
+    return ExitCode.failedNothingChanged;
+}
+
 ;// CONCATENATED MODULE: ./src/pipeline/orchestrator.ts
+
+
 
 
 
 const seconds = (t0) => Math.round((performance.now() - t0) / 100) / 10;
 /**
- * Runs stages in order. On a failure, undoes the failed stage and then every completed one, newest first.
- * This is the only place that decides what is undone.
+ * Runs stages in order, keeping the undo ledger of (stage, host) pairs; on a failure, undoes what the ledger
+ * holds in the order src/pipeline/policy.ts gives, and takes the exit code from it.
  */
-async function runStages(ctx, stages, hooks = {}) {
+async function runStages(ctx, stages, opts = {}) {
     // the stages run under the lock's lease: its signal is also aborted when the lock is lost
     const outer = ctx.signal;
     const lease = startLease(ctx);
     ctx.signal = lease.signal;
     try {
-        return await runUnderLease(ctx, stages, hooks, lease, outer);
+        return await runUnderLease(ctx, stages, opts, lease, outer);
     }
     finally {
         lease.stop();
         ctx.signal = outer;
     }
 }
-async function runUnderLease(ctx, stages, hooks, lease, outer) {
+/** The groups of hosts a host stage runs in, one after another. */
+function batchesOf(sessions, batches) {
+    if (!batches?.length)
+        return [sessions];
+    const seen = new Set();
+    const groups = batches.map(names => names.flatMap(n => {
+        const s = sessions.find(x => x.host.name === n);
+        if (!s || seen.has(s))
+            return [];
+        seen.add(s);
+        return [s];
+    }));
+    groups.push(sessions.filter(s => !seen.has(s)));
+    return groups.filter(g => g.length);
+}
+async function runHostStage(ctx, stage, entry, opts) {
+    let ok = false;
+    try {
+        await stage.begin?.(ctx);
+        const batches = batchesOf(ctx.sessions, opts.batches);
+        for (const [i, batch] of batches.entries()) {
+            // a run stopped between batches starts no further hosts
+            if (i > 0 && ctx.signal.aborted) {
+                const left = batches.slice(i).flat();
+                throw new StageError(stage.name, `stopped before ${left.map(s => s.host.name).join(', ')}`);
+            }
+            await onEveryHost(ctx, s => {
+                entry.hosts.push(s);
+                return stage.run(ctx, s);
+            }, { hosts: batch, limit: opts.maxParallel });
+        }
+        ok = true;
+    }
+    finally {
+        await stage.end?.(ctx, ok);
+    }
+}
+/** Whether the entry changed what users see: only `live` stages can. */
+function wentLive(e) {
+    const st = e.stage;
+    if (st.effect !== 'live')
+        return false;
+    if (st.scope === 'each-host')
+        return e.hosts.some(s => st.changedLive?.(s) ?? true);
+    return st.changedLive?.() ?? true;
+}
+/** The hosts of a host-stage entry with something to undo, newest first. */
+function hostsToUndo(e) {
+    const st = e.stage;
+    if (st.scope !== 'each-host')
+        return [];
+    return [...new Set(e.hosts)].reverse().filter(s => st.needsUndo?.(s) !== false);
+}
+/** Whether the entry has an undo to run (a stage without one matters only when it went live). */
+function hasWork(e) {
+    const st = e.stage;
+    if (!st.undo)
+        return wentLive(e);
+    return st.scope === 'each-host' ? hostsToUndo(e).length > 0 : st.needsUndo?.() !== false;
+}
+async function runUnderLease(ctx, stages, opts, lease, outer) {
     const interrupted = () => lease.lost ?? 'interrupted';
     const records = [];
-    const done = [];
+    const ledger = [];
     let failed;
     for (const stage of stages) {
         if (ctx.signal.aborted) {
-            failed = {
-                stage,
-                error: new StageError(stage.name, `${interrupted()} before this stage started`),
-                started: false
-            };
+            failed = { stage, error: new StageError(stage.name, `${interrupted()} before this stage started`) };
             records.push({ name: stage.name, status: 'skipped', duration_s: 0 });
             break;
         }
         ctx.log.setStage(stage.name);
         ctx.log.startGroup(stage.name);
         const t0 = performance.now();
+        const entry = { stage, hosts: [] };
+        ledger.push(entry);
         try {
-            await stage.run(ctx);
+            if (stage.scope === 'each-host')
+                await runHostStage(ctx, stage, entry, opts);
+            else
+                await stage.run(ctx);
             records.push({ name: stage.name, status: 'ok', duration_s: seconds(t0) });
             ctx.log.info(`${stage.name} done (${seconds(t0)} s)`);
-            done.push(stage);
         }
         catch (error) {
             const host = error instanceof StageError ? error.host : undefined;
             const message = ctx.signal.aborted ? `${interrupted()}: ${errorMessage(error)}` : errorMessage(error);
             records.push({ name: stage.name, status: 'failed', duration_s: seconds(t0), error: message, host });
             ctx.log.error(`FAILED: ${message}`, host);
-            failed = { stage, error, started: true };
+            failed = { stage, error };
         }
         finally {
             ctx.log.endGroup();
@@ -70278,72 +70970,112 @@ async function runUnderLease(ctx, stages, hooks, lease, outer) {
             ? `${interrupted()}: ${errorMessage(err)}`
             : errorMessage(err)
     };
-    const newestFirst = [...(failed.started ? [failed.stage] : []), ...[...done].reverse()];
-    const ordered = [...newestFirst.filter(s => s.undoFirst), ...newestFirst.filter(s => !s.undoFirst)];
-    const live = ordered.some(s => s.changedLive?.());
-    // only what has something to undo: a stage without undo matters only when it changed live state
-    const toUndo = ordered.filter(s => (s.undo ? s.needsUndo?.() !== false : s.changedLive?.()));
+    const ordered = undoOrder(ledger.map((e, index) => ({ effect: e.stage.effect ?? 'none', index, item: e })));
+    const live = ordered.some(t => wentLive(t.item));
+    const toUndo = ordered.filter(t => hasWork(t.item));
     let rollbackFailed;
     let undidLive = false;
     // An interrupted run (or one that lost its lock) still cleans up: the undo steps get their own signal.
     lease.settle();
     ctx.signal = ctx.signal.aborted ? new AbortController().signal : outer;
-    const undoCtx = ctx;
     // no `== rollback` header with nothing under it (a failed preflight has nothing to undo)
-    const grouped = toUndo.some(s => s.undo);
-    undoCtx.log.setStage('rollback');
+    const grouped = toUndo.some(t => t.item.stage.undo);
+    ctx.log.setStage('rollback');
     if (grouped)
-        undoCtx.log.startGroup('rollback');
-    for (const stage of toUndo) {
+        ctx.log.startGroup('rollback');
+    const fail = (t, record, e, wasLive) => {
+        const message = errorMessage(e);
+        const host = e instanceof StageError ? e.host : undefined;
+        Object.assign(record, { status: 'undo-failed', error: message }, host ? { host } : {});
+        ctx.log.error(`undo of ${t.item.stage.name} FAILED: ${message}`, host);
+        if (undoFailureNeedsPerson(t.effect, wasLive))
+            rollbackFailed ??= `undo of ${t.item.stage.name}: ${message}`;
+    };
+    // the live group's records wait for the re-verify, whose failure is a failed undo of its stage
+    let notBack = false;
+    let pending = [];
+    const flush = () => {
+        for (const p of pending)
+            records.push(p.record);
+        pending = [];
+    };
+    for (const [i, t] of toUndo.entries()) {
+        const st = t.item.stage;
         const t0 = performance.now();
-        if (!stage.undo) {
-            if (stage.changedLive?.())
-                rollbackFailed ??= `${stage.name} changed live state and cannot be undone automatically`;
-            continue;
+        const wasLive = wentLive(t.item);
+        if (!st.undo) {
+            rollbackFailed ??= `${st.name} changed live state and cannot be undone automatically`;
+            notBack = true;
         }
-        const wasLive = stage.changedLive?.() ?? false;
-        try {
-            await stage.undo(undoCtx, { live });
-            if (wasLive)
-                undidLive = true;
-            records.push({ name: `undo ${stage.name}`, status: 'undone', duration_s: seconds(t0) });
+        else {
+            const record = { name: `undo ${st.name}`, status: 'undone', duration_s: 0 };
+            const restored = [];
+            try {
+                if (st.scope === 'each-host') {
+                    const hosts = hostsToUndo(t.item);
+                    const errors = [];
+                    const undo = st.undo.bind(st);
+                    await onEveryHost(ctx, async (s) => {
+                        try {
+                            const wasLiveHere = st.changedLive?.(s) ?? true;
+                            await undo(ctx, s, { live });
+                            if (wasLiveHere)
+                                restored.push(s);
+                        }
+                        catch (e) {
+                            errors.push(e);
+                        }
+                    }, { hosts, limit: opts.maxParallel });
+                    if (errors.length)
+                        throw errors[0];
+                }
+                else {
+                    await st.undo(ctx, { live });
+                }
+                if (wasLive)
+                    undidLive = true;
+            }
+            catch (e) {
+                fail(t, record, e, wasLive);
+            }
+            record.duration_s = seconds(t0);
+            pending.push({ t, record, restored, wasLive });
         }
-        catch (e) {
-            const message = errorMessage(e);
-            records.push({
-                name: `undo ${stage.name}`,
-                status: 'undo-failed',
-                duration_s: seconds(t0),
-                error: message
-            });
-            undoCtx.log.error(`undo of ${stage.name} FAILED: ${message}`, e instanceof StageError ? e.host : undefined);
-            if (wasLive || stage.undoMustSucceed?.())
-                rollbackFailed ??= `undo of ${stage.name}: ${message}`;
+        const groupDone = toUndo[i + 1]?.effect !== t.effect;
+        const liveUndoFailed = notBack || pending.some(p => p.record.status === 'undo-failed');
+        if (groupDone && reverifyNow({ group: t.effect, live, liveUndoFailed })) {
+            for (const p of pending) {
+                const ps = p.t.item.stage;
+                if (ps.scope !== 'each-host' || !ps.recheck || !p.restored.length)
+                    continue;
+                const t1 = performance.now();
+                try {
+                    await ps.recheck(ctx, ctx.sessions.filter(s => p.restored.includes(s)));
+                }
+                catch (e) {
+                    fail(p.t, p.record, e, p.wasLive);
+                }
+                p.record.duration_s = Math.round((p.record.duration_s + seconds(t1)) * 10) / 10;
+            }
         }
+        if (groupDone)
+            flush();
     }
-    if (live && !rollbackFailed && hooks.afterRollback) {
-        try {
-            await hooks.afterRollback(undoCtx);
-        }
-        catch (e) {
-            rollbackFailed = `the previous release is not healthy after the rollback: ${errorMessage(e)}`;
-            undoCtx.log.error(rollbackFailed, e instanceof StageError ? e.host : undefined);
-        }
-    }
+    flush();
     if (grouped)
-        undoCtx.log.endGroup();
-    const exitCode = rollbackFailed ? ExitCode.rollbackFailed : live ? ExitCode.rolledBack : failedExit(err);
-    return { records, failure, rolledBack: undidLive && !rollbackFailed, rollbackFailed, exitCode };
-}
-function failedExit(e) {
-    if (e instanceof StageError && e.exitCode === ExitCode.badInput)
-        return ExitCode.badInput;
-    return ExitCode.failedNothingChanged;
+        ctx.log.endGroup();
+    const code = exitCode({
+        failed: true,
+        live,
+        needsPerson: rollbackFailed !== undefined,
+        badInput: err instanceof StageError && err.exitCode === ExitCode.badInput
+    });
+    return { records, failure, rolledBack: undidLive && !rollbackFailed, rollbackFailed, exitCode: code };
 }
 /** runStages for entry points: a bug that escapes a stage becomes an `internal` failure (exit 1), not a crash. */
-async function orchestrator_runStagesSafely(ctx, stages, hooks = {}) {
+async function orchestrator_runStagesSafely(ctx, stages, opts = {}) {
     try {
-        return await runStages(ctx, stages, hooks);
+        return await runStages(ctx, stages, opts);
     }
     catch (e) {
         return {
@@ -70355,6 +71087,186 @@ async function orchestrator_runStagesSafely(ctx, stages, hooks = {}) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/pipeline/progress.ts
+
+function parseProgress(text) {
+    if (!text)
+        return undefined;
+    try {
+        const p = JSON.parse(text);
+        return p && p.v === 1 && Array.isArray(p.hosts) ? p : undefined;
+    }
+    catch {
+        return undefined;
+    }
+}
+class progress_ProgressTracker {
+    ctx;
+    save;
+    facts;
+    p;
+    strategy;
+    tracked = [];
+    warned = false;
+    constructor(ctx, command, started, save, facts) {
+        this.ctx = ctx;
+        this.save = save;
+        this.facts = facts;
+        this.p = {
+            v: 1,
+            command,
+            started: started.toISOString(),
+            actor: ctx.actor,
+            stage: 'start',
+            stages: [],
+            undone: [],
+            saved: {},
+            hosts: [],
+            verified: false,
+            finished: false
+        };
+    }
+    /** Saves what the run has done so far. Never throws: a run is not stopped by its bookkeeping. */
+    checkpoint() {
+        const p = this.p;
+        p.lock = this.ctx.lock;
+        p.release = this.ctx.lock ? this.facts.release() : undefined;
+        p.backup = this.facts.backup?.();
+        for (const st of this.tracked)
+            if (st.save && p.stages.includes(st.name))
+                p.saved[st.name] = st.save();
+        for (const h of p.hosts) {
+            const s = this.ctx.sessions.find(x => x.host.name === h.name);
+            if (s && h.switched && this.strategy?.save)
+                h.strategy = this.strategy.save(s);
+        }
+        try {
+            this.save(p);
+        }
+        catch (e) {
+            if (!this.warned)
+                this.ctx.log.warn(`could not save the run's progress: ${errorMessage(e)}`);
+            this.warned = true;
+        }
+    }
+    host(s) {
+        let h = this.p.hosts.find(x => x.name === s.host.name);
+        if (!h) {
+            h = { name: s.host.name, previous: s.current ?? null, switched: false, restored: false };
+            this.p.hosts.push(h);
+        }
+        return h;
+    }
+    /** The stages, each saving progress when it starts, ends and is undone. */
+    track(stages) {
+        this.tracked = stages;
+        return stages.map(stage => this.trackOne(stage));
+    }
+    started(stage) {
+        this.p.stage = stage.name;
+        this.p.stages.push(stage.name);
+        this.checkpoint();
+    }
+    finished(stage, c) {
+        // preflight learned what serves on each host
+        if (stage.name === 'preflight')
+            for (const s of c.sessions)
+                this.host(s).previous = s.current ?? null;
+        if (stage.name === 'verify')
+            this.p.verified = true;
+        this.checkpoint();
+    }
+    undone(stage) {
+        if (!this.p.undone.includes(stage.name))
+            this.p.undone.push(stage.name);
+        this.checkpoint();
+    }
+    trackOne(stage) {
+        if (stage.scope === 'each-host') {
+            const { begin, end, undo } = stage;
+            // undone once every host it started on (with something to undo) is
+            const ran = new Set();
+            const back = new Set();
+            const tracked = {
+                ...stage,
+                begin: async (c) => {
+                    this.started(stage);
+                    await begin?.call(stage, c);
+                },
+                run: (c, s) => {
+                    ran.add(s);
+                    return stage.run(c, s);
+                },
+                end: async (c, ok) => {
+                    await end?.call(stage, c, ok);
+                    if (ok)
+                        this.finished(stage, c);
+                },
+                ...(undo
+                    ? {
+                        undo: async (c, s, info) => {
+                            await undo.call(stage, c, s, info);
+                            back.add(s);
+                            if ([...ran].every(h => back.has(h) || stage.needsUndo?.(h) === false))
+                                this.undone(stage);
+                            else
+                                this.checkpoint();
+                        }
+                    }
+                    : {})
+            };
+            return tracked;
+        }
+        const { undo } = stage;
+        return {
+            ...stage,
+            run: async (c) => {
+                this.started(stage);
+                await stage.run(c);
+                this.finished(stage, c);
+            },
+            ...(undo
+                ? {
+                    undo: async (c, info) => {
+                        await undo.call(stage, c, info);
+                        this.undone(stage);
+                    }
+                }
+                : {})
+        };
+    }
+    /** The strategy, saving progress around each host's switch and its undo. */
+    watch(strategy) {
+        this.strategy = strategy;
+        this.p.strategy = strategy.name;
+        return {
+            ...strategy,
+            activate: async (c, s, release, stage) => {
+                const h = this.host(s);
+                h.switched = true;
+                h.restored = false;
+                this.checkpoint();
+                try {
+                    await strategy.activate(c, s, release, stage);
+                }
+                finally {
+                    this.checkpoint();
+                }
+            },
+            restore: async (c, s, release, stage) => {
+                await strategy.restore(c, s, release, stage);
+                this.host(s).restored = true;
+                this.checkpoint();
+            }
+        };
+    }
+    /** The run recorded itself: whoever reads the progress has nothing left to do. */
+    finish() {
+        this.p.finished = true;
+        this.checkpoint();
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/commands/health.ts
 
 
@@ -70362,7 +71274,7 @@ async function orchestrator_runStagesSafely(ctx, stages, hooks = {}) {
  * One HTTP request from the host, with curl or else wget. Prints the body, then a last line
  * `HTTP_STATUS=<code>` (000 when nothing answered).
  */
-function health_httpProbe(url, timeoutMs, headers = {}) {
+function httpProbe(url, timeoutMs, headers = {}) {
     return {
         label: `GET ${url}`,
         script: command_script(`url=${quote_sh(url)}`, ...probeLines(timeoutMs, headers), 'printf "%s\\nHTTP_STATUS=%s\\n" "$body" "$status"')
@@ -70466,6 +71378,10 @@ function urlFor(check, s) {
 }
 async function probe(ctx, s, check, stage) {
     const url = urlFor(check, s);
+    if (check.from === 'runner' && ctx.dryRun) {
+        ctx.dryRun.runner(`GET ${url}`, `(from the runner: expect HTTP ${check.expect_status}${check.contains === undefined ? '' : ` containing "${check.contains}"`})`, s.host.name);
+        return { status: check.expect_status, body: check.contains ?? '' };
+    }
     if (check.from === 'runner') {
         try {
             const res = await fetch(url, {
@@ -70478,7 +71394,7 @@ async function probe(ctx, s, check, stage) {
             return { status: 0, body: errors_errorMessage(e) };
         }
     }
-    const r = await context_runOn(ctx, s, health_httpProbe(url, check.timeout, check.headers), {
+    const r = await context_runOn(ctx, s, httpProbe(url, check.timeout, check.headers), {
         stage,
         allowFail: true,
         timeoutMs: check.timeout + 10_000
@@ -70576,6 +71492,327 @@ function checks_hasChecks(ctx) {
     return checks_httpChecks(ctx).length > 0 || !!ctx.config.verify.command || !!ctx.config.verify.logs;
 }
 
+;// CONCATENATED MODULE: ./src/engine/lifecycle.ts
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+function lifecycle_newContext(req, command, started, logFile = true) {
+    const redactor = new redact_Redactor(req.loaded.secrets);
+    const logDir = (0,external_node_path_namespaceObject.resolve)(req.logDir ?? req.loaded.config.log_dir);
+    const file = logFile ? (0,external_node_path_namespaceObject.join)(logDir, `${runStem(command, started)}.log`) : undefined;
+    return {
+        loaded: req.loaded,
+        config: req.loaded.config,
+        log: new DeployLog(file, req.reporter, redactor),
+        signal: req.signal ?? new AbortController().signal,
+        actor: req.actor ?? defaultActor(),
+        sessions: [],
+        verbose: !!req.verbose,
+        startedAt: started
+    };
+}
+/** The word the verdict line starts with, per command. */
+const WORD = {
+    deploy: 'DEPLOYMENT',
+    rollback: 'ROLLBACK',
+    backup: 'BACKUP',
+    restore: 'RESTORE',
+    prune: 'PRUNE'
+};
+/** The one line that says how a run ended, for every command. */
+function verdict(command, outcome, seconds, previous) {
+    const word = WORD[command];
+    const t = `(${seconds.toFixed(1)} s)`;
+    if (!outcome.failure)
+        return `${word} SUCCESS ${t}`;
+    const where = `${word} FAILED at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${oneLine(outcome.failure.message)}`;
+    if (outcome.rollbackFailed)
+        return `${where}. ROLLBACK FAILED: ${oneLine(outcome.rollbackFailed)} ${t}`;
+    // a manual rollback that went live and was undone: what served when it started serves again
+    if (outcome.rolledBack && command === 'rollback')
+        return `${where}. ${outcome.failure.stage === 'verify' ? 'Rollback failed its checks' : 'Rollback undone'}; back on ${previous ?? 'no release'} ${t}`;
+    if (outcome.rolledBack)
+        return `${where}. ROLLED BACK ${t}`;
+    return `${where}. Nothing live was changed ${t}`;
+}
+/**
+ * What each host looks like after a rollback failed (exit 5), for the log and `hostStates`: where `current`
+ * points and what that release is to this run, and whether it passes the checks (one attempt); for a host out
+ * of reach, what it served before the run and what the run last did to it. Best effort, with a fresh signal.
+ */
+async function describeHosts(ctx, release) {
+    const c = { ...ctx, signal: new AbortController().signal };
+    return Promise.all(ctx.sessions.map(async (s) => {
+        const host = s.host.name;
+        let kv;
+        try {
+            const cur = sh(s.layout.current);
+            const r = await s.t.exec(`printf 'CURRENT=%s\\n' "$(readlink ${cur})"; if [ -d ${cur}/ ]; then echo EXISTS=1; fi`, { timeoutMs: 15_000 });
+            kv = parseKeyValues(r.stdout);
+        }
+        catch (e) {
+            const before = s.current ? `releases/${s.current}` : 'no release';
+            return {
+                host,
+                reachable: false,
+                note: `unreachable (${errorMessage(e)}), so what it serves is unknown; before this run it served ${before}; ${s.switched ?? 'this run did not switch it'}`
+            };
+        }
+        const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined;
+        if (!current)
+            return { host, reachable: true, note: 'no release is current (`current` is missing)' };
+        let what = `current -> releases/${current}`;
+        if (current === release)
+            what += ', the release this run switched to';
+        else if (current === s.current)
+            what += ', the release that served before this run';
+        if (!kv.has('EXISTS'))
+            return { host, current, reachable: true, note: `${what}, which does not exist on disk` };
+        if (!hasChecks(c))
+            return { host, current, reachable: true, note: `${what}; no checks configured` };
+        try {
+            await verifyHost(c, s, current, 'finish', 1);
+            return { host, current, reachable: true, healthy: true, note: `${what}; it passes its checks` };
+        }
+        catch (e) {
+            const why = errorMessage(e);
+            return {
+                host,
+                current,
+                reachable: true,
+                healthy: false,
+                note: `${what}; it fails its checks: ${why}`
+            };
+        }
+    }));
+}
+/**
+ * The JSON report, the first subscriber of every run. When it cannot be written (a full runner disk) the run
+ * is not changed: one warning, and `reportFile` is cleared so that no output points at a missing file.
+ */
+function reportFile(ctx) {
+    return onEvent('the report file', 'run-finished', ({ result }) => {
+        if (!result.reportFile)
+            return;
+        try {
+            writeReport(result.reportFile, result, ctx.log.redactor);
+        }
+        catch (e) {
+            ctx.log.warn(`cannot write the report file ${result.reportFile} (${errorMessage(e)})`);
+            result.reportFile = undefined;
+        }
+    });
+}
+const lifecycle_seconds = (t0) => Math.round((performance.now() - t0) / 100) / 10;
+/**
+ * The one lifecycle of every command that changes a host: opens the context and the log, runs the stages
+ * (the orchestrator takes and renews the lock), writes history and the host log, releases the lock, writes the
+ * JSON report and the verdict, and tells the subscribers each step of it.
+ */
+async function lifecycle_runLifecycle(req, spec) {
+    const { command } = spec;
+    const started = req.now ?? new Date();
+    const t0 = performance.now();
+    const ctx = lifecycle_newContext(req, command, started);
+    ctx.onLock = req.onLock;
+    const redact = (t) => ctx.log.redactor.redact(t);
+    const events = new RunEvents([reportFile(ctx), ...(req.subscribers ?? [])], m => ctx.log.warn(m));
+    ctx.log.setStage('start');
+    ctx.log.info(`safe-deploy ${spec.intro(ctx)}`);
+    await events.emit({
+        type: 'run-started',
+        command,
+        app: ctx.config.app,
+        hosts: req.loaded.hosts.map(h => h.name),
+        actor: ctx.actor.who,
+        started: started.toISOString(),
+        logFile: ctx.log.file
+    });
+    const p = spec.plan(ctx);
+    const release = () => p.release?.();
+    const previous = () => p.previous?.();
+    const progress = spec.progress && req.onProgress && (command === 'deploy' || command === 'rollback')
+        ? new ProgressTracker(ctx, command, started, req.onProgress, {
+            release,
+            backup: () => p.backup?.()?.name
+        })
+        : undefined;
+    ctx.progress = progress;
+    const tracked = progress ? progress.track(p.stages) : p.stages;
+    const outcome = await runStagesSafely(ctx, announce(tracked, events, redact));
+    const finished = new Date();
+    const durationS = lifecycle_seconds(t0);
+    const status = !outcome.failure
+        ? 'success'
+        : outcome.rolledBack
+            ? 'rolled-back'
+            : 'failed';
+    ctx.log.setStage('finish');
+    let hostStates;
+    if (outcome.rollbackFailed) {
+        hostStates = await describeHosts(ctx, release());
+        for (const h of hostStates) {
+            ctx.log.error(`state: ${h.note}`, h.host);
+            await events.emit({ type: 'host-state', state: { ...h, note: redact(h.note) } });
+        }
+    }
+    const target = release();
+    const entry = p.history && target && ctx.lock && (p.recorded?.(outcome) ?? true)
+        ? {
+            type: command === 'rollback' ? 'rollback' : 'deploy',
+            release: target,
+            previous: previous() ?? null,
+            commit: ctx.actor.commit ?? null,
+            actor: ctx.actor.who,
+            run: ctx.actor.run ?? null,
+            status,
+            // the target passed its checks and the run succeeded (with no checks configured nothing was verified:
+            // the field is left out, and a success entry without it still counts as good for rollbacks)
+            verified: status === 'success' && hasChecks(ctx) ? true : undefined,
+            started: started.toISOString(),
+            finished: finished.toISOString(),
+            duration_s: durationS,
+            hosts: ctx.sessions.map(s => s.host.name),
+            error: outcome.failure ? `${outcome.failure.stage}: ${redact(outcome.failure.message)}` : null,
+            ...p.history(outcome)
+        }
+        : undefined;
+    const v = verdict(command, outcome, durationS, previous());
+    ctx.log.write(v, { level: outcome.failure ? 'error' : 'info' });
+    if (ctx.lock && ctx.sessions.length)
+        await finishOnHosts(ctx, entry, p.finishOn ?? 'every-host');
+    progress?.finish();
+    await closeAll(ctx);
+    const result = {
+        command,
+        status,
+        exitCode: outcome.exitCode,
+        release: target,
+        previousRelease: previous(),
+        backupName: p.backup?.()?.name,
+        backupPath: p.backup?.()?.path,
+        rolledBack: outcome.rolledBack,
+        error: outcome.failure ? { ...outcome.failure, message: redact(outcome.failure.message) } : undefined,
+        hostStates,
+        stages: outcome.records,
+        hosts: req.loaded.hosts.map(h => h.name),
+        logFile: ctx.log.file,
+        reportFile: ctx.log.file?.replace(/\.log$/, '.json'),
+        started: started.toISOString(),
+        finished: finished.toISOString(),
+        durationS,
+        verdict: escapeControls(redact(v), true),
+        ...p.details?.(outcome)
+    };
+    if (ctx.log.fileError)
+        result.logFile = undefined;
+    // the report file first (it clears reportFile when it cannot be written), then the platform's subscribers
+    await events.emit({ type: 'run-finished', result });
+    return result;
+}
+/**
+ * One command per host to finish: the history line, this run's log, and (on the primary, last) the lock.
+ * With a fresh signal: an interrupted run (SIGINT, SIGTERM) must still record itself and release its lock.
+ */
+async function finishOnHosts(ctx, entry, where) {
+    const lock = ctx.lock;
+    if (!lock)
+        return;
+    const primary = primaryOf(ctx);
+    const text = ctx.log.lines.join('\n');
+    const finish = { ...ctx, signal: new AbortController().signal };
+    const hosts = where === 'primary' ? [primary] : ctx.sessions;
+    const results = await Promise.allSettled(hosts.map(s => {
+        const parts = [
+            ...(entry ? [appendHistory(s.layout, entry)] : []),
+            appendHostLog(s.layout, text),
+            ...(s === primary ? [releaseLock(s.layout, lock.token)] : [])
+        ];
+        return runOn(finish, s, combine('record history and log; release the lock', parts), { stage: 'finish' });
+    }));
+    const mine = results[hosts.indexOf(primary)];
+    const state = mine?.status === 'fulfilled' ? parseKeyValues(mine.value.stdout).get('STATE')?.[0] : undefined;
+    if (state === 'released') {
+        ctx.log.info('lock released', primary.host.name);
+        ctx.onLock?.(undefined);
+    }
+    else if (state === 'not-ours') {
+        ctx.log.warn('the lock is held by another run now; left as it is', primary.host.name);
+        ctx.onLock?.(undefined);
+    }
+    else {
+        const why = mine?.status === 'rejected' ? errorMessage(mine.reason) : `lock state ${state ?? 'unknown'}`;
+        ctx.log.warn(`could not release the lock (${why}); run \`safe-deploy lock release\``, primary.host.name);
+    }
+}
+/** The stages, each telling the subscribers when it (and its undo) starts and ends, on which host for host stages. */
+function announce(stages, events, redact) {
+    const timed = async (stage, phase, fn, failed, host) => {
+        await events.emit({ type: 'stage-started', stage, phase, ...(host ? { host } : {}) });
+        const t0 = performance.now();
+        try {
+            await fn();
+        }
+        catch (e) {
+            await events.emit({
+                type: 'stage-finished',
+                stage,
+                phase,
+                status: failed,
+                durationS: lifecycle_seconds(t0),
+                error: redact(errorMessage(e)),
+                host: e?.host ?? host
+            });
+            throw e;
+        }
+        await events.emit({
+            type: 'stage-finished',
+            stage,
+            phase,
+            status: phase === 'run' ? 'ok' : 'undone',
+            durationS: lifecycle_seconds(t0),
+            ...(host ? { host } : {})
+        });
+    };
+    // the stage's other fields stay as they are; run and undo get what the orchestrator gives them
+    return stages.map((stage) => {
+        if (stage.scope === 'each-host') {
+            const { undo } = stage;
+            return {
+                ...stage,
+                run: (c, s) => timed(stage.name, 'run', () => stage.run(c, s), 'failed', s.host.name),
+                ...(undo
+                    ? {
+                        undo: (c, s, info) => timed(stage.name, 'undo', () => undo.call(stage, c, s, info), 'undo-failed', s.host.name)
+                    }
+                    : {})
+            };
+        }
+        const { undo } = stage;
+        return {
+            ...stage,
+            run: (c) => timed(stage.name, 'run', () => stage.run(c), 'failed'),
+            ...(undo
+                ? {
+                    undo: (c, info) => timed(stage.name, 'undo', () => undo.call(stage, c, info), 'undo-failed')
+                }
+                : {})
+        };
+    });
+}
+
 ;// CONCATENATED MODULE: ./src/pipeline/stages.ts
 
 
@@ -70607,17 +71844,24 @@ function describeOwner(json) {
 }
 /** Connect, lock, and check every host. Changes nothing a user can see. */
 function stages_preflightStage(opts) {
+    const needs = opts.deploying ? ['tar'] : [];
     return {
         name: 'preflight',
-        async run(ctx) {
+        scope: 'each-host',
+        effect: 'none',
+        async begin(ctx) {
             if (opts.deploying && !existsSync(ctx.loaded.sourceDir)) {
-                throw new StageError('preflight', `source.dir ${ctx.loaded.sourceDir} does not exist on the runner`);
+                if (ctx.dryRun)
+                    ctx.dryRun.runner(`source.dir ${ctx.loaded.sourceDir} does not exist on this machine: a deploy from here stops`);
+                else
+                    throw new StageError('preflight', `source.dir ${ctx.loaded.sourceDir} does not exist on the runner`);
             }
             await connectAll(ctx);
             await takeLock(ctx, opts.command);
-            const needs = opts.deploying ? ['tar'] : [];
+        },
+        async run(ctx, s) {
             const fromHost = httpChecks(ctx).some(c => c.from === 'host');
-            await onEveryHost(ctx, async (s) => {
+            {
                 const files = opts.deploying ? ctx.config.shared.files : [];
                 const r = await runOn(ctx, s, inspectHost(s.layout, files, [...needs, 'curl', 'wget']), {
                     stage: 'preflight'
@@ -70653,8 +71897,11 @@ function stages_preflightStage(opts) {
                         ctx.log.warn(`low disk: ${Math.round(free / 1024)} MB free under ${s.layout.root}`, s.host.name);
                 }
                 ctx.log.info(`current release: ${s.current ?? '(none)'}; ${s.releases.length} release(s) on disk`, s.host.name);
-            });
-            opts.inspected?.(ctx);
+            }
+        },
+        async end(ctx, ok) {
+            if (ok)
+                opts.inspected?.(ctx);
         }
     };
 }
@@ -70705,10 +71952,16 @@ async function takeLock(ctx, command) {
 function stages_testStage() {
     return {
         name: 'test',
+        scope: 'runner',
+        effect: 'none',
         async run(ctx) {
             const command = ctx.config.stages.test;
             if (!command) {
                 ctx.log.info('no stages.test configured; skipped');
+                return;
+            }
+            if (ctx.dryRun) {
+                ctx.dryRun.runner('test (in source.dir; a failure stops the deploy)', `cd ${sh(ctx.loaded.sourceDir)} && ${command}`);
                 return;
             }
             const local = new LocalTransport('runner');
@@ -70739,10 +71992,15 @@ function stages_testStage() {
     };
 }
 /** Packs the source dir once on the runner (GNU or BSD tar), for streaming to every host. */
-async function packSource(dir, exclude, signal) {
+async function packSource(ctx, dir, exclude, signal) {
+    const tarArgs = (file) => ['-czf', file, ...exclude.map(e => `--exclude=${e}`), '-C', dir, '.'];
+    if (ctx.dryRun) {
+        ctx.dryRun.runner('pack source.dir once for every host', ['tar', ...tarArgs('release.tar.gz')].map(sh).join(' '));
+        return { cleanup: () => { } };
+    }
     const tmp = mkdtempSync(join(tmpdir(), 'safe-deploy-'));
     const file = join(tmp, 'release.tar.gz');
-    const args = ['-czf', file, ...exclude.map(e => `--exclude=${e}`), '-C', dir, '.'];
+    const args = tarArgs(file);
     await new Promise((resolve, reject) => {
         const child = spawn('tar', args, { stdio: ['ignore', 'ignore', 'pipe'], signal });
         let stderr = '';
@@ -70757,57 +72015,60 @@ async function packSource(dir, exclude, signal) {
 /** Upload, link shared, build: a new release dir on every host; nothing live changes. */
 function stages_deployStage(rel) {
     const created = new Set();
+    let pack;
     return {
         name: 'deploy',
-        needsUndo: () => created.size > 0,
-        async run(ctx) {
-            const release = rel();
-            const pack = await packSource(ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal);
-            try {
-                const size = statSync(pack.file).size;
-                ctx.log.info(`packed ${ctx.loaded.sourceDir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner');
-                await onEveryHost(ctx, async (s) => {
-                    if (s.releases.includes(release)) {
-                        throw new StageError('deploy', `release ${release} already exists on ${s.host.name}`, s.host.name);
-                    }
-                    created.add(s);
-                    await runRaw(ctx, s, unpackCommand(s.layout, release), 'upload', {
-                        stage: 'deploy',
-                        stdin: createReadStream(pack.file)
-                    });
-                    ctx.log.info(`uploaded to ${s.layout.release(release)}`, s.host.name);
-                    const { files, dirs } = ctx.config.shared;
-                    if (files.length || dirs.length) {
-                        await runOn(ctx, s, linkShared(s.layout, release, files, dirs), { stage: 'deploy' });
-                        ctx.log.info(`linked shared: ${[...files, ...dirs].join(', ')}`, s.host.name);
-                    }
-                    const build = ctx.config.stages.build;
-                    if (build)
-                        await runOn(ctx, s, inRelease(s.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')), { stage: 'deploy' });
-                    // only now is the release complete: a run killed before this line left a half-made release
-                    await runOn(ctx, s, markComplete(s.layout, release), { stage: 'deploy' });
-                });
-            }
-            finally {
-                pack.cleanup();
-            }
+        scope: 'each-host',
+        effect: 'disk',
+        // a host where the release already existed is not this run's to remove
+        needsUndo: s => created.has(s),
+        async begin(ctx) {
+            pack = await packSource(ctx, ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal);
+            const size = pack.file ? statSync(pack.file).size : 0;
+            ctx.log.info(`packed ${ctx.loaded.sourceDir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner');
         },
-        async undo(ctx, { live }) {
+        async run(ctx, s) {
+            const release = rel();
+            const file = pack?.file;
+            if (s.releases.includes(release)) {
+                throw new StageError('deploy', `release ${release} already exists on ${s.host.name}`, s.host.name);
+            }
+            created.add(s);
+            await runRaw(ctx, s, unpackCommand(s.layout, release), 'upload', {
+                stage: 'deploy',
+                // a dry run shows the upload; the archive is not made nor streamed
+                stdin: file ? createReadStream(file) : '(the tar.gz of source.dir)'
+            });
+            ctx.log.info(`uploaded to ${s.layout.release(release)}`, s.host.name);
+            const { files, dirs } = ctx.config.shared;
+            if (files.length || dirs.length) {
+                await runOn(ctx, s, linkShared(s.layout, release, files, dirs), { stage: 'deploy' });
+                ctx.log.info(`linked shared: ${[...files, ...dirs].join(', ')}`, s.host.name);
+            }
+            const build = ctx.config.stages.build;
+            if (build)
+                await runOn(ctx, s, inRelease(s.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')), {
+                    stage: 'deploy'
+                });
+            // only now is the release complete: a run killed before this line left a half-made release
+            await runOn(ctx, s, markComplete(s.layout, release), { stage: 'deploy' });
+        },
+        async end() {
+            pack?.cleanup();
+            pack = undefined;
+        },
+        async undo(ctx, s, { live }) {
             const release = rel();
             if (live) {
-                ctx.log.info(`kept releases/${release} for inspection; it is marked bad in history and later rollbacks skip it`);
+                ctx.log.info(`kept releases/${release} for inspection; it is marked bad in history and later rollbacks skip it`, s.host.name);
                 return;
             }
-            await onEveryHost(ctx, async (s) => {
-                if (!created.has(s))
-                    return;
-                await runOn(ctx, s, removeReleases(s.layout, [release]), { stage: 'rollback' });
-                ctx.log.info(`removed the unfinished release ${release}`, s.host.name);
-            });
+            await runOn(ctx, s, removeReleases(s.layout, [release]), { stage: 'rollback' });
+            ctx.log.info(`removed the unfinished release ${release}`, s.host.name);
         }
     };
 }
-/** Runs the checks again, once, against the release that serves again after a rollback (the switch's undo). */
+/** Runs the checks once against the release that serves again after a rollback (the policy says when). */
 async function verifyRestored(ctx, hosts, stage) {
     const back = hosts.filter(s => s.current);
     if (!back.length || !checks_hasChecks(ctx))
@@ -70816,219 +72077,92 @@ async function verifyRestored(ctx, hosts, stage) {
     ctx.log.info(`previous release verified healthy on ${back.map(s => s.host.name).join(', ')}`);
 }
 /**
- * The switch (see src/pipeline/switch.ts for the strategies) on every host. Undo puts back the release that
- * served before (`s.current`: the previous release of a deploy, the release a manual rollback left),
- * restarts it and verifies it once.
+ * The switch (see src/pipeline/switch.ts for the strategies), per host. Undo puts back the release that
+ * served before on that host (`s.current`: the previous release of a deploy, the release a manual rollback
+ * left) and restarts it; the policy then has it verified once (`recheck`).
  */
 function stages_switchStage(rel, strategy) {
-    const attempted = new Set();
     return {
         name: 'switch',
-        changedLive: () => [...attempted].some(s => strategy().wentLive(s)),
-        needsUndo: () => attempted.size > 0,
-        async run(ctx) {
+        scope: 'each-host',
+        effect: 'live',
+        changedLive: s => strategy().wentLive(s),
+        async run(ctx, s) {
             const release = rel();
-            await onEveryHost(ctx, async (s) => {
-                attempted.add(s);
-                s.switched = `this run was switching it to releases/${release}`;
-                await strategy().activate(ctx, s, release, 'switch');
-                s.switched = `this run switched it to releases/${release}`;
-            });
+            s.switched = `this run was switching it to releases/${release}`;
+            await strategy().activate(ctx, s, release, 'switch');
+            s.switched = `this run switched it to releases/${release}`;
         },
-        async undo(ctx) {
+        async undo(ctx, s) {
             const release = rel();
-            const hosts = ctx.sessions.filter(s => attempted.has(s));
-            await onEveryHost(ctx, async (s) => {
-                if (!attempted.has(s))
-                    return;
-                const back = s.current ? `releases/${s.current}` : 'no release';
-                s.switched = `this run switched it to releases/${release}, then was switching it back to ${back}`;
-                await strategy().restore(ctx, s, release, 'rollback');
-                s.switched = `this run switched it to releases/${release}, then back to ${back}`;
-            });
-            await verifyRestored(ctx, hosts.filter(s => strategy().wentLive(s)), 'rollback');
-        }
+            const back = s.current ? `releases/${s.current}` : 'no release';
+            s.switched = `this run switched it to releases/${release}, then was switching it back to ${back}`;
+            await strategy().restore(ctx, s, release, 'rollback');
+            s.switched = `this run switched it to releases/${release}, then back to ${back}`;
+        },
+        recheck: (ctx, hosts) => verifyRestored(ctx, hosts, 'rollback')
     };
 }
-/** Health checks against the new release on every host; a failure makes the orchestrator roll back. */
+/**
+ * Health checks against the new release, per host: the checks, then (verify.window) a wait and the checks
+ * again, then the log scan. A failure makes the orchestrator roll back.
+ */
 function stages_verifyStage(rel) {
+    let checks = false;
     return {
         name: 'verify',
-        async run(ctx) {
-            const release = rel();
-            if (!hasChecks(ctx)) {
+        scope: 'each-host',
+        effect: 'none',
+        async begin(ctx) {
+            checks = hasChecks(ctx);
+            if (!checks)
                 ctx.log.warn('no verify checks configured (verify.http / verify.command): a broken release cannot be detected or rolled back automatically');
+        },
+        async run(ctx, s) {
+            if (!checks)
                 return;
-            }
-            await onEveryHost(ctx, s => verifyHost(ctx, s, release, 'verify'));
+            const release = rel();
+            await verifyHost(ctx, s, release, 'verify');
             const window = ctx.config.verify.window;
             if (window > 0) {
-                ctx.log.info(`checks passed; watching for ${window / 1000} s before checking again`);
-                await sleep(window, ctx.signal);
-                await onEveryHost(ctx, s => verifyHost(ctx, s, release, 'verify', 1));
+                ctx.log.info(`checks passed; watching for ${window / 1000} s before checking again`, s.host.name);
+                if (ctx.dryRun)
+                    ctx.dryRun.runner(`wait ${window / 1000} s (verify.window), then check once more`, undefined, s.host.name);
+                else
+                    await sleep(window, ctx.signal);
+                await verifyHost(ctx, s, release, 'verify', 1);
             }
-            await onEveryHost(ctx, s => scanLogs(ctx, s, release, 'verify'));
+            await scanLogs(ctx, s, release, 'verify');
         }
     };
 }
-/** Prunes old releases beyond keep_releases; never current nor previous. Failures are warnings. */
+/** Prunes old releases beyond keep_releases, per host; never current nor previous. Failures are warnings. */
 function stages_cleanupStage(rel, strategy, opts = { prune: true }) {
     return {
         name: 'cleanup',
-        async run(ctx) {
+        scope: 'each-host',
+        effect: 'disk',
+        async run(ctx, s) {
             const release = rel();
             const retire = strategy?.().retire;
             if (retire) {
-                await Promise.all(ctx.sessions.map(s => retire(ctx, s, release).catch(e => ctx.log.warn(`could not retire the previous release: ${errorMessage(e)}`, s.host.name))));
+                await retire(ctx, s, release).catch(e => ctx.log.warn(`could not retire the previous release: ${errorMessage(e)}`, s.host.name));
             }
             if (!opts.prune)
                 return;
-            await Promise.all(ctx.sessions.map(async (s) => {
-                const all = [...new Set([...s.releases, release])];
-                const prune = releasesToPrune(all, ctx.config.keep_releases, [release, s.current]);
-                if (!prune.length)
-                    return;
-                try {
-                    await runOn(ctx, s, removeReleases(s.layout, prune), { stage: 'cleanup' });
-                    ctx.log.info(`pruned ${prune.length} old release(s): ${prune.join(', ')}`, s.host.name);
-                }
-                catch (e) {
-                    ctx.log.warn(`could not prune old releases: ${errorMessage(e)}`, s.host.name);
-                }
-            }));
+            const all = [...new Set([...s.releases, release])];
+            const prune = releasesToPrune(all, ctx.config.keep_releases, [release, s.current]);
+            if (!prune.length)
+                return;
+            try {
+                await runOn(ctx, s, removeReleases(s.layout, prune), { stage: 'cleanup' });
+                ctx.log.info(`pruned ${prune.length} old release(s): ${prune.join(', ')}`, s.host.name);
+            }
+            catch (e) {
+                ctx.log.warn(`could not prune old releases: ${errorMessage(e)}`, s.host.name);
+            }
         }
     };
-}
-
-;// CONCATENATED MODULE: ./src/pipeline/progress.ts
-
-function parseProgress(text) {
-    if (!text)
-        return undefined;
-    try {
-        const p = JSON.parse(text);
-        return p && p.v === 1 && Array.isArray(p.hosts) ? p : undefined;
-    }
-    catch {
-        return undefined;
-    }
-}
-class progress_ProgressTracker {
-    ctx;
-    save;
-    facts;
-    p;
-    strategy;
-    tracked = [];
-    warned = false;
-    constructor(ctx, command, started, save, facts) {
-        this.ctx = ctx;
-        this.save = save;
-        this.facts = facts;
-        this.p = {
-            v: 1,
-            command,
-            started: started.toISOString(),
-            actor: ctx.actor,
-            stage: 'start',
-            stages: [],
-            undone: [],
-            saved: {},
-            hosts: [],
-            verified: false,
-            finished: false
-        };
-    }
-    /** Saves what the run has done so far. Never throws: a run is not stopped by its bookkeeping. */
-    checkpoint() {
-        const p = this.p;
-        p.lock = this.ctx.lock;
-        p.release = this.ctx.lock ? this.facts.release() : undefined;
-        p.backup = this.facts.backup?.();
-        for (const st of this.tracked)
-            if (st.save && p.stages.includes(st.name))
-                p.saved[st.name] = st.save();
-        for (const h of p.hosts) {
-            const s = this.ctx.sessions.find(x => x.host.name === h.name);
-            if (s && h.switched && this.strategy?.save)
-                h.strategy = this.strategy.save(s);
-        }
-        try {
-            this.save(p);
-        }
-        catch (e) {
-            if (!this.warned)
-                this.ctx.log.warn(`could not save the run's progress: ${errorMessage(e)}`);
-            this.warned = true;
-        }
-    }
-    host(s) {
-        let h = this.p.hosts.find(x => x.name === s.host.name);
-        if (!h) {
-            h = { name: s.host.name, previous: s.current ?? null, switched: false, restored: false };
-            this.p.hosts.push(h);
-        }
-        return h;
-    }
-    /** The stages, each saving progress when it starts, ends and is undone. */
-    track(stages) {
-        this.tracked = stages;
-        return stages.map(stage => ({
-            ...stage,
-            run: async (c) => {
-                this.p.stage = stage.name;
-                this.p.stages.push(stage.name);
-                this.checkpoint();
-                await stage.run(c);
-                // preflight learned what serves on each host
-                if (stage.name === 'preflight')
-                    for (const s of c.sessions)
-                        this.host(s).previous = s.current ?? null;
-                if (stage.name === 'verify')
-                    this.p.verified = true;
-                this.checkpoint();
-            },
-            ...(stage.undo
-                ? {
-                    undo: async (c, info) => {
-                        await stage.undo?.(c, info);
-                        this.p.undone.push(stage.name);
-                        this.checkpoint();
-                    }
-                }
-                : {})
-        }));
-    }
-    /** The strategy, saving progress around each host's switch and its undo. */
-    watch(strategy) {
-        this.strategy = strategy;
-        this.p.strategy = strategy.name;
-        return {
-            ...strategy,
-            activate: async (c, s, release, stage) => {
-                const h = this.host(s);
-                h.switched = true;
-                h.restored = false;
-                this.checkpoint();
-                try {
-                    await strategy.activate(c, s, release, stage);
-                }
-                finally {
-                    this.checkpoint();
-                }
-            },
-            restore: async (c, s, release, stage) => {
-                await strategy.restore(c, s, release, stage);
-                this.host(s).restored = true;
-                this.checkpoint();
-            }
-        };
-    }
-    /** The run recorded itself: whoever reads the progress has nothing left to do. */
-    finish() {
-        this.p.finished = true;
-        this.checkpoint();
-    }
 }
 
 ;// CONCATENATED MODULE: ./src/pipeline/hook.ts
@@ -71055,27 +72189,27 @@ async function runHook(ctx, s, release, label, command, stage, extraEnv = {}) {
 
 /** The line that separates the key/value part of readBlueGreenState's output from the upstream file. */
 const UPSTREAM_MARKER = '--- safe-deploy upstream file ---';
-function bluegreen_activePortFile(layout) {
+function activePortFile(layout) {
     return `${layout.meta}/active-port`;
 }
 /** `{port}` (and `{host}`) in a config string replaced; ports are integers, so nothing needs quoting here. */
-function bluegreen_withPort(template, port, host) {
+function withPort(template, port, host) {
     const out = template.replace(/\{port\}/g, String(port));
     return host === undefined ? out : out.replace(/\{host\}/g, () => host);
 }
 /** The upstream file's content for `port`: the template with `{port}` replaced, ending in a newline. */
-function bluegreen_renderUpstream(template, port) {
-    const text = bluegreen_withPort(template, port);
+function renderUpstream(template, port) {
+    const text = withPort(template, port);
     return text.endsWith('\n') ? text : `${text}\n`;
 }
 /**
  * Prints `STATE=<port> <release>` from the state file (when there is one), then `UPSTREAM=1` and, after
  * UPSTREAM_MARKER on a line of its own, the upstream file's bytes (when it exists).
  */
-function bluegreen_readBlueGreenState(layout, upstreamFile) {
+function readBlueGreenState(layout, upstreamFile) {
     return {
         label: 'read blue-green state',
-        script: command_script(`state=${quote_sh(bluegreen_activePortFile(layout))}`, `up=${quote_sh(upstreamFile)}`, `if [ -f "$state" ]; then printf 'STATE=%s\\n' "$(head -n 1 "$state")"; fi`, `if [ -f "$up" ]; then printf 'UPSTREAM=1\\n%s\\n' ${quote_sh(UPSTREAM_MARKER)}; cat "$up"; fi`, 'true')
+        script: command_script(`state=${quote_sh(activePortFile(layout))}`, `up=${quote_sh(upstreamFile)}`, `if [ -f "$state" ]; then printf 'STATE=%s\\n' "$(head -n 1 "$state")"; fi`, `if [ -f "$up" ]; then printf 'UPSTREAM=1\\n%s\\n' ${quote_sh(UPSTREAM_MARKER)}; cat "$up"; fi`, 'true')
     };
 }
 /** Whether `text` names `port` as a port (`:8001;`, `:8001 `), not as part of a longer number. */
@@ -71110,8 +72244,8 @@ function parseBlueGreenState(stdout, ports) {
     return out;
 }
 /** Records the live port and release (temp file + rename). */
-function bluegreen_writeActivePort(layout, port, release) {
-    const file = bluegreen_activePortFile(layout);
+function writeActivePort(layout, port, release) {
+    const file = activePortFile(layout);
     return {
         label: `record active port ${port}`,
         script: command_script('set -e', `mkdir -p ${quote_sh(layout.meta)}`, `tmp=${quote_sh(`${file}.tmp`)}.$$`, `printf '%s %s\\n' ${quote_sh(port)} ${quote_sh(release)} > "$tmp"`, `mv -f "$tmp" ${quote_sh(file)}`)
@@ -71119,7 +72253,7 @@ function bluegreen_writeActivePort(layout, port, release) {
 }
 /** Forgets the live port (a first deploy that was undone: nothing serves). */
 function clearActivePort(layout) {
-    return { label: 'clear active port', script: `rm -f ${quote_sh(bluegreen_activePortFile(layout))}` };
+    return { label: 'clear active port', script: `rm -f ${quote_sh(activePortFile(layout))}` };
 }
 /**
  * Replaces the upstream file atomically: a temp file in the same directory (so the rename is atomic, and
@@ -71127,15 +72261,15 @@ function clearActivePort(layout) {
  * there is one (cp -p), else 0644; then renamed over the file (`mv -T`: never into a directory of that
  * name). The directory must exist.
  */
-function bluegreen_writeUpstream(file, content) {
+function writeUpstream(file, content) {
     return {
         label: `write upstream file ${file}`,
         script: command_script('set -e', `f=${quote_sh(file)}`, 'dir=$(dirname "$f")', `[ -d "$dir" ] || { printf 'the directory of upstream_file %s does not exist\\n' "$f" >&2; exit 1; }`, 'tmp=$(mktemp "$dir/.safe-deploy-upstream.XXXXXX")', `trap 'rm -f "$tmp"' EXIT`, 'if [ -f "$f" ]; then cp -p "$f" "$tmp"; else chmod 644 "$tmp"; fi', `printf '%s' ${quote_sh(content)} > "$tmp"`, 'mv -fT "$tmp" "$f"')
     };
 }
 /** Runs the user's `start` or `stop` for `port` inside a release: `{port}` replaced, PORT exported. */
-function bluegreen_onPort(layout, release, label, command, port, env) {
-    return release_inRelease(layout, release, `${label} port ${port}`, bluegreen_withPort(command, port), {
+function onPort(layout, release, label, command, port, env) {
+    return release_inRelease(layout, release, `${label} port ${port}`, withPort(command, port), {
         ...env,
         PORT: String(port),
         SAFE_DEPLOY_PORT: String(port)
@@ -71181,10 +72315,11 @@ function describeAnswer(a) {
     return `HTTP ${a.status}${body ? ` "${body}"` : ''}`;
 }
 /** Runs `stop` for a port; failures are returned, not thrown (callers decide whether they matter). */
-async function stopPort(ctx, s, release, port, stage) {
+async function stopPort(ctx, s, release, port, stage, label) {
     const sw = settings(ctx);
+    const cmd = onPort(s.layout, release, 'stop', sw.stop, port, env_hookEnv(ctx, s, release, stage));
     try {
-        const r = await context_runOn(ctx, s, bluegreen_onPort(s.layout, release, 'stop', sw.stop, port, env_hookEnv(ctx, s, release, stage)), {
+        const r = await context_runOn(ctx, s, label ? { ...cmd, label } : cmd, {
             stage,
             allowFail: true
         });
@@ -71198,11 +72333,11 @@ async function stopPort(ctx, s, release, port, stage) {
 async function startAndGate(ctx, s, release, port, stage) {
     const sw = settings(ctx);
     const deadline = Date.now() + sw.timeout;
-    await context_runOn(ctx, s, bluegreen_onPort(s.layout, release, 'start', sw.start, port, env_hookEnv(ctx, s, release, stage)), {
+    await context_runOn(ctx, s, onPort(s.layout, release, 'start', sw.start, port, env_hookEnv(ctx, s, release, stage)), {
         stage,
         timeoutMs: sw.timeout
     });
-    const url = bluegreen_withPort(sw.health, port, address(s));
+    const url = withPort(sw.health, port, address(s));
     const left = Math.max(1000, deadline - Date.now());
     ctx.log.info(`waiting up to ${(left / 1000).toFixed(1)} s for GET ${url} to answer 200`, s.host.name);
     const t0 = Date.now();
@@ -71217,7 +72352,8 @@ async function startAndGate(ctx, s, release, port, stage) {
             intervalMs: PROBE_INTERVAL_MS,
             expectStatus: 200
         }),
-        label: `health gate GET ${url}`,
+        // the health gate: polled on the host until it answers 200
+        label: `GET ${url}`,
         stream: false
     };
     let last = { status: 0, body: '' };
@@ -71242,39 +72378,9 @@ async function startAndGate(ctx, s, release, port, stage) {
 /** Points the proxy at whatever `content` says: upstream file (atomic), then proxy_reload. */
 async function pointProxy(ctx, s, release, content, port, stage) {
     const sw = settings(ctx);
-    await context_runOn(ctx, s, bluegreen_writeUpstream(sw.upstream_file, content), { stage });
+    await context_runOn(ctx, s, writeUpstream(sw.upstream_file, content), { stage });
     const env = port === undefined ? {} : { PORT: String(port), SAFE_DEPLOY_PORT: String(port) };
     await runHook(ctx, s, release, 'proxy reload', sw.proxy_reload, stage, env);
-}
-/**
- * For `plan`: the commands a blue-green switch runs on a host, in order, shown for the first port of the
- * pair as the idle one (the real one depends on the host's state file, which `plan` does not read).
- */
-function bluegreen_planBlueGreen(config, layout, release, env) {
-    const sw = config.switch;
-    if (!sw.ports || !sw.start || !sw.stop || !sw.upstream_file || !sw.proxy_reload)
-        return {
-            note: '# blue-green: switch.ports, start, stop, upstream_file and proxy_reload are required',
-            commands: []
-        };
-    const [idle, live] = sw.ports;
-    return {
-        note: `# blue-green: shown with ${idle} as the idle port and ${live} as the live one (the host's ${activePortFile(layout)} decides); health gate: GET ${sw.health.replace(/\{port\}/g, String(idle))} until 200, at most ${sw.timeout / 1000} s`,
-        commands: [
-            readBlueGreenState(layout, sw.upstream_file),
-            onPort(layout, release, 'stop', sw.stop, idle, env),
-            onPort(layout, release, 'start', sw.start, idle, env),
-            httpProbe(withPort(sw.health, idle), 5000),
-            writeUpstream(sw.upstream_file, renderUpstream(sw.upstream_template, idle)),
-            inRelease(layout, release, 'proxy reload', sw.proxy_reload, env),
-            switchCurrent(layout, release),
-            writeActivePort(layout, idle, release),
-            {
-                ...onPort(layout, '<previous>', 'stop', sw.stop, live, env),
-                label: `after verify and ${sw.drain / 1000} s of drain: stop port ${live}`
-            }
-        ]
-    };
 }
 function blueGreenStrategy() {
     const hosts = new Map();
@@ -71282,7 +72388,7 @@ function blueGreenStrategy() {
         const sw = settings(ctx);
         if (ctx.config.stages.restart)
             ctx.log.warn('stages.restart is not used by blue-green (switch.start and switch.stop are)', s.host.name);
-        const read = await context_runOn(ctx, s, bluegreen_readBlueGreenState(s.layout, sw.upstream_file), { stage });
+        const read = await context_runOn(ctx, s, readBlueGreenState(s.layout, sw.upstream_file), { stage });
         const st = parseBlueGreenState(read.stdout, sw.ports);
         if (st.warning)
             ctx.log.warn(st.warning, s.host.name);
@@ -71331,11 +72437,11 @@ function blueGreenStrategy() {
         h.moved = true;
         h.movedAt = Date.now();
         ctx.progress?.checkpoint();
-        await pointProxy(ctx, s, release, bluegreen_renderUpstream(sw.upstream_template, port), port, stage);
+        await pointProxy(ctx, s, release, renderUpstream(sw.upstream_template, port), port, stage);
         ctx.log.info(`traffic -> port ${port} (proxy reloaded)`, s.host.name);
         await context_runOn(ctx, s, command_combine(`switch current to ${release}, record active port ${port}`, [
-            release_switchCurrent(s.layout, release),
-            bluegreen_writeActivePort(s.layout, port, release)
+            switchCurrent(s.layout, release),
+            writeActivePort(s.layout, port, release)
         ]), { stage });
         ctx.log.info(`current -> releases/${release}, active port ${port}${oldPort === undefined ? '' : `; port ${oldPort} stops after verify passes`}`, s.host.name);
     };
@@ -71352,7 +72458,7 @@ function blueGreenStrategy() {
             else {
                 if (h.oldPort !== undefined && h.oldRelease) {
                     // The old port was never stopped (retire runs only after verify); make sure it still answers.
-                    const r = await context_runOn(ctx, s, health_httpProbe(bluegreen_withPort(sw.health, h.oldPort, address(s)), 5000), {
+                    const r = await context_runOn(ctx, s, httpProbe(withPort(sw.health, h.oldPort, address(s)), 5000), {
                         stage,
                         allowFail: true
                     });
@@ -71366,7 +72472,7 @@ function blueGreenStrategy() {
                 ctx.log.info(`traffic -> ${h.oldPort === undefined ? 'the previous upstream' : `port ${h.oldPort}`} (upstream file restored, proxy reloaded)`, s.host.name);
             }
             if (s.current) {
-                await context_runOn(ctx, s, release_switchCurrent(s.layout, s.current), { stage });
+                await context_runOn(ctx, s, switchCurrent(s.layout, s.current), { stage });
                 ctx.log.info(`current -> releases/${s.current} (restored)`, s.host.name);
             }
             else {
@@ -71374,7 +72480,7 @@ function blueGreenStrategy() {
                 ctx.log.warn('there was no previous release: removed `current`', s.host.name);
             }
             await context_runOn(ctx, s, h.prevState
-                ? bluegreen_writeActivePort(s.layout, h.prevState.port, h.prevState.release || back)
+                ? writeActivePort(s.layout, h.prevState.port, h.prevState.release || back)
                 : clearActivePort(s.layout), { stage });
             // Requests that the proxy's old workers still send to the new port finish before it stops.
             if (h.running && h.prevUpstream !== undefined)
@@ -71400,12 +72506,12 @@ function blueGreenStrategy() {
         // release's `stop`, which is the same command
         const inside = h.oldRelease ?? h.release;
         const sw = settings(ctx);
-        const wait = sw.drain - (Date.now() - h.movedAt);
+        const wait = ctx.dryRun ? 0 : sw.drain - (Date.now() - h.movedAt);
         if (wait > 0) {
             ctx.log.info(`draining port ${h.oldPort} for ${(wait / 1000).toFixed(1)} s more`, s.host.name);
             await checks_sleep(wait, ctx.signal);
         }
-        const failed = await stopPort(ctx, s, inside, h.oldPort, 'cleanup');
+        const failed = await stopPort(ctx, s, inside, h.oldPort, 'cleanup', `after verify and ${sw.drain / 1000} s of drain: stop port ${h.oldPort}`);
         if (failed)
             throw new Error(`could not stop port ${h.oldPort} (releases/${inside}): ${failed}`);
         ctx.log.info(`stopped port ${h.oldPort} (releases/${inside})`, s.host.name);
@@ -71445,7 +72551,7 @@ function symlinkFamily(name, command) {
             },
             async activate(ctx, s, release, stage) {
                 live.add(s);
-                await context_runOn(ctx, s, release_switchCurrent(s.layout, release), { stage });
+                await context_runOn(ctx, s, switchCurrent(s.layout, release), { stage });
                 ctx.log.info(`current -> releases/${release}`, s.host.name);
                 const cmd = command(ctx);
                 if (cmd)
@@ -71455,7 +72561,7 @@ function symlinkFamily(name, command) {
                 if (!live.has(s))
                     return;
                 if (s.current) {
-                    await context_runOn(ctx, s, release_switchCurrent(s.layout, s.current), { stage });
+                    await context_runOn(ctx, s, switchCurrent(s.layout, s.current), { stage });
                     ctx.log.info(`current -> releases/${s.current} (restored)`, s.host.name);
                     const cmd = command(ctx);
                     if (cmd)
@@ -71505,364 +72611,27 @@ function git_gitCommit(dir) {
 
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(7075);
-;// CONCATENATED MODULE: ./package.json
-const package_namespaceObject = {"rE":"0.1.0"};
-;// CONCATENATED MODULE: ./src/backup/name.ts
-
-
-const NAME = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63})_(\d{8})_(\d{6})$/;
-const name_pad = (n) => String(n).padStart(2, '0');
-function name_newBackupName(app, now) {
-    const d = `${now.getUTCFullYear()}${name_pad(now.getUTCMonth() + 1)}${name_pad(now.getUTCDate())}`;
-    const t = `${name_pad(now.getUTCHours())}${name_pad(now.getUTCMinutes())}${name_pad(now.getUTCSeconds())}`;
-    const name = `${app}_${d}_${t}`;
-    if (!name_isBackupName(name))
-        throw new Error(`cannot make a backup name from app ${JSON.stringify(app)}`);
-    return name;
-}
-/** A well-formed name with a real date (2025-02-30 is not one). */
-function name_isBackupName(value) {
-    return NAME.test(value) && parseBackupTime(value) !== undefined;
-}
-function appOf(name) {
-    return NAME.exec(name)[1];
-}
-function backupTime(name) {
-    return parseBackupTime(name);
-}
-/**
- * Parses a backup name given by a person (`restore NAME`, `backups verify NAME`): bad input fails before
- * anything connects. A name of another app is refused too: restoring it would put foreign data in place.
- */
-function name_parseBackupName(value, app, what = 'backup name') {
-    if (!name_isBackupName(value)) {
-        throw new errors_ConfigError(`${what} ${JSON.stringify(value)} is not a backup name; expected <app>_YYYYMMDD_HHMMSS (UTC), e.g. ${app ?? 'shop'}_20261121_193000 (see \`safe-deploy backups list\`)`);
-    }
-    if (app !== undefined && appOf(value) !== app) {
-        throw new errors_ConfigError(`${what} ${value} belongs to app ${appOf(value)}, but this config is for ${app}; use that app's config`);
-    }
-    return value;
-}
-const COMPRESS_EXT = { gzip: '.gz', zstd: '.zst', none: '' };
-const BASE_EXT = {
-    postgres: '.dump',
-    mysql: '.sql',
-    sqlite: '.sqlite3',
-    files: '.files.tar'
-};
-/**
- * `NAME.dump` (PostgreSQL custom format, compressed by pg_dump itself), `NAME.sql.gz|.sql.zst|.sql`
- * (MySQL), `NAME.sqlite3.gz` (SQLite), `NAME.files.tar.gz` (files); with several databases
- * `NAME.<label>.<ext>`; `.age` when encrypted.
- */
-function artifactFile(name, a) {
-    const compress = a.kind === 'postgres' ? '' : COMPRESS_EXT[a.compress];
-    const label = a.kind !== 'files' && a.label ? `.${a.label}` : '';
-    return `${name}${label}${BASE_EXT[a.kind]}${compress}${a.encrypted ? '.age' : ''}`;
-}
-const name_manifestFile = (name) => `${name}.sha256`;
-const name_metaFile = (name) => `${name}.meta.json`;
-/** The manifest signature (`backup.sign_key`), see sign.ts. */
-const name_signatureFile = (name) => `${name}.sig`;
-/** The marker of a backup kept out of retention (`backup --keep`, `backups protect NAME`). */
-const name_keepFile = (name) => `${name}.keep`;
-const ARTIFACT = /^(?:\.([A-Za-z0-9_-]{1,32}))??\.(dump|sql|sql\.gz|sql\.zst|sqlite3|sqlite3\.gz|sqlite3\.zst|files\.tar|files\.tar\.gz|files\.tar\.zst)(\.age)?$/;
-/** What a file of backup `name` holds, from its name alone; undefined for the manifest, meta and others. */
-function parseArtifactFile(name, file) {
-    if (!file.startsWith(name))
-        return undefined;
-    const m = ARTIFACT.exec(file.slice(name.length));
-    if (!m)
-        return undefined;
-    const [, label, ext = '', age] = m;
-    const [base, comp] = ext.startsWith('files.tar')
-        ? ['files', ext.slice('files.tar'.length)]
-        : [ext.split('.')[0], ext.slice(ext.split('.')[0].length)];
-    const kind = { dump: 'postgres', sql: 'mysql', sqlite3: 'sqlite', files: 'files' }[base];
-    if (kind === 'files' && label)
-        return undefined;
-    const compress = comp === '.gz' ? 'gzip' : comp === '.zst' ? 'zstd' : 'none';
-    return { kind, label, compress: kind === 'postgres' ? 'none' : compress, encrypted: !!age, file };
-}
-
 ;// CONCATENATED MODULE: ./src/backup/engines/compress.ts
 
 /** Compressor reading stdin, writing stdout; undefined for none. zstd uses every core (-T0). */
-function compressCommand(c) {
+function compress_compressCommand(c) {
     return c === 'gzip' ? 'gzip -c' : c === 'zstd' ? 'zstd -q -c -T0' : undefined;
 }
 function decompressCommand(c) {
     return c === 'gzip' ? 'gzip -dc' : c === 'zstd' ? 'zstd -q -dc' : undefined;
 }
 /** Encrypts stdin to every recipient (public keys only: nothing secret on this command line). */
-function encryptCommand(recipients) {
-    return `age ${recipients.map(r => `-r ${quote_sh(r)}`).join(' ')}`;
+function compress_encryptCommand(recipients) {
+    return `age ${recipients.map(r => `-r ${sh(r)}`).join(' ')}`;
 }
 /** Decrypts stdin with the identity file the script wrote (mode 0600, removed by its trap). */
-function decryptCommand(identityFile) {
+function compress_decryptCommand(identityFile) {
     return `age -d -i "${identityFile}"`;
 }
 /** The first line of every age file. */
-const AGE_HEADER = 'age-encryption.org/v1';
-
-;// CONCATENATED MODULE: ./src/backup/engines/target.ts
-
-const DEFAULT_TOOLS = {
-    postgres: { dump: 'pg_dump', client: 'psql' },
-    mysql: { dump: 'mysqldump', client: 'mysql' },
-    sqlite: { dump: 'sqlite3', client: 'sqlite3' }
-};
-/** `Postgres database "app"`: how errors and logs name a target. */
-function describeTarget(t) {
-    const engine = { postgres: 'PostgreSQL', mysql: 'MySQL', sqlite: 'SQLite' }[t.engine];
-    return `${engine} database ${JSON.stringify(t.label)}${t.container ? ` (compose service ${t.container.service})` : ''}`;
-}
-function envWord([name, value]) {
-    return 'literal' in value ? `${name}=${quote_sh(value.literal)}` : `${name}="$${value.variable}"`;
-}
-/**
- * A command line with its environment as prefix assignments (they reach the program's environment, not
- * its argv). In a compose service the variables are set for `docker` and passed in by name with `-e NAME`
- * (Compose v2.1.1+ reads the value from its own environment), so no value appears on any command line.
- */
-function runIn(t, env, argv) {
-    const prefix = env.map(envWord).join(' ');
-    if (!t.container)
-        return prefix ? `${prefix} ${argv}` : argv;
-    const passed = env.map(([n]) => `-e ${n} `).join('');
-    const exec = `docker compose exec -T ${passed}${quote_sh(t.container.service)} ${argv}`;
-    return `cd ${quote_sh(t.container.dir)} && ${prefix ? `${prefix} ` : ''}${exec}`;
-}
-/** A program run with `sh -c SCRIPT sh ARGS...` on the host (with TMPDIR set) or in the container. */
-function shellIn(t, env, inner, args, tmpdir) {
-    const argv = `sh -c ${quote_sh(inner)} sh ${args.map(quote_sh).join(' ')}`;
-    if (t.container)
-        return runIn(t, env, argv);
-    return runIn(t, [['TMPDIR', { variable: tmpdir }], ...env], argv);
-}
-
-;// CONCATENATED MODULE: ./src/backup/engines/postgres.ts
-
-
-
-/**
- * PostgreSQL: `pg_dump -Fc` (custom format, compressed by pg_dump), checked with `pg_restore --list`,
- * restored with `pg_restore --clean --if-exists --single-transaction --no-owner` (all or nothing).
- * Every connection setting travels as a libpq environment variable; the password as PGPASSWORD from a
- * script variable, so neither the URL nor the password is ever on a command line.
- */
-function pgEnv(t) {
-    const c = t.conn;
-    const env = [];
-    if (c.host !== undefined)
-        env.push(['PGHOST', { literal: c.host }]);
-    if (c.port !== undefined)
-        env.push(['PGPORT', { literal: String(c.port) }]);
-    if (c.user !== undefined)
-        env.push(['PGUSER', { literal: c.user }]);
-    if (c.database !== undefined)
-        env.push(['PGDATABASE', { literal: c.database }]);
-    for (const [k, v] of Object.entries(c.params))
-        env.push([k, { literal: v }]);
-    if (t.passwordVar)
-        env.push(['PGPASSWORD', { variable: t.passwordVar }]);
-    return env;
-}
-/** Writes the custom-format archive to stdout. --no-password: fail at once rather than wait for a prompt. */
-function pgDump(t) {
-    return runIn(t, pgEnv(t), 'pg_dump -Fc --no-password');
-}
-/** Reads an archive on stdin; lists its table of contents to `toc` (a shell word), then drains stdin. */
-function pgCheck(t, toc) {
-    return `${runIn(t, [], 'pg_restore --list')} >${toc} && cat >/dev/null`;
-}
-/** Restores the archive on stdin into the database, in one transaction. */
-function pgRestore(t) {
-    const db = `dbname=${conninfoValue(t.conn.database ?? '')}`;
-    return runIn(t, pgEnv(t), `pg_restore --clean --if-exists --single-transaction --no-owner --no-password -d ${quote_sh(db)}`);
-}
-const SERVER_QUERY = "SELECT current_setting('server_version_num') || ' ' || pg_database_size(current_database())";
-const TABLES_QUERY = "SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1";
-function psql(t, query) {
-    return runIn(t, pgEnv(t), `psql -X -A -t -w -c ${quote_sh(query)}`);
-}
-/** Server version number and database size in bytes: `150018 7651235`. */
-function pgServerQuery(t) {
-    return psql(t, SERVER_QUERY);
-}
-/** `schema.table` per line, for telling which tables a restore left alone. */
-function pgTablesQuery(t) {
-    return psql(t, TABLES_QUERY);
-}
-
-;// CONCATENATED MODULE: ./src/backup/engines/mysql.ts
-
-
-/**
- * MySQL and MariaDB: a consistent dump of one database (`--single-transaction --routines --triggers
- * --events`), compressed on the host, checked by decompressing it to the `-- Dump completed` line that
- * mysqldump writes last, restored through the client. The password travels as MYSQL_PWD, read by both
- * MySQL and MariaDB clients, from a script variable.
- */
-function myEnv(t) {
-    return t.passwordVar ? [['MYSQL_PWD', { variable: t.passwordVar }]] : [];
-}
-/** `-h HOST -P PORT -u USER --ssl-ca=...`: nothing secret. */
-function myConnArgs(t) {
-    const c = t.conn;
-    const args = [];
-    if (c.host !== undefined)
-        args.push(`-h ${quote_sh(c.host)}`);
-    if (c.port !== undefined)
-        args.push(`-P ${c.port}`);
-    if (c.user !== undefined)
-        args.push(`-u ${quote_sh(c.user)}`);
-    for (const [k, v] of Object.entries(c.params))
-        args.push(quote_sh(`--${k}=${v}`));
-    return args.join(' ');
-}
-const DUMP_OPTIONS = '--single-transaction --routines --triggers --events --hex-blob --no-tablespaces --default-character-set=utf8mb4';
-function withConn(t, program, rest) {
-    const conn = myConnArgs(t);
-    return `${program}${conn ? ` ${conn}` : ''} ${rest}`;
-}
-function myDump(t, tools) {
-    return runIn(t, myEnv(t), withConn(t, tools.dump, `${DUMP_OPTIONS} -- ${quote_sh(t.conn.database ?? '')}`));
-}
-/**
- * Reads the decompressed dump on stdin: the names of its tables go to `out` as `TABLE=name` lines, and
- * it passes only when the last line is mysqldump's `-- Dump completed` (a cut-off dump has none).
- */
-function myCheck(out) {
-    return ("LC_ALL=C sed -n -e 's/^CREATE TABLE `\\(.*\\)` (.*/TABLE=\\1/p' -e '$s/^-- Dump completed.*/COMPLETE/p' " +
-        `>${out} && grep -qx COMPLETE ${out}`);
-}
-/** Feeds the dump on stdin to the client. */
-function myRestore(t, tools) {
-    return runIn(t, myEnv(t), withConn(t, tools.client, `-- ${quote_sh(t.conn.database ?? '')}`));
-}
-function query(t, client, q) {
-    return runIn(t, myEnv(t), withConn(t, client, `-N -B -e ${quote_sh(q)} -- ${quote_sh(t.conn.database ?? '')}`));
-}
-const mysql_SERVER_QUERY = 'SELECT VERSION(), COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = DATABASE()';
-const mysql_TABLES_QUERY = "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY 1";
-/** `10.11.19-MariaDB-0+deb12u1<TAB>4980736`. */
-function myServerQuery(t, client) {
-    return query(t, client, mysql_SERVER_QUERY);
-}
-function myTablesQuery(t, client) {
-    return query(t, client, mysql_TABLES_QUERY);
-}
-
-;// CONCATENATED MODULE: ./src/backup/engines/sqlite.ts
-
-/**
- * SQLite: the online backup API (`.backup`) copies a consistent snapshot even while the app writes,
- * `PRAGMA integrity_check` must answer `ok` on the copy, and `.restore` writes it back through the same
- * API (the app's open connections see the change atomically, unlike a file copy under a live database).
- * The same small scripts run on the host (temp files next to the backups) or in a compose service.
- */
-const CHECK_COPY = 'r=$(sqlite3 "$1" "PRAGMA integrity_check" 2>&1) && [ "$r" = ok ] || { printf "PRAGMA integrity_check: %s\\n" "$r" >&2; exit 1; }';
-const DUMP = [
-    'set -e',
-    't=$(mktemp -d)',
-    `trap 'rm -rf "$t"' EXIT`,
-    'db=$1',
-    '[ -f "$db" ] || { echo "$db does not exist" >&2; exit 1; }',
-    'cd "$t"',
-    'sqlite3 "$db" ".timeout 10000" ".backup copy.sqlite3"',
-    'set -- copy.sqlite3',
-    CHECK_COPY,
-    'cat copy.sqlite3'
-].join('\n');
-const CHECK = [
-    't=$(mktemp -d) || exit 1',
-    `trap 'rm -rf "$t"' EXIT`,
-    'cat > "$t/check.sqlite3" || exit 1',
-    'set -- "$t/check.sqlite3"',
-    CHECK_COPY
-].join('\n');
-const RESTORE = [
-    'set -e',
-    't=$(mktemp -d)',
-    `trap 'rm -rf "$t"' EXIT`,
-    'db=$1',
-    'cat > "$t/restore.sqlite3"',
-    'set -- "$t/restore.sqlite3"',
-    CHECK_COPY,
-    'cd "$t"',
-    'sqlite3 "$db" ".timeout 10000" ".restore restore.sqlite3"',
-    `r=$(sqlite3 "$db" "PRAGMA integrity_check" 2>&1) && [ "$r" = ok ] || { printf "after restore, PRAGMA integrity_check: %s\\n" "$r" >&2; exit 1; }`
-].join('\n');
-const SIZE = '[ -f "$1" ] || { echo "$1 does not exist" >&2; exit 1; }; stat -c %s "$1"';
-/** Writes a checked copy of the database to stdout. `tmpdir` names the shell variable of a work dir. */
-function sqliteDump(t, tmpdir) {
-    return shellIn(t, [], DUMP, [t.path ?? ''], tmpdir);
-}
-/** Reads a database file on stdin; passes when its integrity check says ok. */
-function sqliteCheck(t, tmpdir) {
-    return shellIn(t, [], CHECK, [], tmpdir);
-}
-/** Reads a database file on stdin, checks it, and restores it over the live database. */
-function sqliteRestore(t, tmpdir) {
-    return shellIn(t, [], RESTORE, [t.path ?? ''], tmpdir);
-}
-/** The database file's size in bytes. */
-function sqliteSize(t, tmpdir) {
-    return shellIn(t, [], SIZE, [t.path ?? ''], tmpdir);
-}
-
-;// CONCATENATED MODULE: ./src/backup/engines/files.ts
-
-/**
- * Files and directories under the deploy root (`shared/.env`, `shared/uploads`), as a tar archive with
- * paths relative to the root (`./shared/.env`). Paths that do not exist are skipped with a warning.
- */
-function filesDump(root, paths) {
-    return [
-        `cd ${quote_sh(root)} || exit 1`,
-        'set --',
-        `for p in ${paths.map(quote_sh).join(' ')}; do`,
-        '  if [ -e "$p" ] || [ -L "$p" ]; then set -- "$@" "./$p"; else echo "skipped $p: it does not exist" >&2; fi',
-        'done',
-        '[ $# -gt 0 ] || set -- -T /dev/null',
-        'tar -cf - "$@"',
-        'r=$?',
-        // GNU tar exits 1 when a file changed while it was read: the archive is still whole.
-        '[ $r -eq 1 ] && { echo "tar: some files changed while they were archived; kept what was read" >&2; r=0; }',
-        'exit $r'
-    ].join('\n');
-}
-function filesCheck() {
-    return 'tar -tf - >/dev/null';
-}
-/** Unpacks the archive on stdin into `<work>/files` (a shell word naming a dir on the root's filesystem). */
-function filesExtract(work) {
-    return `mkdir -p ${work}/files && tar -xf - -C ${work}/files`;
-}
-/**
- * Puts each path unpacked by filesExtract in place, whole: a directory ends up exactly as it was in the
- * backup (files added since are gone). The previous version is kept as `<path>.safe-deploy-old` until
- * every path is in place. Paths that are not in the backup are left alone.
- */
-function filesSwap(root, paths, work) {
-    const list = paths.map(quote_sh).join(' ');
-    return [
-        `root=${quote_sh(root)}`,
-        `x=${work}/files`,
-        `for p in ${list}; do`,
-        '  [ -e "$x/$p" ] || [ -L "$x/$p" ] || { echo "$p is not in the backup; left as it is" >&2; continue; }',
-        '  if [ -e "$root/$p" ] || [ -L "$root/$p" ]; then',
-        '    rm -rf "$root/$p.safe-deploy-old" && mv "$root/$p" "$root/$p.safe-deploy-old" || exit 1',
-        '  fi',
-        '  mkdir -p "$(dirname "$root/$p")" && mv "$x/$p" "$root/$p" || exit 1',
-        'done',
-        `for p in ${list}; do rm -rf "$root/$p.safe-deploy-old"; done`
-    ].join('\n');
-}
+const compress_AGE_HEADER = 'age-encryption.org/v1';
 
 ;// CONCATENATED MODULE: ./src/backup/script.ts
-
 
 
 
@@ -71973,14 +72742,8 @@ function artifactsOf(plan, name) {
 function dumpStep(plan, t, tools) {
     if (!t)
         return { label: 'tar (files)', cmd: filesDump(plan.root, plan.files) };
-    const what = describeTarget(t);
-    if (t.engine === 'postgres')
-        return { label: `pg_dump of the ${what}`, cmd: pgDump(t) };
-    if (t.engine === 'mysql') {
-        const tl = tools ?? DEFAULT_TOOLS.mysql;
-        return { label: `${tl.dump} of the ${what}`, cmd: myDump(t, tl) };
-    }
-    return { label: `sqlite3 .backup of the ${what}`, cmd: sqliteDump(t, 'w') };
+    const engine = engineOf(t.engine);
+    return engine.dump(t, tools ?? engine.defaultTools);
 }
 /** Steps that read the artifact's plain (decrypted) bytes on stdin and fail when it is not whole. */
 function checkSteps(a, t, scratch) {
@@ -71988,33 +72751,12 @@ function checkSteps(a, t, scratch) {
     const dec = decompressCommand(a.compress);
     if (dec)
         steps.push({ label: `${dec.split(' ')[0]} -d (${a.file})`, cmd: dec });
-    if (a.kind === 'postgres')
-        steps.push({
-            label: `pg_restore --list (${a.file})`,
-            cmd: pgCheck(t ?? hostTarget('postgres'), `"${scratch}.toc"`)
-        });
-    else if (a.kind === 'mysql')
-        steps.push({ label: `dump completeness check (${a.file})`, cmd: myCheck(`"${scratch}.check"`) });
-    else if (a.kind === 'sqlite')
-        steps.push({
-            label: `PRAGMA integrity_check (${a.file})`,
-            cmd: sqliteCheck(t ?? hostTarget('sqlite'), 'w')
-        });
-    else
-        steps.push({ label: `tar -t (${a.file})`, cmd: filesCheck() });
+    steps.push(formatOf(a.kind).check(t, a.file, scratch));
     return steps;
-}
-/** For an artifact no configured database matches any more: the host's own tools. */
-function hostTarget(engine) {
-    return { index: -1, engine, label: '?', conn: { params: {} }, compress: 'none' };
 }
 /** Prints the tables an artifact holds: `TABLE=<file> <name>`, from the scratch files of its check. */
 function tableLines(a, scratch) {
-    if (a.kind === 'postgres')
-        return `sed -n 's/^[0-9]*; 1259 [0-9]* TABLE \\([^ ]*\\) \\(.*\\) [^ ]*$/\\1.\\2/p' "${scratch}.toc" | sed ${quote_sh(`s|^|TABLE=${a.file} |`)}`;
-    if (a.kind === 'mysql')
-        return `sed -n ${quote_sh(`s|^TABLE=|TABLE=${a.file} |p`)} "${scratch}.check"`;
-    return undefined;
+    return formatOf(a.kind).tables?.(a.file, scratch);
 }
 /**
  * Makes a backup: every artifact streams `dump | compress | [tee to a verifier] | [age] > file` into a
@@ -72035,8 +72777,8 @@ function script_backupScript(input) {
         'set -u',
         'umask 077',
         ...captureSecrets(plan, plan.targets, decryptCheck),
-        `dir=${quote_sh(plan.dir)}`,
-        `name=${quote_sh(name)}`,
+        `dir=${sh(plan.dir)}`,
+        `name=${sh(name)}`,
         `mkdir -p "$dir" || ${fail('"cannot create the backup directory $dir"')}`,
         `for f in "$dir/$name".*; do [ -e "$f" ] && { printf 'EXISTS=%s\\n' "$f"; exit 17; }; done`,
         ...WORK_DIRS('"$dir/.partial.$name.XXXXXX"'),
@@ -72057,7 +72799,7 @@ function script_backupScript(input) {
             dump.push({ label: `tee to the verifier (${a.file})`, cmd: `tee "${scratch}.fifo"` });
             dump.push({ label: `age encryption (${a.file})`, cmd: encryptCommand(plan.recipients) });
             const d = pipeline(ids, dump, { from: '/dev/null', to: out });
-            lines.push(`mkfifo "${scratch}.fifo" || ${fail('"cannot create a FIFO in $t"')}`, `{ ${check.text}; } <"${scratch}.fifo" &`, 'sd_v=$!', d.text, 'wait "$sd_v"', `sd_ok ${d.ids.join(' ')} || exit 1`, `sd_ok ${check.ids.join(' ')} || exit 1`, `[ "$(head -c ${AGE_HEADER.length} ${out})" = ${AGE_HEADER} ] || ${fail(quote_sh(`${a.file} is not an age file`))}`);
+            lines.push(`mkfifo "${scratch}.fifo" || ${fail('"cannot create a FIFO in $t"')}`, `{ ${check.text}; } <"${scratch}.fifo" &`, 'sd_v=$!', d.text, 'wait "$sd_v"', `sd_ok ${d.ids.join(' ')} || exit 1`, `sd_ok ${check.ids.join(' ')} || exit 1`, `[ "$(head -c ${AGE_HEADER.length} ${out})" = ${AGE_HEADER} ] || ${fail(sh(`${a.file} is not an age file`))}`);
             if (decryptCheck) {
                 const c = pipeline(ids, [
                     { label: `age decryption (${a.file})`, cmd: decryptCommand('$t/identity') },
@@ -72068,26 +72810,26 @@ function script_backupScript(input) {
         }
         else {
             const d = pipeline(ids, dump, { from: '/dev/null', to: out });
-            lines.push(d.text, `sd_ok ${d.ids.join(' ')} || exit 1`, `[ -s ${out} ] || ${fail(quote_sh(`${a.file}: the dump is empty`))}`);
+            lines.push(d.text, `sd_ok ${d.ids.join(' ')} || exit 1`, `[ -s ${out} ] || ${fail(sh(`${a.file}: the dump is empty`))}`);
             const c = pipeline(ids, checkSteps(a, t, scratch), { from: out });
             lines.push(c.text, `sd_ok ${c.ids.join(' ')} || exit 1`);
         }
     });
     const files = arts.map(a => a.artifact.file);
-    const meta = name_metaFile(name);
-    const manifest = name_manifestFile(name);
-    const keep = name_keepFile(name);
+    const meta = metaFile(name);
+    const manifest = manifestFile(name);
+    const keep = keepFile(name);
     const published = [...files, meta, ...(input.keep ? [keep] : []), manifest];
-    lines.push(`printf '%s\\n' ${quote_sh(JSON.stringify(input.meta))} >"$w/${meta}" || ${fail(quote_sh(`cannot write ${meta}`))}`, ...(input.keep
-        ? [`printf '%s\\n' ${quote_sh(input.keep)} >"$w/${keep}" || ${fail(quote_sh(`cannot write ${keep}`))}`]
-        : []), `(cd "$w" && sha256sum -- ${files.map(quote_sh).join(' ')} >${quote_sh(manifest)}) || ${fail(quote_sh(`cannot write ${manifest}`))}`, `chmod 600 ${published.map(f => `"$w/${f}"`).join(' ')} || ${fail("'chmod 600 failed'")}`, `sync -- ${published.map(f => `"$w/${f}"`).join(' ')} 2>/dev/null || true`, 
+    lines.push(`printf '%s\\n' ${sh(JSON.stringify(input.meta))} >"$w/${meta}" || ${fail(sh(`cannot write ${meta}`))}`, ...(input.keep
+        ? [`printf '%s\\n' ${sh(input.keep)} >"$w/${keep}" || ${fail(sh(`cannot write ${keep}`))}`]
+        : []), `(cd "$w" && sha256sum -- ${files.map(sh).join(' ')} >${sh(manifest)}) || ${fail(sh(`cannot write ${manifest}`))}`, `chmod 600 ${published.map(f => `"$w/${f}"`).join(' ')} || ${fail("'chmod 600 failed'")}`, `sync -- ${published.map(f => `"$w/${f}"`).join(' ')} 2>/dev/null || true`, 
     // with backup.sign_key the runner signs these exact bytes (the key never comes here)
     ...(plan.signKey
         ? [hexLine('SIGN_MANIFEST', `"$w/${manifest}"`), hexLine('SIGN_META', `"$w/${meta}"`)]
-        : []), ...published.map(f => `mv -f "$w/${f}" "$dir/${f}" || ${fail(quote_sh(`cannot move ${f} into place`))}`), `for f in ${published.map(quote_sh).join(' ')}; do printf 'FILE=%s %s\\n' "$(stat -c %s "$dir/$f")" "$f"; done`, 'echo DONE=1');
+        : []), ...published.map(f => `mv -f "$w/${f}" "$dir/${f}" || ${fail(sh(`cannot move ${f} into place`))}`), `for f in ${published.map(sh).join(' ')}; do printf 'FILE=%s %s\\n' "$(stat -c %s "$dir/$f")" "$f"; done`, 'echo DONE=1');
     return {
         label: `back up to ${plan.dir}/${name}`,
-        script: command_script(...lines),
+        script: script(...lines),
         env: secretEnv(plan, plan.targets, decryptCheck),
         steps: ids.labels,
         artifacts: arts.map(a => a.artifact)
@@ -72107,11 +72849,11 @@ function readSignedScript(plan, name) {
     };
 }
 /** Writes NAME.sig (not a secret: an HMAC) next to a published backup. */
-function writeSignatureScript(plan, name, line) {
-    const sig = name_signatureFile(name);
+function script_writeSignatureScript(plan, name, line) {
+    const sig = signatureFile(name);
     return {
         label: `sign backup ${name}`,
-        script: command_script('umask 077', `cd ${quote_sh(plan.dir)} || exit 1`, `printf '%s\\n' ${quote_sh(line)} >${quote_sh(`.${sig}.tmp`)} || ${fail(quote_sh(`cannot write ${sig}`))}`, `mv -f -- ${quote_sh(`.${sig}.tmp`)} ${quote_sh(sig)} || ${fail(quote_sh(`cannot move ${sig} into place`))}`, 'echo SIGNED=1')
+        script: script('umask 077', `cd ${sh(plan.dir)} || exit 1`, `printf '%s\\n' ${sh(line)} >${sh(`.${sig}.tmp`)} || ${fail(sh(`cannot write ${sig}`))}`, `mv -f -- ${sh(`.${sig}.tmp`)} ${sh(sig)} || ${fail(sh(`cannot move ${sig} into place`))}`, 'echo SIGNED=1')
     };
 }
 /** Which configured database an artifact belongs to: its label, or the only database of that engine. */
@@ -72163,12 +72905,12 @@ function verifyScript(plan, name, artifacts, opts = {}) {
         const scratch = `$t/a${i}`;
         const file = quote_sh(a.file);
         if (a.encrypted && !identity) {
-            lines.push(`[ "$(head -c ${AGE_HEADER.length} ${file})" = ${AGE_HEADER} ] || ${fail(quote_sh(`${a.file} is not an age file`))}`, `printf 'UNCHECKED=%s\\n' ${file}`);
+            lines.push(`[ "$(head -c ${compress_AGE_HEADER.length} ${file})" = ${compress_AGE_HEADER} ] || ${fail(quote_sh(`${a.file} is not an age file`))}`, `printf 'UNCHECKED=%s\\n' ${file}`);
             return;
         }
         const steps = checkSteps(a, t, scratch);
         if (a.encrypted)
-            steps.unshift({ label: `age decryption (${a.file})`, cmd: decryptCommand('$t/identity') });
+            steps.unshift({ label: `age decryption (${a.file})`, cmd: compress_decryptCommand('$t/identity') });
         const c = pipeline(ids, steps, { from: file });
         lines.push(c.text, `sd_ok ${c.ids.join(' ')} || exit 1`);
         const tables = tableLines(a, scratch);
@@ -72196,7 +72938,7 @@ function restoreScript(plan, layoutMeta, a, target, tools) {
     const from = `"$dir/${a.file}"`;
     const head = [];
     if (a.encrypted)
-        head.push({ label: `age decryption (${a.file})`, cmd: decryptCommand('$t/identity') });
+        head.push({ label: `age decryption (${a.file})`, cmd: compress_decryptCommand('$t/identity') });
     const dec = decompressCommand(a.compress);
     if (dec)
         head.push({ label: `${dec.split(' ')[0]} -d (${a.file})`, cmd: dec });
@@ -72216,31 +72958,21 @@ function restoreScript(plan, layoutMeta, a, target, tools) {
         lines.push(p.text, `sd_ok ${p.ids.join(' ')} || exit 1`);
     };
     if (a.kind === 'files') {
-        run([...head, { label: `tar -x (${a.file})`, cmd: filesExtract('"$w"') }], { from });
-        run([{ label: 'put the restored files in place', cmd: filesSwap(plan.root, plan.files, '"$w"') }], {});
+        run([...head, { label: `tar -x (${a.file})`, cmd: filesExtract(`"$${WORK_VAR}"`) }], { from });
+        run([{ label: 'put the restored files in place', cmd: filesSwap(plan.root, plan.files, `"$${WORK_VAR}"`) }], {});
     }
     else if (!target) {
         throw new Error(`no configured database matches ${a.file}`);
     }
-    else if (a.kind === 'sqlite') {
-        const staged = '"$w/restore.sqlite3"';
-        run(head.length ? head : [{ label: `read ${a.file}`, cmd: 'cat' }], { from, to: staged });
-        run([{ label: `sqlite3 .restore into the ${describeTarget(target)}`, cmd: sqliteRestore(target, 'w') }], {
-            from: staged
-        });
-    }
-    else if (a.kind === 'postgres') {
-        run([...head, { label: `pg_restore into the ${describeTarget(target)}`, cmd: pgRestore(target) }], {
-            from
-        });
-        lines.push(`(${pgTablesQuery(target)}) 2>/dev/null | sed 's/^/DBTABLE=/'`);
-    }
     else {
-        const tl = tools ?? DEFAULT_TOOLS.mysql;
-        run([...head, { label: `${tl.client} into the ${describeTarget(target)}`, cmd: myRestore(target, tl) }], {
-            from
+        const engine = engines_engineOf(target.engine);
+        engine.restore(target, tools ?? engine.defaultTools, {
+            head,
+            from,
+            file: a.file,
+            run,
+            line: text => lines.push(text)
         });
-        lines.push(`(${myTablesQuery(target, tl.client)}) 2>/dev/null | sed 's/^/DBTABLE=/'`);
     }
     lines.push(`printf 'RESTORED=%s\\n' ${quote_sh(a.file)}`);
     return {
@@ -72250,36 +72982,27 @@ function restoreScript(plan, layoutMeta, a, target, tools) {
         steps: ids.labels
     };
 }
+/** A probe line of one target starts with this: `DB_SERVER=0 ` (the target's index, then the value). */
+const probeKey = (t, name) => `DB_${name}=${t.index} `;
 /**
- * What the host has: for each target its tools (T<i>_TOOL, T<i>_MISSING), the server's version and the
- * database size (T<i>_SERVER) or the error connecting (T<i>_ERROR), or T<i>_NODIR when a compose
- * service's project dir is not there (no release yet); host tools the backup needs
- * (MISSING=); free space where the backups go (FREE_KB=).
+ * What the host has: for each target (its lines start `DB_<KEY>=<index> `, see probeKey) its tools
+ * (TOOL, MISSING), the server's version and the database size (SERVER) or the error connecting (ERROR),
+ * or NODIR when a compose service's project dir is not there (no release yet); host tools the backup
+ * needs (MISSING=); free space where the backups go (FREE_KB=).
  */
-function script_probeScript(plan, opts) {
+function probeScript(plan, opts) {
     const all = ['t=${TMPDIR:-/tmp}', ...captureSecrets(plan, plan.targets, false)];
     for (const t of plan.targets) {
-        const p = `T${t.index}_`;
+        const key = (name) => probeKey(t, name);
         const lines = [];
-        const version = (tool) => `v=$(${runIn(t, [], `${tool} --version`)} 2>&1) && printf '${p}TOOL=%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | head -n 1)" || printf '${p}MISSING=%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | tail -n 1)"`;
+        const version = (tool) => `v=$(${runIn(t, [], `${tool} --version`)} 2>&1) && printf '${key('TOOL')}%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | head -n 1)" || printf '${key('MISSING')}%s %s\\n' ${tool} "$(printf '%s\\n' "$v" | tail -n 1)"`;
         if (t.container)
-            lines.push(`command -v docker >/dev/null 2>&1 || echo ${p}NODOCKER=1`);
-        const server = (cmd) => `r=$(${cmd} 2>&1) && printf '${p}SERVER=%s\\n' "$r" || printf '%s\\n' "$r" | tail -n 5 | sed 's/^/${p}ERROR=/'`;
-        if (t.engine === 'postgres') {
-            // on the host, presence is a shell builtin away; only pg_dump's version matters (vs the server's)
-            const present = (tool) => t.container ? version(tool) : `command -v ${tool} >/dev/null 2>&1 || echo ${p}MISSING=${tool}`;
-            lines.push(version('pg_dump'), present('pg_restore'), present('psql'), server(pgServerQuery(t)));
-        }
-        else if (t.engine === 'mysql') {
-            const find = (kind, tools) => `for x in ${tools.join(' ')}; do v=$(${runIn(t, [], '"$x" --version')} 2>&1) && { printf '${p}${kind}=%s\\n${p}TOOL=%s %s\\n' "$x" "$x" "$(printf '%s\\n' "$v" | head -n 1)"; break; }; done`;
-            lines.push('c=', find('DUMP', ['mariadb-dump', 'mysqldump']), find('CLIENT', ['mariadb', 'mysql']).replace('break;', 'c=$x; break;'), `if [ -n "$c" ]; then ${server(myServerQuery(t, '"$c"'))}; fi`);
-        }
-        else {
-            lines.push(version('sqlite3'), server(sqliteSize(t, 't')));
-        }
+            lines.push(`command -v docker >/dev/null 2>&1 || echo ${key('NODOCKER')}1`);
+        const server = (cmd) => `r=$(${cmd} 2>&1) && printf '${key('SERVER')}%s\\n' "$r" || printf '%s\\n' "$r" | tail -n 5 | sed 's/^/${key('ERROR')}/'`;
+        lines.push(...engines_engineOf(t.engine).probe(t, { key, version, server }));
         // `cd <compose dir>` failing (no release yet) is said as such, not as every tool missing
         if (t.container)
-            all.push(`if [ -d ${quote_sh(t.container.dir)} ]; then`, ...lines, `else echo ${p}NODIR=1; fi`);
+            all.push(`if [ -d ${quote_sh(t.container.dir)} ]; then`, ...lines, `else echo ${key('NODIR')}1; fi`);
         else
             all.push(...lines);
     }
@@ -72324,81 +73047,27 @@ function script_catCommand(plan, file) {
     return `cat ${sh(`${plan.dir}/${file}`)}`;
 }
 
-;// CONCATENATED MODULE: ./src/backup/sign.ts
-
-/**
- * The optional manifest signature (`backup.sign_key`). A backup's `.sha256` manifest proves integrity:
- * the files are the bytes the manifest lists. It does not prove who made them: anyone who can write the
- * backup dir can write an archive and a matching manifest. With a key, NAME.sig holds
- *
- *   HMAC-SHA256(key, "safe-deploy-backup-v1\n" NAME "\n" sha256(NAME.sha256) "\n" sha256(NAME.meta.json) "\n")
- *
- * (hashes in lower-case hex), computed on the runner over the bytes the host sent back, so the key never
- * leaves the runner: it is on no command line, in no script and in no environment on the host.
- */
-const SIGNATURE_VERSION = 'safe-deploy-backup-v1';
-const sha256 = (b) => (0,external_node_crypto_.createHash)('sha256').update(b).digest('hex');
-/** The signed message: the name and the hashes of the manifest and meta file. */
-function signedMessage(name, manifest, meta) {
-    return `${SIGNATURE_VERSION}\n${name}\n${sha256(manifest)}\n${sha256(meta)}\n`;
-}
-/** The HMAC in hex. */
-function signature(key, name, manifest, meta) {
-    return (0,external_node_crypto_.createHmac)('sha256', key)
-        .update(signedMessage(name, manifest, meta))
-        .digest('hex');
-}
-/** The content of NAME.sig: one line, `safe-deploy-backup-v1 hmac-sha256 <hex>`. */
-function signatureLine(key, name, manifest, meta) {
-    return `${SIGNATURE_VERSION} hmac-sha256 ${signature(key, name, manifest, meta)}`;
-}
-/** Whether `line` (NAME.sig's first line) is the right signature; compared in constant time. */
-function signatureMatches(key, name, manifest, meta, line) {
-    const want = Buffer.from(signatureLine(key, name, manifest, meta));
-    const got = Buffer.from(line.trim());
-    return got.length === want.length && (0,external_node_crypto_.timingSafeEqual)(got, want);
-}
-/** `od -An -v -tx1` output (hex bytes, spaces and line breaks removed by the script) to bytes. */
-function fromHex(hex) {
-    if (hex === undefined || !/^(?:[0-9a-f]{2})*$/.test(hex))
-        return undefined;
-    return Buffer.from(hex, 'hex');
-}
-
-;// CONCATENATED MODULE: ./src/backup/ops.ts
+;// CONCATENATED MODULE: ./src/backup/ops/shared.ts
 
 
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
+/** What the backup operations (ops/take.ts, list, verify, restore, prune, download, probe) share. */
 /** Dumps and restores may take long; a hung one still ends (ssh.command_timeout if that is longer). */
 const LONG_TIMEOUT_MS = 6 * 3600_000;
-function longTimeout(ctx) {
+function shared_longTimeout(ctx) {
     return Math.max(ctx.config.ssh.command_timeout, LONG_TIMEOUT_MS);
 }
 /** The backup plan for a host; throws (exit 2) when the config has no backup section. */
-function ops_planFor(ctx, s, stage) {
+function shared_planFor(ctx, s, stage) {
     const b = plan_backupConfigOf(ctx.config);
     if (!b)
         throw new errors_StageError(stage, 'backups are not configured: add a backup: section to the config (see docs/backups.md)', undefined, errors_ExitCode.badInput);
     return plan_resolvePlan(ctx.config.app, b, s.layout, ctx.config.env);
 }
 /** Reads RC=/ERR=/FAIL= lines: the step that failed first (a SIGPIPE, 141, only when nothing else failed). */
-function describeFailure(cmd, stdout, stderr, code) {
-    const kv = kvLines(stdout);
+function shared_describeFailure(cmd, stdout, stderr, code) {
+    const kv = release_parseKeyValues(stdout);
     const failMsg = kv.get('FAIL')?.[0];
     const errs = new Map();
     for (const line of kv.get('ERR') ?? []) {
@@ -72432,565 +73101,29 @@ function describeFailure(cmd, stdout, stderr, code) {
     return parts.join('; ');
 }
 /** Warnings a passing step printed on stderr (pg_dump warnings, skipped files), for the log. */
-function stepWarnings(cmd, stdout) {
-    return (kvLines(stdout).get('ERR') ?? []).map(l => {
+function shared_stepWarnings(cmd, stdout) {
+    return (release_parseKeyValues(stdout).get('ERR') ?? []).map(l => {
         const i = l.indexOf(' ');
         return `${cmd.steps[l.slice(0, i)] ?? '?'}: ${l.slice(i + 1)}`;
     });
 }
-/** KEY=value lines (keys may hold digits: T0_TOOL) into lists per key. */
-function kvLines(text) {
-    const out = new Map();
-    for (const line of text.split('\n')) {
-        const m = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(line);
-        if (!m)
-            continue;
-        out.set(m[1], [...(out.get(m[1]) ?? []), m[2]]);
-    }
-    return out;
-}
-const majorOf = (v) => Number(/(\d+)(?:\.\d+)?/.exec(v)?.[1]);
-/** Host programs a backup of this plan needs besides the database tools. */
-function neededTools(plan) {
-    return [
-        'sha256sum',
-        ...(plan.targets.some(t => t.compress === 'gzip') || plan.files.length ? ['gzip'] : []),
-        ...(plan.targets.some(t => t.compress === 'zstd') ? ['zstd'] : []),
-        ...(plan.files.length ? ['tar'] : []),
-        ...(plan.recipients.length ? ['age', 'mkfifo', 'tee'] : []),
-        ...(plan.signKey ? ['od'] : [])
-    ];
-}
-/** For `plan`: the scripts a deploy's backup stage sends to the primary (the default client names). */
-function ops_backupPlanCommands(ctx, layout) {
-    const b = backupConfigOf(ctx.config);
-    if (!b)
-        return [];
-    const waiting = unresolvedDatabases(ctx.loaded.unresolved);
-    if (waiting.size) {
-        // `plan` runs without the database's variables; a deploy would refuse to start without them
-        const list = [...waiting.values()].flat();
-        return [
-            {
-                label: `backup (not shown: ${list.map(u => `${u.key} needs ${u.variable}, which is not set`).join('; ')}; deploy refuses to start without it)`,
-                script: ':'
-            }
-        ];
-    }
-    const plan = resolvePlan(ctx.config.app, b, layout, ctx.config.env);
-    const name = newBackupName(plan.app, new Date());
-    return [
-        probeScript(plan, { needs: neededTools(plan) }),
-        backupScript({ plan, name, meta: { app: plan.app, name, reason: 'before deploy of <release>' } })
-    ];
-}
-/** Checks the tools and connects to each database; reports what is wrong in words a person can act on. */
-async function probeHost(ctx, s, plan, opts) {
-    const needs = opts.needs ?? neededTools(plan);
-    const r = await context_runOn(ctx, s, script_probeScript(plan, { needs }), { stage: opts.stage, allowFail: true });
-    const kv = kvLines(r.stdout);
-    const host = s.host.name;
-    const out = { tools: {}, sizes: {}, problems: [] };
-    const free = Number(kv.get('FREE_KB')?.[0]);
-    if (Number.isFinite(free))
-        out.freeKb = free;
-    for (const x of kv.get('MISSING') ?? []) {
-        const pkg = { sha256sum: 'coreutils', mkfifo: 'coreutils', tee: 'coreutils', od: 'coreutils' }[x] ?? x;
-        out.problems.push({ message: `${x} not found on ${host}: install ${pkg}` });
-    }
-    for (const t of plan.targets) {
-        const p = `T${t.index}_`;
-        const what = describeTarget(t);
-        const where = t.container ? `in compose service ${t.container.service} on ${host}` : `on ${host}`;
-        if (t.container && kv.get(`${p}NODIR`)) {
-            const dir = t.container.dir;
-            const key = `backup.databases[${t.index}].compose_dir`;
-            out.problems.push({
-                target: t,
-                message: dir === `${plan.root}/current`
-                    ? `no current release on ${host} yet: ${dir}, the compose file dir of compose service ${t.container.service} (${key} defaults to the current release), does not exist, so the ${what} cannot be reached; deploy once without this database in backup.databases (or with backup: false), or set ${key} to where the compose project is`
-                    : `the compose file dir ${dir} (${key}) of compose service ${t.container.service} does not exist on ${host}, so the ${what} cannot be reached`
-            });
-            continue;
-        }
-        if (kv.get(`${p}NODOCKER`)) {
-            out.problems.push({ target: t, message: `docker not found on ${host}, needed for the ${what}` });
-            continue;
-        }
-        const tools = new Map((kv.get(`${p}TOOL`) ?? []).map(l => [l.split(' ')[0], l.slice(l.indexOf(' ') + 1)]));
-        const missing = (kv.get(`${p}MISSING`) ?? []).map(l => l.split(' ')[0]);
-        const server = kv.get(`${p}SERVER`)?.[0];
-        const error = (kv.get(`${p}ERROR`) ?? []).join('\n');
-        if (t.engine === 'postgres') {
-            const serverMajor = server ? Math.floor(Number(server.split(' ')[0]) / 10000) : undefined;
-            const clientPkg = `postgresql-client${serverMajor ? `-${serverMajor}` : ''}`;
-            for (const tool of missing)
-                out.problems.push({
-                    target: t,
-                    message: `${tool} not found ${where}: install ${clientPkg}${serverMajor ? '' : ' (the major version of your server, or newer)'}`
-                });
-            const client = tools.get('pg_dump');
-            if (client && serverMajor && majorOf(client.replace(/^pg_dump \(PostgreSQL\) /, '')) < serverMajor)
-                out.problems.push({
-                    target: t,
-                    message: `pg_dump ${where} is version ${majorOf(client.replace(/^pg_dump \(PostgreSQL\) /, ''))}, older than the PostgreSQL ${serverMajor} server of the ${what}: install postgresql-client-${serverMajor}`
-                });
-            if (server)
-                out.sizes[t.index] = Number(server.split(' ')[1]);
-        }
-        else if (t.engine === 'mysql') {
-            const dump = kv.get(`${p}DUMP`)?.[0];
-            const clientTool = kv.get(`${p}CLIENT`)?.[0];
-            if (!dump)
-                out.problems.push({
-                    target: t,
-                    message: `mysqldump not found ${where}: install mariadb-client (or mysql-client for a MySQL server)`
-                });
-            if (!clientTool)
-                out.problems.push({
-                    target: t,
-                    message: `mysql client not found ${where}: install mariadb-client (or mysql-client for a MySQL server)`
-                });
-            if (dump && clientTool)
-                out.tools[t.index] = { dump, client: clientTool };
-            if (server && dump) {
-                const [version = '', size] = server.split('\t');
-                out.sizes[t.index] = Number(size);
-                const clientVersion = tools.get(dump) ?? '';
-                const serverMaria = /mariadb/i.test(version);
-                const clientMaria = /mariadb/i.test(clientVersion);
-                const cv = /Distrib (\d+)\.(\d+)/.exec(clientVersion) ?? /Ver (\d+)\.(\d+)/.exec(clientVersion);
-                const sv = /^(\d+)\.(\d+)/.exec(version);
-                if (cv && sv && serverMaria === clientMaria) {
-                    const older = Number(cv[1]) * 1000 + Number(cv[2]) < Number(sv[1]) * 1000 + Number(sv[2]);
-                    if (older && Number(cv[1]) < Number(sv[1]))
-                        out.problems.push({
-                            target: t,
-                            message: `${dump} ${where} (${cv[1]}.${cv[2]}) is older than the ${what} server (${version}): install a client of version ${sv[1]} or newer`
-                        });
-                }
-                else if (sv && serverMaria !== clientMaria) {
-                    ctx.log.warn(`${dump} ${where} is a ${clientMaria ? 'MariaDB' : 'MySQL'} client and the server is ${version}; dumps usually work across them, restores are tested in docs/backups.md only for matching ones`, host);
-                }
-            }
-        }
-        else {
-            if (missing.includes('sqlite3'))
-                out.problems.push({ target: t, message: `sqlite3 not found ${where}: install sqlite3` });
-            if (server)
-                out.sizes[t.index] = Number(server);
-        }
-        if (!server && error && !missing.length)
-            out.problems.push({ target: t, message: `cannot reach the ${what} ${where}: ${error}` });
-        else if (!server && error && t.engine === 'sqlite')
-            out.problems.push({ target: t, message: `the ${what} ${where}: ${error}` });
-    }
-    return out;
-}
-function throwProblems(stage, s, what, probe) {
-    if (!probe.problems.length)
-        return;
-    throw new errors_StageError(stage, `${what} failed on ${s.host.name}: ${probe.problems.map(p => p.message).join('; ')}`, s.host.name);
-}
-const mib = (bytes) => bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
-/**
- * Takes a backup on host `s`: checks tools and connections, then dumps, verifies, checksums and publishes
- * every artifact (script.ts backupScript). Throws a StageError naming the engine and the tool's stderr
- * when anything fails; nothing is published then.
- */
-async function ops_takeBackup(ctx, s, opts) {
-    const t0 = performance.now();
-    const plan = ops_planFor(ctx, s, opts.stage);
-    const probe = await probeHost(ctx, s, plan, { stage: opts.stage });
-    throwProblems(opts.stage, s, 'backup', probe);
-    const dbBytes = Object.values(probe.sizes).reduce((a, b) => a + (b ?? 0), 0);
-    if (probe.freeKb !== undefined && dbBytes > probe.freeKb * 1024)
-        ctx.log.warn(`only ${mib(probe.freeKb * 1024)} free in ${plan.dir} for databases of ${mib(dbBytes)} (before compression)`, s.host.name);
-    const encrypted = plan.recipients.length > 0;
-    const verified = encrypted ? (plan.hasIdentity ? 'decrypted' : 'stream') : 'file';
-    const start = opts.now ?? new Date();
-    for (let bump = 0; bump < 30; bump++) {
-        const name = name_newBackupName(plan.app, new Date(start.getTime() + bump * 1000));
-        const meta = {
-            version: 1,
-            app: plan.app,
-            name,
-            created: backupTime(name).toISOString(),
-            host: s.host.name,
-            reason: opts.reason,
-            release: opts.release,
-            current: s.current,
-            by: `${ctx.actor.who}${ctx.actor.run ? ` (${ctx.actor.run})` : ''} from ${(0,external_node_os_namespaceObject.hostname)()}`,
-            databases: plan.targets.map(t => ({
-                label: t.label,
-                engine: t.engine,
-                database: t.conn.database,
-                path: t.path,
-                container: t.container?.service
-            })),
-            files: plan.files,
-            encrypted,
-            recipients: plan.recipients,
-            verified,
-            tools: Object.fromEntries(Object.entries(probe.tools).map(([i, tl]) => [`db${i}`, `${tl.dump}, ${tl.client}`])),
-            safe_deploy: package_namespaceObject.rE
-        };
-        const keep = opts.keep ? `kept by ${meta.by} at ${meta.created} (backup --keep)` : undefined;
-        const cmd = script_backupScript({ plan, name, tools: probe.tools, meta, keep });
-        const r = await context_runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) });
-        if (r.code === 17)
-            continue;
-        if (r.code !== 0 || !kvLines(r.stdout).get('DONE')) {
-            throw new errors_StageError(opts.stage, `backup failed on ${s.host.name}, nothing was published: ${describeFailure(cmd, r.stdout, r.stderr, r.code)}`, s.host.name);
-        }
-        for (const w of stepWarnings(cmd, r.stdout))
-            ctx.log.warn(w, s.host.name);
-        const files = (kvLines(r.stdout).get('FILE') ?? []).map(l => {
-            const [bytes, file] = [l.slice(0, l.indexOf(' ')), l.slice(l.indexOf(' ') + 1)];
-            return { file, bytes: Number(bytes) };
-        });
-        if (plan.signKey)
-            files.push(await signBackup(ctx, s, plan, name, r.stdout, opts.stage));
-        const main = cmd.artifacts[0]?.file ?? name_manifestFile(name);
-        const result = {
-            name,
-            dir: plan.dir,
-            path: `${plan.dir}/${main}`,
-            host: s.host.name,
-            files,
-            bytes: files.reduce((a, f) => a + f.bytes, 0),
-            encrypted,
-            verified,
-            durationS: Math.round((performance.now() - t0) / 100) / 10
-        };
-        const how = {
-            file: 'verified',
-            stream: 'verified before encryption',
-            decrypted: 'verified, decrypted'
-        }[verified];
-        ctx.log.info(`Backup created: ${cmd.artifacts.map(a => `${a.file} (${mib(files.find(f => f.file === a.file)?.bytes ?? 0)})`).join(', ')}; ${how}; in ${plan.dir} (${result.durationS} s)${keep ? `; protected from retention (${name_keepFile(name)}; undo with \`safe-deploy backups unprotect ${name}\`)` : ''}`, s.host.name);
-        return result;
-    }
-    throw new errors_StageError(opts.stage, `could not find a free backup name in ${plan.dir}`, s.host.name);
-}
-/**
- * Writes NAME.sig for a backup just published, from the manifest and meta bytes its script printed. A
- * failure here leaves a whole but unsigned backup, which verify and restore refuse while sign_key is set.
- */
-async function signBackup(ctx, s, plan, name, stdout, stage) {
-    const kv = kvLines(stdout);
-    const manifest = fromHex(kv.get('SIGN_MANIFEST')?.[0]);
-    const meta = fromHex(kv.get('SIGN_META')?.[0]);
-    const sig = name_signatureFile(name);
-    if (!manifest || !meta)
-        throw new errors_StageError(stage, `backup ${name} on ${s.host.name} was published but not signed: the host did not send back its manifest`, s.host.name);
-    const line = signatureLine(plan.signKey, name, manifest, meta);
-    const r = await context_runOn(ctx, s, writeSignatureScript(plan, name, line), { stage, allowFail: true });
-    if (r.code !== 0 || !kvLines(r.stdout).get('SIGNED'))
-        throw new errors_StageError(stage, `backup ${name} on ${s.host.name} was published but ${sig} could not be written (${kvLines(r.stdout).get('FAIL')?.[0] ?? `exit ${r.code}`}); verify and restore refuse it while backup.sign_key is set`, s.host.name);
-    ctx.log.info(`signed backup ${name} (${sig}, HMAC-SHA256 of its manifest and meta)`, s.host.name);
-    return { file: sig, bytes: line.length + 1 };
-}
-/**
- * With backup.sign_key: checks NAME.sig against the manifest and meta as they are now. Returns the
- * manifest's sha256 (the verify script checks its copy is that one) and the signed meta.
- */
-async function checkSignature(ctx, s, plan, name, stage) {
-    const r = await context_runOn(ctx, s, readSignedScript(plan, name), { stage, allowFail: true });
-    const kv = kvLines(r.stdout);
-    const manifest = fromHex(kv.get('SIGN_MANIFEST')?.[0]);
-    if (r.code !== 0 || !manifest)
-        throw new errors_StageError(stage, `backup ${name} on ${s.host.name}: ${kv.get('FAIL')?.[0] ?? `cannot read ${name_manifestFile(name)} (exit ${r.code})`}`, s.host.name);
-    const meta = fromHex(kv.get('SIGN_META')?.[0]);
-    const sig = kv.get('SIG')?.[0];
-    const refuse = (why) => new errors_StageError(stage, `backup ${name} on ${s.host.name} is refused: ${why}. backup.sign_key is set, so only backups signed with that key are verified or restored (docs/backups.md, "Who can forge a backup")`, s.host.name);
-    if (sig === undefined)
-        throw refuse(`it has no signature (${name_signatureFile(name)}): it was made without backup.sign_key, or the signature was removed`);
-    if (!meta)
-        throw refuse(`${name_metaFile(name)} is missing, and the signature covers it`);
-    if (!signatureMatches(plan.signKey, name, manifest, meta, sig))
-        throw refuse(`its signature (${name_signatureFile(name)}) does not match its manifest and meta: the backup was changed or forged after it was made, or signed with another key`);
-    let parsed;
-    try {
-        parsed = JSON.parse(meta.toString('utf8'));
-    }
-    catch {
-        parsed = undefined;
-    }
-    ctx.log.info(`signature of backup ${name} checked (${name_signatureFile(name)})`, s.host.name);
-    return { manifestSha256: (0,external_node_crypto_.createHash)('sha256').update(manifest).digest('hex'), meta: parsed };
-}
-/** Reads the backup dir: every backup of this app, newest last. */
-async function ops_listBackups(ctx, s, plan, stage) {
-    const r = await context_runOn(ctx, s, listScript(plan), { stage });
-    const kv = kvLines(r.stdout);
-    const byName = new Map();
-    for (const line of kv.get('FILE') ?? []) {
-        const bytes = Number(line.slice(0, line.indexOf(' ')));
-        const file = line.slice(line.indexOf(' ') + 1);
-        const stem = /^(.*?_\d{8}_\d{6})\./.exec(file)?.[1];
-        if (!stem || !name_isBackupName(stem) || appOf(stem) !== plan.app)
-            continue;
-        const info = byName.get(stem) ?? {
-            name: stem,
-            created: backupTime(stem),
-            files: [],
-            bytes: 0,
-            complete: false,
-            encrypted: false,
-            protected: false,
-            hasSignature: false
-        };
-        const artifact = parseArtifactFile(stem, file);
-        info.files.push({ file, bytes, artifact });
-        info.bytes += bytes;
-        if (file === name_manifestFile(stem))
-            info.complete = true;
-        if (file === name_keepFile(stem))
-            info.protected = true;
-        if (file === name_signatureFile(stem))
-            info.hasSignature = true;
-        if (artifact?.encrypted)
-            info.encrypted = true;
-        byName.set(stem, info);
-    }
-    for (const line of kv.get('META') ?? []) {
-        try {
-            const m = JSON.parse(line);
-            const info = m.name ? byName.get(m.name) : undefined;
-            if (info)
-                info.meta = m;
-        }
-        catch {
-            /* a damaged meta file only loses the extra details */
-        }
-    }
-    const temps = (kv.get('TEMP') ?? []).map(l => ({
-        mtime: Number(l.slice(0, l.indexOf(' '))),
-        name: l.slice(l.indexOf(' ') + 1)
-    }));
-    const free = Number(kv.get('FREE_KB')?.[0]);
-    const now = Number(kv.get('NOW')?.[0]);
-    return {
-        backups: [...byName.values()].sort((a, b) => a.created.getTime() - b.created.getTime()),
-        temps,
-        freeKb: Number.isFinite(free) ? free : undefined,
-        now: Number.isFinite(now) ? now : undefined
-    };
-}
-/** The backup `name`, published and whole; throws (exit 3) naming what is there instead. */
-function ops_findBackup(listing, name, s, stage) {
-    const info = listing.backups.find(b => b.name === name);
-    if (!info) {
-        const newest = listing.backups
-            .filter(b => b.complete)
-            .slice(-3)
-            .map(b => b.name);
-        throw new errors_StageError(stage, `backup ${name} does not exist on ${s.host.name}${newest.length ? ` (newest: ${newest.join(', ')})` : ' (there are no backups)'}; see \`safe-deploy backups list\``, s.host.name);
-    }
-    if (!info.complete)
-        throw new errors_StageError(stage, `backup ${name} on ${s.host.name} has no ${name_manifestFile(name)}: it was never published whole (an interrupted run) and cannot be trusted`, s.host.name);
-    return info;
-}
-/**
- * Verifies a published backup: every file against its manifest (a flipped or missing byte fails), then
- * each artifact by its engine. Throws a StageError (exit 3) that says which file failed and how.
- */
-async function ops_verifyBackup(ctx, s, plan, info, stage) {
-    const artifacts = info.files.flatMap(f => (f.artifact ? [f.artifact] : []));
-    if (!artifacts.length)
-        throw new errors_StageError(stage, `backup ${info.name} has no database dump or files archive`, s.host.name);
-    const signed = plan.signKey ? await checkSignature(ctx, s, plan, info.name, stage) : undefined;
-    const cmd = verifyScript(plan, info.name, artifacts, { manifestSha256: signed?.manifestSha256 });
-    const r = await context_runOn(ctx, s, cmd, { stage, allowFail: true, timeoutMs: longTimeout(ctx) });
-    const kv = kvLines(r.stdout);
-    if (r.code !== 0 || !kv.get('DONE'))
-        throw new errors_StageError(stage, `backup ${info.name} failed verification on ${s.host.name}: ${describeFailure(cmd, r.stdout, r.stderr, r.code)}`, s.host.name);
-    const listed = new Set((kv.get('MANIFEST') ?? []).map(l => l.replace(/^[0-9a-f]{64} [ *]/, '')));
-    const uncovered = artifacts.filter(a => !listed.has(a.file)).map(a => a.file);
-    if (uncovered.length)
-        throw new errors_StageError(stage, `backup ${info.name} on ${s.host.name}: ${uncovered.join(', ')} not listed in ${name_manifestFile(info.name)}; it cannot be trusted`, s.host.name);
-    const tables = {};
-    for (const l of kv.get('TABLE') ?? []) {
-        const i = l.indexOf(' ');
-        const file = l.slice(0, i);
-        (tables[file] ??= []).push(l.slice(i + 1));
-    }
-    return {
-        name: info.name,
-        checked: kv.get('OK') ?? [],
-        unchecked: kv.get('UNCHECKED') ?? [],
-        tables,
-        ...(signed ? { signed: { meta: signed.meta } } : {})
-    };
-}
-/**
- * Restores the artifacts of a verified backup over the live databases and files, one artifact at a
- * time. PostgreSQL restores in one transaction and SQLite through the backup API (each all or nothing);
- * MySQL and files are not atomic, which is why callers take a safety backup first.
- */
-async function ops_restoreArtifacts(ctx, s, plan, info, verified, opts) {
-    const artifacts = info.files
-        .flatMap(f => (f.artifact ? [f.artifact] : []))
-        .filter(a => opts.only !== 'databases' || a.kind !== 'files');
-    const unmatched = artifacts.filter(a => a.kind !== 'files' && !targetFor(plan, a));
-    if (unmatched.length)
-        throw new errors_StageError(opts.stage, `no database in backup.databases matches ${unmatched.map(a => a.file).join(', ')} (the config changed since the backup?); restore it by hand (docs/backups.md)`, s.host.name, errors_ExitCode.badInput);
-    if (artifacts.some(a => a.encrypted) && !plan.hasIdentity)
-        throw new errors_StageError(opts.stage, `backup ${info.name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`, s.host.name, errors_ExitCode.badInput);
-    for (const t of plan.targets)
-        if (!artifacts.some(a => targetFor(plan, a) === t))
-            ctx.log.warn(`backup ${info.name} has nothing for the ${describeTarget(t)}; it is left as it is`, s.host.name);
-    const probe = artifacts.some(a => a.kind !== 'files')
-        ? await probeHost(ctx, s, plan, { stage: opts.stage, needs: [] })
-        : undefined;
-    if (probe)
-        throwProblems(opts.stage, s, 'restore', probe);
-    const restored = [];
-    const leftTables = {};
-    for (const a of artifacts) {
-        const t = targetFor(plan, a);
-        // the paths this archive was made of (its meta file), rather than what the config lists today
-        // (with sign_key, only the meta file the signature covers)
-        const archived = plan.signKey ? verified.signed?.meta?.files : info.meta?.files;
-        const paths = Array.isArray(archived) && archived.every(p => typeof p === 'string' && isRelativeSafe(p))
-            ? archived
-            : plan.files;
-        const cmd = restoreScript({ ...plan, files: paths }, s.layout.meta, a, t, t ? probe?.tools[t.index] : undefined);
-        opts.onChange?.();
-        ctx.log.info(`restoring ${a.file}${t ? ` into the ${describeTarget(t)}` : ` into ${plan.root}`}`, s.host.name);
-        const r = await context_runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) });
-        const kv = kvLines(r.stdout);
-        if (r.code !== 0 || !kv.get('RESTORED'))
-            throw new ops_RestoreError(opts.stage, `restore of ${a.file} failed on ${s.host.name}: ${describeFailure(cmd, r.stdout, r.stderr, r.code)}`, s.host.name, restored, a);
-        for (const w of stepWarnings(cmd, r.stdout))
-            ctx.log.warn(w, s.host.name);
-        restored.push(a.file);
-        const inBackup = verified.tables[a.file];
-        const now = kv.get('DBTABLE');
-        if (t && inBackup && now) {
-            const had = new Set(inBackup);
-            const left = now.filter(x => !had.has(x));
-            if (left.length) {
-                leftTables[a.file] = left;
-                ctx.log.warn(`the ${describeTarget(t)} has table(s) the backup does not: ${left.join(', ')}. They were left as they are (created after the backup, e.g. by a migration); drop them if the code you run expects them gone`, s.host.name);
-            }
-        }
-        ctx.log.info(`restored ${a.file}`, s.host.name);
-    }
-    return { name: info.name, restored, leftTables };
-}
-/** A failed restore; `restored` lists the artifacts that were already put back before `failed`. */
-class ops_RestoreError extends errors_StageError {
-    restored;
-    failed;
-    constructor(stage, message, host, restored, failed) {
-        super(stage, message, host);
-        this.restored = restored;
-        this.failed = failed;
-        this.name = 'RestoreError';
-    }
-    /** Whether the live state may differ from before: an artifact was restored, or a non-atomic one failed. */
-    get changed() {
-        return this.restored.length > 0 || this.failed.kind === 'mysql' || this.failed.kind === 'files';
-    }
-}
-/**
- * For stages (a failed migration, a rollback) and the `restore` command: verifies backup `name`, takes a
- * safety backup of the current state (unless told not to), and restores. If the restore fails after
- * something changed, the safety backup is restored; the error then says whether that worked.
- */
-async function ops_restoreBackup(ctx, s, name, opts) {
-    const plan = ops_planFor(ctx, s, opts.stage);
-    const listing = await ops_listBackups(ctx, s, plan, opts.stage);
-    const info = ops_findBackup(listing, name, s, opts.stage);
-    const verified = await ops_verifyBackup(ctx, s, plan, info, opts.stage);
-    if (verified.unchecked.length)
-        throw new errors_StageError(opts.stage, `backup ${name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`, s.host.name, errors_ExitCode.badInput);
-    ctx.log.info(`backup ${name} verified (${verified.checked.join(', ')})`, s.host.name);
-    const safety = opts.safetyBackup === false ? undefined : await ops_takeSafetyBackup(ctx, s, opts.stage, `restore of ${name}`);
-    try {
-        return { ...(await ops_restoreArtifacts(ctx, s, plan, info, verified, opts)), verified, safety };
-    }
-    catch (e) {
-        if (!(e instanceof ops_RestoreError) || !e.changed || !safety)
-            throw e;
-        ctx.log.error(`${e.message}; putting back the safety backup ${safety.name}`, s.host.name);
-        try {
-            await ops_restoreSafety(ctx, s, plan, safety.name, opts.stage, opts.only);
-        }
-        catch (again) {
-            throw new errors_StageError(opts.stage, `${e.message}. Putting back the safety backup ${safety.name} FAILED too: ${errors_errorMessage(again)}. The database may be half restored: restore ${safety.name} by hand (docs/backups.md)`, s.host.name, errors_ExitCode.rollbackFailed);
-        }
-        throw new errors_StageError(opts.stage, `${e.message}. The safety backup ${safety.name} was restored: the data is as it was before`, s.host.name, errors_ExitCode.rolledBack);
-    }
-}
-/**
- * A safety backup of the current state before a step that changes the data (`restore`, a rollback's `down`):
- * a verified backup like any other (takeBackup), its reason `before <what>`, named in the log.
- */
-async function ops_takeSafetyBackup(ctx, s, stage, what) {
-    const safety = await ops_takeBackup(ctx, s, { stage, reason: `before ${what}` });
-    ctx.log.info(`safety backup ${safety.name} taken before ${what}`, s.host.name);
-    return safety;
-}
-/** Restores a safety backup taken moments ago (verified first; no new safety backup). */
-async function ops_restoreSafety(ctx, s, plan, name, stage, only) {
-    const listing = await ops_listBackups(ctx, s, plan, stage);
-    const info = ops_findBackup(listing, name, s, stage);
-    const verified = await ops_verifyBackup(ctx, s, plan, info, stage);
-    return ops_restoreArtifacts(ctx, s, plan, info, verified, { stage, only });
-}
-/** Backups that kept releases need for their rollback: the backup taken before each one's deploy. */
-function protectedBackups(history, keptReleases) {
-    const kept = new Set(keptReleases);
-    return history
-        .filter(h => h.type === 'deploy' && h.backup && kept.has(h.release))
-        .map(h => h.backup);
-}
-/**
- * Applies the retention policy to complete backups: the newest, and those that kept releases need, are
- * never pruned. With `apply` false nothing is deleted (a dry run). Leftover temp dirs of interrupted runs
- * are removed only when we hold the lock and they are over a day old.
- */
-async function ops_pruneBackups(ctx, s, plan, opts) {
-    const listing = await ops_listBackups(ctx, s, plan, opts.stage);
-    const history = parseHistory((await runOn(ctx, s, readHistory(s.layout), { stage: opts.stage })).stdout);
-    const releases = parseKeyValues((await runOn(ctx, s, listReleases(s.layout), { stage: opts.stage })).stdout);
-    const kept = releases.get('RELEASE') ?? [];
-    const marked = listing.backups.filter(b => b.protected).map(b => b.name);
-    const protect = [...protectedBackups(history, kept), ...marked, ...(opts.protect ?? [])];
-    const complete = listing.backups.filter(b => b.complete);
-    const sel = selectRetention(complete.map(b => b.name), plan.config.retention, protect);
-    const pruneNames = new Set(sel.prune);
-    const files = complete.filter(b => pruneNames.has(b.name)).flatMap(b => b.files.map(f => f.file));
-    // incomplete sets older than the newest complete backup are leftovers of runs that died mid-publish
-    const newest = complete.at(-1)?.created.getTime() ?? 0;
-    const broken = listing.backups.filter(b => !b.complete && !b.protected && b.created.getTime() < newest);
-    files.push(...broken.flatMap(b => b.files.map(f => f.file)));
-    // a verify (which takes no lock) may be using its temp dir right now: only day-old leftovers go
-    const now = listing.now ?? Date.now() / 1000;
-    const temps = ctx.lock ? listing.temps.filter(t => now - t.mtime > 86_400).map(t => t.name) : [];
-    const result = {
-        keep: sel.keep,
-        prune: [...sel.prune, ...broken.map(b => b.name)],
-        reasons: sel.reasons,
-        removed: [],
-        temps
-    };
-    if (!opts.apply || (!files.length && !temps.length))
-        return result;
-    const r = await runOn(ctx, s, pruneScript(plan, files, temps), { stage: opts.stage });
-    result.removed = kvLines(r.stdout).get('REMOVED') ?? [];
-    if (result.prune.length)
-        ctx.log.info(`pruned ${result.prune.length} backup(s) by retention: ${result.prune.join(', ')}`, s.host.name);
-    return result;
-}
+const shared_mib = (bytes) => bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
+
+;// CONCATENATED MODULE: ./src/backup/ops/download.ts
+
+
+
+
+
+
+
+
+
 /**
  * Copies a published backup to `toDir` on the runner, streaming each file, and checks every byte against
  * the manifest. Files arrive as `<file>.partial` and are renamed when their checksum matches (mode 0600).
  */
-async function ops_downloadBackup(ctx, s, plan, info, toDir, stage) {
+async function download_downloadBackup(ctx, s, plan, info, toDir, stage) {
     mkdirSync(toDir, { recursive: true, mode: 0o700 });
     const manifestName = manifestFile(info.name);
     const manifest = (await runRaw(ctx, s, catCommand(plan, manifestName), `read ${manifestName}`, { stage }))
@@ -73051,16 +73184,235 @@ async function ops_downloadBackup(ctx, s, plan, info, toDir, stage) {
     ctx.log.info(`downloaded ${info.name} to ${toDir} (checksums match)`, s.host.name);
     return out;
 }
+
+;// CONCATENATED MODULE: ./src/backup/ops/list.ts
+
+
+
+
+
+/** Reads the backup dir: every backup of this app, newest last. */
+async function list_listBackups(ctx, s, plan, stage) {
+    const r = await context_runOn(ctx, s, listScript(plan), { stage });
+    const kv = release_parseKeyValues(r.stdout);
+    const byName = new Map();
+    for (const line of kv.get('FILE') ?? []) {
+        const bytes = Number(line.slice(0, line.indexOf(' ')));
+        const file = line.slice(line.indexOf(' ') + 1);
+        const parsed = name_parseBackupFileName(file);
+        if (!parsed || !parsed.rest || parsed.app !== plan.app)
+            continue;
+        const stem = parsed.stem;
+        const info = byName.get(stem) ?? {
+            name: stem,
+            created: parsed.time,
+            files: [],
+            bytes: 0,
+            complete: false,
+            encrypted: false,
+            protected: false,
+            hasSignature: false
+        };
+        const artifact = parseArtifactFile(stem, file);
+        info.files.push({ file, bytes, artifact });
+        info.bytes += bytes;
+        if (file === name_manifestFile(stem))
+            info.complete = true;
+        if (file === name_keepFile(stem))
+            info.protected = true;
+        if (file === name_signatureFile(stem))
+            info.hasSignature = true;
+        if (artifact?.encrypted)
+            info.encrypted = true;
+        byName.set(stem, info);
+    }
+    for (const line of kv.get('META') ?? []) {
+        try {
+            const m = JSON.parse(line);
+            const info = m.name ? byName.get(m.name) : undefined;
+            if (info)
+                info.meta = m;
+        }
+        catch {
+            /* a damaged meta file only loses the extra details */
+        }
+    }
+    const temps = (kv.get('TEMP') ?? []).map(l => ({
+        mtime: Number(l.slice(0, l.indexOf(' '))),
+        name: l.slice(l.indexOf(' ') + 1)
+    }));
+    const free = Number(kv.get('FREE_KB')?.[0]);
+    const now = Number(kv.get('NOW')?.[0]);
+    return {
+        backups: [...byName.values()].sort((a, b) => a.created.getTime() - b.created.getTime()),
+        temps,
+        freeKb: Number.isFinite(free) ? free : undefined,
+        now: Number.isFinite(now) ? now : undefined
+    };
+}
+/** The backup `name`, published and whole; throws (exit 3) naming what is there instead. */
+function list_findBackup(listing, name, s, stage) {
+    const info = listing.backups.find(b => b.name === name);
+    if (!info) {
+        const newest = listing.backups
+            .filter(b => b.complete)
+            .slice(-3)
+            .map(b => b.name);
+        throw new errors_StageError(stage, `backup ${name} does not exist on ${s.host.name}${newest.length ? ` (newest: ${newest.join(', ')})` : ' (there are no backups)'}; see \`safe-deploy backups list\``, s.host.name);
+    }
+    if (!info.complete)
+        throw new errors_StageError(stage, `backup ${name} on ${s.host.name} has no ${name_manifestFile(name)}: it was never published whole (an interrupted run) and cannot be trusted`, s.host.name);
+    return info;
+}
 /** `backups protect|unprotect NAME`: adds or removes the NAME.keep marker of a published backup. */
-async function ops_setKept(ctx, s, plan, name, keep, stage) {
+async function list_setKept(ctx, s, plan, name, keep, stage) {
     const why = keep ? `kept by ${ctx.actor.who} at ${new Date().toISOString()} (backups protect)` : undefined;
     const r = await runOn(ctx, s, keepScript(plan, name, why), { stage, allowFail: true });
-    const kv = kvLines(r.stdout);
+    const kv = parseKeyValues(r.stdout);
     if (r.code !== 0 || !kv.get('KEPT'))
         throw new StageError(stage, `could not ${keep ? 'protect' : 'unprotect'} backup ${name} on ${s.host.name}: ${kv.get('FAIL')?.[0] ?? `exit ${r.code}`}`, s.host.name);
 }
+
+;// CONCATENATED MODULE: ./src/backup/ops/prune.ts
+
+
+
+
+
+
+/** Backups that kept releases need for their rollback: the backup taken before each one's deploy. */
+function protectedBackups(history, keptReleases) {
+    const kept = new Set(keptReleases);
+    return history
+        .filter(h => h.type === 'deploy' && h.backup && kept.has(h.release))
+        .map(h => h.backup);
+}
+/**
+ * Applies the retention policy to complete backups: the newest, and those that kept releases need, are
+ * never pruned. With `apply` false nothing is deleted (a dry run). Leftover temp dirs of interrupted runs
+ * are removed only when we hold the lock and they are over a day old.
+ */
+async function prune_pruneBackups(ctx, s, plan, opts) {
+    const listing = await listBackups(ctx, s, plan, opts.stage);
+    const history = parseHistory((await runOn(ctx, s, readHistory(s.layout), { stage: opts.stage })).stdout);
+    const releases = parseKeyValues((await runOn(ctx, s, listReleases(s.layout), { stage: opts.stage })).stdout);
+    const kept = releases.get('RELEASE') ?? [];
+    const marked = listing.backups.filter(b => b.protected).map(b => b.name);
+    const protect = [...protectedBackups(history, kept), ...marked, ...(opts.protect ?? [])];
+    const complete = listing.backups.filter(b => b.complete);
+    const sel = selectRetention(complete.map(b => b.name), plan.config.retention, protect);
+    const pruneNames = new Set(sel.prune);
+    const files = complete.filter(b => pruneNames.has(b.name)).flatMap(b => b.files.map(f => f.file));
+    // incomplete sets older than the newest complete backup are leftovers of runs that died mid-publish
+    const newest = complete.at(-1)?.created.getTime() ?? 0;
+    const broken = listing.backups.filter(b => !b.complete && !b.protected && b.created.getTime() < newest);
+    files.push(...broken.flatMap(b => b.files.map(f => f.file)));
+    // a verify (which takes no lock) may be using its temp dir right now: only day-old leftovers go
+    const now = listing.now ?? Date.now() / 1000;
+    const temps = ctx.lock ? listing.temps.filter(t => now - t.mtime > 86_400).map(t => t.name) : [];
+    const result = {
+        keep: sel.keep,
+        prune: [...sel.prune, ...broken.map(b => b.name)],
+        reasons: sel.reasons,
+        removed: [],
+        temps
+    };
+    if (!opts.apply || (!files.length && !temps.length))
+        return result;
+    const r = await runOn(ctx, s, pruneScript(plan, files, temps), { stage: opts.stage });
+    result.removed = parseKeyValues(r.stdout).get('REMOVED') ?? [];
+    if (result.prune.length)
+        ctx.log.info(`pruned ${result.prune.length} backup(s) by retention: ${result.prune.join(', ')}`, s.host.name);
+    return result;
+}
+
+;// CONCATENATED MODULE: ./src/backup/ops/probe.ts
+
+
+
+
+
+
+
+/** The probe lines of target `index` (`DB_SERVER=0 150018 7651235`) by key without `DB_` (`SERVER`). */
+function targetLines(kv, index) {
+    const out = new Map();
+    const mine = `${index} `;
+    for (const [k, values] of kv) {
+        if (!k.startsWith('DB_'))
+            continue;
+        const v = values.filter(x => x.startsWith(mine)).map(x => x.slice(mine.length));
+        if (v.length)
+            out.set(k.slice('DB_'.length), v);
+    }
+    return out;
+}
+/** Host programs a backup of this plan needs besides the database tools. */
+function neededTools(plan) {
+    return [
+        'sha256sum',
+        ...(plan.targets.some(t => t.compress === 'gzip') || plan.files.length ? ['gzip'] : []),
+        ...(plan.targets.some(t => t.compress === 'zstd') ? ['zstd'] : []),
+        ...(plan.files.length ? ['tar'] : []),
+        ...(plan.recipients.length ? ['age', 'mkfifo', 'tee'] : []),
+        ...(plan.signKey ? ['od'] : [])
+    ];
+}
+/** Checks the tools and connects to each database; reports what is wrong in words a person can act on. */
+async function probe_probeHost(ctx, s, plan, opts) {
+    const needs = opts.needs ?? neededTools(plan);
+    const r = await context_runOn(ctx, s, probeScript(plan, { needs }), { stage: opts.stage, allowFail: true });
+    const kv = release_parseKeyValues(r.stdout);
+    const host = s.host.name;
+    const out = { tools: {}, sizes: {}, problems: [] };
+    const free = Number(kv.get('FREE_KB')?.[0]);
+    if (Number.isFinite(free))
+        out.freeKb = free;
+    for (const x of kv.get('MISSING') ?? []) {
+        const pkg = { sha256sum: 'coreutils', mkfifo: 'coreutils', tee: 'coreutils', od: 'coreutils' }[x] ?? x;
+        out.problems.push({ message: `${x} not found on ${host}: install ${pkg}` });
+    }
+    for (const t of plan.targets) {
+        const mine = targetLines(kv, t.index);
+        const what = describeTarget(t);
+        const where = t.container ? `in compose service ${t.container.service} on ${host}` : `on ${host}`;
+        if (t.container && mine.get('NODIR')) {
+            const dir = t.container.dir;
+            const key = `backup.databases[${t.index}].compose_dir`;
+            out.problems.push({
+                target: t,
+                message: dir === `${plan.root}/current`
+                    ? `no current release on ${host} yet: ${dir}, the compose file dir of compose service ${t.container.service} (${key} defaults to the current release), does not exist, so the ${what} cannot be reached; deploy once without this database in backup.databases (or with backup: false), or set ${key} to where the compose project is`
+                    : `the compose file dir ${dir} (${key}) of compose service ${t.container.service} does not exist on ${host}, so the ${what} cannot be reached`
+            });
+            continue;
+        }
+        if (mine.get('NODOCKER')) {
+            out.problems.push({ target: t, message: `docker not found on ${host}, needed for the ${what}` });
+            continue;
+        }
+        const tools = new Map((mine.get('TOOL') ?? []).map(l => [l.split(' ')[0], l.slice(l.indexOf(' ') + 1)]));
+        const missing = (mine.get('MISSING') ?? []).map(l => l.split(' ')[0]);
+        const server = mine.get('SERVER')?.[0];
+        const error = (mine.get('ERROR') ?? []).join('\n');
+        engines_engineOf(t.engine).readProbe(t, { kv: mine, tools, missing, server, error, where, what }, {
+            problem: message => out.problems.push({ target: t, message }),
+            size: bytes => (out.sizes[t.index] = bytes),
+            tools: found => (out.tools[t.index] = found),
+            warn: message => ctx.log.warn(message, host)
+        });
+        if (!server && error && !missing.length)
+            out.problems.push({ target: t, message: `cannot reach the ${what} ${where}: ${error}` });
+    }
+    return out;
+}
+function probe_throwProblems(stage, s, what, probe) {
+    if (!probe.problems.length)
+        return;
+    throw new errors_StageError(stage, `${what} failed on ${s.host.name}: ${probe.problems.map(p => p.message).join('; ')}`, s.host.name);
+}
 /** For `status`: the size of each configured database on the primary (never throws). */
-async function ops_databaseSizes(ctx) {
+async function probe_databaseSizes(ctx) {
     const b = backupConfigOf(ctx.config);
     if (!b || !b.databases.length)
         return [];
@@ -73079,7 +73431,7 @@ async function ops_databaseSizes(ctx) {
     if (!plan.targets.length)
         return notSet;
     try {
-        const probe = await probeHost(ctx, s, plan, { stage: 'status', needs: [] });
+        const probe = await probe_probeHost(ctx, s, plan, { stage: 'status', needs: [] });
         return [
             ...notSet,
             ...plan.targets.map(t => ({
@@ -73098,7 +73450,361 @@ async function ops_databaseSizes(ctx) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/backup/sign.ts
+
+/**
+ * The optional manifest signature (`backup.sign_key`). A backup's `.sha256` manifest proves integrity:
+ * the files are the bytes the manifest lists. It does not prove who made them: anyone who can write the
+ * backup dir can write an archive and a matching manifest. With a key, NAME.sig holds
+ *
+ *   HMAC-SHA256(key, "safe-deploy-backup-v1\n" NAME "\n" sha256(NAME.sha256) "\n" sha256(NAME.meta.json) "\n")
+ *
+ * (hashes in lower-case hex), computed on the runner over the bytes the host sent back, so the key never
+ * leaves the runner: it is on no command line, in no script and in no environment on the host.
+ */
+const SIGNATURE_VERSION = 'safe-deploy-backup-v1';
+const sha256 = (b) => (0,external_node_crypto_.createHash)('sha256').update(b).digest('hex');
+/** The signed message: the name and the hashes of the manifest and meta file. */
+function signedMessage(name, manifest, meta) {
+    return `${SIGNATURE_VERSION}\n${name}\n${sha256(manifest)}\n${sha256(meta)}\n`;
+}
+/** The HMAC in hex. */
+function signature(key, name, manifest, meta) {
+    return (0,external_node_crypto_.createHmac)('sha256', key)
+        .update(signedMessage(name, manifest, meta))
+        .digest('hex');
+}
+/** The content of NAME.sig: one line, `safe-deploy-backup-v1 hmac-sha256 <hex>`. */
+function sign_signatureLine(key, name, manifest, meta) {
+    return `${SIGNATURE_VERSION} hmac-sha256 ${signature(key, name, manifest, meta)}`;
+}
+/** Whether `line` (NAME.sig's first line) is the right signature; compared in constant time. */
+function signatureMatches(key, name, manifest, meta, line) {
+    const want = Buffer.from(sign_signatureLine(key, name, manifest, meta));
+    const got = Buffer.from(line.trim());
+    return got.length === want.length && (0,external_node_crypto_.timingSafeEqual)(got, want);
+}
+/** `od -An -v -tx1` output (hex bytes, spaces and line breaks removed by the script) to bytes. */
+function sign_fromHex(hex) {
+    if (hex === undefined || !/^(?:[0-9a-f]{2})*$/.test(hex))
+        return undefined;
+    return Buffer.from(hex, 'hex');
+}
+
+;// CONCATENATED MODULE: ./src/backup/ops/verify.ts
+
+
+
+
+
+
+
+
+/**
+ * Verifies a published backup: every file against its manifest (a flipped or missing byte fails), then
+ * each artifact by its engine. Throws a StageError (exit 3) that says which file failed and how.
+ */
+async function verify_verifyBackup(ctx, s, plan, info, stage) {
+    const artifacts = info.files.flatMap(f => (f.artifact ? [f.artifact] : []));
+    if (!artifacts.length)
+        throw new errors_StageError(stage, `backup ${info.name} has no database dump or files archive`, s.host.name);
+    const signed = plan.signKey ? await checkSignature(ctx, s, plan, info.name, stage) : undefined;
+    const cmd = verifyScript(plan, info.name, artifacts, { manifestSha256: signed?.manifestSha256 });
+    const r = await context_runOn(ctx, s, cmd, { stage, allowFail: true, timeoutMs: shared_longTimeout(ctx) });
+    const kv = release_parseKeyValues(r.stdout);
+    if (r.code !== 0 || !kv.get('DONE'))
+        throw new errors_StageError(stage, `backup ${info.name} failed verification on ${s.host.name}: ${shared_describeFailure(cmd, r.stdout, r.stderr, r.code)}`, s.host.name);
+    const listed = new Set((kv.get('MANIFEST') ?? []).map(l => l.replace(/^[0-9a-f]{64} [ *]/, '')));
+    const uncovered = artifacts.filter(a => !listed.has(a.file)).map(a => a.file);
+    if (uncovered.length)
+        throw new errors_StageError(stage, `backup ${info.name} on ${s.host.name}: ${uncovered.join(', ')} not listed in ${name_manifestFile(info.name)}; it cannot be trusted`, s.host.name);
+    const tables = {};
+    for (const l of kv.get('TABLE') ?? []) {
+        const i = l.indexOf(' ');
+        const file = l.slice(0, i);
+        (tables[file] ??= []).push(l.slice(i + 1));
+    }
+    return {
+        name: info.name,
+        checked: kv.get('OK') ?? [],
+        unchecked: kv.get('UNCHECKED') ?? [],
+        tables,
+        ...(signed ? { signed: { meta: signed.meta } } : {})
+    };
+}
+/**
+ * With backup.sign_key: checks NAME.sig against the manifest and meta as they are now. Returns the
+ * manifest's sha256 (the verify script checks its copy is that one) and the signed meta.
+ */
+async function checkSignature(ctx, s, plan, name, stage) {
+    const r = await context_runOn(ctx, s, readSignedScript(plan, name), { stage, allowFail: true });
+    const kv = release_parseKeyValues(r.stdout);
+    const manifest = sign_fromHex(kv.get('SIGN_MANIFEST')?.[0]);
+    if (r.code !== 0 || !manifest)
+        throw new errors_StageError(stage, `backup ${name} on ${s.host.name}: ${kv.get('FAIL')?.[0] ?? `cannot read ${name_manifestFile(name)} (exit ${r.code})`}`, s.host.name);
+    const meta = sign_fromHex(kv.get('SIGN_META')?.[0]);
+    const sig = kv.get('SIG')?.[0];
+    const refuse = (why) => new errors_StageError(stage, `backup ${name} on ${s.host.name} is refused: ${why}. backup.sign_key is set, so only backups signed with that key are verified or restored (docs/backups.md, "Who can forge a backup")`, s.host.name);
+    if (sig === undefined)
+        throw refuse(`it has no signature (${name_signatureFile(name)}): it was made without backup.sign_key, or the signature was removed`);
+    if (!meta)
+        throw refuse(`${name_metaFile(name)} is missing, and the signature covers it`);
+    if (!signatureMatches(plan.signKey, name, manifest, meta, sig))
+        throw refuse(`its signature (${name_signatureFile(name)}) does not match its manifest and meta: the backup was changed or forged after it was made, or signed with another key`);
+    let parsed;
+    try {
+        parsed = JSON.parse(meta.toString('utf8'));
+    }
+    catch {
+        parsed = undefined;
+    }
+    ctx.log.info(`signature of backup ${name} checked (${name_signatureFile(name)})`, s.host.name);
+    return { manifestSha256: (0,external_node_crypto_.createHash)('sha256').update(manifest).digest('hex'), meta: parsed };
+}
+
+;// CONCATENATED MODULE: ./src/backup/ops/restore.ts
+
+
+
+
+
+
+
+
+
+
+
+/**
+ * Restores the artifacts of a verified backup over the live databases and files, one artifact at a
+ * time. PostgreSQL restores in one transaction and SQLite through the backup API (each all or nothing);
+ * MySQL and files are not atomic, which is why callers take a safety backup first.
+ */
+async function restore_restoreArtifacts(ctx, s, plan, info, verified, opts) {
+    const artifacts = info.files
+        .flatMap(f => (f.artifact ? [f.artifact] : []))
+        .filter(a => opts.only !== 'databases' || a.kind !== 'files');
+    const unmatched = artifacts.filter(a => a.kind !== 'files' && !targetFor(plan, a));
+    if (unmatched.length)
+        throw new errors_StageError(opts.stage, `no database in backup.databases matches ${unmatched.map(a => a.file).join(', ')} (the config changed since the backup?); restore it by hand (docs/backups.md)`, s.host.name, errors_ExitCode.badInput);
+    if (artifacts.some(a => a.encrypted) && !plan.hasIdentity)
+        throw new errors_StageError(opts.stage, `backup ${info.name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`, s.host.name, errors_ExitCode.badInput);
+    for (const t of plan.targets)
+        if (!artifacts.some(a => targetFor(plan, a) === t))
+            ctx.log.warn(`backup ${info.name} has nothing for the ${describeTarget(t)}; it is left as it is`, s.host.name);
+    const probe = artifacts.some(a => a.kind !== 'files')
+        ? await probe_probeHost(ctx, s, plan, { stage: opts.stage, needs: [] })
+        : undefined;
+    if (probe)
+        probe_throwProblems(opts.stage, s, 'restore', probe);
+    const restored = [];
+    const leftTables = {};
+    for (const a of artifacts) {
+        const t = targetFor(plan, a);
+        // the paths this archive was made of (its meta file), rather than what the config lists today
+        // (with sign_key, only the meta file the signature covers)
+        const archived = plan.signKey ? verified.signed?.meta?.files : info.meta?.files;
+        const paths = Array.isArray(archived) && archived.every(p => typeof p === 'string' && isRelativeSafe(p))
+            ? archived
+            : plan.files;
+        const cmd = restoreScript({ ...plan, files: paths }, s.layout.meta, a, t, t ? probe?.tools[t.index] : undefined);
+        opts.onChange?.();
+        ctx.log.info(`restoring ${a.file}${t ? ` into the ${describeTarget(t)}` : ` into ${plan.root}`}`, s.host.name);
+        const r = await context_runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: shared_longTimeout(ctx) });
+        const kv = release_parseKeyValues(r.stdout);
+        if (r.code !== 0 || !kv.get('RESTORED'))
+            throw new restore_RestoreError(opts.stage, `restore of ${a.file} failed on ${s.host.name}: ${shared_describeFailure(cmd, r.stdout, r.stderr, r.code)}`, s.host.name, restored, a);
+        for (const w of shared_stepWarnings(cmd, r.stdout))
+            ctx.log.warn(w, s.host.name);
+        restored.push(a.file);
+        const inBackup = verified.tables[a.file];
+        const now = kv.get('DBTABLE');
+        if (t && inBackup && now) {
+            const had = new Set(inBackup);
+            const left = now.filter(x => !had.has(x));
+            if (left.length) {
+                leftTables[a.file] = left;
+                ctx.log.warn(`the ${describeTarget(t)} has table(s) the backup does not: ${left.join(', ')}. They were left as they are (created after the backup, e.g. by a migration); drop them if the code you run expects them gone`, s.host.name);
+            }
+        }
+        ctx.log.info(`restored ${a.file}`, s.host.name);
+    }
+    return { name: info.name, restored, leftTables };
+}
+/** A failed restore; `restored` lists the artifacts that were already put back before `failed`. */
+class restore_RestoreError extends errors_StageError {
+    restored;
+    failed;
+    constructor(stage, message, host, restored, failed) {
+        super(stage, message, host);
+        this.restored = restored;
+        this.failed = failed;
+        this.name = 'RestoreError';
+    }
+    /** Whether the live state may differ from before: an artifact was restored, or a non-atomic one failed. */
+    get changed() {
+        return this.restored.length > 0 || !formatOf(this.failed.kind).atomicRestore;
+    }
+}
+/**
+ * Finds backup `name` and verifies it; refuses (exit 2) one that cannot be fully checked (encrypted, no
+ * identity). Nothing changes: the first step of every restore, before a safety backup is taken.
+ */
+async function restore_checkBackup(ctx, s, name, stage) {
+    const plan = shared_planFor(ctx, s, stage);
+    const listing = await list_listBackups(ctx, s, plan, stage);
+    const info = list_findBackup(listing, name, s, stage);
+    const verified = await verify_verifyBackup(ctx, s, plan, info, stage);
+    if (verified.unchecked.length)
+        throw new errors_StageError(stage, `backup ${name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`, s.host.name, errors_ExitCode.badInput);
+    ctx.log.info(`backup ${name} verified (${verified.checked.join(', ')})`, s.host.name);
+    return { plan, info, verified };
+}
+/**
+ * Verifies backup `name` and restores it, with no safety backup: for putting back a backup that holds
+ * the state wanted (the pre-deploy backup after a failed migration). A restore that needs a safety
+ * backup is two steps the orchestrator can undo: takeSafetyBackup, then restoreArtifacts, whose stage's
+ * undo is restoreSafety (backup/stages.ts restoreStages, a rollback's database stage).
+ */
+async function restoreBackup(ctx, s, name, opts) {
+    const { plan, info, verified } = await restore_checkBackup(ctx, s, name, opts.stage);
+    return { ...(await restore_restoreArtifacts(ctx, s, plan, info, verified, opts)), verified };
+}
+/** Restores a safety backup taken moments ago (verified first; no new safety backup). */
+async function restore_restoreSafety(ctx, s, plan, name, stage, only) {
+    const listing = await listBackups(ctx, s, plan, stage);
+    const info = findBackup(listing, name, s, stage);
+    const verified = await verifyBackup(ctx, s, plan, info, stage);
+    return restore_restoreArtifacts(ctx, s, plan, info, verified, { stage, only });
+}
+
+;// CONCATENATED MODULE: ./package.json
+const package_namespaceObject = {};
+;// CONCATENATED MODULE: ./src/backup/ops/take.ts
+
+
+
+
+
+
+
+
+
+
+/**
+ * Takes a backup on host `s`: checks tools and connections, then dumps, verifies, checksums and publishes
+ * every artifact (script.ts backupScript). Throws a StageError naming the engine and the tool's stderr
+ * when anything fails; nothing is published then.
+ */
+async function take_takeBackup(ctx, s, opts) {
+    const t0 = performance.now();
+    const plan = planFor(ctx, s, opts.stage);
+    const probe = await probeHost(ctx, s, plan, { stage: opts.stage });
+    throwProblems(opts.stage, s, 'backup', probe);
+    const dbBytes = Object.values(probe.sizes).reduce((a, b) => a + (b ?? 0), 0);
+    if (probe.freeKb !== undefined && dbBytes > probe.freeKb * 1024)
+        ctx.log.warn(`only ${mib(probe.freeKb * 1024)} free in ${plan.dir} for databases of ${mib(dbBytes)} (before compression)`, s.host.name);
+    const encrypted = plan.recipients.length > 0;
+    const verified = encrypted ? (plan.hasIdentity ? 'decrypted' : 'stream') : 'file';
+    const start = opts.now ?? new Date();
+    for (let bump = 0; bump < 30; bump++) {
+        const name = newBackupName(plan.app, new Date(start.getTime() + bump * 1000));
+        const meta = {
+            version: 1,
+            app: plan.app,
+            name,
+            created: backupTime(name).toISOString(),
+            host: s.host.name,
+            reason: opts.reason,
+            release: opts.release,
+            current: s.current,
+            by: `${ctx.actor.who}${ctx.actor.run ? ` (${ctx.actor.run})` : ''} from ${hostname()}`,
+            databases: plan.targets.map(t => ({
+                label: t.label,
+                engine: t.engine,
+                database: t.conn.database,
+                path: t.path,
+                container: t.container?.service
+            })),
+            files: plan.files,
+            encrypted,
+            recipients: plan.recipients,
+            verified,
+            tools: Object.fromEntries(Object.entries(probe.tools).map(([i, tl]) => [`db${i}`, `${tl.dump}, ${tl.client}`])),
+            safe_deploy: pkg.version
+        };
+        const keep = opts.keep ? `kept by ${meta.by} at ${meta.created} (backup --keep)` : undefined;
+        const cmd = backupScript({ plan, name, tools: probe.tools, meta, keep });
+        const r = await runOn(ctx, s, cmd, { stage: opts.stage, allowFail: true, timeoutMs: longTimeout(ctx) });
+        if (r.code === 17)
+            continue;
+        if (r.code !== 0 || !parseKeyValues(r.stdout).get('DONE')) {
+            throw new StageError(opts.stage, `backup failed on ${s.host.name}, nothing was published: ${describeFailure(cmd, r.stdout, r.stderr, r.code)}`, s.host.name);
+        }
+        for (const w of stepWarnings(cmd, r.stdout))
+            ctx.log.warn(w, s.host.name);
+        const files = (parseKeyValues(r.stdout).get('FILE') ?? []).map(l => {
+            const [bytes, file] = [l.slice(0, l.indexOf(' ')), l.slice(l.indexOf(' ') + 1)];
+            return { file, bytes: Number(bytes) };
+        });
+        if (plan.signKey)
+            files.push(await signBackup(ctx, s, plan, name, r.stdout, opts.stage));
+        const main = cmd.artifacts[0]?.file ?? manifestFile(name);
+        const result = {
+            name,
+            dir: plan.dir,
+            path: `${plan.dir}/${main}`,
+            host: s.host.name,
+            files,
+            bytes: files.reduce((a, f) => a + f.bytes, 0),
+            encrypted,
+            verified,
+            durationS: Math.round((performance.now() - t0) / 100) / 10
+        };
+        const how = {
+            file: 'verified',
+            stream: 'verified before encryption',
+            decrypted: 'verified, decrypted'
+        }[verified];
+        ctx.log.info(`Backup created: ${cmd.artifacts.map(a => `${a.file} (${mib(files.find(f => f.file === a.file)?.bytes ?? 0)})`).join(', ')}; ${how}; in ${plan.dir} (${result.durationS} s)${keep ? `; protected from retention (${keepFile(name)}; undo with \`safe-deploy backups unprotect ${name}\`)` : ''}`, s.host.name);
+        return result;
+    }
+    throw new StageError(opts.stage, `could not find a free backup name in ${plan.dir}`, s.host.name);
+}
+/**
+ * Writes NAME.sig for a backup just published, from the manifest and meta bytes its script printed. A
+ * failure here leaves a whole but unsigned backup, which verify and restore refuse while sign_key is set.
+ */
+async function signBackup(ctx, s, plan, name, stdout, stage) {
+    const kv = parseKeyValues(stdout);
+    const manifest = fromHex(kv.get('SIGN_MANIFEST')?.[0]);
+    const meta = fromHex(kv.get('SIGN_META')?.[0]);
+    const sig = signatureFile(name);
+    if (!manifest || !meta)
+        throw new StageError(stage, `backup ${name} on ${s.host.name} was published but not signed: the host did not send back its manifest`, s.host.name);
+    const line = signatureLine(plan.signKey, name, manifest, meta);
+    const r = await runOn(ctx, s, writeSignatureScript(plan, name, line), { stage, allowFail: true });
+    if (r.code !== 0 || !parseKeyValues(r.stdout).get('SIGNED'))
+        throw new StageError(stage, `backup ${name} on ${s.host.name} was published but ${sig} could not be written (${parseKeyValues(r.stdout).get('FAIL')?.[0] ?? `exit ${r.code}`}); verify and restore refuse it while backup.sign_key is set`, s.host.name);
+    ctx.log.info(`signed backup ${name} (${sig}, HMAC-SHA256 of its manifest and meta)`, s.host.name);
+    return { file: sig, bytes: line.length + 1 };
+}
+/**
+ * A safety backup of the current state before a step that changes the data (`restore`, a rollback's `down`):
+ * a verified backup like any other (takeBackup), its reason `before <what>`, named in the log.
+ */
+async function take_takeSafetyBackup(ctx, s, stage, what) {
+    const safety = await take_takeBackup(ctx, s, { stage, reason: `before ${what}` });
+    ctx.log.info(`safety backup ${safety.name} taken before ${what}`, s.host.name);
+    return safety;
+}
+
 ;// CONCATENATED MODULE: ./src/backup/stages.ts
+
+
+
+
+
+
 
 
 
@@ -73216,6 +73922,8 @@ function stages_restoreStages(name, state) {
         },
         {
             name: 'restore',
+            // what the app serves changes with its data: a restore put back is a rollback (exit 4)
+            effect: 'live',
             changedLive: () => changed && !failedAtomically,
             async run(ctx) {
                 const s = primaryOf(ctx);
@@ -73244,6 +73952,8 @@ function stages_restoreStages(name, state) {
 }
 
 ;// CONCATENATED MODULE: ./src/pipeline/migrate.ts
+
+
 
 
 
@@ -73311,14 +74021,14 @@ async function runDown(ctx, p, release, template, revision, stage) {
 /**
  * Runs the migration on the primary, inside the new release, reading the revision before and after. Its
  * undo puts the database back (down command or the pre-deploy backup) only when this run's migration
- * changed it; it runs before the code is switched back, so the previous release restarts against the
- * database it was verified with. If that fails, a person must look (exit 5).
+ * changed it. As a `data` stage it is undone before the code is switched back (src/pipeline/policy.ts), so
+ * the previous release restarts against the database it was verified with; if the undo fails, exit 5.
  */
 function migrate_migrateStage(rel, backupName, state) {
     return {
         name: 'migrate',
-        undoFirst: true,
-        undoMustSucceed: () => state.started,
+        scope: 'primary',
+        effect: 'data',
         save: () => ({ ...state }),
         needsUndo: () => state.started && !state.noop,
         async run(ctx) {
@@ -73370,11 +74080,7 @@ function migrate_migrateStage(rel, backupName, state) {
                     throw new errors_StageError('rollback', `${why}, and there is no pre-deploy backup to restore: the database is as the migration left it`, p.host.name);
                 }
                 ctx.log.info(`${why}: restoring the pre-deploy backup ${backup}`, p.host.name);
-                await ops_restoreBackup(ctx, p, backup, {
-                    stage: 'rollback',
-                    only: 'databases',
-                    safetyBackup: false
-                });
+                await restoreBackup(ctx, p, backup, { stage: 'rollback', only: 'databases' });
                 state.database = 'restored';
                 ctx.log.info(`database restored from ${backup}`, p.host.name);
             };
@@ -73463,8 +74169,8 @@ function migrate_planRollbackDatabase(config, history, target, from, opts) {
 function migrate_rollbackDatabaseStage(target, from, history, opts, state) {
     return {
         name: 'database',
-        undoFirst: true,
-        undoMustSucceed: () => state.started,
+        scope: 'primary',
+        effect: 'data',
         needsUndo: () => state.undoWith !== undefined,
         async run(ctx) {
             const p = primaryOf(ctx);
@@ -73479,13 +74185,24 @@ function migrate_rollbackDatabaseStage(target, from, history, opts, state) {
             if (plan.kind === 'refused')
                 throw new StageError('database', plan.message, p.host.name, ExitCode.badInput);
             if (plan.kind === 'restore') {
+                // verify, safety backup, restore: a restore that fails is undone by this stage's undo (the safety
+                // backup put back), which the orchestrator runs like every other
+                const checked = await checkBackup(ctx, p, plan.backup, 'database');
+                state.safety = await takeSafetyBackup(ctx, p, 'database', `restore of ${plan.backup}`);
                 state.started = true;
-                const r = await restoreBackup(ctx, p, plan.backup, { stage: 'database', only: 'databases' });
+                state.undoWith = 'safety';
+                const { plan: bp, info, verified } = checked;
+                try {
+                    await restoreArtifacts(ctx, p, bp, info, verified, { stage: 'database', only: 'databases' });
+                }
+                catch (e) {
+                    // PostgreSQL and SQLite restores are all or nothing: a failed one left the data as it was
+                    if (e instanceof RestoreError && !e.changed)
+                        state.undoWith = undefined;
+                    throw e;
+                }
                 state.database = 'restored';
-                state.safety = r.safety;
-                if (r.safety)
-                    state.undoWith = 'safety';
-                ctx.log.info(`database restored from ${plan.backup}${r.safety ? ` (safety backup of what was there: ${r.safety.name})` : ''}`, p.host.name);
+                ctx.log.info(`database restored from ${plan.backup} (safety backup of what was there: ${state.safety.name})`, p.host.name);
                 return;
             }
             const what = `\`${plan.command}\` in releases/${plan.release} on ${p.host.name} (it undoes the migrations of ${plan.migrated.join(', ')})`;
@@ -73548,234 +74265,17 @@ function migrate_rollbackDatabaseStage(target, from, history, opts, state) {
 
 
 
-
-
-
-
-
-
-
-
-
-function run_newContext(req, command, started, logFile = true) {
-    const redactor = new redact_Redactor(req.loaded.secrets);
-    const logDir = (0,external_node_path_namespaceObject.resolve)(req.logDir ?? req.loaded.config.log_dir);
-    const file = logFile ? (0,external_node_path_namespaceObject.join)(logDir, `${runStem(command, started)}.log`) : undefined;
-    return {
-        loaded: req.loaded,
-        config: req.loaded.config,
-        log: new DeployLog(file, req.reporter, redactor),
-        signal: req.signal ?? new AbortController().signal,
-        actor: req.actor ?? defaultActor(),
-        sessions: [],
-        verbose: !!req.verbose,
-        startedAt: started
-    };
-}
-const WORD = { deploy: 'DEPLOYMENT', rollback: 'ROLLBACK' };
-function verdict(command, outcome, seconds, previous) {
-    const word = WORD[command];
-    const t = `(${seconds.toFixed(1)} s)`;
-    if (!outcome.failure)
-        return `${word} SUCCESS ${t}`;
-    const where = `${word} FAILED at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${oneLine(outcome.failure.message)}`;
-    if (outcome.rollbackFailed)
-        return `${where}. ROLLBACK FAILED: ${oneLine(outcome.rollbackFailed)} ${t}`;
-    // a manual rollback that went live and was undone: what served when it started serves again
-    if (outcome.rolledBack && command === 'rollback')
-        return `${where}. ${outcome.failure.stage === 'verify' ? 'Rollback failed its checks' : 'Rollback undone'}; back on ${previous ?? 'no release'} ${t}`;
-    if (outcome.rolledBack)
-        return `${where}. ROLLED BACK ${t}`;
-    return `${where}. Nothing live was changed ${t}`;
-}
-/**
- * What each host looks like after a rollback failed (exit 5), for the log and `hostStates`: where `current`
- * points and what that release is to this run, and whether it passes the checks (one attempt); for a host out
- * of reach, what it served before the run and what the run last did to it. Best effort, with a fresh signal.
- */
-async function describeHosts(ctx, release) {
-    const c = { ...ctx, signal: new AbortController().signal };
-    return Promise.all(ctx.sessions.map(async (s) => {
-        const host = s.host.name;
-        let kv;
-        try {
-            const cur = sh(s.layout.current);
-            const r = await s.t.exec(`printf 'CURRENT=%s\\n' "$(readlink ${cur})"; if [ -d ${cur}/ ]; then echo EXISTS=1; fi`, { timeoutMs: 15_000 });
-            kv = parseKeyValues(r.stdout);
-        }
-        catch (e) {
-            const before = s.current ? `releases/${s.current}` : 'no release';
-            return {
-                host,
-                reachable: false,
-                note: `unreachable (${errorMessage(e)}), so what it serves is unknown; before this run it served ${before}; ${s.switched ?? 'this run did not switch it'}`
-            };
-        }
-        const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined;
-        if (!current)
-            return { host, reachable: true, note: 'no release is current (`current` is missing)' };
-        let what = `current -> releases/${current}`;
-        if (current === release)
-            what += ', the release this run switched to';
-        else if (current === s.current)
-            what += ', the release that served before this run';
-        if (!kv.has('EXISTS'))
-            return { host, current, reachable: true, note: `${what}, which does not exist on disk` };
-        if (!hasChecks(c))
-            return { host, current, reachable: true, note: `${what}; no checks configured` };
-        try {
-            await verifyHost(c, s, current, 'finish', 1);
-            return { host, current, reachable: true, healthy: true, note: `${what}; it passes its checks` };
-        }
-        catch (e) {
-            const why = errorMessage(e);
-            return {
-                host,
-                current,
-                reachable: true,
-                healthy: false,
-                note: `${what}; it fails its checks: ${why}`
-            };
-        }
-    }));
-}
-/** Runs a pipeline and does the bookkeeping every run needs: history, lock, log, report, verdict. */
-async function execute(req, command, plan) {
-    const started = req.now ?? new Date();
-    const t0 = performance.now();
-    const ctx = run_newContext(req, command, started);
-    ctx.onLock = req.onLock;
-    ctx.log.setStage('start');
-    ctx.log.info(`safe-deploy ${command} of ${ctx.config.app} to ${req.loaded.hosts.map(h => h.name).join(', ')} (${ctx.config.path}) by ${ctx.actor.who}`);
-    const p = plan(ctx);
-    const progress = req.onProgress
-        ? new ProgressTracker(ctx, command, started, req.onProgress, {
-            release: p.release,
-            backup: () => p.backup?.()?.name
-        })
-        : undefined;
-    ctx.progress = progress;
-    const stages = progress ? progress.track(p.stages) : p.stages;
-    const outcome = await runStagesSafely(ctx, stages);
-    const finished = new Date();
-    const durationS = Math.round((performance.now() - t0) / 100) / 10;
-    const status = !outcome.failure
-        ? 'success'
-        : outcome.rolledBack
-            ? 'rolled-back'
-            : 'failed';
-    ctx.log.setStage('finish');
-    let hostStates;
-    if (outcome.rollbackFailed) {
-        hostStates = await describeHosts(ctx, p.release());
-        for (const h of hostStates)
-            ctx.log.error(`state: ${h.note}`, h.host);
-    }
-    const release = p.release();
-    // A rollback that failed before anything live changed (refused, no target, its database step undone) says
-    // nothing about its target: no history line, which would make that good release look failed to later
-    // rollbacks. Its log still goes to deploy.log on every host.
-    const recorded = command === 'deploy' || !outcome.failure || outcome.rolledBack || !!outcome.rollbackFailed;
-    const entry = release && ctx.lock && recorded
-        ? {
-            type: command,
-            release,
-            previous: p.previous() ?? null,
-            commit: ctx.actor.commit ?? null,
-            actor: ctx.actor.who,
-            run: ctx.actor.run ?? null,
-            status,
-            // the target passed its checks and the run succeeded (with no checks configured nothing was verified:
-            // the field is left out, and a success entry without it still counts as good for rollbacks)
-            verified: status === 'success' && hasChecks(ctx) ? true : undefined,
-            started: started.toISOString(),
-            finished: finished.toISOString(),
-            duration_s: durationS,
-            hosts: ctx.sessions.map(s => s.host.name),
-            error: outcome.failure
-                ? `${outcome.failure.stage}: ${ctx.log.redactor.redact(outcome.failure.message)}`
-                : null,
-            ...p.history(outcome)
-        }
-        : undefined;
-    const v = verdict(command, outcome, durationS, p.previous());
-    ctx.log.write(v, { level: outcome.failure ? 'error' : 'info' });
-    // One command per host to finish: history line, this run's log, and (on the primary, last) the lock.
-    if (ctx.lock && ctx.sessions.length) {
-        const lock = ctx.lock;
-        const primary = primaryOf(ctx);
-        const text = ctx.log.lines.join('\n');
-        const results = await Promise.allSettled(ctx.sessions.map(s => {
-            const parts = [
-                ...(entry ? [appendHistory(s.layout, entry)] : []),
-                appendHostLog(s.layout, text),
-                ...(s === primary ? [releaseLock(s.layout, lock.token)] : [])
-            ];
-            // a fresh signal: an interrupted run (SIGINT, SIGTERM) must still record itself and release its lock
-            const finish = { ...ctx, signal: new AbortController().signal };
-            return runOn(finish, s, combine('record history and log; release the lock', parts), {
-                stage: 'finish'
-            });
-        }));
-        const mine = results[ctx.sessions.indexOf(primary)];
-        const state = mine?.status === 'fulfilled' ? parseKeyValues(mine.value.stdout).get('STATE')?.[0] : undefined;
-        if (state === 'released') {
-            ctx.log.info('lock released', primary.host.name);
-            ctx.onLock?.(undefined);
-        }
-        else if (state === 'not-ours') {
-            ctx.log.warn('the lock is held by another run now; left as it is', primary.host.name);
-            ctx.onLock?.(undefined);
-        }
-        else {
-            const why = mine?.status === 'rejected' ? errorMessage(mine.reason) : `lock state ${state ?? 'unknown'}`;
-            ctx.log.warn(`could not release the lock (${why}); run \`safe-deploy lock release\``, primary.host.name);
-        }
-    }
-    progress?.finish();
-    await closeAll(ctx);
-    const result = {
-        command,
-        status,
-        exitCode: outcome.exitCode,
-        release,
-        previousRelease: p.previous(),
-        backupName: p.backup?.()?.name,
-        backupPath: p.backup?.()?.path,
-        rolledBack: outcome.rolledBack,
-        error: outcome.failure
-            ? { ...outcome.failure, message: ctx.log.redactor.redact(outcome.failure.message) }
-            : undefined,
-        hostStates,
-        stages: outcome.records,
-        hosts: req.loaded.hosts.map(h => h.name),
-        logFile: ctx.log.file,
-        reportFile: ctx.log.file?.replace(/\.log$/, '.json'),
-        started: started.toISOString(),
-        finished: finished.toISOString(),
-        durationS,
-        verdict: escapeControls(ctx.log.redactor.redact(v), true)
-    };
-    if (ctx.log.fileError)
-        result.logFile = undefined;
-    if (result.reportFile) {
-        try {
-            mkdirSync(resolve(result.reportFile, '..'), { recursive: true });
-            writeFileSync(result.reportFile, ctx.log.redactor.redact(JSON.stringify(result, null, 2)) + '\n', {
-                mode: 0o600
-            });
-        }
-        catch (e) {
-            // a full runner disk: the run is over and was undone as needed; only its report file is missing
-            ctx.log.warn(`cannot write the report file ${result.reportFile} (${errorMessage(e)})`);
-            result.reportFile = undefined;
-        }
-    }
-    return result;
-}
+/** A deploy or rollback through the one run lifecycle (src/engine/lifecycle.ts), saving its progress. */
+const execute = (req, command, plan) => runLifecycle(req, { command, intro: introOf(command), progress: true, plan });
+/** `deploy of shop to web-1, web-2 (/srv/shop) by octocat`: the first line of a deploy's or rollback's log. */
+const introOf = (command) => (ctx) => `${command} of ${ctx.config.app} to ${ctx.loaded.hosts.map(h => h.name).join(', ')} (${ctx.config.path}) by ${ctx.actor.who}`;
 /** test → deploy → switch → verify → cleanup, with automatic rollback when verify fails. */
 function run_deploy(req) {
-    return execute(req, 'deploy', ctx => {
+    return execute(req, 'deploy', ctx => run_deployStages(ctx, req));
+}
+/** A deploy's stages and what it records: one list for `deploy` and for `plan` (src/pipeline/plan.ts). */
+function run_deployStages(ctx, req) {
+    {
         ctx.actor.commit ??= gitCommit(req.loaded.sourceDir);
         const started = req.now ?? new Date();
         let release = newReleaseId(started, ctx.actor.commit);
@@ -73814,10 +74314,10 @@ function run_deploy(req) {
                 database: migration.database ?? null,
                 port: strategy().port?.(primaryOf(ctx))
             }),
-            // the switch's undo verifies the restored release (once)
+            // the restored release is verified once, after the switch's undo (src/pipeline/policy.ts)
             backup: backup.result
         };
-    });
+    }
 }
 /**
  * The release a rollback goes to (`to`, or the newest good one before current on the primary), checked to
@@ -73854,6 +74354,8 @@ function run_rollback(req) {
         const database = { started: false, migrated: false };
         const choose = {
             name: 'choose',
+            scope: 'primary',
+            effect: 'none',
             async run(c) {
                 const primary = primaryOf(c);
                 from = primary.current;
@@ -73885,7 +74387,11 @@ function run_rollback(req) {
                 database: database.database ?? null,
                 port: strategy().port?.(primaryOf(ctx))
             }),
-            backup: () => (database.safety ? { name: database.safety.name, path: database.safety.path } : undefined)
+            backup: () => database.safety ? { name: database.safety.name, path: database.safety.path } : undefined,
+            // A rollback that failed before anything live changed (refused, no target, its database step undone)
+            // says nothing about its target: no history line, which would make that good release look failed to
+            // later rollbacks. Its log still goes to deploy.log on every host.
+            recorded: o => !o.failure || o.rolledBack || !!o.rollbackFailed
         };
     });
 }
@@ -73894,7 +74400,7 @@ function run_rollback(req) {
  * releases and `current`, the history and the database revision; takes no lock and changes nothing.
  */
 async function run_planRollback(req) {
-    const ctx = run_newContext(req, 'rollback', new Date(), false);
+    const ctx = newContext(req, 'rollback', new Date(), false);
     const out = [];
     try {
         await connectAll(ctx);
@@ -73966,7 +74472,7 @@ async function run_planRollback(req) {
 }
 /** What every host has: releases, which one is current, and what history says of each. */
 async function listReleaseState(req) {
-    const ctx = run_newContext(req, 'releases', new Date(), false);
+    const ctx = newContext(req, 'releases', new Date(), false);
     try {
         await connectAll(ctx);
         const primary = primaryOf(ctx);
@@ -73988,12 +74494,6 @@ async function listReleaseState(req) {
 
 
 ;// CONCATENATED MODULE: ./src/pipeline/ops.ts
-
-
-
-
-
-
 
 
 
@@ -74093,65 +74593,213 @@ function ops_getStatus(ctx) {
         return { hosts, lock, databases: await databaseSizes(ctx) };
     });
 }
-/** `plan`: every command a deploy would run, per host, in order. Connects to nothing. */
-function ops_planDeploy(ctx) {
-    const release = newReleaseId(new Date(), ctx.actor.commit);
-    const c = ctx.config;
-    const out = [];
-    const show = (cmd) => {
-        out.push(`# ${cmd.label}`);
-        out.push(withEnv({ ...cmd, env: Object.fromEntries(Object.keys(cmd.env ?? {}).map(k => [k, `<${k}>`])) }));
-        out.push('');
-    };
-    out.push(`# plan for ${c.app}: release ${release} (the time part is set when the deploy starts)`);
-    out.push(`# every script below is sent over stdin to: ${REMOTE_SHELL}`);
-    out.push('');
-    if (c.stages.test)
-        out.push('## runner: test', c.stages.test, '');
-    out.push('## runner: pack', `tar -czf release.tar.gz ${c.source.exclude.map(e => `--exclude=${e}`).join(' ')} -C ${ctx.loaded.sourceDir} .`, '');
-    for (const h of ctx.loaded.hosts) {
-        const layout = new Layout(h.path);
-        const fake = { host: h, t: undefined, releases: [], current: '<current>' };
-        const env = (stage) => ({
-            ...c.env,
-            SAFE_DEPLOY_RELEASE: release,
-            SAFE_DEPLOY_STAGE: stage,
-            SAFE_DEPLOY_HOST: fake.host.name
-        });
-        out.push(`## host ${h.name}${h.primary ? ' (primary)' : ''}`);
-        if (h.primary) {
-            show(acquireLock(layout, { who: ctx.actor.who, pid: process.pid, runner: '<runner>', command: 'deploy', token: '<token>' }, Math.ceil(c.lock.ttl / 1000)));
-        }
-        show(inspectHost(layout, c.shared.files, ['tar', 'curl', 'wget']));
-        if (h.primary)
-            for (const cmd of backupPlanCommands(ctx, layout))
-                show(cmd);
-        out.push('# upload (stdin: the tar.gz stream)', unpackCommand(layout, release), '');
-        if (c.shared.files.length || c.shared.dirs.length)
-            show(linkShared(layout, release, c.shared.files, c.shared.dirs));
-        if (c.stages.build)
-            show(inRelease(layout, release, 'build', c.stages.build, env('build')));
-        show(markComplete(layout, release));
-        if (c.switch.strategy === 'blue-green') {
-            const bg = planBlueGreen(c, layout, release, env('switch'));
-            out.push(bg.note, '');
-            bg.commands.forEach(show);
-        }
-        else {
-            show(switchCurrent(layout, release));
-            if (c.stages.restart)
-                show(inRelease(layout, release, 'restart', c.stages.restart, env('switch')));
-        }
-        for (const check of httpChecks(ctx)) {
-            if (check.from === 'host')
-                show(httpProbe(check.url, check.timeout));
-            else
-                out.push(`# runner: GET ${check.url} (expect ${check.expect_status})`, '');
-        }
-        out.push(`# on failure: switch back to <current>, restart it, verify it; or remove ${release}`);
-        show(removeReleases(layout, ['<releases beyond keep_releases>']));
+
+;// CONCATENATED MODULE: ./src/transport/recording.ts
+
+/**
+ * A Transport that runs nothing: it records every command (label and script text) into a shared list and
+ * answers with scripted, plausible output, so that `plan` runs the real stages (src/pipeline/plan.ts) and can
+ * show exactly what a deploy would send, in order. The answers describe `assumed` (e.g. an empty host, or one
+ * with a current release); every command nobody scripted exits 0 with no output.
+ */
+class recording_RecordingTransport {
+    label;
+    sink;
+    stage;
+    assumed;
+    revisions = 0;
+    constructor(label, sink, stage, assumed = {}) {
+        this.label = label;
+        this.sink = sink;
+        this.stage = stage;
+        this.assumed = assumed;
     }
-    return ctx.log.redactor.redact(out.join('\n'));
+    async exec(command, options = {}) {
+        if (options.signal?.aborted)
+            throw new Error('interrupted');
+        const label = options.label ?? command;
+        const text = typeof options.stdin === 'string' ? options.stdin : undefined;
+        const scripted = text !== undefined && text.endsWith(`\n${END_OF_SCRIPT}\n`);
+        this.sink.push({
+            host: this.label,
+            stage: this.stage(),
+            label,
+            parts: options.parts,
+            script: scripted ? text.slice(0, -`\n${END_OF_SCRIPT}\n`.length) : command,
+            stdin: scripted ? undefined : options.stdin === undefined ? undefined : (text ?? '(a stream)')
+        });
+        if (options.stdoutSink) {
+            options.stdoutSink.end?.();
+        }
+        const a = this.answer(options.parts ?? [label]);
+        return { code: a?.code ?? 0, stdout: a?.stdout ?? '', stderr: a?.stderr ?? '' };
+    }
+    /** The answer of a script made of `steps` (one label each): the answers of its parts, joined. */
+    answer(steps) {
+        const out = steps.map(l => this.answerOne(l)?.stdout ?? '').join('');
+        return { code: 0, stdout: out };
+    }
+    answerOne(label) {
+        const a = this.assumed;
+        if (label === 'take the deploy lock')
+            return { stdout: 'STATE=acquired\n' };
+        if (label === 'renew the deploy lock')
+            return { stdout: 'STATE=renewed\n' };
+        if (label === 'release the deploy lock')
+            return { stdout: 'STATE=released\n' };
+        if (label === 'inspect host' || label === 'list releases') {
+            const all = [...new Set([...(a.releases ?? []), ...(a.current ? [a.current] : [])])];
+            return {
+                stdout: [
+                    ...(a.current ? [`CURRENT=releases/${a.current}`] : []),
+                    ...all.flatMap(r => [`RELEASE=${r}`, `COMPLETE=${r}`]),
+                    'FREE_KB=10485760',
+                    ''
+                ].join('\n')
+            };
+        }
+        if (label === 'read blue-green state')
+            return { stdout: a.activePort && a.current ? `STATE=${a.activePort} ${a.current}\n` : '' };
+        if (label === 'migration revision')
+            return { stdout: this.revisions++ === 0 ? '<revision-before>\n' : '<revision-after>\n' };
+        // backups: every database tool found (the engine reads the lines for its targets), the backup published
+        if (label === 'check backup tools and databases')
+            return {
+                stdout: Array.from({ length: 10 }, (_, i) => `DB_DUMP=${i} mysqldump\nDB_CLIENT=${i} mysql\n`).join('')
+            };
+        if (label.startsWith('back up to '))
+            return { stdout: 'DONE=1\n' };
+        // an HTTP probe (one attempt, or the on-host retry loop): the expected answer
+        if (label.startsWith('GET '))
+            return { stdout: '\nHTTP_STATUS=200\nATTEMPTS=1\nPASSED=1\n' };
+        return undefined;
+    }
+    async close() { }
+}
+
+;// CONCATENATED MODULE: ./src/pipeline/plan.ts
+/**
+ * `plan`: a dry run of the deploy's real stages (the list `deployStages` in run.ts builds for `deploy`)
+ * against a recording transport (src/transport/recording.ts), so it cannot drift from what a deploy does.
+ * It connects to no host, takes no lock and changes nothing; what a deploy would do on the runner (the test
+ * command, packing the source, HTTP checks from the runner, waits) is shown, not done.
+ */
+
+
+
+
+
+/** The release `current` points to on every host in the plan (a plan reads no host). */
+const ASSUMED_CURRENT = '<current>';
+const quiet = { info() { }, warn() { }, error() { }, startGroup() { }, endGroup() { } };
+/** The config with every `env:` value as `<NAME>`: the plan shows where each goes, never what it is. */
+function withPlaceholders(loaded) {
+    const env = Object.fromEntries(Object.keys(loaded.config.env).map(k => [k, `<${k}>`]));
+    return { ...loaded, config: { ...loaded.config, env } };
+}
+/**
+ * Runs the deploy's stages against recording transports. Each host is assumed to serve `ASSUMED_CURRENT`
+ * (blue-green: on the second port of the pair), unless `assumed` says otherwise.
+ */
+async function plan_planDeploy(req) {
+    const loaded = withPlaceholders(req.loaded);
+    const now = req.now ?? new Date();
+    const r = { ...req, loaded, reporter: quiet, now, onProgress: undefined, onLock: undefined };
+    const ctx = newContext(r, 'deploy', now, false);
+    const sw = loaded.config.switch;
+    const assumed = req.assumed ?? {
+        current: ASSUMED_CURRENT,
+        activePort: sw.strategy === 'blue-green' ? sw.ports?.[1] : undefined
+    };
+    const records = [];
+    let stage = 'preflight';
+    ctx.dryRun = {
+        connect: host => new RecordingTransport(host.name, records, () => stage, assumed),
+        runner: (label, command, host) => records.push({ host: host ?? 'runner', onRunner: true, stage, label, script: command })
+    };
+    const p = deployStages(ctx, r);
+    // each command is recorded under the stage that sent it: every step of a stage says its name first
+    const stages = p.stages.map((st) => {
+        const wrapped = Object.create(st);
+        for (const step of ['begin', 'run', 'end', 'undo', 'recheck']) {
+            const fn = st[step];
+            if (typeof fn !== 'function')
+                continue;
+            const name = step === 'undo' || step === 'recheck' ? `undo ${st.name}` : st.name;
+            wrapped[step] = (...args) => ((stage = name),
+                fn.apply(st, args));
+        }
+        return wrapped;
+    });
+    const outcome = await runStagesSafely(ctx, stages);
+    const release = p.release?.() ?? '(none)';
+    const c = loaded.config;
+    const out = [
+        `# plan for ${c.app}: release ${release} (the time part is set when the deploy starts)`,
+        `# every script below is sent over stdin to: ${REMOTE_SHELL}`,
+        `## a dry run of the deploy's stages: no host was contacted; each is shown serving ${assumed.current ? `releases/${assumed.current}` : 'no release'}${assumed.activePort ? ` on port ${assumed.activePort}` : ''}, and env: values as <NAME>`,
+        ...loaded.unresolved.map(u => `## ${u.key} needs ${u.variable}, which is not set: what uses it is shown without it`),
+        ''
+    ];
+    out.push(...render(records));
+    if (outcome.failure)
+        out.push(`## the dry run stopped at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${errorMessage(outcome.failure.message)}`);
+    else
+        out.push('## finish: history line and the run log on every host, then the lock released on the primary', '## on a failure after the switch: the database back (when migrate changed it), the previous release switched back, restarted and verified; exit 4');
+    return { text: ctx.log.redactor.redact(out.join('\n')), records };
+}
+/** Stage by stage (in run order), host by host: `# label`, then the script (`$ command` for the runner). */
+function render(records) {
+    const out = [];
+    const groups = [];
+    for (const rec of records) {
+        const last = groups.at(-1);
+        if (last && last[0]?.stage === rec.stage)
+            last.push(rec);
+        else
+            groups.push([rec]);
+    }
+    for (const group of groups) {
+        // host by host, in the order they first appear (hosts run in parallel; their commands interleave); a
+        // step on the runner for no host (a wait) keeps its place between what comes before and after it
+        const sorted = [];
+        let segment = [];
+        const flush = () => {
+            const first = [...new Set(segment.map(r => r.host))];
+            sorted.push(...segment.sort((a, b) => first.indexOf(a.host) - first.indexOf(b.host)));
+            segment = [];
+        };
+        for (const rec of group) {
+            if (rec.host === 'runner') {
+                flush();
+                sorted.push(rec);
+            }
+            else
+                segment.push(rec);
+        }
+        flush();
+        let host;
+        for (const rec of sorted) {
+            if (rec.host !== host) {
+                host = rec.host;
+                out.push(`## ${rec.stage} on ${host}`);
+            }
+            for (const label of rec.parts ?? [rec.label])
+                out.push(`# ${label}`);
+            if (rec.onRunner) {
+                if (rec.script)
+                    out.push(`$ ${rec.script}`);
+            }
+            else {
+                if (rec.stdin)
+                    out.push(`# (stdin: ${rec.stdin})`);
+                if (rec.script)
+                    out.push(rec.script);
+            }
+            out.push('');
+        }
+    }
+    return out;
 }
 
 ;// CONCATENATED MODULE: ./src/pipeline/interrupted.ts
@@ -74427,6 +75075,8 @@ function inputs_parseInputs(get) {
 
 
 
+
+
 /** The backup commands of the CLI: `backup`, `backups list|verify|prune|download`, `restore`. */
 const BACKUP_COMMANDS = (/* unused pure expression or super */ null && (['backup', 'backups', 'restore']));
 const BACKUP_USAGE = (/* unused pure expression or super */ null && (`  backup [--keep]        take a verified backup now (takes the lock), then prune by retention;
@@ -74457,43 +75107,21 @@ function checkBackupArgs(args) {
     if (command === 'restore' && !args.yes)
         throw new ConfigError(`restore ${name} replaces the current databases and files with the backup's (a safety backup of the current state is taken first); run again with --yes to do it`);
 }
-const cli_seconds = (t0) => Math.round((performance.now() - t0) / 100) / 10;
-/** Runs stages under the lock with a log file, like deploy: verdict, lock release, log on the host. */
-async function runLocked(req, command, word, stages) {
-    const t0 = performance.now();
-    const ctx = newContext(req, command, req.now ?? new Date());
-    ctx.onLock = req.onLock;
-    ctx.log.setStage('start');
-    ctx.log.info(`safe-deploy ${command} of ${ctx.config.app} on ${req.loaded.hosts.find(h => h.primary)?.name ?? '?'} by ${ctx.actor.who}`);
-    const outcome = await runStagesSafely(ctx, [
-        preflightStage({ command, deploying: false }),
-        ...stages
-    ]);
-    ctx.log.setStage('finish');
-    const t = `(${cli_seconds(t0).toFixed(1)} s)`;
-    const f = outcome.failure;
-    const verdict = !f
-        ? `${word} SUCCESS ${t}`
-        : `${word} FAILED at ${f.stage}${f.host ? ` on ${f.host}` : ''}: ${f.message}${outcome.rollbackFailed
-            ? `. ROLLBACK FAILED: ${outcome.rollbackFailed}`
-            : outcome.rolledBack
-                ? '. ROLLED BACK'
-                : ''} ${t}`;
-    ctx.log.write(verdict, { level: f ? 'error' : 'info' });
-    if (ctx.lock && ctx.sessions.length) {
-        const p = primaryOf(ctx);
-        try {
-            await runOn(ctx, p, releaseLock(p.layout, ctx.lock.token), { stage: 'finish' });
-            ctx.log.info('lock released', p.host.name);
-            ctx.onLock?.(undefined);
-        }
-        catch (e) {
-            ctx.log.warn(`could not release the lock: ${errorMessage(e)}; run \`safe-deploy lock release\``);
-        }
-        await runOn(ctx, p, appendHostLog(p.layout, ctx.log.lines.join('\n')), { stage: 'finish' }).catch(() => undefined);
-    }
-    await closeAll(ctx);
-    return { ctx, outcome, verdict: ctx.log.redactor.redact(verdict) };
+/**
+ * Runs a backup command's stages after preflight through the one run lifecycle (src/engine/lifecycle.ts):
+ * lock, log, verdict, the host log on the primary, the JSON report, the outputs.
+ */
+function runLocked(req, command, stages, more = {}) {
+    return runLifecycle(req, {
+        command,
+        intro: ctx => `${command} of ${ctx.config.app} on ${req.loaded.hosts.find(h => h.primary)?.name ?? '?'} by ${ctx.actor.who}`,
+        plan: () => ({
+            stages: [preflightStage({ command, deploying: false }), ...stages],
+            // only the primary is touched: its deploy.log says so; no history line (that is for releases)
+            finishOn: 'primary',
+            ...more
+        })
+    });
 }
 /** Connects (no lock, no log file) and runs `fn` on the primary. */
 async function readOnly(req, command, fn) {
@@ -74545,79 +75173,54 @@ function table(rows) {
         .trimEnd())
         .join('\n') + '\n');
 }
-/** `backup` for the Action (a scheduled workflow): the same run as the CLI's, as a result. */
-async function cli_backupNow(req) {
+/** `backup` (the CLI, and the Action in a scheduled workflow): a verified backup now, under the lock. */
+function cli_backupNow(req, opts = {}) {
     const out = {};
-    const { ctx, outcome, verdict } = await runLocked(req, 'backup', 'BACKUP', [backupNowStage(out)]);
-    return {
-        status: outcome.failure ? 'failed' : 'success',
-        exitCode: outcome.exitCode,
-        backupName: out.result?.name,
-        backupPath: out.result?.path,
-        logFile: ctx.log.file,
-        verdict
-    };
+    return runLocked(req, 'backup', [backupNowStage(out, { keep: opts.keep })], {
+        backup: () => out.result,
+        details: () => ({
+            files: out.result?.files,
+            protected: out.result ? !!opts.keep : undefined
+        })
+    });
+}
+/** `restore NAME --yes`: check it, take a safety backup, restore; undone when the restore fails. */
+function restoreNow(req, name) {
+    const state = {};
+    return runLocked(req, 'restore', restoreStages(name, state), {
+        details: () => ({
+            restored: state.restored?.restored,
+            safetyBackup: state.safety?.name,
+            leftTables: state.restored?.leftTables
+        })
+    });
+}
+/** `backups prune --yes`: delete what retention says, under the lock. */
+function pruneNow(req) {
+    const res = {};
+    return runLocked(req, 'prune', [
+        {
+            name: 'prune',
+            async run(ctx) {
+                const s = primaryOf(ctx);
+                res.result = await pruneBackups(ctx, s, planFor(ctx, s, 'prune'), { stage: 'prune', apply: true });
+            }
+        }
+    ], { details: () => ({ ...res.result }) });
 }
 /** `backup`, `backups ...`, `restore`: returns the exit code. Arguments were checked by checkBackupArgs. */
 async function runBackupCli(args, req, io) {
     const app = req.loaded.config.app;
     const name = args.name === undefined ? undefined : parseBackupName(args.name, app);
     const print = (v) => io.stdout.write(JSON.stringify(v, null, 2) + '\n');
-    if (args.command === 'backup' || args.command === 'restore') {
-        const out = {};
-        const state = {};
-        const isBackup = args.command === 'backup';
-        const { ctx, outcome, verdict } = await runLocked(req, args.command, isBackup ? 'BACKUP' : 'RESTORE', isBackup ? [backupNowStage(out, { keep: args.keep })] : restoreStages(name, state));
-        const r = out.result;
-        const summary = {
-            command: args.command,
-            status: outcome.failure ? (outcome.rolledBack ? 'rolled-back' : 'failed') : 'success',
-            exitCode: outcome.exitCode,
-            backupName: r?.name,
-            backupPath: r?.path,
-            files: r?.files,
-            protected: isBackup && r ? !!args.keep : undefined,
-            restored: state.restored?.restored,
-            safetyBackup: state.safety?.name,
-            leftTables: state.restored?.leftTables,
-            error: outcome.failure
-                ? { ...outcome.failure, message: ctx.log.redactor.redact(outcome.failure.message) }
-                : undefined,
-            stages: outcome.records,
-            logFile: ctx.log.file,
-            verdict
-        };
-        if (args.json)
-            print(summary);
-        else {
-            if (r)
-                io.stdout.write(`${r.name}\n`);
-            io.stderr.write(`\n${verdict}\nlog: ${ctx.log.file}\n`);
-        }
-        return outcome.exitCode;
-    }
+    // runs that change the host: their result is printed by the run's subscribers (src/platform/cli.ts)
+    if (args.command === 'backup')
+        return (await cli_backupNow(req, { keep: args.keep })).exitCode;
+    if (args.command === 'restore')
+        return (await restoreNow(req, name)).exitCode;
     const sub = args.sub;
-    if (sub === 'prune' && args.yes) {
-        const res = {};
-        const { outcome, verdict } = await runLocked(req, 'prune', 'PRUNE', [
-            {
-                name: 'prune',
-                async run(ctx) {
-                    const s = primaryOf(ctx);
-                    res.result = await pruneBackups(ctx, s, planFor(ctx, s, 'prune'), { stage: 'prune', apply: true });
-                }
-            }
-        ]);
-        if (args.json)
-            print({ ...res.result, exitCode: outcome.exitCode, verdict });
-        else {
-            const p = res.result;
-            if (p)
-                io.stdout.write(p.prune.length ? `deleted: ${p.prune.join(', ')}\n` : 'nothing to delete\n');
-            io.stderr.write(`${verdict}\n`);
-        }
-        return outcome.exitCode;
-    }
+    if (sub === 'prune' && args.yes)
+        return (await pruneNow(req)).exitCode;
     try {
         return await readOnly(req, `backups-${sub}`, async (ctx) => {
             const s = primaryOf(ctx);
@@ -74715,7 +75318,7 @@ async function runBackupCli(args, req, io) {
 ;// CONCATENATED MODULE: ./src/platform/outputs.ts
 
 /** The outputs every platform publishes (README "Outputs"), by their Action names. */
-function outputs_outputsOf(r) {
+function outputsOf(r) {
     return {
         status: r.status,
         release: r.release ?? '',
@@ -74734,13 +75337,48 @@ function outputs_outputsOf(r) {
  * (names, paths, numbers) and never contain newlines; anything else is dropped rather than written half.
  */
 function writeDotenv(file, r) {
-    const lines = Object.entries(outputs_outputsOf(r))
+    const lines = Object.entries(outputsOf(r))
         .filter(([, v]) => !/[\r\n]/.test(v))
         .map(([k, v]) => `SAFE_DEPLOY_${k.toUpperCase().replace(/-/g, '_')}=${v}`);
     writeFileSync(file, lines.join('\n') + '\n');
 }
 
+;// CONCATENATED MODULE: ./src/engine/events.ts
+/** Delivers events to subscribers one at a time, in the order they were added; never throws. */
+class events_RunEvents {
+    warn;
+    subscribers;
+    constructor(subscribers, warn) {
+        this.warn = warn;
+        this.subscribers = [...subscribers];
+    }
+    async emit(event) {
+        for (const s of this.subscribers) {
+            try {
+                await s.on(event);
+            }
+            catch (e) {
+                try {
+                    this.warn(`${s.name} failed on ${event.type} (${e?.message ?? String(e)}); the run goes on`);
+                }
+                catch {
+                    /* a warning that cannot be given must not fail the run either */
+                }
+            }
+        }
+    }
+}
+/** A subscriber from a function that cares about one event type. */
+function events_onEvent(name, type, fn) {
+    return {
+        name,
+        on: e => (e.type === type ? fn(e) : undefined)
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/platform/github.ts
+
+
 
 
 
@@ -74782,13 +75420,18 @@ function githubReporter() {
 const read = (name) => getInput(name);
 function setOutputs(r) {
     for (const [k, v] of Object.entries(outputsOf(r)))
-        core.setOutput(k, v);
+        setOutput(k, v);
 }
+/** The step's outputs and its job summary, for every run (deploy, rollback, backup): told the result. */
+const githubResult = [
+    events_onEvent('the step outputs', 'run-finished', e => setOutputs(e.result)),
+    events_onEvent('the job summary', 'run-finished', e => writeSummary(e.result))
+];
 async function writeSummary(r) {
     if (!process.env.GITHUB_STEP_SUMMARY)
         return;
     const icon = r.status === 'success' ? '✅' : r.status === 'rolled-back' ? '↩️' : '❌';
-    await core.summary
+    await summary
         .addHeading(`${icon} safe-deploy ${r.command}: ${r.status}`, 3)
         .addTable([
         [
@@ -74843,7 +75486,8 @@ async function runAction() {
             verbose: inputs.verbose,
             signal: cancel.signal,
             onLock: (token) => core.saveState(STATE_TOKEN, token ?? ''),
-            onProgress: (p) => core.saveState(STATE_PROGRESS, JSON.stringify(p))
+            onProgress: (p) => core.saveState(STATE_PROGRESS, JSON.stringify(p)),
+            subscribers: githubResult
         };
         const rollbackReq = { ...req, to: inputs.to, restore: inputs.restore, noDb: inputs.noDb, yes: inputs.yes };
         if (inputs.command === 'rollback' && inputs.dryRun) {
@@ -74851,33 +75495,24 @@ async function runAction() {
             core.info(await planRollback(rollbackReq));
             return;
         }
-        if (inputs.command === 'deploy' || inputs.command === 'rollback') {
-            const r = inputs.command === 'deploy' ? await deploy(req) : await rollback(rollbackReq);
-            setOutputs(r);
-            await writeSummary(r);
+        if (inputs.command === 'deploy' || inputs.command === 'rollback' || inputs.command === 'backup') {
+            // the outputs and the job summary are set by the run's subscribers (githubResult)
+            const r = inputs.command === 'deploy'
+                ? await deploy(req)
+                : inputs.command === 'rollback'
+                    ? await rollback(rollbackReq)
+                    : await backupNow(req);
             core.saveState(STATE_DONE, 'true');
             if (r.exitCode !== ExitCode.ok)
                 github_fail(`${r.verdict} (exit ${r.exitCode}; log: ${r.logFile})`, r.exitCode);
-            return;
-        }
-        if (inputs.command === 'backup') {
-            const r = await backupNow(req);
-            core.setOutput('status', r.status);
-            core.setOutput('backup-name', r.backupName ?? '');
-            core.setOutput('backup-path', r.backupPath ?? '');
-            core.setOutput('log-file', r.logFile ?? '');
-            core.setOutput('exit-code', String(r.exitCode));
-            core.saveState(STATE_DONE, 'true');
-            if (r.exitCode !== ExitCode.ok)
-                github_fail(`${r.verdict} (exit ${r.exitCode}; log: ${r.logFile})`, r.exitCode);
-            else
+            else if (inputs.command === 'backup')
                 core.info(r.verdict);
             return;
         }
         const ctx = newContext(req, inputs.command, new Date(), false);
         core.saveState(STATE_DONE, 'true');
         if (inputs.command === 'plan')
-            core.info(planDeploy(ctx));
+            core.info((await planDeploy(req)).text);
         else if (inputs.command === 'status') {
             const st = await getStatus(ctx);
             core.info(JSON.stringify(st, null, 2));
@@ -74914,7 +75549,7 @@ async function runPost() {
             const loaded = load_loadConfig(inputs.config, inputs.overrides);
             for (const s of loaded.secrets)
                 core_setSecret(s);
-            const ctx = run_newContext({ loaded, reporter: githubReporter(), actor: progress.actor }, 'post', new Date());
+            const ctx = lifecycle_newContext({ loaded, reporter: githubReporter(), actor: progress.actor }, 'post', new Date());
             const r = await finishInterrupted(ctx, progress);
             const clean = (t) => ctx.log.redactor.redact(t);
             const html = (t) => clean(t).replace(/[&<>"]/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] ?? c);
@@ -74948,7 +75583,7 @@ async function runPost() {
         const loaded = load_loadConfig(inputs.config, inputs.overrides);
         for (const s of loaded.secrets)
             core_setSecret(s);
-        const ctx = run_newContext({ loaded, reporter: githubReporter() }, 'post', new Date(), false);
+        const ctx = lifecycle_newContext({ loaded, reporter: githubReporter() }, 'post', new Date(), false);
         const state = await releaseOwnLock(ctx, token);
         info(state === 'released' ? 'lock released' : `lock not released: ${state}`);
     }
@@ -74964,7 +75599,7 @@ async function runPost() {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _platform_github_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6147);
+/* harmony import */ var _platform_github_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4446);
 
 await (0,_platform_github_js__WEBPACK_IMPORTED_MODULE_0__/* .runPost */ .a)();
 
