@@ -200,7 +200,10 @@ exec /usr/bin/mariadb "$@"
     expect(state()).toBe(before)
     expect(
       readFileSync(
-        join(flaky.logDir, readdirSync(flaky.logDir).find(f => f.startsWith('restore_')) as string),
+        join(
+          flaky.logDir,
+          readdirSync(flaky.logDir).find(f => f.startsWith('restore_') && f.endsWith('.log')) as string
+        ),
         'utf8'
       )
     ).toMatch(/the data is as it was before the restore \(safety backup shop_\d{8}_\d{6}\)/)
