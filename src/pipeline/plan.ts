@@ -42,7 +42,7 @@ export async function planDeploy(req: RunRequest & { assumed?: AssumedHost }): P
   const sw = loaded.config.switch
   const assumed: AssumedHost = req.assumed ?? {
     current: ASSUMED_CURRENT,
-    activePort: sw.strategy === 'blue-green' ? sw.ports?.[1] : undefined
+    activePort: sw.strategy === 'blue-green' ? sw.ports[1] : undefined
   }
   const records: Recorded[] = []
   let stage = 'preflight'
