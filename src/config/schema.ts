@@ -203,6 +203,24 @@ export const switchSchema = z
   })
   .default({ strategy: 'symlink' })
 
+/** How the source gets to the hosts: one variant per upload strategy (src/pipeline/upload/). */
+export const uploadSchema = z
+  .discriminatedUnion(
+    'strategy',
+    [
+      z.strictObject({
+        strategy: z
+          .literal('tar')
+          .default('tar')
+          .describe('tar: pack source.dir once on the runner, stream it to each host over SSH')
+      })
+    ],
+    {
+      error: issue => (issue.code === 'invalid_union' ? 'Invalid option: expected one of "tar"' : undefined)
+    }
+  )
+  .default({ strategy: 'tar' })
+
 export const configSchema = z
   .object({
     app: z
@@ -241,6 +259,7 @@ export const configSchema = z
       })
       .strict()
       .default({ dir: '.', exclude: ['.git', 'node_modules'] }),
+    upload: uploadSchema.describe('How the source gets to the hosts (default: tar)'),
     shared: z
       .object({
         files: z.array(relativePath).default([]),
@@ -357,3 +376,4 @@ export type HttpCheck = z.output<typeof httpCheck>
 export type SwitchConfig = z.output<typeof switchSchema>
 /** The settings of one switch strategy, e.g. `SwitchSettings<'blue-green'>`. */
 export type SwitchSettings<K extends SwitchConfig['strategy']> = Extract<SwitchConfig, { strategy: K }>
+export type UploadConfig = z.output<typeof uploadSchema>
