@@ -11,7 +11,7 @@ import { restoreArtifacts, restoreSafety, RestoreError, type RestoreResult } fro
 import { planFor, type BackupResult } from './ops/shared.js'
 import { takeBackup } from './ops/take.js'
 import { verifyBackup, type VerifyResult } from './ops/verify.js'
-import type { BackupName } from './name.js'
+import { manifestFile, type BackupName } from './name.js'
 
 /** Where `download: true` and `backups download` put copies on the runner by default: next to the log. */
 export function runnerBackupDir(ctx: RunContext): string {
@@ -34,19 +34,27 @@ export async function afterBackup(ctx: RunContext, s: HostSession, result: Backu
   if (b.download) {
     if (!plan.recipients.length)
       ctx.log.warn(plainDownloadWarning(result.name, runnerBackupDir(ctx)), s.host.name)
-    try {
-      const listing = await listBackups(ctx, s, plan, stage)
-      await downloadBackup(
-        ctx,
-        s,
-        plan,
-        findBackup(listing, result.name, s, stage),
-        runnerBackupDir(ctx),
-        stage
+    if (ctx.dryRun) {
+      // plan: what the copy would do; the backup does not exist, so nothing is listed or streamed
+      ctx.dryRun.runner(
+        `on the runner: copy backup ${result.name} from ${s.host.name} into ${runnerBackupDir(ctx)}, each file checked against ${manifestFile(result.name)}`,
+        undefined,
+        s.host.name
       )
-    } catch (e) {
-      ctx.log.warn(`could not copy backup ${result.name} to the runner: ${errorMessage(e)}`, s.host.name)
-    }
+    } else
+      try {
+        const listing = await listBackups(ctx, s, plan, stage)
+        await downloadBackup(
+          ctx,
+          s,
+          plan,
+          findBackup(listing, result.name, s, stage),
+          runnerBackupDir(ctx),
+          stage
+        )
+      } catch (e) {
+        ctx.log.warn(`could not copy backup ${result.name} to the runner: ${errorMessage(e)}`, s.host.name)
+      }
   }
   try {
     await pruneBackups(ctx, s, plan, { stage, apply: true, protect: [result.name] })
