@@ -2,7 +2,7 @@ import { dirname, resolve } from 'node:path'
 import { primaryOf, type HostSession, type RunContext } from '../pipeline/context.js'
 import { StageError, errorMessage } from '../pipeline/errors.js'
 import { ExitCode } from '../config/errors.js'
-import type { Stage } from '../pipeline/stage.js'
+import type { ProductStage } from '../pipeline/stage.js'
 import { backupConfigOf, resolvePlan } from './plan.js'
 import { downloadBackup } from './ops/download.js'
 import { findBackup, listBackups, type BackupInfo } from './ops/list.js'
@@ -65,7 +65,7 @@ export async function afterBackup(ctx: RunContext, s: HostSession, result: Backu
 
 export interface DeployBackup {
   /** Empty when backups are off or not configured (then one log line says so). */
-  stages: Stage[]
+  stages: ProductStage[]
   result: () => BackupResult | undefined
 }
 
@@ -106,7 +106,7 @@ export function deployBackup(ctx: RunContext, release: () => string): DeployBack
 }
 
 /** `safe-deploy backup [--keep]`: one verified backup (kept out of retention with --keep), then retention. */
-export function backupNowStage(out: { result?: BackupResult }, opts: { keep?: boolean } = {}): Stage {
+export function backupNowStage(out: { result?: BackupResult }, opts: { keep?: boolean } = {}): ProductStage {
   return {
     name: 'backup',
     async run(ctx) {
@@ -129,7 +129,7 @@ export interface RestoreState {
  * If the restore fails after changing something, the orchestrator undoes it by restoring the safety
  * backup (exit 4); if that fails too, exit 5.
  */
-export function restoreStages(name: BackupName, state: RestoreState): Stage[] {
+export function restoreStages(name: BackupName, state: RestoreState): ProductStage[] {
   let changed = false
   let failedAtomically = false
   return [

@@ -71,6 +71,31 @@ export interface HostStage extends StageBase {
  */
 export type Stage = RunStage | HostStage
 
+/** The stages of safe-deploy's runs, by name: what records, events, history and the log call them. */
+export const STAGE_NAMES = [
+  'preflight',
+  'test',
+  'backup',
+  'deploy',
+  'migrate',
+  'switch',
+  'verify',
+  'cleanup',
+  'choose',
+  'database',
+  'check',
+  'safety-backup',
+  'restore',
+  'prune'
+] as const
+export type StageName = (typeof STAGE_NAMES)[number]
+
+/**
+ * A stage of safe-deploy's own runs: its name is a StageName, so a misspelt or new name is a compile error
+ * until it is added above. (The orchestrator runs a stage of any name; its unit tests use their own.)
+ */
+export type ProductStage<S extends Stage = Stage> = S & { readonly name: StageName }
+
 export interface StageRecord {
   name: string
   status: 'ok' | 'failed' | 'skipped' | 'undone' | 'undo-failed'

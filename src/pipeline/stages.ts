@@ -18,7 +18,7 @@ import { connectAll, primaryOf, runOn, type HostSession, type RunContext } from 
 import { StageError, errorMessage } from './errors.js'
 import { hookEnv } from './env.js'
 import { hasChecks, httpChecks, scanLogs, sleep, verifyHost } from './checks.js'
-import type { Stage } from './stage.js'
+import type { ProductStage } from './stage.js'
 import type { SwitchStrategy } from './switch.js'
 import { uploadFor, type UploadStrategy } from './upload/index.js'
 
@@ -40,7 +40,7 @@ export function preflightStage(opts: {
   command: string
   deploying: boolean
   inspected?: (ctx: RunContext) => void
-}): Stage {
+}): ProductStage {
   const needs = opts.deploying ? ['tar'] : []
   return {
     name: 'preflight',
@@ -172,7 +172,7 @@ async function takeLock(ctx: RunContext, command: string): Promise<void> {
 }
 
 /** The user's test command, on the runner, before anything touches a server. */
-export function testStage(): Stage {
+export function testStage(): ProductStage {
   return {
     name: 'test',
     scope: 'runner',
@@ -225,7 +225,7 @@ export function testStage(): Stage {
 }
 
 /** Upload, link shared, build: a new release dir on every host; nothing live changes. */
-export function deployStage(rel: () => string): Stage {
+export function deployStage(rel: () => string): ProductStage {
   const created = new Set<HostSession>()
   let upload: UploadStrategy | undefined
   return {
@@ -292,7 +292,7 @@ export async function verifyRestored(ctx: RunContext, hosts: HostSession[], stag
  * served before on that host (`s.current`: the previous release of a deploy, the release a manual rollback
  * left) and restarts it; the policy then has it verified once (`recheck`).
  */
-export function switchStage(rel: () => string, strategy: () => SwitchStrategy): Stage {
+export function switchStage(rel: () => string, strategy: () => SwitchStrategy): ProductStage {
   return {
     name: 'switch',
     scope: 'each-host',
@@ -319,7 +319,7 @@ export function switchStage(rel: () => string, strategy: () => SwitchStrategy): 
  * Health checks against the new release, per host: the checks, then (verify.window) a wait and the checks
  * again, then the log scan. A failure makes the orchestrator roll back.
  */
-export function verifyStage(rel: () => string): Stage {
+export function verifyStage(rel: () => string): ProductStage {
   let checks = false
   return {
     name: 'verify',
@@ -358,7 +358,7 @@ export function cleanupStage(
   rel: () => string,
   strategy?: () => SwitchStrategy,
   opts = { prune: true }
-): Stage {
+): ProductStage {
   return {
     name: 'cleanup',
     scope: 'each-host',
