@@ -19,7 +19,7 @@ export function runnerBackupDir(ctx: RunContext): string {
 }
 
 /** `download: true` without `encrypt`: the copy next to the log is the data in clear. */
-export function plainDownloadWarning(name: string, dir: string): string {
+function plainDownloadWarning(name: string, dir: string): string {
   return `backup ${name} is not encrypted: download: true puts a plain copy of the data (the database dump) in ${dir} on the runner, next to the log; a workflow that uploads the log dir as an artifact (the quick start does) publishes it with the log. Set backup.encrypt.recipients, or upload only the *.log files`
 }
 
@@ -27,7 +27,7 @@ export function plainDownloadWarning(name: string, dir: string): string {
  * After a new backup verified: copy it to the runner when `download: true` (a failed copy is a warning:
  * the backup on the host is whole), then prune by retention (failures are warnings too).
  */
-export async function afterBackup(ctx: RunContext, s: HostSession, result: BackupResult, stage: string) {
+async function afterBackup(ctx: RunContext, s: HostSession, result: BackupResult, stage: string) {
   const b = backupConfigOf(ctx.config)
   if (!b) return
   const plan = resolvePlan(ctx.config.app, b, s.layout, ctx.config.env)

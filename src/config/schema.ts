@@ -38,7 +38,7 @@ const printable = (what: string) =>
  * are normalised away (`/srv//app/./` is `/srv/app`); `..` segments and relative paths are refused, and so is
  * anything that normalises to `/` (`//`, `/.`, `/./`).
  */
-export function normaliseRootPath(p: string): { path: string } | { error: string } {
+function normaliseRootPath(p: string): { path: string } | { error: string } {
   if (/[\0\n\r]/.test(p)) return { error: 'must not contain NUL or line breaks' }
   if (!p.startsWith('/'))
     return { error: `expected an absolute path such as /srv/app, got ${JSON.stringify(p)}` }
@@ -371,7 +371,6 @@ export const configSchema = z
 
 export type RawConfig = z.input<typeof configSchema>
 export type Config = z.output<typeof configSchema>
-export type HostConfig = z.output<typeof hostSchema>
 export type HttpCheck = z.output<typeof httpCheck>
 export type SwitchConfig = z.output<typeof switchSchema>
 /** The settings of one switch strategy, e.g. `SwitchSettings<'blue-green'>`. */

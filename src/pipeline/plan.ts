@@ -14,7 +14,7 @@ import { deployStages, newContext, type RunRequest } from './run.js'
 import type { Stage } from './stage.js'
 
 /** The release `current` points to on every host in the plan (a plan reads no host). */
-export const ASSUMED_CURRENT = '<current>'
+const ASSUMED_CURRENT = '<current>'
 
 const quiet: Reporter = { info() {}, warn() {}, error() {}, startGroup() {}, endGroup() {} }
 

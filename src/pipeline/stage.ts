@@ -29,7 +29,7 @@ interface StageBase {
  */
 export interface RunStage extends StageBase {
   /** Default `runner`. */
-  readonly scope?: 'runner' | 'primary'
+  readonly scope?: Exclude<StageScope, 'each-host'>
   run(ctx: RunContext): Promise<void>
   undo?(ctx: RunContext, info: UndoInfo): Promise<void>
   /**
@@ -47,7 +47,7 @@ export interface RunStage extends StageBase {
  * failure `undo(ctx, host)` runs for exactly those hosts.
  */
 export interface HostStage extends StageBase {
-  readonly scope: 'each-host'
+  readonly scope: Extract<StageScope, 'each-host'>
   /** Once, on the runner, before the first host (connect, pack the source). A failure fails the stage. */
   begin?(ctx: RunContext): Promise<void>
   run(ctx: RunContext, s: HostSession): Promise<void>
