@@ -38,7 +38,7 @@ const database = z
   })
   .strict()
 
-export const retentionSchema = z
+const retentionSchema = z
   .object({
     daily: z.number().int().min(0).max(366).default(7),
     weekly: z.number().int().min(0).max(520).default(4),

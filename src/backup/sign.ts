@@ -10,7 +10,7 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
  * (hashes in lower-case hex), computed on the runner over the bytes the host sent back, so the key never
  * leaves the runner: it is on no command line, in no script and in no environment on the host.
  */
-export const SIGNATURE_VERSION = 'safe-deploy-backup-v1'
+const SIGNATURE_VERSION = 'safe-deploy-backup-v1'
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 

@@ -2,7 +2,7 @@ import { dirname, resolve } from 'node:path'
 import { primaryOf, type HostSession, type RunContext } from '../pipeline/context.js'
 import { StageError, errorMessage } from '../pipeline/errors.js'
 import { ExitCode } from '../config/errors.js'
-import type { Stage } from '../pipeline/stage.js'
+import type { ProductStage } from '../pipeline/stage.js'
 import { backupConfigOf, resolvePlan } from './plan.js'
 import { downloadBackup } from './ops/download.js'
 import { findBackup, listBackups, type BackupInfo } from './ops/list.js'
@@ -11,7 +11,7 @@ import { restoreArtifacts, restoreSafety, RestoreError, type RestoreResult } fro
 import { planFor, type BackupResult } from './ops/shared.js'
 import { takeBackup } from './ops/take.js'
 import { verifyBackup, type VerifyResult } from './ops/verify.js'
-import type { BackupName } from './name.js'
+import { manifestFile, type BackupName } from './name.js'
 
 /** Where `download: true` and `backups download` put copies on the runner by default: next to the log. */
 export function runnerBackupDir(ctx: RunContext): string {
@@ -19,7 +19,7 @@ export function runnerBackupDir(ctx: RunContext): string {
 }
 
 /** `download: true` without `encrypt`: the copy next to the log is the data in clear. */
-export function plainDownloadWarning(name: string, dir: string): string {
+function plainDownloadWarning(name: string, dir: string): string {
   return `backup ${name} is not encrypted: download: true puts a plain copy of the data (the database dump) in ${dir} on the runner, next to the log; a workflow that uploads the log dir as an artifact (the quick start does) publishes it with the log. Set backup.encrypt.recipients, or upload only the *.log files`
 }
 
@@ -27,26 +27,34 @@ export function plainDownloadWarning(name: string, dir: string): string {
  * After a new backup verified: copy it to the runner when `download: true` (a failed copy is a warning:
  * the backup on the host is whole), then prune by retention (failures are warnings too).
  */
-export async function afterBackup(ctx: RunContext, s: HostSession, result: BackupResult, stage: string) {
+async function afterBackup(ctx: RunContext, s: HostSession, result: BackupResult, stage: string) {
   const b = backupConfigOf(ctx.config)
   if (!b) return
   const plan = resolvePlan(ctx.config.app, b, s.layout, ctx.config.env)
   if (b.download) {
     if (!plan.recipients.length)
       ctx.log.warn(plainDownloadWarning(result.name, runnerBackupDir(ctx)), s.host.name)
-    try {
-      const listing = await listBackups(ctx, s, plan, stage)
-      await downloadBackup(
-        ctx,
-        s,
-        plan,
-        findBackup(listing, result.name, s, stage),
-        runnerBackupDir(ctx),
-        stage
+    if (ctx.dryRun) {
+      // plan: what the copy would do; the backup does not exist, so nothing is listed or streamed
+      ctx.dryRun.runner(
+        `on the runner: copy backup ${result.name} from ${s.host.name} into ${runnerBackupDir(ctx)}, each file checked against ${manifestFile(result.name)}`,
+        undefined,
+        s.host.name
       )
-    } catch (e) {
-      ctx.log.warn(`could not copy backup ${result.name} to the runner: ${errorMessage(e)}`, s.host.name)
-    }
+    } else
+      try {
+        const listing = await listBackups(ctx, s, plan, stage)
+        await downloadBackup(
+          ctx,
+          s,
+          plan,
+          findBackup(listing, result.name, s, stage),
+          runnerBackupDir(ctx),
+          stage
+        )
+      } catch (e) {
+        ctx.log.warn(`could not copy backup ${result.name} to the runner: ${errorMessage(e)}`, s.host.name)
+      }
   }
   try {
     await pruneBackups(ctx, s, plan, { stage, apply: true, protect: [result.name] })
@@ -57,7 +65,7 @@ export async function afterBackup(ctx: RunContext, s: HostSession, result: Backu
 
 export interface DeployBackup {
   /** Empty when backups are off or not configured (then one log line says so). */
-  stages: Stage[]
+  stages: ProductStage[]
   result: () => BackupResult | undefined
 }
 
@@ -98,7 +106,7 @@ export function deployBackup(ctx: RunContext, release: () => string): DeployBack
 }
 
 /** `safe-deploy backup [--keep]`: one verified backup (kept out of retention with --keep), then retention. */
-export function backupNowStage(out: { result?: BackupResult }, opts: { keep?: boolean } = {}): Stage {
+export function backupNowStage(out: { result?: BackupResult }, opts: { keep?: boolean } = {}): ProductStage {
   return {
     name: 'backup',
     async run(ctx) {
@@ -121,7 +129,7 @@ export interface RestoreState {
  * If the restore fails after changing something, the orchestrator undoes it by restoring the safety
  * backup (exit 4); if that fails too, exit 5.
  */
-export function restoreStages(name: BackupName, state: RestoreState): Stage[] {
+export function restoreStages(name: BackupName, state: RestoreState): ProductStage[] {
   let changed = false
   let failedAtomically = false
   return [

@@ -8,7 +8,7 @@
 import { sh } from './quote.js'
 import { script, type RemoteCommand } from './command.js'
 import type { Layout } from './layout.js'
-import { inRelease } from './release.js'
+import { inRelease, parseKeyValues } from './release.js'
 
 /** The line that separates the key/value part of readBlueGreenState's output from the upstream file. */
 export const UPSTREAM_MARKER = '--- safe-deploy upstream file ---'
@@ -70,7 +70,7 @@ export function parseBlueGreenState(stdout: string, ports: readonly [number, num
   const head = at < 0 ? stdout : stdout.slice(0, at + 1)
   const upstream = at < 0 ? undefined : stdout.slice(at + UPSTREAM_MARKER.length + 2)
   const out: BlueGreenState = { upstream }
-  const line = /^STATE=(.*)$/m.exec(head)?.[1]?.trim()
+  const line = parseKeyValues(head).get('STATE')?.[0]?.trim()
   if (line) {
     const [portText, release] = line.split(/\s+/)
     const port = Number(portText)

@@ -1,8 +1,8 @@
-import { sh } from './quote.js'
+import { posix, type ShellDialect } from './dialect.js'
 
 /**
- * A command for a host, built as data. `script` is POSIX sh; it reaches the host over stdin and is run by
- * REMOTE_SHELL, so the host's process list shows only that fixed command line. `env` values are exported at
+ * A command for a host, built as data. `script` is in the host's shell dialect (POSIX sh today, see
+ * src/commands/dialect.ts); it reaches the host over stdin and is run by REMOTE_SHELL, so the host's process list shows only that fixed command line. `env` values are exported at
  * the top of the script, also over stdin: secrets never appear in argv.
  */
 export interface RemoteCommand {
@@ -18,41 +18,20 @@ export interface RemoteCommand {
   parts?: string[]
 }
 
-/**
- * The last line of every script safe-deploy sends to REMOTE_SHELL. It says: the sender keeps stdin open while
- * the script runs, and stdin reaching its end before the script is done means "stop".
- */
-export const END_OF_SCRIPT = '#safe-deploy:end-of-script'
+/** The last line of every script safe-deploy sends (see ShellDialect.endOfScript; POSIX today). */
+export const END_OF_SCRIPT = posix.endOfScript
 
-/**
- * The command line sent over SSH for every script: read the script from stdin, then run it.
- *
- * A script that ends with the END_OF_SCRIPT line runs in a subshell (stdin: /dev/null) next to a watcher that
- * waits for the rest of stdin: when stdin ends before the script (the run was interrupted and closed the
- * channel, or the connection dropped), the watcher kills the script's process group (sshd puts each session
- * in its own). So an interrupted build or restart never goes on running on the host behind the back of the
- * undo, also where sshd refuses signal requests (root logins). When the script finishes, the watcher is
- * stopped: what the script started in the background keeps running. A script piped in whole (no END_OF_SCRIPT
- * line) just runs, as `sh -c 'eval "$(cat)"'` would run it.
- */
-export const REMOTE_SHELL =
-  `sh -c 's=$(sed -n "/^${END_OF_SCRIPT}\\$/{p;q;};p"); ` +
-  `case $s in *"${END_OF_SCRIPT}") exec 3<&0; ` +
-  '{ cat <&3 >/dev/null 2>&1; kill -KILL 0; } >/dev/null 2>&1 & w=$!; ' +
-  `(eval "\${s%"${END_OF_SCRIPT}"}") </dev/null 3<&-; r=$?; kill $w 2>/dev/null; exit $r;; ` +
-  `esac; eval "$s"'`
+/** The command line sent over SSH for every script (see ShellDialect.remoteShell; POSIX today). */
+export const REMOTE_SHELL = posix.remoteShell
 
-export function withEnv(cmd: RemoteCommand): string {
-  for (const k of Object.keys(cmd.env ?? {})) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
-      throw new Error(`not an environment variable name: ${JSON.stringify(k)}`)
-  }
-  const exports = Object.entries(cmd.env ?? {}).map(([k, v]) => `export ${k}=${sh(v)}`)
-  return exports.length ? `${exports.join('\n')}\n${cmd.script}` : cmd.script
+/** The command's script with its `env` exported at the top, in `dialect` (POSIX by default). */
+export function withEnv(cmd: RemoteCommand, dialect: ShellDialect = posix): string {
+  return dialect.withEnv(cmd.script, cmd.env)
 }
 
+/** Script lines joined (POSIX); `false` and `undefined` are left out. */
 export function script(...lines: (string | false | undefined)[]): string {
-  return lines.filter((l): l is string => typeof l === 'string').join('\n')
+  return posix.script(lines)
 }
 
 /** Several commands as one script (one round trip). Only the last may `exit` early. */

@@ -2,7 +2,8 @@
  * The one quoting function for POSIX sh. Every value that is interpolated into a shell command that runs
  * on a host goes through `sh()`: it wraps the value in single quotes, where nothing is special, and writes
  * each embedded single quote as '\'' (close, escaped quote, reopen). Newlines, `$()`, backticks and spaces
- * all stay literal. NUL cannot be passed through a shell at all, so it is refused.
+ * all stay literal. NUL cannot be passed through a shell at all, so it is refused. It is the POSIX dialect's
+ * `quote` (src/commands/dialect.ts).
  */
 export function sh(value: string | number): string {
   const text = String(value)

@@ -28,7 +28,7 @@ export function unpackCommand(layout: Layout, id: string): string {
 }
 
 /** The file that says a release was built completely (written after its build, in .safe-deploy/complete/). */
-export function completeMarker(layout: Layout, id: string): string {
+function completeMarker(layout: Layout, id: string): string {
   return `${layout.meta}/complete/${id}`
 }
 

@@ -396,7 +396,7 @@ export interface CommandNeeds {
 }
 
 /** What each command uses: read-only commands (releases, status, plan, lock, backups list) need none of it. */
-export function commandNeeds(
+function commandNeeds(
   loaded: LoadedConfig,
   command: string,
   opts: { sub?: string; restore?: boolean; noDb?: boolean } = {}
@@ -465,7 +465,7 @@ export function requireEnv(
 }
 
 /** Shorter secrets cannot be redacted: replacing every `ab` in a log would mangle it beyond reading. */
-export const MIN_SECRET_LENGTH = 4
+const MIN_SECRET_LENGTH = 4
 
 /** The hosts `--host` names (by name, address, or address:port), in config order; or why it cannot. */
 function selectHosts(hosts: ResolvedHost[], wanted: string): { hosts: ResolvedHost[] } | { problem: string } {

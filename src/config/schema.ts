@@ -38,7 +38,7 @@ const printable = (what: string) =>
  * are normalised away (`/srv//app/./` is `/srv/app`); `..` segments and relative paths are refused, and so is
  * anything that normalises to `/` (`//`, `/.`, `/./`).
  */
-export function normaliseRootPath(p: string): { path: string } | { error: string } {
+function normaliseRootPath(p: string): { path: string } | { error: string } {
   if (/[\0\n\r]/.test(p)) return { error: 'must not contain NUL or line breaks' }
   if (!p.startsWith('/'))
     return { error: `expected an absolute path such as /srv/app, got ${JSON.stringify(p)}` }
@@ -112,6 +112,115 @@ const httpCheck = z
   })
   .strict()
 
+const port = z.number().int().min(1).max(65535)
+
+/** A key a strategy cannot run without: zod's message for a missing one names the strategy. */
+const requiredFor = (strategy: string) =>
+  z.string({
+    error: issue => (issue.input === undefined ? `required for strategy ${strategy}` : undefined)
+  })
+
+const STRATEGIES = ['symlink', 'graceful', 'blue-green'] as const
+
+/** The strategies whose settings have `key` (read when a message is made: the variants are defined below). */
+const ownersOf = (key: string): string[] =>
+  Object.entries({ graceful: gracefulSwitch, 'blue-green': blueGreenSwitch })
+    .filter(([, v]) => key !== 'strategy' && key in v.shape)
+    .map(([name]) => name)
+
+/** A strategy's own keys and nothing else: a key of another strategy says which one it belongs to. */
+const strategySettings = <T extends z.core.$ZodLooseShape>(strategy: string, shape: T) =>
+  z.strictObject(shape, {
+    error: issue => {
+      if (issue.code !== 'unrecognized_keys') return undefined
+      const keys = issue.keys.map(k => JSON.stringify(k)).join(', ')
+      const owners = [...new Set(issue.keys.flatMap(k => ownersOf(String(k))))]
+      return `Unrecognized key${issue.keys.length > 1 ? 's' : ''}: ${keys}${owners.length ? ` (for strategy ${owners.join(' or ')}; this switch is ${strategy})` : ''}`
+    }
+  })
+
+/** symlink: switch `current`, then run stages.restart. The default strategy. */
+const symlinkSwitch = strategySettings('symlink', {
+  strategy: z
+    .literal('symlink')
+    .default('symlink')
+    .describe(
+      'symlink: switch current, run stages.restart; graceful: switch current, run reload; blue-green: see docs'
+    )
+})
+
+/** graceful: switch `current`, then run `reload` (the app picks up the new code without a restart). */
+const gracefulSwitch = strategySettings('graceful', {
+  strategy: z.literal('graceful'),
+  reload: requiredFor('graceful')
+    .min(1)
+    .describe('graceful: e.g. `systemctl reload shop` or `kill -HUP $(cat app.pid)`')
+})
+
+/** blue-green (docs/blue-green.md): two ports per host, a health gate, the proxy's upstream file flipped. */
+const blueGreenSwitch = strategySettings('blue-green', {
+  strategy: z.literal('blue-green'),
+  ports: z
+    .tuple([port, port], {
+      error: issue => (issue.input === undefined ? 'required for strategy blue-green' : undefined)
+    })
+    .refine(p => p[0] !== p[1], { message: 'expected two different ports' })
+    .describe('blue-green: the pair of ports the app alternates between'),
+  start: requiredFor('blue-green')
+    .min(1)
+    .describe('blue-green: starts the release on {port} (runs inside the release; PORT is set too)'),
+  stop: requiredFor('blue-green')
+    .min(1)
+    .describe('blue-green: stops whatever serves {port} (runs inside the release that serves it)'),
+  health: z
+    .string()
+    .default('http://127.0.0.1:{port}/health')
+    .describe('blue-green: URL that must answer 200 on the new port before traffic moves'),
+  upstream_file: requiredFor('blue-green').describe(
+    'blue-green: file we write for the proxy, e.g. /etc/nginx/conf.d/shop-upstream.conf'
+  ),
+  upstream_template: z
+    .string()
+    .default('server 127.0.0.1:{port};')
+    .describe('blue-green: the upstream file content; {port} is the live port'),
+  proxy_reload: requiredFor('blue-green').min(1).describe('blue-green: e.g. `nginx -t && nginx -s reload`'),
+  drain: duration
+    .default(2000)
+    .describe('blue-green: wait after moving traffic before stopping the old port'),
+  timeout: duration.default(60_000).describe('blue-green: how long the new port may take to become healthy')
+}).strict()
+
+/**
+ * How a release goes live: one variant per strategy, each with its own settings, validated here once. A new
+ * strategy is a variant here, one file implementing SwitchStrategy and one line in src/pipeline/switch.ts.
+ */
+export const switchSchema = z
+  .discriminatedUnion('strategy', [symlinkSwitch, gracefulSwitch, blueGreenSwitch], {
+    error: issue =>
+      issue.code === 'invalid_union'
+        ? `Invalid option: expected one of ${STRATEGIES.map(s => JSON.stringify(s)).join('|')}`
+        : undefined
+  })
+  .default({ strategy: 'symlink' })
+
+/** How the source gets to the hosts: one variant per upload strategy (src/pipeline/upload/). */
+export const uploadSchema = z
+  .discriminatedUnion(
+    'strategy',
+    [
+      z.strictObject({
+        strategy: z
+          .literal('tar')
+          .default('tar')
+          .describe('tar: pack source.dir once on the runner, stream it to each host over SSH')
+      })
+    ],
+    {
+      error: issue => (issue.code === 'invalid_union' ? 'Invalid option: expected one of "tar"' : undefined)
+    }
+  )
+  .default({ strategy: 'tar' })
+
 export const configSchema = z
   .object({
     app: z
@@ -150,6 +259,7 @@ export const configSchema = z
       })
       .strict()
       .default({ dir: '.', exclude: ['.git', 'node_modules'] }),
+    upload: uploadSchema.describe('How the source gets to the hosts (default: tar)'),
     shared: z
       .object({
         files: z.array(relativePath).default([]),
@@ -218,75 +328,7 @@ export const configSchema = z
       })
       .strict()
       .default({}),
-    switch: z
-      .object({
-        strategy: z
-          .enum(['symlink', 'graceful', 'blue-green'])
-          .default('symlink')
-          .describe(
-            'symlink: switch current, run stages.restart; graceful: switch current, run reload; blue-green: see docs'
-          ),
-        reload: z
-          .string()
-          .min(1)
-          .optional()
-          .describe('graceful: e.g. `systemctl reload shop` or `kill -HUP $(cat app.pid)`'),
-        ports: z
-          .tuple([z.number().int().min(1).max(65535), z.number().int().min(1).max(65535)])
-          .optional()
-          .describe('blue-green: the pair of ports the app alternates between'),
-        start: z
-          .string()
-          .min(1)
-          .optional()
-          .describe('blue-green: starts the release on {port} (runs inside the release; PORT is set too)'),
-        stop: z
-          .string()
-          .min(1)
-          .optional()
-          .describe('blue-green: stops whatever serves {port} (runs inside the release that serves it)'),
-        health: z
-          .string()
-          .default('http://127.0.0.1:{port}/health')
-          .describe('blue-green: URL that must answer 200 on the new port before traffic moves'),
-        upstream_file: z
-          .string()
-          .optional()
-          .describe('blue-green: file we write for the proxy, e.g. /etc/nginx/conf.d/shop-upstream.conf'),
-        upstream_template: z
-          .string()
-          .default('server 127.0.0.1:{port};')
-          .describe('blue-green: the upstream file content; {port} is the live port'),
-        proxy_reload: z.string().min(1).optional().describe('blue-green: e.g. `nginx -t && nginx -s reload`'),
-        drain: duration
-          .default(2000)
-          .describe('blue-green: wait after moving traffic before stopping the old port'),
-        timeout: duration
-          .default(60_000)
-          .describe('blue-green: how long the new port may take to become healthy')
-      })
-      .strict()
-      .default({
-        strategy: 'symlink',
-        health: 'http://127.0.0.1:{port}/health',
-        upstream_template: 'server 127.0.0.1:{port};',
-        drain: 2000,
-        timeout: 60_000
-      })
-      .superRefine((sw, ctx) => {
-        if (sw.strategy === 'graceful' && !sw.reload) {
-          ctx.addIssue({ code: 'custom', path: ['reload'], message: 'required for strategy graceful' })
-        }
-        if (sw.strategy === 'blue-green') {
-          for (const key of ['ports', 'start', 'stop', 'upstream_file', 'proxy_reload'] as const) {
-            if (sw[key] === undefined)
-              ctx.addIssue({ code: 'custom', path: [key], message: 'required for strategy blue-green' })
-          }
-          if (sw.ports && sw.ports[0] === sw.ports[1]) {
-            ctx.addIssue({ code: 'custom', path: ['ports'], message: 'expected two different ports' })
-          }
-        }
-      }),
+    switch: switchSchema,
     verify: z
       .object({
         http: z.union([httpCheck, z.array(httpCheck)]).optional(),
@@ -329,5 +371,8 @@ export const configSchema = z
 
 export type RawConfig = z.input<typeof configSchema>
 export type Config = z.output<typeof configSchema>
-export type HostConfig = z.output<typeof hostSchema>
 export type HttpCheck = z.output<typeof httpCheck>
+export type SwitchConfig = z.output<typeof switchSchema>
+/** The settings of one switch strategy, e.g. `SwitchSettings<'blue-green'>`. */
+export type SwitchSettings<K extends SwitchConfig['strategy']> = Extract<SwitchConfig, { strategy: K }>
+export type UploadConfig = z.output<typeof uploadSchema>

@@ -19,13 +19,13 @@ import {
 import { httpProbe, httpProbeLoop, parseProbe, parseProbeLoop } from '../commands/health.js'
 import { removeCurrent, switchCurrent } from '../commands/release.js'
 import { combine, type RemoteCommand } from '../commands/command.js'
-import type { Config } from '../config/schema.js'
+import type { SwitchSettings } from '../config/schema.js'
 import { sleep } from './checks.js'
 import { runOn, type HostSession, type RunContext } from './context.js'
 import { hookEnv } from './env.js'
 import { StageError, errorMessage } from './errors.js'
 import { runHook } from './hook.js'
-import type { SwitchStrategy } from './switch.js'
+import type { SwitchStrategy } from './strategy.js'
 
 /** Time between two health probes of the new port (on the host). */
 const PROBE_INTERVAL_MS = 100
@@ -48,21 +48,12 @@ interface HostRun {
   movedAt: number
 }
 
-type SwitchConfig = Config['switch'] & {
-  ports: [number, number]
-  start: string
-  stop: string
-  upstream_file: string
-  proxy_reload: string
-}
-
-/** The blue-green settings; the schema makes these keys required for this strategy. */
-function settings(ctx: RunContext): SwitchConfig {
+/** The blue-green settings, typed and validated by the schema (its blue-green variant of `switch`). */
+function settings(ctx: RunContext): SwitchSettings<'blue-green'> {
   const sw = ctx.config.switch
-  for (const key of ['ports', 'start', 'stop', 'upstream_file', 'proxy_reload'] as const) {
-    if (sw[key] === undefined) throw new StageError('switch', `switch.${key} is required for blue-green`)
-  }
-  return sw as SwitchConfig
+  // strategyFor picks this strategy only for this variant
+  if (sw.strategy !== 'blue-green') throw new Error(`switch.strategy is ${sw.strategy}, not blue-green`)
+  return sw
 }
 
 function address(s: HostSession): string {

@@ -20,7 +20,7 @@ export function httpChecks(ctx: RunContext): HttpCheck[] {
 }
 
 /** `{host}` in a URL becomes the host's address: one check for many hosts, e.g. from the runner. */
-export function urlFor(check: HttpCheck, s: HostSession): string {
+function urlFor(check: HttpCheck, s: HostSession): string {
   const address = s.host.kind === 'local' ? '127.0.0.1' : s.host.address
   return check.url.replace(/\{host\}/g, () => address)
 }
@@ -62,7 +62,7 @@ function describe(answer: { status: number; body: string }): string {
 }
 
 /** One HTTP check with retries: passes on the expected status (and text, when `contains` is set). */
-export async function runHttpCheck(
+async function runHttpCheck(
   ctx: RunContext,
   s: HostSession,
   check: HttpCheck,

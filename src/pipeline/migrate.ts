@@ -17,7 +17,7 @@ import type { HistoryEntry } from '../release/history.js'
 import { ExitCode } from '../config/errors.js'
 import { StageError, errorMessage } from './errors.js'
 import { hookEnv } from './env.js'
-import type { RunStage } from './stage.js'
+import type { ProductStage, RunStage } from './stage.js'
 
 /** What the migrate stage did, for its undo, the history line and the report. */
 export interface MigrationState {
@@ -123,7 +123,7 @@ export function migrateStage(
   rel: () => string,
   backupName: () => string | undefined,
   state: MigrationState
-): RunStage {
+): ProductStage<RunStage> {
   return {
     name: 'migrate',
     scope: 'primary',
@@ -315,7 +315,7 @@ export function rollbackDatabaseStage(
   history: () => HistoryEntry[],
   opts: RollbackDatabaseOptions,
   state: MigrationState
-): RunStage {
+): ProductStage<RunStage> {
   return {
     name: 'database',
     scope: 'primary',

@@ -14,7 +14,7 @@ import { deployStages, newContext, type RunRequest } from './run.js'
 import type { Stage } from './stage.js'
 
 /** The release `current` points to on every host in the plan (a plan reads no host). */
-export const ASSUMED_CURRENT = '<current>'
+const ASSUMED_CURRENT = '<current>'
 
 const quiet: Reporter = { info() {}, warn() {}, error() {}, startGroup() {}, endGroup() {} }
 
@@ -42,7 +42,7 @@ export async function planDeploy(req: RunRequest & { assumed?: AssumedHost }): P
   const sw = loaded.config.switch
   const assumed: AssumedHost = req.assumed ?? {
     current: ASSUMED_CURRENT,
-    activePort: sw.strategy === 'blue-green' ? sw.ports?.[1] : undefined
+    activePort: sw.strategy === 'blue-green' ? sw.ports[1] : undefined
   }
   const records: Recorded[] = []
   let stage = 'preflight'

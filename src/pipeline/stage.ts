@@ -29,7 +29,7 @@ interface StageBase {
  */
 export interface RunStage extends StageBase {
   /** Default `runner`. */
-  readonly scope?: 'runner' | 'primary'
+  readonly scope?: Exclude<StageScope, 'each-host'>
   run(ctx: RunContext): Promise<void>
   undo?(ctx: RunContext, info: UndoInfo): Promise<void>
   /**
@@ -47,7 +47,7 @@ export interface RunStage extends StageBase {
  * failure `undo(ctx, host)` runs for exactly those hosts.
  */
 export interface HostStage extends StageBase {
-  readonly scope: 'each-host'
+  readonly scope: Extract<StageScope, 'each-host'>
   /** Once, on the runner, before the first host (connect, pack the source). A failure fails the stage. */
   begin?(ctx: RunContext): Promise<void>
   run(ctx: RunContext, s: HostSession): Promise<void>
@@ -70,6 +70,31 @@ export interface HostStage extends StageBase {
  * and src/pipeline/policy.ts alone decides what is undone, in which order, and the exit code.
  */
 export type Stage = RunStage | HostStage
+
+/** The stages of safe-deploy's runs, by name: what records, events, history and the log call them. */
+export const STAGE_NAMES = [
+  'preflight',
+  'test',
+  'backup',
+  'deploy',
+  'migrate',
+  'switch',
+  'verify',
+  'cleanup',
+  'choose',
+  'database',
+  'check',
+  'safety-backup',
+  'restore',
+  'prune'
+] as const
+export type StageName = (typeof STAGE_NAMES)[number]
+
+/**
+ * A stage of safe-deploy's own runs: its name is a StageName, so a misspelt or new name is a compile error
+ * until it is added above. (The orchestrator runs a stage of any name; its unit tests use their own.)
+ */
+export type ProductStage<S extends Stage = Stage> = S & { readonly name: StageName }
 
 export interface StageRecord {
   name: string

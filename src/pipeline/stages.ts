@@ -1,7 +1,4 @@
-import { spawn } from 'node:child_process'
-import { createReadStream, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { existsSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { acquireLock, type LockOwner } from '../commands/lock.js'
@@ -12,18 +9,18 @@ import {
   markComplete,
   parseKeyValues,
   readHistory,
-  removeReleases,
-  unpackCommand
+  removeReleases
 } from '../commands/release.js'
 import { LocalTransport } from '../transport/local.js'
 import { sh } from '../commands/quote.js'
 import { parseHistory, releasesToPrune, unfinishedReleases } from '../release/history.js'
-import { connectAll, primaryOf, runOn, runRaw, type HostSession, type RunContext } from './context.js'
+import { connectAll, primaryOf, runOn, type HostSession, type RunContext } from './context.js'
 import { StageError, errorMessage } from './errors.js'
 import { hookEnv } from './env.js'
 import { hasChecks, httpChecks, scanLogs, sleep, verifyHost } from './checks.js'
-import type { Stage } from './stage.js'
+import type { ProductStage } from './stage.js'
 import type { SwitchStrategy } from './switch.js'
+import { uploadFor, type UploadStrategy } from './upload/index.js'
 
 const MIN_FREE_KB = 50 * 1024
 const LOW_FREE_KB = 500 * 1024
@@ -43,7 +40,7 @@ export function preflightStage(opts: {
   command: string
   deploying: boolean
   inspected?: (ctx: RunContext) => void
-}): Stage {
+}): ProductStage {
   const needs = opts.deploying ? ['tar'] : []
   return {
     name: 'preflight',
@@ -175,7 +172,7 @@ async function takeLock(ctx: RunContext, command: string): Promise<void> {
 }
 
 /** The user's test command, on the runner, before anything touches a server. */
-export function testStage(): Stage {
+export function testStage(): ProductStage {
   return {
     name: 'test',
     scope: 'runner',
@@ -227,46 +224,10 @@ export function testStage(): Stage {
   }
 }
 
-/** Packs the source dir once on the runner (GNU or BSD tar), for streaming to every host. */
-async function packSource(
-  ctx: RunContext,
-  dir: string,
-  exclude: string[],
-  signal: AbortSignal
-): Promise<{ file?: string; cleanup: () => void }> {
-  const tarArgs = (file: string) => ['-czf', file, ...exclude.map(e => `--exclude=${e}`), '-C', dir, '.']
-  if (ctx.dryRun) {
-    ctx.dryRun.runner(
-      'pack source.dir once for every host',
-      ['tar', ...tarArgs('release.tar.gz')].map(sh).join(' ')
-    )
-    return { cleanup: () => {} }
-  }
-  const tmp = mkdtempSync(join(tmpdir(), 'safe-deploy-'))
-  const file = join(tmp, 'release.tar.gz')
-  const args = tarArgs(file)
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn('tar', args, { stdio: ['ignore', 'ignore', 'pipe'], signal })
-    let stderr = ''
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
-    child.on('error', e =>
-      reject(new StageError('deploy', `cannot run tar on the runner: ${e.message}`, 'runner'))
-    )
-    child.on('close', code =>
-      code === 0
-        ? resolve()
-        : reject(
-            new StageError('deploy', `tar failed on the runner (exit ${code}): ${stderr.trim()}`, 'runner')
-          )
-    )
-  })
-  return { file, cleanup: () => rmSync(tmp, { recursive: true, force: true }) }
-}
-
 /** Upload, link shared, build: a new release dir on every host; nothing live changes. */
-export function deployStage(rel: () => string): Stage {
+export function deployStage(rel: () => string): ProductStage {
   const created = new Set<HostSession>()
-  let pack: { file?: string; cleanup: () => void } | undefined
+  let upload: UploadStrategy | undefined
   return {
     name: 'deploy',
     scope: 'each-host',
@@ -274,22 +235,17 @@ export function deployStage(rel: () => string): Stage {
     // a host where the release already existed is not this run's to remove
     needsUndo: s => created.has(s),
     async begin(ctx) {
-      pack = await packSource(ctx, ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal)
-      const size = pack.file ? statSync(pack.file).size : 0
-      ctx.log.info(`packed ${ctx.loaded.sourceDir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner')
+      upload = uploadFor(ctx)
+      await upload.prepare(ctx)
     },
     async run(ctx, s) {
       const release = rel()
-      const file = pack?.file
       if (s.releases.includes(release)) {
         throw new StageError('deploy', `release ${release} already exists on ${s.host.name}`, s.host.name)
       }
       created.add(s)
-      await runRaw(ctx, s, unpackCommand(s.layout, release), 'upload', {
-        stage: 'deploy',
-        // a dry run shows the upload; the archive is not made nor streamed
-        stdin: file ? createReadStream(file) : '(the tar.gz of source.dir)'
-      })
+      if (!upload) throw new Error('deploy stage: run before begin')
+      await upload.send(ctx, s, release)
       ctx.log.info(`uploaded to ${s.layout.release(release)}`, s.host.name)
       const { files, dirs } = ctx.config.shared
       if (files.length || dirs.length) {
@@ -305,8 +261,8 @@ export function deployStage(rel: () => string): Stage {
       await runOn(ctx, s, markComplete(s.layout, release), { stage: 'deploy' })
     },
     async end() {
-      pack?.cleanup()
-      pack = undefined
+      upload?.finish()
+      upload = undefined
     },
     async undo(ctx, s, { live }) {
       const release = rel()
@@ -336,7 +292,7 @@ export async function verifyRestored(ctx: RunContext, hosts: HostSession[], stag
  * served before on that host (`s.current`: the previous release of a deploy, the release a manual rollback
  * left) and restarts it; the policy then has it verified once (`recheck`).
  */
-export function switchStage(rel: () => string, strategy: () => SwitchStrategy): Stage {
+export function switchStage(rel: () => string, strategy: () => SwitchStrategy): ProductStage {
   return {
     name: 'switch',
     scope: 'each-host',
@@ -363,7 +319,7 @@ export function switchStage(rel: () => string, strategy: () => SwitchStrategy): 
  * Health checks against the new release, per host: the checks, then (verify.window) a wait and the checks
  * again, then the log scan. A failure makes the orchestrator roll back.
  */
-export function verifyStage(rel: () => string): Stage {
+export function verifyStage(rel: () => string): ProductStage {
   let checks = false
   return {
     name: 'verify',
@@ -402,7 +358,7 @@ export function cleanupStage(
   rel: () => string,
   strategy?: () => SwitchStrategy,
   opts = { prune: true }
-): Stage {
+): ProductStage {
   return {
     name: 'cleanup',
     scope: 'each-host',

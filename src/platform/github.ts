@@ -15,7 +15,6 @@ import { outputsOf } from './outputs.js'
 import { onEvent, type RunSubscriber } from '../engine/events.js'
 
 const STATE_TOKEN = 'lock-token'
-const STATE_DONE = 'main-finished'
 /** The run's progress (src/pipeline/progress.ts), for the post step to finish a killed main step. */
 const STATE_PROGRESS = 'progress'
 
@@ -123,7 +122,6 @@ export async function runAction(): Promise<void> {
     }
     const rollbackReq = { ...req, to: inputs.to, restore: inputs.restore, noDb: inputs.noDb, yes: inputs.yes }
     if (inputs.command === 'rollback' && inputs.dryRun) {
-      core.saveState(STATE_DONE, 'true')
       core.info(await planRollback(rollbackReq))
       return
     }
@@ -135,13 +133,11 @@ export async function runAction(): Promise<void> {
           : inputs.command === 'rollback'
             ? await rollback(rollbackReq)
             : await backupNow(req)
-      core.saveState(STATE_DONE, 'true')
       if (r.exitCode !== ExitCode.ok) fail(`${r.verdict} (exit ${r.exitCode}; log: ${r.logFile})`, r.exitCode)
       else if (inputs.command === 'backup') core.info(r.verdict)
       return
     }
     const ctx = newContext(req, inputs.command, new Date(), false)
-    core.saveState(STATE_DONE, 'true')
     if (inputs.command === 'plan') core.info((await planDeploy(req)).text)
     else if (inputs.command === 'status') {
       const st = await getStatus(ctx)
@@ -153,7 +149,6 @@ export async function runAction(): Promise<void> {
       )
     }
   } catch (e) {
-    core.saveState(STATE_DONE, 'true')
     core.setOutput('status', 'failed')
     if (e instanceof ConfigError) fail(e.message, ExitCode.badInput)
     else fail(`safe-deploy: ${errorMessage(e)}`, ExitCode.failure)

@@ -25,7 +25,7 @@ export interface SshTarget {
 }
 
 /** Connection failures that a retry cannot fix: wrong host key, wrong credentials. */
-export class SshConnectError extends Error {
+class SshConnectError extends Error {
   constructor(
     message: string,
     readonly retryable: boolean

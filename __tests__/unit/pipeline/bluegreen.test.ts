@@ -81,7 +81,9 @@ const events = () =>
     ? readFileSync(join(dir, 'events'), 'utf8').trim().split('\n').filter(Boolean)
     : []
 
-function context(overrides: Partial<NonNullable<RawConfig['switch']>> = {}): RunContext {
+function context(
+  overrides: Partial<Extract<NonNullable<RawConfig['switch']>, { strategy: 'blue-green' }>> = {}
+): RunContext {
   const ev = join(dir, 'events')
   const config = configSchema.parse({
     app: 'shop',

@@ -133,6 +133,25 @@ describe('plan golden files', () => {
     expect(got).toMatch(/X-Token: \*\*\*/)
   })
 
+  test('download: true shows the copy of the new backup to the runner, between the backup and the prune', async () => {
+    const got = await golden('docker-bots', join(examples, 'docker-bots', 'safe-deploy.yml'))
+    const labels = got.split('\n').filter(l => /^#{1,2} /.test(l))
+    const backup = labels.slice(
+      labels.indexOf('## backup on fs.example.org'),
+      labels.indexOf('## deploy on runner')
+    )
+    const copy = backup.findIndex(l =>
+      l.startsWith('# on the runner: copy backup field_service_<time> from fs.example.org')
+    )
+    expect(copy).toBeGreaterThan(
+      backup.indexOf('# back up to /opt/field-service/backups/field_service_<time>')
+    )
+    expect(copy).toBeLessThan(backup.lastIndexOf('# list backups in /opt/field-service/backups'))
+    expect(backup[copy]).toBe(
+      '# on the runner: copy backup field_service_<time> from fs.example.org into <repo>/safe-deploy-logs, each file checked against field_service_<time>.sha256'
+    )
+  })
+
   test.each(dirs)('examples/%s', async dir => {
     await golden(dir, join(examples, dir, 'safe-deploy.yml'))
   })

@@ -9,12 +9,12 @@ import { runIn, type EnvPair, type Target, type Tools } from './target.js'
  * mysqldump writes last, restored through the client. The password travels as MYSQL_PWD, read by both
  * MySQL and MariaDB clients, from a script variable.
  */
-export function myEnv(t: Target): EnvPair[] {
+function myEnv(t: Target): EnvPair[] {
   return t.passwordVar ? [['MYSQL_PWD', { variable: t.passwordVar }]] : []
 }
 
 /** `-h HOST -P PORT -u USER --ssl-ca=...`: nothing secret. */
-export function myConnArgs(t: Target): string {
+function myConnArgs(t: Target): string {
   const c = t.conn
   const args: string[] = []
   if (c.host !== undefined) args.push(`-h ${sh(c.host)}`)
@@ -66,7 +66,7 @@ export function myServerQuery(t: Target, client: string): string {
   return query(t, client, SERVER_QUERY)
 }
 
-export function myTablesQuery(t: Target, client: string): string {
+function myTablesQuery(t: Target, client: string): string {
   return query(t, client, TABLES_QUERY)
 }
 

@@ -9,7 +9,7 @@ import { runIn, type EnvPair, type Target } from './target.js'
  * Every connection setting travels as a libpq environment variable; the password as PGPASSWORD from a
  * script variable, so neither the URL nor the password is ever on a command line.
  */
-export function pgEnv(t: Target): EnvPair[] {
+function pgEnv(t: Target): EnvPair[] {
   const c = t.conn
   const env: EnvPair[] = []
   if (c.host !== undefined) env.push(['PGHOST', { literal: c.host }])

@@ -69,7 +69,7 @@ export function sqliteRestore(t: Target, tmpdir: string): string {
 }
 
 /** The database file's size in bytes. */
-export function sqliteSize(t: Target, tmpdir: string): string {
+function sqliteSize(t: Target, tmpdir: string): string {
   return shellIn(t, [], SIZE, [t.path ?? ''], tmpdir)
 }
 

@@ -29,7 +29,7 @@ export function targetLines(kv: Map<string, string[]>, index: number): Map<strin
 }
 
 /** Host programs a backup of this plan needs besides the database tools. */
-export function neededTools(plan: BackupPlan): string[] {
+function neededTools(plan: BackupPlan): string[] {
   return [
     'sha256sum',
     ...(plan.targets.some(t => t.compress === 'gzip') || plan.files.length ? ['gzip'] : []),

@@ -7,7 +7,7 @@ import { pruneScript } from '../script.js'
 import { listBackups } from './list.js'
 
 /** Backups that kept releases need for their rollback: the backup taken before each one's deploy. */
-export function protectedBackups(history: HistoryEntry[], keptReleases: string[]): string[] {
+function protectedBackups(history: HistoryEntry[], keptReleases: string[]): string[] {
   const kept = new Set(keptReleases)
   return history
     .filter(h => h.type === 'deploy' && h.backup && kept.has(h.release))

@@ -1,0 +1,54 @@
+/**
+ * The symlink and graceful switches: `current` points at the release, then stages.restart (symlink) or
+ * switch.reload (graceful) runs inside it; undo points `current` back and runs the same command there.
+ */
+import { removeCurrent, switchCurrent } from '../commands/release.js'
+import { runOn, type HostSession, type RunContext } from './context.js'
+import { runHook } from './hook.js'
+import type { SwitchStrategy } from './strategy.js'
+
+/** Points `current` at a release and runs a command there: restart (symlink) or reload (graceful). */
+function symlinkFamily(
+  name: 'symlink' | 'graceful',
+  command: (ctx: RunContext) => string | undefined
+): () => SwitchStrategy {
+  return () => {
+    const live = new Set<HostSession>()
+    return {
+      name,
+      wentLive: s => live.has(s),
+      save: s => ({ live: live.has(s) }),
+      resume: (s, saved) => {
+        if ((saved as { live?: boolean } | undefined)?.live !== false) live.add(s)
+      },
+      async activate(ctx, s, release, stage) {
+        live.add(s)
+        await runOn(ctx, s, switchCurrent(s.layout, release), { stage })
+        ctx.log.info(`current -> releases/${release}`, s.host.name)
+        const cmd = command(ctx)
+        if (cmd) await runHook(ctx, s, release, name === 'graceful' ? 'reload' : 'restart', cmd, stage)
+      },
+      async restore(ctx, s, _release, stage) {
+        if (!live.has(s)) return
+        if (s.current) {
+          await runOn(ctx, s, switchCurrent(s.layout, s.current), { stage })
+          ctx.log.info(`current -> releases/${s.current} (restored)`, s.host.name)
+          const cmd = command(ctx)
+          if (cmd) await runHook(ctx, s, s.current, name === 'graceful' ? 'reload' : 'restart', cmd, stage)
+        } else {
+          await runOn(ctx, s, removeCurrent(s.layout), { stage })
+          ctx.log.warn(
+            'there was no previous release: removed `current` (the app was already restarted with the new code and may still be running it)',
+            s.host.name
+          )
+        }
+      }
+    }
+  }
+}
+
+export const symlinkStrategy = symlinkFamily('symlink', ctx => ctx.config.stages.restart)
+
+export const gracefulStrategy = symlinkFamily('graceful', ctx =>
+  ctx.config.switch.strategy === 'graceful' ? ctx.config.switch.reload : undefined
+)

@@ -1,0 +1,26 @@
+/**
+ * How the source gets into a new release directory on each host. One file per strategy (tar.ts), one line
+ * each in the registry below; the config picks one with `upload.strategy` (src/config/schema.ts).
+ */
+import type { UploadConfig } from '../../config/schema.js'
+import type { HostSession, RunContext } from '../context.js'
+import { tarUpload } from './tar.js'
+
+/** One instance per run: `prepare` once on the runner, `send` per host, `finish` after every host. */
+export interface UploadStrategy {
+  readonly name: string
+  /** On the runner before any host gets the release (tar: pack source.dir once). Shown in plan. */
+  prepare(ctx: RunContext): Promise<void>
+  /** Fills the new, empty `releases/<release>` on `s` with the source. Throws a StageError on failure. */
+  send(ctx: RunContext, s: HostSession, release: string): Promise<void>
+  /** Removes what `prepare` made on the runner; never throws. */
+  finish(): void
+}
+
+const strategies: { readonly [K in UploadConfig['strategy']]: () => UploadStrategy } = {
+  tar: tarUpload
+}
+
+export function uploadFor(ctx: RunContext): UploadStrategy {
+  return strategies[ctx.config.upload.strategy]()
+}
