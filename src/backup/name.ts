@@ -1,4 +1,4 @@
-import { ConfigError } from '../config/errors.js'
+import { ConfigError } from '../core/exit.js'
 import { FORMATS, type ArtifactKind } from './engines/index.js'
 
 export type { ArtifactKind }

@@ -17,8 +17,8 @@ import {
   type HostSession,
   type RunContext
 } from '../pipeline/context.js'
-import { errorMessage } from '../pipeline/errors.js'
-import { oneLine } from '../pipeline/excerpt.js'
+import { errorMessage } from '../core/errors.js'
+import { oneLine } from '../core/excerpt.js'
 import { runStagesSafely, type Outcome } from '../pipeline/orchestrator.js'
 import type { Stage, UndoInfo } from '../pipeline/stage.js'
 import { ProgressTracker, type RunProgress } from '../pipeline/progress.js'

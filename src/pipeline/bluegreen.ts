@@ -23,7 +23,7 @@ import type { Config } from '../config/schema.js'
 import { sleep } from './checks.js'
 import { runOn, type HostSession, type RunContext } from './context.js'
 import { hookEnv } from './env.js'
-import { StageError, errorMessage } from './errors.js'
+import { StageError, errorMessage } from '../core/errors.js'
 import { runHook } from './hook.js'
 import type { SwitchStrategy } from './switch.js'
 

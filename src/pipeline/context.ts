@@ -9,8 +9,8 @@ import { LocalTransport } from '../transport/local.js'
 import { SshTransport } from '../transport/ssh.js'
 import type { DeployLog } from '../report/log.js'
 import type { LockOwnerFields } from '../commands/lock.js'
-import { StageError, errorMessage } from './errors.js'
-import { lastLines } from './excerpt.js'
+import { StageError, errorMessage } from '../core/errors.js'
+import { lastLines } from '../core/excerpt.js'
 import type { ProgressTracker } from './progress.js'
 
 /** One connected host and what preflight learned about it. */
@@ -239,7 +239,7 @@ export async function runRaw(
   return result
 }
 
-export { lastLines } from './excerpt.js'
+export { lastLines } from '../core/excerpt.js'
 
 /** Which hosts `onEveryHost` runs on and how many at once. */
 export interface EveryHostOptions {

@@ -8,7 +8,7 @@
  */
 import type { LockOwnerFields } from '../commands/lock.js'
 import type { Actor, HostSession, RunContext } from './context.js'
-import { errorMessage } from './errors.js'
+import { errorMessage } from '../core/errors.js'
 import type { HostStage, Stage, UndoInfo } from './stage.js'
 import type { SwitchStrategy } from './switch.js'
 

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util'
 import pkg from '../../package.json' with { type: 'json' }
 import { loadConfig, requireEnv, type Overrides } from '../config/load.js'
-import { ConfigError, ExitCode } from '../config/errors.js'
+import { ConfigError, ExitCode } from '../core/exit.js'
 import { parseReleaseId } from '../release/id.js'
 import { parseBackupName } from '../backup/name.js'
 import { badReleases } from '../release/history.js'
@@ -9,7 +9,7 @@ import { deploy, listReleaseState, newContext, planRollback, rollback } from '..
 import { forceReleaseLock, getLock, getStatus } from '../pipeline/ops.js'
 import { planDeploy } from '../pipeline/plan.js'
 import { onEvent, type RunSubscriber } from '../engine/events.js'
-import { errorMessage } from '../pipeline/errors.js'
+import { errorMessage } from '../core/errors.js'
 import { defaultActor } from '../pipeline/context.js'
 import { terminalReporter } from './terminal.js'
 import { writeDotenv } from './outputs.js'

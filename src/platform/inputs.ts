@@ -1,4 +1,4 @@
-import { ConfigError } from '../config/errors.js'
+import { ConfigError } from '../core/exit.js'
 import type { Overrides } from '../config/load.js'
 import { parseReleaseId, type ReleaseId } from '../release/id.js'
 import { parseBackupName, type BackupName } from '../backup/name.js'

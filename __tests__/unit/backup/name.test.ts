@@ -1,5 +1,5 @@
 import { describe, expect, test } from '@jest/globals'
-import { ConfigError, ExitCode } from '../../../src/config/errors.js'
+import { ConfigError, ExitCode } from '../../../src/core/exit.js'
 import {
   appOf,
   artifactFile,

@@ -5,7 +5,7 @@
 import { describe, expect, test } from '@jest/globals'
 import { batchesOf, runStages } from '../../../src/pipeline/orchestrator.js'
 import { ProgressTracker, type RunProgress } from '../../../src/pipeline/progress.js'
-import { StageError } from '../../../src/pipeline/errors.js'
+import { StageError } from '../../../src/core/errors.js'
 import { switchStage } from '../../../src/pipeline/stages.js'
 import { strategyFor } from '../../../src/pipeline/switch.js'
 import { DeployLog, type Reporter } from '../../../src/report/log.js'

@@ -3,7 +3,7 @@ import { chmodSync, createWriteStream, mkdirSync, renameSync, rmSync, writeFileS
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { runRaw, type HostSession, type RunContext } from '../../pipeline/context.js'
-import { StageError } from '../../pipeline/errors.js'
+import { StageError } from '../../core/errors.js'
 import type { BackupPlan } from '../plan.js'
 import { keepFile, manifestFile, metaFile, signatureFile } from '../name.js'
 import { catCommand } from '../script.js'

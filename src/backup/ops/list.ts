@@ -1,6 +1,6 @@
 import { parseKeyValues } from '../../commands/release.js'
 import { runOn, type HostSession, type RunContext } from '../../pipeline/context.js'
-import { StageError } from '../../pipeline/errors.js'
+import { StageError } from '../../core/errors.js'
 import type { BackupPlan } from '../plan.js'
 import {
   keepFile,

@@ -1,6 +1,6 @@
 import type { RunContext, HostSession } from '../../pipeline/context.js'
-import { StageError } from '../../pipeline/errors.js'
-import { ExitCode } from '../../config/errors.js'
+import { StageError } from '../../core/errors.js'
+import { ExitCode } from '../../core/exit.js'
 import { parseKeyValues } from '../../commands/release.js'
 import { backupConfigOf, resolvePlan, type BackupPlan } from '../plan.js'
 import type { BackupName } from '../name.js'

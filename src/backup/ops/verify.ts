@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { parseKeyValues } from '../../commands/release.js'
 import { runOn, type HostSession, type RunContext } from '../../pipeline/context.js'
-import { StageError } from '../../pipeline/errors.js'
+import { StageError } from '../../core/errors.js'
 import type { BackupPlan } from '../plan.js'
 import { manifestFile, metaFile, signatureFile, type BackupName } from '../name.js'
 import { readSignedScript, verifyScript } from '../script.js'
