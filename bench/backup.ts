@@ -18,7 +18,7 @@ import { ageKeyPair, PG_BIN, startPostgres } from '../__tests__/e2e/harness/db.j
 import { tempDir } from '../__tests__/e2e/harness/sshd.js'
 import { validateConfig } from '../src/config/load.js'
 import { newContext } from '../src/pipeline/run.js'
-import { closeAll, connectAll, primaryOf } from '../src/pipeline/context.js'
+import { closeAll, connectAll, primaryOf } from '../src/host/context.js'
 import { takeBackup } from '../src/backup/ops/take.js'
 import type { Reporter } from '../src/report/log.js'
 import { LocalTransport } from '../src/transport/local.js'

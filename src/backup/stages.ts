@@ -1,5 +1,5 @@
 import { dirname, resolve } from 'node:path'
-import { primaryOf, type HostSession, type RunContext } from '../pipeline/context.js'
+import { primaryOf, type HostSession, type RunContext } from '../host/context.js'
 import { StageError, errorMessage } from '../core/errors.js'
 import { ExitCode } from '../core/exit.js'
 import type { Stage } from '../pipeline/stage.js'

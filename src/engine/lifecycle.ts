@@ -16,7 +16,7 @@ import {
   type Actor,
   type HostSession,
   type RunContext
-} from '../pipeline/context.js'
+} from '../host/context.js'
 import { errorMessage } from '../core/errors.js'
 import { oneLine } from '../core/excerpt.js'
 import { runStagesSafely, type Outcome } from '../pipeline/orchestrator.js'

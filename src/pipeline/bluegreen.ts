@@ -21,10 +21,10 @@ import { removeCurrent, switchCurrent } from '../commands/release.js'
 import { combine, type RemoteCommand } from '../commands/command.js'
 import type { Config } from '../config/schema.js'
 import { sleep } from './checks.js'
-import { runOn, type HostSession, type RunContext } from './context.js'
-import { hookEnv } from './env.js'
+import { runOn, type HostSession, type RunContext } from '../host/context.js'
+import { hookEnv } from '../host/env.js'
 import { StageError, errorMessage } from '../core/errors.js'
-import { runHook } from './hook.js'
+import { runHook } from '../host/hook.js'
 import type { SwitchStrategy } from './switch.js'
 
 /** Time between two health probes of the new port (on the host). */

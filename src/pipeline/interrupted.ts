@@ -16,7 +16,7 @@ import {
 import { releaseLock, renewLock } from '../commands/lock.js'
 import { combine } from '../commands/command.js'
 import { parseHistory, type HistoryEntry } from '../release/history.js'
-import { closeAll, connectAll, primaryOf, runOn, type HostSession, type RunContext } from './context.js'
+import { closeAll, connectAll, primaryOf, runOn, type HostSession, type RunContext } from '../host/context.js'
 import { errorMessage } from '../core/errors.js'
 import { hasChecks } from './checks.js'
 import { verifyRestored } from './stages.js'

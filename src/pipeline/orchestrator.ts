@@ -1,6 +1,6 @@
 import { ExitCode } from '../core/exit.js'
-import { onEveryHost, type HostSession, type RunContext } from './context.js'
-import { startLease, type Lease } from './lease.js'
+import { onEveryHost, type HostSession, type RunContext } from '../host/context.js'
+import { startLease, type Lease } from '../host/lease.js'
 import { StageError, errorMessage } from '../core/errors.js'
 import { exitCode, reverifyNow, undoFailureNeedsPerson, undoOrder, type Touched } from './policy.js'
 import type { HostStage, Stage, StageRecord } from './stage.js'

@@ -7,7 +7,7 @@
  * says less than what the run did on the hosts.
  */
 import type { LockOwnerFields } from '../commands/lock.js'
-import type { Actor, HostSession, RunContext } from './context.js'
+import type { Actor, HostSession, RunContext, RunProgressHooks } from '../host/context.js'
 import { errorMessage } from '../core/errors.js'
 import type { HostStage, Stage, UndoInfo } from './stage.js'
 import type { SwitchStrategy } from './switch.js'
@@ -61,7 +61,14 @@ export function parseProgress(text: string | undefined): RunProgress | undefined
   }
 }
 
-export class ProgressTracker {
+declare module '../host/context.js' {
+  /** The switch strategy, saving progress around each host's switch and its undo (ProgressTracker.watch). */
+  interface RunProgressHooks {
+    watch(strategy: SwitchStrategy): SwitchStrategy
+  }
+}
+
+export class ProgressTracker implements RunProgressHooks {
   private readonly p: RunProgress
   private strategy?: SwitchStrategy
   private tracked: Stage[] = []

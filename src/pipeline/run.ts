@@ -2,7 +2,7 @@ import { listReleases, parseKeyValues, readHistory } from '../commands/release.j
 import { newReleaseId, type ReleaseId } from '../release/id.js'
 import { parseHistory, rollbackTarget, unfinishedReleases, type HistoryEntry } from '../release/history.js'
 import { ExitCode } from '../core/exit.js'
-import { closeAll, connectAll, onEveryHost, primaryOf, runOn, type RunContext } from './context.js'
+import { closeAll, connectAll, onEveryHost, primaryOf, runOn, type RunContext } from '../host/context.js'
 import { StageError } from '../core/errors.js'
 import { newContext, runLifecycle, type RunPlan, type RunRequest } from '../engine/lifecycle.js'
 import { cleanupStage, deployStage, preflightStage, switchStage, testStage, verifyStage } from './stages.js'
@@ -20,10 +20,10 @@ import {
   type MigrationState,
   type RollbackDatabaseOptions
 } from './migrate.js'
-import { hookEnv } from './env.js'
+import { hookEnv } from '../host/env.js'
 import { backupsOn } from '../config/rules.js'
 import { inRelease } from '../commands/release.js'
-import type { HostSession } from './context.js'
+import type { HostSession } from '../host/context.js'
 
 /** A deploy or rollback through the one run lifecycle (src/engine/lifecycle.ts), saving its progress. */
 const execute = (req: RunRequest, command: 'deploy' | 'rollback', plan: (ctx: RunContext) => RunPlan) =>

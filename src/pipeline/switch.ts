@@ -1,6 +1,6 @@
 import { removeCurrent, switchCurrent } from '../commands/release.js'
-import { runOn, type HostSession, type RunContext } from './context.js'
-import { runHook } from './hook.js'
+import { runOn, type HostSession, type RunContext } from '../host/context.js'
+import { runHook } from '../host/hook.js'
 import { blueGreenStrategy } from './bluegreen.js'
 
 export { runHook }

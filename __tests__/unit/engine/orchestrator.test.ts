@@ -11,7 +11,7 @@ import { strategyFor } from '../../../src/pipeline/switch.js'
 import { DeployLog, type Reporter } from '../../../src/report/log.js'
 import { Redactor } from '../../../src/report/redact.js'
 import { Layout } from '../../../src/commands/layout.js'
-import type { HostSession, RunContext } from '../../../src/pipeline/context.js'
+import type { HostSession, RunContext } from '../../../src/host/context.js'
 import type { HostStage, Stage, StageEffect } from '../../../src/pipeline/stage.js'
 import type { ExecResult, Transport } from '../../../src/transport/types.js'
 

@@ -5,7 +5,7 @@ import { needsFinishing } from '../../../src/pipeline/interrupted.js'
 import { StageError } from '../../../src/core/errors.js'
 import { DeployLog, type Reporter } from '../../../src/report/log.js'
 import { Redactor } from '../../../src/report/redact.js'
-import type { HostSession, RunContext } from '../../../src/pipeline/context.js'
+import type { HostSession, RunContext } from '../../../src/host/context.js'
 import type { Stage } from '../../../src/pipeline/stage.js'
 import type { SwitchStrategy } from '../../../src/pipeline/switch.js'
 

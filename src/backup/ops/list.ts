@@ -1,5 +1,5 @@
 import { parseKeyValues } from '../../commands/release.js'
-import { runOn, type HostSession, type RunContext } from '../../pipeline/context.js'
+import { runOn, type HostSession, type RunContext } from '../../host/context.js'
 import { StageError } from '../../core/errors.js'
 import type { BackupPlan } from '../plan.js'
 import {

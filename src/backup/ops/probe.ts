@@ -1,6 +1,6 @@
 import { unresolvedDatabases } from '../../config/load.js'
 import { parseKeyValues } from '../../commands/release.js'
-import { primaryOf, runOn, type HostSession, type RunContext } from '../../pipeline/context.js'
+import { primaryOf, runOn, type HostSession, type RunContext } from '../../host/context.js'
 import { StageError, errorMessage } from '../../core/errors.js'
 import { backupConfigOf, resolvePlan, type BackupPlan } from '../plan.js'
 import { probeScript } from '../script.js'

@@ -1,6 +1,6 @@
 import { listReleases, parseKeyValues, readHistory } from '../../commands/release.js'
 import { parseHistory, type HistoryEntry } from '../../release/history.js'
-import { runOn, type HostSession, type RunContext } from '../../pipeline/context.js'
+import { runOn, type HostSession, type RunContext } from '../../host/context.js'
 import type { BackupPlan } from '../plan.js'
 import { selectRetention } from '../retention.js'
 import { pruneScript } from '../script.js'

@@ -1,6 +1,6 @@
 import { ExitCode } from '../../core/exit.js'
 import { parseKeyValues } from '../../commands/release.js'
-import { runOn, type HostSession, type RunContext } from '../../pipeline/context.js'
+import { runOn, type HostSession, type RunContext } from '../../host/context.js'
 import { StageError } from '../../core/errors.js'
 import { isRelativeSafe, type BackupPlan } from '../plan.js'
 import type { Artifact, BackupName } from '../name.js'

@@ -1,4 +1,4 @@
-import type { RunContext, HostSession } from '../../pipeline/context.js'
+import type { RunContext, HostSession } from '../../host/context.js'
 import { StageError } from '../../core/errors.js'
 import { ExitCode } from '../../core/exit.js'
 import { parseKeyValues } from '../../commands/release.js'

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os'
 import pkg from '../../../package.json' with { type: 'json' }
 import { parseKeyValues } from '../../commands/release.js'
-import { runOn, type HostSession, type RunContext } from '../../pipeline/context.js'
+import { runOn, type HostSession, type RunContext } from '../../host/context.js'
 import { StageError } from '../../core/errors.js'
 import type { BackupPlan } from '../plan.js'
 import { backupTime, keepFile, manifestFile, newBackupName, signatureFile, type BackupName } from '../name.js'

@@ -11,7 +11,6 @@ import type { DeployLog } from '../report/log.js'
 import type { LockOwnerFields } from '../commands/lock.js'
 import { StageError, errorMessage } from '../core/errors.js'
 import { lastLines } from '../core/excerpt.js'
-import type { ProgressTracker } from './progress.js'
 
 /** One connected host and what preflight learned about it. */
 export interface HostSession {
@@ -35,6 +34,15 @@ export interface Actor {
   commit?: string
 }
 
+/**
+ * What a run that saves its progress offers the stages: a checkpoint after a per-host state change. The stage
+ * layer adds the rest to this interface (src/pipeline/progress.ts, `watch` for the switch strategy), so that
+ * this layer does not import the layer above it; the engine's ProgressTracker is the one implementation.
+ */
+export interface RunProgressHooks {
+  checkpoint(): void
+}
+
 export interface RunContext {
   loaded: LoadedConfig
   config: Config
@@ -50,7 +58,7 @@ export interface RunContext {
   /** Told when the lock is taken, so an Action post step can release it after a cancel. */
   onLock?: (token: string | undefined) => void
   /** Saves the run's progress as it goes (the Action), for its post step to finish a killed run. */
-  progress?: ProgressTracker
+  progress?: RunProgressHooks
   /**
    * Set by `plan` (src/pipeline/plan.ts): the run is a dry run. Hosts are reached through `connect` (a
    * recording transport), and what the stages would do on the runner (the test command, packing, HTTP checks
