@@ -1,6 +1,6 @@
 import { sh } from '../commands/quote.js'
 import { script, type RemoteCommand } from '../commands/command.js'
-import { IDENTITY_ENV, PASSWORD_ENV, type BackupPlan } from './plan.js'
+import { IDENTITY_ENV, PASSWORD_ENV, type BackupPlan } from './engines/plan.js'
 import {
   artifactFile,
   keepFile,
@@ -9,7 +9,7 @@ import {
   signatureFile,
   type Artifact,
   type BackupName
-} from './name.js'
+} from './engines/name.js'
 import {
   AGE_HEADER,
   compressCommand,

@@ -3,7 +3,7 @@ import { primaryOf, type HostSession, type RunContext } from '../host/context.js
 import { StageError, errorMessage } from '../core/errors.js'
 import { ExitCode } from '../core/exit.js'
 import type { Stage } from '../pipeline/stage.js'
-import { backupConfigOf, resolvePlan } from './plan.js'
+import { backupConfigOf, resolvePlan } from './engines/plan.js'
 import { downloadBackup } from './ops/download.js'
 import { findBackup, listBackups, type BackupInfo } from './ops/list.js'
 import { pruneBackups } from './ops/prune.js'
@@ -11,7 +11,7 @@ import { restoreArtifacts, restoreSafety, RestoreError, type RestoreResult } fro
 import { planFor, type BackupResult } from './ops/shared.js'
 import { takeBackup } from './ops/take.js'
 import { verifyBackup, type VerifyResult } from './ops/verify.js'
-import type { BackupName } from './name.js'
+import type { BackupName } from './engines/name.js'
 
 /** Where `download: true` and `backups download` put copies on the runner by default: next to the log. */
 export function runnerBackupDir(ctx: RunContext): string {

@@ -4,7 +4,7 @@
  * file and one line) is wired everywhere.
  */
 import { describe, expect, test } from '@jest/globals'
-import { backupSchema } from '../../../src/backup/config.js'
+import { backupSchema } from '../../../src/backup/engines/config.js'
 import {
   describeTarget,
   ENGINE_IDS,
@@ -20,8 +20,8 @@ import {
   parseBackupFileName,
   type BackupName,
   type Compression
-} from '../../../src/backup/name.js'
-import { parseBackupTime } from '../../../src/backup/retention.js'
+} from '../../../src/backup/engines/name.js'
+import { parseBackupTime } from '../../../src/backup/engines/retention.js'
 import { RestoreError } from '../../../src/backup/ops/restore.js'
 import { probeKey } from '../../../src/backup/script.js'
 import { targetLines } from '../../../src/backup/ops/probe.js'

@@ -3,8 +3,15 @@ import pkg from '../../../package.json' with { type: 'json' }
 import { parseKeyValues } from '../../commands/release.js'
 import { runOn, type HostSession, type RunContext } from '../../host/context.js'
 import { StageError } from '../../core/errors.js'
-import type { BackupPlan } from '../plan.js'
-import { backupTime, keepFile, manifestFile, newBackupName, signatureFile, type BackupName } from '../name.js'
+import type { BackupPlan } from '../engines/plan.js'
+import {
+  backupTime,
+  keepFile,
+  manifestFile,
+  newBackupName,
+  signatureFile,
+  type BackupName
+} from '../engines/name.js'
 import { backupScript, writeSignatureScript } from '../script.js'
 import { signatureLine, fromHex } from '../sign.js'
 import { probeHost, throwProblems } from './probe.js'
