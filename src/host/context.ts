@@ -60,7 +60,7 @@ export interface RunContext {
   /** Saves the run's progress as it goes (the Action), for its post step to finish a killed run. */
   progress?: RunProgressHooks
   /**
-   * Set by `plan` (src/pipeline/plan.ts): the run is a dry run. Hosts are reached through `connect` (a
+   * Set by `plan` (src/flows/plan.ts): the run is a dry run. Hosts are reached through `connect` (a
    * recording transport), and what the stages would do on the runner (the test command, packing, HTTP checks
    * from the runner, waits) is told to `runner` instead of being done.
    */

@@ -5,15 +5,15 @@ import { ConfigError, ExitCode } from '../core/exit.js'
 import { parseReleaseId } from '../release/id.js'
 import { parseBackupName } from '../backup/engines/name.js'
 import { badReleases } from '../release/history.js'
-import { deploy, listReleaseState, newContext, planRollback, rollback } from '../pipeline/run.js'
+import { deploy, listReleaseState, newContext, planRollback, rollback } from '../flows/deploy.js'
 import { forceReleaseLock, getLock, getStatus } from '../pipeline/ops.js'
-import { planDeploy } from '../pipeline/plan.js'
+import { planDeploy } from '../flows/plan.js'
 import { onEvent, type RunSubscriber } from '../engine/events.js'
 import { errorMessage } from '../core/errors.js'
 import { defaultActor } from '../host/context.js'
 import { terminalReporter } from './terminal.js'
 import { writeDotenv } from './outputs.js'
-import { BACKUP_COMMANDS, BACKUP_USAGE, checkBackupArgs, runBackupCli } from '../backup/cli.js'
+import { BACKUP_COMMANDS, BACKUP_USAGE, checkBackupArgs, runBackupCli } from '../flows/backup.js'
 
 const USAGE = `usage: safe-deploy <command> [options]
 

@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
-import { checkBackupArgs, type BackupArgs } from '../../../src/backup/cli.js'
+import { checkBackupArgs, type BackupArgs } from '../../../src/flows/backup.js'
 import { ConfigError } from '../../../src/core/exit.js'
 import { runCli } from '../../../src/platform/cli.js'
 

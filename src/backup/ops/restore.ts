@@ -178,7 +178,7 @@ export async function checkBackup(
  * Verifies backup `name` and restores it, with no safety backup: for putting back a backup that holds
  * the state wanted (the pre-deploy backup after a failed migration). A restore that needs a safety
  * backup is two steps the orchestrator can undo: takeSafetyBackup, then restoreArtifacts, whose stage's
- * undo is restoreSafety (backup/stages.ts restoreStages, a rollback's database stage).
+ * undo is restoreSafety (pipeline/backup.ts restoreStages, a rollback's database stage).
  */
 export async function restoreBackup(
   ctx: RunContext,

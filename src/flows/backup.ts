@@ -9,13 +9,13 @@ import { newContext, runLifecycle, type RunPlan, type RunRequest } from '../engi
 import type { RunResult } from '../pipeline/result.js'
 import { preflightStage } from '../pipeline/stages.js'
 import type { Stage } from '../pipeline/stage.js'
-import { isBackupName, parseBackupName, type BackupName } from './engines/name.js'
-import { downloadBackup } from './ops/download.js'
-import { findBackup, listBackups, setKept, type BackupInfo } from './ops/list.js'
-import { pruneBackups, type PruneResult } from './ops/prune.js'
-import { planFor, type BackupResult } from './ops/shared.js'
-import { verifyBackup } from './ops/verify.js'
-import { backupNowStage, restoreStages, runnerBackupDir, type RestoreState } from './stages.js'
+import { isBackupName, parseBackupName, type BackupName } from '../backup/engines/name.js'
+import { downloadBackup } from '../backup/ops/download.js'
+import { findBackup, listBackups, setKept, type BackupInfo } from '../backup/ops/list.js'
+import { pruneBackups, type PruneResult } from '../backup/ops/prune.js'
+import { planFor, type BackupResult } from '../backup/ops/shared.js'
+import { verifyBackup } from '../backup/ops/verify.js'
+import { backupNowStage, restoreStages, runnerBackupDir, type RestoreState } from '../pipeline/backup.js'
 
 /** The backup commands of the CLI: `backup`, `backups list|verify|prune|download`, `restore`. */
 export const BACKUP_COMMANDS = ['backup', 'backups', 'restore']
