@@ -10,7 +10,7 @@ import { writeReport } from '../report/report.js'
 import type { HistoryEntry } from '../release/history.js'
 import {
   closeAll,
-  defaultActor,
+  localActor,
   primaryOf,
   runOn,
   type Actor,
@@ -51,7 +51,7 @@ export function newContext(req: RunRequest, command: string, started: Date, logF
     config: req.loaded.config,
     log: new DeployLog(file, req.reporter, redactor),
     signal: req.signal ?? new AbortController().signal,
-    actor: req.actor ?? defaultActor(),
+    actor: req.actor ?? localActor(),
     sessions: [],
     verbose: !!req.verbose,
     startedAt: started

@@ -74,13 +74,9 @@ export interface DryRun {
   runner(label: string, command?: string, host?: string): void
 }
 
-export function defaultActor(env: NodeJS.ProcessEnv = process.env): Actor {
-  const who = env.GITHUB_ACTOR ?? env.GITLAB_USER_LOGIN ?? `${safeUser()}@${hostname()}`
-  const run =
-    env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID
-      ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}`
-      : env.CI_JOB_URL
-  return { who, run, commit: env.GITHUB_SHA ?? env.CI_COMMIT_SHA }
+/** Who runs this when nobody says: the local user at this machine. The CI platforms say more (platform/actor.ts). */
+export function localActor(): Actor {
+  return { who: `${safeUser()}@${hostname()}` }
 }
 
 function safeUser(): string {

@@ -1,6 +1,7 @@
 import * as core from '@actions/core'
 import { loadConfig, requireEnv } from '../config/load.js'
 import { ConfigError, ExitCode } from '../core/exit.js'
+import { defaultActor } from './actor.js'
 import { deploy, newContext, planRollback, rollback } from '../flows/deploy.js'
 import { getStatus, releaseOwnLock } from '../pipeline/ops.js'
 import { planDeploy } from '../flows/plan.js'
@@ -115,6 +116,7 @@ export async function runAction(): Promise<void> {
     const req = {
       loaded,
       reporter: githubReporter(),
+      actor: defaultActor(),
       verbose: inputs.verbose,
       signal: cancel.signal,
       onLock: (token: string | undefined) => core.saveState(STATE_TOKEN, token ?? ''),
@@ -220,7 +222,12 @@ export async function runPost(): Promise<void> {
     const inputs = parseInputs(read)
     const loaded = loadConfig(inputs.config, inputs.overrides)
     for (const s of loaded.secrets) core.setSecret(s)
-    const ctx = newContext({ loaded, reporter: githubReporter() }, 'post', new Date(), false)
+    const ctx = newContext(
+      { loaded, reporter: githubReporter(), actor: defaultActor() },
+      'post',
+      new Date(),
+      false
+    )
     const state = await releaseOwnLock(ctx, token)
     core.info(state === 'released' ? 'lock released' : `lock not released: ${state}`)
   } catch (e) {
