@@ -8,12 +8,11 @@ import { fileURLToPath } from 'node:url'
 
 // Lowest first. A folder may import its own files and any folder in an earlier layer, nothing else.
 // Folders in one layer may not import each other. '.' is the entry files at src/ (index.ts, post.ts, cli.ts).
-// A folder is a top-level folder of src/, or one of UNITS (a sub-folder with a layer of its own).
 export const LAYERS = [
   ['core'],
   ['commands'],
   ['transport'],
-  ['backup/engines'],
+  ['backup-engines'],
   ['config'],
   ['report'],
   ['release'],
@@ -26,9 +25,9 @@ export const LAYERS = [
   ['.']
 ]
 
-// backup/engines/ is backup's pure half (engines, their registry, the `backup:` schema, connections, names,
-// retention, the config-time check): config/ validates with it, so it sits below config/; backup/ is the rest.
-export const UNITS = ['backup/engines']
+// backup-engines/ is backup's pure half (the engines and their registry, the `backup:` schema, connections,
+// backup names, retention, the config-time check): config/ validates with it, so it sits below config/.
+// backup/ is the other half: the operations on a host (take, list, verify, restore, prune, download, probe).
 
 // platform/ is the one place that knows GitHub and GitLab: only it (and the entry files) may import these
 // packages or read the CI platforms' environment variables.
@@ -54,14 +53,7 @@ function files(dir) {
 
 function folderOf(file) {
   const rel = relative(src, file).split(sep)
-  const unit = UNITS.find(u =>
-    rel
-      .slice(0, -1)
-      .join('/')
-      .concat('/')
-      .startsWith(u + '/')
-  )
-  return unit ?? (rel.length === 1 ? '.' : rel[0])
+  return rel.length === 1 ? '.' : rel[0]
 }
 
 export function specifiers(text) {

@@ -9,7 +9,7 @@ import { newContext, runLifecycle, type RunPlan, type RunRequest } from '../engi
 import type { RunResult } from '../pipeline/result.js'
 import { preflightStage } from '../pipeline/stages.js'
 import type { Stage } from '../pipeline/stage.js'
-import { isBackupName, parseBackupName, type BackupName } from '../backup/engines/name.js'
+import { isBackupName, parseBackupName, type BackupName } from '../backup-engines/name.js'
 import { downloadBackup } from '../backup/ops/download.js'
 import { findBackup, listBackups, setKept, type BackupInfo } from '../backup/ops/list.js'
 import { pruneBackups, type PruneResult } from '../backup/ops/prune.js'

@@ -3,7 +3,7 @@ import { primaryOf, type HostSession, type RunContext } from '../host/context.js
 import { StageError, errorMessage } from '../core/errors.js'
 import { ExitCode } from '../core/exit.js'
 import type { Stage } from './stage.js'
-import { backupConfigOf, resolvePlan } from '../backup/engines/plan.js'
+import { backupConfigOf, resolvePlan } from '../backup-engines/plan.js'
 import { downloadBackup } from '../backup/ops/download.js'
 import { findBackup, listBackups, type BackupInfo } from '../backup/ops/list.js'
 import { pruneBackups } from '../backup/ops/prune.js'
@@ -11,7 +11,7 @@ import { restoreArtifacts, restoreSafety, RestoreError, type RestoreResult } fro
 import { planFor, type BackupResult } from '../backup/ops/shared.js'
 import { takeBackup } from '../backup/ops/take.js'
 import { verifyBackup, type VerifyResult } from '../backup/ops/verify.js'
-import type { BackupName } from '../backup/engines/name.js'
+import type { BackupName } from '../backup-engines/name.js'
 
 /** Where `download: true` and `backups download` put copies on the runner by default: next to the log. */
 export function runnerBackupDir(ctx: RunContext): string {

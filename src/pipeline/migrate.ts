@@ -11,7 +11,7 @@ import {
 } from '../backup/ops/restore.js'
 import { planFor, type BackupResult } from '../backup/ops/shared.js'
 import { takeSafetyBackup } from '../backup/ops/take.js'
-import type { BackupName } from '../backup/engines/name.js'
+import type { BackupName } from '../backup-engines/name.js'
 import { lastLines, primaryOf, runOn, type HostSession, type RunContext } from '../host/context.js'
 import type { HistoryEntry } from '../release/history.js'
 import { ExitCode } from '../core/exit.js'

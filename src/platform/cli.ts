@@ -3,7 +3,7 @@ import pkg from '../../package.json' with { type: 'json' }
 import { loadConfig, requireEnv, type Overrides } from '../config/load.js'
 import { ConfigError, ExitCode } from '../core/exit.js'
 import { parseReleaseId } from '../release/id.js'
-import { parseBackupName } from '../backup/engines/name.js'
+import { parseBackupName } from '../backup-engines/name.js'
 import { badReleases } from '../release/history.js'
 import { deploy, listReleaseState, newContext, planRollback, rollback } from '../flows/deploy.js'
 import { forceReleaseLock, getLock, getStatus } from '../pipeline/ops.js'

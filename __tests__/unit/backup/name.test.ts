@@ -12,7 +12,7 @@ import {
   parseBackupName,
   type Artifact,
   type BackupName
-} from '../../../src/backup/engines/name.js'
+} from '../../../src/backup-engines/name.js'
 
 const NAME = 'shop_20261121_193005' as BackupName
 

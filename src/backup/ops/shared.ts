@@ -2,8 +2,8 @@ import type { RunContext, HostSession } from '../../host/context.js'
 import { StageError } from '../../core/errors.js'
 import { ExitCode } from '../../core/exit.js'
 import { parseKeyValues } from '../../commands/release.js'
-import { backupConfigOf, resolvePlan, type BackupPlan } from '../engines/plan.js'
-import type { BackupName } from '../engines/name.js'
+import { backupConfigOf, resolvePlan, type BackupPlan } from '../../backup-engines/plan.js'
+import type { BackupName } from '../../backup-engines/name.js'
 import type { BuiltCommand } from '../script.js'
 
 /** What the backup operations (ops/take.ts, list, verify, restore, prune, download, probe) share. */

@@ -3,7 +3,7 @@ import pkg from '../../../package.json' with { type: 'json' }
 import { parseKeyValues } from '../../commands/release.js'
 import { runOn, type HostSession, type RunContext } from '../../host/context.js'
 import { StageError } from '../../core/errors.js'
-import type { BackupPlan } from '../engines/plan.js'
+import type { BackupPlan } from '../../backup-engines/plan.js'
 import {
   backupTime,
   keepFile,
@@ -11,7 +11,7 @@ import {
   newBackupName,
   signatureFile,
   type BackupName
-} from '../engines/name.js'
+} from '../../backup-engines/name.js'
 import { backupScript, writeSignatureScript } from '../script.js'
 import { signatureLine, fromHex } from '../sign.js'
 import { probeHost, throwProblems } from './probe.js'

@@ -1,4 +1,4 @@
-import { ConfigError } from '../../core/exit.js'
+import { ConfigError } from '../core/exit.js'
 import { FORMATS, type ArtifactKind } from './index.js'
 
 export type { ArtifactKind }

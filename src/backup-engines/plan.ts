@@ -1,4 +1,4 @@
-import type { Layout } from '../../commands/layout.js'
+import type { Layout } from '../commands/layout.js'
 import type { BackupConfig, DatabaseConfig } from './config.js'
 import { databaseSecrets, parseDatabaseUrl, resolveConnection } from './connection.js'
 import { assertPolicyKeepsSomething } from './retention.js'

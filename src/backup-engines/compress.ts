@@ -1,4 +1,4 @@
-import { sh } from '../../commands/quote.js'
+import { sh } from '../commands/quote.js'
 import type { Compression } from './name.js'
 
 /** Compressor reading stdin, writing stdout; undefined for none. zstd uses every core (-T0). */

@@ -1,4 +1,4 @@
-import { sh } from '../../commands/quote.js'
+import { sh } from '../commands/quote.js'
 import type { Connection } from './connection.js'
 import { describeDatabase, hostTarget, majorOf, validateServerDatabase, type BackupEngine } from './engine.js'
 import { runIn, type EnvPair, type Target } from './target.js'
