@@ -36,8 +36,8 @@ export interface Actor {
 
 /**
  * What a run that saves its progress offers the stages: a checkpoint after a per-host state change. The stage
- * layer adds the rest to this interface (src/pipeline/progress.ts, `watch` for the switch strategy), so that
- * this layer does not import the layer above it; the engine's ProgressTracker is the one implementation.
+ * layer adds `watch` (for the switch strategy) to this interface where it implements it, ProgressTracker in
+ * src/pipeline/progress.ts, so that this layer needs no import from the layer above it.
  */
 export interface RunProgressHooks {
   checkpoint(): void
