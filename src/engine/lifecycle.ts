@@ -33,7 +33,7 @@ export interface RunRequest {
   actor?: Actor
   verbose?: boolean
   onLock?: (token: string | undefined) => void
-  /** Told the run's progress as it goes (the Action saves it for its post step: src/pipeline/interrupted.ts). */
+  /** Told the run's progress as it goes (the Action saves it for its post step: src/flows/interrupted.ts). */
   onProgress?: (p: RunProgress) => void
   /** Where the log and report go (default: config log_dir, relative to the working directory). */
   logDir?: string

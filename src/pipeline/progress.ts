@@ -1,6 +1,6 @@
 /**
  * A run's progress, saved as it goes so that someone else can finish the run when its process is killed: the
- * Action's post step (src/pipeline/interrupted.ts) after the runner SIGKILLs a cancelled main step.
+ * Action's post step (src/flows/interrupted.ts) after the runner SIGKILLs a cancelled main step.
  *
  * Saved at each stage's start and end, before and after each host's switch and its undo, and whenever a
  * switch strategy says its per-host state changed (`ctx.progress.checkpoint()`), so that what is saved never

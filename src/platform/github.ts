@@ -3,10 +3,10 @@ import { loadConfig, requireEnv } from '../config/load.js'
 import { ConfigError, ExitCode } from '../core/exit.js'
 import { defaultActor } from './actor.js'
 import { deploy, newContext, planRollback, rollback } from '../flows/deploy.js'
-import { getStatus, releaseOwnLock } from '../pipeline/ops.js'
+import { getStatus, releaseOwnLock } from '../flows/status.js'
 import { planDeploy } from '../flows/plan.js'
 import { parseProgress } from '../pipeline/progress.js'
-import { finishInterrupted, needsFinishing } from '../pipeline/interrupted.js'
+import { finishInterrupted, needsFinishing } from '../flows/interrupted.js'
 import type { RunResult } from '../pipeline/result.js'
 import { errorMessage } from '../core/errors.js'
 import type { Reporter } from '../report/log.js'
@@ -166,7 +166,7 @@ export async function runAction(): Promise<void> {
 
 /**
  * The Action's post step (runs also when the job was cancelled). When the main step was killed before it
- * finished (its saved progress says so), it finishes the run: src/pipeline/interrupted.ts. When the main step
+ * finished (its saved progress says so), it finishes the run: src/flows/interrupted.ts. When the main step
  * ended while still holding the lock, it releases it.
  */
 export async function runPost(): Promise<void> {

@@ -1,7 +1,7 @@
 import { describe, expect, test } from '@jest/globals'
 import { runStages } from '../../../src/pipeline/orchestrator.js'
 import { ProgressTracker, parseProgress, type RunProgress } from '../../../src/pipeline/progress.js'
-import { needsFinishing } from '../../../src/pipeline/interrupted.js'
+import { needsFinishing } from '../../../src/flows/interrupted.js'
 import { StageError } from '../../../src/core/errors.js'
 import { DeployLog, type Reporter } from '../../../src/report/log.js'
 import { Redactor } from '../../../src/report/redact.js'
