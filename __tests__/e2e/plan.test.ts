@@ -1,5 +1,5 @@
 /**
- * `plan` is a dry run of the deploy's real stages (src/pipeline/plan.ts): on a local host
+ * `plan` is a dry run of the deploy's real stages (src/flows/plan.ts): on a local host
  * (`hosts: [{ local: true }]`), what `plan` shows and what a real deploy of the same config then runs are the
  * same commands, by label, in the same order. The real deploy's commands are seen at the local transport.
  */
@@ -10,7 +10,7 @@ import { tempDir } from './harness/sshd.js'
 import { currentOf, historyOf, project, stopApp, type Project } from './support.js'
 import { LocalTransport } from '../../src/transport/local.js'
 import { loadConfig } from '../../src/config/load.js'
-import { planDeploy } from '../../src/pipeline/plan.js'
+import { planDeploy } from '../../src/flows/plan.js'
 import type { ExecOptions } from '../../src/transport/types.js'
 
 let root: string

@@ -22,7 +22,7 @@ import {
   type Project
 } from './support.js'
 import { loadConfig } from '../../src/config/load.js'
-import { deploy } from '../../src/pipeline/run.js'
+import { deploy } from '../../src/flows/deploy.js'
 import type { Reporter } from '../../src/report/log.js'
 
 let host: SshHost

@@ -1,6 +1,6 @@
 import { sh } from '../commands/quote.js'
 import { script, type RemoteCommand } from '../commands/command.js'
-import { IDENTITY_ENV, PASSWORD_ENV, type BackupPlan } from './plan.js'
+import { IDENTITY_ENV, PASSWORD_ENV, type BackupPlan } from '../backup-engines/plan.js'
 import {
   artifactFile,
   keepFile,
@@ -9,18 +9,18 @@ import {
   signatureFile,
   type Artifact,
   type BackupName
-} from './name.js'
+} from '../backup-engines/name.js'
 import {
   AGE_HEADER,
   compressCommand,
   decompressCommand,
   decryptCommand,
   encryptCommand
-} from './engines/compress.js'
-import { runIn, type Target, type Tools } from './engines/target.js'
-import { engineOf, formatOf } from './engines/index.js'
-import { WORK_VAR, type Step } from './engines/engine.js'
-import { filesDump, filesExtract, filesSwap } from './engines/files.js'
+} from '../backup-engines/compress.js'
+import { runIn, type Target, type Tools } from '../backup-engines/target.js'
+import { engineOf, formatOf } from '../backup-engines/index.js'
+import { WORK_VAR, type Step } from '../backup-engines/engine.js'
+import { filesDump, filesExtract, filesSwap } from '../backup-engines/files.js'
 
 /**
  * The scripts that run on the host for backups. Each is POSIX sh (dash is /bin/sh on Debian, and dash

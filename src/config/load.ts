@@ -3,10 +3,10 @@ import { dirname, resolve, isAbsolute } from 'node:path'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
 import type { ZodError } from 'zod'
 import { configSchema, type Config } from './schema.js'
-import { ConfigError } from './errors.js'
+import { ConfigError } from '../core/exit.js'
 import { databaseRollbackMode, migrationProblems } from './rules.js'
-import { checkBackupConfig } from '../backup/plan.js'
-import { databaseSecrets } from '../backup/connection.js'
+import { checkBackupConfig } from '../backup-engines/plan.js'
+import { databaseSecrets } from '../backup-engines/connection.js'
 
 /** Values given on the command line or as Action inputs; they win over the file. */
 export interface Overrides {

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { parseDuration } from './duration.js'
-import { backupSchema } from '../backup/config.js'
+import { backupSchema } from '../backup-engines/config.js'
 
 /** A duration such as `1s`, `500ms`, `10m`, or a number of seconds; parsed to milliseconds. */
 const duration = z

@@ -10,15 +10,15 @@ import { writeReport } from '../report/report.js'
 import type { HistoryEntry } from '../release/history.js'
 import {
   closeAll,
-  defaultActor,
+  localActor,
   primaryOf,
   runOn,
   type Actor,
   type HostSession,
   type RunContext
-} from '../pipeline/context.js'
-import { errorMessage } from '../pipeline/errors.js'
-import { oneLine } from '../pipeline/excerpt.js'
+} from '../host/context.js'
+import { errorMessage } from '../core/errors.js'
+import { oneLine } from '../core/excerpt.js'
 import { runStagesSafely, type Outcome } from '../pipeline/orchestrator.js'
 import type { Stage, UndoInfo } from '../pipeline/stage.js'
 import { ProgressTracker, type RunProgress } from '../pipeline/progress.js'
@@ -33,7 +33,7 @@ export interface RunRequest {
   actor?: Actor
   verbose?: boolean
   onLock?: (token: string | undefined) => void
-  /** Told the run's progress as it goes (the Action saves it for its post step: src/pipeline/interrupted.ts). */
+  /** Told the run's progress as it goes (the Action saves it for its post step: src/flows/interrupted.ts). */
   onProgress?: (p: RunProgress) => void
   /** Where the log and report go (default: config log_dir, relative to the working directory). */
   logDir?: string
@@ -51,7 +51,7 @@ export function newContext(req: RunRequest, command: string, started: Date, logF
     config: req.loaded.config,
     log: new DeployLog(file, req.reporter, redactor),
     signal: req.signal ?? new AbortController().signal,
-    actor: req.actor ?? defaultActor(),
+    actor: req.actor ?? localActor(),
     sessions: [],
     verbose: !!req.verbose,
     startedAt: started

@@ -1,9 +1,9 @@
 import type { HttpCheck } from '../config/schema.js'
 import { httpProbe, httpProbeLoop, parseProbe, parseProbeLoop } from '../commands/health.js'
 import { inRelease } from '../commands/release.js'
-import { lastLines, runOn, type HostSession, type RunContext } from './context.js'
-import { StageError, errorMessage } from './errors.js'
-import { hookEnv } from './env.js'
+import { lastLines, runOn, type HostSession, type RunContext } from '../host/context.js'
+import { StageError, errorMessage } from '../core/errors.js'
+import { hookEnv } from '../host/env.js'
 
 export const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve, reject) => {

@@ -11,12 +11,12 @@ import {
 } from '../backup/ops/restore.js'
 import { planFor, type BackupResult } from '../backup/ops/shared.js'
 import { takeSafetyBackup } from '../backup/ops/take.js'
-import type { BackupName } from '../backup/name.js'
-import { lastLines, primaryOf, runOn, type HostSession, type RunContext } from './context.js'
+import type { BackupName } from '../backup-engines/name.js'
+import { lastLines, primaryOf, runOn, type HostSession, type RunContext } from '../host/context.js'
 import type { HistoryEntry } from '../release/history.js'
-import { ExitCode } from '../config/errors.js'
-import { StageError, errorMessage } from './errors.js'
-import { hookEnv } from './env.js'
+import { ExitCode } from '../core/exit.js'
+import { StageError, errorMessage } from '../core/errors.js'
+import { hookEnv } from '../host/env.js'
 import type { ProductStage, RunStage } from './stage.js'
 
 /** What the migrate stage did, for its undo, the history line and the report. */

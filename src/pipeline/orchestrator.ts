@@ -1,7 +1,7 @@
-import { ExitCode } from '../config/errors.js'
-import { onEveryHost, type HostSession, type RunContext } from './context.js'
-import { startLease, type Lease } from './lease.js'
-import { StageError, errorMessage } from './errors.js'
+import { ExitCode } from '../core/exit.js'
+import { onEveryHost, type HostSession, type RunContext } from '../host/context.js'
+import { startLease, type Lease } from '../host/lease.js'
+import { StageError, errorMessage } from '../core/errors.js'
 import { exitCode, reverifyNow, undoFailureNeedsPerson, undoOrder, type Touched } from './policy.js'
 import type { HostStage, Stage, StageRecord } from './stage.js'
 

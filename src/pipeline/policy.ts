@@ -1,4 +1,4 @@
-import { ExitCode } from '../config/errors.js'
+import { ExitCode } from '../core/exit.js'
 import type { StageEffect } from './stage.js'
 
 /**

@@ -1,14 +1,14 @@
 /**
  * A run's progress, saved as it goes so that someone else can finish the run when its process is killed: the
- * Action's post step (src/pipeline/interrupted.ts) after the runner SIGKILLs a cancelled main step.
+ * Action's post step (src/flows/interrupted.ts) after the runner SIGKILLs a cancelled main step.
  *
  * Saved at each stage's start and end, before and after each host's switch and its undo, and whenever a
  * switch strategy says its per-host state changed (`ctx.progress.checkpoint()`), so that what is saved never
  * says less than what the run did on the hosts.
  */
 import type { LockOwnerFields } from '../commands/lock.js'
-import type { Actor, HostSession, RunContext } from './context.js'
-import { errorMessage } from './errors.js'
+import type { Actor, HostSession, RunContext, RunProgressHooks } from '../host/context.js'
+import { errorMessage } from '../core/errors.js'
 import type { HostStage, Stage, UndoInfo } from './stage.js'
 import type { SwitchStrategy } from './switch.js'
 
@@ -61,7 +61,14 @@ export function parseProgress(text: string | undefined): RunProgress | undefined
   }
 }
 
-export class ProgressTracker {
+declare module '../host/context.js' {
+  /** The switch strategy, saving progress around each host's switch and its undo (ProgressTracker.watch). */
+  interface RunProgressHooks {
+    watch(strategy: SwitchStrategy): SwitchStrategy
+  }
+}
+
+export class ProgressTracker implements RunProgressHooks {
   private readonly p: RunProgress
   private strategy?: SwitchStrategy
   private tracked: Stage[] = []

@@ -1,4 +1,4 @@
-import type { HostSession, RunContext } from './context.js'
+import type { HostSession, RunContext } from '../host/context.js'
 
 /** Where a stage runs: on the runner, on the primary host only, or on every host (run and undone per host). */
 export type StageScope = 'runner' | 'primary' | 'each-host'

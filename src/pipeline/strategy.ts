@@ -1,4 +1,4 @@
-import type { HostSession, RunContext } from './context.js'
+import type { HostSession, RunContext } from '../host/context.js'
 
 /**
  * How a release starts serving on a host, and how that is undone. One instance per run: strategies may

@@ -4,7 +4,7 @@
  * src/config/schema.ts; the type below makes a variant without a line here a compile error.
  */
 import type { SwitchConfig } from '../config/schema.js'
-import type { RunContext } from './context.js'
+import type { RunContext } from '../host/context.js'
 import { blueGreenStrategy } from './bluegreen.js'
 import { gracefulStrategy, symlinkStrategy } from './symlink.js'
 import type { SwitchStrategy } from './strategy.js'

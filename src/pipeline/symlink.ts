@@ -3,8 +3,8 @@
  * switch.reload (graceful) runs inside it; undo points `current` back and runs the same command there.
  */
 import { removeCurrent, switchCurrent } from '../commands/release.js'
-import { runOn, type HostSession, type RunContext } from './context.js'
-import { runHook } from './hook.js'
+import { runOn, type HostSession, type RunContext } from '../host/context.js'
+import { runHook } from '../host/hook.js'
 import type { SwitchStrategy } from './strategy.js'
 
 /** Points `current` at a release and runs a command there: restart (symlink) or reload (graceful). */

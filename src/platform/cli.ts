@@ -1,19 +1,19 @@
 import { parseArgs } from 'node:util'
 import pkg from '../../package.json' with { type: 'json' }
 import { loadConfig, requireEnv, type Overrides } from '../config/load.js'
-import { ConfigError, ExitCode } from '../config/errors.js'
+import { ConfigError, ExitCode } from '../core/exit.js'
 import { parseReleaseId } from '../release/id.js'
-import { parseBackupName } from '../backup/name.js'
+import { parseBackupName } from '../backup-engines/name.js'
 import { badReleases } from '../release/history.js'
-import { deploy, listReleaseState, newContext, planRollback, rollback } from '../pipeline/run.js'
-import { forceReleaseLock, getLock, getStatus } from '../pipeline/ops.js'
-import { planDeploy } from '../pipeline/plan.js'
+import { deploy, listReleaseState, newContext, planRollback, rollback } from '../flows/deploy.js'
+import { forceReleaseLock, getLock, getStatus } from '../flows/status.js'
+import { planDeploy } from '../flows/plan.js'
 import { onEvent, type RunSubscriber } from '../engine/events.js'
-import { errorMessage } from '../pipeline/errors.js'
-import { defaultActor } from '../pipeline/context.js'
+import { errorMessage } from '../core/errors.js'
+import { defaultActor } from './actor.js'
 import { terminalReporter } from './terminal.js'
 import { writeDotenv } from './outputs.js'
-import { BACKUP_COMMANDS, BACKUP_USAGE, checkBackupArgs, runBackupCli } from '../backup/cli.js'
+import { BACKUP_COMMANDS, BACKUP_USAGE, checkBackupArgs, runBackupCli } from '../flows/backup.js'
 
 const USAGE = `usage: safe-deploy <command> [options]
 

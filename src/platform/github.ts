@@ -1,16 +1,17 @@
 import * as core from '@actions/core'
 import { loadConfig, requireEnv } from '../config/load.js'
-import { ConfigError, ExitCode } from '../config/errors.js'
-import { deploy, newContext, planRollback, rollback } from '../pipeline/run.js'
-import { getStatus, releaseOwnLock } from '../pipeline/ops.js'
-import { planDeploy } from '../pipeline/plan.js'
+import { ConfigError, ExitCode } from '../core/exit.js'
+import { defaultActor } from './actor.js'
+import { deploy, newContext, planRollback, rollback } from '../flows/deploy.js'
+import { getStatus, releaseOwnLock } from '../flows/status.js'
+import { planDeploy } from '../flows/plan.js'
 import { parseProgress } from '../pipeline/progress.js'
-import { finishInterrupted, needsFinishing } from '../pipeline/interrupted.js'
+import { finishInterrupted, needsFinishing } from '../flows/interrupted.js'
 import type { RunResult } from '../pipeline/result.js'
-import { errorMessage } from '../pipeline/errors.js'
+import { errorMessage } from '../core/errors.js'
 import type { Reporter } from '../report/log.js'
 import { parseInputs } from './inputs.js'
-import { backupNow } from '../backup/cli.js'
+import { backupNow } from '../flows/backup.js'
 import { outputsOf } from './outputs.js'
 import { onEvent, type RunSubscriber } from '../engine/events.js'
 
@@ -114,6 +115,7 @@ export async function runAction(): Promise<void> {
     const req = {
       loaded,
       reporter: githubReporter(),
+      actor: defaultActor(),
       verbose: inputs.verbose,
       signal: cancel.signal,
       onLock: (token: string | undefined) => core.saveState(STATE_TOKEN, token ?? ''),
@@ -159,7 +161,7 @@ export async function runAction(): Promise<void> {
 
 /**
  * The Action's post step (runs also when the job was cancelled). When the main step was killed before it
- * finished (its saved progress says so), it finishes the run: src/pipeline/interrupted.ts. When the main step
+ * finished (its saved progress says so), it finishes the run: src/flows/interrupted.ts. When the main step
  * ended while still holding the lock, it releases it.
  */
 export async function runPost(): Promise<void> {
@@ -215,7 +217,12 @@ export async function runPost(): Promise<void> {
     const inputs = parseInputs(read)
     const loaded = loadConfig(inputs.config, inputs.overrides)
     for (const s of loaded.secrets) core.setSecret(s)
-    const ctx = newContext({ loaded, reporter: githubReporter() }, 'post', new Date(), false)
+    const ctx = newContext(
+      { loaded, reporter: githubReporter(), actor: defaultActor() },
+      'post',
+      new Date(),
+      false
+    )
     const state = await releaseOwnLock(ctx, token)
     core.info(state === 'released' ? 'lock released' : `lock not released: ${state}`)
   } catch (e) {

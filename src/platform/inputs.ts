@@ -1,7 +1,7 @@
-import { ConfigError } from '../config/errors.js'
+import { ConfigError } from '../core/exit.js'
 import type { Overrides } from '../config/load.js'
 import { parseReleaseId, type ReleaseId } from '../release/id.js'
-import { parseBackupName, type BackupName } from '../backup/name.js'
+import { parseBackupName, type BackupName } from '../backup-engines/name.js'
 
 /** Action / GitLab inputs, read through one function so both adapters parse them alike. */
 export interface PlatformInputs {

@@ -1,4 +1,4 @@
-import { ConfigError } from '../config/errors.js'
+import { ConfigError } from '../core/exit.js'
 
 declare const brand: unique symbol
 /** `20261121T193000Z-3f2a1c9`: UTC time + short commit (or `local`); sortable, unique, readable. */

@@ -33,7 +33,7 @@ export interface AssumedHost {
 
 /**
  * A Transport that runs nothing: it records every command (label and script text) into a shared list and
- * answers with scripted, plausible output, so that `plan` runs the real stages (src/pipeline/plan.ts) and can
+ * answers with scripted, plausible output, so that `plan` runs the real stages (src/flows/plan.ts) and can
  * show exactly what a deploy would send, in order. The answers describe `assumed` (e.g. an empty host, or one
  * with a current release); every command nobody scripted exits 0 with no output.
  */

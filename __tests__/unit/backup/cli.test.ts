@@ -3,8 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
-import { checkBackupArgs, type BackupArgs } from '../../../src/backup/cli.js'
-import { ConfigError } from '../../../src/config/errors.js'
+import { checkBackupArgs, type BackupArgs } from '../../../src/flows/backup.js'
+import { ConfigError } from '../../../src/core/exit.js'
 import { runCli } from '../../../src/platform/cli.js'
 
 const args = (a: Partial<BackupArgs>): BackupArgs => ({ command: 'backups', yes: false, json: false, ...a })

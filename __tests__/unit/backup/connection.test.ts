@@ -4,8 +4,8 @@ import {
   databaseSecrets,
   parseDatabaseUrl,
   resolveConnection
-} from '../../../src/backup/connection.js'
-import { backupSchema } from '../../../src/backup/config.js'
+} from '../../../src/backup-engines/connection.js'
+import { backupSchema } from '../../../src/backup-engines/config.js'
 
 const db = (v: Record<string, unknown>) => backupSchema.parse({ databases: [v] }).databases[0]!
 

@@ -12,18 +12,18 @@ import {
   pgRestore,
   pgServerQuery,
   pgTablesQuery
-} from '../../../src/backup/engines/postgres.js'
-import { myCheck, myDump, myRestore, myServerQuery } from '../../../src/backup/engines/mysql.js'
-import { sqliteCheck, sqliteDump, sqliteRestore } from '../../../src/backup/engines/sqlite.js'
-import { filesCheck, filesDump, filesExtract, filesSwap } from '../../../src/backup/engines/files.js'
+} from '../../../src/backup-engines/postgres.js'
+import { myCheck, myDump, myRestore, myServerQuery } from '../../../src/backup-engines/mysql.js'
+import { sqliteCheck, sqliteDump, sqliteRestore } from '../../../src/backup-engines/sqlite.js'
+import { filesCheck, filesDump, filesExtract, filesSwap } from '../../../src/backup-engines/files.js'
 import {
   compressCommand,
   decompressCommand,
   decryptCommand,
   encryptCommand
-} from '../../../src/backup/engines/compress.js'
-import { runIn, type Target } from '../../../src/backup/engines/target.js'
-import { describeTarget } from '../../../src/backup/engines/index.js'
+} from '../../../src/backup-engines/compress.js'
+import { runIn, type Target } from '../../../src/backup-engines/target.js'
+import { describeTarget } from '../../../src/backup-engines/index.js'
 import { cleanup, hostileValues, run, shells, tempDir } from '../helpers/shell.js'
 
 const pg: Target = {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from '@jest/globals'
-import { ConfigError, ExitCode } from '../../../src/config/errors.js'
+import { ConfigError, ExitCode } from '../../../src/core/exit.js'
 import {
   appOf,
   artifactFile,
@@ -12,7 +12,7 @@ import {
   parseBackupName,
   type Artifact,
   type BackupName
-} from '../../../src/backup/name.js'
+} from '../../../src/backup-engines/name.js'
 
 const NAME = 'shop_20261121_193005' as BackupName
 

@@ -1,9 +1,9 @@
 import { describe, expect, test } from '@jest/globals'
 import { Layout } from '../../../src/commands/layout.js'
-import { backupSchema } from '../../../src/backup/config.js'
-import { checkBackupConfig, resolvePlan } from '../../../src/backup/plan.js'
+import { backupSchema } from '../../../src/backup-engines/config.js'
+import { checkBackupConfig, resolvePlan } from '../../../src/backup-engines/plan.js'
 import { validateConfig } from '../../../src/config/load.js'
-import { ConfigError } from '../../../src/config/errors.js'
+import { ConfigError } from '../../../src/core/exit.js'
 
 const parse = (b: Record<string, unknown>) => backupSchema.parse(b)
 

@@ -1,18 +1,18 @@
 /**
- * The engine registry (src/backup/engines/index.ts) is the one list of engines: the config schema, the
+ * The engine registry (src/backup-engines/index.ts) is the one list of engines: the config schema, the
  * artifact names, the descriptions and the restore policy all follow it, so an engine added there (one
  * file and one line) is wired everywhere.
  */
 import { describe, expect, test } from '@jest/globals'
-import { backupSchema } from '../../../src/backup/config.js'
+import { backupSchema } from '../../../src/backup-engines/config.js'
 import {
   describeTarget,
   ENGINE_IDS,
   ENGINES,
   FORMATS,
   type ArtifactKind
-} from '../../../src/backup/engines/index.js'
-import type { Target } from '../../../src/backup/engines/target.js'
+} from '../../../src/backup-engines/index.js'
+import type { Target } from '../../../src/backup-engines/target.js'
 import {
   artifactFile,
   isBackupName,
@@ -20,8 +20,8 @@ import {
   parseBackupFileName,
   type BackupName,
   type Compression
-} from '../../../src/backup/name.js'
-import { parseBackupTime } from '../../../src/backup/retention.js'
+} from '../../../src/backup-engines/name.js'
+import { parseBackupTime } from '../../../src/backup-engines/retention.js'
 import { RestoreError } from '../../../src/backup/ops/restore.js'
 import { probeKey } from '../../../src/backup/script.js'
 import { targetLines } from '../../../src/backup/ops/probe.js'

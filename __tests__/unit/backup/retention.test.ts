@@ -4,8 +4,8 @@ import {
   isoWeek,
   parseBackupTime,
   selectRetention
-} from '../../../src/backup/retention.js'
-import type { RetentionPolicy } from '../../../src/backup/config.js'
+} from '../../../src/backup-engines/retention.js'
+import type { RetentionPolicy } from '../../../src/backup-engines/config.js'
 
 /** `2026-11-21T19:30:00Z` -> `shop_20261121_193000` (written without the module's code). */
 function name(iso: string, app = 'shop', ext = ''): string {

@@ -18,9 +18,9 @@ import {
 import { join } from 'node:path'
 import { withEnv, type RemoteCommand } from '../../../src/commands/command.js'
 import { Layout } from '../../../src/commands/layout.js'
-import { backupSchema } from '../../../src/backup/config.js'
-import { resolvePlan, type BackupPlan } from '../../../src/backup/plan.js'
-import { newBackupName, parseArtifactFile } from '../../../src/backup/name.js'
+import { backupSchema } from '../../../src/backup-engines/config.js'
+import { resolvePlan, type BackupPlan } from '../../../src/backup-engines/plan.js'
+import { newBackupName, parseArtifactFile } from '../../../src/backup-engines/name.js'
 import {
   backupScript,
   listScript,

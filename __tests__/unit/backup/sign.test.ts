@@ -1,8 +1,8 @@
 import { describe, expect, test } from '@jest/globals'
 import { createHash, createHmac } from 'node:crypto'
 import { fromHex, signatureLine, signatureMatches, signedMessage } from '../../../src/backup/sign.js'
-import { checkBackupConfig } from '../../../src/backup/plan.js'
-import { backupSchema } from '../../../src/backup/config.js'
+import { checkBackupConfig } from '../../../src/backup-engines/plan.js'
+import { backupSchema } from '../../../src/backup-engines/config.js'
 
 const manifest = Buffer.from('0'.repeat(64) + '  shop_20261121_193000.dump\n')
 const meta = Buffer.from('{"name":"shop_20261121_193000"}\n')

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { parse as parseYaml } from 'yaml'
 import { loadConfig, requireEnv, validateConfig, type Overrides } from '../../../src/config/load.js'
-import { ConfigError, ExitCode } from '../../../src/config/errors.js'
+import { ConfigError, ExitCode } from '../../../src/core/exit.js'
 import { cleanup, tempDir } from '../helpers/shell.js'
 
 /** The config from the issue, as written. */

@@ -6,7 +6,7 @@ import { describe, expect, test } from '@jest/globals'
 import { configSchema, type RawConfig } from '../../../src/config/schema.js'
 import { formatZodError } from '../../../src/config/load.js'
 import { strategyFor } from '../../../src/pipeline/switch.js'
-import type { RunContext } from '../../../src/pipeline/context.js'
+import type { RunContext } from '../../../src/host/context.js'
 
 const base = { app: 'shop', path: '/srv/shop', hosts: [{ local: true as const }] }
 const BLUE_GREEN = {

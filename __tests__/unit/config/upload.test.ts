@@ -3,7 +3,7 @@ import { describe, expect, test } from '@jest/globals'
 import { configSchema } from '../../../src/config/schema.js'
 import { formatZodError } from '../../../src/config/load.js'
 import { uploadFor } from '../../../src/pipeline/upload/index.js'
-import type { RunContext } from '../../../src/pipeline/context.js'
+import type { RunContext } from '../../../src/host/context.js'
 
 const base = { app: 'shop', path: '/srv/shop', hosts: [{ local: true as const }] }
 

@@ -12,7 +12,7 @@ import { loadConfig } from '../../../src/config/load.js'
 import { runLifecycle, type RunRequest } from '../../../src/engine/lifecycle.js'
 import { RunEvents, onEvent, type RunEvent, type RunSubscriber } from '../../../src/engine/events.js'
 import { preflightStage } from '../../../src/pipeline/stages.js'
-import { StageError } from '../../../src/pipeline/errors.js'
+import { StageError } from '../../../src/core/errors.js'
 import type { Stage } from '../../../src/pipeline/stage.js'
 import type { Reporter } from '../../../src/report/log.js'
 

@@ -44,7 +44,7 @@ describe('the failure policy', () => {
     expect(reverifyNow({ group: 'disk', live: true, liveUndoFailed: false })).toBe(false)
   })
 
-  test('exit codes per src/config/errors.ts', () => {
+  test('exit codes per src/core/exit.ts', () => {
     const base = { failed: true, live: false, needsPerson: false, badInput: false }
     expect(exitCode({ ...base, failed: false })).toBe(0)
     expect(exitCode(base)).toBe(3)

@@ -1,5 +1,5 @@
 import { describe, expect, test } from '@jest/globals'
-import { lastLines, oneLine } from '../../../src/pipeline/excerpt.js'
+import { lastLines, oneLine } from '../../../src/core/excerpt.js'
 
 /** What `alembic upgrade head` prints (SQLAlchemy 2.0, psycopg2) when a migration selects from a missing table. */
 const SQLALCHEMY_TRACEBACK = `Traceback (most recent call last):

@@ -1,9 +1,9 @@
 import { describe, expect, test } from '@jest/globals'
 import { runStages } from '../../../src/pipeline/orchestrator.js'
-import { StageError } from '../../../src/pipeline/errors.js'
+import { StageError } from '../../../src/core/errors.js'
 import { DeployLog, type Reporter } from '../../../src/report/log.js'
 import { Redactor } from '../../../src/report/redact.js'
-import type { HostSession, RunContext } from '../../../src/pipeline/context.js'
+import type { HostSession, RunContext } from '../../../src/host/context.js'
 import { Layout } from '../../../src/commands/layout.js'
 import type { Stage, UndoInfo } from '../../../src/pipeline/stage.js'
 

@@ -4,10 +4,10 @@
  */
 import { describe, expect, test } from '@jest/globals'
 import { runStages } from '../../../src/pipeline/orchestrator.js'
-import { StageError } from '../../../src/pipeline/errors.js'
+import { StageError } from '../../../src/core/errors.js'
 import { DeployLog, type Reporter } from '../../../src/report/log.js'
 import { Redactor } from '../../../src/report/redact.js'
-import type { RunContext } from '../../../src/pipeline/context.js'
+import type { RunContext } from '../../../src/host/context.js'
 import type { Stage } from '../../../src/pipeline/stage.js'
 
 function ctx(groups: string[]): RunContext {

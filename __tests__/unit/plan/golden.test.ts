@@ -1,5 +1,5 @@
 /**
- * `plan` is a dry run of the deploy's real stages (src/pipeline/plan.ts): for every example config, what it
+ * `plan` is a dry run of the deploy's real stages (src/flows/plan.ts): for every example config, what it
  * prints is compared with a golden file under golden/. Set UPDATE_GOLDEN=1 to rewrite them after a change
  * that is meant to change what a deploy sends, and read the diff.
  */
@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFil
 import { hostname, tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { loadConfig } from '../../../src/config/load.js'
-import { planDeploy } from '../../../src/pipeline/plan.js'
+import { planDeploy } from '../../../src/flows/plan.js'
 import type { Reporter } from '../../../src/report/log.js'
 
 const here = import.meta.dirname ?? new URL('.', import.meta.url).pathname

@@ -1,5 +1,5 @@
 import { describe, expect, test } from '@jest/globals'
-import { ConfigError } from '../../../src/config/errors.js'
+import { ConfigError } from '../../../src/core/exit.js'
 import { parseInputs } from '../../../src/platform/inputs.js'
 
 const from = (values: Record<string, string>) => (name: string) => values[name] ?? ''

@@ -1,5 +1,5 @@
 import { describe, expect, test } from '@jest/globals'
-import { ConfigError, ExitCode } from '../../../src/config/errors.js'
+import { ConfigError, ExitCode } from '../../../src/core/exit.js'
 import { isReleaseId, newReleaseId, parseReleaseId } from '../../../src/release/id.js'
 
 const NOW = new Date('2026-11-21T19:30:00.123Z')

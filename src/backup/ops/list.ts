@@ -1,7 +1,7 @@
 import { parseKeyValues } from '../../commands/release.js'
-import { runOn, type HostSession, type RunContext } from '../../pipeline/context.js'
-import { StageError } from '../../pipeline/errors.js'
-import type { BackupPlan } from '../plan.js'
+import { runOn, type HostSession, type RunContext } from '../../host/context.js'
+import { StageError } from '../../core/errors.js'
+import type { BackupPlan } from '../../backup-engines/plan.js'
 import {
   keepFile,
   manifestFile,
@@ -10,7 +10,7 @@ import {
   signatureFile,
   type Artifact,
   type BackupName
-} from '../name.js'
+} from '../../backup-engines/name.js'
 import { keepScript, listScript } from '../script.js'
 import type { BackupFile, BackupMeta } from './shared.js'
 

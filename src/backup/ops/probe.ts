@@ -1,11 +1,11 @@
 import { unresolvedDatabases } from '../../config/load.js'
 import { parseKeyValues } from '../../commands/release.js'
-import { primaryOf, runOn, type HostSession, type RunContext } from '../../pipeline/context.js'
-import { StageError, errorMessage } from '../../pipeline/errors.js'
-import { backupConfigOf, resolvePlan, type BackupPlan } from '../plan.js'
+import { primaryOf, runOn, type HostSession, type RunContext } from '../../host/context.js'
+import { StageError, errorMessage } from '../../core/errors.js'
+import { backupConfigOf, resolvePlan, type BackupPlan } from '../../backup-engines/plan.js'
 import { probeScript } from '../script.js'
-import type { Target, Tools } from '../engines/target.js'
-import { describeTarget, engineOf } from '../engines/index.js'
+import type { Target, Tools } from '../../backup-engines/target.js'
+import { describeTarget, engineOf } from '../../backup-engines/index.js'
 
 export interface ProbeResult {
   tools: Record<number, Tools>

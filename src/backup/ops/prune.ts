@@ -1,8 +1,8 @@
 import { listReleases, parseKeyValues, readHistory } from '../../commands/release.js'
 import { parseHistory, type HistoryEntry } from '../../release/history.js'
-import { runOn, type HostSession, type RunContext } from '../../pipeline/context.js'
-import type { BackupPlan } from '../plan.js'
-import { selectRetention } from '../retention.js'
+import { runOn, type HostSession, type RunContext } from '../../host/context.js'
+import type { BackupPlan } from '../../backup-engines/plan.js'
+import { selectRetention } from '../../backup-engines/retention.js'
 import { pruneScript } from '../script.js'
 import { listBackups } from './list.js'
 

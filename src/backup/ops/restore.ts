@@ -1,11 +1,11 @@
-import { ExitCode } from '../../config/errors.js'
+import { ExitCode } from '../../core/exit.js'
 import { parseKeyValues } from '../../commands/release.js'
-import { runOn, type HostSession, type RunContext } from '../../pipeline/context.js'
-import { StageError } from '../../pipeline/errors.js'
-import { isRelativeSafe, type BackupPlan } from '../plan.js'
-import type { Artifact, BackupName } from '../name.js'
+import { runOn, type HostSession, type RunContext } from '../../host/context.js'
+import { StageError } from '../../core/errors.js'
+import { isRelativeSafe, type BackupPlan } from '../../backup-engines/plan.js'
+import type { Artifact, BackupName } from '../../backup-engines/name.js'
 import { restoreScript, targetFor } from '../script.js'
-import { describeTarget, formatOf } from '../engines/index.js'
+import { describeTarget, formatOf } from '../../backup-engines/index.js'
 import { findBackup, listBackups, type BackupInfo } from './list.js'
 import { probeHost, throwProblems } from './probe.js'
 import { describeFailure, longTimeout, planFor, stepWarnings } from './shared.js'
@@ -178,7 +178,7 @@ export async function checkBackup(
  * Verifies backup `name` and restores it, with no safety backup: for putting back a backup that holds
  * the state wanted (the pre-deploy backup after a failed migration). A restore that needs a safety
  * backup is two steps the orchestrator can undo: takeSafetyBackup, then restoreArtifacts, whose stage's
- * undo is restoreSafety (backup/stages.ts restoreStages, a rollback's database stage).
+ * undo is restoreSafety (pipeline/backup.ts restoreStages, a rollback's database stage).
  */
 export async function restoreBackup(
   ctx: RunContext,

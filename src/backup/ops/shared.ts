@@ -1,9 +1,9 @@
-import type { RunContext, HostSession } from '../../pipeline/context.js'
-import { StageError } from '../../pipeline/errors.js'
-import { ExitCode } from '../../config/errors.js'
+import type { RunContext, HostSession } from '../../host/context.js'
+import { StageError } from '../../core/errors.js'
+import { ExitCode } from '../../core/exit.js'
 import { parseKeyValues } from '../../commands/release.js'
-import { backupConfigOf, resolvePlan, type BackupPlan } from '../plan.js'
-import type { BackupName } from '../name.js'
+import { backupConfigOf, resolvePlan, type BackupPlan } from '../../backup-engines/plan.js'
+import type { BackupName } from '../../backup-engines/name.js'
 import type { BuiltCommand } from '../script.js'
 
 /** What the backup operations (ops/take.ts, list, verify, restore, prune, download, probe) share. */

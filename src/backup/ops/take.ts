@@ -1,10 +1,17 @@
 import { hostname } from 'node:os'
 import pkg from '../../../package.json' with { type: 'json' }
 import { parseKeyValues } from '../../commands/release.js'
-import { runOn, type HostSession, type RunContext } from '../../pipeline/context.js'
-import { StageError } from '../../pipeline/errors.js'
-import type { BackupPlan } from '../plan.js'
-import { backupTime, keepFile, manifestFile, newBackupName, signatureFile, type BackupName } from '../name.js'
+import { runOn, type HostSession, type RunContext } from '../../host/context.js'
+import { StageError } from '../../core/errors.js'
+import type { BackupPlan } from '../../backup-engines/plan.js'
+import {
+  backupTime,
+  keepFile,
+  manifestFile,
+  newBackupName,
+  signatureFile,
+  type BackupName
+} from '../../backup-engines/name.js'
 import { backupScript, writeSignatureScript } from '../script.js'
 import { signatureLine, fromHex } from '../sign.js'
 import { probeHost, throwProblems } from './probe.js'

@@ -3,7 +3,7 @@
  * each in the registry below; the config picks one with `upload.strategy` (src/config/schema.ts).
  */
 import type { UploadConfig } from '../../config/schema.js'
-import type { HostSession, RunContext } from '../context.js'
+import type { HostSession, RunContext } from '../../host/context.js'
 import { tarUpload } from './tar.js'
 
 /** One instance per run: `prepare` once on the runner, `send` per host, `finish` after every host. */

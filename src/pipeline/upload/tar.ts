@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { sh } from '../../commands/quote.js'
 import { unpackCommand } from '../../commands/release.js'
-import { runRaw, type RunContext } from '../context.js'
-import { StageError } from '../errors.js'
+import { runRaw, type RunContext } from '../../host/context.js'
+import { StageError } from '../../core/errors.js'
 import type { UploadStrategy } from './index.js'
 
 /** Packs the source dir once on the runner, for streaming to every host. */

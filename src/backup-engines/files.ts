@@ -1,4 +1,4 @@
-import { sh } from '../../commands/quote.js'
+import { sh } from '../commands/quote.js'
 import type { ArtifactFormat } from './engine.js'
 
 /**

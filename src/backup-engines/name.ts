@@ -1,5 +1,5 @@
-import { ConfigError } from '../config/errors.js'
-import { FORMATS, type ArtifactKind } from './engines/index.js'
+import { ConfigError } from '../core/exit.js'
+import { FORMATS, type ArtifactKind } from './index.js'
 
 export type { ArtifactKind }
 

@@ -1,17 +1,24 @@
 import { listReleases, parseKeyValues, readHistory } from '../commands/release.js'
 import { newReleaseId, type ReleaseId } from '../release/id.js'
 import { parseHistory, rollbackTarget, unfinishedReleases, type HistoryEntry } from '../release/history.js'
-import { ExitCode } from '../config/errors.js'
-import { closeAll, connectAll, onEveryHost, primaryOf, runOn, type RunContext } from './context.js'
-import { StageError } from './errors.js'
+import { ExitCode } from '../core/exit.js'
+import { closeAll, connectAll, onEveryHost, primaryOf, runOn, type RunContext } from '../host/context.js'
+import { StageError } from '../core/errors.js'
 import { newContext, runLifecycle, type RunPlan, type RunRequest } from '../engine/lifecycle.js'
-import { cleanupStage, deployStage, preflightStage, switchStage, testStage, verifyStage } from './stages.js'
-import type { Stage } from './stage.js'
-import { strategyFor, type SwitchStrategy } from './switch.js'
-import type { RunResult } from './result.js'
-import { hasChecks, httpChecks } from './checks.js'
-import { gitCommit } from './git.js'
-import { deployBackup } from '../backup/stages.js'
+import {
+  cleanupStage,
+  deployStage,
+  preflightStage,
+  switchStage,
+  testStage,
+  verifyStage
+} from '../pipeline/stages.js'
+import type { Stage } from '../pipeline/stage.js'
+import { strategyFor, type SwitchStrategy } from '../pipeline/switch.js'
+import type { RunResult } from '../pipeline/result.js'
+import { hasChecks, httpChecks } from '../pipeline/checks.js'
+import { gitCommit } from '../pipeline/git.js'
+import { deployBackup } from '../pipeline/backup.js'
 import {
   migrateStage,
   parseRevision,
@@ -19,11 +26,11 @@ import {
   rollbackDatabaseStage,
   type MigrationState,
   type RollbackDatabaseOptions
-} from './migrate.js'
-import { hookEnv } from './env.js'
+} from '../pipeline/migrate.js'
+import { hookEnv } from '../host/env.js'
 import { backupsOn } from '../config/rules.js'
 import { inRelease } from '../commands/release.js'
-import type { HostSession } from './context.js'
+import type { HostSession } from '../host/context.js'
 
 /** A deploy or rollback through the one run lifecycle (src/engine/lifecycle.ts), saving its progress. */
 const execute = (req: RunRequest, command: 'deploy' | 'rollback', plan: (ctx: RunContext) => RunPlan) =>
@@ -38,7 +45,7 @@ export function deploy(req: RunRequest): Promise<RunResult> {
   return execute(req, 'deploy', ctx => deployStages(ctx, req))
 }
 
-/** A deploy's stages and what it records: one list for `deploy` and for `plan` (src/pipeline/plan.ts). */
+/** A deploy's stages and what it records: one list for `deploy` and for `plan` (src/flows/plan.ts). */
 export function deployStages(ctx: RunContext, req: RunRequest): RunPlan {
   {
     ctx.actor.commit ??= gitCommit(req.loaded.sourceDir)

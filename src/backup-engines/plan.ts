@@ -1,12 +1,11 @@
-import type { Config } from '../config/schema.js'
 import type { Layout } from '../commands/layout.js'
 import type { BackupConfig, DatabaseConfig } from './config.js'
 import { databaseSecrets, parseDatabaseUrl, resolveConnection } from './connection.js'
 import { assertPolicyKeepsSomething } from './retention.js'
 import type { Compression } from './name.js'
-import type { Target } from './engines/target.js'
-import { engineOf } from './engines/index.js'
-import { isRelativeSafe } from './engines/engine.js'
+import type { Target } from './target.js'
+import { engineOf } from './index.js'
+import { isRelativeSafe } from './engine.js'
 
 /** Everything a backup on one host needs, resolved from the config: pure data. */
 export interface BackupPlan {
@@ -35,8 +34,11 @@ export interface BackupPlan {
 export const PASSWORD_ENV = (i: number) => `SD_DB${i}_PASSWORD`
 export const IDENTITY_ENV = 'SD_AGE_IDENTITY'
 
+/** `backup:` in safe-deploy.yml as the config schema (src/config/schema.ts) reads it: absent, `false` or a section. */
+export type BackupSection = false | BackupConfig | undefined
+
 /** The `backup:` section when backups are on; undefined for no key, `false` or `enabled: false`. */
-export function backupConfigOf(config: Config): BackupConfig | undefined {
+export function backupConfigOf(config: { backup?: BackupSection }): BackupConfig | undefined {
   const b = config.backup
   return b && b.enabled ? b : undefined
 }
@@ -65,7 +67,7 @@ function resolveConnectionSafe(db: DatabaseConfig) {
  * distinct, paths stay inside the root, the retention keeps something. Returns the problems (with key
  * paths, for the config error) and the secrets to redact everywhere.
  */
-export function checkBackupConfig(backup: Config['backup']): { problems: string[]; secrets: string[] } {
+export function checkBackupConfig(backup: BackupSection): { problems: string[]; secrets: string[] } {
   const problems: string[] = []
   const secrets: string[] = []
   if (!backup) return { problems, secrets }

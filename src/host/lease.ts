@@ -1,7 +1,7 @@
 import { renewLock } from '../commands/lock.js'
 import { parseKeyValues } from '../commands/release.js'
 import { primaryOf, runOn, type RunContext } from './context.js'
-import { errorMessage } from './errors.js'
+import { errorMessage } from '../core/errors.js'
 
 /**
  * The deploy lock is a lease: while a run holds it, a timer renews it every ttl/3, whatever stage is running

@@ -1,8 +1,8 @@
 import { lockStatus, releaseLock } from '../commands/lock.js'
 import { diskStatus, inspectHost, parseKeyValues } from '../commands/release.js'
-import { closeAll, connectAll, primaryOf, runOn, type RunContext } from './context.js'
-import { httpChecks, verifyHost } from './checks.js'
-import { errorMessage } from './errors.js'
+import { closeAll, connectAll, primaryOf, runOn, type RunContext } from '../host/context.js'
+import { httpChecks, verifyHost } from '../pipeline/checks.js'
+import { errorMessage } from '../core/errors.js'
 import type { LockOwner } from '../commands/lock.js'
 import { databaseSizes, type DatabaseSize } from '../backup/ops/probe.js'
 

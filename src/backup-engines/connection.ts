@@ -1,7 +1,7 @@
 import type { DatabaseConfig } from './config.js'
-import { engineOf, type EngineId } from './engines/index.js'
+import { engineOf, type EngineId } from './index.js'
 
-export { conninfoValue } from './engines/postgres.js'
+export { conninfoValue } from './postgres.js'
 
 /**
  * How to reach a database, from `url:` and/or the separate fields (a field wins over the URL). The

@@ -1,5 +1,5 @@
 /**
- * `plan`: a dry run of the deploy's real stages (the list `deployStages` in run.ts builds for `deploy`)
+ * `plan`: a dry run of the deploy's real stages (the list `deployStages` in flows/deploy.ts builds for `deploy`)
  * against a recording transport (src/transport/recording.ts), so it cannot drift from what a deploy does.
  * It connects to no host, takes no lock and changes nothing; what a deploy would do on the runner (the test
  * command, packing the source, HTTP checks from the runner, waits) is shown, not done.
@@ -8,10 +8,10 @@ import { REMOTE_SHELL } from '../commands/command.js'
 import type { LoadedConfig } from '../config/load.js'
 import { RecordingTransport, type AssumedHost, type Recorded } from '../transport/recording.js'
 import type { Reporter } from '../report/log.js'
-import { errorMessage } from './errors.js'
-import { runStagesSafely } from './orchestrator.js'
-import { deployStages, newContext, type RunRequest } from './run.js'
-import type { Stage } from './stage.js'
+import { errorMessage } from '../core/errors.js'
+import { runStagesSafely } from '../pipeline/orchestrator.js'
+import { deployStages, newContext, type RunRequest } from './deploy.js'
+import type { Stage } from '../pipeline/stage.js'
 
 /** The release `current` points to on every host in the plan (a plan reads no host). */
 const ASSUMED_CURRENT = '<current>'

@@ -1,4 +1,4 @@
-import { ExitCode } from '../config/errors.js'
+import { ExitCode } from './exit.js'
 
 /** A failure in a named stage, on a named host when it is host-specific. */
 export class StageError extends Error {

@@ -9,9 +9,8 @@ import { LocalTransport } from '../transport/local.js'
 import { SshTransport } from '../transport/ssh.js'
 import type { DeployLog } from '../report/log.js'
 import type { LockOwnerFields } from '../commands/lock.js'
-import { StageError, errorMessage } from './errors.js'
-import { lastLines } from './excerpt.js'
-import type { ProgressTracker } from './progress.js'
+import { StageError, errorMessage } from '../core/errors.js'
+import { lastLines } from '../core/excerpt.js'
 
 /** One connected host and what preflight learned about it. */
 export interface HostSession {
@@ -35,6 +34,15 @@ export interface Actor {
   commit?: string
 }
 
+/**
+ * What a run that saves its progress offers the stages: a checkpoint after a per-host state change. The stage
+ * layer adds `watch` (for the switch strategy) to this interface where it implements it, ProgressTracker in
+ * src/pipeline/progress.ts, so that this layer needs no import from the layer above it.
+ */
+export interface RunProgressHooks {
+  checkpoint(): void
+}
+
 export interface RunContext {
   loaded: LoadedConfig
   config: Config
@@ -50,9 +58,9 @@ export interface RunContext {
   /** Told when the lock is taken, so an Action post step can release it after a cancel. */
   onLock?: (token: string | undefined) => void
   /** Saves the run's progress as it goes (the Action), for its post step to finish a killed run. */
-  progress?: ProgressTracker
+  progress?: RunProgressHooks
   /**
-   * Set by `plan` (src/pipeline/plan.ts): the run is a dry run. Hosts are reached through `connect` (a
+   * Set by `plan` (src/flows/plan.ts): the run is a dry run. Hosts are reached through `connect` (a
    * recording transport), and what the stages would do on the runner (the test command, packing, HTTP checks
    * from the runner, waits) is told to `runner` instead of being done.
    */
@@ -66,13 +74,9 @@ export interface DryRun {
   runner(label: string, command?: string, host?: string): void
 }
 
-export function defaultActor(env: NodeJS.ProcessEnv = process.env): Actor {
-  const who = env.GITHUB_ACTOR ?? env.GITLAB_USER_LOGIN ?? `${safeUser()}@${hostname()}`
-  const run =
-    env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID
-      ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}`
-      : env.CI_JOB_URL
-  return { who, run, commit: env.GITHUB_SHA ?? env.CI_COMMIT_SHA }
+/** Who runs this when nobody says: the local user at this machine. The CI platforms say more (platform/actor.ts). */
+export function localActor(): Actor {
+  return { who: `${safeUser()}@${hostname()}` }
 }
 
 function safeUser(): string {
@@ -239,7 +243,7 @@ export async function runRaw(
   return result
 }
 
-export { lastLines } from './excerpt.js'
+export { lastLines } from '../core/excerpt.js'
 
 /** Which hosts `onEveryHost` runs on and how many at once. */
 export interface EveryHostOptions {

@@ -1,5 +1,5 @@
-import type { DatabaseConfig } from '../config.js'
-import type { Connection } from '../connection.js'
+import type { DatabaseConfig } from './config.js'
+import type { Connection } from './connection.js'
 import type { Target, Tools } from './target.js'
 
 /**

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { ENGINE_IDS } from './engines/index.js'
+import { ENGINE_IDS } from './index.js'
 
 /**
  * `backup:` in safe-deploy.yml. A backup is a set of files under <root>/backups sharing one name,

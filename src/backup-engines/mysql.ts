@@ -1,5 +1,5 @@
-import { sh } from '../../commands/quote.js'
-import type { Connection } from '../connection.js'
+import { sh } from '../commands/quote.js'
+import type { Connection } from './connection.js'
 import { describeDatabase, validateServerDatabase, type BackupEngine } from './engine.js'
 import { runIn, type EnvPair, type Target, type Tools } from './target.js'
 

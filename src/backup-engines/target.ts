@@ -1,6 +1,6 @@
-import { sh } from '../../commands/quote.js'
-import type { Connection } from '../connection.js'
-import type { Compression } from '../name.js'
+import { sh } from '../commands/quote.js'
+import type { Connection } from './connection.js'
+import type { Compression } from './name.js'
 
 import type { EngineId } from './index.js'
 

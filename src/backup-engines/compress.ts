@@ -1,5 +1,5 @@
-import { sh } from '../../commands/quote.js'
-import type { Compression } from '../name.js'
+import { sh } from '../commands/quote.js'
+import type { Compression } from './name.js'
 
 /** Compressor reading stdin, writing stdout; undefined for none. zstd uses every core (-T0). */
 export function compressCommand(c: Compression): string | undefined {

@@ -16,13 +16,13 @@ import {
 import { releaseLock, renewLock } from '../commands/lock.js'
 import { combine } from '../commands/command.js'
 import { parseHistory, type HistoryEntry } from '../release/history.js'
-import { closeAll, connectAll, primaryOf, runOn, type HostSession, type RunContext } from './context.js'
-import { errorMessage } from './errors.js'
-import { hasChecks } from './checks.js'
-import { verifyRestored } from './stages.js'
-import { strategyFor } from './switch.js'
-import type { RunProgress } from './progress.js'
-import { migrateStage, type MigrationState } from './migrate.js'
+import { closeAll, connectAll, primaryOf, runOn, type HostSession, type RunContext } from '../host/context.js'
+import { errorMessage } from '../core/errors.js'
+import { hasChecks } from '../pipeline/checks.js'
+import { verifyRestored } from '../pipeline/stages.js'
+import { strategyFor } from '../pipeline/switch.js'
+import type { RunProgress } from '../pipeline/progress.js'
+import { migrateStage, type MigrationState } from '../pipeline/migrate.js'
 
 export interface InterruptedOutcome {
   /** Everything that had to be done was done. */
