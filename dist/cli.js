@@ -25625,7 +25625,7 @@ nacl.setPRNG = function(fn) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _platform_cli_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6114);
+/* harmony import */ var _platform_cli_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7260);
 
 // A cancelled CI job sends SIGINT, then SIGTERM: both ask the run to stop at once and undo what it did.
 const controller = new AbortController();
@@ -25650,7 +25650,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 6114:
+/***/ 7260:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -29113,11 +29113,11 @@ function discriminatorMap(def) {
 }
 const $ZodDiscriminatedUnion = 
 /*@__PURE__*/
-(/* unused pure expression or super */ null && (core.$constructor("$ZodDiscriminatedUnion", (inst, def) => {
+$constructor("$ZodDiscriminatedUnion", (inst, def) => {
     def.inclusive = false;
     $ZodUnion.init(inst, def);
     const _super = inst._zod.parse;
-    util.defineLazyInternal(inst, "propValues", (zod) => {
+    defineLazyInternal(inst, "propValues", (zod) => {
         const propValues = {};
         let undefinedCount = 0;
         for (const option of zod.def.options) {
@@ -29128,7 +29128,7 @@ const $ZodDiscriminatedUnion =
                 undefinedCount++;
             for (const [k, v] of Object.entries(pv)) {
                 if (!Object.prototype.hasOwnProperty.call(propValues, k)) {
-                    util.assignProp(propValues, k, new Set());
+                    util_assignProp(propValues, k, new Set());
                 }
                 for (const val of v) {
                     propValues[k].add(val);
@@ -29141,15 +29141,15 @@ const $ZodDiscriminatedUnion =
     });
     // Checked now rather than in the lookup map below, so an option that lacks the discriminator fails at the `discriminatedUnion` call instead of on the first object parsed. Options whose shape cannot be enumerated without resolving it — pipes and lazies — are left to the map.
     def.options.forEach((option, i) => {
-        const propShape = util.rawShape(option._zod.def);
+        const propShape = rawShape(option._zod.def);
         if (propShape && !Object.prototype.hasOwnProperty.call(propShape, def.discriminator)) {
             throw new Error(`Invalid discriminated union option at index "${i}"`);
         }
     });
-    const disc = util.cached(() => discriminatorMap(def));
+    const disc = cached(() => discriminatorMap(def));
     inst._zod.parse = (payload, ctx) => {
         const input = payload.value;
-        if (!util.isObject(input)) {
+        if (!util_isObject(input)) {
             payload.issues.push({
                 code: "invalid_type",
                 expected: "object",
@@ -29183,7 +29183,7 @@ const $ZodDiscriminatedUnion =
         });
         return payload;
     };
-})));
+});
 const $ZodIntersection = /*@__PURE__*/ $constructor("$ZodIntersection", (inst, def) => {
     $ZodType.init(inst, def);
     inst._zod.parse = (payload, ctx) => {
@@ -34581,7 +34581,7 @@ function strictObject(shape, params) {
         type: "object",
         shape,
         catchall: never(),
-        ...util.normalizeParams(params),
+        ...normalizeParams(params),
     });
 }
 // looseObject
@@ -34623,17 +34623,17 @@ function xor(options, params) {
         ...util.normalizeParams(params),
     });
 }
-const ZodDiscriminatedUnion = /*@__PURE__*/ (/* unused pure expression or super */ null && (core.$constructor("ZodDiscriminatedUnion", (inst, def) => {
+const ZodDiscriminatedUnion = /*@__PURE__*/ $constructor("ZodDiscriminatedUnion", (inst, def) => {
     ZodUnion.init(inst, def);
-    core.$ZodDiscriminatedUnion.init(inst, def);
-})));
+    $ZodDiscriminatedUnion.init(inst, def);
+});
 function discriminatedUnion(discriminator, options, params) {
     // const [options, params] = args;
     return new ZodDiscriminatedUnion({
         type: "union",
         options: options,
         discriminator,
-        ...util.normalizeParams(params),
+        ...normalizeParams(params),
     });
 }
 const ZodIntersection = /*@__PURE__*/ $constructor("ZodIntersection", (inst, def) => {
@@ -35218,7 +35218,7 @@ function parseDuration(value) {
     return Math.round(n * factor);
 }
 
-;// CONCATENATED MODULE: ./src/backup/engines/engine.ts
+;// CONCATENATED MODULE: ./src/backup-engines/engine.ts
 /** The shell variables the backup scripts define: `$t`, a private temp dir; `$w`, the data's work dir. */
 const SCRATCH_VAR = 't';
 const WORK_VAR = 'w';
@@ -35248,7 +35248,8 @@ const majorOf = (v) => Number(/(\d+)(?:\.\d+)?/.exec(v)?.[1]);
  * The one quoting function for POSIX sh. Every value that is interpolated into a shell command that runs
  * on a host goes through `sh()`: it wraps the value in single quotes, where nothing is special, and writes
  * each embedded single quote as '\'' (close, escaped quote, reopen). Newlines, `$()`, backticks and spaces
- * all stay literal. NUL cannot be passed through a shell at all, so it is refused.
+ * all stay literal. NUL cannot be passed through a shell at all, so it is refused. It is the POSIX dialect's
+ * `quote` (src/commands/dialect.ts).
  */
 function sh(value) {
     const text = String(value);
@@ -35263,7 +35264,7 @@ function shJoin(words) {
     return words.map(sh).join(' ');
 }
 
-;// CONCATENATED MODULE: ./src/backup/engines/files.ts
+;// CONCATENATED MODULE: ./src/backup-engines/files.ts
 
 /**
  * Files and directories under the deploy root (`shared/.env`, `shared/uploads`), as a tar archive with
@@ -35319,7 +35320,7 @@ const files = {
     check: (_t, file) => ({ label: `tar -t (${file})`, cmd: filesCheck() })
 };
 
-;// CONCATENATED MODULE: ./src/backup/engines/target.ts
+;// CONCATENATED MODULE: ./src/backup-engines/target.ts
 
 function envWord([name, value]) {
     return 'literal' in value ? `${name}=${sh(value.literal)}` : `${name}="$${value.variable}"`;
@@ -35345,7 +35346,7 @@ function shellIn(t, env, inner, args, tmpdir) {
     return runIn(t, [['TMPDIR', { variable: tmpdir }], ...env], argv);
 }
 
-;// CONCATENATED MODULE: ./src/backup/engines/mysql.ts
+;// CONCATENATED MODULE: ./src/backup-engines/mysql.ts
 
 
 
@@ -35490,7 +35491,7 @@ const mysql = {
     }
 };
 
-;// CONCATENATED MODULE: ./src/backup/engines/postgres.ts
+;// CONCATENATED MODULE: ./src/backup-engines/postgres.ts
 
 
 
@@ -35626,7 +35627,7 @@ const postgres = {
     }
 };
 
-;// CONCATENATED MODULE: ./src/backup/engines/sqlite.ts
+;// CONCATENATED MODULE: ./src/backup-engines/sqlite.ts
 
 
 /**
@@ -35730,7 +35731,7 @@ const sqlite = {
     }
 };
 
-;// CONCATENATED MODULE: ./src/backup/engines/index.ts
+;// CONCATENATED MODULE: ./src/backup-engines/index.ts
 
 
 
@@ -35751,7 +35752,7 @@ function describeTarget(t) {
     return describeDatabase(engineOf(t.engine).title, t);
 }
 
-;// CONCATENATED MODULE: ./src/backup/config.ts
+;// CONCATENATED MODULE: ./src/backup-engines/config.ts
 
 
 /**
@@ -35907,6 +35908,87 @@ const httpCheck = object({
     from: schemas_enum(['host', 'runner']).default('host')
 })
     .strict();
+const port = schemas_number().int().min(1).max(65535);
+/** A key a strategy cannot run without: zod's message for a missing one names the strategy. */
+const requiredFor = (strategy) => schemas_string({
+    error: issue => (issue.input === undefined ? `required for strategy ${strategy}` : undefined)
+});
+const STRATEGIES = ['symlink', 'graceful', 'blue-green'];
+/** The strategies whose settings have `key` (read when a message is made: the variants are defined below). */
+const ownersOf = (key) => Object.entries({ graceful: gracefulSwitch, 'blue-green': blueGreenSwitch })
+    .filter(([, v]) => key !== 'strategy' && key in v.shape)
+    .map(([name]) => name);
+/** A strategy's own keys and nothing else: a key of another strategy says which one it belongs to. */
+const strategySettings = (strategy, shape) => strictObject(shape, {
+    error: issue => {
+        if (issue.code !== 'unrecognized_keys')
+            return undefined;
+        const keys = issue.keys.map(k => JSON.stringify(k)).join(', ');
+        const owners = [...new Set(issue.keys.flatMap(k => ownersOf(String(k))))];
+        return `Unrecognized key${issue.keys.length > 1 ? 's' : ''}: ${keys}${owners.length ? ` (for strategy ${owners.join(' or ')}; this switch is ${strategy})` : ''}`;
+    }
+});
+/** symlink: switch `current`, then run stages.restart. The default strategy. */
+const symlinkSwitch = strategySettings('symlink', {
+    strategy: literal('symlink')
+        .default('symlink')
+        .describe('symlink: switch current, run stages.restart; graceful: switch current, run reload; blue-green: see docs')
+});
+/** graceful: switch `current`, then run `reload` (the app picks up the new code without a restart). */
+const gracefulSwitch = strategySettings('graceful', {
+    strategy: literal('graceful'),
+    reload: requiredFor('graceful')
+        .min(1)
+        .describe('graceful: e.g. `systemctl reload shop` or `kill -HUP $(cat app.pid)`')
+});
+/** blue-green (docs/blue-green.md): two ports per host, a health gate, the proxy's upstream file flipped. */
+const blueGreenSwitch = strategySettings('blue-green', {
+    strategy: literal('blue-green'),
+    ports: tuple([port, port], {
+        error: issue => (issue.input === undefined ? 'required for strategy blue-green' : undefined)
+    })
+        .refine(p => p[0] !== p[1], { message: 'expected two different ports' })
+        .describe('blue-green: the pair of ports the app alternates between'),
+    start: requiredFor('blue-green')
+        .min(1)
+        .describe('blue-green: starts the release on {port} (runs inside the release; PORT is set too)'),
+    stop: requiredFor('blue-green')
+        .min(1)
+        .describe('blue-green: stops whatever serves {port} (runs inside the release that serves it)'),
+    health: schemas_string()
+        .default('http://127.0.0.1:{port}/health')
+        .describe('blue-green: URL that must answer 200 on the new port before traffic moves'),
+    upstream_file: requiredFor('blue-green').describe('blue-green: file we write for the proxy, e.g. /etc/nginx/conf.d/shop-upstream.conf'),
+    upstream_template: schemas_string()
+        .default('server 127.0.0.1:{port};')
+        .describe('blue-green: the upstream file content; {port} is the live port'),
+    proxy_reload: requiredFor('blue-green').min(1).describe('blue-green: e.g. `nginx -t && nginx -s reload`'),
+    drain: schema_duration
+        .default(2000)
+        .describe('blue-green: wait after moving traffic before stopping the old port'),
+    timeout: schema_duration.default(60_000).describe('blue-green: how long the new port may take to become healthy')
+}).strict();
+/**
+ * How a release goes live: one variant per strategy, each with its own settings, validated here once. A new
+ * strategy is a variant here, one file implementing SwitchStrategy and one line in src/pipeline/switch.ts.
+ */
+const switchSchema = discriminatedUnion('strategy', [symlinkSwitch, gracefulSwitch, blueGreenSwitch], {
+    error: issue => issue.code === 'invalid_union'
+        ? `Invalid option: expected one of ${STRATEGIES.map(s => JSON.stringify(s)).join('|')}`
+        : undefined
+})
+    .default({ strategy: 'symlink' });
+/** How the source gets to the hosts: one variant per upload strategy (src/pipeline/upload/). */
+const uploadSchema = discriminatedUnion('strategy', [
+    strictObject({
+        strategy: literal('tar')
+            .default('tar')
+            .describe('tar: pack source.dir once on the runner, stream it to each host over SSH')
+    })
+], {
+    error: issue => (issue.code === 'invalid_union' ? 'Invalid option: expected one of "tar"' : undefined)
+})
+    .default({ strategy: 'tar' });
 const configSchema = object({
     app: schemas_string()
         .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'expected letters, digits, `.`, `_` or `-` (at most 64)')
@@ -35941,6 +36023,7 @@ const configSchema = object({
     })
         .strict()
         .default({ dir: '.', exclude: ['.git', 'node_modules'] }),
+    upload: uploadSchema.describe('How the source gets to the hosts (default: tar)'),
     shared: object({
         files: array(relativePath).default([]),
         dirs: array(relativePath).default([])
@@ -35987,64 +36070,7 @@ const configSchema = object({
     })
         .strict()
         .default({}),
-    switch: object({
-        strategy: schemas_enum(['symlink', 'graceful', 'blue-green'])
-            .default('symlink')
-            .describe('symlink: switch current, run stages.restart; graceful: switch current, run reload; blue-green: see docs'),
-        reload: schemas_string()
-            .min(1)
-            .optional()
-            .describe('graceful: e.g. `systemctl reload shop` or `kill -HUP $(cat app.pid)`'),
-        ports: tuple([schemas_number().int().min(1).max(65535), schemas_number().int().min(1).max(65535)])
-            .optional()
-            .describe('blue-green: the pair of ports the app alternates between'),
-        start: schemas_string()
-            .min(1)
-            .optional()
-            .describe('blue-green: starts the release on {port} (runs inside the release; PORT is set too)'),
-        stop: schemas_string()
-            .min(1)
-            .optional()
-            .describe('blue-green: stops whatever serves {port} (runs inside the release that serves it)'),
-        health: schemas_string()
-            .default('http://127.0.0.1:{port}/health')
-            .describe('blue-green: URL that must answer 200 on the new port before traffic moves'),
-        upstream_file: schemas_string()
-            .optional()
-            .describe('blue-green: file we write for the proxy, e.g. /etc/nginx/conf.d/shop-upstream.conf'),
-        upstream_template: schemas_string()
-            .default('server 127.0.0.1:{port};')
-            .describe('blue-green: the upstream file content; {port} is the live port'),
-        proxy_reload: schemas_string().min(1).optional().describe('blue-green: e.g. `nginx -t && nginx -s reload`'),
-        drain: schema_duration
-            .default(2000)
-            .describe('blue-green: wait after moving traffic before stopping the old port'),
-        timeout: schema_duration
-            .default(60_000)
-            .describe('blue-green: how long the new port may take to become healthy')
-    })
-        .strict()
-        .default({
-        strategy: 'symlink',
-        health: 'http://127.0.0.1:{port}/health',
-        upstream_template: 'server 127.0.0.1:{port};',
-        drain: 2000,
-        timeout: 60_000
-    })
-        .superRefine((sw, ctx) => {
-        if (sw.strategy === 'graceful' && !sw.reload) {
-            ctx.addIssue({ code: 'custom', path: ['reload'], message: 'required for strategy graceful' });
-        }
-        if (sw.strategy === 'blue-green') {
-            for (const key of ['ports', 'start', 'stop', 'upstream_file', 'proxy_reload']) {
-                if (sw[key] === undefined)
-                    ctx.addIssue({ code: 'custom', path: [key], message: 'required for strategy blue-green' });
-            }
-            if (sw.ports && sw.ports[0] === sw.ports[1]) {
-                ctx.addIssue({ code: 'custom', path: ['ports'], message: 'expected two different ports' });
-            }
-        }
-    }),
+    switch: switchSchema,
     verify: object({
         http: union([httpCheck, array(httpCheck)]).optional(),
         command: union([schemas_string().min(1), array(schemas_string().min(1))])
@@ -36075,7 +36101,7 @@ const configSchema = object({
 })
     .strict();
 
-;// CONCATENATED MODULE: ./src/config/errors.ts
+;// CONCATENATED MODULE: ./src/core/exit.ts
 /** Exit codes, the contract scripts rely on (README "Exit codes"). */
 const ExitCode = {
     ok: 0,
@@ -36135,7 +36161,7 @@ function migrationProblems(config) {
     return problems;
 }
 
-;// CONCATENATED MODULE: ./src/backup/connection.ts
+;// CONCATENATED MODULE: ./src/backup-engines/connection.ts
 
 
 /**
@@ -36234,7 +36260,7 @@ function databaseSecrets(db) {
     return out;
 }
 
-;// CONCATENATED MODULE: ./src/backup/name.ts
+;// CONCATENATED MODULE: ./src/backup-engines/name.ts
 
 
 /**
@@ -36331,7 +36357,7 @@ function parseArtifactFile(name, file) {
     return { kind, label, compress, encrypted: !!age, file };
 }
 
-;// CONCATENATED MODULE: ./src/backup/retention.ts
+;// CONCATENATED MODULE: ./src/backup-engines/retention.ts
 
 /**
  * Which backups to keep: the newest backup of each of the last `daily` days, `weekly` ISO weeks and
@@ -36438,7 +36464,7 @@ function compare(a, b) {
     return a < b ? -1 : a > b ? 1 : 0;
 }
 
-;// CONCATENATED MODULE: ./src/backup/plan.ts
+;// CONCATENATED MODULE: ./src/backup-engines/plan.ts
 
 
 
@@ -37124,39 +37150,67 @@ function releasesToPrune(releases, keep, protect) {
     return sorted.filter(r => !kept.has(r));
 }
 
-;// CONCATENATED MODULE: ./src/commands/command.ts
-
+;// CONCATENATED MODULE: ./src/commands/dialect.ts
 /**
- * The last line of every script safe-deploy sends to REMOTE_SHELL. It says: the sender keeps stdin open while
- * the script runs, and stdin reaching its end before the script is done means "stop".
+ * The shell a host runs our scripts in. Every builder in src/commands/ writes scripts for a dialect; the one
+ * dialect today is POSIX sh (`posix`). A host with another shell (PowerShell on Windows) would be a new
+ * ShellDialect here and builders that take it, not a rewrite of the transport or the stages.
  */
-const END_OF_SCRIPT = '#safe-deploy:end-of-script';
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const POSIX_END_OF_SCRIPT = '#safe-deploy:end-of-script';
 /**
  * The command line sent over SSH for every script: read the script from stdin, then run it.
  *
- * A script that ends with the END_OF_SCRIPT line runs in a subshell (stdin: /dev/null) next to a watcher that
+ * A script that ends with the end-of-script line runs in a subshell (stdin: /dev/null) next to a watcher that
  * waits for the rest of stdin: when stdin ends before the script (the run was interrupted and closed the
  * channel, or the connection dropped), the watcher kills the script's process group (sshd puts each session
  * in its own). So an interrupted build or restart never goes on running on the host behind the back of the
  * undo, also where sshd refuses signal requests (root logins). When the script finishes, the watcher is
- * stopped: what the script started in the background keeps running. A script piped in whole (no END_OF_SCRIPT
+ * stopped: what the script started in the background keeps running. A script piped in whole (no end-of-script
  * line) just runs, as `sh -c 'eval "$(cat)"'` would run it.
  */
-const REMOTE_SHELL = `sh -c 's=$(sed -n "/^${END_OF_SCRIPT}\\$/{p;q;};p"); ` +
-    `case $s in *"${END_OF_SCRIPT}") exec 3<&0; ` +
+const POSIX_REMOTE_SHELL = `sh -c 's=$(sed -n "/^${POSIX_END_OF_SCRIPT}\\$/{p;q;};p"); ` +
+    `case $s in *"${POSIX_END_OF_SCRIPT}") exec 3<&0; ` +
     '{ cat <&3 >/dev/null 2>&1; kill -KILL 0; } >/dev/null 2>&1 & w=$!; ' +
-    `(eval "\${s%"${END_OF_SCRIPT}"}") </dev/null 3<&-; r=$?; kill $w 2>/dev/null; exit $r;; ` +
+    `(eval "\${s%"${POSIX_END_OF_SCRIPT}"}") </dev/null 3<&-; r=$?; kill $w 2>/dev/null; exit $r;; ` +
     `esac; eval "$s"'`;
-function withEnv(cmd) {
-    for (const k of Object.keys(cmd.env ?? {})) {
-        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
-            throw new Error(`not an environment variable name: ${JSON.stringify(k)}`);
+/** POSIX sh (dash, bash, busybox ash): what every host runs today. */
+const posix = {
+    name: 'posix',
+    quote: sh,
+    script: lines => lines.filter((l) => typeof l === 'string').join('\n'),
+    withEnv(script, env) {
+        const entries = Object.entries(env ?? {});
+        for (const [k] of entries) {
+            if (!ENV_NAME.test(k))
+                throw new Error(`not an environment variable name: ${JSON.stringify(k)}`);
+        }
+        const exports = entries.map(([k, v]) => `export ${k}=${sh(v)}`);
+        return exports.length ? `${exports.join('\n')}\n${script}` : script;
+    },
+    endOfScript: POSIX_END_OF_SCRIPT,
+    remoteShell: POSIX_REMOTE_SHELL,
+    frame(script) {
+        if (script.split('\n').includes(POSIX_END_OF_SCRIPT))
+            throw new Error(`a line of the script is ${POSIX_END_OF_SCRIPT}`);
+        return `${script}\n${POSIX_END_OF_SCRIPT}\n`;
     }
-    const exports = Object.entries(cmd.env ?? {}).map(([k, v]) => `export ${k}=${sh(v)}`);
-    return exports.length ? `${exports.join('\n')}\n${cmd.script}` : cmd.script;
+};
+
+;// CONCATENATED MODULE: ./src/commands/command.ts
+
+/** The last line of every script safe-deploy sends (see ShellDialect.endOfScript; POSIX today). */
+const END_OF_SCRIPT = posix.endOfScript;
+/** The command line sent over SSH for every script (see ShellDialect.remoteShell; POSIX today). */
+const REMOTE_SHELL = posix.remoteShell;
+/** The command's script with its `env` exported at the top, in `dialect` (POSIX by default). */
+function withEnv(cmd, dialect = posix) {
+    return dialect.withEnv(cmd.script, cmd.env);
 }
+/** Script lines joined (POSIX); `false` and `undefined` are left out. */
 function script(...lines) {
-    return lines.filter((l) => typeof l === 'string').join('\n');
+    return posix.script(lines);
 }
 /** Several commands as one script (one round trip). Only the last may `exit` early. */
 function combine(label, parts) {
@@ -38912,7 +38966,7 @@ async function probeHostKey(target, verifier) {
 }
 
 
-;// CONCATENATED MODULE: ./src/pipeline/errors.ts
+;// CONCATENATED MODULE: ./src/core/errors.ts
 
 /** A failure in a named stage, on a named host when it is host-specific. */
 class StageError extends Error {
@@ -38931,7 +38985,7 @@ function errorMessage(e) {
     return e instanceof Error ? e.message : String(e);
 }
 
-;// CONCATENATED MODULE: ./src/pipeline/excerpt.ts
+;// CONCATENATED MODULE: ./src/core/excerpt.ts
 /**
  * Short excerpts of a command's output for error messages and verdicts: the lines that explain the failure,
  * not whatever happened to be printed last. A Python traceback ends in the exception line
@@ -38993,7 +39047,7 @@ function oneLine(message) {
     return `${head} … ${lines[key]}`;
 }
 
-;// CONCATENATED MODULE: ./src/pipeline/context.ts
+;// CONCATENATED MODULE: ./src/host/context.ts
 
 
 
@@ -39001,12 +39055,9 @@ function oneLine(message) {
 
 
 
-function defaultActor(env = process.env) {
-    const who = env.GITHUB_ACTOR ?? env.GITLAB_USER_LOGIN ?? `${safeUser()}@${(0,external_node_os_namespaceObject.hostname)()}`;
-    const run = env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID
-        ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}`
-        : env.CI_JOB_URL;
-    return { who, run, commit: env.GITHUB_SHA ?? env.CI_COMMIT_SHA };
+/** Who runs this when nobody says: the local user at this machine. The CI platforms say more (platform/actor.ts). */
+function localActor() {
+    return { who: `${safeUser()}@${(0,external_node_os_namespaceObject.hostname)()}` };
 }
 function safeUser() {
     try {
@@ -39406,7 +39457,7 @@ function writeReport(file, result, redactor) {
     (0,external_node_fs_namespaceObject.writeFileSync)(file, redactor.redact(JSON.stringify(result, null, 2)) + '\n', { mode: 0o600 });
 }
 
-;// CONCATENATED MODULE: ./src/pipeline/lease.ts
+;// CONCATENATED MODULE: ./src/host/lease.ts
 
 
 
@@ -40060,7 +40111,7 @@ function parseProbe(stdout) {
     return { status: Number.isFinite(status) ? status : 0, body: stdout.slice(0, i).replace(/\n$/, '') };
 }
 
-;// CONCATENATED MODULE: ./src/pipeline/env.ts
+;// CONCATENATED MODULE: ./src/host/env.ts
 /** Environment for user commands on a host: the config's `env` plus SAFE_DEPLOY_* facts about the run. */
 function hookEnv(ctx, s, release, stage) {
     return {
@@ -40274,7 +40325,7 @@ function newContext(req, command, started, logFile = true) {
         config: req.loaded.config,
         log: new DeployLog(file, req.reporter, redactor),
         signal: req.signal ?? new AbortController().signal,
-        actor: req.actor ?? defaultActor(),
+        actor: req.actor ?? localActor(),
         sessions: [],
         verbose: !!req.verbose,
         startedAt: started
@@ -40570,9 +40621,74 @@ function announce(stages, events, redact) {
     });
 }
 
+;// CONCATENATED MODULE: ./src/pipeline/upload/tar.ts
+/**
+ * The tar upload: source.dir is packed once on the runner (GNU or BSD tar, source.exclude left out) and the
+ * archive is streamed over each host's stdin into `tar -xzf -` in the new release directory.
+ */
+
+
+
+
+
+
+
+
+/** Packs the source dir once on the runner, for streaming to every host. */
+async function packSource(ctx, dir, exclude, signal) {
+    const tarArgs = (file) => ['-czf', file, ...exclude.map(e => `--exclude=${e}`), '-C', dir, '.'];
+    if (ctx.dryRun) {
+        ctx.dryRun.runner('pack source.dir once for every host', ['tar', ...tarArgs('release.tar.gz')].map(sh).join(' '));
+        return { cleanup: () => { } };
+    }
+    const tmp = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), 'safe-deploy-'));
+    const file = (0,external_node_path_namespaceObject.join)(tmp, 'release.tar.gz');
+    const args = tarArgs(file);
+    await new Promise((resolve, reject) => {
+        const child = (0,external_node_child_process_namespaceObject.spawn)('tar', args, { stdio: ['ignore', 'ignore', 'pipe'], signal });
+        let stderr = '';
+        child.stderr.on('data', (c) => (stderr += c.toString()));
+        child.on('error', e => reject(new StageError('deploy', `cannot run tar on the runner: ${e.message}`, 'runner')));
+        child.on('close', code => code === 0
+            ? resolve()
+            : reject(new StageError('deploy', `tar failed on the runner (exit ${code}): ${stderr.trim()}`, 'runner')));
+    });
+    return { file, cleanup: () => (0,external_node_fs_namespaceObject.rmSync)(tmp, { recursive: true, force: true }) };
+}
+function tarUpload() {
+    let pack;
+    return {
+        name: 'tar',
+        async prepare(ctx) {
+            pack = await packSource(ctx, ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal);
+            const size = pack.file ? (0,external_node_fs_namespaceObject.statSync)(pack.file).size : 0;
+            ctx.log.info(`packed ${ctx.loaded.sourceDir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner');
+        },
+        async send(ctx, s, release) {
+            const file = pack?.file;
+            await runRaw(ctx, s, unpackCommand(s.layout, release), 'upload', {
+                stage: 'deploy',
+                // a dry run shows the upload; the archive is not made nor streamed
+                stdin: file ? (0,external_node_fs_namespaceObject.createReadStream)(file) : '(the tar.gz of source.dir)'
+            });
+        },
+        finish() {
+            pack?.cleanup();
+            pack = undefined;
+        }
+    };
+}
+
+;// CONCATENATED MODULE: ./src/pipeline/upload/index.ts
+
+const strategies = {
+    tar: tarUpload
+};
+function uploadFor(ctx) {
+    return strategies[ctx.config.upload.strategy]();
+}
+
 ;// CONCATENATED MODULE: ./src/pipeline/stages.ts
-
-
 
 
 
@@ -40748,31 +40864,10 @@ function testStage() {
         }
     };
 }
-/** Packs the source dir once on the runner (GNU or BSD tar), for streaming to every host. */
-async function packSource(ctx, dir, exclude, signal) {
-    const tarArgs = (file) => ['-czf', file, ...exclude.map(e => `--exclude=${e}`), '-C', dir, '.'];
-    if (ctx.dryRun) {
-        ctx.dryRun.runner('pack source.dir once for every host', ['tar', ...tarArgs('release.tar.gz')].map(sh).join(' '));
-        return { cleanup: () => { } };
-    }
-    const tmp = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), 'safe-deploy-'));
-    const file = (0,external_node_path_namespaceObject.join)(tmp, 'release.tar.gz');
-    const args = tarArgs(file);
-    await new Promise((resolve, reject) => {
-        const child = (0,external_node_child_process_namespaceObject.spawn)('tar', args, { stdio: ['ignore', 'ignore', 'pipe'], signal });
-        let stderr = '';
-        child.stderr.on('data', (c) => (stderr += c.toString()));
-        child.on('error', e => reject(new StageError('deploy', `cannot run tar on the runner: ${e.message}`, 'runner')));
-        child.on('close', code => code === 0
-            ? resolve()
-            : reject(new StageError('deploy', `tar failed on the runner (exit ${code}): ${stderr.trim()}`, 'runner')));
-    });
-    return { file, cleanup: () => (0,external_node_fs_namespaceObject.rmSync)(tmp, { recursive: true, force: true }) };
-}
 /** Upload, link shared, build: a new release dir on every host; nothing live changes. */
 function deployStage(rel) {
     const created = new Set();
-    let pack;
+    let upload;
     return {
         name: 'deploy',
         scope: 'each-host',
@@ -40780,22 +40875,18 @@ function deployStage(rel) {
         // a host where the release already existed is not this run's to remove
         needsUndo: s => created.has(s),
         async begin(ctx) {
-            pack = await packSource(ctx, ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal);
-            const size = pack.file ? (0,external_node_fs_namespaceObject.statSync)(pack.file).size : 0;
-            ctx.log.info(`packed ${ctx.loaded.sourceDir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner');
+            upload = uploadFor(ctx);
+            await upload.prepare(ctx);
         },
         async run(ctx, s) {
             const release = rel();
-            const file = pack?.file;
             if (s.releases.includes(release)) {
                 throw new StageError('deploy', `release ${release} already exists on ${s.host.name}`, s.host.name);
             }
             created.add(s);
-            await runRaw(ctx, s, unpackCommand(s.layout, release), 'upload', {
-                stage: 'deploy',
-                // a dry run shows the upload; the archive is not made nor streamed
-                stdin: file ? (0,external_node_fs_namespaceObject.createReadStream)(file) : '(the tar.gz of source.dir)'
-            });
+            if (!upload)
+                throw new Error('deploy stage: run before begin');
+            await upload.send(ctx, s, release);
             ctx.log.info(`uploaded to ${s.layout.release(release)}`, s.host.name);
             const { files, dirs } = ctx.config.shared;
             if (files.length || dirs.length) {
@@ -40811,8 +40902,8 @@ function deployStage(rel) {
             await context_runOn(ctx, s, markComplete(s.layout, release), { stage: 'deploy' });
         },
         async end() {
-            pack?.cleanup();
-            pack = undefined;
+            upload?.finish();
+            upload = undefined;
         },
         async undo(ctx, s, { live }) {
             const release = rel();
@@ -40922,17 +41013,6 @@ function cleanupStage(rel, strategy, opts = { prune: true }) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/pipeline/hook.ts
-
-
-
-/** Runs a user command from the config inside a release on a host. */
-async function runHook(ctx, s, release, label, command, stage, extraEnv = {}) {
-    await context_runOn(ctx, s, inRelease(s.layout, release, label, command, { ...hookEnv(ctx, s, release, stage), ...extraEnv }), {
-        stage
-    });
-}
-
 ;// CONCATENATED MODULE: ./src/commands/bluegreen.ts
 /**
  * Commands for the blue-green switch (docs/blue-green.md): the per-host state file that says which port of
@@ -40983,7 +41063,7 @@ function parseBlueGreenState(stdout, ports) {
     const head = at < 0 ? stdout : stdout.slice(0, at + 1);
     const upstream = at < 0 ? undefined : stdout.slice(at + UPSTREAM_MARKER.length + 2);
     const out = { upstream };
-    const line = /^STATE=(.*)$/m.exec(head)?.[1]?.trim();
+    const line = release_parseKeyValues(head).get('STATE')?.[0]?.trim();
     if (line) {
         const [portText, release] = line.split(/\s+/);
         const port = Number(portText);
@@ -41033,6 +41113,17 @@ function onPort(layout, release, label, command, port, env) {
     });
 }
 
+;// CONCATENATED MODULE: ./src/host/hook.ts
+
+
+
+/** Runs a user command from the config inside a release on a host. */
+async function runHook(ctx, s, release, label, command, stage, extraEnv = {}) {
+    await context_runOn(ctx, s, inRelease(s.layout, release, label, command, { ...hookEnv(ctx, s, release, stage), ...extraEnv }), {
+        stage
+    });
+}
+
 ;// CONCATENATED MODULE: ./src/pipeline/bluegreen.ts
 /**
  * The blue-green switch (docs/blue-green.md). Per host, two ports alternate: the new release starts on the
@@ -41053,13 +41144,12 @@ function onPort(layout, release, label, command, port, env) {
 
 /** Time between two health probes of the new port (on the host). */
 const PROBE_INTERVAL_MS = 100;
-/** The blue-green settings; the schema makes these keys required for this strategy. */
+/** The blue-green settings, typed and validated by the schema (its blue-green variant of `switch`). */
 function settings(ctx) {
     const sw = ctx.config.switch;
-    for (const key of ['ports', 'start', 'stop', 'upstream_file', 'proxy_reload']) {
-        if (sw[key] === undefined)
-            throw new StageError('switch', `switch.${key} is required for blue-green`);
-    }
+    // strategyFor picks this strategy only for this variant
+    if (sw.strategy !== 'blue-green')
+        throw new Error(`switch.strategy is ${sw.strategy}, not blue-green`);
     return sw;
 }
 function address(s) {
@@ -41288,9 +41378,11 @@ function blueGreenStrategy() {
     };
 }
 
-;// CONCATENATED MODULE: ./src/pipeline/switch.ts
-
-
+;// CONCATENATED MODULE: ./src/pipeline/symlink.ts
+/**
+ * The symlink and graceful switches: `current` points at the release, then stages.restart (symlink) or
+ * switch.reload (graceful) runs inside it; undo points `current` back and runs the same command there.
+ */
 
 
 
@@ -41332,21 +41424,21 @@ function symlinkFamily(name, command) {
         };
     };
 }
-const factories = {
-    symlink: symlinkFamily('symlink', ctx => ctx.config.stages.restart),
-    graceful: symlinkFamily('graceful', ctx => ctx.config.switch.reload),
+const symlinkStrategy = symlinkFamily('symlink', ctx => ctx.config.stages.restart);
+const gracefulStrategy = symlinkFamily('graceful', ctx => ctx.config.switch.strategy === 'graceful' ? ctx.config.switch.reload : undefined);
+
+;// CONCATENATED MODULE: ./src/pipeline/switch.ts
+
+
+const switch_strategies = {
+    symlink: symlinkStrategy,
+    graceful: gracefulStrategy,
     'blue-green': blueGreenStrategy
 };
-/** Lets another module add a strategy (built-in: symlink, graceful, blue-green in src/pipeline/bluegreen.ts). */
-function registerStrategy(name, factory) {
-    factories[name] = factory;
-}
 function strategyFor(ctx) {
-    const factory = factories[ctx.config.switch.strategy];
-    if (!factory)
-        throw new Error(`switch.strategy ${ctx.config.switch.strategy} is not available in this build`);
+    const strategy = switch_strategies[ctx.config.switch.strategy]();
     // a run that saves its progress (the Action) saves it around each host's switch and its undo
-    return ctx.progress ? ctx.progress.watch(factory()) : factory();
+    return ctx.progress ? ctx.progress.watch(strategy) : strategy;
 }
 
 ;// CONCATENATED MODULE: ./src/pipeline/git.ts
@@ -41368,7 +41460,7 @@ function gitCommit(dir) {
 
 ;// CONCATENATED MODULE: external "node:stream"
 const external_node_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
-;// CONCATENATED MODULE: ./src/backup/engines/compress.ts
+;// CONCATENATED MODULE: ./src/backup-engines/compress.ts
 
 /** Compressor reading stdin, writing stdout; undefined for none. zstd uses every core (-T0). */
 function compressCommand(c) {
@@ -42420,7 +42512,7 @@ async function checkBackup(ctx, s, name, stage) {
  * Verifies backup `name` and restores it, with no safety backup: for putting back a backup that holds
  * the state wanted (the pre-deploy backup after a failed migration). A restore that needs a safety
  * backup is two steps the orchestrator can undo: takeSafetyBackup, then restoreArtifacts, whose stage's
- * undo is restoreSafety (backup/stages.ts restoreStages, a rollback's database stage).
+ * undo is restoreSafety (pipeline/backup.ts restoreStages, a rollback's database stage).
  */
 async function restoreBackup(ctx, s, name, opts) {
     const { plan, info, verified } = await checkBackup(ctx, s, name, opts.stage);
@@ -42553,7 +42645,8 @@ async function takeSafetyBackup(ctx, s, stage, what) {
     return safety;
 }
 
-;// CONCATENATED MODULE: ./src/backup/stages.ts
+;// CONCATENATED MODULE: ./src/pipeline/backup.ts
+
 
 
 
@@ -42586,13 +42679,18 @@ async function afterBackup(ctx, s, result, stage) {
     if (b.download) {
         if (!plan.recipients.length)
             ctx.log.warn(plainDownloadWarning(result.name, runnerBackupDir(ctx)), s.host.name);
-        try {
-            const listing = await listBackups(ctx, s, plan, stage);
-            await downloadBackup(ctx, s, plan, findBackup(listing, result.name, s, stage), runnerBackupDir(ctx), stage);
+        if (ctx.dryRun) {
+            // plan: what the copy would do; the backup does not exist, so nothing is listed or streamed
+            ctx.dryRun.runner(`on the runner: copy backup ${result.name} from ${s.host.name} into ${runnerBackupDir(ctx)}, each file checked against ${manifestFile(result.name)}`, undefined, s.host.name);
         }
-        catch (e) {
-            ctx.log.warn(`could not copy backup ${result.name} to the runner: ${errorMessage(e)}`, s.host.name);
-        }
+        else
+            try {
+                const listing = await listBackups(ctx, s, plan, stage);
+                await downloadBackup(ctx, s, plan, findBackup(listing, result.name, s, stage), runnerBackupDir(ctx), stage);
+            }
+            catch (e) {
+                ctx.log.warn(`could not copy backup ${result.name} to the runner: ${errorMessage(e)}`, s.host.name);
+            }
     }
     try {
         await pruneBackups(ctx, s, plan, { stage, apply: true, protect: [result.name] });
@@ -43003,7 +43101,7 @@ function rollbackDatabaseStage(target, from, history, opts, state) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/pipeline/run.ts
+;// CONCATENATED MODULE: ./src/flows/deploy.ts
 
 
 
@@ -43028,7 +43126,7 @@ const introOf = (command) => (ctx) => `${command} of ${ctx.config.app} to ${ctx.
 function deploy(req) {
     return execute(req, 'deploy', ctx => deployStages(ctx, req));
 }
-/** A deploy's stages and what it records: one list for `deploy` and for `plan` (src/pipeline/plan.ts). */
+/** A deploy's stages and what it records: one list for `deploy` and for `plan` (src/flows/plan.ts). */
 function deployStages(ctx, req) {
     {
         ctx.actor.commit ??= gitCommit(req.loaded.sourceDir);
@@ -43248,7 +43346,7 @@ async function listReleaseState(req) {
 }
 
 
-;// CONCATENATED MODULE: ./src/pipeline/ops.ts
+;// CONCATENATED MODULE: ./src/flows/status.ts
 
 
 
@@ -43353,7 +43451,7 @@ function getStatus(ctx) {
 
 /**
  * A Transport that runs nothing: it records every command (label and script text) into a shared list and
- * answers with scripted, plausible output, so that `plan` runs the real stages (src/pipeline/plan.ts) and can
+ * answers with scripted, plausible output, so that `plan` runs the real stages (src/flows/plan.ts) and can
  * show exactly what a deploy would send, in order. The answers describe `assumed` (e.g. an empty host, or one
  * with a current release); every command nobody scripted exits 0 with no output.
  */
@@ -43432,9 +43530,9 @@ class RecordingTransport {
     async close() { }
 }
 
-;// CONCATENATED MODULE: ./src/pipeline/plan.ts
+;// CONCATENATED MODULE: ./src/flows/plan.ts
 /**
- * `plan`: a dry run of the deploy's real stages (the list `deployStages` in run.ts builds for `deploy`)
+ * `plan`: a dry run of the deploy's real stages (the list `deployStages` in flows/deploy.ts builds for `deploy`)
  * against a recording transport (src/transport/recording.ts), so it cannot drift from what a deploy does.
  * It connects to no host, takes no lock and changes nothing; what a deploy would do on the runner (the test
  * command, packing the source, HTTP checks from the runner, waits) is shown, not done.
@@ -43464,7 +43562,7 @@ async function planDeploy(req) {
     const sw = loaded.config.switch;
     const assumed = req.assumed ?? {
         current: ASSUMED_CURRENT,
-        activePort: sw.strategy === 'blue-green' ? sw.ports?.[1] : undefined
+        activePort: sw.strategy === 'blue-green' ? sw.ports[1] : undefined
     };
     const records = [];
     let stage = 'preflight';
@@ -43557,6 +43655,17 @@ function render(records) {
     return out;
 }
 
+;// CONCATENATED MODULE: ./src/platform/actor.ts
+
+/** Who runs this, for the lock owner, history and the report: the CI user, run URL and commit when there is a CI. */
+function defaultActor(env = process.env) {
+    const who = env.GITHUB_ACTOR ?? env.GITLAB_USER_LOGIN ?? localActor().who;
+    const run = env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID
+        ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}`
+        : env.CI_JOB_URL;
+    return { who, run, commit: env.GITHUB_SHA ?? env.CI_COMMIT_SHA };
+}
+
 ;// CONCATENATED MODULE: ./src/platform/terminal.ts
 /** Progress for a person at a terminal (and for GitLab job logs): stage headers, timestamps off. */
 function terminalReporter(stream = process.stderr, quiet = false) {
@@ -43599,7 +43708,7 @@ function writeDotenv(file, r) {
     (0,external_node_fs_namespaceObject.writeFileSync)(file, lines.join('\n') + '\n');
 }
 
-;// CONCATENATED MODULE: ./src/backup/cli.ts
+;// CONCATENATED MODULE: ./src/flows/backup.ts
 
 
 

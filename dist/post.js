@@ -53989,7 +53989,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4446:
+/***/ 9104:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -60395,11 +60395,11 @@ function discriminatorMap(def) {
 }
 const $ZodDiscriminatedUnion = 
 /*@__PURE__*/
-(/* unused pure expression or super */ null && (core.$constructor("$ZodDiscriminatedUnion", (inst, def) => {
+$constructor("$ZodDiscriminatedUnion", (inst, def) => {
     def.inclusive = false;
     $ZodUnion.init(inst, def);
     const _super = inst._zod.parse;
-    util.defineLazyInternal(inst, "propValues", (zod) => {
+    defineLazyInternal(inst, "propValues", (zod) => {
         const propValues = {};
         let undefinedCount = 0;
         for (const option of zod.def.options) {
@@ -60410,7 +60410,7 @@ const $ZodDiscriminatedUnion =
                 undefinedCount++;
             for (const [k, v] of Object.entries(pv)) {
                 if (!Object.prototype.hasOwnProperty.call(propValues, k)) {
-                    util.assignProp(propValues, k, new Set());
+                    util_assignProp(propValues, k, new Set());
                 }
                 for (const val of v) {
                     propValues[k].add(val);
@@ -60423,15 +60423,15 @@ const $ZodDiscriminatedUnion =
     });
     // Checked now rather than in the lookup map below, so an option that lacks the discriminator fails at the `discriminatedUnion` call instead of on the first object parsed. Options whose shape cannot be enumerated without resolving it — pipes and lazies — are left to the map.
     def.options.forEach((option, i) => {
-        const propShape = util.rawShape(option._zod.def);
+        const propShape = rawShape(option._zod.def);
         if (propShape && !Object.prototype.hasOwnProperty.call(propShape, def.discriminator)) {
             throw new Error(`Invalid discriminated union option at index "${i}"`);
         }
     });
-    const disc = util.cached(() => discriminatorMap(def));
+    const disc = cached(() => discriminatorMap(def));
     inst._zod.parse = (payload, ctx) => {
         const input = payload.value;
-        if (!util.isObject(input)) {
+        if (!util_isObject(input)) {
             payload.issues.push({
                 code: "invalid_type",
                 expected: "object",
@@ -60465,7 +60465,7 @@ const $ZodDiscriminatedUnion =
         });
         return payload;
     };
-})));
+});
 const $ZodIntersection = /*@__PURE__*/ $constructor("$ZodIntersection", (inst, def) => {
     $ZodType.init(inst, def);
     inst._zod.parse = (payload, ctx) => {
@@ -65863,7 +65863,7 @@ function strictObject(shape, params) {
         type: "object",
         shape,
         catchall: never(),
-        ...util.normalizeParams(params),
+        ...normalizeParams(params),
     });
 }
 // looseObject
@@ -65905,17 +65905,17 @@ function xor(options, params) {
         ...util.normalizeParams(params),
     });
 }
-const ZodDiscriminatedUnion = /*@__PURE__*/ (/* unused pure expression or super */ null && (core.$constructor("ZodDiscriminatedUnion", (inst, def) => {
+const ZodDiscriminatedUnion = /*@__PURE__*/ $constructor("ZodDiscriminatedUnion", (inst, def) => {
     ZodUnion.init(inst, def);
-    core.$ZodDiscriminatedUnion.init(inst, def);
-})));
+    $ZodDiscriminatedUnion.init(inst, def);
+});
 function discriminatedUnion(discriminator, options, params) {
     // const [options, params] = args;
     return new ZodDiscriminatedUnion({
         type: "union",
         options: options,
         discriminator,
-        ...util.normalizeParams(params),
+        ...normalizeParams(params),
     });
 }
 const ZodIntersection = /*@__PURE__*/ $constructor("ZodIntersection", (inst, def) => {
@@ -66500,7 +66500,7 @@ function parseDuration(value) {
     return Math.round(n * factor);
 }
 
-;// CONCATENATED MODULE: ./src/backup/engines/engine.ts
+;// CONCATENATED MODULE: ./src/backup-engines/engine.ts
 /** The shell variables the backup scripts define: `$t`, a private temp dir; `$w`, the data's work dir. */
 const SCRATCH_VAR = 't';
 const WORK_VAR = 'w';
@@ -66530,7 +66530,8 @@ const majorOf = (v) => Number(/(\d+)(?:\.\d+)?/.exec(v)?.[1]);
  * The one quoting function for POSIX sh. Every value that is interpolated into a shell command that runs
  * on a host goes through `sh()`: it wraps the value in single quotes, where nothing is special, and writes
  * each embedded single quote as '\'' (close, escaped quote, reopen). Newlines, `$()`, backticks and spaces
- * all stay literal. NUL cannot be passed through a shell at all, so it is refused.
+ * all stay literal. NUL cannot be passed through a shell at all, so it is refused. It is the POSIX dialect's
+ * `quote` (src/commands/dialect.ts).
  */
 function quote_sh(value) {
     const text = String(value);
@@ -66545,7 +66546,7 @@ function shJoin(words) {
     return words.map(quote_sh).join(' ');
 }
 
-;// CONCATENATED MODULE: ./src/backup/engines/files.ts
+;// CONCATENATED MODULE: ./src/backup-engines/files.ts
 
 /**
  * Files and directories under the deploy root (`shared/.env`, `shared/uploads`), as a tar archive with
@@ -66601,7 +66602,7 @@ const files = {
     check: (_t, file) => ({ label: `tar -t (${file})`, cmd: filesCheck() })
 };
 
-;// CONCATENATED MODULE: ./src/backup/engines/target.ts
+;// CONCATENATED MODULE: ./src/backup-engines/target.ts
 
 function envWord([name, value]) {
     return 'literal' in value ? `${name}=${quote_sh(value.literal)}` : `${name}="$${value.variable}"`;
@@ -66627,7 +66628,7 @@ function shellIn(t, env, inner, args, tmpdir) {
     return runIn(t, [['TMPDIR', { variable: tmpdir }], ...env], argv);
 }
 
-;// CONCATENATED MODULE: ./src/backup/engines/mysql.ts
+;// CONCATENATED MODULE: ./src/backup-engines/mysql.ts
 
 
 
@@ -66772,7 +66773,7 @@ const mysql = {
     }
 };
 
-;// CONCATENATED MODULE: ./src/backup/engines/postgres.ts
+;// CONCATENATED MODULE: ./src/backup-engines/postgres.ts
 
 
 
@@ -66908,7 +66909,7 @@ const postgres = {
     }
 };
 
-;// CONCATENATED MODULE: ./src/backup/engines/sqlite.ts
+;// CONCATENATED MODULE: ./src/backup-engines/sqlite.ts
 
 
 /**
@@ -67012,7 +67013,7 @@ const sqlite = {
     }
 };
 
-;// CONCATENATED MODULE: ./src/backup/engines/index.ts
+;// CONCATENATED MODULE: ./src/backup-engines/index.ts
 
 
 
@@ -67021,19 +67022,19 @@ const sqlite = {
 /** The backup engines, by their name in `backup.databases[].engine`. A new engine is one line here. */
 const ENGINES = { postgres: postgres, mysql: mysql, sqlite: sqlite };
 const ENGINE_IDS = Object.keys(ENGINES);
-function engines_engineOf(id) {
+function backup_engines_engineOf(id) {
     return ENGINES[id];
 }
-const engines_FORMATS = { ...ENGINES, files: files };
+const backup_engines_FORMATS = { ...ENGINES, files: files };
 function formatOf(kind) {
-    return engines_FORMATS[kind];
+    return backup_engines_FORMATS[kind];
 }
 /** `PostgreSQL database "app"`: how errors and logs name a target. */
 function describeTarget(t) {
-    return describeDatabase(engines_engineOf(t.engine).title, t);
+    return describeDatabase(backup_engines_engineOf(t.engine).title, t);
 }
 
-;// CONCATENATED MODULE: ./src/backup/config.ts
+;// CONCATENATED MODULE: ./src/backup-engines/config.ts
 
 
 /**
@@ -67189,6 +67190,87 @@ const httpCheck = object({
     from: schemas_enum(['host', 'runner']).default('host')
 })
     .strict();
+const port = schemas_number().int().min(1).max(65535);
+/** A key a strategy cannot run without: zod's message for a missing one names the strategy. */
+const requiredFor = (strategy) => schemas_string({
+    error: issue => (issue.input === undefined ? `required for strategy ${strategy}` : undefined)
+});
+const STRATEGIES = ['symlink', 'graceful', 'blue-green'];
+/** The strategies whose settings have `key` (read when a message is made: the variants are defined below). */
+const ownersOf = (key) => Object.entries({ graceful: gracefulSwitch, 'blue-green': blueGreenSwitch })
+    .filter(([, v]) => key !== 'strategy' && key in v.shape)
+    .map(([name]) => name);
+/** A strategy's own keys and nothing else: a key of another strategy says which one it belongs to. */
+const strategySettings = (strategy, shape) => strictObject(shape, {
+    error: issue => {
+        if (issue.code !== 'unrecognized_keys')
+            return undefined;
+        const keys = issue.keys.map(k => JSON.stringify(k)).join(', ');
+        const owners = [...new Set(issue.keys.flatMap(k => ownersOf(String(k))))];
+        return `Unrecognized key${issue.keys.length > 1 ? 's' : ''}: ${keys}${owners.length ? ` (for strategy ${owners.join(' or ')}; this switch is ${strategy})` : ''}`;
+    }
+});
+/** symlink: switch `current`, then run stages.restart. The default strategy. */
+const symlinkSwitch = strategySettings('symlink', {
+    strategy: literal('symlink')
+        .default('symlink')
+        .describe('symlink: switch current, run stages.restart; graceful: switch current, run reload; blue-green: see docs')
+});
+/** graceful: switch `current`, then run `reload` (the app picks up the new code without a restart). */
+const gracefulSwitch = strategySettings('graceful', {
+    strategy: literal('graceful'),
+    reload: requiredFor('graceful')
+        .min(1)
+        .describe('graceful: e.g. `systemctl reload shop` or `kill -HUP $(cat app.pid)`')
+});
+/** blue-green (docs/blue-green.md): two ports per host, a health gate, the proxy's upstream file flipped. */
+const blueGreenSwitch = strategySettings('blue-green', {
+    strategy: literal('blue-green'),
+    ports: tuple([port, port], {
+        error: issue => (issue.input === undefined ? 'required for strategy blue-green' : undefined)
+    })
+        .refine(p => p[0] !== p[1], { message: 'expected two different ports' })
+        .describe('blue-green: the pair of ports the app alternates between'),
+    start: requiredFor('blue-green')
+        .min(1)
+        .describe('blue-green: starts the release on {port} (runs inside the release; PORT is set too)'),
+    stop: requiredFor('blue-green')
+        .min(1)
+        .describe('blue-green: stops whatever serves {port} (runs inside the release that serves it)'),
+    health: schemas_string()
+        .default('http://127.0.0.1:{port}/health')
+        .describe('blue-green: URL that must answer 200 on the new port before traffic moves'),
+    upstream_file: requiredFor('blue-green').describe('blue-green: file we write for the proxy, e.g. /etc/nginx/conf.d/shop-upstream.conf'),
+    upstream_template: schemas_string()
+        .default('server 127.0.0.1:{port};')
+        .describe('blue-green: the upstream file content; {port} is the live port'),
+    proxy_reload: requiredFor('blue-green').min(1).describe('blue-green: e.g. `nginx -t && nginx -s reload`'),
+    drain: schema_duration
+        .default(2000)
+        .describe('blue-green: wait after moving traffic before stopping the old port'),
+    timeout: schema_duration.default(60_000).describe('blue-green: how long the new port may take to become healthy')
+}).strict();
+/**
+ * How a release goes live: one variant per strategy, each with its own settings, validated here once. A new
+ * strategy is a variant here, one file implementing SwitchStrategy and one line in src/pipeline/switch.ts.
+ */
+const switchSchema = discriminatedUnion('strategy', [symlinkSwitch, gracefulSwitch, blueGreenSwitch], {
+    error: issue => issue.code === 'invalid_union'
+        ? `Invalid option: expected one of ${STRATEGIES.map(s => JSON.stringify(s)).join('|')}`
+        : undefined
+})
+    .default({ strategy: 'symlink' });
+/** How the source gets to the hosts: one variant per upload strategy (src/pipeline/upload/). */
+const uploadSchema = discriminatedUnion('strategy', [
+    strictObject({
+        strategy: literal('tar')
+            .default('tar')
+            .describe('tar: pack source.dir once on the runner, stream it to each host over SSH')
+    })
+], {
+    error: issue => (issue.code === 'invalid_union' ? 'Invalid option: expected one of "tar"' : undefined)
+})
+    .default({ strategy: 'tar' });
 const configSchema = object({
     app: schemas_string()
         .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'expected letters, digits, `.`, `_` or `-` (at most 64)')
@@ -67223,6 +67305,7 @@ const configSchema = object({
     })
         .strict()
         .default({ dir: '.', exclude: ['.git', 'node_modules'] }),
+    upload: uploadSchema.describe('How the source gets to the hosts (default: tar)'),
     shared: object({
         files: array(relativePath).default([]),
         dirs: array(relativePath).default([])
@@ -67269,64 +67352,7 @@ const configSchema = object({
     })
         .strict()
         .default({}),
-    switch: object({
-        strategy: schemas_enum(['symlink', 'graceful', 'blue-green'])
-            .default('symlink')
-            .describe('symlink: switch current, run stages.restart; graceful: switch current, run reload; blue-green: see docs'),
-        reload: schemas_string()
-            .min(1)
-            .optional()
-            .describe('graceful: e.g. `systemctl reload shop` or `kill -HUP $(cat app.pid)`'),
-        ports: tuple([schemas_number().int().min(1).max(65535), schemas_number().int().min(1).max(65535)])
-            .optional()
-            .describe('blue-green: the pair of ports the app alternates between'),
-        start: schemas_string()
-            .min(1)
-            .optional()
-            .describe('blue-green: starts the release on {port} (runs inside the release; PORT is set too)'),
-        stop: schemas_string()
-            .min(1)
-            .optional()
-            .describe('blue-green: stops whatever serves {port} (runs inside the release that serves it)'),
-        health: schemas_string()
-            .default('http://127.0.0.1:{port}/health')
-            .describe('blue-green: URL that must answer 200 on the new port before traffic moves'),
-        upstream_file: schemas_string()
-            .optional()
-            .describe('blue-green: file we write for the proxy, e.g. /etc/nginx/conf.d/shop-upstream.conf'),
-        upstream_template: schemas_string()
-            .default('server 127.0.0.1:{port};')
-            .describe('blue-green: the upstream file content; {port} is the live port'),
-        proxy_reload: schemas_string().min(1).optional().describe('blue-green: e.g. `nginx -t && nginx -s reload`'),
-        drain: schema_duration
-            .default(2000)
-            .describe('blue-green: wait after moving traffic before stopping the old port'),
-        timeout: schema_duration
-            .default(60_000)
-            .describe('blue-green: how long the new port may take to become healthy')
-    })
-        .strict()
-        .default({
-        strategy: 'symlink',
-        health: 'http://127.0.0.1:{port}/health',
-        upstream_template: 'server 127.0.0.1:{port};',
-        drain: 2000,
-        timeout: 60_000
-    })
-        .superRefine((sw, ctx) => {
-        if (sw.strategy === 'graceful' && !sw.reload) {
-            ctx.addIssue({ code: 'custom', path: ['reload'], message: 'required for strategy graceful' });
-        }
-        if (sw.strategy === 'blue-green') {
-            for (const key of ['ports', 'start', 'stop', 'upstream_file', 'proxy_reload']) {
-                if (sw[key] === undefined)
-                    ctx.addIssue({ code: 'custom', path: [key], message: 'required for strategy blue-green' });
-            }
-            if (sw.ports && sw.ports[0] === sw.ports[1]) {
-                ctx.addIssue({ code: 'custom', path: ['ports'], message: 'expected two different ports' });
-            }
-        }
-    }),
+    switch: switchSchema,
     verify: object({
         http: union([httpCheck, array(httpCheck)]).optional(),
         command: union([schemas_string().min(1), array(schemas_string().min(1))])
@@ -67357,9 +67383,9 @@ const configSchema = object({
 })
     .strict();
 
-;// CONCATENATED MODULE: ./src/config/errors.ts
+;// CONCATENATED MODULE: ./src/core/exit.ts
 /** Exit codes, the contract scripts rely on (README "Exit codes"). */
-const errors_ExitCode = {
+const exit_ExitCode = {
     ok: 0,
     failure: 1,
     badInput: 2,
@@ -67368,9 +67394,9 @@ const errors_ExitCode = {
     rollbackFailed: 5
 };
 /** Bad input (config, flags, names): raised before anything on a server changes. Exit 2. */
-class errors_ConfigError extends Error {
+class exit_ConfigError extends Error {
     problems;
-    exitCode = errors_ExitCode.badInput;
+    exitCode = exit_ExitCode.badInput;
     constructor(message, problems = [message]) {
         super(message);
         this.problems = problems;
@@ -67417,7 +67443,7 @@ function migrationProblems(config) {
     return problems;
 }
 
-;// CONCATENATED MODULE: ./src/backup/connection.ts
+;// CONCATENATED MODULE: ./src/backup-engines/connection.ts
 
 
 /**
@@ -67442,7 +67468,7 @@ function connection_decode(part, what) {
  * Errors never repeat the URL: it may hold a password.
  */
 function parseDatabaseUrl(url, engine) {
-    const spec = engines_engineOf(engine).url;
+    const spec = backup_engines_engineOf(engine).url;
     if (!spec)
         throw new Error(`engine ${engine} takes no URL`);
     let u;
@@ -67481,7 +67507,7 @@ function parseDatabaseUrl(url, engine) {
 }
 /** The connection for one `backup.databases[]` entry: the URL, then the fields over it. */
 function resolveConnection(db) {
-    const conn = db.url && engines_engineOf(db.engine).url ? parseDatabaseUrl(db.url, db.engine) : { params: {} };
+    const conn = db.url && backup_engines_engineOf(db.engine).url ? parseDatabaseUrl(db.url, db.engine) : { params: {} };
     if (db.host !== undefined)
         conn.host = db.host;
     if (db.port !== undefined)
@@ -67502,7 +67528,7 @@ function databaseSecrets(db) {
     const out = [];
     if (db.password)
         out.push(db.password);
-    if (db.url && engines_engineOf(db.engine).url) {
+    if (db.url && backup_engines_engineOf(db.engine).url) {
         out.push(db.url);
         try {
             const u = new URL(db.url);
@@ -67516,7 +67542,7 @@ function databaseSecrets(db) {
     return out;
 }
 
-;// CONCATENATED MODULE: ./src/backup/name.ts
+;// CONCATENATED MODULE: ./src/backup-engines/name.ts
 
 
 /**
@@ -67567,15 +67593,15 @@ function name_backupTime(name) {
  */
 function name_parseBackupName(value, app, what = 'backup name') {
     if (!name_isBackupName(value)) {
-        throw new errors_ConfigError(`${what} ${JSON.stringify(value)} is not a backup name; expected <app>_YYYYMMDD_HHMMSS (UTC), e.g. ${app ?? 'shop'}_20261121_193000 (see \`safe-deploy backups list\`)`);
+        throw new exit_ConfigError(`${what} ${JSON.stringify(value)} is not a backup name; expected <app>_YYYYMMDD_HHMMSS (UTC), e.g. ${app ?? 'shop'}_20261121_193000 (see \`safe-deploy backups list\`)`);
     }
     if (app !== undefined && appOf(value) !== app) {
-        throw new errors_ConfigError(`${what} ${value} belongs to app ${appOf(value)}, but this config is for ${app}; use that app's config`);
+        throw new exit_ConfigError(`${what} ${value} belongs to app ${appOf(value)}, but this config is for ${app}; use that app's config`);
     }
     return value;
 }
 const COMPRESS_EXT = { gzip: '.gz', zstd: '.zst', none: '' };
-const KINDS = Object.keys(engines_FORMATS);
+const KINDS = Object.keys(backup_engines_FORMATS);
 /**
  * `NAME.dump` (PostgreSQL custom format, compressed by pg_dump itself), `NAME.sql.gz|.sql.zst|.sql`
  * (MySQL), `NAME.sqlite3.gz` (SQLite), `NAME.files.tar.gz` (files); with several databases
@@ -67595,7 +67621,7 @@ const name_signatureFile = (name) => `${name}.sig`;
 const name_keepFile = (name) => `${name}.keep`;
 const name_escape = (x) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 /** `.<label>?.<ext>[.gz|.zst][.age]` for every format in the registry. */
-const ARTIFACT = new RegExp(`^(?:\\.([A-Za-z0-9_-]{1,32}))??\\.(${KINDS.map(k => name_escape(engines_FORMATS[k].ext)).join('|')})((?:\\.gz|\\.zst)?)(\\.age)?$`);
+const ARTIFACT = new RegExp(`^(?:\\.([A-Za-z0-9_-]{1,32}))??\\.(${KINDS.map(k => name_escape(backup_engines_FORMATS[k].ext)).join('|')})((?:\\.gz|\\.zst)?)(\\.age)?$`);
 /** What a file of backup `name` holds, from its name alone; undefined for the manifest, meta and others. */
 function parseArtifactFile(name, file) {
     if (!file.startsWith(name))
@@ -67604,16 +67630,16 @@ function parseArtifactFile(name, file) {
     if (!m)
         return undefined;
     const [, label, ext = '', comp = '', age] = m;
-    const kind = KINDS.find(k => engines_FORMATS[k].ext === ext);
+    const kind = KINDS.find(k => backup_engines_FORMATS[k].ext === ext);
     if (kind === 'files' && label)
         return undefined;
-    if (comp && !engines_FORMATS[kind].compressible)
+    if (comp && !backup_engines_FORMATS[kind].compressible)
         return undefined;
     const compress = comp === '.gz' ? 'gzip' : comp === '.zst' ? 'zstd' : 'none';
     return { kind, label, compress, encrypted: !!age, file };
 }
 
-;// CONCATENATED MODULE: ./src/backup/retention.ts
+;// CONCATENATED MODULE: ./src/backup-engines/retention.ts
 
 /**
  * Which backups to keep: the newest backup of each of the last `daily` days, `weekly` ISO weeks and
@@ -67720,7 +67746,7 @@ function compare(a, b) {
     return a < b ? -1 : a > b ? 1 : 0;
 }
 
-;// CONCATENATED MODULE: ./src/backup/plan.ts
+;// CONCATENATED MODULE: ./src/backup-engines/plan.ts
 
 
 
@@ -67739,7 +67765,7 @@ function resolvePath(root, p) {
 function defaultLabel(db, i) {
     if (db.name)
         return db.name;
-    return engines_engineOf(db.engine).defaultLabel(db, () => resolveConnectionSafe(db)) ?? `db${i}`;
+    return backup_engines_engineOf(db.engine).defaultLabel(db, () => resolveConnectionSafe(db)) ?? `db${i}`;
 }
 function resolveConnectionSafe(db) {
     try {
@@ -67763,7 +67789,7 @@ function checkBackupConfig(backup) {
     backup.databases.forEach((db, i) => {
         const at = `backup.databases[${i}]`;
         secrets.push(...databaseSecrets(db));
-        const engine = engines_engineOf(db.engine);
+        const engine = backup_engines_engineOf(db.engine);
         let urlFailed = false;
         if (db.url && engine.url) {
             try {
@@ -67816,7 +67842,7 @@ function plan_resolvePlan(app, backup, layout, env = {}) {
     const several = backup.databases.length > 1;
     const secretEnv = {};
     const targets = backup.databases.map((db, index) => {
-        const engine = engines_engineOf(db.engine);
+        const engine = backup_engines_engineOf(db.engine);
         const conn = engine.url ? resolveConnection(db) : { params: {} };
         const label = defaultLabel(db, index);
         let passwordVar;
@@ -68012,7 +68038,7 @@ function applyOverrides(raw, o) {
 function load_loadConfig(file, overrides = {}, env = process.env) {
     const abs = (0,external_node_path_namespaceObject.resolve)(file);
     if (!(0,external_node_fs_namespaceObject.existsSync)(abs)) {
-        throw new errors_ConfigError(`config file ${abs} not found; create one (see README "Configuration") or pass --config`);
+        throw new exit_ConfigError(`config file ${abs} not found; create one (see README "Configuration") or pass --config`);
     }
     let parsed;
     try {
@@ -68020,10 +68046,10 @@ function load_loadConfig(file, overrides = {}, env = process.env) {
     }
     catch (e) {
         const detail = e instanceof dist/* YAMLParseError */.XT ? e.message : String(e);
-        throw new errors_ConfigError(`${abs}: not valid YAML: ${detail}`);
+        throw new exit_ConfigError(`${abs}: not valid YAML: ${detail}`);
     }
     if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
-        throw new errors_ConfigError(`${abs}: expected a mapping of keys (app, path, hosts, ...) at the top level`);
+        throw new exit_ConfigError(`${abs}: expected a mapping of keys (app, path, hosts, ...) at the top level`);
     }
     return validateConfig(parsed, abs, overrides, env);
 }
@@ -68263,327 +68289,7 @@ function readOptional(file, key, baseDir, problems) {
 }
 function configProblems(file, problems) {
     const list = problems.map(p => `  - ${p}`).join('\n');
-    return new errors_ConfigError(`invalid config ${file}:\n${list}`, problems);
-}
-
-;// CONCATENATED MODULE: ./src/commands/command.ts
-
-/**
- * The last line of every script safe-deploy sends to REMOTE_SHELL. It says: the sender keeps stdin open while
- * the script runs, and stdin reaching its end before the script is done means "stop".
- */
-const command_END_OF_SCRIPT = '#safe-deploy:end-of-script';
-/**
- * The command line sent over SSH for every script: read the script from stdin, then run it.
- *
- * A script that ends with the END_OF_SCRIPT line runs in a subshell (stdin: /dev/null) next to a watcher that
- * waits for the rest of stdin: when stdin ends before the script (the run was interrupted and closed the
- * channel, or the connection dropped), the watcher kills the script's process group (sshd puts each session
- * in its own). So an interrupted build or restart never goes on running on the host behind the back of the
- * undo, also where sshd refuses signal requests (root logins). When the script finishes, the watcher is
- * stopped: what the script started in the background keeps running. A script piped in whole (no END_OF_SCRIPT
- * line) just runs, as `sh -c 'eval "$(cat)"'` would run it.
- */
-const command_REMOTE_SHELL = `sh -c 's=$(sed -n "/^${command_END_OF_SCRIPT}\\$/{p;q;};p"); ` +
-    `case $s in *"${command_END_OF_SCRIPT}") exec 3<&0; ` +
-    '{ cat <&3 >/dev/null 2>&1; kill -KILL 0; } >/dev/null 2>&1 & w=$!; ' +
-    `(eval "\${s%"${command_END_OF_SCRIPT}"}") </dev/null 3<&-; r=$?; kill $w 2>/dev/null; exit $r;; ` +
-    `esac; eval "$s"'`;
-function withEnv(cmd) {
-    for (const k of Object.keys(cmd.env ?? {})) {
-        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
-            throw new Error(`not an environment variable name: ${JSON.stringify(k)}`);
-    }
-    const exports = Object.entries(cmd.env ?? {}).map(([k, v]) => `export ${k}=${quote_sh(v)}`);
-    return exports.length ? `${exports.join('\n')}\n${cmd.script}` : cmd.script;
-}
-function command_script(...lines) {
-    return lines.filter((l) => typeof l === 'string').join('\n');
-}
-/** Several commands as one script (one round trip). Only the last may `exit` early. */
-function command_combine(label, parts) {
-    const env = Object.assign({}, ...parts.map(p => p.env ?? {}));
-    return {
-        label,
-        script: parts.map(p => p.script).join('\n'),
-        env: Object.keys(env).length ? env : undefined,
-        parts: parts.flatMap(p => p.parts ?? [p.label])
-    };
-}
-
-;// CONCATENATED MODULE: ./src/commands/release.ts
-
-
-/** Prepares the layout and reports what preflight needs to know, as KEY=value lines. */
-function release_inspectHost(layout, sharedFiles, needs) {
-    return {
-        label: 'inspect host',
-        script: script(`root=${sh(layout.root)}`, 'mkdir -p "$root/releases" "$root/shared" "$root/.safe-deploy" || { echo "ERROR=cannot create $root"; exit 0; }', '[ -w "$root/releases" ] || echo "ERROR=$root/releases is not writable"', 'printf "CURRENT=%s\\n" "$(readlink "$root/current" 2>/dev/null)"', 'printf "FREE_KB=%s\\n" "$(df -Pk "$root" | awk \'NR==2 {print $4}\')"', ...sharedFiles.map(f => `[ -e "$root/shared/"${sh(f)} ] || printf 'MISSING=%s\\n' ${sh(f)}`), ...needs.map(t => `command -v ${sh(t)} >/dev/null 2>&1 || printf 'NOTOOL=%s\\n' ${sh(t)}`), 'ls -1 "$root/releases" 2>/dev/null | sed "s/^/RELEASE=/"', 'ls -1 "$root/.safe-deploy/complete" 2>/dev/null | sed "s/^/COMPLETE=/"', 'true')
-    };
-}
-/** The command line that unpacks the tar stream arriving on stdin into a new release directory. */
-function release_unpackCommand(layout, id) {
-    const dir = layout.release(id);
-    return `rm -f ${sh(completeMarker(layout, id))} && mkdir -p ${sh(dir)} && tar -xzf - --no-same-owner -C ${sh(dir)}`;
-}
-/** The file that says a release was built completely (written after its build, in .safe-deploy/complete/). */
-function completeMarker(layout, id) {
-    return `${layout.meta}/complete/${id}`;
-}
-/** Marks a release complete: its upload, shared links and build all finished. */
-function release_markComplete(layout, id) {
-    return {
-        label: 'mark the release complete',
-        script: script(`mkdir -p ${sh(`${layout.meta}/complete`)}`, `: > ${sh(completeMarker(layout, id))}`)
-    };
-}
-/** The dirs above a shared path inside the release: `a/b/c` → `a`, `a/b`. */
-function parentsOf(path) {
-    const parts = path.split('/').filter(c => c && c !== '.');
-    return parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join('/'));
-}
-/**
- * Links shared files and dirs into the release; a file or dir shipped in the release is replaced. First, for
- * every shared path, refuses (exit 3, nothing changed) when a dir above it inside the release is a symlink or
- * resolves outside the release: the `rm -rf` + `ln -s` would otherwise replace a file outside the release
- * (`config -> /etc` and `shared.files: [config/.env]`).
- */
-function release_linkShared(layout, id, files, dirs) {
-    const lines = [`rel=${sh(layout.release(id))}`, `shared=${sh(layout.shared)}`];
-    lines.push('relreal=$(cd "$rel" && pwd -P) || exit 3');
-    for (const p of [...dirs, ...files]) {
-        for (const parent of parentsOf(p)) {
-            lines.push(`if [ -L "$rel/"${sh(parent)} ]; then printf 'refusing to link shared %s: %s in the release is a symlink (to %s); linking through it would change a file outside the release\\n' ${sh(p)} ${sh(parent)} "$(readlink "$rel/"${sh(parent)})" >&2; exit 3; fi`);
-        }
-        const parent = parentsOf(p).at(-1);
-        if (parent) {
-            lines.push(`if [ -d "$rel/"${sh(parent)} ]; then case "$(cd "$rel/"${sh(parent)} && pwd -P)/" in "$relreal"/*) ;; *) printf 'refusing to link shared %s: %s resolves outside the release\\n' ${sh(p)} ${sh(parent)} >&2; exit 3;; esac; fi`);
-        }
-    }
-    lines.push('set -e');
-    for (const d of dirs) {
-        lines.push(`mkdir -p "$shared/"${sh(d)}`);
-        lines.push(`rm -rf "$rel/"${sh(d)}; mkdir -p "$(dirname "$rel/"${sh(d)})"; ln -s "$shared/"${sh(d)} "$rel/"${sh(d)}`);
-    }
-    for (const f of files) {
-        lines.push(`rm -rf "$rel/"${sh(f)}; mkdir -p "$(dirname "$rel/"${sh(f)})"; ln -s "$shared/"${sh(f)} "$rel/"${sh(f)}`);
-    }
-    return { label: 'link shared files', script: script(...lines) };
-}
-/** Runs a user command (build, restart, verify command) inside a release dir. */
-function release_inRelease(layout, id, label, command, env) {
-    return {
-        label,
-        user: true,
-        env,
-        script: command_script(`cd ${quote_sh(layout.release(id))} || exit 1`, command)
-    };
-}
-/** Points `current` at a release atomically: a new symlink under a temp name, renamed over `current`. */
-function switchCurrent(layout, id) {
-    const tmp = `${layout.root}/.current.${id}.tmp`;
-    return {
-        label: `switch current to ${id}`,
-        script: command_script('set -e', `[ -d ${quote_sh(layout.release(id))} ] || { printf 'release %s does not exist\\n' ${quote_sh(id)} >&2; exit 1; }`, `ln -sfn ${quote_sh(`releases/${id}`)} ${quote_sh(tmp)}`, `mv -fT ${quote_sh(tmp)} ${quote_sh(layout.current)}`, `readlink ${quote_sh(layout.current)}`)
-    };
-}
-/** Removes `current` (the first deploy failed and there is nothing to go back to). */
-function removeCurrent(layout) {
-    return { label: 'remove current', script: `rm -f ${quote_sh(layout.current)}` };
-}
-/** Removes release dirs, refusing the one `current` points to. */
-function release_removeReleases(layout, ids) {
-    return {
-        label: `remove ${ids.join(', ')}`,
-        script: command_script(`cur=$(readlink ${quote_sh(layout.current)} 2>/dev/null || true)`, ...ids.map(id => `if [ "$cur" = ${quote_sh(`releases/${id}`)} ]; then printf 'refusing to remove the current release %s\\n' ${quote_sh(id)} >&2; else rm -rf ${quote_sh(layout.release(id))} && rm -f ${quote_sh(completeMarker(layout, id))}; fi`))
-    };
-}
-function release_listReleases(layout) {
-    return {
-        label: 'list releases',
-        script: script(`printf 'CURRENT=%s\\n' "$(readlink ${sh(layout.current)} 2>/dev/null)"`, `ls -1 ${sh(layout.releases)} 2>/dev/null | sed 's/^/RELEASE=/'`, 'true')
-    };
-}
-/** Appends one history line; a torn last line (no newline at its end) is ended first, so no entry is glued to it. */
-function release_appendHistory(layout, entry) {
-    const h = quote_sh(layout.history);
-    return {
-        label: 'record history',
-        script: command_script(`mkdir -p ${quote_sh(layout.meta)}`, `if [ -s ${h} ] && [ -n "$(tail -c 1 ${h})" ]; then printf '\\n' >> ${h}; fi`, `printf '%s\\n' ${quote_sh(JSON.stringify(entry))} >> ${h}`)
-    };
-}
-function release_readHistory(layout, lines = 1000) {
-    return { label: 'read history', script: `tail -n ${lines} ${quote_sh(layout.history)} 2>/dev/null || true` };
-}
-function release_appendHostLog(layout, text) {
-    return {
-        label: 'append deploy log on host',
-        script: command_script(`mkdir -p ${quote_sh(layout.meta)}`, `printf '%s\\n' ${quote_sh(text)} >> ${quote_sh(layout.hostLog)}`)
-    };
-}
-/** Disk usage of the deploy root, for `status`. */
-function release_diskStatus(layout) {
-    return {
-        label: 'disk status',
-        script: script(`printf 'FREE_KB=%s\\n' "$(df -Pk ${sh(layout.root)} 2>/dev/null | awk 'NR==2 {print $4}')"`, `printf 'USED_KB=%s\\n' "$(du -sk ${sh(layout.root)} 2>/dev/null | cut -f1)"`)
-    };
-}
-/** Parses KEY=value lines printed by the inspection scripts. */
-function release_parseKeyValues(text) {
-    const out = new Map();
-    for (const line of text.split('\n')) {
-        const i = line.indexOf('=');
-        if (i <= 0)
-            continue;
-        const key = line.slice(0, i);
-        if (!/^[A-Z_]+$/.test(key))
-            continue;
-        const list = out.get(key) ?? [];
-        list.push(line.slice(i + 1));
-        out.set(key, list);
-    }
-    return out;
-}
-
-
-;// CONCATENATED MODULE: ./src/release/id.ts
-
-const RELEASE_ID = /^\d{8}T\d{6}Z-[A-Za-z0-9]{1,40}$/;
-function id_newReleaseId(now, commit) {
-    const stamp = now
-        .toISOString()
-        .replace(/[-:]/g, '')
-        .replace(/\.\d+Z$/, 'Z');
-    const tag = commit && /^[0-9a-f]{7,40}$/i.test(commit) ? commit.slice(0, 7).toLowerCase() : 'local';
-    return `${stamp}-${tag}`;
-}
-function id_isReleaseId(value) {
-    return RELEASE_ID.test(value);
-}
-/** Parses a release name given by a person (`rollback --to`); bad input fails before any connection. */
-function parseReleaseId(value, what = 'release') {
-    if (!id_isReleaseId(value)) {
-        throw new errors_ConfigError(`${what} ${JSON.stringify(value)} is not a release name; expected the form 20261121T193000Z-3f2a1c9 (see \`safe-deploy releases\`)`);
-    }
-    return value;
-}
-
-;// CONCATENATED MODULE: ./src/release/history.ts
-
-/**
- * Parses history.jsonl. A torn line (a write cut short) is skipped, but never takes the next entry with it:
- * when a torn line and the next entry ended up on one line (the next append did not start on a new line), the
- * trailing JSON object is recovered.
- */
-function history_parseHistory(text) {
-    const out = [];
-    for (const line of text.split('\n')) {
-        if (!line.trim())
-            continue;
-        const v = parseEntry(line);
-        if (v)
-            out.push(v);
-    }
-    return out;
-}
-function asEntry(v) {
-    return v && typeof v === 'object' && typeof v.release === 'string'
-        ? v
-        : undefined;
-}
-function parseEntry(line) {
-    try {
-        return asEntry(JSON.parse(line));
-    }
-    catch {
-        /* torn: look for the longest trailing object that parses */
-    }
-    for (let i = line.indexOf('{', 1); i > 0; i = line.indexOf('{', i + 1)) {
-        try {
-            const v = asEntry(JSON.parse(line.slice(i)));
-            if (v)
-                return v;
-        }
-        catch {
-            /* not here */
-        }
-    }
-    return undefined;
-}
-/** Releases a person or a failed verify has marked bad, or whose run was interrupted. */
-function badReleases(history) {
-    const bad = new Set();
-    for (const h of history) {
-        if (h.bad || h.status === 'rolled-back' || h.status === 'interrupted')
-            bad.add(h.release);
-        if (h.type === 'rollback' && h.status === 'success' && h.from)
-            bad.add(h.from);
-    }
-    return bad;
-}
-/**
- * Releases history records as verified healthy, each with the position (line order) of the entry that says
- * so: a release whose newest entry (deploy or rollback) that says anything of its health is a success, and
- * that no later entry marks bad or interrupted (a successful rollback away from it marks it bad). A run that
- * failed before anything live changed (`failed`, not `bad`: a refused rollback, a lock held) says nothing of
- * its release. An old success entry without `verified` counts as verified.
- */
-function goodReleases(history) {
-    const good = new Map();
-    history.forEach((h, i) => {
-        if (h.status === 'success' && h.verified !== false && !h.bad) {
-            good.delete(h.release);
-            good.set(h.release, i);
-        }
-        else if (h.bad || h.status === 'rolled-back' || h.status === 'interrupted') {
-            good.delete(h.release);
-        }
-        // a plain `failed` without `bad` stopped before anything live changed: it says nothing of the release
-        if (h.type === 'rollback' && h.status === 'success' && h.from)
-            good.delete(h.from);
-    });
-    return good;
-}
-/** History says this release was once finished and served (a release from before completion markers). */
-function everServed(history, release) {
-    return history.some(h => h.release === release && h.status === 'success');
-}
-/**
- * The release a plain `rollback` goes to: of the releases history records as verified healthy (goodReleases),
- * the one recorded last, in history order (not by name: release ids come from the runner's clock), that exists
- * on the host and is not `current`. Without history there is no target (name one with --to).
- */
-function history_rollbackTarget(releases, current, history) {
-    const onDisk = new Set(releases.filter(isReleaseId));
-    let best;
-    for (const [r, at] of goodReleases(history)) {
-        if (r === current || !onDisk.has(r) || !isReleaseId(r))
-            continue;
-        if (!best || at > best.at)
-            best = { r, at };
-    }
-    return best?.r;
-}
-/**
- * Releases a run left half-made (a deploy killed during its upload or build): no completion marker, not
- * `current`, and history never saw them serve. The next deploy removes them; rollbacks never choose them.
- * Without any history nothing is called unfinished: a release from before completion markers looks the same.
- */
-function history_unfinishedReleases(releases, complete, current, history) {
-    // no history at all (deleted, or never written): nothing tells a half-made release from an old one
-    if (!history.length)
-        return [];
-    const done = new Set(complete);
-    return releases.filter(isReleaseId).filter(r => r !== current && !done.has(r) && !everServed(history, r));
-}
-/** Which releases to delete: all but the newest `keep`, never `current` nor `previous`. */
-function history_releasesToPrune(releases, keep, protect) {
-    const sorted = releases.filter(isReleaseId).sort();
-    const kept = new Set(sorted.slice(-keep));
-    for (const p of protect)
-        if (p)
-            kept.add(p);
-    return sorted.filter(r => !kept.has(r));
+    return new exit_ConfigError(`invalid config ${file}:\n${list}`, problems);
 }
 
 ;// CONCATENATED MODULE: external "node:os"
@@ -68613,6 +68319,79 @@ class Layout {
     release(id) {
         return `${this.releases}/${id}`;
     }
+}
+
+;// CONCATENATED MODULE: ./src/commands/dialect.ts
+/**
+ * The shell a host runs our scripts in. Every builder in src/commands/ writes scripts for a dialect; the one
+ * dialect today is POSIX sh (`posix`). A host with another shell (PowerShell on Windows) would be a new
+ * ShellDialect here and builders that take it, not a rewrite of the transport or the stages.
+ */
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const POSIX_END_OF_SCRIPT = '#safe-deploy:end-of-script';
+/**
+ * The command line sent over SSH for every script: read the script from stdin, then run it.
+ *
+ * A script that ends with the end-of-script line runs in a subshell (stdin: /dev/null) next to a watcher that
+ * waits for the rest of stdin: when stdin ends before the script (the run was interrupted and closed the
+ * channel, or the connection dropped), the watcher kills the script's process group (sshd puts each session
+ * in its own). So an interrupted build or restart never goes on running on the host behind the back of the
+ * undo, also where sshd refuses signal requests (root logins). When the script finishes, the watcher is
+ * stopped: what the script started in the background keeps running. A script piped in whole (no end-of-script
+ * line) just runs, as `sh -c 'eval "$(cat)"'` would run it.
+ */
+const POSIX_REMOTE_SHELL = `sh -c 's=$(sed -n "/^${POSIX_END_OF_SCRIPT}\\$/{p;q;};p"); ` +
+    `case $s in *"${POSIX_END_OF_SCRIPT}") exec 3<&0; ` +
+    '{ cat <&3 >/dev/null 2>&1; kill -KILL 0; } >/dev/null 2>&1 & w=$!; ' +
+    `(eval "\${s%"${POSIX_END_OF_SCRIPT}"}") </dev/null 3<&-; r=$?; kill $w 2>/dev/null; exit $r;; ` +
+    `esac; eval "$s"'`;
+/** POSIX sh (dash, bash, busybox ash): what every host runs today. */
+const posix = {
+    name: 'posix',
+    quote: quote_sh,
+    script: lines => lines.filter((l) => typeof l === 'string').join('\n'),
+    withEnv(script, env) {
+        const entries = Object.entries(env ?? {});
+        for (const [k] of entries) {
+            if (!ENV_NAME.test(k))
+                throw new Error(`not an environment variable name: ${JSON.stringify(k)}`);
+        }
+        const exports = entries.map(([k, v]) => `export ${k}=${quote_sh(v)}`);
+        return exports.length ? `${exports.join('\n')}\n${script}` : script;
+    },
+    endOfScript: POSIX_END_OF_SCRIPT,
+    remoteShell: POSIX_REMOTE_SHELL,
+    frame(script) {
+        if (script.split('\n').includes(POSIX_END_OF_SCRIPT))
+            throw new Error(`a line of the script is ${POSIX_END_OF_SCRIPT}`);
+        return `${script}\n${POSIX_END_OF_SCRIPT}\n`;
+    }
+};
+
+;// CONCATENATED MODULE: ./src/commands/command.ts
+
+/** The last line of every script safe-deploy sends (see ShellDialect.endOfScript; POSIX today). */
+const command_END_OF_SCRIPT = posix.endOfScript;
+/** The command line sent over SSH for every script (see ShellDialect.remoteShell; POSIX today). */
+const command_REMOTE_SHELL = posix.remoteShell;
+/** The command's script with its `env` exported at the top, in `dialect` (POSIX by default). */
+function withEnv(cmd, dialect = posix) {
+    return dialect.withEnv(cmd.script, cmd.env);
+}
+/** Script lines joined (POSIX); `false` and `undefined` are left out. */
+function command_script(...lines) {
+    return posix.script(lines);
+}
+/** Several commands as one script (one round trip). Only the last may `exit` early. */
+function command_combine(label, parts) {
+    const env = Object.assign({}, ...parts.map(p => p.env ?? {}));
+    return {
+        label,
+        script: parts.map(p => p.script).join('\n'),
+        env: Object.keys(env).length ? env : undefined,
+        parts: parts.flatMap(p => p.parts ?? [p.label])
+    };
 }
 
 ;// CONCATENATED MODULE: external "node:child_process"
@@ -70188,14 +69967,14 @@ async function probeHostKey(target, verifier) {
 }
 
 
-;// CONCATENATED MODULE: ./src/pipeline/errors.ts
+;// CONCATENATED MODULE: ./src/core/errors.ts
 
 /** A failure in a named stage, on a named host when it is host-specific. */
 class errors_StageError extends Error {
     stage;
     host;
     exitCode;
-    constructor(stage, message, host, exitCode = errors_ExitCode.failedNothingChanged) {
+    constructor(stage, message, host, exitCode = exit_ExitCode.failedNothingChanged) {
         super(message);
         this.stage = stage;
         this.host = host;
@@ -70207,7 +69986,7 @@ function errors_errorMessage(e) {
     return e instanceof Error ? e.message : String(e);
 }
 
-;// CONCATENATED MODULE: ./src/pipeline/excerpt.ts
+;// CONCATENATED MODULE: ./src/core/excerpt.ts
 /**
  * Short excerpts of a command's output for error messages and verdicts: the lines that explain the failure,
  * not whatever happened to be printed last. A Python traceback ends in the exception line
@@ -70269,7 +70048,7 @@ function excerpt_oneLine(message) {
     return `${head} … ${lines[key]}`;
 }
 
-;// CONCATENATED MODULE: ./src/pipeline/context.ts
+;// CONCATENATED MODULE: ./src/host/context.ts
 
 
 
@@ -70277,12 +70056,9 @@ function excerpt_oneLine(message) {
 
 
 
-function defaultActor(env = process.env) {
-    const who = env.GITHUB_ACTOR ?? env.GITLAB_USER_LOGIN ?? `${safeUser()}@${(0,external_node_os_namespaceObject.hostname)()}`;
-    const run = env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID
-        ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}`
-        : env.CI_JOB_URL;
-    return { who, run, commit: env.GITHUB_SHA ?? env.CI_COMMIT_SHA };
+/** Who runs this when nobody says: the local user at this machine. The CI platforms say more (platform/actor.ts). */
+function localActor() {
+    return { who: `${safeUser()}@${(0,external_node_os_namespaceObject.hostname)()}` };
 }
 function safeUser() {
     try {
@@ -70398,11 +70174,11 @@ async function context_runRaw(ctx, s, command, label, opts) {
         });
     }
     catch (e) {
-        throw new StageError(opts.stage, `${label} on ${s.host.name}: ${errorMessage(e)}`, s.host.name);
+        throw new errors_StageError(opts.stage, `${label} on ${s.host.name}: ${errors_errorMessage(e)}`, s.host.name);
     }
     if (result.code !== 0 && !opts.allowFail) {
-        const detail = lastLines(result.stderr || result.stdout, 8);
-        throw new StageError(opts.stage, `${label} failed on ${s.host.name} (exit ${result.code})${detail ? `: ${detail}` : ''}`, s.host.name);
+        const detail = excerpt_lastLines(result.stderr || result.stdout, 8);
+        throw new errors_StageError(opts.stage, `${label} failed on ${s.host.name} (exit ${result.code})${detail ? `: ${detail}` : ''}`, s.host.name);
     }
     return result;
 }
@@ -70434,6 +70210,292 @@ async function context_onEveryHost(ctx, fn, opts = {}) {
     if (failure)
         throw failure.reason;
     return results.map(r => r.value);
+}
+
+;// CONCATENATED MODULE: ./src/platform/actor.ts
+
+/** Who runs this, for the lock owner, history and the report: the CI user, run URL and commit when there is a CI. */
+function actor_defaultActor(env = process.env) {
+    const who = env.GITHUB_ACTOR ?? env.GITLAB_USER_LOGIN ?? localActor().who;
+    const run = env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID
+        ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}`
+        : env.CI_JOB_URL;
+    return { who, run, commit: env.GITHUB_SHA ?? env.CI_COMMIT_SHA };
+}
+
+;// CONCATENATED MODULE: ./src/commands/release.ts
+
+
+/** Prepares the layout and reports what preflight needs to know, as KEY=value lines. */
+function release_inspectHost(layout, sharedFiles, needs) {
+    return {
+        label: 'inspect host',
+        script: script(`root=${sh(layout.root)}`, 'mkdir -p "$root/releases" "$root/shared" "$root/.safe-deploy" || { echo "ERROR=cannot create $root"; exit 0; }', '[ -w "$root/releases" ] || echo "ERROR=$root/releases is not writable"', 'printf "CURRENT=%s\\n" "$(readlink "$root/current" 2>/dev/null)"', 'printf "FREE_KB=%s\\n" "$(df -Pk "$root" | awk \'NR==2 {print $4}\')"', ...sharedFiles.map(f => `[ -e "$root/shared/"${sh(f)} ] || printf 'MISSING=%s\\n' ${sh(f)}`), ...needs.map(t => `command -v ${sh(t)} >/dev/null 2>&1 || printf 'NOTOOL=%s\\n' ${sh(t)}`), 'ls -1 "$root/releases" 2>/dev/null | sed "s/^/RELEASE=/"', 'ls -1 "$root/.safe-deploy/complete" 2>/dev/null | sed "s/^/COMPLETE=/"', 'true')
+    };
+}
+/** The command line that unpacks the tar stream arriving on stdin into a new release directory. */
+function unpackCommand(layout, id) {
+    const dir = layout.release(id);
+    return `rm -f ${quote_sh(completeMarker(layout, id))} && mkdir -p ${quote_sh(dir)} && tar -xzf - --no-same-owner -C ${quote_sh(dir)}`;
+}
+/** The file that says a release was built completely (written after its build, in .safe-deploy/complete/). */
+function completeMarker(layout, id) {
+    return `${layout.meta}/complete/${id}`;
+}
+/** Marks a release complete: its upload, shared links and build all finished. */
+function release_markComplete(layout, id) {
+    return {
+        label: 'mark the release complete',
+        script: script(`mkdir -p ${sh(`${layout.meta}/complete`)}`, `: > ${sh(completeMarker(layout, id))}`)
+    };
+}
+/** The dirs above a shared path inside the release: `a/b/c` → `a`, `a/b`. */
+function parentsOf(path) {
+    const parts = path.split('/').filter(c => c && c !== '.');
+    return parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join('/'));
+}
+/**
+ * Links shared files and dirs into the release; a file or dir shipped in the release is replaced. First, for
+ * every shared path, refuses (exit 3, nothing changed) when a dir above it inside the release is a symlink or
+ * resolves outside the release: the `rm -rf` + `ln -s` would otherwise replace a file outside the release
+ * (`config -> /etc` and `shared.files: [config/.env]`).
+ */
+function release_linkShared(layout, id, files, dirs) {
+    const lines = [`rel=${sh(layout.release(id))}`, `shared=${sh(layout.shared)}`];
+    lines.push('relreal=$(cd "$rel" && pwd -P) || exit 3');
+    for (const p of [...dirs, ...files]) {
+        for (const parent of parentsOf(p)) {
+            lines.push(`if [ -L "$rel/"${sh(parent)} ]; then printf 'refusing to link shared %s: %s in the release is a symlink (to %s); linking through it would change a file outside the release\\n' ${sh(p)} ${sh(parent)} "$(readlink "$rel/"${sh(parent)})" >&2; exit 3; fi`);
+        }
+        const parent = parentsOf(p).at(-1);
+        if (parent) {
+            lines.push(`if [ -d "$rel/"${sh(parent)} ]; then case "$(cd "$rel/"${sh(parent)} && pwd -P)/" in "$relreal"/*) ;; *) printf 'refusing to link shared %s: %s resolves outside the release\\n' ${sh(p)} ${sh(parent)} >&2; exit 3;; esac; fi`);
+        }
+    }
+    lines.push('set -e');
+    for (const d of dirs) {
+        lines.push(`mkdir -p "$shared/"${sh(d)}`);
+        lines.push(`rm -rf "$rel/"${sh(d)}; mkdir -p "$(dirname "$rel/"${sh(d)})"; ln -s "$shared/"${sh(d)} "$rel/"${sh(d)}`);
+    }
+    for (const f of files) {
+        lines.push(`rm -rf "$rel/"${sh(f)}; mkdir -p "$(dirname "$rel/"${sh(f)})"; ln -s "$shared/"${sh(f)} "$rel/"${sh(f)}`);
+    }
+    return { label: 'link shared files', script: script(...lines) };
+}
+/** Runs a user command (build, restart, verify command) inside a release dir. */
+function release_inRelease(layout, id, label, command, env) {
+    return {
+        label,
+        user: true,
+        env,
+        script: command_script(`cd ${quote_sh(layout.release(id))} || exit 1`, command)
+    };
+}
+/** Points `current` at a release atomically: a new symlink under a temp name, renamed over `current`. */
+function switchCurrent(layout, id) {
+    const tmp = `${layout.root}/.current.${id}.tmp`;
+    return {
+        label: `switch current to ${id}`,
+        script: command_script('set -e', `[ -d ${quote_sh(layout.release(id))} ] || { printf 'release %s does not exist\\n' ${quote_sh(id)} >&2; exit 1; }`, `ln -sfn ${quote_sh(`releases/${id}`)} ${quote_sh(tmp)}`, `mv -fT ${quote_sh(tmp)} ${quote_sh(layout.current)}`, `readlink ${quote_sh(layout.current)}`)
+    };
+}
+/** Removes `current` (the first deploy failed and there is nothing to go back to). */
+function removeCurrent(layout) {
+    return { label: 'remove current', script: `rm -f ${quote_sh(layout.current)}` };
+}
+/** Removes release dirs, refusing the one `current` points to. */
+function release_removeReleases(layout, ids) {
+    return {
+        label: `remove ${ids.join(', ')}`,
+        script: command_script(`cur=$(readlink ${quote_sh(layout.current)} 2>/dev/null || true)`, ...ids.map(id => `if [ "$cur" = ${quote_sh(`releases/${id}`)} ]; then printf 'refusing to remove the current release %s\\n' ${quote_sh(id)} >&2; else rm -rf ${quote_sh(layout.release(id))} && rm -f ${quote_sh(completeMarker(layout, id))}; fi`))
+    };
+}
+function release_listReleases(layout) {
+    return {
+        label: 'list releases',
+        script: script(`printf 'CURRENT=%s\\n' "$(readlink ${sh(layout.current)} 2>/dev/null)"`, `ls -1 ${sh(layout.releases)} 2>/dev/null | sed 's/^/RELEASE=/'`, 'true')
+    };
+}
+/** Appends one history line; a torn last line (no newline at its end) is ended first, so no entry is glued to it. */
+function release_appendHistory(layout, entry) {
+    const h = quote_sh(layout.history);
+    return {
+        label: 'record history',
+        script: command_script(`mkdir -p ${quote_sh(layout.meta)}`, `if [ -s ${h} ] && [ -n "$(tail -c 1 ${h})" ]; then printf '\\n' >> ${h}; fi`, `printf '%s\\n' ${quote_sh(JSON.stringify(entry))} >> ${h}`)
+    };
+}
+function release_readHistory(layout, lines = 1000) {
+    return { label: 'read history', script: `tail -n ${lines} ${quote_sh(layout.history)} 2>/dev/null || true` };
+}
+function release_appendHostLog(layout, text) {
+    return {
+        label: 'append deploy log on host',
+        script: command_script(`mkdir -p ${quote_sh(layout.meta)}`, `printf '%s\\n' ${quote_sh(text)} >> ${quote_sh(layout.hostLog)}`)
+    };
+}
+/** Disk usage of the deploy root, for `status`. */
+function release_diskStatus(layout) {
+    return {
+        label: 'disk status',
+        script: script(`printf 'FREE_KB=%s\\n' "$(df -Pk ${sh(layout.root)} 2>/dev/null | awk 'NR==2 {print $4}')"`, `printf 'USED_KB=%s\\n' "$(du -sk ${sh(layout.root)} 2>/dev/null | cut -f1)"`)
+    };
+}
+/** Parses KEY=value lines printed by the inspection scripts. */
+function release_parseKeyValues(text) {
+    const out = new Map();
+    for (const line of text.split('\n')) {
+        const i = line.indexOf('=');
+        if (i <= 0)
+            continue;
+        const key = line.slice(0, i);
+        if (!/^[A-Z_]+$/.test(key))
+            continue;
+        const list = out.get(key) ?? [];
+        list.push(line.slice(i + 1));
+        out.set(key, list);
+    }
+    return out;
+}
+
+
+;// CONCATENATED MODULE: ./src/release/id.ts
+
+const RELEASE_ID = /^\d{8}T\d{6}Z-[A-Za-z0-9]{1,40}$/;
+function id_newReleaseId(now, commit) {
+    const stamp = now
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
+    const tag = commit && /^[0-9a-f]{7,40}$/i.test(commit) ? commit.slice(0, 7).toLowerCase() : 'local';
+    return `${stamp}-${tag}`;
+}
+function id_isReleaseId(value) {
+    return RELEASE_ID.test(value);
+}
+/** Parses a release name given by a person (`rollback --to`); bad input fails before any connection. */
+function parseReleaseId(value, what = 'release') {
+    if (!id_isReleaseId(value)) {
+        throw new exit_ConfigError(`${what} ${JSON.stringify(value)} is not a release name; expected the form 20261121T193000Z-3f2a1c9 (see \`safe-deploy releases\`)`);
+    }
+    return value;
+}
+
+;// CONCATENATED MODULE: ./src/release/history.ts
+
+/**
+ * Parses history.jsonl. A torn line (a write cut short) is skipped, but never takes the next entry with it:
+ * when a torn line and the next entry ended up on one line (the next append did not start on a new line), the
+ * trailing JSON object is recovered.
+ */
+function history_parseHistory(text) {
+    const out = [];
+    for (const line of text.split('\n')) {
+        if (!line.trim())
+            continue;
+        const v = parseEntry(line);
+        if (v)
+            out.push(v);
+    }
+    return out;
+}
+function asEntry(v) {
+    return v && typeof v === 'object' && typeof v.release === 'string'
+        ? v
+        : undefined;
+}
+function parseEntry(line) {
+    try {
+        return asEntry(JSON.parse(line));
+    }
+    catch {
+        /* torn: look for the longest trailing object that parses */
+    }
+    for (let i = line.indexOf('{', 1); i > 0; i = line.indexOf('{', i + 1)) {
+        try {
+            const v = asEntry(JSON.parse(line.slice(i)));
+            if (v)
+                return v;
+        }
+        catch {
+            /* not here */
+        }
+    }
+    return undefined;
+}
+/** Releases a person or a failed verify has marked bad, or whose run was interrupted. */
+function badReleases(history) {
+    const bad = new Set();
+    for (const h of history) {
+        if (h.bad || h.status === 'rolled-back' || h.status === 'interrupted')
+            bad.add(h.release);
+        if (h.type === 'rollback' && h.status === 'success' && h.from)
+            bad.add(h.from);
+    }
+    return bad;
+}
+/**
+ * Releases history records as verified healthy, each with the position (line order) of the entry that says
+ * so: a release whose newest entry (deploy or rollback) that says anything of its health is a success, and
+ * that no later entry marks bad or interrupted (a successful rollback away from it marks it bad). A run that
+ * failed before anything live changed (`failed`, not `bad`: a refused rollback, a lock held) says nothing of
+ * its release. An old success entry without `verified` counts as verified.
+ */
+function goodReleases(history) {
+    const good = new Map();
+    history.forEach((h, i) => {
+        if (h.status === 'success' && h.verified !== false && !h.bad) {
+            good.delete(h.release);
+            good.set(h.release, i);
+        }
+        else if (h.bad || h.status === 'rolled-back' || h.status === 'interrupted') {
+            good.delete(h.release);
+        }
+        // a plain `failed` without `bad` stopped before anything live changed: it says nothing of the release
+        if (h.type === 'rollback' && h.status === 'success' && h.from)
+            good.delete(h.from);
+    });
+    return good;
+}
+/** History says this release was once finished and served (a release from before completion markers). */
+function everServed(history, release) {
+    return history.some(h => h.release === release && h.status === 'success');
+}
+/**
+ * The release a plain `rollback` goes to: of the releases history records as verified healthy (goodReleases),
+ * the one recorded last, in history order (not by name: release ids come from the runner's clock), that exists
+ * on the host and is not `current`. Without history there is no target (name one with --to).
+ */
+function history_rollbackTarget(releases, current, history) {
+    const onDisk = new Set(releases.filter(isReleaseId));
+    let best;
+    for (const [r, at] of goodReleases(history)) {
+        if (r === current || !onDisk.has(r) || !isReleaseId(r))
+            continue;
+        if (!best || at > best.at)
+            best = { r, at };
+    }
+    return best?.r;
+}
+/**
+ * Releases a run left half-made (a deploy killed during its upload or build): no completion marker, not
+ * `current`, and history never saw them serve. The next deploy removes them; rollbacks never choose them.
+ * Without any history nothing is called unfinished: a release from before completion markers looks the same.
+ */
+function history_unfinishedReleases(releases, complete, current, history) {
+    // no history at all (deleted, or never written): nothing tells a half-made release from an old one
+    if (!history.length)
+        return [];
+    const done = new Set(complete);
+    return releases.filter(isReleaseId).filter(r => r !== current && !done.has(r) && !everServed(history, r));
+}
+/** Which releases to delete: all but the newest `keep`, never `current` nor `previous`. */
+function history_releasesToPrune(releases, keep, protect) {
+    const sorted = releases.filter(isReleaseId).sort();
+    const kept = new Set(sorted.slice(-keep));
+    for (const p of protect)
+        if (p)
+            kept.add(p);
+    return sorted.filter(r => !kept.has(r));
 }
 
 ;// CONCATENATED MODULE: ./src/commands/lock.ts
@@ -70682,7 +70744,7 @@ function report_writeReport(file, result, redactor) {
     writeFileSync(file, redactor.redact(JSON.stringify(result, null, 2)) + '\n', { mode: 0o600 });
 }
 
-;// CONCATENATED MODULE: ./src/pipeline/lease.ts
+;// CONCATENATED MODULE: ./src/host/lease.ts
 
 
 
@@ -71336,7 +71398,7 @@ function parseProbe(stdout) {
     return { status: Number.isFinite(status) ? status : 0, body: stdout.slice(0, i).replace(/\n$/, '') };
 }
 
-;// CONCATENATED MODULE: ./src/pipeline/env.ts
+;// CONCATENATED MODULE: ./src/host/env.ts
 /** Environment for user commands on a host: the config's `env` plus SAFE_DEPLOY_* facts about the run. */
 function env_hookEnv(ctx, s, release, stage) {
     return {
@@ -71517,7 +71579,7 @@ function lifecycle_newContext(req, command, started, logFile = true) {
         config: req.loaded.config,
         log: new DeployLog(file, req.reporter, redactor),
         signal: req.signal ?? new AbortController().signal,
-        actor: req.actor ?? defaultActor(),
+        actor: req.actor ?? localActor(),
         sessions: [],
         verbose: !!req.verbose,
         startedAt: started
@@ -71813,9 +71875,74 @@ function announce(stages, events, redact) {
     });
 }
 
+;// CONCATENATED MODULE: ./src/pipeline/upload/tar.ts
+/**
+ * The tar upload: source.dir is packed once on the runner (GNU or BSD tar, source.exclude left out) and the
+ * archive is streamed over each host's stdin into `tar -xzf -` in the new release directory.
+ */
+
+
+
+
+
+
+
+
+/** Packs the source dir once on the runner, for streaming to every host. */
+async function packSource(ctx, dir, exclude, signal) {
+    const tarArgs = (file) => ['-czf', file, ...exclude.map(e => `--exclude=${e}`), '-C', dir, '.'];
+    if (ctx.dryRun) {
+        ctx.dryRun.runner('pack source.dir once for every host', ['tar', ...tarArgs('release.tar.gz')].map(quote_sh).join(' '));
+        return { cleanup: () => { } };
+    }
+    const tmp = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), 'safe-deploy-'));
+    const file = (0,external_node_path_namespaceObject.join)(tmp, 'release.tar.gz');
+    const args = tarArgs(file);
+    await new Promise((resolve, reject) => {
+        const child = (0,external_node_child_process_namespaceObject.spawn)('tar', args, { stdio: ['ignore', 'ignore', 'pipe'], signal });
+        let stderr = '';
+        child.stderr.on('data', (c) => (stderr += c.toString()));
+        child.on('error', e => reject(new errors_StageError('deploy', `cannot run tar on the runner: ${e.message}`, 'runner')));
+        child.on('close', code => code === 0
+            ? resolve()
+            : reject(new errors_StageError('deploy', `tar failed on the runner (exit ${code}): ${stderr.trim()}`, 'runner')));
+    });
+    return { file, cleanup: () => (0,external_node_fs_namespaceObject.rmSync)(tmp, { recursive: true, force: true }) };
+}
+function tarUpload() {
+    let pack;
+    return {
+        name: 'tar',
+        async prepare(ctx) {
+            pack = await packSource(ctx, ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal);
+            const size = pack.file ? (0,external_node_fs_namespaceObject.statSync)(pack.file).size : 0;
+            ctx.log.info(`packed ${ctx.loaded.sourceDir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner');
+        },
+        async send(ctx, s, release) {
+            const file = pack?.file;
+            await context_runRaw(ctx, s, unpackCommand(s.layout, release), 'upload', {
+                stage: 'deploy',
+                // a dry run shows the upload; the archive is not made nor streamed
+                stdin: file ? (0,external_node_fs_namespaceObject.createReadStream)(file) : '(the tar.gz of source.dir)'
+            });
+        },
+        finish() {
+            pack?.cleanup();
+            pack = undefined;
+        }
+    };
+}
+
+;// CONCATENATED MODULE: ./src/pipeline/upload/index.ts
+
+const strategies = {
+    tar: tarUpload
+};
+function upload_uploadFor(ctx) {
+    return strategies[ctx.config.upload.strategy]();
+}
+
 ;// CONCATENATED MODULE: ./src/pipeline/stages.ts
-
-
 
 
 
@@ -71991,31 +72118,10 @@ function stages_testStage() {
         }
     };
 }
-/** Packs the source dir once on the runner (GNU or BSD tar), for streaming to every host. */
-async function packSource(ctx, dir, exclude, signal) {
-    const tarArgs = (file) => ['-czf', file, ...exclude.map(e => `--exclude=${e}`), '-C', dir, '.'];
-    if (ctx.dryRun) {
-        ctx.dryRun.runner('pack source.dir once for every host', ['tar', ...tarArgs('release.tar.gz')].map(sh).join(' '));
-        return { cleanup: () => { } };
-    }
-    const tmp = mkdtempSync(join(tmpdir(), 'safe-deploy-'));
-    const file = join(tmp, 'release.tar.gz');
-    const args = tarArgs(file);
-    await new Promise((resolve, reject) => {
-        const child = spawn('tar', args, { stdio: ['ignore', 'ignore', 'pipe'], signal });
-        let stderr = '';
-        child.stderr.on('data', (c) => (stderr += c.toString()));
-        child.on('error', e => reject(new StageError('deploy', `cannot run tar on the runner: ${e.message}`, 'runner')));
-        child.on('close', code => code === 0
-            ? resolve()
-            : reject(new StageError('deploy', `tar failed on the runner (exit ${code}): ${stderr.trim()}`, 'runner')));
-    });
-    return { file, cleanup: () => rmSync(tmp, { recursive: true, force: true }) };
-}
 /** Upload, link shared, build: a new release dir on every host; nothing live changes. */
 function stages_deployStage(rel) {
     const created = new Set();
-    let pack;
+    let upload;
     return {
         name: 'deploy',
         scope: 'each-host',
@@ -72023,22 +72129,18 @@ function stages_deployStage(rel) {
         // a host where the release already existed is not this run's to remove
         needsUndo: s => created.has(s),
         async begin(ctx) {
-            pack = await packSource(ctx, ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal);
-            const size = pack.file ? statSync(pack.file).size : 0;
-            ctx.log.info(`packed ${ctx.loaded.sourceDir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner');
+            upload = uploadFor(ctx);
+            await upload.prepare(ctx);
         },
         async run(ctx, s) {
             const release = rel();
-            const file = pack?.file;
             if (s.releases.includes(release)) {
                 throw new StageError('deploy', `release ${release} already exists on ${s.host.name}`, s.host.name);
             }
             created.add(s);
-            await runRaw(ctx, s, unpackCommand(s.layout, release), 'upload', {
-                stage: 'deploy',
-                // a dry run shows the upload; the archive is not made nor streamed
-                stdin: file ? createReadStream(file) : '(the tar.gz of source.dir)'
-            });
+            if (!upload)
+                throw new Error('deploy stage: run before begin');
+            await upload.send(ctx, s, release);
             ctx.log.info(`uploaded to ${s.layout.release(release)}`, s.host.name);
             const { files, dirs } = ctx.config.shared;
             if (files.length || dirs.length) {
@@ -72054,8 +72156,8 @@ function stages_deployStage(rel) {
             await runOn(ctx, s, markComplete(s.layout, release), { stage: 'deploy' });
         },
         async end() {
-            pack?.cleanup();
-            pack = undefined;
+            upload?.finish();
+            upload = undefined;
         },
         async undo(ctx, s, { live }) {
             const release = rel();
@@ -72165,17 +72267,6 @@ function stages_cleanupStage(rel, strategy, opts = { prune: true }) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/pipeline/hook.ts
-
-
-
-/** Runs a user command from the config inside a release on a host. */
-async function runHook(ctx, s, release, label, command, stage, extraEnv = {}) {
-    await context_runOn(ctx, s, release_inRelease(s.layout, release, label, command, { ...env_hookEnv(ctx, s, release, stage), ...extraEnv }), {
-        stage
-    });
-}
-
 ;// CONCATENATED MODULE: ./src/commands/bluegreen.ts
 /**
  * Commands for the blue-green switch (docs/blue-green.md): the per-host state file that says which port of
@@ -72226,7 +72317,7 @@ function parseBlueGreenState(stdout, ports) {
     const head = at < 0 ? stdout : stdout.slice(0, at + 1);
     const upstream = at < 0 ? undefined : stdout.slice(at + UPSTREAM_MARKER.length + 2);
     const out = { upstream };
-    const line = /^STATE=(.*)$/m.exec(head)?.[1]?.trim();
+    const line = release_parseKeyValues(head).get('STATE')?.[0]?.trim();
     if (line) {
         const [portText, release] = line.split(/\s+/);
         const port = Number(portText);
@@ -72276,6 +72367,17 @@ function onPort(layout, release, label, command, port, env) {
     });
 }
 
+;// CONCATENATED MODULE: ./src/host/hook.ts
+
+
+
+/** Runs a user command from the config inside a release on a host. */
+async function runHook(ctx, s, release, label, command, stage, extraEnv = {}) {
+    await context_runOn(ctx, s, release_inRelease(s.layout, release, label, command, { ...env_hookEnv(ctx, s, release, stage), ...extraEnv }), {
+        stage
+    });
+}
+
 ;// CONCATENATED MODULE: ./src/pipeline/bluegreen.ts
 /**
  * The blue-green switch (docs/blue-green.md). Per host, two ports alternate: the new release starts on the
@@ -72296,13 +72398,12 @@ function onPort(layout, release, label, command, port, env) {
 
 /** Time between two health probes of the new port (on the host). */
 const PROBE_INTERVAL_MS = 100;
-/** The blue-green settings; the schema makes these keys required for this strategy. */
+/** The blue-green settings, typed and validated by the schema (its blue-green variant of `switch`). */
 function settings(ctx) {
     const sw = ctx.config.switch;
-    for (const key of ['ports', 'start', 'stop', 'upstream_file', 'proxy_reload']) {
-        if (sw[key] === undefined)
-            throw new errors_StageError('switch', `switch.${key} is required for blue-green`);
-    }
+    // strategyFor picks this strategy only for this variant
+    if (sw.strategy !== 'blue-green')
+        throw new Error(`switch.strategy is ${sw.strategy}, not blue-green`);
     return sw;
 }
 function address(s) {
@@ -72531,9 +72632,11 @@ function blueGreenStrategy() {
     };
 }
 
-;// CONCATENATED MODULE: ./src/pipeline/switch.ts
-
-
+;// CONCATENATED MODULE: ./src/pipeline/symlink.ts
+/**
+ * The symlink and graceful switches: `current` points at the release, then stages.restart (symlink) or
+ * switch.reload (graceful) runs inside it; undo points `current` back and runs the same command there.
+ */
 
 
 
@@ -72575,21 +72678,21 @@ function symlinkFamily(name, command) {
         };
     };
 }
-const factories = {
-    symlink: symlinkFamily('symlink', ctx => ctx.config.stages.restart),
-    graceful: symlinkFamily('graceful', ctx => ctx.config.switch.reload),
+const symlinkStrategy = symlinkFamily('symlink', ctx => ctx.config.stages.restart);
+const gracefulStrategy = symlinkFamily('graceful', ctx => ctx.config.switch.strategy === 'graceful' ? ctx.config.switch.reload : undefined);
+
+;// CONCATENATED MODULE: ./src/pipeline/switch.ts
+
+
+const switch_strategies = {
+    symlink: symlinkStrategy,
+    graceful: gracefulStrategy,
     'blue-green': blueGreenStrategy
 };
-/** Lets another module add a strategy (built-in: symlink, graceful, blue-green in src/pipeline/bluegreen.ts). */
-function registerStrategy(name, factory) {
-    factories[name] = factory;
-}
 function switch_strategyFor(ctx) {
-    const factory = factories[ctx.config.switch.strategy];
-    if (!factory)
-        throw new Error(`switch.strategy ${ctx.config.switch.strategy} is not available in this build`);
+    const strategy = switch_strategies[ctx.config.switch.strategy]();
     // a run that saves its progress (the Action) saves it around each host's switch and its undo
-    return ctx.progress ? ctx.progress.watch(factory()) : factory();
+    return ctx.progress ? ctx.progress.watch(strategy) : strategy;
 }
 
 ;// CONCATENATED MODULE: ./src/pipeline/git.ts
@@ -72611,7 +72714,7 @@ function git_gitCommit(dir) {
 
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(7075);
-;// CONCATENATED MODULE: ./src/backup/engines/compress.ts
+;// CONCATENATED MODULE: ./src/backup-engines/compress.ts
 
 /** Compressor reading stdin, writing stdout; undefined for none. zstd uses every core (-T0). */
 function compress_compressCommand(c) {
@@ -72965,7 +73068,7 @@ function restoreScript(plan, layoutMeta, a, target, tools) {
         throw new Error(`no configured database matches ${a.file}`);
     }
     else {
-        const engine = engines_engineOf(target.engine);
+        const engine = backup_engines_engineOf(target.engine);
         engine.restore(target, tools ?? engine.defaultTools, {
             head,
             from,
@@ -72999,7 +73102,7 @@ function probeScript(plan, opts) {
         if (t.container)
             lines.push(`command -v docker >/dev/null 2>&1 || echo ${key('NODOCKER')}1`);
         const server = (cmd) => `r=$(${cmd} 2>&1) && printf '${key('SERVER')}%s\\n' "$r" || printf '%s\\n' "$r" | tail -n 5 | sed 's/^/${key('ERROR')}/'`;
-        lines.push(...engines_engineOf(t.engine).probe(t, { key, version, server }));
+        lines.push(...backup_engines_engineOf(t.engine).probe(t, { key, version, server }));
         // `cd <compose dir>` failing (no release yet) is said as such, not as every tool missing
         if (t.container)
             all.push(`if [ -d ${quote_sh(t.container.dir)} ]; then`, ...lines, `else echo ${key('NODIR')}1; fi`);
@@ -73062,7 +73165,7 @@ function shared_longTimeout(ctx) {
 function shared_planFor(ctx, s, stage) {
     const b = plan_backupConfigOf(ctx.config);
     if (!b)
-        throw new errors_StageError(stage, 'backups are not configured: add a backup: section to the config (see docs/backups.md)', undefined, errors_ExitCode.badInput);
+        throw new errors_StageError(stage, 'backups are not configured: add a backup: section to the config (see docs/backups.md)', undefined, exit_ExitCode.badInput);
     return plan_resolvePlan(ctx.config.app, b, s.layout, ctx.config.env);
 }
 /** Reads RC=/ERR=/FAIL= lines: the step that failed first (a SIGPIPE, 141, only when nothing else failed). */
@@ -73395,7 +73498,7 @@ async function probe_probeHost(ctx, s, plan, opts) {
         const missing = (mine.get('MISSING') ?? []).map(l => l.split(' ')[0]);
         const server = mine.get('SERVER')?.[0];
         const error = (mine.get('ERROR') ?? []).join('\n');
-        engines_engineOf(t.engine).readProbe(t, { kv: mine, tools, missing, server, error, where, what }, {
+        backup_engines_engineOf(t.engine).readProbe(t, { kv: mine, tools, missing, server, error, where, what }, {
             problem: message => out.problems.push({ target: t, message }),
             size: bytes => (out.sizes[t.index] = bytes),
             tools: found => (out.tools[t.index] = found),
@@ -73585,9 +73688,9 @@ async function restore_restoreArtifacts(ctx, s, plan, info, verified, opts) {
         .filter(a => opts.only !== 'databases' || a.kind !== 'files');
     const unmatched = artifacts.filter(a => a.kind !== 'files' && !targetFor(plan, a));
     if (unmatched.length)
-        throw new errors_StageError(opts.stage, `no database in backup.databases matches ${unmatched.map(a => a.file).join(', ')} (the config changed since the backup?); restore it by hand (docs/backups.md)`, s.host.name, errors_ExitCode.badInput);
+        throw new errors_StageError(opts.stage, `no database in backup.databases matches ${unmatched.map(a => a.file).join(', ')} (the config changed since the backup?); restore it by hand (docs/backups.md)`, s.host.name, exit_ExitCode.badInput);
     if (artifacts.some(a => a.encrypted) && !plan.hasIdentity)
-        throw new errors_StageError(opts.stage, `backup ${info.name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`, s.host.name, errors_ExitCode.badInput);
+        throw new errors_StageError(opts.stage, `backup ${info.name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`, s.host.name, exit_ExitCode.badInput);
     for (const t of plan.targets)
         if (!artifacts.some(a => targetFor(plan, a) === t))
             ctx.log.warn(`backup ${info.name} has nothing for the ${describeTarget(t)}; it is left as it is`, s.host.name);
@@ -73655,7 +73758,7 @@ async function restore_checkBackup(ctx, s, name, stage) {
     const info = list_findBackup(listing, name, s, stage);
     const verified = await verify_verifyBackup(ctx, s, plan, info, stage);
     if (verified.unchecked.length)
-        throw new errors_StageError(stage, `backup ${name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`, s.host.name, errors_ExitCode.badInput);
+        throw new errors_StageError(stage, `backup ${name} is encrypted: restoring it needs the age identity (backup.encrypt.identity: env:AGE_IDENTITY)`, s.host.name, exit_ExitCode.badInput);
     ctx.log.info(`backup ${name} verified (${verified.checked.join(', ')})`, s.host.name);
     return { plan, info, verified };
 }
@@ -73663,7 +73766,7 @@ async function restore_checkBackup(ctx, s, name, stage) {
  * Verifies backup `name` and restores it, with no safety backup: for putting back a backup that holds
  * the state wanted (the pre-deploy backup after a failed migration). A restore that needs a safety
  * backup is two steps the orchestrator can undo: takeSafetyBackup, then restoreArtifacts, whose stage's
- * undo is restoreSafety (backup/stages.ts restoreStages, a rollback's database stage).
+ * undo is restoreSafety (pipeline/backup.ts restoreStages, a rollback's database stage).
  */
 async function restoreBackup(ctx, s, name, opts) {
     const { plan, info, verified } = await restore_checkBackup(ctx, s, name, opts.stage);
@@ -73798,7 +73901,8 @@ async function take_takeSafetyBackup(ctx, s, stage, what) {
     return safety;
 }
 
-;// CONCATENATED MODULE: ./src/backup/stages.ts
+;// CONCATENATED MODULE: ./src/pipeline/backup.ts
+
 
 
 
@@ -73812,7 +73916,7 @@ async function take_takeSafetyBackup(ctx, s, stage, what) {
 
 
 /** Where `download: true` and `backups download` put copies on the runner by default: next to the log. */
-function stages_runnerBackupDir(ctx) {
+function backup_runnerBackupDir(ctx) {
     return ctx.log.file ? dirname(ctx.log.file) : resolve(ctx.config.log_dir);
 }
 /** `download: true` without `encrypt`: the copy next to the log is the data in clear. */
@@ -73830,14 +73934,19 @@ async function afterBackup(ctx, s, result, stage) {
     const plan = resolvePlan(ctx.config.app, b, s.layout, ctx.config.env);
     if (b.download) {
         if (!plan.recipients.length)
-            ctx.log.warn(plainDownloadWarning(result.name, stages_runnerBackupDir(ctx)), s.host.name);
-        try {
-            const listing = await listBackups(ctx, s, plan, stage);
-            await downloadBackup(ctx, s, plan, findBackup(listing, result.name, s, stage), stages_runnerBackupDir(ctx), stage);
+            ctx.log.warn(plainDownloadWarning(result.name, backup_runnerBackupDir(ctx)), s.host.name);
+        if (ctx.dryRun) {
+            // plan: what the copy would do; the backup does not exist, so nothing is listed or streamed
+            ctx.dryRun.runner(`on the runner: copy backup ${result.name} from ${s.host.name} into ${backup_runnerBackupDir(ctx)}, each file checked against ${manifestFile(result.name)}`, undefined, s.host.name);
         }
-        catch (e) {
-            ctx.log.warn(`could not copy backup ${result.name} to the runner: ${errorMessage(e)}`, s.host.name);
-        }
+        else
+            try {
+                const listing = await listBackups(ctx, s, plan, stage);
+                await downloadBackup(ctx, s, plan, findBackup(listing, result.name, s, stage), backup_runnerBackupDir(ctx), stage);
+            }
+            catch (e) {
+                ctx.log.warn(`could not copy backup ${result.name} to the runner: ${errorMessage(e)}`, s.host.name);
+            }
     }
     try {
         await pruneBackups(ctx, s, plan, { stage, apply: true, protect: [result.name] });
@@ -73850,7 +73959,7 @@ async function afterBackup(ctx, s, result, stage) {
  * The deploy's `backup` stage, between test and deploy: a verified backup on the primary before anything
  * changes, or the deploy does not start. It changes nothing live, so it has no undo.
  */
-function stages_deployBackup(ctx, release) {
+function backup_deployBackup(ctx, release) {
     const b = ctx.config.backup;
     if (b === undefined) {
         ctx.log.info('no backup: section in the config, so this deploy takes no backup (configure one, see docs/backups.md, or set backup: false)');
@@ -73880,7 +73989,7 @@ function stages_deployBackup(ctx, release) {
     };
 }
 /** `safe-deploy backup [--keep]`: one verified backup (kept out of retention with --keep), then retention. */
-function stages_backupNowStage(out, opts = {}) {
+function backup_backupNowStage(out, opts = {}) {
     return {
         name: 'backup',
         async run(ctx) {
@@ -73895,7 +74004,7 @@ function stages_backupNowStage(out, opts = {}) {
  * If the restore fails after changing something, the orchestrator undoes it by restoring the safety
  * backup (exit 4); if that fails too, exit 5.
  */
-function stages_restoreStages(name, state) {
+function backup_restoreStages(name, state) {
     let changed = false;
     let failedAtomically = false;
     return [
@@ -74248,7 +74357,7 @@ function migrate_rollbackDatabaseStage(target, from, history, opts, state) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/pipeline/run.ts
+;// CONCATENATED MODULE: ./src/flows/deploy.ts
 
 
 
@@ -74270,11 +74379,11 @@ const execute = (req, command, plan) => runLifecycle(req, { command, intro: intr
 /** `deploy of shop to web-1, web-2 (/srv/shop) by octocat`: the first line of a deploy's or rollback's log. */
 const introOf = (command) => (ctx) => `${command} of ${ctx.config.app} to ${ctx.loaded.hosts.map(h => h.name).join(', ')} (${ctx.config.path}) by ${ctx.actor.who}`;
 /** test → deploy → switch → verify → cleanup, with automatic rollback when verify fails. */
-function run_deploy(req) {
-    return execute(req, 'deploy', ctx => run_deployStages(ctx, req));
+function deploy_deploy(req) {
+    return execute(req, 'deploy', ctx => deploy_deployStages(ctx, req));
 }
-/** A deploy's stages and what it records: one list for `deploy` and for `plan` (src/pipeline/plan.ts). */
-function run_deployStages(ctx, req) {
+/** A deploy's stages and what it records: one list for `deploy` and for `plan` (src/flows/plan.ts). */
+function deploy_deployStages(ctx, req) {
     {
         ctx.actor.commit ??= gitCommit(req.loaded.sourceDir);
         const started = req.now ?? new Date();
@@ -74346,7 +74455,7 @@ function chooseTarget(sessions, primary, history, to) {
  * Switches every host back to a previous release (default: the newest good one before current). When the
  * target fails its checks, the release that served when the rollback started is put back (exit 4).
  */
-function run_rollback(req) {
+function deploy_rollback(req) {
     return execute(req, 'rollback', ctx => {
         let target;
         let from;
@@ -74399,7 +74508,7 @@ function run_rollback(req) {
  * `rollback --dry-run` / `plan rollback`: what a rollback would do, read-only. Connects, reads each host's
  * releases and `current`, the history and the database revision; takes no lock and changes nothing.
  */
-async function run_planRollback(req) {
+async function deploy_planRollback(req) {
     const ctx = newContext(req, 'rollback', new Date(), false);
     const out = [];
     try {
@@ -74493,7 +74602,7 @@ async function listReleaseState(req) {
 }
 
 
-;// CONCATENATED MODULE: ./src/pipeline/ops.ts
+;// CONCATENATED MODULE: ./src/flows/status.ts
 
 
 
@@ -74553,7 +74662,7 @@ function releaseOwnLock(ctx, token) {
     });
 }
 /** `status`: per host the current release, one health probe, disk; plus the lock. */
-function ops_getStatus(ctx) {
+function status_getStatus(ctx) {
     return withSessions(ctx, async () => {
         const hosts = await Promise.all(ctx.sessions.map(async (s) => {
             try {
@@ -74598,7 +74707,7 @@ function ops_getStatus(ctx) {
 
 /**
  * A Transport that runs nothing: it records every command (label and script text) into a shared list and
- * answers with scripted, plausible output, so that `plan` runs the real stages (src/pipeline/plan.ts) and can
+ * answers with scripted, plausible output, so that `plan` runs the real stages (src/flows/plan.ts) and can
  * show exactly what a deploy would send, in order. The answers describe `assumed` (e.g. an empty host, or one
  * with a current release); every command nobody scripted exits 0 with no output.
  */
@@ -74677,9 +74786,9 @@ class recording_RecordingTransport {
     async close() { }
 }
 
-;// CONCATENATED MODULE: ./src/pipeline/plan.ts
+;// CONCATENATED MODULE: ./src/flows/plan.ts
 /**
- * `plan`: a dry run of the deploy's real stages (the list `deployStages` in run.ts builds for `deploy`)
+ * `plan`: a dry run of the deploy's real stages (the list `deployStages` in flows/deploy.ts builds for `deploy`)
  * against a recording transport (src/transport/recording.ts), so it cannot drift from what a deploy does.
  * It connects to no host, takes no lock and changes nothing; what a deploy would do on the runner (the test
  * command, packing the source, HTTP checks from the runner, waits) is shown, not done.
@@ -74709,7 +74818,7 @@ async function plan_planDeploy(req) {
     const sw = loaded.config.switch;
     const assumed = req.assumed ?? {
         current: ASSUMED_CURRENT,
-        activePort: sw.strategy === 'blue-green' ? sw.ports?.[1] : undefined
+        activePort: sw.strategy === 'blue-green' ? sw.ports[1] : undefined
     };
     const records = [];
     let stage = 'preflight';
@@ -74802,7 +74911,7 @@ function render(records) {
     return out;
 }
 
-;// CONCATENATED MODULE: ./src/pipeline/interrupted.ts
+;// CONCATENATED MODULE: ./src/flows/interrupted.ts
 /**
  * Finishing a run whose process was killed (the runner SIGKILLs a cancelled Action's main step 10 s after its
  * SIGINT), from the progress it saved (src/pipeline/progress.ts): the Action's post step.
@@ -75028,18 +75137,18 @@ const COMMANDS = ['deploy', 'rollback', 'backup', 'status', 'releases', 'plan'];
 function inputs_parseInputs(get) {
     const command = get('command') || 'deploy';
     if (!COMMANDS.includes(command)) {
-        throw new errors_ConfigError(`input command: expected one of ${COMMANDS.join(', ')}, got ${JSON.stringify(command)}`);
+        throw new exit_ConfigError(`input command: expected one of ${COMMANDS.join(', ')}, got ${JSON.stringify(command)}`);
     }
     const portText = get('port');
     const port = portText ? (/^\d{1,5}$/.test(portText) ? Number(portText) : NaN) : undefined;
     if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) {
-        throw new errors_ConfigError(`input port: expected a port number 1-65535, got ${JSON.stringify(portText)}`);
+        throw new exit_ConfigError(`input port: expected a port number 1-65535, got ${JSON.stringify(portText)}`);
     }
     const to = get('to');
     const restore = get('restore');
     const noDb = /^(true|1|yes)$/i.test(get('no-db'));
     if (restore && noDb)
-        throw new errors_ConfigError('inputs restore and no-db: give one, not both');
+        throw new exit_ConfigError('inputs restore and no-db: give one, not both');
     return {
         command: command,
         config: get('config') || 'safe-deploy.yml',
@@ -75060,7 +75169,7 @@ function inputs_parseInputs(get) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/backup/cli.ts
+;// CONCATENATED MODULE: ./src/flows/backup.ts
 
 
 
@@ -75174,7 +75283,7 @@ function table(rows) {
         .join('\n') + '\n');
 }
 /** `backup` (the CLI, and the Action in a scheduled workflow): a verified backup now, under the lock. */
-function cli_backupNow(req, opts = {}) {
+function backup_backupNow(req, opts = {}) {
     const out = {};
     return runLocked(req, 'backup', [backupNowStage(out, { keep: opts.keep })], {
         backup: () => out.result,
@@ -75215,7 +75324,7 @@ async function runBackupCli(args, req, io) {
     const print = (v) => io.stdout.write(JSON.stringify(v, null, 2) + '\n');
     // runs that change the host: their result is printed by the run's subscribers (src/platform/cli.ts)
     if (args.command === 'backup')
-        return (await cli_backupNow(req, { keep: args.keep })).exitCode;
+        return (await backup_backupNow(req, { keep: args.keep })).exitCode;
     if (args.command === 'restore')
         return (await restoreNow(req, name)).exitCode;
     const sub = args.sub;
@@ -75390,8 +75499,8 @@ function events_onEvent(name, type, fn) {
 
 
 
+
 const STATE_TOKEN = 'lock-token';
-const STATE_DONE = 'main-finished';
 /** The run's progress (src/pipeline/progress.ts), for the post step to finish a killed main step. */
 const STATE_PROGRESS = 'progress';
 /**
@@ -75483,6 +75592,7 @@ async function runAction() {
         const req = {
             loaded,
             reporter: githubReporter(),
+            actor: defaultActor(),
             verbose: inputs.verbose,
             signal: cancel.signal,
             onLock: (token) => core.saveState(STATE_TOKEN, token ?? ''),
@@ -75491,7 +75601,6 @@ async function runAction() {
         };
         const rollbackReq = { ...req, to: inputs.to, restore: inputs.restore, noDb: inputs.noDb, yes: inputs.yes };
         if (inputs.command === 'rollback' && inputs.dryRun) {
-            core.saveState(STATE_DONE, 'true');
             core.info(await planRollback(rollbackReq));
             return;
         }
@@ -75502,7 +75611,6 @@ async function runAction() {
                 : inputs.command === 'rollback'
                     ? await rollback(rollbackReq)
                     : await backupNow(req);
-            core.saveState(STATE_DONE, 'true');
             if (r.exitCode !== ExitCode.ok)
                 github_fail(`${r.verdict} (exit ${r.exitCode}; log: ${r.logFile})`, r.exitCode);
             else if (inputs.command === 'backup')
@@ -75510,7 +75618,6 @@ async function runAction() {
             return;
         }
         const ctx = newContext(req, inputs.command, new Date(), false);
-        core.saveState(STATE_DONE, 'true');
         if (inputs.command === 'plan')
             core.info((await planDeploy(req)).text);
         else if (inputs.command === 'status') {
@@ -75523,7 +75630,6 @@ async function runAction() {
         }
     }
     catch (e) {
-        core.saveState(STATE_DONE, 'true');
         core.setOutput('status', 'failed');
         if (e instanceof ConfigError)
             github_fail(e.message, ExitCode.badInput);
@@ -75536,7 +75642,7 @@ async function runAction() {
 }
 /**
  * The Action's post step (runs also when the job was cancelled). When the main step was killed before it
- * finished (its saved progress says so), it finishes the run: src/pipeline/interrupted.ts. When the main step
+ * finished (its saved progress says so), it finishes the run: src/flows/interrupted.ts. When the main step
  * ended while still holding the lock, it releases it.
  */
 async function runPost() {
@@ -75568,10 +75674,10 @@ async function runPost() {
             if (r.ok)
                 warning(what);
             else
-                github_fail(`${what}; ${clean(r.problem ?? '')}`, errors_ExitCode.rollbackFailed);
+                github_fail(`${what}; ${clean(r.problem ?? '')}`, exit_ExitCode.rollbackFailed);
         }
         catch (e) {
-            github_fail(`safe-deploy: could not finish the interrupted ${progress.command}: ${errors_errorMessage(e)}; run \`safe-deploy status\` and \`safe-deploy releases\``, errors_ExitCode.rollbackFailed);
+            github_fail(`safe-deploy: could not finish the interrupted ${progress.command}: ${errors_errorMessage(e)}; run \`safe-deploy status\` and \`safe-deploy releases\``, exit_ExitCode.rollbackFailed);
         }
         return;
     }
@@ -75583,7 +75689,7 @@ async function runPost() {
         const loaded = load_loadConfig(inputs.config, inputs.overrides);
         for (const s of loaded.secrets)
             core_setSecret(s);
-        const ctx = lifecycle_newContext({ loaded, reporter: githubReporter() }, 'post', new Date(), false);
+        const ctx = lifecycle_newContext({ loaded, reporter: githubReporter(), actor: actor_defaultActor() }, 'post', new Date(), false);
         const state = await releaseOwnLock(ctx, token);
         info(state === 'released' ? 'lock released' : `lock not released: ${state}`);
     }
@@ -75599,7 +75705,7 @@ async function runPost() {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _platform_github_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4446);
+/* harmony import */ var _platform_github_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9104);
 
 await (0,_platform_github_js__WEBPACK_IMPORTED_MODULE_0__/* .runPost */ .a)();
 
