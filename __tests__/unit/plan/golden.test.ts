@@ -87,7 +87,9 @@ async function golden(name: string, file: string) {
     loaded,
     reporter: quiet,
     actor: { who: 'plan-test', commit: '3f2a1c9d' },
-    now: new Date('2026-11-21T19:30:00Z')
+    now: new Date('2026-11-21T19:30:00Z'),
+    // log_dir is relative to the working directory, which other test files in this worker may change
+    logDir: join(repo, 'safe-deploy-logs')
   })
   // a config written to a temp dir for this test: its dir is the source dir
   const dir = dirname(file)
