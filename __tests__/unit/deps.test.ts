@@ -9,7 +9,9 @@ import { dirname, join, resolve } from 'node:path'
 import { afterEach, describe, expect, test } from '@jest/globals'
 import { cleanup, tempDir } from './helpers/shell.js'
 
-const SCRIPT = resolve('scripts/check-deps.mjs')
+// from this file, not the working directory (other test files in the same worker may chdir)
+const here = import.meta.dirname ?? new URL('.', import.meta.url).pathname
+const SCRIPT = resolve(here, '..', '..', 'scripts', 'check-deps.mjs')
 
 function check(src?: string): { status: number | null; out: string; err: string } {
   const r = spawnSync(process.execPath, [SCRIPT, ...(src ? [`--src=${src}`] : [])], { encoding: 'utf8' })

@@ -1,4 +1,4 @@
-import type { StageRecord } from '../pipeline/stage.js'
+import type { StageEvent } from '../pipeline/stage.js'
 import type { HostState, RunCommand, RunResult } from '../pipeline/result.js'
 
 /**
@@ -16,24 +16,16 @@ export type RunEvent =
       started: string
       logFile?: string
     }
-  /** `host`: a host stage (scope each-host) runs and is undone per host, and says which. */
-  | { type: 'stage-started'; stage: string; phase: 'run' | 'undo'; host?: string }
-  | {
-      type: 'stage-finished'
-      stage: string
-      phase: 'run' | 'undo'
-      status: StageRecord['status']
-      durationS: number
-      error?: string
-      host?: string
-    }
+  /** Once per stage (a host stage's hosts are inside it) and once per undo; see StageEvent. */
+  | StageEvent
   | { type: 'host-state'; state: HostState }
   | { type: 'run-finished'; result: RunResult }
 
 export type RunEventType = RunEvent['type']
 
 /**
- * Something that reacts to a run: the JSON report (src/engine/lifecycle.ts), the Action's outputs and job summary
+ * Something that reacts to a run: the JSON report (src/engine/lifecycle.ts), the log's groups
+ * (src/engine/groups.ts), the Action's outputs and job summary
  * (src/platform/github.ts), the CLI's result (src/platform/cli.ts). Adding one is one file: a subscriber and a
  * line where the run request is made. A subscriber that throws (or rejects) is logged once per event as a
  * warning and never changes the run's outcome or exit code.

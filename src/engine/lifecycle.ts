@@ -20,11 +20,12 @@ import {
 import { errorMessage } from '../core/errors.js'
 import { oneLine } from '../core/excerpt.js'
 import { runStagesSafely, type Outcome } from '../pipeline/orchestrator.js'
-import type { Stage, UndoInfo } from '../pipeline/stage.js'
+import type { Stage } from '../pipeline/stage.js'
 import { ProgressTracker, type RunProgress } from '../pipeline/progress.js'
 import type { HostState, RunCommand, RunResult } from '../pipeline/result.js'
 import { hasChecks, verifyHost } from '../pipeline/checks.js'
 import { RunEvents, onEvent, type RunSubscriber } from './events.js'
+import { stageGroups } from './groups.js'
 
 export interface RunRequest {
   loaded: LoadedConfig
@@ -195,7 +196,9 @@ export async function runLifecycle(req: RunRequest, spec: RunSpec): Promise<RunR
   const ctx = newContext(req, command, started)
   ctx.onLock = req.onLock
   const redact = (t: string) => ctx.log.redactor.redact(t)
-  const events = new RunEvents([reportFile(ctx), ...(req.subscribers ?? [])], m => ctx.log.warn(m))
+  const events = new RunEvents([reportFile(ctx), stageGroups(req.reporter), ...(req.subscribers ?? [])], m =>
+    ctx.log.warn(m)
+  )
   ctx.log.setStage('start')
   ctx.log.info(`safe-deploy ${spec.intro(ctx)}`)
   await events.emit({
@@ -219,7 +222,9 @@ export async function runLifecycle(req: RunRequest, spec: RunSpec): Promise<RunR
       : undefined
   ctx.progress = progress
   const tracked = progress ? progress.track(p.stages) : p.stages
-  const outcome: Outcome = await runStagesSafely(ctx, announce(tracked, events, redact))
+  const outcome: Outcome = await runStagesSafely(ctx, tracked, {
+    onStage: e => events.emit(e.type === 'stage-finished' && e.error ? { ...e, error: redact(e.error) } : e)
+  })
   const finished = new Date()
   const durationS = seconds(t0)
   const status: RunResult['status'] = !outcome.failure
@@ -332,68 +337,4 @@ async function finishOnHosts(
     const why = mine?.status === 'rejected' ? errorMessage(mine.reason) : `lock state ${state ?? 'unknown'}`
     ctx.log.warn(`could not release the lock (${why}); run \`safe-deploy lock release\``, primary.host.name)
   }
-}
-
-/** The stages, each telling the subscribers when it (and its undo) starts and ends, on which host for host stages. */
-function announce(stages: Stage[], events: RunEvents, redact: (t: string) => string): Stage[] {
-  const timed = async (
-    stage: string,
-    phase: 'run' | 'undo',
-    fn: () => Promise<void>,
-    failed: 'failed' | 'undo-failed',
-    host?: string
-  ) => {
-    await events.emit({ type: 'stage-started', stage, phase, ...(host ? { host } : {}) })
-    const t0 = performance.now()
-    try {
-      await fn()
-    } catch (e) {
-      await events.emit({
-        type: 'stage-finished',
-        stage,
-        phase,
-        status: failed,
-        durationS: seconds(t0),
-        error: redact(errorMessage(e)),
-        host: (e as { host?: string })?.host ?? host
-      })
-      throw e
-    }
-    await events.emit({
-      type: 'stage-finished',
-      stage,
-      phase,
-      status: phase === 'run' ? 'ok' : 'undone',
-      durationS: seconds(t0),
-      ...(host ? { host } : {})
-    })
-  }
-  // the stage's other fields stay as they are; run and undo get what the orchestrator gives them
-  return stages.map((stage): Stage => {
-    if (stage.scope === 'each-host') {
-      const { undo } = stage
-      return {
-        ...stage,
-        run: (c: RunContext, s: HostSession) =>
-          timed(stage.name, 'run', () => stage.run(c, s), 'failed', s.host.name),
-        ...(undo
-          ? {
-              undo: (c: RunContext, s: HostSession, info: UndoInfo) =>
-                timed(stage.name, 'undo', () => undo.call(stage, c, s, info), 'undo-failed', s.host.name)
-            }
-          : {})
-      }
-    }
-    const { undo } = stage
-    return {
-      ...stage,
-      run: (c: RunContext) => timed(stage.name, 'run', () => stage.run(c), 'failed'),
-      ...(undo
-        ? {
-            undo: (c: RunContext, info: UndoInfo) =>
-              timed(stage.name, 'undo', () => undo.call(stage, c, info), 'undo-failed')
-          }
-        : {})
-    }
-  })
 }

@@ -3,7 +3,7 @@ import { onEveryHost, type HostSession, type RunContext } from '../host/context.
 import { startLease, type Lease } from '../host/lease.js'
 import { StageError, errorMessage } from '../core/errors.js'
 import { exitCode, reverifyNow, undoFailureNeedsPerson, undoOrder, type Touched } from './policy.js'
-import type { HostStage, Stage, StageRecord } from './stage.js'
+import type { HostStage, Stage, StageEvent, StageRecord } from './stage.js'
 
 export interface Outcome {
   records: StageRecord[]
@@ -24,6 +24,11 @@ export interface RunStagesOptions {
    * group of every host). Hosts not named run in a last group.
    */
   batches?: string[][]
+  /**
+   * Told when each stage and each undo starts and finishes (the lifecycle's run events; the log's groups are
+   * their subscriber). Awaited; one that throws is ignored.
+   */
+  onStage?: (e: StageEvent) => void | Promise<void>
 }
 
 const seconds = (t0: number) => Math.round((performance.now() - t0) / 100) / 10
@@ -128,6 +133,23 @@ async function runUnderLease(
   outer: AbortSignal
 ): Promise<Outcome> {
   const interrupted = () => lease.lost ?? 'interrupted'
+  const tell = async (e: StageEvent) => {
+    try {
+      await opts.onStage?.(e)
+    } catch {
+      /* whoever listens never changes the run */
+    }
+  }
+  const finished = (r: StageRecord, phase: 'run' | 'undo', lastUndo = false): StageEvent => ({
+    type: 'stage-finished',
+    stage: phase === 'undo' ? r.name.replace(/^undo /, '') : r.name,
+    phase,
+    status: r.status,
+    durationS: r.duration_s,
+    ...(r.error !== undefined ? { error: r.error } : {}),
+    ...(r.host ? { host: r.host } : {}),
+    ...(lastUndo ? { lastUndo: true as const } : {})
+  })
   const records: StageRecord[] = []
   const ledger: Entry[] = []
   let failed: { stage: Stage; error: unknown } | undefined
@@ -139,7 +161,7 @@ async function runUnderLease(
       break
     }
     ctx.log.setStage(stage.name)
-    ctx.log.startGroup(stage.name)
+    await tell({ type: 'stage-started', stage: stage.name, phase: 'run' })
     const t0 = performance.now()
     const entry: Entry = { stage, hosts: [] }
     ledger.push(entry)
@@ -154,9 +176,8 @@ async function runUnderLease(
       records.push({ name: stage.name, status: 'failed', duration_s: seconds(t0), error: message, host })
       ctx.log.error(`FAILED: ${message}`, host)
       failed = { stage, error }
-    } finally {
-      ctx.log.endGroup()
     }
+    await tell(finished(records.at(-1) as StageRecord, 'run'))
     if (failed) break
   }
   if (!failed) return { records, rolledBack: false, exitCode: ExitCode.ok }
@@ -181,10 +202,9 @@ async function runUnderLease(
   // An interrupted run (or one that lost its lock) still cleans up: the undo steps get their own signal.
   lease.settle()
   ctx.signal = ctx.signal.aborted ? new AbortController().signal : outer
-  // no `== rollback` header with nothing under it (a failed preflight has nothing to undo)
-  const grouped = toUndo.some(t => t.item.stage.undo)
+  // the rollback section holds the undos that run (none: no `== rollback` header); the last one closes it
+  const lastUndo = toUndo.reduce((last, t, i) => (t.item.stage.undo ? i : last), -1)
   ctx.log.setStage('rollback')
-  if (grouped) ctx.log.startGroup('rollback')
   const fail = (t: Touched<Entry>, record: StageRecord, e: unknown, wasLive: boolean) => {
     const message = errorMessage(e)
     const host = e instanceof StageError ? e.host : undefined
@@ -196,8 +216,11 @@ async function runUnderLease(
   // the live group's records wait for the re-verify, whose failure is a failed undo of its stage
   let notBack = false
   let pending: { t: Touched<Entry>; record: StageRecord; restored: HostSession[]; wasLive: boolean }[] = []
-  const flush = () => {
-    for (const p of pending) records.push(p.record)
+  const flush = async (done: boolean) => {
+    for (const [j, p] of pending.entries()) {
+      records.push(p.record)
+      await tell(finished(p.record, 'undo', done && j === pending.length - 1))
+    }
     pending = []
   }
   for (const [i, t] of toUndo.entries()) {
@@ -209,6 +232,7 @@ async function runUnderLease(
       notBack = true
     } else {
       const record: StageRecord = { name: `undo ${st.name}`, status: 'undone', duration_s: 0 }
+      await tell({ type: 'stage-started', stage: st.name, phase: 'undo' })
       const restored: HostSession[] = []
       try {
         if (st.scope === 'each-host') {
@@ -257,10 +281,9 @@ async function runUnderLease(
         p.record.duration_s = Math.round((p.record.duration_s + seconds(t1)) * 10) / 10
       }
     }
-    if (groupDone) flush()
+    if (groupDone) await flush(i >= lastUndo)
   }
-  flush()
-  if (grouped) ctx.log.endGroup()
+  await flush(true)
   const code = exitCode({
     failed: true,
     live,

@@ -96,6 +96,27 @@ export type StageName = (typeof STAGE_NAMES)[number]
  */
 export type ProductStage<S extends Stage = Stage> = S & { readonly name: StageName }
 
+/**
+ * What the orchestrator tells as it goes (the lifecycle makes run events of them, src/engine/events.ts): a
+ * stage starting and finishing, once per stage (a host stage's hosts are inside it), and each undo in the
+ * rollback section. An undo finishes when its record is final (after the re-verify that may fail it); the
+ * last undo of the run says so (`lastUndo`), which closes the rollback section.
+ */
+export type StageEvent =
+  | { type: 'stage-started'; stage: string; phase: 'run' | 'undo' }
+  | {
+      type: 'stage-finished'
+      stage: string
+      phase: 'run' | 'undo'
+      status: StageRecord['status']
+      durationS: number
+      error?: string
+      /** The host the error names (a host stage failing on one host). */
+      host?: string
+      /** The last undo of the run: the rollback section ends with it. */
+      lastUndo?: true
+    }
+
 export interface StageRecord {
   name: string
   status: 'ok' | 'failed' | 'skipped' | 'undone' | 'undo-failed'

@@ -2,7 +2,10 @@ import { appendFileSync, mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { Redactor } from './redact.js'
 
-/** Where progress goes besides the log file: a terminal, GitHub's log groups, GitLab's sections. */
+/**
+ * Where progress goes besides the log file: a terminal, GitHub's log groups, GitLab's job log. A run's
+ * groups are opened and closed by the `stageGroups` subscriber of its events (src/engine/groups.ts).
+ */
 export interface Reporter {
   info(line: string): void
   warn(line: string): void
@@ -132,6 +135,7 @@ export class DeployLog {
     this.write(message, { host, level: 'error' })
   }
 
+  /** A run's groups are opened by its events (src/engine/groups.ts); this is for a caller outside a run. */
   startGroup(title: string): void {
     this.reporter.startGroup(title)
   }

@@ -3,14 +3,19 @@
  * "undo X undone" record for an undo that had nothing to do (issue 7, "should" list).
  */
 import { describe, expect, test } from '@jest/globals'
-import { runStages } from '../../../src/pipeline/orchestrator.js'
+import { runStages as runWith } from '../../../src/pipeline/orchestrator.js'
+import { stageGroups } from '../../../src/engine/groups.js'
 import { StageError } from '../../../src/core/errors.js'
 import { DeployLog, type Reporter } from '../../../src/report/log.js'
 import { Redactor } from '../../../src/report/redact.js'
 import type { RunContext } from '../../../src/host/context.js'
 import type { Stage } from '../../../src/pipeline/stage.js'
 
-function ctx(groups: string[]): RunContext {
+/** The orchestrator with the log's groups subscribed to its stage events, as a run has them. */
+const runStages = (c: { ctx: RunContext; reporter: Reporter }, stages: Stage[]) =>
+  runWith(c.ctx, stages, { onStage: stageGroups(c.reporter).on })
+
+function ctx(groups: string[]): { ctx: RunContext; reporter: Reporter } {
   const reporter: Reporter = {
     info: () => {},
     warn: () => {},
@@ -18,12 +23,13 @@ function ctx(groups: string[]): RunContext {
     startGroup: t => groups.push(t),
     endGroup: () => {}
   }
-  return {
+  const c = {
     log: new DeployLog(undefined, reporter, new Redactor([])),
     signal: new AbortController().signal,
     sessions: [],
     config: { lock: { ttl: 1_800_000 } }
   } as unknown as RunContext
+  return { ctx: c, reporter }
 }
 
 const failing = (name: string): Stage => ({
