@@ -25625,7 +25625,7 @@ nacl.setPRNG = function(fn) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _platform_cli_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7260);
+/* harmony import */ var _platform_cli_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(968);
 
 // A cancelled CI job sends SIGINT, then SIGTERM: both ask the run to stop at once and undo what it did.
 const controller = new AbortController();
@@ -25650,7 +25650,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 7260:
+/***/ 968:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -39387,6 +39387,7 @@ class DeployLog {
     error(message, host) {
         this.write(message, { host, level: 'error' });
     }
+    /** A run's groups are opened by its events (src/engine/groups.ts); this is for a caller outside a run. */
     startGroup(title) {
         this.reporter.startGroup(title);
     }
@@ -39700,6 +39701,24 @@ function hasWork(e) {
 }
 async function runUnderLease(ctx, stages, opts, lease, outer) {
     const interrupted = () => lease.lost ?? 'interrupted';
+    const tell = async (e) => {
+        try {
+            await opts.onStage?.(e);
+        }
+        catch {
+            /* whoever listens never changes the run */
+        }
+    };
+    const finished = (r, phase, lastUndo = false) => ({
+        type: 'stage-finished',
+        stage: phase === 'undo' ? r.name.replace(/^undo /, '') : r.name,
+        phase,
+        status: r.status,
+        durationS: r.duration_s,
+        ...(r.error !== undefined ? { error: r.error } : {}),
+        ...(r.host ? { host: r.host } : {}),
+        ...(lastUndo ? { lastUndo: true } : {})
+    });
     const records = [];
     const ledger = [];
     let failed;
@@ -39710,7 +39729,7 @@ async function runUnderLease(ctx, stages, opts, lease, outer) {
             break;
         }
         ctx.log.setStage(stage.name);
-        ctx.log.startGroup(stage.name);
+        await tell({ type: 'stage-started', stage: stage.name, phase: 'run' });
         const t0 = performance.now();
         const entry = { stage, hosts: [] };
         ledger.push(entry);
@@ -39729,9 +39748,7 @@ async function runUnderLease(ctx, stages, opts, lease, outer) {
             ctx.log.error(`FAILED: ${message}`, host);
             failed = { stage, error };
         }
-        finally {
-            ctx.log.endGroup();
-        }
+        await tell(finished(records.at(-1), 'run'));
         if (failed)
             break;
     }
@@ -39753,11 +39770,9 @@ async function runUnderLease(ctx, stages, opts, lease, outer) {
     // An interrupted run (or one that lost its lock) still cleans up: the undo steps get their own signal.
     lease.settle();
     ctx.signal = ctx.signal.aborted ? new AbortController().signal : outer;
-    // no `== rollback` header with nothing under it (a failed preflight has nothing to undo)
-    const grouped = toUndo.some(t => t.item.stage.undo);
+    // the rollback section holds the undos that run (none: no `== rollback` header); the last one closes it
+    const lastUndo = toUndo.reduce((last, t, i) => (t.item.stage.undo ? i : last), -1);
     ctx.log.setStage('rollback');
-    if (grouped)
-        ctx.log.startGroup('rollback');
     const fail = (t, record, e, wasLive) => {
         const message = errorMessage(e);
         const host = e instanceof StageError ? e.host : undefined;
@@ -39769,9 +39784,11 @@ async function runUnderLease(ctx, stages, opts, lease, outer) {
     // the live group's records wait for the re-verify, whose failure is a failed undo of its stage
     let notBack = false;
     let pending = [];
-    const flush = () => {
-        for (const p of pending)
+    const flush = async (done) => {
+        for (const [j, p] of pending.entries()) {
             records.push(p.record);
+            await tell(finished(p.record, 'undo', done && j === pending.length - 1));
+        }
         pending = [];
     };
     for (const [i, t] of toUndo.entries()) {
@@ -39784,6 +39801,7 @@ async function runUnderLease(ctx, stages, opts, lease, outer) {
         }
         else {
             const record = { name: `undo ${st.name}`, status: 'undone', duration_s: 0 };
+            await tell({ type: 'stage-started', stage: st.name, phase: 'undo' });
             const restored = [];
             try {
                 if (st.scope === 'each-host') {
@@ -39834,11 +39852,9 @@ async function runUnderLease(ctx, stages, opts, lease, outer) {
             }
         }
         if (groupDone)
-            flush();
+            await flush(i >= lastUndo);
     }
-    flush();
-    if (grouped)
-        ctx.log.endGroup();
+    await flush(true);
     const code = exitCode({
         failed: true,
         live,
@@ -40300,7 +40316,50 @@ function onEvent(name, type, fn) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/engine/groups.ts
+/**
+ * The log's group structure as a subscriber of the run events: one group per stage (`== verify` on the
+ * terminal, `::group::verify` on GitHub), opened on `stage-started` and closed on `stage-finished`, and one
+ * `rollback` group around the undos: opened by the first undo, closed by the last (`lastUndo`), so a run with
+ * nothing to undo shows no `== rollback` header. The lines inside stay the log's (src/report/log.ts); what a
+ * group looks like is the platform's Reporter (src/platform/terminal.ts, src/platform/github.ts).
+ */
+function stageGroups(reporter) {
+    let open = false;
+    let rollback = false;
+    const start = (title) => {
+        open = true;
+        reporter.startGroup(title);
+    };
+    const end = () => {
+        if (!open)
+            return;
+        open = false;
+        reporter.endGroup();
+    };
+    return {
+        name: 'the log groups',
+        on: e => {
+            if (e.type === 'stage-started' && e.phase === 'run')
+                start(e.stage);
+            else if (e.type === 'stage-finished' && e.phase === 'run')
+                end();
+            else if (e.type === 'stage-started' && !rollback) {
+                rollback = true;
+                start('rollback');
+            }
+            else if (e.type === 'stage-finished' && e.lastUndo) {
+                rollback = false;
+                end();
+            }
+            else if (e.type === 'run-finished')
+                end();
+        }
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/engine/lifecycle.ts
+
 
 
 
@@ -40436,7 +40495,7 @@ async function runLifecycle(req, spec) {
     const ctx = newContext(req, command, started);
     ctx.onLock = req.onLock;
     const redact = (t) => ctx.log.redactor.redact(t);
-    const events = new RunEvents([reportFile(ctx), ...(req.subscribers ?? [])], m => ctx.log.warn(m));
+    const events = new RunEvents([reportFile(ctx), stageGroups(req.reporter), ...(req.subscribers ?? [])], m => ctx.log.warn(m));
     ctx.log.setStage('start');
     ctx.log.info(`safe-deploy ${spec.intro(ctx)}`);
     await events.emit({
@@ -40459,7 +40518,9 @@ async function runLifecycle(req, spec) {
         : undefined;
     ctx.progress = progress;
     const tracked = progress ? progress.track(p.stages) : p.stages;
-    const outcome = await runStagesSafely(ctx, announce(tracked, events, redact));
+    const outcome = await runStagesSafely(ctx, tracked, {
+        onStage: e => events.emit(e.type === 'stage-finished' && e.error ? { ...e, error: redact(e.error) } : e)
+    });
     const finished = new Date();
     const durationS = lifecycle_seconds(t0);
     const status = !outcome.failure
@@ -40564,61 +40625,6 @@ async function finishOnHosts(ctx, entry, where) {
         const why = mine?.status === 'rejected' ? errorMessage(mine.reason) : `lock state ${state ?? 'unknown'}`;
         ctx.log.warn(`could not release the lock (${why}); run \`safe-deploy lock release\``, primary.host.name);
     }
-}
-/** The stages, each telling the subscribers when it (and its undo) starts and ends, on which host for host stages. */
-function announce(stages, events, redact) {
-    const timed = async (stage, phase, fn, failed, host) => {
-        await events.emit({ type: 'stage-started', stage, phase, ...(host ? { host } : {}) });
-        const t0 = performance.now();
-        try {
-            await fn();
-        }
-        catch (e) {
-            await events.emit({
-                type: 'stage-finished',
-                stage,
-                phase,
-                status: failed,
-                durationS: lifecycle_seconds(t0),
-                error: redact(errorMessage(e)),
-                host: e?.host ?? host
-            });
-            throw e;
-        }
-        await events.emit({
-            type: 'stage-finished',
-            stage,
-            phase,
-            status: phase === 'run' ? 'ok' : 'undone',
-            durationS: lifecycle_seconds(t0),
-            ...(host ? { host } : {})
-        });
-    };
-    // the stage's other fields stay as they are; run and undo get what the orchestrator gives them
-    return stages.map((stage) => {
-        if (stage.scope === 'each-host') {
-            const { undo } = stage;
-            return {
-                ...stage,
-                run: (c, s) => timed(stage.name, 'run', () => stage.run(c, s), 'failed', s.host.name),
-                ...(undo
-                    ? {
-                        undo: (c, s, info) => timed(stage.name, 'undo', () => undo.call(stage, c, s, info), 'undo-failed', s.host.name)
-                    }
-                    : {})
-            };
-        }
-        const { undo } = stage;
-        return {
-            ...stage,
-            run: (c) => timed(stage.name, 'run', () => stage.run(c), 'failed'),
-            ...(undo
-                ? {
-                    undo: (c, info) => timed(stage.name, 'undo', () => undo.call(stage, c, info), 'undo-failed')
-                }
-                : {})
-        };
-    });
 }
 
 ;// CONCATENATED MODULE: ./src/pipeline/upload/tar.ts
