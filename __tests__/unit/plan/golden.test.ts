@@ -83,14 +83,21 @@ backup: false
 
 async function golden(name: string, file: string) {
   const loaded = loadConfig(file, {}, env)
-  const { text } = await planDeploy({
-    loaded,
-    reporter: quiet,
-    actor: { who: 'plan-test', commit: '3f2a1c9d' },
-    now: new Date('2026-11-21T19:30:00Z'),
-    // log_dir is relative to the working directory, which other test files in this worker may change
-    logDir: join(repo, 'safe-deploy-logs')
-  })
+  // log_dir is relative to the working directory, which another test file in this jest worker may have
+  // changed: plan from the repository, as a user runs it
+  const cwd = process.cwd()
+  process.chdir(repo)
+  let text: string
+  try {
+    ;({ text } = await planDeploy({
+      loaded,
+      reporter: quiet,
+      actor: { who: 'plan-test', commit: '3f2a1c9d' },
+      now: new Date('2026-11-21T19:30:00Z')
+    }))
+  } finally {
+    process.chdir(cwd)
+  }
   // a config written to a temp dir for this test: its dir is the source dir
   const dir = dirname(file)
   const got = stable(dir.startsWith(repo) ? text : text.split(dir).join('<dir>')) + '\n'
