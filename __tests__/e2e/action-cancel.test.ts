@@ -88,6 +88,13 @@ function stateEnv(state: Record<string, string>): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(state).map(([k, v]) => [`STATE_${k}`, v]))
 }
 
+/** The post step as the runner runs it after the main step: its step files, and the state the main step saved. */
+async function runPostStep(c: Case, state: Record<string, string>, extra: NodeJS.ProcessEnv = {}) {
+  const postStep = step(c, 'post', extra)
+  const r = await spawnAction('post', { ...postStep.env, ...stateEnv(state) }, c.p.dir).exited
+  return { postStep, r }
+}
+
 /** `::error` workflow commands (annotations) in a step's log. */
 const errorAnnotations = (stdout: string) => stdout.split('\n').filter(l => l.startsWith('::error'))
 
@@ -178,8 +185,7 @@ describe('the bundled Action (dist/index.js)', () => {
     expect(await answer(c.p.port)).toBe('version 2.0.0')
     expect(lockExists(c.root)).toBe(true)
 
-    const postStep = step(c, 'post')
-    const r = await spawnAction('post', { ...postStep.env, ...stateEnv(main.state()) }, c.p.dir).exited
+    const { postStep, r } = await runPostStep(c, main.state())
     expectExit(r, 0)
     expect(currentOf(c.root)).toBe(`releases/${v1}`)
     expect(await answer(c.p.port)).toBe('version 1.0.0')
@@ -231,8 +237,7 @@ describe('the bundled Action (dist/index.js)', () => {
     const state = await killedAt(c, verify)
     const v1 = currentOf(c.root)?.replace(/^releases\//, '') as string
     expect(v1).toMatch(/^\d{8}T\d{6}Z-/)
-    const postStep = step(c, 'post')
-    const r = await spawnAction('post', { ...postStep.env, ...stateEnv(state) }, c.p.dir).exited
+    const { postStep, r } = await runPostStep(c, state)
     expectExit(r, 0)
     // nothing served before: `current` is gone, the release is marked, the lock is free
     expect(currentOf(c.root)).toBeUndefined()
@@ -273,8 +278,7 @@ describe('the bundled Action (dist/index.js)', () => {
     verify.release()
     expect(lockExists(c.root)).toBe(true)
 
-    const postStep = step(c, 'post')
-    const r = await spawnAction('post', { ...postStep.env, ...stateEnv(main.state()) }, c.p.dir).exited
+    const { r } = await runPostStep(c, main.state())
     expectExit(r, 0)
     expect(currentOf(c.root)).toBe(`releases/${v1}`)
     expect(await answer(c.p.port)).toBe('version 1.0.0')
@@ -307,8 +311,7 @@ describe('the bundled Action (dist/index.js)', () => {
     expect(currentOf(c.root)).toBe(`releases/${v1}`)
     expect(lockExists(c.root)).toBe(true)
 
-    const postStep = step(c, 'post')
-    const r = await spawnAction('post', { ...postStep.env, ...stateEnv(main.state()) }, c.p.dir).exited
+    const { r } = await runPostStep(c, main.state())
     expectExit(r, 0)
     expect(r.stdout).toContain('the run had already put back what served before on')
     expect(r.stdout).toContain('previous release verified healthy on')
@@ -337,8 +340,7 @@ describe('the bundled Action (dist/index.js)', () => {
     proc.child.kill('SIGKILL')
     await proc.exited
     verify.release()
-    const postStep = step(c, 'post', { INPUT_COMMAND: 'rollback' })
-    const r = await spawnAction('post', { ...postStep.env, ...stateEnv(main.state()) }, c.p.dir).exited
+    const { r } = await runPostStep(c, main.state(), { INPUT_COMMAND: 'rollback' })
     expectExit(r, 0)
     expect(currentOf(c.root)).toBe(`releases/${v2}`)
     expect(await answer(c.p.port)).toBe('version 2.0.0')
@@ -385,8 +387,7 @@ describe('the bundled Action (dist/index.js)', () => {
     const backup = JSON.parse(state.progress as string).backup as string
     expect(backup).toMatch(/^ledger_/)
 
-    const postStep = step(c, 'post')
-    const r = await spawnAction('post', { ...postStep.env, ...stateEnv(state) }, c.p.dir).exited
+    const { r } = await runPostStep(c, state)
     expectExit(r, 0)
     expect(sqlite('.schema') + sqlite('SELECT * FROM items;')).toBe(before)
     expect(r.stdout).toContain(`database restored from the pre-deploy backup ${backup}`)
@@ -413,8 +414,7 @@ describe('the bundled Action (dist/index.js)', () => {
     const state = await killedAt(c, build)
     const half = releasesOf(c.root).filter(r => r !== v1)
     expect(half).toHaveLength(1)
-    const postStep = step(c, 'post')
-    const r = await spawnAction('post', { ...postStep.env, ...stateEnv(state) }, c.p.dir).exited
+    const { r } = await runPostStep(c, state)
     expectExit(r, 0)
     expect(releasesOf(c.root)).toEqual([v1])
     expect(currentOf(c.root)).toBe(`releases/${v1}`)
@@ -442,8 +442,7 @@ describe('the bundled Action (dist/index.js)', () => {
     )
     expect(other.trim()).toBe('ok')
     const before = historyOf(c.root)
-    const postStep = step(c, 'post')
-    const r = await spawnAction('post', { ...postStep.env, ...stateEnv(state) }, c.p.dir).exited
+    const { r } = await runPostStep(c, state)
     expect(r.code).not.toBe(0)
     expect(errorAnnotations(r.stdout)).toHaveLength(1)
     expect(errorAnnotations(r.stdout)[0]).toContain('is no longer this run')
@@ -498,8 +497,7 @@ describe('the bundled Action (dist/index.js)', () => {
       expect(await viaProxy()).toBe('version 2.0.0')
       expect(readFileSync(nginx.upstreamFile, 'utf8')).toBe(`server 127.0.0.1:${ports[1]};\n`)
 
-      const postStep = step(c, 'post')
-      const r = await spawnAction('post', { ...postStep.env, ...stateEnv(state) }, c.p.dir).exited
+      const { r } = await runPostStep(c, state)
       expectExit(r, 0)
       expect(readFileSync(nginx.upstreamFile, 'utf8')).toBe(`server 127.0.0.1:${ports[0]};\n`)
       expect(await viaProxy()).toBe('version 1.0.0')
