@@ -18,6 +18,8 @@ export interface RunResult {
   hostStates?: HostState[]
   stages: StageRecord[]
   hosts: string[]
+  /** Per host: what the run did there (the log's host table, --json, the job summary, the GitLab dotenv). */
+  hostResults?: HostResult[]
   logFile?: string
   reportFile?: string
   started: string
@@ -38,6 +40,27 @@ export interface RunResult {
   reasons?: Record<string, string[]>
   removed?: string[]
   temps?: string[]
+}
+
+/** One host of a run, for the per-host report. */
+export interface HostResult {
+  name: string
+  address?: string
+  roles: string[]
+  /** The release `current` pointed to when the run started, and when it ended (as far as the run knows). */
+  before?: string
+  after?: string
+  /** The last stage the run started on this host. */
+  stage?: string
+  durationS: number
+  /**
+   * ok: the run did what it set out to do here; failed: nothing live changed here but a stage failed;
+   * rolled-back: switched and put back; rollback-failed: a person must look; not-switched: staged, never
+   * switched (its staged release removed); skipped: left out by --skip-unreachable; unreachable: could not connect.
+   */
+  result: 'ok' | 'failed' | 'rolled-back' | 'rollback-failed' | 'not-switched' | 'skipped' | 'unreachable'
+  /** This host's own first error. */
+  error?: string
 }
 
 /** One host after a failed rollback: what a person needs to decide what to do. */
