@@ -35,6 +35,8 @@ export interface ResolvedHost {
   /** Deploy root on this host. */
   path: string
   primary: boolean
+  /** hosts[].roles of the config. */
+  roles: string[]
 }
 
 export interface SshAuth {
@@ -282,7 +284,8 @@ export function validateConfig(
           port: 0,
           user: '',
           path: h.path ?? config.path,
-          primary: !!h.primary
+          primary: !!h.primary,
+          roles: h.roles ?? []
         }
       : {
           name: h.name ?? (h.port === 22 ? h.address : `${h.address}:${h.port}`),
@@ -291,13 +294,19 @@ export function validateConfig(
           port: h.port,
           user: h.user,
           path: h.path ?? config.path,
-          primary: !!h.primary
+          primary: !!h.primary,
+          roles: h.roles ?? []
         }
   )
   const names = new Set<string>()
   for (const h of hosts) {
     if (names.has(h.name)) problems.push(`hosts: two hosts are named ${h.name}; give each a distinct name`)
     names.add(h.name)
+  }
+  const given = new Set(hosts.flatMap(h => h.roles))
+  for (const role of Object.keys(config.roles)) {
+    if (!given.has(role))
+      problems.push(`roles.${role}: no host has this role; add it to a host's roles or remove it`)
   }
   if (overrides.host !== undefined) {
     const picked = selectHosts(hosts, overrides.host)
