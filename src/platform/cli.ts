@@ -39,6 +39,8 @@ options:
       --user NAME        override the SSH user   --path DIR    override the deploy root
       --key-file FILE    private key file        --known-hosts-file FILE
       --to RELEASE       rollback target
+      --restore BACKUP   rollback: restore this backup for the database (its name: see backups list)
+      --no-db            rollback: leave the database as it is
       --yes              confirm restore / backups prune / a rollback's down command without backups
       --keep, --protect  backup: keep this backup out of retention
       --dry-run          rollback: show what it would do; connect and read only
