@@ -78,7 +78,8 @@ export function verdict(
   const word = WORD[command]
   const t = `(${seconds.toFixed(1)} s)`
   if (!outcome.failure) return `${word} SUCCESS ${t}`
-  const where = `${word} FAILED at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${oneLine(outcome.failure.message)}`
+  // one period after the failure, whether or not its message ends with one
+  const where = `${word} FAILED at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${oneLine(outcome.failure.message).replace(/[.]+$/, '')}`
   if (outcome.rollbackFailed) return `${where}. ROLLBACK FAILED: ${oneLine(outcome.rollbackFailed)} ${t}`
   // a manual rollback that went live and was undone: what served when it started serves again
   if (outcome.rolledBack && command === 'rollback')
