@@ -4,7 +4,6 @@ import { loadConfig, requireEnv, type Overrides } from '../config/load.js'
 import { ConfigError, ExitCode } from '../core/exit.js'
 import { parseReleaseId } from '../release/id.js'
 import { parseBackupName } from '../backup-engines/name.js'
-import { badReleases } from '../release/history.js'
 import { deploy, listReleaseState, newContext, planRollback, rollback } from '../flows/deploy.js'
 import { forceReleaseLock, getLock, getStatus } from '../flows/status.js'
 import { planDeploy } from '../flows/plan.js'
@@ -217,21 +216,18 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     const ctx = newContext(req, command, new Date(), false)
     if (command === 'releases') {
       const state = await listReleaseState(req)
-      const bad = badReleases(state.history)
       if (o.json) io.stdout.write(JSON.stringify(state, null, 2) + '\n')
       else {
         for (const h of state.hosts) {
           io.stdout.write(`${h.host}:\n`)
-          if (!h.releases.length) io.stdout.write('  (no releases)\n')
-          for (const r of [...h.releases].reverse()) {
-            const entry = [...state.history].reverse().find(e => e.release === r && e.type === 'deploy')
+          if (!h.details.length) io.stdout.write('  (no releases)\n')
+          for (const d of h.details) {
             const marks = [
-              r === h.current ? 'current' : '',
-              bad.has(r) ? 'bad' : '',
-              entry ? `${entry.status} by ${entry.actor}` : '',
-              typeof entry?.port === 'number' ? `port ${entry.port}` : ''
+              d.current ? (d.state === 'verified' ? 'current' : `current (${d.state})`) : d.state,
+              d.deployedBy ? `deployed by ${d.deployedBy}` : '',
+              d.port !== undefined ? `port ${d.port}` : ''
             ]
-            io.stdout.write(`  ${r === h.current ? '*' : ' '} ${r}  ${marks.filter(Boolean).join(', ')}\n`)
+            io.stdout.write(`  ${d.current ? '*' : ' '} ${d.release}  ${marks.filter(Boolean).join(', ')}\n`)
           }
         }
       }
