@@ -23,6 +23,8 @@ export interface Overrides {
   knownHosts?: string
   knownHostsFile?: string
   insecureSkipHostKeyCheck?: boolean
+  /** `--skip-test`: the tests ran in an earlier CI job; the deploy runs no stages.test. */
+  skipTest?: boolean
 }
 
 export interface ResolvedHost {
@@ -64,6 +66,8 @@ export interface LoadedConfig {
    * `config`; `requireEnv` refuses a command that uses one.
    */
   unresolved: Unresolved[]
+  /** Every `env:NAME` of the config (set or not), by key: what `variablesFor` reads. */
+  references: Unresolved[]
 }
 
 export interface Unresolved {
@@ -80,6 +84,9 @@ const ENV_REF = /^env:([A-Za-z_][A-Za-z0-9_]*)$/
  * backup runs without the identity (it encrypts to the recipients).
  */
 const LAZY_KEYS = [/^env\./, /^backup\.databases\[\d+\]\./, /^backup\.encrypt\.identity$/]
+
+/** Whether the variable of an `env:` value at this key may be unset when the config loads (LAZY_KEYS). */
+export const isLazyKey = (key: string): boolean => LAZY_KEYS.some(re => re.test(key))
 
 /** Key paths whose `env:` values are secrets (redacted everywhere). */
 const SECRET_PATHS = [
@@ -105,6 +112,8 @@ interface EnvScan {
   problems: string[]
   /** Key path -> the variable an `env:NAME` there names (and the path), for every one unset or empty. */
   missing: Map<string, { name: string; path: PropertyKey[] }>
+  /** Every `env:NAME` of the config, set or not. */
+  references: Unresolved[]
 }
 
 /**
@@ -122,6 +131,7 @@ function resolveEnvRefs(node: unknown, path: PropertyKey[], env: NodeJS.ProcessE
     }
     const name = m[1] as string
     const value = env[name]
+    scan.references.push({ key: where, variable: name })
     if (value === undefined || value === '') {
       scan.missing.set(where, { name, path })
       return ''
@@ -215,6 +225,8 @@ function applyOverrides(raw: Record<string, unknown>, o: Overrides): void {
     delete ssh.known_hosts
   }
   if (o.insecureSkipHostKeyCheck) ssh.insecure_skip_host_key_check = true
+  if (o.skipTest && raw.stages && typeof raw.stages === 'object')
+    delete (raw.stages as Record<string, unknown>).test
 }
 
 /**
@@ -252,7 +264,7 @@ export function validateConfig(
   env: NodeJS.ProcessEnv = process.env
 ): LoadedConfig {
   const baseDir = dirname(file)
-  const scan: EnvScan = { secrets: [], problems: [], missing: new Map() }
+  const scan: EnvScan = { secrets: [], problems: [], missing: new Map(), references: [] }
   const raw = structuredClone(parsed)
   applyOverrides(raw, overrides)
   const resolved = resolveEnvRefs(raw, [], env, scan) as Record<string, unknown>
@@ -369,7 +381,8 @@ export function validateConfig(
     hosts,
     auth,
     secrets: [...new Set(secrets.map(s => s.value))],
-    unresolved
+    unresolved,
+    references: scan.references
   }
 }
 
@@ -447,6 +460,31 @@ function commandNeeds(
   }
 }
 
+/** Why the command uses the value at a lazy key (LAZY_KEYS), or undefined when it does not. */
+function lazyReason(needs: CommandNeeds, key: string): string | undefined {
+  if (key.startsWith('env.')) return needs.env
+  if (key.startsWith('backup.databases[')) return needs.databases
+  if (key === 'backup.encrypt.identity') return needs.identity
+  return undefined
+}
+
+/**
+ * The environment variables a command reads for this config, in config order: every `env:NAME` outside the
+ * lazy keys (the config does not load without them), and those under lazy keys the command uses. A CI job
+ * must pass exactly these (examples/workflows and `init` are checked against it).
+ */
+export function variablesFor(
+  loaded: LoadedConfig,
+  command: string,
+  opts: { sub?: string; restore?: boolean; noDb?: boolean } = {}
+): string[] {
+  const needs = commandNeeds(loaded, command, opts)
+  const used = loaded.references.filter(
+    r => !LAZY_KEYS.some(re => re.test(r.key)) || lazyReason(needs, r.key)
+  )
+  return [...new Set(used.map(r => r.variable))]
+}
+
 /**
  * Refuses (exit 2, before anything connects) when a value the command uses names a variable that is not
  * set; the message names the key, the variable and the command. Other commands run without it.
@@ -458,16 +496,8 @@ export function requireEnv(
 ): void {
   const needs = commandNeeds(loaded, command, opts)
   const label = opts.sub && command === 'backups' ? `${command} ${opts.sub}` : command
-  const why = (key: string) =>
-    key.startsWith('env.')
-      ? needs.env
-      : key.startsWith('backup.databases[')
-        ? needs.databases
-        : key === 'backup.encrypt.identity'
-          ? needs.identity
-          : undefined
   const problems = loaded.unresolved.flatMap(u => {
-    const reason = why(u.key)
+    const reason = lazyReason(needs, u.key)
     return reason ? [`${missingVariable(u.key, u.variable)}: \`${label}\` needs it (${reason})`] : []
   })
   if (problems.length) throw configProblems(loaded.file, problems)
