@@ -92,7 +92,7 @@ describe('init --preset', () => {
     const raw = parseYaml(files.get('safe-deploy.yml') as string) as Record<string, unknown>
     const file = join(dir, 'safe-deploy.yml')
     const env = {
-      SSH_KEY: 'x'.repeat(8),
+      SSH_KEY: '-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n',
       KNOWN_HOSTS:
         'example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl'
     }
