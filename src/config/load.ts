@@ -454,7 +454,7 @@ function commandNeeds(
         identity: encrypted ? 'it decrypts the backup' : undefined
       }
     case 'backups':
-      return opts.sub === 'verify' ? { env: 'its checks on the host get env:' } : {}
+      return opts.sub === 'verify' || opts.sub === 'upload' ? { env: 'its checks on the host get env:' } : {}
     default:
       return {}
   }
