@@ -111,21 +111,47 @@ const webhook = z
   })
   .strict()
 
-/** One entry of `notify:`: one channel. */
-export const notifyChannelSchema = z.union([
-  z.object({ telegram }).strict(),
-  z.object({ slack }).strict(),
-  z.object({ discord }).strict(),
-  z.object({ teams }).strict(),
-  z.object({ webhook }).strict()
-])
+interface Channels {
+  telegram: typeof telegram
+  slack: typeof slack
+  discord: typeof discord
+  teams: typeof teams
+  webhook: typeof webhook
+}
+type Kind = keyof Channels
+
+/** One channel of `notify:`, as the code sees it: exactly one of the keys. */
+export type NotifyChannelConfig = {
+  [K in Kind]: { [P in K]: z.output<Channels[K]> }
+}[Kind]
+
+/**
+ * One entry of `notify:`: one channel, one key. An object of optional keys rather than a union, so that a
+ * mistake inside a channel is reported at its own key (`notify[0].telegram.on[0]`).
+ */
+export const notifyChannelSchema = z
+  .object({
+    telegram: telegram.optional(),
+    slack: slack.optional(),
+    discord: discord.optional(),
+    teams: teams.optional(),
+    webhook: webhook.optional()
+  })
+  .strict()
+  .superRefine((v, ctx) => {
+    const given = Object.keys(v).filter(k => v[k as Kind] !== undefined)
+    if (given.length !== 1)
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected one channel per entry (telegram, slack, discord, teams or webhook), got ${given.length ? given.join(', ') : 'none'}`
+      })
+  })
+  .transform(v => v as NotifyChannelConfig)
 
 export const notifySchema = z
   .array(notifyChannelSchema)
   .default([])
   .describe('Where to tell the team how a deploy or rollback went: telegram, slack, discord, teams, webhook')
-
-export type NotifyChannelConfig = z.output<typeof notifyChannelSchema>
 
 /** The values of a channel that are credentials however they were given: redacted everywhere. */
 export function notifySecrets(channels: readonly NotifyChannelConfig[]): { where: string; value: string }[] {

@@ -45,8 +45,8 @@ export const escapeHtml = (s: string) =>
 const escapeSlack = (s: string) =>
   s.replace(/[&<>]/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[c] ?? c)
 
-/** Discord markdown: a backslash before each character that formats. */
-const escapeDiscord = (s: string) => s.replace(/[\\*_~`|>[\]()#-]/g, c => `\\${c}`)
+/** Discord markdown: a backslash before each character that formats (`>`, `#`, `-` only at a line's start). */
+const escapeDiscord = (s: string) => s.replace(/[\\*_~`|[\]]/g, c => `\\${c}`).replace(/^([>#-])/gm, '\\$1')
 
 /** Per event: Discord embed colour (decimal RGB) and Teams' TextBlock colour. */
 const COLOR: Record<NotifyEvent, number> = {
