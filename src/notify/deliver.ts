@@ -75,12 +75,15 @@ export async function deliver(
         break
       }
     } catch (e) {
-      const cause = (e as { cause?: unknown }).cause
       const name = (e as { name?: string }).name
-      last =
-        name === 'TimeoutError' || name === 'AbortError'
-          ? 'no answer within the time limit'
-          : `${errorMessage(e)}${cause ? ` (${errorMessage(cause)})` : ''}`
+      if (name === 'TimeoutError' || name === 'AbortError') {
+        last = 'no answer within the time limit'
+        break
+      }
+      // fetch's own message is `fetch failed`; what failed is its cause (`connect ECONNREFUSED 127.0.0.1:443`)
+      const cause = (e as { cause?: unknown }).cause
+      const why = (cause as { message?: unknown } | undefined)?.message
+      last = typeof why === 'string' && why ? why : errorMessage(e)
     }
     if (attempt >= ATTEMPTS) break
     const pause = wait ?? BACKOFF_MS[attempt - 1] ?? 1500
