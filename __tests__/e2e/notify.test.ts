@@ -7,10 +7,11 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { createHmac } from 'node:crypto'
-import { readFileSync, readdirSync } from 'node:fs'
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fastShell, freePort, startSshd, stopAll, type SshHost } from './harness/sshd.js'
-import { expectExit, resultOf } from './harness/cliproc.js'
+import { fastShell, freePort, startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
+import { expectExit, resultOf, spawnCli } from './harness/cliproc.js'
+import { pausePoint } from './harness/pause.js'
 import { startStandIn, type StandIn } from './harness/notify-standin.js'
 import { currentOf, lastLog, project, stopApp, type Project } from './support.js'
 import { deliver } from '../../src/notify/deliver.js'
@@ -220,6 +221,43 @@ describe('a deploy tells the team', () => {
       `notification to telegram (success) failed: POST http://127.0.0.1:${closed}/bot***/sendMessage: connect ECONNREFUSED 127.0.0.1:${closed} (3 attempts); the deploy goes on`
     )
     expectNoSecrets(p, r)
+  })
+})
+
+describe('a cancelled run (SIGINT, as a cancelled CI job sends)', () => {
+  test('cancelled during verify: the run undoes the switch, then sends `rollback` (exit 4)', async () => {
+    const pause = pausePoint(tempDir('marks-'), 'verify')
+    const { p } = await setup('notify-cancel', url => [
+      { webhook: { url: `${url}/hooks/cancel`, secret: 'env:HOOK_SECRET', on: ['rollback', 'failure'] } }
+    ])
+    const cfg = readFileSync(p.configFile, 'utf8')
+    // a verify command that waits while the test sends SIGINT
+    writeFileSync(
+      p.configFile,
+      cfg.replace(/^verify:\n/m, `verify:\n  command: ${JSON.stringify(pause.shell)}\n`)
+    )
+    p.app({ version: '1.0.0' })
+    expectExit(await p.deploy(), 0)
+    p.app({ version: '2.0.0' })
+    pause.arm()
+    const proc = spawnCli(['deploy', '--json', '--config', p.configFile], p.env, p.dir)
+    await proc.line(/^== verify$/)
+    await pause.reached()
+    await proc.cancel()
+    pause.release()
+    const r = await proc.exited
+    expectExit(r, 4)
+    const hooks = sent('/hooks/cancel')
+    expect(hooks).toHaveLength(1)
+    expect(JSON.parse(hooks[0]!.body)).toMatchObject({
+      event: 'rollback',
+      status: 'rolled-back',
+      exit_code: 4,
+      error: { stage: 'verify' }
+    })
+    expect((JSON.parse(hooks[0]!.body) as { error: { message: string } }).error.message).toMatch(
+      /^interrupted/
+    )
   })
 })
 
