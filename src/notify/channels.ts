@@ -227,6 +227,7 @@ export function webhookBody(n: Notice): Record<string, unknown> {
       error: h.error ?? null
     })),
     duration_s: n.durationS ?? null,
+    stages: (n.stages ?? []).map(st => ({ name: st.name, status: st.status, duration_s: st.durationS })),
     backup: n.backupName ?? null,
     log_file: n.logFile ?? null,
     error: n.error ?? null,

@@ -30,6 +30,8 @@ export interface Notice {
   runUrl?: string
   hosts: NoticeHost[]
   durationS?: number
+  /** Each stage's (and undo's) status and seconds, as the result records them. */
+  stages?: { name: string; status: string; durationS: number }[]
   backupName?: string
   logFile?: string
   error?: { stage: string; host?: string; message: string }
@@ -124,6 +126,7 @@ export function finishNotice(run: NoticeRun, r: RunResult): Notice {
     runUrl: run.runUrl,
     hosts: hostsOf(r),
     durationS: r.durationS,
+    stages: r.stages.map(st => ({ name: st.name, status: st.status, durationS: st.duration_s })),
     backupName: r.backupName,
     logFile: r.logFile,
     error: r.error ? { ...r.error, message: clip(oneLine(r.error.message), 500) } : undefined,

@@ -40,7 +40,11 @@ const rolledBack: RunResult = {
     host: 'web-2',
     message: 'health check GET http://127.0.0.1:8080/health failed: <500>'
   },
-  stages: [],
+  stages: [
+    { name: 'preflight', status: 'ok', duration_s: 0.5 },
+    { name: 'verify', status: 'failed', duration_s: 30.25, host: 'web-2', error: 'health check' },
+    { name: 'switch', status: 'undone', duration_s: 1 }
+  ],
   hosts: ['web-1', 'web-2'],
   logFile: '/runner/safe-deploy-logs/deploy-20261201-103000.log',
   started: '2026-12-01T10:30:00.000Z',
@@ -409,6 +413,11 @@ test('webhook: the notice as JSON, signed with HMAC-SHA256 of the raw body, extr
       }
     ],
     duration_s: 42,
+    stages: [
+      { name: 'preflight', status: 'ok', duration_s: 0.5 },
+      { name: 'verify', status: 'failed', duration_s: 30.25 },
+      { name: 'switch', status: 'undone', duration_s: 1 }
+    ],
     backup: 'shop-20261201-103001.sql.gz',
     log_file: '/runner/safe-deploy-logs/deploy-20261201-103000.log',
     error: {
