@@ -5,6 +5,7 @@ import type { ZodError } from 'zod'
 import { configSchema, type Config } from './schema.js'
 import { ConfigError } from '../core/exit.js'
 import { databaseRollbackMode, migrationProblems } from './rules.js'
+import { notifySecrets } from './notify.js'
 import { checkBackupConfig } from '../backup-engines/plan.js'
 import { databaseSecrets } from '../backup-engines/connection.js'
 
@@ -94,7 +95,8 @@ const SECRET_PATHS = [
   /^ssh\.passphrase$/,
   /^env\./,
   /^backup\.databases\[\d+\]\.(url|password)$/,
-  /^backup\.encrypt\.identity$/
+  /^backup\.encrypt\.identity$/,
+  /^notify\[\d+\]\./
 ]
 
 function formatPath(path: readonly PropertyKey[]): string {
@@ -370,6 +372,8 @@ export function validateConfig(
     ...backupCheck.problems.filter(p => !waiting.some(w => p.startsWith(`${w}.`) || p.startsWith(`${w}:`)))
   )
   for (const value of backupCheck.secrets) secrets.push({ where: backupSecretKey(config, value), value })
+  // notification tokens and webhook URLs (their path is the credential), however they were given
+  secrets.push(...notifySecrets(config.notify))
   problems.push(...migrationProblems(config))
   problems.push(...shortSecretProblems(secrets))
   if (problems.length) throw configProblems(file, problems)

@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { parseDuration } from './duration.js'
 import { backupSchema } from '../backup-engines/config.js'
+import { notifySchema } from './notify.js'
 
 /** A duration such as `1s`, `500ms`, `10m`, or a number of seconds; parsed to milliseconds. */
 const duration = z
@@ -426,7 +427,8 @@ export const configSchema = z
       .object({ ttl: duration.default(1_800_000) })
       .strict()
       .default({ ttl: 1_800_000 }),
-    log_dir: z.string().min(1).default('safe-deploy-logs')
+    log_dir: z.string().min(1).default('safe-deploy-logs'),
+    notify: notifySchema
   })
   .strict()
 

@@ -165,6 +165,8 @@ export interface RunSpec {
   plan: (ctx: RunContext) => RunPlan
   /** Saves progress for the Action's post step (deploy, rollback). */
   progress?: boolean
+  /** The command's own subscribers (a deploy's notifications), told after the request's. */
+  subscribers?: (ctx: RunContext) => RunSubscriber[]
 }
 
 /**
@@ -197,8 +199,14 @@ export async function runLifecycle(req: RunRequest, spec: RunSpec): Promise<RunR
   const ctx = newContext(req, command, started)
   ctx.onLock = req.onLock
   const redact = (t: string) => ctx.log.redactor.redact(t)
-  const events = new RunEvents([reportFile(ctx), stageGroups(req.reporter), ...(req.subscribers ?? [])], m =>
-    ctx.log.warn(m)
+  const events = new RunEvents(
+    [
+      reportFile(ctx),
+      stageGroups(req.reporter),
+      ...(req.subscribers ?? []),
+      ...(spec.subscribers?.(ctx) ?? [])
+    ],
+    m => ctx.log.warn(m)
   )
   ctx.log.setStage('start')
   ctx.log.info(`safe-deploy ${spec.intro(ctx)}`)

@@ -37,10 +37,20 @@ import { hookEnv } from '../host/env.js'
 import { backupsOn } from '../config/rules.js'
 import { inRelease } from '../commands/release.js'
 import type { HostSession } from '../host/context.js'
+import { notifications } from '../notify/index.js'
 
-/** A deploy or rollback through the one run lifecycle (src/engine/lifecycle.ts), saving its progress. */
+/**
+ * A deploy or rollback through the one run lifecycle (src/engine/lifecycle.ts), saving its progress, telling
+ * the team (`notify:`, src/notify/).
+ */
 const execute = (req: RunRequest, command: 'deploy' | 'rollback', plan: (ctx: RunContext) => RunPlan) =>
-  runLifecycle(req, { command, intro: introOf(command), progress: true, plan })
+  runLifecycle(req, {
+    command,
+    intro: introOf(command),
+    progress: true,
+    plan,
+    subscribers: ctx => notifications(ctx, command)
+  })
 
 /** `deploy of shop to web-1, web-2 (/srv/shop) by octocat`: the first line of a deploy's or rollback's log. */
 const introOf = (command: 'deploy' | 'rollback') => (ctx: RunContext) =>
