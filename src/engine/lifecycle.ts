@@ -41,6 +41,8 @@ export interface RunRequest {
   now?: Date
   /** Told the run's events (src/engine/events.ts), after the JSON report; a subscriber never fails the run. */
   subscribers?: readonly RunSubscriber[]
+  /** `--wait-lock`: wait up to this long for a lock another run holds (default: refuse at once). */
+  waitLockMs?: number
 }
 
 export function newContext(req: RunRequest, command: string, started: Date, logFile = true): RunContext {
@@ -55,7 +57,8 @@ export function newContext(req: RunRequest, command: string, started: Date, logF
     actor: req.actor ?? localActor(),
     sessions: [],
     verbose: !!req.verbose,
-    startedAt: started
+    startedAt: started,
+    ...(req.waitLockMs ? { waitLockMs: req.waitLockMs } : {})
   }
 }
 

@@ -55,6 +55,8 @@ export interface RunContext {
   startedAt: Date
   /** Set when we hold the lock on the primary. */
   lock?: LockOwnerFields
+  /** `--wait-lock`: how long to wait for a lock another run holds before giving up (default: not at all). */
+  waitLockMs?: number
   /** Told when the lock is taken, so an Action post step can release it after a cancel. */
   onLock?: (token: string | undefined) => void
   /** Saves the run's progress as it goes (the Action), for its post step to finish a killed run. */

@@ -135,6 +135,9 @@ async function removeUnfinished(ctx: RunContext, s: HostSession): Promise<void> 
   )
 }
 
+/** How often `--wait-lock` looks at a held lock again. */
+const LOCK_POLL_MS = 2000
+
 async function takeLock(ctx: RunContext, command: string): Promise<void> {
   const primary = primaryOf(ctx)
   const owner = {
@@ -146,17 +149,38 @@ async function takeLock(ctx: RunContext, command: string): Promise<void> {
     token: randomBytes(12).toString('hex')
   }
   const ttl = Math.ceil(ctx.config.lock.ttl / 1000)
-  const r = await runOn(ctx, primary, acquireLock(primary.layout, owner, ttl), { stage: 'preflight' })
-  const kv = parseKeyValues(r.stdout)
-  const state = kv.get('STATE')?.[0]
-  const holder = kv.get('OWNER')?.[0]
+  const t0 = Date.now()
+  const wait = ctx.waitLockMs ?? 0
+  let waited: string | undefined
+  let r, kv, state, holder
+  for (;;) {
+    r = await runOn(ctx, primary, acquireLock(primary.layout, owner, ttl), { stage: 'preflight' })
+    kv = parseKeyValues(r.stdout)
+    state = kv.get('STATE')?.[0]
+    holder = kv.get('OWNER')?.[0]
+    if (state !== 'held' || Date.now() - t0 >= wait || ctx.signal.aborted) break
+    // --wait-lock: another run holds it; look again every few seconds until it is free or the wait is over
+    if (waited !== holder) {
+      ctx.log.info(
+        `waiting up to ${Math.round(wait / 1000)} s for the lock held by ${describeOwner(holder)}`,
+        primary.host.name
+      )
+      waited = holder
+    }
+    await sleep(Math.min(LOCK_POLL_MS, Math.max(0, wait - (Date.now() - t0))), ctx.signal).catch(
+      () => undefined
+    )
+  }
   if (state === 'held') {
+    const after = wait ? ` (waited ${Math.round((Date.now() - t0) / 1000)} s with --wait-lock)` : ''
     throw new StageError(
       'preflight',
-      `another deploy holds the lock on ${primary.host.name}: ${describeOwner(holder)}. Wait for it to finish; if that run is dead, run \`safe-deploy lock release\``,
+      `another deploy holds the lock on ${primary.host.name}: ${describeOwner(holder)}${after}. Wait for it to finish; if that run is dead, run \`safe-deploy lock release\``,
       primary.host.name
     )
   }
+  if (waited)
+    ctx.log.info(`the lock is free after ${Math.round((Date.now() - t0) / 1000)} s`, primary.host.name)
   if (state !== 'acquired' && state !== 'taken-over') {
     throw new StageError(
       'preflight',

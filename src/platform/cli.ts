@@ -6,6 +6,7 @@ import pkg from '../../package.json' with { type: 'json' }
 import { loadConfig, requireEnv, type Overrides } from '../config/load.js'
 import { ConfigError, ExitCode } from '../core/exit.js'
 import { parseReleaseId } from '../release/id.js'
+import { parseDuration } from '../config/duration.js'
 import { parseBackupName } from '../backup-engines/name.js'
 import { deploy, listReleaseState, newContext, planRollback, rollback } from '../flows/deploy.js'
 import { forceReleaseLock, getLock, getStatus } from '../flows/status.js'
@@ -45,6 +46,7 @@ options:
       --key-file FILE    private key file        --known-hosts-file FILE
       --to RELEASE       rollback target
       --skip-test        deploy: run no stages.test (the tests ran in an earlier CI job)
+      --wait-lock DUR    wait up to DUR (90s, 5m) for a lock another run holds, instead of failing
       --restore BACKUP   rollback: restore this backup for the database (its name: see backups list)
       --no-db            rollback: leave the database as it is
       --yes              confirm restore / backups prune / a rollback's down command without backups
@@ -162,6 +164,7 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
         protect: { type: 'boolean', default: false },
         out: { type: 'string' },
         'skip-test': { type: 'boolean', default: false },
+        'wait-lock': { type: 'string' },
         preset: { type: 'string' },
         ci: { type: 'string', default: 'github' },
         dir: { type: 'string', default: '.' },
@@ -214,6 +217,11 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     if (backupArgs) checkBackupArgs(backupArgs)
     else if (o.keep || o.protect)
       throw new ConfigError(`--keep (--protect) is for \`backup\`, not \`${command}\``)
+    const waitLockMs = o['wait-lock'] === undefined ? undefined : parseDuration(o['wait-lock'])
+    if (waitLockMs === undefined && o['wait-lock'] !== undefined)
+      throw new ConfigError(
+        `--wait-lock: expected a duration such as 90s or 5m, got ${JSON.stringify(o['wait-lock'])}`
+      )
     const to = o.to === undefined ? undefined : parseReleaseId(o.to, '--to')
     if (o.restore !== undefined && o['no-db'])
       throw new ConfigError('rollback: give --restore NAME or --no-db, not both')
@@ -237,6 +245,7 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
       signal: io.signal,
       verbose: o.verbose,
       actor: defaultActor(io.env),
+      waitLockMs,
       // what a run that changes a host says when it ends
       subscribers: [terminalResult(io, o.json), ...(o.dotenv ? [dotenvFile(o.dotenv)] : [])]
     }
