@@ -57,7 +57,7 @@ export function parseInputs(get: (name: string) => string): PlatformInputs {
       path: get('path') || undefined,
       privateKey: get('private-key') || undefined,
       knownHosts: get('known-hosts') || undefined,
-      skipTest: /^(true|1|yes)$/i.test(get('skip-test'))
+      ...(/^(true|1|yes)$/i.test(get('skip-test')) ? { skipTest: true } : {})
     },
     to: to ? parseReleaseId(to, 'input to') : undefined,
     restore: restore ? parseBackupName(restore, undefined, 'input restore') : undefined,
