@@ -293,7 +293,8 @@ export async function planRollback(
 export async function listReleaseState(req: RunRequest) {
   const ctx = newContext(req, 'releases', new Date(), false)
   try {
-    await connectAll(ctx)
+    // every selected host: one out of reach is listed as such (`error`)
+    await connectAll(ctx, { tolerate: true })
     const primary = primaryOf(ctx)
     const history = parseHistory(
       (await runOn(ctx, primary, readHistory(primary.layout), { stage: 'releases' })).stdout
@@ -304,8 +305,12 @@ export async function listReleaseState(req: RunRequest) {
         host: s.host.name,
         current: kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined,
         releases: (kv.get('RELEASE') ?? []).sort()
-      }
+      } as { host: string; current?: string; releases: string[]; error?: string }
     })
+    const down = (ctx.unreachable ?? []).filter(u => u.host !== ctx.loaded.lockHost)
+    hosts.push(...down.map(u => ({ host: u.host.name, releases: [], error: u.error })))
+    const order = ctx.loaded.hosts.map(h => h.name)
+    hosts.sort((a, b) => order.indexOf(a.host) - order.indexOf(b.host))
     return { hosts, history }
   } finally {
     await closeAll(ctx)

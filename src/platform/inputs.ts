@@ -43,6 +43,9 @@ export function parseInputs(get: (name: string) => string): PlatformInputs {
     config: get('config') || 'safe-deploy.yml',
     overrides: {
       host: get('host') || undefined,
+      hosts: get('hosts') || undefined,
+      roles: get('roles') || undefined,
+      skipUnreachable: /^(true|1|yes)$/i.test(get('skip-unreachable')) || undefined,
       port,
       user: get('user') || undefined,
       path: get('path') || undefined,
