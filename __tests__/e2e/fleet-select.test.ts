@@ -16,7 +16,9 @@ let web2: SshHost
 let worker: SshHost
 
 beforeAll(async () => {
-  ;[web1, web2, worker] = await Promise.all([1, 2, 3].map(() => startSshd({ extraConfig: fastShell() })))
+  web1 = await startSshd({ extraConfig: fastShell() })
+  web2 = await startSshd({ extraConfig: fastShell() })
+  worker = await startSshd({ extraConfig: fastShell() })
   // one client key for every host, as in production
   for (const h of [web2, worker])
     h.run(`cat ${q(`${web1.privateKeyFile}.pub`)} >> ${q(join(h.dir, 'etc', 'authorized_keys'))}`)

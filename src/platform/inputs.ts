@@ -38,6 +38,9 @@ export function parseInputs(get: (name: string) => string): PlatformInputs {
   const restore = get('restore')
   const noDb = /^(true|1|yes)$/i.test(get('no-db'))
   if (restore && noDb) throw new ConfigError('inputs restore and no-db: give one, not both')
+  const skipUnreachable = /^(true|1|yes)$/i.test(get('skip-unreachable'))
+  if (skipUnreachable && command !== 'deploy')
+    throw new ConfigError(`input skip-unreachable: only for command deploy, not ${command}`)
   return {
     command: command as PlatformInputs['command'],
     config: get('config') || 'safe-deploy.yml',
@@ -45,7 +48,7 @@ export function parseInputs(get: (name: string) => string): PlatformInputs {
       host: get('host') || undefined,
       hosts: get('hosts') || undefined,
       roles: get('roles') || undefined,
-      skipUnreachable: /^(true|1|yes)$/i.test(get('skip-unreachable')) || undefined,
+      skipUnreachable: skipUnreachable || undefined,
       port,
       user: get('user') || undefined,
       path: get('path') || undefined,

@@ -85,3 +85,16 @@ describe('--hosts and --roles select hosts of the config', () => {
     expect(load({}).skipUnreachable).toBeUndefined()
   })
 })
+
+describe('the Action inputs hosts, roles, skip-unreachable', () => {
+  test('become the same overrides as the CLI flags; skip-unreachable is for deploy only', async () => {
+    const { parseInputs } = await import('../../../src/platform/inputs.js')
+    const from = (v: Record<string, string>) => (name: string) => v[name] ?? ''
+    expect(
+      parseInputs(from({ hosts: 'web-1', roles: 'web', 'skip-unreachable': 'true' })).overrides
+    ).toMatchObject({ hosts: 'web-1', roles: 'web', skipUnreachable: true })
+    expect(() => parseInputs(from({ command: 'rollback', 'skip-unreachable': 'true' }))).toThrow(
+      'input skip-unreachable: only for command deploy, not rollback'
+    )
+  })
+})
