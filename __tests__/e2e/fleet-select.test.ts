@@ -9,7 +9,17 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fastShell, startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
 import { pausePoint } from './harness/pause.js'
-import { currentOf, historyOf, lastLog, lockExists, project, q, releasesOf, type Project } from './support.js'
+import {
+  cli,
+  currentOf,
+  historyOf,
+  lastLog,
+  lockExists,
+  project,
+  q,
+  releasesOf,
+  type Project
+} from './support.js'
 
 let web1: SshHost
 let web2: SshHost
@@ -150,6 +160,27 @@ describe('--hosts and --roles select hosts of the config', () => {
     // now free: the second goes through
     expect((await p.deploy(['--hosts', 'web-2'])).code).toBe(0)
     expect(deployed(roots['web-2'])).toBe(true)
+  })
+})
+
+describe('--skip-unreachable skips only hosts out of reach', () => {
+  test("a host whose key does not match known_hosts stops the run, skip or not: that is not 'unreachable'", async () => {
+    const { p, roots } = await fleet('hostkey')
+    // known_hosts without worker-1's key, and a key of another host in its place
+    const knownHosts = [web1, web2]
+      .map(h => h.knownHostsLine)
+      .concat(
+        web1.knownHostsLine.replace(`[${web1.address}]:${web1.port}`, `[${worker.address}]:${worker.port}`)
+      )
+      .join('\n')
+    const r = await cli(['deploy', '--skip-unreachable', '--config', p.configFile], {
+      ...p.env,
+      KNOWN_HOSTS: knownHosts
+    })
+    expect(r.code).toBe(3)
+    expect(r.stderr).toMatch(/DEPLOYMENT FAILED at preflight on worker-1: .*host key/i)
+    expect(r.stderr).not.toContain('SKIPPED')
+    for (const root of Object.values(roots)) expect(releasesOf(root)).toEqual([])
   })
 })
 

@@ -6,7 +6,7 @@ import { Layout } from '../commands/layout.js'
 import { END_OF_SCRIPT, REMOTE_SHELL, withEnv, type RemoteCommand } from '../commands/command.js'
 import type { ExecResult, Transport } from '../transport/types.js'
 import { LocalTransport } from '../transport/local.js'
-import { SshTransport } from '../transport/ssh.js'
+import { SshTransport, isUnreachable } from '../transport/ssh.js'
 import type { DeployLog } from '../report/log.js'
 import type { LockOwnerFields } from '../commands/lock.js'
 import { StageError, errorMessage } from '../core/errors.js'
@@ -126,7 +126,8 @@ export interface ConnectOptions {
 /**
  * Connects to every host in parallel (and to the lock host, when the selection left the primary out). A host
  * that cannot be reached stops the run (every other connection closed), unless `loaded.skipUnreachable` (a
- * host other than the primary and the lock host is then left out, loudly: `ctx.unreachable`) or `tolerate`.
+ * host other than the primary and the lock host that cannot be reached, not one with a wrong host key or
+ * refused credentials, is then left out, loudly: `ctx.unreachable`) or `tolerate`.
  */
 export async function connectAll(ctx: RunContext, opts: ConnectOptions = {}): Promise<void> {
   const { loaded } = ctx
@@ -143,7 +144,11 @@ export async function connectAll(ctx: RunContext, opts: ConnectOptions = {}): Pr
   results.forEach((r, i) => {
     const host = all[i] as ResolvedHost
     if (r.status === 'fulfilled') sessions.push(r.value)
-    else if (opts.tolerate || (loaded.skipUnreachable && !host.primary && host !== loaded.lockHost))
+    else if (
+      opts.tolerate ||
+      // a wrong host key or refused credentials is not "unreachable": it stops the run
+      (loaded.skipUnreachable && !host.primary && host !== loaded.lockHost && isUnreachable(r.reason))
+    )
       unreachable.push({ host, error: errorMessage(r.reason) })
     else fatal ??= { host, reason: r.reason }
   })
