@@ -236,7 +236,7 @@ describe('an unreachable host (these tests stop sshd: they run last)', () => {
     expect(st.stdout).toMatch(/^web-1: current /m)
     expect(st.stdout).toMatch(/^web-2: current /m)
     expect(st.stdout).toMatch(/^worker-1: UNREACHABLE .*ECONNREFUSED/m)
-    expect(st.stdout).toContain('lock (on the primary web-1, for the whole fleet): free')
+    expect(st.stdout).toContain('lock: free (on the primary web-1: one lock for the whole fleet)')
 
     const rel = await p.run(['releases'])
     expect(rel.code).toBe(3)
@@ -254,7 +254,7 @@ describe('an unreachable host (these tests stop sshd: they run last)', () => {
 
     const lock = await p.run(['lock', 'status', '--hosts', 'web-2'])
     expect(lock.code).toBe(0)
-    expect(lock.stdout).toContain('lock on web-1 (the primary; one lock for the whole fleet): free')
+    expect(lock.stdout).toContain('lock on web-1: free (on the primary web-1: one lock for the whole fleet)')
 
     // the primary is never skipped
     await web1.stop()

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import pkg from '../../package.json' with { type: 'json' }
-import { loadConfig, requireEnv, type Overrides } from '../config/load.js'
+import { loadConfig, requireEnv, type LoadedConfig, type Overrides } from '../config/load.js'
 import { ConfigError, ExitCode } from '../core/exit.js'
 import { parseReleaseId } from '../release/id.js'
 import { parseBackupName } from '../backup-engines/name.js'
@@ -276,9 +276,7 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
           io.stdout.write(
             `database ${d.label} (${d.engine}): ${d.bytes !== undefined ? `${(d.bytes / 1024 / 1024).toFixed(1)} MiB` : `size unknown: ${d.error ?? '?'}`}\n`
           )
-        io.stdout.write(
-          `lock (on the primary ${st.lock.host}, for the whole fleet): ${describeLock(st.lock)}\n`
-        )
+        io.stdout.write(`lock: ${describeLock(st.lock)}${fleetLock(loaded, st.lock.host)}\n`)
       }
       return st.hosts.some(h => h.error || h.healthy === false) || st.lock.state === 'unknown'
         ? ExitCode.failedNothingChanged
@@ -288,9 +286,7 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     const info = sub === 'status' ? await getLock(ctx) : await forceReleaseLock(ctx)
     if (o.json) io.stdout.write(JSON.stringify(info, null, 2) + '\n')
     else if (sub === 'status')
-      io.stdout.write(
-        `lock on ${info.host} (the primary; one lock for the whole fleet): ${describeLock(info)}\n`
-      )
+      io.stdout.write(`lock on ${info.host}: ${describeLock(info)}${fleetLock(loaded, info.host)}\n`)
     else
       io.stdout.write(
         info.state === 'free'
@@ -306,6 +302,13 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     io.stderr.write(`safe-deploy ${command}: ${errorMessage(e)}\n`)
     return ExitCode.failedNothingChanged
   }
+}
+
+/** For a fleet: where the one lock lives. */
+function fleetLock(loaded: LoadedConfig, host: string): string {
+  return loaded.hosts.length > 1 || loaded.lockHost
+    ? ` (on the primary ${host}: one lock for the whole fleet)`
+    : ''
 }
 
 function describeOwner(
