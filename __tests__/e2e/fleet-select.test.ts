@@ -119,6 +119,23 @@ describe('--hosts and --roles select hosts of the config', () => {
     expect(releasesOf(roots['web-1'])).toEqual([])
   })
 
+  test('a selection without the primary: the migration runs once, on the first selected host, in its new release', async () => {
+    const marks = tempDir('migrated-')
+    const { p, roots } = await fleet('migrate', {
+      stages: {
+        build: 'echo built > BUILD_OK',
+        restart: 'pwd > RESTARTED_IN',
+        migrate: `pwd >> ${q(join(marks, 'migrated'))}`
+      }
+    })
+    const r = await p.deploy(['--hosts', 'web-2,worker-1'])
+    expect(r.code).toBe(0)
+    const ran = readFileSync(join(marks, 'migrated'), 'utf8').trim().split('\n')
+    expect(ran).toEqual([`${roots['web-2']}/releases/${currentOf(roots['web-2'])?.replace('releases/', '')}`])
+    expect(releasesOf(roots['web-1'])).toEqual([])
+    expect(historyOf(roots['web-2'])).toMatchObject([{ status: 'success', hosts: ['web-2', 'worker-1'] }])
+  })
+
   test('an unknown role or host is exit 2 before anything connects, listing the known ones', async () => {
     const { p, roots } = await fleet('unknown')
     const r = await p.deploy(['--roles', 'db'])
