@@ -130,6 +130,9 @@ describe('--hosts and --roles select hosts of the config', () => {
     })
     const r = await p.deploy(['--hosts', 'web-2,worker-1'])
     expect(r.code).toBe(0)
+    // two hosts: the per-host table on the terminal, after the stages
+    expect(r.stderr).toMatch(/^ {2}host +roles +release before → after +stage +time +result +error$/m)
+    expect(r.stderr).toMatch(/^ {2}worker-1 +worker +\(none\) → \d{8}T\d{6}Z-\S+ +\S+ +\d+\.\d s +ok$/m)
     const ran = readFileSync(join(marks, 'migrated'), 'utf8').trim().split('\n')
     expect(ran).toEqual([`${roots['web-2']}/releases/${currentOf(roots['web-2'])?.replace('releases/', '')}`])
     expect(releasesOf(roots['web-1'])).toEqual([])
