@@ -14,7 +14,7 @@ import {
 import { LocalTransport } from '../transport/local.js'
 import { sh } from '../commands/quote.js'
 import { parseHistory, releasesToPrune, unfinishedReleases } from '../release/history.js'
-import { connectAll, primaryOf, runOn, type HostSession, type RunContext } from '../host/context.js'
+import { connectAll, lockSessionOf, runOn, type HostSession, type RunContext } from '../host/context.js'
 import { StageError, errorMessage } from '../core/errors.js'
 import { hookEnv } from '../host/env.js'
 import { hasChecks, httpChecks, scanLogs, sleep, stoppedAnswering, verifyHost } from './checks.js'
@@ -139,7 +139,8 @@ async function removeUnfinished(ctx: RunContext, s: HostSession): Promise<void> 
 const LOCK_POLL_MS = 2000
 
 async function takeLock(ctx: RunContext, command: string): Promise<void> {
-  const primary = primaryOf(ctx)
+  // the lock is global: on the config's primary, also when the selection left it out
+  const primary = lockSessionOf(ctx)
   const owner = {
     who: ctx.actor.who,
     run: ctx.actor.run,

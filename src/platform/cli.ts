@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pkg from '../../package.json' with { type: 'json' }
-import { loadConfig, requireEnv, type Overrides } from '../config/load.js'
+import { loadConfig, requireEnv, type LoadedConfig, type Overrides } from '../config/load.js'
 import { ConfigError, ExitCode } from '../core/exit.js'
 import { parseReleaseId } from '../release/id.js'
 import { parseDuration } from '../config/duration.js'
@@ -16,6 +16,7 @@ import { errorMessage } from '../core/errors.js'
 import { defaultActor } from './actor.js'
 import { terminalReporter } from './terminal.js'
 import { writeDotenv } from './outputs.js'
+import { hostTable } from '../report/hosts.js'
 import { BACKUP_COMMANDS, BACKUP_USAGE, checkBackupArgs, runBackupCli } from '../flows/backup.js'
 import { PRESETS, findExamplesDir, initProject } from './init.js'
 
@@ -28,7 +29,7 @@ commands:
                          what it would do (target, database step, switch) and changes nothing
   releases               list releases on each host, which is current, and which are marked bad
   status                 current release, health, disk and lock on each host
-  lock status            who holds the deploy lock
+  lock status            who holds the deploy lock (one for the fleet, on the primary)
   lock release           remove the deploy lock (when the run that held it is dead)
   plan                   print every command a deploy would run on each host; runs nothing
   plan rollback          what a rollback would do (same as rollback --dry-run); read-only
@@ -40,7 +41,11 @@ options:
   -c, --config FILE      config file (default: safe-deploy.yml)
       --json             print the result as JSON on stdout (progress goes to stderr)
       --dotenv FILE      also write the outputs as SAFE_DEPLOY_*=value lines (GitLab dotenv reports)
-      --host H[,H]       only these hosts of the config (by name or address; each keeps its settings)
+      --hosts H[,H]      only these hosts of the config (by name or address; each keeps its settings);
+                         --host is another name for it
+      --roles R[,R]      only the hosts with one of these roles (with --hosts: hosts matching both)
+      --skip-unreachable deploy to the hosts that can be reached, leaving the others out (loudly);
+                         never the primary. Default: one unreachable host stops the run (exit 3)
       --port N           override the SSH port
       --user NAME        override the SSH user   --path DIR    override the deploy root
       --key-file FILE    private key file        --known-hosts-file FILE
@@ -96,6 +101,11 @@ function terminalResult(io: CliIO, json: boolean): RunSubscriber {
         io.stderr.write(
           `  ${s.name.padEnd(14)} ${s.status.padEnd(11)} ${s.duration_s.toFixed(1).padStart(6)} s${s.error ? `  ${s.error.split('\n')[0]}` : ''}\n`
         )
+      // the per-host report, for a run with more than one host
+      if ((r.hostResults?.length ?? 0) > 1) {
+        io.stderr.write('\n')
+        for (const line of hostTable(r.hostResults ?? [])) io.stderr.write(`  ${line}\n`)
+      }
     }
     io.stderr.write(`\n${r.verdict}\n`)
     if (r.logFile) io.stderr.write(`log: ${r.logFile}\n${r.reportFile ? `report: ${r.reportFile}\n` : ''}`)
@@ -147,6 +157,9 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
         json: { type: 'boolean', default: false },
         dotenv: { type: 'string' },
         host: { type: 'string' },
+        hosts: { type: 'string' },
+        roles: { type: 'string' },
+        'skip-unreachable': { type: 'boolean', default: false },
         port: { type: 'string' },
         user: { type: 'string' },
         path: { type: 'string' },
@@ -226,8 +239,15 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     if (o.restore !== undefined && o['no-db'])
       throw new ConfigError('rollback: give --restore NAME or --no-db, not both')
     const restore = o.restore === undefined ? undefined : parseBackupName(o.restore, undefined, '--restore')
+    if (o['skip-unreachable'] && command !== 'deploy')
+      throw new ConfigError(
+        `--skip-unreachable: only for deploy (\`${command}\` ${['status', 'releases'].includes(command) ? 'shows every unreachable host anyway' : 'needs every host'})`
+      )
     const overrides: Overrides = {
       host: o.host,
+      hosts: o.hosts,
+      roles: o.roles,
+      skipUnreachable: o['skip-unreachable'] || undefined,
       port,
       user: o.user,
       path: o.path,
@@ -272,6 +292,10 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
       else {
         for (const h of state.hosts) {
           io.stdout.write(`${h.host}:\n`)
+          if (h.error) {
+            io.stdout.write(`  UNREACHABLE: ${h.error}\n`)
+            continue
+          }
           if (!h.details.length) io.stdout.write('  (no releases)\n')
           for (const d of h.details) {
             const marks = [
@@ -283,14 +307,16 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
           }
         }
       }
-      return 0
+      return state.hosts.some(h => h.error) ? ExitCode.failedNothingChanged : 0
     }
     if (command === 'status') {
       const st = await getStatus(ctx)
       if (o.json) io.stdout.write(JSON.stringify(st, null, 2) + '\n')
       else {
         for (const h of st.hosts) {
-          if (h.error) io.stdout.write(`${h.host}: ERROR ${h.error}\n`)
+          if (h.unreachable)
+            io.stdout.write(`${h.host}: UNREACHABLE ${h.error?.replace(/^unreachable: /, '')}\n`)
+          else if (h.error) io.stdout.write(`${h.host}: ERROR ${h.error}\n`)
           else
             io.stdout.write(
               `${h.host}: current ${h.current ?? '(none)'}, ${h.releases} release(s), ${h.health ?? 'no checks configured'}, ${h.freeMb} MB free, ${h.usedMb} MB used\n`
@@ -300,14 +326,17 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
           io.stdout.write(
             `database ${d.label} (${d.engine}): ${d.bytes !== undefined ? `${(d.bytes / 1024 / 1024).toFixed(1)} MiB` : `size unknown: ${d.error ?? '?'}`}\n`
           )
-        io.stdout.write(`lock: ${describeLock(st.lock)}\n`)
+        io.stdout.write(`lock: ${describeLock(st.lock)}${fleetLock(loaded, st.lock.host)}\n`)
       }
-      return st.hosts.some(h => h.error || h.healthy === false) ? ExitCode.failedNothingChanged : 0
+      return st.hosts.some(h => h.error || h.healthy === false) || st.lock.state === 'unknown'
+        ? ExitCode.failedNothingChanged
+        : 0
     }
     // lock
     const info = sub === 'status' ? await getLock(ctx) : await forceReleaseLock(ctx)
     if (o.json) io.stdout.write(JSON.stringify(info, null, 2) + '\n')
-    else if (sub === 'status') io.stdout.write(`lock on ${info.host}: ${describeLock(info)}\n`)
+    else if (sub === 'status')
+      io.stdout.write(`lock on ${info.host}: ${describeLock(info)}${fleetLock(loaded, info.host)}\n`)
     else
       io.stdout.write(
         info.state === 'free'
@@ -325,6 +354,13 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
   }
 }
 
+/** For a fleet: where the one lock lives. */
+function fleetLock(loaded: LoadedConfig, host: string): string {
+  return loaded.hosts.length > 1 || loaded.lockHost
+    ? ` (on the primary ${host}: one lock for the whole fleet)`
+    : ''
+}
+
 function describeOwner(
   o: { who?: string; run?: string; started?: string; expires?: string; command?: string } | undefined
 ): string {
@@ -332,7 +368,12 @@ function describeOwner(
   return `${o.who ?? 'unknown'}${o.run ? ` (${o.run})` : ''}, ${o.command ?? '?'} since ${o.started ?? '?'}, expires ${o.expires ?? '?'}`
 }
 
-function describeLock(l: { state: string; owner?: Parameters<typeof describeOwner>[0] }): string {
+function describeLock(l: {
+  state: string
+  owner?: Parameters<typeof describeOwner>[0]
+  error?: string
+}): string {
   if (l.state === 'free') return 'free'
+  if (l.state === 'unknown') return `UNKNOWN: ${l.error ?? 'the primary cannot be reached'}`
   return `${l.state === 'expired' ? 'EXPIRED, ' : ''}held by ${describeOwner(l.owner)}`
 }

@@ -47,11 +47,17 @@ export function parseInputs(get: (name: string) => string): PlatformInputs {
     throw new ConfigError(
       `input wait-lock: expected a duration such as 90s or 5m, got ${JSON.stringify(waitText)}`
     )
+  const skipUnreachable = /^(true|1|yes)$/i.test(get('skip-unreachable'))
+  if (skipUnreachable && command !== 'deploy')
+    throw new ConfigError(`input skip-unreachable: only for command deploy, not ${command}`)
   return {
     command: command as PlatformInputs['command'],
     config: get('config') || 'safe-deploy.yml',
     overrides: {
       host: get('host') || undefined,
+      hosts: get('hosts') || undefined,
+      roles: get('roles') || undefined,
+      skipUnreachable: skipUnreachable || undefined,
       port,
       user: get('user') || undefined,
       path: get('path') || undefined,
