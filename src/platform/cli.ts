@@ -8,6 +8,8 @@ import { badReleases } from '../release/history.js'
 import { deploy, listReleaseState, newContext, planRollback, rollback } from '../flows/deploy.js'
 import { forceReleaseLock, getLock, getStatus } from '../flows/status.js'
 import { planDeploy } from '../flows/plan.js'
+import { showLogs } from '../flows/logs.js'
+import { parseDuration } from '../config/duration.js'
 import { onEvent, type RunSubscriber } from '../engine/events.js'
 import { errorMessage } from '../core/errors.js'
 import { defaultActor } from './actor.js'
@@ -24,6 +26,9 @@ commands:
                          what it would do (target, database step, switch) and changes nothing
   releases               list releases on each host, which is current, and which are marked bad
   status                 current release, health, disk and lock on each host
+  logs [--since 1h] [--lines N] [--follow]
+                         the app's logs on each host (logs.command), lines prefixed by host;
+                         --follow streams until Ctrl-C; read-only
   lock status            who holds the deploy lock
   lock release           remove the deploy lock (when the run that held it is dead)
   plan                   print every command a deploy would run on each host; runs nothing
@@ -34,7 +39,10 @@ options:
   -c, --config FILE      config file (default: safe-deploy.yml)
       --json             print the result as JSON on stdout (progress goes to stderr)
       --dotenv FILE      also write the outputs as SAFE_DEPLOY_*=value lines (GitLab dotenv reports)
-      --host H[,H]       only these hosts of the config (by name or address; each keeps its settings)
+      --host H[,H]       only these hosts of the config (by name or address; each keeps its settings);
+                         --hosts is the same
+      --since DURATION   logs: since this long ago (default 10m)   --lines N  logs: at most N (default 100)
+      --follow           logs: keep streaming until Ctrl-C
       --port N           override the SSH port
       --user NAME        override the SSH user   --path DIR    override the deploy root
       --key-file FILE    private key file        --known-hosts-file FILE
@@ -108,6 +116,10 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
         json: { type: 'boolean', default: false },
         dotenv: { type: 'string' },
         host: { type: 'string' },
+        hosts: { type: 'string' },
+        since: { type: 'string' },
+        lines: { type: 'string' },
+        follow: { type: 'boolean', default: false },
         port: { type: 'string' },
         user: { type: 'string' },
         path: { type: 'string' },
@@ -140,7 +152,7 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     io.stdout.write(`${USAGE}\n`)
     return o.help ? 0 : ExitCode.badInput
   }
-  const known = ['deploy', 'rollback', 'releases', 'status', 'lock', 'plan', ...BACKUP_COMMANDS]
+  const known = ['deploy', 'rollback', 'releases', 'status', 'logs', 'lock', 'plan', ...BACKUP_COMMANDS]
   if (!known.includes(command)) {
     io.stderr.write(`safe-deploy: unknown command ${JSON.stringify(command)}\n\n${USAGE}\n`)
     return ExitCode.badInput
@@ -171,12 +183,17 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     if (backupArgs) checkBackupArgs(backupArgs)
     else if (o.keep || o.protect)
       throw new ConfigError(`--keep (--protect) is for \`backup\`, not \`${command}\``)
+    if (o.host !== undefined && o.hosts !== undefined && o.host !== o.hosts)
+      throw new ConfigError('--host and --hosts are the same option: give one')
+    const logsArgs = command === 'logs' ? parseLogsArgs(o) : undefined
+    if (!logsArgs && (o.since !== undefined || o.lines !== undefined || o.follow))
+      throw new ConfigError(`--since, --lines and --follow are for \`logs\`, not \`${command}\``)
     const to = o.to === undefined ? undefined : parseReleaseId(o.to, '--to')
     if (o.restore !== undefined && o['no-db'])
       throw new ConfigError('rollback: give --restore NAME or --no-db, not both')
     const restore = o.restore === undefined ? undefined : parseBackupName(o.restore, undefined, '--restore')
     const overrides: Overrides = {
-      host: o.host,
+      host: o.host ?? o.hosts,
       port,
       user: o.user,
       path: o.path,
@@ -213,6 +230,15 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     }
     // read-only commands keep no log file
     const ctx = newContext(req, command, new Date(), false)
+    if (logsArgs) {
+      const failed = await showLogs(ctx, {
+        since: new Date(Date.now() - logsArgs.sinceMs),
+        lines: logsArgs.lines,
+        follow: logsArgs.follow,
+        write: line => io.stdout.write(`${line}\n`)
+      })
+      return failed.length ? ExitCode.failedNothingChanged : 0
+    }
     if (command === 'releases') {
       const state = await listReleaseState(req)
       const bad = badReleases(state.history)
@@ -285,4 +311,15 @@ function describeOwner(
 function describeLock(l: { state: string; owner?: Parameters<typeof describeOwner>[0] }): string {
   if (l.state === 'free') return 'free'
   return `${l.state === 'expired' ? 'EXPIRED, ' : ''}held by ${describeOwner(l.owner)}`
+}
+
+/** `logs` options: --since (a duration, default 10m), --lines (default 100), --follow. */
+function parseLogsArgs(o: { since?: string; lines?: string; follow?: boolean }) {
+  const sinceMs = parseDuration(o.since ?? '10m')
+  if (sinceMs === undefined)
+    throw new ConfigError(`--since: expected a duration like 30m, 1h or 90s, got ${JSON.stringify(o.since)}`)
+  const lines = o.lines === undefined ? 100 : /^\d{1,7}$/.test(o.lines) ? Number(o.lines) : NaN
+  if (!Number.isInteger(lines) || lines < 1)
+    throw new ConfigError(`--lines: expected a number of lines (1 or more), got ${JSON.stringify(o.lines)}`)
+  return { sinceMs, lines, follow: !!o.follow }
 }
