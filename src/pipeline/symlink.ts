@@ -48,7 +48,9 @@ function symlinkFamily(
         } else {
           await runOn(ctx, s, removeCurrent(s.layout), { stage })
           ctx.log.warn(
-            'there was no previous release: removed `current` (the app was already restarted with the new code and may still be running it)',
+            stop
+              ? 'there was no previous release: removed `current` (the new release was stopped with stages.stop)'
+              : 'there was no previous release: removed `current` (the app was already restarted with the new code and may still be running it)',
             s.host.name
           )
         }
