@@ -22,7 +22,7 @@ export interface Engine {
   running(project: string): Record<string, string>
   /** repository:tag of every image whose repository starts with `prefix`. */
   images(prefix: string): string[]
-  /** Removes the project's containers and the images under `prefix`. */
+  /** Removes the project's containers, its network and the images under `prefix`. */
   clean(project: string, prefix: string): void
 }
 
@@ -88,6 +88,9 @@ exec podman "$@"
       if (ids.length) podman(['rm', '-f', '-t', '0', ...ids])
       const images = engine.images(prefix)
       if (images.length) podman(['rmi', '-f', ...images])
+      // the network podman-compose made for the project
+      if (podman(['network', 'ls', '--format', '{{.Name}}']).split('\n').includes(`${project}_default`))
+        podman(['network', 'rm', '-f', `${project}_default`])
     }
   }
   return engine
