@@ -285,8 +285,9 @@ export async function planRollback(
         )
       else {
         const hook = c.switch.strategy === 'graceful' ? c.switch.reload : c.stages.restart
+        const stop = c.stages.stop && s.current ? `in releases/${s.current}: ${c.stages.stop}; then ` : ''
         out.push(
-          `${s.host.name}: current -> releases/${target} (was ${was})${hook ? `; then in releases/${target}: ${hook}` : ''}`
+          `${s.host.name}: ${stop}current -> releases/${target} (was ${was})${hook ? `; then in releases/${target}: ${hook}` : ''}`
         )
       }
     }

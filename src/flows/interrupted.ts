@@ -6,13 +6,7 @@
  * strategy's own undo, on every host the run switched and did not verify; check it; append a history line that
  * marks the release interrupted (and bad, for a deploy); release the lock; say what was done.
  */
-import {
-  appendHistory,
-  appendHostLog,
-  parseKeyValues,
-  readHistory,
-  removeReleases
-} from '../commands/release.js'
+import { appendHistory, appendHostLog, parseKeyValues, readHistory } from '../commands/release.js'
 import { releaseLock, renewLock } from '../commands/lock.js'
 import { combine } from '../commands/command.js'
 import { parseHistory, type HistoryEntry } from '../release/history.js'
@@ -26,6 +20,7 @@ import {
   type RunContext
 } from '../host/context.js'
 import { errorMessage } from '../core/errors.js'
+import { removeReleaseDirs } from '../host/hook.js'
 import { hasChecks } from '../pipeline/checks.js'
 import { verifyRestored } from '../pipeline/stages.js'
 import { strategyFor } from '../pipeline/switch.js'
@@ -179,7 +174,7 @@ export async function finishInterrupted(ctx: RunContext, p: RunProgress): Promis
         await Promise.all(
           ctx.sessions.map(async s => {
             try {
-              await runOn(ctx, s, removeReleases(s.layout, [release]), { stage: 'post' })
+              await removeReleaseDirs(ctx, s, [release], 'post')
               say(`removed the unfinished release ${release}`, s.host.name)
             } catch (e) {
               ctx.log.warn(

@@ -223,6 +223,8 @@ export interface RunOptions {
   allowFail?: boolean
   stdin?: string | Readable
   timeoutMs?: number
+  /** A user command's output goes here instead of to the log (`safe-deploy logs`). */
+  onOutput?: (chunk: string) => void
 }
 
 /** Runs a command on a host: the script travels over stdin; user command output streams to the log. */
@@ -233,7 +235,7 @@ export async function runOn(
   opts: RunOptions
 ): Promise<ExecResult> {
   const name = s.host.name
-  if (cmd.user || ctx.verbose)
+  if ((cmd.user && !opts.onOutput) || ctx.verbose)
     ctx.log.info(`$ ${cmd.user ? cmd.script.split('\n').slice(1).join('; ') : cmd.label}`, name)
   const out = ctx.log.lineWriter(name)
   const err = ctx.log.lineWriter(name, cmd.user || cmd.stream ? 'info' : 'warn')
@@ -250,8 +252,8 @@ export async function runOn(
       signal: ctx.signal,
       label: cmd.label,
       parts: cmd.parts,
-      onStdout: cmd.user ? out.push : undefined,
-      onStderr: cmd.user || cmd.stream ? err.push : undefined
+      onStdout: cmd.user ? (opts.onOutput ?? out.push) : undefined,
+      onStderr: cmd.user ? (opts.onOutput ?? err.push) : cmd.stream ? err.push : undefined
     })
   } catch (e) {
     throw new StageError(opts.stage, `${cmd.label} on ${name}: ${errorMessage(e)}`, name)

@@ -8,8 +8,7 @@ import {
   linkShared,
   markComplete,
   parseKeyValues,
-  readHistory,
-  removeReleases
+  readHistory
 } from '../commands/release.js'
 import { LocalTransport } from '../transport/local.js'
 import { sh } from '../commands/quote.js'
@@ -17,6 +16,7 @@ import { parseHistory, releasesToPrune, unfinishedReleases } from '../release/hi
 import { connectAll, lockSessionOf, runOn, type HostSession, type RunContext } from '../host/context.js'
 import { StageError, errorMessage } from '../core/errors.js'
 import { hookEnv } from '../host/env.js'
+import { removeReleaseDirs } from '../host/hook.js'
 import { hasChecks, httpChecks, scanLogs, sleep, stoppedAnswering, verifyHost } from './checks.js'
 import type { ProductStage } from './stage.js'
 import type { SwitchStrategy } from './switch.js'
@@ -127,7 +127,7 @@ async function removeUnfinished(ctx: RunContext, s: HostSession): Promise<void> 
   const history = parseHistory((await runOn(ctx, s, readHistory(s.layout), { stage: 'preflight' })).stdout)
   const unfinished = unfinishedReleases(s.releases, s.complete ?? [], s.current, history)
   if (!unfinished.length) return
-  await runOn(ctx, s, removeReleases(s.layout, unfinished), { stage: 'preflight' })
+  await removeReleaseDirs(ctx, s, unfinished, 'preflight')
   s.releases = s.releases.filter(r => !unfinished.includes(r))
   ctx.log.warn(
     `removed ${unfinished.length} unfinished release(s) left by an interrupted deploy (its build never completed): ${unfinished.join(', ')}`,
@@ -298,7 +298,7 @@ export function deployStage(rel: () => string): ProductStage {
         )
         return
       }
-      await runOn(ctx, s, removeReleases(s.layout, [release]), { stage: 'rollback' })
+      await removeReleaseDirs(ctx, s, [release], 'rollback')
       ctx.log.info(`removed the unfinished release ${release}`, s.host.name)
     }
   }
@@ -406,7 +406,7 @@ export function cleanupStage(
       const prune = releasesToPrune(all, ctx.config.keep_releases, [release, s.current])
       if (!prune.length) return
       try {
-        await runOn(ctx, s, removeReleases(s.layout, prune), { stage: 'cleanup' })
+        await removeReleaseDirs(ctx, s, prune, 'cleanup')
         ctx.log.info(`pruned ${prune.length} old release(s): ${prune.join(', ')}`, s.host.name)
       } catch (e) {
         ctx.log.warn(`could not prune old releases: ${errorMessage(e)}`, s.host.name)

@@ -11,6 +11,7 @@ import { parseBackupName } from '../backup-engines/name.js'
 import { deploy, listReleaseState, newContext, planRollback, rollback } from '../flows/deploy.js'
 import { forceReleaseLock, getLock, getStatus } from '../flows/status.js'
 import { planDeploy } from '../flows/plan.js'
+import { showLogs } from '../flows/logs.js'
 import { onEvent, type RunSubscriber } from '../engine/events.js'
 import { errorMessage } from '../core/errors.js'
 import { defaultActor } from './actor.js'
@@ -29,6 +30,9 @@ commands:
                          what it would do (target, database step, switch) and changes nothing
   releases               list releases on each host, which is current, and which are marked bad
   status                 current release, health, disk and lock on each host
+  logs [--since 1h] [--lines N] [--follow]
+                         the app's logs on each host (logs.command), lines prefixed by host;
+                         --follow streams until Ctrl-C; read-only
   lock status            who holds the deploy lock (one for the fleet, on the primary)
   lock release           remove the deploy lock (when the run that held it is dead)
   plan                   print every command a deploy would run on each host; runs nothing
@@ -46,6 +50,8 @@ options:
       --roles R[,R]      only the hosts with one of these roles (with --hosts: hosts matching both)
       --skip-unreachable deploy to the hosts that can be reached, leaving the others out (loudly);
                          never the primary. Default: one unreachable host stops the run (exit 3)
+      --since DURATION   logs: since this long ago (default 10m)   --lines N  logs: at most N (default 100)
+      --follow           logs: keep streaming until Ctrl-C
       --port N           override the SSH port
       --user NAME        override the SSH user   --path DIR    override the deploy root
       --key-file FILE    private key file        --known-hosts-file FILE
@@ -160,6 +166,9 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
         hosts: { type: 'string' },
         roles: { type: 'string' },
         'skip-unreachable': { type: 'boolean', default: false },
+        since: { type: 'string' },
+        lines: { type: 'string' },
+        follow: { type: 'boolean', default: false },
         port: { type: 'string' },
         user: { type: 'string' },
         path: { type: 'string' },
@@ -199,7 +208,7 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     return o.help ? 0 : ExitCode.badInput
   }
   if (command === 'init') return runInit(o, io)
-  const known = ['deploy', 'rollback', 'releases', 'status', 'lock', 'plan', ...BACKUP_COMMANDS]
+  const known = ['deploy', 'rollback', 'releases', 'status', 'logs', 'lock', 'plan', ...BACKUP_COMMANDS]
   if (!known.includes(command)) {
     io.stderr.write(`safe-deploy: unknown command ${JSON.stringify(command)}\n\n${USAGE}\n`)
     return ExitCode.badInput
@@ -235,6 +244,9 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
       throw new ConfigError(
         `--wait-lock: expected a duration such as 90s or 5m, got ${JSON.stringify(o['wait-lock'])}`
       )
+    const logsArgs = command === 'logs' ? parseLogsArgs(o) : undefined
+    if (!logsArgs && (o.since !== undefined || o.lines !== undefined || o.follow))
+      throw new ConfigError(`--since, --lines and --follow are for \`logs\`, not \`${command}\``)
     const to = o.to === undefined ? undefined : parseReleaseId(o.to, '--to')
     if (o.restore !== undefined && o['no-db'])
       throw new ConfigError('rollback: give --restore NAME or --no-db, not both')
@@ -286,6 +298,15 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     }
     // read-only commands keep no log file
     const ctx = newContext(req, command, new Date(), false)
+    if (logsArgs) {
+      const failed = await showLogs(ctx, {
+        since: new Date(Date.now() - logsArgs.sinceMs),
+        lines: logsArgs.lines,
+        follow: logsArgs.follow,
+        write: line => io.stdout.write(`${line}\n`)
+      })
+      return failed.length ? ExitCode.failedNothingChanged : 0
+    }
     if (command === 'releases') {
       const state = await listReleaseState(req)
       if (o.json) io.stdout.write(JSON.stringify(state, null, 2) + '\n')
@@ -376,4 +397,15 @@ function describeLock(l: {
   if (l.state === 'free') return 'free'
   if (l.state === 'unknown') return `UNKNOWN: ${l.error ?? 'the primary cannot be reached'}`
   return `${l.state === 'expired' ? 'EXPIRED, ' : ''}held by ${describeOwner(l.owner)}`
+}
+
+/** `logs` options: --since (a duration, default 10m), --lines (default 100), --follow. */
+function parseLogsArgs(o: { since?: string; lines?: string; follow?: boolean }) {
+  const sinceMs = parseDuration(o.since ?? '10m')
+  if (sinceMs === undefined)
+    throw new ConfigError(`--since: expected a duration like 30m, 1h or 90s, got ${JSON.stringify(o.since)}`)
+  const lines = o.lines === undefined ? 100 : /^\d{1,7}$/.test(o.lines) ? Number(o.lines) : NaN
+  if (!Number.isInteger(lines) || lines < 1)
+    throw new ConfigError(`--lines: expected a number of lines (1 or more), got ${JSON.stringify(o.lines)}`)
+  return { sinceMs, lines, follow: !!o.follow }
 }
