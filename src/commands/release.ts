@@ -3,15 +3,36 @@ import { script, type RemoteCommand } from './command.js'
 import type { Layout } from './layout.js'
 
 /** Prepares the layout and reports what preflight needs to know, as KEY=value lines. */
-export function inspectHost(layout: Layout, sharedFiles: string[], needs: string[]): RemoteCommand {
+export function inspectHost(
+  layout: Layout,
+  sharedFiles: string[],
+  needs: string[],
+  opts: { create?: boolean } = {}
+): RemoteCommand {
+  // `doctor` creates nothing: it says what a deploy would find, and whether it could create the layout
+  const layoutLines =
+    opts.create === false
+      ? [
+          'd="$root"; while [ ! -e "$d" ]; do d=$(dirname "$d"); done',
+          'if [ -d "$root/releases" ]; then [ -w "$root/releases" ] || echo "ERROR=$root/releases is not writable"',
+          'else',
+          '  if [ -w "$d" ]; then echo "NOLAYOUT=$root"; else echo "ERROR=cannot create $root ($d is not writable)"; fi',
+          'fi'
+        ]
+      : [
+          'mkdir -p "$root/releases" "$root/shared" "$root/.safe-deploy" || { echo "ERROR=cannot create $root"; exit 0; }',
+          '[ -w "$root/releases" ] || echo "ERROR=$root/releases is not writable"'
+        ]
   return {
     label: 'inspect host',
     script: script(
       `root=${sh(layout.root)}`,
-      'mkdir -p "$root/releases" "$root/shared" "$root/.safe-deploy" || { echo "ERROR=cannot create $root"; exit 0; }',
-      '[ -w "$root/releases" ] || echo "ERROR=$root/releases is not writable"',
+      ...layoutLines,
       'printf "CURRENT=%s\\n" "$(readlink "$root/current" 2>/dev/null)"',
-      'printf "FREE_KB=%s\\n" "$(df -Pk "$root" | awk \'NR==2 {print $4}\')"',
+      // free disk where the layout is (or will be, for doctor: the nearest dir that exists)
+      opts.create === false
+        ? 'printf "FREE_KB=%s\\n" "$(df -Pk "$d" 2>/dev/null | awk \'NR==2 {print $4}\')"'
+        : 'printf "FREE_KB=%s\\n" "$(df -Pk "$root" | awk \'NR==2 {print $4}\')"',
       ...sharedFiles.map(f => `[ -e "$root/shared/"${sh(f)} ] || printf 'MISSING=%s\\n' ${sh(f)}`),
       ...needs.map(t => `command -v ${sh(t)} >/dev/null 2>&1 || printf 'NOTOOL=%s\\n' ${sh(t)}`),
       'ls -1 "$root/releases" 2>/dev/null | sed "s/^/RELEASE=/"',

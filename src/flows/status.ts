@@ -55,7 +55,7 @@ function lockHost(ctx: RunContext): HostSession {
   return lockSessionOf(ctx)
 }
 
-async function readLock(ctx: RunContext, p: HostSession): Promise<LockInfo> {
+export async function readLock(ctx: RunContext, p: HostSession): Promise<LockInfo> {
   const kv = parseKeyValues((await runOn(ctx, p, lockStatus(p.layout), { stage: 'lock' })).stdout)
   const owner = parseOwner(kv.get('OWNER')?.[0])
   const now = Number(kv.get('NOW')?.[0])

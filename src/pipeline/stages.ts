@@ -19,11 +19,9 @@ import { hookEnv } from '../host/env.js'
 import { removeReleaseDirs } from '../host/hook.js'
 import { hasChecks, httpChecks, scanLogs, sleep, stoppedAnswering, verifyHost } from './checks.js'
 import type { ProductStage } from './stage.js'
+import { inspectFindings, type Finding } from './findings.js'
 import type { SwitchStrategy } from './switch.js'
 import { uploadFor, type UploadStrategy } from './upload/index.js'
-
-const MIN_FREE_KB = 50 * 1024
-const LOW_FREE_KB = 500 * 1024
 
 function describeOwner(json: string | undefined): string {
   if (!json) return 'an unknown owner (owner.json is missing)'
@@ -66,45 +64,19 @@ export function preflightStage(opts: {
           stage: 'preflight'
         })
         const kv = parseKeyValues(r.stdout)
-        const error = kv.get('ERROR')?.[0]
-        if (error) throw new StageError('preflight', `${error} on ${s.host.name}`, s.host.name)
-        const missing = kv.get('MISSING') ?? []
-        if (missing.length) {
-          throw new StageError(
-            'preflight',
-            `shared file${missing.length > 1 ? 's' : ''} ${missing.join(', ')} missing on ${s.host.name}: create ${missing.map(m => `${s.layout.shared}/${m}`).join(', ')} on the host first (shared files hold config and secrets, we never invent them)`,
-            s.host.name
-          )
+        // the same findings `doctor` lists (src/pipeline/findings.ts): an error stops the run
+        const findings = inspectFindings(s, { kv, needs, fromHost, deploying: opts.deploying })
+        const stop = (f: Finding | undefined) => {
+          if (f) throw new StageError('preflight', f.message, s.host.name)
         }
-        const noTool = kv.get('NOTOOL') ?? []
-        for (const tool of needs) {
-          if (noTool.includes(tool))
-            throw new StageError('preflight', `${tool} is not installed on ${s.host.name}`, s.host.name)
-        }
-        if (fromHost && noTool.includes('curl') && noTool.includes('wget')) {
-          throw new StageError(
-            'preflight',
-            `neither curl nor wget is installed on ${s.host.name}, needed for verify.http; install one or set verify.http.from: runner`,
-            s.host.name
-          )
-        }
+        stop(findings.find(f => f.level === 'error' && f.check !== 'disk'))
         const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '')
         s.current = current || undefined
         s.releases = (kv.get('RELEASE') ?? []).sort()
         s.complete = kv.get('COMPLETE') ?? []
         if (opts.deploying) await removeUnfinished(ctx, s)
-        const free = Number(kv.get('FREE_KB')?.[0])
-        if (Number.isFinite(free) && opts.deploying) {
-          if (free < MIN_FREE_KB) {
-            throw new StageError(
-              'preflight',
-              `only ${Math.round(free / 1024)} MB free under ${s.layout.root} on ${s.host.name}; free some disk first`,
-              s.host.name
-            )
-          }
-          if (free < LOW_FREE_KB)
-            ctx.log.warn(`low disk: ${Math.round(free / 1024)} MB free under ${s.layout.root}`, s.host.name)
-        }
+        stop(findings.find(f => f.level === 'error'))
+        for (const f of findings) if (f.level === 'warning') ctx.log.warn(f.message, s.host.name)
         ctx.log.info(
           `current release: ${s.current ?? '(none)'}; ${s.releases.length} release(s) on disk`,
           s.host.name

@@ -11,6 +11,7 @@ import { parseBackupName } from '../backup-engines/name.js'
 import { deploy, listReleaseState, newContext, planRollback, rollback } from '../flows/deploy.js'
 import { forceReleaseLock, getLock, getStatus } from '../flows/status.js'
 import { planDeploy } from '../flows/plan.js'
+import { doctor, doctorText } from '../flows/doctor.js'
 import { showLogs } from '../flows/logs.js'
 import { onEvent, type RunSubscriber } from '../engine/events.js'
 import { errorMessage } from '../core/errors.js'
@@ -30,6 +31,7 @@ commands:
                          what it would do (target, database step, switch) and changes nothing
   releases               list releases on each host, which is current, and which are marked bad
   status                 current release, health, disk and lock on each host
+  doctor                 every problem a deploy would meet, per host, with its fix; changes nothing
   logs [--since 1h] [--lines N] [--follow]
                          the app's logs on each host (logs.command), lines prefixed by host;
                          --follow streams until Ctrl-C; read-only
@@ -208,7 +210,17 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     return o.help ? 0 : ExitCode.badInput
   }
   if (command === 'init') return runInit(o, io)
-  const known = ['deploy', 'rollback', 'releases', 'status', 'logs', 'lock', 'plan', ...BACKUP_COMMANDS]
+  const known = [
+    'deploy',
+    'rollback',
+    'releases',
+    'status',
+    'doctor',
+    'logs',
+    'lock',
+    'plan',
+    ...BACKUP_COMMANDS
+  ]
   if (!known.includes(command)) {
     io.stderr.write(`safe-deploy: unknown command ${JSON.stringify(command)}\n\n${USAGE}\n`)
     return ExitCode.badInput
@@ -329,6 +341,11 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
         }
       }
       return state.hosts.some(h => h.error) ? ExitCode.failedNothingChanged : 0
+    }
+    if (command === 'doctor') {
+      const r = await doctor(req)
+      io.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : doctorText(r))
+      return r.ok ? 0 : ExitCode.failedNothingChanged
     }
     if (command === 'status') {
       const st = await getStatus(ctx)
