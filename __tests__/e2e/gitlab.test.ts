@@ -102,6 +102,13 @@ function git(dir: string, ...args: string[]): string {
   return r.stdout.trim()
 }
 
+/** A new git repository in dir, with a committer (what gitlab-ci-local needs to run a pipeline there). */
+function initRepo(dir: string): void {
+  git(dir, 'init', '-q', '-b', 'main')
+  git(dir, 'config', 'user.name', 'Dana Developer')
+  git(dir, 'config', 'user.email', 'dana@example.com')
+}
+
 /** gitlab-ci-local's copy of a job's artifacts. */
 function artifactsOf(dir: string, job: string): string {
   return join(dir, '.gitlab-ci-local', 'artifacts', job)
@@ -490,11 +497,7 @@ describe('GitLab component (gitlab/templates) run by gitlab-ci-local', () => {
         join(bad, '.gitlab-ci.yml'),
         `include:\n  - local: ci/deploy.yml\n    inputs:\n      ${input}: ${JSON.stringify(value)}\n`
       )
-      if (!existsSync(join(bad, '.git'))) {
-        git(bad, 'init', '-q', '-b', 'main')
-        git(bad, 'config', 'user.name', 'Dana Developer')
-        git(bad, 'config', 'user.email', 'dana@example.com')
-      }
+      if (!existsSync(join(bad, '.git'))) initRepo(bad)
       git(bad, 'add', '-A')
       git(bad, 'commit', '-q', '--allow-empty', '-m', input)
       const r = await gcl(bad, home, ['safe-deploy-deploy', '--variable', `SAFE_DEPLOY_CLI=${cli}`])
@@ -511,9 +514,7 @@ describe('GitLab component (gitlab/templates) run by gitlab-ci-local', () => {
       join(pinned, '.gitlab-ci.yml'),
       `include:\n${['deploy', 'rollback', 'backup'].map(t => `  - local: ci/${t}.yml\n`).join('')}`
     )
-    git(pinned, 'init', '-q', '-b', 'main')
-    git(pinned, 'config', 'user.name', 'Dana Developer')
-    git(pinned, 'config', 'user.email', 'dana@example.com')
+    initRepo(pinned)
     git(pinned, 'add', '-A')
     git(pinned, 'commit', '-q', '-m', 'pinned')
     const r = await gcl(pinned, home, ['--preview'])
