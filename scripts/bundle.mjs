@@ -8,6 +8,7 @@
 // does when the add-on was never built, and ssh2 uses its pure-JS crypto.
 //
 // dist/ is replaced only at the end, by a rename: a failing build leaves the previous dist/ as it was.
+// Anything else ncc would emit next to a bundle is refused: dist/ is the three bundles.
 import ncc from '@vercel/ncc'
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -40,7 +41,10 @@ try {
       quiet: true,
       target: 'es2022',
       // a key "/re/" is a regular expression; "$1" the matched request, kept as it was written
-      externals: { '/^(.*\\.node)$/': '$1' }
+      externals: { '/^(.*\\.node)$/': '$1' },
+      // files of our own that the code reads at run time (init's examples/<stack>/safe-deploy.yml) are read
+      // from the repository or the npm package, next to dist/: ncc copies only dependencies' assets
+      filterAssetBase: join(process.cwd(), 'node_modules')
     })
     const extra = Object.keys(assets ?? {}).filter(f => !ignoredAssets.has(f))
     if (extra.length) throw new Error(`ncc emitted files besides the bundle for ${name}: ${extra.join(', ')}`)

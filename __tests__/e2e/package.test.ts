@@ -140,7 +140,7 @@ describe('npm pack', () => {
     installDir = tempDir('safe-deploy-install-')
   })
 
-  test('the package holds the bin, its schema, README and LICENSE, and nothing else', () => {
+  test("the package holds the bin, its schema, init's example configs, README and LICENSE, and nothing else", () => {
     const listing = ok(run('tar', ['-tzf', tarball], packDir), 'tar')
       .stdout.trim()
       .split('\n')
@@ -151,6 +151,15 @@ describe('npm pack', () => {
         'README.md',
         'dist/cli.js',
         'dist/package.json',
+        // what `init` starts from
+        ...[
+          'demo',
+          'docker-bots',
+          'flask-compose',
+          'laravel-mysql',
+          'node-systemd',
+          'python-bot-systemd'
+        ].map(d => `examples/${d}/safe-deploy.yml`),
         'package.json',
         'safe-deploy.schema.json'
       ].map(f => `package/${f}`)
@@ -186,5 +195,17 @@ describe('npm pack', () => {
     expect(plan.stdout).toContain('bin/restart')
     // plan runs nothing on the host
     expect(existsSync(join(root, 'releases'))).toBe(false)
+
+    // init finds the examples shipped next to dist/ in the package
+    const consumer = tempDir('safe-deploy-pack-init-')
+    const init = spawnSync(bin, ['init', '--preset', 'node', '--ci', 'none', '--dir', consumer], {
+      cwd: consumer,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME },
+      encoding: 'utf8'
+    })
+    if (init.status !== 0) throw new Error(`init exited ${init.status}:\n${init.stdout}${init.stderr}`)
+    expect(readFileSync(join(consumer, 'safe-deploy.yml'), 'utf8')).toContain(
+      'Written by `safe-deploy init --preset node`'
+    )
   }, 300_000)
 })
