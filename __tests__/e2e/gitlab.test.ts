@@ -102,6 +102,13 @@ function git(dir: string, ...args: string[]): string {
   return r.stdout.trim()
 }
 
+/** A new git repository in dir, with a committer (what gitlab-ci-local needs to run a pipeline there). */
+function initRepo(dir: string): void {
+  git(dir, 'init', '-q', '-b', 'main')
+  git(dir, 'config', 'user.name', 'Dana Developer')
+  git(dir, 'config', 'user.email', 'dana@example.com')
+}
+
 /** gitlab-ci-local's copy of a job's artifacts. */
 function artifactsOf(dir: string, job: string): string {
   return join(dir, '.gitlab-ci-local', 'artifacts', job)
@@ -151,12 +158,21 @@ const pipelineSource = (source: string) => [
   'CI_PIPELINE_SOURCE'
 ]
 
-/** The consumer's pipeline, as gitlab/README.md shows it, with the templates included from files. */
-const consumerPipeline = (cliCommand: string): string => `stages: [test, deploy]
+/**
+ * The consumer's pipeline, as gitlab/README.md shows it, with the templates included from files; `inputs`
+ * adds inputs to every template's (e.g. `environment_url: ...` for deploy and rollback).
+ */
+const consumerPipeline = (
+  cliCommand: string,
+  inputs: (template: string) => string = () => ''
+): string => `stages: [test, deploy]
 
 include:
 ${['deploy', 'rollback', 'backup']
-  .map(t => `  - local: ci/${t}.yml\n    inputs: { environment: demo, cli: '${cliCommand}' }\n`)
+  .map(
+    t =>
+      `  - local: ci/${t}.yml\n    inputs: { environment: demo, cli: '${cliCommand}'${inputs(t) ? `, ${inputs(t)}` : ''} }\n`
+  )
   .join('')}
 after-deploy:
   stage: .post
@@ -435,4 +451,81 @@ describe('GitLab component (gitlab/templates) run by gitlab-ci-local', () => {
     expectCode(r, 0)
     expect(r.output).toContain('usage: safe-deploy <command> [options]')
   }, 180_000)
+
+  test('environment_url: DYNAMIC_ENVIRONMENT_URL in the dotenv; after a rollback it names the release put back', async () => {
+    cleanCheckout()
+    const url = 'https://shop.example.com/'
+    writeFileSync(
+      join(dir, '.gitlab-ci.yml'),
+      consumerPipeline(cli, t => (t === 'backup' ? '' : `environment_url: '${url}'`))
+    )
+    git(dir, 'add', '.gitlab-ci.yml')
+    const commit = commitVersion('4.0.0', false)
+    expect(git(dir, 'show', '--name-only', '--format=', commit)).toContain('.gitlab-ci.yml')
+    const deployed = await gcl(dir, home, ['safe-deploy-deploy'])
+    expectCode(deployed, 0)
+    const out = dotenvOf(dir, 'safe-deploy-deploy')
+    expect(out.DYNAMIC_ENVIRONMENT_URL).toBe(url)
+    const r4 = out.SAFE_DEPLOY_RELEASE ?? ''
+    expect(current()).toBe(`releases/${r4}`)
+
+    cleanCheckout()
+    const r = await gcl(dir, home, ['safe-deploy-rollback', '--variable', `ROLLBACK_TO=${r1}`])
+    expectCode(r, 0)
+    expect(dotenvOf(dir, 'safe-deploy-rollback')).toMatchObject({
+      SAFE_DEPLOY_STATUS: 'success',
+      SAFE_DEPLOY_RELEASE: r1,
+      SAFE_DEPLOY_PREVIOUS_RELEASE: r4,
+      DYNAMIC_ENVIRONMENT_URL: `${url}#release=${r1}`
+    })
+    expect(current()).toBe(`releases/${r1}`)
+    expect(await answer()).toBe('demo app version 1.0.0')
+  }, 240_000)
+
+  test('inputs that reach the job shell must match their regex: shell syntax is refused, nothing runs', async () => {
+    const bad = join(work, 'bad-inputs')
+    cpSync(join(repo, 'gitlab', 'templates'), join(bad, 'ci'), { recursive: true })
+    const marker = join(work, 'injected')
+    const cases: Record<string, string> = {
+      config: `safe-deploy.yml"; touch ${marker}; "`,
+      version: `1.0.0; touch ${marker}`,
+      args: `--verbose $(touch ${marker})`,
+      environment_url: `https://x.example.com/'; touch ${marker}`
+    }
+    for (const [input, value] of Object.entries(cases)) {
+      writeFileSync(
+        join(bad, '.gitlab-ci.yml'),
+        `include:\n  - local: ci/deploy.yml\n    inputs:\n      ${input}: ${JSON.stringify(value)}\n`
+      )
+      if (!existsSync(join(bad, '.git'))) initRepo(bad)
+      git(bad, 'add', '-A')
+      git(bad, 'commit', '-q', '--allow-empty', '-m', input)
+      const r = await gcl(bad, home, ['safe-deploy-deploy', '--variable', `SAFE_DEPLOY_CLI=${cli}`])
+      expect({ input, code: r.code }).toEqual({ input, code: 1 })
+      expect(r.output).toMatch(new RegExp(`${input}.*(regex|match)`, 'i'))
+      expect(existsSync(marker)).toBe(false)
+    }
+  }, 240_000)
+
+  test("without a cli input, the jobs run the exact npm release the component pins (package.json's version)", async () => {
+    const pinned = join(work, 'pinned')
+    cpSync(join(repo, 'gitlab', 'templates'), join(pinned, 'ci'), { recursive: true })
+    writeFileSync(
+      join(pinned, '.gitlab-ci.yml'),
+      `include:\n${['deploy', 'rollback', 'backup'].map(t => `  - local: ci/${t}.yml\n`).join('')}`
+    )
+    initRepo(pinned)
+    git(pinned, 'add', '-A')
+    git(pinned, 'commit', '-q', '-m', 'pinned')
+    const r = await gcl(pinned, home, ['--preview'])
+    expectCode(r, 0)
+    const { version } = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { version: string }
+    const jobs = parse(r.stdout) as Record<string, { script?: string[]; interruptible?: boolean }>
+    for (const job of ['safe-deploy-deploy', 'safe-deploy-rollback', 'safe-deploy-backup']) {
+      expect(jobs[job]?.script?.[0]).toBe(`CLI="\${SAFE_DEPLOY_CLI:-npx --yes safe-deploy@${version}}"`)
+    }
+    // a newer pipeline does not cancel a deploy or a rollback half-way
+    expect(jobs['safe-deploy-deploy']?.interruptible).toBe(false)
+    expect(jobs['safe-deploy-rollback']?.interruptible).toBe(false)
+  }, 120_000)
 })

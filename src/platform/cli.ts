@@ -17,7 +17,7 @@ import { onEvent, type RunSubscriber } from '../engine/events.js'
 import { errorMessage } from '../core/errors.js'
 import { defaultActor } from './actor.js'
 import { terminalReporter } from './terminal.js'
-import { writeDotenv } from './outputs.js'
+import { parseEnvironmentUrl, writeDotenv } from './outputs.js'
 import { hostTable } from '../report/hosts.js'
 import { BACKUP_COMMANDS, BACKUP_USAGE, checkBackupArgs, runBackupCli } from '../flows/backup.js'
 import { PRESETS, findExamplesDir, initProject } from './init.js'
@@ -47,6 +47,8 @@ options:
   -c, --config FILE      config file (default: safe-deploy.yml)
       --json             print the result as JSON on stdout (progress goes to stderr)
       --dotenv FILE      also write the outputs as SAFE_DEPLOY_*=value lines (GitLab dotenv reports)
+      --environment-url URL  with --dotenv: also DYNAMIC_ENVIRONMENT_URL=URL, for GitLab's environment:url
+                         (default: env SAFE_DEPLOY_ENVIRONMENT_URL)
       --hosts H[,H]      only these hosts of the config (by name or address; each keeps its settings);
                          --host is another name for it
       --roles R[,R]      only the hosts with one of these roles (with --hosts: hosts matching both)
@@ -121,8 +123,8 @@ function terminalResult(io: CliIO, json: boolean): RunSubscriber {
 }
 
 /** --dotenv FILE: the outputs as SAFE_DEPLOY_*=value lines, for GitLab's dotenv report. */
-const dotenvFile = (file: string): RunSubscriber =>
-  onEvent('the dotenv file', 'run-finished', e => writeDotenv(file, e.result))
+const dotenvFile = (file: string, environmentUrl: string | undefined): RunSubscriber =>
+  onEvent('the dotenv file', 'run-finished', e => writeDotenv(file, e.result, environmentUrl))
 
 /** `init`: writes the preset's files into --dir and says what to do next. */
 function runInit(o: { preset?: string; ci: string; dir: string; force: boolean }, io: CliIO): number {
@@ -164,6 +166,7 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
         config: { type: 'string', short: 'c', default: 'safe-deploy.yml' },
         json: { type: 'boolean', default: false },
         dotenv: { type: 'string' },
+        'environment-url': { type: 'string' },
         host: { type: 'string' },
         hosts: { type: 'string' },
         roles: { type: 'string' },
@@ -260,6 +263,13 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     if (!logsArgs && (o.since !== undefined || o.lines !== undefined || o.follow))
       throw new ConfigError(`--since, --lines and --follow are for \`logs\`, not \`${command}\``)
     const to = o.to === undefined ? undefined : parseReleaseId(o.to, '--to')
+    // an empty SAFE_DEPLOY_ENVIRONMENT_URL is the GitLab templates' default input: no URL
+    const environmentUrl =
+      o['environment-url'] !== undefined
+        ? parseEnvironmentUrl(o['environment-url'], '--environment-url')
+        : io.env.SAFE_DEPLOY_ENVIRONMENT_URL
+          ? parseEnvironmentUrl(io.env.SAFE_DEPLOY_ENVIRONMENT_URL, 'SAFE_DEPLOY_ENVIRONMENT_URL')
+          : undefined
     if (o.restore !== undefined && o['no-db'])
       throw new ConfigError('rollback: give --restore NAME or --no-db, not both')
     const restore = o.restore === undefined ? undefined : parseBackupName(o.restore, undefined, '--restore')
@@ -291,7 +301,7 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
       actor: defaultActor(io.env),
       waitLockMs,
       // what a run that changes a host says when it ends
-      subscribers: [terminalResult(io, o.json), ...(o.dotenv ? [dotenvFile(o.dotenv)] : [])]
+      subscribers: [terminalResult(io, o.json), ...(o.dotenv ? [dotenvFile(o.dotenv, environmentUrl)] : [])]
     }
 
     if (backupArgs) return await runBackupCli(backupArgs, req, io)

@@ -121,6 +121,22 @@ describe('runCli without a server', () => {
     )
   })
 
+  test.each([
+    [['--environment-url', 'javascript:alert(1)'], {}, '--environment-url'],
+    [['--environment-url', "https://x.example.com/'; id"], {}, '--environment-url'],
+    [[], { SAFE_DEPLOY_ENVIRONMENT_URL: 'shop.example.com' }, 'SAFE_DEPLOY_ENVIRONMENT_URL']
+  ])(
+    'an environment URL that is not one line of http(s) exits 2 before anything runs (%j %j)',
+    async (args, env, what) => {
+      const dotenv = join(dir, 'refused.env')
+      const r = await cli(['deploy', '-c', config, '--dotenv', dotenv, ...args], env)
+      expect(r.code).toBe(2)
+      expect(r.stderr).toMatch(new RegExp(`^safe-deploy: ${what}: expected an http:// or https:// URL, got `))
+      expect(existsSync(dotenv)).toBe(false)
+      expect(existsSync(root)).toBe(false)
+    }
+  )
+
   test('lock needs status or release', async () => {
     const r = await cli(['lock', 'steal', '-c', config])
     expect(r.code).toBe(2)
