@@ -118,6 +118,7 @@ export async function connectAll(ctx: RunContext): Promise<void> {
         knownHosts: loaded.auth.knownHosts,
         fingerprints: loaded.auth.fingerprints,
         insecureSkipHostKeyCheck: loaded.auth.insecure,
+        jump: loaded.auth.jump,
         connectTimeoutMs: ssh.connect_timeout,
         connectRetries: ssh.connect_retries,
         keepaliveIntervalMs: ssh.keepalive_interval,

@@ -1,0 +1,171 @@
+/**
+ * Jump hosts (ssh.jump, ProxyJump) against real sshds: a bastion and a target, each in its own network
+ * namespace (harness/netns.ts). The target's sshd listens on an address only the bastion's namespace can
+ * reach (veth pairs test ↔ bastion ↔ target, no forwarding in the bastion's namespace), so a deploy that
+ * reaches the target went through the bastion. No firewall rules.
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { createJumpNetwork, type JumpNetwork } from './harness/netns.js'
+import { bannerOf, fastShell, startSshd, stopAll, type SshHost } from './harness/sshd.js'
+import { currentOf, lockExists, project, releasesOf, stopApp, type Project } from './support.js'
+
+let net: JumpNetwork
+let bastion: SshHost
+let target: SshHost
+const pidFiles: string[] = []
+
+beforeAll(async () => {
+  net = createJumpNetwork()
+  bastion = await startSshd({ netns: net.bastionNs, address: net.bastionAddress, extraConfig: fastShell() })
+  target = await startSshd({ netns: net.targetNs, address: net.targetAddress, extraConfig: fastShell() })
+})
+
+afterAll(async () => {
+  for (const f of pidFiles) await stopApp(f)
+  await stopAll()
+  net?.remove()
+})
+
+/** The bastion lets in the target's client key too (the default: one key for the bastion and the hosts). */
+function authorizeTargetKeyOnBastion(): void {
+  const keys = join(bastion.dir, 'etc', 'authorized_keys')
+  const targetKey = readFileSync(`${target.privateKeyFile}.pub`, 'utf8')
+  if (!readFileSync(keys, 'utf8').includes(targetKey)) writeFileSync(keys, targetKey, { flag: 'a' })
+}
+
+async function jumpProject(
+  root: string,
+  opts: { jump?: Record<string, unknown>; knownHosts?: string } = {}
+): Promise<Project> {
+  const p = await project({
+    hosts: [target],
+    root,
+    config: c => ({
+      ...c,
+      hosts: [{ name: 'web-1', address: target.address, port: target.port, user: 'root' }],
+      ssh: {
+        ...(c.ssh as object),
+        jump: { address: bastion.address, port: bastion.port, user: 'root', ...opts.jump }
+      }
+    }),
+    envExtra: {
+      KNOWN_HOSTS: opts.knownHosts ?? `${bastion.knownHostsLine}\n${target.knownHostsLine}`,
+      JUMP_KEY: bastion.privateKey
+    }
+  })
+  pidFiles.push(`${root}/shared/app.pid`)
+  return p
+}
+
+/** A known_hosts line for `host` with another host's key: what a reinstalled (or impersonated) server offers. */
+function wrongKeyLine(host: SshHost, other: SshHost): string {
+  const [, type, key] = other.knownHostsLine.split(' ')
+  return `${host.knownHostsLine.split(' ')[0]} ${type} ${key}`
+}
+
+describe('ssh.jump', () => {
+  test('the target is not reachable directly, only through the bastion', async () => {
+    // (this container's network accepts any TCP connection on its way out: only a banner tells an sshd)
+    expect(await bannerOf(bastion.address, bastion.port)).toMatch(/^SSH-2\.0/)
+    expect(await bannerOf(target.address, target.port)).toBe('')
+    expect(await bannerOf(target.address, target.port, 2000, net.bastionNs)).toMatch(/^SSH-2\.0/)
+    // and a deploy without ssh.jump cannot connect
+    const root = target.root('jump-direct')
+    const p = await project({
+      hosts: [target],
+      root,
+      config: c => ({ ...c, ssh: { ...(c.ssh as object), connect_timeout: '2s', connect_retries: 0 } })
+    })
+    p.app({ version: 'v1' })
+    const d = await p.deploy()
+    expect(d.code).toBe(3)
+    expect(d.stderr).toContain(`cannot connect to ${target.address}`)
+    expect(releasesOf(root)).toEqual([])
+  })
+
+  test('a deploy through the jump host switches the target; status works through it too', async () => {
+    authorizeTargetKeyOnBastion()
+    const root = target.root('jump-deploy')
+    const p = await jumpProject(root)
+    p.app({ version: 'v1' })
+    const d = await p.deploy()
+    expect(d.stderr).not.toMatch(/error/i)
+    expect(d.code).toBe(0)
+    const release = releasesOf(root)
+    expect(release).toHaveLength(1)
+    expect(currentOf(root)).toBe(`releases/${release[0]}`)
+    expect(lockExists(root)).toBe(false)
+    // the target saw the connection come from the bastion's inner address
+    expect(readFileSync(target.logFile, 'utf8')).toContain(
+      `Accepted publickey for root from ${net.bastionInnerAddress}`
+    )
+
+    const s = await p.run(['status'])
+    expect(s.code).toBe(0)
+    expect(s.stdout + s.stderr).toContain(release[0])
+    const plan = await p.run(['plan'])
+    expect(plan.code).toBe(0)
+  })
+
+  test('ssh.jump.private_key: the bastion takes its own key', async () => {
+    const root = target.root('jump-own-key')
+    const p = await jumpProject(root, { jump: { private_key: 'env:JUMP_KEY' } })
+    p.app({ version: 'v1' })
+    const d = await p.deploy()
+    expect(d.code).toBe(0)
+    expect(currentOf(root)).toBe(`releases/${releasesOf(root)[0]}`)
+    // the bastion key is a secret like the hosts' key: never in the log
+    expect(d.stdout + d.stderr).not.toContain(bastion.privateKey.split('\n')[1])
+  })
+
+  test('a wrong bastion host key stops the run before anything changes, naming the bastion', async () => {
+    authorizeTargetKeyOnBastion()
+    const root = target.root('jump-bad-bastion-key')
+    const p = await jumpProject(root, {
+      knownHosts: `${wrongKeyLine(bastion, target)}\n${target.knownHostsLine}`
+    })
+    p.app({ version: 'v1' })
+    const targetLog = readFileSync(target.logFile, 'utf8').length
+    const d = await p.deploy()
+    expect(d.code).toBe(3)
+    expect(d.stderr).toContain(`web-1 via ${bastion.address}:${bastion.port}: jump host:`)
+    expect(d.stderr).toContain(`host key for ${bastion.address}:${bastion.port} does not match known_hosts`)
+    expect(releasesOf(root)).toEqual([])
+    expect(currentOf(root)).toBeUndefined()
+    expect(lockExists(root)).toBe(false)
+    // the target was never contacted
+    expect(readFileSync(target.logFile, 'utf8').slice(targetLog)).not.toContain('Connection from')
+  })
+
+  test('a wrong target host key fails naming the target (and the bastion it went through)', async () => {
+    authorizeTargetKeyOnBastion()
+    const root = target.root('jump-bad-target-key')
+    const p = await jumpProject(root, {
+      knownHosts: `${bastion.knownHostsLine}\n${wrongKeyLine(target, bastion)}`
+    })
+    p.app({ version: 'v1' })
+    const d = await p.deploy()
+    expect(d.code).toBe(3)
+    expect(d.stderr).toContain(
+      `web-1 via ${bastion.address}:${bastion.port}: host key for ${target.address}:${target.port} does not match known_hosts`
+    )
+    expect(releasesOf(root)).toEqual([])
+    expect(currentOf(root)).toBeUndefined()
+  })
+  test('the bastion down: the run stops before anything changes, naming the bastion', async () => {
+    authorizeTargetKeyOnBastion()
+    const root = target.root('jump-bastion-down')
+    const p = await jumpProject(root)
+    p.app({ version: 'v1' })
+    await bastion.stop({ killSessions: true })
+    const d = await p.deploy()
+    expect(d.code).toBe(3)
+    expect(d.stderr).toContain(
+      `web-1 via ${bastion.address}:${bastion.port}: jump host: cannot connect to ${bastion.address}:${bastion.port}`
+    )
+    expect(releasesOf(root)).toEqual([])
+    expect(currentOf(root)).toBeUndefined()
+  })
+})
