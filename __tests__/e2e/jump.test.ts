@@ -5,8 +5,10 @@
  * reaches the target went through the bastion. No firewall rules.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { waitFor } from './harness/app.js'
+import { SshTransport } from '../../src/transport/ssh.js'
 import { createJumpNetwork, type JumpNetwork } from './harness/netns.js'
 import { bannerOf, fastShell, startSshd, stopAll, type SshHost } from './harness/sshd.js'
 import { currentOf, lockExists, project, releasesOf, stopApp, type Project } from './support.js'
@@ -107,6 +109,46 @@ describe('ssh.jump', () => {
     expect(s.stdout + s.stderr).toContain(release[0])
     const plan = await p.run(['plan'])
     expect(plan.code).toBe(0)
+    expect(plan.stdout).toContain(
+      `## every SSH host is reached through the jump host ${bastion.address}:${bastion.port}`
+    )
+  })
+
+  test('two hosts share one bastion connection, closed when the run ends', async () => {
+    authorizeTargetKeyOnBastion()
+    const second = await startSshd({ netns: net.targetNs, address: net.targetAddress, port: target.port + 1 })
+    // one client key for both hosts (and the bastion), as ssh.private_key is one key
+    writeFileSync(join(second.dir, 'etc', 'authorized_keys'), readFileSync(`${target.privateKeyFile}.pub`))
+    const roots = [target.root('jump-two-a'), second.root('jump-two-b')]
+    for (const r of roots) mkdirSync(join(r, 'shared'), { recursive: true })
+    for (const r of roots) writeFileSync(join(r, 'shared', '.env'), 'SECRET=from-shared\n')
+    const p = await project({
+      hosts: [target],
+      root: roots[0] as string,
+      config: c => ({
+        ...c,
+        hosts: [
+          { name: 'web-1', address: target.address, port: target.port, path: roots[0] },
+          { name: 'web-2', address: second.address, port: second.port, path: roots[1] }
+        ],
+        ssh: { ...(c.ssh as object), jump: { address: bastion.address, port: bastion.port } },
+        // no app server: two on one namespace's loopback would share a port
+        stages: { build: 'echo built > BUILD_OK', restart: 'true' },
+        verify: { command: 'test -f BUILD_OK' }
+      }),
+      envExtra: {
+        KNOWN_HOSTS: [bastion, target, second].map(h => h.knownHostsLine).join('\n')
+      }
+    })
+    p.app({ version: 'v1' })
+    const before = readFileSync(bastion.logFile, 'utf8').length
+    const d = await p.deploy()
+    expect(d.code).toBe(0)
+    for (const r of roots) expect(currentOf(r)).toBe(`releases/${releasesOf(r)[0]}`)
+    const bastionLog = () => readFileSync(bastion.logFile, 'utf8').slice(before)
+    expect(bastionLog().match(/Accepted publickey for root/g)).toHaveLength(1)
+    await waitFor('the bastion connection to close', () => /Disconnected from user root/.test(bastionLog()))
+    await second.stop()
   })
 
   test('ssh.jump.private_key: the bastion takes its own key', async () => {
@@ -154,6 +196,42 @@ describe('ssh.jump', () => {
     expect(releasesOf(root)).toEqual([])
     expect(currentOf(root)).toBeUndefined()
   })
+  test('a dropped bastion connection is opened again before the next command', async () => {
+    authorizeTargetKeyOnBastion()
+    const reconnects: string[] = []
+    const t = await SshTransport.connect({
+      label: 'web-1',
+      address: target.address,
+      port: target.port,
+      user: 'root',
+      privateKey: target.privateKey,
+      knownHosts: `${bastion.knownHostsLine}\n${target.knownHostsLine}`,
+      fingerprints: [],
+      insecureSkipHostKeyCheck: false,
+      connectTimeoutMs: 5000,
+      connectRetries: 1,
+      keepaliveIntervalMs: 1000,
+      jump: { label: 'bastion', address: bastion.address, port: bastion.port, user: 'root' },
+      onReconnect: () => reconnects.push('web-1')
+    })
+    try {
+      expect(await t.exec('echo one')).toEqual({ code: 0, stdout: 'one\n', stderr: '' })
+      const before = readFileSync(bastion.logFile, 'utf8').length
+      bastion.dropSessions()
+      await waitFor('the bastion session to end', () =>
+        /Exiting on signal|Disconnected from|Connection closed/.test(
+          readFileSync(bastion.logFile, 'utf8').slice(before)
+        )
+      )
+      // the target connection inside the dropped one is gone too; the next command opens both again
+      expect(await t.exec('echo two')).toEqual({ code: 0, stdout: 'two\n', stderr: '' })
+      expect(reconnects).toEqual(['web-1'])
+      expect(readFileSync(bastion.logFile, 'utf8').slice(before)).toContain('Accepted publickey for root')
+    } finally {
+      await t.close()
+    }
+  })
+
   test('the bastion down: the run stops before anything changes, naming the bastion', async () => {
     authorizeTargetKeyOnBastion()
     const root = target.root('jump-bastion-down')

@@ -54,6 +54,9 @@ class SshConnectError extends Error {
   }
 }
 
+/** The command's channel did not open: the command did not start. */
+class ChannelOpenError extends Error {}
+
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     if (signal?.aborted) return reject(new Error('interrupted'))
@@ -103,7 +106,16 @@ export class SshTransport implements Transport {
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     // an interrupted run starts nothing new (the undo passes a fresh signal)
     if (options.signal?.aborted) return Promise.reject(new Error('interrupted'))
-    return this.connection().then(client => this.execOn(client, command, options))
+    return this.connection()
+      .then(client => this.execOn(client, command, options))
+      .catch(async (e: unknown) => {
+        if (!(e instanceof ChannelOpenError) || this.closed || options.signal?.aborted) throw e
+        // the connection dropped before the command's channel opened (a bastion connection cut takes the
+        // host's with it a moment later): the command never started, so it runs on a new connection
+        await new Promise(resolve => setImmediate(resolve))
+        if (this.ssh.isConnected()) throw e
+        return this.execOn(await this.connection(), command, options)
+      })
   }
 
   private execOn(
@@ -113,7 +125,7 @@ export class SshTransport implements Transport {
   ): Promise<ExecResult> {
     return new Promise((resolve, reject) => {
       client.exec(command, (err: Error | undefined, channel: ClientChannel) => {
-        if (err) return reject(new Error(`cannot run a command on ${this.label}: ${err.message}`))
+        if (err) return reject(new ChannelOpenError(`cannot run a command on ${this.label}: ${err.message}`))
         let stdout = ''
         let stderr = ''
         let code: number | undefined

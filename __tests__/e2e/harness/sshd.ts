@@ -51,6 +51,8 @@ export interface SshHost {
    * ECONNRESET, which crashes a node-ssh/ssh2 client that has no 'error' listener).
    */
   stop(opts?: { killSessions?: boolean }): Promise<void>
+  /** Ends every open session (SIGTERM to the listener's children) and keeps listening: a dropped connection. */
+  dropSessions(): void
 }
 
 export interface StartSshdOptions {
@@ -449,6 +451,9 @@ export async function startSshd(opts: StartSshdOptions = {}): Promise<SshHost> {
     netns: opts.netns,
     root: name => path.join(dir, 'srv', name),
     run: cmd => runLocal(cmd, dir),
+    dropSessions: () => {
+      for (const child of childPids(pid)) signal(child, 'SIGTERM')
+    },
     stop: (stopOpts = {}) => {
       stopping ??= stopSshd(host, stopOpts.killSessions ?? false).finally(() => running.delete(host))
       return stopping
