@@ -1,0 +1,348 @@
+/**
+ * Fleet benchmark (not a test: `npx tsx bench/fleet.ts`, as root): deploy wall time of the reference app
+ * (examples/demo/app, as in bench/deploy.ts) to 1, 5, 10 and 20 hosts, safe-deploy side by side with
+ * Capistrano 3 (Debian's `capistrano`) on the same sshd instances, in one run. Median of BENCH_RUNS (3) runs
+ * per point; prints the ratios and the growth from 1 to 20 hosts.
+ *
+ * Each "host" is an sshd of the e2e harness on its own loopback address, logged in to as its own deploy user
+ * (sdfleet01, sdfleet02, ...) whose HOME is an empty directory: the login shell sources no profile, as for a
+ * deploy user (root's ~/.bashrc on this machine runs `pyenv init`, about 0.4 s per command). Both tools deploy
+ * into that HOME (`~/sd`, `~/cap`), run the same `bin/restart` and then the same health check (curl on the
+ * host, retried every 100 ms), each on its own app port. Capistrano uses its git strategy from a local
+ * repository (the default way it gets code to a host) and runs each task on all hosts in parallel (SSHKit's
+ * default). One warm-up deploy per tool to every host before the measured runs; the order of the two tools
+ * alternates between runs.
+ *
+ *   BENCH_POINTS=1,5,10,20  BENCH_RUNS=3  BENCH_CAPISTRANO=0 (safe-deploy only)  BENCH_PROFILE=1 (stage times)
+ */
+import { spawn, spawnSync } from 'node:child_process'
+import { chmodSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { PassThrough } from 'node:stream'
+import { stringify } from 'yaml'
+import { runCli } from '../src/platform/cli.js'
+import { freePort, startSshd, stopAll, tempDir, type SshHost } from '../__tests__/e2e/harness/sshd.js'
+import { stopApp } from '../__tests__/e2e/harness/app.js'
+
+const POINTS = (process.env.BENCH_POINTS ?? '1,5,10,20').split(',').map(Number)
+const RUNS = Number(process.env.BENCH_RUNS ?? 3)
+const PROFILE = process.env.BENCH_PROFILE === '1'
+const MAX = Math.max(...POINTS)
+const CAP = process.env.BENCH_CAPISTRANO !== '0' && spawnSync('cap', ['--version']).status === 0
+const APP = join(import.meta.dirname, '..', 'examples', 'demo', 'app')
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
+const log = (line: string) => process.stderr.write(`${line}\n`)
+
+interface FleetHost {
+  ssh: SshHost
+  user: string
+  home: string
+  sdPort: number
+  capPort: number
+}
+
+function sh(cmd: string): void {
+  const r = spawnSync('/bin/sh', ['-c', cmd], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`${cmd}: ${r.stderr}`)
+}
+
+/** A deploy user with an empty HOME (no profile to source); its files are its own. */
+function deployUser(n: number): { user: string; home: string } {
+  const user = `sdfleet${String(n).padStart(2, '0')}`
+  const home = `/home/${user}`
+  if (spawnSync('id', [user]).status !== 0) sh(`useradd -M -d ${home} -s /bin/bash ${user}`)
+  // no password, but not locked: sshd (UsePAM no) refuses locked accounts even with a key
+  sh(`usermod -p '*' ${user}`)
+  sh(`rm -rf ${home} && mkdir -p ${home} && chown ${user}: ${home} && chmod 755 ${home}`)
+  return { user, home }
+}
+
+/** What a person does once per host: the shared .env with the app's port, and the logs dir. */
+function sharedFiles(h: FleetHost, root: string, port: number): void {
+  sh(
+    `mkdir -p ${root}/shared/logs && printf 'PORT=${port}\\n' > ${root}/shared/.env && chown -R ${h.user}: ${root}`
+  )
+}
+
+/** The health check both tools run on each host, inside the release (the demo app answers /health). */
+const CHECK =
+  'for i in $(seq 100); do curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && exit 0; sleep 0.1; done; exit 1'
+
+// --- safe-deploy ------------------------------------------------------------------------------------------
+
+const work = tempDir('safe-deploy-bench-fleet-')
+const src = join(work, 'app')
+cpSync(APP, src, { recursive: true })
+
+function sdConfig(hosts: FleetHost[]): string {
+  const config = {
+    app: 'ledger',
+    path: '/srv/ledger',
+    hosts: hosts.map((h, i) => ({
+      name: `host-${i + 1}`,
+      address: h.ssh.address,
+      port: h.ssh.port,
+      user: h.user,
+      path: `${h.home}/sd`
+    })),
+    ssh: { private_key: 'env:SSH_KEY', known_hosts: 'env:KNOWN_HOSTS' },
+    source: { dir: './app' },
+    shared: { files: ['.env'], dirs: ['logs'] },
+    stages: { restart: 'bin/restart' },
+    verify: { command: `. ./.env && ${CHECK}` }
+  }
+  const file = join(work, `safe-deploy-${hosts.length}.yml`)
+  writeFileSync(file, stringify(config))
+  return file
+}
+
+async function safeDeploy(hosts: FleetHost[], env: NodeJS.ProcessEnv): Promise<number> {
+  const file = sdConfig(hosts)
+  const out = new PassThrough()
+  const err = new PassThrough()
+  let json = ''
+  let text = ''
+  out.on('data', c => (json += String(c)))
+  err.on('data', c => (text += String(c)))
+  const t0 = performance.now()
+  const code = await runCli(['deploy', '--json', '--config', file], { stdout: out, stderr: err, env })
+  const ms = performance.now() - t0
+  if (code !== 0)
+    throw new Error(`safe-deploy to ${hosts.length} hosts exited ${code}:\n${text.slice(-3000)}`)
+  if (PROFILE) {
+    // the result's own stage durations (0.1 s resolution), and what is left: loading, the report, closing
+    const r = JSON.parse(json) as { stages: { name: string; duration_s: number }[] }
+    const staged = r.stages.reduce((a, st) => a + st.duration_s, 0)
+    const parts = r.stages.filter(st => st.duration_s > 0).map(st => `${st.name} ${st.duration_s.toFixed(1)}`)
+    log(
+      `   profile (${hosts.length} hosts): ${parts.join(', ')}, outside stages ${(ms / 1000 - staged).toFixed(2)}`
+    )
+  }
+  return ms
+}
+
+// --- Capistrano ---------------------------------------------------------------------------------------------
+
+const capDir = join(work, 'cap')
+const repo = join(work, 'repo')
+
+function git(cwd: string, ...args: string[]): void {
+  const r = spawnSync('git', ['-c', 'user.name=bench', '-c', 'user.email=bench@example.invalid', ...args], {
+    cwd,
+    encoding: 'utf8'
+  })
+  if (r.status !== 0) throw new Error(`git ${args.join(' ')}: ${r.stderr}`)
+}
+
+const rb = (s: string) => JSON.stringify(s) // a Ruby double-quoted string literal (no #{} in our paths)
+
+function capSetup(): void {
+  cpSync(APP, repo, { recursive: true })
+  git(repo, 'init', '-q', '-b', 'main')
+  git(repo, 'add', '-A')
+  git(repo, 'commit', '-q', '-m', 'init')
+  // the deploy users clone it over file://
+  writeFileSync(join(work, 'gitconfig'), '[safe]\n\tdirectory = *\n')
+  sh(`chmod -R a+rX ${work}`)
+  mkdirSync(join(capDir, 'config', 'deploy'), { recursive: true })
+  writeFileSync(
+    join(capDir, 'Capfile'),
+    [
+      'require "capistrano/setup"',
+      'require "capistrano/deploy"',
+      'require "capistrano/scm/git"',
+      'install_plugin Capistrano::SCM::Git',
+      ''
+    ].join('\n')
+  )
+  writeFileSync(
+    join(capDir, 'config', 'deploy.rb'),
+    [
+      'set :application, "ledger"',
+      `set :repo_url, ${rb(`file://${repo}`)}`,
+      'set :branch, "main"',
+      'set :deploy_to, "~/cap"',
+      'set :keep_releases, 5',
+      'set :log_level, :info',
+      'append :linked_files, ".env"',
+      'append :linked_dirs, "logs"',
+      // the repository belongs to root; the deploy users read it
+      `set :default_env, { "GIT_CONFIG_GLOBAL" => ${rb(join(work, 'gitconfig'))} }`,
+      // the "hosts" share this machine's /tmp, where every deploy user would upload the same GIT_SSH wrapper
+      // (one file name for all); a file:// repository needs no ssh wrapper anyway
+      'Rake::Task["git:wrapper"].clear_actions',
+      'namespace :app do',
+      '  task :restart do',
+      '    on roles(:app) do',
+      '      within current_path do',
+      '        with safe_deploy_shared: "$HOME/cap/shared" do',
+      '          execute :sh, "bin/restart"',
+      '        end',
+      '      end',
+      '    end',
+      '  end',
+      '  task :verify do',
+      '    on roles(:app) do',
+      '      within current_path do',
+      `        execute :sh, "-c", ${rb(`'. ./.env && ${CHECK}'`)}`,
+      '      end',
+      '    end',
+      '  end',
+      'end',
+      'after "deploy:publishing", "app:restart"',
+      'after "app:restart", "app:verify"',
+      ''
+    ].join('\n')
+  )
+}
+
+function capStage(hosts: FleetHost[], knownHosts: string, key: string): string {
+  const stage = `fleet${hosts.length}`
+  writeFileSync(
+    join(capDir, 'config', 'deploy', `${stage}.rb`),
+    [
+      ...hosts.map(
+        h => `server ${rb(h.ssh.address)}, user: ${rb(h.user)}, port: ${h.ssh.port}, roles: %w{app}`
+      ),
+      'set :ssh_options, {',
+      `  keys: [${rb(key)}], keys_only: true, auth_methods: %w(publickey), config: false,`,
+      `  user_known_hosts_file: ${rb(knownHosts)}, verify_host_key: :always`,
+      '}',
+      ''
+    ].join('\n')
+  )
+  return stage
+}
+
+function run(cmd: string, args: string[], cwd: string): Promise<{ code: number; out: string }> {
+  return new Promise(resolve => {
+    const child = spawn(cmd, args, {
+      cwd,
+      env: { ...process.env, LANG: 'C.UTF-8' },
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    let out = ''
+    child.stdout.on('data', c => (out += String(c)))
+    child.stderr.on('data', c => (out += String(c)))
+    child.on('close', code => resolve({ code: code ?? -1, out }))
+    child.on('error', e => resolve({ code: -1, out: e.message }))
+  })
+}
+
+async function capistrano(stage: string): Promise<number> {
+  const t0 = performance.now()
+  const r = await run('cap', [stage, 'deploy'], capDir)
+  const ms = performance.now() - t0
+  if (r.code !== 0) throw new Error(`cap ${stage} deploy exited ${r.code}:\n${r.out.slice(-3000)}`)
+  return ms
+}
+
+function capVersion(): string {
+  const r = spawnSync('cap', ['--version'], { encoding: 'utf8' })
+  return /Capistrano Version: (\S+)/.exec(r.stdout)?.[1] ?? '3'
+}
+
+// --- the run ----------------------------------------------------------------------------------------------
+
+const hosts: FleetHost[] = []
+try {
+  for (let i = 1; i <= MAX; i++) {
+    const ssh = await startSshd()
+    const { user, home } = deployUser(i)
+    hosts.push({ ssh, user, home, sdPort: await freePort(), capPort: await freePort() })
+  }
+  // one client key for the fleet, as ssh.private_key is one key
+  const key = hosts[0]?.ssh as SshHost
+  for (const h of hosts) {
+    writeFileSync(join(h.ssh.dir, 'etc', 'authorized_keys'), readFileSync(`${key.privateKeyFile}.pub`))
+    // sshd reads the file as the user logging in
+    sh(`chmod 711 ${h.ssh.dir} && chmod 755 ${h.ssh.dir}/etc && chmod 644 ${h.ssh.dir}/etc/authorized_keys`)
+  }
+  const knownHosts = join(work, 'known_hosts')
+  writeFileSync(knownHosts, hosts.map(h => h.ssh.knownHostsLine).join('\n') + '\n')
+  chmodSync(key.privateKeyFile, 0o600)
+  for (const h of hosts) {
+    sharedFiles(h, `${h.home}/sd`, h.sdPort)
+    sharedFiles(h, `${h.home}/cap`, h.capPort)
+  }
+  const env = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    SSH_KEY: key.privateKey,
+    KNOWN_HOSTS: readFileSync(knownHosts, 'utf8')
+  }
+  process.chdir(work)
+  if (CAP) capSetup()
+  const capStages = new Map(
+    POINTS.map(n => [n, CAP ? capStage(hosts.slice(0, n), knownHosts, key.privateKeyFile) : ''])
+  )
+
+  log(`warm-up: one deploy of each tool to all ${MAX} hosts`)
+  await safeDeploy(hosts, env)
+  if (CAP) await capistrano(capStages.get(MAX) ?? '')
+
+  const sd = new Map<number, number[]>()
+  const cap = new Map<number, number[]>()
+  let version = 0
+  for (const n of POINTS) {
+    for (let r = 0; r < RUNS; r++) {
+      version++
+      writeFileSync(join(src, 'VERSION'), `2.0.${version}\n`)
+      const order = (r + n) % 2 === 0 ? ['sd', 'cap'] : ['cap', 'sd']
+      for (const tool of order) {
+        if (tool === 'sd') {
+          const ms = await safeDeploy(hosts.slice(0, n), env)
+          sd.set(n, [...(sd.get(n) ?? []), ms])
+          log(`   ${n} hosts, run ${r + 1}: safe-deploy ${(ms / 1000).toFixed(2)} s`)
+        } else if (CAP) {
+          writeFileSync(join(repo, 'VERSION'), `2.0.${version}\n`)
+          git(repo, 'commit', '-q', '-am', `v${version}`)
+          const ms = await capistrano(capStages.get(n) ?? '')
+          cap.set(n, [...(cap.get(n) ?? []), ms])
+          log(`   ${n} hosts, run ${r + 1}: Capistrano ${(ms / 1000).toFixed(2)} s`)
+        }
+      }
+    }
+  }
+
+  const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`
+  const one = median(sd.get(POINTS[0] ?? 1) ?? [])
+  const capOne = CAP ? median(cap.get(POINTS[0] ?? 1) ?? []) : 0
+  const rows = POINTS.map(n => {
+    const a = median(sd.get(n) ?? [])
+    const b = CAP ? median(cap.get(n) ?? []) : NaN
+    return [
+      String(n),
+      s(a),
+      `${(a / one).toFixed(2)}x`,
+      CAP ? s(b) : '-',
+      CAP ? `${(b / capOne).toFixed(2)}x` : '-',
+      CAP ? `${(a / b).toFixed(2)}` : '-'
+    ]
+  })
+  const head = [
+    'hosts',
+    `safe-deploy (median of ${RUNS})`,
+    'vs 1 host',
+    `Capistrano ${CAP ? capVersion() : '(not run)'}`,
+    'vs 1 host',
+    'safe-deploy / Capistrano'
+  ]
+  const table = [head, head.map(() => '---'), ...rows].map(r => `| ${r.join(' | ')} |`).join('\n')
+  console.log(table)
+  const last = POINTS.at(-1) ?? MAX
+  const growth = median(sd.get(last) ?? []) / one
+  console.log(
+    `\nsafe-deploy: ${POINTS[0]} -> ${last} hosts: ${growth.toFixed(2)}x (target <= 1.5x)` +
+      (CAP
+        ? `; Capistrano: ${(median(cap.get(last) ?? []) / capOne).toFixed(2)}x; each point under half of Capistrano's: ${rows.every(r => Number(r[5]) < 0.5) ? 'yes' : 'no'}`
+        : '')
+  )
+} finally {
+  for (const h of hosts) {
+    await stopApp(`${h.home}/sd/shared/app.pid`)
+    await stopApp(`${h.home}/cap/shared/app.pid`)
+  }
+  await stopAll()
+}
