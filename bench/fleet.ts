@@ -15,20 +15,21 @@
  *
  *   BENCH_POINTS=1,5,10,20  BENCH_RUNS=3  BENCH_CAPISTRANO=0 (safe-deploy only)  BENCH_PROFILE=1 (stage times)
  */
-import { spawn, spawnSync } from 'node:child_process'
-import { chmodSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { chmodSync, cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { stringify } from 'yaml'
 import { runCli } from '../src/platform/cli.js'
 import { freePort, startSshd, stopAll, tempDir, type SshHost } from '../__tests__/e2e/harness/sshd.js'
 import { stopApp } from '../__tests__/e2e/harness/app.js'
+import { capistranoWanted, capProject, capVersion, git, rb, run } from './capistrano.js'
 
 const POINTS = (process.env.BENCH_POINTS ?? '1,5,10,20').split(',').map(Number)
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
 const PROFILE = process.env.BENCH_PROFILE === '1'
 const MAX = Math.max(...POINTS)
-const CAP = process.env.BENCH_CAPISTRANO !== '0' && spawnSync('cap', ['--version']).status === 0
+const CAP = capistranoWanted()
 const APP = join(import.meta.dirname, '..', 'examples', 'demo', 'app')
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
@@ -105,9 +106,17 @@ async function safeDeploy(hosts: FleetHost[], env: NodeJS.ProcessEnv): Promise<n
   let text = ''
   out.on('data', c => (json += String(c)))
   err.on('data', c => (text += String(c)))
+  const cpu0 = process.cpuUsage()
+  const busy0 = machineBusy()
+  const hosts0 = hostsCpu(hosts)
   const t0 = performance.now()
   const code = await runCli(['deploy', '--json', '--config', file], { stdout: out, stderr: err, env })
   const ms = performance.now() - t0
+  const cpu = process.cpuUsage(cpu0)
+  const busy = machineBusy()
+  // the sessions end as the run closes its connections: count them once sshd has reaped them (not timed)
+  if (PROFILE) await new Promise(resolve => setTimeout(resolve, 1000))
+  const onHosts = hostsCpu(hosts) - hosts0
   if (code !== 0)
     throw new Error(`safe-deploy to ${hosts.length} hosts exited ${code}:\n${text.slice(-3000)}`)
   if (PROFILE) {
@@ -115,27 +124,59 @@ async function safeDeploy(hosts: FleetHost[], env: NodeJS.ProcessEnv): Promise<n
     const r = JSON.parse(json) as { stages: { name: string; duration_s: number }[] }
     const staged = r.stages.reduce((a, st) => a + st.duration_s, 0)
     const parts = r.stages.filter(st => st.duration_s > 0).map(st => `${st.name} ${st.duration_s.toFixed(1)}`)
+    const runner = (cpu.user + cpu.system) / 1e6
     log(
-      `   profile (${hosts.length} hosts): ${parts.join(', ')}, outside stages ${(ms / 1000 - staged).toFixed(2)}`
+      `   profile (${hosts.length} hosts): ${parts.join(', ')}, outside stages ${(ms / 1000 - staged).toFixed(2)}; ` +
+        `CPU: safe-deploy's process ${runner.toFixed(2)} s, the hosts ${onHosts.toFixed(2)} s, the whole machine ` +
+        `${((busy.busy - busy0.busy) / 100).toFixed(2)} s of ${((busy.total - busy0.total) / 100).toFixed(2)} s`
     )
   }
   return ms
+}
+
+/** utime, stime, cutime, cstime of a process, in seconds (0 when it is gone). */
+function cpuOf(pid: number | undefined): number[] {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat
+      .slice(stat.lastIndexOf(')') + 2)
+      .split(' ')
+      .slice(11, 15)
+      .map(t => Number(t) / 100)
+  } catch {
+    return [0, 0, 0, 0]
+  }
+}
+
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0)
+
+/**
+ * CPU seconds the hosts spent so far: each sshd with its finished sessions and what they ran (the listener's
+ * cutime + cstime: sessions are its children), plus the app processes running now (started by bin/restart,
+ * detached, so not counted in any sshd).
+ */
+function hostsCpu(hosts: FleetHost[]): number {
+  let total = 0
+  for (const h of hosts) {
+    total += sum(cpuOf(h.ssh.pid).slice(2))
+    const pidFile = `${h.home}/sd/shared/app.pid`
+    if (existsSync(pidFile)) total += sum(cpuOf(Number(readFileSync(pidFile, 'utf8').trim())).slice(0, 2))
+  }
+  return total
+}
+
+/** CPU ticks (1/100 s) of the whole machine from /proc/stat: busy (not idle or iowait) and total (all cores). */
+function machineBusy(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? ''
+  const f = line.trim().split(/\s+/).slice(1).map(Number)
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0)
+  return { busy: total - (f[3] ?? 0) - (f[4] ?? 0), total }
 }
 
 // --- Capistrano ---------------------------------------------------------------------------------------------
 
 const capDir = join(work, 'cap')
 const repo = join(work, 'repo')
-
-function git(cwd: string, ...args: string[]): void {
-  const r = spawnSync('git', ['-c', 'user.name=bench', '-c', 'user.email=bench@example.invalid', ...args], {
-    cwd,
-    encoding: 'utf8'
-  })
-  if (r.status !== 0) throw new Error(`git ${args.join(' ')}: ${r.stderr}`)
-}
-
-const rb = (s: string) => JSON.stringify(s) // a Ruby double-quoted string literal (no #{} in our paths)
 
 function capSetup(): void {
   cpSync(APP, repo, { recursive: true })
@@ -145,26 +186,10 @@ function capSetup(): void {
   // the deploy users clone it over file://
   writeFileSync(join(work, 'gitconfig'), '[safe]\n\tdirectory = *\n')
   sh(`chmod -R a+rX ${work}`)
-  mkdirSync(join(capDir, 'config', 'deploy'), { recursive: true })
-  writeFileSync(
-    join(capDir, 'Capfile'),
-    [
-      'require "capistrano/setup"',
-      'require "capistrano/deploy"',
-      'require "capistrano/scm/git"',
-      'install_plugin Capistrano::SCM::Git',
-      ''
-    ].join('\n')
-  )
-  writeFileSync(
-    join(capDir, 'config', 'deploy.rb'),
-    [
-      'set :application, "ledger"',
-      `set :repo_url, ${rb(`file://${repo}`)}`,
-      'set :branch, "main"',
-      'set :deploy_to, "~/cap"',
-      'set :keep_releases, 5',
-      'set :log_level, :info',
+  capProject(capDir, {
+    repo,
+    deployTo: '~/cap',
+    deployRb: [
       'append :linked_files, ".env"',
       'append :linked_dirs, "logs"',
       // the repository belongs to root; the deploy users read it
@@ -191,10 +216,9 @@ function capSetup(): void {
       '  end',
       'end',
       'after "deploy:publishing", "app:restart"',
-      'after "app:restart", "app:verify"',
-      ''
-    ].join('\n')
-  )
+      'after "app:restart", "app:verify"'
+    ]
+  })
 }
 
 function capStage(hosts: FleetHost[], knownHosts: string, key: string): string {
@@ -215,32 +239,12 @@ function capStage(hosts: FleetHost[], knownHosts: string, key: string): string {
   return stage
 }
 
-function run(cmd: string, args: string[], cwd: string): Promise<{ code: number; out: string }> {
-  return new Promise(resolve => {
-    const child = spawn(cmd, args, {
-      cwd,
-      env: { ...process.env, LANG: 'C.UTF-8' },
-      stdio: ['ignore', 'pipe', 'pipe']
-    })
-    let out = ''
-    child.stdout.on('data', c => (out += String(c)))
-    child.stderr.on('data', c => (out += String(c)))
-    child.on('close', code => resolve({ code: code ?? -1, out }))
-    child.on('error', e => resolve({ code: -1, out: e.message }))
-  })
-}
-
 async function capistrano(stage: string): Promise<number> {
   const t0 = performance.now()
   const r = await run('cap', [stage, 'deploy'], capDir)
   const ms = performance.now() - t0
   if (r.code !== 0) throw new Error(`cap ${stage} deploy exited ${r.code}:\n${r.out.slice(-3000)}`)
   return ms
-}
-
-function capVersion(): string {
-  const r = spawnSync('cap', ['--version'], { encoding: 'utf8' })
-  return /Capistrano Version: (\S+)/.exec(r.stdout)?.[1] ?? '3'
 }
 
 // --- the run ----------------------------------------------------------------------------------------------
