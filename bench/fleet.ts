@@ -13,14 +13,18 @@
  * default). One warm-up deploy per tool to every host before the measured runs; the order of the two tools
  * alternates between runs.
  *
- *   BENCH_POINTS=1,5,10,20  BENCH_RUNS=3  BENCH_CAPISTRANO=0 (safe-deploy only)  BENCH_PROFILE=1 (stage times)
+ *   BENCH_POINTS=1,5,10,20  BENCH_RUNS=3  BENCH_CAPISTRANO=0 (safe-deploy only)
+ *   BENCH_PROFILE=1: per deploy the stage times and CPU used (this process, the whole machine); at the end
+ *   the transport floor per point (connect, 10 trivial commands per host one after another, close)
  */
 import { spawnSync } from 'node:child_process'
-import { chmodSync, cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, cpSync, readFileSync, writeFileSync } from 'node:fs'
+import { availableParallelism, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { stringify } from 'yaml'
 import { runCli } from '../src/platform/cli.js'
+import { SshTransport } from '../src/transport/ssh.js'
 import { freePort, startSshd, stopAll, tempDir, type SshHost } from '../__tests__/e2e/harness/sshd.js'
 import { stopApp } from '../__tests__/e2e/harness/app.js'
 import { capistranoWanted, capProject, capVersion, git, rb, run } from './capistrano.js'
@@ -108,15 +112,11 @@ async function safeDeploy(hosts: FleetHost[], env: NodeJS.ProcessEnv): Promise<n
   err.on('data', c => (text += String(c)))
   const cpu0 = process.cpuUsage()
   const busy0 = machineBusy()
-  const hosts0 = hostsCpu(hosts)
   const t0 = performance.now()
   const code = await runCli(['deploy', '--json', '--config', file], { stdout: out, stderr: err, env })
   const ms = performance.now() - t0
   const cpu = process.cpuUsage(cpu0)
   const busy = machineBusy()
-  // the sessions end as the run closes its connections: count them once sshd has reaped them (not timed)
-  if (PROFILE) await new Promise(resolve => setTimeout(resolve, 1000))
-  const onHosts = hostsCpu(hosts) - hosts0
   if (code !== 0)
     throw new Error(`safe-deploy to ${hosts.length} hosts exited ${code}:\n${text.slice(-3000)}`)
   if (PROFILE) {
@@ -127,42 +127,41 @@ async function safeDeploy(hosts: FleetHost[], env: NodeJS.ProcessEnv): Promise<n
     const runner = (cpu.user + cpu.system) / 1e6
     log(
       `   profile (${hosts.length} hosts): ${parts.join(', ')}, outside stages ${(ms / 1000 - staged).toFixed(2)}; ` +
-        `CPU: safe-deploy's process ${runner.toFixed(2)} s, the hosts ${onHosts.toFixed(2)} s, the whole machine ` +
+        `CPU: safe-deploy's process ${runner.toFixed(2)} s, the whole machine ` +
         `${((busy.busy - busy0.busy) / 100).toFixed(2)} s of ${((busy.total - busy0.total) / 100).toFixed(2)} s`
     )
   }
   return ms
 }
 
-/** utime, stime, cutime, cstime of a process, in seconds (0 when it is gone). */
-function cpuOf(pid: number | undefined): number[] {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat
-      .slice(stat.lastIndexOf(')') + 2)
-      .split(' ')
-      .slice(11, 15)
-      .map(t => Number(t) / 100)
-  } catch {
-    return [0, 0, 0, 0]
-  }
-}
-
-const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0)
-
 /**
- * CPU seconds the hosts spent so far: each sshd with its finished sessions and what they ran (the listener's
- * cutime + cstime: sessions are its children), plus the app processes running now (started by bin/restart,
- * detached, so not counted in any sshd).
+ * The floor the transport and this machine set: connect to every host at once, run COMMANDS_PER_DEPLOY
+ * trivial commands one after another on each (all hosts in parallel), close. What a deploy does per host
+ * besides waiting for its commands is on top of this.
  */
-function hostsCpu(hosts: FleetHost[]): number {
-  let total = 0
-  for (const h of hosts) {
-    total += sum(cpuOf(h.ssh.pid).slice(2))
-    const pidFile = `${h.home}/sd/shared/app.pid`
-    if (existsSync(pidFile)) total += sum(cpuOf(Number(readFileSync(pidFile, 'utf8').trim())).slice(0, 2))
-  }
-  return total
+const COMMANDS_PER_DEPLOY = 10
+async function transportFloor(hosts: FleetHost[], key: string, knownHosts: string): Promise<number> {
+  const t0 = performance.now()
+  await Promise.all(
+    hosts.map(async h => {
+      const t = await SshTransport.connect({
+        label: h.user,
+        address: h.ssh.address,
+        port: h.ssh.port,
+        user: h.user,
+        privateKey: key,
+        knownHosts,
+        fingerprints: [],
+        insecureSkipHostKeyCheck: false,
+        connectTimeoutMs: 30_000,
+        connectRetries: 0,
+        keepaliveIntervalMs: 10_000
+      })
+      for (let i = 0; i < COMMANDS_PER_DEPLOY; i++) await t.exec('true')
+      await t.close()
+    })
+  )
+  return performance.now() - t0
 }
 
 /** CPU ticks (1/100 s) of the whole machine from /proc/stat: busy (not idle or iowait) and total (all cores). */
@@ -282,6 +281,11 @@ try {
     POINTS.map(n => [n, CAP ? capStage(hosts.slice(0, n), knownHosts, key.privateKeyFile) : ''])
   )
 
+  log(
+    `load average: ${loadavg()
+      .map(l => l.toFixed(1))
+      .join(' ')} (${availableParallelism()} cores)`
+  )
   log(`warm-up: one deploy of each tool to all ${MAX} hosts`)
   await safeDeploy(hosts, env)
   if (CAP) await capistrano(capStages.get(MAX) ?? '')
@@ -335,6 +339,23 @@ try {
   ]
   const table = [head, head.map(() => '---'), ...rows].map(r => `| ${r.join(' | ')} |`).join('\n')
   console.log(table)
+  if (PROFILE) {
+    const floors: string[] = []
+    for (const n of POINTS) {
+      const runs: number[] = []
+      for (let r = 0; r < RUNS; r++)
+        runs.push(await transportFloor(hosts.slice(0, n), key.privateKey, env.KNOWN_HOSTS))
+      floors.push(`${n} hosts ${s(median(runs))}`)
+    }
+    console.log(
+      `\ntransport floor (connect, ${COMMANDS_PER_DEPLOY} commands one after another on each host, close): ${floors.join(', ')}`
+    )
+  }
+  console.log(
+    `load average at the end: ${loadavg()
+      .map(l => l.toFixed(1))
+      .join(' ')} (${availableParallelism()} cores)`
+  )
   const last = POINTS.at(-1) ?? MAX
   const growth = median(sd.get(last) ?? []) / one
   console.log(
