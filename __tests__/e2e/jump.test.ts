@@ -2,7 +2,8 @@
  * Jump hosts (ssh.jump, ProxyJump) against real sshds: a bastion and a target, each in its own network
  * namespace (harness/netns.ts). The target's sshd listens on an address only the bastion's namespace can
  * reach (veth pairs test ↔ bastion ↔ target, no forwarding in the bastion's namespace), so a deploy that
- * reaches the target went through the bastion. No firewall rules.
+ * reaches the target went through the bastion. No firewall rules. "Not reachable directly" is checked by the
+ * SSH banner, not by a TCP connect: this container's own network accepts every outgoing TCP connection.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
