@@ -227,18 +227,20 @@ class Bastion {
     const client = (await this.connection(target)).connection
     if (!client) throw new SshConnectError(`jump host: not connected to ${this.jump.label}`, true)
     return new Promise<ClientChannel>((resolve, reject) => {
-      const timer = setTimeout(
-        () =>
-          reject(
-            new SshConnectError(
-              `${this.jump.label} did not open a connection to ${target.address}:${target.port} within ${target.connectTimeoutMs} ms`,
-              true
-            )
-          ),
-        target.connectTimeoutMs
-      )
+      let timedOut = false
+      const timer = setTimeout(() => {
+        timedOut = true
+        reject(
+          new SshConnectError(
+            `${this.jump.label} did not open a connection to ${target.address}:${target.port} within ${target.connectTimeoutMs} ms`,
+            true
+          )
+        )
+      }, target.connectTimeoutMs)
       client.forwardOut('127.0.0.1', 0, target.address, target.port, (err, channel) => {
         clearTimeout(timer)
+        // opened after we gave up: nobody will use it
+        if (timedOut) return err ? undefined : channel.close()
         if (err)
           reject(
             new SshConnectError(
