@@ -233,6 +233,30 @@ describe('ssh.jump', () => {
     }
   })
 
+  test('a bastion that does not forward (AllowTcpForwarding no): exit 3, the bastion and the host named', async () => {
+    const closed = await startSshd({
+      netns: net.bastionNs,
+      address: net.bastionAddress,
+      port: bastion.port + 1,
+      extraConfig: [...fastShell(), 'AllowTcpForwarding no']
+    })
+    writeFileSync(join(closed.dir, 'etc', 'authorized_keys'), readFileSync(`${target.privateKeyFile}.pub`))
+    const root = target.root('jump-no-forwarding')
+    const p = await jumpProject(root, {
+      jump: { port: closed.port },
+      knownHosts: `${closed.knownHostsLine}\n${target.knownHostsLine}`
+    })
+    p.app({ version: 'v1' })
+    const d = await p.deploy()
+    expect(d.code).toBe(3)
+    expect(d.stderr).toContain(
+      `web-1 via ${closed.address}:${closed.port}: ${closed.address}:${closed.port} cannot open a connection to ${target.address}:${target.port}`
+    )
+    expect(releasesOf(root)).toEqual([])
+    expect(currentOf(root)).toBeUndefined()
+    await closed.stop()
+  })
+
   test('the bastion down: the run stops before anything changes, naming the bastion', async () => {
     authorizeTargetKeyOnBastion()
     const root = target.root('jump-bastion-down')
