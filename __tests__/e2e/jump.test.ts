@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { parse, stringify } from 'yaml'
 import { join } from 'node:path'
 import { waitFor } from './harness/app.js'
 import { SshTransport } from '../../src/transport/ssh.js'
@@ -197,6 +198,32 @@ describe('ssh.jump', () => {
     expect(releasesOf(root)).toEqual([])
     expect(currentOf(root)).toBeUndefined()
   })
+  test('without --skip-unreachable a host the bastion cannot reach stops the run; with it, the others deploy', async () => {
+    authorizeTargetKeyOnBastion()
+    const root = target.root('jump-skip')
+    const goneRoot = target.root('jump-skip-gone')
+    // web-2: the target's address, a port nothing listens on: the bastion's connection to it is refused
+    const p = await jumpProject(root)
+    const config = parse(readFileSync(p.configFile, 'utf8')) as Record<string, unknown>
+    config.hosts = [
+      { name: 'web-1', address: target.address, port: target.port, primary: true },
+      { name: 'web-2', address: target.address, port: target.port + 50, path: goneRoot }
+    ]
+    writeFileSync(p.configFile, stringify(config))
+    p.app({ version: 'v1' })
+    const stopped = await p.deploy()
+    expect(stopped.code).toBe(3)
+    expect(stopped.stderr).toContain(
+      `web-2 via ${bastion.address}:${bastion.port}: ${bastion.address}:${bastion.port} cannot open a connection to ${target.address}:${target.port + 50}`
+    )
+    expect(releasesOf(root)).toEqual([])
+    const d = await p.deploy(['--skip-unreachable'])
+    expect(d.code).toBe(0)
+    expect(d.stderr).toMatch(/WARNING: SKIPPED web-2 \(unreachable, --skip-unreachable\)/)
+    expect(currentOf(root)).toBe(`releases/${releasesOf(root)[0]}`)
+    expect(releasesOf(goneRoot)).toEqual([])
+  })
+
   test('a dropped bastion connection is opened again before the next command', async () => {
     authorizeTargetKeyOnBastion()
     const reconnects: string[] = []
