@@ -21,12 +21,11 @@ import { spawnSync } from 'node:child_process'
 import { chmodSync, cpSync, readFileSync, writeFileSync } from 'node:fs'
 import { availableParallelism, loadavg } from 'node:os'
 import { join } from 'node:path'
-import { PassThrough } from 'node:stream'
 import { stringify } from 'yaml'
-import { runCli } from '../src/platform/cli.js'
 import { SshTransport } from '../src/transport/ssh.js'
 import { freePort, startSshd, stopAll, tempDir, type SshHost } from '../__tests__/e2e/harness/sshd.js'
 import { stopApp } from '../__tests__/e2e/harness/app.js'
+import { cli } from '../__tests__/e2e/support.js'
 import { capistranoWanted, capProject, capVersion, git, rb, run } from './capistrano.js'
 
 const POINTS = (process.env.BENCH_POINTS ?? '1,5,10,20').split(',').map(Number)
@@ -104,16 +103,10 @@ function sdConfig(hosts: FleetHost[]): string {
 
 async function safeDeploy(hosts: FleetHost[], env: NodeJS.ProcessEnv): Promise<number> {
   const file = sdConfig(hosts)
-  const out = new PassThrough()
-  const err = new PassThrough()
-  let json = ''
-  let text = ''
-  out.on('data', c => (json += String(c)))
-  err.on('data', c => (text += String(c)))
   const cpu0 = process.cpuUsage()
   const busy0 = machineBusy()
   const t0 = performance.now()
-  const code = await runCli(['deploy', '--json', '--config', file], { stdout: out, stderr: err, env })
+  const { code, stdout: json, stderr: text } = await cli(['deploy', '--json', '--config', file], env)
   const ms = performance.now() - t0
   const cpu = process.cpuUsage(cpu0)
   const busy = machineBusy()
