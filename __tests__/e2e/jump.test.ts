@@ -224,6 +224,33 @@ describe('ssh.jump', () => {
     expect(releasesOf(goneRoot)).toEqual([])
   })
 
+  test('insecure_skip_host_key_check covers the bastion too, and says so', async () => {
+    authorizeTargetKeyOnBastion()
+    const root = target.root('jump-insecure')
+    const p = await project({
+      hosts: [target],
+      root,
+      config: c => ({
+        ...c,
+        hosts: [{ name: 'web-1', address: target.address, port: target.port }],
+        ssh: {
+          private_key: 'env:SSH_KEY',
+          insecure_skip_host_key_check: true,
+          connect_retries: 1,
+          jump: { address: bastion.address, port: bastion.port }
+        }
+      })
+    })
+    pidFiles.push(`${root}/shared/app.pid`)
+    p.app({ version: 'v1' })
+    const d = await p.deploy()
+    expect(d.code).toBe(0)
+    expect(d.stderr).toContain(
+      'WARNING: ssh.insecure_skip_host_key_check is true: host keys are NOT verified'
+    )
+    expect(currentOf(root)).toBe(`releases/${releasesOf(root)[0]}`)
+  })
+
   test('a dropped bastion connection is opened again before the next command', async () => {
     authorizeTargetKeyOnBastion()
     const reconnects: string[] = []
