@@ -13,13 +13,13 @@
  * 10 minutes per loop. Rollback time: from the rollback command's start until nginx first answers with
  * the previous release (and, separately, until the command returned).
  */
-import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { freePort, startSshd, stopAll, tempDir, type SshHost } from '../__tests__/e2e/harness/sshd.js'
 import { httpGet, stopApp } from '../__tests__/e2e/harness/app.js'
 import { portPidFile, startNginx, writeBlueGreenApp, type Nginx } from '../__tests__/e2e/harness/nginx.js'
 import { project, q, type CliRun, type Project } from '../__tests__/e2e/support.js'
+import { capProject, capVersion, git, rb, run } from './capistrano.js'
 
 const DEPLOYS = Number(process.env.BENCH_DEPLOYS ?? 3)
 const EVERY_MS = Number(process.env.BENCH_EVERY_MS ?? 10)
@@ -197,31 +197,6 @@ async function safeDeployScenario(
   }
 }
 
-function run(cmd: string, args: string[], cwd: string): Promise<{ code: number; out: string }> {
-  return new Promise(resolve => {
-    const child = spawn(cmd, args, {
-      cwd,
-      env: { ...process.env, LANG: 'C.UTF-8' },
-      stdio: ['ignore', 'pipe', 'pipe']
-    })
-    let out = ''
-    child.stdout.on('data', c => (out += String(c)))
-    child.stderr.on('data', c => (out += String(c)))
-    child.on('close', code => resolve({ code: code ?? -1, out }))
-    child.on('error', e => resolve({ code: -1, out: e.message }))
-  })
-}
-
-function git(cwd: string, ...args: string[]): void {
-  const r = spawnSync('git', ['-c', 'user.name=bench', '-c', 'user.email=bench@example.invalid', ...args], {
-    cwd,
-    encoding: 'utf8'
-  })
-  if (r.status !== 0) throw new Error(`git ${args.join(' ')}: ${r.stderr}`)
-}
-
-const rb = (s: string) => JSON.stringify(s) // a Ruby double-quoted string literal (no #{} in our paths)
-
 /** Capistrano 3: git strategy from a local repo, `bin/restart` after deploy:publishing (deploy and rollback). */
 async function capistranoScenario(host: SshHost): Promise<Scenario> {
   const root = host.root('capistrano')
@@ -232,26 +207,10 @@ async function capistranoScenario(host: SshHost): Promise<Scenario> {
   mkdirSync(repo)
   git(repo, 'init', '-q', '-b', 'main')
   const capDir = join(dir, 'cap')
-  mkdirSync(join(capDir, 'config', 'deploy'), { recursive: true })
-  writeFileSync(
-    join(capDir, 'Capfile'),
-    [
-      'require "capistrano/setup"',
-      'require "capistrano/deploy"',
-      'require "capistrano/scm/git"',
-      'install_plugin Capistrano::SCM::Git',
-      ''
-    ].join('\n')
-  )
-  writeFileSync(
-    join(capDir, 'config', 'deploy.rb'),
-    [
-      'set :application, "ledger"',
-      `set :repo_url, ${rb(`file://${repo}`)}`,
-      'set :branch, "main"',
-      `set :deploy_to, ${rb(root)}`,
-      'set :keep_releases, 5',
-      'set :log_level, :info',
+  capProject(capDir, {
+    repo,
+    deployTo: root,
+    deployRb: [
       'namespace :app do',
       '  task :restart do',
       '    on roles(:app) do',
@@ -263,10 +222,9 @@ async function capistranoScenario(host: SshHost): Promise<Scenario> {
       '    end',
       '  end',
       'end',
-      'after "deploy:publishing", "app:restart"',
-      ''
-    ].join('\n')
-  )
+      'after "deploy:publishing", "app:restart"'
+    ]
+  })
   writeFileSync(
     join(capDir, 'config', 'deploy', 'production.rb'),
     [
@@ -298,11 +256,6 @@ async function capistranoScenario(host: SshHost): Promise<Scenario> {
       await nginx.stop()
     }
   }
-}
-
-function capVersion(): string {
-  const r = spawnSync('cap', ['--version'], { encoding: 'utf8' })
-  return /Capistrano Version: (\S+)/.exec(r.stdout)?.[1] ?? '3'
 }
 
 function table(rows: Measured[]): string {

@@ -8,6 +8,7 @@ import { databaseRollbackMode, migrationProblems, verifyProblems } from './rules
 import { notifySecrets } from './notify.js'
 import { checkBackupConfig } from '../backup-engines/plan.js'
 import { databaseSecrets } from '../backup-engines/connection.js'
+import type { JumpTarget } from '../transport/ssh.js'
 
 /** Values given on the command line or as Action inputs; they win over the file. */
 export interface Overrides {
@@ -52,6 +53,8 @@ export interface ResolvedHost {
 }
 
 export interface SshAuth {
+  /** ssh.jump: the bastion every SSH host is reached through (one object: one shared connection). */
+  jump?: JumpTarget
   privateKey?: string
   passphrase?: string
   knownHosts?: string
@@ -110,6 +113,7 @@ export const isLazyKey = (key: string): boolean => LAZY_KEYS.some(re => re.test(
 const SECRET_PATHS = [
   /^ssh\.private_key$/,
   /^ssh\.passphrase$/,
+  /^ssh\.jump\.(private_key|passphrase)$/,
   /^env\./,
   /^backup\.databases\[\d+\]\.(url|password)$/,
   /^backup\.encrypt\.identity$/,
@@ -389,6 +393,7 @@ export function validateConfig(
       )
     }
   }
+  if (ssh.jump) auth.jump = jumpTarget(ssh.jump, baseDir, problems, secrets)
   // database passwords (inline or in a URL) and the age identity are secrets, however they were given
   const backupCheck = checkBackupConfig(config.backup)
   // a database whose URL or password is not set yet cannot be checked; the commands that use it refuse
@@ -415,6 +420,36 @@ export function validateConfig(
     secrets: [...new Set(secrets.map(s => s.value))],
     unresolved,
     references: scan.references
+  }
+}
+
+/** ssh.jump: the bastion's own key if given (inline or file, a secret), else the hosts' key. */
+function jumpTarget(
+  jump: NonNullable<Config['ssh']['jump']>,
+  baseDir: string,
+  problems: string[],
+  secrets: { where: string; value: string }[]
+): JumpTarget {
+  if (jump.private_key && jump.private_key_file)
+    problems.push('ssh.jump: give private_key or private_key_file, not both')
+  const privateKey =
+    jump.private_key ?? readOptional(jump.private_key_file, 'ssh.jump.private_key_file', baseDir, problems)
+  if (privateKey) secrets.push({ where: 'ssh.jump.private_key', value: privateKey })
+  if (jump.passphrase) secrets.push({ where: 'ssh.jump.passphrase', value: jump.passphrase })
+  if (privateKey && !/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(privateKey))
+    problems.push(
+      'ssh.jump.private_key: expected a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----)'
+    )
+  if (jump.passphrase && !privateKey)
+    problems.push("ssh.jump.passphrase: only with ssh.jump.private_key (the hosts' key has ssh.passphrase)")
+  const label = jump.port === 22 ? jump.address : `${jump.address}:${jump.port}`
+  return {
+    label,
+    address: jump.address,
+    port: jump.port,
+    user: jump.user,
+    privateKey,
+    passphrase: jump.passphrase
   }
 }
 

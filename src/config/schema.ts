@@ -337,7 +337,24 @@ export const configSchema = z
         connect_timeout: duration.default(10_000),
         connect_retries: z.number().int().min(0).max(20).default(3),
         keepalive_interval: duration.default(10_000),
-        command_timeout: duration.default(600_000)
+        command_timeout: duration.default(600_000),
+        jump: z
+          .object({
+            address: printable('an address').describe('Host name or IP address of the bastion'),
+            port: z.number().int().min(1).max(65535).default(22),
+            user: printable('a user').default('root'),
+            private_key: z
+              .string()
+              .optional()
+              .describe("Key for the bastion (use env:NAME); default: the hosts' key"),
+            private_key_file: z.string().optional(),
+            passphrase: z.string().optional()
+          })
+          .strict()
+          .optional()
+          .describe(
+            "Jump host (ProxyJump): every SSH host is reached through it; its host key is checked like a host's"
+          )
       })
       .strict()
       .default({

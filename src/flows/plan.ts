@@ -75,6 +75,9 @@ export async function planDeploy(req: RunRequest & { assumed?: AssumedHost }): P
     `# every script below is sent over stdin to: ${REMOTE_SHELL}`,
     `## a dry run of the deploy's stages: no host was contacted; each is shown serving ${assumed.current ? `releases/${assumed.current}` : 'no release'}${assumed.activePort ? ` on port ${assumed.activePort}` : ''}, and env: values as <NAME>`,
     ...fleetLines(loaded),
+    ...(loaded.auth.jump
+      ? [`## every SSH host is reached through the jump host ${loaded.auth.jump.label} (ssh.jump)`]
+      : []),
     ...loaded.unresolved.map(
       u => `## ${u.key} needs ${u.variable}, which is not set: what uses it is shown without it`
     ),

@@ -4,6 +4,23 @@ import type { ExecOptions, ExecResult, Transport } from './types.js'
 import { createHostVerifier, HostKeyError, type HostVerifier } from './hostkeys.js'
 import { feedStdin } from './stdin.js'
 
+/**
+ * A bastion (ProxyJump) that every connection of a run goes through: safe-deploy connects to it, asks it to
+ * open a TCP connection to the host (`direct-tcpip`) and speaks SSH to the host inside that channel. Its host
+ * key is checked with the host's known_hosts / fingerprints (or not, with the host's insecure opt-out).
+ * Hosts given the same JumpTarget object share one bastion connection, closed with the last of them.
+ */
+export interface JumpTarget {
+  /** Shown in logs and errors: `web-1 via bastion.example.org: ...`. */
+  label: string
+  address: string
+  port: number
+  user: string
+  /** The host's key when not given. */
+  privateKey?: string
+  passphrase?: string
+}
+
 export interface SshTarget {
   label: string
   address: string
@@ -17,6 +34,8 @@ export interface SshTarget {
   connectTimeoutMs: number
   connectRetries: number
   keepaliveIntervalMs: number
+  /** Connect through this bastion instead of directly. */
+  jump?: JumpTarget
   /** Called when a dropped connection is opened again, for the log. */
   onReconnect?: () => void
   /** Called before each retry, for the log. */
@@ -34,6 +53,9 @@ class SshConnectError extends Error {
     this.name = 'SshConnectError'
   }
 }
+
+/** The command's channel did not open: the command did not start. */
+class ChannelOpenError extends Error {}
 
 /**
  * Whether a connect error means the host could not be reached (network, timeout, refused: what a retry could
@@ -59,11 +81,18 @@ export class SshTransport implements Transport {
   private constructor(
     readonly label: string,
     private ssh: NodeSSH,
-    private readonly target: SshTarget
+    private readonly target: SshTarget,
+    private readonly bastion?: Bastion
   ) {}
 
   static async connect(target: SshTarget): Promise<SshTransport> {
-    return new SshTransport(target.label, await connectWithRetries(target), target)
+    const bastion = target.jump ? Bastion.lease(target.jump) : undefined
+    try {
+      return new SshTransport(target.label, await connectWithRetries(target, bastion), target, bastion)
+    } catch (e) {
+      bastion?.release()
+      throw e
+    }
   }
 
   /**
@@ -75,7 +104,7 @@ export class SshTransport implements Transport {
     if (!this.ssh.isConnected() || !this.ssh.connection) {
       this.ssh.dispose()
       this.target.onReconnect?.()
-      this.ssh = await connectWithRetries({ ...this.target, signal: undefined })
+      this.ssh = await connectWithRetries({ ...this.target, signal: undefined }, this.bastion)
     }
     const client = this.ssh.connection
     if (!client) throw new Error(`not connected to ${this.label}`)
@@ -85,7 +114,16 @@ export class SshTransport implements Transport {
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     // an interrupted run starts nothing new (the undo passes a fresh signal)
     if (options.signal?.aborted) return Promise.reject(new Error('interrupted'))
-    return this.connection().then(client => this.execOn(client, command, options))
+    return this.connection()
+      .then(client => this.execOn(client, command, options))
+      .catch(async (e: unknown) => {
+        if (!(e instanceof ChannelOpenError) || this.closed || options.signal?.aborted) throw e
+        // the connection dropped before the command's channel opened (a bastion connection cut takes the
+        // host's with it a moment later): the command never started, so it runs on a new connection
+        await new Promise(resolve => setImmediate(resolve))
+        if (this.ssh.isConnected()) throw e
+        return this.execOn(await this.connection(), command, options)
+      })
   }
 
   private execOn(
@@ -95,7 +133,7 @@ export class SshTransport implements Transport {
   ): Promise<ExecResult> {
     return new Promise((resolve, reject) => {
       client.exec(command, (err: Error | undefined, channel: ClientChannel) => {
-        if (err) return reject(new Error(`cannot run a command on ${this.label}: ${err.message}`))
+        if (err) return reject(new ChannelOpenError(`cannot run a command on ${this.label}: ${err.message}`))
         let stdout = ''
         let stderr = ''
         let code: number | undefined
@@ -154,17 +192,112 @@ export class SshTransport implements Transport {
   }
 
   async close(): Promise<void> {
+    if (this.closed) return
     this.closed = true
     this.ssh.dispose()
+    this.bastion?.release()
   }
 }
 
-async function connectWithRetries(target: SshTarget): Promise<NodeSSH> {
+/**
+ * One connection to a jump host, shared by the hosts leased on the same JumpTarget: opened by the first host
+ * that needs it (with the same host key checks, timeouts and retries as a host), opened again when it dropped,
+ * closed when the last host released it.
+ */
+class Bastion {
+  private static readonly open = new Map<JumpTarget, Bastion>()
+  private users = 0
+  private connecting?: Promise<NodeSSH>
+  private ssh?: NodeSSH
+
+  private constructor(readonly jump: JumpTarget) {}
+
+  static lease(jump: JumpTarget): Bastion {
+    let bastion = Bastion.open.get(jump)
+    if (!bastion) Bastion.open.set(jump, (bastion = new Bastion(jump)))
+    bastion.users++
+    return bastion
+  }
+
+  release(): void {
+    if (--this.users > 0) return
+    Bastion.open.delete(this.jump)
+    this.ssh?.dispose()
+    this.ssh = undefined
+    this.connecting = undefined
+  }
+
+  /**
+   * A channel from the bastion to target's address and port, to carry the SSH connection to the host. A
+   * failure to reach the bastion is final for this attempt (its own retries are spent): it says "jump host".
+   */
+  async channel(target: SshTarget): Promise<ClientChannel> {
+    const client = (await this.connection(target)).connection
+    if (!client) throw new SshConnectError(`jump host: not connected to ${this.jump.label}`, true)
+    return new Promise<ClientChannel>((resolve, reject) => {
+      let timedOut = false
+      const timer = setTimeout(() => {
+        timedOut = true
+        reject(
+          new SshConnectError(
+            `${this.jump.label} did not open a connection to ${target.address}:${target.port} within ${target.connectTimeoutMs} ms`,
+            true
+          )
+        )
+      }, target.connectTimeoutMs)
+      client.forwardOut('127.0.0.1', 0, target.address, target.port, (err, channel) => {
+        clearTimeout(timer)
+        // opened after we gave up: nobody will use it
+        if (timedOut) return err ? undefined : channel.close()
+        if (err)
+          reject(
+            new SshConnectError(
+              `${this.jump.label} cannot open a connection to ${target.address}:${target.port}: ${err.message}`,
+              true
+            )
+          )
+        else resolve(channel)
+      })
+    })
+  }
+
+  private async connection(target: SshTarget): Promise<NodeSSH> {
+    if (this.ssh?.isConnected() && this.ssh.connection) return this.ssh
+    this.ssh?.dispose()
+    this.ssh = undefined
+    this.connecting ??= connectWithRetries({
+      ...target,
+      label: this.jump.label,
+      address: this.jump.address,
+      port: this.jump.port,
+      user: this.jump.user,
+      privateKey: this.jump.privateKey ?? target.privateKey,
+      passphrase: this.jump.privateKey ? this.jump.passphrase : target.passphrase,
+      jump: undefined,
+      onRetry: (attempt, delay, e) => target.onRetry?.(attempt, delay, new Error(`jump host: ${e.message}`))
+    })
+      .then(ssh => {
+        // released while connecting: nobody will close it
+        if (this.users <= 0) ssh.dispose()
+        else this.ssh = ssh
+        return ssh
+      })
+      .catch((e: unknown) => {
+        const message = e instanceof Error ? e.message : String(e)
+        // its own retries are spent: the host's loop must not retry the bastion again
+        throw new SshConnectError(`jump host: ${message}`, false)
+      })
+      .finally(() => (this.connecting = undefined))
+    return this.connecting
+  }
+}
+
+async function connectWithRetries(target: SshTarget, bastion?: Bastion): Promise<NodeSSH> {
   const attempts = target.connectRetries + 1
   let lastError: Error = new Error('no attempt made')
   for (let attempt = 1; attempt <= attempts; attempt++) {
     try {
-      return await connectOnce(target)
+      return await (bastion ? connectVia(target, bastion) : connectOnce(target))
     } catch (e) {
       lastError = e as Error
       const retryable = !(e instanceof SshConnectError) || e.retryable
@@ -177,7 +310,20 @@ async function connectWithRetries(target: SshTarget): Promise<NodeSSH> {
   throw lastError
 }
 
-async function connectOnce(target: SshTarget): Promise<NodeSSH> {
+/** Errors name both ends: `web-1 via bastion.example.org: ...`. */
+async function connectVia(target: SshTarget, bastion: Bastion): Promise<NodeSSH> {
+  try {
+    return await connectOnce(target, () => bastion.channel(target))
+  } catch (e) {
+    throw new SshConnectError(
+      `${target.label} via ${bastion.jump.label}: ${(e as Error).message}`,
+      !(e instanceof SshConnectError) || e.retryable
+    )
+  }
+}
+
+/** `openSocket`: the stream to speak SSH over (a channel through a bastion) instead of a TCP connection. */
+async function connectOnce(target: SshTarget, openSocket?: () => Promise<ClientChannel>): Promise<NodeSSH> {
   const verifier = target.insecureSkipHostKeyCheck
     ? undefined
     : createHostVerifier({
@@ -186,11 +332,11 @@ async function connectOnce(target: SshTarget): Promise<NodeSSH> {
         knownHosts: target.knownHosts,
         fingerprints: target.fingerprints
       })
+  const sock = await openSocket?.()
   const ssh = new NodeSSH()
   try {
     await ssh.connect({
-      host: target.address,
-      port: target.port,
+      ...(sock ? { sock } : { host: target.address, port: target.port }),
       username: target.user,
       privateKey: target.privateKey,
       passphrase: target.passphrase,
@@ -211,7 +357,7 @@ async function connectOnce(target: SshTarget): Promise<NodeSSH> {
     // known_hosts has only other key types than the server has (RSA there, ed25519 here): the handshake
     // fails before any key is offered. Ask the server for its key once more, to say which one it has.
     if (verifier && !verifier.failure() && /no matching host key format/i.test(message))
-      await probeHostKey(target, verifier)
+      await probeHostKey(target, verifier, openSocket)
     const hostKeyFailure = verifier?.failure()
     if (hostKeyFailure) throw new SshConnectError(hostKeyFailure.message, false)
     if (/authentication methods failed|All configured authentication/i.test(message)) {
@@ -235,12 +381,16 @@ async function connectOnce(target: SshTarget): Promise<NodeSSH> {
  * Connects with every host key algorithm and rejects whatever key the server offers, only to learn which
  * one it is: the verifier records the rejection (type, fingerprint, what to do). Nothing authenticates.
  */
-async function probeHostKey(target: SshTarget, verifier: HostVerifier): Promise<void> {
+async function probeHostKey(
+  target: SshTarget,
+  verifier: HostVerifier,
+  openSocket?: () => Promise<ClientChannel>
+): Promise<void> {
   const probe = new NodeSSH()
   try {
+    const sock = await openSocket?.()
     await probe.connect({
-      host: target.address,
-      port: target.port,
+      ...(sock ? { sock } : { host: target.address, port: target.port }),
       username: target.user,
       readyTimeout: target.connectTimeoutMs,
       tryKeyboard: false,

@@ -43,12 +43,16 @@ export interface SshHost {
   logFile: string
   /** pid of the listening sshd. */
   pid: number
+  /** The network namespace sshd runs in (StartSshdOptions.netns). */
+  netns?: string
   /**
    * Stops the listening sshd; resolves when the port is closed. Idempotent. Open sessions keep running until
    * their clients disconnect, unless killSessions is set (simulates the host going down; clients then see
    * ECONNRESET, which crashes a node-ssh/ssh2 client that has no 'error' listener).
    */
   stop(opts?: { killSessions?: boolean }): Promise<void>
+  /** Ends every open session (SIGTERM to the listener's children) and keeps listening: a dropped connection. */
+  dropSessions(): void
 }
 
 export interface StartSshdOptions {
@@ -61,6 +65,11 @@ export interface StartSshdOptions {
    * on these machines), for tests that run many commands.
    */
   extraConfig?: string[]
+  /**
+   * Run sshd inside this network namespace (`ip netns exec`, see harness/netns.ts); `address` is then
+   * required and must be one of the namespace's. The port checks run inside the namespace too.
+   */
+  netns?: string
 }
 
 /**
@@ -90,8 +99,24 @@ export function freePort(): Promise<number> {
   })
 }
 
-/** Whether something accepts TCP connections on address:port right now. */
-export function isPortOpen(address: string, port: number, timeoutMs = 1000): Promise<boolean> {
+/**
+ * Whether something accepts TCP connections on address:port right now; with `netns`, seen from inside that
+ * network namespace (bash's /dev/tcp under `ip netns exec`).
+ */
+export function isPortOpen(
+  address: string,
+  port: number,
+  timeoutMs = 1000,
+  netns?: string
+): Promise<boolean> {
+  if (netns) {
+    const res = spawnSync(
+      'ip',
+      ['netns', 'exec', netns, 'bash', '-c', 'exec 3<>"/dev/tcp/$0/$1"', address, String(port)],
+      { stdio: 'ignore', timeout: timeoutMs }
+    )
+    return Promise.resolve(res.status === 0)
+  }
   return new Promise(resolve => {
     const socket = net.connect({ host: address, port })
     const done = (open: boolean): void => {
@@ -103,6 +128,45 @@ export function isPortOpen(address: string, port: number, timeoutMs = 1000): Pro
     socket.setTimeout(timeoutMs, () => done(false))
     socket.once('connect', () => done(true))
     socket.once('error', () => done(false))
+  })
+}
+
+/**
+ * The first bytes a server on address:port sends (an sshd: `SSH-2.0-OpenSSH_...`), or '' when none come within
+ * timeoutMs. Stronger than isPortOpen where something on the network path accepts every TCP connection (a
+ * container's userspace network does: then only the banner tells a real sshd). `netns`: seen from there.
+ */
+export function bannerOf(address: string, port: number, timeoutMs = 2000, netns?: string): Promise<string> {
+  if (netns) {
+    const res = spawnSync(
+      'ip',
+      [
+        'netns',
+        'exec',
+        netns,
+        'bash',
+        '-c',
+        'exec 3<>"/dev/tcp/$0/$1" && head -c 8 <&3',
+        address,
+        String(port)
+      ],
+      { encoding: 'utf8', timeout: timeoutMs }
+    )
+    return Promise.resolve(res.stdout ?? '')
+  }
+  return new Promise(resolve => {
+    const socket = net.connect({ host: address, port })
+    let got = ''
+    const done = (): void => {
+      socket.removeAllListeners()
+      socket.on('error', () => undefined)
+      socket.destroy()
+      resolve(got)
+    }
+    socket.setTimeout(timeoutMs, done)
+    socket.on('data', (c: Buffer) => ((got += c.toString('latin1')), done()))
+    socket.once('error', done)
+    socket.once('close', done)
   })
 }
 
@@ -249,13 +313,21 @@ function sshdConfig(p: {
 
 type Attempt = { ok: true; pid: number } | { ok: false; bindFailed: boolean; reason: string }
 
-async function launch(config: string, logFile: string, pidFile: string, address: string, port: number) {
+async function launch(
+  config: string,
+  logFile: string,
+  pidFile: string,
+  address: string,
+  port: number,
+  netns?: string
+) {
   rmSync(pidFile, { force: true })
   const before = existsSync(logFile) ? readFileSync(logFile, 'utf8').length : 0
   const newLog = (): string => (existsSync(logFile) ? readFileSync(logFile, 'utf8').slice(before) : '')
 
   // sshd parses its config, forks into the background and exits.
-  const res = spawnSync(SSHD, ['-f', config, '-E', logFile], {
+  const argv = [SSHD, '-f', config, '-E', logFile]
+  const res = spawnSync(netns ? 'ip' : SSHD, netns ? ['netns', 'exec', netns, ...argv] : argv.slice(1), {
     stdio: ['ignore', 'pipe', 'pipe'],
     encoding: 'utf8',
     timeout: START_TIMEOUT_MS
@@ -277,7 +349,7 @@ async function launch(config: string, logFile: string, pidFile: string, address:
     if (/fatal:/.test(log)) return { ok: false, bindFailed: false, reason: log } satisfies Attempt
     // The pid file is written after sshd bound its listen socket, so an open port alone could be someone else.
     const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : 0
-    if (pid > 0 && isProcessAlive(pid) && (await isPortOpen(address, port))) {
+    if (pid > 0 && isProcessAlive(pid) && (await isPortOpen(address, port, 1000, netns))) {
       return { ok: true, pid } satisfies Attempt
     }
     await sleep(50)
@@ -305,6 +377,7 @@ export async function startSshd(opts: StartSshdOptions = {}): Promise<SshHost> {
     }
   }
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 })
+  if (opts.netns && !opts.address) throw new Error('startSshd: netns needs an address of that namespace')
 
   const port = opts.port ?? DEFAULT_PORT
   const dir = tempDir('safe-deploy-e2e-host-')
@@ -336,7 +409,7 @@ export async function startSshd(opts: StartSshdOptions = {}): Promise<SshHost> {
       config,
       sshdConfig({ address, port, hostKey, authorizedKeys, pidFile, extraConfig: opts.extraConfig })
     )
-    const result = await launch(config, logFile, pidFile, address, port)
+    const result = await launch(config, logFile, pidFile, address, port, opts.netns)
     if (result.ok) {
       pid = result.pid
     } else {
@@ -375,8 +448,12 @@ export async function startSshd(opts: StartSshdOptions = {}): Promise<SshHost> {
     dir,
     logFile,
     pid,
+    netns: opts.netns,
     root: name => path.join(dir, 'srv', name),
     run: cmd => runLocal(cmd, dir),
+    dropSessions: () => {
+      for (const child of childPids(pid)) signal(child, 'SIGTERM')
+    },
     stop: (stopOpts = {}) => {
       stopping ??= stopSshd(host, stopOpts.killSessions ?? false).finally(() => running.delete(host))
       return stopping
@@ -398,13 +475,13 @@ async function stopSshd(host: SshHost, killSessions: boolean): Promise<void> {
   for (const child of children) signal(child, 'SIGTERM')
   const deadline = Date.now() + STOP_TIMEOUT_MS
   while (Date.now() < deadline) {
-    if (!isProcessAlive(host.pid) && !(await isPortOpen(host.address, host.port, 500))) return
+    if (!isProcessAlive(host.pid) && !(await isPortOpen(host.address, host.port, 500, host.netns))) return
     await sleep(50)
   }
   signal(host.pid, 'SIGKILL')
   for (const child of children) signal(child, 'SIGKILL')
   await sleep(100)
-  if (await isPortOpen(host.address, host.port, 500)) {
+  if (await isPortOpen(host.address, host.port, 500, host.netns)) {
     throw new Error(`sshd on ${host.address}:${host.port} (pid ${host.pid}) did not stop`)
   }
 }

@@ -1,0 +1,75 @@
+/**
+ * Capistrano 3 (Debian's `capistrano`) for the benchmarks that run it beside safe-deploy: a project dir with
+ * the Capfile of the git strategy, the `cap` and `git` commands, Ruby string literals.
+ */
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+/** Whether `cap` is installed (and not switched off with BENCH_CAPISTRANO=0). */
+export function capistranoWanted(): boolean {
+  return process.env.BENCH_CAPISTRANO !== '0' && spawnSync('cap', ['--version']).status === 0
+}
+
+export function capVersion(): string {
+  const r = spawnSync('cap', ['--version'], { encoding: 'utf8' })
+  return /Capistrano Version: (\S+)/.exec(r.stdout)?.[1] ?? '3'
+}
+
+/** A Ruby double-quoted string literal (no #{} in our paths). */
+export const rb = (s: string) => JSON.stringify(s)
+
+/**
+ * Creates dir/Capfile (deploy tasks, git strategy from `repo` over file://), dir/config/deploy.rb (application
+ * ledger, branch main, 5 releases kept, then `deployRb`) and dir/config/deploy/ for the stage files.
+ */
+export function capProject(dir: string, opts: { repo: string; deployTo: string; deployRb: string[] }): void {
+  mkdirSync(join(dir, 'config', 'deploy'), { recursive: true })
+  writeFileSync(
+    join(dir, 'Capfile'),
+    [
+      'require "capistrano/setup"',
+      'require "capistrano/deploy"',
+      'require "capistrano/scm/git"',
+      'install_plugin Capistrano::SCM::Git',
+      ''
+    ].join('\n')
+  )
+  writeFileSync(
+    join(dir, 'config', 'deploy.rb'),
+    [
+      'set :application, "ledger"',
+      `set :repo_url, ${rb(`file://${opts.repo}`)}`,
+      'set :branch, "main"',
+      `set :deploy_to, ${rb(opts.deployTo)}`,
+      'set :keep_releases, 5',
+      'set :log_level, :info',
+      ...opts.deployRb,
+      ''
+    ].join('\n')
+  )
+}
+
+export function git(cwd: string, ...args: string[]): void {
+  const r = spawnSync('git', ['-c', 'user.name=bench', '-c', 'user.email=bench@example.invalid', ...args], {
+    cwd,
+    encoding: 'utf8'
+  })
+  if (r.status !== 0) throw new Error(`git ${args.join(' ')}: ${r.stderr}`)
+}
+
+/** Runs a command to its end: exit code and stdout+stderr together. */
+export function run(cmd: string, args: string[], cwd: string): Promise<{ code: number; out: string }> {
+  return new Promise(resolve => {
+    const child = spawn(cmd, args, {
+      cwd,
+      env: { ...process.env, LANG: 'C.UTF-8' },
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    let out = ''
+    child.stdout.on('data', c => (out += String(c)))
+    child.stderr.on('data', c => (out += String(c)))
+    child.on('close', code => resolve({ code: code ?? -1, out }))
+    child.on('error', e => resolve({ code: -1, out: e.message }))
+  })
+}
