@@ -41,6 +41,9 @@ const result = (over: Partial<RunResult> = {}): RunResult => ({
   ...over
 })
 
+const started = (command: RunResult['command']) =>
+  ({ type: 'run-started', command, app: 'shop', hosts: [], actor: 'a', started: '' }) as const
+
 const env = {
   GITHUB_SERVER_URL: 'https://github.com',
   GITHUB_REPOSITORY: 'octo/shop',
@@ -236,7 +239,7 @@ describe('the deployment', () => {
       m => void warned.push(m),
       env
     )
-    await sub.on({ type: 'run-started', command: 'deploy', app: 'shop', hosts: [], actor: 'a', started: '' })
+    await sub.on(started('deploy'))
     await sub.on({ type: 'release-chosen', release: 'r2' })
     const verdict = `DEPLOYMENT FAILED at verify on web-1: ${'x'.repeat(200)}`
     await sub.on({ type: 'run-finished', result: result({ status: 'rolled-back', exitCode: 4, verdict }) })
@@ -258,14 +261,7 @@ describe('the deployment', () => {
       () => undefined,
       env
     )
-    await sub.on({
-      type: 'run-started',
-      command: 'rollback',
-      app: 'shop',
-      hosts: [],
-      actor: 'a',
-      started: ''
-    })
+    await sub.on(started('rollback'))
     await sub.on({ type: 'release-chosen', release: '20261130T100000Z-f00dfee' })
     await sub.on({
       type: 'run-finished',
@@ -294,7 +290,7 @@ describe('the deployment', () => {
       m => void warned.push(m),
       env
     )
-    await sub.on({ type: 'run-started', command: 'deploy', app: 'shop', hosts: [], actor: 'a', started: '' })
+    await sub.on(started('deploy'))
     await sub.on({ type: 'release-chosen', release: 'r2' })
     await sub.on({ type: 'run-finished', result: result() })
     expect(calls).toEqual([`create ${env.GITHUB_SHA} r2`])
@@ -308,14 +304,7 @@ describe('the deployment', () => {
       () => undefined,
       env
     )
-    await backup.on({
-      type: 'run-started',
-      command: 'backup',
-      app: 'shop',
-      hosts: [],
-      actor: 'a',
-      started: ''
-    })
+    await backup.on(started('backup'))
     await backup.on({ type: 'run-finished', result: result({ command: 'backup' }) })
     expect(other.calls).toEqual([])
   })
@@ -328,7 +317,7 @@ describe('the deployment', () => {
       () => undefined,
       env
     )
-    await sub.on({ type: 'run-started', command: 'deploy', app: 'shop', hosts: [], actor: 'a', started: '' })
+    await sub.on(started('deploy'))
     await sub.on({
       type: 'run-finished',
       result: result({ status: 'failed', exitCode: 3, release: undefined })
