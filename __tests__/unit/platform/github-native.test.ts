@@ -22,6 +22,7 @@ import {
 } from '../../../src/platform/deployment.js'
 import { failedHosts, hostRows } from '../../../src/platform/hosts.js'
 import type { RunResult } from '../../../src/pipeline/result.js'
+import type { RunEvent } from '../../../src/engine/events.js'
 
 const from = (values: Record<string, string>) => (name: string) => values[name] ?? ''
 
@@ -41,8 +42,14 @@ const result = (over: Partial<RunResult> = {}): RunResult => ({
   ...over
 })
 
-const started = (command: RunResult['command']) =>
-  ({ type: 'run-started', command, app: 'shop', hosts: [], actor: 'a', started: '' }) as const
+const started = (command: RunResult['command']): RunEvent => ({
+  type: 'run-started',
+  command,
+  app: 'shop',
+  hosts: [],
+  actor: 'a',
+  started: ''
+})
 
 const env = {
   GITHUB_SERVER_URL: 'https://github.com',
@@ -223,6 +230,7 @@ describe('the deployment', () => {
         calls.push('list')
         fail()
         return [
+          { id: 5, sha: env.GITHUB_SHA, payload: { safe_deploy: { release: '20261201T100000Z-a1b2c3d' } } },
           { id: 4, sha: 'f00dfee111', payload: { safe_deploy: { release: '20261130T100000Z-f00dfee' } } }
         ]
       }
@@ -268,7 +276,7 @@ describe('the deployment', () => {
       result: result({
         command: 'rollback',
         release: '20261130T100000Z-f00dfee',
-        previousRelease: '20261130T100000Z-f00dfee'
+        previousRelease: '20261201T100000Z-a1b2c3d'
       })
     })
     expect(calls).toEqual([
@@ -277,7 +285,7 @@ describe('the deployment', () => {
       'status 10 in_progress',
       'status 10 success',
       'list',
-      'status 4 inactive'
+      'status 5 inactive'
     ])
   })
 
