@@ -15,7 +15,7 @@ import { parseGithubInputs, parseInputs, type GithubInputs } from './inputs.js'
 import { artifactName, uploadRunArtifact, type UploadedArtifact } from './artifact.js'
 import { deploymentSubscriber } from './deployment.js'
 import { octokitDeployments } from './octokit.js'
-import { failedHosts, hostRows, MAX_HOST_ANNOTATIONS } from './hosts.js'
+import { hostAnnotations, hostRows } from './hosts.js'
 import { backupNow } from '../flows/backup.js'
 import { outputsOf } from './outputs.js'
 import { onEvent, type RunSubscriber } from '../engine/events.js'
@@ -145,13 +145,10 @@ async function writeSummary(r: RunResult, artifact: UploadedArtifact | undefined
  */
 function failRun(r: RunResult): void {
   const message = `${r.verdict} (exit ${r.exitCode}; log: ${r.logFile})`
-  const failed = failedHosts(r)
-  if (failed.length < 2) return fail(message, r.exitCode)
-  for (const h of failed.slice(0, MAX_HOST_ANNOTATIONS)) {
-    core.error(h.error ?? r.verdict, { title: `safe-deploy ${r.command}: ${h.name} ${h.stage ?? ''}`.trim() })
-  }
-  if (failed.length > MAX_HOST_ANNOTATIONS)
-    core.info(`${failed.length - MAX_HOST_ANNOTATIONS} more hosts failed: see the job summary`)
+  const { annotations, more } = hostAnnotations(r)
+  if (!annotations.length) return fail(message, r.exitCode)
+  for (const a of annotations) core.error(a.message, { title: a.title })
+  if (more) core.info(`${more} more hosts failed: see the job summary`)
   core.info(message)
   process.exitCode = r.exitCode
 }

@@ -50,3 +50,23 @@ export function failedHosts(r: RunResult): HostRow[] {
   if (r.status === 'success') return []
   return hostRows(r).filter(h => !!h.error || FAILED.includes(h.result))
 }
+
+/**
+ * The annotations of a failed run with several failed hosts: one per host, titled
+ * `safe-deploy <command>: <host> <stage>`, with that host's error (at most MAX_HOST_ANNOTATIONS), and how
+ * many were left out. None with one failed host or none: the verdict (which names the host) is the annotation.
+ */
+export function hostAnnotations(r: RunResult): {
+  annotations: { title: string; message: string }[]
+  more: number
+} {
+  const failed = failedHosts(r)
+  if (failed.length < 2) return { annotations: [], more: 0 }
+  return {
+    annotations: failed.slice(0, MAX_HOST_ANNOTATIONS).map(h => ({
+      title: `safe-deploy ${r.command}: ${h.name}${h.stage ? ` ${h.stage}` : ''}`,
+      message: h.error ?? r.verdict
+    })),
+    more: Math.max(0, failed.length - MAX_HOST_ANNOTATIONS)
+  }
+}

@@ -20,7 +20,7 @@ import {
   type DeploymentsApi,
   type StatusRequest
 } from '../../../src/platform/deployment.js'
-import { failedHosts, hostRows } from '../../../src/platform/hosts.js'
+import { failedHosts, hostAnnotations, hostRows } from '../../../src/platform/hosts.js'
 import type { RunResult } from '../../../src/pipeline/result.js'
 import type { RunEvent } from '../../../src/engine/events.js'
 
@@ -389,5 +389,26 @@ describe('per-host rows and annotations', () => {
     const r = result({ status: 'failed', exitCode: 3, hostResults })
     expect(hostRows(r)).toBe(hostResults)
     expect(failedHosts(r)).toHaveLength(6)
+  })
+
+  test('annotations: one per failed host, titled, at most 10; none for one failed host (the verdict is it)', () => {
+    const hostResults = Array.from({ length: 13 }, (_, i) => ({
+      name: `web-${i}`,
+      roles: [],
+      durationS: 1,
+      stage: 'verify',
+      result: 'failed' as const,
+      error: `health check on web-${i}: HTTP 500`
+    }))
+    const r = result({ status: 'rolled-back', exitCode: 4, rolledBack: true, hostResults })
+    const { annotations, more } = hostAnnotations(r)
+    expect(annotations).toHaveLength(10)
+    expect(more).toBe(3)
+    expect(annotations[0]).toEqual({
+      title: 'safe-deploy deploy: web-0 verify',
+      message: 'health check on web-0: HTTP 500'
+    })
+    const one = result({ status: 'failed', exitCode: 3, hostResults: hostResults.slice(0, 1) })
+    expect(hostAnnotations(one)).toEqual({ annotations: [], more: 0 })
   })
 })
