@@ -13,9 +13,10 @@ import { fileURLToPath } from 'node:url'
 import { fastShell, startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
 import { spawnAction } from './harness/cliproc.js'
 import { startGithubStandin, type GithubStandin } from './harness/github-standin.js'
-import { actionStep, answer, currentOf, project, stopApp, type Project } from './support.js'
+import { actionStep, answer, currentOf, project, q, stopApp, type Project } from './support.js'
 
 let host: SshHost
+let other: SshHost
 let gh: GithubStandin
 const pidFiles: string[] = []
 const repo = fileURLToPath(new URL('../..', import.meta.url))
@@ -25,7 +26,12 @@ const SHA2 = 'f00dfeed00112233445566778899aabbccddeeff'
 beforeAll(async () => {
   if (!existsSync(join(repo, 'dist', 'index.js')))
     throw new Error('dist/index.js is missing: run `npm run bundle` first')
-  host = await startSshd({ extraConfig: fastShell() })
+  ;[host, other] = await Promise.all([
+    startSshd({ extraConfig: fastShell() }),
+    startSshd({ extraConfig: fastShell() })
+  ])
+  // one client key for both hosts, as in real life
+  other.run(`cat ${q(`${host.privateKeyFile}.pub`)} >> ${q(join(other.dir, 'etc', 'authorized_keys'))}`)
   gh = await startGithubStandin()
 })
 
@@ -254,5 +260,56 @@ describe('the Action on GitHub (stand-in services)', () => {
     expect(existsSync(out['report-file'] as string)).toBe(true)
     // no environment input: no deployment, and nothing sent to the stand-in
     expect(gh.requests).toEqual([])
+  })
+  test('two hosts, verify fails on one: the verdict is the one annotation; the summary has a row per host', async () => {
+    const roots = [host.root('gh-two'), other.root('gh-two')] as [string, string]
+    const p = await project({
+      hosts: [host, other],
+      root: roots[0],
+      config: c => ({
+        ...c,
+        hosts: [host, other].map((h, i) => ({
+          address: h.address,
+          port: h.port,
+          user: 'root',
+          path: roots[i]
+        })),
+        ssh: { ...(c.ssh as Config), connect_retries: 1, connect_timeout: '3s' },
+        env: { PORT: (c.env as { PORT: string }).PORT },
+        stages: {
+          restart: 'HOST=$SAFE_DEPLOY_HOST_ADDRESS PID_FILE=$SAFE_DEPLOY_SHARED/app.pid bin/restart'
+        },
+        verify: {
+          http: {
+            url: `http://{host}:${(c.env as { PORT: string }).PORT}/health`,
+            retries: 6,
+            interval: '250ms'
+          },
+          // a release with FAIL_ON_OTHER fails its check on the second host only
+          command: `test ! -e FAIL_ON_OTHER || test "$SAFE_DEPLOY_HOST_ADDRESS" != ${q(other.address)}`
+        }
+      })
+    })
+    for (const [i, h] of [host, other].entries()) {
+      h.run(`mkdir -p ${q(`${roots[i]}/shared`)} && touch ${q(`${roots[i]}/shared/.env`)}`)
+      pidFiles.push(join(roots[i] as string, 'shared', 'app.pid'))
+    }
+    p.app({ version: '1.0.0' })
+    const one = await runStep(p, SHA1)
+    expect(one.r.code).toBe(0)
+    expect(one.summary).toMatch(new RegExp(`<td>${host.address}:2222</td><td>ok</td>`))
+    expect(one.summary).toMatch(new RegExp(`<td>${other.address}:2222</td><td>ok</td>`))
+    p.app({ version: '2.0.0' })
+    writeFileSync(join(p.dir, 'app', 'FAIL_ON_OTHER'), '')
+    const { r, out, summary } = await runStep(p, SHA2)
+    expect(r.code).toBe(4)
+    expect(out.status).toBe('rolled-back')
+    for (const root of roots) expect(currentOf(root)).toBe(`releases/${one.out.release}`)
+    const errors = r.stdout.split('\n').filter(l => l.startsWith('::error'))
+    expect(errors).toHaveLength(1)
+    expect(errors[0]).toMatch(new RegExp(`^::error::DEPLOYMENT FAILED at verify on ${other.address}:2222: `))
+    // the host that failed, with its stage; the other one was put back with it
+    expect(summary).toMatch(new RegExp(`<td>${other.address}:2222</td><td>failed</td><td>verify</td>`))
+    expect(summary).toMatch(new RegExp(`<td>${host.address}:2222</td><td>rolled-back</td>`))
   })
 })
