@@ -40,6 +40,7 @@ beforeEach(() => {
   gh.deployments.length = 0
   gh.artifacts.clear()
   gh.refuseDeployments = undefined
+  gh.refuseArtifacts = undefined
 })
 
 afterAll(async () => {
@@ -311,5 +312,25 @@ describe('the Action on GitHub (stand-in services)', () => {
     // the host that failed, with its stage; the other one was put back with it
     expect(summary).toMatch(new RegExp(`<td>${other.address}:2222</td><td>failed</td><td>verify</td>`))
     expect(summary).toMatch(new RegExp(`<td>${host.address}:2222</td><td>rolled-back</td>`))
+  })
+  test('the results service refuses the artifact: one warning, the run’s exit code (4) unchanged', async () => {
+    const { p } = await setup('gh-refused')
+    p.app({ version: '1.0.0' })
+    expect((await runStep(p, SHA1)).r.code).toBe(0)
+    gh.refuseArtifacts = 400
+    p.app({ version: '2.0.0', crashAfterMs: 0 })
+    const { r, out } = await runStep(p, SHA2)
+    expect(r.code).toBe(4)
+    expect(out).toMatchObject({
+      status: 'rolled-back',
+      'exit-code': '4',
+      'artifact-id': '',
+      'artifact-url': ''
+    })
+    const w = warnings(r.stdout)
+    expect(w).toHaveLength(1)
+    expect(w[0]).toMatch(/^::warning::artifact safe-deploy-deploy-1 not uploaded \(.*400/)
+    expect(existsSync(out['log-file'] as string)).toBe(true)
+    expect(await answer(p.port)).toBe('version 1.0.0')
   })
 })

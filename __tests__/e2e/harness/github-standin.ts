@@ -38,6 +38,8 @@ export interface GithubStandin {
     string,
     { bytes: Buffer; create: Record<string, unknown>; finalize?: Record<string, unknown> }
   >
+  /** Answer CreateArtifact with this HTTP status (the service refusing the upload). */
+  refuseArtifacts?: number
   /** Answer every deployments call with this HTTP status (a token without `deployments: write`). */
   refuseDeployments?: number
   /** The environment a runner gives a step that talks to this stand-in. */
@@ -148,6 +150,11 @@ export async function startGithubStandin(): Promise<GithubStandin> {
     if (twirp) {
       const b = body()
       const name = String(b.name)
+      if (twirp[1] === 'CreateArtifact' && s.refuseArtifacts)
+        return json(res, s.refuseArtifacts, {
+          code: 'invalid_argument',
+          msg: 'the stand-in refuses this artifact'
+        })
       if (twirp[1] === 'CreateArtifact') {
         s.artifacts.set(name, { bytes: Buffer.alloc(0), create: b })
         return json(res, 200, {
