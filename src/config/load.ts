@@ -5,6 +5,7 @@ import type { ZodError } from 'zod'
 import { configSchema, type Config } from './schema.js'
 import { ConfigError } from '../core/exit.js'
 import { databaseRollbackMode, migrationProblems } from './rules.js'
+import { notifySecrets } from './notify.js'
 import { checkBackupConfig } from '../backup-engines/plan.js'
 import { databaseSecrets } from '../backup-engines/connection.js'
 
@@ -23,6 +24,8 @@ export interface Overrides {
   knownHosts?: string
   knownHostsFile?: string
   insecureSkipHostKeyCheck?: boolean
+  /** `--skip-test`: the tests ran in an earlier CI job; the deploy runs no stages.test. */
+  skipTest?: boolean
 }
 
 export interface ResolvedHost {
@@ -35,6 +38,8 @@ export interface ResolvedHost {
   /** Deploy root on this host. */
   path: string
   primary: boolean
+  /** hosts[].roles of the config. */
+  roles: string[]
 }
 
 export interface SshAuth {
@@ -62,6 +67,8 @@ export interface LoadedConfig {
    * `config`; `requireEnv` refuses a command that uses one.
    */
   unresolved: Unresolved[]
+  /** Every `env:NAME` of the config (set or not), by key: what `variablesFor` reads. */
+  references: Unresolved[]
 }
 
 export interface Unresolved {
@@ -79,13 +86,17 @@ const ENV_REF = /^env:([A-Za-z_][A-Za-z0-9_]*)$/
  */
 const LAZY_KEYS = [/^env\./, /^backup\.databases\[\d+\]\./, /^backup\.encrypt\.identity$/]
 
+/** Whether the variable of an `env:` value at this key may be unset when the config loads (LAZY_KEYS). */
+export const isLazyKey = (key: string): boolean => LAZY_KEYS.some(re => re.test(key))
+
 /** Key paths whose `env:` values are secrets (redacted everywhere). */
 const SECRET_PATHS = [
   /^ssh\.private_key$/,
   /^ssh\.passphrase$/,
   /^env\./,
   /^backup\.databases\[\d+\]\.(url|password)$/,
-  /^backup\.encrypt\.identity$/
+  /^backup\.encrypt\.identity$/,
+  /^notify\[\d+\]\./
 ]
 
 function formatPath(path: readonly PropertyKey[]): string {
@@ -103,6 +114,8 @@ interface EnvScan {
   problems: string[]
   /** Key path -> the variable an `env:NAME` there names (and the path), for every one unset or empty. */
   missing: Map<string, { name: string; path: PropertyKey[] }>
+  /** Every `env:NAME` of the config, set or not. */
+  references: Unresolved[]
 }
 
 /**
@@ -120,6 +133,7 @@ function resolveEnvRefs(node: unknown, path: PropertyKey[], env: NodeJS.ProcessE
     }
     const name = m[1] as string
     const value = env[name]
+    scan.references.push({ key: where, variable: name })
     if (value === undefined || value === '') {
       scan.missing.set(where, { name, path })
       return ''
@@ -213,6 +227,8 @@ function applyOverrides(raw: Record<string, unknown>, o: Overrides): void {
     delete ssh.known_hosts
   }
   if (o.insecureSkipHostKeyCheck) ssh.insecure_skip_host_key_check = true
+  if (o.skipTest && raw.stages && typeof raw.stages === 'object')
+    delete (raw.stages as Record<string, unknown>).test
 }
 
 /**
@@ -250,7 +266,7 @@ export function validateConfig(
   env: NodeJS.ProcessEnv = process.env
 ): LoadedConfig {
   const baseDir = dirname(file)
-  const scan: EnvScan = { secrets: [], problems: [], missing: new Map() }
+  const scan: EnvScan = { secrets: [], problems: [], missing: new Map(), references: [] }
   const raw = structuredClone(parsed)
   applyOverrides(raw, overrides)
   const resolved = resolveEnvRefs(raw, [], env, scan) as Record<string, unknown>
@@ -282,7 +298,8 @@ export function validateConfig(
           port: 0,
           user: '',
           path: h.path ?? config.path,
-          primary: !!h.primary
+          primary: !!h.primary,
+          roles: h.roles ?? []
         }
       : {
           name: h.name ?? (h.port === 22 ? h.address : `${h.address}:${h.port}`),
@@ -291,13 +308,19 @@ export function validateConfig(
           port: h.port,
           user: h.user,
           path: h.path ?? config.path,
-          primary: !!h.primary
+          primary: !!h.primary,
+          roles: h.roles ?? []
         }
   )
   const names = new Set<string>()
   for (const h of hosts) {
     if (names.has(h.name)) problems.push(`hosts: two hosts are named ${h.name}; give each a distinct name`)
     names.add(h.name)
+  }
+  const given = new Set(hosts.flatMap(h => h.roles))
+  for (const role of Object.keys(config.roles)) {
+    if (!given.has(role))
+      problems.push(`roles.${role}: no host has this role; add it to a host's roles or remove it`)
   }
   if (overrides.host !== undefined) {
     const picked = selectHosts(hosts, overrides.host)
@@ -349,6 +372,8 @@ export function validateConfig(
     ...backupCheck.problems.filter(p => !waiting.some(w => p.startsWith(`${w}.`) || p.startsWith(`${w}:`)))
   )
   for (const value of backupCheck.secrets) secrets.push({ where: backupSecretKey(config, value), value })
+  // notification tokens and webhook URLs (their path is the credential), however they were given
+  secrets.push(...notifySecrets(config.notify))
   problems.push(...migrationProblems(config))
   problems.push(...shortSecretProblems(secrets))
   if (problems.length) throw configProblems(file, problems)
@@ -360,7 +385,8 @@ export function validateConfig(
     hosts,
     auth,
     secrets: [...new Set(secrets.map(s => s.value))],
-    unresolved
+    unresolved,
+    references: scan.references
   }
 }
 
@@ -432,10 +458,35 @@ function commandNeeds(
         identity: encrypted ? 'it decrypts the backup' : undefined
       }
     case 'backups':
-      return opts.sub === 'verify' ? { env: 'its checks on the host get env:' } : {}
+      return opts.sub === 'verify' || opts.sub === 'upload' ? { env: 'its checks on the host get env:' } : {}
     default:
       return {}
   }
+}
+
+/** Why the command uses the value at a lazy key (LAZY_KEYS), or undefined when it does not. */
+function lazyReason(needs: CommandNeeds, key: string): string | undefined {
+  if (key.startsWith('env.')) return needs.env
+  if (key.startsWith('backup.databases[')) return needs.databases
+  if (key === 'backup.encrypt.identity') return needs.identity
+  return undefined
+}
+
+/**
+ * The environment variables a command reads for this config, in config order: every `env:NAME` outside the
+ * lazy keys (the config does not load without them), and those under lazy keys the command uses. A CI job
+ * must pass exactly these (examples/workflows and `init` are checked against it).
+ */
+export function variablesFor(
+  loaded: LoadedConfig,
+  command: string,
+  opts: { sub?: string; restore?: boolean; noDb?: boolean } = {}
+): string[] {
+  const needs = commandNeeds(loaded, command, opts)
+  const used = loaded.references.filter(
+    r => !LAZY_KEYS.some(re => re.test(r.key)) || lazyReason(needs, r.key)
+  )
+  return [...new Set(used.map(r => r.variable))]
 }
 
 /**
@@ -449,16 +500,8 @@ export function requireEnv(
 ): void {
   const needs = commandNeeds(loaded, command, opts)
   const label = opts.sub && command === 'backups' ? `${command} ${opts.sub}` : command
-  const why = (key: string) =>
-    key.startsWith('env.')
-      ? needs.env
-      : key.startsWith('backup.databases[')
-        ? needs.databases
-        : key === 'backup.encrypt.identity'
-          ? needs.identity
-          : undefined
   const problems = loaded.unresolved.flatMap(u => {
-    const reason = why(u.key)
+    const reason = lazyReason(needs, u.key)
     return reason ? [`${missingVariable(u.key, u.variable)}: \`${label}\` needs it (${reason})`] : []
   })
   if (problems.length) throw configProblems(loaded.file, problems)

@@ -78,7 +78,8 @@ export function verdict(
   const word = WORD[command]
   const t = `(${seconds.toFixed(1)} s)`
   if (!outcome.failure) return `${word} SUCCESS ${t}`
-  const where = `${word} FAILED at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${oneLine(outcome.failure.message)}`
+  // one period after the failure, whether or not its message ends with one
+  const where = `${word} FAILED at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${oneLine(outcome.failure.message).replace(/[.]+$/, '')}`
   if (outcome.rollbackFailed) return `${where}. ROLLBACK FAILED: ${oneLine(outcome.rollbackFailed)} ${t}`
   // a manual rollback that went live and was undone: what served when it started serves again
   if (outcome.rolledBack && command === 'rollback')
@@ -164,6 +165,8 @@ export interface RunSpec {
   plan: (ctx: RunContext) => RunPlan
   /** Saves progress for the Action's post step (deploy, rollback). */
   progress?: boolean
+  /** The command's own subscribers (a deploy's notifications), told after the request's. */
+  subscribers?: (ctx: RunContext) => RunSubscriber[]
 }
 
 /**
@@ -196,8 +199,14 @@ export async function runLifecycle(req: RunRequest, spec: RunSpec): Promise<RunR
   const ctx = newContext(req, command, started)
   ctx.onLock = req.onLock
   const redact = (t: string) => ctx.log.redactor.redact(t)
-  const events = new RunEvents([reportFile(ctx), stageGroups(req.reporter), ...(req.subscribers ?? [])], m =>
-    ctx.log.warn(m)
+  const events = new RunEvents(
+    [
+      reportFile(ctx),
+      stageGroups(req.reporter),
+      ...(req.subscribers ?? []),
+      ...(spec.subscribers?.(ctx) ?? [])
+    ],
+    m => ctx.log.warn(m)
   )
   ctx.log.setStage('start')
   ctx.log.info(`safe-deploy ${spec.intro(ctx)}`)

@@ -1,6 +1,12 @@
 import { listReleases, parseKeyValues, readHistory } from '../commands/release.js'
 import { newReleaseId, type ReleaseId } from '../release/id.js'
-import { parseHistory, rollbackTarget, unfinishedReleases, type HistoryEntry } from '../release/history.js'
+import {
+  parseHistory,
+  releaseStates,
+  rollbackTarget,
+  unfinishedReleases,
+  type HistoryEntry
+} from '../release/history.js'
 import { ExitCode } from '../core/exit.js'
 import { closeAll, connectAll, onEveryHost, primaryOf, runOn, type RunContext } from '../host/context.js'
 import { StageError } from '../core/errors.js'
@@ -31,10 +37,20 @@ import { hookEnv } from '../host/env.js'
 import { backupsOn } from '../config/rules.js'
 import { inRelease } from '../commands/release.js'
 import type { HostSession } from '../host/context.js'
+import { notifications } from '../notify/index.js'
 
-/** A deploy or rollback through the one run lifecycle (src/engine/lifecycle.ts), saving its progress. */
+/**
+ * A deploy or rollback through the one run lifecycle (src/engine/lifecycle.ts), saving its progress, telling
+ * the team (`notify:`, src/notify/).
+ */
 const execute = (req: RunRequest, command: 'deploy' | 'rollback', plan: (ctx: RunContext) => RunPlan) =>
-  runLifecycle(req, { command, intro: introOf(command), progress: true, plan })
+  runLifecycle(req, {
+    command,
+    intro: introOf(command),
+    progress: true,
+    plan,
+    subscribers: ctx => notifications(ctx, command)
+  })
 
 /** `deploy of shop to web-1, web-2 (/srv/shop) by octocat`: the first line of a deploy's or rollback's log. */
 const introOf = (command: 'deploy' | 'rollback') => (ctx: RunContext) =>
@@ -302,12 +318,26 @@ export async function listReleaseState(req: RunRequest) {
     const history = parseHistory(
       (await runOn(ctx, primary, readHistory(primary.layout), { stage: 'releases' })).stdout
     )
+    const states = releaseStates(history)
     const hosts = await onEveryHost(ctx, async s => {
       const kv = parseKeyValues((await runOn(ctx, s, listReleases(s.layout), { stage: 'releases' })).stdout)
+      const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined
+      const releases = (kv.get('RELEASE') ?? []).sort()
       return {
         host: s.host.name,
-        current: kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined,
-        releases: (kv.get('RELEASE') ?? []).sort()
+        current,
+        releases,
+        /** Newest first: each release's one state (src/release/history.ts releaseStates) and its deploy. */
+        details: [...releases].reverse().map(release => {
+          const entry = history.findLast(e => e.release === release && e.type === 'deploy')
+          return {
+            release,
+            current: release === current,
+            state: states.get(release) ?? 'unknown',
+            ...(entry ? { deployedBy: entry.actor, deployedAt: entry.finished } : {}),
+            ...(typeof entry?.port === 'number' ? { port: entry.port } : {})
+          }
+        })
       }
     })
     return { hosts, history }

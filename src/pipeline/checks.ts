@@ -114,7 +114,7 @@ async function runHttpCheck(
   const wanted = `HTTP ${check.expect_status}${check.contains !== undefined ? ` containing "${check.contains}"` : ''}`
   throw new StageError(
     stage,
-    `health check GET ${urlFor(check, s)} from ${check.from === 'runner' ? 'the runner' : s.host.name} failed after ${retries} attempts: expected ${wanted}, last answer ${describe(last)}`,
+    `health check GET ${urlFor(check, s)} from ${check.from === 'runner' ? 'the runner' : s.host.name} failed after ${retries} attempt${retries === 1 ? '' : 's'}: expected ${wanted}, last answer ${describe(last)}`,
     s.host.name
   )
 }
@@ -152,14 +152,10 @@ export async function verifyHost(
 }
 
 /** Scans the logs since the run started for fatal patterns (verify.logs). */
-export async function scanLogs(
-  ctx: RunContext,
-  s: HostSession,
-  release: string,
-  stage: string
-): Promise<void> {
+/** The configured log command's output on one host since the run started (verify.logs), or undefined. */
+async function readLogs(ctx: RunContext, s: HostSession, release: string, stage: string) {
   const logs = ctx.config.verify.logs
-  if (!logs) return
+  if (!logs) return undefined
   const command = logs.command.replace(/\{started\}/g, String(Math.floor(ctx.startedAt.getTime() / 1000)))
   const r = await runOn(
     ctx,
@@ -173,7 +169,19 @@ export async function scanLogs(
   if (r.code !== 0) {
     ctx.log.warn(`log scan command exited ${r.code}: ${lastLines(r.stderr, 2)}`, s.host.name)
   }
-  const hits = r.stdout.split('\n').filter(line => logs.fail_on.some(p => line.includes(p)))
+  return r.stdout
+}
+
+export async function scanLogs(
+  ctx: RunContext,
+  s: HostSession,
+  release: string,
+  stage: string
+): Promise<void> {
+  const logs = ctx.config.verify.logs
+  const stdout = await readLogs(ctx, s, release, stage)
+  if (!logs || stdout === undefined) return
+  const hits = stdout.split('\n').filter(line => logs.fail_on.some(p => line.includes(p)))
   if (hits.length) {
     throw new StageError(
       stage,
@@ -182,6 +190,32 @@ export async function scanLogs(
     )
   }
   ctx.log.info(`log scan: no line matches ${logs.fail_on.join(', ')}`, s.host.name)
+}
+
+/**
+ * The check after verify.window failed: the app had passed, then stopped answering. Says so, with the last
+ * lines of the logs (verify.logs) when there are any: the exception line of a traceback comes first.
+ */
+export async function stoppedAnswering(
+  ctx: RunContext,
+  s: HostSession,
+  release: string,
+  stage: string,
+  windowMs: number,
+  error: unknown
+): Promise<StageError> {
+  let logs: string | undefined
+  try {
+    logs = await readLogs(ctx, s, release, stage)
+  } catch {
+    logs = undefined
+  }
+  const excerpt = logs?.trim() ? `; last log lines on ${s.host.name}:\n${lastLines(logs, 12)}` : ''
+  return new StageError(
+    stage,
+    `the app passed its checks, then stopped answering within verify.window (${windowMs / 1000} s): ${errorMessage(error)}${excerpt}`,
+    s.host.name
+  )
 }
 
 export function hasChecks(ctx: RunContext): boolean {

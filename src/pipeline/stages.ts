@@ -17,7 +17,7 @@ import { parseHistory, releasesToPrune, unfinishedReleases } from '../release/hi
 import { connectAll, primaryOf, runOn, type HostSession, type RunContext } from '../host/context.js'
 import { StageError, errorMessage } from '../core/errors.js'
 import { hookEnv } from '../host/env.js'
-import { hasChecks, httpChecks, scanLogs, sleep, verifyHost } from './checks.js'
+import { hasChecks, httpChecks, scanLogs, sleep, stoppedAnswering, verifyHost } from './checks.js'
 import type { ProductStage } from './stage.js'
 import type { SwitchStrategy } from './switch.js'
 import { uploadFor, type UploadStrategy } from './upload/index.js'
@@ -346,7 +346,12 @@ export function verifyStage(rel: () => string): ProductStage {
             s.host.name
           )
         else await sleep(window, ctx.signal)
-        await verifyHost(ctx, s, release, 'verify', 1)
+        try {
+          await verifyHost(ctx, s, release, 'verify', 1)
+        } catch (e) {
+          if (ctx.signal.aborted) throw e
+          throw await stoppedAnswering(ctx, s, release, 'verify', window, e)
+        }
       }
       await scanLogs(ctx, s, release, 'verify')
     }

@@ -1,10 +1,12 @@
 import { parseArgs } from 'node:util'
+import { existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import pkg from '../../package.json' with { type: 'json' }
 import { loadConfig, requireEnv, type Overrides } from '../config/load.js'
 import { ConfigError, ExitCode } from '../core/exit.js'
 import { parseReleaseId } from '../release/id.js'
 import { parseBackupName } from '../backup-engines/name.js'
-import { badReleases } from '../release/history.js'
 import { deploy, listReleaseState, newContext, planRollback, rollback } from '../flows/deploy.js'
 import { forceReleaseLock, getLock, getStatus } from '../flows/status.js'
 import { planDeploy } from '../flows/plan.js'
@@ -14,6 +16,7 @@ import { defaultActor } from './actor.js'
 import { terminalReporter } from './terminal.js'
 import { writeDotenv } from './outputs.js'
 import { BACKUP_COMMANDS, BACKUP_USAGE, checkBackupArgs, runBackupCli } from '../flows/backup.js'
+import { PRESETS, findExamplesDir, initProject } from './init.js'
 
 const USAGE = `usage: safe-deploy <command> [options]
 
@@ -28,6 +31,8 @@ commands:
   lock release           remove the deploy lock (when the run that held it is dead)
   plan                   print every command a deploy would run on each host; runs nothing
   plan rollback          what a rollback would do (same as rollback --dry-run); read-only
+  init --preset P        write a commented safe-deploy.yml and CI files for a stack: ${Object.keys(PRESETS).join(', ')}
+                         [--ci github|gitlab|none] [--dir DIR] [--force]
 ${BACKUP_USAGE}
 
 options:
@@ -39,6 +44,9 @@ options:
       --user NAME        override the SSH user   --path DIR    override the deploy root
       --key-file FILE    private key file        --known-hosts-file FILE
       --to RELEASE       rollback target
+      --skip-test        deploy: run no stages.test (the tests ran in an earlier CI job)
+      --restore BACKUP   rollback: restore this backup for the database (its name: see backups list)
+      --no-db            rollback: leave the database as it is
       --yes              confirm restore / backups prune / a rollback's down command without backups
       --keep, --protect  backup: keep this backup out of retention
       --dry-run          rollback: show what it would do; connect and read only
@@ -96,6 +104,35 @@ function terminalResult(io: CliIO, json: boolean): RunSubscriber {
 const dotenvFile = (file: string): RunSubscriber =>
   onEvent('the dotenv file', 'run-finished', e => writeDotenv(file, e.result))
 
+/** `init`: writes the preset's files into --dir and says what to do next. */
+function runInit(o: { preset?: string; ci: string; dir: string; force: boolean }, io: CliIO): number {
+  try {
+    if (!o.preset)
+      throw new ConfigError(`init: --preset is required: one of ${Object.keys(PRESETS).join(', ')}`)
+    if (o.ci !== 'github' && o.ci !== 'gitlab' && o.ci !== 'none')
+      throw new ConfigError(`--ci: expected github, gitlab or none, got ${JSON.stringify(o.ci)}`)
+    const here = fileURLToPath(import.meta.url)
+    const examplesDir = findExamplesDir(here)
+    if (!examplesDir) throw new ConfigError('init: the examples shipped with safe-deploy are missing')
+    const schema = join(dirname(examplesDir), 'safe-deploy.schema.json')
+    const r = initProject({
+      preset: o.preset,
+      dir: o.dir,
+      ci: o.ci,
+      force: o.force,
+      examplesDir,
+      schemaFile: existsSync(schema) ? schema : undefined
+    })
+    io.stdout.write(
+      `wrote ${r.written.join(', ')}\nnext:\n${r.next.map((n, i) => `  ${i + 1}. ${n}`).join('\n')}\n`
+    )
+    return 0
+  } catch (e) {
+    io.stderr.write(`safe-deploy: ${errorMessage(e)}\n`)
+    return e instanceof ConfigError ? ExitCode.badInput : ExitCode.failure
+  }
+}
+
 /** The CLI; returns the exit code. Every path that fails says why on stderr. */
 export async function runCli(argv: string[], io: CliIO): Promise<number> {
   let parsed
@@ -123,7 +160,12 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
         yes: { type: 'boolean', default: false },
         keep: { type: 'boolean', default: false },
         protect: { type: 'boolean', default: false },
-        out: { type: 'string' }
+        out: { type: 'string' },
+        'skip-test': { type: 'boolean', default: false },
+        preset: { type: 'string' },
+        ci: { type: 'string', default: 'github' },
+        dir: { type: 'string', default: '.' },
+        force: { type: 'boolean', default: false }
       }
     })
   } catch (e) {
@@ -140,6 +182,7 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     io.stdout.write(`${USAGE}\n`)
     return o.help ? 0 : ExitCode.badInput
   }
+  if (command === 'init') return runInit(o, io)
   const known = ['deploy', 'rollback', 'releases', 'status', 'lock', 'plan', ...BACKUP_COMMANDS]
   if (!known.includes(command)) {
     io.stderr.write(`safe-deploy: unknown command ${JSON.stringify(command)}\n\n${USAGE}\n`)
@@ -181,7 +224,8 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
       user: o.user,
       path: o.path,
       privateKeyFile: o['key-file'],
-      knownHostsFile: o['known-hosts-file']
+      knownHostsFile: o['known-hosts-file'],
+      skipTest: o['skip-test']
     }
     const loaded = loadConfig(o.config, overrides, io.env)
     // a variable only some commands use may be unset: refused here, before connecting, by those commands
@@ -215,21 +259,18 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     const ctx = newContext(req, command, new Date(), false)
     if (command === 'releases') {
       const state = await listReleaseState(req)
-      const bad = badReleases(state.history)
       if (o.json) io.stdout.write(JSON.stringify(state, null, 2) + '\n')
       else {
         for (const h of state.hosts) {
           io.stdout.write(`${h.host}:\n`)
-          if (!h.releases.length) io.stdout.write('  (no releases)\n')
-          for (const r of [...h.releases].reverse()) {
-            const entry = [...state.history].reverse().find(e => e.release === r && e.type === 'deploy')
+          if (!h.details.length) io.stdout.write('  (no releases)\n')
+          for (const d of h.details) {
             const marks = [
-              r === h.current ? 'current' : '',
-              bad.has(r) ? 'bad' : '',
-              entry ? `${entry.status} by ${entry.actor}` : '',
-              typeof entry?.port === 'number' ? `port ${entry.port}` : ''
+              d.current ? (d.state === 'verified' ? 'current' : `current (${d.state})`) : d.state,
+              d.deployedBy ? `deployed by ${d.deployedBy}` : '',
+              d.port !== undefined ? `port ${d.port}` : ''
             ]
-            io.stdout.write(`  ${r === h.current ? '*' : ' '} ${r}  ${marks.filter(Boolean).join(', ')}\n`)
+            io.stdout.write(`  ${d.current ? '*' : ' '} ${d.release}  ${marks.filter(Boolean).join(', ')}\n`)
           }
         }
       }

@@ -3,7 +3,7 @@
  *
  * Layout written by writeApp(dir):
  *   server.js    http server on $PORT (optionally bound to $HOST): GET /health -> 200 `ok <version>` (or 500
- *                `unhealthy <version>`), GET / -> `version <version>`; exits(1) crashAfterMs after start
+ *                `unhealthy <version>`), GET / -> `version <version>`; exits(1) crashAfterMs after start, printing a Python-style traceback to stderr
  *   VERSION      the version string
  *   bin/restart  POSIX sh: stops the instance whose pid is in $PID_FILE, starts `node server.js` detached,
  *                writes the new pid to $PID_FILE and returns at once (env: PORT, PID_FILE required;
@@ -26,7 +26,9 @@ function serverSource(opts: AppOptions): string {
   const version = JSON.stringify(opts.version)
   const healthy = opts.healthy ?? true
   const crash =
-    opts.crashAfterMs === undefined ? '' : `setTimeout(() => process.exit(1), ${opts.crashAfterMs})\n`
+    opts.crashAfterMs === undefined
+      ? ''
+      : `setTimeout(() => { console.error('Traceback (most recent call last):\\n  File "app.py", line 7, in poll\\nRuntimeError: lost the database connection'); process.exit(1) }, ${opts.crashAfterMs})\n`
   // Works whether Node treats this file as CommonJS or as an ES module (dynamic import exists in both).
   return `'use strict'
 const VERSION = ${version}
