@@ -124,7 +124,8 @@ export function deploymentSubscriber(
   opts: DeploymentOptions,
   api: () => DeploymentsApi,
   warn: (message: string) => void,
-  env: NodeJS.ProcessEnv = process.env
+  env: NodeJS.ProcessEnv = process.env,
+  timeoutMs = 30_000
 ): RunSubscriber {
   let command: RunCommand | undefined
   let app: string | undefined
@@ -137,11 +138,20 @@ export function deploymentSubscriber(
     ...(logUrl ? { log_url: logUrl } : {}),
     ...(opts.environmentUrl && state !== 'inactive' ? { environment_url: opts.environmentUrl } : {})
   })
-  /** Runs one API step; the first failure is the one warning and ends the deployment's updates. */
+  /**
+   * Runs one API step, within `timeoutMs` (an API that never answers must not hold the run's end); the first
+   * failure is the one warning and ends the deployment's updates.
+   */
   const call = async <T>(what: string, fn: () => Promise<T>): Promise<T | undefined> => {
     if (broken) return undefined
+    let timer: NodeJS.Timeout | undefined
     try {
-      return await fn()
+      return await Promise.race([
+        fn(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer in ${timeoutMs / 1000} s`)), timeoutMs)
+        })
+      ])
     } catch (e) {
       broken = true
       warn(
@@ -150,6 +160,8 @@ export function deploymentSubscriber(
           : `GitHub deployment for environment ${opts.environment}: ${what} failed (${errorMessage(e)}); the ${command ?? 'run'} goes on without it`
       )
       return undefined
+    } finally {
+      clearTimeout(timer)
     }
   }
   const start = async (release: string | undefined, previous: string | undefined) => {

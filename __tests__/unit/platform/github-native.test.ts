@@ -336,6 +336,27 @@ describe('the deployment', () => {
       'status 10 failure'
     ])
   })
+  test('an API that never answers: one warning after the timeout, the run goes on', async () => {
+    const warned: string[] = []
+    const hanging: DeploymentsApi = {
+      create: () => new Promise(() => undefined),
+      setStatus: async () => undefined,
+      list: async () => []
+    }
+    const sub = deploymentSubscriber(
+      { environment: 'prod' },
+      () => hanging,
+      m => void warned.push(m),
+      env,
+      50
+    )
+    await sub.on(started('deploy'))
+    await sub.on({ type: 'release-chosen', release: 'r2' })
+    await sub.on({ type: 'run-finished', result: result() })
+    expect(warned).toEqual([
+      'GitHub deployment for environment prod: creating the deployment failed (no answer in 0.05 s); the deploy goes on without it'
+    ])
+  })
 })
 
 describe('per-host rows and annotations', () => {
