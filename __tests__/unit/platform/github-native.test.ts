@@ -208,6 +208,15 @@ describe('the deployment', () => {
     expect(payloadRelease('{not json')).toBeUndefined()
   })
 
+  /** A subscriber for environment prod whose warnings go nowhere. */
+  const silent = (api: DeploymentsApi) =>
+    deploymentSubscriber(
+      { environment: 'prod' },
+      () => api,
+      () => undefined,
+      env
+    )
+
   /** A fake Deployments API that records its calls; `refuse` makes every call fail with that status. */
   function fakeApi(refuse?: number) {
     const calls: string[] = []
@@ -263,12 +272,7 @@ describe('the deployment', () => {
 
   test('a rollback: its deployment for the commit of the release put back, the release it left inactive', async () => {
     const { api, calls } = fakeApi()
-    const sub = deploymentSubscriber(
-      { environment: 'prod' },
-      () => api,
-      () => undefined,
-      env
-    )
+    const sub = silent(api)
     await sub.on(started('rollback'))
     await sub.on({ type: 'release-chosen', release: '20261130T100000Z-f00dfee' })
     await sub.on({
@@ -306,12 +310,7 @@ describe('the deployment', () => {
     expect(warned[0]).toMatch(/HTTP 403.*permissions: deployments: write/)
 
     const other = fakeApi()
-    const backup = deploymentSubscriber(
-      { environment: 'prod' },
-      () => other.api,
-      () => undefined,
-      env
-    )
+    const backup = silent(other.api)
     await backup.on(started('backup'))
     await backup.on({ type: 'run-finished', result: result({ command: 'backup' }) })
     expect(other.calls).toEqual([])
@@ -319,12 +318,7 @@ describe('the deployment', () => {
 
   test('a deploy that failed before its release was known still gets a failed record', async () => {
     const { api, calls } = fakeApi()
-    const sub = deploymentSubscriber(
-      { environment: 'prod' },
-      () => api,
-      () => undefined,
-      env
-    )
+    const sub = silent(api)
     await sub.on(started('deploy'))
     await sub.on({
       type: 'run-finished',
