@@ -12,6 +12,7 @@ import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { fastShell, startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
 import { spawnAction } from './harness/cliproc.js'
+import { pausePoint } from './harness/pause.js'
 import { startGithubStandin, type GithubStandin } from './harness/github-standin.js'
 import { actionStep, answer, currentOf, project, q, stopApp, type Project } from './support.js'
 
@@ -332,5 +333,36 @@ describe('the Action on GitHub (stand-in services)', () => {
     expect(w[0]).toMatch(/^::warning::artifact safe-deploy-deploy-1 not uploaded \(.*400/)
     expect(existsSync(out['log-file'] as string)).toBe(true)
     expect(await answer(p.port)).toBe('version 1.0.0')
+  })
+  test('the main step killed after the switch: the post step puts the release back and closes the deployment as failure', async () => {
+    const verify = pausePoint(tempDir('marks-'), 'verify')
+    const { p, root } = await setup('gh-killed')
+    p.app({ version: '1.0.0' })
+    const one = await runStep(p, SHA1, { environment: 'production' })
+    expect(one.r.code).toBe(0)
+    // the next deploy pauses in verify (a verify command added to the config)
+    const cfg = readFileSync(p.configFile, 'utf8').replace(
+      /^verify:\n/m,
+      `verify:\n  command: ${JSON.stringify(verify.shell)}\n`
+    )
+    writeFileSync(p.configFile, cfg)
+    p.app({ version: '2.0.0' })
+    verify.arm()
+    const main = actionStep(p, 'main', { ...gh.env(), GITHUB_SHA: SHA2, INPUT_ENVIRONMENT: 'production' })
+    const proc = spawnAction('index', main.env, p.dir)
+    await verify.reached()
+    proc.child.kill('SIGKILL')
+    expect((await proc.exited).signal).toBe('SIGKILL')
+    verify.release()
+    const d = gh.deployments[1]!
+    expect(d.statuses.map(s => s.state)).toEqual(['in_progress'])
+    const state = Object.fromEntries(Object.entries(main.state()).map(([k, v]) => [`STATE_${k}`, v]))
+    const post = actionStep(p, 'post', { ...gh.env(), GITHUB_SHA: SHA2, INPUT_ENVIRONMENT: 'production' })
+    const r = await spawnAction('post', { ...post.env, ...state }, p.dir).exited
+    expect(r.code).toBe(0)
+    expect(currentOf(root)).toBe(`releases/${one.out.release}`)
+    expect(d.statuses.map(s => s.state)).toEqual(['in_progress', 'failure'])
+    expect(d.statuses[1]!.description).toMatch(/^the deploy was stopped during verify/)
+    expect(d.statuses[1]!.log_url).toBe('https://github.com/octo/shop/actions/runs/4242')
   })
 })

@@ -125,7 +125,9 @@ export function deploymentSubscriber(
   api: () => DeploymentsApi,
   warn: (message: string) => void,
   env: NodeJS.ProcessEnv = process.env,
-  timeoutMs = 30_000
+  timeoutMs = 30_000,
+  /** Told the deployment's id once it is created (the Action saves it for its post step). */
+  onCreated?: (id: number) => void
 ): RunSubscriber {
   let command: RunCommand | undefined
   let app: string | undefined
@@ -185,6 +187,7 @@ export function deploymentSubscriber(
     )
     id = made?.id
     const madeId = id
+    if (madeId !== undefined) onCreated?.(madeId)
     if (madeId !== undefined)
       await call('setting in_progress', () => api().setStatus(madeId, status('in_progress')))
   }
@@ -218,5 +221,32 @@ export function deploymentSubscriber(
         }
       }
     }
+  }
+}
+
+/**
+ * The post step that finished a killed main step's run (src/platform/github.ts `runPost`): the deployment the
+ * main step left `in_progress` gets `failure` with what the post step did. Never throws: a failure is one warning.
+ */
+export async function closeDeployment(
+  opts: DeploymentOptions,
+  api: DeploymentsApi,
+  id: number,
+  description: string,
+  warn: (message: string) => void,
+  env: NodeJS.ProcessEnv = process.env
+): Promise<void> {
+  const logUrl = runUrl(env)
+  try {
+    await api.setStatus(id, {
+      state: 'failure',
+      description: statusDescription(description),
+      ...(logUrl ? { log_url: logUrl } : {}),
+      ...(opts.environmentUrl ? { environment_url: opts.environmentUrl } : {})
+    })
+  } catch (e) {
+    warn(
+      `GitHub deployment ${id} for environment ${opts.environment}: setting failure after the interrupted run failed (${errorMessage(e)}); it stays in_progress`
+    )
   }
 }

@@ -13,7 +13,7 @@ import { errorMessage } from '../core/errors.js'
 import type { Reporter } from '../report/log.js'
 import { parseGithubInputs, parseInputs, type GithubInputs } from './inputs.js'
 import { artifactName, uploadRunArtifact, type UploadedArtifact } from './artifact.js'
-import { deploymentSubscriber } from './deployment.js'
+import { closeDeployment, deploymentSubscriber } from './deployment.js'
 import { octokitDeployments } from './octokit.js'
 import { hostAnnotations, hostRows } from './hosts.js'
 import { backupNow } from '../flows/backup.js'
@@ -23,6 +23,8 @@ import { onEvent, type RunSubscriber } from '../engine/events.js'
 const STATE_TOKEN = 'lock-token'
 /** The run's progress (src/pipeline/progress.ts), for the post step to finish a killed main step. */
 const STATE_PROGRESS = 'progress'
+/** The GitHub deployment the main step created, for the post step to close when it finishes a killed run. */
+const STATE_DEPLOYMENT = 'deployment-id'
 
 /**
  * GitHub log: one collapsible group per stage, warnings as annotations. Error lines stay plain log lines: a
@@ -68,7 +70,10 @@ function githubResult(gh: GithubInputs): RunSubscriber[] {
           deploymentSubscriber(
             { environment: gh.environment, environmentUrl: gh.environmentUrl },
             octokitDeployments(gh.token),
-            m => core.warning(m)
+            m => core.warning(m),
+            process.env,
+            undefined,
+            id => core.saveState(STATE_DEPLOYMENT, String(id))
           )
         ]
       : []),
@@ -238,6 +243,15 @@ export async function runAction(): Promise<void> {
   }
 }
 
+/** The GitHub inputs, read again by the post step (the main step refused them when they were bad). */
+function githubInputsOrNone(): GithubInputs | undefined {
+  try {
+    return parseGithubInputs(read)
+  } catch {
+    return undefined
+  }
+}
+
 /**
  * The Action's post step (runs also when the job was cancelled). When the main step was killed before it
  * finished (its saved progress says so), it finishes the run: src/flows/interrupted.ts. When the main step
@@ -279,6 +293,20 @@ export async function runPost(): Promise<void> {
       const what = clean(
         `safe-deploy: the ${progress.command} was stopped during ${progress.stage}; ${r.done.join('; ')}`
       )
+      const deployment = Number(core.getState(STATE_DEPLOYMENT))
+      const gh = deployment ? githubInputsOrNone() : undefined
+      if (gh?.deployment === 'own' && gh.environment) {
+        if (gh.token) core.setSecret(gh.token)
+        await closeDeployment(
+          { environment: gh.environment, environmentUrl: gh.environmentUrl },
+          octokitDeployments(gh.token)(),
+          deployment,
+          r.ok
+            ? what.replace(/^safe-deploy: /, '')
+            : `${what.replace(/^safe-deploy: /, '')}; ${clean(r.problem ?? '')}`,
+          m => core.warning(m)
+        )
+      }
       if (r.ok) core.warning(what)
       else fail(`${what}; ${clean(r.problem ?? '')}`, ExitCode.rollbackFailed)
     } catch (e) {
