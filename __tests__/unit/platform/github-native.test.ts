@@ -12,6 +12,7 @@ import {
   type ArtifactUploader
 } from '../../../src/platform/artifact.js'
 import {
+  closeDeployment,
   deploymentRequest,
   deploymentSubscriber,
   findDeployment,
@@ -350,6 +351,27 @@ describe('the deployment', () => {
     expect(warned).toEqual([
       'GitHub deployment for environment prod: creating the deployment failed (no answer in 0.05 s); the deploy goes on without it'
     ])
+  })
+  test('the post step closes a killed run’s deployment as failure; an API error is one warning', async () => {
+    const { api, calls, statuses } = fakeApi()
+    await closeDeployment(
+      { environment: 'prod' },
+      api,
+      10,
+      'the deploy was stopped during verify',
+      () => undefined,
+      env
+    )
+    expect(calls).toEqual(['status 10 failure'])
+    expect(statuses[0]).toEqual({
+      state: 'failure',
+      description: 'the deploy was stopped during verify',
+      log_url: 'https://github.com/octo/shop/actions/runs/99'
+    })
+    const warned: string[] = []
+    await closeDeployment({ environment: 'prod' }, fakeApi(403).api, 10, 'x', m => void warned.push(m), env)
+    expect(warned).toHaveLength(1)
+    expect(warned[0]).toMatch(/it stays in_progress/)
   })
 })
 
