@@ -511,7 +511,7 @@ describe('the rollback itself fails', () => {
     expect(res.status).toBe('failed')
     const note =
       `current -> releases/${res.release}, the release this run switched to; it fails its checks: ` +
-      `health check GET http://127.0.0.1:${c.p.port}/health from ${c.hostName} failed after 1 attempts: ` +
+      `health check GET http://127.0.0.1:${c.p.port}/health from ${c.hostName} failed after 1 attempt: ` +
       'expected HTTP 200, last answer HTTP 500 "unhealthy 2.0.0"'
     expect(res.hostStates).toEqual([
       { host: c.hostName, current: res.release, reachable: true, healthy: false, note }

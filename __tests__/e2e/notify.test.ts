@@ -131,8 +131,11 @@ describe('a deploy tells the team', () => {
         { type: 'mrkdwn', text: `*failed at*\nverify on ${failedHost}` }
       ])
     )
-    expect(end.blocks.find(b => b.text?.text.startsWith('*hosts*'))?.text?.text).toContain(
-      `• ${failedHost}: rolled-back at verify: health check`
+    // per host (RunResult.hostResults): result, stage reached, its duration, its own error
+    expect(end.blocks.find(b => b.text?.text.startsWith('*hosts*'))?.text?.text).toMatch(
+      new RegExp(
+        `• ${failedHost.replace(/\./g, '\\.')}: rolled-back at verify \\(\\d+\\.\\d s\\): health check`
+      )
     )
     // the discord channel is told successes only: nothing for this run
     expect(sent('/api/webhooks/1/discord', from)).toHaveLength(0)

@@ -4,7 +4,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml'
 import type { ZodError } from 'zod'
 import { configSchema, type Config } from './schema.js'
 import { ConfigError } from '../core/exit.js'
-import { databaseRollbackMode, migrationProblems } from './rules.js'
+import { databaseRollbackMode, migrationProblems, verifyProblems } from './rules.js'
 import { notifySecrets } from './notify.js'
 import { checkBackupConfig } from '../backup-engines/plan.js'
 import { databaseSecrets } from '../backup-engines/connection.js'
@@ -16,6 +16,15 @@ export interface Overrides {
    * commas; each keeps its own settings (name, path, port, user, primary). An unknown one is a config error.
    */
   host?: string
+  /** The same as `host`, under the name `--hosts` / the input `hosts` (errors name the flag that was used). */
+  hosts?: string
+  /**
+   * Selects the hosts that have any of these roles (comma-separated). With `hosts` too, a host must match
+   * both (the intersection): `--roles web --hosts web-1,worker-1` is web-1. An unknown role is a config error.
+   */
+  roles?: string
+  /** Unreachable hosts at connect are left out (loudly) instead of stopping the run; never the primary. */
+  skipUnreachable?: boolean
   port?: number
   user?: string
   path?: string
@@ -59,6 +68,14 @@ export interface LoadedConfig {
   /** Absolute source dir. */
   sourceDir: string
   hosts: ResolvedHost[]
+  /**
+   * The config's primary when the selection (`--hosts`, `--roles`) leaves it out: the lock is global, so a run
+   * connects to it too, for the lock alone (nothing is staged, switched or recorded there). Unset when the
+   * primary is selected (it is then `hosts.find(h => h.primary)`).
+   */
+  lockHost?: ResolvedHost
+  /** `--skip-unreachable`: a host that cannot be reached at connect is left out, loudly; never the primary. */
+  skipUnreachable?: boolean
   auth: SshAuth
   /** Every secret value, for redaction and core.setSecret. */
   secrets: string[]
@@ -322,14 +339,22 @@ export function validateConfig(
     if (!given.has(role))
       problems.push(`roles.${role}: no host has this role; add it to a host's roles or remove it`)
   }
-  if (overrides.host !== undefined) {
-    const picked = selectHosts(hosts, overrides.host)
-    if ('problem' in picked) problems.push(picked.problem)
-    else hosts.splice(0, hosts.length, ...picked.hosts)
-  }
   const primaries = hosts.filter(h => h.primary)
   if (primaries.length > 1) problems.push(`hosts: only one host can be primary, found ${primaries.length}`)
   if (primaries.length === 0 && hosts[0]) hosts[0].primary = true
+  let lockHost: ResolvedHost | undefined
+  const picked = selectHosts(hosts, overrides)
+  if ('problem' in picked) problems.push(picked.problem)
+  else if (picked.hosts !== hosts) {
+    // the lock stays on the config's primary; the first selected host runs what runs once (backup, migrate)
+    const configPrimary = hosts.find(h => h.primary)
+    if (configPrimary && !picked.hosts.includes(configPrimary)) {
+      lockHost = { ...configPrimary, primary: false }
+      const first = picked.hosts[0]
+      if (first) picked.hosts[0] = { ...first, primary: true }
+    }
+    hosts.splice(0, hosts.length, ...picked.hosts)
+  }
 
   const ssh = config.ssh
   const auth: SshAuth = { fingerprints: ssh.fingerprints, insecure: ssh.insecure_skip_host_key_check }
@@ -375,6 +400,7 @@ export function validateConfig(
   // notification tokens and webhook URLs (their path is the credential), however they were given
   secrets.push(...notifySecrets(config.notify))
   problems.push(...migrationProblems(config))
+  problems.push(...verifyProblems(config))
   problems.push(...shortSecretProblems(secrets))
   if (problems.length) throw configProblems(file, problems)
   return {
@@ -383,6 +409,8 @@ export function validateConfig(
     baseDir,
     sourceDir: resolve(baseDir, config.source.dir),
     hosts,
+    ...(lockHost ? { lockHost } : {}),
+    ...(overrides.skipUnreachable ? { skipUnreachable: true } : {}),
     auth,
     secrets: [...new Set(secrets.map(s => s.value))],
     unresolved,
@@ -510,22 +538,56 @@ export function requireEnv(
 /** Shorter secrets cannot be redacted: replacing every `ab` in a log would mangle it beyond reading. */
 const MIN_SECRET_LENGTH = 4
 
-/** The hosts `--host` names (by name, address, or address:port), in config order; or why it cannot. */
-function selectHosts(hosts: ResolvedHost[], wanted: string): { hosts: ResolvedHost[] } | { problem: string } {
-  const asked = [...new Set(wanted.split(',').map(a => a.trim()))].filter(Boolean)
-  if (!asked.length) return { problem: '--host: expected a host name or address from the config' }
-  const matches = (h: ResolvedHost, a: string) =>
-    h.name === a || (h.kind === 'ssh' && (h.address === a || `${h.address}:${h.port}` === a))
-  const unknown = asked.filter(a => !hosts.some(h => matches(h, a)))
-  if (unknown.length) {
-    const known = hosts.map(h =>
-      h.kind === 'ssh' && h.name !== h.address ? `${h.name} (${h.address})` : h.name
-    )
-    return {
-      problem: `--host: ${unknown.map(u => JSON.stringify(u)).join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a host of this config; it has ${known.join(', ')} (add a host to hosts: to deploy to it)`
+const splitList = (text: string) => [...new Set(text.split(',').map(a => a.trim()))].filter(Boolean)
+
+/** `web-1 (10.0.0.11)` or `10.0.0.12`: how an error lists the hosts a config has. */
+const knownHosts = (hosts: ResolvedHost[]) =>
+  hosts.map(h => (h.kind === 'ssh' && h.name !== h.address ? `${h.name} (${h.address})` : h.name)).join(', ')
+
+/**
+ * The hosts `--hosts`/`--host` names (by name, address, or address:port) and `--roles` names (any of the roles),
+ * in config order; both given: the hosts matching both. The same array when nothing selects; or why it cannot.
+ */
+export function selectHosts(
+  hosts: ResolvedHost[],
+  o: Pick<Overrides, 'host' | 'hosts' | 'roles'>
+): { hosts: ResolvedHost[] } | { problem: string } {
+  if (o.host !== undefined && o.hosts !== undefined)
+    return { problem: '--host and --hosts: give one (--host is another name for --hosts)' }
+  const flag = o.hosts !== undefined ? '--hosts' : '--host'
+  const wanted = o.hosts ?? o.host
+  let picked = hosts
+  if (wanted !== undefined) {
+    const asked = splitList(wanted)
+    if (!asked.length) return { problem: `${flag}: expected a host name or address from the config` }
+    const matches = (h: ResolvedHost, a: string) =>
+      h.name === a || (h.kind === 'ssh' && (h.address === a || `${h.address}:${h.port}` === a))
+    const unknown = asked.filter(a => !hosts.some(h => matches(h, a)))
+    if (unknown.length) {
+      return {
+        problem: `${flag}: ${unknown.map(u => JSON.stringify(u)).join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a host of this config; it has ${knownHosts(hosts)} (add a host to hosts: to deploy to it)`
+      }
     }
+    picked = hosts.filter(h => asked.some(a => matches(h, a)))
   }
-  return { hosts: hosts.filter(h => asked.some(a => matches(h, a))) }
+  if (o.roles !== undefined) {
+    const asked = splitList(o.roles)
+    const known = [...new Set(hosts.flatMap(h => h.roles))]
+    if (!asked.length) return { problem: "--roles: expected a role from the config's hosts[].roles" }
+    const unknown = asked.filter(r => !known.includes(r))
+    if (unknown.length) {
+      return {
+        problem: `--roles: ${unknown.map(u => JSON.stringify(u)).join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a role of any host of this config; ${known.length ? `the roles are ${known.join(', ')}` : 'no host has roles (hosts[].roles)'}`
+      }
+    }
+    const byRole = picked.filter(h => h.roles.some(r => asked.includes(r)))
+    if (!byRole.length)
+      return {
+        problem: `--hosts and --roles: no host is both in ${JSON.stringify(wanted)} and has a role of ${asked.join(', ')}; the hosts with those roles are ${knownHosts(hosts.filter(h => h.roles.some(r => asked.includes(r))))}`
+      }
+    picked = byRole
+  }
+  return { hosts: picked }
 }
 
 /** The key a backup secret (a password, a URL, the identity) came from. */

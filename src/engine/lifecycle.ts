@@ -11,6 +11,7 @@ import type { HistoryEntry } from '../release/history.js'
 import {
   closeAll,
   localActor,
+  lockSessionOf,
   primaryOf,
   runOn,
   type Actor,
@@ -26,6 +27,8 @@ import type { HostState, RunCommand, RunResult } from '../pipeline/result.js'
 import { hasChecks, verifyHost } from '../pipeline/checks.js'
 import { RunEvents, onEvent, type RunSubscriber } from './events.js'
 import { stageGroups } from './groups.js'
+import { minimalHostResults, skippedHostResults } from './hosts.js'
+import { hostTable } from '../report/hosts.js'
 
 export interface RunRequest {
   loaded: LoadedConfig
@@ -41,6 +44,8 @@ export interface RunRequest {
   now?: Date
   /** Told the run's events (src/engine/events.ts), after the JSON report; a subscriber never fails the run. */
   subscribers?: readonly RunSubscriber[]
+  /** `--wait-lock`: wait up to this long for a lock another run holds (default: refuse at once). */
+  waitLockMs?: number
 }
 
 export function newContext(req: RunRequest, command: string, started: Date, logFile = true): RunContext {
@@ -55,7 +60,8 @@ export function newContext(req: RunRequest, command: string, started: Date, logF
     actor: req.actor ?? localActor(),
     sessions: [],
     verbose: !!req.verbose,
-    startedAt: started
+    startedAt: started,
+    ...(req.waitLockMs ? { waitLockMs: req.waitLockMs } : {})
   }
 }
 
@@ -283,8 +289,15 @@ export async function runLifecycle(req: RunRequest, spec: RunSpec): Promise<RunR
         }
       : undefined
 
-  const v = verdict(command, outcome, durationS, previous())
-  ctx.log.write(v, { level: outcome.failure ? 'error' : 'info' })
+  // per host (deploy, rollback): a table in the log when there is more than one; skipped hosts said loudly
+  const hostResults =
+    command === 'deploy' || command === 'rollback'
+      ? [...minimalHostResults(ctx, outcome, target, durationS), ...skippedHostResults(ctx)]
+      : undefined
+  if (hostResults && hostResults.length > 1) for (const line of hostTable(hostResults)) ctx.log.info(line)
+  const skipped = ctx.unreachable?.map(u => u.host.name) ?? []
+  const v = `${verdict(command, outcome, durationS, previous())}${skipped.length ? `; WARNING: SKIPPED ${skipped.join(', ')} (unreachable, --skip-unreachable): not deployed there` : ''}`
+  ctx.log.write(v, { level: outcome.failure ? 'error' : skipped.length ? 'warn' : 'info' })
 
   if (ctx.lock && ctx.sessions.length) await finishOnHosts(ctx, entry, p.finishOn ?? 'every-host')
   progress?.finish()
@@ -303,6 +316,9 @@ export async function runLifecycle(req: RunRequest, spec: RunSpec): Promise<RunR
     hostStates,
     stages: outcome.records,
     hosts: req.loaded.hosts.map(h => h.name),
+    ...(hostResults
+      ? { hostResults: hostResults.map(h => (h.error ? { ...h, error: redact(h.error) } : h)) }
+      : {}),
     logFile: ctx.log.file,
     reportFile: ctx.log.file?.replace(/\.log$/, '.json'),
     started: started.toISOString(),
@@ -328,21 +344,23 @@ async function finishOnHosts(
 ): Promise<void> {
   const lock = ctx.lock
   if (!lock) return
-  const primary = primaryOf(ctx)
+  // the lock host: the primary, or (when the selection left it out) the config's primary, for the lock alone
+  const primary = lockSessionOf(ctx)
   const text = ctx.log.lines.join('\n')
   const finish = { ...ctx, signal: new AbortController().signal }
-  const hosts: HostSession[] = where === 'primary' ? [primary] : ctx.sessions
+  const hosts: HostSession[] = where === 'primary' ? [primaryOf(ctx)] : ctx.sessions
+  const all = hosts.includes(primary) ? hosts : [...hosts, primary]
   const results = await Promise.allSettled(
-    hosts.map(s => {
+    all.map(s => {
       const parts = [
-        ...(entry ? [appendHistory(s.layout, entry)] : []),
-        appendHostLog(s.layout, text),
+        ...(entry && hosts.includes(s) ? [appendHistory(s.layout, entry)] : []),
+        ...(hosts.includes(s) ? [appendHostLog(s.layout, text)] : []),
         ...(s === primary ? [releaseLock(s.layout, lock.token)] : [])
       ]
       return runOn(finish, s, combine('record history and log; release the lock', parts), { stage: 'finish' })
     })
   )
-  const mine = results[hosts.indexOf(primary)]
+  const mine = results[all.indexOf(primary)]
   const state = mine?.status === 'fulfilled' ? parseKeyValues(mine.value.stdout).get('STATE')?.[0] : undefined
   if (state === 'released') {
     ctx.log.info('lock released', primary.host.name)

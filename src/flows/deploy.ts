@@ -289,8 +289,9 @@ export async function planRollback(
         )
       else {
         const hook = c.switch.strategy === 'graceful' ? c.switch.reload : c.stages.restart
+        const stop = c.stages.stop && s.current ? `in releases/${s.current}: ${c.stages.stop}; then ` : ''
         out.push(
-          `${s.host.name}: current -> releases/${target} (was ${was})${hook ? `; then in releases/${target}: ${hook}` : ''}`
+          `${s.host.name}: ${stop}current -> releases/${target} (was ${was})${hook ? `; then in releases/${target}: ${hook}` : ''}`
         )
       }
     }
@@ -310,10 +311,21 @@ export async function planRollback(
 }
 
 /** What every host has: releases, which one is current, and what history says of each. */
+/** One release in `releases`: its one state (src/release/history.ts releaseStates) and its deploy. */
+export interface ReleaseDetail {
+  release: string
+  current: boolean
+  state: string
+  deployedBy?: string
+  deployedAt?: string
+  port?: number
+}
+
 export async function listReleaseState(req: RunRequest) {
   const ctx = newContext(req, 'releases', new Date(), false)
   try {
-    await connectAll(ctx)
+    // every selected host: one out of reach is listed as such (`error`)
+    await connectAll(ctx, { tolerate: true })
     const primary = primaryOf(ctx)
     const history = parseHistory(
       (await runOn(ctx, primary, readHistory(primary.layout), { stage: 'releases' })).stdout
@@ -338,8 +350,18 @@ export async function listReleaseState(req: RunRequest) {
             ...(typeof entry?.port === 'number' ? { port: entry.port } : {})
           }
         })
+      } as {
+        host: string
+        current?: string
+        releases: string[]
+        details: ReleaseDetail[]
+        error?: string
       }
     })
+    const down = (ctx.unreachable ?? []).filter(u => u.host !== ctx.loaded.lockHost)
+    hosts.push(...down.map(u => ({ host: u.host.name, releases: [], details: [], error: u.error })))
+    const order = ctx.loaded.hosts.map(h => h.name)
+    hosts.sort((a, b) => order.indexOf(a.host) - order.indexOf(b.host))
     return { hosts, history }
   } finally {
     await closeAll(ctx)

@@ -36,7 +36,8 @@ export function hostRows(r: RunResult): HostRow[] {
     const f = failedAt.get(name)
     return {
       name,
-      result: f ? (f.undo ? 'rollback-failed' : 'failed') : overall,
+      // as the run's per-host report has it: a host put back is rolled-back, its own error with it
+      result: f?.undo ? 'rollback-failed' : f && overall !== 'rolled-back' ? 'failed' : overall,
       stage: f?.stage,
       before: r.previousRelease,
       after: r.exitCode === 5 ? undefined : after,

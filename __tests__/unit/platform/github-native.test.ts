@@ -404,7 +404,7 @@ describe('per-host rows and annotations', () => {
       },
       {
         name: 'web-2',
-        result: 'failed',
+        result: 'rolled-back',
         stage: 'verify',
         before: r.previousRelease,
         after: r.previousRelease,
