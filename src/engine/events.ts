@@ -3,7 +3,8 @@ import type { HostState, RunCommand, RunResult } from '../pipeline/result.js'
 
 /**
  * What a run tells its subscribers, in order: `run-started`, then per stage `stage-started` and
- * `stage-finished` (also for each undo, `phase: 'undo'`), `host-state` for each host a failed rollback left
+ * `stage-finished` (also for each undo, `phase: 'undo'`), `release-chosen` once before the first stage that
+ * starts with the release known, `host-state` for each host a failed rollback left
  * (exit 5), and last `run-finished` with the result. Every text in an event has been through the redactor.
  */
 export type RunEvent =
@@ -16,6 +17,11 @@ export type RunEvent =
       started: string
       logFile?: string
     }
+  /**
+   * The release the run deploys or switches to is known (a deploy's after preflight, a rollback's after
+   * choose): before the next stage starts. Runs that never get that far (and backup runs) have none.
+   */
+  | { type: 'release-chosen'; release: string; previous?: string }
   /** Once per stage (a host stage's hosts are inside it) and once per undo; see StageEvent. */
   | StageEvent
   | { type: 'host-state'; state: HostState }

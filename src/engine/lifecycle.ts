@@ -237,8 +237,16 @@ export async function runLifecycle(req: RunRequest, spec: RunSpec): Promise<RunR
       : undefined
   ctx.progress = progress
   const tracked = progress ? progress.track(p.stages) : p.stages
+  let chosen: string | undefined
   const outcome: Outcome = await runStagesSafely(ctx, tracked, {
-    onStage: e => events.emit(e.type === 'stage-finished' && e.error ? { ...e, error: redact(e.error) } : e)
+    onStage: async e => {
+      const now = e.type === 'stage-started' ? release() : undefined
+      if (now && !chosen) {
+        chosen = now
+        await events.emit({ type: 'release-chosen', release: now, previous: previous() })
+      }
+      await events.emit(e.type === 'stage-finished' && e.error ? { ...e, error: redact(e.error) } : e)
+    }
   })
   const finished = new Date()
   const durationS = seconds(t0)

@@ -103,7 +103,11 @@ export function deployStages(ctx: RunContext, req: RunRequest): RunPlan {
         port: strategy().port?.(primaryOf(ctx))
       }),
       // the restored release is verified once, after the switch's undo (src/pipeline/policy.ts)
-      backup: backup.result
+      backup: backup.result,
+      details: () =>
+        migration.revision === undefined && migration.after === undefined
+          ? {}
+          : { revision: { before: migration.revision, after: migration.after } }
     }
   }
 }

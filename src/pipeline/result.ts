@@ -26,6 +26,8 @@ export interface RunResult {
   finished: string
   durationS: number
   verdict: string
+  /** deploy: the database revision before and after the migrate stage (with a `revision` command). */
+  revision?: { before?: string; after?: string }
   /** backup: the files of the backup taken (backupName), with their sizes. */
   files?: { file: string; bytes: number }[]
   /** backup --keep: retention never deletes it. */

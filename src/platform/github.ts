@@ -1,4 +1,5 @@
 import * as core from '@actions/core'
+import { DefaultArtifactClient } from '@actions/artifact'
 import { loadConfig, requireEnv } from '../config/load.js'
 import { ConfigError, ExitCode } from '../core/exit.js'
 import { defaultActor } from './actor.js'
@@ -10,7 +11,11 @@ import { finishInterrupted, needsFinishing } from '../flows/interrupted.js'
 import type { RunResult } from '../pipeline/result.js'
 import { errorMessage } from '../core/errors.js'
 import type { Reporter } from '../report/log.js'
-import { parseInputs } from './inputs.js'
+import { parseGithubInputs, parseInputs, type GithubInputs } from './inputs.js'
+import { artifactName, uploadRunArtifact, type UploadedArtifact } from './artifact.js'
+import { closeDeployment, deploymentSubscriber } from './deployment.js'
+import { octokitDeployments } from './octokit.js'
+import { hostAnnotations, hostRows } from './hosts.js'
 import { backupNow } from '../flows/backup.js'
 import { outputsOf } from './outputs.js'
 import { onEvent, type RunSubscriber } from '../engine/events.js'
@@ -18,6 +23,8 @@ import { onEvent, type RunSubscriber } from '../engine/events.js'
 const STATE_TOKEN = 'lock-token'
 /** The run's progress (src/pipeline/progress.ts), for the post step to finish a killed main step. */
 const STATE_PROGRESS = 'progress'
+/** The GitHub deployment the main step created, for the post step to close when it finishes a killed run. */
+const STATE_DEPLOYMENT = 'deployment-id'
 
 /**
  * GitHub log: one collapsible group per stage, warnings as annotations. Error lines stay plain log lines: a
@@ -47,33 +54,108 @@ function setOutputs(r: RunResult): void {
   for (const [k, v] of Object.entries(outputsOf(r))) core.setOutput(k, v)
 }
 
-/** The step's outputs and its job summary, for every run (deploy, rollback, backup): told the result. */
-const githubResult: RunSubscriber[] = [
-  onEvent('the step outputs', 'run-finished', e => setOutputs(e.result)),
-  onEvent('the job summary', 'run-finished', e => writeSummary(e.result))
-]
+const html = (t: string) =>
+  t.replace(/[&<>"]/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] ?? c)
 
-async function writeSummary(r: RunResult): Promise<void> {
+/**
+ * The step's outputs, its GitHub deployment, the artifact and the job summary, for every run (deploy,
+ * rollback, backup): in this order, so that the summary can link the artifact.
+ */
+function githubResult(gh: GithubInputs): RunSubscriber[] {
+  let artifact: UploadedArtifact | undefined
+  return [
+    onEvent('the step outputs', 'run-finished', e => setOutputs(e.result)),
+    ...(gh.deployment === 'own' && gh.environment
+      ? [
+          deploymentSubscriber(
+            { environment: gh.environment, environmentUrl: gh.environmentUrl },
+            octokitDeployments(gh.token),
+            m => core.warning(m),
+            process.env,
+            undefined,
+            id => core.saveState(STATE_DEPLOYMENT, String(id))
+          )
+        ]
+      : []),
+    onEvent('the artifact', 'run-finished', async e => {
+      artifact = await uploadRunArtifact(
+        e.result,
+        {
+          upload: gh.upload,
+          name: artifactName(process.env, gh.artifactName),
+          retentionDays: gh.retentionDays
+        },
+        async () => new DefaultArtifactClient(),
+        m => core.warning(m)
+      )
+      core.setOutput('artifact-id', artifact ? String(artifact.id) : '')
+      core.setOutput('artifact-url', artifact?.url ?? '')
+    }),
+    onEvent('the job summary', 'run-finished', e => writeSummary(e.result, artifact))
+  ]
+}
+
+/** `database revision a1 → b2`: what the migration did, as far as the result tells. */
+function revisionLine(r: RunResult): string | undefined {
+  const v = r.revision
+  if (!v || (v.before === undefined && v.after === undefined)) return undefined
+  const shown = (x?: string) => `<code>${html(x || '(none)')}</code>`
+  const moved =
+    v.after === undefined ? `${shown(v.before)} → unknown` : `${shown(v.before)} → ${shown(v.after)}`
+  const then = r.status === 'success' ? '' : r.rolledBack ? ' (then undone by the rollback)' : ''
+  return `database revision ${moved}${then}`
+}
+
+async function writeSummary(r: RunResult, artifact: UploadedArtifact | undefined): Promise<void> {
   if (!process.env.GITHUB_STEP_SUMMARY) return
   const icon = r.status === 'success' ? '✅' : r.status === 'rolled-back' ? '↩️' : '❌'
-  await core.summary
-    .addHeading(`${icon} safe-deploy ${r.command}: ${r.status}`, 3)
-    .addTable([
-      [
-        { data: 'stage', header: true },
-        { data: 'status', header: true },
-        { data: 'time', header: true },
-        { data: 'detail', header: true }
-      ],
-      ...r.stages.map(s => [s.name, s.status, `${s.duration_s.toFixed(1)} s`, s.error?.split('\n')[0] || '-'])
+  const facts = [
+    `release <code>${r.release ?? '-'}</code>, previous <code>${r.previousRelease ?? '-'}</code>, hosts ${r.hosts.join(', ')}`,
+    r.backupName ? `backup <code>${html(r.backupName)}</code>` : undefined,
+    revisionLine(r),
+    artifact
+      ? artifact.url
+        ? `log and report: <a href="${html(artifact.url)}">artifact ${artifact.id}</a>`
+        : `log and report: artifact ${artifact.id}`
+      : undefined
+  ].filter((x): x is string => !!x)
+  const summary = core.summary.addHeading(`${icon} safe-deploy ${r.command}: ${r.status}`, 3).addTable([
+    [
+      { data: 'stage', header: true },
+      { data: 'status', header: true },
+      { data: 'time', header: true },
+      { data: 'detail', header: true }
+    ],
+    ...r.stages.map(s => [s.name, s.status, `${s.duration_s.toFixed(1)} s`, s.error?.split('\n')[0] || '-'])
+  ])
+  const rows = hostRows(r)
+  if (rows.length)
+    summary.addTable([
+      ['host', 'result', 'stage', 'release before → after', 'detail'].map(data => ({ data, header: true })),
+      ...rows.map(h => [
+        html(h.name),
+        h.result,
+        h.stage ?? '-',
+        `${h.before ?? '-'} → ${h.after ?? '-'}`,
+        html(h.error?.split('\n')[0] || '-')
+      ])
     ])
-    .addRaw(
-      `release <code>${r.release ?? '-'}</code>, previous <code>${r.previousRelease ?? '-'}</code>, hosts ${r.hosts.join(', ')}`,
-      true
-    )
-    .addBreak()
-    .addRaw(r.verdict, true)
-    .write()
+  await summary.addRaw(facts.join('<br>'), true).addBreak().addRaw(r.verdict, true).write()
+}
+
+/**
+ * A failed run's annotations: with several failed hosts one per host (titled with the host and its stage, at
+ * most ten), and the verdict as the step's failure message; with one or none, the verdict alone (setFailed),
+ * which names the host.
+ */
+function failRun(r: RunResult): void {
+  const message = `${r.verdict} (exit ${r.exitCode}; log: ${r.logFile})`
+  const { annotations, more } = hostAnnotations(r)
+  if (!annotations.length) return fail(message, r.exitCode)
+  for (const a of annotations) core.error(a.message, { title: a.title })
+  if (more) core.info(`${more} more hosts failed: see the job summary`)
+  core.info(message)
+  process.exitCode = r.exitCode
 }
 
 /**
@@ -109,6 +191,8 @@ export async function runAction(): Promise<void> {
   const cancel = onCancel()
   try {
     const inputs = parseInputs(read)
+    const gh = parseGithubInputs(read)
+    if (gh.token) core.setSecret(gh.token)
     const loaded = loadConfig(inputs.config, inputs.overrides)
     for (const s of loaded.secrets) core.setSecret(s)
     requireEnv(loaded, inputs.command, { restore: !!inputs.restore, noDb: inputs.noDb })
@@ -121,7 +205,7 @@ export async function runAction(): Promise<void> {
       signal: cancel.signal,
       onLock: (token: string | undefined) => core.saveState(STATE_TOKEN, token ?? ''),
       onProgress: (p: unknown) => core.saveState(STATE_PROGRESS, JSON.stringify(p)),
-      subscribers: githubResult
+      subscribers: githubResult(gh)
     }
     const rollbackReq = { ...req, to: inputs.to, restore: inputs.restore, noDb: inputs.noDb, yes: inputs.yes }
     if (inputs.command === 'rollback' && inputs.dryRun) {
@@ -136,7 +220,7 @@ export async function runAction(): Promise<void> {
           : inputs.command === 'rollback'
             ? await rollback(rollbackReq)
             : await backupNow(req)
-      if (r.exitCode !== ExitCode.ok) fail(`${r.verdict} (exit ${r.exitCode}; log: ${r.logFile})`, r.exitCode)
+      if (r.exitCode !== ExitCode.ok) failRun(r)
       else if (inputs.command === 'backup') core.info(r.verdict)
       return
     }
@@ -157,6 +241,15 @@ export async function runAction(): Promise<void> {
     else fail(`safe-deploy: ${errorMessage(e)}`, ExitCode.failure)
   } finally {
     cancel.dispose()
+  }
+}
+
+/** The GitHub inputs, read again by the post step (the main step refused them when they were bad). */
+function githubInputsOrNone(): GithubInputs | undefined {
+  try {
+    return parseGithubInputs(read)
+  } catch {
+    return undefined
   }
 }
 
@@ -183,8 +276,7 @@ export async function runPost(): Promise<void> {
       )
       const r = await finishInterrupted(ctx, progress)
       const clean = (t: string) => ctx.log.redactor.redact(t)
-      const html = (t: string) =>
-        clean(t).replace(/[&<>"]/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] ?? c)
+      const esc = (t: string) => html(clean(t))
       const heading = r.ok
         ? `↩️ safe-deploy post step: finished the interrupted ${progress.command}`
         : `❌ safe-deploy post step: the interrupted ${progress.command} needs a person`
@@ -192,16 +284,30 @@ export async function runPost(): Promise<void> {
         await core.summary
           .addHeading(heading, 3)
           .addRaw(
-            `The main step was stopped during <code>${html(progress.stage)}</code> before it finished.`,
+            `The main step was stopped during <code>${esc(progress.stage)}</code> before it finished.`,
             true
           )
-          .addList([...r.done, ...(r.problem ? [r.problem] : [])].map(html))
-          .addRaw(ctx.log.file ? `log: <code>${html(ctx.log.file)}</code>` : '', true)
+          .addList([...r.done, ...(r.problem ? [r.problem] : [])].map(esc))
+          .addRaw(ctx.log.file ? `log: <code>${esc(ctx.log.file)}</code>` : '', true)
           .write()
       }
       const what = clean(
         `safe-deploy: the ${progress.command} was stopped during ${progress.stage}; ${r.done.join('; ')}`
       )
+      const deployment = Number(core.getState(STATE_DEPLOYMENT))
+      const gh = deployment ? githubInputsOrNone() : undefined
+      if (gh?.deployment === 'own' && gh.environment) {
+        if (gh.token) core.setSecret(gh.token)
+        await closeDeployment(
+          { environment: gh.environment, environmentUrl: gh.environmentUrl },
+          octokitDeployments(gh.token)(),
+          deployment,
+          r.ok
+            ? what.replace(/^safe-deploy: /, '')
+            : `${what.replace(/^safe-deploy: /, '')}; ${clean(r.problem ?? '')}`,
+          m => core.warning(m)
+        )
+      }
       if (r.ok) core.warning(what)
       else fail(`${what}; ${clean(r.problem ?? '')}`, ExitCode.rollbackFailed)
     } catch (e) {

@@ -74,3 +74,52 @@ export function parseInputs(get: (name: string) => string): PlatformInputs {
     ...(waitLockMs ? { waitLockMs } : {})
   }
 }
+
+/** The Action's GitHub-only inputs: the artifact and the deployment (README "Action inputs"). */
+export interface GithubInputs {
+  upload: boolean
+  artifactName?: string
+  retentionDays?: number
+  /** own: the Action records a GitHub deployment; off: none (a job-level `environment:` records its own). */
+  deployment: 'own' | 'off'
+  environment?: string
+  environmentUrl?: string
+  token: string
+}
+
+const yes = (v: string) => /^(true|1|yes)$/i.test(v)
+const no = (v: string) => /^(false|0|no)$/i.test(v)
+
+export function parseGithubInputs(get: (name: string) => string): GithubInputs {
+  const upload = get('upload-artifact')
+  if (upload && !yes(upload) && !no(upload))
+    throw new ConfigError(`input upload-artifact: expected true or false, got ${JSON.stringify(upload)}`)
+  const days = get('artifact-retention-days')
+  if (days && (!/^\d{1,2}$/.test(days) || Number(days) < 1 || Number(days) > 90))
+    throw new ConfigError(
+      `input artifact-retention-days: expected a number of days 1-90, got ${JSON.stringify(days)}`
+    )
+  const environment = get('environment') || undefined
+  const mode = get('github-deployment') || (environment ? 'own' : 'off')
+  if (mode !== 'own' && mode !== 'off')
+    throw new ConfigError(`input github-deployment: expected own or off, got ${JSON.stringify(mode)}`)
+  if (mode === 'own' && !environment)
+    throw new ConfigError('input github-deployment: own needs input environment (the environment to record)')
+  const environmentUrl = get('environment-url') || undefined
+  if (environmentUrl && !/^https?:\/\/\S+$/.test(environmentUrl))
+    throw new ConfigError(
+      `input environment-url: expected an http(s) URL, got ${JSON.stringify(environmentUrl)}`
+    )
+  const token = get('github-token')
+  if (mode === 'own' && !token)
+    throw new ConfigError('input github-token is empty: github-deployment: own needs a token')
+  return {
+    upload: upload ? yes(upload) : true,
+    artifactName: get('artifact-name') || undefined,
+    retentionDays: days ? Number(days) : undefined,
+    deployment: mode,
+    environment,
+    environmentUrl,
+    token
+  }
+}

@@ -207,3 +207,37 @@ describe('RunEvents', () => {
     await expect(events.emit({ type: 'stage-started', stage: 'a', phase: 'run' })).resolves.toBeUndefined()
   })
 })
+
+describe('release-chosen', () => {
+  test('told once, before the first stage that starts with the release known, with the one serving before', async () => {
+    const rec = recorder()
+    const { req } = request({ subscribers: [rec.sub] })
+    let release: string | undefined
+    const choose: Stage = {
+      name: 'choose',
+      async run() {
+        release = 'r2'
+      }
+    }
+    await runLifecycle(req, {
+      command: 'deploy',
+      intro: () => 'deploy of shop',
+      plan: () => ({
+        stages: [preflightStage({ command: 'deploy', deploying: false }), choose, work(), work()],
+        release: () => release,
+        previous: () => 'r1'
+      })
+    })
+    expect(rec.short().slice(0, 6)).toEqual([
+      'run-started',
+      'stage-started preflight run',
+      'stage-finished preflight run ok',
+      'stage-started choose run',
+      'stage-finished choose run ok',
+      'release-chosen'
+    ])
+    expect(rec.events.filter(e => e.type === 'release-chosen')).toEqual([
+      { type: 'release-chosen', release: 'r2', previous: 'r1' }
+    ])
+  })
+})
