@@ -4,7 +4,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml'
 import type { ZodError } from 'zod'
 import { configSchema, type Config } from './schema.js'
 import { ConfigError } from '../core/exit.js'
-import { databaseRollbackMode, migrationProblems } from './rules.js'
+import { cacheProblems, databaseRollbackMode, migrationProblems } from './rules.js'
 import { checkBackupConfig } from '../backup-engines/plan.js'
 import { databaseSecrets } from '../backup-engines/connection.js'
 
@@ -350,6 +350,7 @@ export function validateConfig(
   )
   for (const value of backupCheck.secrets) secrets.push({ where: backupSecretKey(config, value), value })
   problems.push(...migrationProblems(config))
+  problems.push(...cacheProblems(config))
   problems.push(...shortSecretProblems(secrets))
   if (problems.length) throw configProblems(file, problems)
   return {

@@ -19,6 +19,7 @@ import type { RunResult } from '../pipeline/result.js'
 import { hasChecks, httpChecks } from '../pipeline/checks.js'
 import { gitCommit } from '../pipeline/git.js'
 import { deployBackup } from '../pipeline/backup.js'
+import { buildLocal } from '../pipeline/buildlocal.js'
 import {
   migrateStage,
   parseRevision,
@@ -63,12 +64,15 @@ export function deployStages(ctx: RunContext, req: RunRequest): RunPlan {
     const previous = () => (ctx.sessions.length ? primaryOf(ctx).current : undefined)
     const backup = deployBackup(ctx, rel)
     const migration: MigrationState = { started: false, migrated: false }
+    const local = buildLocal(req.buildCache)
     return {
       stages: [
         preflightStage({ command: 'deploy', deploying: true, inspected: unique }),
         testStage(),
+        // only when configured: a deploy without it has the stages it always had
+        ...(ctx.config.stages.build_local ? [local.stage] : []),
         ...backup.stages,
-        deployStage(rel),
+        deployStage(rel, local.dir),
         migrateStage(rel, () => backup.result()?.name, migration),
         switchStage(rel, strategy),
         verifyStage(rel),
@@ -87,7 +91,8 @@ export function deployStages(ctx: RunContext, req: RunRequest): RunPlan {
         port: strategy().port?.(primaryOf(ctx))
       }),
       // the restored release is verified once, after the switch's undo (src/pipeline/policy.ts)
-      backup: backup.result
+      backup: backup.result,
+      cleanup: local.cleanup
     }
   }
 }

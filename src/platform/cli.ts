@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util'
+import { resolve } from 'node:path'
 import pkg from '../../package.json' with { type: 'json' }
 import { loadConfig, requireEnv, type Overrides } from '../config/load.js'
 import { ConfigError, ExitCode } from '../core/exit.js'
@@ -13,6 +14,7 @@ import { errorMessage } from '../core/errors.js'
 import { defaultActor } from './actor.js'
 import { terminalReporter } from './terminal.js'
 import { writeDotenv } from './outputs.js'
+import { defaultCacheDir, dirCache } from '../pipeline/cache.js'
 import { BACKUP_COMMANDS, BACKUP_USAGE, checkBackupArgs, runBackupCli } from '../flows/backup.js'
 
 const USAGE = `usage: safe-deploy <command> [options]
@@ -43,6 +45,10 @@ options:
       --keep, --protect  backup: keep this backup out of retention
       --dry-run          rollback: show what it would do; connect and read only
       --out DIR          where backups download writes (default: the log dir)
+      --cache-dir DIR    deploy: where the cache: paths of stages.build_local are kept
+                         (default: ~/.cache/safe-deploy)
+      --redeploy         deploy: build a commit that an older release has anew, instead of rolling
+                         back to that release (config redeploy: true)
   -v, --verbose          log every command's label
   -h, --help             this text
       --version          the version
@@ -123,7 +129,9 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
         yes: { type: 'boolean', default: false },
         keep: { type: 'boolean', default: false },
         protect: { type: 'boolean', default: false },
-        out: { type: 'string' }
+        out: { type: 'string' },
+        'cache-dir': { type: 'string' },
+        redeploy: { type: 'boolean', default: false }
       }
     })
   } catch (e) {
@@ -155,6 +163,8 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     }
     if (command === 'plan' && sub !== undefined && sub !== 'deploy' && sub !== 'rollback')
       throw new ConfigError('plan: expected `plan`, `plan deploy` or `plan rollback`')
+    if ((o['cache-dir'] !== undefined || o.redeploy) && command !== 'deploy')
+      throw new ConfigError(`--cache-dir and --redeploy are for \`deploy\`, not \`${command}\``)
     if (o['dry-run'] && command !== 'rollback')
       throw new ConfigError('--dry-run: only for rollback (a deploy has `plan`)')
     const backupArgs = BACKUP_COMMANDS.includes(command)
@@ -194,7 +204,9 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
       verbose: o.verbose,
       actor: defaultActor(io.env),
       // what a run that changes a host says when it ends
-      subscribers: [terminalResult(io, o.json), ...(o.dotenv ? [dotenvFile(o.dotenv)] : [])]
+      subscribers: [terminalResult(io, o.json), ...(o.dotenv ? [dotenvFile(o.dotenv)] : [])],
+      buildCache: dirCache(o['cache-dir'] ? resolve(o['cache-dir']) : defaultCacheDir(io.env)),
+      redeploy: o.redeploy || undefined
     }
 
     if (backupArgs) return await runBackupCli(backupArgs, req, io)
