@@ -1,7 +1,15 @@
 import { listReleases, parseKeyValues, readHistory } from '../commands/release.js'
 import { newReleaseId, type ReleaseId } from '../release/id.js'
-import { parseHistory, rollbackTarget, unfinishedReleases, type HistoryEntry } from '../release/history.js'
-import { ExitCode } from '../core/exit.js'
+import {
+  parseHistory,
+  rerunOf,
+  rollbackTarget,
+  unfinishedReleases,
+  type HistoryEntry,
+  type Rerun
+} from '../release/history.js'
+import { ConfigError, ExitCode } from '../core/exit.js'
+import type { Reporter } from '../report/log.js'
 import { closeAll, connectAll, onEveryHost, primaryOf, runOn, type RunContext } from '../host/context.js'
 import { StageError } from '../core/errors.js'
 import { newContext, runLifecycle, type RunPlan, type RunRequest } from '../engine/lifecycle.js'
@@ -41,9 +49,63 @@ const execute = (req: RunRequest, command: 'deploy' | 'rollback', plan: (ctx: Ru
 const introOf = (command: 'deploy' | 'rollback') => (ctx: RunContext) =>
   `${command} of ${ctx.config.app} to ${ctx.loaded.hosts.map(h => h.name).join(', ')} (${ctx.config.path}) by ${ctx.actor.who}`
 
-/** test → deploy → switch → verify → cleanup, with automatic rollback when verify fails. */
-export function deploy(req: RunRequest): Promise<RunResult> {
+/**
+ * test → deploy → switch → verify → cleanup, with automatic rollback when verify fails. A deploy of a commit
+ * that history has as an older release (a CI re-run of an old job) rolls back to that release instead
+ * (`rerunOfDeploy`), or is refused when that release is bad or gone; `redeploy` builds it anew.
+ */
+export async function deploy(req: RunRequest): Promise<RunResult> {
+  const rerun = await rerunOfDeploy(req)
+  if (rerun) return rollback({ ...req, to: rerun.release, notice: rerun.notice })
   return execute(req, 'deploy', ctx => deployStages(ctx, req))
+}
+
+const quiet: Reporter = { info() {}, warn() {}, error() {}, startGroup() {}, endGroup() {} }
+
+/**
+ * When the commit being deployed is known and `redeploy` is off: reads history and the releases on the
+ * primary (one read-only connection, no lock) and says whether this deploy is a re-run of an older release's
+ * deploy. Throws a ConfigError (exit 2) when that release is bad or gone. A host that cannot be read says
+ * nothing: the deploy then runs and its preflight reports the host.
+ */
+async function rerunOfDeploy(req: RunRequest): Promise<{ release: ReleaseId; notice: string } | undefined> {
+  if (req.redeploy || req.loaded.config.redeploy) return undefined
+  const commit = req.actor?.commit ?? gitCommit(req.loaded.sourceDir)
+  const primary = req.loaded.hosts.find(h => h.primary) ?? req.loaded.hosts[0]
+  if (!commit || !primary) return undefined
+  const ctx = newContext(
+    { ...req, reporter: quiet, loaded: { ...req.loaded, hosts: [primary] } },
+    'deploy',
+    new Date(),
+    false
+  )
+  let found: Rerun
+  try {
+    await connectAll(ctx)
+    const s = primaryOf(ctx)
+    const history = parseHistory((await runOn(ctx, s, readHistory(s.layout), { stage: 'preflight' })).stdout)
+    if (!history.length) return undefined
+    const kv = parseKeyValues((await runOn(ctx, s, listReleases(s.layout), { stage: 'preflight' })).stdout)
+    const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined
+    found = rerunOf(commit, history, kv.get('RELEASE') ?? [], current)
+  } catch {
+    return undefined
+  } finally {
+    await closeAll(ctx)
+  }
+  const short = commit.slice(0, 7)
+  if (found.kind === 'rollback')
+    return {
+      release: found.release,
+      notice: `commit ${short} is release ${found.release}, deployed before; rolling back to it instead of deploying it again (redeploy: true to build it anew)`
+    }
+  if (found.kind === 'refuse')
+    throw new ConfigError(
+      found.why === 'bad'
+        ? `commit ${short} is release ${found.release}, deployed before and marked bad since (it failed its checks, or a rollback left it); refusing to deploy it again: roll back to it anyway with \`safe-deploy rollback --to ${found.release}\`, or build it anew with redeploy: true (--redeploy)`
+        : `commit ${short} was release ${found.release}, deployed before and since removed from the hosts (pruned); refusing to deploy that old code over a newer database: build it anew with redeploy: true (--redeploy), or roll back to a release that exists with \`safe-deploy rollback --to\` (see \`safe-deploy releases\`)`
+    )
+  return undefined
 }
 
 /** A deploy's stages and what it records: one list for `deploy` and for `plan` (src/flows/plan.ts). */
@@ -140,7 +202,9 @@ function chooseTarget(sessions: HostSession[], primary: HostSession, history: Hi
  * Switches every host back to a previous release (default: the newest good one before current). When the
  * target fails its checks, the release that served when the rollback started is put back (exit 4).
  */
-export function rollback(req: RunRequest & { to?: ReleaseId } & RollbackDatabaseOptions): Promise<RunResult> {
+export function rollback(
+  req: RunRequest & { to?: ReleaseId; notice?: string } & RollbackDatabaseOptions
+): Promise<RunResult> {
   return execute(req, 'rollback', ctx => {
     let target: string | undefined
     let from: string | undefined
@@ -157,6 +221,7 @@ export function rollback(req: RunRequest & { to?: ReleaseId } & RollbackDatabase
           (await runOn(c, primary, readHistory(primary.layout), { stage: 'choose' })).stdout
         )
         target = chooseTarget(c.sessions, primary, history, req.to)
+        if (req.notice) c.log.info(req.notice)
         c.log.info(`rolling back from ${from ?? '(none)'} to ${target}`)
       }
     }

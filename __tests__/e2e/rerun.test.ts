@@ -1,0 +1,189 @@
+/**
+ * Re-runs of old deploy jobs (a GitHub re-run, GitLab's environment "Rollback" button re-running the old job),
+ * end to end against a real sshd: deploying a commit that history has as an older release rolls back to that
+ * release (the rollback flow: lock, history, database policy, verify), or is refused (exit 2) when that
+ * release is bad or was pruned; deploying the current release's commit again is a normal deploy; `redeploy`
+ * builds it anew.
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
+import { rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { fastShell, startSshd, stopAll, type SshHost } from './harness/sshd.js'
+import { expectExit, resultOf } from './harness/cliproc.js'
+import {
+  answer,
+  cli,
+  currentOf,
+  historyOf,
+  lastLog,
+  lockExists,
+  project,
+  releasesOf,
+  stopApp,
+  type Project
+} from './support.js'
+
+let host: SshHost
+const pidFiles: string[] = []
+
+beforeAll(async () => {
+  host = await startSshd({ extraConfig: fastShell() })
+})
+
+afterAll(async () => {
+  for (const f of pidFiles) await stopApp(f)
+  await stopAll()
+})
+
+type Config = Record<string, unknown>
+
+const A = 'a'.repeat(40)
+const B = 'b'.repeat(40)
+const C = 'c'.repeat(40)
+
+async function setup(name: string, extra: (c: Config) => Config = c => c) {
+  const root = host.root(name)
+  const p = await project({
+    hosts: [host],
+    root,
+    config: base =>
+      extra({
+        ...base,
+        ssh: { ...(base.ssh as Config), connect_retries: 1, connect_timeout: '3s' },
+        verify: { http: { ...((base.verify as Config).http as Config), retries: 6, interval: '250ms' } }
+      })
+  })
+  pidFiles.push(join(root, 'shared', 'app.pid'))
+  return { p, root }
+}
+
+/** A deploy of `version` as CI runs it for `commit` (GITHUB_SHA). */
+function deployCommit(p: Project, commit: string, version: string, extra: string[] = []) {
+  p.app({ version })
+  return cli(['deploy', '--json', '--config', p.configFile, ...extra], { ...p.env, GITHUB_SHA: commit })
+}
+
+async function deployed(p: Project, commit: string, version: string): Promise<string> {
+  const r = await deployCommit(p, commit, version)
+  expectExit(r, 0)
+  return resultOf(r).release as string
+}
+
+describe('deploying an older release commit again', () => {
+  test('deploy A, deploy B, deploy A again: a rollback to A (its old release dir), exit 0', async () => {
+    const { p, root } = await setup('rerun-rollback')
+    const a = await deployed(p, A, '1.0.0')
+    const b = await deployed(p, B, '2.0.0')
+    expect(a).toMatch(/-aaaaaaa$/)
+    // the re-run job checks out A again
+    const r = await deployCommit(p, A, '1.0.0')
+    expectExit(r, 0)
+    const res = resultOf(r)
+    expect(res.command).toBe('rollback')
+    expect(res.release).toBe(a)
+    expect(res.previousRelease).toBe(b)
+    expect(currentOf(root)).toBe(`releases/${a}`)
+    expect(releasesOf(root)).toEqual([a, b])
+    expect(await answer(p.port)).toBe('version 1.0.0')
+    expect(historyOf(root).at(-1)).toMatchObject({
+      type: 'rollback',
+      release: a,
+      from: b,
+      status: 'success',
+      commit: A
+    })
+    expect(lastLog(p.logDir)).toContain(
+      `commit aaaaaaa is release ${a}, deployed before; rolling back to it instead of deploying it again (redeploy: true to build it anew)`
+    )
+    expect(lockExists(root)).toBe(false)
+    // B's commit again, now that a rollback left B: B counts as bad (as after any rollback), so refused
+    const again = await deployCommit(p, B, '2.0.0')
+    expectExit(again, 2)
+    expect(again.stderr).toContain(`roll back to it anyway with \`safe-deploy rollback --to ${b}\``)
+    expect(currentOf(root)).toBe(`releases/${a}`)
+  })
+
+  test("the current release's commit again: a normal deploy (a new release)", async () => {
+    const { p, root } = await setup('rerun-current')
+    const a = await deployed(p, A, '1.0.0')
+    const r = await deployCommit(p, A, '1.0.1')
+    expectExit(r, 0)
+    const res = resultOf(r)
+    expect(res.command).toBe('deploy')
+    expect(res.release).not.toBe(a)
+    expect(currentOf(root)).toBe(`releases/${res.release}`)
+    expect(await answer(p.port)).toBe('version 1.0.1')
+  })
+
+  test('redeploy (--redeploy, or redeploy: true in the config) builds the old commit anew', async () => {
+    const { p, root } = await setup('rerun-redeploy')
+    const a = await deployed(p, A, '1.0.0')
+    await deployed(p, B, '2.0.0')
+    const r = await deployCommit(p, A, '1.0.0', ['--redeploy'])
+    expectExit(r, 0)
+    const res = resultOf(r)
+    expect(res.command).toBe('deploy')
+    expect(res.release).not.toBe(a)
+    expect(res.release).toMatch(/-aaaaaaa$/)
+    expect(currentOf(root)).toBe(`releases/${res.release}`)
+    expect(historyOf(root).at(-1)).toMatchObject({ type: 'deploy', commit: A, status: 'success' })
+  })
+
+  test('redeploy: true in the config', async () => {
+    const { p, root } = await setup('rerun-redeploy-config', c => ({ ...c, redeploy: true }))
+    const a = await deployed(p, A, '1.0.0')
+    await deployed(p, B, '2.0.0')
+    const r = await deployCommit(p, A, '1.0.0')
+    expectExit(r, 0)
+    expect(resultOf(r).command).toBe('deploy')
+    expect(currentOf(root)).not.toBe(`releases/${a}`)
+  })
+
+  test('the old release was pruned: refused (exit 2), naming redeploy and rollback --to; nothing changed', async () => {
+    const { p, root } = await setup('rerun-pruned')
+    const a = await deployed(p, A, '1.0.0')
+    const b = await deployed(p, B, '2.0.0')
+    await deployed(p, C, '3.0.0')
+    rmSync(join(root, 'releases', a), { recursive: true, force: true })
+    const r = await deployCommit(p, A, '1.0.0')
+    expectExit(r, 2)
+    expect(r.stderr).toContain(
+      `commit aaaaaaa was release ${a}, deployed before and since removed from the hosts (pruned); refusing to deploy that old code over a newer database: build it anew with redeploy: true (--redeploy), or roll back to a release that exists with \`safe-deploy rollback --to\``
+    )
+    expect(releasesOf(root)).not.toContain(a)
+    expect(releasesOf(root)).toContain(b)
+    expect(currentOf(root)).toMatch(/-ccccccc$/)
+    expect(lockExists(root)).toBe(false)
+    expect(await answer(p.port)).toBe('version 3.0.0')
+  })
+
+  test('the old release is marked bad: refused (exit 2), naming `rollback --to` it', async () => {
+    const { p, root } = await setup('rerun-bad')
+    const a = await deployed(p, A, '1.0.0')
+    const b = await deployed(p, B, '2.0.0')
+    // rolling back from B marks B bad; back on A... then forward to C
+    const rb = await p.run(['rollback', '--json'])
+    expectExit(rb, 0)
+    expect(currentOf(root)).toBe(`releases/${a}`)
+    await deployed(p, C, '3.0.0')
+    const r = await deployCommit(p, B, '2.0.0')
+    expectExit(r, 2)
+    expect(r.stderr).toContain(
+      `commit bbbbbbb is release ${b}, deployed before and marked bad since (it failed its checks, or a rollback left it); refusing to deploy it again: roll back to it anyway with \`safe-deploy rollback --to ${b}\`, or build it anew with redeploy: true (--redeploy)`
+    )
+    expect(currentOf(root)).toMatch(/-ccccccc$/)
+    expect(lockExists(root)).toBe(false)
+  })
+
+  test('a deploy of A that failed before (rolled back), then A again: a normal deploy (a retry)', async () => {
+    const { p, root } = await setup('rerun-retry')
+    await deployed(p, B, '1.0.0')
+    p.app({ version: '2.0.0', healthy: false })
+    const failed = await cli(['deploy', '--json', '--config', p.configFile], { ...p.env, GITHUB_SHA: A })
+    expectExit(failed, 4)
+    const r = await deployCommit(p, A, '2.0.1')
+    expectExit(r, 0)
+    expect(resultOf(r).command).toBe('deploy')
+    expect(currentOf(root)).toBe(`releases/${resultOf(r).release}`)
+  })
+})
