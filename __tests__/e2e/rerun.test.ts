@@ -9,8 +9,9 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { fastShell, startSshd, stopAll, type SshHost } from './harness/sshd.js'
-import { expectExit, resultOf } from './harness/cliproc.js'
+import { expectExit, resultOf, spawnAction } from './harness/cliproc.js'
 import {
+  actionStep,
   answer,
   cli,
   currentOf,
@@ -185,5 +186,25 @@ describe('deploying an older release commit again', () => {
     expectExit(r, 0)
     expect(resultOf(r).command).toBe('deploy')
     expect(currentOf(root)).toBe(`releases/${resultOf(r).release}`)
+  })
+  test('the Action (dist/index.js): a re-run job rolls back; with input redeploy it deploys anew', async () => {
+    const { p, root } = await setup('rerun-action')
+    const a = await deployed(p, A, '1.0.0')
+    const b = await deployed(p, B, '2.0.0')
+    p.app({ version: '1.0.0' })
+    const rerun = actionStep(p, 'rerun', { GITHUB_SHA: A })
+    const r = await spawnAction('index', rerun.env, p.dir).exited
+    expectExit(r, 0)
+    expect(r.stdout).toContain(`commit aaaaaaa is release ${a}, deployed before; rolling back to it`)
+    expect(rerun.outputs()).toMatchObject({ status: 'success', release: a, 'previous-release': b })
+    expect(rerun.summary()).toContain('safe-deploy rollback: success')
+    expect(currentOf(root)).toBe(`releases/${a}`)
+    const fresh = actionStep(p, 'redeploy', { GITHUB_SHA: B, INPUT_REDEPLOY: 'true' })
+    p.app({ version: '2.0.0' })
+    expectExit(await spawnAction('index', fresh.env, p.dir).exited, 0)
+    const release = fresh.outputs().release as string
+    expect(release).not.toBe(b)
+    expect(release).toMatch(/-bbbbbbb$/)
+    expect(currentOf(root)).toBe(`releases/${release}`)
   })
 })

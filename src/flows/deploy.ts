@@ -1,6 +1,7 @@
 import { listReleases, parseKeyValues, readHistory } from '../commands/release.js'
 import { newReleaseId, type ReleaseId } from '../release/id.js'
 import {
+  badReleases,
   parseHistory,
   rerunOf,
   rollbackTarget,
@@ -380,6 +381,41 @@ export async function listReleaseState(req: RunRequest) {
   } finally {
     await closeAll(ctx)
   }
+}
+
+/** One release of `releases`, for the Action's output and summary: newest first. */
+export interface ListedRelease {
+  release: string
+  /** The hosts where it is `current`. */
+  current: string[]
+  /** The hosts that have it on disk. */
+  hosts: string[]
+  bad: boolean
+  /** Its deploy's status in history, who ran it, the commit and when it finished. */
+  status: string | null
+  actor: string | null
+  commit: string | null
+  deployed: string | null
+}
+
+/** `releases` as data: every release on any host, newest first, with what history says of it. */
+export async function releaseList(req: RunRequest): Promise<ListedRelease[]> {
+  const state = await listReleaseState(req)
+  const bad = badReleases(state.history)
+  const all = [...new Set(state.hosts.flatMap(h => h.releases))].sort().reverse()
+  return all.map(release => {
+    const entry = [...state.history].reverse().find(e => e.release === release && e.type === 'deploy')
+    return {
+      release,
+      current: state.hosts.filter(h => h.current === release).map(h => h.host),
+      hosts: state.hosts.filter(h => h.releases.includes(release)).map(h => h.host),
+      bad: bad.has(release),
+      status: entry?.status ?? null,
+      actor: entry?.actor ?? null,
+      commit: entry?.commit ?? null,
+      deployed: entry?.finished ?? null
+    }
+  })
 }
 
 export { newContext, type RunRequest }
