@@ -5,13 +5,18 @@
  * deploy from the local cache dir (the CLI's BuildCache).
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { execFileSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { fastShell, startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
 import { pausePoint } from './harness/pause.js'
-import { expectExit, resultOf, spawnCli } from './harness/cliproc.js'
+import { expectExit, resultOf, spawnAction, spawnCli } from './harness/cliproc.js'
+import { startCacheService } from './harness/cacheservice.js'
 import {
+  actionStep,
   answer,
   currentOf,
   historyOf,
@@ -283,5 +288,88 @@ describe('cache: (the CLI keeps it in a local dir)', () => {
       expect(r.stderr).toMatch(message)
       expect(lockExists(root)).toBe(false)
     }
+  })
+})
+
+describe('cache: in the Action (the GitHub cache service through @actions/cache; dist/index.js)', () => {
+  const repo = fileURLToPath(new URL('../..', import.meta.url))
+
+  test('the first run misses and saves (key, version, the archive of the paths); the second restores it', async () => {
+    if (!existsSync(join(repo, 'dist', 'index.js')))
+      throw new Error('dist/index.js is missing: run `npm run bundle` first')
+    const service = await startCacheService()
+    try {
+      const build = [
+        'if [ -f deps/fetched ]; then echo reused > FROM_CACHE; else mkdir -p deps/sub && echo once > deps/fetched && echo fresh > FROM_CACHE; fi',
+        'echo "SECRET=x" > deps/sub/.env'
+      ].join('; ')
+      const { p, root } = await setup('build-local-action-cache', c => ({
+        ...c,
+        stages: stagesWith(c, { build_local: build }),
+        cache: { paths: ['deps'], key_files: ['deps.lock'] }
+      }))
+      p.app({ version: '1.0.0' })
+      writeFileSync(join(p.dir, 'app', 'deps.lock'), 'left-pad 1.0.0\n')
+      const key = `safe-deploy-ledger-${createHash('sha256').update('deps.lock\0left-pad 1.0.0\n\0').digest('hex')}`
+
+      const first = actionStep(p, 'cache-1', service.env)
+      const r1 = await spawnAction('index', first.env, p.dir).exited
+      expectExit(r1, 0)
+      const release1 = first.outputs().release as string
+      expect(readFileSync(join(root, 'releases', release1, 'FROM_CACHE'), 'utf8')).toBe('fresh\n')
+      expect(service.requests.map(r => r.call)).toEqual([
+        'GetCacheEntryDownloadURL',
+        'CreateCacheEntry',
+        'blob',
+        'FinalizeCacheEntryUpload'
+      ])
+      const [lookup, create, , finalize] = service.requests
+      expect(lookup?.body).toMatchObject({ key })
+      expect(create?.body).toMatchObject({ key, version: lookup?.body.version })
+      expect(finalize?.body).toMatchObject({ key, version: lookup?.body.version })
+      expect(r1.stdout).toContain(`cache miss: no entry for key ${key} in the GitHub Actions cache`)
+      expect(r1.stdout).toContain(`cache saved: deps to the GitHub Actions cache (key ${key})`)
+      // the archive holds the paths, relative, and no .env file
+      const entry = service.entries.get(key)
+      expect(entry).toBeDefined()
+      const tmp = tempDir('cache-archive-')
+      mkdirSync(tmp, { recursive: true })
+      writeFileSync(join(tmp, 'cache.tzst'), entry?.archive as Buffer)
+      const list = execFileSync('tar', ['-tf', join(tmp, 'cache.tzst')], { encoding: 'utf8' })
+        .split('\n')
+        .filter(Boolean)
+      expect(list).toContain('deps/fetched')
+      expect(list.every(f => f.startsWith('deps'))).toBe(true)
+      expect(list.some(f => f.includes('.env'))).toBe(false)
+
+      p.app({ version: '2.0.0' })
+      const second = actionStep(p, 'cache-2', service.env)
+      const r2 = await spawnAction('index', second.env, p.dir).exited
+      expectExit(r2, 0)
+      const release2 = second.outputs().release as string
+      expect(readFileSync(join(root, 'releases', release2, 'FROM_CACHE'), 'utf8')).toBe('reused\n')
+      expect(r2.stdout).toContain(`cache hit: restored deps from the GitHub Actions cache (key ${key})`)
+      expect(service.requests.slice(4).map(r => r.call)).toEqual(['GetCacheEntryDownloadURL', 'blob'])
+      expect(service.requests[4]?.body).toMatchObject({ key, version: lookup?.body.version })
+    } finally {
+      await service.close()
+    }
+  })
+
+  test('no cache service on the runner: one warning, the build runs without it', async () => {
+    if (!existsSync(join(repo, 'dist', 'index.js')))
+      throw new Error('dist/index.js is missing: run `npm run bundle` first')
+    const { p } = await setup('build-local-action-nocache', c => ({
+      ...c,
+      stages: stagesWith(c, { build_local: 'mkdir -p deps' }),
+      cache: { paths: ['deps'], key_files: ['VERSION'] }
+    }))
+    p.app({ version: '1.0.0' })
+    const step = actionStep(p, 'nocache')
+    const r = await spawnAction('index', step.env, p.dir).exited
+    expectExit(r, 0)
+    expect(r.stdout).toContain(
+      '::warning::[build-local] [runner] cache: no cache service on this runner; building without the cache'
+    )
   })
 })

@@ -82,19 +82,23 @@ export async function runOnRunner(
     throw new StageError(stage, `${what} \`${command}\` failed on the runner (exit ${code})`, 'runner')
 }
 
-/** Copies `from` into the empty `to`, leaving out `exclude` (tar patterns, as the upload does). */
-async function copyTree(ctx: RunContext, from: string, to: string, exclude: string[]): Promise<void> {
+/**
+ * Copies `paths` of `from` (default: all of it) into the dir `to`, leaving out `exclude` (tar patterns, as the
+ * upload does). Throws a plain Error saying why.
+ */
+export async function copyTree(
+  from: string,
+  to: string,
+  exclude: string[],
+  opts: { paths?: string[]; signal?: AbortSignal } = {}
+): Promise<void> {
   const ex = exclude.map(e => sh(`--exclude=${e}`)).join(' ')
+  const paths = (opts.paths ?? ['.']).map(sh).join(' ')
   const r = await new LocalTransport('runner').exec(
-    `tar -cf - ${ex} -C ${sh(from)} . | tar -xf - -C ${sh(to)}`,
-    { signal: ctx.signal }
+    `tar -cf - ${ex} -C ${sh(from)} ${paths} | tar -xf - -C ${sh(to)}`,
+    { signal: opts.signal }
   )
-  if (r.code !== 0)
-    throw new StageError(
-      'build-local',
-      `could not copy ${from} to the staging dir ${to} (exit ${r.code}): ${r.stderr.trim()}`,
-      'runner'
-    )
+  if (r.code !== 0) throw new Error(`copying ${from} to ${to} failed (exit ${r.code}): ${r.stderr.trim()}`)
 }
 
 /** The build-local stage and the dir the upload packs (the staging copy once built, else source.dir). */
@@ -142,10 +146,16 @@ export function buildLocal(cache?: BuildCache): {
           return
         }
         staging = mkdtempSync(join(tmpdir(), 'safe-deploy-build-'))
-        await copyTree(ctx, sourceDir, staging, ctx.config.source.exclude)
+        try {
+          await copyTree(sourceDir, staging, ctx.config.source.exclude, { signal: ctx.signal })
+        } catch (e) {
+          throw new StageError('build-local', `staging copy: ${errorMessage(e)}`, 'runner')
+        }
         ctx.log.info(`copied ${sourceDir} to the staging dir ${staging}`, 'runner')
         let key: string | undefined
         let hit = false
+        if (ctx.config.cache && !cache)
+          ctx.log.warn('cache: no cache service on this runner; building without the cache', 'runner')
         if (ctx.config.cache && cache) {
           const k = cacheKey(ctx.config.app, sourceDir, keyFiles)
           if ('missing' in k)

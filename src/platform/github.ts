@@ -20,6 +20,7 @@ import type { Reporter } from '../report/log.js'
 import { parseInputs } from './inputs.js'
 import { backupList, backupNow } from '../flows/backup.js'
 import { outputsOf } from './outputs.js'
+import { githubCache } from './cache.js'
 import { onEvent, type RunSubscriber } from '../engine/events.js'
 
 const STATE_TOKEN = 'lock-token'
@@ -188,7 +189,8 @@ export async function runAction(): Promise<void> {
       onLock: (token: string | undefined) => core.saveState(STATE_TOKEN, token ?? ''),
       onProgress: (p: unknown) => core.saveState(STATE_PROGRESS, JSON.stringify(p)),
       subscribers: githubResult,
-      redeploy: inputs.redeploy
+      redeploy: inputs.redeploy,
+      buildCache: loaded.config.cache ? githubCache() : undefined
     }
     const rollbackReq = { ...req, to: inputs.to, restore: inputs.restore, noDb: inputs.noDb, yes: inputs.yes }
     if (inputs.command === 'rollback' && inputs.dryRun) {
