@@ -26,6 +26,7 @@ import {
   project,
   q,
   releasesOf,
+  stateEnv,
   stopApp,
   type Project
 } from './support.js'
@@ -82,11 +83,6 @@ async function deployOk(c: Case, version: string): Promise<string> {
 
 /** One step's runner files (each step gets its own) and the environment the runner gives the step. */
 const step = (c: Case, name: string, extra: NodeJS.ProcessEnv = {}) => actionStep(c.p, name, extra)
-
-/** The STATE_<name> variables the runner passes to the post step. */
-function stateEnv(state: Record<string, string>): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(state).map(([k, v]) => [`STATE_${k}`, v]))
-}
 
 /** The post step as the runner runs it after the main step: its step files, and the state the main step saved. */
 async function runPostStep(c: Case, state: Record<string, string>, extra: NodeJS.ProcessEnv = {}) {

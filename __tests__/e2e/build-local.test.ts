@@ -24,6 +24,7 @@ import {
   lockExists,
   project,
   releasesOf,
+  stateEnv,
   stopApp,
   type Project
 } from './support.js'
@@ -202,6 +203,36 @@ describe('stages.build_local', () => {
     expectExit(next, 0)
     expect(next.stderr).toContain('took over an expired lock')
     expect(currentOf(root)).toBe(`releases/${resultOf(next).release}`)
+  })
+})
+
+describe('stages.build_local in the Action (dist/index.js)', () => {
+  test('SIGKILL of the main step during the build: the post step releases the lock; nothing on the server changed', async () => {
+    const repo = fileURLToPath(new URL('../..', import.meta.url))
+    if (!existsSync(join(repo, 'dist', 'index.js')))
+      throw new Error('dist/index.js is missing: run `npm run bundle` first')
+    const marks = tempDir('marks-')
+    const pause = pausePoint(marks, 'build-local')
+    const { p, root } = await setup('build-local-action-sigkill', c => ({
+      ...c,
+      stages: stagesWith(c, { build_local: pause.shell })
+    }))
+    p.app({ version: '1.0.0' })
+    pause.arm()
+    const main = actionStep(p, 'main')
+    const proc = spawnAction('index', main.env, p.dir)
+    await pause.reached()
+    proc.child.kill('SIGKILL')
+    expect((await proc.exited).signal).toBe('SIGKILL')
+    pause.release()
+    expect(lockExists(root)).toBe(true)
+    const post = actionStep(p, 'post')
+    const r = await spawnAction('post', { ...post.env, ...stateEnv(main.state()) }, p.dir).exited
+    expectExit(r, 0)
+    expect(lockExists(root)).toBe(false)
+    expect(releasesOf(root)).toEqual([])
+    expect(currentOf(root)).toBeUndefined()
+    expect(r.stdout).toContain('stopped during build-local')
   })
 })
 

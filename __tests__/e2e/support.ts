@@ -156,6 +156,11 @@ export function actionStep(p: Project, name: string, extra: NodeJS.ProcessEnv = 
   }
 }
 
+/** The STATE_<name> variables the runner passes to the post step. */
+export function stateEnv(state: Record<string, string>): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(state).map(([k, v]) => [`STATE_${k}`, v]))
+}
+
 /** Single quotes for the local test shell (the product's own quoting is under test elsewhere). */
 export function q(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`
