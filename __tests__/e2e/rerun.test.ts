@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { fastShell, startSshd, stopAll, type SshHost } from './harness/sshd.js'
+import { startPostgres } from './harness/db.js'
 import { expectExit, resultOf, spawnAction } from './harness/cliproc.js'
 import {
   actionStep,
@@ -18,14 +19,17 @@ import {
   historyOf,
   lastLog,
   lockExists,
+  migrationProject,
   project,
   releasesOf,
   stopApp,
+  withMigrations,
   type Project
 } from './support.js'
 
 let host: SshHost
 const pidFiles: string[] = []
+const cleanups: (() => Promise<void>)[] = []
 
 beforeAll(async () => {
   host = await startSshd({ extraConfig: fastShell() })
@@ -33,6 +37,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const f of pidFiles) await stopApp(f)
+  for (const c of cleanups) await c()
   await stopAll()
 })
 
@@ -207,4 +212,65 @@ describe('deploying an older release commit again', () => {
     expect(release).toMatch(/-bbbbbbb$/)
     expect(currentOf(root)).toBe(`releases/${release}`)
   })
+})
+
+describe('a re-run across a migration', () => {
+  test('the rollback flow puts the database back too (its down command), exit 0; never a migrate failure', async () => {
+    const pg = await startPostgres()
+    cleanups.push(() => pg.stop())
+    const password = `rerun-pw-${Date.now()}`
+    pg.createDatabase('rerun', 'rerun_app', password)
+    const url = `postgres://rerun_app:${password}@127.0.0.1:${pg.port}/rerun`
+    const root = host.root('rerun-migrate')
+    pidFiles.push(join(root, 'shared', 'app.pid'))
+    const p = await migrationProject({
+      host,
+      root,
+      url,
+      migrate: {
+        command: 'bin/migrate up',
+        revision: 'bin/migrate current',
+        down: 'bin/migrate down {revision}'
+      }
+    })
+    const M1 = { n: '001', up: 'CREATE TABLE notes (id int);\n', down: 'DROP TABLE notes;\n' }
+    const M2 = { n: '002', up: 'CREATE TABLE tags (id int);\n', down: 'DROP TABLE tags;\n' }
+    const version = () => pg.psql('SELECT coalesce(max(v), 0) FROM schema_version', 'rerun').trim()
+    const tables = () =>
+      pg
+        .psql(
+          "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'",
+          'rerun'
+        )
+        .trim()
+
+    p.app({ version: '1.0.0' })
+    withMigrations(p, [M1])
+    const a = await deployed(p, A, '1.0.0')
+    p.app({ version: '2.0.0' })
+    withMigrations(p, [M1, M2])
+    const b = await deployed(p, B, '2.0.0')
+    expect(version()).toBe('2')
+
+    // the re-run job checks out A: its tree has only migration 001
+    rmSync(join(p.dir, 'app', 'migrations', '002.up.sql'))
+    rmSync(join(p.dir, 'app', 'migrations', '002.down.sql'))
+    const r = await deployCommit(p, A, '1.0.0')
+    expectExit(r, 0)
+    const res = resultOf(r)
+    expect(res.command).toBe('rollback')
+    expect(res.release).toBe(a)
+    expect(currentOf(root)).toBe(`releases/${a}`)
+    expect(version()).toBe('1')
+    expect(tables()).toBe('notes,schema_version')
+    expect(historyOf(root).at(-1)).toMatchObject({
+      type: 'rollback',
+      release: a,
+      from: b,
+      database: 'down',
+      status: 'success'
+    })
+    expect(lastLog(p.logDir)).toContain('database migrated down: revision read back 1')
+    expect(await answer(p.port)).toBe('version 1.0.0')
+  }, 120_000)
 })
