@@ -6,7 +6,8 @@
  * builds it anew.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
-import { rmSync } from 'node:fs'
+import { rmSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 import { fastShell, startSshd, stopAll, type SshHost } from './harness/sshd.js'
 import { startPostgres } from './harness/db.js'
@@ -211,6 +212,51 @@ describe('deploying an older release commit again', () => {
     expect(release).not.toBe(b)
     expect(release).toMatch(/-bbbbbbb$/)
     expect(currentOf(root)).toBe(`releases/${release}`)
+  })
+})
+
+describe('the CLI in a git checkout (no CI commit)', () => {
+  test('a clean checkout of an older commit rolls back to its release; with local changes it deploys them', async () => {
+    const { p, root } = await setup('rerun-git')
+    const src = join(p.dir, 'app')
+    const git = (...args: string[]) =>
+      execFileSync('git', ['-C', src, ...args], {
+        encoding: 'utf8',
+        env: {
+          ...process.env,
+          GIT_AUTHOR_NAME: 't',
+          GIT_AUTHOR_EMAIL: 't@t',
+          GIT_COMMITTER_NAME: 't',
+          GIT_COMMITTER_EMAIL: 't@t'
+        }
+      }).trim()
+    git('init', '-q')
+    const commit = (version: string) => {
+      p.app({ version })
+      git('add', '-A')
+      git('commit', '-qm', version)
+      return git('rev-parse', 'HEAD')
+    }
+    const a = commit('1.0.0')
+    const deploy = async () => {
+      const r = await cli(['deploy', '--json', '--config', p.configFile], p.env)
+      expectExit(r, 0)
+      return resultOf(r)
+    }
+    const ra = (await deploy()).release as string
+    expect(ra.endsWith(a.slice(0, 7))).toBe(true)
+    commit('2.0.0')
+    await deploy()
+    git('checkout', '-q', a)
+    const back = await deploy()
+    expect(back.command).toBe('rollback')
+    expect(currentOf(root)).toBe(`releases/${ra}`)
+    // a local change on top of an older commit is not that release's code: deployed as a new release
+    writeFileSync(join(src, 'LOCAL_CHANGE'), 'x')
+    await deployCommit(p, B, '2.0.0') // back to a release that is not A's
+    const changed = await deploy()
+    expect(changed.command).toBe('deploy')
+    expect(currentOf(root)).toBe(`releases/${changed.release}`)
   })
 })
 

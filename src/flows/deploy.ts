@@ -26,7 +26,7 @@ import type { Stage } from '../pipeline/stage.js'
 import { strategyFor, type SwitchStrategy } from '../pipeline/switch.js'
 import type { RunResult } from '../pipeline/result.js'
 import { hasChecks, httpChecks } from '../pipeline/checks.js'
-import { gitCommit } from '../pipeline/git.js'
+import { gitClean, gitCommit } from '../pipeline/git.js'
 import { deployBackup } from '../pipeline/backup.js'
 import { buildLocal } from '../pipeline/buildlocal.js'
 import {
@@ -64,14 +64,16 @@ export async function deploy(req: RunRequest): Promise<RunResult> {
 const quiet: Reporter = { info() {}, warn() {}, error() {}, startGroup() {}, endGroup() {} }
 
 /**
- * When the commit being deployed is known and `redeploy` is off: reads history and the releases on the
+ * When the commit being deployed is known (the CI's, or a clean git checkout's) and `redeploy` is off: reads history and the releases on the
  * primary (one read-only connection, no lock) and says whether this deploy is a re-run of an older release's
  * deploy. Throws a ConfigError (exit 2) when that release is bad or gone. A host that cannot be read says
  * nothing: the deploy then runs and its preflight reports the host.
  */
 async function rerunOfDeploy(req: RunRequest): Promise<{ release: ReleaseId; notice: string } | undefined> {
   if (req.redeploy || req.loaded.config.redeploy) return undefined
-  const commit = req.actor?.commit ?? gitCommit(req.loaded.sourceDir)
+  // the CI's commit, or a clean checkout's: a tree with local changes is not that commit's code
+  const dir = req.loaded.sourceDir
+  const commit = req.actor?.commit ?? (gitClean(dir) ? gitCommit(dir) : undefined)
   const primary = req.loaded.hosts.find(h => h.primary) ?? req.loaded.hosts[0]
   if (!commit || !primary) return undefined
   const ctx = newContext(
