@@ -23,8 +23,8 @@ import {
   currentOf,
   historyOf,
   lockExists,
-  project,
   q,
+  quickProject,
   releasesOf,
   stateEnv,
   stopApp,
@@ -58,18 +58,8 @@ interface Case {
 
 /** A project on `host` with small retries, so that a failing check fails in seconds. */
 async function setup(name: string, config: (c: Config) => Config = c => c): Promise<Case> {
-  const root = host.root(name)
-  const p = await project({
-    hosts: [host],
-    root,
-    config: base =>
-      config({
-        ...base,
-        ssh: { ...(base.ssh as Config), connect_retries: 1, connect_timeout: '3s', keepalive_interval: '1s' },
-        verify: { http: { ...((base.verify as Config).http as Config), retries: 6, interval: '250ms' } }
-      })
-  })
-  pidFiles.push(join(root, 'shared', 'app.pid'))
+  const { p, root, pidFile } = await quickProject(host, name, config)
+  pidFiles.push(pidFile)
   return { p, root }
 }
 

@@ -22,11 +22,10 @@ import {
   historyOf,
   lastLog,
   lockExists,
-  project,
+  quickProject,
   releasesOf,
   stateEnv,
-  stopApp,
-  type Project
+  stopApp
 } from './support.js'
 
 let host: SshHost
@@ -43,19 +42,9 @@ afterAll(async () => {
 
 type Config = Record<string, unknown>
 
-async function setup(name: string, extra: (c: Config) => Config): Promise<{ p: Project; root: string }> {
-  const root = host.root(name)
-  const p = await project({
-    hosts: [host],
-    root,
-    config: base =>
-      extra({
-        ...base,
-        ssh: { ...(base.ssh as Config), connect_retries: 1, connect_timeout: '3s' },
-        verify: { http: { ...((base.verify as Config).http as Config), retries: 6, interval: '250ms' } }
-      })
-  })
-  pidFiles.push(join(root, 'shared', 'app.pid'))
+async function setup(name: string, extra: (c: Config) => Config) {
+  const { p, root, pidFile } = await quickProject(host, name, extra)
+  pidFiles.push(pidFile)
   return { p, root }
 }
 

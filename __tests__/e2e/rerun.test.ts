@@ -21,7 +21,7 @@ import {
   lastLog,
   lockExists,
   migrationProject,
-  project,
+  quickProject,
   releasesOf,
   stopApp,
   withMigrations,
@@ -49,18 +49,8 @@ const B = 'b'.repeat(40)
 const C = 'c'.repeat(40)
 
 async function setup(name: string, extra: (c: Config) => Config = c => c) {
-  const root = host.root(name)
-  const p = await project({
-    hosts: [host],
-    root,
-    config: base =>
-      extra({
-        ...base,
-        ssh: { ...(base.ssh as Config), connect_retries: 1, connect_timeout: '3s' },
-        verify: { http: { ...((base.verify as Config).http as Config), retries: 6, interval: '250ms' } }
-      })
-  })
-  pidFiles.push(join(root, 'shared', 'app.pid'))
+  const { p, root, pidFile } = await quickProject(host, name, extra)
+  pidFiles.push(pidFile)
   return { p, root }
 }
 
