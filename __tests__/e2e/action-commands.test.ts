@@ -62,10 +62,9 @@ describe('command: releases', () => {
     expect(list[0]).toMatchObject({
       release: v2,
       current: [`${host.address}:${host.port}`],
-      bad: false,
-      status: 'success'
+      state: 'verified'
     })
-    expect(list[1]).toMatchObject({ release: v1, current: [], bad: false, status: 'success' })
+    expect(list[1]).toMatchObject({ release: v1, current: [], state: 'verified' })
     expect(currentOf(root)).toBe(`releases/${v2}`)
     const summary = step.summary()
     expect(summary).toContain('safe-deploy releases')

@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { parseDuration } from './duration.js'
 import { backupSchema } from '../backup-engines/config.js'
+import { notifySchema } from './notify.js'
 
 /** A duration such as `1s`, `500ms`, `10m`, or a number of seconds; parsed to milliseconds. */
 const duration = z
@@ -67,6 +68,16 @@ const relativePath = noControl('a relative path')
     message: 'expected a path relative to the release, without `..` and not starting with /'
   })
 
+/** A role name: what `hosts[].roles`, `roles:` and `--roles` speak of. */
+const roleName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'expected a role name: letters, digits, `.`, `_` or `-`')
+
+const hostRoles = z
+  .array(roleName)
+  .optional()
+  .describe('Roles of this host (web, worker, bot): select with --roles, override settings under roles:')
+
 const sshHost = z
   .object({
     name: printable('a host name').optional().describe('Name used in logs (default: address)'),
@@ -74,7 +85,8 @@ const sshHost = z
     port: z.number().int().min(1).max(65535).default(22),
     user: printable('a user').default('root'),
     path: rootPath.optional().describe('Deploy root on this host, when it differs from the top-level path'),
-    primary: z.boolean().optional().describe('The host that holds the lock and runs backups and migrations')
+    primary: z.boolean().optional().describe('The host that holds the lock and runs backups and migrations'),
+    roles: hostRoles
   })
   .strict()
 
@@ -85,7 +97,8 @@ const localHost = z
     path: rootPath
       .optional()
       .describe('Deploy root on this machine, when it differs from the top-level path'),
-    primary: z.boolean().optional()
+    primary: z.boolean().optional(),
+    roles: hostRoles
   })
   .strict()
 
@@ -203,6 +216,89 @@ export const switchSchema = z
   })
   .default({ strategy: 'symlink' })
 
+/** The health checks of verify (top level, and per role under roles:). */
+export const verifySchema = z
+  .object({
+    http: z.union([httpCheck, z.array(httpCheck)]).optional(),
+    command: z
+      .union([z.string().min(1), z.array(z.string().min(1))])
+      .optional()
+      .describe(
+        'Commands run on each host inside the release (systemctl is-active shop, pg_isready); exit 0 = healthy'
+      ),
+    logs: z
+      .object({
+        command: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'Prints recent logs; {started} is the run start in epoch seconds. Default: logs.command with {since} the run start'
+          ),
+        fail_on: z.array(z.string().min(1)).min(1).default(['CRITICAL', 'Traceback', 'FATAL']),
+        preset: z
+          .enum(['telegram-polling'])
+          .optional()
+          .describe(
+            'telegram-polling: also fail on a 409 Conflict from getUpdates (two instances polling one token)'
+          )
+      })
+      .strict()
+      .optional()
+      .describe('Fails verify when the logs since the run started contain one of fail_on'),
+    heartbeat: z
+      .object({
+        file: relativePath.describe(
+          'A file the app touches while it works (a bot: on every poll), relative to the release dir (link it from shared)'
+        ),
+        max_age: duration.describe('The check fails when the file is older than this, or missing')
+      })
+      .strict()
+      .optional()
+      .describe(
+        'Passes when the file was touched after the switch and within max_age, by the host clock; waits up to max_age for the first beat'
+      ),
+    window: duration
+      .default(0)
+      .describe(
+        'After the checks pass, watch this long and check again: catches an app that crashes soon after start'
+      )
+  })
+  .strict()
+
+/** A batch size: a number of hosts or a share of them ("25%"). */
+const batchSize = z.union([
+  z.number().int().min(1).max(10_000),
+  z.string().regex(/^(100|[1-9][0-9]?)%$/, 'expected a share of the hosts from 1% to 100%, e.g. "25%"')
+])
+
+/** What a role changes for its hosts: each key given replaces the top-level one for them (not merged). */
+const roleOverride = z
+  .object({
+    stages: z
+      .object({
+        restart: z.string().min(1).optional().describe("Runs on this role's hosts instead of stages.restart")
+      })
+      .strict()
+      .optional(),
+    switch: switchSchema.unwrap().optional().describe("This role's switch, instead of the top-level one"),
+    verify: verifySchema.optional().describe("This role's checks, instead of the top-level verify")
+  })
+  .strict()
+
+/** How a release goes live across the hosts: batch by batch, switch then verify, a pause between. */
+const rolloutSchema = z
+  .object({
+    batch: z
+      .union([batchSize, z.array(batchSize).min(1)])
+      .default(1)
+      .describe(
+        'Hosts switched and verified at a time: a number, a share ("25%"), or a ramp ([1, "50%", "100%"]: the last size repeats)'
+      ),
+    wait: duration.default(0).describe('Pause between batches, after a batch verified (e.g. 10s)')
+  })
+  .strict()
+
 /** How the source gets to the hosts: one variant per upload strategy (src/pipeline/upload/). */
 export const uploadSchema = z
   .discriminatedUnion(
@@ -268,6 +364,20 @@ export const configSchema = z
       .strict()
       .default({ files: [], dirs: [] }),
     keep_releases: z.number().int().min(2).max(100).default(5),
+    roles: z
+      .record(roleName, roleOverride)
+      .default({})
+      .describe('Per-role overrides of stages.restart, switch and verify, by role name'),
+    max_parallel: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .default(10)
+      .describe('Hosts staged (upload, build) at once'),
+    rollout: rolloutSchema
+      .optional()
+      .describe('Switch and verify the hosts batch by batch (default: all hosts together, after all staged)'),
     env: z
       .record(
         z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'),
@@ -291,6 +401,20 @@ export const configSchema = z
           .min(1)
           .optional()
           .describe('Runs on each host inside the new release after the switch'),
+        stop: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'symlink/graceful: stops the running instance before the switch (runs inside the release that serves), so old and new never run at once (long-polling bots); a rollback stops the new one the same way before restarting the old'
+          ),
+        prune: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'Runs inside each release dir about to be removed (SAFE_DEPLOY_RELEASE is that release): docker image rm app-web:$SAFE_DEPLOY_RELEASE; a failure is a warning'
+          ),
         migrate: z
           .union([
             z
@@ -358,49 +482,43 @@ export const configSchema = z
       .strict()
       .default({}),
     switch: switchSchema,
-    verify: z
-      .object({
-        http: z.union([httpCheck, z.array(httpCheck)]).optional(),
-        command: z
-          .union([z.string().min(1), z.array(z.string().min(1))])
-          .optional()
-          .describe(
-            'Commands run on each host inside the release (systemctl is-active shop, pg_isready); exit 0 = healthy'
-          ),
-        logs: z
-          .object({
-            command: z
-              .string()
-              .min(1)
-              .describe('Prints recent logs; {started} is the run start in epoch seconds'),
-            fail_on: z.array(z.string().min(1)).min(1).default(['CRITICAL', 'Traceback', 'FATAL'])
-          })
-          .strict()
-          .optional()
-          .describe('Fails verify when the logs since the run started contain one of fail_on'),
-        window: duration
-          .default(0)
-          .describe(
-            'After the checks pass, watch this long and check again: catches an app that crashes soon after start'
-          )
-      })
-      .strict()
-      .default({ window: 0 }),
+    verify: verifySchema.default({ window: 0 }),
     backup: z
       .union([z.literal(false), backupSchema])
       .optional()
       .describe('Backups before every deploy; false opts out'),
+    logs: z
+      .object({
+        command: z
+          .string()
+          .min(1)
+          .describe(
+            'Prints the app logs on a host: journalctl -u shop --since {since} -n {lines}, docker compose logs --since {since} -n {lines} bot, tail -n {lines} shared/logs/app.log'
+          ),
+        follow: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('The command for --follow (default: command with -f appended)')
+      })
+      .strict()
+      .optional()
+      .describe('`safe-deploy logs`: the command run on each host, inside current'),
     lock: z
       .object({ ttl: duration.default(1_800_000) })
       .strict()
       .default({ ttl: 1_800_000 }),
-    log_dir: z.string().min(1).default('safe-deploy-logs')
+    log_dir: z.string().min(1).default('safe-deploy-logs'),
+    notify: notifySchema
   })
   .strict()
 
 export type RawConfig = z.input<typeof configSchema>
 export type Config = z.output<typeof configSchema>
 export type HttpCheck = z.output<typeof httpCheck>
+export type VerifyConfig = z.output<typeof verifySchema>
+export type RoleOverride = z.output<typeof roleOverride>
+export type RolloutConfig = z.output<typeof rolloutSchema>
 export type SwitchConfig = z.output<typeof switchSchema>
 /** The settings of one switch strategy, e.g. `SwitchSettings<'blue-green'>`. */
 export type SwitchSettings<K extends SwitchConfig['strategy']> = Extract<SwitchConfig, { strategy: K }>

@@ -1,12 +1,13 @@
 import { listReleases, parseKeyValues, readHistory } from '../commands/release.js'
 import { newReleaseId, type ReleaseId } from '../release/id.js'
 import {
-  badReleases,
   parseHistory,
+  releaseStates,
   rerunOf,
   rollbackTarget,
   unfinishedReleases,
   type HistoryEntry,
+  type ReleaseState,
   type Rerun
 } from '../release/history.js'
 import { ConfigError, ExitCode } from '../core/exit.js'
@@ -41,10 +42,20 @@ import { hookEnv } from '../host/env.js'
 import { backupsOn } from '../config/rules.js'
 import { inRelease } from '../commands/release.js'
 import type { HostSession } from '../host/context.js'
+import { notifications } from '../notify/index.js'
 
-/** A deploy or rollback through the one run lifecycle (src/engine/lifecycle.ts), saving its progress. */
+/**
+ * A deploy or rollback through the one run lifecycle (src/engine/lifecycle.ts), saving its progress, telling
+ * the team (`notify:`, src/notify/).
+ */
 const execute = (req: RunRequest, command: 'deploy' | 'rollback', plan: (ctx: RunContext) => RunPlan) =>
-  runLifecycle(req, { command, intro: introOf(command), progress: true, plan })
+  runLifecycle(req, {
+    command,
+    intro: introOf(command),
+    progress: true,
+    plan,
+    subscribers: ctx => notifications(ctx, command)
+  })
 
 /** `deploy of shop to web-1, web-2 (/srv/shop) by octocat`: the first line of a deploy's or rollback's log. */
 const introOf = (command: 'deploy' | 'rollback') => (ctx: RunContext) =>
@@ -77,7 +88,7 @@ async function rerunOfDeploy(req: RunRequest): Promise<{ release: ReleaseId; not
   const primary = req.loaded.hosts.find(h => h.primary) ?? req.loaded.hosts[0]
   if (!commit || !primary) return undefined
   const ctx = newContext(
-    { ...req, reporter: quiet, loaded: { ...req.loaded, hosts: [primary] } },
+    { ...req, reporter: quiet, loaded: { ...req.loaded, hosts: [primary], lockHost: undefined } },
     'deploy',
     new Date(),
     false
@@ -342,8 +353,9 @@ export async function planRollback(
         )
       else {
         const hook = c.switch.strategy === 'graceful' ? c.switch.reload : c.stages.restart
+        const stop = c.stages.stop && s.current ? `in releases/${s.current}: ${c.stages.stop}; then ` : ''
         out.push(
-          `${s.host.name}: current -> releases/${target} (was ${was})${hook ? `; then in releases/${target}: ${hook}` : ''}`
+          `${s.host.name}: ${stop}current -> releases/${target} (was ${was})${hook ? `; then in releases/${target}: ${hook}` : ''}`
         )
       }
     }
@@ -363,22 +375,57 @@ export async function planRollback(
 }
 
 /** What every host has: releases, which one is current, and what history says of each. */
+/** One release in `releases`: its one state (src/release/history.ts releaseStates) and its deploy. */
+export interface ReleaseDetail {
+  release: string
+  current: boolean
+  state: string
+  deployedBy?: string
+  deployedAt?: string
+  port?: number
+}
+
 export async function listReleaseState(req: RunRequest) {
   const ctx = newContext(req, 'releases', new Date(), false)
   try {
-    await connectAll(ctx)
+    // every selected host: one out of reach is listed as such (`error`)
+    await connectAll(ctx, { tolerate: true })
     const primary = primaryOf(ctx)
     const history = parseHistory(
       (await runOn(ctx, primary, readHistory(primary.layout), { stage: 'releases' })).stdout
     )
+    const states = releaseStates(history)
     const hosts = await onEveryHost(ctx, async s => {
       const kv = parseKeyValues((await runOn(ctx, s, listReleases(s.layout), { stage: 'releases' })).stdout)
+      const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined
+      const releases = (kv.get('RELEASE') ?? []).sort()
       return {
         host: s.host.name,
-        current: kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined,
-        releases: (kv.get('RELEASE') ?? []).sort()
+        current,
+        releases,
+        /** Newest first: each release's one state (src/release/history.ts releaseStates) and its deploy. */
+        details: [...releases].reverse().map(release => {
+          const entry = history.findLast(e => e.release === release && e.type === 'deploy')
+          return {
+            release,
+            current: release === current,
+            state: states.get(release) ?? 'unknown',
+            ...(entry ? { deployedBy: entry.actor, deployedAt: entry.finished } : {}),
+            ...(typeof entry?.port === 'number' ? { port: entry.port } : {})
+          }
+        })
+      } as {
+        host: string
+        current?: string
+        releases: string[]
+        details: ReleaseDetail[]
+        error?: string
       }
     })
+    const down = (ctx.unreachable ?? []).filter(u => u.host !== ctx.loaded.lockHost)
+    hosts.push(...down.map(u => ({ host: u.host.name, releases: [], details: [], error: u.error })))
+    const order = ctx.loaded.hosts.map(h => h.name)
+    hosts.sort((a, b) => order.indexOf(a.host) - order.indexOf(b.host))
     return { hosts, history }
   } finally {
     await closeAll(ctx)
@@ -392,9 +439,9 @@ export interface ListedRelease {
   current: string[]
   /** The hosts that have it on disk. */
   hosts: string[]
-  bad: boolean
-  /** Its deploy's status in history, who ran it, the commit and when it finished. */
-  status: string | null
+  /** Its one state in history (src/release/history.ts releaseStates): verified, bad, rolled back from... */
+  state: ReleaseState
+  /** Who deployed it, the commit and when that deploy finished. */
   actor: string | null
   commit: string | null
   deployed: string | null
@@ -403,16 +450,15 @@ export interface ListedRelease {
 /** `releases` as data: every release on any host, newest first, with what history says of it. */
 export async function releaseList(req: RunRequest): Promise<ListedRelease[]> {
   const state = await listReleaseState(req)
-  const bad = badReleases(state.history)
+  const states = releaseStates(state.history)
   const all = [...new Set(state.hosts.flatMap(h => h.releases))].sort().reverse()
   return all.map(release => {
-    const entry = [...state.history].reverse().find(e => e.release === release && e.type === 'deploy')
+    const entry = state.history.findLast(e => e.release === release && e.type === 'deploy')
     return {
       release,
       current: state.hosts.filter(h => h.current === release).map(h => h.host),
       hosts: state.hosts.filter(h => h.releases.includes(release)).map(h => h.host),
-      bad: bad.has(release),
-      status: entry?.status ?? null,
+      state: states.get(release) ?? 'unknown',
       actor: entry?.actor ?? null,
       commit: entry?.commit ?? null,
       deployed: entry?.finished ?? null

@@ -103,7 +103,7 @@ async function showReleases(list: ListedRelease[]): Promise<void> {
   const rows = list.map(r => [
     r.release,
     r.current.join(', ') || '-',
-    r.bad ? 'bad' : (r.status ?? '-'),
+    r.state,
     r.actor ?? '-',
     r.commit?.slice(0, 7) ?? '-',
     r.deployed ?? '-'
@@ -113,7 +113,7 @@ async function showReleases(list: ListedRelease[]): Promise<void> {
   if (!process.env.GITHUB_STEP_SUMMARY) return
   await core.summary
     .addHeading('safe-deploy releases', 3)
-    .addTable(summaryTable(['release', 'current on', 'status', 'deployed by', 'commit', 'finished'], rows))
+    .addTable(summaryTable(['release', 'current on', 'state', 'deployed by', 'commit', 'finished'], rows))
     .addRaw('Roll back to one with <code>command: rollback</code> and <code>to: RELEASE</code>.', true)
     .write()
 }
@@ -185,6 +185,7 @@ export async function runAction(): Promise<void> {
       reporter: githubReporter(),
       actor: defaultActor(),
       verbose: inputs.verbose,
+      waitLockMs: inputs.waitLockMs,
       signal: cancel.signal,
       onLock: (token: string | undefined) => core.saveState(STATE_TOKEN, token ?? ''),
       onProgress: (p: unknown) => core.saveState(STATE_PROGRESS, JSON.stringify(p)),

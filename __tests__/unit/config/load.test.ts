@@ -418,7 +418,8 @@ describe('overrides win over the file', () => {
         port: 2202,
         user: 'deploy',
         path: '/srv/web-2',
-        primary: true
+        primary: true,
+        roles: []
       }
     ])
     // by address, by address:port, by the default name; in config order; the primary stays primary

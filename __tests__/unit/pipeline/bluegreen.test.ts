@@ -121,7 +121,8 @@ function session(current?: string): HostSession {
     port: 22,
     user: 'root',
     path: root,
-    primary: true
+    primary: true,
+    roles: []
   }
   return { host, t: new LocalTransport('local'), layout, current, releases: [A, B] }
 }
