@@ -23,9 +23,10 @@ import {
   currentOf,
   historyOf,
   lockExists,
-  project,
   q,
+  quickProject,
   releasesOf,
+  stateEnv,
   stopApp,
   type Project
 } from './support.js'
@@ -57,18 +58,8 @@ interface Case {
 
 /** A project on `host` with small retries, so that a failing check fails in seconds. */
 async function setup(name: string, config: (c: Config) => Config = c => c): Promise<Case> {
-  const root = host.root(name)
-  const p = await project({
-    hosts: [host],
-    root,
-    config: base =>
-      config({
-        ...base,
-        ssh: { ...(base.ssh as Config), connect_retries: 1, connect_timeout: '3s', keepalive_interval: '1s' },
-        verify: { http: { ...((base.verify as Config).http as Config), retries: 6, interval: '250ms' } }
-      })
-  })
-  pidFiles.push(join(root, 'shared', 'app.pid'))
+  const { p, root, pidFile } = await quickProject(host, name, config)
+  pidFiles.push(pidFile)
   return { p, root }
 }
 
@@ -82,11 +73,6 @@ async function deployOk(c: Case, version: string): Promise<string> {
 
 /** One step's runner files (each step gets its own) and the environment the runner gives the step. */
 const step = (c: Case, name: string, extra: NodeJS.ProcessEnv = {}) => actionStep(c.p, name, extra)
-
-/** The STATE_<name> variables the runner passes to the post step. */
-function stateEnv(state: Record<string, string>): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(state).map(([k, v]) => [`STATE_${k}`, v]))
-}
 
 /** The post step as the runner runs it after the main step: its step files, and the state the main step saved. */
 async function runPostStep(c: Case, state: Record<string, string>, extra: NodeJS.ProcessEnv = {}) {

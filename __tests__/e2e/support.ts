@@ -126,6 +126,32 @@ export async function project(opts: ProjectOptions): Promise<Project> {
   return p
 }
 
+type Config = Record<string, unknown>
+
+/**
+ * A project on `host` with small timeouts and retries (1 connect retry, 3 s connect timeout, 1 s keepalive, 6
+ * health attempts 250 ms apart), so that a failing case fails in seconds; `config` changes it further. The
+ * app's pid file is `<root>/shared/app.pid` (stop it with stopApp).
+ */
+export async function quickProject(
+  host: SshHost,
+  name: string,
+  config: (c: Config) => Config = c => c
+): Promise<{ p: Project; root: string; pidFile: string }> {
+  const root = host.root(name)
+  const p = await project({
+    hosts: [host],
+    root,
+    config: base =>
+      config({
+        ...base,
+        ssh: { ...(base.ssh as Config), connect_retries: 1, connect_timeout: '3s', keepalive_interval: '1s' },
+        verify: { http: { ...((base.verify as Config).http as Config), retries: 6, interval: '250ms' } }
+      })
+  })
+  return { p, root, pidFile: join(root, 'shared', 'app.pid') }
+}
+
 /**
  * One GitHub Action step of `p` (each step gets its own runner files: GITHUB_OUTPUT, GITHUB_STATE,
  * GITHUB_STEP_SUMMARY) and the environment the runner gives it; `extra` sets inputs (INPUT_COMMAND, ...).
@@ -154,6 +180,11 @@ export function actionStep(p: Project, name: string, extra: NodeJS.ProcessEnv = 
     state: () => readFileCommands(readFileSync(files.GITHUB_STATE, 'utf8')),
     summary: () => readFileSync(files.GITHUB_STEP_SUMMARY, 'utf8')
   }
+}
+
+/** The STATE_<name> variables the runner passes to the post step. */
+export function stateEnv(state: Record<string, string>): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(state).map(([k, v]) => [`STATE_${k}`, v]))
 }
 
 /** Single quotes for the local test shell (the product's own quoting is under test elsewhere). */

@@ -4,7 +4,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml'
 import type { ZodError } from 'zod'
 import { configSchema, type Config } from './schema.js'
 import { ConfigError } from '../core/exit.js'
-import { databaseRollbackMode, migrationProblems, verifyProblems } from './rules.js'
+import { cacheProblems, databaseRollbackMode, migrationProblems, verifyProblems } from './rules.js'
 import { notifySecrets } from './notify.js'
 import { checkBackupConfig } from '../backup-engines/plan.js'
 import { databaseSecrets } from '../backup-engines/connection.js'
@@ -405,6 +405,7 @@ export function validateConfig(
   // notification tokens and webhook URLs (their path is the credential), however they were given
   secrets.push(...notifySecrets(config.notify))
   problems.push(...migrationProblems(config))
+  problems.push(...cacheProblems(config))
   problems.push(...verifyProblems(config))
   problems.push(...shortSecretProblems(secrets))
   if (problems.length) throw configProblems(file, problems)

@@ -45,6 +45,31 @@ export function migrationProblems(config: Config): string[] {
   return problems
 }
 
+/** `cache:` settings that would cache state or secrets, or that have nothing to cache for. */
+export function cacheProblems(config: Config): string[] {
+  const cache = config.cache
+  if (!cache) return []
+  const problems: string[] = []
+  if (!config.stages.build_local)
+    problems.push('cache: caches what stages.build_local uses; there is no stages.build_local')
+  const shared = [...config.shared.files, ...config.shared.dirs].map(p => p.replace(/\/+$/, ''))
+  const inside = (a: string, b: string) => a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`)
+  for (const [i, raw] of cache.paths.entries()) {
+    const path = raw.replace(/\/+$/, '')
+    const segments = path.split('/')
+    if (segments.some(s => s.startsWith('.env')))
+      problems.push(`cache.paths[${i}]: ${raw} is an .env file or under one: secrets are never cached`)
+    else if (segments.includes('.safe-deploy') || segments.includes('.git'))
+      problems.push(`cache.paths[${i}]: ${raw} holds state (.git, .safe-deploy): never cached`)
+    const owner = shared.find(s => inside(path, s))
+    if (owner)
+      problems.push(
+        `cache.paths[${i}]: ${raw} overlaps the shared path ${owner}: shared files and dirs hold state and secrets, never cached`
+      )
+  }
+  return problems
+}
+
 /** What `verify.logs.preset` adds to fail_on. */
 export const LOG_PRESETS: Record<'telegram-polling', string[]> = {
   // python-telegram-bot: "telegram.error.Conflict: Conflict: terminated by other getUpdates request";

@@ -405,6 +405,13 @@ export const configSchema = z
     stages: z
       .object({
         test: z.string().min(1).optional().describe('Runs on the runner before anything touches a server'),
+        build_local: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'Runs on the runner after test, in a staging copy of source.dir; what it leaves there is packed and uploaded (a fleet builds once)'
+          ),
         build: z.string().min(1).optional().describe('Runs on each host inside the new release'),
         restart: z
           .string()
@@ -458,6 +465,28 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    cache: z
+      .object({
+        paths: z
+          .array(relativePath)
+          .min(1)
+          .describe(
+            'Paths inside source.dir restored before stages.build_local and saved after it (node_modules, vendor)'
+          ),
+        key_files: z
+          .array(relativePath)
+          .min(1)
+          .describe('Files inside source.dir whose sha256 keys the cache (package-lock.json, composer.lock)')
+      })
+      .strict()
+      .optional()
+      .describe('A runner-side cache for stages.build_local (CLI: a local dir; Action: the GitHub cache)'),
+    redeploy: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Deploying the commit of an older release builds it anew; by default (false) the deploy rolls back to that release'
+      ),
     rollback: z
       .object({
         database: z

@@ -22,6 +22,7 @@ import { errorMessage } from '../core/errors.js'
 import { oneLine } from '../core/excerpt.js'
 import { runStagesSafely, type Outcome } from '../pipeline/orchestrator.js'
 import type { Stage } from '../pipeline/stage.js'
+import type { BuildCache } from '../pipeline/buildlocal.js'
 import { ProgressTracker, type RunProgress } from '../pipeline/progress.js'
 import type { HostState, RunCommand, RunResult } from '../pipeline/result.js'
 import { hasChecks, verifyHost } from '../pipeline/checks.js'
@@ -44,6 +45,10 @@ export interface RunRequest {
   now?: Date
   /** Told the run's events (src/engine/events.ts), after the JSON report; a subscriber never fails the run. */
   subscribers?: readonly RunSubscriber[]
+  /** Where stages.build_local's `cache:` paths are kept (the CLI: a local dir; the Action: the GitHub cache). */
+  buildCache?: BuildCache
+  /** Deploying the commit of an older release builds it anew instead of rolling back to it (config redeploy). */
+  redeploy?: boolean
   /** `--wait-lock`: wait up to this long for a lock another run holds (default: refuse at once). */
   waitLockMs?: number
 }
@@ -162,6 +167,8 @@ export interface RunPlan {
   finishOn?: 'every-host' | 'primary'
   /** Fields of the result only this command has (a backup's files, what a restore put back). */
   details?: (o: Outcome) => Partial<RunResult>
+  /** Removes what the run made on the runner (the build-local staging dir), after the stages; never throws. */
+  cleanup?: () => void
 }
 
 export interface RunSpec {
@@ -247,7 +254,7 @@ export async function runLifecycle(req: RunRequest, spec: RunSpec): Promise<RunR
       }
       await events.emit(e.type === 'stage-finished' && e.error ? { ...e, error: redact(e.error) } : e)
     }
-  })
+  }).finally(() => p.cleanup?.())
   const finished = new Date()
   const durationS = seconds(t0)
   const status: RunResult['status'] = !outcome.failure

@@ -4,7 +4,7 @@ import { ConfigError, ExitCode } from '../core/exit.js'
 import { Redactor } from '../report/redact.js'
 import { readHistory } from '../commands/release.js'
 import { parseHistory, type HistoryEntry } from '../release/history.js'
-import { closeAll, connectAll, primaryOf, runOn, type RunContext } from '../host/context.js'
+import { closeAll, connectAll, primaryOf, runOn, type HostSession, type RunContext } from '../host/context.js'
 import { StageError, errorMessage } from '../core/errors.js'
 import { newContext, runLifecycle, type RunPlan, type RunRequest } from '../engine/lifecycle.js'
 import type { RunResult } from '../pipeline/result.js'
@@ -176,6 +176,42 @@ function table(rows: string[][]): string {
   )
 }
 
+/** The backups on `s` with what history says they were for: `backups list` (the CLI and the Action). */
+async function listedBackups(ctx: RunContext, s: HostSession, plan: ReturnType<typeof planFor>) {
+  const listing = await listBackups(ctx, s, plan, 'list')
+  const history = parseHistory((await runOn(ctx, s, readHistory(s.layout), { stage: 'list' })).stdout)
+  const rows: ListedBackup[] = listing.backups.map(b => ({
+    name: b.name,
+    created: b.created.toISOString(),
+    bytes: b.bytes,
+    files: b.files.map(f => f.file),
+    encrypted: b.encrypted,
+    complete: b.complete,
+    verified: verifiedText(b),
+    for: purposeText(b, history),
+    protected: b.protected,
+    signed: b.hasSignature
+  }))
+  return { listing, rows, now: listing.now ?? Date.now() / 1000 }
+}
+
+/** `backups list` as data, for the Action: the primary's backups, newest last, with a size and an age. */
+export function backupList(req: RunRequest) {
+  return readOnly(req, 'backups-list', async ctx => {
+    const s = primaryOf(ctx)
+    const plan = planFor(ctx, s, 'list')
+    const { listing, rows, now } = await listedBackups(ctx, s, plan)
+    return {
+      host: s.host.name,
+      dir: plan.dir,
+      backups: rows.map((r, i) => {
+        const b = listing.backups[i] as BackupInfo
+        return { ...r, size: size(b.bytes), age: age(b.created, now) }
+      })
+    }
+  })
+}
+
 /** `backup` (the CLI, and the Action in a scheduled workflow): a verified backup now, under the lock. */
 export function backupNow(req: RunRequest, opts: { keep?: boolean } = {}): Promise<RunResult> {
   const out: { result?: BackupResult } = {}
@@ -239,21 +275,7 @@ export async function runBackupCli(args: BackupArgs, req: RunRequest, io: Output
       const s = primaryOf(ctx)
       const plan = planFor(ctx, s, sub as string)
       if (sub === 'list') {
-        const listing = await listBackups(ctx, s, plan, 'list')
-        const history = parseHistory((await runOn(ctx, s, readHistory(s.layout), { stage: 'list' })).stdout)
-        const now = listing.now ?? Date.now() / 1000
-        const rows: ListedBackup[] = listing.backups.map(b => ({
-          name: b.name,
-          created: b.created.toISOString(),
-          bytes: b.bytes,
-          files: b.files.map(f => f.file),
-          encrypted: b.encrypted,
-          complete: b.complete,
-          verified: verifiedText(b),
-          for: purposeText(b, history),
-          protected: b.protected,
-          signed: b.hasSignature
-        }))
+        const { listing, rows, now } = await listedBackups(ctx, s, plan)
         if (args.json) print({ host: s.host.name, dir: plan.dir, backups: rows, freeKb: listing.freeKb })
         else if (!rows.length) io.stdout.write(`no backups in ${plan.dir} on ${s.host.name}\n`)
         else

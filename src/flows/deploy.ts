@@ -3,11 +3,15 @@ import { newReleaseId, type ReleaseId } from '../release/id.js'
 import {
   parseHistory,
   releaseStates,
+  rerunOf,
   rollbackTarget,
   unfinishedReleases,
-  type HistoryEntry
+  type HistoryEntry,
+  type ReleaseState,
+  type Rerun
 } from '../release/history.js'
-import { ExitCode } from '../core/exit.js'
+import { ConfigError, ExitCode } from '../core/exit.js'
+import type { Reporter } from '../report/log.js'
 import { closeAll, connectAll, onEveryHost, primaryOf, runOn, type RunContext } from '../host/context.js'
 import { StageError } from '../core/errors.js'
 import { newContext, runLifecycle, type RunPlan, type RunRequest } from '../engine/lifecycle.js'
@@ -23,8 +27,9 @@ import type { Stage } from '../pipeline/stage.js'
 import { strategyFor, type SwitchStrategy } from '../pipeline/switch.js'
 import type { RunResult } from '../pipeline/result.js'
 import { hasChecks, httpChecks } from '../pipeline/checks.js'
-import { gitCommit } from '../pipeline/git.js'
+import { gitClean, gitCommit } from '../pipeline/git.js'
 import { deployBackup } from '../pipeline/backup.js'
+import { buildLocal } from '../pipeline/buildlocal.js'
 import {
   migrateStage,
   parseRevision,
@@ -56,9 +61,65 @@ const execute = (req: RunRequest, command: 'deploy' | 'rollback', plan: (ctx: Ru
 const introOf = (command: 'deploy' | 'rollback') => (ctx: RunContext) =>
   `${command} of ${ctx.config.app} to ${ctx.loaded.hosts.map(h => h.name).join(', ')} (${ctx.config.path}) by ${ctx.actor.who}`
 
-/** test → deploy → switch → verify → cleanup, with automatic rollback when verify fails. */
-export function deploy(req: RunRequest): Promise<RunResult> {
+/**
+ * test → deploy → switch → verify → cleanup, with automatic rollback when verify fails. A deploy of a commit
+ * that history has as an older release (a CI re-run of an old job) rolls back to that release instead
+ * (`rerunOfDeploy`), or is refused when that release is bad or gone; `redeploy` builds it anew.
+ */
+export async function deploy(req: RunRequest): Promise<RunResult> {
+  const rerun = await rerunOfDeploy(req)
+  if (rerun) return rollback({ ...req, to: rerun.release, notice: rerun.notice })
   return execute(req, 'deploy', ctx => deployStages(ctx, req))
+}
+
+const quiet: Reporter = { info() {}, warn() {}, error() {}, startGroup() {}, endGroup() {} }
+
+/**
+ * When the commit being deployed is known (the CI's, or a clean git checkout's) and `redeploy` is off: reads history and the releases on the
+ * primary (one read-only connection, no lock) and says whether this deploy is a re-run of an older release's
+ * deploy. Throws a ConfigError (exit 2) when that release is bad or gone. A host that cannot be read says
+ * nothing: the deploy then runs and its preflight reports the host.
+ */
+async function rerunOfDeploy(req: RunRequest): Promise<{ release: ReleaseId; notice: string } | undefined> {
+  if (req.redeploy || req.loaded.config.redeploy) return undefined
+  // the CI's commit, or a clean checkout's: a tree with local changes is not that commit's code
+  const dir = req.loaded.sourceDir
+  const commit = req.actor?.commit ?? (gitClean(dir) ? gitCommit(dir) : undefined)
+  const primary = req.loaded.hosts.find(h => h.primary) ?? req.loaded.hosts[0]
+  if (!commit || !primary) return undefined
+  const ctx = newContext(
+    { ...req, reporter: quiet, loaded: { ...req.loaded, hosts: [primary], lockHost: undefined } },
+    'deploy',
+    new Date(),
+    false
+  )
+  let found: Rerun
+  try {
+    await connectAll(ctx)
+    const s = primaryOf(ctx)
+    const history = parseHistory((await runOn(ctx, s, readHistory(s.layout), { stage: 'preflight' })).stdout)
+    if (!history.length) return undefined
+    const kv = parseKeyValues((await runOn(ctx, s, listReleases(s.layout), { stage: 'preflight' })).stdout)
+    const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined
+    found = rerunOf(commit, history, kv.get('RELEASE') ?? [], current)
+  } catch {
+    return undefined
+  } finally {
+    await closeAll(ctx)
+  }
+  const short = commit.slice(0, 7)
+  if (found.kind === 'rollback')
+    return {
+      release: found.release,
+      notice: `commit ${short} is release ${found.release}, deployed before; rolling back to it instead of deploying it again (redeploy: true to build it anew)`
+    }
+  if (found.kind === 'refuse')
+    throw new ConfigError(
+      found.why === 'bad'
+        ? `commit ${short} is release ${found.release}, deployed before and marked bad since (it failed its checks, or a rollback left it); refusing to deploy it again: roll back to it anyway with \`safe-deploy rollback --to ${found.release}\`, or build it anew with redeploy: true (--redeploy)`
+        : `commit ${short} was release ${found.release}, deployed before and since removed from the hosts (pruned); refusing to deploy that old code over a newer database: build it anew with redeploy: true (--redeploy), or roll back to a release that exists with \`safe-deploy rollback --to\` (see \`safe-deploy releases\`)`
+    )
+  return undefined
 }
 
 /** A deploy's stages and what it records: one list for `deploy` and for `plan` (src/flows/plan.ts). */
@@ -79,12 +140,15 @@ export function deployStages(ctx: RunContext, req: RunRequest): RunPlan {
     const previous = () => (ctx.sessions.length ? primaryOf(ctx).current : undefined)
     const backup = deployBackup(ctx, rel)
     const migration: MigrationState = { started: false, migrated: false }
+    const local = buildLocal(req.buildCache)
     return {
       stages: [
         preflightStage({ command: 'deploy', deploying: true, inspected: unique }),
         testStage(),
+        // only when configured: a deploy without it has the stages it always had
+        ...(ctx.config.stages.build_local ? [local.stage] : []),
         ...backup.stages,
-        deployStage(rel),
+        deployStage(rel, local.dir),
         migrateStage(rel, () => backup.result()?.name, migration),
         switchStage(rel, strategy),
         verifyStage(rel),
@@ -107,7 +171,8 @@ export function deployStages(ctx: RunContext, req: RunRequest): RunPlan {
       details: () =>
         migration.revision === undefined && migration.after === undefined
           ? {}
-          : { revision: { before: migration.revision, after: migration.after } }
+          : { revision: { before: migration.revision, after: migration.after } },
+      cleanup: local.cleanup
     }
   }
 }
@@ -155,7 +220,9 @@ function chooseTarget(sessions: HostSession[], primary: HostSession, history: Hi
  * Switches every host back to a previous release (default: the newest good one before current). When the
  * target fails its checks, the release that served when the rollback started is put back (exit 4).
  */
-export function rollback(req: RunRequest & { to?: ReleaseId } & RollbackDatabaseOptions): Promise<RunResult> {
+export function rollback(
+  req: RunRequest & { to?: ReleaseId; notice?: string } & RollbackDatabaseOptions
+): Promise<RunResult> {
   return execute(req, 'rollback', ctx => {
     let target: string | undefined
     let from: string | undefined
@@ -172,6 +239,7 @@ export function rollback(req: RunRequest & { to?: ReleaseId } & RollbackDatabase
           (await runOn(c, primary, readHistory(primary.layout), { stage: 'choose' })).stdout
         )
         target = chooseTarget(c.sessions, primary, history, req.to)
+        if (req.notice) c.log.info(req.notice)
         c.log.info(`rolling back from ${from ?? '(none)'} to ${target}`)
       }
     }
@@ -366,6 +434,40 @@ export async function listReleaseState(req: RunRequest) {
   } finally {
     await closeAll(ctx)
   }
+}
+
+/** One release of `releases`, for the Action's output and summary: newest first. */
+export interface ListedRelease {
+  release: string
+  /** The hosts where it is `current`. */
+  current: string[]
+  /** The hosts that have it on disk. */
+  hosts: string[]
+  /** Its one state in history (src/release/history.ts releaseStates): verified, bad, rolled back from... */
+  state: ReleaseState
+  /** Who deployed it, the commit and when that deploy finished. */
+  actor: string | null
+  commit: string | null
+  deployed: string | null
+}
+
+/** `releases` as data: every release on any host, newest first, with what history says of it. */
+export async function releaseList(req: RunRequest): Promise<ListedRelease[]> {
+  const state = await listReleaseState(req)
+  const states = releaseStates(state.history)
+  const all = [...new Set(state.hosts.flatMap(h => h.releases))].sort().reverse()
+  return all.map(release => {
+    const entry = state.history.findLast(e => e.release === release && e.type === 'deploy')
+    return {
+      release,
+      current: state.hosts.filter(h => h.current === release).map(h => h.host),
+      hosts: state.hosts.filter(h => h.releases.includes(release)).map(h => h.host),
+      state: states.get(release) ?? 'unknown',
+      actor: entry?.actor ?? null,
+      commit: entry?.commit ?? null,
+      deployed: entry?.finished ?? null
+    }
+  })
 }
 
 export { newContext, type RunRequest }

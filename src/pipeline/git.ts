@@ -16,3 +16,16 @@ export function gitCommit(dir: string): string | undefined {
     return undefined
   }
 }
+
+/** Whether `dir` is in a git work tree with no changes (tracked or untracked) under it. */
+export function gitClean(dir: string): boolean {
+  try {
+    const out = execFileSync('git', ['-C', dir, 'status', '--porcelain', '--', '.'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: 5000
+    })
+    return out.toString().trim() === ''
+  } catch {
+    return false
+  }
+}

@@ -75,6 +75,7 @@ export type Stage = RunStage | HostStage
 export const STAGE_NAMES = [
   'preflight',
   'test',
+  'build-local',
   'backup',
   'deploy',
   'migrate',

@@ -10,7 +10,6 @@ import {
   parseKeyValues,
   readHistory
 } from '../commands/release.js'
-import { LocalTransport } from '../transport/local.js'
 import { sh } from '../commands/quote.js'
 import { parseHistory, releasesToPrune, unfinishedReleases } from '../release/history.js'
 import { connectAll, lockSessionOf, runOn, type HostSession, type RunContext } from '../host/context.js'
@@ -22,6 +21,7 @@ import type { ProductStage } from './stage.js'
 import { inspectFindings, type Finding } from './findings.js'
 import type { SwitchStrategy } from './switch.js'
 import { uploadFor, type UploadStrategy } from './upload/index.js'
+import { runOnRunner } from './buildlocal.js'
 
 function describeOwner(json: string | undefined): string {
   if (!json) return 'an unknown owner (owner.json is missing)'
@@ -187,42 +187,19 @@ export function testStage(): ProductStage {
         )
         return
       }
-      const local = new LocalTransport('runner')
-      ctx.log.info(`$ ${command}`, 'runner')
-      const out = ctx.log.lineWriter('runner')
-      const err = ctx.log.lineWriter('runner')
-      let code: number
-      try {
-        const r = await local.exec(`cd ${sh(ctx.loaded.sourceDir)} && ${command}`, {
-          signal: ctx.signal,
-          onStdout: out.push,
-          onStderr: err.push,
-          timeoutMs: ctx.config.ssh.command_timeout
-        })
-        code = r.code
-      } catch (e) {
-        // interrupted or timed out: say where, like every other stage does
-        throw new StageError(
-          'test',
-          `test command \`${command}\` on the runner: ${errorMessage(e)}`,
-          'runner'
-        )
-      } finally {
-        out.flush()
-        err.flush()
-      }
-      if (code !== 0)
-        throw new StageError(
-          'test',
-          `test command \`${command}\` failed on the runner (exit ${code})`,
-          'runner'
-        )
+      await runOnRunner(ctx, 'test', 'test command', command, ctx.loaded.sourceDir)
     }
   }
 }
 
-/** Upload, link shared, build: a new release dir on every host; nothing live changes. */
-export function deployStage(rel: () => string): ProductStage {
+/**
+ * Upload, link shared, build: a new release dir on every host; nothing live changes. `source` is the dir
+ * packed (default source.dir; the staging dir after stages.build_local).
+ */
+export function deployStage(
+  rel: () => string,
+  source: (ctx: RunContext) => string = ctx => ctx.loaded.sourceDir
+): ProductStage {
   const created = new Set<HostSession>()
   let upload: UploadStrategy | undefined
   return {
@@ -233,7 +210,7 @@ export function deployStage(rel: () => string): ProductStage {
     needsUndo: s => created.has(s),
     async begin(ctx) {
       upload = uploadFor(ctx)
-      await upload.prepare(ctx)
+      await upload.prepare(ctx, source(ctx))
     },
     async run(ctx, s) {
       const release = rel()

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import { existsSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pkg from '../../package.json' with { type: 'json' }
 import { loadConfig, requireEnv, type LoadedConfig, type Overrides } from '../config/load.js'
@@ -18,6 +18,7 @@ import { errorMessage } from '../core/errors.js'
 import { defaultActor } from './actor.js'
 import { terminalReporter } from './terminal.js'
 import { parseEnvironmentUrl, writeDotenv } from './outputs.js'
+import { defaultCacheDir, dirCache } from '../pipeline/cache.js'
 import { hostTable } from '../report/hosts.js'
 import { BACKUP_COMMANDS, BACKUP_USAGE, checkBackupArgs, runBackupCli } from '../flows/backup.js'
 import { PRESETS, findExamplesDir, initProject } from './init.js'
@@ -68,6 +69,10 @@ options:
       --keep, --protect  backup: keep this backup out of retention
       --dry-run          rollback: show what it would do; connect and read only
       --out DIR          where backups download writes (default: the log dir)
+      --cache-dir DIR    deploy: where the cache: paths of stages.build_local are kept
+                         (default: ~/.cache/safe-deploy)
+      --redeploy         deploy: build a commit that an older release has anew, instead of rolling
+                         back to that release (config redeploy: true)
   -v, --verbose          log every command's label
   -h, --help             this text
       --version          the version
@@ -190,6 +195,8 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
         keep: { type: 'boolean', default: false },
         protect: { type: 'boolean', default: false },
         out: { type: 'string' },
+        'cache-dir': { type: 'string' },
+        redeploy: { type: 'boolean', default: false },
         'skip-test': { type: 'boolean', default: false },
         'wait-lock': { type: 'string' },
         preset: { type: 'string' },
@@ -238,6 +245,8 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     }
     if (command === 'plan' && sub !== undefined && sub !== 'deploy' && sub !== 'rollback')
       throw new ConfigError('plan: expected `plan`, `plan deploy` or `plan rollback`')
+    if ((o['cache-dir'] !== undefined || o.redeploy) && command !== 'deploy')
+      throw new ConfigError(`--cache-dir and --redeploy are for \`deploy\`, not \`${command}\``)
     if (o['dry-run'] && command !== 'rollback')
       throw new ConfigError('--dry-run: only for rollback (a deploy has `plan`)')
     const backupArgs = BACKUP_COMMANDS.includes(command)
@@ -301,7 +310,9 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
       actor: defaultActor(io.env),
       waitLockMs,
       // what a run that changes a host says when it ends
-      subscribers: [terminalResult(io, o.json), ...(o.dotenv ? [dotenvFile(o.dotenv, environmentUrl)] : [])]
+      subscribers: [terminalResult(io, o.json), ...(o.dotenv ? [dotenvFile(o.dotenv, environmentUrl)] : [])],
+      buildCache: dirCache(o['cache-dir'] ? resolve(o['cache-dir']) : defaultCacheDir(io.env)),
+      redeploy: o.redeploy || undefined
     }
 
     if (backupArgs) return await runBackupCli(backupArgs, req, io)

@@ -3,7 +3,14 @@ import { DefaultArtifactClient } from '@actions/artifact'
 import { loadConfig, requireEnv } from '../config/load.js'
 import { ConfigError, ExitCode } from '../core/exit.js'
 import { defaultActor } from './actor.js'
-import { deploy, newContext, planRollback, rollback } from '../flows/deploy.js'
+import {
+  deploy,
+  newContext,
+  planRollback,
+  releaseList,
+  rollback,
+  type ListedRelease
+} from '../flows/deploy.js'
 import { getStatus, releaseOwnLock } from '../flows/status.js'
 import { planDeploy } from '../flows/plan.js'
 import { parseProgress } from '../pipeline/progress.js'
@@ -16,8 +23,9 @@ import { artifactName, uploadRunArtifact, type UploadedArtifact } from './artifa
 import { closeDeployment, deploymentSubscriber } from './deployment.js'
 import { octokitDeployments } from './octokit.js'
 import { hostAnnotations, hostRows } from './hosts.js'
-import { backupNow } from '../flows/backup.js'
+import { backupList, backupNow } from '../flows/backup.js'
 import { outputsOf } from './outputs.js'
+import { githubCache } from './cache.js'
 import { onEvent, type RunSubscriber } from '../engine/events.js'
 
 const STATE_TOKEN = 'lock-token'
@@ -158,6 +166,59 @@ function failRun(r: RunResult): void {
   process.exitCode = r.exitCode
 }
 
+/** A summary table: a header row, then plain-text cells (escaped here). */
+const summaryTable = (header: string[], rows: string[][]) => [
+  header.map(data => ({ data, header: true })),
+  ...rows.map(r => r.map(html))
+]
+
+/**
+ * `command: releases`: every release, newest first, as the `releases` output (compact JSON, for a rollback
+ * workflow to pick a `to` from), a job summary table and the log.
+ */
+async function showReleases(list: ListedRelease[]): Promise<void> {
+  core.setOutput('releases', JSON.stringify(list))
+  core.setOutput('status', 'success')
+  const rows = list.map(r => [
+    r.release,
+    r.current.join(', ') || '-',
+    r.state,
+    r.actor ?? '-',
+    r.commit?.slice(0, 7) ?? '-',
+    r.deployed ?? '-'
+  ])
+  for (const r of rows) core.info(r.join('  '))
+  if (!list.length) core.info('no releases')
+  if (!process.env.GITHUB_STEP_SUMMARY) return
+  await core.summary
+    .addHeading('safe-deploy releases', 3)
+    .addTable(summaryTable(['release', 'current on', 'state', 'deployed by', 'commit', 'finished'], rows))
+    .addRaw('Roll back to one with <code>command: rollback</code> and <code>to: RELEASE</code>.', true)
+    .write()
+}
+
+/** `command: backups`: the primary's backups as the `backups` output (compact JSON), a summary table, the log. */
+async function showBackups(l: Awaited<ReturnType<typeof backupList>>): Promise<void> {
+  core.setOutput('backups', JSON.stringify(l.backups))
+  core.setOutput('status', 'success')
+  const rows = l.backups.map(b => [
+    b.name,
+    b.size,
+    b.age,
+    b.encrypted ? 'yes' : 'no',
+    b.verified,
+    b.for || '-'
+  ])
+  for (const r of rows) core.info(r.join('  '))
+  if (!rows.length) core.info(`no backups in ${l.dir} on ${l.host}`)
+  if (!process.env.GITHUB_STEP_SUMMARY) return
+  await core.summary
+    .addHeading(`safe-deploy backups on ${html(l.host)}`, 3)
+    .addTable(summaryTable(['name', 'size', 'age', 'encrypted', 'verified', 'for'], rows))
+    .addRaw(`in <code>${html(l.dir)}</code>`, true)
+    .write()
+}
+
 /**
  * A cancelled job: the runner sends SIGINT, SIGTERM 7.5 s later, SIGKILL 2.5 s after that. Both signals stop
  * the run at once, which then undoes what it changed (as the CLI does, src/cli.ts); what a SIGKILL cuts short,
@@ -195,7 +256,11 @@ export async function runAction(): Promise<void> {
     if (gh.token) core.setSecret(gh.token)
     const loaded = loadConfig(inputs.config, inputs.overrides)
     for (const s of loaded.secrets) core.setSecret(s)
-    requireEnv(loaded, inputs.command, { restore: !!inputs.restore, noDb: inputs.noDb })
+    requireEnv(loaded, inputs.command, {
+      sub: inputs.command === 'backups' ? 'list' : undefined,
+      restore: !!inputs.restore,
+      noDb: inputs.noDb
+    })
     const req = {
       loaded,
       reporter: githubReporter(),
@@ -205,7 +270,9 @@ export async function runAction(): Promise<void> {
       signal: cancel.signal,
       onLock: (token: string | undefined) => core.saveState(STATE_TOKEN, token ?? ''),
       onProgress: (p: unknown) => core.saveState(STATE_PROGRESS, JSON.stringify(p)),
-      subscribers: githubResult(gh)
+      subscribers: githubResult(gh),
+      redeploy: inputs.redeploy,
+      buildCache: loaded.config.cache ? githubCache() : undefined
     }
     const rollbackReq = { ...req, to: inputs.to, restore: inputs.restore, noDb: inputs.noDb, yes: inputs.yes }
     if (inputs.command === 'rollback' && inputs.dryRun) {
@@ -222,6 +289,14 @@ export async function runAction(): Promise<void> {
             : await backupNow(req)
       if (r.exitCode !== ExitCode.ok) failRun(r)
       else if (inputs.command === 'backup') core.info(r.verdict)
+      return
+    }
+    if (inputs.command === 'releases') {
+      await showReleases(await releaseList(req))
+      return
+    }
+    if (inputs.command === 'backups') {
+      await showBackups(await backupList(req))
       return
     }
     const ctx = newContext(req, inputs.command, new Date(), false)

@@ -6,7 +6,7 @@ import { parseBackupName, type BackupName } from '../backup-engines/name.js'
 
 /** Action / GitLab inputs, read through one function so both adapters parse them alike. */
 export interface PlatformInputs {
-  command: 'deploy' | 'rollback' | 'backup' | 'status' | 'releases' | 'plan'
+  command: 'deploy' | 'rollback' | 'backup' | 'backups' | 'status' | 'releases' | 'plan'
   config: string
   overrides: Overrides
   to?: ReleaseId
@@ -19,17 +19,19 @@ export interface PlatformInputs {
   /** rollback: only show what it would do (read-only). */
   dryRun: boolean
   verbose: boolean
+  /** deploy: build a commit an older release has anew instead of rolling back to it (set only when true). */
+  redeploy?: true
   /** Wait this long for a lock another run holds (input wait-lock). */
   waitLockMs?: number
 }
 
-const COMMANDS = ['deploy', 'rollback', 'backup', 'status', 'releases', 'plan'] as const
+const COMMANDS = ['deploy', 'rollback', 'backup', 'status', 'releases', 'plan', 'backups'] as const
 
 export function parseInputs(get: (name: string) => string): PlatformInputs {
   const command = get('command') || 'deploy'
   if (!(COMMANDS as readonly string[]).includes(command)) {
     throw new ConfigError(
-      `input command: expected one of ${COMMANDS.join(', ')}, got ${JSON.stringify(command)}`
+      `input command: expected one of ${COMMANDS.slice(0, -1).join(', ')}, got ${JSON.stringify(command)} (or backups, the list of backups)`
     )
   }
   const portText = get('port')
@@ -71,6 +73,7 @@ export function parseInputs(get: (name: string) => string): PlatformInputs {
     yes: /^(true|1|yes)$/i.test(get('yes')),
     dryRun: /^(true|1|yes)$/i.test(get('dry-run')),
     verbose: /^(true|1|yes)$/i.test(get('verbose')),
+    redeploy: /^(true|1|yes)$/i.test(get('redeploy')) || undefined,
     ...(waitLockMs ? { waitLockMs } : {})
   }
 }

@@ -163,3 +163,35 @@ export function releasesToPrune(releases: string[], keep: number, protect: (stri
   for (const p of protect) if (p) kept.add(p)
   return sorted.filter(r => !kept.has(r))
 }
+
+/** What deploying `commit` again means (a CI re-run of an old deploy job): see `rerunOf`. */
+export type Rerun =
+  | { kind: 'deploy' }
+  | { kind: 'rollback'; release: ReleaseId }
+  | { kind: 'refuse'; release: string; why: 'gone' | 'bad' }
+
+/**
+ * Deploying a commit that history has as an older release: a rollback to the newest such release that is good
+ * (goodReleases) and on disk; a refusal when every such release is bad or gone (`why` of the newest); a
+ * normal deploy when the commit was never deployed with success, or is the current release's commit.
+ */
+export function rerunOf(
+  commit: string,
+  history: HistoryEntry[],
+  releases: string[],
+  current: string | undefined
+): Rerun {
+  const same = (c: string | null | undefined) => !!c && c.toLowerCase() === commit.toLowerCase()
+  const ofCommit = history.filter(h => h.type === 'deploy' && same(h.commit) && h.status === 'success')
+  if (!ofCommit.length) return { kind: 'deploy' }
+  const currentEntry = [...history].reverse().find(h => h.type === 'deploy' && h.release === current)
+  if (current && (same(currentEntry?.commit) || ofCommit.some(h => h.release === current)))
+    return { kind: 'deploy' }
+  const good = goodReleases(history)
+  const onDisk = new Set(releases)
+  const candidates = [...new Set(ofCommit.map(h => h.release).reverse())]
+  const usable = candidates.find(r => good.has(r) && onDisk.has(r) && isReleaseId(r))
+  if (usable && isReleaseId(usable)) return { kind: 'rollback', release: usable }
+  const newest = candidates[0] as string
+  return { kind: 'refuse', release: newest, why: onDisk.has(newest) ? 'bad' : 'gone' }
+}

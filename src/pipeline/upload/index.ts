@@ -9,8 +9,11 @@ import { tarUpload } from './tar.js'
 /** One instance per run: `prepare` once on the runner, `send` per host, `finish` after every host. */
 export interface UploadStrategy {
   readonly name: string
-  /** On the runner before any host gets the release (tar: pack source.dir once). Shown in plan. */
-  prepare(ctx: RunContext): Promise<void>
+  /**
+   * On the runner before any host gets the release (tar: pack `dir` once: source.dir, or the staging dir
+   * stages.build_local built in). Shown in plan.
+   */
+  prepare(ctx: RunContext, dir: string): Promise<void>
   /** Fills the new, empty `releases/<release>` on `s` with the source. Throws a StageError on failure. */
   send(ctx: RunContext, s: HostSession, release: string): Promise<void>
   /** Removes what `prepare` made on the runner; never throws. */

@@ -52,10 +52,10 @@ export function tarUpload(): UploadStrategy {
   let pack: { file?: string; cleanup: () => void } | undefined
   return {
     name: 'tar',
-    async prepare(ctx) {
-      pack = await packSource(ctx, ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal)
+    async prepare(ctx, dir) {
+      pack = await packSource(ctx, dir, ctx.config.source.exclude, ctx.signal)
       const size = pack.file ? statSync(pack.file).size : 0
-      ctx.log.info(`packed ${ctx.loaded.sourceDir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner')
+      ctx.log.info(`packed ${dir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner')
     },
     async send(ctx, s, release) {
       const file = pack?.file
