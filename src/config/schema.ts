@@ -288,10 +288,18 @@ export const uploadSchema = z
           .literal('tar')
           .default('tar')
           .describe('tar: pack source.dir once on the runner, stream it to each host over SSH')
+      }),
+      z.strictObject({
+        strategy: z
+          .literal('incremental')
+          .describe(
+            'incremental: send only the files that changed since the previous release; the others are hard-linked from it on the host'
+          )
       })
     ],
     {
-      error: issue => (issue.code === 'invalid_union' ? 'Invalid option: expected one of "tar"' : undefined)
+      error: issue =>
+        issue.code === 'invalid_union' ? 'Invalid option: expected one of "tar", "incremental"' : undefined
     }
   )
   .default({ strategy: 'tar' })
