@@ -217,3 +217,68 @@ describe('incremental upload', () => {
     ).toBe(false)
   })
 })
+
+describe('build reuse (build_reuse: paths, key_files)', () => {
+  let root: string
+  let p: Project
+  // the "install": makes deps/ once; finds it in place when reused
+  const install =
+    'mkdir -p deps && { [ -f deps/installed ] || echo "$SAFE_DEPLOY_RELEASE" > deps/installed; }'
+
+  beforeAll(async () => {
+    root = host.root('reuse')
+    p = await project({
+      hosts: [host],
+      root,
+      config: base => ({
+        ...base,
+        build_reuse: { paths: ['deps', 'nested/vendor'], key_files: ['lock.txt'] },
+        stages: { ...(base.stages as object), build: `${install} && echo built > BUILD_OK` }
+      })
+    })
+  })
+
+  afterAll(async () => {
+    await stopApp(join(root, 'shared', 'app.pid'))
+  })
+
+  const installedBy = (id: string) =>
+    readFileSync(join(root, 'releases', id, 'deps', 'installed'), 'utf8').trim()
+
+  test('same lockfile: the second deploy finds the first build in place; a changed one builds afresh', async () => {
+    p.app({ version: '1.0.0' })
+    writeFileSync(join(p.dir, 'app', 'lock.txt'), 'left-pad@1.0.0\n')
+    const a = await p.deploy()
+    expect(a.code).toBe(0)
+    expect(a.stderr).toContain(
+      'build reuse: nothing linked: no previous release was built with these lock.txt'
+    )
+    const first = newest(root)
+    expect(installedBy(first)).toBe(first)
+
+    p.app({ version: '1.0.1' })
+    const b = await p.deploy()
+    expect(b.code).toBe(0)
+    const second = newest(root)
+    expect(second).not.toBe(first)
+    expect(b.stderr).toContain(
+      `build reuse: linked deps from releases/${first} (lock.txt unchanged); not in releases/${first}: nested/vendor`
+    )
+    // the marker of the first build is there: the install found its dir in place
+    expect(installedBy(second)).toBe(first)
+    expect(lstatSync(join(root, 'releases', second, 'deps', 'installed')).ino).toBe(
+      lstatSync(join(root, 'releases', first, 'deps', 'installed')).ino
+    )
+
+    writeFileSync(join(p.dir, 'app', 'lock.txt'), 'left-pad@1.0.1\n')
+    p.app({ version: '1.0.2' })
+    const c = await p.deploy()
+    expect(c.code).toBe(0)
+    const third = newest(root)
+    expect(c.stderr).toContain(
+      'build reuse: nothing linked: no previous release was built with these lock.txt'
+    )
+    expect(installedBy(third)).toBe(third)
+    expect(installedBy(second)).toBe(first)
+  })
+})

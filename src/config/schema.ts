@@ -372,6 +372,22 @@ export const configSchema = z
       )
       .default({})
       .describe('Environment for commands on the hosts; values travel over stdin, never argv'),
+    build_reuse: z
+      .object({
+        paths: z
+          .array(relativePath)
+          .min(1)
+          .describe('Dirs the build makes (node_modules, .venv, vendor), relative to the release'),
+        key_files: z
+          .array(relativePath)
+          .min(1)
+          .describe('Files in source.dir whose content decides (package-lock.json, poetry.lock)')
+      })
+      .strict()
+      .optional()
+      .describe(
+        'Before the build, hard-link these dirs from the previous release when the key files are unchanged'
+      ),
     stages: z
       .object({
         test: z.string().min(1).optional().describe('Runs on the runner before anything touches a server'),

@@ -21,6 +21,7 @@ import { hasChecks, httpChecks, scanLogs, sleep, stoppedAnswering, verifyHost } 
 import type { ProductStage } from './stage.js'
 import type { SwitchStrategy } from './switch.js'
 import { uploadFor, type UploadStrategy } from './upload/index.js'
+import { reuseBuild } from './reuse.js'
 
 const MIN_FREE_KB = 50 * 1024
 const LOW_FREE_KB = 500 * 1024
@@ -253,6 +254,7 @@ export function deployStage(rel: () => string): ProductStage {
         ctx.log.info(`linked shared: ${[...files, ...dirs].join(', ')}`, s.host.name)
       }
       const build = ctx.config.stages.build
+      await reuseBuild(ctx, s, release)
       if (build)
         await runOn(ctx, s, inRelease(s.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')), {
           stage: 'deploy'

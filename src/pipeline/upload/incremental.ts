@@ -27,6 +27,7 @@ import { parseKeyValues } from '../../commands/release.js'
 import type { Layout } from '../../commands/layout.js'
 import { runOn, runRaw, type HostSession, type RunContext } from '../../host/context.js'
 import { StageError, errorMessage } from '../../core/errors.js'
+import { previousReleases } from '../reuse.js'
 import type { UploadStrategy } from './index.js'
 import {
   buildManifest,
@@ -129,10 +130,7 @@ async function findBase(
   ctx: RunContext,
   s: HostSession
 ): Promise<{ id: string; entries: ManifestEntry[] } | undefined> {
-  const complete = new Set(s.complete ?? [])
-  const newestFirst = [...s.releases].filter(r => complete.has(r)).sort((a, b) => (a < b ? 1 : -1))
-  const cur = s.current && complete.has(s.current) ? [s.current] : []
-  const candidates = [...new Set([...cur, ...newestFirst])]
+  const candidates = previousReleases(s)
   const full = (why: string) => {
     ctx.log.info(`full upload: ${why}`, s.host.name)
     return undefined
