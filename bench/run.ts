@@ -299,6 +299,8 @@ try {
       )
     return xs
   }
+  const bare: number[] = []
+  for (let i = 0; i < RUNS; i++) bare.push(await timed(() => must(process.execPath, ['-e', ''])))
   const version = await cold(['--version'])
   const plan = await cold(['plan', '--config', tar.p.configFile])
 
@@ -325,6 +327,7 @@ try {
     incRedeploy.map(s).join(', ')
   ])
   rows.push(['rollback (switch, restart, verify)', s(median(rollbacks)), '', rollbacks.map(s).join(', ')])
+  rows.push(['cold start: bare `node -e ""` (the floor)', s(median(bare)), '', bare.map(s).join(', ')])
   rows.push(['cold start: safe-deploy --version', s(median(version)), '', version.map(s).join(', ')])
   rows.push(['cold start: safe-deploy plan', s(median(plan)), '', plan.map(s).join(', ')])
   rows.push([
@@ -355,7 +358,11 @@ try {
     ''
   ].join('\n')
   process.stdout.write(`${md}\n`)
-  writeFileSync(join(repoRoot, 'bench', 'RESULTS.generated.md'), md)
+  // the analysis below the table (## Notes) is kept from the previous file
+  const file = join(repoRoot, 'bench', 'RESULTS.md')
+  const before = existsSync(file) ? readFileSync(file, 'utf8') : ''
+  const kept = before.includes('\n## Notes') ? before.slice(before.indexOf('\n## Notes')) : ''
+  writeFileSync(file, md + kept)
 } finally {
   for (const c of cleanups) await c().catch(() => {})
   await stopAll()
