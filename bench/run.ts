@@ -221,7 +221,8 @@ try {
     fullKiB = Number(/packed .* \(([\d.]+) KiB compressed\)/.exec(text)?.[1] ?? 0)
     if (i === RUNS) verbose = text
   }
-  const trips = verbose.split('\n').filter(l => /\] \$ /.test(l) && !/\$ bin\/restart/.test(l))
+  // every command over SSH is logged as `$ <label>` with --verbose (user commands such as bin/restart too)
+  const trips = verbose.split('\n').filter(l => /\] \$ /.test(l))
   const tripLabels = trips.map(l => l.replace(/^.*\] \$ /, '').trim())
   // rollback
   const rollbacks: number[] = []
