@@ -14,12 +14,13 @@
  * the previous release (and, separately, until the command returned).
  */
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { freePort, startSshd, stopAll, tempDir, type SshHost } from '../__tests__/e2e/harness/sshd.js'
 import { httpGet, stopApp } from '../__tests__/e2e/harness/app.js'
 import { portPidFile, startNginx, writeBlueGreenApp, type Nginx } from '../__tests__/e2e/harness/nginx.js'
 import { project, q, type CliRun, type Project } from '../__tests__/e2e/support.js'
+import { writeCapistrano } from './capistrano.js'
 
 const DEPLOYS = Number(process.env.BENCH_DEPLOYS ?? 3)
 const EVERY_MS = Number(process.env.BENCH_EVERY_MS ?? 10)
@@ -220,8 +221,6 @@ function git(cwd: string, ...args: string[]): void {
   if (r.status !== 0) throw new Error(`git ${args.join(' ')}: ${r.stderr}`)
 }
 
-const rb = (s: string) => JSON.stringify(s) // a Ruby double-quoted string literal (no #{} in our paths)
-
 /** Capistrano 3: git strategy from a local repo, `bin/restart` after deploy:publishing (deploy and rollback). */
 async function capistranoScenario(host: SshHost): Promise<Scenario> {
   const root = host.root('capistrano')
@@ -232,52 +231,13 @@ async function capistranoScenario(host: SshHost): Promise<Scenario> {
   mkdirSync(repo)
   git(repo, 'init', '-q', '-b', 'main')
   const capDir = join(dir, 'cap')
-  mkdirSync(join(capDir, 'config', 'deploy'), { recursive: true })
-  writeFileSync(
-    join(capDir, 'Capfile'),
-    [
-      'require "capistrano/setup"',
-      'require "capistrano/deploy"',
-      'require "capistrano/scm/git"',
-      'install_plugin Capistrano::SCM::Git',
-      ''
-    ].join('\n')
-  )
-  writeFileSync(
-    join(capDir, 'config', 'deploy.rb'),
-    [
-      'set :application, "ledger"',
-      `set :repo_url, ${rb(`file://${repo}`)}`,
-      'set :branch, "main"',
-      `set :deploy_to, ${rb(root)}`,
-      'set :keep_releases, 5',
-      'set :log_level, :info',
-      'namespace :app do',
-      '  task :restart do',
-      '    on roles(:app) do',
-      '      within current_path do',
-      `        with port: ${rb(String(port))}, host: "127.0.0.1", pid_file: ${rb(`${root}/shared/app.pid`)} do`,
-      '          execute :sh, "bin/restart"',
-      '        end',
-      '      end',
-      '    end',
-      '  end',
-      'end',
-      'after "deploy:publishing", "app:restart"',
-      ''
-    ].join('\n')
-  )
-  writeFileSync(
-    join(capDir, 'config', 'deploy', 'production.rb'),
-    [
-      `server ${rb(host.address)}, user: "root", port: ${host.port}, roles: %w{app},`,
-      '  ssh_options: {',
-      `    keys: [${rb(host.privateKeyFile)}], keys_only: true, auth_methods: %w(publickey), config: false,`,
-      `    user_known_hosts_file: ${rb(host.knownHostsFile)}, verify_host_key: :always`,
-      '  }',
-      ''
-    ].join('\n')
-  )
+  writeCapistrano({
+    capDir,
+    repo,
+    root,
+    host,
+    env: { port: String(port), host: '127.0.0.1', pid_file: `${root}/shared/app.pid` }
+  })
   const cap = async (task: string) => {
     const r = await run('cap', ['production', task], capDir)
     if (r.code !== 0)

@@ -28,6 +28,7 @@ import {
 } from '../__tests__/e2e/harness/sshd.js'
 import { httpGet, stopApp, writeApp } from '../__tests__/e2e/harness/app.js'
 import { project, q, type Project } from '../__tests__/e2e/support.js'
+import { writeCapistrano } from './capistrano.js'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5)
 const FILES = Number(process.env.BENCH_FILES ?? 2000)
@@ -112,63 +113,15 @@ function capistrano(host: SshHost, port: number, nodelay: boolean) {
   mkdirSync(repo)
   spawnSync('git', ['init', '-q', '-b', 'main'], { cwd: repo })
   const capDir = join(dir, 'cap')
-  mkdirSync(join(capDir, 'config', 'deploy'), { recursive: true })
-  const rb = (s: string) => JSON.stringify(s)
-  const patch = [
-    'require "socket"',
-    'Socket.singleton_class.prepend(Module.new do',
-    '  def tcp(*args, **kw, &blk)',
-    '    s = super',
-    '    s.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY, 1) if s.is_a?(Socket)',
-    '    s',
-    '  end',
-    'end)'
-  ]
-  writeFileSync(
-    join(capDir, 'Capfile'),
-    [
-      ...(nodelay ? patch : []),
-      'require "capistrano/setup"',
-      'require "capistrano/deploy"',
-      'require "capistrano/scm/git"',
-      'install_plugin Capistrano::SCM::Git',
-      ''
-    ].join('\n')
-  )
-  writeFileSync(
-    join(capDir, 'config', 'deploy.rb'),
-    [
-      'set :application, "ref"',
-      `set :repo_url, ${rb(`file://${repo}`)}`,
-      'set :branch, "main"',
-      `set :deploy_to, ${rb(root)}`,
-      'set :keep_releases, 5',
-      'namespace :app do',
-      '  task :restart do',
-      '    on roles(:app) do',
-      '      within current_path do',
-      `        with port: ${rb(String(port))}, pid_file: ${rb(`${root}/shared/app.pid`)} do`,
-      '          execute :sh, "bin/restart"',
-      '        end',
-      '      end',
-      '    end',
-      '  end',
-      'end',
-      'after "deploy:publishing", "app:restart"',
-      ''
-    ].join('\n')
-  )
-  writeFileSync(
-    join(capDir, 'config', 'deploy', 'production.rb'),
-    [
-      `server ${rb(host.address)}, user: "root", port: ${host.port}, roles: %w{app},`,
-      '  ssh_options: {',
-      `    keys: [${rb(host.privateKeyFile)}], keys_only: true, auth_methods: %w(publickey), config: false,`,
-      `    user_known_hosts_file: ${rb(host.knownHostsFile)}, verify_host_key: :always`,
-      '  }',
-      ''
-    ].join('\n')
-  )
+  writeCapistrano({
+    capDir,
+    repo,
+    root,
+    host,
+    application: 'ref',
+    nodelay,
+    env: { port: String(port), pid_file: `${root}/shared/app.pid` }
+  })
   return {
     root,
     async deploy(version: string) {
