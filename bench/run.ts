@@ -34,6 +34,7 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 5)
 const FILES = Number(process.env.BENCH_FILES ?? 2000)
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
 const repoRoot = join(import.meta.dirname, '..')
+const cli = join(repoRoot, 'dist', 'cli.js')
 
 function sh(
   cmd: string,
@@ -169,7 +170,10 @@ try {
   for (let i = 1; i <= RUNS; i++) {
     tar.p.app({ version: `1.0.${i}` })
     const t0 = performance.now()
-    const text = out(await tar.p.deploy(i === RUNS ? ['--verbose'] : []), 'deploy')
+    // a process of its own, as `cap` and the rsync script are: node's start is in the time
+    const args = [cli, 'deploy', '--config', tar.p.configFile, ...(i === RUNS ? ['--verbose'] : [])]
+    const r = await sh(process.execPath, args, tar.p.dir, tar.p.env)
+    const text = out({ code: r.code, stderr: r.out, stdout: '' }, 'deploy')
     sdDeploy.push(performance.now() - t0)
     fullKiB = Number(/packed .* \(([\d.]+) KiB compressed\)/.exec(text)?.[1] ?? 0)
     if (i === RUNS) verbose = text
@@ -240,7 +244,6 @@ try {
     others.push({ name: t.name, times })
   }
   // cold start
-  const cli = join(repoRoot, 'dist', 'cli.js')
   const cold = async (args: string[]) => {
     const xs: number[] = []
     for (let i = 0; i < RUNS; i++)
@@ -260,7 +263,12 @@ try {
 
   const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`
   const sd = median(sdDeploy)
-  rows.push(['deploy 1 host: safe-deploy (tar)', s(sd), '1.00×', sdDeploy.map(s).join(', ')])
+  rows.push([
+    'deploy 1 host: safe-deploy (tar), `node dist/cli.js deploy`',
+    s(sd),
+    '1.00×',
+    sdDeploy.map(s).join(', ')
+  ])
   for (const o of others)
     rows.push([
       `deploy 1 host: ${o.name}`,
