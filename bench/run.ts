@@ -156,6 +156,13 @@ function rsyncScript(host: SshHost, port: number) {
 
 const host = await startSshd({ extraConfig: fastShell() })
 const rows: string[][] = []
+/** The per-stage times a run prints at its end, for the profile under the table. */
+const profiles: [string, string][] = []
+const stageTable = (text: string) =>
+  text
+    .split('\n')
+    .filter(l => /^ {2}\S.*\s\d+\.\d s/.test(l) && !l.includes('['))
+    .join('\n')
 const notes: string[] = []
 const cleanups: (() => Promise<void>)[] = []
 try {
@@ -177,6 +184,7 @@ try {
     sdDeploy.push(performance.now() - t0)
     fullKiB = Number(/packed .* \(([\d.]+) KiB compressed\)/.exec(text)?.[1] ?? 0)
     if (i === RUNS) verbose = text
+    if (i === RUNS) profiles.push(['a deploy (`node dist/cli.js deploy`)', stageTable(text)])
   }
   // every command over SSH is logged as `$ <label>` with --verbose (user commands such as bin/restart too)
   const trips = verbose.split('\n').filter(l => /\] \$ /.test(l))
@@ -206,6 +214,8 @@ try {
       const t0 = performance.now()
       const text = out(await x.p.deploy(), 'redeploy')
       times.push(performance.now() - t0)
+      if (i === RUNS - 1)
+        profiles.push([`a 1-file redeploy, ${x === inc ? 'incremental' : 'tar'}`, stageTable(text)])
       if (x === inc) {
         incKiB = Number(/sent \d+ files, ([\d.]+) KiB/.exec(text)?.[1] ?? 0)
       }
@@ -317,6 +327,10 @@ try {
     table,
     '',
     ...notes.map(n => `- ${n}`),
+    '',
+    'Stage times of single runs (the summary each run prints):',
+    '',
+    ...profiles.flatMap(([what, t]) => [`${what}:`, '', '```text', t, '```', '']),
     ''
   ].join('\n')
   process.stdout.write(`${md}\n`)

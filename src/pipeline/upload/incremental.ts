@@ -94,6 +94,8 @@ export function assembleCommand(
     'set -e',
     'LC_ALL=C; export LC_ALL',
     ...LISTING,
+    // what the listing needs (GNU coreutils 8.30 or later for sha256sum -z and readlink -z)
+    `{ sha256sum -z /dev/null && stat --printf '%F' / && cp --help | grep -q -- --parents; } >/dev/null 2>&1 || { echo 'the incremental upload needs GNU coreutils 8.30 or later on the host (stat --printf, sha256sum -z, cp -al --parents); use upload.strategy: tar' >&2; exit 1; }`,
     `rel=${sh(layout.release(id))}`,
     `stage=${sh(stage)}`,
     `man=${sh(man)}`,
