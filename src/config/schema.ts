@@ -309,10 +309,18 @@ export const uploadSchema = z
           .literal('tar')
           .default('tar')
           .describe('tar: pack source.dir once on the runner, stream it to each host over SSH')
+      }),
+      z.strictObject({
+        strategy: z
+          .literal('incremental')
+          .describe(
+            'incremental: send only the files that changed since the previous release; the others are hard-linked from it on the host'
+          )
       })
     ],
     {
-      error: issue => (issue.code === 'invalid_union' ? 'Invalid option: expected one of "tar"' : undefined)
+      error: issue =>
+        issue.code === 'invalid_union' ? 'Invalid option: expected one of "tar", "incremental"' : undefined
     }
   )
   .default({ strategy: 'tar' })
@@ -402,6 +410,22 @@ export const configSchema = z
       )
       .default({})
       .describe('Environment for commands on the hosts; values travel over stdin, never argv'),
+    build_reuse: z
+      .object({
+        paths: z
+          .array(relativePath)
+          .min(1)
+          .describe('Dirs the build makes (node_modules, .venv, vendor), relative to the release'),
+        key_files: z
+          .array(relativePath)
+          .min(1)
+          .describe('Files in source.dir whose content decides (package-lock.json, poetry.lock)')
+      })
+      .strict()
+      .optional()
+      .describe(
+        'Before the build, hard-link these dirs from the previous release when the key files are unchanged'
+      ),
     stages: z
       .object({
         test: z.string().min(1).optional().describe('Runs on the runner before anything touches a server'),

@@ -22,6 +22,7 @@ import { inspectFindings, type Finding } from './findings.js'
 import type { SwitchStrategy } from './switch.js'
 import { uploadFor, type UploadStrategy } from './upload/index.js'
 import { runOnRunner } from './buildlocal.js'
+import { reuseBuild } from './reuse.js'
 
 function describeOwner(json: string | undefined): string {
   if (!json) return 'an unknown owner (owner.json is missing)'
@@ -227,6 +228,7 @@ export function deployStage(
         ctx.log.info(`linked shared: ${[...files, ...dirs].join(', ')}`, s.host.name)
       }
       const build = ctx.config.stages.build
+      await reuseBuild(ctx, s, release)
       if (build)
         await runOn(ctx, s, inRelease(s.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')), {
           stage: 'deploy'

@@ -21,7 +21,7 @@ describe('upload strategy', () => {
 
   test('an unknown strategy or key is refused by name', () => {
     expect(parse({ strategy: 'rsync' }).errors).toEqual([
-      'upload.strategy: Invalid option: expected one of "tar"'
+      'upload.strategy: Invalid option: expected one of "tar", "incremental"'
     ])
     expect(parse({ strategy: 'tar', level: 9 }).errors).toEqual(['upload: Unrecognized key: "level"'])
   })

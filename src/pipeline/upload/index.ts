@@ -1,9 +1,10 @@
 /**
- * How the source gets into a new release directory on each host. One file per strategy (tar.ts), one line
- * each in the registry below; the config picks one with `upload.strategy` (src/config/schema.ts).
+ * How the source gets into a new release directory on each host. One file per strategy (tar.ts,
+ * incremental.ts), one line each in the registry below; the config picks one with `upload.strategy` (src/config/schema.ts).
  */
 import type { UploadConfig } from '../../config/schema.js'
 import type { HostSession, RunContext } from '../../host/context.js'
+import { incrementalUpload } from './incremental.js'
 import { tarUpload } from './tar.js'
 
 /** One instance per run: `prepare` once on the runner, `send` per host, `finish` after every host. */
@@ -21,7 +22,8 @@ export interface UploadStrategy {
 }
 
 const strategies: { readonly [K in UploadConfig['strategy']]: () => UploadStrategy } = {
-  tar: tarUpload
+  tar: tarUpload,
+  incremental: incrementalUpload
 }
 
 export function uploadFor(ctx: RunContext): UploadStrategy {

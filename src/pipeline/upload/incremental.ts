@@ -1,0 +1,277 @@
+/**
+ * The incremental upload (`upload.strategy: incremental`). On the runner: the manifest of source.dir
+ * (manifest.ts). Per host, two round trips:
+ *  1. probe: pick the base release (`current`, else the newest complete release) that has a stored manifest,
+ *     check it on disk against that manifest (`cmp` of the canonical listing) and send the manifest back;
+ *  2. upload: one tar.gz (packed in-process with the `tar` package) holds the new manifest's path lists, the
+ *     list of files to hard-link from the base (same sha256 and mode) and everything else: changed files,
+ *     every dir and symlink. The host extracts it into a staging dir, hard-links the unchanged files from the
+ *     base, adds the staged tree, and checks the release: the sha256 of its listing must be the one of the
+ *     manifest's canonical text (given in the command; the text itself is not sent). It stores the listing
+ *     beside the completion markers (`.safe-deploy/manifests/<release>.*`) and drops the manifests of
+ *     releases removed since.
+ * No file is ever written through a link: the seeded links are new names for the base's inodes, every
+ * changed file is a new inode from the tar. Paths the base lacks, changed, or a base that does not match its
+ * manifest: those files travel in the tar (a full upload when nothing can be linked).
+ */
+import { createReadStream, chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs'
+import { symlinkSync, writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { gunzipSync } from 'node:zlib'
+import { create as createTar } from 'tar'
+import { sh } from '../../commands/quote.js'
+import { script } from '../../commands/command.js'
+import { parseKeyValues } from '../../commands/release.js'
+import type { Layout } from '../../commands/layout.js'
+import { runOn, runRaw, type HostSession, type RunContext } from '../../host/context.js'
+import { StageError, errorMessage } from '../../core/errors.js'
+import { previousReleases } from '../reuse.js'
+import type { UploadStrategy } from './index.js'
+import {
+  buildManifest,
+  firstDifference,
+  parseSum,
+  pathLists,
+  planUpload,
+  sumText,
+  type ManifestEntry
+} from './manifest.js'
+
+/** Where a release's manifest lives on the host: `<dir>/<release>.{all0,files0,links0,sum}`. */
+export function manifestDir(layout: Layout): string {
+  return `${layout.meta}/manifests`
+}
+
+/**
+ * A shell function printing the canonical listing (manifest.ts `sumText`) of the current dir for the path
+ * lists `$1.all0`, `$1.files0`, `$1.links0`. Missing paths print nothing, so the output differs.
+ */
+const LISTING = [
+  'listing() {',
+  "  xargs -0 -r stat --printf '%F:%a:%n\\0' -- < \"$1.all0\" && printf '\\0' &&",
+  '  xargs -0 -r sha256sum -z -- < "$1.files0" && printf \'\\0\' &&',
+  '  xargs -0 -r readlink -z -- < "$1.links0"',
+  '}'
+]
+
+/** Picks the base among `candidates` (in order) and checks it against its manifest. */
+export function probeBase(layout: Layout, candidates: string[]) {
+  const man = manifestDir(layout)
+  return {
+    label: 'find the release to link from',
+    script: script(
+      'LC_ALL=C; export LC_ALL',
+      ...LISTING,
+      `man=${sh(man)}`,
+      'base=',
+      `for r in ${candidates.map(sh).join(' ')}; do`,
+      '  if [ -f "$man/$r.sum" ] && [ -f "$man/$r.all0" ] && [ -f "$man/$r.files0" ] && [ -f "$man/$r.links0" ]; then base=$r; break; fi',
+      'done',
+      '[ -n "$base" ] || { echo STATE=none; exit 0; }',
+      'printf "BASE=%s\\n" "$base"',
+      `cd ${sh(layout.releases)}/"$base" || { echo STATE=gone; exit 0; }`,
+      'disk=$(mktemp) || exit 1',
+      'listing "$man/$base" > "$disk" 2>/dev/null',
+      'if cmp -s "$disk" "$man/$base.sum"; then echo STATE=ok; else echo STATE=mismatch; gzip -c < "$disk" | base64 | sed "s/^/DISK=/"; fi',
+      'rm -f "$disk"',
+      'gzip -c < "$man/$base.sum" | base64 | sed "s/^/SUM=/"'
+    )
+  }
+}
+
+/** The command line that assembles the release from the tar.gz on stdin (see the file comment). */
+export function assembleCommand(
+  layout: Layout,
+  id: string,
+  base: string | undefined,
+  sumSha: string
+): string {
+  const stage = `${layout.meta}/incoming/${id}`
+  const man = manifestDir(layout)
+  return script(
+    'set -e',
+    'LC_ALL=C; export LC_ALL',
+    ...LISTING,
+    // what the listing needs (GNU coreutils 8.30 or later for sha256sum -z and readlink -z)
+    `{ sha256sum -z /dev/null && stat --printf '%F' / && cp --help | grep -q -- --parents; } >/dev/null 2>&1 || { echo 'the incremental upload needs GNU coreutils 8.30 or later on the host (stat --printf, sha256sum -z, cp -al --parents); use upload.strategy: tar' >&2; exit 1; }`,
+    `rel=${sh(layout.release(id))}`,
+    `stage=${sh(stage)}`,
+    `man=${sh(man)}`,
+    `rm -f ${sh(`${layout.meta}/complete/${id}`)}`,
+    'rm -rf "$stage"',
+    'trap \'rm -rf "$stage"\' EXIT',
+    'mkdir -p "$stage" "$rel" "$man"',
+    'tar -xzpf - --no-same-owner -C "$stage"',
+    base
+      ? `(cd ${sh(layout.release(base))} && xargs -0 -r cp -al --parents -t "$rel" -- < "$stage/meta/link0")`
+      : undefined,
+    'cp -al "$stage/tree/." "$rel/"',
+    'cd "$rel"',
+    'listing "$stage/meta/m" > "$stage/meta/m.sum" 2>/dev/null || true',
+    'got=$(sha256sum < "$stage/meta/m.sum")',
+    `[ "\${got%% *}" = ${sh(sumSha)} ] || { printf '%s does not match its manifest after the upload\\n' ${sh(`releases/${id}`)} >&2; exit 1; }`,
+    `for x in all0 files0 links0 sum; do mv -f "$stage/meta/m.$x" "$man/"${sh(id)}".$x"; done`,
+    // manifests of releases pruned or removed since
+    `for f in "$man"/*.sum; do [ -e "$f" ] || continue; r=\${f##*/}; r=\${r%.sum}; [ -d ${sh(layout.releases)}/"$r" ] || rm -f "$man/$r".*; done`
+  )
+}
+
+function decode(lines: string[] | undefined): string | undefined {
+  if (!lines?.length) return undefined
+  try {
+    return gunzipSync(Buffer.from(lines.join(''), 'base64')).toString('utf8')
+  } catch {
+    return undefined
+  }
+}
+
+/** Which base release the host has, checked; undefined (with the reason logged) for a full upload. */
+async function findBase(
+  ctx: RunContext,
+  s: HostSession
+): Promise<{ id: string; entries: ManifestEntry[] } | undefined> {
+  const candidates = previousReleases(s)
+  const full = (why: string) => {
+    ctx.log.info(`full upload: ${why}`, s.host.name)
+    return undefined
+  }
+  if (!candidates.length) return full('no previous complete release on this host')
+  const r = await runOn(ctx, s, probeBase(s.layout, candidates), { stage: 'deploy' })
+  const kv = parseKeyValues(r.stdout)
+  const state = kv.get('STATE')?.[0]
+  const base = kv.get('BASE')?.[0]
+  if (state === 'none' || !base) return full('no previous release has a manifest (it was uploaded with tar)')
+  if (state === 'gone') return full(`releases/${base} is gone`)
+  const stored = parseSum(decode(kv.get('SUM')) ?? '')
+  if (!stored) return full(`the manifest of releases/${base} cannot be read`)
+  if (state !== 'ok') {
+    const disk = parseSum(decode(kv.get('DISK')) ?? '')
+    const where = disk ? firstDifference(stored, disk) : undefined
+    return full(
+      `releases/${base} does not match its manifest${where ? ` (first at ${JSON.stringify(where)})` : ''}: changed on the host since it was uploaded`
+    )
+  }
+  if (base !== s.current) {
+    ctx.log.info(
+      `linking from releases/${base}${s.current ? ` (current releases/${s.current} has no manifest)` : ''}`,
+      s.host.name
+    )
+  }
+  return { id: base, entries: stored }
+}
+
+/** Packs the meta files and the entries to send into one tar.gz on the runner. */
+async function pack(
+  src: string,
+  entries: ManifestEntry[],
+  link: ManifestEntry[],
+  send: ManifestEntry[]
+): Promise<{ file: string; cleanup: () => void }> {
+  const tmp = mkdtempSync(join(tmpdir(), 'safe-deploy-inc-'))
+  const cleanup = () => rmSync(tmp, { recursive: true, force: true })
+  try {
+    const meta = join(tmp, 'meta')
+    mkdirSync(meta)
+    const lists = pathLists(entries)
+    writeFileSync(join(meta, 'm.all0'), lists.all)
+    writeFileSync(join(meta, 'm.files0'), lists.files)
+    writeFileSync(join(meta, 'm.links0'), lists.links)
+    writeFileSync(join(meta, 'link0'), link.map(e => `${e.path}\0`).join(''))
+    const tree = join(tmp, 'tree')
+    const dirs: ManifestEntry[] = []
+    for (const e of send) {
+      const to = e.path === '.' ? tree : join(tree, e.path)
+      if (e.type === 'dir') {
+        mkdirSync(to, { recursive: true })
+        dirs.push(e)
+      } else {
+        mkdirSync(join(to, '..'), { recursive: true })
+        if (e.type === 'link') symlinkSync(e.target as string, to)
+        else {
+          copyFileSync(join(src, e.path), to)
+          chmodSync(to, e.mode)
+        }
+      }
+    }
+    // dir modes last, deepest first: a read-only dir is filled before it becomes one
+    for (const d of dirs.reverse()) chmodSync(d.path === '.' ? tree : join(tree, d.path), d.mode)
+    const file = join(tmp, 'upload.tar.gz')
+    await createTar({ gzip: true, file, cwd: tmp, portable: true, noMtime: true }, ['meta', 'tree'])
+    return { file, cleanup }
+  } catch (e) {
+    cleanup()
+    throw e
+  }
+}
+
+export function incrementalUpload(): UploadStrategy {
+  let entries: ManifestEntry[] | undefined
+  let sumSha = ''
+  const cleanups: (() => void)[] = []
+  return {
+    name: 'incremental',
+    async prepare(ctx) {
+      const src = ctx.loaded.sourceDir
+      const { files, dirs } = ctx.config.shared
+      if (ctx.dryRun) {
+        ctx.dryRun.runner(
+          'compute the manifest of source.dir (sha256 and mode of every file; shared paths left out)'
+        )
+        return
+      }
+      let m
+      try {
+        m = buildManifest(src, ctx.config.source.exclude, [...files, ...dirs])
+      } catch (e) {
+        throw new StageError('deploy', `cannot read source.dir ${src}: ${errorMessage(e)}`, 'runner')
+      }
+      entries = m.entries
+      sumSha = createHash('sha256').update(sumText(entries)).digest('hex')
+      if (m.skipped.length)
+        ctx.log.warn(
+          `not uploaded (neither file, dir nor symlink): ${m.skipped.map(p => JSON.stringify(p)).join(', ')}`,
+          'runner'
+        )
+      const bytes = entries.reduce((n, e) => n + e.size, 0)
+      ctx.log.info(
+        `manifest of ${src}: ${entries.filter(e => e.type === 'file').length} files, ${(bytes / 1024).toFixed(1)} KiB`,
+        'runner'
+      )
+    },
+    async send(ctx, s, release) {
+      if (ctx.dryRun || !entries) {
+        await runRaw(
+          ctx,
+          s,
+          assembleCommand(s.layout, release, undefined, '<sha256 of the manifest>'),
+          'upload',
+          {
+            stage: 'deploy',
+            stdin: '(a tar.gz of the changed files and the manifest)'
+          }
+        )
+        return
+      }
+      const base = await findBase(ctx, s)
+      const { link, send } = planUpload(entries, base?.entries)
+      const p = await pack(ctx.loaded.sourceDir, entries, link, send)
+      cleanups.push(p.cleanup)
+      const size = statSync(p.file).size
+      await runRaw(ctx, s, assembleCommand(s.layout, release, base?.id, sumSha), 'upload', {
+        stage: 'deploy',
+        stdin: createReadStream(p.file)
+      })
+      p.cleanup()
+      const sent = send.filter(e => e.type === 'file').length
+      ctx.log.info(
+        `sent ${sent} files, ${(size / 1024).toFixed(1)} KiB; linked ${link.length}${base ? ` from releases/${base.id}` : ''}`,
+        s.host.name
+      )
+    },
+    finish() {
+      for (const c of cleanups.splice(0)) c()
+    }
+  }
+}
