@@ -1293,7 +1293,7 @@ module.exports = {
 
 
 
-const binding = __nccwpck_require__(7318);
+const binding = __nccwpck_require__(3730);
 
 module.exports = binding.getCPUInfo;
 
@@ -14404,7 +14404,7 @@ let AESGCMDecipher;
 let ChaChaPolyDecipher;
 let GenericDecipher;
 try {
-  binding = __nccwpck_require__(490);
+  binding = __nccwpck_require__(406);
   ({ AESGCMCipher, ChaChaPolyCipher, GenericCipher,
      AESGCMDecipher, ChaChaPolyDecipher, GenericDecipher } = binding);
 } catch {}
@@ -25625,7 +25625,7 @@ nacl.setPRNG = function(fn) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _platform_cli_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(968);
+/* harmony import */ var _platform_cli_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1450);
 
 // A cancelled CI job sends SIGINT, then SIGTERM: both ask the run to stop at once and undo what it did.
 const controller = new AbortController();
@@ -25633,7 +25633,9 @@ let signals = 0;
 for (const sig of ['SIGINT', 'SIGTERM']) {
     process.on(sig, () => {
         signals++;
-        process.stderr.write(`\nsafe-deploy: ${sig} received; stopping and undoing what this run changed${signals > 1 ? ' (already stopping)' : ''}\n`);
+        // `logs` changes nothing: Ctrl-C just ends it
+        if (process.argv[2] !== 'logs')
+            process.stderr.write(`\nsafe-deploy: ${sig} received; stopping and undoing what this run changed${signals > 1 ? ' (already stopping)' : ''}\n`);
         controller.abort(new Error(sig));
     });
 }
@@ -25650,7 +25652,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 968:
+/***/ 1450:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -25661,12 +25663,14 @@ __nccwpck_require__.d(__webpack_exports__, {
 
 ;// CONCATENATED MODULE: external "node:util"
 const external_node_util_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:util");
-;// CONCATENATED MODULE: ./package.json
-const package_namespaceObject = {"rE":"0.1.0"};
 ;// CONCATENATED MODULE: external "node:fs"
 const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 ;// CONCATENATED MODULE: external "node:path"
 const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
+;// CONCATENATED MODULE: external "node:url"
+const external_node_url_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:url");
+;// CONCATENATED MODULE: ./package.json
+const package_namespaceObject = {"rE":"0.1.0"};
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
 var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./node_modules/zod/v4/core/util.js
@@ -35813,7 +35817,132 @@ const backupSchema = object({
 })
     .strict();
 
+;// CONCATENATED MODULE: ./src/config/notify.ts
+
+
+/** The events a channel can be told: a run started, succeeded, failed, or rolled back (README "Notifications"). */
+const NOTIFY_EVENTS = ['start', 'success', 'failure', 'rollback'];
+/** How long one channel may take, retries included; the run's end never waits longer (README "Notifications"). */
+const NOTIFY_TIMEOUT_MS = 10_000;
+const notify_httpUrl = (what) => schemas_string()
+    .min(1)
+    .refine(s => /^https?:\/\/[^\s/]+/.test(s) && !/[\s\0]/.test(s), {
+    message: `${what}: expected an http:// or https:// URL`
+});
+/** What every channel has besides where it goes: which events it is told, and its time limit. */
+const common = {
+    on: array(schemas_enum(NOTIFY_EVENTS))
+        .min(1)
+        .default(['success', 'failure', 'rollback'])
+        .describe('The events this channel is told (default: success, failure, rollback)'),
+    timeout: union([schemas_string(), schemas_number()])
+        .optional()
+        .transform((value, ctx) => {
+        if (value === undefined)
+            return NOTIFY_TIMEOUT_MS;
+        const ms = parseDuration(value);
+        if (ms === undefined || ms <= 0 || ms > NOTIFY_TIMEOUT_MS) {
+            ctx.addIssue({
+                code: 'custom',
+                message: `expected a duration up to 10s (such as 5s), got ${JSON.stringify(value)}`
+            });
+            return NEVER;
+        }
+        return ms;
+    })
+        .describe('How long this channel may take, retries included (at most and by default 10s)')
+};
+/** The retired Office 365 connector URLs (`*.webhook.office.com`, `outlook.office.com/webhook`). */
+function isRetiredTeamsConnector(url) {
+    let u;
+    try {
+        u = new URL(url);
+    }
+    catch {
+        return false;
+    }
+    const host = u.hostname.toLowerCase();
+    return (host === 'webhook.office.com' ||
+        host.endsWith('.webhook.office.com') ||
+        ((host === 'outlook.office.com' || host === 'outlook.office365.com') && u.pathname.startsWith('/webhook')));
+}
+const telegram = object({
+    token: schemas_string().min(1).describe('The bot token from @BotFather (use env:NAME)'),
+    chat_id: union([schemas_string().min(1), schemas_number().int()])
+        .describe('The chat (or channel, @name) to post to'),
+    thread_id: schemas_number().int().optional().describe('A forum topic of the chat (message_thread_id)'),
+    api_url: notify_httpUrl('api_url')
+        .default('https://api.telegram.org')
+        .describe('The Bot API base URL (a self-hosted Bot API server, a test stand-in)'),
+    ...common
+})
+    .strict();
+const slack = object({ webhook: notify_httpUrl('webhook').describe('A Slack incoming webhook URL (use env:NAME)'), ...common })
+    .strict();
+const discord = object({ webhook: notify_httpUrl('webhook').describe('A Discord channel webhook URL (use env:NAME)'), ...common })
+    .strict();
+const teams = object({
+    webhook: notify_httpUrl('webhook')
+        .refine(u => !isRetiredTeamsConnector(u), {
+        message: 'this is an Office 365 connector URL (*.webhook.office.com), which Microsoft retired; create a Teams Workflows webhook ("Post to a channel when a webhook request is received") and use its URL'
+    })
+        .describe('A Teams Workflows webhook URL (use env:NAME); the old connector URLs are retired'),
+    ...common
+})
+    .strict();
+const webhook = object({
+    url: notify_httpUrl('url').describe('Where the JSON body is POSTed'),
+    secret: schemas_string()
+        .min(1)
+        .describe('Signs the body: X-Safe-Deploy-Signature: sha256=<HMAC-SHA256 of the raw body> (use env:NAME)'),
+    headers: record(schemas_string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'expected an HTTP header name'), schemas_string().refine(v => !/[\r\n\0]/.test(v), { message: 'a header value must be one line' }))
+        .optional()
+        .describe('Extra request headers (values from env:NAME are secrets)'),
+    ...common
+})
+    .strict();
+/**
+ * One entry of `notify:`: one channel, one key. An object of optional keys rather than a union, so that a
+ * mistake inside a channel is reported at its own key (`notify[0].telegram.on[0]`).
+ */
+const notifyChannelSchema = object({
+    telegram: telegram.optional(),
+    slack: slack.optional(),
+    discord: discord.optional(),
+    teams: teams.optional(),
+    webhook: webhook.optional()
+})
+    .strict()
+    .superRefine((v, ctx) => {
+    const given = Object.keys(v).filter(k => v[k] !== undefined);
+    if (given.length !== 1)
+        ctx.addIssue({
+            code: 'custom',
+            message: `expected one channel per entry (telegram, slack, discord, teams or webhook), got ${given.length ? given.join(', ') : 'none'}`
+        });
+})
+    .transform(v => v);
+const notifySchema = array(notifyChannelSchema)
+    .default([])
+    .describe('Where to tell the team how a deploy or rollback went: telegram, slack, discord, teams, webhook');
+/** The values of a channel that are credentials however they were given: redacted everywhere. */
+function notifySecrets(channels) {
+    return channels.flatMap((c, i) => {
+        const at = (k) => `notify[${i}].${k}`;
+        if ('telegram' in c)
+            return [{ where: at('telegram.token'), value: c.telegram.token }];
+        if ('slack' in c)
+            return [{ where: at('slack.webhook'), value: c.slack.webhook }];
+        if ('discord' in c)
+            return [{ where: at('discord.webhook'), value: c.discord.webhook }];
+        if ('teams' in c)
+            return [{ where: at('teams.webhook'), value: c.teams.webhook }];
+        return [{ where: at('webhook.secret'), value: c.webhook.secret }];
+    });
+}
+
 ;// CONCATENATED MODULE: ./src/config/schema.ts
+
 
 
 
@@ -35872,13 +36001,20 @@ const relativePath = noControl('a relative path')
     .refine(p => !p.startsWith('/') && !p.split('/').includes('..') && p !== '.', {
     message: 'expected a path relative to the release, without `..` and not starting with /'
 });
+/** A role name: what `hosts[].roles`, `roles:` and `--roles` speak of. */
+const roleName = schemas_string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'expected a role name: letters, digits, `.`, `_` or `-`');
+const hostRoles = array(roleName)
+    .optional()
+    .describe('Roles of this host (web, worker, bot): select with --roles, override settings under roles:');
 const sshHost = object({
     name: printable('a host name').optional().describe('Name used in logs (default: address)'),
     address: printable('an address').describe('Host name or IP address'),
     port: schemas_number().int().min(1).max(65535).default(22),
     user: printable('a user').default('root'),
     path: rootPath.optional().describe('Deploy root on this host, when it differs from the top-level path'),
-    primary: schemas_boolean().optional().describe('The host that holds the lock and runs backups and migrations')
+    primary: schemas_boolean().optional().describe('The host that holds the lock and runs backups and migrations'),
+    roles: hostRoles
 })
     .strict();
 const localHost = object({
@@ -35887,7 +36023,8 @@ const localHost = object({
     path: rootPath
         .optional()
         .describe('Deploy root on this machine, when it differs from the top-level path'),
-    primary: schemas_boolean().optional()
+    primary: schemas_boolean().optional(),
+    roles: hostRoles
 })
     .strict();
 const hostSchema = union([localHost, sshHost]);
@@ -35978,15 +36115,74 @@ const switchSchema = discriminatedUnion('strategy', [symlinkSwitch, gracefulSwit
         : undefined
 })
     .default({ strategy: 'symlink' });
+/** The health checks of verify (top level, and per role under roles:). */
+const verifySchema = object({
+    http: union([httpCheck, array(httpCheck)]).optional(),
+    command: union([schemas_string().min(1), array(schemas_string().min(1))])
+        .optional()
+        .describe('Commands run on each host inside the release (systemctl is-active shop, pg_isready); exit 0 = healthy'),
+    logs: object({
+        command: schemas_string()
+            .min(1)
+            .optional()
+            .describe('Prints recent logs; {started} is the run start in epoch seconds. Default: logs.command with {since} the run start'),
+        fail_on: array(schemas_string().min(1)).min(1).default(['CRITICAL', 'Traceback', 'FATAL']),
+        preset: schemas_enum(['telegram-polling'])
+            .optional()
+            .describe('telegram-polling: also fail on a 409 Conflict from getUpdates (two instances polling one token)')
+    })
+        .strict()
+        .optional()
+        .describe('Fails verify when the logs since the run started contain one of fail_on'),
+    heartbeat: object({
+        file: relativePath.describe('A file the app touches while it works (a bot: on every poll), relative to the release dir (link it from shared)'),
+        max_age: schema_duration.describe('The check fails when the file is older than this, or missing')
+    })
+        .strict()
+        .optional()
+        .describe('Passes when the file was touched after the switch and within max_age, by the host clock; waits up to max_age for the first beat'),
+    window: schema_duration
+        .default(0)
+        .describe('After the checks pass, watch this long and check again: catches an app that crashes soon after start')
+})
+    .strict();
+/** A batch size: a number of hosts or a share of them ("25%"). */
+const batchSize = union([
+    schemas_number().int().min(1).max(10_000),
+    schemas_string().regex(/^(100|[1-9][0-9]?)%$/, 'expected a share of the hosts from 1% to 100%, e.g. "25%"')
+]);
+/** What a role changes for its hosts: each key given replaces the top-level one for them (not merged). */
+const roleOverride = object({
+    stages: object({
+        restart: schemas_string().min(1).optional().describe("Runs on this role's hosts instead of stages.restart")
+    })
+        .strict()
+        .optional(),
+    switch: switchSchema.unwrap().optional().describe("This role's switch, instead of the top-level one"),
+    verify: verifySchema.optional().describe("This role's checks, instead of the top-level verify")
+})
+    .strict();
+/** How a release goes live across the hosts: batch by batch, switch then verify, a pause between. */
+const rolloutSchema = object({
+    batch: union([batchSize, array(batchSize).min(1)])
+        .default(1)
+        .describe('Hosts switched and verified at a time: a number, a share ("25%"), or a ramp ([1, "50%", "100%"]: the last size repeats)'),
+    wait: schema_duration.default(0).describe('Pause between batches, after a batch verified (e.g. 10s)')
+})
+    .strict();
 /** How the source gets to the hosts: one variant per upload strategy (src/pipeline/upload/). */
 const uploadSchema = discriminatedUnion('strategy', [
     strictObject({
         strategy: literal('tar')
             .default('tar')
             .describe('tar: pack source.dir once on the runner, stream it to each host over SSH')
+    }),
+    strictObject({
+        strategy: literal('incremental')
+            .describe('incremental: send only the files that changed since the previous release; the others are hard-linked from it on the host')
     })
 ], {
-    error: issue => (issue.code === 'invalid_union' ? 'Invalid option: expected one of "tar"' : undefined)
+    error: issue => issue.code === 'invalid_union' ? 'Invalid option: expected one of "tar", "incremental"' : undefined
 })
     .default({ strategy: 'tar' });
 const configSchema = object({
@@ -36006,7 +36202,20 @@ const configSchema = object({
         connect_timeout: schema_duration.default(10_000),
         connect_retries: schemas_number().int().min(0).max(20).default(3),
         keepalive_interval: schema_duration.default(10_000),
-        command_timeout: schema_duration.default(600_000)
+        command_timeout: schema_duration.default(600_000),
+        jump: object({
+            address: printable('an address').describe('Host name or IP address of the bastion'),
+            port: schemas_number().int().min(1).max(65535).default(22),
+            user: printable('a user').default('root'),
+            private_key: schemas_string()
+                .optional()
+                .describe("Key for the bastion (use env:NAME); default: the hosts' key"),
+            private_key_file: schemas_string().optional(),
+            passphrase: schemas_string().optional()
+        })
+            .strict()
+            .optional()
+            .describe("Jump host (ProxyJump): every SSH host is reached through it; its host key is checked like a host's")
     })
         .strict()
         .default({
@@ -36031,16 +36240,51 @@ const configSchema = object({
         .strict()
         .default({ files: [], dirs: [] }),
     keep_releases: schemas_number().int().min(2).max(100).default(5),
+    roles: record(roleName, roleOverride)
+        .default({})
+        .describe('Per-role overrides of stages.restart, switch and verify, by role name'),
+    max_parallel: schemas_number()
+        .int()
+        .min(1)
+        .max(1000)
+        .default(10)
+        .describe('Hosts staged (upload, build) at once'),
+    rollout: rolloutSchema
+        .optional()
+        .describe('Switch and verify the hosts batch by batch (default: all hosts together, after all staged)'),
     env: record(schemas_string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), schemas_string())
         .default({})
         .describe('Environment for commands on the hosts; values travel over stdin, never argv'),
+    build_reuse: object({
+        paths: array(relativePath)
+            .min(1)
+            .describe('Dirs the build makes (node_modules, .venv, vendor), relative to the release'),
+        key_files: array(relativePath)
+            .min(1)
+            .describe('Files in source.dir whose content decides (package-lock.json, poetry.lock)')
+    })
+        .strict()
+        .optional()
+        .describe('Before the build, hard-link these dirs from the previous release when the key files are unchanged'),
     stages: object({
         test: schemas_string().min(1).optional().describe('Runs on the runner before anything touches a server'),
+        build_local: schemas_string()
+            .min(1)
+            .optional()
+            .describe('Runs on the runner after test, in a staging copy of source.dir; what it leaves there is packed and uploaded (a fleet builds once)'),
         build: schemas_string().min(1).optional().describe('Runs on each host inside the new release'),
         restart: schemas_string()
             .min(1)
             .optional()
             .describe('Runs on each host inside the new release after the switch'),
+        stop: schemas_string()
+            .min(1)
+            .optional()
+            .describe('symlink/graceful: stops the running instance before the switch (runs inside the release that serves), so old and new never run at once (long-polling bots); a rollback stops the new one the same way before restarting the old'),
+        prune: schemas_string()
+            .min(1)
+            .optional()
+            .describe('Runs inside each release dir about to be removed (SAFE_DEPLOY_RELEASE is that release): docker image rm app-web:$SAFE_DEPLOY_RELEASE; a failure is a warning'),
         migrate: union([
             schemas_string()
                 .min(1)
@@ -36063,6 +36307,20 @@ const configSchema = object({
     })
         .strict()
         .default({}),
+    cache: object({
+        paths: array(relativePath)
+            .min(1)
+            .describe('Paths inside source.dir restored before stages.build_local and saved after it (node_modules, vendor)'),
+        key_files: array(relativePath)
+            .min(1)
+            .describe('Files inside source.dir whose sha256 keys the cache (package-lock.json, composer.lock)')
+    })
+        .strict()
+        .optional()
+        .describe('A runner-side cache for stages.build_local (CLI: a local dir; Action: the GitHub cache)'),
+    redeploy: schemas_boolean()
+        .default(false)
+        .describe('Deploying the commit of an older release builds it anew; by default (false) the deploy rolls back to that release'),
     rollback: object({
         database: schemas_enum(['restore', 'down', 'none'])
             .optional()
@@ -36071,33 +36329,27 @@ const configSchema = object({
         .strict()
         .default({}),
     switch: switchSchema,
-    verify: object({
-        http: union([httpCheck, array(httpCheck)]).optional(),
-        command: union([schemas_string().min(1), array(schemas_string().min(1))])
-            .optional()
-            .describe('Commands run on each host inside the release (systemctl is-active shop, pg_isready); exit 0 = healthy'),
-        logs: object({
-            command: schemas_string()
-                .min(1)
-                .describe('Prints recent logs; {started} is the run start in epoch seconds'),
-            fail_on: array(schemas_string().min(1)).min(1).default(['CRITICAL', 'Traceback', 'FATAL'])
-        })
-            .strict()
-            .optional()
-            .describe('Fails verify when the logs since the run started contain one of fail_on'),
-        window: schema_duration
-            .default(0)
-            .describe('After the checks pass, watch this long and check again: catches an app that crashes soon after start')
-    })
-        .strict()
-        .default({ window: 0 }),
+    verify: verifySchema.default({ window: 0 }),
     backup: union([literal(false), backupSchema])
         .optional()
         .describe('Backups before every deploy; false opts out'),
+    logs: object({
+        command: schemas_string()
+            .min(1)
+            .describe('Prints the app logs on a host: journalctl -u shop --since {since} -n {lines}, docker compose logs --since {since} -n {lines} bot, tail -n {lines} shared/logs/app.log'),
+        follow: schemas_string()
+            .min(1)
+            .optional()
+            .describe('The command for --follow (default: command with -f appended)')
+    })
+        .strict()
+        .optional()
+        .describe('`safe-deploy logs`: the command run on each host, inside current'),
     lock: object({ ttl: schema_duration.default(1_800_000) })
         .strict()
         .default({ ttl: 1_800_000 }),
-    log_dir: schemas_string().min(1).default('safe-deploy-logs')
+    log_dir: schemas_string().min(1).default('safe-deploy-logs'),
+    notify: notifySchema
 })
     .strict();
 
@@ -36123,6 +36375,7 @@ class ConfigError extends Error {
 }
 
 ;// CONCATENATED MODULE: ./src/config/rules.ts
+
 /** Backups are configured and on, with something to back up. */
 function backupsOn(config) {
     return (!!config.backup &&
@@ -36158,6 +36411,69 @@ function migrationProblems(config) {
     if (mode === 'restore' && !backupsOn(config)) {
         problems.push('rollback.database: restore needs backups (backup.databases) to restore from');
     }
+    return problems;
+}
+/** `cache:` settings that would cache state or secrets, or that have nothing to cache for. */
+function cacheProblems(config) {
+    const cache = config.cache;
+    if (!cache)
+        return [];
+    const problems = [];
+    if (!config.stages.build_local)
+        problems.push('cache: caches what stages.build_local uses; there is no stages.build_local');
+    const shared = [...config.shared.files, ...config.shared.dirs].map(p => p.replace(/\/+$/, ''));
+    const inside = (a, b) => a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`);
+    for (const [i, raw] of cache.paths.entries()) {
+        const path = raw.replace(/\/+$/, '');
+        const segments = path.split('/');
+        if (segments.some(s => s.startsWith('.env')))
+            problems.push(`cache.paths[${i}]: ${raw} is an .env file or under one: secrets are never cached`);
+        else if (segments.includes('.safe-deploy') || segments.includes('.git'))
+            problems.push(`cache.paths[${i}]: ${raw} holds state (.git, .safe-deploy): never cached`);
+        const owner = shared.find(s => inside(path, s));
+        if (owner)
+            problems.push(`cache.paths[${i}]: ${raw} overlaps the shared path ${owner}: shared files and dirs hold state and secrets, never cached`);
+    }
+    return problems;
+}
+/** What `verify.logs.preset` adds to fail_on. */
+const LOG_PRESETS = {
+    // python-telegram-bot: "telegram.error.Conflict: Conflict: terminated by other getUpdates request";
+    // aiogram: "TelegramConflictError: Telegram server says - Conflict: terminated by other getUpdates request"
+    'telegram-polling': ['Conflict: terminated by other getUpdates', '409 Conflict', 'Error code: 409']
+};
+/**
+ * A logs command with its placeholders filled, each value quoted: {since} (ISO 8601 UTC, what journalctl and
+ * docker logs take), {since_epoch} (seconds), {lines}, and verify's {started} (epoch seconds of the run start).
+ */
+function fillLogsCommand(template, since, lines) {
+    const epoch = String(Math.floor(since.getTime() / 1000));
+    const values = {
+        since: since.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+        since_epoch: epoch,
+        started: epoch,
+        lines: String(lines)
+    };
+    return template.replace(/\{(since_epoch|since|started|lines)\}/g, (_, k) => sh(values[k]));
+}
+/**
+ * The log scan of verify: its command (verify.logs.command, else logs.command, both with the run start as
+ * {since}/{started}) and its patterns (fail_on plus the preset's); undefined when verify.logs is not set.
+ */
+function logScan(config) {
+    const v = config.verify.logs;
+    const template = v?.command ?? config.logs?.command;
+    if (!v || !template)
+        return undefined;
+    return { template, failOn: [...new Set([...v.fail_on, ...(v.preset ? LOG_PRESETS[v.preset] : [])])] };
+}
+/** verify and restart settings that cannot work together. */
+function verifyProblems(config) {
+    const problems = [];
+    if (config.verify.logs && !config.verify.logs.command && !config.logs)
+        problems.push('verify.logs: give verify.logs.command, or logs.command (verify.logs uses it with {since} the run start)');
+    if (config.stages.stop && config.switch.strategy === 'blue-green')
+        problems.push('stages.stop: blue-green runs both releases at once and stops the old one with switch.stop; stages.stop is for symlink and graceful');
     return problems;
 }
 
@@ -36610,6 +36926,7 @@ function resolvePlan(app, backup, layout, env = {}) {
 
 
 
+
 const ENV_REF = /^env:([A-Za-z_][A-Za-z0-9_]*)$/;
 /**
  * Keys whose `env:` variable may be unset when the config loads: only some commands use them (`requireEnv`).
@@ -36617,13 +36934,17 @@ const ENV_REF = /^env:([A-Za-z_][A-Za-z0-9_]*)$/;
  * backup runs without the identity (it encrypts to the recipients).
  */
 const LAZY_KEYS = [/^env\./, /^backup\.databases\[\d+\]\./, /^backup\.encrypt\.identity$/];
+/** Whether the variable of an `env:` value at this key may be unset when the config loads (LAZY_KEYS). */
+const isLazyKey = (key) => LAZY_KEYS.some(re => re.test(key));
 /** Key paths whose `env:` values are secrets (redacted everywhere). */
 const SECRET_PATHS = [
     /^ssh\.private_key$/,
     /^ssh\.passphrase$/,
+    /^ssh\.jump\.(private_key|passphrase)$/,
     /^env\./,
     /^backup\.databases\[\d+\]\.(url|password)$/,
-    /^backup\.encrypt\.identity$/
+    /^backup\.encrypt\.identity$/,
+    /^notify\[\d+\]\./
 ];
 function formatPath(path) {
     let out = '';
@@ -36651,6 +36972,7 @@ function resolveEnvRefs(node, path, env, scan) {
         }
         const name = m[1];
         const value = env[name];
+        scan.references.push({ key: where, variable: name });
         if (value === undefined || value === '') {
             scan.missing.set(where, { name, path });
             return '';
@@ -36748,6 +37070,8 @@ function applyOverrides(raw, o) {
     }
     if (o.insecureSkipHostKeyCheck)
         ssh.insecure_skip_host_key_check = true;
+    if (o.skipTest && raw.stages && typeof raw.stages === 'object')
+        delete raw.stages.test;
 }
 /**
  * Reads, resolves and validates a config. Every problem is collected and reported together, each naming
@@ -36773,7 +37097,7 @@ function loadConfig(file, overrides = {}, env = process.env) {
 }
 function validateConfig(parsed, file, overrides = {}, env = process.env) {
     const baseDir = (0,external_node_path_namespaceObject.dirname)(file);
-    const scan = { secrets: [], problems: [], missing: new Map() };
+    const scan = { secrets: [], problems: [], missing: new Map(), references: [] };
     const raw = structuredClone(parsed);
     applyOverrides(raw, overrides);
     const resolved = resolveEnvRefs(raw, [], env, scan);
@@ -36806,7 +37130,8 @@ function validateConfig(parsed, file, overrides = {}, env = process.env) {
             port: 0,
             user: '',
             path: h.path ?? config.path,
-            primary: !!h.primary
+            primary: !!h.primary,
+            roles: h.roles ?? []
         }
         : {
             name: h.name ?? (h.port === 22 ? h.address : `${h.address}:${h.port}`),
@@ -36815,7 +37140,8 @@ function validateConfig(parsed, file, overrides = {}, env = process.env) {
             port: h.port,
             user: h.user,
             path: h.path ?? config.path,
-            primary: !!h.primary
+            primary: !!h.primary,
+            roles: h.roles ?? []
         });
     const names = new Set();
     for (const h of hosts) {
@@ -36823,18 +37149,31 @@ function validateConfig(parsed, file, overrides = {}, env = process.env) {
             problems.push(`hosts: two hosts are named ${h.name}; give each a distinct name`);
         names.add(h.name);
     }
-    if (overrides.host !== undefined) {
-        const picked = selectHosts(hosts, overrides.host);
-        if ('problem' in picked)
-            problems.push(picked.problem);
-        else
-            hosts.splice(0, hosts.length, ...picked.hosts);
+    const given = new Set(hosts.flatMap(h => h.roles));
+    for (const role of Object.keys(config.roles)) {
+        if (!given.has(role))
+            problems.push(`roles.${role}: no host has this role; add it to a host's roles or remove it`);
     }
     const primaries = hosts.filter(h => h.primary);
     if (primaries.length > 1)
         problems.push(`hosts: only one host can be primary, found ${primaries.length}`);
     if (primaries.length === 0 && hosts[0])
         hosts[0].primary = true;
+    let lockHost;
+    const picked = selectHosts(hosts, overrides);
+    if ('problem' in picked)
+        problems.push(picked.problem);
+    else if (picked.hosts !== hosts) {
+        // the lock stays on the config's primary; the first selected host runs what runs once (backup, migrate)
+        const configPrimary = hosts.find(h => h.primary);
+        if (configPrimary && !picked.hosts.includes(configPrimary)) {
+            lockHost = { ...configPrimary, primary: false };
+            const first = picked.hosts[0];
+            if (first)
+                picked.hosts[0] = { ...first, primary: true };
+        }
+        hosts.splice(0, hosts.length, ...picked.hosts);
+    }
     const ssh = config.ssh;
     const auth = { fingerprints: ssh.fingerprints, insecure: ssh.insecure_skip_host_key_check };
     if (ssh.private_key && ssh.private_key_file) {
@@ -36866,6 +37205,8 @@ function validateConfig(parsed, file, overrides = {}, env = process.env) {
             problems.push('ssh.known_hosts: host keys are verified; give known_hosts (lines from `ssh-keyscan`), known_hosts_file or fingerprints, or opt out with ssh.insecure_skip_host_key_check: true');
         }
     }
+    if (ssh.jump)
+        auth.jump = jumpTarget(ssh.jump, baseDir, problems, secrets);
     // database passwords (inline or in a URL) and the age identity are secrets, however they were given
     const backupCheck = checkBackupConfig(config.backup);
     // a database whose URL or password is not set yet cannot be checked; the commands that use it refuse
@@ -36873,7 +37214,11 @@ function validateConfig(parsed, file, overrides = {}, env = process.env) {
     problems.push(...backupCheck.problems.filter(p => !waiting.some(w => p.startsWith(`${w}.`) || p.startsWith(`${w}:`))));
     for (const value of backupCheck.secrets)
         secrets.push({ where: backupSecretKey(config, value), value });
+    // notification tokens and webhook URLs (their path is the credential), however they were given
+    secrets.push(...notifySecrets(config.notify));
     problems.push(...migrationProblems(config));
+    problems.push(...cacheProblems(config));
+    problems.push(...verifyProblems(config));
     problems.push(...shortSecretProblems(secrets));
     if (problems.length)
         throw configProblems(file, problems);
@@ -36883,9 +37228,35 @@ function validateConfig(parsed, file, overrides = {}, env = process.env) {
         baseDir,
         sourceDir: (0,external_node_path_namespaceObject.resolve)(baseDir, config.source.dir),
         hosts,
+        ...(lockHost ? { lockHost } : {}),
+        ...(overrides.skipUnreachable ? { skipUnreachable: true } : {}),
         auth,
         secrets: [...new Set(secrets.map(s => s.value))],
-        unresolved
+        unresolved,
+        references: scan.references
+    };
+}
+/** ssh.jump: the bastion's own key if given (inline or file, a secret), else the hosts' key. */
+function jumpTarget(jump, baseDir, problems, secrets) {
+    if (jump.private_key && jump.private_key_file)
+        problems.push('ssh.jump: give private_key or private_key_file, not both');
+    const privateKey = jump.private_key ?? readOptional(jump.private_key_file, 'ssh.jump.private_key_file', baseDir, problems);
+    if (privateKey)
+        secrets.push({ where: 'ssh.jump.private_key', value: privateKey });
+    if (jump.passphrase)
+        secrets.push({ where: 'ssh.jump.passphrase', value: jump.passphrase });
+    if (privateKey && !/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(privateKey))
+        problems.push('ssh.jump.private_key: expected a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----)');
+    if (jump.passphrase && !privateKey)
+        problems.push("ssh.jump.passphrase: only with ssh.jump.private_key (the hosts' key has ssh.passphrase)");
+    const label = jump.port === 22 ? jump.address : `${jump.address}:${jump.port}`;
+    return {
+        label,
+        address: jump.address,
+        port: jump.port,
+        user: jump.user,
+        privateKey,
+        passphrase: jump.passphrase
     };
 }
 function missingVariable(key, variable) {
@@ -36940,10 +37311,30 @@ function commandNeeds(loaded, command, opts = {}) {
                 identity: encrypted ? 'it decrypts the backup' : undefined
             };
         case 'backups':
-            return opts.sub === 'verify' ? { env: 'its checks on the host get env:' } : {};
+            return opts.sub === 'verify' || opts.sub === 'upload' ? { env: 'its checks on the host get env:' } : {};
         default:
             return {};
     }
+}
+/** Why the command uses the value at a lazy key (LAZY_KEYS), or undefined when it does not. */
+function lazyReason(needs, key) {
+    if (key.startsWith('env.'))
+        return needs.env;
+    if (key.startsWith('backup.databases['))
+        return needs.databases;
+    if (key === 'backup.encrypt.identity')
+        return needs.identity;
+    return undefined;
+}
+/**
+ * The environment variables a command reads for this config, in config order: every `env:NAME` outside the
+ * lazy keys (the config does not load without them), and those under lazy keys the command uses. A CI job
+ * must pass exactly these (examples/workflows and `init` are checked against it).
+ */
+function variablesFor(loaded, command, opts = {}) {
+    const needs = commandNeeds(loaded, command, opts);
+    const used = loaded.references.filter(r => !LAZY_KEYS.some(re => re.test(r.key)) || lazyReason(needs, r.key));
+    return [...new Set(used.map(r => r.variable))];
 }
 /**
  * Refuses (exit 2, before anything connects) when a value the command uses names a variable that is not
@@ -36952,15 +37343,8 @@ function commandNeeds(loaded, command, opts = {}) {
 function requireEnv(loaded, command, opts = {}) {
     const needs = commandNeeds(loaded, command, opts);
     const label = opts.sub && command === 'backups' ? `${command} ${opts.sub}` : command;
-    const why = (key) => key.startsWith('env.')
-        ? needs.env
-        : key.startsWith('backup.databases[')
-            ? needs.databases
-            : key === 'backup.encrypt.identity'
-                ? needs.identity
-                : undefined;
     const problems = loaded.unresolved.flatMap(u => {
-        const reason = why(u.key);
+        const reason = lazyReason(needs, u.key);
         return reason ? [`${missingVariable(u.key, u.variable)}: \`${label}\` needs it (${reason})`] : [];
     });
     if (problems.length)
@@ -36968,20 +37352,51 @@ function requireEnv(loaded, command, opts = {}) {
 }
 /** Shorter secrets cannot be redacted: replacing every `ab` in a log would mangle it beyond reading. */
 const MIN_SECRET_LENGTH = 4;
-/** The hosts `--host` names (by name, address, or address:port), in config order; or why it cannot. */
-function selectHosts(hosts, wanted) {
-    const asked = [...new Set(wanted.split(',').map(a => a.trim()))].filter(Boolean);
-    if (!asked.length)
-        return { problem: '--host: expected a host name or address from the config' };
-    const matches = (h, a) => h.name === a || (h.kind === 'ssh' && (h.address === a || `${h.address}:${h.port}` === a));
-    const unknown = asked.filter(a => !hosts.some(h => matches(h, a)));
-    if (unknown.length) {
-        const known = hosts.map(h => h.kind === 'ssh' && h.name !== h.address ? `${h.name} (${h.address})` : h.name);
-        return {
-            problem: `--host: ${unknown.map(u => JSON.stringify(u)).join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a host of this config; it has ${known.join(', ')} (add a host to hosts: to deploy to it)`
-        };
+const splitList = (text) => [...new Set(text.split(',').map(a => a.trim()))].filter(Boolean);
+/** `web-1 (10.0.0.11)` or `10.0.0.12`: how an error lists the hosts a config has. */
+const knownHosts = (hosts) => hosts.map(h => (h.kind === 'ssh' && h.name !== h.address ? `${h.name} (${h.address})` : h.name)).join(', ');
+/**
+ * The hosts `--hosts`/`--host` names (by name, address, or address:port) and `--roles` names (any of the roles),
+ * in config order; both given: the hosts matching both. The same array when nothing selects; or why it cannot.
+ */
+function selectHosts(hosts, o) {
+    if (o.host !== undefined && o.hosts !== undefined)
+        return { problem: '--host and --hosts: give one (--host is another name for --hosts)' };
+    const flag = o.hosts !== undefined ? '--hosts' : '--host';
+    const wanted = o.hosts ?? o.host;
+    let picked = hosts;
+    if (wanted !== undefined) {
+        const asked = splitList(wanted);
+        if (!asked.length)
+            return { problem: `${flag}: expected a host name or address from the config` };
+        const matches = (h, a) => h.name === a || (h.kind === 'ssh' && (h.address === a || `${h.address}:${h.port}` === a));
+        const unknown = asked.filter(a => !hosts.some(h => matches(h, a)));
+        if (unknown.length) {
+            return {
+                problem: `${flag}: ${unknown.map(u => JSON.stringify(u)).join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a host of this config; it has ${knownHosts(hosts)} (add a host to hosts: to deploy to it)`
+            };
+        }
+        picked = hosts.filter(h => asked.some(a => matches(h, a)));
     }
-    return { hosts: hosts.filter(h => asked.some(a => matches(h, a))) };
+    if (o.roles !== undefined) {
+        const asked = splitList(o.roles);
+        const known = [...new Set(hosts.flatMap(h => h.roles))];
+        if (!asked.length)
+            return { problem: "--roles: expected a role from the config's hosts[].roles" };
+        const unknown = asked.filter(r => !known.includes(r));
+        if (unknown.length) {
+            return {
+                problem: `--roles: ${unknown.map(u => JSON.stringify(u)).join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a role of any host of this config; ${known.length ? `the roles are ${known.join(', ')}` : 'no host has roles (hosts[].roles)'}`
+            };
+        }
+        const byRole = picked.filter(h => h.roles.some(r => asked.includes(r)));
+        if (!byRole.length)
+            return {
+                problem: `--hosts and --roles: no host is both in ${JSON.stringify(wanted)} and has a role of ${asked.join(', ')}; the hosts with those roles are ${knownHosts(hosts.filter(h => h.roles.some(r => asked.includes(r))))}`
+            };
+        picked = byRole;
+    }
+    return { hosts: picked };
 }
 /** The key a backup secret (a password, a URL, the identity) came from. */
 function backupSecretKey(config, value) {
@@ -37030,124 +37445,6 @@ function parseReleaseId(value, what = 'release') {
         throw new ConfigError(`${what} ${JSON.stringify(value)} is not a release name; expected the form 20261121T193000Z-3f2a1c9 (see \`safe-deploy releases\`)`);
     }
     return value;
-}
-
-;// CONCATENATED MODULE: ./src/release/history.ts
-
-/**
- * Parses history.jsonl. A torn line (a write cut short) is skipped, but never takes the next entry with it:
- * when a torn line and the next entry ended up on one line (the next append did not start on a new line), the
- * trailing JSON object is recovered.
- */
-function parseHistory(text) {
-    const out = [];
-    for (const line of text.split('\n')) {
-        if (!line.trim())
-            continue;
-        const v = parseEntry(line);
-        if (v)
-            out.push(v);
-    }
-    return out;
-}
-function asEntry(v) {
-    return v && typeof v === 'object' && typeof v.release === 'string'
-        ? v
-        : undefined;
-}
-function parseEntry(line) {
-    try {
-        return asEntry(JSON.parse(line));
-    }
-    catch {
-        /* torn: look for the longest trailing object that parses */
-    }
-    for (let i = line.indexOf('{', 1); i > 0; i = line.indexOf('{', i + 1)) {
-        try {
-            const v = asEntry(JSON.parse(line.slice(i)));
-            if (v)
-                return v;
-        }
-        catch {
-            /* not here */
-        }
-    }
-    return undefined;
-}
-/** Releases a person or a failed verify has marked bad, or whose run was interrupted. */
-function badReleases(history) {
-    const bad = new Set();
-    for (const h of history) {
-        if (h.bad || h.status === 'rolled-back' || h.status === 'interrupted')
-            bad.add(h.release);
-        if (h.type === 'rollback' && h.status === 'success' && h.from)
-            bad.add(h.from);
-    }
-    return bad;
-}
-/**
- * Releases history records as verified healthy, each with the position (line order) of the entry that says
- * so: a release whose newest entry (deploy or rollback) that says anything of its health is a success, and
- * that no later entry marks bad or interrupted (a successful rollback away from it marks it bad). A run that
- * failed before anything live changed (`failed`, not `bad`: a refused rollback, a lock held) says nothing of
- * its release. An old success entry without `verified` counts as verified.
- */
-function goodReleases(history) {
-    const good = new Map();
-    history.forEach((h, i) => {
-        if (h.status === 'success' && h.verified !== false && !h.bad) {
-            good.delete(h.release);
-            good.set(h.release, i);
-        }
-        else if (h.bad || h.status === 'rolled-back' || h.status === 'interrupted') {
-            good.delete(h.release);
-        }
-        // a plain `failed` without `bad` stopped before anything live changed: it says nothing of the release
-        if (h.type === 'rollback' && h.status === 'success' && h.from)
-            good.delete(h.from);
-    });
-    return good;
-}
-/** History says this release was once finished and served (a release from before completion markers). */
-function everServed(history, release) {
-    return history.some(h => h.release === release && h.status === 'success');
-}
-/**
- * The release a plain `rollback` goes to: of the releases history records as verified healthy (goodReleases),
- * the one recorded last, in history order (not by name: release ids come from the runner's clock), that exists
- * on the host and is not `current`. Without history there is no target (name one with --to).
- */
-function rollbackTarget(releases, current, history) {
-    const onDisk = new Set(releases.filter(isReleaseId));
-    let best;
-    for (const [r, at] of goodReleases(history)) {
-        if (r === current || !onDisk.has(r) || !isReleaseId(r))
-            continue;
-        if (!best || at > best.at)
-            best = { r, at };
-    }
-    return best?.r;
-}
-/**
- * Releases a run left half-made (a deploy killed during its upload or build): no completion marker, not
- * `current`, and history never saw them serve. The next deploy removes them; rollbacks never choose them.
- * Without any history nothing is called unfinished: a release from before completion markers looks the same.
- */
-function unfinishedReleases(releases, complete, current, history) {
-    // no history at all (deleted, or never written): nothing tells a half-made release from an old one
-    if (!history.length)
-        return [];
-    const done = new Set(complete);
-    return releases.filter(isReleaseId).filter(r => r !== current && !done.has(r) && !everServed(history, r));
-}
-/** Which releases to delete: all but the newest `keep`, never `current` nor `previous`. */
-function releasesToPrune(releases, keep, protect) {
-    const sorted = releases.filter(isReleaseId).sort();
-    const kept = new Set(sorted.slice(-keep));
-    for (const p of protect)
-        if (p)
-            kept.add(p);
-    return sorted.filter(r => !kept.has(r));
 }
 
 ;// CONCATENATED MODULE: ./src/commands/dialect.ts
@@ -37227,10 +37524,27 @@ function combine(label, parts) {
 
 
 /** Prepares the layout and reports what preflight needs to know, as KEY=value lines. */
-function inspectHost(layout, sharedFiles, needs) {
+function inspectHost(layout, sharedFiles, needs, opts = {}) {
+    // `doctor` creates nothing: it says what a deploy would find, and whether it could create the layout
+    const layoutLines = opts.create === false
+        ? [
+            'd="$root"; while [ ! -e "$d" ]; do d=$(dirname "$d"); done',
+            'if [ -d "$root/releases" ]; then [ -w "$root/releases" ] || echo "ERROR=$root/releases is not writable"',
+            'else',
+            '  if [ -w "$d" ]; then echo "NOLAYOUT=$root"; else echo "ERROR=cannot create $root ($d is not writable)"; fi',
+            'fi'
+        ]
+        : [
+            'mkdir -p "$root/releases" "$root/shared" "$root/.safe-deploy" || { echo "ERROR=cannot create $root"; exit 0; }',
+            '[ -w "$root/releases" ] || echo "ERROR=$root/releases is not writable"'
+        ];
     return {
         label: 'inspect host',
-        script: script(`root=${sh(layout.root)}`, 'mkdir -p "$root/releases" "$root/shared" "$root/.safe-deploy" || { echo "ERROR=cannot create $root"; exit 0; }', '[ -w "$root/releases" ] || echo "ERROR=$root/releases is not writable"', 'printf "CURRENT=%s\\n" "$(readlink "$root/current" 2>/dev/null)"', 'printf "FREE_KB=%s\\n" "$(df -Pk "$root" | awk \'NR==2 {print $4}\')"', ...sharedFiles.map(f => `[ -e "$root/shared/"${sh(f)} ] || printf 'MISSING=%s\\n' ${sh(f)}`), ...needs.map(t => `command -v ${sh(t)} >/dev/null 2>&1 || printf 'NOTOOL=%s\\n' ${sh(t)}`), 'ls -1 "$root/releases" 2>/dev/null | sed "s/^/RELEASE=/"', 'ls -1 "$root/.safe-deploy/complete" 2>/dev/null | sed "s/^/COMPLETE=/"', 'true')
+        script: script(`root=${sh(layout.root)}`, ...layoutLines, 'printf "CURRENT=%s\\n" "$(readlink "$root/current" 2>/dev/null)"', 
+        // free disk where the layout is (or will be, for doctor: the nearest dir that exists)
+        opts.create === false
+            ? 'printf "FREE_KB=%s\\n" "$(df -Pk "$d" 2>/dev/null | awk \'NR==2 {print $4}\')"'
+            : 'printf "FREE_KB=%s\\n" "$(df -Pk "$root" | awk \'NR==2 {print $4}\')"', ...sharedFiles.map(f => `[ -e "$root/shared/"${sh(f)} ] || printf 'MISSING=%s\\n' ${sh(f)}`), ...needs.map(t => `command -v ${sh(t)} >/dev/null 2>&1 || printf 'NOTOOL=%s\\n' ${sh(t)}`), 'ls -1 "$root/releases" 2>/dev/null | sed "s/^/RELEASE=/"', 'ls -1 "$root/.safe-deploy/complete" 2>/dev/null | sed "s/^/COMPLETE=/"', 'true')
     };
 }
 /** The command line that unpacks the tar stream arriving on stdin into a new release directory. */
@@ -37357,6 +37671,149 @@ function release_parseKeyValues(text) {
     return out;
 }
 
+
+;// CONCATENATED MODULE: ./src/release/history.ts
+
+/**
+ * Parses history.jsonl. A torn line (a write cut short) is skipped, but never takes the next entry with it:
+ * when a torn line and the next entry ended up on one line (the next append did not start on a new line), the
+ * trailing JSON object is recovered.
+ */
+function parseHistory(text) {
+    const out = [];
+    for (const line of text.split('\n')) {
+        if (!line.trim())
+            continue;
+        const v = parseEntry(line);
+        if (v)
+            out.push(v);
+    }
+    return out;
+}
+function asEntry(v) {
+    return v && typeof v === 'object' && typeof v.release === 'string'
+        ? v
+        : undefined;
+}
+function parseEntry(line) {
+    try {
+        return asEntry(JSON.parse(line));
+    }
+    catch {
+        /* torn: look for the longest trailing object that parses */
+    }
+    for (let i = line.indexOf('{', 1); i > 0; i = line.indexOf('{', i + 1)) {
+        try {
+            const v = asEntry(JSON.parse(line.slice(i)));
+            if (v)
+                return v;
+        }
+        catch {
+            /* not here */
+        }
+    }
+    return undefined;
+}
+/**
+ * Releases history records as verified healthy, each with the position (line order) of the entry that says
+ * so: a release whose newest entry (deploy or rollback) that says anything of its health is a success, and
+ * that no later entry marks bad or interrupted (a successful rollback away from it marks it bad). A run that
+ * failed before anything live changed (`failed`, not `bad`: a refused rollback, a lock held) says nothing of
+ * its release. An old success entry without `verified` counts as verified.
+ */
+function goodReleases(history) {
+    const good = new Map();
+    history.forEach((h, i) => {
+        if (h.status === 'success' && h.verified !== false && !h.bad) {
+            good.delete(h.release);
+            good.set(h.release, i);
+        }
+        else if (h.bad || h.status === 'rolled-back' || h.status === 'interrupted') {
+            good.delete(h.release);
+        }
+        // a plain `failed` without `bad` stopped before anything live changed: it says nothing of the release
+        if (h.type === 'rollback' && h.status === 'success' && h.from)
+            good.delete(h.from);
+    });
+    return good;
+}
+function history_releaseStates(history) {
+    const states = new Map();
+    for (const h of history) {
+        if (h.status === 'interrupted')
+            states.set(h.release, 'interrupted');
+        else if (h.bad || h.status === 'rolled-back')
+            states.set(h.release, 'bad');
+        else if (h.status === 'success')
+            states.set(h.release, h.verified === false ? 'unverified' : 'verified');
+        if (h.type === 'rollback' && h.status === 'success' && h.from && states.get(h.from) !== 'bad')
+            states.set(h.from, 'rolled back from');
+    }
+    return states;
+}
+/** History says this release was once finished and served (a release from before completion markers). */
+function everServed(history, release) {
+    return history.some(h => h.release === release && h.status === 'success');
+}
+/**
+ * The release a plain `rollback` goes to: of the releases history records as verified healthy (goodReleases),
+ * the one recorded last, in history order (not by name: release ids come from the runner's clock), that exists
+ * on the host and is not `current`. Without history there is no target (name one with --to).
+ */
+function rollbackTarget(releases, current, history) {
+    const onDisk = new Set(releases.filter(isReleaseId));
+    let best;
+    for (const [r, at] of goodReleases(history)) {
+        if (r === current || !onDisk.has(r) || !isReleaseId(r))
+            continue;
+        if (!best || at > best.at)
+            best = { r, at };
+    }
+    return best?.r;
+}
+/**
+ * Releases a run left half-made (a deploy killed during its upload or build): no completion marker, not
+ * `current`, and history never saw them serve. The next deploy removes them; rollbacks never choose them.
+ * Without any history nothing is called unfinished: a release from before completion markers looks the same.
+ */
+function unfinishedReleases(releases, complete, current, history) {
+    // no history at all (deleted, or never written): nothing tells a half-made release from an old one
+    if (!history.length)
+        return [];
+    const done = new Set(complete);
+    return releases.filter(isReleaseId).filter(r => r !== current && !done.has(r) && !everServed(history, r));
+}
+/** Which releases to delete: all but the newest `keep`, never `current` nor `previous`. */
+function releasesToPrune(releases, keep, protect) {
+    const sorted = releases.filter(isReleaseId).sort();
+    const kept = new Set(sorted.slice(-keep));
+    for (const p of protect)
+        if (p)
+            kept.add(p);
+    return sorted.filter(r => !kept.has(r));
+}
+/**
+ * Deploying a commit that history has as an older release: a rollback to the newest such release that is good
+ * (goodReleases) and on disk; a refusal when every such release is bad or gone (`why` of the newest); a
+ * normal deploy when the commit was never deployed with success, or is the current release's commit.
+ */
+function rerunOf(commit, history, releases, current) {
+    const same = (c) => !!c && c.toLowerCase() === commit.toLowerCase();
+    const ofCommit = history.filter(h => h.type === 'deploy' && same(h.commit) && h.status === 'success');
+    if (!ofCommit.length)
+        return { kind: 'deploy' };
+    const currentEntry = [...history].reverse().find(h => h.type === 'deploy' && h.release === current);
+    if (current && (same(currentEntry?.commit) || ofCommit.some(h => h.release === current)))
+        return { kind: 'deploy' };
+    const good = goodReleases(history);
+    const onDisk = new Set(releases);
+    const candidates = [...new Set(ofCommit.map(h => h.release).reverse())];
+    const usable = candidates.find(r => good.has(r) && onDisk.has(r) && isReleaseId(r));
+    if (usable && isReleaseId(usable))
+        return { kind: 'rollback', release: usable };
+    const newest = candidates[0];
+    return { kind: 'refuse', release: newest, why: onDisk.has(newest) ? 'bad' : 'gone' };
+}
 
 ;// CONCATENATED MODULE: external "node:os"
 const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
@@ -38754,6 +39211,16 @@ class SshConnectError extends Error {
         this.name = 'SshConnectError';
     }
 }
+/** The command's channel did not open: the command did not start. */
+class ChannelOpenError extends Error {
+}
+/**
+ * Whether a connect error means the host could not be reached (network, timeout, refused: what a retry could
+ * fix), not that it answered wrongly (host key, credentials): only those may be skipped (--skip-unreachable).
+ */
+function isUnreachable(e) {
+    return e instanceof SshConnectError && e.retryable;
+}
 const sleep = (ms, signal) => new Promise((resolve, reject) => {
     if (signal?.aborted)
         return reject(new Error('interrupted'));
@@ -38767,14 +39234,23 @@ class SshTransport {
     label;
     ssh;
     target;
+    bastion;
     closed = false;
-    constructor(label, ssh, target) {
+    constructor(label, ssh, target, bastion) {
         this.label = label;
         this.ssh = ssh;
         this.target = target;
+        this.bastion = bastion;
     }
     static async connect(target) {
-        return new SshTransport(target.label, await connectWithRetries(target), target);
+        const bastion = target.jump ? Bastion.lease(target.jump) : undefined;
+        try {
+            return new SshTransport(target.label, await connectWithRetries(target, bastion), target, bastion);
+        }
+        catch (e) {
+            bastion?.release();
+            throw e;
+        }
     }
     /**
      * A connection that dropped (network cut, sshd restarted) is opened again before the next command, with the
@@ -38786,7 +39262,7 @@ class SshTransport {
         if (!this.ssh.isConnected() || !this.ssh.connection) {
             this.ssh.dispose();
             this.target.onReconnect?.();
-            this.ssh = await connectWithRetries({ ...this.target, signal: undefined });
+            this.ssh = await connectWithRetries({ ...this.target, signal: undefined }, this.bastion);
         }
         const client = this.ssh.connection;
         if (!client)
@@ -38797,13 +39273,24 @@ class SshTransport {
         // an interrupted run starts nothing new (the undo passes a fresh signal)
         if (options.signal?.aborted)
             return Promise.reject(new Error('interrupted'));
-        return this.connection().then(client => this.execOn(client, command, options));
+        return this.connection()
+            .then(client => this.execOn(client, command, options))
+            .catch(async (e) => {
+            if (!(e instanceof ChannelOpenError) || this.closed || options.signal?.aborted)
+                throw e;
+            // the connection dropped before the command's channel opened (a bastion connection cut takes the
+            // host's with it a moment later): the command never started, so it runs on a new connection
+            await new Promise(resolve => setImmediate(resolve));
+            if (this.ssh.isConnected())
+                throw e;
+            return this.execOn(await this.connection(), command, options);
+        });
     }
     execOn(client, command, options) {
         return new Promise((resolve, reject) => {
             client.exec(command, (err, channel) => {
                 if (err)
-                    return reject(new Error(`cannot run a command on ${this.label}: ${err.message}`));
+                    return reject(new ChannelOpenError(`cannot run a command on ${this.label}: ${err.message}`));
                 let stdout = '';
                 let stderr = '';
                 let code;
@@ -38867,16 +39354,107 @@ class SshTransport {
         });
     }
     async close() {
+        if (this.closed)
+            return;
         this.closed = true;
         this.ssh.dispose();
+        this.bastion?.release();
     }
 }
-async function connectWithRetries(target) {
+/**
+ * One connection to a jump host, shared by the hosts leased on the same JumpTarget: opened by the first host
+ * that needs it (with the same host key checks, timeouts and retries as a host), opened again when it dropped,
+ * closed when the last host released it.
+ */
+class Bastion {
+    jump;
+    static open = new Map();
+    users = 0;
+    connecting;
+    ssh;
+    constructor(jump) {
+        this.jump = jump;
+    }
+    static lease(jump) {
+        let bastion = Bastion.open.get(jump);
+        if (!bastion)
+            Bastion.open.set(jump, (bastion = new Bastion(jump)));
+        bastion.users++;
+        return bastion;
+    }
+    release() {
+        if (--this.users > 0)
+            return;
+        Bastion.open.delete(this.jump);
+        this.ssh?.dispose();
+        this.ssh = undefined;
+        this.connecting = undefined;
+    }
+    /**
+     * A channel from the bastion to target's address and port, to carry the SSH connection to the host. A
+     * failure to reach the bastion is final for this attempt (its own retries are spent): it says "jump host".
+     */
+    async channel(target) {
+        const client = (await this.connection(target)).connection;
+        if (!client)
+            throw new SshConnectError(`jump host: not connected to ${this.jump.label}`, true);
+        return new Promise((resolve, reject) => {
+            let timedOut = false;
+            const timer = setTimeout(() => {
+                timedOut = true;
+                reject(new SshConnectError(`${this.jump.label} did not open a connection to ${target.address}:${target.port} within ${target.connectTimeoutMs} ms`, true));
+            }, target.connectTimeoutMs);
+            client.forwardOut('127.0.0.1', 0, target.address, target.port, (err, channel) => {
+                clearTimeout(timer);
+                // opened after we gave up: nobody will use it
+                if (timedOut)
+                    return err ? undefined : channel.close();
+                if (err)
+                    reject(new SshConnectError(`${this.jump.label} cannot open a connection to ${target.address}:${target.port}: ${err.message}`, true));
+                else
+                    resolve(channel);
+            });
+        });
+    }
+    async connection(target) {
+        if (this.ssh?.isConnected() && this.ssh.connection)
+            return this.ssh;
+        this.ssh?.dispose();
+        this.ssh = undefined;
+        this.connecting ??= connectWithRetries({
+            ...target,
+            label: this.jump.label,
+            address: this.jump.address,
+            port: this.jump.port,
+            user: this.jump.user,
+            privateKey: this.jump.privateKey ?? target.privateKey,
+            passphrase: this.jump.privateKey ? this.jump.passphrase : target.passphrase,
+            jump: undefined,
+            onRetry: (attempt, delay, e) => target.onRetry?.(attempt, delay, new Error(`jump host: ${e.message}`))
+        })
+            .then(ssh => {
+            // released while connecting: nobody will close it
+            if (this.users <= 0)
+                ssh.dispose();
+            else
+                this.ssh = ssh;
+            return ssh;
+        })
+            .catch((e) => {
+            const message = e instanceof Error ? e.message : String(e);
+            // its own retries are spent: the host's loop must not retry the bastion again
+            throw new SshConnectError(`jump host: ${message}`, false);
+        })
+            .finally(() => (this.connecting = undefined));
+        return this.connecting;
+    }
+}
+async function connectWithRetries(target, bastion) {
     const attempts = target.connectRetries + 1;
     let lastError = new Error('no attempt made');
     for (let attempt = 1; attempt <= attempts; attempt++) {
         try {
-            return await connectOnce(target);
+            return await (bastion ? connectVia(target, bastion) : connectOnce(target));
         }
         catch (e) {
             lastError = e;
@@ -38890,7 +39468,17 @@ async function connectWithRetries(target) {
     }
     throw lastError;
 }
-async function connectOnce(target) {
+/** Errors name both ends: `web-1 via bastion.example.org: ...`. */
+async function connectVia(target, bastion) {
+    try {
+        return await connectOnce(target, () => bastion.channel(target));
+    }
+    catch (e) {
+        throw new SshConnectError(`${target.label} via ${bastion.jump.label}: ${e.message}`, !(e instanceof SshConnectError) || e.retryable);
+    }
+}
+/** `openSocket`: the stream to speak SSH over (a channel through a bastion) instead of a TCP connection. */
+async function connectOnce(target, openSocket) {
     const verifier = target.insecureSkipHostKeyCheck
         ? undefined
         : createHostVerifier({
@@ -38899,11 +39487,11 @@ async function connectOnce(target) {
             knownHosts: target.knownHosts,
             fingerprints: target.fingerprints
         });
+    const sock = await openSocket?.();
     const ssh = new NodeSSH();
     try {
         await ssh.connect({
-            host: target.address,
-            port: target.port,
+            ...(sock ? { sock } : { host: target.address, port: target.port }),
             username: target.user,
             privateKey: target.privateKey,
             passphrase: target.passphrase,
@@ -38924,7 +39512,7 @@ async function connectOnce(target) {
         // known_hosts has only other key types than the server has (RSA there, ed25519 here): the handshake
         // fails before any key is offered. Ask the server for its key once more, to say which one it has.
         if (verifier && !verifier.failure() && /no matching host key format/i.test(message))
-            await probeHostKey(target, verifier);
+            await probeHostKey(target, verifier, openSocket);
         const hostKeyFailure = verifier?.failure();
         if (hostKeyFailure)
             throw new SshConnectError(hostKeyFailure.message, false);
@@ -38945,12 +39533,12 @@ async function connectOnce(target) {
  * Connects with every host key algorithm and rejects whatever key the server offers, only to learn which
  * one it is: the verifier records the rejection (type, fingerprint, what to do). Nothing authenticates.
  */
-async function probeHostKey(target, verifier) {
+async function probeHostKey(target, verifier, openSocket) {
     const probe = new NodeSSH();
     try {
+        const sock = await openSocket?.();
         await probe.connect({
-            host: target.address,
-            port: target.port,
+            ...(sock ? { sock } : { host: target.address, port: target.port }),
             username: target.user,
             readyTimeout: target.connectTimeoutMs,
             tryKeyboard: false,
@@ -39073,56 +39661,92 @@ function context_primaryOf(ctx) {
         throw new StageError('preflight', 'no host is connected');
     return p;
 }
-/** Connects to every host in parallel; the first failure closes the others. */
-async function connectAll(ctx) {
+/** Where the global deploy lock lives: the config's primary, also when the selection left it out. */
+function lockSessionOf(ctx) {
+    return ctx.lockSession ?? context_primaryOf(ctx);
+}
+/**
+ * Connects to every host in parallel (and to the lock host, when the selection left the primary out). A host
+ * that cannot be reached stops the run (every other connection closed), unless `loaded.skipUnreachable` (a
+ * host other than the primary and the lock host that cannot be reached, not one with a wrong host key or
+ * refused credentials, is then left out, loudly: `ctx.unreachable`) or `tolerate`.
+ */
+async function connectAll(ctx, opts = {}) {
     const { loaded } = ctx;
-    const ssh = loaded.config.ssh;
     if (loaded.auth.insecure && loaded.hosts.some(h => h.kind === 'ssh')) {
         ctx.log.warn('WARNING: ssh.insecure_skip_host_key_check is true: host keys are NOT verified and anyone on the network path can impersonate your servers. Add known_hosts instead.');
     }
-    const results = await Promise.allSettled(loaded.hosts.map(async (host) => {
-        if (ctx.dryRun)
-            return { host, t: ctx.dryRun.connect(host), layout: new Layout(host.path), releases: [] };
-        if (host.kind === 'local')
-            return { host, t: new LocalTransport(host.name), layout: new Layout(host.path), releases: [] };
-        const t = await SshTransport.connect({
-            label: host.name,
-            address: host.address,
-            port: host.port,
-            user: host.user,
-            privateKey: loaded.auth.privateKey ?? '',
-            passphrase: loaded.auth.passphrase,
-            knownHosts: loaded.auth.knownHosts,
-            fingerprints: loaded.auth.fingerprints,
-            insecureSkipHostKeyCheck: loaded.auth.insecure,
-            connectTimeoutMs: ssh.connect_timeout,
-            connectRetries: ssh.connect_retries,
-            keepaliveIntervalMs: ssh.keepalive_interval,
-            signal: ctx.signal,
-            onReconnect: () => ctx.log.warn('the SSH connection was lost; reconnecting', host.name),
-            onRetry: (attempt, delay, e) => ctx.log.warn(`connect attempt ${attempt} failed (${e.message}); retrying in ${delay / 1000} s`, host.name)
-        });
-        return { host, t, layout: new Layout(host.path), releases: [] };
-    }));
-    const ok = results.flatMap(r => (r.status === 'fulfilled' ? [r.value] : []));
-    const failed = results.findIndex(r => r.status === 'rejected');
-    if (failed >= 0) {
-        await Promise.all(ok.map(s => s.t.close()));
-        const reason = results[failed].reason;
-        const host = loaded.hosts[failed]?.name;
-        throw new StageError('preflight', errorMessage(reason), host);
+    const all = loaded.lockHost ? [...loaded.hosts, loaded.lockHost] : loaded.hosts;
+    const results = await Promise.allSettled(all.map(host => connectHost(ctx, host)));
+    const sessions = [];
+    const unreachable = [];
+    let fatal;
+    results.forEach((r, i) => {
+        const host = all[i];
+        if (r.status === 'fulfilled')
+            sessions.push(r.value);
+        else if (opts.tolerate ||
+            // a wrong host key or refused credentials is not "unreachable": it stops the run
+            (loaded.skipUnreachable && !host.primary && host !== loaded.lockHost && isUnreachable(r.reason)))
+            unreachable.push({ host, error: errorMessage(r.reason) });
+        else
+            fatal ??= { host, reason: r.reason };
+    });
+    // a run stopped by the signal is not "a host could not be reached"
+    if (!fatal && !opts.tolerate && unreachable.length && ctx.signal.aborted)
+        fatal = { host: unreachable[0].host, reason: ctx.signal.reason };
+    if (fatal) {
+        await Promise.all(sessions.map(s => s.t.close()));
+        const why = fatal.host === loaded.lockHost ? ' (the primary, which holds the deploy lock)' : '';
+        const skip = loaded.skipUnreachable && (fatal.host.primary || fatal.host === loaded.lockHost)
+            ? '; --skip-unreachable never skips the primary'
+            : '';
+        throw new StageError('preflight', `${errorMessage(fatal.reason)}${why}${skip}`, fatal.host.name);
     }
-    ctx.sessions = ok;
-    for (const s of ok)
-        ctx.log.info(`connected (${s.host.kind === 'local' ? 'local' : `${s.host.user}@${s.host.address}:${s.host.port}`})`, s.host.name);
+    ctx.lockSession = loaded.lockHost ? sessions.find(s => s.host === loaded.lockHost) : undefined;
+    ctx.sessions = sessions.filter(s => s.host !== loaded.lockHost);
+    ctx.unreachable = unreachable;
+    for (const s of sessions)
+        ctx.log.info(`connected (${s.host.kind === 'local' ? 'local' : `${s.host.user}@${s.host.address}:${s.host.port}`})${s === ctx.lockSession ? ' for the deploy lock only (the primary is not selected)' : ''}`, s.host.name);
+    if (!opts.tolerate)
+        for (const u of unreachable)
+            ctx.log.warn(`WARNING: SKIPPED (--skip-unreachable): ${u.host.name} cannot be reached (${u.error}); this run deploys to the other hosts only`, u.host.name);
+}
+function connectHost(ctx, host) {
+    const { loaded } = ctx;
+    const ssh = loaded.config.ssh;
+    const session = (t) => ({ host, t, layout: new Layout(host.path), releases: [] });
+    if (ctx.dryRun)
+        return Promise.resolve(session(ctx.dryRun.connect(host)));
+    if (host.kind === 'local')
+        return Promise.resolve(session(new LocalTransport(host.name)));
+    return SshTransport.connect({
+        label: host.name,
+        address: host.address,
+        port: host.port,
+        user: host.user,
+        privateKey: loaded.auth.privateKey ?? '',
+        passphrase: loaded.auth.passphrase,
+        knownHosts: loaded.auth.knownHosts,
+        fingerprints: loaded.auth.fingerprints,
+        insecureSkipHostKeyCheck: loaded.auth.insecure,
+        jump: loaded.auth.jump,
+        connectTimeoutMs: ssh.connect_timeout,
+        connectRetries: ssh.connect_retries,
+        keepaliveIntervalMs: ssh.keepalive_interval,
+        signal: ctx.signal,
+        onReconnect: () => ctx.log.warn('the SSH connection was lost; reconnecting', host.name),
+        onRetry: (attempt, delay, e) => ctx.log.warn(`connect attempt ${attempt} failed (${e.message}); retrying in ${delay / 1000} s`, host.name)
+    }).then(session);
 }
 async function closeAll(ctx) {
-    await Promise.allSettled(ctx.sessions.map(s => s.t.close()));
+    const all = ctx.lockSession ? [...ctx.sessions, ctx.lockSession] : ctx.sessions;
+    await Promise.allSettled(all.map(s => s.t.close()));
 }
 /** Runs a command on a host: the script travels over stdin; user command output streams to the log. */
 async function context_runOn(ctx, s, cmd, opts) {
     const name = s.host.name;
-    if (cmd.user || ctx.verbose)
+    if ((cmd.user && !opts.onOutput) || ctx.verbose)
         ctx.log.info(`$ ${cmd.user ? cmd.script.split('\n').slice(1).join('; ') : cmd.label}`, name);
     const out = ctx.log.lineWriter(name);
     const err = ctx.log.lineWriter(name, cmd.user || cmd.stream ? 'info' : 'warn');
@@ -39139,8 +39763,8 @@ async function context_runOn(ctx, s, cmd, opts) {
             signal: ctx.signal,
             label: cmd.label,
             parts: cmd.parts,
-            onStdout: cmd.user ? out.push : undefined,
-            onStderr: cmd.user || cmd.stream ? err.push : undefined
+            onStdout: cmd.user ? (opts.onOutput ?? out.push) : undefined,
+            onStderr: cmd.user ? (opts.onOutput ?? err.push) : cmd.stream ? err.push : undefined
         });
     }
     catch (e) {
@@ -39504,7 +40128,7 @@ function startLease(ctx) {
         }
         busy = true;
         try {
-            const p = context_primaryOf(ctx);
+            const p = lockSessionOf(ctx);
             // a signal of its own: the renewal must not be cut by the abort it may cause, and must not hang
             const r = await context_runOn({ ...ctx, signal: AbortSignal.timeout(Math.max(every, 5_000)) }, p, renewLock(p.layout, owner, Math.ceil(ttl / 1000)), { stage: 'lock', timeoutMs: Math.max(every, 5_000) });
             if (stopped)
@@ -40126,6 +40750,17 @@ function parseProbe(stdout) {
     const status = Number.parseInt(stdout.slice(i + 'HTTP_STATUS='.length).trim(), 10);
     return { status: Number.isFinite(status) ? status : 0, body: stdout.slice(0, i).replace(/\n$/, '') };
 }
+/**
+ * verify.heartbeat, measured on the host with its own clock: `file` (relative to the release) must have been
+ * touched at or after `current` was switched and at most `maxAge` s ago. Retries once a second for up to
+ * `maxAge` s (a bot beats on its first poll), then prints `HEARTBEAT=fresh|old|stale|missing` and `AGE=<s>`.
+ */
+function heartbeatProbe(layout, release, file, maxAge) {
+    return {
+        label: `heartbeat ${file}`,
+        script: script(`cd ${sh(layout.release(release))} || exit 1`, `f=${sh(file)}; max=${sh(maxAge)}; waited=0; age=`, `switched=$(stat -c %Y ${sh(layout.current)} 2>/dev/null || echo 0)`, 'while :; do', '  now=$(date +%s)', '  if [ -e "$f" ]; then', '    m=$(stat -L -c %Y "$f"); age=$((now - m))', '    if [ "$m" -ge "$switched" ] && [ "$age" -le "$max" ]; then state=fresh; break; fi', '    if [ "$m" -lt "$switched" ]; then state=old; else state=stale; fi', '  else state=missing; fi', '  [ "$waited" -ge "$max" ] && break', '  sleep 1; waited=$((waited + 1))', 'done', `printf 'HEARTBEAT=%s\\nAGE=%s\\n' "$state" "$age"`)
+    };
+}
 
 ;// CONCATENATED MODULE: ./src/host/env.ts
 /** Environment for user commands on a host: the config's `env` plus SAFE_DEPLOY_* facts about the run. */
@@ -40145,6 +40780,7 @@ function hookEnv(ctx, s, release, stage) {
 }
 
 ;// CONCATENATED MODULE: ./src/pipeline/checks.ts
+
 
 
 
@@ -40241,12 +40877,13 @@ async function runHttpCheck(ctx, s, check, stage, retries = check.retries) {
         }
     }
     const wanted = `HTTP ${check.expect_status}${check.contains !== undefined ? ` containing "${check.contains}"` : ''}`;
-    throw new StageError(stage, `health check GET ${urlFor(check, s)} from ${check.from === 'runner' ? 'the runner' : s.host.name} failed after ${retries} attempts: expected ${wanted}, last answer ${checks_describe(last)}`, s.host.name);
+    throw new StageError(stage, `health check GET ${urlFor(check, s)} from ${check.from === 'runner' ? 'the runner' : s.host.name} failed after ${retries} attempt${retries === 1 ? '' : 's'}: expected ${wanted}, last answer ${checks_describe(last)}`, s.host.name);
 }
 /** Runs every configured check against `release` on one host. */
 async function verifyHost(ctx, s, release, stage, retries) {
     for (const check of httpChecks(ctx))
         await runHttpCheck(ctx, s, check, stage, retries ?? check.retries);
+    await checkHeartbeat(ctx, s, release, stage);
     const v = ctx.config.verify;
     const commands = v.command === undefined ? [] : Array.isArray(v.command) ? v.command : [v.command];
     for (const command of commands) {
@@ -40260,12 +40897,12 @@ async function verifyHost(ctx, s, release, stage, retries) {
         }
     }
 }
-/** Scans the logs since the run started for fatal patterns (verify.logs). */
-async function scanLogs(ctx, s, release, stage) {
-    const logs = ctx.config.verify.logs;
-    if (!logs)
-        return;
-    const command = logs.command.replace(/\{started\}/g, String(Math.floor(ctx.startedAt.getTime() / 1000)));
+/** The log command's output (and stderr) on one host since the run started (verify.logs), or undefined. */
+async function readLogs(ctx, s, release, stage) {
+    const scan = logScan(ctx.config);
+    if (!scan)
+        return undefined;
+    const command = fillLogsCommand(scan.template, ctx.startedAt, 1000);
     const r = await context_runOn(ctx, s, inRelease(s.layout, release, 'log scan', command, hookEnv(ctx, s, release, stage)), {
         stage,
         allowFail: true
@@ -40273,14 +40910,69 @@ async function scanLogs(ctx, s, release, stage) {
     if (r.code !== 0) {
         ctx.log.warn(`log scan command exited ${r.code}: ${lastLines(r.stderr, 2)}`, s.host.name);
     }
-    const hits = r.stdout.split('\n').filter(line => logs.fail_on.some(p => line.includes(p)));
+    // docker compose logs and journalctl may print to either stream
+    return { lines: `${r.stdout}\n${r.code === 0 ? r.stderr : ''}`.split('\n'), failOn: scan.failOn };
+}
+/** Scans the logs since the run started for fatal patterns (verify.logs; see logScan for its defaults). */
+async function scanLogs(ctx, s, release, stage) {
+    const logs = await readLogs(ctx, s, release, stage);
+    if (!logs)
+        return;
+    const hits = logs.lines.filter(line => logs.failOn.some(p => line.includes(p)));
     if (hits.length) {
-        throw new StageError(stage, `the logs on ${s.host.name} show ${hits.length} line(s) matching ${logs.fail_on.join('|')}: ${hits.slice(0, 3).join(' / ').slice(0, 400)}`, s.host.name);
+        throw new StageError(stage, `the logs on ${s.host.name} show ${hits.length} line(s) matching ${logs.failOn.join('|')}: ${hits.slice(0, 3).join(' / ').slice(0, 400)}`, s.host.name);
     }
-    ctx.log.info(`log scan: no line matches ${logs.fail_on.join(', ')}`, s.host.name);
+    ctx.log.info(`log scan: no line matches ${logs.failOn.join(', ')}`, s.host.name);
+}
+/**
+ * The check after verify.window failed: the app had passed, then stopped answering. Says so, with the last
+ * lines of the logs (verify.logs) when there are any: the exception line of a traceback comes first.
+ */
+async function stoppedAnswering(ctx, s, release, stage, windowMs, error) {
+    let text;
+    try {
+        text = (await readLogs(ctx, s, release, stage))?.lines.join('\n');
+    }
+    catch {
+        text = undefined;
+    }
+    const excerpt = text?.trim() ? `; last log lines on ${s.host.name}:\n${lastLines(text, 12)}` : '';
+    return new StageError(stage, `the app passed its checks, then stopped answering within verify.window (${windowMs / 1000} s): ${errorMessage(error)}${excerpt}`, s.host.name);
+}
+/**
+ * verify.heartbeat: the file must have been touched after `current` was last switched (so not by the
+ * instance that served before) and within max_age, both by the host's clock. Waits up to max_age for it.
+ */
+async function checkHeartbeat(ctx, s, release, stage) {
+    const hb = ctx.config.verify.heartbeat;
+    if (!hb)
+        return;
+    const maxAge = Math.max(1, Math.ceil(hb.max_age / 1000));
+    const r = await context_runOn(ctx, s, heartbeatProbe(s.layout, release, hb.file, maxAge), {
+        stage,
+        allowFail: true,
+        timeoutMs: (maxAge + 30) * 1000
+    });
+    const kv = release_parseKeyValues(r.stdout);
+    const state = kv.get('HEARTBEAT')?.[0];
+    if (state === 'fresh') {
+        ctx.log.info(`heartbeat ${hb.file}: touched ${kv.get('AGE')?.[0] ?? '?'} s ago`, s.host.name);
+        return;
+    }
+    const why = state === 'missing'
+        ? `${hb.file} does not exist`
+        : state === 'old'
+            ? `${hb.file} was last touched ${kv.get('AGE')?.[0] ?? '?'} s ago, before the switch (by the instance that served before)`
+            : state === 'stale'
+                ? `${hb.file} was last touched ${kv.get('AGE')?.[0] ?? '?'} s ago (max_age ${maxAge} s)`
+                : `the heartbeat probe failed (exit ${r.code}): ${lastLines(r.stderr || r.stdout, 2)}`;
+    throw new StageError(stage, `heartbeat check failed on ${s.host.name}: ${why}`, s.host.name);
 }
 function hasChecks(ctx) {
-    return httpChecks(ctx).length > 0 || !!ctx.config.verify.command || !!ctx.config.verify.logs;
+    return (httpChecks(ctx).length > 0 ||
+        !!ctx.config.verify.command ||
+        !!logScan(ctx.config) ||
+        !!ctx.config.verify.heartbeat);
 }
 
 ;// CONCATENATED MODULE: ./src/engine/events.ts
@@ -40358,7 +41050,89 @@ function stageGroups(reporter) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/engine/hosts.ts
+/** The hosts --skip-unreachable left out, each with its connect error. */
+function skippedHostResults(ctx) {
+    return (ctx.unreachable ?? []).map(u => ({
+        name: u.host.name,
+        address: u.host.kind === 'ssh' ? u.host.address : undefined,
+        roles: u.host.roles,
+        stage: 'preflight',
+        durationS: 0,
+        result: 'skipped',
+        error: `unreachable: ${u.error}`
+    }));
+}
+/**
+ * One row per connected host from the run's outcome: the host a failure names carries its error; every host
+ * ends as the run did (ok, rolled back, nothing changed, or a rollback that failed: `hostStates` says more).
+ */
+function minimalHostResults(ctx, outcome, release, durationS) {
+    const f = outcome.failure;
+    const reached = outcome.records.filter(r => r.status !== 'skipped').at(-1)?.name;
+    return ctx.sessions.map((s) => {
+        const own = f && f.host === s.host.name;
+        const result = !f
+            ? 'ok'
+            : outcome.rollbackFailed
+                ? 'rollback-failed'
+                : outcome.rolledBack
+                    ? 'rolled-back'
+                    : 'failed';
+        return {
+            name: s.host.name,
+            address: s.host.kind === 'ssh' ? s.host.address : undefined,
+            roles: s.host.roles,
+            before: s.current,
+            after: !f ? (release ?? s.current) : outcome.rollbackFailed ? undefined : s.current,
+            stage: own ? f.stage : reached,
+            durationS,
+            result,
+            ...(own ? { error: f.message } : {})
+        };
+    });
+}
+
+;// CONCATENATED MODULE: ./src/report/hosts.ts
+/**
+ * The per-host report as a table: the log's last lines for a run with more than one host, and the CLI's
+ * terminal output. One row per host: name, roles, release before → after, the stage reached, duration,
+ * result, and the start of this host's own first error.
+ */
+
+/** An error's excerpt in a cell: its explaining line, cut at this many characters. */
+const ERROR_WIDTH = 100;
+const excerpt = (error) => {
+    const line = oneLine(error);
+    return line.length > ERROR_WIDTH ? `${line.slice(0, ERROR_WIDTH - 1)}…` : line;
+};
+/** The table's lines: a header, then one line per host, columns padded to their widest cell. */
+function hostTable(rows) {
+    const cells = rows.map(r => [
+        r.name,
+        r.roles.join(',') || '-',
+        `${r.before ?? '(none)'} → ${r.after ?? '(none)'}`,
+        r.stage ?? '-',
+        `${r.durationS.toFixed(1)} s`,
+        r.result,
+        r.error ? excerpt(r.error) : ''
+    ]);
+    const header = ['host', 'roles', 'release before → after', 'stage', 'time', 'result', 'error'];
+    const widths = header.map((h, i) => Math.max(h.length, ...cells.map(c => c[i].length)));
+    const line = (c) => c
+        .map((v, i) => (i === 4 ? v.padStart(widths[i]) : v.padEnd(widths[i])))
+        .join('  ')
+        .trimEnd();
+    return [line(header), ...cells.map(line)];
+}
+/** The hosts with an error of their own (failed, could not be put back, skipped as unreachable), in order. */
+function failedHosts(rows) {
+    return rows.filter(r => r.error && r.result !== 'ok').map(r => r.name);
+}
+
 ;// CONCATENATED MODULE: ./src/engine/lifecycle.ts
+
+
 
 
 
@@ -40387,7 +41161,8 @@ function newContext(req, command, started, logFile = true) {
         actor: req.actor ?? localActor(),
         sessions: [],
         verbose: !!req.verbose,
-        startedAt: started
+        startedAt: started,
+        ...(req.waitLockMs ? { waitLockMs: req.waitLockMs } : {})
     };
 }
 /** The word the verdict line starts with, per command. */
@@ -40404,7 +41179,8 @@ function verdict(command, outcome, seconds, previous) {
     const t = `(${seconds.toFixed(1)} s)`;
     if (!outcome.failure)
         return `${word} SUCCESS ${t}`;
-    const where = `${word} FAILED at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${oneLine(outcome.failure.message)}`;
+    // one period after the failure, whether or not its message ends with one
+    const where = `${word} FAILED at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${oneLine(outcome.failure.message).replace(/[.]+$/, '')}`;
     if (outcome.rollbackFailed)
         return `${where}. ROLLBACK FAILED: ${oneLine(outcome.rollbackFailed)} ${t}`;
     // a manual rollback that went live and was undone: what served when it started serves again
@@ -40495,7 +41271,12 @@ async function runLifecycle(req, spec) {
     const ctx = newContext(req, command, started);
     ctx.onLock = req.onLock;
     const redact = (t) => ctx.log.redactor.redact(t);
-    const events = new RunEvents([reportFile(ctx), stageGroups(req.reporter), ...(req.subscribers ?? [])], m => ctx.log.warn(m));
+    const events = new RunEvents([
+        reportFile(ctx),
+        stageGroups(req.reporter),
+        ...(req.subscribers ?? []),
+        ...(spec.subscribers?.(ctx) ?? [])
+    ], m => ctx.log.warn(m));
     ctx.log.setStage('start');
     ctx.log.info(`safe-deploy ${spec.intro(ctx)}`);
     await events.emit({
@@ -40518,9 +41299,17 @@ async function runLifecycle(req, spec) {
         : undefined;
     ctx.progress = progress;
     const tracked = progress ? progress.track(p.stages) : p.stages;
+    let chosen;
     const outcome = await runStagesSafely(ctx, tracked, {
-        onStage: e => events.emit(e.type === 'stage-finished' && e.error ? { ...e, error: redact(e.error) } : e)
-    });
+        onStage: async (e) => {
+            const now = e.type === 'stage-started' ? release() : undefined;
+            if (now && !chosen) {
+                chosen = now;
+                await events.emit({ type: 'release-chosen', release: now, previous: previous() });
+            }
+            await events.emit(e.type === 'stage-finished' && e.error ? { ...e, error: redact(e.error) } : e);
+        }
+    }).finally(() => p.cleanup?.());
     const finished = new Date();
     const durationS = lifecycle_seconds(t0);
     const status = !outcome.failure
@@ -40558,8 +41347,16 @@ async function runLifecycle(req, spec) {
             ...p.history(outcome)
         }
         : undefined;
-    const v = verdict(command, outcome, durationS, previous());
-    ctx.log.write(v, { level: outcome.failure ? 'error' : 'info' });
+    // per host (deploy, rollback): a table in the log when there is more than one; skipped hosts said loudly
+    const hostResults = command === 'deploy' || command === 'rollback'
+        ? [...minimalHostResults(ctx, outcome, target, durationS), ...skippedHostResults(ctx)]
+        : undefined;
+    if (hostResults && hostResults.length > 1)
+        for (const line of hostTable(hostResults))
+            ctx.log.info(line);
+    const skipped = ctx.unreachable?.map(u => u.host.name) ?? [];
+    const v = `${verdict(command, outcome, durationS, previous())}${skipped.length ? `; WARNING: SKIPPED ${skipped.join(', ')} (unreachable, --skip-unreachable): not deployed there` : ''}`;
+    ctx.log.write(v, { level: outcome.failure ? 'error' : skipped.length ? 'warn' : 'info' });
     if (ctx.lock && ctx.sessions.length)
         await finishOnHosts(ctx, entry, p.finishOn ?? 'every-host');
     progress?.finish();
@@ -40577,6 +41374,9 @@ async function runLifecycle(req, spec) {
         hostStates,
         stages: outcome.records,
         hosts: req.loaded.hosts.map(h => h.name),
+        ...(hostResults
+            ? { hostResults: hostResults.map(h => (h.error ? { ...h, error: redact(h.error) } : h)) }
+            : {}),
         logFile: ctx.log.file,
         reportFile: ctx.log.file?.replace(/\.log$/, '.json'),
         started: started.toISOString(),
@@ -40599,19 +41399,21 @@ async function finishOnHosts(ctx, entry, where) {
     const lock = ctx.lock;
     if (!lock)
         return;
-    const primary = context_primaryOf(ctx);
+    // the lock host: the primary, or (when the selection left it out) the config's primary, for the lock alone
+    const primary = lockSessionOf(ctx);
     const text = ctx.log.lines.join('\n');
     const finish = { ...ctx, signal: new AbortController().signal };
-    const hosts = where === 'primary' ? [primary] : ctx.sessions;
-    const results = await Promise.allSettled(hosts.map(s => {
+    const hosts = where === 'primary' ? [context_primaryOf(ctx)] : ctx.sessions;
+    const all = hosts.includes(primary) ? hosts : [...hosts, primary];
+    const results = await Promise.allSettled(all.map(s => {
         const parts = [
-            ...(entry ? [appendHistory(s.layout, entry)] : []),
-            appendHostLog(s.layout, text),
+            ...(entry && hosts.includes(s) ? [appendHistory(s.layout, entry)] : []),
+            ...(hosts.includes(s) ? [appendHostLog(s.layout, text)] : []),
             ...(s === primary ? [lock_releaseLock(s.layout, lock.token)] : [])
         ];
         return context_runOn(finish, s, combine('record history and log; release the lock', parts), { stage: 'finish' });
     }));
-    const mine = results[hosts.indexOf(primary)];
+    const mine = results[all.indexOf(primary)];
     const state = mine?.status === 'fulfilled' ? release_parseKeyValues(mine.value.stdout).get('STATE')?.[0] : undefined;
     if (state === 'released') {
         ctx.log.info('lock released', primary.host.name);
@@ -40625,6 +41427,614 @@ async function finishOnHosts(ctx, entry, where) {
         const why = mine?.status === 'rejected' ? errorMessage(mine.reason) : `lock state ${state ?? 'unknown'}`;
         ctx.log.warn(`could not release the lock (${why}); run \`safe-deploy lock release\``, primary.host.name);
     }
+}
+
+;// CONCATENATED MODULE: ./src/host/hook.ts
+
+
+
+
+/** Runs a user command from the config inside a release on a host. */
+async function runHook(ctx, s, release, label, command, stage, extraEnv = {}) {
+    await context_runOn(ctx, s, inRelease(s.layout, release, label, command, { ...hookEnv(ctx, s, release, stage), ...extraEnv }), {
+        stage
+    });
+}
+/**
+ * Removes release dirs on a host. `stages.prune` runs first inside each of them (SAFE_DEPLOY_RELEASE is the
+ * release going away: `docker image rm app-web:$SAFE_DEPLOY_RELEASE`), so what a release built goes with it
+ * and nothing a kept release needs; a failing prune command is a warning, the dir is removed all the same.
+ */
+async function removeReleaseDirs(ctx, s, ids, stage) {
+    const prune = ctx.config.stages.prune;
+    if (prune) {
+        for (const id of ids) {
+            await runHook(ctx, s, id, 'prune', prune, stage).catch(e => ctx.log.warn(`stages.prune failed for ${id} (removing the release anyway): ${errorMessage(e)}`, s.host.name));
+        }
+    }
+    await context_runOn(ctx, s, removeReleases(s.layout, ids), { stage });
+}
+
+;// CONCATENATED MODULE: ./src/pipeline/findings.ts
+/** A deploy stops below this much free disk under the deploy root, and warns below LOW_FREE_KB. */
+const MIN_FREE_KB = 50 * 1024;
+const LOW_FREE_KB = 500 * 1024;
+/** The findings of the `inspect host` script (src/commands/release.ts), in the order preflight checks them. */
+function inspectFindings(s, f) {
+    const host = s.host.name;
+    const out = [];
+    const error = f.kv.get('ERROR')?.[0];
+    if (error)
+        out.push({
+            host,
+            check: 'layout',
+            level: 'error',
+            message: `${error} on ${host}`,
+            fix: `let the deploy user (${s.host.user || 'this user'}) create and write ${s.layout.root}`
+        });
+    else if (f.kv.get('NOLAYOUT'))
+        out.push({
+            host,
+            check: 'layout',
+            level: 'info',
+            message: `${s.layout.root} does not exist yet; the first deploy creates it`
+        });
+    else
+        out.push({ host, check: 'layout', level: 'ok', message: `${s.layout.root} is writable` });
+    const missing = f.kv.get('MISSING') ?? [];
+    if (missing.length)
+        out.push({
+            host,
+            check: 'shared files',
+            level: 'error',
+            message: `shared file${missing.length > 1 ? 's' : ''} ${missing.join(', ')} missing on ${host}: create ${missing.map(m => `${s.layout.shared}/${m}`).join(', ')} on the host first (shared files hold config and secrets, we never invent them)`,
+            fix: `create ${missing.map(m => `${s.layout.shared}/${m}`).join(', ')} on ${host} (mode 0600 for secrets)`
+        });
+    const noTool = f.kv.get('NOTOOL') ?? [];
+    for (const tool of f.needs) {
+        if (noTool.includes(tool))
+            out.push({
+                host,
+                check: 'tools',
+                level: 'error',
+                message: `${tool} is not installed on ${host}`,
+                fix: `install ${tool} on ${host}`
+            });
+    }
+    if (f.fromHost && noTool.includes('curl') && noTool.includes('wget'))
+        out.push({
+            host,
+            check: 'tools',
+            level: 'error',
+            message: `neither curl nor wget is installed on ${host}, needed for verify.http; install one or set verify.http.from: runner`,
+            fix: `install curl on ${host}, or set verify.http.from: runner`
+        });
+    const free = Number(f.kv.get('FREE_KB')?.[0]);
+    if (Number.isFinite(free) && f.deploying) {
+        const mb = Math.round(free / 1024);
+        if (free < MIN_FREE_KB)
+            out.push({
+                host,
+                check: 'disk',
+                level: 'error',
+                message: `only ${mb} MB free under ${s.layout.root} on ${host}; free some disk first`,
+                fix: `free disk on ${host} (old releases: lower keep_releases; old backups: backups prune)`
+            });
+        else if (free < LOW_FREE_KB)
+            out.push({
+                host,
+                check: 'disk',
+                level: 'warning',
+                message: `low disk: ${mb} MB free under ${s.layout.root}`,
+                fix: `free disk on ${host}`
+            });
+        else
+            out.push({ host, check: 'disk', level: 'ok', message: `${mb} MB free under ${s.layout.root}` });
+    }
+    return out;
+}
+
+;// CONCATENATED MODULE: external "node:zlib"
+const external_node_zlib_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
+// EXTERNAL MODULE: external "events"
+var external_events_ = __nccwpck_require__(4434);
+;// CONCATENATED MODULE: external "node:events"
+const external_node_events_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:events");
+;// CONCATENATED MODULE: external "node:stream"
+const external_node_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
+;// CONCATENATED MODULE: external "node:string_decoder"
+const external_node_string_decoder_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:string_decoder");
+// EXTERNAL MODULE: external "buffer"
+var external_buffer_ = __nccwpck_require__(181);
+// EXTERNAL MODULE: external "zlib"
+var external_zlib_ = __nccwpck_require__(3106);
+var external_zlib_namespaceObject = /*#__PURE__*/__nccwpck_require__.t(external_zlib_, 2);
+;// CONCATENATED MODULE: external "node:assert"
+const external_node_assert_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:assert");
+;// CONCATENATED MODULE: external "node:fs/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+;// CONCATENATED MODULE: ./node_modules/tar/dist/esm/index.min.js
+var zr=Object.defineProperty;var Ur=(s,t)=>{for(var e in t)zr(s,e,{get:t[e],enumerable:!0})};var Ds=typeof process=="object"&&process?process:{stdout:null,stderr:null},Wr=s=>!!s&&typeof s=="object"&&(s instanceof A||s instanceof external_node_stream_namespaceObject||Gr(s)||Zr(s)),Gr=s=>!!s&&typeof s=="object"&&s instanceof external_node_events_namespaceObject.EventEmitter&&typeof s.pipe=="function"&&s.pipe!==external_node_stream_namespaceObject.Writable.prototype.pipe,Zr=s=>!!s&&typeof s=="object"&&s instanceof external_node_events_namespaceObject.EventEmitter&&typeof s.write=="function"&&typeof s.end=="function",Q=Symbol("EOF"),J=Symbol("maybeEmitEnd"),nt=Symbol("emittedEnd"),De=Symbol("emittingEnd"),qt=Symbol("emittedError"),Ne=Symbol("closed"),Ns=Symbol("read"),Ae=Symbol("flush"),As=Symbol("flushChunk"),z=Symbol("encoding"),Mt=Symbol("decoder"),g=Symbol("flowing"),Qt=Symbol("paused"),Bt=Symbol("resume"),b=Symbol("buffer"),N=Symbol("pipes"),_=Symbol("bufferLength"),bi=Symbol("bufferPush"),Ie=Symbol("bufferShift"),L=Symbol("objectMode"),S=Symbol("destroyed"),_i=Symbol("error"),Oi=Symbol("emitData"),Is=Symbol("emitEnd"),Ti=Symbol("emitEnd2"),Z=Symbol("async"),xi=Symbol("abort"),Ce=Symbol("aborted"),Jt=Symbol("signal"),Rt=Symbol("dataListeners"),C=Symbol("discarded"),jt=s=>Promise.resolve().then(s),Yr=s=>s(),Kr=s=>s==="end"||s==="finish"||s==="prefinish",Vr=s=>s instanceof ArrayBuffer||!!s&&typeof s=="object"&&s.constructor&&s.constructor.name==="ArrayBuffer"&&s.byteLength>=0,$r=s=>!Buffer.isBuffer(s)&&ArrayBuffer.isView(s),Fe=class{src;dest;opts;ondrain;constructor(t,e,i){this.src=t,this.dest=e,this.opts=i,this.ondrain=()=>t[Bt](),this.dest.on("drain",this.ondrain)}unpipe(){this.dest.removeListener("drain",this.ondrain)}proxyErrors(t){}end(){this.unpipe(),this.opts.end&&this.dest.end()}},Li=class extends Fe{unpipe(){this.src.removeListener("error",this.proxyErrors),super.unpipe()}constructor(t,e,i){super(t,e,i),this.proxyErrors=r=>this.dest.emit("error",r),t.on("error",this.proxyErrors)}},Xr=s=>!!s.objectMode,qr=s=>!s.objectMode&&!!s.encoding&&s.encoding!=="buffer",A=class extends external_node_events_namespaceObject.EventEmitter{[g]=!1;[Qt]=!1;[N]=[];[b]=[];[L];[z];[Z];[Mt];[Q]=!1;[nt]=!1;[De]=!1;[Ne]=!1;[qt]=null;[_]=0;[S]=!1;[Jt];[Ce]=!1;[Rt]=0;[C]=!1;writable=!0;readable=!0;constructor(...t){let e=t[0]||{};if(super(),e.objectMode&&typeof e.encoding=="string")throw new TypeError("Encoding and objectMode may not be used together");Xr(e)?(this[L]=!0,this[z]=null):qr(e)?(this[z]=e.encoding,this[L]=!1):(this[L]=!1,this[z]=null),this[Z]=!!e.async,this[Mt]=this[z]?new external_node_string_decoder_namespaceObject.StringDecoder(this[z]):null,e&&e.debugExposeBuffer===!0&&Object.defineProperty(this,"buffer",{get:()=>this[b]}),e&&e.debugExposePipes===!0&&Object.defineProperty(this,"pipes",{get:()=>this[N]});let{signal:i}=e;i&&(this[Jt]=i,i.aborted?this[xi]():i.addEventListener("abort",()=>this[xi]()))}get bufferLength(){return this[_]}get encoding(){return this[z]}set encoding(t){throw new Error("Encoding must be set at instantiation time")}setEncoding(t){throw new Error("Encoding must be set at instantiation time")}get objectMode(){return this[L]}set objectMode(t){throw new Error("objectMode must be set at instantiation time")}get async(){return this[Z]}set async(t){this[Z]=this[Z]||!!t}[xi](){this[Ce]=!0,this.emit("abort",this[Jt]?.reason),this.destroy(this[Jt]?.reason)}get aborted(){return this[Ce]}set aborted(t){}write(t,e,i){if(this[Ce])return!1;if(this[Q])throw new Error("write after end");if(this[S])return this.emit("error",Object.assign(new Error("Cannot call write after a stream was destroyed"),{code:"ERR_STREAM_DESTROYED"})),!0;typeof e=="function"&&(i=e,e="utf8"),e||(e="utf8");let r=this[Z]?jt:Yr;if(!this[L]&&!Buffer.isBuffer(t)){if($r(t))t=Buffer.from(t.buffer,t.byteOffset,t.byteLength);else if(Vr(t))t=Buffer.from(t);else if(typeof t!="string")throw new Error("Non-contiguous data written to non-objectMode stream")}return this[L]?(this[g]&&this[_]!==0&&this[Ae](!0),this[g]?this.emit("data",t):this[bi](t),this[_]!==0&&this.emit("readable"),i&&r(i),this[g]):t.length?(typeof t=="string"&&!(e===this[z]&&!this[Mt]?.lastNeed)&&(t=Buffer.from(t,e)),Buffer.isBuffer(t)&&this[z]&&(t=this[Mt].write(t)),this[g]&&this[_]!==0&&this[Ae](!0),this[g]?this.emit("data",t):this[bi](t),this[_]!==0&&this.emit("readable"),i&&r(i),this[g]):(this[_]!==0&&this.emit("readable"),i&&r(i),this[g])}read(t){if(this[S])return null;if(this[C]=!1,this[_]===0||t===0||t&&t>this[_])return this[J](),null;this[L]&&(t=null),this[b].length>1&&!this[L]&&(this[b]=[this[z]?this[b].join(""):Buffer.concat(this[b],this[_])]);let e=this[Ns](t||null,this[b][0]);return this[J](),e}[Ns](t,e){if(this[L])this[Ie]();else{let i=e;t===i.length||t===null?this[Ie]():typeof i=="string"?(this[b][0]=i.slice(t),e=i.slice(0,t),this[_]-=t):(this[b][0]=i.subarray(t),e=i.subarray(0,t),this[_]-=t)}return this.emit("data",e),!this[b].length&&!this[Q]&&this.emit("drain"),e}end(t,e,i){return typeof t=="function"&&(i=t,t=void 0),typeof e=="function"&&(i=e,e="utf8"),t!==void 0&&this.write(t,e),i&&this.once("end",i),this[Q]=!0,this.writable=!1,(this[g]||!this[Qt])&&this[J](),this}[Bt](){this[S]||(!this[Rt]&&!this[N].length&&(this[C]=!0),this[Qt]=!1,this[g]=!0,this.emit("resume"),this[b].length?this[Ae]():this[Q]?this[J]():this.emit("drain"))}resume(){return this[Bt]()}pause(){this[g]=!1,this[Qt]=!0,this[C]=!1}get destroyed(){return this[S]}get flowing(){return this[g]}get paused(){return this[Qt]}[bi](t){this[L]?this[_]+=1:this[_]+=t.length,this[b].push(t)}[Ie](){return this[L]?this[_]-=1:this[_]-=this[b][0].length,this[b].shift()}[Ae](t=!1){do;while(this[As](this[Ie]())&&this[b].length);!t&&!this[b].length&&!this[Q]&&this.emit("drain")}[As](t){return this.emit("data",t),this[g]}pipe(t,e){if(this[S])return t;this[C]=!1;let i=this[nt];return e=e||{},t===Ds.stdout||t===Ds.stderr?e.end=!1:e.end=e.end!==!1,e.proxyErrors=!!e.proxyErrors,i?e.end&&t.end():(this[N].push(e.proxyErrors?new Li(this,t,e):new Fe(this,t,e)),this[Z]?jt(()=>this[Bt]()):this[Bt]()),t}unpipe(t){let e=this[N].find(i=>i.dest===t);e&&(this[N].length===1?(this[g]&&this[Rt]===0&&(this[g]=!1),this[N]=[]):this[N].splice(this[N].indexOf(e),1),e.unpipe())}addListener(t,e){return this.on(t,e)}on(t,e){let i=super.on(t,e);if(t==="data")this[C]=!1,this[Rt]++,!this[N].length&&!this[g]&&this[Bt]();else if(t==="readable"&&this[_]!==0)super.emit("readable");else if(Kr(t)&&this[nt])super.emit(t),this.removeAllListeners(t);else if(t==="error"&&this[qt]){let r=e;this[Z]?jt(()=>r.call(this,this[qt])):r.call(this,this[qt])}return i}removeListener(t,e){return this.off(t,e)}off(t,e){let i=super.off(t,e);return t==="data"&&(this[Rt]=this.listeners("data").length,this[Rt]===0&&!this[C]&&!this[N].length&&(this[g]=!1)),i}removeAllListeners(t){let e=super.removeAllListeners(t);return(t==="data"||t===void 0)&&(this[Rt]=0,!this[C]&&!this[N].length&&(this[g]=!1)),e}get emittedEnd(){return this[nt]}[J](){!this[De]&&!this[nt]&&!this[S]&&this[b].length===0&&this[Q]&&(this[De]=!0,this.emit("end"),this.emit("prefinish"),this.emit("finish"),this[Ne]&&this.emit("close"),this[De]=!1)}emit(t,...e){let i=e[0];if(t!=="error"&&t!=="close"&&t!==S&&this[S])return!1;if(t==="data")return!this[L]&&!i?!1:this[Z]?(jt(()=>this[Oi](i)),!0):this[Oi](i);if(t==="end")return this[Is]();if(t==="close"){if(this[Ne]=!0,!this[nt]&&!this[S])return!1;let n=super.emit("close");return this.removeAllListeners("close"),n}else if(t==="error"){this[qt]=i,super.emit(_i,i);let n=!this[Jt]||this.listeners("error").length?super.emit("error",i):!1;return this[J](),n}else if(t==="resume"){let n=super.emit("resume");return this[J](),n}else if(t==="finish"||t==="prefinish"){let n=super.emit(t);return this.removeAllListeners(t),n}let r=super.emit(t,...e);return this[J](),r}[Oi](t){for(let i of this[N])i.dest.write(t)===!1&&this.pause();let e=this[C]?!1:super.emit("data",t);return this[J](),e}[Is](){return this[nt]?!1:(this[nt]=!0,this.readable=!1,this[Z]?(jt(()=>this[Ti]()),!0):this[Ti]())}[Ti](){if(this[Mt]){let e=this[Mt].end();if(e){for(let i of this[N])i.dest.write(e);this[C]||super.emit("data",e)}}for(let e of this[N])e.end();let t=super.emit("end");return this.removeAllListeners("end"),t}async collect(){let t=Object.assign([],{dataLength:0});this[L]||(t.dataLength=0);let e=this.promise();return this.on("data",i=>{t.push(i),this[L]||(t.dataLength+=i.length)}),await e,t}async concat(){if(this[L])throw new Error("cannot concat in objectMode");let t=await this.collect();return this[z]?t.join(""):Buffer.concat(t,t.dataLength)}async promise(){return new Promise((t,e)=>{this.on(S,()=>e(new Error("stream destroyed"))),this.on("error",i=>e(i)),this.on("end",()=>t())})}[Symbol.asyncIterator](){this[C]=!1;let t=!1,e=async()=>(this.pause(),t=!0,{value:void 0,done:!0});return{next:()=>{if(t)return e();let r=this.read();if(r!==null)return Promise.resolve({done:!1,value:r});if(this[Q])return e();let n,o,h=d=>{this.off("data",a),this.off("end",l),this.off(S,c),e(),o(d)},a=d=>{this.off("error",h),this.off("end",l),this.off(S,c),this.pause(),n({value:d,done:!!this[Q]})},l=()=>{this.off("error",h),this.off("data",a),this.off(S,c),e(),n({done:!0,value:void 0})},c=()=>h(new Error("stream destroyed"));return new Promise((d,y)=>{o=y,n=d,this.once(S,c),this.once("error",h),this.once("end",l),this.once("data",a)})},throw:e,return:e,[Symbol.asyncIterator](){return this},[Symbol.asyncDispose]:async()=>{}}}[Symbol.iterator](){this[C]=!1;let t=!1,e=()=>(this.pause(),this.off(_i,e),this.off(S,e),this.off("end",e),t=!0,{done:!0,value:void 0}),i=()=>{if(t)return e();let r=this.read();return r===null?e():{done:!1,value:r}};return this.once("end",e),this.once(_i,e),this.once(S,e),{next:i,throw:e,return:e,[Symbol.iterator](){return this},[Symbol.dispose]:()=>{}}}destroy(t){if(this[S])return t?this.emit("error",t):this.emit(S),this;this[S]=!0,this[C]=!0,this[b].length=0,this[_]=0;let e=this;return typeof e.close=="function"&&!this[Ne]&&e.close(),t?this.emit("error",t):this.emit(S),this}static get isStream(){return Wr}};var Jr=external_fs_.writev,ht=Symbol("_autoClose"),H=Symbol("_close"),te=Symbol("_ended"),m=Symbol("_fd"),Ni=Symbol("_finished"),tt=Symbol("_flags"),Ai=Symbol("_flush"),ki=Symbol("_handleChunk"),vi=Symbol("_makeBuf"),ie=Symbol("_mode"),ke=Symbol("_needDrain"),Ut=Symbol("_onerror"),Ht=Symbol("_onopen"),Ii=Symbol("_onread"),Pt=Symbol("_onwrite"),at=Symbol("_open"),U=Symbol("_path"),ot=Symbol("_pos"),Y=Symbol("_queue"),zt=Symbol("_read"),Ci=Symbol("_readSize"),j=Symbol("_reading"),ee=Symbol("_remain"),Fi=Symbol("_size"),ve=Symbol("_write"),gt=Symbol("_writing"),Me=Symbol("_defaultFlag"),bt=Symbol("_errored"),_t=class extends A{[bt]=!1;[m];[U];[Ci];[j]=!1;[Fi];[ee];[ht];constructor(t,e){if(e=e||{},super(e),this.readable=!0,this.writable=!1,typeof t!="string")throw new TypeError("path must be a string");this[bt]=!1,this[m]=typeof e.fd=="number"?e.fd:void 0,this[U]=t,this[Ci]=e.readSize||16*1024*1024,this[j]=!1,this[Fi]=typeof e.size=="number"?e.size:1/0,this[ee]=this[Fi],this[ht]=typeof e.autoClose=="boolean"?e.autoClose:!0,typeof this[m]=="number"?this[zt]():this[at]()}get fd(){return this[m]}get path(){return this[U]}write(){throw new TypeError("this is a readable stream")}end(){throw new TypeError("this is a readable stream")}[at](){external_fs_.open(this[U],"r",(t,e)=>this[Ht](t,e))}[Ht](t,e){t?this[Ut](t):(this[m]=e,this.emit("open",e),this[zt]())}[vi](){return Buffer.allocUnsafe(Math.min(this[Ci],this[ee]))}[zt](){if(!this[j]){this[j]=!0;let t=this[vi]();if(t.length===0)return process.nextTick(()=>this[Ii](null,0,t));external_fs_.read(this[m],t,0,t.length,null,(e,i,r)=>this[Ii](e,i,r))}}[Ii](t,e,i){this[j]=!1,t?this[Ut](t):this[ki](e,i)&&this[zt]()}[H](){if(this[ht]&&typeof this[m]=="number"){let t=this[m];this[m]=void 0,external_fs_.close(t,e=>e?this.emit("error",e):this.emit("close"))}}[Ut](t){this[j]=!0,this[H](),this.emit("error",t)}[ki](t,e){let i=!1;return this[ee]-=t,t>0&&(i=super.write(t<e.length?e.subarray(0,t):e)),(t===0||this[ee]<=0)&&(i=!1,this[H](),super.end()),i}emit(t,...e){switch(t){case"prefinish":case"finish":return!1;case"drain":return typeof this[m]=="number"&&this[zt](),!1;case"error":return this[bt]?!1:(this[bt]=!0,super.emit(t,...e));default:return super.emit(t,...e)}}},Be=class extends _t{[at](){let t=!0;try{this[Ht](null,external_fs_.openSync(this[U],"r")),t=!1}finally{t&&this[H]()}}[zt](){let t=!0;try{if(!this[j]){this[j]=!0;do{let e=this[vi](),i=e.length===0?0:external_fs_.readSync(this[m],e,0,e.length,null);if(!this[ki](i,e))break}while(!0);this[j]=!1}t=!1}finally{t&&this[H]()}}[H](){if(this[ht]&&typeof this[m]=="number"){let t=this[m];this[m]=void 0,external_fs_.closeSync(t),this.emit("close")}}},et=class extends external_events_{readable=!1;writable=!0;[bt]=!1;[gt]=!1;[te]=!1;[Y]=[];[ke]=!1;[U];[ie];[ht];[m];[Me];[tt];[Ni]=!1;[ot];constructor(t,e){e=e||{},super(e),this[U]=t,this[m]=typeof e.fd=="number"?e.fd:void 0,this[ie]=e.mode===void 0?438:e.mode,this[ot]=typeof e.start=="number"?e.start:void 0,this[ht]=typeof e.autoClose=="boolean"?e.autoClose:!0;let i=this[ot]!==void 0?"r+":"w";this[Me]=e.flags===void 0,this[tt]=e.flags===void 0?i:e.flags,this[m]===void 0&&this[at]()}emit(t,...e){if(t==="error"){if(this[bt])return!1;this[bt]=!0}return super.emit(t,...e)}get fd(){return this[m]}get path(){return this[U]}[Ut](t){this[H](),this[gt]=!0,this.emit("error",t)}[at](){external_fs_.open(this[U],this[tt],this[ie],(t,e)=>this[Ht](t,e))}[Ht](t,e){this[Me]&&this[tt]==="r+"&&t&&t.code==="ENOENT"?(this[tt]="w",this[at]()):t?this[Ut](t):(this[m]=e,this.emit("open",e),this[gt]||this[Ai]())}end(t,e){return t&&this.write(t,e),this[te]=!0,!this[gt]&&!this[Y].length&&typeof this[m]=="number"&&this[Pt](null,0),this}write(t,e){return typeof t=="string"&&(t=Buffer.from(t,e)),this[te]?(this.emit("error",new Error("write() after end()")),!1):this[m]===void 0||this[gt]||this[Y].length?(this[Y].push(t),this[ke]=!0,!1):(this[gt]=!0,this[ve](t),!0)}[ve](t){external_fs_.write(this[m],t,0,t.length,this[ot],(e,i)=>this[Pt](e,i))}[Pt](t,e){t?this[Ut](t):(this[ot]!==void 0&&typeof e=="number"&&(this[ot]+=e),this[Y].length?this[Ai]():(this[gt]=!1,this[te]&&!this[Ni]?(this[Ni]=!0,this[H](),this.emit("finish")):this[ke]&&(this[ke]=!1,this.emit("drain"))))}[Ai](){if(this[Y].length===0)this[te]&&this[Pt](null,0);else if(this[Y].length===1)this[ve](this[Y].pop());else{let t=this[Y];this[Y]=[],Jr(this[m],t,this[ot],(e,i)=>this[Pt](e,i))}}[H](){if(this[ht]&&typeof this[m]=="number"){let t=this[m];this[m]=void 0,external_fs_.close(t,e=>e?this.emit("error",e):this.emit("close"))}}},Wt=class extends et{[at](){let t;if(this[Me]&&this[tt]==="r+")try{t=external_fs_.openSync(this[U],this[tt],this[ie])}catch(e){if(e?.code==="ENOENT")return this[tt]="w",this[at]();throw e}else t=external_fs_.openSync(this[U],this[tt],this[ie]);this[Ht](null,t)}[H](){if(this[ht]&&typeof this[m]=="number"){let t=this[m];this[m]=void 0,external_fs_.closeSync(t),this.emit("close")}}[ve](t){let e=!0;try{this[Pt](null,external_fs_.writeSync(this[m],t,0,t.length,this[ot])),e=!1}finally{if(e)try{this[H]()}catch{}}}};var jr=new Map([["C","cwd"],["f","file"],["z","gzip"],["P","preservePaths"],["U","unlink"],["strip-components","strip"],["stripComponents","strip"],["keep-newer","newer"],["keepNewer","newer"],["keep-newer-files","newer"],["keepNewerFiles","newer"],["k","keep"],["keep-existing","keep"],["keepExisting","keep"],["m","noMtime"],["no-mtime","noMtime"],["p","preserveOwner"],["L","follow"],["h","follow"],["onentry","onReadEntry"]]),Fs=s=>!!s.sync&&!!s.file,ks=s=>!s.sync&&!!s.file,vs=s=>!!s.sync&&!s.file,Ms=s=>!s.sync&&!s.file;var Bs=s=>!!s.file;var tn=s=>{let t=jr.get(s);return t||s},se=(s={})=>{if(!s)return{};let t={};for(let[e,i]of Object.entries(s)){let r=tn(e);t[r]=i}return t.chmod===void 0&&t.noChmod===!1&&(t.chmod=!0),delete t.noChmod,t};var K=(s,t,e,i,r)=>Object.assign((n=[],o,h)=>{Array.isArray(n)&&(o=n,n={}),typeof o=="function"&&(h=o,o=void 0),o=o?Array.from(o):[];let a=se(n);if(r?.(a,o),Fs(a)){if(typeof h=="function")throw new TypeError("callback not supported for sync tar functions");return s(a,o)}else if(ks(a)){let l=t(a,o);return h?l.then(()=>h(),h):l}else if(vs(a)){if(typeof h=="function")throw new TypeError("callback not supported for sync tar functions");return e(a,o)}else if(Ms(a)){if(typeof h=="function")throw new TypeError("callback only supported with file option");return i(a,o)}throw new Error("impossible options??")},{syncFile:s,asyncFile:t,syncNoFile:e,asyncNoFile:i,validate:r});var sn=external_zlib_.constants||{ZLIB_VERNUM:4736},M=Object.freeze(Object.assign(Object.create(null),{Z_NO_FLUSH:0,Z_PARTIAL_FLUSH:1,Z_SYNC_FLUSH:2,Z_FULL_FLUSH:3,Z_FINISH:4,Z_BLOCK:5,Z_OK:0,Z_STREAM_END:1,Z_NEED_DICT:2,Z_ERRNO:-1,Z_STREAM_ERROR:-2,Z_DATA_ERROR:-3,Z_MEM_ERROR:-4,Z_BUF_ERROR:-5,Z_VERSION_ERROR:-6,Z_NO_COMPRESSION:0,Z_BEST_SPEED:1,Z_BEST_COMPRESSION:9,Z_DEFAULT_COMPRESSION:-1,Z_FILTERED:1,Z_HUFFMAN_ONLY:2,Z_RLE:3,Z_FIXED:4,Z_DEFAULT_STRATEGY:0,DEFLATE:1,INFLATE:2,GZIP:3,GUNZIP:4,DEFLATERAW:5,INFLATERAW:6,UNZIP:7,BROTLI_DECODE:8,BROTLI_ENCODE:9,Z_MIN_WINDOWBITS:8,Z_MAX_WINDOWBITS:15,Z_DEFAULT_WINDOWBITS:15,Z_MIN_CHUNK:64,Z_MAX_CHUNK:1/0,Z_DEFAULT_CHUNK:16384,Z_MIN_MEMLEVEL:1,Z_MAX_MEMLEVEL:9,Z_DEFAULT_MEMLEVEL:8,Z_MIN_LEVEL:-1,Z_MAX_LEVEL:9,Z_DEFAULT_LEVEL:-1,BROTLI_OPERATION_PROCESS:0,BROTLI_OPERATION_FLUSH:1,BROTLI_OPERATION_FINISH:2,BROTLI_OPERATION_EMIT_METADATA:3,BROTLI_MODE_GENERIC:0,BROTLI_MODE_TEXT:1,BROTLI_MODE_FONT:2,BROTLI_DEFAULT_MODE:0,BROTLI_MIN_QUALITY:0,BROTLI_MAX_QUALITY:11,BROTLI_DEFAULT_QUALITY:11,BROTLI_MIN_WINDOW_BITS:10,BROTLI_MAX_WINDOW_BITS:24,BROTLI_LARGE_MAX_WINDOW_BITS:30,BROTLI_DEFAULT_WINDOW:22,BROTLI_MIN_INPUT_BLOCK_BITS:16,BROTLI_MAX_INPUT_BLOCK_BITS:24,BROTLI_PARAM_MODE:0,BROTLI_PARAM_QUALITY:1,BROTLI_PARAM_LGWIN:2,BROTLI_PARAM_LGBLOCK:3,BROTLI_PARAM_DISABLE_LITERAL_CONTEXT_MODELING:4,BROTLI_PARAM_SIZE_HINT:5,BROTLI_PARAM_LARGE_WINDOW:6,BROTLI_PARAM_NPOSTFIX:7,BROTLI_PARAM_NDIRECT:8,BROTLI_DECODER_RESULT_ERROR:0,BROTLI_DECODER_RESULT_SUCCESS:1,BROTLI_DECODER_RESULT_NEEDS_MORE_INPUT:2,BROTLI_DECODER_RESULT_NEEDS_MORE_OUTPUT:3,BROTLI_DECODER_PARAM_DISABLE_RING_BUFFER_REALLOCATION:0,BROTLI_DECODER_PARAM_LARGE_WINDOW:1,BROTLI_DECODER_NO_ERROR:0,BROTLI_DECODER_SUCCESS:1,BROTLI_DECODER_NEEDS_MORE_INPUT:2,BROTLI_DECODER_NEEDS_MORE_OUTPUT:3,BROTLI_DECODER_ERROR_FORMAT_EXUBERANT_NIBBLE:-1,BROTLI_DECODER_ERROR_FORMAT_RESERVED:-2,BROTLI_DECODER_ERROR_FORMAT_EXUBERANT_META_NIBBLE:-3,BROTLI_DECODER_ERROR_FORMAT_SIMPLE_HUFFMAN_ALPHABET:-4,BROTLI_DECODER_ERROR_FORMAT_SIMPLE_HUFFMAN_SAME:-5,BROTLI_DECODER_ERROR_FORMAT_CL_SPACE:-6,BROTLI_DECODER_ERROR_FORMAT_HUFFMAN_SPACE:-7,BROTLI_DECODER_ERROR_FORMAT_CONTEXT_MAP_REPEAT:-8,BROTLI_DECODER_ERROR_FORMAT_BLOCK_LENGTH_1:-9,BROTLI_DECODER_ERROR_FORMAT_BLOCK_LENGTH_2:-10,BROTLI_DECODER_ERROR_FORMAT_TRANSFORM:-11,BROTLI_DECODER_ERROR_FORMAT_DICTIONARY:-12,BROTLI_DECODER_ERROR_FORMAT_WINDOW_BITS:-13,BROTLI_DECODER_ERROR_FORMAT_PADDING_1:-14,BROTLI_DECODER_ERROR_FORMAT_PADDING_2:-15,BROTLI_DECODER_ERROR_FORMAT_DISTANCE:-16,BROTLI_DECODER_ERROR_DICTIONARY_NOT_SET:-19,BROTLI_DECODER_ERROR_INVALID_ARGUMENTS:-20,BROTLI_DECODER_ERROR_ALLOC_CONTEXT_MODES:-21,BROTLI_DECODER_ERROR_ALLOC_TREE_GROUPS:-22,BROTLI_DECODER_ERROR_ALLOC_CONTEXT_MAP:-25,BROTLI_DECODER_ERROR_ALLOC_RING_BUFFER_1:-26,BROTLI_DECODER_ERROR_ALLOC_RING_BUFFER_2:-27,BROTLI_DECODER_ERROR_ALLOC_BLOCK_TYPE_TREES:-30,BROTLI_DECODER_ERROR_UNREACHABLE:-31},sn));var rn=external_buffer_.Buffer.concat,zs=Object.getOwnPropertyDescriptor(external_buffer_.Buffer,"concat"),nn=s=>s,Bi=zs?.writable===!0||zs?.set!==void 0?s=>{external_buffer_.Buffer.concat=s?nn:rn}:s=>{},Tt=Symbol("_superWrite"),Gt=class extends Error{code;errno;constructor(t,e){super("zlib: "+t.message,{cause:t}),this.code=t.code,this.errno=t.errno,this.code||(this.code="ZLIB_ERROR"),this.message="zlib: "+t.message,Error.captureStackTrace(this,e??this.constructor)}get name(){return"ZlibError"}},Pi=Symbol("flushFlag"),re=class extends A{#t=!1;#i=!1;#s;#n;#r;#e;#o;get sawError(){return this.#t}get handle(){return this.#e}get flushFlag(){return this.#s}constructor(t,e){if(!t||typeof t!="object")throw new TypeError("invalid options for ZlibBase constructor");if(super(t),this.#s=t.flush??0,this.#n=t.finishFlush??0,this.#r=t.fullFlushFlag??0,typeof external_zlib_namespaceObject[e]!="function")throw new TypeError("Compression method not supported: "+e);try{this.#e=new external_zlib_namespaceObject[e](t)}catch(i){throw new Gt(i,this.constructor)}this.#o=i=>{this.#t||(this.#t=!0,this.close(),this.emit("error",i))},this.#e?.on("error",i=>this.#o(new Gt(i))),this.once("end",()=>this.close)}close(){this.#e&&(this.#e.close(),this.#e=void 0,this.emit("close"))}reset(){if(!this.#t)return external_assert_(this.#e,"zlib binding closed"),this.#e.reset?.()}flush(t){this.ended||(typeof t!="number"&&(t=this.#r),this.write(Object.assign(external_buffer_.Buffer.alloc(0),{[Pi]:t})))}end(t,e,i){return typeof t=="function"&&(i=t,e=void 0,t=void 0),typeof e=="function"&&(i=e,e=void 0),t&&(e?this.write(t,e):this.write(t)),this.flush(this.#n),this.#i=!0,super.end(i)}get ended(){return this.#i}[Tt](t){return super.write(t)}write(t,e,i){if(typeof e=="function"&&(i=e,e="utf8"),typeof t=="string"&&(t=external_buffer_.Buffer.from(t,e)),this.#t)return;external_assert_(this.#e,"zlib binding closed");let r=this.#e._handle,n=r.close;r.close=()=>{};let o=this.#e.close;this.#e.close=()=>{},Bi(!0);let h;try{let l=typeof t[Pi]=="number"?t[Pi]:this.#s;h=this.#e._processChunk(t,l),Bi(!1)}catch(l){Bi(!1),this.#o(new Gt(l,this.write))}finally{this.#e&&(this.#e._handle=r,r.close=n,this.#e.close=o,this.#e.removeAllListeners("error"))}this.#e&&this.#e.on("error",l=>this.#o(new Gt(l,this.write)));let a;if(h)if(Array.isArray(h)&&h.length>0){let l=h[0];a=this[Tt](external_buffer_.Buffer.from(l));for(let c=1;c<h.length;c++)a=this[Tt](h[c])}else a=this[Tt](external_buffer_.Buffer.from(h));return i&&i(),a}},Pe=class extends re{#t;#i;constructor(t,e){t=t||{},t.flush=t.flush||M.Z_NO_FLUSH,t.finishFlush=t.finishFlush||M.Z_FINISH,t.fullFlushFlag=M.Z_FULL_FLUSH,super(t,e),this.#t=t.level,this.#i=t.strategy}params(t,e){if(!this.sawError){if(!this.handle)throw new Error("cannot switch params when binding is closed");if(!this.handle.params)throw new Error("not supported in this implementation");if(this.#t!==t||this.#i!==e){this.flush(M.Z_SYNC_FLUSH),external_assert_(this.handle,"zlib binding closed");let i=this.handle.flush;this.handle.flush=(r,n)=>{typeof r=="function"&&(n=r,r=this.flushFlag),this.flush(r),n?.()};try{this.handle.params(t,e)}finally{this.handle.flush=i}this.handle&&(this.#t=t,this.#i=e)}}}};var ze=class extends Pe{#t;constructor(t){super(t,"Gzip"),this.#t=t&&!!t.portable}[Tt](t){return this.#t?(this.#t=!1,t[9]=255,super[Tt](t)):super[Tt](t)}};var Ue=class extends Pe{constructor(t){super(t,"Unzip")}},He=class extends re{constructor(t,e){t=t||{},t.flush=t.flush||M.BROTLI_OPERATION_PROCESS,t.finishFlush=t.finishFlush||M.BROTLI_OPERATION_FINISH,t.fullFlushFlag=M.BROTLI_OPERATION_FLUSH,super(t,e)}},We=class extends He{constructor(t){super(t,"BrotliCompress")}},Ge=class extends He{constructor(t){super(t,"BrotliDecompress")}},Ze=class extends re{constructor(t,e){t=t||{},t.flush=t.flush||M.ZSTD_e_continue,t.finishFlush=t.finishFlush||M.ZSTD_e_end,t.fullFlushFlag=M.ZSTD_e_flush,super(t,e)}},Ye=class extends Ze{constructor(t){super(t,"ZstdCompress")}},Ke=class extends Ze{constructor(t){super(t,"ZstdDecompress")}};var Us=(s,t)=>{if(Number.isSafeInteger(s))s<0?an(s,t):hn(s,t);else throw Error("cannot encode number outside of javascript safe integer range");return t},hn=(s,t)=>{t[0]=128;for(var e=t.length;e>1;e--)t[e-1]=s&255,s=Math.floor(s/256)},an=(s,t)=>{t[0]=255;var e=!1;s=s*-1;for(var i=t.length;i>1;i--){var r=s&255;s=Math.floor(s/256),e?t[i-1]=Ws(r):r===0?t[i-1]=0:(e=!0,t[i-1]=Gs(r))}},Hs=s=>{let t=s[0],e=t===128?cn(s.subarray(1,s.length)):t===255?ln(s):null;if(e===null)throw Error("invalid base256 encoding");if(!Number.isSafeInteger(e))throw Error("parsed number outside of javascript safe integer range");return e},ln=s=>{for(var t=s.length,e=0,i=!1,r=t-1;r>-1;r--){var n=Number(s[r]),o;i?o=Ws(n):n===0?o=n:(i=!0,o=Gs(n)),o!==0&&(e-=o*Math.pow(256,t-r-1))}return e},cn=s=>{for(var t=s.length,e=0,i=t-1;i>-1;i--){var r=Number(s[i]);r!==0&&(e+=r*Math.pow(256,t-i-1))}return e},Ws=s=>(255^s)&255,Gs=s=>(255^s)+1&255;var Hi={};Ur(Hi,{code:()=>Ve,isCode:()=>ne,isName:()=>dn,name:()=>oe,normalFsTypes:()=>Ui});var ne=s=>oe.has(s),dn=s=>Ve.has(s),Ui=new Set(["0","","1","2","3","4","5","6","7","D"]),oe=new Map([["0","File"],["","OldFile"],["1","Link"],["2","SymbolicLink"],["3","CharacterDevice"],["4","BlockDevice"],["5","Directory"],["6","FIFO"],["7","ContiguousFile"],["g","GlobalExtendedHeader"],["x","ExtendedHeader"],["A","SolarisACL"],["D","GNUDumpDir"],["I","Inode"],["K","NextFileHasLongLinkpath"],["L","NextFileHasLongPath"],["M","ContinuationFile"],["N","OldGnuLongPath"],["S","SparseFile"],["V","TapeVolumeHeader"],["X","OldExtendedHeader"]]),Ve=new Map(Array.from(oe).map(s=>[s[1],s[0]]));var un=s=>s===void 0||s<0?void 0:s,F=class{cksumValid=!1;needPax=!1;nullBlock=!1;block;path;mode;uid;gid;size;cksum;#t="Unsupported";linkpath;uname;gname;devmaj=0;devmin=0;atime;ctime;mtime;charset;comment;constructor(t,e=0,i,r){Buffer.isBuffer(t)?this.decode(t,e||0,i,r):t&&this.#i(t)}decode(t,e,i,r){if(e||(e=0),!t||!(t.length>=e+512))throw new Error("need 512 bytes for header");let n=xt(t,e+156,1),o=Ui.has(n),h=o?i:void 0,a=o?r:void 0;if(this.path=h?.path??xt(t,e,100),this.mode=h?.mode??a?.mode??lt(t,e+100,8),this.uid=h?.uid??a?.uid??lt(t,e+108,8),this.gid=h?.gid??a?.gid??lt(t,e+116,8),this.size=un(h?.size??a?.size??lt(t,e+124,12)),this.mtime=h?.mtime??a?.mtime??Wi(t,e+136,12),this.cksum=lt(t,e+148,12),a&&this.#i(a,!0),h&&this.#i(h),ne(n)&&(this.#t=n||"0"),this.#t==="0"&&this.path.slice(-1)==="/"&&(this.#t="5"),this.#t==="5"&&(this.size=0),this.linkpath=xt(t,e+157,100),t.subarray(e+257,e+265).toString()==="ustar\x0000")if(this.uname=h?.uname??a?.uname??xt(t,e+265,32),this.gname=h?.gname??a?.gname??xt(t,e+297,32),this.devmaj=h?.devmaj??a?.devmaj??lt(t,e+329,8)??0,this.devmin=h?.devmin??a?.devmin??lt(t,e+337,8)??0,t[e+475]!==0){let c=xt(t,e+345,155);this.path=c+"/"+this.path}else{let c=xt(t,e+345,130);c&&(this.path=c+"/"+this.path),this.atime=i?.atime??r?.atime??Wi(t,e+476,12),this.ctime=i?.ctime??r?.ctime??Wi(t,e+488,12)}let l=256;for(let c=e;c<e+148;c++)l+=t[c];for(let c=e+156;c<e+512;c++)l+=t[c];this.cksumValid=l===this.cksum,this.cksum===void 0&&l===256&&(this.nullBlock=!0)}#i(t,e=!1){Object.assign(this,Object.fromEntries(Object.entries(t).filter(([i,r])=>!(r==null||i==="size"&&Number(r)<0||i==="path"&&e||i==="linkpath"&&e||i==="global"))))}encode(t,e=0){if(t||(t=this.block=Buffer.alloc(512)),this.#t==="Unsupported"&&(this.#t="0"),!(t.length>=e+512))throw new Error("need 512 bytes for header");let i=this.ctime||this.atime?130:155,r=mn(this.path||"",i),n=r[0],o=r[1];this.needPax=!!r[2],this.needPax=Lt(t,e,100,n)||this.needPax,this.needPax=ct(t,e+100,8,this.mode)||this.needPax,this.needPax=ct(t,e+108,8,this.uid)||this.needPax,this.needPax=ct(t,e+116,8,this.gid)||this.needPax,this.needPax=ct(t,e+124,12,this.size)||this.needPax,this.needPax=Gi(t,e+136,12,this.mtime)||this.needPax,t[e+156]=Number(this.#t.codePointAt(0)),this.needPax=Lt(t,e+157,100,this.linkpath)||this.needPax,t.write("ustar\x0000",e+257,8),this.needPax=Lt(t,e+265,32,this.uname)||this.needPax,this.needPax=Lt(t,e+297,32,this.gname)||this.needPax,this.needPax=ct(t,e+329,8,this.devmaj)||this.needPax,this.needPax=ct(t,e+337,8,this.devmin)||this.needPax,this.needPax=Lt(t,e+345,i,o)||this.needPax,t[e+475]!==0?this.needPax=Lt(t,e+345,155,o)||this.needPax:(this.needPax=Lt(t,e+345,130,o)||this.needPax,this.needPax=Gi(t,e+476,12,this.atime)||this.needPax,this.needPax=Gi(t,e+488,12,this.ctime)||this.needPax);let h=256;for(let a=e;a<e+148;a++)h+=t[a];for(let a=e+156;a<e+512;a++)h+=t[a];return this.cksum=h,ct(t,e+148,8,this.cksum),this.cksumValid=!0,this.needPax}get type(){return this.#t==="Unsupported"?this.#t:oe.get(this.#t)}get typeKey(){return this.#t}set type(t){let e=String(Ve.get(t));if(ne(e)||e==="Unsupported")this.#t=e;else if(ne(t))this.#t=t;else throw new TypeError("invalid entry type: "+t)}},mn=(s,t)=>{let i=s,r="",n,o=external_node_path_namespaceObject.posix.parse(s).root||".";if(Buffer.byteLength(i)<100)n=[i,r,!1];else{r=external_node_path_namespaceObject.posix.dirname(i),i=external_node_path_namespaceObject.posix.basename(i);do Buffer.byteLength(i)<=100&&Buffer.byteLength(r)<=t?n=[i,r,!1]:Buffer.byteLength(i)>100&&Buffer.byteLength(r)<=t?n=[i.slice(0,99),r,!0]:(i=external_node_path_namespaceObject.posix.join(external_node_path_namespaceObject.posix.basename(r),i),r=external_node_path_namespaceObject.posix.dirname(r));while(r!==o&&n===void 0);n||(n=[s.slice(0,99),"",!0])}return n},xt=(s,t,e)=>s.subarray(t,t+e).toString("utf8").replace(/\0.*/,""),Wi=(s,t,e)=>pn(lt(s,t,e)),pn=s=>s===void 0?void 0:new Date(s*1e3),lt=(s,t,e)=>Number(s[t])&128?Hs(s.subarray(t,t+e)):wn(s,t,e),En=s=>isNaN(s)?void 0:s,wn=(s,t,e)=>En(parseInt(s.subarray(t,t+e).toString("utf8").replace(/\0.*$/,"").trim(),8)),Sn={12:8589934591,8:2097151},ct=(s,t,e,i)=>i===void 0?!1:i>Sn[e]||i<0?(Us(i,s.subarray(t,t+e)),!0):(yn(s,t,e,i),!1),yn=(s,t,e,i)=>s.write(Rn(i,e),t,e,"ascii"),Rn=(s,t)=>gn(Math.floor(s).toString(8),t),gn=(s,t)=>(s.length===t-1?s:new Array(t-s.length-1).join("0")+s+" ")+"\0",Gi=(s,t,e,i)=>i===void 0?!1:ct(s,t,e,i.getTime()/1e3),bn=new Array(156).join("\0"),Lt=(s,t,e,i)=>i===void 0?!1:(s.write(i+bn,t,e,"utf8"),i.length!==Buffer.byteLength(i)||i.length>e);var ft=class s{atime;mtime;ctime;charset;comment;gid;uid;gname;uname;linkpath;dev;ino;nlink;path;size;mode;global;constructor(t,e=!1){this.atime=t.atime,this.charset=t.charset,this.comment=t.comment,this.ctime=t.ctime,this.dev=t.dev,this.gid=t.gid,this.global=e,this.gname=t.gname,this.ino=t.ino,this.linkpath=t.linkpath,this.mtime=t.mtime,this.nlink=t.nlink,this.path=t.path,this.size=t.size,this.uid=t.uid,this.uname=t.uname}encode(){let t=this.encodeBody();if(t==="")return Buffer.allocUnsafe(0);let e=Buffer.byteLength(t),i=512*Math.ceil(1+e/512),r=Buffer.allocUnsafe(i);for(let n=0;n<512;n++)r[n]=0;new F({path:("PaxHeader/"+(0,external_node_path_namespaceObject.basename)(this.path??"")).slice(0,99),mode:this.mode||420,uid:this.uid,gid:this.gid,size:e,mtime:this.mtime,type:this.global?"GlobalExtendedHeader":"ExtendedHeader",linkpath:"",uname:this.uname||"",gname:this.gname||"",devmaj:0,devmin:0,atime:this.atime,ctime:this.ctime}).encode(r),r.write(t,512,e,"utf8");for(let n=e+512;n<r.length;n++)r[n]=0;return r}encodeBody(){return this.encodeField("path")+this.encodeField("ctime")+this.encodeField("atime")+this.encodeField("dev")+this.encodeField("ino")+this.encodeField("nlink")+this.encodeField("charset")+this.encodeField("comment")+this.encodeField("gid")+this.encodeField("gname")+this.encodeField("linkpath")+this.encodeField("mtime")+this.encodeField("size")+this.encodeField("uid")+this.encodeField("uname")}encodeField(t){if(this[t]===void 0)return"";let e=this[t],i=e instanceof Date?e.getTime()/1e3:e,r=" "+(t==="dev"||t==="ino"||t==="nlink"?"SCHILY.":"")+t+"="+i+`
+`,n=Buffer.byteLength(r),o=Math.floor(Math.log(n)/Math.log(10))+1;return n+o>=Math.pow(10,o)&&(o+=1),o+n+r}static parse(t,e,i=!1){return new s(On(Tn(t),e),i)}},On=(s,t)=>t?Object.assign({},t,s):s,Tn=s=>s.replace(/\n$/,"").split(`
+`).reduce(xn,Object.create(null)),xn=(s,t)=>{let e=parseInt(t,10);if(e!==Buffer.byteLength(t)+1)return s;t=t.slice((e+" ").length);let i=t.split("="),r=i.shift();if(!r)return s;let n=r.replace(/^SCHILY\.(dev|ino|nlink)/,"$1"),o=i.join("=").replace(/\0.*/,"");switch(n){case"path":case"linkpath":case"type":case"charset":case"comment":case"gname":case"uname":s[n]=o;break;case"ctime":case"atime":case"mtime":s[n]=new Date(Number(o)*1e3);break;case"size":let h=+o;h>=0&&(s[n]=h);break;case"gid":case"uid":case"dev":case"ino":case"nlink":case"mode":s[n]=+o;break}return s};var Ln=process.env.TESTING_TAR_FAKE_PLATFORM||process.platform,f=Ln!=="win32"?s=>String(s):s=>String(s).replaceAll(/\\/g,"/");var $e=class extends A{extended;globalExtended;header;startBlockSize;blockRemain;remain;type;meta=!1;ignore=!1;path;mode;uid;gid;uname;gname;size=0;mtime;atime;ctime;linkpath;dev;ino;nlink;invalid=!1;absolute;unsupported=!1;constructor(t,e,i){switch(super({}),this.pause(),this.extended=e,this.globalExtended=i,this.header=t,this.remain=t.size??0,this.startBlockSize=512*Math.ceil(this.remain/512),this.blockRemain=this.startBlockSize,this.type=t.type,this.type){case"File":case"OldFile":case"Link":case"SymbolicLink":case"CharacterDevice":case"BlockDevice":case"Directory":case"FIFO":case"ContiguousFile":case"GNUDumpDir":break;case"NextFileHasLongLinkpath":case"NextFileHasLongPath":case"OldGnuLongPath":case"GlobalExtendedHeader":case"ExtendedHeader":case"OldExtendedHeader":this.meta=!0;break;default:this.ignore=!0}if(!t.path)throw new Error("no path provided for tar.ReadEntry");this.path=f(t.path),this.mode=t.mode,this.mode&&(this.mode=this.mode&4095),this.uid=t.uid,this.gid=t.gid,this.uname=t.uname,this.gname=t.gname,this.size=this.remain,this.mtime=t.mtime,this.atime=t.atime,this.ctime=t.ctime,this.linkpath=t.linkpath?f(t.linkpath):void 0,this.uname=t.uname,this.gname=t.gname,e&&this.#t(e),i&&this.#t(i,!0)}write(t){let e=t.length;if(e>this.blockRemain)throw new Error("writing more to entry than is appropriate");let i=this.remain,r=this.blockRemain;return this.remain=Math.max(0,i-e),this.blockRemain=Math.max(0,r-e),this.ignore?!0:i>=e?super.write(t):super.write(t.subarray(0,i))}#t(t,e=!1){t.path&&(t.path=f(t.path)),t.linkpath&&(t.linkpath=f(t.linkpath)),Object.assign(this,Object.fromEntries(Object.entries(t).filter(([i,r])=>!(r==null||i==="path"&&e))))}};var Dt=(s,t,e,i={})=>{s.file&&(i.file=s.file),s.cwd&&(i.cwd=s.cwd),i.code=e instanceof Error&&e.code||t,i.tarCode=t,!s.strict&&i.recoverable!==!1?(e instanceof Error&&(i=Object.assign(e,i),e=e.message),s.emit("warn",t,e,i)):e instanceof Error?s.emit("error",Object.assign(e,i)):s.emit("error",Object.assign(new Error(`${t}: ${e}`),i))};var Nn=1024*1024,Xi=Buffer.from([31,139]),qi=Buffer.from([40,181,47,253]),An=Math.max(Xi.length,qi.length),B=Symbol("state"),Nt=Symbol("writeEntry"),it=Symbol("readEntry"),Zi=Symbol("nextEntry"),Zs=Symbol("processEntry"),V=Symbol("extendedHeader"),he=Symbol("globalExtendedHeader"),dt=Symbol("meta"),Ys=Symbol("emitMeta"),p=Symbol("buffer"),st=Symbol("queue"),ut=Symbol("ended"),Yi=Symbol("emittedEnd"),At=Symbol("emit"),w=Symbol("unzip"),Xe=Symbol("consumeChunk"),qe=Symbol("consumeChunkSub"),Ki=Symbol("consumeBody"),Ks=Symbol("consumeMeta"),Vs=Symbol("consumeHeader"),ae=Symbol("consuming"),Vi=Symbol("bufferConcat"),Qe=Symbol("maybeEnd"),Yt=Symbol("writing"),$=Symbol("aborted"),Je=Symbol("onDone"),It=Symbol("sawValidEntry"),je=Symbol("sawNullBlock"),ti=Symbol("sawEOF"),$s=Symbol("closeStream"),In=1e3,le=Symbol("compressedBytesRead"),$i=Symbol("decompressedBytesRead"),Xs=Symbol("checkDecompressionRatio"),Cn=()=>!0,rt=class extends external_events_.EventEmitter{file;strict;maxMetaEntrySize;filter;brotli;zstd;maxDecompressionRatio;writable=!0;readable=!1;[st]=[];[p];[it];[Nt];[B]="begin";[dt]="";[V];[he];[ut]=!1;[w];[$]=!1;[It];[je]=!1;[ti]=!1;[Yt]=!1;[ae]=!1;[Yi]=!1;[le]=0;[$i]=0;constructor(t={}){super(),this.file=t.file||"",this.on(Je,()=>{(this[B]==="begin"||this[It]===!1)&&this.warn("TAR_BAD_ARCHIVE","Unrecognized archive format")}),t.ondone?this.on(Je,t.ondone):this.on(Je,()=>{this.emit("prefinish"),this.emit("finish"),this.emit("end")}),this.strict=!!t.strict,this.maxDecompressionRatio=typeof t.maxDecompressionRatio=="number"?t.maxDecompressionRatio:In,this.maxMetaEntrySize=t.maxMetaEntrySize||Nn,this.filter=typeof t.filter=="function"?t.filter:Cn;let e=t.file&&(t.file.endsWith(".tar.br")||t.file.endsWith(".tbr"));this.brotli=!(t.gzip||t.zstd)&&t.brotli!==void 0?t.brotli:e?void 0:!1;let i=t.file&&(t.file.endsWith(".tar.zst")||t.file.endsWith(".tzst"));this.zstd=!(t.gzip||t.brotli)&&t.zstd!==void 0?t.zstd:i?!0:void 0,this.on("end",()=>this[$s]()),typeof t.onwarn=="function"&&this.on("warn",t.onwarn),typeof t.onReadEntry=="function"&&this.on("entry",t.onReadEntry)}warn(t,e,i={}){Dt(this,t,e,i)}[Vs](t,e){this[It]===void 0&&(this[It]=!1);let i;try{i=new F(t,e,this[V],this[he])}catch(r){return this.warn("TAR_ENTRY_INVALID",r)}if(i.nullBlock)this[je]?(this[ti]=!0,this[B]==="begin"&&(this[B]="header"),this[At]("eof")):(this[je]=!0,this[At]("nullBlock"));else if(this[je]=!1,!i.cksumValid)this.warn("TAR_ENTRY_INVALID","checksum failure",{header:i});else if(!i.path)this.warn("TAR_ENTRY_INVALID","path is required",{header:i});else{let r=i.type;if(/^(Symbolic)?Link$/.test(r)&&!i.linkpath)this.warn("TAR_ENTRY_INVALID","linkpath required",{header:i});else if(!/^(Symbolic)?Link$/.test(r)&&!/^(Global)?ExtendedHeader$/.test(r)&&i.linkpath)this.warn("TAR_ENTRY_INVALID","linkpath forbidden",{header:i});else{let n=this[Nt]=new $e(i,this[V],this[he]);if(!this[It])if(n.remain){let o=()=>{n.invalid||(this[It]=!0)};n.on("end",o)}else this[It]=!0;n.meta?n.size>this.maxMetaEntrySize?(n.ignore=!0,this[At]("ignoredEntry",n),this[B]="ignore",n.resume()):n.size>0&&(this[dt]="",n.on("data",o=>this[dt]+=o),this[B]="meta"):(this[V]=void 0,n.ignore=n.ignore||!this.filter(n.path,n),n.ignore?(this[At]("ignoredEntry",n),this[B]=n.remain?"ignore":"header",n.resume()):(n.remain?this[B]="body":(this[B]="header",n.end()),this[it]?this[st].push(n):(this[st].push(n),this[Zi]())))}}}[$s](){queueMicrotask(()=>this.emit("close"))}[Zs](t){let e=!0;if(!t)this[it]=void 0,e=!1;else if(Array.isArray(t)){let[i,...r]=t;this.emit(i,...r)}else this[it]=t,this.emit("entry",t),t.emittedEnd||(t.on("end",()=>this[Zi]()),e=!1);return e}[Zi](){do;while(this[Zs](this[st].shift()));if(this[st].length===0){let t=this[it];!t||t.flowing||t.size===t.remain?this[Yt]||this.emit("drain"):t.once("drain",()=>this.emit("drain"))}}[Ki](t,e){let i=this[Nt];if(!i)throw new Error("attempt to consume body without entry??");let r=i.blockRemain??0,n=r>=t.length&&e===0?t:t.subarray(e,e+r);return i.write(n),i.blockRemain||(this[B]="header",this[Nt]=void 0,i.end()),n.length}[Ks](t,e){let i=this[Nt],r=this[Ki](t,e);return!this[Nt]&&i&&this[Ys](i),r}[At](t,e,i){this[st].length===0&&!this[it]?this.emit(t,e,i):this[st].push([t,e,i])}[Ys](t){switch(this[At]("meta",this[dt]),t.type){case"ExtendedHeader":case"OldExtendedHeader":this[V]=ft.parse(this[dt],this[V],!1);break;case"GlobalExtendedHeader":this[he]=ft.parse(this[dt],this[he],!0);break;case"NextFileHasLongPath":case"OldGnuLongPath":{let e=this[V]??Object.create(null);this[V]=e,e.path=this[dt].replace(/\0.*/,"");break}case"NextFileHasLongLinkpath":{let e=this[V]||Object.create(null);this[V]=e,e.linkpath=this[dt].replace(/\0.*/,"");break}default:throw new Error("unknown meta: "+t.type)}}abort(t){if(!this[$]){if(this[w]){let e=this[w];e.write=()=>!0,e.end=()=>e,e.emit=()=>!1,e.destroy?.()}this[$]=!0,this.emit("abort",t),this.warn("TAR_ABORT",t,{recoverable:!1})}}[Xs](t){this[$i]+=t.length;let e=this[$i]/this[le];return e>this.maxDecompressionRatio?(this.abort(new Error(`max decompression ratio exceeded: ${e.toFixed(2)} > ${this.maxDecompressionRatio}`)),!1):!0}write(t,e,i){if(typeof e=="function"&&(i=e,e=void 0),typeof t=="string"&&(t=Buffer.from(t,typeof e=="string"?e:"utf8")),this[$])return i?.(),!1;if((this[w]===void 0||this.brotli===void 0&&this[w]===!1)&&t){if(this[p]&&(t=Buffer.concat([this[p],t]),this[p]=void 0),t.length<An)return this[p]=t,i?.(),!0;for(let a=0;this[w]===void 0&&a<Xi.length;a++)t[a]!==Xi[a]&&(this[w]=!1);let o=!1;if(this[w]===!1&&this.zstd!==!1){o=!0;for(let a=0;a<qi.length;a++)if(t[a]!==qi[a]){o=!1;break}}let h=this.brotli===void 0&&!o;if(this[w]===!1&&h)if(t.length<512)if(this[ut])this.brotli=!0;else return this[p]=t,i?.(),!0;else try{new F(t.subarray(0,512)),this.brotli=!1}catch{this.brotli=!0}if(this[w]===void 0||this[w]===!1&&(this.brotli||o)){let a=this[ut];this[ut]=!1,this[w]=this[w]===void 0?new Ue({}):o?new Ke({}):new Ge({}),this[w].on("data",c=>{this[Xs](c)&&this[Xe](c)}),this[w].on("error",c=>{this[$]||this.abort(c)}),this[w].on("end",()=>{this[ut]=!0,this[Xe]()}),this[Yt]=!0,this[le]+=t.length;let l=!!this[w][a?"end":"write"](t);return this[Yt]=!1,i?.(),l}}this[Yt]=!0,this[w]?(this[le]+=t.length,this[w].write(t)):this[Xe](t),this[Yt]=!1;let n=this[st].length>0?!1:this[it]?this[it].flowing:!0;return!n&&this[st].length===0&&this[it]?.once("drain",()=>this.emit("drain")),i?.(),n}[Vi](t){t&&!this[$]&&(this[p]=this[p]?Buffer.concat([this[p],t]):t)}[Qe](){if(this[ut]&&!this[Yi]&&!this[$]&&!this[ae]){this[Yi]=!0;let t=this[Nt];if(t?.blockRemain){let e=this[p]?this[p].length:0;this.warn("TAR_BAD_ARCHIVE",`Truncated input (needed ${t.blockRemain} more bytes, only ${e} available)`,{entry:t}),this[p]&&t.write(this[p]),t.end()}this[At](Je)}}[Xe](t){if(this[ae]&&t)this[Vi](t);else if(!t&&!this[p])this[Qe]();else if(t){if(this[ae]=!0,this[p]){this[Vi](t);let e=this[p];this[p]=void 0,this[qe](e)}else this[qe](t);for(;this[p]&&this[p]?.length>=512&&!this[$]&&!this[ti];){let e=this[p];this[p]=void 0,this[qe](e)}this[ae]=!1}(!this[p]||this[ut])&&this[Qe]()}[qe](t){let e=0,i=t.length;for(;e+512<=i&&!this[$]&&!this[ti];)switch(this[B]){case"begin":case"header":this[Vs](t,e),e+=512;break;case"ignore":case"body":e+=this[Ki](t,e);break;case"meta":e+=this[Ks](t,e);break;default:throw new Error("invalid state: "+this[B])}e<i&&(this[p]=this[p]?Buffer.concat([t.subarray(e),this[p]]):t.subarray(e))}end(t,e,i){return typeof t=="function"&&(i=t,e=void 0,t=void 0),typeof e=="function"&&(i=e,e=void 0),typeof t=="string"&&(t=Buffer.from(t,e)),i&&this.once("finish",i),this[$]||(this[w]?(t&&(this[le]+=t.length,this[w].write(t)),this[w].end()):(this[ut]=!0,(this.brotli===void 0||this.zstd===void 0)&&(t=t||Buffer.alloc(0)),t&&this.write(t),this[Qe]())),this}};var mt=s=>{let t=s.length-1,e=-1;for(;t>-1&&s.charAt(t)==="/";)e=t,t--;return e===-1?s:s.slice(0,e)};var vn=s=>{let t=s.onReadEntry;s.onReadEntry=t?e=>{t(e),e.resume()}:e=>e.resume()},Qi=(s,t)=>{let e=new Map(t.map(o=>[mt(o),!0])),i=s.filter,r=100,n=(o,h="",a=0)=>{if(a>=r)return e.set(o,!1),!1;let l=h||(0,external_path_.parse)(o).root||".",c;if(o===l)c=!1;else{let d=e.get(o);c=d!==void 0?d:n((0,external_path_.dirname)(o),l,a+1)}return e.set(o,c),c};s.filter=i?(o,h)=>i(o,h)&&n(mt(o)):o=>n(mt(o))},Mn=s=>{let t=new rt(s),e=s.file,i;try{i=external_node_fs_namespaceObject.openSync(e,"r");let r=external_node_fs_namespaceObject.fstatSync(i),n=s.maxReadSize||16*1024*1024;if(r.size<n){let o=Buffer.allocUnsafe(r.size),h=external_node_fs_namespaceObject.readSync(i,o,0,r.size,0);t.end(h===o.byteLength?o:o.subarray(0,h))}else{let o=0,h=Buffer.allocUnsafe(n);for(;o<r.size;){let a=external_node_fs_namespaceObject.readSync(i,h,0,n,o);if(a===0)break;o+=a,t.write(h.subarray(0,a))}t.end()}}finally{if(typeof i=="number")try{external_node_fs_namespaceObject.closeSync(i)}catch{}}},Bn=(s,t)=>{let e=new rt(s),i=s.maxReadSize||16*1024*1024,r=s.file;return new Promise((o,h)=>{e.on("error",h),e.on("end",o),external_node_fs_namespaceObject.stat(r,(a,l)=>{if(a)h(a);else{let c=new _t(r,{readSize:i,size:l.size});c.on("error",h),c.pipe(e)}})})},Ct=K(Mn,Bn,s=>new rt(s),s=>new rt(s),(s,t)=>{t?.length&&Qi(s,t),s.noResume||vn(s)});var Ji=(s,t,e)=>(s&=4095,e&&(s=(s|384)&-19),t&&(s&256&&(s|=64),s&32&&(s|=8),s&4&&(s|=1)),s);var{isAbsolute:zn,parse:qs}=external_node_path_namespaceObject.win32,ce=s=>{let t="",e=qs(s);for(;zn(s)||e.root;){let i=s.charAt(0)==="/"&&s.slice(0,4)!=="//?/"?"/":e.root;s=s.slice(i.length),t+=i,e=qs(s)}return[t,s]};var ei=["|","<",">","?",":"],ji=ei.map(s=>String.fromCodePoint(61440+Number(s.codePointAt(0)))),Un=new Map(ei.map((s,t)=>[s,ji[t]])),Hn=new Map(ji.map((s,t)=>[s,ei[t]])),ts=s=>ei.reduce((t,e)=>t.split(e).join(Un.get(e)),s),Qs=s=>ji.reduce((t,e)=>t.split(e).join(Hn.get(e)),s);var rr=(s,t)=>t?(s=f(s).replace(/^\.(\/|$)/,""),mt(t)+"/"+s):f(s),Wn=16*1024*1024,tr=Symbol("process"),er=Symbol("file"),ir=Symbol("directory"),is=Symbol("symlink"),sr=Symbol("hardlink"),fe=Symbol("header"),ii=Symbol("read"),ss=Symbol("lstat"),si=Symbol("onlstat"),rs=Symbol("onread"),ns=Symbol("onreadlink"),os=Symbol("openfile"),hs=Symbol("onopenfile"),pt=Symbol("close"),ri=Symbol("mode"),as=Symbol("awaitDrain"),es=Symbol("ondrain"),q=Symbol("prefix"),de=class extends A{path;portable;myuid=process.getuid&&process.getuid()||0;myuser=process.env.USER||"";maxReadSize;linkCache;statCache;preservePaths;cwd;strict;mtime;noPax;noMtime;prefix;fd;blockLen=0;blockRemain=0;buf;pos=0;remain=0;length=0;offset=0;win32;absolute;header;type;linkpath;stat;onWriteEntry;#t=!1;constructor(t,e={}){let i=se(e);super(),this.path=f(t),this.portable=!!i.portable,this.maxReadSize=i.maxReadSize||Wn,this.linkCache=i.linkCache||new Map,this.statCache=i.statCache||new Map,this.preservePaths=!!i.preservePaths,this.cwd=f(i.cwd||process.cwd()),this.strict=!!i.strict,this.noPax=!!i.noPax,this.noMtime=!!i.noMtime,this.mtime=i.mtime,this.prefix=i.prefix?f(i.prefix):void 0,this.onWriteEntry=i.onWriteEntry,typeof i.onwarn=="function"&&this.on("warn",i.onwarn);let r=!1;if(!this.preservePaths){let[o,h]=ce(this.path);o&&typeof h=="string"&&(this.path=h,r=o)}this.win32=!!i.win32||process.platform==="win32",this.win32&&(this.path=Qs(this.path.replaceAll(/\\/g,"/")),t=t.replaceAll(/\\/g,"/")),this.absolute=f(i.absolute||external_path_.resolve(this.cwd,t)),this.path===""&&(this.path="./"),r&&this.warn("TAR_ENTRY_INFO",`stripping ${r} from absolute path`,{entry:this,path:r+this.path});let n=this.statCache.get(this.absolute);n?this[si](n):this[ss]()}warn(t,e,i={}){return Dt(this,t,e,i)}emit(t,...e){return t==="error"&&(this.#t=!0),super.emit(t,...e)}[ss](){external_fs_.lstat(this.absolute,(t,e)=>{if(t)return this.emit("error",t);this[si](e)})}[si](t){this.statCache.set(this.absolute,t),this.stat=t,t.isFile()||(t.size=0),this.type=Gn(t),this.emit("stat",t),this[tr]()}[tr](){switch(this.type){case"File":return this[er]();case"Directory":return this[ir]();case"SymbolicLink":return this[is]();default:return this.end()}}[ri](t){return Ji(t,this.type==="Directory",this.portable)}[q](t){return rr(t,this.prefix)}[fe](){if(!this.stat)throw new Error("cannot write header before stat");this.type==="Directory"&&this.portable&&(this.noMtime=!0),this.onWriteEntry?.(this),this.header=new F({path:this[q](this.path),linkpath:this.type==="Link"&&this.linkpath!==void 0?this[q](this.linkpath):this.linkpath,mode:this[ri](this.stat.mode),uid:this.portable?void 0:this.stat.uid,gid:this.portable?void 0:this.stat.gid,size:this.stat.size,mtime:this.noMtime?void 0:this.mtime||this.stat.mtime,type:this.type==="Unsupported"?void 0:this.type,uname:this.portable?void 0:this.stat.uid===this.myuid?this.myuser:"",atime:this.portable?void 0:this.stat.atime,ctime:this.portable?void 0:this.stat.ctime}),this.header.encode()&&!this.noPax&&super.write(new ft({atime:this.portable?void 0:this.header.atime,ctime:this.portable?void 0:this.header.ctime,gid:this.portable?void 0:this.header.gid,mtime:this.noMtime?void 0:this.mtime||this.header.mtime,path:this[q](this.path),linkpath:this.type==="Link"&&this.linkpath!==void 0?this[q](this.linkpath):this.linkpath,size:this.header.size,uid:this.portable?void 0:this.header.uid,uname:this.portable?void 0:this.header.uname,dev:this.portable?void 0:this.stat.dev,ino:this.portable?void 0:this.stat.ino,nlink:this.portable?void 0:this.stat.nlink}).encode());let t=this.header?.block;if(!t)throw new Error("failed to encode header");super.write(t)}[ir](){if(!this.stat)throw new Error("cannot create directory entry without stat");this.path.slice(-1)!=="/"&&(this.path+="/"),this.stat.size=0,this[fe](),this.end()}[is](){external_fs_.readlink(this.absolute,(t,e)=>{if(t)return this.emit("error",t);this[ns](e)})}[ns](t){this.linkpath=f(t),this[fe](),this.end()}[sr](t){if(!this.stat)throw new Error("cannot create link entry without stat");this.type="Link",this.linkpath=f(external_path_.relative(this.cwd,t)),this.stat.size=0,this[fe](),this.end()}[er](){if(!this.stat)throw new Error("cannot create file entry without stat");if(this.stat.nlink>1){let t=`${this.stat.dev}:${this.stat.ino}`,e=this.linkCache.get(t);if(e?.indexOf(this.cwd)===0)return this[sr](e);this.linkCache.set(t,this.absolute)}if(this[fe](),this.stat.size===0)return this.end();this[os]()}[os](){external_fs_.open(this.absolute,"r",(t,e)=>{if(t)return this.emit("error",t);this[hs](e)})}[hs](t){if(this.fd=t,this.#t)return this[pt]();if(!this.stat)throw new Error("should stat before calling onopenfile");this.blockLen=512*Math.ceil(this.stat.size/512),this.blockRemain=this.blockLen;let e=Math.min(this.blockLen,this.maxReadSize);this.buf=Buffer.allocUnsafe(e),this.offset=0,this.pos=0,this.remain=this.stat.size,this.length=this.buf.length,this[ii]()}[ii](){let{fd:t,buf:e,offset:i,length:r,pos:n}=this;if(t===void 0||e===void 0)throw new Error("cannot read file without first opening");external_fs_.read(t,e,i,r,n,(o,h)=>{if(o)return this[pt](()=>this.emit("error",o));this[rs](h)})}[pt](t=()=>{}){this.fd!==void 0&&external_fs_.close(this.fd,t)}[rs](t){if(t<=0&&this.remain>0){let r=Object.assign(new Error("encountered unexpected EOF"),{path:this.absolute,syscall:"read",code:"EOF"});return this[pt](()=>this.emit("error",r))}if(t>this.remain){let r=Object.assign(new Error("did not encounter expected EOF"),{path:this.absolute,syscall:"read",code:"EOF"});return this[pt](()=>this.emit("error",r))}if(!this.buf)throw new Error("should have created buffer prior to reading");if(t===this.remain)for(let r=t;r<this.length&&t<this.blockRemain;r++)this.buf[r+this.offset]=0,t++,this.remain++;let e=this.offset===0&&t===this.buf.length?this.buf:this.buf.subarray(this.offset,this.offset+t);this.write(e)?this[es]():this[as](()=>this[es]())}[as](t){this.once("drain",t)}write(t,e,i){if(typeof e=="function"&&(i=e,e=void 0),typeof t=="string"&&(t=Buffer.from(t,typeof e=="string"?e:"utf8")),this.blockRemain<t.length){let r=Object.assign(new Error("writing more data than expected"),{path:this.absolute});return this.emit("error",r)}return this.remain-=t.length,this.blockRemain-=t.length,this.pos+=t.length,this.offset+=t.length,super.write(t,null,i)}[es](){if(!this.remain)return this.blockRemain&&super.write(Buffer.alloc(this.blockRemain)),this[pt](t=>t?this.emit("error",t):this.end());if(!this.buf)throw new Error("buffer lost somehow in ONDRAIN");this.offset>=this.length&&(this.buf=Buffer.allocUnsafe(Math.min(this.blockRemain,this.buf.length)),this.offset=0),this.length=this.buf.length-this.offset,this[ii]()}},ni=class extends de{sync=!0;[ss](){this[si](external_fs_.lstatSync(this.absolute))}[is](){this[ns](external_fs_.readlinkSync(this.absolute))}[os](){this[hs](external_fs_.openSync(this.absolute,"r"))}[ii](){let t=!0;try{let{fd:e,buf:i,offset:r,length:n,pos:o}=this;if(e===void 0||i===void 0)throw new Error("fd and buf must be set in READ method");let h=external_fs_.readSync(e,i,r,n,o);this[rs](h),t=!1}finally{if(t)try{this[pt](()=>{})}catch{}}}[as](t){t()}[pt](t=()=>{}){this.fd!==void 0&&external_fs_.closeSync(this.fd),t()}},oi=class extends A{blockLen=0;blockRemain=0;buf=0;pos=0;remain=0;length=0;preservePaths;portable;strict;noPax;noMtime;readEntry;type;prefix;path;mode;uid;gid;uname;gname;header;mtime;atime;ctime;linkpath;size;onWriteEntry;warn(t,e,i={}){return Dt(this,t,e,i)}constructor(t,e={}){let i=se(e);super(),this.preservePaths=!!i.preservePaths,this.portable=!!i.portable,this.strict=!!i.strict,this.noPax=!!i.noPax,this.noMtime=!!i.noMtime,this.onWriteEntry=i.onWriteEntry,this.readEntry=t;let{type:r}=t;if(r==="Unsupported")throw new Error("writing entry that should be ignored");this.type=r,this.type==="Directory"&&this.portable&&(this.noMtime=!0),this.prefix=i.prefix,this.path=f(t.path),this.mode=t.mode!==void 0?this[ri](t.mode):void 0,this.uid=this.portable?void 0:t.uid,this.gid=this.portable?void 0:t.gid,this.uname=this.portable?void 0:t.uname,this.gname=this.portable?void 0:t.gname,this.size=t.size,this.mtime=this.noMtime?void 0:i.mtime||t.mtime,this.atime=this.portable?void 0:t.atime,this.ctime=this.portable?void 0:t.ctime,this.linkpath=t.linkpath!==void 0?f(t.linkpath):void 0,typeof i.onwarn=="function"&&this.on("warn",i.onwarn);let n=!1;if(!this.preservePaths){let[h,a]=ce(this.path);h&&typeof a=="string"&&(this.path=a,n=h)}this.remain=t.size,this.blockRemain=t.startBlockSize,this.onWriteEntry?.(this),this.header=new F({path:this[q](this.path),linkpath:this.type==="Link"&&this.linkpath!==void 0?this[q](this.linkpath):this.linkpath,mode:this.mode,uid:this.portable?void 0:this.uid,gid:this.portable?void 0:this.gid,size:this.size,mtime:this.noMtime?void 0:this.mtime,type:this.type,uname:this.portable?void 0:this.uname,atime:this.portable?void 0:this.atime,ctime:this.portable?void 0:this.ctime}),n&&this.warn("TAR_ENTRY_INFO",`stripping ${n} from absolute path`,{entry:this,path:n+this.path}),this.header.encode()&&!this.noPax&&super.write(new ft({atime:this.portable?void 0:this.atime,ctime:this.portable?void 0:this.ctime,gid:this.portable?void 0:this.gid,mtime:this.noMtime?void 0:this.mtime,path:this[q](this.path),linkpath:this.type==="Link"&&this.linkpath!==void 0?this[q](this.linkpath):this.linkpath,size:this.size,uid:this.portable?void 0:this.uid,uname:this.portable?void 0:this.uname,dev:this.portable?void 0:this.readEntry.dev,ino:this.portable?void 0:this.readEntry.ino,nlink:this.portable?void 0:this.readEntry.nlink}).encode());let o=this.header?.block;if(!o)throw new Error("failed to encode header");super.write(o),t.pipe(this)}[q](t){return rr(t,this.prefix)}[ri](t){return Ji(t,this.type==="Directory",this.portable)}write(t,e,i){typeof e=="function"&&(i=e,e=void 0),typeof t=="string"&&(t=Buffer.from(t,typeof e=="string"?e:"utf8"));let r=t.length;if(r>this.blockRemain)throw new Error("writing more to entry than is appropriate");return this.blockRemain-=r,super.write(t,i)}end(t,e,i){return this.blockRemain&&super.write(Buffer.alloc(this.blockRemain)),typeof t=="function"&&(i=t,e=void 0,t=void 0),typeof e=="function"&&(i=e,e=void 0),typeof t=="string"&&(t=Buffer.from(t,e??"utf8")),i&&this.once("finish",i),t?super.end(t,i):super.end(i),this}},Gn=s=>s.isFile()?"File":s.isDirectory()?"Directory":s.isSymbolicLink()?"SymbolicLink":"Unsupported";var hi=class s{tail;head;length=0;static create(t=[]){return new s(t)}constructor(t=[]){for(let e of t)this.push(e)}*[Symbol.iterator](){for(let t=this.head;t;t=t.next)yield t.value}removeNode(t){if(t.list!==this)throw new Error("removing node which does not belong to this list");let e=t.next,i=t.prev;return e&&(e.prev=i),i&&(i.next=e),t===this.head&&(this.head=e),t===this.tail&&(this.tail=i),this.length--,t.next=void 0,t.prev=void 0,t.list=void 0,e}unshiftNode(t){if(t===this.head)return;t.list&&t.list.removeNode(t);let e=this.head;t.list=this,t.next=e,e&&(e.prev=t),this.head=t,this.tail||(this.tail=t),this.length++}pushNode(t){if(t===this.tail)return;t.list&&t.list.removeNode(t);let e=this.tail;t.list=this,t.prev=e,e&&(e.next=t),this.tail=t,this.head||(this.head=t),this.length++}push(...t){for(let e=0,i=t.length;e<i;e++)Yn(this,t[e]);return this.length}unshift(...t){for(var e=0,i=t.length;e<i;e++)Kn(this,t[e]);return this.length}pop(){if(!this.tail)return;let t=this.tail.value,e=this.tail;return this.tail=this.tail.prev,this.tail?this.tail.next=void 0:this.head=void 0,e.list=void 0,this.length--,t}shift(){if(!this.head)return;let t=this.head.value,e=this.head;return this.head=this.head.next,this.head?this.head.prev=void 0:this.tail=void 0,e.list=void 0,this.length--,t}forEach(t,e){e=e||this;for(let i=this.head,r=0;i;r++)t.call(e,i.value,r,this),i=i.next}forEachReverse(t,e){e=e||this;for(let i=this.tail,r=this.length-1;i;r--)t.call(e,i.value,r,this),i=i.prev}get(t){let e=0,i=this.head;for(;i&&e<t;e++)i=i.next;if(e===t&&i)return i.value}getReverse(t){let e=0,i=this.tail;for(;i&&e<t;e++)i=i.prev;if(e===t&&i)return i.value}map(t,e){e=e||this;let i=new s;for(let r=this.head;r;)i.push(t.call(e,r.value,this)),r=r.next;return i}mapReverse(t,e){e=e||this;var i=new s;for(let r=this.tail;r;)i.push(t.call(e,r.value,this)),r=r.prev;return i}reduce(t,e){let i,r=this.head;if(arguments.length>1)i=e;else if(this.head)r=this.head.next,i=this.head.value;else throw new TypeError("Reduce of empty list with no initial value");for(var n=0;r;n++)i=t(i,r.value,n),r=r.next;return i}reduceReverse(t,e){let i,r=this.tail;if(arguments.length>1)i=e;else if(this.tail)r=this.tail.prev,i=this.tail.value;else throw new TypeError("Reduce of empty list with no initial value");for(let n=this.length-1;r;n--)i=t(i,r.value,n),r=r.prev;return i}toArray(){let t=new Array(this.length);for(let e=0,i=this.head;i;e++)t[e]=i.value,i=i.next;return t}toArrayReverse(){let t=new Array(this.length);for(let e=0,i=this.tail;i;e++)t[e]=i.value,i=i.prev;return t}slice(t=0,e=this.length){e<0&&(e+=this.length),t<0&&(t+=this.length);let i=new s;if(e<t||e<0)return i;t<0&&(t=0),e>this.length&&(e=this.length);let r=this.head,n=0;for(n=0;r&&n<t;n++)r=r.next;for(;r&&n<e;n++,r=r.next)i.push(r.value);return i}sliceReverse(t=0,e=this.length){e<0&&(e+=this.length),t<0&&(t+=this.length);let i=new s;if(e<t||e<0)return i;t<0&&(t=0),e>this.length&&(e=this.length);let r=this.length,n=this.tail;for(;n&&r>e;r--)n=n.prev;for(;n&&r>t;r--,n=n.prev)i.push(n.value);return i}splice(t,e=0,...i){t>this.length&&(t=this.length-1),t<0&&(t=this.length+t);let r=this.head;for(let o=0;r&&o<t;o++)r=r.next;let n=[];for(let o=0;r&&o<e;o++)n.push(r.value),r=this.removeNode(r);r?r!==this.tail&&(r=r.prev):r=this.tail;for(let o of i)r=Zn(this,r,o);return n}reverse(){let t=this.head,e=this.tail;for(let i=t;i;i=i.prev){let r=i.prev;i.prev=i.next,i.next=r}return this.head=e,this.tail=t,this}};function Zn(s,t,e){let i=t,r=t?t.next:s.head,n=new ue(e,i,r,s);return n.next===void 0&&(s.tail=n),n.prev===void 0&&(s.head=n),s.length++,n}function Yn(s,t){s.tail=new ue(t,s.tail,void 0,s),s.head||(s.head=s.tail),s.length++}function Kn(s,t){s.head=new ue(t,void 0,s.head,s),s.tail||(s.tail=s.head),s.length++}var ue=class{list;next;prev;value;constructor(t,e,i,r){this.list=r,this.value=t,e?(e.next=this,this.prev=e):this.prev=void 0,i?(i.prev=this,this.next=i):this.next=void 0}};var pi=class{path;absolute;entry;stat;readdir;pending=!1;pendingLink=!1;ignore=!1;piped=!1;constructor(t,e){this.path=t||"./",this.absolute=e}},nr=Buffer.alloc(1024),li=Symbol("onStat"),me=Symbol("ended"),W=Symbol("queue"),pe=Symbol("pendingLinks"),Et=Symbol("current"),Ft=Symbol("process"),Ee=Symbol("processing"),ai=Symbol("processJob"),G=Symbol("jobs"),ls=Symbol("jobDone"),ci=Symbol("addFSEntry"),or=Symbol("addTarEntry"),ds=Symbol("stat"),us=Symbol("readdir"),fi=Symbol("onreaddir"),di=Symbol("pipe"),hr=Symbol("entry"),cs=Symbol("entryOpt"),ui=Symbol("writeEntryClass"),lr=Symbol("write"),fs=Symbol("ondrain"),wt=class extends A{sync=!1;opt;cwd;maxReadSize;preservePaths;strict;noPax;prefix;linkCache;statCache;file;portable;zip;readdirCache;noDirRecurse;follow;noMtime;mtime;filter;jobs;[ui];onWriteEntry;[W];[pe]=new Map;[G]=0;[Ee]=!1;[me]=!1;constructor(t={}){if(super(),this.opt=t,this.file=t.file||"",this.cwd=t.cwd||process.cwd(),this.maxReadSize=t.maxReadSize,this.preservePaths=!!t.preservePaths,this.strict=!!t.strict,this.noPax=!!t.noPax,this.prefix=f(t.prefix||""),this.linkCache=t.linkCache||new Map,this.statCache=t.statCache||new Map,this.readdirCache=t.readdirCache||new Map,this.onWriteEntry=t.onWriteEntry,this[ui]=de,typeof t.onwarn=="function"&&this.on("warn",t.onwarn),this.portable=!!t.portable,t.gzip||t.brotli||t.zstd){if((t.gzip?1:0)+(t.brotli?1:0)+(t.zstd?1:0)>1)throw new TypeError("gzip, brotli, zstd are mutually exclusive");if(t.gzip&&(typeof t.gzip!="object"&&(t.gzip={}),this.portable&&(t.gzip.portable=!0),this.zip=new ze(t.gzip)),t.brotli&&(typeof t.brotli!="object"&&(t.brotli={}),this.zip=new We(t.brotli)),t.zstd&&(typeof t.zstd!="object"&&(t.zstd={}),this.zip=new Ye(t.zstd)),!this.zip)throw new Error("impossible");let e=this.zip;e.on("data",i=>super.write(i)),e.on("end",()=>super.end()),e.on("drain",()=>this[fs]()),this.on("resume",()=>e.resume())}else this.on("drain",this[fs]);this.noDirRecurse=!!t.noDirRecurse,this.follow=!!t.follow,this.noMtime=!!t.noMtime,t.mtime&&(this.mtime=t.mtime),this.filter=typeof t.filter=="function"?t.filter:()=>!0,this[W]=new hi,this[G]=0,this.jobs=Number(t.jobs)||4,this[Ee]=!1,this[me]=!1}[lr](t){return super.write(t)}add(t){return this.write(t),this}end(t,e,i){return typeof t=="function"&&(i=t,t=void 0),typeof e=="function"&&(i=e,e=void 0),t&&this.add(t),this[me]=!0,this[Ft](),i&&i(),this}write(t){if(this[me])throw new Error("write after end");return typeof t=="string"?this[ci](t):this[or](t),this.flowing}[or](t){let e=f(external_path_.resolve(this.cwd,t.path));if(!this.filter(t.path,t))t.resume();else{let i=new pi(t.path,e);i.entry=new oi(t,this[cs](i)),i.entry.on("end",()=>this[ls](i)),this[G]+=1,this[W].push(i)}this[Ft]()}[ci](t){let e=f(external_path_.resolve(this.cwd,t));this[W].push(new pi(t,e)),this[Ft]()}[ds](t){t.pending=!0,this[G]+=1;let e=this.follow?"stat":"lstat";external_fs_[e](t.absolute,(i,r)=>{t.pending=!1,this[G]-=1,i?this.emit("error",i):this[li](t,r)})}[li](t,e){if(this.statCache.set(t.absolute,e),t.stat=e,!this.filter(t.path,e))t.ignore=!0;else if(e.isFile()&&e.nlink>1&&!this.linkCache.get(`${e.dev}:${e.ino}`)&&!this.sync)if(t===this[Et])this[ai](t);else{let i=`${e.dev}:${e.ino}`,r=this[pe].get(i);r?r.push(t):this[pe].set(i,[t]),t.pendingLink=!0,t.pending=!0}this[Ft]()}[us](t){t.pending=!0,this[G]+=1,external_fs_.readdir(t.absolute,(e,i)=>{if(t.pending=!1,this[G]-=1,e)return this.emit("error",e);this[fi](t,i)})}[fi](t,e){this.readdirCache.set(t.absolute,e),t.readdir=e,this[Ft]()}[Ft](){if(!this[Ee]){this[Ee]=!0;for(let t=this[W].head;t&&this[G]<this.jobs;t=t.next)if(this[ai](t.value),t.value.ignore){let e=t.next;this[W].removeNode(t),t.next=e}this[Ee]=!1,this[me]&&this[W].length===0&&this[G]===0&&(this.zip?this.zip.end(nr):(super.write(nr),super.end()))}}get[Et](){return this[W]&&this[W].head&&this[W].head.value}[ls](t){this[W].shift(),this[G]-=1;let{stat:e}=t;if(e&&e.isFile()&&e.nlink>1){let i=`${e.dev}:${e.ino}`,r=this[pe].get(i);if(r){this[pe].delete(i);for(let n of r)n.pending=!1,this[ai](n)}}this[Ft]()}[ai](t){if(t.pending&&t.pendingLink&&t===this[Et]&&(t.pending=!1,t.pendingLink=!1),!t.pending){if(t.entry){t===this[Et]&&!t.piped&&this[di](t);return}if(!t.stat){let e=this.statCache.get(t.absolute);e?this[li](t,e):this[ds](t)}if(t.stat&&!t.ignore){if(!this.noDirRecurse&&t.stat.isDirectory()&&!t.readdir){let e=this.readdirCache.get(t.absolute);if(e?this[fi](t,e):this[us](t),!t.readdir)return}if(t.entry=this[hr](t),!t.entry){t.ignore=!0;return}t===this[Et]&&!t.piped&&this[di](t)}}}[cs](t){return{onwarn:(e,i,r)=>this.warn(e,i,r),noPax:this.noPax,cwd:this.cwd,absolute:t.absolute,preservePaths:this.preservePaths,maxReadSize:this.maxReadSize,strict:this.strict,portable:this.portable,linkCache:this.linkCache,statCache:this.statCache,noMtime:this.noMtime,mtime:this.mtime,prefix:this.prefix,onWriteEntry:this.onWriteEntry}}[hr](t){this[G]+=1;try{return new this[ui](t.path,this[cs](t)).on("end",()=>this[ls](t)).on("error",i=>this.emit("error",i))}catch(e){this.emit("error",e)}}[fs](){this[Et]&&this[Et].entry&&this[Et].entry.resume()}[di](t){t.piped=!0,t.readdir&&t.readdir.forEach(r=>{let n=t.path,o=n==="./"?"":n.replace(/\/*$/,"/");this[ci](o+r)});let e=t.entry,i=this.zip;if(!e)throw new Error("cannot pipe without source");i?e.on("data",r=>{i.write(r)||e.pause()}):e.on("data",r=>{super.write(r)||e.pause()})}pause(){return this.zip&&this.zip.pause(),super.pause()}warn(t,e,i={}){Dt(this,t,e,i)}},kt=class extends wt{sync=!0;constructor(t){super(t),this[ui]=ni}pause(){}resume(){}[ds](t){let e=this.follow?"statSync":"lstatSync";this[li](t,external_fs_[e](t.absolute))}[us](t){this[fi](t,external_fs_.readdirSync(t.absolute))}[di](t){let e=t.entry,i=this.zip;if(t.readdir&&t.readdir.forEach(r=>{let n=t.path,o=n==="./"?"":n.replace(/\/*$/,"/");this[ci](o+r)}),!e)throw new Error("Cannot pipe without source");i?e.on("data",r=>{i.write(r)}):e.on("data",r=>{super[lr](r)})}};var Vn=(s,t)=>{let e=new kt(s),i=new Wt(s.file,{mode:s.mode||438});e.pipe(i),fr(e,t)},$n=(s,t)=>{let e=new wt(s),i=new et(s.file,{mode:s.mode||438});e.pipe(i);let r=new Promise((n,o)=>{i.on("error",o),i.on("close",n),e.on("error",o)});return dr(e,t).catch(n=>e.emit("error",n)),r},fr=(s,t)=>{t.forEach(e=>{e.charAt(0)==="@"?Ct({file:external_node_path_namespaceObject.resolve(s.cwd,e.slice(1)),sync:!0,noResume:!0,onReadEntry:i=>s.add(i)}):s.add(e)}),s.end()},dr=async(s,t)=>{for(let e of t)e.charAt(0)==="@"?await Ct({file:external_node_path_namespaceObject.resolve(String(s.cwd),e.slice(1)),noResume:!0,onReadEntry:i=>{s.add(i)}}):s.add(e);s.end()},Xn=(s,t)=>{let e=new kt(s);return fr(e,t),e},qn=(s,t)=>{let e=new wt(s);return dr(e,t).catch(i=>e.emit("error",i)),e},Qn=K(Vn,$n,Xn,qn,(s,t)=>{if(!t?.length)throw new TypeError("no paths specified to add to archive")});var Jn=process.env.__FAKE_PLATFORM__||process.platform,Er=Jn==="win32",{O_CREAT:wr,O_NOFOLLOW:ur,O_TRUNC:Sr,O_WRONLY:yr}=external_fs_.constants,Rr=Number(process.env.__FAKE_FS_O_FILENAME__)||external_fs_.constants.UV_FS_O_FILEMAP||0,jn=Er&&!!Rr,to=512*1024,eo=Rr|Sr|wr|yr,mr=!Er&&typeof ur=="number"?ur|Sr|wr|yr:null,ms=mr!==null?()=>mr:jn?s=>s<to?eo:"w":()=>"w";var ps=(s,t,e)=>{try{return external_node_fs_namespaceObject.lchownSync(s,t,e)}catch(i){if(i?.code!=="ENOENT")throw i}},Ei=(s,t,e,i)=>{external_node_fs_namespaceObject.lchown(s,t,e,r=>{i(r&&r?.code!=="ENOENT"?r:null)})},io=(s,t,e,i,r)=>{if(t.isDirectory())Es(external_node_path_namespaceObject.resolve(s,t.name),e,i,n=>{if(n)return r(n);let o=external_node_path_namespaceObject.resolve(s,t.name);Ei(o,e,i,r)});else{let n=external_node_path_namespaceObject.resolve(s,t.name);Ei(n,e,i,r)}},Es=(s,t,e,i)=>{external_node_fs_namespaceObject.readdir(s,{withFileTypes:!0},(r,n)=>{if(r){if(r.code==="ENOENT")return i();if(r.code!=="ENOTDIR"&&r.code!=="ENOTSUP")return i(r)}if(r||!n.length)return Ei(s,t,e,i);let o=n.length,h=null,a=l=>{if(!h){if(l)return i(h=l);if(--o===0)return Ei(s,t,e,i)}};for(let l of n)io(s,l,t,e,a)})},so=(s,t,e,i)=>{t.isDirectory()&&ws(external_node_path_namespaceObject.resolve(s,t.name),e,i),ps(external_node_path_namespaceObject.resolve(s,t.name),e,i)},ws=(s,t,e)=>{let i;try{i=external_node_fs_namespaceObject.readdirSync(s,{withFileTypes:!0})}catch(r){let n=r;if(n?.code==="ENOENT")return;if(n?.code==="ENOTDIR"||n?.code==="ENOTSUP")return ps(s,t,e);throw n}for(let r of i)so(s,r,t,e);return ps(s,t,e)};var Se=class extends Error{path;code;syscall="chdir";constructor(t,e){super(`${e}: Cannot cd into '${t}'`),this.path=t,this.code=e}get name(){return"CwdError"}};var St=class extends Error{path;symlink;syscall="symlink";code="TAR_SYMLINK_ERROR";constructor(t,e){super("TAR_SYMLINK_ERROR: Cannot extract through symbolic link"),this.symlink=t,this.path=e}get name(){return"SymlinkError"}};var no=(s,t)=>{external_node_fs_namespaceObject.stat(s,(e,i)=>{(e||!i.isDirectory())&&(e=new Se(s,e?.code||"ENOTDIR")),t(e)})},gr=(s,t,e)=>{s=f(s);let i=t.umask??18,r=t.mode|448,n=(r&i)!==0,o=t.uid,h=t.gid,a=typeof o=="number"&&typeof h=="number"&&(o!==t.processUid||h!==t.processGid),l=t.preserve,c=t.unlink,d=f(t.cwd),y=(E,x)=>{E?e(E):x&&a?Es(x,o,h,Le=>y(Le)):n?external_node_fs_namespaceObject.chmod(s,r,e):e()};if(s===d)return no(s,y);if(l)return promises_namespaceObject.mkdir(s,{mode:r,recursive:!0}).then(E=>y(null,E??void 0),y);let D=f(external_node_path_namespaceObject.relative(d,s)).split("/");Ss(d,D,r,c,d,void 0,y)},Ss=(s,t,e,i,r,n,o)=>{if(t.length===0)return o(null,n);let h=t.shift(),a=f(external_node_path_namespaceObject.resolve(s+"/"+h));external_node_fs_namespaceObject.mkdir(a,e,br(a,t,e,i,r,n,o))},br=(s,t,e,i,r,n,o)=>h=>{h?external_node_fs_namespaceObject.lstat(s,(a,l)=>{if(a)a.path=a.path&&f(a.path),o(a);else if(l.isDirectory())Ss(s,t,e,i,r,n,o);else if(i)external_node_fs_namespaceObject.unlink(s,c=>{if(c)return o(c);external_node_fs_namespaceObject.mkdir(s,e,br(s,t,e,i,r,n,o))});else{if(l.isSymbolicLink())return o(new St(s,s+"/"+t.join("/")));o(h)}}):(n=n||s,Ss(s,t,e,i,r,n,o))},oo=s=>{let t=!1,e;try{t=external_node_fs_namespaceObject.statSync(s).isDirectory()}catch(i){e=i?.code}finally{if(!t)throw new Se(s,e??"ENOTDIR")}},_r=(s,t)=>{s=f(s);let e=t.umask??18,i=t.mode|448,r=(i&e)!==0,n=t.uid,o=t.gid,h=typeof n=="number"&&typeof o=="number"&&(n!==t.processUid||o!==t.processGid),a=t.preserve,l=t.unlink,c=f(t.cwd),d=E=>{E&&h&&ws(E,n,o),r&&external_node_fs_namespaceObject.chmodSync(s,i)};if(s===c)return oo(c),d();if(a)return d(external_node_fs_namespaceObject.mkdirSync(s,{mode:i,recursive:!0})??void 0);let T=f(external_node_path_namespaceObject.relative(c,s)).split("/"),D;for(let E=T.shift(),x=c;E&&(x+="/"+E);E=T.shift()){x=f(external_node_path_namespaceObject.resolve(x));try{external_node_fs_namespaceObject.mkdirSync(x,i),D=D||x}catch{let Le=external_node_fs_namespaceObject.lstatSync(x);if(Le.isDirectory())continue;if(l){external_node_fs_namespaceObject.unlinkSync(x),external_node_fs_namespaceObject.mkdirSync(x,i),D=D||x;continue}else if(Le.isSymbolicLink())return new St(x,x+"/"+T.join("/"))}}return d(D)};var ys=Object.create(null),Or=1e4,Vt=new Set,Tr=s=>{Vt.has(s)?Vt.delete(s):ys[s]=s.normalize("NFD").toLocaleLowerCase("en").toLocaleUpperCase("en"),Vt.add(s);let t=ys[s],e=Vt.size-Or;if(e>Or/10){for(let i of Vt)if(Vt.delete(i),delete ys[i],--e<=0)break}return t};var ho=process.env.TESTING_TAR_FAKE_PLATFORM||process.platform,ao=ho==="win32",lo=s=>s.split("/").slice(0,-1).reduce((e,i)=>{let r=e.at(-1);return r!==void 0&&(i=(0,external_node_path_namespaceObject.join)(r,i)),e.push(i||"/"),e},[]),yi=class{#t=new Map;#i=new Map;#s=new Set;reserve(t,e){t=ao?["win32 parallelization disabled"]:t.map(r=>mt((0,external_node_path_namespaceObject.join)(Tr(r))));let i=new Set(t.map(r=>lo(r)).reduce((r,n)=>r.concat(n)));this.#i.set(e,{dirs:i,paths:t});for(let r of t){let n=this.#t.get(r);n?n.push(e):this.#t.set(r,[e])}for(let r of i){let n=this.#t.get(r);if(!n)this.#t.set(r,[new Set([e])]);else{let o=n.at(-1);o instanceof Set?o.add(e):n.push(new Set([e]))}}return this.#r(e)}#n(t){let e=this.#i.get(t);if(!e)throw new Error("function does not have any path reservations");return{paths:e.paths.map(i=>this.#t.get(i)),dirs:[...e.dirs].map(i=>this.#t.get(i))}}check(t){let{paths:e,dirs:i}=this.#n(t);return e.every(r=>r&&r[0]===t)&&i.every(r=>r&&r[0]instanceof Set&&r[0].has(t))}#r(t){return this.#s.has(t)||!this.check(t)?!1:(this.#s.add(t),t(()=>this.#e(t)),!0)}#e(t){if(!this.#s.has(t))return!1;let e=this.#i.get(t);if(!e)throw new Error("invalid reservation");let{paths:i,dirs:r}=e,n=new Set;for(let o of i){let h=this.#t.get(o);if(!h||h?.[0]!==t)continue;let a=h[1];if(!a){this.#t.delete(o);continue}if(h.shift(),typeof a=="function")n.add(a);else for(let l of a)n.add(l)}for(let o of r){let h=this.#t.get(o),a=h?.[0];if(!(!h||!(a instanceof Set)))if(a.size===1&&h.length===1){this.#t.delete(o);continue}else if(a.size===1){h.shift();let l=h[0];typeof l=="function"&&n.add(l)}else a.delete(t)}return this.#s.delete(t),n.forEach(o=>this.#r(o)),!0}};var Lr=()=>process.umask();var Dr=Symbol("onEntry"),_s=Symbol("checkFs"),Nr=Symbol("checkFs2"),Os=Symbol("isReusable"),P=Symbol("makeFs"),Ts=Symbol("file"),xs=Symbol("directory"),gi=Symbol("link"),Ar=Symbol("symlink"),Ir=Symbol("hardlink"),Re=Symbol("ensureNoSymlink"),Cr=Symbol("unsupported"),Fr=Symbol("checkPath"),Rs=Symbol("stripAbsolutePath"),yt=Symbol("mkdir"),O=Symbol("onError"),Ri=Symbol("pending"),kr=Symbol("pend"),$t=Symbol("unpend"),gs=Symbol("ended"),bs=Symbol("maybeClose"),Ls=Symbol("skip"),ge=Symbol("doChown"),be=Symbol("uid"),_e=Symbol("gid"),Oe=Symbol("checkedCwd"),fo=process.env.TESTING_TAR_FAKE_PLATFORM||process.platform,Te=fo==="win32",uo=1024,mo=(s,t)=>{if(!Te)return external_node_fs_namespaceObject.unlink(s,t);let e=s+".DELETE."+(0,external_node_crypto_namespaceObject.randomBytes)(16).toString("hex");external_node_fs_namespaceObject.rename(s,e,i=>{if(i)return t(i);external_node_fs_namespaceObject.unlink(e,t)})},po=s=>{if(!Te)return external_node_fs_namespaceObject.unlinkSync(s);let t=s+".DELETE."+(0,external_node_crypto_namespaceObject.randomBytes)(16).toString("hex");external_node_fs_namespaceObject.renameSync(s,t),external_node_fs_namespaceObject.unlinkSync(t)},vr=(s,t,e)=>s!==void 0&&s===s>>>0?s:t!==void 0&&t===t>>>0?t:e,Xt=class extends rt{[gs]=!1;[Oe]=!1;[Ri]=0;reservations=new yi;transform;writable=!0;readable=!1;uid;gid;setOwner;preserveOwner;processGid;processUid;maxDepth;forceChown;win32;newer;keep;noMtime;preservePaths;unlink;cwd;strip;processUmask;umask;dmode;fmode;chmod;constructor(t={}){if(t.ondone=()=>{this[gs]=!0,this[bs]()},super(t),this.transform=t.transform,this.chmod=!!t.chmod,typeof t.uid=="number"||typeof t.gid=="number"){if(typeof t.uid!="number"||typeof t.gid!="number")throw new TypeError("cannot set owner without number uid and gid");if(t.preserveOwner)throw new TypeError("cannot preserve owner in archive and also set owner explicitly");this.uid=t.uid,this.gid=t.gid,this.setOwner=!0}else this.uid=void 0,this.gid=void 0,this.setOwner=!1;this.preserveOwner=t.preserveOwner===void 0&&typeof t.uid!="number"?process.getuid?.()===0:!!t.preserveOwner,this.processUid=(this.preserveOwner||this.setOwner)&&process.getuid?process.getuid():void 0,this.processGid=(this.preserveOwner||this.setOwner)&&process.getgid?process.getgid():void 0,this.maxDepth=typeof t.maxDepth=="number"?t.maxDepth:uo,this.forceChown=t.forceChown===!0,this.win32=!!t.win32||Te,this.newer=!!t.newer,this.keep=!!t.keep,this.noMtime=!!t.noMtime,this.preservePaths=!!t.preservePaths,this.unlink=!!t.unlink,this.cwd=f(external_node_path_namespaceObject.resolve(t.cwd||process.cwd())),this.strip=Number(t.strip)||0,this.processUmask=this.chmod?typeof t.processUmask=="number"?t.processUmask:Lr():0,this.umask=typeof t.umask=="number"?t.umask:this.processUmask,this.dmode=t.dmode||511&~this.umask,this.fmode=t.fmode||438&~this.umask,this.on("entry",e=>this[Dr](e))}warn(t,e,i={}){return(t==="TAR_BAD_ARCHIVE"||t==="TAR_ABORT")&&(i.recoverable=!1),super.warn(t,e,i)}[bs](){this[gs]&&this[Ri]===0&&(this.emit("prefinish"),this.emit("finish"),this.emit("end"))}[Rs](t,e){let i=t[e],{type:r}=t;if(!i||this.preservePaths)return!0;let[n,o]=ce(i),h=o.replaceAll(/\\/g,"/").split("/");if(h.includes("..")||Te&&/^[a-z]:\.\.$/i.test(h[0]??"")){if(e==="path"||r==="Link")return this.warn("TAR_ENTRY_ERROR",`${e} contains '..'`,{entry:t,[e]:i}),!1;let a=external_node_path_namespaceObject.posix.dirname(t.path),l=external_node_path_namespaceObject.posix.normalize(external_node_path_namespaceObject.posix.join(a,h.join("/")));if(l.startsWith("../")||l==="..")return this.warn("TAR_ENTRY_ERROR",`${e} escapes extraction directory`,{entry:t,[e]:i}),!1}return n&&(t[e]=String(o),this.warn("TAR_ENTRY_INFO",`stripping ${n} from absolute ${e}`,{entry:t,[e]:i})),!0}[Fr](t){let e=f(t.path),i=e.split("/");if(this.strip){if(i.length<this.strip)return!1;if(t.type==="Link"){let r=f(String(t.linkpath)).split("/");if(r.length>=this.strip)t.linkpath=r.slice(this.strip).join("/");else return!1}i.splice(0,this.strip),t.path=i.join("/")}if(isFinite(this.maxDepth)&&i.length>this.maxDepth)return this.warn("TAR_ENTRY_ERROR","path excessively deep",{entry:t,path:e,depth:i.length,maxDepth:this.maxDepth}),!1;if(!this[Rs](t,"path")||!this[Rs](t,"linkpath"))return!1;if(t.absolute=external_node_path_namespaceObject.isAbsolute(t.path)?f(external_node_path_namespaceObject.resolve(t.path)):f(external_node_path_namespaceObject.resolve(this.cwd,t.path)),!this.preservePaths&&typeof t.absolute=="string"&&t.absolute.indexOf(this.cwd+"/")!==0&&t.absolute!==this.cwd)return this.warn("TAR_ENTRY_ERROR","path escaped extraction target",{entry:t,path:f(t.path),resolvedPath:t.absolute,cwd:this.cwd}),!1;if(t.absolute===this.cwd&&t.type!=="Directory"&&t.type!=="GNUDumpDir")return!1;if(this.win32){let{root:r}=external_node_path_namespaceObject.win32.parse(String(t.absolute));t.absolute=r+ts(String(t.absolute).slice(r.length));let{root:n}=external_node_path_namespaceObject.win32.parse(t.path);t.path=n+ts(t.path.slice(n.length))}return!0}[Dr](t){if(!this[Fr](t))return t.resume();switch(external_node_assert_namespaceObject.equal(typeof t.absolute,"string"),t.type){case"Directory":case"GNUDumpDir":t.mode&&(t.mode=t.mode|448);case"File":case"OldFile":case"ContiguousFile":case"Link":case"SymbolicLink":return this[_s](t);default:return this[Cr](t)}}[O](t,e){t.name==="CwdError"?this.emit("error",t):(this.warn("TAR_ENTRY_ERROR",t,{entry:e}),this[$t](),e.resume())}[yt](t,e,i){gr(f(t),{uid:this.uid,gid:this.gid,processUid:this.processUid,processGid:this.processGid,umask:this.processUmask,preserve:this.preservePaths,unlink:this.unlink,cwd:this.cwd,mode:e},i)}[ge](t){return this.forceChown||this.preserveOwner&&(typeof t.uid=="number"&&t.uid!==this.processUid||typeof t.gid=="number"&&t.gid!==this.processGid)||typeof this.uid=="number"&&this.uid!==this.processUid||typeof this.gid=="number"&&this.gid!==this.processGid}[be](t){return vr(this.uid,t.uid,this.processUid)}[_e](t){return vr(this.gid,t.gid,this.processGid)}[Ts](t,e){let i=typeof t.mode=="number"?t.mode&4095:this.fmode,r=new et(String(t.absolute),{flags:ms(t.size),mode:i,autoClose:!1});r.on("error",a=>{r.fd&&external_node_fs_namespaceObject.close(r.fd,()=>{}),r.write=()=>!0,this[O](a,t),e()});let n=1,o=a=>{if(a){r.fd&&external_node_fs_namespaceObject.close(r.fd,()=>{}),this[O](a,t),e();return}--n===0&&r.fd!==void 0&&external_node_fs_namespaceObject.close(r.fd,l=>{l?this[O](l,t):this[$t](),e()})};r.on("finish",()=>{let a=String(t.absolute),l=r.fd;if(typeof l=="number"&&t.mtime&&!this.noMtime){n++;let c=t.atime||new Date,d=t.mtime;external_node_fs_namespaceObject.futimes(l,c,d,y=>y?external_node_fs_namespaceObject.utimes(a,c,d,T=>o(T&&y)):o())}if(typeof l=="number"&&this[ge](t)){n++;let c=this[be](t),d=this[_e](t);typeof c=="number"&&typeof d=="number"&&external_node_fs_namespaceObject.fchown(l,c,d,y=>y?external_node_fs_namespaceObject.chown(a,c,d,T=>o(T&&y)):o())}o()});let h=this.transform&&this.transform(t)||t;h!==t&&(h.on("error",a=>{this[O](a,t),e()}),t.pipe(h)),h.pipe(r)}[xs](t,e){let i=typeof t.mode=="number"?t.mode&4095:this.dmode;this[yt](String(t.absolute),i,r=>{if(r){this[O](r,t),e();return}let n=1,o=()=>{--n===0&&(e(),this[$t](),t.resume())};t.mtime&&!this.noMtime&&(n++,external_node_fs_namespaceObject.utimes(String(t.absolute),t.atime||new Date,t.mtime,o)),this[ge](t)&&(n++,external_node_fs_namespaceObject.chown(String(t.absolute),Number(this[be](t)),Number(this[_e](t)),o)),o()})}[Cr](t){t.unsupported=!0,this.warn("TAR_ENTRY_UNSUPPORTED",`unsupported entry type: ${t.type}`,{entry:t}),t.resume()}[Ar](t,e){let i=f(external_node_path_namespaceObject.relative(this.cwd,external_node_path_namespaceObject.resolve(external_node_path_namespaceObject.dirname(String(t.absolute)),String(t.linkpath)))).split("/");this[Re](t,this.cwd,i,()=>this[gi](t,String(t.linkpath),"symlink",e),r=>{this[O](r,t),e()})}[Ir](t,e){let i=f(external_node_path_namespaceObject.resolve(this.cwd,String(t.linkpath))),r=f(String(t.linkpath)).split("/");this[Re](t,this.cwd,r,()=>this[gi](t,i,"link",e),n=>{this[O](n,t),e()})}[Re](t,e,i,r,n){let o=i.shift();if(this.preservePaths||o===void 0)return r();let h=external_node_path_namespaceObject.resolve(e,o);external_node_fs_namespaceObject.lstat(h,(a,l)=>{if(a)return r();if(l?.isSymbolicLink())return n(new St(h,external_node_path_namespaceObject.resolve(h,i.join("/"))));this[Re](t,h,i,r,n)})}[kr](){this[Ri]++}[$t](){this[Ri]--,this[bs]()}[Ls](t){this[$t](),t.resume()}[Os](t,e){return t.type==="File"&&!this.unlink&&e.isFile()&&e.nlink<=1&&!Te}[_s](t){this[kr]();let e=[t.path];t.linkpath&&e.push(t.linkpath),this.reservations.reserve(e,i=>this[Nr](t,i))}[Nr](t,e){let i=h=>{e(h)},r=()=>{this[yt](this.cwd,this.dmode,h=>{if(h){this[O](h,t),i();return}this[Oe]=!0,n()})},n=()=>{if(t.absolute!==this.cwd){let h=f(external_node_path_namespaceObject.dirname(String(t.absolute)));if(h!==this.cwd)return this[yt](h,this.dmode,a=>{if(a){this[O](a,t),i();return}o()})}o()},o=()=>{external_node_fs_namespaceObject.lstat(String(t.absolute),(h,a)=>{if(a&&(this.keep||this.newer&&a.mtime>(t.mtime??a.mtime))){this[Ls](t),i();return}if(h||this[Os](t,a))return this[P](null,t,i);if(a.isDirectory()){if(t.type==="Directory"){let l=this.chmod&&t.mode&&(a.mode&4095)!==t.mode,c=d=>this[P](d??null,t,i);return l?external_node_fs_namespaceObject.chmod(String(t.absolute),Number(t.mode),c):c()}if(t.absolute!==this.cwd)return external_node_fs_namespaceObject.rmdir(String(t.absolute),l=>this[P](l??null,t,i))}if(t.absolute===this.cwd)return this[P](null,t,i);mo(String(t.absolute),l=>this[P](l??null,t,i))})};this[Oe]?n():r()}[P](t,e,i){if(t){this[O](t,e),i();return}switch(e.type){case"File":case"OldFile":case"ContiguousFile":return this[Ts](e,i);case"Link":return this[Ir](e,i);case"SymbolicLink":return this[Ar](e,i);case"Directory":case"GNUDumpDir":return this[xs](e,i)}}[gi](t,e,i,r){external_node_fs_namespaceObject[i](e,String(t.absolute),n=>{n?this[O](n,t):(this[$t](),t.resume()),r()})}},ye=s=>{try{return[null,s()]}catch(t){return[t,null]}},xe=class extends Xt{sync=!0;[P](t,e){return super[P](t,e,()=>{})}[_s](t){if(!this[Oe]){let n=this[yt](this.cwd,this.dmode);if(n)return this[O](n,t);this[Oe]=!0}if(t.absolute!==this.cwd){let n=f(external_node_path_namespaceObject.dirname(String(t.absolute)));if(n!==this.cwd){let o=this[yt](n,this.dmode);if(o)return this[O](o,t)}}let[e,i]=ye(()=>external_node_fs_namespaceObject.lstatSync(String(t.absolute)));if(i&&(this.keep||this.newer&&i.mtime>(t.mtime??i.mtime)))return this[Ls](t);if(e||this[Os](t,i))return this[P](null,t);if(i.isDirectory()){if(t.type==="Directory"){let o=this.chmod&&t.mode&&(i.mode&4095)!==t.mode,[h]=o?ye(()=>{external_node_fs_namespaceObject.chmodSync(String(t.absolute),Number(t.mode))}):[];return this[P](h,t)}let[n]=ye(()=>external_node_fs_namespaceObject.rmdirSync(String(t.absolute)));this[P](n,t)}let[r]=t.absolute===this.cwd?[]:ye(()=>po(String(t.absolute)));this[P](r,t)}[Ts](t,e){let i=typeof t.mode=="number"?t.mode&4095:this.fmode,r=h=>{let a;try{external_node_fs_namespaceObject.closeSync(n)}catch(l){a=l}(h||a)&&this[O](h||a,t),e()},n;try{n=external_node_fs_namespaceObject.openSync(String(t.absolute),ms(t.size),i)}catch(h){return r(h)}let o=this.transform&&this.transform(t)||t;o!==t&&(o.on("error",h=>this[O](h,t)),t.pipe(o)),o.on("data",h=>{try{external_node_fs_namespaceObject.writeSync(n,h,0,h.length)}catch(a){r(a)}}),o.on("end",()=>{let h=null;if(t.mtime&&!this.noMtime){let a=t.atime||new Date,l=t.mtime;try{external_node_fs_namespaceObject.futimesSync(n,a,l)}catch(c){try{external_node_fs_namespaceObject.utimesSync(String(t.absolute),a,l)}catch{h=c}}}if(this[ge](t)){let a=this[be](t),l=this[_e](t);try{external_node_fs_namespaceObject.fchownSync(n,Number(a),Number(l))}catch(c){try{external_node_fs_namespaceObject.chownSync(String(t.absolute),Number(a),Number(l))}catch{h=h||c}}}r(h)})}[xs](t,e){let i=typeof t.mode=="number"?t.mode&4095:this.dmode,r=this[yt](String(t.absolute),i);if(r){this[O](r,t),e();return}if(t.mtime&&!this.noMtime)try{external_node_fs_namespaceObject.utimesSync(String(t.absolute),t.atime||new Date,t.mtime)}catch{}if(this[ge](t))try{external_node_fs_namespaceObject.chownSync(String(t.absolute),Number(this[be](t)),Number(this[_e](t)))}catch{}e(),t.resume()}[yt](t,e){try{return _r(f(t),{uid:this.uid,gid:this.gid,processUid:this.processUid,processGid:this.processGid,umask:this.processUmask,preserve:this.preservePaths,unlink:this.unlink,cwd:this.cwd,mode:e})}catch(i){return i}}[Re](t,e,i,r,n){if(this.preservePaths||i.length===0)return r();let o=e;for(let h of i){o=external_node_path_namespaceObject.resolve(o,h);let[a,l]=ye(()=>external_node_fs_namespaceObject.lstatSync(o));if(a)return r();if(l.isSymbolicLink())return n(new St(o,external_node_path_namespaceObject.resolve(e,i.join("/"))))}r()}[gi](t,e,i,r){let n=`${i}Sync`;try{external_node_fs_namespaceObject[n](e,String(t.absolute)),r(),t.resume()}catch(o){return this[O](o,t)}}};var Eo=s=>{let t=new xe(s),e=s.file,i=external_node_fs_namespaceObject.statSync(e),r=s.maxReadSize||16*1024*1024;new Be(e,{readSize:r,size:i.size}).pipe(t)},wo=(s,t)=>{let e=new Xt(s),i=s.maxReadSize||16*1024*1024,r=s.file;return new Promise((o,h)=>{e.on("error",h),e.on("close",o),external_node_fs_namespaceObject.stat(r,(a,l)=>{if(a)h(a);else{let c=new _t(r,{readSize:i,size:l.size});c.on("error",h),c.pipe(e)}})})},So=K(Eo,wo,s=>new xe(s),s=>new Xt(s),(s,t)=>{t?.length&&Qi(s,t)});var yo=(s,t)=>{let e=new kt(s),i=!0,r,n;try{try{r=external_node_fs_namespaceObject.openSync(s.file,"r+")}catch(a){if(a?.code==="ENOENT")r=external_node_fs_namespaceObject.openSync(s.file,"w+");else throw a}let o=external_node_fs_namespaceObject.fstatSync(r),h=Buffer.alloc(512);t:for(n=0;n<o.size;n+=512){for(let c=0,d=0;c<512;c+=d){if(d=external_node_fs_namespaceObject.readSync(r,h,c,h.length-c,n+c),n===0&&h[0]===31&&h[1]===139)throw new Error("cannot append to compressed archives");if(!d)break t}let a=new F(h);if(!a.cksumValid)break;let l=512*Math.ceil((a.size||0)/512);if(n+l+512>o.size)break;n+=l,s.mtimeCache&&a.mtime&&s.mtimeCache.set(String(a.path),a.mtime)}i=!1,Ro(s,e,n,r,t)}finally{if(i)try{external_node_fs_namespaceObject.closeSync(r)}catch{}}},Ro=(s,t,e,i,r)=>{let n=new Wt(s.file,{fd:i,start:e});t.pipe(n),bo(t,r)},go=(s,t)=>{t=Array.from(t);let e=new wt(s),i=(n,o,h)=>{let a=(T,D)=>{T?external_node_fs_namespaceObject.close(n,E=>h(T)):h(null,D)},l=0;if(o===0)return a(null,0);let c=0,d=Buffer.alloc(512),y=(T,D)=>{if(T||D===void 0)return a(T);if(c+=D,c<512&&D)return external_node_fs_namespaceObject.read(n,d,c,d.length-c,l+c,y);if(l===0&&d[0]===31&&d[1]===139)return a(new Error("cannot append to compressed archives"));if(c<512)return a(null,l);let E=new F(d);if(!E.cksumValid)return a(null,l);let x=512*Math.ceil((E.size??0)/512);if(l+x+512>o||(l+=x+512,l>=o))return a(null,l);s.mtimeCache&&E.mtime&&s.mtimeCache.set(String(E.path),E.mtime),c=0,external_node_fs_namespaceObject.read(n,d,0,512,l,y)};external_node_fs_namespaceObject.read(n,d,0,512,l,y)};return new Promise((n,o)=>{e.on("error",o);let h="r+",a=(l,c)=>{if(l&&l.code==="ENOENT"&&h==="r+")return h="w+",external_node_fs_namespaceObject.open(s.file,h,a);if(l||!c)return o(l);external_node_fs_namespaceObject.fstat(c,(d,y)=>{if(d)return external_node_fs_namespaceObject.close(c,()=>o(d));i(c,y.size,(T,D)=>{if(T)return o(T);let E=new et(s.file,{fd:c,start:D});e.pipe(E),E.on("error",o),E.on("close",n),_o(e,t)})})};external_node_fs_namespaceObject.open(s.file,h,a)})},bo=(s,t)=>{t.forEach(e=>{e.charAt(0)==="@"?Ct({file:external_node_path_namespaceObject.resolve(s.cwd,e.slice(1)),sync:!0,noResume:!0,onReadEntry:i=>s.add(i)}):s.add(e)}),s.end()},_o=async(s,t)=>{for(let e of t)e.charAt(0)==="@"?await Ct({file:external_node_path_namespaceObject.resolve(String(s.cwd),e.slice(1)),noResume:!0,onReadEntry:i=>s.add(i)}):s.add(e);s.end()},vt=K(yo,go,()=>{throw new TypeError("file is required")},()=>{throw new TypeError("file is required")},(s,t)=>{if(!Bs(s))throw new TypeError("file is required");if(s.gzip||s.brotli||s.zstd||s.file.endsWith(".br")||s.file.endsWith(".tbr"))throw new TypeError("cannot append to compressed archives");if(!t?.length)throw new TypeError("no paths specified to add/replace")});var Oo=K(vt.syncFile,vt.asyncFile,vt.syncNoFile,vt.asyncNoFile,(s,t=[])=>{vt.validate?.(s,t),To(s)}),To=s=>{let t=s.filter;s.mtimeCache||(s.mtimeCache=new Map),s.filter=t?(e,i)=>t(e,i)&&!((s.mtimeCache?.get(e)??i.mtime??0)>(i.mtime??0)):(e,i)=>!((s.mtimeCache?.get(e)??i.mtime??0)>(i.mtime??0))};
+//# sourceMappingURL=index.min.js.map
+
+;// CONCATENATED MODULE: ./src/pipeline/reuse.ts
+/**
+ * Build reuse (`build_reuse: { paths, key_files }`): before the build, the dirs the build makes (node_modules,
+ * .venv, vendor) are hard-linked (`cp -al`) from the previous release when the key files (the lockfiles) have
+ * the same content as when that release was built, so that `npm install`, `pip install` or `composer install`
+ * finds them in place. The key (sha256 over the key files' names and bytes, on the runner) is stored per
+ * release in `.safe-deploy/build-keys/<id>`; a changed key links nothing.
+ */
+
+
+
+
+
+
+
+/** The releases a new one may take files from, best first: `current` if complete, then newest complete. */
+function previousReleases(s) {
+    const complete = new Set(s.complete ?? []);
+    const newestFirst = [...s.releases].filter(r => complete.has(r)).sort((a, b) => (a < b ? 1 : -1));
+    const cur = s.current && complete.has(s.current) ? [s.current] : [];
+    return [...new Set([...cur, ...newestFirst])];
+}
+/** sha256 over each key file's name and content (a missing file counts as missing). */
+function buildKey(sourceDir, keyFiles) {
+    const h = (0,external_node_crypto_namespaceObject.createHash)('sha256');
+    for (const f of keyFiles) {
+        const abs = (0,external_node_path_namespaceObject.join)(sourceDir, f);
+        h.update(`${f}\0`);
+        h.update((0,external_node_fs_namespaceObject.existsSync)(abs) ? Buffer.concat([Buffer.from('file\0'), (0,external_node_fs_namespaceObject.readFileSync)(abs)]) : 'missing\0');
+        h.update('\0');
+    }
+    return h.digest('hex');
+}
+/** Records the new release's key, finds a candidate with the same key, links the paths from it. */
+function reuseCommand(layout, id, key, candidates, paths) {
+    const keys = `${layout.meta}/build-keys`;
+    // `path` is a shell word (quoted); true when its parent dir resolves inside `real`
+    const inside = (path, real) => `case "$(cd "$(dirname ${path})" 2>/dev/null && pwd -P)/" in "${real}"/*) true;; *) false;; esac`;
+    // a dir above the path in the new release that is a symlink: mkdir -p would create dirs through it
+    const symlinkedParent = (p) => {
+        const parts = p.split('/').filter(c => c && c !== '.');
+        const tests = parts.slice(0, -1).map((_, i) => `[ -L "$rel/"${sh(parts.slice(0, i + 1).join('/'))} ]`);
+        return tests.length ? `{ ${tests.join(' || ')}; }` : 'false';
+    };
+    return {
+        label: 'reuse build dirs',
+        script: script(`keys=${sh(keys)}`, `rel=${sh(layout.release(id))}`, `key=${sh(key)}`, 'mkdir -p "$keys" && printf "%s\\n" "$key" > "$keys/"' + sh(id) + ' || exit 1', 
+        // keys of releases removed since
+        `for f in "$keys"/*; do [ -e "$f" ] || continue; [ -d ${sh(layout.releases)}/"\${f##*/}" ] || rm -f "$f"; done`, 'from=', `for r in ${candidates.map(sh).join(' ')}; do`, '  if [ "$(cat "$keys/$r" 2>/dev/null)" = "$key" ]; then from=$r; break; fi', 'done', '[ -n "$from" ] || { echo STATE=none; exit 0; }', 'printf "FROM=%s\\n" "$from"', `old=${sh(layout.releases)}/"$from"`, 'oldreal=$(cd "$old" && pwd -P) || exit 1', 'relreal=$(cd "$rel" && pwd -P) || exit 1', ...paths.map(p => [
+            `if [ -e "$rel/"${sh(p)} ] || [ -L "$rel/"${sh(p)} ]; then printf 'SHIPPED=%s\\n' ${sh(p)}`,
+            `elif [ ! -d "$old/"${sh(p)} ] || [ -L "$old/"${sh(p)} ]; then printf 'ABSENT=%s\\n' ${sh(p)}`,
+            `elif ! ${inside(`"$old/"${sh(p)}`, '$oldreal')}; then printf 'OUTSIDE=%s\\n' ${sh(p)}`,
+            `elif ${symlinkedParent(p)} || ! { mkdir -p "$(dirname "$rel/"${sh(p)})" && ${inside(`"$rel/"${sh(p)}`, '$relreal')}; }; then printf 'OUTSIDE=%s\\n' ${sh(p)}`,
+            `elif cp -al "$old/"${sh(p)} "$rel/"${sh(p)}; then printf 'LINKED=%s\\n' ${sh(p)}`,
+            `else rm -rf "$rel/"${sh(p)}; printf 'FAILED=%s\\n' ${sh(p)}; fi`
+        ].join('\n')), 'true')
+    };
+}
+/** Runs before the build on each host (deploy stage); logs what was reused and why not. */
+async function reuseBuild(ctx, s, release) {
+    const reuse = ctx.config.build_reuse;
+    if (!reuse || !ctx.config.stages.build)
+        return;
+    const key = ctx.dryRun ? '<sha256 of the key files>' : buildKey(ctx.loaded.sourceDir, reuse.key_files);
+    const r = await context_runOn(ctx, s, reuseCommand(s.layout, release, key, previousReleases(s), reuse.paths), {
+        stage: 'deploy'
+    });
+    const kv = release_parseKeyValues(r.stdout);
+    const from = kv.get('FROM')?.[0];
+    const files = reuse.key_files.join(', ');
+    if (!from) {
+        ctx.log.info(`build reuse: nothing linked: no previous release was built with these ${files}`, s.host.name);
+        return;
+    }
+    const said = (k) => kv.get(k) ?? [];
+    const parts = [
+        said('LINKED').length && `linked ${said('LINKED').join(', ')} from releases/${from} (${files} unchanged)`,
+        said('SHIPPED').length && `not linked, shipped in the release: ${said('SHIPPED').join(', ')}`,
+        said('ABSENT').length && `not in releases/${from}: ${said('ABSENT').join(', ')}`,
+        said('OUTSIDE').length && `refused, resolves outside the release: ${said('OUTSIDE').join(', ')}`,
+        said('FAILED').length && `could not link: ${said('FAILED').join(', ')}`
+    ].filter(Boolean);
+    ctx.log.info(`build reuse: ${parts.join('; ')}`, s.host.name);
+}
+
+;// CONCATENATED MODULE: ./src/pipeline/upload/manifest.ts
+/**
+ * The manifest of a release, for the incremental upload (incremental.ts): every dir, regular file and symlink
+ * of source.dir minus source.exclude (and minus the shared paths, which the deploy replaces by links), with
+ * mode, sha256 and link target. Computed on the runner; its canonical text (`sumText`) is what the host's
+ * listing script (`listingScript`) prints for a release that matches it, byte for byte, so the host checks a
+ * release with `cmp` and nothing is parsed there.
+ */
+
+
+
+/**
+ * source.exclude as GNU tar's `--exclude` reads it (unanchored, `*` and `?` also match `/`): a pattern
+ * excludes a path when it matches the whole path (`./a/b` or `a/b`) or any part of it after a `/`; an
+ * excluded dir is left out with everything below it.
+ */
+function excludeMatcher(patterns) {
+    const res = patterns.map(p => new RegExp(`^${globToRegex(p.replace(/\/+$/, ''))}$`));
+    return path => {
+        const candidates = [`./${path}`, path];
+        for (let i = path.indexOf('/'); i >= 0; i = path.indexOf('/', i + 1))
+            candidates.push(path.slice(i + 1));
+        return res.some(re => candidates.some(c => re.test(c)));
+    };
+}
+function globToRegex(glob) {
+    let out = '';
+    for (let i = 0; i < glob.length; i++) {
+        const c = glob[i];
+        if (c === '*')
+            out += '.*';
+        else if (c === '?')
+            out += '.';
+        else if (c === '[') {
+            const end = glob.indexOf(']', i + 2);
+            if (end < 0)
+                out += '\\[';
+            else {
+                const body = glob
+                    .slice(i + 1, end)
+                    .replace(/^!/, '^')
+                    .replace(/\\/g, '\\\\');
+                out += `[${body}]`;
+                i = end;
+            }
+        }
+        else if (c === '\\' && i + 1 < glob.length)
+            out += escapeRe(glob[++i]);
+        else
+            out += escapeRe(c);
+    }
+    return out;
+}
+function escapeRe(c) {
+    return c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+}
+function byPath(a, b) {
+    return a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
+}
+/** Walks `dir` (symlinks are not followed); `leaveOut` paths and everything below them are not listed. */
+function buildManifest(dir, exclude, leaveOut = []) {
+    const excluded = excludeMatcher(exclude);
+    const left = new Set(leaveOut.map(p => p.replace(/^\.\/+/, '').replace(/\/+$/, '')));
+    const entries = [];
+    const skipped = [];
+    const visit = (rel) => {
+        const abs = rel === '.' ? dir : (0,external_node_path_namespaceObject.join)(dir, rel);
+        const st = (0,external_node_fs_namespaceObject.lstatSync)(abs);
+        const mode = st.mode & 0o7777;
+        if (st.isSymbolicLink()) {
+            entries.push({ path: rel, type: 'link', mode: 0o777, size: 0, target: (0,external_node_fs_namespaceObject.readlinkSync)(abs) });
+        }
+        else if (st.isFile()) {
+            const sha256 = (0,external_node_crypto_namespaceObject.createHash)('sha256').update((0,external_node_fs_namespaceObject.readFileSync)(abs)).digest('hex');
+            entries.push({ path: rel, type: 'file', mode, size: st.size, sha256 });
+        }
+        else if (st.isDirectory()) {
+            entries.push({ path: rel, type: 'dir', mode, size: 0 });
+            for (const name of (0,external_node_fs_namespaceObject.readdirSync)(abs)) {
+                const child = rel === '.' ? name : `${rel}/${name}`;
+                if (!excluded(child) && !left.has(child))
+                    visit(child);
+            }
+        }
+        else
+            skipped.push(rel);
+    };
+    visit('.');
+    entries.sort(byPath);
+    return { entries, skipped };
+}
+/** What GNU `stat --printf %F` says for an entry (the host runs it with LC_ALL=C). */
+function statType(e) {
+    if (e.type === 'dir')
+        return 'directory';
+    if (e.type === 'link')
+        return 'symbolic link';
+    return e.size === 0 ? 'regular empty file' : 'regular file';
+}
+/** The NUL-separated path lists the host's listing script reads: every entry, the files, the symlinks. */
+function pathLists(entries) {
+    const z = (es) => es.map(e => `${e.path}\0`).join('');
+    return {
+        all: z(entries),
+        files: z(entries.filter(e => e.type === 'file')),
+        links: z(entries.filter(e => e.type === 'link'))
+    };
+}
+/**
+ * The canonical text of a manifest: `stat` records (`type:mode:path`), an empty record, `sha256sum -z`
+ * records of the files, an empty record, the symlink targets (`readlink -z`), all NUL-terminated.
+ */
+function sumText(entries) {
+    const stat = entries.map(e => `${statType(e)}:${e.mode.toString(8)}:${e.path}\0`).join('');
+    const sums = entries
+        .filter(e => e.type === 'file')
+        .map(e => `${e.sha256}  ${e.path}\0`)
+        .join('');
+    const links = entries
+        .filter(e => e.type === 'link')
+        .map(e => `${e.target}\0`)
+        .join('');
+    return `${stat}\0${sums}\0${links}`;
+}
+/** Reads a canonical text back (what a host printed for a release); undefined when it is not one. */
+function parseSum(text) {
+    const records = text.split('\0');
+    const firstGap = records.indexOf('');
+    if (firstGap < 0)
+        return undefined;
+    const entries = [];
+    for (const r of records.slice(0, firstGap)) {
+        const m = /^(directory|symbolic link|regular empty file|regular file):([0-7]+):(.*)$/s.exec(r);
+        if (!m)
+            return undefined;
+        const kind = m[1];
+        const type = kind === 'directory' ? 'dir' : kind === 'symbolic link' ? 'link' : 'file';
+        entries.push({
+            path: m[3],
+            type,
+            mode: parseInt(m[2], 8),
+            size: kind === 'regular file' ? -1 : 0
+        });
+    }
+    const files = entries.filter(e => e.type === 'file');
+    const links = entries.filter(e => e.type === 'link');
+    const secondGap = firstGap + 1 + files.length;
+    const sums = records.slice(firstGap + 1, secondGap);
+    const targets = records.slice(secondGap + 1);
+    // after the last target comes the end of the text: one empty piece
+    if (records[secondGap] !== '' || targets.length !== links.length + 1 || targets.pop() !== '')
+        return undefined;
+    for (const [i, f] of files.entries()) {
+        const s = sums[i];
+        if (!s || s.slice(66) !== f.path || !/^[0-9a-f]{64} {2}$/.test(s.slice(0, 66)))
+            return undefined;
+        f.sha256 = s.slice(0, 64);
+    }
+    for (const [i, l] of links.entries())
+        l.target = targets[i];
+    return entries;
+}
+/** The first path where two listings differ (for the log), or undefined when they are the same. */
+function firstDifference(a, b) {
+    const key = (e) => `${e.type}:${e.mode}:${e.sha256 ?? ''}:${e.target ?? ''}`;
+    const bm = new Map(b.map(e => [e.path, key(e)]));
+    for (const e of a)
+        if (bm.get(e.path) !== key(e))
+            return e.path;
+    const am = new Set(a.map(e => e.path));
+    return b.find(e => !am.has(e.path))?.path;
+}
+/**
+ * Splits the new release's entries: regular files the base release has with the same content and mode are
+ * hard-linked on the host (`link`); every other file, and every dir and symlink, travels in the tar (`send`).
+ */
+function planUpload(next, base) {
+    const have = new Map((base ?? []).filter(e => e.type === 'file').map(e => [e.path, e]));
+    const link = [];
+    const send = [];
+    for (const e of next) {
+        const b = e.type === 'file' ? have.get(e.path) : undefined;
+        if (b && b.sha256 === e.sha256 && b.mode === e.mode)
+            link.push(e);
+        else
+            send.push(e);
+    }
+    return { link, send };
+}
+
+;// CONCATENATED MODULE: ./src/pipeline/upload/incremental.ts
+/**
+ * The incremental upload (`upload.strategy: incremental`). On the runner: the manifest of source.dir
+ * (manifest.ts). Per host, two round trips:
+ *  1. probe: pick the base release (`current`, else the newest complete release) that has a stored manifest,
+ *     check it on disk against that manifest (`cmp` of the canonical listing) and send the manifest back;
+ *  2. upload: one tar.gz (packed in-process with the `tar` package) holds the new manifest's path lists, the
+ *     list of files to hard-link from the base (same sha256 and mode) and everything else: changed files,
+ *     every dir and symlink. The host extracts it into a staging dir, hard-links the unchanged files from the
+ *     base, adds the staged tree, and checks the release: the sha256 of its listing must be the one of the
+ *     manifest's canonical text (given in the command; the text itself is not sent). It stores the listing
+ *     beside the completion markers (`.safe-deploy/manifests/<release>.*`) and drops the manifests of
+ *     releases removed since.
+ * No file is ever written through a link: the seeded links are new names for the base's inodes, every
+ * changed file is a new inode from the tar. Paths the base lacks, changed, or a base that does not match its
+ * manifest: those files travel in the tar (a full upload when nothing can be linked).
+ */
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** Where a release's manifest lives on the host: `<dir>/<release>.{all0,files0,links0,sum}`. */
+function manifestDir(layout) {
+    return `${layout.meta}/manifests`;
+}
+/**
+ * A shell function printing the canonical listing (manifest.ts `sumText`) of the current dir for the path
+ * lists `$1.all0`, `$1.files0`, `$1.links0`. Missing paths print nothing, so the output differs.
+ */
+const LISTING = [
+    'listing() {',
+    "  xargs -0 -r stat --printf '%F:%a:%n\\0' -- < \"$1.all0\" && printf '\\0' &&",
+    '  xargs -0 -r sha256sum -z -- < "$1.files0" && printf \'\\0\' &&',
+    '  xargs -0 -r readlink -z -- < "$1.links0"',
+    '}'
+];
+/** Picks the base among `candidates` (in order) and checks it against its manifest. */
+function probeBase(layout, candidates) {
+    const man = manifestDir(layout);
+    return {
+        label: 'find the release to link from',
+        script: script('LC_ALL=C; export LC_ALL', ...LISTING, `man=${sh(man)}`, 'base=', `for r in ${candidates.map(sh).join(' ')}; do`, '  if [ -f "$man/$r.sum" ] && [ -f "$man/$r.all0" ] && [ -f "$man/$r.files0" ] && [ -f "$man/$r.links0" ]; then base=$r; break; fi', 'done', '[ -n "$base" ] || { echo STATE=none; exit 0; }', 'printf "BASE=%s\\n" "$base"', `cd ${sh(layout.releases)}/"$base" || { echo STATE=gone; exit 0; }`, 'disk=$(mktemp) || exit 1', 'listing "$man/$base" > "$disk" 2>/dev/null', 'if cmp -s "$disk" "$man/$base.sum"; then echo STATE=ok; else echo STATE=mismatch; gzip -c < "$disk" | base64 | sed "s/^/DISK=/"; fi', 'rm -f "$disk"', 'gzip -c < "$man/$base.sum" | base64 | sed "s/^/SUM=/"')
+    };
+}
+/** The command line that assembles the release from the tar.gz on stdin (see the file comment). */
+function assembleCommand(layout, id, base, sumSha) {
+    const stage = `${layout.meta}/incoming/${id}`;
+    const man = manifestDir(layout);
+    return script('set -e', 'LC_ALL=C; export LC_ALL', ...LISTING, 
+    // what the listing needs (GNU coreutils 8.30 or later for sha256sum -z and readlink -z)
+    `{ sha256sum -z /dev/null && stat --printf '%F' / && cp --help | grep -q -- --parents; } >/dev/null 2>&1 || { echo 'the incremental upload needs GNU coreutils 8.30 or later on the host (stat --printf, sha256sum -z, cp -al --parents); use upload.strategy: tar' >&2; exit 1; }`, `rel=${sh(layout.release(id))}`, `stage=${sh(stage)}`, `man=${sh(man)}`, `rm -f ${sh(`${layout.meta}/complete/${id}`)}`, 'rm -rf "$stage"', 'trap \'rm -rf "$stage"\' EXIT', 'mkdir -p "$stage" "$rel" "$man"', 'tar -xzpf - --no-same-owner -C "$stage"', base
+        ? `(cd ${sh(layout.release(base))} && xargs -0 -r cp -al --parents -t "$rel" -- < "$stage/meta/link0")`
+        : undefined, 'cp -al "$stage/tree/." "$rel/"', 'cd "$rel"', 'listing "$stage/meta/m" > "$stage/meta/m.sum" 2>/dev/null || true', 'got=$(sha256sum < "$stage/meta/m.sum")', `[ "\${got%% *}" = ${sh(sumSha)} ] || { printf '%s does not match its manifest after the upload\\n' ${sh(`releases/${id}`)} >&2; exit 1; }`, `for x in all0 files0 links0 sum; do mv -f "$stage/meta/m.$x" "$man/"${sh(id)}".$x"; done`, 
+    // manifests of releases pruned or removed since
+    `for f in "$man"/*.sum; do [ -e "$f" ] || continue; r=\${f##*/}; r=\${r%.sum}; [ -d ${sh(layout.releases)}/"$r" ] || rm -f "$man/$r".*; done`);
+}
+function incremental_decode(lines) {
+    if (!lines?.length)
+        return undefined;
+    try {
+        return (0,external_node_zlib_namespaceObject.gunzipSync)(Buffer.from(lines.join(''), 'base64')).toString('utf8');
+    }
+    catch {
+        return undefined;
+    }
+}
+/** Which base release the host has, checked; undefined (with the reason logged) for a full upload. */
+async function findBase(ctx, s) {
+    const candidates = previousReleases(s);
+    const full = (why) => {
+        ctx.log.info(`full upload: ${why}`, s.host.name);
+        return undefined;
+    };
+    if (!candidates.length)
+        return full('no previous complete release on this host');
+    const r = await context_runOn(ctx, s, probeBase(s.layout, candidates), { stage: 'deploy' });
+    const kv = release_parseKeyValues(r.stdout);
+    const state = kv.get('STATE')?.[0];
+    const base = kv.get('BASE')?.[0];
+    if (state === 'none' || !base)
+        return full('no previous release has a manifest (it was uploaded with tar)');
+    if (state === 'gone')
+        return full(`releases/${base} is gone`);
+    const stored = parseSum(incremental_decode(kv.get('SUM')) ?? '');
+    if (!stored)
+        return full(`the manifest of releases/${base} cannot be read`);
+    if (state !== 'ok') {
+        const disk = parseSum(incremental_decode(kv.get('DISK')) ?? '');
+        const where = disk ? firstDifference(stored, disk) : undefined;
+        return full(`releases/${base} does not match its manifest${where ? ` (first at ${JSON.stringify(where)})` : ''}: changed on the host since it was uploaded`);
+    }
+    if (base !== s.current) {
+        ctx.log.info(`linking from releases/${base}${s.current ? ` (current releases/${s.current} has no manifest)` : ''}`, s.host.name);
+    }
+    return { id: base, entries: stored };
+}
+/** Packs the meta files and the entries to send into one tar.gz on the runner. */
+async function pack(src, entries, link, send) {
+    const tmp = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), 'safe-deploy-inc-'));
+    const cleanup = () => (0,external_node_fs_namespaceObject.rmSync)(tmp, { recursive: true, force: true });
+    try {
+        const meta = (0,external_node_path_namespaceObject.join)(tmp, 'meta');
+        (0,external_node_fs_namespaceObject.mkdirSync)(meta);
+        const lists = pathLists(entries);
+        (0,external_node_fs_namespaceObject.writeFileSync)((0,external_node_path_namespaceObject.join)(meta, 'm.all0'), lists.all);
+        (0,external_node_fs_namespaceObject.writeFileSync)((0,external_node_path_namespaceObject.join)(meta, 'm.files0'), lists.files);
+        (0,external_node_fs_namespaceObject.writeFileSync)((0,external_node_path_namespaceObject.join)(meta, 'm.links0'), lists.links);
+        (0,external_node_fs_namespaceObject.writeFileSync)((0,external_node_path_namespaceObject.join)(meta, 'link0'), link.map(e => `${e.path}\0`).join(''));
+        const tree = (0,external_node_path_namespaceObject.join)(tmp, 'tree');
+        const dirs = [];
+        for (const e of send) {
+            const to = e.path === '.' ? tree : (0,external_node_path_namespaceObject.join)(tree, e.path);
+            if (e.type === 'dir') {
+                (0,external_node_fs_namespaceObject.mkdirSync)(to, { recursive: true });
+                dirs.push(e);
+            }
+            else {
+                (0,external_node_fs_namespaceObject.mkdirSync)((0,external_node_path_namespaceObject.join)(to, '..'), { recursive: true });
+                if (e.type === 'link')
+                    (0,external_node_fs_namespaceObject.symlinkSync)(e.target, to);
+                else {
+                    (0,external_node_fs_namespaceObject.copyFileSync)((0,external_node_path_namespaceObject.join)(src, e.path), to);
+                    (0,external_node_fs_namespaceObject.chmodSync)(to, e.mode);
+                }
+            }
+        }
+        // dir modes last, deepest first: a read-only dir is filled before it becomes one
+        for (const d of dirs.reverse())
+            (0,external_node_fs_namespaceObject.chmodSync)(d.path === '.' ? tree : (0,external_node_path_namespaceObject.join)(tree, d.path), d.mode);
+        const file = (0,external_node_path_namespaceObject.join)(tmp, 'upload.tar.gz');
+        await Qn({ gzip: true, file, cwd: tmp, portable: true, noMtime: true }, ['meta', 'tree']);
+        return { file, cleanup };
+    }
+    catch (e) {
+        cleanup();
+        throw e;
+    }
+}
+function incrementalUpload() {
+    let entries;
+    let sumSha = '';
+    const cleanups = [];
+    return {
+        name: 'incremental',
+        async prepare(ctx) {
+            const src = ctx.loaded.sourceDir;
+            const { files, dirs } = ctx.config.shared;
+            if (ctx.dryRun) {
+                ctx.dryRun.runner('compute the manifest of source.dir (sha256 and mode of every file; shared paths left out)');
+                return;
+            }
+            let m;
+            try {
+                m = buildManifest(src, ctx.config.source.exclude, [...files, ...dirs]);
+            }
+            catch (e) {
+                throw new StageError('deploy', `cannot read source.dir ${src}: ${errorMessage(e)}`, 'runner');
+            }
+            entries = m.entries;
+            sumSha = (0,external_node_crypto_namespaceObject.createHash)('sha256').update(sumText(entries)).digest('hex');
+            if (m.skipped.length)
+                ctx.log.warn(`not uploaded (neither file, dir nor symlink): ${m.skipped.map(p => JSON.stringify(p)).join(', ')}`, 'runner');
+            const bytes = entries.reduce((n, e) => n + e.size, 0);
+            ctx.log.info(`manifest of ${src}: ${entries.filter(e => e.type === 'file').length} files, ${(bytes / 1024).toFixed(1)} KiB`, 'runner');
+        },
+        async send(ctx, s, release) {
+            if (ctx.dryRun || !entries) {
+                await runRaw(ctx, s, assembleCommand(s.layout, release, undefined, '<sha256 of the manifest>'), 'upload', {
+                    stage: 'deploy',
+                    stdin: '(a tar.gz of the changed files and the manifest)'
+                });
+                return;
+            }
+            const base = await findBase(ctx, s);
+            const { link, send } = planUpload(entries, base?.entries);
+            const p = await pack(ctx.loaded.sourceDir, entries, link, send);
+            cleanups.push(p.cleanup);
+            const size = (0,external_node_fs_namespaceObject.statSync)(p.file).size;
+            await runRaw(ctx, s, assembleCommand(s.layout, release, base?.id, sumSha), 'upload', {
+                stage: 'deploy',
+                stdin: (0,external_node_fs_namespaceObject.createReadStream)(p.file)
+            });
+            p.cleanup();
+            const sent = send.filter(e => e.type === 'file').length;
+            ctx.log.info(`sent ${sent} files, ${(size / 1024).toFixed(1)} KiB; linked ${link.length}${base ? ` from releases/${base.id}` : ''}`, s.host.name);
+        },
+        finish() {
+            for (const c of cleanups.splice(0))
+                c();
+        }
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/pipeline/upload/tar.ts
@@ -40665,10 +42075,10 @@ function tarUpload() {
     let pack;
     return {
         name: 'tar',
-        async prepare(ctx) {
-            pack = await packSource(ctx, ctx.loaded.sourceDir, ctx.config.source.exclude, ctx.signal);
+        async prepare(ctx, dir) {
+            pack = await packSource(ctx, dir, ctx.config.source.exclude, ctx.signal);
             const size = pack.file ? (0,external_node_fs_namespaceObject.statSync)(pack.file).size : 0;
-            ctx.log.info(`packed ${ctx.loaded.sourceDir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner');
+            ctx.log.info(`packed ${dir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner');
         },
         async send(ctx, s, release) {
             const file = pack?.file;
@@ -40687,11 +42097,165 @@ function tarUpload() {
 
 ;// CONCATENATED MODULE: ./src/pipeline/upload/index.ts
 
+
 const strategies = {
-    tar: tarUpload
+    tar: tarUpload,
+    incremental: incrementalUpload
 };
 function uploadFor(ctx) {
     return strategies[ctx.config.upload.strategy]();
+}
+
+;// CONCATENATED MODULE: ./src/pipeline/buildlocal.ts
+/**
+ * The runner-side build (`stages.build_local`): after the test stage and before packing, source.dir is copied
+ * to a staging dir on the runner (source.exclude left out), the cache (`cache:`) is restored into it, the
+ * command runs there, and what it leaves is what the upload packs. The user's tree is never written to; a
+ * fleet builds once instead of on every host. Nothing on a server changes (effect none).
+ */
+
+
+
+
+
+
+
+/**
+ * The cache key: `safe-deploy-<app>-<sha256 of the key files>` (each file's path and bytes, in order), or
+ * undefined with the files that are missing.
+ */
+function cacheKey(app, sourceDir, keyFiles) {
+    const missing = keyFiles.filter(f => !(0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.join)(sourceDir, f)));
+    if (missing.length)
+        return { missing };
+    const hash = (0,external_node_crypto_namespaceObject.createHash)('sha256');
+    for (const f of keyFiles) {
+        hash.update(`${f}\0`);
+        hash.update((0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(sourceDir, f)));
+        hash.update('\0');
+    }
+    return { key: `safe-deploy-${app}-${hash.digest('hex')}` };
+}
+/**
+ * A command on the runner, its output in the log; a non-zero exit, an interrupt or a timeout is a StageError
+ * of `stage` that names the command.
+ */
+async function runOnRunner(ctx, stage, what, command, cwd) {
+    const local = new LocalTransport('runner');
+    ctx.log.info(`$ ${command}`, 'runner');
+    const out = ctx.log.lineWriter('runner');
+    const err = ctx.log.lineWriter('runner');
+    let code;
+    try {
+        const r = await local.exec(`cd ${sh(cwd)} && ${command}`, {
+            signal: ctx.signal,
+            onStdout: out.push,
+            onStderr: err.push,
+            timeoutMs: ctx.config.ssh.command_timeout
+        });
+        code = r.code;
+    }
+    catch (e) {
+        // interrupted or timed out: say where, like every other stage does
+        throw new StageError(stage, `${what} \`${command}\` on the runner: ${errorMessage(e)}`, 'runner');
+    }
+    finally {
+        out.flush();
+        err.flush();
+    }
+    if (code !== 0)
+        throw new StageError(stage, `${what} \`${command}\` failed on the runner (exit ${code})`, 'runner');
+}
+/**
+ * Copies `paths` of `from` (default: all of it) into the dir `to`, leaving out `exclude` (tar patterns, as the
+ * upload does). Throws a plain Error saying why.
+ */
+async function copyTree(from, to, exclude, opts = {}) {
+    const ex = exclude.map(e => sh(`--exclude=${e}`)).join(' ');
+    const paths = (opts.paths ?? ['.']).map(sh).join(' ');
+    const r = await new LocalTransport('runner').exec(`tar -cf - ${ex} -C ${sh(from)} ${paths} | tar -xf - -C ${sh(to)}`, { signal: opts.signal });
+    if (r.code !== 0)
+        throw new Error(`copying ${from} to ${to} failed (exit ${r.code}): ${r.stderr.trim()}`);
+}
+/** The build-local stage and the dir the upload packs (the staging copy once built, else source.dir). */
+function buildLocal(cache) {
+    let staging;
+    let built = false;
+    return {
+        dir: ctx => (built ? (staging ?? '<staging>') : ctx.loaded.sourceDir),
+        cleanup: () => {
+            if (staging)
+                (0,external_node_fs_namespaceObject.rmSync)(staging, { recursive: true, force: true });
+            staging = undefined;
+        },
+        stage: {
+            name: 'build-local',
+            scope: 'runner',
+            effect: 'none',
+            async run(ctx) {
+                const command = ctx.config.stages.build_local;
+                if (!command) {
+                    ctx.log.info('no stages.build_local configured; skipped');
+                    return;
+                }
+                const { sourceDir } = ctx.loaded;
+                const paths = ctx.config.cache?.paths ?? [];
+                const keyFiles = ctx.config.cache?.key_files ?? [];
+                if (ctx.dryRun) {
+                    ctx.dryRun.runner('copy source.dir to a staging dir on the runner (source.exclude left out)', `tar -cf - -C ${sh(sourceDir)} . | tar -xf - -C <staging>`);
+                    if (ctx.config.cache)
+                        ctx.dryRun.runner(`restore ${paths.join(', ')} from the cache (key: sha256 of ${keyFiles.join(', ')})`);
+                    ctx.dryRun.runner('build-local (in the staging dir; a failure stops the deploy)', `cd <staging> && ${command}`);
+                    if (ctx.config.cache)
+                        ctx.dryRun.runner(`save ${paths.join(', ')} to the cache`);
+                    built = true;
+                    return;
+                }
+                staging = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), 'safe-deploy-build-'));
+                try {
+                    await copyTree(sourceDir, staging, ctx.config.source.exclude, { signal: ctx.signal });
+                }
+                catch (e) {
+                    throw new StageError('build-local', `staging copy: ${errorMessage(e)}`, 'runner');
+                }
+                ctx.log.info(`copied ${sourceDir} to the staging dir ${staging}`, 'runner');
+                let key;
+                let hit = false;
+                if (ctx.config.cache && !cache)
+                    ctx.log.warn('cache: no cache service on this runner; building without the cache', 'runner');
+                if (ctx.config.cache && cache) {
+                    const k = cacheKey(ctx.config.app, sourceDir, keyFiles);
+                    if ('missing' in k)
+                        ctx.log.warn(`cache: key file${k.missing.length > 1 ? 's' : ''} ${k.missing.join(', ')} missing in ${sourceDir}; building without the cache`, 'runner');
+                    else {
+                        key = k.key;
+                        try {
+                            hit = await cache.restore(key, paths, staging);
+                            ctx.log.info(hit
+                                ? `cache hit: restored ${paths.join(', ')} from ${cache.name} (key ${key})`
+                                : `cache miss: no entry for key ${key} in ${cache.name}`, 'runner');
+                        }
+                        catch (e) {
+                            if (ctx.signal.aborted)
+                                throw new StageError('build-local', 'interrupted', 'runner');
+                            ctx.log.warn(`cache: could not restore from ${cache.name} (${errorMessage(e)}); building without it`);
+                        }
+                    }
+                }
+                await runOnRunner(ctx, 'build-local', 'build_local command', command, staging);
+                built = true;
+                if (key && cache && !hit) {
+                    try {
+                        await cache.save(key, paths, staging);
+                        ctx.log.info(`cache saved: ${paths.join(', ')} to ${cache.name} (key ${key})`, 'runner');
+                    }
+                    catch (e) {
+                        ctx.log.warn(`cache: could not save to ${cache.name} (${errorMessage(e)}); the deploy goes on`);
+                    }
+                }
+            }
+        }
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/pipeline/stages.ts
@@ -40708,8 +42272,9 @@ function uploadFor(ctx) {
 
 
 
-const MIN_FREE_KB = 50 * 1024;
-const LOW_FREE_KB = 500 * 1024;
+
+
+
 function describeOwner(json) {
     if (!json)
         return 'an unknown owner (owner.json is missing)';
@@ -40746,35 +42311,23 @@ function preflightStage(opts) {
                     stage: 'preflight'
                 });
                 const kv = release_parseKeyValues(r.stdout);
-                const error = kv.get('ERROR')?.[0];
-                if (error)
-                    throw new StageError('preflight', `${error} on ${s.host.name}`, s.host.name);
-                const missing = kv.get('MISSING') ?? [];
-                if (missing.length) {
-                    throw new StageError('preflight', `shared file${missing.length > 1 ? 's' : ''} ${missing.join(', ')} missing on ${s.host.name}: create ${missing.map(m => `${s.layout.shared}/${m}`).join(', ')} on the host first (shared files hold config and secrets, we never invent them)`, s.host.name);
-                }
-                const noTool = kv.get('NOTOOL') ?? [];
-                for (const tool of needs) {
-                    if (noTool.includes(tool))
-                        throw new StageError('preflight', `${tool} is not installed on ${s.host.name}`, s.host.name);
-                }
-                if (fromHost && noTool.includes('curl') && noTool.includes('wget')) {
-                    throw new StageError('preflight', `neither curl nor wget is installed on ${s.host.name}, needed for verify.http; install one or set verify.http.from: runner`, s.host.name);
-                }
+                // the same findings `doctor` lists (src/pipeline/findings.ts): an error stops the run
+                const findings = inspectFindings(s, { kv, needs, fromHost, deploying: opts.deploying });
+                const stop = (f) => {
+                    if (f)
+                        throw new StageError('preflight', f.message, s.host.name);
+                };
+                stop(findings.find(f => f.level === 'error' && f.check !== 'disk'));
                 const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '');
                 s.current = current || undefined;
                 s.releases = (kv.get('RELEASE') ?? []).sort();
                 s.complete = kv.get('COMPLETE') ?? [];
                 if (opts.deploying)
                     await removeUnfinished(ctx, s);
-                const free = Number(kv.get('FREE_KB')?.[0]);
-                if (Number.isFinite(free) && opts.deploying) {
-                    if (free < MIN_FREE_KB) {
-                        throw new StageError('preflight', `only ${Math.round(free / 1024)} MB free under ${s.layout.root} on ${s.host.name}; free some disk first`, s.host.name);
-                    }
-                    if (free < LOW_FREE_KB)
-                        ctx.log.warn(`low disk: ${Math.round(free / 1024)} MB free under ${s.layout.root}`, s.host.name);
-                }
+                stop(findings.find(f => f.level === 'error'));
+                for (const f of findings)
+                    if (f.level === 'warning')
+                        ctx.log.warn(f.message, s.host.name);
                 ctx.log.info(`current release: ${s.current ?? '(none)'}; ${s.releases.length} release(s) on disk`, s.host.name);
             }
         },
@@ -40796,12 +42349,15 @@ async function removeUnfinished(ctx, s) {
     const unfinished = unfinishedReleases(s.releases, s.complete ?? [], s.current, history);
     if (!unfinished.length)
         return;
-    await context_runOn(ctx, s, removeReleases(s.layout, unfinished), { stage: 'preflight' });
+    await removeReleaseDirs(ctx, s, unfinished, 'preflight');
     s.releases = s.releases.filter(r => !unfinished.includes(r));
     ctx.log.warn(`removed ${unfinished.length} unfinished release(s) left by an interrupted deploy (its build never completed): ${unfinished.join(', ')}`, s.host.name);
 }
+/** How often `--wait-lock` looks at a held lock again. */
+const LOCK_POLL_MS = 2000;
 async function takeLock(ctx, command) {
-    const primary = context_primaryOf(ctx);
+    // the lock is global: on the config's primary, also when the selection left it out
+    const primary = lockSessionOf(ctx);
     const owner = {
         who: ctx.actor.who,
         run: ctx.actor.run,
@@ -40811,13 +42367,30 @@ async function takeLock(ctx, command) {
         token: (0,external_node_crypto_namespaceObject.randomBytes)(12).toString('hex')
     };
     const ttl = Math.ceil(ctx.config.lock.ttl / 1000);
-    const r = await context_runOn(ctx, primary, acquireLock(primary.layout, owner, ttl), { stage: 'preflight' });
-    const kv = release_parseKeyValues(r.stdout);
-    const state = kv.get('STATE')?.[0];
-    const holder = kv.get('OWNER')?.[0];
-    if (state === 'held') {
-        throw new StageError('preflight', `another deploy holds the lock on ${primary.host.name}: ${describeOwner(holder)}. Wait for it to finish; if that run is dead, run \`safe-deploy lock release\``, primary.host.name);
+    const t0 = Date.now();
+    const wait = ctx.waitLockMs ?? 0;
+    let waited;
+    let r, kv, state, holder;
+    for (;;) {
+        r = await context_runOn(ctx, primary, acquireLock(primary.layout, owner, ttl), { stage: 'preflight' });
+        kv = release_parseKeyValues(r.stdout);
+        state = kv.get('STATE')?.[0];
+        holder = kv.get('OWNER')?.[0];
+        if (state !== 'held' || Date.now() - t0 >= wait || ctx.signal.aborted)
+            break;
+        // --wait-lock: another run holds it; look again every few seconds until it is free or the wait is over
+        if (waited !== holder) {
+            ctx.log.info(`waiting up to ${Math.round(wait / 1000)} s for the lock held by ${describeOwner(holder)}`, primary.host.name);
+            waited = holder;
+        }
+        await checks_sleep(Math.min(LOCK_POLL_MS, Math.max(0, wait - (Date.now() - t0))), ctx.signal).catch(() => undefined);
     }
+    if (state === 'held') {
+        const after = wait ? ` (waited ${Math.round((Date.now() - t0) / 1000)} s with --wait-lock)` : '';
+        throw new StageError('preflight', `another deploy holds the lock on ${primary.host.name}: ${describeOwner(holder)}${after}. Wait for it to finish; if that run is dead, run \`safe-deploy lock release\``, primary.host.name);
+    }
+    if (waited)
+        ctx.log.info(`the lock is free after ${Math.round((Date.now() - t0) / 1000)} s`, primary.host.name);
     if (state !== 'acquired' && state !== 'taken-over') {
         throw new StageError('preflight', `could not take the lock on ${primary.host.name}: ${r.stdout.trim() || r.stderr.trim()}`, primary.host.name);
     }
@@ -40843,35 +42416,15 @@ function testStage() {
                 ctx.dryRun.runner('test (in source.dir; a failure stops the deploy)', `cd ${sh(ctx.loaded.sourceDir)} && ${command}`);
                 return;
             }
-            const local = new LocalTransport('runner');
-            ctx.log.info(`$ ${command}`, 'runner');
-            const out = ctx.log.lineWriter('runner');
-            const err = ctx.log.lineWriter('runner');
-            let code;
-            try {
-                const r = await local.exec(`cd ${sh(ctx.loaded.sourceDir)} && ${command}`, {
-                    signal: ctx.signal,
-                    onStdout: out.push,
-                    onStderr: err.push,
-                    timeoutMs: ctx.config.ssh.command_timeout
-                });
-                code = r.code;
-            }
-            catch (e) {
-                // interrupted or timed out: say where, like every other stage does
-                throw new StageError('test', `test command \`${command}\` on the runner: ${errorMessage(e)}`, 'runner');
-            }
-            finally {
-                out.flush();
-                err.flush();
-            }
-            if (code !== 0)
-                throw new StageError('test', `test command \`${command}\` failed on the runner (exit ${code})`, 'runner');
+            await runOnRunner(ctx, 'test', 'test command', command, ctx.loaded.sourceDir);
         }
     };
 }
-/** Upload, link shared, build: a new release dir on every host; nothing live changes. */
-function deployStage(rel) {
+/**
+ * Upload, link shared, build: a new release dir on every host; nothing live changes. `source` is the dir
+ * packed (default source.dir; the staging dir after stages.build_local).
+ */
+function deployStage(rel, source = ctx => ctx.loaded.sourceDir) {
     const created = new Set();
     let upload;
     return {
@@ -40882,7 +42435,7 @@ function deployStage(rel) {
         needsUndo: s => created.has(s),
         async begin(ctx) {
             upload = uploadFor(ctx);
-            await upload.prepare(ctx);
+            await upload.prepare(ctx, source(ctx));
         },
         async run(ctx, s) {
             const release = rel();
@@ -40900,6 +42453,7 @@ function deployStage(rel) {
                 ctx.log.info(`linked shared: ${[...files, ...dirs].join(', ')}`, s.host.name);
             }
             const build = ctx.config.stages.build;
+            await reuseBuild(ctx, s, release);
             if (build)
                 await context_runOn(ctx, s, inRelease(s.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')), {
                     stage: 'deploy'
@@ -40917,7 +42471,7 @@ function deployStage(rel) {
                 ctx.log.info(`kept releases/${release} for inspection; it is marked bad in history and later rollbacks skip it`, s.host.name);
                 return;
             }
-            await context_runOn(ctx, s, removeReleases(s.layout, [release]), { stage: 'rollback' });
+            await removeReleaseDirs(ctx, s, [release], 'rollback');
             ctx.log.info(`removed the unfinished release ${release}`, s.host.name);
         }
     };
@@ -40984,7 +42538,14 @@ function verifyStage(rel) {
                     ctx.dryRun.runner(`wait ${window / 1000} s (verify.window), then check once more`, undefined, s.host.name);
                 else
                     await checks_sleep(window, ctx.signal);
-                await verifyHost(ctx, s, release, 'verify', 1);
+                try {
+                    await verifyHost(ctx, s, release, 'verify', 1);
+                }
+                catch (e) {
+                    if (ctx.signal.aborted)
+                        throw e;
+                    throw await stoppedAnswering(ctx, s, release, 'verify', window, e);
+                }
             }
             await scanLogs(ctx, s, release, 'verify');
         }
@@ -41009,7 +42570,7 @@ function cleanupStage(rel, strategy, opts = { prune: true }) {
             if (!prune.length)
                 return;
             try {
-                await context_runOn(ctx, s, removeReleases(s.layout, prune), { stage: 'cleanup' });
+                await removeReleaseDirs(ctx, s, prune, 'cleanup');
                 ctx.log.info(`pruned ${prune.length} old release(s): ${prune.join(', ')}`, s.host.name);
             }
             catch (e) {
@@ -41116,17 +42677,6 @@ function onPort(layout, release, label, command, port, env) {
         ...env,
         PORT: String(port),
         SAFE_DEPLOY_PORT: String(port)
-    });
-}
-
-;// CONCATENATED MODULE: ./src/host/hook.ts
-
-
-
-/** Runs a user command from the config inside a release on a host. */
-async function runHook(ctx, s, release, label, command, stage, extraEnv = {}) {
-    await context_runOn(ctx, s, inRelease(s.layout, release, label, command, { ...hookEnv(ctx, s, release, stage), ...extraEnv }), {
-        stage
     });
 }
 
@@ -41388,6 +42938,7 @@ function blueGreenStrategy() {
 /**
  * The symlink and graceful switches: `current` points at the release, then stages.restart (symlink) or
  * switch.reload (graceful) runs inside it; undo points `current` back and runs the same command there.
+ * With stages.stop, the release that serves is stopped first (and on undo the new one, before the old restarts).
  */
 
 
@@ -41406,15 +42957,25 @@ function symlinkFamily(name, command) {
             },
             async activate(ctx, s, release, stage) {
                 live.add(s);
+                const stop = ctx.config.stages.stop;
+                // stop-before-start: the old instance is gone before the new one starts (long-polling bots)
+                if (stop && s.current && s.current !== release) {
+                    await runHook(ctx, s, s.current, 'stop', stop, stage);
+                    ctx.log.info(`stopped releases/${s.current} (stages.stop)`, s.host.name);
+                }
                 await context_runOn(ctx, s, switchCurrent(s.layout, release), { stage });
                 ctx.log.info(`current -> releases/${release}`, s.host.name);
                 const cmd = command(ctx);
                 if (cmd)
                     await runHook(ctx, s, release, name === 'graceful' ? 'reload' : 'restart', cmd, stage);
             },
-            async restore(ctx, s, _release, stage) {
+            async restore(ctx, s, release, stage) {
                 if (!live.has(s))
                     return;
+                const stop = ctx.config.stages.stop;
+                // the new instance stops before the old one starts again, as on the way in
+                if (stop && s.current !== release)
+                    await runHook(ctx, s, release, 'stop', stop, stage);
                 if (s.current) {
                     await context_runOn(ctx, s, switchCurrent(s.layout, s.current), { stage });
                     ctx.log.info(`current -> releases/${s.current} (restored)`, s.host.name);
@@ -41424,7 +42985,9 @@ function symlinkFamily(name, command) {
                 }
                 else {
                     await context_runOn(ctx, s, removeCurrent(s.layout), { stage });
-                    ctx.log.warn('there was no previous release: removed `current` (the app was already restarted with the new code and may still be running it)', s.host.name);
+                    ctx.log.warn(stop
+                        ? 'there was no previous release: removed `current` (the new release was stopped with stages.stop)'
+                        : 'there was no previous release: removed `current` (the app was already restarted with the new code and may still be running it)', s.host.name);
                 }
             }
         };
@@ -41449,10 +43012,13 @@ function strategyFor(ctx) {
 
 ;// CONCATENATED MODULE: ./src/pipeline/git.ts
 
-/** The commit checked out in `dir`, or undefined when it is not a git work tree (the release is then `-local`). */
+/**
+ * The commit checked out in `dir`, or undefined when it is not a git work tree (the release is then `-local`).
+ * A checkout owned by another user (a CI container's workspace) is read too: this only reads HEAD.
+ */
 function gitCommit(dir) {
     try {
-        const out = (0,external_node_child_process_namespaceObject.execFileSync)('git', ['-C', dir, 'rev-parse', 'HEAD'], {
+        const out = (0,external_node_child_process_namespaceObject.execFileSync)('git', ['-c', 'safe.directory=*', '-C', dir, 'rev-parse', 'HEAD'], {
             stdio: ['ignore', 'pipe', 'ignore'],
             timeout: 5000
         });
@@ -41463,9 +43029,20 @@ function gitCommit(dir) {
         return undefined;
     }
 }
+/** Whether `dir` is in a git work tree with no changes (tracked or untracked) under it. */
+function gitClean(dir) {
+    try {
+        const out = (0,external_node_child_process_namespaceObject.execFileSync)('git', ['-C', dir, 'status', '--porcelain', '--', '.'], {
+            stdio: ['ignore', 'pipe', 'ignore'],
+            timeout: 5000
+        });
+        return out.toString().trim() === '';
+    }
+    catch {
+        return false;
+    }
+}
 
-;// CONCATENATED MODULE: external "node:stream"
-const external_node_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
 ;// CONCATENATED MODULE: ./src/backup-engines/compress.ts
 
 /** Compressor reading stdin, writing stdout; undefined for none. zstd uses every core (-T0). */
@@ -41914,7 +43491,7 @@ function longTimeout(ctx) {
     return Math.max(ctx.config.ssh.command_timeout, LONG_TIMEOUT_MS);
 }
 /** The backup plan for a host; throws (exit 2) when the config has no backup section. */
-function planFor(ctx, s, stage) {
+function shared_planFor(ctx, s, stage) {
     const b = backupConfigOf(ctx.config);
     if (!b)
         throw new StageError(stage, 'backups are not configured: add a backup: section to the config (see docs/backups.md)', undefined, ExitCode.badInput);
@@ -42505,7 +44082,7 @@ class RestoreError extends StageError {
  * identity). Nothing changes: the first step of every restore, before a safety backup is taken.
  */
 async function checkBackup(ctx, s, name, stage) {
-    const plan = planFor(ctx, s, stage);
+    const plan = shared_planFor(ctx, s, stage);
     const listing = await listBackups(ctx, s, plan, stage);
     const info = findBackup(listing, name, s, stage);
     const verified = await verifyBackup(ctx, s, plan, info, stage);
@@ -42550,7 +44127,7 @@ async function restoreSafety(ctx, s, plan, name, stage, only) {
  */
 async function takeBackup(ctx, s, opts) {
     const t0 = performance.now();
-    const plan = planFor(ctx, s, opts.stage);
+    const plan = shared_planFor(ctx, s, opts.stage);
     const probe = await probeHost(ctx, s, plan, { stage: opts.stage });
     throwProblems(opts.stage, s, 'backup', probe);
     const dbBytes = Object.values(probe.sizes).reduce((a, b) => a + (b ?? 0), 0);
@@ -42762,7 +44339,7 @@ function restoreStages(name, state) {
             name: 'check',
             async run(ctx) {
                 const s = context_primaryOf(ctx);
-                const plan = planFor(ctx, s, 'check');
+                const plan = shared_planFor(ctx, s, 'check');
                 state.info = findBackup(await listBackups(ctx, s, plan, 'check'), name, s, 'check');
                 state.verified = await verifyBackup(ctx, s, plan, state.info, 'check');
                 if (state.verified.unchecked.length)
@@ -42786,7 +44363,7 @@ function restoreStages(name, state) {
             changedLive: () => changed && !failedAtomically,
             async run(ctx) {
                 const s = context_primaryOf(ctx);
-                const plan = planFor(ctx, s, 'restore');
+                const plan = shared_planFor(ctx, s, 'restore');
                 try {
                     state.restored = await restoreArtifacts(ctx, s, plan, state.info, state.verified, { stage: 'restore', onChange: () => (changed = true) });
                 }
@@ -42803,7 +44380,7 @@ function restoreStages(name, state) {
                 if (!safety)
                     return;
                 ctx.log.info(`putting back the safety backup ${safety.name}`, s.host.name);
-                await restoreSafety(ctx, s, planFor(ctx, s, 'rollback'), safety.name, 'rollback');
+                await restoreSafety(ctx, s, shared_planFor(ctx, s, 'rollback'), safety.name, 'rollback');
                 ctx.log.info(`the data is as it was before the restore (safety backup ${safety.name})`, s.host.name);
             }
         }
@@ -43087,7 +44664,7 @@ function rollbackDatabaseStage(target, from, history, opts, state) {
             if (state.undoWith === 'safety' && state.safety) {
                 const name = state.safety.name;
                 ctx.log.info(`putting the database back as it was before the rollback: safety backup ${name}`, p.host.name);
-                await restoreSafety(ctx, p, planFor(ctx, p, 'rollback'), name, 'rollback', 'databases');
+                await restoreSafety(ctx, p, shared_planFor(ctx, p, 'rollback'), name, 'rollback', 'databases');
                 state.database = 'put-back';
                 ctx.log.info(`database restored from the safety backup ${name}`, p.host.name);
                 return;
@@ -43107,6 +44684,556 @@ function rollbackDatabaseStage(target, from, history, opts, state) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/notify/notice.ts
+
+/**
+ * The event a finished run is: `success` (exit 0), `rollback` (a deploy that rolled back, exit 4, and every
+ * manual rollback that switched: exit 0 or 4), `failure` (anything else: 1, 3, 5).
+ */
+function eventOf(r) {
+    if (r.command === 'rollback' && (r.exitCode === 0 || r.exitCode === 4))
+        return 'rollback';
+    if (r.exitCode === 0)
+        return 'success';
+    if (r.exitCode === 4)
+        return 'rollback';
+    return 'failure';
+}
+const clip = (s, n) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
+/** The notice for `start`: the run is under way. */
+function startNotice(run) {
+    return {
+        event: 'start',
+        app: run.app,
+        command: run.command,
+        commit: run.commit,
+        actor: run.actor,
+        runUrl: run.runUrl,
+        hosts: run.hosts.map(name => ({ name })),
+        verdict: `${run.command} of ${run.app} to ${run.hosts.join(', ')} started by ${run.actor}`,
+        started: run.started
+    };
+}
+/** Per host: RunResult.hostResults when the run has them, else the run's outcome on each of its hosts. */
+function hostsOf(r) {
+    if (r.hostResults?.length)
+        return r.hostResults.map(h => ({
+            name: h.name,
+            result: h.result,
+            before: h.before,
+            after: h.after,
+            stage: h.result === 'ok' ? undefined : h.stage,
+            durationS: h.durationS,
+            error: h.error ? clip(oneLine(h.error), 300) : undefined
+        }));
+    const result = r.status === 'success'
+        ? 'ok'
+        : r.exitCode === 5
+            ? 'rollback-failed'
+            : r.status === 'rolled-back'
+                ? 'rolled-back'
+                : 'failed';
+    return r.hosts.map(name => {
+        const failedHere = !!r.error && (r.error.host === name || !r.error.host);
+        return {
+            name,
+            result,
+            stage: failedHere ? r.error?.stage : undefined,
+            error: failedHere && r.error?.host === name ? clip(oneLine(r.error.message), 300) : undefined
+        };
+    });
+}
+/** The notice for how a run ended. Every text in `r` has been through the redactor (src/engine/events.ts). */
+function finishNotice(run, r) {
+    return {
+        event: eventOf(r),
+        app: run.app,
+        command: r.command,
+        status: r.status,
+        exitCode: r.exitCode,
+        release: r.release,
+        previousRelease: r.previousRelease,
+        commit: run.commit,
+        actor: run.actor,
+        runUrl: run.runUrl,
+        hosts: hostsOf(r),
+        durationS: r.durationS,
+        stages: r.stages.map(st => ({ name: st.name, status: st.status, durationS: st.duration_s })),
+        backupName: r.backupName,
+        logFile: r.logFile,
+        error: r.error ? { ...r.error, message: clip(oneLine(r.error.message), 500) } : undefined,
+        verdict: clip(r.verdict.split('\n')[0] ?? '', 600),
+        started: r.started,
+        finished: r.finished
+    };
+}
+/** `✅ shop: deploy succeeded`: the first line of every message. */
+function titleOf(n) {
+    const what = n.command === 'rollback' ? 'rollback' : 'deploy';
+    if (n.event === 'start')
+        return `🚀 ${n.app}: ${what} started`;
+    if (n.event === 'success')
+        return `✅ ${n.app}: ${what} succeeded`;
+    if (n.event === 'rollback') {
+        if (n.command === 'rollback' && n.exitCode === 0)
+            return `↩️ ${n.app}: rolled back to ${n.release ?? 'the previous release'}`;
+        if (n.command === 'rollback')
+            return `↩️ ${n.app}: rollback failed its checks and was undone`;
+        return `↩️ ${n.app}: deploy failed and was rolled back`;
+    }
+    if (n.exitCode === 5)
+        return `🚨 ${n.app}: ${what} failed and its rollback failed: a person must look`;
+    return `❌ ${n.app}: ${what} failed`;
+}
+/** `web-1: rolled-back at verify (12.3 s): health check ...`: one line per host. */
+function hostLine(h) {
+    const parts = [h.name];
+    if (h.result)
+        parts.push(`: ${h.result}`);
+    if (h.stage)
+        parts.push(` at ${h.stage}`);
+    if (h.durationS !== undefined)
+        parts.push(` (${h.durationS.toFixed(1)} s)`);
+    if (h.error)
+        parts.push(`: ${h.error}`);
+    return parts.join('');
+}
+/** The label/value pairs every channel shows, in order; empty ones left out. */
+function factsOf(n) {
+    const facts = [
+        ['app', n.app],
+        ['command', n.command],
+        ['release', n.release],
+        ['previous', n.previousRelease],
+        ['commit', n.commit],
+        ['actor', n.actor],
+        ['duration', n.durationS !== undefined ? `${n.durationS.toFixed(1)} s` : undefined],
+        ['backup', n.backupName],
+        ['failed at', n.error ? `${n.error.stage}${n.error.host ? ` on ${n.error.host}` : ''}` : undefined],
+        ['log', n.logFile]
+    ];
+    return facts.flatMap(([label, value]) => (value ? [{ label, value }] : []));
+}
+
+;// CONCATENATED MODULE: ./src/notify/channels.ts
+
+
+function kindOf(c) {
+    if ('telegram' in c)
+        return 'telegram';
+    if ('slack' in c)
+        return 'slack';
+    if ('discord' in c)
+        return 'discord';
+    if ('teams' in c)
+        return 'teams';
+    return 'webhook';
+}
+/** The settings every channel has: which events, its time limit. */
+function settingsOf(c) {
+    const s = 'telegram' in c
+        ? c.telegram
+        : 'slack' in c
+            ? c.slack
+            : 'discord' in c
+                ? c.discord
+                : 'teams' in c
+                    ? c.teams
+                    : c.webhook;
+    return { on: s.on, timeout: s.timeout };
+}
+const JSON_HEADERS = { 'content-type': 'application/json', 'user-agent': 'safe-deploy' };
+const channels_clip = (s, n) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
+/** Telegram's HTML parse mode: only &, < and > (and " inside an attribute) need escaping. */
+const escapeHtml = (s) => s.replace(/[&<>"]/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] ?? c);
+/** Slack mrkdwn: &, < and > are its control characters. */
+const escapeSlack = (s) => s.replace(/[&<>]/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[c] ?? c);
+/** Discord markdown: a backslash before each character that formats (`>`, `#`, `-` only at a line's start). */
+const escapeDiscord = (s) => s.replace(/[\\*_~`|[\]]/g, c => `\\${c}`).replace(/^([>#-])/gm, '\\$1');
+/** Per event: Discord embed colour (decimal RGB) and Teams' TextBlock colour. */
+const COLOR = {
+    start: 0x3b82f6,
+    success: 0x2eb67d,
+    rollback: 0xf59e0b,
+    failure: 0xe01e5a
+};
+const TEAMS_COLOR = {
+    start: 'Accent',
+    success: 'Good',
+    rollback: 'Warning',
+    failure: 'Attention'
+};
+/** POST <api_url>/bot<token>/sendMessage, HTML parse mode (core.telegram.org/bots/api#sendmessage). */
+function telegramRequest(c, n) {
+    const lines = [`<b>${escapeHtml(titleOf(n))}</b>`];
+    for (const f of factsOf(n))
+        lines.push(`<b>${escapeHtml(f.label)}</b>: <code>${escapeHtml(f.value)}</code>`);
+    if (n.hosts.length) {
+        lines.push('<b>hosts</b>:');
+        for (const h of n.hosts)
+            lines.push(`• ${escapeHtml(hostLine(h))}`);
+    }
+    lines.push(`<i>${escapeHtml(n.verdict)}</i>`);
+    if (n.runUrl)
+        lines.push(`<a href="${escapeHtml(n.runUrl)}">Open the run</a>`);
+    // Telegram's limit is 4096 characters; the parts above are clipped already, the host list may be long
+    let text = lines.join('\n');
+    if (text.length > 4000)
+        text = lines
+            .slice(0, 1)
+            .concat(`<i>${escapeHtml(channels_clip(n.verdict, 3000))}</i>`)
+            .join('\n');
+    const body = {
+        chat_id: c.chat_id,
+        text,
+        parse_mode: 'HTML',
+        disable_web_page_preview: true
+    };
+    if (c.thread_id !== undefined)
+        body.message_thread_id = c.thread_id;
+    return {
+        url: `${c.api_url.replace(/\/+$/, '')}/bot${c.token}/sendMessage`,
+        headers: { ...JSON_HEADERS },
+        body: JSON.stringify(body)
+    };
+}
+/** A Slack incoming webhook: Block Kit blocks, and `text` as the fallback for notifications. */
+function slackRequest(c, n) {
+    const title = titleOf(n);
+    const blocks = [
+        { type: 'header', text: { type: 'plain_text', text: channels_clip(title, 150), emoji: true } },
+        {
+            type: 'section',
+            fields: factsOf(n)
+                .slice(0, 10)
+                .map(f => ({ type: 'mrkdwn', text: channels_clip(`*${f.label}*\n${escapeSlack(f.value)}`, 2000) }))
+        }
+    ];
+    if (n.hosts.length)
+        blocks.push({
+            type: 'section',
+            text: {
+                type: 'mrkdwn',
+                text: channels_clip(`*hosts*\n${n.hosts.map(h => `• ${escapeSlack(hostLine(h))}`).join('\n')}`, 3000)
+            }
+        });
+    blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: channels_clip(escapeSlack(n.verdict), 3000) }] });
+    if (n.runUrl)
+        blocks.push({
+            type: 'actions',
+            elements: [{ type: 'button', text: { type: 'plain_text', text: 'Open the run' }, url: n.runUrl }]
+        });
+    return {
+        url: c.webhook,
+        headers: { ...JSON_HEADERS },
+        body: JSON.stringify({ text: `${title}: ${n.verdict}`, blocks })
+    };
+}
+/** A Discord webhook: one embed, coloured by the verdict. */
+function discordRequest(c, n) {
+    const fields = factsOf(n).map(f => ({
+        name: f.label,
+        value: channels_clip(escapeDiscord(f.value), 1024),
+        inline: f.label !== 'log' && f.label !== 'failed at'
+    }));
+    if (n.hosts.length)
+        fields.push({
+            name: 'hosts',
+            value: channels_clip(n.hosts.map(h => escapeDiscord(hostLine(h))).join('\n'), 1024),
+            inline: false
+        });
+    const embed = {
+        title: channels_clip(titleOf(n), 256),
+        description: channels_clip(escapeDiscord(n.verdict), 4096),
+        color: COLOR[n.event],
+        fields: fields.slice(0, 25),
+        timestamp: n.finished ?? n.started
+    };
+    if (n.runUrl)
+        embed.url = n.runUrl;
+    return {
+        url: c.webhook,
+        headers: { ...JSON_HEADERS },
+        body: JSON.stringify({ username: 'safe-deploy', embeds: [embed], allowed_mentions: { parse: [] } })
+    };
+}
+/**
+ * A Teams Workflows webhook ("Post to a channel when a webhook request is received"): a message with one
+ * Adaptive Card attachment. The Office 365 connector URLs are refused in the config (retired).
+ */
+function teamsRequest(c, n) {
+    const body = [
+        {
+            type: 'TextBlock',
+            text: titleOf(n),
+            weight: 'Bolder',
+            size: 'Medium',
+            color: TEAMS_COLOR[n.event],
+            wrap: true
+        },
+        { type: 'FactSet', facts: factsOf(n).map(f => ({ title: f.label, value: f.value })) }
+    ];
+    if (n.hosts.length)
+        body.push({ type: 'TextBlock', text: n.hosts.map(h => `- ${hostLine(h)}`).join('\n'), wrap: true });
+    body.push({ type: 'TextBlock', text: n.verdict, wrap: true, isSubtle: true });
+    const card = {
+        $schema: 'http://adaptivecards.io/schemas/adaptive-card.json',
+        type: 'AdaptiveCard',
+        version: '1.4',
+        body
+    };
+    if (n.runUrl)
+        card.actions = [{ type: 'Action.OpenUrl', title: 'Open the run', url: n.runUrl }];
+    return {
+        url: c.webhook,
+        headers: { ...JSON_HEADERS },
+        body: JSON.stringify({
+            type: 'message',
+            attachments: [
+                { contentType: 'application/vnd.microsoft.card.adaptive', contentUrl: null, content: card }
+            ]
+        })
+    };
+}
+/** The generic webhook's JSON body: the notice, keys in snake_case like history.jsonl. */
+function webhookBody(n) {
+    return {
+        event: n.event,
+        app: n.app,
+        command: n.command,
+        status: n.status ?? null,
+        exit_code: n.exitCode ?? null,
+        release: n.release ?? null,
+        previous_release: n.previousRelease ?? null,
+        commit: n.commit ?? null,
+        actor: n.actor,
+        run_url: n.runUrl ?? null,
+        hosts: n.hosts.map(h => ({
+            name: h.name,
+            result: h.result ?? null,
+            before: h.before ?? null,
+            after: h.after ?? null,
+            stage: h.stage ?? null,
+            duration_s: h.durationS ?? null,
+            error: h.error ?? null
+        })),
+        duration_s: n.durationS ?? null,
+        stages: (n.stages ?? []).map(st => ({ name: st.name, status: st.status, duration_s: st.durationS })),
+        backup: n.backupName ?? null,
+        log_file: n.logFile ?? null,
+        error: n.error ?? null,
+        verdict: n.verdict,
+        title: titleOf(n),
+        started: n.started,
+        finished: n.finished ?? null
+    };
+}
+/** `sha256=<hex HMAC-SHA256 of the raw body>`: what X-Safe-Deploy-Signature carries. */
+function channels_signature(secret, body) {
+    return `sha256=${(0,external_node_crypto_namespaceObject.createHmac)('sha256', secret).update(body).digest('hex')}`;
+}
+/** The generic webhook: the JSON body, signed; extra headers from the config. */
+function webhookRequest(c, n) {
+    const body = JSON.stringify(webhookBody(n));
+    return {
+        url: c.url,
+        headers: {
+            ...JSON_HEADERS,
+            ...Object.fromEntries(Object.entries(c.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v])),
+            'x-safe-deploy-event': n.event,
+            'x-safe-deploy-signature': channels_signature(c.secret, body)
+        },
+        body
+    };
+}
+/** The request a channel sends for a notice. */
+function requestFor(c, n) {
+    if ('telegram' in c)
+        return telegramRequest(c.telegram, n);
+    if ('slack' in c)
+        return slackRequest(c.slack, n);
+    if ('discord' in c)
+        return discordRequest(c.discord, n);
+    if ('teams' in c)
+        return teamsRequest(c.teams, n);
+    return webhookRequest(c.webhook, n);
+}
+
+;// CONCATENATED MODULE: ./src/notify/deliver.ts
+
+/** How a request is retried: 3 attempts, on a network error, a 5xx or a 429. */
+const ATTEMPTS = 3;
+/** The wait before the 2nd and 3rd attempts, unless the answer says Retry-After. */
+const BACKOFF_MS = [500, 1500];
+/** The longest Retry-After honoured; a longer one ends the retries (the deadline would pass anyway). */
+const MAX_RETRY_AFTER_MS = 5_000;
+/** A Retry-After header (seconds or an HTTP date) in milliseconds, or undefined. */
+function retryAfterMs(value, now = Date.now()) {
+    if (!value)
+        return undefined;
+    if (/^\s*\d+(\.\d+)?\s*$/.test(value))
+        return Math.round(Number(value) * 1000);
+    const at = Date.parse(value);
+    return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+/** What an error answer says, shortly: Telegram's `description`, Discord's `message`, or the body's start. */
+function reason(text) {
+    try {
+        const j = JSON.parse(text);
+        for (const v of [j.description, j.message, j.error])
+            if (typeof v === 'string' && v)
+                return v;
+    }
+    catch {
+        /* not JSON */
+    }
+    const t = text.replace(/\s+/g, ' ').trim();
+    return t.length > 200 ? `${t.slice(0, 199)}…` : t;
+}
+const deliver_sleep = (ms) => new Promise(r => setTimeout(r, ms));
+/**
+ * POSTs `req` until it is accepted (2xx), at most ATTEMPTS times, never past `deadline` (a Date.now() value):
+ * each attempt is aborted at the deadline and no retry starts that could not finish before it. The same body
+ * (and so the same signature) on every attempt. Throws an Error whose message names the URL and the last
+ * answer, passed through `redact` (the URL may hold a token: Telegram's is in the path).
+ */
+async function deliver(req, deadline, redact) {
+    let last = '';
+    let attempt = 0;
+    while (attempt < ATTEMPTS) {
+        attempt++;
+        const left = deadline - Date.now();
+        if (left <= 0) {
+            last = last ? `${last}; then the time limit passed` : 'the time limit passed';
+            break;
+        }
+        let wait;
+        try {
+            const res = await fetch(req.url, {
+                method: 'POST',
+                headers: req.headers,
+                body: req.body,
+                signal: AbortSignal.timeout(left),
+                redirect: 'error'
+            });
+            const text = await res.text();
+            if (res.ok)
+                return { attempts: attempt, status: res.status };
+            last = `HTTP ${res.status}${text ? `: ${reason(text)}` : ''}`;
+            // a 4xx other than 429 is the request's fault (a bad token, an unknown chat): retrying cannot help
+            if (res.status !== 429 && res.status < 500)
+                break;
+            wait = retryAfterMs(res.headers.get('retry-after'));
+            if (wait !== undefined && wait > MAX_RETRY_AFTER_MS) {
+                last += ` (Retry-After ${Math.round(wait / 1000)} s is longer than we wait)`;
+                break;
+            }
+        }
+        catch (e) {
+            const name = e.name;
+            if (name === 'TimeoutError' || name === 'AbortError') {
+                last = 'no answer within the time limit';
+                break;
+            }
+            // fetch's own message is `fetch failed`; what failed is its cause (`connect ECONNREFUSED 127.0.0.1:443`)
+            const cause = e.cause;
+            const why = cause?.message;
+            last = typeof why === 'string' && why ? why : errorMessage(e);
+        }
+        if (attempt >= ATTEMPTS)
+            break;
+        const pause = wait ?? BACKOFF_MS[attempt - 1] ?? 1500;
+        if (Date.now() + pause >= deadline) {
+            last += '; no time left to retry';
+            break;
+        }
+        await deliver_sleep(pause);
+    }
+    throw new Error(redact(`POST ${req.url}: ${last} (${attempt} attempt${attempt === 1 ? '' : 's'})`));
+}
+
+;// CONCATENATED MODULE: ./src/notify/index.ts
+
+
+
+
+/** `telegram` or, when the config has two of a kind, `telegram (notify[1])`: for the warning lines. */
+function labels(channels) {
+    const kinds = channels.map(kindOf);
+    return kinds.map((k, i) => (kinds.filter(x => x === k).length > 1 ? `${k} (notify[${i}])` : k));
+}
+/**
+ * The run's notifications (`notify:` in the config): a subscriber to its events. `start` is sent when the
+ * first stage starts (the commit is known by then) without holding the run up; the end (`success`,
+ * `failure`, `rollback`) is sent on `run-finished`, after the start message of the same channel. Each channel
+ * has its time limit (default and at most 10 s, retries included) and the run's end never waits longer; a
+ * channel that fails is one warning line, redacted, and never changes the run's outcome or exit code.
+ */
+function notifications(ctx, command) {
+    const channels = ctx.config.notify ?? [];
+    if (!channels.length)
+        return [];
+    const names = labels(channels);
+    const redact = (t) => ctx.log.redactor.redact(t);
+    const pending = new Map();
+    let started;
+    let startSent = false;
+    const run = () => ({
+        app: ctx.config.app,
+        command,
+        actor: ctx.actor.who,
+        runUrl: ctx.actor.run,
+        commit: ctx.actor.commit,
+        hosts: ctx.loaded.hosts.map(h => h.name),
+        started: started ?? ctx.startedAt.toISOString()
+    });
+    /** Sends `notice` on channel i, after what it is still sending; resolves by its deadline, never rejects. */
+    const send = (i, notice) => {
+        const channel = channels[i];
+        const { timeout } = settingsOf(channel);
+        const deadline = Date.now() + timeout;
+        const before = pending.get(i) ?? Promise.resolve();
+        let timer;
+        const limit = new Promise(resolve => {
+            timer = setTimeout(() => {
+                ctx.log.warn(`notification to ${names[i]} (${notice.event}) gave no answer within ${timeout / 1000} s; the ${command} goes on`);
+                resolve();
+            }, timeout + 250);
+        });
+        const attempt = before
+            .then(() => deliver(requestFor(channel, notice), deadline, redact))
+            .then(d => {
+            if (d.attempts > 1)
+                ctx.log.info(`notification to ${names[i]} (${notice.event}) sent after ${d.attempts} attempts`);
+        }, e => ctx.log.warn(`notification to ${names[i]} (${notice.event}) failed: ${redact(errorMessage(e))}; the ${command} goes on`));
+        const done = Promise.race([attempt, limit]).finally(() => clearTimeout(timer));
+        pending.set(i, done);
+        return done;
+    };
+    const wanting = (event) => channels.flatMap((c, i) => (settingsOf(c).on.includes(event) ? [i] : []));
+    return [
+        {
+            name: 'the notifications',
+            on: async (e) => {
+                if (e.type === 'run-started')
+                    started = e.started;
+                else if (e.type === 'stage-started' && !startSent) {
+                    startSent = true;
+                    const notice = startNotice(run());
+                    // not awaited: a slow chat must not hold the deploy up; the end waits for it (within its limit)
+                    for (const i of wanting('start'))
+                        void send(i, notice);
+                }
+                else if (e.type === 'run-finished') {
+                    const notice = finishNotice(run(), e.result);
+                    const ends = wanting(notice.event).map(i => send(i, notice));
+                    await Promise.all([...ends, ...pending.values()]);
+                }
+            }
+        }
+    ];
+}
+
 ;// CONCATENATED MODULE: ./src/flows/deploy.ts
 
 
@@ -43124,13 +45251,77 @@ function rollbackDatabaseStage(target, from, history, opts, state) {
 
 
 
-/** A deploy or rollback through the one run lifecycle (src/engine/lifecycle.ts), saving its progress. */
-const execute = (req, command, plan) => runLifecycle(req, { command, intro: introOf(command), progress: true, plan });
+
+
+/**
+ * A deploy or rollback through the one run lifecycle (src/engine/lifecycle.ts), saving its progress, telling
+ * the team (`notify:`, src/notify/).
+ */
+const execute = (req, command, plan) => runLifecycle(req, {
+    command,
+    intro: introOf(command),
+    progress: true,
+    plan,
+    subscribers: ctx => notifications(ctx, command)
+});
 /** `deploy of shop to web-1, web-2 (/srv/shop) by octocat`: the first line of a deploy's or rollback's log. */
 const introOf = (command) => (ctx) => `${command} of ${ctx.config.app} to ${ctx.loaded.hosts.map(h => h.name).join(', ')} (${ctx.config.path}) by ${ctx.actor.who}`;
-/** test → deploy → switch → verify → cleanup, with automatic rollback when verify fails. */
-function deploy(req) {
+/**
+ * test → deploy → switch → verify → cleanup, with automatic rollback when verify fails. A deploy of a commit
+ * that history has as an older release (a CI re-run of an old job) rolls back to that release instead
+ * (`rerunOfDeploy`), or is refused when that release is bad or gone; `redeploy` builds it anew.
+ */
+async function deploy(req) {
+    const rerun = await rerunOfDeploy(req);
+    if (rerun)
+        return rollback({ ...req, to: rerun.release, notice: rerun.notice });
     return execute(req, 'deploy', ctx => deployStages(ctx, req));
+}
+const quiet = { info() { }, warn() { }, error() { }, startGroup() { }, endGroup() { } };
+/**
+ * When the commit being deployed is known (the CI's, or a clean git checkout's) and `redeploy` is off: reads history and the releases on the
+ * primary (one read-only connection, no lock) and says whether this deploy is a re-run of an older release's
+ * deploy. Throws a ConfigError (exit 2) when that release is bad or gone. A host that cannot be read says
+ * nothing: the deploy then runs and its preflight reports the host.
+ */
+async function rerunOfDeploy(req) {
+    if (req.redeploy || req.loaded.config.redeploy)
+        return undefined;
+    // the CI's commit, or a clean checkout's: a tree with local changes is not that commit's code
+    const dir = req.loaded.sourceDir;
+    const commit = req.actor?.commit ?? (gitClean(dir) ? gitCommit(dir) : undefined);
+    const primary = req.loaded.hosts.find(h => h.primary) ?? req.loaded.hosts[0];
+    if (!commit || !primary)
+        return undefined;
+    const ctx = newContext({ ...req, reporter: quiet, loaded: { ...req.loaded, hosts: [primary], lockHost: undefined } }, 'deploy', new Date(), false);
+    let found;
+    try {
+        await connectAll(ctx);
+        const s = context_primaryOf(ctx);
+        const history = parseHistory((await context_runOn(ctx, s, readHistory(s.layout), { stage: 'preflight' })).stdout);
+        if (!history.length)
+            return undefined;
+        const kv = release_parseKeyValues((await context_runOn(ctx, s, listReleases(s.layout), { stage: 'preflight' })).stdout);
+        const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined;
+        found = rerunOf(commit, history, kv.get('RELEASE') ?? [], current);
+    }
+    catch {
+        return undefined;
+    }
+    finally {
+        await closeAll(ctx);
+    }
+    const short = commit.slice(0, 7);
+    if (found.kind === 'rollback')
+        return {
+            release: found.release,
+            notice: `commit ${short} is release ${found.release}, deployed before; rolling back to it instead of deploying it again (redeploy: true to build it anew)`
+        };
+    if (found.kind === 'refuse')
+        throw new ConfigError(found.why === 'bad'
+            ? `commit ${short} is release ${found.release}, deployed before and marked bad since (it failed its checks, or a rollback left it); refusing to deploy it again: roll back to it anyway with \`safe-deploy rollback --to ${found.release}\`, or build it anew with redeploy: true (--redeploy)`
+            : `commit ${short} was release ${found.release}, deployed before and since removed from the hosts (pruned); refusing to deploy that old code over a newer database: build it anew with redeploy: true (--redeploy), or roll back to a release that exists with \`safe-deploy rollback --to\` (see \`safe-deploy releases\`)`);
+    return undefined;
 }
 /** A deploy's stages and what it records: one list for `deploy` and for `plan` (src/flows/plan.ts). */
 function deployStages(ctx, req) {
@@ -43150,12 +45341,15 @@ function deployStages(ctx, req) {
         const previous = () => (ctx.sessions.length ? context_primaryOf(ctx).current : undefined);
         const backup = deployBackup(ctx, rel);
         const migration = { started: false, migrated: false };
+        const local = buildLocal(req.buildCache);
         return {
             stages: [
                 preflightStage({ command: 'deploy', deploying: true, inspected: unique }),
                 testStage(),
+                // only when configured: a deploy without it has the stages it always had
+                ...(ctx.config.stages.build_local ? [local.stage] : []),
                 ...backup.stages,
-                deployStage(rel),
+                deployStage(rel, local.dir),
                 migrateStage(rel, () => backup.result()?.name, migration),
                 switchStage(rel, strategy),
                 verifyStage(rel),
@@ -43174,7 +45368,11 @@ function deployStages(ctx, req) {
                 port: strategy().port?.(context_primaryOf(ctx))
             }),
             // the restored release is verified once, after the switch's undo (src/pipeline/policy.ts)
-            backup: backup.result
+            backup: backup.result,
+            details: () => migration.revision === undefined && migration.after === undefined
+                ? {}
+                : { revision: { before: migration.revision, after: migration.after } },
+            cleanup: local.cleanup
         };
     }
 }
@@ -43220,6 +45418,8 @@ function rollback(req) {
                 from = primary.current;
                 history = parseHistory((await context_runOn(c, primary, readHistory(primary.layout), { stage: 'choose' })).stdout);
                 target = chooseTarget(c.sessions, primary, history, req.to);
+                if (req.notice)
+                    c.log.info(req.notice);
                 c.log.info(`rolling back from ${from ?? '(none)'} to ${target}`);
             }
         };
@@ -43311,7 +45511,8 @@ async function planRollback(req) {
                 out.push(`${s.host.name}: start releases/${target} on the idle port, check it, point the proxy at it (was ${was})`);
             else {
                 const hook = c.switch.strategy === 'graceful' ? c.switch.reload : c.stages.restart;
-                out.push(`${s.host.name}: current -> releases/${target} (was ${was})${hook ? `; then in releases/${target}: ${hook}` : ''}`);
+                const stop = c.stages.stop && s.current ? `in releases/${s.current}: ${c.stages.stop}; then ` : '';
+                out.push(`${s.host.name}: ${stop}current -> releases/${target} (was ${was})${hook ? `; then in releases/${target}: ${hook}` : ''}`);
             }
         }
         out.push('');
@@ -43329,26 +45530,62 @@ async function planRollback(req) {
         await closeAll(ctx);
     }
 }
-/** What every host has: releases, which one is current, and what history says of each. */
 async function listReleaseState(req) {
     const ctx = newContext(req, 'releases', new Date(), false);
     try {
-        await connectAll(ctx);
+        // every selected host: one out of reach is listed as such (`error`)
+        await connectAll(ctx, { tolerate: true });
         const primary = context_primaryOf(ctx);
         const history = parseHistory((await context_runOn(ctx, primary, readHistory(primary.layout), { stage: 'releases' })).stdout);
+        const states = history_releaseStates(history);
         const hosts = await onEveryHost(ctx, async (s) => {
             const kv = release_parseKeyValues((await context_runOn(ctx, s, listReleases(s.layout), { stage: 'releases' })).stdout);
+            const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined;
+            const releases = (kv.get('RELEASE') ?? []).sort();
             return {
                 host: s.host.name,
-                current: kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined,
-                releases: (kv.get('RELEASE') ?? []).sort()
+                current,
+                releases,
+                /** Newest first: each release's one state (src/release/history.ts releaseStates) and its deploy. */
+                details: [...releases].reverse().map(release => {
+                    const entry = history.findLast(e => e.release === release && e.type === 'deploy');
+                    return {
+                        release,
+                        current: release === current,
+                        state: states.get(release) ?? 'unknown',
+                        ...(entry ? { deployedBy: entry.actor, deployedAt: entry.finished } : {}),
+                        ...(typeof entry?.port === 'number' ? { port: entry.port } : {})
+                    };
+                })
             };
         });
+        const down = (ctx.unreachable ?? []).filter(u => u.host !== ctx.loaded.lockHost);
+        hosts.push(...down.map(u => ({ host: u.host.name, releases: [], details: [], error: u.error })));
+        const order = ctx.loaded.hosts.map(h => h.name);
+        hosts.sort((a, b) => order.indexOf(a.host) - order.indexOf(b.host));
         return { hosts, history };
     }
     finally {
         await closeAll(ctx);
     }
+}
+/** `releases` as data: every release on any host, newest first, with what history says of it. */
+async function releaseList(req) {
+    const state = await listReleaseState(req);
+    const states = releaseStates(state.history);
+    const all = [...new Set(state.hosts.flatMap(h => h.releases))].sort().reverse();
+    return all.map(release => {
+        const entry = state.history.findLast(e => e.release === release && e.type === 'deploy');
+        return {
+            release,
+            current: state.hosts.filter(h => h.current === release).map(h => h.host),
+            hosts: state.hosts.filter(h => h.releases.includes(release)).map(h => h.host),
+            state: states.get(release) ?? 'unknown',
+            actor: entry?.actor ?? null,
+            commit: entry?.commit ?? null,
+            deployed: entry?.finished ?? null
+        };
+    });
 }
 
 
@@ -43369,31 +45606,41 @@ function parseOwner(json) {
         return { who: `(unreadable owner.json: ${json.slice(0, 80)})` };
     }
 }
+/** Connects for a read-only command: a host out of reach is in `ctx.unreachable`, for the command to show. */
 async function withSessions(ctx, fn) {
     try {
-        await connectAll(ctx);
+        await connectAll(ctx, { tolerate: true });
         return await fn();
     }
     finally {
         await closeAll(ctx);
     }
 }
+/** The config's primary, where the global lock lives; a StageError naming it when it cannot be reached. */
+function lockHost(ctx) {
+    const { loaded } = ctx;
+    const wanted = loaded.lockHost ?? loaded.hosts.find(h => h.primary);
+    const down = ctx.unreachable?.find(u => u.host === wanted);
+    if (down)
+        throw new StageError('lock', `the primary ${down.host.name}, which holds the deploy lock, cannot be reached: ${down.error}`, down.host.name);
+    return lockSessionOf(ctx);
+}
+async function readLock(ctx, p) {
+    const kv = release_parseKeyValues((await context_runOn(ctx, p, lockStatus(p.layout), { stage: 'lock' })).stdout);
+    const owner = parseOwner(kv.get('OWNER')?.[0]);
+    const now = Number(kv.get('NOW')?.[0]);
+    if (kv.get('STATE')?.[0] !== 'held')
+        return { host: p.host.name, state: 'free' };
+    const expired = owner?.expires_epoch !== undefined && Number.isFinite(now) && now >= owner.expires_epoch;
+    return { host: p.host.name, state: expired ? 'expired' : 'held', owner };
+}
 function getLock(ctx) {
-    return withSessions(ctx, async () => {
-        const p = context_primaryOf(ctx);
-        const kv = release_parseKeyValues((await context_runOn(ctx, p, lockStatus(p.layout), { stage: 'lock' })).stdout);
-        const owner = parseOwner(kv.get('OWNER')?.[0]);
-        const now = Number(kv.get('NOW')?.[0]);
-        if (kv.get('STATE')?.[0] !== 'held')
-            return { host: p.host.name, state: 'free' };
-        const expired = owner?.expires_epoch !== undefined && Number.isFinite(now) && now >= owner.expires_epoch;
-        return { host: p.host.name, state: expired ? 'expired' : 'held', owner };
-    });
+    return withSessions(ctx, () => readLock(ctx, lockHost(ctx)));
 }
 /** A person's `lock release`: removes the lock whoever holds it, saying whose it was. */
 function forceReleaseLock(ctx) {
     return withSessions(ctx, async () => {
-        const p = context_primaryOf(ctx);
+        const p = lockHost(ctx);
         const kv = release_parseKeyValues((await context_runOn(ctx, p, lock_releaseLock(p.layout), { stage: 'lock' })).stdout);
         const state = kv.get('STATE')?.[0];
         return {
@@ -43406,7 +45653,7 @@ function forceReleaseLock(ctx) {
 /** Releases the lock only if `token` holds it (the Action's post step after a cancel). */
 function releaseOwnLock(ctx, token) {
     return withSessions(ctx, async () => {
-        const p = primaryOf(ctx);
+        const p = lockHost(ctx);
         const kv = parseKeyValues((await runOn(ctx, p, releaseLock(p.layout, token), { stage: 'lock' })).stdout);
         return kv.get('STATE')?.[0] ?? 'unknown';
     });
@@ -43421,6 +45668,7 @@ function getStatus(ctx) {
                 const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined;
                 const st = {
                     host: s.host.name,
+                    roles: s.host.roles,
                     current,
                     releases: (kv.get('RELEASE') ?? []).length,
                     freeMb: Math.round(Number(disk.get('FREE_KB')?.[0]) / 1024),
@@ -43440,16 +45688,38 @@ function getStatus(ctx) {
                 return st;
             }
             catch (e) {
-                return { host: s.host.name, releases: 0, error: errorMessage(e) };
+                return { host: s.host.name, roles: s.host.roles, releases: 0, error: errorMessage(e) };
             }
         }));
-        const p = context_primaryOf(ctx);
-        const kv = release_parseKeyValues((await context_runOn(ctx, p, lockStatus(p.layout), { stage: 'lock' })).stdout);
-        const owner = parseOwner(kv.get('OWNER')?.[0]);
-        const lock = kv.get('STATE')?.[0] === 'held'
-            ? { host: p.host.name, state: 'held', owner }
-            : { host: p.host.name, state: 'free' };
-        return { hosts, lock, databases: await databaseSizes(ctx) };
+        // every selected host, in config order: those out of reach too
+        const down = (ctx.unreachable ?? []).filter(u => u.host !== ctx.loaded.lockHost);
+        const all = [
+            ...hosts,
+            ...down.map((u) => ({
+                host: u.host.name,
+                roles: u.host.roles,
+                releases: 0,
+                unreachable: true,
+                error: `unreachable: ${u.error}`
+            }))
+        ];
+        const order = ctx.loaded.hosts.map(h => h.name);
+        all.sort((a, b) => order.indexOf(a.host) - order.indexOf(b.host));
+        let lock;
+        try {
+            lock = await readLock(ctx, lockHost(ctx));
+        }
+        catch (e) {
+            const host = ctx.loaded.lockHost ?? ctx.loaded.hosts.find(h => h.primary);
+            lock = { host: host?.name ?? '?', state: 'unknown', error: errorMessage(e) };
+        }
+        // the databases are probed from the primary: not when it is out of reach
+        const primaryDown = down.some(u => u.host.primary);
+        return {
+            hosts: all,
+            lock,
+            databases: primaryDown || !ctx.sessions.length ? [] : await databaseSizes(ctx)
+        };
     });
 }
 
@@ -43531,9 +45801,34 @@ class RecordingTransport {
         // an HTTP probe (one attempt, or the on-host retry loop): the expected answer
         if (label.startsWith('GET '))
             return { stdout: '\nHTTP_STATUS=200\nATTEMPTS=1\nPASSED=1\n' };
+        // verify.heartbeat: a fresh beat
+        if (label.startsWith('heartbeat '))
+            return { stdout: 'HEARTBEAT=fresh\nAGE=1\n' };
         return undefined;
     }
     async close() { }
+}
+
+;// CONCATENATED MODULE: ./src/pipeline/rollout.ts
+/**
+ * The batches of a rollout (`rollout.batch`), as host names, in the order they switch: config order, with the
+ * primary first (it is where the migration ran, and the first batch is the canary). A size is a number of
+ * hosts, or a share of the selected hosts ("25%", rounded up, at least 1); a ramp list gives the size of each
+ * batch in turn and its last size repeats. Without `rollout`: one batch of every host.
+ */
+function rolloutBatches(hosts, rollout) {
+    const primary = hosts.find(h => h.primary) ?? hosts[0];
+    const names = [...(primary ? [primary.name] : []), ...hosts.filter(h => h !== primary).map(h => h.name)];
+    if (!rollout || !names.length)
+        return names.length ? [names] : [];
+    const sizes = (Array.isArray(rollout.batch) ? rollout.batch : [rollout.batch]).map(b => typeof b === 'number' ? b : Math.max(1, Math.ceil((Number(b.slice(0, -1)) * names.length) / 100)));
+    const batches = [];
+    for (let at = 0, i = 0; at < names.length; i++) {
+        const size = sizes[Math.min(i, sizes.length - 1)];
+        batches.push(names.slice(at, at + size));
+        at += size;
+    }
+    return batches;
 }
 
 ;// CONCATENATED MODULE: ./src/flows/plan.ts
@@ -43548,9 +45843,10 @@ class RecordingTransport {
 
 
 
+
 /** The release `current` points to on every host in the plan (a plan reads no host). */
 const ASSUMED_CURRENT = '<current>';
-const quiet = { info() { }, warn() { }, error() { }, startGroup() { }, endGroup() { } };
+const plan_quiet = { info() { }, warn() { }, error() { }, startGroup() { }, endGroup() { } };
 /** The config with every `env:` value as `<NAME>`: the plan shows where each goes, never what it is. */
 function withPlaceholders(loaded) {
     const env = Object.fromEntries(Object.keys(loaded.config.env).map(k => [k, `<${k}>`]));
@@ -43563,7 +45859,7 @@ function withPlaceholders(loaded) {
 async function planDeploy(req) {
     const loaded = withPlaceholders(req.loaded);
     const now = req.now ?? new Date();
-    const r = { ...req, loaded, reporter: quiet, now, onProgress: undefined, onLock: undefined };
+    const r = { ...req, loaded, reporter: plan_quiet, now, onProgress: undefined, onLock: undefined };
     const ctx = newContext(r, 'deploy', now, false);
     const sw = loaded.config.switch;
     const assumed = req.assumed ?? {
@@ -43597,6 +45893,10 @@ async function planDeploy(req) {
         `# plan for ${c.app}: release ${release} (the time part is set when the deploy starts)`,
         `# every script below is sent over stdin to: ${REMOTE_SHELL}`,
         `## a dry run of the deploy's stages: no host was contacted; each is shown serving ${assumed.current ? `releases/${assumed.current}` : 'no release'}${assumed.activePort ? ` on port ${assumed.activePort}` : ''}, and env: values as <NAME>`,
+        ...fleetLines(loaded),
+        ...(loaded.auth.jump
+            ? [`## every SSH host is reached through the jump host ${loaded.auth.jump.label} (ssh.jump)`]
+            : []),
         ...loaded.unresolved.map(u => `## ${u.key} needs ${u.variable}, which is not set: what uses it is shown without it`),
         ''
     ];
@@ -43606,6 +45906,31 @@ async function planDeploy(req) {
     else
         out.push('## finish: history line and the run log on every host, then the lock released on the primary', '## on a failure after the switch: the database back (when migrate changed it), the previous release switched back, restarted and verified; exit 4');
     return { text: ctx.log.redactor.redact(out.join('\n')), records };
+}
+/**
+ * For a fleet with roles or a rollout, or a selection that leaves the primary out: each host with its roles and
+ * path, where the lock and the once-only stages run, and the batches the rollout switches in.
+ */
+function fleetLines(loaded) {
+    const { hosts, lockHost } = loaded;
+    const r = loaded.config.rollout;
+    // a fleet without roles or rollout: the stages below show every host already
+    if (!lockHost && (hosts.length < 2 || (!r && !hosts.some(h => h.roles.length))))
+        return [];
+    const primary = hosts.find(h => h.primary);
+    const out = [`## hosts (${hosts.length}):`];
+    for (const h of hosts) {
+        const once = h === primary ? `; ${lockHost ? '' : 'the lock, '}backup and migrate run here` : '';
+        out.push(`##   ${h.name} (${h.kind === 'ssh' ? `${h.user}@${h.address}:${h.port}` : 'local'}) roles ${h.roles.join(',') || '-'}, path ${h.path}${once}`);
+    }
+    if (lockHost)
+        out.push(`## the lock: on ${lockHost.name}, the config's primary (not selected: connected for the lock only; nothing is deployed there)`);
+    const batches = rolloutBatches(hosts, r);
+    if (r)
+        out.push(`## rollout: switch and verify in ${batches.length} batch${batches.length === 1 ? '' : 'es'}${r.wait ? `, ${r.wait / 1000} s apart` : ''}: ${batches.map((b, i) => `${i + 1}) ${b.join(', ')}`).join('; ')}`);
+    else
+        out.push('## no rollout: every host switches together, after every host staged');
+    return out;
 }
 /** Stage by stage (in run order), host by host: `# label`, then the script (`$ command` for the runner). */
 function render(records) {
@@ -43661,6 +45986,337 @@ function render(records) {
     return out;
 }
 
+;// CONCATENATED MODULE: ./src/flows/doctor.ts
+/**
+ * `safe-deploy doctor`: every problem a deploy of this config would meet, per host, each with its fix. It
+ * changes nothing on any host (no layout is created, no lock taken) and shares its layout, shared-file, tool
+ * and disk checks with preflight (src/pipeline/findings.ts), so it says what the next deploy would say.
+ */
+
+
+
+
+
+
+
+
+
+
+
+
+/** Every command of the config that runs on a host (top level, the switch, and each role's overrides). */
+function hostCommands(ctx) {
+    const c = ctx.config;
+    const sw = (x) => !x
+        ? []
+        : x.strategy === 'graceful'
+            ? [x.reload]
+            : x.strategy === 'blue-green'
+                ? [x.start, x.stop, x.proxy_reload]
+                : [];
+    const verify = (v) => v?.command === undefined ? [] : Array.isArray(v.command) ? v.command : [v.command];
+    const stages = c.stages;
+    const m = c.stages.migrate;
+    return [
+        ...['build', 'restart', 'stop', 'prune'].flatMap(k => typeof stages[k] === 'string' ? [stages[k]] : []),
+        ...(m ? [m.command, m.revision, m.down].filter((x) => !!x) : []),
+        ...sw(c.switch),
+        ...verify(c.verify),
+        ...Object.values(c.roles ?? {}).flatMap(r => [
+            ...(r.stages?.restart ? [r.stages.restart] : []),
+            ...sw(r.switch),
+            ...verify(r.verify)
+        ])
+    ];
+}
+/** `sudo X ...` commands: the deploy user must be allowed to run them without a password. */
+async function sudoFindings(ctx, s, commands) {
+    const host = s.host.name;
+    const out = [];
+    const seen = new Set();
+    for (const cmd of commands) {
+        // each `sudo ...` part of the command line, up to the next shell operator
+        for (const m of cmd.matchAll(/(?:^|[;&|]\s*)sudo\s+([^;&|]+)/g)) {
+            const words = m[1].trim().split(/\s+/);
+            // sudo's own options (-u USER, -E, ...) come first; the rest is the command it runs
+            const opts = [];
+            while (words[0]?.startsWith('-')) {
+                const o = words.shift();
+                opts.push(o);
+                if (/^-[ugCDhpRrT]$/.test(o) && words.length)
+                    opts.push(words.shift());
+            }
+            const key = [...opts, ...words].join(' ');
+            if (seen.has(key) || !words.length)
+                continue;
+            seen.add(key);
+            const r = await context_runOn(ctx, s, {
+                label: 'may sudo',
+                script: `command -v sudo >/dev/null 2>&1 || exit 127; sudo -n ${shJoin(opts.filter(o => o !== '-n'))} -l -- ${shJoin(words)} >/dev/null 2>&1`
+            }, { stage: 'doctor', allowFail: true });
+            const user = s.host.user || 'the deploy user';
+            if (r.code === 0)
+                out.push({ host, check: 'sudo', level: 'ok', message: `may run \`sudo ${key}\`` });
+            else if (r.code === 127)
+                out.push({
+                    host,
+                    check: 'sudo',
+                    level: 'error',
+                    message: `sudo is not installed on ${host}, and the config runs \`sudo ${key}\``,
+                    fix: `install sudo on ${host} and allow ${user} exactly that command (NOPASSWD), or drop sudo from the command`
+                });
+            else
+                out.push({
+                    host,
+                    check: 'sudo',
+                    level: 'error',
+                    message: `${user} cannot run \`sudo ${key}\` without a password on ${host}`,
+                    fix: `add to /etc/sudoers.d/safe-deploy on ${host}: ${user} ALL=(root) NOPASSWD: ${words.join(' ').replace(/^(\S+)/, p => (p.startsWith('/') ? p : `/usr/bin/${p}`))}`
+                });
+        }
+    }
+    return out;
+}
+/** docker compose (v2 plugin) or docker-compose, when a command uses it. */
+async function composeFindings(ctx, s, commands) {
+    const host = s.host.name;
+    const uses = [
+        ...(commands.some(c => /\bdocker compose\b/.test(c)) ? ['docker compose'] : []),
+        ...(commands.some(c => /\bdocker-compose\b/.test(c)) ? ['docker-compose'] : [])
+    ];
+    const out = [];
+    for (const tool of uses) {
+        const r = await context_runOn(ctx, s, {
+            label: tool,
+            script: `out=$(${tool} version 2>&1); rc=$?; printf '%s\\n' "$out" | head -n 1; exit $rc`
+        }, { stage: 'doctor', allowFail: true });
+        const line = r.stdout.trim();
+        if (r.code === 0 && line && !/not found|unknown|is not a docker command/i.test(line))
+            out.push({ host, check: 'tools', level: 'ok', message: `${tool}: ${line}` });
+        else
+            out.push({
+                host,
+                check: 'tools',
+                level: 'error',
+                message: `\`${tool}\` does not run on ${host}: ${line || `exit ${r.code}`}`,
+                fix: `install ${tool === 'docker compose' ? 'the Docker Compose plugin (docker-compose-plugin)' : 'docker-compose'} on ${host}`
+            });
+    }
+    return out;
+}
+async function hostFindings(ctx, s) {
+    const host = s.host.name;
+    const fromHost = httpChecks(ctx).some(c => c.from === 'host');
+    const r = await context_runOn(ctx, s, inspectHost(s.layout, ctx.config.shared.files, ['tar', 'curl', 'wget'], { create: false }), { stage: 'doctor' });
+    const kv = release_parseKeyValues(r.stdout);
+    const out = inspectFindings(s, { kv, needs: ['tar'], fromHost, deploying: true });
+    const commands = hostCommands(ctx);
+    out.push(...(await sudoFindings(ctx, s, commands)));
+    out.push(...(await composeFindings(ctx, s, commands)));
+    const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '');
+    const releases = kv.get('RELEASE') ?? [];
+    out.push({
+        host,
+        check: 'releases',
+        level: 'info',
+        message: current ? `current ${current}; ${releases.length} release(s) on disk` : 'no release yet'
+    });
+    return out;
+}
+/** Backups (on the primary): the tools and versions, and a connection to each database. */
+async function backupFindings(ctx, p) {
+    const host = p.host.name;
+    if (!backupsOn(ctx.config))
+        return [];
+    try {
+        const probe = await probeHost(ctx, p, shared_planFor(ctx, p, 'doctor'), { stage: 'doctor' });
+        if (!probe.problems.length)
+            return [
+                { host, check: 'backup tools', level: 'ok', message: 'backup tools present; every database answers' }
+            ];
+        return probe.problems.map(x => ({
+            host,
+            check: 'backup tools',
+            level: 'error',
+            message: x.message,
+            fix: 'see docs/backups.md "What each engine needs on the host"'
+        }));
+    }
+    catch (e) {
+        return [
+            {
+                host,
+                check: 'backup tools',
+                level: 'warning',
+                message: `not checked: ${errorMessage(e)}`,
+                fix: 'set the variables the backup section names (env:NAME) and run doctor again'
+            }
+        ];
+    }
+}
+async function lockAndHistory(ctx, p) {
+    const host = p.host.name;
+    const out = [];
+    const lock = await readLock(ctx, p);
+    if (lock.state === 'free')
+        out.push({ host, check: 'lock', level: 'ok', message: 'the deploy lock is free' });
+    else
+        out.push({
+            host,
+            check: 'lock',
+            level: 'warning',
+            message: `the deploy lock is ${lock.state === 'expired' ? 'expired (the next deploy takes it over)' : 'held'}: ${lock.owner?.who ?? '?'} running \`${lock.owner?.command ?? '?'}\` since ${lock.owner?.started ?? '?'}`,
+            fix: lock.state === 'held'
+                ? 'wait for that run (deploy --wait-lock 5m); if it is dead: safe-deploy lock release'
+                : undefined
+        });
+    const history = parseHistory((await context_runOn(ctx, p, readHistory(p.layout), { stage: 'doctor' })).stdout);
+    for (const h of history.slice(-3).reverse())
+        out.push({
+            host,
+            check: 'history',
+            level: 'info',
+            message: `${h.finished} ${h.type} ${h.release} by ${h.actor}: ${h.status}${h.bad ? ' (marked bad)' : ''}`
+        });
+    if (!history.length)
+        out.push({ host, check: 'history', level: 'info', message: 'no deploy recorded yet' });
+    return out;
+}
+/** What an unreachable host's connect error means, and what to do. */
+function sshFinding(host, error) {
+    const fix = /host key|fingerprint/i.test(error)
+        ? `if the server was reinstalled, check its key out of band, then update ssh.known_hosts (ssh-keyscan ${host})`
+        : /authentication|permission denied|auth/i.test(error)
+            ? "add the public key of ssh.private_key to the deploy user's ~/.ssh/authorized_keys on the host"
+            : 'check the address and port, that sshd runs, and that the runner can reach it (firewall, ssh.jump)';
+    return { host, check: 'ssh', level: 'error', message: error, fix };
+}
+/** Connects read-only to every selected host and lists every finding; changes nothing. */
+async function doctor(req) {
+    const ctx = newContext(req, 'doctor', new Date(), false);
+    const findings = [];
+    try {
+        await connectAll(ctx, { tolerate: true });
+        for (const u of ctx.unreachable ?? [])
+            findings.push(sshFinding(u.host.name, u.error));
+        for (const s of ctx.sessions) {
+            findings.push({ host: s.host.name, check: 'ssh', level: 'ok', message: 'connected; host key verified' });
+            findings.push(...(await hostFindings(ctx, s)));
+        }
+        const down = (ctx.unreachable ?? []).some(u => u.host.primary || u.host === ctx.loaded.lockHost);
+        if (!down && ctx.sessions.length) {
+            const p = lockSessionOf(ctx);
+            findings.push(...(await backupFindings(ctx, p)));
+            findings.push(...(await lockAndHistory(ctx, p)));
+        }
+    }
+    finally {
+        await closeAll(ctx);
+    }
+    return { findings, ok: !findings.some(f => f.level === 'error') };
+}
+const MARK = { ok: '✓', info: '·', warning: '!', error: '✗' };
+/** The report as a person reads it: per host, one line per finding, the fix under it. */
+function doctorText(r) {
+    const hosts = [...new Set(r.findings.map(f => f.host))];
+    const lines = [];
+    for (const h of hosts) {
+        lines.push(`${h}:`);
+        for (const f of r.findings.filter(x => x.host === h)) {
+            lines.push(`  ${MARK[f.level]} ${f.check}: ${f.message}`);
+            if (f.fix && f.level !== 'ok')
+                lines.push(`      fix: ${f.fix}`);
+        }
+    }
+    const errors = r.findings.filter(f => f.level === 'error').length;
+    const warnings = r.findings.filter(f => f.level === 'warning').length;
+    lines.push(errors
+        ? `${errors} problem(s) a deploy would stop on${warnings ? `, ${warnings} warning(s)` : ''}`
+        : `no problem a deploy would stop on${warnings ? `; ${warnings} warning(s)` : ''}`);
+    return lines.join('\n') + '\n';
+}
+
+;// CONCATENATED MODULE: ./src/flows/logs.ts
+/**
+ * `safe-deploy logs`: runs logs.command inside `current` on each host and prints its lines prefixed by the
+ * host (`web-1 | ...`). Read-only: no lock, no log file. With `follow`, it streams until the signal aborts
+ * (Ctrl-C): the SSH channel's stdin ends and the host's REMOTE_SHELL watcher kills the command there.
+ */
+
+
+
+
+
+
+
+
+
+/** The command `logs` runs: logs.command (or logs.follow / command + ` -f` for --follow), filled in. */
+function logsCommand(ctx, opts) {
+    const logs = ctx.config.logs;
+    if (!logs)
+        throw new ConfigError('logs: needs logs.command in the config (e.g. journalctl -u shop --since {since} -n {lines}, docker compose logs --since {since} -n {lines} bot, tail -n {lines} shared/logs/app.log)');
+    const template = opts.follow ? (logs.follow ?? `${logs.command} -f`) : logs.command;
+    return fillLogsCommand(template, opts.since, opts.lines);
+}
+/** Returns the hosts where the command failed (empty: all printed their logs). */
+async function showLogs(ctx, opts) {
+    const command = logsCommand(ctx, opts);
+    const failed = [];
+    try {
+        await connectAll(ctx);
+        await onEveryHost(ctx, async (s) => {
+            const prefix = `${s.host.name} | `;
+            let buf = '';
+            const emit = (line) => opts.write(prefix + ctx.log.redactor.redact(escapeControls(line)));
+            const onOutput = (chunk) => {
+                buf += chunk;
+                let i;
+                while ((i = buf.indexOf('\n')) >= 0) {
+                    emit(buf.slice(0, i));
+                    buf = buf.slice(i + 1);
+                }
+            };
+            const kv = release_parseKeyValues((await context_runOn(ctx, s, listReleases(s.layout), { stage: 'logs' })).stdout);
+            s.current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined;
+            const cmd = {
+                label: 'logs',
+                user: true,
+                env: hookEnv(ctx, s, s.current ?? '', 'logs'),
+                // inside current when there is one, else the deploy root (shared/ is there)
+                script: script(`cd ${sh(s.layout.current)} 2>/dev/null || cd ${sh(s.layout.root)} || exit 1`, command)
+            };
+            try {
+                const r = await context_runOn(ctx, s, cmd, {
+                    stage: 'logs',
+                    allowFail: true,
+                    timeoutMs: opts.follow ? 0 : undefined,
+                    onOutput
+                });
+                if (buf)
+                    emit(buf);
+                if (r.code !== 0 && !ctx.signal.aborted) {
+                    failed.push(s.host.name);
+                    opts.write(`${prefix}(logs command exited ${r.code})`);
+                }
+            }
+            catch (e) {
+                if (buf)
+                    emit(buf);
+                // Ctrl-C ends --follow: that is how it is meant to stop
+                if (ctx.signal.aborted)
+                    return;
+                failed.push(s.host.name);
+                opts.write(`${prefix}(${errorMessage(e)})`);
+            }
+        });
+    }
+    finally {
+        await closeAll(ctx);
+    }
+    return failed;
+}
+
 ;// CONCATENATED MODULE: ./src/platform/actor.ts
 
 /** Who runs this, for the lock owner, history and the report: the CI user, run URL and commit when there is a CI. */
@@ -43688,6 +46344,8 @@ function terminalReporter(stream = process.stderr, quiet = false) {
 
 ;// CONCATENATED MODULE: ./src/platform/outputs.ts
 
+
+
 /** The outputs every platform publishes (README "Outputs"), by their Action names. */
 function outputsOf(r) {
     return {
@@ -43700,21 +46358,226 @@ function outputsOf(r) {
         'log-file': r.logFile ?? '',
         'report-file': r.reportFile ?? '',
         duration: String(r.durationS),
-        'exit-code': String(r.exitCode)
+        'exit-code': String(r.exitCode),
+        'failed-hosts': failedHosts(r.hostResults ?? []).join(','),
+        'hosts-json': JSON.stringify(r.hostResults ?? [])
     };
 }
+/** Outputs left out of the dotenv file: the per-host JSON is for fromJSON in a workflow, not a variable. */
+const NOT_IN_DOTENV = new Set(['hosts-json']);
 /**
- * A dotenv file for GitLab's `artifacts:reports:dotenv`: `SAFE_DEPLOY_RELEASE=...` lines. Values are ours
- * (names, paths, numbers) and never contain newlines; anything else is dropped rather than written half.
+ * The environment's URL (`--environment-url`, SAFE_DEPLOY_ENVIRONMENT_URL): an http(s) URL, one line, no
+ * spaces or quotes. Refused before anything runs, as any bad input is.
  */
-function writeDotenv(file, r) {
-    const lines = Object.entries(outputsOf(r))
-        .filter(([, v]) => !/[\r\n]/.test(v))
-        .map(([k, v]) => `SAFE_DEPLOY_${k.toUpperCase().replace(/-/g, '_')}=${v}`);
+function parseEnvironmentUrl(value, what) {
+    if (!/^https?:\/\/[^\s"'`\\$<>]+$/.test(value))
+        throw new ConfigError(`${what}: expected an http:// or https:// URL, got ${JSON.stringify(value)}`);
+    return value;
+}
+/**
+ * What GitLab shows as the environment's URL (`environment:url: $DYNAMIC_ENVIRONMENT_URL`), for a deploy or
+ * a rollback: the URL, and for a rollback that succeeded the release it put back as a fragment (`#release=...`), since
+ * GitLab records a job's deployment with the pipeline's commit, whatever release the server now runs.
+ */
+function environmentUrlOf(r, url) {
+    if (!url || (r.command !== 'deploy' && r.command !== 'rollback'))
+        return undefined;
+    return r.command === 'rollback' && r.status === 'success' && r.release && !url.includes('#')
+        ? `${url}#release=${r.release}`
+        : url;
+}
+/**
+ * A dotenv file for GitLab's `artifacts:reports:dotenv`: `SAFE_DEPLOY_RELEASE=...` lines, and
+ * `DYNAMIC_ENVIRONMENT_URL` when an environment URL is configured. Values are ours (names, paths, numbers, a
+ * checked URL) and never contain newlines; anything else is dropped rather than written half.
+ */
+function writeDotenv(file, r, environmentUrl) {
+    const dynamicUrl = environmentUrlOf(r, environmentUrl);
+    const lines = [
+        ...Object.entries(outputsOf(r))
+            .filter(([k]) => !NOT_IN_DOTENV.has(k))
+            .map(([k, v]) => [`SAFE_DEPLOY_${k.toUpperCase().replace(/-/g, '_')}`, v]),
+        ...(dynamicUrl ? [['DYNAMIC_ENVIRONMENT_URL', dynamicUrl]] : [])
+    ]
+        .filter(([, v]) => !/[\r\n]/.test(v ?? ''))
+        .map(([k, v]) => `${k}=${v}`);
     (0,external_node_fs_namespaceObject.writeFileSync)(file, lines.join('\n') + '\n');
 }
 
+;// CONCATENATED MODULE: ./src/pipeline/cache.ts
+/**
+ * The CLI's build cache: one dir per key under `~/.cache/safe-deploy/` (or `--cache-dir`), holding a tar of
+ * the `cache:` paths. `.env*` files are never written into it, wherever they are under those paths.
+ */
+
+
+
+
+
+/** The default cache dir: $XDG_CACHE_HOME/safe-deploy, else ~/.cache/safe-deploy. */
+function defaultCacheDir(env) {
+    return (0,external_node_path_namespaceObject.join)(env.XDG_CACHE_HOME || (0,external_node_path_namespaceObject.join)(env.HOME || (0,external_node_os_namespaceObject.homedir)(), '.cache'), 'safe-deploy');
+}
+async function tar(command) {
+    const r = await new LocalTransport('runner').exec(command);
+    if (r.code !== 0)
+        throw new Error(`tar failed (exit ${r.code}): ${r.stderr.trim()}`);
+}
+function dirCache(root) {
+    const archive = (key) => (0,external_node_path_namespaceObject.join)(root, key, 'cache.tar');
+    return {
+        name: `the local cache (${root})`,
+        async restore(key, _paths, dir) {
+            const file = archive(key);
+            if (!(0,external_node_fs_namespaceObject.existsSync)(file))
+                return false;
+            await tar(`tar -xf ${sh(file)} -C ${sh(dir)}`);
+            return true;
+        },
+        async save(key, paths, dir) {
+            const present = paths.filter(p => (0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.join)(dir, p)));
+            if (!present.length)
+                throw new Error(`none of ${paths.join(', ')} exists after the build`);
+            const file = archive(key);
+            (0,external_node_fs_namespaceObject.mkdirSync)((0,external_node_path_namespaceObject.join)(root, key), { recursive: true });
+            const part = `${file}.${process.pid}.part`;
+            try {
+                await tar(`tar -cf ${sh(part)} ${sh('--exclude=.env*')} -C ${sh(dir)} ${present.map(sh).join(' ')}`);
+                (0,external_node_fs_namespaceObject.renameSync)(part, file);
+            }
+            finally {
+                (0,external_node_fs_namespaceObject.rmSync)(part, { force: true });
+            }
+        }
+    };
+}
+
+;// CONCATENATED MODULE: ./src/backup/ops/upload.ts
+/**
+ * `backups upload PATH`: puts a backup copied off the server earlier (`backups download`, a CI artifact) back
+ * into the backup dir, so that `restore NAME` can use it. Every file is checked against the copy's manifest on
+ * the runner before anything is sent; on the host the files arrive as `.partial` and are renamed only when
+ * all arrived, the manifest last (a backup without its manifest is incomplete to every other command); then
+ * the host checks them again (`backups verify`). An upload only adds files: it never replaces a backup.
+ */
+
+
+
+
+
+
+
+
+
+
+
+const sha256File = (file) => (0,external_node_crypto_namespaceObject.createHash)('sha256').update((0,external_node_fs_namespaceObject.readFileSync)(file)).digest('hex');
+/**
+ * Finds the backup a path names (its manifest `NAME.sha256`, any of its files, or a dir holding one backup of
+ * `app`) and checks every file against the manifest. Bad input (exit 2) before any host is contacted.
+ */
+function readLocalBackup(path, app) {
+    if (!(0,external_node_fs_namespaceObject.existsSync)(path))
+        throw new ConfigError(`backups upload: ${path} does not exist`);
+    let dir;
+    let name;
+    if ((0,external_node_fs_namespaceObject.statSync)(path).isDirectory()) {
+        dir = path;
+        const names = [
+            ...new Set((0,external_node_fs_namespaceObject.readdirSync)(dir)
+                .filter(f => f.endsWith('.sha256'))
+                .map(f => parseBackupFileName(f))
+                .filter(p => p && p.app === app)
+                .map(p => p?.stem))
+        ];
+        if (names.length !== 1)
+            throw new ConfigError(`backups upload: ${dir} holds ${names.length ? `${names.length} backups of ${app} (${names.join(', ')}); name one's .sha256 file` : `no backup manifest (${app}_YYYYMMDD_HHMMSS.sha256)`}`);
+        name = names[0];
+    }
+    else {
+        dir = (0,external_node_path_namespaceObject.dirname)(path);
+        const parsed = parseBackupFileName((0,external_node_path_namespaceObject.basename)(path));
+        if (!parsed)
+            throw new ConfigError(`backups upload: ${(0,external_node_path_namespaceObject.basename)(path)} is not a file of a safe-deploy backup`);
+        if (parsed.app !== app)
+            throw new ConfigError(`backups upload: ${parsed.stem} is a backup of ${parsed.app}, not of ${app}`);
+        name = parsed.stem;
+    }
+    const manifest = (0,external_node_path_namespaceObject.join)(dir, manifestFile(name));
+    if (!(0,external_node_fs_namespaceObject.existsSync)(manifest))
+        throw new ConfigError(`backups upload: ${manifestFile(name)} is missing in ${dir}: without it nothing can be checked`);
+    const sums = new Map();
+    for (const line of (0,external_node_fs_namespaceObject.readFileSync)(manifest, 'utf8').split('\n')) {
+        const m = /^([0-9a-f]{64}) [ *](.+)$/.exec(line);
+        if (m)
+            sums.set(m[2], m[1]);
+    }
+    if (!sums.size)
+        throw new ConfigError(`backups upload: ${manifest} lists no files`);
+    const problems = [];
+    for (const [file, want] of sums) {
+        // a manifest entry is a plain file name of this backup: never a path
+        if (file.includes('/') || parseBackupFileName(file)?.stem !== name) {
+            problems.push(`${file}: not a file of ${name}`);
+            continue;
+        }
+        const full = (0,external_node_path_namespaceObject.join)(dir, file);
+        if (!(0,external_node_fs_namespaceObject.existsSync)(full))
+            problems.push(`${file}: missing`);
+        else if (sha256File(full) !== want)
+            problems.push(`${file}: sha256 does not match the manifest`);
+    }
+    if (problems.length)
+        throw new ConfigError(`backups upload: the copy of ${name} in ${dir} is not whole; nothing was sent:\n  - ${problems.join('\n  - ')}`);
+    const extra = [metaFile(name), signatureFile(name)].filter(f => !sums.has(f) && (0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.join)(dir, f)));
+    return { name, dir, sums, files: [...sums.keys(), ...extra, manifestFile(name)] };
+}
+/** Sends a checked local copy to the host's backup dir, verifies it there and protects it from retention. */
+async function uploadBackup(ctx, s, plan, local, stage) {
+    const before = await listBackups(ctx, s, plan, stage);
+    const there = before.backups.find(b => b.name === local.name);
+    let alreadyThere = false;
+    if (there) {
+        const manifest = (await runRaw(ctx, s, `cat ${sh(`${plan.dir}/${manifestFile(local.name)}`)}`, 'read the manifest', {
+            stage,
+            allowFail: true
+        })).stdout;
+        if (there.complete && manifest === (0,external_node_fs_namespaceObject.readFileSync)((0,external_node_path_namespaceObject.join)(local.dir, manifestFile(local.name)), 'utf8'))
+            alreadyThere = true;
+        else
+            throw new StageError(stage, `${local.name} already exists in ${plan.dir} on ${s.host.name} with other contents; an upload never replaces a backup (remove it there first if it is broken)`, s.host.name, ExitCode.badInput);
+    }
+    if (!alreadyThere) {
+        const partial = (f) => `${plan.dir}/${f}.partial`;
+        try {
+            for (const f of local.files) {
+                await runRaw(ctx, s, `umask 077 && mkdir -p ${sh(plan.dir)} && cat > ${sh(partial(f))}`, `upload ${f}`, {
+                    stage,
+                    stdin: (0,external_node_fs_namespaceObject.createReadStream)((0,external_node_path_namespaceObject.join)(local.dir, f)),
+                    timeoutMs: longTimeout(ctx)
+                });
+            }
+            // all arrived: into place, the manifest last
+            const moves = local.files.map(f => `mv -f -- ${sh(partial(f))} ${sh(`${plan.dir}/${f}`)}`);
+            await runRaw(ctx, s, ['set -e', ...moves].join('\n'), `publish ${local.name}`, { stage });
+        }
+        catch (e) {
+            const rm = local.files.map(f => sh(partial(f))).join(' ');
+            await runRaw(ctx, s, `rm -f -- ${rm}`, 'remove the partial upload', { stage, allowFail: true }).catch(() => undefined);
+            throw e;
+        }
+    }
+    const after = await listBackups(ctx, s, plan, stage);
+    const info = findBackup(after, local.name, s, stage);
+    const verify = await verifyBackup(ctx, s, plan, info, stage);
+    // an old backup is the first retention would delete: an uploaded one stays until a person unprotects it
+    if (!info.protected)
+        await setKept(ctx, s, plan, local.name, true, stage);
+    return { name: local.name, host: s.host.name, dir: plan.dir, alreadyThere, verify };
+}
+
 ;// CONCATENATED MODULE: ./src/flows/backup.ts
+
 
 
 
@@ -43740,13 +46603,17 @@ const BACKUP_USAGE = `  backup [--keep]        take a verified backup now (takes
   backups verify NAME    check a backup against its checksums and read it back
   backups prune [--yes]  show what retention would delete; --yes deletes it (takes the lock)
   backups download NAME [--out DIR]  copy a backup here (default: the log dir), checksums checked
+  backups upload PATH    put a downloaded copy back (its .sha256 file or dir), checked here and there;
+                         then \`restore NAME --yes\`; the uploaded backup is protected from retention
   restore NAME --yes     back up the current state, then restore NAME (takes the lock)`;
 /** Checks the arguments before anything is loaded or connected: bad input is exit 2. */
 function checkBackupArgs(args) {
     const { command, sub, name } = args;
     if (command === 'backups') {
-        if (!sub || !['list', 'verify', 'prune', 'download', 'protect', 'unprotect'].includes(sub))
-            throw new ConfigError('backups: expected `backups list`, `backups verify NAME`, `backups prune`, `backups download NAME`, `backups protect NAME` or `backups unprotect NAME`');
+        if (!sub || !['list', 'verify', 'prune', 'download', 'upload', 'protect', 'unprotect'].includes(sub))
+            throw new ConfigError('backups: expected `backups list`, `backups verify NAME`, `backups prune`, `backups download NAME`, `backups upload PATH`, `backups protect NAME` or `backups unprotect NAME`');
+        if (sub === 'upload' && !name)
+            throw new ConfigError('backups upload: give the path of a downloaded backup (its .sha256 file, or its dir)');
         if (['verify', 'download', 'protect', 'unprotect'].includes(sub) && !name)
             throw new ConfigError(`backups ${sub}: name the backup (see \`safe-deploy backups list\`)`);
     }
@@ -43756,7 +46623,7 @@ function checkBackupArgs(args) {
     }
     if (args.keep && command !== 'backup')
         throw new ConfigError(`--keep (--protect) is for \`backup\`; to keep an existing backup: \`safe-deploy backups protect NAME\``);
-    if (name !== undefined)
+    if (name !== undefined && !(command === 'backups' && sub === 'upload'))
         parseBackupName(name);
     if (command === 'restore' && !args.yes)
         throw new ConfigError(`restore ${name} replaces the current databases and files with the backup's (a safety backup of the current state is taken first); run again with --yes to do it`);
@@ -43827,6 +46694,40 @@ function table(rows) {
         .trimEnd())
         .join('\n') + '\n');
 }
+/** The backups on `s` with what history says they were for: `backups list` (the CLI and the Action). */
+async function listedBackups(ctx, s, plan) {
+    const listing = await listBackups(ctx, s, plan, 'list');
+    const history = parseHistory((await context_runOn(ctx, s, readHistory(s.layout), { stage: 'list' })).stdout);
+    const rows = listing.backups.map(b => ({
+        name: b.name,
+        created: b.created.toISOString(),
+        bytes: b.bytes,
+        files: b.files.map(f => f.file),
+        encrypted: b.encrypted,
+        complete: b.complete,
+        verified: verifiedText(b),
+        for: purposeText(b, history),
+        protected: b.protected,
+        signed: b.hasSignature
+    }));
+    return { listing, rows, now: listing.now ?? Date.now() / 1000 };
+}
+/** `backups list` as data, for the Action: the primary's backups, newest last, with a size and an age. */
+function backupList(req) {
+    return readOnly(req, 'backups-list', async (ctx) => {
+        const s = primaryOf(ctx);
+        const plan = planFor(ctx, s, 'list');
+        const { listing, rows, now } = await listedBackups(ctx, s, plan);
+        return {
+            host: s.host.name,
+            dir: plan.dir,
+            backups: rows.map((r, i) => {
+                const b = listing.backups[i];
+                return { ...r, size: size(b.bytes), age: age(b.created, now) };
+            })
+        };
+    });
+}
 /** `backup` (the CLI, and the Action in a scheduled workflow): a verified backup now, under the lock. */
 function backupNow(req, opts = {}) {
     const out = {};
@@ -43857,7 +46758,7 @@ function pruneNow(req) {
             name: 'prune',
             async run(ctx) {
                 const s = context_primaryOf(ctx);
-                res.result = await pruneBackups(ctx, s, planFor(ctx, s, 'prune'), { stage: 'prune', apply: true });
+                res.result = await pruneBackups(ctx, s, shared_planFor(ctx, s, 'prune'), { stage: 'prune', apply: true });
             }
         }
     ], { details: () => ({ ...res.result }) });
@@ -43865,7 +46766,9 @@ function pruneNow(req) {
 /** `backup`, `backups ...`, `restore`: returns the exit code. Arguments were checked by checkBackupArgs. */
 async function runBackupCli(args, req, io) {
     const app = req.loaded.config.app;
-    const name = args.name === undefined ? undefined : parseBackupName(args.name, app);
+    const name = args.name === undefined || args.sub === 'upload' ? undefined : parseBackupName(args.name, app);
+    // the copy is checked on the runner before any host is contacted
+    const local = args.sub === 'upload' ? readLocalBackup(args.name, app) : undefined;
     const print = (v) => io.stdout.write(JSON.stringify(v, null, 2) + '\n');
     // runs that change the host: their result is printed by the run's subscribers (src/platform/cli.ts)
     if (args.command === 'backup')
@@ -43878,23 +46781,9 @@ async function runBackupCli(args, req, io) {
     try {
         return await readOnly(req, `backups-${sub}`, async (ctx) => {
             const s = context_primaryOf(ctx);
-            const plan = planFor(ctx, s, sub);
+            const plan = shared_planFor(ctx, s, sub);
             if (sub === 'list') {
-                const listing = await listBackups(ctx, s, plan, 'list');
-                const history = parseHistory((await context_runOn(ctx, s, readHistory(s.layout), { stage: 'list' })).stdout);
-                const now = listing.now ?? Date.now() / 1000;
-                const rows = listing.backups.map(b => ({
-                    name: b.name,
-                    created: b.created.toISOString(),
-                    bytes: b.bytes,
-                    files: b.files.map(f => f.file),
-                    encrypted: b.encrypted,
-                    complete: b.complete,
-                    verified: verifiedText(b),
-                    for: purposeText(b, history),
-                    protected: b.protected,
-                    signed: b.hasSignature
-                }));
+                const { listing, rows, now } = await listedBackups(ctx, s, plan);
                 if (args.json)
                     print({ host: s.host.name, dir: plan.dir, backups: rows, freeKb: listing.freeKb });
                 else if (!rows.length)
@@ -43940,6 +46829,14 @@ async function runBackupCli(args, req, io) {
                     io.stdout.write(`${said}\n`);
                 return 0;
             }
+            if (sub === 'upload' && local) {
+                const u = await uploadBackup(ctx, s, plan, local, 'upload');
+                if (args.json)
+                    print({ ...u, ok: true });
+                else
+                    io.stdout.write(`${u.name}: ${u.alreadyThere ? `already in ${u.dir} on ${u.host} with the same checksums; nothing sent` : `uploaded to ${u.dir} on ${u.host}`}; checksums match there${u.verify.checked.length ? `; read back: ${u.verify.checked.join(', ')}` : ''}; protected from retention (safe-deploy backups unprotect ${u.name})\nrestore it with: safe-deploy restore ${u.name} --yes\n`);
+                return 0;
+            }
             const listing = await listBackups(ctx, s, plan, sub);
             const info = findBackup(listing, name, s, sub);
             if (sub === 'verify') {
@@ -43969,7 +46866,306 @@ async function runBackupCli(args, req, io) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/platform/init.ts
+/**
+ * `safe-deploy init --preset P`: a commented safe-deploy.yml for one of the seed stacks, and the CI files that
+ * run it (GitHub workflows, or a GitLab include). The configs are the repository's own examples
+ * (examples/<dir>/safe-deploy.yml, tested to load as written), so `init` and the docs cannot drift apart; the
+ * workflows pass exactly the variables each command reads for that config (`variablesFor`).
+ */
+
+
+
+
+
+const PRESETS = {
+    'systemd-python': {
+        example: 'python-bot-systemd',
+        toolchain: 'python',
+        summary: 'a Python app (e.g. a Telegram bot) under systemd, PostgreSQL + Alembic'
+    },
+    laravel: {
+        example: 'laravel-mysql',
+        toolchain: 'php',
+        summary: 'Laravel + MySQL behind nginx + php-fpm'
+    },
+    compose: {
+        example: 'flask-compose',
+        toolchain: 'docker',
+        summary: 'an app in docker compose with PostgreSQL (Flask)'
+    },
+    'docker-bots': {
+        example: 'docker-bots',
+        toolchain: 'python',
+        summary: 'Telegram bots in Docker with encrypted daily/weekly/monthly database backups'
+    },
+    node: { example: 'node-systemd', toolchain: 'node', summary: 'a Node.js web app under systemd' }
+};
+const DUMMY_KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n';
+const DUMMY_KNOWN_HOSTS = 'example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl';
+/** Every `env:NAME` in a parsed config, with the key it is under. */
+function envRefs(node, path, out) {
+    if (typeof node === 'string') {
+        const m = /^env:([A-Za-z_][A-Za-z0-9_]*)$/.exec(node);
+        if (m)
+            out.set(m[1], path);
+    }
+    else if (Array.isArray(node))
+        node.forEach((v, i) => envRefs(v, `${path}[${i}]`, out));
+    else if (node && typeof node === 'object')
+        for (const [k, v] of Object.entries(node))
+            envRefs(v, path ? `${path}.${k}` : k, out);
+    return out;
+}
+/** Loads a config text with a stand-in value for every variable it names: to learn what each command reads. */
+function loadWithStandIns(text, file) {
+    const raw = (0,dist/* parse */.qg)(text);
+    const env = {};
+    // the values only some commands use stay unset: the config loads without them, as in a CI job
+    for (const [name, key] of envRefs(raw, '', new Map())) {
+        if (isLazyKey(key))
+            continue;
+        env[name] =
+            key === 'ssh.private_key'
+                ? DUMMY_KEY
+                : key === 'ssh.known_hosts'
+                    ? DUMMY_KNOWN_HOSTS
+                    : `stand-in-value-for-${name}`;
+    }
+    return validateConfig(raw, file, {}, env);
+}
+/** The steps a GitHub runner needs before `stages.test` (none when there is no test command). */
+function githubSetup(toolchain) {
+    switch (toolchain) {
+        case 'python':
+            return [
+                '      - uses: actions/setup-python@v5',
+                '        with:',
+                "          python-version: '3.12'",
+                '      - run: python -m pip install -r requirements.txt pytest'
+            ];
+        case 'node':
+            return [
+                '      - uses: actions/setup-node@v4',
+                '        with:',
+                '          node-version: 22',
+                '          cache: npm',
+                '      - run: npm ci'
+            ];
+        case 'php':
+            // ubuntu-latest has PHP and Composer
+            return ['      - run: composer install --no-interaction --prefer-dist'];
+        case 'docker':
+            return [];
+    }
+}
+/** The image and set-up of a GitLab job that runs `stages.test` (the component's image has Node only). */
+function gitlabTestJob(toolchain, test) {
+    const image = { python: 'python:3.12', node: 'node:22', php: 'composer:2', docker: 'docker:27' }[toolchain];
+    const setup = {
+        python: ['pip install -r requirements.txt pytest'],
+        node: ['npm ci'],
+        php: ['composer install --no-interaction --prefer-dist'],
+        docker: []
+    }[toolchain];
+    return [
+        'test:',
+        '  stage: test',
+        `  image: ${image}`,
+        ...(toolchain === 'docker' ? ['  services: [docker:27-dind]'] : []),
+        '  script:',
+        ...[...setup, test].map(line => `    - ${JSON.stringify(line)}`)
+    ];
+}
+const init_secretEnv = (names) => [
+    '        env:',
+    ...names.map(n => `          ${n}: \${{ secrets.${n} }}`)
+];
+function deployWorkflow(preset, p, loaded) {
+    const test = loaded.config.stages.test;
+    return [
+        `# .github/workflows/deploy.yml: deploy on every push to main (written by \`safe-deploy init --preset ${preset}\`).`,
+        '# Repository secrets: the env: block below. Replace org/safe-deploy@v1 with the copy you use (README "Install").',
+        'name: deploy',
+        'on:',
+        '  push:',
+        '    branches: [main]',
+        'concurrency: deploy-production',
+        'jobs:',
+        '  deploy:',
+        '    runs-on: ubuntu-latest',
+        '    environment: production',
+        '    steps:',
+        '      - uses: actions/checkout@v5',
+        ...(test ? githubSetup(p.toolchain) : []),
+        '      - id: deploy',
+        '        uses: org/safe-deploy@v1',
+        ...init_secretEnv(variablesFor(loaded, 'deploy')),
+        ''
+    ].join('\n');
+}
+function rollbackWorkflow(preset, loaded) {
+    return [
+        `# .github/workflows/rollback.yml: a person picks a release (and, if the database must go back, a backup).`,
+        `# Written by \`safe-deploy init --preset ${preset}\`.`,
+        'name: rollback',
+        'on:',
+        '  workflow_dispatch:',
+        '    inputs:',
+        '      release:',
+        '        description: Release to go back to (empty = the previous good one; see `npx safe-deploy releases`)',
+        '        required: false',
+        '      restore:',
+        '        description: Backup to restore (loses writes made since it was taken; empty = down migration or none)',
+        '        required: false',
+        '      no-db:',
+        '        description: Leave the database as it is',
+        '        type: boolean',
+        '        default: false',
+        'concurrency: deploy-production',
+        'jobs:',
+        '  rollback:',
+        '    runs-on: ubuntu-latest',
+        '    environment: production',
+        '    steps:',
+        '      - uses: actions/checkout@v5',
+        '      - uses: org/safe-deploy@v1',
+        '        with:',
+        '          command: rollback',
+        '          to: ${{ inputs.release }}',
+        '          restore: ${{ inputs.restore }}',
+        '          no-db: ${{ inputs.no-db }}',
+        // a person may pick `restore`: the job can decrypt
+        ...init_secretEnv(variablesFor(loaded, 'rollback', { restore: true })),
+        ''
+    ].join('\n');
+}
+function backupWorkflow(preset, loaded) {
+    return [
+        '# .github/workflows/backup.yml: a backup every night at 02:00 UTC, pruned by the retention policy.',
+        `# Written by \`safe-deploy init --preset ${preset}\`.`,
+        'name: backup',
+        'on:',
+        '  schedule:',
+        "    - cron: '0 2 * * *'",
+        '  workflow_dispatch:',
+        'concurrency: deploy-production',
+        'jobs:',
+        '  backup:',
+        '    runs-on: ubuntu-latest',
+        '    environment: production',
+        '    steps:',
+        '      - uses: actions/checkout@v5',
+        '      - uses: org/safe-deploy@v1',
+        '        with:',
+        '          command: backup',
+        ...init_secretEnv(variablesFor(loaded, 'backup')),
+        ''
+    ].join('\n');
+}
+function gitlabCi(preset, p, loaded, variables) {
+    const test = loaded.config.stages.test;
+    const backups = !!loaded.config.backup && loaded.config.backup.enabled;
+    const component = (name, inputs) => [
+        `  - component: $CI_SERVER_FQDN/your-group/safe-deploy/${name}@1`,
+        ...(inputs.length ? ['    inputs:', ...inputs.map(i => `      ${i}`)] : [])
+    ];
+    return [
+        `# GitLab CI for safe-deploy (written by \`safe-deploy init --preset ${preset}\`; see gitlab/README.md).`,
+        `# CI/CD variables (protected; masked where GitLab can): ${variables.join(', ')}.`,
+        ...(test
+            ? ['# The tests run in their own job with the toolchain; the deploy job (Node only) skips them.']
+            : []),
+        'stages: [test, deploy]',
+        '',
+        'include:',
+        ...component('deploy', ['environment: production', ...(test ? ["args: '--skip-test'"] : [])]),
+        ...component('rollback', []),
+        ...(backups ? component('backup', []) : []),
+        '',
+        ...(test ? gitlabTestJob(p.toolchain, test) : []),
+        ''
+    ].join('\n');
+}
+/** The files `init` writes for a preset: path (relative to the project dir) -> content. */
+function initFiles(opts) {
+    const p = PRESETS[opts.preset];
+    if (!p)
+        throw new ConfigError(`init: unknown preset ${JSON.stringify(opts.preset)}; expected one of ${Object.keys(PRESETS).join(', ')}`);
+    const example = (0,external_node_path_namespaceObject.join)(opts.examplesDir, p.example, 'safe-deploy.yml');
+    let text = (0,external_node_fs_namespaceObject.readFileSync)(example, 'utf8');
+    const target = (0,external_node_path_namespaceObject.resolve)(opts.dir, 'safe-deploy.yml');
+    // the editor hint points at the schema shipped with this CLI, from where the config will be
+    text = text.replace(/^# yaml-language-server: \$schema=.*$/m, () => opts.schemaFile ? `# yaml-language-server: $schema=${(0,external_node_path_namespaceObject.relative)(opts.dir, opts.schemaFile)}` : '');
+    // the examples point at the repository's example workflows; the user's are where init writes them
+    text = text.replace(/see \.\.\/workflows\/(\w+\.yml)/g, opts.ci === 'github' ? 'see .github/workflows/$1' : 'see your CI file');
+    text = `# Written by \`safe-deploy init --preset ${opts.preset}\`: edit hosts, path and the commands, then run\n# \`safe-deploy plan\` to see every command a deploy would run.\n${text}`;
+    const loaded = loadWithStandIns(text, target);
+    const files = new Map([['safe-deploy.yml', text]]);
+    const backups = !!loaded.config.backup && loaded.config.backup.enabled;
+    const variables = [
+        ...new Set([
+            ...variablesFor(loaded, 'deploy'),
+            ...variablesFor(loaded, 'rollback', { restore: true }),
+            ...(backups ? variablesFor(loaded, 'backup') : [])
+        ])
+    ];
+    if (opts.ci === 'github') {
+        files.set('.github/workflows/deploy.yml', deployWorkflow(opts.preset, p, loaded));
+        files.set('.github/workflows/rollback.yml', rollbackWorkflow(opts.preset, loaded));
+        if (backups)
+            files.set('.github/workflows/backup.yml', backupWorkflow(opts.preset, loaded));
+    }
+    else if (opts.ci === 'gitlab') {
+        // an existing .gitlab-ci.yml is the user's: ours goes beside it, to include
+        const name = (0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.join)(opts.dir, '.gitlab-ci.yml')) ? 'safe-deploy.gitlab-ci.yml' : '.gitlab-ci.yml';
+        files.set(name, gitlabCi(opts.preset, p, loaded, variables));
+    }
+    return { files, variables };
+}
+/** Writes the preset's files; refuses (exit 2, nothing written) when one exists, unless `force`. */
+function initProject(opts) {
+    const { files, variables } = initFiles(opts);
+    const existing = [...files.keys()].filter(f => (0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.join)(opts.dir, f)));
+    if (existing.length && !opts.force)
+        throw new ConfigError(`init: ${existing.join(', ')} already exist${existing.length === 1 ? 's' : ''} in ${(0,external_node_path_namespaceObject.resolve)(opts.dir)}; nothing was written (--force overwrites)`);
+    for (const [f, content] of files) {
+        const full = (0,external_node_path_namespaceObject.join)(opts.dir, f);
+        (0,external_node_fs_namespaceObject.mkdirSync)((0,external_node_path_namespaceObject.dirname)(full), { recursive: true });
+        (0,external_node_fs_namespaceObject.writeFileSync)(full, content);
+    }
+    const next = [
+        'edit safe-deploy.yml: hosts (address, user), path, and the commands for your app',
+        `run \`safe-deploy plan\` to see every command a deploy would run (no server is contacted)`,
+        opts.ci === 'github'
+            ? `add repository secrets (or environment secrets of "production"): ${variables.join(', ')}`
+            : opts.ci === 'gitlab'
+                ? `add CI/CD variables: ${variables.join(', ')}${files.has('safe-deploy.gitlab-ci.yml') ? '; include safe-deploy.gitlab-ci.yml from your .gitlab-ci.yml (include: local:)' : ''}`
+                : `export ${variables.join(', ')} in your shell, then \`safe-deploy deploy\``,
+        'on each server: the deploy user, `ssh-keyscan <host>` into KNOWN_HOSTS, and the shared files (e.g. .env) in <path>/shared/'
+    ];
+    return { written: [...files.keys()], variables, next };
+}
+/** The repository's examples/ dir, found from this module's file (dist/cli.js or src/platform/init.ts). */
+function findExamplesDir(fromFile) {
+    let dir = (0,external_node_path_namespaceObject.dirname)(fromFile);
+    for (let i = 0; i < 4; i++) {
+        if ((0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.join)(dir, 'examples', 'node-systemd', 'safe-deploy.yml')))
+            return (0,external_node_path_namespaceObject.join)(dir, 'examples');
+        dir = (0,external_node_path_namespaceObject.dirname)(dir);
+    }
+    return undefined;
+}
+
 ;// CONCATENATED MODULE: ./src/platform/cli.ts
+
+
+
+
+
+
+
+
 
 
 
@@ -43995,25 +47191,47 @@ commands:
                          what it would do (target, database step, switch) and changes nothing
   releases               list releases on each host, which is current, and which are marked bad
   status                 current release, health, disk and lock on each host
-  lock status            who holds the deploy lock
+  doctor                 every problem a deploy would meet, per host, with its fix; changes nothing
+  logs [--since 1h] [--lines N] [--follow]
+                         the app's logs on each host (logs.command), lines prefixed by host;
+                         --follow streams until Ctrl-C; read-only
+  lock status            who holds the deploy lock (one for the fleet, on the primary)
   lock release           remove the deploy lock (when the run that held it is dead)
   plan                   print every command a deploy would run on each host; runs nothing
   plan rollback          what a rollback would do (same as rollback --dry-run); read-only
+  init --preset P        write a commented safe-deploy.yml and CI files for a stack: ${Object.keys(PRESETS).join(', ')}
+                         [--ci github|gitlab|none] [--dir DIR] [--force]
 ${BACKUP_USAGE}
 
 options:
   -c, --config FILE      config file (default: safe-deploy.yml)
       --json             print the result as JSON on stdout (progress goes to stderr)
       --dotenv FILE      also write the outputs as SAFE_DEPLOY_*=value lines (GitLab dotenv reports)
-      --host H[,H]       only these hosts of the config (by name or address; each keeps its settings)
+      --environment-url URL  with --dotenv: also DYNAMIC_ENVIRONMENT_URL=URL, for GitLab's environment:url
+                         (default: env SAFE_DEPLOY_ENVIRONMENT_URL)
+      --hosts H[,H]      only these hosts of the config (by name or address; each keeps its settings);
+                         --host is another name for it
+      --roles R[,R]      only the hosts with one of these roles (with --hosts: hosts matching both)
+      --skip-unreachable deploy to the hosts that can be reached, leaving the others out (loudly);
+                         never the primary. Default: one unreachable host stops the run (exit 3)
+      --since DURATION   logs: since this long ago (default 10m)   --lines N  logs: at most N (default 100)
+      --follow           logs: keep streaming until Ctrl-C
       --port N           override the SSH port
       --user NAME        override the SSH user   --path DIR    override the deploy root
       --key-file FILE    private key file        --known-hosts-file FILE
       --to RELEASE       rollback target
+      --skip-test        deploy: run no stages.test (the tests ran in an earlier CI job)
+      --wait-lock DUR    wait up to DUR (90s, 5m) for a lock another run holds, instead of failing
+      --restore BACKUP   rollback: restore this backup for the database (its name: see backups list)
+      --no-db            rollback: leave the database as it is
       --yes              confirm restore / backups prune / a rollback's down command without backups
       --keep, --protect  backup: keep this backup out of retention
       --dry-run          rollback: show what it would do; connect and read only
       --out DIR          where backups download writes (default: the log dir)
+      --cache-dir DIR    deploy: where the cache: paths of stages.build_local are kept
+                         (default: ~/.cache/safe-deploy)
+      --redeploy         deploy: build a commit that an older release has anew, instead of rolling
+                         back to that release (config redeploy: true)
   -v, --verbose          log every command's label
   -h, --help             this text
       --version          the version
@@ -44048,6 +47266,12 @@ function terminalResult(io, json) {
             io.stderr.write('\n');
             for (const s of r.stages)
                 io.stderr.write(`  ${s.name.padEnd(14)} ${s.status.padEnd(11)} ${s.duration_s.toFixed(1).padStart(6)} s${s.error ? `  ${s.error.split('\n')[0]}` : ''}\n`);
+            // the per-host report, for a run with more than one host
+            if ((r.hostResults?.length ?? 0) > 1) {
+                io.stderr.write('\n');
+                for (const line of hostTable(r.hostResults ?? []))
+                    io.stderr.write(`  ${line}\n`);
+            }
         }
         io.stderr.write(`\n${r.verdict}\n`);
         if (r.logFile)
@@ -44055,7 +47279,35 @@ function terminalResult(io, json) {
     });
 }
 /** --dotenv FILE: the outputs as SAFE_DEPLOY_*=value lines, for GitLab's dotenv report. */
-const dotenvFile = (file) => onEvent('the dotenv file', 'run-finished', e => writeDotenv(file, e.result));
+const dotenvFile = (file, environmentUrl) => onEvent('the dotenv file', 'run-finished', e => writeDotenv(file, e.result, environmentUrl));
+/** `init`: writes the preset's files into --dir and says what to do next. */
+function runInit(o, io) {
+    try {
+        if (!o.preset)
+            throw new ConfigError(`init: --preset is required: one of ${Object.keys(PRESETS).join(', ')}`);
+        if (o.ci !== 'github' && o.ci !== 'gitlab' && o.ci !== 'none')
+            throw new ConfigError(`--ci: expected github, gitlab or none, got ${JSON.stringify(o.ci)}`);
+        const here = (0,external_node_url_namespaceObject.fileURLToPath)(import.meta.url);
+        const examplesDir = findExamplesDir(here);
+        if (!examplesDir)
+            throw new ConfigError('init: the examples shipped with safe-deploy are missing');
+        const schema = (0,external_node_path_namespaceObject.join)((0,external_node_path_namespaceObject.dirname)(examplesDir), 'safe-deploy.schema.json');
+        const r = initProject({
+            preset: o.preset,
+            dir: o.dir,
+            ci: o.ci,
+            force: o.force,
+            examplesDir,
+            schemaFile: (0,external_node_fs_namespaceObject.existsSync)(schema) ? schema : undefined
+        });
+        io.stdout.write(`wrote ${r.written.join(', ')}\nnext:\n${r.next.map((n, i) => `  ${i + 1}. ${n}`).join('\n')}\n`);
+        return 0;
+    }
+    catch (e) {
+        io.stderr.write(`safe-deploy: ${errorMessage(e)}\n`);
+        return e instanceof ConfigError ? ExitCode.badInput : ExitCode.failure;
+    }
+}
 /** The CLI; returns the exit code. Every path that fails says why on stderr. */
 async function runCli(argv, io) {
     let parsed;
@@ -44067,7 +47319,14 @@ async function runCli(argv, io) {
                 config: { type: 'string', short: 'c', default: 'safe-deploy.yml' },
                 json: { type: 'boolean', default: false },
                 dotenv: { type: 'string' },
+                'environment-url': { type: 'string' },
                 host: { type: 'string' },
+                hosts: { type: 'string' },
+                roles: { type: 'string' },
+                'skip-unreachable': { type: 'boolean', default: false },
+                since: { type: 'string' },
+                lines: { type: 'string' },
+                follow: { type: 'boolean', default: false },
                 port: { type: 'string' },
                 user: { type: 'string' },
                 path: { type: 'string' },
@@ -44083,7 +47342,15 @@ async function runCli(argv, io) {
                 yes: { type: 'boolean', default: false },
                 keep: { type: 'boolean', default: false },
                 protect: { type: 'boolean', default: false },
-                out: { type: 'string' }
+                out: { type: 'string' },
+                'cache-dir': { type: 'string' },
+                redeploy: { type: 'boolean', default: false },
+                'skip-test': { type: 'boolean', default: false },
+                'wait-lock': { type: 'string' },
+                preset: { type: 'string' },
+                ci: { type: 'string', default: 'github' },
+                dir: { type: 'string', default: '.' },
+                force: { type: 'boolean', default: false }
             }
         });
     }
@@ -44101,7 +47368,19 @@ async function runCli(argv, io) {
         io.stdout.write(`${USAGE}\n`);
         return o.help ? 0 : ExitCode.badInput;
     }
-    const known = ['deploy', 'rollback', 'releases', 'status', 'lock', 'plan', ...BACKUP_COMMANDS];
+    if (command === 'init')
+        return runInit(o, io);
+    const known = [
+        'deploy',
+        'rollback',
+        'releases',
+        'status',
+        'doctor',
+        'logs',
+        'lock',
+        'plan',
+        ...BACKUP_COMMANDS
+    ];
     if (!known.includes(command)) {
         io.stderr.write(`safe-deploy: unknown command ${JSON.stringify(command)}\n\n${USAGE}\n`);
         return ExitCode.badInput;
@@ -44116,6 +47395,8 @@ async function runCli(argv, io) {
         }
         if (command === 'plan' && sub !== undefined && sub !== 'deploy' && sub !== 'rollback')
             throw new ConfigError('plan: expected `plan`, `plan deploy` or `plan rollback`');
+        if ((o['cache-dir'] !== undefined || o.redeploy) && command !== 'deploy')
+            throw new ConfigError(`--cache-dir and --redeploy are for \`deploy\`, not \`${command}\``);
         if (o['dry-run'] && command !== 'rollback')
             throw new ConfigError('--dry-run: only for rollback (a deploy has `plan`)');
         const backupArgs = BACKUP_COMMANDS.includes(command)
@@ -44133,17 +47414,35 @@ async function runCli(argv, io) {
             checkBackupArgs(backupArgs);
         else if (o.keep || o.protect)
             throw new ConfigError(`--keep (--protect) is for \`backup\`, not \`${command}\``);
+        const waitLockMs = o['wait-lock'] === undefined ? undefined : parseDuration(o['wait-lock']);
+        if (waitLockMs === undefined && o['wait-lock'] !== undefined)
+            throw new ConfigError(`--wait-lock: expected a duration such as 90s or 5m, got ${JSON.stringify(o['wait-lock'])}`);
+        const logsArgs = command === 'logs' ? parseLogsArgs(o) : undefined;
+        if (!logsArgs && (o.since !== undefined || o.lines !== undefined || o.follow))
+            throw new ConfigError(`--since, --lines and --follow are for \`logs\`, not \`${command}\``);
         const to = o.to === undefined ? undefined : parseReleaseId(o.to, '--to');
+        // an empty SAFE_DEPLOY_ENVIRONMENT_URL is the GitLab templates' default input: no URL
+        const environmentUrl = o['environment-url'] !== undefined
+            ? parseEnvironmentUrl(o['environment-url'], '--environment-url')
+            : io.env.SAFE_DEPLOY_ENVIRONMENT_URL
+                ? parseEnvironmentUrl(io.env.SAFE_DEPLOY_ENVIRONMENT_URL, 'SAFE_DEPLOY_ENVIRONMENT_URL')
+                : undefined;
         if (o.restore !== undefined && o['no-db'])
             throw new ConfigError('rollback: give --restore NAME or --no-db, not both');
         const restore = o.restore === undefined ? undefined : parseBackupName(o.restore, undefined, '--restore');
+        if (o['skip-unreachable'] && command !== 'deploy')
+            throw new ConfigError(`--skip-unreachable: only for deploy (\`${command}\` ${['status', 'releases'].includes(command) ? 'shows every unreachable host anyway' : 'needs every host'})`);
         const overrides = {
             host: o.host,
+            hosts: o.hosts,
+            roles: o.roles,
+            skipUnreachable: o['skip-unreachable'] || undefined,
             port,
             user: o.user,
             path: o.path,
             privateKeyFile: o['key-file'],
-            knownHostsFile: o['known-hosts-file']
+            knownHostsFile: o['known-hosts-file'],
+            skipTest: o['skip-test']
         };
         const loaded = loadConfig(o.config, overrides, io.env);
         // a variable only some commands use may be unset: refused here, before connecting, by those commands
@@ -44155,8 +47454,11 @@ async function runCli(argv, io) {
             signal: io.signal,
             verbose: o.verbose,
             actor: defaultActor(io.env),
+            waitLockMs,
             // what a run that changes a host says when it ends
-            subscribers: [terminalResult(io, o.json), ...(o.dotenv ? [dotenvFile(o.dotenv)] : [])]
+            subscribers: [terminalResult(io, o.json), ...(o.dotenv ? [dotenvFile(o.dotenv, environmentUrl)] : [])],
+            buildCache: dirCache(o['cache-dir'] ? (0,external_node_path_namespaceObject.resolve)(o['cache-dir']) : defaultCacheDir(io.env)),
+            redeploy: o.redeploy || undefined
         };
         if (backupArgs)
             return await runBackupCli(backupArgs, req, io);
@@ -44175,29 +47477,44 @@ async function runCli(argv, io) {
         }
         // read-only commands keep no log file
         const ctx = newContext(req, command, new Date(), false);
+        if (logsArgs) {
+            const failed = await showLogs(ctx, {
+                since: new Date(Date.now() - logsArgs.sinceMs),
+                lines: logsArgs.lines,
+                follow: logsArgs.follow,
+                write: line => io.stdout.write(`${line}\n`)
+            });
+            return failed.length ? ExitCode.failedNothingChanged : 0;
+        }
         if (command === 'releases') {
             const state = await listReleaseState(req);
-            const bad = badReleases(state.history);
             if (o.json)
                 io.stdout.write(JSON.stringify(state, null, 2) + '\n');
             else {
                 for (const h of state.hosts) {
                     io.stdout.write(`${h.host}:\n`);
-                    if (!h.releases.length)
+                    if (h.error) {
+                        io.stdout.write(`  UNREACHABLE: ${h.error}\n`);
+                        continue;
+                    }
+                    if (!h.details.length)
                         io.stdout.write('  (no releases)\n');
-                    for (const r of [...h.releases].reverse()) {
-                        const entry = [...state.history].reverse().find(e => e.release === r && e.type === 'deploy');
+                    for (const d of h.details) {
                         const marks = [
-                            r === h.current ? 'current' : '',
-                            bad.has(r) ? 'bad' : '',
-                            entry ? `${entry.status} by ${entry.actor}` : '',
-                            typeof entry?.port === 'number' ? `port ${entry.port}` : ''
+                            d.current ? (d.state === 'verified' ? 'current' : `current (${d.state})`) : d.state,
+                            d.deployedBy ? `deployed by ${d.deployedBy}` : '',
+                            d.port !== undefined ? `port ${d.port}` : ''
                         ];
-                        io.stdout.write(`  ${r === h.current ? '*' : ' '} ${r}  ${marks.filter(Boolean).join(', ')}\n`);
+                        io.stdout.write(`  ${d.current ? '*' : ' '} ${d.release}  ${marks.filter(Boolean).join(', ')}\n`);
                     }
                 }
             }
-            return 0;
+            return state.hosts.some(h => h.error) ? ExitCode.failedNothingChanged : 0;
+        }
+        if (command === 'doctor') {
+            const r = await doctor(req);
+            io.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : doctorText(r));
+            return r.ok ? 0 : ExitCode.failedNothingChanged;
         }
         if (command === 'status') {
             const st = await getStatus(ctx);
@@ -44205,23 +47522,27 @@ async function runCli(argv, io) {
                 io.stdout.write(JSON.stringify(st, null, 2) + '\n');
             else {
                 for (const h of st.hosts) {
-                    if (h.error)
+                    if (h.unreachable)
+                        io.stdout.write(`${h.host}: UNREACHABLE ${h.error?.replace(/^unreachable: /, '')}\n`);
+                    else if (h.error)
                         io.stdout.write(`${h.host}: ERROR ${h.error}\n`);
                     else
                         io.stdout.write(`${h.host}: current ${h.current ?? '(none)'}, ${h.releases} release(s), ${h.health ?? 'no checks configured'}, ${h.freeMb} MB free, ${h.usedMb} MB used\n`);
                 }
                 for (const d of st.databases)
                     io.stdout.write(`database ${d.label} (${d.engine}): ${d.bytes !== undefined ? `${(d.bytes / 1024 / 1024).toFixed(1)} MiB` : `size unknown: ${d.error ?? '?'}`}\n`);
-                io.stdout.write(`lock: ${describeLock(st.lock)}\n`);
+                io.stdout.write(`lock: ${describeLock(st.lock)}${fleetLock(loaded, st.lock.host)}\n`);
             }
-            return st.hosts.some(h => h.error || h.healthy === false) ? ExitCode.failedNothingChanged : 0;
+            return st.hosts.some(h => h.error || h.healthy === false) || st.lock.state === 'unknown'
+                ? ExitCode.failedNothingChanged
+                : 0;
         }
         // lock
         const info = sub === 'status' ? await getLock(ctx) : await forceReleaseLock(ctx);
         if (o.json)
             io.stdout.write(JSON.stringify(info, null, 2) + '\n');
         else if (sub === 'status')
-            io.stdout.write(`lock on ${info.host}: ${describeLock(info)}\n`);
+            io.stdout.write(`lock on ${info.host}: ${describeLock(info)}${fleetLock(loaded, info.host)}\n`);
         else
             io.stdout.write(info.state === 'free'
                 ? `lock on ${info.host} was not held\n`
@@ -44237,6 +47558,12 @@ async function runCli(argv, io) {
         return ExitCode.failedNothingChanged;
     }
 }
+/** For a fleet: where the one lock lives. */
+function fleetLock(loaded, host) {
+    return loaded.hosts.length > 1 || loaded.lockHost
+        ? ` (on the primary ${host}: one lock for the whole fleet)`
+        : '';
+}
 function cli_describeOwner(o) {
     if (!o)
         return 'unknown';
@@ -44245,25 +47572,35 @@ function cli_describeOwner(o) {
 function describeLock(l) {
     if (l.state === 'free')
         return 'free';
+    if (l.state === 'unknown')
+        return `UNKNOWN: ${l.error ?? 'the primary cannot be reached'}`;
     return `${l.state === 'expired' ? 'EXPIRED, ' : ''}held by ${cli_describeOwner(l.owner)}`;
+}
+/** `logs` options: --since (a duration, default 10m), --lines (default 100), --follow. */
+function parseLogsArgs(o) {
+    const sinceMs = parseDuration(o.since ?? '10m');
+    if (sinceMs === undefined)
+        throw new ConfigError(`--since: expected a duration like 30m, 1h or 90s, got ${JSON.stringify(o.since)}`);
+    const lines = o.lines === undefined ? 100 : /^\d{1,7}$/.test(o.lines) ? Number(o.lines) : NaN;
+    if (!Number.isInteger(lines) || lines < 1)
+        throw new ConfigError(`--lines: expected a number of lines (1 or more), got ${JSON.stringify(o.lines)}`);
+    return { sinceMs, lines, follow: !!o.follow };
 }
 
 
 /***/ }),
 
-/***/ 7318:
+/***/ 3730:
 /***/ ((module) => {
 
-module.exports = eval("require")("../build/Release/cpufeatures.node");
-
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("../build/Release/cpufeatures.node");
 
 /***/ }),
 
-/***/ 490:
+/***/ 406:
 /***/ ((module) => {
 
-module.exports = eval("require")("./crypto/build/Release/sshcrypto.node");
-
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("./crypto/build/Release/sshcrypto.node");
 
 /***/ }),
 
@@ -53058,6 +56395,36 @@ module.exports = {"rE":"1.17.0"};
 /******/ 	};
 /******/ })();
 /******/ 
+/******/ /* webpack/runtime/create fake namespace object */
+/******/ (() => {
+/******/ 	var getProto = Object.getPrototypeOf ? (obj) => (Object.getPrototypeOf(obj)) : (obj) => (obj.__proto__);
+/******/ 	var leafPrototypes;
+/******/ 	// create a fake namespace object
+/******/ 	// mode & 1: value is a module id, require it
+/******/ 	// mode & 2: merge all properties of value into the ns
+/******/ 	// mode & 4: return value when already ns object
+/******/ 	// mode & 16: return value when it's Promise-like
+/******/ 	// mode & 8|1: behave like require
+/******/ 	__nccwpck_require__.t = function(value, mode) {
+/******/ 		if(mode & 1) value = this(value);
+/******/ 		if(mode & 8) return value;
+/******/ 		if(typeof value === 'object' && value) {
+/******/ 			if((mode & 4) && value.__esModule) return value;
+/******/ 			if((mode & 16) && typeof value.then === 'function') return value;
+/******/ 		}
+/******/ 		var ns = Object.create(null);
+/******/ 		__nccwpck_require__.r(ns);
+/******/ 		var def = {};
+/******/ 		leafPrototypes = leafPrototypes || [null, getProto({}), getProto([]), getProto(getProto)];
+/******/ 		for(var current = mode & 2 && value; typeof current == 'object' && !~leafPrototypes.indexOf(current); current = getProto(current)) {
+/******/ 			Object.getOwnPropertyNames(current).forEach((key) => (def[key] = () => (value[key])));
+/******/ 		}
+/******/ 		def['default'] = () => (value);
+/******/ 		__nccwpck_require__.d(ns, def);
+/******/ 		return ns;
+/******/ 	};
+/******/ })();
+/******/ 
 /******/ /* webpack/runtime/define property getters */
 /******/ (() => {
 /******/ 	// define getter functions for harmony exports
@@ -53073,6 +56440,17 @@ module.exports = {"rE":"1.17.0"};
 /******/ /* webpack/runtime/hasOwnProperty shorthand */
 /******/ (() => {
 /******/ 	__nccwpck_require__.o = (obj, prop) => (Object.prototype.hasOwnProperty.call(obj, prop))
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/make namespace object */
+/******/ (() => {
+/******/ 	// define __esModule on exports
+/******/ 	__nccwpck_require__.r = (exports) => {
+/******/ 		if(typeof Symbol !== 'undefined' && Symbol.toStringTag) {
+/******/ 			Object.defineProperty(exports, Symbol.toStringTag, { value: 'Module' });
+/******/ 		}
+/******/ 		Object.defineProperty(exports, '__esModule', { value: true });
+/******/ 	};
 /******/ })();
 /******/ 
 /************************************************************************/
