@@ -107,3 +107,27 @@ describe('command: backups', () => {
     expect(summary).toContain('<th>verified</th>')
   })
 })
+
+describe('command: status', () => {
+  test('the lines the CLI prints, a summary table, and outputs status, release and status-json', async () => {
+    const step = actionStep(p, 'status', { INPUT_COMMAND: 'status' })
+    const r = await spawnAction('index', step.env, p.dir).exited
+    expectExit(r, 0)
+    const o = step.outputs()
+    expect(o.status).toBe('success')
+    expect(o.release).toBe(releases[1])
+    const st = JSON.parse(o['status-json'] as string) as { hosts: { host: string; current: string }[] }
+    expect(st.hosts).toEqual([
+      expect.objectContaining({ host: `${host.address}:${host.port}`, current: releases[1] })
+    ])
+    // the log reads like the terminal, not raw JSON
+    expect(r.stdout).toMatch(
+      new RegExp(`${host.address}:${host.port}: current ${releases[1]}, 2 release\\(s\\)`)
+    )
+    expect(r.stdout).toContain('lock: free')
+    expect(r.stdout).not.toContain('"hosts": [')
+    const summary = step.summary()
+    expect(summary).toContain('safe-deploy status')
+    expect(summary).toContain(`<td>${releases[1]}</td>`)
+  })
+})

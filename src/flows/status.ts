@@ -11,6 +11,7 @@ import {
 import { httpChecks, verifyHost } from '../pipeline/checks.js'
 import { StageError, errorMessage } from '../core/errors.js'
 import type { LockOwner } from '../commands/lock.js'
+import type { LoadedConfig } from '../config/load.js'
 import { databaseSizes, type DatabaseSize } from '../backup/ops/probe.js'
 
 export interface LockInfo {
@@ -171,4 +172,52 @@ export function getStatus(
       databases: primaryDown || !ctx.sessions.length ? [] : await databaseSizes(ctx)
     }
   })
+}
+
+export type StatusReport = Awaited<ReturnType<typeof getStatus>>
+
+/** Every host reachable and healthy, and the lock readable: `status` exits 0 (the Action: output success). */
+export function statusOk(st: StatusReport): boolean {
+  return !st.hosts.some(h => h.error || h.healthy === false) && st.lock.state !== 'unknown'
+}
+
+/** `status` as a person reads it, for the terminal and the Action's log: a line per host, database, the lock. */
+export function statusLines(st: StatusReport, loaded: LoadedConfig): string[] {
+  return [
+    ...st.hosts.map(h =>
+      h.unreachable
+        ? `${h.host}: UNREACHABLE ${h.error?.replace(/^unreachable: /, '')}`
+        : h.error
+          ? `${h.host}: ERROR ${h.error}`
+          : `${h.host}: current ${h.current ?? '(none)'}, ${h.releases} release(s), ${h.health ?? 'no checks configured'}, ${h.freeMb} MB free, ${h.usedMb} MB used`
+    ),
+    ...st.databases.map(
+      d =>
+        `database ${d.label} (${d.engine}): ${d.bytes !== undefined ? `${(d.bytes / 1024 / 1024).toFixed(1)} MiB` : `size unknown: ${d.error ?? '?'}`}`
+    ),
+    `lock: ${describeLock(st.lock)}${fleetLock(loaded, st.lock.host)}`
+  ]
+}
+
+export function fleetLock(loaded: LoadedConfig, host: string): string {
+  return loaded.hosts.length > 1 || loaded.lockHost
+    ? ` (on the primary ${host}: one lock for the whole fleet)`
+    : ''
+}
+
+export function describeOwner(
+  o: { who?: string; run?: string; started?: string; expires?: string; command?: string } | undefined
+): string {
+  if (!o) return 'unknown'
+  return `${o.who ?? 'unknown'}${o.run ? ` (${o.run})` : ''}, ${o.command ?? '?'} since ${o.started ?? '?'}, expires ${o.expires ?? '?'}`
+}
+
+export function describeLock(l: {
+  state: string
+  owner?: Parameters<typeof describeOwner>[0]
+  error?: string
+}): string {
+  if (l.state === 'free') return 'free'
+  if (l.state === 'unknown') return `UNKNOWN: ${l.error ?? 'the primary cannot be reached'}`
+  return `${l.state === 'expired' ? 'EXPIRED, ' : ''}held by ${describeOwner(l.owner)}`
 }

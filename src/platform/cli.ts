@@ -3,13 +3,22 @@ import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pkg from '../../package.json' with { type: 'json' }
-import { loadConfig, requireEnv, type LoadedConfig, type Overrides } from '../config/load.js'
+import { loadConfig, requireEnv, type Overrides } from '../config/load.js'
 import { ConfigError, ExitCode } from '../core/exit.js'
 import { parseReleaseId } from '../release/id.js'
 import { parseDuration } from '../config/duration.js'
 import { parseBackupName } from '../backup-engines/name.js'
 import { deploy, listReleaseState, newContext, planRollback, rollback } from '../flows/deploy.js'
-import { forceReleaseLock, getLock, getStatus } from '../flows/status.js'
+import {
+  describeLock,
+  describeOwner,
+  fleetLock,
+  forceReleaseLock,
+  getLock,
+  getStatus,
+  statusLines,
+  statusOk
+} from '../flows/status.js'
 import { planDeploy } from '../flows/plan.js'
 import { doctor, doctorText } from '../flows/doctor.js'
 import { showLogs } from '../flows/logs.js'
@@ -371,25 +380,8 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     if (command === 'status') {
       const st = await getStatus(ctx)
       if (o.json) io.stdout.write(JSON.stringify(st, null, 2) + '\n')
-      else {
-        for (const h of st.hosts) {
-          if (h.unreachable)
-            io.stdout.write(`${h.host}: UNREACHABLE ${h.error?.replace(/^unreachable: /, '')}\n`)
-          else if (h.error) io.stdout.write(`${h.host}: ERROR ${h.error}\n`)
-          else
-            io.stdout.write(
-              `${h.host}: current ${h.current ?? '(none)'}, ${h.releases} release(s), ${h.health ?? 'no checks configured'}, ${h.freeMb} MB free, ${h.usedMb} MB used\n`
-            )
-        }
-        for (const d of st.databases)
-          io.stdout.write(
-            `database ${d.label} (${d.engine}): ${d.bytes !== undefined ? `${(d.bytes / 1024 / 1024).toFixed(1)} MiB` : `size unknown: ${d.error ?? '?'}`}\n`
-          )
-        io.stdout.write(`lock: ${describeLock(st.lock)}${fleetLock(loaded, st.lock.host)}\n`)
-      }
-      return st.hosts.some(h => h.error || h.healthy === false) || st.lock.state === 'unknown'
-        ? ExitCode.failedNothingChanged
-        : 0
+      else io.stdout.write(statusLines(st, loaded).join('\n') + '\n')
+      return statusOk(st) ? 0 : ExitCode.failedNothingChanged
     }
     // lock
     const info = sub === 'status' ? await getLock(ctx) : await forceReleaseLock(ctx)
@@ -414,29 +406,6 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
 }
 
 /** For a fleet: where the one lock lives. */
-function fleetLock(loaded: LoadedConfig, host: string): string {
-  return loaded.hosts.length > 1 || loaded.lockHost
-    ? ` (on the primary ${host}: one lock for the whole fleet)`
-    : ''
-}
-
-function describeOwner(
-  o: { who?: string; run?: string; started?: string; expires?: string; command?: string } | undefined
-): string {
-  if (!o) return 'unknown'
-  return `${o.who ?? 'unknown'}${o.run ? ` (${o.run})` : ''}, ${o.command ?? '?'} since ${o.started ?? '?'}, expires ${o.expires ?? '?'}`
-}
-
-function describeLock(l: {
-  state: string
-  owner?: Parameters<typeof describeOwner>[0]
-  error?: string
-}): string {
-  if (l.state === 'free') return 'free'
-  if (l.state === 'unknown') return `UNKNOWN: ${l.error ?? 'the primary cannot be reached'}`
-  return `${l.state === 'expired' ? 'EXPIRED, ' : ''}held by ${describeOwner(l.owner)}`
-}
-
 /** `logs` options: --since (a duration, default 10m), --lines (default 100), --follow. */
 function parseLogsArgs(o: { since?: string; lines?: string; follow?: boolean }) {
   const sinceMs = parseDuration(o.since ?? '10m')

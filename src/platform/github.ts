@@ -1,6 +1,6 @@
 import * as core from '@actions/core'
 import { DefaultArtifactClient } from '@actions/artifact'
-import { loadConfig, requireEnv } from '../config/load.js'
+import { loadConfig, requireEnv, type LoadedConfig } from '../config/load.js'
 import { ConfigError, ExitCode } from '../core/exit.js'
 import { defaultActor } from './actor.js'
 import {
@@ -11,7 +11,14 @@ import {
   rollback,
   type ListedRelease
 } from '../flows/deploy.js'
-import { getStatus, releaseOwnLock } from '../flows/status.js'
+import {
+  type StatusReport,
+  describeLock,
+  getStatus,
+  releaseOwnLock,
+  statusLines,
+  statusOk
+} from '../flows/status.js'
 import { planDeploy } from '../flows/plan.js'
 import { parseProgress } from '../pipeline/progress.js'
 import { finishInterrupted, needsFinishing } from '../flows/interrupted.js'
@@ -173,6 +180,33 @@ const summaryTable = (header: string[], rows: string[][]) => [
 ]
 
 /**
+ * `command: status`: the terminal's lines in the log, a job summary table, and outputs: `status` (success when
+ * every host is reachable and healthy), `release` (current on the primary) and `status-json` (compact JSON).
+ */
+async function showStatus(st: StatusReport, loaded: LoadedConfig): Promise<void> {
+  const ok = statusOk(st)
+  for (const line of statusLines(st, loaded)) core.info(line)
+  core.setOutput('status', ok ? 'success' : 'failed')
+  core.setOutput('status-json', JSON.stringify(st))
+  const primary = st.hosts.find(h => h.host === st.lock.host) ?? st.hosts[0]
+  core.setOutput('release', primary?.current ?? '')
+  if (!ok) process.exitCode = ExitCode.failedNothingChanged
+  if (!process.env.GITHUB_STEP_SUMMARY) return
+  const rows = st.hosts.map(h => [
+    h.host,
+    h.unreachable ? 'UNREACHABLE' : (h.current ?? '-'),
+    String(h.releases),
+    h.error ?? h.health ?? 'no checks configured',
+    h.freeMb === undefined ? '-' : `${h.freeMb} MB`
+  ])
+  await core.summary
+    .addHeading(`${ok ? '✅' : '❌'} safe-deploy status`, 3)
+    .addTable(summaryTable(['host', 'current', 'releases', 'health', 'free disk'], rows))
+    .addRaw(html(`lock: ${describeLock(st.lock)}`), true)
+    .write()
+}
+
+/**
  * `command: releases`: every release, newest first, as the `releases` output (compact JSON, for a rollback
  * workflow to pick a `to` from), a job summary table and the log.
  */
@@ -302,9 +336,7 @@ export async function runAction(): Promise<void> {
     const ctx = newContext(req, inputs.command, new Date(), false)
     if (inputs.command === 'plan') core.info((await planDeploy(req)).text)
     else if (inputs.command === 'status') {
-      const st = await getStatus(ctx)
-      core.info(JSON.stringify(st, null, 2))
-      core.setOutput('status', st.hosts.every(h => !h.error && h.healthy !== false) ? 'success' : 'failed')
+      await showStatus(await getStatus(ctx), loaded)
     } else {
       throw new ConfigError(
         `input command ${inputs.command}: use the CLI (npx safe-deploy ${inputs.command})`
