@@ -4,7 +4,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml'
 import type { ZodError } from 'zod'
 import { configSchema, type Config } from './schema.js'
 import { ConfigError } from '../core/exit.js'
-import { databaseRollbackMode, migrationProblems } from './rules.js'
+import { databaseRollbackMode, migrationProblems, roleProblems } from './rules.js'
 import { checkBackupConfig } from '../backup-engines/plan.js'
 import { databaseSecrets } from '../backup-engines/connection.js'
 
@@ -308,6 +308,7 @@ export function validateConfig(
     if (!given.has(role))
       problems.push(`roles.${role}: no host has this role; add it to a host's roles or remove it`)
   }
+  problems.push(...roleProblems(config, hosts))
   if (overrides.host !== undefined) {
     const picked = selectHosts(hosts, overrides.host)
     if ('problem' in picked) problems.push(picked.problem)

@@ -19,7 +19,12 @@ import {
 } from '../host/context.js'
 import { errorMessage } from '../core/errors.js'
 import { oneLine } from '../core/excerpt.js'
-import { runStagesSafely, type Outcome } from '../pipeline/orchestrator.js'
+import {
+  hostResultsOf,
+  runStagesSafely,
+  type Outcome,
+  type RolloutOptions
+} from '../pipeline/orchestrator.js'
 import type { Stage } from '../pipeline/stage.js'
 import { ProgressTracker, type RunProgress } from '../pipeline/progress.js'
 import type { HostState, RunCommand, RunResult } from '../pipeline/result.js'
@@ -120,7 +125,7 @@ async function describeHosts(ctx: RunContext, release: string | undefined): Prom
       else if (current === s.current) what += ', the release that served before this run'
       if (!kv.has('EXISTS'))
         return { host, current, reachable: true, note: `${what}, which does not exist on disk` }
-      if (!hasChecks(c)) return { host, current, reachable: true, note: `${what}; no checks configured` }
+      if (!hasChecks(c, s)) return { host, current, reachable: true, note: `${what}; no checks configured` }
       try {
         await verifyHost(c, s, current, 'finish', 1)
         return { host, current, reachable: true, healthy: true, note: `${what}; it passes its checks` }
@@ -153,6 +158,8 @@ export interface RunPlan {
   backup?: () => { name: string; path: string } | undefined
   /** Where the run finishes (host log, history; the lock on the primary): every host (default) or the primary. */
   finishOn?: 'every-host' | 'primary'
+  /** The stages that switch and verify, batch by batch (rollout:); without, they run as stages do. */
+  rollout?: RolloutOptions
   /** Fields of the result only this command has (a backup's files, what a restore put back). */
   details?: (o: Outcome) => Partial<RunResult>
 }
@@ -223,6 +230,8 @@ export async function runLifecycle(req: RunRequest, spec: RunSpec): Promise<RunR
   ctx.progress = progress
   const tracked = progress ? progress.track(p.stages) : p.stages
   const outcome: Outcome = await runStagesSafely(ctx, tracked, {
+    maxParallel: ctx.config.max_parallel,
+    ...(p.rollout ? { rollout: p.rollout } : {}),
     onStage: e => events.emit(e.type === 'stage-finished' && e.error ? { ...e, error: redact(e.error) } : e)
   })
   const finished = new Date()
@@ -285,6 +294,13 @@ export async function runLifecycle(req: RunRequest, spec: RunSpec): Promise<RunR
     error: outcome.failure ? { ...outcome.failure, message: redact(outcome.failure.message) } : undefined,
     hostStates,
     stages: outcome.records,
+    ...(p.release
+      ? {
+          hostResults: hostResultsOf(ctx, outcome, target).map(h =>
+            h.error ? { ...h, error: redact(h.error) } : h
+          )
+        }
+      : {}),
     hosts: req.loaded.hosts.map(h => h.name),
     logFile: ctx.log.file,
     reportFile: ctx.log.file?.replace(/\.log$/, '.json'),

@@ -6,6 +6,7 @@ import { closeAll, connectAll, onEveryHost, primaryOf, runOn, type RunContext } 
 import { StageError } from '../core/errors.js'
 import { newContext, runLifecycle, type RunPlan, type RunRequest } from '../engine/lifecycle.js'
 import {
+  allStillAnswer,
   cleanupStage,
   deployStage,
   preflightStage,
@@ -16,6 +17,7 @@ import {
 import type { Stage } from '../pipeline/stage.js'
 import { strategyFor, type SwitchStrategy } from '../pipeline/switch.js'
 import type { RunResult } from '../pipeline/result.js'
+import { rolloutBatches } from '../pipeline/rollout.js'
 import { hasChecks, httpChecks } from '../pipeline/checks.js'
 import { gitCommit } from '../pipeline/git.js'
 import { deployBackup } from '../pipeline/backup.js'
@@ -31,6 +33,14 @@ import { hookEnv } from '../host/env.js'
 import { backupsOn } from '../config/rules.js'
 import { inRelease } from '../commands/release.js'
 import type { HostSession } from '../host/context.js'
+
+/** switch and verify run batch by batch (rollout:), one batch of every host without it. */
+const rolloutOf = (ctx: RunContext) => ({
+  stages: ['switch', 'verify'],
+  batches: rolloutBatches(ctx.loaded.hosts, ctx.config.rollout),
+  waitMs: ctx.config.rollout?.wait ?? 0,
+  ready: allStillAnswer
+})
 
 /** A deploy or rollback through the one run lifecycle (src/engine/lifecycle.ts), saving its progress. */
 const execute = (req: RunRequest, command: 'deploy' | 'rollback', plan: (ctx: RunContext) => RunPlan) =>
@@ -87,7 +97,8 @@ export function deployStages(ctx: RunContext, req: RunRequest): RunPlan {
         port: strategy().port?.(primaryOf(ctx))
       }),
       // the restored release is verified once, after the switch's undo (src/pipeline/policy.ts)
-      backup: backup.result
+      backup: backup.result,
+      rollout: rolloutOf(ctx)
     }
   }
 }
@@ -184,6 +195,7 @@ export function rollback(req: RunRequest & { to?: ReleaseId } & RollbackDatabase
         database: database.database ?? null,
         port: strategy().port?.(primaryOf(ctx))
       }),
+      rollout: rolloutOf(ctx),
       backup: () =>
         database.safety ? { name: database.safety.name, path: database.safety.path } : undefined,
       // A rollback that failed before anything live changed (refused, no target, its database step undone)

@@ -4,6 +4,7 @@ import { inRelease } from '../commands/release.js'
 import { lastLines, runOn, type HostSession, type RunContext } from '../host/context.js'
 import { StageError, errorMessage } from '../core/errors.js'
 import { hookEnv } from '../host/env.js'
+import { forHost } from './roles.js'
 
 export const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
@@ -121,12 +122,14 @@ async function runHttpCheck(
 
 /** Runs every configured check against `release` on one host. */
 export async function verifyHost(
-  ctx: RunContext,
+  run: RunContext,
   s: HostSession,
   release: string,
   stage: string,
   retries?: number
 ): Promise<void> {
+  // the host's own checks (its role's verify, else the top-level one)
+  const ctx = forHost(run, s)
   for (const check of httpChecks(ctx)) await runHttpCheck(ctx, s, check, stage, retries ?? check.retries)
   const v = ctx.config.verify
   const commands = v.command === undefined ? [] : Array.isArray(v.command) ? v.command : [v.command]
@@ -153,11 +156,12 @@ export async function verifyHost(
 
 /** Scans the logs since the run started for fatal patterns (verify.logs). */
 export async function scanLogs(
-  ctx: RunContext,
+  run: RunContext,
   s: HostSession,
   release: string,
   stage: string
 ): Promise<void> {
+  const ctx = forHost(run, s)
   const logs = ctx.config.verify.logs
   if (!logs) return
   const command = logs.command.replace(/\{started\}/g, String(Math.floor(ctx.startedAt.getTime() / 1000)))
@@ -184,6 +188,9 @@ export async function scanLogs(
   ctx.log.info(`log scan: no line matches ${logs.fail_on.join(', ')}`, s.host.name)
 }
 
-export function hasChecks(ctx: RunContext): boolean {
-  return httpChecks(ctx).length > 0 || !!ctx.config.verify.command || !!ctx.config.verify.logs
+/** Whether checks are configured: for host `s` (its roles' verify), or without one for any host of the run. */
+export function hasChecks(ctx: RunContext, s?: HostSession): boolean {
+  if (!s && ctx.sessions.some(h => hasChecks(ctx, h))) return true
+  const c = s ? forHost(ctx, s) : ctx
+  return httpChecks(c).length > 0 || !!c.config.verify.command || !!c.config.verify.logs
 }

@@ -9,16 +9,25 @@ import {
   markComplete,
   parseKeyValues,
   readHistory,
-  removeReleases
+  removeReleases,
+  stillThere
 } from '../commands/release.js'
 import { LocalTransport } from '../transport/local.js'
 import { sh } from '../commands/quote.js'
 import { parseHistory, releasesToPrune, unfinishedReleases } from '../release/history.js'
-import { connectAll, primaryOf, runOn, type HostSession, type RunContext } from '../host/context.js'
+import {
+  connectAll,
+  onEveryHost,
+  primaryOf,
+  runOn,
+  type HostSession,
+  type RunContext
+} from '../host/context.js'
 import { StageError, errorMessage } from '../core/errors.js'
 import { hookEnv } from '../host/env.js'
 import { hasChecks, httpChecks, scanLogs, sleep, verifyHost } from './checks.js'
 import type { ProductStage } from './stage.js'
+import { forHost } from './roles.js'
 import type { SwitchStrategy } from './switch.js'
 import { uploadFor, type UploadStrategy } from './upload/index.js'
 
@@ -59,7 +68,7 @@ export function preflightStage(opts: {
       await takeLock(ctx, opts.command)
     },
     async run(ctx, s) {
-      const fromHost = httpChecks(ctx).some(c => c.from === 'host')
+      const fromHost = httpChecks(forHost(ctx, s)).some(c => c.from === 'host')
       {
         const files = opts.deploying ? ctx.config.shared.files : []
         const r = await runOn(ctx, s, inspectHost(s.layout, files, [...needs, 'curl', 'wget']), {
@@ -264,9 +273,10 @@ export function deployStage(rel: () => string): ProductStage {
       upload?.finish()
       upload = undefined
     },
-    async undo(ctx, s, { live }) {
+    async undo(ctx, s, { live, liveOn }) {
       const release = rel()
-      if (live) {
+      // kept where it went live; a host of the fleet never switched gets its staged release removed
+      if (liveOn ? liveOn(s) : live) {
         ctx.log.info(
           `kept releases/${release} for inspection; it is marked bad in history and later rollbacks skip it`,
           s.host.name
@@ -281,10 +291,19 @@ export function deployStage(rel: () => string): ProductStage {
 
 /** Runs the checks once against the release that serves again after a rollback (the policy says when). */
 export async function verifyRestored(ctx: RunContext, hosts: HostSession[], stage: string): Promise<void> {
-  const back = hosts.filter(s => s.current)
-  if (!back.length || !hasChecks(ctx)) return
+  const back = hosts.filter(s => s.current && hasChecks(ctx, s))
+  if (!back.length) return
   await Promise.all(back.map(s => verifyHost(ctx, s, s.current as string, stage)))
   ctx.log.info(`previous release verified healthy on ${back.map(s => s.host.name).join(', ')}`)
+}
+
+/**
+ * A fleet, before the first host switches: every staged host must still answer over its connection (one
+ * cheap command each), else no host switches. One host has nothing to compare with: its switch tells.
+ */
+export async function allStillAnswer(ctx: RunContext): Promise<void> {
+  if (ctx.sessions.length < 2 || ctx.dryRun) return
+  await onEveryHost(ctx, s => runOn(ctx, s, stillThere(), { stage: 'switch', timeoutMs: 30_000 }))
 }
 
 /**
@@ -333,10 +352,10 @@ export function verifyStage(rel: () => string): ProductStage {
         )
     },
     async run(ctx, s) {
-      if (!checks) return
+      if (!checks || !hasChecks(ctx, s)) return
       const release = rel()
       await verifyHost(ctx, s, release, 'verify')
-      const window = ctx.config.verify.window
+      const window = forHost(ctx, s).config.verify.window
       if (window > 0) {
         ctx.log.info(`checks passed; watching for ${window / 1000} s before checking again`, s.host.name)
         if (ctx.dryRun)
