@@ -270,6 +270,7 @@ export async function runLifecycle(req: RunRequest, spec: RunSpec): Promise<RunR
           finished: finished.toISOString(),
           duration_s: durationS,
           hosts: ctx.sessions.map(s => s.host.name),
+          primary: primaryOf(ctx).host.name,
           error: outcome.failure ? `${outcome.failure.stage}: ${redact(outcome.failure.message)}` : null,
           ...p.history(outcome)
         }

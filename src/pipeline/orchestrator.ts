@@ -207,6 +207,7 @@ async function runUnderLease(
     const host = e instanceof StageError ? e.host : undefined
     if (host && ctx.sessions.some(s => s.host.name === host)) {
       const h = trackOf(host)
+      if (field === 'error' && h.error === undefined) h.stage = stage
       h[field] ??= `${stage}: ${errorMessage(e)}`
     }
   }

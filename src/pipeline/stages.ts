@@ -284,7 +284,12 @@ export function deployStage(rel: () => string): ProductStage {
         return
       }
       await runOn(ctx, s, removeReleases(s.layout, [release]), { stage: 'rollback' })
-      ctx.log.info(`removed the unfinished release ${release}`, s.host.name)
+      ctx.log.info(
+        live
+          ? `removed the staged release ${release} (never switched here)`
+          : `removed the unfinished release ${release}`,
+        s.host.name
+      )
     }
   }
 }

@@ -1,0 +1,303 @@
+/**
+ * Fleets end to end: several real sshd hosts on loopback, each with its own deploy root and its own app port
+ * (the port is a file in the host's shared dir, read by the restart and the check), one config with roles and
+ * a rollout. What is asserted is what each host ends on: `current`, what its app answers, its release dirs,
+ * its history, and the run's per-host report (hostResults).
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { parse, stringify } from 'yaml'
+import { fastShell, freePort, startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
+import { pausePoint } from './harness/pause.js'
+import { expectExit, resultOf, spawnCli } from './harness/cliproc.js'
+import {
+  answer,
+  currentOf,
+  historyOf,
+  lastLog,
+  project,
+  q,
+  releasesOf,
+  stopApp,
+  type Project
+} from './support.js'
+
+type Config = Record<string, unknown>
+
+const pool: SshHost[] = []
+const pidFiles: string[] = []
+
+beforeAll(async () => {
+  for (let i = 0; i < 6; i++) pool.push(await startSshd({ extraConfig: fastShell() }))
+})
+
+afterAll(async () => {
+  for (const f of pidFiles) await stopApp(f)
+  await stopAll()
+})
+
+/** The app's restart on every host: its port and pid file from the host's own shared dir. */
+const RESTART =
+  'PORT=$(cat "$SAFE_DEPLOY_SHARED/port") PID_FILE="$SAFE_DEPLOY_SHARED/app.pid" APP_LOG="$SAFE_DEPLOY_SHARED/logs/app.log" bin/restart'
+
+/**
+ * The check on every host: the app on the host's port answers `ok <this release's version>`; a host whose
+ * shared/broken names this version fails it (the new release is broken there, the old one is not).
+ */
+const CHECK = [
+  'test "$(cat "$SAFE_DEPLOY_SHARED/broken" 2>/dev/null)" != "$(cat VERSION)" || { echo "broken here" >&2; exit 1; };',
+  'ok=1; i=0; while [ $i -lt 50 ]; do',
+  'if curl -fsS --max-time 2 "http://127.0.0.1:$(cat "$SAFE_DEPLOY_SHARED/port")/health" | grep -q "ok $(cat VERSION)"; then ok=0; break; fi;',
+  'sleep 0.1; i=$((i + 1)); done; [ $ok = 0 ]'
+].join(' ')
+
+interface Fleet {
+  p: Project
+  roots: string[]
+  ports: number[]
+  names: string[]
+}
+
+/** A project over hosts h1..hn (h1 primary), each with its own root and port. */
+async function fleet(
+  name: string,
+  hosts: SshHost[],
+  opts: { roles?: string[][]; config?: (c: Config) => Config } = {}
+): Promise<Fleet> {
+  const roots = hosts.map(h => h.root(name))
+  const ports: number[] = []
+  for (const _ of hosts) ports.push(await freePort())
+  const names = hosts.map((_, i) => `h${i + 1}`)
+  const p = await project({
+    hosts,
+    root: roots[0] as string,
+    config: base => {
+      const c: Config = {
+        ...base,
+        hosts: hosts.map((h, i) => ({
+          name: names[i],
+          address: h.address,
+          port: h.port,
+          user: 'root',
+          path: roots[i],
+          ...(i === 0 ? { primary: true } : {}),
+          ...(opts.roles ? { roles: opts.roles[i] } : {})
+        })),
+        env: {},
+        ssh: { ...(base.ssh as Config), connect_retries: 1, connect_timeout: '3s', keepalive_interval: '1s' },
+        stages: { build: 'echo built > BUILD_OK', restart: RESTART },
+        verify: { command: CHECK }
+      }
+      return opts.config ? opts.config(c) : c
+    }
+  })
+  // one deploy key for the fleet: the first host's client key is authorized on every host
+  const key = readFileSync(`${(hosts[0] as SshHost).privateKeyFile}.pub`, 'utf8')
+  for (const h of hosts.slice(1)) {
+    const authorized = join(h.dir, 'etc', 'authorized_keys')
+    if (!readFileSync(authorized, 'utf8').includes(key)) appendFileSync(authorized, key)
+  }
+  hosts.forEach((h, i) => {
+    const shared = `${roots[i]}/shared`
+    h.run(
+      `mkdir -p ${q(`${shared}/logs`)} ${q(`${shared}/data`)} && printf 'SECRET=from-shared\\n' > ${q(`${shared}/.env`)} && printf '%s' ${ports[i]} > ${q(`${shared}/port`)}`
+    )
+    pidFiles.push(`${shared}/app.pid`)
+  })
+  return { p, roots, ports, names }
+}
+
+async function deployOk(f: Fleet, version: string): Promise<string> {
+  process.chdir(f.p.dir)
+  f.p.app({ version })
+  const r = await f.p.deploy(['--json'])
+  expectExit(r, 0)
+  return resultOf(r).release as string
+}
+
+const hostResult = (r: ReturnType<typeof resultOf>, name: string) => r.hostResults?.find(h => h.name === name)
+
+describe('fleets', () => {
+  test('three hosts with roles: backup and migrate once on the primary; the worker its own restart and check', async () => {
+    const f = await fleet('roles', pool.slice(0, 3), {
+      roles: [['web'], ['web'], ['worker']],
+      config: c => ({
+        ...c,
+        roles: {
+          worker: {
+            stages: {
+              restart: `echo "$SAFE_DEPLOY_RELEASE" >> "$SAFE_DEPLOY_SHARED/worker-restarts"; ${RESTART}`
+            },
+            verify: {
+              command: `grep -qx "$SAFE_DEPLOY_RELEASE" "$SAFE_DEPLOY_SHARED/worker-restarts" && ${CHECK}`
+            }
+          }
+        },
+        stages: {
+          ...(c.stages as Config),
+          migrate: 'echo "$SAFE_DEPLOY_HOST" >> "$SAFE_DEPLOY_SHARED/migrations"'
+        },
+        backup: { files: ['shared/.env'] }
+      })
+    })
+    process.chdir(f.p.dir)
+    f.p.app({ version: '1.0.0' })
+    const r = await f.p.deploy(['--json'])
+    expectExit(r, 0)
+    const res = resultOf(r)
+    const release = res.release as string
+    for (const [i, root] of f.roots.entries()) {
+      expect(currentOf(root)).toBe(`releases/${release}`)
+      expect(await answer(f.ports[i] as number)).toBe('version 1.0.0')
+    }
+    // the migration ran once, on h1; the backup is on h1 only
+    expect(readFileSync(join(f.roots[0] as string, 'shared', 'migrations'), 'utf8')).toBe('h1\n')
+    expect(existsSync(join(f.roots[1] as string, 'shared', 'migrations'))).toBe(false)
+    expect(existsSync(join(f.roots[2] as string, 'shared', 'migrations'))).toBe(false)
+    expect(existsSync(join(f.roots[0] as string, 'backups'))).toBe(true)
+    expect(existsSync(join(f.roots[1] as string, 'backups'))).toBe(false)
+    // history, on every host, says where the backup and the migration ran
+    for (const root of f.roots) {
+      const last = historyOf(root).at(-1) as Record<string, unknown>
+      expect(last).toMatchObject({ release, status: 'success', primary: 'h1', hosts: ['h1', 'h2', 'h3'] })
+      expect(last.backup).toBe(res.backupName)
+    }
+    // the worker's own restart ran there and only there; its own check ran there
+    expect(readFileSync(join(f.roots[2] as string, 'shared', 'worker-restarts'), 'utf8')).toBe(`${release}\n`)
+    expect(existsSync(join(f.roots[0] as string, 'shared', 'worker-restarts'))).toBe(false)
+    const log = lastLog(f.p.logDir)
+    expect(log).toMatch(/\[verify\] \[h3\] \$ grep -qx/)
+    expect(log).not.toMatch(/\[verify\] \[h1\] \$ grep -qx/)
+    expect(res.hostResults?.map(h => [h.name, h.roles, h.result, h.after])).toEqual([
+      ['h1', ['web'], 'ok', release],
+      ['h2', ['web'], 'ok', release],
+      ['h3', ['worker'], 'ok', release]
+    ])
+  })
+
+  test('six hosts, batch 2, host 4 broken: 1-4 back on the old release, 5-6 never switched; exit 4', async () => {
+    const f = await fleet('batch2', pool.slice(0, 6), {
+      config: c => ({ ...c, rollout: { batch: 2 } })
+    })
+    const v1 = await deployOk(f, '1.0.0')
+    writeFileSync(join(f.roots[3] as string, 'shared', 'broken'), '2.0.0')
+    f.p.app({ version: '2.0.0' })
+    const r = await f.p.deploy(['--json'])
+    expectExit(r, 4)
+    const res = resultOf(r)
+    const v2 = res.release as string
+    for (const [i, root] of f.roots.entries()) {
+      expect(currentOf(root)).toBe(`releases/${v1}`)
+      expect(await answer(f.ports[i] as number)).toBe('version 1.0.0')
+    }
+    // switched and put back: the new release is kept there for inspection; never switched: removed
+    for (const root of f.roots.slice(0, 4)) expect(releasesOf(root)).toContain(v2)
+    for (const root of f.roots.slice(4)) expect(releasesOf(root)).toEqual([v1])
+    expect(res.error).toMatchObject({ stage: 'verify', host: 'h4' })
+    expect(res.hostResults?.map(h => [h.name, h.result, h.before, h.after])).toEqual([
+      ['h1', 'rolled-back', v1, v1],
+      ['h2', 'rolled-back', v1, v1],
+      ['h3', 'rolled-back', v1, v1],
+      ['h4', 'rolled-back', v1, v1],
+      ['h5', 'not-switched', v1, v1],
+      ['h6', 'not-switched', v1, v1]
+    ])
+    expect(hostResult(res, 'h4')?.error).toMatch(
+      /^verify: verify command .* failed on h4 \(exit 1\): broken here/
+    )
+    expect(hostResult(res, 'h1')?.error).toBeUndefined()
+    expect(hostResult(res, 'h5')?.stage).toBe('deploy')
+    // batches 1 and 2 switched, batch 3 never started
+    expect(res.stages.filter(s => s.name === 'switch').map(s => [s.batch, s.status])).toEqual([
+      [1, 'ok'],
+      [2, 'ok']
+    ])
+    expect(lastLog(f.p.logDir)).not.toContain('batch 3 of 3')
+  })
+
+  test('a ramp [1, "50%"] over four hosts switches 1, then 2, then 1, waiting between batches', async () => {
+    const f = await fleet('ramp', pool.slice(0, 4), {
+      config: c => ({ ...c, rollout: { batch: [1, '50%'], wait: '200ms' } })
+    })
+    const release = await deployOk(f, '1.0.0')
+    for (const root of f.roots) expect(currentOf(root)).toBe(`releases/${release}`)
+    const lines = lastLog(f.p.logDir).split('\n')
+    const at = (re: RegExp) => lines.findIndex(l => re.test(l))
+    const switched = (h: string) => at(new RegExp(`\\[switch\\] \\[${h}\\] current -> releases/${release}$`))
+    const verified = (n: number) => at(new RegExp(`\\[verify\\] verify done \\(batch ${n} of 3\\)`))
+    expect(
+      lines.filter(l => /\] batch \d of 3: /.test(l)).map(l => l.replace(/^.*\] batch/, 'batch'))
+    ).toEqual([
+      'batch 1 of 3: h1',
+      'batch 1 of 3: h1',
+      'batch 2 of 3: h2, h3',
+      'batch 2 of 3: h2, h3',
+      'batch 3 of 3: h4',
+      'batch 3 of 3: h4'
+    ])
+    // each batch verified before the next one switched
+    expect(switched('h1')).toBeLessThan(verified(1))
+    expect(verified(1)).toBeLessThan(Math.min(switched('h2'), switched('h3')))
+    expect(Math.max(switched('h2'), switched('h3'))).toBeLessThan(verified(2))
+    expect(verified(2)).toBeLessThan(switched('h4'))
+    expect(at(/waiting 0\.2 s \(rollout\.wait\)/)).toBeGreaterThan(verified(1))
+  })
+
+  test('a host whose sshd stops after staging: no host switches, staged releases removed where reachable; exit 3', async () => {
+    const lost = await startSshd({ extraConfig: fastShell() })
+    const marks = tempDir('marks-')
+    const pause = pausePoint(marks, 'migrate')
+    const f = await fleet('drop', [pool[0] as SshHost, pool[1] as SshHost, lost], {
+      config: c => ({ ...c, stages: { ...(c.stages as Config), migrate: pause.shell } })
+    })
+    const v1 = await deployOk(f, '1.0.0')
+    f.p.app({ version: '2.0.0' })
+    pause.arm()
+    const run = f.p.deploy(['--json'])
+    // every host staged (the migration runs after the deploy stage, on the primary): h3 goes down
+    await pause.reached()
+    await lost.stop({ killSessions: true })
+    pause.release()
+    const r = await run
+    expectExit(r, 3)
+    const res = resultOf(r)
+    expect(res.error).toMatchObject({ stage: 'switch', host: 'h3' })
+    expect(res.error?.message).toMatch(/before any host switches on h3/)
+    for (const root of f.roots) expect(currentOf(root)).toBe(`releases/${v1}`)
+    for (const port of f.ports.slice(0, 2)) expect(await answer(port)).toBe('version 1.0.0')
+    expect(releasesOf(f.roots[0] as string)).toEqual([v1])
+    expect(releasesOf(f.roots[1] as string)).toEqual([v1])
+    expect(hostResult(res, 'h3')).toMatchObject({ result: 'failed', stage: 'switch' })
+    expect(hostResult(res, 'h1')).toMatchObject({ result: 'not-switched' })
+  })
+
+  test('SIGINT between batches: stops before the next batch and undoes what was switched; exit 4', async () => {
+    const f = await fleet('sigint', pool.slice(0, 3))
+    const v1 = await deployOk(f, '1.0.0')
+    // now one host at a time, with a long pause between batches
+    const config = parse(readFileSync(f.p.configFile, 'utf8')) as Config
+    writeFileSync(f.p.configFile, stringify({ ...config, rollout: { batch: 1, wait: '60s' } }))
+    f.p.app({ version: '2.0.0' })
+    const proc = spawnCli(['deploy', '--json', '--config', f.p.configFile], f.p.env, f.p.dir)
+    await proc.line(/waiting 60 s \(rollout\.wait\)/, 60_000).catch(e => {
+      throw new Error(`${String(e)}\n${proc.stderr()}`)
+    })
+    const cancelled = proc.cancel()
+    const late = await Promise.race([
+      cancelled.then(() => false),
+      new Promise(done => setTimeout(() => done(true), 30_000))
+    ])
+    if (late) throw new Error(`still running 30 s after SIGINT:\n${proc.stderr()}`)
+    const r = await proc.exited
+    expectExit(r, 4)
+    const res = resultOf(r)
+    expect(res.error?.message).toMatch(/^interrupted before batch 2 of 3 \(h2\) started/)
+    for (const [i, root] of f.roots.entries()) {
+      expect(currentOf(root)).toBe(`releases/${v1}`)
+      expect(await answer(f.ports[i] as number)).toBe('version 1.0.0')
+    }
+    expect(releasesOf(f.roots[1] as string)).toEqual([v1])
+    expect(res.hostResults?.map(h => h.result)).toEqual(['rolled-back', 'not-switched', 'not-switched'])
+  })
+})
