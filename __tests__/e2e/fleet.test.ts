@@ -10,12 +10,14 @@ import { join } from 'node:path'
 import { parse, stringify } from 'yaml'
 import { fastShell, freePort, startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
 import { pausePoint } from './harness/pause.js'
-import { expectExit, resultOf, spawnCli } from './harness/cliproc.js'
+import { expectExit, resultOf, spawnActionSource, spawnCli } from './harness/cliproc.js'
 import {
+  actionStep,
   answer,
   currentOf,
   historyOf,
   lastLog,
+  lockExists,
   project,
   q,
   releasesOf,
@@ -299,5 +301,62 @@ describe('fleets', () => {
     }
     expect(releasesOf(f.roots[1] as string)).toEqual([v1])
     expect(res.hostResults?.map(h => h.result)).toEqual(['rolled-back', 'not-switched', 'not-switched'])
+  })
+
+  test('a graceful role inside batches: its host reloads, the others restart; the lock renewed through the waits', async () => {
+    const f = await fleet('graceful', pool.slice(0, 3), {
+      roles: [[], ['hup'], []],
+      config: c => ({
+        ...c,
+        lock: { ttl: '1500ms' },
+        rollout: { batch: 1, wait: '2s' },
+        roles: {
+          hup: {
+            switch: {
+              strategy: 'graceful',
+              reload: `echo "$SAFE_DEPLOY_RELEASE" >> "$SAFE_DEPLOY_SHARED/reloads"; ${RESTART}`
+            }
+          }
+        }
+      })
+    })
+    const release = await deployOk(f, '1.0.0')
+    for (const [i, root] of f.roots.entries()) {
+      expect(currentOf(root)).toBe(`releases/${release}`)
+      expect(await answer(f.ports[i] as number)).toBe('version 1.0.0')
+    }
+    expect(readFileSync(join(f.roots[1] as string, 'shared', 'reloads'), 'utf8')).toBe(`${release}\n`)
+    expect(existsSync(join(f.roots[0] as string, 'shared', 'reloads'))).toBe(false)
+    const log = lastLog(f.p.logDir)
+    expect(log).toMatch(/\[switch\] \[h2\] \$ echo "\$SAFE_DEPLOY_RELEASE" >> /)
+    // two waits of 2 s under a 1.5 s lock: renewed, never lost
+    expect(log.match(/waiting 2 s \(rollout\.wait\)/g)).toHaveLength(2)
+    expect(log).not.toMatch(/lock was lost/)
+    expect(lockExists(f.roots[0] as string)).toBe(false)
+  })
+
+  test('the Action killed (SIGKILL) between batches: the post step puts back every host it switched', async () => {
+    const f = await fleet('sigkill', pool.slice(0, 3))
+    const v1 = await deployOk(f, '1.0.0')
+    const config = parse(readFileSync(f.p.configFile, 'utf8')) as Config
+    writeFileSync(f.p.configFile, stringify({ ...config, rollout: { batch: 2, wait: '60s' } }))
+    f.p.app({ version: '2.0.0' })
+    const main = actionStep(f.p, 'main')
+    const proc = spawnActionSource('index', main.env, f.p.dir)
+    await proc.line(/waiting 60 s \(rollout\.wait\)/, 60_000)
+    proc.child.kill('SIGKILL')
+    expect((await proc.exited).signal).toBe('SIGKILL')
+    // batch 1 (h1, h2) serves the new release, h3 the old one
+    expect(await answer(f.ports[0] as number)).toBe('version 2.0.0')
+    expect(await answer(f.ports[2] as number)).toBe('version 1.0.0')
+    const post = actionStep(f.p, 'post')
+    const state = Object.fromEntries(Object.entries(main.state()).map(([k, v]) => [`STATE_${k}`, v]))
+    const r = await spawnActionSource('post', { ...post.env, ...state }, f.p.dir).exited
+    expectExit(r, 0)
+    for (const [i, root] of f.roots.entries()) {
+      expect(currentOf(root)).toBe(`releases/${v1}`)
+      expect(await answer(f.ports[i] as number)).toBe('version 1.0.0')
+    }
+    expect(lockExists(f.roots[0] as string)).toBe(false)
   })
 })
