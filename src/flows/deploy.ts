@@ -18,6 +18,7 @@ import type { Stage } from '../pipeline/stage.js'
 import { strategyFor, type SwitchStrategy } from '../pipeline/switch.js'
 import type { RunResult } from '../pipeline/result.js'
 import { rolloutBatches } from '../pipeline/rollout.js'
+import { forHost } from '../pipeline/roles.js'
 import { hasChecks, httpChecks } from '../pipeline/checks.js'
 import { gitCommit } from '../pipeline/git.js'
 import { deployBackup } from '../pipeline/backup.js'
@@ -275,12 +276,14 @@ export async function planRollback(
     out.push(`## switch (${c.switch.strategy})`)
     for (const s of ctx.sessions) {
       const was = s.current ? `releases/${s.current}` : 'no release'
-      if (c.switch.strategy === 'blue-green')
+      // the host's own switch and restart (its roles')
+      const hc = forHost(ctx, s).config
+      if (hc.switch.strategy === 'blue-green')
         out.push(
           `${s.host.name}: start releases/${target} on the idle port, check it, point the proxy at it (was ${was})`
         )
       else {
-        const hook = c.switch.strategy === 'graceful' ? c.switch.reload : c.stages.restart
+        const hook = hc.switch.strategy === 'graceful' ? hc.switch.reload : hc.stages.restart
         out.push(
           `${s.host.name}: current -> releases/${target} (was ${was})${hook ? `; then in releases/${target}: ${hook}` : ''}`
         )
@@ -291,6 +294,17 @@ export async function planRollback(
     for (const check of httpChecks(ctx))
       out.push(`GET ${check.url} (expect ${check.expect_status}, from ${check.from})`)
     for (const command of [c.verify.command ?? []].flat()) out.push(`in releases/${target}: ${command}`)
+    // hosts whose role has checks of its own
+    for (const s of ctx.sessions) {
+      const hc = forHost(ctx, s)
+      if (hc.config.verify === c.verify) continue
+      for (const check of httpChecks(hc))
+        out.push(
+          `${s.host.name} (its role's check): GET ${check.url} (expect ${check.expect_status}, from ${check.from})`
+        )
+      for (const command of [hc.config.verify.command ?? []].flat())
+        out.push(`${s.host.name} (its role's check): in releases/${target}: ${command}`)
+    }
     if (!hasChecks(ctx)) out.push('no checks configured: a broken target cannot be detected')
     out.push(
       `on failure: the database back as it was (when it changed), current -> releases/${from ?? '(none)'} again, restarted and verified; exit 4`
