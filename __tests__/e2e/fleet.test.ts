@@ -110,6 +110,14 @@ async function fleet(
   return { p, roots, ports, names }
 }
 
+/** Every host of `f` has `current` on `release` and its app answers `version`. */
+async function expectServing(f: Fleet, release: string, version: string) {
+  for (const [i, root] of f.roots.entries()) {
+    expect(currentOf(root)).toBe(`releases/${release}`)
+    expect(await answer(f.ports[i] as number)).toBe(`version ${version}`)
+  }
+}
+
 async function deployOk(f: Fleet, version: string): Promise<string> {
   process.chdir(f.p.dir)
   f.p.app({ version })
@@ -149,10 +157,7 @@ describe('fleets', () => {
     expectExit(r, 0)
     const res = resultOf(r)
     const release = res.release as string
-    for (const [i, root] of f.roots.entries()) {
-      expect(currentOf(root)).toBe(`releases/${release}`)
-      expect(await answer(f.ports[i] as number)).toBe('version 1.0.0')
-    }
+    await expectServing(f, release, '1.0.0')
     // the migration ran once, on h1; the backup is on h1 only
     expect(readFileSync(join(f.roots[0] as string, 'shared', 'migrations'), 'utf8')).toBe('h1\n')
     expect(existsSync(join(f.roots[1] as string, 'shared', 'migrations'))).toBe(false)
@@ -189,10 +194,7 @@ describe('fleets', () => {
     expectExit(r, 4)
     const res = resultOf(r)
     const v2 = res.release as string
-    for (const [i, root] of f.roots.entries()) {
-      expect(currentOf(root)).toBe(`releases/${v1}`)
-      expect(await answer(f.ports[i] as number)).toBe('version 1.0.0')
-    }
+    await expectServing(f, v1, '1.0.0')
     // switched and put back: the new release is kept there for inspection; never switched: removed
     for (const root of f.roots.slice(0, 4)) expect(releasesOf(root)).toContain(v2)
     for (const root of f.roots.slice(4)) expect(releasesOf(root)).toEqual([v1])
@@ -266,8 +268,8 @@ describe('fleets', () => {
     const res = resultOf(r)
     expect(res.error).toMatchObject({ stage: 'switch', host: 'h3' })
     expect(res.error?.message).toMatch(/before any host switches on h3/)
-    for (const root of f.roots) expect(currentOf(root)).toBe(`releases/${v1}`)
-    for (const port of f.ports.slice(0, 2)) expect(await answer(port)).toBe('version 1.0.0')
+    // h3's app still runs (only its sshd went down), so it is asked too
+    await expectServing(f, v1, '1.0.0')
     expect(releasesOf(f.roots[0] as string)).toEqual([v1])
     expect(releasesOf(f.roots[1] as string)).toEqual([v1])
     expect(hostResult(res, 'h3')).toMatchObject({ result: 'failed', stage: 'switch' })
@@ -295,10 +297,7 @@ describe('fleets', () => {
     expectExit(r, 4)
     const res = resultOf(r)
     expect(res.error?.message).toMatch(/^interrupted before batch 2 of 3 \(h2\) started/)
-    for (const [i, root] of f.roots.entries()) {
-      expect(currentOf(root)).toBe(`releases/${v1}`)
-      expect(await answer(f.ports[i] as number)).toBe('version 1.0.0')
-    }
+    await expectServing(f, v1, '1.0.0')
     expect(releasesOf(f.roots[1] as string)).toEqual([v1])
     expect(res.hostResults?.map(h => h.result)).toEqual(['rolled-back', 'not-switched', 'not-switched'])
   })
@@ -321,10 +320,7 @@ describe('fleets', () => {
       })
     })
     const release = await deployOk(f, '1.0.0')
-    for (const [i, root] of f.roots.entries()) {
-      expect(currentOf(root)).toBe(`releases/${release}`)
-      expect(await answer(f.ports[i] as number)).toBe('version 1.0.0')
-    }
+    await expectServing(f, release, '1.0.0')
     expect(readFileSync(join(f.roots[1] as string, 'shared', 'reloads'), 'utf8')).toBe(`${release}\n`)
     expect(existsSync(join(f.roots[0] as string, 'shared', 'reloads'))).toBe(false)
     const log = lastLog(f.p.logDir)
@@ -353,10 +349,7 @@ describe('fleets', () => {
     const state = Object.fromEntries(Object.entries(main.state()).map(([k, v]) => [`STATE_${k}`, v]))
     const r = await spawnActionSource('post', { ...post.env, ...state }, f.p.dir).exited
     expectExit(r, 0)
-    for (const [i, root] of f.roots.entries()) {
-      expect(currentOf(root)).toBe(`releases/${v1}`)
-      expect(await answer(f.ports[i] as number)).toBe('version 1.0.0')
-    }
+    await expectServing(f, v1, '1.0.0')
     expect(lockExists(f.roots[0] as string)).toBe(false)
   })
 })
