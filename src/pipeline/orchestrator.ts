@@ -29,6 +29,8 @@ export interface HostTrack {
   undoError?: string
   /** Something live changed here in this run (a live stage went live on it). */
   live?: boolean
+  /** The live change was undone here (its undo passed; a failed re-verify sets undoError). */
+  undone?: boolean
   durationS: number
 }
 
@@ -440,7 +442,10 @@ async function runUnderLease(
               try {
                 const wasLiveHere = st.changedLive?.(s) ?? true
                 await undo(ctx, s, { live, liveOn })
-                if (wasLiveHere) restored.push(s)
+                if (wasLiveHere) {
+                  restored.push(s)
+                  if (st.effect === 'live') trackOf(s.host.name).undone = true
+                }
               } catch (e) {
                 errors.push(e)
                 const h = trackOf(s.host.name)
@@ -534,9 +539,8 @@ export function hostResultsOf(ctx: RunContext, outcome: Outcome, release: string
       result = 'ok'
       after = release ?? before
     } else if (h.live) {
-      // a live change not put back here: a failed undo here, or the run's rollback failed before reaching it
-      const notBack =
-        h.undoError !== undefined || (outcome.rollbackFailed !== undefined && !outcome.rolledBack)
+      // a live change not put back here: its undo (or the re-verify) failed here, or never ran
+      const notBack = h.undoError !== undefined || !h.undone
       result = notBack ? 'rollback-failed' : 'rolled-back'
       after = notBack ? undefined : before
     } else if (h.undoError && outcome.rollbackFailed) {

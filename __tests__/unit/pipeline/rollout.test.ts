@@ -196,6 +196,25 @@ describe('the orchestrator runs a rollout batch by batch', () => {
     ])
   })
 
+  test('exit 5: the host whose undo failed is rollback-failed, the one put back is rolled-back', async () => {
+    const events: string[] = []
+    const c = context(['h1', 'h2', 'h3'].map(session), [])
+    const sw = stage('switch', 'live', events)
+    sw.undo = async (_c, s) => {
+      if (s.host.name === 'h2') throw new StageError('rollback', 'h2 restart failed', 'h2')
+    }
+    const o = await runStages(c, [sw, stage('verify', 'none', events, { h2: 'h2 answers 500' })], {
+      rollout: { stages: ['switch', 'verify'], batches: [['h1', 'h2'], ['h3']] }
+    })
+    expect(o.exitCode).toBe(5)
+    expect(hostResultsOf(c, o, 'R2').map(h => [h.name, h.result, h.error])).toEqual([
+      ['h1', 'rolled-back', undefined],
+      ['h2', 'rollback-failed', 'verify: h2 answers 500'],
+      ['h3', 'not-switched', undefined]
+    ])
+    expect(hostResultsOf(c, o, 'R2')[1]?.after).toBeUndefined()
+  })
+
   test('a host that does not answer before the first batch: nothing switches anywhere (exit 3)', async () => {
     const events: string[] = []
     const c = context(['h1', 'h2'].map(session), [])
