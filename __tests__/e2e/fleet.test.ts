@@ -246,6 +246,22 @@ describe('fleets', () => {
     expect(Math.max(switched('h2'), switched('h3'))).toBeLessThan(verified(2))
     expect(verified(2)).toBeLessThan(switched('h4'))
     expect(at(/waiting 0\.2 s \(rollout\.wait\)/)).toBeGreaterThan(verified(1))
+    // one packed upload for the whole fleet
+    expect(lines.filter(l => /\[deploy\] \[runner\] packed /.test(l))).toHaveLength(1)
+
+    // a rollback goes back the same way, batch by batch
+    const v2 = await deployOk(f, '2.0.0')
+    expect(v2).not.toBe(release)
+    process.chdir(f.p.dir)
+    const back = await f.p.run(['rollback', '--json'])
+    expectExit(back, 0)
+    await expectServing(f, release, '1.0.0')
+    const rlog = lastLog(f.p.logDir)
+    expect(rlog).toContain('safe-deploy rollback of ledger to h1, h2, h3, h4')
+    expect(rlog).toContain('[switch] batch 3 of 3: h4')
+    expect(resultOf(back).hostResults?.map(h => [h.name, h.before, h.after, h.result])).toEqual(
+      f.names.map(n => [n, v2, release, 'ok'])
+    )
   })
 
   test('a host whose sshd stops after staging: no host switches, staged releases removed where reachable; exit 3', async () => {
