@@ -9,6 +9,7 @@ import { Redactor } from '../../../src/report/redact.js'
 import { Layout } from '../../../src/commands/layout.js'
 import type { HostSession, RunContext } from '../../../src/host/context.js'
 import type { HostStage, StageEffect } from '../../../src/pipeline/stage.js'
+import { strategyFor } from '../../../src/pipeline/switch.js'
 
 const hosts = (n: number, primary = 0) =>
   Array.from({ length: n }, (_, i) => ({ name: `h${i + 1}`, primary: i === primary }))
@@ -233,5 +234,74 @@ describe('the orchestrator runs a rollout batch by batch', () => {
       ['h1', 'not-switched', 'deploy'],
       ['h2', 'failed', 'switch']
     ])
+  })
+})
+
+describe('a role with its own switch strategy', () => {
+  test('each host is switched by its own strategy, with its own settings', async () => {
+    const calls: string[] = []
+    const mk = (name: string, roles: string[]): HostSession =>
+      ({
+        host: { name, kind: 'ssh', address: '127.0.0.1', primary: name === 'h1', roles },
+        layout: new Layout('/srv/app'),
+        releases: ['R1'],
+        current: 'R1',
+        t: {
+          exec: async (_cmd: string, o: { label?: string }) => {
+            calls.push(`${name}: ${o.label}`)
+            return { code: 0, stdout: '', stderr: '' }
+          }
+        }
+      }) as unknown as HostSession
+    const { config } = validateConfig(
+      {
+        app: 'shop',
+        path: '/srv/app',
+        hosts: [
+          { address: '127.0.0.2', name: 'h1' },
+          { address: '127.0.0.3', name: 'h2', roles: ['edge'] }
+        ],
+        ssh: { private_key: 'env:SSH_KEY', known_hosts: 'env:KNOWN_HOSTS' },
+        stages: { restart: 'bin/restart' },
+        roles: {
+          edge: {
+            switch: {
+              strategy: 'blue-green',
+              ports: [9001, 9002],
+              start: 'bin/start',
+              stop: 'bin/stop',
+              health: 'http://{host}:{port}/health',
+              upstream_file: '/etc/nginx/up.conf',
+              proxy_reload: 'nginx -s reload'
+            }
+          }
+        }
+      },
+      '/tmp/x.yml',
+      {},
+      {
+        SSH_KEY:
+          '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAE\n-----END OPENSSH PRIVATE KEY-----',
+        KNOWN_HOSTS: '[127.0.0.2]:22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ1'
+      }
+    )
+    const sessions = [mk('h1', []), mk('h2', ['edge'])]
+    const c = {
+      log: new DeployLog(
+        undefined,
+        { info() {}, warn() {}, error() {}, startGroup() {}, endGroup() {} },
+        new Redactor([])
+      ),
+      signal: new AbortController().signal,
+      sessions,
+      startedAt: new Date(),
+      config
+    } as unknown as RunContext
+    const strategy = strategyFor(c)
+    await strategy.activate(c, sessions[0] as HostSession, 'R2', 'switch')
+    await strategy.activate(c, sessions[1] as HostSession, 'R2', 'switch').catch(() => undefined)
+    expect(calls[0]).toMatch(/^h1: switch current/)
+    expect(calls.find(l => l.startsWith('h2'))).toBe('h2: read blue-green state')
+    expect(calls.some(l => l.startsWith('h2: switch current'))).toBe(false)
   })
 })
