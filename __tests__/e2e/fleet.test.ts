@@ -118,6 +118,12 @@ async function expectServing(f: Fleet, release: string, version: string) {
   }
 }
 
+/** Gives the config of `f` this rollout from the next run on (a first deploy without the long waits). */
+function setRollout(f: Fleet, rollout: Config): void {
+  const config = parse(readFileSync(f.p.configFile, 'utf8')) as Config
+  writeFileSync(f.p.configFile, stringify({ ...config, rollout }))
+}
+
 async function deployOk(f: Fleet, version: string): Promise<string> {
   process.chdir(f.p.dir)
   f.p.app({ version })
@@ -296,8 +302,7 @@ describe('fleets', () => {
     const f = await fleet('sigint', pool.slice(0, 3))
     const v1 = await deployOk(f, '1.0.0')
     // now one host at a time, with a long pause between batches
-    const config = parse(readFileSync(f.p.configFile, 'utf8')) as Config
-    writeFileSync(f.p.configFile, stringify({ ...config, rollout: { batch: 1, wait: '60s' } }))
+    setRollout(f, { batch: 1, wait: '60s' })
     f.p.app({ version: '2.0.0' })
     const proc = spawnCli(['deploy', '--json', '--config', f.p.configFile], f.p.env, f.p.dir)
     await proc.line(/waiting 60 s \(rollout\.wait\)/, 60_000).catch(e => {
@@ -350,8 +355,7 @@ describe('fleets', () => {
   test('the Action killed (SIGKILL) between batches: the post step puts back every host it switched', async () => {
     const f = await fleet('sigkill', pool.slice(0, 3))
     const v1 = await deployOk(f, '1.0.0')
-    const config = parse(readFileSync(f.p.configFile, 'utf8')) as Config
-    writeFileSync(f.p.configFile, stringify({ ...config, rollout: { batch: 2, wait: '60s' } }))
+    setRollout(f, { batch: 2, wait: '60s' })
     f.p.app({ version: '2.0.0' })
     const main = actionStep(f.p, 'main')
     const proc = spawnActionSource('index', main.env, f.p.dir)
