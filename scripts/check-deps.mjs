@@ -20,6 +20,7 @@ export const LAYERS = [
   ['backup'],
   ['pipeline'],
   ['engine'],
+  ['notify'],
   ['flows'],
   ['platform'],
   ['.']

@@ -6,9 +6,11 @@ let signals = 0
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.on(sig, () => {
     signals++
-    process.stderr.write(
-      `\nsafe-deploy: ${sig} received; stopping and undoing what this run changed${signals > 1 ? ' (already stopping)' : ''}\n`
-    )
+    // `logs` changes nothing: Ctrl-C just ends it
+    if (process.argv[2] !== 'logs')
+      process.stderr.write(
+        `\nsafe-deploy: ${sig} received; stopping and undoing what this run changed${signals > 1 ? ' (already stopping)' : ''}\n`
+      )
     controller.abort(new Error(sig))
   })
 }

@@ -155,8 +155,13 @@ describe('deploy over SSH', () => {
     expect(r.code).toBe(0)
     const lines = r.stdout.split('\n')
     expect(lines[0]).toBe(`${host.address}:2222:`)
-    expect(lines.filter(l => l.startsWith('  * '))).toHaveLength(1)
-    expect(lines.find(l => l.includes('rolled-back'))).toMatch(/bad/)
+    // one state per release: the current one, the bad one, the verified ones
+    expect(lines.filter(l => l.startsWith('  * '))).toEqual([
+      expect.stringMatching(/^ {2}\* \S+ {2}current, deployed by /)
+    ])
+    const bad = historyOf(root).find(e => e.status === 'rolled-back')?.release as string
+    expect(lines.find(l => l.includes(bad))).toMatch(new RegExp(`^ {4}${bad} {2}bad, deployed by `))
+    expect(lines.filter(l => / {2}verified, deployed by /.test(l)).length).toBeGreaterThan(0)
   })
 
   test('manual rollback goes to the previous good release, skipping the bad one', async () => {

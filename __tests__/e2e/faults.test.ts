@@ -174,7 +174,15 @@ describe('the new release is broken', () => {
 
   test('2. healthy at first, crashes within verify.window: exit 4, the previous release serves', async () => {
     const c = await setup('crash-in-window', {
-      config: cfg => ({ ...cfg, verify: { ...(cfg.verify as Config), window: '3s' } })
+      config: cfg => ({
+        ...cfg,
+        verify: {
+          ...(cfg.verify as Config),
+          window: '3s',
+          // the whole file (not only since the run started): fail_on must not match the old traceback later
+          logs: { command: 'cat "$SAFE_DEPLOY_SHARED/logs/app.log"', fail_on: ['no such line'] }
+        }
+      })
     })
     const v1 = await deployOk(c, '1.0.0')
     // up in well under a second, gone 2.5 s after start: after the first checks, before the second
@@ -182,7 +190,11 @@ describe('the new release is broken', () => {
     const r = await c.p.deploy(['--json'])
     expectExit(r, 4)
     const res = expectFailure(r, c, 'verify', /ROLLED BACK/)
-    expect(res.error?.message).toMatch(/failed after 1 attempts: expected HTTP 200, last answer no answer/)
+    // says it had passed and then stopped, with the app's traceback from the logs
+    expect(res.error?.message).toMatch(
+      /the app passed its checks, then stopped answering within verify\.window \(3 s\): .*failed after 1 attempt: expected HTTP 200, last answer no answer/
+    )
+    expect(res.error?.message).toContain('RuntimeError: lost the database connection')
     const log = lastLog(c.p.logDir)
     // it did pass first, then watched, then failed
     expect(log).toMatch(/\[verify\] .*GET http:\S+: HTTP 200 \(attempt \d\/6\)/)
@@ -499,7 +511,7 @@ describe('the rollback itself fails', () => {
     expect(res.status).toBe('failed')
     const note =
       `current -> releases/${res.release}, the release this run switched to; it fails its checks: ` +
-      `health check GET http://127.0.0.1:${c.p.port}/health from ${c.hostName} failed after 1 attempts: ` +
+      `health check GET http://127.0.0.1:${c.p.port}/health from ${c.hostName} failed after 1 attempt: ` +
       'expected HTTP 200, last answer HTTP 500 "unhealthy 2.0.0"'
     expect(res.hostStates).toEqual([
       { host: c.hostName, current: res.release, reachable: true, healthy: false, note }

@@ -1,4 +1,5 @@
 import { sh } from './quote.js'
+import type { Layout } from './layout.js'
 import { script, type RemoteCommand } from './command.js'
 
 /**
@@ -112,4 +113,31 @@ export function parseProbe(stdout: string): { status: number; body: string } {
   if (i < 0) return { status: 0, body: stdout }
   const status = Number.parseInt(stdout.slice(i + 'HTTP_STATUS='.length).trim(), 10)
   return { status: Number.isFinite(status) ? status : 0, body: stdout.slice(0, i).replace(/\n$/, '') }
+}
+
+/**
+ * verify.heartbeat, measured on the host with its own clock: `file` (relative to the release) must have been
+ * touched at or after `current` was switched and at most `maxAge` s ago. Retries once a second for up to
+ * `maxAge` s (a bot beats on its first poll), then prints `HEARTBEAT=fresh|old|stale|missing` and `AGE=<s>`.
+ */
+export function heartbeatProbe(layout: Layout, release: string, file: string, maxAge: number): RemoteCommand {
+  return {
+    label: `heartbeat ${file}`,
+    script: script(
+      `cd ${sh(layout.release(release))} || exit 1`,
+      `f=${sh(file)}; max=${sh(maxAge)}; waited=0; age=`,
+      `switched=$(stat -c %Y ${sh(layout.current)} 2>/dev/null || echo 0)`,
+      'while :; do',
+      '  now=$(date +%s)',
+      '  if [ -e "$f" ]; then',
+      '    m=$(stat -L -c %Y "$f"); age=$((now - m))',
+      '    if [ "$m" -ge "$switched" ] && [ "$age" -le "$max" ]; then state=fresh; break; fi',
+      '    if [ "$m" -lt "$switched" ]; then state=old; else state=stale; fi',
+      '  else state=missing; fi',
+      '  [ "$waited" -ge "$max" ] && break',
+      '  sleep 1; waited=$((waited + 1))',
+      'done',
+      `printf 'HEARTBEAT=%s\\nAGE=%s\\n' "$state" "$age"`
+    )
+  }
 }

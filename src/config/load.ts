@@ -4,7 +4,8 @@ import { parse as parseYaml, YAMLParseError } from 'yaml'
 import type { ZodError } from 'zod'
 import { configSchema, type Config } from './schema.js'
 import { ConfigError } from '../core/exit.js'
-import { databaseRollbackMode, migrationProblems, roleProblems } from './rules.js'
+import { databaseRollbackMode, migrationProblems, roleProblems, verifyProblems } from './rules.js'
+import { notifySecrets } from './notify.js'
 import { checkBackupConfig } from '../backup-engines/plan.js'
 import { databaseSecrets } from '../backup-engines/connection.js'
 
@@ -15,6 +16,15 @@ export interface Overrides {
    * commas; each keeps its own settings (name, path, port, user, primary). An unknown one is a config error.
    */
   host?: string
+  /** The same as `host`, under the name `--hosts` / the input `hosts` (errors name the flag that was used). */
+  hosts?: string
+  /**
+   * Selects the hosts that have any of these roles (comma-separated). With `hosts` too, a host must match
+   * both (the intersection): `--roles web --hosts web-1,worker-1` is web-1. An unknown role is a config error.
+   */
+  roles?: string
+  /** Unreachable hosts at connect are left out (loudly) instead of stopping the run; never the primary. */
+  skipUnreachable?: boolean
   port?: number
   user?: string
   path?: string
@@ -23,6 +33,8 @@ export interface Overrides {
   knownHosts?: string
   knownHostsFile?: string
   insecureSkipHostKeyCheck?: boolean
+  /** `--skip-test`: the tests ran in an earlier CI job; the deploy runs no stages.test. */
+  skipTest?: boolean
 }
 
 export interface ResolvedHost {
@@ -56,6 +68,14 @@ export interface LoadedConfig {
   /** Absolute source dir. */
   sourceDir: string
   hosts: ResolvedHost[]
+  /**
+   * The config's primary when the selection (`--hosts`, `--roles`) leaves it out: the lock is global, so a run
+   * connects to it too, for the lock alone (nothing is staged, switched or recorded there). Unset when the
+   * primary is selected (it is then `hosts.find(h => h.primary)`).
+   */
+  lockHost?: ResolvedHost
+  /** `--skip-unreachable`: a host that cannot be reached at connect is left out, loudly; never the primary. */
+  skipUnreachable?: boolean
   auth: SshAuth
   /** Every secret value, for redaction and core.setSecret. */
   secrets: string[]
@@ -64,6 +84,8 @@ export interface LoadedConfig {
    * `config`; `requireEnv` refuses a command that uses one.
    */
   unresolved: Unresolved[]
+  /** Every `env:NAME` of the config (set or not), by key: what `variablesFor` reads. */
+  references: Unresolved[]
 }
 
 export interface Unresolved {
@@ -81,13 +103,17 @@ const ENV_REF = /^env:([A-Za-z_][A-Za-z0-9_]*)$/
  */
 const LAZY_KEYS = [/^env\./, /^backup\.databases\[\d+\]\./, /^backup\.encrypt\.identity$/]
 
+/** Whether the variable of an `env:` value at this key may be unset when the config loads (LAZY_KEYS). */
+export const isLazyKey = (key: string): boolean => LAZY_KEYS.some(re => re.test(key))
+
 /** Key paths whose `env:` values are secrets (redacted everywhere). */
 const SECRET_PATHS = [
   /^ssh\.private_key$/,
   /^ssh\.passphrase$/,
   /^env\./,
   /^backup\.databases\[\d+\]\.(url|password)$/,
-  /^backup\.encrypt\.identity$/
+  /^backup\.encrypt\.identity$/,
+  /^notify\[\d+\]\./
 ]
 
 function formatPath(path: readonly PropertyKey[]): string {
@@ -105,6 +131,8 @@ interface EnvScan {
   problems: string[]
   /** Key path -> the variable an `env:NAME` there names (and the path), for every one unset or empty. */
   missing: Map<string, { name: string; path: PropertyKey[] }>
+  /** Every `env:NAME` of the config, set or not. */
+  references: Unresolved[]
 }
 
 /**
@@ -122,6 +150,7 @@ function resolveEnvRefs(node: unknown, path: PropertyKey[], env: NodeJS.ProcessE
     }
     const name = m[1] as string
     const value = env[name]
+    scan.references.push({ key: where, variable: name })
     if (value === undefined || value === '') {
       scan.missing.set(where, { name, path })
       return ''
@@ -215,6 +244,8 @@ function applyOverrides(raw: Record<string, unknown>, o: Overrides): void {
     delete ssh.known_hosts
   }
   if (o.insecureSkipHostKeyCheck) ssh.insecure_skip_host_key_check = true
+  if (o.skipTest && raw.stages && typeof raw.stages === 'object')
+    delete (raw.stages as Record<string, unknown>).test
 }
 
 /**
@@ -252,7 +283,7 @@ export function validateConfig(
   env: NodeJS.ProcessEnv = process.env
 ): LoadedConfig {
   const baseDir = dirname(file)
-  const scan: EnvScan = { secrets: [], problems: [], missing: new Map() }
+  const scan: EnvScan = { secrets: [], problems: [], missing: new Map(), references: [] }
   const raw = structuredClone(parsed)
   applyOverrides(raw, overrides)
   const resolved = resolveEnvRefs(raw, [], env, scan) as Record<string, unknown>
@@ -309,14 +340,22 @@ export function validateConfig(
       problems.push(`roles.${role}: no host has this role; add it to a host's roles or remove it`)
   }
   problems.push(...roleProblems(config, hosts))
-  if (overrides.host !== undefined) {
-    const picked = selectHosts(hosts, overrides.host)
-    if ('problem' in picked) problems.push(picked.problem)
-    else hosts.splice(0, hosts.length, ...picked.hosts)
-  }
   const primaries = hosts.filter(h => h.primary)
   if (primaries.length > 1) problems.push(`hosts: only one host can be primary, found ${primaries.length}`)
   if (primaries.length === 0 && hosts[0]) hosts[0].primary = true
+  let lockHost: ResolvedHost | undefined
+  const picked = selectHosts(hosts, overrides)
+  if ('problem' in picked) problems.push(picked.problem)
+  else if (picked.hosts !== hosts) {
+    // the lock stays on the config's primary; the first selected host runs what runs once (backup, migrate)
+    const configPrimary = hosts.find(h => h.primary)
+    if (configPrimary && !picked.hosts.includes(configPrimary)) {
+      lockHost = { ...configPrimary, primary: false }
+      const first = picked.hosts[0]
+      if (first) picked.hosts[0] = { ...first, primary: true }
+    }
+    hosts.splice(0, hosts.length, ...picked.hosts)
+  }
 
   const ssh = config.ssh
   const auth: SshAuth = { fingerprints: ssh.fingerprints, insecure: ssh.insecure_skip_host_key_check }
@@ -359,7 +398,10 @@ export function validateConfig(
     ...backupCheck.problems.filter(p => !waiting.some(w => p.startsWith(`${w}.`) || p.startsWith(`${w}:`)))
   )
   for (const value of backupCheck.secrets) secrets.push({ where: backupSecretKey(config, value), value })
+  // notification tokens and webhook URLs (their path is the credential), however they were given
+  secrets.push(...notifySecrets(config.notify))
   problems.push(...migrationProblems(config))
+  problems.push(...verifyProblems(config))
   problems.push(...shortSecretProblems(secrets))
   if (problems.length) throw configProblems(file, problems)
   return {
@@ -368,9 +410,12 @@ export function validateConfig(
     baseDir,
     sourceDir: resolve(baseDir, config.source.dir),
     hosts,
+    ...(lockHost ? { lockHost } : {}),
+    ...(overrides.skipUnreachable ? { skipUnreachable: true } : {}),
     auth,
     secrets: [...new Set(secrets.map(s => s.value))],
-    unresolved
+    unresolved,
+    references: scan.references
   }
 }
 
@@ -442,10 +487,35 @@ function commandNeeds(
         identity: encrypted ? 'it decrypts the backup' : undefined
       }
     case 'backups':
-      return opts.sub === 'verify' ? { env: 'its checks on the host get env:' } : {}
+      return opts.sub === 'verify' || opts.sub === 'upload' ? { env: 'its checks on the host get env:' } : {}
     default:
       return {}
   }
+}
+
+/** Why the command uses the value at a lazy key (LAZY_KEYS), or undefined when it does not. */
+function lazyReason(needs: CommandNeeds, key: string): string | undefined {
+  if (key.startsWith('env.')) return needs.env
+  if (key.startsWith('backup.databases[')) return needs.databases
+  if (key === 'backup.encrypt.identity') return needs.identity
+  return undefined
+}
+
+/**
+ * The environment variables a command reads for this config, in config order: every `env:NAME` outside the
+ * lazy keys (the config does not load without them), and those under lazy keys the command uses. A CI job
+ * must pass exactly these (examples/workflows and `init` are checked against it).
+ */
+export function variablesFor(
+  loaded: LoadedConfig,
+  command: string,
+  opts: { sub?: string; restore?: boolean; noDb?: boolean } = {}
+): string[] {
+  const needs = commandNeeds(loaded, command, opts)
+  const used = loaded.references.filter(
+    r => !LAZY_KEYS.some(re => re.test(r.key)) || lazyReason(needs, r.key)
+  )
+  return [...new Set(used.map(r => r.variable))]
 }
 
 /**
@@ -459,16 +529,8 @@ export function requireEnv(
 ): void {
   const needs = commandNeeds(loaded, command, opts)
   const label = opts.sub && command === 'backups' ? `${command} ${opts.sub}` : command
-  const why = (key: string) =>
-    key.startsWith('env.')
-      ? needs.env
-      : key.startsWith('backup.databases[')
-        ? needs.databases
-        : key === 'backup.encrypt.identity'
-          ? needs.identity
-          : undefined
   const problems = loaded.unresolved.flatMap(u => {
-    const reason = why(u.key)
+    const reason = lazyReason(needs, u.key)
     return reason ? [`${missingVariable(u.key, u.variable)}: \`${label}\` needs it (${reason})`] : []
   })
   if (problems.length) throw configProblems(loaded.file, problems)
@@ -477,22 +539,56 @@ export function requireEnv(
 /** Shorter secrets cannot be redacted: replacing every `ab` in a log would mangle it beyond reading. */
 const MIN_SECRET_LENGTH = 4
 
-/** The hosts `--host` names (by name, address, or address:port), in config order; or why it cannot. */
-function selectHosts(hosts: ResolvedHost[], wanted: string): { hosts: ResolvedHost[] } | { problem: string } {
-  const asked = [...new Set(wanted.split(',').map(a => a.trim()))].filter(Boolean)
-  if (!asked.length) return { problem: '--host: expected a host name or address from the config' }
-  const matches = (h: ResolvedHost, a: string) =>
-    h.name === a || (h.kind === 'ssh' && (h.address === a || `${h.address}:${h.port}` === a))
-  const unknown = asked.filter(a => !hosts.some(h => matches(h, a)))
-  if (unknown.length) {
-    const known = hosts.map(h =>
-      h.kind === 'ssh' && h.name !== h.address ? `${h.name} (${h.address})` : h.name
-    )
-    return {
-      problem: `--host: ${unknown.map(u => JSON.stringify(u)).join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a host of this config; it has ${known.join(', ')} (add a host to hosts: to deploy to it)`
+const splitList = (text: string) => [...new Set(text.split(',').map(a => a.trim()))].filter(Boolean)
+
+/** `web-1 (10.0.0.11)` or `10.0.0.12`: how an error lists the hosts a config has. */
+const knownHosts = (hosts: ResolvedHost[]) =>
+  hosts.map(h => (h.kind === 'ssh' && h.name !== h.address ? `${h.name} (${h.address})` : h.name)).join(', ')
+
+/**
+ * The hosts `--hosts`/`--host` names (by name, address, or address:port) and `--roles` names (any of the roles),
+ * in config order; both given: the hosts matching both. The same array when nothing selects; or why it cannot.
+ */
+export function selectHosts(
+  hosts: ResolvedHost[],
+  o: Pick<Overrides, 'host' | 'hosts' | 'roles'>
+): { hosts: ResolvedHost[] } | { problem: string } {
+  if (o.host !== undefined && o.hosts !== undefined)
+    return { problem: '--host and --hosts: give one (--host is another name for --hosts)' }
+  const flag = o.hosts !== undefined ? '--hosts' : '--host'
+  const wanted = o.hosts ?? o.host
+  let picked = hosts
+  if (wanted !== undefined) {
+    const asked = splitList(wanted)
+    if (!asked.length) return { problem: `${flag}: expected a host name or address from the config` }
+    const matches = (h: ResolvedHost, a: string) =>
+      h.name === a || (h.kind === 'ssh' && (h.address === a || `${h.address}:${h.port}` === a))
+    const unknown = asked.filter(a => !hosts.some(h => matches(h, a)))
+    if (unknown.length) {
+      return {
+        problem: `${flag}: ${unknown.map(u => JSON.stringify(u)).join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a host of this config; it has ${knownHosts(hosts)} (add a host to hosts: to deploy to it)`
+      }
     }
+    picked = hosts.filter(h => asked.some(a => matches(h, a)))
   }
-  return { hosts: hosts.filter(h => asked.some(a => matches(h, a))) }
+  if (o.roles !== undefined) {
+    const asked = splitList(o.roles)
+    const known = [...new Set(hosts.flatMap(h => h.roles))]
+    if (!asked.length) return { problem: "--roles: expected a role from the config's hosts[].roles" }
+    const unknown = asked.filter(r => !known.includes(r))
+    if (unknown.length) {
+      return {
+        problem: `--roles: ${unknown.map(u => JSON.stringify(u)).join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a role of any host of this config; ${known.length ? `the roles are ${known.join(', ')}` : 'no host has roles (hosts[].roles)'}`
+      }
+    }
+    const byRole = picked.filter(h => h.roles.some(r => asked.includes(r)))
+    if (!byRole.length)
+      return {
+        problem: `--hosts and --roles: no host is both in ${JSON.stringify(wanted)} and has a role of ${asked.join(', ')}; the hosts with those roles are ${knownHosts(hosts.filter(h => h.roles.some(r => asked.includes(r))))}`
+      }
+    picked = byRole
+  }
+  return { hosts: picked }
 }
 
 /** The key a backup secret (a password, a URL, the identity) came from. */

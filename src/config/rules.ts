@@ -1,3 +1,4 @@
+import { sh } from '../commands/quote.js'
 import type { Config, RoleOverride } from './schema.js'
 
 export type DatabaseRollback = 'restore' | 'down' | 'none'
@@ -80,4 +81,51 @@ export function configForRoles(config: Config, roles: readonly string[]): Config
     switch: over.find(ROLE_KEYS.switch)?.switch ?? config.switch,
     verify: over.find(ROLE_KEYS.verify)?.verify ?? config.verify
   }
+}
+
+/** What `verify.logs.preset` adds to fail_on. */
+export const LOG_PRESETS: Record<'telegram-polling', string[]> = {
+  // python-telegram-bot: "telegram.error.Conflict: Conflict: terminated by other getUpdates request";
+  // aiogram: "TelegramConflictError: Telegram server says - Conflict: terminated by other getUpdates request"
+  'telegram-polling': ['Conflict: terminated by other getUpdates', '409 Conflict', 'Error code: 409']
+}
+
+/**
+ * A logs command with its placeholders filled, each value quoted: {since} (ISO 8601 UTC, what journalctl and
+ * docker logs take), {since_epoch} (seconds), {lines}, and verify's {started} (epoch seconds of the run start).
+ */
+export function fillLogsCommand(template: string, since: Date, lines: number): string {
+  const epoch = String(Math.floor(since.getTime() / 1000))
+  const values: Record<string, string> = {
+    since: since.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    since_epoch: epoch,
+    started: epoch,
+    lines: String(lines)
+  }
+  return template.replace(/\{(since_epoch|since|started|lines)\}/g, (_, k: string) => sh(values[k] as string))
+}
+
+/**
+ * The log scan of verify: its command (verify.logs.command, else logs.command, both with the run start as
+ * {since}/{started}) and its patterns (fail_on plus the preset's); undefined when verify.logs is not set.
+ */
+export function logScan(config: Config): { template: string; failOn: string[] } | undefined {
+  const v = config.verify.logs
+  const template = v?.command ?? config.logs?.command
+  if (!v || !template) return undefined
+  return { template, failOn: [...new Set([...v.fail_on, ...(v.preset ? LOG_PRESETS[v.preset] : [])])] }
+}
+
+/** verify and restart settings that cannot work together. */
+export function verifyProblems(config: Config): string[] {
+  const problems: string[] = []
+  if (config.verify.logs && !config.verify.logs.command && !config.logs)
+    problems.push(
+      'verify.logs: give verify.logs.command, or logs.command (verify.logs uses it with {since} the run start)'
+    )
+  if (config.stages.stop && config.switch.strategy === 'blue-green')
+    problems.push(
+      'stages.stop: blue-green runs both releases at once and stops the old one with switch.stop; stages.stop is for symlink and graceful'
+    )
+  return problems
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { parseDuration } from './duration.js'
 import { backupSchema } from '../backup-engines/config.js'
+import { notifySchema } from './notify.js'
 
 /** A duration such as `1s`, `500ms`, `10m`, or a number of seconds; parsed to milliseconds. */
 const duration = z
@@ -230,12 +231,33 @@ export const verifySchema = z
         command: z
           .string()
           .min(1)
-          .describe('Prints recent logs; {started} is the run start in epoch seconds'),
-        fail_on: z.array(z.string().min(1)).min(1).default(['CRITICAL', 'Traceback', 'FATAL'])
+          .optional()
+          .describe(
+            'Prints recent logs; {started} is the run start in epoch seconds. Default: logs.command with {since} the run start'
+          ),
+        fail_on: z.array(z.string().min(1)).min(1).default(['CRITICAL', 'Traceback', 'FATAL']),
+        preset: z
+          .enum(['telegram-polling'])
+          .optional()
+          .describe(
+            'telegram-polling: also fail on a 409 Conflict from getUpdates (two instances polling one token)'
+          )
       })
       .strict()
       .optional()
       .describe('Fails verify when the logs since the run started contain one of fail_on'),
+    heartbeat: z
+      .object({
+        file: relativePath.describe(
+          'A file the app touches while it works (a bot: on every poll), relative to the release dir (link it from shared)'
+        ),
+        max_age: duration.describe('The check fails when the file is older than this, or missing')
+      })
+      .strict()
+      .optional()
+      .describe(
+        'Passes when the file was touched after the switch and within max_age, by the host clock; waits up to max_age for the first beat'
+      ),
     window: duration
       .default(0)
       .describe(
@@ -372,6 +394,20 @@ export const configSchema = z
           .min(1)
           .optional()
           .describe('Runs on each host inside the new release after the switch'),
+        stop: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'symlink/graceful: stops the running instance before the switch (runs inside the release that serves), so old and new never run at once (long-polling bots); a rollback stops the new one the same way before restarting the old'
+          ),
+        prune: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'Runs inside each release dir about to be removed (SAFE_DEPLOY_RELEASE is that release): docker image rm app-web:$SAFE_DEPLOY_RELEASE; a failure is a warning'
+          ),
         migrate: z
           .union([
             z
@@ -422,11 +458,29 @@ export const configSchema = z
       .union([z.literal(false), backupSchema])
       .optional()
       .describe('Backups before every deploy; false opts out'),
+    logs: z
+      .object({
+        command: z
+          .string()
+          .min(1)
+          .describe(
+            'Prints the app logs on a host: journalctl -u shop --since {since} -n {lines}, docker compose logs --since {since} -n {lines} bot, tail -n {lines} shared/logs/app.log'
+          ),
+        follow: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('The command for --follow (default: command with -f appended)')
+      })
+      .strict()
+      .optional()
+      .describe('`safe-deploy logs`: the command run on each host, inside current'),
     lock: z
       .object({ ttl: duration.default(1_800_000) })
       .strict()
       .default({ ttl: 1_800_000 }),
-    log_dir: z.string().min(1).default('safe-deploy-logs')
+    log_dir: z.string().min(1).default('safe-deploy-logs'),
+    notify: notifySchema
   })
   .strict()
 

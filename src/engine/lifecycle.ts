@@ -11,6 +11,7 @@ import type { HistoryEntry } from '../release/history.js'
 import {
   closeAll,
   localActor,
+  lockSessionOf,
   primaryOf,
   runOn,
   type Actor,
@@ -31,6 +32,8 @@ import type { HostState, RunCommand, RunResult } from '../pipeline/result.js'
 import { hasChecks, verifyHost } from '../pipeline/checks.js'
 import { RunEvents, onEvent, type RunSubscriber } from './events.js'
 import { stageGroups } from './groups.js'
+import { skippedHostResults } from './hosts.js'
+import { hostTable } from '../report/hosts.js'
 
 export interface RunRequest {
   loaded: LoadedConfig
@@ -46,6 +49,8 @@ export interface RunRequest {
   now?: Date
   /** Told the run's events (src/engine/events.ts), after the JSON report; a subscriber never fails the run. */
   subscribers?: readonly RunSubscriber[]
+  /** `--wait-lock`: wait up to this long for a lock another run holds (default: refuse at once). */
+  waitLockMs?: number
 }
 
 export function newContext(req: RunRequest, command: string, started: Date, logFile = true): RunContext {
@@ -60,7 +65,8 @@ export function newContext(req: RunRequest, command: string, started: Date, logF
     actor: req.actor ?? localActor(),
     sessions: [],
     verbose: !!req.verbose,
-    startedAt: started
+    startedAt: started,
+    ...(req.waitLockMs ? { waitLockMs: req.waitLockMs } : {})
   }
 }
 
@@ -83,7 +89,8 @@ export function verdict(
   const word = WORD[command]
   const t = `(${seconds.toFixed(1)} s)`
   if (!outcome.failure) return `${word} SUCCESS ${t}`
-  const where = `${word} FAILED at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${oneLine(outcome.failure.message)}`
+  // one period after the failure, whether or not its message ends with one
+  const where = `${word} FAILED at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${oneLine(outcome.failure.message).replace(/[.]+$/, '')}`
   if (outcome.rollbackFailed) return `${where}. ROLLBACK FAILED: ${oneLine(outcome.rollbackFailed)} ${t}`
   // a manual rollback that went live and was undone: what served when it started serves again
   if (outcome.rolledBack && command === 'rollback')
@@ -171,6 +178,8 @@ export interface RunSpec {
   plan: (ctx: RunContext) => RunPlan
   /** Saves progress for the Action's post step (deploy, rollback). */
   progress?: boolean
+  /** The command's own subscribers (a deploy's notifications), told after the request's. */
+  subscribers?: (ctx: RunContext) => RunSubscriber[]
 }
 
 /**
@@ -203,8 +212,14 @@ export async function runLifecycle(req: RunRequest, spec: RunSpec): Promise<RunR
   const ctx = newContext(req, command, started)
   ctx.onLock = req.onLock
   const redact = (t: string) => ctx.log.redactor.redact(t)
-  const events = new RunEvents([reportFile(ctx), stageGroups(req.reporter), ...(req.subscribers ?? [])], m =>
-    ctx.log.warn(m)
+  const events = new RunEvents(
+    [
+      reportFile(ctx),
+      stageGroups(req.reporter),
+      ...(req.subscribers ?? []),
+      ...(spec.subscribers?.(ctx) ?? [])
+    ],
+    m => ctx.log.warn(m)
   )
   ctx.log.setStage('start')
   ctx.log.info(`safe-deploy ${spec.intro(ctx)}`)
@@ -276,8 +291,15 @@ export async function runLifecycle(req: RunRequest, spec: RunSpec): Promise<RunR
         }
       : undefined
 
-  const v = verdict(command, outcome, durationS, previous())
-  ctx.log.write(v, { level: outcome.failure ? 'error' : 'info' })
+  // per host (deploy, rollback): a table in the log when there is more than one; skipped hosts said loudly
+  const hostResults =
+    command === 'deploy' || command === 'rollback'
+      ? [...hostResultsOf(ctx, outcome, target), ...skippedHostResults(ctx)]
+      : undefined
+  if (hostResults && hostResults.length > 1) for (const line of hostTable(hostResults)) ctx.log.info(line)
+  const skipped = ctx.unreachable?.map(u => u.host.name) ?? []
+  const v = `${verdict(command, outcome, durationS, previous())}${skipped.length ? `; WARNING: SKIPPED ${skipped.join(', ')} (unreachable, --skip-unreachable): not deployed there` : ''}`
+  ctx.log.write(v, { level: outcome.failure ? 'error' : skipped.length ? 'warn' : 'info' })
 
   if (ctx.lock && ctx.sessions.length) await finishOnHosts(ctx, entry, p.finishOn ?? 'every-host')
   progress?.finish()
@@ -295,14 +317,10 @@ export async function runLifecycle(req: RunRequest, spec: RunSpec): Promise<RunR
     error: outcome.failure ? { ...outcome.failure, message: redact(outcome.failure.message) } : undefined,
     hostStates,
     stages: outcome.records,
-    ...(p.release
-      ? {
-          hostResults: hostResultsOf(ctx, outcome, target).map(h =>
-            h.error ? { ...h, error: redact(h.error) } : h
-          )
-        }
-      : {}),
     hosts: req.loaded.hosts.map(h => h.name),
+    ...(hostResults
+      ? { hostResults: hostResults.map(h => (h.error ? { ...h, error: redact(h.error) } : h)) }
+      : {}),
     logFile: ctx.log.file,
     reportFile: ctx.log.file?.replace(/\.log$/, '.json'),
     started: started.toISOString(),
@@ -328,21 +346,23 @@ async function finishOnHosts(
 ): Promise<void> {
   const lock = ctx.lock
   if (!lock) return
-  const primary = primaryOf(ctx)
+  // the lock host: the primary, or (when the selection left it out) the config's primary, for the lock alone
+  const primary = lockSessionOf(ctx)
   const text = ctx.log.lines.join('\n')
   const finish = { ...ctx, signal: new AbortController().signal }
-  const hosts: HostSession[] = where === 'primary' ? [primary] : ctx.sessions
+  const hosts: HostSession[] = where === 'primary' ? [primaryOf(ctx)] : ctx.sessions
+  const all = hosts.includes(primary) ? hosts : [...hosts, primary]
   const results = await Promise.allSettled(
-    hosts.map(s => {
+    all.map(s => {
       const parts = [
-        ...(entry ? [appendHistory(s.layout, entry)] : []),
-        appendHostLog(s.layout, text),
+        ...(entry && hosts.includes(s) ? [appendHistory(s.layout, entry)] : []),
+        ...(hosts.includes(s) ? [appendHostLog(s.layout, text)] : []),
         ...(s === primary ? [releaseLock(s.layout, lock.token)] : [])
       ]
       return runOn(finish, s, combine('record history and log; release the lock', parts), { stage: 'finish' })
     })
   )
-  const mine = results[hosts.indexOf(primary)]
+  const mine = results[all.indexOf(primary)]
   const state = mine?.status === 'fulfilled' ? parseKeyValues(mine.value.stdout).get('STATE')?.[0] : undefined
   if (state === 'released') {
     ctx.log.info('lock released', primary.host.name)

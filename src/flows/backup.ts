@@ -1,4 +1,5 @@
 import { resolve } from 'node:path'
+import { readLocalBackup, uploadBackup } from '../backup/ops/upload.js'
 import { ConfigError, ExitCode } from '../core/exit.js'
 import { Redactor } from '../report/redact.js'
 import { readHistory } from '../commands/release.js'
@@ -27,6 +28,8 @@ export const BACKUP_USAGE = `  backup [--keep]        take a verified backup now
   backups verify NAME    check a backup against its checksums and read it back
   backups prune [--yes]  show what retention would delete; --yes deletes it (takes the lock)
   backups download NAME [--out DIR]  copy a backup here (default: the log dir), checksums checked
+  backups upload PATH    put a downloaded copy back (its .sha256 file or dir), checked here and there;
+                         then \`restore NAME --yes\`; the uploaded backup is protected from retention
   restore NAME --yes     back up the current state, then restore NAME (takes the lock)`
 
 export interface BackupArgs {
@@ -49,9 +52,13 @@ interface Output {
 export function checkBackupArgs(args: BackupArgs): void {
   const { command, sub, name } = args
   if (command === 'backups') {
-    if (!sub || !['list', 'verify', 'prune', 'download', 'protect', 'unprotect'].includes(sub))
+    if (!sub || !['list', 'verify', 'prune', 'download', 'upload', 'protect', 'unprotect'].includes(sub))
       throw new ConfigError(
-        'backups: expected `backups list`, `backups verify NAME`, `backups prune`, `backups download NAME`, `backups protect NAME` or `backups unprotect NAME`'
+        'backups: expected `backups list`, `backups verify NAME`, `backups prune`, `backups download NAME`, `backups upload PATH`, `backups protect NAME` or `backups unprotect NAME`'
+      )
+    if (sub === 'upload' && !name)
+      throw new ConfigError(
+        'backups upload: give the path of a downloaded backup (its .sha256 file, or its dir)'
       )
     if (['verify', 'download', 'protect', 'unprotect'].includes(sub) && !name)
       throw new ConfigError(`backups ${sub}: name the backup (see \`safe-deploy backups list\`)`)
@@ -63,7 +70,7 @@ export function checkBackupArgs(args: BackupArgs): void {
     throw new ConfigError(
       `--keep (--protect) is for \`backup\`; to keep an existing backup: \`safe-deploy backups protect NAME\``
     )
-  if (name !== undefined) parseBackupName(name)
+  if (name !== undefined && !(command === 'backups' && sub === 'upload')) parseBackupName(name)
   if (command === 'restore' && !args.yes)
     throw new ConfigError(
       `restore ${name} replaces the current databases and files with the backup's (a safety backup of the current state is taken first); run again with --yes to do it`
@@ -215,7 +222,10 @@ export function pruneNow(req: RunRequest): Promise<RunResult> {
 /** `backup`, `backups ...`, `restore`: returns the exit code. Arguments were checked by checkBackupArgs. */
 export async function runBackupCli(args: BackupArgs, req: RunRequest, io: Output): Promise<number> {
   const app = req.loaded.config.app
-  const name: BackupName | undefined = args.name === undefined ? undefined : parseBackupName(args.name, app)
+  const name: BackupName | undefined =
+    args.name === undefined || args.sub === 'upload' ? undefined : parseBackupName(args.name, app)
+  // the copy is checked on the runner before any host is contacted
+  const local = args.sub === 'upload' ? readLocalBackup(args.name as string, app) : undefined
   const print = (v: unknown) => io.stdout.write(JSON.stringify(v, null, 2) + '\n')
 
   // runs that change the host: their result is printed by the run's subscribers (src/platform/cli.ts)
@@ -285,6 +295,15 @@ export async function runBackupCli(args: BackupArgs, req: RunRequest, io: Output
             : `${name as string}: no longer protected; retention applies to it again`
         if (args.json) print({ name, protected: sub === 'protect' })
         else io.stdout.write(`${said}\n`)
+        return 0
+      }
+      if (sub === 'upload' && local) {
+        const u = await uploadBackup(ctx, s, plan, local, 'upload')
+        if (args.json) print({ ...u, ok: true })
+        else
+          io.stdout.write(
+            `${u.name}: ${u.alreadyThere ? `already in ${u.dir} on ${u.host} with the same checksums; nothing sent` : `uploaded to ${u.dir} on ${u.host}`}; checksums match there${u.verify.checked.length ? `; read back: ${u.verify.checked.join(', ')}` : ''}; protected from retention (safe-deploy backups unprotect ${u.name})\nrestore it with: safe-deploy restore ${u.name} --yes\n`
+          )
         return 0
       }
       const listing = await listBackups(ctx, s, plan, sub as string)

@@ -1,6 +1,12 @@
 import { listReleases, parseKeyValues, readHistory } from '../commands/release.js'
 import { newReleaseId, type ReleaseId } from '../release/id.js'
-import { parseHistory, rollbackTarget, unfinishedReleases, type HistoryEntry } from '../release/history.js'
+import {
+  parseHistory,
+  releaseStates,
+  rollbackTarget,
+  unfinishedReleases,
+  type HistoryEntry
+} from '../release/history.js'
 import { ExitCode } from '../core/exit.js'
 import { closeAll, connectAll, onEveryHost, primaryOf, runOn, type RunContext } from '../host/context.js'
 import { StageError } from '../core/errors.js'
@@ -34,6 +40,7 @@ import { hookEnv } from '../host/env.js'
 import { backupsOn } from '../config/rules.js'
 import { inRelease } from '../commands/release.js'
 import type { HostSession } from '../host/context.js'
+import { notifications } from '../notify/index.js'
 
 /** switch and verify run batch by batch (rollout:), one batch of every host without it. */
 const rolloutOf = (ctx: RunContext) => ({
@@ -43,9 +50,18 @@ const rolloutOf = (ctx: RunContext) => ({
   ready: allStillAnswer
 })
 
-/** A deploy or rollback through the one run lifecycle (src/engine/lifecycle.ts), saving its progress. */
+/**
+ * A deploy or rollback through the one run lifecycle (src/engine/lifecycle.ts), saving its progress, telling
+ * the team (`notify:`, src/notify/).
+ */
 const execute = (req: RunRequest, command: 'deploy' | 'rollback', plan: (ctx: RunContext) => RunPlan) =>
-  runLifecycle(req, { command, intro: introOf(command), progress: true, plan })
+  runLifecycle(req, {
+    command,
+    intro: introOf(command),
+    progress: true,
+    plan,
+    subscribers: ctx => notifications(ctx, command)
+  })
 
 /** `deploy of shop to web-1, web-2 (/srv/shop) by octocat`: the first line of a deploy's or rollback's log. */
 const introOf = (command: 'deploy' | 'rollback') => (ctx: RunContext) =>
@@ -284,8 +300,9 @@ export async function planRollback(
         )
       else {
         const hook = hc.switch.strategy === 'graceful' ? hc.switch.reload : hc.stages.restart
+        const stop = hc.stages.stop && s.current ? `in releases/${s.current}: ${hc.stages.stop}; then ` : ''
         out.push(
-          `${s.host.name}: current -> releases/${target} (was ${was})${hook ? `; then in releases/${target}: ${hook}` : ''}`
+          `${s.host.name}: ${stop}current -> releases/${target} (was ${was})${hook ? `; then in releases/${target}: ${hook}` : ''}`
         )
       }
     }
@@ -316,22 +333,57 @@ export async function planRollback(
 }
 
 /** What every host has: releases, which one is current, and what history says of each. */
+/** One release in `releases`: its one state (src/release/history.ts releaseStates) and its deploy. */
+export interface ReleaseDetail {
+  release: string
+  current: boolean
+  state: string
+  deployedBy?: string
+  deployedAt?: string
+  port?: number
+}
+
 export async function listReleaseState(req: RunRequest) {
   const ctx = newContext(req, 'releases', new Date(), false)
   try {
-    await connectAll(ctx)
+    // every selected host: one out of reach is listed as such (`error`)
+    await connectAll(ctx, { tolerate: true })
     const primary = primaryOf(ctx)
     const history = parseHistory(
       (await runOn(ctx, primary, readHistory(primary.layout), { stage: 'releases' })).stdout
     )
+    const states = releaseStates(history)
     const hosts = await onEveryHost(ctx, async s => {
       const kv = parseKeyValues((await runOn(ctx, s, listReleases(s.layout), { stage: 'releases' })).stdout)
+      const current = kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined
+      const releases = (kv.get('RELEASE') ?? []).sort()
       return {
         host: s.host.name,
-        current: kv.get('CURRENT')?.[0]?.replace(/^releases\//, '') || undefined,
-        releases: (kv.get('RELEASE') ?? []).sort()
+        current,
+        releases,
+        /** Newest first: each release's one state (src/release/history.ts releaseStates) and its deploy. */
+        details: [...releases].reverse().map(release => {
+          const entry = history.findLast(e => e.release === release && e.type === 'deploy')
+          return {
+            release,
+            current: release === current,
+            state: states.get(release) ?? 'unknown',
+            ...(entry ? { deployedBy: entry.actor, deployedAt: entry.finished } : {}),
+            ...(typeof entry?.port === 'number' ? { port: entry.port } : {})
+          }
+        })
+      } as {
+        host: string
+        current?: string
+        releases: string[]
+        details: ReleaseDetail[]
+        error?: string
       }
     })
+    const down = (ctx.unreachable ?? []).filter(u => u.host !== ctx.loaded.lockHost)
+    hosts.push(...down.map(u => ({ host: u.host.name, releases: [], details: [], error: u.error })))
+    const order = ctx.loaded.hosts.map(h => h.name)
+    hosts.sort((a, b) => order.indexOf(a.host) - order.indexOf(b.host))
     return { hosts, history }
   } finally {
     await closeAll(ctx)

@@ -6,18 +6,21 @@
  * strategy's own undo, on every host the run switched and did not verify; check it; append a history line that
  * marks the release interrupted (and bad, for a deploy); release the lock; say what was done.
  */
-import {
-  appendHistory,
-  appendHostLog,
-  parseKeyValues,
-  readHistory,
-  removeReleases
-} from '../commands/release.js'
+import { appendHistory, appendHostLog, parseKeyValues, readHistory } from '../commands/release.js'
 import { releaseLock, renewLock } from '../commands/lock.js'
 import { combine } from '../commands/command.js'
 import { parseHistory, type HistoryEntry } from '../release/history.js'
-import { closeAll, connectAll, primaryOf, runOn, type HostSession, type RunContext } from '../host/context.js'
+import {
+  closeAll,
+  connectAll,
+  lockSessionOf,
+  primaryOf,
+  runOn,
+  type HostSession,
+  type RunContext
+} from '../host/context.js'
 import { errorMessage } from '../core/errors.js'
+import { removeReleaseDirs } from '../host/hook.js'
 import { hasChecks } from '../pipeline/checks.js'
 import { verifyRestored } from '../pipeline/stages.js'
 import { strategyFor } from '../pipeline/switch.js'
@@ -64,7 +67,8 @@ export async function finishInterrupted(ctx: RunContext, p: RunProgress): Promis
     }
   }
   try {
-    const primary = primaryOf(ctx)
+    // the lock host: the primary, or the config's primary when the selection left it out
+    const primary = lockSessionOf(ctx)
     // Act only on what is still ours: a lock that expired and was taken, or released by a person, is not.
     const renewed = parseKeyValues(
       (
@@ -170,7 +174,7 @@ export async function finishInterrupted(ctx: RunContext, p: RunProgress): Promis
         await Promise.all(
           ctx.sessions.map(async s => {
             try {
-              await runOn(ctx, s, removeReleases(s.layout, [release]), { stage: 'post' })
+              await removeReleaseDirs(ctx, s, [release], 'post')
               say(`removed the unfinished release ${release}`, s.host.name)
             } catch (e) {
               ctx.log.warn(
@@ -184,7 +188,7 @@ export async function finishInterrupted(ctx: RunContext, p: RunProgress): Promis
     }
     // History (unless the run wrote its own line before it was killed), this log, the lock.
     const history = parseHistory(
-      (await runOn(ctx, primary, readHistory(primary.layout), { stage: 'post' })).stdout
+      (await runOn(ctx, primaryOf(ctx), readHistory(primaryOf(ctx).layout), { stage: 'post' })).stdout
     )
     const recorded = history.some(e => e.release === release && e.started === p.started)
     const finished = new Date()
@@ -193,7 +197,7 @@ export async function finishInterrupted(ctx: RunContext, p: RunProgress): Promis
         ? {
             type: p.command,
             release,
-            previous: p.hosts.find(h => h.name === primary.host.name)?.previous ?? null,
+            previous: p.hosts.find(h => h.name === primaryOf(ctx).host.name)?.previous ?? null,
             commit: p.actor.commit ?? null,
             actor: p.actor.who,
             run: p.actor.run ?? null,
@@ -216,21 +220,22 @@ export async function finishInterrupted(ctx: RunContext, p: RunProgress): Promis
     if (entry && !p.verified)
       say(`marked ${release} interrupted${entry.bad ? ' and bad' : ''} in history: rollbacks skip it`)
     const text = () => ctx.log.lines.join('\n')
+    const all = ctx.sessions.includes(primary) ? ctx.sessions : [...ctx.sessions, primary]
     const results = await Promise.allSettled(
-      ctx.sessions.map(s =>
+      all.map(s =>
         runOn(
           ctx,
           s,
           combine('record history and log; release the lock', [
-            ...(entry ? [appendHistory(s.layout, entry)] : []),
-            appendHostLog(s.layout, text()),
+            ...(entry && s !== ctx.lockSession ? [appendHistory(s.layout, entry)] : []),
+            ...(s !== ctx.lockSession ? [appendHostLog(s.layout, text())] : []),
             ...(s === primary ? [releaseLock(s.layout, lock.token)] : [])
           ]),
           { stage: 'post' }
         )
       )
     )
-    const mine = results[ctx.sessions.indexOf(primary)]
+    const mine = results[all.indexOf(primary)]
     const state =
       mine?.status === 'fulfilled' ? parseKeyValues(mine.value.stdout).get('STATE')?.[0] : undefined
     if (state === 'released') say('lock released', primary.host.name)
@@ -240,7 +245,7 @@ export async function finishInterrupted(ctx: RunContext, p: RunProgress): Promis
       )
     for (const [i, r] of results.entries())
       if (r.status === 'rejected')
-        problems.push(`could not record history on ${ctx.sessions[i]?.host.name}: ${errorMessage(r.reason)}`)
+        problems.push(`could not record history on ${all[i]?.host.name}: ${errorMessage(r.reason)}`)
     return problems.length
       ? { ok: false, done, problem: `${problems.join('; ')}: a person must look (\`safe-deploy status\`)` }
       : { ok: true, done }

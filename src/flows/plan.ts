@@ -12,6 +12,7 @@ import { errorMessage } from '../core/errors.js'
 import { runStagesSafely } from '../pipeline/orchestrator.js'
 import { deployStages, newContext, type RunRequest } from './deploy.js'
 import type { Stage } from '../pipeline/stage.js'
+import { rolloutBatches } from '../pipeline/rollout.js'
 
 /** The release `current` points to on every host in the plan (a plan reads no host). */
 const ASSUMED_CURRENT = '<current>'
@@ -73,6 +74,7 @@ export async function planDeploy(req: RunRequest & { assumed?: AssumedHost }): P
     `# plan for ${c.app}: release ${release} (the time part is set when the deploy starts)`,
     `# every script below is sent over stdin to: ${REMOTE_SHELL}`,
     `## a dry run of the deploy's stages: no host was contacted; each is shown serving ${assumed.current ? `releases/${assumed.current}` : 'no release'}${assumed.activePort ? ` on port ${assumed.activePort}` : ''}, and env: values as <NAME>`,
+    ...fleetLines(loaded),
     ...loaded.unresolved.map(
       u => `## ${u.key} needs ${u.variable}, which is not set: what uses it is shown without it`
     ),
@@ -89,6 +91,36 @@ export async function planDeploy(req: RunRequest & { assumed?: AssumedHost }): P
       '## on a failure after the switch: the database back (when migrate changed it), the previous release switched back, restarted and verified; exit 4'
     )
   return { text: ctx.log.redactor.redact(out.join('\n')), records }
+}
+
+/**
+ * For a fleet with roles or a rollout, or a selection that leaves the primary out: each host with its roles and
+ * path, where the lock and the once-only stages run, and the batches the rollout switches in.
+ */
+function fleetLines(loaded: LoadedConfig): string[] {
+  const { hosts, lockHost } = loaded
+  const r = loaded.config.rollout
+  // a fleet without roles or rollout: the stages below show every host already
+  if (!lockHost && (hosts.length < 2 || (!r && !hosts.some(h => h.roles.length)))) return []
+  const primary = hosts.find(h => h.primary)
+  const out = [`## hosts (${hosts.length}):`]
+  for (const h of hosts) {
+    const once = h === primary ? `; ${lockHost ? '' : 'the lock, '}backup and migrate run here` : ''
+    out.push(
+      `##   ${h.name} (${h.kind === 'ssh' ? `${h.user}@${h.address}:${h.port}` : 'local'}) roles ${h.roles.join(',') || '-'}, path ${h.path}${once}`
+    )
+  }
+  if (lockHost)
+    out.push(
+      `## the lock: on ${lockHost.name}, the config's primary (not selected: connected for the lock only; nothing is deployed there)`
+    )
+  const batches = rolloutBatches(hosts, r)
+  if (r)
+    out.push(
+      `## rollout: switch and verify in ${batches.length} batch${batches.length === 1 ? '' : 'es'}${r.wait ? `, ${r.wait / 1000} s apart` : ''}: ${batches.map((b, i) => `${i + 1}) ${b.join(', ')}`).join('; ')}`
+    )
+  else out.push('## no rollout: every host switches together, after every host staged')
+  return out
 }
 
 /** Stage by stage (in run order), host by host: `# label`, then the script (`$ command` for the runner). */

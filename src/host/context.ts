@@ -6,7 +6,7 @@ import { Layout } from '../commands/layout.js'
 import { END_OF_SCRIPT, REMOTE_SHELL, withEnv, type RemoteCommand } from '../commands/command.js'
 import type { ExecResult, Transport } from '../transport/types.js'
 import { LocalTransport } from '../transport/local.js'
-import { SshTransport } from '../transport/ssh.js'
+import { SshTransport, isUnreachable } from '../transport/ssh.js'
 import type { DeployLog } from '../report/log.js'
 import type { LockOwnerFields } from '../commands/lock.js'
 import { StageError, errorMessage } from '../core/errors.js'
@@ -50,11 +50,23 @@ export interface RunContext {
   signal: AbortSignal
   actor: Actor
   sessions: HostSession[]
+  /**
+   * The config's primary when the selection left it out (`loaded.lockHost`): connected for the global lock
+   * alone; not in `sessions` (nothing is staged, switched or recorded there). See `lockSessionOf`.
+   */
+  lockSession?: HostSession
+  /**
+   * Hosts that could not be reached at connect and were left out of `sessions`: with --skip-unreachable
+   * (a deploy goes on without them, loudly), or for a read-only command that shows them as unreachable.
+   */
+  unreachable?: UnreachableHost[]
   verbose: boolean
   /** When the run started (verify.logs `{started}`). */
   startedAt: Date
   /** Set when we hold the lock on the primary. */
   lock?: LockOwnerFields
+  /** `--wait-lock`: how long to wait for a lock another run holds before giving up (default: not at all). */
+  waitLockMs?: number
   /** Told when the lock is taken, so an Action post step can release it after a cancel. */
   onLock?: (token: string | undefined) => void
   /** Saves the run's progress as it goes (the Action), for its post step to finish a killed run. */
@@ -65,6 +77,12 @@ export interface RunContext {
    * from the runner, waits) is told to `runner` instead of being done.
    */
   dryRun?: DryRun
+}
+
+/** A host `connectAll` could not reach, with why. */
+export interface UnreachableHost {
+  host: ResolvedHost
+  error: string
 }
 
 /** A dry run's seams: how hosts are reached and where runner-side effects are shown. */
@@ -93,63 +111,109 @@ export function primaryOf(ctx: RunContext): HostSession {
   return p
 }
 
-/** Connects to every host in parallel; the first failure closes the others. */
-export async function connectAll(ctx: RunContext): Promise<void> {
+/** Where the global deploy lock lives: the config's primary, also when the selection left it out. */
+export function lockSessionOf(ctx: RunContext): HostSession {
+  return ctx.lockSession ?? primaryOf(ctx)
+}
+
+/** How `connectAll` treats a host it cannot reach. */
+export interface ConnectOptions {
+  /**
+   * A read-only command (status, releases, lock): every host that cannot be reached goes to `ctx.unreachable`
+   * and the command shows it; nothing throws (the lock host aside, when the lock is all the command reads).
+   */
+  tolerate?: boolean
+}
+
+/**
+ * Connects to every host in parallel (and to the lock host, when the selection left the primary out). A host
+ * that cannot be reached stops the run (every other connection closed), unless `loaded.skipUnreachable` (a
+ * host other than the primary and the lock host that cannot be reached, not one with a wrong host key or
+ * refused credentials, is then left out, loudly: `ctx.unreachable`) or `tolerate`.
+ */
+export async function connectAll(ctx: RunContext, opts: ConnectOptions = {}): Promise<void> {
   const { loaded } = ctx
-  const ssh = loaded.config.ssh
   if (loaded.auth.insecure && loaded.hosts.some(h => h.kind === 'ssh')) {
     ctx.log.warn(
       'WARNING: ssh.insecure_skip_host_key_check is true: host keys are NOT verified and anyone on the network path can impersonate your servers. Add known_hosts instead.'
     )
   }
-  const results = await Promise.allSettled(
-    loaded.hosts.map(async (host): Promise<HostSession> => {
-      if (ctx.dryRun)
-        return { host, t: ctx.dryRun.connect(host), layout: new Layout(host.path), releases: [] }
-      if (host.kind === 'local')
-        return { host, t: new LocalTransport(host.name), layout: new Layout(host.path), releases: [] }
-      const t = await SshTransport.connect({
-        label: host.name,
-        address: host.address,
-        port: host.port,
-        user: host.user,
-        privateKey: loaded.auth.privateKey ?? '',
-        passphrase: loaded.auth.passphrase,
-        knownHosts: loaded.auth.knownHosts,
-        fingerprints: loaded.auth.fingerprints,
-        insecureSkipHostKeyCheck: loaded.auth.insecure,
-        connectTimeoutMs: ssh.connect_timeout,
-        connectRetries: ssh.connect_retries,
-        keepaliveIntervalMs: ssh.keepalive_interval,
-        signal: ctx.signal,
-        onReconnect: () => ctx.log.warn('the SSH connection was lost; reconnecting', host.name),
-        onRetry: (attempt, delay, e) =>
-          ctx.log.warn(
-            `connect attempt ${attempt} failed (${e.message}); retrying in ${delay / 1000} s`,
-            host.name
-          )
-      })
-      return { host, t, layout: new Layout(host.path), releases: [] }
-    })
-  )
-  const ok = results.flatMap(r => (r.status === 'fulfilled' ? [r.value] : []))
-  const failed = results.findIndex(r => r.status === 'rejected')
-  if (failed >= 0) {
-    await Promise.all(ok.map(s => s.t.close()))
-    const reason = (results[failed] as PromiseRejectedResult).reason
-    const host = loaded.hosts[failed]?.name
-    throw new StageError('preflight', errorMessage(reason), host)
+  const all = loaded.lockHost ? [...loaded.hosts, loaded.lockHost] : loaded.hosts
+  const results = await Promise.allSettled(all.map(host => connectHost(ctx, host)))
+  const sessions: HostSession[] = []
+  const unreachable: UnreachableHost[] = []
+  let fatal: { host: ResolvedHost; reason: unknown } | undefined
+  results.forEach((r, i) => {
+    const host = all[i] as ResolvedHost
+    if (r.status === 'fulfilled') sessions.push(r.value)
+    else if (
+      opts.tolerate ||
+      // a wrong host key or refused credentials is not "unreachable": it stops the run
+      (loaded.skipUnreachable && !host.primary && host !== loaded.lockHost && isUnreachable(r.reason))
+    )
+      unreachable.push({ host, error: errorMessage(r.reason) })
+    else fatal ??= { host, reason: r.reason }
+  })
+  // a run stopped by the signal is not "a host could not be reached"
+  if (!fatal && !opts.tolerate && unreachable.length && ctx.signal.aborted)
+    fatal = { host: (unreachable[0] as UnreachableHost).host, reason: ctx.signal.reason }
+  if (fatal) {
+    await Promise.all(sessions.map(s => s.t.close()))
+    const why = fatal.host === loaded.lockHost ? ' (the primary, which holds the deploy lock)' : ''
+    const skip =
+      loaded.skipUnreachable && (fatal.host.primary || fatal.host === loaded.lockHost)
+        ? '; --skip-unreachable never skips the primary'
+        : ''
+    throw new StageError('preflight', `${errorMessage(fatal.reason)}${why}${skip}`, fatal.host.name)
   }
-  ctx.sessions = ok
-  for (const s of ok)
+  ctx.lockSession = loaded.lockHost ? sessions.find(s => s.host === loaded.lockHost) : undefined
+  ctx.sessions = sessions.filter(s => s.host !== loaded.lockHost)
+  ctx.unreachable = unreachable
+  for (const s of sessions)
     ctx.log.info(
-      `connected (${s.host.kind === 'local' ? 'local' : `${s.host.user}@${s.host.address}:${s.host.port}`})`,
+      `connected (${s.host.kind === 'local' ? 'local' : `${s.host.user}@${s.host.address}:${s.host.port}`})${s === ctx.lockSession ? ' for the deploy lock only (the primary is not selected)' : ''}`,
       s.host.name
     )
+  if (!opts.tolerate)
+    for (const u of unreachable)
+      ctx.log.warn(
+        `WARNING: SKIPPED (--skip-unreachable): ${u.host.name} cannot be reached (${u.error}); this run deploys to the other hosts only`,
+        u.host.name
+      )
+}
+
+function connectHost(ctx: RunContext, host: ResolvedHost): Promise<HostSession> {
+  const { loaded } = ctx
+  const ssh = loaded.config.ssh
+  const session = (t: Transport): HostSession => ({ host, t, layout: new Layout(host.path), releases: [] })
+  if (ctx.dryRun) return Promise.resolve(session(ctx.dryRun.connect(host)))
+  if (host.kind === 'local') return Promise.resolve(session(new LocalTransport(host.name)))
+  return SshTransport.connect({
+    label: host.name,
+    address: host.address,
+    port: host.port,
+    user: host.user,
+    privateKey: loaded.auth.privateKey ?? '',
+    passphrase: loaded.auth.passphrase,
+    knownHosts: loaded.auth.knownHosts,
+    fingerprints: loaded.auth.fingerprints,
+    insecureSkipHostKeyCheck: loaded.auth.insecure,
+    connectTimeoutMs: ssh.connect_timeout,
+    connectRetries: ssh.connect_retries,
+    keepaliveIntervalMs: ssh.keepalive_interval,
+    signal: ctx.signal,
+    onReconnect: () => ctx.log.warn('the SSH connection was lost; reconnecting', host.name),
+    onRetry: (attempt, delay, e) =>
+      ctx.log.warn(
+        `connect attempt ${attempt} failed (${e.message}); retrying in ${delay / 1000} s`,
+        host.name
+      )
+  }).then(session)
 }
 
 export async function closeAll(ctx: RunContext): Promise<void> {
-  await Promise.allSettled(ctx.sessions.map(s => s.t.close()))
+  const all = ctx.lockSession ? [...ctx.sessions, ctx.lockSession] : ctx.sessions
+  await Promise.allSettled(all.map(s => s.t.close()))
 }
 
 export interface RunOptions {
@@ -159,6 +223,8 @@ export interface RunOptions {
   allowFail?: boolean
   stdin?: string | Readable
   timeoutMs?: number
+  /** A user command's output goes here instead of to the log (`safe-deploy logs`). */
+  onOutput?: (chunk: string) => void
 }
 
 /** Runs a command on a host: the script travels over stdin; user command output streams to the log. */
@@ -169,7 +235,7 @@ export async function runOn(
   opts: RunOptions
 ): Promise<ExecResult> {
   const name = s.host.name
-  if (cmd.user || ctx.verbose)
+  if ((cmd.user && !opts.onOutput) || ctx.verbose)
     ctx.log.info(`$ ${cmd.user ? cmd.script.split('\n').slice(1).join('; ') : cmd.label}`, name)
   const out = ctx.log.lineWriter(name)
   const err = ctx.log.lineWriter(name, cmd.user || cmd.stream ? 'info' : 'warn')
@@ -186,8 +252,8 @@ export async function runOn(
       signal: ctx.signal,
       label: cmd.label,
       parts: cmd.parts,
-      onStdout: cmd.user ? out.push : undefined,
-      onStderr: cmd.user || cmd.stream ? err.push : undefined
+      onStdout: cmd.user ? (opts.onOutput ?? out.push) : undefined,
+      onStderr: cmd.user ? (opts.onOutput ?? err.push) : cmd.stream ? err.push : undefined
     })
   } catch (e) {
     throw new StageError(opts.stage, `${cmd.label} on ${name}: ${errorMessage(e)}`, name)

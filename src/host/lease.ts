@@ -1,6 +1,6 @@
 import { renewLock } from '../commands/lock.js'
 import { parseKeyValues } from '../commands/release.js'
-import { primaryOf, runOn, type RunContext } from './context.js'
+import { lockSessionOf, runOn, type RunContext } from './context.js'
 import { errorMessage } from '../core/errors.js'
 
 /**
@@ -61,7 +61,7 @@ export function startLease(ctx: RunContext): Lease {
     }
     busy = true
     try {
-      const p = primaryOf(ctx)
+      const p = lockSessionOf(ctx)
       // a signal of its own: the renewal must not be cut by the abort it may cause, and must not hang
       const r = await runOn(
         { ...ctx, signal: AbortSignal.timeout(Math.max(every, 5_000)) },

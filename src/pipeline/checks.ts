@@ -1,6 +1,7 @@
 import type { HttpCheck } from '../config/schema.js'
-import { httpProbe, httpProbeLoop, parseProbe, parseProbeLoop } from '../commands/health.js'
-import { inRelease } from '../commands/release.js'
+import { heartbeatProbe, httpProbe, httpProbeLoop, parseProbe, parseProbeLoop } from '../commands/health.js'
+import { inRelease, parseKeyValues } from '../commands/release.js'
+import { fillLogsCommand, logScan } from '../config/rules.js'
 import { lastLines, runOn, type HostSession, type RunContext } from '../host/context.js'
 import { StageError, errorMessage } from '../core/errors.js'
 import { hookEnv } from '../host/env.js'
@@ -115,7 +116,7 @@ async function runHttpCheck(
   const wanted = `HTTP ${check.expect_status}${check.contains !== undefined ? ` containing "${check.contains}"` : ''}`
   throw new StageError(
     stage,
-    `health check GET ${urlFor(check, s)} from ${check.from === 'runner' ? 'the runner' : s.host.name} failed after ${retries} attempts: expected ${wanted}, last answer ${describe(last)}`,
+    `health check GET ${urlFor(check, s)} from ${check.from === 'runner' ? 'the runner' : s.host.name} failed after ${retries} attempt${retries === 1 ? '' : 's'}: expected ${wanted}, last answer ${describe(last)}`,
     s.host.name
   )
 }
@@ -131,6 +132,7 @@ export async function verifyHost(
   // the host's own checks (its role's verify, else the top-level one)
   const ctx = forHost(run, s)
   for (const check of httpChecks(ctx)) await runHttpCheck(ctx, s, check, stage, retries ?? check.retries)
+  await checkHeartbeat(ctx, s, release, stage)
   const v = ctx.config.verify
   const commands = v.command === undefined ? [] : Array.isArray(v.command) ? v.command : [v.command]
   for (const command of commands) {
@@ -154,17 +156,17 @@ export async function verifyHost(
   }
 }
 
-/** Scans the logs since the run started for fatal patterns (verify.logs). */
-export async function scanLogs(
+/** The log command's output (and stderr) on one host since the run started (verify.logs), or undefined. */
+async function readLogs(
   run: RunContext,
   s: HostSession,
   release: string,
   stage: string
-): Promise<void> {
+): Promise<{ lines: string[]; failOn: string[] } | undefined> {
   const ctx = forHost(run, s)
-  const logs = ctx.config.verify.logs
-  if (!logs) return
-  const command = logs.command.replace(/\{started\}/g, String(Math.floor(ctx.startedAt.getTime() / 1000)))
+  const scan = logScan(ctx.config)
+  if (!scan) return undefined
+  const command = fillLogsCommand(scan.template, ctx.startedAt, 1000)
   const r = await runOn(
     ctx,
     s,
@@ -177,20 +179,101 @@ export async function scanLogs(
   if (r.code !== 0) {
     ctx.log.warn(`log scan command exited ${r.code}: ${lastLines(r.stderr, 2)}`, s.host.name)
   }
-  const hits = r.stdout.split('\n').filter(line => logs.fail_on.some(p => line.includes(p)))
+  // docker compose logs and journalctl may print to either stream
+  return { lines: `${r.stdout}\n${r.code === 0 ? r.stderr : ''}`.split('\n'), failOn: scan.failOn }
+}
+
+/** Scans the logs since the run started for fatal patterns (verify.logs; see logScan for its defaults). */
+export async function scanLogs(
+  run: RunContext,
+  s: HostSession,
+  release: string,
+  stage: string
+): Promise<void> {
+  // the host's own log scan (its role's verify, else the top-level one)
+  const ctx = forHost(run, s)
+  const logs = await readLogs(ctx, s, release, stage)
+  if (!logs) return
+  const hits = logs.lines.filter(line => logs.failOn.some(p => line.includes(p)))
   if (hits.length) {
     throw new StageError(
       stage,
-      `the logs on ${s.host.name} show ${hits.length} line(s) matching ${logs.fail_on.join('|')}: ${hits.slice(0, 3).join(' / ').slice(0, 400)}`,
+      `the logs on ${s.host.name} show ${hits.length} line(s) matching ${logs.failOn.join('|')}: ${hits.slice(0, 3).join(' / ').slice(0, 400)}`,
       s.host.name
     )
   }
-  ctx.log.info(`log scan: no line matches ${logs.fail_on.join(', ')}`, s.host.name)
+  ctx.log.info(`log scan: no line matches ${logs.failOn.join(', ')}`, s.host.name)
+}
+
+/**
+ * The check after verify.window failed: the app had passed, then stopped answering. Says so, with the last
+ * lines of the logs (verify.logs) when there are any: the exception line of a traceback comes first.
+ */
+export async function stoppedAnswering(
+  ctx: RunContext,
+  s: HostSession,
+  release: string,
+  stage: string,
+  windowMs: number,
+  error: unknown
+): Promise<StageError> {
+  let text: string | undefined
+  try {
+    text = (await readLogs(ctx, s, release, stage))?.lines.join('\n')
+  } catch {
+    text = undefined
+  }
+  const excerpt = text?.trim() ? `; last log lines on ${s.host.name}:\n${lastLines(text, 12)}` : ''
+  return new StageError(
+    stage,
+    `the app passed its checks, then stopped answering within verify.window (${windowMs / 1000} s): ${errorMessage(error)}${excerpt}`,
+    s.host.name
+  )
+}
+
+/**
+ * verify.heartbeat: the file must have been touched after `current` was last switched (so not by the
+ * instance that served before) and within max_age, both by the host's clock. Waits up to max_age for it.
+ */
+async function checkHeartbeat(
+  ctx: RunContext,
+  s: HostSession,
+  release: string,
+  stage: string
+): Promise<void> {
+  const hb = ctx.config.verify.heartbeat
+  if (!hb) return
+  const maxAge = Math.max(1, Math.ceil(hb.max_age / 1000))
+  const r = await runOn(ctx, s, heartbeatProbe(s.layout, release, hb.file, maxAge), {
+    stage,
+    allowFail: true,
+    timeoutMs: (maxAge + 30) * 1000
+  })
+  const kv = parseKeyValues(r.stdout)
+  const state = kv.get('HEARTBEAT')?.[0]
+  if (state === 'fresh') {
+    ctx.log.info(`heartbeat ${hb.file}: touched ${kv.get('AGE')?.[0] ?? '?'} s ago`, s.host.name)
+    return
+  }
+  const why =
+    state === 'missing'
+      ? `${hb.file} does not exist`
+      : state === 'old'
+        ? `${hb.file} was last touched ${kv.get('AGE')?.[0] ?? '?'} s ago, before the switch (by the instance that served before)`
+        : state === 'stale'
+          ? `${hb.file} was last touched ${kv.get('AGE')?.[0] ?? '?'} s ago (max_age ${maxAge} s)`
+          : `the heartbeat probe failed (exit ${r.code}): ${lastLines(r.stderr || r.stdout, 2)}`
+  throw new StageError(stage, `heartbeat check failed on ${s.host.name}: ${why}`, s.host.name)
 }
 
 /** Whether checks are configured: for host `s` (its roles' verify), or without one for any host of the run. */
 export function hasChecks(ctx: RunContext, s?: HostSession): boolean {
   if (!s && ctx.sessions.some(h => hasChecks(ctx, h))) return true
   const c = s ? forHost(ctx, s) : ctx
-  return httpChecks(c).length > 0 || !!c.config.verify.command || !!c.config.verify.logs
+  return (
+    httpChecks(c).length > 0 ||
+    !!c.config.verify.command ||
+    !!logScan(c.config) ||
+    !!c.config.verify.heartbeat
+  )
 }

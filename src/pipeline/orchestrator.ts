@@ -16,7 +16,7 @@ export interface Outcome {
   rollbackFailed?: string
   exitCode: number
   /** What each host went through, by host name (hostResultsOf makes the per-host report of it). */
-  hosts: Record<string, HostTrack>
+  hosts?: Record<string, HostTrack>
 }
 
 /** One host's part of a run, as the orchestrator saw it. */
@@ -531,7 +531,7 @@ export async function runStagesSafely(
  */
 export function hostResultsOf(ctx: RunContext, outcome: Outcome, release: string | undefined): HostResult[] {
   return ctx.sessions.map(s => {
-    const h = outcome.hosts[s.host.name] ?? { durationS: 0 }
+    const h = outcome.hosts?.[s.host.name] ?? { durationS: 0 }
     const before = s.current
     let result: HostResult['result']
     let after = before

@@ -9,7 +9,6 @@ import {
   markComplete,
   parseKeyValues,
   readHistory,
-  removeReleases,
   stillThere
 } from '../commands/release.js'
 import { LocalTransport } from '../transport/local.js'
@@ -17,15 +16,16 @@ import { sh } from '../commands/quote.js'
 import { parseHistory, releasesToPrune, unfinishedReleases } from '../release/history.js'
 import {
   connectAll,
+  lockSessionOf,
   onEveryHost,
-  primaryOf,
   runOn,
   type HostSession,
   type RunContext
 } from '../host/context.js'
 import { StageError, errorMessage } from '../core/errors.js'
 import { hookEnv } from '../host/env.js'
-import { hasChecks, httpChecks, scanLogs, sleep, verifyHost } from './checks.js'
+import { removeReleaseDirs } from '../host/hook.js'
+import { hasChecks, httpChecks, scanLogs, sleep, stoppedAnswering, verifyHost } from './checks.js'
 import type { ProductStage } from './stage.js'
 import { forHost } from './roles.js'
 import type { SwitchStrategy } from './switch.js'
@@ -136,7 +136,7 @@ async function removeUnfinished(ctx: RunContext, s: HostSession): Promise<void> 
   const history = parseHistory((await runOn(ctx, s, readHistory(s.layout), { stage: 'preflight' })).stdout)
   const unfinished = unfinishedReleases(s.releases, s.complete ?? [], s.current, history)
   if (!unfinished.length) return
-  await runOn(ctx, s, removeReleases(s.layout, unfinished), { stage: 'preflight' })
+  await removeReleaseDirs(ctx, s, unfinished, 'preflight')
   s.releases = s.releases.filter(r => !unfinished.includes(r))
   ctx.log.warn(
     `removed ${unfinished.length} unfinished release(s) left by an interrupted deploy (its build never completed): ${unfinished.join(', ')}`,
@@ -144,8 +144,12 @@ async function removeUnfinished(ctx: RunContext, s: HostSession): Promise<void> 
   )
 }
 
+/** How often `--wait-lock` looks at a held lock again. */
+const LOCK_POLL_MS = 2000
+
 async function takeLock(ctx: RunContext, command: string): Promise<void> {
-  const primary = primaryOf(ctx)
+  // the lock is global: on the config's primary, also when the selection left it out
+  const primary = lockSessionOf(ctx)
   const owner = {
     who: ctx.actor.who,
     run: ctx.actor.run,
@@ -155,17 +159,38 @@ async function takeLock(ctx: RunContext, command: string): Promise<void> {
     token: randomBytes(12).toString('hex')
   }
   const ttl = Math.ceil(ctx.config.lock.ttl / 1000)
-  const r = await runOn(ctx, primary, acquireLock(primary.layout, owner, ttl), { stage: 'preflight' })
-  const kv = parseKeyValues(r.stdout)
-  const state = kv.get('STATE')?.[0]
-  const holder = kv.get('OWNER')?.[0]
+  const t0 = Date.now()
+  const wait = ctx.waitLockMs ?? 0
+  let waited: string | undefined
+  let r, kv, state, holder
+  for (;;) {
+    r = await runOn(ctx, primary, acquireLock(primary.layout, owner, ttl), { stage: 'preflight' })
+    kv = parseKeyValues(r.stdout)
+    state = kv.get('STATE')?.[0]
+    holder = kv.get('OWNER')?.[0]
+    if (state !== 'held' || Date.now() - t0 >= wait || ctx.signal.aborted) break
+    // --wait-lock: another run holds it; look again every few seconds until it is free or the wait is over
+    if (waited !== holder) {
+      ctx.log.info(
+        `waiting up to ${Math.round(wait / 1000)} s for the lock held by ${describeOwner(holder)}`,
+        primary.host.name
+      )
+      waited = holder
+    }
+    await sleep(Math.min(LOCK_POLL_MS, Math.max(0, wait - (Date.now() - t0))), ctx.signal).catch(
+      () => undefined
+    )
+  }
   if (state === 'held') {
+    const after = wait ? ` (waited ${Math.round((Date.now() - t0) / 1000)} s with --wait-lock)` : ''
     throw new StageError(
       'preflight',
-      `another deploy holds the lock on ${primary.host.name}: ${describeOwner(holder)}. Wait for it to finish; if that run is dead, run \`safe-deploy lock release\``,
+      `another deploy holds the lock on ${primary.host.name}: ${describeOwner(holder)}${after}. Wait for it to finish; if that run is dead, run \`safe-deploy lock release\``,
       primary.host.name
     )
   }
+  if (waited)
+    ctx.log.info(`the lock is free after ${Math.round((Date.now() - t0) / 1000)} s`, primary.host.name)
   if (state !== 'acquired' && state !== 'taken-over') {
     throw new StageError(
       'preflight',
@@ -283,7 +308,7 @@ export function deployStage(rel: () => string): ProductStage {
         )
         return
       }
-      await runOn(ctx, s, removeReleases(s.layout, [release]), { stage: 'rollback' })
+      await removeReleaseDirs(ctx, s, [release], 'rollback')
       ctx.log.info(
         live
           ? `removed the staged release ${release} (never switched here)`
@@ -370,7 +395,12 @@ export function verifyStage(rel: () => string): ProductStage {
             s.host.name
           )
         else await sleep(window, ctx.signal)
-        await verifyHost(ctx, s, release, 'verify', 1)
+        try {
+          await verifyHost(ctx, s, release, 'verify', 1)
+        } catch (e) {
+          if (ctx.signal.aborted) throw e
+          throw await stoppedAnswering(ctx, s, release, 'verify', window, e)
+        }
       }
       await scanLogs(ctx, s, release, 'verify')
     }
@@ -400,7 +430,7 @@ export function cleanupStage(
       const prune = releasesToPrune(all, ctx.config.keep_releases, [release, s.current])
       if (!prune.length) return
       try {
-        await runOn(ctx, s, removeReleases(s.layout, prune), { stage: 'cleanup' })
+        await removeReleaseDirs(ctx, s, prune, 'cleanup')
         ctx.log.info(`pruned ${prune.length} old release(s): ${prune.join(', ')}`, s.host.name)
       } catch (e) {
         ctx.log.warn(`could not prune old releases: ${errorMessage(e)}`, s.host.name)

@@ -1,19 +1,25 @@
 import { parseArgs } from 'node:util'
+import { existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import pkg from '../../package.json' with { type: 'json' }
-import { loadConfig, requireEnv, type Overrides } from '../config/load.js'
+import { loadConfig, requireEnv, type LoadedConfig, type Overrides } from '../config/load.js'
 import { ConfigError, ExitCode } from '../core/exit.js'
 import { parseReleaseId } from '../release/id.js'
+import { parseDuration } from '../config/duration.js'
 import { parseBackupName } from '../backup-engines/name.js'
-import { badReleases } from '../release/history.js'
 import { deploy, listReleaseState, newContext, planRollback, rollback } from '../flows/deploy.js'
 import { forceReleaseLock, getLock, getStatus } from '../flows/status.js'
 import { planDeploy } from '../flows/plan.js'
+import { showLogs } from '../flows/logs.js'
 import { onEvent, type RunSubscriber } from '../engine/events.js'
 import { errorMessage } from '../core/errors.js'
 import { defaultActor } from './actor.js'
 import { terminalReporter } from './terminal.js'
 import { writeDotenv } from './outputs.js'
+import { hostTable } from '../report/hosts.js'
 import { BACKUP_COMMANDS, BACKUP_USAGE, checkBackupArgs, runBackupCli } from '../flows/backup.js'
+import { PRESETS, findExamplesDir, initProject } from './init.js'
 
 const USAGE = `usage: safe-deploy <command> [options]
 
@@ -24,21 +30,36 @@ commands:
                          what it would do (target, database step, switch) and changes nothing
   releases               list releases on each host, which is current, and which are marked bad
   status                 current release, health, disk and lock on each host
-  lock status            who holds the deploy lock
+  logs [--since 1h] [--lines N] [--follow]
+                         the app's logs on each host (logs.command), lines prefixed by host;
+                         --follow streams until Ctrl-C; read-only
+  lock status            who holds the deploy lock (one for the fleet, on the primary)
   lock release           remove the deploy lock (when the run that held it is dead)
   plan                   print every command a deploy would run on each host; runs nothing
   plan rollback          what a rollback would do (same as rollback --dry-run); read-only
+  init --preset P        write a commented safe-deploy.yml and CI files for a stack: ${Object.keys(PRESETS).join(', ')}
+                         [--ci github|gitlab|none] [--dir DIR] [--force]
 ${BACKUP_USAGE}
 
 options:
   -c, --config FILE      config file (default: safe-deploy.yml)
       --json             print the result as JSON on stdout (progress goes to stderr)
       --dotenv FILE      also write the outputs as SAFE_DEPLOY_*=value lines (GitLab dotenv reports)
-      --host H[,H]       only these hosts of the config (by name or address; each keeps its settings)
+      --hosts H[,H]      only these hosts of the config (by name or address; each keeps its settings);
+                         --host is another name for it
+      --roles R[,R]      only the hosts with one of these roles (with --hosts: hosts matching both)
+      --skip-unreachable deploy to the hosts that can be reached, leaving the others out (loudly);
+                         never the primary. Default: one unreachable host stops the run (exit 3)
+      --since DURATION   logs: since this long ago (default 10m)   --lines N  logs: at most N (default 100)
+      --follow           logs: keep streaming until Ctrl-C
       --port N           override the SSH port
       --user NAME        override the SSH user   --path DIR    override the deploy root
       --key-file FILE    private key file        --known-hosts-file FILE
       --to RELEASE       rollback target
+      --skip-test        deploy: run no stages.test (the tests ran in an earlier CI job)
+      --wait-lock DUR    wait up to DUR (90s, 5m) for a lock another run holds, instead of failing
+      --restore BACKUP   rollback: restore this backup for the database (its name: see backups list)
+      --no-db            rollback: leave the database as it is
       --yes              confirm restore / backups prune / a rollback's down command without backups
       --keep, --protect  backup: keep this backup out of retention
       --dry-run          rollback: show what it would do; connect and read only
@@ -86,6 +107,11 @@ function terminalResult(io: CliIO, json: boolean): RunSubscriber {
         io.stderr.write(
           `  ${s.name.padEnd(14)} ${s.status.padEnd(11)} ${s.duration_s.toFixed(1).padStart(6)} s${s.error ? `  ${s.error.split('\n')[0]}` : ''}\n`
         )
+      // the per-host report, for a run with more than one host
+      if ((r.hostResults?.length ?? 0) > 1) {
+        io.stderr.write('\n')
+        for (const line of hostTable(r.hostResults ?? [])) io.stderr.write(`  ${line}\n`)
+      }
     }
     io.stderr.write(`\n${r.verdict}\n`)
     if (r.logFile) io.stderr.write(`log: ${r.logFile}\n${r.reportFile ? `report: ${r.reportFile}\n` : ''}`)
@@ -95,6 +121,35 @@ function terminalResult(io: CliIO, json: boolean): RunSubscriber {
 /** --dotenv FILE: the outputs as SAFE_DEPLOY_*=value lines, for GitLab's dotenv report. */
 const dotenvFile = (file: string): RunSubscriber =>
   onEvent('the dotenv file', 'run-finished', e => writeDotenv(file, e.result))
+
+/** `init`: writes the preset's files into --dir and says what to do next. */
+function runInit(o: { preset?: string; ci: string; dir: string; force: boolean }, io: CliIO): number {
+  try {
+    if (!o.preset)
+      throw new ConfigError(`init: --preset is required: one of ${Object.keys(PRESETS).join(', ')}`)
+    if (o.ci !== 'github' && o.ci !== 'gitlab' && o.ci !== 'none')
+      throw new ConfigError(`--ci: expected github, gitlab or none, got ${JSON.stringify(o.ci)}`)
+    const here = fileURLToPath(import.meta.url)
+    const examplesDir = findExamplesDir(here)
+    if (!examplesDir) throw new ConfigError('init: the examples shipped with safe-deploy are missing')
+    const schema = join(dirname(examplesDir), 'safe-deploy.schema.json')
+    const r = initProject({
+      preset: o.preset,
+      dir: o.dir,
+      ci: o.ci,
+      force: o.force,
+      examplesDir,
+      schemaFile: existsSync(schema) ? schema : undefined
+    })
+    io.stdout.write(
+      `wrote ${r.written.join(', ')}\nnext:\n${r.next.map((n, i) => `  ${i + 1}. ${n}`).join('\n')}\n`
+    )
+    return 0
+  } catch (e) {
+    io.stderr.write(`safe-deploy: ${errorMessage(e)}\n`)
+    return e instanceof ConfigError ? ExitCode.badInput : ExitCode.failure
+  }
+}
 
 /** The CLI; returns the exit code. Every path that fails says why on stderr. */
 export async function runCli(argv: string[], io: CliIO): Promise<number> {
@@ -108,6 +163,12 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
         json: { type: 'boolean', default: false },
         dotenv: { type: 'string' },
         host: { type: 'string' },
+        hosts: { type: 'string' },
+        roles: { type: 'string' },
+        'skip-unreachable': { type: 'boolean', default: false },
+        since: { type: 'string' },
+        lines: { type: 'string' },
+        follow: { type: 'boolean', default: false },
         port: { type: 'string' },
         user: { type: 'string' },
         path: { type: 'string' },
@@ -123,7 +184,13 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
         yes: { type: 'boolean', default: false },
         keep: { type: 'boolean', default: false },
         protect: { type: 'boolean', default: false },
-        out: { type: 'string' }
+        out: { type: 'string' },
+        'skip-test': { type: 'boolean', default: false },
+        'wait-lock': { type: 'string' },
+        preset: { type: 'string' },
+        ci: { type: 'string', default: 'github' },
+        dir: { type: 'string', default: '.' },
+        force: { type: 'boolean', default: false }
       }
     })
   } catch (e) {
@@ -140,7 +207,8 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     io.stdout.write(`${USAGE}\n`)
     return o.help ? 0 : ExitCode.badInput
   }
-  const known = ['deploy', 'rollback', 'releases', 'status', 'lock', 'plan', ...BACKUP_COMMANDS]
+  if (command === 'init') return runInit(o, io)
+  const known = ['deploy', 'rollback', 'releases', 'status', 'logs', 'lock', 'plan', ...BACKUP_COMMANDS]
   if (!known.includes(command)) {
     io.stderr.write(`safe-deploy: unknown command ${JSON.stringify(command)}\n\n${USAGE}\n`)
     return ExitCode.badInput
@@ -171,17 +239,33 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     if (backupArgs) checkBackupArgs(backupArgs)
     else if (o.keep || o.protect)
       throw new ConfigError(`--keep (--protect) is for \`backup\`, not \`${command}\``)
+    const waitLockMs = o['wait-lock'] === undefined ? undefined : parseDuration(o['wait-lock'])
+    if (waitLockMs === undefined && o['wait-lock'] !== undefined)
+      throw new ConfigError(
+        `--wait-lock: expected a duration such as 90s or 5m, got ${JSON.stringify(o['wait-lock'])}`
+      )
+    const logsArgs = command === 'logs' ? parseLogsArgs(o) : undefined
+    if (!logsArgs && (o.since !== undefined || o.lines !== undefined || o.follow))
+      throw new ConfigError(`--since, --lines and --follow are for \`logs\`, not \`${command}\``)
     const to = o.to === undefined ? undefined : parseReleaseId(o.to, '--to')
     if (o.restore !== undefined && o['no-db'])
       throw new ConfigError('rollback: give --restore NAME or --no-db, not both')
     const restore = o.restore === undefined ? undefined : parseBackupName(o.restore, undefined, '--restore')
+    if (o['skip-unreachable'] && command !== 'deploy')
+      throw new ConfigError(
+        `--skip-unreachable: only for deploy (\`${command}\` ${['status', 'releases'].includes(command) ? 'shows every unreachable host anyway' : 'needs every host'})`
+      )
     const overrides: Overrides = {
       host: o.host,
+      hosts: o.hosts,
+      roles: o.roles,
+      skipUnreachable: o['skip-unreachable'] || undefined,
       port,
       user: o.user,
       path: o.path,
       privateKeyFile: o['key-file'],
-      knownHostsFile: o['known-hosts-file']
+      knownHostsFile: o['known-hosts-file'],
+      skipTest: o['skip-test']
     }
     const loaded = loadConfig(o.config, overrides, io.env)
     // a variable only some commands use may be unset: refused here, before connecting, by those commands
@@ -193,6 +277,7 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
       signal: io.signal,
       verbose: o.verbose,
       actor: defaultActor(io.env),
+      waitLockMs,
       // what a run that changes a host says when it ends
       subscribers: [terminalResult(io, o.json), ...(o.dotenv ? [dotenvFile(o.dotenv)] : [])]
     }
@@ -213,34 +298,46 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     }
     // read-only commands keep no log file
     const ctx = newContext(req, command, new Date(), false)
+    if (logsArgs) {
+      const failed = await showLogs(ctx, {
+        since: new Date(Date.now() - logsArgs.sinceMs),
+        lines: logsArgs.lines,
+        follow: logsArgs.follow,
+        write: line => io.stdout.write(`${line}\n`)
+      })
+      return failed.length ? ExitCode.failedNothingChanged : 0
+    }
     if (command === 'releases') {
       const state = await listReleaseState(req)
-      const bad = badReleases(state.history)
       if (o.json) io.stdout.write(JSON.stringify(state, null, 2) + '\n')
       else {
         for (const h of state.hosts) {
           io.stdout.write(`${h.host}:\n`)
-          if (!h.releases.length) io.stdout.write('  (no releases)\n')
-          for (const r of [...h.releases].reverse()) {
-            const entry = [...state.history].reverse().find(e => e.release === r && e.type === 'deploy')
+          if (h.error) {
+            io.stdout.write(`  UNREACHABLE: ${h.error}\n`)
+            continue
+          }
+          if (!h.details.length) io.stdout.write('  (no releases)\n')
+          for (const d of h.details) {
             const marks = [
-              r === h.current ? 'current' : '',
-              bad.has(r) ? 'bad' : '',
-              entry ? `${entry.status} by ${entry.actor}` : '',
-              typeof entry?.port === 'number' ? `port ${entry.port}` : ''
+              d.current ? (d.state === 'verified' ? 'current' : `current (${d.state})`) : d.state,
+              d.deployedBy ? `deployed by ${d.deployedBy}` : '',
+              d.port !== undefined ? `port ${d.port}` : ''
             ]
-            io.stdout.write(`  ${r === h.current ? '*' : ' '} ${r}  ${marks.filter(Boolean).join(', ')}\n`)
+            io.stdout.write(`  ${d.current ? '*' : ' '} ${d.release}  ${marks.filter(Boolean).join(', ')}\n`)
           }
         }
       }
-      return 0
+      return state.hosts.some(h => h.error) ? ExitCode.failedNothingChanged : 0
     }
     if (command === 'status') {
       const st = await getStatus(ctx)
       if (o.json) io.stdout.write(JSON.stringify(st, null, 2) + '\n')
       else {
         for (const h of st.hosts) {
-          if (h.error) io.stdout.write(`${h.host}: ERROR ${h.error}\n`)
+          if (h.unreachable)
+            io.stdout.write(`${h.host}: UNREACHABLE ${h.error?.replace(/^unreachable: /, '')}\n`)
+          else if (h.error) io.stdout.write(`${h.host}: ERROR ${h.error}\n`)
           else
             io.stdout.write(
               `${h.host}: current ${h.current ?? '(none)'}, ${h.releases} release(s), ${h.health ?? 'no checks configured'}, ${h.freeMb} MB free, ${h.usedMb} MB used\n`
@@ -250,14 +347,17 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
           io.stdout.write(
             `database ${d.label} (${d.engine}): ${d.bytes !== undefined ? `${(d.bytes / 1024 / 1024).toFixed(1)} MiB` : `size unknown: ${d.error ?? '?'}`}\n`
           )
-        io.stdout.write(`lock: ${describeLock(st.lock)}\n`)
+        io.stdout.write(`lock: ${describeLock(st.lock)}${fleetLock(loaded, st.lock.host)}\n`)
       }
-      return st.hosts.some(h => h.error || h.healthy === false) ? ExitCode.failedNothingChanged : 0
+      return st.hosts.some(h => h.error || h.healthy === false) || st.lock.state === 'unknown'
+        ? ExitCode.failedNothingChanged
+        : 0
     }
     // lock
     const info = sub === 'status' ? await getLock(ctx) : await forceReleaseLock(ctx)
     if (o.json) io.stdout.write(JSON.stringify(info, null, 2) + '\n')
-    else if (sub === 'status') io.stdout.write(`lock on ${info.host}: ${describeLock(info)}\n`)
+    else if (sub === 'status')
+      io.stdout.write(`lock on ${info.host}: ${describeLock(info)}${fleetLock(loaded, info.host)}\n`)
     else
       io.stdout.write(
         info.state === 'free'
@@ -275,6 +375,13 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
   }
 }
 
+/** For a fleet: where the one lock lives. */
+function fleetLock(loaded: LoadedConfig, host: string): string {
+  return loaded.hosts.length > 1 || loaded.lockHost
+    ? ` (on the primary ${host}: one lock for the whole fleet)`
+    : ''
+}
+
 function describeOwner(
   o: { who?: string; run?: string; started?: string; expires?: string; command?: string } | undefined
 ): string {
@@ -282,7 +389,23 @@ function describeOwner(
   return `${o.who ?? 'unknown'}${o.run ? ` (${o.run})` : ''}, ${o.command ?? '?'} since ${o.started ?? '?'}, expires ${o.expires ?? '?'}`
 }
 
-function describeLock(l: { state: string; owner?: Parameters<typeof describeOwner>[0] }): string {
+function describeLock(l: {
+  state: string
+  owner?: Parameters<typeof describeOwner>[0]
+  error?: string
+}): string {
   if (l.state === 'free') return 'free'
+  if (l.state === 'unknown') return `UNKNOWN: ${l.error ?? 'the primary cannot be reached'}`
   return `${l.state === 'expired' ? 'EXPIRED, ' : ''}held by ${describeOwner(l.owner)}`
+}
+
+/** `logs` options: --since (a duration, default 10m), --lines (default 100), --follow. */
+function parseLogsArgs(o: { since?: string; lines?: string; follow?: boolean }) {
+  const sinceMs = parseDuration(o.since ?? '10m')
+  if (sinceMs === undefined)
+    throw new ConfigError(`--since: expected a duration like 30m, 1h or 90s, got ${JSON.stringify(o.since)}`)
+  const lines = o.lines === undefined ? 100 : /^\d{1,7}$/.test(o.lines) ? Number(o.lines) : NaN
+  if (!Number.isInteger(lines) || lines < 1)
+    throw new ConfigError(`--lines: expected a number of lines (1 or more), got ${JSON.stringify(o.lines)}`)
+  return { sinceMs, lines, follow: !!o.follow }
 }

@@ -117,6 +117,7 @@ export async function runAction(): Promise<void> {
       reporter: githubReporter(),
       actor: defaultActor(),
       verbose: inputs.verbose,
+      waitLockMs: inputs.waitLockMs,
       signal: cancel.signal,
       onLock: (token: string | undefined) => core.saveState(STATE_TOKEN, token ?? ''),
       onProgress: (p: unknown) => core.saveState(STATE_PROGRESS, JSON.stringify(p)),

@@ -1,5 +1,6 @@
 import { writeFileSync } from 'node:fs'
 import type { RunResult } from '../pipeline/result.js'
+import { failedHosts } from '../report/hosts.js'
 
 /** The outputs every platform publishes (README "Outputs"), by their Action names. */
 export function outputsOf(r: RunResult): Record<string, string> {
@@ -13,9 +14,14 @@ export function outputsOf(r: RunResult): Record<string, string> {
     'log-file': r.logFile ?? '',
     'report-file': r.reportFile ?? '',
     duration: String(r.durationS),
-    'exit-code': String(r.exitCode)
+    'exit-code': String(r.exitCode),
+    'failed-hosts': failedHosts(r.hostResults ?? []).join(','),
+    'hosts-json': JSON.stringify(r.hostResults ?? [])
   }
 }
+
+/** Outputs left out of the dotenv file: the per-host JSON is for fromJSON in a workflow, not a variable. */
+const NOT_IN_DOTENV = new Set(['hosts-json'])
 
 /**
  * A dotenv file for GitLab's `artifacts:reports:dotenv`: `SAFE_DEPLOY_RELEASE=...` lines. Values are ours
@@ -23,7 +29,7 @@ export function outputsOf(r: RunResult): Record<string, string> {
  */
 export function writeDotenv(file: string, r: RunResult): void {
   const lines = Object.entries(outputsOf(r))
-    .filter(([, v]) => !/[\r\n]/.test(v))
+    .filter(([k, v]) => !NOT_IN_DOTENV.has(k) && !/[\r\n]/.test(v))
     .map(([k, v]) => `SAFE_DEPLOY_${k.toUpperCase().replace(/-/g, '_')}=${v}`)
   writeFileSync(file, lines.join('\n') + '\n')
 }

@@ -76,16 +76,6 @@ function parseEntry(line: string): HistoryEntry | undefined {
   return undefined
 }
 
-/** Releases a person or a failed verify has marked bad, or whose run was interrupted. */
-export function badReleases(history: HistoryEntry[]): Set<string> {
-  const bad = new Set<string>()
-  for (const h of history) {
-    if (h.bad || h.status === 'rolled-back' || h.status === 'interrupted') bad.add(h.release)
-    if (h.type === 'rollback' && h.status === 'success' && h.from) bad.add(h.from)
-  }
-  return bad
-}
-
 /**
  * Releases history records as verified healthy, each with the position (line order) of the entry that says
  * so: a release whose newest entry (deploy or rollback) that says anything of its health is a success, and
@@ -106,6 +96,28 @@ export function goodReleases(history: HistoryEntry[]): Map<string, number> {
     if (h.type === 'rollback' && h.status === 'success' && h.from) good.delete(h.from)
   })
   return good
+}
+
+/**
+ * What a release is, in one word, for `releases`: `verified` (passed its checks in a deploy or a rollback that
+ * succeeded), `bad` (failed its checks and was rolled back, or marked bad), `interrupted` (its run was stopped
+ * or killed and finished by the post step or the next run), `rolled back from` (a rollback moved away from it
+ * after it had served), `unverified` (served without checks passing, e.g. an old entry without `verified`
+ * that failed), or `unknown` (no history entry names it). The newest entry that says anything decides; a
+ * plain `failed` (nothing live changed) says nothing.
+ */
+export type ReleaseState = 'verified' | 'bad' | 'interrupted' | 'rolled back from' | 'unverified' | 'unknown'
+
+export function releaseStates(history: HistoryEntry[]): Map<string, ReleaseState> {
+  const states = new Map<string, ReleaseState>()
+  for (const h of history) {
+    if (h.status === 'interrupted') states.set(h.release, 'interrupted')
+    else if (h.bad || h.status === 'rolled-back') states.set(h.release, 'bad')
+    else if (h.status === 'success') states.set(h.release, h.verified === false ? 'unverified' : 'verified')
+    if (h.type === 'rollback' && h.status === 'success' && h.from && states.get(h.from) !== 'bad')
+      states.set(h.from, 'rolled back from')
+  }
+  return states
 }
 
 /** History says this release was once finished and served (a release from before completion markers). */

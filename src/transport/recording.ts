@@ -103,6 +103,8 @@ export class RecordingTransport implements Transport {
     if (label.startsWith('back up to ')) return { stdout: 'DONE=1\n' }
     // an HTTP probe (one attempt, or the on-host retry loop): the expected answer
     if (label.startsWith('GET ')) return { stdout: '\nHTTP_STATUS=200\nATTEMPTS=1\nPASSED=1\n' }
+    // verify.heartbeat: a fresh beat
+    if (label.startsWith('heartbeat ')) return { stdout: 'HEARTBEAT=fresh\nAGE=1\n' }
     return undefined
   }
 

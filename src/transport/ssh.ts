@@ -35,6 +35,14 @@ class SshConnectError extends Error {
   }
 }
 
+/**
+ * Whether a connect error means the host could not be reached (network, timeout, refused: what a retry could
+ * fix), not that it answered wrongly (host key, credentials): only those may be skipped (--skip-unreachable).
+ */
+export function isUnreachable(e: unknown): boolean {
+  return e instanceof SshConnectError && e.retryable
+}
+
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     if (signal?.aborted) return reject(new Error('interrupted'))

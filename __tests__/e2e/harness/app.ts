@@ -3,7 +3,7 @@
  *
  * Layout written by writeApp(dir):
  *   server.js    http server on $PORT (optionally bound to $HOST): GET /health -> 200 `ok <version>` (or 500
- *                `unhealthy <version>`), GET / -> `version <version>`; exits(1) crashAfterMs after start
+ *                `unhealthy <version>`), GET / -> `version <version>`; exits(1) crashAfterMs after start, printing a Python-style traceback to stderr
  *   VERSION      the version string
  *   bin/restart  POSIX sh: stops the instance whose pid is in $PID_FILE, starts `node server.js` detached,
  *                writes the new pid to $PID_FILE and returns at once (env: PORT, PID_FILE required;
@@ -26,7 +26,9 @@ function serverSource(opts: AppOptions): string {
   const version = JSON.stringify(opts.version)
   const healthy = opts.healthy ?? true
   const crash =
-    opts.crashAfterMs === undefined ? '' : `setTimeout(() => process.exit(1), ${opts.crashAfterMs})\n`
+    opts.crashAfterMs === undefined
+      ? ''
+      : `setTimeout(() => { console.error('Traceback (most recent call last):\\n  File "app.py", line 7, in poll\\nRuntimeError: lost the database connection'); process.exit(1) }, ${opts.crashAfterMs})\n`
   // Works whether Node treats this file as CommonJS or as an ES module (dynamic import exists in both).
   return `'use strict'
 const VERSION = ${version}
@@ -211,5 +213,77 @@ export async function waitFor<T>(
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`)
     }
     await sleep(intervalMs)
+  }
+}
+
+export interface BotOptions {
+  version: string
+  /** Default true; when false the bot runs but never touches its heartbeat (a hung poll loop). */
+  beats?: boolean
+}
+
+/**
+ * A long-polling bot like a Telegram one, in POSIX sh. Every 0.2 s it "polls": when another instance polls
+ * the same token (a live pid registered in $BOT_POLLERS other than its own) it logs what Telegram answers then,
+ * `409 Conflict: terminated by other getUpdates request`; else it touches $HEARTBEAT. Log lines start with
+ * the epoch second (so a logs command can take those since a time).
+ *   bin/bot      the poll loop (env: BOT_POLLERS, HEARTBEAT, APP_LOG)
+ *   bin/restart  starts a new instance, then stops the old one a second later (start-before-stop, like
+ *                `docker compose up -d` with a new container): the two overlap
+ *   bin/stop     stops the instance whose pid is in $PID_FILE and waits until it is gone
+ */
+export function writeBot(dir: string, opts: BotOptions): void {
+  mkdirSync(path.join(dir, 'bin'), { recursive: true })
+  writeFileSync(path.join(dir, 'VERSION'), `${opts.version}\n`)
+  const files: Record<string, string> = {
+    bot: `#!/bin/sh
+set -u
+mkdir -p "$BOT_POLLERS"
+me=$$
+touch "$BOT_POLLERS/$me"
+trap 'rm -f "$BOT_POLLERS/$me"; exit 0' TERM INT
+log() { echo "$(date +%s) [bot ${opts.version} pid $me] $*" >> "$APP_LOG"; }
+log "started polling"
+while :; do
+  conflict=
+  for f in "$BOT_POLLERS"/*; do
+    p=\${f##*/}
+    [ "$p" = "$me" ] && continue
+    [ -e "$f" ] || continue
+    if kill -0 "$p" 2>/dev/null; then conflict=1; else rm -f "$f"; fi
+  done
+  if [ -n "$conflict" ]; then
+    log "telegram.error.Conflict: 409 Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+  elif ${opts.beats === false ? 'false' : 'true'}; then
+    touch "$HEARTBEAT"
+  fi
+  sleep 0.2
+done
+`,
+    restart: `#!/bin/sh
+set -eu
+old=$(cat "$PID_FILE" 2>/dev/null || true)
+cd "$(dirname "$0")/.."
+nohup setsid sh bin/bot >> "$APP_LOG" 2>&1 < /dev/null &
+echo $! > "$PID_FILE"
+if [ -n "$old" ] && kill -0 "$old" 2>/dev/null; then
+  sleep 1
+  kill -TERM "$old" 2>/dev/null || true
+fi
+echo "started pid $(cat "$PID_FILE")"
+`,
+    stop: `#!/bin/sh
+set -u
+pid=$(cat "$PID_FILE" 2>/dev/null || true)
+[ -n "$pid" ] || exit 0
+kill -TERM "$pid" 2>/dev/null || exit 0
+i=0
+while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+echo "stopped pid $pid"
+`
+  }
+  for (const [name, text] of Object.entries(files)) {
+    writeFileSync(path.join(dir, 'bin', name), text)
+    chmodSync(path.join(dir, 'bin', name), 0o755)
   }
 }

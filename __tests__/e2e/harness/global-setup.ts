@@ -11,11 +11,11 @@ type PackagesModule = typeof import('./packages.js')
 
 export default async function globalSetup(): Promise<void> {
   const started = Date.now()
-  const { CORE_PACKAGES, DB_PACKAGES, ensureDebianPackages } = (await tsImport(
+  const { CORE_PACKAGES, CONTAINER_PACKAGES, DB_PACKAGES, ensureDebianPackages } = (await tsImport(
     './packages.ts',
     import.meta.url
   )) as PackagesModule
   // one apt-get update, then one install of everything missing
-  ensureDebianPackages([...CORE_PACKAGES, ...DB_PACKAGES])
+  ensureDebianPackages([...CORE_PACKAGES, ...DB_PACKAGES, ...CONTAINER_PACKAGES])
   if (process.env.E2E_DEBUG) console.log(`[e2e globalSetup] packages checked in ${Date.now() - started} ms`)
 }

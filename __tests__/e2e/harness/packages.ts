@@ -38,6 +38,17 @@ export const DB_PACKAGES: DebianPackage[] = [
   { binary: '/usr/bin/age', pkg: 'age' }
 ]
 
+/**
+ * Compose stacks (__tests__/e2e/compose.test.ts): a real container engine. podman runs images built
+ * `FROM scratch` with a static busybox (no registry is reachable), under runc (see harness/podman.ts).
+ */
+export const CONTAINER_PACKAGES: DebianPackage[] = [
+  { binary: '/usr/bin/podman', pkg: 'podman' },
+  { binary: '/usr/sbin/runc', pkg: 'runc' },
+  { binary: '/usr/bin/podman-compose', pkg: 'podman-compose' },
+  { binary: '/bin/busybox', pkg: 'busybox-static' }
+]
+
 /** Where apt-get output goes (overridable with E2E_APT_LOG). */
 export function aptLogFile(): string {
   return process.env.E2E_APT_LOG ?? path.join(os.tmpdir(), 'safe-deploy-e2e-apt.log')

@@ -13,7 +13,7 @@ describe('backup command arguments, checked before anything loads or connects', 
   test.each([
     [
       { command: 'backups' },
-      'backups: expected `backups list`, `backups verify NAME`, `backups prune`, `backups download NAME`, `backups protect NAME` or `backups unprotect NAME`'
+      'backups: expected `backups list`, `backups verify NAME`, `backups prune`, `backups download NAME`, `backups upload PATH`, `backups protect NAME` or `backups unprotect NAME`'
     ],
     [{ command: 'backups', sub: 'protect' }, 'backups protect: name the backup'],
     [{ command: 'backups', sub: 'unprotect' }, 'backups unprotect: name the backup'],

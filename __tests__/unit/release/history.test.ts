@@ -1,7 +1,7 @@
 import { describe, expect, test } from '@jest/globals'
 import {
-  badReleases,
   parseHistory,
+  releaseStates,
   releasesToPrune,
   rollbackTarget,
   unfinishedReleases,
@@ -57,20 +57,6 @@ describe('parseHistory', () => {
 
   test('empty text is no history', () => {
     expect(parseHistory('')).toEqual([])
-  })
-})
-
-describe('badReleases', () => {
-  test('rolled-back or bad deploys, and the release a successful rollback left', () => {
-    const h = [
-      entry({ type: 'deploy', release: R1, status: 'success' }),
-      entry({ type: 'deploy', release: R2, status: 'rolled-back' }),
-      entry({ type: 'deploy', release: R3, status: 'success', bad: true }),
-      entry({ type: 'rollback', release: R3, status: 'success', from: R4 }),
-      entry({ type: 'rollback', release: R1, status: 'failed', from: R5 }),
-      entry({ type: 'deploy', release: R5, status: 'failed' })
-    ]
-    expect([...badReleases(h)].sort()).toEqual([R2, R3, R4])
   })
 })
 
@@ -180,5 +166,46 @@ describe('releasesToPrune', () => {
 
   test('ignores names that are not releases', () => {
     expect(releasesToPrune(['current', 'tmp', '.current.x.tmp', R1, R2, R3], 2, [])).toEqual([R1])
+  })
+})
+
+describe('releaseStates: one word per release', () => {
+  const e = (x: Partial<HistoryEntry>): HistoryEntry => ({
+    type: 'deploy',
+    release: 'r',
+    actor: 'a',
+    status: 'success',
+    started: '',
+    finished: '',
+    duration_s: 0,
+    hosts: [],
+    ...x
+  })
+  test('verified, bad, interrupted, rolled back from, unknown', () => {
+    const states = releaseStates([
+      e({ release: 'r1', verified: true }),
+      e({ release: 'r2', verified: true }),
+      e({ release: 'r3', status: 'rolled-back', bad: true }),
+      e({ release: 'r4', status: 'interrupted', bad: true }),
+      // a manual rollback from r2 to r1: r2 is rolled back from, r1 verified again
+      e({ type: 'rollback', release: 'r1', from: 'r2', verified: true }),
+      // a run that failed before anything live changed says nothing
+      e({ release: 'r1', status: 'failed' })
+    ])
+    expect(Object.fromEntries(states)).toEqual({
+      r1: 'verified',
+      r2: 'rolled back from',
+      r3: 'bad',
+      r4: 'interrupted'
+    })
+    expect(states.get('r9') ?? 'unknown').toBe('unknown')
+  })
+  test('a release marked bad stays bad when a rollback leaves it', () => {
+    const states = releaseStates([
+      e({ release: 'r1', verified: true }),
+      e({ release: 'r2', status: 'rolled-back', bad: true }),
+      e({ type: 'rollback', release: 'r1', from: 'r2' })
+    ])
+    expect(states.get('r2')).toBe('bad')
   })
 })
