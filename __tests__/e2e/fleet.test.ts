@@ -213,9 +213,7 @@ describe('fleets', () => {
       ['h5', 'not-switched', v1, v1],
       ['h6', 'not-switched', v1, v1]
     ])
-    expect(hostResult(res, 'h4')?.error).toMatch(
-      /^verify: verify command .* failed on h4 \(exit 1\): broken here/
-    )
+    expect(hostResult(res, 'h4')?.error).toMatch(/^verify command .* failed on h4 \(exit 1\): broken here/)
     expect(hostResult(res, 'h1')?.error).toBeUndefined()
     expect(hostResult(res, 'h5')?.stage).toBe('deploy')
     // batches 1 and 2 switched, batch 3 never started

@@ -23,9 +23,9 @@ export interface Outcome {
 export interface HostTrack {
   /** The last stage started on this host. */
   stage?: string
-  /** This host's own first error (a stage that failed here, or a stage that named this host failing). */
+  /** This host's own first error (of the stage `stage`: one that failed here, or one that named this host failing). */
   error?: string
-  /** The first undo that failed here. */
+  /** The first undo that failed here, as `undo <stage>: <message>`. */
   undoError?: string
   /** Something live changed here in this run (a live stage went live on it). */
   live?: boolean
@@ -210,7 +210,8 @@ async function runUnderLease(
     if (host && ctx.sessions.some(s => s.host.name === host)) {
       const h = trackOf(host)
       if (field === 'error' && h.error === undefined) h.stage = stage
-      h[field] ??= `${stage}: ${errorMessage(e)}`
+      // the report gives the stage beside the error; an undo's error says which undo
+      h[field] ??= field === 'error' ? errorMessage(e) : `${stage}: ${errorMessage(e)}`
     }
   }
   const track: Track = async (stage, s, fn) => {
@@ -220,7 +221,7 @@ async function runUnderLease(
     try {
       await fn()
     } catch (e) {
-      h.error ??= `${stage.name}: ${errorMessage(e)}`
+      h.error ??= errorMessage(e)
       throw e
     } finally {
       h.t1 = performance.now()

@@ -173,8 +173,8 @@ describe('the orchestrator runs a rollout batch by batch', () => {
     const results = hostResultsOf(c, o, 'R2')
     expect(results.map(h => [h.name, h.result, h.error])).toEqual([
       ['h1', 'rolled-back', undefined],
-      ['h2', 'rolled-back', 'verify: h2 answers 500'],
-      ['h3', 'rolled-back', 'verify: h3 times out'],
+      ['h2', 'rolled-back', 'h2 answers 500'],
+      ['h3', 'rolled-back', 'h3 times out'],
       ['h4', 'not-switched', undefined],
       ['h5', 'not-switched', undefined]
     ])
@@ -210,7 +210,7 @@ describe('the orchestrator runs a rollout batch by batch', () => {
     expect(o.exitCode).toBe(5)
     expect(hostResultsOf(c, o, 'R2').map(h => [h.name, h.result, h.error])).toEqual([
       ['h1', 'rolled-back', undefined],
-      ['h2', 'rollback-failed', 'verify: h2 answers 500'],
+      ['h2', 'rollback-failed', 'h2 answers 500'],
       ['h3', 'not-switched', undefined]
     ])
     expect(hostResultsOf(c, o, 'R2')[1]?.after).toBeUndefined()
