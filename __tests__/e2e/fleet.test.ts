@@ -5,10 +5,18 @@
  * its history, and the run's per-host report (hostResults).
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parse, stringify } from 'yaml'
-import { fastShell, freePort, startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
+import {
+  authorizeKeyOf,
+  fastShell,
+  freePort,
+  startSshd,
+  stopAll,
+  tempDir,
+  type SshHost
+} from './harness/sshd.js'
 import { pausePoint } from './harness/pause.js'
 import { expectExit, resultOf, spawnActionSource, spawnCli } from './harness/cliproc.js'
 import {
@@ -95,11 +103,7 @@ async function fleet(
     }
   })
   // one deploy key for the fleet: the first host's client key is authorized on every host
-  const key = readFileSync(`${(hosts[0] as SshHost).privateKeyFile}.pub`, 'utf8')
-  for (const h of hosts.slice(1)) {
-    const authorized = join(h.dir, 'etc', 'authorized_keys')
-    if (!readFileSync(authorized, 'utf8').includes(key)) appendFileSync(authorized, key)
-  }
+  for (const h of hosts.slice(1)) authorizeKeyOf(h, hosts[0] as SshHost)
   hosts.forEach((h, i) => {
     const shared = `${roots[i]}/shared`
     h.run(
