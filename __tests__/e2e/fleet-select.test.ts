@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fastShell, startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
+import { authorizeKeyOf, fastShell, startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
 import { pausePoint } from './harness/pause.js'
 import {
   cli,
@@ -30,8 +30,7 @@ beforeAll(async () => {
   web2 = await startSshd({ extraConfig: fastShell() })
   worker = await startSshd({ extraConfig: fastShell() })
   // one client key for every host, as in production
-  for (const h of [web2, worker])
-    h.run(`cat ${q(`${web1.privateKeyFile}.pub`)} >> ${q(join(h.dir, 'etc', 'authorized_keys'))}`)
+  for (const h of [web2, worker]) authorizeKeyOf(h, web1)
 })
 
 afterAll(stopAll)

@@ -61,6 +61,11 @@ export function markComplete(layout: Layout, id: string): RemoteCommand {
   }
 }
 
+/** One cheap round trip: the host still answers over its connection (a fleet, before the first switch). */
+export function stillThere(): RemoteCommand {
+  return { label: 'check that the host still answers before any host switches', script: script('true') }
+}
+
 /** The dirs above a shared path inside the release: `a/b/c` → `a`, `a/b`. */
 function parentsOf(path: string): string[] {
   const parts = path.split('/').filter(c => c && c !== '.')

@@ -4,7 +4,13 @@ import { parse as parseYaml, YAMLParseError } from 'yaml'
 import type { ZodError } from 'zod'
 import { configSchema, type Config } from './schema.js'
 import { ConfigError } from '../core/exit.js'
-import { cacheProblems, databaseRollbackMode, migrationProblems, verifyProblems } from './rules.js'
+import {
+  cacheProblems,
+  databaseRollbackMode,
+  migrationProblems,
+  roleProblems,
+  verifyProblems
+} from './rules.js'
 import { notifySecrets } from './notify.js'
 import { checkBackupConfig } from '../backup-engines/plan.js'
 import { databaseSecrets } from '../backup-engines/connection.js'
@@ -343,6 +349,7 @@ export function validateConfig(
     if (!given.has(role))
       problems.push(`roles.${role}: no host has this role; add it to a host's roles or remove it`)
   }
+  problems.push(...roleProblems(config, hosts))
   const primaries = hosts.filter(h => h.primary)
   if (primaries.length > 1) problems.push(`hosts: only one host can be primary, found ${primaries.length}`)
   if (primaries.length === 0 && hosts[0]) hosts[0].primary = true

@@ -1,5 +1,5 @@
 import { sh } from '../commands/quote.js'
-import type { Config } from './schema.js'
+import type { Config, RoleOverride } from './schema.js'
 
 export type DatabaseRollback = 'restore' | 'down' | 'none'
 
@@ -68,6 +68,44 @@ export function cacheProblems(config: Config): string[] {
       )
   }
   return problems
+}
+
+/** The keys a role may override (roles.<name>), each replacing the top-level one for the role's hosts. */
+const ROLE_KEYS = {
+  'stages.restart': (r: RoleOverride) => r.stages?.restart !== undefined,
+  switch: (r: RoleOverride) => r.switch !== undefined,
+  verify: (r: RoleOverride) => r.verify !== undefined
+} as const
+
+/** Two roles of one host that override the same key: which one wins cannot be told, so the config is refused. */
+export function roleProblems(config: Config, hosts: { name: string; roles: string[] }[]): string[] {
+  const problems: string[] = []
+  for (const h of hosts) {
+    for (const [key, has] of Object.entries(ROLE_KEYS)) {
+      const by = h.roles.filter(r => config.roles[r] && has(config.roles[r]))
+      if (by.length > 1)
+        problems.push(
+          `hosts: ${h.name} has roles ${by.join(' and ')}, which both set ${key} (roles.${by[0]}, roles.${by[1]}); a host takes each key from one role only`
+        )
+    }
+  }
+  return problems
+}
+
+/**
+ * The config as one host sees it: each of stages.restart, switch and verify from the host's role that sets it
+ * (roleProblems refused two), else the top-level one.
+ */
+export function configForRoles(config: Config, roles: readonly string[]): Config {
+  const over = roles.flatMap(r => (config.roles[r] ? [config.roles[r]] : []))
+  if (!over.length) return config
+  const restart = over.find(ROLE_KEYS['stages.restart'])?.stages?.restart
+  return {
+    ...config,
+    stages: restart === undefined ? config.stages : { ...config.stages, restart },
+    switch: over.find(ROLE_KEYS.switch)?.switch ?? config.switch,
+    verify: over.find(ROLE_KEYS.verify)?.verify ?? config.verify
+  }
 }
 
 /** What `verify.logs.preset` adds to fail_on. */

@@ -1,10 +1,8 @@
 /**
- * The per-host part of a run's result (`RunResult.hostResults`): the hosts left out by --skip-unreachable,
- * and a minimal row per connected host from what the run as a whole did (the rollout computes its own rows
- * per host where it runs batches).
+ * The per-host part of a run's result (`RunResult.hostResults`) for the hosts left out by --skip-unreachable;
+ * the connected hosts' rows come from the orchestrator (hostResultsOf in src/pipeline/orchestrator.ts).
  */
 import type { RunContext } from '../host/context.js'
-import type { Outcome } from '../pipeline/orchestrator.js'
 import type { HostResult } from '../pipeline/result.js'
 
 /** The hosts --skip-unreachable left out, each with its connect error. */
@@ -18,39 +16,4 @@ export function skippedHostResults(ctx: RunContext): HostResult[] {
     result: 'skipped',
     error: `unreachable: ${u.error}`
   }))
-}
-
-/**
- * One row per connected host from the run's outcome: the host a failure names carries its error; every host
- * ends as the run did (ok, rolled back, nothing changed, or a rollback that failed: `hostStates` says more).
- */
-export function minimalHostResults(
-  ctx: RunContext,
-  outcome: Outcome,
-  release: string | undefined,
-  durationS: number
-): HostResult[] {
-  const f = outcome.failure
-  const reached = outcome.records.filter(r => r.status !== 'skipped').at(-1)?.name
-  return ctx.sessions.map((s): HostResult => {
-    const own = f && f.host === s.host.name
-    const result: HostResult['result'] = !f
-      ? 'ok'
-      : outcome.rollbackFailed
-        ? 'rollback-failed'
-        : outcome.rolledBack
-          ? 'rolled-back'
-          : 'failed'
-    return {
-      name: s.host.name,
-      address: s.host.kind === 'ssh' ? s.host.address : undefined,
-      roles: s.host.roles,
-      before: s.current,
-      after: !f ? (release ?? s.current) : outcome.rollbackFailed ? undefined : s.current,
-      stage: own ? f.stage : reached,
-      durationS,
-      result,
-      ...(own ? { error: f.message } : {})
-    }
-  })
 }

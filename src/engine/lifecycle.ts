@@ -20,7 +20,12 @@ import {
 } from '../host/context.js'
 import { errorMessage } from '../core/errors.js'
 import { oneLine } from '../core/excerpt.js'
-import { runStagesSafely, type Outcome } from '../pipeline/orchestrator.js'
+import {
+  hostResultsOf,
+  runStagesSafely,
+  type Outcome,
+  type RolloutOptions
+} from '../pipeline/orchestrator.js'
 import type { Stage } from '../pipeline/stage.js'
 import type { BuildCache } from '../pipeline/buildlocal.js'
 import { ProgressTracker, type RunProgress } from '../pipeline/progress.js'
@@ -28,7 +33,7 @@ import type { HostState, RunCommand, RunResult } from '../pipeline/result.js'
 import { hasChecks, verifyHost } from '../pipeline/checks.js'
 import { RunEvents, onEvent, type RunSubscriber } from './events.js'
 import { stageGroups } from './groups.js'
-import { minimalHostResults, skippedHostResults } from './hosts.js'
+import { skippedHostResults } from './hosts.js'
 import { hostTable } from '../report/hosts.js'
 
 export interface RunRequest {
@@ -132,7 +137,7 @@ async function describeHosts(ctx: RunContext, release: string | undefined): Prom
       else if (current === s.current) what += ', the release that served before this run'
       if (!kv.has('EXISTS'))
         return { host, current, reachable: true, note: `${what}, which does not exist on disk` }
-      if (!hasChecks(c)) return { host, current, reachable: true, note: `${what}; no checks configured` }
+      if (!hasChecks(c, s)) return { host, current, reachable: true, note: `${what}; no checks configured` }
       try {
         await verifyHost(c, s, current, 'finish', 1)
         return { host, current, reachable: true, healthy: true, note: `${what}; it passes its checks` }
@@ -165,6 +170,8 @@ export interface RunPlan {
   backup?: () => { name: string; path: string } | undefined
   /** Where the run finishes (host log, history; the lock on the primary): every host (default) or the primary. */
   finishOn?: 'every-host' | 'primary'
+  /** The stages that switch and verify, batch by batch (rollout:); without, they run as stages do. */
+  rollout?: RolloutOptions
   /** Fields of the result only this command has (a backup's files, what a restore put back). */
   details?: (o: Outcome) => Partial<RunResult>
   /** Removes what the run made on the runner (the build-local staging dir), after the stages; never throws. */
@@ -246,6 +253,8 @@ export async function runLifecycle(req: RunRequest, spec: RunSpec): Promise<RunR
   const tracked = progress ? progress.track(p.stages) : p.stages
   let chosen: string | undefined
   const outcome: Outcome = await runStagesSafely(ctx, tracked, {
+    maxParallel: ctx.config.max_parallel,
+    ...(p.rollout ? { rollout: p.rollout } : {}),
     onStage: async e => {
       const now = e.type === 'stage-started' ? release() : undefined
       if (now && !chosen) {
@@ -291,6 +300,7 @@ export async function runLifecycle(req: RunRequest, spec: RunSpec): Promise<RunR
           finished: finished.toISOString(),
           duration_s: durationS,
           hosts: ctx.sessions.map(s => s.host.name),
+          primary: primaryOf(ctx).host.name,
           error: outcome.failure ? `${outcome.failure.stage}: ${redact(outcome.failure.message)}` : null,
           ...p.history(outcome)
         }
@@ -299,7 +309,7 @@ export async function runLifecycle(req: RunRequest, spec: RunSpec): Promise<RunR
   // per host (deploy, rollback): a table in the log when there is more than one; skipped hosts said loudly
   const hostResults =
     command === 'deploy' || command === 'rollback'
-      ? [...minimalHostResults(ctx, outcome, target, durationS), ...skippedHostResults(ctx)]
+      ? [...hostResultsOf(ctx, outcome, target), ...skippedHostResults(ctx)]
       : undefined
   if (hostResults && hostResults.length > 1) for (const line of hostTable(hostResults)) ctx.log.info(line)
   const skipped = ctx.unreachable?.map(u => u.host.name) ?? []

@@ -16,6 +16,7 @@ import { closeAll, connectAll, onEveryHost, primaryOf, runOn, type RunContext } 
 import { StageError } from '../core/errors.js'
 import { newContext, runLifecycle, type RunPlan, type RunRequest } from '../engine/lifecycle.js'
 import {
+  allStillAnswer,
   cleanupStage,
   deployStage,
   preflightStage,
@@ -26,6 +27,8 @@ import {
 import type { Stage } from '../pipeline/stage.js'
 import { strategyFor, type SwitchStrategy } from '../pipeline/switch.js'
 import type { RunResult } from '../pipeline/result.js'
+import { rolloutBatches } from '../pipeline/rollout.js'
+import { forHost } from '../pipeline/roles.js'
 import { hasChecks, httpChecks } from '../pipeline/checks.js'
 import { gitClean, gitCommit } from '../pipeline/git.js'
 import { deployBackup } from '../pipeline/backup.js'
@@ -43,6 +46,14 @@ import { backupsOn } from '../config/rules.js'
 import { inRelease } from '../commands/release.js'
 import type { HostSession } from '../host/context.js'
 import { notifications } from '../notify/index.js'
+
+/** switch and verify run batch by batch (rollout:), one batch of every host without it. */
+const rolloutOf = (ctx: RunContext) => ({
+  stages: ['switch', 'verify'],
+  batches: rolloutBatches(ctx.loaded.hosts, ctx.config.rollout),
+  waitMs: ctx.config.rollout?.wait ?? 0,
+  ready: allStillAnswer
+})
 
 /**
  * A deploy or rollback through the one run lifecycle (src/engine/lifecycle.ts), saving its progress, telling
@@ -172,7 +183,8 @@ export function deployStages(ctx: RunContext, req: RunRequest): RunPlan {
         migration.revision === undefined && migration.after === undefined
           ? {}
           : { revision: { before: migration.revision, after: migration.after } },
-      cleanup: local.cleanup
+      cleanup: local.cleanup,
+      rollout: rolloutOf(ctx)
     }
   }
 }
@@ -272,6 +284,7 @@ export function rollback(
         database: database.database ?? null,
         port: strategy().port?.(primaryOf(ctx))
       }),
+      rollout: rolloutOf(ctx),
       backup: () =>
         database.safety ? { name: database.safety.name, path: database.safety.path } : undefined,
       // A rollback that failed before anything live changed (refused, no target, its database step undone)
@@ -351,13 +364,15 @@ export async function planRollback(
     out.push(`## switch (${c.switch.strategy})`)
     for (const s of ctx.sessions) {
       const was = s.current ? `releases/${s.current}` : 'no release'
-      if (c.switch.strategy === 'blue-green')
+      // the host's own switch and restart (its roles')
+      const hc = forHost(ctx, s).config
+      if (hc.switch.strategy === 'blue-green')
         out.push(
           `${s.host.name}: start releases/${target} on the idle port, check it, point the proxy at it (was ${was})`
         )
       else {
-        const hook = c.switch.strategy === 'graceful' ? c.switch.reload : c.stages.restart
-        const stop = c.stages.stop && s.current ? `in releases/${s.current}: ${c.stages.stop}; then ` : ''
+        const hook = hc.switch.strategy === 'graceful' ? hc.switch.reload : hc.stages.restart
+        const stop = hc.stages.stop && s.current ? `in releases/${s.current}: ${hc.stages.stop}; then ` : ''
         out.push(
           `${s.host.name}: ${stop}current -> releases/${target} (was ${was})${hook ? `; then in releases/${target}: ${hook}` : ''}`
         )
@@ -368,6 +383,17 @@ export async function planRollback(
     for (const check of httpChecks(ctx))
       out.push(`GET ${check.url} (expect ${check.expect_status}, from ${check.from})`)
     for (const command of [c.verify.command ?? []].flat()) out.push(`in releases/${target}: ${command}`)
+    // hosts whose role has checks of its own
+    for (const s of ctx.sessions) {
+      const hc = forHost(ctx, s)
+      if (hc.config.verify === c.verify) continue
+      for (const check of httpChecks(hc))
+        out.push(
+          `${s.host.name} (its role's check): GET ${check.url} (expect ${check.expect_status}, from ${check.from})`
+        )
+      for (const command of [hc.config.verify.command ?? []].flat())
+        out.push(`${s.host.name} (its role's check): in releases/${target}: ${command}`)
+    }
     if (!hasChecks(ctx)) out.push('no checks configured: a broken target cannot be detected')
     out.push(
       `on failure: the database back as it was (when it changed), current -> releases/${from ?? '(none)'} again, restarted and verified; exit 4`

@@ -5,6 +5,7 @@ import { fillLogsCommand, logScan } from '../config/rules.js'
 import { lastLines, runOn, type HostSession, type RunContext } from '../host/context.js'
 import { StageError, errorMessage } from '../core/errors.js'
 import { hookEnv } from '../host/env.js'
+import { forHost } from './roles.js'
 
 export const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
@@ -122,12 +123,14 @@ async function runHttpCheck(
 
 /** Runs every configured check against `release` on one host. */
 export async function verifyHost(
-  ctx: RunContext,
+  run: RunContext,
   s: HostSession,
   release: string,
   stage: string,
   retries?: number
 ): Promise<void> {
+  // the host's own checks (its role's verify, else the top-level one)
+  const ctx = forHost(run, s)
   for (const check of httpChecks(ctx)) await runHttpCheck(ctx, s, check, stage, retries ?? check.retries)
   await checkHeartbeat(ctx, s, release, stage)
   const v = ctx.config.verify
@@ -155,11 +158,12 @@ export async function verifyHost(
 
 /** The log command's output (and stderr) on one host since the run started (verify.logs), or undefined. */
 async function readLogs(
-  ctx: RunContext,
+  run: RunContext,
   s: HostSession,
   release: string,
   stage: string
 ): Promise<{ lines: string[]; failOn: string[] } | undefined> {
+  const ctx = forHost(run, s)
   const scan = logScan(ctx.config)
   if (!scan) return undefined
   const command = fillLogsCommand(scan.template, ctx.startedAt, 1000)
@@ -181,11 +185,13 @@ async function readLogs(
 
 /** Scans the logs since the run started for fatal patterns (verify.logs; see logScan for its defaults). */
 export async function scanLogs(
-  ctx: RunContext,
+  run: RunContext,
   s: HostSession,
   release: string,
   stage: string
 ): Promise<void> {
+  // the host's own log scan (its role's verify, else the top-level one)
+  const ctx = forHost(run, s)
   const logs = await readLogs(ctx, s, release, stage)
   if (!logs) return
   const hits = logs.lines.filter(line => logs.failOn.some(p => line.includes(p)))
@@ -260,11 +266,14 @@ async function checkHeartbeat(
   throw new StageError(stage, `heartbeat check failed on ${s.host.name}: ${why}`, s.host.name)
 }
 
-export function hasChecks(ctx: RunContext): boolean {
+/** Whether checks are configured: for host `s` (its roles' verify), or without one for any host of the run. */
+export function hasChecks(ctx: RunContext, s?: HostSession): boolean {
+  if (!s && ctx.sessions.some(h => hasChecks(ctx, h))) return true
+  const c = s ? forHost(ctx, s) : ctx
   return (
-    httpChecks(ctx).length > 0 ||
-    !!ctx.config.verify.command ||
-    !!logScan(ctx.config) ||
-    !!ctx.config.verify.heartbeat
+    httpChecks(c).length > 0 ||
+    !!c.config.verify.command ||
+    !!logScan(c.config) ||
+    !!c.config.verify.heartbeat
   )
 }

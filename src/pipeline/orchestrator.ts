@@ -1,9 +1,11 @@
 import { ExitCode } from '../core/exit.js'
-import { onEveryHost, type HostSession, type RunContext } from '../host/context.js'
+import { onEveryHost, primaryOf, type HostSession, type RunContext } from '../host/context.js'
 import { startLease, type Lease } from '../host/lease.js'
 import { StageError, errorMessage } from '../core/errors.js'
 import { exitCode, reverifyNow, undoFailureNeedsPerson, undoOrder, type Touched } from './policy.js'
 import type { HostStage, Stage, StageEvent, StageRecord } from './stage.js'
+import type { HostResult } from './result.js'
+import { sleep } from './checks.js'
 
 export interface Outcome {
   records: StageRecord[]
@@ -13,6 +15,38 @@ export interface Outcome {
   /** Something live changed and could not be put back: a person must look. */
   rollbackFailed?: string
   exitCode: number
+  /** What each host went through, by host name (hostResultsOf makes the per-host report of it). */
+  hosts?: Record<string, HostTrack>
+}
+
+/** One host's part of a run, as the orchestrator saw it. */
+export interface HostTrack {
+  /** The last stage started on this host. */
+  stage?: string
+  /** This host's own first error (of the stage `stage`: one that failed here, or one that named this host failing). */
+  error?: string
+  /** The first undo that failed here, as `undo <stage>: <message>`. */
+  undoError?: string
+  /** Something live changed here in this run (a live stage went live on it). */
+  live?: boolean
+  /** The live change was undone here (its undo passed; a failed re-verify sets undoError). */
+  undone?: boolean
+  durationS: number
+}
+
+/**
+ * The rollout: consecutive host stages (switch, verify) that run together batch by batch: batch 1 through
+ * every one of them, a pause, batch 2, ... Each (stage, host) goes into the undo ledger as it starts, so a
+ * failure in batch n undoes exactly the hosts batches 1..n switched, and later batches never start.
+ */
+export interface RolloutOptions {
+  stages: string[]
+  /** Host names per batch, in order (src/pipeline/rollout.ts); hosts not named run in a last batch. */
+  batches: string[][]
+  /** Pause after a batch passed, before the next one starts (ms). */
+  waitMs?: number
+  /** Before the first batch starts, as part of its first stage: a failure fails it before any host starts. */
+  ready?: (ctx: RunContext) => Promise<void>
 }
 
 /** How host stages (`scope: 'each-host'`) run. */
@@ -29,6 +63,8 @@ export interface RunStagesOptions {
    * their subscriber). Awaited; one that throws is ignored.
    */
   onStage?: (e: StageEvent) => void | Promise<void>
+  /** Given: its stages run batch by batch, together (maxParallel does not apply: the batch is their limit). */
+  rollout?: RolloutOptions
 }
 
 const seconds = (t0: number) => Math.round((performance.now() - t0) / 100) / 10
@@ -77,7 +113,15 @@ export function batchesOf(sessions: HostSession[], batches: string[][] | undefin
   return groups.filter(g => g.length)
 }
 
-async function runHostStage(ctx: RunContext, stage: HostStage, entry: Entry, opts: RunStagesOptions) {
+type Track = (stage: Stage, s: HostSession, fn: () => Promise<void>) => Promise<void>
+
+async function runHostStage(
+  ctx: RunContext,
+  stage: HostStage,
+  entry: Entry,
+  opts: RunStagesOptions,
+  track: Track
+) {
   let ok = false
   try {
     await stage.begin?.(ctx)
@@ -92,7 +136,7 @@ async function runHostStage(ctx: RunContext, stage: HostStage, entry: Entry, opt
         ctx,
         s => {
           entry.hosts.push(s)
-          return stage.run(ctx, s)
+          return track(stage, s, () => stage.run(ctx, s))
         },
         { hosts: batch, limit: opts.maxParallel }
       )
@@ -154,33 +198,176 @@ async function runUnderLease(
   const ledger: Entry[] = []
   let failed: { stage: Stage; error: unknown } | undefined
 
-  for (const stage of stages) {
+  // what each host went through, for the per-host report
+  const tracks = new Map<string, HostTrack & { t0?: number; t1?: number }>()
+  const trackOf = (name: string) => {
+    let h = tracks.get(name)
+    if (!h) tracks.set(name, (h = { durationS: 0 }))
+    return h
+  }
+  const blame = (e: unknown, field: 'error' | 'undoError', stage: string) => {
+    const host = e instanceof StageError ? e.host : undefined
+    if (host && ctx.sessions.some(s => s.host.name === host)) {
+      const h = trackOf(host)
+      if (field === 'error' && h.error === undefined) h.stage = stage
+      // the report gives the stage beside the error; an undo's error says which undo
+      h[field] ??= field === 'error' ? errorMessage(e) : `${stage}: ${errorMessage(e)}`
+    }
+  }
+  const track: Track = async (stage, s, fn) => {
+    const h = trackOf(s.host.name)
+    h.stage = stage.name
+    h.t0 ??= performance.now()
+    try {
+      await fn()
+    } catch (e) {
+      h.error ??= errorMessage(e)
+      throw e
+    } finally {
+      h.t1 = performance.now()
+    }
+  }
+  const hostsOut = (): Record<string, HostTrack> =>
+    Object.fromEntries(
+      ctx.sessions.map(s => {
+        const { t0, t1, ...h } = trackOf(s.host.name)
+        const durationS = t0 !== undefined && t1 !== undefined ? Math.round((t1 - t0) / 100) / 10 : 0
+        return [s.host.name, { ...h, durationS }]
+      })
+    )
+
+  /** Runs one stage (or one batch of a rollout stage): its events, its record, its failure. */
+  const step = async (
+    stage: Stage,
+    body: () => Promise<void>,
+    batch?: { n: number; of: number; hosts: string[] }
+  ): Promise<{ stage: Stage; error: unknown } | undefined> => {
+    const which = batch ? { batch: batch.n } : {}
     if (ctx.signal.aborted) {
-      failed = { stage, error: new StageError(stage.name, `${interrupted()} before this stage started`) }
-      records.push({ name: stage.name, status: 'skipped', duration_s: 0 })
-      break
+      const when =
+        batch && batch.n > 1
+          ? `before batch ${batch.n} of ${batch.of} (${batch.hosts.join(', ')}) started`
+          : 'before this stage started'
+      records.push({ name: stage.name, status: 'skipped', duration_s: 0, ...which })
+      return { stage, error: new StageError(stage.name, `${interrupted()} ${when}`) }
     }
     ctx.log.setStage(stage.name)
-    await tell({ type: 'stage-started', stage: stage.name, phase: 'run' })
+    await tell({
+      type: 'stage-started',
+      stage: stage.name,
+      phase: 'run',
+      ...(batch ? { ...which, hosts: batch.hosts } : {})
+    })
+    if (batch) ctx.log.info(`batch ${batch.n} of ${batch.of}: ${batch.hosts.join(', ')}`)
     const t0 = performance.now()
-    const entry: Entry = { stage, hosts: [] }
-    ledger.push(entry)
+    let failure: { stage: Stage; error: unknown } | undefined
     try {
-      if (stage.scope === 'each-host') await runHostStage(ctx, stage, entry, opts)
-      else await stage.run(ctx)
-      records.push({ name: stage.name, status: 'ok', duration_s: seconds(t0) })
-      ctx.log.info(`${stage.name} done (${seconds(t0)} s)`)
+      await body()
+      records.push({ name: stage.name, status: 'ok', duration_s: seconds(t0), ...which })
+      ctx.log.info(
+        `${stage.name} done${batch ? ` (batch ${batch.n} of ${batch.of})` : ''} (${seconds(t0)} s)`
+      )
     } catch (error) {
       const host = error instanceof StageError ? error.host : undefined
       const message = ctx.signal.aborted ? `${interrupted()}: ${errorMessage(error)}` : errorMessage(error)
-      records.push({ name: stage.name, status: 'failed', duration_s: seconds(t0), error: message, host })
+      records.push({
+        name: stage.name,
+        status: 'failed',
+        duration_s: seconds(t0),
+        error: message,
+        host,
+        ...which
+      })
       ctx.log.error(`FAILED: ${message}`, host)
-      failed = { stage, error }
+      blame(error, 'error', stage.name)
+      failure = { stage, error }
     }
     await tell(finished(records.at(-1) as StageRecord, 'run'))
-    if (failed) break
+    return failure
   }
-  if (!failed) return { records, rolledBack: false, exitCode: ExitCode.ok }
+
+  /** The rollout's stages, batch by batch (see RolloutOptions). */
+  const runRollout = async (group: HostStage[], rollout: RolloutOptions) => {
+    const batches = batchesOf(ctx.sessions, rollout.batches)
+    const entries = new Map<HostStage, Entry>()
+    const begun: HostStage[] = []
+    let failure: { stage: Stage; error: unknown } | undefined
+    try {
+      for (const [b, hosts] of batches.entries()) {
+        const names = hosts.map(s => s.host.name)
+        const batch = batches.length > 1 ? { n: b + 1, of: batches.length, hosts: names } : undefined
+        if (b > 0 && rollout.waitMs && !ctx.signal.aborted) {
+          ctx.log.info(
+            `batch ${b} of ${batches.length} passed; waiting ${rollout.waitMs / 1000} s (rollout.wait)`
+          )
+          // a stop during the wait: the next batch's step says so and starts nothing
+          await sleep(rollout.waitMs, ctx.signal).catch(() => undefined)
+        }
+        for (const st of group) {
+          failure = await step(
+            st,
+            async () => {
+              let entry = entries.get(st)
+              if (!entry) {
+                entry = { stage: st, hosts: [] }
+                entries.set(st, entry)
+                ledger.push(entry)
+              }
+              const e = entry
+              if (b === 0 && st === group[0]) await rollout.ready?.(ctx)
+              if (!begun.includes(st)) {
+                begun.push(st)
+                await st.begin?.(ctx)
+              }
+              await onEveryHost(
+                ctx,
+                s => {
+                  e.hosts.push(s)
+                  return track(st, s, () => st.run(ctx, s))
+                },
+                { hosts }
+              )
+            },
+            batch
+          )
+          if (failure) return failure
+        }
+      }
+    } finally {
+      for (const st of begun) {
+        try {
+          await st.end?.(ctx, !failure)
+        } catch (e) {
+          failure ??= { stage: st, error: e }
+        }
+      }
+    }
+    return failure
+  }
+
+  for (let i = 0; i < stages.length && !failed;) {
+    const stage = stages[i] as Stage
+    const r = opts.rollout
+    if (r && stage.scope === 'each-host' && r.stages.includes(stage.name)) {
+      const group: HostStage[] = []
+      for (let st = stages[i]; st?.scope === 'each-host' && r.stages.includes(st.name); st = stages[++i])
+        group.push(st)
+      failed = await runRollout(group, r)
+      continue
+    }
+    i++
+    failed = await step(stage, async () => {
+      const entry: Entry = { stage, hosts: [] }
+      ledger.push(entry)
+      if (stage.scope === 'each-host') await runHostStage(ctx, stage, entry, opts, track)
+      else {
+        const primary = stage.scope === 'primary' && ctx.sessions.length ? primaryOf(ctx) : undefined
+        if (primary) await track(stage, primary, () => stage.run(ctx))
+        else await stage.run(ctx)
+      }
+    })
+  }
+  if (!failed) return { records, rolledBack: false, exitCode: ExitCode.ok, hosts: hostsOut() }
 
   const err = failed.error
   const failure = {
@@ -195,6 +382,16 @@ async function runUnderLease(
     ledger.map((e, index) => ({ effect: e.stage.effect ?? 'none', index, item: e }))
   )
   const live = ordered.some(t => wentLive(t.item))
+  // the hosts where something live changed: the deploy stage keeps its release there, removes it elsewhere
+  const liveHosts = new Set(
+    ledger.flatMap(e =>
+      e.stage.effect === 'live' && e.stage.scope === 'each-host'
+        ? e.hosts.filter(s => (e.stage as HostStage).changedLive?.(s) ?? true)
+        : []
+    )
+  )
+  for (const s of liveHosts) trackOf(s.host.name).live = true
+  const liveOn = (s: HostSession) => liveHosts.has(s)
   const toUndo = ordered.filter(t => hasWork(t.item))
   let rollbackFailed: string | undefined
   let undidLive = false
@@ -209,6 +406,7 @@ async function runUnderLease(
     const message = errorMessage(e)
     const host = e instanceof StageError ? e.host : undefined
     Object.assign(record, { status: 'undo-failed', error: message }, host ? { host } : {})
+    blame(e, 'undoError', `undo ${t.item.stage.name}`)
     ctx.log.error(`undo of ${t.item.stage.name} FAILED: ${message}`, host)
     if (undoFailureNeedsPerson(t.effect, wasLive))
       rollbackFailed ??= `undo of ${t.item.stage.name}: ${message}`
@@ -244,17 +442,24 @@ async function runUnderLease(
             async s => {
               try {
                 const wasLiveHere = st.changedLive?.(s) ?? true
-                await undo(ctx, s, { live })
-                if (wasLiveHere) restored.push(s)
+                await undo(ctx, s, { live, liveOn })
+                if (wasLiveHere) {
+                  restored.push(s)
+                  if (st.effect === 'live') trackOf(s.host.name).undone = true
+                }
               } catch (e) {
                 errors.push(e)
+                const h = trackOf(s.host.name)
+                h.undoError ??= `undo ${st.name}: ${errorMessage(e)}`
+              } finally {
+                trackOf(s.host.name).t1 = performance.now()
               }
             },
             { hosts, limit: opts.maxParallel }
           )
           if (errors.length) throw errors[0]
         } else {
-          await st.undo(ctx, { live })
+          await st.undo(ctx, { live, liveOn })
         }
         if (wasLive) undidLive = true
       } catch (e) {
@@ -290,7 +495,14 @@ async function runUnderLease(
     needsPerson: rollbackFailed !== undefined,
     badInput: err instanceof StageError && err.exitCode === ExitCode.badInput
   })
-  return { records, failure, rolledBack: undidLive && !rollbackFailed, rollbackFailed, exitCode: code }
+  return {
+    records,
+    failure,
+    rolledBack: undidLive && !rollbackFailed,
+    rollbackFailed,
+    exitCode: code,
+    hosts: hostsOut()
+  }
 }
 
 /** runStages for entry points: a bug that escapes a stage becomes an `internal` failure (exit 1), not a crash. */
@@ -306,7 +518,47 @@ export async function runStagesSafely(
       records: [],
       failure: { stage: 'internal', message: errorMessage(e) },
       rolledBack: false,
-      exitCode: ExitCode.failure
+      exitCode: ExitCode.failure,
+      hosts: {}
     }
   }
+}
+
+/**
+ * The per-host report of a run (RunResult.hostResults): for each host of the run, what it served before and
+ * after, the last stage it reached, how long, how it ended, and its own first error. `release` is the release
+ * the run deployed or switched to. (Hosts left out of the run, skipped or unreachable, are added by whoever
+ * selected them.)
+ */
+export function hostResultsOf(ctx: RunContext, outcome: Outcome, release: string | undefined): HostResult[] {
+  return ctx.sessions.map(s => {
+    const h = outcome.hosts?.[s.host.name] ?? { durationS: 0 }
+    const before = s.current
+    let result: HostResult['result']
+    let after = before
+    if (!outcome.failure) {
+      result = 'ok'
+      after = release ?? before
+    } else if (h.live) {
+      // a live change not put back here: its undo (or the re-verify) failed here, or never ran
+      const notBack = h.undoError !== undefined || !h.undone
+      result = notBack ? 'rollback-failed' : 'rolled-back'
+      after = notBack ? undefined : before
+    } else if (h.undoError && outcome.rollbackFailed) {
+      result = 'rollback-failed'
+    } else if (h.error) result = 'failed'
+    else result = 'not-switched'
+    const error = h.error ?? h.undoError
+    return {
+      name: s.host.name,
+      ...(s.host.kind === 'local' ? {} : { address: s.host.address }),
+      roles: s.host.roles ?? [],
+      ...(before ? { before } : {}),
+      ...(after ? { after } : {}),
+      ...(h.stage ? { stage: h.stage } : {}),
+      durationS: h.durationS,
+      result,
+      ...(error ? { error } : {})
+    }
+  })
 }

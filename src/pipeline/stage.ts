@@ -13,6 +13,8 @@ export type StageEffect = 'none' | 'disk' | 'data' | 'live'
 /** Told to every undo: whether something live changed in this run (the deploy stage then keeps its release). */
 export interface UndoInfo {
   live: boolean
+  /** Whether something live changed on this host in this run (a fleet: only the hosts a batch switched). */
+  liveOn?: (s: HostSession) => boolean
 }
 
 interface StageBase {
@@ -104,7 +106,14 @@ export type ProductStage<S extends Stage = Stage> = S & { readonly name: StageNa
  * last undo of the run says so (`lastUndo`), which closes the rollback section.
  */
 export type StageEvent =
-  | { type: 'stage-started'; stage: string; phase: 'run' | 'undo' }
+  | {
+      type: 'stage-started'
+      stage: string
+      phase: 'run' | 'undo'
+      /** A rollout's batch (1-based) and its hosts: the stage runs once per batch. */
+      batch?: number
+      hosts?: string[]
+    }
   | {
       type: 'stage-finished'
       stage: string
@@ -124,4 +133,6 @@ export interface StageRecord {
   duration_s: number
   error?: string
   host?: string
+  /** A rollout's batch (1-based) this record is of: switch and verify have one record per batch. */
+  batch?: number
 }

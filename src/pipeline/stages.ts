@@ -8,17 +8,26 @@ import {
   linkShared,
   markComplete,
   parseKeyValues,
-  readHistory
+  readHistory,
+  stillThere
 } from '../commands/release.js'
 import { sh } from '../commands/quote.js'
 import { parseHistory, releasesToPrune, unfinishedReleases } from '../release/history.js'
-import { connectAll, lockSessionOf, runOn, type HostSession, type RunContext } from '../host/context.js'
+import {
+  connectAll,
+  lockSessionOf,
+  onEveryHost,
+  runOn,
+  type HostSession,
+  type RunContext
+} from '../host/context.js'
 import { StageError, errorMessage } from '../core/errors.js'
 import { hookEnv } from '../host/env.js'
 import { removeReleaseDirs } from '../host/hook.js'
 import { hasChecks, httpChecks, scanLogs, sleep, stoppedAnswering, verifyHost } from './checks.js'
 import type { ProductStage } from './stage.js'
 import { inspectFindings, type Finding } from './findings.js'
+import { forHost } from './roles.js'
 import type { SwitchStrategy } from './switch.js'
 import { uploadFor, type UploadStrategy } from './upload/index.js'
 import { runOnRunner } from './buildlocal.js'
@@ -58,7 +67,7 @@ export function preflightStage(opts: {
       await takeLock(ctx, opts.command)
     },
     async run(ctx, s) {
-      const fromHost = httpChecks(ctx).some(c => c.from === 'host')
+      const fromHost = httpChecks(forHost(ctx, s)).some(c => c.from === 'host')
       {
         const files = opts.deploying ? ctx.config.shared.files : []
         const r = await runOn(ctx, s, inspectHost(s.layout, files, [...needs, 'curl', 'wget']), {
@@ -240,9 +249,10 @@ export function deployStage(
       upload?.finish()
       upload = undefined
     },
-    async undo(ctx, s, { live }) {
+    async undo(ctx, s, { live, liveOn }) {
       const release = rel()
-      if (live) {
+      // kept where it went live; a host of the fleet never switched gets its staged release removed
+      if (liveOn ? liveOn(s) : live) {
         ctx.log.info(
           `kept releases/${release} for inspection; it is marked bad in history and later rollbacks skip it`,
           s.host.name
@@ -250,17 +260,31 @@ export function deployStage(
         return
       }
       await removeReleaseDirs(ctx, s, [release], 'rollback')
-      ctx.log.info(`removed the unfinished release ${release}`, s.host.name)
+      ctx.log.info(
+        live
+          ? `removed the staged release ${release} (never switched here)`
+          : `removed the unfinished release ${release}`,
+        s.host.name
+      )
     }
   }
 }
 
 /** Runs the checks once against the release that serves again after a rollback (the policy says when). */
 export async function verifyRestored(ctx: RunContext, hosts: HostSession[], stage: string): Promise<void> {
-  const back = hosts.filter(s => s.current)
-  if (!back.length || !hasChecks(ctx)) return
+  const back = hosts.filter(s => s.current && hasChecks(ctx, s))
+  if (!back.length) return
   await Promise.all(back.map(s => verifyHost(ctx, s, s.current as string, stage)))
   ctx.log.info(`previous release verified healthy on ${back.map(s => s.host.name).join(', ')}`)
+}
+
+/**
+ * A fleet, before the first host switches: every staged host must still answer over its connection (one
+ * cheap command each), else no host switches. One host has nothing to compare with: its switch tells.
+ */
+export async function allStillAnswer(ctx: RunContext): Promise<void> {
+  if (ctx.sessions.length < 2 || ctx.dryRun) return
+  await onEveryHost(ctx, s => runOn(ctx, s, stillThere(), { stage: 'switch', timeoutMs: 30_000 }))
 }
 
 /**
@@ -309,10 +333,10 @@ export function verifyStage(rel: () => string): ProductStage {
         )
     },
     async run(ctx, s) {
-      if (!checks) return
+      if (!checks || !hasChecks(ctx, s)) return
       const release = rel()
       await verifyHost(ctx, s, release, 'verify')
-      const window = ctx.config.verify.window
+      const window = forHost(ctx, s).config.verify.window
       if (window > 0) {
         ctx.log.info(`checks passed; watching for ${window / 1000} s before checking again`, s.host.name)
         if (ctx.dryRun)

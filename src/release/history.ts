@@ -30,6 +30,11 @@ export interface HistoryEntry {
   finished: string
   duration_s: number
   hosts: string[]
+  /**
+   * The host that held the lock and ran the backup and the migration: the one entry is written on every host
+   * of the run, and `backup`, `revision` and `migrated` speak of what ran on this host only.
+   */
+  primary?: string
   error?: string | null
 }
 

@@ -107,6 +107,15 @@ export function spawnAction(entry: 'index' | 'post', env: NodeJS.ProcessEnv, cwd
 }
 
 /**
+ * The Action's main step (src/index.ts) or post step (src/post.ts) from the current source, through tsx's
+ * loader as spawnCli does: for tests of src/ changes that dist/ (spawnAction) does not have yet. Its log goes
+ * to stdout: `line()` watches stdout.
+ */
+export function spawnActionSource(entry: 'index' | 'post', env: NodeJS.ProcessEnv, cwd: string): CliProcess {
+  return spawnNode(['--import', tsxLoader, join(repo, 'src', `${entry}.ts`)], env, cwd, 'stdout')
+}
+
+/**
  * What the runner makes of a file command file (GITHUB_OUTPUT, GITHUB_STATE): `name<<delimiter` blocks and
  * `name=value` lines, the last value of a name winning.
  */

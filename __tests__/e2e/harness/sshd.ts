@@ -7,7 +7,16 @@
  * address whose port is already taken (e.g. a leftover sshd of a killed run) is skipped.
  */
 import { execFileSync, spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync
+} from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -78,6 +87,13 @@ export interface StartSshdOptions {
  */
 export function fastShell(): string[] {
   return ['SetEnv SHLVL=1']
+}
+
+/** One client key for a fleet, as in production: `from`'s client key is authorized on `host` too (once). */
+export function authorizeKeyOf(host: SshHost, from: SshHost): void {
+  const key = readFileSync(`${from.privateKeyFile}.pub`, 'utf8')
+  const file = path.join(host.dir, 'etc', 'authorized_keys')
+  if (!readFileSync(file, 'utf8').includes(key)) appendFileSync(file, key)
 }
 
 /** Creates a fresh directory under os.tmpdir() (mkdtemp; mode 0700). */
