@@ -25625,7 +25625,7 @@ nacl.setPRNG = function(fn) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _platform_cli_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1450);
+/* harmony import */ var _platform_cli_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4924);
 
 // A cancelled CI job sends SIGINT, then SIGTERM: both ask the run to stop at once and undo what it did.
 const controller = new AbortController();
@@ -25652,7 +25652,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 1450:
+/***/ 4924:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -36436,6 +36436,40 @@ function cacheProblems(config) {
     }
     return problems;
 }
+/** The keys a role may override (roles.<name>), each replacing the top-level one for the role's hosts. */
+const ROLE_KEYS = {
+    'stages.restart': (r) => r.stages?.restart !== undefined,
+    switch: (r) => r.switch !== undefined,
+    verify: (r) => r.verify !== undefined
+};
+/** Two roles of one host that override the same key: which one wins cannot be told, so the config is refused. */
+function roleProblems(config, hosts) {
+    const problems = [];
+    for (const h of hosts) {
+        for (const [key, has] of Object.entries(ROLE_KEYS)) {
+            const by = h.roles.filter(r => config.roles[r] && has(config.roles[r]));
+            if (by.length > 1)
+                problems.push(`hosts: ${h.name} has roles ${by.join(' and ')}, which both set ${key} (roles.${by[0]}, roles.${by[1]}); a host takes each key from one role only`);
+        }
+    }
+    return problems;
+}
+/**
+ * The config as one host sees it: each of stages.restart, switch and verify from the host's role that sets it
+ * (roleProblems refused two), else the top-level one.
+ */
+function configForRoles(config, roles) {
+    const over = roles.flatMap(r => (config.roles[r] ? [config.roles[r]] : []));
+    if (!over.length)
+        return config;
+    const restart = over.find(ROLE_KEYS['stages.restart'])?.stages?.restart;
+    return {
+        ...config,
+        stages: restart === undefined ? config.stages : { ...config.stages, restart },
+        switch: over.find(ROLE_KEYS.switch)?.switch ?? config.switch,
+        verify: over.find(ROLE_KEYS.verify)?.verify ?? config.verify
+    };
+}
 /** What `verify.logs.preset` adds to fail_on. */
 const LOG_PRESETS = {
     // python-telegram-bot: "telegram.error.Conflict: Conflict: terminated by other getUpdates request";
@@ -37154,6 +37188,7 @@ function validateConfig(parsed, file, overrides = {}, env = process.env) {
         if (!given.has(role))
             problems.push(`roles.${role}: no host has this role; add it to a host's roles or remove it`);
     }
+    problems.push(...roleProblems(config, hosts));
     const primaries = hosts.filter(h => h.primary);
     if (primaries.length > 1)
         problems.push(`hosts: only one host can be primary, found ${primaries.length}`);
@@ -37562,6 +37597,10 @@ function markComplete(layout, id) {
         label: 'mark the release complete',
         script: script(`mkdir -p ${sh(`${layout.meta}/complete`)}`, `: > ${sh(completeMarker(layout, id))}`)
     };
+}
+/** One cheap round trip: the host still answers over its connection (a fleet, before the first switch). */
+function stillThere() {
+    return { label: 'check that the host still answers before any host switches', script: script('true') };
 }
 /** The dirs above a shared path inside the release: `a/b/c` → `a`, `a/b`. */
 function parentsOf(path) {
@@ -40239,7 +40278,323 @@ function exitCode(opts) {
     return ExitCode.failedNothingChanged;
 }
 
+;// CONCATENATED MODULE: ./src/commands/health.ts
+
+
+/**
+ * One HTTP request from the host, with curl or else wget. Prints the body, then a last line
+ * `HTTP_STATUS=<code>` (000 when nothing answered).
+ */
+function httpProbe(url, timeoutMs, headers = {}) {
+    return {
+        label: `GET ${url}`,
+        script: script(`url=${sh(url)}`, ...probeLines(timeoutMs, headers), 'printf "%s\\nHTTP_STATUS=%s\\n" "$body" "$status"')
+    };
+}
+/** Sets $status (000 when nothing answered) and $body for one GET of $url; exit 127 without curl or wget. */
+function probeLines(timeoutMs, headers) {
+    const secs = Math.max(1, Math.ceil(timeoutMs / 1000));
+    const curlHeaders = Object.entries(headers)
+        .map(([k, v]) => ` -H ${sh(`${k}: ${v}`)}`)
+        .join('');
+    const wgetHeaders = Object.entries(headers)
+        .map(([k, v]) => ` --header=${sh(`${k}: ${v}`)}`)
+        .join('');
+    return [
+        'if command -v curl >/dev/null 2>&1; then',
+        `  out=$(curl -g -sS -o /dev/stdout -w '\\nHTTP_STATUS=%{http_code}' --max-time ${secs}${curlHeaders} "$url" 2>/dev/null) || true`,
+        '  case "$out" in *HTTP_STATUS=*) status=${out##*HTTP_STATUS=}; body=${out%HTTP_STATUS=*}; body=${body%?} ;; *) status=000; body= ;; esac',
+        'elif command -v wget >/dev/null 2>&1; then',
+        `  hdr=$(mktemp) || exit 1`,
+        `  body=$(wget -q -S -O - -T ${secs} -t 1${wgetHeaders} "$url" 2>"$hdr") || true`,
+        '  status=$(sed -n "s/^ *HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/\\1/p" "$hdr" | tail -n 1)',
+        '  rm -f "$hdr"',
+        '  status=${status:-000}',
+        'else echo "neither curl nor wget is installed on this host; install one or use verify.http.from: runner" >&2; exit 127',
+        'fi'
+    ];
+}
+/**
+ * The whole retry loop of an HTTP check in one command on the host: one round trip however many attempts.
+ * Progress lines go to stderr as they happen; stdout ends with the last body and `HTTP_STATUS=`,
+ * `ATTEMPTS=`, `PASSED=` lines.
+ */
+function httpProbeLoop(p) {
+    const pause = (Math.max(0, p.intervalMs) / 1000).toFixed(3);
+    return {
+        label: `GET ${p.url}`,
+        stream: true,
+        script: script(`url=${sh(p.url)}`, `tries=${Math.max(1, Math.floor(p.retries))}`, `expect=${sh(p.expectStatus)}`, `want=${sh(p.contains ?? '')}`, `has_want=${p.contains === undefined ? 0 : 1}`, 'i=1', 'while :; do', ...probeLines(p.timeoutMs, p.headers).map(l => `  ${l}`), '  ok=0', '  if [ "$status" = "$expect" ]; then', '    if [ "$has_want" = 0 ]; then ok=1; else case "$body" in *"$want"*) ok=1 ;; esac; fi', '  fi', '  if [ "$status" = 000 ]; then seen="no answer (connection refused or timed out)"', `  else seen="HTTP $status \\"$(printf %s "$body" | tr -s '\\n\\t' '  ' | cut -c1-120)\\""; fi`, '  if [ "$ok" = 1 ]; then printf \'GET %s: HTTP %s (attempt %s/%s)\\n\' "$url" "$status" "$i" "$tries" >&2; break; fi', '  [ "$i" -ge "$tries" ] && break', `  printf 'GET %s: %s; attempt %s/%s, retrying in %s s\\n' "$url" "$seen" "$i" "$tries" ${sh(String(Number(pause)))} >&2`, `  sleep ${pause}`, '  i=$((i + 1))', 'done', 'printf "%s\\nHTTP_STATUS=%s\\nATTEMPTS=%s\\nPASSED=%s\\n" "$body" "$status" "$i" "$ok"')
+    };
+}
+/** Reads what httpProbeLoop printed. */
+function parseProbeLoop(stdout) {
+    const m = /\nHTTP_STATUS=(\d+)\nATTEMPTS=(\d+)\nPASSED=([01])\n?$/.exec(stdout);
+    if (!m)
+        return { status: 0, body: stdout, attempts: 0, passed: false };
+    return {
+        status: Number(m[1]),
+        body: stdout.slice(0, m.index),
+        attempts: Number(m[2]),
+        passed: m[3] === '1'
+    };
+}
+function parseProbe(stdout) {
+    const i = stdout.lastIndexOf('HTTP_STATUS=');
+    if (i < 0)
+        return { status: 0, body: stdout };
+    const status = Number.parseInt(stdout.slice(i + 'HTTP_STATUS='.length).trim(), 10);
+    return { status: Number.isFinite(status) ? status : 0, body: stdout.slice(0, i).replace(/\n$/, '') };
+}
+/**
+ * verify.heartbeat, measured on the host with its own clock: `file` (relative to the release) must have been
+ * touched at or after `current` was switched and at most `maxAge` s ago. Retries once a second for up to
+ * `maxAge` s (a bot beats on its first poll), then prints `HEARTBEAT=fresh|old|stale|missing` and `AGE=<s>`.
+ */
+function heartbeatProbe(layout, release, file, maxAge) {
+    return {
+        label: `heartbeat ${file}`,
+        script: script(`cd ${sh(layout.release(release))} || exit 1`, `f=${sh(file)}; max=${sh(maxAge)}; waited=0; age=`, `switched=$(stat -c %Y ${sh(layout.current)} 2>/dev/null || echo 0)`, 'while :; do', '  now=$(date +%s)', '  if [ -e "$f" ]; then', '    m=$(stat -L -c %Y "$f"); age=$((now - m))', '    if [ "$m" -ge "$switched" ] && [ "$age" -le "$max" ]; then state=fresh; break; fi', '    if [ "$m" -lt "$switched" ]; then state=old; else state=stale; fi', '  else state=missing; fi', '  [ "$waited" -ge "$max" ] && break', '  sleep 1; waited=$((waited + 1))', 'done', `printf 'HEARTBEAT=%s\\nAGE=%s\\n' "$state" "$age"`)
+    };
+}
+
+;// CONCATENATED MODULE: ./src/host/env.ts
+/** Environment for user commands on a host: the config's `env` plus SAFE_DEPLOY_* facts about the run. */
+function hookEnv(ctx, s, release, stage) {
+    return {
+        ...ctx.config.env,
+        SAFE_DEPLOY_APP: ctx.config.app,
+        SAFE_DEPLOY_PATH: s.layout.root,
+        SAFE_DEPLOY_SHARED: s.layout.shared,
+        SAFE_DEPLOY_RELEASE: release,
+        SAFE_DEPLOY_RELEASE_PATH: s.layout.release(release),
+        SAFE_DEPLOY_PREVIOUS_RELEASE: s.current ?? '',
+        SAFE_DEPLOY_STAGE: stage,
+        SAFE_DEPLOY_HOST: s.host.name,
+        SAFE_DEPLOY_HOST_ADDRESS: s.host.kind === 'local' ? '127.0.0.1' : s.host.address
+    };
+}
+
+;// CONCATENATED MODULE: ./src/pipeline/roles.ts
+
+/**
+ * The run as one host sees it: its config with its roles' overrides (stages.restart, switch, verify) in place
+ * of the top-level keys (src/config/rules.ts). The switch strategies and the checks read their settings from
+ * the context they are given, so they get this one for the host they work on.
+ */
+function forHost(ctx, s) {
+    const config = configForRoles(ctx.config, s.host.roles ?? []);
+    return config === ctx.config ? ctx : { ...ctx, config };
+}
+
+;// CONCATENATED MODULE: ./src/pipeline/checks.ts
+
+
+
+
+
+
+
+const checks_sleep = (ms, signal) => new Promise((resolve, reject) => {
+    if (signal.aborted)
+        return reject(new Error('interrupted'));
+    // the listener goes when the timer fires: a long run's many sleeps must not pile up listeners
+    const onAbort = () => (clearTimeout(t), reject(new Error('interrupted')));
+    const t = setTimeout(() => (signal.removeEventListener('abort', onAbort), resolve()), ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+});
+function httpChecks(ctx) {
+    const http = ctx.config.verify.http;
+    return http === undefined ? [] : Array.isArray(http) ? http : [http];
+}
+/** `{host}` in a URL becomes the host's address: one check for many hosts, e.g. from the runner. */
+function urlFor(check, s) {
+    const address = s.host.kind === 'local' ? '127.0.0.1' : s.host.address;
+    return check.url.replace(/\{host\}/g, () => address);
+}
+async function probe(ctx, s, check, stage) {
+    const url = urlFor(check, s);
+    if (check.from === 'runner' && ctx.dryRun) {
+        ctx.dryRun.runner(`GET ${url}`, `(from the runner: expect HTTP ${check.expect_status}${check.contains === undefined ? '' : ` containing "${check.contains}"`})`, s.host.name);
+        return { status: check.expect_status, body: check.contains ?? '' };
+    }
+    if (check.from === 'runner') {
+        try {
+            const res = await fetch(url, {
+                headers: check.headers,
+                signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(check.timeout)])
+            });
+            return { status: res.status, body: await res.text() };
+        }
+        catch (e) {
+            return { status: 0, body: errorMessage(e) };
+        }
+    }
+    const r = await context_runOn(ctx, s, httpProbe(url, check.timeout, check.headers), {
+        stage,
+        allowFail: true,
+        timeoutMs: check.timeout + 10_000
+    });
+    if (r.code === 127)
+        throw new StageError(stage, `${r.stderr.trim()} (${s.host.name})`, s.host.name);
+    return parseProbe(r.stdout);
+}
+function checks_describe(answer) {
+    if (answer.status === 0)
+        return 'no answer (connection refused or timed out)';
+    const body = answer.body.trim().replace(/\s+/g, ' ').slice(0, 120);
+    return `HTTP ${answer.status}${body ? ` "${body}"` : ''}`;
+}
+/** One HTTP check with retries: passes on the expected status (and text, when `contains` is set). */
+async function runHttpCheck(ctx, s, check, stage, retries = check.retries) {
+    let last = { status: 0, body: '' };
+    if (check.from === 'host') {
+        // the retry loop runs on the host: one round trip however many attempts
+        const loop = httpProbeLoop({
+            url: urlFor(check, s),
+            timeoutMs: check.timeout,
+            headers: check.headers,
+            retries,
+            intervalMs: check.interval,
+            expectStatus: check.expect_status,
+            contains: check.contains
+        });
+        const r = await context_runOn(ctx, s, loop, {
+            stage,
+            allowFail: true,
+            timeoutMs: retries * (check.timeout + check.interval) + 30_000
+        });
+        if (r.code === 127)
+            throw new StageError(stage, `${r.stderr.trim()} (${s.host.name})`, s.host.name);
+        const result = parseProbeLoop(r.stdout);
+        if (result.passed)
+            return;
+        last = result;
+        retries = result.attempts || retries;
+    }
+    for (let attempt = 1; check.from === 'runner' && attempt <= retries; attempt++) {
+        last = await probe(ctx, s, check, stage);
+        const statusOk = last.status === check.expect_status;
+        const bodyOk = check.contains === undefined || last.body.includes(check.contains);
+        if (statusOk && bodyOk) {
+            ctx.log.info(`GET ${urlFor(check, s)}: HTTP ${last.status} (attempt ${attempt}/${retries})`, s.host.name);
+            return;
+        }
+        if (attempt < retries) {
+            ctx.log.info(`GET ${urlFor(check, s)}: ${checks_describe(last)}; attempt ${attempt}/${retries}, retrying in ${check.interval / 1000} s`, s.host.name);
+            await checks_sleep(check.interval, ctx.signal);
+        }
+    }
+    const wanted = `HTTP ${check.expect_status}${check.contains !== undefined ? ` containing "${check.contains}"` : ''}`;
+    throw new StageError(stage, `health check GET ${urlFor(check, s)} from ${check.from === 'runner' ? 'the runner' : s.host.name} failed after ${retries} attempt${retries === 1 ? '' : 's'}: expected ${wanted}, last answer ${checks_describe(last)}`, s.host.name);
+}
+/** Runs every configured check against `release` on one host. */
+async function verifyHost(run, s, release, stage, retries) {
+    // the host's own checks (its role's verify, else the top-level one)
+    const ctx = forHost(run, s);
+    for (const check of httpChecks(ctx))
+        await runHttpCheck(ctx, s, check, stage, retries ?? check.retries);
+    await checkHeartbeat(ctx, s, release, stage);
+    const v = ctx.config.verify;
+    const commands = v.command === undefined ? [] : Array.isArray(v.command) ? v.command : [v.command];
+    for (const command of commands) {
+        const r = await context_runOn(ctx, s, inRelease(s.layout, release, 'verify command', command, hookEnv(ctx, s, release, stage)), {
+            stage,
+            allowFail: true
+        });
+        if (r.code !== 0) {
+            const out = lastLines(r.stderr || r.stdout, 3);
+            throw new StageError(stage, `verify command \`${command}\` failed on ${s.host.name} (exit ${r.code})${out ? `: ${out}` : ''}`, s.host.name);
+        }
+    }
+}
+/** The log command's output (and stderr) on one host since the run started (verify.logs), or undefined. */
+async function readLogs(run, s, release, stage) {
+    const ctx = forHost(run, s);
+    const scan = logScan(ctx.config);
+    if (!scan)
+        return undefined;
+    const command = fillLogsCommand(scan.template, ctx.startedAt, 1000);
+    const r = await context_runOn(ctx, s, inRelease(s.layout, release, 'log scan', command, hookEnv(ctx, s, release, stage)), {
+        stage,
+        allowFail: true
+    });
+    if (r.code !== 0) {
+        ctx.log.warn(`log scan command exited ${r.code}: ${lastLines(r.stderr, 2)}`, s.host.name);
+    }
+    // docker compose logs and journalctl may print to either stream
+    return { lines: `${r.stdout}\n${r.code === 0 ? r.stderr : ''}`.split('\n'), failOn: scan.failOn };
+}
+/** Scans the logs since the run started for fatal patterns (verify.logs; see logScan for its defaults). */
+async function scanLogs(run, s, release, stage) {
+    // the host's own log scan (its role's verify, else the top-level one)
+    const ctx = forHost(run, s);
+    const logs = await readLogs(ctx, s, release, stage);
+    if (!logs)
+        return;
+    const hits = logs.lines.filter(line => logs.failOn.some(p => line.includes(p)));
+    if (hits.length) {
+        throw new StageError(stage, `the logs on ${s.host.name} show ${hits.length} line(s) matching ${logs.failOn.join('|')}: ${hits.slice(0, 3).join(' / ').slice(0, 400)}`, s.host.name);
+    }
+    ctx.log.info(`log scan: no line matches ${logs.failOn.join(', ')}`, s.host.name);
+}
+/**
+ * The check after verify.window failed: the app had passed, then stopped answering. Says so, with the last
+ * lines of the logs (verify.logs) when there are any: the exception line of a traceback comes first.
+ */
+async function stoppedAnswering(ctx, s, release, stage, windowMs, error) {
+    let text;
+    try {
+        text = (await readLogs(ctx, s, release, stage))?.lines.join('\n');
+    }
+    catch {
+        text = undefined;
+    }
+    const excerpt = text?.trim() ? `; last log lines on ${s.host.name}:\n${lastLines(text, 12)}` : '';
+    return new StageError(stage, `the app passed its checks, then stopped answering within verify.window (${windowMs / 1000} s): ${errorMessage(error)}${excerpt}`, s.host.name);
+}
+/**
+ * verify.heartbeat: the file must have been touched after `current` was last switched (so not by the
+ * instance that served before) and within max_age, both by the host's clock. Waits up to max_age for it.
+ */
+async function checkHeartbeat(ctx, s, release, stage) {
+    const hb = ctx.config.verify.heartbeat;
+    if (!hb)
+        return;
+    const maxAge = Math.max(1, Math.ceil(hb.max_age / 1000));
+    const r = await context_runOn(ctx, s, heartbeatProbe(s.layout, release, hb.file, maxAge), {
+        stage,
+        allowFail: true,
+        timeoutMs: (maxAge + 30) * 1000
+    });
+    const kv = release_parseKeyValues(r.stdout);
+    const state = kv.get('HEARTBEAT')?.[0];
+    if (state === 'fresh') {
+        ctx.log.info(`heartbeat ${hb.file}: touched ${kv.get('AGE')?.[0] ?? '?'} s ago`, s.host.name);
+        return;
+    }
+    const why = state === 'missing'
+        ? `${hb.file} does not exist`
+        : state === 'old'
+            ? `${hb.file} was last touched ${kv.get('AGE')?.[0] ?? '?'} s ago, before the switch (by the instance that served before)`
+            : state === 'stale'
+                ? `${hb.file} was last touched ${kv.get('AGE')?.[0] ?? '?'} s ago (max_age ${maxAge} s)`
+                : `the heartbeat probe failed (exit ${r.code}): ${lastLines(r.stderr || r.stdout, 2)}`;
+    throw new StageError(stage, `heartbeat check failed on ${s.host.name}: ${why}`, s.host.name);
+}
+/** Whether checks are configured: for host `s` (its roles' verify), or without one for any host of the run. */
+function hasChecks(ctx, s) {
+    if (!s && ctx.sessions.some(h => hasChecks(ctx, h)))
+        return true;
+    const c = s ? forHost(ctx, s) : ctx;
+    return (httpChecks(c).length > 0 ||
+        !!c.config.verify.command ||
+        !!logScan(c.config) ||
+        !!c.config.verify.heartbeat);
+}
+
 ;// CONCATENATED MODULE: ./src/pipeline/orchestrator.ts
+
 
 
 
@@ -40278,7 +40633,7 @@ function batchesOf(sessions, batches) {
     groups.push(sessions.filter(s => !seen.has(s)));
     return groups.filter(g => g.length);
 }
-async function runHostStage(ctx, stage, entry, opts) {
+async function runHostStage(ctx, stage, entry, opts, track) {
     let ok = false;
     try {
         await stage.begin?.(ctx);
@@ -40291,7 +40646,7 @@ async function runHostStage(ctx, stage, entry, opts) {
             }
             await onEveryHost(ctx, s => {
                 entry.hosts.push(s);
-                return stage.run(ctx, s);
+                return track(stage, s, () => stage.run(ctx, s));
             }, { hosts: batch, limit: opts.maxParallel });
         }
         ok = true;
@@ -40346,38 +40701,167 @@ async function runUnderLease(ctx, stages, opts, lease, outer) {
     const records = [];
     const ledger = [];
     let failed;
-    for (const stage of stages) {
+    // what each host went through, for the per-host report
+    const tracks = new Map();
+    const trackOf = (name) => {
+        let h = tracks.get(name);
+        if (!h)
+            tracks.set(name, (h = { durationS: 0 }));
+        return h;
+    };
+    const blame = (e, field, stage) => {
+        const host = e instanceof StageError ? e.host : undefined;
+        if (host && ctx.sessions.some(s => s.host.name === host)) {
+            const h = trackOf(host);
+            if (field === 'error' && h.error === undefined)
+                h.stage = stage;
+            // the report gives the stage beside the error; an undo's error says which undo
+            h[field] ??= field === 'error' ? errorMessage(e) : `${stage}: ${errorMessage(e)}`;
+        }
+    };
+    const track = async (stage, s, fn) => {
+        const h = trackOf(s.host.name);
+        h.stage = stage.name;
+        h.t0 ??= performance.now();
+        try {
+            await fn();
+        }
+        catch (e) {
+            h.error ??= errorMessage(e);
+            throw e;
+        }
+        finally {
+            h.t1 = performance.now();
+        }
+    };
+    const hostsOut = () => Object.fromEntries(ctx.sessions.map(s => {
+        const { t0, t1, ...h } = trackOf(s.host.name);
+        const durationS = t0 !== undefined && t1 !== undefined ? Math.round((t1 - t0) / 100) / 10 : 0;
+        return [s.host.name, { ...h, durationS }];
+    }));
+    /** Runs one stage (or one batch of a rollout stage): its events, its record, its failure. */
+    const step = async (stage, body, batch) => {
+        const which = batch ? { batch: batch.n } : {};
         if (ctx.signal.aborted) {
-            failed = { stage, error: new StageError(stage.name, `${interrupted()} before this stage started`) };
-            records.push({ name: stage.name, status: 'skipped', duration_s: 0 });
-            break;
+            const when = batch && batch.n > 1
+                ? `before batch ${batch.n} of ${batch.of} (${batch.hosts.join(', ')}) started`
+                : 'before this stage started';
+            records.push({ name: stage.name, status: 'skipped', duration_s: 0, ...which });
+            return { stage, error: new StageError(stage.name, `${interrupted()} ${when}`) };
         }
         ctx.log.setStage(stage.name);
-        await tell({ type: 'stage-started', stage: stage.name, phase: 'run' });
+        await tell({
+            type: 'stage-started',
+            stage: stage.name,
+            phase: 'run',
+            ...(batch ? { ...which, hosts: batch.hosts } : {})
+        });
+        if (batch)
+            ctx.log.info(`batch ${batch.n} of ${batch.of}: ${batch.hosts.join(', ')}`);
         const t0 = performance.now();
-        const entry = { stage, hosts: [] };
-        ledger.push(entry);
+        let failure;
         try {
-            if (stage.scope === 'each-host')
-                await runHostStage(ctx, stage, entry, opts);
-            else
-                await stage.run(ctx);
-            records.push({ name: stage.name, status: 'ok', duration_s: seconds(t0) });
-            ctx.log.info(`${stage.name} done (${seconds(t0)} s)`);
+            await body();
+            records.push({ name: stage.name, status: 'ok', duration_s: seconds(t0), ...which });
+            ctx.log.info(`${stage.name} done${batch ? ` (batch ${batch.n} of ${batch.of})` : ''} (${seconds(t0)} s)`);
         }
         catch (error) {
             const host = error instanceof StageError ? error.host : undefined;
             const message = ctx.signal.aborted ? `${interrupted()}: ${errorMessage(error)}` : errorMessage(error);
-            records.push({ name: stage.name, status: 'failed', duration_s: seconds(t0), error: message, host });
+            records.push({
+                name: stage.name,
+                status: 'failed',
+                duration_s: seconds(t0),
+                error: message,
+                host,
+                ...which
+            });
             ctx.log.error(`FAILED: ${message}`, host);
-            failed = { stage, error };
+            blame(error, 'error', stage.name);
+            failure = { stage, error };
         }
         await tell(finished(records.at(-1), 'run'));
-        if (failed)
-            break;
+        return failure;
+    };
+    /** The rollout's stages, batch by batch (see RolloutOptions). */
+    const runRollout = async (group, rollout) => {
+        const batches = batchesOf(ctx.sessions, rollout.batches);
+        const entries = new Map();
+        const begun = [];
+        let failure;
+        try {
+            for (const [b, hosts] of batches.entries()) {
+                const names = hosts.map(s => s.host.name);
+                const batch = batches.length > 1 ? { n: b + 1, of: batches.length, hosts: names } : undefined;
+                if (b > 0 && rollout.waitMs && !ctx.signal.aborted) {
+                    ctx.log.info(`batch ${b} of ${batches.length} passed; waiting ${rollout.waitMs / 1000} s (rollout.wait)`);
+                    // a stop during the wait: the next batch's step says so and starts nothing
+                    await checks_sleep(rollout.waitMs, ctx.signal).catch(() => undefined);
+                }
+                for (const st of group) {
+                    failure = await step(st, async () => {
+                        let entry = entries.get(st);
+                        if (!entry) {
+                            entry = { stage: st, hosts: [] };
+                            entries.set(st, entry);
+                            ledger.push(entry);
+                        }
+                        const e = entry;
+                        if (b === 0 && st === group[0])
+                            await rollout.ready?.(ctx);
+                        if (!begun.includes(st)) {
+                            begun.push(st);
+                            await st.begin?.(ctx);
+                        }
+                        await onEveryHost(ctx, s => {
+                            e.hosts.push(s);
+                            return track(st, s, () => st.run(ctx, s));
+                        }, { hosts });
+                    }, batch);
+                    if (failure)
+                        return failure;
+                }
+            }
+        }
+        finally {
+            for (const st of begun) {
+                try {
+                    await st.end?.(ctx, !failure);
+                }
+                catch (e) {
+                    failure ??= { stage: st, error: e };
+                }
+            }
+        }
+        return failure;
+    };
+    for (let i = 0; i < stages.length && !failed;) {
+        const stage = stages[i];
+        const r = opts.rollout;
+        if (r && stage.scope === 'each-host' && r.stages.includes(stage.name)) {
+            const group = [];
+            for (let st = stages[i]; st?.scope === 'each-host' && r.stages.includes(st.name); st = stages[++i])
+                group.push(st);
+            failed = await runRollout(group, r);
+            continue;
+        }
+        i++;
+        failed = await step(stage, async () => {
+            const entry = { stage, hosts: [] };
+            ledger.push(entry);
+            if (stage.scope === 'each-host')
+                await runHostStage(ctx, stage, entry, opts, track);
+            else {
+                const primary = stage.scope === 'primary' && ctx.sessions.length ? context_primaryOf(ctx) : undefined;
+                if (primary)
+                    await track(stage, primary, () => stage.run(ctx));
+                else
+                    await stage.run(ctx);
+            }
+        });
     }
     if (!failed)
-        return { records, rolledBack: false, exitCode: ExitCode.ok };
+        return { records, rolledBack: false, exitCode: ExitCode.ok, hosts: hostsOut() };
     const err = failed.error;
     const failure = {
         stage: failed.stage.name,
@@ -40388,6 +40872,13 @@ async function runUnderLease(ctx, stages, opts, lease, outer) {
     };
     const ordered = undoOrder(ledger.map((e, index) => ({ effect: e.stage.effect ?? 'none', index, item: e })));
     const live = ordered.some(t => wentLive(t.item));
+    // the hosts where something live changed: the deploy stage keeps its release there, removes it elsewhere
+    const liveHosts = new Set(ledger.flatMap(e => e.stage.effect === 'live' && e.stage.scope === 'each-host'
+        ? e.hosts.filter(s => e.stage.changedLive?.(s) ?? true)
+        : []));
+    for (const s of liveHosts)
+        trackOf(s.host.name).live = true;
+    const liveOn = (s) => liveHosts.has(s);
     const toUndo = ordered.filter(t => hasWork(t.item));
     let rollbackFailed;
     let undidLive = false;
@@ -40401,6 +40892,7 @@ async function runUnderLease(ctx, stages, opts, lease, outer) {
         const message = errorMessage(e);
         const host = e instanceof StageError ? e.host : undefined;
         Object.assign(record, { status: 'undo-failed', error: message }, host ? { host } : {});
+        blame(e, 'undoError', `undo ${t.item.stage.name}`);
         ctx.log.error(`undo of ${t.item.stage.name} FAILED: ${message}`, host);
         if (undoFailureNeedsPerson(t.effect, wasLive))
             rollbackFailed ??= `undo of ${t.item.stage.name}: ${message}`;
@@ -40435,19 +40927,27 @@ async function runUnderLease(ctx, stages, opts, lease, outer) {
                     await onEveryHost(ctx, async (s) => {
                         try {
                             const wasLiveHere = st.changedLive?.(s) ?? true;
-                            await undo(ctx, s, { live });
-                            if (wasLiveHere)
+                            await undo(ctx, s, { live, liveOn });
+                            if (wasLiveHere) {
                                 restored.push(s);
+                                if (st.effect === 'live')
+                                    trackOf(s.host.name).undone = true;
+                            }
                         }
                         catch (e) {
                             errors.push(e);
+                            const h = trackOf(s.host.name);
+                            h.undoError ??= `undo ${st.name}: ${errorMessage(e)}`;
+                        }
+                        finally {
+                            trackOf(s.host.name).t1 = performance.now();
                         }
                     }, { hosts, limit: opts.maxParallel });
                     if (errors.length)
                         throw errors[0];
                 }
                 else {
-                    await st.undo(ctx, { live });
+                    await st.undo(ctx, { live, liveOn });
                 }
                 if (wasLive)
                     undidLive = true;
@@ -40485,7 +40985,14 @@ async function runUnderLease(ctx, stages, opts, lease, outer) {
         needsPerson: rollbackFailed !== undefined,
         badInput: err instanceof StageError && err.exitCode === ExitCode.badInput
     });
-    return { records, failure, rolledBack: undidLive && !rollbackFailed, rollbackFailed, exitCode: code };
+    return {
+        records,
+        failure,
+        rolledBack: undidLive && !rollbackFailed,
+        rollbackFailed,
+        exitCode: code,
+        hosts: hostsOut()
+    };
 }
 /** runStages for entry points: a bug that escapes a stage becomes an `internal` failure (exit 1), not a crash. */
 async function runStagesSafely(ctx, stages, opts = {}) {
@@ -40497,9 +41004,53 @@ async function runStagesSafely(ctx, stages, opts = {}) {
             records: [],
             failure: { stage: 'internal', message: errorMessage(e) },
             rolledBack: false,
-            exitCode: ExitCode.failure
+            exitCode: ExitCode.failure,
+            hosts: {}
         };
     }
+}
+/**
+ * The per-host report of a run (RunResult.hostResults): for each host of the run, what it served before and
+ * after, the last stage it reached, how long, how it ended, and its own first error. `release` is the release
+ * the run deployed or switched to. (Hosts left out of the run, skipped or unreachable, are added by whoever
+ * selected them.)
+ */
+function hostResultsOf(ctx, outcome, release) {
+    return ctx.sessions.map(s => {
+        const h = outcome.hosts?.[s.host.name] ?? { durationS: 0 };
+        const before = s.current;
+        let result;
+        let after = before;
+        if (!outcome.failure) {
+            result = 'ok';
+            after = release ?? before;
+        }
+        else if (h.live) {
+            // a live change not put back here: its undo (or the re-verify) failed here, or never ran
+            const notBack = h.undoError !== undefined || !h.undone;
+            result = notBack ? 'rollback-failed' : 'rolled-back';
+            after = notBack ? undefined : before;
+        }
+        else if (h.undoError && outcome.rollbackFailed) {
+            result = 'rollback-failed';
+        }
+        else if (h.error)
+            result = 'failed';
+        else
+            result = 'not-switched';
+        const error = h.error ?? h.undoError;
+        return {
+            name: s.host.name,
+            ...(s.host.kind === 'local' ? {} : { address: s.host.address }),
+            roles: s.host.roles ?? [],
+            ...(before ? { before } : {}),
+            ...(after ? { after } : {}),
+            ...(h.stage ? { stage: h.stage } : {}),
+            durationS: h.durationS,
+            result,
+            ...(error ? { error } : {})
+        };
+    });
 }
 
 ;// CONCATENATED MODULE: ./src/pipeline/progress.ts
@@ -40682,299 +41233,6 @@ class ProgressTracker {
     }
 }
 
-;// CONCATENATED MODULE: ./src/commands/health.ts
-
-
-/**
- * One HTTP request from the host, with curl or else wget. Prints the body, then a last line
- * `HTTP_STATUS=<code>` (000 when nothing answered).
- */
-function httpProbe(url, timeoutMs, headers = {}) {
-    return {
-        label: `GET ${url}`,
-        script: script(`url=${sh(url)}`, ...probeLines(timeoutMs, headers), 'printf "%s\\nHTTP_STATUS=%s\\n" "$body" "$status"')
-    };
-}
-/** Sets $status (000 when nothing answered) and $body for one GET of $url; exit 127 without curl or wget. */
-function probeLines(timeoutMs, headers) {
-    const secs = Math.max(1, Math.ceil(timeoutMs / 1000));
-    const curlHeaders = Object.entries(headers)
-        .map(([k, v]) => ` -H ${sh(`${k}: ${v}`)}`)
-        .join('');
-    const wgetHeaders = Object.entries(headers)
-        .map(([k, v]) => ` --header=${sh(`${k}: ${v}`)}`)
-        .join('');
-    return [
-        'if command -v curl >/dev/null 2>&1; then',
-        `  out=$(curl -g -sS -o /dev/stdout -w '\\nHTTP_STATUS=%{http_code}' --max-time ${secs}${curlHeaders} "$url" 2>/dev/null) || true`,
-        '  case "$out" in *HTTP_STATUS=*) status=${out##*HTTP_STATUS=}; body=${out%HTTP_STATUS=*}; body=${body%?} ;; *) status=000; body= ;; esac',
-        'elif command -v wget >/dev/null 2>&1; then',
-        `  hdr=$(mktemp) || exit 1`,
-        `  body=$(wget -q -S -O - -T ${secs} -t 1${wgetHeaders} "$url" 2>"$hdr") || true`,
-        '  status=$(sed -n "s/^ *HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/\\1/p" "$hdr" | tail -n 1)',
-        '  rm -f "$hdr"',
-        '  status=${status:-000}',
-        'else echo "neither curl nor wget is installed on this host; install one or use verify.http.from: runner" >&2; exit 127',
-        'fi'
-    ];
-}
-/**
- * The whole retry loop of an HTTP check in one command on the host: one round trip however many attempts.
- * Progress lines go to stderr as they happen; stdout ends with the last body and `HTTP_STATUS=`,
- * `ATTEMPTS=`, `PASSED=` lines.
- */
-function httpProbeLoop(p) {
-    const pause = (Math.max(0, p.intervalMs) / 1000).toFixed(3);
-    return {
-        label: `GET ${p.url}`,
-        stream: true,
-        script: script(`url=${sh(p.url)}`, `tries=${Math.max(1, Math.floor(p.retries))}`, `expect=${sh(p.expectStatus)}`, `want=${sh(p.contains ?? '')}`, `has_want=${p.contains === undefined ? 0 : 1}`, 'i=1', 'while :; do', ...probeLines(p.timeoutMs, p.headers).map(l => `  ${l}`), '  ok=0', '  if [ "$status" = "$expect" ]; then', '    if [ "$has_want" = 0 ]; then ok=1; else case "$body" in *"$want"*) ok=1 ;; esac; fi', '  fi', '  if [ "$status" = 000 ]; then seen="no answer (connection refused or timed out)"', `  else seen="HTTP $status \\"$(printf %s "$body" | tr -s '\\n\\t' '  ' | cut -c1-120)\\""; fi`, '  if [ "$ok" = 1 ]; then printf \'GET %s: HTTP %s (attempt %s/%s)\\n\' "$url" "$status" "$i" "$tries" >&2; break; fi', '  [ "$i" -ge "$tries" ] && break', `  printf 'GET %s: %s; attempt %s/%s, retrying in %s s\\n' "$url" "$seen" "$i" "$tries" ${sh(String(Number(pause)))} >&2`, `  sleep ${pause}`, '  i=$((i + 1))', 'done', 'printf "%s\\nHTTP_STATUS=%s\\nATTEMPTS=%s\\nPASSED=%s\\n" "$body" "$status" "$i" "$ok"')
-    };
-}
-/** Reads what httpProbeLoop printed. */
-function parseProbeLoop(stdout) {
-    const m = /\nHTTP_STATUS=(\d+)\nATTEMPTS=(\d+)\nPASSED=([01])\n?$/.exec(stdout);
-    if (!m)
-        return { status: 0, body: stdout, attempts: 0, passed: false };
-    return {
-        status: Number(m[1]),
-        body: stdout.slice(0, m.index),
-        attempts: Number(m[2]),
-        passed: m[3] === '1'
-    };
-}
-function parseProbe(stdout) {
-    const i = stdout.lastIndexOf('HTTP_STATUS=');
-    if (i < 0)
-        return { status: 0, body: stdout };
-    const status = Number.parseInt(stdout.slice(i + 'HTTP_STATUS='.length).trim(), 10);
-    return { status: Number.isFinite(status) ? status : 0, body: stdout.slice(0, i).replace(/\n$/, '') };
-}
-/**
- * verify.heartbeat, measured on the host with its own clock: `file` (relative to the release) must have been
- * touched at or after `current` was switched and at most `maxAge` s ago. Retries once a second for up to
- * `maxAge` s (a bot beats on its first poll), then prints `HEARTBEAT=fresh|old|stale|missing` and `AGE=<s>`.
- */
-function heartbeatProbe(layout, release, file, maxAge) {
-    return {
-        label: `heartbeat ${file}`,
-        script: script(`cd ${sh(layout.release(release))} || exit 1`, `f=${sh(file)}; max=${sh(maxAge)}; waited=0; age=`, `switched=$(stat -c %Y ${sh(layout.current)} 2>/dev/null || echo 0)`, 'while :; do', '  now=$(date +%s)', '  if [ -e "$f" ]; then', '    m=$(stat -L -c %Y "$f"); age=$((now - m))', '    if [ "$m" -ge "$switched" ] && [ "$age" -le "$max" ]; then state=fresh; break; fi', '    if [ "$m" -lt "$switched" ]; then state=old; else state=stale; fi', '  else state=missing; fi', '  [ "$waited" -ge "$max" ] && break', '  sleep 1; waited=$((waited + 1))', 'done', `printf 'HEARTBEAT=%s\\nAGE=%s\\n' "$state" "$age"`)
-    };
-}
-
-;// CONCATENATED MODULE: ./src/host/env.ts
-/** Environment for user commands on a host: the config's `env` plus SAFE_DEPLOY_* facts about the run. */
-function hookEnv(ctx, s, release, stage) {
-    return {
-        ...ctx.config.env,
-        SAFE_DEPLOY_APP: ctx.config.app,
-        SAFE_DEPLOY_PATH: s.layout.root,
-        SAFE_DEPLOY_SHARED: s.layout.shared,
-        SAFE_DEPLOY_RELEASE: release,
-        SAFE_DEPLOY_RELEASE_PATH: s.layout.release(release),
-        SAFE_DEPLOY_PREVIOUS_RELEASE: s.current ?? '',
-        SAFE_DEPLOY_STAGE: stage,
-        SAFE_DEPLOY_HOST: s.host.name,
-        SAFE_DEPLOY_HOST_ADDRESS: s.host.kind === 'local' ? '127.0.0.1' : s.host.address
-    };
-}
-
-;// CONCATENATED MODULE: ./src/pipeline/checks.ts
-
-
-
-
-
-
-const checks_sleep = (ms, signal) => new Promise((resolve, reject) => {
-    if (signal.aborted)
-        return reject(new Error('interrupted'));
-    // the listener goes when the timer fires: a long run's many sleeps must not pile up listeners
-    const onAbort = () => (clearTimeout(t), reject(new Error('interrupted')));
-    const t = setTimeout(() => (signal.removeEventListener('abort', onAbort), resolve()), ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-});
-function httpChecks(ctx) {
-    const http = ctx.config.verify.http;
-    return http === undefined ? [] : Array.isArray(http) ? http : [http];
-}
-/** `{host}` in a URL becomes the host's address: one check for many hosts, e.g. from the runner. */
-function urlFor(check, s) {
-    const address = s.host.kind === 'local' ? '127.0.0.1' : s.host.address;
-    return check.url.replace(/\{host\}/g, () => address);
-}
-async function probe(ctx, s, check, stage) {
-    const url = urlFor(check, s);
-    if (check.from === 'runner' && ctx.dryRun) {
-        ctx.dryRun.runner(`GET ${url}`, `(from the runner: expect HTTP ${check.expect_status}${check.contains === undefined ? '' : ` containing "${check.contains}"`})`, s.host.name);
-        return { status: check.expect_status, body: check.contains ?? '' };
-    }
-    if (check.from === 'runner') {
-        try {
-            const res = await fetch(url, {
-                headers: check.headers,
-                signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(check.timeout)])
-            });
-            return { status: res.status, body: await res.text() };
-        }
-        catch (e) {
-            return { status: 0, body: errorMessage(e) };
-        }
-    }
-    const r = await context_runOn(ctx, s, httpProbe(url, check.timeout, check.headers), {
-        stage,
-        allowFail: true,
-        timeoutMs: check.timeout + 10_000
-    });
-    if (r.code === 127)
-        throw new StageError(stage, `${r.stderr.trim()} (${s.host.name})`, s.host.name);
-    return parseProbe(r.stdout);
-}
-function checks_describe(answer) {
-    if (answer.status === 0)
-        return 'no answer (connection refused or timed out)';
-    const body = answer.body.trim().replace(/\s+/g, ' ').slice(0, 120);
-    return `HTTP ${answer.status}${body ? ` "${body}"` : ''}`;
-}
-/** One HTTP check with retries: passes on the expected status (and text, when `contains` is set). */
-async function runHttpCheck(ctx, s, check, stage, retries = check.retries) {
-    let last = { status: 0, body: '' };
-    if (check.from === 'host') {
-        // the retry loop runs on the host: one round trip however many attempts
-        const loop = httpProbeLoop({
-            url: urlFor(check, s),
-            timeoutMs: check.timeout,
-            headers: check.headers,
-            retries,
-            intervalMs: check.interval,
-            expectStatus: check.expect_status,
-            contains: check.contains
-        });
-        const r = await context_runOn(ctx, s, loop, {
-            stage,
-            allowFail: true,
-            timeoutMs: retries * (check.timeout + check.interval) + 30_000
-        });
-        if (r.code === 127)
-            throw new StageError(stage, `${r.stderr.trim()} (${s.host.name})`, s.host.name);
-        const result = parseProbeLoop(r.stdout);
-        if (result.passed)
-            return;
-        last = result;
-        retries = result.attempts || retries;
-    }
-    for (let attempt = 1; check.from === 'runner' && attempt <= retries; attempt++) {
-        last = await probe(ctx, s, check, stage);
-        const statusOk = last.status === check.expect_status;
-        const bodyOk = check.contains === undefined || last.body.includes(check.contains);
-        if (statusOk && bodyOk) {
-            ctx.log.info(`GET ${urlFor(check, s)}: HTTP ${last.status} (attempt ${attempt}/${retries})`, s.host.name);
-            return;
-        }
-        if (attempt < retries) {
-            ctx.log.info(`GET ${urlFor(check, s)}: ${checks_describe(last)}; attempt ${attempt}/${retries}, retrying in ${check.interval / 1000} s`, s.host.name);
-            await checks_sleep(check.interval, ctx.signal);
-        }
-    }
-    const wanted = `HTTP ${check.expect_status}${check.contains !== undefined ? ` containing "${check.contains}"` : ''}`;
-    throw new StageError(stage, `health check GET ${urlFor(check, s)} from ${check.from === 'runner' ? 'the runner' : s.host.name} failed after ${retries} attempt${retries === 1 ? '' : 's'}: expected ${wanted}, last answer ${checks_describe(last)}`, s.host.name);
-}
-/** Runs every configured check against `release` on one host. */
-async function verifyHost(ctx, s, release, stage, retries) {
-    for (const check of httpChecks(ctx))
-        await runHttpCheck(ctx, s, check, stage, retries ?? check.retries);
-    await checkHeartbeat(ctx, s, release, stage);
-    const v = ctx.config.verify;
-    const commands = v.command === undefined ? [] : Array.isArray(v.command) ? v.command : [v.command];
-    for (const command of commands) {
-        const r = await context_runOn(ctx, s, inRelease(s.layout, release, 'verify command', command, hookEnv(ctx, s, release, stage)), {
-            stage,
-            allowFail: true
-        });
-        if (r.code !== 0) {
-            const out = lastLines(r.stderr || r.stdout, 3);
-            throw new StageError(stage, `verify command \`${command}\` failed on ${s.host.name} (exit ${r.code})${out ? `: ${out}` : ''}`, s.host.name);
-        }
-    }
-}
-/** The log command's output (and stderr) on one host since the run started (verify.logs), or undefined. */
-async function readLogs(ctx, s, release, stage) {
-    const scan = logScan(ctx.config);
-    if (!scan)
-        return undefined;
-    const command = fillLogsCommand(scan.template, ctx.startedAt, 1000);
-    const r = await context_runOn(ctx, s, inRelease(s.layout, release, 'log scan', command, hookEnv(ctx, s, release, stage)), {
-        stage,
-        allowFail: true
-    });
-    if (r.code !== 0) {
-        ctx.log.warn(`log scan command exited ${r.code}: ${lastLines(r.stderr, 2)}`, s.host.name);
-    }
-    // docker compose logs and journalctl may print to either stream
-    return { lines: `${r.stdout}\n${r.code === 0 ? r.stderr : ''}`.split('\n'), failOn: scan.failOn };
-}
-/** Scans the logs since the run started for fatal patterns (verify.logs; see logScan for its defaults). */
-async function scanLogs(ctx, s, release, stage) {
-    const logs = await readLogs(ctx, s, release, stage);
-    if (!logs)
-        return;
-    const hits = logs.lines.filter(line => logs.failOn.some(p => line.includes(p)));
-    if (hits.length) {
-        throw new StageError(stage, `the logs on ${s.host.name} show ${hits.length} line(s) matching ${logs.failOn.join('|')}: ${hits.slice(0, 3).join(' / ').slice(0, 400)}`, s.host.name);
-    }
-    ctx.log.info(`log scan: no line matches ${logs.failOn.join(', ')}`, s.host.name);
-}
-/**
- * The check after verify.window failed: the app had passed, then stopped answering. Says so, with the last
- * lines of the logs (verify.logs) when there are any: the exception line of a traceback comes first.
- */
-async function stoppedAnswering(ctx, s, release, stage, windowMs, error) {
-    let text;
-    try {
-        text = (await readLogs(ctx, s, release, stage))?.lines.join('\n');
-    }
-    catch {
-        text = undefined;
-    }
-    const excerpt = text?.trim() ? `; last log lines on ${s.host.name}:\n${lastLines(text, 12)}` : '';
-    return new StageError(stage, `the app passed its checks, then stopped answering within verify.window (${windowMs / 1000} s): ${errorMessage(error)}${excerpt}`, s.host.name);
-}
-/**
- * verify.heartbeat: the file must have been touched after `current` was last switched (so not by the
- * instance that served before) and within max_age, both by the host's clock. Waits up to max_age for it.
- */
-async function checkHeartbeat(ctx, s, release, stage) {
-    const hb = ctx.config.verify.heartbeat;
-    if (!hb)
-        return;
-    const maxAge = Math.max(1, Math.ceil(hb.max_age / 1000));
-    const r = await context_runOn(ctx, s, heartbeatProbe(s.layout, release, hb.file, maxAge), {
-        stage,
-        allowFail: true,
-        timeoutMs: (maxAge + 30) * 1000
-    });
-    const kv = release_parseKeyValues(r.stdout);
-    const state = kv.get('HEARTBEAT')?.[0];
-    if (state === 'fresh') {
-        ctx.log.info(`heartbeat ${hb.file}: touched ${kv.get('AGE')?.[0] ?? '?'} s ago`, s.host.name);
-        return;
-    }
-    const why = state === 'missing'
-        ? `${hb.file} does not exist`
-        : state === 'old'
-            ? `${hb.file} was last touched ${kv.get('AGE')?.[0] ?? '?'} s ago, before the switch (by the instance that served before)`
-            : state === 'stale'
-                ? `${hb.file} was last touched ${kv.get('AGE')?.[0] ?? '?'} s ago (max_age ${maxAge} s)`
-                : `the heartbeat probe failed (exit ${r.code}): ${lastLines(r.stderr || r.stdout, 2)}`;
-    throw new StageError(stage, `heartbeat check failed on ${s.host.name}: ${why}`, s.host.name);
-}
-function hasChecks(ctx) {
-    return (httpChecks(ctx).length > 0 ||
-        !!ctx.config.verify.command ||
-        !!logScan(ctx.config) ||
-        !!ctx.config.verify.heartbeat);
-}
-
 ;// CONCATENATED MODULE: ./src/engine/events.ts
 /** Delivers events to subscribers one at a time, in the order they were added; never throws. */
 class RunEvents {
@@ -41062,35 +41320,6 @@ function skippedHostResults(ctx) {
         result: 'skipped',
         error: `unreachable: ${u.error}`
     }));
-}
-/**
- * One row per connected host from the run's outcome: the host a failure names carries its error; every host
- * ends as the run did (ok, rolled back, nothing changed, or a rollback that failed: `hostStates` says more).
- */
-function minimalHostResults(ctx, outcome, release, durationS) {
-    const f = outcome.failure;
-    const reached = outcome.records.filter(r => r.status !== 'skipped').at(-1)?.name;
-    return ctx.sessions.map((s) => {
-        const own = f && f.host === s.host.name;
-        const result = !f
-            ? 'ok'
-            : outcome.rollbackFailed
-                ? 'rollback-failed'
-                : outcome.rolledBack
-                    ? 'rolled-back'
-                    : 'failed';
-        return {
-            name: s.host.name,
-            address: s.host.kind === 'ssh' ? s.host.address : undefined,
-            roles: s.host.roles,
-            before: s.current,
-            after: !f ? (release ?? s.current) : outcome.rollbackFailed ? undefined : s.current,
-            stage: own ? f.stage : reached,
-            durationS,
-            result,
-            ...(own ? { error: f.message } : {})
-        };
-    });
 }
 
 ;// CONCATENATED MODULE: ./src/report/hosts.ts
@@ -41223,7 +41452,7 @@ async function describeHosts(ctx, release) {
             what += ', the release that served before this run';
         if (!kv.has('EXISTS'))
             return { host, current, reachable: true, note: `${what}, which does not exist on disk` };
-        if (!hasChecks(c))
+        if (!hasChecks(c, s))
             return { host, current, reachable: true, note: `${what}; no checks configured` };
         try {
             await verifyHost(c, s, current, 'finish', 1);
@@ -41301,6 +41530,8 @@ async function runLifecycle(req, spec) {
     const tracked = progress ? progress.track(p.stages) : p.stages;
     let chosen;
     const outcome = await runStagesSafely(ctx, tracked, {
+        maxParallel: ctx.config.max_parallel,
+        ...(p.rollout ? { rollout: p.rollout } : {}),
         onStage: async (e) => {
             const now = e.type === 'stage-started' ? release() : undefined;
             if (now && !chosen) {
@@ -41343,13 +41574,14 @@ async function runLifecycle(req, spec) {
             finished: finished.toISOString(),
             duration_s: durationS,
             hosts: ctx.sessions.map(s => s.host.name),
+            primary: context_primaryOf(ctx).host.name,
             error: outcome.failure ? `${outcome.failure.stage}: ${redact(outcome.failure.message)}` : null,
             ...p.history(outcome)
         }
         : undefined;
     // per host (deploy, rollback): a table in the log when there is more than one; skipped hosts said loudly
     const hostResults = command === 'deploy' || command === 'rollback'
-        ? [...minimalHostResults(ctx, outcome, target, durationS), ...skippedHostResults(ctx)]
+        ? [...hostResultsOf(ctx, outcome, target), ...skippedHostResults(ctx)]
         : undefined;
     if (hostResults && hostResults.length > 1)
         for (const line of hostTable(hostResults))
@@ -42275,6 +42507,7 @@ function buildLocal(cache) {
 
 
 
+
 function describeOwner(json) {
     if (!json)
         return 'an unknown owner (owner.json is missing)';
@@ -42304,7 +42537,7 @@ function preflightStage(opts) {
             await takeLock(ctx, opts.command);
         },
         async run(ctx, s) {
-            const fromHost = httpChecks(ctx).some(c => c.from === 'host');
+            const fromHost = httpChecks(forHost(ctx, s)).some(c => c.from === 'host');
             {
                 const files = opts.deploying ? ctx.config.shared.files : [];
                 const r = await context_runOn(ctx, s, inspectHost(s.layout, files, [...needs, 'curl', 'wget']), {
@@ -42465,24 +42698,36 @@ function deployStage(rel, source = ctx => ctx.loaded.sourceDir) {
             upload?.finish();
             upload = undefined;
         },
-        async undo(ctx, s, { live }) {
+        async undo(ctx, s, { live, liveOn }) {
             const release = rel();
-            if (live) {
+            // kept where it went live; a host of the fleet never switched gets its staged release removed
+            if (liveOn ? liveOn(s) : live) {
                 ctx.log.info(`kept releases/${release} for inspection; it is marked bad in history and later rollbacks skip it`, s.host.name);
                 return;
             }
             await removeReleaseDirs(ctx, s, [release], 'rollback');
-            ctx.log.info(`removed the unfinished release ${release}`, s.host.name);
+            ctx.log.info(live
+                ? `removed the staged release ${release} (never switched here)`
+                : `removed the unfinished release ${release}`, s.host.name);
         }
     };
 }
 /** Runs the checks once against the release that serves again after a rollback (the policy says when). */
 async function verifyRestored(ctx, hosts, stage) {
-    const back = hosts.filter(s => s.current);
-    if (!back.length || !hasChecks(ctx))
+    const back = hosts.filter(s => s.current && hasChecks(ctx, s));
+    if (!back.length)
         return;
     await Promise.all(back.map(s => verifyHost(ctx, s, s.current, stage)));
     ctx.log.info(`previous release verified healthy on ${back.map(s => s.host.name).join(', ')}`);
+}
+/**
+ * A fleet, before the first host switches: every staged host must still answer over its connection (one
+ * cheap command each), else no host switches. One host has nothing to compare with: its switch tells.
+ */
+async function allStillAnswer(ctx) {
+    if (ctx.sessions.length < 2 || ctx.dryRun)
+        return;
+    await onEveryHost(ctx, s => context_runOn(ctx, s, stillThere(), { stage: 'switch', timeoutMs: 30_000 }));
 }
 /**
  * The switch (see src/pipeline/switch.ts for the strategies), per host. Undo puts back the release that
@@ -42527,11 +42772,11 @@ function verifyStage(rel) {
                 ctx.log.warn('no verify checks configured (verify.http / verify.command): a broken release cannot be detected or rolled back automatically');
         },
         async run(ctx, s) {
-            if (!checks)
+            if (!checks || !hasChecks(ctx, s))
                 return;
             const release = rel();
             await verifyHost(ctx, s, release, 'verify');
-            const window = ctx.config.verify.window;
+            const window = forHost(ctx, s).config.verify.window;
             if (window > 0) {
                 ctx.log.info(`checks passed; watching for ${window / 1000} s before checking again`, s.host.name);
                 if (ctx.dryRun)
@@ -42999,15 +43244,70 @@ const gracefulStrategy = symlinkFamily('graceful', ctx => ctx.config.switch.stra
 ;// CONCATENATED MODULE: ./src/pipeline/switch.ts
 
 
+
 const switch_strategies = {
     symlink: symlinkStrategy,
     graceful: gracefulStrategy,
     'blue-green': blueGreenStrategy
 };
+/**
+ * The run's switch: per host, the strategy of its `switch` (its role's, else the top-level one), told the
+ * host's config (forHost). One instance per strategy for the run, shared by its hosts.
+ */
 function strategyFor(ctx) {
-    const strategy = switch_strategies[ctx.config.switch.strategy]();
+    const made = new Map();
+    const of = (c, s) => {
+        const hc = forHost(c, s);
+        const name = hc.config.switch.strategy;
+        let st = made.get(name);
+        if (!st)
+            made.set(name, (st = switch_strategies[name]()));
+        return [st, hc];
+    };
+    const name = ctx.config.switch.strategy;
+    const strategy = {
+        name,
+        async activate(c, s, release, stage) {
+            const [st, hc] = of(c, s);
+            await st.activate(hc, s, release, stage);
+        },
+        async restore(c, s, release, stage) {
+            const [st, hc] = of(c, s);
+            await st.restore(hc, s, release, stage);
+        },
+        async retire(c, s, release) {
+            const [st, hc] = of(c, s);
+            await st.retire?.(hc, s, release);
+        },
+        wentLive: s => of(ctx, s)[0].wentLive(s),
+        port: s => of(ctx, s)[0].port?.(s),
+        save: s => of(ctx, s)[0].save?.(s),
+        resume: (s, saved) => of(ctx, s)[0].resume?.(s, saved)
+    };
     // a run that saves its progress (the Action) saves it around each host's switch and its undo
     return ctx.progress ? ctx.progress.watch(strategy) : strategy;
+}
+
+;// CONCATENATED MODULE: ./src/pipeline/rollout.ts
+/**
+ * The batches of a rollout (`rollout.batch`), as host names, in the order they switch: config order, with the
+ * primary first (it is where the migration ran, and the first batch is the canary). A size is a number of
+ * hosts, or a share of the selected hosts ("25%", rounded up, at least 1); a ramp list gives the size of each
+ * batch in turn and its last size repeats. Without `rollout`: one batch of every host.
+ */
+function rolloutBatches(hosts, rollout) {
+    const primary = hosts.find(h => h.primary) ?? hosts[0];
+    const names = [...(primary ? [primary.name] : []), ...hosts.filter(h => h !== primary).map(h => h.name)];
+    if (!rollout || !names.length)
+        return names.length ? [names] : [];
+    const sizes = (Array.isArray(rollout.batch) ? rollout.batch : [rollout.batch]).map(b => typeof b === 'number' ? b : Math.max(1, Math.ceil((Number(b.slice(0, -1)) * names.length) / 100)));
+    const batches = [];
+    for (let at = 0, i = 0; at < names.length; i++) {
+        const size = sizes[Math.min(i, sizes.length - 1)];
+        batches.push(names.slice(at, at + size));
+        at += size;
+    }
+    return batches;
 }
 
 ;// CONCATENATED MODULE: ./src/pipeline/git.ts
@@ -45253,6 +45553,15 @@ function notifications(ctx, command) {
 
 
 
+
+
+/** switch and verify run batch by batch (rollout:), one batch of every host without it. */
+const rolloutOf = (ctx) => ({
+    stages: ['switch', 'verify'],
+    batches: rolloutBatches(ctx.loaded.hosts, ctx.config.rollout),
+    waitMs: ctx.config.rollout?.wait ?? 0,
+    ready: allStillAnswer
+});
 /**
  * A deploy or rollback through the one run lifecycle (src/engine/lifecycle.ts), saving its progress, telling
  * the team (`notify:`, src/notify/).
@@ -45372,7 +45681,8 @@ function deployStages(ctx, req) {
             details: () => migration.revision === undefined && migration.after === undefined
                 ? {}
                 : { revision: { before: migration.revision, after: migration.after } },
-            cleanup: local.cleanup
+            cleanup: local.cleanup,
+            rollout: rolloutOf(ctx)
         };
     }
 }
@@ -45446,6 +45756,7 @@ function rollback(req) {
                 database: database.database ?? null,
                 port: strategy().port?.(context_primaryOf(ctx))
             }),
+            rollout: rolloutOf(ctx),
             backup: () => database.safety ? { name: database.safety.name, path: database.safety.path } : undefined,
             // A rollback that failed before anything live changed (refused, no target, its database step undone)
             // says nothing about its target: no history line, which would make that good release look failed to
@@ -45507,11 +45818,13 @@ async function planRollback(req) {
         out.push(`## switch (${c.switch.strategy})`);
         for (const s of ctx.sessions) {
             const was = s.current ? `releases/${s.current}` : 'no release';
-            if (c.switch.strategy === 'blue-green')
+            // the host's own switch and restart (its roles')
+            const hc = forHost(ctx, s).config;
+            if (hc.switch.strategy === 'blue-green')
                 out.push(`${s.host.name}: start releases/${target} on the idle port, check it, point the proxy at it (was ${was})`);
             else {
-                const hook = c.switch.strategy === 'graceful' ? c.switch.reload : c.stages.restart;
-                const stop = c.stages.stop && s.current ? `in releases/${s.current}: ${c.stages.stop}; then ` : '';
+                const hook = hc.switch.strategy === 'graceful' ? hc.switch.reload : hc.stages.restart;
+                const stop = hc.stages.stop && s.current ? `in releases/${s.current}: ${hc.stages.stop}; then ` : '';
                 out.push(`${s.host.name}: ${stop}current -> releases/${target} (was ${was})${hook ? `; then in releases/${target}: ${hook}` : ''}`);
             }
         }
@@ -45521,6 +45834,16 @@ async function planRollback(req) {
             out.push(`GET ${check.url} (expect ${check.expect_status}, from ${check.from})`);
         for (const command of [c.verify.command ?? []].flat())
             out.push(`in releases/${target}: ${command}`);
+        // hosts whose role has checks of its own
+        for (const s of ctx.sessions) {
+            const hc = forHost(ctx, s);
+            if (hc.config.verify === c.verify)
+                continue;
+            for (const check of httpChecks(hc))
+                out.push(`${s.host.name} (its role's check): GET ${check.url} (expect ${check.expect_status}, from ${check.from})`);
+            for (const command of [hc.config.verify.command ?? []].flat())
+                out.push(`${s.host.name} (its role's check): in releases/${target}: ${command}`);
+        }
         if (!hasChecks(ctx))
             out.push('no checks configured: a broken target cannot be detected');
         out.push(`on failure: the database back as it was (when it changed), current -> releases/${from ?? '(none)'} again, restarted and verified; exit 4`);
@@ -45722,6 +46045,39 @@ function getStatus(ctx) {
         };
     });
 }
+/** Every host reachable and healthy, and the lock readable: `status` exits 0 (the Action: output success). */
+function statusOk(st) {
+    return !st.hosts.some(h => h.error || h.healthy === false) && st.lock.state !== 'unknown';
+}
+/** `status` as a person reads it, for the terminal and the Action's log: a line per host, database, the lock. */
+function statusLines(st, loaded) {
+    return [
+        ...st.hosts.map(h => h.unreachable
+            ? `${h.host}: UNREACHABLE ${h.error?.replace(/^unreachable: /, '')}`
+            : h.error
+                ? `${h.host}: ERROR ${h.error}`
+                : `${h.host}: current ${h.current ?? '(none)'}, ${h.releases} release(s), ${h.health ?? 'no checks configured'}, ${h.freeMb} MB free, ${h.usedMb} MB used`),
+        ...st.databases.map(d => `database ${d.label} (${d.engine}): ${d.bytes !== undefined ? `${(d.bytes / 1024 / 1024).toFixed(1)} MiB` : `size unknown: ${d.error ?? '?'}`}`),
+        `lock: ${describeLock(st.lock)}${fleetLock(loaded, st.lock.host)}`
+    ];
+}
+function fleetLock(loaded, host) {
+    return loaded.hosts.length > 1 || loaded.lockHost
+        ? ` (on the primary ${host}: one lock for the whole fleet)`
+        : '';
+}
+function status_describeOwner(o) {
+    if (!o)
+        return 'unknown';
+    return `${o.who ?? 'unknown'}${o.run ? ` (${o.run})` : ''}, ${o.command ?? '?'} since ${o.started ?? '?'}, expires ${o.expires ?? '?'}`;
+}
+function describeLock(l) {
+    if (l.state === 'free')
+        return 'free';
+    if (l.state === 'unknown')
+        return `UNKNOWN: ${l.error ?? 'the primary cannot be reached'}`;
+    return `${l.state === 'expired' ? 'EXPIRED, ' : ''}held by ${status_describeOwner(l.owner)}`;
+}
 
 ;// CONCATENATED MODULE: ./src/transport/recording.ts
 
@@ -45807,28 +46163,6 @@ class RecordingTransport {
         return undefined;
     }
     async close() { }
-}
-
-;// CONCATENATED MODULE: ./src/pipeline/rollout.ts
-/**
- * The batches of a rollout (`rollout.batch`), as host names, in the order they switch: config order, with the
- * primary first (it is where the migration ran, and the first batch is the canary). A size is a number of
- * hosts, or a share of the selected hosts ("25%", rounded up, at least 1); a ramp list gives the size of each
- * batch in turn and its last size repeats. Without `rollout`: one batch of every host.
- */
-function rolloutBatches(hosts, rollout) {
-    const primary = hosts.find(h => h.primary) ?? hosts[0];
-    const names = [...(primary ? [primary.name] : []), ...hosts.filter(h => h !== primary).map(h => h.name)];
-    if (!rollout || !names.length)
-        return names.length ? [names] : [];
-    const sizes = (Array.isArray(rollout.batch) ? rollout.batch : [rollout.batch]).map(b => typeof b === 'number' ? b : Math.max(1, Math.ceil((Number(b.slice(0, -1)) * names.length) / 100)));
-    const batches = [];
-    for (let at = 0, i = 0; at < names.length; i++) {
-        const size = sizes[Math.min(i, sizes.length - 1)];
-        batches.push(names.slice(at, at + size));
-        at += size;
-    }
-    return batches;
 }
 
 ;// CONCATENATED MODULE: ./src/flows/plan.ts
@@ -47520,22 +47854,9 @@ async function runCli(argv, io) {
             const st = await getStatus(ctx);
             if (o.json)
                 io.stdout.write(JSON.stringify(st, null, 2) + '\n');
-            else {
-                for (const h of st.hosts) {
-                    if (h.unreachable)
-                        io.stdout.write(`${h.host}: UNREACHABLE ${h.error?.replace(/^unreachable: /, '')}\n`);
-                    else if (h.error)
-                        io.stdout.write(`${h.host}: ERROR ${h.error}\n`);
-                    else
-                        io.stdout.write(`${h.host}: current ${h.current ?? '(none)'}, ${h.releases} release(s), ${h.health ?? 'no checks configured'}, ${h.freeMb} MB free, ${h.usedMb} MB used\n`);
-                }
-                for (const d of st.databases)
-                    io.stdout.write(`database ${d.label} (${d.engine}): ${d.bytes !== undefined ? `${(d.bytes / 1024 / 1024).toFixed(1)} MiB` : `size unknown: ${d.error ?? '?'}`}\n`);
-                io.stdout.write(`lock: ${describeLock(st.lock)}${fleetLock(loaded, st.lock.host)}\n`);
-            }
-            return st.hosts.some(h => h.error || h.healthy === false) || st.lock.state === 'unknown'
-                ? ExitCode.failedNothingChanged
-                : 0;
+            else
+                io.stdout.write(statusLines(st, loaded).join('\n') + '\n');
+            return statusOk(st) ? 0 : ExitCode.failedNothingChanged;
         }
         // lock
         const info = sub === 'status' ? await getLock(ctx) : await forceReleaseLock(ctx);
@@ -47546,7 +47867,7 @@ async function runCli(argv, io) {
         else
             io.stdout.write(info.state === 'free'
                 ? `lock on ${info.host} was not held\n`
-                : `released the lock on ${info.host} held by ${cli_describeOwner(info.owner)}\n`);
+                : `released the lock on ${info.host} held by ${status_describeOwner(info.owner)}\n`);
         return 0;
     }
     catch (e) {
@@ -47559,23 +47880,6 @@ async function runCli(argv, io) {
     }
 }
 /** For a fleet: where the one lock lives. */
-function fleetLock(loaded, host) {
-    return loaded.hosts.length > 1 || loaded.lockHost
-        ? ` (on the primary ${host}: one lock for the whole fleet)`
-        : '';
-}
-function cli_describeOwner(o) {
-    if (!o)
-        return 'unknown';
-    return `${o.who ?? 'unknown'}${o.run ? ` (${o.run})` : ''}, ${o.command ?? '?'} since ${o.started ?? '?'}, expires ${o.expires ?? '?'}`;
-}
-function describeLock(l) {
-    if (l.state === 'free')
-        return 'free';
-    if (l.state === 'unknown')
-        return `UNKNOWN: ${l.error ?? 'the primary cannot be reached'}`;
-    return `${l.state === 'expired' ? 'EXPIRED, ' : ''}held by ${cli_describeOwner(l.owner)}`;
-}
 /** `logs` options: --since (a duration, default 10m), --lines (default 100), --follow. */
 function parseLogsArgs(o) {
     const sinceMs = parseDuration(o.since ?? '10m');
