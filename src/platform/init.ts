@@ -145,6 +145,17 @@ function gitlabTestJob(toolchain: Toolchain, test: string): string[] {
   ]
 }
 
+/** The one job of a workflow, up to its checkout: one concurrency group for every safe-deploy workflow. */
+const jobHead = (job: string) => [
+  'concurrency: deploy-production',
+  'jobs:',
+  `  ${job}:`,
+  '    runs-on: ubuntu-latest',
+  '    environment: production',
+  '    steps:',
+  '      - uses: actions/checkout@v5'
+]
+
 const secretEnv = (names: string[]) => [
   '        env:',
   ...names.map(n => `          ${n}: \${{ secrets.${n} }}`)
@@ -159,13 +170,7 @@ function deployWorkflow(preset: string, p: Preset, loaded: LoadedConfig): string
     'on:',
     '  push:',
     '    branches: [main]',
-    'concurrency: deploy-production',
-    'jobs:',
-    '  deploy:',
-    '    runs-on: ubuntu-latest',
-    '    environment: production',
-    '    steps:',
-    '      - uses: actions/checkout@v5',
+    ...jobHead('deploy'),
     ...(test ? githubSetup(p.toolchain) : []),
     '      - id: deploy',
     '        uses: org/safe-deploy@v1',
@@ -192,13 +197,7 @@ function rollbackWorkflow(preset: string, loaded: LoadedConfig): string {
     '        description: Leave the database as it is',
     '        type: boolean',
     '        default: false',
-    'concurrency: deploy-production',
-    'jobs:',
-    '  rollback:',
-    '    runs-on: ubuntu-latest',
-    '    environment: production',
-    '    steps:',
-    '      - uses: actions/checkout@v5',
+    ...jobHead('rollback'),
     '      - uses: org/safe-deploy@v1',
     '        with:',
     '          command: rollback',
@@ -220,13 +219,7 @@ function backupWorkflow(preset: string, loaded: LoadedConfig): string {
     '  schedule:',
     "    - cron: '0 2 * * *'",
     '  workflow_dispatch:',
-    'concurrency: deploy-production',
-    'jobs:',
-    '  backup:',
-    '    runs-on: ubuntu-latest',
-    '    environment: production',
-    '    steps:',
-    '      - uses: actions/checkout@v5',
+    ...jobHead('backup'),
     '      - uses: org/safe-deploy@v1',
     '        with:',
     '          command: backup',
