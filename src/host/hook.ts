@@ -63,7 +63,8 @@ export async function runNamedHook(
   stage: string,
   extraEnv: Record<string, string> = {}
 ): Promise<void> {
-  const command = ctx.config.hooks[name]
+  // (a config built by hand, not parsed, may have no `hooks`)
+  const command = (ctx.config.hooks as Partial<typeof ctx.config.hooks> | undefined)?.[name]
   if (!command) return
   ctx.log.info(`hooks.${name} in releases/${release}`, s.host.name)
   await runHook(ctx, s, release, `hooks.${name}`, command, stage, { ...extraEnv, SAFE_DEPLOY_HOOK: name })
