@@ -6,9 +6,18 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { startSshd, stopAll, type SshHost } from './harness/sshd.js'
-import { expectExit } from './harness/cliproc.js'
-import { answer, currentOf, lastLog, project, releasesOf, stopApp, type Project } from './support.js'
+import { fastShell, startSshd, stopAll, type SshHost } from './harness/sshd.js'
+import { expectExit, resultOf } from './harness/cliproc.js'
+import {
+  answer,
+  currentOf,
+  fleetProject,
+  lastLog,
+  project,
+  releasesOf,
+  stopApp,
+  type Project
+} from './support.js'
 
 /** Appends `<name> key=value ...` to shared/hooks.log; exits 7 when shared/fail.<name> exists. */
 const mark = (name: string) =>
@@ -22,13 +31,18 @@ const mark = (name: string) =>
 let host: SshHost
 let root: string
 let p: Project
-const hookLog = () => join(root, 'shared', 'hooks.log')
+const HOOKS = {
+  before_switch: mark('before_switch'),
+  after_verify: mark('after_verify'),
+  after_rollback: mark('after_rollback')
+}
 
-/** The marker lines written since the last call, each as its fields. */
-function marks(): Record<string, string>[] {
-  if (!existsSync(hookLog())) return []
-  const lines = readFileSync(hookLog(), 'utf8').split('\n').filter(Boolean)
-  rmSync(hookLog())
+/** The marker lines written on the host of `at` (its deploy root) since the last call, each as its fields. */
+function marks(at = root): Record<string, string>[] {
+  const hookLog = join(at, 'shared', 'hooks.log')
+  if (!existsSync(hookLog)) return []
+  const lines = readFileSync(hookLog, 'utf8').split('\n').filter(Boolean)
+  rmSync(hookLog)
   return lines.map(l => {
     const [name, ...kv] = l.split(' ')
     return {
@@ -38,8 +52,8 @@ function marks(): Record<string, string>[] {
   })
 }
 
-const failing = (name: string, on: boolean) => {
-  const f = join(root, 'shared', `fail.${name}`)
+const failing = (name: string, on: boolean, at = root) => {
+  const f = join(at, 'shared', `fail.${name}`)
   if (on) writeFileSync(f, '')
   else rmSync(f, { force: true })
 }
@@ -61,11 +75,7 @@ beforeAll(async () => {
       verify: {
         http: { ...((base.verify as Record<string, unknown>).http as object), retries: 6, interval: '250ms' }
       },
-      hooks: {
-        before_switch: mark('before_switch'),
-        after_verify: mark('after_verify'),
-        after_rollback: mark('after_rollback')
-      }
+      hooks: HOOKS
     })
   })
 })
@@ -212,5 +222,68 @@ describe('hooks', () => {
     } finally {
       failing('after_rollback', false)
     }
+  })
+})
+
+describe('hooks in a fleet rollout', () => {
+  const pidFiles: string[] = []
+  afterAll(async () => {
+    for (const f of pidFiles) await stopApp(f)
+  })
+
+  test('before_switch failing on batch 2: batch 1 is put back (exit 4) and gets after_rollback', async () => {
+    const hosts = [
+      await startSshd({ extraConfig: fastShell() }),
+      await startSshd({ extraConfig: fastShell() })
+    ]
+    const f = await fleetProject('hooks-fleet', hosts, {
+      config: c => ({ ...c, hooks: HOOKS, rollout: { batch: 1 } })
+    })
+    pidFiles.push(...f.pidFiles)
+    const [r1, r2] = f.roots as [string, string]
+    f.p.app({ version: '1.0.0' })
+    const first = await f.p.deploy(['--json'])
+    expectExit(first, 0)
+    const v1 = resultOf(first).release as string
+    // per host, each hook in its batch: h1's before_switch, switch, verify, then h2's
+    expect(marks(r1).map(m => [m.name, m.host])).toEqual([
+      ['before_switch', 'h1'],
+      ['after_verify', 'h1']
+    ])
+    expect(marks(r2).map(m => [m.name, m.host])).toEqual([
+      ['before_switch', 'h2'],
+      ['after_verify', 'h2']
+    ])
+
+    failing('before_switch', true, r2)
+    f.p.app({ version: '2.0.0' })
+    const r = await f.p.deploy(['--json'])
+    expectExit(r, 4)
+    const result = resultOf(r)
+    const v2 = result.release as string
+    expect(result.error).toMatchObject({ stage: 'switch', host: 'h2' })
+    for (const [i, at] of f.roots.entries()) {
+      expect(currentOf(at)).toBe(`releases/${v1}`)
+      expect(await answer(f.ports[i] as number)).toBe('version 1.0.0')
+    }
+    // h1 switched and was put back: after_rollback ran there in v1; h2 never switched: its staged release is gone
+    expect(marks(r1)).toEqual([
+      expect.objectContaining({ name: 'before_switch', dir: v2, current: `releases/${v1}` }),
+      expect.objectContaining({ name: 'after_verify', dir: v2, current: `releases/${v2}` }),
+      expect.objectContaining({
+        name: 'after_rollback',
+        dir: v1,
+        current: `releases/${v1}`,
+        to: v1,
+        from: v2
+      })
+    ])
+    expect(marks(r2)).toEqual([
+      expect.objectContaining({ name: 'before_switch', dir: v2, current: `releases/${v1}` })
+    ])
+    expect(releasesOf(r2)).not.toContain(v2)
+    expect(lastLog(f.p.logDir)).toMatch(
+      /\[switch\] \[h2\] FAILED: hooks\.before_switch failed on h2 \(exit 7\)/
+    )
   })
 })
