@@ -16,7 +16,7 @@ import { PassThrough } from 'node:stream'
 import { stringify } from 'yaml'
 import { runCli } from '../../src/platform/cli.js'
 import { writeApp, stopApp, httpGet, type AppOptions } from './harness/app.js'
-import { freePort, tempDir, type SshHost } from './harness/sshd.js'
+import { authorizeKeyOf, freePort, tempDir, type SshHost } from './harness/sshd.js'
 import { readFileCommands } from './harness/cliproc.js'
 
 export interface CliRun {
@@ -318,4 +318,77 @@ export function migrationProject(opts: {
     }),
     envExtra: { DATABASE_URL: opts.url }
   })
+}
+
+/** The app's restart on every host: its port and pid file from the host's own shared dir. */
+export const RESTART =
+  'PORT=$(cat "$SAFE_DEPLOY_SHARED/port") PID_FILE="$SAFE_DEPLOY_SHARED/app.pid" APP_LOG="$SAFE_DEPLOY_SHARED/logs/app.log" bin/restart'
+
+/**
+ * The check on every host: the app on the host's port answers `ok <this release's version>`; a host whose
+ * shared/broken names this version fails it (the new release is broken there, the old one is not).
+ */
+export const CHECK = [
+  'test "$(cat "$SAFE_DEPLOY_SHARED/broken" 2>/dev/null)" != "$(cat VERSION)" || { echo "broken here" >&2; exit 1; };',
+  'ok=1; i=0; while [ $i -lt 50 ]; do',
+  'if curl -fsS --max-time 2 "http://127.0.0.1:$(cat "$SAFE_DEPLOY_SHARED/port")/health" | grep -q "ok $(cat VERSION)"; then ok=0; break; fi;',
+  'sleep 0.1; i=$((i + 1)); done; [ $ok = 0 ]'
+].join(' ')
+
+export interface Fleet {
+  p: Project
+  roots: string[]
+  ports: number[]
+  names: string[]
+  /** Each host's app pid file (stop them with stopApp). */
+  pidFiles: string[]
+}
+
+/**
+ * Fleets (fleet.test.ts, hooks.test.ts): a project over hosts h1..hn (h1 primary), each with its own root
+ * and port.
+ */
+export async function fleetProject(
+  name: string,
+  hosts: SshHost[],
+  opts: { roles?: string[][]; config?: (c: Config) => Config } = {}
+): Promise<Fleet> {
+  const roots = hosts.map(h => h.root(name))
+  const ports: number[] = []
+  const pidFiles: string[] = []
+  for (const _ of hosts) ports.push(await freePort())
+  const names = hosts.map((_, i) => `h${i + 1}`)
+  const p = await project({
+    hosts,
+    root: roots[0] as string,
+    config: base => {
+      const c: Config = {
+        ...base,
+        hosts: hosts.map((h, i) => ({
+          name: names[i],
+          address: h.address,
+          port: h.port,
+          user: 'root',
+          path: roots[i],
+          ...(i === 0 ? { primary: true } : {}),
+          ...(opts.roles ? { roles: opts.roles[i] } : {})
+        })),
+        env: {},
+        ssh: { ...(base.ssh as Config), connect_retries: 1, connect_timeout: '3s', keepalive_interval: '1s' },
+        stages: { build: 'echo built > BUILD_OK', restart: RESTART },
+        verify: { command: CHECK }
+      }
+      return opts.config ? opts.config(c) : c
+    }
+  })
+  // one deploy key for the fleet: the first host's client key is authorized on every host
+  for (const h of hosts.slice(1)) authorizeKeyOf(h, hosts[0] as SshHost)
+  hosts.forEach((h, i) => {
+    const shared = `${roots[i]}/shared`
+    h.run(
+      `mkdir -p ${q(`${shared}/logs`)} ${q(`${shared}/data`)} && printf 'SECRET=from-shared\\n' > ${q(`${shared}/.env`)} && printf '%s' ${ports[i]} > ${q(`${shared}/port`)}`
+    )
+    pidFiles.push(`${shared}/app.pid`)
+  })
+  return { p, roots, ports, names, pidFiles }
 }

@@ -489,6 +489,35 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    hooks: z
+      .object({
+        before_switch: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'Runs on each host inside the release about to go live, just before that host switches (php artisan down); a failure fails the switch there before it switches'
+          ),
+        after_verify: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'Runs on each host inside the new release after its checks passed (php artisan up, cache warm-up); a failure is a warning'
+          ),
+        after_rollback: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'Runs on each host inside the release a rollback put back (automatic or `rollback`), after it was restored; a failure is a warning'
+          )
+      })
+      .strict()
+      .default({})
+      .describe(
+        "Commands at named points of a run, with SAFE_DEPLOY_HOOK and the run's SAFE_DEPLOY_* variables"
+      ),
     cache: z
       .object({
         paths: z

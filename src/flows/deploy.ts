@@ -270,8 +270,8 @@ export function rollback(
           database
         ),
         // undo: the release that served when the rollback started goes back, restarted and verified
-        switchStage(rel, strategy),
-        verifyStage(rel),
+        switchStage(rel, strategy, 'rollback'),
+        verifyStage(rel, { afterVerify: false }),
         cleanupStage(rel, strategy, { prune: false })
       ],
       release: () => target,

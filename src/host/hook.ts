@@ -47,3 +47,40 @@ export async function removeReleaseDirs(
   }
   await runOn(ctx, s, removeReleases(s.layout, ids), { stage })
 }
+
+/** The hooks at named points of a run (config `hooks`). */
+export type HookName = 'before_switch' | 'after_verify' | 'after_rollback'
+
+/**
+ * Runs `hooks.<name>` inside a release on a host, if configured, with the run's variables and
+ * SAFE_DEPLOY_HOOK=<name>. Its failure is a StageError of `stage` naming the hook, the host and the exit code.
+ */
+export async function runNamedHook(
+  ctx: RunContext,
+  s: HostSession,
+  name: HookName,
+  release: string,
+  stage: string,
+  extraEnv: Record<string, string> = {}
+): Promise<void> {
+  // (a config built by hand, not parsed, may have no `hooks`)
+  const command = (ctx.config.hooks as Partial<typeof ctx.config.hooks> | undefined)?.[name]
+  if (!command) return
+  ctx.log.info(`hooks.${name} in releases/${release}`, s.host.name)
+  await runHook(ctx, s, release, `hooks.${name}`, command, stage, { ...extraEnv, SAFE_DEPLOY_HOOK: name })
+}
+
+/** runNamedHook for the hooks whose failure changes nothing in the run: it is a warning naming the host. */
+export async function runWarningHook(
+  ctx: RunContext,
+  s: HostSession,
+  name: HookName,
+  release: string,
+  stage: string,
+  why: string,
+  extraEnv: Record<string, string> = {}
+): Promise<void> {
+  await runNamedHook(ctx, s, name, release, stage, extraEnv).catch(e =>
+    ctx.log.warn(`WARNING: ${errorMessage(e)} (${why})`, s.host.name)
+  )
+}

@@ -23,7 +23,7 @@ import {
 } from '../host/context.js'
 import { StageError, errorMessage } from '../core/errors.js'
 import { hookEnv } from '../host/env.js'
-import { removeReleaseDirs } from '../host/hook.js'
+import { removeReleaseDirs, runNamedHook, runWarningHook } from '../host/hook.js'
 import { hasChecks, httpChecks, scanLogs, sleep, stoppedAnswering, verifyHost } from './checks.js'
 import type { ProductStage } from './stage.js'
 import { inspectFindings, type Finding } from './findings.js'
@@ -291,8 +291,20 @@ export async function allStillAnswer(ctx: RunContext): Promise<void> {
  * The switch (see src/pipeline/switch.ts for the strategies), per host. Undo puts back the release that
  * served before on that host (`s.current`: the previous release of a deploy, the release a manual rollback
  * left) and restarts it; the policy then has it verified once (`recheck`).
+ * Hooks: hooks.before_switch runs inside the release about to go live just before each host switches (its
+ * failure fails the switch there, before it switches); hooks.after_rollback inside the release put back, after
+ * the undo restored it and, for a manual rollback (`kind`), after the switch to its target (a warning).
  */
-export function switchStage(rel: () => string, strategy: () => SwitchStrategy): ProductStage {
+export function switchStage(
+  rel: () => string,
+  strategy: () => SwitchStrategy,
+  kind: 'deploy' | 'rollback' = 'deploy'
+): ProductStage {
+  const afterRollback = (ctx: RunContext, s: HostSession, to: string, from: string, stage: string) =>
+    runWarningHook(ctx, s, 'after_rollback', to, stage, `releases/${to} serves again`, {
+      SAFE_DEPLOY_ROLLED_BACK_TO: to,
+      SAFE_DEPLOY_ROLLED_BACK_FROM: from
+    })
   return {
     name: 'switch',
     scope: 'each-host',
@@ -300,16 +312,21 @@ export function switchStage(rel: () => string, strategy: () => SwitchStrategy): 
     changedLive: s => strategy().wentLive(s),
     async run(ctx, s) {
       const release = rel()
+      // before this host switches: a failure leaves it serving what it served
+      await runNamedHook(ctx, s, 'before_switch', release, 'switch')
       s.switched = `this run was switching it to releases/${release}`
       await strategy().activate(ctx, s, release, 'switch')
       s.switched = `this run switched it to releases/${release}`
+      if (kind === 'rollback') await afterRollback(ctx, s, release, s.current ?? '', 'switch')
     },
     async undo(ctx, s) {
       const release = rel()
       const back = s.current ? `releases/${s.current}` : 'no release'
       s.switched = `this run switched it to releases/${release}, then was switching it back to ${back}`
+      const restoring = strategy().wentLive(s)
       await strategy().restore(ctx, s, release, 'rollback')
       s.switched = `this run switched it to releases/${release}, then back to ${back}`
+      if (restoring && s.current) await afterRollback(ctx, s, s.current, release, 'rollback')
     },
     recheck: (ctx, hosts) => verifyRestored(ctx, hosts, 'rollback')
   }
@@ -317,9 +334,11 @@ export function switchStage(rel: () => string, strategy: () => SwitchStrategy): 
 
 /**
  * Health checks against the new release, per host: the checks, then (verify.window) a wait and the checks
- * again, then the log scan. A failure makes the orchestrator roll back.
+ * again, then the log scan. A failure makes the orchestrator roll back. After they passed on a host (or with
+ * no checks), hooks.after_verify runs inside the release there unless `afterVerify` is false (a manual
+ * rollback: its target gets hooks.after_rollback); its failure is a warning.
  */
-export function verifyStage(rel: () => string): ProductStage {
+export function verifyStage(rel: () => string, opts = { afterVerify: true }): ProductStage {
   let checks = false
   return {
     name: 'verify',
@@ -333,28 +352,39 @@ export function verifyStage(rel: () => string): ProductStage {
         )
     },
     async run(ctx, s) {
-      if (!checks || !hasChecks(ctx, s)) return
       const release = rel()
-      await verifyHost(ctx, s, release, 'verify')
-      const window = forHost(ctx, s).config.verify.window
-      if (window > 0) {
-        ctx.log.info(`checks passed; watching for ${window / 1000} s before checking again`, s.host.name)
-        if (ctx.dryRun)
-          ctx.dryRun.runner(
-            `wait ${window / 1000} s (verify.window), then check once more`,
-            undefined,
-            s.host.name
-          )
-        else await sleep(window, ctx.signal)
-        try {
-          await verifyHost(ctx, s, release, 'verify', 1)
-        } catch (e) {
-          if (ctx.signal.aborted) throw e
-          throw await stoppedAnswering(ctx, s, release, 'verify', window, e)
-        }
-      }
-      await scanLogs(ctx, s, release, 'verify')
+      if (checks && hasChecks(ctx, s)) await check(ctx, s, release)
+      if (opts.afterVerify)
+        await runWarningHook(
+          ctx,
+          s,
+          'after_verify',
+          release,
+          'verify',
+          `releases/${release} passed its checks and stays`
+        )
     }
+  }
+  async function check(ctx: RunContext, s: HostSession, release: string) {
+    await verifyHost(ctx, s, release, 'verify')
+    const window = forHost(ctx, s).config.verify.window
+    if (window > 0) {
+      ctx.log.info(`checks passed; watching for ${window / 1000} s before checking again`, s.host.name)
+      if (ctx.dryRun)
+        ctx.dryRun.runner(
+          `wait ${window / 1000} s (verify.window), then check once more`,
+          undefined,
+          s.host.name
+        )
+      else await sleep(window, ctx.signal)
+      try {
+        await verifyHost(ctx, s, release, 'verify', 1)
+      } catch (e) {
+        if (ctx.signal.aborted) throw e
+        throw await stoppedAnswering(ctx, s, release, 'verify', window, e)
+      }
+    }
+    await scanLogs(ctx, s, release, 'verify')
   }
 }
 
