@@ -36307,6 +36307,23 @@ const configSchema = object({
     })
         .strict()
         .default({}),
+    hooks: object({
+        before_switch: schemas_string()
+            .min(1)
+            .optional()
+            .describe('Runs on each host inside the release about to go live, just before that host switches (php artisan down); a failure fails the switch there before it switches'),
+        after_verify: schemas_string()
+            .min(1)
+            .optional()
+            .describe('Runs on each host inside the new release after its checks passed (php artisan up, cache warm-up); a failure is a warning'),
+        after_rollback: schemas_string()
+            .min(1)
+            .optional()
+            .describe('Runs on each host inside the release a rollback put back (automatic or `rollback`), after it was restored; a failure is a warning')
+    })
+        .strict()
+        .default({})
+        .describe("Commands at named points of a run, with SAFE_DEPLOY_HOOK and the run's SAFE_DEPLOY_* variables"),
     cache: object({
         paths: array(relativePath)
             .min(1)
@@ -41686,6 +41703,22 @@ async function removeReleaseDirs(ctx, s, ids, stage) {
     }
     await context_runOn(ctx, s, removeReleases(s.layout, ids), { stage });
 }
+/**
+ * Runs `hooks.<name>` inside a release on a host, if configured, with the run's variables and
+ * SAFE_DEPLOY_HOOK=<name>. Its failure is a StageError of `stage` naming the hook, the host and the exit code.
+ */
+async function runNamedHook(ctx, s, name, release, stage, extraEnv = {}) {
+    // (a config built by hand, not parsed, may have no `hooks`)
+    const command = ctx.config.hooks?.[name];
+    if (!command)
+        return;
+    ctx.log.info(`hooks.${name} in releases/${release}`, s.host.name);
+    await runHook(ctx, s, release, `hooks.${name}`, command, stage, { ...extraEnv, SAFE_DEPLOY_HOOK: name });
+}
+/** runNamedHook for the hooks whose failure changes nothing in the run: it is a warning naming the host. */
+async function runWarningHook(ctx, s, name, release, stage, why, extraEnv = {}) {
+    await runNamedHook(ctx, s, name, release, stage, extraEnv).catch(e => ctx.log.warn(`WARNING: ${errorMessage(e)} (${why})`, s.host.name));
+}
 
 ;// CONCATENATED MODULE: ./src/pipeline/findings.ts
 /** A deploy stops below this much free disk under the deploy root, and warns below LOW_FREE_KB. */
@@ -42733,8 +42766,15 @@ async function allStillAnswer(ctx) {
  * The switch (see src/pipeline/switch.ts for the strategies), per host. Undo puts back the release that
  * served before on that host (`s.current`: the previous release of a deploy, the release a manual rollback
  * left) and restarts it; the policy then has it verified once (`recheck`).
+ * Hooks: hooks.before_switch runs inside the release about to go live just before each host switches (its
+ * failure fails the switch there, before it switches); hooks.after_rollback inside the release put back, after
+ * the undo restored it and, for a manual rollback (`kind`), after the switch to its target (a warning).
  */
-function switchStage(rel, strategy) {
+function switchStage(rel, strategy, kind = 'deploy') {
+    const afterRollback = (ctx, s, to, from, stage) => runWarningHook(ctx, s, 'after_rollback', to, stage, `releases/${to} serves again`, {
+        SAFE_DEPLOY_ROLLED_BACK_TO: to,
+        SAFE_DEPLOY_ROLLED_BACK_FROM: from
+    });
     return {
         name: 'switch',
         scope: 'each-host',
@@ -42742,25 +42782,34 @@ function switchStage(rel, strategy) {
         changedLive: s => strategy().wentLive(s),
         async run(ctx, s) {
             const release = rel();
+            // before this host switches: a failure leaves it serving what it served
+            await runNamedHook(ctx, s, 'before_switch', release, 'switch');
             s.switched = `this run was switching it to releases/${release}`;
             await strategy().activate(ctx, s, release, 'switch');
             s.switched = `this run switched it to releases/${release}`;
+            if (kind === 'rollback')
+                await afterRollback(ctx, s, release, s.current ?? '', 'switch');
         },
         async undo(ctx, s) {
             const release = rel();
             const back = s.current ? `releases/${s.current}` : 'no release';
             s.switched = `this run switched it to releases/${release}, then was switching it back to ${back}`;
+            const restoring = strategy().wentLive(s);
             await strategy().restore(ctx, s, release, 'rollback');
             s.switched = `this run switched it to releases/${release}, then back to ${back}`;
+            if (restoring && s.current)
+                await afterRollback(ctx, s, s.current, release, 'rollback');
         },
         recheck: (ctx, hosts) => verifyRestored(ctx, hosts, 'rollback')
     };
 }
 /**
  * Health checks against the new release, per host: the checks, then (verify.window) a wait and the checks
- * again, then the log scan. A failure makes the orchestrator roll back.
+ * again, then the log scan. A failure makes the orchestrator roll back. After they passed on a host (or with
+ * no checks), hooks.after_verify runs inside the release there unless `afterVerify` is false (a manual
+ * rollback: its target gets hooks.after_rollback); its failure is a warning.
  */
-function verifyStage(rel) {
+function verifyStage(rel, opts = { afterVerify: true }) {
     let checks = false;
     return {
         name: 'verify',
@@ -42772,29 +42821,33 @@ function verifyStage(rel) {
                 ctx.log.warn('no verify checks configured (verify.http / verify.command): a broken release cannot be detected or rolled back automatically');
         },
         async run(ctx, s) {
-            if (!checks || !hasChecks(ctx, s))
-                return;
             const release = rel();
-            await verifyHost(ctx, s, release, 'verify');
-            const window = forHost(ctx, s).config.verify.window;
-            if (window > 0) {
-                ctx.log.info(`checks passed; watching for ${window / 1000} s before checking again`, s.host.name);
-                if (ctx.dryRun)
-                    ctx.dryRun.runner(`wait ${window / 1000} s (verify.window), then check once more`, undefined, s.host.name);
-                else
-                    await checks_sleep(window, ctx.signal);
-                try {
-                    await verifyHost(ctx, s, release, 'verify', 1);
-                }
-                catch (e) {
-                    if (ctx.signal.aborted)
-                        throw e;
-                    throw await stoppedAnswering(ctx, s, release, 'verify', window, e);
-                }
-            }
-            await scanLogs(ctx, s, release, 'verify');
+            if (checks && hasChecks(ctx, s))
+                await check(ctx, s, release);
+            if (opts.afterVerify)
+                await runWarningHook(ctx, s, 'after_verify', release, 'verify', `releases/${release} passed its checks and stays`);
         }
     };
+    async function check(ctx, s, release) {
+        await verifyHost(ctx, s, release, 'verify');
+        const window = forHost(ctx, s).config.verify.window;
+        if (window > 0) {
+            ctx.log.info(`checks passed; watching for ${window / 1000} s before checking again`, s.host.name);
+            if (ctx.dryRun)
+                ctx.dryRun.runner(`wait ${window / 1000} s (verify.window), then check once more`, undefined, s.host.name);
+            else
+                await checks_sleep(window, ctx.signal);
+            try {
+                await verifyHost(ctx, s, release, 'verify', 1);
+            }
+            catch (e) {
+                if (ctx.signal.aborted)
+                    throw e;
+                throw await stoppedAnswering(ctx, s, release, 'verify', window, e);
+            }
+        }
+        await scanLogs(ctx, s, release, 'verify');
+    }
 }
 /** Prunes old releases beyond keep_releases, per host; never current nor previous. Failures are warnings. */
 function cleanupStage(rel, strategy, opts = { prune: true }) {
@@ -45742,8 +45795,8 @@ function rollback(req) {
                 choose,
                 rollbackDatabaseStage(rel, () => from, () => history, req, database),
                 // undo: the release that served when the rollback started goes back, restarted and verified
-                switchStage(rel, strategy),
-                verifyStage(rel),
+                switchStage(rel, strategy, 'rollback'),
+                verifyStage(rel, { afterVerify: false }),
                 cleanupStage(rel, strategy, { prune: false })
             ],
             release: () => target,
@@ -47311,6 +47364,16 @@ function gitlabTestJob(toolchain, test) {
         ...[...setup, test].map(line => `    - ${JSON.stringify(line)}`)
     ];
 }
+/** The one job of a workflow, up to its checkout: one concurrency group for every safe-deploy workflow. */
+const jobHead = (job) => [
+    'concurrency: deploy-production',
+    'jobs:',
+    `  ${job}:`,
+    '    runs-on: ubuntu-latest',
+    '    environment: production',
+    '    steps:',
+    '      - uses: actions/checkout@v5'
+];
 const init_secretEnv = (names) => [
     '        env:',
     ...names.map(n => `          ${n}: \${{ secrets.${n} }}`)
@@ -47324,13 +47387,7 @@ function deployWorkflow(preset, p, loaded) {
         'on:',
         '  push:',
         '    branches: [main]',
-        'concurrency: deploy-production',
-        'jobs:',
-        '  deploy:',
-        '    runs-on: ubuntu-latest',
-        '    environment: production',
-        '    steps:',
-        '      - uses: actions/checkout@v5',
+        ...jobHead('deploy'),
         ...(test ? githubSetup(p.toolchain) : []),
         '      - id: deploy',
         '        uses: org/safe-deploy@v1',
@@ -47356,13 +47413,7 @@ function rollbackWorkflow(preset, loaded) {
         '        description: Leave the database as it is',
         '        type: boolean',
         '        default: false',
-        'concurrency: deploy-production',
-        'jobs:',
-        '  rollback:',
-        '    runs-on: ubuntu-latest',
-        '    environment: production',
-        '    steps:',
-        '      - uses: actions/checkout@v5',
+        ...jobHead('rollback'),
         '      - uses: org/safe-deploy@v1',
         '        with:',
         '          command: rollback',
@@ -47383,13 +47434,7 @@ function backupWorkflow(preset, loaded) {
         '  schedule:',
         "    - cron: '0 2 * * *'",
         '  workflow_dispatch:',
-        'concurrency: deploy-production',
-        'jobs:',
-        '  backup:',
-        '    runs-on: ubuntu-latest',
-        '    environment: production',
-        '    steps:',
-        '      - uses: actions/checkout@v5',
+        ...jobHead('backup'),
         '      - uses: org/safe-deploy@v1',
         '        with:',
         '          command: backup',
