@@ -51,6 +51,8 @@ async function jumpProject(
       hosts: [{ name: 'web-1', address: target.address, port: target.port, user: 'root' }],
       ssh: {
         ...(c.ssh as object),
+        // two handshakes (bastion, then the host through it): room for a machine busy with other suites
+        connect_timeout: '30s',
         jump: { address: bastion.address, port: bastion.port, user: 'root', ...opts.jump }
       }
     }),
