@@ -24,11 +24,15 @@ export const rb = (s: string) => JSON.stringify(s)
  * Creates dir/Capfile (deploy tasks, git strategy from `repo` over file://), dir/config/deploy.rb (application
  * ledger, branch main, 5 releases kept, then `deployRb`) and dir/config/deploy/ for the stage files.
  */
-export function capProject(dir: string, opts: { repo: string; deployTo: string; deployRb: string[] }): void {
+export function capProject(
+  dir: string,
+  opts: { repo: string; deployTo: string; deployRb: string[]; capfile?: string[]; application?: string }
+): void {
   mkdirSync(join(dir, 'config', 'deploy'), { recursive: true })
   writeFileSync(
     join(dir, 'Capfile'),
     [
+      ...(opts.capfile ?? []),
       'require "capistrano/setup"',
       'require "capistrano/deploy"',
       'require "capistrano/scm/git"',
@@ -39,7 +43,7 @@ export function capProject(dir: string, opts: { repo: string; deployTo: string; 
   writeFileSync(
     join(dir, 'config', 'deploy.rb'),
     [
-      'set :application, "ledger"',
+      `set :application, ${rb(opts.application ?? 'ledger')}`,
       `set :repo_url, ${rb(`file://${opts.repo}`)}`,
       'set :branch, "main"',
       `set :deploy_to, ${rb(opts.deployTo)}`,
@@ -90,7 +94,6 @@ export function writeCapistrano(opts: {
   nodelay?: boolean
 }): void {
   const { capDir, host } = opts
-  mkdirSync(join(capDir, 'config', 'deploy'), { recursive: true })
   const nodelay = [
     'require "socket"',
     'Socket.singleton_class.prepend(Module.new do',
@@ -101,29 +104,15 @@ export function writeCapistrano(opts: {
     '  end',
     'end)'
   ]
-  writeFileSync(
-    join(capDir, 'Capfile'),
-    [
-      ...(opts.nodelay ? nodelay : []),
-      'require "capistrano/setup"',
-      'require "capistrano/deploy"',
-      'require "capistrano/scm/git"',
-      'install_plugin Capistrano::SCM::Git',
-      ''
-    ].join('\n')
-  )
   const env = Object.entries(opts.env)
     .map(([k, v]) => `${k}: ${rb(v)}`)
     .join(', ')
-  writeFileSync(
-    join(capDir, 'config', 'deploy.rb'),
-    [
-      `set :application, ${rb(opts.application ?? 'ledger')}`,
-      `set :repo_url, ${rb(`file://${opts.repo}`)}`,
-      'set :branch, "main"',
-      `set :deploy_to, ${rb(opts.root)}`,
-      'set :keep_releases, 5',
-      'set :log_level, :info',
+  capProject(capDir, {
+    repo: opts.repo,
+    deployTo: opts.root,
+    application: opts.application,
+    capfile: opts.nodelay ? nodelay : [],
+    deployRb: [
       'namespace :app do',
       '  task :restart do',
       '    on roles(:app) do',
@@ -135,10 +124,14 @@ export function writeCapistrano(opts: {
       '    end',
       '  end',
       'end',
-      'after "deploy:publishing", "app:restart"',
-      ''
-    ].join('\n')
-  )
+      'after "deploy:publishing", "app:restart"'
+    ]
+  })
+  capServer(capDir, host)
+}
+
+/** config/deploy/production.rb: the sshd host as root, its key and known_hosts only, host keys verified. */
+export function capServer(capDir: string, host: SshHost): void {
   writeFileSync(
     join(capDir, 'config', 'deploy', 'production.rb'),
     [

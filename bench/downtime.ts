@@ -13,13 +13,13 @@
  * 10 minutes per loop. Rollback time: from the rollback command's start until nginx first answers with
  * the previous release (and, separately, until the command returned).
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { freePort, startSshd, stopAll, tempDir, type SshHost } from '../__tests__/e2e/harness/sshd.js'
 import { httpGet, stopApp } from '../__tests__/e2e/harness/app.js'
 import { portPidFile, startNginx, writeBlueGreenApp, type Nginx } from '../__tests__/e2e/harness/nginx.js'
 import { project, q, type CliRun, type Project } from '../__tests__/e2e/support.js'
-import { capProject, capVersion, git, rb, run } from './capistrano.js'
+import { capProject, capServer, capVersion, git, rb, run } from './capistrano.js'
 
 const DEPLOYS = Number(process.env.BENCH_DEPLOYS ?? 3)
 const EVERY_MS = Number(process.env.BENCH_EVERY_MS ?? 10)
@@ -225,17 +225,7 @@ async function capistranoScenario(host: SshHost): Promise<Scenario> {
       'after "deploy:publishing", "app:restart"'
     ]
   })
-  writeFileSync(
-    join(capDir, 'config', 'deploy', 'production.rb'),
-    [
-      `server ${rb(host.address)}, user: "root", port: ${host.port}, roles: %w{app},`,
-      '  ssh_options: {',
-      `    keys: [${rb(host.privateKeyFile)}], keys_only: true, auth_methods: %w(publickey), config: false,`,
-      `    user_known_hosts_file: ${rb(host.knownHostsFile)}, verify_host_key: :always`,
-      '  }',
-      ''
-    ].join('\n')
-  )
+  capServer(capDir, host)
   const cap = async (task: string) => {
     const r = await run('cap', ['production', task], capDir)
     if (r.code !== 0)
