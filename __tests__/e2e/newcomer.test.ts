@@ -275,7 +275,7 @@ const outcomes: Record<string, { before?: () => void; after: (r: CliOutcome[]) =
   },
   'deploy-broken': {
     before: () => writeBots('v2', true),
-    after: ([r]) => {
+    after: ([r, releases]) => {
       expect(r?.stderr).toContain('ROLLED BACK')
       const v1 = made[0] as string
       const v2 = releasesOf(root).find(x => !made.includes(x)) as string
@@ -284,6 +284,9 @@ const outcomes: Record<string, { before?: () => void; after: (r: CliOutcome[]) =
       // the previous release's images serve again, not the broken build
       expect(engine.running(PROJECT)).toEqual(botsOf(v1))
       expect(historyOf(root).find(h => h.release === v2)?.bad).toBe(true)
+      // kept for inspection, and `releases` says it is bad
+      expect(releasesOf(root)).toContain(v2)
+      expect(releases?.stdout.split('\n').find(l => l.includes(v2))).toMatch(/\bbad\b/)
       // whichever check sees it first: the crashed bot's container, or its Traceback in the logs
       expect(r?.stderr).toMatch(
         /DEPLOYMENT FAILED at verify .*(verify command .*docker ps.* failed|show \d+ line\(s\) matching .*Traceback)/
@@ -303,13 +306,17 @@ const outcomes: Record<string, { before?: () => void; after: (r: CliOutcome[]) =
   },
   backup: {
     after: ([r]) => {
-      expect(r?.stderr).toMatch(/field_service_\d{8}_\d{6}/)
-      const files = readdirSync(join(root, 'backups'))
-      const dump = files.find(f => /^field_service_\d{8}_\d{6}\.dump\.age$/.test(f)) as string
-      expect(dump).toBeDefined()
-      backupName = dump.replace(/\.dump\.age$/, '')
-      for (const f of files.filter(x => x.startsWith(backupName)))
-        expect((statSync(join(root, 'backups', f)).mode & 0o777).toString(8)).toBe('600')
+      expect(r?.stderr).toContain('BACKUP SUCCESS')
+      // the backup's name on stdout, its files on the server: encrypted, each 0600 in a 0700 dir
+      backupName = (r?.stdout ?? '').trim()
+      expect(backupName).toMatch(/^field_service_\d{8}_\d{6}$/)
+      const files = readdirSync(join(root, 'backups')).filter(f => f.startsWith(`${backupName}.`))
+      expect(files).toEqual(
+        expect.arrayContaining([`${backupName}.dump.age`, `${backupName}.sha256`, `${backupName}.meta.json`])
+      )
+      for (const f of files) expect((statSync(join(root, 'backups', f)).mode & 0o777).toString(8)).toBe('600')
+      // download: true copied it to the laptop too
+      expect(existsSync(join(dir, 'safe-deploy-logs', `${backupName}.dump.age`))).toBe(true)
       expect((statSync(join(root, 'backups')).mode & 0o777).toString(8)).toBe('700')
       rowsAtBackup = rows()
     }
@@ -323,7 +330,9 @@ const outcomes: Record<string, { before?: () => void; after: (r: CliOutcome[]) =
     }
   },
   restore: {
-    after: () => {
+    after: ([r]) => {
+      expect(r?.stderr).toContain(`restored ${backupName}.dump.age`)
+      expect(r?.stderr).toContain('RESTORE SUCCESS')
       expect(rows()).toBe(rowsAtBackup)
       expect(pg.psql('SELECT count(*) FROM orders', PROJECT).trim()).toBe('500')
     }
@@ -340,9 +349,10 @@ const outcomes: Record<string, { before?: () => void; after: (r: CliOutcome[]) =
   },
   rollback: {
     after: ([dry, r]) => {
-      const v1 = made[0] as string
-      expect(`${dry?.stdout}${dry?.stderr}`).toContain(v1)
-      expect(r?.code).toBe(0)
+      const [v1, , v3] = made as [string, string, string]
+      expect(dry?.stdout).toContain(`rollback from ${v3} to ${v1}`)
+      expect(dry?.stdout).toContain('nothing was changed')
+      expect(r?.stderr).toContain('ROLLBACK SUCCESS')
       expect(currentOf(root)).toBe(`releases/${v1}`)
       expect(engine.running(PROJECT)).toEqual(botsOf(v1))
     }
