@@ -34,16 +34,14 @@ import {
   statSync,
   writeFileSync
 } from 'node:fs'
-import { join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { parse, stringify } from 'yaml'
 import { fastShell, startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
 import { containerEngine, type Engine } from './harness/podman.js'
 import { ageKeyPair, startPostgres, type PgServer } from './harness/db.js'
-import { spawnCli, type CliOutcome } from './harness/cliproc.js'
+import { repo, spawnCli, type CliOutcome } from './harness/cliproc.js'
 import { currentOf, historyOf, releasesOf } from './support.js'
 
-const repo = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..')
 const GUIDE = join(repo, 'docs', 'guides', 'docker-bots.md')
 const PROJECT = 'field_service' // the example's COMPOSE_PROJECT_NAME
 const PASSWORD = `bots pa'ss-${Date.now()}`
@@ -287,7 +285,12 @@ const outcomes: Record<string, { before?: () => void; after: (r: CliOutcome[]) =
       // kept for inspection, and `releases` says it is bad
       expect(releasesOf(root)).toContain(v2)
       expect(releases?.stdout.split('\n').find(l => l.includes(v2))).toMatch(/\bbad\b/)
-      // whichever check sees it first: the crashed bot's container, or its Traceback in the logs
+      // the verdict says why, with the bot's Traceback: the log lines after a failed check, or the lines the
+      // log scan matched, whichever check sees the crash first
+      const stderr = r?.stderr ?? ''
+      expect(stderr.slice(stderr.lastIndexOf('DEPLOYMENT FAILED'))).toMatch(
+        /… [0-9a-f]{12} KeyError: 'MASTER_BOT_TOKEN'|matching .*: [0-9a-f]{12} Traceback \(most recent call last\)/
+      )
       expect(r?.stderr).toMatch(
         /DEPLOYMENT FAILED at verify .*(verify command .*docker ps.* failed|show \d+ line\(s\) matching .*Traceback)/
       )
