@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
+import { fastShell, startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
+import { createJumpNetwork, type JumpNetwork } from './harness/netns.js'
 import { currentOf, lastLog, project, releasesOf, stopApp } from './support.js'
 
 const pidFiles: string[] = []
@@ -50,16 +51,17 @@ const aliasConfig = (host: SshHost, user = 'root') =>
   `Host prod\n  HostName ${host.address}\n  Port ${host.port}\n  User ${user}\n\nHost *\n  ServerAliveInterval 30\n`
 
 /** A project whose safe-deploy.yml names the host `prod` and gives no key and no host keys. */
-async function homeProject(name: string, env: NodeJS.ProcessEnv) {
-  const root = a.root(name)
+async function homeProject(name: string, env: NodeJS.ProcessEnv, host = a, address = 'prod') {
+  const root = host.root(name)
   const p = await project({
-    hosts: [a],
+    hosts: [host],
     root,
     envExtra: env,
     config: c => ({
       ...c,
-      hosts: [{ address: 'prod' }],
-      ssh: { connect_retries: 0, connect_timeout: '5s' },
+      hosts: [{ address }],
+      // two handshakes through a bastion: room for a busy machine
+      ssh: { connect_retries: 0, connect_timeout: '30s' },
       verify: {
         http: { ...((c.verify as Record<string, unknown>).http as object), retries: 6, interval: '250ms' }
       }
@@ -165,5 +167,54 @@ describe('ssh from ~/.ssh', () => {
     expect(r.stderr).toContain(a.hostKeyFingerprint)
     expect(existsSync(join(root, 'releases'))).toBe(false)
     expect(existsSync(join(root, '.safe-deploy'))).toBe(false)
+  })
+})
+
+describe('ProxyJump of a ~/.ssh/config alias', () => {
+  let net: JumpNetwork
+  let bastion: SshHost
+  let target: SshHost
+
+  beforeAll(async () => {
+    net = createJumpNetwork()
+    bastion = await startSshd({ netns: net.bastionNs, address: net.bastionAddress, extraConfig: fastShell() })
+    target = await startSshd({ netns: net.targetNs, address: net.targetAddress, extraConfig: fastShell() })
+  })
+
+  afterAll(async () => {
+    for (const f of pidFiles) await stopApp(f)
+    await stopAll()
+    net?.remove()
+  })
+
+  test('one hop, itself an alias: the target (reachable only from the bastion) deploys through it', async () => {
+    // each its own key, both in the agent
+    const sock = await agentWith([bastion.privateKeyFile, target.privateKeyFile])
+    const home = homeWith({
+      known_hosts: `${bastion.knownHostsLine}\n${target.knownHostsLine}\n`,
+      config: [
+        'Host web',
+        `  HostName ${target.address}`,
+        `  Port ${target.port}`,
+        '  ProxyJump gate',
+        'Host gate',
+        `  HostName ${bastion.address}`,
+        `  Port ${bastion.port}`,
+        '  User root',
+        ''
+      ].join('\n')
+    })
+    const { p, root } = await homeProject('home-jump', { HOME: home, SSH_AUTH_SOCK: sock }, target, 'web')
+    p.app({ version: '1.0.0' })
+    const r = await p.deploy()
+    expect(r.code).toBe(0)
+    const release = releasesOf(root)
+    expect(currentOf(root)).toBe(`releases/${release[0]}`)
+    expect(readFileSync(target.logFile, 'utf8')).toContain(
+      `Accepted publickey for root from ${net.bastionInnerAddress}`
+    )
+    expect(lastLog(p.logDir)).toContain(
+      `root@${target.address}:${target.port} via ~/.ssh/config alias web (ProxyJump gate:${bastion.port})`
+    )
   })
 })

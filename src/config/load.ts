@@ -26,6 +26,7 @@ import {
   shown,
   type HostAlias
 } from './sshhome.js'
+import { parseProxyJump, type SshConfigBlock } from './sshconfig.js'
 
 /** Values given on the command line or as Action inputs; they win over the file. */
 export interface Overrides {
@@ -75,6 +76,8 @@ export interface ResolvedHost {
   keySource?: string
   /** known_hosts is looked up under this name (HostKeyAlias of the alias). */
   hostKeyAlias?: string
+  /** The alias's ProxyJump (one hop), when ssh.jump is not given. */
+  jump?: JumpTarget
 }
 
 export interface SshAuth {
@@ -454,6 +457,8 @@ export function validateConfig(
     }
   }
   if (ssh.jump) auth.jump = jumpTarget(ssh.jump, baseDir, problems, secrets)
+  else if (home && sshConfig)
+    problems.push(...proxyJumps(lockHost ? [...hosts, lockHost] : hosts, sshConfig, home, auth, secrets))
   // database passwords (inline or in a URL) and the age identity are secrets, however they were given
   const backupCheck = checkBackupConfig(config.backup)
   // a database whose URL or password is not set yet cannot be checked; the commands that use it refuse
@@ -555,6 +560,59 @@ function homeKeys(
 }
 
 /**
+ * The ProxyJump of each host's ~/.ssh/config alias, one hop `[user@]host[:port]` (the hop may be an alias
+ * itself: its HostName, User, Port and IdentityFile are used). Hosts behind the same bastion share one
+ * JumpTarget (one connection). Several hops are a problem: ssh.jump takes one.
+ */
+function proxyJumps(
+  hosts: ResolvedHost[],
+  blocks: SshConfigBlock[],
+  home: string,
+  auth: SshAuth,
+  secrets: { where: string; value: string }[]
+): string[] {
+  const problems: string[] = []
+  const shared = new Map<string, JumpTarget>()
+  for (const host of hosts) {
+    const value = host.alias?.proxyJump
+    if (!value || value.toLowerCase() === 'none') continue
+    const hop = parseProxyJump(value)
+    if (!hop) {
+      problems.push(
+        `hosts: ${host.name}: ProxyJump ${value} (~/.ssh/config): only one hop [user@]host[:port] is followed; give ssh.jump instead`
+      )
+      continue
+    }
+    const via = aliasOf(blocks, hop.address, home, { user: hop.user, port: hop.port })
+    const address = via?.hostName ?? hop.address
+    const port = hop.port ?? via?.port ?? 22
+    const user = hop.user ?? via?.user ?? 'root'
+    const id = `${user}@${address}:${port}`
+    let jump = shared.get(id)
+    if (!jump) {
+      const own =
+        via?.identityFiles.length && !isConfiguredKey(auth)
+          ? firstUsableKey(home, via.identityFiles, auth.passphrase)
+          : undefined
+      if (own?.key) secrets.push({ where: 'ssh.jump.private_key', value: own.key })
+      jump = {
+        label: port === 22 ? hop.address : `${hop.address}:${port}`,
+        address,
+        port,
+        user,
+        ...(own?.key ? { privateKey: own.key, passphrase: auth.passphrase } : {})
+      }
+      shared.set(id, jump)
+    }
+    host.jump = jump
+  }
+  return problems
+}
+
+/** Whether the key came from safe-deploy.yml (ssh.private_key or _file), not from the home. */
+const isConfiguredKey = (auth: SshAuth) => !!auth.privateKey && !auth.keySource
+
+/**
  * The one line that says where SSH credentials come from (doctor and preflight show it): `ssh: key from the
  * SSH agent (SSH_AUTH_SOCK), host keys from ~/.ssh/known_hosts, deploy@web1 via ~/.ssh/config alias prod`.
  */
@@ -577,7 +635,7 @@ export function sshSources(loaded: Pick<LoadedConfig, 'auth' | 'hosts'>): string
     .filter(h => h.alias)
     .map(
       h =>
-        `${h.user}@${h.address}${h.port === 22 ? '' : `:${h.port}`} via ~/.ssh/config alias ${h.alias?.alias}`
+        `${h.user}@${h.address}${h.port === 22 ? '' : `:${h.port}`} via ~/.ssh/config alias ${h.alias?.alias}${h.jump ? ` (ProxyJump ${h.jump.label})` : ''}`
     )
   return `ssh: key from ${keys.join(' and ') || 'nowhere'}, ${[hostKeys, ...aliases].join(', ')}`
 }

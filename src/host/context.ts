@@ -204,7 +204,7 @@ function connectHost(ctx: RunContext, host: ResolvedHost): Promise<HostSession> 
     knownHosts: loaded.auth.knownHosts,
     fingerprints: loaded.auth.fingerprints,
     insecureSkipHostKeyCheck: loaded.auth.insecure,
-    jump: loaded.auth.jump,
+    jump: host.jump ?? loaded.auth.jump,
     connectTimeoutMs: ssh.connect_timeout,
     connectRetries: ssh.connect_retries,
     keepaliveIntervalMs: ssh.keepalive_interval,

@@ -222,4 +222,40 @@ Host *
     const p = problems(config({}, { address: 'prod' }), { HOME: h })
     expect(p[0]).toContain('IdentityFile of prod: ~/.ssh/id_prod (not found)')
   })
+
+  test('ProxyJump: one hop (itself an alias) becomes the jump host, shared by the hosts behind it; several hops are refused', () => {
+    const jumpConfig = `Host web1 web2
+  ProxyJump ops@gate
+Host web2
+  Port 2200
+Host gate
+  HostName 10.0.0.254
+  Port 2222
+Host far
+  ProxyJump a,b
+`
+    const h = home({ config: jumpConfig, id_ed25519: { key: 'a' }, known_hosts: `10.0.0.1 ${HOST_KEY}\n` })
+    const raw = { ...config(), hosts: [{ address: 'web1' }, { address: 'web2' }] }
+    const l = validateConfig(raw, join(dir, 'x.yml'), {}, { HOME: h })
+    expect(l.hosts[0]?.jump).toMatchObject({
+      label: 'gate:2222',
+      address: '10.0.0.254',
+      port: 2222,
+      user: 'ops'
+    })
+    expect(l.hosts[1]?.jump).toBe(l.hosts[0]?.jump)
+    expect(sshSources(l)).toContain('root@web2:2200 via ~/.ssh/config alias web2 (ProxyJump gate:2222)')
+    // ssh.jump in safe-deploy.yml wins
+    const own = validateConfig(
+      { ...raw, ssh: { jump: { address: '10.9.9.9' } } },
+      join(dir, 'x.yml'),
+      {},
+      { HOME: h }
+    )
+    expect(own.hosts[0]?.jump).toBeUndefined()
+    expect(own.auth.jump?.address).toBe('10.9.9.9')
+    expect(problems({ ...config(), hosts: [{ address: 'far' }] }, { HOME: h })).toEqual([
+      'hosts: far: ProxyJump a,b (~/.ssh/config): only one hop [user@]host[:port] is followed; give ssh.jump instead'
+    ])
+  })
 })
