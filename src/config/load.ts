@@ -600,7 +600,7 @@ function proxyJumps(
         address,
         port,
         user,
-        ...(own?.key ? { privateKey: own.key, passphrase: auth.passphrase } : {})
+        ...(own?.key ? { privateKey: own.key, passphrase: auth.passphrase, keySource: own.source } : {})
       }
       shared.set(id, jump)
     }

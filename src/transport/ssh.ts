@@ -19,6 +19,8 @@ export interface JumpTarget {
   /** The host's key when not given. */
   privateKey?: string
   passphrase?: string
+  /** Where privateKey came from, for errors (default ssh.jump.private_key). */
+  keySource?: string
 }
 
 export interface SshTarget {
@@ -282,6 +284,9 @@ class Bastion {
       user: this.jump.user,
       privateKey: this.jump.privateKey ?? target.privateKey,
       passphrase: this.jump.privateKey ? this.jump.passphrase : target.passphrase,
+      keySource: this.jump.privateKey ? (this.jump.keySource ?? 'ssh.jump.private_key') : target.keySource,
+      // the host's HostKeyAlias is the host's, not the bastion's
+      hostKeyAlias: undefined,
       jump: undefined,
       onRetry: (attempt, delay, e) => target.onRetry?.(attempt, delay, new Error(`jump host: ${e.message}`))
     })

@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { sshSources, validateConfig } from '../../../src/config/load.js'
+import { chooseAgent, WINDOWS_AGENT_PIPE } from '../../../src/config/sshhome.js'
 import { ConfigError } from '../../../src/core/exit.js'
 import { cleanup, tempDir } from '../helpers/shell.js'
 
@@ -93,7 +94,7 @@ describe('keys from the home when safe-deploy.yml gives none', () => {
     expect(p).toMatch(
       /^ssh\.private_key: required for SSH hosts \(env:NAME, or ssh\.private_key_file: path\); looked at: /
     )
-    expect(p).toContain('the SSH agent (SSH_AUTH_SOCK is not set)')
+    expect(p).toContain('the SSH agent (SSH_AUTH_SOCK is not set')
     expect(p).toContain('~/.ssh/id_ed25519 (passphrase-protected: add it to the agent with ssh-add')
     expect(p).toContain('~/.ssh/id_ecdsa (not found)')
     expect(p).toContain('~/.ssh/id_rsa (not found)')
@@ -257,5 +258,29 @@ Host far
     expect(problems({ ...config(), hosts: [{ address: 'far' }] }, { HOME: h })).toEqual([
       'hosts: far: ProxyJump a,b (~/.ssh/config): only one hop [user@]host[:port] is followed; give ssh.jump instead'
     ])
+  })
+})
+
+describe('chooseAgent on Windows', () => {
+  test("the OpenSSH agent service's pipe when SSH_AUTH_SOCK is not set; Pageant when asked; nothing with a key", () => {
+    expect(WINDOWS_AGENT_PIPE).toBe('\\\\.\\pipe\\openssh-ssh-agent')
+    // (this machine has no such pipe: it is named as looked at)
+    expect(chooseAgent('auto', false, { USERPROFILE: 'C:\\Users\\ann' }, 'C:\\Users\\ann', 'win32')).toEqual({
+      looked: 'the SSH agent (SSH_AUTH_SOCK is not set, \\\\.\\pipe\\openssh-ssh-agent is not running)'
+    })
+    expect(chooseAgent('pageant', false, {}, undefined, 'win32')).toEqual({
+      agent: 'pageant',
+      label: 'Pageant'
+    })
+    expect(chooseAgent('pageant', true, {}, undefined, 'win32')).toEqual({
+      agent: 'pageant',
+      label: 'Pageant'
+    })
+    expect(chooseAgent('auto', true, {}, 'C:\\Users\\ann', 'win32')).toEqual({})
+    expect(chooseAgent('off', false, {}, 'C:\\Users\\ann', 'win32')).toEqual({})
+    // a bare environment (no home): the pipe is not looked at
+    expect(chooseAgent('auto', false, {}, undefined, 'win32')).toEqual({
+      looked: 'the SSH agent (SSH_AUTH_SOCK is not set)'
+    })
   })
 })
