@@ -9,7 +9,13 @@ import { join } from 'node:path'
 import { userInfo } from 'node:os'
 import { parseKnownHosts } from '../transport/hostkeys.js'
 import { privateKeyProblem } from '../transport/ssh.js'
-import { expandTokens, parseSshConfig, sshHostConfig, type SshConfigBlock } from './sshconfig.js'
+import {
+  expandTokens,
+  parseSshConfig,
+  sshHostConfig,
+  type SshConfigBlock,
+  type SshHostConfig
+} from './sshconfig.js'
 
 /** OpenSSH's default identity files, in the order ssh tries them. */
 export const DEFAULT_IDENTITIES = ['id_ed25519', 'id_ecdsa', 'id_rsa']
@@ -128,18 +134,10 @@ export function readSshConfig(home: string): SshConfigBlock[] | undefined {
   }
 }
 
-export interface HostAlias {
+/** What ~/.ssh/config says for one alias, IdentityFile paths with `~` and `%` tokens expanded. */
+export type HostAlias = Omit<SshHostConfig, 'ignored'> & {
   /** The alias as written in hosts[].address. */
   alias: string
-  /** Matching Host patterns. */
-  matched: string[]
-  hostName?: string
-  user?: string
-  port?: number
-  /** IdentityFile paths, `~` and `%` tokens expanded. */
-  identityFiles: string[]
-  hostKeyAlias?: string
-  proxyJump?: string
 }
 
 /** What ~/.ssh/config says for `alias`; undefined when no Host block names it (a `Host *` alone does not count). */
