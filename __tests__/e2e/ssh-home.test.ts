@@ -9,7 +9,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path'
 import { fastShell, startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
 import { createJumpNetwork, type JumpNetwork } from './harness/netns.js'
-import { currentOf, lastLog, project, releasesOf, stopApp } from './support.js'
+import { actionStep, currentOf, lastLog, project, releasesOf, stopApp } from './support.js'
+import { expectExit, spawnActionSource } from './harness/cliproc.js'
 
 const pidFiles: string[] = []
 const agents: ChildProcess[] = []
@@ -109,6 +110,27 @@ describe('ssh from ~/.ssh', () => {
     const body = keyBody(a.privateKey)
     for (const text of [r.stdout, r.stderr, doctor.stdout, doctor.stderr, runnerFiles(p.dir)])
       expect(text).not.toContain(body.slice(0, 40))
+  })
+
+  test('the Action on a runner whose ssh-agent step set SSH_AUTH_SOCK (no private-key input) deploys', async () => {
+    const sock = await agentWith([a.privateKeyFile])
+    const root = a.root('home-action')
+    const p = await project({
+      hosts: [a],
+      root,
+      config: c => ({ ...c, ssh: { connect_retries: 0 } }),
+      // a runner's home without ~/.ssh: the host keys come from the known-hosts input
+      envExtra: { HOME: homeWith({}), SSH_AUTH_SOCK: sock }
+    })
+    delete p.env.SSH_KEY
+    pidFiles.push(join(root, 'shared', 'app.pid'))
+    p.app({ version: '1.0.0' })
+    const step = actionStep(p, 'agent', { 'INPUT_KNOWN-HOSTS': a.knownHostsLine })
+    const r = await spawnActionSource('index', step.env, p.dir).exited
+    expectExit(r, 0)
+    expect(r.stdout).toContain('ssh: key from the SSH agent (SSH_AUTH_SOCK), host keys from ssh.known_hosts')
+    const release = releasesOf(root)
+    expect(currentOf(root)).toBe(`releases/${release[0]}`)
   })
 
   test('an agent holding a wrong key: exit 3, nothing changed, the error names the agent and its keys', async () => {
