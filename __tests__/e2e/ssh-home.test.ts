@@ -133,6 +133,23 @@ describe('ssh from ~/.ssh', () => {
     expect(currentOf(root)).toBe(`releases/${release[0]}`)
   })
 
+  test('no agent: the default identity file ~/.ssh/id_ed25519 deploys; its text never reaches the log or the report', async () => {
+    const home = homeWith({
+      known_hosts: `${a.knownHostsLine}\n`,
+      config: aliasConfig(a),
+      id_ed25519: a.privateKey
+    })
+    const { p, root } = await homeProject('home-idfile', { HOME: home })
+    p.app({ version: '1.0.0' })
+    const r = await p.deploy()
+    expect(r.code).toBe(0)
+    expect(currentOf(root)).toBe(`releases/${releasesOf(root)[0]}`)
+    expect(lastLog(p.logDir)).toContain('ssh: key from ~/.ssh/id_ed25519, host keys from ~/.ssh/known_hosts')
+    const body = keyBody(a.privateKey)
+    for (const text of [r.stdout, r.stderr, runnerFiles(p.logDir)])
+      expect(text).not.toContain(body.slice(0, 40))
+  })
+
   test('an agent holding a wrong key: exit 3, nothing changed, the error names the agent and its keys', async () => {
     const other = join(tempDir('safe-deploy-otherkey-'), 'id_ed25519')
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other])
