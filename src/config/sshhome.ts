@@ -150,7 +150,7 @@ export function aliasOf(
   const c = sshHostConfig(blocks, alias)
   const hostName = c.hostName ? expandTokens(c.hostName, tokens(home, alias, alias, '', 22)) : undefined
   const named = c.matched.some(m => m.split(/\s+/).some(p => p !== '*' && !p.startsWith('!')))
-  if (!named && !c.hostName) return undefined
+  if (!named) return undefined
   const user = given.user ?? c.user ?? 'root'
   const port = given.port ?? c.port ?? 22
   const t = tokens(home, hostName ?? alias, alias, user, port)

@@ -218,6 +218,17 @@ Host *
     expect(plain.hosts[0]?.alias).toBeUndefined()
   })
 
+  test('a HostName under Host * alone does not rewrite every address', () => {
+    const h = home({
+      config: 'Host *\n  HostName %h.corp.example\n',
+      id_ed25519: { key: 'a' },
+      known_hosts: `10.0.0.1 ${HOST_KEY}\n`
+    })
+    const l = validateConfig(config(), join(dir, 'x.yml'), {}, { HOME: h })
+    expect(l.hosts[0]).toMatchObject({ address: '10.0.0.1' })
+    expect(l.hosts[0]?.alias).toBeUndefined()
+  })
+
   test('an IdentityFile that is missing is listed when nothing else can log in', () => {
     const h = home({ config: sshConfig, known_hosts: `prod-key ${HOST_KEY}\n` })
     const p = problems(config({}, { address: 'prod' }), { HOME: h })
