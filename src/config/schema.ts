@@ -376,7 +376,13 @@ export const configSchema = z
     source: z
       .object({
         dir: z.string().min(1).default('.'),
-        exclude: z.array(z.string().min(1)).default(['.git', 'node_modules'])
+        exclude: z.array(z.string().min(1)).default(['.git', 'node_modules']),
+        executable: z
+          .array(z.string().min(1))
+          .optional()
+          .describe(
+            'Files uploaded with mode 0755 whatever the file system says (bin/*, scripts/*.sh); same patterns as exclude. For Windows runners, where files have no executable bit'
+          )
       })
       .strict()
       .default({ dir: '.', exclude: ['.git', 'node_modules'] }),
