@@ -9,8 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { readSource, settleModes, tarName } from '../../../src/pipeline/upload/pack.js'
 import type { ManifestEntry } from '../../../src/pipeline/upload/manifest.js'
-
-const posixOnly = process.platform === 'win32' ? test.skip : test
+import { posixOnly } from '../helpers/platform.js'
 
 const entries: ManifestEntry[] = [
   { path: '.', type: 'dir', mode: 0o700, size: 0 },
@@ -81,6 +80,7 @@ describe('settleModes', () => {
 })
 
 describe('readSource with the git index (real git)', () => {
+  // chmod 0644 and /-joined paths: the win32 rules are checked on POSIX, where the tree has real modes
   posixOnly('win32 rules: mode 100755 in the index gives 0755 although the file is 0644', () => {
     const dir = mkdtempSync(join(tmpdir(), 'pack-git-'))
     const git = (...args: string[]) => execFileSync('git', ['-C', dir, ...args], { stdio: 'pipe' })
