@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { randomBytes } from 'node:crypto'
-import { chmodSync, lstatSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, lstatSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
 import {
@@ -126,5 +126,25 @@ describe('tar upload packed in-process', () => {
     expect(lstatSync(join(rel, 'notes.txt')).mode & 0o7777).toBe(0o600)
     // bin/restart ran: the app answers with the new version's pid file written
     expect(readFileSync(join(root, 'shared', 'app.pid'), 'utf8').trim()).toMatch(/^\d+$/)
+  })
+
+  test('the incremental upload packs what stages.build_local built (the staging copy, not source.dir)', async () => {
+    const root = host.root('pack-inc-build')
+    const p = await project({
+      hosts: [host],
+      root,
+      config: base => ({
+        ...base,
+        upload: { strategy: 'incremental' },
+        stages: { ...(base.stages as object), build_local: 'mkdir -p dist && echo compiled > dist/app.txt' }
+      })
+    })
+    pidFiles.push(join(root, 'shared', 'app.pid'))
+    p.app({ version: '1.0.0' })
+    const r = await p.deploy()
+    expect({ code: r.code, err: r.code ? r.stderr : '' }).toEqual({ code: 0, err: '' })
+    const rel = join(root, 'releases', newest(root))
+    expect(readFileSync(join(rel, 'dist', 'app.txt'), 'utf8')).toBe('compiled\n')
+    expect(existsSync(join(p.dir, 'app', 'dist'))).toBe(false)
   })
 })

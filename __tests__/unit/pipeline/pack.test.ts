@@ -4,7 +4,7 @@
  */
 import { describe, expect, test } from '@jest/globals'
 import { execFileSync } from 'node:child_process'
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { readSource, settleModes, tarName } from '../../../src/pipeline/upload/pack.js'
@@ -99,6 +99,14 @@ describe('readSource with the git index (real git)', () => {
       'bin/restart': '755',
       'plain name.txt': '644'
     })
+    // build_local's staging copy is outside the work tree: the index of source.dir is read for it
+    const staging = mkdtempSync(join(tmpdir(), 'pack-staging-'))
+    cpSync(join(dir, 'app'), staging, { recursive: true })
+    expect(
+      readSource(staging, source, { platform: 'win32' }).entries.find(e => e.path === 'bin/restart')?.mode
+    ).toBe(0o644)
+    const built = readSource(staging, source, { platform: 'win32', gitDir: join(dir, 'app') })
+    expect(built.entries.find(e => e.path === 'bin/restart')?.mode).toBe(0o755)
     // on POSIX the tree decides
     const posix = readSource(join(dir, 'app'), source, { platform: 'linux' })
     expect(modes(posix.entries)['bin/restart']).toBe('644')

@@ -182,11 +182,13 @@ async function pack(
 export function incrementalUpload(): UploadStrategy {
   let entries: ManifestEntry[] | undefined
   let sumSha = ''
+  let src = ''
   const cleanups: (() => void)[] = []
   return {
     name: 'incremental',
-    async prepare(ctx) {
-      const src = ctx.loaded.sourceDir
+    async prepare(ctx, dir) {
+      // source.dir, or the staging copy stages.build_local built in
+      src = dir
       const { files, dirs } = ctx.config.shared
       if (ctx.dryRun) {
         ctx.dryRun.runner(
@@ -196,7 +198,10 @@ export function incrementalUpload(): UploadStrategy {
       }
       let m
       try {
-        m = readSource(src, ctx.config.source, { leaveOut: [...files, ...dirs] })
+        m = readSource(src, ctx.config.source, {
+          leaveOut: [...files, ...dirs],
+          gitDir: ctx.loaded.sourceDir
+        })
       } catch (e) {
         throw new StageError('deploy', `cannot read source.dir ${src}: ${errorMessage(e)}`, 'runner')
       }
@@ -229,7 +234,7 @@ export function incrementalUpload(): UploadStrategy {
       }
       const base = await findBase(ctx, s)
       const { link, send } = planUpload(entries, base?.entries)
-      const p = await pack(ctx.loaded.sourceDir, entries, link, send)
+      const p = await pack(src, entries, link, send)
       cleanups.push(p.cleanup)
       const size = statSync(p.file).size
       await runRaw(ctx, s, assembleCommand(s.layout, release, base?.id, sumSha), 'upload', {

@@ -78,17 +78,18 @@ export function settleModes(
 
 /**
  * The entries of `dir` as they will be on the host: buildManifest, then settleModes for `platform` (the
- * git index is read on win32 only). Link targets use `/` on every platform.
+ * git index is read on win32 only, of `gitDir`: source.dir when `dir` is the staging copy build_local
+ * built in, which has the same paths). Link targets use `/` on every platform.
  */
 export function readSource(
   dir: string,
   source: { exclude: string[]; executable?: string[] },
-  opts: { leaveOut?: string[]; hash?: boolean; platform?: NodeJS.Platform } = {}
+  opts: { leaveOut?: string[]; hash?: boolean; platform?: NodeJS.Platform; gitDir?: string } = {}
 ): Manifest {
   const platform = opts.platform ?? process.platform
   const m = buildManifest(dir, source.exclude, opts.leaveOut, { hash: opts.hash })
   const win = platform === 'win32'
-  const git = win ? gitModes(dir) : undefined
+  const git = win ? gitModes(opts.gitDir ?? dir) : undefined
   const entries = settleModes(m.entries, { platform, executable: source.executable ?? [], git }, p =>
     readFileSync(`${dir}/${p}`, 'utf8')
   ).map(e => (win && e.target !== undefined ? { ...e, target: e.target.replace(/\\/g, '/') } : e))

@@ -33,7 +33,7 @@ async function packSource(
   const cleanup = () => rmSync(tmp, { recursive: true, force: true })
   const file = join(tmp, 'release.tar.gz')
   try {
-    const m = readSource(dir, { exclude, executable }, { hash: false })
+    const m = readSource(dir, { exclude, executable }, { hash: false, gitDir: ctx.loaded.sourceDir })
     if (m.skipped.length)
       ctx.log.warn(
         `not uploaded (neither file, dir nor symlink): ${m.skipped.map(p => JSON.stringify(p)).join(', ')}`,
