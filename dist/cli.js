@@ -25625,40 +25625,52 @@ nacl.setPRNG = function(fn) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _platform_cli_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4924);
+/* harmony import */ var _package_json__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8330);
 
-// A cancelled CI job sends SIGINT, then SIGTERM: both ask the run to stop at once and undo what it did.
-const controller = new AbortController();
-let signals = 0;
-for (const sig of ['SIGINT', 'SIGTERM']) {
-    process.on(sig, () => {
-        signals++;
-        // `logs` changes nothing: Ctrl-C just ends it
-        if (process.argv[2] !== 'logs')
-            process.stderr.write(`\nsafe-deploy: ${sig} received; stopping and undoing what this run changed${signals > 1 ? ' (already stopping)' : ''}\n`);
-        controller.abort(new Error(sig));
-    });
+// `safe-deploy --version` answers before the rest of the bundle is evaluated (about 0.1 s of a cold start);
+// every other command loads the CLI. webpackMode "eager" keeps that module inside this one bundle file.
+const args = process.argv.slice(2);
+if (args.length === 1 && args[0] === '--version') {
+    process.stdout.write(`${_package_json__WEBPACK_IMPORTED_MODULE_0__/* .version */ .rE}\n`);
 }
-const code = await (0,_platform_cli_js__WEBPACK_IMPORTED_MODULE_0__/* .runCli */ .a)(process.argv.slice(2), {
-    stdout: process.stdout,
-    stderr: process.stderr,
-    env: process.env,
-    signal: controller.signal
-});
-process.exitCode = code;
+else {
+    await main();
+}
+async function main() {
+    const { runCli } = await Promise.resolve(/* import() eager */).then(__nccwpck_require__.bind(__nccwpck_require__, 9505));
+    // A cancelled CI job sends SIGINT, then SIGTERM: both ask the run to stop at once and undo what it did.
+    const controller = new AbortController();
+    let signals = 0;
+    for (const sig of ['SIGINT', 'SIGTERM']) {
+        process.on(sig, () => {
+            signals++;
+            // `logs` changes nothing: Ctrl-C just ends it
+            if (process.argv[2] !== 'logs')
+                process.stderr.write(`\nsafe-deploy: ${sig} received; stopping and undoing what this run changed${signals > 1 ? ' (already stopping)' : ''}\n`);
+            controller.abort(new Error(sig));
+        });
+    }
+    const code = await runCli(args, {
+        stdout: process.stdout,
+        stderr: process.stderr,
+        env: process.env,
+        signal: controller.signal
+    });
+    process.exitCode = code;
+}
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
 
 /***/ }),
 
-/***/ 4924:
+/***/ 9505:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
-  a: () => (/* binding */ runCli)
+  runCli: () => (/* binding */ runCli)
 });
 
 ;// CONCATENATED MODULE: external "node:util"
@@ -25669,8 +25681,8 @@ const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import
 const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 ;// CONCATENATED MODULE: external "node:url"
 const external_node_url_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:url");
-;// CONCATENATED MODULE: ./package.json
-const package_namespaceObject = {"rE":"0.1.0"};
+// EXTERNAL MODULE: ./package.json
+var package_0 = __nccwpck_require__(8330);
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
 var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./node_modules/zod/v4/core/util.js
@@ -44513,7 +44525,7 @@ async function takeBackup(ctx, s, opts) {
             recipients: plan.recipients,
             verified,
             tools: Object.fromEntries(Object.entries(probe.tools).map(([i, tl]) => [`db${i}`, `${tl.dump}, ${tl.client}`])),
-            safe_deploy: package_namespaceObject.rE
+            safe_deploy: package_0/* version */.rE
         };
         const keep = opts.keep ? `kept by ${meta.by} at ${meta.created} (backup --keep)` : undefined;
         const cmd = backupScript({ plan, name, tools: probe.tools, meta, keep });
@@ -47618,7 +47630,7 @@ options:
 exit codes: 0 ok, 2 bad input, 3 failed before anything live changed, 4 failed and rolled back,
             5 rollback failed (a person must look; the log says what each host is in)`;
 function cli_version() {
-    return package_namespaceObject.rE;
+    return package_0/* version */.rE;
 }
 /**
  * The result of a run on the terminal, for every command that changes a host: with --json the result on
@@ -56636,6 +56648,13 @@ exports.visitAsync = visitAsync;
 /***/ ((module) => {
 
 module.exports = {"rE":"1.17.0"};
+
+/***/ }),
+
+/***/ 8330:
+/***/ ((module) => {
+
+module.exports = {"rE":"0.1.0"};
 
 /***/ })
 

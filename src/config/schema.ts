@@ -350,6 +350,13 @@ export const configSchema = z
         private_key: z.string().optional().describe('Private key (use env:NAME)'),
         private_key_file: z.string().optional(),
         passphrase: z.string().optional(),
+        agent: z
+          .string()
+          .min(1)
+          .default('auto')
+          .describe(
+            'ssh-agent to use: auto (SSH_AUTH_SOCK or the Windows OpenSSH agent, when no key is given), off, pageant, or a socket path'
+          ),
         known_hosts: z.string().optional().describe('known_hosts lines (OpenSSH format)'),
         known_hosts_file: z.string().optional(),
         fingerprints: z.array(z.string()).default([]).describe('Accepted host key fingerprints (SHA256:...)'),
@@ -378,6 +385,7 @@ export const configSchema = z
       })
       .strict()
       .default({
+        agent: 'auto',
         fingerprints: [],
         insecure_skip_host_key_check: false,
         connect_timeout: 10_000,
