@@ -2,7 +2,7 @@ import { readFileSync, existsSync } from 'node:fs'
 import { dirname, resolve, isAbsolute } from 'node:path'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
 import type { ZodError } from 'zod'
-import { configSchema, type Config } from './schema.js'
+import { WINDOWS_DRIVE, configSchema, type Config } from './schema.js'
 import { ConfigError } from '../core/exit.js'
 import {
   cacheProblems,
@@ -389,6 +389,10 @@ export function validateConfig(
   for (const h of hosts) {
     if (names.has(h.name)) problems.push(`hosts: two hosts are named ${h.name}; give each a distinct name`)
     names.add(h.name)
+    if (h.kind === 'ssh' && WINDOWS_DRIVE.test(h.path))
+      problems.push(
+        `hosts: ${h.name}: path ${h.path} is a Windows path; an SSH host needs a POSIX path such as /srv/app`
+      )
   }
   const given = new Set(hosts.flatMap(h => h.roles))
   for (const role of Object.keys(config.roles)) {
