@@ -25625,40 +25625,52 @@ nacl.setPRNG = function(fn) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _platform_cli_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4924);
+/* harmony import */ var _package_json__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8330);
 
-// A cancelled CI job sends SIGINT, then SIGTERM: both ask the run to stop at once and undo what it did.
-const controller = new AbortController();
-let signals = 0;
-for (const sig of ['SIGINT', 'SIGTERM']) {
-    process.on(sig, () => {
-        signals++;
-        // `logs` changes nothing: Ctrl-C just ends it
-        if (process.argv[2] !== 'logs')
-            process.stderr.write(`\nsafe-deploy: ${sig} received; stopping and undoing what this run changed${signals > 1 ? ' (already stopping)' : ''}\n`);
-        controller.abort(new Error(sig));
-    });
+// `safe-deploy --version` answers before the rest of the bundle is evaluated (about 0.1 s of a cold start);
+// every other command loads the CLI. webpackMode "eager" keeps that module inside this one bundle file.
+const args = process.argv.slice(2);
+if (args.length === 1 && args[0] === '--version') {
+    process.stdout.write(`${_package_json__WEBPACK_IMPORTED_MODULE_0__/* .version */ .rE}\n`);
 }
-const code = await (0,_platform_cli_js__WEBPACK_IMPORTED_MODULE_0__/* .runCli */ .a)(process.argv.slice(2), {
-    stdout: process.stdout,
-    stderr: process.stderr,
-    env: process.env,
-    signal: controller.signal
-});
-process.exitCode = code;
+else {
+    await main();
+}
+async function main() {
+    const { runCli } = await Promise.resolve(/* import() eager */).then(__nccwpck_require__.bind(__nccwpck_require__, 791));
+    // A cancelled CI job sends SIGINT, then SIGTERM: both ask the run to stop at once and undo what it did.
+    const controller = new AbortController();
+    let signals = 0;
+    for (const sig of ['SIGINT', 'SIGTERM']) {
+        process.on(sig, () => {
+            signals++;
+            // `logs` changes nothing: Ctrl-C just ends it
+            if (process.argv[2] !== 'logs')
+                process.stderr.write(`\nsafe-deploy: ${sig} received; stopping and undoing what this run changed${signals > 1 ? ' (already stopping)' : ''}\n`);
+            controller.abort(new Error(sig));
+        });
+    }
+    const code = await runCli(args, {
+        stdout: process.stdout,
+        stderr: process.stderr,
+        env: process.env,
+        signal: controller.signal
+    });
+    process.exitCode = code;
+}
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
 
 /***/ }),
 
-/***/ 4924:
+/***/ 791:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
-  a: () => (/* binding */ runCli)
+  runCli: () => (/* binding */ runCli)
 });
 
 ;// CONCATENATED MODULE: external "node:util"
@@ -25669,8 +25681,8 @@ const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import
 const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 ;// CONCATENATED MODULE: external "node:url"
 const external_node_url_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:url");
-;// CONCATENATED MODULE: ./package.json
-const package_namespaceObject = {"rE":"0.1.0"};
+// EXTERNAL MODULE: ./package.json
+var package_0 = __nccwpck_require__(8330);
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
 var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./node_modules/zod/v4/core/util.js
@@ -35969,6 +35981,8 @@ const printable = (what) => schemas_string()
     .refine(s => !CONTROL.test(s), {
     message: `${what} must be one printable line (no line breaks, tabs or other control characters)`
 });
+/** `C:\` or `C:/`: a Windows path, for a local host on a Windows runner only (config/load.ts checks). */
+const WINDOWS_DRIVE = /^[A-Za-z]:[\\/]/;
 /**
  * A deploy root in normal form, or why it is refused. Repeated slashes, `.` segments and a trailing slash
  * are normalised away (`/srv//app/./` is `/srv/app`); `..` segments and relative paths are refused, and so is
@@ -35977,9 +35991,18 @@ const printable = (what) => schemas_string()
 function normaliseRootPath(p) {
     if (/[\0\n\r]/.test(p))
         return { error: 'must not contain NUL or line breaks' };
-    if (!p.startsWith('/'))
+    // a Windows runner's own dir for a local host: `C:\deploy\app` is `C:/deploy/app` (Git for Windows' sh reads it)
+    const drive = WINDOWS_DRIVE.exec(p)?.[0];
+    if (!drive && !p.startsWith('/'))
         return { error: `expected an absolute path such as /srv/app, got ${JSON.stringify(p)}` };
-    const parts = p.split('/').filter(part => part !== '' && part !== '.');
+    const parts = (drive ? p.slice(drive.length).replace(/\\/g, '/') : p)
+        .split('/')
+        .filter(part => part !== '' && part !== '.');
+    if (drive) {
+        if (parts.includes('..') || !parts.length)
+            return { error: `expected a deploy root such as C:\\deploy\\app, got ${JSON.stringify(p)}` };
+        return { path: `${drive.slice(0, 2).toUpperCase()}/${parts.join('/')}` };
+    }
     if (parts.includes('..'))
         return { error: `expected a path without .. segments such as /srv/app, got ${JSON.stringify(p)}` };
     if (!parts.length)
@@ -36195,6 +36218,10 @@ const configSchema = object({
         private_key: schemas_string().optional().describe('Private key (use env:NAME)'),
         private_key_file: schemas_string().optional(),
         passphrase: schemas_string().optional(),
+        agent: schemas_string()
+            .min(1)
+            .default('auto')
+            .describe('ssh-agent to use: auto (SSH_AUTH_SOCK or the Windows OpenSSH agent, when no key is given), off, pageant, or a socket path'),
         known_hosts: schemas_string().optional().describe('known_hosts lines (OpenSSH format)'),
         known_hosts_file: schemas_string().optional(),
         fingerprints: array(schemas_string()).default([]).describe('Accepted host key fingerprints (SHA256:...)'),
@@ -36219,6 +36246,7 @@ const configSchema = object({
     })
         .strict()
         .default({
+        agent: 'auto',
         fingerprints: [],
         insecure_skip_host_key_check: false,
         connect_timeout: 10_000,
@@ -36228,7 +36256,10 @@ const configSchema = object({
     }),
     source: object({
         dir: schemas_string().min(1).default('.'),
-        exclude: array(schemas_string().min(1)).default(['.git', 'node_modules'])
+        exclude: array(schemas_string().min(1)).default(['.git', 'node_modules']),
+        executable: array(schemas_string().min(1))
+            .optional()
+            .describe('Files uploaded with mode 0755 whatever the file system says (bin/*, scripts/*.sh); same patterns as exclude. For Windows runners, where files have no executable bit')
     })
         .strict()
         .default({ dir: '.', exclude: ['.git', 'node_modules'] }),
@@ -36968,1032 +36999,376 @@ function resolvePlan(app, backup, layout, env = {}) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/config/load.ts
-
-
-
-
-
-
-
-
-
-const ENV_REF = /^env:([A-Za-z_][A-Za-z0-9_]*)$/;
-/**
- * Keys whose `env:` variable may be unset when the config loads: only some commands use them (`requireEnv`).
- * `releases`, `status`, `plan`, `lock` and `backups list` run without DATABASE_URL or AGE_IDENTITY; a nightly
- * backup runs without the identity (it encrypts to the recipients).
- */
-const LAZY_KEYS = [/^env\./, /^backup\.databases\[\d+\]\./, /^backup\.encrypt\.identity$/];
-/** Whether the variable of an `env:` value at this key may be unset when the config loads (LAZY_KEYS). */
-const isLazyKey = (key) => LAZY_KEYS.some(re => re.test(key));
-/** Key paths whose `env:` values are secrets (redacted everywhere). */
-const SECRET_PATHS = [
-    /^ssh\.private_key$/,
-    /^ssh\.passphrase$/,
-    /^ssh\.jump\.(private_key|passphrase)$/,
-    /^env\./,
-    /^backup\.databases\[\d+\]\.(url|password)$/,
-    /^backup\.encrypt\.identity$/,
-    /^notify\[\d+\]\./
-];
-function formatPath(path) {
-    let out = '';
-    for (const part of path) {
-        if (typeof part === 'number')
-            out += `[${part}]`;
-        else
-            out += out ? `.${String(part)}` : String(part);
-    }
-    return out || '(top level)';
-}
-/**
- * Replaces `env:NAME` strings with the variable's value, recording secrets and missing variables. A NUL byte
- * anywhere (in the file, a flag, or a variable's value) is a problem naming the key: no shell, file name or
- * log line can carry one.
- */
-function resolveEnvRefs(node, path, env, scan) {
-    if (typeof node === 'string') {
-        const where = formatPath(path);
-        const m = ENV_REF.exec(node);
-        if (!m) {
-            if (node.includes('\0'))
-                scan.problems.push(`${where}: contains a NUL byte`);
-            return node;
-        }
-        const name = m[1];
-        const value = env[name];
-        scan.references.push({ key: where, variable: name });
-        if (value === undefined || value === '') {
-            scan.missing.set(where, { name, path });
-            return '';
-        }
-        if (value.includes('\0')) {
-            scan.problems.push(`${where}: the value of environment variable ${name} contains a NUL byte`);
-            return '';
-        }
-        if (SECRET_PATHS.some(re => re.test(where)))
-            scan.secrets.push({ where, value, name });
-        return value;
-    }
-    if (Array.isArray(node))
-        return node.map((item, i) => resolveEnvRefs(item, [...path, i], env, scan));
-    if (node && typeof node === 'object') {
-        const out = {};
-        for (const [k, v] of Object.entries(node)) {
-            if (k.includes('\0'))
-                scan.problems.push(`${formatPath([...path, k])}: the key contains a NUL byte`);
-            out[k] = resolveEnvRefs(v, [...path, k], env, scan);
-        }
-        return out;
-    }
-    return node;
-}
-/** How far a union branch is from the input: a wrong basic shape or literal means "not this branch". */
-function branchDistance(issues) {
-    return issues.reduce((n, i) => {
-        if (i.code === 'invalid_type' && i.path.length === 0)
-            return n + 1000;
-        if (i.code === 'invalid_value')
-            return n + 100;
-        return n + 1;
-    }, 0);
-}
-/** Flattens issues; for a union ("Invalid input") reports the errors of the branch the input came closest to. */
-function flattenIssues(issues, prefix = []) {
-    return issues.flatMap(issue => {
-        const path = [...prefix, ...issue.path];
-        if (issue.code === 'invalid_union' && issue.errors.length) {
-            const best = [...issue.errors].sort((a, b) => branchDistance(a) - branchDistance(b))[0] ?? [];
-            return flattenIssues(best, path);
-        }
-        return [{ path, message: issue.message }];
-    });
-}
-function formatZodError(error) {
-    return flattenIssues(error.issues).map(i => `${formatPath(i.path)}: ${i.message}`);
-}
-function readTextFile(file, key, baseDir, problems) {
-    const full = (0,external_node_path_namespaceObject.isAbsolute)(file) ? file : (0,external_node_path_namespaceObject.resolve)(baseDir, file);
-    try {
-        return (0,external_node_fs_namespaceObject.readFileSync)(full, 'utf8');
-    }
-    catch (e) {
-        problems.push(`${key}: cannot read ${full}: ${e.code ?? String(e)}`);
-        return undefined;
-    }
-}
-function applyOverrides(raw, o) {
-    const ssh = (raw.ssh && typeof raw.ssh === 'object' ? raw.ssh : (raw.ssh = {}));
-    if (o.path) {
-        raw.path = o.path;
-        // an explicit override is for every host, including those with their own path
-        if (Array.isArray(raw.hosts))
-            for (const h of raw.hosts)
-                if (h && typeof h === 'object')
-                    delete h.path;
-    }
-    if (Array.isArray(raw.hosts)) {
-        for (const h of raw.hosts) {
-            if (!h || typeof h !== 'object' || h.local)
-                continue;
-            if (o.port)
-                h.port = o.port;
-            if (o.user)
-                h.user = o.user;
-        }
-    }
-    if (o.privateKey) {
-        ssh.private_key = o.privateKey;
-        delete ssh.private_key_file;
-    }
-    else if (o.privateKeyFile) {
-        ssh.private_key_file = o.privateKeyFile;
-        delete ssh.private_key;
-    }
-    if (o.knownHosts) {
-        ssh.known_hosts = o.knownHosts;
-        delete ssh.known_hosts_file;
-    }
-    else if (o.knownHostsFile) {
-        ssh.known_hosts_file = o.knownHostsFile;
-        delete ssh.known_hosts;
-    }
-    if (o.insecureSkipHostKeyCheck)
-        ssh.insecure_skip_host_key_check = true;
-    if (o.skipTest && raw.stages && typeof raw.stages === 'object')
-        delete raw.stages.test;
-}
-/**
- * Reads, resolves and validates a config. Every problem is collected and reported together, each naming
- * its key path; nothing here touches the network.
- */
-function loadConfig(file, overrides = {}, env = process.env) {
-    const abs = (0,external_node_path_namespaceObject.resolve)(file);
-    if (!(0,external_node_fs_namespaceObject.existsSync)(abs)) {
-        throw new ConfigError(`config file ${abs} not found; create one (see README "Configuration") or pass --config`);
-    }
-    let parsed;
-    try {
-        parsed = (0,dist/* parse */.qg)((0,external_node_fs_namespaceObject.readFileSync)(abs, 'utf8'));
-    }
-    catch (e) {
-        const detail = e instanceof dist/* YAMLParseError */.XT ? e.message : String(e);
-        throw new ConfigError(`${abs}: not valid YAML: ${detail}`);
-    }
-    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
-        throw new ConfigError(`${abs}: expected a mapping of keys (app, path, hosts, ...) at the top level`);
-    }
-    return validateConfig(parsed, abs, overrides, env);
-}
-function validateConfig(parsed, file, overrides = {}, env = process.env) {
-    const baseDir = (0,external_node_path_namespaceObject.dirname)(file);
-    const scan = { secrets: [], problems: [], missing: new Map(), references: [] };
-    const raw = structuredClone(parsed);
-    applyOverrides(raw, overrides);
-    const resolved = resolveEnvRefs(raw, [], env, scan);
-    const problems = [...scan.problems];
-    // a variable that only some commands use may be unset: it is left out, and those commands ask for it
-    const unresolved = [];
-    for (const [where, { name, path }] of scan.missing) {
-        if (LAZY_KEYS.some(re => re.test(where))) {
-            unresolved.push({ key: where, variable: name });
-            removeAt(resolved, path);
-        }
-        else
-            problems.push(missingVariable(where, name));
-    }
-    const result = configSchema.safeParse(resolved);
-    // a value whose variable is missing (or held a NUL) was already reported once; its validation error is noise
-    const reported = new Set([...scan.missing.keys(), ...scan.problems.map(p => p.slice(0, p.indexOf(': ')))]);
-    if (!result.success)
-        problems.push(...formatZodError(result.error).filter(p => !reported.has(p.slice(0, p.indexOf(': ')))));
-    if (!result.success || problems.length)
-        throw configProblems(file, problems);
-    const config = result.data;
-    /** Secrets with the key they came from, so that one too short to redact can be refused by name. */
-    const secrets = [...scan.secrets];
-    const hosts = config.hosts.map(h => 'local' in h
-        ? {
-            name: h.name ?? 'local',
-            kind: 'local',
-            address: 'localhost',
-            port: 0,
-            user: '',
-            path: h.path ?? config.path,
-            primary: !!h.primary,
-            roles: h.roles ?? []
-        }
-        : {
-            name: h.name ?? (h.port === 22 ? h.address : `${h.address}:${h.port}`),
-            kind: 'ssh',
-            address: h.address,
-            port: h.port,
-            user: h.user,
-            path: h.path ?? config.path,
-            primary: !!h.primary,
-            roles: h.roles ?? []
-        });
-    const names = new Set();
-    for (const h of hosts) {
-        if (names.has(h.name))
-            problems.push(`hosts: two hosts are named ${h.name}; give each a distinct name`);
-        names.add(h.name);
-    }
-    const given = new Set(hosts.flatMap(h => h.roles));
-    for (const role of Object.keys(config.roles)) {
-        if (!given.has(role))
-            problems.push(`roles.${role}: no host has this role; add it to a host's roles or remove it`);
-    }
-    problems.push(...roleProblems(config, hosts));
-    const primaries = hosts.filter(h => h.primary);
-    if (primaries.length > 1)
-        problems.push(`hosts: only one host can be primary, found ${primaries.length}`);
-    if (primaries.length === 0 && hosts[0])
-        hosts[0].primary = true;
-    let lockHost;
-    const picked = selectHosts(hosts, overrides);
-    if ('problem' in picked)
-        problems.push(picked.problem);
-    else if (picked.hosts !== hosts) {
-        // the lock stays on the config's primary; the first selected host runs what runs once (backup, migrate)
-        const configPrimary = hosts.find(h => h.primary);
-        if (configPrimary && !picked.hosts.includes(configPrimary)) {
-            lockHost = { ...configPrimary, primary: false };
-            const first = picked.hosts[0];
-            if (first)
-                picked.hosts[0] = { ...first, primary: true };
-        }
-        hosts.splice(0, hosts.length, ...picked.hosts);
-    }
-    const ssh = config.ssh;
-    const auth = { fingerprints: ssh.fingerprints, insecure: ssh.insecure_skip_host_key_check };
-    if (ssh.private_key && ssh.private_key_file) {
-        problems.push('ssh: give private_key or private_key_file, not both');
-    }
-    auth.privateKey =
-        ssh.private_key ?? readOptional(ssh.private_key_file, 'ssh.private_key_file', baseDir, problems);
-    auth.passphrase = ssh.passphrase;
-    // however the key arrived (file, inline, Action input), it is a secret
-    if (auth.privateKey)
-        secrets.push({ where: 'ssh.private_key', value: auth.privateKey });
-    if (auth.passphrase)
-        secrets.push({ where: 'ssh.passphrase', value: auth.passphrase });
-    if (ssh.known_hosts && ssh.known_hosts_file)
-        problems.push('ssh: give known_hosts or known_hosts_file, not both');
-    auth.knownHosts =
-        ssh.known_hosts ?? readOptional(ssh.known_hosts_file, 'ssh.known_hosts_file', baseDir, problems);
-    if (hosts.some(h => h.kind === 'ssh')) {
-        if (!auth.privateKey && !problems.some(p => p.startsWith('ssh.private_key'))) {
-            problems.push('ssh.private_key: required for SSH hosts (env:NAME, or ssh.private_key_file: path)');
-        }
-        else if (auth.privateKey && !/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(auth.privateKey)) {
-            problems.push('ssh.private_key: expected a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----)');
-        }
-        if (!auth.insecure &&
-            !auth.knownHosts &&
-            auth.fingerprints.length === 0 &&
-            !problems.some(p => p.startsWith('ssh.known_hosts'))) {
-            problems.push('ssh.known_hosts: host keys are verified; give known_hosts (lines from `ssh-keyscan`), known_hosts_file or fingerprints, or opt out with ssh.insecure_skip_host_key_check: true');
-        }
-    }
-    if (ssh.jump)
-        auth.jump = jumpTarget(ssh.jump, baseDir, problems, secrets);
-    // database passwords (inline or in a URL) and the age identity are secrets, however they were given
-    const backupCheck = checkBackupConfig(config.backup);
-    // a database whose URL or password is not set yet cannot be checked; the commands that use it refuse
-    const waiting = [...unresolvedDatabases(unresolved).keys()].map(i => `backup.databases[${i}]`);
-    problems.push(...backupCheck.problems.filter(p => !waiting.some(w => p.startsWith(`${w}.`) || p.startsWith(`${w}:`))));
-    for (const value of backupCheck.secrets)
-        secrets.push({ where: backupSecretKey(config, value), value });
-    // notification tokens and webhook URLs (their path is the credential), however they were given
-    secrets.push(...notifySecrets(config.notify));
-    problems.push(...migrationProblems(config));
-    problems.push(...cacheProblems(config));
-    problems.push(...verifyProblems(config));
-    problems.push(...shortSecretProblems(secrets));
-    if (problems.length)
-        throw configProblems(file, problems);
-    return {
-        config,
-        file,
-        baseDir,
-        sourceDir: (0,external_node_path_namespaceObject.resolve)(baseDir, config.source.dir),
-        hosts,
-        ...(lockHost ? { lockHost } : {}),
-        ...(overrides.skipUnreachable ? { skipUnreachable: true } : {}),
-        auth,
-        secrets: [...new Set(secrets.map(s => s.value))],
-        unresolved,
-        references: scan.references
-    };
-}
-/** ssh.jump: the bastion's own key if given (inline or file, a secret), else the hosts' key. */
-function jumpTarget(jump, baseDir, problems, secrets) {
-    if (jump.private_key && jump.private_key_file)
-        problems.push('ssh.jump: give private_key or private_key_file, not both');
-    const privateKey = jump.private_key ?? readOptional(jump.private_key_file, 'ssh.jump.private_key_file', baseDir, problems);
-    if (privateKey)
-        secrets.push({ where: 'ssh.jump.private_key', value: privateKey });
-    if (jump.passphrase)
-        secrets.push({ where: 'ssh.jump.passphrase', value: jump.passphrase });
-    if (privateKey && !/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(privateKey))
-        problems.push('ssh.jump.private_key: expected a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----)');
-    if (jump.passphrase && !privateKey)
-        problems.push("ssh.jump.passphrase: only with ssh.jump.private_key (the hosts' key has ssh.passphrase)");
-    const label = jump.port === 22 ? jump.address : `${jump.address}:${jump.port}`;
-    return {
-        label,
-        address: jump.address,
-        port: jump.port,
-        user: jump.user,
-        privateKey,
-        passphrase: jump.passphrase
-    };
-}
-function missingVariable(key, variable) {
-    return `${key}: environment variable ${variable} is not set or empty (referenced as env:${variable})`;
-}
-function removeAt(root, path) {
-    let node = root;
-    for (const part of path.slice(0, -1))
-        node = node[part];
-    if (node && typeof node === 'object')
-        delete node[path.at(-1)];
-}
-/** The databases (by index) that have a value whose variable is not set, with those values. */
-function unresolvedDatabases(unresolved) {
-    const out = new Map();
-    for (const u of unresolved) {
-        const m = /^backup\.databases\[(\d+)\]\./.exec(u.key);
-        if (m)
-            out.set(Number(m[1]), [...(out.get(Number(m[1])) ?? []), u]);
-    }
-    return out;
-}
-/** What each command uses: read-only commands (releases, status, plan, lock, backups list) need none of it. */
-function commandNeeds(loaded, command, opts = {}) {
-    const c = loaded.config;
-    const backups = !!c.backup && c.backup.enabled;
-    const encrypted = backups && !!c.backup && !!c.backup.encrypt;
-    const env = 'its commands on the hosts get env:';
-    switch (command) {
-        case 'deploy':
-            return {
-                env,
-                databases: backups ? 'it backs up the databases before anything changes' : undefined,
-                // a failed migration is undone by restoring the pre-deploy backup: encrypted, that needs the identity
-                identity: encrypted && c.stages.migrate && databaseRollbackMode(c) === 'restore'
-                    ? 'a failed migration is undone by restoring the encrypted pre-deploy backup'
-                    : undefined
-            };
-        case 'rollback':
-            return {
-                env,
-                // --no-db leaves the database alone: no safety backup, no restore
-                databases: backups && !opts.noDb ? 'it may back up or restore the databases' : undefined,
-                identity: encrypted && opts.restore ? 'it restores an encrypted backup' : undefined
-            };
-        case 'backup':
-            return { env, databases: 'it backs up the databases' };
-        case 'restore':
-            return {
-                env,
-                databases: 'it restores the databases',
-                identity: encrypted ? 'it decrypts the backup' : undefined
-            };
-        case 'backups':
-            return opts.sub === 'verify' || opts.sub === 'upload' ? { env: 'its checks on the host get env:' } : {};
-        default:
-            return {};
-    }
-}
-/** Why the command uses the value at a lazy key (LAZY_KEYS), or undefined when it does not. */
-function lazyReason(needs, key) {
-    if (key.startsWith('env.'))
-        return needs.env;
-    if (key.startsWith('backup.databases['))
-        return needs.databases;
-    if (key === 'backup.encrypt.identity')
-        return needs.identity;
-    return undefined;
-}
-/**
- * The environment variables a command reads for this config, in config order: every `env:NAME` outside the
- * lazy keys (the config does not load without them), and those under lazy keys the command uses. A CI job
- * must pass exactly these (examples/workflows and `init` are checked against it).
- */
-function variablesFor(loaded, command, opts = {}) {
-    const needs = commandNeeds(loaded, command, opts);
-    const used = loaded.references.filter(r => !LAZY_KEYS.some(re => re.test(r.key)) || lazyReason(needs, r.key));
-    return [...new Set(used.map(r => r.variable))];
-}
-/**
- * Refuses (exit 2, before anything connects) when a value the command uses names a variable that is not
- * set; the message names the key, the variable and the command. Other commands run without it.
- */
-function requireEnv(loaded, command, opts = {}) {
-    const needs = commandNeeds(loaded, command, opts);
-    const label = opts.sub && command === 'backups' ? `${command} ${opts.sub}` : command;
-    const problems = loaded.unresolved.flatMap(u => {
-        const reason = lazyReason(needs, u.key);
-        return reason ? [`${missingVariable(u.key, u.variable)}: \`${label}\` needs it (${reason})`] : [];
-    });
-    if (problems.length)
-        throw configProblems(loaded.file, problems);
-}
-/** Shorter secrets cannot be redacted: replacing every `ab` in a log would mangle it beyond reading. */
-const MIN_SECRET_LENGTH = 4;
-const splitList = (text) => [...new Set(text.split(',').map(a => a.trim()))].filter(Boolean);
-/** `web-1 (10.0.0.11)` or `10.0.0.12`: how an error lists the hosts a config has. */
-const knownHosts = (hosts) => hosts.map(h => (h.kind === 'ssh' && h.name !== h.address ? `${h.name} (${h.address})` : h.name)).join(', ');
-/**
- * The hosts `--hosts`/`--host` names (by name, address, or address:port) and `--roles` names (any of the roles),
- * in config order; both given: the hosts matching both. The same array when nothing selects; or why it cannot.
- */
-function selectHosts(hosts, o) {
-    if (o.host !== undefined && o.hosts !== undefined)
-        return { problem: '--host and --hosts: give one (--host is another name for --hosts)' };
-    const flag = o.hosts !== undefined ? '--hosts' : '--host';
-    const wanted = o.hosts ?? o.host;
-    let picked = hosts;
-    if (wanted !== undefined) {
-        const asked = splitList(wanted);
-        if (!asked.length)
-            return { problem: `${flag}: expected a host name or address from the config` };
-        const matches = (h, a) => h.name === a || (h.kind === 'ssh' && (h.address === a || `${h.address}:${h.port}` === a));
-        const unknown = asked.filter(a => !hosts.some(h => matches(h, a)));
-        if (unknown.length) {
-            return {
-                problem: `${flag}: ${unknown.map(u => JSON.stringify(u)).join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a host of this config; it has ${knownHosts(hosts)} (add a host to hosts: to deploy to it)`
-            };
-        }
-        picked = hosts.filter(h => asked.some(a => matches(h, a)));
-    }
-    if (o.roles !== undefined) {
-        const asked = splitList(o.roles);
-        const known = [...new Set(hosts.flatMap(h => h.roles))];
-        if (!asked.length)
-            return { problem: "--roles: expected a role from the config's hosts[].roles" };
-        const unknown = asked.filter(r => !known.includes(r));
-        if (unknown.length) {
-            return {
-                problem: `--roles: ${unknown.map(u => JSON.stringify(u)).join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a role of any host of this config; ${known.length ? `the roles are ${known.join(', ')}` : 'no host has roles (hosts[].roles)'}`
-            };
-        }
-        const byRole = picked.filter(h => h.roles.some(r => asked.includes(r)));
-        if (!byRole.length)
-            return {
-                problem: `--hosts and --roles: no host is both in ${JSON.stringify(wanted)} and has a role of ${asked.join(', ')}; the hosts with those roles are ${knownHosts(hosts.filter(h => h.roles.some(r => asked.includes(r))))}`
-            };
-        picked = byRole;
-    }
-    return { hosts: picked };
-}
-/** The key a backup secret (a password, a URL, the identity) came from. */
-function backupSecretKey(config, value) {
-    if (config.backup && config.backup.encrypt?.identity === value)
-        return 'backup.encrypt.identity';
-    const dbs = config.backup ? config.backup.databases : [];
-    const i = dbs.findIndex(db => databaseSecrets(db).includes(value));
-    return `backup.databases[${i}].${dbs[i]?.password === value ? 'password' : 'url'}`;
-}
-/** A secret too short to redact is refused, by key, rather than printed in clear. */
-function shortSecretProblems(secrets) {
-    const problems = new Map();
-    for (const s of secrets) {
-        if (s.value.length >= MIN_SECRET_LENGTH || problems.has(s.where))
-            continue;
-        const what = s.name ? `the value of env:${s.name}` : 'the secret';
-        problems.set(s.where, `${s.where}: ${what} is ${s.value.length} character${s.value.length === 1 ? '' : 's'} long; secrets are redacted (***) in every log and report, and one under ${MIN_SECRET_LENGTH} characters cannot be without mangling them: use a longer secret${s.name ? ', or write the value in the config if it is not secret' : ''}`);
-    }
-    return [...problems.values()];
-}
-function readOptional(file, key, baseDir, problems) {
-    return file === undefined ? undefined : readTextFile(file, key, baseDir, problems);
-}
-function configProblems(file, problems) {
-    const list = problems.map(p => `  - ${p}`).join('\n');
-    return new ConfigError(`invalid config ${file}:\n${list}`, problems);
-}
-
-;// CONCATENATED MODULE: ./src/release/id.ts
-
-const RELEASE_ID = /^\d{8}T\d{6}Z-[A-Za-z0-9]{1,40}$/;
-function newReleaseId(now, commit) {
-    const stamp = now
-        .toISOString()
-        .replace(/[-:]/g, '')
-        .replace(/\.\d+Z$/, 'Z');
-    const tag = commit && /^[0-9a-f]{7,40}$/i.test(commit) ? commit.slice(0, 7).toLowerCase() : 'local';
-    return `${stamp}-${tag}`;
-}
-function isReleaseId(value) {
-    return RELEASE_ID.test(value);
-}
-/** Parses a release name given by a person (`rollback --to`); bad input fails before any connection. */
-function parseReleaseId(value, what = 'release') {
-    if (!isReleaseId(value)) {
-        throw new ConfigError(`${what} ${JSON.stringify(value)} is not a release name; expected the form 20261121T193000Z-3f2a1c9 (see \`safe-deploy releases\`)`);
-    }
-    return value;
-}
-
-;// CONCATENATED MODULE: ./src/commands/dialect.ts
-/**
- * The shell a host runs our scripts in. Every builder in src/commands/ writes scripts for a dialect; the one
- * dialect today is POSIX sh (`posix`). A host with another shell (PowerShell on Windows) would be a new
- * ShellDialect here and builders that take it, not a rewrite of the transport or the stages.
- */
-
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const POSIX_END_OF_SCRIPT = '#safe-deploy:end-of-script';
-/**
- * The command line sent over SSH for every script: read the script from stdin, then run it.
- *
- * A script that ends with the end-of-script line runs in a subshell (stdin: /dev/null) next to a watcher that
- * waits for the rest of stdin: when stdin ends before the script (the run was interrupted and closed the
- * channel, or the connection dropped), the watcher kills the script's process group (sshd puts each session
- * in its own). So an interrupted build or restart never goes on running on the host behind the back of the
- * undo, also where sshd refuses signal requests (root logins). When the script finishes, the watcher is
- * stopped: what the script started in the background keeps running. A script piped in whole (no end-of-script
- * line) just runs, as `sh -c 'eval "$(cat)"'` would run it.
- */
-const POSIX_REMOTE_SHELL = `sh -c 's=$(sed -n "/^${POSIX_END_OF_SCRIPT}\\$/{p;q;};p"); ` +
-    `case $s in *"${POSIX_END_OF_SCRIPT}") exec 3<&0; ` +
-    '{ cat <&3 >/dev/null 2>&1; kill -KILL 0; } >/dev/null 2>&1 & w=$!; ' +
-    `(eval "\${s%"${POSIX_END_OF_SCRIPT}"}") </dev/null 3<&-; r=$?; kill $w 2>/dev/null; exit $r;; ` +
-    `esac; eval "$s"'`;
-/** POSIX sh (dash, bash, busybox ash): what every host runs today. */
-const posix = {
-    name: 'posix',
-    quote: sh,
-    script: lines => lines.filter((l) => typeof l === 'string').join('\n'),
-    withEnv(script, env) {
-        const entries = Object.entries(env ?? {});
-        for (const [k] of entries) {
-            if (!ENV_NAME.test(k))
-                throw new Error(`not an environment variable name: ${JSON.stringify(k)}`);
-        }
-        const exports = entries.map(([k, v]) => `export ${k}=${sh(v)}`);
-        return exports.length ? `${exports.join('\n')}\n${script}` : script;
-    },
-    endOfScript: POSIX_END_OF_SCRIPT,
-    remoteShell: POSIX_REMOTE_SHELL,
-    frame(script) {
-        if (script.split('\n').includes(POSIX_END_OF_SCRIPT))
-            throw new Error(`a line of the script is ${POSIX_END_OF_SCRIPT}`);
-        return `${script}\n${POSIX_END_OF_SCRIPT}\n`;
-    }
-};
-
-;// CONCATENATED MODULE: ./src/commands/command.ts
-
-/** The last line of every script safe-deploy sends (see ShellDialect.endOfScript; POSIX today). */
-const END_OF_SCRIPT = posix.endOfScript;
-/** The command line sent over SSH for every script (see ShellDialect.remoteShell; POSIX today). */
-const REMOTE_SHELL = posix.remoteShell;
-/** The command's script with its `env` exported at the top, in `dialect` (POSIX by default). */
-function withEnv(cmd, dialect = posix) {
-    return dialect.withEnv(cmd.script, cmd.env);
-}
-/** Script lines joined (POSIX); `false` and `undefined` are left out. */
-function script(...lines) {
-    return posix.script(lines);
-}
-/** Several commands as one script (one round trip). Only the last may `exit` early. */
-function combine(label, parts) {
-    const env = Object.assign({}, ...parts.map(p => p.env ?? {}));
-    return {
-        label,
-        script: parts.map(p => p.script).join('\n'),
-        env: Object.keys(env).length ? env : undefined,
-        parts: parts.flatMap(p => p.parts ?? [p.label])
-    };
-}
-
-;// CONCATENATED MODULE: ./src/commands/release.ts
-
-
-/** Prepares the layout and reports what preflight needs to know, as KEY=value lines. */
-function inspectHost(layout, sharedFiles, needs, opts = {}) {
-    // `doctor` creates nothing: it says what a deploy would find, and whether it could create the layout
-    const layoutLines = opts.create === false
-        ? [
-            'd="$root"; while [ ! -e "$d" ]; do d=$(dirname "$d"); done',
-            'if [ -d "$root/releases" ]; then [ -w "$root/releases" ] || echo "ERROR=$root/releases is not writable"',
-            'else',
-            '  if [ -w "$d" ]; then echo "NOLAYOUT=$root"; else echo "ERROR=cannot create $root ($d is not writable)"; fi',
-            'fi'
-        ]
-        : [
-            'mkdir -p "$root/releases" "$root/shared" "$root/.safe-deploy" || { echo "ERROR=cannot create $root"; exit 0; }',
-            '[ -w "$root/releases" ] || echo "ERROR=$root/releases is not writable"'
-        ];
-    return {
-        label: 'inspect host',
-        script: script(`root=${sh(layout.root)}`, ...layoutLines, 'printf "CURRENT=%s\\n" "$(readlink "$root/current" 2>/dev/null)"', 
-        // free disk where the layout is (or will be, for doctor: the nearest dir that exists)
-        opts.create === false
-            ? 'printf "FREE_KB=%s\\n" "$(df -Pk "$d" 2>/dev/null | awk \'NR==2 {print $4}\')"'
-            : 'printf "FREE_KB=%s\\n" "$(df -Pk "$root" | awk \'NR==2 {print $4}\')"', ...sharedFiles.map(f => `[ -e "$root/shared/"${sh(f)} ] || printf 'MISSING=%s\\n' ${sh(f)}`), ...needs.map(t => `command -v ${sh(t)} >/dev/null 2>&1 || printf 'NOTOOL=%s\\n' ${sh(t)}`), 'ls -1 "$root/releases" 2>/dev/null | sed "s/^/RELEASE=/"', 'ls -1 "$root/.safe-deploy/complete" 2>/dev/null | sed "s/^/COMPLETE=/"', 'true')
-    };
-}
-/** The command line that unpacks the tar stream arriving on stdin into a new release directory. */
-function unpackCommand(layout, id) {
-    const dir = layout.release(id);
-    return `rm -f ${sh(completeMarker(layout, id))} && mkdir -p ${sh(dir)} && tar -xzf - --no-same-owner -C ${sh(dir)}`;
-}
-/** The file that says a release was built completely (written after its build, in .safe-deploy/complete/). */
-function completeMarker(layout, id) {
-    return `${layout.meta}/complete/${id}`;
-}
-/** Marks a release complete: its upload, shared links and build all finished. */
-function markComplete(layout, id) {
-    return {
-        label: 'mark the release complete',
-        script: script(`mkdir -p ${sh(`${layout.meta}/complete`)}`, `: > ${sh(completeMarker(layout, id))}`)
-    };
-}
-/** One cheap round trip: the host still answers over its connection (a fleet, before the first switch). */
-function stillThere() {
-    return { label: 'check that the host still answers before any host switches', script: script('true') };
-}
-/** The dirs above a shared path inside the release: `a/b/c` → `a`, `a/b`. */
-function parentsOf(path) {
-    const parts = path.split('/').filter(c => c && c !== '.');
-    return parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join('/'));
-}
-/**
- * Links shared files and dirs into the release; a file or dir shipped in the release is replaced. First, for
- * every shared path, refuses (exit 3, nothing changed) when a dir above it inside the release is a symlink or
- * resolves outside the release: the `rm -rf` + `ln -s` would otherwise replace a file outside the release
- * (`config -> /etc` and `shared.files: [config/.env]`).
- */
-function linkShared(layout, id, files, dirs) {
-    const lines = [`rel=${sh(layout.release(id))}`, `shared=${sh(layout.shared)}`];
-    lines.push('relreal=$(cd "$rel" && pwd -P) || exit 3');
-    for (const p of [...dirs, ...files]) {
-        for (const parent of parentsOf(p)) {
-            lines.push(`if [ -L "$rel/"${sh(parent)} ]; then printf 'refusing to link shared %s: %s in the release is a symlink (to %s); linking through it would change a file outside the release\\n' ${sh(p)} ${sh(parent)} "$(readlink "$rel/"${sh(parent)})" >&2; exit 3; fi`);
-        }
-        const parent = parentsOf(p).at(-1);
-        if (parent) {
-            lines.push(`if [ -d "$rel/"${sh(parent)} ]; then case "$(cd "$rel/"${sh(parent)} && pwd -P)/" in "$relreal"/*) ;; *) printf 'refusing to link shared %s: %s resolves outside the release\\n' ${sh(p)} ${sh(parent)} >&2; exit 3;; esac; fi`);
-        }
-    }
-    lines.push('set -e');
-    for (const d of dirs) {
-        lines.push(`mkdir -p "$shared/"${sh(d)}`);
-        lines.push(`rm -rf "$rel/"${sh(d)}; mkdir -p "$(dirname "$rel/"${sh(d)})"; ln -s "$shared/"${sh(d)} "$rel/"${sh(d)}`);
-    }
-    for (const f of files) {
-        lines.push(`rm -rf "$rel/"${sh(f)}; mkdir -p "$(dirname "$rel/"${sh(f)})"; ln -s "$shared/"${sh(f)} "$rel/"${sh(f)}`);
-    }
-    return { label: 'link shared files', script: script(...lines) };
-}
-/** Runs a user command (build, restart, verify command) inside a release dir. */
-function inRelease(layout, id, label, command, env) {
-    return {
-        label,
-        user: true,
-        env,
-        script: script(`cd ${sh(layout.release(id))} || exit 1`, command)
-    };
-}
-/** Points `current` at a release atomically: a new symlink under a temp name, renamed over `current`. */
-function switchCurrent(layout, id) {
-    const tmp = `${layout.root}/.current.${id}.tmp`;
-    return {
-        label: `switch current to ${id}`,
-        script: script('set -e', `[ -d ${sh(layout.release(id))} ] || { printf 'release %s does not exist\\n' ${sh(id)} >&2; exit 1; }`, `ln -sfn ${sh(`releases/${id}`)} ${sh(tmp)}`, `mv -fT ${sh(tmp)} ${sh(layout.current)}`, `readlink ${sh(layout.current)}`)
-    };
-}
-/** Removes `current` (the first deploy failed and there is nothing to go back to). */
-function removeCurrent(layout) {
-    return { label: 'remove current', script: `rm -f ${sh(layout.current)}` };
-}
-/** Removes release dirs, refusing the one `current` points to. */
-function removeReleases(layout, ids) {
-    return {
-        label: `remove ${ids.join(', ')}`,
-        script: script(`cur=$(readlink ${sh(layout.current)} 2>/dev/null || true)`, ...ids.map(id => `if [ "$cur" = ${sh(`releases/${id}`)} ]; then printf 'refusing to remove the current release %s\\n' ${sh(id)} >&2; else rm -rf ${sh(layout.release(id))} && rm -f ${sh(completeMarker(layout, id))}; fi`))
-    };
-}
-function listReleases(layout) {
-    return {
-        label: 'list releases',
-        script: script(`printf 'CURRENT=%s\\n' "$(readlink ${sh(layout.current)} 2>/dev/null)"`, `ls -1 ${sh(layout.releases)} 2>/dev/null | sed 's/^/RELEASE=/'`, 'true')
-    };
-}
-/** Appends one history line; a torn last line (no newline at its end) is ended first, so no entry is glued to it. */
-function appendHistory(layout, entry) {
-    const h = sh(layout.history);
-    return {
-        label: 'record history',
-        script: script(`mkdir -p ${sh(layout.meta)}`, `if [ -s ${h} ] && [ -n "$(tail -c 1 ${h})" ]; then printf '\\n' >> ${h}; fi`, `printf '%s\\n' ${sh(JSON.stringify(entry))} >> ${h}`)
-    };
-}
-function readHistory(layout, lines = 1000) {
-    return { label: 'read history', script: `tail -n ${lines} ${sh(layout.history)} 2>/dev/null || true` };
-}
-function appendHostLog(layout, text) {
-    return {
-        label: 'append deploy log on host',
-        script: script(`mkdir -p ${sh(layout.meta)}`, `printf '%s\\n' ${sh(text)} >> ${sh(layout.hostLog)}`)
-    };
-}
-/** Disk usage of the deploy root, for `status`. */
-function diskStatus(layout) {
-    return {
-        label: 'disk status',
-        script: script(`printf 'FREE_KB=%s\\n' "$(df -Pk ${sh(layout.root)} 2>/dev/null | awk 'NR==2 {print $4}')"`, `printf 'USED_KB=%s\\n' "$(du -sk ${sh(layout.root)} 2>/dev/null | cut -f1)"`)
-    };
-}
-/** Parses KEY=value lines printed by the inspection scripts. */
-function release_parseKeyValues(text) {
-    const out = new Map();
-    for (const line of text.split('\n')) {
-        const i = line.indexOf('=');
-        if (i <= 0)
-            continue;
-        const key = line.slice(0, i);
-        if (!/^[A-Z_]+$/.test(key))
-            continue;
-        const list = out.get(key) ?? [];
-        list.push(line.slice(i + 1));
-        out.set(key, list);
-    }
-    return out;
-}
-
-
-;// CONCATENATED MODULE: ./src/release/history.ts
-
-/**
- * Parses history.jsonl. A torn line (a write cut short) is skipped, but never takes the next entry with it:
- * when a torn line and the next entry ended up on one line (the next append did not start on a new line), the
- * trailing JSON object is recovered.
- */
-function parseHistory(text) {
-    const out = [];
-    for (const line of text.split('\n')) {
-        if (!line.trim())
-            continue;
-        const v = parseEntry(line);
-        if (v)
-            out.push(v);
-    }
-    return out;
-}
-function asEntry(v) {
-    return v && typeof v === 'object' && typeof v.release === 'string'
-        ? v
-        : undefined;
-}
-function parseEntry(line) {
-    try {
-        return asEntry(JSON.parse(line));
-    }
-    catch {
-        /* torn: look for the longest trailing object that parses */
-    }
-    for (let i = line.indexOf('{', 1); i > 0; i = line.indexOf('{', i + 1)) {
-        try {
-            const v = asEntry(JSON.parse(line.slice(i)));
-            if (v)
-                return v;
-        }
-        catch {
-            /* not here */
-        }
-    }
-    return undefined;
-}
-/**
- * Releases history records as verified healthy, each with the position (line order) of the entry that says
- * so: a release whose newest entry (deploy or rollback) that says anything of its health is a success, and
- * that no later entry marks bad or interrupted (a successful rollback away from it marks it bad). A run that
- * failed before anything live changed (`failed`, not `bad`: a refused rollback, a lock held) says nothing of
- * its release. An old success entry without `verified` counts as verified.
- */
-function goodReleases(history) {
-    const good = new Map();
-    history.forEach((h, i) => {
-        if (h.status === 'success' && h.verified !== false && !h.bad) {
-            good.delete(h.release);
-            good.set(h.release, i);
-        }
-        else if (h.bad || h.status === 'rolled-back' || h.status === 'interrupted') {
-            good.delete(h.release);
-        }
-        // a plain `failed` without `bad` stopped before anything live changed: it says nothing of the release
-        if (h.type === 'rollback' && h.status === 'success' && h.from)
-            good.delete(h.from);
-    });
-    return good;
-}
-function history_releaseStates(history) {
-    const states = new Map();
-    for (const h of history) {
-        if (h.status === 'interrupted')
-            states.set(h.release, 'interrupted');
-        else if (h.bad || h.status === 'rolled-back')
-            states.set(h.release, 'bad');
-        else if (h.status === 'success')
-            states.set(h.release, h.verified === false ? 'unverified' : 'verified');
-        if (h.type === 'rollback' && h.status === 'success' && h.from && states.get(h.from) !== 'bad')
-            states.set(h.from, 'rolled back from');
-    }
-    return states;
-}
-/** History says this release was once finished and served (a release from before completion markers). */
-function everServed(history, release) {
-    return history.some(h => h.release === release && h.status === 'success');
-}
-/**
- * The release a plain `rollback` goes to: of the releases history records as verified healthy (goodReleases),
- * the one recorded last, in history order (not by name: release ids come from the runner's clock), that exists
- * on the host and is not `current`. Without history there is no target (name one with --to).
- */
-function rollbackTarget(releases, current, history) {
-    const onDisk = new Set(releases.filter(isReleaseId));
-    let best;
-    for (const [r, at] of goodReleases(history)) {
-        if (r === current || !onDisk.has(r) || !isReleaseId(r))
-            continue;
-        if (!best || at > best.at)
-            best = { r, at };
-    }
-    return best?.r;
-}
-/**
- * Releases a run left half-made (a deploy killed during its upload or build): no completion marker, not
- * `current`, and history never saw them serve. The next deploy removes them; rollbacks never choose them.
- * Without any history nothing is called unfinished: a release from before completion markers looks the same.
- */
-function unfinishedReleases(releases, complete, current, history) {
-    // no history at all (deleted, or never written): nothing tells a half-made release from an old one
-    if (!history.length)
-        return [];
-    const done = new Set(complete);
-    return releases.filter(isReleaseId).filter(r => r !== current && !done.has(r) && !everServed(history, r));
-}
-/** Which releases to delete: all but the newest `keep`, never `current` nor `previous`. */
-function releasesToPrune(releases, keep, protect) {
-    const sorted = releases.filter(isReleaseId).sort();
-    const kept = new Set(sorted.slice(-keep));
-    for (const p of protect)
-        if (p)
-            kept.add(p);
-    return sorted.filter(r => !kept.has(r));
-}
-/**
- * Deploying a commit that history has as an older release: a rollback to the newest such release that is good
- * (goodReleases) and on disk; a refusal when every such release is bad or gone (`why` of the newest); a
- * normal deploy when the commit was never deployed with success, or is the current release's commit.
- */
-function rerunOf(commit, history, releases, current) {
-    const same = (c) => !!c && c.toLowerCase() === commit.toLowerCase();
-    const ofCommit = history.filter(h => h.type === 'deploy' && same(h.commit) && h.status === 'success');
-    if (!ofCommit.length)
-        return { kind: 'deploy' };
-    const currentEntry = [...history].reverse().find(h => h.type === 'deploy' && h.release === current);
-    if (current && (same(currentEntry?.commit) || ofCommit.some(h => h.release === current)))
-        return { kind: 'deploy' };
-    const good = goodReleases(history);
-    const onDisk = new Set(releases);
-    const candidates = [...new Set(ofCommit.map(h => h.release).reverse())];
-    const usable = candidates.find(r => good.has(r) && onDisk.has(r) && isReleaseId(r));
-    if (usable && isReleaseId(usable))
-        return { kind: 'rollback', release: usable };
-    const newest = candidates[0];
-    return { kind: 'refuse', release: newest, why: onDisk.has(newest) ? 'bad' : 'gone' };
-}
-
 ;// CONCATENATED MODULE: external "node:os"
 const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
-;// CONCATENATED MODULE: ./src/commands/layout.ts
-/** Where things live under the deploy root on every host (README "Server layout"). */
-class Layout {
-    root;
-    releases;
-    current;
-    shared;
-    meta;
-    lock;
-    history;
-    hostLog;
-    constructor(root) {
-        this.root = root;
-        const r = root.replace(/\/+$/, '');
-        this.releases = `${r}/releases`;
-        this.current = `${r}/current`;
-        this.shared = `${r}/shared`;
-        this.meta = `${r}/.safe-deploy`;
-        this.lock = `${r}/.safe-deploy/lock`;
-        this.history = `${r}/.safe-deploy/history.jsonl`;
-        this.hostLog = `${r}/.safe-deploy/deploy.log`;
-    }
-    release(id) {
-        return `${this.releases}/${id}`;
-    }
-}
-
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
-;// CONCATENATED MODULE: ./src/transport/stdin.ts
+;// CONCATENATED MODULE: external "node:crypto"
+const external_node_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
+;// CONCATENATED MODULE: ./src/transport/hostkeys.ts
 /**
- * Sends a string or stream to a command's stdin, then EOF (with `hold`, a string without the EOF: the caller
- * ends stdin later). A command that exits early is not an error here.
+ * Host key checking for SSH connections: parses OpenSSH known_hosts text, matches entries against the
+ * host being contacted with OpenSSH semantics, and builds the `hostVerifier` / `algorithms.serverHostKey`
+ * values that ssh2 takes. Verification never fails open: with nothing to check against, every key is
+ * rejected.
  */
-function feedStdin(target, input, hold = false) {
-    target.on('error', () => {
-        /* EPIPE when the command exits without reading all input: its exit code tells the story */
-    });
-    if (input === undefined)
-        target.end();
-    else if (typeof input === 'string') {
-        if (hold)
-            target.write(input);
-        else
-            target.end(input);
+
+/** Why a server's host key was rejected; the message says what to do next. */
+class HostKeyError extends Error {
+    address;
+    port;
+    offeredType;
+    offeredFingerprint;
+    reason;
+    constructor(message, fields) {
+        super(message);
+        this.name = 'HostKeyError';
+        this.address = fields.address;
+        this.port = fields.port;
+        this.offeredType = fields.offeredType;
+        this.offeredFingerprint = fields.offeredFingerprint;
+        this.reason = fields.reason;
     }
-    else
-        input.pipe(target);
 }
-
-;// CONCATENATED MODULE: ./src/transport/local.ts
-
-
-/** Runs commands on this machine with /bin/sh: self-hosted runners and the demo. */
-class LocalTransport {
-    label;
-    constructor(label = 'local') {
-        this.label = label;
+const HASH_MAGIC = '|1|';
+const SHA1_LENGTH = 20;
+const BASE64_RE = /^[A-Za-z0-9+/]+={0,2}$/;
+const KEY_TYPE_NAME_RE = /^[\x21-\x7e]+$/;
+/** Longest key type name we accept in a blob (OpenSSH names are well under this). */
+const MAX_KEY_TYPE_LENGTH = 256;
+function isBase64(text) {
+    return text.length % 4 === 0 && BASE64_RE.test(text);
+}
+/**
+ * Parses known_hosts text. Blank lines and `#` comments are skipped; a malformed line throws an Error
+ * that names the line and what is wrong with it.
+ */
+function parseKnownHosts(text) {
+    const entries = [];
+    const lines = text.split(/\r?\n/);
+    lines.forEach((raw, index) => {
+        const line = index + 1;
+        const trimmed = raw.trim();
+        if (trimmed === '' || trimmed.startsWith('#'))
+            return;
+        const fail = (what) => {
+            throw new Error(`known_hosts line ${line}: ${what}`);
+        };
+        const fields = trimmed.split(/[ \t]+/);
+        let marker;
+        if (fields[0]?.startsWith('@')) {
+            const name = fields.shift();
+            if (name === '@cert-authority')
+                marker = 'cert-authority';
+            else if (name === '@revoked')
+                marker = 'revoked';
+            else
+                fail(`unknown marker "${name}" (expected @cert-authority or @revoked)`);
+        }
+        const [hosts, keyType, keyBase64] = fields;
+        if (hosts === undefined)
+            return fail('marker without a host pattern, key type and key');
+        if (keyType === undefined)
+            return fail(`missing key type and key after "${hosts}"`);
+        if (keyBase64 === undefined)
+            return fail(`missing base64 key after key type "${keyType}"`);
+        if (hosts.startsWith('|')) {
+            const problem = hashedHostProblem(hosts);
+            if (problem !== undefined)
+                fail(problem);
+        }
+        else {
+            const problem = patternListProblem(hosts);
+            if (problem !== undefined)
+                fail(problem);
+        }
+        if (!isBase64(keyBase64))
+            fail(`the key for "${keyType}" is not valid base64`);
+        let blobType;
+        try {
+            blobType = keyTypeOf(Buffer.from(keyBase64, 'base64'));
+        }
+        catch (error) {
+            return fail(`the key is not an SSH public key (${error.message})`);
+        }
+        if (blobType !== keyType)
+            fail(`key type "${keyType}" does not match the key, which is a ${blobType} key`);
+        const entry = { line, hosts, keyType, keyBase64 };
+        if (marker !== undefined)
+            entry.marker = marker;
+        entries.push(entry);
+    });
+    return entries;
+}
+function hashedHostProblem(hosts) {
+    if (!hosts.startsWith(HASH_MAGIC)) {
+        return `unsupported hashed host "${hosts}" (expected |1|salt|hash)`;
     }
-    exec(command, options = {}) {
-        // an interrupted run starts nothing new (the undo passes a fresh signal)
-        if (options.signal?.aborted)
-            return Promise.reject(new Error('interrupted'));
-        return new Promise((resolve, reject) => {
-            const child = (0,external_node_child_process_namespaceObject.spawn)('/bin/sh', ['-c', command], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
-            let stdout = '';
-            let stderr = '';
-            let finished = false;
-            const kill = (why) => {
-                if (finished)
-                    return;
-                finished = true;
-                try {
-                    if (child.pid)
-                        process.kill(-child.pid, 'SIGKILL');
-                }
-                catch {
-                    /* already gone */
-                }
-                reject(new Error(why));
+    const parts = hosts.slice(HASH_MAGIC.length).split('|');
+    if (parts.length !== 2)
+        return `malformed hashed host "${hosts}" (expected |1|salt|hash)`;
+    for (const [name, value] of [
+        ['salt', parts[0] ?? ''],
+        ['hash', parts[1] ?? '']
+    ]) {
+        if (!isBase64(value) || Buffer.from(value, 'base64').length !== SHA1_LENGTH) {
+            return `malformed hashed host "${hosts}": the ${name} is not ${SHA1_LENGTH} bytes of base64`;
+        }
+    }
+    return undefined;
+}
+function patternListProblem(hosts) {
+    for (const pattern of hosts.split(',')) {
+        const body = pattern.startsWith('!') ? pattern.slice(1) : pattern;
+        if (body === '')
+            return `empty host pattern in "${hosts}"`;
+    }
+    return undefined;
+}
+/** The host string OpenSSH looks up: `host` for port 22, `[host]:port` otherwise. */
+function hostString(address, port) {
+    const host = address.toLowerCase();
+    return port === 22 ? host : `[${host}]:${port}`;
+}
+/** OpenSSH glob: `*` matches any run of characters, `?` exactly one; case-insensitive. */
+function globMatch(text, pattern) {
+    const s = text.toLowerCase();
+    const p = pattern.toLowerCase();
+    let si = 0;
+    let pi = 0;
+    let starP = -1;
+    let starS = 0;
+    while (si < s.length) {
+        if (pi < p.length && (p[pi] === '?' || p[pi] === s[si])) {
+            si++;
+            pi++;
+        }
+        else if (pi < p.length && p[pi] === '*') {
+            starP = pi++;
+            starS = si;
+        }
+        else if (starP !== -1) {
+            pi = starP + 1;
+            si = ++starS;
+        }
+        else {
+            return false;
+        }
+    }
+    while (pi < p.length && p[pi] === '*')
+        pi++;
+    return pi === p.length;
+}
+function hashedMatch(hosts, host) {
+    const [salt = '', hash = ''] = hosts.slice(HASH_MAGIC.length).split('|');
+    const expected = Buffer.from(hash, 'base64');
+    const actual = (0,external_node_crypto_namespaceObject.createHmac)('sha1', Buffer.from(salt, 'base64')).update(host).digest();
+    return expected.length === actual.length && (0,external_node_crypto_namespaceObject.timingSafeEqual)(expected, actual);
+}
+/**
+ * Whether `entry` applies to `address` at `port`, as OpenSSH decides it: the host string is `address`
+ * for port 22 and `[address]:port` otherwise; a matching negated pattern (`!pattern`) excludes the host
+ * whatever else matches; hashed entries compare HMAC-SHA1(salt, host string).
+ */
+function matchesHost(entry, address, port) {
+    const host = hostString(address, port);
+    if (entry.hosts.startsWith('|')) {
+        return entry.hosts.startsWith(HASH_MAGIC) && hashedMatch(entry.hosts, host);
+    }
+    let positive = false;
+    for (const pattern of entry.hosts.split(',')) {
+        if (pattern.startsWith('!')) {
+            if (globMatch(host, pattern.slice(1)))
+                return false;
+        }
+        else if (globMatch(host, pattern)) {
+            positive = true;
+        }
+    }
+    return positive;
+}
+/** The key type name at the start of an SSH wire-format public key blob. Throws on a malformed blob. */
+function keyTypeOf(blob) {
+    if (blob.length < 4)
+        throw new Error(`key blob is too short (${blob.length} bytes)`);
+    const length = blob.readUInt32BE(0);
+    if (length === 0)
+        throw new Error('key blob has an empty key type name');
+    if (length > MAX_KEY_TYPE_LENGTH || 4 + length > blob.length) {
+        throw new Error(`key blob's type name length ${length} does not fit in its ${blob.length} bytes`);
+    }
+    const name = blob.toString('latin1', 4, 4 + length);
+    if (!KEY_TYPE_NAME_RE.test(name))
+        throw new Error('key blob has a key type name that is not printable');
+    if (4 + length === blob.length)
+        throw new Error(`key blob has a type name (${name}) but no key`);
+    return name;
+}
+/** `SHA256:` + unpadded base64 of sha256(blob), as `ssh-keygen -lf` prints it. */
+function fingerprintOf(blob) {
+    return 'SHA256:' + (0,external_node_crypto_namespaceObject.createHash)('sha256').update(blob).digest('base64').replace(/=+$/, '');
+}
+/** ssh2 `serverHostKey` algorithm names for each known_hosts key type it can verify. */
+const ALGORITHMS_BY_KEY_TYPE = {
+    'ssh-ed25519': ['ssh-ed25519'],
+    'ecdsa-sha2-nistp256': ['ecdsa-sha2-nistp256'],
+    'ecdsa-sha2-nistp384': ['ecdsa-sha2-nistp384'],
+    'ecdsa-sha2-nistp521': ['ecdsa-sha2-nistp521'],
+    'ssh-rsa': ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'],
+    'ssh-dss': ['ssh-dss']
+};
+/** Entries that can vouch for a key: not revoked, not a certificate authority. */
+function isPlain(entry) {
+    return entry.marker === undefined;
+}
+/**
+ * The ssh2 host key algorithms to ask the server for, so that it offers a key known_hosts can verify:
+ * the key types of the matching plain entries in file order, de-duplicated. Key types ssh2 cannot
+ * negotiate (security keys, certificates) are left out. Empty when nothing matches.
+ */
+function hostKeyAlgorithmsFor(entries, address, port) {
+    const algorithms = [];
+    for (const entry of entries) {
+        if (!isPlain(entry) || !matchesHost(entry, address, port))
+            continue;
+        for (const algorithm of ALGORITHMS_BY_KEY_TYPE[entry.keyType] ?? []) {
+            if (!algorithms.includes(algorithm))
+                algorithms.push(algorithm);
+        }
+    }
+    return algorithms;
+}
+/** `ssh-keyscan -t` names. */
+function keyscanType(keyType) {
+    if (keyType === 'ssh-ed25519')
+        return 'ed25519';
+    if (keyType.startsWith('ecdsa-sha2-'))
+        return 'ecdsa';
+    if (keyType === 'ssh-rsa')
+        return 'rsa';
+    if (keyType === 'ssh-dss')
+        return 'dsa';
+    return undefined;
+}
+function keyscanCommand(address, port, keyType) {
+    const parts = ['ssh-keyscan'];
+    if (port !== 22)
+        parts.push('-p', String(port));
+    const type = keyType === undefined ? undefined : keyscanType(keyType);
+    if (type !== undefined)
+        parts.push('-t', type);
+    parts.push(address);
+    return parts.join(' ');
+}
+/** Normalises a configured fingerprint to the bare unpadded base64 of the SHA-256 digest. */
+function normaliseFingerprint(fingerprint) {
+    const bare = fingerprint
+        .trim()
+        .replace(/^sha256:/i, '')
+        .replace(/=+$/, '');
+    if (!/^[A-Za-z0-9+/]{43}$/.test(bare)) {
+        throw new Error(`host key fingerprint "${fingerprint}" is not a SHA256 fingerprint ` +
+            '(expected SHA256: and 43 base64 characters, as printed by ssh-keygen -lf)');
+    }
+    return bare;
+}
+/**
+ * Builds the host key check for one host. A key is accepted when it equals the key of a matching
+ * known_hosts entry or its fingerprint is one of `fingerprints`, unless a matching `@revoked` entry
+ * lists it. Without knownHosts and fingerprints every key is rejected.
+ */
+function createHostVerifier(opts) {
+    const { address, port } = opts;
+    const entries = opts.knownHosts === undefined ? [] : parseKnownHosts(opts.knownHosts);
+    const matching = entries.filter(entry => matchesHost(entry, address, port));
+    const known = matching
+        .filter(isPlain)
+        .map(entry => ({ entry, blob: Buffer.from(entry.keyBase64, 'base64') }));
+    const revoked = matching
+        .filter(entry => entry.marker === 'revoked')
+        .map(entry => ({ entry, blob: Buffer.from(entry.keyBase64, 'base64') }));
+    const authorities = matching.filter(entry => entry.marker === 'cert-authority');
+    const fingerprints = new Set((opts.fingerprints ?? []).map(normaliseFingerprint));
+    const algorithms = hostKeyAlgorithmsFor(entries, address, port);
+    const label = `${address.includes(':') ? `[${address}]` : address}:${port}`;
+    const lookedUp = port === 22 ? address : `[${address}]:${port}`;
+    const nothingConfigured = opts.knownHosts === undefined && fingerprints.size === 0;
+    let lastFailure;
+    const describe = (reason, offered, offeredType, revokedLine) => {
+        if (reason === 'revoked') {
+            return (`host key for ${label} is marked @revoked in known_hosts (line ${revokedLine}): ${offered}; ` +
+                'do not connect until the server has a new host key, then check it out of band and add it to known_hosts');
+        }
+        if (reason === 'mismatch') {
+            const sameType = known.find(({ entry }) => entry.keyType === offeredType);
+            if (sameType === undefined && known.length > 0) {
+                // known_hosts has this host, but only keys of other types (RSA there, ed25519 on the server)
+                const types = [...new Set(known.map(({ entry }) => entry.keyType))].join(', ');
+                const lines = known.map(({ entry }) => entry.line).join(', ');
+                return (`host key for ${label} cannot be checked: ${offered}, and known_hosts has only ` +
+                    `${types} for this host (line${known.length > 1 ? 's' : ''} ${lines}); ` +
+                    `run \`${keyscanCommand(address, port, offeredType)}\`, check the key out of band and add it to known_hosts`);
+            }
+            if (sameType !== undefined) {
+                return (`host key for ${label} does not match known_hosts (line ${sameType.entry.line}): ${offered}; ` +
+                    `if the server was reinstalled, run \`${keyscanCommand(address, port, offeredType)}\` ` +
+                    'and compare before updating known_hosts');
+            }
+            return (`host key for ${label} does not match the configured fingerprints: ${offered}; ` +
+                `if the server was reinstalled, run \`${keyscanCommand(address, port, offeredType)} | ssh-keygen -lf -\` ` +
+                'and compare before updating the fingerprints');
+        }
+        const what = nothingConfigured
+            ? `no known_hosts or host key fingerprints configured for ${lookedUp}`
+            : `no known_hosts entry for ${lookedUp}`;
+        const caNote = authorities.length > 0
+            ? ' (@cert-authority entries are not used: host certificates are not supported)'
+            : '';
+        return (`${what}${caNote}; ${offered}; ` +
+            `add the output of \`${keyscanCommand(address, port)}\` (checked out of band) to known_hosts`);
+    };
+    const verify = (key) => {
+        try {
+            const offeredFingerprint = fingerprintOf(key);
+            let offeredType;
+            try {
+                offeredType = keyTypeOf(key);
+            }
+            catch {
+                offeredType = 'malformed-key';
+            }
+            const reject = (reason, revokedLine) => {
+                const offered = `the server offered ${offeredType} ${offeredFingerprint}`;
+                lastFailure = new HostKeyError(describe(reason, offered, offeredType, revokedLine), {
+                    address,
+                    port,
+                    offeredType,
+                    offeredFingerprint,
+                    reason
+                });
+                return false;
             };
-            const timer = options.timeoutMs
-                ? setTimeout(() => kill(`timed out after ${options.timeoutMs} ms`), options.timeoutMs)
-                : undefined;
-            const onAbort = () => kill('interrupted');
-            options.signal?.addEventListener('abort', onAbort, { once: true });
-            const sink = options.stdoutSink;
-            if (sink) {
-                child.stdout.on('data', (c) => {
-                    if (!sink.write(c)) {
-                        child.stdout.pause();
-                        sink.once('drain', () => child.stdout.resume());
-                    }
-                });
+            const revokedEntry = revoked.find(({ blob }) => blob.equals(key));
+            if (revokedEntry !== undefined)
+                return reject('revoked', revokedEntry.entry.line);
+            const offeredBare = offeredFingerprint.slice('SHA256:'.length);
+            if (known.some(({ blob }) => blob.equals(key)) || fingerprints.has(offeredBare)) {
+                lastFailure = undefined;
+                return true;
             }
-            else {
-                child.stdout.setEncoding('utf8').on('data', (c) => {
-                    stdout += c;
-                    options.onStdout?.(c);
-                });
-            }
-            child.stderr.setEncoding('utf8').on('data', (c) => {
-                stderr += c;
-                options.onStderr?.(c);
+            return reject(known.length > 0 || fingerprints.size > 0 ? 'mismatch' : 'unknown-host');
+        }
+        catch (error) {
+            // ssh2 calls this mid-handshake: never throw, never accept on an unexpected error.
+            lastFailure = new HostKeyError(`host key for ${label} could not be checked: ${error.message}`, {
+                address,
+                port,
+                offeredType: 'unknown',
+                offeredFingerprint: 'unknown',
+                reason: 'mismatch'
             });
-            child.on('error', e => kill(`cannot start /bin/sh: ${e.message}`));
-            child.on('close', code => {
-                if (options.holdStdin)
-                    child.stdin.end();
-                if (timer)
-                    clearTimeout(timer);
-                options.signal?.removeEventListener('abort', onAbort);
-                if (finished)
-                    return;
-                finished = true;
-                resolve({ code: code ?? 255, stdout, stderr });
-            });
-            feedStdin(child.stdin, options.stdin, options.holdStdin);
-        });
-    }
-    async close() { }
+            return false;
+        }
+    };
+    return { verify, failure: () => lastFailure, algorithms };
 }
 
 // EXTERNAL MODULE: external "assert"
@@ -38178,6 +37553,7 @@ async function scanDirectory(path, { recursive = true, validate = null, concurre
 var shell_escape = __nccwpck_require__(4646);
 // EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
 var lib = __nccwpck_require__(5472);
+var lib_default = /*#__PURE__*/__nccwpck_require__.n(lib);
 ;// CONCATENATED MODULE: ./node_modules/node-ssh/lib/esm/index.mjs
 
 
@@ -38884,377 +38260,29 @@ class NodeSSH {
     }
 }
 
-;// CONCATENATED MODULE: external "node:crypto"
-const external_node_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
-;// CONCATENATED MODULE: ./src/transport/hostkeys.ts
+;// CONCATENATED MODULE: ./src/transport/stdin.ts
 /**
- * Host key checking for SSH connections: parses OpenSSH known_hosts text, matches entries against the
- * host being contacted with OpenSSH semantics, and builds the `hostVerifier` / `algorithms.serverHostKey`
- * values that ssh2 takes. Verification never fails open: with nothing to check against, every key is
- * rejected.
+ * Sends a string or stream to a command's stdin, then EOF (with `hold`, a string without the EOF: the caller
+ * ends stdin later). A command that exits early is not an error here.
  */
-
-/** Why a server's host key was rejected; the message says what to do next. */
-class HostKeyError extends Error {
-    address;
-    port;
-    offeredType;
-    offeredFingerprint;
-    reason;
-    constructor(message, fields) {
-        super(message);
-        this.name = 'HostKeyError';
-        this.address = fields.address;
-        this.port = fields.port;
-        this.offeredType = fields.offeredType;
-        this.offeredFingerprint = fields.offeredFingerprint;
-        this.reason = fields.reason;
-    }
-}
-const HASH_MAGIC = '|1|';
-const SHA1_LENGTH = 20;
-const BASE64_RE = /^[A-Za-z0-9+/]+={0,2}$/;
-const KEY_TYPE_NAME_RE = /^[\x21-\x7e]+$/;
-/** Longest key type name we accept in a blob (OpenSSH names are well under this). */
-const MAX_KEY_TYPE_LENGTH = 256;
-function isBase64(text) {
-    return text.length % 4 === 0 && BASE64_RE.test(text);
-}
-/**
- * Parses known_hosts text. Blank lines and `#` comments are skipped; a malformed line throws an Error
- * that names the line and what is wrong with it.
- */
-function parseKnownHosts(text) {
-    const entries = [];
-    const lines = text.split(/\r?\n/);
-    lines.forEach((raw, index) => {
-        const line = index + 1;
-        const trimmed = raw.trim();
-        if (trimmed === '' || trimmed.startsWith('#'))
-            return;
-        const fail = (what) => {
-            throw new Error(`known_hosts line ${line}: ${what}`);
-        };
-        const fields = trimmed.split(/[ \t]+/);
-        let marker;
-        if (fields[0]?.startsWith('@')) {
-            const name = fields.shift();
-            if (name === '@cert-authority')
-                marker = 'cert-authority';
-            else if (name === '@revoked')
-                marker = 'revoked';
-            else
-                fail(`unknown marker "${name}" (expected @cert-authority or @revoked)`);
-        }
-        const [hosts, keyType, keyBase64] = fields;
-        if (hosts === undefined)
-            return fail('marker without a host pattern, key type and key');
-        if (keyType === undefined)
-            return fail(`missing key type and key after "${hosts}"`);
-        if (keyBase64 === undefined)
-            return fail(`missing base64 key after key type "${keyType}"`);
-        if (hosts.startsWith('|')) {
-            const problem = hashedHostProblem(hosts);
-            if (problem !== undefined)
-                fail(problem);
-        }
-        else {
-            const problem = patternListProblem(hosts);
-            if (problem !== undefined)
-                fail(problem);
-        }
-        if (!isBase64(keyBase64))
-            fail(`the key for "${keyType}" is not valid base64`);
-        let blobType;
-        try {
-            blobType = keyTypeOf(Buffer.from(keyBase64, 'base64'));
-        }
-        catch (error) {
-            return fail(`the key is not an SSH public key (${error.message})`);
-        }
-        if (blobType !== keyType)
-            fail(`key type "${keyType}" does not match the key, which is a ${blobType} key`);
-        const entry = { line, hosts, keyType, keyBase64 };
-        if (marker !== undefined)
-            entry.marker = marker;
-        entries.push(entry);
+function feedStdin(target, input, hold = false) {
+    target.on('error', () => {
+        /* EPIPE when the command exits without reading all input: its exit code tells the story */
     });
-    return entries;
-}
-function hashedHostProblem(hosts) {
-    if (!hosts.startsWith(HASH_MAGIC)) {
-        return `unsupported hashed host "${hosts}" (expected |1|salt|hash)`;
+    if (input === undefined)
+        target.end();
+    else if (typeof input === 'string') {
+        if (hold)
+            target.write(input);
+        else
+            target.end(input);
     }
-    const parts = hosts.slice(HASH_MAGIC.length).split('|');
-    if (parts.length !== 2)
-        return `malformed hashed host "${hosts}" (expected |1|salt|hash)`;
-    for (const [name, value] of [
-        ['salt', parts[0] ?? ''],
-        ['hash', parts[1] ?? '']
-    ]) {
-        if (!isBase64(value) || Buffer.from(value, 'base64').length !== SHA1_LENGTH) {
-            return `malformed hashed host "${hosts}": the ${name} is not ${SHA1_LENGTH} bytes of base64`;
-        }
-    }
-    return undefined;
-}
-function patternListProblem(hosts) {
-    for (const pattern of hosts.split(',')) {
-        const body = pattern.startsWith('!') ? pattern.slice(1) : pattern;
-        if (body === '')
-            return `empty host pattern in "${hosts}"`;
-    }
-    return undefined;
-}
-/** The host string OpenSSH looks up: `host` for port 22, `[host]:port` otherwise. */
-function hostString(address, port) {
-    const host = address.toLowerCase();
-    return port === 22 ? host : `[${host}]:${port}`;
-}
-/** OpenSSH glob: `*` matches any run of characters, `?` exactly one; case-insensitive. */
-function globMatch(text, pattern) {
-    const s = text.toLowerCase();
-    const p = pattern.toLowerCase();
-    let si = 0;
-    let pi = 0;
-    let starP = -1;
-    let starS = 0;
-    while (si < s.length) {
-        if (pi < p.length && (p[pi] === '?' || p[pi] === s[si])) {
-            si++;
-            pi++;
-        }
-        else if (pi < p.length && p[pi] === '*') {
-            starP = pi++;
-            starS = si;
-        }
-        else if (starP !== -1) {
-            pi = starP + 1;
-            si = ++starS;
-        }
-        else {
-            return false;
-        }
-    }
-    while (pi < p.length && p[pi] === '*')
-        pi++;
-    return pi === p.length;
-}
-function hashedMatch(hosts, host) {
-    const [salt = '', hash = ''] = hosts.slice(HASH_MAGIC.length).split('|');
-    const expected = Buffer.from(hash, 'base64');
-    const actual = (0,external_node_crypto_namespaceObject.createHmac)('sha1', Buffer.from(salt, 'base64')).update(host).digest();
-    return expected.length === actual.length && (0,external_node_crypto_namespaceObject.timingSafeEqual)(expected, actual);
-}
-/**
- * Whether `entry` applies to `address` at `port`, as OpenSSH decides it: the host string is `address`
- * for port 22 and `[address]:port` otherwise; a matching negated pattern (`!pattern`) excludes the host
- * whatever else matches; hashed entries compare HMAC-SHA1(salt, host string).
- */
-function matchesHost(entry, address, port) {
-    const host = hostString(address, port);
-    if (entry.hosts.startsWith('|')) {
-        return entry.hosts.startsWith(HASH_MAGIC) && hashedMatch(entry.hosts, host);
-    }
-    let positive = false;
-    for (const pattern of entry.hosts.split(',')) {
-        if (pattern.startsWith('!')) {
-            if (globMatch(host, pattern.slice(1)))
-                return false;
-        }
-        else if (globMatch(host, pattern)) {
-            positive = true;
-        }
-    }
-    return positive;
-}
-/** The key type name at the start of an SSH wire-format public key blob. Throws on a malformed blob. */
-function keyTypeOf(blob) {
-    if (blob.length < 4)
-        throw new Error(`key blob is too short (${blob.length} bytes)`);
-    const length = blob.readUInt32BE(0);
-    if (length === 0)
-        throw new Error('key blob has an empty key type name');
-    if (length > MAX_KEY_TYPE_LENGTH || 4 + length > blob.length) {
-        throw new Error(`key blob's type name length ${length} does not fit in its ${blob.length} bytes`);
-    }
-    const name = blob.toString('latin1', 4, 4 + length);
-    if (!KEY_TYPE_NAME_RE.test(name))
-        throw new Error('key blob has a key type name that is not printable');
-    if (4 + length === blob.length)
-        throw new Error(`key blob has a type name (${name}) but no key`);
-    return name;
-}
-/** `SHA256:` + unpadded base64 of sha256(blob), as `ssh-keygen -lf` prints it. */
-function fingerprintOf(blob) {
-    return 'SHA256:' + (0,external_node_crypto_namespaceObject.createHash)('sha256').update(blob).digest('base64').replace(/=+$/, '');
-}
-/** ssh2 `serverHostKey` algorithm names for each known_hosts key type it can verify. */
-const ALGORITHMS_BY_KEY_TYPE = {
-    'ssh-ed25519': ['ssh-ed25519'],
-    'ecdsa-sha2-nistp256': ['ecdsa-sha2-nistp256'],
-    'ecdsa-sha2-nistp384': ['ecdsa-sha2-nistp384'],
-    'ecdsa-sha2-nistp521': ['ecdsa-sha2-nistp521'],
-    'ssh-rsa': ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'],
-    'ssh-dss': ['ssh-dss']
-};
-/** Entries that can vouch for a key: not revoked, not a certificate authority. */
-function isPlain(entry) {
-    return entry.marker === undefined;
-}
-/**
- * The ssh2 host key algorithms to ask the server for, so that it offers a key known_hosts can verify:
- * the key types of the matching plain entries in file order, de-duplicated. Key types ssh2 cannot
- * negotiate (security keys, certificates) are left out. Empty when nothing matches.
- */
-function hostKeyAlgorithmsFor(entries, address, port) {
-    const algorithms = [];
-    for (const entry of entries) {
-        if (!isPlain(entry) || !matchesHost(entry, address, port))
-            continue;
-        for (const algorithm of ALGORITHMS_BY_KEY_TYPE[entry.keyType] ?? []) {
-            if (!algorithms.includes(algorithm))
-                algorithms.push(algorithm);
-        }
-    }
-    return algorithms;
-}
-/** `ssh-keyscan -t` names. */
-function keyscanType(keyType) {
-    if (keyType === 'ssh-ed25519')
-        return 'ed25519';
-    if (keyType.startsWith('ecdsa-sha2-'))
-        return 'ecdsa';
-    if (keyType === 'ssh-rsa')
-        return 'rsa';
-    if (keyType === 'ssh-dss')
-        return 'dsa';
-    return undefined;
-}
-function keyscanCommand(address, port, keyType) {
-    const parts = ['ssh-keyscan'];
-    if (port !== 22)
-        parts.push('-p', String(port));
-    const type = keyType === undefined ? undefined : keyscanType(keyType);
-    if (type !== undefined)
-        parts.push('-t', type);
-    parts.push(address);
-    return parts.join(' ');
-}
-/** Normalises a configured fingerprint to the bare unpadded base64 of the SHA-256 digest. */
-function normaliseFingerprint(fingerprint) {
-    const bare = fingerprint
-        .trim()
-        .replace(/^sha256:/i, '')
-        .replace(/=+$/, '');
-    if (!/^[A-Za-z0-9+/]{43}$/.test(bare)) {
-        throw new Error(`host key fingerprint "${fingerprint}" is not a SHA256 fingerprint ` +
-            '(expected SHA256: and 43 base64 characters, as printed by ssh-keygen -lf)');
-    }
-    return bare;
-}
-/**
- * Builds the host key check for one host. A key is accepted when it equals the key of a matching
- * known_hosts entry or its fingerprint is one of `fingerprints`, unless a matching `@revoked` entry
- * lists it. Without knownHosts and fingerprints every key is rejected.
- */
-function createHostVerifier(opts) {
-    const { address, port } = opts;
-    const entries = opts.knownHosts === undefined ? [] : parseKnownHosts(opts.knownHosts);
-    const matching = entries.filter(entry => matchesHost(entry, address, port));
-    const known = matching
-        .filter(isPlain)
-        .map(entry => ({ entry, blob: Buffer.from(entry.keyBase64, 'base64') }));
-    const revoked = matching
-        .filter(entry => entry.marker === 'revoked')
-        .map(entry => ({ entry, blob: Buffer.from(entry.keyBase64, 'base64') }));
-    const authorities = matching.filter(entry => entry.marker === 'cert-authority');
-    const fingerprints = new Set((opts.fingerprints ?? []).map(normaliseFingerprint));
-    const algorithms = hostKeyAlgorithmsFor(entries, address, port);
-    const label = `${address.includes(':') ? `[${address}]` : address}:${port}`;
-    const lookedUp = port === 22 ? address : `[${address}]:${port}`;
-    const nothingConfigured = opts.knownHosts === undefined && fingerprints.size === 0;
-    let lastFailure;
-    const describe = (reason, offered, offeredType, revokedLine) => {
-        if (reason === 'revoked') {
-            return (`host key for ${label} is marked @revoked in known_hosts (line ${revokedLine}): ${offered}; ` +
-                'do not connect until the server has a new host key, then check it out of band and add it to known_hosts');
-        }
-        if (reason === 'mismatch') {
-            const sameType = known.find(({ entry }) => entry.keyType === offeredType);
-            if (sameType === undefined && known.length > 0) {
-                // known_hosts has this host, but only keys of other types (RSA there, ed25519 on the server)
-                const types = [...new Set(known.map(({ entry }) => entry.keyType))].join(', ');
-                const lines = known.map(({ entry }) => entry.line).join(', ');
-                return (`host key for ${label} cannot be checked: ${offered}, and known_hosts has only ` +
-                    `${types} for this host (line${known.length > 1 ? 's' : ''} ${lines}); ` +
-                    `run \`${keyscanCommand(address, port, offeredType)}\`, check the key out of band and add it to known_hosts`);
-            }
-            if (sameType !== undefined) {
-                return (`host key for ${label} does not match known_hosts (line ${sameType.entry.line}): ${offered}; ` +
-                    `if the server was reinstalled, run \`${keyscanCommand(address, port, offeredType)}\` ` +
-                    'and compare before updating known_hosts');
-            }
-            return (`host key for ${label} does not match the configured fingerprints: ${offered}; ` +
-                `if the server was reinstalled, run \`${keyscanCommand(address, port, offeredType)} | ssh-keygen -lf -\` ` +
-                'and compare before updating the fingerprints');
-        }
-        const what = nothingConfigured
-            ? `no known_hosts or host key fingerprints configured for ${lookedUp}`
-            : `no known_hosts entry for ${lookedUp}`;
-        const caNote = authorities.length > 0
-            ? ' (@cert-authority entries are not used: host certificates are not supported)'
-            : '';
-        return (`${what}${caNote}; ${offered}; ` +
-            `add the output of \`${keyscanCommand(address, port)}\` (checked out of band) to known_hosts`);
-    };
-    const verify = (key) => {
-        try {
-            const offeredFingerprint = fingerprintOf(key);
-            let offeredType;
-            try {
-                offeredType = keyTypeOf(key);
-            }
-            catch {
-                offeredType = 'malformed-key';
-            }
-            const reject = (reason, revokedLine) => {
-                const offered = `the server offered ${offeredType} ${offeredFingerprint}`;
-                lastFailure = new HostKeyError(describe(reason, offered, offeredType, revokedLine), {
-                    address,
-                    port,
-                    offeredType,
-                    offeredFingerprint,
-                    reason
-                });
-                return false;
-            };
-            const revokedEntry = revoked.find(({ blob }) => blob.equals(key));
-            if (revokedEntry !== undefined)
-                return reject('revoked', revokedEntry.entry.line);
-            const offeredBare = offeredFingerprint.slice('SHA256:'.length);
-            if (known.some(({ blob }) => blob.equals(key)) || fingerprints.has(offeredBare)) {
-                lastFailure = undefined;
-                return true;
-            }
-            return reject(known.length > 0 || fingerprints.size > 0 ? 'mismatch' : 'unknown-host');
-        }
-        catch (error) {
-            // ssh2 calls this mid-handshake: never throw, never accept on an unexpected error.
-            lastFailure = new HostKeyError(`host key for ${label} could not be checked: ${error.message}`, {
-                address,
-                port,
-                offeredType: 'unknown',
-                offeredFingerprint: 'unknown',
-                reason: 'mismatch'
-            });
-            return false;
-        }
-    };
-    return { verify, failure: () => lastFailure, algorithms };
+    else
+        input.pipe(target);
 }
 
 ;// CONCATENATED MODULE: ./src/transport/ssh.ts
+
 
 
 
@@ -39485,6 +38513,9 @@ class Bastion {
             user: this.jump.user,
             privateKey: this.jump.privateKey ?? target.privateKey,
             passphrase: this.jump.privateKey ? this.jump.passphrase : target.passphrase,
+            keySource: this.jump.privateKey ? (this.jump.keySource ?? 'ssh.jump.private_key') : target.keySource,
+            // the host's HostKeyAlias is the host's, not the bastion's
+            hostKeyAlias: undefined,
             jump: undefined,
             onRetry: (attempt, delay, e) => target.onRetry?.(attempt, delay, new Error(`jump host: ${e.message}`))
         })
@@ -39538,8 +38569,8 @@ async function connectOnce(target, openSocket) {
     const verifier = target.insecureSkipHostKeyCheck
         ? undefined
         : createHostVerifier({
-            address: target.address,
-            port: target.port,
+            address: target.hostKeyAlias ?? target.address,
+            port: target.hostKeyAlias ? 22 : target.port,
             knownHosts: target.knownHosts,
             fingerprints: target.fingerprints
         });
@@ -39550,7 +38581,8 @@ async function connectOnce(target, openSocket) {
             ...(sock ? { sock } : { host: target.address, port: target.port }),
             username: target.user,
             privateKey: target.privateKey,
-            passphrase: target.passphrase,
+            passphrase: target.privateKey ? target.passphrase : undefined,
+            agent: target.agent,
             readyTimeout: target.connectTimeoutMs,
             keepaliveInterval: target.keepaliveIntervalMs,
             keepaliveCountMax: 3,
@@ -39573,10 +38605,10 @@ async function connectOnce(target, openSocket) {
         if (hostKeyFailure)
             throw new SshConnectError(hostKeyFailure.message, false);
         if (/authentication methods failed|All configured authentication/i.test(message)) {
-            throw new SshConnectError(`${target.user}@${target.label} refused the private key (authentication failed); check that the public key is in ~${target.user}/.ssh/authorized_keys on the host`, false);
+            throw new SshConnectError(await authFailure(target), false);
         }
         if (/Cannot parse privateKey|Encrypted private OpenSSH key|passphrase/i.test(message)) {
-            throw new SshConnectError(`ssh.private_key cannot be used: ${message}`, false);
+            throw new SshConnectError(`${target.keySource ?? 'ssh.private_key'} cannot be used: ${message}`, false);
         }
         throw new SshConnectError(`cannot connect to ${target.label}: ${message}`, true);
     }
@@ -39584,6 +38616,50 @@ async function connectOnce(target, openSocket) {
     // A connection that drops later (host rebooted, network cut) must fail the running command, not crash us.
     ssh.connection?.on('error', () => undefined);
     return ssh;
+}
+/** The refused credentials named by their source: the key (and where it came from), the agent and its keys. */
+async function authFailure(target) {
+    const tried = [];
+    if (target.privateKey)
+        tried.push(target.keySource && target.keySource !== 'ssh.private_key'
+            ? `the private key from ${target.keySource}`
+            : 'the private key');
+    if (target.agent) {
+        const count = await agentKeyCount(target.agent);
+        const label = target.agentLabel ?? `the SSH agent (${target.agent})`;
+        tried.push(count === undefined
+            ? `the keys of ${label}, which did not answer`
+            : `the ${count} key${count === 1 ? '' : 's'} offered by ${label}`);
+    }
+    const fix = target.agent && !target.privateKey
+        ? `add the key to the agent (\`ssh-add\`) and its public key to ~${target.user}/.ssh/authorized_keys on the host`
+        : `check that the public key is in ~${target.user}/.ssh/authorized_keys on the host`;
+    return `${target.user}@${target.label} refused ${tried.join(' and ') || 'every key'} (authentication failed); ${fix}`;
+}
+/** How many keys the agent holds; undefined when it cannot be asked. */
+function agentKeyCount(agent) {
+    return new Promise(resolve => {
+        try {
+            const timer = setTimeout(() => resolve(undefined), 5000);
+            lib_default().createAgent(agent).getIdentities((err, keys) => {
+                clearTimeout(timer);
+                resolve(err ? undefined : (keys?.length ?? 0));
+            });
+        }
+        catch {
+            resolve(undefined);
+        }
+    });
+}
+/**
+ * Why a private key cannot be used (not a key, passphrase-protected without the passphrase, wrong
+ * passphrase); undefined when ssh2 can use it. The message never contains key material.
+ */
+function privateKeyProblem(key, passphrase) {
+    const parsed = lib_default().utils.parseKey(key, passphrase);
+    if (!(parsed instanceof Error))
+        return undefined;
+    return /encrypted|passphrase|decrypt/i.test(parsed.message) ? 'encrypted' : 'invalid';
 }
 /**
  * Connects with every host key algorithm and rejects whatever key the server offers, only to learn which
@@ -39609,6 +38685,1574 @@ async function probeHostKey(target, verifier, openSocket) {
     }
 }
 
+
+;// CONCATENATED MODULE: ./src/config/sshconfig.ts
+/**
+ * OpenSSH client config (`~/.ssh/config`) host aliases, as `ssh` reads them: `Host` blocks with patterns
+ * (`*` and `?` wildcards, `!` negation, case-insensitive), and for each keyword the first value obtained wins.
+ * Only what safe-deploy uses is kept: HostName, User, Port, IdentityFile (every one, in order), HostKeyAlias
+ * and ProxyJump. `Match` blocks and `Include` are not followed (a `Match` block never applies). Pure: the
+ * caller reads the file.
+ */
+
+/** Splits a config line into words: whitespace (or one `=`) separates, double quotes group. */
+function words(text) {
+    const out = [];
+    let current = '';
+    let quoted = false;
+    let started = false;
+    for (const ch of text) {
+        if (ch === '"') {
+            quoted = !quoted;
+            started = true;
+        }
+        else if (!quoted && /\s/.test(ch)) {
+            if (started)
+                out.push(current);
+            current = '';
+            started = false;
+        }
+        else {
+            current += ch;
+            started = true;
+        }
+    }
+    if (started)
+        out.push(current);
+    return out;
+}
+/** Parses the text of an OpenSSH client config into its blocks. Never throws: a line it cannot read is skipped. */
+function parseSshConfig(text) {
+    const blocks = [{ lines: [] }];
+    text.split(/\r?\n/).forEach((raw, index) => {
+        const trimmed = raw.trim();
+        if (trimmed === '' || trimmed.startsWith('#'))
+            return;
+        // `Keyword value`, `Keyword=value` or `Keyword = value`
+        const m = /^([A-Za-z][A-Za-z0-9]*)\s*(?:=\s*|\s+)(.*)$/.exec(trimmed);
+        if (!m)
+            return;
+        const keyword = m[1].toLowerCase();
+        const args = words(m[2].replace(/\s+#.*$/, ''));
+        if (keyword === 'host')
+            blocks.push({ patterns: args, lines: [] });
+        else if (keyword === 'match')
+            blocks.push({ match: true, lines: [] });
+        else
+            blocks.at(-1).lines.push({ keyword, args, line: index + 1 });
+    });
+    return blocks;
+}
+/** Whether a Host pattern list applies to `host`: one positive pattern matches and no negated one does. */
+function hostPatternsMatch(patterns, host) {
+    let positive = false;
+    for (const pattern of patterns) {
+        if (pattern.startsWith('!')) {
+            if (globMatch(host, pattern.slice(1)))
+                return false;
+        }
+        else if (globMatch(host, pattern))
+            positive = true;
+    }
+    return positive;
+}
+/**
+ * What the config says for `alias` (the host as a person types it after `ssh`): the blocks that match, in
+ * file order, first value wins; IdentityFile collects every value. Values are as written (no `~` or `%`
+ * expansion: see expandTokens).
+ */
+function sshHostConfig(blocks, alias) {
+    const out = { matched: [], identityFiles: [], ignored: [] };
+    for (const block of blocks) {
+        if (block.match) {
+            if (!out.ignored.includes('Match'))
+                out.ignored.push('Match');
+            continue;
+        }
+        if (block.patterns) {
+            if (!hostPatternsMatch(block.patterns, alias))
+                continue;
+            out.matched.push(block.patterns.join(' '));
+        }
+        for (const { keyword, args } of block.lines) {
+            const value = args[0];
+            if (value === undefined)
+                continue;
+            switch (keyword) {
+                case 'hostname':
+                    out.hostName ??= value;
+                    break;
+                case 'user':
+                    out.user ??= value;
+                    break;
+                case 'port': {
+                    const port = Number(value);
+                    if (out.port === undefined && Number.isInteger(port) && port >= 1 && port <= 65535)
+                        out.port = port;
+                    break;
+                }
+                case 'identityfile':
+                    if (value.toLowerCase() !== 'none' && !out.identityFiles.includes(value))
+                        out.identityFiles.push(value);
+                    break;
+                case 'hostkeyalias':
+                    out.hostKeyAlias ??= value;
+                    break;
+                case 'proxyjump':
+                    out.proxyJump ??= value;
+                    break;
+                case 'include':
+                    if (!out.ignored.includes('Include'))
+                        out.ignored.push('Include');
+                    break;
+            }
+        }
+    }
+    return out;
+}
+/** Expands a leading `~/` and the `%h %n %r %u %p %d %%` tokens of IdentityFile (and HostName's `%h`). */
+function expandTokens(value, t) {
+    const tilde = value === '~' ? t.home : value.startsWith('~/') ? `${t.home}${value.slice(1)}` : value;
+    const table = {
+        '%': '%',
+        h: t.host,
+        n: t.alias,
+        r: t.user,
+        u: t.localUser,
+        p: String(t.port),
+        d: t.home
+    };
+    return tilde.replace(/%(.)/g, (whole, c) => table[c] ?? whole);
+}
+/**
+ * `ProxyJump` as one hop `[user@]host[:port]`; undefined for `none`, several hops (`a,b`) or a URI, which
+ * safe-deploy does not follow.
+ */
+function parseProxyJump(value) {
+    if (value.toLowerCase() === 'none' || value.includes(',') || value.includes('://'))
+        return undefined;
+    const m = /^(?:([^@]+)@)?(\[[^\]]+\]|[^:@]+)(?::(\d+))?$/.exec(value);
+    if (!m)
+        return undefined;
+    const address = m[2].replace(/^\[(.*)\]$/, '$1');
+    const port = m[3] === undefined ? undefined : Number(m[3]);
+    if (port !== undefined && (port < 1 || port > 65535))
+        return undefined;
+    return { ...(m[1] ? { user: m[1] } : {}), address, ...(port ? { port } : {}) };
+}
+
+;// CONCATENATED MODULE: ./src/config/sshhome.ts
+/**
+ * What an OpenSSH user already has in their home: the agent, ~/.ssh/known_hosts, ~/.ssh/config host aliases
+ * and the default identity files. Used by load.ts when safe-deploy.yml does not say (docs/ssh.md). The home is
+ * the environment's (HOME, or USERPROFILE on Windows, as os.homedir() reads it); an environment with neither
+ * has no home, and nothing here is looked at.
+ */
+
+
+
+
+
+
+/** OpenSSH's default identity files, in the order ssh tries them. */
+const DEFAULT_IDENTITIES = ['id_ed25519', 'id_ecdsa', 'id_rsa'];
+/** Windows' OpenSSH agent service. */
+const WINDOWS_AGENT_PIPE = '\\\\.\\pipe\\openssh-ssh-agent';
+const PRIVATE_KEY_RE = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/;
+function homeOf(env, platform = process.platform) {
+    return env.HOME || (platform === 'win32' ? env.USERPROFILE : undefined) || undefined;
+}
+/** `~/.ssh/...` for messages, the real path in parentheses. */
+function shown(home, file) {
+    return file.startsWith(home) ? `~${file.slice(home.length).replace(/\\/g, '/')}` : file;
+}
+/**
+ * ssh.agent: `off`; `pageant` (Windows); a socket or pipe path; `auto` (the default): the agent only when no
+ * key is configured: SSH_AUTH_SOCK, and on Windows the OpenSSH agent service's pipe when it is not set.
+ */
+function chooseAgent(setting, keyConfigured, env, home, platform = process.platform) {
+    if (setting === 'off')
+        return {};
+    if (setting === 'pageant') {
+        if (platform !== 'win32')
+            return { problem: 'ssh.agent: pageant is only on Windows; give a socket path or auto' };
+        return { agent: 'pageant', label: 'Pageant' };
+    }
+    if (setting !== 'auto') {
+        if (!(0,external_node_fs_namespaceObject.existsSync)(setting))
+            return { problem: `ssh.agent: ${setting} does not exist; start the agent or give its socket path` };
+        return { agent: setting, label: `the SSH agent (${setting})` };
+    }
+    if (keyConfigured)
+        return {};
+    const sock = env.SSH_AUTH_SOCK;
+    if (sock) {
+        if ((0,external_node_fs_namespaceObject.existsSync)(sock))
+            return { agent: sock, label: 'the SSH agent (SSH_AUTH_SOCK)' };
+        return { looked: `the SSH agent (SSH_AUTH_SOCK is ${sock}, which does not exist)` };
+    }
+    // the pipe is the user's service: looked at on a laptop, not in a bare environment
+    if (platform === 'win32' && home) {
+        if ((0,external_node_fs_namespaceObject.existsSync)(WINDOWS_AGENT_PIPE))
+            return { agent: WINDOWS_AGENT_PIPE, label: 'the OpenSSH agent service (openssh-ssh-agent)' };
+        return { looked: `the SSH agent (SSH_AUTH_SOCK is not set, ${WINDOWS_AGENT_PIPE} is not running)` };
+    }
+    return { looked: 'the SSH agent (SSH_AUTH_SOCK is not set)' };
+}
+/**
+ * The first of `files` that exists and can be used: a private key, not passphrase-protected unless
+ * ssh.passphrase is given (and right). Key material is returned, never put in `looked`.
+ */
+function firstUsableKey(home, files, passphrase) {
+    const looked = [];
+    for (const file of files) {
+        const name = shown(home, file);
+        if (!(0,external_node_fs_namespaceObject.existsSync)(file)) {
+            looked.push(`${name} (not found)`);
+            continue;
+        }
+        let text;
+        try {
+            text = (0,external_node_fs_namespaceObject.readFileSync)(file, 'utf8');
+        }
+        catch (e) {
+            looked.push(`${name} (cannot be read: ${e.code ?? 'error'})`);
+            continue;
+        }
+        const problem = PRIVATE_KEY_RE.test(text) ? privateKeyProblem(text, passphrase) : 'invalid';
+        if (problem === 'encrypted' && passphrase)
+            looked.push(`${name} (ssh.passphrase does not open it)`);
+        else if (problem === 'encrypted')
+            looked.push(`${name} (passphrase-protected: add it to the agent with ssh-add, or give ssh.passphrase: env:NAME)`);
+        else if (problem === 'invalid')
+            looked.push(`${name} (not a private key ssh can use)`);
+        else
+            return { key: text, source: name, looked };
+    }
+    return { looked };
+}
+/** The default identity files of `home`, in OpenSSH's order. */
+const defaultIdentityFiles = (home) => DEFAULT_IDENTITIES.map(n => (0,external_node_path_namespaceObject.join)(home, '.ssh', n));
+/** ~/.ssh/config parsed; undefined when there is none. */
+function readSshConfig(home) {
+    const file = (0,external_node_path_namespaceObject.join)(home, '.ssh', 'config');
+    if (!(0,external_node_fs_namespaceObject.existsSync)(file))
+        return undefined;
+    try {
+        return parseSshConfig((0,external_node_fs_namespaceObject.readFileSync)(file, 'utf8'));
+    }
+    catch {
+        return undefined;
+    }
+}
+/** What ~/.ssh/config says for `alias`; undefined when no Host block names it (a `Host *` alone does not count). */
+function aliasOf(blocks, alias, home, given) {
+    const c = sshHostConfig(blocks, alias);
+    const hostName = c.hostName ? expandTokens(c.hostName, tokens(home, alias, alias, '', 22)) : undefined;
+    const named = c.matched.some(m => m.split(/\s+/).some(p => p !== '*' && !p.startsWith('!')));
+    if (!named)
+        return undefined;
+    const user = given.user ?? c.user ?? 'root';
+    const port = given.port ?? c.port ?? 22;
+    const t = tokens(home, hostName ?? alias, alias, user, port);
+    return {
+        alias,
+        matched: c.matched,
+        ...(hostName ? { hostName } : {}),
+        ...(c.user ? { user: c.user } : {}),
+        ...(c.port ? { port: c.port } : {}),
+        identityFiles: c.identityFiles.map(f => expandTokens(f, t)),
+        ...(c.hostKeyAlias ? { hostKeyAlias: c.hostKeyAlias } : {}),
+        ...(c.proxyJump ? { proxyJump: c.proxyJump } : {})
+    };
+}
+function tokens(home, host, alias, user, port) {
+    return { home, host, alias, user, localUser: localUser(), port };
+}
+function localUser() {
+    try {
+        return (0,external_node_os_namespaceObject.userInfo)().username;
+    }
+    catch {
+        return '';
+    }
+}
+/**
+ * ~/.ssh/known_hosts as OpenSSH reads it: a line it cannot parse is skipped (ssh does the same), not an
+ * error; it is kept as a comment so that line numbers in messages stay those of the file.
+ */
+function readHomeKnownHosts(home) {
+    const file = (0,external_node_path_namespaceObject.join)(home, '.ssh', 'known_hosts');
+    if (!(0,external_node_fs_namespaceObject.existsSync)(file))
+        return { file };
+    const lines = (0,external_node_fs_namespaceObject.readFileSync)(file, 'utf8').split(/\r?\n/);
+    const text = lines
+        .map(line => {
+        try {
+            parseKnownHosts(line);
+            return line;
+        }
+        catch {
+            return '# (a line safe-deploy cannot read)';
+        }
+    })
+        .join('\n');
+    return { text, file };
+}
+
+;// CONCATENATED MODULE: ./src/config/load.ts
+
+
+
+
+
+
+
+
+
+
+
+const ENV_REF = /^env:([A-Za-z_][A-Za-z0-9_]*)$/;
+/**
+ * Keys whose `env:` variable may be unset when the config loads: only some commands use them (`requireEnv`).
+ * `releases`, `status`, `plan`, `lock` and `backups list` run without DATABASE_URL or AGE_IDENTITY; a nightly
+ * backup runs without the identity (it encrypts to the recipients).
+ */
+const LAZY_KEYS = [/^env\./, /^backup\.databases\[\d+\]\./, /^backup\.encrypt\.identity$/];
+/** Whether the variable of an `env:` value at this key may be unset when the config loads (LAZY_KEYS). */
+const isLazyKey = (key) => LAZY_KEYS.some(re => re.test(key));
+/** Key paths whose `env:` values are secrets (redacted everywhere). */
+const SECRET_PATHS = [
+    /^ssh\.private_key$/,
+    /^ssh\.passphrase$/,
+    /^ssh\.jump\.(private_key|passphrase)$/,
+    /^env\./,
+    /^backup\.databases\[\d+\]\.(url|password)$/,
+    /^backup\.encrypt\.identity$/,
+    /^notify\[\d+\]\./
+];
+function formatPath(path) {
+    let out = '';
+    for (const part of path) {
+        if (typeof part === 'number')
+            out += `[${part}]`;
+        else
+            out += out ? `.${String(part)}` : String(part);
+    }
+    return out || '(top level)';
+}
+/**
+ * Replaces `env:NAME` strings with the variable's value, recording secrets and missing variables. A NUL byte
+ * anywhere (in the file, a flag, or a variable's value) is a problem naming the key: no shell, file name or
+ * log line can carry one.
+ */
+function resolveEnvRefs(node, path, env, scan) {
+    if (typeof node === 'string') {
+        const where = formatPath(path);
+        const m = ENV_REF.exec(node);
+        if (!m) {
+            if (node.includes('\0'))
+                scan.problems.push(`${where}: contains a NUL byte`);
+            return node;
+        }
+        const name = m[1];
+        const value = env[name];
+        scan.references.push({ key: where, variable: name });
+        if (value === undefined || value === '') {
+            scan.missing.set(where, { name, path });
+            return '';
+        }
+        if (value.includes('\0')) {
+            scan.problems.push(`${where}: the value of environment variable ${name} contains a NUL byte`);
+            return '';
+        }
+        if (SECRET_PATHS.some(re => re.test(where)))
+            scan.secrets.push({ where, value, name });
+        return value;
+    }
+    if (Array.isArray(node))
+        return node.map((item, i) => resolveEnvRefs(item, [...path, i], env, scan));
+    if (node && typeof node === 'object') {
+        const out = {};
+        for (const [k, v] of Object.entries(node)) {
+            if (k.includes('\0'))
+                scan.problems.push(`${formatPath([...path, k])}: the key contains a NUL byte`);
+            out[k] = resolveEnvRefs(v, [...path, k], env, scan);
+        }
+        return out;
+    }
+    return node;
+}
+/** How far a union branch is from the input: a wrong basic shape or literal means "not this branch". */
+function branchDistance(issues) {
+    return issues.reduce((n, i) => {
+        if (i.code === 'invalid_type' && i.path.length === 0)
+            return n + 1000;
+        if (i.code === 'invalid_value')
+            return n + 100;
+        return n + 1;
+    }, 0);
+}
+/** Flattens issues; for a union ("Invalid input") reports the errors of the branch the input came closest to. */
+function flattenIssues(issues, prefix = []) {
+    return issues.flatMap(issue => {
+        const path = [...prefix, ...issue.path];
+        if (issue.code === 'invalid_union' && issue.errors.length) {
+            const best = [...issue.errors].sort((a, b) => branchDistance(a) - branchDistance(b))[0] ?? [];
+            return flattenIssues(best, path);
+        }
+        return [{ path, message: issue.message }];
+    });
+}
+function formatZodError(error) {
+    return flattenIssues(error.issues).map(i => `${formatPath(i.path)}: ${i.message}`);
+}
+function readTextFile(file, key, baseDir, problems) {
+    const full = (0,external_node_path_namespaceObject.isAbsolute)(file) ? file : (0,external_node_path_namespaceObject.resolve)(baseDir, file);
+    try {
+        return (0,external_node_fs_namespaceObject.readFileSync)(full, 'utf8');
+    }
+    catch (e) {
+        problems.push(`${key}: cannot read ${full}: ${e.code ?? String(e)}`);
+        return undefined;
+    }
+}
+function applyOverrides(raw, o) {
+    const ssh = (raw.ssh && typeof raw.ssh === 'object' ? raw.ssh : (raw.ssh = {}));
+    if (o.path) {
+        raw.path = o.path;
+        // an explicit override is for every host, including those with their own path
+        if (Array.isArray(raw.hosts))
+            for (const h of raw.hosts)
+                if (h && typeof h === 'object')
+                    delete h.path;
+    }
+    if (Array.isArray(raw.hosts)) {
+        for (const h of raw.hosts) {
+            if (!h || typeof h !== 'object' || h.local)
+                continue;
+            if (o.port)
+                h.port = o.port;
+            if (o.user)
+                h.user = o.user;
+        }
+    }
+    if (o.privateKey) {
+        ssh.private_key = o.privateKey;
+        delete ssh.private_key_file;
+    }
+    else if (o.privateKeyFile) {
+        ssh.private_key_file = o.privateKeyFile;
+        delete ssh.private_key;
+    }
+    if (o.knownHosts) {
+        ssh.known_hosts = o.knownHosts;
+        delete ssh.known_hosts_file;
+    }
+    else if (o.knownHostsFile) {
+        ssh.known_hosts_file = o.knownHostsFile;
+        delete ssh.known_hosts;
+    }
+    if (o.insecureSkipHostKeyCheck)
+        ssh.insecure_skip_host_key_check = true;
+    if (o.skipTest && raw.stages && typeof raw.stages === 'object')
+        delete raw.stages.test;
+}
+/**
+ * Reads, resolves and validates a config. Every problem is collected and reported together, each naming
+ * its key path; nothing here touches the network.
+ */
+function loadConfig(file, overrides = {}, env = process.env) {
+    const abs = (0,external_node_path_namespaceObject.resolve)(file);
+    if (!(0,external_node_fs_namespaceObject.existsSync)(abs)) {
+        throw new ConfigError(`config file ${abs} not found; create one (see README "Configuration") or pass --config`);
+    }
+    let parsed;
+    try {
+        parsed = (0,dist/* parse */.qg)((0,external_node_fs_namespaceObject.readFileSync)(abs, 'utf8'));
+    }
+    catch (e) {
+        const detail = e instanceof dist/* YAMLParseError */.XT ? e.message : String(e);
+        throw new ConfigError(`${abs}: not valid YAML: ${detail}`);
+    }
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
+        throw new ConfigError(`${abs}: expected a mapping of keys (app, path, hosts, ...) at the top level`);
+    }
+    return validateConfig(parsed, abs, overrides, env);
+}
+function validateConfig(parsed, file, overrides = {}, env = process.env) {
+    const baseDir = (0,external_node_path_namespaceObject.dirname)(file);
+    const scan = { secrets: [], problems: [], missing: new Map(), references: [] };
+    const raw = structuredClone(parsed);
+    applyOverrides(raw, overrides);
+    const resolved = resolveEnvRefs(raw, [], env, scan);
+    const problems = [...scan.problems];
+    // a variable that only some commands use may be unset: it is left out, and those commands ask for it
+    const unresolved = [];
+    for (const [where, { name, path }] of scan.missing) {
+        if (LAZY_KEYS.some(re => re.test(where))) {
+            unresolved.push({ key: where, variable: name });
+            removeAt(resolved, path);
+        }
+        else
+            problems.push(missingVariable(where, name));
+    }
+    const result = configSchema.safeParse(resolved);
+    // a value whose variable is missing (or held a NUL) was already reported once; its validation error is noise
+    const reported = new Set([...scan.missing.keys(), ...scan.problems.map(p => p.slice(0, p.indexOf(': ')))]);
+    if (!result.success)
+        problems.push(...formatZodError(result.error).filter(p => !reported.has(p.slice(0, p.indexOf(': ')))));
+    if (!result.success || problems.length)
+        throw configProblems(file, problems);
+    const config = result.data;
+    /** Secrets with the key they came from, so that one too short to redact can be refused by name. */
+    const secrets = [...scan.secrets];
+    // ~/.ssh/config aliases: HostName, User, Port where safe-deploy.yml does not give them
+    const home = homeOf(env);
+    const sshConfig = home ? readSshConfig(home) : undefined;
+    const rawHosts = (Array.isArray(resolved.hosts) ? resolved.hosts : []);
+    const aliasFor = (i, address) => {
+        if (!home || !sshConfig)
+            return undefined;
+        const given = rawHosts[i] ?? {};
+        return aliasOf(sshConfig, address, home, {
+            user: typeof given.user === 'string' ? given.user : undefined,
+            port: typeof given.port === 'number' ? given.port : undefined
+        });
+    };
+    const hosts = config.hosts.map((h, i) => 'local' in h
+        ? {
+            name: h.name ?? 'local',
+            kind: 'local',
+            address: 'localhost',
+            port: 0,
+            user: '',
+            path: h.path ?? config.path,
+            primary: !!h.primary,
+            roles: h.roles ?? []
+        }
+        : withAlias({
+            name: h.name ?? (h.port === 22 ? h.address : `${h.address}:${h.port}`),
+            kind: 'ssh',
+            address: h.address,
+            port: h.port,
+            user: h.user,
+            path: h.path ?? config.path,
+            primary: !!h.primary,
+            roles: h.roles ?? []
+        }, aliasFor(i, h.address), rawHosts[i] ?? {}));
+    const names = new Set();
+    for (const h of hosts) {
+        if (names.has(h.name))
+            problems.push(`hosts: two hosts are named ${h.name}; give each a distinct name`);
+        names.add(h.name);
+        if (h.kind === 'ssh' && WINDOWS_DRIVE.test(h.path))
+            problems.push(`hosts: ${h.name}: path ${h.path} is a Windows path; an SSH host needs a POSIX path such as /srv/app`);
+    }
+    const given = new Set(hosts.flatMap(h => h.roles));
+    for (const role of Object.keys(config.roles)) {
+        if (!given.has(role))
+            problems.push(`roles.${role}: no host has this role; add it to a host's roles or remove it`);
+    }
+    problems.push(...roleProblems(config, hosts));
+    const primaries = hosts.filter(h => h.primary);
+    if (primaries.length > 1)
+        problems.push(`hosts: only one host can be primary, found ${primaries.length}`);
+    if (primaries.length === 0 && hosts[0])
+        hosts[0].primary = true;
+    let lockHost;
+    const picked = selectHosts(hosts, overrides);
+    if ('problem' in picked)
+        problems.push(picked.problem);
+    else if (picked.hosts !== hosts) {
+        // the lock stays on the config's primary; the first selected host runs what runs once (backup, migrate)
+        const configPrimary = hosts.find(h => h.primary);
+        if (configPrimary && !picked.hosts.includes(configPrimary)) {
+            lockHost = { ...configPrimary, primary: false };
+            const first = picked.hosts[0];
+            if (first)
+                picked.hosts[0] = { ...first, primary: true };
+        }
+        hosts.splice(0, hosts.length, ...picked.hosts);
+    }
+    const ssh = config.ssh;
+    const auth = { fingerprints: ssh.fingerprints, insecure: ssh.insecure_skip_host_key_check };
+    if (ssh.private_key && ssh.private_key_file) {
+        problems.push('ssh: give private_key or private_key_file, not both');
+    }
+    auth.privateKey =
+        ssh.private_key ?? readOptional(ssh.private_key_file, 'ssh.private_key_file', baseDir, problems);
+    auth.passphrase = ssh.passphrase;
+    // however the key arrived (file, inline, Action input), it is a secret
+    if (auth.privateKey)
+        secrets.push({ where: 'ssh.private_key', value: auth.privateKey });
+    if (auth.passphrase)
+        secrets.push({ where: 'ssh.passphrase', value: auth.passphrase });
+    if (ssh.known_hosts && ssh.known_hosts_file)
+        problems.push('ssh: give known_hosts or known_hosts_file, not both');
+    auth.knownHosts =
+        ssh.known_hosts ?? readOptional(ssh.known_hosts_file, 'ssh.known_hosts_file', baseDir, problems);
+    if (hosts.some(h => h.kind === 'ssh')) {
+        const keyGiven = !!(ssh.private_key || ssh.private_key_file);
+        if (!keyGiven)
+            problems.push(...homeKeys(auth, lockHost ? [...hosts, lockHost] : hosts, ssh.agent, env, home, secrets));
+        else if (ssh.agent !== 'auto')
+            problems.push(...homeKeys(auth, [], ssh.agent, env, home, secrets));
+        if (auth.privateKey && !/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(auth.privateKey)) {
+            problems.push('ssh.private_key: expected a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----)');
+        }
+        if (!auth.insecure &&
+            !auth.knownHosts &&
+            auth.fingerprints.length === 0 &&
+            !problems.some(p => p.startsWith('ssh.known_hosts'))) {
+            const fromHome = home ? readHomeKnownHosts(home) : undefined;
+            if (fromHome?.text !== undefined) {
+                auth.knownHosts = fromHome.text;
+                auth.hostKeySource = shown(home, fromHome.file);
+            }
+            else
+                problems.push('ssh.known_hosts: host keys are verified; give known_hosts (lines from `ssh-keyscan`), known_hosts_file or fingerprints, or opt out with ssh.insecure_skip_host_key_check: true' +
+                    (fromHome
+                        ? `; looked at ${shown(home, fromHome.file)} (${fromHome.file}): not found`
+                        : ''));
+        }
+    }
+    if (ssh.jump)
+        auth.jump = jumpTarget(ssh.jump, baseDir, problems, secrets);
+    else if (home && sshConfig)
+        problems.push(...proxyJumps(lockHost ? [...hosts, lockHost] : hosts, sshConfig, home, auth, secrets));
+    // database passwords (inline or in a URL) and the age identity are secrets, however they were given
+    const backupCheck = checkBackupConfig(config.backup);
+    // a database whose URL or password is not set yet cannot be checked; the commands that use it refuse
+    const waiting = [...unresolvedDatabases(unresolved).keys()].map(i => `backup.databases[${i}]`);
+    problems.push(...backupCheck.problems.filter(p => !waiting.some(w => p.startsWith(`${w}.`) || p.startsWith(`${w}:`))));
+    for (const value of backupCheck.secrets)
+        secrets.push({ where: backupSecretKey(config, value), value });
+    // notification tokens and webhook URLs (their path is the credential), however they were given
+    secrets.push(...notifySecrets(config.notify));
+    problems.push(...migrationProblems(config));
+    problems.push(...cacheProblems(config));
+    problems.push(...verifyProblems(config));
+    problems.push(...shortSecretProblems(secrets));
+    if (problems.length)
+        throw configProblems(file, problems);
+    return {
+        config,
+        file,
+        baseDir,
+        sourceDir: (0,external_node_path_namespaceObject.resolve)(baseDir, config.source.dir),
+        hosts,
+        ...(lockHost ? { lockHost } : {}),
+        ...(overrides.skipUnreachable ? { skipUnreachable: true } : {}),
+        auth,
+        secrets: [...new Set(secrets.map(s => s.value))],
+        unresolved,
+        references: scan.references
+    };
+}
+/** A host whose address is a ~/.ssh/config alias: HostName, User, Port where safe-deploy.yml is silent. */
+function withAlias(host, alias, raw) {
+    if (!alias)
+        return host;
+    return {
+        ...host,
+        address: alias.hostName ?? host.address,
+        port: typeof raw.port === 'number' ? host.port : (alias.port ?? host.port),
+        user: typeof raw.user === 'string' ? host.user : (alias.user ?? host.user),
+        alias,
+        ...(alias.hostKeyAlias ? { hostKeyAlias: alias.hostKeyAlias } : {})
+    };
+}
+/**
+ * Keys when safe-deploy.yml gives none, in OpenSSH's order: the agent (ssh.agent), each alias's IdentityFile,
+ * else the default identity files (~/.ssh/id_ed25519, id_ecdsa, id_rsa). Key material read is a secret. A host
+ * left without any key is a problem that lists every place looked at.
+ */
+function homeKeys(auth, hosts, setting, env, home, secrets) {
+    const agent = chooseAgent(setting, !!auth.privateKey, env, home);
+    if (agent.problem)
+        return [agent.problem];
+    if (agent.agent) {
+        auth.agent = agent.agent;
+        auth.agentLabel = agent.label;
+    }
+    const looked = agent.looked ? [agent.looked] : [];
+    let missing = false;
+    for (const host of hosts) {
+        if (host.kind !== 'ssh')
+            continue;
+        const files = host.alias?.identityFiles ?? [];
+        if (home && files.length) {
+            const own = firstUsableKey(home, files, auth.passphrase);
+            if (own.key) {
+                host.privateKey = own.key;
+                host.keySource = own.source;
+                secrets.push({ where: 'ssh.private_key', value: own.key });
+                continue;
+            }
+            looked.push(...own.looked.map(l => `IdentityFile of ${host.alias?.alias}: ${l}`));
+            if (!auth.agent)
+                missing = true;
+            continue;
+        }
+        if (auth.agent || auth.privateKey)
+            continue;
+        const fallback = home ? firstUsableKey(home, defaultIdentityFiles(home), auth.passphrase) : { looked: [] };
+        looked.push(...fallback.looked);
+        if (fallback.key) {
+            auth.privateKey = fallback.key;
+            auth.keySource = fallback.source;
+            secrets.push({ where: 'ssh.private_key', value: fallback.key });
+        }
+        else
+            missing = true;
+    }
+    if (!missing)
+        return [];
+    const base = 'ssh.private_key: required for SSH hosts (env:NAME, or ssh.private_key_file: path)';
+    if (!home && !env.SSH_AUTH_SOCK)
+        return [base];
+    return [
+        `${base}; looked at: ${[...new Set(looked)].join(', ')}; load your key into an agent (\`ssh-add\`), or give ssh.private_key: env:NAME`
+    ];
+}
+/**
+ * The ProxyJump of each host's ~/.ssh/config alias, one hop `[user@]host[:port]` (the hop may be an alias
+ * itself: its HostName, User, Port and IdentityFile are used). Hosts behind the same bastion share one
+ * JumpTarget (one connection). Several hops are a problem: ssh.jump takes one.
+ */
+function proxyJumps(hosts, blocks, home, auth, secrets) {
+    const problems = [];
+    const shared = new Map();
+    for (const host of hosts) {
+        const value = host.alias?.proxyJump;
+        if (!value || value.toLowerCase() === 'none')
+            continue;
+        const hop = parseProxyJump(value);
+        if (!hop) {
+            problems.push(`hosts: ${host.name}: ProxyJump ${value} (~/.ssh/config): only one hop [user@]host[:port] is followed; give ssh.jump instead`);
+            continue;
+        }
+        const via = aliasOf(blocks, hop.address, home, { user: hop.user, port: hop.port });
+        const address = via?.hostName ?? hop.address;
+        const port = hop.port ?? via?.port ?? 22;
+        const user = hop.user ?? via?.user ?? 'root';
+        const id = `${user}@${address}:${port}`;
+        let jump = shared.get(id);
+        if (!jump) {
+            const own = via?.identityFiles.length && !isConfiguredKey(auth)
+                ? firstUsableKey(home, via.identityFiles, auth.passphrase)
+                : undefined;
+            if (own?.key)
+                secrets.push({ where: 'ssh.jump.private_key', value: own.key });
+            jump = {
+                label: port === 22 ? hop.address : `${hop.address}:${port}`,
+                address,
+                port,
+                user,
+                ...(own?.key ? { privateKey: own.key, passphrase: auth.passphrase, keySource: own.source } : {})
+            };
+            shared.set(id, jump);
+        }
+        host.jump = jump;
+    }
+    return problems;
+}
+/** Whether the key came from safe-deploy.yml (ssh.private_key or _file), not from the home. */
+const isConfiguredKey = (auth) => !!auth.privateKey && !auth.keySource;
+/**
+ * The one line that says where SSH credentials come from (doctor and preflight show it): `ssh: key from the
+ * SSH agent (SSH_AUTH_SOCK), host keys from ~/.ssh/known_hosts, deploy@web1 via ~/.ssh/config alias prod`.
+ */
+function sshSources(loaded) {
+    const { auth } = loaded;
+    const ssh = loaded.hosts.filter(h => h.kind === 'ssh');
+    if (!ssh.length)
+        return undefined;
+    const keys = [
+        ...new Set([
+            ...(auth.agentLabel ? [auth.agentLabel] : []),
+            ...ssh
+                .map(h => h.keySource ?? auth.keySource ?? (auth.privateKey ? 'ssh.private_key' : undefined))
+                .filter((k) => !!k)
+        ])
+    ];
+    const hostKeys = auth.insecure
+        ? 'host keys NOT checked (ssh.insecure_skip_host_key_check)'
+        : `host keys from ${auth.hostKeySource ?? (auth.knownHosts ? 'ssh.known_hosts' : 'ssh.fingerprints')}`;
+    const aliases = ssh
+        .filter(h => h.alias)
+        .map(h => `${h.user}@${h.address}${h.port === 22 ? '' : `:${h.port}`} via ~/.ssh/config alias ${h.alias?.alias}${h.jump ? ` (ProxyJump ${h.jump.label})` : ''}`);
+    return `ssh: key from ${keys.join(' and ') || 'nowhere'}, ${[hostKeys, ...aliases].join(', ')}`;
+}
+/** ssh.jump: the bastion's own key if given (inline or file, a secret), else the hosts' key. */
+function jumpTarget(jump, baseDir, problems, secrets) {
+    if (jump.private_key && jump.private_key_file)
+        problems.push('ssh.jump: give private_key or private_key_file, not both');
+    const privateKey = jump.private_key ?? readOptional(jump.private_key_file, 'ssh.jump.private_key_file', baseDir, problems);
+    if (privateKey)
+        secrets.push({ where: 'ssh.jump.private_key', value: privateKey });
+    if (jump.passphrase)
+        secrets.push({ where: 'ssh.jump.passphrase', value: jump.passphrase });
+    if (privateKey && !/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(privateKey))
+        problems.push('ssh.jump.private_key: expected a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----)');
+    if (jump.passphrase && !privateKey)
+        problems.push("ssh.jump.passphrase: only with ssh.jump.private_key (the hosts' key has ssh.passphrase)");
+    const label = jump.port === 22 ? jump.address : `${jump.address}:${jump.port}`;
+    return {
+        label,
+        address: jump.address,
+        port: jump.port,
+        user: jump.user,
+        privateKey,
+        passphrase: jump.passphrase
+    };
+}
+function missingVariable(key, variable) {
+    return `${key}: environment variable ${variable} is not set or empty (referenced as env:${variable})`;
+}
+function removeAt(root, path) {
+    let node = root;
+    for (const part of path.slice(0, -1))
+        node = node[part];
+    if (node && typeof node === 'object')
+        delete node[path.at(-1)];
+}
+/** The databases (by index) that have a value whose variable is not set, with those values. */
+function unresolvedDatabases(unresolved) {
+    const out = new Map();
+    for (const u of unresolved) {
+        const m = /^backup\.databases\[(\d+)\]\./.exec(u.key);
+        if (m)
+            out.set(Number(m[1]), [...(out.get(Number(m[1])) ?? []), u]);
+    }
+    return out;
+}
+/** What each command uses: read-only commands (releases, status, plan, lock, backups list) need none of it. */
+function commandNeeds(loaded, command, opts = {}) {
+    const c = loaded.config;
+    const backups = !!c.backup && c.backup.enabled;
+    const encrypted = backups && !!c.backup && !!c.backup.encrypt;
+    const env = 'its commands on the hosts get env:';
+    switch (command) {
+        case 'deploy':
+            return {
+                env,
+                databases: backups ? 'it backs up the databases before anything changes' : undefined,
+                // a failed migration is undone by restoring the pre-deploy backup: encrypted, that needs the identity
+                identity: encrypted && c.stages.migrate && databaseRollbackMode(c) === 'restore'
+                    ? 'a failed migration is undone by restoring the encrypted pre-deploy backup'
+                    : undefined
+            };
+        case 'rollback':
+            return {
+                env,
+                // --no-db leaves the database alone: no safety backup, no restore
+                databases: backups && !opts.noDb ? 'it may back up or restore the databases' : undefined,
+                identity: encrypted && opts.restore ? 'it restores an encrypted backup' : undefined
+            };
+        case 'backup':
+            return { env, databases: 'it backs up the databases' };
+        case 'restore':
+            return {
+                env,
+                databases: 'it restores the databases',
+                identity: encrypted ? 'it decrypts the backup' : undefined
+            };
+        case 'backups':
+            return opts.sub === 'verify' || opts.sub === 'upload' ? { env: 'its checks on the host get env:' } : {};
+        default:
+            return {};
+    }
+}
+/** Why the command uses the value at a lazy key (LAZY_KEYS), or undefined when it does not. */
+function lazyReason(needs, key) {
+    if (key.startsWith('env.'))
+        return needs.env;
+    if (key.startsWith('backup.databases['))
+        return needs.databases;
+    if (key === 'backup.encrypt.identity')
+        return needs.identity;
+    return undefined;
+}
+/**
+ * The environment variables a command reads for this config, in config order: every `env:NAME` outside the
+ * lazy keys (the config does not load without them), and those under lazy keys the command uses. A CI job
+ * must pass exactly these (examples/workflows and `init` are checked against it).
+ */
+function variablesFor(loaded, command, opts = {}) {
+    const needs = commandNeeds(loaded, command, opts);
+    const used = loaded.references.filter(r => !LAZY_KEYS.some(re => re.test(r.key)) || lazyReason(needs, r.key));
+    return [...new Set(used.map(r => r.variable))];
+}
+/**
+ * Refuses (exit 2, before anything connects) when a value the command uses names a variable that is not
+ * set; the message names the key, the variable and the command. Other commands run without it.
+ */
+function requireEnv(loaded, command, opts = {}) {
+    const needs = commandNeeds(loaded, command, opts);
+    const label = opts.sub && command === 'backups' ? `${command} ${opts.sub}` : command;
+    const problems = loaded.unresolved.flatMap(u => {
+        const reason = lazyReason(needs, u.key);
+        return reason ? [`${missingVariable(u.key, u.variable)}: \`${label}\` needs it (${reason})`] : [];
+    });
+    if (problems.length)
+        throw configProblems(loaded.file, problems);
+}
+/** Shorter secrets cannot be redacted: replacing every `ab` in a log would mangle it beyond reading. */
+const MIN_SECRET_LENGTH = 4;
+const splitList = (text) => [...new Set(text.split(',').map(a => a.trim()))].filter(Boolean);
+/** `web-1 (10.0.0.11)` or `10.0.0.12`: how an error lists the hosts a config has. */
+const knownHosts = (hosts) => hosts.map(h => (h.kind === 'ssh' && h.name !== h.address ? `${h.name} (${h.address})` : h.name)).join(', ');
+/**
+ * The hosts `--hosts`/`--host` names (by name, address, or address:port) and `--roles` names (any of the roles),
+ * in config order; both given: the hosts matching both. The same array when nothing selects; or why it cannot.
+ */
+function selectHosts(hosts, o) {
+    if (o.host !== undefined && o.hosts !== undefined)
+        return { problem: '--host and --hosts: give one (--host is another name for --hosts)' };
+    const flag = o.hosts !== undefined ? '--hosts' : '--host';
+    const wanted = o.hosts ?? o.host;
+    let picked = hosts;
+    if (wanted !== undefined) {
+        const asked = splitList(wanted);
+        if (!asked.length)
+            return { problem: `${flag}: expected a host name or address from the config` };
+        const matches = (h, a) => h.name === a || (h.kind === 'ssh' && (h.address === a || `${h.address}:${h.port}` === a));
+        const unknown = asked.filter(a => !hosts.some(h => matches(h, a)));
+        if (unknown.length) {
+            return {
+                problem: `${flag}: ${unknown.map(u => JSON.stringify(u)).join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a host of this config; it has ${knownHosts(hosts)} (add a host to hosts: to deploy to it)`
+            };
+        }
+        picked = hosts.filter(h => asked.some(a => matches(h, a)));
+    }
+    if (o.roles !== undefined) {
+        const asked = splitList(o.roles);
+        const known = [...new Set(hosts.flatMap(h => h.roles))];
+        if (!asked.length)
+            return { problem: "--roles: expected a role from the config's hosts[].roles" };
+        const unknown = asked.filter(r => !known.includes(r));
+        if (unknown.length) {
+            return {
+                problem: `--roles: ${unknown.map(u => JSON.stringify(u)).join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a role of any host of this config; ${known.length ? `the roles are ${known.join(', ')}` : 'no host has roles (hosts[].roles)'}`
+            };
+        }
+        const byRole = picked.filter(h => h.roles.some(r => asked.includes(r)));
+        if (!byRole.length)
+            return {
+                problem: `--hosts and --roles: no host is both in ${JSON.stringify(wanted)} and has a role of ${asked.join(', ')}; the hosts with those roles are ${knownHosts(hosts.filter(h => h.roles.some(r => asked.includes(r))))}`
+            };
+        picked = byRole;
+    }
+    return { hosts: picked };
+}
+/** The key a backup secret (a password, a URL, the identity) came from. */
+function backupSecretKey(config, value) {
+    if (config.backup && config.backup.encrypt?.identity === value)
+        return 'backup.encrypt.identity';
+    const dbs = config.backup ? config.backup.databases : [];
+    const i = dbs.findIndex(db => databaseSecrets(db).includes(value));
+    return `backup.databases[${i}].${dbs[i]?.password === value ? 'password' : 'url'}`;
+}
+/** A secret too short to redact is refused, by key, rather than printed in clear. */
+function shortSecretProblems(secrets) {
+    const problems = new Map();
+    for (const s of secrets) {
+        if (s.value.length >= MIN_SECRET_LENGTH || problems.has(s.where))
+            continue;
+        const what = s.name ? `the value of env:${s.name}` : 'the secret';
+        problems.set(s.where, `${s.where}: ${what} is ${s.value.length} character${s.value.length === 1 ? '' : 's'} long; secrets are redacted (***) in every log and report, and one under ${MIN_SECRET_LENGTH} characters cannot be without mangling them: use a longer secret${s.name ? ', or write the value in the config if it is not secret' : ''}`);
+    }
+    return [...problems.values()];
+}
+function readOptional(file, key, baseDir, problems) {
+    return file === undefined ? undefined : readTextFile(file, key, baseDir, problems);
+}
+function configProblems(file, problems) {
+    const list = problems.map(p => `  - ${p}`).join('\n');
+    return new ConfigError(`invalid config ${file}:\n${list}`, problems);
+}
+
+;// CONCATENATED MODULE: ./src/release/id.ts
+
+const RELEASE_ID = /^\d{8}T\d{6}Z-[A-Za-z0-9]{1,40}$/;
+function newReleaseId(now, commit) {
+    const stamp = now
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
+    const tag = commit && /^[0-9a-f]{7,40}$/i.test(commit) ? commit.slice(0, 7).toLowerCase() : 'local';
+    return `${stamp}-${tag}`;
+}
+function isReleaseId(value) {
+    return RELEASE_ID.test(value);
+}
+/** Parses a release name given by a person (`rollback --to`); bad input fails before any connection. */
+function parseReleaseId(value, what = 'release') {
+    if (!isReleaseId(value)) {
+        throw new ConfigError(`${what} ${JSON.stringify(value)} is not a release name; expected the form 20261121T193000Z-3f2a1c9 (see \`safe-deploy releases\`)`);
+    }
+    return value;
+}
+
+;// CONCATENATED MODULE: ./src/commands/dialect.ts
+/**
+ * The shell a host runs our scripts in. Every builder in src/commands/ writes scripts for a dialect; the one
+ * dialect today is POSIX sh (`posix`). A host with another shell (PowerShell on Windows) would be a new
+ * ShellDialect here and builders that take it, not a rewrite of the transport or the stages.
+ */
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const POSIX_END_OF_SCRIPT = '#safe-deploy:end-of-script';
+/**
+ * The command line sent over SSH for every script: read the script from stdin, then run it.
+ *
+ * A script that ends with the end-of-script line runs in a subshell (stdin: /dev/null) next to a watcher that
+ * waits for the rest of stdin: when stdin ends before the script (the run was interrupted and closed the
+ * channel, or the connection dropped), the watcher kills the script's process group (sshd puts each session
+ * in its own). So an interrupted build or restart never goes on running on the host behind the back of the
+ * undo, also where sshd refuses signal requests (root logins). When the script finishes, the watcher is
+ * stopped: what the script started in the background keeps running. A script piped in whole (no end-of-script
+ * line) just runs, as `sh -c 'eval "$(cat)"'` would run it.
+ */
+const POSIX_REMOTE_SHELL = `sh -c 's=$(sed -n "/^${POSIX_END_OF_SCRIPT}\\$/{p;q;};p"); ` +
+    `case $s in *"${POSIX_END_OF_SCRIPT}") exec 3<&0; ` +
+    '{ cat <&3 >/dev/null 2>&1; kill -KILL 0; } >/dev/null 2>&1 & w=$!; ' +
+    `(eval "\${s%"${POSIX_END_OF_SCRIPT}"}") </dev/null 3<&-; r=$?; kill $w 2>/dev/null; exit $r;; ` +
+    `esac; eval "$s"'`;
+/** POSIX sh (dash, bash, busybox ash): what every host runs today. */
+const posix = {
+    name: 'posix',
+    quote: sh,
+    script: lines => lines.filter((l) => typeof l === 'string').join('\n'),
+    withEnv(script, env) {
+        const entries = Object.entries(env ?? {});
+        for (const [k] of entries) {
+            if (!ENV_NAME.test(k))
+                throw new Error(`not an environment variable name: ${JSON.stringify(k)}`);
+        }
+        const exports = entries.map(([k, v]) => `export ${k}=${sh(v)}`);
+        return exports.length ? `${exports.join('\n')}\n${script}` : script;
+    },
+    endOfScript: POSIX_END_OF_SCRIPT,
+    remoteShell: POSIX_REMOTE_SHELL,
+    frame(script) {
+        if (script.split('\n').includes(POSIX_END_OF_SCRIPT))
+            throw new Error(`a line of the script is ${POSIX_END_OF_SCRIPT}`);
+        return `${script}\n${POSIX_END_OF_SCRIPT}\n`;
+    }
+};
+
+;// CONCATENATED MODULE: ./src/commands/command.ts
+
+/** The last line of every script safe-deploy sends (see ShellDialect.endOfScript; POSIX today). */
+const END_OF_SCRIPT = posix.endOfScript;
+/** The command line sent over SSH for every script (see ShellDialect.remoteShell; POSIX today). */
+const REMOTE_SHELL = posix.remoteShell;
+/** The command's script with its `env` exported at the top, in `dialect` (POSIX by default). */
+function withEnv(cmd, dialect = posix) {
+    return dialect.withEnv(cmd.script, cmd.env);
+}
+/** Script lines joined (POSIX); `false` and `undefined` are left out. */
+function script(...lines) {
+    return posix.script(lines);
+}
+/** Several commands as one script (one round trip). Only the last may `exit` early. */
+function combine(label, parts) {
+    const env = Object.assign({}, ...parts.map(p => p.env ?? {}));
+    return {
+        label,
+        script: parts.map(p => p.script).join('\n'),
+        env: Object.keys(env).length ? env : undefined,
+        parts: parts.flatMap(p => p.parts ?? [p.label])
+    };
+}
+
+;// CONCATENATED MODULE: ./src/commands/release.ts
+
+
+/** Prepares the layout and reports what preflight needs to know, as KEY=value lines. */
+function inspectHost(layout, sharedFiles, needs, opts = {}) {
+    // `doctor` creates nothing: it says what a deploy would find, and whether it could create the layout
+    const layoutLines = opts.create === false
+        ? [
+            'd="$root"; while [ ! -e "$d" ]; do d=$(dirname "$d"); done',
+            'if [ -d "$root/releases" ]; then [ -w "$root/releases" ] || echo "ERROR=$root/releases is not writable"',
+            'else',
+            '  if [ -w "$d" ]; then echo "NOLAYOUT=$root"; else echo "ERROR=cannot create $root ($d is not writable)"; fi',
+            'fi'
+        ]
+        : [
+            'mkdir -p "$root/releases" "$root/shared" "$root/.safe-deploy" || { echo "ERROR=cannot create $root"; exit 0; }',
+            '[ -w "$root/releases" ] || echo "ERROR=$root/releases is not writable"'
+        ];
+    return {
+        label: 'inspect host',
+        script: script(`root=${sh(layout.root)}`, ...layoutLines, 'printf "CURRENT=%s\\n" "$(readlink "$root/current" 2>/dev/null)"', 
+        // free disk where the layout is (or will be, for doctor: the nearest dir that exists)
+        opts.create === false
+            ? 'printf "FREE_KB=%s\\n" "$(df -Pk "$d" 2>/dev/null | awk \'NR==2 {print $4}\')"'
+            : 'printf "FREE_KB=%s\\n" "$(df -Pk "$root" | awk \'NR==2 {print $4}\')"', ...sharedFiles.map(f => `[ -e "$root/shared/"${sh(f)} ] || printf 'MISSING=%s\\n' ${sh(f)}`), ...needs.map(t => `command -v ${sh(t)} >/dev/null 2>&1 || printf 'NOTOOL=%s\\n' ${sh(t)}`), 'ls -1 "$root/releases" 2>/dev/null | sed "s/^/RELEASE=/"', 'ls -1 "$root/.safe-deploy/complete" 2>/dev/null | sed "s/^/COMPLETE=/"', 'true')
+    };
+}
+/** The command line that unpacks the tar stream arriving on stdin into a new release directory. */
+function unpackCommand(layout, id) {
+    const dir = layout.release(id);
+    return `rm -f ${sh(completeMarker(layout, id))} && mkdir -p ${sh(dir)} && tar -xzf - --no-same-owner -C ${sh(dir)}`;
+}
+/** The file that says a release was built completely (written after its build, in .safe-deploy/complete/). */
+function completeMarker(layout, id) {
+    return `${layout.meta}/complete/${id}`;
+}
+/** Marks a release complete: its upload, shared links and build all finished. */
+function markComplete(layout, id) {
+    return {
+        label: 'mark the release complete',
+        script: script(`mkdir -p ${sh(`${layout.meta}/complete`)}`, `: > ${sh(completeMarker(layout, id))}`)
+    };
+}
+/** One cheap round trip: the host still answers over its connection (a fleet, before the first switch). */
+function stillThere() {
+    return { label: 'check that the host still answers before any host switches', script: script('true') };
+}
+/** The dirs above a shared path inside the release: `a/b/c` → `a`, `a/b`. */
+function parentsOf(path) {
+    const parts = path.split('/').filter(c => c && c !== '.');
+    return parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join('/'));
+}
+/**
+ * Links shared files and dirs into the release; a file or dir shipped in the release is replaced. First, for
+ * every shared path, refuses (exit 3, nothing changed) when a dir above it inside the release is a symlink or
+ * resolves outside the release: the `rm -rf` + `ln -s` would otherwise replace a file outside the release
+ * (`config -> /etc` and `shared.files: [config/.env]`).
+ */
+function linkShared(layout, id, files, dirs) {
+    const lines = [`rel=${sh(layout.release(id))}`, `shared=${sh(layout.shared)}`];
+    lines.push('relreal=$(cd "$rel" && pwd -P) || exit 3');
+    for (const p of [...dirs, ...files]) {
+        for (const parent of parentsOf(p)) {
+            lines.push(`if [ -L "$rel/"${sh(parent)} ]; then printf 'refusing to link shared %s: %s in the release is a symlink (to %s); linking through it would change a file outside the release\\n' ${sh(p)} ${sh(parent)} "$(readlink "$rel/"${sh(parent)})" >&2; exit 3; fi`);
+        }
+        const parent = parentsOf(p).at(-1);
+        if (parent) {
+            lines.push(`if [ -d "$rel/"${sh(parent)} ]; then case "$(cd "$rel/"${sh(parent)} && pwd -P)/" in "$relreal"/*) ;; *) printf 'refusing to link shared %s: %s resolves outside the release\\n' ${sh(p)} ${sh(parent)} >&2; exit 3;; esac; fi`);
+        }
+    }
+    lines.push('set -e');
+    for (const d of dirs) {
+        lines.push(`mkdir -p "$shared/"${sh(d)}`);
+        lines.push(`rm -rf "$rel/"${sh(d)}; mkdir -p "$(dirname "$rel/"${sh(d)})"; ln -s "$shared/"${sh(d)} "$rel/"${sh(d)}`);
+    }
+    for (const f of files) {
+        lines.push(`rm -rf "$rel/"${sh(f)}; mkdir -p "$(dirname "$rel/"${sh(f)})"; ln -s "$shared/"${sh(f)} "$rel/"${sh(f)}`);
+    }
+    return { label: 'link shared files', script: script(...lines) };
+}
+/** Runs a user command (build, restart, verify command) inside a release dir. */
+function inRelease(layout, id, label, command, env) {
+    return {
+        label,
+        user: true,
+        env,
+        script: script(`cd ${sh(layout.release(id))} || exit 1`, command)
+    };
+}
+/** Points `current` at a release atomically: a new symlink under a temp name, renamed over `current`. */
+function switchCurrent(layout, id) {
+    const tmp = `${layout.root}/.current.${id}.tmp`;
+    return {
+        label: `switch current to ${id}`,
+        script: script('set -e', `[ -d ${sh(layout.release(id))} ] || { printf 'release %s does not exist\\n' ${sh(id)} >&2; exit 1; }`, `ln -sfn ${sh(`releases/${id}`)} ${sh(tmp)}`, `mv -fT ${sh(tmp)} ${sh(layout.current)}`, `readlink ${sh(layout.current)}`)
+    };
+}
+/** Removes `current` (the first deploy failed and there is nothing to go back to). */
+function removeCurrent(layout) {
+    return { label: 'remove current', script: `rm -f ${sh(layout.current)}` };
+}
+/** Removes release dirs, refusing the one `current` points to. */
+function removeReleases(layout, ids) {
+    return {
+        label: `remove ${ids.join(', ')}`,
+        script: script(`cur=$(readlink ${sh(layout.current)} 2>/dev/null || true)`, ...ids.map(id => `if [ "$cur" = ${sh(`releases/${id}`)} ]; then printf 'refusing to remove the current release %s\\n' ${sh(id)} >&2; else rm -rf ${sh(layout.release(id))} && rm -f ${sh(completeMarker(layout, id))}; fi`))
+    };
+}
+function listReleases(layout) {
+    return {
+        label: 'list releases',
+        script: script(`printf 'CURRENT=%s\\n' "$(readlink ${sh(layout.current)} 2>/dev/null)"`, `ls -1 ${sh(layout.releases)} 2>/dev/null | sed 's/^/RELEASE=/'`, 'true')
+    };
+}
+/** Appends one history line; a torn last line (no newline at its end) is ended first, so no entry is glued to it. */
+function appendHistory(layout, entry) {
+    const h = sh(layout.history);
+    return {
+        label: 'record history',
+        script: script(`mkdir -p ${sh(layout.meta)}`, `if [ -s ${h} ] && [ -n "$(tail -c 1 ${h})" ]; then printf '\\n' >> ${h}; fi`, `printf '%s\\n' ${sh(JSON.stringify(entry))} >> ${h}`)
+    };
+}
+function readHistory(layout, lines = 1000) {
+    return { label: 'read history', script: `tail -n ${lines} ${sh(layout.history)} 2>/dev/null || true` };
+}
+function appendHostLog(layout, text) {
+    return {
+        label: 'append deploy log on host',
+        script: script(`mkdir -p ${sh(layout.meta)}`, `printf '%s\\n' ${sh(text)} >> ${sh(layout.hostLog)}`)
+    };
+}
+/** Disk usage of the deploy root, for `status`. */
+function diskStatus(layout) {
+    return {
+        label: 'disk status',
+        script: script(`printf 'FREE_KB=%s\\n' "$(df -Pk ${sh(layout.root)} 2>/dev/null | awk 'NR==2 {print $4}')"`, `printf 'USED_KB=%s\\n' "$(du -sk ${sh(layout.root)} 2>/dev/null | cut -f1)"`)
+    };
+}
+/** Parses KEY=value lines printed by the inspection scripts. */
+function release_parseKeyValues(text) {
+    const out = new Map();
+    for (const line of text.split('\n')) {
+        const i = line.indexOf('=');
+        if (i <= 0)
+            continue;
+        const key = line.slice(0, i);
+        if (!/^[A-Z_]+$/.test(key))
+            continue;
+        const list = out.get(key) ?? [];
+        list.push(line.slice(i + 1));
+        out.set(key, list);
+    }
+    return out;
+}
+
+
+;// CONCATENATED MODULE: ./src/release/history.ts
+
+/**
+ * Parses history.jsonl. A torn line (a write cut short) is skipped, but never takes the next entry with it:
+ * when a torn line and the next entry ended up on one line (the next append did not start on a new line), the
+ * trailing JSON object is recovered.
+ */
+function parseHistory(text) {
+    const out = [];
+    for (const line of text.split('\n')) {
+        if (!line.trim())
+            continue;
+        const v = parseEntry(line);
+        if (v)
+            out.push(v);
+    }
+    return out;
+}
+function asEntry(v) {
+    return v && typeof v === 'object' && typeof v.release === 'string'
+        ? v
+        : undefined;
+}
+function parseEntry(line) {
+    try {
+        return asEntry(JSON.parse(line));
+    }
+    catch {
+        /* torn: look for the longest trailing object that parses */
+    }
+    for (let i = line.indexOf('{', 1); i > 0; i = line.indexOf('{', i + 1)) {
+        try {
+            const v = asEntry(JSON.parse(line.slice(i)));
+            if (v)
+                return v;
+        }
+        catch {
+            /* not here */
+        }
+    }
+    return undefined;
+}
+/**
+ * Releases history records as verified healthy, each with the position (line order) of the entry that says
+ * so: a release whose newest entry (deploy or rollback) that says anything of its health is a success, and
+ * that no later entry marks bad or interrupted (a successful rollback away from it marks it bad). A run that
+ * failed before anything live changed (`failed`, not `bad`: a refused rollback, a lock held) says nothing of
+ * its release. An old success entry without `verified` counts as verified.
+ */
+function goodReleases(history) {
+    const good = new Map();
+    history.forEach((h, i) => {
+        if (h.status === 'success' && h.verified !== false && !h.bad) {
+            good.delete(h.release);
+            good.set(h.release, i);
+        }
+        else if (h.bad || h.status === 'rolled-back' || h.status === 'interrupted') {
+            good.delete(h.release);
+        }
+        // a plain `failed` without `bad` stopped before anything live changed: it says nothing of the release
+        if (h.type === 'rollback' && h.status === 'success' && h.from)
+            good.delete(h.from);
+    });
+    return good;
+}
+function history_releaseStates(history) {
+    const states = new Map();
+    for (const h of history) {
+        if (h.status === 'interrupted')
+            states.set(h.release, 'interrupted');
+        else if (h.bad || h.status === 'rolled-back')
+            states.set(h.release, 'bad');
+        else if (h.status === 'success')
+            states.set(h.release, h.verified === false ? 'unverified' : 'verified');
+        if (h.type === 'rollback' && h.status === 'success' && h.from && states.get(h.from) !== 'bad')
+            states.set(h.from, 'rolled back from');
+    }
+    return states;
+}
+/** History says this release was once finished and served (a release from before completion markers). */
+function everServed(history, release) {
+    return history.some(h => h.release === release && h.status === 'success');
+}
+/**
+ * The release a plain `rollback` goes to: of the releases history records as verified healthy (goodReleases),
+ * the one recorded last, in history order (not by name: release ids come from the runner's clock), that exists
+ * on the host and is not `current`. Without history there is no target (name one with --to).
+ */
+function rollbackTarget(releases, current, history) {
+    const onDisk = new Set(releases.filter(isReleaseId));
+    let best;
+    for (const [r, at] of goodReleases(history)) {
+        if (r === current || !onDisk.has(r) || !isReleaseId(r))
+            continue;
+        if (!best || at > best.at)
+            best = { r, at };
+    }
+    return best?.r;
+}
+/**
+ * Releases a run left half-made (a deploy killed during its upload or build): no completion marker, not
+ * `current`, and history never saw them serve. The next deploy removes them; rollbacks never choose them.
+ * Without any history nothing is called unfinished: a release from before completion markers looks the same.
+ */
+function unfinishedReleases(releases, complete, current, history) {
+    // no history at all (deleted, or never written): nothing tells a half-made release from an old one
+    if (!history.length)
+        return [];
+    const done = new Set(complete);
+    return releases.filter(isReleaseId).filter(r => r !== current && !done.has(r) && !everServed(history, r));
+}
+/** Which releases to delete: all but the newest `keep`, never `current` nor `previous`. */
+function releasesToPrune(releases, keep, protect) {
+    const sorted = releases.filter(isReleaseId).sort();
+    const kept = new Set(sorted.slice(-keep));
+    for (const p of protect)
+        if (p)
+            kept.add(p);
+    return sorted.filter(r => !kept.has(r));
+}
+/**
+ * Deploying a commit that history has as an older release: a rollback to the newest such release that is good
+ * (goodReleases) and on disk; a refusal when every such release is bad or gone (`why` of the newest); a
+ * normal deploy when the commit was never deployed with success, or is the current release's commit.
+ */
+function rerunOf(commit, history, releases, current) {
+    const same = (c) => !!c && c.toLowerCase() === commit.toLowerCase();
+    const ofCommit = history.filter(h => h.type === 'deploy' && same(h.commit) && h.status === 'success');
+    if (!ofCommit.length)
+        return { kind: 'deploy' };
+    const currentEntry = [...history].reverse().find(h => h.type === 'deploy' && h.release === current);
+    if (current && (same(currentEntry?.commit) || ofCommit.some(h => h.release === current)))
+        return { kind: 'deploy' };
+    const good = goodReleases(history);
+    const onDisk = new Set(releases);
+    const candidates = [...new Set(ofCommit.map(h => h.release).reverse())];
+    const usable = candidates.find(r => good.has(r) && onDisk.has(r) && isReleaseId(r));
+    if (usable && isReleaseId(usable))
+        return { kind: 'rollback', release: usable };
+    const newest = candidates[0];
+    return { kind: 'refuse', release: newest, why: onDisk.has(newest) ? 'bad' : 'gone' };
+}
+
+;// CONCATENATED MODULE: ./src/commands/layout.ts
+/** Where things live under the deploy root on every host (README "Server layout"). */
+class Layout {
+    root;
+    releases;
+    current;
+    shared;
+    meta;
+    lock;
+    history;
+    hostLog;
+    constructor(root) {
+        this.root = root;
+        const r = root.replace(/\/+$/, '');
+        this.releases = `${r}/releases`;
+        this.current = `${r}/current`;
+        this.shared = `${r}/shared`;
+        this.meta = `${r}/.safe-deploy`;
+        this.lock = `${r}/.safe-deploy/lock`;
+        this.history = `${r}/.safe-deploy/history.jsonl`;
+        this.hostLog = `${r}/.safe-deploy/deploy.log`;
+    }
+    release(id) {
+        return `${this.releases}/${id}`;
+    }
+}
+
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+;// CONCATENATED MODULE: ./src/transport/shell.ts
+/**
+ * Which shell runs a command on the runner, per platform; pure (the platform, the environment and a file
+ * test are arguments), used by the local transport (local.ts).
+ *  - `posix`: the product's own POSIX sh scripts (the local transport's host side, copying trees). `/bin/sh`
+ *    on POSIX; on Windows the `sh.exe` of Git for Windows (PATH, else its usual install dirs), with
+ *    `MSYS=winsymlinks:nativestrict` so that `ln -s` makes real symlinks or fails, never copies.
+ *  - `platform`: the user's commands (stages.test, stages.build_local), as node's `shell: true` runs them:
+ *    `/bin/sh -c` on POSIX, `%ComSpec% /d /s /c` (cmd.exe) on Windows.
+ * Stopping: POSIX kills the process group (the child leads its own); Windows has none, so
+ * `taskkill /pid N /T /F` ends the tree.
+ */
+
+/** What to tell a Windows user whose runner has no POSIX sh. */
+const NO_SH_ON_WINDOWS = 'no POSIX sh found on this Windows machine (the local transport and runner-side copies run POSIX sh scripts): install Git for Windows (https://gitforwindows.org), which ships sh.exe, or put its bin dir on PATH';
+/** Where Git for Windows puts sh.exe when it is not on PATH. */
+function gitForWindowsSh(env) {
+    const roots = [
+        env.ProgramFiles,
+        env['ProgramFiles(x86)'],
+        env.LOCALAPPDATA && external_node_path_namespaceObject.win32.join(env.LOCALAPPDATA, 'Programs')
+    ];
+    return roots.filter((r) => !!r).map(r => external_node_path_namespaceObject.win32.join(r, 'Git', 'bin', 'sh.exe'));
+}
+/** `sh.exe` on the Windows PATH (`Path` is how Windows spells it), else in Git for Windows' install dirs. */
+function findWindowsSh(env, exists) {
+    const path = env.PATH ?? env.Path ?? '';
+    const onPath = path
+        .split(';')
+        .filter(Boolean)
+        .map(d => external_node_path_namespaceObject.win32.join(d, 'sh.exe'));
+    return [...onPath, ...gitForWindowsSh(env)].find(exists);
+}
+/**
+ * The shell for `command` on `platform`; undefined when Windows has no sh for a `posix` command (say
+ * NO_SH_ON_WINDOWS).
+ */
+function shellFor(kind, command, platform, env, exists) {
+    if (platform !== 'win32')
+        return {
+            file: external_node_path_namespaceObject.posix.join('/', 'bin', 'sh'),
+            args: ['-c', command],
+            env: {},
+            verbatim: false,
+            kill: 'group'
+        };
+    if (kind === 'platform') {
+        // node's own `shell: true` on Windows
+        const file = env.ComSpec || env.COMSPEC || 'cmd.exe';
+        return { file, args: ['/d', '/s', '/c', `"${command}"`], env: {}, verbatim: true, kill: 'taskkill' };
+    }
+    const sh = findWindowsSh(env, exists);
+    if (!sh)
+        return undefined;
+    const msys = [env.MSYS, 'winsymlinks:nativestrict'].filter(Boolean).join(' ');
+    return { file: sh, args: ['-c', command], env: { MSYS: msys }, verbatim: false, kill: 'taskkill' };
+}
+
+;// CONCATENATED MODULE: ./src/transport/local.ts
+
+
+
+
+/** Ends `child` and everything it started (shell.ts: a process group on POSIX, taskkill on Windows). */
+function killTree(child, how) {
+    if (!child.pid)
+        return;
+    if (how === 'group')
+        process.kill(-child.pid, 'SIGKILL');
+    else
+        (0,external_node_child_process_namespaceObject.spawn)('taskkill', ['/pid', String(child.pid), '/T', '/F'], { stdio: 'ignore', windowsHide: true }).on('error', () => child.kill('SIGKILL'));
+}
+/**
+ * Runs commands on this machine: self-hosted runners, the demo, and the runner's own steps. By default a
+ * command is a POSIX sh script (/bin/sh; Git for Windows' sh on Windows); `shell: 'platform'` runs the user's
+ * commands with the platform's shell (cmd.exe on Windows), in `cwd` when given. See shell.ts.
+ */
+class LocalTransport {
+    label;
+    opts;
+    constructor(label = 'local', opts = {}) {
+        this.label = label;
+        this.opts = opts;
+    }
+    exec(command, options = {}) {
+        // an interrupted run starts nothing new (the undo passes a fresh signal)
+        if (options.signal?.aborted)
+            return Promise.reject(new Error('interrupted'));
+        const shell = shellFor(this.opts.shell ?? 'posix', command, process.platform, process.env, external_node_fs_namespaceObject.existsSync);
+        if (!shell)
+            return Promise.reject(new Error(NO_SH_ON_WINDOWS));
+        return new Promise((resolve, reject) => {
+            const child = (0,external_node_child_process_namespaceObject.spawn)(shell.file, shell.args, {
+                stdio: ['pipe', 'pipe', 'pipe'],
+                detached: shell.kill === 'group',
+                cwd: this.opts.cwd,
+                env: Object.keys(shell.env).length ? { ...process.env, ...shell.env } : undefined,
+                windowsVerbatimArguments: shell.verbatim,
+                windowsHide: true
+            });
+            let stdout = '';
+            let stderr = '';
+            let finished = false;
+            const kill = (why) => {
+                if (finished)
+                    return;
+                finished = true;
+                try {
+                    killTree(child, shell.kill);
+                }
+                catch {
+                    /* already gone */
+                }
+                reject(new Error(why));
+            };
+            const timer = options.timeoutMs
+                ? setTimeout(() => kill(`timed out after ${options.timeoutMs} ms`), options.timeoutMs)
+                : undefined;
+            const onAbort = () => kill('interrupted');
+            options.signal?.addEventListener('abort', onAbort, { once: true });
+            const sink = options.stdoutSink;
+            if (sink) {
+                child.stdout.on('data', (c) => {
+                    if (!sink.write(c)) {
+                        child.stdout.pause();
+                        sink.once('drain', () => child.stdout.resume());
+                    }
+                });
+            }
+            else {
+                child.stdout.setEncoding('utf8').on('data', (c) => {
+                    stdout += c;
+                    options.onStdout?.(c);
+                });
+            }
+            child.stderr.setEncoding('utf8').on('data', (c) => {
+                stderr += c;
+                options.onStderr?.(c);
+            });
+            child.on('error', e => kill(`cannot start ${shell.file}: ${e.message}`));
+            child.on('close', code => {
+                if (options.holdStdin)
+                    child.stdin.end();
+                if (timer)
+                    clearTimeout(timer);
+                options.signal?.removeEventListener('abort', onAbort);
+                if (finished)
+                    return;
+                finished = true;
+                resolve({ code: code ?? 255, stdout, stderr });
+            });
+            feedStdin(child.stdin, options.stdin, options.holdStdin);
+        });
+    }
+    async close() { }
+}
 
 ;// CONCATENATED MODULE: ./src/core/errors.ts
 
@@ -39699,6 +40343,7 @@ function oneLine(message) {
 
 
 
+
 /** Who runs this when nobody says: the local user at this machine. The CI platforms say more (platform/actor.ts). */
 function localActor() {
     return { who: `${safeUser()}@${(0,external_node_os_namespaceObject.hostname)()}` };
@@ -39732,6 +40377,9 @@ async function connectAll(ctx, opts = {}) {
     if (loaded.auth.insecure && loaded.hosts.some(h => h.kind === 'ssh')) {
         ctx.log.warn('WARNING: ssh.insecure_skip_host_key_check is true: host keys are NOT verified and anyone on the network path can impersonate your servers. Add known_hosts instead.');
     }
+    const sources = ctx.dryRun ? undefined : sshSources(loaded);
+    if (sources)
+        ctx.log.info(sources);
     const all = loaded.lockHost ? [...loaded.hosts, loaded.lockHost] : loaded.hosts;
     const results = await Promise.allSettled(all.map(host => connectHost(ctx, host)));
     const sessions = [];
@@ -39781,12 +40429,16 @@ function connectHost(ctx, host) {
         address: host.address,
         port: host.port,
         user: host.user,
-        privateKey: loaded.auth.privateKey ?? '',
+        privateKey: host.privateKey ?? loaded.auth.privateKey,
+        keySource: host.keySource ?? loaded.auth.keySource,
         passphrase: loaded.auth.passphrase,
+        agent: loaded.auth.agent,
+        agentLabel: loaded.auth.agentLabel,
+        hostKeyAlias: host.hostKeyAlias,
         knownHosts: loaded.auth.knownHosts,
         fingerprints: loaded.auth.fingerprints,
         insecureSkipHostKeyCheck: loaded.auth.insecure,
-        jump: loaded.auth.jump,
+        jump: host.jump ?? loaded.auth.jump,
         connectTimeoutMs: ssh.connect_timeout,
         connectRetries: ssh.connect_retries,
         keepaliveIntervalMs: ssh.keepalive_interval,
@@ -41801,29 +42453,6 @@ function inspectFindings(s, f) {
 
 ;// CONCATENATED MODULE: external "node:zlib"
 const external_node_zlib_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
-// EXTERNAL MODULE: external "events"
-var external_events_ = __nccwpck_require__(4434);
-;// CONCATENATED MODULE: external "node:events"
-const external_node_events_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:events");
-;// CONCATENATED MODULE: external "node:stream"
-const external_node_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
-;// CONCATENATED MODULE: external "node:string_decoder"
-const external_node_string_decoder_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:string_decoder");
-// EXTERNAL MODULE: external "buffer"
-var external_buffer_ = __nccwpck_require__(181);
-// EXTERNAL MODULE: external "zlib"
-var external_zlib_ = __nccwpck_require__(3106);
-var external_zlib_namespaceObject = /*#__PURE__*/__nccwpck_require__.t(external_zlib_, 2);
-;// CONCATENATED MODULE: external "node:assert"
-const external_node_assert_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:assert");
-;// CONCATENATED MODULE: external "node:fs/promises"
-const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
-;// CONCATENATED MODULE: ./node_modules/tar/dist/esm/index.min.js
-var zr=Object.defineProperty;var Ur=(s,t)=>{for(var e in t)zr(s,e,{get:t[e],enumerable:!0})};var Ds=typeof process=="object"&&process?process:{stdout:null,stderr:null},Wr=s=>!!s&&typeof s=="object"&&(s instanceof A||s instanceof external_node_stream_namespaceObject||Gr(s)||Zr(s)),Gr=s=>!!s&&typeof s=="object"&&s instanceof external_node_events_namespaceObject.EventEmitter&&typeof s.pipe=="function"&&s.pipe!==external_node_stream_namespaceObject.Writable.prototype.pipe,Zr=s=>!!s&&typeof s=="object"&&s instanceof external_node_events_namespaceObject.EventEmitter&&typeof s.write=="function"&&typeof s.end=="function",Q=Symbol("EOF"),J=Symbol("maybeEmitEnd"),nt=Symbol("emittedEnd"),De=Symbol("emittingEnd"),qt=Symbol("emittedError"),Ne=Symbol("closed"),Ns=Symbol("read"),Ae=Symbol("flush"),As=Symbol("flushChunk"),z=Symbol("encoding"),Mt=Symbol("decoder"),g=Symbol("flowing"),Qt=Symbol("paused"),Bt=Symbol("resume"),b=Symbol("buffer"),N=Symbol("pipes"),_=Symbol("bufferLength"),bi=Symbol("bufferPush"),Ie=Symbol("bufferShift"),L=Symbol("objectMode"),S=Symbol("destroyed"),_i=Symbol("error"),Oi=Symbol("emitData"),Is=Symbol("emitEnd"),Ti=Symbol("emitEnd2"),Z=Symbol("async"),xi=Symbol("abort"),Ce=Symbol("aborted"),Jt=Symbol("signal"),Rt=Symbol("dataListeners"),C=Symbol("discarded"),jt=s=>Promise.resolve().then(s),Yr=s=>s(),Kr=s=>s==="end"||s==="finish"||s==="prefinish",Vr=s=>s instanceof ArrayBuffer||!!s&&typeof s=="object"&&s.constructor&&s.constructor.name==="ArrayBuffer"&&s.byteLength>=0,$r=s=>!Buffer.isBuffer(s)&&ArrayBuffer.isView(s),Fe=class{src;dest;opts;ondrain;constructor(t,e,i){this.src=t,this.dest=e,this.opts=i,this.ondrain=()=>t[Bt](),this.dest.on("drain",this.ondrain)}unpipe(){this.dest.removeListener("drain",this.ondrain)}proxyErrors(t){}end(){this.unpipe(),this.opts.end&&this.dest.end()}},Li=class extends Fe{unpipe(){this.src.removeListener("error",this.proxyErrors),super.unpipe()}constructor(t,e,i){super(t,e,i),this.proxyErrors=r=>this.dest.emit("error",r),t.on("error",this.proxyErrors)}},Xr=s=>!!s.objectMode,qr=s=>!s.objectMode&&!!s.encoding&&s.encoding!=="buffer",A=class extends external_node_events_namespaceObject.EventEmitter{[g]=!1;[Qt]=!1;[N]=[];[b]=[];[L];[z];[Z];[Mt];[Q]=!1;[nt]=!1;[De]=!1;[Ne]=!1;[qt]=null;[_]=0;[S]=!1;[Jt];[Ce]=!1;[Rt]=0;[C]=!1;writable=!0;readable=!0;constructor(...t){let e=t[0]||{};if(super(),e.objectMode&&typeof e.encoding=="string")throw new TypeError("Encoding and objectMode may not be used together");Xr(e)?(this[L]=!0,this[z]=null):qr(e)?(this[z]=e.encoding,this[L]=!1):(this[L]=!1,this[z]=null),this[Z]=!!e.async,this[Mt]=this[z]?new external_node_string_decoder_namespaceObject.StringDecoder(this[z]):null,e&&e.debugExposeBuffer===!0&&Object.defineProperty(this,"buffer",{get:()=>this[b]}),e&&e.debugExposePipes===!0&&Object.defineProperty(this,"pipes",{get:()=>this[N]});let{signal:i}=e;i&&(this[Jt]=i,i.aborted?this[xi]():i.addEventListener("abort",()=>this[xi]()))}get bufferLength(){return this[_]}get encoding(){return this[z]}set encoding(t){throw new Error("Encoding must be set at instantiation time")}setEncoding(t){throw new Error("Encoding must be set at instantiation time")}get objectMode(){return this[L]}set objectMode(t){throw new Error("objectMode must be set at instantiation time")}get async(){return this[Z]}set async(t){this[Z]=this[Z]||!!t}[xi](){this[Ce]=!0,this.emit("abort",this[Jt]?.reason),this.destroy(this[Jt]?.reason)}get aborted(){return this[Ce]}set aborted(t){}write(t,e,i){if(this[Ce])return!1;if(this[Q])throw new Error("write after end");if(this[S])return this.emit("error",Object.assign(new Error("Cannot call write after a stream was destroyed"),{code:"ERR_STREAM_DESTROYED"})),!0;typeof e=="function"&&(i=e,e="utf8"),e||(e="utf8");let r=this[Z]?jt:Yr;if(!this[L]&&!Buffer.isBuffer(t)){if($r(t))t=Buffer.from(t.buffer,t.byteOffset,t.byteLength);else if(Vr(t))t=Buffer.from(t);else if(typeof t!="string")throw new Error("Non-contiguous data written to non-objectMode stream")}return this[L]?(this[g]&&this[_]!==0&&this[Ae](!0),this[g]?this.emit("data",t):this[bi](t),this[_]!==0&&this.emit("readable"),i&&r(i),this[g]):t.length?(typeof t=="string"&&!(e===this[z]&&!this[Mt]?.lastNeed)&&(t=Buffer.from(t,e)),Buffer.isBuffer(t)&&this[z]&&(t=this[Mt].write(t)),this[g]&&this[_]!==0&&this[Ae](!0),this[g]?this.emit("data",t):this[bi](t),this[_]!==0&&this.emit("readable"),i&&r(i),this[g]):(this[_]!==0&&this.emit("readable"),i&&r(i),this[g])}read(t){if(this[S])return null;if(this[C]=!1,this[_]===0||t===0||t&&t>this[_])return this[J](),null;this[L]&&(t=null),this[b].length>1&&!this[L]&&(this[b]=[this[z]?this[b].join(""):Buffer.concat(this[b],this[_])]);let e=this[Ns](t||null,this[b][0]);return this[J](),e}[Ns](t,e){if(this[L])this[Ie]();else{let i=e;t===i.length||t===null?this[Ie]():typeof i=="string"?(this[b][0]=i.slice(t),e=i.slice(0,t),this[_]-=t):(this[b][0]=i.subarray(t),e=i.subarray(0,t),this[_]-=t)}return this.emit("data",e),!this[b].length&&!this[Q]&&this.emit("drain"),e}end(t,e,i){return typeof t=="function"&&(i=t,t=void 0),typeof e=="function"&&(i=e,e="utf8"),t!==void 0&&this.write(t,e),i&&this.once("end",i),this[Q]=!0,this.writable=!1,(this[g]||!this[Qt])&&this[J](),this}[Bt](){this[S]||(!this[Rt]&&!this[N].length&&(this[C]=!0),this[Qt]=!1,this[g]=!0,this.emit("resume"),this[b].length?this[Ae]():this[Q]?this[J]():this.emit("drain"))}resume(){return this[Bt]()}pause(){this[g]=!1,this[Qt]=!0,this[C]=!1}get destroyed(){return this[S]}get flowing(){return this[g]}get paused(){return this[Qt]}[bi](t){this[L]?this[_]+=1:this[_]+=t.length,this[b].push(t)}[Ie](){return this[L]?this[_]-=1:this[_]-=this[b][0].length,this[b].shift()}[Ae](t=!1){do;while(this[As](this[Ie]())&&this[b].length);!t&&!this[b].length&&!this[Q]&&this.emit("drain")}[As](t){return this.emit("data",t),this[g]}pipe(t,e){if(this[S])return t;this[C]=!1;let i=this[nt];return e=e||{},t===Ds.stdout||t===Ds.stderr?e.end=!1:e.end=e.end!==!1,e.proxyErrors=!!e.proxyErrors,i?e.end&&t.end():(this[N].push(e.proxyErrors?new Li(this,t,e):new Fe(this,t,e)),this[Z]?jt(()=>this[Bt]()):this[Bt]()),t}unpipe(t){let e=this[N].find(i=>i.dest===t);e&&(this[N].length===1?(this[g]&&this[Rt]===0&&(this[g]=!1),this[N]=[]):this[N].splice(this[N].indexOf(e),1),e.unpipe())}addListener(t,e){return this.on(t,e)}on(t,e){let i=super.on(t,e);if(t==="data")this[C]=!1,this[Rt]++,!this[N].length&&!this[g]&&this[Bt]();else if(t==="readable"&&this[_]!==0)super.emit("readable");else if(Kr(t)&&this[nt])super.emit(t),this.removeAllListeners(t);else if(t==="error"&&this[qt]){let r=e;this[Z]?jt(()=>r.call(this,this[qt])):r.call(this,this[qt])}return i}removeListener(t,e){return this.off(t,e)}off(t,e){let i=super.off(t,e);return t==="data"&&(this[Rt]=this.listeners("data").length,this[Rt]===0&&!this[C]&&!this[N].length&&(this[g]=!1)),i}removeAllListeners(t){let e=super.removeAllListeners(t);return(t==="data"||t===void 0)&&(this[Rt]=0,!this[C]&&!this[N].length&&(this[g]=!1)),e}get emittedEnd(){return this[nt]}[J](){!this[De]&&!this[nt]&&!this[S]&&this[b].length===0&&this[Q]&&(this[De]=!0,this.emit("end"),this.emit("prefinish"),this.emit("finish"),this[Ne]&&this.emit("close"),this[De]=!1)}emit(t,...e){let i=e[0];if(t!=="error"&&t!=="close"&&t!==S&&this[S])return!1;if(t==="data")return!this[L]&&!i?!1:this[Z]?(jt(()=>this[Oi](i)),!0):this[Oi](i);if(t==="end")return this[Is]();if(t==="close"){if(this[Ne]=!0,!this[nt]&&!this[S])return!1;let n=super.emit("close");return this.removeAllListeners("close"),n}else if(t==="error"){this[qt]=i,super.emit(_i,i);let n=!this[Jt]||this.listeners("error").length?super.emit("error",i):!1;return this[J](),n}else if(t==="resume"){let n=super.emit("resume");return this[J](),n}else if(t==="finish"||t==="prefinish"){let n=super.emit(t);return this.removeAllListeners(t),n}let r=super.emit(t,...e);return this[J](),r}[Oi](t){for(let i of this[N])i.dest.write(t)===!1&&this.pause();let e=this[C]?!1:super.emit("data",t);return this[J](),e}[Is](){return this[nt]?!1:(this[nt]=!0,this.readable=!1,this[Z]?(jt(()=>this[Ti]()),!0):this[Ti]())}[Ti](){if(this[Mt]){let e=this[Mt].end();if(e){for(let i of this[N])i.dest.write(e);this[C]||super.emit("data",e)}}for(let e of this[N])e.end();let t=super.emit("end");return this.removeAllListeners("end"),t}async collect(){let t=Object.assign([],{dataLength:0});this[L]||(t.dataLength=0);let e=this.promise();return this.on("data",i=>{t.push(i),this[L]||(t.dataLength+=i.length)}),await e,t}async concat(){if(this[L])throw new Error("cannot concat in objectMode");let t=await this.collect();return this[z]?t.join(""):Buffer.concat(t,t.dataLength)}async promise(){return new Promise((t,e)=>{this.on(S,()=>e(new Error("stream destroyed"))),this.on("error",i=>e(i)),this.on("end",()=>t())})}[Symbol.asyncIterator](){this[C]=!1;let t=!1,e=async()=>(this.pause(),t=!0,{value:void 0,done:!0});return{next:()=>{if(t)return e();let r=this.read();if(r!==null)return Promise.resolve({done:!1,value:r});if(this[Q])return e();let n,o,h=d=>{this.off("data",a),this.off("end",l),this.off(S,c),e(),o(d)},a=d=>{this.off("error",h),this.off("end",l),this.off(S,c),this.pause(),n({value:d,done:!!this[Q]})},l=()=>{this.off("error",h),this.off("data",a),this.off(S,c),e(),n({done:!0,value:void 0})},c=()=>h(new Error("stream destroyed"));return new Promise((d,y)=>{o=y,n=d,this.once(S,c),this.once("error",h),this.once("end",l),this.once("data",a)})},throw:e,return:e,[Symbol.asyncIterator](){return this},[Symbol.asyncDispose]:async()=>{}}}[Symbol.iterator](){this[C]=!1;let t=!1,e=()=>(this.pause(),this.off(_i,e),this.off(S,e),this.off("end",e),t=!0,{done:!0,value:void 0}),i=()=>{if(t)return e();let r=this.read();return r===null?e():{done:!1,value:r}};return this.once("end",e),this.once(_i,e),this.once(S,e),{next:i,throw:e,return:e,[Symbol.iterator](){return this},[Symbol.dispose]:()=>{}}}destroy(t){if(this[S])return t?this.emit("error",t):this.emit(S),this;this[S]=!0,this[C]=!0,this[b].length=0,this[_]=0;let e=this;return typeof e.close=="function"&&!this[Ne]&&e.close(),t?this.emit("error",t):this.emit(S),this}static get isStream(){return Wr}};var Jr=external_fs_.writev,ht=Symbol("_autoClose"),H=Symbol("_close"),te=Symbol("_ended"),m=Symbol("_fd"),Ni=Symbol("_finished"),tt=Symbol("_flags"),Ai=Symbol("_flush"),ki=Symbol("_handleChunk"),vi=Symbol("_makeBuf"),ie=Symbol("_mode"),ke=Symbol("_needDrain"),Ut=Symbol("_onerror"),Ht=Symbol("_onopen"),Ii=Symbol("_onread"),Pt=Symbol("_onwrite"),at=Symbol("_open"),U=Symbol("_path"),ot=Symbol("_pos"),Y=Symbol("_queue"),zt=Symbol("_read"),Ci=Symbol("_readSize"),j=Symbol("_reading"),ee=Symbol("_remain"),Fi=Symbol("_size"),ve=Symbol("_write"),gt=Symbol("_writing"),Me=Symbol("_defaultFlag"),bt=Symbol("_errored"),_t=class extends A{[bt]=!1;[m];[U];[Ci];[j]=!1;[Fi];[ee];[ht];constructor(t,e){if(e=e||{},super(e),this.readable=!0,this.writable=!1,typeof t!="string")throw new TypeError("path must be a string");this[bt]=!1,this[m]=typeof e.fd=="number"?e.fd:void 0,this[U]=t,this[Ci]=e.readSize||16*1024*1024,this[j]=!1,this[Fi]=typeof e.size=="number"?e.size:1/0,this[ee]=this[Fi],this[ht]=typeof e.autoClose=="boolean"?e.autoClose:!0,typeof this[m]=="number"?this[zt]():this[at]()}get fd(){return this[m]}get path(){return this[U]}write(){throw new TypeError("this is a readable stream")}end(){throw new TypeError("this is a readable stream")}[at](){external_fs_.open(this[U],"r",(t,e)=>this[Ht](t,e))}[Ht](t,e){t?this[Ut](t):(this[m]=e,this.emit("open",e),this[zt]())}[vi](){return Buffer.allocUnsafe(Math.min(this[Ci],this[ee]))}[zt](){if(!this[j]){this[j]=!0;let t=this[vi]();if(t.length===0)return process.nextTick(()=>this[Ii](null,0,t));external_fs_.read(this[m],t,0,t.length,null,(e,i,r)=>this[Ii](e,i,r))}}[Ii](t,e,i){this[j]=!1,t?this[Ut](t):this[ki](e,i)&&this[zt]()}[H](){if(this[ht]&&typeof this[m]=="number"){let t=this[m];this[m]=void 0,external_fs_.close(t,e=>e?this.emit("error",e):this.emit("close"))}}[Ut](t){this[j]=!0,this[H](),this.emit("error",t)}[ki](t,e){let i=!1;return this[ee]-=t,t>0&&(i=super.write(t<e.length?e.subarray(0,t):e)),(t===0||this[ee]<=0)&&(i=!1,this[H](),super.end()),i}emit(t,...e){switch(t){case"prefinish":case"finish":return!1;case"drain":return typeof this[m]=="number"&&this[zt](),!1;case"error":return this[bt]?!1:(this[bt]=!0,super.emit(t,...e));default:return super.emit(t,...e)}}},Be=class extends _t{[at](){let t=!0;try{this[Ht](null,external_fs_.openSync(this[U],"r")),t=!1}finally{t&&this[H]()}}[zt](){let t=!0;try{if(!this[j]){this[j]=!0;do{let e=this[vi](),i=e.length===0?0:external_fs_.readSync(this[m],e,0,e.length,null);if(!this[ki](i,e))break}while(!0);this[j]=!1}t=!1}finally{t&&this[H]()}}[H](){if(this[ht]&&typeof this[m]=="number"){let t=this[m];this[m]=void 0,external_fs_.closeSync(t),this.emit("close")}}},et=class extends external_events_{readable=!1;writable=!0;[bt]=!1;[gt]=!1;[te]=!1;[Y]=[];[ke]=!1;[U];[ie];[ht];[m];[Me];[tt];[Ni]=!1;[ot];constructor(t,e){e=e||{},super(e),this[U]=t,this[m]=typeof e.fd=="number"?e.fd:void 0,this[ie]=e.mode===void 0?438:e.mode,this[ot]=typeof e.start=="number"?e.start:void 0,this[ht]=typeof e.autoClose=="boolean"?e.autoClose:!0;let i=this[ot]!==void 0?"r+":"w";this[Me]=e.flags===void 0,this[tt]=e.flags===void 0?i:e.flags,this[m]===void 0&&this[at]()}emit(t,...e){if(t==="error"){if(this[bt])return!1;this[bt]=!0}return super.emit(t,...e)}get fd(){return this[m]}get path(){return this[U]}[Ut](t){this[H](),this[gt]=!0,this.emit("error",t)}[at](){external_fs_.open(this[U],this[tt],this[ie],(t,e)=>this[Ht](t,e))}[Ht](t,e){this[Me]&&this[tt]==="r+"&&t&&t.code==="ENOENT"?(this[tt]="w",this[at]()):t?this[Ut](t):(this[m]=e,this.emit("open",e),this[gt]||this[Ai]())}end(t,e){return t&&this.write(t,e),this[te]=!0,!this[gt]&&!this[Y].length&&typeof this[m]=="number"&&this[Pt](null,0),this}write(t,e){return typeof t=="string"&&(t=Buffer.from(t,e)),this[te]?(this.emit("error",new Error("write() after end()")),!1):this[m]===void 0||this[gt]||this[Y].length?(this[Y].push(t),this[ke]=!0,!1):(this[gt]=!0,this[ve](t),!0)}[ve](t){external_fs_.write(this[m],t,0,t.length,this[ot],(e,i)=>this[Pt](e,i))}[Pt](t,e){t?this[Ut](t):(this[ot]!==void 0&&typeof e=="number"&&(this[ot]+=e),this[Y].length?this[Ai]():(this[gt]=!1,this[te]&&!this[Ni]?(this[Ni]=!0,this[H](),this.emit("finish")):this[ke]&&(this[ke]=!1,this.emit("drain"))))}[Ai](){if(this[Y].length===0)this[te]&&this[Pt](null,0);else if(this[Y].length===1)this[ve](this[Y].pop());else{let t=this[Y];this[Y]=[],Jr(this[m],t,this[ot],(e,i)=>this[Pt](e,i))}}[H](){if(this[ht]&&typeof this[m]=="number"){let t=this[m];this[m]=void 0,external_fs_.close(t,e=>e?this.emit("error",e):this.emit("close"))}}},Wt=class extends et{[at](){let t;if(this[Me]&&this[tt]==="r+")try{t=external_fs_.openSync(this[U],this[tt],this[ie])}catch(e){if(e?.code==="ENOENT")return this[tt]="w",this[at]();throw e}else t=external_fs_.openSync(this[U],this[tt],this[ie]);this[Ht](null,t)}[H](){if(this[ht]&&typeof this[m]=="number"){let t=this[m];this[m]=void 0,external_fs_.closeSync(t),this.emit("close")}}[ve](t){let e=!0;try{this[Pt](null,external_fs_.writeSync(this[m],t,0,t.length,this[ot])),e=!1}finally{if(e)try{this[H]()}catch{}}}};var jr=new Map([["C","cwd"],["f","file"],["z","gzip"],["P","preservePaths"],["U","unlink"],["strip-components","strip"],["stripComponents","strip"],["keep-newer","newer"],["keepNewer","newer"],["keep-newer-files","newer"],["keepNewerFiles","newer"],["k","keep"],["keep-existing","keep"],["keepExisting","keep"],["m","noMtime"],["no-mtime","noMtime"],["p","preserveOwner"],["L","follow"],["h","follow"],["onentry","onReadEntry"]]),Fs=s=>!!s.sync&&!!s.file,ks=s=>!s.sync&&!!s.file,vs=s=>!!s.sync&&!s.file,Ms=s=>!s.sync&&!s.file;var Bs=s=>!!s.file;var tn=s=>{let t=jr.get(s);return t||s},se=(s={})=>{if(!s)return{};let t={};for(let[e,i]of Object.entries(s)){let r=tn(e);t[r]=i}return t.chmod===void 0&&t.noChmod===!1&&(t.chmod=!0),delete t.noChmod,t};var K=(s,t,e,i,r)=>Object.assign((n=[],o,h)=>{Array.isArray(n)&&(o=n,n={}),typeof o=="function"&&(h=o,o=void 0),o=o?Array.from(o):[];let a=se(n);if(r?.(a,o),Fs(a)){if(typeof h=="function")throw new TypeError("callback not supported for sync tar functions");return s(a,o)}else if(ks(a)){let l=t(a,o);return h?l.then(()=>h(),h):l}else if(vs(a)){if(typeof h=="function")throw new TypeError("callback not supported for sync tar functions");return e(a,o)}else if(Ms(a)){if(typeof h=="function")throw new TypeError("callback only supported with file option");return i(a,o)}throw new Error("impossible options??")},{syncFile:s,asyncFile:t,syncNoFile:e,asyncNoFile:i,validate:r});var sn=external_zlib_.constants||{ZLIB_VERNUM:4736},M=Object.freeze(Object.assign(Object.create(null),{Z_NO_FLUSH:0,Z_PARTIAL_FLUSH:1,Z_SYNC_FLUSH:2,Z_FULL_FLUSH:3,Z_FINISH:4,Z_BLOCK:5,Z_OK:0,Z_STREAM_END:1,Z_NEED_DICT:2,Z_ERRNO:-1,Z_STREAM_ERROR:-2,Z_DATA_ERROR:-3,Z_MEM_ERROR:-4,Z_BUF_ERROR:-5,Z_VERSION_ERROR:-6,Z_NO_COMPRESSION:0,Z_BEST_SPEED:1,Z_BEST_COMPRESSION:9,Z_DEFAULT_COMPRESSION:-1,Z_FILTERED:1,Z_HUFFMAN_ONLY:2,Z_RLE:3,Z_FIXED:4,Z_DEFAULT_STRATEGY:0,DEFLATE:1,INFLATE:2,GZIP:3,GUNZIP:4,DEFLATERAW:5,INFLATERAW:6,UNZIP:7,BROTLI_DECODE:8,BROTLI_ENCODE:9,Z_MIN_WINDOWBITS:8,Z_MAX_WINDOWBITS:15,Z_DEFAULT_WINDOWBITS:15,Z_MIN_CHUNK:64,Z_MAX_CHUNK:1/0,Z_DEFAULT_CHUNK:16384,Z_MIN_MEMLEVEL:1,Z_MAX_MEMLEVEL:9,Z_DEFAULT_MEMLEVEL:8,Z_MIN_LEVEL:-1,Z_MAX_LEVEL:9,Z_DEFAULT_LEVEL:-1,BROTLI_OPERATION_PROCESS:0,BROTLI_OPERATION_FLUSH:1,BROTLI_OPERATION_FINISH:2,BROTLI_OPERATION_EMIT_METADATA:3,BROTLI_MODE_GENERIC:0,BROTLI_MODE_TEXT:1,BROTLI_MODE_FONT:2,BROTLI_DEFAULT_MODE:0,BROTLI_MIN_QUALITY:0,BROTLI_MAX_QUALITY:11,BROTLI_DEFAULT_QUALITY:11,BROTLI_MIN_WINDOW_BITS:10,BROTLI_MAX_WINDOW_BITS:24,BROTLI_LARGE_MAX_WINDOW_BITS:30,BROTLI_DEFAULT_WINDOW:22,BROTLI_MIN_INPUT_BLOCK_BITS:16,BROTLI_MAX_INPUT_BLOCK_BITS:24,BROTLI_PARAM_MODE:0,BROTLI_PARAM_QUALITY:1,BROTLI_PARAM_LGWIN:2,BROTLI_PARAM_LGBLOCK:3,BROTLI_PARAM_DISABLE_LITERAL_CONTEXT_MODELING:4,BROTLI_PARAM_SIZE_HINT:5,BROTLI_PARAM_LARGE_WINDOW:6,BROTLI_PARAM_NPOSTFIX:7,BROTLI_PARAM_NDIRECT:8,BROTLI_DECODER_RESULT_ERROR:0,BROTLI_DECODER_RESULT_SUCCESS:1,BROTLI_DECODER_RESULT_NEEDS_MORE_INPUT:2,BROTLI_DECODER_RESULT_NEEDS_MORE_OUTPUT:3,BROTLI_DECODER_PARAM_DISABLE_RING_BUFFER_REALLOCATION:0,BROTLI_DECODER_PARAM_LARGE_WINDOW:1,BROTLI_DECODER_NO_ERROR:0,BROTLI_DECODER_SUCCESS:1,BROTLI_DECODER_NEEDS_MORE_INPUT:2,BROTLI_DECODER_NEEDS_MORE_OUTPUT:3,BROTLI_DECODER_ERROR_FORMAT_EXUBERANT_NIBBLE:-1,BROTLI_DECODER_ERROR_FORMAT_RESERVED:-2,BROTLI_DECODER_ERROR_FORMAT_EXUBERANT_META_NIBBLE:-3,BROTLI_DECODER_ERROR_FORMAT_SIMPLE_HUFFMAN_ALPHABET:-4,BROTLI_DECODER_ERROR_FORMAT_SIMPLE_HUFFMAN_SAME:-5,BROTLI_DECODER_ERROR_FORMAT_CL_SPACE:-6,BROTLI_DECODER_ERROR_FORMAT_HUFFMAN_SPACE:-7,BROTLI_DECODER_ERROR_FORMAT_CONTEXT_MAP_REPEAT:-8,BROTLI_DECODER_ERROR_FORMAT_BLOCK_LENGTH_1:-9,BROTLI_DECODER_ERROR_FORMAT_BLOCK_LENGTH_2:-10,BROTLI_DECODER_ERROR_FORMAT_TRANSFORM:-11,BROTLI_DECODER_ERROR_FORMAT_DICTIONARY:-12,BROTLI_DECODER_ERROR_FORMAT_WINDOW_BITS:-13,BROTLI_DECODER_ERROR_FORMAT_PADDING_1:-14,BROTLI_DECODER_ERROR_FORMAT_PADDING_2:-15,BROTLI_DECODER_ERROR_FORMAT_DISTANCE:-16,BROTLI_DECODER_ERROR_DICTIONARY_NOT_SET:-19,BROTLI_DECODER_ERROR_INVALID_ARGUMENTS:-20,BROTLI_DECODER_ERROR_ALLOC_CONTEXT_MODES:-21,BROTLI_DECODER_ERROR_ALLOC_TREE_GROUPS:-22,BROTLI_DECODER_ERROR_ALLOC_CONTEXT_MAP:-25,BROTLI_DECODER_ERROR_ALLOC_RING_BUFFER_1:-26,BROTLI_DECODER_ERROR_ALLOC_RING_BUFFER_2:-27,BROTLI_DECODER_ERROR_ALLOC_BLOCK_TYPE_TREES:-30,BROTLI_DECODER_ERROR_UNREACHABLE:-31},sn));var rn=external_buffer_.Buffer.concat,zs=Object.getOwnPropertyDescriptor(external_buffer_.Buffer,"concat"),nn=s=>s,Bi=zs?.writable===!0||zs?.set!==void 0?s=>{external_buffer_.Buffer.concat=s?nn:rn}:s=>{},Tt=Symbol("_superWrite"),Gt=class extends Error{code;errno;constructor(t,e){super("zlib: "+t.message,{cause:t}),this.code=t.code,this.errno=t.errno,this.code||(this.code="ZLIB_ERROR"),this.message="zlib: "+t.message,Error.captureStackTrace(this,e??this.constructor)}get name(){return"ZlibError"}},Pi=Symbol("flushFlag"),re=class extends A{#t=!1;#i=!1;#s;#n;#r;#e;#o;get sawError(){return this.#t}get handle(){return this.#e}get flushFlag(){return this.#s}constructor(t,e){if(!t||typeof t!="object")throw new TypeError("invalid options for ZlibBase constructor");if(super(t),this.#s=t.flush??0,this.#n=t.finishFlush??0,this.#r=t.fullFlushFlag??0,typeof external_zlib_namespaceObject[e]!="function")throw new TypeError("Compression method not supported: "+e);try{this.#e=new external_zlib_namespaceObject[e](t)}catch(i){throw new Gt(i,this.constructor)}this.#o=i=>{this.#t||(this.#t=!0,this.close(),this.emit("error",i))},this.#e?.on("error",i=>this.#o(new Gt(i))),this.once("end",()=>this.close)}close(){this.#e&&(this.#e.close(),this.#e=void 0,this.emit("close"))}reset(){if(!this.#t)return external_assert_(this.#e,"zlib binding closed"),this.#e.reset?.()}flush(t){this.ended||(typeof t!="number"&&(t=this.#r),this.write(Object.assign(external_buffer_.Buffer.alloc(0),{[Pi]:t})))}end(t,e,i){return typeof t=="function"&&(i=t,e=void 0,t=void 0),typeof e=="function"&&(i=e,e=void 0),t&&(e?this.write(t,e):this.write(t)),this.flush(this.#n),this.#i=!0,super.end(i)}get ended(){return this.#i}[Tt](t){return super.write(t)}write(t,e,i){if(typeof e=="function"&&(i=e,e="utf8"),typeof t=="string"&&(t=external_buffer_.Buffer.from(t,e)),this.#t)return;external_assert_(this.#e,"zlib binding closed");let r=this.#e._handle,n=r.close;r.close=()=>{};let o=this.#e.close;this.#e.close=()=>{},Bi(!0);let h;try{let l=typeof t[Pi]=="number"?t[Pi]:this.#s;h=this.#e._processChunk(t,l),Bi(!1)}catch(l){Bi(!1),this.#o(new Gt(l,this.write))}finally{this.#e&&(this.#e._handle=r,r.close=n,this.#e.close=o,this.#e.removeAllListeners("error"))}this.#e&&this.#e.on("error",l=>this.#o(new Gt(l,this.write)));let a;if(h)if(Array.isArray(h)&&h.length>0){let l=h[0];a=this[Tt](external_buffer_.Buffer.from(l));for(let c=1;c<h.length;c++)a=this[Tt](h[c])}else a=this[Tt](external_buffer_.Buffer.from(h));return i&&i(),a}},Pe=class extends re{#t;#i;constructor(t,e){t=t||{},t.flush=t.flush||M.Z_NO_FLUSH,t.finishFlush=t.finishFlush||M.Z_FINISH,t.fullFlushFlag=M.Z_FULL_FLUSH,super(t,e),this.#t=t.level,this.#i=t.strategy}params(t,e){if(!this.sawError){if(!this.handle)throw new Error("cannot switch params when binding is closed");if(!this.handle.params)throw new Error("not supported in this implementation");if(this.#t!==t||this.#i!==e){this.flush(M.Z_SYNC_FLUSH),external_assert_(this.handle,"zlib binding closed");let i=this.handle.flush;this.handle.flush=(r,n)=>{typeof r=="function"&&(n=r,r=this.flushFlag),this.flush(r),n?.()};try{this.handle.params(t,e)}finally{this.handle.flush=i}this.handle&&(this.#t=t,this.#i=e)}}}};var ze=class extends Pe{#t;constructor(t){super(t,"Gzip"),this.#t=t&&!!t.portable}[Tt](t){return this.#t?(this.#t=!1,t[9]=255,super[Tt](t)):super[Tt](t)}};var Ue=class extends Pe{constructor(t){super(t,"Unzip")}},He=class extends re{constructor(t,e){t=t||{},t.flush=t.flush||M.BROTLI_OPERATION_PROCESS,t.finishFlush=t.finishFlush||M.BROTLI_OPERATION_FINISH,t.fullFlushFlag=M.BROTLI_OPERATION_FLUSH,super(t,e)}},We=class extends He{constructor(t){super(t,"BrotliCompress")}},Ge=class extends He{constructor(t){super(t,"BrotliDecompress")}},Ze=class extends re{constructor(t,e){t=t||{},t.flush=t.flush||M.ZSTD_e_continue,t.finishFlush=t.finishFlush||M.ZSTD_e_end,t.fullFlushFlag=M.ZSTD_e_flush,super(t,e)}},Ye=class extends Ze{constructor(t){super(t,"ZstdCompress")}},Ke=class extends Ze{constructor(t){super(t,"ZstdDecompress")}};var Us=(s,t)=>{if(Number.isSafeInteger(s))s<0?an(s,t):hn(s,t);else throw Error("cannot encode number outside of javascript safe integer range");return t},hn=(s,t)=>{t[0]=128;for(var e=t.length;e>1;e--)t[e-1]=s&255,s=Math.floor(s/256)},an=(s,t)=>{t[0]=255;var e=!1;s=s*-1;for(var i=t.length;i>1;i--){var r=s&255;s=Math.floor(s/256),e?t[i-1]=Ws(r):r===0?t[i-1]=0:(e=!0,t[i-1]=Gs(r))}},Hs=s=>{let t=s[0],e=t===128?cn(s.subarray(1,s.length)):t===255?ln(s):null;if(e===null)throw Error("invalid base256 encoding");if(!Number.isSafeInteger(e))throw Error("parsed number outside of javascript safe integer range");return e},ln=s=>{for(var t=s.length,e=0,i=!1,r=t-1;r>-1;r--){var n=Number(s[r]),o;i?o=Ws(n):n===0?o=n:(i=!0,o=Gs(n)),o!==0&&(e-=o*Math.pow(256,t-r-1))}return e},cn=s=>{for(var t=s.length,e=0,i=t-1;i>-1;i--){var r=Number(s[i]);r!==0&&(e+=r*Math.pow(256,t-i-1))}return e},Ws=s=>(255^s)&255,Gs=s=>(255^s)+1&255;var Hi={};Ur(Hi,{code:()=>Ve,isCode:()=>ne,isName:()=>dn,name:()=>oe,normalFsTypes:()=>Ui});var ne=s=>oe.has(s),dn=s=>Ve.has(s),Ui=new Set(["0","","1","2","3","4","5","6","7","D"]),oe=new Map([["0","File"],["","OldFile"],["1","Link"],["2","SymbolicLink"],["3","CharacterDevice"],["4","BlockDevice"],["5","Directory"],["6","FIFO"],["7","ContiguousFile"],["g","GlobalExtendedHeader"],["x","ExtendedHeader"],["A","SolarisACL"],["D","GNUDumpDir"],["I","Inode"],["K","NextFileHasLongLinkpath"],["L","NextFileHasLongPath"],["M","ContinuationFile"],["N","OldGnuLongPath"],["S","SparseFile"],["V","TapeVolumeHeader"],["X","OldExtendedHeader"]]),Ve=new Map(Array.from(oe).map(s=>[s[1],s[0]]));var un=s=>s===void 0||s<0?void 0:s,F=class{cksumValid=!1;needPax=!1;nullBlock=!1;block;path;mode;uid;gid;size;cksum;#t="Unsupported";linkpath;uname;gname;devmaj=0;devmin=0;atime;ctime;mtime;charset;comment;constructor(t,e=0,i,r){Buffer.isBuffer(t)?this.decode(t,e||0,i,r):t&&this.#i(t)}decode(t,e,i,r){if(e||(e=0),!t||!(t.length>=e+512))throw new Error("need 512 bytes for header");let n=xt(t,e+156,1),o=Ui.has(n),h=o?i:void 0,a=o?r:void 0;if(this.path=h?.path??xt(t,e,100),this.mode=h?.mode??a?.mode??lt(t,e+100,8),this.uid=h?.uid??a?.uid??lt(t,e+108,8),this.gid=h?.gid??a?.gid??lt(t,e+116,8),this.size=un(h?.size??a?.size??lt(t,e+124,12)),this.mtime=h?.mtime??a?.mtime??Wi(t,e+136,12),this.cksum=lt(t,e+148,12),a&&this.#i(a,!0),h&&this.#i(h),ne(n)&&(this.#t=n||"0"),this.#t==="0"&&this.path.slice(-1)==="/"&&(this.#t="5"),this.#t==="5"&&(this.size=0),this.linkpath=xt(t,e+157,100),t.subarray(e+257,e+265).toString()==="ustar\x0000")if(this.uname=h?.uname??a?.uname??xt(t,e+265,32),this.gname=h?.gname??a?.gname??xt(t,e+297,32),this.devmaj=h?.devmaj??a?.devmaj??lt(t,e+329,8)??0,this.devmin=h?.devmin??a?.devmin??lt(t,e+337,8)??0,t[e+475]!==0){let c=xt(t,e+345,155);this.path=c+"/"+this.path}else{let c=xt(t,e+345,130);c&&(this.path=c+"/"+this.path),this.atime=i?.atime??r?.atime??Wi(t,e+476,12),this.ctime=i?.ctime??r?.ctime??Wi(t,e+488,12)}let l=256;for(let c=e;c<e+148;c++)l+=t[c];for(let c=e+156;c<e+512;c++)l+=t[c];this.cksumValid=l===this.cksum,this.cksum===void 0&&l===256&&(this.nullBlock=!0)}#i(t,e=!1){Object.assign(this,Object.fromEntries(Object.entries(t).filter(([i,r])=>!(r==null||i==="size"&&Number(r)<0||i==="path"&&e||i==="linkpath"&&e||i==="global"))))}encode(t,e=0){if(t||(t=this.block=Buffer.alloc(512)),this.#t==="Unsupported"&&(this.#t="0"),!(t.length>=e+512))throw new Error("need 512 bytes for header");let i=this.ctime||this.atime?130:155,r=mn(this.path||"",i),n=r[0],o=r[1];this.needPax=!!r[2],this.needPax=Lt(t,e,100,n)||this.needPax,this.needPax=ct(t,e+100,8,this.mode)||this.needPax,this.needPax=ct(t,e+108,8,this.uid)||this.needPax,this.needPax=ct(t,e+116,8,this.gid)||this.needPax,this.needPax=ct(t,e+124,12,this.size)||this.needPax,this.needPax=Gi(t,e+136,12,this.mtime)||this.needPax,t[e+156]=Number(this.#t.codePointAt(0)),this.needPax=Lt(t,e+157,100,this.linkpath)||this.needPax,t.write("ustar\x0000",e+257,8),this.needPax=Lt(t,e+265,32,this.uname)||this.needPax,this.needPax=Lt(t,e+297,32,this.gname)||this.needPax,this.needPax=ct(t,e+329,8,this.devmaj)||this.needPax,this.needPax=ct(t,e+337,8,this.devmin)||this.needPax,this.needPax=Lt(t,e+345,i,o)||this.needPax,t[e+475]!==0?this.needPax=Lt(t,e+345,155,o)||this.needPax:(this.needPax=Lt(t,e+345,130,o)||this.needPax,this.needPax=Gi(t,e+476,12,this.atime)||this.needPax,this.needPax=Gi(t,e+488,12,this.ctime)||this.needPax);let h=256;for(let a=e;a<e+148;a++)h+=t[a];for(let a=e+156;a<e+512;a++)h+=t[a];return this.cksum=h,ct(t,e+148,8,this.cksum),this.cksumValid=!0,this.needPax}get type(){return this.#t==="Unsupported"?this.#t:oe.get(this.#t)}get typeKey(){return this.#t}set type(t){let e=String(Ve.get(t));if(ne(e)||e==="Unsupported")this.#t=e;else if(ne(t))this.#t=t;else throw new TypeError("invalid entry type: "+t)}},mn=(s,t)=>{let i=s,r="",n,o=external_node_path_namespaceObject.posix.parse(s).root||".";if(Buffer.byteLength(i)<100)n=[i,r,!1];else{r=external_node_path_namespaceObject.posix.dirname(i),i=external_node_path_namespaceObject.posix.basename(i);do Buffer.byteLength(i)<=100&&Buffer.byteLength(r)<=t?n=[i,r,!1]:Buffer.byteLength(i)>100&&Buffer.byteLength(r)<=t?n=[i.slice(0,99),r,!0]:(i=external_node_path_namespaceObject.posix.join(external_node_path_namespaceObject.posix.basename(r),i),r=external_node_path_namespaceObject.posix.dirname(r));while(r!==o&&n===void 0);n||(n=[s.slice(0,99),"",!0])}return n},xt=(s,t,e)=>s.subarray(t,t+e).toString("utf8").replace(/\0.*/,""),Wi=(s,t,e)=>pn(lt(s,t,e)),pn=s=>s===void 0?void 0:new Date(s*1e3),lt=(s,t,e)=>Number(s[t])&128?Hs(s.subarray(t,t+e)):wn(s,t,e),En=s=>isNaN(s)?void 0:s,wn=(s,t,e)=>En(parseInt(s.subarray(t,t+e).toString("utf8").replace(/\0.*$/,"").trim(),8)),Sn={12:8589934591,8:2097151},ct=(s,t,e,i)=>i===void 0?!1:i>Sn[e]||i<0?(Us(i,s.subarray(t,t+e)),!0):(yn(s,t,e,i),!1),yn=(s,t,e,i)=>s.write(Rn(i,e),t,e,"ascii"),Rn=(s,t)=>gn(Math.floor(s).toString(8),t),gn=(s,t)=>(s.length===t-1?s:new Array(t-s.length-1).join("0")+s+" ")+"\0",Gi=(s,t,e,i)=>i===void 0?!1:ct(s,t,e,i.getTime()/1e3),bn=new Array(156).join("\0"),Lt=(s,t,e,i)=>i===void 0?!1:(s.write(i+bn,t,e,"utf8"),i.length!==Buffer.byteLength(i)||i.length>e);var ft=class s{atime;mtime;ctime;charset;comment;gid;uid;gname;uname;linkpath;dev;ino;nlink;path;size;mode;global;constructor(t,e=!1){this.atime=t.atime,this.charset=t.charset,this.comment=t.comment,this.ctime=t.ctime,this.dev=t.dev,this.gid=t.gid,this.global=e,this.gname=t.gname,this.ino=t.ino,this.linkpath=t.linkpath,this.mtime=t.mtime,this.nlink=t.nlink,this.path=t.path,this.size=t.size,this.uid=t.uid,this.uname=t.uname}encode(){let t=this.encodeBody();if(t==="")return Buffer.allocUnsafe(0);let e=Buffer.byteLength(t),i=512*Math.ceil(1+e/512),r=Buffer.allocUnsafe(i);for(let n=0;n<512;n++)r[n]=0;new F({path:("PaxHeader/"+(0,external_node_path_namespaceObject.basename)(this.path??"")).slice(0,99),mode:this.mode||420,uid:this.uid,gid:this.gid,size:e,mtime:this.mtime,type:this.global?"GlobalExtendedHeader":"ExtendedHeader",linkpath:"",uname:this.uname||"",gname:this.gname||"",devmaj:0,devmin:0,atime:this.atime,ctime:this.ctime}).encode(r),r.write(t,512,e,"utf8");for(let n=e+512;n<r.length;n++)r[n]=0;return r}encodeBody(){return this.encodeField("path")+this.encodeField("ctime")+this.encodeField("atime")+this.encodeField("dev")+this.encodeField("ino")+this.encodeField("nlink")+this.encodeField("charset")+this.encodeField("comment")+this.encodeField("gid")+this.encodeField("gname")+this.encodeField("linkpath")+this.encodeField("mtime")+this.encodeField("size")+this.encodeField("uid")+this.encodeField("uname")}encodeField(t){if(this[t]===void 0)return"";let e=this[t],i=e instanceof Date?e.getTime()/1e3:e,r=" "+(t==="dev"||t==="ino"||t==="nlink"?"SCHILY.":"")+t+"="+i+`
-`,n=Buffer.byteLength(r),o=Math.floor(Math.log(n)/Math.log(10))+1;return n+o>=Math.pow(10,o)&&(o+=1),o+n+r}static parse(t,e,i=!1){return new s(On(Tn(t),e),i)}},On=(s,t)=>t?Object.assign({},t,s):s,Tn=s=>s.replace(/\n$/,"").split(`
-`).reduce(xn,Object.create(null)),xn=(s,t)=>{let e=parseInt(t,10);if(e!==Buffer.byteLength(t)+1)return s;t=t.slice((e+" ").length);let i=t.split("="),r=i.shift();if(!r)return s;let n=r.replace(/^SCHILY\.(dev|ino|nlink)/,"$1"),o=i.join("=").replace(/\0.*/,"");switch(n){case"path":case"linkpath":case"type":case"charset":case"comment":case"gname":case"uname":s[n]=o;break;case"ctime":case"atime":case"mtime":s[n]=new Date(Number(o)*1e3);break;case"size":let h=+o;h>=0&&(s[n]=h);break;case"gid":case"uid":case"dev":case"ino":case"nlink":case"mode":s[n]=+o;break}return s};var Ln=process.env.TESTING_TAR_FAKE_PLATFORM||process.platform,f=Ln!=="win32"?s=>String(s):s=>String(s).replaceAll(/\\/g,"/");var $e=class extends A{extended;globalExtended;header;startBlockSize;blockRemain;remain;type;meta=!1;ignore=!1;path;mode;uid;gid;uname;gname;size=0;mtime;atime;ctime;linkpath;dev;ino;nlink;invalid=!1;absolute;unsupported=!1;constructor(t,e,i){switch(super({}),this.pause(),this.extended=e,this.globalExtended=i,this.header=t,this.remain=t.size??0,this.startBlockSize=512*Math.ceil(this.remain/512),this.blockRemain=this.startBlockSize,this.type=t.type,this.type){case"File":case"OldFile":case"Link":case"SymbolicLink":case"CharacterDevice":case"BlockDevice":case"Directory":case"FIFO":case"ContiguousFile":case"GNUDumpDir":break;case"NextFileHasLongLinkpath":case"NextFileHasLongPath":case"OldGnuLongPath":case"GlobalExtendedHeader":case"ExtendedHeader":case"OldExtendedHeader":this.meta=!0;break;default:this.ignore=!0}if(!t.path)throw new Error("no path provided for tar.ReadEntry");this.path=f(t.path),this.mode=t.mode,this.mode&&(this.mode=this.mode&4095),this.uid=t.uid,this.gid=t.gid,this.uname=t.uname,this.gname=t.gname,this.size=this.remain,this.mtime=t.mtime,this.atime=t.atime,this.ctime=t.ctime,this.linkpath=t.linkpath?f(t.linkpath):void 0,this.uname=t.uname,this.gname=t.gname,e&&this.#t(e),i&&this.#t(i,!0)}write(t){let e=t.length;if(e>this.blockRemain)throw new Error("writing more to entry than is appropriate");let i=this.remain,r=this.blockRemain;return this.remain=Math.max(0,i-e),this.blockRemain=Math.max(0,r-e),this.ignore?!0:i>=e?super.write(t):super.write(t.subarray(0,i))}#t(t,e=!1){t.path&&(t.path=f(t.path)),t.linkpath&&(t.linkpath=f(t.linkpath)),Object.assign(this,Object.fromEntries(Object.entries(t).filter(([i,r])=>!(r==null||i==="path"&&e))))}};var Dt=(s,t,e,i={})=>{s.file&&(i.file=s.file),s.cwd&&(i.cwd=s.cwd),i.code=e instanceof Error&&e.code||t,i.tarCode=t,!s.strict&&i.recoverable!==!1?(e instanceof Error&&(i=Object.assign(e,i),e=e.message),s.emit("warn",t,e,i)):e instanceof Error?s.emit("error",Object.assign(e,i)):s.emit("error",Object.assign(new Error(`${t}: ${e}`),i))};var Nn=1024*1024,Xi=Buffer.from([31,139]),qi=Buffer.from([40,181,47,253]),An=Math.max(Xi.length,qi.length),B=Symbol("state"),Nt=Symbol("writeEntry"),it=Symbol("readEntry"),Zi=Symbol("nextEntry"),Zs=Symbol("processEntry"),V=Symbol("extendedHeader"),he=Symbol("globalExtendedHeader"),dt=Symbol("meta"),Ys=Symbol("emitMeta"),p=Symbol("buffer"),st=Symbol("queue"),ut=Symbol("ended"),Yi=Symbol("emittedEnd"),At=Symbol("emit"),w=Symbol("unzip"),Xe=Symbol("consumeChunk"),qe=Symbol("consumeChunkSub"),Ki=Symbol("consumeBody"),Ks=Symbol("consumeMeta"),Vs=Symbol("consumeHeader"),ae=Symbol("consuming"),Vi=Symbol("bufferConcat"),Qe=Symbol("maybeEnd"),Yt=Symbol("writing"),$=Symbol("aborted"),Je=Symbol("onDone"),It=Symbol("sawValidEntry"),je=Symbol("sawNullBlock"),ti=Symbol("sawEOF"),$s=Symbol("closeStream"),In=1e3,le=Symbol("compressedBytesRead"),$i=Symbol("decompressedBytesRead"),Xs=Symbol("checkDecompressionRatio"),Cn=()=>!0,rt=class extends external_events_.EventEmitter{file;strict;maxMetaEntrySize;filter;brotli;zstd;maxDecompressionRatio;writable=!0;readable=!1;[st]=[];[p];[it];[Nt];[B]="begin";[dt]="";[V];[he];[ut]=!1;[w];[$]=!1;[It];[je]=!1;[ti]=!1;[Yt]=!1;[ae]=!1;[Yi]=!1;[le]=0;[$i]=0;constructor(t={}){super(),this.file=t.file||"",this.on(Je,()=>{(this[B]==="begin"||this[It]===!1)&&this.warn("TAR_BAD_ARCHIVE","Unrecognized archive format")}),t.ondone?this.on(Je,t.ondone):this.on(Je,()=>{this.emit("prefinish"),this.emit("finish"),this.emit("end")}),this.strict=!!t.strict,this.maxDecompressionRatio=typeof t.maxDecompressionRatio=="number"?t.maxDecompressionRatio:In,this.maxMetaEntrySize=t.maxMetaEntrySize||Nn,this.filter=typeof t.filter=="function"?t.filter:Cn;let e=t.file&&(t.file.endsWith(".tar.br")||t.file.endsWith(".tbr"));this.brotli=!(t.gzip||t.zstd)&&t.brotli!==void 0?t.brotli:e?void 0:!1;let i=t.file&&(t.file.endsWith(".tar.zst")||t.file.endsWith(".tzst"));this.zstd=!(t.gzip||t.brotli)&&t.zstd!==void 0?t.zstd:i?!0:void 0,this.on("end",()=>this[$s]()),typeof t.onwarn=="function"&&this.on("warn",t.onwarn),typeof t.onReadEntry=="function"&&this.on("entry",t.onReadEntry)}warn(t,e,i={}){Dt(this,t,e,i)}[Vs](t,e){this[It]===void 0&&(this[It]=!1);let i;try{i=new F(t,e,this[V],this[he])}catch(r){return this.warn("TAR_ENTRY_INVALID",r)}if(i.nullBlock)this[je]?(this[ti]=!0,this[B]==="begin"&&(this[B]="header"),this[At]("eof")):(this[je]=!0,this[At]("nullBlock"));else if(this[je]=!1,!i.cksumValid)this.warn("TAR_ENTRY_INVALID","checksum failure",{header:i});else if(!i.path)this.warn("TAR_ENTRY_INVALID","path is required",{header:i});else{let r=i.type;if(/^(Symbolic)?Link$/.test(r)&&!i.linkpath)this.warn("TAR_ENTRY_INVALID","linkpath required",{header:i});else if(!/^(Symbolic)?Link$/.test(r)&&!/^(Global)?ExtendedHeader$/.test(r)&&i.linkpath)this.warn("TAR_ENTRY_INVALID","linkpath forbidden",{header:i});else{let n=this[Nt]=new $e(i,this[V],this[he]);if(!this[It])if(n.remain){let o=()=>{n.invalid||(this[It]=!0)};n.on("end",o)}else this[It]=!0;n.meta?n.size>this.maxMetaEntrySize?(n.ignore=!0,this[At]("ignoredEntry",n),this[B]="ignore",n.resume()):n.size>0&&(this[dt]="",n.on("data",o=>this[dt]+=o),this[B]="meta"):(this[V]=void 0,n.ignore=n.ignore||!this.filter(n.path,n),n.ignore?(this[At]("ignoredEntry",n),this[B]=n.remain?"ignore":"header",n.resume()):(n.remain?this[B]="body":(this[B]="header",n.end()),this[it]?this[st].push(n):(this[st].push(n),this[Zi]())))}}}[$s](){queueMicrotask(()=>this.emit("close"))}[Zs](t){let e=!0;if(!t)this[it]=void 0,e=!1;else if(Array.isArray(t)){let[i,...r]=t;this.emit(i,...r)}else this[it]=t,this.emit("entry",t),t.emittedEnd||(t.on("end",()=>this[Zi]()),e=!1);return e}[Zi](){do;while(this[Zs](this[st].shift()));if(this[st].length===0){let t=this[it];!t||t.flowing||t.size===t.remain?this[Yt]||this.emit("drain"):t.once("drain",()=>this.emit("drain"))}}[Ki](t,e){let i=this[Nt];if(!i)throw new Error("attempt to consume body without entry??");let r=i.blockRemain??0,n=r>=t.length&&e===0?t:t.subarray(e,e+r);return i.write(n),i.blockRemain||(this[B]="header",this[Nt]=void 0,i.end()),n.length}[Ks](t,e){let i=this[Nt],r=this[Ki](t,e);return!this[Nt]&&i&&this[Ys](i),r}[At](t,e,i){this[st].length===0&&!this[it]?this.emit(t,e,i):this[st].push([t,e,i])}[Ys](t){switch(this[At]("meta",this[dt]),t.type){case"ExtendedHeader":case"OldExtendedHeader":this[V]=ft.parse(this[dt],this[V],!1);break;case"GlobalExtendedHeader":this[he]=ft.parse(this[dt],this[he],!0);break;case"NextFileHasLongPath":case"OldGnuLongPath":{let e=this[V]??Object.create(null);this[V]=e,e.path=this[dt].replace(/\0.*/,"");break}case"NextFileHasLongLinkpath":{let e=this[V]||Object.create(null);this[V]=e,e.linkpath=this[dt].replace(/\0.*/,"");break}default:throw new Error("unknown meta: "+t.type)}}abort(t){if(!this[$]){if(this[w]){let e=this[w];e.write=()=>!0,e.end=()=>e,e.emit=()=>!1,e.destroy?.()}this[$]=!0,this.emit("abort",t),this.warn("TAR_ABORT",t,{recoverable:!1})}}[Xs](t){this[$i]+=t.length;let e=this[$i]/this[le];return e>this.maxDecompressionRatio?(this.abort(new Error(`max decompression ratio exceeded: ${e.toFixed(2)} > ${this.maxDecompressionRatio}`)),!1):!0}write(t,e,i){if(typeof e=="function"&&(i=e,e=void 0),typeof t=="string"&&(t=Buffer.from(t,typeof e=="string"?e:"utf8")),this[$])return i?.(),!1;if((this[w]===void 0||this.brotli===void 0&&this[w]===!1)&&t){if(this[p]&&(t=Buffer.concat([this[p],t]),this[p]=void 0),t.length<An)return this[p]=t,i?.(),!0;for(let a=0;this[w]===void 0&&a<Xi.length;a++)t[a]!==Xi[a]&&(this[w]=!1);let o=!1;if(this[w]===!1&&this.zstd!==!1){o=!0;for(let a=0;a<qi.length;a++)if(t[a]!==qi[a]){o=!1;break}}let h=this.brotli===void 0&&!o;if(this[w]===!1&&h)if(t.length<512)if(this[ut])this.brotli=!0;else return this[p]=t,i?.(),!0;else try{new F(t.subarray(0,512)),this.brotli=!1}catch{this.brotli=!0}if(this[w]===void 0||this[w]===!1&&(this.brotli||o)){let a=this[ut];this[ut]=!1,this[w]=this[w]===void 0?new Ue({}):o?new Ke({}):new Ge({}),this[w].on("data",c=>{this[Xs](c)&&this[Xe](c)}),this[w].on("error",c=>{this[$]||this.abort(c)}),this[w].on("end",()=>{this[ut]=!0,this[Xe]()}),this[Yt]=!0,this[le]+=t.length;let l=!!this[w][a?"end":"write"](t);return this[Yt]=!1,i?.(),l}}this[Yt]=!0,this[w]?(this[le]+=t.length,this[w].write(t)):this[Xe](t),this[Yt]=!1;let n=this[st].length>0?!1:this[it]?this[it].flowing:!0;return!n&&this[st].length===0&&this[it]?.once("drain",()=>this.emit("drain")),i?.(),n}[Vi](t){t&&!this[$]&&(this[p]=this[p]?Buffer.concat([this[p],t]):t)}[Qe](){if(this[ut]&&!this[Yi]&&!this[$]&&!this[ae]){this[Yi]=!0;let t=this[Nt];if(t?.blockRemain){let e=this[p]?this[p].length:0;this.warn("TAR_BAD_ARCHIVE",`Truncated input (needed ${t.blockRemain} more bytes, only ${e} available)`,{entry:t}),this[p]&&t.write(this[p]),t.end()}this[At](Je)}}[Xe](t){if(this[ae]&&t)this[Vi](t);else if(!t&&!this[p])this[Qe]();else if(t){if(this[ae]=!0,this[p]){this[Vi](t);let e=this[p];this[p]=void 0,this[qe](e)}else this[qe](t);for(;this[p]&&this[p]?.length>=512&&!this[$]&&!this[ti];){let e=this[p];this[p]=void 0,this[qe](e)}this[ae]=!1}(!this[p]||this[ut])&&this[Qe]()}[qe](t){let e=0,i=t.length;for(;e+512<=i&&!this[$]&&!this[ti];)switch(this[B]){case"begin":case"header":this[Vs](t,e),e+=512;break;case"ignore":case"body":e+=this[Ki](t,e);break;case"meta":e+=this[Ks](t,e);break;default:throw new Error("invalid state: "+this[B])}e<i&&(this[p]=this[p]?Buffer.concat([t.subarray(e),this[p]]):t.subarray(e))}end(t,e,i){return typeof t=="function"&&(i=t,e=void 0,t=void 0),typeof e=="function"&&(i=e,e=void 0),typeof t=="string"&&(t=Buffer.from(t,e)),i&&this.once("finish",i),this[$]||(this[w]?(t&&(this[le]+=t.length,this[w].write(t)),this[w].end()):(this[ut]=!0,(this.brotli===void 0||this.zstd===void 0)&&(t=t||Buffer.alloc(0)),t&&this.write(t),this[Qe]())),this}};var mt=s=>{let t=s.length-1,e=-1;for(;t>-1&&s.charAt(t)==="/";)e=t,t--;return e===-1?s:s.slice(0,e)};var vn=s=>{let t=s.onReadEntry;s.onReadEntry=t?e=>{t(e),e.resume()}:e=>e.resume()},Qi=(s,t)=>{let e=new Map(t.map(o=>[mt(o),!0])),i=s.filter,r=100,n=(o,h="",a=0)=>{if(a>=r)return e.set(o,!1),!1;let l=h||(0,external_path_.parse)(o).root||".",c;if(o===l)c=!1;else{let d=e.get(o);c=d!==void 0?d:n((0,external_path_.dirname)(o),l,a+1)}return e.set(o,c),c};s.filter=i?(o,h)=>i(o,h)&&n(mt(o)):o=>n(mt(o))},Mn=s=>{let t=new rt(s),e=s.file,i;try{i=external_node_fs_namespaceObject.openSync(e,"r");let r=external_node_fs_namespaceObject.fstatSync(i),n=s.maxReadSize||16*1024*1024;if(r.size<n){let o=Buffer.allocUnsafe(r.size),h=external_node_fs_namespaceObject.readSync(i,o,0,r.size,0);t.end(h===o.byteLength?o:o.subarray(0,h))}else{let o=0,h=Buffer.allocUnsafe(n);for(;o<r.size;){let a=external_node_fs_namespaceObject.readSync(i,h,0,n,o);if(a===0)break;o+=a,t.write(h.subarray(0,a))}t.end()}}finally{if(typeof i=="number")try{external_node_fs_namespaceObject.closeSync(i)}catch{}}},Bn=(s,t)=>{let e=new rt(s),i=s.maxReadSize||16*1024*1024,r=s.file;return new Promise((o,h)=>{e.on("error",h),e.on("end",o),external_node_fs_namespaceObject.stat(r,(a,l)=>{if(a)h(a);else{let c=new _t(r,{readSize:i,size:l.size});c.on("error",h),c.pipe(e)}})})},Ct=K(Mn,Bn,s=>new rt(s),s=>new rt(s),(s,t)=>{t?.length&&Qi(s,t),s.noResume||vn(s)});var Ji=(s,t,e)=>(s&=4095,e&&(s=(s|384)&-19),t&&(s&256&&(s|=64),s&32&&(s|=8),s&4&&(s|=1)),s);var{isAbsolute:zn,parse:qs}=external_node_path_namespaceObject.win32,ce=s=>{let t="",e=qs(s);for(;zn(s)||e.root;){let i=s.charAt(0)==="/"&&s.slice(0,4)!=="//?/"?"/":e.root;s=s.slice(i.length),t+=i,e=qs(s)}return[t,s]};var ei=["|","<",">","?",":"],ji=ei.map(s=>String.fromCodePoint(61440+Number(s.codePointAt(0)))),Un=new Map(ei.map((s,t)=>[s,ji[t]])),Hn=new Map(ji.map((s,t)=>[s,ei[t]])),ts=s=>ei.reduce((t,e)=>t.split(e).join(Un.get(e)),s),Qs=s=>ji.reduce((t,e)=>t.split(e).join(Hn.get(e)),s);var rr=(s,t)=>t?(s=f(s).replace(/^\.(\/|$)/,""),mt(t)+"/"+s):f(s),Wn=16*1024*1024,tr=Symbol("process"),er=Symbol("file"),ir=Symbol("directory"),is=Symbol("symlink"),sr=Symbol("hardlink"),fe=Symbol("header"),ii=Symbol("read"),ss=Symbol("lstat"),si=Symbol("onlstat"),rs=Symbol("onread"),ns=Symbol("onreadlink"),os=Symbol("openfile"),hs=Symbol("onopenfile"),pt=Symbol("close"),ri=Symbol("mode"),as=Symbol("awaitDrain"),es=Symbol("ondrain"),q=Symbol("prefix"),de=class extends A{path;portable;myuid=process.getuid&&process.getuid()||0;myuser=process.env.USER||"";maxReadSize;linkCache;statCache;preservePaths;cwd;strict;mtime;noPax;noMtime;prefix;fd;blockLen=0;blockRemain=0;buf;pos=0;remain=0;length=0;offset=0;win32;absolute;header;type;linkpath;stat;onWriteEntry;#t=!1;constructor(t,e={}){let i=se(e);super(),this.path=f(t),this.portable=!!i.portable,this.maxReadSize=i.maxReadSize||Wn,this.linkCache=i.linkCache||new Map,this.statCache=i.statCache||new Map,this.preservePaths=!!i.preservePaths,this.cwd=f(i.cwd||process.cwd()),this.strict=!!i.strict,this.noPax=!!i.noPax,this.noMtime=!!i.noMtime,this.mtime=i.mtime,this.prefix=i.prefix?f(i.prefix):void 0,this.onWriteEntry=i.onWriteEntry,typeof i.onwarn=="function"&&this.on("warn",i.onwarn);let r=!1;if(!this.preservePaths){let[o,h]=ce(this.path);o&&typeof h=="string"&&(this.path=h,r=o)}this.win32=!!i.win32||process.platform==="win32",this.win32&&(this.path=Qs(this.path.replaceAll(/\\/g,"/")),t=t.replaceAll(/\\/g,"/")),this.absolute=f(i.absolute||external_path_.resolve(this.cwd,t)),this.path===""&&(this.path="./"),r&&this.warn("TAR_ENTRY_INFO",`stripping ${r} from absolute path`,{entry:this,path:r+this.path});let n=this.statCache.get(this.absolute);n?this[si](n):this[ss]()}warn(t,e,i={}){return Dt(this,t,e,i)}emit(t,...e){return t==="error"&&(this.#t=!0),super.emit(t,...e)}[ss](){external_fs_.lstat(this.absolute,(t,e)=>{if(t)return this.emit("error",t);this[si](e)})}[si](t){this.statCache.set(this.absolute,t),this.stat=t,t.isFile()||(t.size=0),this.type=Gn(t),this.emit("stat",t),this[tr]()}[tr](){switch(this.type){case"File":return this[er]();case"Directory":return this[ir]();case"SymbolicLink":return this[is]();default:return this.end()}}[ri](t){return Ji(t,this.type==="Directory",this.portable)}[q](t){return rr(t,this.prefix)}[fe](){if(!this.stat)throw new Error("cannot write header before stat");this.type==="Directory"&&this.portable&&(this.noMtime=!0),this.onWriteEntry?.(this),this.header=new F({path:this[q](this.path),linkpath:this.type==="Link"&&this.linkpath!==void 0?this[q](this.linkpath):this.linkpath,mode:this[ri](this.stat.mode),uid:this.portable?void 0:this.stat.uid,gid:this.portable?void 0:this.stat.gid,size:this.stat.size,mtime:this.noMtime?void 0:this.mtime||this.stat.mtime,type:this.type==="Unsupported"?void 0:this.type,uname:this.portable?void 0:this.stat.uid===this.myuid?this.myuser:"",atime:this.portable?void 0:this.stat.atime,ctime:this.portable?void 0:this.stat.ctime}),this.header.encode()&&!this.noPax&&super.write(new ft({atime:this.portable?void 0:this.header.atime,ctime:this.portable?void 0:this.header.ctime,gid:this.portable?void 0:this.header.gid,mtime:this.noMtime?void 0:this.mtime||this.header.mtime,path:this[q](this.path),linkpath:this.type==="Link"&&this.linkpath!==void 0?this[q](this.linkpath):this.linkpath,size:this.header.size,uid:this.portable?void 0:this.header.uid,uname:this.portable?void 0:this.header.uname,dev:this.portable?void 0:this.stat.dev,ino:this.portable?void 0:this.stat.ino,nlink:this.portable?void 0:this.stat.nlink}).encode());let t=this.header?.block;if(!t)throw new Error("failed to encode header");super.write(t)}[ir](){if(!this.stat)throw new Error("cannot create directory entry without stat");this.path.slice(-1)!=="/"&&(this.path+="/"),this.stat.size=0,this[fe](),this.end()}[is](){external_fs_.readlink(this.absolute,(t,e)=>{if(t)return this.emit("error",t);this[ns](e)})}[ns](t){this.linkpath=f(t),this[fe](),this.end()}[sr](t){if(!this.stat)throw new Error("cannot create link entry without stat");this.type="Link",this.linkpath=f(external_path_.relative(this.cwd,t)),this.stat.size=0,this[fe](),this.end()}[er](){if(!this.stat)throw new Error("cannot create file entry without stat");if(this.stat.nlink>1){let t=`${this.stat.dev}:${this.stat.ino}`,e=this.linkCache.get(t);if(e?.indexOf(this.cwd)===0)return this[sr](e);this.linkCache.set(t,this.absolute)}if(this[fe](),this.stat.size===0)return this.end();this[os]()}[os](){external_fs_.open(this.absolute,"r",(t,e)=>{if(t)return this.emit("error",t);this[hs](e)})}[hs](t){if(this.fd=t,this.#t)return this[pt]();if(!this.stat)throw new Error("should stat before calling onopenfile");this.blockLen=512*Math.ceil(this.stat.size/512),this.blockRemain=this.blockLen;let e=Math.min(this.blockLen,this.maxReadSize);this.buf=Buffer.allocUnsafe(e),this.offset=0,this.pos=0,this.remain=this.stat.size,this.length=this.buf.length,this[ii]()}[ii](){let{fd:t,buf:e,offset:i,length:r,pos:n}=this;if(t===void 0||e===void 0)throw new Error("cannot read file without first opening");external_fs_.read(t,e,i,r,n,(o,h)=>{if(o)return this[pt](()=>this.emit("error",o));this[rs](h)})}[pt](t=()=>{}){this.fd!==void 0&&external_fs_.close(this.fd,t)}[rs](t){if(t<=0&&this.remain>0){let r=Object.assign(new Error("encountered unexpected EOF"),{path:this.absolute,syscall:"read",code:"EOF"});return this[pt](()=>this.emit("error",r))}if(t>this.remain){let r=Object.assign(new Error("did not encounter expected EOF"),{path:this.absolute,syscall:"read",code:"EOF"});return this[pt](()=>this.emit("error",r))}if(!this.buf)throw new Error("should have created buffer prior to reading");if(t===this.remain)for(let r=t;r<this.length&&t<this.blockRemain;r++)this.buf[r+this.offset]=0,t++,this.remain++;let e=this.offset===0&&t===this.buf.length?this.buf:this.buf.subarray(this.offset,this.offset+t);this.write(e)?this[es]():this[as](()=>this[es]())}[as](t){this.once("drain",t)}write(t,e,i){if(typeof e=="function"&&(i=e,e=void 0),typeof t=="string"&&(t=Buffer.from(t,typeof e=="string"?e:"utf8")),this.blockRemain<t.length){let r=Object.assign(new Error("writing more data than expected"),{path:this.absolute});return this.emit("error",r)}return this.remain-=t.length,this.blockRemain-=t.length,this.pos+=t.length,this.offset+=t.length,super.write(t,null,i)}[es](){if(!this.remain)return this.blockRemain&&super.write(Buffer.alloc(this.blockRemain)),this[pt](t=>t?this.emit("error",t):this.end());if(!this.buf)throw new Error("buffer lost somehow in ONDRAIN");this.offset>=this.length&&(this.buf=Buffer.allocUnsafe(Math.min(this.blockRemain,this.buf.length)),this.offset=0),this.length=this.buf.length-this.offset,this[ii]()}},ni=class extends de{sync=!0;[ss](){this[si](external_fs_.lstatSync(this.absolute))}[is](){this[ns](external_fs_.readlinkSync(this.absolute))}[os](){this[hs](external_fs_.openSync(this.absolute,"r"))}[ii](){let t=!0;try{let{fd:e,buf:i,offset:r,length:n,pos:o}=this;if(e===void 0||i===void 0)throw new Error("fd and buf must be set in READ method");let h=external_fs_.readSync(e,i,r,n,o);this[rs](h),t=!1}finally{if(t)try{this[pt](()=>{})}catch{}}}[as](t){t()}[pt](t=()=>{}){this.fd!==void 0&&external_fs_.closeSync(this.fd),t()}},oi=class extends A{blockLen=0;blockRemain=0;buf=0;pos=0;remain=0;length=0;preservePaths;portable;strict;noPax;noMtime;readEntry;type;prefix;path;mode;uid;gid;uname;gname;header;mtime;atime;ctime;linkpath;size;onWriteEntry;warn(t,e,i={}){return Dt(this,t,e,i)}constructor(t,e={}){let i=se(e);super(),this.preservePaths=!!i.preservePaths,this.portable=!!i.portable,this.strict=!!i.strict,this.noPax=!!i.noPax,this.noMtime=!!i.noMtime,this.onWriteEntry=i.onWriteEntry,this.readEntry=t;let{type:r}=t;if(r==="Unsupported")throw new Error("writing entry that should be ignored");this.type=r,this.type==="Directory"&&this.portable&&(this.noMtime=!0),this.prefix=i.prefix,this.path=f(t.path),this.mode=t.mode!==void 0?this[ri](t.mode):void 0,this.uid=this.portable?void 0:t.uid,this.gid=this.portable?void 0:t.gid,this.uname=this.portable?void 0:t.uname,this.gname=this.portable?void 0:t.gname,this.size=t.size,this.mtime=this.noMtime?void 0:i.mtime||t.mtime,this.atime=this.portable?void 0:t.atime,this.ctime=this.portable?void 0:t.ctime,this.linkpath=t.linkpath!==void 0?f(t.linkpath):void 0,typeof i.onwarn=="function"&&this.on("warn",i.onwarn);let n=!1;if(!this.preservePaths){let[h,a]=ce(this.path);h&&typeof a=="string"&&(this.path=a,n=h)}this.remain=t.size,this.blockRemain=t.startBlockSize,this.onWriteEntry?.(this),this.header=new F({path:this[q](this.path),linkpath:this.type==="Link"&&this.linkpath!==void 0?this[q](this.linkpath):this.linkpath,mode:this.mode,uid:this.portable?void 0:this.uid,gid:this.portable?void 0:this.gid,size:this.size,mtime:this.noMtime?void 0:this.mtime,type:this.type,uname:this.portable?void 0:this.uname,atime:this.portable?void 0:this.atime,ctime:this.portable?void 0:this.ctime}),n&&this.warn("TAR_ENTRY_INFO",`stripping ${n} from absolute path`,{entry:this,path:n+this.path}),this.header.encode()&&!this.noPax&&super.write(new ft({atime:this.portable?void 0:this.atime,ctime:this.portable?void 0:this.ctime,gid:this.portable?void 0:this.gid,mtime:this.noMtime?void 0:this.mtime,path:this[q](this.path),linkpath:this.type==="Link"&&this.linkpath!==void 0?this[q](this.linkpath):this.linkpath,size:this.size,uid:this.portable?void 0:this.uid,uname:this.portable?void 0:this.uname,dev:this.portable?void 0:this.readEntry.dev,ino:this.portable?void 0:this.readEntry.ino,nlink:this.portable?void 0:this.readEntry.nlink}).encode());let o=this.header?.block;if(!o)throw new Error("failed to encode header");super.write(o),t.pipe(this)}[q](t){return rr(t,this.prefix)}[ri](t){return Ji(t,this.type==="Directory",this.portable)}write(t,e,i){typeof e=="function"&&(i=e,e=void 0),typeof t=="string"&&(t=Buffer.from(t,typeof e=="string"?e:"utf8"));let r=t.length;if(r>this.blockRemain)throw new Error("writing more to entry than is appropriate");return this.blockRemain-=r,super.write(t,i)}end(t,e,i){return this.blockRemain&&super.write(Buffer.alloc(this.blockRemain)),typeof t=="function"&&(i=t,e=void 0,t=void 0),typeof e=="function"&&(i=e,e=void 0),typeof t=="string"&&(t=Buffer.from(t,e??"utf8")),i&&this.once("finish",i),t?super.end(t,i):super.end(i),this}},Gn=s=>s.isFile()?"File":s.isDirectory()?"Directory":s.isSymbolicLink()?"SymbolicLink":"Unsupported";var hi=class s{tail;head;length=0;static create(t=[]){return new s(t)}constructor(t=[]){for(let e of t)this.push(e)}*[Symbol.iterator](){for(let t=this.head;t;t=t.next)yield t.value}removeNode(t){if(t.list!==this)throw new Error("removing node which does not belong to this list");let e=t.next,i=t.prev;return e&&(e.prev=i),i&&(i.next=e),t===this.head&&(this.head=e),t===this.tail&&(this.tail=i),this.length--,t.next=void 0,t.prev=void 0,t.list=void 0,e}unshiftNode(t){if(t===this.head)return;t.list&&t.list.removeNode(t);let e=this.head;t.list=this,t.next=e,e&&(e.prev=t),this.head=t,this.tail||(this.tail=t),this.length++}pushNode(t){if(t===this.tail)return;t.list&&t.list.removeNode(t);let e=this.tail;t.list=this,t.prev=e,e&&(e.next=t),this.tail=t,this.head||(this.head=t),this.length++}push(...t){for(let e=0,i=t.length;e<i;e++)Yn(this,t[e]);return this.length}unshift(...t){for(var e=0,i=t.length;e<i;e++)Kn(this,t[e]);return this.length}pop(){if(!this.tail)return;let t=this.tail.value,e=this.tail;return this.tail=this.tail.prev,this.tail?this.tail.next=void 0:this.head=void 0,e.list=void 0,this.length--,t}shift(){if(!this.head)return;let t=this.head.value,e=this.head;return this.head=this.head.next,this.head?this.head.prev=void 0:this.tail=void 0,e.list=void 0,this.length--,t}forEach(t,e){e=e||this;for(let i=this.head,r=0;i;r++)t.call(e,i.value,r,this),i=i.next}forEachReverse(t,e){e=e||this;for(let i=this.tail,r=this.length-1;i;r--)t.call(e,i.value,r,this),i=i.prev}get(t){let e=0,i=this.head;for(;i&&e<t;e++)i=i.next;if(e===t&&i)return i.value}getReverse(t){let e=0,i=this.tail;for(;i&&e<t;e++)i=i.prev;if(e===t&&i)return i.value}map(t,e){e=e||this;let i=new s;for(let r=this.head;r;)i.push(t.call(e,r.value,this)),r=r.next;return i}mapReverse(t,e){e=e||this;var i=new s;for(let r=this.tail;r;)i.push(t.call(e,r.value,this)),r=r.prev;return i}reduce(t,e){let i,r=this.head;if(arguments.length>1)i=e;else if(this.head)r=this.head.next,i=this.head.value;else throw new TypeError("Reduce of empty list with no initial value");for(var n=0;r;n++)i=t(i,r.value,n),r=r.next;return i}reduceReverse(t,e){let i,r=this.tail;if(arguments.length>1)i=e;else if(this.tail)r=this.tail.prev,i=this.tail.value;else throw new TypeError("Reduce of empty list with no initial value");for(let n=this.length-1;r;n--)i=t(i,r.value,n),r=r.prev;return i}toArray(){let t=new Array(this.length);for(let e=0,i=this.head;i;e++)t[e]=i.value,i=i.next;return t}toArrayReverse(){let t=new Array(this.length);for(let e=0,i=this.tail;i;e++)t[e]=i.value,i=i.prev;return t}slice(t=0,e=this.length){e<0&&(e+=this.length),t<0&&(t+=this.length);let i=new s;if(e<t||e<0)return i;t<0&&(t=0),e>this.length&&(e=this.length);let r=this.head,n=0;for(n=0;r&&n<t;n++)r=r.next;for(;r&&n<e;n++,r=r.next)i.push(r.value);return i}sliceReverse(t=0,e=this.length){e<0&&(e+=this.length),t<0&&(t+=this.length);let i=new s;if(e<t||e<0)return i;t<0&&(t=0),e>this.length&&(e=this.length);let r=this.length,n=this.tail;for(;n&&r>e;r--)n=n.prev;for(;n&&r>t;r--,n=n.prev)i.push(n.value);return i}splice(t,e=0,...i){t>this.length&&(t=this.length-1),t<0&&(t=this.length+t);let r=this.head;for(let o=0;r&&o<t;o++)r=r.next;let n=[];for(let o=0;r&&o<e;o++)n.push(r.value),r=this.removeNode(r);r?r!==this.tail&&(r=r.prev):r=this.tail;for(let o of i)r=Zn(this,r,o);return n}reverse(){let t=this.head,e=this.tail;for(let i=t;i;i=i.prev){let r=i.prev;i.prev=i.next,i.next=r}return this.head=e,this.tail=t,this}};function Zn(s,t,e){let i=t,r=t?t.next:s.head,n=new ue(e,i,r,s);return n.next===void 0&&(s.tail=n),n.prev===void 0&&(s.head=n),s.length++,n}function Yn(s,t){s.tail=new ue(t,s.tail,void 0,s),s.head||(s.head=s.tail),s.length++}function Kn(s,t){s.head=new ue(t,void 0,s.head,s),s.tail||(s.tail=s.head),s.length++}var ue=class{list;next;prev;value;constructor(t,e,i,r){this.list=r,this.value=t,e?(e.next=this,this.prev=e):this.prev=void 0,i?(i.prev=this,this.next=i):this.next=void 0}};var pi=class{path;absolute;entry;stat;readdir;pending=!1;pendingLink=!1;ignore=!1;piped=!1;constructor(t,e){this.path=t||"./",this.absolute=e}},nr=Buffer.alloc(1024),li=Symbol("onStat"),me=Symbol("ended"),W=Symbol("queue"),pe=Symbol("pendingLinks"),Et=Symbol("current"),Ft=Symbol("process"),Ee=Symbol("processing"),ai=Symbol("processJob"),G=Symbol("jobs"),ls=Symbol("jobDone"),ci=Symbol("addFSEntry"),or=Symbol("addTarEntry"),ds=Symbol("stat"),us=Symbol("readdir"),fi=Symbol("onreaddir"),di=Symbol("pipe"),hr=Symbol("entry"),cs=Symbol("entryOpt"),ui=Symbol("writeEntryClass"),lr=Symbol("write"),fs=Symbol("ondrain"),wt=class extends A{sync=!1;opt;cwd;maxReadSize;preservePaths;strict;noPax;prefix;linkCache;statCache;file;portable;zip;readdirCache;noDirRecurse;follow;noMtime;mtime;filter;jobs;[ui];onWriteEntry;[W];[pe]=new Map;[G]=0;[Ee]=!1;[me]=!1;constructor(t={}){if(super(),this.opt=t,this.file=t.file||"",this.cwd=t.cwd||process.cwd(),this.maxReadSize=t.maxReadSize,this.preservePaths=!!t.preservePaths,this.strict=!!t.strict,this.noPax=!!t.noPax,this.prefix=f(t.prefix||""),this.linkCache=t.linkCache||new Map,this.statCache=t.statCache||new Map,this.readdirCache=t.readdirCache||new Map,this.onWriteEntry=t.onWriteEntry,this[ui]=de,typeof t.onwarn=="function"&&this.on("warn",t.onwarn),this.portable=!!t.portable,t.gzip||t.brotli||t.zstd){if((t.gzip?1:0)+(t.brotli?1:0)+(t.zstd?1:0)>1)throw new TypeError("gzip, brotli, zstd are mutually exclusive");if(t.gzip&&(typeof t.gzip!="object"&&(t.gzip={}),this.portable&&(t.gzip.portable=!0),this.zip=new ze(t.gzip)),t.brotli&&(typeof t.brotli!="object"&&(t.brotli={}),this.zip=new We(t.brotli)),t.zstd&&(typeof t.zstd!="object"&&(t.zstd={}),this.zip=new Ye(t.zstd)),!this.zip)throw new Error("impossible");let e=this.zip;e.on("data",i=>super.write(i)),e.on("end",()=>super.end()),e.on("drain",()=>this[fs]()),this.on("resume",()=>e.resume())}else this.on("drain",this[fs]);this.noDirRecurse=!!t.noDirRecurse,this.follow=!!t.follow,this.noMtime=!!t.noMtime,t.mtime&&(this.mtime=t.mtime),this.filter=typeof t.filter=="function"?t.filter:()=>!0,this[W]=new hi,this[G]=0,this.jobs=Number(t.jobs)||4,this[Ee]=!1,this[me]=!1}[lr](t){return super.write(t)}add(t){return this.write(t),this}end(t,e,i){return typeof t=="function"&&(i=t,t=void 0),typeof e=="function"&&(i=e,e=void 0),t&&this.add(t),this[me]=!0,this[Ft](),i&&i(),this}write(t){if(this[me])throw new Error("write after end");return typeof t=="string"?this[ci](t):this[or](t),this.flowing}[or](t){let e=f(external_path_.resolve(this.cwd,t.path));if(!this.filter(t.path,t))t.resume();else{let i=new pi(t.path,e);i.entry=new oi(t,this[cs](i)),i.entry.on("end",()=>this[ls](i)),this[G]+=1,this[W].push(i)}this[Ft]()}[ci](t){let e=f(external_path_.resolve(this.cwd,t));this[W].push(new pi(t,e)),this[Ft]()}[ds](t){t.pending=!0,this[G]+=1;let e=this.follow?"stat":"lstat";external_fs_[e](t.absolute,(i,r)=>{t.pending=!1,this[G]-=1,i?this.emit("error",i):this[li](t,r)})}[li](t,e){if(this.statCache.set(t.absolute,e),t.stat=e,!this.filter(t.path,e))t.ignore=!0;else if(e.isFile()&&e.nlink>1&&!this.linkCache.get(`${e.dev}:${e.ino}`)&&!this.sync)if(t===this[Et])this[ai](t);else{let i=`${e.dev}:${e.ino}`,r=this[pe].get(i);r?r.push(t):this[pe].set(i,[t]),t.pendingLink=!0,t.pending=!0}this[Ft]()}[us](t){t.pending=!0,this[G]+=1,external_fs_.readdir(t.absolute,(e,i)=>{if(t.pending=!1,this[G]-=1,e)return this.emit("error",e);this[fi](t,i)})}[fi](t,e){this.readdirCache.set(t.absolute,e),t.readdir=e,this[Ft]()}[Ft](){if(!this[Ee]){this[Ee]=!0;for(let t=this[W].head;t&&this[G]<this.jobs;t=t.next)if(this[ai](t.value),t.value.ignore){let e=t.next;this[W].removeNode(t),t.next=e}this[Ee]=!1,this[me]&&this[W].length===0&&this[G]===0&&(this.zip?this.zip.end(nr):(super.write(nr),super.end()))}}get[Et](){return this[W]&&this[W].head&&this[W].head.value}[ls](t){this[W].shift(),this[G]-=1;let{stat:e}=t;if(e&&e.isFile()&&e.nlink>1){let i=`${e.dev}:${e.ino}`,r=this[pe].get(i);if(r){this[pe].delete(i);for(let n of r)n.pending=!1,this[ai](n)}}this[Ft]()}[ai](t){if(t.pending&&t.pendingLink&&t===this[Et]&&(t.pending=!1,t.pendingLink=!1),!t.pending){if(t.entry){t===this[Et]&&!t.piped&&this[di](t);return}if(!t.stat){let e=this.statCache.get(t.absolute);e?this[li](t,e):this[ds](t)}if(t.stat&&!t.ignore){if(!this.noDirRecurse&&t.stat.isDirectory()&&!t.readdir){let e=this.readdirCache.get(t.absolute);if(e?this[fi](t,e):this[us](t),!t.readdir)return}if(t.entry=this[hr](t),!t.entry){t.ignore=!0;return}t===this[Et]&&!t.piped&&this[di](t)}}}[cs](t){return{onwarn:(e,i,r)=>this.warn(e,i,r),noPax:this.noPax,cwd:this.cwd,absolute:t.absolute,preservePaths:this.preservePaths,maxReadSize:this.maxReadSize,strict:this.strict,portable:this.portable,linkCache:this.linkCache,statCache:this.statCache,noMtime:this.noMtime,mtime:this.mtime,prefix:this.prefix,onWriteEntry:this.onWriteEntry}}[hr](t){this[G]+=1;try{return new this[ui](t.path,this[cs](t)).on("end",()=>this[ls](t)).on("error",i=>this.emit("error",i))}catch(e){this.emit("error",e)}}[fs](){this[Et]&&this[Et].entry&&this[Et].entry.resume()}[di](t){t.piped=!0,t.readdir&&t.readdir.forEach(r=>{let n=t.path,o=n==="./"?"":n.replace(/\/*$/,"/");this[ci](o+r)});let e=t.entry,i=this.zip;if(!e)throw new Error("cannot pipe without source");i?e.on("data",r=>{i.write(r)||e.pause()}):e.on("data",r=>{super.write(r)||e.pause()})}pause(){return this.zip&&this.zip.pause(),super.pause()}warn(t,e,i={}){Dt(this,t,e,i)}},kt=class extends wt{sync=!0;constructor(t){super(t),this[ui]=ni}pause(){}resume(){}[ds](t){let e=this.follow?"statSync":"lstatSync";this[li](t,external_fs_[e](t.absolute))}[us](t){this[fi](t,external_fs_.readdirSync(t.absolute))}[di](t){let e=t.entry,i=this.zip;if(t.readdir&&t.readdir.forEach(r=>{let n=t.path,o=n==="./"?"":n.replace(/\/*$/,"/");this[ci](o+r)}),!e)throw new Error("Cannot pipe without source");i?e.on("data",r=>{i.write(r)}):e.on("data",r=>{super[lr](r)})}};var Vn=(s,t)=>{let e=new kt(s),i=new Wt(s.file,{mode:s.mode||438});e.pipe(i),fr(e,t)},$n=(s,t)=>{let e=new wt(s),i=new et(s.file,{mode:s.mode||438});e.pipe(i);let r=new Promise((n,o)=>{i.on("error",o),i.on("close",n),e.on("error",o)});return dr(e,t).catch(n=>e.emit("error",n)),r},fr=(s,t)=>{t.forEach(e=>{e.charAt(0)==="@"?Ct({file:external_node_path_namespaceObject.resolve(s.cwd,e.slice(1)),sync:!0,noResume:!0,onReadEntry:i=>s.add(i)}):s.add(e)}),s.end()},dr=async(s,t)=>{for(let e of t)e.charAt(0)==="@"?await Ct({file:external_node_path_namespaceObject.resolve(String(s.cwd),e.slice(1)),noResume:!0,onReadEntry:i=>{s.add(i)}}):s.add(e);s.end()},Xn=(s,t)=>{let e=new kt(s);return fr(e,t),e},qn=(s,t)=>{let e=new wt(s);return dr(e,t).catch(i=>e.emit("error",i)),e},Qn=K(Vn,$n,Xn,qn,(s,t)=>{if(!t?.length)throw new TypeError("no paths specified to add to archive")});var Jn=process.env.__FAKE_PLATFORM__||process.platform,Er=Jn==="win32",{O_CREAT:wr,O_NOFOLLOW:ur,O_TRUNC:Sr,O_WRONLY:yr}=external_fs_.constants,Rr=Number(process.env.__FAKE_FS_O_FILENAME__)||external_fs_.constants.UV_FS_O_FILEMAP||0,jn=Er&&!!Rr,to=512*1024,eo=Rr|Sr|wr|yr,mr=!Er&&typeof ur=="number"?ur|Sr|wr|yr:null,ms=mr!==null?()=>mr:jn?s=>s<to?eo:"w":()=>"w";var ps=(s,t,e)=>{try{return external_node_fs_namespaceObject.lchownSync(s,t,e)}catch(i){if(i?.code!=="ENOENT")throw i}},Ei=(s,t,e,i)=>{external_node_fs_namespaceObject.lchown(s,t,e,r=>{i(r&&r?.code!=="ENOENT"?r:null)})},io=(s,t,e,i,r)=>{if(t.isDirectory())Es(external_node_path_namespaceObject.resolve(s,t.name),e,i,n=>{if(n)return r(n);let o=external_node_path_namespaceObject.resolve(s,t.name);Ei(o,e,i,r)});else{let n=external_node_path_namespaceObject.resolve(s,t.name);Ei(n,e,i,r)}},Es=(s,t,e,i)=>{external_node_fs_namespaceObject.readdir(s,{withFileTypes:!0},(r,n)=>{if(r){if(r.code==="ENOENT")return i();if(r.code!=="ENOTDIR"&&r.code!=="ENOTSUP")return i(r)}if(r||!n.length)return Ei(s,t,e,i);let o=n.length,h=null,a=l=>{if(!h){if(l)return i(h=l);if(--o===0)return Ei(s,t,e,i)}};for(let l of n)io(s,l,t,e,a)})},so=(s,t,e,i)=>{t.isDirectory()&&ws(external_node_path_namespaceObject.resolve(s,t.name),e,i),ps(external_node_path_namespaceObject.resolve(s,t.name),e,i)},ws=(s,t,e)=>{let i;try{i=external_node_fs_namespaceObject.readdirSync(s,{withFileTypes:!0})}catch(r){let n=r;if(n?.code==="ENOENT")return;if(n?.code==="ENOTDIR"||n?.code==="ENOTSUP")return ps(s,t,e);throw n}for(let r of i)so(s,r,t,e);return ps(s,t,e)};var Se=class extends Error{path;code;syscall="chdir";constructor(t,e){super(`${e}: Cannot cd into '${t}'`),this.path=t,this.code=e}get name(){return"CwdError"}};var St=class extends Error{path;symlink;syscall="symlink";code="TAR_SYMLINK_ERROR";constructor(t,e){super("TAR_SYMLINK_ERROR: Cannot extract through symbolic link"),this.symlink=t,this.path=e}get name(){return"SymlinkError"}};var no=(s,t)=>{external_node_fs_namespaceObject.stat(s,(e,i)=>{(e||!i.isDirectory())&&(e=new Se(s,e?.code||"ENOTDIR")),t(e)})},gr=(s,t,e)=>{s=f(s);let i=t.umask??18,r=t.mode|448,n=(r&i)!==0,o=t.uid,h=t.gid,a=typeof o=="number"&&typeof h=="number"&&(o!==t.processUid||h!==t.processGid),l=t.preserve,c=t.unlink,d=f(t.cwd),y=(E,x)=>{E?e(E):x&&a?Es(x,o,h,Le=>y(Le)):n?external_node_fs_namespaceObject.chmod(s,r,e):e()};if(s===d)return no(s,y);if(l)return promises_namespaceObject.mkdir(s,{mode:r,recursive:!0}).then(E=>y(null,E??void 0),y);let D=f(external_node_path_namespaceObject.relative(d,s)).split("/");Ss(d,D,r,c,d,void 0,y)},Ss=(s,t,e,i,r,n,o)=>{if(t.length===0)return o(null,n);let h=t.shift(),a=f(external_node_path_namespaceObject.resolve(s+"/"+h));external_node_fs_namespaceObject.mkdir(a,e,br(a,t,e,i,r,n,o))},br=(s,t,e,i,r,n,o)=>h=>{h?external_node_fs_namespaceObject.lstat(s,(a,l)=>{if(a)a.path=a.path&&f(a.path),o(a);else if(l.isDirectory())Ss(s,t,e,i,r,n,o);else if(i)external_node_fs_namespaceObject.unlink(s,c=>{if(c)return o(c);external_node_fs_namespaceObject.mkdir(s,e,br(s,t,e,i,r,n,o))});else{if(l.isSymbolicLink())return o(new St(s,s+"/"+t.join("/")));o(h)}}):(n=n||s,Ss(s,t,e,i,r,n,o))},oo=s=>{let t=!1,e;try{t=external_node_fs_namespaceObject.statSync(s).isDirectory()}catch(i){e=i?.code}finally{if(!t)throw new Se(s,e??"ENOTDIR")}},_r=(s,t)=>{s=f(s);let e=t.umask??18,i=t.mode|448,r=(i&e)!==0,n=t.uid,o=t.gid,h=typeof n=="number"&&typeof o=="number"&&(n!==t.processUid||o!==t.processGid),a=t.preserve,l=t.unlink,c=f(t.cwd),d=E=>{E&&h&&ws(E,n,o),r&&external_node_fs_namespaceObject.chmodSync(s,i)};if(s===c)return oo(c),d();if(a)return d(external_node_fs_namespaceObject.mkdirSync(s,{mode:i,recursive:!0})??void 0);let T=f(external_node_path_namespaceObject.relative(c,s)).split("/"),D;for(let E=T.shift(),x=c;E&&(x+="/"+E);E=T.shift()){x=f(external_node_path_namespaceObject.resolve(x));try{external_node_fs_namespaceObject.mkdirSync(x,i),D=D||x}catch{let Le=external_node_fs_namespaceObject.lstatSync(x);if(Le.isDirectory())continue;if(l){external_node_fs_namespaceObject.unlinkSync(x),external_node_fs_namespaceObject.mkdirSync(x,i),D=D||x;continue}else if(Le.isSymbolicLink())return new St(x,x+"/"+T.join("/"))}}return d(D)};var ys=Object.create(null),Or=1e4,Vt=new Set,Tr=s=>{Vt.has(s)?Vt.delete(s):ys[s]=s.normalize("NFD").toLocaleLowerCase("en").toLocaleUpperCase("en"),Vt.add(s);let t=ys[s],e=Vt.size-Or;if(e>Or/10){for(let i of Vt)if(Vt.delete(i),delete ys[i],--e<=0)break}return t};var ho=process.env.TESTING_TAR_FAKE_PLATFORM||process.platform,ao=ho==="win32",lo=s=>s.split("/").slice(0,-1).reduce((e,i)=>{let r=e.at(-1);return r!==void 0&&(i=(0,external_node_path_namespaceObject.join)(r,i)),e.push(i||"/"),e},[]),yi=class{#t=new Map;#i=new Map;#s=new Set;reserve(t,e){t=ao?["win32 parallelization disabled"]:t.map(r=>mt((0,external_node_path_namespaceObject.join)(Tr(r))));let i=new Set(t.map(r=>lo(r)).reduce((r,n)=>r.concat(n)));this.#i.set(e,{dirs:i,paths:t});for(let r of t){let n=this.#t.get(r);n?n.push(e):this.#t.set(r,[e])}for(let r of i){let n=this.#t.get(r);if(!n)this.#t.set(r,[new Set([e])]);else{let o=n.at(-1);o instanceof Set?o.add(e):n.push(new Set([e]))}}return this.#r(e)}#n(t){let e=this.#i.get(t);if(!e)throw new Error("function does not have any path reservations");return{paths:e.paths.map(i=>this.#t.get(i)),dirs:[...e.dirs].map(i=>this.#t.get(i))}}check(t){let{paths:e,dirs:i}=this.#n(t);return e.every(r=>r&&r[0]===t)&&i.every(r=>r&&r[0]instanceof Set&&r[0].has(t))}#r(t){return this.#s.has(t)||!this.check(t)?!1:(this.#s.add(t),t(()=>this.#e(t)),!0)}#e(t){if(!this.#s.has(t))return!1;let e=this.#i.get(t);if(!e)throw new Error("invalid reservation");let{paths:i,dirs:r}=e,n=new Set;for(let o of i){let h=this.#t.get(o);if(!h||h?.[0]!==t)continue;let a=h[1];if(!a){this.#t.delete(o);continue}if(h.shift(),typeof a=="function")n.add(a);else for(let l of a)n.add(l)}for(let o of r){let h=this.#t.get(o),a=h?.[0];if(!(!h||!(a instanceof Set)))if(a.size===1&&h.length===1){this.#t.delete(o);continue}else if(a.size===1){h.shift();let l=h[0];typeof l=="function"&&n.add(l)}else a.delete(t)}return this.#s.delete(t),n.forEach(o=>this.#r(o)),!0}};var Lr=()=>process.umask();var Dr=Symbol("onEntry"),_s=Symbol("checkFs"),Nr=Symbol("checkFs2"),Os=Symbol("isReusable"),P=Symbol("makeFs"),Ts=Symbol("file"),xs=Symbol("directory"),gi=Symbol("link"),Ar=Symbol("symlink"),Ir=Symbol("hardlink"),Re=Symbol("ensureNoSymlink"),Cr=Symbol("unsupported"),Fr=Symbol("checkPath"),Rs=Symbol("stripAbsolutePath"),yt=Symbol("mkdir"),O=Symbol("onError"),Ri=Symbol("pending"),kr=Symbol("pend"),$t=Symbol("unpend"),gs=Symbol("ended"),bs=Symbol("maybeClose"),Ls=Symbol("skip"),ge=Symbol("doChown"),be=Symbol("uid"),_e=Symbol("gid"),Oe=Symbol("checkedCwd"),fo=process.env.TESTING_TAR_FAKE_PLATFORM||process.platform,Te=fo==="win32",uo=1024,mo=(s,t)=>{if(!Te)return external_node_fs_namespaceObject.unlink(s,t);let e=s+".DELETE."+(0,external_node_crypto_namespaceObject.randomBytes)(16).toString("hex");external_node_fs_namespaceObject.rename(s,e,i=>{if(i)return t(i);external_node_fs_namespaceObject.unlink(e,t)})},po=s=>{if(!Te)return external_node_fs_namespaceObject.unlinkSync(s);let t=s+".DELETE."+(0,external_node_crypto_namespaceObject.randomBytes)(16).toString("hex");external_node_fs_namespaceObject.renameSync(s,t),external_node_fs_namespaceObject.unlinkSync(t)},vr=(s,t,e)=>s!==void 0&&s===s>>>0?s:t!==void 0&&t===t>>>0?t:e,Xt=class extends rt{[gs]=!1;[Oe]=!1;[Ri]=0;reservations=new yi;transform;writable=!0;readable=!1;uid;gid;setOwner;preserveOwner;processGid;processUid;maxDepth;forceChown;win32;newer;keep;noMtime;preservePaths;unlink;cwd;strip;processUmask;umask;dmode;fmode;chmod;constructor(t={}){if(t.ondone=()=>{this[gs]=!0,this[bs]()},super(t),this.transform=t.transform,this.chmod=!!t.chmod,typeof t.uid=="number"||typeof t.gid=="number"){if(typeof t.uid!="number"||typeof t.gid!="number")throw new TypeError("cannot set owner without number uid and gid");if(t.preserveOwner)throw new TypeError("cannot preserve owner in archive and also set owner explicitly");this.uid=t.uid,this.gid=t.gid,this.setOwner=!0}else this.uid=void 0,this.gid=void 0,this.setOwner=!1;this.preserveOwner=t.preserveOwner===void 0&&typeof t.uid!="number"?process.getuid?.()===0:!!t.preserveOwner,this.processUid=(this.preserveOwner||this.setOwner)&&process.getuid?process.getuid():void 0,this.processGid=(this.preserveOwner||this.setOwner)&&process.getgid?process.getgid():void 0,this.maxDepth=typeof t.maxDepth=="number"?t.maxDepth:uo,this.forceChown=t.forceChown===!0,this.win32=!!t.win32||Te,this.newer=!!t.newer,this.keep=!!t.keep,this.noMtime=!!t.noMtime,this.preservePaths=!!t.preservePaths,this.unlink=!!t.unlink,this.cwd=f(external_node_path_namespaceObject.resolve(t.cwd||process.cwd())),this.strip=Number(t.strip)||0,this.processUmask=this.chmod?typeof t.processUmask=="number"?t.processUmask:Lr():0,this.umask=typeof t.umask=="number"?t.umask:this.processUmask,this.dmode=t.dmode||511&~this.umask,this.fmode=t.fmode||438&~this.umask,this.on("entry",e=>this[Dr](e))}warn(t,e,i={}){return(t==="TAR_BAD_ARCHIVE"||t==="TAR_ABORT")&&(i.recoverable=!1),super.warn(t,e,i)}[bs](){this[gs]&&this[Ri]===0&&(this.emit("prefinish"),this.emit("finish"),this.emit("end"))}[Rs](t,e){let i=t[e],{type:r}=t;if(!i||this.preservePaths)return!0;let[n,o]=ce(i),h=o.replaceAll(/\\/g,"/").split("/");if(h.includes("..")||Te&&/^[a-z]:\.\.$/i.test(h[0]??"")){if(e==="path"||r==="Link")return this.warn("TAR_ENTRY_ERROR",`${e} contains '..'`,{entry:t,[e]:i}),!1;let a=external_node_path_namespaceObject.posix.dirname(t.path),l=external_node_path_namespaceObject.posix.normalize(external_node_path_namespaceObject.posix.join(a,h.join("/")));if(l.startsWith("../")||l==="..")return this.warn("TAR_ENTRY_ERROR",`${e} escapes extraction directory`,{entry:t,[e]:i}),!1}return n&&(t[e]=String(o),this.warn("TAR_ENTRY_INFO",`stripping ${n} from absolute ${e}`,{entry:t,[e]:i})),!0}[Fr](t){let e=f(t.path),i=e.split("/");if(this.strip){if(i.length<this.strip)return!1;if(t.type==="Link"){let r=f(String(t.linkpath)).split("/");if(r.length>=this.strip)t.linkpath=r.slice(this.strip).join("/");else return!1}i.splice(0,this.strip),t.path=i.join("/")}if(isFinite(this.maxDepth)&&i.length>this.maxDepth)return this.warn("TAR_ENTRY_ERROR","path excessively deep",{entry:t,path:e,depth:i.length,maxDepth:this.maxDepth}),!1;if(!this[Rs](t,"path")||!this[Rs](t,"linkpath"))return!1;if(t.absolute=external_node_path_namespaceObject.isAbsolute(t.path)?f(external_node_path_namespaceObject.resolve(t.path)):f(external_node_path_namespaceObject.resolve(this.cwd,t.path)),!this.preservePaths&&typeof t.absolute=="string"&&t.absolute.indexOf(this.cwd+"/")!==0&&t.absolute!==this.cwd)return this.warn("TAR_ENTRY_ERROR","path escaped extraction target",{entry:t,path:f(t.path),resolvedPath:t.absolute,cwd:this.cwd}),!1;if(t.absolute===this.cwd&&t.type!=="Directory"&&t.type!=="GNUDumpDir")return!1;if(this.win32){let{root:r}=external_node_path_namespaceObject.win32.parse(String(t.absolute));t.absolute=r+ts(String(t.absolute).slice(r.length));let{root:n}=external_node_path_namespaceObject.win32.parse(t.path);t.path=n+ts(t.path.slice(n.length))}return!0}[Dr](t){if(!this[Fr](t))return t.resume();switch(external_node_assert_namespaceObject.equal(typeof t.absolute,"string"),t.type){case"Directory":case"GNUDumpDir":t.mode&&(t.mode=t.mode|448);case"File":case"OldFile":case"ContiguousFile":case"Link":case"SymbolicLink":return this[_s](t);default:return this[Cr](t)}}[O](t,e){t.name==="CwdError"?this.emit("error",t):(this.warn("TAR_ENTRY_ERROR",t,{entry:e}),this[$t](),e.resume())}[yt](t,e,i){gr(f(t),{uid:this.uid,gid:this.gid,processUid:this.processUid,processGid:this.processGid,umask:this.processUmask,preserve:this.preservePaths,unlink:this.unlink,cwd:this.cwd,mode:e},i)}[ge](t){return this.forceChown||this.preserveOwner&&(typeof t.uid=="number"&&t.uid!==this.processUid||typeof t.gid=="number"&&t.gid!==this.processGid)||typeof this.uid=="number"&&this.uid!==this.processUid||typeof this.gid=="number"&&this.gid!==this.processGid}[be](t){return vr(this.uid,t.uid,this.processUid)}[_e](t){return vr(this.gid,t.gid,this.processGid)}[Ts](t,e){let i=typeof t.mode=="number"?t.mode&4095:this.fmode,r=new et(String(t.absolute),{flags:ms(t.size),mode:i,autoClose:!1});r.on("error",a=>{r.fd&&external_node_fs_namespaceObject.close(r.fd,()=>{}),r.write=()=>!0,this[O](a,t),e()});let n=1,o=a=>{if(a){r.fd&&external_node_fs_namespaceObject.close(r.fd,()=>{}),this[O](a,t),e();return}--n===0&&r.fd!==void 0&&external_node_fs_namespaceObject.close(r.fd,l=>{l?this[O](l,t):this[$t](),e()})};r.on("finish",()=>{let a=String(t.absolute),l=r.fd;if(typeof l=="number"&&t.mtime&&!this.noMtime){n++;let c=t.atime||new Date,d=t.mtime;external_node_fs_namespaceObject.futimes(l,c,d,y=>y?external_node_fs_namespaceObject.utimes(a,c,d,T=>o(T&&y)):o())}if(typeof l=="number"&&this[ge](t)){n++;let c=this[be](t),d=this[_e](t);typeof c=="number"&&typeof d=="number"&&external_node_fs_namespaceObject.fchown(l,c,d,y=>y?external_node_fs_namespaceObject.chown(a,c,d,T=>o(T&&y)):o())}o()});let h=this.transform&&this.transform(t)||t;h!==t&&(h.on("error",a=>{this[O](a,t),e()}),t.pipe(h)),h.pipe(r)}[xs](t,e){let i=typeof t.mode=="number"?t.mode&4095:this.dmode;this[yt](String(t.absolute),i,r=>{if(r){this[O](r,t),e();return}let n=1,o=()=>{--n===0&&(e(),this[$t](),t.resume())};t.mtime&&!this.noMtime&&(n++,external_node_fs_namespaceObject.utimes(String(t.absolute),t.atime||new Date,t.mtime,o)),this[ge](t)&&(n++,external_node_fs_namespaceObject.chown(String(t.absolute),Number(this[be](t)),Number(this[_e](t)),o)),o()})}[Cr](t){t.unsupported=!0,this.warn("TAR_ENTRY_UNSUPPORTED",`unsupported entry type: ${t.type}`,{entry:t}),t.resume()}[Ar](t,e){let i=f(external_node_path_namespaceObject.relative(this.cwd,external_node_path_namespaceObject.resolve(external_node_path_namespaceObject.dirname(String(t.absolute)),String(t.linkpath)))).split("/");this[Re](t,this.cwd,i,()=>this[gi](t,String(t.linkpath),"symlink",e),r=>{this[O](r,t),e()})}[Ir](t,e){let i=f(external_node_path_namespaceObject.resolve(this.cwd,String(t.linkpath))),r=f(String(t.linkpath)).split("/");this[Re](t,this.cwd,r,()=>this[gi](t,i,"link",e),n=>{this[O](n,t),e()})}[Re](t,e,i,r,n){let o=i.shift();if(this.preservePaths||o===void 0)return r();let h=external_node_path_namespaceObject.resolve(e,o);external_node_fs_namespaceObject.lstat(h,(a,l)=>{if(a)return r();if(l?.isSymbolicLink())return n(new St(h,external_node_path_namespaceObject.resolve(h,i.join("/"))));this[Re](t,h,i,r,n)})}[kr](){this[Ri]++}[$t](){this[Ri]--,this[bs]()}[Ls](t){this[$t](),t.resume()}[Os](t,e){return t.type==="File"&&!this.unlink&&e.isFile()&&e.nlink<=1&&!Te}[_s](t){this[kr]();let e=[t.path];t.linkpath&&e.push(t.linkpath),this.reservations.reserve(e,i=>this[Nr](t,i))}[Nr](t,e){let i=h=>{e(h)},r=()=>{this[yt](this.cwd,this.dmode,h=>{if(h){this[O](h,t),i();return}this[Oe]=!0,n()})},n=()=>{if(t.absolute!==this.cwd){let h=f(external_node_path_namespaceObject.dirname(String(t.absolute)));if(h!==this.cwd)return this[yt](h,this.dmode,a=>{if(a){this[O](a,t),i();return}o()})}o()},o=()=>{external_node_fs_namespaceObject.lstat(String(t.absolute),(h,a)=>{if(a&&(this.keep||this.newer&&a.mtime>(t.mtime??a.mtime))){this[Ls](t),i();return}if(h||this[Os](t,a))return this[P](null,t,i);if(a.isDirectory()){if(t.type==="Directory"){let l=this.chmod&&t.mode&&(a.mode&4095)!==t.mode,c=d=>this[P](d??null,t,i);return l?external_node_fs_namespaceObject.chmod(String(t.absolute),Number(t.mode),c):c()}if(t.absolute!==this.cwd)return external_node_fs_namespaceObject.rmdir(String(t.absolute),l=>this[P](l??null,t,i))}if(t.absolute===this.cwd)return this[P](null,t,i);mo(String(t.absolute),l=>this[P](l??null,t,i))})};this[Oe]?n():r()}[P](t,e,i){if(t){this[O](t,e),i();return}switch(e.type){case"File":case"OldFile":case"ContiguousFile":return this[Ts](e,i);case"Link":return this[Ir](e,i);case"SymbolicLink":return this[Ar](e,i);case"Directory":case"GNUDumpDir":return this[xs](e,i)}}[gi](t,e,i,r){external_node_fs_namespaceObject[i](e,String(t.absolute),n=>{n?this[O](n,t):(this[$t](),t.resume()),r()})}},ye=s=>{try{return[null,s()]}catch(t){return[t,null]}},xe=class extends Xt{sync=!0;[P](t,e){return super[P](t,e,()=>{})}[_s](t){if(!this[Oe]){let n=this[yt](this.cwd,this.dmode);if(n)return this[O](n,t);this[Oe]=!0}if(t.absolute!==this.cwd){let n=f(external_node_path_namespaceObject.dirname(String(t.absolute)));if(n!==this.cwd){let o=this[yt](n,this.dmode);if(o)return this[O](o,t)}}let[e,i]=ye(()=>external_node_fs_namespaceObject.lstatSync(String(t.absolute)));if(i&&(this.keep||this.newer&&i.mtime>(t.mtime??i.mtime)))return this[Ls](t);if(e||this[Os](t,i))return this[P](null,t);if(i.isDirectory()){if(t.type==="Directory"){let o=this.chmod&&t.mode&&(i.mode&4095)!==t.mode,[h]=o?ye(()=>{external_node_fs_namespaceObject.chmodSync(String(t.absolute),Number(t.mode))}):[];return this[P](h,t)}let[n]=ye(()=>external_node_fs_namespaceObject.rmdirSync(String(t.absolute)));this[P](n,t)}let[r]=t.absolute===this.cwd?[]:ye(()=>po(String(t.absolute)));this[P](r,t)}[Ts](t,e){let i=typeof t.mode=="number"?t.mode&4095:this.fmode,r=h=>{let a;try{external_node_fs_namespaceObject.closeSync(n)}catch(l){a=l}(h||a)&&this[O](h||a,t),e()},n;try{n=external_node_fs_namespaceObject.openSync(String(t.absolute),ms(t.size),i)}catch(h){return r(h)}let o=this.transform&&this.transform(t)||t;o!==t&&(o.on("error",h=>this[O](h,t)),t.pipe(o)),o.on("data",h=>{try{external_node_fs_namespaceObject.writeSync(n,h,0,h.length)}catch(a){r(a)}}),o.on("end",()=>{let h=null;if(t.mtime&&!this.noMtime){let a=t.atime||new Date,l=t.mtime;try{external_node_fs_namespaceObject.futimesSync(n,a,l)}catch(c){try{external_node_fs_namespaceObject.utimesSync(String(t.absolute),a,l)}catch{h=c}}}if(this[ge](t)){let a=this[be](t),l=this[_e](t);try{external_node_fs_namespaceObject.fchownSync(n,Number(a),Number(l))}catch(c){try{external_node_fs_namespaceObject.chownSync(String(t.absolute),Number(a),Number(l))}catch{h=h||c}}}r(h)})}[xs](t,e){let i=typeof t.mode=="number"?t.mode&4095:this.dmode,r=this[yt](String(t.absolute),i);if(r){this[O](r,t),e();return}if(t.mtime&&!this.noMtime)try{external_node_fs_namespaceObject.utimesSync(String(t.absolute),t.atime||new Date,t.mtime)}catch{}if(this[ge](t))try{external_node_fs_namespaceObject.chownSync(String(t.absolute),Number(this[be](t)),Number(this[_e](t)))}catch{}e(),t.resume()}[yt](t,e){try{return _r(f(t),{uid:this.uid,gid:this.gid,processUid:this.processUid,processGid:this.processGid,umask:this.processUmask,preserve:this.preservePaths,unlink:this.unlink,cwd:this.cwd,mode:e})}catch(i){return i}}[Re](t,e,i,r,n){if(this.preservePaths||i.length===0)return r();let o=e;for(let h of i){o=external_node_path_namespaceObject.resolve(o,h);let[a,l]=ye(()=>external_node_fs_namespaceObject.lstatSync(o));if(a)return r();if(l.isSymbolicLink())return n(new St(o,external_node_path_namespaceObject.resolve(e,i.join("/"))))}r()}[gi](t,e,i,r){let n=`${i}Sync`;try{external_node_fs_namespaceObject[n](e,String(t.absolute)),r(),t.resume()}catch(o){return this[O](o,t)}}};var Eo=s=>{let t=new xe(s),e=s.file,i=external_node_fs_namespaceObject.statSync(e),r=s.maxReadSize||16*1024*1024;new Be(e,{readSize:r,size:i.size}).pipe(t)},wo=(s,t)=>{let e=new Xt(s),i=s.maxReadSize||16*1024*1024,r=s.file;return new Promise((o,h)=>{e.on("error",h),e.on("close",o),external_node_fs_namespaceObject.stat(r,(a,l)=>{if(a)h(a);else{let c=new _t(r,{readSize:i,size:l.size});c.on("error",h),c.pipe(e)}})})},So=K(Eo,wo,s=>new xe(s),s=>new Xt(s),(s,t)=>{t?.length&&Qi(s,t)});var yo=(s,t)=>{let e=new kt(s),i=!0,r,n;try{try{r=external_node_fs_namespaceObject.openSync(s.file,"r+")}catch(a){if(a?.code==="ENOENT")r=external_node_fs_namespaceObject.openSync(s.file,"w+");else throw a}let o=external_node_fs_namespaceObject.fstatSync(r),h=Buffer.alloc(512);t:for(n=0;n<o.size;n+=512){for(let c=0,d=0;c<512;c+=d){if(d=external_node_fs_namespaceObject.readSync(r,h,c,h.length-c,n+c),n===0&&h[0]===31&&h[1]===139)throw new Error("cannot append to compressed archives");if(!d)break t}let a=new F(h);if(!a.cksumValid)break;let l=512*Math.ceil((a.size||0)/512);if(n+l+512>o.size)break;n+=l,s.mtimeCache&&a.mtime&&s.mtimeCache.set(String(a.path),a.mtime)}i=!1,Ro(s,e,n,r,t)}finally{if(i)try{external_node_fs_namespaceObject.closeSync(r)}catch{}}},Ro=(s,t,e,i,r)=>{let n=new Wt(s.file,{fd:i,start:e});t.pipe(n),bo(t,r)},go=(s,t)=>{t=Array.from(t);let e=new wt(s),i=(n,o,h)=>{let a=(T,D)=>{T?external_node_fs_namespaceObject.close(n,E=>h(T)):h(null,D)},l=0;if(o===0)return a(null,0);let c=0,d=Buffer.alloc(512),y=(T,D)=>{if(T||D===void 0)return a(T);if(c+=D,c<512&&D)return external_node_fs_namespaceObject.read(n,d,c,d.length-c,l+c,y);if(l===0&&d[0]===31&&d[1]===139)return a(new Error("cannot append to compressed archives"));if(c<512)return a(null,l);let E=new F(d);if(!E.cksumValid)return a(null,l);let x=512*Math.ceil((E.size??0)/512);if(l+x+512>o||(l+=x+512,l>=o))return a(null,l);s.mtimeCache&&E.mtime&&s.mtimeCache.set(String(E.path),E.mtime),c=0,external_node_fs_namespaceObject.read(n,d,0,512,l,y)};external_node_fs_namespaceObject.read(n,d,0,512,l,y)};return new Promise((n,o)=>{e.on("error",o);let h="r+",a=(l,c)=>{if(l&&l.code==="ENOENT"&&h==="r+")return h="w+",external_node_fs_namespaceObject.open(s.file,h,a);if(l||!c)return o(l);external_node_fs_namespaceObject.fstat(c,(d,y)=>{if(d)return external_node_fs_namespaceObject.close(c,()=>o(d));i(c,y.size,(T,D)=>{if(T)return o(T);let E=new et(s.file,{fd:c,start:D});e.pipe(E),E.on("error",o),E.on("close",n),_o(e,t)})})};external_node_fs_namespaceObject.open(s.file,h,a)})},bo=(s,t)=>{t.forEach(e=>{e.charAt(0)==="@"?Ct({file:external_node_path_namespaceObject.resolve(s.cwd,e.slice(1)),sync:!0,noResume:!0,onReadEntry:i=>s.add(i)}):s.add(e)}),s.end()},_o=async(s,t)=>{for(let e of t)e.charAt(0)==="@"?await Ct({file:external_node_path_namespaceObject.resolve(String(s.cwd),e.slice(1)),noResume:!0,onReadEntry:i=>s.add(i)}):s.add(e);s.end()},vt=K(yo,go,()=>{throw new TypeError("file is required")},()=>{throw new TypeError("file is required")},(s,t)=>{if(!Bs(s))throw new TypeError("file is required");if(s.gzip||s.brotli||s.zstd||s.file.endsWith(".br")||s.file.endsWith(".tbr"))throw new TypeError("cannot append to compressed archives");if(!t?.length)throw new TypeError("no paths specified to add/replace")});var Oo=K(vt.syncFile,vt.asyncFile,vt.syncNoFile,vt.asyncNoFile,(s,t=[])=>{vt.validate?.(s,t),To(s)}),To=s=>{let t=s.filter;s.mtimeCache||(s.mtimeCache=new Map),s.filter=t?(e,i)=>t(e,i)&&!((s.mtimeCache?.get(e)??i.mtime??0)>(i.mtime??0)):(e,i)=>!((s.mtimeCache?.get(e)??i.mtime??0)>(i.mtime??0))};
-//# sourceMappingURL=index.min.js.map
-
 ;// CONCATENATED MODULE: ./src/pipeline/reuse.ts
 /**
  * Build reuse (`build_reuse: { paths, key_files }`): before the build, the dirs the build makes (node_modules,
@@ -41909,6 +42538,31 @@ async function reuseBuild(ctx, s, release) {
     ctx.log.info(`build reuse: ${parts.join('; ')}`, s.host.name);
 }
 
+;// CONCATENATED MODULE: external "node:fs/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+;// CONCATENATED MODULE: external "node:stream"
+const external_node_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
+;// CONCATENATED MODULE: external "node:stream/promises"
+const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+// EXTERNAL MODULE: external "events"
+var external_events_ = __nccwpck_require__(4434);
+;// CONCATENATED MODULE: external "node:events"
+const external_node_events_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:events");
+;// CONCATENATED MODULE: external "node:string_decoder"
+const external_node_string_decoder_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:string_decoder");
+// EXTERNAL MODULE: external "buffer"
+var external_buffer_ = __nccwpck_require__(181);
+// EXTERNAL MODULE: external "zlib"
+var external_zlib_ = __nccwpck_require__(3106);
+var external_zlib_namespaceObject = /*#__PURE__*/__nccwpck_require__.t(external_zlib_, 2);
+;// CONCATENATED MODULE: external "node:assert"
+const external_node_assert_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:assert");
+;// CONCATENATED MODULE: ./node_modules/tar/dist/esm/index.min.js
+var zr=Object.defineProperty;var Ur=(s,t)=>{for(var e in t)zr(s,e,{get:t[e],enumerable:!0})};var Ds=typeof process=="object"&&process?process:{stdout:null,stderr:null},Wr=s=>!!s&&typeof s=="object"&&(s instanceof A||s instanceof external_node_stream_namespaceObject||Gr(s)||Zr(s)),Gr=s=>!!s&&typeof s=="object"&&s instanceof external_node_events_namespaceObject.EventEmitter&&typeof s.pipe=="function"&&s.pipe!==external_node_stream_namespaceObject.Writable.prototype.pipe,Zr=s=>!!s&&typeof s=="object"&&s instanceof external_node_events_namespaceObject.EventEmitter&&typeof s.write=="function"&&typeof s.end=="function",Q=Symbol("EOF"),J=Symbol("maybeEmitEnd"),nt=Symbol("emittedEnd"),De=Symbol("emittingEnd"),qt=Symbol("emittedError"),Ne=Symbol("closed"),Ns=Symbol("read"),Ae=Symbol("flush"),As=Symbol("flushChunk"),z=Symbol("encoding"),Mt=Symbol("decoder"),g=Symbol("flowing"),Qt=Symbol("paused"),Bt=Symbol("resume"),b=Symbol("buffer"),N=Symbol("pipes"),_=Symbol("bufferLength"),bi=Symbol("bufferPush"),Ie=Symbol("bufferShift"),L=Symbol("objectMode"),S=Symbol("destroyed"),_i=Symbol("error"),Oi=Symbol("emitData"),Is=Symbol("emitEnd"),Ti=Symbol("emitEnd2"),Z=Symbol("async"),xi=Symbol("abort"),Ce=Symbol("aborted"),Jt=Symbol("signal"),Rt=Symbol("dataListeners"),C=Symbol("discarded"),jt=s=>Promise.resolve().then(s),Yr=s=>s(),Kr=s=>s==="end"||s==="finish"||s==="prefinish",Vr=s=>s instanceof ArrayBuffer||!!s&&typeof s=="object"&&s.constructor&&s.constructor.name==="ArrayBuffer"&&s.byteLength>=0,$r=s=>!Buffer.isBuffer(s)&&ArrayBuffer.isView(s),Fe=class{src;dest;opts;ondrain;constructor(t,e,i){this.src=t,this.dest=e,this.opts=i,this.ondrain=()=>t[Bt](),this.dest.on("drain",this.ondrain)}unpipe(){this.dest.removeListener("drain",this.ondrain)}proxyErrors(t){}end(){this.unpipe(),this.opts.end&&this.dest.end()}},Li=class extends Fe{unpipe(){this.src.removeListener("error",this.proxyErrors),super.unpipe()}constructor(t,e,i){super(t,e,i),this.proxyErrors=r=>this.dest.emit("error",r),t.on("error",this.proxyErrors)}},Xr=s=>!!s.objectMode,qr=s=>!s.objectMode&&!!s.encoding&&s.encoding!=="buffer",A=class extends external_node_events_namespaceObject.EventEmitter{[g]=!1;[Qt]=!1;[N]=[];[b]=[];[L];[z];[Z];[Mt];[Q]=!1;[nt]=!1;[De]=!1;[Ne]=!1;[qt]=null;[_]=0;[S]=!1;[Jt];[Ce]=!1;[Rt]=0;[C]=!1;writable=!0;readable=!0;constructor(...t){let e=t[0]||{};if(super(),e.objectMode&&typeof e.encoding=="string")throw new TypeError("Encoding and objectMode may not be used together");Xr(e)?(this[L]=!0,this[z]=null):qr(e)?(this[z]=e.encoding,this[L]=!1):(this[L]=!1,this[z]=null),this[Z]=!!e.async,this[Mt]=this[z]?new external_node_string_decoder_namespaceObject.StringDecoder(this[z]):null,e&&e.debugExposeBuffer===!0&&Object.defineProperty(this,"buffer",{get:()=>this[b]}),e&&e.debugExposePipes===!0&&Object.defineProperty(this,"pipes",{get:()=>this[N]});let{signal:i}=e;i&&(this[Jt]=i,i.aborted?this[xi]():i.addEventListener("abort",()=>this[xi]()))}get bufferLength(){return this[_]}get encoding(){return this[z]}set encoding(t){throw new Error("Encoding must be set at instantiation time")}setEncoding(t){throw new Error("Encoding must be set at instantiation time")}get objectMode(){return this[L]}set objectMode(t){throw new Error("objectMode must be set at instantiation time")}get async(){return this[Z]}set async(t){this[Z]=this[Z]||!!t}[xi](){this[Ce]=!0,this.emit("abort",this[Jt]?.reason),this.destroy(this[Jt]?.reason)}get aborted(){return this[Ce]}set aborted(t){}write(t,e,i){if(this[Ce])return!1;if(this[Q])throw new Error("write after end");if(this[S])return this.emit("error",Object.assign(new Error("Cannot call write after a stream was destroyed"),{code:"ERR_STREAM_DESTROYED"})),!0;typeof e=="function"&&(i=e,e="utf8"),e||(e="utf8");let r=this[Z]?jt:Yr;if(!this[L]&&!Buffer.isBuffer(t)){if($r(t))t=Buffer.from(t.buffer,t.byteOffset,t.byteLength);else if(Vr(t))t=Buffer.from(t);else if(typeof t!="string")throw new Error("Non-contiguous data written to non-objectMode stream")}return this[L]?(this[g]&&this[_]!==0&&this[Ae](!0),this[g]?this.emit("data",t):this[bi](t),this[_]!==0&&this.emit("readable"),i&&r(i),this[g]):t.length?(typeof t=="string"&&!(e===this[z]&&!this[Mt]?.lastNeed)&&(t=Buffer.from(t,e)),Buffer.isBuffer(t)&&this[z]&&(t=this[Mt].write(t)),this[g]&&this[_]!==0&&this[Ae](!0),this[g]?this.emit("data",t):this[bi](t),this[_]!==0&&this.emit("readable"),i&&r(i),this[g]):(this[_]!==0&&this.emit("readable"),i&&r(i),this[g])}read(t){if(this[S])return null;if(this[C]=!1,this[_]===0||t===0||t&&t>this[_])return this[J](),null;this[L]&&(t=null),this[b].length>1&&!this[L]&&(this[b]=[this[z]?this[b].join(""):Buffer.concat(this[b],this[_])]);let e=this[Ns](t||null,this[b][0]);return this[J](),e}[Ns](t,e){if(this[L])this[Ie]();else{let i=e;t===i.length||t===null?this[Ie]():typeof i=="string"?(this[b][0]=i.slice(t),e=i.slice(0,t),this[_]-=t):(this[b][0]=i.subarray(t),e=i.subarray(0,t),this[_]-=t)}return this.emit("data",e),!this[b].length&&!this[Q]&&this.emit("drain"),e}end(t,e,i){return typeof t=="function"&&(i=t,t=void 0),typeof e=="function"&&(i=e,e="utf8"),t!==void 0&&this.write(t,e),i&&this.once("end",i),this[Q]=!0,this.writable=!1,(this[g]||!this[Qt])&&this[J](),this}[Bt](){this[S]||(!this[Rt]&&!this[N].length&&(this[C]=!0),this[Qt]=!1,this[g]=!0,this.emit("resume"),this[b].length?this[Ae]():this[Q]?this[J]():this.emit("drain"))}resume(){return this[Bt]()}pause(){this[g]=!1,this[Qt]=!0,this[C]=!1}get destroyed(){return this[S]}get flowing(){return this[g]}get paused(){return this[Qt]}[bi](t){this[L]?this[_]+=1:this[_]+=t.length,this[b].push(t)}[Ie](){return this[L]?this[_]-=1:this[_]-=this[b][0].length,this[b].shift()}[Ae](t=!1){do;while(this[As](this[Ie]())&&this[b].length);!t&&!this[b].length&&!this[Q]&&this.emit("drain")}[As](t){return this.emit("data",t),this[g]}pipe(t,e){if(this[S])return t;this[C]=!1;let i=this[nt];return e=e||{},t===Ds.stdout||t===Ds.stderr?e.end=!1:e.end=e.end!==!1,e.proxyErrors=!!e.proxyErrors,i?e.end&&t.end():(this[N].push(e.proxyErrors?new Li(this,t,e):new Fe(this,t,e)),this[Z]?jt(()=>this[Bt]()):this[Bt]()),t}unpipe(t){let e=this[N].find(i=>i.dest===t);e&&(this[N].length===1?(this[g]&&this[Rt]===0&&(this[g]=!1),this[N]=[]):this[N].splice(this[N].indexOf(e),1),e.unpipe())}addListener(t,e){return this.on(t,e)}on(t,e){let i=super.on(t,e);if(t==="data")this[C]=!1,this[Rt]++,!this[N].length&&!this[g]&&this[Bt]();else if(t==="readable"&&this[_]!==0)super.emit("readable");else if(Kr(t)&&this[nt])super.emit(t),this.removeAllListeners(t);else if(t==="error"&&this[qt]){let r=e;this[Z]?jt(()=>r.call(this,this[qt])):r.call(this,this[qt])}return i}removeListener(t,e){return this.off(t,e)}off(t,e){let i=super.off(t,e);return t==="data"&&(this[Rt]=this.listeners("data").length,this[Rt]===0&&!this[C]&&!this[N].length&&(this[g]=!1)),i}removeAllListeners(t){let e=super.removeAllListeners(t);return(t==="data"||t===void 0)&&(this[Rt]=0,!this[C]&&!this[N].length&&(this[g]=!1)),e}get emittedEnd(){return this[nt]}[J](){!this[De]&&!this[nt]&&!this[S]&&this[b].length===0&&this[Q]&&(this[De]=!0,this.emit("end"),this.emit("prefinish"),this.emit("finish"),this[Ne]&&this.emit("close"),this[De]=!1)}emit(t,...e){let i=e[0];if(t!=="error"&&t!=="close"&&t!==S&&this[S])return!1;if(t==="data")return!this[L]&&!i?!1:this[Z]?(jt(()=>this[Oi](i)),!0):this[Oi](i);if(t==="end")return this[Is]();if(t==="close"){if(this[Ne]=!0,!this[nt]&&!this[S])return!1;let n=super.emit("close");return this.removeAllListeners("close"),n}else if(t==="error"){this[qt]=i,super.emit(_i,i);let n=!this[Jt]||this.listeners("error").length?super.emit("error",i):!1;return this[J](),n}else if(t==="resume"){let n=super.emit("resume");return this[J](),n}else if(t==="finish"||t==="prefinish"){let n=super.emit(t);return this.removeAllListeners(t),n}let r=super.emit(t,...e);return this[J](),r}[Oi](t){for(let i of this[N])i.dest.write(t)===!1&&this.pause();let e=this[C]?!1:super.emit("data",t);return this[J](),e}[Is](){return this[nt]?!1:(this[nt]=!0,this.readable=!1,this[Z]?(jt(()=>this[Ti]()),!0):this[Ti]())}[Ti](){if(this[Mt]){let e=this[Mt].end();if(e){for(let i of this[N])i.dest.write(e);this[C]||super.emit("data",e)}}for(let e of this[N])e.end();let t=super.emit("end");return this.removeAllListeners("end"),t}async collect(){let t=Object.assign([],{dataLength:0});this[L]||(t.dataLength=0);let e=this.promise();return this.on("data",i=>{t.push(i),this[L]||(t.dataLength+=i.length)}),await e,t}async concat(){if(this[L])throw new Error("cannot concat in objectMode");let t=await this.collect();return this[z]?t.join(""):Buffer.concat(t,t.dataLength)}async promise(){return new Promise((t,e)=>{this.on(S,()=>e(new Error("stream destroyed"))),this.on("error",i=>e(i)),this.on("end",()=>t())})}[Symbol.asyncIterator](){this[C]=!1;let t=!1,e=async()=>(this.pause(),t=!0,{value:void 0,done:!0});return{next:()=>{if(t)return e();let r=this.read();if(r!==null)return Promise.resolve({done:!1,value:r});if(this[Q])return e();let n,o,h=d=>{this.off("data",a),this.off("end",l),this.off(S,c),e(),o(d)},a=d=>{this.off("error",h),this.off("end",l),this.off(S,c),this.pause(),n({value:d,done:!!this[Q]})},l=()=>{this.off("error",h),this.off("data",a),this.off(S,c),e(),n({done:!0,value:void 0})},c=()=>h(new Error("stream destroyed"));return new Promise((d,y)=>{o=y,n=d,this.once(S,c),this.once("error",h),this.once("end",l),this.once("data",a)})},throw:e,return:e,[Symbol.asyncIterator](){return this},[Symbol.asyncDispose]:async()=>{}}}[Symbol.iterator](){this[C]=!1;let t=!1,e=()=>(this.pause(),this.off(_i,e),this.off(S,e),this.off("end",e),t=!0,{done:!0,value:void 0}),i=()=>{if(t)return e();let r=this.read();return r===null?e():{done:!1,value:r}};return this.once("end",e),this.once(_i,e),this.once(S,e),{next:i,throw:e,return:e,[Symbol.iterator](){return this},[Symbol.dispose]:()=>{}}}destroy(t){if(this[S])return t?this.emit("error",t):this.emit(S),this;this[S]=!0,this[C]=!0,this[b].length=0,this[_]=0;let e=this;return typeof e.close=="function"&&!this[Ne]&&e.close(),t?this.emit("error",t):this.emit(S),this}static get isStream(){return Wr}};var Jr=external_fs_.writev,ht=Symbol("_autoClose"),H=Symbol("_close"),te=Symbol("_ended"),m=Symbol("_fd"),Ni=Symbol("_finished"),tt=Symbol("_flags"),Ai=Symbol("_flush"),ki=Symbol("_handleChunk"),vi=Symbol("_makeBuf"),ie=Symbol("_mode"),ke=Symbol("_needDrain"),Ut=Symbol("_onerror"),Ht=Symbol("_onopen"),Ii=Symbol("_onread"),Pt=Symbol("_onwrite"),at=Symbol("_open"),U=Symbol("_path"),ot=Symbol("_pos"),Y=Symbol("_queue"),zt=Symbol("_read"),Ci=Symbol("_readSize"),j=Symbol("_reading"),ee=Symbol("_remain"),Fi=Symbol("_size"),ve=Symbol("_write"),gt=Symbol("_writing"),Me=Symbol("_defaultFlag"),bt=Symbol("_errored"),_t=class extends A{[bt]=!1;[m];[U];[Ci];[j]=!1;[Fi];[ee];[ht];constructor(t,e){if(e=e||{},super(e),this.readable=!0,this.writable=!1,typeof t!="string")throw new TypeError("path must be a string");this[bt]=!1,this[m]=typeof e.fd=="number"?e.fd:void 0,this[U]=t,this[Ci]=e.readSize||16*1024*1024,this[j]=!1,this[Fi]=typeof e.size=="number"?e.size:1/0,this[ee]=this[Fi],this[ht]=typeof e.autoClose=="boolean"?e.autoClose:!0,typeof this[m]=="number"?this[zt]():this[at]()}get fd(){return this[m]}get path(){return this[U]}write(){throw new TypeError("this is a readable stream")}end(){throw new TypeError("this is a readable stream")}[at](){external_fs_.open(this[U],"r",(t,e)=>this[Ht](t,e))}[Ht](t,e){t?this[Ut](t):(this[m]=e,this.emit("open",e),this[zt]())}[vi](){return Buffer.allocUnsafe(Math.min(this[Ci],this[ee]))}[zt](){if(!this[j]){this[j]=!0;let t=this[vi]();if(t.length===0)return process.nextTick(()=>this[Ii](null,0,t));external_fs_.read(this[m],t,0,t.length,null,(e,i,r)=>this[Ii](e,i,r))}}[Ii](t,e,i){this[j]=!1,t?this[Ut](t):this[ki](e,i)&&this[zt]()}[H](){if(this[ht]&&typeof this[m]=="number"){let t=this[m];this[m]=void 0,external_fs_.close(t,e=>e?this.emit("error",e):this.emit("close"))}}[Ut](t){this[j]=!0,this[H](),this.emit("error",t)}[ki](t,e){let i=!1;return this[ee]-=t,t>0&&(i=super.write(t<e.length?e.subarray(0,t):e)),(t===0||this[ee]<=0)&&(i=!1,this[H](),super.end()),i}emit(t,...e){switch(t){case"prefinish":case"finish":return!1;case"drain":return typeof this[m]=="number"&&this[zt](),!1;case"error":return this[bt]?!1:(this[bt]=!0,super.emit(t,...e));default:return super.emit(t,...e)}}},Be=class extends _t{[at](){let t=!0;try{this[Ht](null,external_fs_.openSync(this[U],"r")),t=!1}finally{t&&this[H]()}}[zt](){let t=!0;try{if(!this[j]){this[j]=!0;do{let e=this[vi](),i=e.length===0?0:external_fs_.readSync(this[m],e,0,e.length,null);if(!this[ki](i,e))break}while(!0);this[j]=!1}t=!1}finally{t&&this[H]()}}[H](){if(this[ht]&&typeof this[m]=="number"){let t=this[m];this[m]=void 0,external_fs_.closeSync(t),this.emit("close")}}},et=class extends external_events_{readable=!1;writable=!0;[bt]=!1;[gt]=!1;[te]=!1;[Y]=[];[ke]=!1;[U];[ie];[ht];[m];[Me];[tt];[Ni]=!1;[ot];constructor(t,e){e=e||{},super(e),this[U]=t,this[m]=typeof e.fd=="number"?e.fd:void 0,this[ie]=e.mode===void 0?438:e.mode,this[ot]=typeof e.start=="number"?e.start:void 0,this[ht]=typeof e.autoClose=="boolean"?e.autoClose:!0;let i=this[ot]!==void 0?"r+":"w";this[Me]=e.flags===void 0,this[tt]=e.flags===void 0?i:e.flags,this[m]===void 0&&this[at]()}emit(t,...e){if(t==="error"){if(this[bt])return!1;this[bt]=!0}return super.emit(t,...e)}get fd(){return this[m]}get path(){return this[U]}[Ut](t){this[H](),this[gt]=!0,this.emit("error",t)}[at](){external_fs_.open(this[U],this[tt],this[ie],(t,e)=>this[Ht](t,e))}[Ht](t,e){this[Me]&&this[tt]==="r+"&&t&&t.code==="ENOENT"?(this[tt]="w",this[at]()):t?this[Ut](t):(this[m]=e,this.emit("open",e),this[gt]||this[Ai]())}end(t,e){return t&&this.write(t,e),this[te]=!0,!this[gt]&&!this[Y].length&&typeof this[m]=="number"&&this[Pt](null,0),this}write(t,e){return typeof t=="string"&&(t=Buffer.from(t,e)),this[te]?(this.emit("error",new Error("write() after end()")),!1):this[m]===void 0||this[gt]||this[Y].length?(this[Y].push(t),this[ke]=!0,!1):(this[gt]=!0,this[ve](t),!0)}[ve](t){external_fs_.write(this[m],t,0,t.length,this[ot],(e,i)=>this[Pt](e,i))}[Pt](t,e){t?this[Ut](t):(this[ot]!==void 0&&typeof e=="number"&&(this[ot]+=e),this[Y].length?this[Ai]():(this[gt]=!1,this[te]&&!this[Ni]?(this[Ni]=!0,this[H](),this.emit("finish")):this[ke]&&(this[ke]=!1,this.emit("drain"))))}[Ai](){if(this[Y].length===0)this[te]&&this[Pt](null,0);else if(this[Y].length===1)this[ve](this[Y].pop());else{let t=this[Y];this[Y]=[],Jr(this[m],t,this[ot],(e,i)=>this[Pt](e,i))}}[H](){if(this[ht]&&typeof this[m]=="number"){let t=this[m];this[m]=void 0,external_fs_.close(t,e=>e?this.emit("error",e):this.emit("close"))}}},Wt=class extends et{[at](){let t;if(this[Me]&&this[tt]==="r+")try{t=external_fs_.openSync(this[U],this[tt],this[ie])}catch(e){if(e?.code==="ENOENT")return this[tt]="w",this[at]();throw e}else t=external_fs_.openSync(this[U],this[tt],this[ie]);this[Ht](null,t)}[H](){if(this[ht]&&typeof this[m]=="number"){let t=this[m];this[m]=void 0,external_fs_.closeSync(t),this.emit("close")}}[ve](t){let e=!0;try{this[Pt](null,external_fs_.writeSync(this[m],t,0,t.length,this[ot])),e=!1}finally{if(e)try{this[H]()}catch{}}}};var jr=new Map([["C","cwd"],["f","file"],["z","gzip"],["P","preservePaths"],["U","unlink"],["strip-components","strip"],["stripComponents","strip"],["keep-newer","newer"],["keepNewer","newer"],["keep-newer-files","newer"],["keepNewerFiles","newer"],["k","keep"],["keep-existing","keep"],["keepExisting","keep"],["m","noMtime"],["no-mtime","noMtime"],["p","preserveOwner"],["L","follow"],["h","follow"],["onentry","onReadEntry"]]),Fs=s=>!!s.sync&&!!s.file,ks=s=>!s.sync&&!!s.file,vs=s=>!!s.sync&&!s.file,Ms=s=>!s.sync&&!s.file;var Bs=s=>!!s.file;var tn=s=>{let t=jr.get(s);return t||s},se=(s={})=>{if(!s)return{};let t={};for(let[e,i]of Object.entries(s)){let r=tn(e);t[r]=i}return t.chmod===void 0&&t.noChmod===!1&&(t.chmod=!0),delete t.noChmod,t};var K=(s,t,e,i,r)=>Object.assign((n=[],o,h)=>{Array.isArray(n)&&(o=n,n={}),typeof o=="function"&&(h=o,o=void 0),o=o?Array.from(o):[];let a=se(n);if(r?.(a,o),Fs(a)){if(typeof h=="function")throw new TypeError("callback not supported for sync tar functions");return s(a,o)}else if(ks(a)){let l=t(a,o);return h?l.then(()=>h(),h):l}else if(vs(a)){if(typeof h=="function")throw new TypeError("callback not supported for sync tar functions");return e(a,o)}else if(Ms(a)){if(typeof h=="function")throw new TypeError("callback only supported with file option");return i(a,o)}throw new Error("impossible options??")},{syncFile:s,asyncFile:t,syncNoFile:e,asyncNoFile:i,validate:r});var sn=external_zlib_.constants||{ZLIB_VERNUM:4736},M=Object.freeze(Object.assign(Object.create(null),{Z_NO_FLUSH:0,Z_PARTIAL_FLUSH:1,Z_SYNC_FLUSH:2,Z_FULL_FLUSH:3,Z_FINISH:4,Z_BLOCK:5,Z_OK:0,Z_STREAM_END:1,Z_NEED_DICT:2,Z_ERRNO:-1,Z_STREAM_ERROR:-2,Z_DATA_ERROR:-3,Z_MEM_ERROR:-4,Z_BUF_ERROR:-5,Z_VERSION_ERROR:-6,Z_NO_COMPRESSION:0,Z_BEST_SPEED:1,Z_BEST_COMPRESSION:9,Z_DEFAULT_COMPRESSION:-1,Z_FILTERED:1,Z_HUFFMAN_ONLY:2,Z_RLE:3,Z_FIXED:4,Z_DEFAULT_STRATEGY:0,DEFLATE:1,INFLATE:2,GZIP:3,GUNZIP:4,DEFLATERAW:5,INFLATERAW:6,UNZIP:7,BROTLI_DECODE:8,BROTLI_ENCODE:9,Z_MIN_WINDOWBITS:8,Z_MAX_WINDOWBITS:15,Z_DEFAULT_WINDOWBITS:15,Z_MIN_CHUNK:64,Z_MAX_CHUNK:1/0,Z_DEFAULT_CHUNK:16384,Z_MIN_MEMLEVEL:1,Z_MAX_MEMLEVEL:9,Z_DEFAULT_MEMLEVEL:8,Z_MIN_LEVEL:-1,Z_MAX_LEVEL:9,Z_DEFAULT_LEVEL:-1,BROTLI_OPERATION_PROCESS:0,BROTLI_OPERATION_FLUSH:1,BROTLI_OPERATION_FINISH:2,BROTLI_OPERATION_EMIT_METADATA:3,BROTLI_MODE_GENERIC:0,BROTLI_MODE_TEXT:1,BROTLI_MODE_FONT:2,BROTLI_DEFAULT_MODE:0,BROTLI_MIN_QUALITY:0,BROTLI_MAX_QUALITY:11,BROTLI_DEFAULT_QUALITY:11,BROTLI_MIN_WINDOW_BITS:10,BROTLI_MAX_WINDOW_BITS:24,BROTLI_LARGE_MAX_WINDOW_BITS:30,BROTLI_DEFAULT_WINDOW:22,BROTLI_MIN_INPUT_BLOCK_BITS:16,BROTLI_MAX_INPUT_BLOCK_BITS:24,BROTLI_PARAM_MODE:0,BROTLI_PARAM_QUALITY:1,BROTLI_PARAM_LGWIN:2,BROTLI_PARAM_LGBLOCK:3,BROTLI_PARAM_DISABLE_LITERAL_CONTEXT_MODELING:4,BROTLI_PARAM_SIZE_HINT:5,BROTLI_PARAM_LARGE_WINDOW:6,BROTLI_PARAM_NPOSTFIX:7,BROTLI_PARAM_NDIRECT:8,BROTLI_DECODER_RESULT_ERROR:0,BROTLI_DECODER_RESULT_SUCCESS:1,BROTLI_DECODER_RESULT_NEEDS_MORE_INPUT:2,BROTLI_DECODER_RESULT_NEEDS_MORE_OUTPUT:3,BROTLI_DECODER_PARAM_DISABLE_RING_BUFFER_REALLOCATION:0,BROTLI_DECODER_PARAM_LARGE_WINDOW:1,BROTLI_DECODER_NO_ERROR:0,BROTLI_DECODER_SUCCESS:1,BROTLI_DECODER_NEEDS_MORE_INPUT:2,BROTLI_DECODER_NEEDS_MORE_OUTPUT:3,BROTLI_DECODER_ERROR_FORMAT_EXUBERANT_NIBBLE:-1,BROTLI_DECODER_ERROR_FORMAT_RESERVED:-2,BROTLI_DECODER_ERROR_FORMAT_EXUBERANT_META_NIBBLE:-3,BROTLI_DECODER_ERROR_FORMAT_SIMPLE_HUFFMAN_ALPHABET:-4,BROTLI_DECODER_ERROR_FORMAT_SIMPLE_HUFFMAN_SAME:-5,BROTLI_DECODER_ERROR_FORMAT_CL_SPACE:-6,BROTLI_DECODER_ERROR_FORMAT_HUFFMAN_SPACE:-7,BROTLI_DECODER_ERROR_FORMAT_CONTEXT_MAP_REPEAT:-8,BROTLI_DECODER_ERROR_FORMAT_BLOCK_LENGTH_1:-9,BROTLI_DECODER_ERROR_FORMAT_BLOCK_LENGTH_2:-10,BROTLI_DECODER_ERROR_FORMAT_TRANSFORM:-11,BROTLI_DECODER_ERROR_FORMAT_DICTIONARY:-12,BROTLI_DECODER_ERROR_FORMAT_WINDOW_BITS:-13,BROTLI_DECODER_ERROR_FORMAT_PADDING_1:-14,BROTLI_DECODER_ERROR_FORMAT_PADDING_2:-15,BROTLI_DECODER_ERROR_FORMAT_DISTANCE:-16,BROTLI_DECODER_ERROR_DICTIONARY_NOT_SET:-19,BROTLI_DECODER_ERROR_INVALID_ARGUMENTS:-20,BROTLI_DECODER_ERROR_ALLOC_CONTEXT_MODES:-21,BROTLI_DECODER_ERROR_ALLOC_TREE_GROUPS:-22,BROTLI_DECODER_ERROR_ALLOC_CONTEXT_MAP:-25,BROTLI_DECODER_ERROR_ALLOC_RING_BUFFER_1:-26,BROTLI_DECODER_ERROR_ALLOC_RING_BUFFER_2:-27,BROTLI_DECODER_ERROR_ALLOC_BLOCK_TYPE_TREES:-30,BROTLI_DECODER_ERROR_UNREACHABLE:-31},sn));var rn=external_buffer_.Buffer.concat,zs=Object.getOwnPropertyDescriptor(external_buffer_.Buffer,"concat"),nn=s=>s,Bi=zs?.writable===!0||zs?.set!==void 0?s=>{external_buffer_.Buffer.concat=s?nn:rn}:s=>{},Tt=Symbol("_superWrite"),Gt=class extends Error{code;errno;constructor(t,e){super("zlib: "+t.message,{cause:t}),this.code=t.code,this.errno=t.errno,this.code||(this.code="ZLIB_ERROR"),this.message="zlib: "+t.message,Error.captureStackTrace(this,e??this.constructor)}get name(){return"ZlibError"}},Pi=Symbol("flushFlag"),re=class extends A{#t=!1;#i=!1;#s;#n;#r;#e;#o;get sawError(){return this.#t}get handle(){return this.#e}get flushFlag(){return this.#s}constructor(t,e){if(!t||typeof t!="object")throw new TypeError("invalid options for ZlibBase constructor");if(super(t),this.#s=t.flush??0,this.#n=t.finishFlush??0,this.#r=t.fullFlushFlag??0,typeof external_zlib_namespaceObject[e]!="function")throw new TypeError("Compression method not supported: "+e);try{this.#e=new external_zlib_namespaceObject[e](t)}catch(i){throw new Gt(i,this.constructor)}this.#o=i=>{this.#t||(this.#t=!0,this.close(),this.emit("error",i))},this.#e?.on("error",i=>this.#o(new Gt(i))),this.once("end",()=>this.close)}close(){this.#e&&(this.#e.close(),this.#e=void 0,this.emit("close"))}reset(){if(!this.#t)return external_assert_(this.#e,"zlib binding closed"),this.#e.reset?.()}flush(t){this.ended||(typeof t!="number"&&(t=this.#r),this.write(Object.assign(external_buffer_.Buffer.alloc(0),{[Pi]:t})))}end(t,e,i){return typeof t=="function"&&(i=t,e=void 0,t=void 0),typeof e=="function"&&(i=e,e=void 0),t&&(e?this.write(t,e):this.write(t)),this.flush(this.#n),this.#i=!0,super.end(i)}get ended(){return this.#i}[Tt](t){return super.write(t)}write(t,e,i){if(typeof e=="function"&&(i=e,e="utf8"),typeof t=="string"&&(t=external_buffer_.Buffer.from(t,e)),this.#t)return;external_assert_(this.#e,"zlib binding closed");let r=this.#e._handle,n=r.close;r.close=()=>{};let o=this.#e.close;this.#e.close=()=>{},Bi(!0);let h;try{let l=typeof t[Pi]=="number"?t[Pi]:this.#s;h=this.#e._processChunk(t,l),Bi(!1)}catch(l){Bi(!1),this.#o(new Gt(l,this.write))}finally{this.#e&&(this.#e._handle=r,r.close=n,this.#e.close=o,this.#e.removeAllListeners("error"))}this.#e&&this.#e.on("error",l=>this.#o(new Gt(l,this.write)));let a;if(h)if(Array.isArray(h)&&h.length>0){let l=h[0];a=this[Tt](external_buffer_.Buffer.from(l));for(let c=1;c<h.length;c++)a=this[Tt](h[c])}else a=this[Tt](external_buffer_.Buffer.from(h));return i&&i(),a}},Pe=class extends re{#t;#i;constructor(t,e){t=t||{},t.flush=t.flush||M.Z_NO_FLUSH,t.finishFlush=t.finishFlush||M.Z_FINISH,t.fullFlushFlag=M.Z_FULL_FLUSH,super(t,e),this.#t=t.level,this.#i=t.strategy}params(t,e){if(!this.sawError){if(!this.handle)throw new Error("cannot switch params when binding is closed");if(!this.handle.params)throw new Error("not supported in this implementation");if(this.#t!==t||this.#i!==e){this.flush(M.Z_SYNC_FLUSH),external_assert_(this.handle,"zlib binding closed");let i=this.handle.flush;this.handle.flush=(r,n)=>{typeof r=="function"&&(n=r,r=this.flushFlag),this.flush(r),n?.()};try{this.handle.params(t,e)}finally{this.handle.flush=i}this.handle&&(this.#t=t,this.#i=e)}}}};var ze=class extends Pe{#t;constructor(t){super(t,"Gzip"),this.#t=t&&!!t.portable}[Tt](t){return this.#t?(this.#t=!1,t[9]=255,super[Tt](t)):super[Tt](t)}};var Ue=class extends Pe{constructor(t){super(t,"Unzip")}},He=class extends re{constructor(t,e){t=t||{},t.flush=t.flush||M.BROTLI_OPERATION_PROCESS,t.finishFlush=t.finishFlush||M.BROTLI_OPERATION_FINISH,t.fullFlushFlag=M.BROTLI_OPERATION_FLUSH,super(t,e)}},We=class extends He{constructor(t){super(t,"BrotliCompress")}},Ge=class extends He{constructor(t){super(t,"BrotliDecompress")}},Ze=class extends re{constructor(t,e){t=t||{},t.flush=t.flush||M.ZSTD_e_continue,t.finishFlush=t.finishFlush||M.ZSTD_e_end,t.fullFlushFlag=M.ZSTD_e_flush,super(t,e)}},Ye=class extends Ze{constructor(t){super(t,"ZstdCompress")}},Ke=class extends Ze{constructor(t){super(t,"ZstdDecompress")}};var Us=(s,t)=>{if(Number.isSafeInteger(s))s<0?an(s,t):hn(s,t);else throw Error("cannot encode number outside of javascript safe integer range");return t},hn=(s,t)=>{t[0]=128;for(var e=t.length;e>1;e--)t[e-1]=s&255,s=Math.floor(s/256)},an=(s,t)=>{t[0]=255;var e=!1;s=s*-1;for(var i=t.length;i>1;i--){var r=s&255;s=Math.floor(s/256),e?t[i-1]=Ws(r):r===0?t[i-1]=0:(e=!0,t[i-1]=Gs(r))}},Hs=s=>{let t=s[0],e=t===128?cn(s.subarray(1,s.length)):t===255?ln(s):null;if(e===null)throw Error("invalid base256 encoding");if(!Number.isSafeInteger(e))throw Error("parsed number outside of javascript safe integer range");return e},ln=s=>{for(var t=s.length,e=0,i=!1,r=t-1;r>-1;r--){var n=Number(s[r]),o;i?o=Ws(n):n===0?o=n:(i=!0,o=Gs(n)),o!==0&&(e-=o*Math.pow(256,t-r-1))}return e},cn=s=>{for(var t=s.length,e=0,i=t-1;i>-1;i--){var r=Number(s[i]);r!==0&&(e+=r*Math.pow(256,t-i-1))}return e},Ws=s=>(255^s)&255,Gs=s=>(255^s)+1&255;var Hi={};Ur(Hi,{code:()=>Ve,isCode:()=>ne,isName:()=>dn,name:()=>oe,normalFsTypes:()=>Ui});var ne=s=>oe.has(s),dn=s=>Ve.has(s),Ui=new Set(["0","","1","2","3","4","5","6","7","D"]),oe=new Map([["0","File"],["","OldFile"],["1","Link"],["2","SymbolicLink"],["3","CharacterDevice"],["4","BlockDevice"],["5","Directory"],["6","FIFO"],["7","ContiguousFile"],["g","GlobalExtendedHeader"],["x","ExtendedHeader"],["A","SolarisACL"],["D","GNUDumpDir"],["I","Inode"],["K","NextFileHasLongLinkpath"],["L","NextFileHasLongPath"],["M","ContinuationFile"],["N","OldGnuLongPath"],["S","SparseFile"],["V","TapeVolumeHeader"],["X","OldExtendedHeader"]]),Ve=new Map(Array.from(oe).map(s=>[s[1],s[0]]));var un=s=>s===void 0||s<0?void 0:s,F=class{cksumValid=!1;needPax=!1;nullBlock=!1;block;path;mode;uid;gid;size;cksum;#t="Unsupported";linkpath;uname;gname;devmaj=0;devmin=0;atime;ctime;mtime;charset;comment;constructor(t,e=0,i,r){Buffer.isBuffer(t)?this.decode(t,e||0,i,r):t&&this.#i(t)}decode(t,e,i,r){if(e||(e=0),!t||!(t.length>=e+512))throw new Error("need 512 bytes for header");let n=xt(t,e+156,1),o=Ui.has(n),h=o?i:void 0,a=o?r:void 0;if(this.path=h?.path??xt(t,e,100),this.mode=h?.mode??a?.mode??lt(t,e+100,8),this.uid=h?.uid??a?.uid??lt(t,e+108,8),this.gid=h?.gid??a?.gid??lt(t,e+116,8),this.size=un(h?.size??a?.size??lt(t,e+124,12)),this.mtime=h?.mtime??a?.mtime??Wi(t,e+136,12),this.cksum=lt(t,e+148,12),a&&this.#i(a,!0),h&&this.#i(h),ne(n)&&(this.#t=n||"0"),this.#t==="0"&&this.path.slice(-1)==="/"&&(this.#t="5"),this.#t==="5"&&(this.size=0),this.linkpath=xt(t,e+157,100),t.subarray(e+257,e+265).toString()==="ustar\x0000")if(this.uname=h?.uname??a?.uname??xt(t,e+265,32),this.gname=h?.gname??a?.gname??xt(t,e+297,32),this.devmaj=h?.devmaj??a?.devmaj??lt(t,e+329,8)??0,this.devmin=h?.devmin??a?.devmin??lt(t,e+337,8)??0,t[e+475]!==0){let c=xt(t,e+345,155);this.path=c+"/"+this.path}else{let c=xt(t,e+345,130);c&&(this.path=c+"/"+this.path),this.atime=i?.atime??r?.atime??Wi(t,e+476,12),this.ctime=i?.ctime??r?.ctime??Wi(t,e+488,12)}let l=256;for(let c=e;c<e+148;c++)l+=t[c];for(let c=e+156;c<e+512;c++)l+=t[c];this.cksumValid=l===this.cksum,this.cksum===void 0&&l===256&&(this.nullBlock=!0)}#i(t,e=!1){Object.assign(this,Object.fromEntries(Object.entries(t).filter(([i,r])=>!(r==null||i==="size"&&Number(r)<0||i==="path"&&e||i==="linkpath"&&e||i==="global"))))}encode(t,e=0){if(t||(t=this.block=Buffer.alloc(512)),this.#t==="Unsupported"&&(this.#t="0"),!(t.length>=e+512))throw new Error("need 512 bytes for header");let i=this.ctime||this.atime?130:155,r=mn(this.path||"",i),n=r[0],o=r[1];this.needPax=!!r[2],this.needPax=Lt(t,e,100,n)||this.needPax,this.needPax=ct(t,e+100,8,this.mode)||this.needPax,this.needPax=ct(t,e+108,8,this.uid)||this.needPax,this.needPax=ct(t,e+116,8,this.gid)||this.needPax,this.needPax=ct(t,e+124,12,this.size)||this.needPax,this.needPax=Gi(t,e+136,12,this.mtime)||this.needPax,t[e+156]=Number(this.#t.codePointAt(0)),this.needPax=Lt(t,e+157,100,this.linkpath)||this.needPax,t.write("ustar\x0000",e+257,8),this.needPax=Lt(t,e+265,32,this.uname)||this.needPax,this.needPax=Lt(t,e+297,32,this.gname)||this.needPax,this.needPax=ct(t,e+329,8,this.devmaj)||this.needPax,this.needPax=ct(t,e+337,8,this.devmin)||this.needPax,this.needPax=Lt(t,e+345,i,o)||this.needPax,t[e+475]!==0?this.needPax=Lt(t,e+345,155,o)||this.needPax:(this.needPax=Lt(t,e+345,130,o)||this.needPax,this.needPax=Gi(t,e+476,12,this.atime)||this.needPax,this.needPax=Gi(t,e+488,12,this.ctime)||this.needPax);let h=256;for(let a=e;a<e+148;a++)h+=t[a];for(let a=e+156;a<e+512;a++)h+=t[a];return this.cksum=h,ct(t,e+148,8,this.cksum),this.cksumValid=!0,this.needPax}get type(){return this.#t==="Unsupported"?this.#t:oe.get(this.#t)}get typeKey(){return this.#t}set type(t){let e=String(Ve.get(t));if(ne(e)||e==="Unsupported")this.#t=e;else if(ne(t))this.#t=t;else throw new TypeError("invalid entry type: "+t)}},mn=(s,t)=>{let i=s,r="",n,o=external_node_path_namespaceObject.posix.parse(s).root||".";if(Buffer.byteLength(i)<100)n=[i,r,!1];else{r=external_node_path_namespaceObject.posix.dirname(i),i=external_node_path_namespaceObject.posix.basename(i);do Buffer.byteLength(i)<=100&&Buffer.byteLength(r)<=t?n=[i,r,!1]:Buffer.byteLength(i)>100&&Buffer.byteLength(r)<=t?n=[i.slice(0,99),r,!0]:(i=external_node_path_namespaceObject.posix.join(external_node_path_namespaceObject.posix.basename(r),i),r=external_node_path_namespaceObject.posix.dirname(r));while(r!==o&&n===void 0);n||(n=[s.slice(0,99),"",!0])}return n},xt=(s,t,e)=>s.subarray(t,t+e).toString("utf8").replace(/\0.*/,""),Wi=(s,t,e)=>pn(lt(s,t,e)),pn=s=>s===void 0?void 0:new Date(s*1e3),lt=(s,t,e)=>Number(s[t])&128?Hs(s.subarray(t,t+e)):wn(s,t,e),En=s=>isNaN(s)?void 0:s,wn=(s,t,e)=>En(parseInt(s.subarray(t,t+e).toString("utf8").replace(/\0.*$/,"").trim(),8)),Sn={12:8589934591,8:2097151},ct=(s,t,e,i)=>i===void 0?!1:i>Sn[e]||i<0?(Us(i,s.subarray(t,t+e)),!0):(yn(s,t,e,i),!1),yn=(s,t,e,i)=>s.write(Rn(i,e),t,e,"ascii"),Rn=(s,t)=>gn(Math.floor(s).toString(8),t),gn=(s,t)=>(s.length===t-1?s:new Array(t-s.length-1).join("0")+s+" ")+"\0",Gi=(s,t,e,i)=>i===void 0?!1:ct(s,t,e,i.getTime()/1e3),bn=new Array(156).join("\0"),Lt=(s,t,e,i)=>i===void 0?!1:(s.write(i+bn,t,e,"utf8"),i.length!==Buffer.byteLength(i)||i.length>e);var ft=class s{atime;mtime;ctime;charset;comment;gid;uid;gname;uname;linkpath;dev;ino;nlink;path;size;mode;global;constructor(t,e=!1){this.atime=t.atime,this.charset=t.charset,this.comment=t.comment,this.ctime=t.ctime,this.dev=t.dev,this.gid=t.gid,this.global=e,this.gname=t.gname,this.ino=t.ino,this.linkpath=t.linkpath,this.mtime=t.mtime,this.nlink=t.nlink,this.path=t.path,this.size=t.size,this.uid=t.uid,this.uname=t.uname}encode(){let t=this.encodeBody();if(t==="")return Buffer.allocUnsafe(0);let e=Buffer.byteLength(t),i=512*Math.ceil(1+e/512),r=Buffer.allocUnsafe(i);for(let n=0;n<512;n++)r[n]=0;new F({path:("PaxHeader/"+(0,external_node_path_namespaceObject.basename)(this.path??"")).slice(0,99),mode:this.mode||420,uid:this.uid,gid:this.gid,size:e,mtime:this.mtime,type:this.global?"GlobalExtendedHeader":"ExtendedHeader",linkpath:"",uname:this.uname||"",gname:this.gname||"",devmaj:0,devmin:0,atime:this.atime,ctime:this.ctime}).encode(r),r.write(t,512,e,"utf8");for(let n=e+512;n<r.length;n++)r[n]=0;return r}encodeBody(){return this.encodeField("path")+this.encodeField("ctime")+this.encodeField("atime")+this.encodeField("dev")+this.encodeField("ino")+this.encodeField("nlink")+this.encodeField("charset")+this.encodeField("comment")+this.encodeField("gid")+this.encodeField("gname")+this.encodeField("linkpath")+this.encodeField("mtime")+this.encodeField("size")+this.encodeField("uid")+this.encodeField("uname")}encodeField(t){if(this[t]===void 0)return"";let e=this[t],i=e instanceof Date?e.getTime()/1e3:e,r=" "+(t==="dev"||t==="ino"||t==="nlink"?"SCHILY.":"")+t+"="+i+`
+`,n=Buffer.byteLength(r),o=Math.floor(Math.log(n)/Math.log(10))+1;return n+o>=Math.pow(10,o)&&(o+=1),o+n+r}static parse(t,e,i=!1){return new s(On(Tn(t),e),i)}},On=(s,t)=>t?Object.assign({},t,s):s,Tn=s=>s.replace(/\n$/,"").split(`
+`).reduce(xn,Object.create(null)),xn=(s,t)=>{let e=parseInt(t,10);if(e!==Buffer.byteLength(t)+1)return s;t=t.slice((e+" ").length);let i=t.split("="),r=i.shift();if(!r)return s;let n=r.replace(/^SCHILY\.(dev|ino|nlink)/,"$1"),o=i.join("=").replace(/\0.*/,"");switch(n){case"path":case"linkpath":case"type":case"charset":case"comment":case"gname":case"uname":s[n]=o;break;case"ctime":case"atime":case"mtime":s[n]=new Date(Number(o)*1e3);break;case"size":let h=+o;h>=0&&(s[n]=h);break;case"gid":case"uid":case"dev":case"ino":case"nlink":case"mode":s[n]=+o;break}return s};var Ln=process.env.TESTING_TAR_FAKE_PLATFORM||process.platform,f=Ln!=="win32"?s=>String(s):s=>String(s).replaceAll(/\\/g,"/");var $e=class extends A{extended;globalExtended;header;startBlockSize;blockRemain;remain;type;meta=!1;ignore=!1;path;mode;uid;gid;uname;gname;size=0;mtime;atime;ctime;linkpath;dev;ino;nlink;invalid=!1;absolute;unsupported=!1;constructor(t,e,i){switch(super({}),this.pause(),this.extended=e,this.globalExtended=i,this.header=t,this.remain=t.size??0,this.startBlockSize=512*Math.ceil(this.remain/512),this.blockRemain=this.startBlockSize,this.type=t.type,this.type){case"File":case"OldFile":case"Link":case"SymbolicLink":case"CharacterDevice":case"BlockDevice":case"Directory":case"FIFO":case"ContiguousFile":case"GNUDumpDir":break;case"NextFileHasLongLinkpath":case"NextFileHasLongPath":case"OldGnuLongPath":case"GlobalExtendedHeader":case"ExtendedHeader":case"OldExtendedHeader":this.meta=!0;break;default:this.ignore=!0}if(!t.path)throw new Error("no path provided for tar.ReadEntry");this.path=f(t.path),this.mode=t.mode,this.mode&&(this.mode=this.mode&4095),this.uid=t.uid,this.gid=t.gid,this.uname=t.uname,this.gname=t.gname,this.size=this.remain,this.mtime=t.mtime,this.atime=t.atime,this.ctime=t.ctime,this.linkpath=t.linkpath?f(t.linkpath):void 0,this.uname=t.uname,this.gname=t.gname,e&&this.#t(e),i&&this.#t(i,!0)}write(t){let e=t.length;if(e>this.blockRemain)throw new Error("writing more to entry than is appropriate");let i=this.remain,r=this.blockRemain;return this.remain=Math.max(0,i-e),this.blockRemain=Math.max(0,r-e),this.ignore?!0:i>=e?super.write(t):super.write(t.subarray(0,i))}#t(t,e=!1){t.path&&(t.path=f(t.path)),t.linkpath&&(t.linkpath=f(t.linkpath)),Object.assign(this,Object.fromEntries(Object.entries(t).filter(([i,r])=>!(r==null||i==="path"&&e))))}};var Dt=(s,t,e,i={})=>{s.file&&(i.file=s.file),s.cwd&&(i.cwd=s.cwd),i.code=e instanceof Error&&e.code||t,i.tarCode=t,!s.strict&&i.recoverable!==!1?(e instanceof Error&&(i=Object.assign(e,i),e=e.message),s.emit("warn",t,e,i)):e instanceof Error?s.emit("error",Object.assign(e,i)):s.emit("error",Object.assign(new Error(`${t}: ${e}`),i))};var Nn=1024*1024,Xi=Buffer.from([31,139]),qi=Buffer.from([40,181,47,253]),An=Math.max(Xi.length,qi.length),B=Symbol("state"),Nt=Symbol("writeEntry"),it=Symbol("readEntry"),Zi=Symbol("nextEntry"),Zs=Symbol("processEntry"),V=Symbol("extendedHeader"),he=Symbol("globalExtendedHeader"),dt=Symbol("meta"),Ys=Symbol("emitMeta"),p=Symbol("buffer"),st=Symbol("queue"),ut=Symbol("ended"),Yi=Symbol("emittedEnd"),At=Symbol("emit"),w=Symbol("unzip"),Xe=Symbol("consumeChunk"),qe=Symbol("consumeChunkSub"),Ki=Symbol("consumeBody"),Ks=Symbol("consumeMeta"),Vs=Symbol("consumeHeader"),ae=Symbol("consuming"),Vi=Symbol("bufferConcat"),Qe=Symbol("maybeEnd"),Yt=Symbol("writing"),$=Symbol("aborted"),Je=Symbol("onDone"),It=Symbol("sawValidEntry"),je=Symbol("sawNullBlock"),ti=Symbol("sawEOF"),$s=Symbol("closeStream"),In=1e3,le=Symbol("compressedBytesRead"),$i=Symbol("decompressedBytesRead"),Xs=Symbol("checkDecompressionRatio"),Cn=()=>!0,rt=class extends external_events_.EventEmitter{file;strict;maxMetaEntrySize;filter;brotli;zstd;maxDecompressionRatio;writable=!0;readable=!1;[st]=[];[p];[it];[Nt];[B]="begin";[dt]="";[V];[he];[ut]=!1;[w];[$]=!1;[It];[je]=!1;[ti]=!1;[Yt]=!1;[ae]=!1;[Yi]=!1;[le]=0;[$i]=0;constructor(t={}){super(),this.file=t.file||"",this.on(Je,()=>{(this[B]==="begin"||this[It]===!1)&&this.warn("TAR_BAD_ARCHIVE","Unrecognized archive format")}),t.ondone?this.on(Je,t.ondone):this.on(Je,()=>{this.emit("prefinish"),this.emit("finish"),this.emit("end")}),this.strict=!!t.strict,this.maxDecompressionRatio=typeof t.maxDecompressionRatio=="number"?t.maxDecompressionRatio:In,this.maxMetaEntrySize=t.maxMetaEntrySize||Nn,this.filter=typeof t.filter=="function"?t.filter:Cn;let e=t.file&&(t.file.endsWith(".tar.br")||t.file.endsWith(".tbr"));this.brotli=!(t.gzip||t.zstd)&&t.brotli!==void 0?t.brotli:e?void 0:!1;let i=t.file&&(t.file.endsWith(".tar.zst")||t.file.endsWith(".tzst"));this.zstd=!(t.gzip||t.brotli)&&t.zstd!==void 0?t.zstd:i?!0:void 0,this.on("end",()=>this[$s]()),typeof t.onwarn=="function"&&this.on("warn",t.onwarn),typeof t.onReadEntry=="function"&&this.on("entry",t.onReadEntry)}warn(t,e,i={}){Dt(this,t,e,i)}[Vs](t,e){this[It]===void 0&&(this[It]=!1);let i;try{i=new F(t,e,this[V],this[he])}catch(r){return this.warn("TAR_ENTRY_INVALID",r)}if(i.nullBlock)this[je]?(this[ti]=!0,this[B]==="begin"&&(this[B]="header"),this[At]("eof")):(this[je]=!0,this[At]("nullBlock"));else if(this[je]=!1,!i.cksumValid)this.warn("TAR_ENTRY_INVALID","checksum failure",{header:i});else if(!i.path)this.warn("TAR_ENTRY_INVALID","path is required",{header:i});else{let r=i.type;if(/^(Symbolic)?Link$/.test(r)&&!i.linkpath)this.warn("TAR_ENTRY_INVALID","linkpath required",{header:i});else if(!/^(Symbolic)?Link$/.test(r)&&!/^(Global)?ExtendedHeader$/.test(r)&&i.linkpath)this.warn("TAR_ENTRY_INVALID","linkpath forbidden",{header:i});else{let n=this[Nt]=new $e(i,this[V],this[he]);if(!this[It])if(n.remain){let o=()=>{n.invalid||(this[It]=!0)};n.on("end",o)}else this[It]=!0;n.meta?n.size>this.maxMetaEntrySize?(n.ignore=!0,this[At]("ignoredEntry",n),this[B]="ignore",n.resume()):n.size>0&&(this[dt]="",n.on("data",o=>this[dt]+=o),this[B]="meta"):(this[V]=void 0,n.ignore=n.ignore||!this.filter(n.path,n),n.ignore?(this[At]("ignoredEntry",n),this[B]=n.remain?"ignore":"header",n.resume()):(n.remain?this[B]="body":(this[B]="header",n.end()),this[it]?this[st].push(n):(this[st].push(n),this[Zi]())))}}}[$s](){queueMicrotask(()=>this.emit("close"))}[Zs](t){let e=!0;if(!t)this[it]=void 0,e=!1;else if(Array.isArray(t)){let[i,...r]=t;this.emit(i,...r)}else this[it]=t,this.emit("entry",t),t.emittedEnd||(t.on("end",()=>this[Zi]()),e=!1);return e}[Zi](){do;while(this[Zs](this[st].shift()));if(this[st].length===0){let t=this[it];!t||t.flowing||t.size===t.remain?this[Yt]||this.emit("drain"):t.once("drain",()=>this.emit("drain"))}}[Ki](t,e){let i=this[Nt];if(!i)throw new Error("attempt to consume body without entry??");let r=i.blockRemain??0,n=r>=t.length&&e===0?t:t.subarray(e,e+r);return i.write(n),i.blockRemain||(this[B]="header",this[Nt]=void 0,i.end()),n.length}[Ks](t,e){let i=this[Nt],r=this[Ki](t,e);return!this[Nt]&&i&&this[Ys](i),r}[At](t,e,i){this[st].length===0&&!this[it]?this.emit(t,e,i):this[st].push([t,e,i])}[Ys](t){switch(this[At]("meta",this[dt]),t.type){case"ExtendedHeader":case"OldExtendedHeader":this[V]=ft.parse(this[dt],this[V],!1);break;case"GlobalExtendedHeader":this[he]=ft.parse(this[dt],this[he],!0);break;case"NextFileHasLongPath":case"OldGnuLongPath":{let e=this[V]??Object.create(null);this[V]=e,e.path=this[dt].replace(/\0.*/,"");break}case"NextFileHasLongLinkpath":{let e=this[V]||Object.create(null);this[V]=e,e.linkpath=this[dt].replace(/\0.*/,"");break}default:throw new Error("unknown meta: "+t.type)}}abort(t){if(!this[$]){if(this[w]){let e=this[w];e.write=()=>!0,e.end=()=>e,e.emit=()=>!1,e.destroy?.()}this[$]=!0,this.emit("abort",t),this.warn("TAR_ABORT",t,{recoverable:!1})}}[Xs](t){this[$i]+=t.length;let e=this[$i]/this[le];return e>this.maxDecompressionRatio?(this.abort(new Error(`max decompression ratio exceeded: ${e.toFixed(2)} > ${this.maxDecompressionRatio}`)),!1):!0}write(t,e,i){if(typeof e=="function"&&(i=e,e=void 0),typeof t=="string"&&(t=Buffer.from(t,typeof e=="string"?e:"utf8")),this[$])return i?.(),!1;if((this[w]===void 0||this.brotli===void 0&&this[w]===!1)&&t){if(this[p]&&(t=Buffer.concat([this[p],t]),this[p]=void 0),t.length<An)return this[p]=t,i?.(),!0;for(let a=0;this[w]===void 0&&a<Xi.length;a++)t[a]!==Xi[a]&&(this[w]=!1);let o=!1;if(this[w]===!1&&this.zstd!==!1){o=!0;for(let a=0;a<qi.length;a++)if(t[a]!==qi[a]){o=!1;break}}let h=this.brotli===void 0&&!o;if(this[w]===!1&&h)if(t.length<512)if(this[ut])this.brotli=!0;else return this[p]=t,i?.(),!0;else try{new F(t.subarray(0,512)),this.brotli=!1}catch{this.brotli=!0}if(this[w]===void 0||this[w]===!1&&(this.brotli||o)){let a=this[ut];this[ut]=!1,this[w]=this[w]===void 0?new Ue({}):o?new Ke({}):new Ge({}),this[w].on("data",c=>{this[Xs](c)&&this[Xe](c)}),this[w].on("error",c=>{this[$]||this.abort(c)}),this[w].on("end",()=>{this[ut]=!0,this[Xe]()}),this[Yt]=!0,this[le]+=t.length;let l=!!this[w][a?"end":"write"](t);return this[Yt]=!1,i?.(),l}}this[Yt]=!0,this[w]?(this[le]+=t.length,this[w].write(t)):this[Xe](t),this[Yt]=!1;let n=this[st].length>0?!1:this[it]?this[it].flowing:!0;return!n&&this[st].length===0&&this[it]?.once("drain",()=>this.emit("drain")),i?.(),n}[Vi](t){t&&!this[$]&&(this[p]=this[p]?Buffer.concat([this[p],t]):t)}[Qe](){if(this[ut]&&!this[Yi]&&!this[$]&&!this[ae]){this[Yi]=!0;let t=this[Nt];if(t?.blockRemain){let e=this[p]?this[p].length:0;this.warn("TAR_BAD_ARCHIVE",`Truncated input (needed ${t.blockRemain} more bytes, only ${e} available)`,{entry:t}),this[p]&&t.write(this[p]),t.end()}this[At](Je)}}[Xe](t){if(this[ae]&&t)this[Vi](t);else if(!t&&!this[p])this[Qe]();else if(t){if(this[ae]=!0,this[p]){this[Vi](t);let e=this[p];this[p]=void 0,this[qe](e)}else this[qe](t);for(;this[p]&&this[p]?.length>=512&&!this[$]&&!this[ti];){let e=this[p];this[p]=void 0,this[qe](e)}this[ae]=!1}(!this[p]||this[ut])&&this[Qe]()}[qe](t){let e=0,i=t.length;for(;e+512<=i&&!this[$]&&!this[ti];)switch(this[B]){case"begin":case"header":this[Vs](t,e),e+=512;break;case"ignore":case"body":e+=this[Ki](t,e);break;case"meta":e+=this[Ks](t,e);break;default:throw new Error("invalid state: "+this[B])}e<i&&(this[p]=this[p]?Buffer.concat([t.subarray(e),this[p]]):t.subarray(e))}end(t,e,i){return typeof t=="function"&&(i=t,e=void 0,t=void 0),typeof e=="function"&&(i=e,e=void 0),typeof t=="string"&&(t=Buffer.from(t,e)),i&&this.once("finish",i),this[$]||(this[w]?(t&&(this[le]+=t.length,this[w].write(t)),this[w].end()):(this[ut]=!0,(this.brotli===void 0||this.zstd===void 0)&&(t=t||Buffer.alloc(0)),t&&this.write(t),this[Qe]())),this}};var mt=s=>{let t=s.length-1,e=-1;for(;t>-1&&s.charAt(t)==="/";)e=t,t--;return e===-1?s:s.slice(0,e)};var vn=s=>{let t=s.onReadEntry;s.onReadEntry=t?e=>{t(e),e.resume()}:e=>e.resume()},Qi=(s,t)=>{let e=new Map(t.map(o=>[mt(o),!0])),i=s.filter,r=100,n=(o,h="",a=0)=>{if(a>=r)return e.set(o,!1),!1;let l=h||(0,external_path_.parse)(o).root||".",c;if(o===l)c=!1;else{let d=e.get(o);c=d!==void 0?d:n((0,external_path_.dirname)(o),l,a+1)}return e.set(o,c),c};s.filter=i?(o,h)=>i(o,h)&&n(mt(o)):o=>n(mt(o))},Mn=s=>{let t=new rt(s),e=s.file,i;try{i=external_node_fs_namespaceObject.openSync(e,"r");let r=external_node_fs_namespaceObject.fstatSync(i),n=s.maxReadSize||16*1024*1024;if(r.size<n){let o=Buffer.allocUnsafe(r.size),h=external_node_fs_namespaceObject.readSync(i,o,0,r.size,0);t.end(h===o.byteLength?o:o.subarray(0,h))}else{let o=0,h=Buffer.allocUnsafe(n);for(;o<r.size;){let a=external_node_fs_namespaceObject.readSync(i,h,0,n,o);if(a===0)break;o+=a,t.write(h.subarray(0,a))}t.end()}}finally{if(typeof i=="number")try{external_node_fs_namespaceObject.closeSync(i)}catch{}}},Bn=(s,t)=>{let e=new rt(s),i=s.maxReadSize||16*1024*1024,r=s.file;return new Promise((o,h)=>{e.on("error",h),e.on("end",o),external_node_fs_namespaceObject.stat(r,(a,l)=>{if(a)h(a);else{let c=new _t(r,{readSize:i,size:l.size});c.on("error",h),c.pipe(e)}})})},Ct=K(Mn,Bn,s=>new rt(s),s=>new rt(s),(s,t)=>{t?.length&&Qi(s,t),s.noResume||vn(s)});var Ji=(s,t,e)=>(s&=4095,e&&(s=(s|384)&-19),t&&(s&256&&(s|=64),s&32&&(s|=8),s&4&&(s|=1)),s);var{isAbsolute:zn,parse:qs}=external_node_path_namespaceObject.win32,ce=s=>{let t="",e=qs(s);for(;zn(s)||e.root;){let i=s.charAt(0)==="/"&&s.slice(0,4)!=="//?/"?"/":e.root;s=s.slice(i.length),t+=i,e=qs(s)}return[t,s]};var ei=["|","<",">","?",":"],ji=ei.map(s=>String.fromCodePoint(61440+Number(s.codePointAt(0)))),Un=new Map(ei.map((s,t)=>[s,ji[t]])),Hn=new Map(ji.map((s,t)=>[s,ei[t]])),ts=s=>ei.reduce((t,e)=>t.split(e).join(Un.get(e)),s),Qs=s=>ji.reduce((t,e)=>t.split(e).join(Hn.get(e)),s);var rr=(s,t)=>t?(s=f(s).replace(/^\.(\/|$)/,""),mt(t)+"/"+s):f(s),Wn=16*1024*1024,tr=Symbol("process"),er=Symbol("file"),ir=Symbol("directory"),is=Symbol("symlink"),sr=Symbol("hardlink"),fe=Symbol("header"),ii=Symbol("read"),ss=Symbol("lstat"),si=Symbol("onlstat"),rs=Symbol("onread"),ns=Symbol("onreadlink"),os=Symbol("openfile"),hs=Symbol("onopenfile"),pt=Symbol("close"),ri=Symbol("mode"),as=Symbol("awaitDrain"),es=Symbol("ondrain"),q=Symbol("prefix"),de=class extends A{path;portable;myuid=process.getuid&&process.getuid()||0;myuser=process.env.USER||"";maxReadSize;linkCache;statCache;preservePaths;cwd;strict;mtime;noPax;noMtime;prefix;fd;blockLen=0;blockRemain=0;buf;pos=0;remain=0;length=0;offset=0;win32;absolute;header;type;linkpath;stat;onWriteEntry;#t=!1;constructor(t,e={}){let i=se(e);super(),this.path=f(t),this.portable=!!i.portable,this.maxReadSize=i.maxReadSize||Wn,this.linkCache=i.linkCache||new Map,this.statCache=i.statCache||new Map,this.preservePaths=!!i.preservePaths,this.cwd=f(i.cwd||process.cwd()),this.strict=!!i.strict,this.noPax=!!i.noPax,this.noMtime=!!i.noMtime,this.mtime=i.mtime,this.prefix=i.prefix?f(i.prefix):void 0,this.onWriteEntry=i.onWriteEntry,typeof i.onwarn=="function"&&this.on("warn",i.onwarn);let r=!1;if(!this.preservePaths){let[o,h]=ce(this.path);o&&typeof h=="string"&&(this.path=h,r=o)}this.win32=!!i.win32||process.platform==="win32",this.win32&&(this.path=Qs(this.path.replaceAll(/\\/g,"/")),t=t.replaceAll(/\\/g,"/")),this.absolute=f(i.absolute||external_path_.resolve(this.cwd,t)),this.path===""&&(this.path="./"),r&&this.warn("TAR_ENTRY_INFO",`stripping ${r} from absolute path`,{entry:this,path:r+this.path});let n=this.statCache.get(this.absolute);n?this[si](n):this[ss]()}warn(t,e,i={}){return Dt(this,t,e,i)}emit(t,...e){return t==="error"&&(this.#t=!0),super.emit(t,...e)}[ss](){external_fs_.lstat(this.absolute,(t,e)=>{if(t)return this.emit("error",t);this[si](e)})}[si](t){this.statCache.set(this.absolute,t),this.stat=t,t.isFile()||(t.size=0),this.type=Gn(t),this.emit("stat",t),this[tr]()}[tr](){switch(this.type){case"File":return this[er]();case"Directory":return this[ir]();case"SymbolicLink":return this[is]();default:return this.end()}}[ri](t){return Ji(t,this.type==="Directory",this.portable)}[q](t){return rr(t,this.prefix)}[fe](){if(!this.stat)throw new Error("cannot write header before stat");this.type==="Directory"&&this.portable&&(this.noMtime=!0),this.onWriteEntry?.(this),this.header=new F({path:this[q](this.path),linkpath:this.type==="Link"&&this.linkpath!==void 0?this[q](this.linkpath):this.linkpath,mode:this[ri](this.stat.mode),uid:this.portable?void 0:this.stat.uid,gid:this.portable?void 0:this.stat.gid,size:this.stat.size,mtime:this.noMtime?void 0:this.mtime||this.stat.mtime,type:this.type==="Unsupported"?void 0:this.type,uname:this.portable?void 0:this.stat.uid===this.myuid?this.myuser:"",atime:this.portable?void 0:this.stat.atime,ctime:this.portable?void 0:this.stat.ctime}),this.header.encode()&&!this.noPax&&super.write(new ft({atime:this.portable?void 0:this.header.atime,ctime:this.portable?void 0:this.header.ctime,gid:this.portable?void 0:this.header.gid,mtime:this.noMtime?void 0:this.mtime||this.header.mtime,path:this[q](this.path),linkpath:this.type==="Link"&&this.linkpath!==void 0?this[q](this.linkpath):this.linkpath,size:this.header.size,uid:this.portable?void 0:this.header.uid,uname:this.portable?void 0:this.header.uname,dev:this.portable?void 0:this.stat.dev,ino:this.portable?void 0:this.stat.ino,nlink:this.portable?void 0:this.stat.nlink}).encode());let t=this.header?.block;if(!t)throw new Error("failed to encode header");super.write(t)}[ir](){if(!this.stat)throw new Error("cannot create directory entry without stat");this.path.slice(-1)!=="/"&&(this.path+="/"),this.stat.size=0,this[fe](),this.end()}[is](){external_fs_.readlink(this.absolute,(t,e)=>{if(t)return this.emit("error",t);this[ns](e)})}[ns](t){this.linkpath=f(t),this[fe](),this.end()}[sr](t){if(!this.stat)throw new Error("cannot create link entry without stat");this.type="Link",this.linkpath=f(external_path_.relative(this.cwd,t)),this.stat.size=0,this[fe](),this.end()}[er](){if(!this.stat)throw new Error("cannot create file entry without stat");if(this.stat.nlink>1){let t=`${this.stat.dev}:${this.stat.ino}`,e=this.linkCache.get(t);if(e?.indexOf(this.cwd)===0)return this[sr](e);this.linkCache.set(t,this.absolute)}if(this[fe](),this.stat.size===0)return this.end();this[os]()}[os](){external_fs_.open(this.absolute,"r",(t,e)=>{if(t)return this.emit("error",t);this[hs](e)})}[hs](t){if(this.fd=t,this.#t)return this[pt]();if(!this.stat)throw new Error("should stat before calling onopenfile");this.blockLen=512*Math.ceil(this.stat.size/512),this.blockRemain=this.blockLen;let e=Math.min(this.blockLen,this.maxReadSize);this.buf=Buffer.allocUnsafe(e),this.offset=0,this.pos=0,this.remain=this.stat.size,this.length=this.buf.length,this[ii]()}[ii](){let{fd:t,buf:e,offset:i,length:r,pos:n}=this;if(t===void 0||e===void 0)throw new Error("cannot read file without first opening");external_fs_.read(t,e,i,r,n,(o,h)=>{if(o)return this[pt](()=>this.emit("error",o));this[rs](h)})}[pt](t=()=>{}){this.fd!==void 0&&external_fs_.close(this.fd,t)}[rs](t){if(t<=0&&this.remain>0){let r=Object.assign(new Error("encountered unexpected EOF"),{path:this.absolute,syscall:"read",code:"EOF"});return this[pt](()=>this.emit("error",r))}if(t>this.remain){let r=Object.assign(new Error("did not encounter expected EOF"),{path:this.absolute,syscall:"read",code:"EOF"});return this[pt](()=>this.emit("error",r))}if(!this.buf)throw new Error("should have created buffer prior to reading");if(t===this.remain)for(let r=t;r<this.length&&t<this.blockRemain;r++)this.buf[r+this.offset]=0,t++,this.remain++;let e=this.offset===0&&t===this.buf.length?this.buf:this.buf.subarray(this.offset,this.offset+t);this.write(e)?this[es]():this[as](()=>this[es]())}[as](t){this.once("drain",t)}write(t,e,i){if(typeof e=="function"&&(i=e,e=void 0),typeof t=="string"&&(t=Buffer.from(t,typeof e=="string"?e:"utf8")),this.blockRemain<t.length){let r=Object.assign(new Error("writing more data than expected"),{path:this.absolute});return this.emit("error",r)}return this.remain-=t.length,this.blockRemain-=t.length,this.pos+=t.length,this.offset+=t.length,super.write(t,null,i)}[es](){if(!this.remain)return this.blockRemain&&super.write(Buffer.alloc(this.blockRemain)),this[pt](t=>t?this.emit("error",t):this.end());if(!this.buf)throw new Error("buffer lost somehow in ONDRAIN");this.offset>=this.length&&(this.buf=Buffer.allocUnsafe(Math.min(this.blockRemain,this.buf.length)),this.offset=0),this.length=this.buf.length-this.offset,this[ii]()}},ni=class extends de{sync=!0;[ss](){this[si](external_fs_.lstatSync(this.absolute))}[is](){this[ns](external_fs_.readlinkSync(this.absolute))}[os](){this[hs](external_fs_.openSync(this.absolute,"r"))}[ii](){let t=!0;try{let{fd:e,buf:i,offset:r,length:n,pos:o}=this;if(e===void 0||i===void 0)throw new Error("fd and buf must be set in READ method");let h=external_fs_.readSync(e,i,r,n,o);this[rs](h),t=!1}finally{if(t)try{this[pt](()=>{})}catch{}}}[as](t){t()}[pt](t=()=>{}){this.fd!==void 0&&external_fs_.closeSync(this.fd),t()}},oi=class extends A{blockLen=0;blockRemain=0;buf=0;pos=0;remain=0;length=0;preservePaths;portable;strict;noPax;noMtime;readEntry;type;prefix;path;mode;uid;gid;uname;gname;header;mtime;atime;ctime;linkpath;size;onWriteEntry;warn(t,e,i={}){return Dt(this,t,e,i)}constructor(t,e={}){let i=se(e);super(),this.preservePaths=!!i.preservePaths,this.portable=!!i.portable,this.strict=!!i.strict,this.noPax=!!i.noPax,this.noMtime=!!i.noMtime,this.onWriteEntry=i.onWriteEntry,this.readEntry=t;let{type:r}=t;if(r==="Unsupported")throw new Error("writing entry that should be ignored");this.type=r,this.type==="Directory"&&this.portable&&(this.noMtime=!0),this.prefix=i.prefix,this.path=f(t.path),this.mode=t.mode!==void 0?this[ri](t.mode):void 0,this.uid=this.portable?void 0:t.uid,this.gid=this.portable?void 0:t.gid,this.uname=this.portable?void 0:t.uname,this.gname=this.portable?void 0:t.gname,this.size=t.size,this.mtime=this.noMtime?void 0:i.mtime||t.mtime,this.atime=this.portable?void 0:t.atime,this.ctime=this.portable?void 0:t.ctime,this.linkpath=t.linkpath!==void 0?f(t.linkpath):void 0,typeof i.onwarn=="function"&&this.on("warn",i.onwarn);let n=!1;if(!this.preservePaths){let[h,a]=ce(this.path);h&&typeof a=="string"&&(this.path=a,n=h)}this.remain=t.size,this.blockRemain=t.startBlockSize,this.onWriteEntry?.(this),this.header=new F({path:this[q](this.path),linkpath:this.type==="Link"&&this.linkpath!==void 0?this[q](this.linkpath):this.linkpath,mode:this.mode,uid:this.portable?void 0:this.uid,gid:this.portable?void 0:this.gid,size:this.size,mtime:this.noMtime?void 0:this.mtime,type:this.type,uname:this.portable?void 0:this.uname,atime:this.portable?void 0:this.atime,ctime:this.portable?void 0:this.ctime}),n&&this.warn("TAR_ENTRY_INFO",`stripping ${n} from absolute path`,{entry:this,path:n+this.path}),this.header.encode()&&!this.noPax&&super.write(new ft({atime:this.portable?void 0:this.atime,ctime:this.portable?void 0:this.ctime,gid:this.portable?void 0:this.gid,mtime:this.noMtime?void 0:this.mtime,path:this[q](this.path),linkpath:this.type==="Link"&&this.linkpath!==void 0?this[q](this.linkpath):this.linkpath,size:this.size,uid:this.portable?void 0:this.uid,uname:this.portable?void 0:this.uname,dev:this.portable?void 0:this.readEntry.dev,ino:this.portable?void 0:this.readEntry.ino,nlink:this.portable?void 0:this.readEntry.nlink}).encode());let o=this.header?.block;if(!o)throw new Error("failed to encode header");super.write(o),t.pipe(this)}[q](t){return rr(t,this.prefix)}[ri](t){return Ji(t,this.type==="Directory",this.portable)}write(t,e,i){typeof e=="function"&&(i=e,e=void 0),typeof t=="string"&&(t=Buffer.from(t,typeof e=="string"?e:"utf8"));let r=t.length;if(r>this.blockRemain)throw new Error("writing more to entry than is appropriate");return this.blockRemain-=r,super.write(t,i)}end(t,e,i){return this.blockRemain&&super.write(Buffer.alloc(this.blockRemain)),typeof t=="function"&&(i=t,e=void 0,t=void 0),typeof e=="function"&&(i=e,e=void 0),typeof t=="string"&&(t=Buffer.from(t,e??"utf8")),i&&this.once("finish",i),t?super.end(t,i):super.end(i),this}},Gn=s=>s.isFile()?"File":s.isDirectory()?"Directory":s.isSymbolicLink()?"SymbolicLink":"Unsupported";var hi=class s{tail;head;length=0;static create(t=[]){return new s(t)}constructor(t=[]){for(let e of t)this.push(e)}*[Symbol.iterator](){for(let t=this.head;t;t=t.next)yield t.value}removeNode(t){if(t.list!==this)throw new Error("removing node which does not belong to this list");let e=t.next,i=t.prev;return e&&(e.prev=i),i&&(i.next=e),t===this.head&&(this.head=e),t===this.tail&&(this.tail=i),this.length--,t.next=void 0,t.prev=void 0,t.list=void 0,e}unshiftNode(t){if(t===this.head)return;t.list&&t.list.removeNode(t);let e=this.head;t.list=this,t.next=e,e&&(e.prev=t),this.head=t,this.tail||(this.tail=t),this.length++}pushNode(t){if(t===this.tail)return;t.list&&t.list.removeNode(t);let e=this.tail;t.list=this,t.prev=e,e&&(e.next=t),this.tail=t,this.head||(this.head=t),this.length++}push(...t){for(let e=0,i=t.length;e<i;e++)Yn(this,t[e]);return this.length}unshift(...t){for(var e=0,i=t.length;e<i;e++)Kn(this,t[e]);return this.length}pop(){if(!this.tail)return;let t=this.tail.value,e=this.tail;return this.tail=this.tail.prev,this.tail?this.tail.next=void 0:this.head=void 0,e.list=void 0,this.length--,t}shift(){if(!this.head)return;let t=this.head.value,e=this.head;return this.head=this.head.next,this.head?this.head.prev=void 0:this.tail=void 0,e.list=void 0,this.length--,t}forEach(t,e){e=e||this;for(let i=this.head,r=0;i;r++)t.call(e,i.value,r,this),i=i.next}forEachReverse(t,e){e=e||this;for(let i=this.tail,r=this.length-1;i;r--)t.call(e,i.value,r,this),i=i.prev}get(t){let e=0,i=this.head;for(;i&&e<t;e++)i=i.next;if(e===t&&i)return i.value}getReverse(t){let e=0,i=this.tail;for(;i&&e<t;e++)i=i.prev;if(e===t&&i)return i.value}map(t,e){e=e||this;let i=new s;for(let r=this.head;r;)i.push(t.call(e,r.value,this)),r=r.next;return i}mapReverse(t,e){e=e||this;var i=new s;for(let r=this.tail;r;)i.push(t.call(e,r.value,this)),r=r.prev;return i}reduce(t,e){let i,r=this.head;if(arguments.length>1)i=e;else if(this.head)r=this.head.next,i=this.head.value;else throw new TypeError("Reduce of empty list with no initial value");for(var n=0;r;n++)i=t(i,r.value,n),r=r.next;return i}reduceReverse(t,e){let i,r=this.tail;if(arguments.length>1)i=e;else if(this.tail)r=this.tail.prev,i=this.tail.value;else throw new TypeError("Reduce of empty list with no initial value");for(let n=this.length-1;r;n--)i=t(i,r.value,n),r=r.prev;return i}toArray(){let t=new Array(this.length);for(let e=0,i=this.head;i;e++)t[e]=i.value,i=i.next;return t}toArrayReverse(){let t=new Array(this.length);for(let e=0,i=this.tail;i;e++)t[e]=i.value,i=i.prev;return t}slice(t=0,e=this.length){e<0&&(e+=this.length),t<0&&(t+=this.length);let i=new s;if(e<t||e<0)return i;t<0&&(t=0),e>this.length&&(e=this.length);let r=this.head,n=0;for(n=0;r&&n<t;n++)r=r.next;for(;r&&n<e;n++,r=r.next)i.push(r.value);return i}sliceReverse(t=0,e=this.length){e<0&&(e+=this.length),t<0&&(t+=this.length);let i=new s;if(e<t||e<0)return i;t<0&&(t=0),e>this.length&&(e=this.length);let r=this.length,n=this.tail;for(;n&&r>e;r--)n=n.prev;for(;n&&r>t;r--,n=n.prev)i.push(n.value);return i}splice(t,e=0,...i){t>this.length&&(t=this.length-1),t<0&&(t=this.length+t);let r=this.head;for(let o=0;r&&o<t;o++)r=r.next;let n=[];for(let o=0;r&&o<e;o++)n.push(r.value),r=this.removeNode(r);r?r!==this.tail&&(r=r.prev):r=this.tail;for(let o of i)r=Zn(this,r,o);return n}reverse(){let t=this.head,e=this.tail;for(let i=t;i;i=i.prev){let r=i.prev;i.prev=i.next,i.next=r}return this.head=e,this.tail=t,this}};function Zn(s,t,e){let i=t,r=t?t.next:s.head,n=new ue(e,i,r,s);return n.next===void 0&&(s.tail=n),n.prev===void 0&&(s.head=n),s.length++,n}function Yn(s,t){s.tail=new ue(t,s.tail,void 0,s),s.head||(s.head=s.tail),s.length++}function Kn(s,t){s.head=new ue(t,void 0,s.head,s),s.tail||(s.tail=s.head),s.length++}var ue=class{list;next;prev;value;constructor(t,e,i,r){this.list=r,this.value=t,e?(e.next=this,this.prev=e):this.prev=void 0,i?(i.prev=this,this.next=i):this.next=void 0}};var pi=class{path;absolute;entry;stat;readdir;pending=!1;pendingLink=!1;ignore=!1;piped=!1;constructor(t,e){this.path=t||"./",this.absolute=e}},nr=Buffer.alloc(1024),li=Symbol("onStat"),me=Symbol("ended"),W=Symbol("queue"),pe=Symbol("pendingLinks"),Et=Symbol("current"),Ft=Symbol("process"),Ee=Symbol("processing"),ai=Symbol("processJob"),G=Symbol("jobs"),ls=Symbol("jobDone"),ci=Symbol("addFSEntry"),or=Symbol("addTarEntry"),ds=Symbol("stat"),us=Symbol("readdir"),fi=Symbol("onreaddir"),di=Symbol("pipe"),hr=Symbol("entry"),cs=Symbol("entryOpt"),ui=Symbol("writeEntryClass"),lr=Symbol("write"),fs=Symbol("ondrain"),wt=class extends A{sync=!1;opt;cwd;maxReadSize;preservePaths;strict;noPax;prefix;linkCache;statCache;file;portable;zip;readdirCache;noDirRecurse;follow;noMtime;mtime;filter;jobs;[ui];onWriteEntry;[W];[pe]=new Map;[G]=0;[Ee]=!1;[me]=!1;constructor(t={}){if(super(),this.opt=t,this.file=t.file||"",this.cwd=t.cwd||process.cwd(),this.maxReadSize=t.maxReadSize,this.preservePaths=!!t.preservePaths,this.strict=!!t.strict,this.noPax=!!t.noPax,this.prefix=f(t.prefix||""),this.linkCache=t.linkCache||new Map,this.statCache=t.statCache||new Map,this.readdirCache=t.readdirCache||new Map,this.onWriteEntry=t.onWriteEntry,this[ui]=de,typeof t.onwarn=="function"&&this.on("warn",t.onwarn),this.portable=!!t.portable,t.gzip||t.brotli||t.zstd){if((t.gzip?1:0)+(t.brotli?1:0)+(t.zstd?1:0)>1)throw new TypeError("gzip, brotli, zstd are mutually exclusive");if(t.gzip&&(typeof t.gzip!="object"&&(t.gzip={}),this.portable&&(t.gzip.portable=!0),this.zip=new ze(t.gzip)),t.brotli&&(typeof t.brotli!="object"&&(t.brotli={}),this.zip=new We(t.brotli)),t.zstd&&(typeof t.zstd!="object"&&(t.zstd={}),this.zip=new Ye(t.zstd)),!this.zip)throw new Error("impossible");let e=this.zip;e.on("data",i=>super.write(i)),e.on("end",()=>super.end()),e.on("drain",()=>this[fs]()),this.on("resume",()=>e.resume())}else this.on("drain",this[fs]);this.noDirRecurse=!!t.noDirRecurse,this.follow=!!t.follow,this.noMtime=!!t.noMtime,t.mtime&&(this.mtime=t.mtime),this.filter=typeof t.filter=="function"?t.filter:()=>!0,this[W]=new hi,this[G]=0,this.jobs=Number(t.jobs)||4,this[Ee]=!1,this[me]=!1}[lr](t){return super.write(t)}add(t){return this.write(t),this}end(t,e,i){return typeof t=="function"&&(i=t,t=void 0),typeof e=="function"&&(i=e,e=void 0),t&&this.add(t),this[me]=!0,this[Ft](),i&&i(),this}write(t){if(this[me])throw new Error("write after end");return typeof t=="string"?this[ci](t):this[or](t),this.flowing}[or](t){let e=f(external_path_.resolve(this.cwd,t.path));if(!this.filter(t.path,t))t.resume();else{let i=new pi(t.path,e);i.entry=new oi(t,this[cs](i)),i.entry.on("end",()=>this[ls](i)),this[G]+=1,this[W].push(i)}this[Ft]()}[ci](t){let e=f(external_path_.resolve(this.cwd,t));this[W].push(new pi(t,e)),this[Ft]()}[ds](t){t.pending=!0,this[G]+=1;let e=this.follow?"stat":"lstat";external_fs_[e](t.absolute,(i,r)=>{t.pending=!1,this[G]-=1,i?this.emit("error",i):this[li](t,r)})}[li](t,e){if(this.statCache.set(t.absolute,e),t.stat=e,!this.filter(t.path,e))t.ignore=!0;else if(e.isFile()&&e.nlink>1&&!this.linkCache.get(`${e.dev}:${e.ino}`)&&!this.sync)if(t===this[Et])this[ai](t);else{let i=`${e.dev}:${e.ino}`,r=this[pe].get(i);r?r.push(t):this[pe].set(i,[t]),t.pendingLink=!0,t.pending=!0}this[Ft]()}[us](t){t.pending=!0,this[G]+=1,external_fs_.readdir(t.absolute,(e,i)=>{if(t.pending=!1,this[G]-=1,e)return this.emit("error",e);this[fi](t,i)})}[fi](t,e){this.readdirCache.set(t.absolute,e),t.readdir=e,this[Ft]()}[Ft](){if(!this[Ee]){this[Ee]=!0;for(let t=this[W].head;t&&this[G]<this.jobs;t=t.next)if(this[ai](t.value),t.value.ignore){let e=t.next;this[W].removeNode(t),t.next=e}this[Ee]=!1,this[me]&&this[W].length===0&&this[G]===0&&(this.zip?this.zip.end(nr):(super.write(nr),super.end()))}}get[Et](){return this[W]&&this[W].head&&this[W].head.value}[ls](t){this[W].shift(),this[G]-=1;let{stat:e}=t;if(e&&e.isFile()&&e.nlink>1){let i=`${e.dev}:${e.ino}`,r=this[pe].get(i);if(r){this[pe].delete(i);for(let n of r)n.pending=!1,this[ai](n)}}this[Ft]()}[ai](t){if(t.pending&&t.pendingLink&&t===this[Et]&&(t.pending=!1,t.pendingLink=!1),!t.pending){if(t.entry){t===this[Et]&&!t.piped&&this[di](t);return}if(!t.stat){let e=this.statCache.get(t.absolute);e?this[li](t,e):this[ds](t)}if(t.stat&&!t.ignore){if(!this.noDirRecurse&&t.stat.isDirectory()&&!t.readdir){let e=this.readdirCache.get(t.absolute);if(e?this[fi](t,e):this[us](t),!t.readdir)return}if(t.entry=this[hr](t),!t.entry){t.ignore=!0;return}t===this[Et]&&!t.piped&&this[di](t)}}}[cs](t){return{onwarn:(e,i,r)=>this.warn(e,i,r),noPax:this.noPax,cwd:this.cwd,absolute:t.absolute,preservePaths:this.preservePaths,maxReadSize:this.maxReadSize,strict:this.strict,portable:this.portable,linkCache:this.linkCache,statCache:this.statCache,noMtime:this.noMtime,mtime:this.mtime,prefix:this.prefix,onWriteEntry:this.onWriteEntry}}[hr](t){this[G]+=1;try{return new this[ui](t.path,this[cs](t)).on("end",()=>this[ls](t)).on("error",i=>this.emit("error",i))}catch(e){this.emit("error",e)}}[fs](){this[Et]&&this[Et].entry&&this[Et].entry.resume()}[di](t){t.piped=!0,t.readdir&&t.readdir.forEach(r=>{let n=t.path,o=n==="./"?"":n.replace(/\/*$/,"/");this[ci](o+r)});let e=t.entry,i=this.zip;if(!e)throw new Error("cannot pipe without source");i?e.on("data",r=>{i.write(r)||e.pause()}):e.on("data",r=>{super.write(r)||e.pause()})}pause(){return this.zip&&this.zip.pause(),super.pause()}warn(t,e,i={}){Dt(this,t,e,i)}},kt=class extends wt{sync=!0;constructor(t){super(t),this[ui]=ni}pause(){}resume(){}[ds](t){let e=this.follow?"statSync":"lstatSync";this[li](t,external_fs_[e](t.absolute))}[us](t){this[fi](t,external_fs_.readdirSync(t.absolute))}[di](t){let e=t.entry,i=this.zip;if(t.readdir&&t.readdir.forEach(r=>{let n=t.path,o=n==="./"?"":n.replace(/\/*$/,"/");this[ci](o+r)}),!e)throw new Error("Cannot pipe without source");i?e.on("data",r=>{i.write(r)}):e.on("data",r=>{super[lr](r)})}};var Vn=(s,t)=>{let e=new kt(s),i=new Wt(s.file,{mode:s.mode||438});e.pipe(i),fr(e,t)},$n=(s,t)=>{let e=new wt(s),i=new et(s.file,{mode:s.mode||438});e.pipe(i);let r=new Promise((n,o)=>{i.on("error",o),i.on("close",n),e.on("error",o)});return dr(e,t).catch(n=>e.emit("error",n)),r},fr=(s,t)=>{t.forEach(e=>{e.charAt(0)==="@"?Ct({file:external_node_path_namespaceObject.resolve(s.cwd,e.slice(1)),sync:!0,noResume:!0,onReadEntry:i=>s.add(i)}):s.add(e)}),s.end()},dr=async(s,t)=>{for(let e of t)e.charAt(0)==="@"?await Ct({file:external_node_path_namespaceObject.resolve(String(s.cwd),e.slice(1)),noResume:!0,onReadEntry:i=>{s.add(i)}}):s.add(e);s.end()},Xn=(s,t)=>{let e=new kt(s);return fr(e,t),e},qn=(s,t)=>{let e=new wt(s);return dr(e,t).catch(i=>e.emit("error",i)),e},Qn=K(Vn,$n,Xn,qn,(s,t)=>{if(!t?.length)throw new TypeError("no paths specified to add to archive")});var Jn=process.env.__FAKE_PLATFORM__||process.platform,Er=Jn==="win32",{O_CREAT:wr,O_NOFOLLOW:ur,O_TRUNC:Sr,O_WRONLY:yr}=external_fs_.constants,Rr=Number(process.env.__FAKE_FS_O_FILENAME__)||external_fs_.constants.UV_FS_O_FILEMAP||0,jn=Er&&!!Rr,to=512*1024,eo=Rr|Sr|wr|yr,mr=!Er&&typeof ur=="number"?ur|Sr|wr|yr:null,ms=mr!==null?()=>mr:jn?s=>s<to?eo:"w":()=>"w";var ps=(s,t,e)=>{try{return external_node_fs_namespaceObject.lchownSync(s,t,e)}catch(i){if(i?.code!=="ENOENT")throw i}},Ei=(s,t,e,i)=>{external_node_fs_namespaceObject.lchown(s,t,e,r=>{i(r&&r?.code!=="ENOENT"?r:null)})},io=(s,t,e,i,r)=>{if(t.isDirectory())Es(external_node_path_namespaceObject.resolve(s,t.name),e,i,n=>{if(n)return r(n);let o=external_node_path_namespaceObject.resolve(s,t.name);Ei(o,e,i,r)});else{let n=external_node_path_namespaceObject.resolve(s,t.name);Ei(n,e,i,r)}},Es=(s,t,e,i)=>{external_node_fs_namespaceObject.readdir(s,{withFileTypes:!0},(r,n)=>{if(r){if(r.code==="ENOENT")return i();if(r.code!=="ENOTDIR"&&r.code!=="ENOTSUP")return i(r)}if(r||!n.length)return Ei(s,t,e,i);let o=n.length,h=null,a=l=>{if(!h){if(l)return i(h=l);if(--o===0)return Ei(s,t,e,i)}};for(let l of n)io(s,l,t,e,a)})},so=(s,t,e,i)=>{t.isDirectory()&&ws(external_node_path_namespaceObject.resolve(s,t.name),e,i),ps(external_node_path_namespaceObject.resolve(s,t.name),e,i)},ws=(s,t,e)=>{let i;try{i=external_node_fs_namespaceObject.readdirSync(s,{withFileTypes:!0})}catch(r){let n=r;if(n?.code==="ENOENT")return;if(n?.code==="ENOTDIR"||n?.code==="ENOTSUP")return ps(s,t,e);throw n}for(let r of i)so(s,r,t,e);return ps(s,t,e)};var Se=class extends Error{path;code;syscall="chdir";constructor(t,e){super(`${e}: Cannot cd into '${t}'`),this.path=t,this.code=e}get name(){return"CwdError"}};var St=class extends Error{path;symlink;syscall="symlink";code="TAR_SYMLINK_ERROR";constructor(t,e){super("TAR_SYMLINK_ERROR: Cannot extract through symbolic link"),this.symlink=t,this.path=e}get name(){return"SymlinkError"}};var no=(s,t)=>{external_node_fs_namespaceObject.stat(s,(e,i)=>{(e||!i.isDirectory())&&(e=new Se(s,e?.code||"ENOTDIR")),t(e)})},gr=(s,t,e)=>{s=f(s);let i=t.umask??18,r=t.mode|448,n=(r&i)!==0,o=t.uid,h=t.gid,a=typeof o=="number"&&typeof h=="number"&&(o!==t.processUid||h!==t.processGid),l=t.preserve,c=t.unlink,d=f(t.cwd),y=(E,x)=>{E?e(E):x&&a?Es(x,o,h,Le=>y(Le)):n?external_node_fs_namespaceObject.chmod(s,r,e):e()};if(s===d)return no(s,y);if(l)return promises_namespaceObject.mkdir(s,{mode:r,recursive:!0}).then(E=>y(null,E??void 0),y);let D=f(external_node_path_namespaceObject.relative(d,s)).split("/");Ss(d,D,r,c,d,void 0,y)},Ss=(s,t,e,i,r,n,o)=>{if(t.length===0)return o(null,n);let h=t.shift(),a=f(external_node_path_namespaceObject.resolve(s+"/"+h));external_node_fs_namespaceObject.mkdir(a,e,br(a,t,e,i,r,n,o))},br=(s,t,e,i,r,n,o)=>h=>{h?external_node_fs_namespaceObject.lstat(s,(a,l)=>{if(a)a.path=a.path&&f(a.path),o(a);else if(l.isDirectory())Ss(s,t,e,i,r,n,o);else if(i)external_node_fs_namespaceObject.unlink(s,c=>{if(c)return o(c);external_node_fs_namespaceObject.mkdir(s,e,br(s,t,e,i,r,n,o))});else{if(l.isSymbolicLink())return o(new St(s,s+"/"+t.join("/")));o(h)}}):(n=n||s,Ss(s,t,e,i,r,n,o))},oo=s=>{let t=!1,e;try{t=external_node_fs_namespaceObject.statSync(s).isDirectory()}catch(i){e=i?.code}finally{if(!t)throw new Se(s,e??"ENOTDIR")}},_r=(s,t)=>{s=f(s);let e=t.umask??18,i=t.mode|448,r=(i&e)!==0,n=t.uid,o=t.gid,h=typeof n=="number"&&typeof o=="number"&&(n!==t.processUid||o!==t.processGid),a=t.preserve,l=t.unlink,c=f(t.cwd),d=E=>{E&&h&&ws(E,n,o),r&&external_node_fs_namespaceObject.chmodSync(s,i)};if(s===c)return oo(c),d();if(a)return d(external_node_fs_namespaceObject.mkdirSync(s,{mode:i,recursive:!0})??void 0);let T=f(external_node_path_namespaceObject.relative(c,s)).split("/"),D;for(let E=T.shift(),x=c;E&&(x+="/"+E);E=T.shift()){x=f(external_node_path_namespaceObject.resolve(x));try{external_node_fs_namespaceObject.mkdirSync(x,i),D=D||x}catch{let Le=external_node_fs_namespaceObject.lstatSync(x);if(Le.isDirectory())continue;if(l){external_node_fs_namespaceObject.unlinkSync(x),external_node_fs_namespaceObject.mkdirSync(x,i),D=D||x;continue}else if(Le.isSymbolicLink())return new St(x,x+"/"+T.join("/"))}}return d(D)};var ys=Object.create(null),Or=1e4,Vt=new Set,Tr=s=>{Vt.has(s)?Vt.delete(s):ys[s]=s.normalize("NFD").toLocaleLowerCase("en").toLocaleUpperCase("en"),Vt.add(s);let t=ys[s],e=Vt.size-Or;if(e>Or/10){for(let i of Vt)if(Vt.delete(i),delete ys[i],--e<=0)break}return t};var ho=process.env.TESTING_TAR_FAKE_PLATFORM||process.platform,ao=ho==="win32",lo=s=>s.split("/").slice(0,-1).reduce((e,i)=>{let r=e.at(-1);return r!==void 0&&(i=(0,external_node_path_namespaceObject.join)(r,i)),e.push(i||"/"),e},[]),yi=class{#t=new Map;#i=new Map;#s=new Set;reserve(t,e){t=ao?["win32 parallelization disabled"]:t.map(r=>mt((0,external_node_path_namespaceObject.join)(Tr(r))));let i=new Set(t.map(r=>lo(r)).reduce((r,n)=>r.concat(n)));this.#i.set(e,{dirs:i,paths:t});for(let r of t){let n=this.#t.get(r);n?n.push(e):this.#t.set(r,[e])}for(let r of i){let n=this.#t.get(r);if(!n)this.#t.set(r,[new Set([e])]);else{let o=n.at(-1);o instanceof Set?o.add(e):n.push(new Set([e]))}}return this.#r(e)}#n(t){let e=this.#i.get(t);if(!e)throw new Error("function does not have any path reservations");return{paths:e.paths.map(i=>this.#t.get(i)),dirs:[...e.dirs].map(i=>this.#t.get(i))}}check(t){let{paths:e,dirs:i}=this.#n(t);return e.every(r=>r&&r[0]===t)&&i.every(r=>r&&r[0]instanceof Set&&r[0].has(t))}#r(t){return this.#s.has(t)||!this.check(t)?!1:(this.#s.add(t),t(()=>this.#e(t)),!0)}#e(t){if(!this.#s.has(t))return!1;let e=this.#i.get(t);if(!e)throw new Error("invalid reservation");let{paths:i,dirs:r}=e,n=new Set;for(let o of i){let h=this.#t.get(o);if(!h||h?.[0]!==t)continue;let a=h[1];if(!a){this.#t.delete(o);continue}if(h.shift(),typeof a=="function")n.add(a);else for(let l of a)n.add(l)}for(let o of r){let h=this.#t.get(o),a=h?.[0];if(!(!h||!(a instanceof Set)))if(a.size===1&&h.length===1){this.#t.delete(o);continue}else if(a.size===1){h.shift();let l=h[0];typeof l=="function"&&n.add(l)}else a.delete(t)}return this.#s.delete(t),n.forEach(o=>this.#r(o)),!0}};var Lr=()=>process.umask();var Dr=Symbol("onEntry"),_s=Symbol("checkFs"),Nr=Symbol("checkFs2"),Os=Symbol("isReusable"),P=Symbol("makeFs"),Ts=Symbol("file"),xs=Symbol("directory"),gi=Symbol("link"),Ar=Symbol("symlink"),Ir=Symbol("hardlink"),Re=Symbol("ensureNoSymlink"),Cr=Symbol("unsupported"),Fr=Symbol("checkPath"),Rs=Symbol("stripAbsolutePath"),yt=Symbol("mkdir"),O=Symbol("onError"),Ri=Symbol("pending"),kr=Symbol("pend"),$t=Symbol("unpend"),gs=Symbol("ended"),bs=Symbol("maybeClose"),Ls=Symbol("skip"),ge=Symbol("doChown"),be=Symbol("uid"),_e=Symbol("gid"),Oe=Symbol("checkedCwd"),fo=process.env.TESTING_TAR_FAKE_PLATFORM||process.platform,Te=fo==="win32",uo=1024,mo=(s,t)=>{if(!Te)return external_node_fs_namespaceObject.unlink(s,t);let e=s+".DELETE."+(0,external_node_crypto_namespaceObject.randomBytes)(16).toString("hex");external_node_fs_namespaceObject.rename(s,e,i=>{if(i)return t(i);external_node_fs_namespaceObject.unlink(e,t)})},po=s=>{if(!Te)return external_node_fs_namespaceObject.unlinkSync(s);let t=s+".DELETE."+(0,external_node_crypto_namespaceObject.randomBytes)(16).toString("hex");external_node_fs_namespaceObject.renameSync(s,t),external_node_fs_namespaceObject.unlinkSync(t)},vr=(s,t,e)=>s!==void 0&&s===s>>>0?s:t!==void 0&&t===t>>>0?t:e,Xt=class extends rt{[gs]=!1;[Oe]=!1;[Ri]=0;reservations=new yi;transform;writable=!0;readable=!1;uid;gid;setOwner;preserveOwner;processGid;processUid;maxDepth;forceChown;win32;newer;keep;noMtime;preservePaths;unlink;cwd;strip;processUmask;umask;dmode;fmode;chmod;constructor(t={}){if(t.ondone=()=>{this[gs]=!0,this[bs]()},super(t),this.transform=t.transform,this.chmod=!!t.chmod,typeof t.uid=="number"||typeof t.gid=="number"){if(typeof t.uid!="number"||typeof t.gid!="number")throw new TypeError("cannot set owner without number uid and gid");if(t.preserveOwner)throw new TypeError("cannot preserve owner in archive and also set owner explicitly");this.uid=t.uid,this.gid=t.gid,this.setOwner=!0}else this.uid=void 0,this.gid=void 0,this.setOwner=!1;this.preserveOwner=t.preserveOwner===void 0&&typeof t.uid!="number"?process.getuid?.()===0:!!t.preserveOwner,this.processUid=(this.preserveOwner||this.setOwner)&&process.getuid?process.getuid():void 0,this.processGid=(this.preserveOwner||this.setOwner)&&process.getgid?process.getgid():void 0,this.maxDepth=typeof t.maxDepth=="number"?t.maxDepth:uo,this.forceChown=t.forceChown===!0,this.win32=!!t.win32||Te,this.newer=!!t.newer,this.keep=!!t.keep,this.noMtime=!!t.noMtime,this.preservePaths=!!t.preservePaths,this.unlink=!!t.unlink,this.cwd=f(external_node_path_namespaceObject.resolve(t.cwd||process.cwd())),this.strip=Number(t.strip)||0,this.processUmask=this.chmod?typeof t.processUmask=="number"?t.processUmask:Lr():0,this.umask=typeof t.umask=="number"?t.umask:this.processUmask,this.dmode=t.dmode||511&~this.umask,this.fmode=t.fmode||438&~this.umask,this.on("entry",e=>this[Dr](e))}warn(t,e,i={}){return(t==="TAR_BAD_ARCHIVE"||t==="TAR_ABORT")&&(i.recoverable=!1),super.warn(t,e,i)}[bs](){this[gs]&&this[Ri]===0&&(this.emit("prefinish"),this.emit("finish"),this.emit("end"))}[Rs](t,e){let i=t[e],{type:r}=t;if(!i||this.preservePaths)return!0;let[n,o]=ce(i),h=o.replaceAll(/\\/g,"/").split("/");if(h.includes("..")||Te&&/^[a-z]:\.\.$/i.test(h[0]??"")){if(e==="path"||r==="Link")return this.warn("TAR_ENTRY_ERROR",`${e} contains '..'`,{entry:t,[e]:i}),!1;let a=external_node_path_namespaceObject.posix.dirname(t.path),l=external_node_path_namespaceObject.posix.normalize(external_node_path_namespaceObject.posix.join(a,h.join("/")));if(l.startsWith("../")||l==="..")return this.warn("TAR_ENTRY_ERROR",`${e} escapes extraction directory`,{entry:t,[e]:i}),!1}return n&&(t[e]=String(o),this.warn("TAR_ENTRY_INFO",`stripping ${n} from absolute ${e}`,{entry:t,[e]:i})),!0}[Fr](t){let e=f(t.path),i=e.split("/");if(this.strip){if(i.length<this.strip)return!1;if(t.type==="Link"){let r=f(String(t.linkpath)).split("/");if(r.length>=this.strip)t.linkpath=r.slice(this.strip).join("/");else return!1}i.splice(0,this.strip),t.path=i.join("/")}if(isFinite(this.maxDepth)&&i.length>this.maxDepth)return this.warn("TAR_ENTRY_ERROR","path excessively deep",{entry:t,path:e,depth:i.length,maxDepth:this.maxDepth}),!1;if(!this[Rs](t,"path")||!this[Rs](t,"linkpath"))return!1;if(t.absolute=external_node_path_namespaceObject.isAbsolute(t.path)?f(external_node_path_namespaceObject.resolve(t.path)):f(external_node_path_namespaceObject.resolve(this.cwd,t.path)),!this.preservePaths&&typeof t.absolute=="string"&&t.absolute.indexOf(this.cwd+"/")!==0&&t.absolute!==this.cwd)return this.warn("TAR_ENTRY_ERROR","path escaped extraction target",{entry:t,path:f(t.path),resolvedPath:t.absolute,cwd:this.cwd}),!1;if(t.absolute===this.cwd&&t.type!=="Directory"&&t.type!=="GNUDumpDir")return!1;if(this.win32){let{root:r}=external_node_path_namespaceObject.win32.parse(String(t.absolute));t.absolute=r+ts(String(t.absolute).slice(r.length));let{root:n}=external_node_path_namespaceObject.win32.parse(t.path);t.path=n+ts(t.path.slice(n.length))}return!0}[Dr](t){if(!this[Fr](t))return t.resume();switch(external_node_assert_namespaceObject.equal(typeof t.absolute,"string"),t.type){case"Directory":case"GNUDumpDir":t.mode&&(t.mode=t.mode|448);case"File":case"OldFile":case"ContiguousFile":case"Link":case"SymbolicLink":return this[_s](t);default:return this[Cr](t)}}[O](t,e){t.name==="CwdError"?this.emit("error",t):(this.warn("TAR_ENTRY_ERROR",t,{entry:e}),this[$t](),e.resume())}[yt](t,e,i){gr(f(t),{uid:this.uid,gid:this.gid,processUid:this.processUid,processGid:this.processGid,umask:this.processUmask,preserve:this.preservePaths,unlink:this.unlink,cwd:this.cwd,mode:e},i)}[ge](t){return this.forceChown||this.preserveOwner&&(typeof t.uid=="number"&&t.uid!==this.processUid||typeof t.gid=="number"&&t.gid!==this.processGid)||typeof this.uid=="number"&&this.uid!==this.processUid||typeof this.gid=="number"&&this.gid!==this.processGid}[be](t){return vr(this.uid,t.uid,this.processUid)}[_e](t){return vr(this.gid,t.gid,this.processGid)}[Ts](t,e){let i=typeof t.mode=="number"?t.mode&4095:this.fmode,r=new et(String(t.absolute),{flags:ms(t.size),mode:i,autoClose:!1});r.on("error",a=>{r.fd&&external_node_fs_namespaceObject.close(r.fd,()=>{}),r.write=()=>!0,this[O](a,t),e()});let n=1,o=a=>{if(a){r.fd&&external_node_fs_namespaceObject.close(r.fd,()=>{}),this[O](a,t),e();return}--n===0&&r.fd!==void 0&&external_node_fs_namespaceObject.close(r.fd,l=>{l?this[O](l,t):this[$t](),e()})};r.on("finish",()=>{let a=String(t.absolute),l=r.fd;if(typeof l=="number"&&t.mtime&&!this.noMtime){n++;let c=t.atime||new Date,d=t.mtime;external_node_fs_namespaceObject.futimes(l,c,d,y=>y?external_node_fs_namespaceObject.utimes(a,c,d,T=>o(T&&y)):o())}if(typeof l=="number"&&this[ge](t)){n++;let c=this[be](t),d=this[_e](t);typeof c=="number"&&typeof d=="number"&&external_node_fs_namespaceObject.fchown(l,c,d,y=>y?external_node_fs_namespaceObject.chown(a,c,d,T=>o(T&&y)):o())}o()});let h=this.transform&&this.transform(t)||t;h!==t&&(h.on("error",a=>{this[O](a,t),e()}),t.pipe(h)),h.pipe(r)}[xs](t,e){let i=typeof t.mode=="number"?t.mode&4095:this.dmode;this[yt](String(t.absolute),i,r=>{if(r){this[O](r,t),e();return}let n=1,o=()=>{--n===0&&(e(),this[$t](),t.resume())};t.mtime&&!this.noMtime&&(n++,external_node_fs_namespaceObject.utimes(String(t.absolute),t.atime||new Date,t.mtime,o)),this[ge](t)&&(n++,external_node_fs_namespaceObject.chown(String(t.absolute),Number(this[be](t)),Number(this[_e](t)),o)),o()})}[Cr](t){t.unsupported=!0,this.warn("TAR_ENTRY_UNSUPPORTED",`unsupported entry type: ${t.type}`,{entry:t}),t.resume()}[Ar](t,e){let i=f(external_node_path_namespaceObject.relative(this.cwd,external_node_path_namespaceObject.resolve(external_node_path_namespaceObject.dirname(String(t.absolute)),String(t.linkpath)))).split("/");this[Re](t,this.cwd,i,()=>this[gi](t,String(t.linkpath),"symlink",e),r=>{this[O](r,t),e()})}[Ir](t,e){let i=f(external_node_path_namespaceObject.resolve(this.cwd,String(t.linkpath))),r=f(String(t.linkpath)).split("/");this[Re](t,this.cwd,r,()=>this[gi](t,i,"link",e),n=>{this[O](n,t),e()})}[Re](t,e,i,r,n){let o=i.shift();if(this.preservePaths||o===void 0)return r();let h=external_node_path_namespaceObject.resolve(e,o);external_node_fs_namespaceObject.lstat(h,(a,l)=>{if(a)return r();if(l?.isSymbolicLink())return n(new St(h,external_node_path_namespaceObject.resolve(h,i.join("/"))));this[Re](t,h,i,r,n)})}[kr](){this[Ri]++}[$t](){this[Ri]--,this[bs]()}[Ls](t){this[$t](),t.resume()}[Os](t,e){return t.type==="File"&&!this.unlink&&e.isFile()&&e.nlink<=1&&!Te}[_s](t){this[kr]();let e=[t.path];t.linkpath&&e.push(t.linkpath),this.reservations.reserve(e,i=>this[Nr](t,i))}[Nr](t,e){let i=h=>{e(h)},r=()=>{this[yt](this.cwd,this.dmode,h=>{if(h){this[O](h,t),i();return}this[Oe]=!0,n()})},n=()=>{if(t.absolute!==this.cwd){let h=f(external_node_path_namespaceObject.dirname(String(t.absolute)));if(h!==this.cwd)return this[yt](h,this.dmode,a=>{if(a){this[O](a,t),i();return}o()})}o()},o=()=>{external_node_fs_namespaceObject.lstat(String(t.absolute),(h,a)=>{if(a&&(this.keep||this.newer&&a.mtime>(t.mtime??a.mtime))){this[Ls](t),i();return}if(h||this[Os](t,a))return this[P](null,t,i);if(a.isDirectory()){if(t.type==="Directory"){let l=this.chmod&&t.mode&&(a.mode&4095)!==t.mode,c=d=>this[P](d??null,t,i);return l?external_node_fs_namespaceObject.chmod(String(t.absolute),Number(t.mode),c):c()}if(t.absolute!==this.cwd)return external_node_fs_namespaceObject.rmdir(String(t.absolute),l=>this[P](l??null,t,i))}if(t.absolute===this.cwd)return this[P](null,t,i);mo(String(t.absolute),l=>this[P](l??null,t,i))})};this[Oe]?n():r()}[P](t,e,i){if(t){this[O](t,e),i();return}switch(e.type){case"File":case"OldFile":case"ContiguousFile":return this[Ts](e,i);case"Link":return this[Ir](e,i);case"SymbolicLink":return this[Ar](e,i);case"Directory":case"GNUDumpDir":return this[xs](e,i)}}[gi](t,e,i,r){external_node_fs_namespaceObject[i](e,String(t.absolute),n=>{n?this[O](n,t):(this[$t](),t.resume()),r()})}},ye=s=>{try{return[null,s()]}catch(t){return[t,null]}},xe=class extends Xt{sync=!0;[P](t,e){return super[P](t,e,()=>{})}[_s](t){if(!this[Oe]){let n=this[yt](this.cwd,this.dmode);if(n)return this[O](n,t);this[Oe]=!0}if(t.absolute!==this.cwd){let n=f(external_node_path_namespaceObject.dirname(String(t.absolute)));if(n!==this.cwd){let o=this[yt](n,this.dmode);if(o)return this[O](o,t)}}let[e,i]=ye(()=>external_node_fs_namespaceObject.lstatSync(String(t.absolute)));if(i&&(this.keep||this.newer&&i.mtime>(t.mtime??i.mtime)))return this[Ls](t);if(e||this[Os](t,i))return this[P](null,t);if(i.isDirectory()){if(t.type==="Directory"){let o=this.chmod&&t.mode&&(i.mode&4095)!==t.mode,[h]=o?ye(()=>{external_node_fs_namespaceObject.chmodSync(String(t.absolute),Number(t.mode))}):[];return this[P](h,t)}let[n]=ye(()=>external_node_fs_namespaceObject.rmdirSync(String(t.absolute)));this[P](n,t)}let[r]=t.absolute===this.cwd?[]:ye(()=>po(String(t.absolute)));this[P](r,t)}[Ts](t,e){let i=typeof t.mode=="number"?t.mode&4095:this.fmode,r=h=>{let a;try{external_node_fs_namespaceObject.closeSync(n)}catch(l){a=l}(h||a)&&this[O](h||a,t),e()},n;try{n=external_node_fs_namespaceObject.openSync(String(t.absolute),ms(t.size),i)}catch(h){return r(h)}let o=this.transform&&this.transform(t)||t;o!==t&&(o.on("error",h=>this[O](h,t)),t.pipe(o)),o.on("data",h=>{try{external_node_fs_namespaceObject.writeSync(n,h,0,h.length)}catch(a){r(a)}}),o.on("end",()=>{let h=null;if(t.mtime&&!this.noMtime){let a=t.atime||new Date,l=t.mtime;try{external_node_fs_namespaceObject.futimesSync(n,a,l)}catch(c){try{external_node_fs_namespaceObject.utimesSync(String(t.absolute),a,l)}catch{h=c}}}if(this[ge](t)){let a=this[be](t),l=this[_e](t);try{external_node_fs_namespaceObject.fchownSync(n,Number(a),Number(l))}catch(c){try{external_node_fs_namespaceObject.chownSync(String(t.absolute),Number(a),Number(l))}catch{h=h||c}}}r(h)})}[xs](t,e){let i=typeof t.mode=="number"?t.mode&4095:this.dmode,r=this[yt](String(t.absolute),i);if(r){this[O](r,t),e();return}if(t.mtime&&!this.noMtime)try{external_node_fs_namespaceObject.utimesSync(String(t.absolute),t.atime||new Date,t.mtime)}catch{}if(this[ge](t))try{external_node_fs_namespaceObject.chownSync(String(t.absolute),Number(this[be](t)),Number(this[_e](t)))}catch{}e(),t.resume()}[yt](t,e){try{return _r(f(t),{uid:this.uid,gid:this.gid,processUid:this.processUid,processGid:this.processGid,umask:this.processUmask,preserve:this.preservePaths,unlink:this.unlink,cwd:this.cwd,mode:e})}catch(i){return i}}[Re](t,e,i,r,n){if(this.preservePaths||i.length===0)return r();let o=e;for(let h of i){o=external_node_path_namespaceObject.resolve(o,h);let[a,l]=ye(()=>external_node_fs_namespaceObject.lstatSync(o));if(a)return r();if(l.isSymbolicLink())return n(new St(o,external_node_path_namespaceObject.resolve(e,i.join("/"))))}r()}[gi](t,e,i,r){let n=`${i}Sync`;try{external_node_fs_namespaceObject[n](e,String(t.absolute)),r(),t.resume()}catch(o){return this[O](o,t)}}};var Eo=s=>{let t=new xe(s),e=s.file,i=external_node_fs_namespaceObject.statSync(e),r=s.maxReadSize||16*1024*1024;new Be(e,{readSize:r,size:i.size}).pipe(t)},wo=(s,t)=>{let e=new Xt(s),i=s.maxReadSize||16*1024*1024,r=s.file;return new Promise((o,h)=>{e.on("error",h),e.on("close",o),external_node_fs_namespaceObject.stat(r,(a,l)=>{if(a)h(a);else{let c=new _t(r,{readSize:i,size:l.size});c.on("error",h),c.pipe(e)}})})},So=K(Eo,wo,s=>new xe(s),s=>new Xt(s),(s,t)=>{t?.length&&Qi(s,t)});var yo=(s,t)=>{let e=new kt(s),i=!0,r,n;try{try{r=external_node_fs_namespaceObject.openSync(s.file,"r+")}catch(a){if(a?.code==="ENOENT")r=external_node_fs_namespaceObject.openSync(s.file,"w+");else throw a}let o=external_node_fs_namespaceObject.fstatSync(r),h=Buffer.alloc(512);t:for(n=0;n<o.size;n+=512){for(let c=0,d=0;c<512;c+=d){if(d=external_node_fs_namespaceObject.readSync(r,h,c,h.length-c,n+c),n===0&&h[0]===31&&h[1]===139)throw new Error("cannot append to compressed archives");if(!d)break t}let a=new F(h);if(!a.cksumValid)break;let l=512*Math.ceil((a.size||0)/512);if(n+l+512>o.size)break;n+=l,s.mtimeCache&&a.mtime&&s.mtimeCache.set(String(a.path),a.mtime)}i=!1,Ro(s,e,n,r,t)}finally{if(i)try{external_node_fs_namespaceObject.closeSync(r)}catch{}}},Ro=(s,t,e,i,r)=>{let n=new Wt(s.file,{fd:i,start:e});t.pipe(n),bo(t,r)},go=(s,t)=>{t=Array.from(t);let e=new wt(s),i=(n,o,h)=>{let a=(T,D)=>{T?external_node_fs_namespaceObject.close(n,E=>h(T)):h(null,D)},l=0;if(o===0)return a(null,0);let c=0,d=Buffer.alloc(512),y=(T,D)=>{if(T||D===void 0)return a(T);if(c+=D,c<512&&D)return external_node_fs_namespaceObject.read(n,d,c,d.length-c,l+c,y);if(l===0&&d[0]===31&&d[1]===139)return a(new Error("cannot append to compressed archives"));if(c<512)return a(null,l);let E=new F(d);if(!E.cksumValid)return a(null,l);let x=512*Math.ceil((E.size??0)/512);if(l+x+512>o||(l+=x+512,l>=o))return a(null,l);s.mtimeCache&&E.mtime&&s.mtimeCache.set(String(E.path),E.mtime),c=0,external_node_fs_namespaceObject.read(n,d,0,512,l,y)};external_node_fs_namespaceObject.read(n,d,0,512,l,y)};return new Promise((n,o)=>{e.on("error",o);let h="r+",a=(l,c)=>{if(l&&l.code==="ENOENT"&&h==="r+")return h="w+",external_node_fs_namespaceObject.open(s.file,h,a);if(l||!c)return o(l);external_node_fs_namespaceObject.fstat(c,(d,y)=>{if(d)return external_node_fs_namespaceObject.close(c,()=>o(d));i(c,y.size,(T,D)=>{if(T)return o(T);let E=new et(s.file,{fd:c,start:D});e.pipe(E),E.on("error",o),E.on("close",n),_o(e,t)})})};external_node_fs_namespaceObject.open(s.file,h,a)})},bo=(s,t)=>{t.forEach(e=>{e.charAt(0)==="@"?Ct({file:external_node_path_namespaceObject.resolve(s.cwd,e.slice(1)),sync:!0,noResume:!0,onReadEntry:i=>s.add(i)}):s.add(e)}),s.end()},_o=async(s,t)=>{for(let e of t)e.charAt(0)==="@"?await Ct({file:external_node_path_namespaceObject.resolve(String(s.cwd),e.slice(1)),noResume:!0,onReadEntry:i=>s.add(i)}):s.add(e);s.end()},vt=K(yo,go,()=>{throw new TypeError("file is required")},()=>{throw new TypeError("file is required")},(s,t)=>{if(!Bs(s))throw new TypeError("file is required");if(s.gzip||s.brotli||s.zstd||s.file.endsWith(".br")||s.file.endsWith(".tbr"))throw new TypeError("cannot append to compressed archives");if(!t?.length)throw new TypeError("no paths specified to add/replace")});var Oo=K(vt.syncFile,vt.asyncFile,vt.syncNoFile,vt.asyncNoFile,(s,t=[])=>{vt.validate?.(s,t),To(s)}),To=s=>{let t=s.filter;s.mtimeCache||(s.mtimeCache=new Map),s.filter=t?(e,i)=>t(e,i)&&!((s.mtimeCache?.get(e)??i.mtime??0)>(i.mtime??0)):(e,i)=>!((s.mtimeCache?.get(e)??i.mtime??0)>(i.mtime??0))};
+//# sourceMappingURL=index.min.js.map
+
 ;// CONCATENATED MODULE: ./src/pipeline/upload/manifest.ts
 /**
  * The manifest of a release, for the incremental upload (incremental.ts): every dir, regular file and symlink
@@ -41968,8 +42622,11 @@ function escapeRe(c) {
 function byPath(a, b) {
     return a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
 }
-/** Walks `dir` (symlinks are not followed); `leaveOut` paths and everything below them are not listed. */
-function buildManifest(dir, exclude, leaveOut = []) {
+/**
+ * Walks `dir` (symlinks are not followed); `leaveOut` paths and everything below them are not listed. With
+ * `hash: false` files get no sha256 (the tar upload needs none).
+ */
+function buildManifest(dir, exclude, leaveOut = [], opts = {}) {
     const excluded = excludeMatcher(exclude);
     const left = new Set(leaveOut.map(p => p.replace(/^\.\/+/, '').replace(/\/+$/, '')));
     const entries = [];
@@ -41978,15 +42635,16 @@ function buildManifest(dir, exclude, leaveOut = []) {
         const abs = rel === '.' ? dir : (0,external_node_path_namespaceObject.join)(dir, rel);
         const st = (0,external_node_fs_namespaceObject.lstatSync)(abs);
         const mode = st.mode & 0o7777;
+        const mtime = Math.floor(st.mtimeMs / 1000) * 1000;
         if (st.isSymbolicLink()) {
-            entries.push({ path: rel, type: 'link', mode: 0o777, size: 0, target: (0,external_node_fs_namespaceObject.readlinkSync)(abs) });
+            entries.push({ path: rel, type: 'link', mode: 0o777, size: 0, target: (0,external_node_fs_namespaceObject.readlinkSync)(abs), mtime });
         }
         else if (st.isFile()) {
-            const sha256 = (0,external_node_crypto_namespaceObject.createHash)('sha256').update((0,external_node_fs_namespaceObject.readFileSync)(abs)).digest('hex');
-            entries.push({ path: rel, type: 'file', mode, size: st.size, sha256 });
+            const sha256 = opts.hash === false ? undefined : (0,external_node_crypto_namespaceObject.createHash)('sha256').update((0,external_node_fs_namespaceObject.readFileSync)(abs)).digest('hex');
+            entries.push({ path: rel, type: 'file', mode, size: st.size, ...(sha256 ? { sha256 } : {}), mtime });
         }
         else if (st.isDirectory()) {
-            entries.push({ path: rel, type: 'dir', mode, size: 0 });
+            entries.push({ path: rel, type: 'dir', mode, size: 0, mtime });
             for (const name of (0,external_node_fs_namespaceObject.readdirSync)(abs)) {
                 const child = rel === '.' ? name : `${rel}/${name}`;
                 if (!excluded(child) && !left.has(child))
@@ -42099,13 +42757,158 @@ function planUpload(next, base) {
     return { link, send };
 }
 
+;// CONCATENATED MODULE: ./src/pipeline/upload/pack.ts
+/**
+ * The one walker and packer of both upload strategies (tar.ts, incremental.ts): `readSource` walks source.dir
+ * (manifest.ts `buildManifest`: source.exclude as GNU tar's `--exclude` reads it, symlinks kept as symlinks)
+ * and settles each entry's mode; `writeTarGz` writes the entries into a tar.gz in-process (the `tar` package's
+ * header and pax encoders, no tar program), each with exactly the mode, size, mtime and link target it has in
+ * the manifest, so what lands on the host is what the manifest says on every platform.
+ *
+ * Modes: on POSIX they come from the tree (lstat). Windows has no executable bit: there a dir is 0755, a file
+ * 0644, or 0755 when the git index says 100755 (source.dir inside a git work tree); a symlink the checkout
+ * wrote as a plain file (core.symlinks false, git mode 120000) is packed as the symlink it is in git.
+ * On every platform a file matching source.executable is 0755.
+ */
+
+
+
+
+
+
+
+
+/**
+ * The git index modes of the files below `dir` (`git ls-files -s -z`), or undefined when `dir` is not inside a
+ * git work tree or git cannot run.
+ */
+function gitModes(dir) {
+    const r = (0,external_node_child_process_namespaceObject.spawnSync)('git', ['-C', dir, 'ls-files', '-s', '-z'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+        maxBuffer: 256 * 1024 * 1024,
+        windowsHide: true
+    });
+    if (r.status !== 0 || typeof r.stdout !== 'string')
+        return undefined;
+    const modes = new Map();
+    // `<mode> <object> <stage>\t<path>\0`
+    for (const rec of r.stdout.split('\0')) {
+        const m = /^([0-7]{6}) [0-9a-f]+ \d\t(.*)$/s.exec(rec);
+        if (m)
+            modes.set(m[2], parseInt(m[1], 8));
+    }
+    return modes;
+}
+/**
+ * Settles the mode of every entry (see the file comment); pure. `readLink` gives the target of a symlink the
+ * checkout wrote as a plain file (win32 with a git index only).
+ */
+function settleModes(entries, rules, readLink = () => '') {
+    const executable = excludeMatcher(rules.executable);
+    const win = rules.platform === 'win32';
+    return entries.map(e => {
+        if (e.type === 'link')
+            return { ...e, mode: 0o777 };
+        if (e.type === 'dir')
+            return win ? { ...e, mode: 0o755 } : e;
+        const git = win ? rules.git?.get(e.path) : undefined;
+        if (git === 0o120000) {
+            const { sha256: _sha, ...rest } = e;
+            return { ...rest, type: 'link', mode: 0o777, size: 0, target: readLink(e.path) };
+        }
+        if (e.path !== '.' && rules.executable.length && executable(e.path))
+            return { ...e, mode: 0o755 };
+        if (!win)
+            return e;
+        return { ...e, mode: git === 0o100755 ? 0o755 : 0o644 };
+    });
+}
+/**
+ * The entries of `dir` as they will be on the host: buildManifest, then settleModes for `platform` (the
+ * git index is read on win32 only, of `gitDir`: source.dir when `dir` is the staging copy build_local
+ * built in, which has the same paths). Link targets use `/` on every platform.
+ */
+function readSource(dir, source, opts = {}) {
+    const platform = opts.platform ?? process.platform;
+    const m = buildManifest(dir, source.exclude, opts.leaveOut, { hash: opts.hash });
+    const win = platform === 'win32';
+    const git = win ? gitModes(opts.gitDir ?? dir) : undefined;
+    const entries = settleModes(m.entries, { platform, executable: source.executable ?? [], git }, p => (0,external_node_fs_namespaceObject.readFileSync)(`${dir}/${p}`, 'utf8')).map(e => (win && e.target !== undefined ? { ...e, target: e.target.replace(/\\/g, '/') } : e));
+    return { entries, skipped: m.skipped };
+}
+/** The archive name of manifest entry `e` below `prefix` (`./` or `tree/`); dirs end in `/`. */
+function tarName(prefix, e) {
+    const name = e.path === '.' ? prefix : `${prefix}${e.path}`;
+    return e.type === 'dir' && !name.endsWith('/') ? `${name}/` : name;
+}
+/** The header block(s) of one member: a pax header first when a ustar field cannot hold the value. */
+function headerOf(data) {
+    const h = new F({ ...data, uid: 0, gid: 0, uname: '', gname: '' });
+    if (!h.encode())
+        return h.block;
+    const pax = new ft({ path: data.path, linkpath: data.linkpath, size: data.size, mtime: data.mtime });
+    return Buffer.concat([pax.encode(), h.block]);
+}
+const pack_pad = (n) => Buffer.alloc((512 - (n % 512)) % 512);
+async function* pack_members(items, now) {
+    for (const item of items) {
+        if ('body' in item) {
+            const body = Buffer.from(item.body);
+            yield headerOf({ path: item.name, type: 'File', mode: 0o644, size: body.length, mtime: now });
+            yield body;
+            yield pack_pad(body.length);
+            continue;
+        }
+        const { entry: e, src } = item;
+        const mtime = e.mtime !== undefined ? new Date(e.mtime) : now;
+        if (e.type === 'dir') {
+            yield headerOf({ path: item.name, type: 'Directory', mode: e.mode, size: 0, mtime });
+        }
+        else if (e.type === 'link') {
+            const linkpath = e.target;
+            yield headerOf({ path: item.name, type: 'SymbolicLink', mode: 0o777, size: 0, mtime, linkpath });
+        }
+        else {
+            yield headerOf({ path: item.name, type: 'File', mode: e.mode, size: e.size, mtime });
+            // exactly the size the walk saw; a file that changed since fails the pack, as GNU tar does
+            const fh = await (0,promises_namespaceObject.open)(`${src}/${e.path}`, 'r');
+            try {
+                let left = e.size;
+                while (left > 0) {
+                    const buf = Buffer.alloc(Math.min(left, 1024 * 1024));
+                    const { bytesRead } = await fh.read(buf, 0, buf.length, e.size - left);
+                    if (bytesRead === 0)
+                        throw new Error(`${e.path}: file shrank while it was packed`);
+                    left -= bytesRead;
+                    yield buf.subarray(0, bytesRead);
+                }
+                if ((await fh.stat()).size !== e.size)
+                    throw new Error(`${e.path}: file changed while it was packed`);
+            }
+            finally {
+                await fh.close();
+            }
+            yield pack_pad(e.size);
+        }
+    }
+    // the end of the archive: two zero blocks
+    yield Buffer.alloc(1024);
+}
+/** Writes `items`, in order, into the tar.gz `file`. */
+async function writeTarGz(file, items, signal) {
+    await (0,external_node_stream_promises_namespaceObject.pipeline)(external_node_stream_namespaceObject.Readable.from(pack_members(items, new Date())), (0,external_node_zlib_namespaceObject.createGzip)(), (0,external_node_fs_namespaceObject.createWriteStream)(file), {
+        signal
+    });
+}
+
 ;// CONCATENATED MODULE: ./src/pipeline/upload/incremental.ts
 /**
  * The incremental upload (`upload.strategy: incremental`). On the runner: the manifest of source.dir
  * (manifest.ts). Per host, two round trips:
  *  1. probe: pick the base release (`current`, else the newest complete release) that has a stored manifest,
  *     check it on disk against that manifest (`cmp` of the canonical listing) and send the manifest back;
- *  2. upload: one tar.gz (packed in-process with the `tar` package) holds the new manifest's path lists, the
+ *  2. upload: one tar.gz (packed in-process, pack.ts, with the modes the manifest says) holds the new manifest's path lists, the
  *     list of files to hard-link from the base (same sha256 and mode) and everything else: changed files,
  *     every dir and symlink. The host extracts it into a staging dir, hard-links the unchanged files from the
  *     base, adds the staged tree, and checks the release: the sha256 of its listing must be the one of the
@@ -42116,7 +42919,6 @@ function planUpload(next, base) {
  * changed file is a new inode from the tar. Paths the base lacks, changed, or a base that does not match its
  * manifest: those files travel in the tar (a full upload when nothing can be linked).
  */
-
 
 
 
@@ -42210,36 +43012,15 @@ async function pack(src, entries, link, send) {
     const tmp = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), 'safe-deploy-inc-'));
     const cleanup = () => (0,external_node_fs_namespaceObject.rmSync)(tmp, { recursive: true, force: true });
     try {
-        const meta = (0,external_node_path_namespaceObject.join)(tmp, 'meta');
-        (0,external_node_fs_namespaceObject.mkdirSync)(meta);
         const lists = pathLists(entries);
-        (0,external_node_fs_namespaceObject.writeFileSync)((0,external_node_path_namespaceObject.join)(meta, 'm.all0'), lists.all);
-        (0,external_node_fs_namespaceObject.writeFileSync)((0,external_node_path_namespaceObject.join)(meta, 'm.files0'), lists.files);
-        (0,external_node_fs_namespaceObject.writeFileSync)((0,external_node_path_namespaceObject.join)(meta, 'm.links0'), lists.links);
-        (0,external_node_fs_namespaceObject.writeFileSync)((0,external_node_path_namespaceObject.join)(meta, 'link0'), link.map(e => `${e.path}\0`).join(''));
-        const tree = (0,external_node_path_namespaceObject.join)(tmp, 'tree');
-        const dirs = [];
-        for (const e of send) {
-            const to = e.path === '.' ? tree : (0,external_node_path_namespaceObject.join)(tree, e.path);
-            if (e.type === 'dir') {
-                (0,external_node_fs_namespaceObject.mkdirSync)(to, { recursive: true });
-                dirs.push(e);
-            }
-            else {
-                (0,external_node_fs_namespaceObject.mkdirSync)((0,external_node_path_namespaceObject.join)(to, '..'), { recursive: true });
-                if (e.type === 'link')
-                    (0,external_node_fs_namespaceObject.symlinkSync)(e.target, to);
-                else {
-                    (0,external_node_fs_namespaceObject.copyFileSync)((0,external_node_path_namespaceObject.join)(src, e.path), to);
-                    (0,external_node_fs_namespaceObject.chmodSync)(to, e.mode);
-                }
-            }
-        }
-        // dir modes last, deepest first: a read-only dir is filled before it becomes one
-        for (const d of dirs.reverse())
-            (0,external_node_fs_namespaceObject.chmodSync)(d.path === '.' ? tree : (0,external_node_path_namespaceObject.join)(tree, d.path), d.mode);
         const file = (0,external_node_path_namespaceObject.join)(tmp, 'upload.tar.gz');
-        await Qn({ gzip: true, file, cwd: tmp, portable: true, noMtime: true }, ['meta', 'tree']);
+        await writeTarGz(file, [
+            { name: 'meta/m.all0', body: lists.all },
+            { name: 'meta/m.files0', body: lists.files },
+            { name: 'meta/m.links0', body: lists.links },
+            { name: 'meta/link0', body: link.map(e => `${e.path}\0`).join('') },
+            ...send.map(entry => ({ name: tarName('tree/', entry), entry, src }))
+        ]);
         return { file, cleanup };
     }
     catch (e) {
@@ -42250,11 +43031,13 @@ async function pack(src, entries, link, send) {
 function incrementalUpload() {
     let entries;
     let sumSha = '';
+    let src = '';
     const cleanups = [];
     return {
         name: 'incremental',
-        async prepare(ctx) {
-            const src = ctx.loaded.sourceDir;
+        async prepare(ctx, dir) {
+            // source.dir, or the staging copy stages.build_local built in
+            src = dir;
             const { files, dirs } = ctx.config.shared;
             if (ctx.dryRun) {
                 ctx.dryRun.runner('compute the manifest of source.dir (sha256 and mode of every file; shared paths left out)');
@@ -42262,7 +43045,10 @@ function incrementalUpload() {
             }
             let m;
             try {
-                m = buildManifest(src, ctx.config.source.exclude, [...files, ...dirs]);
+                m = readSource(src, ctx.config.source, {
+                    leaveOut: [...files, ...dirs],
+                    gitDir: ctx.loaded.sourceDir
+                });
             }
             catch (e) {
                 throw new StageError('deploy', `cannot read source.dir ${src}: ${errorMessage(e)}`, 'runner');
@@ -42284,7 +43070,7 @@ function incrementalUpload() {
             }
             const base = await findBase(ctx, s);
             const { link, send } = planUpload(entries, base?.entries);
-            const p = await pack(ctx.loaded.sourceDir, entries, link, send);
+            const p = await pack(src, entries, link, send);
             cleanups.push(p.cleanup);
             const size = (0,external_node_fs_namespaceObject.statSync)(p.file).size;
             await runRaw(ctx, s, assembleCommand(s.layout, release, base?.id, sumSha), 'upload', {
@@ -42304,8 +43090,9 @@ function incrementalUpload() {
 
 ;// CONCATENATED MODULE: ./src/pipeline/upload/tar.ts
 /**
- * The tar upload: source.dir is packed once on the runner (GNU or BSD tar, source.exclude left out) and the
- * archive is streamed over each host's stdin into `tar -xzf -` in the new release directory.
+ * The tar upload: source.dir is packed once on the runner, in-process (pack.ts: source.exclude left out,
+ * modes from the tree, the git index on Windows and source.executable), and the archive is streamed over each
+ * host's stdin into `tar -xzf -` in the new release directory.
  */
 
 
@@ -42314,34 +43101,38 @@ function incrementalUpload() {
 
 
 
-
 /** Packs the source dir once on the runner, for streaming to every host. */
-async function packSource(ctx, dir, exclude, signal) {
-    const tarArgs = (file) => ['-czf', file, ...exclude.map(e => `--exclude=${e}`), '-C', dir, '.'];
+async function packSource(ctx, dir, signal) {
+    const { exclude, executable = [] } = ctx.config.source;
     if (ctx.dryRun) {
-        ctx.dryRun.runner('pack source.dir once for every host', ['tar', ...tarArgs('release.tar.gz')].map(sh).join(' '));
+        const rules = [
+            exclude.length ? `leaving out ${exclude.join(', ')}` : '',
+            executable.length ? `mode 0755 for ${executable.join(', ')}` : ''
+        ].filter(Boolean);
+        ctx.dryRun.runner(`pack source.dir once for every host: tar.gz of ${dir}${rules.length ? ` (${rules.join('; ')})` : ''}`);
         return { cleanup: () => { } };
     }
     const tmp = (0,external_node_fs_namespaceObject.mkdtempSync)((0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), 'safe-deploy-'));
+    const cleanup = () => (0,external_node_fs_namespaceObject.rmSync)(tmp, { recursive: true, force: true });
     const file = (0,external_node_path_namespaceObject.join)(tmp, 'release.tar.gz');
-    const args = tarArgs(file);
-    await new Promise((resolve, reject) => {
-        const child = (0,external_node_child_process_namespaceObject.spawn)('tar', args, { stdio: ['ignore', 'ignore', 'pipe'], signal });
-        let stderr = '';
-        child.stderr.on('data', (c) => (stderr += c.toString()));
-        child.on('error', e => reject(new StageError('deploy', `cannot run tar on the runner: ${e.message}`, 'runner')));
-        child.on('close', code => code === 0
-            ? resolve()
-            : reject(new StageError('deploy', `tar failed on the runner (exit ${code}): ${stderr.trim()}`, 'runner')));
-    });
-    return { file, cleanup: () => (0,external_node_fs_namespaceObject.rmSync)(tmp, { recursive: true, force: true }) };
+    try {
+        const m = readSource(dir, { exclude, executable }, { hash: false, gitDir: ctx.loaded.sourceDir });
+        if (m.skipped.length)
+            ctx.log.warn(`not uploaded (neither file, dir nor symlink): ${m.skipped.map(p => JSON.stringify(p)).join(', ')}`, 'runner');
+        await writeTarGz(file, m.entries.map(entry => ({ name: tarName('./', entry), entry, src: dir })), signal);
+    }
+    catch (e) {
+        cleanup();
+        throw new StageError('deploy', `cannot pack ${dir} on the runner: ${errorMessage(e)}`, 'runner');
+    }
+    return { file, cleanup };
 }
 function tarUpload() {
     let pack;
     return {
         name: 'tar',
         async prepare(ctx, dir) {
-            pack = await packSource(ctx, dir, ctx.config.source.exclude, ctx.signal);
+            pack = await packSource(ctx, dir, ctx.signal);
             const size = pack.file ? (0,external_node_fs_namespaceObject.statSync)(pack.file).size : 0;
             ctx.log.info(`packed ${dir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner');
         },
@@ -42406,13 +43197,14 @@ function cacheKey(app, sourceDir, keyFiles) {
  * of `stage` that names the command.
  */
 async function runOnRunner(ctx, stage, what, command, cwd) {
-    const local = new LocalTransport('runner');
+    // the user's command, with the platform's shell (cmd.exe on Windows), in cwd
+    const local = new LocalTransport('runner', { shell: 'platform', cwd });
     ctx.log.info(`$ ${command}`, 'runner');
     const out = ctx.log.lineWriter('runner');
     const err = ctx.log.lineWriter('runner');
     let code;
     try {
-        const r = await local.exec(`cd ${sh(cwd)} && ${command}`, {
+        const r = await local.exec(command, {
             signal: ctx.signal,
             onStdout: out.push,
             onStderr: err.push,
@@ -44513,7 +45305,7 @@ async function takeBackup(ctx, s, opts) {
             recipients: plan.recipients,
             verified,
             tools: Object.fromEntries(Object.entries(probe.tools).map(([i, tl]) => [`db${i}`, `${tl.dump}, ${tl.client}`])),
-            safe_deploy: package_namespaceObject.rE
+            safe_deploy: package_0/* version */.rE
         };
         const keep = opts.keep ? `kept by ${meta.by} at ${meta.created} (backup --keep)` : undefined;
         const cmd = backupScript({ plan, name, tools: probe.tools, meta, keep });
@@ -44764,7 +45556,7 @@ function parseRevision(stdout) {
 function downCommand(template, revision) {
     return template.replace(/\{revision\}/g, () => sh(revision));
 }
-const shown = (revision) => revision || '(none)';
+const migrate_shown = (revision) => revision || '(none)';
 /**
  * Runs the `revision` command inside `release`. With `must`, a failure fails the stage; otherwise it is a
  * warning and the revision is unknown (undefined).
@@ -44803,8 +45595,8 @@ async function runDown(ctx, p, release, template, revision, stage) {
     if (now === undefined)
         return `\`${command}\` exited 0, but the revision could not be read back`;
     if (revision !== undefined && now !== revision)
-        return `\`${command}\` exited 0 but left the database at revision ${shown(now)}, not ${shown(revision)}`;
-    ctx.log.info(`database migrated down: revision read back ${shown(now)}`, p.host.name);
+        return `\`${command}\` exited 0 but left the database at revision ${migrate_shown(now)}, not ${migrate_shown(revision)}`;
+    ctx.log.info(`database migrated down: revision read back ${migrate_shown(now)}`, p.host.name);
     return undefined;
 }
 /**
@@ -44831,7 +45623,7 @@ function migrateStage(rel, backupName, state) {
             const env = hookEnv(ctx, p, release, 'migrate');
             if (m.revision) {
                 state.revision = await readRevision(ctx, p, release, 'migrate', m.revision, true);
-                ctx.log.info(`database revision before migrating: ${shown(state.revision)}`, p.host.name);
+                ctx.log.info(`database revision before migrating: ${migrate_shown(state.revision)}`, p.host.name);
             }
             state.started = true;
             ctx.progress?.checkpoint();
@@ -44848,11 +45640,11 @@ function migrateStage(rel, backupName, state) {
             }
             else if (state.after === state.revision) {
                 state.noop = true;
-                ctx.log.info(`no migration ran; database left as it is (revision ${shown(state.after)})`, p.host.name);
+                ctx.log.info(`no migration ran; database left as it is (revision ${migrate_shown(state.after)})`, p.host.name);
             }
             else {
                 state.migrated = true;
-                ctx.log.info(`migration done; database revision after migrating: ${shown(state.after)}`, p.host.name);
+                ctx.log.info(`migration done; database revision after migrating: ${migrate_shown(state.after)}`, p.host.name);
             }
         },
         async undo(ctx) {
@@ -44882,7 +45674,7 @@ function migrateStage(rel, backupName, state) {
             if (m?.revision && state.revision !== undefined && state.after === undefined && !state.migrated)
                 state.after = await readRevision(ctx, p, release, 'rollback', m.revision);
             if (state.revision !== undefined && state.after === state.revision) {
-                const why = `the migration failed without changing the revision (${shown(state.revision)}); it may have applied part of its changes`;
+                const why = `the migration failed without changing the revision (${migrate_shown(state.revision)}); it may have applied part of its changes`;
                 if (mode === 'down' && !backup) {
                     state.database = 'left';
                     ctx.log.warn(`${why}. \`down\` is not run (it would undo an earlier migration) and there is no pre-deploy backup: the database is left as it is; if the migration is not transactional, check it`, p.host.name);
@@ -45030,7 +45822,7 @@ function rollbackDatabaseStage(target, from, history, opts, state) {
             await context_runOn(ctx, p, inRelease(p.layout, leaving, 'migrate', m.command, hookEnv(ctx, p, leaving, 'rollback')), { stage: 'rollback' });
             if (m.revision) {
                 const now = await readRevision(ctx, p, leaving, 'rollback', m.revision);
-                ctx.log.info(`database revision read back: ${shown(now)}`, p.host.name);
+                ctx.log.info(`database revision read back: ${migrate_shown(now)}`, p.host.name);
             }
             state.database = 'put-back';
         }
@@ -47618,7 +48410,7 @@ options:
 exit codes: 0 ok, 2 bad input, 3 failed before anything live changed, 4 failed and rolled back,
             5 rollback failed (a person must look; the log says what each host is in)`;
 function cli_version() {
-    return package_namespaceObject.rE;
+    return package_0/* version */.rE;
 }
 /**
  * The result of a run on the terminal, for every command that changes a host: with --json the result on
@@ -56637,6 +57429,13 @@ exports.visitAsync = visitAsync;
 
 module.exports = {"rE":"1.17.0"};
 
+/***/ }),
+
+/***/ 8330:
+/***/ ((module) => {
+
+module.exports = {"rE":"0.1.0"};
+
 /***/ })
 
 /******/ });
@@ -56741,6 +57540,18 @@ module.exports = {"rE":"1.17.0"};
 /******/ 			return fn.r ? promise : getResult();
 /******/ 		}, (err) => ((err ? reject(promise[webpackError] = err) : outerResolve(exports)), resolveQueue(queue)));
 /******/ 		queue && queue.d < 0 && (queue.d = 0);
+/******/ 	};
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/compat get default export */
+/******/ (() => {
+/******/ 	// getDefaultExport function for compatibility with non-harmony modules
+/******/ 	__nccwpck_require__.n = (module) => {
+/******/ 		var getter = module && module.__esModule ?
+/******/ 			() => (module['default']) :
+/******/ 			() => (module);
+/******/ 		__nccwpck_require__.d(getter, { a: getter });
+/******/ 		return getter;
 /******/ 	};
 /******/ })();
 /******/ 

@@ -2,10 +2,13 @@
  * Shared set-up for the end-to-end tests: a project on the "runner" (a temp dir with the app source and a
  * safe-deploy.yml) deploying to real sshd hosts on loopback, driven through the real CLI entry (runCli).
  */
+import { createHash } from 'node:crypto'
 import {
   chmodSync,
+  lstatSync,
   mkdirSync,
   readFileSync,
+  symlinkSync,
   writeFileSync,
   existsSync,
   readlinkSync,
@@ -228,6 +231,72 @@ export function lastLog(logDir: string): string {
   const last = files[files.length - 1]
   if (!last) throw new Error(`no log in ${logDir}`)
   return readFileSync(join(logDir, last), 'utf8')
+}
+
+/**
+ * Every entry below `dir`: type, mode, and bytes or link target (with `mtime`, a file's mtime in whole
+ * seconds too); the build's and shared links included. A link target's `roots` prefix reads `<root>` (shared
+ * links point into each project's own root).
+ */
+export function snapshot(dir: string, roots: string[] = [], opts: { mtime?: boolean } = {}): string[] {
+  const out: string[] = []
+  const walk = (rel: string) => {
+    const abs = rel ? join(dir, rel) : dir
+    const st = lstatSync(abs)
+    const mode = (st.mode & 0o7777).toString(8)
+    if (st.isSymbolicLink()) {
+      out.push(`${rel} -> ${roots.reduce((t, r) => t.replace(r, '<root>'), readlinkSync(abs))}`)
+    } else if (st.isDirectory()) {
+      out.push(`${rel}/ ${mode}`)
+      for (const n of readdirSync(abs).sort()) walk(rel ? `${rel}/${n}` : n)
+    } else {
+      const mtime = opts.mtime ? ` @${Math.floor(st.mtimeMs / 1000)}` : ''
+      out.push(`${rel} ${mode} ${createHash('sha256').update(readFileSync(abs)).digest('hex')}${mtime}`)
+    }
+  }
+  walk('')
+  return out
+}
+
+/** Writes `src/rel` (making its parent dirs) and gives it `mode`. */
+export function writeWithMode(src: string, rel: string, body: string | Buffer, mode = 0o644) {
+  mkdirSync(join(src, rel, '..'), { recursive: true })
+  writeFileSync(join(src, rel), body)
+  chmodSync(join(src, rel), mode)
+}
+
+/**
+ * A source tree meant to break packers: modes 0600/0640/0755, a 0700 dir, names with spaces, quotes, a
+ * newline, unicode, leading dashes, an empty file and dir, dangling, absolute, relative and dir symlinks,
+ * node_modules and .git (excluded by the default config), a shared `.env`, and the 40 `blobs` as assets.
+ */
+export function hostileTree(src: string, blobs: Buffer[]) {
+  const w = (rel: string, body: string | Buffer, mode = 0o644) => writeWithMode(src, rel, body, mode)
+  w('exec.sh', '#!/bin/sh\necho hi\n', 0o755)
+  w('secret.key', 'key\n', 0o600)
+  w('group.conf', 'group\n', 0o640)
+  w('with space/a file.txt', 'spaces\n')
+  w(`quotes/it's "q".txt`, 'quotes\n')
+  w('odd/new\nline', 'newline in the name\n')
+  w('odd/ünïcødé-名前.txt', 'unicode\n')
+  w('-rf', 'leading dash\n')
+  w('odd/--help', 'two dashes\n')
+  w('empty-file', '')
+  w('node_modules/excluded.js', 'not uploaded\n')
+  w('sub/node_modules/excluded.js', 'not uploaded either\n')
+  w('.git/HEAD', 'ref: refs/heads/main\n')
+  w('swap/file-then-dir', 'a file first\n')
+  mkdirSync(join(src, 'swap', 'dir-then-file'), { recursive: true })
+  w('swap/dir-then-file/inner', 'inside\n')
+  w('.env', 'SHIPPED=placeholder, replaced by the shared link\n')
+  blobs.forEach((b, i) => w(`assets/blob-${i}.bin`, b))
+  mkdirSync(join(src, 'empty-dir'), { recursive: true })
+  mkdirSync(join(src, 'private-dir'), { recursive: true })
+  chmodSync(join(src, 'private-dir'), 0o700)
+  symlinkSync('nowhere/at/all', join(src, 'dangling'))
+  symlinkSync('/etc/hostname', join(src, 'absolute'))
+  symlinkSync('with space/a file.txt', join(src, 'relative link'))
+  symlinkSync('assets', join(src, 'assets-link'))
 }
 
 export async function answer(port: number, path = '/'): Promise<string> {

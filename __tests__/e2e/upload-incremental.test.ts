@@ -5,7 +5,7 @@
  * previous release; a previous release edited on the host, or one without a manifest, gets a full upload.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import {
   chmodSync,
   lstatSync,
@@ -19,13 +19,14 @@ import {
 } from 'node:fs'
 import { join } from 'node:path'
 import { startSshd, stopAll, type SshHost } from './harness/sshd.js'
-import { currentOf, project, releasesOf, stopApp, type Project } from './support.js'
+import { currentOf, hostileTree, project, releasesOf, snapshot, stopApp, type Project } from './support.js'
 
 let host: SshHost
 let tarRoot: string
 let incRoot: string
 let full: Project
 let inc: Project
+let roots: string[]
 
 const incremental = (base: Record<string, unknown>) => ({ ...base, upload: { strategy: 'incremental' } })
 
@@ -33,6 +34,7 @@ beforeAll(async () => {
   host = await startSshd()
   tarRoot = host.root('full')
   incRoot = host.root('inc')
+  roots = [tarRoot, incRoot]
   full = await project({ hosts: [host], root: tarRoot })
   inc = await project({ hosts: [host], root: incRoot, config: incremental })
 })
@@ -42,25 +44,6 @@ afterAll(async () => {
   await stopApp(join(incRoot, 'shared', 'app.pid'))
   await stopAll()
 })
-
-/** Every entry below `dir`: type, mode, and bytes or link target; the build's and shared links included. */
-function snapshot(dir: string): string[] {
-  const out: string[] = []
-  const walk = (rel: string) => {
-    const abs = rel ? join(dir, rel) : dir
-    const st = lstatSync(abs)
-    const mode = (st.mode & 0o7777).toString(8)
-    if (st.isSymbolicLink()) {
-      // shared links point into each project's own root
-      out.push(`${rel} -> ${readlinkSync(abs).replace(tarRoot, '<root>').replace(incRoot, '<root>')}`)
-    } else if (st.isDirectory()) {
-      out.push(`${rel}/ ${mode}`)
-      for (const n of readdirSync(abs).sort()) walk(rel ? `${rel}/${n}` : n)
-    } else out.push(`${rel} ${mode} ${createHash('sha256').update(readFileSync(abs)).digest('hex')}`)
-  }
-  walk('')
-  return out
-}
 
 const srcOf = (p: Project) => join(p.dir, 'app')
 const newest = (root: string) => releasesOf(root).sort().at(-1) as string
@@ -74,39 +57,6 @@ function both(change: (src: string) => void) {
 
 /** Incompressible bytes, the same in both trees. */
 const blobs = Array.from({ length: 40 }, () => randomBytes(16 * 1024))
-
-function hostileTree(src: string) {
-  const w = (rel: string, body: string | Buffer, mode = 0o644) => {
-    mkdirSync(join(src, rel, '..'), { recursive: true })
-    writeFileSync(join(src, rel), body)
-    chmodSync(join(src, rel), mode)
-  }
-  w('exec.sh', '#!/bin/sh\necho hi\n', 0o755)
-  w('secret.key', 'key\n', 0o600)
-  w('group.conf', 'group\n', 0o640)
-  w('with space/a file.txt', 'spaces\n')
-  w(`quotes/it's "q".txt`, 'quotes\n')
-  w('odd/new\nline', 'newline in the name\n')
-  w('odd/ünïcødé-名前.txt', 'unicode\n')
-  w('-rf', 'leading dash\n')
-  w('odd/--help', 'two dashes\n')
-  w('empty-file', '')
-  w('node_modules/excluded.js', 'not uploaded\n')
-  w('sub/node_modules/excluded.js', 'not uploaded either\n')
-  w('.git/HEAD', 'ref: refs/heads/main\n')
-  w('swap/file-then-dir', 'a file first\n')
-  mkdirSync(join(src, 'swap', 'dir-then-file'), { recursive: true })
-  w('swap/dir-then-file/inner', 'inside\n')
-  w('.env', 'SHIPPED=placeholder, replaced by the shared link\n')
-  for (let i = 0; i < 40; i++) w(`assets/blob-${i}.bin`, blobs[i] as Buffer)
-  mkdirSync(join(src, 'empty-dir'), { recursive: true })
-  mkdirSync(join(src, 'private-dir'), { recursive: true })
-  chmodSync(join(src, 'private-dir'), 0o700)
-  symlinkSync('nowhere/at/all', join(src, 'dangling'))
-  symlinkSync('/etc/hostname', join(src, 'absolute'))
-  symlinkSync('with space/a file.txt', join(src, 'relative link'))
-  symlinkSync('assets', join(src, 'assets-link'))
-}
 
 /** `sent N files, X KiB; linked M` from the run's output. */
 function sentLine(out: string): { files: number; kib: number; linked: number } {
@@ -123,8 +73,8 @@ async function deployBoth(version: string): Promise<string> {
   const b = await inc.deploy()
   expect({ code: b.code, out: b.code ? b.stderr : '' }).toEqual({ code: 0, out: '' })
   expect(currentOf(incRoot)).toBe(`releases/${newest(incRoot)}`)
-  expect(snapshot(releaseDir(incRoot, newest(incRoot)))).toEqual(
-    snapshot(releaseDir(tarRoot, newest(tarRoot)))
+  expect(snapshot(releaseDir(incRoot, newest(incRoot)), roots)).toEqual(
+    snapshot(releaseDir(tarRoot, newest(tarRoot)), roots)
   )
   return b.stderr + b.stdout
 }
@@ -134,7 +84,7 @@ describe('incremental upload', () => {
   let firstRelease: string
 
   test('the first deploy is a full upload (nothing to link from) and equals the tar upload', async () => {
-    both(hostileTree)
+    both(src => hostileTree(src, blobs))
     const out = await deployBoth('1.0.0')
     expect(out).toContain('full upload: no previous complete release on this host')
     first = sentLine(out)
@@ -153,7 +103,7 @@ describe('incremental upload', () => {
   test('one changed file: only it is sent, the rest is hard-linked, the previous release is untouched', async () => {
     const before = newest(incRoot)
     const prevDir = releaseDir(incRoot, before)
-    const prevSnapshot = snapshot(prevDir)
+    const prevSnapshot = snapshot(prevDir, roots)
     both(src => writeFileSync(join(src, 'exec.sh'), '#!/bin/sh\necho changed\n'))
     const out = await deployBoth('1.0.0')
     const next = sentLine(out)
@@ -166,7 +116,7 @@ describe('incremental upload', () => {
       lstatSync(join(prevDir, 'assets', 'blob-1.bin')).ino
     )
     expect(lstatSync(join(rel, 'exec.sh')).ino).not.toBe(lstatSync(join(prevDir, 'exec.sh')).ino)
-    expect(snapshot(prevDir)).toEqual(prevSnapshot)
+    expect(snapshot(prevDir, roots)).toEqual(prevSnapshot)
   })
 
   test('swaps, deletions, mode changes and new names between releases', async () => {

@@ -66,6 +66,13 @@ async function answer() {
 }
 
 function stopApp() {
+  // on Windows, bin/restart (run by Git for Windows' sh) also writes the app's Windows pid
+  const winPid = join(root, 'shared', 'app.winpid')
+  if (process.platform === 'win32' && existsSync(winPid)) {
+    const pid = readFileSync(winPid, 'utf8').trim()
+    spawnSync('taskkill', ['/pid', pid, '/T', '/F'], { stdio: 'ignore' })
+    return
+  }
   const pidFile = join(root, 'shared', 'app.pid')
   if (!existsSync(pidFile)) return
   try {
@@ -75,18 +82,30 @@ function stopApp() {
   }
 }
 
+function currentTarget() {
+  try {
+    return readlinkSync(join(root, 'current'))
+  } catch {
+    return undefined
+  }
+}
+
 let failed = false
 try {
   const first = deploy('1. deploy v1.0.0 (healthy)', source('1.0.0', false))
-  console.log(`\nexit code ${first}; the app says: ${await answer()}`)
-  if (first !== 0) failed = true
+  const said1 = await answer()
+  console.log(`\nexit code ${first}; the app says: ${said1}`)
+  const good = currentTarget()
+  if (first !== 0 || !said1.includes('1.0.0') || !good) failed = true
 
   const second = deploy('2. deploy v2.0.0 (its /health answers 500)', source('2.0.0', true))
-  console.log(`\nexit code ${second} (4 = failed and rolled back); the app says: ${await answer()}`)
-  if (second !== 4) failed = true
+  const said2 = await answer()
+  console.log(`\nexit code ${second} (4 = failed and rolled back); the app says: ${said2}`)
+  // rolled back: current is the first release again, and v1 answers
+  if (second !== 4 || !said2.includes('1.0.0') || currentTarget() !== good) failed = true
 
   console.log(`\n### where to look\n`)
-  console.log(`  current      -> ${readlinkSync(join(root, 'current'))}`)
+  console.log(`  current      -> ${currentTarget() ?? '(none)'}`)
   console.log(`  releases     ${join(root, 'releases')}`)
   console.log(`  history      ${join(root, '.safe-deploy', 'history.jsonl')}`)
   console.log(`  deploy logs  ${join(work, 'safe-deploy-logs')}`)

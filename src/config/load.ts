@@ -2,7 +2,7 @@ import { readFileSync, existsSync } from 'node:fs'
 import { dirname, resolve, isAbsolute } from 'node:path'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
 import type { ZodError } from 'zod'
-import { configSchema, type Config } from './schema.js'
+import { WINDOWS_DRIVE, configSchema, type Config } from './schema.js'
 import { ConfigError } from '../core/exit.js'
 import {
   cacheProblems,
@@ -15,6 +15,18 @@ import { notifySecrets } from './notify.js'
 import { checkBackupConfig } from '../backup-engines/plan.js'
 import { databaseSecrets } from '../backup-engines/connection.js'
 import type { JumpTarget } from '../transport/ssh.js'
+import {
+  aliasOf,
+  chooseAgent,
+  defaultIdentityFiles,
+  firstUsableKey,
+  homeOf,
+  readHomeKnownHosts,
+  readSshConfig,
+  shown,
+  type HostAlias
+} from './sshhome.js'
+import { parseProxyJump, type SshConfigBlock } from './sshconfig.js'
 
 /** Values given on the command line or as Action inputs; they win over the file. */
 export interface Overrides {
@@ -56,6 +68,16 @@ export interface ResolvedHost {
   primary: boolean
   /** hosts[].roles of the config. */
   roles: string[]
+  /** The ~/.ssh/config alias the address named (its HostName, User, Port were taken where the config is silent). */
+  alias?: HostAlias
+  /** The host's own key (an IdentityFile of its alias), when ssh.private_key is not given. */
+  privateKey?: string
+  /** Where privateKey came from: `~/.ssh/id_deploy`. */
+  keySource?: string
+  /** known_hosts is looked up under this name (HostKeyAlias of the alias). */
+  hostKeyAlias?: string
+  /** The alias's ProxyJump (one hop), when ssh.jump is not given. */
+  jump?: JumpTarget
 }
 
 export interface SshAuth {
@@ -66,6 +88,14 @@ export interface SshAuth {
   knownHosts?: string
   fingerprints: string[]
   insecure: boolean
+  /** Where privateKey came from when not from ssh.private_key(_file): `~/.ssh/id_ed25519`. */
+  keySource?: string
+  /** The ssh-agent (ssh2's `agent`: a socket, a Windows pipe, `pageant`). */
+  agent?: string
+  /** `the SSH agent (SSH_AUTH_SOCK)`. */
+  agentLabel?: string
+  /** Where knownHosts came from when not from ssh.known_hosts(_file): `~/.ssh/known_hosts`. */
+  hostKeySource?: string
 }
 
 export interface LoadedConfig {
@@ -316,7 +346,19 @@ export function validateConfig(
   /** Secrets with the key they came from, so that one too short to redact can be refused by name. */
   const secrets: { where: string; value: string; name?: string }[] = [...scan.secrets]
 
-  const hosts: ResolvedHost[] = config.hosts.map(h =>
+  // ~/.ssh/config aliases: HostName, User, Port where safe-deploy.yml does not give them
+  const home = homeOf(env)
+  const sshConfig = home ? readSshConfig(home) : undefined
+  const rawHosts = (Array.isArray(resolved.hosts) ? resolved.hosts : []) as Record<string, unknown>[]
+  const aliasFor = (i: number, address: string) => {
+    if (!home || !sshConfig) return undefined
+    const given = rawHosts[i] ?? {}
+    return aliasOf(sshConfig, address, home, {
+      user: typeof given.user === 'string' ? given.user : undefined,
+      port: typeof given.port === 'number' ? given.port : undefined
+    })
+  }
+  const hosts: ResolvedHost[] = config.hosts.map((h, i) =>
     'local' in h
       ? {
           name: h.name ?? 'local',
@@ -328,21 +370,29 @@ export function validateConfig(
           primary: !!h.primary,
           roles: h.roles ?? []
         }
-      : {
-          name: h.name ?? (h.port === 22 ? h.address : `${h.address}:${h.port}`),
-          kind: 'ssh',
-          address: h.address,
-          port: h.port,
-          user: h.user,
-          path: h.path ?? config.path,
-          primary: !!h.primary,
-          roles: h.roles ?? []
-        }
+      : withAlias(
+          {
+            name: h.name ?? (h.port === 22 ? h.address : `${h.address}:${h.port}`),
+            kind: 'ssh',
+            address: h.address,
+            port: h.port,
+            user: h.user,
+            path: h.path ?? config.path,
+            primary: !!h.primary,
+            roles: h.roles ?? []
+          },
+          aliasFor(i, h.address),
+          rawHosts[i] ?? {}
+        )
   )
   const names = new Set<string>()
   for (const h of hosts) {
     if (names.has(h.name)) problems.push(`hosts: two hosts are named ${h.name}; give each a distinct name`)
     names.add(h.name)
+    if (h.kind === 'ssh' && WINDOWS_DRIVE.test(h.path))
+      problems.push(
+        `hosts: ${h.name}: path ${h.path} is a Windows path; an SSH host needs a POSIX path such as /srv/app`
+      )
   }
   const given = new Set(hosts.flatMap(h => h.roles))
   for (const role of Object.keys(config.roles)) {
@@ -384,9 +434,11 @@ export function validateConfig(
     ssh.known_hosts ?? readOptional(ssh.known_hosts_file, 'ssh.known_hosts_file', baseDir, problems)
 
   if (hosts.some(h => h.kind === 'ssh')) {
-    if (!auth.privateKey && !problems.some(p => p.startsWith('ssh.private_key'))) {
-      problems.push('ssh.private_key: required for SSH hosts (env:NAME, or ssh.private_key_file: path)')
-    } else if (auth.privateKey && !/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(auth.privateKey)) {
+    const keyGiven = !!(ssh.private_key || ssh.private_key_file)
+    if (!keyGiven)
+      problems.push(...homeKeys(auth, lockHost ? [...hosts, lockHost] : hosts, ssh.agent, env, home, secrets))
+    else if (ssh.agent !== 'auto') problems.push(...homeKeys(auth, [], ssh.agent, env, home, secrets))
+    if (auth.privateKey && !/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(auth.privateKey)) {
       problems.push('ssh.private_key: expected a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----)')
     }
     if (
@@ -395,12 +447,22 @@ export function validateConfig(
       auth.fingerprints.length === 0 &&
       !problems.some(p => p.startsWith('ssh.known_hosts'))
     ) {
-      problems.push(
-        'ssh.known_hosts: host keys are verified; give known_hosts (lines from `ssh-keyscan`), known_hosts_file or fingerprints, or opt out with ssh.insecure_skip_host_key_check: true'
-      )
+      const fromHome = home ? readHomeKnownHosts(home) : undefined
+      if (fromHome?.text !== undefined) {
+        auth.knownHosts = fromHome.text
+        auth.hostKeySource = shown(home as string, fromHome.file)
+      } else
+        problems.push(
+          'ssh.known_hosts: host keys are verified; give known_hosts (lines from `ssh-keyscan`), known_hosts_file or fingerprints, or opt out with ssh.insecure_skip_host_key_check: true' +
+            (fromHome
+              ? `; looked at ${shown(home as string, fromHome.file)} (${fromHome.file}): not found`
+              : '')
+        )
     }
   }
   if (ssh.jump) auth.jump = jumpTarget(ssh.jump, baseDir, problems, secrets)
+  else if (home && sshConfig)
+    problems.push(...proxyJumps(lockHost ? [...hosts, lockHost] : hosts, sshConfig, home, auth, secrets))
   // database passwords (inline or in a URL) and the age identity are secrets, however they were given
   const backupCheck = checkBackupConfig(config.backup)
   // a database whose URL or password is not set yet cannot be checked; the commands that use it refuse
@@ -429,6 +491,157 @@ export function validateConfig(
     unresolved,
     references: scan.references
   }
+}
+
+/** A host whose address is a ~/.ssh/config alias: HostName, User, Port where safe-deploy.yml is silent. */
+function withAlias(
+  host: ResolvedHost,
+  alias: HostAlias | undefined,
+  raw: Record<string, unknown>
+): ResolvedHost {
+  if (!alias) return host
+  return {
+    ...host,
+    address: alias.hostName ?? host.address,
+    port: typeof raw.port === 'number' ? host.port : (alias.port ?? host.port),
+    user: typeof raw.user === 'string' ? host.user : (alias.user ?? host.user),
+    alias,
+    ...(alias.hostKeyAlias ? { hostKeyAlias: alias.hostKeyAlias } : {})
+  }
+}
+
+/**
+ * Keys when safe-deploy.yml gives none, in OpenSSH's order: the agent (ssh.agent), each alias's IdentityFile,
+ * else the default identity files (~/.ssh/id_ed25519, id_ecdsa, id_rsa). Key material read is a secret. A host
+ * left without any key is a problem that lists every place looked at.
+ */
+function homeKeys(
+  auth: SshAuth,
+  hosts: ResolvedHost[],
+  setting: string,
+  env: NodeJS.ProcessEnv,
+  home: string | undefined,
+  secrets: { where: string; value: string }[]
+): string[] {
+  const agent = chooseAgent(setting, !!auth.privateKey, env, home)
+  if (agent.problem) return [agent.problem]
+  if (agent.agent) {
+    auth.agent = agent.agent
+    auth.agentLabel = agent.label
+  }
+  const looked = agent.looked ? [agent.looked] : []
+  let missing = false
+  for (const host of hosts) {
+    if (host.kind !== 'ssh') continue
+    const files = host.alias?.identityFiles ?? []
+    if (home && files.length) {
+      const own = firstUsableKey(home, files, auth.passphrase)
+      if (own.key) {
+        host.privateKey = own.key
+        host.keySource = own.source
+        secrets.push({ where: 'ssh.private_key', value: own.key })
+        continue
+      }
+      looked.push(...own.looked.map(l => `IdentityFile of ${host.alias?.alias}: ${l}`))
+      if (!auth.agent) missing = true
+      continue
+    }
+    if (auth.agent || auth.privateKey) continue
+    const fallback = home ? firstUsableKey(home, defaultIdentityFiles(home), auth.passphrase) : { looked: [] }
+    looked.push(...fallback.looked)
+    if (fallback.key) {
+      auth.privateKey = fallback.key
+      auth.keySource = fallback.source
+      secrets.push({ where: 'ssh.private_key', value: fallback.key })
+    } else missing = true
+  }
+  if (!missing) return []
+  const base = 'ssh.private_key: required for SSH hosts (env:NAME, or ssh.private_key_file: path)'
+  if (!home && !env.SSH_AUTH_SOCK) return [base]
+  return [
+    `${base}; looked at: ${[...new Set(looked)].join(', ')}; load your key into an agent (\`ssh-add\`), or give ssh.private_key: env:NAME`
+  ]
+}
+
+/**
+ * The ProxyJump of each host's ~/.ssh/config alias, one hop `[user@]host[:port]` (the hop may be an alias
+ * itself: its HostName, User, Port and IdentityFile are used). Hosts behind the same bastion share one
+ * JumpTarget (one connection). Several hops are a problem: ssh.jump takes one.
+ */
+function proxyJumps(
+  hosts: ResolvedHost[],
+  blocks: SshConfigBlock[],
+  home: string,
+  auth: SshAuth,
+  secrets: { where: string; value: string }[]
+): string[] {
+  const problems: string[] = []
+  const shared = new Map<string, JumpTarget>()
+  for (const host of hosts) {
+    const value = host.alias?.proxyJump
+    if (!value || value.toLowerCase() === 'none') continue
+    const hop = parseProxyJump(value)
+    if (!hop) {
+      problems.push(
+        `hosts: ${host.name}: ProxyJump ${value} (~/.ssh/config): only one hop [user@]host[:port] is followed; give ssh.jump instead`
+      )
+      continue
+    }
+    const via = aliasOf(blocks, hop.address, home, { user: hop.user, port: hop.port })
+    const address = via?.hostName ?? hop.address
+    const port = hop.port ?? via?.port ?? 22
+    const user = hop.user ?? via?.user ?? 'root'
+    const id = `${user}@${address}:${port}`
+    let jump = shared.get(id)
+    if (!jump) {
+      const own =
+        via?.identityFiles.length && !isConfiguredKey(auth)
+          ? firstUsableKey(home, via.identityFiles, auth.passphrase)
+          : undefined
+      if (own?.key) secrets.push({ where: 'ssh.jump.private_key', value: own.key })
+      jump = {
+        label: port === 22 ? hop.address : `${hop.address}:${port}`,
+        address,
+        port,
+        user,
+        ...(own?.key ? { privateKey: own.key, passphrase: auth.passphrase, keySource: own.source } : {})
+      }
+      shared.set(id, jump)
+    }
+    host.jump = jump
+  }
+  return problems
+}
+
+/** Whether the key came from safe-deploy.yml (ssh.private_key or _file), not from the home. */
+const isConfiguredKey = (auth: SshAuth) => !!auth.privateKey && !auth.keySource
+
+/**
+ * The one line that says where SSH credentials come from (doctor and preflight show it): `ssh: key from the
+ * SSH agent (SSH_AUTH_SOCK), host keys from ~/.ssh/known_hosts, deploy@web1 via ~/.ssh/config alias prod`.
+ */
+export function sshSources(loaded: Pick<LoadedConfig, 'auth' | 'hosts'>): string | undefined {
+  const { auth } = loaded
+  const ssh = loaded.hosts.filter(h => h.kind === 'ssh')
+  if (!ssh.length) return undefined
+  const keys = [
+    ...new Set([
+      ...(auth.agentLabel ? [auth.agentLabel] : []),
+      ...ssh
+        .map(h => h.keySource ?? auth.keySource ?? (auth.privateKey ? 'ssh.private_key' : undefined))
+        .filter((k): k is string => !!k)
+    ])
+  ]
+  const hostKeys = auth.insecure
+    ? 'host keys NOT checked (ssh.insecure_skip_host_key_check)'
+    : `host keys from ${auth.hostKeySource ?? (auth.knownHosts ? 'ssh.known_hosts' : 'ssh.fingerprints')}`
+  const aliases = ssh
+    .filter(h => h.alias)
+    .map(
+      h =>
+        `${h.user}@${h.address}${h.port === 22 ? '' : `:${h.port}`} via ~/.ssh/config alias ${h.alias?.alias}${h.jump ? ` (ProxyJump ${h.jump.label})` : ''}`
+    )
+  return `ssh: key from ${keys.join(' and ') || 'nowhere'}, ${[hostKeys, ...aliases].join(', ')}`
 }
 
 /** ssh.jump: the bastion's own key if given (inline or file, a secret), else the hosts' key. */

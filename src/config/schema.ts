@@ -34,6 +34,9 @@ const printable = (what: string) =>
       message: `${what} must be one printable line (no line breaks, tabs or other control characters)`
     })
 
+/** `C:\` or `C:/`: a Windows path, for a local host on a Windows runner only (config/load.ts checks). */
+export const WINDOWS_DRIVE = /^[A-Za-z]:[\\/]/
+
 /**
  * A deploy root in normal form, or why it is refused. Repeated slashes, `.` segments and a trailing slash
  * are normalised away (`/srv//app/./` is `/srv/app`); `..` segments and relative paths are refused, and so is
@@ -41,9 +44,18 @@ const printable = (what: string) =>
  */
 function normaliseRootPath(p: string): { path: string } | { error: string } {
   if (/[\0\n\r]/.test(p)) return { error: 'must not contain NUL or line breaks' }
-  if (!p.startsWith('/'))
+  // a Windows runner's own dir for a local host: `C:\deploy\app` is `C:/deploy/app` (Git for Windows' sh reads it)
+  const drive = WINDOWS_DRIVE.exec(p)?.[0]
+  if (!drive && !p.startsWith('/'))
     return { error: `expected an absolute path such as /srv/app, got ${JSON.stringify(p)}` }
-  const parts = p.split('/').filter(part => part !== '' && part !== '.')
+  const parts = (drive ? p.slice(drive.length).replace(/\\/g, '/') : p)
+    .split('/')
+    .filter(part => part !== '' && part !== '.')
+  if (drive) {
+    if (parts.includes('..') || !parts.length)
+      return { error: `expected a deploy root such as C:\\deploy\\app, got ${JSON.stringify(p)}` }
+    return { path: `${drive.slice(0, 2).toUpperCase()}/${parts.join('/')}` }
+  }
   if (parts.includes('..'))
     return { error: `expected a path without .. segments such as /srv/app, got ${JSON.stringify(p)}` }
   if (!parts.length)
@@ -338,6 +350,13 @@ export const configSchema = z
         private_key: z.string().optional().describe('Private key (use env:NAME)'),
         private_key_file: z.string().optional(),
         passphrase: z.string().optional(),
+        agent: z
+          .string()
+          .min(1)
+          .default('auto')
+          .describe(
+            'ssh-agent to use: auto (SSH_AUTH_SOCK or the Windows OpenSSH agent, when no key is given), off, pageant, or a socket path'
+          ),
         known_hosts: z.string().optional().describe('known_hosts lines (OpenSSH format)'),
         known_hosts_file: z.string().optional(),
         fingerprints: z.array(z.string()).default([]).describe('Accepted host key fingerprints (SHA256:...)'),
@@ -366,6 +385,7 @@ export const configSchema = z
       })
       .strict()
       .default({
+        agent: 'auto',
         fingerprints: [],
         insecure_skip_host_key_check: false,
         connect_timeout: 10_000,
@@ -376,7 +396,13 @@ export const configSchema = z
     source: z
       .object({
         dir: z.string().min(1).default('.'),
-        exclude: z.array(z.string().min(1)).default(['.git', 'node_modules'])
+        exclude: z.array(z.string().min(1)).default(['.git', 'node_modules']),
+        executable: z
+          .array(z.string().min(1))
+          .optional()
+          .describe(
+            'Files uploaded with mode 0755 whatever the file system says (bin/*, scripts/*.sh); same patterns as exclude. For Windows runners, where files have no executable bit'
+          )
       })
       .strict()
       .default({ dir: '.', exclude: ['.git', 'node_modules'] }),

@@ -1,6 +1,6 @@
 import { hostname, userInfo } from 'node:os'
 import type { Readable } from 'node:stream'
-import type { LoadedConfig, ResolvedHost } from '../config/load.js'
+import { sshSources, type LoadedConfig, type ResolvedHost } from '../config/load.js'
 import type { Config } from '../config/schema.js'
 import { Layout } from '../commands/layout.js'
 import { END_OF_SCRIPT, REMOTE_SHELL, withEnv, type RemoteCommand } from '../commands/command.js'
@@ -138,6 +138,8 @@ export async function connectAll(ctx: RunContext, opts: ConnectOptions = {}): Pr
       'WARNING: ssh.insecure_skip_host_key_check is true: host keys are NOT verified and anyone on the network path can impersonate your servers. Add known_hosts instead.'
     )
   }
+  const sources = ctx.dryRun ? undefined : sshSources(loaded)
+  if (sources) ctx.log.info(sources)
   const all = loaded.lockHost ? [...loaded.hosts, loaded.lockHost] : loaded.hosts
   const results = await Promise.allSettled(all.map(host => connectHost(ctx, host)))
   const sessions: HostSession[] = []
@@ -193,12 +195,16 @@ function connectHost(ctx: RunContext, host: ResolvedHost): Promise<HostSession> 
     address: host.address,
     port: host.port,
     user: host.user,
-    privateKey: loaded.auth.privateKey ?? '',
+    privateKey: host.privateKey ?? loaded.auth.privateKey,
+    keySource: host.keySource ?? loaded.auth.keySource,
     passphrase: loaded.auth.passphrase,
+    agent: loaded.auth.agent,
+    agentLabel: loaded.auth.agentLabel,
+    hostKeyAlias: host.hostKeyAlias,
     knownHosts: loaded.auth.knownHosts,
     fingerprints: loaded.auth.fingerprints,
     insecureSkipHostKeyCheck: loaded.auth.insecure,
-    jump: loaded.auth.jump,
+    jump: host.jump ?? loaded.auth.jump,
     connectTimeoutMs: ssh.connect_timeout,
     connectRetries: ssh.connect_retries,
     keepaliveIntervalMs: ssh.keepalive_interval,

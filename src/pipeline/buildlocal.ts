@@ -58,13 +58,14 @@ export async function runOnRunner(
   command: string,
   cwd: string
 ): Promise<void> {
-  const local = new LocalTransport('runner')
+  // the user's command, with the platform's shell (cmd.exe on Windows), in cwd
+  const local = new LocalTransport('runner', { shell: 'platform', cwd })
   ctx.log.info(`$ ${command}`, 'runner')
   const out = ctx.log.lineWriter('runner')
   const err = ctx.log.lineWriter('runner')
   let code: number
   try {
-    const r = await local.exec(`cd ${sh(cwd)} && ${command}`, {
+    const r = await local.exec(command, {
       signal: ctx.signal,
       onStdout: out.push,
       onStderr: err.push,

@@ -138,7 +138,7 @@ function hostString(address: string, port: number): string {
 }
 
 /** OpenSSH glob: `*` matches any run of characters, `?` exactly one; case-insensitive. */
-function globMatch(text: string, pattern: string): boolean {
+export function globMatch(text: string, pattern: string): boolean {
   const s = text.toLowerCase()
   const p = pattern.toLowerCase()
   let si = 0

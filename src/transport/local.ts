@@ -1,16 +1,45 @@
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import type { ExecOptions, ExecResult, Transport } from './types.js'
 import { feedStdin } from './stdin.js'
+import { NO_SH_ON_WINDOWS, shellFor, type ShellChoice, type ShellKind } from './shell.js'
 
-/** Runs commands on this machine with /bin/sh: self-hosted runners and the demo. */
+/** Ends `child` and everything it started (shell.ts: a process group on POSIX, taskkill on Windows). */
+function killTree(child: ChildProcess, how: ShellChoice['kill']): void {
+  if (!child.pid) return
+  if (how === 'group') process.kill(-child.pid, 'SIGKILL')
+  else
+    spawn('taskkill', ['/pid', String(child.pid), '/T', '/F'], { stdio: 'ignore', windowsHide: true }).on(
+      'error',
+      () => child.kill('SIGKILL')
+    )
+}
+
+/**
+ * Runs commands on this machine: self-hosted runners, the demo, and the runner's own steps. By default a
+ * command is a POSIX sh script (/bin/sh; Git for Windows' sh on Windows); `shell: 'platform'` runs the user's
+ * commands with the platform's shell (cmd.exe on Windows), in `cwd` when given. See shell.ts.
+ */
 export class LocalTransport implements Transport {
-  constructor(readonly label: string = 'local') {}
+  constructor(
+    readonly label: string = 'local',
+    private readonly opts: { shell?: ShellKind; cwd?: string } = {}
+  ) {}
 
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     // an interrupted run starts nothing new (the undo passes a fresh signal)
     if (options.signal?.aborted) return Promise.reject(new Error('interrupted'))
+    const shell = shellFor(this.opts.shell ?? 'posix', command, process.platform, process.env, existsSync)
+    if (!shell) return Promise.reject(new Error(NO_SH_ON_WINDOWS))
     return new Promise((resolve, reject) => {
-      const child = spawn('/bin/sh', ['-c', command], { stdio: ['pipe', 'pipe', 'pipe'], detached: true })
+      const child = spawn(shell.file, shell.args, {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        detached: shell.kill === 'group',
+        cwd: this.opts.cwd,
+        env: Object.keys(shell.env).length ? { ...process.env, ...shell.env } : undefined,
+        windowsVerbatimArguments: shell.verbatim,
+        windowsHide: true
+      })
       let stdout = ''
       let stderr = ''
       let finished = false
@@ -18,7 +47,7 @@ export class LocalTransport implements Transport {
         if (finished) return
         finished = true
         try {
-          if (child.pid) process.kill(-child.pid, 'SIGKILL')
+          killTree(child, shell.kill)
         } catch {
           /* already gone */
         }
@@ -47,7 +76,7 @@ export class LocalTransport implements Transport {
         stderr += c
         options.onStderr?.(c)
       })
-      child.on('error', e => kill(`cannot start /bin/sh: ${e.message}`))
+      child.on('error', e => kill(`cannot start ${shell.file}: ${e.message}`))
       child.on('close', code => {
         if (options.holdStdin) child.stdin.end()
         if (timer) clearTimeout(timer)

@@ -1,5 +1,5 @@
 import { NodeSSH } from 'node-ssh'
-import type { ClientChannel } from 'ssh2'
+import ssh2, { type ClientChannel } from 'ssh2'
 import type { ExecOptions, ExecResult, Transport } from './types.js'
 import { createHostVerifier, HostKeyError, type HostVerifier } from './hostkeys.js'
 import { feedStdin } from './stdin.js'
@@ -19,6 +19,8 @@ export interface JumpTarget {
   /** The host's key when not given. */
   privateKey?: string
   passphrase?: string
+  /** Where privateKey came from, for errors (default ssh.jump.private_key). */
+  keySource?: string
 }
 
 export interface SshTarget {
@@ -26,8 +28,17 @@ export interface SshTarget {
   address: string
   port: number
   user: string
-  privateKey: string
+  /** Unset when the agent holds the keys. */
+  privateKey?: string
   passphrase?: string
+  /** Where privateKey came from, for errors: `ssh.private_key`, `~/.ssh/id_ed25519`. */
+  keySource?: string
+  /** The ssh-agent to ask for keys: a socket path, a Windows pipe, or `pageant` (ssh2's `agent`). */
+  agent?: string
+  /** The agent as errors name it: `the SSH agent (SSH_AUTH_SOCK)`. */
+  agentLabel?: string
+  /** known_hosts is looked up under this name instead of the address (OpenSSH's HostKeyAlias). */
+  hostKeyAlias?: string
   knownHosts?: string
   fingerprints: string[]
   insecureSkipHostKeyCheck: boolean
@@ -273,6 +284,9 @@ class Bastion {
       user: this.jump.user,
       privateKey: this.jump.privateKey ?? target.privateKey,
       passphrase: this.jump.privateKey ? this.jump.passphrase : target.passphrase,
+      keySource: this.jump.privateKey ? (this.jump.keySource ?? 'ssh.jump.private_key') : target.keySource,
+      // the host's HostKeyAlias is the host's, not the bastion's
+      hostKeyAlias: undefined,
       jump: undefined,
       onRetry: (attempt, delay, e) => target.onRetry?.(attempt, delay, new Error(`jump host: ${e.message}`))
     })
@@ -327,8 +341,8 @@ async function connectOnce(target: SshTarget, openSocket?: () => Promise<ClientC
   const verifier = target.insecureSkipHostKeyCheck
     ? undefined
     : createHostVerifier({
-        address: target.address,
-        port: target.port,
+        address: target.hostKeyAlias ?? target.address,
+        port: target.hostKeyAlias ? 22 : target.port,
         knownHosts: target.knownHosts,
         fingerprints: target.fingerprints
       })
@@ -339,7 +353,8 @@ async function connectOnce(target: SshTarget, openSocket?: () => Promise<ClientC
       ...(sock ? { sock } : { host: target.address, port: target.port }),
       username: target.user,
       privateKey: target.privateKey,
-      passphrase: target.passphrase,
+      passphrase: target.privateKey ? target.passphrase : undefined,
+      agent: target.agent,
       readyTimeout: target.connectTimeoutMs,
       keepaliveInterval: target.keepaliveIntervalMs,
       keepaliveCountMax: 3,
@@ -361,13 +376,10 @@ async function connectOnce(target: SshTarget, openSocket?: () => Promise<ClientC
     const hostKeyFailure = verifier?.failure()
     if (hostKeyFailure) throw new SshConnectError(hostKeyFailure.message, false)
     if (/authentication methods failed|All configured authentication/i.test(message)) {
-      throw new SshConnectError(
-        `${target.user}@${target.label} refused the private key (authentication failed); check that the public key is in ~${target.user}/.ssh/authorized_keys on the host`,
-        false
-      )
+      throw new SshConnectError(await authFailure(target), false)
     }
     if (/Cannot parse privateKey|Encrypted private OpenSSH key|passphrase/i.test(message)) {
-      throw new SshConnectError(`ssh.private_key cannot be used: ${message}`, false)
+      throw new SshConnectError(`${target.keySource ?? 'ssh.private_key'} cannot be used: ${message}`, false)
     }
     throw new SshConnectError(`cannot connect to ${target.label}: ${message}`, true)
   }
@@ -375,6 +387,56 @@ async function connectOnce(target: SshTarget, openSocket?: () => Promise<ClientC
   // A connection that drops later (host rebooted, network cut) must fail the running command, not crash us.
   ssh.connection?.on('error', () => undefined)
   return ssh
+}
+
+/** The refused credentials named by their source: the key (and where it came from), the agent and its keys. */
+async function authFailure(target: SshTarget): Promise<string> {
+  const tried: string[] = []
+  if (target.privateKey)
+    tried.push(
+      target.keySource && target.keySource !== 'ssh.private_key'
+        ? `the private key from ${target.keySource}`
+        : 'the private key'
+    )
+  if (target.agent) {
+    const count = await agentKeyCount(target.agent)
+    const label = target.agentLabel ?? `the SSH agent (${target.agent})`
+    tried.push(
+      count === undefined
+        ? `the keys of ${label}, which did not answer`
+        : `the ${count} key${count === 1 ? '' : 's'} offered by ${label}`
+    )
+  }
+  const fix =
+    target.agent && !target.privateKey
+      ? `add the key to the agent (\`ssh-add\`) and its public key to ~${target.user}/.ssh/authorized_keys on the host`
+      : `check that the public key is in ~${target.user}/.ssh/authorized_keys on the host`
+  return `${target.user}@${target.label} refused ${tried.join(' and ') || 'every key'} (authentication failed); ${fix}`
+}
+
+/** How many keys the agent holds; undefined when it cannot be asked. */
+export function agentKeyCount(agent: string): Promise<number | undefined> {
+  return new Promise(resolve => {
+    try {
+      const timer = setTimeout(() => resolve(undefined), 5000)
+      ssh2.createAgent(agent).getIdentities((err, keys) => {
+        clearTimeout(timer)
+        resolve(err ? undefined : (keys?.length ?? 0))
+      })
+    } catch {
+      resolve(undefined)
+    }
+  })
+}
+
+/**
+ * Why a private key cannot be used (not a key, passphrase-protected without the passphrase, wrong
+ * passphrase); undefined when ssh2 can use it. The message never contains key material.
+ */
+export function privateKeyProblem(key: string, passphrase?: string): 'encrypted' | 'invalid' | undefined {
+  const parsed = ssh2.utils.parseKey(key, passphrase)
+  if (!(parsed instanceof Error)) return undefined
+  return /encrypted|passphrase|decrypt/i.test(parsed.message) ? 'encrypted' : 'invalid'
 }
 
 /**

@@ -10,6 +10,8 @@ import { tsImport } from 'tsx/esm/api'
 type PackagesModule = typeof import('./packages.js')
 
 export default async function globalSetup(): Promise<void> {
+  // a Windows runner runs the unit tests only (jest.config.js leaves e2e/ out there)
+  if (process.platform === 'win32') return
   const started = Date.now()
   const { CORE_PACKAGES, CONTAINER_PACKAGES, DB_PACKAGES, ensureDebianPackages } = (await tsImport(
     './packages.ts',

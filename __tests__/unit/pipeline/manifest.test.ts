@@ -13,6 +13,7 @@ import {
   sumText,
   type ManifestEntry
 } from '../../../src/pipeline/upload/manifest.js'
+import { posixOnly } from '../helpers/platform.js'
 
 const SHA_A = 'a'.repeat(64)
 const SHA_B = 'b'.repeat(64)
@@ -101,7 +102,8 @@ describe('what is linked and what is sent', () => {
 })
 
 describe('buildManifest', () => {
-  test('walks without following symlinks, leaves out excluded and shared paths, sorts', () => {
+  // file modes and unprivileged symlinks: POSIX only
+  posixOnly('walks without following symlinks, leaves out excluded and shared paths, sorts', () => {
     const dir = mkdtempSync(join(tmpdir(), 'manifest-'))
     mkdirSync(join(dir, 'node_modules'))
     writeFileSync(join(dir, 'node_modules', 'x'), 'x')

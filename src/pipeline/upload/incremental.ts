@@ -3,7 +3,7 @@
  * (manifest.ts). Per host, two round trips:
  *  1. probe: pick the base release (`current`, else the newest complete release) that has a stored manifest,
  *     check it on disk against that manifest (`cmp` of the canonical listing) and send the manifest back;
- *  2. upload: one tar.gz (packed in-process with the `tar` package) holds the new manifest's path lists, the
+ *  2. upload: one tar.gz (packed in-process, pack.ts, with the modes the manifest says) holds the new manifest's path lists, the
  *     list of files to hard-link from the base (same sha256 and mode) and everything else: changed files,
  *     every dir and symlink. The host extracts it into a staging dir, hard-links the unchanged files from the
  *     base, adds the staged tree, and checks the release: the sha256 of its listing must be the one of the
@@ -14,13 +14,11 @@
  * changed file is a new inode from the tar. Paths the base lacks, changed, or a base that does not match its
  * manifest: those files travel in the tar (a full upload when nothing can be linked).
  */
-import { createReadStream, chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs'
-import { symlinkSync, writeFileSync } from 'node:fs'
+import { createReadStream, mkdtempSync, rmSync, statSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
-import { create as createTar } from 'tar'
 import { sh } from '../../commands/quote.js'
 import { script } from '../../commands/command.js'
 import { parseKeyValues } from '../../commands/release.js'
@@ -29,15 +27,8 @@ import { runOn, runRaw, type HostSession, type RunContext } from '../../host/con
 import { StageError, errorMessage } from '../../core/errors.js'
 import { previousReleases } from '../reuse.js'
 import type { UploadStrategy } from './index.js'
-import {
-  buildManifest,
-  firstDifference,
-  parseSum,
-  pathLists,
-  planUpload,
-  sumText,
-  type ManifestEntry
-} from './manifest.js'
+import { readSource, tarName, writeTarGz } from './pack.js'
+import { firstDifference, parseSum, pathLists, planUpload, sumText, type ManifestEntry } from './manifest.js'
 
 /** Where a release's manifest lives on the host: `<dir>/<release>.{all0,files0,links0,sum}`. */
 export function manifestDir(layout: Layout): string {
@@ -172,33 +163,15 @@ async function pack(
   const tmp = mkdtempSync(join(tmpdir(), 'safe-deploy-inc-'))
   const cleanup = () => rmSync(tmp, { recursive: true, force: true })
   try {
-    const meta = join(tmp, 'meta')
-    mkdirSync(meta)
     const lists = pathLists(entries)
-    writeFileSync(join(meta, 'm.all0'), lists.all)
-    writeFileSync(join(meta, 'm.files0'), lists.files)
-    writeFileSync(join(meta, 'm.links0'), lists.links)
-    writeFileSync(join(meta, 'link0'), link.map(e => `${e.path}\0`).join(''))
-    const tree = join(tmp, 'tree')
-    const dirs: ManifestEntry[] = []
-    for (const e of send) {
-      const to = e.path === '.' ? tree : join(tree, e.path)
-      if (e.type === 'dir') {
-        mkdirSync(to, { recursive: true })
-        dirs.push(e)
-      } else {
-        mkdirSync(join(to, '..'), { recursive: true })
-        if (e.type === 'link') symlinkSync(e.target as string, to)
-        else {
-          copyFileSync(join(src, e.path), to)
-          chmodSync(to, e.mode)
-        }
-      }
-    }
-    // dir modes last, deepest first: a read-only dir is filled before it becomes one
-    for (const d of dirs.reverse()) chmodSync(d.path === '.' ? tree : join(tree, d.path), d.mode)
     const file = join(tmp, 'upload.tar.gz')
-    await createTar({ gzip: true, file, cwd: tmp, portable: true, noMtime: true }, ['meta', 'tree'])
+    await writeTarGz(file, [
+      { name: 'meta/m.all0', body: lists.all },
+      { name: 'meta/m.files0', body: lists.files },
+      { name: 'meta/m.links0', body: lists.links },
+      { name: 'meta/link0', body: link.map(e => `${e.path}\0`).join('') },
+      ...send.map(entry => ({ name: tarName('tree/', entry), entry, src }))
+    ])
     return { file, cleanup }
   } catch (e) {
     cleanup()
@@ -209,11 +182,13 @@ async function pack(
 export function incrementalUpload(): UploadStrategy {
   let entries: ManifestEntry[] | undefined
   let sumSha = ''
+  let src = ''
   const cleanups: (() => void)[] = []
   return {
     name: 'incremental',
-    async prepare(ctx) {
-      const src = ctx.loaded.sourceDir
+    async prepare(ctx, dir) {
+      // source.dir, or the staging copy stages.build_local built in
+      src = dir
       const { files, dirs } = ctx.config.shared
       if (ctx.dryRun) {
         ctx.dryRun.runner(
@@ -223,7 +198,10 @@ export function incrementalUpload(): UploadStrategy {
       }
       let m
       try {
-        m = buildManifest(src, ctx.config.source.exclude, [...files, ...dirs])
+        m = readSource(src, ctx.config.source, {
+          leaveOut: [...files, ...dirs],
+          gitDir: ctx.loaded.sourceDir
+        })
       } catch (e) {
         throw new StageError('deploy', `cannot read source.dir ${src}: ${errorMessage(e)}`, 'runner')
       }
@@ -256,7 +234,7 @@ export function incrementalUpload(): UploadStrategy {
       }
       const base = await findBase(ctx, s)
       const { link, send } = planUpload(entries, base?.entries)
-      const p = await pack(ctx.loaded.sourceDir, entries, link, send)
+      const p = await pack(src, entries, link, send)
       cleanups.push(p.cleanup)
       const size = statSync(p.file).size
       await runRaw(ctx, s, assembleCommand(s.layout, release, base?.id, sumSha), 'upload', {

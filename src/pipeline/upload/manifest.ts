@@ -20,6 +20,8 @@ export interface ManifestEntry {
   size: number
   sha256?: string
   target?: string
+  /** Modification time in ms, whole seconds (what a tar header holds); the walk sets it, the host listing has none. */
+  mtime?: number
 }
 
 export interface Manifest {
@@ -73,8 +75,16 @@ function byPath(a: { path: string }, b: { path: string }): number {
   return a.path < b.path ? -1 : a.path > b.path ? 1 : 0
 }
 
-/** Walks `dir` (symlinks are not followed); `leaveOut` paths and everything below them are not listed. */
-export function buildManifest(dir: string, exclude: string[], leaveOut: string[] = []): Manifest {
+/**
+ * Walks `dir` (symlinks are not followed); `leaveOut` paths and everything below them are not listed. With
+ * `hash: false` files get no sha256 (the tar upload needs none).
+ */
+export function buildManifest(
+  dir: string,
+  exclude: string[],
+  leaveOut: string[] = [],
+  opts: { hash?: boolean } = {}
+): Manifest {
   const excluded = excludeMatcher(exclude)
   const left = new Set(leaveOut.map(p => p.replace(/^\.\/+/, '').replace(/\/+$/, '')))
   const entries: ManifestEntry[] = []
@@ -83,13 +93,15 @@ export function buildManifest(dir: string, exclude: string[], leaveOut: string[]
     const abs = rel === '.' ? dir : join(dir, rel)
     const st = lstatSync(abs)
     const mode = st.mode & 0o7777
+    const mtime = Math.floor(st.mtimeMs / 1000) * 1000
     if (st.isSymbolicLink()) {
-      entries.push({ path: rel, type: 'link', mode: 0o777, size: 0, target: readlinkSync(abs) })
+      entries.push({ path: rel, type: 'link', mode: 0o777, size: 0, target: readlinkSync(abs), mtime })
     } else if (st.isFile()) {
-      const sha256 = createHash('sha256').update(readFileSync(abs)).digest('hex')
-      entries.push({ path: rel, type: 'file', mode, size: st.size, sha256 })
+      const sha256 =
+        opts.hash === false ? undefined : createHash('sha256').update(readFileSync(abs)).digest('hex')
+      entries.push({ path: rel, type: 'file', mode, size: st.size, ...(sha256 ? { sha256 } : {}), mtime })
     } else if (st.isDirectory()) {
-      entries.push({ path: rel, type: 'dir', mode, size: 0 })
+      entries.push({ path: rel, type: 'dir', mode, size: 0, mtime })
       for (const name of readdirSync(abs)) {
         const child = rel === '.' ? name : `${rel}/${name}`
         if (!excluded(child) && !left.has(child)) visit(child)

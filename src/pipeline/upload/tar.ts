@@ -1,51 +1,54 @@
 /**
- * The tar upload: source.dir is packed once on the runner (GNU or BSD tar, source.exclude left out) and the
- * archive is streamed over each host's stdin into `tar -xzf -` in the new release directory.
+ * The tar upload: source.dir is packed once on the runner, in-process (pack.ts: source.exclude left out,
+ * modes from the tree, the git index on Windows and source.executable), and the archive is streamed over each
+ * host's stdin into `tar -xzf -` in the new release directory.
  */
-import { spawn } from 'node:child_process'
 import { createReadStream, mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { sh } from '../../commands/quote.js'
 import { unpackCommand } from '../../commands/release.js'
 import { runRaw, type RunContext } from '../../host/context.js'
-import { StageError } from '../../core/errors.js'
+import { StageError, errorMessage } from '../../core/errors.js'
 import type { UploadStrategy } from './index.js'
+import { readSource, tarName, writeTarGz } from './pack.js'
 
 /** Packs the source dir once on the runner, for streaming to every host. */
 async function packSource(
   ctx: RunContext,
   dir: string,
-  exclude: string[],
   signal: AbortSignal
 ): Promise<{ file?: string; cleanup: () => void }> {
-  const tarArgs = (file: string) => ['-czf', file, ...exclude.map(e => `--exclude=${e}`), '-C', dir, '.']
+  const { exclude, executable = [] } = ctx.config.source
   if (ctx.dryRun) {
+    const rules = [
+      exclude.length ? `leaving out ${exclude.join(', ')}` : '',
+      executable.length ? `mode 0755 for ${executable.join(', ')}` : ''
+    ].filter(Boolean)
     ctx.dryRun.runner(
-      'pack source.dir once for every host',
-      ['tar', ...tarArgs('release.tar.gz')].map(sh).join(' ')
+      `pack source.dir once for every host: tar.gz of ${dir}${rules.length ? ` (${rules.join('; ')})` : ''}`
     )
     return { cleanup: () => {} }
   }
   const tmp = mkdtempSync(join(tmpdir(), 'safe-deploy-'))
+  const cleanup = () => rmSync(tmp, { recursive: true, force: true })
   const file = join(tmp, 'release.tar.gz')
-  const args = tarArgs(file)
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn('tar', args, { stdio: ['ignore', 'ignore', 'pipe'], signal })
-    let stderr = ''
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
-    child.on('error', e =>
-      reject(new StageError('deploy', `cannot run tar on the runner: ${e.message}`, 'runner'))
+  try {
+    const m = readSource(dir, { exclude, executable }, { hash: false, gitDir: ctx.loaded.sourceDir })
+    if (m.skipped.length)
+      ctx.log.warn(
+        `not uploaded (neither file, dir nor symlink): ${m.skipped.map(p => JSON.stringify(p)).join(', ')}`,
+        'runner'
+      )
+    await writeTarGz(
+      file,
+      m.entries.map(entry => ({ name: tarName('./', entry), entry, src: dir })),
+      signal
     )
-    child.on('close', code =>
-      code === 0
-        ? resolve()
-        : reject(
-            new StageError('deploy', `tar failed on the runner (exit ${code}): ${stderr.trim()}`, 'runner')
-          )
-    )
-  })
-  return { file, cleanup: () => rmSync(tmp, { recursive: true, force: true }) }
+  } catch (e) {
+    cleanup()
+    throw new StageError('deploy', `cannot pack ${dir} on the runner: ${errorMessage(e)}`, 'runner')
+  }
+  return { file, cleanup }
 }
 
 export function tarUpload(): UploadStrategy {
@@ -53,7 +56,7 @@ export function tarUpload(): UploadStrategy {
   return {
     name: 'tar',
     async prepare(ctx, dir) {
-      pack = await packSource(ctx, dir, ctx.config.source.exclude, ctx.signal)
+      pack = await packSource(ctx, dir, ctx.signal)
       const size = pack.file ? statSync(pack.file).size : 0
       ctx.log.info(`packed ${dir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner')
     },
