@@ -17,12 +17,22 @@ const ERROR_LINE = /^(?:ERROR|FATAL|PANIC|Error|error|fatal|SQLSTATE\[[0-9A-Z]+\
 
 const isNoise = (line: string) => NOISE.some(re => re.test(line))
 
+/**
+ * The prefix a log command puts before each line of the app's output: `docker compose logs`
+ * (`master_bot-1  | `), podman's container id (`2b5a1d12fa09 `), journalctl's short format
+ * (`Dec 01 13:00:00 fs bot[812]: `).
+ */
+const LOG_PREFIX = /^(?:[\w.-]+\s+\| ?|[0-9a-f]{12} |[A-Z][a-z]{2} [ \d]\d [\d:]{8} \S+ [^\s:]+: )/
+
+/** A line as the app printed it: without a log command's prefix. */
+const bare = (line: string) => line.replace(LOG_PREFIX, '')
+
 /** The index of the line that explains the failure: the last (Python) exception line, else the last error line. */
 function explainingIndex(lines: readonly string[]): number | undefined {
   // after a traceback's start when it is there (an excerpt may have cut it off)
   const traceback = lines.findIndex(l => l.includes('Traceback (most recent call last):'))
-  for (let i = lines.length - 1; i > traceback; i--) if (PYTHON_EXCEPTION.test(lines[i] ?? '')) return i
-  for (let i = lines.length - 1; i >= 0; i--) if (ERROR_LINE.test((lines[i] ?? '').trim())) return i
+  for (let i = lines.length - 1; i > traceback; i--) if (PYTHON_EXCEPTION.test(bare(lines[i] ?? ''))) return i
+  for (let i = lines.length - 1; i >= 0; i--) if (ERROR_LINE.test(bare((lines[i] ?? '').trim()))) return i
   return undefined
 }
 

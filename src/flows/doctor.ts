@@ -110,7 +110,7 @@ async function sudoFindings(ctx: RunContext, s: HostSession, commands: string[])
   return out
 }
 
-/** docker compose (v2 plugin) or docker-compose, when a command uses it. */
+/** docker compose (v2 plugin) or docker-compose, when a command uses it, run with the config's `env`. */
 async function composeFindings(ctx: RunContext, s: HostSession, commands: string[]): Promise<Finding[]> {
   const host = s.host.name
   const uses = [
@@ -124,7 +124,9 @@ async function composeFindings(ctx: RunContext, s: HostSession, commands: string
       s,
       {
         label: tool,
-        script: `out=$(${tool} version 2>&1); rc=$?; printf '%s\\n' "$out" | head -n 1; exit $rc`
+        script: `out=$(${tool} version 2>&1); rc=$?; printf '%s\\n' "$out" | head -n 1; exit $rc`,
+        // the environment the config's commands get (env.PATH, DOCKER_HOST for rootless docker, ...)
+        env: ctx.config.env
       },
       { stage: 'doctor', allowFail: true }
     )

@@ -205,6 +205,35 @@ export async function scanLogs(
   ctx.log.info(`log scan: no line matches ${logs.failOn.join(', ')}`, s.host.name)
 }
 
+/** `; last log lines on <host>:` and the last lines of the logs (verify.logs), or '' without any. */
+async function logExcerpt(ctx: RunContext, s: HostSession, release: string, stage: string): Promise<string> {
+  let text: string | undefined
+  try {
+    text = (await readLogs(ctx, s, release, stage))?.lines.join('\n')
+  } catch {
+    text = undefined
+  }
+  return text?.trim() ? `; last log lines on ${s.host.name}:\n${lastLines(text, 12)}` : ''
+}
+
+/**
+ * A check failed on its first round (the release never passed): the error, with the last lines of the logs
+ * (verify.logs) when there are any, so a bot that crashed on start shows its traceback.
+ */
+export async function failedChecks(
+  ctx: RunContext,
+  s: HostSession,
+  release: string,
+  stage: string,
+  error: unknown
+): Promise<unknown> {
+  if (!(error instanceof StageError)) return error
+  const excerpt = await logExcerpt(ctx, s, release, stage)
+  return excerpt
+    ? new StageError(error.stage, `${error.message}${excerpt}`, error.host, error.exitCode)
+    : error
+}
+
 /**
  * The check after verify.window failed: the app had passed, then stopped answering. Says so, with the last
  * lines of the logs (verify.logs) when there are any: the exception line of a traceback comes first.
@@ -217,13 +246,7 @@ export async function stoppedAnswering(
   windowMs: number,
   error: unknown
 ): Promise<StageError> {
-  let text: string | undefined
-  try {
-    text = (await readLogs(ctx, s, release, stage))?.lines.join('\n')
-  } catch {
-    text = undefined
-  }
-  const excerpt = text?.trim() ? `; last log lines on ${s.host.name}:\n${lastLines(text, 12)}` : ''
+  const excerpt = await logExcerpt(ctx, s, release, stage)
   return new StageError(
     stage,
     `the app passed its checks, then stopped answering within verify.window (${windowMs / 1000} s): ${errorMessage(error)}${excerpt}`,

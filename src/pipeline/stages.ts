@@ -24,7 +24,15 @@ import {
 import { StageError, errorMessage } from '../core/errors.js'
 import { hookEnv } from '../host/env.js'
 import { removeReleaseDirs, runNamedHook, runWarningHook } from '../host/hook.js'
-import { hasChecks, httpChecks, scanLogs, sleep, stoppedAnswering, verifyHost } from './checks.js'
+import {
+  failedChecks,
+  hasChecks,
+  httpChecks,
+  scanLogs,
+  sleep,
+  stoppedAnswering,
+  verifyHost
+} from './checks.js'
 import type { ProductStage } from './stage.js'
 import { inspectFindings, type Finding } from './findings.js'
 import { forHost } from './roles.js'
@@ -366,7 +374,12 @@ export function verifyStage(rel: () => string, opts = { afterVerify: true }): Pr
     }
   }
   async function check(ctx: RunContext, s: HostSession, release: string) {
-    await verifyHost(ctx, s, release, 'verify')
+    try {
+      await verifyHost(ctx, s, release, 'verify')
+    } catch (e) {
+      if (ctx.signal.aborted || ctx.dryRun) throw e
+      throw await failedChecks(ctx, s, release, 'verify', e)
+    }
     const window = forHost(ctx, s).config.verify.window
     if (window > 0) {
       ctx.log.info(`checks passed; watching for ${window / 1000} s before checking again`, s.host.name)

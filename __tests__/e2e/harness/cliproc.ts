@@ -74,7 +74,8 @@ export async function cliWatching(
   return { code, stdout: out, stderr: err }
 }
 
-const repo = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..')
+/** The repository root (docs, examples, src). */
+export const repo = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..')
 const tsxLoader = pathToFileURL(join(repo, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href
 
 export interface CliProcess {

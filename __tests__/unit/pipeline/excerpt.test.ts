@@ -79,6 +79,19 @@ describe('oneLine (the verdict)', () => {
     )
   })
 
+  test('a traceback in the logs of a log command (docker compose, podman, journalctl): its exception line', () => {
+    const lines = [
+      'Traceback (most recent call last):',
+      '  File "/app/field_service/bots/master_bot/main.py", line 12, in <module>',
+      "KeyError: 'MASTER_BOT_TOKEN'"
+    ]
+    const failed = 'verify command `docker compose ps` failed on fs (exit 1); last log lines on fs:'
+    for (const prefix of ['master_bot-1  | ', '2b5a1d12fa09 ', 'Dec 01 13:00:00 fs bot[812]: ']) {
+      const text = [failed, ...lines.map(l => `${prefix}${l}`), `${prefix}exiting`, 'exit code: 0'].join('\n')
+      expect(oneLine(text)).toBe(`${failed} … ${prefix}KeyError: 'MASTER_BOT_TOKEN'`)
+    }
+  })
+
   test('other messages keep their first and last line', () => {
     expect(oneLine('one line')).toBe('one line')
     expect(oneLine('`bin/restart` failed on web-1 (exit 3): starting\nport 8080 in use\n')).toBe(
