@@ -720,9 +720,10 @@ function commandNeeds(
       return {
         env,
         databases: backups ? 'it backs up the databases before anything changes' : undefined,
-        // a failed migration is undone by restoring the pre-deploy backup: encrypted, that needs the identity
+        // a failed migration is undone by restoring the pre-deploy backup (with rollback.database: down, when
+        // the down command fails or the revision did not move): encrypted, that needs the identity
         identity:
-          encrypted && c.stages.migrate && databaseRollbackMode(c) === 'restore'
+          encrypted && c.stages.migrate && databaseRollbackMode(c) !== 'none'
             ? 'a failed migration is undone by restoring the encrypted pre-deploy backup'
             : undefined
       }
