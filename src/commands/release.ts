@@ -187,6 +187,14 @@ export function readHistory(layout: Layout, lines = 1000): RemoteCommand {
   return { label: 'read history', script: `tail -n ${lines} ${sh(layout.history)} 2>/dev/null || true` }
 }
 
+/** readHistory as KEY=value lines (`HISTORY=<line>`), to go into one script with other KEY=value output. */
+export function readHistoryLines(layout: Layout, lines = 1000): RemoteCommand {
+  return {
+    label: 'read history',
+    script: `{ tail -n ${lines} ${sh(layout.history)} 2>/dev/null || true; } | sed 's/^/HISTORY=/'`
+  }
+}
+
 export function appendHostLog(layout: Layout, text: string): RemoteCommand {
   return {
     label: 'append deploy log on host',

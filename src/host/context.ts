@@ -23,6 +23,11 @@ export interface HostSession {
   releases: string[]
   /** Releases marked complete (built to the end), from .safe-deploy/complete/. */
   complete?: string[]
+  /**
+   * This host's history (its lines, as readHistory prints them) when preflight read it under the lock in the
+   * same script as the lock (a rollback's lock host); unset: not read yet.
+   */
+  history?: string
   /** What the switch stage last did here, for the report when a rollback fails (unset: nothing). */
   switched?: string
 }

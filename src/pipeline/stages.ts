@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
-import { acquireLock, type LockOwner } from '../commands/lock.js'
+import { acquireLockThen, type LockOwner } from '../commands/lock.js'
+import type { RemoteCommand } from '../commands/command.js'
 import {
   inRelease,
   inspectHost,
@@ -9,6 +10,7 @@ import {
   markComplete,
   parseKeyValues,
   readHistory,
+  readHistoryLines,
   stillThere
 } from '../commands/release.js'
 import { sh } from '../commands/quote.js'
@@ -48,8 +50,14 @@ export function preflightStage(opts: {
   command: string
   deploying: boolean
   inspected?: (ctx: RunContext) => void
+  /** Read the lock host's history in the lock's script (a rollback's `choose` needs it): `s.history`. */
+  history?: boolean
 }): ProductStage {
   const needs = opts.deploying ? ['tar'] : []
+  const inspect = (ctx: RunContext, s: HostSession) =>
+    inspectHost(s.layout, opts.deploying ? ctx.config.shared.files : [], [...needs, 'curl', 'wget'])
+  // the inspection output of the lock host, read in the lock's own script (one round trip fewer)
+  const read = new Map<HostSession, string>()
   return {
     name: 'preflight',
     scope: 'each-host',
@@ -64,16 +72,24 @@ export function preflightStage(opts: {
           throw new StageError('preflight', `source.dir ${ctx.loaded.sourceDir} does not exist on the runner`)
       }
       await connectAll(ctx)
-      await takeLock(ctx, opts.command)
+      const lockHost = lockSessionOf(ctx)
+      // the lock host is inspected in the lock's script when it is one of the run's hosts
+      const then = ctx.sessions.includes(lockHost)
+        ? [inspect(ctx, lockHost), ...(opts.history ? [readHistoryLines(lockHost.layout)] : [])]
+        : []
+      const out = await takeLock(ctx, opts.command, then)
+      if (then.length) {
+        read.set(lockHost, out)
+        if (opts.history)
+          lockHost.history = (parseKeyValues(out).get('HISTORY') ?? []).map(l => `${l}\n`).join('')
+      }
     },
     async run(ctx, s) {
       const fromHost = httpChecks(forHost(ctx, s)).some(c => c.from === 'host')
       {
-        const files = opts.deploying ? ctx.config.shared.files : []
-        const r = await runOn(ctx, s, inspectHost(s.layout, files, [...needs, 'curl', 'wget']), {
-          stage: 'preflight'
-        })
-        const kv = parseKeyValues(r.stdout)
+        const kv = parseKeyValues(
+          read.get(s) ?? (await runOn(ctx, s, inspect(ctx, s), { stage: 'preflight' })).stdout
+        )
         // the same findings `doctor` lists (src/pipeline/findings.ts): an error stops the run
         const findings = inspectFindings(s, { kv, needs, fromHost, deploying: opts.deploying })
         const stop = (f: Finding | undefined) => {
@@ -94,6 +110,7 @@ export function preflightStage(opts: {
       }
     },
     async end(ctx, ok) {
+      read.clear()
       if (ok) opts.inspected?.(ctx)
     }
   }
@@ -106,7 +123,8 @@ export function preflightStage(opts: {
 async function removeUnfinished(ctx: RunContext, s: HostSession): Promise<void> {
   const unmarked = s.releases.filter(r => r !== s.current && !s.complete?.includes(r))
   if (!unmarked.length) return
-  const history = parseHistory((await runOn(ctx, s, readHistory(s.layout), { stage: 'preflight' })).stdout)
+  const text = s.history ?? (await runOn(ctx, s, readHistory(s.layout), { stage: 'preflight' })).stdout
+  const history = parseHistory(text)
   const unfinished = unfinishedReleases(s.releases, s.complete ?? [], s.current, history)
   if (!unfinished.length) return
   await removeReleaseDirs(ctx, s, unfinished, 'preflight')
@@ -120,7 +138,11 @@ async function removeUnfinished(ctx: RunContext, s: HostSession): Promise<void> 
 /** How often `--wait-lock` looks at a held lock again. */
 const LOCK_POLL_MS = 2000
 
-async function takeLock(ctx: RunContext, command: string): Promise<void> {
+/**
+ * Takes the global lock on the lock host; `then` runs in the same script once the lock is ours. Returns that
+ * script's output (the lock's lines and what `then` printed).
+ */
+async function takeLock(ctx: RunContext, command: string, then: RemoteCommand[] = []): Promise<string> {
   // the lock is global: on the config's primary, also when the selection left it out
   const primary = lockSessionOf(ctx)
   const owner = {
@@ -137,7 +159,7 @@ async function takeLock(ctx: RunContext, command: string): Promise<void> {
   let waited: string | undefined
   let r, kv, state, holder
   for (;;) {
-    r = await runOn(ctx, primary, acquireLock(primary.layout, owner, ttl), { stage: 'preflight' })
+    r = await runOn(ctx, primary, acquireLockThen(primary.layout, owner, ttl, then), { stage: 'preflight' })
     kv = parseKeyValues(r.stdout)
     state = kv.get('STATE')?.[0]
     holder = kv.get('OWNER')?.[0]
@@ -176,6 +198,7 @@ async function takeLock(ctx: RunContext, command: string): Promise<void> {
   ctx.lock = owner
   ctx.onLock?.(owner.token)
   ctx.log.info(`lock taken (${primary.layout.lock}, expires in ${ttl} s)`, primary.host.name)
+  return r.stdout
 }
 
 /** The user's test command, on the runner, before anything touches a server. */
