@@ -48,6 +48,18 @@ export function unpackCommand(layout: Layout, id: string): string {
   return `rm -f ${sh(completeMarker(layout, id))} && mkdir -p ${sh(dir)} && tar -xzf - --no-same-owner -C ${sh(dir)}`
 }
 
+/**
+ * Script lines for an upload's command line, after its unpack (one round trip for the upload, the shared
+ * links and, without a build, the completion marker). Each part runs in a subshell of its own (its `set -e`
+ * and `exit` stay its own); the first that fails ends the command with its exit code, and nothing after it runs.
+ */
+export function afterUnpack(parts: RemoteCommand[]): string {
+  for (const p of parts)
+    if (p.env || p.user)
+      throw new Error(`${p.label}: a command with env or user code cannot follow an upload`)
+  return script(...parts.flatMap(p => ['(', p.script, ')', 'r=$?; [ "$r" = 0 ] || exit "$r"']))
+}
+
 /** The file that says a release was built completely (written after its build, in .safe-deploy/complete/). */
 function completeMarker(layout: Layout, id: string): string {
   return `${layout.meta}/complete/${id}`

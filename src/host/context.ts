@@ -231,6 +231,8 @@ export interface RunOptions {
   timeoutMs?: number
   /** A user command's output goes here instead of to the log (`safe-deploy logs`). */
   onOutput?: (chunk: string) => void
+  /** runRaw: the labels of what the command line does, in order (one round trip; `plan` shows each). */
+  parts?: string[]
 }
 
 /** Runs a command on a host: the script travels over stdin; user command output streams to the log. */
@@ -299,7 +301,8 @@ export async function runRaw(
       stdin: opts.stdin,
       timeoutMs: opts.timeoutMs ?? ctx.config.ssh.command_timeout,
       signal: ctx.signal,
-      label
+      label,
+      ...(opts.parts && opts.parts.length > 1 ? { parts: opts.parts } : {})
     })
   } catch (e) {
     throw new StageError(opts.stage, `${label} on ${s.host.name}: ${errorMessage(e)}`, s.host.name)

@@ -252,21 +252,21 @@ export function deployStage(
       }
       created.add(s)
       if (!upload) throw new Error('deploy stage: run before begin')
-      await upload.send(ctx, s, release)
-      ctx.log.info(`uploaded to ${s.layout.release(release)}`, s.host.name)
       const { files, dirs } = ctx.config.shared
-      if (files.length || dirs.length) {
-        await runOn(ctx, s, linkShared(s.layout, release, files, dirs), { stage: 'deploy' })
-        ctx.log.info(`linked shared: ${[...files, ...dirs].join(', ')}`, s.host.name)
-      }
       const build = ctx.config.stages.build
+      // the shared links, and without a build the completion marker, run in the upload's own command
+      const linking = files.length || dirs.length ? [linkShared(s.layout, release, files, dirs)] : []
+      const marker = markComplete(s.layout, release)
+      await upload.send(ctx, s, release, build ? linking : [...linking, marker])
+      ctx.log.info(`uploaded to ${s.layout.release(release)}`, s.host.name)
+      if (linking.length) ctx.log.info(`linked shared: ${[...files, ...dirs].join(', ')}`, s.host.name)
+      if (!build) return
       await reuseBuild(ctx, s, release)
-      if (build)
-        await runOn(ctx, s, inRelease(s.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')), {
-          stage: 'deploy'
-        })
+      await runOn(ctx, s, inRelease(s.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')), {
+        stage: 'deploy'
+      })
       // only now is the release complete: a run killed before this line left a half-made release
-      await runOn(ctx, s, markComplete(s.layout, release), { stage: 'deploy' })
+      await runOn(ctx, s, marker, { stage: 'deploy' })
     },
     async end() {
       upload?.finish()

@@ -23,7 +23,7 @@ import { gunzipSync } from 'node:zlib'
 import { create as createTar } from 'tar'
 import { sh } from '../../commands/quote.js'
 import { script } from '../../commands/command.js'
-import { parseKeyValues } from '../../commands/release.js'
+import { afterUnpack, parseKeyValues } from '../../commands/release.js'
 import type { Layout } from '../../commands/layout.js'
 import { runOn, runRaw, type HostSession, type RunContext } from '../../host/context.js'
 import { StageError, errorMessage } from '../../core/errors.js'
@@ -240,15 +240,20 @@ export function incrementalUpload(): UploadStrategy {
         'runner'
       )
     },
-    async send(ctx, s, release) {
+    async send(ctx, s, release, then = []) {
+      const parts = ['upload', ...then.map(t => t.label)]
       if (ctx.dryRun || !entries) {
         await runRaw(
           ctx,
           s,
-          assembleCommand(s.layout, release, undefined, '<sha256 of the manifest>'),
+          script(
+            assembleCommand(s.layout, release, undefined, '<sha256 of the manifest>'),
+            afterUnpack(then) || undefined
+          ),
           'upload',
           {
             stage: 'deploy',
+            parts,
             stdin: '(a tar.gz of the changed files and the manifest)'
           }
         )
@@ -259,10 +264,17 @@ export function incrementalUpload(): UploadStrategy {
       const p = await pack(ctx.loaded.sourceDir, entries, link, send)
       cleanups.push(p.cleanup)
       const size = statSync(p.file).size
-      await runRaw(ctx, s, assembleCommand(s.layout, release, base?.id, sumSha), 'upload', {
-        stage: 'deploy',
-        stdin: createReadStream(p.file)
-      })
+      await runRaw(
+        ctx,
+        s,
+        script(assembleCommand(s.layout, release, base?.id, sumSha), afterUnpack(then) || undefined),
+        'upload',
+        {
+          stage: 'deploy',
+          parts,
+          stdin: createReadStream(p.file)
+        }
+      )
       p.cleanup()
       const sent = send.filter(e => e.type === 'file').length
       ctx.log.info(
