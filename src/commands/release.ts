@@ -152,6 +152,28 @@ export function switchCurrent(layout: Layout, id: string): RemoteCommand {
   }
 }
 
+/** The line a switch-then-command script prints once `current` points at the new release (switchThen). */
+export const SWITCHED_MARKER = '#safe-deploy:switched'
+
+/**
+ * switchCurrent and then a user command inside the release (the restart or reload) in one script: one round
+ * trip. Once `current` is switched the script prints SWITCHED_MARKER on stdout, before the command's own
+ * output; a failure without that line is the switch's (current unchanged), one after it the command's.
+ * `command` is an inRelease command of the same release; its env and streamed output are kept.
+ */
+export function switchThen(layout: Layout, id: string, command: RemoteCommand): RemoteCommand {
+  const swap = switchCurrent(layout, id)
+  // its lines under `set -e` (without the readlink at its end), then the command as it runs alone (no `set -e`)
+  const lines = swap.script.split('\n').slice(0, -1)
+  return {
+    ...command,
+    label: `${swap.label}, then ${command.label}`,
+    parts: [swap.label, command.label],
+    display: command.display ?? command.script.split('\n').slice(1).join('; '),
+    script: script(...lines, 'set +e', `printf '%s\\n' ${sh(SWITCHED_MARKER)}`, command.script)
+  }
+}
+
 /** Removes `current` (the first deploy failed and there is nothing to go back to). */
 export function removeCurrent(layout: Layout): RemoteCommand {
   return { label: 'remove current', script: `rm -f ${sh(layout.current)}` }
