@@ -50,6 +50,8 @@ function tripsProject(strategy: 'tar' | 'incremental'): Promise<Project> {
     config: c => ({
       ...c,
       upload: { strategy },
+      // the later deploys prune: the finish script does it, in no round trip of its own
+      keep_releases: 2,
       stages: { restart: 'bin/restart' }
     })
   })
@@ -96,5 +98,9 @@ describe('SSH round trips per run', () => {
     expect(await answer(p.port)).toBe('version 4.0.0')
     expect(inc.logged.length + 1).toBe(inc.sessions)
     expect(inc.sessions).toBeLessThanOrEqual(DEPLOY_MAX)
+    // keep_releases 2: the two oldest are gone from releases/ when the command returns
+    expect(releasesOf(root)).not.toContain(first)
+    expect(releasesOf(root)).toHaveLength(2)
+    expect(inc.r.stderr).toContain(`pruned 2 old release(s): ${first}, `)
   })
 })

@@ -193,6 +193,33 @@ export function removeReleases(layout: Layout, ids: string[]): RemoteCommand {
   }
 }
 
+/**
+ * Prunes release dirs without making the run wait for their removal: each is renamed into
+ * `.safe-deploy/pruned/` (one rename, under the lock, in the finish script), its completion marker removed, and
+ * one `rm -rf` of that dir is started in the background, which the command does not wait for (a removal a
+ * crash cut short is finished by the next one). Never the release `current` points to. Prints PRUNED=<id> for
+ * each dir moved away and PRUNE_FAILED=<id> for one that could not be; never exits early (it goes into one
+ * script with the history line and the lock's release, see `combine`).
+ */
+export function pruneReleases(layout: Layout, ids: string[]): RemoteCommand {
+  const away = `${layout.meta}/pruned`
+  return {
+    label: `prune ${ids.join(', ')}`,
+    script: script(
+      `cur=$(readlink ${sh(layout.current)} 2>/dev/null || true)`,
+      `mkdir -p ${sh(away)}`,
+      ...ids.map(
+        id =>
+          `if [ "$cur" = ${sh(`releases/${id}`)} ]; then printf 'PRUNE_FAILED=%s\n' ${sh(id)}; ` +
+          `elif [ ! -e ${sh(layout.release(id))} ]; then rm -f ${sh(completeMarker(layout, id))}; printf 'PRUNED=%s\n' ${sh(id)}; ` +
+          `elif mv -f ${sh(layout.release(id))} ${sh(`${away}/${id}`)}.$$; then rm -f ${sh(completeMarker(layout, id))}; printf 'PRUNED=%s\n' ${sh(id)}; ` +
+          `else printf 'PRUNE_FAILED=%s\n' ${sh(id)}; fi`
+      ),
+      `(rm -rf ${sh(away)}/* </dev/null >/dev/null 2>&1 &)`
+    )
+  }
+}
+
 export function listReleases(layout: Layout): RemoteCommand {
   return {
     label: 'list releases',

@@ -28,6 +28,11 @@ export interface HostSession {
    * same script as the lock (a rollback's lock host); unset: not read yet.
    */
   history?: string
+  /**
+   * Releases the cleanup stage chose to prune here: the run's finish script moves them away under the lock,
+   * before the lock is released, and their removal goes on after it (pruneReleases). Unset: none.
+   */
+  prune?: string[]
   /** What the switch stage last did here, for the report when a rollback fails (unset: nothing). */
   switched?: string
 }

@@ -433,6 +433,16 @@ export function cleanupStage(
       const all = [...new Set([...s.releases, release])]
       const prune = releasesToPrune(all, ctx.config.keep_releases, [release, s.current])
       if (!prune.length) return
+      // without stages.prune (which runs inside each release first), the run's finish script prunes them:
+      // no round trip of their own, and their `rm -rf` is off the run's critical path (pruneReleases)
+      if (!ctx.config.stages.prune) {
+        s.prune = prune
+        ctx.log.info(
+          `${prune.length} old release(s) to prune as the run finishes: ${prune.join(', ')}`,
+          s.host.name
+        )
+        return
+      }
       try {
         await removeReleaseDirs(ctx, s, prune, 'cleanup')
         ctx.log.info(`pruned ${prune.length} old release(s): ${prune.join(', ')}`, s.host.name)
