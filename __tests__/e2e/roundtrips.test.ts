@@ -59,6 +59,7 @@ function tripsProject(strategy: 'tar' | 'incremental'): Promise<Project> {
 
 describe('SSH round trips per run', () => {
   let first: string
+  let tarTrips = DEPLOY_MAX
 
   test(`a tar deploy starts at most ${DEPLOY_MAX} remote commands on its host`, async () => {
     const p = await tripsProject('tar')
@@ -74,6 +75,7 @@ describe('SSH round trips per run', () => {
     expect(two.logged.length + 1).toBe(two.sessions)
     expect(one.sessions).toBeLessThanOrEqual(DEPLOY_MAX)
     expect(two.sessions).toBeLessThanOrEqual(DEPLOY_MAX)
+    tarTrips = two.sessions
   })
 
   test(`a rollback starts at most ${ROLLBACK_MAX} remote commands on its host`, async () => {
@@ -98,6 +100,9 @@ describe('SSH round trips per run', () => {
     expect(await answer(p.port)).toBe('version 4.0.0')
     expect(inc.logged.length + 1).toBe(inc.sessions)
     expect(inc.sessions).toBeLessThanOrEqual(DEPLOY_MAX)
+    // its check of the base release is in preflight's inspection: no more commands than a tar deploy
+    expect(inc.sessions).toBeLessThanOrEqual(tarTrips)
+    expect(inc.logged.some(l => l.includes('$ find the release to link from'))).toBe(false)
     // keep_releases 2: the two oldest are gone from releases/ when the command returns
     expect(releasesOf(root)).not.toContain(first)
     expect(releasesOf(root)).toHaveLength(2)

@@ -33,6 +33,11 @@ export interface HostSession {
    * before the lock is released, and their removal goes on after it (pruneReleases). Unset: none.
    */
   prune?: string[]
+  /**
+   * The incremental upload's check of its base release, as preflight's inspection printed it under the lock
+   * (probeBase's KEY=value lines among the inspection's); unset: the upload checks it itself.
+   */
+  baseProbe?: string
   /** What the switch stage last did here, for the report when a rollback fails (unset: nothing). */
   switched?: string
 }

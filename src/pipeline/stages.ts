@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { acquireLockThen, type LockOwner } from '../commands/lock.js'
-import type { RemoteCommand } from '../commands/command.js'
+import { script, type RemoteCommand } from '../commands/command.js'
 import {
   inRelease,
   inspectHost,
@@ -32,6 +32,7 @@ import { inspectFindings, type Finding } from './findings.js'
 import { forHost } from './roles.js'
 import type { SwitchStrategy } from './switch.js'
 import { uploadFor, type UploadStrategy } from './upload/index.js'
+import { probeBase } from './upload/incremental.js'
 import { runOnRunner } from './buildlocal.js'
 import { reuseBuild } from './reuse.js'
 
@@ -54,8 +55,17 @@ export function preflightStage(opts: {
   history?: boolean
 }): ProductStage {
   const needs = opts.deploying ? ['tar'] : []
-  const inspect = (ctx: RunContext, s: HostSession) =>
-    inspectHost(s.layout, opts.deploying ? ctx.config.shared.files : [], [...needs, 'curl', 'wget'])
+  const inspect = (ctx: RunContext, s: HostSession): RemoteCommand => {
+    const it = inspectHost(s.layout, opts.deploying ? ctx.config.shared.files : [], [
+      ...needs,
+      'curl',
+      'wget'
+    ])
+    if (!opts.deploying || ctx.config.upload.strategy !== 'incremental') return it
+    // the incremental upload's check of its base release, in the same script (s.baseProbe)
+    const probe = probeBase(s.layout)
+    return { ...it, parts: [it.label, probe.label], script: script(it.script, probe.script, 'true') }
+  }
   // the inspection output of the lock host, read in the lock's own script (one round trip fewer)
   const read = new Map<HostSession, string>()
   return {
@@ -87,9 +97,9 @@ export function preflightStage(opts: {
     async run(ctx, s) {
       const fromHost = httpChecks(forHost(ctx, s)).some(c => c.from === 'host')
       {
-        const kv = parseKeyValues(
-          read.get(s) ?? (await runOn(ctx, s, inspect(ctx, s), { stage: 'preflight' })).stdout
-        )
+        const out = read.get(s) ?? (await runOn(ctx, s, inspect(ctx, s), { stage: 'preflight' })).stdout
+        if (opts.deploying && ctx.config.upload.strategy === 'incremental') s.baseProbe = out
+        const kv = parseKeyValues(out)
         // the same findings `doctor` lists (src/pipeline/findings.ts): an error stops the run
         const findings = inspectFindings(s, { kv, needs, fromHost, deploying: opts.deploying })
         const stop = (f: Finding | undefined) => {

@@ -22,7 +22,7 @@ import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import { create as createTar } from 'tar'
 import { sh } from '../../commands/quote.js'
-import { script } from '../../commands/command.js'
+import { script, type RemoteCommand } from '../../commands/command.js'
 import { afterUnpack, parseKeyValues } from '../../commands/release.js'
 import type { Layout } from '../../commands/layout.js'
 import { runOn, runRaw, type HostSession, type RunContext } from '../../host/context.js'
@@ -56,27 +56,48 @@ const LISTING = [
   '}'
 ]
 
-/** Picks the base among `candidates` (in order) and checks it against its manifest. */
-export function probeBase(layout: Layout, candidates: string[]) {
+/** The KEY=value lines of the base check (probeBase): `BASE_STATE`, `BASE`, `BASE_DISK`, `BASE_SUM`. */
+const KEYS = { state: 'BASE_STATE', base: 'BASE', disk: 'BASE_DISK', sum: 'BASE_SUM' } as const
+
+/**
+ * Picks the base among `candidates` (in order) and checks it against its manifest. Without `candidates`, the
+ * host picks them as previousReleases does (src/pipeline/reuse.ts): `current` if complete, then the complete
+ * releases newest first; so the check can go into preflight's inspection, before the runner knows them. Its
+ * keys (KEYS) differ from every other script's, so that it can share a script with them.
+ */
+export function probeBase(layout: Layout, candidates?: string[]): RemoteCommand {
   const man = manifestDir(layout)
+  const complete = `${layout.meta}/complete`
+  const pick = candidates
+    ? [`cands=${sh(candidates.join(' '))}`]
+    : [
+        `cur=$(readlink ${sh(layout.current)} 2>/dev/null); cur=\${cur#releases/}; cands=`,
+        `if [ -n "$cur" ] && [ -e ${sh(complete)}/"$cur" ]; then cands=$cur; fi`,
+        `cands="$cands $(ls -1 ${sh(complete)} 2>/dev/null | sort -r | tr '\\n' ' ')"`
+      ]
   return {
     label: 'find the release to link from',
+    // in a subshell: its `exit` and `cd` stay its own when it follows the inspection
     script: script(
+      '(',
       'LC_ALL=C; export LC_ALL',
       ...LISTING,
       `man=${sh(man)}`,
+      ...pick,
       'base=',
-      `for r in ${candidates.map(sh).join(' ')}; do`,
+      // release ids are [0-9TZa-z-] only (src/release/id.ts): the list splits on spaces
+      'for r in $cands; do',
       '  if [ -f "$man/$r.sum" ] && [ -f "$man/$r.all0" ] && [ -f "$man/$r.files0" ] && [ -f "$man/$r.links0" ]; then base=$r; break; fi',
       'done',
-      '[ -n "$base" ] || { echo STATE=none; exit 0; }',
-      'printf "BASE=%s\\n" "$base"',
-      `cd ${sh(layout.releases)}/"$base" || { echo STATE=gone; exit 0; }`,
+      `[ -n "$base" ] || { echo ${KEYS.state}=none; exit 0; }`,
+      `printf "${KEYS.base}=%s\\n" "$base"`,
+      `cd ${sh(layout.releases)}/"$base" || { echo ${KEYS.state}=gone; exit 0; }`,
       'disk=$(mktemp) || exit 1',
       'listing "$man/$base" > "$disk" 2>/dev/null',
-      'if cmp -s "$disk" "$man/$base.sum"; then echo STATE=ok; else echo STATE=mismatch; gzip -c < "$disk" | base64 | sed "s/^/DISK=/"; fi',
+      `if cmp -s "$disk" "$man/$base.sum"; then echo ${KEYS.state}=ok; else echo ${KEYS.state}=mismatch; gzip -c < "$disk" | base64 | sed "s/^/${KEYS.disk}=/"; fi`,
       'rm -f "$disk"',
-      'gzip -c < "$man/$base.sum" | base64 | sed "s/^/SUM=/"'
+      `gzip -c < "$man/$base.sum" | base64 | sed "s/^/${KEYS.sum}=/"`,
+      ')'
     )
   }
 }
@@ -138,16 +159,18 @@ async function findBase(
     return undefined
   }
   if (!candidates.length) return full('no previous complete release on this host')
-  const r = await runOn(ctx, s, probeBase(s.layout, candidates), { stage: 'deploy' })
-  const kv = parseKeyValues(r.stdout)
-  const state = kv.get('STATE')?.[0]
-  const base = kv.get('BASE')?.[0]
+  // preflight checked it in its inspection of this host (s.baseProbe), else it is one command of its own
+  const out =
+    s.baseProbe ?? (await runOn(ctx, s, probeBase(s.layout, candidates), { stage: 'deploy' })).stdout
+  const kv = parseKeyValues(out)
+  const state = kv.get(KEYS.state)?.[0]
+  const base = kv.get(KEYS.base)?.[0]
   if (state === 'none' || !base) return full('no previous release has a manifest (it was uploaded with tar)')
   if (state === 'gone') return full(`releases/${base} is gone`)
-  const stored = parseSum(decode(kv.get('SUM')) ?? '')
+  const stored = parseSum(decode(kv.get(KEYS.sum)) ?? '')
   if (!stored) return full(`the manifest of releases/${base} cannot be read`)
   if (state !== 'ok') {
-    const disk = parseSum(decode(kv.get('DISK')) ?? '')
+    const disk = parseSum(decode(kv.get(KEYS.disk)) ?? '')
     const where = disk ? firstDifference(stored, disk) : undefined
     return full(
       `releases/${base} does not match its manifest${where ? ` (first at ${JSON.stringify(where)})` : ''}: changed on the host since it was uploaded`
