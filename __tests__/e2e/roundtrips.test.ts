@@ -6,7 +6,8 @@
  * `stages.restart`, an HTTP check from the host; no build, no backup, no migration.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
-import { existsSync, readFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { startSshd, stopAll, type SshHost } from './harness/sshd.js'
 import { answer, currentOf, project, releasesOf, stopApp, type CliRun, type Project } from './support.js'
@@ -107,5 +108,46 @@ describe('SSH round trips per run', () => {
     expect(releasesOf(root)).not.toContain(first)
     expect(releasesOf(root)).toHaveLength(2)
     expect(inc.r.stderr).toContain(`pruned 2 old release(s): ${first}, `)
+  })
+})
+
+describe('incremental: the base release checked by size and mtime', () => {
+  test('the base is not hashed again; an edit that kept size and mtime is caught by the new release check, and the next deploy hashes the base', async () => {
+    const statRoot = host.root('stat')
+    const p = await project({
+      hosts: [host],
+      root: statRoot,
+      config: c => ({ ...c, upload: { strategy: 'incremental' }, stages: { restart: 'bin/restart' } })
+    })
+    p.app({ version: '1.0.0' })
+    expect((await p.deploy()).code).toBe(0)
+    p.app({ version: '2.0.0' })
+    const two = await p.deploy()
+    expect(two.code).toBe(0)
+    const base = readlinkSync(join(statRoot, 'current')).replace(/^releases\//, '')
+    // the quick listing (sizes, mtimes) written next to its manifest when it was assembled
+    expect(readFileSync(join(statRoot, '.safe-deploy', 'quick', base), 'utf8')).toContain('bin/restart')
+    // an edit in place that keeps the size and the mtime (touch -r): the quick check cannot see it
+    const file = join(statRoot, 'releases', base, 'bin', 'restart')
+    const ref = `${file}.ref`
+    expect(spawnSync('cp', ['-p', file, ref]).status).toBe(0)
+    const text = readFileSync(file, 'utf8')
+    writeFileSync(file, `${text.slice(0, -1)} `)
+    expect(spawnSync('touch', ['-r', ref, file]).status).toBe(0)
+    expect(spawnSync('rm', ['-f', ref]).status).toBe(0)
+    p.app({ version: '3.0.0' })
+    const three = await p.deploy(['--json'])
+    // the base passed its quick check, so the new release linked the edited file: its own check fails, exit 3
+    expect(three.code).toBe(3)
+    expect(three.stderr).toContain('does not match its manifest after the upload')
+    expect(readlinkSync(join(statRoot, 'current'))).toBe(`releases/${base}`)
+    expect(await answer(p.port)).toBe('version 2.0.0')
+    // the next deploy hashes the base (its quick listing was dropped) and uploads in full
+    const four = await p.deploy()
+    expect(four.code).toBe(0)
+    expect(four.stderr).toContain(
+      `full upload: releases/${base} does not match its manifest (first at "bin/restart")`
+    )
+    expect(await answer(p.port)).toBe('version 3.0.0')
   })
 })

@@ -44,6 +44,11 @@ export function manifestDir(layout: Layout): string {
   return `${layout.meta}/manifests`
 }
 
+/** Where a release's quick listing (QUICK) lives on the host: `<dir>/<release>`, beside the manifests. */
+export function quickDir(layout: Layout): string {
+  return `${layout.meta}/quick`
+}
+
 /**
  * A shell function printing the canonical listing (manifest.ts `sumText`) of the current dir for the path
  * lists `$1.all0`, `$1.files0`, `$1.links0`. Missing paths print nothing, so the output differs.
@@ -52,6 +57,20 @@ const LISTING = [
   'listing() {',
   "  xargs -0 -r stat --printf '%F:%a:%n\\0' -- < \"$1.all0\" && printf '\\0' &&",
   '  xargs -0 -r sha256sum -z -- < "$1.files0" && printf \'\\0\' &&',
+  '  xargs -0 -r readlink -z -- < "$1.links0"',
+  '}'
+]
+
+/**
+ * The quick listing: LISTING with each file's size and mtime (GNU `stat --printf '%s:%y'`, nanoseconds)
+ * instead of its sha256. Written beside a release's manifest when it is assembled (`.safe-deploy/quick/<id>`); while the
+ * base's quick listing is still that, its files are the ones hashed then (an edit changes the mtime), and the
+ * base check needs no hashing. The hosts are Linux with GNU coreutils (BSD `stat -f` is not supported).
+ */
+const QUICK = [
+  'quick() {',
+  "  xargs -0 -r stat --printf '%F:%a:%n\\0' -- < \"$1.all0\" && printf '\\0' &&",
+  "  xargs -0 -r stat --printf '%s:%y:%n\\0' -- < \"$1.files0\" && printf '\\0' &&",
   '  xargs -0 -r readlink -z -- < "$1.links0"',
   '}'
 ]
@@ -82,7 +101,9 @@ export function probeBase(layout: Layout, candidates?: string[]): RemoteCommand 
       '(',
       'LC_ALL=C; export LC_ALL',
       ...LISTING,
+      ...QUICK,
       `man=${sh(man)}`,
+      `qd=${sh(quickDir(layout))}`,
       ...pick,
       'base=',
       // release ids are [0-9TZa-z-] only (src/release/id.ts): the list splits on spaces
@@ -92,10 +113,13 @@ export function probeBase(layout: Layout, candidates?: string[]): RemoteCommand 
       `[ -n "$base" ] || { echo ${KEYS.state}=none; exit 0; }`,
       `printf "${KEYS.base}=%s\\n" "$base"`,
       `cd ${sh(layout.releases)}/"$base" || { echo ${KEYS.state}=gone; exit 0; }`,
+      // sizes and mtimes as they were when it was assembled: its files are the ones hashed then
+      `if [ -f "$qd/$base" ] && quick "$man/$base" 2>/dev/null | cmp -s - "$qd/$base"; then echo ${KEYS.state}=ok; else`,
       'disk=$(mktemp) || exit 1',
       'listing "$man/$base" > "$disk" 2>/dev/null',
       `if cmp -s "$disk" "$man/$base.sum"; then echo ${KEYS.state}=ok; else echo ${KEYS.state}=mismatch; gzip -c < "$disk" | base64 | sed "s/^/${KEYS.disk}=/"; fi`,
       'rm -f "$disk"',
+      'fi',
       `gzip -c < "$man/$base.sum" | base64 | sed "s/^/${KEYS.sum}=/"`,
       ')'
     )
@@ -115,11 +139,13 @@ export function assembleCommand(
     'set -e',
     'LC_ALL=C; export LC_ALL',
     ...LISTING,
+    ...QUICK,
     // what the listing needs (GNU coreutils 8.30 or later for sha256sum -z and readlink -z)
     `{ sha256sum -z /dev/null && stat --printf '%F' / && cp --help | grep -q -- --parents; } >/dev/null 2>&1 || { echo 'the incremental upload needs GNU coreutils 8.30 or later on the host (stat --printf, sha256sum -z, cp -al --parents); use upload.strategy: tar' >&2; exit 1; }`,
     `rel=${sh(layout.release(id))}`,
     `stage=${sh(stage)}`,
     `man=${sh(man)}`,
+    `qd=${sh(quickDir(layout))}`,
     `rm -f ${sh(`${layout.meta}/complete/${id}`)}`,
     'rm -rf "$stage"',
     'trap \'rm -rf "$stage"\' EXIT',
@@ -132,10 +158,14 @@ export function assembleCommand(
     'cd "$rel"',
     'listing "$stage/meta/m" > "$stage/meta/m.sum" 2>/dev/null || true',
     'got=$(sha256sum < "$stage/meta/m.sum")',
-    `[ "\${got%% *}" = ${sh(sumSha)} ] || { printf '%s does not match its manifest after the upload\\n' ${sh(`releases/${id}`)} >&2; exit 1; }`,
+    // a base whose files changed with their sizes and mtimes kept: the next check hashes it again
+    `[ "\${got%% *}" = ${sh(sumSha)} ] || { ${base ? `rm -f "$qd/"${sh(base)}; ` : ''}printf '%s does not match its manifest after the upload\\n' ${sh(`releases/${id}`)} >&2; exit 1; }`,
     `for x in all0 files0 links0 sum; do mv -f "$stage/meta/m.$x" "$man/"${sh(id)}".$x"; done`,
+    // the quick listing of the release just checked, for the next deploy's check of its base
+    `mkdir -p "$qd" && quick "$man/"${sh(id)} > "$qd/"${sh(id)}.tmp 2>/dev/null && mv -f "$qd/"${sh(id)}.tmp "$qd/"${sh(id)} || rm -f "$qd/"${sh(id)}.tmp`,
     // manifests of releases pruned or removed since
-    `for f in "$man"/*.sum; do [ -e "$f" ] || continue; r=\${f##*/}; r=\${r%.sum}; [ -d ${sh(layout.releases)}/"$r" ] || rm -f "$man/$r".*; done`
+    `for f in "$man"/*.sum; do [ -e "$f" ] || continue; r=\${f##*/}; r=\${r%.sum}; [ -d ${sh(layout.releases)}/"$r" ] || rm -f "$man/$r".*; done`,
+    `for f in "$qd"/*; do [ -e "$f" ] || continue; [ -d ${sh(layout.releases)}/"\${f##*/}" ] || rm -f "$f"; done`
   )
 }
 
