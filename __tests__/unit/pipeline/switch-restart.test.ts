@@ -74,6 +74,13 @@ function setup(restart: string) {
   return { root, s, ctx, lines, labels }
 }
 
+/** The error a promise rejects with (undefined: it resolved). */
+const failureOf = (p: Promise<void>) =>
+  p.then(
+    () => undefined,
+    (x: unknown) => x as Error
+  )
+
 describe('symlink switch + restart in one script', () => {
   test('both pass: one command; `current -> ...` is logged before the restart output, the marker never', async () => {
     const { root, s, ctx, lines, labels } = setup('echo "restarting $(cat NAME)"')
@@ -88,12 +95,7 @@ describe('symlink switch + restart in one script', () => {
 
   test('the restart fails: the error is the restart’s, and current was switched', async () => {
     const { root, s, ctx, lines } = setup('echo "port in use" >&2; exit 7')
-    const e = await symlinkStrategy()
-      .activate(ctx, s, 'R2', 'switch')
-      .then(
-        () => undefined,
-        (x: unknown) => x as Error
-      )
+    const e = await failureOf(symlinkStrategy().activate(ctx, s, 'R2', 'switch'))
     expect(e?.message).toBe('restart failed on local (exit 7): port in use')
     expect(readlinkSync(join(root, 'current'))).toBe('releases/R2')
     expect(lines.some(l => /current -> releases\/R2$/.test(l))).toBe(true)
@@ -102,12 +104,7 @@ describe('symlink switch + restart in one script', () => {
   test('the switch fails: the error is the switch’s, current is unchanged and the restart never ran', async () => {
     const { root, s, ctx, lines } = setup('touch RESTARTED')
     rmSync(join(root, 'releases', 'R2'), { recursive: true })
-    const e = await symlinkStrategy()
-      .activate(ctx, s, 'R2', 'switch')
-      .then(
-        () => undefined,
-        (x: unknown) => x as Error
-      )
+    const e = await failureOf(symlinkStrategy().activate(ctx, s, 'R2', 'switch'))
     expect(e?.message).toBe('switch current to R2 failed on local (exit 1): release R2 does not exist')
     expect(readlinkSync(join(root, 'current'))).toBe('releases/R1')
     expect(readFileSync(join(root, 'releases', 'R1', 'NAME'), 'utf8')).toBe('R1\n')

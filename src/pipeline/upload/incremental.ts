@@ -53,27 +53,26 @@ export function quickDir(layout: Layout): string {
  * A shell function printing the canonical listing (manifest.ts `sumText`) of the current dir for the path
  * lists `$1.all0`, `$1.files0`, `$1.links0`. Missing paths print nothing, so the output differs.
  */
-const LISTING = [
-  'listing() {',
-  "  xargs -0 -r stat --printf '%F:%a:%n\\0' -- < \"$1.all0\" && printf '\\0' &&",
-  '  xargs -0 -r sha256sum -z -- < "$1.files0" && printf \'\\0\' &&',
-  '  xargs -0 -r readlink -z -- < "$1.links0"',
-  '}'
-]
+const LISTING = listingFunction('listing', 'xargs -0 -r sha256sum -z -- < "$1.files0"')
+
+/** A shell function `name` printing a listing of the three path lists; `files` lists the regular files. */
+function listingFunction(name: string, files: string): string[] {
+  return [
+    `${name}() {`,
+    "  xargs -0 -r stat --printf '%F:%a:%n\\0' -- < \"$1.all0\" && printf '\\0' &&",
+    `  ${files} && printf '\\0' &&`,
+    '  xargs -0 -r readlink -z -- < "$1.links0"',
+    '}'
+  ]
+}
 
 /**
  * The quick listing: LISTING with each file's size and mtime (GNU `stat --printf '%s:%y'`, nanoseconds)
- * instead of its sha256. Written beside a release's manifest when it is assembled (`.safe-deploy/quick/<id>`); while the
- * base's quick listing is still that, its files are the ones hashed then (an edit changes the mtime), and the
- * base check needs no hashing. The hosts are Linux with GNU coreutils (BSD `stat -f` is not supported).
+ * instead of its sha256. Written beside a release's manifest when it is assembled (`.safe-deploy/quick/<id>`);
+ * while the base's quick listing is still that, its files are the ones hashed then (an edit changes the mtime),
+ * and the base check needs no hashing. The hosts are Linux with GNU coreutils (BSD `stat -f` is not supported).
  */
-const QUICK = [
-  'quick() {',
-  "  xargs -0 -r stat --printf '%F:%a:%n\\0' -- < \"$1.all0\" && printf '\\0' &&",
-  "  xargs -0 -r stat --printf '%s:%y:%n\\0' -- < \"$1.files0\" && printf '\\0' &&",
-  '  xargs -0 -r readlink -z -- < "$1.links0"',
-  '}'
-]
+const QUICK = listingFunction('quick', `xargs -0 -r stat --printf '%s:%y:%n\\0' -- < "$1.files0"`)
 
 /** The KEY=value lines of the base check (probeBase): `BASE_STATE`, `BASE`, `BASE_DISK`, `BASE_SUM`. */
 const KEYS = { state: 'BASE_STATE', base: 'BASE', disk: 'BASE_DISK', sum: 'BASE_SUM' } as const
