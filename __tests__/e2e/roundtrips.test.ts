@@ -26,6 +26,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stopApp(join(root, 'shared', 'app.pid'))
+  await stopApp(join(host.root('stat'), 'shared', 'app.pid'))
   await stopAll()
 })
 
