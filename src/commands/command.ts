@@ -14,6 +14,8 @@ export interface RemoteCommand {
   user?: boolean
   /** Our own progress lines (stderr) are streamed to the log as they come. */
   stream?: boolean
+  /** A user command: what the log's `$ ` line shows (default: the script's lines after its first, the `cd`). */
+  display?: string
   /** Set by `combine`: the label of each command it joined, in order (`plan` shows them one by one). */
   parts?: string[]
 }

@@ -105,3 +105,31 @@ export function lockStatus(layout: Layout): RemoteCommand {
     )
   }
 }
+
+/**
+ * Takes the lock and, only when this run got it, runs `then` in the same script (one round trip): preflight's
+ * inspection of the lock host. The lock's lines come first (STATE, OWNER); when the lock is held by another
+ * run, nothing after it runs, so what a caller reads past the lock is always read under our lock.
+ */
+export function acquireLockThen(
+  layout: Layout,
+  owner: LockOwnerFields,
+  ttlSeconds: number,
+  then: RemoteCommand[]
+): RemoteCommand {
+  const lock = acquireLock(layout, owner, ttlSeconds)
+  if (!then.length) return lock
+  return {
+    label: lock.label,
+    parts: [lock.label, ...then.flatMap(t => t.parts ?? [t.label])],
+    script: script(
+      // in a subshell: its `exit` ends the lock part only, and the flock guard is let go with it
+      'lockout=$(',
+      lock.script,
+      ')',
+      `printf '%s\\n' "$lockout"`,
+      `printf '%s\\n' "$lockout" | grep -qxE 'STATE=(acquired|taken-over)' || exit 0`,
+      ...then.map(t => t.script)
+    )
+  }
+}

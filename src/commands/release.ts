@@ -48,6 +48,18 @@ export function unpackCommand(layout: Layout, id: string): string {
   return `rm -f ${sh(completeMarker(layout, id))} && mkdir -p ${sh(dir)} && tar -xzf - --no-same-owner -C ${sh(dir)}`
 }
 
+/**
+ * Script lines for an upload's command line, after its unpack (one round trip for the upload, the shared
+ * links and, without a build, the completion marker). Each part runs in a subshell of its own (its `set -e`
+ * and `exit` stay its own); the first that fails ends the command with its exit code, and nothing after it runs.
+ */
+export function afterUnpack(parts: RemoteCommand[]): string {
+  for (const p of parts)
+    if (p.env || p.user)
+      throw new Error(`${p.label}: a command with env or user code cannot follow an upload`)
+  return script(...parts.flatMap(p => ['(', p.script, ')', 'r=$?; [ "$r" = 0 ] || exit "$r"']))
+}
+
 /** The file that says a release was built completely (written after its build, in .safe-deploy/complete/). */
 function completeMarker(layout: Layout, id: string): string {
   return `${layout.meta}/complete/${id}`
@@ -140,6 +152,28 @@ export function switchCurrent(layout: Layout, id: string): RemoteCommand {
   }
 }
 
+/** The line a switch-then-command script prints once `current` points at the new release (switchThen). */
+export const SWITCHED_MARKER = '#safe-deploy:switched'
+
+/**
+ * switchCurrent and then a user command inside the release (the restart or reload) in one script: one round
+ * trip. Once `current` is switched the script prints SWITCHED_MARKER on stdout, before the command's own
+ * output; a failure without that line is the switch's (current unchanged), one after it the command's.
+ * `command` is an inRelease command of the same release; its env and streamed output are kept.
+ */
+export function switchThen(layout: Layout, id: string, command: RemoteCommand): RemoteCommand {
+  const swap = switchCurrent(layout, id)
+  // its lines under `set -e` (without the readlink at its end), then the command as it runs alone (no `set -e`)
+  const lines = swap.script.split('\n').slice(0, -1)
+  return {
+    ...command,
+    label: `${swap.label}, then ${command.label}`,
+    parts: [swap.label, command.label],
+    display: command.display ?? command.script.split('\n').slice(1).join('; '),
+    script: script(...lines, 'set +e', `printf '%s\\n' ${sh(SWITCHED_MARKER)}`, command.script)
+  }
+}
+
 /** Removes `current` (the first deploy failed and there is nothing to go back to). */
 export function removeCurrent(layout: Layout): RemoteCommand {
   return { label: 'remove current', script: `rm -f ${sh(layout.current)}` }
@@ -155,6 +189,33 @@ export function removeReleases(layout: Layout, ids: string[]): RemoteCommand {
         id =>
           `if [ "$cur" = ${sh(`releases/${id}`)} ]; then printf 'refusing to remove the current release %s\\n' ${sh(id)} >&2; else rm -rf ${sh(layout.release(id))} && rm -f ${sh(completeMarker(layout, id))}; fi`
       )
+    )
+  }
+}
+
+/**
+ * Prunes release dirs without making the run wait for their removal: each is renamed into
+ * `.safe-deploy/pruned/` (one rename, under the lock, in the finish script), its completion marker removed, and
+ * one `rm -rf` of that dir is started in the background, which the command does not wait for (a removal a
+ * crash cut short is finished by the next one). Never the release `current` points to. Prints PRUNED=<id> for
+ * each dir moved away and PRUNE_FAILED=<id> for one that could not be; never exits early (it goes into one
+ * script with the history line and the lock's release, see `combine`).
+ */
+export function pruneReleases(layout: Layout, ids: string[]): RemoteCommand {
+  const away = `${layout.meta}/pruned`
+  return {
+    label: `prune ${ids.join(', ')}`,
+    script: script(
+      `cur=$(readlink ${sh(layout.current)} 2>/dev/null || true)`,
+      `mkdir -p ${sh(away)}`,
+      ...ids.map(
+        id =>
+          `if [ "$cur" = ${sh(`releases/${id}`)} ]; then printf 'PRUNE_FAILED=%s\n' ${sh(id)}; ` +
+          `elif [ ! -e ${sh(layout.release(id))} ]; then rm -f ${sh(completeMarker(layout, id))}; printf 'PRUNED=%s\n' ${sh(id)}; ` +
+          `elif mv -f ${sh(layout.release(id))} ${sh(`${away}/${id}`)}.$$; then rm -f ${sh(completeMarker(layout, id))}; printf 'PRUNED=%s\n' ${sh(id)}; ` +
+          `else printf 'PRUNE_FAILED=%s\n' ${sh(id)}; fi`
+      ),
+      `(rm -rf ${sh(away)}/* </dev/null >/dev/null 2>&1 &)`
     )
   }
 }
@@ -185,6 +246,14 @@ export function appendHistory(layout: Layout, entry: object): RemoteCommand {
 
 export function readHistory(layout: Layout, lines = 1000): RemoteCommand {
   return { label: 'read history', script: `tail -n ${lines} ${sh(layout.history)} 2>/dev/null || true` }
+}
+
+/** readHistory as KEY=value lines (`HISTORY=<line>`), to go into one script with other KEY=value output. */
+export function readHistoryLines(layout: Layout, lines = 1000): RemoteCommand {
+  return {
+    label: 'read history',
+    script: `{ tail -n ${lines} ${sh(layout.history)} 2>/dev/null || true; } | sed 's/^/HISTORY=/'`
+  }
 }
 
 export function appendHostLog(layout: Layout, text: string): RemoteCommand {

@@ -1,6 +1,6 @@
 import { resolve, join } from 'node:path'
 import type { LoadedConfig } from '../config/load.js'
-import { appendHistory, appendHostLog, parseKeyValues } from '../commands/release.js'
+import { appendHistory, appendHostLog, parseKeyValues, pruneReleases } from '../commands/release.js'
 import { releaseLock } from '../commands/lock.js'
 import { combine } from '../commands/command.js'
 import { sh } from '../commands/quote.js'
@@ -370,6 +370,7 @@ async function finishOnHosts(
   const results = await Promise.allSettled(
     all.map(s => {
       const parts = [
+        ...(s.prune?.length ? [pruneReleases(s.layout, s.prune)] : []),
         ...(entry && hosts.includes(s) ? [appendHistory(s.layout, entry)] : []),
         ...(hosts.includes(s) ? [appendHostLog(s.layout, text)] : []),
         ...(s === primary ? [releaseLock(s.layout, lock.token)] : [])
@@ -377,6 +378,16 @@ async function finishOnHosts(
       return runOn(finish, s, combine('record history and log; release the lock', parts), { stage: 'finish' })
     })
   )
+  results.forEach((r, i) => {
+    const s = all[i] as HostSession
+    if (!s.prune?.length) return
+    const kv = r.status === 'fulfilled' ? parseKeyValues(r.value.stdout) : undefined
+    const pruned = kv?.get('PRUNED') ?? []
+    if (pruned.length)
+      ctx.log.info(`pruned ${pruned.length} old release(s): ${pruned.join(', ')}`, s.host.name)
+    const left = s.prune.filter(id => !pruned.includes(id))
+    if (left.length) ctx.log.warn(`could not prune old releases: ${left.join(', ')}`, s.host.name)
+  })
   const mine = results[all.indexOf(primary)]
   const state = mine?.status === 'fulfilled' ? parseKeyValues(mine.value.stdout).get('STATE')?.[0] : undefined
   if (state === 'released') {

@@ -247,8 +247,10 @@ export function rollback(
       async run(c) {
         const primary = primaryOf(c)
         from = primary.current
+        // read by preflight in the lock's script when the primary holds the lock
         history = parseHistory(
-          (await runOn(c, primary, readHistory(primary.layout), { stage: 'choose' })).stdout
+          primary.history ??
+            (await runOn(c, primary, readHistory(primary.layout), { stage: 'choose' })).stdout
         )
         target = chooseTarget(c.sessions, primary, history, req.to)
         if (req.notice) c.log.info(req.notice)
@@ -260,7 +262,7 @@ export function rollback(
     const strategy = () => (chosen ??= strategyFor(ctx))
     return {
       stages: [
-        preflightStage({ command: 'rollback', deploying: false }),
+        preflightStage({ command: 'rollback', deploying: false, history: true }),
         choose,
         rollbackDatabaseStage(
           rel,

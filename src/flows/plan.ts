@@ -90,6 +90,13 @@ export async function planDeploy(req: RunRequest & { assumed?: AssumedHost }): P
     )
   else
     out.push(
+      ...ctx.sessions.flatMap(s =>
+        s.prune?.length
+          ? [
+              `## finish on ${s.host.name}: ${s.prune.map(id => `releases/${id}`).join(', ')} moved into .safe-deploy/pruned/ and removed in the background (keep_releases)`
+            ]
+          : []
+      ),
       '## finish: history line and the run log on every host, then the lock released on the primary',
       '## on a failure after the switch: the database back (when migrate changed it), the previous release switched back, restarted and verified; exit 4'
     )

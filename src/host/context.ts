@@ -23,6 +23,21 @@ export interface HostSession {
   releases: string[]
   /** Releases marked complete (built to the end), from .safe-deploy/complete/. */
   complete?: string[]
+  /**
+   * This host's history (its lines, as readHistory prints them) when preflight read it under the lock in the
+   * same script as the lock (a rollback's lock host); unset: not read yet.
+   */
+  history?: string
+  /**
+   * Releases the cleanup stage chose to prune here: the run's finish script moves them away under the lock,
+   * before the lock is released, and their removal goes on after it (pruneReleases). Unset: none.
+   */
+  prune?: string[]
+  /**
+   * The incremental upload's check of its base release, as preflight's inspection printed it under the lock
+   * (probeBase's KEY=value lines among the inspection's); unset: the upload checks it itself.
+   */
+  baseProbe?: string
   /** What the switch stage last did here, for the report when a rollback fails (unset: nothing). */
   switched?: string
 }
@@ -232,6 +247,13 @@ export interface RunOptions {
   timeoutMs?: number
   /** A user command's output goes here instead of to the log (`safe-deploy logs`). */
   onOutput?: (chunk: string) => void
+  /**
+   * A line the script prints on stdout at a point of its own (switchThen's SWITCHED_MARKER): `seen` is called
+   * when it arrives, in order with the output around it, and the line is kept out of the log.
+   */
+  marker?: { line: string; seen: () => void }
+  /** runRaw: the labels of what the command line does, in order (one round trip; `plan` shows each). */
+  parts?: string[]
 }
 
 /** Runs a command on a host: the script travels over stdin; user command output streams to the log. */
@@ -243,9 +265,14 @@ export async function runOn(
 ): Promise<ExecResult> {
   const name = s.host.name
   if ((cmd.user && !opts.onOutput) || ctx.verbose)
-    ctx.log.info(`$ ${cmd.user ? cmd.script.split('\n').slice(1).join('; ') : cmd.label}`, name)
+    ctx.log.info(
+      `$ ${cmd.user ? (cmd.display ?? cmd.script.split('\n').slice(1).join('; ')) : cmd.label}`,
+      name
+    )
   const out = ctx.log.lineWriter(name)
   const err = ctx.log.lineWriter(name, cmd.user || cmd.stream ? 'info' : 'warn')
+  const toOut = cmd.user ? (opts.onOutput ?? out.push) : undefined
+  const stdout = opts.marker ? watchFor(opts.marker, toOut) : { push: toOut, flush: () => {} }
   // a dry run shows where each value goes, not what it is (SAFE_DEPLOY_* facts about the run excepted)
   const text = withEnv(ctx.dryRun ? { ...cmd, env: placeholders(cmd.env) } : cmd)
   if (text.split('\n').includes(END_OF_SCRIPT))
@@ -259,12 +286,13 @@ export async function runOn(
       signal: ctx.signal,
       label: cmd.label,
       parts: cmd.parts,
-      onStdout: cmd.user ? (opts.onOutput ?? out.push) : undefined,
+      onStdout: stdout.push,
       onStderr: cmd.user ? (opts.onOutput ?? err.push) : cmd.stream ? err.push : undefined
     })
   } catch (e) {
     throw new StageError(opts.stage, `${cmd.label} on ${name}: ${errorMessage(e)}`, name)
   } finally {
+    stdout.flush()
     out.flush()
     err.flush()
   }
@@ -277,6 +305,36 @@ export async function runOn(
     )
   }
   return result
+}
+
+/** A stdout handler that takes `marker.line` out of the stream (once) and tells `seen` when it comes. */
+function watchFor(
+  marker: NonNullable<RunOptions['marker']>,
+  next: ((chunk: string) => void) | undefined
+): { push: (chunk: string) => void; flush: () => void } {
+  let buf = ''
+  let found = false
+  const flush = () => {
+    if (buf) next?.(buf)
+    buf = ''
+  }
+  return {
+    push: chunk => {
+      if (found) return next?.(chunk)
+      buf += chunk
+      let i: number
+      while (!found && (i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i)
+        buf = buf.slice(i + 1)
+        if (line === marker.line) {
+          found = true
+          marker.seen()
+        } else next?.(`${line}\n`)
+      }
+      if (found) flush()
+    },
+    flush
+  }
 }
 
 function placeholders(env: Record<string, string> | undefined): Record<string, string> | undefined {
@@ -300,7 +358,8 @@ export async function runRaw(
       stdin: opts.stdin,
       timeoutMs: opts.timeoutMs ?? ctx.config.ssh.command_timeout,
       signal: ctx.signal,
-      label
+      label,
+      ...(opts.parts && opts.parts.length > 1 ? { parts: opts.parts } : {})
     })
   } catch (e) {
     throw new StageError(opts.stage, `${label} on ${s.host.name}: ${errorMessage(e)}`, s.host.name)

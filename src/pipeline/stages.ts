@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
-import { acquireLock, type LockOwner } from '../commands/lock.js'
+import { acquireLockThen, type LockOwner } from '../commands/lock.js'
+import { script, type RemoteCommand } from '../commands/command.js'
 import {
   inRelease,
   inspectHost,
@@ -9,6 +10,7 @@ import {
   markComplete,
   parseKeyValues,
   readHistory,
+  readHistoryLines,
   stillThere
 } from '../commands/release.js'
 import { sh } from '../commands/quote.js'
@@ -38,6 +40,7 @@ import { inspectFindings, type Finding } from './findings.js'
 import { forHost } from './roles.js'
 import type { SwitchStrategy } from './switch.js'
 import { uploadFor, type UploadStrategy } from './upload/index.js'
+import { probeBase } from './upload/incremental.js'
 import { runOnRunner } from './buildlocal.js'
 import { reuseBuild } from './reuse.js'
 
@@ -56,8 +59,23 @@ export function preflightStage(opts: {
   command: string
   deploying: boolean
   inspected?: (ctx: RunContext) => void
+  /** Read the lock host's history in the lock's script (a rollback's `choose` needs it): `s.history`. */
+  history?: boolean
 }): ProductStage {
   const needs = opts.deploying ? ['tar'] : []
+  const inspect = (ctx: RunContext, s: HostSession): RemoteCommand => {
+    const it = inspectHost(s.layout, opts.deploying ? ctx.config.shared.files : [], [
+      ...needs,
+      'curl',
+      'wget'
+    ])
+    if (!opts.deploying || ctx.config.upload.strategy !== 'incremental') return it
+    // the incremental upload's check of its base release, in the same script (s.baseProbe)
+    const probe = probeBase(s.layout)
+    return { ...it, parts: [it.label, probe.label], script: script(it.script, probe.script, 'true') }
+  }
+  // the inspection output of the lock host, read in the lock's own script (one round trip fewer)
+  const read = new Map<HostSession, string>()
   return {
     name: 'preflight',
     scope: 'each-host',
@@ -72,16 +90,24 @@ export function preflightStage(opts: {
           throw new StageError('preflight', `source.dir ${ctx.loaded.sourceDir} does not exist on the runner`)
       }
       await connectAll(ctx)
-      await takeLock(ctx, opts.command)
+      const lockHost = lockSessionOf(ctx)
+      // the lock host is inspected in the lock's script when it is one of the run's hosts
+      const then = ctx.sessions.includes(lockHost)
+        ? [inspect(ctx, lockHost), ...(opts.history ? [readHistoryLines(lockHost.layout)] : [])]
+        : []
+      const out = await takeLock(ctx, opts.command, then)
+      if (then.length) {
+        read.set(lockHost, out)
+        if (opts.history)
+          lockHost.history = (parseKeyValues(out).get('HISTORY') ?? []).map(l => `${l}\n`).join('')
+      }
     },
     async run(ctx, s) {
       const fromHost = httpChecks(forHost(ctx, s)).some(c => c.from === 'host')
       {
-        const files = opts.deploying ? ctx.config.shared.files : []
-        const r = await runOn(ctx, s, inspectHost(s.layout, files, [...needs, 'curl', 'wget']), {
-          stage: 'preflight'
-        })
-        const kv = parseKeyValues(r.stdout)
+        const out = read.get(s) ?? (await runOn(ctx, s, inspect(ctx, s), { stage: 'preflight' })).stdout
+        if (opts.deploying && ctx.config.upload.strategy === 'incremental') s.baseProbe = out
+        const kv = parseKeyValues(out)
         // the same findings `doctor` lists (src/pipeline/findings.ts): an error stops the run
         const findings = inspectFindings(s, { kv, needs, fromHost, deploying: opts.deploying })
         const stop = (f: Finding | undefined) => {
@@ -102,6 +128,7 @@ export function preflightStage(opts: {
       }
     },
     async end(ctx, ok) {
+      read.clear()
       if (ok) opts.inspected?.(ctx)
     }
   }
@@ -114,7 +141,8 @@ export function preflightStage(opts: {
 async function removeUnfinished(ctx: RunContext, s: HostSession): Promise<void> {
   const unmarked = s.releases.filter(r => r !== s.current && !s.complete?.includes(r))
   if (!unmarked.length) return
-  const history = parseHistory((await runOn(ctx, s, readHistory(s.layout), { stage: 'preflight' })).stdout)
+  const text = s.history ?? (await runOn(ctx, s, readHistory(s.layout), { stage: 'preflight' })).stdout
+  const history = parseHistory(text)
   const unfinished = unfinishedReleases(s.releases, s.complete ?? [], s.current, history)
   if (!unfinished.length) return
   await removeReleaseDirs(ctx, s, unfinished, 'preflight')
@@ -128,7 +156,11 @@ async function removeUnfinished(ctx: RunContext, s: HostSession): Promise<void> 
 /** How often `--wait-lock` looks at a held lock again. */
 const LOCK_POLL_MS = 2000
 
-async function takeLock(ctx: RunContext, command: string): Promise<void> {
+/**
+ * Takes the global lock on the lock host; `then` runs in the same script once the lock is ours. Returns that
+ * script's output (the lock's lines and what `then` printed).
+ */
+async function takeLock(ctx: RunContext, command: string, then: RemoteCommand[] = []): Promise<string> {
   // the lock is global: on the config's primary, also when the selection left it out
   const primary = lockSessionOf(ctx)
   const owner = {
@@ -145,7 +177,7 @@ async function takeLock(ctx: RunContext, command: string): Promise<void> {
   let waited: string | undefined
   let r, kv, state, holder
   for (;;) {
-    r = await runOn(ctx, primary, acquireLock(primary.layout, owner, ttl), { stage: 'preflight' })
+    r = await runOn(ctx, primary, acquireLockThen(primary.layout, owner, ttl, then), { stage: 'preflight' })
     kv = parseKeyValues(r.stdout)
     state = kv.get('STATE')?.[0]
     holder = kv.get('OWNER')?.[0]
@@ -184,6 +216,7 @@ async function takeLock(ctx: RunContext, command: string): Promise<void> {
   ctx.lock = owner
   ctx.onLock?.(owner.token)
   ctx.log.info(`lock taken (${primary.layout.lock}, expires in ${ttl} s)`, primary.host.name)
+  return r.stdout
 }
 
 /** The user's test command, on the runner, before anything touches a server. */
@@ -237,21 +270,21 @@ export function deployStage(
       }
       created.add(s)
       if (!upload) throw new Error('deploy stage: run before begin')
-      await upload.send(ctx, s, release)
-      ctx.log.info(`uploaded to ${s.layout.release(release)}`, s.host.name)
       const { files, dirs } = ctx.config.shared
-      if (files.length || dirs.length) {
-        await runOn(ctx, s, linkShared(s.layout, release, files, dirs), { stage: 'deploy' })
-        ctx.log.info(`linked shared: ${[...files, ...dirs].join(', ')}`, s.host.name)
-      }
       const build = ctx.config.stages.build
+      // the shared links, and without a build the completion marker, run in the upload's own command
+      const linking = files.length || dirs.length ? [linkShared(s.layout, release, files, dirs)] : []
+      const marker = markComplete(s.layout, release)
+      await upload.send(ctx, s, release, build ? linking : [...linking, marker])
+      ctx.log.info(`uploaded to ${s.layout.release(release)}`, s.host.name)
+      if (linking.length) ctx.log.info(`linked shared: ${[...files, ...dirs].join(', ')}`, s.host.name)
+      if (!build) return
       await reuseBuild(ctx, s, release)
-      if (build)
-        await runOn(ctx, s, inRelease(s.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')), {
-          stage: 'deploy'
-        })
+      await runOn(ctx, s, inRelease(s.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')), {
+        stage: 'deploy'
+      })
       // only now is the release complete: a run killed before this line left a half-made release
-      await runOn(ctx, s, markComplete(s.layout, release), { stage: 'deploy' })
+      await runOn(ctx, s, marker, { stage: 'deploy' })
     },
     async end() {
       upload?.finish()
@@ -423,6 +456,16 @@ export function cleanupStage(
       const all = [...new Set([...s.releases, release])]
       const prune = releasesToPrune(all, ctx.config.keep_releases, [release, s.current])
       if (!prune.length) return
+      // without stages.prune (which runs inside each release first), the run's finish script prunes them:
+      // no round trip of their own, and their `rm -rf` is off the run's critical path (pruneReleases)
+      if (!ctx.config.stages.prune) {
+        s.prune = prune
+        ctx.log.info(
+          `${prune.length} old release(s) to prune as the run finishes: ${prune.join(', ')}`,
+          s.host.name
+        )
+        return
+      }
       try {
         await removeReleaseDirs(ctx, s, prune, 'cleanup')
         ctx.log.info(`pruned ${prune.length} old release(s): ${prune.join(', ')}`, s.host.name)

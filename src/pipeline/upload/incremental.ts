@@ -20,8 +20,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import { sh } from '../../commands/quote.js'
-import { script } from '../../commands/command.js'
-import { parseKeyValues } from '../../commands/release.js'
+import { script, type RemoteCommand } from '../../commands/command.js'
+import { afterUnpack, parseKeyValues } from '../../commands/release.js'
 import type { Layout } from '../../commands/layout.js'
 import { runOn, runRaw, type HostSession, type RunContext } from '../../host/context.js'
 import { StageError, errorMessage } from '../../core/errors.js'
@@ -35,39 +35,83 @@ export function manifestDir(layout: Layout): string {
   return `${layout.meta}/manifests`
 }
 
+/** Where a release's quick listing (QUICK) lives on the host: `<dir>/<release>`, beside the manifests. */
+export function quickDir(layout: Layout): string {
+  return `${layout.meta}/quick`
+}
+
 /**
  * A shell function printing the canonical listing (manifest.ts `sumText`) of the current dir for the path
  * lists `$1.all0`, `$1.files0`, `$1.links0`. Missing paths print nothing, so the output differs.
  */
-const LISTING = [
-  'listing() {',
-  "  xargs -0 -r stat --printf '%F:%a:%n\\0' -- < \"$1.all0\" && printf '\\0' &&",
-  '  xargs -0 -r sha256sum -z -- < "$1.files0" && printf \'\\0\' &&',
-  '  xargs -0 -r readlink -z -- < "$1.links0"',
-  '}'
-]
+const LISTING = listingFunction('listing', 'xargs -0 -r sha256sum -z -- < "$1.files0"')
 
-/** Picks the base among `candidates` (in order) and checks it against its manifest. */
-export function probeBase(layout: Layout, candidates: string[]) {
+/** A shell function `name` printing a listing of the three path lists; `files` lists the regular files. */
+function listingFunction(name: string, files: string): string[] {
+  return [
+    `${name}() {`,
+    "  xargs -0 -r stat --printf '%F:%a:%n\\0' -- < \"$1.all0\" && printf '\\0' &&",
+    `  ${files} && printf '\\0' &&`,
+    '  xargs -0 -r readlink -z -- < "$1.links0"',
+    '}'
+  ]
+}
+
+/**
+ * The quick listing: LISTING with each file's size and mtime (GNU `stat --printf '%s:%y'`, nanoseconds)
+ * instead of its sha256. Written beside a release's manifest when it is assembled (`.safe-deploy/quick/<id>`);
+ * while the base's quick listing is still that, its files are the ones hashed then (an edit changes the mtime),
+ * and the base check needs no hashing. The hosts are Linux with GNU coreutils (BSD `stat -f` is not supported).
+ */
+const QUICK = listingFunction('quick', `xargs -0 -r stat --printf '%s:%y:%n\\0' -- < "$1.files0"`)
+
+/** The KEY=value lines of the base check (probeBase): `BASE_STATE`, `BASE`, `BASE_DISK`, `BASE_SUM`. */
+const KEYS = { state: 'BASE_STATE', base: 'BASE', disk: 'BASE_DISK', sum: 'BASE_SUM' } as const
+
+/**
+ * Picks the base among `candidates` (in order) and checks it against its manifest. Without `candidates`, the
+ * host picks them as previousReleases does (src/pipeline/reuse.ts): `current` if complete, then the complete
+ * releases newest first; so the check can go into preflight's inspection, before the runner knows them. Its
+ * keys (KEYS) differ from every other script's, so that it can share a script with them.
+ */
+export function probeBase(layout: Layout, candidates?: string[]): RemoteCommand {
   const man = manifestDir(layout)
+  const complete = `${layout.meta}/complete`
+  const pick = candidates
+    ? [`cands=${sh(candidates.join(' '))}`]
+    : [
+        `cur=$(readlink ${sh(layout.current)} 2>/dev/null); cur=\${cur#releases/}; cands=`,
+        `if [ -n "$cur" ] && [ -e ${sh(complete)}/"$cur" ]; then cands=$cur; fi`,
+        `cands="$cands $(ls -1 ${sh(complete)} 2>/dev/null | sort -r | tr '\\n' ' ')"`
+      ]
   return {
     label: 'find the release to link from',
+    // in a subshell: its `exit` and `cd` stay its own when it follows the inspection
     script: script(
+      '(',
       'LC_ALL=C; export LC_ALL',
       ...LISTING,
+      ...QUICK,
       `man=${sh(man)}`,
+      `qd=${sh(quickDir(layout))}`,
+      ...pick,
       'base=',
-      `for r in ${candidates.map(sh).join(' ')}; do`,
+      // release ids are [0-9TZa-z-] only (src/release/id.ts): the list splits on spaces
+      'for r in $cands; do',
       '  if [ -f "$man/$r.sum" ] && [ -f "$man/$r.all0" ] && [ -f "$man/$r.files0" ] && [ -f "$man/$r.links0" ]; then base=$r; break; fi',
       'done',
-      '[ -n "$base" ] || { echo STATE=none; exit 0; }',
-      'printf "BASE=%s\\n" "$base"',
-      `cd ${sh(layout.releases)}/"$base" || { echo STATE=gone; exit 0; }`,
+      `[ -n "$base" ] || { echo ${KEYS.state}=none; exit 0; }`,
+      `printf "${KEYS.base}=%s\\n" "$base"`,
+      `cd ${sh(layout.releases)}/"$base" || { echo ${KEYS.state}=gone; exit 0; }`,
+      // sizes and mtimes as they were when it was assembled: its files are the ones hashed then
+      `if [ -f "$qd/$base" ] && quick "$man/$base" 2>/dev/null | cmp -s - "$qd/$base"; then echo ${KEYS.state}=ok; else`,
       'disk=$(mktemp) || exit 1',
       'listing "$man/$base" > "$disk" 2>/dev/null',
-      'if cmp -s "$disk" "$man/$base.sum"; then echo STATE=ok; else echo STATE=mismatch; gzip -c < "$disk" | base64 | sed "s/^/DISK=/"; fi',
+      `if cmp -s "$disk" "$man/$base.sum"; then echo ${KEYS.state}=ok; else echo ${KEYS.state}=mismatch; gzip -c < "$disk" | base64 | sed "s/^/${KEYS.disk}=/"; fi`,
       'rm -f "$disk"',
-      'gzip -c < "$man/$base.sum" | base64 | sed "s/^/SUM=/"'
+      'fi',
+      `gzip -c < "$man/$base.sum" | base64 | sed "s/^/${KEYS.sum}=/"`,
+      ')'
     )
   }
 }
@@ -85,11 +129,13 @@ export function assembleCommand(
     'set -e',
     'LC_ALL=C; export LC_ALL',
     ...LISTING,
+    ...QUICK,
     // what the listing needs (GNU coreutils 8.30 or later for sha256sum -z and readlink -z)
     `{ sha256sum -z /dev/null && stat --printf '%F' / && cp --help | grep -q -- --parents; } >/dev/null 2>&1 || { echo 'the incremental upload needs GNU coreutils 8.30 or later on the host (stat --printf, sha256sum -z, cp -al --parents); use upload.strategy: tar' >&2; exit 1; }`,
     `rel=${sh(layout.release(id))}`,
     `stage=${sh(stage)}`,
     `man=${sh(man)}`,
+    `qd=${sh(quickDir(layout))}`,
     `rm -f ${sh(`${layout.meta}/complete/${id}`)}`,
     'rm -rf "$stage"',
     'trap \'rm -rf "$stage"\' EXIT',
@@ -102,10 +148,14 @@ export function assembleCommand(
     'cd "$rel"',
     'listing "$stage/meta/m" > "$stage/meta/m.sum" 2>/dev/null || true',
     'got=$(sha256sum < "$stage/meta/m.sum")',
-    `[ "\${got%% *}" = ${sh(sumSha)} ] || { printf '%s does not match its manifest after the upload\\n' ${sh(`releases/${id}`)} >&2; exit 1; }`,
+    // a base whose files changed with their sizes and mtimes kept: the next check hashes it again
+    `[ "\${got%% *}" = ${sh(sumSha)} ] || { ${base ? `rm -f "$qd/"${sh(base)}; ` : ''}printf '%s does not match its manifest after the upload\\n' ${sh(`releases/${id}`)} >&2; exit 1; }`,
     `for x in all0 files0 links0 sum; do mv -f "$stage/meta/m.$x" "$man/"${sh(id)}".$x"; done`,
+    // the quick listing of the release just checked, for the next deploy's check of its base
+    `mkdir -p "$qd" && quick "$man/"${sh(id)} > "$qd/"${sh(id)}.tmp 2>/dev/null && mv -f "$qd/"${sh(id)}.tmp "$qd/"${sh(id)} || rm -f "$qd/"${sh(id)}.tmp`,
     // manifests of releases pruned or removed since
-    `for f in "$man"/*.sum; do [ -e "$f" ] || continue; r=\${f##*/}; r=\${r%.sum}; [ -d ${sh(layout.releases)}/"$r" ] || rm -f "$man/$r".*; done`
+    `for f in "$man"/*.sum; do [ -e "$f" ] || continue; r=\${f##*/}; r=\${r%.sum}; [ -d ${sh(layout.releases)}/"$r" ] || rm -f "$man/$r".*; done`,
+    `for f in "$qd"/*; do [ -e "$f" ] || continue; [ -d ${sh(layout.releases)}/"\${f##*/}" ] || rm -f "$f"; done`
   )
 }
 
@@ -129,16 +179,18 @@ async function findBase(
     return undefined
   }
   if (!candidates.length) return full('no previous complete release on this host')
-  const r = await runOn(ctx, s, probeBase(s.layout, candidates), { stage: 'deploy' })
-  const kv = parseKeyValues(r.stdout)
-  const state = kv.get('STATE')?.[0]
-  const base = kv.get('BASE')?.[0]
+  // preflight checked it in its inspection of this host (s.baseProbe), else it is one command of its own
+  const out =
+    s.baseProbe ?? (await runOn(ctx, s, probeBase(s.layout, candidates), { stage: 'deploy' })).stdout
+  const kv = parseKeyValues(out)
+  const state = kv.get(KEYS.state)?.[0]
+  const base = kv.get(KEYS.base)?.[0]
   if (state === 'none' || !base) return full('no previous release has a manifest (it was uploaded with tar)')
   if (state === 'gone') return full(`releases/${base} is gone`)
-  const stored = parseSum(decode(kv.get('SUM')) ?? '')
+  const stored = parseSum(decode(kv.get(KEYS.sum)) ?? '')
   if (!stored) return full(`the manifest of releases/${base} cannot be read`)
   if (state !== 'ok') {
-    const disk = parseSum(decode(kv.get('DISK')) ?? '')
+    const disk = parseSum(decode(kv.get(KEYS.disk)) ?? '')
     const where = disk ? firstDifference(stored, disk) : undefined
     return full(
       `releases/${base} does not match its manifest${where ? ` (first at ${JSON.stringify(where)})` : ''}: changed on the host since it was uploaded`
@@ -218,15 +270,20 @@ export function incrementalUpload(): UploadStrategy {
         'runner'
       )
     },
-    async send(ctx, s, release) {
+    async send(ctx, s, release, then = []) {
+      const parts = ['upload', ...then.map(t => t.label)]
       if (ctx.dryRun || !entries) {
         await runRaw(
           ctx,
           s,
-          assembleCommand(s.layout, release, undefined, '<sha256 of the manifest>'),
+          script(
+            assembleCommand(s.layout, release, undefined, '<sha256 of the manifest>'),
+            afterUnpack(then) || undefined
+          ),
           'upload',
           {
             stage: 'deploy',
+            parts,
             stdin: '(a tar.gz of the changed files and the manifest)'
           }
         )
@@ -237,10 +294,17 @@ export function incrementalUpload(): UploadStrategy {
       const p = await pack(src, entries, link, send)
       cleanups.push(p.cleanup)
       const size = statSync(p.file).size
-      await runRaw(ctx, s, assembleCommand(s.layout, release, base?.id, sumSha), 'upload', {
-        stage: 'deploy',
-        stdin: createReadStream(p.file)
-      })
+      await runRaw(
+        ctx,
+        s,
+        script(assembleCommand(s.layout, release, base?.id, sumSha), afterUnpack(then) || undefined),
+        'upload',
+        {
+          stage: 'deploy',
+          parts,
+          stdin: createReadStream(p.file)
+        }
+      )
       p.cleanup()
       const sent = send.filter(e => e.type === 'file').length
       ctx.log.info(

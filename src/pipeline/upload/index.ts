@@ -2,6 +2,7 @@
  * How the source gets into a new release directory on each host. One file per strategy (tar.ts,
  * incremental.ts), one line each in the registry below; the config picks one with `upload.strategy` (src/config/schema.ts).
  */
+import type { RemoteCommand } from '../../commands/command.js'
 import type { UploadConfig } from '../../config/schema.js'
 import type { HostSession, RunContext } from '../../host/context.js'
 import { incrementalUpload } from './incremental.js'
@@ -15,8 +16,12 @@ export interface UploadStrategy {
    * stages.build_local built in). Shown in plan.
    */
   prepare(ctx: RunContext, dir: string): Promise<void>
-  /** Fills the new, empty `releases/<release>` on `s` with the source. Throws a StageError on failure. */
-  send(ctx: RunContext, s: HostSession, release: string): Promise<void>
+  /**
+   * Fills the new, empty `releases/<release>` on `s` with the source. Throws a StageError on failure. `then`
+   * (the shared links, the completion marker) runs on the host after it, in the same command: nothing between
+   * them needs the runner. A failure of either is the upload's failure.
+   */
+  send(ctx: RunContext, s: HostSession, release: string, then?: RemoteCommand[]): Promise<void>
   /** Removes what `prepare` made on the runner; never throws. */
   finish(): void
 }

@@ -6,7 +6,8 @@
 import { createReadStream, mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { unpackCommand } from '../../commands/release.js'
+import { afterUnpack, unpackCommand } from '../../commands/release.js'
+import { script } from '../../commands/command.js'
 import { runRaw, type RunContext } from '../../host/context.js'
 import { StageError, errorMessage } from '../../core/errors.js'
 import type { UploadStrategy } from './index.js'
@@ -60,10 +61,14 @@ export function tarUpload(): UploadStrategy {
       const size = pack.file ? statSync(pack.file).size : 0
       ctx.log.info(`packed ${dir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner')
     },
-    async send(ctx, s, release) {
+    async send(ctx, s, release, then = []) {
       const file = pack?.file
-      await runRaw(ctx, s, unpackCommand(s.layout, release), 'upload', {
+      const command = then.length
+        ? script(`${unpackCommand(s.layout, release)} || exit $?`, afterUnpack(then))
+        : unpackCommand(s.layout, release)
+      await runRaw(ctx, s, command, 'upload', {
         stage: 'deploy',
+        parts: ['upload', ...then.map(t => t.label)],
         // a dry run shows the upload; the archive is not made nor streamed
         stdin: file ? createReadStream(file) : '(the tar.gz of source.dir)'
       })
