@@ -39539,8 +39539,9 @@ function commandNeeds(loaded, command, opts = {}) {
             return {
                 env,
                 databases: backups ? 'it backs up the databases before anything changes' : undefined,
-                // a failed migration is undone by restoring the pre-deploy backup: encrypted, that needs the identity
-                identity: encrypted && c.stages.migrate && databaseRollbackMode(c) === 'restore'
+                // a failed migration is undone by restoring the pre-deploy backup (with rollback.database: down, when
+                // the down command fails or the revision did not move): encrypted, that needs the identity
+                identity: encrypted && c.stages.migrate && databaseRollbackMode(c) !== 'none'
                     ? 'a failed migration is undone by restoring the encrypted pre-deploy backup'
                     : undefined
             };
@@ -39801,6 +39802,17 @@ function unpackCommand(layout, id) {
     const dir = layout.release(id);
     return `rm -f ${sh(completeMarker(layout, id))} && mkdir -p ${sh(dir)} && tar -xzf - --no-same-owner -C ${sh(dir)}`;
 }
+/**
+ * Script lines for an upload's command line, after its unpack (one round trip for the upload, the shared
+ * links and, without a build, the completion marker). Each part runs in a subshell of its own (its `set -e`
+ * and `exit` stay its own); the first that fails ends the command with its exit code, and nothing after it runs.
+ */
+function afterUnpack(parts) {
+    for (const p of parts)
+        if (p.env || p.user)
+            throw new Error(`${p.label}: a command with env or user code cannot follow an upload`);
+    return script(...parts.flatMap(p => ['(', p.script, ')', 'r=$?; [ "$r" = 0 ] || exit "$r"']));
+}
 /** The file that says a release was built completely (written after its build, in .safe-deploy/complete/). */
 function completeMarker(layout, id) {
     return `${layout.meta}/complete/${id}`;
@@ -39866,6 +39878,26 @@ function switchCurrent(layout, id) {
         script: script('set -e', `[ -d ${sh(layout.release(id))} ] || { printf 'release %s does not exist\\n' ${sh(id)} >&2; exit 1; }`, `ln -sfn ${sh(`releases/${id}`)} ${sh(tmp)}`, `mv -fT ${sh(tmp)} ${sh(layout.current)}`, `readlink ${sh(layout.current)}`)
     };
 }
+/** The line a switch-then-command script prints once `current` points at the new release (switchThen). */
+const SWITCHED_MARKER = '#safe-deploy:switched';
+/**
+ * switchCurrent and then a user command inside the release (the restart or reload) in one script: one round
+ * trip. Once `current` is switched the script prints SWITCHED_MARKER on stdout, before the command's own
+ * output; a failure without that line is the switch's (current unchanged), one after it the command's.
+ * `command` is an inRelease command of the same release; its env and streamed output are kept.
+ */
+function switchThen(layout, id, command) {
+    const swap = switchCurrent(layout, id);
+    // its lines under `set -e` (without the readlink at its end), then the command as it runs alone (no `set -e`)
+    const lines = swap.script.split('\n').slice(0, -1);
+    return {
+        ...command,
+        label: `${swap.label}, then ${command.label}`,
+        parts: [swap.label, command.label],
+        display: command.display ?? command.script.split('\n').slice(1).join('; '),
+        script: script(...lines, 'set +e', `printf '%s\\n' ${sh(SWITCHED_MARKER)}`, command.script)
+    };
+}
 /** Removes `current` (the first deploy failed and there is nothing to go back to). */
 function removeCurrent(layout) {
     return { label: 'remove current', script: `rm -f ${sh(layout.current)}` };
@@ -39875,6 +39907,24 @@ function removeReleases(layout, ids) {
     return {
         label: `remove ${ids.join(', ')}`,
         script: script(`cur=$(readlink ${sh(layout.current)} 2>/dev/null || true)`, ...ids.map(id => `if [ "$cur" = ${sh(`releases/${id}`)} ]; then printf 'refusing to remove the current release %s\\n' ${sh(id)} >&2; else rm -rf ${sh(layout.release(id))} && rm -f ${sh(completeMarker(layout, id))}; fi`))
+    };
+}
+/**
+ * Prunes release dirs without making the run wait for their removal: each is renamed into
+ * `.safe-deploy/pruned/` (one rename, under the lock, in the finish script), its completion marker removed, and
+ * one `rm -rf` of that dir is started in the background, which the command does not wait for (a removal a
+ * crash cut short is finished by the next one). Never the release `current` points to. Prints PRUNED=<id> for
+ * each dir moved away and PRUNE_FAILED=<id> for one that could not be; never exits early (it goes into one
+ * script with the history line and the lock's release, see `combine`).
+ */
+function pruneReleases(layout, ids) {
+    const away = `${layout.meta}/pruned`;
+    return {
+        label: `prune ${ids.join(', ')}`,
+        script: script(`cur=$(readlink ${sh(layout.current)} 2>/dev/null || true)`, `mkdir -p ${sh(away)}`, ...ids.map(id => `if [ "$cur" = ${sh(`releases/${id}`)} ]; then printf 'PRUNE_FAILED=%s\n' ${sh(id)}; ` +
+            `elif [ ! -e ${sh(layout.release(id))} ]; then rm -f ${sh(completeMarker(layout, id))}; printf 'PRUNED=%s\n' ${sh(id)}; ` +
+            `elif mv -f ${sh(layout.release(id))} ${sh(`${away}/${id}`)}.$$; then rm -f ${sh(completeMarker(layout, id))}; printf 'PRUNED=%s\n' ${sh(id)}; ` +
+            `else printf 'PRUNE_FAILED=%s\n' ${sh(id)}; fi`), `(rm -rf ${sh(away)}/* </dev/null >/dev/null 2>&1 &)`)
     };
 }
 function listReleases(layout) {
@@ -39893,6 +39943,13 @@ function appendHistory(layout, entry) {
 }
 function readHistory(layout, lines = 1000) {
     return { label: 'read history', script: `tail -n ${lines} ${sh(layout.history)} 2>/dev/null || true` };
+}
+/** readHistory as KEY=value lines (`HISTORY=<line>`), to go into one script with other KEY=value output. */
+function readHistoryLines(layout, lines = 1000) {
+    return {
+        label: 'read history',
+        script: `{ tail -n ${lines} ${sh(layout.history)} 2>/dev/null || true; } | sed 's/^/HISTORY=/'`
+    };
 }
 function appendHostLog(layout, text) {
     return {
@@ -40287,15 +40344,23 @@ const PYTHON_EXCEPTION = /^(?:[A-Za-z_][A-Za-z0-9_]*\.)*[A-Za-z_][A-Za-z0-9_]*(?
 /** Other tools' own error lines (psql, git, PHP's SQLSTATE, node). */
 const ERROR_LINE = /^(?:ERROR|FATAL|PANIC|Error|error|fatal|SQLSTATE\[[0-9A-Z]+\]):?\s/;
 const isNoise = (line) => NOISE.some(re => re.test(line));
+/**
+ * The prefix a log command puts before each line of the app's output: `docker compose logs`
+ * (`master_bot-1  | `), podman's container id (`2b5a1d12fa09 `), journalctl's short format
+ * (`Dec 01 13:00:00 fs bot[812]: `).
+ */
+const LOG_PREFIX = /^(?:[\w.-]+\s+\| ?|[0-9a-f]{12} |[A-Z][a-z]{2} [ \d]\d [\d:]{8} \S+ [^\s:]+: )/;
+/** A line as the app printed it: without a log command's prefix. */
+const bare = (line) => line.replace(LOG_PREFIX, '');
 /** The index of the line that explains the failure: the last (Python) exception line, else the last error line. */
 function explainingIndex(lines) {
     // after a traceback's start when it is there (an excerpt may have cut it off)
     const traceback = lines.findIndex(l => l.includes('Traceback (most recent call last):'));
     for (let i = lines.length - 1; i > traceback; i--)
-        if (PYTHON_EXCEPTION.test(lines[i] ?? ''))
+        if (PYTHON_EXCEPTION.test(bare(lines[i] ?? '')))
             return i;
     for (let i = lines.length - 1; i >= 0; i--)
-        if (ERROR_LINE.test((lines[i] ?? '').trim()))
+        if (ERROR_LINE.test(bare((lines[i] ?? '').trim())))
             return i;
     return undefined;
 }
@@ -40455,9 +40520,11 @@ async function closeAll(ctx) {
 async function context_runOn(ctx, s, cmd, opts) {
     const name = s.host.name;
     if ((cmd.user && !opts.onOutput) || ctx.verbose)
-        ctx.log.info(`$ ${cmd.user ? cmd.script.split('\n').slice(1).join('; ') : cmd.label}`, name);
+        ctx.log.info(`$ ${cmd.user ? (cmd.display ?? cmd.script.split('\n').slice(1).join('; ')) : cmd.label}`, name);
     const out = ctx.log.lineWriter(name);
     const err = ctx.log.lineWriter(name, cmd.user || cmd.stream ? 'info' : 'warn');
+    const toOut = cmd.user ? (opts.onOutput ?? out.push) : undefined;
+    const stdout = opts.marker ? watchFor(opts.marker, toOut) : { push: toOut, flush: () => { } };
     // a dry run shows where each value goes, not what it is (SAFE_DEPLOY_* facts about the run excepted)
     const text = withEnv(ctx.dryRun ? { ...cmd, env: placeholders(cmd.env) } : cmd);
     if (text.split('\n').includes(END_OF_SCRIPT))
@@ -40471,7 +40538,7 @@ async function context_runOn(ctx, s, cmd, opts) {
             signal: ctx.signal,
             label: cmd.label,
             parts: cmd.parts,
-            onStdout: cmd.user ? (opts.onOutput ?? out.push) : undefined,
+            onStdout: stdout.push,
             onStderr: cmd.user ? (opts.onOutput ?? err.push) : cmd.stream ? err.push : undefined
         });
     }
@@ -40479,6 +40546,7 @@ async function context_runOn(ctx, s, cmd, opts) {
         throw new StageError(opts.stage, `${cmd.label} on ${name}: ${errorMessage(e)}`, name);
     }
     finally {
+        stdout.flush();
         out.flush();
         err.flush();
     }
@@ -40487,6 +40555,37 @@ async function context_runOn(ctx, s, cmd, opts) {
         throw new StageError(opts.stage, `${cmd.label} failed on ${name} (exit ${result.code})${detail ? `: ${detail}` : ''}`, name);
     }
     return result;
+}
+/** A stdout handler that takes `marker.line` out of the stream (once) and tells `seen` when it comes. */
+function watchFor(marker, next) {
+    let buf = '';
+    let found = false;
+    const flush = () => {
+        if (buf)
+            next?.(buf);
+        buf = '';
+    };
+    return {
+        push: chunk => {
+            if (found)
+                return next?.(chunk);
+            buf += chunk;
+            let i;
+            while (!found && (i = buf.indexOf('\n')) >= 0) {
+                const line = buf.slice(0, i);
+                buf = buf.slice(i + 1);
+                if (line === marker.line) {
+                    found = true;
+                    marker.seen();
+                }
+                else
+                    next?.(`${line}\n`);
+            }
+            if (found)
+                flush();
+        },
+        flush
+    };
 }
 function placeholders(env) {
     if (!env)
@@ -40501,7 +40600,8 @@ async function runRaw(ctx, s, command, label, opts) {
             stdin: opts.stdin,
             timeoutMs: opts.timeoutMs ?? ctx.config.ssh.command_timeout,
             signal: ctx.signal,
-            label
+            label,
+            ...(opts.parts && opts.parts.length > 1 ? { parts: opts.parts } : {})
         });
     }
     catch (e) {
@@ -40596,6 +40696,23 @@ function lockStatus(layout) {
     return {
         label: 'read the deploy lock',
         script: script(`lock=${sh(layout.lock)}`, '[ -d "$lock" ] || { echo STATE=free; exit 0; }', 'printf "OWNER=%s\\n" "$(cat "$lock/owner.json" 2>/dev/null | head -n 1)"', 'printf "NOW=%s\\n" "$(date -u +%s)"', 'echo STATE=held')
+    };
+}
+/**
+ * Takes the lock and, only when this run got it, runs `then` in the same script (one round trip): preflight's
+ * inspection of the lock host. The lock's lines come first (STATE, OWNER); when the lock is held by another
+ * run, nothing after it runs, so what a caller reads past the lock is always read under our lock.
+ */
+function acquireLockThen(layout, owner, ttlSeconds, then) {
+    const lock = acquireLock(layout, owner, ttlSeconds);
+    if (!then.length)
+        return lock;
+    return {
+        label: lock.label,
+        parts: [lock.label, ...then.flatMap(t => t.parts ?? [t.label])],
+        script: script(
+        // in a subshell: its `exit` ends the lock part only, and the flock guard is let go with it
+        'lockout=$(', lock.script, ')', `printf '%s\\n' "$lockout"`, `printf '%s\\n' "$lockout" | grep -qxE 'STATE=(acquired|taken-over)' || exit 0`, ...then.map(t => t.script))
     };
 }
 
@@ -41207,11 +41324,8 @@ async function scanLogs(run, s, release, stage) {
     }
     ctx.log.info(`log scan: no line matches ${logs.failOn.join(', ')}`, s.host.name);
 }
-/**
- * The check after verify.window failed: the app had passed, then stopped answering. Says so, with the last
- * lines of the logs (verify.logs) when there are any: the exception line of a traceback comes first.
- */
-async function stoppedAnswering(ctx, s, release, stage, windowMs, error) {
+/** `; last log lines on <host>:` and the last lines of the logs (verify.logs), or '' without any. */
+async function logExcerpt(ctx, s, release, stage) {
     let text;
     try {
         text = (await readLogs(ctx, s, release, stage))?.lines.join('\n');
@@ -41219,7 +41333,26 @@ async function stoppedAnswering(ctx, s, release, stage, windowMs, error) {
     catch {
         text = undefined;
     }
-    const excerpt = text?.trim() ? `; last log lines on ${s.host.name}:\n${lastLines(text, 12)}` : '';
+    return text?.trim() ? `; last log lines on ${s.host.name}:\n${lastLines(text, 12)}` : '';
+}
+/**
+ * A check failed on its first round (the release never passed): the error, with the last lines of the logs
+ * (verify.logs) when there are any, so a bot that crashed on start shows its traceback.
+ */
+async function failedChecks(ctx, s, release, stage, error) {
+    if (!(error instanceof StageError))
+        return error;
+    const excerpt = await logExcerpt(ctx, s, release, stage);
+    return excerpt
+        ? new StageError(error.stage, `${error.message}${excerpt}`, error.host, error.exitCode)
+        : error;
+}
+/**
+ * The check after verify.window failed: the app had passed, then stopped answering. Says so, with the last
+ * lines of the logs (verify.logs) when there are any: the exception line of a traceback comes first.
+ */
+async function stoppedAnswering(ctx, s, release, stage, windowMs, error) {
+    const excerpt = await logExcerpt(ctx, s, release, stage);
     return new StageError(stage, `the app passed its checks, then stopped answering within verify.window (${windowMs / 1000} s): ${errorMessage(error)}${excerpt}`, s.host.name);
 }
 /**
@@ -42308,12 +42441,25 @@ async function finishOnHosts(ctx, entry, where) {
     const all = hosts.includes(primary) ? hosts : [...hosts, primary];
     const results = await Promise.allSettled(all.map(s => {
         const parts = [
+            ...(s.prune?.length ? [pruneReleases(s.layout, s.prune)] : []),
             ...(entry && hosts.includes(s) ? [appendHistory(s.layout, entry)] : []),
             ...(hosts.includes(s) ? [appendHostLog(s.layout, text)] : []),
             ...(s === primary ? [lock_releaseLock(s.layout, lock.token)] : [])
         ];
         return context_runOn(finish, s, combine('record history and log; release the lock', parts), { stage: 'finish' });
     }));
+    results.forEach((r, i) => {
+        const s = all[i];
+        if (!s.prune?.length)
+            return;
+        const kv = r.status === 'fulfilled' ? release_parseKeyValues(r.value.stdout) : undefined;
+        const pruned = kv?.get('PRUNED') ?? [];
+        if (pruned.length)
+            ctx.log.info(`pruned ${pruned.length} old release(s): ${pruned.join(', ')}`, s.host.name);
+        const left = s.prune.filter(id => !pruned.includes(id));
+        if (left.length)
+            ctx.log.warn(`could not prune old releases: ${left.join(', ')}`, s.host.name);
+    });
     const mine = results[all.indexOf(primary)];
     const state = mine?.status === 'fulfilled' ? release_parseKeyValues(mine.value.stdout).get('STATE')?.[0] : undefined;
     if (state === 'released') {
@@ -42936,36 +43082,75 @@ async function writeTarGz(file, items, signal) {
 function manifestDir(layout) {
     return `${layout.meta}/manifests`;
 }
+/** Where a release's quick listing (QUICK) lives on the host: `<dir>/<release>`, beside the manifests. */
+function quickDir(layout) {
+    return `${layout.meta}/quick`;
+}
 /**
  * A shell function printing the canonical listing (manifest.ts `sumText`) of the current dir for the path
  * lists `$1.all0`, `$1.files0`, `$1.links0`. Missing paths print nothing, so the output differs.
  */
-const LISTING = [
-    'listing() {',
-    "  xargs -0 -r stat --printf '%F:%a:%n\\0' -- < \"$1.all0\" && printf '\\0' &&",
-    '  xargs -0 -r sha256sum -z -- < "$1.files0" && printf \'\\0\' &&',
-    '  xargs -0 -r readlink -z -- < "$1.links0"',
-    '}'
-];
-/** Picks the base among `candidates` (in order) and checks it against its manifest. */
+const LISTING = listingFunction('listing', 'xargs -0 -r sha256sum -z -- < "$1.files0"');
+/** A shell function `name` printing a listing of the three path lists; `files` lists the regular files. */
+function listingFunction(name, files) {
+    return [
+        `${name}() {`,
+        "  xargs -0 -r stat --printf '%F:%a:%n\\0' -- < \"$1.all0\" && printf '\\0' &&",
+        `  ${files} && printf '\\0' &&`,
+        '  xargs -0 -r readlink -z -- < "$1.links0"',
+        '}'
+    ];
+}
+/**
+ * The quick listing: LISTING with each file's size and mtime (GNU `stat --printf '%s:%y'`, nanoseconds)
+ * instead of its sha256. Written beside a release's manifest when it is assembled (`.safe-deploy/quick/<id>`);
+ * while the base's quick listing is still that, its files are the ones hashed then (an edit changes the mtime),
+ * and the base check needs no hashing. The hosts are Linux with GNU coreutils (BSD `stat -f` is not supported).
+ */
+const QUICK = listingFunction('quick', `xargs -0 -r stat --printf '%s:%y:%n\\0' -- < "$1.files0"`);
+/** The KEY=value lines of the base check (probeBase): `BASE_STATE`, `BASE`, `BASE_DISK`, `BASE_SUM`. */
+const KEYS = { state: 'BASE_STATE', base: 'BASE', disk: 'BASE_DISK', sum: 'BASE_SUM' };
+/**
+ * Picks the base among `candidates` (in order) and checks it against its manifest. Without `candidates`, the
+ * host picks them as previousReleases does (src/pipeline/reuse.ts): `current` if complete, then the complete
+ * releases newest first; so the check can go into preflight's inspection, before the runner knows them. Its
+ * keys (KEYS) differ from every other script's, so that it can share a script with them.
+ */
 function probeBase(layout, candidates) {
     const man = manifestDir(layout);
+    const complete = `${layout.meta}/complete`;
+    const pick = candidates
+        ? [`cands=${sh(candidates.join(' '))}`]
+        : [
+            `cur=$(readlink ${sh(layout.current)} 2>/dev/null); cur=\${cur#releases/}; cands=`,
+            `if [ -n "$cur" ] && [ -e ${sh(complete)}/"$cur" ]; then cands=$cur; fi`,
+            `cands="$cands $(ls -1 ${sh(complete)} 2>/dev/null | sort -r | tr '\\n' ' ')"`
+        ];
     return {
         label: 'find the release to link from',
-        script: script('LC_ALL=C; export LC_ALL', ...LISTING, `man=${sh(man)}`, 'base=', `for r in ${candidates.map(sh).join(' ')}; do`, '  if [ -f "$man/$r.sum" ] && [ -f "$man/$r.all0" ] && [ -f "$man/$r.files0" ] && [ -f "$man/$r.links0" ]; then base=$r; break; fi', 'done', '[ -n "$base" ] || { echo STATE=none; exit 0; }', 'printf "BASE=%s\\n" "$base"', `cd ${sh(layout.releases)}/"$base" || { echo STATE=gone; exit 0; }`, 'disk=$(mktemp) || exit 1', 'listing "$man/$base" > "$disk" 2>/dev/null', 'if cmp -s "$disk" "$man/$base.sum"; then echo STATE=ok; else echo STATE=mismatch; gzip -c < "$disk" | base64 | sed "s/^/DISK=/"; fi', 'rm -f "$disk"', 'gzip -c < "$man/$base.sum" | base64 | sed "s/^/SUM=/"')
+        // in a subshell: its `exit` and `cd` stay its own when it follows the inspection
+        script: script('(', 'LC_ALL=C; export LC_ALL', ...LISTING, ...QUICK, `man=${sh(man)}`, `qd=${sh(quickDir(layout))}`, ...pick, 'base=', 
+        // release ids are [0-9TZa-z-] only (src/release/id.ts): the list splits on spaces
+        'for r in $cands; do', '  if [ -f "$man/$r.sum" ] && [ -f "$man/$r.all0" ] && [ -f "$man/$r.files0" ] && [ -f "$man/$r.links0" ]; then base=$r; break; fi', 'done', `[ -n "$base" ] || { echo ${KEYS.state}=none; exit 0; }`, `printf "${KEYS.base}=%s\\n" "$base"`, `cd ${sh(layout.releases)}/"$base" || { echo ${KEYS.state}=gone; exit 0; }`, 
+        // sizes and mtimes as they were when it was assembled: its files are the ones hashed then
+        `if [ -f "$qd/$base" ] && quick "$man/$base" 2>/dev/null | cmp -s - "$qd/$base"; then echo ${KEYS.state}=ok; else`, 'disk=$(mktemp) || exit 1', 'listing "$man/$base" > "$disk" 2>/dev/null', `if cmp -s "$disk" "$man/$base.sum"; then echo ${KEYS.state}=ok; else echo ${KEYS.state}=mismatch; gzip -c < "$disk" | base64 | sed "s/^/${KEYS.disk}=/"; fi`, 'rm -f "$disk"', 'fi', `gzip -c < "$man/$base.sum" | base64 | sed "s/^/${KEYS.sum}=/"`, ')')
     };
 }
 /** The command line that assembles the release from the tar.gz on stdin (see the file comment). */
 function assembleCommand(layout, id, base, sumSha) {
     const stage = `${layout.meta}/incoming/${id}`;
     const man = manifestDir(layout);
-    return script('set -e', 'LC_ALL=C; export LC_ALL', ...LISTING, 
+    return script('set -e', 'LC_ALL=C; export LC_ALL', ...LISTING, ...QUICK, 
     // what the listing needs (GNU coreutils 8.30 or later for sha256sum -z and readlink -z)
-    `{ sha256sum -z /dev/null && stat --printf '%F' / && cp --help | grep -q -- --parents; } >/dev/null 2>&1 || { echo 'the incremental upload needs GNU coreutils 8.30 or later on the host (stat --printf, sha256sum -z, cp -al --parents); use upload.strategy: tar' >&2; exit 1; }`, `rel=${sh(layout.release(id))}`, `stage=${sh(stage)}`, `man=${sh(man)}`, `rm -f ${sh(`${layout.meta}/complete/${id}`)}`, 'rm -rf "$stage"', 'trap \'rm -rf "$stage"\' EXIT', 'mkdir -p "$stage" "$rel" "$man"', 'tar -xzpf - --no-same-owner -C "$stage"', base
+    `{ sha256sum -z /dev/null && stat --printf '%F' / && cp --help | grep -q -- --parents; } >/dev/null 2>&1 || { echo 'the incremental upload needs GNU coreutils 8.30 or later on the host (stat --printf, sha256sum -z, cp -al --parents); use upload.strategy: tar' >&2; exit 1; }`, `rel=${sh(layout.release(id))}`, `stage=${sh(stage)}`, `man=${sh(man)}`, `qd=${sh(quickDir(layout))}`, `rm -f ${sh(`${layout.meta}/complete/${id}`)}`, 'rm -rf "$stage"', 'trap \'rm -rf "$stage"\' EXIT', 'mkdir -p "$stage" "$rel" "$man"', 'tar -xzpf - --no-same-owner -C "$stage"', base
         ? `(cd ${sh(layout.release(base))} && xargs -0 -r cp -al --parents -t "$rel" -- < "$stage/meta/link0")`
-        : undefined, 'cp -al "$stage/tree/." "$rel/"', 'cd "$rel"', 'listing "$stage/meta/m" > "$stage/meta/m.sum" 2>/dev/null || true', 'got=$(sha256sum < "$stage/meta/m.sum")', `[ "\${got%% *}" = ${sh(sumSha)} ] || { printf '%s does not match its manifest after the upload\\n' ${sh(`releases/${id}`)} >&2; exit 1; }`, `for x in all0 files0 links0 sum; do mv -f "$stage/meta/m.$x" "$man/"${sh(id)}".$x"; done`, 
+        : undefined, 'cp -al "$stage/tree/." "$rel/"', 'cd "$rel"', 'listing "$stage/meta/m" > "$stage/meta/m.sum" 2>/dev/null || true', 'got=$(sha256sum < "$stage/meta/m.sum")', 
+    // a base whose files changed with their sizes and mtimes kept: the next check hashes it again
+    `[ "\${got%% *}" = ${sh(sumSha)} ] || { ${base ? `rm -f "$qd/"${sh(base)}; ` : ''}printf '%s does not match its manifest after the upload\\n' ${sh(`releases/${id}`)} >&2; exit 1; }`, `for x in all0 files0 links0 sum; do mv -f "$stage/meta/m.$x" "$man/"${sh(id)}".$x"; done`, 
+    // the quick listing of the release just checked, for the next deploy's check of its base
+    `mkdir -p "$qd" && quick "$man/"${sh(id)} > "$qd/"${sh(id)}.tmp 2>/dev/null && mv -f "$qd/"${sh(id)}.tmp "$qd/"${sh(id)} || rm -f "$qd/"${sh(id)}.tmp`, 
     // manifests of releases pruned or removed since
-    `for f in "$man"/*.sum; do [ -e "$f" ] || continue; r=\${f##*/}; r=\${r%.sum}; [ -d ${sh(layout.releases)}/"$r" ] || rm -f "$man/$r".*; done`);
+    `for f in "$man"/*.sum; do [ -e "$f" ] || continue; r=\${f##*/}; r=\${r%.sum}; [ -d ${sh(layout.releases)}/"$r" ] || rm -f "$man/$r".*; done`, `for f in "$qd"/*; do [ -e "$f" ] || continue; [ -d ${sh(layout.releases)}/"\${f##*/}" ] || rm -f "$f"; done`);
 }
 function incremental_decode(lines) {
     if (!lines?.length)
@@ -42986,19 +43171,20 @@ async function findBase(ctx, s) {
     };
     if (!candidates.length)
         return full('no previous complete release on this host');
-    const r = await context_runOn(ctx, s, probeBase(s.layout, candidates), { stage: 'deploy' });
-    const kv = release_parseKeyValues(r.stdout);
-    const state = kv.get('STATE')?.[0];
-    const base = kv.get('BASE')?.[0];
+    // preflight checked it in its inspection of this host (s.baseProbe), else it is one command of its own
+    const out = s.baseProbe ?? (await context_runOn(ctx, s, probeBase(s.layout, candidates), { stage: 'deploy' })).stdout;
+    const kv = release_parseKeyValues(out);
+    const state = kv.get(KEYS.state)?.[0];
+    const base = kv.get(KEYS.base)?.[0];
     if (state === 'none' || !base)
         return full('no previous release has a manifest (it was uploaded with tar)');
     if (state === 'gone')
         return full(`releases/${base} is gone`);
-    const stored = parseSum(incremental_decode(kv.get('SUM')) ?? '');
+    const stored = parseSum(incremental_decode(kv.get(KEYS.sum)) ?? '');
     if (!stored)
         return full(`the manifest of releases/${base} cannot be read`);
     if (state !== 'ok') {
-        const disk = parseSum(incremental_decode(kv.get('DISK')) ?? '');
+        const disk = parseSum(incremental_decode(kv.get(KEYS.disk)) ?? '');
         const where = disk ? firstDifference(stored, disk) : undefined;
         return full(`releases/${base} does not match its manifest${where ? ` (first at ${JSON.stringify(where)})` : ''}: changed on the host since it was uploaded`);
     }
@@ -43060,10 +43246,12 @@ function incrementalUpload() {
             const bytes = entries.reduce((n, e) => n + e.size, 0);
             ctx.log.info(`manifest of ${src}: ${entries.filter(e => e.type === 'file').length} files, ${(bytes / 1024).toFixed(1)} KiB`, 'runner');
         },
-        async send(ctx, s, release) {
+        async send(ctx, s, release, then = []) {
+            const parts = ['upload', ...then.map(t => t.label)];
             if (ctx.dryRun || !entries) {
-                await runRaw(ctx, s, assembleCommand(s.layout, release, undefined, '<sha256 of the manifest>'), 'upload', {
+                await runRaw(ctx, s, script(assembleCommand(s.layout, release, undefined, '<sha256 of the manifest>'), afterUnpack(then) || undefined), 'upload', {
                     stage: 'deploy',
+                    parts,
                     stdin: '(a tar.gz of the changed files and the manifest)'
                 });
                 return;
@@ -43073,8 +43261,9 @@ function incrementalUpload() {
             const p = await pack(src, entries, link, send);
             cleanups.push(p.cleanup);
             const size = (0,external_node_fs_namespaceObject.statSync)(p.file).size;
-            await runRaw(ctx, s, assembleCommand(s.layout, release, base?.id, sumSha), 'upload', {
+            await runRaw(ctx, s, script(assembleCommand(s.layout, release, base?.id, sumSha), afterUnpack(then) || undefined), 'upload', {
                 stage: 'deploy',
+                parts,
                 stdin: (0,external_node_fs_namespaceObject.createReadStream)(p.file)
             });
             p.cleanup();
@@ -43094,6 +43283,7 @@ function incrementalUpload() {
  * modes from the tree, the git index on Windows and source.executable), and the archive is streamed over each
  * host's stdin into `tar -xzf -` in the new release directory.
  */
+
 
 
 
@@ -43136,10 +43326,14 @@ function tarUpload() {
             const size = pack.file ? (0,external_node_fs_namespaceObject.statSync)(pack.file).size : 0;
             ctx.log.info(`packed ${dir} (${(size / 1024).toFixed(1)} KiB compressed)`, 'runner');
         },
-        async send(ctx, s, release) {
+        async send(ctx, s, release, then = []) {
             const file = pack?.file;
-            await runRaw(ctx, s, unpackCommand(s.layout, release), 'upload', {
+            const command = then.length
+                ? script(`${unpackCommand(s.layout, release)} || exit $?`, afterUnpack(then))
+                : unpackCommand(s.layout, release);
+            await runRaw(ctx, s, command, 'upload', {
                 stage: 'deploy',
+                parts: ['upload', ...then.map(t => t.label)],
                 // a dry run shows the upload; the archive is not made nor streamed
                 stdin: file ? (0,external_node_fs_namespaceObject.createReadStream)(file) : '(the tar.gz of source.dir)'
             });
@@ -43333,6 +43527,8 @@ function buildLocal(cache) {
 
 
 
+
+
 function describeOwner(json) {
     if (!json)
         return 'an unknown owner (owner.json is missing)';
@@ -43347,6 +43543,20 @@ function describeOwner(json) {
 /** Connect, lock, and check every host. Changes nothing a user can see. */
 function preflightStage(opts) {
     const needs = opts.deploying ? ['tar'] : [];
+    const inspect = (ctx, s) => {
+        const it = inspectHost(s.layout, opts.deploying ? ctx.config.shared.files : [], [
+            ...needs,
+            'curl',
+            'wget'
+        ]);
+        if (!opts.deploying || ctx.config.upload.strategy !== 'incremental')
+            return it;
+        // the incremental upload's check of its base release, in the same script (s.baseProbe)
+        const probe = probeBase(s.layout);
+        return { ...it, parts: [it.label, probe.label], script: script(it.script, probe.script, 'true') };
+    };
+    // the inspection output of the lock host, read in the lock's own script (one round trip fewer)
+    const read = new Map();
     return {
         name: 'preflight',
         scope: 'each-host',
@@ -43359,16 +43569,25 @@ function preflightStage(opts) {
                     throw new StageError('preflight', `source.dir ${ctx.loaded.sourceDir} does not exist on the runner`);
             }
             await connectAll(ctx);
-            await takeLock(ctx, opts.command);
+            const lockHost = lockSessionOf(ctx);
+            // the lock host is inspected in the lock's script when it is one of the run's hosts
+            const then = ctx.sessions.includes(lockHost)
+                ? [inspect(ctx, lockHost), ...(opts.history ? [readHistoryLines(lockHost.layout)] : [])]
+                : [];
+            const out = await takeLock(ctx, opts.command, then);
+            if (then.length) {
+                read.set(lockHost, out);
+                if (opts.history)
+                    lockHost.history = (release_parseKeyValues(out).get('HISTORY') ?? []).map(l => `${l}\n`).join('');
+            }
         },
         async run(ctx, s) {
             const fromHost = httpChecks(forHost(ctx, s)).some(c => c.from === 'host');
             {
-                const files = opts.deploying ? ctx.config.shared.files : [];
-                const r = await context_runOn(ctx, s, inspectHost(s.layout, files, [...needs, 'curl', 'wget']), {
-                    stage: 'preflight'
-                });
-                const kv = release_parseKeyValues(r.stdout);
+                const out = read.get(s) ?? (await context_runOn(ctx, s, inspect(ctx, s), { stage: 'preflight' })).stdout;
+                if (opts.deploying && ctx.config.upload.strategy === 'incremental')
+                    s.baseProbe = out;
+                const kv = release_parseKeyValues(out);
                 // the same findings `doctor` lists (src/pipeline/findings.ts): an error stops the run
                 const findings = inspectFindings(s, { kv, needs, fromHost, deploying: opts.deploying });
                 const stop = (f) => {
@@ -43390,6 +43609,7 @@ function preflightStage(opts) {
             }
         },
         async end(ctx, ok) {
+            read.clear();
             if (ok)
                 opts.inspected?.(ctx);
         }
@@ -43403,7 +43623,8 @@ async function removeUnfinished(ctx, s) {
     const unmarked = s.releases.filter(r => r !== s.current && !s.complete?.includes(r));
     if (!unmarked.length)
         return;
-    const history = parseHistory((await context_runOn(ctx, s, readHistory(s.layout), { stage: 'preflight' })).stdout);
+    const text = s.history ?? (await context_runOn(ctx, s, readHistory(s.layout), { stage: 'preflight' })).stdout;
+    const history = parseHistory(text);
     const unfinished = unfinishedReleases(s.releases, s.complete ?? [], s.current, history);
     if (!unfinished.length)
         return;
@@ -43413,7 +43634,11 @@ async function removeUnfinished(ctx, s) {
 }
 /** How often `--wait-lock` looks at a held lock again. */
 const LOCK_POLL_MS = 2000;
-async function takeLock(ctx, command) {
+/**
+ * Takes the global lock on the lock host; `then` runs in the same script once the lock is ours. Returns that
+ * script's output (the lock's lines and what `then` printed).
+ */
+async function takeLock(ctx, command, then = []) {
     // the lock is global: on the config's primary, also when the selection left it out
     const primary = lockSessionOf(ctx);
     const owner = {
@@ -43430,7 +43655,7 @@ async function takeLock(ctx, command) {
     let waited;
     let r, kv, state, holder;
     for (;;) {
-        r = await context_runOn(ctx, primary, acquireLock(primary.layout, owner, ttl), { stage: 'preflight' });
+        r = await context_runOn(ctx, primary, acquireLockThen(primary.layout, owner, ttl, then), { stage: 'preflight' });
         kv = release_parseKeyValues(r.stdout);
         state = kv.get('STATE')?.[0];
         holder = kv.get('OWNER')?.[0];
@@ -43457,6 +43682,7 @@ async function takeLock(ctx, command) {
     ctx.lock = owner;
     ctx.onLock?.(owner.token);
     ctx.log.info(`lock taken (${primary.layout.lock}, expires in ${ttl} s)`, primary.host.name);
+    return r.stdout;
 }
 /** The user's test command, on the runner, before anything touches a server. */
 function testStage() {
@@ -43503,21 +43729,23 @@ function deployStage(rel, source = ctx => ctx.loaded.sourceDir) {
             created.add(s);
             if (!upload)
                 throw new Error('deploy stage: run before begin');
-            await upload.send(ctx, s, release);
-            ctx.log.info(`uploaded to ${s.layout.release(release)}`, s.host.name);
             const { files, dirs } = ctx.config.shared;
-            if (files.length || dirs.length) {
-                await context_runOn(ctx, s, linkShared(s.layout, release, files, dirs), { stage: 'deploy' });
-                ctx.log.info(`linked shared: ${[...files, ...dirs].join(', ')}`, s.host.name);
-            }
             const build = ctx.config.stages.build;
+            // the shared links, and without a build the completion marker, run in the upload's own command
+            const linking = files.length || dirs.length ? [linkShared(s.layout, release, files, dirs)] : [];
+            const marker = markComplete(s.layout, release);
+            await upload.send(ctx, s, release, build ? linking : [...linking, marker]);
+            ctx.log.info(`uploaded to ${s.layout.release(release)}`, s.host.name);
+            if (linking.length)
+                ctx.log.info(`linked shared: ${[...files, ...dirs].join(', ')}`, s.host.name);
+            if (!build)
+                return;
             await reuseBuild(ctx, s, release);
-            if (build)
-                await context_runOn(ctx, s, inRelease(s.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')), {
-                    stage: 'deploy'
-                });
+            await context_runOn(ctx, s, inRelease(s.layout, release, 'build', build, hookEnv(ctx, s, release, 'build')), {
+                stage: 'deploy'
+            });
             // only now is the release complete: a run killed before this line left a half-made release
-            await context_runOn(ctx, s, markComplete(s.layout, release), { stage: 'deploy' });
+            await context_runOn(ctx, s, marker, { stage: 'deploy' });
         },
         async end() {
             upload?.finish();
@@ -43621,7 +43849,14 @@ function verifyStage(rel, opts = { afterVerify: true }) {
         }
     };
     async function check(ctx, s, release) {
-        await verifyHost(ctx, s, release, 'verify');
+        try {
+            await verifyHost(ctx, s, release, 'verify');
+        }
+        catch (e) {
+            if (ctx.signal.aborted || ctx.dryRun)
+                throw e;
+            throw await failedChecks(ctx, s, release, 'verify', e);
+        }
         const window = forHost(ctx, s).config.verify.window;
         if (window > 0) {
             ctx.log.info(`checks passed; watching for ${window / 1000} s before checking again`, s.host.name);
@@ -43659,6 +43894,13 @@ function cleanupStage(rel, strategy, opts = { prune: true }) {
             const prune = releasesToPrune(all, ctx.config.keep_releases, [release, s.current]);
             if (!prune.length)
                 return;
+            // without stages.prune (which runs inside each release first), the run's finish script prunes them:
+            // no round trip of their own, and their `rm -rf` is off the run's critical path (pruneReleases)
+            if (!ctx.config.stages.prune) {
+                s.prune = prune;
+                ctx.log.info(`${prune.length} old release(s) to prune as the run finishes: ${prune.join(', ')}`, s.host.name);
+                return;
+            }
             try {
                 await removeReleaseDirs(ctx, s, prune, 'cleanup');
                 ctx.log.info(`pruned ${prune.length} old release(s): ${prune.join(', ')}`, s.host.name);
@@ -44033,8 +44275,54 @@ function blueGreenStrategy() {
 
 
 
+
+
 /** Points `current` at a release and runs a command there: restart (symlink) or reload (graceful). */
 function symlinkFamily(name, command) {
+    /**
+     * `current` -> the release, then the command inside it: one script (switchThen). Its marker line says the
+     * switch is done, so the log has `current -> ...` before the command's output, and a failure names the
+     * step that failed: the switch (current unchanged) or the command after it.
+     */
+    const switchAndRun = async (ctx, s, release, stage, note) => {
+        const cmd = command(ctx);
+        const switched = () => ctx.log.info(`current -> releases/${release}${note}`, s.host.name);
+        if (!cmd) {
+            await context_runOn(ctx, s, switchCurrent(s.layout, release), { stage });
+            switched();
+            return;
+        }
+        const label = name === 'graceful' ? 'reload' : 'restart';
+        const hook = inRelease(s.layout, release, label, cmd, hookEnv(ctx, s, release, stage));
+        let done = false;
+        const marker = {
+            line: SWITCHED_MARKER,
+            seen: () => {
+                done = true;
+                switched();
+            }
+        };
+        const fused = switchThen(s.layout, release, hook);
+        const what = () => (done ? label : switchCurrent(s.layout, release).label);
+        let r;
+        try {
+            r = await context_runOn(ctx, s, fused, { stage, allowFail: true, marker });
+        }
+        catch (e) {
+            // the connection failed: name the step it failed in, as when each was a command of its own
+            const prefix = `${fused.label} on ${s.host.name}: `;
+            const m = errorMessage(e);
+            throw new StageError(stage, `${what()} on ${s.host.name}: ${m.startsWith(prefix) ? m.slice(prefix.length) : m}`, s.host.name);
+        }
+        if (r.code === 0) {
+            // a dry run's recording transport answers without the marker
+            if (!done)
+                switched();
+            return;
+        }
+        const detail = lastLines(r.stderr || r.stdout.split(`${SWITCHED_MARKER}\n`).join(''), 8);
+        throw new StageError(stage, `${what()} failed on ${s.host.name} (exit ${r.code})${detail ? `: ${detail}` : ''}`, s.host.name);
+    };
     return () => {
         const live = new Set();
         return {
@@ -44053,11 +44341,7 @@ function symlinkFamily(name, command) {
                     await runHook(ctx, s, s.current, 'stop', stop, stage);
                     ctx.log.info(`stopped releases/${s.current} (stages.stop)`, s.host.name);
                 }
-                await context_runOn(ctx, s, switchCurrent(s.layout, release), { stage });
-                ctx.log.info(`current -> releases/${release}`, s.host.name);
-                const cmd = command(ctx);
-                if (cmd)
-                    await runHook(ctx, s, release, name === 'graceful' ? 'reload' : 'restart', cmd, stage);
+                await switchAndRun(ctx, s, release, stage, '');
             },
             async restore(ctx, s, release, stage) {
                 if (!live.has(s))
@@ -44067,11 +44351,7 @@ function symlinkFamily(name, command) {
                 if (stop && s.current !== release)
                     await runHook(ctx, s, release, 'stop', stop, stage);
                 if (s.current) {
-                    await context_runOn(ctx, s, switchCurrent(s.layout, s.current), { stage });
-                    ctx.log.info(`current -> releases/${s.current} (restored)`, s.host.name);
-                    const cmd = command(ctx);
-                    if (cmd)
-                        await runHook(ctx, s, s.current, name === 'graceful' ? 'reload' : 'restart', cmd, stage);
+                    await switchAndRun(ctx, s, s.current, stage, ' (restored)');
                 }
                 else {
                     await context_runOn(ctx, s, removeCurrent(s.layout), { stage });
@@ -46571,7 +46851,9 @@ function rollback(req) {
             async run(c) {
                 const primary = context_primaryOf(c);
                 from = primary.current;
-                history = parseHistory((await context_runOn(c, primary, readHistory(primary.layout), { stage: 'choose' })).stdout);
+                // read by preflight in the lock's script when the primary holds the lock
+                history = parseHistory(primary.history ??
+                    (await context_runOn(c, primary, readHistory(primary.layout), { stage: 'choose' })).stdout);
                 target = chooseTarget(c.sessions, primary, history, req.to);
                 if (req.notice)
                     c.log.info(req.notice);
@@ -46583,7 +46865,7 @@ function rollback(req) {
         const strategy = () => (chosen ??= strategyFor(ctx));
         return {
             stages: [
-                preflightStage({ command: 'rollback', deploying: false }),
+                preflightStage({ command: 'rollback', deploying: false, history: true }),
                 choose,
                 rollbackDatabaseStage(rel, () => from, () => history, req, database),
                 // undo: the release that served when the rollback started goes back, restarted and verified
@@ -47083,7 +47365,11 @@ async function planDeploy(req) {
     if (outcome.failure)
         out.push(`## the dry run stopped at ${outcome.failure.stage}${outcome.failure.host ? ` on ${outcome.failure.host}` : ''}: ${errorMessage(outcome.failure.message)}`);
     else
-        out.push('## finish: history line and the run log on every host, then the lock released on the primary', '## on a failure after the switch: the database back (when migrate changed it), the previous release switched back, restarted and verified; exit 4');
+        out.push(...ctx.sessions.flatMap(s => s.prune?.length
+            ? [
+                `## finish on ${s.host.name}: ${s.prune.map(id => `releases/${id}`).join(', ')} moved into .safe-deploy/pruned/ and removed in the background (keep_releases)`
+            ]
+            : []), '## finish: history line and the run log on every host, then the lock released on the primary', '## on a failure after the switch: the database back (when migrate changed it), the previous release switched back, restarted and verified; exit 4');
     return { text: ctx.log.redactor.redact(out.join('\n')), records };
 }
 /**
@@ -47256,7 +47542,7 @@ async function sudoFindings(ctx, s, commands) {
     }
     return out;
 }
-/** docker compose (v2 plugin) or docker-compose, when a command uses it. */
+/** docker compose (v2 plugin) or docker-compose, when a command uses it, run with the config's `env`. */
 async function composeFindings(ctx, s, commands) {
     const host = s.host.name;
     const uses = [
@@ -47267,7 +47553,9 @@ async function composeFindings(ctx, s, commands) {
     for (const tool of uses) {
         const r = await context_runOn(ctx, s, {
             label: tool,
-            script: `out=$(${tool} version 2>&1); rc=$?; printf '%s\\n' "$out" | head -n 1; exit $rc`
+            script: `out=$(${tool} version 2>&1); rc=$?; printf '%s\\n' "$out" | head -n 1; exit $rc`,
+            // the environment the config's commands get (env.PATH, DOCKER_HOST for rootless docker, ...)
+            env: ctx.config.env
         }, { stage: 'doctor', allowFail: true });
         const line = r.stdout.trim();
         if (r.code === 0 && line && !/not found|unknown|is not a docker command/i.test(line))
