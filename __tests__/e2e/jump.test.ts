@@ -11,7 +11,7 @@ import { parse, stringify } from 'yaml'
 import { join } from 'node:path'
 import { waitFor } from './harness/app.js'
 import { SshTransport } from '../../src/transport/ssh.js'
-import { createJumpNetwork, type JumpNetwork } from './harness/netns.js'
+import { startJumpHosts, type JumpNetwork } from './harness/netns.js'
 import { bannerOf, fastShell, startSshd, stopAll, type SshHost } from './harness/sshd.js'
 import { currentOf, lockExists, project, releasesOf, stopApp, type Project } from './support.js'
 
@@ -21,9 +21,7 @@ let target: SshHost
 const pidFiles: string[] = []
 
 beforeAll(async () => {
-  net = createJumpNetwork()
-  bastion = await startSshd({ netns: net.bastionNs, address: net.bastionAddress, extraConfig: fastShell() })
-  target = await startSshd({ netns: net.targetNs, address: net.targetAddress, extraConfig: fastShell() })
+  ;({ net, bastion, target } = await startJumpHosts())
 })
 
 afterAll(async () => {

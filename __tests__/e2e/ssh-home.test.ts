@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fastShell, startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
-import { createJumpNetwork, type JumpNetwork } from './harness/netns.js'
+import { startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
+import { startJumpHosts, type JumpNetwork } from './harness/netns.js'
 import { actionStep, currentOf, lastLog, project, releasesOf, stopApp } from './support.js'
 import { expectExit, spawnActionSource } from './harness/cliproc.js'
 
@@ -215,9 +215,7 @@ describe('ProxyJump of a ~/.ssh/config alias', () => {
   let target: SshHost
 
   beforeAll(async () => {
-    net = createJumpNetwork()
-    bastion = await startSshd({ netns: net.bastionNs, address: net.bastionAddress, extraConfig: fastShell() })
-    target = await startSshd({ netns: net.targetNs, address: net.targetAddress, extraConfig: fastShell() })
+    ;({ net, bastion, target } = await startJumpHosts())
   })
 
   afterAll(async () => {

@@ -8,6 +8,7 @@
  * kernel that lets this container create namespaces (`ip netns add`).
  */
 import { execFileSync, spawnSync } from 'node:child_process'
+import { fastShell, startSshd, type SshHost } from './sshd.js'
 
 export interface JumpNetwork {
   /** Namespace for the bastion's sshd. */
@@ -83,4 +84,20 @@ export function createJumpNetwork(): JumpNetwork {
     bastionInnerAddress: inner.bastion,
     remove
   }
+}
+
+/** A jump network with a bastion sshd and a target sshd (reachable only from the bastion) in it. */
+export async function startJumpHosts(): Promise<{ net: JumpNetwork; bastion: SshHost; target: SshHost }> {
+  const net = createJumpNetwork()
+  const bastion = await startSshd({
+    netns: net.bastionNs,
+    address: net.bastionAddress,
+    extraConfig: fastShell()
+  })
+  const target = await startSshd({
+    netns: net.targetNs,
+    address: net.targetAddress,
+    extraConfig: fastShell()
+  })
+  return { net, bastion, target }
 }
