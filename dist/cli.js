@@ -42996,6 +42996,8 @@ function headerOf(data) {
     const pax = new ft({ path: data.path, linkpath: data.linkpath, size: data.size, mtime: data.mtime });
     return Buffer.concat([pax.encode(), h.block]);
 }
+/** Files up to this size are read in one piece. */
+const SMALL = 256 * 1024;
 const pack_pad = (n) => Buffer.alloc((512 - (n % 512)) % 512);
 async function* pack_members(items, now) {
     for (const item of items) {
@@ -43018,6 +43020,16 @@ async function* pack_members(items, now) {
         else {
             yield headerOf({ path: item.name, type: 'File', mode: e.mode, size: e.size, mtime });
             // exactly the size the walk saw; a file that changed since fails the pack, as GNU tar does
+            if (e.size <= SMALL) {
+                // read whole, synchronously: an open, a read, a stat and a close on the thread pool per small file
+                // cost more than the file
+                const body = (0,external_node_fs_namespaceObject.readFileSync)(`${src}/${e.path}`);
+                if (body.length !== e.size)
+                    throw new Error(`${e.path}: file changed while it was packed`);
+                yield body;
+                yield pack_pad(e.size);
+                continue;
+            }
             const fh = await (0,promises_namespaceObject.open)(`${src}/${e.path}`, 'r');
             try {
                 let left = e.size;
@@ -43043,9 +43055,29 @@ async function* pack_members(items, now) {
 }
 /** Writes `items`, in order, into the tar.gz `file`. */
 async function writeTarGz(file, items, signal) {
-    await (0,external_node_stream_promises_namespaceObject.pipeline)(external_node_stream_namespaceObject.Readable.from(pack_members(items, new Date())), (0,external_node_zlib_namespaceObject.createGzip)(), (0,external_node_fs_namespaceObject.createWriteStream)(file), {
+    await (0,external_node_stream_promises_namespaceObject.pipeline)(external_node_stream_namespaceObject.Readable.from(batched(pack_members(items, new Date()))), (0,external_node_zlib_namespaceObject.createGzip)(), (0,external_node_fs_namespaceObject.createWriteStream)(file), {
         signal
     });
+}
+/**
+ * The members' blocks joined into chunks of about 1 MiB: each chunk written to gzip is a job of its own on
+ * node's thread pool, and one per header and per small file is thousands of them (with the small files read
+ * whole, this took packing 2,000 files from about 3× GNU tar's time to a little under it).
+ */
+async function* batched(blocks, size = 1024 * 1024) {
+    let parts = [];
+    let length = 0;
+    for await (const b of blocks) {
+        parts.push(b);
+        length += b.length;
+        if (length >= size) {
+            yield Buffer.concat(parts, length);
+            parts = [];
+            length = 0;
+        }
+    }
+    if (length)
+        yield Buffer.concat(parts, length);
 }
 
 ;// CONCATENATED MODULE: ./src/pipeline/upload/incremental.ts
