@@ -25637,7 +25637,7 @@ else {
     await main();
 }
 async function main() {
-    const { runCli } = await Promise.resolve(/* import() eager */).then(__nccwpck_require__.bind(__nccwpck_require__, 791));
+    const { runCli } = await Promise.resolve(/* import() eager */).then(__nccwpck_require__.bind(__nccwpck_require__, 12));
     // A cancelled CI job sends SIGINT, then SIGTERM: both ask the run to stop at once and undo what it did.
     const controller = new AbortController();
     let signals = 0;
@@ -25664,7 +25664,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 791:
+/***/ 12:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -40907,7 +40907,38 @@ function writeReport(file, result, redactor) {
     (0,external_node_fs_namespaceObject.writeFileSync)(file, redactor.redact(JSON.stringify(result, null, 2)) + '\n', { mode: 0o600 });
 }
 
+;// CONCATENATED MODULE: external "node:events"
+const external_node_events_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:events");
+;// CONCATENATED MODULE: ./src/core/signal.ts
+/**
+ * The run's abort signals. Every command in flight listens on its run's signal, one per host at a time, so a
+ * fleet of more than 10 hosts would pass node's default of 10 listeners and print a
+ * MaxListenersExceededWarning in the middle of the deploy log. The run's signals have no such limit.
+ */
+
+/** `signal`, with no limit on its listeners. */
+function runSignal(signal) {
+    try {
+        (0,external_node_events_namespaceObject.setMaxListeners)(0, signal);
+    }
+    catch {
+        // a signal of another realm (a test sandbox) node does not take for an EventTarget: it keeps the default
+    }
+    return signal;
+}
+/** A controller whose signal has no limit on its listeners. */
+function runController() {
+    const controller = new AbortController();
+    runSignal(controller.signal);
+    return controller;
+}
+/** A signal that is never aborted (the undo and the finish run to the end), with no limit on its listeners. */
+function freshSignal() {
+    return runController().signal;
+}
+
 ;// CONCATENATED MODULE: ./src/host/lease.ts
+
 
 
 
@@ -40915,7 +40946,7 @@ function writeReport(file, result, redactor) {
 function startLease(ctx) {
     const ttl = ctx.config.lock.ttl;
     const every = Math.max(200, Math.floor(ttl / 3));
-    const controller = new AbortController();
+    const controller = runController();
     const outer = ctx.signal;
     const onOuter = () => controller.abort(outer.reason);
     if (outer.aborted)
@@ -41402,6 +41433,7 @@ function hasChecks(ctx, s) {
 
 
 
+
 const seconds = (t0) => Math.round((performance.now() - t0) / 100) / 10;
 /**
  * Runs stages in order, keeping the undo ledger of (stage, host) pairs; on a failure, undoes what the ledger
@@ -41686,7 +41718,7 @@ async function runUnderLease(ctx, stages, opts, lease, outer) {
     let undidLive = false;
     // An interrupted run (or one that lost its lock) still cleans up: the undo steps get their own signal.
     lease.settle();
-    ctx.signal = ctx.signal.aborted ? new AbortController().signal : outer;
+    ctx.signal = ctx.signal.aborted ? freshSignal() : outer;
     // the rollback section holds the undos that run (none: no `== rollback` header); the last one closes it
     const lastUndo = toUndo.reduce((last, t, i) => (t.item.stage.undo ? i : last), -1);
     ctx.log.setStage('rollback');
@@ -42180,6 +42212,7 @@ function failedHosts(rows) {
 
 
 
+
 function newContext(req, command, started, logFile = true) {
     const redactor = new Redactor(req.loaded.secrets);
     const logDir = (0,external_node_path_namespaceObject.resolve)(req.logDir ?? req.loaded.config.log_dir);
@@ -42188,7 +42221,7 @@ function newContext(req, command, started, logFile = true) {
         loaded: req.loaded,
         config: req.loaded.config,
         log: new DeployLog(file, req.reporter, redactor),
-        signal: req.signal ?? new AbortController().signal,
+        signal: req.signal ? runSignal(req.signal) : freshSignal(),
         actor: req.actor ?? localActor(),
         sessions: [],
         verbose: !!req.verbose,
@@ -42227,7 +42260,7 @@ function verdict(command, outcome, seconds, previous) {
  * of reach, what it served before the run and what the run last did to it. Best effort, with a fresh signal.
  */
 async function describeHosts(ctx, release) {
-    const c = { ...ctx, signal: new AbortController().signal };
+    const c = { ...ctx, signal: freshSignal() };
     return Promise.all(ctx.sessions.map(async (s) => {
         const host = s.host.name;
         let kv;
@@ -42436,7 +42469,7 @@ async function finishOnHosts(ctx, entry, where) {
     // the lock host: the primary, or (when the selection left it out) the config's primary, for the lock alone
     const primary = lockSessionOf(ctx);
     const text = ctx.log.lines.join('\n');
-    const finish = { ...ctx, signal: new AbortController().signal };
+    const finish = { ...ctx, signal: freshSignal() };
     const hosts = where === 'primary' ? [context_primaryOf(ctx)] : ctx.sessions;
     const all = hosts.includes(primary) ? hosts : [...hosts, primary];
     const results = await Promise.allSettled(all.map(s => {
@@ -42692,8 +42725,6 @@ const external_node_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(im
 const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
 // EXTERNAL MODULE: external "events"
 var external_events_ = __nccwpck_require__(4434);
-;// CONCATENATED MODULE: external "node:events"
-const external_node_events_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:events");
 ;// CONCATENATED MODULE: external "node:string_decoder"
 const external_node_string_decoder_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:string_decoder");
 // EXTERNAL MODULE: external "buffer"

@@ -35,6 +35,7 @@ import { RunEvents, onEvent, type RunSubscriber } from './events.js'
 import { stageGroups } from './groups.js'
 import { skippedHostResults } from './hosts.js'
 import { hostTable } from '../report/hosts.js'
+import { freshSignal, runSignal } from '../core/signal.js'
 
 export interface RunRequest {
   loaded: LoadedConfig
@@ -66,7 +67,7 @@ export function newContext(req: RunRequest, command: string, started: Date, logF
     loaded: req.loaded,
     config: req.loaded.config,
     log: new DeployLog(file, req.reporter, redactor),
-    signal: req.signal ?? new AbortController().signal,
+    signal: req.signal ? runSignal(req.signal) : freshSignal(),
     actor: req.actor ?? localActor(),
     sessions: [],
     verbose: !!req.verbose,
@@ -110,7 +111,7 @@ export function verdict(
  * of reach, what it served before the run and what the run last did to it. Best effort, with a fresh signal.
  */
 async function describeHosts(ctx: RunContext, release: string | undefined): Promise<HostState[]> {
-  const c: RunContext = { ...ctx, signal: new AbortController().signal }
+  const c: RunContext = { ...ctx, signal: freshSignal() }
   return Promise.all(
     ctx.sessions.map(async (s): Promise<HostState> => {
       const host = s.host.name
@@ -364,7 +365,7 @@ async function finishOnHosts(
   // the lock host: the primary, or (when the selection left it out) the config's primary, for the lock alone
   const primary = lockSessionOf(ctx)
   const text = ctx.log.lines.join('\n')
-  const finish = { ...ctx, signal: new AbortController().signal }
+  const finish = { ...ctx, signal: freshSignal() }
   const hosts: HostSession[] = where === 'primary' ? [primaryOf(ctx)] : ctx.sessions
   const all = hosts.includes(primary) ? hosts : [...hosts, primary]
   const results = await Promise.allSettled(

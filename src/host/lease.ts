@@ -2,6 +2,7 @@ import { renewLock } from '../commands/lock.js'
 import { parseKeyValues } from '../commands/release.js'
 import { lockSessionOf, runOn, type RunContext } from './context.js'
 import { errorMessage } from '../core/errors.js'
+import { runController } from '../core/signal.js'
 
 /**
  * The deploy lock is a lease: while a run holds it, a timer renews it every ttl/3, whatever stage is running
@@ -25,7 +26,7 @@ export interface Lease {
 export function startLease(ctx: RunContext): Lease {
   const ttl = ctx.config.lock.ttl
   const every = Math.max(200, Math.floor(ttl / 3))
-  const controller = new AbortController()
+  const controller = runController()
   const outer = ctx.signal
   const onOuter = () => controller.abort(outer.reason)
   if (outer.aborted) controller.abort(outer.reason)

@@ -6,6 +6,7 @@ import { exitCode, reverifyNow, undoFailureNeedsPerson, undoOrder, type Touched 
 import type { HostStage, Stage, StageEvent, StageRecord } from './stage.js'
 import type { HostResult } from './result.js'
 import { sleep } from './checks.js'
+import { freshSignal } from '../core/signal.js'
 
 export interface Outcome {
   records: StageRecord[]
@@ -398,7 +399,7 @@ async function runUnderLease(
 
   // An interrupted run (or one that lost its lock) still cleans up: the undo steps get their own signal.
   lease.settle()
-  ctx.signal = ctx.signal.aborted ? new AbortController().signal : outer
+  ctx.signal = ctx.signal.aborted ? freshSignal() : outer
   // the rollback section holds the undos that run (none: no `== rollback` header); the last one closes it
   const lastUndo = toUndo.reduce((last, t, i) => (t.item.stage.undo ? i : last), -1)
   ctx.log.setStage('rollback')
