@@ -15,7 +15,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { cpus } from 'node:os'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import {
@@ -139,15 +139,21 @@ function rsyncScript(host: SshHost, port: number) {
   const root = host.root('rsync')
   host.run(`mkdir -p ${q(root)}`)
   const src = join(tempDir('safe-deploy-bench-rsync-'), 'app')
+  let stamp = Math.floor(Date.now() / 1000)
   const ssh = `ssh -i ${q(host.privateKeyFile)} -p ${host.port} -o UserKnownHostsFile=${q(host.knownHostsFile)} -o BatchMode=yes -o IdentitiesOnly=yes`
   return {
     root,
     async deploy(version: string) {
       writeReference(src, version)
+      // rsync's quick check skips a file of the same size and mtime (whole seconds): VERSION and server.js
+      // keep their size from one version to the next, and two deploys can fall in the same second
+      stamp += 2
+      for (const f of readdirSync(src, { recursive: true, encoding: 'utf8' }))
+        if (!f.startsWith('lib')) utimesSync(join(src, f), stamp, stamp)
       await must('rsync', ['-a', '--delete', '-e', ssh, `${src}/`, `root@${host.address}:${root}/app/`])
       await must('sh', [
         '-c',
-        `${ssh} root@${host.address} ${q(`cd ${q(`${root}/app`)} && PORT=${port} PID_FILE=${q(`${root}/app.pid`)} sh bin/restart`)}`
+        `${ssh} root@${host.address} ${q(`cd ${q(`${root}/app`)} && PORT=${port} PID_FILE=${q(`${root}/app.pid`)} APP_LOG=${q(`${root}/app.log`)} sh bin/restart`)}`
       ])
       await healthy(port, version)
     }
