@@ -43482,14 +43482,73 @@ async function runOnRunner(ctx, stage, what, command, cwd) {
 }
 /**
  * Copies `paths` of `from` (default: all of it) into the dir `to`, leaving out `exclude` (tar patterns, as the
- * upload does). Throws a plain Error saying why.
+ * upload does), in-process: no `tar` or `sh` on the runner (a Windows laptop has neither). Each file, dir and
+ * symlink keeps its mode and mtime, as `tar -c | tar -x` kept them; dirs get theirs last, so a read-only dir
+ * still receives its files. Throws a plain Error saying why.
  */
 async function copyTree(from, to, exclude, opts = {}) {
-    const ex = exclude.map(e => sh(`--exclude=${e}`)).join(' ');
-    const paths = (opts.paths ?? ['.']).map(sh).join(' ');
-    const r = await new LocalTransport('runner').exec(`tar -cf - ${ex} -C ${sh(from)} ${paths} | tar -xf - -C ${sh(to)}`, { signal: opts.signal });
-    if (r.code !== 0)
-        throw new Error(`copying ${from} to ${to} failed (exit ${r.code}): ${r.stderr.trim()}`);
+    const wanted = opts.paths?.map(p => p.replace(/^\.\/+/, '').replace(/\/+$/, '') || '.');
+    // an entry is copied when it is one of `paths`, inside one, or a dir on the way to one
+    const copied = (p) => !wanted || wanted.some(w => w === '.' || p === w || p.startsWith(`${w}/`) || w.startsWith(`${p}/`));
+    let entries;
+    try {
+        entries = buildManifest(from, exclude, [], { hash: false }).entries.filter(e => e.path !== '.' && copied(e.path));
+    }
+    catch (e) {
+        throw new Error(`copying ${from} to ${to} failed: ${errorMessage(e)}`);
+    }
+    const dirs = [];
+    try {
+        (0,external_node_fs_namespaceObject.mkdirSync)(to, { recursive: true });
+        let n = 0;
+        for (const e of entries) {
+            if (++n % 200 === 0) {
+                // let a SIGINT reach the run between chunks of a large tree
+                await new Promise(r => setImmediate(r));
+                if (opts.signal?.aborted)
+                    throw new Error('interrupted');
+            }
+            const src = (0,external_node_path_namespaceObject.join)(from, e.path);
+            const dst = (0,external_node_path_namespaceObject.join)(to, e.path);
+            const there = lstatOrUndefined(dst);
+            if (e.type === 'dir') {
+                if (there && !there.isDirectory())
+                    (0,external_node_fs_namespaceObject.rmSync)(dst, { force: true });
+                if (!there || !there.isDirectory())
+                    (0,external_node_fs_namespaceObject.mkdirSync)(dst, { mode: 0o700 });
+                (0,external_node_fs_namespaceObject.chmodSync)(dst, 0o700);
+                dirs.push(e);
+                continue;
+            }
+            if (there)
+                (0,external_node_fs_namespaceObject.rmSync)(dst, { recursive: true, force: true });
+            if (e.type === 'link') {
+                (0,external_node_fs_namespaceObject.symlinkSync)(e.target, dst);
+                continue;
+            }
+            (0,external_node_fs_namespaceObject.copyFileSync)(src, dst);
+            (0,external_node_fs_namespaceObject.chmodSync)(dst, e.mode);
+            if (e.mtime !== undefined)
+                (0,external_node_fs_namespaceObject.utimesSync)(dst, e.mtime / 1000, e.mtime / 1000);
+        }
+        // deepest first: setting a dir's mtime before its children are written would be undone by them
+        for (const d of dirs.reverse()) {
+            (0,external_node_fs_namespaceObject.chmodSync)((0,external_node_path_namespaceObject.join)(to, d.path), d.mode);
+            if (d.mtime !== undefined)
+                (0,external_node_fs_namespaceObject.utimesSync)((0,external_node_path_namespaceObject.join)(to, d.path), d.mtime / 1000, d.mtime / 1000);
+        }
+    }
+    catch (e) {
+        throw new Error(`copying ${from} to ${to} failed: ${errorMessage(e)}`);
+    }
+}
+function lstatOrUndefined(path) {
+    try {
+        return (0,external_node_fs_namespaceObject.lstatSync)(path);
+    }
+    catch {
+        return undefined;
+    }
 }
 /** The build-local stage and the dir the upload packs (the staging copy once built, else source.dir). */
 function buildLocal(cache) {
@@ -43516,7 +43575,7 @@ function buildLocal(cache) {
                 const paths = ctx.config.cache?.paths ?? [];
                 const keyFiles = ctx.config.cache?.key_files ?? [];
                 if (ctx.dryRun) {
-                    ctx.dryRun.runner('copy source.dir to a staging dir on the runner (source.exclude left out)', `tar -cf - -C ${sh(sourceDir)} . | tar -xf - -C <staging>`);
+                    ctx.dryRun.runner(`copy ${sourceDir} to a staging dir on the runner (source.exclude left out; in-process, modes and mtimes kept)`);
                     if (ctx.config.cache)
                         ctx.dryRun.runner(`restore ${paths.join(', ')} from the cache (key: sha256 of ${keyFiles.join(', ')})`);
                     ctx.dryRun.runner('build-local (in the staging dir; a failure stops the deploy)', `cd <staging> && ${command}`);
@@ -47936,10 +47995,11 @@ function writeDotenv(file, r, environmentUrl) {
 
 ;// CONCATENATED MODULE: ./src/pipeline/cache.ts
 /**
- * The CLI's build cache: one dir per key under `~/.cache/safe-deploy/` (or `--cache-dir`), holding a tar of
- * the `cache:` paths. `.env*` files are never written into it, wherever they are under those paths.
+ * The CLI's build cache: one dir per key under `~/.cache/safe-deploy/` (or `--cache-dir`), holding a copy of
+ * the `cache:` paths (`<key>/tree`, copied in-process: no `tar` on the runner). `.env*` files are never
+ * written into it, wherever they are under those paths. A cache an older version wrote as `cache.tar` is a
+ * miss (the next build saves the tree).
  */
-
 
 
 
@@ -47948,35 +48008,33 @@ function writeDotenv(file, r, environmentUrl) {
 function defaultCacheDir(env) {
     return (0,external_node_path_namespaceObject.join)(env.XDG_CACHE_HOME || (0,external_node_path_namespaceObject.join)(env.HOME || (0,external_node_os_namespaceObject.homedir)(), '.cache'), 'safe-deploy');
 }
-async function tar(command) {
-    const r = await new LocalTransport('runner').exec(command);
-    if (r.code !== 0)
-        throw new Error(`tar failed (exit ${r.code}): ${r.stderr.trim()}`);
-}
 function dirCache(root) {
-    const archive = (key) => (0,external_node_path_namespaceObject.join)(root, key, 'cache.tar');
+    const tree = (key) => (0,external_node_path_namespaceObject.join)(root, key, 'tree');
     return {
         name: `the local cache (${root})`,
         async restore(key, _paths, dir) {
-            const file = archive(key);
-            if (!(0,external_node_fs_namespaceObject.existsSync)(file))
+            const saved = tree(key);
+            if (!(0,external_node_fs_namespaceObject.existsSync)(saved))
                 return false;
-            await tar(`tar -xf ${sh(file)} -C ${sh(dir)}`);
+            await copyTree(saved, dir, []);
             return true;
         },
         async save(key, paths, dir) {
             const present = paths.filter(p => (0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.join)(dir, p)));
             if (!present.length)
                 throw new Error(`none of ${paths.join(', ')} exists after the build`);
-            const file = archive(key);
+            const saved = tree(key);
             (0,external_node_fs_namespaceObject.mkdirSync)((0,external_node_path_namespaceObject.join)(root, key), { recursive: true });
-            const part = `${file}.${process.pid}.part`;
+            const part = `${saved}.${process.pid}.part`;
             try {
-                await tar(`tar -cf ${sh(part)} ${sh('--exclude=.env*')} -C ${sh(dir)} ${present.map(sh).join(' ')}`);
-                (0,external_node_fs_namespaceObject.renameSync)(part, file);
+                (0,external_node_fs_namespaceObject.rmSync)(part, { recursive: true, force: true });
+                await copyTree(dir, part, ['.env*'], { paths: present });
+                // another run may have saved the same key meanwhile: same key, same inputs; the newer copy wins
+                (0,external_node_fs_namespaceObject.rmSync)(saved, { recursive: true, force: true });
+                (0,external_node_fs_namespaceObject.renameSync)(part, saved);
             }
             finally {
-                (0,external_node_fs_namespaceObject.rmSync)(part, { force: true });
+                (0,external_node_fs_namespaceObject.rmSync)(part, { recursive: true, force: true });
             }
         }
     };

@@ -24,6 +24,7 @@ import {
   lockExists,
   quickProject,
   releasesOf,
+  snapshot,
   stateEnv,
   stopApp
 } from './support.js'
@@ -283,10 +284,7 @@ describe('cache: (the CLI keeps it in a local dir)', () => {
     writeFileSync(join(p.dir, 'app', 'deps.lock'), 'x\n')
     expectExit(await p.deploy(['--json', '--cache-dir', cacheDir]), 0)
     const [key] = readdirSync(cacheDir)
-    const { execFileSync } = await import('node:child_process')
-    const list = execFileSync('tar', ['-tf', join(cacheDir, key as string, 'cache.tar')], {
-      encoding: 'utf8'
-    })
+    const list = snapshot(join(cacheDir, key as string, 'tree')).join('\n')
     expect(list).toContain('deps/fetched')
     expect(list).not.toContain('.env')
   })

@@ -6,10 +6,12 @@
  * (a Windows checkout has no executable bit), so `bin/restart` runs.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
+import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, lstatSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { startSshd, stopAll, tempDir, type SshHost } from './harness/sshd.js'
+import { copyTree } from '../../src/pipeline/buildlocal.js'
 import {
   currentOf,
   hostileTree,
@@ -146,5 +148,38 @@ describe('tar upload packed in-process', () => {
     const rel = join(root, 'releases', newest(root))
     expect(readFileSync(join(rel, 'dist', 'app.txt'), 'utf8')).toBe('compiled\n')
     expect(existsSync(join(p.dir, 'app', 'dist'))).toBe(false)
+  })
+})
+
+describe("build_local's staging copy, in-process", () => {
+  test('copyTree gives what tar -c | tar -x gave (bytes, modes, mtimes, links, excludes), and copies only the paths asked for', async () => {
+    const src = tempDir('copytree-src-')
+    hostileTree(
+      src,
+      Array.from({ length: 3 }, () => randomBytes(4096))
+    )
+    writeWithMode(src, 'ro/inside.txt', 'in a read-only dir\n', 0o644)
+    chmodSync(join(src, 'ro'), 0o555)
+    writeWithMode(src, 'node_modules/dep/index.js', 'module.exports = 1\n', 0o644)
+    writeWithMode(src, 'debug.log', 'left out\n', 0o644)
+    const ex = EXCLUDE.map(e => `--exclude=${q(e)}`).join(' ')
+    const reference = tempDir('copytree-tar-')
+    const tar = spawnSync('sh', ['-c', `tar -cf - ${ex} -C ${q(src)} . | tar -xf - -C ${q(reference)}`])
+    expect(tar.status).toBe(0)
+    const ours = tempDir('copytree-ours-')
+    await copyTree(src, ours, EXCLUDE)
+    expect(snapshot(ours, [], { mtime: true })).toEqual(snapshot(reference, [], { mtime: true }))
+    expect(existsSync(join(ours, 'debug.log'))).toBe(false)
+    expect(lstatSync(join(ours, 'ro')).mode & 0o777).toBe(0o555)
+
+    // a cache's paths: only those (and the dirs on the way), into a dir that has other files
+    const some = tempDir('copytree-paths-')
+    writeFileSync(join(some, 'kept.txt'), 'kept\n')
+    await copyTree(src, some, [], { paths: ['node_modules', 'with space/a file.txt'] })
+    expect(readFileSync(join(some, 'node_modules', 'dep', 'index.js'), 'utf8')).toBe('module.exports = 1\n')
+    expect(readFileSync(join(some, 'with space', 'a file.txt'), 'utf8')).toBe('spaces\n')
+    expect(readFileSync(join(some, 'kept.txt'), 'utf8')).toBe('kept\n')
+    expect(existsSync(join(some, 'exec.sh'))).toBe(false)
+    chmodSync(join(src, 'ro'), 0o755)
   })
 })

@@ -5,14 +5,26 @@
  * fleet builds once instead of on every host. Nothing on a server changes (effect none).
  */
 import { createHash } from 'node:crypto'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  type Stats
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { sh } from '../commands/quote.js'
 import { LocalTransport } from '../transport/local.js'
 import { StageError, errorMessage } from '../core/errors.js'
 import type { RunContext } from '../host/context.js'
 import type { ProductStage, StageName } from './stage.js'
+import { buildManifest, type ManifestEntry } from './upload/manifest.js'
 
 /**
  * Where `cache:` paths are kept between runs: the CLI's is a local dir (src/pipeline/cache.ts), the Action's
@@ -85,7 +97,9 @@ export async function runOnRunner(
 
 /**
  * Copies `paths` of `from` (default: all of it) into the dir `to`, leaving out `exclude` (tar patterns, as the
- * upload does). Throws a plain Error saying why.
+ * upload does), in-process: no `tar` or `sh` on the runner (a Windows laptop has neither). Each file, dir and
+ * symlink keeps its mode and mtime, as `tar -c | tar -x` kept them; dirs get theirs last, so a read-only dir
+ * still receives its files. Throws a plain Error saying why.
  */
 export async function copyTree(
   from: string,
@@ -93,13 +107,63 @@ export async function copyTree(
   exclude: string[],
   opts: { paths?: string[]; signal?: AbortSignal } = {}
 ): Promise<void> {
-  const ex = exclude.map(e => sh(`--exclude=${e}`)).join(' ')
-  const paths = (opts.paths ?? ['.']).map(sh).join(' ')
-  const r = await new LocalTransport('runner').exec(
-    `tar -cf - ${ex} -C ${sh(from)} ${paths} | tar -xf - -C ${sh(to)}`,
-    { signal: opts.signal }
-  )
-  if (r.code !== 0) throw new Error(`copying ${from} to ${to} failed (exit ${r.code}): ${r.stderr.trim()}`)
+  const wanted = opts.paths?.map(p => p.replace(/^\.\/+/, '').replace(/\/+$/, '') || '.')
+  // an entry is copied when it is one of `paths`, inside one, or a dir on the way to one
+  const copied = (p: string) =>
+    !wanted || wanted.some(w => w === '.' || p === w || p.startsWith(`${w}/`) || w.startsWith(`${p}/`))
+  let entries: ManifestEntry[]
+  try {
+    entries = buildManifest(from, exclude, [], { hash: false }).entries.filter(
+      e => e.path !== '.' && copied(e.path)
+    )
+  } catch (e) {
+    throw new Error(`copying ${from} to ${to} failed: ${errorMessage(e)}`)
+  }
+  const dirs: ManifestEntry[] = []
+  try {
+    mkdirSync(to, { recursive: true })
+    let n = 0
+    for (const e of entries) {
+      if (++n % 200 === 0) {
+        // let a SIGINT reach the run between chunks of a large tree
+        await new Promise(r => setImmediate(r))
+        if (opts.signal?.aborted) throw new Error('interrupted')
+      }
+      const src = join(from, e.path)
+      const dst = join(to, e.path)
+      const there = lstatOrUndefined(dst)
+      if (e.type === 'dir') {
+        if (there && !there.isDirectory()) rmSync(dst, { force: true })
+        if (!there || !there.isDirectory()) mkdirSync(dst, { mode: 0o700 })
+        chmodSync(dst, 0o700)
+        dirs.push(e)
+        continue
+      }
+      if (there) rmSync(dst, { recursive: true, force: true })
+      if (e.type === 'link') {
+        symlinkSync(e.target as string, dst)
+        continue
+      }
+      copyFileSync(src, dst)
+      chmodSync(dst, e.mode)
+      if (e.mtime !== undefined) utimesSync(dst, e.mtime / 1000, e.mtime / 1000)
+    }
+    // deepest first: setting a dir's mtime before its children are written would be undone by them
+    for (const d of dirs.reverse()) {
+      chmodSync(join(to, d.path), d.mode)
+      if (d.mtime !== undefined) utimesSync(join(to, d.path), d.mtime / 1000, d.mtime / 1000)
+    }
+  } catch (e) {
+    throw new Error(`copying ${from} to ${to} failed: ${errorMessage(e)}`)
+  }
+}
+
+function lstatOrUndefined(path: string): Stats | undefined {
+  try {
+    return lstatSync(path)
+  } catch {
+    return undefined
+  }
 }
 
 /** The build-local stage and the dir the upload packs (the staging copy once built, else source.dir). */
@@ -131,8 +195,7 @@ export function buildLocal(cache?: BuildCache): {
         const keyFiles = ctx.config.cache?.key_files ?? []
         if (ctx.dryRun) {
           ctx.dryRun.runner(
-            'copy source.dir to a staging dir on the runner (source.exclude left out)',
-            `tar -cf - -C ${sh(sourceDir)} . | tar -xf - -C <staging>`
+            `copy ${sourceDir} to a staging dir on the runner (source.exclude left out; in-process, modes and mtimes kept)`
           )
           if (ctx.config.cache)
             ctx.dryRun.runner(
