@@ -19,7 +19,7 @@ import { freePort, startSshd, stopAll, tempDir, type SshHost } from '../__tests_
 import { httpGet, stopApp } from '../__tests__/e2e/harness/app.js'
 import { portPidFile, startNginx, writeBlueGreenApp, type Nginx } from '../__tests__/e2e/harness/nginx.js'
 import { project, q, type CliRun, type Project } from '../__tests__/e2e/support.js'
-import { capProject, capServer, capVersion, git, rb, run } from './capistrano.js'
+import { capVersion, git, run, writeCapistrano } from './capistrano.js'
 
 const DEPLOYS = Number(process.env.BENCH_DEPLOYS ?? 3)
 const EVERY_MS = Number(process.env.BENCH_EVERY_MS ?? 10)
@@ -207,25 +207,13 @@ async function capistranoScenario(host: SshHost): Promise<Scenario> {
   mkdirSync(repo)
   git(repo, 'init', '-q', '-b', 'main')
   const capDir = join(dir, 'cap')
-  capProject(capDir, {
+  writeCapistrano({
+    capDir,
     repo,
-    deployTo: root,
-    deployRb: [
-      'namespace :app do',
-      '  task :restart do',
-      '    on roles(:app) do',
-      '      within current_path do',
-      `        with port: ${rb(String(port))}, host: "127.0.0.1", pid_file: ${rb(`${root}/shared/app.pid`)} do`,
-      '          execute :sh, "bin/restart"',
-      '        end',
-      '      end',
-      '    end',
-      '  end',
-      'end',
-      'after "deploy:publishing", "app:restart"'
-    ]
+    root,
+    host,
+    env: { port: String(port), host: '127.0.0.1', pid_file: `${root}/shared/app.pid` }
   })
-  capServer(capDir, host)
   const cap = async (task: string) => {
     const r = await run('cap', ['production', task], capDir)
     if (r.code !== 0)

@@ -10,29 +10,27 @@ import { feedStdin } from './stdin.js'
  * key is checked with the host's known_hosts / fingerprints (or not, with the host's insecure opt-out).
  * Hosts given the same JumpTarget object share one bastion connection, closed with the last of them.
  */
-export interface JumpTarget {
-  /** Shown in logs and errors: `web-1 via bastion.example.org: ...`. */
+
+/** Who logs in where, and with which key: a host's or a bastion's part of its target. */
+export interface SshLogin {
+  /** Shown in logs and errors: `web-1`, or for a bastion `web-1 via bastion.example.org: ...`. */
   label: string
   address: string
   port: number
   user: string
-  /** The host's key when not given. */
+  /** Unset when the agent holds the keys; for a bastion, the host's key when not given. */
   privateKey?: string
   passphrase?: string
-  /** Where privateKey came from, for errors (default ssh.jump.private_key). */
+  /**
+   * Where privateKey came from, for errors: `ssh.private_key`, `~/.ssh/id_ed25519` (a bastion's default:
+   * ssh.jump.private_key).
+   */
   keySource?: string
 }
 
-export interface SshTarget {
-  label: string
-  address: string
-  port: number
-  user: string
-  /** Unset when the agent holds the keys. */
-  privateKey?: string
-  passphrase?: string
-  /** Where privateKey came from, for errors: `ssh.private_key`, `~/.ssh/id_ed25519`. */
-  keySource?: string
+export type JumpTarget = SshLogin
+
+export interface SshTarget extends SshLogin {
   /** The ssh-agent to ask for keys: a socket path, a Windows pipe, or `pageant` (ssh2's `agent`). */
   agent?: string
   /** The agent as errors name it: `the SSH agent (SSH_AUTH_SOCK)`. */
